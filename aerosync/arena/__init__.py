@@ -1,0 +1,1 @@
+"""The shared-memory arena: one POSIX segment holding the simulated machine."""

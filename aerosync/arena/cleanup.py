@@ -1,0 +1,88 @@
+"""Find and remove arena segments and semaphores whose owner is gone.
+
+A crash can leave `/dev/shm/aerosync_<pid>_*` (segments) and `/dev/shm/sem.aerosync_*`
+(semaphores) behind: a SIGKILLed coordinator never reaches its `finally`, and untracked
+segments have no resource tracker to fall back on (python-shm-pitfalls.md 1.5).  An
+object is stale when the pid in its name is dead (zombies count as dead) **and** no
+process maps or holds it open (`/proc/*/maps`, `/proc/*/fd`); both are checked so that a
+live run is never touched, even if its coordinator's pid was reused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import posix_ipc
+
+from aerosync.arch.cpu import proc_alive
+from aerosync.params import SHM_PREFIX
+
+__all__ = ["cleanup_stale", "find_project_objects", "in_use"]
+
+_NAME_RE = re.compile(rf"^(?:sem\.)?{re.escape(SHM_PREFIX)}(\d+)_")
+
+
+def find_project_objects(shm_dir: str = "/dev/shm") -> list[tuple[str, int]]:
+    """(file name in shm_dir, owner pid) of every AeroSync segment and semaphore."""
+    out = []
+    try:
+        names = os.listdir(shm_dir)
+    except OSError:
+        return []
+    for name in sorted(names):
+        m = _NAME_RE.match(name)
+        if m:
+            out.append((name, int(m.group(1))))
+    return out
+
+
+def in_use(paths: set[str]) -> set[str]:
+    """Which of these /dev/shm paths some process maps or holds open."""
+    used: set[str] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                for line in f:
+                    path = line.rstrip("\n").split(None, 5)[-1]
+                    path = path.removesuffix(" (deleted)")
+                    if path in paths:
+                        used.add(path)
+        except OSError:
+            pass
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target in paths:
+                    used.add(target)
+        except OSError:
+            pass
+    return used
+
+
+def cleanup_stale(dry_run: bool = False, shm_dir: str = "/dev/shm") -> list[str]:
+    """Remove stale project objects; returns the file names removed (or that would be)."""
+    candidates = [(n, pid) for n, pid in find_project_objects(shm_dir) if not proc_alive(pid)]
+    if not candidates:
+        return []
+    paths = {os.path.join(shm_dir, n): n for n, _ in candidates}
+    busy = in_use(set(paths))
+    removed = []
+    for path, name in paths.items():
+        if path in busy:
+            continue
+        if not dry_run:
+            try:
+                if name.startswith("sem."):
+                    posix_ipc.unlink_semaphore("/" + name[4:])
+                else:
+                    posix_ipc.unlink_shared_memory("/" + name)
+            except posix_ipc.ExistentialError:
+                continue
+        removed.append(name)
+    return removed

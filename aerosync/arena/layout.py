@@ -1,0 +1,160 @@
+"""Byte map of the arena: pure arithmetic from the configuration, no I/O.
+
+Unit: a byte offset (`off`) into the one shared segment.  Everything in the arena is
+addressed by offsets and indices, never by Python objects, so every process that
+attaches sees the same machine.
+
+Header (HEADER_SIZE bytes at offset 0; each field naturally aligned, inside one line)::
+
+    line 0   0 magic u64 | 8 version u32 | 12 page_size u32 | 16 total_size u64
+             24 config_hash u64 | 32 owner_pid u64 | 40 owner_starttime u64
+             48 created_ns u64 | 56 nr_sections u32 | 60 config_len u32
+    line 1   64 run_state u64 (atomic)    | 72 nr_ready u64 (atomic fetch_add)
+             80 nr_locks u64 (atomic bump) | 88 start_ns u64 | 96 stop_ns u64
+             104 pause_seq u64 (atomic)   | 112 nr_paused u64 (atomic)
+    128      section table: MAX_SECTIONS x {name 16 B ascii, off u64, size u64}
+    SECTION_TABLE_END..HEADER_SIZE   configuration JSON (utf-8, config_len bytes)
+
+Sections follow the header, each aligned to a page (4 KiB) so numpy views and physical
+pages start on page boundaries.  The base sections are:
+
+    cpu       nr_cpus x CPU_AREA_SIZE   per-CPU control line + published counters
+    errtext   nr_cpus x ERRTEXT_SIZE    traceback text of a worker that raised
+    locks     MAX_LOCKS x LOCK_SLOT_SIZE the lock table (sync/spinlock.py draws a slot)
+    pagemeta  nr_pages x PAGE_META_SIZE struct page array, indexed by pfn
+    physmem   nr_pages x PAGE_SIZE      the simulated physical memory
+
+Subsystems append their own sections (mm adds zones, pcp lists, ...) by passing
+`SectionSpec`s; the header's section table records where each landed, so an attacher
+reads offsets instead of recomputing them.
+
+Per-CPU area (CPU_AREA_SIZE bytes, 64-byte aligned; owner CPU writes, others read)::
+
+    line 0   0 state u64 | 8 pid u64 | 16 starttime u64 | 24 host_cpu u64
+             32 ops u64 (published count) | 40 heartbeat_ns u64 | 48 harness_ps u64
+             56 pause_ack u64
+    64..     NR_CPU_COUNTERS x u64 workload counters (names owned by the workload)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aerosync.params import (
+    CACHE_LINE,
+    CPU_AREA_SIZE,
+    ERRTEXT_SIZE,
+    LOCK_SLOT_SIZE,
+    MAX_LOCKS,
+    NR_CPU_COUNTERS,
+    PAGE_META_SIZE,
+    PAGE_SIZE,
+)
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_SECTIONS",
+    "SectionSpec",
+    "Layout",
+    "build_layout",
+    "base_sections",
+    "config_hash",
+    "align_up",
+    # header field offsets
+    "H_MAGIC", "H_VERSION", "H_PAGE_SIZE", "H_TOTAL", "H_CONFIG_HASH", "H_OWNER_PID",
+    "H_OWNER_START", "H_CREATED", "H_NR_SECTIONS", "H_CONFIG_LEN", "H_RUN_STATE",
+    "H_NR_READY", "H_NR_LOCKS", "H_START_NS", "H_STOP_NS", "H_PAUSE_SEQ", "H_NR_PAUSED",
+    "SECTION_TABLE", "SECTION_ENTRY", "CONFIG_OFF",
+    # run states
+    "RUN_INIT", "RUN_GO", "RUN_STOP", "RUN_ABORT",
+    # per-CPU area
+    "CPU_STATE", "CPU_PID", "CPU_STARTTIME", "CPU_HOST_CPU", "CPU_OPS", "CPU_HEARTBEAT",
+    "CPU_HARNESS_PS", "CPU_PAUSE_ACK", "CPU_COUNTERS",
+    "CPUST_EMPTY", "CPUST_STARTING", "CPUST_READY", "CPUST_RUNNING", "CPUST_DONE",
+    "CPUST_FAILED", "CPUST_NAMES",
+]
+
+HEADER_SIZE = 64 * 1024
+MAX_SECTIONS = 32
+SECTION_ENTRY = 32
+SECTION_TABLE = 128
+CONFIG_OFF = SECTION_TABLE + MAX_SECTIONS * SECTION_ENTRY
+
+H_MAGIC, H_VERSION, H_PAGE_SIZE, H_TOTAL = 0, 8, 12, 16
+H_CONFIG_HASH, H_OWNER_PID, H_OWNER_START, H_CREATED = 24, 32, 40, 48
+H_NR_SECTIONS, H_CONFIG_LEN = 56, 60
+H_RUN_STATE, H_NR_READY, H_NR_LOCKS, H_START_NS = 64, 72, 80, 88
+H_STOP_NS, H_PAUSE_SEQ, H_NR_PAUSED = 96, 104, 112
+
+RUN_INIT, RUN_GO, RUN_STOP, RUN_ABORT = 0, 1, 2, 3
+
+CPU_STATE, CPU_PID, CPU_STARTTIME, CPU_HOST_CPU = 0, 8, 16, 24
+CPU_OPS, CPU_HEARTBEAT, CPU_HARNESS_PS, CPU_PAUSE_ACK = 32, 40, 48, 56
+CPU_COUNTERS = CACHE_LINE
+CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED = range(6)
+CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed")
+
+assert CPU_COUNTERS + NR_CPU_COUNTERS * 8 <= CPU_AREA_SIZE
+assert CPU_AREA_SIZE % CACHE_LINE == 0 and LOCK_SLOT_SIZE % CACHE_LINE == 0
+assert CONFIG_OFF < HEADER_SIZE
+
+
+def align_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSpec:
+    """A named region a subsystem asks for; `align` must be a power of two >= 64."""
+
+    name: str
+    size: int
+    align: int = PAGE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each section landed; `sections[name] = (off, size)`."""
+
+    sections: dict[str, tuple[int, int]]
+    total: int
+
+    def off(self, name: str) -> int:
+        return self.sections[name][0]
+
+
+def base_sections(nr_cpus: int, nr_pages: int) -> list[SectionSpec]:
+    """The sections every arena has, before any subsystem adds its own."""
+    return [
+        SectionSpec("cpu", nr_cpus * CPU_AREA_SIZE),
+        SectionSpec("errtext", nr_cpus * ERRTEXT_SIZE),
+        SectionSpec("locks", MAX_LOCKS * LOCK_SLOT_SIZE),
+        SectionSpec("pagemeta", nr_pages * PAGE_META_SIZE),
+        SectionSpec("physmem", nr_pages * PAGE_SIZE),
+    ]
+
+
+def build_layout(specs: list[SectionSpec]) -> Layout:
+    """Place sections in order after the header; names must be unique ASCII <= 16 bytes."""
+    if len(specs) > MAX_SECTIONS:
+        raise ValueError(f"build_layout: {len(specs)} sections, at most {MAX_SECTIONS}")
+    off = HEADER_SIZE
+    sections: dict[str, tuple[int, int]] = {}
+    for s in specs:
+        if s.name in sections or not s.name.isascii() or not 0 < len(s.name) <= 16:
+            raise ValueError(f"build_layout: bad or duplicate section name {s.name!r}")
+        if s.align < CACHE_LINE or s.align & (s.align - 1):
+            raise ValueError(f"build_layout: section {s.name} align {s.align} not a power of two >= 64")
+        off = align_up(off, s.align)
+        sections[s.name] = (off, s.size)
+        off += s.size
+    return Layout(sections, align_up(off, PAGE_SIZE))
+
+
+def config_hash(config: dict[str, Any]) -> int:
+    """64-bit hash of the canonical JSON of a configuration (stored in the header)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little")

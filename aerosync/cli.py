@@ -1,0 +1,250 @@
+"""The `aerosync` command: argparse front end over the coordinator and the views.
+
+Exit status: 0 success; 1 a run failed (worker died, invariant broken); 2 usage error
+(bad scenario, key, value or file: nothing was created); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from aerosync.errors import AeroSyncError, UsageError
+
+__all__ = ["main"]
+
+_REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIO = _REPO / "scenarios" / "default.toml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 already; keep its wording
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fmt_int(n: float) -> str:
+    return f"{int(round(n)):,}"
+
+
+def _summary(res: Any) -> str:
+    d = res.to_dict()
+    scn, sim = d["scenario"], d["simulated_topology"]
+    lines = []
+    host_cpus = sorted(set(sim["host_cpu"]))
+    lines.append(f"AeroSync run: {scn['name']} (workload {scn['run']['workload']})")
+    lines.append(
+        f"  {sim['nr_cpus']} simulated CPUs on host CPUs {','.join(map(str, host_cpus))}; "
+        f"{sim['nr_nodes']} node(s) ({sim['source']}); {scn['machine']['memory'] // 2**20} MiB simulated RAM"
+    )
+    lines.append(
+        f"  measured {d['measured_s']:.2f} s (warm-up {scn['run']['warmup']:.2f} s excluded), "
+        f"seed {scn['run']['seed']}, workers ready in {d['ready_s']:.2f} s"
+    )
+    for note in d["notes"]:
+        lines.append(f"  note: {note}")
+    lines.append("")
+    hdr = f"  {'cpu':>4} {'node':>4} {'host':>4} {'pid':>8} {'ops':>14} {'ops/s':>12} {'min/s':>12} " \
+          f"{'median/s':>12} {'max/s':>12} {'ns/op':>8}"
+    lines.append(hdr)
+    for c in d["cpus"]:
+        nsop = 1e9 / c["ops_per_s"] if c["ops_per_s"] else 0.0
+        lines.append(
+            f"  {c['cpu']:>4} {c['node']:>4} {c['host_cpu']:>4} {c['pid']:>8} {_fmt_int(c['ops']):>14} "
+            f"{_fmt_int(c['ops_per_s']):>12} {_fmt_int(c['ops_per_s_min']):>12} "
+            f"{_fmt_int(c['ops_per_s_median']):>12} {_fmt_int(c['ops_per_s_max']):>12} {nsop:>8.0f}"
+        )
+    lines.append(f"  {'all':>4} {'':>4} {'':>4} {'':>8} {_fmt_int(d['total_ops']):>14} {_fmt_int(d['ops_per_s']):>12}")
+    harness = [c["harness_ns_per_op"] for c in d["cpus"]]
+    if harness:
+        h = sorted(harness)[len(harness) // 2]
+        lines.append(f"  harness cost (null workload loop on each CPU): {h:.1f} ns/op median")
+    lines.append("")
+    locks = [s for s in d["lock_stat"] if s["acquisitions"] or s["r_acquisitions"]]
+    if locks:
+        lines.append("  Top contended locks (lock_stat, per class):")
+        lines.append(f"  {'class':<28} {'contentions':>12} {'con %':>7} {'wait-avg us':>12} {'wait-max us':>12} "
+                     f"{'acquisitions':>13} {'acq-bounces':>12} {'hold-avg us':>12}")
+        for s in locks[:5]:
+            acq = s["acquisitions"] + s["r_acquisitions"]
+            con = s["contentions"] + s["r_contentions"]
+            wavg = (s["wait_total"] + s["r_wait_total"]) / con / 1000 if con else 0.0
+            havg = s["hold_total"] / s["acquisitions"] / 1000 if s["acquisitions"] else 0.0
+            lines.append(
+                f"  {s['lock_class']:<28} {_fmt_int(con):>12} {100 * con / acq if acq else 0:>6.2f}% {wavg:>12.2f} "
+                f"{max(s['wait_max'], s['r_wait_max']) / 1000:>12.2f} {_fmt_int(acq):>13} "
+                f"{_fmt_int(s['acq_bounces']):>12} {havg:>12.3f}"
+            )
+        lines.append("")
+    if d["workload"]:
+        lines.append("  Workload checks and figures:")
+        for k, v in d["workload"].items():
+            flag = ""
+            if k == "lost_updates":
+                flag = "  (ok)" if v == 0 else "  (LOST UPDATES: mutual exclusion or atomicity broken)"
+            lines.append(f"    {k} = {v}{flag}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from aerosync import coordinator
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
+
+    overrides = list(args.set or [])
+    if args.cpus is not None:
+        overrides.append(f"machine.cpus={args.cpus}")
+    if args.duration is not None:
+        overrides.append(f"run.duration={args.duration}")
+    scn = load_scenario(args.scenario, registry(), overrides)
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        def progress(t: float, ops: int) -> None:
+            sys.stderr.write(f"\r  running {t:6.1f} s  {ops:>14,} ops")
+            sys.stderr.flush()
+    res = coordinator.run(scn, on_sample=progress)
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 50 + "\r")
+    d = res.to_dict()
+    if args.output:
+        Path(args.output).write_text(json.dumps(d, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        sys.stdout.write(_summary(res))
+    lost = d["workload"].get("lost_updates", 0)
+    return 1 if lost else 0
+
+
+def _cmd_topology(args: argparse.Namespace) -> int:
+    from aerosync.arch import topology as topo
+
+    host = topo.read_host()
+    nr = None if args.cpus in (None, "all") else int(args.cpus)
+    if args.cpus not in (None, "all") and not str(args.cpus).isdigit():
+        raise UsageError(f"--cpus {args.cpus!r}: allowed: 'all' or a positive integer")
+    sim = topo.build_sim(args.topology, host, nr_cpus=nr if nr is not None else len(host.allowed_cpus))
+    if args.json:
+        print(json.dumps({"host": host.to_dict(), "simulated": sim.to_dict()}, indent=1))
+    else:
+        sys.stdout.write(topo.render(host, sim).rstrip() + "\n")
+    return 0
+
+
+def _cmd_stat(args: argparse.Namespace) -> int:
+    from aerosync.arena.segment import Arena
+    from aerosync.sync import lockstat
+
+    if args.view != "lock_stat":
+        raise UsageError(f"stat {args.view!r}: allowed views: lock_stat")
+    if args.result:
+        try:
+            d = json.loads(Path(args.result).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"{args.result}: cannot read a run result: {e}") from None
+        if "lock_stat" not in d:
+            raise UsageError(f"{args.result}: key lock_stat missing: not an `aerosync run --json` result")
+        stats = [lockstat.LockStat(**s) for s in d["lock_stat"]]
+    else:
+        name = args.arena or _only_live_arena()
+        arena = Arena.attach(name)
+        try:
+            stats = lockstat.snapshot(arena)
+        finally:
+            arena.close()
+    if args.json:
+        print(json.dumps(lockstat.lock_stat_dict(stats), indent=1))
+    else:
+        sys.stdout.write(lockstat.render_lock_stat(stats))
+    return 0
+
+
+def _only_live_arena() -> str:
+    from aerosync.arch.cpu import proc_alive
+    from aerosync.arena.cleanup import find_project_objects
+
+    live = [n for n, pid in find_project_objects() if not n.startswith("sem.") and proc_alive(pid)]
+    if len(live) != 1:
+        raise UsageError(
+            f"stat: {len(live)} live arenas ({', '.join(live) or 'none'}); "
+            "name one with --arena NAME or read a saved result with --result FILE"
+        )
+    return live[0]
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from aerosync.arena.cleanup import cleanup_stale
+
+    removed = cleanup_stale(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    if not removed:
+        print("cleanup: nothing stale in /dev/shm")
+    for name in removed:
+        print(f"cleanup: {verb} /dev/shm/{name}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from aerosync.bench import run_bench
+
+    return run_bench(args.suites, as_json=args.json, repeat=args.repeat)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="aerosync", description="AeroSync: pinned processes as simulated CPUs sharing one arena")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a scenario and print a summary")
+    r.add_argument("scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario TOML (default: %(default)s)")
+    r.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a scenario key")
+    r.add_argument("--cpus", help="shorthand for --set machine.cpus=...")
+    r.add_argument("--duration", type=float, help="shorthand for --set run.duration=...")
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.add_argument("--output", "-o", help="also write the JSON result to this file")
+    r.set_defaults(func=_cmd_run)
+
+    t = sub.add_parser("topology", help="show the host and the simulated machine")
+    t.add_argument("--topology", default="host", help="host, fake:N or a topology TOML file")
+    t.add_argument("--cpus", help="number of simulated CPUs (default: all allowed)")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=_cmd_topology)
+
+    s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
+    s.add_argument("view", help="lock_stat")
+    s.add_argument("--arena", help="name of a live arena (default: the only one running)")
+    s.add_argument("--result", help="a result JSON written by `aerosync run --output`")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_stat)
+
+    b = sub.add_parser("bench", help="measure the figures the issues ask for")
+    b.add_argument("suites", nargs="*", help="suites to run (default: all)")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("--repeat", type=int, default=5, help="repetitions per figure; the median is reported")
+    b.set_defaults(func=_cmd_bench)
+
+    c = sub.add_parser("cleanup", help="remove segments and semaphores whose owner is gone")
+    c.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    c.set_defaults(func=_cmd_cleanup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"aerosync {args.cmd}: interrupted; workers stopped and the arena removed", file=sys.stderr)
+        return 130
+    except AeroSyncError as e:
+        print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

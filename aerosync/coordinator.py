@@ -1,0 +1,407 @@
+"""The coordinator: create the arena, start pinned workers, sample, stop, clean up.
+
+Data flow::
+
+    scenario ──► host + simulated topology ──► config ──► Arena.create ──► workload.setup
+        │                                                            │
+        │        spawn one process per simulated CPU (workers/cpu.py)◄┘
+        │            each: pin, attach, READY ──► nr_ready == n ──► run_state = GO
+        ▼
+    sampling loop: wait(worker sentinels, sample_interval)
+        • a sentinel fires before STOP  → WorkerDied(cpu, pid, cause, traceback)
+        • every tick: per-CPU ops + counters ──► samples (throughput over time)
+        • duration over / every CPU DONE → run_state = STOP
+    stop: join (grace) → terminate → kill; lock_stat + workload report; close + unlink
+
+Only this module and cli.py import `workers`.  The coordinator never pins itself (a
+pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
+its main thread (PDEATHSIG follows the parent thread).  Whatever happens — an error,
+Ctrl-C (SIGINT), SIGTERM — the `finally` stops every worker and unlinks the segment;
+after a SIGKILL of the coordinator the workers die with it (PDEATHSIG) and
+`cleanup_stale()` (run at every start and by `aerosync cleanup`) removes the segment.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from multiprocessing.connection import wait as mp_wait
+from pathlib import Path
+from typing import Any
+
+from aerosync.arch import cpu as arch_cpu
+from aerosync.arch import topology as topo
+from aerosync.arena import layout as L
+from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
+from aerosync.errors import AeroSyncError, UsageError, WorkerDied
+from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, PAGE_SIZE
+from aerosync.scenario import Scenario, scenario_to_dict
+from aerosync.arena.cleanup import cleanup_stale
+from aerosync.sync import lockstat
+from aerosync.sync.spinlock import locks_held_by
+
+__all__ = ["RunResult", "run", "build_machine", "environment", "READY_TIMEOUT_S", "STOP_GRACE_S"]
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class RunResult:
+    """What a run produced; `to_dict()` is the JSON of `aerosync run --json`."""
+
+    scenario: dict[str, Any]
+    environment: dict[str, Any]
+    sim: dict[str, Any]
+    elapsed_s: float
+    measured_s: float
+    cpus: list[dict[str, Any]]
+    samples: list[dict[str, Any]]
+    lock_stat: list[dict[str, Any]]
+    lock_stat_text: str
+    workload: dict[str, Any]
+    ready_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_ops(self) -> int:
+        return sum(c["ops"] for c in self.cpus)
+
+    @property
+    def ops_per_s(self) -> float:
+        return sum(c["ops_per_s"] for c in self.cpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "environment": self.environment, "simulated_topology": self.sim,
+            "elapsed_s": self.elapsed_s, "measured_s": self.measured_s, "ready_s": self.ready_s,
+            "total_ops": self.total_ops, "ops_per_s": self.ops_per_s, "cpus": self.cpus,
+            "samples": self.samples, "lock_stat": self.lock_stat, "workload": self.workload,
+            "notes": self.notes,
+        }
+
+
+def _git_revision() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+        rev = out.stdout.strip()
+        if rev:
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "-uno"],
+                                   capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+            return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def environment(host: topo.HostTopology) -> dict[str, Any]:
+    """The facts a result needs to be explained later (DESIGN.md: record everything)."""
+    versions = {}
+    for pkg in ("aerosync", "numpy", "psutil", "posix-ipc", "atomicshm", "setproctitle"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    st = os.statvfs(SHM_DIR)
+    return {
+        "cpu_model": host.cpu_model,
+        "allowed_cpus": list(host.allowed_cpus),
+        "cpu_quota": host.quota,
+        "host_topology": host.to_dict(),
+        "dev_shm_bytes": st.f_blocks * st.f_frsize,
+        "dev_shm_free_bytes": shm_free_bytes(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_revision": _git_revision(),
+        "hostname": platform.node(),
+    }
+
+
+def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
+    """Resolve [machine] cpus/topology into the simulated topology (UsageError if impossible)."""
+    m = scn.machine
+    nr_cpus: int | None = None
+    cpu_list: tuple[int, ...] | None = None
+    if m.cpus == "all":
+        nr_cpus = len(host.allowed_cpus)
+    elif isinstance(m.cpus, int):
+        nr_cpus = m.cpus
+    else:
+        cpu_list = tuple(m.cpus)
+    if nr_cpus is not None and nr_cpus > MAX_CPUS:
+        raise UsageError(f"{scn.file}: machine.cpus = {nr_cpus}: at most {MAX_CPUS} simulated CPUs")
+    base = str(Path(scn.file).parent) if scn.file else "."
+    return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
+
+
+def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
+    m = scn.machine
+    return {
+        "nr_cpus": sim.nr_cpus,
+        "nr_pages": m.memory // PAGE_SIZE,
+        "memory": m.memory,
+        "sim": sim.to_dict(),
+        "lock_stat": m.lock_stat,
+        "lock_hold_sample": m.lock_hold_sample,
+        "remote_access_ns": m.remote_access_ns,
+        "workload": scn.run.workload,
+        "seed": scn.run.seed,
+    }
+
+
+class _Terminate(BaseException):
+    """SIGTERM turned into an exception so `finally` blocks run."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminate()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (shared memory exhausted?)" if -code == signal.SIGBUS else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+def _errtext(arena: Arena, cpu: int) -> str:
+    off = arena.off("errtext") + cpu * ERRTEXT_SIZE
+    raw = bytes(arena.u8[off : off + ERRTEXT_SIZE])
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> RunResult:
+    """Run a scenario to completion and return its figures.
+
+    `on_sample(elapsed_s, total_ops)` is called at each sampling tick (progress display).
+    `ready_only` starts the workers, waits for the barrier, and stops them without
+    running (used by the benchmark of worker start-up).
+    Raises WorkerDied when a simulated CPU dies, UsageError for an impossible machine.
+    """
+    from workers.cpu import WorkerSpec, main as worker_main
+    from workers.workloads import WORKLOADS
+
+    t_begin = time.perf_counter()
+    mod = WORKLOADS[scn.run.workload]
+    host = topo.read_host()
+    sim = build_machine(scn, host)
+    cleanup_stale()
+    n = sim.nr_cpus
+    config = _config(scn, sim)
+    specs = L.base_sections(n, config["nr_pages"]) + list(mod.sections(scn.workload, n))
+    notes = []
+    if sim.oversubscribed:
+        notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
+    quota = host.quota
+    if quota is not None and n > quota:
+        notes.append(f"cgroup CPU quota is {quota:g} CPUs, below the {n} workers: expect throttling")
+
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    arena = Arena.create(config, specs)
+    procs: list[mp.process.BaseProcess] = []
+    try:
+        mod.setup(arena, scn.workload, n)
+        ctx = mp.get_context("spawn")
+        from dataclasses import asdict
+
+        params = asdict(scn.workload)
+        for c in range(n):
+            spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
+                              scn.run.workload, params, scn.run.seed, scn.run.ops)
+            p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
+            p.start()
+            procs.append(p)
+        t_ready = _wait_ready(arena, procs)
+        ready_s = t_ready - t_begin
+        if ready_only:
+            arena.atomic.store64(L.H_RUN_STATE, L.RUN_STOP)
+            _stop(arena, procs)
+            return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
+                             [], [], [], "", {}, ready_s, notes)
+        samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample)
+        _stop(arena, procs)
+        cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
+        stats = lockstat.snapshot(arena)
+        result = RunResult(
+            scenario=scenario_to_dict(scn), environment=environment(host), sim=sim.to_dict(),
+            elapsed_s=time.perf_counter() - t_begin, measured_s=_measured_window(scn, t_go, t_end),
+            cpus=cpus, samples=samples, lock_stat=lockstat.lock_stat_dict(stats),
+            lock_stat_text=lockstat.render_lock_stat(stats), workload={}, ready_s=ready_s, notes=notes,
+        )
+        result.workload = mod.report(arena, scn.workload, result.to_dict())
+        return result
+    finally:
+        try:
+            arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT) if arena.atomic and not arena.atomic.closed else None
+        except Exception:
+            pass
+        _kill_all(procs)
+        arena.close()
+        arena.unlink()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _worker_died(arena: Arena, c: int, p: mp.process.BaseProcess) -> WorkerDied:
+    """Name the dead CPU, its pid, how it ended, its traceback and the locks it held."""
+    p.join(1.0)
+    tb = _errtext(arena, c)
+    cause = _describe_exit(p.exitcode)
+    if tb:
+        cause = f"{cause}: raised {tb.strip().splitlines()[-1]}"
+    held = locks_held_by(arena, p.pid or 0)
+    if held:
+        cause += "; it held " + ", ".join(name for _, name, _ in held)
+    return WorkerDied(c, p.pid or 0, cause, tb)
+
+
+def _check_dead(arena: Arena, procs: list[mp.process.BaseProcess], ready: list[Any]) -> None:
+    """Raise WorkerDied for the first worker whose sentinel fired."""
+    for c, p in enumerate(procs):
+        if p.sentinel in ready or not p.is_alive():
+            raise _worker_died(arena, c, p)
+
+
+def _wait_ready(arena: Arena, procs: list[mp.process.BaseProcess]) -> float:
+    deadline = time.perf_counter() + READY_TIMEOUT_S
+    sentinels = [p.sentinel for p in procs]
+    while arena.atomic.load64(L.H_NR_READY) < len(procs):
+        ready = mp_wait(sentinels, timeout=0.002)
+        if ready:
+            _check_dead(arena, procs, ready)
+        if time.perf_counter() > deadline:
+            raise AeroSyncError(f"workers not ready after {READY_TIMEOUT_S:.0f} s "
+                                f"({arena.atomic.load64(L.H_NR_READY)} of {len(procs)} at the barrier)")
+    return time.perf_counter()
+
+
+def _cpu_word(arena: Arena, cpu: int, field_off: int) -> int:
+    return arena.u64[(arena.off("cpu") + cpu * CPU_AREA_SIZE + field_off) >> 3]
+
+
+def _sample(arena: Arena, n: int, t0: float) -> dict[str, Any]:
+    return {"t": time.perf_counter() - t0, "ops": [_cpu_word(arena, c, L.CPU_OPS) for c in range(n)]}
+
+
+def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
+              on_sample: Any) -> tuple[list[dict[str, Any]], float, float]:
+    n = len(procs)
+    at = arena.atomic
+    sentinels = [p.sentinel for p in procs]
+    interval = scn.run.sample_interval
+    t_go = time.perf_counter()
+    arena.u64[L.H_START_NS >> 3] = time.monotonic_ns()
+    at.store64(L.H_RUN_STATE, L.RUN_GO)          # release the barrier
+    samples = [_sample(arena, n, t_go)]
+    deadline = t_go + scn.run.duration if scn.run.duration is not None else None
+    next_tick = t_go + interval
+    while True:
+        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
+        if ready:
+            # A worker exits on its own only in ops mode after DONE; anything else is a death.
+            for c, p in enumerate(procs):
+                if p.sentinel in ready:
+                    p.join(1.0)
+                    if p.exitcode != 0 or _cpu_word(arena, c, L.CPU_STATE) != L.CPUST_DONE:
+                        raise _worker_died(arena, c, p)
+            sentinels = [p.sentinel for p in procs if p.exitcode is None]
+        now = time.perf_counter()
+        if now >= next_tick:
+            samples.append(_sample(arena, n, t_go))
+            next_tick += interval
+            if next_tick < now:
+                next_tick = now + interval
+            if on_sample is not None:
+                on_sample(now - t_go, sum(samples[-1]["ops"]))
+        if deadline is not None and now >= deadline:
+            break
+        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
+            break
+    at.store64(L.H_RUN_STATE, L.RUN_STOP)
+    t_end = time.perf_counter()
+    arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
+    samples.append(_sample(arena, n, t_go))
+    return samples, t_go, t_end
+
+
+def _stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> None:
+    """Wait for workers to leave after STOP; a worker that failed while stopping is reported."""
+    deadline = time.perf_counter() + STOP_GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.perf_counter()))
+    for c, p in enumerate(procs):
+        if p.exitcode not in (0, None):
+            raise _worker_died(arena, c, p)
+
+
+def _kill_all(procs: list[mp.process.BaseProcess]) -> None:
+    for p in procs:
+        if p.exitcode is None:
+            p.terminate()
+    for p in procs:
+        p.join(2.0)
+        if p.exitcode is None:
+            p.kill()
+            p.join(2.0)
+
+
+def _measured_window(scn: Scenario, t_go: float, t_end: float) -> float:
+    return max(1e-9, (t_end - t_go) - scn.run.warmup)
+
+
+def _collect(arena: Arena, mod: Any, sim: topo.SimTopology, samples: list[dict[str, Any]],
+             scn: Scenario, t_go: float, t_end: float) -> list[dict[str, Any]]:
+    from workers.workloads._common import cpu_counters
+
+    warm = scn.run.warmup
+    first = next((s for s in samples if s["t"] >= warm), samples[0])
+    last = samples[-1]
+    window = max(1e-9, last["t"] - first["t"])
+    cpus = []
+    for c in range(sim.nr_cpus):
+        ops = last["ops"][c]
+        rates = []
+        prev = None
+        for s in samples:
+            if s["t"] < warm:
+                continue
+            if prev is not None and s["t"] - prev["t"] < scn.run.sample_interval / 2:
+                continue       # the closing sample right after STOP: too short to rate
+            if prev is not None:
+                rates.append((s["ops"][c] - prev["ops"][c]) / (s["t"] - prev["t"]))
+            prev = s
+        rates.sort()
+        cpus.append({
+            "cpu": c, "node": sim.cpu_to_node[c], "host_cpu": sim.host_cpu[c],
+            "pid": _cpu_word(arena, c, L.CPU_PID), "ops": ops,
+            "ops_per_s": (ops - first["ops"][c]) / window,
+            "ops_per_s_min": rates[0] if rates else 0.0,
+            "ops_per_s_median": rates[len(rates) // 2] if rates else 0.0,
+            "ops_per_s_max": rates[-1] if rates else 0.0,
+            "state": L.CPUST_NAMES[_cpu_word(arena, c, L.CPU_STATE)],
+            "harness_ns_per_op": _cpu_word(arena, c, L.CPU_HARNESS_PS) / 1000,
+            "counters": cpu_counters(arena, c, mod.COUNTERS),
+        })
+    return cpus

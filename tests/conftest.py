@@ -1,0 +1,110 @@
+"""Shared fixtures: every arena and process a test makes is cleaned up, even on failure.
+
+Names are unique per test process (aerosync_<pid>_<random>), so pytest-xdist workers
+never collide.  A session-level sweep removes what a crashed test might have left.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from aerosync.arena import layout as L
+from aerosync.arena.cleanup import cleanup_stale, find_project_objects
+from aerosync.arena.segment import Arena
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="run long stress soaks (default: short CI-sized versions)")
+
+
+@pytest.fixture(scope="session")
+def soak(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--soak"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale() -> Iterator[None]:
+    cleanup_stale()
+    yield
+    cleanup_stale()
+
+
+def _kill_tree() -> None:
+    me = psutil.Process()
+    kids = [p for p in me.children(recursive=True) if "resource_tracker" not in " ".join(_cmd(p))]
+    for p in kids:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(kids, timeout=5)
+
+
+def _cmd(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_children() -> Iterator[None]:
+    yield
+    _kill_tree()
+
+
+@pytest.fixture
+def make_arena() -> Iterator[Callable[..., Arena]]:
+    """Factory of small arenas owned by the test; closed and unlinked at teardown."""
+    made: list[Arena] = []
+
+    def factory(nr_cpus: int = 2, nr_pages: int = 16, extra: list[L.SectionSpec] | None = None,
+                **config: Any) -> Arena:
+        cfg = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "test": os.environ.get("PYTEST_CURRENT_TEST", ""),
+               **config}
+        a = Arena.create(cfg, L.base_sections(nr_cpus, nr_pages) + list(extra or []))
+        made.append(a)
+        return a
+
+    yield factory
+    for a in made:
+        try:
+            a.close()
+        finally:
+            a.unlink()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., mp.process.BaseProcess]]:
+    """Start helper processes with the spawn method; all are killed at teardown."""
+    ctx = mp.get_context("spawn")
+    procs: list[mp.process.BaseProcess] = []
+
+    def start(target: Callable[..., Any], *args: Any) -> mp.process.BaseProcess:
+        p = ctx.Process(target=target, args=args, daemon=True)
+        p.start()
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.exitcode is None:
+            p.kill()
+        p.join(5)
+
+
+def my_objects() -> list[str]:
+    """AeroSync objects in /dev/shm owned by this test process."""
+    return [n for n, pid in find_project_objects() if pid == os.getpid()]
+
+
+def sigkill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,144 @@
+"""The simulated CPU: one pinned process that attaches the arena and runs a workload.
+
+Life of a worker (coordinator.py drives the other side)::
+
+    start ─ die_with_parent ─ pin + verify ─ attach ─ READY, nr_ready++ ─ wait GO
+          ─ loop { batch of ops ; publish ops + heartbeat ; check run_state } ─ DONE ─ close
+
+Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
+keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
+Ctrl-C reaches the whole process group, and the coordinator, not each worker, decides
+how a run stops.  A worker that raises writes its traceback to its `errtext` slot and
+marks itself FAILED before exiting 1, so the coordinator can name the cause.
+
+Owner-only data: this CPU's per-CPU area (state, pid, ops, heartbeat, counters) is
+written only here, with plain stores of aligned u64s (one writer, never torn); the
+coordinator reads it.  nr_ready is a fetch_add because every worker bumps it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+from aerosync.arch import cpu as arch_cpu
+from aerosync.arena import layout as L
+from aerosync.arena.segment import Arena
+from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE
+
+__all__ = ["WorkerSpec", "main", "cpu_rng"]
+
+BATCH_TARGET_NS = 2_000_000      # aim for ~2 ms of work between publishes/stop checks
+BATCH_MAX = 1 << 16
+GO_POLL_S = 200e-6
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything a worker needs, small and picklable: names and numbers, no state."""
+
+    arena_name: str
+    config_hash: int
+    cpu: int
+    host_cpu: int
+    ppid: int
+    workload: str
+    params: dict
+    seed: int
+    ops: int | None            # operation budget, or None: run until told to stop
+
+
+def cpu_rng(seed: int, cpu: int) -> random.Random:
+    """Each CPU's deterministic operation stream, given the scenario seed."""
+    return random.Random(seed * 1_000_003 + cpu)
+
+
+def _write_errtext(arena: Arena, cpu: int, text: str) -> None:
+    data = text.encode(errors="replace")[-(ERRTEXT_SIZE - 1):]
+    off = arena.off("errtext") + cpu * ERRTEXT_SIZE
+    arena.u8[off : off + len(data)] = data
+    arena.u8[off + len(data)] = 0
+
+
+def main(spec: WorkerSpec) -> None:
+    """Process entry point (multiprocessing target)."""
+    arch_cpu.die_with_parent(spec.ppid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable()
+    arch_cpu.set_proc_title(f"aerosync cpu{spec.cpu}")
+    arch_cpu.pin_to(spec.host_cpu)
+    arena = Arena.attach(spec.arena_name, expect_hash=spec.config_hash)
+    area = (arena.off("cpu") + spec.cpu * CPU_AREA_SIZE) >> 3
+    q = arena.u64
+    try:
+        q[area + (L.CPU_PID >> 3)] = os.getpid()
+        q[area + (L.CPU_STARTTIME >> 3)] = arch_cpu.proc_starttime(os.getpid()) or 0
+        q[area + (L.CPU_HOST_CPU >> 3)] = spec.host_cpu
+        code = _run(arena, spec, area)
+    except BaseException:
+        _write_errtext(arena, spec.cpu, traceback.format_exc())
+        q[area + (L.CPU_STATE >> 3)] = L.CPUST_FAILED
+        code = 1
+    arena.close()
+    sys.exit(code)
+
+
+def _harness_ps(n: int = 200_000) -> int:
+    """Picoseconds per operation of the harness loop itself (the null workload's batch),
+    measured on this pinned CPU before the barrier so every run reports it."""
+    from workers.workloads import null
+
+    batch = null.make_batch(None, 0, null.Params(), random.Random(0))  # type: ignore[arg-type]
+    t0 = time.perf_counter_ns()
+    batch(n)
+    return (time.perf_counter_ns() - t0) * 1000 // n
+
+
+def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
+    from workers.workloads import WORKLOADS
+
+    mod = WORKLOADS[spec.workload]
+    params = mod.Params(**spec.params)
+    batch = mod.make_batch(arena, spec.cpu, params, cpu_rng(spec.seed, spec.cpu))
+    at, q = arena.atomic, arena.u64
+    state_i, ops_i, hb_i = area + (L.CPU_STATE >> 3), area + (L.CPU_OPS >> 3), area + (L.CPU_HEARTBEAT >> 3)
+    load, run_state = at.load64, L.H_RUN_STATE
+    clock = time.monotonic_ns
+
+    q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
+    q[state_i] = L.CPUST_READY
+    at.fetch_add64(L.H_NR_READY, 1)
+    while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
+        time.sleep(GO_POLL_S)
+    if rs != L.RUN_GO:
+        q[state_i] = L.CPUST_DONE
+        return 0
+    q[state_i] = L.CPUST_RUNNING
+
+    budget = spec.ops if spec.ops is not None else -1
+    done, n = 0, 16
+    while budget < 0 or done < budget:
+        if budget >= 0:
+            n = min(n, budget - done)
+        t0 = clock()
+        batch(n)
+        t1 = clock()
+        done += n
+        q[ops_i] = done
+        q[hb_i] = t1
+        if load(run_state) != L.RUN_GO:
+            break
+        # Adapt the batch so publishing and stop checks stay ~2 ms apart.
+        dt = t1 - t0
+        if dt < BATCH_TARGET_NS // 2 and n < BATCH_MAX:
+            n *= 2
+        elif dt > BATCH_TARGET_NS * 2 and n > 1:
+            n //= 2
+    q[state_i] = L.CPUST_DONE
+    return 0

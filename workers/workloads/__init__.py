@@ -1,0 +1,35 @@
+"""The workload registry: name -> module.  An explicit dict, no plugin magic.
+
+Every workload module provides:
+
+    Params                      frozen dataclass; fields with defaults are the [workload] keys
+    COUNTERS: tuple[str, ...]   names of the per-CPU counters it publishes (<= NR_CPU_COUNTERS)
+    sections(params, nr_cpus) -> list[SectionSpec]          extra arena sections it needs
+    setup(arena, params, nr_cpus) -> None                   coordinator, before workers start
+    make_batch(arena, cpu, params, rng) -> Callable[[int], None]
+                                run n operations on simulated CPU `cpu` (worker process)
+    report(arena, params, result) -> dict                  figures and checks after the run
+
+`make_batch` runs in the pinned worker; it binds what its loop needs and publishes its
+counters with plain stores to its own per-CPU area (the owner is the only writer).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from workers.workloads import counter_storm, fault, lock_storm, null
+
+__all__ = ["WORKLOADS", "registry"]
+
+WORKLOADS: dict[str, ModuleType] = {
+    "null": null,
+    "counter_storm": counter_storm,
+    "lock_storm": lock_storm,
+    "fault": fault,
+}
+
+
+def registry() -> dict[str, type]:
+    """name -> Params dataclass, for scenario validation."""
+    return {name: mod.Params for name, mod in WORKLOADS.items()}

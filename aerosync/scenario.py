@@ -1,0 +1,593 @@
+"""Scenario files: one declarative TOML file → one frozen `Scenario`, checked once.
+
+A scenario says which workload runs on which simulated machine and for how long.  It is
+parsed here, at the edge, into frozen dataclasses; nothing downstream sees a raw TOML
+dict.  Every rejection is a `ScenarioError(file, key, value, allowed)` naming the file
+(or ``<command line>`` for a bad ``--set`` override), the dotted key, the bad value and
+what would have been accepted, so the CLI can print one line and exit 2.
+
+Schema (every section optional except ``[run] workload``)::
+
+    name, description                   top level; name defaults to the file stem
+    [run]      workload duration|ops seed sample_interval warmup
+    [machine]  cpus memory topology lock_stat lock_hold_sample remote_access_ns
+    [workload] the workload's own Params fields (checked against its dataclass)
+
+Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
+this module sits below `arch` and only checks their shape; the coordinator resolves them.
+
+Overrides (``section.key=value``, the value parsed as a TOML value, else taken as a bare
+string) are applied to the raw tables before validation, with two conveniences so a
+command line can change what a file says without contradicting it:
+
+1. overriding ``run.duration`` drops the file's ``run.ops`` and vice versa (exactly one
+   of the two may be in force);
+2. overriding ``run.workload`` with a different name drops the file's ``[workload]``
+   table (those parameters belong to the other workload).
+
+A relative ``machine.topology`` path is resolved against the scenario file's directory
+when it comes from the file, and against the current directory when it comes from an
+override (where the user typed it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from aerosync.errors import ScenarioError
+from aerosync.params import MAX_CPUS, MAX_MEMORY, MAX_NUMNODES, MIN_MEMORY, PAGE_SIZE
+
+__all__ = [
+    "COMMAND_LINE",
+    "DEFAULT_DURATION",
+    "DEFAULT_MEMORY",
+    "MachineSpec",
+    "RunSpec",
+    "Scenario",
+    "load_scenario",
+    "parse_size",
+    "scenario_hash",
+    "scenario_to_dict",
+    "with_overrides",
+]
+
+COMMAND_LINE = "<command line>"     # ScenarioError.file for a bad override
+DEFAULT_DURATION = 5.0              # seconds, when neither run.duration nor run.ops is given
+DEFAULT_MEMORY = 64 << 20           # [machine] memory = "64M"
+SAMPLE_INTERVAL_MIN, SAMPLE_INTERVAL_MAX = 0.01, 10.0
+LOCK_HOLD_SAMPLE_MAX = 1024
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+_SIZE_RE = re.compile(r"(\d+)\s*(?:([kmg])(ib)?)?", re.IGNORECASE)
+_SIZE_SHIFT = {"k": 10, "m": 20, "g": 30}
+_SIZE_ALLOWED = (
+    'a byte count: an int >= 0, or a string such as "64M", "512MiB" or "1G" '
+    "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
+)
+
+_TOP_KEYS = ("name", "description", "run", "machine", "workload")
+_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup")
+_MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns")
+
+
+class _Missing:
+    """The value shown for a required key that is absent (prints as <missing>)."""
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSpec:
+    """[run]: what runs and for how long; exactly one of duration / ops is set."""
+
+    workload: str
+    duration: float | None          # seconds of the measured run (None: run `ops` instead)
+    ops: int | None                 # operations per simulated CPU (None: run `duration`)
+    seed: int
+    sample_interval: float          # seconds between coordinator samples
+    warmup: float                   # seconds at the start left out of the figures
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """[machine]: the simulated machine; cpus and topology are resolved by the coordinator."""
+
+    cpus: str | int | tuple[int, ...]   # "all", a count, or host CPU ids in simulated-CPU order
+    memory: int                         # bytes of simulated RAM, a multiple of PAGE_SIZE
+    topology: str                       # "host", "fake:N", or an absolute topology file path
+    lock_stat: bool
+    lock_hold_sample: int               # time 1 hold in N acquisitions (power of two)
+    remote_access_ns: int               # extra ns per remote touch per (distance-10)/10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    """A whole scenario as it will run; `workload` is the workload's Params instance."""
+
+    name: str
+    description: str
+    file: str                       # absolute path of the scenario file ("" if none)
+    run: RunSpec
+    machine: MachineSpec
+    workload: object
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ctx:
+    """Where errors are reported: the file, and which dotted keys came from overrides."""
+
+    file: str
+    overridden: frozenset[str] = frozenset()
+
+    def err(self, key: str, value: object, allowed: str, *involved: str) -> ScenarioError:
+        """Blame the command line if `key` (or any involved key) was set by an override."""
+        from_cli = any(k in self.overridden for k in (key, *involved))
+        return ScenarioError(COMMAND_LINE if from_cli else self.file, key, value, allowed)
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def load_scenario(
+    path: str | Path, registry: Mapping[str, type], overrides: Sequence[str] = ()
+) -> Scenario:
+    """Read, override and validate one scenario file.
+
+    `registry` maps workload name → its Params dataclass.  Raises ScenarioError for a
+    missing or unreadable file, a TOML syntax error, a malformed override, or any bad key
+    or value; nothing is created on failure.
+    """
+    shown = str(path)
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(shown, "<file>", shown, "an existing scenario TOML file") from None
+    except IsADirectoryError:
+        raise ScenarioError(shown, "<file>", shown, "a scenario TOML file, not a directory") from None
+    except PermissionError as e:
+        raise ScenarioError(shown, "<file>", shown, f"a readable scenario TOML file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(shown, "<file>", shown, f"a UTF-8 TOML file ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(shown, "<toml>", _syntax_line(p, str(e)), f"valid TOML: {e}") from None
+    file = str(p.resolve())
+    return _build(data, _Ctx(shown), registry, overrides, file=file, stem=p.stem, base_dir=p.resolve().parent)
+
+
+def with_overrides(s: Scenario, registry: Mapping[str, type], overrides: Sequence[str]) -> Scenario:
+    """The scenario `s` with more overrides applied and everything re-validated.
+
+    For sweeps that vary one key of an already loaded scenario without re-reading the
+    file.  Errors as in `load_scenario`.
+    """
+    data = scenario_to_dict(s)
+    del data["file"]
+    data["run"] = {k: v for k, v in data["run"].items() if v is not None}
+    base = Path(s.file).parent if s.file else Path.cwd()
+    return _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
+                  file=s.file, stem=s.name, base_dir=base)
+
+
+def parse_size(text_or_int: object, file: str, key: str) -> int:
+    """Bytes from an int or a "64M" / "512MiB" / "1G" string (powers of 1024).
+
+    Only parses: range and alignment are the caller's rules.  Raises ScenarioError(file,
+    key, value, ...) for anything else (bools, floats, negative numbers, "64MB").
+    """
+    if isinstance(text_or_int, int) and not isinstance(text_or_int, bool):
+        if text_or_int >= 0:
+            return text_or_int
+    elif isinstance(text_or_int, str):
+        m = _SIZE_RE.fullmatch(text_or_int.strip())
+        if m:
+            shift = _SIZE_SHIFT[m.group(2).lower()] if m.group(2) else 0
+            return int(m.group(1)) << shift
+    raise ScenarioError(file, key, text_or_int, _SIZE_ALLOWED)
+
+
+def scenario_to_dict(s: Scenario) -> dict[str, Any]:
+    """The scenario as run, as plain JSON types (tuples become lists)."""
+    return {
+        "name": s.name,
+        "description": s.description,
+        "file": s.file,
+        "run": _jsonable(dataclasses.asdict(s.run)),
+        "machine": _jsonable(dataclasses.asdict(s.machine)),
+        "workload": _jsonable(dataclasses.asdict(s.workload)),
+    }
+
+
+def scenario_hash(s: Scenario) -> str:
+    """First 16 hex digits of sha256 over the canonical JSON of what determines the run.
+
+    Covers run, machine and workload parameters (canonical: sorted keys, no spaces);
+    name, description and the file's location are left out so a renamed or moved copy
+    of the same experiment hashes the same.
+    """
+    d = scenario_to_dict(s)
+    canon = {"run": d["run"], "machine": d["machine"], "workload": d["workload"]}
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def _build(
+    data: dict[str, Any],
+    ctx: _Ctx,
+    registry: Mapping[str, type],
+    overrides: Sequence[str],
+    *,
+    file: str,
+    stem: str,
+    base_dir: Path,
+) -> Scenario:
+    data, overridden = _apply_overrides(data, overrides)
+    ctx = dataclasses.replace(ctx, overridden=overridden)
+    for key in data:
+        if key not in _TOP_KEYS:
+            hint = ""
+            if key in _RUN_KEYS or key in _MACHINE_KEYS:
+                section = "run" if key in _RUN_KEYS else "machine"
+                hint = f" ({key!r} belongs in [{section}])"
+            raise ctx.err(key, data[key], f"known top-level keys: {', '.join(_TOP_KEYS)}{hint}")
+    name = data.get("name", _MISSING)
+    if name is _MISSING:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "scenario"
+    elif not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ctx.err("name", name, "a non-empty string of letters, digits, '_', '.' and '-'")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ctx.err("description", description, "a string (free text)")
+    run_t = _table(data, "run", ctx)
+    machine_t = _table(data, "machine", ctx)
+    workload_v = data.get("workload", {})
+    if not isinstance(workload_v, dict):
+        raise ctx.err("workload", workload_v, "a table [workload] of the workload's parameters "
+                      '(the workload\'s name goes in [run] workload = "...")')
+    run = _parse_run(run_t, ctx, registry)
+    machine = _parse_machine(machine_t, ctx, base_dir)
+    params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
+    return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params)
+
+
+def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:
+    value = data.get(section, {})
+    if not isinstance(value, dict):
+        raise ctx.err(section, value, f"a table [{section}]")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], section: str, known: Sequence[str], ctx: _Ctx) -> None:
+    for key in table:
+        if key not in known:
+            raise ctx.err(f"{section}.{key}", table[key], f"known [{section}] keys: {', '.join(known)}")
+
+
+def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> RunSpec:
+    """[run]; warmup is checked against the duration, so it comes last."""
+    _check_keys(t, "run", _RUN_KEYS, ctx)
+    names = ", ".join(sorted(registry)) or "(none registered)"
+    workload = t.get("workload", _MISSING)
+    if workload is _MISSING:
+        raise ctx.err("run.workload", workload, f"required: one of {names}")
+    if not isinstance(workload, str) or workload not in registry:
+        raise ctx.err("run.workload", workload, f"one of {names}")
+
+    duration = _number(t, "duration", ctx, "seconds > 0 (a finite int or float)", lambda x: x > 0)
+    ops = t.get("ops")
+    if duration is not None and ops is not None:
+        raise ctx.err("run", {"duration": t["duration"], "ops": ops},
+                      "exactly one of run.duration (seconds) or run.ops (operations per CPU)",
+                      "run.duration", "run.ops")
+    if ops is None:
+        duration = DEFAULT_DURATION if duration is None else duration
+    elif not _is_int(ops) or ops <= 0:
+        raise ctx.err("run.ops", ops, "operations per simulated CPU: an int > 0")
+
+    seed = t.get("seed", 1)
+    if not _is_int(seed) or seed < 0:
+        raise ctx.err("run.seed", seed, "an int >= 0")
+    lo, hi = SAMPLE_INTERVAL_MIN, SAMPLE_INTERVAL_MAX
+    sample_interval = _number(t, "sample_interval", ctx, f"seconds, {lo}..{hi}", lambda x: lo <= x <= hi)
+    warmup = _number(t, "warmup", ctx, "seconds >= 0", lambda x: x >= 0)
+    warmup = 0.0 if warmup is None else warmup
+    if duration is not None and warmup >= duration:
+        raise ctx.err("run.warmup", t["warmup"], f"seconds >= 0 and < run.duration ({duration})", "run.duration")
+    return RunSpec(
+        workload=workload,
+        duration=duration,
+        ops=ops,
+        seed=seed,
+        sample_interval=0.1 if sample_interval is None else sample_interval,
+        warmup=warmup,
+    )
+
+
+def _number(t: Mapping[str, Any], key: str, ctx: _Ctx, allowed: str, ok: Callable[[float], bool]) -> float | None:
+    """t[key] as a finite float satisfying ok(x), or None if absent (int accepted)."""
+    if key not in t:
+        return None
+    v = t[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not ok(v):
+        raise ctx.err(f"run.{key}", v, allowed)
+    return float(v)
+
+
+def _parse_machine(t: dict[str, Any], ctx: _Ctx, base_dir: Path) -> MachineSpec:
+    _check_keys(t, "machine", _MACHINE_KEYS, ctx)
+    cpus = _parse_cpus(t.get("cpus", "all"), ctx)
+
+    raw_mem = t.get("memory", DEFAULT_MEMORY)
+    file = COMMAND_LINE if "machine.memory" in ctx.overridden else ctx.file
+    memory = parse_size(raw_mem, file, "machine.memory")
+    if memory % PAGE_SIZE or not MIN_MEMORY <= memory <= MAX_MEMORY:
+        raise ctx.err("machine.memory", raw_mem,
+                      f"a multiple of 4 KiB ({PAGE_SIZE} bytes) between 4 MiB and 64 GiB "
+                      f"({MIN_MEMORY}..{MAX_MEMORY} bytes); {memory} bytes given")
+
+    topology = _parse_topology(t.get("topology", "host"), ctx, base_dir)
+
+    lock_stat = t.get("lock_stat", True)
+    if not isinstance(lock_stat, bool):
+        raise ctx.err("machine.lock_stat", lock_stat, "true or false")
+    hold = t.get("lock_hold_sample", 8)
+    if not _is_int(hold) or not 1 <= hold <= LOCK_HOLD_SAMPLE_MAX or hold & (hold - 1):
+        raise ctx.err("machine.lock_hold_sample", hold,
+                      f"a power of two 1..{LOCK_HOLD_SAMPLE_MAX} (1 = time every acquisition)")
+    remote = t.get("remote_access_ns", 0)
+    if not _is_int(remote) or remote < 0:
+        raise ctx.err("machine.remote_access_ns", remote, "an int >= 0 (nanoseconds; 0 = off)")
+    return MachineSpec(cpus=cpus, memory=memory, topology=topology, lock_stat=lock_stat,
+                       lock_hold_sample=hold, remote_access_ns=remote)
+
+
+def _parse_cpus(v: object, ctx: _Ctx) -> str | int | tuple[int, ...]:
+    allowed = (f'"all" (every CPU this host allows), a count 1..{MAX_CPUS}, '
+               "or a non-empty list of distinct host CPU ids (ints >= 0)")
+    if v == "all":
+        return "all"
+    if isinstance(v, int) and not isinstance(v, bool):
+        if 1 <= v <= MAX_CPUS:
+            return v
+    elif isinstance(v, list) and v and all(_is_int(c) and c >= 0 for c in v):
+        seen: set[int] = set()
+        for c in v:
+            if c in seen:
+                raise ctx.err("machine.cpus", v, f"{allowed}; CPU {c} is listed twice")
+            seen.add(c)
+        return tuple(v)
+    raise ctx.err("machine.cpus", v, allowed)
+
+
+def _parse_topology(v: object, ctx: _Ctx, base_dir: Path) -> str:
+    allowed = (f'"host", "fake:N" (N nodes, an int 1..{MAX_NUMNODES}), '
+               "or the path of an existing topology TOML file (relative to the scenario's directory)")
+    if not isinstance(v, str) or not v.strip():
+        raise ctx.err("machine.topology", v, allowed)
+    if v == "host":
+        return v
+    if v.startswith("fake:"):
+        n = v.removeprefix("fake:")
+        if n.isascii() and n.isdigit() and 1 <= int(n) <= MAX_NUMNODES:
+            return f"fake:{int(n)}"
+        raise ctx.err("machine.topology", v, allowed)
+    # A path given on the command line is relative to where the user typed it.
+    base = Path.cwd() if "machine.topology" in ctx.overridden else base_dir
+    path = (base / Path(v).expanduser()).resolve()
+    if not path.is_file():
+        raise ctx.err("machine.topology", v, f"{allowed}; {path} is not a file")
+    return str(path)
+
+
+# ------------------------------------------------------------------------------ workload
+
+
+def _parse_workload(t: dict[str, Any], ctx: _Ctx, name: str, cls: type) -> object:
+    """[workload] checked field by field against the Params dataclass, then validate()."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"registry[{name!r}] = {cls!r} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in t:
+        if key not in fields:
+            known = ", ".join(fields) if fields else "(none: this workload takes no parameters)"
+            raise ctx.err(f"workload.{key}", t[key], f"known parameters of workload {name!r}: {known}")
+    kwargs: dict[str, Any] = {}
+    for fname, f in fields.items():
+        key = f"workload.{fname}"
+        if fname not in t:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ctx.err(key, _MISSING, f"required by workload {name!r}: {_type_name(hints[fname])}")
+            continue
+        ok, value = _coerce(t[fname], hints[fname])
+        if not ok:
+            raise ctx.err(key, t[fname], _type_name(hints[fname]))
+        kwargs[fname] = value
+    involved = tuple(k for k in ctx.overridden if k.startswith("workload."))
+    try:
+        params = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ctx.err("workload", t, f"parameters of workload {name!r}: {e}", *involved) from None
+    validate = getattr(params, "validate", None)
+    if callable(validate):
+        msg = validate()
+        if msg is not None:
+            raise ctx.err("workload", _jsonable(dataclasses.asdict(params)), str(msg), *involved)
+    return params
+
+
+def _coerce(v: object, tp: Any) -> tuple[bool, Any]:
+    """(True, value as tp) if the TOML value fits the annotation, else (False, None).
+
+    bool is not an int; an int is accepted for a float; a TOML array for a tuple.
+    """
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return isinstance(v, bool), v
+    if tp is int:
+        return _is_int(v), v
+    if tp is float:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return True, float(v)
+        return False, None
+    if tp is str:
+        return isinstance(v, str), v
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if type(v) is type(choice) and v == choice:
+                return True, v
+        return False, None
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(v, list):
+            return False, None
+        if len(args) == 2 and args[1] is Ellipsis:
+            elem_types = [args[0]] * len(v)
+        elif len(args) != len(v):
+            return False, None
+        else:
+            elem_types = list(args)
+        out = []
+        for item, et in zip(v, elem_types):
+            ok, item_v = _coerce(item, et)
+            if not ok:
+                return False, None
+            out.append(item_v)
+        return True, tuple(out)
+    if origin in (typing.Union, types.UnionType):
+        # TOML has no null, so `X | None` means "X when given".
+        for arm in typing.get_args(tp):
+            if arm is not type(None):
+                ok, value = _coerce(v, arm)
+                if ok:
+                    return True, value
+        return False, None
+    raise TypeError(f"unsupported Params field type {tp!r} (int, float, bool, str, Literal, tuple)")
+
+
+def _type_name(tp: Any) -> str:
+    """How the allowed values of an annotation are described in an error message."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "a bool (true or false)"
+    if tp is int:
+        return "an int (not a bool)"
+    if tp is float:
+        return "a float (an int is accepted)"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(json.dumps(c) for c in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"an array, each element {_type_name(args[0])}"
+        return "an array of " + ", ".join(_type_name(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return repr(tp)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> tuple[dict[str, Any], frozenset[str]]:
+    """A copy of `data` with each "section.key=value" set; also the dotted keys set.
+
+    Applies the two conveniences of the module docstring: a run length given on the
+    command line replaces the file's, and a different workload drops the file's params.
+    """
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    file_run = data.get("run")
+    file_workload = file_run.get("workload") if isinstance(file_run, dict) else None
+    given: dict[str, Any] = {}
+    for text in overrides:
+        key, value = _parse_override(text)
+        parts = key.split(".")
+        if len(parts) == 1:
+            out[key] = value
+        else:
+            section, sub = parts
+            table = out.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ScenarioError(COMMAND_LINE, key, value,
+                                    f"a key inside a table, but the file's {section} is not a table")
+            table[sub] = value
+        given[key] = value
+    if "run.workload" in given and given["run.workload"] != file_workload:
+        out["workload"] = {k.removeprefix("workload."): v for k, v in given.items() if k.startswith("workload.")}
+    run = out.get("run")
+    if isinstance(run, dict):
+        if "run.duration" in given and "run.ops" not in given:
+            run.pop("ops", None)
+        if "run.ops" in given and "run.duration" not in given:
+            run.pop("duration", None)
+    return out, frozenset(given)
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    """("section.key", TOML value or bare string) from "section.key=value"."""
+    allowed = ('"section.key=value" with section one of run, machine, workload '
+               '(or "name=..." / "description=..."); the value is a TOML value or a bare string')
+    key, eq, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if (not eq or not 1 <= len(parts) <= 2 or not all(_KEY_RE.fullmatch(p) for p in parts)
+            or parts[0] not in _TOP_KEYS
+            or (len(parts) == 1) != (parts[0] in ("name", "description"))):
+        raise ScenarioError(COMMAND_LINE, key or "<override>", text, allowed)
+    raw = raw.strip()
+    try:
+        parsed = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError:
+        return key, raw
+    if set(parsed) != {"v"}:  # "1\nx = 2" smuggles a second key: keep the text as given
+        return key, raw
+    return key, parsed["v"]
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _syntax_line(path: Path, msg: str) -> str:
+    """The source line a TOMLDecodeError points at ("(at line N, column M)"), for the error value."""
+    m = re.search(r"line (\d+)", msg)
+    if not m:
+        return str(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    n = int(m.group(1))
+    return lines[n - 1] if 1 <= n <= len(lines) else ""

@@ -27,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fmt_int(n: float) -> str:
-    return f"{int(round(n)):,}"
+    return f"{round(n):,}"
 
 
 def _summary(res: Any) -> str:
@@ -180,7 +180,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
     removed = cleanup_stale(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    if not removed:
+    if not removed and not args.quiet:
         print("cleanup: nothing stale in /dev/shm")
     for name in removed:
         print(f"cleanup: {verb} /dev/shm/{name}")
@@ -227,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cleanup", help="remove segments and semaphores whose owner is gone")
     c.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    c.add_argument("--quiet", action="store_true", help="print only what was removed")
     c.set_defaults(func=_cmd_cleanup)
     return p
 

@@ -36,14 +36,13 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
-from aerosync.arch import cpu as arch_cpu
 from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
+from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, UsageError, WorkerDied
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, PAGE_SIZE
 from aerosync.scenario import Scenario, scenario_to_dict
-from aerosync.arena.cleanup import cleanup_stale
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
@@ -194,7 +193,8 @@ def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> Ru
     running (used by the benchmark of worker start-up).
     Raises WorkerDied when a simulated CPU dies, UsageError for an impossible machine.
     """
-    from workers.cpu import WorkerSpec, main as worker_main
+    from workers.cpu import WorkerSpec
+    from workers.cpu import main as worker_main
     from workers.workloads import WORKLOADS
 
     t_begin = time.perf_counter()
@@ -247,10 +247,7 @@ def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> Ru
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         return result
     finally:
-        try:
-            arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT) if arena.atomic and not arena.atomic.closed else None
-        except Exception:
-            pass
+        arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
         arena.close()
         arena.unlink()

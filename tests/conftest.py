@@ -6,6 +6,7 @@ never collide.  A session-level sweep removes what a crashed test might have lef
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -41,10 +42,8 @@ def _kill_tree() -> None:
     me = psutil.Process()
     kids = [p for p in me.children(recursive=True) if "resource_tracker" not in " ".join(_cmd(p))]
     for p in kids:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(kids, timeout=5)
 
 

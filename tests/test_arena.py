@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import subprocess
@@ -35,9 +36,9 @@ def test_header_fields_and_sections(make_arena) -> None:
 
 
 def test_sections_do_not_overlap() -> None:
-    lay = L.build_layout(L.base_sections(4, 1000) + [L.SectionSpec("x", 100, 64), L.SectionSpec("y", 5000)])
+    lay = L.build_layout([*L.base_sections(4, 1000), L.SectionSpec("x", 100, 64), L.SectionSpec("y", 5000)])
     spans = sorted(lay.sections.values())
-    for (o1, s1), (o2, _) in zip(spans, spans[1:]):
+    for (o1, s1), (o2, _) in itertools.pairwise(spans):
         assert o1 + s1 <= o2
     assert spans[0][0] >= L.HEADER_SIZE
     with pytest.raises(ValueError):

@@ -180,7 +180,8 @@ def test_seqcount_readers_never_see_torn_record(make_arena, spawn) -> None:
     assert p.exitcode == 0
 
 
-_NUM = r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+_NUM = (r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+        r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 
 
 def test_lock_stat_format_parses_back(make_arena) -> None:

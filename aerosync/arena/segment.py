@@ -24,6 +24,7 @@ np.frombuffer is used).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -81,10 +82,8 @@ def _open_untracked(name: str, create: bool, size: int = 0) -> SharedMemory:
 
 def _unlink_name(name: str) -> None:
     """Unlink without SharedMemory.unlink(), which sends a stray UNREGISTER before 3.13."""
-    try:
+    with contextlib.suppress(posix_ipc.ExistentialError):
         posix_ipc.unlink_shared_memory("/" + name)
-    except posix_ipc.ExistentialError:
-        pass
 
 
 def _proc_starttime(pid: int) -> int:
@@ -203,6 +202,10 @@ class Arena:
 
     def _check_header(self, expect_hash: int | None) -> None:
         q, d = self.u64, self.u32
+        # The creator stores the magic last: a zero magic may be a header being written.
+        deadline = time.monotonic() + 2.0
+        while self.atomic.load64(L.H_MAGIC) == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         checks = [
             ("magic", ARENA_MAGIC, self.atomic.load64(L.H_MAGIC)),
             ("layout_version", LAYOUT_VERSION, d[L.H_VERSION >> 2]),

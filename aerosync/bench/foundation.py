@@ -57,11 +57,11 @@ def bench_spinlock() -> dict[str, float]:
 
 
 def _scenario(workload: str, cpus: int, duration: float, **params: Any) -> Any:
-    from aerosync.scenario import load_scenario
-    from workers.workloads import registry
-
     import tempfile
     from pathlib import Path
+
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
 
     body = [f'[run]\nworkload = "{workload}"\nduration = {duration}\nwarmup = {duration / 4}\n',
             f"[machine]\ncpus = {cpus}\nmemory = \"8M\"\n", "[workload]\n"]

@@ -142,11 +142,11 @@ class SpinLock:
         def acquire_slow(old: int) -> None:
             if old == mine:
                 raise LockError(f"spin_lock: recursive acquire of {name} by cpu{cpu1 - 1} pid {mine >> 16}")
-            if not old >> 16:          # free, but last held elsewhere: a bounce, not a wait
-                if cas(off, old, mine) == old:
-                    if stat and old:   # old == 0: first acquisition ever, nothing moved
-                        fa(off + LS.S_ACQ_BOUNCE, 1)
-                    return
+            # Free, but last held elsewhere: a bounce, not a wait.
+            if not old >> 16 and cas(off, old, mine) == old:
+                if stat and old:       # old == 0: first acquisition ever, nothing moved
+                    fa(off + LS.S_ACQ_BOUNCE, 1)
+                return
             start = pc()
             fa(off + LS.S_WAITERS, 1)
             spins = yields = sleeps = 0

@@ -1,0 +1,1 @@
+"""Host facts and primitives: atomics on the arena, CPU pinning, host and simulated topology."""

@@ -1,0 +1,196 @@
+"""Runs end to end: exact results, worker death, Ctrl-C, SIGKILL + cleanup, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from aerosync import coordinator
+from aerosync.arena.cleanup import find_project_objects
+from aerosync.errors import WorkerDied
+from aerosync.scenario import load_scenario
+from workers.cpu import cpu_rng
+from workers.workloads import registry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _scn(tmp_path: Path, body: str, *overrides: str):
+    p = tmp_path / "s.toml"
+    p.write_text(body)
+    return load_scenario(p, registry(), overrides)
+
+
+def _mine() -> list[str]:
+    return [n for n, pid in find_project_objects() if pid == os.getpid()]
+
+
+def test_lock_storm_ops_mode_exact(tmp_path: Path) -> None:
+    scn = _scn(tmp_path, '[run]\nworkload = "lock_storm"\nops = 30000\n[machine]\ncpus = 2\nmemory = "4M"\n'
+                         "[workload]\ncs_iters = 3\n")
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    assert [c["ops"] for c in d["cpus"]] == [30000, 30000]
+    assert d["workload"] == {"expected": 180000, "counted": 180000, "lost_updates": 0}
+    assert all(c["state"] == "done" and c["pid"] > 0 for c in d["cpus"])
+    lk = next(s for s in d["lock_stat"] if s["lock_class"] == "lock_storm_lock")
+    assert lk["acquisitions"] == 60000
+    env = d["environment"]
+    for key in ("cpu_model", "allowed_cpus", "host_topology", "dev_shm_bytes", "python", "packages", "git_revision"):
+        assert key in env
+    assert d["scenario"]["run"]["ops"] == 30000
+    assert _mine() == []
+
+
+def test_oversubscribed_run_completes_and_says_so(tmp_path: Path) -> None:
+    n = len(os.sched_getaffinity(0)) + 1
+    scn = _scn(tmp_path, f'[run]\nworkload = "lock_storm"\nops = 3000\n[machine]\ncpus = {n}\nmemory = "4M"\n')
+    res = coordinator.run(scn)
+    assert res.workload["lost_updates"] == 0
+    assert any("oversubscribed" in note for note in res.notes)
+
+
+def test_counter_storm_counts_every_op(tmp_path: Path) -> None:
+    for mode, fs in (("percpu", "false"), ("percpu", "true"), ("shared", "false")):
+        scn = _scn(tmp_path, f'[run]\nworkload = "counter_storm"\nops = 20000\n[machine]\ncpus = 2\nmemory = "4M"\n'
+                             f'[workload]\nmode = "{mode}"\nfalse_sharing = {fs}\n')
+        res = coordinator.run(scn)
+        assert res.workload == {"counted": 40000, "lost_updates": 0}
+
+
+@pytest.mark.parametrize("mode,expect", [
+    ("raise", "raised RuntimeError: fault injected on cpu1"),
+    ("exit", "exit code 3"),
+    ("sigkill", "killed by SIGKILL"),
+    ("sigsegv", "killed by SIGSEGV"),
+    ("die_holding_lock", "it held fault_lock[victim]"),
+])
+def test_worker_death_is_named(tmp_path: Path, mode: str, expect: str) -> None:
+    scn = _scn(tmp_path, f'[run]\nworkload = "fault"\nduration = 30\n[machine]\ncpus = 2\nmemory = "4M"\n'
+                         f'[workload]\nmode = "{mode}"\ncpu = 1\nafter_ops = 2000\n')
+    t0 = time.monotonic()
+    with pytest.raises(WorkerDied) as ei:
+        coordinator.run(scn)
+    assert time.monotonic() - t0 < 25          # noticed long before the 30 s run would end
+    e = ei.value
+    assert e.cpu == 1 and e.pid > 0 and expect in str(e)
+    if mode == "raise":
+        assert "Traceback" in e.traceback and "fault.py" in e.traceback
+    assert not psutil.pid_exists(e.pid) or psutil.Process(e.pid).status() == psutil.STATUS_ZOMBIE
+    assert _mine() == []
+
+
+def _spawn_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "aerosync.cli", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_segment(pid: int, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = [n for n, p in find_project_objects() if p == pid]
+        if names:
+            return names[0]
+        time.sleep(0.05)
+    raise AssertionError("the run never created its arena")
+
+
+def _workers_of(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _wait_running(name: str, timeout: float = 60) -> None:
+    """Wait until the run passed its barrier (run_state GO)."""
+    from aerosync.arena import layout as L
+    from aerosync.arena.segment import Arena
+
+    a = Arena.attach(name)
+    try:
+        deadline = time.monotonic() + timeout
+        while a.atomic.load64(L.H_RUN_STATE) != L.RUN_GO:
+            assert time.monotonic() < deadline, "run never started"
+            time.sleep(0.02)
+    finally:
+        a.close()
+
+
+def test_ctrl_c_stops_and_leaves_nothing() -> None:
+    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2")
+    try:
+        name = _wait_for_segment(p.pid)
+        _wait_running(name)
+        kids = _workers_of(p.pid)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode == 130, err
+        assert "interrupted" in err
+        assert not os.path.exists(f"/dev/shm/{name}")
+        _, alive = psutil.wait_procs(kids, timeout=10)
+        assert [k for k in alive if k.status() != psutil.STATUS_ZOMBIE] == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_sigkill_coordinator_then_cleanup() -> None:
+    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2")
+    try:
+        name = _wait_for_segment(p.pid)
+        _wait_running(name)
+        kids = _workers_of(p.pid)
+        assert kids
+        p.kill()
+        p.wait()
+        # PDEATHSIG: the workers die with their coordinator.
+        _, alive = psutil.wait_procs(kids, timeout=15)
+        assert [k for k in alive if k.status() != psutil.STATUS_ZOMBIE] == []
+        assert os.path.exists(f"/dev/shm/{name}")           # nobody could unlink it
+        out = subprocess.run([sys.executable, "-m", "aerosync.cli", "cleanup"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0
+        assert f"removed /dev/shm/{name}" in out.stdout
+        assert not os.path.exists(f"/dev/shm/{name}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_cleanup_dry_run_and_live_segment_untouched(make_arena) -> None:
+    live = make_arena()
+    out = subprocess.run([sys.executable, "-m", "aerosync.cli", "cleanup", "--dry-run"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert live.name not in out.stdout
+    assert os.path.exists(f"/dev/shm/{live.name}")
+
+
+def test_cpu_streams_are_deterministic() -> None:
+    a = [cpu_rng(7, 3).random() for _ in range(5)]
+    b = [cpu_rng(7, 3).random() for _ in range(5)]
+    c = [cpu_rng(7, 4).random() for _ in range(5)]
+    assert a == b and a != c
+
+
+def test_usage_error_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\nworkload = "lock_storm"\n[machine]\ncpus = 0\n')
+    out = subprocess.run([sys.executable, "-m", "aerosync.cli", "run", str(bad)], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "machine.cpus" in out.stderr and str(bad) in out.stderr
+    assert "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "aerosync.cli", "run", str(tmp_path / "missing.toml")], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "missing.toml" in out.stderr

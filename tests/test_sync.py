@@ -3,6 +3,7 @@ reader-writer exclusion, seqcount retry, and lock_stat figures and format."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -43,6 +44,8 @@ def test_L1_mutual_exclusion_across_processes(make_arena, spawn, nproc: int, soa
     for p in procs:
         p.join(120)
         assert p.exitcode == 0
+    # Attached processes exited: the resource tracker must not have unlinked the segment.
+    assert os.path.exists(f"/dev/shm/{a.name}")
     assert a.u64[word >> 3] == nproc * iters
     st = next(s for s in LS.snapshot(a) if s.lock_class == "test_lock")
     assert st.acquisitions == nproc * iters
@@ -60,7 +63,7 @@ def test_L2_recursive_acquire_and_foreign_release_refused(make_arena) -> None:
         l0.acquire()
     with pytest.raises(LockError, match="released by cpu1"):
         l1.release()
-    assert l0.owner() == (0, __import__("os").getpid())
+    assert l0.owner() == (0, os.getpid())
     l0.assert_held()
     with pytest.raises(LockError, match="not held"):
         l1.assert_held()

@@ -62,6 +62,11 @@ def _summary(res: Any) -> str:
     if harness:
         h = sorted(harness)[len(harness) // 2]
         lines.append(f"  harness cost (null workload loop on each CPU): {h:.1f} ns/op median")
+    lat = d.get("latency", {}).get("all", {})
+    if lat.get("samples"):
+        lines.append(f"  op latency (sampled {lat['samples']:,} ops): p50 {lat['p50_ns'] / 1000:.2f} us, "
+                     f"p99 {lat['p99_ns'] / 1000:.2f} us, p99.9 {lat['p999_ns'] / 1000:.2f} us, "
+                     f"max {lat['max_ns'] / 1000:.2f} us")
     lines.append("")
     locks = [s for s in d["lock_stat"] if s["acquisitions"] or s["r_acquisitions"]]
     if locks:

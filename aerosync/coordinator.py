@@ -36,18 +36,21 @@ from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Any
 
+from aerosync import procfs
 from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
-from aerosync.errors import AeroSyncError, UsageError, WorkerDied
-from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, PAGE_SIZE
+from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
+from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
 __all__ = ["RunResult", "run", "build_machine", "environment", "READY_TIMEOUT_S", "STOP_GRACE_S"]
 
+RESULT_SCHEMA_VERSION = 1
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 
@@ -68,6 +71,9 @@ class RunResult:
     workload: dict[str, Any]
     ready_s: float
     notes: list[str] = field(default_factory=list)
+    latency: dict[str, Any] = field(default_factory=dict)
+    views_before: dict[str, Any] = field(default_factory=dict)
+    views_after: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_ops(self) -> int:
@@ -79,11 +85,14 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema_version": RESULT_SCHEMA_VERSION,
             "scenario": self.scenario, "environment": self.environment, "simulated_topology": self.sim,
             "elapsed_s": self.elapsed_s, "measured_s": self.measured_s, "ready_s": self.ready_s,
             "total_ops": self.total_ops, "ops_per_s": self.ops_per_s, "cpus": self.cpus,
             "samples": self.samples, "lock_stat": self.lock_stat, "workload": self.workload,
-            "notes": self.notes,
+            "notes": self.notes, "latency": self.latency,
+            "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
+            "views_before": self.views_before, "views_after": self.views_after,
         }
 
 
@@ -234,8 +243,10 @@ def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> Ru
             _stop(arena, procs)
             return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
                              [], [], [], "", {}, ready_s, notes)
+        views_before = procfs.snapshot_all(arena)
         samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample)
         _stop(arena, procs)
+        views_after = procfs.snapshot_all(arena)
         cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
         stats = lockstat.snapshot(arena)
         result = RunResult(
@@ -243,6 +254,7 @@ def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> Ru
             elapsed_s=time.perf_counter() - t_begin, measured_s=_measured_window(scn, t_go, t_end),
             cpus=cpus, samples=samples, lock_stat=lockstat.lock_stat_dict(stats),
             lock_stat_text=lockstat.render_lock_stat(stats), workload={}, ready_s=ready_s, notes=notes,
+            latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         return result
@@ -332,6 +344,8 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
                 next_tick = now + interval
             if on_sample is not None:
                 on_sample(now - t_go, sum(samples[-1]["ops"]))
+        if scn.run.watchdog:
+            _watchdog(arena, procs, scn.run.watchdog)
         if deadline is not None and now >= deadline:
             break
         if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
@@ -341,6 +355,76 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
     samples.append(_sample(arena, n, t_go))
     return samples, t_go, t_end
+
+
+def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float) -> None:
+    """Soft-lockup detector (kernel/watchdog.c in spirit): RUNNING CPUs whose heartbeat
+    is older than `limit_s` are reported with their stacks, the lock each waits on, that
+    lock's owner, and the locks each holds.  A waiting CPU is named first: it is the
+    victim, the owner is the culprit."""
+    now = time.monotonic_ns()
+    stuck = []
+    for c, p in enumerate(procs):
+        if _cpu_word(arena, c, L.CPU_STATE) != L.CPUST_RUNNING:
+            continue
+        age = (now - _cpu_word(arena, c, L.CPU_HEARTBEAT)) / 1e9
+        if age >= limit_s:
+            stuck.append((not _cpu_word(arena, c, L.CPU_WAITING_ON), c, p, age))
+    if not stuck:
+        return
+    stuck.sort(key=lambda x: (x[0], x[1]))
+    lines = []
+    dumped: set[int] = set()
+    for _, c, p, age in stuck:
+        pid = p.pid or 0
+        lines.append(f"cpu{c} pid {pid}: no operation finished for {age:.1f} s (watchdog = {limit_s:g} s)")
+        slot1 = _cpu_word(arena, c, L.CPU_WAITING_ON)
+        owner_pid = 0
+        if slot1:
+            name = "{}[{}]".format(*lockstat.slot_names(arena, slot1 - 1))
+            since = (now - _cpu_word(arena, c, L.CPU_WAITING_SINCE)) / 1e9
+            word = arena.atomic.load64(lockstat.slot_off(arena, slot1 - 1))
+            if word >> 16:
+                ocpu, owner_pid = lockstat.decode_owner(word)
+                lines.append(f"  waiting {since:.1f} s on lock {name}, held by cpu{ocpu} pid {owner_pid}")
+            else:
+                lines.append(f"  waiting {since:.1f} s on lock {name} (free now)")
+        else:
+            lines.append("  not waiting on a lock (busy or blocked inside its workload)")
+        held = locks_held_by(arena, pid)
+        if held:
+            lines.append("  holding " + ", ".join(name for _, name, _ in held))
+        for who, wpid in ((f"cpu{c}", pid), ("the lock owner", owner_pid)):
+            if wpid and wpid not in dumped:
+                dumped.add(wpid)
+                lines.append(f"  --- stack of {who} (pid {wpid}) ---")
+                lines.append("  " + dump_stack(wpid).replace("\n", "\n  "))
+    _, c, p, age = stuck[0]
+    raise SoftLockup(c, p.pid or 0, age, "\n".join(lines))
+
+
+def _latency(arena: Arena, n: int) -> dict[str, Any]:
+    """p50/p99/p99.9 of the sampled operations, per CPU and over all CPUs (ns)."""
+    import numpy as np
+
+    hists = []
+    for c in range(n):
+        base = (arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_LAT_HIST) >> 3
+        hists.append(np.array(arena.u64[base : base + NR_LAT_BUCKETS], dtype=np.int64))
+    mids = np.array([L.lat_bucket_ns(b) for b in range(NR_LAT_BUCKETS)])
+
+    def pct(h: Any) -> dict[str, float]:
+        total = int(h.sum())
+        if not total:
+            return {"samples": 0}
+        cum = np.cumsum(h)
+        out: dict[str, float] = {"samples": total}
+        for name, q in (("p50_ns", 0.5), ("p99_ns", 0.99), ("p999_ns", 0.999)):
+            out[name] = float(mids[int(np.searchsorted(cum, q * total))])
+        out["max_ns"] = float(mids[int(np.nonzero(h)[0][-1])])
+        return out
+
+    return {"all": pct(sum(hists)), "cpus": [pct(h) for h in hists]}
 
 
 def _stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> None:

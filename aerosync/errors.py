@@ -16,6 +16,7 @@ __all__ = [
     "LockError",
     "LockOwnerDead",
     "WorkerDied",
+    "SoftLockup",
     "InvariantViolation",
     "TopologyError",
 ]
@@ -92,6 +93,16 @@ class WorkerDied(AeroSyncError):
         if traceback:
             msg += "\n--- worker traceback ---\n" + traceback.rstrip()
         super().__init__(msg)
+
+
+class SoftLockup(AeroSyncError):
+    """A simulated CPU made no progress for longer than the watchdog allows."""
+
+    def __init__(self, cpu: int, pid: int, stuck_s: float, detail: str) -> None:
+        self.cpu, self.pid, self.stuck_s, self.detail = cpu, pid, stuck_s, detail
+        super().__init__(
+            f"watchdog: BUG: soft lockup - cpu{cpu} (pid {pid}) stuck for {stuck_s:.1f} s\n{detail.rstrip()}"
+        )
 
 
 class InvariantViolation(AeroSyncError):

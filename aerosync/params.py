@@ -19,6 +19,7 @@ __all__ = [
     "LOCK_SLOT_SIZE",
     "CPU_AREA_SIZE",
     "NR_CPU_COUNTERS",
+    "NR_LAT_BUCKETS",
     "ERRTEXT_SIZE",
     "ARENA_MAGIC",
     "LAYOUT_VERSION",
@@ -38,7 +39,8 @@ MAX_NUMNODES = 64                    # CONFIG_MAX_NUMNODES
 MAX_LOCKS = 4096                     # lock slots in the arena's lock table
 LOCK_SLOT_SIZE = 256                 # 4 cache lines: word, write stats, read stats, names
 
-CPU_AREA_SIZE = 1024                 # per-CPU control + counters (16 lines)
+CPU_AREA_SIZE = 2048                 # per-CPU control, latency histogram, counters (32 lines)
+NR_LAT_BUCKETS = 128                 # log2 x 4 sub-buckets of sampled op latency (ns)
 NR_CPU_COUNTERS = 96                 # u64 workload counters published by each CPU
 ERRTEXT_SIZE = 8192                  # per-CPU traceback text written by a dying worker
 

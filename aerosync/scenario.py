@@ -77,7 +77,7 @@ _SIZE_ALLOWED = (
 )
 
 _TOP_KEYS = ("name", "description", "run", "machine", "workload")
-_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup")
+_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns")
 
 
@@ -101,6 +101,7 @@ class RunSpec:
     seed: int
     sample_interval: float          # seconds between coordinator samples
     warmup: float                   # seconds at the start left out of the figures
+    watchdog: float = 10.0          # soft-lockup threshold: seconds without progress (0 = off)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -310,6 +311,8 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
     sample_interval = _number(t, "sample_interval", ctx, f"seconds, {lo}..{hi}", lambda x: lo <= x <= hi)
     warmup = _number(t, "warmup", ctx, "seconds >= 0", lambda x: x >= 0)
     warmup = 0.0 if warmup is None else warmup
+    watchdog = _number(t, "watchdog", ctx, "seconds without progress before a soft lockup is reported, "
+                       "0 (off) or 0.5..3600", lambda x: x == 0 or 0.5 <= x <= 3600)
     if duration is not None and warmup >= duration:
         raise ctx.err("run.warmup", t["warmup"], f"seconds >= 0 and < run.duration ({duration})", "run.duration")
     return RunSpec(
@@ -319,6 +322,7 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
         seed=seed,
         sample_interval=0.1 if sample_interval is None else sample_interval,
         warmup=warmup,
+        watchdog=10.0 if watchdog is None else watchdog,
     )
 
 

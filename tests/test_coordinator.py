@@ -194,3 +194,22 @@ def test_usage_error_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "aerosync.cli", "run", str(tmp_path / "missing.toml")], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "missing.toml" in out.stderr
+
+
+def test_watchdog_names_stuck_cpu_lock_and_owner(tmp_path: Path) -> None:
+    from aerosync.errors import SoftLockup
+
+    scn = _scn(tmp_path, '[run]\nworkload = "fault"\nduration = 60\nwatchdog = 1.5\n'
+                         '[machine]\ncpus = 2\nmemory = "4M"\n'
+                         '[workload]\nmode = "stall_holding_lock"\ncpu = 0\nafter_ops = 500\n')
+    with pytest.raises(SoftLockup) as ei:
+        coordinator.run(scn)
+    e = ei.value
+    text = str(e)
+    assert "soft lockup" in text
+    assert "fault_lock[victim]" in text
+    assert "holding fault_lock[victim]" in text or "held by cpu0" in text
+    if e.cpu == 1:            # the waiter is named first when both are stuck
+        assert "waiting" in text and "held by cpu0" in text
+    assert "--- stack of cpu" in text
+    assert _mine() == []

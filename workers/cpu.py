@@ -119,7 +119,11 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     if rs != L.RUN_GO:
         q[state_i] = L.CPUST_DONE
         return 0
+    q[hb_i] = clock()
     q[state_i] = L.CPUST_RUNNING
+    # Latency: after each batch, one more operation is timed alone and counted in the
+    # per-CPU log histogram (~1 op per 2 ms: cheap enough to leave on).
+    hist, lat_n_i, bucket = area + (L.CPU_LAT_HIST >> 3), area + (L.CPU_LAT_SAMPLES >> 3), L.lat_bucket
 
     budget = spec.ops if spec.ops is not None else -1
     done, n = 0, 16
@@ -130,6 +134,12 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
         batch(n)
         t1 = clock()
         done += n
+        if budget < 0 or done < budget:
+            batch(1)
+            t2 = clock()
+            q[hist + bucket(t2 - t1)] += 1
+            q[lat_n_i] += 1
+            done += 1
         q[ops_i] = done
         q[hb_i] = t1
         if load(run_state) != L.RUN_GO:

@@ -33,7 +33,10 @@ Per-CPU area (CPU_AREA_SIZE bytes, 64-byte aligned; owner CPU writes, others rea
     line 0   0 state u64 | 8 pid u64 | 16 starttime u64 | 24 host_cpu u64
              32 ops u64 (published count) | 40 heartbeat_ns u64 | 48 harness_ps u64
              56 pause_ack u64
-    64..     NR_CPU_COUNTERS x u64 workload counters (names owned by the workload)
+    line 1   64 waiting_on u64 (lock slot + 1 while in a lock's slow path, else 0)
+             72 waiting_since_ns u64 | 80 lat_samples u64
+    128      NR_LAT_BUCKETS x u64 histogram of sampled operation latency (lat_bucket())
+    1152     NR_CPU_COUNTERS x u64 workload counters (names owned by the workload)
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from aerosync.params import (
     LOCK_SLOT_SIZE,
     MAX_LOCKS,
     NR_CPU_COUNTERS,
+    NR_LAT_BUCKETS,
     PAGE_META_SIZE,
     PAGE_SIZE,
 )
@@ -72,7 +76,8 @@ __all__ = [
     "RUN_INIT", "RUN_GO", "RUN_STOP", "RUN_ABORT",
     # per-CPU area
     "CPU_STATE", "CPU_PID", "CPU_STARTTIME", "CPU_HOST_CPU", "CPU_OPS", "CPU_HEARTBEAT",
-    "CPU_HARNESS_PS", "CPU_PAUSE_ACK", "CPU_COUNTERS",
+    "CPU_HARNESS_PS", "CPU_PAUSE_ACK", "CPU_COUNTERS", "CPU_WAITING_ON", "CPU_WAITING_SINCE",
+    "CPU_LAT_SAMPLES", "CPU_LAT_HIST", "lat_bucket", "lat_bucket_ns",
     "CPUST_EMPTY", "CPUST_STARTING", "CPUST_READY", "CPUST_RUNNING", "CPUST_DONE",
     "CPUST_FAILED", "CPUST_NAMES",
 ]
@@ -93,13 +98,32 @@ RUN_INIT, RUN_GO, RUN_STOP, RUN_ABORT = 0, 1, 2, 3
 
 CPU_STATE, CPU_PID, CPU_STARTTIME, CPU_HOST_CPU = 0, 8, 16, 24
 CPU_OPS, CPU_HEARTBEAT, CPU_HARNESS_PS, CPU_PAUSE_ACK = 32, 40, 48, 56
-CPU_COUNTERS = CACHE_LINE
+CPU_WAITING_ON, CPU_WAITING_SINCE, CPU_LAT_SAMPLES = 64, 72, 80
+CPU_LAT_HIST = 2 * CACHE_LINE
+CPU_COUNTERS = CPU_LAT_HIST + NR_LAT_BUCKETS * 8
 CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED = range(6)
 CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed")
 
 assert CPU_COUNTERS + NR_CPU_COUNTERS * 8 <= CPU_AREA_SIZE
 assert CPU_AREA_SIZE % CACHE_LINE == 0 and LOCK_SLOT_SIZE % CACHE_LINE == 0
 assert CONFIG_OFF < HEADER_SIZE
+
+
+def lat_bucket(ns: int) -> int:
+    """Histogram bucket of a latency: 4 sub-buckets per power of two (<= 19 % error)."""
+    if ns < 4:
+        return ns if ns > 0 else 0
+    b = ns.bit_length() - 1
+    return min(NR_LAT_BUCKETS - 1, b * 4 + ((ns >> (b - 2)) & 3))
+
+
+def lat_bucket_ns(bucket: int) -> float:
+    """Representative latency (midpoint, ns) of a bucket: inverse of lat_bucket()."""
+    if bucket < 8:           # 0..3 are exact; 4..7 are never produced by lat_bucket()
+        return float(min(bucket, 3))
+    b, sub = divmod(bucket, 4)
+    lo = (4 + sub) << (b - 2)
+    return lo + (1 << (b - 2)) / 2
 
 
 def align_up(value: int, align: int) -> int:

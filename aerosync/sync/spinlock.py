@@ -26,6 +26,10 @@ then calls `sched_yield` `YIELD_TRIES` times, then sleeps 20 us doubling to 1 ms
 three phases are separate functions (`spin_wait`, `yield_wait`, `sleep_wait`) so py-spy
 profiles name them; their counts go to lock_stat's spins/yields/sleeps.
 
+Watchdog: a CPU entering the slow path publishes the slot it waits on (and since when)
+in its per-CPU area (arena/layout.py line 1), so a soft-lockup report can name the lock
+and its owner.  Two plain stores, on the slow path only.
+
 Dead owners: while sleeping, a waiter checks every ~0.25 s whether the owner pid still
 lives (zombies count as dead) and raises LockOwnerDead naming the lock, owner and time
 held.  The coordinator, which sees a worker exit first, reports the locks it held with
@@ -44,8 +48,10 @@ import os
 import time
 
 from aerosync.arch.cpu import proc_alive
+from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
+from aerosync.params import CPU_AREA_SIZE, MAX_LOCKS
 from aerosync.sync import lockstat as LS
 
 __all__ = ["SpinLock", "CPU_COORD", "SPIN_TRIES", "YIELD_TRIES", "spin_wait", "yield_wait",
@@ -138,6 +144,11 @@ class SpinLock:
         hold_max, hold_min = off + LS.S_HOLD_MAX, off + LS.S_HOLD_MIN
         pc = _pc
         t0 = 0
+        # Where this CPU says which lock it waits on (read by the lockup watchdog).
+        wait_i = -1
+        if "cpu" in self.arena.sections and self.cpu < int(self.arena.config.get("nr_cpus", 0)):
+            wait_i = (self.arena.off("cpu") + self.cpu * CPU_AREA_SIZE + L.CPU_WAITING_ON) >> 3
+        q, slot1 = self.arena.u64, self.slot + 1
 
         def acquire_slow(old: int) -> None:
             if old == mine:
@@ -149,6 +160,9 @@ class SpinLock:
                 return
             start = pc()
             fa(off + LS.S_WAITERS, 1)
+            if wait_i >= 0:
+                q[wait_i + 1] = time.monotonic_ns()
+                q[wait_i] = slot1
             spins = yields = sleeps = 0
             try:
                 got = spin_wait(load, cas, off, mine, SPIN_TRIES)
@@ -160,6 +174,8 @@ class SpinLock:
                         got, sleeps = sleep_wait(load, cas, off, mine, name, start)
             finally:
                 fa(off + LS.S_WAITERS, (1 << 64) - 1)
+                if wait_i >= 0:
+                    q[wait_i] = 0
             if not stat:
                 return
             wait = pc() - start
@@ -241,10 +257,8 @@ class SpinLock:
 
 def locks_held_by(arena: Arena, pid: int) -> list[tuple[int, str, int]]:
     """(slot, lock name, cpu) of every lock whose word or rwlock owner names `pid`."""
-    from aerosync.arena import layout as L
-
     out = []
-    n = min(arena.u64[L.H_NR_LOCKS >> 3], LS.MAX_LOCKS)
+    n = min(arena.u64[L.H_NR_LOCKS >> 3], MAX_LOCKS)
     for slot in range(n):
         off = LS.slot_off(arena, slot)
         kind = arena.u32[(off + LS.S_KIND) >> 2]

@@ -1,7 +1,8 @@
 """Fault injection: a simulated CPU that fails on purpose after `after_ops` operations.
 
 Used to prove the harness's death handling (a raised exception, a nonzero exit, a fatal
-signal, a hang holding a lock) — the run must stop naming the CPU, pid and cause, and
+signal, death while holding a lock) and the soft-lockup watchdog (`stall_holding_lock`:
+the victim keeps the lock forever while every other CPU contends for it) — the run must stop naming the CPU, pid and cause, and
 leave nothing behind.  CPUs other than `cpu` run the null operation.
 """
 
@@ -28,7 +29,7 @@ COUNTERS: tuple[str, ...] = ()
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    mode: Literal["raise", "exit", "sigkill", "sigsegv", "die_holding_lock"] = "raise"
+    mode: Literal["raise", "exit", "sigkill", "sigsegv", "die_holding_lock", "stall_holding_lock"] = "raise"
     cpu: int = 0
     after_ops: int = 1000
 
@@ -54,9 +55,14 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             os.kill(os.getpid(), signal.SIGKILL)
         if params.mode == "sigsegv":
             os.kill(os.getpid(), signal.SIGSEGV)
-        lock.acquire()                      # die_holding_lock
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)
+        lock.acquire()
+        if params.mode == "die_holding_lock":
+            os.kill(os.getpid(), signal.SIGKILL)
+        while True:                         # stall_holding_lock: a CPU that never lets go
+            time.sleep(1)
+
+    contend = params.mode == "stall_holding_lock"
+    acquire, release = lock.acquire, lock.release
 
     def batch(n: int) -> None:
         nonlocal done
@@ -64,6 +70,9 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             done += 1
             if cpu == params.cpu and done >= params.after_ops:
                 fail()
+            if contend:
+                acquire()
+                release()
 
     return batch
 

@@ -346,7 +346,7 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["machine"]["cpus"] == [1, 0]
     assert d["workload"]["cpu_list"] == [3, 1, 2]
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
-                        "sample_interval": 0.5, "warmup": 0.25}
+                        "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0}
     assert set(d) == {"name", "description", "file", "run", "machine", "workload"}
 
 
@@ -379,3 +379,13 @@ def test_specs_are_frozen() -> None:
     s = load("good_minimal")
     with pytest.raises(AttributeError):
         s.machine.memory = 1  # type: ignore[misc]
+
+
+def test_watchdog_key(tmp_path: Path) -> None:
+    p = tmp_path / "w.toml"
+    p.write_text('[run]\nworkload = "storm"\nwatchdog = 0\n')
+    assert load_scenario(p, REGISTRY).run.watchdog == 0.0
+    p.write_text('[run]\nworkload = "storm"\nwatchdog = 0.1\n')
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(p, REGISTRY)
+    assert ei.value.key == "run.watchdog" and "0.5..3600" in str(ei.value)

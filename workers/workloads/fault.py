@@ -2,8 +2,9 @@
 
 Used to prove the harness's death handling (a raised exception, a nonzero exit, a fatal
 signal, death while holding a lock) and the soft-lockup watchdog (`stall_holding_lock`:
-the victim keeps the lock forever while every other CPU contends for it) — the run must stop naming the CPU, pid and cause, and
-leave nothing behind.  CPUs other than `cpu` run the null operation.
+the victim keeps the lock forever while every other CPU contends for it).  The run must
+stop naming the CPU, pid and cause, and leave nothing behind.  CPUs other than `cpu` run
+the null operation (or contend for the lock, in stall_holding_lock).
 """
 
 from __future__ import annotations

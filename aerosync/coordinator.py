@@ -194,10 +194,11 @@ def _errtext(arena: Arena, cpu: int) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> RunResult:
+def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only: bool = False) -> RunResult:
     """Run a scenario to completion and return its figures.
 
-    `on_sample(elapsed_s, total_ops)` is called at each sampling tick (progress display).
+    `on_sample(elapsed_s, total_ops)` is called at each sampling tick (progress display);
+    `on_tick(arena, samples)` too, with the live arena (read-only use: live views).
     `ready_only` starts the workers, waits for the barrier, and stops them without
     running (used by the benchmark of worker start-up).
     Raises WorkerDied when a simulated CPU dies, UsageError for an impossible machine.
@@ -244,7 +245,7 @@ def run(scn: Scenario, *, on_sample: Any = None, ready_only: bool = False) -> Ru
             return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
                              [], [], [], "", {}, ready_s, notes)
         views_before = procfs.snapshot_all(arena)
-        samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample)
+        samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
         views_after = procfs.snapshot_all(arena)
         cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
@@ -315,7 +316,7 @@ def _sample(arena: Arena, n: int, t0: float) -> dict[str, Any]:
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any) -> tuple[list[dict[str, Any]], float, float]:
+              on_sample: Any, on_tick: Any = None) -> tuple[list[dict[str, Any]], float, float]:
     n = len(procs)
     at = arena.atomic
     sentinels = [p.sentinel for p in procs]
@@ -344,6 +345,8 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
                 next_tick = now + interval
             if on_sample is not None:
                 on_sample(now - t_go, sum(samples[-1]["ops"]))
+            if on_tick is not None:
+                on_tick(arena, samples)
         if scn.run.watchdog:
             _watchdog(arena, procs, scn.run.watchdog)
         if deadline is not None and now >= deadline:

@@ -383,16 +383,20 @@ def _parse_cpus(v: object, ctx: _Ctx) -> str | int | tuple[int, ...]:
 
 
 def _parse_topology(v: object, ctx: _Ctx, base_dir: Path) -> str:
-    allowed = (f'"host", "fake:N" (N nodes, an int 1..{MAX_NUMNODES}), '
+    allowed = (f'"host", "fake:N" or "fake:N:D" (N nodes, an int 1..{MAX_NUMNODES}; D the distance '
+               "between fake nodes, 11..254), "
                "or the path of an existing topology TOML file (relative to the scenario's directory)")
     if not isinstance(v, str) or not v.strip():
         raise ctx.err("machine.topology", v, allowed)
     if v == "host":
         return v
     if v.startswith("fake:"):
-        n = v.removeprefix("fake:")
+        n, _, d = v.removeprefix("fake:").partition(":")
         if n.isascii() and n.isdigit() and 1 <= int(n) <= MAX_NUMNODES:
-            return f"fake:{int(n)}"
+            if not d:
+                return f"fake:{int(n)}"
+            if d.isascii() and d.isdigit() and 11 <= int(d) <= 254:
+                return f"fake:{int(n)}:{int(d)}"
         raise ctx.err("machine.topology", v, allowed)
     # A path given on the command line is relative to where the user typed it.
     base = Path.cwd() if "machine.topology" in ctx.overridden else base_dir

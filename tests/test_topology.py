@@ -355,3 +355,15 @@ def test_render_quota_warning() -> None:
     text = T.render(h, T.sim_fake(h, 2))
     assert "cpu quota:    1.5 CPUs" in text
     assert "QUOTA: 1.5 CPUs of cgroup quota for 4 host CPUs" in text
+
+
+def test_fake_numa_with_distance_override() -> None:
+    host = T.read_host(str(SYSFS / "one_node"), allowed=(0, 1))
+    sim = T.build_sim("fake:2:21", host, nr_cpus=2)
+    assert sim.source == "fake:2:21"
+    assert sim.distance == ((10, 21), (21, 10))
+    assert sim.cpu_to_node == (0, 1)
+    with pytest.raises(TopologyError, match=r"11\.\.254"):
+        T.build_sim("fake:2:5", host, nr_cpus=2)
+    with pytest.raises(TopologyError, match="must be integers"):
+        T.build_sim("fake:2:x", host, nr_cpus=2)

@@ -64,7 +64,8 @@ SLIT_MAX_DISTANCE = 254     # SLIT: 255 means "unreachable"; the kernel's u8 tab
 
 TOPOLOGY_FORMS = (
     '"host" (the host\'s own NUMA nodes), "fake:N" (split into N fake nodes, '
-    f'1..{MAX_NUMNODES}, like numa=fake=N) or the path of a topology .toml file'
+    f'1..{MAX_NUMNODES}, like numa=fake=N), "fake:N:D" (the same, D = distance between '
+    'fake nodes, 11..254) or the path of a topology .toml file'
 )
 
 _FILE_KEYS = ("nodes", "cpus_per_node", "cpus", "distance", "memory_weight")
@@ -432,7 +433,7 @@ def sim_from_host(host: HostTopology, nr_cpus: int | None = None,
 
 
 def sim_fake(host: HostTopology, n: int, nr_cpus: int | None = None,
-             cpu_list: Sequence[int] | None = None) -> SimTopology:
+             cpu_list: Sequence[int] | None = None, remote_distance: int | None = None) -> SimTopology:
     """Split the machine into `n` fake nodes, as numa=fake=N does (mm/numa_emulation.c).
 
     Memory is split evenly.  Simulated CPUs 0..nr_cpus-1 go to the nodes in contiguous,
@@ -443,7 +444,12 @@ def sim_fake(host: HostTopology, n: int, nr_cpus: int | None = None,
     Distances are copied from the host's table via each fake node's physical node (the
     node of its first CPU's host CPU; a memory-only fake node takes host nodes in turn),
     so fake nodes on the same host node are 10 apart: linux-mm.md 4.6, numa_emulation().
+    `remote_distance` (spec "fake:N:D") overrides every off-diagonal distance with D, as
+    the kernel's trailing distance list on numa=fake does, so placement experiments on a
+    one-node host have a distance to pay for.
     """
+    if remote_distance is not None and not 11 <= remote_distance <= 254:
+        raise TopologyError(f"fake:{n}:{remote_distance}: the distance D must be 11..254 (SLIT remote distances)")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NUMNODES:
         raise TopologyError(f"fake:{n}: the number of fake nodes must be an integer 1..{MAX_NUMNODES} (numa=fake=N)")
     host_cpu = _host_cpus_for(host, nr_cpus, cpu_list)
@@ -454,9 +460,10 @@ def sim_fake(host: HostTopology, n: int, nr_cpus: int | None = None,
     for nid in range(n):
         first = next((c for c, x in enumerate(cpu_to_node) if x == nid), None)
         phys.append(cpu_nodes[nid % len(cpu_nodes)].nid if first is None else _host_node_of(host, host_cpu[first]))
-    distance = [[LOCAL_DISTANCE if i == j else host.node_distance(phys[i], phys[j]) for j in range(n)]
-                for i in range(n)]
-    return _make(f"fake:{n}", cpu_to_node, n, distance, host_cpu, [1] * n)
+    distance = [[LOCAL_DISTANCE if i == j else remote_distance or host.node_distance(phys[i], phys[j])
+                 for j in range(n)] for i in range(n)]
+    source = f"fake:{n}" if remote_distance is None else f"fake:{n}:{remote_distance}"
+    return _make(source, cpu_to_node, n, distance, host_cpu, [1] * n)
 
 
 def sim_from_file(path: str, host: HostTopology, nr_cpus: int | None = None,
@@ -558,12 +565,16 @@ def build_sim(spec: str, host: HostTopology, nr_cpus: int | None = None,
     if s == "host":
         return sim_from_host(host, nr_cpus, cpu_list)
     if s == "fake" or s.startswith("fake:"):
+        parts = s[len("fake:"):].split(":")
         try:
-            n = int(s[len("fake:"):])
+            if len(parts) > 2:
+                raise ValueError
+            n = int(parts[0])
+            dist = int(parts[1]) if len(parts) == 2 else None
         except ValueError:
-            raise TopologyError(f"topology = {spec!r}: N in fake:N must be an integer; "
+            raise TopologyError(f"topology = {spec!r}: N and D in fake:N[:D] must be integers; "
                                 f"allowed: {TOPOLOGY_FORMS}") from None
-        return sim_fake(host, n, nr_cpus, cpu_list)
+        return sim_fake(host, n, nr_cpus, cpu_list, dist)
     if not s:
         raise TopologyError(f"topology = {spec!r}: empty; allowed: {TOPOLOGY_FORMS}")
     path = os.path.normpath(os.path.join(base_dir, os.path.expanduser(s)))

@@ -244,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"aerosync {args.cmd}: interrupted; workers stopped and the arena removed", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        print(f"aerosync {args.cmd}: interrupted (signal {signum}); workers stopped and the arena removed",
+              file=sys.stderr)
+        return 128 + signum
     except AeroSyncError as e:
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
         return 1

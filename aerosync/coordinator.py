@@ -48,7 +48,7 @@ from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
-__all__ = ["RunResult", "run", "build_machine", "environment", "READY_TIMEOUT_S", "STOP_GRACE_S"]
+__all__ = ["RunResult", "run", "build_machine", "environment", "Terminated", "READY_TIMEOUT_S", "STOP_GRACE_S"]
 
 RESULT_SCHEMA_VERSION = 1
 READY_TIMEOUT_S = 60.0
@@ -167,12 +167,14 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     }
 
 
-class _Terminate(BaseException):
-    """SIGTERM turned into an exception so `finally` blocks run."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception so `finally` blocks run (cli exits 128 + 15)."""
+
+    signum = signal.SIGTERM
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminate()
+    raise Terminated()
 
 
 def _describe_exit(code: int | None) -> str:
@@ -223,7 +225,12 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         notes.append(f"cgroup CPU quota is {quota:g} CPUs, below the {n} workers: expect throttling")
 
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    arena = Arena.create(config, specs)
+    try:
+        arena = Arena.create(config, specs)
+    except BaseException:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        raise
     procs: list[mp.process.BaseProcess] = []
     try:
         mod.setup(arena, scn.workload, n)

@@ -124,15 +124,16 @@ def _wait_running(name: str, timeout: float = 60) -> None:
         a.close()
 
 
-def test_ctrl_c_stops_and_leaves_nothing() -> None:
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int) -> None:
     p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2")
     try:
         name = _wait_for_segment(p.pid)
         _wait_running(name)
         kids = _workers_of(p.pid)
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         _, err = p.communicate(timeout=30)
-        assert p.returncode == 130, err
+        assert p.returncode == code, err
         assert "interrupted" in err
         assert not os.path.exists(f"/dev/shm/{name}")
         _, alive = psutil.wait_procs(kids, timeout=10)

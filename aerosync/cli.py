@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,21 +106,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.duration is not None:
         overrides.append(f"run.duration={args.duration}")
     scn = load_scenario(args.scenario, registry(), overrides)
-    progress = None
-    if not args.json and sys.stderr.isatty():
-        def progress(t: float, ops: int) -> None:
-            sys.stderr.write(f"\r  running {t:6.1f} s  {ops:>14,} ops")
-            sys.stderr.flush()
-    res = coordinator.run(scn, on_sample=progress)
-    if progress is not None:
-        sys.stderr.write("\r" + " " * 50 + "\r")
+    from aerosync.top import LiveRun, ProgressBar
+
+    target = scn.run.ops * scn.machine.cpus if scn.run.ops and isinstance(scn.machine.cpus, int) else None
+    quiet = args.json
+    with ProgressBar(scn.run.duration, target, enabled=False if quiet or args.live else None) as bar, \
+            LiveRun(enabled=None if args.live and not quiet else False) as live:
+        res = coordinator.run(scn, on_sample=bar.on_sample, on_tick=live.on_tick if args.live else None)
     d = res.to_dict()
+    run_dir = None
+    if not args.no_save:
+        from aerosync.report.rundir import write_run_dir
+
+        run_dir = write_run_dir(d, Path(args.runs_dir), args.scenario)
     if args.output:
         Path(args.output).write_text(json.dumps(d, indent=1) + "\n")
     if args.json:
         print(json.dumps(d, indent=1))
+        if run_dir:
+            print(f"run saved in {run_dir}", file=sys.stderr)
     else:
         sys.stdout.write(_summary(res))
+        if run_dir:
+            print(f"\n  run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
     lost = d["workload"].get("lost_updates", 0)
     return 1 if lost else 0
 
@@ -209,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="shorthand for --set run.duration=...")
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.add_argument("--output", "-o", help="also write the JSON result to this file")
+    r.add_argument("--runs-dir", default=os.environ.get("AEROSYNC_RUNS_DIR", "runs"),
+                   help="where run directories go (default: $AEROSYNC_RUNS_DIR or ./runs)")
+    r.add_argument("--no-save", action="store_true", help="do not write a run directory")
+    r.add_argument("--live", action="store_true", help="show the live top view while the run goes")
     r.set_defaults(func=_cmd_run)
 
     t = sub.add_parser("topology", help="show the host and the simulated machine")
@@ -229,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.add_argument("--repeat", type=int, default=5, help="repetitions per figure; the median is reported")
     b.set_defaults(func=_cmd_bench)
+
+    from aerosync.doctor import add_doctor_parser
+    from aerosync.profile import add_profile_parser
+    from aerosync.report.compare import add_compare_parser
+    from aerosync.report.sweep import add_sweep_parser
+    from aerosync.top import add_top_parser
+
+    add_profile_parser(sub)
+    add_sweep_parser(sub)
+    add_compare_parser(sub)
+    add_top_parser(sub)
+    add_doctor_parser(sub)
 
     c = sub.add_parser("cleanup", help="remove segments and semaphores whose owner is gone")
     c.add_argument("--dry-run", action="store_true", help="list, do not remove")

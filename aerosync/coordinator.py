@@ -254,6 +254,9 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         views_before = procfs.snapshot_all(arena)
         samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
+        # The closing sample is taken once every worker has left: each finishes the batch
+        # it was in when STOP came, and those operations count (and are counted).
+        samples.append(_sample(arena, n, t_go))
         views_after = procfs.snapshot_all(arena)
         cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
         stats = lockstat.snapshot(arena)
@@ -363,7 +366,6 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     at.store64(L.H_RUN_STATE, L.RUN_STOP)
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
-    samples.append(_sample(arena, n, t_go))
     return samples, t_go, t_end
 
 

@@ -14,7 +14,30 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["pyspy_path", "ptrace_problem", "dump_stack"]
+__all__ = ["pyspy_path", "ptrace_problem", "dump_stack", "PERMISSION_FIX", "looks_like_permission_error",
+           "ptrace_scope"]
+
+PERMISSION_FIX = ("py-spy needs ptrace / process_vm_readv rights (CAP_SYS_PTRACE): run as root or with "
+                  "CAP_SYS_PTRACE; in Docker start the container with --cap-add SYS_PTRACE; with Yama, "
+                  "sysctl kernel.yama.ptrace_scope=1 lets a launcher trace its children (0 allows attaching "
+                  "to any process of the same user)")
+
+_PERMISSION_WORDS = ("permission denied", "operation not permitted", "eperm", "ptrace_scope",
+                     "cap_sys_ptrace", "failed to attach")
+
+
+def looks_like_permission_error(text: str) -> bool:
+    """Whether py-spy's output says it was refused access (checked after the fact)."""
+    low = text.lower()
+    return any(w in low for w in _PERMISSION_WORDS)
+
+
+def ptrace_scope() -> int | None:
+    """kernel.yama.ptrace_scope (0..3), or None where Yama is not present."""
+    try:
+        return int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def pyspy_path() -> str | None:
@@ -29,20 +52,15 @@ def ptrace_problem() -> str | None:
     """None if py-spy should be able to attach to our children, else the reason and fix."""
     if pyspy_path() is None:
         return "py-spy is not installed: pip install py-spy (it is in the project's [profile] extra)"
-    try:
-        scope = int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip())
-    except (OSError, ValueError):
-        scope = 0
-    root = os.geteuid() == 0
+    scope = ptrace_scope() or 0
     if scope >= 3:
         return ("kernel.yama.ptrace_scope = 3 forbids ptrace entirely (until reboot); "
                 "profiling other processes is impossible on this host")
-    if scope == 2 and not root:
-        return ("kernel.yama.ptrace_scope = 2 needs CAP_SYS_PTRACE: run as root, or "
-                "sysctl kernel.yama.ptrace_scope=1 (in Docker: --cap-add SYS_PTRACE)")
-    if not _has_cap_sys_ptrace() and scope == 1 and not root:
-        return None   # scope 1 allows descendants: launch the run under py-spy
-    return None
+    if scope == 2 and not _has_cap_sys_ptrace():
+        who = "root without CAP_SYS_PTRACE" if os.geteuid() == 0 else "not root"
+        return (f"kernel.yama.ptrace_scope = 2 needs CAP_SYS_PTRACE ({who}): run as root with the "
+                "capability (in Docker: --cap-add SYS_PTRACE), or sysctl kernel.yama.ptrace_scope=1")
+    return None   # scope 0/1 (or no Yama): a launcher may trace its own children
 
 
 def _has_cap_sys_ptrace() -> bool:
@@ -70,8 +88,7 @@ def dump_stack(pid: int, timeout: float = 15.0) -> str:
     if out.returncode != 0:
         err = (out.stderr or out.stdout).strip()
         hint = ""
-        if "Permission" in err or "EPERM" in err or "Operation not permitted" in err:
-            hint = ("\n  py-spy needs ptrace rights: run as root or with CAP_SYS_PTRACE "
-                    "(docker run --cap-add SYS_PTRACE), or set kernel.yama.ptrace_scope=0/1")
+        if looks_like_permission_error(err):
+            hint = "\n  " + PERMISSION_FIX
         return f"(no stack: py-spy dump --pid {pid} failed: {err}{hint})"
     return out.stdout.rstrip()

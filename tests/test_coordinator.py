@@ -244,3 +244,13 @@ def test_cleanup_removes_stale_and_keeps_live(tmp_path: Path) -> None:
         for n in (dead, live):
             with contextlib.suppress(posix_ipc.ExistentialError):
                 posix_ipc.unlink_shared_memory("/" + n)
+
+
+def test_duration_mode_counts_the_last_batch(tmp_path: Path) -> None:
+    """Regression: the closing sample must come after the workers leave, or the ops of
+    the batch each was in at STOP go missing from the totals."""
+    scn = _scn(tmp_path, '[run]\nworkload = "counter_storm"\nduration = 0.6\n[machine]\ncpus = 2\nmemory = "4M"\n'
+                         '[workload]\nmode = "shared"\n')
+    res = coordinator.run(scn)
+    assert res.workload["lost_updates"] == 0
+    assert res.total_ops == res.workload["counted"] > 0

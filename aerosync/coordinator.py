@@ -469,8 +469,10 @@ def _collect(arena: Arena, mod: Any, sim: topo.SimTopology, samples: list[dict[s
     from workers.workloads._common import cpu_counters
 
     warm = scn.run.warmup
-    first = next((s for s in samples if s["t"] >= warm), samples[0])
     last = samples[-1]
+    first = next((s for s in samples if s["t"] >= warm), last)
+    if first is last:           # no sample after the warm-up: fall back to the opening one
+        first = samples[0]
     window = max(1e-9, last["t"] - first["t"])
     cpus = []
     for c in range(sim.nr_cpus):

@@ -21,12 +21,12 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation
+    from aerosync.bench import foundation, profiling
 
-    return {"foundation": foundation}
+    return {"foundation": foundation, "profiling": profiling}
 
 
-SUITES = ("foundation",)
+SUITES = ("foundation", "profiling")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -42,6 +42,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.mm.init import mm_init, mm_sections
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -164,6 +165,13 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,
+        # mm/init.py reads these (mm_params)
+        "max_page_order": m.max_page_order,
+        "min_free_kbytes": m.min_free_kbytes,
+        "watermark_scale_factor": m.watermark_scale_factor,
+        "pcp_enabled": m.pcp,
+        "pcp_high": m.pcp_high,
+        "pcp_batch": m.pcp_batch,
     }
 
 
@@ -216,7 +224,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     cleanup_stale()
     n = sim.nr_cpus
     config = _config(scn, sim)
-    specs = L.base_sections(n, config["nr_pages"]) + list(mod.sections(scn.workload, n))
+    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config), *mod.sections(scn.workload, n)]
     notes = []
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
@@ -233,6 +241,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         raise
     procs: list[mp.process.BaseProcess] = []
     try:
+        mm_init(arena)
         mod.setup(arena, scn.workload, n)
         ctx = mp.get_context("spawn")
         from dataclasses import asdict

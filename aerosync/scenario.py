@@ -76,9 +76,11 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "workload")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "workload")
+_NUMA_KEYS = ("policy", "cpu_policy", "weights")
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog")
-_MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns")
+_MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
+                 "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch")
 
 
 class _Missing:
@@ -114,6 +116,21 @@ class MachineSpec:
     lock_stat: bool
     lock_hold_sample: int               # time 1 hold in N acquisitions (power of two)
     remote_access_ns: int               # extra ns per remote touch per (distance-10)/10
+    max_page_order: int = 10            # MAX_PAGE_ORDER (inclusive), 1..15
+    min_free_kbytes: int | None = None  # None: Linux's formula from managed memory
+    watermark_scale_factor: int = 10    # as /proc/sys/vm/watermark_scale_factor, 1..3000
+    pcp: bool = True                    # per-CPU page lists on (False: zone lock every time)
+    pcp_high: int | None = None         # override every PCP's high (None: zone_highsize)
+    pcp_batch: int | None = None        # override every PCP's batch (None: zone_batchsize)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NumaSpec:
+    """[numa]: memory policies in numactl's words, checked by mm/mempolicy.py."""
+
+    policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
+    cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides
+    weights: tuple[int, ...] = ()                   # weighted-interleave weight per node
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,6 +143,7 @@ class Scenario:
     run: RunSpec
     machine: MachineSpec
     workload: object
+    numa: NumaSpec = NumaSpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,6 +229,8 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "file": s.file,
         "run": _jsonable(dataclasses.asdict(s.run)),
         "machine": _jsonable(dataclasses.asdict(s.machine)),
+        "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
+                 "weights": list(s.numa.weights)},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
     }
 
@@ -223,7 +243,7 @@ def scenario_hash(s: Scenario) -> str:
     of the same experiment hashes the same.
     """
     d = scenario_to_dict(s)
-    canon = {"run": d["run"], "machine": d["machine"], "workload": d["workload"]}
+    canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "workload": d["workload"]}
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -266,8 +286,34 @@ def _build(
                       '(the workload\'s name goes in [run] workload = "...")')
     run = _parse_run(run_t, ctx, registry)
     machine = _parse_machine(machine_t, ctx, base_dir)
+    numa = _parse_numa(_table(data, "numa", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
-    return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params)
+    return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
+                    numa=numa)
+
+
+def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
+    """[numa]: syntax only here; the policy words are checked against the machine later."""
+    _check_keys(t, "numa", _NUMA_KEYS, ctx)
+    words = "a numactl policy: default, local, bind=NODES, preferred=NODE, preferred-many=NODES, " \
+            "interleave=NODES, weighted-interleave=NODES (NODES like 0-1,3 or all)"
+    policy = t.get("policy", "default")
+    if not isinstance(policy, str) or not policy.strip():
+        raise ctx.err("numa.policy", policy, words)
+    raw = t.get("cpu_policy", {})
+    if not isinstance(raw, dict):
+        raise ctx.err("numa.cpu_policy", raw, 'a table of simulated CPU id = policy, e.g. {"0" = "bind=0"}')
+    per_cpu = []
+    for k, v in raw.items():
+        if not (isinstance(k, str) and k.isdigit()):
+            raise ctx.err(f"numa.cpu_policy.{k}", v, "keys are simulated CPU ids (0, 1, ...)")
+        if not isinstance(v, str) or not v.strip():
+            raise ctx.err(f"numa.cpu_policy.{k}", v, words)
+        per_cpu.append((int(k), v.strip()))
+    weights = t.get("weights", [])
+    if not isinstance(weights, list) or not all(_is_int(w) and 1 <= w <= 255 for w in weights):
+        raise ctx.err("numa.weights", weights, "a list of ints 1..255, one per node (weighted interleave)")
+    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights))
 
 
 def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:
@@ -360,8 +406,27 @@ def _parse_machine(t: dict[str, Any], ctx: _Ctx, base_dir: Path) -> MachineSpec:
     remote = t.get("remote_access_ns", 0)
     if not _is_int(remote) or remote < 0:
         raise ctx.err("machine.remote_access_ns", remote, "an int >= 0 (nanoseconds; 0 = off)")
+    order = t.get("max_page_order", 10)
+    if not _is_int(order) or not 1 <= order <= 15:
+        raise ctx.err("machine.max_page_order", order, "MAX_PAGE_ORDER, an int 1..15 (Linux: 10)")
+    mfk = t.get("min_free_kbytes")
+    if mfk is not None and (not _is_int(mfk) or mfk < 0):
+        raise ctx.err("machine.min_free_kbytes", mfk, "an int >= 0 (KiB; omit for Linux's formula)")
+    wsf = t.get("watermark_scale_factor", 10)
+    if not _is_int(wsf) or not 1 <= wsf <= 3000:
+        raise ctx.err("machine.watermark_scale_factor", wsf, "an int 1..3000 (Linux: 10)")
+    pcp = t.get("pcp", True)
+    if not isinstance(pcp, bool):
+        raise ctx.err("machine.pcp", pcp, "true or false (false: every allocation takes the zone lock)")
+    extra = {}
+    for key in ("pcp_high", "pcp_batch"):
+        v = t.get(key)
+        if v is not None and (not _is_int(v) or not 1 <= v <= 1 << 20):
+            raise ctx.err(f"machine.{key}", v, "an int 1..1048576 (pages; omit for Linux's sizing)")
+        extra[key] = v
     return MachineSpec(cpus=cpus, memory=memory, topology=topology, lock_stat=lock_stat,
-                       lock_hold_sample=hold, remote_access_ns=remote)
+                       lock_hold_sample=hold, remote_access_ns=remote, max_page_order=order,
+                       min_free_kbytes=mfk, watermark_scale_factor=wsf, pcp=pcp, **extra)
 
 
 def _parse_cpus(v: object, ctx: _Ctx) -> str | int | tuple[int, ...]:

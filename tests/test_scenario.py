@@ -84,7 +84,7 @@ BAD_FILES = [
     # (fixture, key, bad value as printed, part of the allowed description)
     ("bad_missing_workload", "run.workload", "<missing>", "required: one of needy, plain, storm"),
     ("bad_unknown_workload", "run.workload", "'nope'", "one of needy, plain, storm"),
-    ("bad_unknown_top_key", "colour", "'red'", "known top-level keys: name, description, run, machine, workload"),
+    ("bad_unknown_top_key", "colour", "'red'", "known top-level keys: name, description, run, machine, numa, workload"),
     ("bad_unknown_run_key", "run.durration", "1.0", "known [run] keys: workload, duration, ops"),
     ("bad_unknown_machine_key", "machine.memroy", "'64M'", "known [machine] keys: cpus, memory, topology"),
     ("bad_duration_and_ops", "run", "{'duration': 1, 'ops': 10}", "exactly one of run.duration"),
@@ -347,7 +347,7 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["workload"]["cpu_list"] == [3, 1, 2]
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0}
-    assert set(d) == {"name", "description", "file", "run", "machine", "workload"}
+    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "workload"}
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:
@@ -389,3 +389,24 @@ def test_watchdog_key(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError) as ei:
         load_scenario(p, REGISTRY)
     assert ei.value.key == "run.watchdog" and "0.5..3600" in str(ei.value)
+
+
+def test_numa_section_and_mm_machine_keys(tmp_path: Path) -> None:
+    p = tmp_path / "n.toml"
+    p.write_text('[run]\nworkload = "storm"\n[machine]\nmax_page_order = 8\npcp = false\npcp_batch = 4\n'
+                 '[numa]\npolicy = "interleave=all"\ncpu_policy = {"1" = "bind=1"}\nweights = [3, 1]\n')
+    s = load_scenario(p, REGISTRY)
+    assert s.numa.policy == "interleave=all" and s.numa.cpu_policy == ((1, "bind=1"),)
+    assert s.numa.weights == (3, 1)
+    assert s.machine.max_page_order == 8 and s.machine.pcp is False and s.machine.pcp_batch == 4
+    d = scenario_to_dict(s)
+    assert d["numa"]["cpu_policy"] == {"1": "bind=1"}
+    for bad, key in (('[numa]\npolicy = ""\n', "numa.policy"),
+                     ('[numa]\ncpu_policy = {"x" = "local"}\n', "numa.cpu_policy.x"),
+                     ("[numa]\nweights = [0]\n", "numa.weights"),
+                     ("[machine]\nmax_page_order = 16\n", "machine.max_page_order"),
+                     ("[machine]\npcp = 1\n", "machine.pcp")):
+        p.write_text('[run]\nworkload = "storm"\n' + bad)
+        with pytest.raises(ScenarioError) as ei:
+            load_scenario(p, REGISTRY)
+        assert ei.value.key == key

@@ -85,12 +85,28 @@ def _summary(res: Any) -> str:
                 f"{_fmt_int(s['acq_bounces']):>12} {havg:>12.3f}"
             )
         lines.append("")
+    chk = d.get("mm_check") or {}
+    if chk:
+        live = len(chk.get("live_checks", []))
+        extra = f" (+{live} live checks, all OK)" if live else ""
+        if chk["ok"]:
+            lines.append(f"  Invariant check after the run: OK in {chk['elapsed_s']:.3f} s{extra}")
+        else:
+            lines.append(f"  Invariant check after the run: {len(chk['violations'])} VIOLATIONS")
+            lines.extend(f"    {v}" for v in chk["violations"][:20])
+        lines.append("")
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():
+            if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+                lines.append(f"    {k}:")
+                lines.extend(f"      {sk}: " + ", ".join(f"{a} {b}" for a, b in sv.items()) for sk, sv in v.items())
+                continue
             flag = ""
             if k == "lost_updates":
                 flag = "  (ok)" if v == 0 else "  (LOST UPDATES: mutual exclusion or atomicity broken)"
+            elif k == "corrupt":
+                flag = "  (ok)" if v == 0 else "  (CORRUPT: memory handed to two owners at once)"
             lines.append(f"    {k} = {v}{flag}")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -129,8 +145,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(_summary(res))
         if run_dir:
             print(f"\n  run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
-    lost = d["workload"].get("lost_updates", 0)
-    return 1 if lost else 0
+    bad = d["workload"].get("lost_updates", 0) or d["workload"].get("corrupt", 0)
+    return 1 if bad or not d.get("mm_check", {}).get("ok", True) else 0
 
 
 def _cmd_topology(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.mm.check import check as mm_check
 from aerosync.mm.init import mm_init, mm_sections
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
@@ -75,6 +76,7 @@ class RunResult:
     latency: dict[str, Any] = field(default_factory=dict)
     views_before: dict[str, Any] = field(default_factory=dict)
     views_after: dict[str, Any] = field(default_factory=dict)
+    mm_check: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_ops(self) -> int:
@@ -94,6 +96,7 @@ class RunResult:
             "notes": self.notes, "latency": self.latency,
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
+            "mm_check": self.mm_check,
         }
 
 
@@ -261,7 +264,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
                              [], [], [], "", {}, ready_s, notes)
         views_before = procfs.snapshot_all(arena)
-        samples, t_go, t_end = _run_loop(arena, scn, procs, on_sample, on_tick)
+        samples, t_go, t_end, live_checks = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
@@ -277,6 +280,11 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
+        # After the workload gave back what it could: the whole-machine invariant check.
+        report = mm_check(arena)
+        result.mm_check = {"ok": report.ok, "elapsed_s": report.elapsed_s, "summary": report.summary,
+                           "counts": report.counts, "violations": [str(v) for v in report.violations],
+                           "live_checks": live_checks}
         return result
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
@@ -335,7 +343,8 @@ def _sample(arena: Arena, n: int, t0: float) -> dict[str, Any]:
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any, on_tick: Any = None) -> tuple[list[dict[str, Any]], float, float]:
+              on_sample: Any, on_tick: Any = None
+              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]]]:
     n = len(procs)
     at = arena.atomic
     sentinels = [p.sentinel for p in procs]
@@ -346,6 +355,8 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     samples = [_sample(arena, n, t_go)]
     deadline = t_go + scn.run.duration if scn.run.duration is not None else None
     next_tick = t_go + interval
+    next_check = t_go + scn.run.check_interval
+    live_checks: list[dict[str, Any]] = []
     while True:
         ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
         if ready:
@@ -368,6 +379,9 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
                 on_tick(arena, samples)
         if scn.run.watchdog:
             _watchdog(arena, procs, scn.run.watchdog)
+        if scn.run.check_interval and now >= next_check:
+            live_checks.append(_live_check(arena, procs))
+            next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
         if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
@@ -375,7 +389,40 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     at.store64(L.H_RUN_STATE, L.RUN_STOP)
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
-    return samples, t_go, t_end
+    return samples, t_go, t_end, live_checks
+
+
+def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, Any]:
+    """Stop the world at batch boundaries, run the invariant checker, resume.
+
+    Workers see RUN_PAUSE after their current batch (no operation in flight), ack with
+    the pause generation and park; DONE workers are not waited for.
+    """
+    at = arena.atomic
+    t0 = time.perf_counter()
+    seq = at.fetch_add64(L.H_PAUSE_SEQ, 1) + 1
+    at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
+    try:
+        deadline = t0 + 30.0
+        while True:
+            pending = [c for c in range(len(procs))
+                       if _cpu_word(arena, c, L.CPU_STATE) == L.CPUST_RUNNING
+                       and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq]
+            if not pending:
+                break
+            for c in pending:
+                if not procs[c].is_alive():
+                    raise _worker_died(arena, c, procs[c])
+            if time.perf_counter() > deadline:
+                raise AeroSyncError(f"live check: cpu{pending[0]} did not reach the pause barrier in 30 s")
+            time.sleep(0.0005)
+        report = mm_check(arena)
+    finally:
+        at.store64(L.H_RUN_STATE, L.RUN_GO)
+    out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": report.ok,
+           "violations": [str(v) for v in report.violations]}
+    report.raise_first()
+    return out
 
 
 def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float) -> None:

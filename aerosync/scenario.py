@@ -78,7 +78,7 @@ _SIZE_ALLOWED = (
 
 _TOP_KEYS = ("name", "description", "run", "machine", "numa", "workload")
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
-_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog")
+_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch")
 
@@ -104,6 +104,7 @@ class RunSpec:
     sample_interval: float          # seconds between coordinator samples
     warmup: float                   # seconds at the start left out of the figures
     watchdog: float = 10.0          # soft-lockup threshold: seconds without progress (0 = off)
+    check_interval: float = 0.0     # live invariant checks every N s (0: only after the run)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -359,6 +360,8 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
     warmup = 0.0 if warmup is None else warmup
     watchdog = _number(t, "watchdog", ctx, "seconds without progress before a soft lockup is reported, "
                        "0 (off) or 0.5..3600", lambda x: x == 0 or 0.5 <= x <= 3600)
+    check_interval = _number(t, "check_interval", ctx, "seconds between live invariant checks, 0 (only after "
+                             "the run) or 0.1..3600", lambda x: x == 0 or 0.1 <= x <= 3600)
     if duration is not None and warmup >= duration:
         raise ctx.err("run.warmup", t["warmup"], f"seconds >= 0 and < run.duration ({duration})", "run.duration")
     return RunSpec(
@@ -369,6 +372,7 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
         sample_interval=0.1 if sample_interval is None else sample_interval,
         warmup=warmup,
         watchdog=10.0 if watchdog is None else watchdog,
+        check_interval=0.0 if check_interval is None else check_interval,
     )
 
 

@@ -346,7 +346,8 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["machine"]["cpus"] == [1, 0]
     assert d["workload"]["cpu_list"] == [3, 1, 2]
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
-                        "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0}
+                        "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
+                        "check_interval": 0.0}
     assert set(d) == {"name", "description", "file", "run", "machine", "numa", "workload"}
 
 

@@ -3,7 +3,9 @@
 Life of a worker (coordinator.py drives the other side)::
 
     start ─ die_with_parent ─ pin + verify ─ attach ─ READY, nr_ready++ ─ wait GO
-          ─ loop { batch of ops ; publish ops + heartbeat ; check run_state } ─ DONE ─ close
+          ─ loop { batch of ops ; publish ops + heartbeat ; check run_state
+                   (PAUSE: ack, park until GO — the live invariant check) }
+          ─ teardown (the workload gives back what it holds) ─ DONE ─ close
 
 Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
 keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
@@ -142,7 +144,10 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
             done += 1
         q[ops_i] = done
         q[hb_i] = t1
-        if load(run_state) != L.RUN_GO:
+        rs = load(run_state)
+        if rs == L.RUN_PAUSE:
+            rs = _pause(arena, area)
+        if rs != L.RUN_GO:
             break
         # Adapt the batch so publishing and stop checks stay ~2 ms apart.
         dt = t1 - t0
@@ -150,5 +155,19 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
             n *= 2
         elif dt > BATCH_TARGET_NS * 2 and n > 1:
             n //= 2
+    teardown = getattr(batch, "teardown", None)
+    if teardown is not None:
+        teardown()          # e.g. give back what this CPU still holds
     q[state_i] = L.CPUST_DONE
     return 0
+
+
+def _pause(arena: Arena, area: int) -> int:
+    """Park at a batch boundary (no operation in flight) while the coordinator checks
+    invariants on a live run; acknowledge with the pause generation, resume on GO."""
+    at = arena.atomic
+    at.store64((area << 3) + L.CPU_PAUSE_ACK, at.load64(L.H_PAUSE_SEQ))
+    while (rs := at.load64(L.H_RUN_STATE)) == L.RUN_PAUSE:
+        time.sleep(GO_POLL_S)
+    arena.u64[area + (L.CPU_HEARTBEAT >> 3)] = time.monotonic_ns()
+    return rs

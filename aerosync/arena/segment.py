@@ -267,10 +267,13 @@ class Arena:
         return arr
 
     def view(self, off: int, size: int) -> memoryview:
-        """A byte memoryview of [off, off+size), released by close()."""
-        mv = self.buf[off : off + size]
-        self._views.append(mv)
-        return mv
+        """A byte memoryview of [off, off+size).
+
+        Not tracked (a per-operation view kept in a list would never be freed): drop it,
+        or use it as `with arena.view(...) as mv:`, before `close()`, which otherwise
+        refuses with ArenaError because the mapping is still exported.
+        """
+        return self.buf[off : off + size]
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:

@@ -48,6 +48,9 @@ allocated heads have refcount >= 1, tails of allocated blocks refcount 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
@@ -57,7 +60,7 @@ __all__ = [
     "PG_tail", "PG_pcp", "PAGEFLAG_NAMES", "NIL",
     "P_FLAGS", "P_ORDER", "P_MT", "P_ZONE", "P_NODE", "P_REFCOUNT", "P_MAPCOUNT", "P_NEXT",
     "P_PREV", "P_HEAD", "P_SPARE", "P_PRIVATE", "PAGE_DTYPE", "page_array", "page_off",
-    "page_address", "page_view", "format_flags",
+    "page_address", "page_view", "format_flags", "node_of_pfn",
 ]
 
 PG_reserved = 1 << 0
@@ -118,3 +121,15 @@ def format_flags(flags: int) -> str:
     if rest:
         names.append(hex(rest))
     return "|".join(names) or "none"
+
+
+def node_of_pfn(arena: Any) -> Callable[[int], int]:
+    """`page_to_nid` as a closure: pfn -> nid byte of its struct page (fixed at init, so
+    read without a lock).  One memoryview load; bind it once per worker."""
+    u8 = arena.u8
+    base = arena.off("pagemeta") + P_NODE
+
+    def page_to_nid(pfn: int) -> int:
+        return u8[base + pfn * PAGE_META_SIZE]
+
+    return page_to_nid

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from workers.workloads import counter_storm, fault, lock_storm, null
+from workers.workloads import counter_storm, fault, fragmentation, lock_storm, null, page_storm
 
 __all__ = ["WORKLOADS", "registry"]
 
@@ -27,6 +27,8 @@ WORKLOADS: dict[str, ModuleType] = {
     "counter_storm": counter_storm,
     "lock_storm": lock_storm,
     "fault": fault,
+    "page_storm": page_storm,
+    "fragmentation": fragmentation,
 }
 
 

@@ -1,0 +1,111 @@
+"""Page helpers shared by the page workloads: verify stamps and the cross-CPU ring.
+
+Stamps (stress-ng's verify mode): every page of an allocated block gets the word
+`cpu << 48 | seq` in its first and last 8 bytes; the CPU that frees the block checks
+both words of every page first.  A page handed to two CPUs at once is overwritten by the
+second owner, so the first owner's check fails and the block is counted as corrupt.
+
+Ring (cross-CPU frees): one single-producer single-consumer ring per CPU in the arena
+section "pgring".  CPU c pushes blocks it wants freed elsewhere into ring (c + 1) % n;
+CPU c pops from ring c and frees what it finds.  Layout per ring (RING_BYTES)::
+
+    line 0   head u64  (consumer's: next slot to pop)
+    line 1   tail u64  (producer's: next slot to fill)
+    128..    RING_SLOTS x u64 entries: pfn << 8 | order   (order < 256)
+
+Protocol: the producer writes the entry, then publishes tail with a SEQ_CST store; the
+consumer loads tail (SEQ_CST), reads entries below it, then stores head.  Head and tail
+live on separate lines so producer and consumer don't false-share.  Full ring: the
+producer frees the block itself (counted as a local free).
+"""
+
+from __future__ import annotations
+
+from aerosync.arena.layout import SectionSpec
+from aerosync.arena.segment import Arena
+from aerosync.params import CACHE_LINE, PAGE_SHIFT
+
+__all__ = ["RING_SLOTS", "RING_BYTES", "ring_section", "Ring", "Stamper", "drain_rings"]
+
+RING_SLOTS = 1024
+RING_BYTES = 2 * CACHE_LINE + RING_SLOTS * 8
+
+
+def ring_section(nr_cpus: int) -> SectionSpec:
+    return SectionSpec("pgring", nr_cpus * RING_BYTES)
+
+
+class Ring:
+    """One CPU's view of its inbound ring (pop) and its outbound ring (push)."""
+
+    __slots__ = ("push", "pop_all")
+
+    def __init__(self, arena: Arena, cpu: int, nr_cpus: int) -> None:
+        at, q = arena.atomic, arena.u64
+        load, store = at.load64, at.store64
+        base = arena.off("pgring")
+        inb = base + cpu * RING_BYTES
+        outb = base + ((cpu + 1) % nr_cpus) * RING_BYTES
+        in_head, in_tail, in_slots = inb, inb + CACHE_LINE, (inb + 2 * CACHE_LINE) >> 3
+        out_head, out_tail, out_slots = outb, outb + CACHE_LINE, (outb + 2 * CACHE_LINE) >> 3
+        mask = RING_SLOTS - 1
+
+        def push(entry: int) -> bool:
+            t = load(out_tail)
+            if t - load(out_head) >= RING_SLOTS:
+                return False
+            q[out_slots + (t & mask)] = entry
+            store(out_tail, t + 1)          # publish after the entry is written
+            return True
+
+        def pop_all() -> list[int]:
+            h, t = load(in_head), load(in_tail)
+            out = [q[in_slots + (i & mask)] for i in range(h, t)]
+            if out:
+                store(in_head, t)
+            return out
+
+        self.push, self.pop_all = push, pop_all
+
+
+class Stamper:
+    """Writes and checks the (cpu, seq) stamp words of a block's pages."""
+
+    __slots__ = ("stamp", "check")
+
+    def __init__(self, arena: Arena) -> None:
+        q = arena.u64
+        phys = arena.off("physmem") >> 3
+        words = (1 << PAGE_SHIFT) >> 3
+
+        def stamp(pfn: int, order: int, value: int) -> None:
+            i = phys + pfn * words
+            for _ in range(1 << order):
+                q[i] = value
+                q[i + words - 1] = value
+                i += words
+
+        def check(pfn: int, order: int, value: int) -> bool:
+            i = phys + pfn * words
+            for _ in range(1 << order):
+                if q[i] != value or q[i + words - 1] != value:
+                    return False
+                i += words
+            return True
+
+        self.stamp, self.check = stamp, check
+
+
+def stamp_of(pfn: int, arena: Arena) -> int:
+    """The stamp word found on a block's first page (who wrote it: value >> 48 = cpu)."""
+    return arena.u64[(arena.off("physmem") >> 3) + (pfn << (PAGE_SHIFT - 3))]
+
+
+def drain_rings(arena: Arena, nr_cpus: int, free_pages) -> int:
+    """Free every block still queued in any ring (coordinator, after the workers left)."""
+    n = 0
+    for c in range(nr_cpus):
+        for entry in Ring(arena, c, nr_cpus).pop_all():
+            free_pages(entry >> 8, entry & 0xFF)
+            n += 1
+    return n

@@ -127,7 +127,7 @@ def _wait_running(name: str, timeout: float = 60) -> None:
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int) -> None:
-    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2")
+    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2", "--no-save")
     try:
         name = _wait_for_segment(p.pid)
         _wait_running(name)
@@ -146,7 +146,7 @@ def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int) -> None:
 
 
 def test_sigkill_coordinator_then_cleanup() -> None:
-    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2")
+    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2", "--no-save")
     try:
         name = _wait_for_segment(p.pid)
         _wait_running(name)

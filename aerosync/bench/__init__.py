@@ -21,12 +21,12 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation, profiling
+    from aerosync.bench import foundation, pagealloc, profiling
 
-    return {"foundation": foundation, "profiling": profiling}
+    return {"foundation": foundation, "pagealloc": pagealloc, "profiling": profiling}
 
 
-SUITES = ("foundation", "profiling")
+SUITES = ("foundation", "pagealloc", "profiling")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

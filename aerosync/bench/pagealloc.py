@@ -1,0 +1,128 @@
+"""Physical-memory figures (issue 3): the page allocator's pairs, scaling and checker.
+
+  * *_pair_us: one alloc + free on a warm handle, in-process (timeit, net of loop cost),
+    on a 64 MiB single-node machine: through the per-CPU lists, and with them disabled
+    so every operation takes the zone lock (the buddy path);
+  * pcp_scaling_2cpu / buddy_scaling_2cpu: page storm (orders 0-3, verified pages) at
+    2 CPUs over 1 CPU, measured within one repetition; with the buddy path the zone
+    lock's contention is reported beside it;
+  * checker_1gib_s: the full invariant check of a 1 GiB machine after churn.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+from aerosync.arena import layout as L
+from aerosync.arena.segment import Arena
+from aerosync.mm import gfp as G
+from aerosync.mm.check import check
+from aerosync.mm.init import mm_init, mm_sections, single_node_sim
+from aerosync.mm.page_alloc import MM
+
+__all__ = ["GROUPS"]
+
+_STORM = Path(__file__).resolve().parent.parent.parent / "scenarios" / "page-storm.toml"
+
+
+def _machine(nr_pages: int, **config: Any) -> Arena:
+    cfg = {"nr_cpus": 1, "nr_pages": nr_pages, "sim": single_node_sim(1), **config}
+    arena = Arena.create(cfg, [*L.base_sections(1, nr_pages), *mm_sections(cfg)])
+    try:
+        mm_init(arena)
+    except BaseException:
+        arena.close()
+        arena.unlink()
+        raise
+    return arena
+
+
+def _pair_us(pcp: bool, order: int) -> float:
+    arena = _machine(16384, pcp_enabled=pcp)
+    try:
+        mm = MM(arena, 0)
+        alloc, free = mm.alloc_pages, mm.free_pages
+        g = {"alloc": alloc, "free": free, "gfp": G.GFP_KERNEL, "o": order}
+        timeit.timeit("free(alloc(gfp, o), o)", globals=g, number=2000)       # warm the lists
+        base = min(timeit.repeat("pass", globals=g, number=50_000, repeat=3))
+        t = min(timeit.repeat("free(alloc(gfp, o), o)", globals=g, number=50_000, repeat=3))
+        del mm, alloc, free, g
+        return (t - base) / 50_000 * 1e6
+    finally:
+        arena.close()
+        arena.unlink()
+
+
+def bench_pairs() -> dict[str, float]:
+    return {
+        "pcp_order0_pair_us": _pair_us(True, 0),
+        "buddy_order0_pair_us": _pair_us(False, 0),
+        "pcp_order3_pair_us": _pair_us(True, 3),
+        "buddy_order3_pair_us": _pair_us(False, 3),
+    }
+
+
+def _storm(cpus: int, pcp: bool) -> Any:
+    from aerosync import coordinator
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
+
+    scn = load_scenario(_STORM, registry(), [f"machine.cpus={cpus}", f"machine.pcp={str(pcp).lower()}",
+                                             "run.duration=1.5", "run.warmup=0.3"])
+    return coordinator.run(scn)
+
+
+def bench_scaling() -> dict[str, float]:
+    pcp1, pcp2 = _storm(1, True).ops_per_s, _storm(2, True).ops_per_s
+    b1 = _storm(1, False).ops_per_s
+    r2 = _storm(2, False)
+    zl = next((s for s in r2.lock_stat if s["lock_class"] == "&zone->lock"), None)
+    con = 100.0 * zl["contentions"] / max(1, zl["acquisitions"]) if zl else 0.0
+    return {"pcp_scaling_2cpu": pcp2 / pcp1, "buddy_scaling_2cpu": r2.ops_per_s / b1,
+            "buddy_2cpu_zone_lock_contentions_pct": con,
+            "pcp_storm_2cpu_ops_s": pcp2, "buddy_storm_2cpu_ops_s": r2.ops_per_s}
+
+
+def bench_checker() -> dict[str, float]:
+    nr_pages = (1 << 30) >> 12
+    arena = _machine(nr_pages)
+    try:
+        mm = MM(arena, 0)
+        rng = random.Random(1)
+        held = [mm.alloc_pages(G.GFP_KERNEL, rng.choice((0, 0, 0, 1, 2, 3))) for _ in range(50_000)]
+        for i in rng.sample(range(len(held)), len(held) // 2):
+            pfn = held[i]
+            if pfn >= 0:
+                mm.free_pages(pfn, _order_of(arena, pfn))
+        del mm
+        t0 = time.perf_counter()
+        report = check(arena)
+        t = time.perf_counter() - t0
+        if not report.ok:
+            raise RuntimeError(f"checker_1gib_s: the check found violations: {report}")
+        return {"checker_1gib_s": t}
+    finally:
+        arena.close()
+        arena.unlink()
+
+
+def _order_of(arena: Arena, pfn: int) -> int:
+    from aerosync.mm.page import P_ORDER
+    from aerosync.params import PAGE_META_SIZE
+
+    return arena.u8[arena.off("pagemeta") + pfn * PAGE_META_SIZE + P_ORDER]
+
+
+GROUPS = {
+    "pairs": (bench_pairs, [("pcp_order0_pair_us", "us", "<= 1.5"), ("buddy_order0_pair_us", "us", "<= 4"),
+                            ("pcp_order3_pair_us", "us", "reported"), ("buddy_order3_pair_us", "us", "reported")]),
+    "scaling": (bench_scaling, [("pcp_scaling_2cpu", "x", ">= 1.7"), ("buddy_scaling_2cpu", "x", "reported"),
+                                ("buddy_2cpu_zone_lock_contentions_pct", "%", "reported"),
+                                ("pcp_storm_2cpu_ops_s", "ops/s", "reported"),
+                                ("buddy_storm_2cpu_ops_s", "ops/s", "reported")]),
+    "checker": (bench_checker, [("checker_1gib_s", "s", "<= 1")]),
+}

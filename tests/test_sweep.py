@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
 def test_parse_vary() -> None:
     v = parse_vary("cpus=1..3")
     assert (v.key, v.values) == ("machine.cpus", ("1", "2", "3"))
-    assert parse_vary("policy=local,interleave").key == "workload.policy"
+    assert parse_vary("policy=local,interleave").key == "numa.policy"
+    assert parse_vary("policy=bind=0,1;interleave=all").values == ("bind=0,1", "interleave=all")
     assert parse_vary("workload.mode=percpu,shared").values == ("percpu", "shared")
     for bad in ("cpus", "cpus=", "cpus=3..1", "nosection=1,2", "cpus=1,,2"):
         with pytest.raises(UsageError, match="--vary"):

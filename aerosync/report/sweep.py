@@ -4,7 +4,7 @@
         [--control private] [--set section.key=value] [--out DIR]
 
 Each ``--vary KEY=SPEC`` names a scenario key — ``cpus`` is ``machine.cpus``, ``policy``
-is ``workload.policy``, anything else a dotted ``section.key`` — and its values: an
+is ``numa.policy`` (values separated by ';' when they contain commas), anything else a dotted ``section.key`` — and its values: an
 integer range ``a..b`` or a comma list (each value is parsed as a ``--set`` value is).
 The grid is the product of all ``--vary`` lists; every point runs ``--repeat`` times
 through `coordinator.run`, each run saved as a run directory under ``OUT/runs/``.
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 WIS_HEADER = "tasks,processes,processes_idle,threads,threads_idle,linear"
-_ALIASES = {"cpus": "machine.cpus", "policy": "workload.policy"}
+_ALIASES = {"cpus": "machine.cpus", "policy": "numa.policy"}
 _RANGE_RE = re.compile(r"(\d+)\s*\.\.\s*(\d+)")
 _REPO = Path(__file__).resolve().parents[2]
 CONTROL_TIMEOUT_S = 300.0
@@ -96,7 +96,8 @@ def parse_vary(spec: str) -> Vary:
             raise UsageError(f"--vary {spec!r}: range {a}..{b} is empty or starts below 1")
         values = tuple(str(v) for v in range(a, b + 1))
     else:
-        values = tuple(v.strip() for v in raw.split(","))
+        # Policies carry commas of their own ("bind=0,1"): a ';' in the list separates instead.
+        values = tuple(v.strip() for v in raw.split(";" if ";" in raw else ","))
         if not all(values):
             raise UsageError(f"--vary {spec!r}: empty value in the list; expected {allowed}")
     return Vary(label, key, values)

@@ -165,30 +165,33 @@ def _cmd_topology(args: argparse.Namespace) -> int:
 
 
 def _cmd_stat(args: argparse.Namespace) -> int:
-    from aerosync.arena.segment import Arena
-    from aerosync.sync import lockstat
+    from aerosync import procfs
 
-    if args.view != "lock_stat":
-        raise UsageError(f"stat {args.view!r}: allowed views: lock_stat")
+    if args.view not in procfs.STAT_VIEWS:
+        raise UsageError(f"stat {args.view!r}: allowed views: {', '.join(procfs.STAT_VIEWS)}")
     if args.result:
+        path = Path(args.result)
+        if path.is_dir():
+            path = path / "result.json"
         try:
-            d = json.loads(Path(args.result).read_text())
+            d = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"{args.result}: cannot read a run result: {e}") from None
-        if "lock_stat" not in d:
-            raise UsageError(f"{args.result}: key lock_stat missing: not an `aerosync run --json` result")
-        stats = [lockstat.LockStat(**s) for s in d["lock_stat"]]
-    else:
-        name = args.arena or _only_live_arena()
-        arena = Arena.attach(name)
-        try:
-            stats = lockstat.snapshot(arena)
-        finally:
-            arena.close()
-    if args.json:
-        print(json.dumps(lockstat.lock_stat_dict(stats), indent=1))
-    else:
-        sys.stdout.write(lockstat.render_lock_stat(stats))
+            raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
+        if args.json:
+            print(json.dumps(procfs.render_saved_json(d, args.view, args.when), indent=1))
+        else:
+            sys.stdout.write(procfs.render_saved(d, args.view, args.when))
+        return 0
+    from aerosync.arena.segment import Arena
+
+    arena = Arena.attach(args.arena or _only_live_arena())
+    try:
+        if args.json:
+            print(json.dumps(procfs.render_json(arena, args.view), indent=1))
+        else:
+            sys.stdout.write(procfs.render(arena, args.view))
+    finally:
+        arena.close()
     return 0
 
 
@@ -247,9 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_topology)
 
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
-    s.add_argument("view", help="lock_stat")
+    s.add_argument("view", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
-    s.add_argument("--result", help="a result JSON written by `aerosync run --output`")
+    s.add_argument("--result", help="a run directory or result.json of a finished run")
+    s.add_argument("--when", choices=("before", "after"), default="after",
+                   help="with --result: the view as it was before or after the run")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_stat)
 

@@ -5,6 +5,42 @@ Each view is `fn(arena) -> str` in the kernel's own layout, with a JSON twin
 land; the coordinator snapshots every registered view before and after a run.
 Views only read the arena: they take no lock, so figures from a live run are a racy
 but untorn snapshot, as /proc's are.
+
+Views (STAT_VIEWS) and their JSON twins:
+
+  lock_stat     /proc/lock_stat 0.4                  lockstat.lock_stat_dict()
+  buddyinfo     /proc/buddyinfo (populated zones)    [{"node", "zone", "nr_free": [per order]}]
+  pagetypeinfo  /proc/pagetypeinfo, one header +     {"page_block_order", "pages_per_block",
+                free table + block table per node     "migratetypes": [names], "free": [{"node",
+                with memory (as the kernel prints)    "zone", "type", "counts": [per order]}],
+                                                      "blocks": [{"node", "zone", "counts": {type: n}}]}
+  zoneinfo      /proc/zoneinfo, key fields, every    [{"node", "zone", "populated", "pages_free", "boost",
+                zone of every node (unpopulated       "min", "low", "high", "promo", "spanned", "present",
+                zones stop after protection)          "managed", "cma", "protection": [...], and when
+                                                      populated "nr_free_pages", "numa_hit", "numa_miss",
+                                                      "numa_local", "numa_other", "pagesets": [{"cpu",
+                                                      "count", "high", "batch", "high_min", "high_max",
+                                                      "vm_stats_threshold"}], "node_unreclaimable",
+                                                      "start_pfn", "reserved_highatomic",
+                                                      "free_highatomic"}]
+  vmstat        /proc/vmstat `name value` lines      {name: value} in the same order
+  numastat      numastat(8)'s default table          {"node0": {numa_hit, numa_miss, numa_foreign,
+                (columns node0 node1 ..., 16 wide)     interleave_hit, local_node, other_node}, ...}
+                                                      (/sys/devices/system/node/nodeN/numastat;
+                                                      node_numastat_text() prints that file)
+
+Model facts the texts state rather than invent (see mm/vmstat.py for the counting):
+  * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
+    locked list walk; a count of 100000 or more prints as ">100000" as in the kernel,
+    the JSON twin keeps the exact count.
+  * zoneinfo: no per-node stats block (no node counters are modelled); "boost" and "cma"
+    are 0 (no watermark boost, no CMA); high_min = high_max = high (no PCP high
+    auto-tuning, as with percpu_pagelist_high_fraction set); "vm stats threshold: 0"
+    (counters are folded exactly on read, no per-CPU drift); node_unreclaimable 0 (no
+    reclaim yet).  numa_foreign and numa_interleave are counted per node, not per zone,
+    in this model, so zoneinfo omits them (vmstat and numastat carry them).  A CPU is
+    listed under "pagesets" unless its per-CPU lists are OFFLINE (drained by hotplug).
+  * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end.
 """
 
 from __future__ import annotations
@@ -13,11 +49,29 @@ from collections.abc import Callable
 from typing import Any
 
 from aerosync.arena.segment import Arena
+from aerosync.errors import UsageError
+from aerosync.mm import mmzone as Z
+from aerosync.mm import vmstat as V
+from aerosync.mm.gfp import MAX_NR_ZONES, MIGRATETYPE_NAMES, ZONE_NAMES
 from aerosync.sync import lockstat
 
-__all__ = ["VIEWS", "render", "render_json", "snapshot_all"]
+__all__ = [
+    "VIEWS", "STAT_VIEWS", "ViewUnavailable", "render", "render_json", "render_saved", "render_saved_json",
+    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP",
+]
 
 
+class ViewUnavailable(UsageError, KeyError):
+    """A view name that does not exist, or an arena that lacks what the view reads.
+
+    A UsageError (the CLI exits 2 with the message) and a KeyError (snapshot_all and
+    callers that probe views skip it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# ---------------------------------------------------------------------------- lock_stat
 def _lock_stat_text(arena: Arena) -> str:
     return lockstat.render_lock_stat(lockstat.snapshot(arena))
 
@@ -26,17 +80,232 @@ def _lock_stat_json(arena: Arena) -> Any:
     return lockstat.lock_stat_dict(lockstat.snapshot(arena))
 
 
+# ---------------------------------------------------------------------------- mm helpers
+def _require_mm(arena: Arena) -> V.MMGeometry:
+    if not V.mm_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name}: no initialised memory manager (mm sections or mm_init missing)")
+    return V.geometry(arena)
+
+
+def _zones(arena: Arena, g: V.MMGeometry) -> list[dict[str, Any]]:
+    out = []
+    for zid in range(g.nr_zones):
+        info = Z.zone_info(arena, zid)
+        zo = Z.zone_off(arena, zid)
+        info["reserved_highatomic"] = arena.u64[(zo + Z.Z_NR_RESERVED_HIGHATOMIC) >> 3]
+        info["free_highatomic"] = arena.u64[(zo + Z.Z_NR_FREE_HIGHATOMIC) >> 3]
+        info["zone"] = ZONE_NAMES[zid % MAX_NR_ZONES]
+        out.append(info)
+    return out
+
+
+def _nodes_with_memory(zones: list[dict[str, Any]], g: V.MMGeometry) -> list[int]:
+    return [n for n in range(g.nr_nodes) if any(zones[n * MAX_NR_ZONES + i]["present"] for i in range(MAX_NR_ZONES))]
+
+
+# ---------------------------------------------------------------------------- buddyinfo
+def _buddyinfo_json(arena: Arena) -> list[dict[str, Any]]:
+    """frag_show_print(): nr_free (blocks) per order of every populated zone."""
+    g = _require_mm(arena)
+    return [{"node": z["nid"], "zone": z["zone"], "nr_free": [int(x) for x in z["nr_free"]]}
+            for z in _zones(arena, g) if z["present"]]
+
+
+def _buddyinfo_text(arena: Arena) -> str:
+    return "".join(f"Node {r['node']}, zone {r['zone']:>8} " + "".join(f"{n:6d} " for n in r["nr_free"]) + "\n"
+                   for r in _buddyinfo_json(arena))
+
+
+# ---------------------------------------------------------------------------- pagetypeinfo
+PAGETYPE_CAP = 100000          # pagetypeinfo_showfree_print stops counting a list here
+
+
+def _pagetypeinfo_json(arena: Arena) -> dict[str, Any]:
+    g = _require_mm(arena)
+    zones = _zones(arena, g)
+    fb = V.free_blocks(arena)
+    pbc = V.pageblock_counts(arena)
+    free, blocks = [], []
+    for nid in _nodes_with_memory(zones, g):
+        for zi in range(MAX_NR_ZONES):
+            zid = nid * MAX_NR_ZONES + zi
+            if not zones[zid]["present"]:
+                continue
+            for mt, tname in enumerate(MIGRATETYPE_NAMES):
+                free.append({"node": nid, "zone": ZONE_NAMES[zi], "type": tname,
+                             "counts": [int(x) for x in fb[zid, mt]]})
+            blocks.append({"node": nid, "zone": ZONE_NAMES[zi],
+                           "counts": {t: int(pbc[zid, mt]) for mt, t in enumerate(MIGRATETYPE_NAMES)}})
+    return {"page_block_order": g.pb_order, "pages_per_block": 1 << g.pb_order,
+            "migratetypes": list(MIGRATETYPE_NAMES), "free": free, "blocks": blocks}
+
+
+def _pt_count(n: int) -> str:
+    return f">{PAGETYPE_CAP:6d} " if n >= PAGETYPE_CAP else f"{n:6d} "
+
+
+def _pagetypeinfo_text(arena: Arena) -> str:
+    """pagetypeinfo_show() per node with memory: header, showfree, showblockcount."""
+    d = _pagetypeinfo_json(arena)
+    norders = (len(d["free"][0]["counts"]) if d["free"] else 0)
+    out = []
+    for nid in sorted({r["node"] for r in d["blocks"]}):
+        out.append(f"Page block order: {d['page_block_order']}\n")
+        out.append(f"Pages per block:  {d['pages_per_block']}\n")
+        out.append("\n")
+        out.append(f"{'Free pages count per migrate type at order':<43} " + "".join(f"{o:6d} " for o in range(norders))
+                   + "\n")
+        for r in d["free"]:
+            if r["node"] == nid:
+                out.append(f"Node {nid:4d}, zone {r['zone']:>8}, type {r['type']:>12} "
+                           + "".join(_pt_count(n) for n in r["counts"]) + "\n")
+        out.append(f"\n{'Number of blocks type ':<23}" + "".join(f"{t:>12} " for t in d["migratetypes"]) + "\n")
+        for r in d["blocks"]:
+            if r["node"] == nid:
+                out.append(f"Node {nid}, zone {r['zone']:>8} "
+                           + "".join(f"{r['counts'][t]:12d} " for t in d["migratetypes"]) + "\n")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------- zoneinfo
+def _online_cpus(arena: Arena, g: V.MMGeometry) -> list[int]:
+    """CPUs none of whose per-CPU page lists is OFFLINE (page_alloc_cpu_dead drained them)."""
+    offline = set()
+    for zid in range(g.nr_zones):
+        for p in V.zone_pcp(arena, zid):
+            if p["state"] not in V.PCP_ONLINE_STATES:
+                offline.add(p["cpu"])
+    return [c for c in range(g.nr_cpus) if c not in offline]
+
+
+def _zoneinfo_json(arena: Arena) -> list[dict[str, Any]]:
+    g = _require_mm(arena)
+    zones = _zones(arena, g)
+    st = V.fold(arena)
+    online = _online_cpus(arena, g)
+    out = []
+    for zid, z in enumerate(zones):
+        r: dict[str, Any] = {
+            "node": z["nid"], "zone": z["zone"], "populated": bool(z["present"]),
+            "pages_free": z["nr_free_pages"], "boost": 0, "min": z["min"], "low": z["low"], "high": z["high"],
+            "promo": z["promo"], "spanned": z["spanned"], "present": z["present"], "managed": z["managed"],
+            "cma": 0, "protection": [int(x) for x in z["lowmem_reserve"]],
+        }
+        if z["present"]:
+            r["nr_free_pages"] = z["nr_free_pages"]
+            r.update(st.zone_numa[zid])
+            pcps = V.zone_pcp(arena, zid)
+            r["pagesets"] = [{"cpu": c, "count": pcps[c]["count"], "high": pcps[c]["high"],
+                              "batch": pcps[c]["batch"], "high_min": pcps[c]["high"],
+                              "high_max": pcps[c]["high"], "vm_stats_threshold": 0} for c in online]
+            r["node_unreclaimable"] = 0
+            r["start_pfn"] = z["start_pfn"]
+            r["reserved_highatomic"] = z["reserved_highatomic"]
+            r["free_highatomic"] = z["free_highatomic"]
+        out.append(r)
+    return out
+
+
+def _zoneinfo_text(arena: Arena) -> str:
+    """zoneinfo_show_print() for every zone of every node (key fields, kernel layout)."""
+    out = []
+    for r in _zoneinfo_json(arena):
+        s = [f"Node {r['node']}, zone {r['zone']:>8}"]
+        s.append(f"\n  pages free     {r['pages_free']}"
+                 f"\n        boost    {r['boost']}"
+                 f"\n        min      {r['min']}"
+                 f"\n        low      {r['low']}"
+                 f"\n        high     {r['high']}"
+                 f"\n        promo    {r['promo']}"
+                 f"\n        spanned  {r['spanned']}"
+                 f"\n        present  {r['present']}"
+                 f"\n        managed  {r['managed']}"
+                 f"\n        cma      {r['cma']}")
+        s.append("\n        protection: (" + ", ".join(str(x) for x in r["protection"]) + ")")
+        if not r["populated"]:
+            s.append("\n")
+            out.append("".join(s))
+            continue
+        for name in ("nr_free_pages", *V.ZONE_NUMA_NAMES):
+            s.append(f"\n      {name:<12} {r[name]}")
+        s.append("\n  pagesets")
+        for p in r["pagesets"]:
+            s.append(f"\n    cpu: {p['cpu']}"
+                     f"\n              count:    {p['count']}"
+                     f"\n              high:     {p['high']}"
+                     f"\n              batch:    {p['batch']}"
+                     f"\n              high_min: {p['high_min']}"
+                     f"\n              high_max: {p['high_max']}"
+                     f"\n  vm stats threshold: {p['vm_stats_threshold']}")
+        s.append(f"\n  node_unreclaimable:  {r['node_unreclaimable']}"
+                 f"\n  start_pfn:           {r['start_pfn']}"
+                 f"\n  reserved_highatomic: {r['reserved_highatomic']}"
+                 f"\n  free_highatomic:     {r['free_highatomic']}")
+        s.append("\n")
+        out.append("".join(s))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------- vmstat
+def _vmstat_json(arena: Arena) -> dict[str, int]:
+    _require_mm(arena)
+    return V.vmstat(arena)
+
+
+def _vmstat_text(arena: Arena) -> str:
+    return "".join(f"{k} {v}\n" for k, v in _vmstat_json(arena).items())
+
+
+# ---------------------------------------------------------------------------- numastat
+def _numastat_json(arena: Arena) -> dict[str, dict[str, int]]:
+    _require_mm(arena)
+    return {f"node{nid}": d for nid, d in enumerate(V.fold(arena).node)}
+
+
+def _numastat_text(arena: Arena) -> str:
+    """numastat(8) with no arguments (its compatibility mode): a 16-wide blank corner and
+    right-justified 16-wide node columns, item names left-justified in 16."""
+    d = _numastat_json(arena)
+    lines = [" " * 16 + "".join(f"{n:>16}" for n in d)]
+    lines += [f"{item:<16}" + "".join(f"{v[item]:>16}" for v in d.values()) for item in Z.NUMA_NAMES]
+    return "\n".join(lines) + "\n"
+
+
+def node_numastat_text(arena: Arena, nid: int) -> str:
+    """/sys/devices/system/node/node<nid>/numastat: one `name value` line per item."""
+    d = _numastat_json(arena)
+    if f"node{nid}" not in d:
+        raise ViewUnavailable(f"numastat: no node {nid}; nodes: {', '.join(d)}")
+    return "".join(f"{k} {v}\n" for k, v in d[f"node{nid}"].items())
+
+
+# ---------------------------------------------------------------------------- registry
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
+    "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
+    "pagetypeinfo": (_pagetypeinfo_text, _pagetypeinfo_json),
+    "zoneinfo": (_zoneinfo_text, _zoneinfo_json),
+    "vmstat": (_vmstat_text, _vmstat_json),
+    "numastat": (_numastat_text, _numastat_json),
 }
+STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
+
+
+def _view(view: str) -> tuple[Callable[[Arena], str], Callable[[Arena], Any]]:
+    try:
+        return VIEWS[view]
+    except KeyError:
+        raise ViewUnavailable(f"stat {view!r}: no such view; available: {', '.join(VIEWS)}") from None
 
 
 def render(arena: Arena, view: str) -> str:
-    return VIEWS[view][0](arena)
+    """The view's kernel-format text (ViewUnavailable for an unknown view or an arena without it)."""
+    return _view(view)[0](arena)
 
 
 def render_json(arena: Arena, view: str) -> Any:
-    return VIEWS[view][1](arena)
+    """The view's JSON twin (same figures as the text)."""
+    return _view(view)[1](arena)
 
 
 def snapshot_all(arena: Arena) -> dict[str, dict[str, Any]]:
@@ -45,6 +314,35 @@ def snapshot_all(arena: Arena) -> dict[str, dict[str, Any]]:
     for name, (text, js) in VIEWS.items():
         try:
             out[name] = {"text": text(arena), "json": js(arena)}
-        except KeyError:      # the arena lacks the sections this view reads
+        except KeyError:      # the arena lacks the sections this view reads (ViewUnavailable too)
             continue
     return out
+
+
+def _saved(result: dict[str, Any], view: str, when: str) -> dict[str, Any]:
+    if when not in ("before", "after"):
+        raise UsageError(f"stat {view!r}: when = {when!r}: allowed: before, after")
+    views = result.get(f"views_{when}")
+    if not isinstance(views, dict):
+        raise UsageError(f"stat {view!r}: the result has no views_{when} (not an `aerosync run` result?)")
+    got = views.get(view)
+    if not isinstance(got, dict):
+        avail = ", ".join(sorted(views)) or "none"
+        raise UsageError(f"stat {view!r}: the run saved no {view} view ({when} the run); available: {avail}")
+    return got
+
+
+def render_saved(result: dict[str, Any], view: str, when: str = "after") -> str:
+    """A view's text from a finished run's result dict (result["views_<when>"][view]["text"])."""
+    got = _saved(result, view, when)
+    if "text" not in got:
+        raise UsageError(f"stat {view!r}: the saved {view} view ({when}) has no text")
+    return str(got["text"])
+
+
+def render_saved_json(result: dict[str, Any], view: str, when: str = "after") -> Any:
+    """A view's JSON twin from a finished run's result dict."""
+    got = _saved(result, view, when)
+    if "json" not in got:
+        raise UsageError(f"stat {view!r}: the saved {view} view ({when}) has no json")
+    return got["json"]

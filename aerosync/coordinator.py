@@ -156,6 +156,22 @@ def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
     return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
 
 
+def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
+    """[numa] policies parse for this machine's nodes (before anything is created)."""
+    from aerosync.errors import ScenarioError
+    from aerosync.mm.mempolicy import PolicyError, policy_for_cpu
+
+    for cpu, _ in scn.numa.cpu_policy:
+        if cpu >= sim.nr_cpus:
+            raise ScenarioError(scn.file, f"numa.cpu_policy.{cpu}", cpu,
+                                f"a simulated CPU id 0..{sim.nr_cpus - 1}")
+    for cpu in range(sim.nr_cpus):
+        try:
+            policy_for_cpu(scn.numa.policy, scn.numa.cpu_policy, cpu, sim.nr_nodes, scn.numa.weights)
+        except PolicyError as e:
+            raise ScenarioError(scn.file, e.key, e.value, e.allowed) from None
+
+
 def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     m = scn.machine
     return {
@@ -175,6 +191,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "pcp_enabled": m.pcp,
         "pcp_high": m.pcp_high,
         "pcp_batch": m.pcp_batch,
+        # workers build their PolicyAllocator from these (mm/mempolicy.py)
+        "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
+                 "weights": list(scn.numa.weights)},
     }
 
 
@@ -226,6 +245,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     sim = build_machine(scn, host)
     cleanup_stale()
     n = sim.nr_cpus
+    _check_policies(scn, sim)
     config = _config(scn, sim)
     specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config), *mod.sections(scn.workload, n)]
     notes = []

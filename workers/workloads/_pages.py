@@ -21,11 +21,15 @@ producer frees the block itself (counted as a local free).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
+from aerosync.mm.page_alloc import MM
 from aerosync.params import CACHE_LINE, PAGE_SHIFT
 
-__all__ = ["RING_SLOTS", "RING_BYTES", "ring_section", "Ring", "Stamper", "drain_rings"]
+__all__ = ["RING_SLOTS", "RING_BYTES", "ring_section", "Ring", "Stamper", "drain_rings", "policy_alloc",
+           "touch_fn"]
 
 RING_SLOTS = 1024
 RING_BYTES = 2 * CACHE_LINE + RING_SLOTS * 8
@@ -109,3 +113,36 @@ def drain_rings(arena: Arena, nr_cpus: int, free_pages) -> int:
             free_pages(entry >> 8, entry & 0xFF)
             n += 1
     return n
+
+
+def policy_alloc(arena: Arena, mm: MM) -> Callable[[int, int], int]:
+    """This CPU's alloc_pages(gfp, order) under its [numa] policy (mm/mempolicy.py):
+    the bare MM fast path for default/local, a PolicyAllocator otherwise."""
+    from aerosync.mm.mempolicy import MPOL_DEFAULT, MPOL_LOCAL, PolicyAllocator, mem_nodes, policy_for_cpu
+
+    numa = arena.config.get("numa") or {}
+    cpu_policy = {int(c): p for c, p in (numa.get("cpu_policy") or {}).items()}
+    pol = policy_for_cpu(numa.get("policy", "default"), cpu_policy, mm.cpu, mm.nr_nodes,
+                         numa.get("weights") or (), mem_nodes=mem_nodes(mm))
+    if pol.mode in (MPOL_DEFAULT, MPOL_LOCAL):
+        return mm.alloc_pages
+    return PolicyAllocator(mm, mm.cpu, pol).alloc_pages
+
+
+def touch_fn(arena: Arena, mm: MM) -> Callable[[int], None] | None:
+    """touch(pfn): pay the page's remote-access cost ([machine] remote_access_ns scaled by
+    the node distance); None when the cost is off, so callers skip it with one `if`."""
+    from aerosync.arch.topology import SimTopology
+    from aerosync.mm.mempolicy import make_touch_cost
+    from aerosync.mm.page import node_of_pfn
+
+    sim = SimTopology.from_dict(arena.config["sim"])
+    cost = make_touch_cost(int(arena.config.get("remote_access_ns", 0)), sim.distance, mm.nid)
+    if cost is None:
+        return None
+    nid_of = node_of_pfn(arena)
+
+    def touch(pfn: int) -> None:
+        cost(nid_of(pfn))
+
+    return touch

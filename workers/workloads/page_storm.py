@@ -7,6 +7,10 @@ makes pages move between per-CPU lists and zones' free lists.  Every block is st
 with (cpu, seq) and verified before it is freed (workers/workloads/_pages.py), so a page
 handed out twice is caught and counted as `corrupt`.
 
+Allocations follow this CPU's [numa] policy (mm/mempolicy.py); with [machine]
+remote_access_ns each touch of a block (stamp on allocation, check before the free)
+costs extra time in proportion to the node distance, so placement shows in throughput.
+
 Operation = one allocation attempt plus, when the CPU holds `max_held` blocks, one free.
 Counters: allocs, frees, alloc_fail, remote_frees (pushed to another CPU), corrupt,
 remote_node (pages that came from another node), touched_remote_ns (remote-access cost
@@ -25,7 +29,7 @@ from aerosync.mm import gfp as G
 from aerosync.mm.page import node_of_pfn
 from aerosync.mm.page_alloc import MM
 from workers.workloads._common import counter_index
-from workers.workloads._pages import Ring, Stamper, drain_rings, ring_section
+from workers.workloads._pages import Ring, Stamper, drain_rings, policy_alloc, ring_section, touch_fn
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
 
@@ -67,7 +71,8 @@ def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
     mm = MM(arena, cpu)
     nr_cpus = int(arena.config["nr_cpus"])
-    alloc_pages, free_pages = mm.alloc_pages, mm.free_pages
+    alloc_pages, free_pages = policy_alloc(arena, mm), mm.free_pages
+    touch = touch_fn(arena, mm)
     ring = Ring(arena, cpu, nr_cpus)
     push, pop_all = ring.push, ring.pop_all
     st = Stamper(arena)
@@ -88,6 +93,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     def release(blk: tuple[int, int, int]) -> None:
         pfn, order, value = blk
+        if touch is not None:
+            touch(pfn)
         if verify and not check(pfn, order, value):
             q[c_corrupt] += 1
         if cross_pct and randrange(100) < cross_pct and push(pfn << 8 | order):
@@ -118,6 +125,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             value = cpu << 48 | seq
             if verify:
                 stamp(pfn, order, value)
+            if touch is not None:
+                touch(pfn)
             if long_pct and rand() * 100 < long_pct and len(kept) < max_held:
                 kept.append((pfn, order, value))
             else:

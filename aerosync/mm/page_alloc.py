@@ -29,7 +29,9 @@ Lock order (outer first):
   2. zone.lock ("&zone->lock", SpinLock): free_area lists and nr_free, NR_FREE_PAGES,
      PG_buddy pages' word0 and links, pageblock migratetypes of the zone.
 A pcp is never held while taking another pcp; the zone lock is never held while
-taking a pcp.  Two zone locks are never held at once.
+taking a pcp.  Two zone locks are never held at once.  A block unlinked from a free
+list has its word0 rewritten (PG_buddy off) before zone.lock is dropped: another CPU's
+merge (page_is_buddy) or claim scan (move_freepages_block) trusts PG_buddy alone.
 
 Lock-held entry points: every *_locked function (caller holds that zone's lock; with
 _internal.DEBUG_VM they start with zone_lock.assert_held()).
@@ -738,7 +740,7 @@ def _build(mm: MM) -> None:
                 fast = (nfp[z], thr[0], my_pcp[z], my_pcp_lists[z] + mt * 2, my_pcp_cnt[z], i_stat)
             else:
                 fast = (nfp[z], thr[0], z, zfa32[z] + 2 + mt * 2, zfa64[z], i_stat, lock_acq[z], lock_rel[z],
-                        mt)
+                        mt, zn64[z])
         local_plans[gfp] = fast
         return fast
 
@@ -776,20 +778,28 @@ def _build(mm: MM) -> None:
         return pfn
 
     def alloc_pages_buddy(gfp: int, order: int) -> int:
-        """alloc_pages() with PCP disabled: zone.lock every time; order 0 inlined."""
+        """alloc_pages() with PCP disabled: zone.lock every time; order 0 inlined.
+
+        The popped page's word0 (PG_buddy, order, mt) is cleared before zone.lock is
+        dropped, as every other path does (rmqueue_smallest_locked, del_from_free_list):
+        a page off the list that still looked like a free order-0 buddy would be merged
+        by a concurrent free of its buddy (free_one_page_locked) or moved by a claim
+        (move_freepages_block_locked) -- unlinked from a list it is not on, nr_free[0]
+        decremented twice, an allocated page put back on a free list.
+        """
         fast = local_plans.get(gfp)
         if fast is None:
             fast = local_plan(gfp)
         if order or not fast:
             return alloc_pages_nodemask(gfp, order, mynid, None)
-        i_nfp, thr, zid, hi, i_nr0, i_stat, acq, rel, mt = fast
+        i_nfp, thr, zid, hi, i_nr0, i_stat, acq, rel, mt, zn = fast
         if u64[i_nfp] <= thr:
             return alloc_pages_nodemask(gfp, order, mynid, None)
         acq()
         try:
             pfn = u32[hi]
             if pfn == NIL:
-                pfn = rmqueue_locked(zid, 0, mt, _ALLOC_WMARK_LOW)
+                pfn = rmqueue_locked(zid, 0, mt, _ALLOC_WMARK_LOW)   # word0 cleared inside
             else:
                 nx = u32[pm32 + (pfn << 4) + 4]
                 u32[hi] = nx
@@ -797,16 +807,14 @@ def _build(mm: MM) -> None:
                     u32[hi + 1] = NIL
                 else:
                     u32[pm32 + (nx << 4) + 5] = NIL
+                u64[pm64 + (pfn << 3)] = zn       # PG_buddy, order, mt off; zone/node kept
                 u64[i_nr0] -= 1
                 u64[i_nfp] -= 1
         finally:
             rel()
         if pfn < 0:
             return alloc_pages_nodemask(gfp, order, mynid, None)
-        b = pm32 + (pfn << 4)
-        u32[b] = 0                      # flags: PG_buddy off
-        u32[b + 1] &= 0xFFFF0000        # order, mt = 0; zone/node kept
-        u32[b + 2] = 1
+        u32[pm32 + (pfn << 4) + 2] = 1            # refcount
         u64[i_stat] += 1
         return pfn
 

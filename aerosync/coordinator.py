@@ -50,7 +50,8 @@ from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
-__all__ = ["RunResult", "run", "build_machine", "environment", "Terminated", "READY_TIMEOUT_S", "STOP_GRACE_S"]
+__all__ = ["RunResult", "run", "build_machine", "plan_arena", "environment", "Terminated", "READY_TIMEOUT_S",
+           "STOP_GRACE_S"]
 
 RESULT_SCHEMA_VERSION = 1
 READY_TIMEOUT_S = 60.0
@@ -172,6 +173,17 @@ def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
             raise ScenarioError(scn.file, e.key, e.value, e.allowed) from None
 
 
+def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], list[L.SectionSpec]]:
+    """The arena a run of `scn` on `sim` creates: its configuration and its sections."""
+    from workers.workloads import WORKLOADS
+
+    config = _config(scn, sim)
+    n = sim.nr_cpus
+    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config),
+             *WORKLOADS[scn.run.workload].sections(scn.workload, n)]
+    return config, specs
+
+
 def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     m = scn.machine
     return {
@@ -246,8 +258,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     cleanup_stale()
     n = sim.nr_cpus
     _check_policies(scn, sim)
-    config = _config(scn, sim)
-    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config), *mod.sections(scn.workload, n)]
+    config, specs = plan_arena(scn, sim)
     notes = []
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")

@@ -74,14 +74,12 @@ def check_packages() -> Check:
     return Check("packages", OK, "numpy, posix_ipc, atomicshm, psutil, setproctitle importable")
 
 
-def arena_bytes(scn: Any, nr_cpus: int) -> int:
-    """Bytes of the arena the coordinator would create for `scn` on `nr_cpus` CPUs."""
-    from aerosync.params import PAGE_SIZE
-    from workers.workloads import WORKLOADS
+def arena_bytes(scn: Any, sim: Any) -> int:
+    """Bytes of the arena the coordinator would create for `scn` on machine `sim`
+    (the coordinator's own plan: base, mm and workload sections)."""
+    from aerosync.coordinator import plan_arena
 
-    specs = L.base_sections(nr_cpus, scn.machine.memory // PAGE_SIZE)
-    specs += list(WORKLOADS[scn.run.workload].sections(scn.workload, nr_cpus))
-    return L.build_layout(specs).total
+    return L.build_layout(plan_arena(scn, sim)[1]).total
 
 
 def check_shm(need: int | None) -> Check:
@@ -187,7 +185,7 @@ def run_checks(scenario: str | None = None, overrides: list[str] | None = None) 
             sim = build_machine(scn, host)
         except UsageError as e:
             checks.append(Check("machine", FAIL, str(e), "change [machine] cpus/topology to fit this host"))
-    need = arena_bytes(scn, sim.nr_cpus) if scn is not None and sim is not None else None
+    need = arena_bytes(scn, sim) if scn is not None and sim is not None else None
     checks += [
         _guard("/dev/shm", lambda: check_shm(need)),
         _guard("cpus", lambda: check_cpus(host, sim)),

@@ -4,8 +4,9 @@
         [--control private] [--set section.key=value] [--out DIR]
 
 Each ``--vary KEY=SPEC`` names a scenario key — ``cpus`` is ``machine.cpus``, ``policy``
-is ``numa.policy`` (values separated by ';' when they contain commas), anything else a dotted ``section.key`` — and its values: an
-integer range ``a..b`` or a comma list (each value is parsed as a ``--set`` value is).
+is ``numa.policy``, anything else a dotted ``section.key`` — and its values: an integer
+range ``a..b`` or a comma list (';' separates instead when the values hold commas, as
+policies like ``bind=0,1`` do; each value is parsed as a ``--set`` value is).
 The grid is the product of all ``--vary`` lists; every point runs ``--repeat`` times
 through `coordinator.run`, each run saved as a run directory under ``OUT/runs/``.
 

@@ -1,0 +1,1498 @@
+"""SLUB in the arena: caches, slabs, the lockless per-CPU fast path, partial lists,
+remote free, per-CPU magazines, bulk and caller-owned sheaves.
+
+Models: mm/slub.c (slab_alloc_node, ___slab_alloc, get_partial_node, new_slab,
+deactivate_slab, __slab_free, do_slab_free, flush_cpu_slab, calculate_order,
+calculate_sizes, kmem_cache_alloc_bulk/free_bulk, kmem_cache_prefill_sheaf...),
+mm/slab_common.c (kmem_cache_create/destroy, create_kmalloc_caches).  Unit: a cache id
+(index in the cache table), a slab = its head pfn, an object = its index in the slab;
+users see objects as simulated virtual addresses (`VBASE + pfn * 4096 + offset`, the
+x86-64 direct map), never as Python objects.
+
+API (module level, any process): slab_sections(config), slab_init(arena),
+kmem_cache_create(arena, name, size, align=0, flags=0, ctor=None, cpu=CPU_COORD) -> id,
+kmem_cache_lookup(arena, name) -> id | -1, kmem_cache_destroy(arena, id_or_name, cpu),
+cache_info(arena, id) -> dict, slabinfo_text / slabinfo_json / slabtop_text,
+virt_to_off(arena, addr), object_view(arena, addr, n).
+Per simulated CPU: `Slub(arena, cpu, mm=None, irq=False, hook=None)`; `slub.cache(name|id)`
+gives a `KmemCache` whose attributes are closures bound once:
+  alloc(gfp=0) -> addr | 0                 free(addr)
+  alloc_node(nid, gfp=0) -> addr | 0       alloc_bulk(n, gfp=0) -> list   free_bulk(addrs)
+  prefill_sheaf(n) -> sheaf | -1           alloc_from_sheaf(sheaf, gfp=0) -> addr | 0
+  refill_sheaf(sheaf, n) -> bool           return_sheaf(sheaf)     sheaf_size(sheaf)
+  flush_cpu(cpu) (flush_cpu_slab of any CPU)  ksize(addr)
+`irq=True` makes the handle of the CPU's "interrupt context" (a second thread of the
+worker): it shares the CPU's state and has its own statistics line.
+
+Lock order (outer first):
+  1. slab_mutex ("slab_mutex", SpinLock): the cache table (create/destroy/lookup by name
+     while a cache is being created).
+  2. c->lock (kmem_cache_cpu lock word, per cache x CPU): CAS 0 -> token, held by the
+     owner CPU's slow path (either context) or by a CPU flushing it.  Protects c->slab
+     changes, c->partial, the magazine.  (Linux: local_lock cpu_slab->lock, which nests
+     *inside* list_lock there; here no one takes c->lock under list_lock, so it is outer.)
+  3. n->list_lock ("&n->list_lock", SpinLock, per cache x node): n->partial list and
+     nr_partial, the slabmeta list byte and links of slabs on it, and the decision to
+     discard an empty slab.
+  4. the page allocator's pcp / zone.lock (new_slab, discard_slab).
+Two c->locks, or two list_locks, are never held at once.
+
+Lockless protocol 1 -- kmem_cache_cpu.freelist_tid (u64 at cpu record + 0)::
+
+    63                               32 31                                0
+    +-----------------------------------+-----------------------------------+
+    |  tid (u32, wraps)                 |  index of the first free object   |
+    |  starts at cpu; += TID_STEP       |  of c->slab, NIL = 0xFFFFFFFF     |
+    +-----------------------------------+-----------------------------------+
+
+  TID_STEP = roundup_pow_of_two(nr_cpus), so tid % TID_STEP names the CPU (as Linux).
+  Fast alloc reads the word first (one load gives tid and head together), then c->slab,
+  then the head object's free pointer (a u32 index stored in the object, at `fpoff`),
+  and CASes (head, tid) -> (next, tid + STEP).  Fast free writes the object's free
+  pointer = head and CASes (head, tid) -> (obj, tid + STEP).  The CAS fails -- and the
+  operation retries -- if anything touched this CPU's freelist since the read: another
+  fast op of the same CPU (the irq context: the ABA case A-alloc, B-alloc, A-free leaves
+  head == A but A's free pointer changed; the tid has moved 3 steps), or a flush by
+  another CPU (it CASes the word to (NIL, tid + STEP)).  Free-pointer reads from a slab
+  that is no longer ours read garbage from simulated memory, never fault, and are
+  discarded by the failing CAS.
+  c->slab rule: c->slab changes only under c->lock and together with a tid bump:
+  detaching stores c->slab = NIL *then* CASes the word to (NIL, tid+STEP); installing
+  stores the word (chain, tid+STEP) *then* c->slab.  A reader (word, then slab) that
+  saw an old word fails its CAS; one that saw the new word sees NIL or the new slab
+  (NIL sends it to the slow path).  While c->slab is NIL only c->lock holders write it.
+
+Lockless protocol 2 -- slab freelist_counters (u64 at slabmeta + 0)::
+
+    63 62            48 47            32 31                                0
+    +--+---------------+---------------+-----------------------------------+
+    |fz| objects (15)  | inuse (16)    | first free index (NIL=0xFFFFFFFF) |
+    +--+---------------+---------------+-----------------------------------+
+
+  fz (frozen) = the slab belongs to a CPU (its c->slab or on its c->partial); inuse
+  counts objects not on this freelist (cpu-freelist objects count as in use, as Linux).
+  Remote free (__slab_free): read the word, link obj -> freelist, CAS (idx, inuse-1).
+  It takes n->list_lock *before* the CAS only when the slab will change lists: it was
+  full and not frozen (-> node partial), or it becomes empty and is not frozen (maybe
+  discarded).  Under list_lock no one can freeze a node-partial slab, so the decision
+  made with the CAS stays valid.  get_freelist/freeze/unfreeze are CAS loops too.
+
+Magazines (the seed's BSD/XNU layer, CONFIG_SLAB_MAG_SIZE = config slab_mag_size): a
+per-CPU stack of object addresses of *local-node* objects freed outside the cpu slab.
+Owner-only, under c->lock (one uncontended CAS), so a flushing CPU sees a whole
+magazine.  Alloc order: cpu freelist CAS, magazine pop, slow path.  Free order: cpu
+freelist CAS (object in c->slab), magazine push (when full, the older half is flushed
+to the slabs first), __slab_free.  slab_mag_size = 0 disables the layer.
+
+Sheaves (aerosync-c.md 4; linux-mm.md 3.6 prefill API): caller-owned records in the
+"slabsheaf" section: state word (0 free, else owner cpu + 1), cache, size, capacity
+SHEAF_CAPACITY, objects[].  prefill = bulk alloc; alloc_from_sheaf pops (never fails
+while not empty); return = bulk free of the rest.  Objects in a sheaf count as allocated.
+
+Debug caches (any of SLAB_POISON / SLAB_RED_ZONE / SLAB_STORE_USER / SLAB_CONSISTENCY_
+CHECKS, per cache or from config slub_debug) bypass cpu freelists and magazines: every
+alloc and free takes n->list_lock (as Linux's debug caches); checks live in slab_debug.py.
+
+Owner-only data: the statistics lines of the cpu record (one per context, plain
+increments, summed on read); c->partial and the magazine (under c->lock).
+
+Invariants (mm/slab_check.py):
+  S1  every slab (slabmeta cache id set) is a PG_slab head page, refcount >= 1, of the
+      cache's order (or min order), its tails PG_tail naming it; every PG_slab page is a
+      slab of a live cache (no orphans).
+  S2  a slab's freelist holds distinct in-range indices; inuse == objects - its length.
+  S3  list state: node-partial slabs (walked) are unfrozen with a list byte NODE_PARTIAL
+      and nr_partial == walked; cpu slab / cpu partial slabs are frozen with matching list
+      bytes; unfrozen off-list slabs are full.
+  S4  a cpu freelist holds distinct objects of c->slab, disjoint from its slab freelist;
+      magazine and sheaf entries are distinct object starts of this cache's slabs, on no
+      freelist.
+  S5  per cache: objects in slabs == slab freelists + cpu freelists + magazines +
+      (allocs - frees, which includes sheaves) + isolated (debug-quarantined) objects.
+  S6  node counters nr_slabs / total_objects equal the slabs found.
+  S7  every slab head is "allocated" for mm/check.py (refcount > 0, no buddy/pcp/
+      reserved/tail flag, order byte == slab order).
+Deliberate races: statistics are per-CPU, per-context plain increments; slabinfo reads
+counters and lists without locks (as /proc/slabinfo is approximate).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from aerosync.arena.layout import SectionSpec, align_up
+from aerosync.errors import AeroSyncError
+from aerosync.mm import slab_debug as D
+from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.gfp import __GFP_NOWARN as _GFP_NOWARN
+from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
+from aerosync.mm.gfp import GFP_KERNEL
+from aerosync.mm.page import PG_slab, PG_tail
+from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
+from aerosync.sync.lockstat import lock_alloc
+from aerosync.sync.spinlock import CPU_COORD, SpinLock
+
+__all__ = [
+    "SLAB_HWCACHE_ALIGN", "SLAB_POISON", "SLAB_RED_ZONE", "SLAB_STORE_USER", "SLAB_CONSISTENCY_CHECKS",
+    "SLAB_KMALLOC", "SLAB_DEBUG_FLAGS", "VBASE", "NIL32", "SHEAF_CAPACITY", "KMALLOC_SIZES",
+    "slab_sections", "slab_init", "slab_params", "kmem_cache_create", "kmem_cache_lookup",
+    "kmem_cache_destroy", "calculate_order", "cache_info", "live_caches", "Slub", "KmemCache",
+    "virt_to_off", "object_view", "slab_stats", "slabinfo_json", "slabinfo_text", "slabtop_text",
+    "STAT_NAMES", "SlabError",
+]
+
+# ------------------------------------------------------------------ flags (include/linux/slab.h)
+SLAB_CONSISTENCY_CHECKS = 0x00000100
+SLAB_RED_ZONE = 0x00000400
+SLAB_POISON = 0x00000800
+SLAB_KMALLOC = 0x00001000
+SLAB_HWCACHE_ALIGN = 0x00002000
+SLAB_STORE_USER = 0x00010000
+SLAB_DEBUG_FLAGS = SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER
+_DEBUG_LETTERS = {"F": SLAB_CONSISTENCY_CHECKS, "Z": SLAB_RED_ZONE, "P": SLAB_POISON, "U": SLAB_STORE_USER}
+
+VBASE = 0xFFFF_8880_0000_0000        # simulated direct map: addr = VBASE + pfn*4096 + off
+NIL32 = 0xFFFF_FFFF
+NIL64 = NIL32                        # "no slab" in a u64 pfn field
+_LO = 0xFFFF_FFFF
+_HI = 0xFFFF_FFFF_0000_0000
+MAX_OBJS_PER_PAGE = 32767
+SHEAF_CAPACITY = 64
+KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
+
+# ------------------------------------------------------------------ arena records
+SLAB_MAGIC = 0x42414C53_41455241     # "AERASLAB"
+# slabcaches header
+G_MAGIC, G_NR_CACHES, G_MUTEX, G_MAX_CACHES, G_NR_CPUS, G_NR_NODES, G_MAG_SIZE, G_TID_STEP = (
+    0, 8, 16, 24, 32, 40, 48, 56)
+G_SIZE = 64
+# cache record
+CACHE_REC = 256
+C_NAME, C_STATE, C_FLAGS, C_OBJSIZE, C_SIZE, C_ALIGN, C_FPOFF, C_ORDER = 0, 32, 36, 40, 44, 48, 52, 56
+C_OBJECTS, C_MIN_ORDER, C_MIN_OBJECTS, C_RED_LEFT, C_MIN_PARTIAL, C_CPU_PARTIAL = 60, 64, 68, 72, 76, 80
+C_TRACK_OFF, C_INUSE, C_NR_BUGS, C_CTOR = 84, 88, 92, 96
+_NAME_LEN, _CTOR_LEN = 32, 96
+CACHE_FREE, CACHE_LIVE = 0, 1
+# node record (kmem_cache_node), per cache x node
+NODE_REC = 64
+N_LOCK, N_NR_PARTIAL, N_HEAD, N_TAIL, N_NR_SLABS, N_TOTAL_OBJS = 0, 8, 16, 20, 24, 32
+# cpu record (kmem_cache_cpu), per cache x cpu
+K_FREELIST_TID, K_SLAB, K_LOCK, K_PARTIAL, K_NR_PARTIAL, K_MAG_COUNT = 0, 8, 16, 24, 32, 40
+K_STATS = 64                          # NR_STATS u64 per context (task, irq)
+NR_STATS = 16
+K_MAG = K_STATS + 2 * NR_STATS * 8    # 320: magazine, u64 addresses
+STAT_NAMES = ("alloc", "free", "alloc_fastpath", "free_fastpath", "alloc_slowpath", "free_slowpath",
+              "cmpxchg_fail", "alloc_mag", "free_mag", "mag_flush", "alloc_from_partial", "alloc_slab",
+              "free_slab", "cpu_partial_alloc", "deactivate", "flush")
+(ST_ALLOC, ST_FREE, ST_ALLOC_FAST, ST_FREE_FAST, ST_ALLOC_SLOW, ST_FREE_SLOW, ST_CAS_FAIL, ST_ALLOC_MAG,
+ ST_FREE_MAG, ST_MAG_FLUSH, ST_ALLOC_PARTIAL, ST_ALLOC_SLAB, ST_FREE_SLAB, ST_CPU_PARTIAL, ST_DEACTIVATE,
+ ST_FLUSH) = range(NR_STATS)
+# slabmeta record (struct slab), per pfn; meaningful on slab head pfns
+SMETA = 32
+M_WORD, M_CACHE, M_LIST, M_NID, M_ORDER, M_NEXT, M_PREV, M_ISOLATED = 0, 8, 12, 13, 14, 16, 20, 24
+LIST_NONE, LIST_NODE_PARTIAL, LIST_CPU_PARTIAL, LIST_CPU_SLAB = 0, 1, 2, 3
+LIST_NAMES = ("full", "node_partial", "cpu_partial", "cpu_slab")
+FROZEN = 1 << 63
+# sheaf record
+SHEAF_REC = 64 + 8 * SHEAF_CAPACITY
+SH_STATE, SH_CACHE, SH_SIZE, SH_OBJS = 0, 8, 16, 64
+
+
+class SlabError(AeroSyncError):
+    """Misuse of the slab API (bad cache name, destroy with objects left, table full)."""
+
+
+def _sw(fl: int, inuse: int, objects: int, frozen: int) -> int:
+    return fl | inuse << 32 | objects << 48 | frozen
+
+
+# ------------------------------------------------------------------ configuration and boot
+def slab_params(config: dict[str, Any]) -> dict[str, Any]:
+    """Slab configuration keys (defaults from aerosync-c.md 3 Kconfig where it has them):
+
+    slab_max_caches [64]   slab_mag_size (CONFIG_SLAB_MAG_SIZE) [16, 0..128]
+    slab_max_order (CONFIG_SLAB_MAX_ORDER) [3, capped at max_page_order]
+    slab_min_partial (CONFIG_SLAB_MIN_PARTIAL) [Linux clamp(ilog2(size)/2, 5, 10)]
+    slab_min_objects [4 * (fls(nr_cpus) + 1)]   slab_nr_sheaves [64]
+    slub_debug ["" ; e.g. "FZPU" or "ZP,kmalloc-64,foo" as slab_debug=]   kmalloc [True]
+    """
+    mag = int(config.get("slab_mag_size", 16))
+    if not 0 <= mag <= 128:
+        raise ValueError(f"slab_mag_size = {mag}: allowed 0..128")
+    max_order = min(int(config.get("slab_max_order", 3)), int(config.get("max_page_order", 10)))
+    return {
+        "max_caches": int(config.get("slab_max_caches", 64)), "mag_size": mag,
+        "max_order": max_order, "min_partial": config.get("slab_min_partial"),
+        "min_objects": config.get("slab_min_objects"), "nr_sheaves": int(config.get("slab_nr_sheaves", 64)),
+        "slub_debug": str(config.get("slub_debug", "") or ""), "kmalloc": bool(config.get("kmalloc", True)),
+    }
+
+
+def _nr_nodes(config: dict[str, Any]) -> int:
+    sim = config.get("sim")
+    return int(sim["nr_nodes"]) if sim else 1
+
+
+def _cpu_rec_size(mag: int) -> int:
+    return K_MAG + align_up(max(8 * mag, 0), CACHE_LINE) if mag else K_MAG
+
+
+def slab_sections(config: dict[str, Any]) -> list[SectionSpec]:
+    """Sections SLUB adds after mm_sections(config)."""
+    p = slab_params(config)
+    nr_cpus, nr_nodes, mc = int(config["nr_cpus"]), _nr_nodes(config), p["max_caches"]
+    return [
+        SectionSpec("slabcaches", G_SIZE + mc * CACHE_REC),
+        SectionSpec("slabnode", mc * nr_nodes * NODE_REC),
+        SectionSpec("slabcpu", mc * nr_cpus * _cpu_rec_size(p["mag_size"])),
+        SectionSpec("slabmeta", int(config["nr_pages"]) * SMETA),
+        SectionSpec("slabsheaf", max(1, p["nr_sheaves"]) * SHEAF_REC),
+    ]
+
+
+def slab_init(arena: Any) -> None:
+    """kmem_cache_init(): empty cache table, slabmeta cleared, kmalloc caches created."""
+    p = slab_params(arena.config)
+    q = arena.u64
+    g = arena.off("slabcaches")
+    for sec in ("slabcaches", "slabnode", "slabcpu", "slabmeta", "slabsheaf"):
+        o, s = arena.sections[sec]
+        arena.u8[o : o + s] = bytes(s)
+    nr_cpus = int(arena.config["nr_cpus"])
+    q[(g + G_MUTEX) >> 3] = lock_alloc(arena, "slab_mutex", "slab_mutex")
+    q[(g + G_MAX_CACHES) >> 3] = p["max_caches"]
+    q[(g + G_NR_CPUS) >> 3] = nr_cpus
+    q[(g + G_NR_NODES) >> 3] = _nr_nodes(arena.config)
+    q[(g + G_MAG_SIZE) >> 3] = p["mag_size"]
+    q[(g + G_TID_STEP) >> 3] = 1 << (nr_cpus - 1).bit_length()
+    arena.atomic.store64(g + G_MAGIC, SLAB_MAGIC)
+    if p["kmalloc"]:
+        for size in KMALLOC_SIZES:
+            kmem_cache_create(arena, f"kmalloc-{_size_name(size)}", size, 0, SLAB_KMALLOC)
+
+
+def _size_name(size: int) -> str:
+    return f"{size >> 10}k" if size >= 1024 and size % 1024 == 0 else str(size)
+
+
+def _geo(arena: Any) -> tuple[int, int, int, int, int]:
+    q, g = arena.u64, arena.off("slabcaches")
+    if arena.atomic.load64(g + G_MAGIC) != SLAB_MAGIC:
+        raise SlabError(f"arena {arena.name}: slab allocator not initialised (run slab_init)")
+    return (q[(g + G_MAX_CACHES) >> 3], q[(g + G_NR_CPUS) >> 3], q[(g + G_NR_NODES) >> 3],
+            q[(g + G_MAG_SIZE) >> 3], q[(g + G_TID_STEP) >> 3])
+
+
+def _cache_off(arena: Any, cid: int) -> int:
+    return arena.off("slabcaches") + G_SIZE + cid * CACHE_REC
+
+
+def _node_off(arena: Any, cid: int, nid: int, nr_nodes: int) -> int:
+    return arena.off("slabnode") + (cid * nr_nodes + nid) * NODE_REC
+
+
+def _cpu_off(arena: Any, cid: int, cpu: int, nr_cpus: int, mag: int) -> int:
+    return arena.off("slabcpu") + (cid * nr_cpus + cpu) * _cpu_rec_size(mag)
+
+
+def _rstr(arena: Any, off: int, n: int) -> str:
+    return bytes(arena.u8[off : off + n]).rstrip(b"\0").decode()
+
+
+# ------------------------------------------------------------------ geometry (calculate_sizes/order)
+def _calc_slab_order(size: int, min_order: int, max_order: int, fract: int) -> int:
+    order = min_order
+    while order <= max_order:
+        slab_size = PAGE_SIZE << order
+        if slab_size % size <= slab_size // fract:
+            break
+        order += 1
+    return order
+
+
+def calculate_order(size: int, max_order: int, nr_cpus: int, min_objects: int | None = None) -> int:
+    """Models calculate_order(): the smallest order holding enough objects with waste
+    <= 1/16 of the slab (then 1/8, 1/4), objects capped by what max_order holds."""
+    mo = min_objects or 4 * (nr_cpus.bit_length() + 1)
+    max_objects = (PAGE_SIZE << max_order) // size
+    mo = max(1, min(mo, max_objects))
+    min_order = max(0, math.ceil(math.log2(max(1, (mo * size + PAGE_SIZE - 1) // PAGE_SIZE))))
+    if (PAGE_SIZE << min_order) // size > MAX_OBJS_PER_PAGE:
+        return max(0, math.ceil(math.log2(size * MAX_OBJS_PER_PAGE / PAGE_SIZE)) - 1)
+    for fract in (16, 8, 4):
+        order = _calc_slab_order(size, min_order, max_order, fract)
+        if order <= max_order:
+            return order
+    return max(0, math.ceil(math.log2((size + PAGE_SIZE - 1) // PAGE_SIZE)))
+
+
+def _debug_flags_for(name: str, spec: str) -> int:
+    """slab_debug=<opts>[,<cache>...][;...]: debug flags that apply to cache `name`."""
+    flags = 0
+    for part in filter(None, spec.split(";")):
+        opts, *caches = part.split(",")
+        if caches and not any(name == c or (c.endswith("*") and name.startswith(c[:-1])) for c in caches):
+            continue
+        if opts in ("", "-"):
+            flags = 0 if opts == "-" else SLAB_DEBUG_FLAGS
+            continue
+        for ch in opts.upper():
+            flags |= _DEBUG_LETTERS.get(ch, 0)
+    return flags
+
+
+def _layout(size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
+    """Models calculate_sizes(): [left rz][object][right rz][fp if outside][tracks][pad]."""
+    a = max(8, align or 8)
+    if flags & SLAB_HWCACHE_ALIGN:
+        ralign = CACHE_LINE
+        while size <= ralign // 2 and ralign > 8:
+            ralign //= 2
+        a = max(a, ralign)
+    p = align_up(size, 8)
+    if flags & SLAB_RED_ZONE and p == size:
+        p += 8                                    # room for a right red zone
+    rz_end = p
+    if flags & (SLAB_POISON | SLAB_RED_ZONE) or has_ctor:
+        fpoff = p                                 # free pointer after the object
+        p += 8
+    else:
+        fpoff = (size // 2) & ~7                  # middle of the object (dodges small overflows)
+    track = 0
+    if flags & SLAB_STORE_USER:
+        track = p
+        p += 2 * D.TRACK_SIZE
+    red_left = align_up(8, a) if flags & SLAB_RED_ZONE else 0
+    return {"size": align_up(p + red_left, a), "align": a, "fpoff": fpoff, "red_left": red_left,
+            "track_off": track, "inuse": rz_end}
+
+
+def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: int = 0,
+                      ctor: Callable[[memoryview], None] | str | None = None, cpu: int = CPU_COORD) -> int:
+    """kmem_cache_create(): a new cache visible to every CPU by name; returns its id.
+
+    Runs under slab_mutex, so workers may create caches at run time too.  `ctor`
+    (a module-level function, stored as "module:qualname") runs on every object of a
+    new slab.  Debug flags from config slub_debug are added here.
+    """
+    max_caches, nr_cpus, nr_nodes, mag, _ = _geo(arena)
+    p = slab_params(arena.config)
+    nb = name.encode()
+    if not 0 < len(nb) <= _NAME_LEN or not 1 <= size <= (PAGE_SIZE << p["max_order"]):
+        raise SlabError(f"kmem_cache_create: bad name {name!r} or size {size}")
+    ctor_s = ctor if isinstance(ctor, str) or ctor is None else f"{ctor.__module__}:{ctor.__qualname__}"
+    flags |= _debug_flags_for(name, p["slub_debug"])
+    lay = _layout(size, align, flags, bool(ctor_s))
+    osz = lay["size"]
+    order = calculate_order(osz, p["max_order"], nr_cpus, p["min_objects"])
+    objects = min((PAGE_SIZE << order) // osz, MAX_OBJS_PER_PAGE)
+    min_order = max(0, math.ceil(math.log2(max(1, (osz + PAGE_SIZE - 1) // PAGE_SIZE))))
+    min_objects = min((PAGE_SIZE << min_order) // osz, MAX_OBJS_PER_PAGE)
+    if objects < 1:
+        raise SlabError(f"kmem_cache_create: {name}: object of {osz} B does not fit order {p['max_order']}")
+    mp = p["min_partial"]
+    min_partial = int(mp) if mp is not None else min(10, max(5, int(math.log2(osz)) // 2))
+    cpu_partial = 6 if osz >= 4096 else 24 if osz >= 1024 else 52 if osz >= 256 else 120
+    g = arena.off("slabcaches")
+    mutex = SpinLock(arena, arena.u64[(g + G_MUTEX) >> 3], cpu)
+    q, d = arena.u64, arena.u32
+    with mutex:
+        if _lookup_locked(arena, name, max_caches) >= 0:
+            raise SlabError(f"kmem_cache_create: a cache named {name!r} exists")
+        cid = next((i for i in range(max_caches)
+                    if d[(_cache_off(arena, i) + C_STATE) >> 2] == CACHE_FREE), -1)
+        if cid < 0:
+            raise SlabError(f"kmem_cache_create: cache table full ({max_caches}; config slab_max_caches)")
+        co = _cache_off(arena, cid)
+        arena.u8[co : co + CACHE_REC] = bytes(CACHE_REC)
+        arena.u8[co + C_NAME : co + C_NAME + _NAME_LEN] = nb.ljust(_NAME_LEN, b"\0")
+        cb = (ctor_s or "").encode()[:_CTOR_LEN]
+        arena.u8[co + C_CTOR : co + C_CTOR + _CTOR_LEN] = cb.ljust(_CTOR_LEN, b"\0")
+        for f, v in ((C_FLAGS, flags), (C_OBJSIZE, size), (C_SIZE, osz), (C_ALIGN, lay["align"]),
+                     (C_FPOFF, lay["fpoff"]), (C_ORDER, order), (C_OBJECTS, objects), (C_MIN_ORDER, min_order),
+                     (C_MIN_OBJECTS, min_objects), (C_RED_LEFT, lay["red_left"]), (C_MIN_PARTIAL, min_partial),
+                     (C_CPU_PARTIAL, (cpu_partial * 2 + objects - 1) // objects), (C_TRACK_OFF, lay["track_off"]),
+                     (C_INUSE, lay["inuse"])):
+            d[(co + f) >> 2] = v
+        for nid in range(nr_nodes):
+            no = _node_off(arena, cid, nid, nr_nodes)
+            arena.u8[no : no + NODE_REC] = bytes(NODE_REC)
+            q[(no + N_LOCK) >> 3] = lock_alloc(arena, "&n->list_lock", f"{name}/{nid}"[-_NAME_LEN:])
+            d[(no + N_HEAD) >> 2] = NIL32
+            d[(no + N_TAIL) >> 2] = NIL32
+        rs = _cpu_rec_size(mag)
+        for c in range(nr_cpus):
+            ko = _cpu_off(arena, cid, c, nr_cpus, mag)
+            arena.u8[ko : ko + rs] = bytes(rs)
+            q[(ko + K_FREELIST_TID) >> 3] = c << 32 | NIL32
+            q[(ko + K_SLAB) >> 3] = NIL64
+            q[(ko + K_PARTIAL) >> 3] = NIL64
+        arena.atomic.store32(co + C_STATE, CACHE_LIVE)      # last: lookups see a whole record
+        q[(g + G_NR_CACHES) >> 3] = max(q[(g + G_NR_CACHES) >> 3], cid + 1)
+    return cid
+
+
+def _lookup_locked(arena: Any, name: str, max_caches: int) -> int:
+    nb = name.encode().ljust(_NAME_LEN, b"\0")
+    for i in range(max_caches):
+        co = _cache_off(arena, i)
+        if arena.u32[(co + C_STATE) >> 2] == CACHE_LIVE and bytes(arena.u8[co : co + _NAME_LEN]) == nb:
+            return i
+    return -1
+
+
+def kmem_cache_lookup(arena: Any, name: str) -> int:
+    """Id of the live cache called `name`, or -1."""
+    return _lookup_locked(arena, name, _geo(arena)[0])
+
+
+def live_caches(arena: Any) -> list[int]:
+    max_caches = _geo(arena)[0]
+    return [i for i in range(max_caches) if arena.u32[(_cache_off(arena, i) + C_STATE) >> 2] == CACHE_LIVE]
+
+
+def cache_info(arena: Any, cid: int) -> dict[str, Any]:
+    """The cache record as a dict (names as struct kmem_cache's fields)."""
+    co = _cache_off(arena, cid)
+    d = arena.u32
+    f = {k: d[(co + o) >> 2] for k, o in (
+        ("state", C_STATE), ("flags", C_FLAGS), ("object_size", C_OBJSIZE), ("size", C_SIZE), ("align", C_ALIGN),
+        ("offset", C_FPOFF), ("order", C_ORDER), ("objects", C_OBJECTS), ("min_order", C_MIN_ORDER),
+        ("min_objects", C_MIN_OBJECTS), ("red_left_pad", C_RED_LEFT), ("min_partial", C_MIN_PARTIAL),
+        ("cpu_partial_slabs", C_CPU_PARTIAL), ("track_off", C_TRACK_OFF), ("inuse", C_INUSE),
+        ("nr_bugs", C_NR_BUGS))}
+    f["id"] = cid
+    f["name"] = _rstr(arena, co + C_NAME, _NAME_LEN)
+    f["ctor"] = _rstr(arena, co + C_CTOR, _CTOR_LEN)
+    return f
+
+
+def virt_to_off(arena: Any, addr: int) -> int:
+    """Arena byte offset of a simulated direct-map address (__pa + physmem base)."""
+    return arena.off("physmem") + (addr - VBASE)
+
+
+def object_view(arena: Any, addr: int, n: int) -> memoryview:
+    """A byte view of n bytes at an object address (released by Arena.close)."""
+    return arena.view(virt_to_off(arena, addr), n)
+
+
+def _resolve_ctor(s: str) -> Callable[[memoryview], None] | None:
+    if not s:
+        return None
+    mod, _, qual = s.partition(":")
+    obj: Any = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ------------------------------------------------------------------ per-CPU handle
+class Slub:
+    """Simulated CPU `cpu`'s handle on SLUB (irq=True: its interrupt context).
+
+    `hook`, tests only: called as hook(event, cache) between the read of the freelist
+    word and the CAS ("alloc" / "free"); the hooked closures are chosen at construction,
+    so a handle without a hook runs code with no test at all.
+    """
+
+    __slots__ = ("arena", "cpu", "irq", "mm", "nid", "nr_cpus", "nr_nodes", "mag_size", "tid_step",
+                 "hook", "token", "_caches", "reports", "max_caches")
+
+    def __init__(self, arena: Any, cpu: int, mm: Any = None, irq: bool = False,
+                 hook: Callable[[str, KmemCache], None] | None = None) -> None:
+        from aerosync.mm.page_alloc import MM
+
+        self.max_caches, self.nr_cpus, self.nr_nodes, self.mag_size, self.tid_step = _geo(arena)
+        if not 0 <= cpu < self.nr_cpus:
+            raise SlabError(f"Slub: cpu {cpu} outside 0..{self.nr_cpus - 1}")
+        self.arena, self.cpu, self.irq, self.hook = arena, cpu, irq, hook
+        self.mm = mm if mm is not None else MM(arena, cpu)
+        self.nid = self.mm.nid
+        self.token = (os.getpid() << 20 | cpu << 1 | int(irq)) + 1 + (id(self) & 0xFF) * (1 << 44)
+        self._caches: dict[int, KmemCache] = {}
+        self.reports: list[str] = []
+
+    def cache(self, which: int | str) -> KmemCache:
+        """The KmemCache handle of a cache (by id or name), built once per handle."""
+        cid = which if isinstance(which, int) else kmem_cache_lookup(self.arena, which)
+        if cid < 0:
+            raise SlabError(f"Slub: no cache named {which!r}")
+        kc = self._caches.get(cid)
+        if kc is None:
+            if self.arena.u32[(_cache_off(self.arena, cid) + C_STATE) >> 2] != CACHE_LIVE:
+                raise SlabError(f"Slub: cache {which!r} is not live")
+            kc = self._caches[cid] = KmemCache(self, cid)
+        return kc
+
+    def cache_of(self, addr: int) -> tuple[int, int]:
+        """(cache id, slab head pfn) of an object address; cache id -1 if not a slab page."""
+        a = self.arena
+        pfn = (addr - VBASE) >> PAGE_SHIFT
+        if not 0 <= pfn < self.mm.nr_pages:
+            return -1, -1
+        pm32 = a.off("pagemeta") >> 2
+        fl = a.u32[pm32 + pfn * (PAGE_META_SIZE >> 2)]
+        if fl & PG_tail:
+            pfn = a.u32[pm32 + pfn * (PAGE_META_SIZE >> 2) + 6]
+            fl = a.u32[pm32 + pfn * (PAGE_META_SIZE >> 2)]
+        if not fl & PG_slab:
+            return -1, pfn
+        return a.u32[(a.off("slabmeta") + pfn * SMETA + M_CACHE) >> 2] - 1, pfn
+
+    def flush_all(self) -> None:
+        """flush_all(): flush every live cache's state of every CPU (caller: this handle)."""
+        for cid in live_caches(self.arena):
+            kc = self.cache(cid)
+            for c in range(self.nr_cpus):
+                kc.flush_cpu(c)
+
+    def report(self, text: str) -> None:
+        self.reports.append(text)
+        print(text, file=sys.stderr)
+
+
+class KmemCache:
+    """One cache as seen from one CPU context: closures over fixed offsets (see module doc)."""
+
+    __slots__ = ("slub", "id", "name", "flags", "object_size", "size", "order", "objects", "debug",
+                 "alloc", "free", "alloc_node", "alloc_bulk", "free_bulk", "prefill_sheaf",
+                 "alloc_from_sheaf", "refill_sheaf", "return_sheaf", "sheaf_size", "flush_cpu", "ksize",
+                 "free_slow", "free_pfn", "alloc_slow", "node_lock", "stat", "obj_index", "red_left")
+
+    def __init__(self, slub: Slub, cid: int) -> None:
+        info = cache_info(slub.arena, cid)
+        self.slub, self.id, self.name, self.flags = slub, cid, info["name"], info["flags"]
+        self.object_size, self.size, self.order, self.objects = (info["object_size"], info["size"],
+                                                                  info["order"], info["objects"])
+        self.red_left = info["red_left_pad"]
+        self.debug = bool(self.flags & SLAB_DEBUG_FLAGS)
+        _build(self, info)
+
+    def stats(self, cpu: int | None = None) -> dict[str, int]:
+        """Summed statistics (both contexts) of one CPU, or of all."""
+        return slab_stats(self.slub.arena, self.id, cpu)
+
+
+def slab_stats(arena: Any, cid: int, cpu: int | None = None) -> dict[str, int]:
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    cpus = range(nr_cpus) if cpu is None else (cpu,)
+    out = dict.fromkeys(STAT_NAMES, 0)
+    for c in cpus:
+        ko = _cpu_off(arena, cid, c, nr_cpus, mag) + K_STATS
+        for ctx in range(2):
+            for i, n in enumerate(STAT_NAMES):
+                out[n] += arena.u64[(ko + ctx * NR_STATS * 8 + i * 8) >> 3]
+    # derived, not counted on the fast path (see _build.alloc)
+    out["alloc_fastpath"] = out["alloc"] - out["alloc_slowpath"] - out["alloc_mag"]
+    out["free_fastpath"] = out["free"] - out["free_slowpath"] - out["free_mag"]
+    return out
+
+
+def _build(kc: KmemCache, info: dict[str, Any]) -> None:
+    slub = kc.slub
+    arena, mm = slub.arena, slub.mm
+    u64, u32, u8 = arena.u64, arena.u32, arena.u8
+    at = arena.atomic
+    load64, cas64, store64, fetch_add64 = at.load64, at.cas64, at.store64, at.fetch_add64
+    cid, cpu, mynid = kc.id, slub.cpu, slub.nid
+    nr_cpus, nr_nodes, mag_size = slub.nr_cpus, slub.nr_nodes, slub.mag_size
+    STEP = slub.tid_step << 32
+    size, objects, order = info["size"], info["objects"], info["order"]
+    min_order, min_objects = info["min_order"], info["min_objects"]
+    osize, red_left = info["object_size"], info["red_left_pad"]
+    fpo = red_left + info["offset"]               # free pointer, from the slot start
+    min_partial, cpu_partial_max = info["min_partial"], info["cpu_partial_slabs"]
+    ctor = _resolve_ctor(info["ctor"])
+    PHYS = arena.off("physmem")
+    VOFF = VBASE - PHYS                           # addr - VOFF = arena offset
+    SM = arena.off("slabmeta")
+    PM32 = arena.off("pagemeta") >> 2
+    PMW = PAGE_META_SIZE >> 2
+    ko = _cpu_off(arena, cid, cpu, nr_cpus, mag_size)
+    cw = ko + K_FREELIST_TID                      # the fast-path word (byte offset)
+    cslab = (ko + K_SLAB) >> 3                    # c->slab (u64 index)
+    clock = ko + K_LOCK
+    cpart, cnrpart, cmag = (ko + K_PARTIAL) >> 3, (ko + K_NR_PARTIAL) >> 3, (ko + K_MAG_COUNT) >> 3
+    mag0 = (ko + K_MAG) >> 3
+    ST = (ko + K_STATS + (NR_STATS * 8 if slub.irq else 0)) >> 3
+    st_alloc, st_free = ST + ST_ALLOC, ST + ST_FREE
+    token = slub.token
+    hook = slub.hook
+    node_offs = [_node_off(arena, cid, n, nr_nodes) for n in range(nr_nodes)]
+    node_locks = [SpinLock(arena, u64[(no + N_LOCK) >> 3], cpu) for no in node_offs]
+    kc.node_lock = node_locks
+    nl_acq = [lk.acquire for lk in node_locks]
+    nl_rel = [lk.release for lk in node_locks]
+    alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
+    zero = bytes(osize)
+    slab_order_objs = {order: objects, min_order: min_objects}
+    sched_yield = os.sched_yield
+
+    def stat(i: int, n: int = 1) -> None:
+        u64[ST + i] += n
+
+    kc.stat = stat
+
+    # -------------------------------------------------------- addresses
+    def sm_of(pfn: int) -> int:
+        return SM + pfn * SMETA
+
+    def obj_addr(pfn: int, idx: int) -> int:
+        return VBASE + (pfn << PAGE_SHIFT) + idx * size + red_left
+
+    def head_of(addr: int) -> int:
+        pfn = (addr - VBASE) >> PAGE_SHIFT
+        if u32[PM32 + pfn * PMW] & PG_tail:
+            return u32[PM32 + pfn * PMW + 6]
+        return pfn
+
+    def obj_index(pfn: int, addr: int) -> int:
+        return (addr - VBASE - (pfn << PAGE_SHIFT) - red_left) // size
+
+    kc.obj_index = obj_index
+
+    def fp_get(pfn: int, idx: int) -> int:
+        return u32[(PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo) >> 2]
+
+    def fp_set(pfn: int, idx: int, nxt: int) -> None:
+        u32[(PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo) >> 2] = nxt
+
+    # -------------------------------------------------------- c->lock
+    def c_lock(lo: int = clock) -> None:
+        if cas64(lo, 0, token) == 0:
+            return
+        if load64(lo) == token:
+            raise SlabError(f"{kc.name}: c->lock of cpu{cpu} taken recursively")
+        n = 0
+        while cas64(lo, 0, token) != 0:
+            n += 1
+            if n > 32:
+                sched_yield() if n < 256 else time.sleep(0.0001)
+            else:
+                time.sleep(0)                     # lets the other thread of this CPU run
+
+    def c_unlock(lo: int = clock) -> None:
+        if cas64(lo, token, 0) != token:
+            raise SlabError(f"{kc.name}: c->lock released by a non-owner (word {load64(lo):#x})")
+
+    # -------------------------------------------------------- node partial list (list_lock held)
+    def add_partial_locked(nid: int, pfn: int, tail: bool) -> None:
+        no = node_offs[nid]
+        m = sm_of(pfn)
+        hi, ti = (no + N_HEAD) >> 2, (no + N_TAIL) >> 2
+        if tail:
+            old = u32[ti]
+            u32[(m + M_NEXT) >> 2], u32[(m + M_PREV) >> 2] = NIL32, old
+            if old == NIL32:
+                u32[hi] = pfn
+            else:
+                u32[(sm_of(old) + M_NEXT) >> 2] = pfn
+            u32[ti] = pfn
+        else:
+            old = u32[hi]
+            u32[(m + M_NEXT) >> 2], u32[(m + M_PREV) >> 2] = old, NIL32
+            if old == NIL32:
+                u32[ti] = pfn
+            else:
+                u32[(sm_of(old) + M_PREV) >> 2] = pfn
+            u32[hi] = pfn
+        u8[m + M_LIST] = LIST_NODE_PARTIAL
+        u64[(no + N_NR_PARTIAL) >> 3] += 1
+
+    def remove_partial_locked(nid: int, pfn: int) -> None:
+        no = node_offs[nid]
+        m = sm_of(pfn)
+        nx, pv = u32[(m + M_NEXT) >> 2], u32[(m + M_PREV) >> 2]
+        if pv == NIL32:
+            u32[(no + N_HEAD) >> 2] = nx
+        else:
+            u32[(sm_of(pv) + M_NEXT) >> 2] = nx
+        if nx == NIL32:
+            u32[(no + N_TAIL) >> 2] = pv
+        else:
+            u32[(sm_of(nx) + M_PREV) >> 2] = pv
+        u32[(m + M_NEXT) >> 2] = u32[(m + M_PREV) >> 2] = NIL32
+        u8[m + M_LIST] = LIST_NONE
+        u64[(no + N_NR_PARTIAL) >> 3] -= 1
+
+    # -------------------------------------------------------- slabs from / to the page allocator
+    def new_slab(nid: int, gfp: int) -> int:
+        """allocate_slab(): pages (order oo, else min), PG_slab, all objects free."""
+        o = order
+        g = (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0)
+        pfn = alloc_pages_node(nid, g | (_GFP_NOWARN if o > min_order else 0), o)
+        if pfn < 0 and min_order < o:
+            o = min_order
+            pfn = alloc_pages_node(nid, (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0), o)
+        if pfn < 0:
+            return -1
+        n = slab_order_objs[o]
+        u32[PM32 + pfn * PMW] |= PG_slab              # __folio_set_slab(); the page is ours alone
+        m = sm_of(pfn)
+        snid = u8[(PM32 + pfn * PMW) * 4 + 7]
+        base = PHYS + (pfn << PAGE_SHIFT)
+        for i in range(n - 1):
+            u32[(base + i * size + fpo) >> 2] = i + 1
+        u32[(base + (n - 1) * size + fpo) >> 2] = NIL32
+        if debug_init is not None:
+            debug_init(pfn, n)
+        if ctor is not None:
+            for i in range(n):
+                ctor(arena.buf[base + i * size + red_left : base + i * size + red_left + osize])
+        u32[(m + M_CACHE) >> 2] = cid + 1
+        u8[m + M_LIST], u8[m + M_NID], u8[m + M_ORDER] = LIST_NONE, snid, o
+        u32[(m + M_NEXT) >> 2] = u32[(m + M_PREV) >> 2] = NIL32
+        u32[(m + M_ISOLATED) >> 2] = 0
+        store64(m + M_WORD, _sw(0, 0, n, 0))
+        no = node_offs[snid]
+        fetch_add64(no + N_NR_SLABS, 1)
+        fetch_add64(no + N_TOTAL_OBJS, n)
+        stat(ST_ALLOC_SLAB)
+        return pfn
+
+    def discard_slab(pfn: int) -> None:
+        """discard_slab(): back to the page allocator (the slab is on no list, inuse 0)."""
+        m = sm_of(pfn)
+        n = (load64(m + M_WORD) >> 48) & 0x7FFF
+        no = node_offs[u8[m + M_NID]]
+        fetch_add64(no + N_NR_SLABS, (1 << 64) - 1)
+        fetch_add64(no + N_TOTAL_OBJS, (1 << 64) - n)
+        o = u8[m + M_ORDER]
+        store64(m + M_WORD, 0)
+        u32[(m + M_CACHE) >> 2] = 0
+        u32[PM32 + pfn * PMW] &= ~PG_slab
+        stat(ST_FREE_SLAB)
+        free_pages(pfn, o)
+
+    # -------------------------------------------------------- slab word helpers
+    def get_freelist(pfn: int) -> int:
+        """get_freelist(): take a frozen slab's whole freelist (inuse = objects)."""
+        m = sm_of(pfn) + M_WORD
+        while True:
+            old = load64(m)
+            n = (old >> 48) & 0x7FFF
+            if cas64(m, old, _sw(NIL32, n, n, FROZEN)) == old:
+                return old & _LO
+
+    def freeze_locked(pfn: int, take: bool) -> int:
+        """Freeze a node-partial slab (list_lock held); take=True also takes its freelist."""
+        m = sm_of(pfn) + M_WORD
+        while True:
+            old = load64(m)
+            n = (old >> 48) & 0x7FFF
+            new = _sw(NIL32, n, n, FROZEN) if take else old | FROZEN
+            if cas64(m, old, new) == old:
+                return old & _LO if take else NIL32
+
+    def unfreeze(pfn: int, chain: int) -> int:
+        """deactivate_slab() / __put_partials() for one slab owned by this CPU: merge the
+        cpu chain back, unfreeze, and place it (node partial / full / discard).
+        Returns a pfn to discard (caller frees it, no lock held) or -1."""
+        m = sm_of(pfn)
+        w = m + M_WORD
+        nid = u8[m + M_NID]
+        cnt, tail_i = 0, NIL32
+        i = chain
+        while i != NIL32:
+            cnt += 1
+            tail_i = i
+            i = fp_get(pfn, i)
+        nl_acq[nid]()
+        try:
+            while True:
+                old = load64(w)
+                fl, inuse, n = old & _LO, (old >> 32) & 0xFFFF, (old >> 48) & 0x7FFF
+                if cnt:
+                    fp_set(pfn, tail_i, fl)
+                    fl = chain
+                inuse -= cnt
+                if cas64(w, old, _sw(fl, inuse, n, 0)) == old:
+                    break
+            stat(ST_DEACTIVATE)
+            no = node_offs[nid]
+            if inuse == 0 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial:
+                u8[m + M_LIST] = LIST_NONE
+                return pfn
+            if fl != NIL32:
+                add_partial_locked(nid, pfn, inuse != 0)
+            else:
+                u8[m + M_LIST] = LIST_NONE
+            return -1
+        finally:
+            nl_rel[nid]()
+
+    # -------------------------------------------------------- remote free (__slab_free)
+    def slab_free(pfn: int, idx: int, cnt_stat: bool = True) -> None:
+        """__slab_free(): CAS the object onto its slab's freelist; list_lock only when
+        the slab changes lists (was full and unfrozen, or becomes empty and unfrozen)."""
+        m = sm_of(pfn)
+        w = m + M_WORD
+        nid = -1
+        while True:
+            old = load64(w)
+            fl, inuse = old & _LO, (old >> 32) & 0xFFFF
+            frozen = old & FROZEN
+            fp_set(pfn, idx, fl)
+            new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
+            if not frozen and (fl == NIL32 or inuse == 1) and nid < 0:
+                nid = u8[m + M_NID]
+                nl_acq[nid]()
+            if cas64(w, old, new) == old:
+                break
+            stat(ST_CAS_FAIL)
+        if cnt_stat:
+            stat(ST_FREE_SLOW)
+        if nid < 0:
+            return
+        discard = -1
+        try:
+            if frozen:
+                return
+            no = node_offs[nid]
+            lst = u8[m + M_LIST]
+            if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
+                if lst == LIST_NODE_PARTIAL:
+                    remove_partial_locked(nid, pfn)
+                discard = pfn
+            elif fl == NIL32 and lst == LIST_NONE:
+                add_partial_locked(nid, pfn, True)
+        finally:
+            nl_rel[nid]()
+        if discard >= 0:
+            discard_slab(discard)
+
+    # -------------------------------------------------------- slow path (___slab_alloc)
+    def install(pfn: int, chain: int) -> int:
+        """Make pfn the cpu slab with `chain` as cpu freelist; returns the first object's
+        index (handed out).  c->lock held; c->slab is NIL and the word (NIL, tid)."""
+        nxt = fp_get(pfn, chain)
+        u8[sm_of(pfn) + M_LIST] = LIST_CPU_SLAB
+        w = load64(cw)
+        store64(cw, ((w + STEP) & _HI) | nxt)      # word first, then c->slab (protocol)
+        u64[cslab] = pfn
+        return chain
+
+    def detach() -> tuple[int, int]:
+        """Take c->slab and the cpu chain off this CPU: c->slab = NIL, then the word."""
+        pfn = u64[cslab]
+        u64[cslab] = NIL64
+        while True:
+            w = load64(cw)
+            if cas64(cw, w, ((w + STEP) & _HI) | NIL32) == w:
+                return pfn, w & _LO
+
+    def get_partial_locked(nid: int) -> int:
+        """get_partial_node(): first node-partial slab, frozen, plus up to half the cpu
+        partial budget more for c->partial.  Returns pfn or -1; list_lock held."""
+        no = node_offs[nid]
+        pfn = u32[(no + N_HEAD) >> 2]
+        if pfn == NIL32:
+            return -1
+        remove_partial_locked(nid, pfn)
+        extra = 0
+        room = cpu_partial_max // 2 - u64[cnrpart]
+        while extra < room:
+            p2 = u32[(no + N_HEAD) >> 2]
+            if p2 == NIL32:
+                break
+            remove_partial_locked(nid, p2)
+            freeze_locked(p2, False)
+            u8[sm_of(p2) + M_LIST] = LIST_CPU_PARTIAL
+            u32[(sm_of(p2) + M_NEXT) >> 2] = u64[cpart] & _LO
+            u64[cpart] = p2
+            u64[cnrpart] += 1
+            extra += 1
+        return pfn
+
+    def alloc_slow(gfp: int = 0) -> int:
+        """___slab_alloc() for the local node, with the magazine in front."""
+        c_lock()
+        try:
+            if load64(cw) & _LO != NIL32 and u64[cslab] != NIL64:
+                return 0                              # irq context refilled: retry fast
+            nm = u64[cmag]
+            if nm:
+                nm -= 1
+                u64[cmag] = nm
+                stat(ST_ALLOC_MAG)
+                return u64[mag0 + nm]
+            stat(ST_ALLOC_SLOW)
+            pfn, chain = detach()
+            if pfn != NIL64:
+                if chain == NIL32:
+                    chain = get_freelist(pfn)
+                if chain != NIL32:
+                    return obj_addr(pfn, install(pfn, chain))
+                d = unfreeze(pfn, NIL32)              # full: off every list
+                if d >= 0:
+                    discard_slab(d)
+            while u64[cpart] != NIL64:                # c->partial
+                pfn = u64[cpart]
+                u64[cpart] = u32[(sm_of(pfn) + M_NEXT) >> 2]     # NIL32 == NIL64
+                u64[cnrpart] -= 1
+                chain = get_freelist(pfn)
+                if chain != NIL32:
+                    stat(ST_CPU_PARTIAL)
+                    return obj_addr(pfn, install(pfn, chain))
+                d = unfreeze(pfn, NIL32)
+                if d >= 0:
+                    discard_slab(d)
+            for nid in (mynid, *(n for n in range(nr_nodes) if n != mynid)):
+                if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3]:
+                    nl_acq[nid]()
+                    try:
+                        pfn = get_partial_locked(nid)
+                        if pfn >= 0:
+                            chain = freeze_locked(pfn, True)
+                    finally:
+                        nl_rel[nid]()
+                    if pfn >= 0:
+                        stat(ST_ALLOC_PARTIAL)
+                        return obj_addr(pfn, install(pfn, chain))
+                if nid == mynid:
+                    pfn = new_slab(mynid, gfp)
+                    if pfn >= 0:
+                        m = sm_of(pfn) + M_WORD
+                        n = (load64(m) >> 48) & 0x7FFF
+                        store64(m, _sw(NIL32, n, n, FROZEN))
+                        return obj_addr(pfn, install(pfn, 0))
+            return -1
+        finally:
+            c_unlock()
+
+    def alloc_node_locked(nid: int, gfp: int) -> int:
+        """One object from node nid's slabs without touching the cpu slab (kmalloc_node
+        to another node; debug caches always): list_lock, partial head, slab CAS."""
+        no = node_offs[nid]
+        while True:
+            nl_acq[nid]()
+            try:
+                pfn = u32[(no + N_HEAD) >> 2]
+                if pfn != NIL32:
+                    m = sm_of(pfn) + M_WORD
+                    while True:                       # CAS: remote frees may race (no list change)
+                        old = load64(m)
+                        idx = old & _LO
+                        nxt = fp_get(pfn, idx)
+                        new = (old & 0xFFFF_0000_0000_0000) | (((old >> 32) & 0xFFFF) + 1) << 32 | nxt
+                        if cas64(m, old, new) == old:
+                            break
+                        stat(ST_CAS_FAIL)
+                    if nxt == NIL32:
+                        remove_partial_locked(nid, pfn)
+                    stat(ST_ALLOC_PARTIAL)
+                    stat(ST_ALLOC_SLOW)
+                    return obj_addr(pfn, idx)
+            finally:
+                nl_rel[nid]()
+            pfn = new_slab(nid, gfp)
+            if pfn < 0:
+                return 0
+            nl_acq[nid]()
+            try:
+                add_partial_locked(u8[sm_of(pfn) + M_NID], pfn, False)
+            finally:
+                nl_rel[nid]()
+
+    def post_alloc(addr: int, gfp: int) -> int:
+        if gfp & _GFP_ZERO:
+            o = addr - VOFF
+            u8[o : o + osize] = zero
+        return addr
+
+    # -------------------------------------------------------- fast path (slab_alloc_node)
+    def alloc(gfp: int = 0) -> int:
+        """Allocate one object on the local node; 0 on failure.
+
+        Read order: the word (tid + head in one load) first, then c->slab, then the
+        head's free pointer; the CAS checks that neither head nor tid moved (module doc).
+        Straight-line: a failed CAS or an empty freelist goes to alloc_retry().  Only
+        `alloc` is counted here (alloc_fastpath is derived, slab_stats): a second
+        counter cost ~45 ns a pair.
+        """
+        w = load64(cw)
+        idx = w & _LO
+        pfn = u64[cslab]
+        if idx != NIL32 and pfn != NIL64:
+            base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+            if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
+                u64[st_alloc] += 1
+                if gfp:
+                    return post_alloc(base + red_left + VOFF, gfp)
+                return base + red_left + VOFF
+            u64[ST + ST_CAS_FAIL] += 1
+        return alloc_retry(gfp)
+
+    def alloc_retry(gfp: int) -> int:
+        while True:
+            w = load64(cw)
+            idx = w & _LO
+            pfn = u64[cslab]
+            if idx == NIL32 or pfn == NIL64:
+                addr = alloc_slow(gfp)
+                if addr == 0:
+                    continue                          # irq context refilled meanwhile
+                if addr < 0:
+                    return 0
+                break
+            base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+            nxt = u32[(base + fpo) >> 2]
+            if cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
+                addr = base + red_left + VOFF
+                break
+            u64[ST + ST_CAS_FAIL] += 1
+        u64[st_alloc] += 1
+        return post_alloc(addr, gfp) if gfp else addr
+
+    def free_pfn(pfn: int, addr: int) -> None:
+        """Free an object whose slab head pfn the caller knows (kfree): cpu slab CAS,
+        else magazine, else __slab_free.  Same read order as alloc."""
+        w = load64(cw)
+        if pfn == u64[cslab]:
+            idx = (addr - VBASE - (pfn << PAGE_SHIFT) - red_left) // size
+            u32[(PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo) >> 2] = w & _LO
+            if cas64(cw, w, ((w + STEP) & _HI) | idx) == w:
+                u64[st_free] += 1
+                return
+            u64[ST + ST_CAS_FAIL] += 1
+        free_retry(pfn, addr)
+
+    def free_retry(pfn: int, addr: int) -> None:
+        u64[st_free] += 1
+        while True:
+            w = load64(cw)
+            if pfn != u64[cslab]:
+                return free_other(pfn, addr)
+            idx = (addr - VBASE - (pfn << PAGE_SHIFT) - red_left) // size
+            u32[(PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo) >> 2] = w & _LO
+            if cas64(cw, w, ((w + STEP) & _HI) | idx) == w:
+                return
+            u64[ST + ST_CAS_FAIL] += 1
+
+    if order:
+        def free(addr: int) -> None:
+            """kmem_cache_free(): multi-page slab -> the compound head first."""
+            pfn = (addr - VBASE) >> PAGE_SHIFT
+            if u32[PM32 + pfn * PMW] & PG_tail:
+                pfn = u32[PM32 + pfn * PMW + 6]
+            free_pfn(pfn, addr)
+    else:
+        def free(addr: int) -> None:
+            """kmem_cache_free(): order-0 slab, the page is the slab."""
+            free_pfn((addr - VBASE) >> PAGE_SHIFT, addr)
+
+    if hook is not None:
+        def alloc(gfp: int = 0) -> int:  # the test-hook variant, chosen once
+            while True:
+                w = load64(cw)
+                idx = w & _LO
+                pfn = u64[cslab]
+                if idx == NIL32 or pfn == NIL64:
+                    addr = alloc_slow(gfp)
+                    if addr == 0:
+                        continue
+                    if addr < 0:
+                        return 0
+                    break
+                base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+                nxt = u32[(base + fpo) >> 2]
+                hook("alloc", kc)
+                if cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
+                    addr = base + red_left + VOFF
+                    break
+                u64[ST + ST_CAS_FAIL] += 1
+            u64[st_alloc] += 1
+            return post_alloc(addr, gfp) if gfp else addr
+
+        def free_pfn(pfn: int, addr: int) -> None:  # the test-hook variant
+            u64[st_free] += 1
+            while True:
+                w = load64(cw)
+                if pfn != u64[cslab]:
+                    return free_other(pfn, addr)
+                idx = obj_index(pfn, addr)
+                fp_set(pfn, idx, w & _LO)
+                hook("free", kc)
+                if cas64(cw, w, ((w + STEP) & _HI) | idx) == w:
+                    return
+                u64[ST + ST_CAS_FAIL] += 1
+
+    def free_other(pfn: int, addr: int) -> None:
+        """Not the cpu slab: magazine (local node), else __slab_free."""
+        if mag_size and u8[sm_of(pfn) + M_NID] == mynid:
+            c_lock()
+            try:
+                nm = u64[cmag]
+                if nm == mag_size:
+                    nm = mag_flush_locked(nm)
+                u64[mag0 + nm] = addr
+                u64[cmag] = nm + 1
+                stat(ST_FREE_MAG)
+                return
+            finally:
+                c_unlock()
+        slab_free(pfn, obj_index(pfn, addr))
+
+    def mag_flush_locked(nm: int, keep: int = -1) -> int:
+        """Flush the older entries of the magazine to their slabs; keep `keep` (default half)."""
+        keep = nm // 2 if keep < 0 else keep
+        nf = nm - keep
+        for i in range(nf):
+            a = u64[mag0 + i]
+            p = head_of(a)
+            slab_free(p, obj_index(p, a), False)
+        for i in range(keep):
+            u64[mag0 + i] = u64[mag0 + nf + i]
+        u64[cmag] = keep
+        stat(ST_MAG_FLUSH)
+        return keep
+
+    def alloc_node(nid: int, gfp: int = 0) -> int:
+        """kmem_cache_alloc_node(): nid -1 or the local node take the normal path."""
+        if nid < 0 or nid == mynid:
+            return alloc(gfp)
+        addr = alloc_node_locked(nid, gfp)
+        if addr:
+            u64[st_alloc] += 1
+            return post_alloc(addr, gfp) if gfp else addr
+        return alloc(gfp)                              # no memory on nid: fall back
+
+    # -------------------------------------------------------- flush (flush_cpu_slab / cpu offline)
+    def flush_cpu(target: int) -> None:
+        """flush_cpu_slab() of CPU `target` (any CPU may call it: it takes the target's
+        c->lock; the owner's in-flight fast-path CAS then fails on the tid)."""
+        tko = _cpu_off(arena, cid, target, nr_cpus, mag_size)
+        tlock = tko + K_LOCK
+        c_lock(tlock)
+        todo = []
+        try:
+            tslab = (tko + K_SLAB) >> 3
+            pfn = u64[tslab]
+            u64[tslab] = NIL64
+            tw = tko + K_FREELIST_TID
+            while True:
+                w = load64(tw)
+                if cas64(tw, w, ((w + STEP) & _HI) | NIL32) == w:
+                    break
+            if pfn != NIL64:
+                todo.append(unfreeze(pfn, w & _LO))
+            tp, tn = (tko + K_PARTIAL) >> 3, (tko + K_NR_PARTIAL) >> 3
+            p = u64[tp]
+            while p != NIL64 and p != NIL32:
+                nx = u32[(sm_of(p) + M_NEXT) >> 2]
+                todo.append(unfreeze(p, NIL32))
+                p = nx
+            u64[tp] = NIL64
+            u64[tn] = 0
+            tm, tm0 = (tko + K_MAG_COUNT) >> 3, (tko + K_MAG) >> 3
+            for i in range(u64[tm]):
+                a = u64[tm0 + i]
+                hp = head_of(a)
+                slab_free(hp, obj_index(hp, a), False)
+            u64[tm] = 0
+            stat(ST_FLUSH)
+        finally:
+            c_unlock(tlock)
+        for p in todo:
+            if p >= 0:
+                discard_slab(p)
+
+    # -------------------------------------------------------- bulk
+    def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
+        """kmem_cache_alloc_bulk(): detach up to n objects from the cpu freelist with one
+        CAS (walking the chain between the read and the CAS; the tid guards it), the
+        rest one by one.  All or nothing: [] if memory runs out."""
+        out: list[int] = []
+        while len(out) < n:
+            w = load64(cw)
+            idx = w & _LO
+            pfn = u64[cslab]
+            if idx == NIL32 or pfn == NIL64:
+                a = alloc(gfp)
+                if not a:
+                    free_bulk(out)
+                    return []
+                out.append(a)
+                continue
+            got, i = [], idx
+            while i != NIL32 and len(got) + len(out) < n:
+                got.append(i)
+                i = fp_get(pfn, i)
+            if cas64(cw, w, ((w + STEP) & _HI) | i) != w:
+                stat(ST_CAS_FAIL)
+                continue
+            u64[st_alloc] += len(got)
+            for j in got:
+                a = obj_addr(pfn, j)
+                out.append(post_alloc(a, gfp) if gfp else a)
+        return out
+
+    def free_bulk(addrs: list[int]) -> None:
+        """kmem_cache_free_bulk()."""
+        for a in addrs:
+            kc.free(a)
+
+    # -------------------------------------------------------- sheaves (caller-owned, in the arena)
+    SH0, SHN = arena.sections["slabsheaf"][0], arena.sections["slabsheaf"][1] // SHEAF_REC
+
+    def prefill_sheaf(n: int, gfp: int = 0) -> int:
+        """kmem_cache_prefill_sheaf(): a sheaf id holding >= n objects, or -1."""
+        if not 0 <= n <= SHEAF_CAPACITY:
+            raise SlabError(f"prefill_sheaf: {n} objects; a sheaf holds at most {SHEAF_CAPACITY}")
+        for s in range(SHN):
+            so = SH0 + s * SHEAF_REC
+            if load64(so + SH_STATE) == 0 and cas64(so + SH_STATE, 0, cpu + 1) == 0:
+                u64[(so + SH_CACHE) >> 3] = cid
+                u64[(so + SH_SIZE) >> 3] = 0
+                if not refill_sheaf(s, n, gfp):
+                    store64(so + SH_STATE, 0)
+                    return -1
+                return s
+        return -1
+
+    def refill_sheaf(s: int, n: int, gfp: int = 0) -> bool:
+        """kmem_cache_refill_sheaf(): top the sheaf up to n objects."""
+        so = SH0 + s * SHEAF_REC
+        have = u64[(so + SH_SIZE) >> 3]
+        if n <= have:
+            return True
+        got = alloc_bulk(min(n, SHEAF_CAPACITY) - have, gfp)
+        if not got:
+            return False
+        for j, a in enumerate(got):
+            u64[((so + SH_OBJS) >> 3) + have + j] = a
+        u64[(so + SH_SIZE) >> 3] = have + len(got)
+        return True
+
+    def alloc_from_sheaf(s: int, gfp: int = 0) -> int:
+        """kmem_cache_alloc_from_sheaf(): pop (LIFO); 0 only when the sheaf is empty."""
+        so = SH0 + s * SHEAF_REC
+        nsz = u64[(so + SH_SIZE) >> 3]
+        if not nsz:
+            return 0
+        nsz -= 1
+        u64[(so + SH_SIZE) >> 3] = nsz
+        a = u64[((so + SH_OBJS) >> 3) + nsz]
+        return post_alloc(a, gfp) if gfp else a
+
+    def return_sheaf(s: int) -> None:
+        """kmem_cache_return_sheaf(): free what is left and release the record."""
+        so = SH0 + s * SHEAF_REC
+        nsz = u64[(so + SH_SIZE) >> 3]
+        free_bulk([u64[((so + SH_OBJS) >> 3) + i] for i in range(nsz)])
+        u64[(so + SH_SIZE) >> 3] = 0
+        store64(so + SH_STATE, 0)
+
+    def sheaf_size(s: int) -> int:
+        return u64[(SH0 + s * SHEAF_REC + SH_SIZE) >> 3]
+
+    def ksize(addr: int) -> int:
+        return osize
+
+    # -------------------------------------------------------- debug caches: locked path
+    debug_init = None
+    if kc.debug:
+        dbg = D.DebugOps(arena, kc, info, slub, obj_addr, sm_of, fp_get, fp_set)
+        debug_init = dbg.init_slab
+
+        def alloc_dbg(gfp: int = 0, nid: int = -1) -> int:
+            """Debug caches: every alloc under list_lock (alloc_debug_processing)."""
+            nid = mynid if nid < 0 else nid
+            no = node_offs[nid]
+            while True:
+                nl_acq[nid]()
+                try:
+                    pfn = u32[(no + N_HEAD) >> 2]
+                    if pfn != NIL32:
+                        m = sm_of(pfn) + M_WORD
+                        old = load64(m)
+                        idx = old & _LO
+                        nxt = fp_get(pfn, idx)
+                        store64(m, (old & 0xFFFF_0000_0000_0000) | (((old >> 32) & 0xFFFF) + 1) << 32 | nxt)
+                        if nxt == NIL32:
+                            remove_partial_locked(nid, pfn)
+                        ok = dbg.alloc_check(pfn, idx)
+                        if not ok:                     # isolated: never handed out again
+                            u32[(sm_of(pfn) + M_ISOLATED) >> 2] += 1
+                            continue
+                        stat(ST_ALLOC_PARTIAL)
+                        stat(ST_ALLOC_SLOW)
+                        u64[st_alloc] += 1
+                        addr = obj_addr(pfn, idx)
+                        return post_alloc(addr, gfp) if gfp else addr
+                finally:
+                    nl_rel[nid]()
+                pfn = new_slab(nid, gfp)
+                if pfn < 0:
+                    return 0
+                nl_acq[nid]()
+                try:
+                    add_partial_locked(u8[sm_of(pfn) + M_NID], pfn, False)
+                finally:
+                    nl_rel[nid]()
+
+        def free_dbg(addr: int) -> None:
+            """Debug caches: checks, poison, tracking, then the slab freelist under list_lock."""
+            ccid, pfn = slub.cache_of(addr)
+            if ccid != cid:
+                dbg.report_invalid_free(addr, ccid, pfn, "object not from this cache" if ccid >= 0
+                                        else "not a slab object")
+                return
+            nid = u8[sm_of(pfn) + M_NID]
+            nl_acq[nid]()
+            discard = -1
+            try:
+                idx = dbg.free_check(pfn, addr)        # reports; -1 = refuse, -2 = isolate
+                if idx == -1:
+                    return
+                m = sm_of(pfn)
+                old = load64(m + M_WORD)
+                fl, inuse = old & _LO, (old >> 32) & 0xFFFF
+                u64[st_free] += 1
+                stat(ST_FREE_SLOW)
+                if idx < -1:
+                    u32[(m + M_ISOLATED) >> 2] += 1
+                    return
+                fp_set(pfn, idx, fl)
+                store64(m + M_WORD, (old & 0xFFFF_0000_0000_0000) | (inuse - 1) << 32 | idx)
+                no = node_offs[nid]
+                lst = u8[m + M_LIST]
+                if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
+                    if lst == LIST_NODE_PARTIAL:
+                        remove_partial_locked(nid, pfn)
+                    discard = pfn
+                elif lst == LIST_NONE:
+                    add_partial_locked(nid, pfn, True)
+            finally:
+                nl_rel[nid]()
+            if discard >= 0:
+                discard_slab(discard)
+
+        alloc = alloc_dbg
+        free = free_dbg
+
+        def free_pfn(pfn: int, addr: int) -> None:
+            free_dbg(addr)
+
+        def alloc_node(nid: int, gfp: int = 0) -> int:
+            return alloc_dbg(gfp, nid)
+
+        def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
+            out = []
+            for _ in range(n):
+                a = alloc_dbg(gfp)
+                if not a:
+                    free_bulk(out)
+                    return []
+                out.append(a)
+            return out
+
+    kc.alloc, kc.free, kc.alloc_node, kc.alloc_bulk, kc.free_bulk = alloc, free, alloc_node, alloc_bulk, free_bulk
+    kc.prefill_sheaf, kc.alloc_from_sheaf, kc.refill_sheaf = prefill_sheaf, alloc_from_sheaf, refill_sheaf
+    kc.return_sheaf, kc.sheaf_size, kc.flush_cpu, kc.ksize = return_sheaf, sheaf_size, flush_cpu, ksize
+    kc.free_slow = slab_free
+    kc.free_pfn = free_pfn
+    kc.alloc_slow = alloc_node_locked
+
+
+# ------------------------------------------------------------------ destroy
+def kmem_cache_destroy(arena: Any, which: int | str, cpu: int = CPU_COORD) -> None:
+    """kmem_cache_destroy(): flush every CPU, free empty slabs; refuses (SlabError,
+    cache kept) while objects are still allocated, as Linux's "Objects remaining"."""
+    cid = which if isinstance(which, int) else kmem_cache_lookup(arena, which)
+    if cid < 0:
+        raise SlabError(f"kmem_cache_destroy: no cache {which!r}")
+    _, nr_cpus, nr_nodes, _, _ = _geo(arena)
+    h = Slub(arena, 0 if cpu == CPU_COORD else cpu)
+    kc = h.cache(cid)
+    for c in range(nr_cpus):
+        kc.flush_cpu(c)
+    net = slab_stats(arena, cid)
+    left = net["alloc"] - net["free"]
+    sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    pfns = np.flatnonzero(sm[:, M_CACHE // 4] == cid + 1).tolist()
+    del sm
+    if left:
+        raise SlabError(f"kmem_cache_destroy: {kc.name}: {left} objects remaining (cache kept)")
+    for nid in range(nr_nodes):
+        no = _node_off(arena, cid, nid, nr_nodes)
+        arena.u32[(no + N_HEAD) >> 2] = NIL32
+        arena.u64[(no + N_NR_PARTIAL) >> 3] = 0
+    for pfn in pfns:
+        m = arena.off("slabmeta") + pfn * SMETA
+        o = arena.u8[m + M_ORDER]
+        arena.u8[m : m + SMETA] = bytes(SMETA)
+        arena.u32[(arena.off("pagemeta") >> 2) + pfn * (PAGE_META_SIZE >> 2)] &= ~PG_slab
+        h.mm.free_pages(pfn, o)
+    arena.atomic.store32(_cache_off(arena, cid) + C_STATE, CACHE_FREE)
+
+
+# ------------------------------------------------------------------ views (slabinfo 2.1, slabtop)
+def _cache_counts(arena: Any, cid: int, sm: np.ndarray) -> dict[str, Any]:
+    info = cache_info(arena, cid)
+    mine = np.flatnonzero(sm[:, M_CACHE // 4] == cid + 1)
+    words = sm[mine, 0].astype(np.uint64) | (sm[mine, 1].astype(np.uint64) << np.uint64(32))
+    nobj = ((words >> np.uint64(48)) & np.uint64(0x7FFF)).astype(np.int64)
+    inuse = ((words >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.int64)
+    lst = (sm[mine, M_LIST // 4] & 0xFF).astype(np.int64)
+    num_objs = int(nobj.sum())
+    free_partial = int((nobj - inuse)[lst == LIST_NODE_PARTIAL].sum())
+    st = slab_stats(arena, cid)
+    return {"name": info["name"], "active_objs": num_objs - free_partial, "num_objs": num_objs,
+            "objsize": info["size"], "object_size": info["object_size"], "objperslab": info["objects"],
+            "pagesperslab": 1 << info["order"], "active_slabs": len(mine), "num_slabs": len(mine),
+            "sharedavail": 0, "limit": 0, "batchcount": 0, "sharedfactor": 0, "order": info["order"],
+            "flags": info["flags"], "allocated": st["alloc"] - st["free"], "nr_bugs": info["nr_bugs"],
+            "cache_size_kb": len(mine) * (4 << info["order"])}
+
+
+def slabinfo_json(arena: Any) -> list[dict[str, Any]]:
+    """Every live cache's slabinfo figures (keys as the /proc/slabinfo header, plus extras)."""
+    sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    try:
+        return [_cache_counts(arena, cid, sm) for cid in live_caches(arena)]
+    finally:
+        del sm
+
+
+def slabinfo_text(arena: Any) -> str:
+    """/proc/slabinfo version 2.1 (linux-mm.md 8.4): SLUB tunables 0, active == num slabs."""
+    out = ["slabinfo - version: 2.1",
+           "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
+           "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"]
+    for r in slabinfo_json(arena):
+        out.append(f"{r['name']:<17} {r['active_objs']:6d} {r['num_objs']:6d} {r['objsize']:6d} "
+                   f"{r['objperslab']:4d} {r['pagesperslab']:4d} : tunables {0:4d} {0:4d} {0:4d}"
+                   f" : slabdata {r['active_slabs']:6d} {r['num_slabs']:6d} {0:6d}")
+    return "\n".join(out) + "\n"
+
+
+def slabtop_text(arena: Any, sort: str = "cache_size_kb", limit: int = 20) -> str:
+    """slabtop(1)-like table, sorted by cache size (or another slabinfo_json key)."""
+    rows = sorted(slabinfo_json(arena), key=lambda r: r.get(sort, 0), reverse=True)
+    ao = sum(r["active_objs"] for r in rows)
+    no = sum(r["num_objs"] for r in rows)
+    kb = sum(r["cache_size_kb"] for r in rows)
+    out = [f" Active / Total Objects (% used)    : {ao} / {no} ({100 * ao / max(no, 1):.1f}%)",
+           f" Active / Total Slabs (% used)      : {sum(r['active_slabs'] for r in rows)} / "
+           f"{sum(r['num_slabs'] for r in rows)} (100.0%)",
+           f" Active / Total Caches (% used)     : {sum(1 for r in rows if r['num_slabs'])} / {len(rows)}",
+           f" Total Size                         : {kb:.2f}K", "",
+           "  OBJS ACTIVE  USE OBJ SIZE  SLABS OBJ/SLAB CACHE SIZE NAME"]
+    for r in rows[:limit]:
+        use = 100 * r["active_objs"] // max(r["num_objs"], 1)
+        out.append(f"{r['num_objs']:6d} {r['active_objs']:6d} {use:3d}% {r['objsize'] / 1024:7.2f}K "
+                   f"{r['num_slabs']:6d} {r['objperslab']:8d} {r['cache_size_kb']:9d}K {r['name']}")
+    return "\n".join(out) + "\n"
+
+
+_ = GFP_KERNEL  # re-exported default gfp for callers of alloc(gfp)

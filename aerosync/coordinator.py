@@ -44,6 +44,8 @@ from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
 from aerosync.mm.check import check as mm_check
 from aerosync.mm.init import mm_init, mm_sections
+from aerosync.mm.slab_check import slab_check
+from aerosync.mm.slub import slab_init, slab_sections
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -179,7 +181,7 @@ def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], li
 
     config = _config(scn, sim)
     n = sim.nr_cpus
-    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config),
+    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config), *slab_sections(config),
              *WORKLOADS[scn.run.workload].sections(scn.workload, n)]
     return config, specs
 
@@ -203,6 +205,11 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "pcp_enabled": m.pcp,
         "pcp_high": m.pcp_high,
         "pcp_batch": m.pcp_batch,
+        # mm/slub.py:slab_params reads these
+        "slab_mag_size": scn.slab.mag_size, "slab_max_order": scn.slab.max_order,
+        "slab_min_partial": scn.slab.min_partial, "slab_min_objects": scn.slab.min_objects,
+        "slub_debug": scn.slab.debug, "slab_max_caches": scn.slab.max_caches,
+        "slab_nr_sheaves": scn.slab.nr_sheaves,
         # workers build their PolicyAllocator from these (mm/mempolicy.py)
         "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
                  "weights": list(scn.numa.weights)},
@@ -276,6 +283,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     procs: list[mp.process.BaseProcess] = []
     try:
         mm_init(arena)
+        slab_init(arena)
         mod.setup(arena, scn.workload, n)
         ctx = mp.get_context("spawn")
         from dataclasses import asdict
@@ -312,9 +320,12 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
-        report = mm_check(arena)
-        result.mm_check = {"ok": report.ok, "elapsed_s": report.elapsed_s, "summary": report.summary,
-                           "counts": report.counts, "violations": [str(v) for v in report.violations],
+        report, slab_report = mm_check(arena), slab_check(arena)
+        result.mm_check = {"ok": report.ok and slab_report.ok,
+                           "elapsed_s": report.elapsed_s + slab_report.elapsed_s,
+                           "summary": {**report.summary, **slab_report.summary},
+                           "counts": {**report.counts, **slab_report.counts},
+                           "violations": [str(v) for v in report.violations + slab_report.violations],
                            "live_checks": live_checks}
         return result
     finally:
@@ -447,12 +458,13 @@ def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, 
             if time.perf_counter() > deadline:
                 raise AeroSyncError(f"live check: cpu{pending[0]} did not reach the pause barrier in 30 s")
             time.sleep(0.0005)
-        report = mm_check(arena)
+        report, slab_report = mm_check(arena), slab_check(arena)
     finally:
         at.store64(L.H_RUN_STATE, L.RUN_GO)
-    out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": report.ok,
-           "violations": [str(v) for v in report.violations]}
+    out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": report.ok and slab_report.ok,
+           "violations": [str(v) for v in report.violations + slab_report.violations]}
     report.raise_first()
+    slab_report.raise_first()
     return out
 
 

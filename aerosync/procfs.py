@@ -280,6 +280,32 @@ def node_numastat_text(arena: Arena, nid: int) -> str:
 
 
 # ---------------------------------------------------------------------------- registry
+def _slab_ready(arena: Arena) -> None:
+    if "slabcaches" not in arena.sections:
+        raise ViewUnavailable(f"arena {arena.name} has no slab allocator")
+
+
+def _slabinfo_text(arena: Arena) -> str:
+    from aerosync.mm.slub import slabinfo_text
+
+    _slab_ready(arena)
+    return slabinfo_text(arena)
+
+
+def _slabinfo_json(arena: Arena) -> Any:
+    from aerosync.mm.slub import slabinfo_json
+
+    _slab_ready(arena)
+    return slabinfo_json(arena)
+
+
+def _slabtop_text(arena: Arena) -> str:
+    from aerosync.mm.slub import slabtop_text
+
+    _slab_ready(arena)
+    return slabtop_text(arena)
+
+
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
     "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
@@ -287,6 +313,8 @@ VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "zoneinfo": (_zoneinfo_text, _zoneinfo_json),
     "vmstat": (_vmstat_text, _vmstat_json),
     "numastat": (_numastat_text, _numastat_json),
+    "slabinfo": (_slabinfo_text, _slabinfo_json),
+    "slabtop": (_slabtop_text, _slabinfo_json),
 }
 STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
 

@@ -76,7 +76,8 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "workload")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "workload")
+_SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves")
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
@@ -126,6 +127,19 @@ class MachineSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SlabSpec:
+    """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slub.py:slab_params)."""
+
+    mag_size: int = 16                  # CONFIG_SLAB_MAG_SIZE: per-CPU magazine, 0 = off
+    max_order: int = 3                  # CONFIG_SLAB_MAX_ORDER
+    min_partial: int | None = None      # None: Linux's clamp(ilog2(size) / 2, 5, 10)
+    min_objects: int | None = None      # None: 4 * (fls(nr_cpus) + 1)
+    debug: str = ""                     # slub_debug= syntax: "FZPU", "ZP,kmalloc-64"
+    max_caches: int = 64
+    nr_sheaves: int = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
     """[numa]: memory policies in numactl's words, checked by mm/mempolicy.py."""
 
@@ -145,6 +159,7 @@ class Scenario:
     machine: MachineSpec
     workload: object
     numa: NumaSpec = NumaSpec()
+    slab: SlabSpec = SlabSpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -232,6 +247,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "machine": _jsonable(dataclasses.asdict(s.machine)),
         "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
                  "weights": list(s.numa.weights)},
+        "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
     }
 
@@ -244,7 +260,8 @@ def scenario_hash(s: Scenario) -> str:
     of the same experiment hashes the same.
     """
     d = scenario_to_dict(s)
-    canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "workload": d["workload"]}
+    canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "slab": d["slab"],
+             "workload": d["workload"]}
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -288,9 +305,27 @@ def _build(
     run = _parse_run(run_t, ctx, registry)
     machine = _parse_machine(machine_t, ctx, base_dir)
     numa = _parse_numa(_table(data, "numa", ctx), ctx)
+    slab = _parse_slab(_table(data, "slab", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa)
+                    numa=numa, slab=slab)
+
+
+def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
+    _check_keys(t, "slab", _SLAB_KEYS, ctx)
+    ranges = {"mag_size": (0, 128, 16), "max_order": (0, 10, 3), "min_partial": (0, 1000, None),
+              "min_objects": (1, 4096, None), "max_caches": (16, 1024, 64), "nr_sheaves": (1, 4096, 64)}
+    vals: dict[str, Any] = {}
+    for key, (lo, hi, default) in ranges.items():
+        v = t.get(key, default)
+        if v is not None and (not _is_int(v) or not lo <= v <= hi):
+            raise ctx.err(f"slab.{key}", v, f"an int {lo}..{hi}")
+        vals[key] = v
+    debug = t.get("debug", "")
+    if not isinstance(debug, str) or not re.fullmatch(r"[-FZPUTAO]*(,[A-Za-z0-9_.-]+)*", debug):
+        raise ctx.err("slab.debug", debug, 'slub_debug syntax: flags from F Z P U T A O (or "-"), then an optional '
+                      'comma list of cache names, e.g. "FZPU" or "ZP,kmalloc-64"')
+    return SlabSpec(debug=debug, **vals)
 
 
 def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:

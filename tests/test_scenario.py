@@ -84,7 +84,8 @@ BAD_FILES = [
     # (fixture, key, bad value as printed, part of the allowed description)
     ("bad_missing_workload", "run.workload", "<missing>", "required: one of needy, plain, storm"),
     ("bad_unknown_workload", "run.workload", "'nope'", "one of needy, plain, storm"),
-    ("bad_unknown_top_key", "colour", "'red'", "known top-level keys: name, description, run, machine, numa, workload"),
+    ("bad_unknown_top_key", "colour", "'red'",
+     "known top-level keys: name, description, run, machine, numa, slab, workload"),
     ("bad_unknown_run_key", "run.durration", "1.0", "known [run] keys: workload, duration, ops"),
     ("bad_unknown_machine_key", "machine.memroy", "'64M'", "known [machine] keys: cpus, memory, topology"),
     ("bad_duration_and_ops", "run", "{'duration': 1, 'ops': 10}", "exactly one of run.duration"),
@@ -348,7 +349,7 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
                         "check_interval": 0.0}
-    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "workload"}
+    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "workload"}
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:
@@ -407,6 +408,19 @@ def test_numa_section_and_mm_machine_keys(tmp_path: Path) -> None:
                      ("[numa]\nweights = [0]\n", "numa.weights"),
                      ("[machine]\nmax_page_order = 16\n", "machine.max_page_order"),
                      ("[machine]\npcp = 1\n", "machine.pcp")):
+        p.write_text('[run]\nworkload = "storm"\n' + bad)
+        with pytest.raises(ScenarioError) as ei:
+            load_scenario(p, REGISTRY)
+        assert ei.value.key == key
+
+
+def test_slab_section(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('[run]\nworkload = "storm"\n[slab]\nmag_size = 0\ndebug = "FZPU,kmalloc-64"\n')
+    s = load_scenario(p, REGISTRY)
+    assert s.slab.mag_size == 0 and s.slab.debug == "FZPU,kmalloc-64" and s.slab.max_order == 3
+    for bad, key in (("[slab]\nmag_size = 200\n", "slab.mag_size"), ('[slab]\ndebug = "Q"\n', "slab.debug"),
+                     ("[slab]\nbogus = 1\n", "slab.bogus")):
         p.write_text('[run]\nworkload = "storm"\n' + bad)
         with pytest.raises(ScenarioError) as ei:
             load_scenario(p, REGISTRY)

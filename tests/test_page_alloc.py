@@ -18,6 +18,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm import gfp as G
 from aerosync.mm import mmzone as Z
+from aerosync.mm import vmstat as V
 from aerosync.mm.check import check
 from aerosync.mm.init import mm_init, mm_sections, single_node_sim
 from aerosync.mm.page import NIL, PG_head, PG_lru, PG_tail, page_array
@@ -445,7 +446,12 @@ def test_numastat_hit_miss_foreign_local_other(mk) -> None:
     assert p < 4096 <= q
     st = Z.numastat(a)
     assert st[0]["numa_hit"] == 1 and st[0]["local_node"] == 1
-    assert st[1]["numa_hit"] == 2 and st[1]["other_node"] == 2 and st[1]["local_node"] == 0
+    # numastat counts allocations (zone_statistics(..., 1)), pgalloc counts pages
+    assert st[1]["numa_hit"] == 1 and st[1]["other_node"] == 1 and st[1]["local_node"] == 0
+    pg = Z.zone_pgalloc(a)
+    qz = a.u8[a.off("pagemeta") + (q << 6) + 6]
+    assert pg[qz] == 2 and sum(pg) == 3
+    assert V.fold(a).zone_pgalloc == pg and V.fold(a).node == st
     # exhaust node 1 for THISNODE, then a preferred-node-1 allocation spills to node 0
     while m0.alloc_pages_node(1, G.GFP_KERNEL | G.__GFP_THISNODE | NOWARN, 3) >= 0:
         pass
@@ -460,6 +466,42 @@ def test_numastat_hit_miss_foreign_local_other(mk) -> None:
     s = m0.alloc_pages_nodemask(G.GFP_KERNEL | NOWARN, 0, 0, 0b10)
     assert s == -1 or s >= 4096
     assert m0.alloc_pages_nodemask(G.GFP_KERNEL | NOWARN, 0, 1, 0b01) < 4096
+    assert_clean(a)
+
+
+def _closure_var(f: Callable[..., Any], name: str) -> Any:
+    return dict(zip(f.__code__.co_freevars, (c.cell_contents for c in f.__closure__ or ()), strict=True))[name]
+
+
+@pytest.mark.parametrize("pcp", [True, False])
+def test_nodemask_plans_cached_fast_path_counted(mk, pcp: bool) -> None:
+    """A non-local/nodemask order-0 allocation takes the cached plan (and, with PCP, the
+    inlined PCP pop); numastat and pgalloc count it exactly as the general path would."""
+    a = mk(nr_pages=8192, nr_nodes=2, pcp_enabled=pcp)
+    m0 = MM(a, 0)
+    before, pg0 = Z.numastat(a), Z.zone_pgalloc(a)
+    held = []
+    for i in range(40):                                # bind={1} from node 0, and preferred=1
+        held.append(m0.alloc_pages_nodemask(G.GFP_KERNEL, 0, 0, 0b10) if i % 2 else
+                    m0.alloc_pages_node(1, G.GFP_KERNEL, 0))
+    held.append(m0.alloc_pages_nodemask(G.GFP_KERNEL, 2, 0, 0b10))
+    assert all(p >= 4096 for p in held)
+    st, pg = Z.numastat(a), Z.zone_pgalloc(a)
+    d = [{k: st[n][k] - before[n][k] for k in st[n]} for n in range(2)]
+    assert d[1]["numa_hit"] == d[1]["other_node"] == 41 and d[1]["numa_miss"] == d[1]["local_node"] == 0
+    assert d[0] == dict.fromkeys(d[0], 0)                      # preferred zone = first zone after filtering
+    assert sum(pg) - sum(pg0) == 44
+    plans = _closure_var(m0.alloc_pages_nodemask, "plans")
+    assert (G.GFP_KERNEL, 0, 0b10) in plans and (G.GFP_KERNEL, 1, None) in plans
+    assert bool(plans[(G.GFP_KERNEL, 0, 0b10)][4]) == pcp      # the PCP fast path's facts
+    for p, o in zip(held, [0] * 40 + [2]):
+        m0.free_pages(p, o)
+    # the cache is bounded: many distinct nodemasks evict the oldest plans
+    for k in range(1, 1200):
+        p = m0.alloc_pages_nodemask(G.GFP_KERNEL, 0, 0, 0b01 | k << 2)
+        assert 0 <= p < 4096
+        m0.free_pages(p)
+    assert len(plans) <= _closure_var(_closure_var(m0.alloc_pages_nodemask, "make_plan"), "PLANS_MAX") < 1200
     assert_clean(a)
 
 

@@ -34,14 +34,21 @@ Arena sections (all laid out by mm/init.py:mm_sections):
        [0, NR_MM_EVENTS)                      EV_* events
        STAT_NUMA + nid*8 + NUMA_*             numastat items counted directly on node nid
                                               (numa_foreign; interleave_hit from mempolicy)
-       STAT_NUMA + nr_nodes*8 + zid*4 + ZS_*  pages allocated from zone zid, by category
-                                              ZS_HIT_LOCAL, ZS_HIT_OTHER, ZS_MISS_LOCAL,
+       STAT_NUMA + nr_nodes*8                 allocations from zone zid, by category
+         + zid*ZS_WORDS + ZS_*                ZS_HIT_LOCAL, ZS_HIT_OTHER, ZS_MISS_LOCAL,
                                               ZS_MISS_OTHER (hit = zone on the preferred
-                                              node; local = zone on the allocating CPU's)
+                                              node; local = zone on the allocating CPU's),
+                                              and ZS_PAGES_EXTRA: the pages beyond the
+                                              first of each allocation, sum of 2^order - 1
 
-             numa_hit/miss/local_node/other_node and pgalloc are derived on read from the
-             zone categories: one increment per allocation instead of three (measured
-             ~0.12 us saved per order-0 alloc).
+             numastat counts allocations, not pages, as Linux's rmqueue_buddy /
+             rmqueue_pcplist do (zone_statistics(preferred, zone, 1)): numa_hit/miss/
+             local_node/other_node (and numa_foreign, interleave_hit) go up by one per
+             allocation whatever its order.  pgalloc_<zone> counts pages (2^order):
+             pgalloc = sum of the four categories + ZS_PAGES_EXTRA.  All are derived on
+             read, so an order-0 allocation costs one increment (its category) instead of
+             three, and a higher order one a second increment (measured ~0.12 us saved
+             per order-0 alloc).
 
   mmpageblock one u8 per pageblock (pfn >> pageblock_order): its migratetype, changed
              only under the zone.lock of the zone holding it.
@@ -85,6 +92,7 @@ __all__ = [
     "EV_PCP_DRAIN", "EV_PGALLOC", "EV_SLOWPATH", "EV_CLAIM", "EV_STEAL", "EV_NAMES",
     "NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL", "NUMA_OTHER",
     "NUMA_NAMES", "STAT_NUMA", "ZS_HIT_LOCAL", "ZS_HIT_OTHER", "ZS_MISS_LOCAL", "ZS_MISS_OTHER",
+    "ZS_PAGES_EXTRA", "ZS_WORDS",
     "stat_rec_size", "zone_boundaries", "node_ranges",
     "calculate_min_free_kbytes", "setup_watermarks", "setup_lowmem_reserve", "zone_batchsize",
     "zone_highsize", "build_node_orders", "zone_name", "LOWMEM_RESERVE_RATIO",
@@ -132,12 +140,13 @@ NUMA_NAMES = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_
 STAT_NUMA = NR_MM_EVENTS              # in u64 units
 
 
-ZS_HIT_LOCAL, ZS_HIT_OTHER, ZS_MISS_LOCAL, ZS_MISS_OTHER = range(4)
+ZS_HIT_LOCAL, ZS_HIT_OTHER, ZS_MISS_LOCAL, ZS_MISS_OTHER, ZS_PAGES_EXTRA = range(5)
+ZS_WORDS = 5                          # u64 words per zone in the mmstat record
 
 
 def stat_rec_size(nr_nodes: int) -> int:
     """Bytes of one CPU's mmstat record (padded to a cache line)."""
-    words = STAT_NUMA + nr_nodes * 8 + nr_nodes * MAX_NR_ZONES * 4
+    words = STAT_NUMA + nr_nodes * 8 + nr_nodes * MAX_NR_ZONES * ZS_WORDS
     return (words * 8 + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
 
 
@@ -344,14 +353,16 @@ def _stat_sum(arena: Any) -> Any:
 
 def numastat(arena: Any) -> list[dict[str, int]]:
     """Per node {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node, other_node}
-    with the kernel's meanings (linux-mm.md 4.4), folded over CPUs and zones."""
+    with the kernel's meanings (linux-mm.md 4.4), folded over CPUs and zones: allocations
+    (one per successful allocation whatever its order), as Linux's zone_statistics()."""
     s, nr_nodes = _stat_sum(arena)
     out = []
     zb = STAT_NUMA + nr_nodes * 8
     for nid in range(nr_nodes):
         d = {name: int(s[STAT_NUMA + nid * 8 + i]) for i, name in enumerate(NUMA_NAMES)}
         for zi in range(MAX_NR_ZONES):
-            c = s[zb + (nid * MAX_NR_ZONES + zi) * 4 : zb + (nid * MAX_NR_ZONES + zi) * 4 + 4]
+            o = zb + (nid * MAX_NR_ZONES + zi) * ZS_WORDS
+            c = s[o : o + ZS_WORDS]
             d["numa_hit"] += int(c[ZS_HIT_LOCAL] + c[ZS_HIT_OTHER])
             d["numa_miss"] += int(c[ZS_MISS_LOCAL] + c[ZS_MISS_OTHER])
             d["local_node"] += int(c[ZS_HIT_LOCAL] + c[ZS_MISS_LOCAL])
@@ -367,10 +378,10 @@ def vm_events(arena: Any) -> dict[str, int]:
 
 
 def zone_pgalloc(arena: Any) -> list[int]:
-    """pgalloc pages per zone id, summed over CPUs."""
+    """pgalloc pages per zone id (2^order per allocation), summed over CPUs."""
     s, nr_nodes = _stat_sum(arena)
     base = STAT_NUMA + nr_nodes * 8
-    return [int(sum(s[base + z * 4 : base + z * 4 + 4])) for z in range(nr_nodes * MAX_NR_ZONES)]
+    return [int(sum(s[base + z * ZS_WORDS : base + (z + 1) * ZS_WORDS])) for z in range(nr_nodes * MAX_NR_ZONES)]
 
 
 _ = (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL)

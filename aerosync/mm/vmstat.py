@@ -21,8 +21,10 @@ u64 per page, so flags, order and migratetype of a page always agree.
 Names (`vmstat()`): Linux's /proc/vmstat names where the counter exists in Linux
 (nr_free_pages, numa_*, pgalloc_<zone>, pgfree); events Linux has no vmstat name for are
 printed as `aerosync_<event>` (see AEROSYNC_EVENTS) so no script mistakes them for a
-kernel figure.  `pgalloc_<zone>` is derived from the per-zone NUMA categories (one
-increment per allocation, mmzone.py), so EV_PGALLOC is not printed.
+kernel figure.  `pgalloc_<zone>` (pages, 2^order per allocation) is derived from the
+per-zone NUMA categories (allocations) plus the zone's extra-pages word (mmzone.py: one
+increment per order-0 allocation, two for higher orders), so EV_PGALLOC is not printed.
+The numa_* figures count allocations, whatever their order, as Linux's do.
 """
 
 from __future__ import annotations
@@ -91,9 +93,10 @@ class MMStat:
     """One fold of every CPU's mmstat record.
 
     events      EV_NAMES -> pages/events summed over CPUs
-    node        per node: numastat items with the kernel's meanings (mmzone.NUMA_NAMES)
-    zone_numa   per zone id: ZONE_NUMA_NAMES -> pages (numa_hit/miss on the zone that
-                supplied them, numa_local/other by the allocating CPU's node)
+    node        per node: numastat items with the kernel's meanings (mmzone.NUMA_NAMES),
+                in allocations
+    zone_numa   per zone id: ZONE_NUMA_NAMES -> allocations (numa_hit/miss on the zone
+                that supplied them, numa_local/other by the allocating CPU's node)
     zone_pgalloc per zone id: pages allocated from it
     """
 
@@ -116,11 +119,11 @@ def fold(arena: Any) -> MMStat:
     zb = Z.STAT_NUMA + g.nr_nodes * 8
     zone_numa, zone_pgalloc = [], []
     for zid in range(g.nr_zones):
-        c = s[zb + zid * 4 : zb + zid * 4 + 4]
+        c = s[zb + zid * Z.ZS_WORDS : zb + (zid + 1) * Z.ZS_WORDS]
         hl, ho, ml, mo = (int(c[Z.ZS_HIT_LOCAL]), int(c[Z.ZS_HIT_OTHER]), int(c[Z.ZS_MISS_LOCAL]),
                           int(c[Z.ZS_MISS_OTHER]))
         zone_numa.append({"numa_hit": hl + ho, "numa_miss": ml + mo, "numa_local": hl + ml, "numa_other": ho + mo})
-        zone_pgalloc.append(hl + ho + ml + mo)
+        zone_pgalloc.append(hl + ho + ml + mo + int(c[Z.ZS_PAGES_EXTRA]))
     node = []
     for nid in range(g.nr_nodes):
         d = {name: int(s[Z.STAT_NUMA + nid * 8 + i]) for i, name in enumerate(Z.NUMA_NAMES)}

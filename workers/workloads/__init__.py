@@ -18,7 +18,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from workers.workloads import counter_storm, fault, fragmentation, lock_storm, null, page_storm
+from workers.workloads import (
+    counter_storm,
+    fault,
+    fragmentation,
+    kmalloc_sweep,
+    larson,
+    lock_storm,
+    null,
+    page_storm,
+    slab_bulk,
+    slub_churn,
+    xmalloc,
+)
 
 __all__ = ["WORKLOADS", "registry"]
 
@@ -29,6 +41,11 @@ WORKLOADS: dict[str, ModuleType] = {
     "fault": fault,
     "page_storm": page_storm,
     "fragmentation": fragmentation,
+    "slub_churn": slub_churn,
+    "larson": larson,
+    "xmalloc": xmalloc,
+    "slab_bulk": slab_bulk,
+    "kmalloc_sweep": kmalloc_sweep,
 }
 
 

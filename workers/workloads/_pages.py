@@ -35,21 +35,23 @@ RING_SLOTS = 1024
 RING_BYTES = 2 * CACHE_LINE + RING_SLOTS * 8
 
 
-def ring_section(nr_cpus: int) -> SectionSpec:
-    return SectionSpec("pgring", nr_cpus * RING_BYTES)
+def ring_section(nr_cpus: int, name: str = "pgring") -> SectionSpec:
+    return SectionSpec(name, nr_cpus * RING_BYTES)
 
 
 class Ring:
-    """One CPU's view of its inbound ring (pop) and its outbound ring (push)."""
+    """One CPU's view of its inbound ring (pop) and its outbound ring (push), by default
+    the next CPU's (`to_cpu` picks another).  Entries are any u64 but 2^64 - 1."""
 
-    __slots__ = ("push", "pop_all")
+    __slots__ = ("push", "pop_all", "pop")
 
-    def __init__(self, arena: Arena, cpu: int, nr_cpus: int) -> None:
+    def __init__(self, arena: Arena, cpu: int, nr_cpus: int, section: str = "pgring",
+                 to_cpu: int | None = None) -> None:
         at, q = arena.atomic, arena.u64
         load, store = at.load64, at.store64
-        base = arena.off("pgring")
+        base = arena.off(section)
         inb = base + cpu * RING_BYTES
-        outb = base + ((cpu + 1) % nr_cpus) * RING_BYTES
+        outb = base + ((cpu + 1) % nr_cpus if to_cpu is None else to_cpu) * RING_BYTES
         in_head, in_tail, in_slots = inb, inb + CACHE_LINE, (inb + 2 * CACHE_LINE) >> 3
         out_head, out_tail, out_slots = outb, outb + CACHE_LINE, (outb + 2 * CACHE_LINE) >> 3
         mask = RING_SLOTS - 1
@@ -69,7 +71,15 @@ class Ring:
                 store(in_head, t)
             return out
 
-        self.push, self.pop_all = push, pop_all
+        def pop() -> int:
+            h = load(in_head)
+            if h == load(in_tail):
+                return -1
+            entry = q[in_slots + (h & mask)]
+            store(in_head, h + 1)
+            return entry
+
+        self.push, self.pop_all, self.pop = push, pop_all, pop
 
 
 class Stamper:
@@ -105,7 +115,7 @@ def stamp_of(pfn: int, arena: Arena) -> int:
     return arena.u64[(arena.off("physmem") >> 3) + (pfn << (PAGE_SHIFT - 3))]
 
 
-def drain_rings(arena: Arena, nr_cpus: int, free_pages) -> int:
+def drain_rings(arena: Arena, nr_cpus: int, free_pages: Callable[[int, int], None]) -> int:
     """Free every block still queued in any ring (coordinator, after the workers left)."""
     n = 0
     for c in range(nr_cpus):

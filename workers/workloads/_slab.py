@@ -1,0 +1,107 @@
+"""The engine behind the slab workloads: objects stamped, handed between CPUs, verified.
+
+Every object a CPU allocates gets the word `cpu << 48 | seq` in its first and last 8
+bytes (objects are at least 8 bytes and 8-aligned); whoever frees it checks both words
+first, so an object handed to two owners at once is caught and counted as `corrupt`.
+Objects travel between CPUs through per-CPU single-producer single-consumer rings (the
+"slabring" section, protocol in workers/workloads/_pages.py), which is what makes frees
+remote for SLUB (the free lands on a slab that is not the freeing CPU's).
+
+Each workload module is a thin Params + make_batch over `Engine`; they share `report`,
+which frees what is still queued in the rings (coordinator, after the workers left) and
+adds SLUB's own counters (fast/slow paths, CAS failures) from mm/slub.py:slab_stats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aerosync.arena.layout import SectionSpec
+from aerosync.arena.segment import Arena
+from aerosync.mm.kmalloc import Kmalloc
+from aerosync.mm.page_alloc import MM
+from aerosync.mm.slub import VBASE, Slub, kmem_cache_create, kmem_cache_lookup, live_caches, slab_stats
+from workers.workloads._common import counter_index
+from workers.workloads._pages import Ring, ring_section
+
+__all__ = ["COUNTERS", "Engine", "sections", "cache_name", "create_cache", "report"]
+
+COUNTERS: tuple[str, ...] = ("allocs", "frees", "alloc_fail", "remote_frees", "corrupt", "idle_polls")
+SECTION = "slabring"
+
+
+def sections(nr_cpus: int) -> list[SectionSpec]:
+    return [ring_section(nr_cpus, SECTION)]
+
+
+def cache_name(size: int) -> str:
+    return f"aero-obj-{size}"
+
+
+def create_cache(arena: Arena, size: int) -> None:
+    """A dedicated cache of `size`-byte objects (SLAB_HWCACHE_ALIGN off: packed, as most)."""
+    if kmem_cache_lookup(arena, cache_name(size)) < 0:
+        kmem_cache_create(arena, cache_name(size), size)
+
+
+class Engine:
+    """One CPU's allocator handles, counters, stamps and ring, bound once."""
+
+    __slots__ = ("arena", "cpu", "nr_cpus", "slub", "km", "q", "c", "stamp", "check", "ring", "seq_box")
+
+    def __init__(self, arena: Arena, cpu: int, to_cpu: int | None = None) -> None:
+        self.arena, self.cpu = arena, cpu
+        self.nr_cpus = int(arena.config["nr_cpus"])
+        self.slub = Slub(arena, cpu, MM(arena, cpu))
+        self.km = Kmalloc(self.slub)
+        self.q = arena.u64
+        self.c = counter_index(arena, cpu, 0)
+        self.ring = Ring(arena, cpu, self.nr_cpus, SECTION, to_cpu)
+        q, phys = arena.u64, arena.off("physmem") - VBASE
+
+        def stamp(addr: int, size: int, value: int) -> None:
+            i = (phys + addr) >> 3
+            q[i] = value
+            q[i + (size >> 3) - 1] = value
+
+        def check(addr: int, size: int, value: int) -> bool:
+            i = (phys + addr) >> 3
+            return q[i] == value and q[i + (size >> 3) - 1] == value
+
+        self.stamp, self.check = stamp, check
+
+
+def pack(addr: int, size: int) -> int:
+    """Ring entry: object address (direct map, 47 bits of offset) with its size class."""
+    return (addr - VBASE) << 16 | size
+
+
+def unpack(entry: int) -> tuple[int, int]:
+    return (entry >> 16) + VBASE, entry & 0xFFFF
+
+
+def report(arena: Arena, result: dict[str, Any], free_obj: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Free ring leftovers (every worker has left), then totals and SLUB's counters."""
+    nr_cpus = len(result["cpus"])
+    km = Kmalloc(Slub(arena, 0, MM(arena, 0)))
+    leftovers = 0
+    for c in range(nr_cpus):
+        for entry in Ring(arena, c, nr_cpus, SECTION).pop_all():
+            addr, _ = unpack(entry)
+            (free_obj or km.kfree)(addr)
+            leftovers += 1
+    tot = {k: sum(c["counters"].get(k, 0) for c in result["cpus"]) for k in COUNTERS}
+    stats: dict[str, int] = {}
+    for cid in live_caches(arena):
+        for k, v in slab_stats(arena, cid).items():
+            stats[k] = stats.get(k, 0) + v
+    ops = stats.get("alloc", 0) + stats.get("free", 0)
+    return {**tot, "ring_leftovers_freed": leftovers,
+            "slub_alloc_fastpath": stats.get("alloc_fastpath", 0),
+            "slub_alloc_slowpath": stats.get("alloc_slowpath", 0),
+            "slub_free_fastpath": stats.get("free_fastpath", 0),
+            "slub_free_slowpath": stats.get("free_slowpath", 0),
+            "slub_free_mag": stats.get("free_mag", 0),
+            "slub_cmpxchg_fail": stats.get("cmpxchg_fail", 0),
+            "slub_cas_retry_pct": round(100.0 * stats.get("cmpxchg_fail", 0) / ops, 4) if ops else 0.0}

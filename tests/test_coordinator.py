@@ -74,12 +74,11 @@ def test_counter_storm_counts_every_op(tmp_path: Path) -> None:
     ("die_holding_lock", "it held fault_lock[victim]"),
 ])
 def test_worker_death_is_named(tmp_path: Path, mode: str, expect: str) -> None:
-    scn = _scn(tmp_path, f'[run]\nworkload = "fault"\nduration = 30\n[machine]\ncpus = 2\nmemory = "4M"\n'
+    # The run would last an hour: only noticing the death ends it (within the test timeout).
+    scn = _scn(tmp_path, f'[run]\nworkload = "fault"\nduration = 3600\n[machine]\ncpus = 2\nmemory = "4M"\n'
                          f'[workload]\nmode = "{mode}"\ncpu = 1\nafter_ops = 2000\n')
-    t0 = time.monotonic()
     with pytest.raises(WorkerDied) as ei:
         coordinator.run(scn)
-    assert time.monotonic() - t0 < 25          # noticed long before the 30 s run would end
     e = ei.value
     assert e.cpu == 1 and e.pid > 0 and expect in str(e)
     if mode == "raise":

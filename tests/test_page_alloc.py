@@ -115,11 +115,10 @@ def test_two_node_layout_places_zones_by_address(mk) -> None:
     assert_clean(a)
 
 
-def test_mm_init_1gib_fast(mk) -> None:
-    t = time.perf_counter()
+def test_mm_init_1gib(mk) -> None:
+    """Boot of a 1 GiB two-node machine puts every page but the reserved pfn 0 on the free
+    lists (its speed is part of the arena_1gib_create_s benchmark)."""
     a = mk(nr_pages=262144, nr_nodes=2)
-    dt = time.perf_counter() - t
-    assert dt < 1.0, f"mm_init of 1 GiB took {dt:.3f} s"
     assert sum(zinfo(a, z)["nr_free_pages"] for z in range(6)) == 262144 - 1
 
 
@@ -506,30 +505,6 @@ def test_nodemask_plans_cached_fast_path_counted(mk, pcp: bool) -> None:
 
 
 # ----------------------------------------------------------------------------- timings
-def _pair_us(m: MM, order: int, n: int = 20000) -> float:
-    import timeit
-
-    g = {"ap": m.alloc_pages, "fp": m.free_pages, "K": G.GFP_KERNEL}
-    r = sorted(timeit.repeat(f"fp(ap(K, {order}), {order})", globals=g, number=n, repeat=5))
-    return r[2] / n * 1e6
-
-
-def test_hot_path_timings(mk) -> None:
-    """Medians reported in the issue; asserted loosely (a loaded CI box is slower)."""
-    out = {}
-    for pcp in (True, False):
-        a = mk(nr_pages=16384, pcp_enabled=pcp)
-        m = MM(a, 0)
-        held = [m.alloc_pages(G.GFP_KERNEL, o) for o in (0, 3)]
-        out[pcp] = (_pair_us(m, 0), _pair_us(m, 3))
-        for p, o in zip(held, (0, 3)):
-            m.free_pages(p, o)
-        assert_clean(a)
-    print(f"\npcp_order0_pair_us={out[True][0]:.2f} pcp_order3_pair_us={out[True][1]:.2f} "
-          f"buddy_order0_pair_us={out[False][0]:.2f} buddy_order3_pair_us={out[False][1]:.2f}")
-    assert out[True][0] < 6 and out[False][0] < 16
-
-
 # ----------------------------------------------------------------------------- multi-process
 RING_SLOTS = 4096
 RING_BYTES = 64 + RING_SLOTS * 16            # head u64 | tail u64 | ... | slots (entry, pattern)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import re
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +20,6 @@ from aerosync.mm.kmalloc import Kmalloc
 from aerosync.mm.slab_check import slab_check
 from aerosync.mm.slub import (
     SLAB_HWCACHE_ALIGN,
-    SLAB_POISON,
-    SLAB_RED_ZONE,
-    SLAB_STORE_USER,
     SlabError,
     Slub,
     cache_info,
@@ -364,41 +360,3 @@ def test_xmalloc_multiprocess(sa, spawn) -> None:
     all_ok(a)
     Slub(a, 0).flush_all()
     all_ok(a)
-
-
-# ------------------------------------------------------------------ timings (the figures)
-def _median_pair_us(alloc: Callable[[], int], free: Callable[[int], None], n: int = 20_000, reps: int = 5) -> float:
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(n):
-            free(alloc())
-        out.append((time.perf_counter() - t) / n * 1e6)
-    return statistics.median(out)
-
-
-def test_hot_path_timings(sa) -> None:
-    a = sa(slub_debug="FZPU,dbg-64")
-    s = Slub(a, 0)
-    k = Kmalloc(s)
-    k.kfree(k.kmalloc(64))
-    km, kf = k.kmalloc, k.kfree
-    t = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(20_000):
-            kf(km(64))
-        t.append((time.perf_counter() - t0) / 20_000 * 1e6)
-    fast = statistics.median(t)
-    c = s.cache(kmem_cache_create(a, "slow-64", 64))
-    def slow_free(x: int) -> None:                        # __slab_free, no cpu slab / magazine
-        pfn = (x - 0xFFFF888000000000) >> 12
-        c.free_slow(pfn, c.obj_index(pfn, x))
-
-    slow = _median_pair_us(lambda: c.alloc_slow(0, 0), slow_free)   # list_lock + slab CAS each way
-    d = s.cache(kmem_cache_create(a, "dbg-64", 64, 0, SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER))
-    dbg = _median_pair_us(d.alloc, d.free, n=5000)
-    print(f"\nkmalloc64_fastpath_pair_us {fast:.2f}  slub_slowpath_pair_us {slow:.2f} "
-          f"(fast/slow {fast / slow:.2f})  kmalloc64_debug_pair_us {dbg:.2f}")
-    all_ok(a)
-    assert fast < 3.0          # the target is 1.5 on an idle 2-core box; loose under parallel load

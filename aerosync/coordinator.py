@@ -42,6 +42,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.mm import mmzone as Z
 from aerosync.mm.check import check as mm_check
 from aerosync.mm.init import mm_init, mm_sections
 from aerosync.mm.slab_check import slab_check
@@ -80,6 +81,8 @@ class RunResult:
     views_before: dict[str, Any] = field(default_factory=dict)
     views_after: dict[str, Any] = field(default_factory=dict)
     mm_check: dict[str, Any] = field(default_factory=dict)
+    numa: dict[str, Any] = field(default_factory=dict)
+    mm: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total_ops(self) -> int:
@@ -99,7 +102,7 @@ class RunResult:
             "notes": self.notes, "latency": self.latency,
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
-            "mm_check": self.mm_check,
+            "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm,
         }
 
 
@@ -317,6 +320,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             cpus=cpus, samples=samples, lock_stat=lockstat.lock_stat_dict(stats),
             lock_stat_text=lockstat.render_lock_stat(stats), workload={}, ready_s=ready_s, notes=notes,
             latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
+            numa=_numa_summary(scn, views_before, views_after),
+            mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s]},
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
@@ -381,7 +386,30 @@ def _cpu_word(arena: Arena, cpu: int, field_off: int) -> int:
 
 
 def _sample(arena: Arena, n: int, t0: float) -> dict[str, Any]:
-    return {"t": time.perf_counter() - t0, "ops": [_cpu_word(arena, c, L.CPU_OPS) for c in range(n)]}
+    """Per-CPU op counts, and each zone's free blocks per order (racy reads of counters the
+    zone lock guards: a snapshot, as /proc/buddyinfo is) for the free-area plot."""
+    t = time.perf_counter() - t0
+    q = arena.u64
+    hdr = arena.off("mmzones")
+    nr_zones, nr_orders = q[(hdr + Z.G_NR_ZONES) >> 3], q[(hdr + Z.G_MAX_ORDER) >> 3] + 1
+    free = []
+    for z in range(nr_zones):
+        fa = (Z.zone_off(arena, z) + Z.Z_FREE_AREA + Z.FA_NR_FREE) >> 3
+        free.append([q[fa + o * (Z.FA_SIZE >> 3)] for o in range(nr_orders)])
+    return {"t": t, "ops": [_cpu_word(arena, c, L.CPU_OPS) for c in range(n)], "free": {"t": t, "free": free}}
+
+
+def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The run's locality from numastat deltas: local_pct = local_node / (local + other)
+    allocations, with the policy that produced it (for placement experiments)."""
+    b = (before.get("numastat") or {}).get("json") or {}
+    a = (after.get("numastat") or {}).get("json") or {}
+    per = {node: {k: v - b.get(node, {}).get(k, 0) for k, v in items.items()} for node, items in a.items()}
+    local = sum(x["local_node"] for x in per.values())
+    other = sum(x["other_node"] for x in per.values())
+    return {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
+            "local_pct": round(100.0 * local / (local + other), 2) if local + other else None,
+            "numastat_delta": per}
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],

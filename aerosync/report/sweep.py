@@ -151,6 +151,7 @@ def _run_figures(result: dict[str, Any], idle: float, run_dir: Path | None) -> d
         "latency": result.get("latency", {}).get("all", {}),
         "workload": result.get("workload", {}),
         "idle_pct": idle,
+        "local_pct": (result.get("numa") or {}).get("local_pct"),
         "notes": result.get("notes", []),
         "run_dir": str(run_dir) if run_dir else None,
     }
@@ -207,6 +208,11 @@ def _run_control(scenario: str, overrides: list[str], host_cpus: list[int]) -> d
 # ---------------------------------------------------------------------------- the sweep
 
 
+def _mean_or_none(vals: list[Any]) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
 def _summary(runs: list[dict[str, Any]], control: list[dict[str, Any]]) -> dict[str, Any]:
     vals = [r["ops_per_s"] for r in runs]
     s: dict[str, Any] = {
@@ -219,6 +225,7 @@ def _summary(runs: list[dict[str, Any]], control: list[dict[str, Any]]) -> dict[
         "idle_pct": statistics.fmean(r["idle_pct"] for r in runs),
         "control_ops_per_s": None,
         "control_idle_pct": None,
+        "local_pct": _mean_or_none([r.get("local_pct") for r in runs]),
     }
     if control:
         s["control_ops_per_s"] = statistics.fmean(c["ops_per_s"] for c in control)
@@ -250,6 +257,7 @@ def run_sweep(scenario: str, varies: list[Vary], *, repeat: int = 1, control: st
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "kind": "aerosync-sweep", "schema_version": 1, "scenario": scenario, "scenario_name": scn.name,
+        "workload": scn.run.workload,
         "vary": [{"label": v.label, "key": v.key, "values": list(v.values)} for v in varies],
         "repeat": repeat, "control": control, "base_overrides": base, "points": [], "notes": [],
     }
@@ -336,6 +344,9 @@ def render_table(results: dict[str, Any]) -> str:
     if ctl:
         head += ["private ops/s", "sharing cost %", "private idle %"]
     head.append("idle %")
+    local = any(p["summary"].get("local_pct") is not None for p in results["points"])
+    if local:
+        head.append("local %")
     rows = [head]
     for p in results["points"]:
         s = p["summary"]
@@ -348,6 +359,9 @@ def render_table(results: dict[str, Any]) -> str:
             row += [f"{s['control_ops_per_s'] or 0:,.0f}", f"{s.get('sharing_cost_pct', 0.0):.1f}",
                     f"{s['control_idle_pct'] or 0:.1f}"]
         row.append(f"{s['idle_pct']:.1f}")
+        if local:
+            lp = s.get("local_pct")
+            row.append("-" if lp is None else f"{lp:.1f}")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [f"AeroSync sweep: {results['scenario_name']} ({results['scenario']}), "
@@ -396,11 +410,34 @@ def _write_wis(results: dict[str, Any], out: Path) -> list[Path]:
     return made
 
 
+def _write_policy_plot(results: dict[str, Any], out: Path) -> list[Path]:
+    """Locality and throughput side by side per NUMA policy (plots.plot_numa_policy)."""
+    from aerosync.report.plots import plot_numa_policy
+
+    label = next(v["label"] for v in results["vary"] if v["key"] == "numa.policy")
+    numa = {}
+    for p in results["points"]:
+        s = p["summary"]
+        name = _label(p["params"]) if len(results["vary"]) > 1 else p["params"][label]
+        numa[name] = {"local_pct": s.get("local_pct") or 0.0, "ops_per_s": s["ops_per_s_mean"]}
+    results["numa_policy"] = numa
+    title_src = {"numa_policy": numa,
+                 "scenario": {"name": results["scenario_name"], "run": {"workload": results.get("workload", "?")}},
+                 "simulated_topology": {"nr_cpus": results["points"][0]["summary"]["nr_cpus"]}}
+    made = plot_numa_policy(title_src, out / "numa_policy.png")
+    return [made] if made else []
+
+
 def _write_outputs(results: dict[str, Any], out: Path) -> None:
     table = render_table(results)
     (out / "table.txt").write_text(table)
+    files = []
     if _is_cpu_sweep(results):
-        results["files"] = [p.name for p in _write_wis(results, out)]
+        files += [p.name for p in _write_wis(results, out)]
+    if any(v["key"] == "numa.policy" for v in results["vary"]):
+        files += [p.name for p in _write_policy_plot(results, out)]
+    if files:
+        results["files"] = files
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
 

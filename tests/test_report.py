@@ -67,10 +67,11 @@ def test_run_dir_has_every_file(real_result: tuple[dict[str, Any], Path], tmp_pa
     for view in d["views_before"]:
         assert (run / "views" / f"{view}-before.txt").is_file()
         assert (run / "views" / f"{view}-after.txt").is_file()
-    for png in ("throughput.png", "lock_wait.png", "latency.png"):
+    for png in ("throughput.png", "lock_wait.png", "latency.png", "free_area.png"):
         data = (run / "plots" / png).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000, png
-    assert not (run / "plots" / "free_area.png").exists()       # no such data: no invented plot
+    assert d["mm"]["free_area_samples"]                         # what free_area.png is drawn from
+    assert not (run / "plots" / "numa_policy.png").exists()     # one run, no policy sweep: not invented
     saved = json.loads((run / "result.json").read_text())
     validate_result(saved)
     tp = saved["throughput"]

@@ -13,6 +13,13 @@ Data flow::
         • duration over / every CPU DONE → run_state = STOP
     stop: join (grace) → terminate → kill; lock_stat + workload report; close + unlink
 
+Ownership: the coordinator is the only writer of the header's run control words
+(run_state: INIT -> GO -> [PAUSE <-> GO] -> STOP/ABORT, pause_seq, start/stop times),
+stored with SEQ_CST atomics; workers only read them (and bump nr_ready once each).  It
+only reads the per-CPU areas, which their owners write.  It takes no arena lock.  The
+live invariant check runs while every RUNNING worker has acknowledged the pause at a
+batch boundary (no operation in flight), so the checkers see a quiescent machine.
+
 Only this module and cli.py import `workers`.  The coordinator never pins itself (a
 pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
 its main thread (PDEATHSIG follows the parent thread).  Whatever happens — an error,

@@ -1,0 +1,25 @@
+"""Locks built on atomics in the arena: spinlock, rwlock, seqcount, and lock_stat.
+
+The whole system's lock order (outer first; indentation = "may be taken while holding
+the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states its own
+part and why; this tree is the union, and nothing takes locks in another order.
+
+    slab_mutex                         mm/slub.py      cache table (create/destroy/lookup)
+      c->lock  (per cache x CPU CAS)   mm/slub.py      c->slab, c->partial, magazine
+        &n->list_lock (per cache x node)               node partial lists, discard
+          pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)
+            &zone->lock  (per zone)    mm/page_alloc.py free_area lists, nr_free, pageblocks
+    lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
+
+Lockless (no lock at all, see each module): kmem_cache_cpu freelist|tid word (one CAS),
+the slab's freelist|inuse|frozen word (remote free), struct page refcount/mapcount
+(atomics), per-CPU counters (owner writes, readers sum), run control words in the
+arena header (the coordinator writes, workers read), cross-CPU rings (SPSC: producer
+owns tail, consumer owns head).
+
+Rules that hold everywhere: two locks of the same class are never held at once; no
+lock is held across a blocking call, a sleep, or a process boundary; a lock is never
+taken in a signal handler.  A dead owner is reported (LockOwnerDead / the coordinator's
+WorkerDied names the locks the dead process held); force_unlock exists for recovery
+but leaves the protected data to the invariant checkers.
+"""

@@ -1,8 +1,9 @@
 """Physical-memory figures (issue 3): the page allocator's pairs, scaling and checker.
 
   * *_pair_us: one alloc + free on a warm handle, in-process (timeit, net of loop cost),
-    on a 64 MiB single-node machine: through the per-CPU lists, and with them disabled
-    so every operation takes the zone lock (the buddy path);
+    on a 64 MiB single-node machine in a steady state (free blocks of the order whose
+    buddies are allocated): through the per-CPU lists, and with them disabled so every
+    operation takes the zone lock (the buddy path);
   * pcp_scaling_2cpu / buddy_scaling_2cpu: page storm (orders 0-3, verified pages) at
     2 CPUs over 1 CPU, measured within one repetition; with the buddy path the zone
     lock's contention is reported beside it;
@@ -46,6 +47,12 @@ def _pair_us(pcp: bool, order: int) -> float:
     try:
         mm = MM(arena, 0)
         alloc, free = mm.alloc_pages, mm.free_pages
+        # Steady state, not a fresh machine: blocks of this order whose buddies are in use,
+        # so a free does not merge up to MAX_PAGE_ORDER and the next alloc split back down
+        # (on a fresh machine that costs ~16 us a pair, measured).
+        blocks = [alloc(G.GFP_KERNEL, order) for _ in range(256)]
+        for pfn in blocks[::2]:
+            free(pfn, order)
         g = {"alloc": alloc, "free": free, "gfp": G.GFP_KERNEL, "o": order}
         timeit.timeit("free(alloc(gfp, o), o)", globals=g, number=2000)       # warm the lists
         base = min(timeit.repeat("pass", globals=g, number=50_000, repeat=3))

@@ -50,10 +50,9 @@ from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
 from aerosync.mm import mmzone as Z
+from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.check import check as mm_check
-from aerosync.mm.init import mm_init, mm_sections
 from aerosync.mm.slab_check import slab_check
-from aerosync.mm.slub import slab_init, slab_sections
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -191,8 +190,7 @@ def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], li
 
     config = _config(scn, sim)
     n = sim.nr_cpus
-    specs = [*L.base_sections(n, config["nr_pages"]), *mm_sections(config), *slab_sections(config),
-             *WORKLOADS[scn.run.workload].sections(scn.workload, n)]
+    specs = [*machine_sections(config), *WORKLOADS[scn.run.workload].sections(scn.workload, n)]
     return config, specs
 
 
@@ -292,8 +290,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         raise
     procs: list[mp.process.BaseProcess] = []
     try:
-        mm_init(arena)
-        slab_init(arena)
+        boot(arena)
         mod.setup(arena, scn.workload, n)
         ctx = mp.get_context("spawn")
         from dataclasses import asdict

@@ -81,6 +81,40 @@ def make_arena() -> Iterator[Callable[..., Arena]]:
             a.unlink()
 
 
+def new_machine(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1, weights: list[int] | None = None,
+                distance: list[list[int]] | None = None, extra: list[L.SectionSpec] | None = None,
+                slab: bool = False, **cfg: Any) -> Arena:
+    """A booted machine (mm, and SLUB with slab=True) on a fake `nr_nodes` topology; the
+    caller closes and unlinks it (the `machine` fixture does)."""
+    from aerosync.mm.boot import create_machine
+    from aerosync.mm.init import single_node_sim
+
+    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, nr_nodes, weights, distance),
+              "test": os.environ.get("PYTEST_CURRENT_TEST", ""), **cfg}
+    return create_machine(config, extra or (), slab=slab)
+
+
+@pytest.fixture
+def machine() -> Iterator[Callable[..., Arena]]:
+    """Factory of booted machines (new_machine's arguments), closed and unlinked at teardown."""
+    import gc
+
+    made: list[Arena] = []
+
+    def factory(*args: Any, **kw: Any) -> Arena:
+        a = new_machine(*args, **kw)
+        made.append(a)
+        return a
+
+    yield factory
+    gc.collect()
+    for a in made:
+        try:
+            a.close()
+        finally:
+            a.unlink()
+
+
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., mp.process.BaseProcess]]:
     """Start helper processes with the spawn method; all are killed at teardown."""

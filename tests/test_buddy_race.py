@@ -24,7 +24,7 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,7 +35,6 @@ from aerosync.mm import gfp as G
 from aerosync.mm import mmzone as Z
 from aerosync.mm import page_alloc as PA
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
 from aerosync.mm.page import PG_buddy
 from aerosync.mm.page_alloc import MM
 from aerosync.sync.spinlock import SpinLock
@@ -51,35 +50,12 @@ CTL_BYTES = 4096                             # go, pause, parked | per-child res
 R_BAD, R_ALLOCS, R_FAILS, R_XFREED, R_OPS, R_DONE, R_ERROR = range(7)
 
 
-def make_arena(nr_pages: int, nr_cpus: int, extra: list[L.SectionSpec] | None = None, **cfg: Any) -> Arena:
-    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, 1, None, None),
-              "test": os.environ.get("PYTEST_CURRENT_TEST", ""), **cfg}
-    a = Arena.create(config, L.base_sections(nr_cpus, nr_pages) + mm_sections(config) + list(extra or []))
-    try:
-        mm_init(a)
-    except BaseException:
-        a.close()
-        a.unlink()
-        raise
-    return a
-
-
 @pytest.fixture
-def mk() -> Iterator[Callable[..., Arena]]:
-    made: list[Arena] = []
-
+def mk(machine: Callable[..., Arena]) -> Callable[..., Arena]:
     def factory(nr_pages: int, nr_cpus: int, **kw: Any) -> Arena:
-        a = make_arena(nr_pages, nr_cpus, **kw)
-        made.append(a)
-        return a
+        return machine(nr_pages=nr_pages, nr_cpus=nr_cpus, **kw)
 
-    yield factory
-    gc.collect()
-    for a in made:
-        try:
-            a.close()
-        finally:
-            a.unlink()
+    return factory
 
 
 def total_free(a: Arena) -> int:

@@ -4,19 +4,17 @@ counted with the kernel's meanings (linux-mm.md 4.4), and the remote-touch cost.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.errors import AeroSyncError, UsageError
 from aerosync.mm import gfp as G
 from aerosync.mm import mmzone as Z
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
+from aerosync.mm.init import single_node_sim
 from aerosync.mm.mempolicy import (
     MPOL_BIND,
     MPOL_DEFAULT,
@@ -45,36 +43,12 @@ NAMES = Z.NUMA_NAMES
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _make(nr_pages: int, nr_cpus: int, nr_nodes: int, distance: list[list[int]] | None = None,
-          **cfg: Any) -> Arena:
-    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages,
-              "sim": single_node_sim(nr_cpus, nr_nodes, None, distance), **cfg}
-    a = Arena.create(config, L.base_sections(nr_cpus, nr_pages) + mm_sections(config))
-    try:
-        mm_init(a)
-    except BaseException:
-        a.close()
-        a.unlink()
-        raise
-    return a
-
-
 @pytest.fixture
-def mk() -> Iterator[Callable[..., Arena]]:
-    made: list[Arena] = []
-
+def mk(machine: Callable[..., Arena]) -> Callable[..., Arena]:
     def factory(nr_pages: int = 8192, nr_cpus: int = 2, nr_nodes: int = 2, **kw: Any) -> Arena:
-        a = _make(nr_pages, nr_cpus, nr_nodes, **kw)
-        made.append(a)
-        return a
+        return machine(nr_pages=nr_pages, nr_cpus=nr_cpus, nr_nodes=nr_nodes, **kw)
 
-    yield factory
-    gc.collect()
-    for a in made:
-        try:
-            a.close()
-        finally:
-            a.unlink()
+    return factory
 
 
 def two_node(mk: Callable[..., Arena], **kw: Any) -> Arena:

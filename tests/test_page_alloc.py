@@ -8,7 +8,7 @@ import gc
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,44 +20,21 @@ from aerosync.mm import gfp as G
 from aerosync.mm import mmzone as Z
 from aerosync.mm import vmstat as V
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
 from aerosync.mm.page import NIL, PG_head, PG_lru, PG_tail, page_array
 from aerosync.mm.page_alloc import MM, AllocFailureWarning, BadPageWarning
+from tests.conftest import new_machine
 
 NOWARN = G.__GFP_NOWARN
 
 
-def make_mm_arena(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1, weights: list[int] | None = None,
-                  distance: list[list[int]] | None = None, extra: list[L.SectionSpec] | None = None,
-                  **cfg: Any) -> Arena:
-    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages,
-              "sim": single_node_sim(nr_cpus, nr_nodes, weights, distance), **cfg}
-    a = Arena.create(config, L.base_sections(nr_cpus, nr_pages) + mm_sections(config) + list(extra or []))
-    try:
-        mm_init(a)
-    except BaseException:
-        a.close()
-        a.unlink()
-        raise
-    return a
+def make_mm_arena(**kw: Any) -> Arena:
+    """A booted page-allocator machine (no SLUB); the caller closes and unlinks it."""
+    return new_machine(**kw)
 
 
 @pytest.fixture
-def mk() -> Iterator[Callable[..., Arena]]:
-    made: list[Arena] = []
-
-    def factory(**kw: Any) -> Arena:
-        a = make_mm_arena(**kw)
-        made.append(a)
-        return a
-
-    yield factory
-    gc.collect()
-    for a in made:
-        try:
-            a.close()
-        finally:
-            a.unlink()
+def mk(machine: Callable[..., Arena]) -> Callable[..., Arena]:
+    return machine
 
 
 def zinfo(a: Arena, zid: int) -> dict[str, Any]:

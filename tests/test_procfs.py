@@ -9,7 +9,7 @@ import gc
 import json
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +25,6 @@ from aerosync.mm import gfp as G
 from aerosync.mm import mmzone as Z
 from aerosync.mm import vmstat as V
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
 from aerosync.mm.page import NIL, P_ZONE, PG_buddy, PG_pcp, page_array, page_off
 from aerosync.mm.page_alloc import MM
 
@@ -36,34 +35,14 @@ NUMA_ITEMS = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_
 
 
 # ----------------------------------------------------------------------------- arenas
-def _make(nr_pages: int = 8192, nr_cpus: int = 2, nr_nodes: int = 2, weights: list[int] | None = None) -> Arena:
-    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, nr_nodes, weights)}
-    a = Arena.create(config, L.base_sections(nr_cpus, nr_pages) + mm_sections(config))
-    try:
-        mm_init(a)
-    except BaseException:
-        a.close()
-        a.unlink()
-        raise
-    return a
-
-
 @pytest.fixture
-def mk() -> Iterator[Callable[..., Arena]]:
-    made: list[Arena] = []
+def mk(machine: Callable[..., Arena]) -> Callable[..., Arena]:
+    """Machines default to 8192 pages on two fake nodes here."""
 
-    def factory(**kw: Any) -> Arena:
-        a = _make(**kw)
-        made.append(a)
-        return a
+    def factory(nr_pages: int = 8192, nr_cpus: int = 2, nr_nodes: int = 2, **kw: Any) -> Arena:
+        return machine(nr_pages=nr_pages, nr_cpus=nr_cpus, nr_nodes=nr_nodes, **kw)
 
-    yield factory
-    gc.collect()
-    for a in made:
-        try:
-            a.close()
-        finally:
-            a.unlink()
+    return factory
 
 
 @dataclass

@@ -3,11 +3,10 @@ remote free, magazines, bulk, sheaves, flush, views, multi-process larson / xmal
 
 from __future__ import annotations
 
-import gc
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
 from aerosync.mm.kmalloc import Kmalloc
 from aerosync.mm.slab_check import slab_check
 from aerosync.mm.slub import (
@@ -27,8 +25,6 @@ from aerosync.mm.slub import (
     kmem_cache_create,
     kmem_cache_destroy,
     kmem_cache_lookup,
-    slab_init,
-    slab_sections,
     slab_stats,
     slabinfo_json,
     slabinfo_text,
@@ -36,39 +32,20 @@ from aerosync.mm.slub import (
     virt_to_off,
 )
 from tests import slub_helpers as H
+from tests.conftest import new_machine
 
 
-def make_slab_arena(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1,
-                    extra: list[L.SectionSpec] | None = None, **cfg: Any) -> Arena:
-    config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, nr_nodes), **cfg}
-    a = Arena.create(config, L.base_sections(nr_cpus, nr_pages) + mm_sections(config) + slab_sections(config)
-                     + list(extra or []))
-    try:
-        mm_init(a)
-        slab_init(a)
-    except BaseException:
-        a.close()
-        a.unlink()
-        raise
-    return a
+def make_slab_arena(**kw: Any) -> Arena:
+    """A booted machine with SLUB; the caller closes and unlinks it."""
+    return new_machine(slab=True, **kw)
 
 
 @pytest.fixture
-def sa() -> Iterator[Callable[..., Arena]]:
-    made: list[Arena] = []
-
+def sa(machine: Callable[..., Arena]) -> Callable[..., Arena]:
     def factory(**kw: Any) -> Arena:
-        a = make_slab_arena(**kw)
-        made.append(a)
-        return a
+        return machine(slab=True, **kw)
 
-    yield factory
-    gc.collect()
-    for a in made:
-        try:
-            a.close()
-        finally:
-            a.unlink()
+    return factory
 
 
 def all_ok(a: Arena) -> None:

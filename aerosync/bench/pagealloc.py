@@ -18,11 +18,11 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm import gfp as G
+from aerosync.mm.boot import create_machine
 from aerosync.mm.check import check
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
+from aerosync.mm.init import single_node_sim
 from aerosync.mm.page_alloc import MM
 
 __all__ = ["GROUPS"]
@@ -31,15 +31,7 @@ _STORM = Path(__file__).resolve().parent.parent.parent / "scenarios" / "page-sto
 
 
 def _machine(nr_pages: int, **config: Any) -> Arena:
-    cfg = {"nr_cpus": 1, "nr_pages": nr_pages, "sim": single_node_sim(1), **config}
-    arena = Arena.create(cfg, [*L.base_sections(1, nr_pages), *mm_sections(cfg)])
-    try:
-        mm_init(arena)
-    except BaseException:
-        arena.close()
-        arena.unlink()
-        raise
-    return arena
+    return create_machine({"nr_cpus": 1, "nr_pages": nr_pages, "sim": single_node_sim(1), **config}, slab=False)
 
 
 def _pair_us(pcp: bool, order: int) -> float:

@@ -17,9 +17,9 @@ import timeit
 from pathlib import Path
 from typing import Any
 
-from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
-from aerosync.mm.init import mm_init, mm_sections, single_node_sim
+from aerosync.mm.boot import create_machine
+from aerosync.mm.init import single_node_sim
 from aerosync.mm.kmalloc import Kmalloc
 from aerosync.mm.slub import (
     SLAB_POISON,
@@ -28,8 +28,6 @@ from aerosync.mm.slub import (
     VBASE,
     Slub,
     kmem_cache_create,
-    slab_init,
-    slab_sections,
 )
 
 __all__ = ["GROUPS"]
@@ -38,16 +36,7 @@ _SCEN = Path(__file__).resolve().parent.parent.parent / "scenarios"
 
 
 def _machine(nr_cpus: int = 2, **config: Any) -> Arena:
-    cfg = {"nr_cpus": nr_cpus, "nr_pages": 16384, "sim": single_node_sim(nr_cpus), **config}
-    arena = Arena.create(cfg, [*L.base_sections(nr_cpus, 16384), *mm_sections(cfg), *slab_sections(cfg)])
-    try:
-        mm_init(arena)
-        slab_init(arena)
-    except BaseException:
-        arena.close()
-        arena.unlink()
-        raise
-    return arena
+    return create_machine({"nr_cpus": nr_cpus, "nr_pages": 16384, "sim": single_node_sim(nr_cpus), **config})
 
 
 def _pair_us(stmt: str, g: dict[str, Any], number: int = 20_000) -> float:

@@ -25,7 +25,8 @@ from aerosync.mm.slub import VBASE, Slub, kmem_cache_create, kmem_cache_lookup, 
 from workers.workloads._common import counter_index
 from workers.workloads._pages import Ring, ring_section
 
-__all__ = ["COUNTERS", "Engine", "sections", "cache_name", "create_cache", "report"]
+__all__ = ["COUNTERS", "Engine", "sections", "cache_name", "create_cache", "report", "check_params",
+           "workload_sections", "workload_report", "no_setup", "cache_setup"]
 
 COUNTERS: tuple[str, ...] = ("allocs", "frees", "alloc_fail", "remote_frees", "corrupt", "idle_polls")
 SECTION = "slabring"
@@ -33,6 +34,37 @@ SECTION = "slabring"
 
 def sections(nr_cpus: int) -> list[SectionSpec]:
     return [ring_section(nr_cpus, SECTION)]
+
+
+def check_params(params: Any) -> str | None:
+    """The checks every slab workload's Params shares (size, cross_cpu_pct, max_held)."""
+    size = getattr(params, "size", None)
+    if size is not None and (not 8 <= size <= 8192 or size % 8):
+        return f"size = {size}: a multiple of 8 in 8..8192"
+    held = getattr(params, "max_held", None)
+    if held is not None and not 1 <= held <= 1 << 16:
+        return f"max_held = {held}: allowed 1..65536"
+    if not 0 <= params.cross_cpu_pct <= 100:
+        return f"cross_cpu_pct = {params.cross_cpu_pct}: a percentage 0..100"
+    return None
+
+
+# The module-level hooks the workload interface asks for (workers/workloads/__init__.py).
+def workload_sections(params: Any, nr_cpus: int) -> list[SectionSpec]:
+    return sections(nr_cpus)
+
+
+def no_setup(arena: Arena, params: Any, nr_cpus: int) -> None:
+    """Nothing to prepare: the kmalloc caches exist from boot."""
+
+
+def cache_setup(arena: Arena, params: Any, nr_cpus: int) -> None:
+    """The workload's dedicated cache "aero-obj-<size>", created before the workers start."""
+    create_cache(arena, params.size)
+
+
+def workload_report(arena: Arena, params: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return report(arena, result)
 
 
 def cache_name(size: int) -> str:

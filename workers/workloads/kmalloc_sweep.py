@@ -10,7 +10,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from workers.workloads import _slab
 
@@ -29,17 +28,10 @@ class Params:
     def validate(self) -> str | None:
         if not self.sizes or len(self.sizes) > MAX_SIZES or any(not 8 <= s <= 1 << 20 for s in self.sizes):
             return f"sizes = {list(self.sizes)}: 1..{MAX_SIZES} sizes, each 8..1048576"
-        if not 0 <= self.cross_cpu_pct <= 100:
-            return f"cross_cpu_pct = {self.cross_cpu_pct}: a percentage 0..100"
-        return None
+        return _slab.check_params(self)
 
 
-def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return _slab.sections(nr_cpus)
-
-
-def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    pass
+sections, setup = _slab.workload_sections, _slab.no_setup
 
 
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:

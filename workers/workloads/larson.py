@@ -10,7 +10,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from workers.workloads import _slab
 
@@ -31,17 +30,10 @@ class Params:
             return f"min_size/max_size = {self.min_size}/{self.max_size}: 8 <= min_size <= max_size <= 8192"
         if not 1 <= self.pool <= 1 << 16:
             return f"pool = {self.pool}: allowed 1..65536"
-        if not 0 <= self.cross_cpu_pct <= 100:
-            return f"cross_cpu_pct = {self.cross_cpu_pct}: a percentage 0..100"
-        return None
+        return _slab.check_params(self)
 
 
-def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return _slab.sections(nr_cpus)
-
-
-def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    pass
+sections, setup, report = _slab.workload_sections, _slab.no_setup, _slab.workload_report
 
 
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
@@ -103,6 +95,3 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     del ksize
     return batch
 
-
-def report(arena: Arena, params: Params, result: dict) -> dict:
-    return _slab.report(arena, result)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from workers.workloads import _slab
 
@@ -31,21 +30,12 @@ class Params:
     cross_cpu_pct: int = 0
 
     def validate(self) -> str | None:
-        if not 8 <= self.size <= 8192 or self.size % 8:
-            return f"size = {self.size}: a multiple of 8 in 8..8192"
         if not 1 <= self.batch <= 64:
             return f"batch = {self.batch}: allowed 1..64 (a sheaf holds at most 64)"
-        if not 0 <= self.cross_cpu_pct <= 100:
-            return f"cross_cpu_pct = {self.cross_cpu_pct}: a percentage 0..100"
-        return None
+        return _slab.check_params(self)
 
 
-def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return _slab.sections(nr_cpus)
-
-
-def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    _slab.create_cache(arena, params.size)
+sections, setup, report = _slab.workload_sections, _slab.cache_setup, _slab.workload_report
 
 
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
@@ -95,6 +85,3 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     return batch
 
-
-def report(arena: Arena, params: Params, result: dict) -> dict:
-    return _slab.report(arena, result)

@@ -11,7 +11,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from workers.workloads import _slab
 
@@ -26,22 +25,10 @@ class Params:
     max_held: int = 64            # objects held per CPU
     cross_cpu_pct: int = 0        # % of frees done by the next CPU
 
-    def validate(self) -> str | None:
-        if not 8 <= self.size <= 8192 or self.size % 8:
-            return f"size = {self.size}: a multiple of 8 in 8..8192"
-        if not 1 <= self.max_held <= 1 << 16:
-            return f"max_held = {self.max_held}: allowed 1..65536"
-        if not 0 <= self.cross_cpu_pct <= 100:
-            return f"cross_cpu_pct = {self.cross_cpu_pct}: a percentage 0..100"
-        return None
+    validate = _slab.check_params
 
 
-def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return _slab.sections(nr_cpus)
-
-
-def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    _slab.create_cache(arena, params.size)
+sections, setup, report = _slab.workload_sections, _slab.cache_setup, _slab.workload_report
 
 
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
@@ -95,6 +82,3 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     batch.teardown = teardown  # type: ignore[attr-defined]
     return batch
 
-
-def report(arena: Arena, params: Params, result: dict) -> dict:
-    return _slab.report(arena, result)

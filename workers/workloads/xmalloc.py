@@ -14,7 +14,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from workers.workloads import _slab
 
@@ -30,13 +29,9 @@ class Params:
     cross_cpu_pct: int = 100      # % of objects handed to a consumer
 
     def validate(self) -> str | None:
-        if not 8 <= self.size <= 8192 or self.size % 8:
-            return f"size = {self.size}: a multiple of 8 in 8..8192"
         if self.producers < 0:
             return f"producers = {self.producers}: >= 0 (0 = half the CPUs)"
-        if not 0 <= self.cross_cpu_pct <= 100:
-            return f"cross_cpu_pct = {self.cross_cpu_pct}: a percentage 0..100"
-        return None
+        return _slab.check_params(self)
 
 
 def roles(params: Params, nr_cpus: int) -> tuple[int, int]:
@@ -45,12 +40,7 @@ def roles(params: Params, nr_cpus: int) -> tuple[int, int]:
     return p, nr_cpus - p
 
 
-def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return _slab.sections(nr_cpus)
-
-
-def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    pass
+sections, setup = _slab.workload_sections, _slab.no_setup
 
 
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:

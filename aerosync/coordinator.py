@@ -203,6 +203,7 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "sim": sim.to_dict(),
         "lock_stat": m.lock_stat,
         "lock_hold_sample": m.lock_hold_sample,
+        "lockdep": m.lockdep,
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,

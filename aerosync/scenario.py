@@ -81,7 +81,8 @@ _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "m
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
-                 "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch")
+                 "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
+                 "lockdep")
 
 
 class _Missing:
@@ -124,6 +125,7 @@ class MachineSpec:
     pcp: bool = True                    # per-CPU page lists on (False: zone lock every time)
     pcp_high: int | None = None         # override every PCP's high (None: zone_highsize)
     pcp_batch: int | None = None        # override every PCP's batch (None: zone_batchsize)
+    lockdep: bool = False               # debug: refuse lock acquisitions out of order (sync/lockdep.py)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -457,7 +459,10 @@ def _parse_machine(t: dict[str, Any], ctx: _Ctx, base_dir: Path) -> MachineSpec:
     pcp = t.get("pcp", True)
     if not isinstance(pcp, bool):
         raise ctx.err("machine.pcp", pcp, "true or false (false: every allocation takes the zone lock)")
-    extra = {}
+    lockdep = t.get("lockdep", False)
+    if not isinstance(lockdep, bool):
+        raise ctx.err("machine.lockdep", lockdep, "true or false (check the lock order on every acquisition)")
+    extra: dict[str, Any] = {"lockdep": lockdep}
     for key in ("pcp_high", "pcp_batch"):
         v = t.get(key)
         if v is not None and (not _is_int(v) or not 1 <= v <= 1 << 20):

@@ -69,3 +69,11 @@ def test_slub_debug_run_stays_clean(tmp_path: Path) -> None:
     caches = {c["name"]: c for c in d["views_after"]["slabinfo"]["json"]}
     assert caches["kmalloc-64"]["nr_bugs"] == 0
     assert "slabinfo - version: 2.1" in d["views_after"]["slabinfo"]["text"]
+
+
+@pytest.mark.parametrize("workload", ["larson", "page_storm"])
+def test_real_paths_obey_the_lock_order_under_lockdep(tmp_path: Path, workload: str) -> None:
+    """With [machine] lockdep = true every SpinLock acquisition checks the documented order
+    (sync/lockdep.py): SLUB's and the page allocator's real paths never break it."""
+    _ok(_run(tmp_path, f'[run]\nworkload = "{workload}"\nops = 5000\n'
+                       '[machine]\ncpus = 2\nmemory = "16M"\nlockdep = true\n'))

@@ -208,3 +208,27 @@ def test_lock_stat_format_parses_back(make_arena) -> None:
     assert d["&zone->lock"]["acquisitions"] == 3 and d["&zone->lock"]["instances"] == 2
     LS.clear_lock_stat(a)
     assert all(s.acquisitions == 0 for s in LS.snapshot(a))
+
+
+def test_lockdep_refuses_wrong_order_and_same_class_nesting(make_arena) -> None:
+    from aerosync.sync.lockdep import LockOrderError, held_locks
+
+    a = make_arena(lockdep=True)
+    zone = SpinLock(a, LS.lock_alloc(a, "&zone->lock", "z0"), 0)
+    zone1 = SpinLock(a, LS.lock_alloc(a, "&zone->lock", "z1"), 0)
+    lst = SpinLock(a, LS.lock_alloc(a, "&n->list_lock", "n0"), 0)
+    leaf = SpinLock(a, LS.lock_alloc(a, "test_leaf", "l"), 0)
+    with lst, zone, leaf:                       # the documented order, and a leaf inside
+        assert [h[0] for h in held_locks()] == ["&n->list_lock", "&zone->lock", "test_leaf"]
+    with zone:
+        with pytest.raises(LockOrderError, match="circular"):
+            lst.acquire()                       # list_lock under zone->lock: ABBA waiting to happen
+        with pytest.raises(LockOrderError, match="recursive"):
+            zone1.acquire()                     # two zone locks never nest
+    assert held_locks() == []
+    assert not lst.is_locked() and not zone1.is_locked()   # refused before touching the word
+    b = make_arena()                            # lockdep off: no check, no tracking
+    z = SpinLock(b, LS.lock_alloc(b, "&zone->lock", "z"), 0)
+    n = SpinLock(b, LS.lock_alloc(b, "&n->list_lock", "n"), 0)
+    with z, n:
+        assert held_locks() == []

@@ -132,6 +132,28 @@ class SpinLock:
         stat = bool(arena.config.get("lock_stat", True))
         sample = int(arena.config.get("lock_hold_sample", 8))
         self.acquire, self.release, self.held_by_me = self._make(stat, sample - 1)
+        if arena.config.get("lockdep"):
+            self._wrap_lockdep(cls)
+
+    def _wrap_lockdep(self, lock_class: str) -> None:
+        """Debug mode (sync/lockdep.py): check the order before acquiring, track holds."""
+        from aerosync.sync.lockdep import lockdep_acquire, lockdep_release
+
+        acquire, release, name = self.acquire, self.release, self.name
+
+        def acquire_checked() -> None:
+            lockdep_acquire(lock_class, name)
+            try:
+                acquire()
+            except BaseException:
+                lockdep_release(name)
+                raise
+
+        def release_checked() -> None:
+            release()
+            lockdep_release(name)
+
+        self.acquire, self.release = acquire_checked, release_checked
 
     def _make(self, stat: bool, mask: int):
         at = self.arena.atomic

@@ -480,9 +480,7 @@ def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, 
     try:
         deadline = t0 + 30.0
         while True:
-            pending = [c for c in range(len(procs))
-                       if _cpu_word(arena, c, L.CPU_STATE) == L.CPUST_RUNNING
-                       and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq]
+            pending = _pause_pending(arena, procs, seq)
             if not pending:
                 break
             for c in pending:
@@ -499,6 +497,24 @@ def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, 
     report.raise_first()
     slab_report.raise_first()
     return out
+
+
+def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:
+    """CPUs the pause `seq` still waits for: RUNNING and not yet acked.  A CPU still READY
+    is not waited for: it stores RUNNING (SEQ_CST) and then reads run_state, so it parks
+    before its first operation (workers/cpu.py).  A FAILED CPU raised in the middle of an
+    operation, maybe holding locks or half-way through a list: checking that machine
+    would report its wreckage as invariant violations, so it is reported as the death it
+    is, here."""
+    at = arena.atomic
+    pending = []
+    for c in range(len(procs)):
+        st = _cpu_word(arena, c, L.CPU_STATE)
+        if st == L.CPUST_FAILED:
+            raise _worker_died(arena, c, procs[c])
+        if st == L.CPUST_RUNNING and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq:
+            pending.append(c)
+    return pending
 
 
 def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float) -> None:
@@ -579,6 +595,14 @@ def _stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> None:
     for c, p in enumerate(procs):
         if p.exitcode not in (0, None):
             raise _worker_died(arena, c, p)
+    # What follows (closing sample, workload.report freeing ring leftovers as cpu 0 with
+    # MM(arena, 0), the final check) needs every worker gone: a worker still in its
+    # teardown would race the report on cpu 0's lists and the rings.  The caller's
+    # `finally` kills it.
+    late = [c for c, p in enumerate(procs) if p.exitcode is None]
+    if late:
+        raise AeroSyncError(f"cpu{late[0]} (pid {procs[late[0]].pid}) still running {STOP_GRACE_S:g} s after STOP "
+                            f"(stuck in its teardown?); {len(late)} worker(s) late, run abandoned")
 
 
 def _kill_all(procs: list[mp.process.BaseProcess]) -> None:

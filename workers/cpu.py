@@ -118,16 +118,26 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     at.fetch_add64(L.H_NR_READY, 1)
     while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
         time.sleep(GO_POLL_S)
-    if rs != L.RUN_GO:
+    if rs not in (L.RUN_GO, L.RUN_PAUSE):           # STOP/ABORT before GO (ready_only, errors)
         q[state_i] = L.CPUST_DONE
         return 0
     q[hb_i] = clock()
-    q[state_i] = L.CPUST_RUNNING
+    # RUNNING (SEQ_CST store), then run_state again: the coordinator stores PAUSE, then
+    # reads our state.  Either it sees RUNNING and waits for our ack, or our load below
+    # sees its PAUSE and we park before the first operation -- never an operation while
+    # it checks a machine it believes quiescent.  (A PAUSE here also means we slept
+    # through GO: park and run after it, don't quit.)
+    at.store64(state_i << 3, L.CPUST_RUNNING)
+    rs = load(run_state)
+    if rs == L.RUN_PAUSE:
+        rs = _pause(arena, area)
     # Latency: after each batch, one more operation is timed alone and counted in the
     # per-CPU log histogram (~1 op per 2 ms: cheap enough to leave on).
     hist, lat_n_i, bucket = area + (L.CPU_LAT_HIST >> 3), area + (L.CPU_LAT_SAMPLES >> 3), L.lat_bucket
 
     budget = spec.ops if spec.ops is not None else -1
+    if rs != L.RUN_GO:
+        budget = 0                                   # stopped before the first batch
     done, n = 0, 16
     while budget < 0 or done < budget:
         if budget >= 0:
@@ -164,10 +174,26 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
 
 def _pause(arena: Arena, area: int) -> int:
     """Park at a batch boundary (no operation in flight) while the coordinator checks
-    invariants on a live run; acknowledge with the pause generation, resume on GO."""
+    invariants on a live run; acknowledge with the pause generation, resume on GO.
+
+    pause_seq is loaded before run_state, and a generation is acked only when PAUSE is
+    seen after it: the coordinator bumps pause_seq before storing PAUSE, so that PAUSE
+    belongs to this generation (or a later one), and the ack promises "parked through
+    it".  A new pause that begins while we are still parked (the GO between two checks
+    came and went between two of our polls: check_interval short, or this CPU not
+    scheduled) is acked again -- with a single ack on entry the coordinator would wait
+    30 s for an ack of the new generation and fail the run."""
     at = arena.atomic
-    at.store64((area << 3) + L.CPU_PAUSE_ACK, at.load64(L.H_PAUSE_SEQ))
-    while (rs := at.load64(L.H_RUN_STATE)) == L.RUN_PAUSE:
+    ack_off = (area << 3) + L.CPU_PAUSE_ACK
+    acked = -1
+    while True:
+        seq = at.load64(L.H_PAUSE_SEQ)
+        rs = at.load64(L.H_RUN_STATE)
+        if rs != L.RUN_PAUSE:
+            break
+        if seq != acked:
+            at.store64(ack_off, seq)
+            acked = seq
         time.sleep(GO_POLL_S)
     arena.u64[area + (L.CPU_HEARTBEAT >> 3)] = time.monotonic_ns()
     return rs

@@ -40,12 +40,17 @@ PCP protocol (the state word at pcp+0, u64, atomic):
   IDLE 0 -- nobody inside.  BUSY 1 -- the owner CPU is inside (alloc, free, drain).
   OFFLINE 2 -- the CPU is offline: a drainer owns the lists; the owner's CAS fails and
   it goes straight to the buddy lists (pcp trylock failure), so a CPU that is "offline"
-  but still running stays correct.  drain_cpu_pages(dead) CASes IDLE->OFFLINE (waiting
-  with backoff while BUSY; an owner stuck BUSY for 5 s is reported as an AeroSyncError,
-  the lists cannot be trusted then), drains every list under the zone lock, and leaves
-  the state OFFLINE.  pcp_cpu_online(cpu) CASes OFFLINE->IDLE (the CPU's handle may then
-  use its lists).  Only the owner CPU ever CASes IDLE->BUSY, so count/lists are
-  single-writer at any time.
+  but still running stays correct.  DRAINING 3 -- a drainer is inside (its private
+  state: not in mmzone's list, never seen quiescent).  drain_cpu_pages(dead) CASes
+  IDLE->DRAINING or OFFLINE->DRAINING (waiting with backoff while BUSY or DRAINING; an
+  owner stuck for 5 s is reported as an AeroSyncError, the lists cannot be trusted
+  then), drains every list under the zone lock, and stores OFFLINE.  pcp_cpu_online(cpu)
+  CASes OFFLINE->IDLE (the CPU's handle may then use its lists), waiting while DRAINING:
+  with only OFFLINE, an online (or a second drainer's IDLE->OFFLINE it races with) in
+  the middle of a drain handed the lists back to the owner while the drainer was still
+  unlinking from them -- the owner's lock-free push/pop against the drainer's
+  free_pcppages_bulk, a PCP list linked into a buddy list.  Only the owner CPU ever
+  CASes IDLE->BUSY, so count/lists are single-writer at any time.
 
 Owner-only data: the CPU's mmstat record (plain increments; summed on read), its pcp
 records while BUSY.
@@ -125,6 +130,7 @@ _FA64 = Z.FA_SIZE // 8
 _BAD_FREE = PG_buddy | PG_pcp | PG_reserved | PG_tail
 _BAD_FREE_OR_HEAD_ORDER = _BAD_FREE | PG_head | 0xFF << 32   # word0: bad flags, compound, order != 0
 _PCP_WAIT_S = 5.0
+_PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
 
 
 class AllocFailureWarning(RuntimeWarning):
@@ -1051,28 +1057,41 @@ def _build(mm: MM) -> None:
                 store64(po, 0)
         return total
 
+    def pcp_claim(c: int, zid: int, po: int, frm: tuple[int, ...], to: int, wait: tuple[int, ...], what: str) -> int:
+        """CAS the pcp state from one of `frm` to `to`, waiting (backoff) while it is in
+        `wait`; returns the state found (one of frm, or another that ends the wait)."""
+        deadline = time.monotonic() + _PCP_WAIT_S
+        delay = 1e-5
+        while True:
+            for f in frm:
+                st = cas64(po, f, to)
+                if st == f:
+                    return st
+            if st not in wait:
+                return st
+            if time.monotonic() > deadline:
+                raise AeroSyncError(f"{what}: cpu{c}'s pcp of {Z.zone_name(zid)} stayed "
+                                    f"{'BUSY' if st == 1 else 'DRAINING'} for {_PCP_WAIT_S} s (owner or drainer "
+                                    f"died inside?); its lists cannot be trusted")
+            os.sched_yield() if delay < 1e-4 else time.sleep(delay)
+            delay = min(delay * 2, 1e-3)
+
     def drain_cpu_pages(dead_cpu: int) -> int:
         """page_alloc_cpu_dead(): mark dead_cpu's pcps OFFLINE and drain them (any CPU)."""
         total = 0
         for zid, po in enumerate(pcp_offs(dead_cpu)):
-            deadline = time.monotonic() + _PCP_WAIT_S
-            delay = 1e-5
-            while True:
-                st = cas64(po, 0, 2)
-                if st in (0, 2):
-                    break
-                if time.monotonic() > deadline:
-                    raise AeroSyncError(f"drain_cpu_pages: cpu{dead_cpu}'s pcp of {Z.zone_name(zid)} stayed BUSY "
-                                        f"for {_PCP_WAIT_S} s (owner died inside?); its lists cannot be trusted")
-                os.sched_yield() if delay < 1e-4 else time.sleep(delay)
-                delay = min(delay * 2, 1e-3)
-            total += drain_pages_zone(zid, po)
+            pcp_claim(dead_cpu, zid, po, (0, 2), _PCP_DRAINING, (1, _PCP_DRAINING), "drain_cpu_pages")
+            try:
+                total += drain_pages_zone(zid, po)
+            finally:
+                store64(po, 2)
         return total
 
     def pcp_cpu_online(c: int) -> None:
-        """page_alloc_cpu_online(): hand cpu c's (empty) pcps back to their owner."""
-        for po in pcp_offs(c):
-            cas64(po, 2, 0)
+        """page_alloc_cpu_online(): hand cpu c's (empty) pcps back to their owner, once
+        any drain of them has finished."""
+        for zid, po in enumerate(pcp_offs(c)):
+            pcp_claim(c, zid, po, (2,), 0, (_PCP_DRAINING,), "pcp_cpu_online")
 
     def count_numa_event(nid: int, item: int, nr: int = 1) -> None:
         """Bump a numastat item (e.g. NUMA_INTERLEAVE_HIT from mempolicy) on this CPU."""

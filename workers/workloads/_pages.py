@@ -5,18 +5,24 @@ Stamps (stress-ng's verify mode): every page of an allocated block gets the word
 both words of every page first.  A page handed to two CPUs at once is overwritten by the
 second owner, so the first owner's check fails and the block is counted as corrupt.
 
-Ring (cross-CPU frees): one single-producer single-consumer ring per CPU in the arena
-section "pgring".  CPU c pushes blocks it wants freed elsewhere into ring (c + 1) % n;
+Ring (cross-CPU frees): one ring per CPU in the arena section "pgring".  CPU c pushes
+blocks it wants freed elsewhere into ring (c + 1) % n (or the ring `to_cpu` names);
 CPU c pops from ring c and frees what it finds.  Layout per ring (RING_BYTES)::
 
     line 0   head u64  (consumer's: next slot to pop)
-    line 1   tail u64  (producer's: next slot to fill)
-    128..    RING_SLOTS x u64 entries: pfn << 8 | order   (order < 256)
+    line 1   tail u64  (producers': next slot to claim)
+    128..    RING_SLOTS x u64 slots: ~entry (0 = empty; entry = pfn << 8 | order, order < 256)
 
-Protocol: the producer writes the entry, then publishes tail with a SEQ_CST store; the
-consumer loads tail (SEQ_CST), reads entries below it, then stores head.  Head and tail
-live on separate lines so producer and consumer don't false-share.  Full ring: the
-producer frees the block itself (counted as a local free).
+Protocol: multi-producer, single-consumer.  A producer claims slot `tail` with a CAS on
+tail (full: tail - head >= RING_SLOTS), then publishes the entry by storing its
+complement (SEQ_CST) into the claimed slot; the consumer takes slots from head while
+they are non-zero, zeroes each one, then stores head.  Several producers may share one
+ring (xmalloc maps several producer CPUs to one consumer): with a plain "write slot
+tail, then store tail + 1" two producers that read the same tail would write the same
+slot and publish one entry -- the other lost (a leak) or, had the consumer already
+taken the first, handed out twice.  Head and tail live on separate lines so producers
+and the consumer don't false-share.  Full ring: the producer frees the block itself
+(counted as a local free).
 """
 
 from __future__ import annotations
@@ -48,36 +54,49 @@ class Ring:
     def __init__(self, arena: Arena, cpu: int, nr_cpus: int, section: str = "pgring",
                  to_cpu: int | None = None) -> None:
         at, q = arena.atomic, arena.u64
-        load, store = at.load64, at.store64
+        load, store, cas = at.load64, at.store64, at.cas64
         base = arena.off(section)
         inb = base + cpu * RING_BYTES
         outb = base + ((cpu + 1) % nr_cpus if to_cpu is None else to_cpu) * RING_BYTES
-        in_head, in_tail, in_slots = inb, inb + CACHE_LINE, (inb + 2 * CACHE_LINE) >> 3
-        out_head, out_tail, out_slots = outb, outb + CACHE_LINE, (outb + 2 * CACHE_LINE) >> 3
-        mask = RING_SLOTS - 1
+        in_head, in_slots = inb, (inb + 2 * CACHE_LINE) >> 3
+        out_head, out_tail, out_slots = outb, outb + CACHE_LINE, outb + 2 * CACHE_LINE
+        mask, ones = RING_SLOTS - 1, (1 << 64) - 1
 
         def push(entry: int) -> bool:
             t = load(out_tail)
-            if t - load(out_head) >= RING_SLOTS:
-                return False
-            q[out_slots + (t & mask)] = entry
-            store(out_tail, t + 1)          # publish after the entry is written
+            while True:
+                if t - load(out_head) >= RING_SLOTS:
+                    return False
+                seen = cas(out_tail, t, t + 1)      # claim slot t (other producers may race)
+                if seen == t:
+                    break
+                t = seen
+            store(out_slots + ((t & mask) << 3), entry ^ ones)     # publish: non-zero from now
             return True
 
         def pop_all() -> list[int]:
-            h, t = load(in_head), load(in_tail)
-            out = [q[in_slots + (i & mask)] for i in range(h, t)]
+            h = load(in_head)
+            out = []
+            while len(out) < RING_SLOTS:
+                i = in_slots + ((h + len(out)) & mask)
+                v = q[i]
+                if not v:                   # not claimed, or claimed and not yet written
+                    break
+                q[i] = 0
+                out.append(v ^ ones)
             if out:
-                store(in_head, t)
+                store(in_head, h + len(out))     # slots zeroed before producers see them free
             return out
 
         def pop() -> int:
             h = load(in_head)
-            if h == load(in_tail):
+            i = in_slots + (h & mask)
+            v = q[i]
+            if not v:
                 return -1
-            entry = q[in_slots + (h & mask)]
+            q[i] = 0
             store(in_head, h + 1)
-            return entry
+            return v ^ ones
 
         self.push, self.pop_all, self.pop = push, pop_all, pop
 

@@ -3,9 +3,10 @@
 Every object a CPU allocates gets the word `cpu << 48 | seq` in its first and last 8
 bytes (objects are at least 8 bytes and 8-aligned); whoever frees it checks both words
 first, so an object handed to two owners at once is caught and counted as `corrupt`.
-Objects travel between CPUs through per-CPU single-producer single-consumer rings (the
-"slabring" section, protocol in workers/workloads/_pages.py), which is what makes frees
-remote for SLUB (the free lands on a slab that is not the freeing CPU's).
+Objects travel between CPUs through per-CPU multi-producer single-consumer rings (the
+"slabring" section, protocol in workers/workloads/_pages.py: xmalloc points several
+producer CPUs at one consumer), which is what makes frees remote for SLUB (the free
+lands on a slab that is not the freeing CPU's).
 
 Each workload module is a thin Params + make_batch over `Engine`; they share `report`,
 which frees what is still queued in the rings (coordinator, after the workers left) and

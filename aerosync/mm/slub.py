@@ -35,7 +35,11 @@ Lock order (outer first):
      nr_partial, the slabmeta list byte and links of slabs on it, and the decision to
      discard an empty slab.
   4. the page allocator's pcp / zone.lock (new_slab, discard_slab).
-Two c->locks, or two list_locks, are never held at once.
+Two c->locks, or two list_locks, are never held at once.  The irq context takes list_locks
+as owner IRQ_LOCK_CPU | cpu (a SpinLock word names pid and cpu, which its two threads
+share): it waits while its task context holds one, as an interrupt waits for Linux's
+spin_unlock_irqrestore.  (Its page allocator handle, MM(arena, cpu), still shares the
+task's owner id for zone locks: see the report of the slab race hunt.)
 
 Lockless protocol 1 -- kmem_cache_cpu.freelist_tid (u64 at cpu record + 0)::
 
@@ -133,6 +137,7 @@ from aerosync.errors import AeroSyncError
 from aerosync.mm import slab_debug as D
 from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.gfp import __GFP_NOWARN as _GFP_NOWARN
+from aerosync.mm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.gfp import GFP_KERNEL
 from aerosync.mm.page import PG_slab, PG_tail
@@ -201,6 +206,7 @@ M_WORD, M_CACHE, M_LIST, M_NID, M_ORDER, M_NEXT, M_PREV, M_ISOLATED = 0, 8, 12, 
 LIST_NONE, LIST_NODE_PARTIAL, LIST_CPU_PARTIAL, LIST_CPU_SLAB = 0, 1, 2, 3
 LIST_NAMES = ("full", "node_partial", "cpu_partial", "cpu_slab")
 FROZEN = 1 << 63
+IRQ_LOCK_CPU = 0x8000                 # SpinLock owner id of cpu c's irq context: IRQ_LOCK_CPU | c
 # sheaf record
 SHEAF_REC = 64 + 8 * SHEAF_CAPACITY
 SH_STATE, SH_CACHE, SH_SIZE, SH_OBJS = 0, 8, 16, 64
@@ -628,7 +634,11 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     token = slub.token
     hook = slub.hook
     node_offs = [_node_off(arena, cid, n, nr_nodes) for n in range(nr_nodes)]
-    node_locks = [SpinLock(arena, u64[(no + N_LOCK) >> 3], cpu) for no in node_offs]
+    # The irq context locks as another owner (IRQ_LOCK_CPU | cpu): a SpinLock word names
+    # (pid, cpu), which the two threads of one CPU share, so the irq thread waiting for a
+    # list_lock its task holds was taken for a recursive acquire (LockError).
+    lock_cpu = IRQ_LOCK_CPU | cpu if slub.irq else cpu
+    node_locks = [SpinLock(arena, u64[(no + N_LOCK) >> 3], lock_cpu) for no in node_offs]
     kc.node_lock = node_locks
     nl_acq = [lk.acquire for lk in node_locks]
     nl_rel = [lk.release for lk in node_locks]
@@ -971,7 +981,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
     def alloc_node_locked(nid: int, gfp: int) -> int:
         """One object from node nid's slabs without touching the cpu slab (kmalloc_node
-        to another node; debug caches always): list_lock, partial head, slab CAS."""
+        to another node): list_lock, partial head, slab CAS.  A new slab must come from
+        nid itself (__GFP_THISNODE): 0 when nid has no memory, and alloc_node falls back."""
         no = node_offs[nid]
         while True:
             nl_acq[nid]()
@@ -994,12 +1005,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     return obj_addr(pfn, idx)
             finally:
                 nl_rel[nid]()
-            pfn = new_slab(nid, gfp)
+            pfn = new_slab(nid, gfp | _GFP_THISNODE | _GFP_NOWARN)   # none on nid: caller falls back
             if pfn < 0:
                 return 0
+            nid = u8[sm_of(pfn) + M_NID]             # the slab's node: its list, its list_lock
+            no = node_offs[nid]
             nl_acq[nid]()
             try:
-                add_partial_locked(u8[sm_of(pfn) + M_NID], pfn, False)
+                add_partial_locked(nid, pfn, False)
             finally:
                 nl_rel[nid]()
 
@@ -1210,7 +1223,9 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
         """kmem_cache_alloc_bulk(): detach up to n objects from the cpu freelist with one
         CAS (walking the chain between the read and the CAS; the tid guards it), the
-        rest one by one.  All or nothing: [] if memory runs out."""
+        rest one by one.  All or nothing: [] if memory runs out.  The walk reads free
+        pointers of objects another context may have taken and written meanwhile: an
+        index beyond the slab ends it (never dereferenced) and the round is retried."""
         out: list[int] = []
         while len(out) < n:
             w = load64(cw)
@@ -1223,11 +1238,13 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     return []
                 out.append(a)
                 continue
+            if hook is not None:
+                hook("bulk", kc)                      # tests: between the read and the walk
             got, i = [], idx
-            while i != NIL32 and len(got) + len(out) < n:
+            while i != NIL32 and i < objects and len(got) + len(out) < n:
                 got.append(i)
-                i = fp_get(pfn, i)
-            if cas64(cw, w, ((w + STEP) & _HI) | i) != w:
+                i = fp_get(pfn, i)                    # may be user data (raced): bounded above
+            if (i != NIL32 and i >= objects) or cas64(cw, w, ((w + STEP) & _HI) | i) != w:
                 stat(ST_CAS_FAIL)
                 continue
             u64[st_alloc] += len(got)
@@ -1305,10 +1322,19 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         debug_init = dbg.init_slab
 
         def alloc_dbg(gfp: int = 0, nid: int = -1) -> int:
-            """Debug caches: every alloc under list_lock (alloc_debug_processing)."""
+            """Debug caches: every alloc under list_lock (alloc_debug_processing).  nid -1:
+            the local node's partial slabs, else another node's (get_any_partial), else a
+            new slab wherever the page allocator finds one; an explicit nid: that node only
+            (0 when it has no memory)."""
+            want = nid
             nid = mynid if nid < 0 else nid
             no = node_offs[nid]
             while True:
+                if want < 0 and u32[(no + N_HEAD) >> 2] == NIL32:    # unlocked peek, a hint
+                    for n2 in range(nr_nodes):
+                        if u32[(node_offs[n2] + N_HEAD) >> 2] != NIL32:
+                            nid, no = n2, node_offs[n2]
+                            break
                 nl_acq[nid]()
                 try:
                     pfn = u32[(no + N_HEAD) >> 2]
@@ -1331,12 +1357,15 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                         return post_alloc(addr, gfp) if gfp else addr
                 finally:
                     nl_rel[nid]()
-                pfn = new_slab(nid, gfp)
+                pfn = new_slab(mynid if want < 0 else want,
+                               gfp if want < 0 else gfp | _GFP_THISNODE | _GFP_NOWARN)
                 if pfn < 0:
                     return 0
+                nid = u8[sm_of(pfn) + M_NID]         # fallback node: its list, its lock
+                no = node_offs[nid]
                 nl_acq[nid]()
                 try:
-                    add_partial_locked(u8[sm_of(pfn) + M_NID], pfn, False)
+                    add_partial_locked(nid, pfn, False)
                 finally:
                     nl_rel[nid]()
 
@@ -1384,7 +1413,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             free_dbg(addr)
 
         def alloc_node(nid: int, gfp: int = 0) -> int:
-            return alloc_dbg(gfp, nid)
+            return alloc_dbg(gfp, nid) or alloc_dbg(gfp)        # no memory on nid: fall back
 
         def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
             out = []

@@ -107,6 +107,8 @@ def _summary(res: Any) -> str:
                 flag = "  (ok)" if v == 0 else "  (LOST UPDATES: mutual exclusion or atomicity broken)"
             elif k == "corrupt":
                 flag = "  (ok)" if v == 0 else "  (CORRUPT: memory handed to two owners at once)"
+            elif k == "leaked_objects":
+                flag = "  (ok)" if v == 0 else "  (LEAK: objects allocated and never freed)"
             lines.append(f"    {k} = {v}{flag}")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -145,7 +147,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write(_summary(res))
         if run_dir:
             print(f"\n  run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
-    bad = d["workload"].get("lost_updates", 0) or d["workload"].get("corrupt", 0)
+    w = d["workload"]
+    bad = w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
     return 1 if bad or not d.get("mm_check", {}).get("ok", True) else 0
 
 

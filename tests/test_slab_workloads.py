@@ -24,6 +24,7 @@ def _ok(d: dict) -> dict:
     w = d["workload"]
     assert w["corrupt"] == 0, "an object was handed to two owners"
     assert w["allocs"] == w["frees"] + w["ring_leftovers_freed"], w
+    assert w.get("leaked_objects", 0) == 0, w
     assert d["mm_check"]["ok"], d["mm_check"]["violations"]
     assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []
     return w

@@ -130,7 +130,10 @@ def report(arena: Arena, result: dict[str, Any], free_obj: Callable[[int], None]
         for k, v in slab_stats(arena, cid).items():
             stats[k] = stats.get(k, 0) + v
     ops = stats.get("alloc", 0) + stats.get("free", 0)
-    return {**tot, "ring_leftovers_freed": leftovers,
+    # Every slab workload gives back all it allocated (teardown + the rings above), so any
+    # object still counted as allocated now was lost on the way: a leak.
+    leaked = stats.get("alloc", 0) - stats.get("free", 0)
+    return {**tot, "ring_leftovers_freed": leftovers, "leaked_objects": leaked,
             "slub_alloc_fastpath": stats.get("alloc_fastpath", 0),
             "slub_alloc_slowpath": stats.get("alloc_slowpath", 0),
             "slub_free_fastpath": stats.get("free_fastpath", 0),

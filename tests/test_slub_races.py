@@ -277,3 +277,29 @@ def test_irq_slow_path_between_task_free_read_and_cas(sa) -> None:
     for x in (*more, *state["irq"], *xs[1:]):
         c.free(x)
     all_ok(a)
+
+
+def test_irq_context_waits_for_zone_lock_held_by_its_task(machine) -> None:
+    """The interrupt context's page allocator handle locks as its own owner
+    (IRQ_LOCK_CPU | cpu): it waits for a zone lock its task context holds (on the same
+    CPU, same pid) instead of raising a recursive-acquire LockError."""
+    import threading
+
+    from aerosync.mm import gfp as G
+    from aerosync.mm.slub import Slub
+
+    a = machine(slab=True, pcp_enabled=False)
+    task = Slub(a, 0)
+    irq = Slub(a, 0, irq=True)
+    zid = task.mm.zonelist(task.nid, G.GFP_KERNEL)[0]
+    lock = task.mm.zone_lock(zid)
+    got: list[int] = []
+    lock.acquire()
+    t = threading.Thread(target=lambda: got.append(irq.mm.alloc_pages(G.GFP_KERNEL, 0)))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive() and not got          # waiting for the task's lock, not raising
+    lock.release()
+    t.join(10)
+    assert got and got[0] >= 0
+    irq.mm.free_pages(got[0], 0)

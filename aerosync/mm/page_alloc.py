@@ -159,7 +159,11 @@ class MM:
         "warn_state",
     )
 
-    def __init__(self, arena: Any, cpu: int) -> None:
+    def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
+        """`lock_cpu`: the owner id this handle's zone locks record (default `cpu`); the
+        CPU's interrupt context (a second thread, mm/slub.py Slub(irq=True)) passes its own
+        id so that it waits for a zone lock its task context holds instead of mistaking
+        it for a recursive acquire (the two threads share pid and cpu)."""
         if not mm_ready(arena):
             raise AeroSyncError(f"MM: arena {arena.name} has no initialised memory manager (run mm_init)")
         q = arena.u64
@@ -182,7 +186,8 @@ class MM:
         has_mem = [any(self.populated[n * MAX_NR_ZONES + i] for i in range(MAX_NR_ZONES))
                    for n in range(self.nr_nodes)]
         self.node_order = Z.build_node_orders(self.nr_nodes, sim.distance, sim.node_cpus, has_mem)
-        self.zone_locks = [SpinLock(arena, q[(Z.zone_off(arena, z) + Z.Z_LOCK_SLOT) >> 3], cpu)
+        self.zone_locks = [SpinLock(arena, q[(Z.zone_off(arena, z) + Z.Z_LOCK_SLOT) >> 3],
+                                    cpu if lock_cpu is None else lock_cpu)
                            for z in range(self.nr_zones)]
         _build(self)
 

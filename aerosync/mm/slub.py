@@ -521,7 +521,7 @@ class Slub:
         if not 0 <= cpu < self.nr_cpus:
             raise SlabError(f"Slub: cpu {cpu} outside 0..{self.nr_cpus - 1}")
         self.arena, self.cpu, self.irq, self.hook = arena, cpu, irq, hook
-        self.mm = mm if mm is not None else MM(arena, cpu)
+        self.mm = mm if mm is not None else MM(arena, cpu, IRQ_LOCK_CPU | cpu if irq else None)
         self.nid = self.mm.nid
         self.token = (os.getpid() << 20 | cpu << 1 | int(irq)) + 1 + (id(self) & 0xFF) * (1 << 44)
         self._caches: dict[int, KmemCache] = {}

@@ -61,14 +61,12 @@ construction (no per-call objects; locals bound once).  default/local, and prefe
 the local node, are MM.alloc_pages itself (zero overhead).  interleave counts its hit
 with one plain increment on this CPU's mmstat record at the documented offset
 (mm/mmzone.py: STAT_NUMA + nid*8 + NUMA_INTERLEAVE_HIT), the same word
-MM.count_numa_event bumps, without the extra call.  Measured (2-core box, 4-node
-16384-page machine, PCP on, order-0 alloc + free pairs, best of 9 x 20000, loaded host):
-bare MM.alloc_pages 1.39 us; local/default 1.38 (the same function); preferred=1 2.19
-vs 2.16 for the bare alloc_pages_nodemask(nid=1) it makes; bind 3.50 vs 3.50-3.55 bare
-with the nodemask; preferred-many 3.64; interleave=all 2.28 and weighted 2.32 vs 2.10
-for a bare round robin without the hit count.  So the wrapper adds 0-0.2 us; what
-costs is MM's general path (no inlined PCP fast path for a non-local node, +0.8 us)
-and its per-call nodemask filtering (+1.4 us).
+MM.count_numa_event bumps, without the extra call.  Measured (2-core box, 2-node
+machine, PCP on, order-0 alloc + free pairs from a CPU on node 0): bare MM.alloc_pages
+about 1.4 us; local/default the same function; bind=1 1.52-1.63, preferred=1 1.55-1.63
+and preferred-many=1 1.60-1.69, now that MM caches nodemask plans and serves non-local
+order-0 allocations from its inlined PCP pop (before that: 3.5, 2.2 and 3.6 us).  The
+wrapper itself adds 0-0.2 us (interleave's round robin and hit count the most).
 
 Owner-only data: il_prev / il_weight (a closure's locals, never in the arena); this
 CPU's mmstat record (MM's rule: owner-only plain increments, summed on read).

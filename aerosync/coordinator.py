@@ -214,7 +214,7 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "pcp_enabled": m.pcp,
         "pcp_high": m.pcp_high,
         "pcp_batch": m.pcp_batch,
-        # mm/slub.py:slab_params reads these
+        # mm/slab_common.py:slab_params reads these
         "slab_mag_size": scn.slab.mag_size, "slab_max_order": scn.slab.max_order,
         "slab_min_partial": scn.slab.min_partial, "slab_min_objects": scn.slab.min_objects,
         "slub_debug": scn.slab.debug, "slab_max_caches": scn.slab.max_caches,

@@ -286,21 +286,21 @@ def _slab_ready(arena: Arena) -> None:
 
 
 def _slabinfo_text(arena: Arena) -> str:
-    from aerosync.mm.slub import slabinfo_text
+    from aerosync.mm.slab_common import slabinfo_text
 
     _slab_ready(arena)
     return slabinfo_text(arena)
 
 
 def _slabinfo_json(arena: Arena) -> Any:
-    from aerosync.mm.slub import slabinfo_json
+    from aerosync.mm.slab_common import slabinfo_json
 
     _slab_ready(arena)
     return slabinfo_json(arena)
 
 
 def _slabtop_text(arena: Arena) -> str:
-    from aerosync.mm.slub import slabtop_text
+    from aerosync.mm.slab_common import slabtop_text
 
     _slab_ready(arena)
     return slabtop_text(arena)

@@ -130,7 +130,7 @@ class MachineSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SlabSpec:
-    """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slub.py:slab_params)."""
+    """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slab_common.py:slab_params)."""
 
     mag_size: int = 16                  # CONFIG_SLAB_MAG_SIZE: per-CPU magazine, 0 = off
     max_order: int = 3                  # CONFIG_SLAB_MAX_ORDER

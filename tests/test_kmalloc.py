@@ -8,7 +8,8 @@ import pytest
 
 from aerosync.mm import gfp as G
 from aerosync.mm.kmalloc import BadKfreeWarning, Kmalloc, kmalloc_cache_name, kmalloc_index
-from aerosync.mm.slub import Slub, virt_to_off
+from aerosync.mm.slab_common import virt_to_off
+from aerosync.mm.slub import Slub
 from tests.test_slub import all_ok, sa  # noqa: F401 - fixture
 
 

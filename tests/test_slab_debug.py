@@ -4,7 +4,8 @@ consistent allocator afterwards (slab checker and page checker pass)."""
 from __future__ import annotations
 
 from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slub import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, Slub, kmem_cache_create, virt_to_off
+from aerosync.mm.slab_common import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, kmem_cache_create, virt_to_off
+from aerosync.mm.slub import Slub
 from tests.test_slub import all_ok, sa  # noqa: F401 - fixture
 
 DBG = SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER

@@ -16,10 +16,9 @@ from aerosync.arena.segment import Arena
 from aerosync.mm.check import check
 from aerosync.mm.kmalloc import Kmalloc
 from aerosync.mm.slab_check import slab_check
-from aerosync.mm.slub import (
+from aerosync.mm.slab_common import (
     SLAB_HWCACHE_ALIGN,
     SlabError,
-    Slub,
     cache_info,
     calculate_order,
     kmem_cache_create,
@@ -31,6 +30,7 @@ from aerosync.mm.slub import (
     slabtop_text,
     virt_to_off,
 )
+from aerosync.mm.slub import Slub
 from tests import slub_helpers as H
 from tests.conftest import new_machine
 

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slub import Slub, virt_to_off
+from aerosync.mm.slab_common import virt_to_off
+from aerosync.mm.slub import Slub
 from tests.test_slub import all_ok, make_slab_arena
 
 ops = st.lists(st.one_of(

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from aerosync.arena.segment import Arena
+from aerosync.mm import slab_common as SC
 from aerosync.mm import slub as S
 from aerosync.mm.check import check
 from aerosync.mm.gfp import __GFP_NOWARN, __GFP_THISNODE
 from aerosync.mm.slab_check import slab_check
-from aerosync.mm.slub import Slub, kmem_cache_create, slab_stats, virt_to_off
+from aerosync.mm.slab_common import kmem_cache_create, slab_stats, virt_to_off
+from aerosync.mm.slub import Slub
 
 
 @pytest.fixture
@@ -37,8 +39,8 @@ def all_ok(a: Arena) -> None:
 
 
 def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:
-    no = S._node_off(a, cid, nid, S._geo(a)[2])
-    return a.u64[(no + S.N_NR_PARTIAL) >> 3], a.u32[(no + S.N_HEAD) >> 2]
+    no = SC._node_off(a, cid, nid, SC._geo(a)[2])
+    return a.u64[(no + SC.N_NR_PARTIAL) >> 3], a.u32[(no + SC.N_HEAD) >> 2]
 
 
 # ------------------------------------------------------------------ task vs irq of one CPU
@@ -169,7 +171,7 @@ def test_debug_alloc_local_node_full_uses_fallback_slab(sa) -> None:
     node's lock; later allocations find it there (get_any_partial) instead of new slabs."""
     a = sa(nr_nodes=2, nr_cpus=2)
     s0 = Slub(a, 0)
-    c = s0.cache(kmem_cache_create(a, "race-dbg-node", 64, 0, S.SLAB_POISON | S.SLAB_RED_ZONE))
+    c = s0.cache(kmem_cache_create(a, "race-dbg-node", 64, 0, SC.SLAB_POISON | SC.SLAB_RED_ZONE))
     held = _exhaust_node(a, 0, 0)
     other = Slub(a, 1).cache(c.id)
     before = node_partial(a, c.id, 1)
@@ -207,8 +209,8 @@ def test_remote_free_emptying_decision_revalidated_by_cas(sa, monkeypatch) -> No
     c0 = Slub(a, 0).cache(cid)
     c1 = Slub(a, 1).cache(cid)
     objs = [c1.alloc() for _ in range(c1.objects)]        # CPU 1's first slab, all of it
-    pfn = (objs[0] - S.VBASE) >> 12
-    assert all((x - S.VBASE) >> 12 == pfn for x in objs)
+    pfn = (objs[0] - SC.VBASE) >> 12
+    assert all((x - SC.VBASE) >> 12 == pfn for x in objs)
     c1.flush_cpu(1)                                       # P: unfrozen, full
     for x in objs[1:]:
         c0.free(x)                                        # remote frees: P on node 1 partial, inuse 1
@@ -232,7 +234,7 @@ def test_remote_free_emptying_decision_revalidated_by_cas(sa, monkeypatch) -> No
     monkeypatch.undo()
     cas0 = slab_stats(a, cid, 1)["cmpxchg_fail"]
     r.free(objs[0])
-    assert got and (got[0] - S.VBASE) >> 12 == pfn        # CPU 0 took an object of P
+    assert got and (got[0] - SC.VBASE) >> 12 == pfn        # CPU 0 took an object of P
     assert slab_stats(a, cid, 1)["cmpxchg_fail"] == cas0 + 1
     assert slab_stats(a, cid)["free_slab"] == 0           # P not discarded under CPU 0's object
     assert node_partial(a, cid, 1) == (1, pfn)
@@ -257,20 +259,20 @@ def test_irq_slow_path_between_task_free_read_and_cas(sa) -> None:
             while True:                                   # drain P; the next alloc installs Q
                 x = irq_c.alloc()
                 state["irq"].append(x)
-                if (x - S.VBASE) >> 12 != state["p"]:
+                if (x - SC.VBASE) >> 12 != state["p"]:
                     break
 
     c = Slub(a, 0, hook=hook).cache("kmalloc-256")
     xs = [c.alloc() for _ in range(3)]
-    state["p"] = (xs[0] - S.VBASE) >> 12
+    state["p"] = (xs[0] - SC.VBASE) >> 12
     state["armed"] = True
     c.free(xs[0])
     assert not state["armed"]
-    q = (state["irq"][-1] - S.VBASE) >> 12
+    q = (state["irq"][-1] - SC.VBASE) >> 12
     assert q != state["p"]
-    ko = S._cpu_off(a, c.id, 0, 2, S._geo(a)[3])
-    assert a.u64[(ko + S.K_SLAB) >> 3] == q
-    pm = S.SMETA * state["p"] + a.off("slabmeta")
+    ko = SC._cpu_off(a, c.id, 0, 2, SC._geo(a)[3])
+    assert a.u64[(ko + SC.K_SLAB) >> 3] == q
+    pm = SC.SMETA * state["p"] + a.off("slabmeta")
     assert (a.u64[pm >> 3] >> 32) & 0xFFFF == c.objects - 1   # xs[0] back on P's own freelist
     more = [c.alloc() for _ in range(40)]
     assert xs[0] not in state["irq"] and len({*more, *state["irq"], *xs[1:]}) == len(more) + len(state["irq"]) + 2

@@ -21,14 +21,14 @@ from aerosync.arena.segment import Arena
 from aerosync.mm.boot import create_machine
 from aerosync.mm.init import single_node_sim
 from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slub import (
+from aerosync.mm.slab_common import (
     SLAB_POISON,
     SLAB_RED_ZONE,
     SLAB_STORE_USER,
     VBASE,
-    Slub,
     kmem_cache_create,
 )
+from aerosync.mm.slub import Slub
 
 __all__ = ["GROUPS"]
 

@@ -2,10 +2,10 @@
 
 Models: include/linux/slab.h (kmalloc, kmalloc_node, kzalloc, kmalloc_index),
 mm/slab_common.c (kmalloc_caches, __kmalloc_large_node, kfree, ksize, krealloc).
-Unit: a simulated virtual address (slub.VBASE + pfn * 4096 + offset); 0 is NULL.
+Unit: a simulated virtual address (slab_common.VBASE + pfn * 4096 + offset); 0 is NULL.
 
 Size classes (linux-mm.md 3.9): kmalloc-8 ... kmalloc-8k plus kmalloc-96 and -192,
-created by slub.slab_init (create_kmalloc_caches); each cache has per-node partial
+created by slab_common.slab_init (create_kmalloc_caches); each cache has per-node partial
 lists, so kmalloc_node(size, nid) places the object on node nid.  Requests above
 KMALLOC_MAX_CACHE_SIZE (8192) are compound pages from the page allocator
 (get_order(size)); kfree finds which from the page: PG_slab head -> its cache (slabmeta
@@ -27,7 +27,8 @@ from typing import Any
 from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.page import PG_head, PG_slab, PG_tail
-from aerosync.mm.slub import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, Slub, _size_name, kmem_cache_lookup
+from aerosync.mm.slab_common import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, _size_name, kmem_cache_lookup
+from aerosync.mm.slub import Slub
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Kmalloc", "KMALLOC_MAX_CACHE_SIZE", "kmalloc_index", "kmalloc_cache_name", "BadKfreeWarning"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from aerosync.mm import slub as S
+from aerosync.mm import slab_common as S
 from aerosync.mm.check import CheckReport, _Sink
 from aerosync.mm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
 

@@ -6,7 +6,7 @@ alloc_debug_processing, on_freelist) and mm/kasan/report.c's layout for bad free
 (linux-mm.md 3.8, 8.7).  Unit: one object of a debug cache, under its node's list_lock
 (debug caches take list_lock for every alloc and free, see slub.py).
 
-Object layout of a debug cache (offsets from the slot start; slub.py:_layout)::
+Object layout of a debug cache (offsets from the slot start; slab_common.py:_layout)::
 
     [left red zone: red_left_pad][object: object_size][right red zone .. inuse]
     [free pointer u32 (8 B)][track alloc: TRACK_SIZE][track free: TRACK_SIZE][pad]
@@ -48,7 +48,7 @@ SLUB_RED_ACTIVE = 0xCC
 TRACK_SIZE = 64
 _SITE_LEN = 48
 _HERE = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
-                  for f in ("slub.py", "kmalloc.py", "slab_debug.py", "slab_check.py"))
+                  for f in ("slub.py", "slab_common.py", "kmalloc.py", "slab_debug.py", "slab_check.py"))
 
 
 def _call_site() -> str:
@@ -79,7 +79,7 @@ class DebugOps:
     def __init__(self, arena: Any, kc: Any, info: dict[str, Any], slub: Any, obj_addr: Callable[[int, int], int],
                  sm_of: Callable[[int], int], fp_get: Callable[[int, int], int],
                  fp_set: Callable[[int, int, int], None]) -> None:
-        from aerosync.mm import slub as S
+        from aerosync.mm import slab_common as S
 
         self.arena, self.kc, self.slub, self.S = arena, kc, slub, S
         self.obj_addr, self.sm_of, self.fp_get, self.fp_set = obj_addr, sm_of, fp_get, fp_set

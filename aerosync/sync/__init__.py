@@ -4,7 +4,7 @@ The whole system's lock order (outer first; indentation = "may be taken while ho
 the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states its own
 part and why; this tree is the union, and nothing takes locks in another order.
 
-    slab_mutex                         mm/slub.py      cache table (create/destroy/lookup)
+    slab_mutex                         mm/slab_common.py  cache table (create/destroy/lookup)
       c->lock  (per cache x CPU CAS)   mm/slub.py      c->slab, c->partial, magazine
         &n->list_lock (per cache x node)               node partial lists, discard
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)

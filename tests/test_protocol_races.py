@@ -410,3 +410,66 @@ def test_online_waits_for_a_drain_in_progress(monkeypatch, machine) -> None:
     m1.drain_local_pages()
     rep = check(a)
     assert rep.ok, str(rep)
+
+
+def test_drainer_never_drains_unclaimed_when_owner_leaves_between_cases(machine) -> None:
+    """The owner is inside its PCP (BUSY) when a drainer looks, and leaves (IDLE) right
+    after: the drainer must claim DRAINING before touching the lists.  The old claim
+    tried CAS(IDLE->DRAINING) then CAS(OFFLINE->DRAINING); the owner leaving between the
+    two made the second return IDLE, which ended the wait unclaimed, and the drain ran
+    while the owner could re-enter (count and lists diverged: checker P1/P4)."""
+    from aerosync.mm import gfp as G
+    from aerosync.mm import mmzone as Z
+    from aerosync.mm.check import check
+    from aerosync.mm.page_alloc import MM
+
+    a = machine(nr_pages=2048, nr_cpus=2)
+    owner = MM(a, 1)
+    owner.free_pages(owner.alloc_pages(G.GFP_KERNEL, 0), 0)   # cpu1's pcp holds pages
+    zid = owner.zonelist(owner.nid, G.GFP_KERNEL)[0]
+    po = Z.pcp_off(a, 1, zid, owner.nr_zones)
+    real = a.atomic
+    real.store64(po, 1)                                       # the owner is inside
+    seen: dict[str, Any] = {"first": True, "state_at_release": []}
+
+    class OwnerLeavesOnFirstLook:
+        """Delegates to the real atomics; the first access to the pcp word sees BUSY and
+        then the owner leaves (IDLE).  Records the state when the drainer stores OFFLINE."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def _look(self, off: int) -> None:
+            if off == po and seen["first"]:
+                seen["first"] = False
+                real.store64(po, 0)
+
+        def load64(self, off: int, *order: int) -> int:
+            if off == po and seen["first"]:
+                v = real.load64(off)
+                self._look(off)
+                return v
+            return real.load64(off, *order)
+
+        def cas64(self, off: int, exp: int, new: int, *order: int) -> int:
+            if off == po and seen["first"]:
+                v = real.load64(off)
+                self._look(off)
+                return v
+            return real.cas64(off, exp, new, *order)
+
+        def store64(self, off: int, value: int, *order: int) -> None:
+            if off == po and value == 2:
+                seen["state_at_release"].append(real.load64(po))
+            real.store64(off, value, *order)
+
+    a.atomic = OwnerLeavesOnFirstLook()  # type: ignore[assignment]
+    try:
+        drainer = MM(a, 0)
+    finally:
+        a.atomic = real
+    drainer.drain_cpu_pages(1)
+    assert 3 in seen["state_at_release"] and all(s == 3 for s in seen["state_at_release"]), seen
+    owner.pcp_cpu_online(1)
+    rep = check(a)
+    assert rep.ok, str(rep)

@@ -1064,14 +1064,22 @@ def _build(mm: MM) -> None:
 
     def pcp_claim(c: int, zid: int, po: int, frm: tuple[int, ...], to: int, wait: tuple[int, ...], what: str) -> int:
         """CAS the pcp state from one of `frm` to `to`, waiting (backoff) while it is in
-        `wait`; returns the state found (one of frm, or another that ends the wait)."""
+        `wait`; returns the state found: one of `frm` (claimed) or another that ends the
+        wait (nothing claimed).
+
+        One load, then a CAS from exactly the value seen: trying each of `frm` in turn
+        would let the state move between two CASes (BUSY, then IDLE when the owner
+        leaves) and end the wait on a value in `frm` that was never claimed -- a drainer
+        then emptied the lists while the owner was back inside (test_page_alloc.py::
+        test_remote_drain_while_owner_runs caught it, about 1 run in 15)."""
         deadline = time.monotonic() + _PCP_WAIT_S
         delay = 1e-5
         while True:
-            for f in frm:
-                st = cas64(po, f, to)
-                if st == f:
+            st = load64(po)
+            if st in frm:
+                if cas64(po, st, to) == st:
                     return st
+                continue                      # moved under us: look again at once
             if st not in wait:
                 return st
             if time.monotonic() > deadline:

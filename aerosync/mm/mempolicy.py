@@ -82,6 +82,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from aerosync.arch.cpu import format_cpulist
 from aerosync.errors import AeroSyncError, UsageError
 from aerosync.mm import mmzone as Z
 from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
@@ -180,17 +181,8 @@ def _bits(mask: int) -> tuple[int, ...]:
 
 
 def format_nodelist(nodes: Iterable[int]) -> str:
-    """`0-1,3` from [0, 1, 3] (the kernel's %*pbl)."""
-    s = sorted(set(nodes))
-    parts = []
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
-            j += 1
-        parts.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
-        i = j + 1
-    return ",".join(parts)
+    """`0-1,3` from [0, 1, 3] (the kernel's %*pbl, as for CPU lists)."""
+    return format_cpulist(nodes)
 
 
 def parse_nodelist(spec: str, nr_nodes: int, mem: Sequence[int], text: str, key: str = "numa.policy") -> int:

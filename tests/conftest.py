@@ -116,6 +116,16 @@ def machine() -> Iterator[Callable[..., Arena]]:
 
 
 @pytest.fixture
+def sa(machine: Callable[..., Arena]) -> Callable[..., Arena]:
+    """Factory of booted machines with SLUB (new_machine's arguments, slab=True)."""
+
+    def factory(**kw: Any) -> Arena:
+        return machine(slab=True, **kw)
+
+    return factory
+
+
+@pytest.fixture
 def spawn() -> Iterator[Callable[..., mp.process.BaseProcess]]:
     """Start helper processes with the spawn method; all are killed at teardown."""
     ctx = mp.get_context("spawn")

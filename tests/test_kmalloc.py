@@ -10,7 +10,7 @@ from aerosync.mm import gfp as G
 from aerosync.mm.kmalloc import BadKfreeWarning, Kmalloc, kmalloc_cache_name, kmalloc_index
 from aerosync.mm.slab_common import virt_to_off
 from aerosync.mm.slub import Slub
-from tests.test_slub import all_ok, sa  # noqa: F401 - fixture
+from tests.test_slub import all_ok
 
 
 @pytest.mark.parametrize(("size", "cls"), [(1, 8), (8, 8), (9, 16), (64, 64), (65, 96), (96, 96), (97, 128),
@@ -19,7 +19,7 @@ def test_size_classes(size: int, cls: int) -> None:
     assert kmalloc_index(size) == cls
 
 
-def test_kmalloc_kzalloc_krealloc_ksize(sa) -> None:  # noqa: F811
+def test_kmalloc_kzalloc_krealloc_ksize(sa) -> None:
     a = sa()
     k = Kmalloc(Slub(a, 0))
     x = k.kmalloc(70)
@@ -45,7 +45,7 @@ def test_kmalloc_kzalloc_krealloc_ksize(sa) -> None:  # noqa: F811
     all_ok(a)
 
 
-def test_large_kmalloc_and_bad_kfree(sa) -> None:  # noqa: F811
+def test_large_kmalloc_and_bad_kfree(sa) -> None:
     a = sa()
     k = Kmalloc(Slub(a, 1))
     big = k.kmalloc(20000)                              # order 3 compound block

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aerosync.mm.kmalloc import Kmalloc
 from aerosync.mm.slab_common import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, kmem_cache_create, virt_to_off
 from aerosync.mm.slub import Slub
-from tests.test_slub import all_ok, sa  # noqa: F401 - fixture
+from tests.test_slub import all_ok
 
 DBG = SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER
 
@@ -17,7 +17,7 @@ def _cache(a, name: str = "dbg-64", size: int = 64):
     return s, s.cache(name)
 
 
-def test_double_free_reported(sa) -> None:  # noqa: F811
+def test_double_free_reported(sa) -> None:
     a = sa()
     s, c = _cache(a)
     x = c.alloc()
@@ -31,7 +31,7 @@ def test_double_free_reported(sa) -> None:  # noqa: F811
     all_ok(a)
 
 
-def test_invalid_free_not_object_start_and_wrong_cache(sa) -> None:  # noqa: F811
+def test_invalid_free_not_object_start_and_wrong_cache(sa) -> None:
     a = sa()
     s, c = _cache(a)
     x = c.alloc()
@@ -46,7 +46,7 @@ def test_invalid_free_not_object_start_and_wrong_cache(sa) -> None:  # noqa: F81
     all_ok(a)
 
 
-def test_redzone_overwrite_reported_and_isolated(sa) -> None:  # noqa: F811
+def test_redzone_overwrite_reported_and_isolated(sa) -> None:
     a = sa()
     s, c = _cache(a)
     x = c.alloc()
@@ -64,7 +64,7 @@ def test_redzone_overwrite_reported_and_isolated(sa) -> None:  # noqa: F811
     all_ok(a)
 
 
-def test_write_after_free_found_at_next_alloc(sa) -> None:  # noqa: F811
+def test_write_after_free_found_at_next_alloc(sa) -> None:
     a = sa()
     s, c = _cache(a)
     objs = [c.alloc() for _ in range(10)]
@@ -81,7 +81,7 @@ def test_write_after_free_found_at_next_alloc(sa) -> None:  # noqa: F811
     all_ok(a)
 
 
-def test_global_slub_debug_applies_to_kmalloc(sa) -> None:  # noqa: F811
+def test_global_slub_debug_applies_to_kmalloc(sa) -> None:
     a = sa(slub_debug="ZP,kmalloc-32")
     s = Slub(a, 1)
     k = Kmalloc(s)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -38,14 +37,6 @@ from tests.conftest import new_machine
 def make_slab_arena(**kw: Any) -> Arena:
     """A booted machine with SLUB; the caller closes and unlinks it."""
     return new_machine(slab=True, **kw)
-
-
-@pytest.fixture
-def sa(machine: Callable[..., Arena]) -> Callable[..., Arena]:
-    def factory(**kw: Any) -> Arena:
-        return machine(slab=True, **kw)
-
-    return factory
 
 
 def all_ok(a: Arena) -> None:

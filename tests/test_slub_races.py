@@ -8,34 +8,15 @@ out twice or lost and that the checkers (S1..S7, mm/check.py) stay clean."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from aerosync.arena.segment import Arena
 from aerosync.mm import slab_common as SC
 from aerosync.mm import slub as S
-from aerosync.mm.check import check
 from aerosync.mm.gfp import __GFP_NOWARN, __GFP_THISNODE
-from aerosync.mm.slab_check import slab_check
 from aerosync.mm.slab_common import kmem_cache_create, slab_stats, virt_to_off
 from aerosync.mm.slub import Slub
-
-
-@pytest.fixture
-def sa(machine: Callable[..., Arena]) -> Callable[..., Arena]:
-    def factory(**kw: Any) -> Arena:
-        return machine(slab=True, **kw)
-
-    return factory
-
-
-def all_ok(a: Arena) -> None:
-    rep = slab_check(a)
-    assert rep.ok, str(rep)
-    rep = check(a)
-    assert rep.ok, str(rep)
+from tests.test_slub import all_ok
 
 
 def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:

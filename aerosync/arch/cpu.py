@@ -38,6 +38,7 @@ __all__ = [
     "format_cpulist",
     "parse_cpu_max",
     "parse_cpulist",
+    "read_file",
     "pin_to",
     "proc_alive",
     "proc_starttime",
@@ -140,7 +141,8 @@ def _parse_cfs(quota_text: str, period_text: str) -> float | None:
     return quota / period if quota > 0 and period > 0 else None
 
 
-def _read(path: str) -> str | None:
+def read_file(path: str) -> str | None:
+    """A small sysfs/procfs file's text, or None when it cannot be read."""
     try:
         with open(path) as f:
             return f.read()
@@ -168,7 +170,7 @@ def cpu_quota(root: str = "/sys/fs/cgroup", proc: str = "/proc") -> float | None
     hosts keep cpu on v1), else the v2 unified hierarchy.  The smallest quota on the path
     from our cgroup to the root applies.  None also when nothing can be read.
     """
-    text = _read(os.path.join(proc, "self", "cgroup"))
+    text = read_file(os.path.join(proc, "self", "cgroup"))
     if text is None:
         return None
     v1_path = v2_path = None
@@ -187,7 +189,7 @@ def cpu_quota(root: str = "/sys/fs/cgroup", proc: str = "/proc") -> float | None
             None,
         )
         for d in _levels(mount, v1_path) if mount else []:
-            q, p = _read(os.path.join(d, "cpu.cfs_quota_us")), _read(os.path.join(d, "cpu.cfs_period_us"))
+            q, p = read_file(os.path.join(d, "cpu.cfs_quota_us")), read_file(os.path.join(d, "cpu.cfs_period_us"))
             if q is not None and p is not None and (lim := _parse_cfs(q, p)) is not None:
                 limits.append(lim)
     elif v2_path is not None:
@@ -197,7 +199,7 @@ def cpu_quota(root: str = "/sys/fs/cgroup", proc: str = "/proc") -> float | None
                 os.path.join(root, "unified")):
             mount = os.path.join(root, "unified")
         for d in _levels(mount, v2_path):
-            t = _read(os.path.join(d, "cpu.max"))
+            t = read_file(os.path.join(d, "cpu.max"))
             if t is not None and (lim := parse_cpu_max(t)) is not None:
                 limits.append(lim)
     return min(limits) if limits else None
@@ -205,7 +207,7 @@ def cpu_quota(root: str = "/sys/fs/cgroup", proc: str = "/proc") -> float | None
 
 def cpu_model(proc: str = "/proc") -> str:
     """The CPU's marketing name from /proc/cpuinfo ("model name"), for reports."""
-    text = _read(os.path.join(proc, "cpuinfo")) or ""
+    text = read_file(os.path.join(proc, "cpuinfo")) or ""
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if sep and key.strip() == "model name" and value.strip():
@@ -303,7 +305,7 @@ def _parse_stat(text: str) -> tuple[str, int]:
 def _read_stat(pid: int) -> tuple[str, int] | None:
     if pid <= 0:
         return None
-    text = _read(f"/proc/{pid}/stat")
+    text = read_file(f"/proc/{pid}/stat")
     if text is None:
         return None
     try:

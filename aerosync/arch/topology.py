@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from aerosync.arch.cpu import allowed_cpus as _affinity
 from aerosync.arch.cpu import cpu_model as _cpu_model
 from aerosync.arch.cpu import cpu_quota as _cpu_quota
-from aerosync.arch.cpu import format_cpulist, parse_cpulist
+from aerosync.arch.cpu import format_cpulist, parse_cpulist, read_file
 from aerosync.errors import TopologyError
 from aerosync.params import MAX_CPUS, MAX_NUMNODES
 
@@ -150,16 +150,8 @@ class HostTopology:
         )
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def _read_int(path: str, default: int = -1) -> int:
-    text = _read(path)
+    text = read_file(path)
     try:
         return int(text.strip()) if text is not None else default
     except ValueError:
@@ -168,7 +160,7 @@ def _read_int(path: str, default: int = -1) -> int:
 
 def _cpulist_file(path: str) -> tuple[int, ...] | None:
     """A cpulist-format sysfs file, None if absent; TopologyError naming it if malformed."""
-    text = _read(path)
+    text = read_file(path)
     if text is None:
         return None
     try:
@@ -179,7 +171,7 @@ def _cpulist_file(path: str) -> tuple[int, ...] | None:
 
 def _mem_total(path: str) -> int:
     """MemTotal in bytes from /proc/meminfo or nodeN/meminfo ("Node 0 MemTotal:  N kB"); 0 if absent."""
-    for line in (_read(path) or "").splitlines():
+    for line in (read_file(path) or "").splitlines():
         tokens = line.split()
         if "MemTotal:" in tokens:
             i = tokens.index("MemTotal:")
@@ -226,7 +218,7 @@ def read_host(sysfs: str = "/sys", proc: str = "/proc", allowed: Iterable[int] |
             built.append(HostNode(nid, tuple(c for c in cpus if c in usable),
                                   _mem_total(os.path.join(ndir, "meminfo"))))
             dpath = os.path.join(ndir, "distance")
-            text = _read(dpath)
+            text = read_file(dpath)
             try:
                 row = tuple(int(x) for x in (text or "").split())
             except ValueError:

@@ -119,11 +119,17 @@ def _extent_cover(n: int, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 def check(arena: Any, raise_first: bool = False, limit: int = 20) -> CheckReport:
     """Check every invariant in the module docstring; report (or raise) violations."""
+    return run_checker(_check, arena, raise_first, limit)
+
+
+def run_checker(body: Any, arena: Any, raise_first: bool, limit: int) -> CheckReport:
+    """Run a checker body `body(arena, sink)` into a timed CheckReport (shared by
+    mm/slab_check.py)."""
     import time
 
     t0 = time.perf_counter()
     sink = _Sink(raise_first, limit)
-    _check(arena, sink)
+    body(arena, sink)
     rep = sink.report
     rep.elapsed_s = time.perf_counter() - t0
     return rep

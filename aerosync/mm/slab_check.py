@@ -8,13 +8,12 @@ Unit: a quiescent arena (no CPU inside the allocator).  Reads only.  The invaria
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from aerosync.mm import slab_common as S
-from aerosync.mm.check import CheckReport, _Sink
+from aerosync.mm.check import CheckReport, _Sink, run_checker
 from aerosync.mm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
 
 __all__ = ["slab_check", "SLAB_INVARIANTS"]
@@ -24,12 +23,7 @@ SLAB_INVARIANTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 
 def slab_check(arena: Any, raise_first: bool = False, limit: int = 20) -> CheckReport:
     """Check S1..S7 for every live cache; report (or raise) violations."""
-    t0 = time.perf_counter()
-    sink = _Sink(raise_first, limit)
-    _check(arena, sink)
-    rep = sink.report
-    rep.elapsed_s = time.perf_counter() - t0
-    return rep
+    return run_checker(_check, arena, raise_first, limit)
 
 
 def _walk(arena: Any, pfn: int, head: int, size: int, fpo: int, limit: int) -> tuple[list[int], bool]:

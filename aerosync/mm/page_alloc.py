@@ -24,7 +24,8 @@ Linux only records it for compound pages).
 
 Lock order (outer first):
   1. per_cpu_pages "lock" of (cpu, zone): the pcp state word, taken by CAS IDLE->BUSY by
-     its owner (trylock, as pcp_spin_trylock) or IDLE->OFFLINE by a remote drainer;
+     its owner (trylock, as pcp_spin_trylock), or IDLE/OFFLINE->DRAINING by a remote
+     drainer (one load, then a CAS from exactly the value seen);
      protects the pcp's count and lists and the PG_pcp pages on them.
   2. zone.lock ("&zone->lock", SpinLock): free_area lists and nr_free, NR_FREE_PAGES,
      PG_buddy pages' word0 and links, pageblock migratetypes of the zone.

@@ -49,10 +49,10 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
-from aerosync.mm import mmzone as Z
 from aerosync.mm.boot import boot, machine_sections
-from aerosync.mm.check import check as mm_check
-from aerosync.mm.slab_check import slab_check
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.check import check as mm_check
+from aerosync.mm.slab.slab_check import slab_check
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -171,7 +171,7 @@ def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
 def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
     """[numa] policies parse for this machine's nodes (before anything is created)."""
     from aerosync.errors import ScenarioError
-    from aerosync.mm.mempolicy import PolicyError, policy_for_cpu
+    from aerosync.mm.numa.mempolicy import PolicyError, policy_for_cpu
 
     for cpu, _ in scn.numa.cpu_policy:
         if cpu >= sim.nr_cpus:
@@ -207,19 +207,19 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,
-        # mm/init.py reads these (mm_params)
+        # mm/pmm/init.py reads these (mm_params)
         "max_page_order": m.max_page_order,
         "min_free_kbytes": m.min_free_kbytes,
         "watermark_scale_factor": m.watermark_scale_factor,
         "pcp_enabled": m.pcp,
         "pcp_high": m.pcp_high,
         "pcp_batch": m.pcp_batch,
-        # mm/slab_common.py:slab_params reads these
+        # mm/slab/slab_common.py:slab_params reads these
         "slab_mag_size": scn.slab.mag_size, "slab_max_order": scn.slab.max_order,
         "slab_min_partial": scn.slab.min_partial, "slab_min_objects": scn.slab.min_objects,
         "slub_debug": scn.slab.debug, "slab_max_caches": scn.slab.max_caches,
         "slab_nr_sheaves": scn.slab.nr_sheaves,
-        # workers build their PolicyAllocator from these (mm/mempolicy.py)
+        # workers build their PolicyAllocator from these (mm/numa/mempolicy.py)
         "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
                  "weights": list(scn.numa.weights)},
     }

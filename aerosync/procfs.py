@@ -29,7 +29,7 @@ Views (STAT_VIEWS) and their JSON twins:
                                                       (/sys/devices/system/node/nodeN/numastat;
                                                       node_numastat_text() prints that file)
 
-Model facts the texts state rather than invent (see mm/vmstat.py for the counting):
+Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
     locked list walk; a count of 100000 or more prints as ">100000" as in the kernel,
     the JSON twin keeps the exact count.
@@ -50,9 +50,9 @@ from typing import Any
 
 from aerosync.arena.segment import Arena
 from aerosync.errors import UsageError
-from aerosync.mm import mmzone as Z
-from aerosync.mm import vmstat as V
-from aerosync.mm.gfp import MAX_NR_ZONES, MIGRATETYPE_NAMES, ZONE_NAMES
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import vmstat as V
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATETYPE_NAMES, ZONE_NAMES
 from aerosync.sync import lockstat
 
 __all__ = [
@@ -286,21 +286,21 @@ def _slab_ready(arena: Arena) -> None:
 
 
 def _slabinfo_text(arena: Arena) -> str:
-    from aerosync.mm.slab_common import slabinfo_text
+    from aerosync.mm.slab.slab_common import slabinfo_text
 
     _slab_ready(arena)
     return slabinfo_text(arena)
 
 
 def _slabinfo_json(arena: Arena) -> Any:
-    from aerosync.mm.slab_common import slabinfo_json
+    from aerosync.mm.slab.slab_common import slabinfo_json
 
     _slab_ready(arena)
     return slabinfo_json(arena)
 
 
 def _slabtop_text(arena: Arena) -> str:
-    from aerosync.mm.slab_common import slabtop_text
+    from aerosync.mm.slab.slab_common import slabtop_text
 
     _slab_ready(arena)
     return slabtop_text(arena)

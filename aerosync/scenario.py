@@ -130,7 +130,7 @@ class MachineSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SlabSpec:
-    """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slab_common.py:slab_params)."""
+    """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slab/slab_common.py:slab_params)."""
 
     mag_size: int = 16                  # CONFIG_SLAB_MAG_SIZE: per-CPU magazine, 0 = off
     max_order: int = 3                  # CONFIG_SLAB_MAX_ORDER
@@ -143,7 +143,7 @@ class SlabSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
-    """[numa]: memory policies in numactl's words, checked by mm/mempolicy.py."""
+    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py."""
 
     policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
     cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides

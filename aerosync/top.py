@@ -80,7 +80,7 @@ def zones_panel(arena: Arena) -> RenderableType | None:
     """Free pages per node and zone (needs the page allocator's `mmzones` section)."""
     if "mmzones" not in arena.sections:
         return None
-    from aerosync.mm import mmzone
+    from aerosync.mm.pmm import mmzone
 
     first = mmzone.zone_info(arena, 0)
     t = Table(title="free memory per node and zone", expand=False)

@@ -87,7 +87,7 @@ def new_machine(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1, weigh
     """A booted machine (mm, and SLUB with slab=True) on a fake `nr_nodes` topology; the
     caller closes and unlinks it (the `machine` fixture does)."""
     from aerosync.mm.boot import create_machine
-    from aerosync.mm.init import single_node_sim
+    from aerosync.mm.pmm.init import single_node_sim
 
     config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, nr_nodes, weights, distance),
               "test": os.environ.get("PYTEST_CURRENT_TEST", ""), **cfg}

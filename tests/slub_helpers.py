@@ -34,9 +34,9 @@ def larson_child(name: str, cpu: int, nr_cpus: int, ops: int, seed: int, remote_
                  res_off: int, go_off: int) -> None:
     """Server pattern: allocate, keep a working set, hand some objects to the next CPU,
     free the ones handed to us (remote frees) and our own (local)."""
-    from aerosync.mm.kmalloc import Kmalloc
-    from aerosync.mm.slab_common import VBASE
-    from aerosync.mm.slub import Slub
+    from aerosync.mm.slab.kmalloc import Kmalloc
+    from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.mm.slab.slub import Slub
 
     a = Arena.attach(name)
     s = Slub(a, cpu)
@@ -94,7 +94,7 @@ def larson_child(name: str, cpu: int, nr_cpus: int, ops: int, seed: int, remote_
 
 
 def _publish(a: Arena, res_off: int, cpu: int, bad: int, allocs: int, remote: int, s: object) -> None:
-    from aerosync.mm.slab_common import live_caches, slab_stats
+    from aerosync.mm.slab.slab_common import live_caches, slab_stats
 
     cas = sum(slab_stats(a, c, cpu)["cmpxchg_fail"] for c in live_caches(a))
     res = res_off + cpu * 64
@@ -108,9 +108,9 @@ def _publish(a: Arena, res_off: int, cpu: int, bad: int, allocs: int, remote: in
 
 def xmalloc_child(name: str, cpu: int, role: str, nobj: int, res_off: int, go_off: int) -> None:
     """role 'alloc': allocate nobj objects into the ring of cpu 1; role 'free': free them."""
-    from aerosync.mm.kmalloc import Kmalloc
-    from aerosync.mm.slab_common import VBASE
-    from aerosync.mm.slub import Slub
+    from aerosync.mm.slab.kmalloc import Kmalloc
+    from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.mm.slab.slub import Slub
 
     a = Arena.attach(name)
     s = Slub(a, cpu)

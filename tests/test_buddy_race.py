@@ -31,12 +31,12 @@ import pytest
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm import page_alloc as PA
-from aerosync.mm.check import check
-from aerosync.mm.page import PG_buddy
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import page_alloc as PA
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.page import PG_buddy
+from aerosync.mm.pmm.page_alloc import MM
 from aerosync.sync.spinlock import SpinLock
 
 NOWARN = G.__GFP_NOWARN

@@ -1,5 +1,5 @@
 """The mm invariant checker: clean states pass, and each invariant, broken on purpose,
-is reported with its id and where (mm/check.py docstring lists B1..F3)."""
+is reported with its id and where (mm/pmm/check.py docstring lists B1..F3)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from aerosync.errors import InvariantViolation
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm.check import INVARIANTS, check
-from aerosync.mm.page import NIL, PG_buddy, PG_lru, PG_pcp, PG_tail, page_array
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.check import INVARIANTS, check
+from aerosync.mm.pmm.page import NIL, PG_buddy, PG_lru, PG_pcp, PG_tail, page_array
+from aerosync.mm.pmm.page_alloc import MM
 from tests.test_page_alloc import make_mm_arena
 
 

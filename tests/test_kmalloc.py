@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 
-from aerosync.mm import gfp as G
-from aerosync.mm.kmalloc import BadKfreeWarning, Kmalloc, kmalloc_cache_name, kmalloc_index
-from aerosync.mm.slab_common import virt_to_off
-from aerosync.mm.slub import Slub
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.slab.kmalloc import BadKfreeWarning, Kmalloc, kmalloc_cache_name, kmalloc_index
+from aerosync.mm.slab.slab_common import virt_to_off
+from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
 
 

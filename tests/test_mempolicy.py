@@ -1,4 +1,4 @@
-"""NUMA memory policies (issue 3, mm/mempolicy.py): numactl words in and out, each
+"""NUMA memory policies (issue 3, mm/numa/mempolicy.py): numactl words in and out, each
 policy's placement and fallback on a fake two-node and four-node machine, numastat
 counted with the kernel's meanings (linux-mm.md 4.4), and the remote-touch cost."""
 
@@ -11,11 +11,7 @@ import pytest
 
 from aerosync.arena.segment import Arena
 from aerosync.errors import AeroSyncError, UsageError
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm.check import check
-from aerosync.mm.init import single_node_sim
-from aerosync.mm.mempolicy import (
+from aerosync.mm.numa.mempolicy import (
     MPOL_BIND,
     MPOL_DEFAULT,
     MPOL_INTERLEAVE,
@@ -34,8 +30,12 @@ from aerosync.mm.mempolicy import (
     policy_for_cpu,
     touch_costs,
 )
-from aerosync.mm.page import page_array
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.init import single_node_sim
+from aerosync.mm.pmm.page import page_array
+from aerosync.mm.pmm.page_alloc import MM
 
 K = G.GFP_KERNEL | G.__GFP_NOWARN
 DIST4 = [[10, 16, 16, 22], [16, 10, 22, 16], [16, 22, 10, 16], [22, 16, 16, 10]]

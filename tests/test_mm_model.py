@@ -8,10 +8,10 @@ import gc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm.check import check
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.page_alloc import MM
 from tests.test_page_alloc import make_mm_arena
 
 NR_PAGES = 4096

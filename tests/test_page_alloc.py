@@ -16,12 +16,12 @@ import pytest
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm import vmstat as V
-from aerosync.mm.check import check
-from aerosync.mm.page import NIL, PG_head, PG_lru, PG_tail, page_array
-from aerosync.mm.page_alloc import MM, AllocFailureWarning, BadPageWarning
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import vmstat as V
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.page import NIL, PG_head, PG_lru, PG_tail, page_array
+from aerosync.mm.pmm.page_alloc import MM, AllocFailureWarning, BadPageWarning
 from tests.conftest import new_machine
 
 NOWARN = G.__GFP_NOWARN
@@ -650,7 +650,7 @@ def test_remote_drain_while_owner_runs(mk, spawn) -> None:
 def test_random_mix_debug_vm(monkeypatch, mk, nodes: int, max_order: int, pcp: bool, nr_pages: int) -> None:
     """Random nodemask/preferred-node/order mixes on four CPUs with DEBUG_VM's lock
     assertions on, over several topologies and MAX_PAGE_ORDERs; nothing lost at the end."""
-    from aerosync.mm import _internal
+    from aerosync.mm.pmm import _internal
 
     monkeypatch.setattr(_internal, "DEBUG_VM", True)
     a = mk(nr_pages=nr_pages, nr_cpus=4, nr_nodes=nodes, max_page_order=max_order, pcp_enabled=pcp)

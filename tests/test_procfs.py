@@ -21,12 +21,12 @@ from aerosync import procfs
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.errors import UsageError
-from aerosync.mm import gfp as G
-from aerosync.mm import mmzone as Z
-from aerosync.mm import vmstat as V
-from aerosync.mm.check import check
-from aerosync.mm.page import NIL, P_ZONE, PG_buddy, PG_pcp, page_array, page_off
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import vmstat as V
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.page import NIL, P_ZONE, PG_buddy, PG_pcp, page_array, page_off
+from aerosync.mm.pmm.page_alloc import MM
 
 NOWARN = G.__GFP_NOWARN
 MT_NAMES = G.MIGRATETYPE_NAMES

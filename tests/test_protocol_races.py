@@ -360,11 +360,11 @@ def test_online_waits_for_a_drain_in_progress(monkeypatch, machine) -> None:
     online waits for the end of the drain."""
     import threading
 
-    from aerosync.mm import gfp as G
-    from aerosync.mm import mmzone as Z
-    from aerosync.mm import page_alloc as PA
-    from aerosync.mm.check import check
-    from aerosync.mm.page_alloc import MM
+    from aerosync.mm.pmm import gfp as G
+    from aerosync.mm.pmm import mmzone as Z
+    from aerosync.mm.pmm import page_alloc as PA
+    from aerosync.mm.pmm.check import check
+    from aerosync.mm.pmm.page_alloc import MM
     from aerosync.sync.spinlock import SpinLock
 
     hook: list[Callable[[], None]] = []
@@ -418,10 +418,10 @@ def test_drainer_never_drains_unclaimed_when_owner_leaves_between_cases(machine)
     tried CAS(IDLE->DRAINING) then CAS(OFFLINE->DRAINING); the owner leaving between the
     two made the second return IDLE, which ended the wait unclaimed, and the drain ran
     while the owner could re-enter (count and lists diverged: checker P1/P4)."""
-    from aerosync.mm import gfp as G
-    from aerosync.mm import mmzone as Z
-    from aerosync.mm.check import check
-    from aerosync.mm.page_alloc import MM
+    from aerosync.mm.pmm import gfp as G
+    from aerosync.mm.pmm import mmzone as Z
+    from aerosync.mm.pmm.check import check
+    from aerosync.mm.pmm.page_alloc import MM
 
     a = machine(nr_pages=2048, nr_cpus=2)
     owner = MM(a, 1)

@@ -3,9 +3,9 @@ consistent allocator afterwards (slab checker and page checker pass)."""
 
 from __future__ import annotations
 
-from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slab_common import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, kmem_cache_create, virt_to_off
-from aerosync.mm.slub import Slub
+from aerosync.mm.slab.kmalloc import Kmalloc
+from aerosync.mm.slab.slab_common import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, kmem_cache_create, virt_to_off
+from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
 
 DBG = SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER

@@ -36,7 +36,7 @@ def _ok(d: dict) -> dict:
     ("xmalloc", "cross_cpu_pct = 100\n", 0),
 ])
 def test_remote_free_stress_1e5_ops(tmp_path: Path, workload: str, params: str, mag: int, soak: bool) -> None:
-    """Invariant S5 of mm/slub.py (objects in slabs = free + per-CPU + magazines +
+    """Invariant S5 of mm/slab/slub.py (objects in slabs = free + per-CPU + magazines +
     allocated) and the page checker hold after >= 1e5 operations with remote frees."""
     ops = 300_000 if soak else 50_000
     w = _ok(_run(tmp_path, f'[run]\nworkload = "{workload}"\nops = {ops}\ncheck_interval = 0.4\n'

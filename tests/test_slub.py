@@ -12,16 +12,15 @@ import pytest
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
-from aerosync.mm.check import check
-from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slab_check import slab_check
-from aerosync.mm.slab_common import (
+from aerosync.mm.pmm.check import check
+from aerosync.mm.slab.kmalloc import Kmalloc
+from aerosync.mm.slab.slab_check import slab_check
+from aerosync.mm.slab.slab_common import (
     SLAB_HWCACHE_ALIGN,
     SlabError,
     cache_info,
     calculate_order,
     kmem_cache_create,
-    kmem_cache_destroy,
     kmem_cache_lookup,
     slab_stats,
     slabinfo_json,
@@ -29,7 +28,7 @@ from aerosync.mm.slab_common import (
     slabtop_text,
     virt_to_off,
 )
-from aerosync.mm.slub import Slub
+from aerosync.mm.slab.slub import Slub, kmem_cache_destroy
 from tests import slub_helpers as H
 from tests.conftest import new_machine
 
@@ -38,17 +37,14 @@ def make_slab_arena(**kw: Any) -> Arena:
     """A booted machine with SLUB; the caller closes and unlinks it."""
     return new_machine(slab=True, **kw)
 
-
 def all_ok(a: Arena) -> None:
     rep = slab_check(a)
     assert rep.ok, str(rep)
     rep = check(a)
     assert rep.ok, str(rep)
 
-
 def ctor_fill(view: memoryview) -> None:
     view[:4] = b"CTOR"
-
 
 # ------------------------------------------------------------------ caches and geometry
 def test_calculate_order_like_linux() -> None:
@@ -57,7 +53,6 @@ def test_calculate_order_like_linux() -> None:
     assert calculate_order(512, 3, 2) == 1
     assert calculate_order(8192, 3, 2) == 3
     assert calculate_order(700, 3, 2) >= 1
-
 
 def test_create_lookup_destroy_and_ctor(sa) -> None:
     a = sa()
@@ -77,7 +72,6 @@ def test_create_lookup_destroy_and_ctor(sa) -> None:
     kmem_cache_destroy(a, cid)
     assert kmem_cache_lookup(a, "task_struct") == -1
     all_ok(a)
-
 
 def test_many_objects_partial_lists_and_discard(sa) -> None:
     a = sa(slab_mag_size=0)
@@ -101,7 +95,6 @@ def test_many_objects_partial_lists_and_discard(sa) -> None:
     js = {r["name"]: r for r in slabinfo_json(a)}["obj100"]
     assert js["num_slabs"] <= cache_info(a, c.id)["min_partial"] + 1
     all_ok(a)
-
 
 # ------------------------------------------------------------------ the transaction id
 def test_tid_irq_interleaving_aba(sa) -> None:
@@ -135,7 +128,6 @@ def test_tid_irq_interleaving_aba(sa) -> None:
         c.free(x)
     all_ok(a)
 
-
 def test_tid_remote_flush_interleaving(sa) -> None:
     """(b) Another CPU flushes this CPU's slab (flush_cpu_slab / CPU offline) between
     the read and the CAS: the CAS fails on the tid, the retry goes to the slow path."""
@@ -163,7 +155,6 @@ def test_tid_remote_flush_interleaving(sa) -> None:
         c.free(w)
     all_ok(a)
     assert slab_stats(a, c.id)["flush"] >= 2
-
 
 def test_irq_thread_same_cpu_real_concurrency(sa) -> None:
     """A real second thread (the CPU's interrupt context) allocating and freeing from the
@@ -206,7 +197,6 @@ def test_irq_thread_same_cpu_real_concurrency(sa) -> None:
     assert not seen_dup
     all_ok(a)
 
-
 # ------------------------------------------------------------------ magazines, bulk, sheaves, nodes
 def test_magazine_bulk_and_sheaf(sa) -> None:
     a = sa(slab_mag_size=8)
@@ -233,7 +223,6 @@ def test_magazine_bulk_and_sheaf(sa) -> None:
     c.free_bulk(got)
     all_ok(a)
 
-
 def test_alloc_node_places_objects(sa) -> None:
     a = sa(nr_nodes=2, nr_cpus=2)
     s0 = Slub(a, 0)
@@ -248,7 +237,6 @@ def test_alloc_node_places_objects(sa) -> None:
     for x in xs + ys:
         k.kfree(x)
     all_ok(a)
-
 
 # ------------------------------------------------------------------ views
 def test_slabinfo_parsed_back_matches_json(sa) -> None:
@@ -275,7 +263,6 @@ def test_slabinfo_parsed_back_matches_json(sa) -> None:
         k.kfree(x)
     all_ok(a)
 
-
 # ------------------------------------------------------------------ multi-process stress
 def _run_children(a: Arena, spawn, procs_args: list[tuple[Any, ...]], res_off: int, go_off: int) -> list[list[int]]:
     procs = [spawn(*pa) for pa in procs_args]
@@ -289,7 +276,6 @@ def _run_children(a: Arena, spawn, procs_args: list[tuple[Any, ...]], res_off: i
         p.join(120)
         assert p.exitcode == 0
     return [[a.u64[(res_off + c * 64 + 8 * i) >> 3] for i in range(5)] for c in range(len(procs))]
-
 
 def test_larson_multiprocess_remote_frees(sa, spawn, soak: bool) -> None:
     nr = 2
@@ -315,7 +301,6 @@ def test_larson_multiprocess_remote_frees(sa, spawn, soak: bool) -> None:
     all_ok(a)
     print(f"\nlarson: {nr * ops} ops in {el:.2f} s, remote frees {sum(r[2] for r in res)}, "
           f"cas failures {sum(r[3] for r in res)}")
-
 
 def test_xmalloc_multiprocess(sa, spawn) -> None:
     a = sa(nr_pages=8192, nr_cpus=2, extra=[L.SectionSpec("xfer", 2 * H.RING_BYTES + 4096)])

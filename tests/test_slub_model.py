@@ -8,9 +8,9 @@ import gc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slab_common import virt_to_off
-from aerosync.mm.slub import Slub
+from aerosync.mm.slab.kmalloc import Kmalloc
+from aerosync.mm.slab.slab_common import virt_to_off
+from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok, make_slab_arena
 
 ops = st.lists(st.one_of(

@@ -3,7 +3,7 @@
 one interleaving in the window named in its docstring (the Slub(hook=...) test hook runs
 code between a read and its CAS; other windows use a lock held by the test, or a
 SpinLock subclass whose acquire runs code first) and then checks that nothing was handed
-out twice or lost and that the checkers (S1..S7, mm/check.py) stay clean."""
+out twice or lost and that the checkers (S1..S7, mm/pmm/check.py) stay clean."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import threading
 from typing import Any
 
 from aerosync.arena.segment import Arena
-from aerosync.mm import slab_common as SC
-from aerosync.mm import slub as S
-from aerosync.mm.gfp import __GFP_NOWARN, __GFP_THISNODE
-from aerosync.mm.slab_common import kmem_cache_create, slab_stats, virt_to_off
-from aerosync.mm.slub import Slub
+from aerosync.mm.pmm.gfp import __GFP_NOWARN, __GFP_THISNODE
+from aerosync.mm.slab import slab_common as SC
+from aerosync.mm.slab import slub as S
+from aerosync.mm.slab.slab_common import kmem_cache_create, slab_stats, virt_to_off
+from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
 
 
@@ -268,8 +268,8 @@ def test_irq_context_waits_for_zone_lock_held_by_its_task(machine) -> None:
     CPU, same pid) instead of raising a recursive-acquire LockError."""
     import threading
 
-    from aerosync.mm import gfp as G
-    from aerosync.mm.slub import Slub
+    from aerosync.mm.pmm import gfp as G
+    from aerosync.mm.slab.slub import Slub
 
     a = machine(slab=True, pcp_enabled=False)
     task = Slub(a, 0)

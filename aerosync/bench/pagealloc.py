@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from aerosync.arena.segment import Arena
-from aerosync.mm import gfp as G
 from aerosync.mm.boot import create_machine
-from aerosync.mm.check import check
-from aerosync.mm.init import single_node_sim
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.init import single_node_sim
+from aerosync.mm.pmm.page_alloc import MM
 
 __all__ = ["GROUPS"]
 
@@ -110,7 +110,7 @@ def bench_checker() -> dict[str, float]:
 
 
 def _order_of(arena: Arena, pfn: int) -> int:
-    from aerosync.mm.page import P_ORDER
+    from aerosync.mm.pmm.page import P_ORDER
     from aerosync.params import PAGE_META_SIZE
 
     return arena.u8[arena.off("pagemeta") + pfn * PAGE_META_SIZE + P_ORDER]

@@ -19,16 +19,16 @@ from typing import Any
 
 from aerosync.arena.segment import Arena
 from aerosync.mm.boot import create_machine
-from aerosync.mm.init import single_node_sim
-from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.slab_common import (
+from aerosync.mm.pmm.init import single_node_sim
+from aerosync.mm.slab.kmalloc import Kmalloc
+from aerosync.mm.slab.slab_common import (
     SLAB_POISON,
     SLAB_RED_ZONE,
     SLAB_STORE_USER,
     VBASE,
     kmem_cache_create,
 )
-from aerosync.mm.slub import Slub
+from aerosync.mm.slab.slub import Slub
 
 __all__ = ["GROUPS"]
 

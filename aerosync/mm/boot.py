@@ -14,8 +14,8 @@ from typing import Any
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
-from aerosync.mm.init import mm_init, mm_sections
-from aerosync.mm.slab_common import slab_init, slab_sections
+from aerosync.mm.pmm.init import mm_init, mm_sections
+from aerosync.mm.slab.slab_common import slab_init, slab_sections
 
 __all__ = ["machine_sections", "boot", "create_machine"]
 

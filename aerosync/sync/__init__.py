@@ -4,11 +4,11 @@ The whole system's lock order (outer first; indentation = "may be taken while ho
 the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states its own
 part and why; this tree is the union, and nothing takes locks in another order.
 
-    slab_mutex                         mm/slab_common.py  cache table (create/destroy/lookup)
-      c->lock  (per cache x CPU CAS)   mm/slub.py      c->slab, c->partial, magazine
+    slab_mutex                         mm/slab/slab_common.py  cache table (create/destroy/lookup)
+      c->lock  (per cache x CPU CAS)   mm/slab/slub.py      c->slab, c->partial, magazine
         &n->list_lock (per cache x node)               node partial lists, discard
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)
-            &zone->lock  (per zone)    mm/page_alloc.py free_area lists, nr_free, pageblocks
+            &zone->lock  (per zone)    mm/pmm/page_alloc.py free_area lists, nr_free, pageblocks
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
 
 Lockless (no lock at all, see each module): kmem_cache_cpu freelist|tid word (one CAS),

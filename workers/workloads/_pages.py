@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm.page_alloc import MM
 from aerosync.params import CACHE_LINE, PAGE_SHIFT
 
 __all__ = ["RING_SLOTS", "RING_BYTES", "ring_section", "Ring", "Stamper", "drain_rings", "policy_alloc",
@@ -145,9 +145,9 @@ def drain_rings(arena: Arena, nr_cpus: int, free_pages: Callable[[int, int], Non
 
 
 def policy_alloc(arena: Arena, mm: MM) -> Callable[[int, int], int]:
-    """This CPU's alloc_pages(gfp, order) under its [numa] policy (mm/mempolicy.py):
+    """This CPU's alloc_pages(gfp, order) under its [numa] policy (mm/numa/mempolicy.py):
     the bare MM fast path for default/local, a PolicyAllocator otherwise."""
-    from aerosync.mm.mempolicy import MPOL_DEFAULT, MPOL_LOCAL, PolicyAllocator, mem_nodes, policy_for_cpu
+    from aerosync.mm.numa.mempolicy import MPOL_DEFAULT, MPOL_LOCAL, PolicyAllocator, mem_nodes, policy_for_cpu
 
     numa = arena.config.get("numa") or {}
     cpu_policy = {int(c): p for c, p in (numa.get("cpu_policy") or {}).items()}
@@ -162,8 +162,8 @@ def touch_fn(arena: Arena, mm: MM) -> Callable[[int], None] | None:
     """touch(pfn): pay the page's remote-access cost ([machine] remote_access_ns scaled by
     the node distance); None when the cost is off, so callers skip it with one `if`."""
     from aerosync.arch.topology import SimTopology
-    from aerosync.mm.mempolicy import make_touch_cost
-    from aerosync.mm.page import node_of_pfn
+    from aerosync.mm.numa.mempolicy import make_touch_cost
+    from aerosync.mm.pmm.page import node_of_pfn
 
     sim = SimTopology.from_dict(arena.config["sim"])
     cost = make_touch_cost(int(arena.config.get("remote_access_ns", 0)), sim.distance, mm.nid)

@@ -10,7 +10,7 @@ lands on a slab that is not the freeing CPU's).
 
 Each workload module is a thin Params + make_batch over `Engine`; they share `report`,
 which frees what is still queued in the rings (coordinator, after the workers left) and
-adds SLUB's own counters (fast/slow paths, CAS failures) from mm/slab_common.py:slab_stats.
+adds SLUB's own counters (fast/slow paths, CAS failures) from mm/slab/slab_common.py:slab_stats.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
-from aerosync.mm.kmalloc import Kmalloc
-from aerosync.mm.page_alloc import MM
-from aerosync.mm.slab_common import VBASE, kmem_cache_create, kmem_cache_lookup, live_caches, slab_stats
-from aerosync.mm.slub import Slub
+from aerosync.mm.pmm.page_alloc import MM
+from aerosync.mm.slab.kmalloc import Kmalloc
+from aerosync.mm.slab.slab_common import VBASE, kmem_cache_create, kmem_cache_lookup, live_caches, slab_stats
+from aerosync.mm.slab.slub import Slub
 from workers.workloads._common import counter_index
 from workers.workloads._pages import Ring, ring_section
 

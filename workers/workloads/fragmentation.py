@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
-from aerosync.mm import gfp as G
-from aerosync.mm.mmzone import zone_info
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm.mmzone import zone_info
+from aerosync.mm.pmm.page_alloc import MM
 from workers.workloads._common import counter_index
 from workers.workloads._pages import Stamper
 

@@ -7,7 +7,7 @@ makes pages move between per-CPU lists and zones' free lists.  Every block is st
 with (cpu, seq) and verified before it is freed (workers/workloads/_pages.py), so a page
 handed out twice is caught and counted as `corrupt`.
 
-Allocations follow this CPU's [numa] policy (mm/mempolicy.py); with [machine]
+Allocations follow this CPU's [numa] policy (mm/numa/mempolicy.py); with [machine]
 remote_access_ns each touch of a block (stamp on allocation, check before the free)
 costs extra time in proportion to the node distance, so placement shows in throughput.
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
-from aerosync.mm import gfp as G
-from aerosync.mm.page import node_of_pfn
-from aerosync.mm.page_alloc import MM
+from aerosync.mm.pmm import gfp as G
+from aerosync.mm.pmm.page import node_of_pfn
+from aerosync.mm.pmm.page_alloc import MM
 from workers.workloads._common import counter_index
 from workers.workloads._pages import Ring, Stamper, drain_rings, policy_alloc, ring_section, touch_fn
 

@@ -115,7 +115,7 @@ def _start_irq(arena: Arena, cpu: int, params: Params, e: _slab.Engine) -> Calla
     """Start the interrupt-context thread; returns the function that stops and joins it."""
     import threading
 
-    from aerosync.mm.slub import Slub
+    from aerosync.mm.slab.slub import Slub
 
     irq_cache = Slub(arena, cpu, irq=True).cache(_slab.cache_name(params.size))
     alloc, free = irq_cache.alloc, irq_cache.free

@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from aerosync.errors import InvariantViolation
-from aerosync.mm import mmzone as Z
-from aerosync.mm.gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES
-from aerosync.mm.page import NIL, PG_buddy, PG_head, PG_pcp, PG_reserved, PG_tail, page_array
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES
+from aerosync.mm.pmm.page import NIL, PG_buddy, PG_head, PG_pcp, PG_reserved, PG_tail, page_array
 
 __all__ = ["CheckReport", "check", "INVARIANTS"]
 
@@ -124,7 +124,7 @@ def check(arena: Any, raise_first: bool = False, limit: int = 20) -> CheckReport
 
 def run_checker(body: Any, arena: Any, raise_first: bool, limit: int) -> CheckReport:
     """Run a checker body `body(arena, sink)` into a timed CheckReport (shared by
-    mm/slab_check.py)."""
+    mm/slab/slab_check.py)."""
     import time
 
     t0 = time.perf_counter()

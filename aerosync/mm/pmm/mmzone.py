@@ -5,7 +5,7 @@ mm/page_alloc.c (__setup_per_zone_wmarks, setup_per_zone_lowmem_reserve,
 zone_batchsize, zone_highsize, build_zonelists, find_next_best_node),
 mm/mm_init.c (zone placement).  Unit: a zone id `zid = nid * MAX_NR_ZONES + zone_idx`.
 
-Arena sections (all laid out by mm/init.py:mm_sections):
+Arena sections (all laid out by mm/pmm/init.py:mm_sections):
 
   mmzones    a MM_HDR_SIZE header (G_*: magic, nr_pages, max_order, pageblock_order,
              nr_nodes, nr_zones, nr_cpus, pcp_enabled, min_free_kbytes, zone boundaries;
@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aerosync.mm.gfp import (
+from aerosync.mm.pmm.gfp import (
     MAX_NR_ZONES,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,

@@ -6,18 +6,18 @@ Models: mm/slab_common.c (kmem_cache_create/destroy, the slab_mutex-protected ca
 table, create_kmalloc_caches, /proc/slabinfo), plus the sizing code of mm/slub.c that
 only cache creation uses (calculate_order, calculate_sizes, the slab_debug= parser).
 The allocator itself -- per-CPU fast path, slow path, partial lists, remote free,
-magazines, bulk, sheaves, flush -- is mm/slub.py (mm/slub.c).  Unit: a cache id
+magazines, bulk, sheaves, flush -- is mm/slab/slub.py (mm/slub.c).  Unit: a cache id
 (index in the cache table), a slab = its head pfn, an object = its index in the slab;
 users see objects as simulated virtual addresses (`VBASE + pfn * 4096 + offset`, the
 x86-64 direct map), never as Python objects.
 
 API (module level, any process): slab_sections(config), slab_init(arena),
 kmem_cache_create(arena, name, size, align=0, flags=0, ctor=None, cpu=CPU_COORD) -> id,
-kmem_cache_lookup(arena, name) -> id | -1, kmem_cache_destroy(arena, id_or_name, cpu),
+kmem_cache_lookup(arena, name) -> id | -1, (kmem_cache_destroy: mm/slab/slub.py)
 cache_info(arena, id) -> dict, slabinfo_text / slabinfo_json / slabtop_text,
 virt_to_off(arena, addr), object_view(arena, addr, n); also slab_params(config),
 live_caches(arena), slab_stats(arena, id, cpu=None), calculate_order(...).
-The per-CPU handles (`Slub`, `KmemCache`) are mm/slub.py's.
+The per-CPU handles (`Slub`, `KmemCache`) are mm/slab/slub.py's.
 
 Arena layout (sections slab_sections() adds after mm_sections(config); field offsets
 are the module constants below):
@@ -30,21 +30,21 @@ are the module constants below):
               nid, order, list links, isolated count); meaningful on slab head pfns
   slabsheaf   sheaf records (SH_*)
 The bit layouts of the two lockless words (K_FREELIST_TID, M_WORD) and the rules for
-changing them are the allocator's protocols: see mm/slub.py's module docstring.
+changing them are the allocator's protocols: see mm/slab/slub.py's module docstring.
 
 Lock order: this module owns the outermost of SLUB's locks.
   1. slab_mutex ("slab_mutex", SpinLock): the cache table (create/destroy/lookup by name
      while a cache is being created).
 The inner ones (2. c->lock, 3. n->list_lock, 4. the page allocator's pcp / zone.lock)
-and their lockless protocols are mm/slub.py's.  kmem_cache_destroy takes them through an
-allocator handle (flush_cpu of every CPU, free_pages), not under slab_mutex.
-Imports: mm/slub.py imports this module; this module does not import slub at module
-level (no cycle) -- kmem_cache_destroy imports Slub inside the function, because it
-needs the allocator to flush every CPU's state of the cache.
+and their lockless protocols are mm/slab/slub.py's.  kmem_cache_destroy lives in slub.py
+(it flushes every CPU's state of the cache through an allocator handle, not under
+slab_mutex), as Linux's slab_common.c hands the work to slub.c's __kmem_cache_shutdown.
+Imports: layout.py <- slab_debug.py <- slab_common.py <- slub.py <- kmalloc.py; no module
+imports one to its right (no cycle, not even inside a function).
 
 Invariants: a cache record becomes visible (C_STATE = CACHE_LIVE, stored last) only
 when it is whole, so lookups without slab_mutex see whole records.  The slab invariants
-S1..S7 are stated in mm/slub.py's module docstring (mm/slab_check.py checks them).
+S1..S7 are stated in mm/slab/slub.py's module docstring (mm/slab/slab_check.py checks them).
 Deliberate races: slabinfo reads counters and lists without locks (as /proc/slabinfo
 is approximate).
 """
@@ -59,9 +59,115 @@ import numpy as np
 
 from aerosync.arena.layout import SectionSpec, align_up
 from aerosync.errors import AeroSyncError
-from aerosync.mm import slab_debug as D
-from aerosync.mm.page import PG_slab
-from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
+from aerosync.mm.slab import slab_debug as D
+from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API's constants)
+    _CTOR_LEN,
+    _DEBUG_LETTERS,
+    _HI,
+    _LO,
+    _NAME_LEN,
+    C_ALIGN,
+    C_CPU_PARTIAL,
+    C_CTOR,
+    C_FLAGS,
+    C_FPOFF,
+    C_INUSE,
+    C_MIN_OBJECTS,
+    C_MIN_ORDER,
+    C_MIN_PARTIAL,
+    C_NAME,
+    C_NR_BUGS,
+    C_OBJECTS,
+    C_OBJSIZE,
+    C_ORDER,
+    C_RED_LEFT,
+    C_SIZE,
+    C_STATE,
+    C_TRACK_OFF,
+    CACHE_FREE,
+    CACHE_LIVE,
+    CACHE_REC,
+    FROZEN,
+    G_MAG_SIZE,
+    G_MAGIC,
+    G_MAX_CACHES,
+    G_MUTEX,
+    G_NR_CACHES,
+    G_NR_CPUS,
+    G_NR_NODES,
+    G_SIZE,
+    G_TID_STEP,
+    K_FREELIST_TID,
+    K_LOCK,
+    K_MAG,
+    K_MAG_COUNT,
+    K_NR_PARTIAL,
+    K_PARTIAL,
+    K_SLAB,
+    K_STATS,
+    KMALLOC_SIZES,
+    LIST_CPU_PARTIAL,
+    LIST_CPU_SLAB,
+    LIST_NAMES,
+    LIST_NODE_PARTIAL,
+    LIST_NONE,
+    M_CACHE,
+    M_ISOLATED,
+    M_LIST,
+    M_NEXT,
+    M_NID,
+    M_ORDER,
+    M_PREV,
+    M_WORD,
+    MAX_OBJS_PER_PAGE,
+    N_HEAD,
+    N_LOCK,
+    N_NR_PARTIAL,
+    N_NR_SLABS,
+    N_TAIL,
+    N_TOTAL_OBJS,
+    NIL32,
+    NIL64,
+    NODE_REC,
+    NR_STATS,
+    SH_CACHE,
+    SH_OBJS,
+    SH_SIZE,
+    SH_STATE,
+    SHEAF_CAPACITY,
+    SHEAF_REC,
+    SLAB_CONSISTENCY_CHECKS,
+    SLAB_DEBUG_FLAGS,
+    SLAB_HWCACHE_ALIGN,
+    SLAB_KMALLOC,
+    SLAB_MAGIC,
+    SLAB_POISON,
+    SLAB_RED_ZONE,
+    SLAB_STORE_USER,
+    SMETA,
+    ST_ALLOC,
+    ST_ALLOC_FAST,
+    ST_ALLOC_MAG,
+    ST_ALLOC_PARTIAL,
+    ST_ALLOC_SLAB,
+    ST_ALLOC_SLOW,
+    ST_CAS_FAIL,
+    ST_CPU_PARTIAL,
+    ST_DEACTIVATE,
+    ST_FLUSH,
+    ST_FREE,
+    ST_FREE_FAST,
+    ST_FREE_MAG,
+    ST_FREE_SLAB,
+    ST_FREE_SLOW,
+    ST_MAG_FLUSH,
+    STAT_NAMES,
+    VBASE,
+)
+from aerosync.mm.slab.layout import (
+    cache_off as _cache_off,
+)
+from aerosync.params import CACHE_LINE, PAGE_SIZE
 from aerosync.sync.lockstat import lock_alloc
 from aerosync.sync.spinlock import CPU_COORD, SpinLock
 
@@ -69,67 +175,10 @@ __all__ = [
     "SLAB_HWCACHE_ALIGN", "SLAB_POISON", "SLAB_RED_ZONE", "SLAB_STORE_USER", "SLAB_CONSISTENCY_CHECKS",
     "SLAB_KMALLOC", "SLAB_DEBUG_FLAGS", "VBASE", "NIL32", "SHEAF_CAPACITY", "KMALLOC_SIZES",
     "slab_sections", "slab_init", "slab_params", "kmem_cache_create", "kmem_cache_lookup",
-    "kmem_cache_destroy", "calculate_order", "cache_info", "live_caches",
+    "calculate_order", "cache_info", "live_caches",
     "virt_to_off", "object_view", "slab_stats", "slabinfo_json", "slabinfo_text", "slabtop_text",
     "STAT_NAMES", "SlabError",
 ]
-
-# ------------------------------------------------------------------ flags (include/linux/slab.h)
-SLAB_CONSISTENCY_CHECKS = 0x00000100
-SLAB_RED_ZONE = 0x00000400
-SLAB_POISON = 0x00000800
-SLAB_KMALLOC = 0x00001000
-SLAB_HWCACHE_ALIGN = 0x00002000
-SLAB_STORE_USER = 0x00010000
-SLAB_DEBUG_FLAGS = SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER
-_DEBUG_LETTERS = {"F": SLAB_CONSISTENCY_CHECKS, "Z": SLAB_RED_ZONE, "P": SLAB_POISON, "U": SLAB_STORE_USER}
-
-VBASE = 0xFFFF_8880_0000_0000        # simulated direct map: addr = VBASE + pfn*4096 + off
-NIL32 = 0xFFFF_FFFF
-NIL64 = NIL32                        # "no slab" in a u64 pfn field
-_LO = 0xFFFF_FFFF
-_HI = 0xFFFF_FFFF_0000_0000
-MAX_OBJS_PER_PAGE = 32767
-SHEAF_CAPACITY = 64
-KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
-
-# ------------------------------------------------------------------ arena records
-SLAB_MAGIC = 0x42414C53_41455241     # "AERASLAB"
-# slabcaches header
-G_MAGIC, G_NR_CACHES, G_MUTEX, G_MAX_CACHES, G_NR_CPUS, G_NR_NODES, G_MAG_SIZE, G_TID_STEP = (
-    0, 8, 16, 24, 32, 40, 48, 56)
-G_SIZE = 64
-# cache record
-CACHE_REC = 256
-C_NAME, C_STATE, C_FLAGS, C_OBJSIZE, C_SIZE, C_ALIGN, C_FPOFF, C_ORDER = 0, 32, 36, 40, 44, 48, 52, 56
-C_OBJECTS, C_MIN_ORDER, C_MIN_OBJECTS, C_RED_LEFT, C_MIN_PARTIAL, C_CPU_PARTIAL = 60, 64, 68, 72, 76, 80
-C_TRACK_OFF, C_INUSE, C_NR_BUGS, C_CTOR = 84, 88, 92, 96
-_NAME_LEN, _CTOR_LEN = 32, 96
-CACHE_FREE, CACHE_LIVE = 0, 1
-# node record (kmem_cache_node), per cache x node
-NODE_REC = 64
-N_LOCK, N_NR_PARTIAL, N_HEAD, N_TAIL, N_NR_SLABS, N_TOTAL_OBJS = 0, 8, 16, 20, 24, 32
-# cpu record (kmem_cache_cpu), per cache x cpu
-K_FREELIST_TID, K_SLAB, K_LOCK, K_PARTIAL, K_NR_PARTIAL, K_MAG_COUNT = 0, 8, 16, 24, 32, 40
-K_STATS = 64                          # NR_STATS u64 per context (task, irq)
-NR_STATS = 16
-K_MAG = K_STATS + 2 * NR_STATS * 8    # 320: magazine, u64 addresses
-STAT_NAMES = ("alloc", "free", "alloc_fastpath", "free_fastpath", "alloc_slowpath", "free_slowpath",
-              "cmpxchg_fail", "alloc_mag", "free_mag", "mag_flush", "alloc_from_partial", "alloc_slab",
-              "free_slab", "cpu_partial_alloc", "deactivate", "flush")
-(ST_ALLOC, ST_FREE, ST_ALLOC_FAST, ST_FREE_FAST, ST_ALLOC_SLOW, ST_FREE_SLOW, ST_CAS_FAIL, ST_ALLOC_MAG,
- ST_FREE_MAG, ST_MAG_FLUSH, ST_ALLOC_PARTIAL, ST_ALLOC_SLAB, ST_FREE_SLAB, ST_CPU_PARTIAL, ST_DEACTIVATE,
- ST_FLUSH) = range(NR_STATS)
-# slabmeta record (struct slab), per pfn; meaningful on slab head pfns
-SMETA = 32
-M_WORD, M_CACHE, M_LIST, M_NID, M_ORDER, M_NEXT, M_PREV, M_ISOLATED = 0, 8, 12, 13, 14, 16, 20, 24
-LIST_NONE, LIST_NODE_PARTIAL, LIST_CPU_PARTIAL, LIST_CPU_SLAB = 0, 1, 2, 3
-LIST_NAMES = ("full", "node_partial", "cpu_partial", "cpu_slab")
-FROZEN = 1 << 63
-# sheaf record
-SHEAF_REC = 64 + 8 * SHEAF_CAPACITY
-SH_STATE, SH_CACHE, SH_SIZE, SH_OBJS = 0, 8, 16, 64
-
 
 class SlabError(AeroSyncError):
     """Misuse of the slab API (bad cache name, destroy with objects left, table full)."""
@@ -210,10 +259,6 @@ def _geo(arena: Any) -> tuple[int, int, int, int, int]:
         raise SlabError(f"arena {arena.name}: slab allocator not initialised (run slab_init)")
     return (q[(g + G_MAX_CACHES) >> 3], q[(g + G_NR_CPUS) >> 3], q[(g + G_NR_NODES) >> 3],
             q[(g + G_MAG_SIZE) >> 3], q[(g + G_TID_STEP) >> 3])
-
-
-def _cache_off(arena: Any, cid: int) -> int:
-    return arena.off("slabcaches") + G_SIZE + cid * CACHE_REC
 
 
 def _node_off(arena: Any, cid: int, nid: int, nr_nodes: int) -> int:
@@ -419,42 +464,6 @@ def slab_stats(arena: Any, cid: int, cpu: int | None = None) -> dict[str, int]:
     out["alloc_fastpath"] = out["alloc"] - out["alloc_slowpath"] - out["alloc_mag"]
     out["free_fastpath"] = out["free"] - out["free_slowpath"] - out["free_mag"]
     return out
-
-
-# ------------------------------------------------------------------ destroy
-def kmem_cache_destroy(arena: Any, which: int | str, cpu: int = CPU_COORD) -> None:
-    """kmem_cache_destroy(): flush every CPU, free empty slabs; refuses (SlabError,
-    cache kept) while objects are still allocated, as Linux's "Objects remaining"."""
-    cid = which if isinstance(which, int) else kmem_cache_lookup(arena, which)
-    if cid < 0:
-        raise SlabError(f"kmem_cache_destroy: no cache {which!r}")
-    # Flushing every CPU's state of the cache needs the allocator; slub imports this
-    # module, so the import is here, not at module level (no cycle).
-    from aerosync.mm.slub import Slub
-
-    _, nr_cpus, nr_nodes, _, _ = _geo(arena)
-    h = Slub(arena, 0 if cpu == CPU_COORD else cpu)
-    kc = h.cache(cid)
-    for c in range(nr_cpus):
-        kc.flush_cpu(c)
-    net = slab_stats(arena, cid)
-    left = net["alloc"] - net["free"]
-    sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
-    pfns = np.flatnonzero(sm[:, M_CACHE // 4] == cid + 1).tolist()
-    del sm
-    if left:
-        raise SlabError(f"kmem_cache_destroy: {kc.name}: {left} objects remaining (cache kept)")
-    for nid in range(nr_nodes):
-        no = _node_off(arena, cid, nid, nr_nodes)
-        arena.u32[(no + N_HEAD) >> 2] = NIL32
-        arena.u64[(no + N_NR_PARTIAL) >> 3] = 0
-    for pfn in pfns:
-        m = arena.off("slabmeta") + pfn * SMETA
-        o = arena.u8[m + M_ORDER]
-        arena.u8[m : m + SMETA] = bytes(SMETA)
-        arena.u32[(arena.off("pagemeta") >> 2) + pfn * (PAGE_META_SIZE >> 2)] &= ~PG_slab
-        h.mm.free_pages(pfn, o)
-    arena.atomic.store32(_cache_off(arena, cid) + C_STATE, CACHE_FREE)
 
 
 # ------------------------------------------------------------------ views (slabinfo 2.1, slabtop)

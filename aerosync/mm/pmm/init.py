@@ -32,9 +32,9 @@ import numpy as np
 
 from aerosync.arch.topology import SimTopology
 from aerosync.arena.layout import SectionSpec
-from aerosync.mm import mmzone as Z
-from aerosync.mm.gfp import MAX_NR_ZONES, MIGRATE_MOVABLE, MIGRATE_TYPES
-from aerosync.mm.page import NIL, PG_buddy, PG_reserved, page_array
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_MOVABLE, MIGRATE_TYPES
+from aerosync.mm.pmm.page import NIL, PG_buddy, PG_reserved, page_array
 from aerosync.sync.lockstat import lock_alloc
 
 __all__ = ["mm_sections", "mm_init", "mm_params", "single_node_sim", "sim_of", "DEFAULT_MAX_PAGE_ORDER",
@@ -85,7 +85,7 @@ def mm_params(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def mm_sections(config: dict[str, Any]) -> list[SectionSpec]:
-    """The arena sections mm needs beyond the base layout (see mm/mmzone.py for each)."""
+    """The arena sections mm needs beyond the base layout (see mm/pmm/mmzone.py for each)."""
     p = mm_params(config)
     nr_nodes, nr_cpus = p["sim"].nr_nodes, p["nr_cpus"]
     if nr_cpus != p["sim"].nr_cpus:

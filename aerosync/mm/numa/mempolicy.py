@@ -60,7 +60,7 @@ Hot path: `PolicyAllocator.alloc_pages` is one closure specialised per mode at
 construction (no per-call objects; locals bound once).  default/local, and preferred=
 the local node, are MM.alloc_pages itself (zero overhead).  interleave counts its hit
 with one plain increment on this CPU's mmstat record at the documented offset
-(mm/mmzone.py: STAT_NUMA + nid*8 + NUMA_INTERLEAVE_HIT), the same word
+(mm/pmm/mmzone.py: STAT_NUMA + nid*8 + NUMA_INTERLEAVE_HIT), the same word
 MM.count_numa_event bumps, without the extra call.  Measured (2-core box, 2-node
 machine, PCP on, order-0 alloc + free pairs from a CPU on node 0): bare MM.alloc_pages
 about 1.4 us; local/default the same function; bind=1 1.52-1.63, preferred=1 1.55-1.63
@@ -84,17 +84,17 @@ from typing import Any
 
 from aerosync.arch.cpu import format_cpulist
 from aerosync.errors import AeroSyncError, UsageError
-from aerosync.mm import mmzone as Z
-from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
-from aerosync.mm.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
-from aerosync.mm.gfp import __GFP_DMA as _GFP_DMA
-from aerosync.mm.gfp import __GFP_DMA32 as _GFP_DMA32
-from aerosync.mm.gfp import __GFP_NOFAIL as _GFP_NOFAIL
-from aerosync.mm.gfp import __GFP_NORETRY as _GFP_NORETRY
-from aerosync.mm.gfp import __GFP_NOWARN as _GFP_NOWARN
-from aerosync.mm.gfp import __GFP_THISNODE as _GFP_THISNODE
-from aerosync.mm.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
-from aerosync.mm.page import P_NODE
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.pmm.gfp import __GFP_DIRECT_RECLAIM as _GFP_DIRECT_RECLAIM
+from aerosync.mm.pmm.gfp import __GFP_DMA as _GFP_DMA
+from aerosync.mm.pmm.gfp import __GFP_DMA32 as _GFP_DMA32
+from aerosync.mm.pmm.gfp import __GFP_NOFAIL as _GFP_NOFAIL
+from aerosync.mm.pmm.gfp import __GFP_NORETRY as _GFP_NORETRY
+from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
+from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
+from aerosync.mm.pmm.page import P_NODE
 from aerosync.params import PAGE_META_SIZE
 
 __all__ = [

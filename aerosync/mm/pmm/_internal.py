@@ -5,7 +5,7 @@ Models: mm/internal.h, mm/page_alloc.c:fallbacks[].
 
 from __future__ import annotations
 
-from aerosync.mm.gfp import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
+from aerosync.mm.pmm.gfp import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 
 __all__ = ["DEBUG_VM", "FALLBACKS", "ZN_SHIFT", "ZN_MASK", "zn_word"]
 

@@ -6,12 +6,12 @@ deactivate_slab, __slab_free, do_slab_free, flush_cpu_slab,
 kmem_cache_alloc_bulk/free_bulk, kmem_cache_prefill_sheaf...).  Cache management --
 configuration, the slab sections' layout and record offsets, the cache table
 (kmem_cache_create/destroy/lookup), calculate_order / calculate_sizes, slub_debug
-parsing, slabinfo -- is mm/slab_common.py (mm/slab_common.c).  Unit: a cache id
+parsing, slabinfo -- is mm/slab/slab_common.py (mm/slab_common.c).  Unit: a cache id
 (index in the cache table), a slab = its head pfn, an object = its index in the slab;
 users see objects as simulated virtual addresses (`VBASE + pfn * 4096 + offset`, the
 x86-64 direct map), never as Python objects.
 
-API: the module-level functions (slab_init, kmem_cache_create, ...) are mm/slab_common.py's.
+API: the module-level functions (slab_init, kmem_cache_create, ...) are mm/slab/slab_common.py's.
 Per simulated CPU: `Slub(arena, cpu, mm=None, irq=False, hook=None)`; `slub.cache(name|id)`
 gives a `KmemCache` whose attributes are closures bound once:
   alloc(gfp=0) -> addr | 0                 free(addr)
@@ -23,7 +23,7 @@ gives a `KmemCache` whose attributes are closures bound once:
 worker): it shares the CPU's state and has its own statistics line.
 
 Lock order (outer first):
-  1. slab_mutex ("slab_mutex", SpinLock, mm/slab_common.py): the cache table
+  1. slab_mutex ("slab_mutex", SpinLock, mm/slab/slab_common.py): the cache table
      (create/destroy/lookup by name while a cache is being created).
   2. c->lock (kmem_cache_cpu lock word, per cache x CPU): CAS 0 -> token, held by the
      owner CPU's slow path (either context) or by a CPU flushing it.  Protects c->slab
@@ -98,7 +98,7 @@ alloc and free takes n->list_lock (as Linux's debug caches); checks live in slab
 Owner-only data: the statistics lines of the cpu record (one per context, plain
 increments, summed on read); c->partial and the magazine (under c->lock).
 
-Invariants (mm/slab_check.py):
+Invariants (mm/slab/slab_check.py):
   S1  every slab (slabmeta cache id set) is a PG_slab head page, refcount >= 1, of the
       cache's order (or min order), its tails PG_tail naming it; every PG_slab page is a
       slab of a live cache (no orphans).
@@ -112,10 +112,10 @@ Invariants (mm/slab_check.py):
   S5  per cache: objects in slabs == slab freelists + cpu freelists + magazines +
       (allocs - frees, which includes sheaves) + isolated (debug-quarantined) objects.
   S6  node counters nr_slabs / total_objects equal the slabs found.
-  S7  every slab head is "allocated" for mm/check.py (refcount > 0, no buddy/pcp/
+  S7  every slab head is "allocated" for mm/pmm/check.py (refcount > 0, no buddy/pcp/
       reserved/tail flag, order byte == slab order).
 Deliberate races: statistics are per-CPU, per-context plain increments; slabinfo
-(mm/slab_common.py) reads counters and lists without locks (as /proc/slabinfo is
+(mm/slab/slab_common.py) reads counters and lists without locks (as /proc/slabinfo is
 approximate).
 
 Size: ~1150 lines, above style-anchors 5.1's ~800: `_build` alone is ~830, this docstring
@@ -126,7 +126,7 @@ directly (alloc -> alloc_retry -> alloc_slow -> install / unfreeze / new_slab; f
 free_other -> mag_flush_locked -> slab_free; flush_cpu -> unfreeze / slab_free); split
 across modules they would need those offsets passed or looked up again on every
 operation (kmalloc64 fast-path pair ~1.4 us, bench slab).  Everything the closures do
-not need is in mm/slab_common.py.
+not need is in mm/slab/slab_common.py.
 """
 
 from __future__ import annotations
@@ -138,17 +138,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aerosync.mm import slab_debug as D
-from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
-from aerosync.mm.gfp import __GFP_NOWARN as _GFP_NOWARN
-from aerosync.mm.gfp import __GFP_THISNODE as _GFP_THISNODE
-from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
-from aerosync.mm.gfp import GFP_KERNEL
-from aerosync.mm.page import PG_slab, PG_tail
-from aerosync.mm.slab_common import (
+import numpy as np
+
+from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
+from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
+from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
+from aerosync.mm.pmm.gfp import GFP_KERNEL
+from aerosync.mm.pmm.page import PG_slab, PG_tail
+from aerosync.mm.slab import slab_debug as D
+from aerosync.mm.slab.slab_common import (
     _HI,
     _LO,
     C_STATE,
+    CACHE_FREE,
     CACHE_LIVE,
     FROZEN,
     K_FREELIST_TID,
@@ -214,7 +217,7 @@ from aerosync.mm.slab_common import (
     slab_stats,
 )
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
-from aerosync.sync.spinlock import SpinLock
+from aerosync.sync.spinlock import CPU_COORD, SpinLock
 
 __all__ = ["Slub", "KmemCache"]
 
@@ -249,7 +252,7 @@ class Slub:
 
     def __init__(self, arena: Any, cpu: int, mm: Any = None, irq: bool = False,
                  hook: Callable[[str, KmemCache], None] | None = None) -> None:
-        from aerosync.mm.page_alloc import MM
+        from aerosync.mm.pmm.page_alloc import MM
 
         self.max_caches, self.nr_cpus, self.nr_nodes, self.mag_size, self.tid_step = _geo(arena)
         if not 0 <= cpu < self.nr_cpus:
@@ -1153,3 +1156,36 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
 
 _ = GFP_KERNEL  # re-exported default gfp for callers of alloc(gfp)
+
+
+# ------------------------------------------------------------------ destroy (slab_common.c calls
+# __kmem_cache_shutdown here: it needs the allocator to flush every CPU)
+def kmem_cache_destroy(arena: Any, which: int | str, cpu: int = CPU_COORD) -> None:
+    """kmem_cache_destroy(): flush every CPU, free empty slabs; refuses (SlabError,
+    cache kept) while objects are still allocated, as Linux's "Objects remaining"."""
+    cid = which if isinstance(which, int) else kmem_cache_lookup(arena, which)
+    if cid < 0:
+        raise SlabError(f"kmem_cache_destroy: no cache {which!r}")
+    _, nr_cpus, nr_nodes, _, _ = _geo(arena)
+    h = Slub(arena, 0 if cpu == CPU_COORD else cpu)
+    kc = h.cache(cid)
+    for c in range(nr_cpus):
+        kc.flush_cpu(c)
+    net = slab_stats(arena, cid)
+    left = net["alloc"] - net["free"]
+    sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    pfns = np.flatnonzero(sm[:, M_CACHE // 4] == cid + 1).tolist()
+    del sm
+    if left:
+        raise SlabError(f"kmem_cache_destroy: {kc.name}: {left} objects remaining (cache kept)")
+    for nid in range(nr_nodes):
+        no = _node_off(arena, cid, nid, nr_nodes)
+        arena.u32[(no + N_HEAD) >> 2] = NIL32
+        arena.u64[(no + N_NR_PARTIAL) >> 3] = 0
+    for pfn in pfns:
+        m = arena.off("slabmeta") + pfn * SMETA
+        o = arena.u8[m + M_ORDER]
+        arena.u8[m : m + SMETA] = bytes(SMETA)
+        arena.u32[(arena.off("pagemeta") >> 2) + pfn * (PAGE_META_SIZE >> 2)] &= ~PG_slab
+        h.mm.free_pages(pfn, o)
+    arena.atomic.store32(_cache_off(arena, cid) + C_STATE, CACHE_FREE)

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from aerosync.mm import mmzone as Z
-from aerosync.mm.gfp import MAX_NR_ZONES, MIGRATE_TYPES, ZONE_NAMES
-from aerosync.mm.page import PG_buddy
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_TYPES, ZONE_NAMES
+from aerosync.mm.pmm.page import PG_buddy
 from aerosync.params import PAGE_META_SIZE
 
 __all__ = [

@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aerosync.mm.slab import layout as S
+
 __all__ = ["POISON_FREE", "POISON_END", "POISON_INUSE", "SLUB_RED_INACTIVE", "SLUB_RED_ACTIVE",
            "TRACK_SIZE", "DebugOps", "hexdump_lines"]
 
@@ -79,8 +81,6 @@ class DebugOps:
     def __init__(self, arena: Any, kc: Any, info: dict[str, Any], slub: Any, obj_addr: Callable[[int, int], int],
                  sm_of: Callable[[int], int], fp_get: Callable[[int, int], int],
                  fp_set: Callable[[int, int, int], None]) -> None:
-        from aerosync.mm import slab_common as S
-
         self.arena, self.kc, self.slub, self.S = arena, kc, slub, S
         self.obj_addr, self.sm_of, self.fp_get, self.fp_set = obj_addr, sm_of, fp_get, fp_set
         f = info["flags"]
@@ -96,7 +96,7 @@ class DebugOps:
         self.rz_l_act = bytes([SLUB_RED_ACTIVE]) * self.red_left
         nr = self.inuse - self.osize
         self.rz_r_free, self.rz_r_act = bytes([SLUB_RED_INACTIVE]) * nr, bytes([SLUB_RED_ACTIVE]) * nr
-        self.nr_bugs_off = S._cache_off(arena, self.cid) + S.C_NR_BUGS
+        self.nr_bugs_off = S.cache_off(arena, self.cid) + S.C_NR_BUGS
 
     # ---------------------------------------------------------------- object bytes
     def _obj_off(self, pfn: int, idx: int) -> int:
@@ -261,7 +261,7 @@ class DebugOps:
     def report_invalid_free(self, addr: int, ccid: int, pfn: int, why: str) -> None:
         """kfree/kmem_cache_free of something that is not an object of this cache."""
         S = self.S
-        other = S.cache_info(self.arena, ccid)["name"] if ccid >= 0 else "none"
+        other = S.cache_name(self.arena, ccid) if ccid >= 0 else "none"
         lines = ["=" * 66, f"BUG: KASAN: invalid-free in {_call_site()}",
                  f"Free of addr {addr:x} by task aero-cpu{self.slub.cpu}/{os.getpid()}", "",
                  f"kmem_cache_free({self.name}): {why} (page pfn:{pfn:#x} belongs to cache {other})", "=" * 66]

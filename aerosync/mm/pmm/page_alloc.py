@@ -56,7 +56,7 @@ PCP protocol (the state word at pcp+0, u64, atomic):
 Owner-only data: the CPU's mmstat record (plain increments; summed on read), its pcp
 records while BUSY.
 
-Invariants (mm/check.py): B1..B8 buddy, P1..P4 PCP, Z1..Z3 zone, F1..F3 folio/refcount.
+Invariants (mm/pmm/check.py): B1..B8 buddy, P1..P4 PCP, Z1..Z3 zone, F1..F3 folio/refcount.
 Deliberate races: watermark checks read NR_FREE_PAGES without the zone lock (as the
 kernel's zone_page_state does); a stale value can only make one allocation pass or fail
 a mark it was near.  numastat counters are per-CPU, their sum is exact when quiescent.
@@ -91,13 +91,13 @@ import warnings
 from typing import Any
 
 from aerosync.errors import AeroSyncError
-from aerosync.mm import _internal
-from aerosync.mm import mmzone as Z
-from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
-from aerosync.mm.gfp import __GFP_NOWARN as _GFP_NOWARN
-from aerosync.mm.gfp import __GFP_THISNODE as _GFP_THISNODE
-from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
-from aerosync.mm.gfp import (
+from aerosync.mm.pmm import _internal
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
+from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
+from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
+from aerosync.mm.pmm.gfp import (
     ALLOC_HIGHATOMIC,
     ALLOC_MIN_RESERVE,
     ALLOC_NON_BLOCK,
@@ -116,8 +116,8 @@ from aerosync.mm.gfp import (
     gfp_to_alloc_flags,
     gfp_zone,
 )
-from aerosync.mm.gfp import ALLOC_WMARK_LOW as _ALLOC_WMARK_LOW
-from aerosync.mm.page import NIL, PG_buddy, PG_head, PG_lru, PG_pcp, PG_reserved, PG_tail, format_flags
+from aerosync.mm.pmm.gfp import ALLOC_WMARK_LOW as _ALLOC_WMARK_LOW
+from aerosync.mm.pmm.page import NIL, PG_buddy, PG_head, PG_lru, PG_pcp, PG_reserved, PG_tail, format_flags
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync.spinlock import SpinLock
 
@@ -162,7 +162,7 @@ class MM:
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
         """`lock_cpu`: the owner id this handle's zone locks record (default `cpu`); the
-        CPU's interrupt context (a second thread, mm/slub.py Slub(irq=True)) passes its own
+        CPU's interrupt context (a second thread, mm/slab/slub.py Slub(irq=True)) passes its own
         id so that it waits for a zone lock its task context holds instead of mistaking
         it for a recursive acquire (the two threads share pid and cpu)."""
         if not mm_ready(arena):
@@ -179,7 +179,7 @@ class MM:
         self.pcp_enabled = bool(q[(hdr + Z.G_PCP_ENABLED) >> 3])
         if not 0 <= cpu < self.nr_cpus:
             raise AeroSyncError(f"MM: cpu {cpu} outside 0..{self.nr_cpus - 1}")
-        from aerosync.mm.init import sim_of
+        from aerosync.mm.pmm.init import sim_of
 
         sim = sim_of(arena.config)
         self.nid = sim.cpu_to_node[cpu]

@@ -40,7 +40,7 @@ Who writes what:
     on `flags`);
   * atomic from any CPU: refcount, mapcount.
 
-Invariants (mm/check.py): F1 a PG_head page has order >= 1 and its 2^order - 1
+Invariants (mm/pmm/check.py): F1 a PG_head page has order >= 1 and its 2^order - 1
 following pages are PG_tail with head == its pfn; F2 every PG_tail page's head covers
 it; F3 free pages (buddy or PCP, heads and tails) have refcount 0 and mapcount 0,
 allocated heads have refcount >= 1, tails of allocated blocks refcount 0.

@@ -24,11 +24,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from aerosync.mm.gfp import __GFP_COMP as _GFP_COMP
-from aerosync.mm.gfp import __GFP_ZERO as _GFP_ZERO
-from aerosync.mm.page import PG_head, PG_slab, PG_tail
-from aerosync.mm.slab_common import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, _size_name, kmem_cache_lookup
-from aerosync.mm.slub import Slub
+from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
+from aerosync.mm.pmm.page import PG_head, PG_slab, PG_tail
+from aerosync.mm.slab.slab_common import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, _size_name, kmem_cache_lookup
+from aerosync.mm.slab.slub import Slub
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Kmalloc", "KMALLOC_MAX_CACHE_SIZE", "kmalloc_index", "kmalloc_cache_name", "BadKfreeWarning"]

@@ -3,7 +3,7 @@
 Models: mm/slub.c validate_slab_cache() / validate_slab() / on_freelist() (the
 `slabinfo -v` validation), extended with the cross-checks against the page checker.
 Unit: a quiescent arena (no CPU inside the allocator).  Reads only.  The invariant IDs
-(S1..S7) are stated in mm/slub.py's module docstring; this module checks exactly those.
+(S1..S7) are stated in mm/slab/slub.py's module docstring; this module checks exactly those.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from aerosync.mm import slab_common as S
-from aerosync.mm.check import CheckReport, _Sink, run_checker
-from aerosync.mm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
+from aerosync.mm.pmm.check import CheckReport, _Sink, run_checker
+from aerosync.mm.pmm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
+from aerosync.mm.slab import slab_common as S
 
 __all__ = ["slab_check", "SLAB_INVARIANTS"]
 
@@ -94,7 +94,7 @@ def _check(arena: Any, s: _Sink) -> None:
             s.add("S1", f"pfn {p}", "compound slab: head + tails naming it", f"flags {int(flags[p]):#x}")
         # ---- S7: the page checker counts the head as allocated with the slab's extent
         if flags[p] & (PG_buddy | PG_pcp | PG_reserved | PG_tail) or porder[p] != o:
-            s.add("S7", f"pfn {p}", f"allocated block of order {o} for mm/check.py",
+            s.add("S7", f"pfn {p}", f"allocated block of order {o} for mm/pmm/check.py",
                   f"flags {int(flags[p]):#x} order byte {int(porder[p])}")
 
     for cid in sorted(live):

@@ -99,7 +99,7 @@ class Arena:
     """One mapped arena segment.  Not thread-safe to close while in use."""
 
     __slots__ = (
-        "name", "size", "owner", "_shm", "buf", "u64", "u32", "u8", "atomic",
+        "name", "size", "owner", "_shm", "buf", "u64", "i64", "u32", "u8", "atomic",
         "sections", "config", "config_hash", "_arrays", "_views", "__weakref__",
     )
 
@@ -111,11 +111,12 @@ class Arena:
         self.size = len(shm.buf) // PAGE_SIZE * PAGE_SIZE
         # Whole-arena typed views: hot paths index them by off >> 3 (or >> 2).
         self.u64 = self.buf[: self.size].cast("Q")
+        self.i64 = self.buf[: self.size].cast("q")     # signed counters (per-CPU deltas)
         self.u32 = self.buf[: self.size].cast("I")
         self.u8 = self.buf[: self.size]
         self.atomic = AtomicOps(self.buf[: self.size])
         self._arrays: list[weakref.ref[Any]] = []
-        self._views: list[memoryview] = [self.u64, self.u32, self.u8]
+        self._views: list[memoryview] = [self.u64, self.i64, self.u32, self.u8]
         self.sections: dict[str, tuple[int, int]] = {}
         self.config: dict[str, Any] = {}
         self.config_hash = 0

@@ -35,6 +35,7 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_MOVABLE, MIGRATE_TYPES
 from aerosync.mm.pmm.page import NIL, PG_buddy, PG_reserved, page_array
+from aerosync.mm.pmm.vm_event import vmevents_section
 from aerosync.sync.lockstat import lock_alloc
 
 __all__ = ["mm_sections", "mm_init", "mm_params", "single_node_sim", "sim_of", "DEFAULT_MAX_PAGE_ORDER",
@@ -97,6 +98,7 @@ def mm_sections(config: dict[str, Any]) -> list[SectionSpec]:
         SectionSpec("mmpcp", nr_cpus * nr_zones * Z.PCP_REC_SIZE),
         SectionSpec("mmstat", nr_cpus * Z.stat_rec_size(nr_nodes)),
         SectionSpec("mmpageblock", max(64, nr_pb), align=64),
+        vmevents_section(nr_cpus, nr_nodes),
     ]
 
 

@@ -53,6 +53,9 @@ Arena sections (all laid out by mm/pmm/init.py:mm_sections):
   mmpageblock one u8 per pageblock (pfn >> pageblock_order): its migratetype, changed
              only under the zone.lock of the zone holding it.
 
+  vmevents   per-CPU vm event and node stat counters (mm/pmm/vm_event.py): the names of
+             /proc/vmstat beyond the page allocator's own (pgfault, nr_anon_pages, ...).
+
 Zone placement (zone_boundaries): by simulated physical address as on x86-64, ZONE_DMA
 below 16 MiB and ZONE_DMA32 below 4 GiB, when the machine has at least 8 GiB (so
 ZONE_NORMAL holds half or more).  Smaller machines are scaled so that all three zones

@@ -47,6 +47,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.errors import LockError
 from aerosync.params import LOCK_SLOT_SIZE, MAX_LOCKS
+from aerosync.sync.lockclass import OBJ_RW, class_stats
 
 __all__ = [
     "LOCK_SPIN", "LOCK_RW",
@@ -154,10 +155,11 @@ class LockStat:
 
 
 def snapshot(arena: Arena) -> list[LockStat]:
-    """Every allocated lock's figures, read with one numpy pass (racy but untorn words)."""
+    """Every allocated lock's figures, read with one numpy pass (racy but untorn words),
+    then the embedded locks' classes (sync/lockclass.py: per-CPU lines summed)."""
     n = min(arena.u64[L.H_NR_LOCKS >> 3], MAX_LOCKS)
     if n == 0:
-        return []
+        return _class_snapshot(arena)
     tab = arena.array("locks", np.uint64, count=n * LOCK_SLOT_SIZE // 8).reshape(n, LOCK_SLOT_SIZE // 8).copy()
     kinds = arena.array("locks", np.uint32, count=n * LOCK_SLOT_SIZE // 4).reshape(n, LOCK_SLOT_SIZE // 4)[
         :, S_KIND // 4
@@ -174,6 +176,20 @@ def snapshot(arena: Arena) -> list[LockStat]:
             hs, hold_total, 0 if row["hold_min"] == U64_MAX else row["hold_min"], row["hold_max"],
             row["spins"], row["yields"], row["sleeps"], row["r_acq"], row["r_con"], row["r_wait_total"],
             0 if row["r_wait_min"] == U64_MAX else row["r_wait_min"], row["r_wait_max"],
+        ))
+    return out + _class_snapshot(arena)
+
+
+def _class_snapshot(arena: Arena) -> list[LockStat]:
+    """Embedded-lock classes as LockStat rows (rwsems as kind LOCK_RW: -W and -R lines)."""
+    out = []
+    for r in class_stats(arena):
+        kind = LOCK_RW if r["kind"] == OBJ_RW else LOCK_SPIN
+        out.append(LockStat(
+            str(r["lock_class"]), "", kind, 1, int(r["acq"]), 0, int(r["con"]), 0, int(r["wait_total"]),
+            int(r["wait_min"]), int(r["wait_max"]), int(r["hold_samples"]), int(r["hold_total"]), 0,
+            int(r["hold_max"]), 0, 0, 0, int(r["r_acq"]), int(r["r_con"]), int(r["r_wait_total"]),
+            int(r["r_wait_min"]), int(r["r_wait_max"]),
         ))
     return out
 

@@ -1,8 +1,11 @@
 """Boot a simulated machine: the arena's sections for memory management, and their init.
 
 Models: start_kernel()'s memory part (mm_core_init: the page allocator, then
-kmem_cache_init).  Unit: one arena.  The coordinator, the benchmarks and the tests all
-build machines here, so a machine is laid out and booted one way only.
+kmem_cache_init, then the virtual-memory core: paging_init, the zero page, init_mm).
+Unit: one arena.  Virtual memory is booted when the configuration has a "vm" table
+(every run has one: the scenario's [vm] section, defaults included); it needs SLUB.
+The coordinator, the benchmarks and the tests all build machines here, so a machine is
+laid out and booted one way only.
 
 Single-process and lock-free: it runs before any worker exists.
 """
@@ -16,6 +19,8 @@ from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm.init import mm_init, mm_sections
 from aerosync.mm.slab.slab_common import slab_init, slab_sections
+from aerosync.mm.vm.init import vm_init
+from aerosync.mm.vm.mm_types import vm_sections
 
 __all__ = ["machine_sections", "boot", "create_machine"]
 
@@ -25,14 +30,18 @@ def machine_sections(config: dict[str, Any], slab: bool = True) -> list[L.Sectio
     specs = [*L.base_sections(int(config["nr_cpus"]), int(config["nr_pages"])), *mm_sections(config)]
     if slab:
         specs += slab_sections(config)
+        if config.get("vm") is not None:
+            specs += vm_sections(config)
     return specs
 
 
 def boot(arena: Arena) -> None:
-    """mm_init, then slab_init when the arena has SLUB's sections."""
+    """mm_init, then slab_init and vm_init when the arena has their sections."""
     mm_init(arena)
     if "slabcaches" in arena.sections:
         slab_init(arena)
+        if "vmhdr" in arena.sections:
+            vm_init(arena)
 
 
 def create_machine(config: dict[str, Any], extra: Sequence[L.SectionSpec] = (), slab: bool = True,

@@ -17,9 +17,16 @@ Layout (byte offsets inside the record; the first 32 bytes are the hot half)::
     16 next     u32   list link (pfn, NIL = 0xFFFFFFFF): buddy free list or PCP list
     20 prev     u32   list link
     24 head     u32   compound_head pfn on PG_tail pages, NIL otherwise
-    28 spare    u32   reserved for later users (e.g. last_cpupid)
-    32 private  u64   page_private(): owner's word (slab, swap entry...)
-    40 ..63           reserved (folio->mapping, index: later issues)
+    28 spare    u32   last_cpupid of a user folio (NUMA balancing); on a page-table
+                      page: its level (1 = PTE table .. 5 = PML5)
+    32 private  u64   page_private(): owner's word (slab, swap entry...); on a page-table
+                      page: its split lock word (ptlock, sync/objlock.py ObjSpinLock)
+    40 mapping  u64   folio->mapping: the arena offset of the vm_object holding the folio,
+                      | PAGE_MAPPING_ANON (bit 0) for anonymous memory (mm/vm/vm_object.py);
+                      on a page-table page: the owning mm id + 1 (0 = init_mm's)
+    48 index    u64   folio->index: the page offset in that object; page-table page: the
+                      first virtual address it maps
+    56 ..63           reserved
 
 Bytes 0-7 read as one u64 (`word0`) give flags | order<<32 | mt<<40 | zone<<48 |
 node<<56: page_is_buddy() is one memoryview load.
@@ -30,6 +37,14 @@ Flags (u32)::
     bit 4 PG_referenced bit 5 PG_lru       bit 6 PG_head     bit 7 PG_tail
     bit 8 PG_pcp        (head of a block on some CPU's PCP list; Linux: no flag,
                          page->pcp_list membership -- kept so the checker sees it)
+    bit 9 PG_table      a page-table page (Linux: page_type PGTY_table)
+    bit 10 PG_locked    bit 11 PG_dirty    bit 12 PG_uptodate bit 13 PG_writeback
+    bit 14 PG_swapbacked bit 15 PG_swapcache bit 16 PG_mlocked bit 17 PG_unevictable
+    bit 18 PG_workingset bit 19 PG_reclaim
+    bits 20-31          reserved (MGLRU generation and tier)
+  Flags of a mapped folio can be changed by several CPUs at once (PG_locked by
+  folio_trylock, PG_dirty by a shared write fault): those use atomic fetch_or32 /
+  fetch_and32 on the flags word, never a plain store.
 
 Who writes what:
   * guarded by the page's zone.lock: flags/order/mt/next/prev of PG_buddy pages and of
@@ -57,9 +72,11 @@ from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = [
     "PG_reserved", "PG_buddy", "PG_active", "PG_slab", "PG_referenced", "PG_lru", "PG_head",
-    "PG_tail", "PG_pcp", "PAGEFLAG_NAMES", "NIL",
+    "PG_tail", "PG_pcp", "PG_table", "PG_locked", "PG_dirty", "PG_uptodate", "PG_writeback", "PG_swapbacked",
+    "PG_swapcache", "PG_mlocked", "PG_unevictable", "PG_workingset", "PG_reclaim", "PAGEFLAG_NAMES",
+    "PAGE_MAPPING_ANON", "NIL",
     "P_FLAGS", "P_ORDER", "P_MT", "P_ZONE", "P_NODE", "P_REFCOUNT", "P_MAPCOUNT", "P_NEXT",
-    "P_PREV", "P_HEAD", "P_SPARE", "P_PRIVATE", "PAGE_DTYPE", "page_array", "page_off",
+    "P_PREV", "P_HEAD", "P_SPARE", "P_PRIVATE", "P_MAPPING", "P_INDEX", "PAGE_DTYPE", "page_array", "page_off",
     "page_address", "page_view", "format_flags", "node_of_pfn",
 ]
 
@@ -72,7 +89,21 @@ PG_lru = 1 << 5
 PG_head = 1 << 6
 PG_tail = 1 << 7
 PG_pcp = 1 << 8
-PAGEFLAG_NAMES = ("reserved", "buddy", "active", "slab", "referenced", "lru", "head", "tail", "pcp")
+PG_table = 1 << 9
+PG_locked = 1 << 10
+PG_dirty = 1 << 11
+PG_uptodate = 1 << 12
+PG_writeback = 1 << 13
+PG_swapbacked = 1 << 14
+PG_swapcache = 1 << 15
+PG_mlocked = 1 << 16
+PG_unevictable = 1 << 17
+PG_workingset = 1 << 18
+PG_reclaim = 1 << 19
+PAGEFLAG_NAMES = ("reserved", "buddy", "active", "slab", "referenced", "lru", "head", "tail", "pcp", "table",
+                  "locked", "dirty", "uptodate", "writeback", "swapbacked", "swapcache", "mlocked", "unevictable",
+                  "workingset", "reclaim")
+PAGE_MAPPING_ANON = 1                # folio->mapping low bit: anonymous (object of anon memory)
 
 NIL = 0xFFFF_FFFF                    # "no pfn" in a u32 link
 
@@ -80,15 +111,17 @@ P_FLAGS, P_ORDER, P_MT, P_ZONE, P_NODE = 0, 4, 5, 6, 7
 P_REFCOUNT, P_MAPCOUNT = 8, 12
 P_NEXT, P_PREV, P_HEAD, P_SPARE = 16, 20, 24, 28
 P_PRIVATE = 32
+P_MAPPING, P_INDEX = 40, 48
 
 PAGE_DTYPE = np.dtype([
     ("flags", "<u4"), ("order", "u1"), ("mt", "u1"), ("zone", "u1"), ("node", "u1"),
     ("refcount", "<u4"), ("mapcount", "<u4"),
     ("next", "<u4"), ("prev", "<u4"), ("head", "<u4"), ("spare", "<u4"),
-    ("private", "<u8"), ("_rsvd", "V24"),
+    ("private", "<u8"), ("mapping", "<u8"), ("index", "<u8"), ("_rsvd", "V8"),
 ])
 assert PAGE_DTYPE.itemsize == PAGE_META_SIZE
 assert PAGE_DTYPE.fields["next"][1] == P_NEXT and PAGE_DTYPE.fields["private"][1] == P_PRIVATE
+assert PAGE_DTYPE.fields["mapping"][1] == P_MAPPING and PAGE_DTYPE.fields["index"][1] == P_INDEX
 
 
 def page_array(arena) -> np.ndarray:

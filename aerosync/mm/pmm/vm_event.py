@@ -36,7 +36,7 @@ import numpy as np
 from aerosync.arena.layout import SectionSpec, align_up
 from aerosync.params import CACHE_LINE
 
-__all__ = ["NODE_STAT_NAMES", "VM_EVENT_NAMES", "NR_NODE_STATS", "NR_VM_EVENTS", "vmev_rec_size",
+__all__ = ["NODE_STAT_NAMES", "VM_EVENT_NAMES", "AEROSYNC_VM_EVENTS", "NR_NODE_STATS", "NR_VM_EVENTS", "vmev_rec_size",
            "vmevents_section", "vm_event_base", "node_stat_base", "fold_vm_events", "fold_node_stats",
            "count_vm_event"]
 
@@ -65,7 +65,8 @@ NODE_STAT_NAMES = ("nr_inactive_anon", "nr_active_anon", "nr_inactive_file", "nr
  NR_BALLOON_PAGES) = range(48)
 NR_NODE_STATS = len(NODE_STAT_NAMES)
 
-# enum vm_event_item, in /proc/vmstat order (pgalloc_<zone> and pgfree: mmzone.py's mmstat)
+# enum vm_event_item, in /proc/vmstat order (pgalloc_<zone> and pgfree: mmzone.py's mmstat);
+# fold_vm_events() returns them, then AEROSYNC_VM_EVENTS under "aerosync_<name>"
 VM_EVENT_NAMES = ("pgpgin", "pgpgout", "pswpin", "pswpout", "allocstall_dma", "allocstall_dma32",
     "allocstall_normal", "allocstall_movable", "pgskip_dma", "pgskip_dma32", "pgskip_normal",
     "pgskip_movable", "pgactivate", "pgdeactivate", "pglazyfree", "pgfault", "pgmajfault", "pglazyfreed",
@@ -100,9 +101,14 @@ VM_EVENT_NAMES = ("pgpgin", "pgpgout", "pswpin", "pswpout", "allocstall_dma", "a
  UNEVICTABLE_PGS_CLEARED, UNEVICTABLE_PGS_STRANDED, NR_TLB_REMOTE_FLUSH, NR_TLB_REMOTE_FLUSH_RECEIVED,
  NR_TLB_LOCAL_FLUSH_ALL, NR_TLB_LOCAL_FLUSH_ONE, SWAP_RA, SWAP_RA_HIT, SWPIN_ZERO, SWPOUT_ZERO, ZSWPIN,
  ZSWPOUT, ZSWPWB, VMA_LOCK_SUCCESS, VMA_LOCK_ABORT, VMA_LOCK_RETRY, VMA_LOCK_MISS) = range(86)
-NR_VM_EVENTS = len(VM_EVENT_NAMES)
+NR_LINUX_VM_EVENTS = len(VM_EVENT_NAMES)
+# AeroSync's own events (no /proc/vmstat name in Linux): printed as aerosync_<name>
+AEROSYNC_VM_EVENTS = ("spf_success", "spf_abort", "shadow_collapse", "cow_steal", "cow_copy", "fault_around")
+(SPF_SUCCESS, SPF_ABORT, SHADOW_COLLAPSE, COW_STEAL, COW_COPY, FAULT_AROUND) = range(
+    NR_LINUX_VM_EVENTS, NR_LINUX_VM_EVENTS + len(AEROSYNC_VM_EVENTS))
+NR_VM_EVENTS = NR_LINUX_VM_EVENTS + len(AEROSYNC_VM_EVENTS)
 
-assert NR_NODE_STATS == NR_BALLOON_PAGES + 1 and NR_VM_EVENTS == VMA_LOCK_MISS + 1
+assert NR_NODE_STATS == NR_BALLOON_PAGES + 1 and NR_LINUX_VM_EVENTS == VMA_LOCK_MISS + 1
 
 
 def vmev_rec_size(nr_nodes: int) -> int:
@@ -143,11 +149,12 @@ def _records(arena: Any) -> np.ndarray:
 def fold_vm_events(arena: Any) -> dict[str, int]:
     """all_vm_events(): every vm event summed over CPUs (a racy snapshot on a live run)."""
     if "vmevents" not in arena.sections:
-        return dict.fromkeys(VM_EVENT_NAMES, 0)
+        return dict.fromkeys(VM_EVENT_NAMES + tuple(f"aerosync_{n}" for n in AEROSYNC_VM_EVENTS), 0)
     recs = _records(arena)
     tot = recs[:, :NR_VM_EVENTS].astype(np.uint64).sum(axis=0)
     del recs
-    return {name: int(v) for name, v in zip(VM_EVENT_NAMES, tot)}
+    names = VM_EVENT_NAMES + tuple(f"aerosync_{n}" for n in AEROSYNC_VM_EVENTS)
+    return {name: int(v) for name, v in zip(names, tot)}
 
 
 def fold_node_stats(arena: Any) -> list[dict[str, int]]:

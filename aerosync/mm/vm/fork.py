@@ -1,0 +1,207 @@
+"""Address-space lifetimes: mm_alloc, dup_mm (fork), mmput / exit_mmap.
+
+Models: kernel/fork.c (mm_alloc, mm_init, dup_mm / dup_mmap, mmput, mmget), mm/mmap.c
+(exit_mmap), the C kernel's vm_object_cow_prepare (two shadows at fork).  Unit: an mm
+record (mm_types.py) and everything hanging off it: its page tables, VMAs, objects.
+
+fork (dup_mmap), with the parent's mmap_lock for write and the child's for write
+(nested, as mmap_write_lock_nested):
+  * every VMA is duplicated into the child's tree, except VM_DONTCOPY ones;
+  * private memory with an object O (anonymous, or a private file mapping's shadow):
+    O gets two new shadows, one for the parent's VMA and one for the child's (each
+    holds a reference on O, the parent VMA's own reference moves to its shadow); the
+    pages stay in O, shared, until one side writes (COW: copy into that side's
+    shadow, or steal when the other side is gone -- memory.py);
+  * shared memory (MAP_SHARED anonymous or file): the child maps the same object;
+  * VM_WIPEONFORK: the child starts with no object (zero-filled memory);
+  * page-table entries are copied only where a fault could not rebuild them -- VMAs
+    with an object of private copies (Linux's vma_needs_copy): private writable
+    entries are write-protected in both parent and child, every copied page gets one
+    more mapcount and reference; then the parent's TLBs are flushed (its entries lost
+    write permission).
+exit_mmap unmaps everything (zap + free all page tables through an mmu_gather, one
+flush), removes every VMA (object references dropped: shadow chains shrink, objects
+without references free their pages), destroys the maple tree and frees the root
+table.  The mm record is freed when its last reference goes (mm_count).
+
+Lock order: parent mmap_lock (write) -> child mmap_lock (write) -> the rest as in
+memory.py.  Invariants: FK1 after fork, every page reachable from the child's PTEs is
+reachable from the parent's at the same address (same contents) and write-protected in
+both when private; FK2 exit_mmap leaves no page, table, VMA, tree node or object of
+the mm behind (the checkers count them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.lib.maple_tree import mt_init
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.mm_types import VMError
+from aerosync.mm.vm.pgtable import TASK_SIZE_4, TASK_SIZE_5
+from aerosync.mm.vm.vm_object import O_SIZE
+
+__all__ = ["MM_CLAIMED", "mm_layout", "Fork"]
+
+MM_CLAIMED = 2
+_MIN_GAP = 128 << 20
+_STACK_GUARD = 256 << 12
+_START_BRK = 0x0000_5555_5556_0000      # just above a PIE binary at 2/3 of the 47-bit space
+
+
+def mm_layout(levels: int) -> tuple[int, int, int]:
+    """(task_size, mmap_base, start_brk): the legacy x86-64 layout without randomisation
+    (mmap_base = TASK_SIZE - max(8 MiB stack + guard gap, 128 MiB), arch_pick_mmap_layout)."""
+    ts = TASK_SIZE_5 if levels == 5 else TASK_SIZE_4
+    gap = max((8 << 20) + _STACK_GUARD, _MIN_GAP)
+    return ts, (ts - gap) & ~0xFFF, _START_BRK
+
+
+class Fork:
+    """Simulated CPU `cpu`'s mm lifecycle operations (closures):
+      mm_alloc() -> mm id            a fresh address space (no VMAs, a root table)
+      mmget(mm_id) / mmput(mm_id)    mm_users; the last put tears the mm down
+      dup_mm(parent) -> child mm id  fork's copy of the address space
+      exit_mmap(mm_id)               unmap and free everything
+    """
+
+    def __init__(self, arena: Any, cpu: int, pt: Any, vmas: Any, objs: Any, memory: Any, mmap: Any, tlb: Any,
+                 rcu: Any) -> None:
+        self.arena, self.cpu = arena, cpu
+        q, at = arena.u64, arena.atomic
+        cas, load, store, fetch_add = at.cas64, at.load64, at.store64, at.fetch_add64
+        hdr = arena.off("vmhdr")
+        nr_cpus = int(arena.config["nr_cpus"])
+        mm_size = T.mm_rec_size(nr_cpus)
+        mm_base = arena.off("vmmm")
+        max_mms = q[(hdr + T.H_MAX_MMS) >> 3]
+        levels = q[(hdr + T.H_LEVELS) >> 3]
+        task_size, mmap_base, start_brk = mm_layout(levels)
+        zero_rec = bytes(mm_size)
+        u8 = arena.u8
+
+        def mo(mm_id: int) -> int:
+            return mm_base + mm_id * mm_size
+
+        def mm_alloc() -> int:
+            for mm_id in range(1, max_mms):
+                m = mo(mm_id)
+                if load(m + T.M_STATE) != T.MM_FREE or cas(m + T.M_STATE, T.MM_FREE, MM_CLAIMED) != T.MM_FREE:
+                    continue
+                u8[m + 8 : m + mm_size] = zero_rec[8:]
+                mt_init(arena, m + T.M_MT)
+                pgd = pt.pgd_alloc(mm_id)
+                if pgd < 0:
+                    store(m + T.M_STATE, T.MM_FREE)
+                    raise VMError("ENOMEM", "mm_alloc: no page for the page-table root")
+                q[(m + T.M_PGD) >> 3] = pgd
+                q[(m + T.M_USERS) >> 3] = 1
+                q[(m + T.M_COUNT) >> 3] = 1
+                q[(m + T.M_CTX_ID) >> 3] = fetch_add(hdr + T.H_NEXT_CTX, 1)
+                q[(m + T.M_TASK_SIZE) >> 3] = task_size
+                q[(m + T.M_MMAP_BASE) >> 3] = mmap_base
+                q[(m + T.M_START_BRK) >> 3] = start_brk
+                q[(m + T.M_BRK) >> 3] = start_brk
+                vmas.forget(mm_id)
+                store(m + T.M_STATE, T.MM_LIVE)
+                return mm_id
+            raise VMError("ENOMEM", f"mm_alloc: all {max_mms - 1} mm records in use ([vm] max_mms)")
+
+        def mmget(mm_id: int) -> None:
+            fetch_add(mo(mm_id) + T.M_USERS, 1)
+
+        def mmput(mm_id: int) -> None:
+            old = fetch_add(mo(mm_id) + T.M_USERS, (1 << 64) - 1)
+            if old == 1:
+                exit_mmap(mm_id)
+                free_mm(mm_id)
+            elif old == 0:
+                fetch_add(mo(mm_id) + T.M_USERS, 1)
+                raise VMError("EINVAL", f"mmput: mm {mm_id} has no users")
+
+        def free_mm(mm_id: int) -> None:
+            m = mo(mm_id)
+            pt.free_table(q[(m + T.M_PGD) >> 3])
+            q[(m + T.M_PGD) >> 3] = 0
+            vmas.forget(mm_id)
+            store(m + T.M_STATE, T.MM_FREE)
+
+        def exit_mmap(mm_id: int) -> None:
+            mmap.mmap_write_lock(mm_id)
+            try:
+                all_vmas = [e for _f, _l, e in vmas.tree(mm_id).mt_for_each(0, (1 << 64) - 1)]
+                for v in all_vmas:
+                    vmas.start_write(mm_id, v)
+                    store(v + V.V_STATE, V.VMA_DETACHED)
+                vmas.tree(mm_id).mt_destroy()
+                if all_vmas:
+                    mmap.unmap_vmas(mm_id, all_vmas, 0, task_size)
+                else:
+                    g = memory.mmu_gather(mm_id)
+                    memory.free_pgd_range(mm_id, 0, task_size, 0, 0, g)
+                    g.finish()
+            finally:
+                mmap.mmap_write_unlock(mm_id)
+            rcu.poll()
+
+        def dup_mm(parent: int) -> int:
+            child = mm_alloc()
+            pm, cm = mo(parent), mo(child)
+            mmap.mmap_write_lock(parent)
+            mmap.mmap_write_lock(child)
+            try:
+                for f in (T.M_MMAP_BASE, T.M_START_BRK, T.M_BRK, T.M_TOTAL_VM, T.M_LOCKED_VM, T.M_DATA_VM,
+                          T.M_EXEC_VM, T.M_STACK_VM, T.M_DEF_FLAGS, T.M_TASK_SIZE, T.M_HIWATER_VM):
+                    q[(cm + f) >> 3] = q[(pm + f) >> 3]
+                wrprotected = False
+                for _f, _l, v in list(vmas.tree(parent).mt_for_each(0, (1 << 64) - 1)):
+                    fl = q[(v + V.V_FLAGS) >> 3]
+                    if fl & V.VM_DONTCOPY:
+                        mmap.vm_stat_account(child, fl, -((q[(v + V.V_END) >> 3] - q[(v + V.V_START) >> 3]) >> 12))
+                        continue
+                    n = vmas.dup(v)
+                    if not n:
+                        raise VMError("ENOMEM", "fork: no memory for a VMA")
+                    q[(n + V.V_MM) >> 3] = child
+                    o = q[(v + V.V_OBJECT) >> 3]
+                    private = not fl & V.VM_SHARED
+                    copy = False
+                    if fl & V.VM_WIPEONFORK and private:
+                        q[(n + V.V_OBJECT) >> 3] = 0
+                    elif o and private:
+                        vmas.start_write(parent, v)
+                        size = q[(o + O_SIZE) >> 3]
+                        sp = objs.shadow(o, 0, size)
+                        sc = objs.shadow(o, 0, size)
+                        if not sp or not sc:
+                            raise VMError("ENOMEM", "fork: no memory for shadow objects")
+                        objs.unlink_vma(o, v)
+                        q[(v + V.V_OBJECT) >> 3] = sp
+                        objs.link_vma(sp, v)
+                        q[(n + V.V_OBJECT) >> 3] = sc
+                        objs.put(o)                          # the parent VMA's reference moved to sp
+                        copy = True
+                    elif o:
+                        objs.get(o)
+                    if vmas.insert(child, n):
+                        raise VMError("ENOMEM", "fork: no memory for maple-tree nodes")
+                    mmap.link(n)
+                    q[(cm + T.M_MAP_COUNT) >> 3] += 1
+                    if copy:
+                        wp = bool(fl & V.VM_WRITE)
+                        if memory.copy_range(child, parent, v, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], wp) < 0:
+                            raise VMError("ENOMEM", "fork: no memory for the child's page tables")
+                        wrprotected |= wp
+                if wrprotected:
+                    tlb.flush_tlb_mm_range(parent, 0, (1 << 64) - 1)
+            except BaseException:
+                mmap.mmap_write_unlock(child)
+                mmap.mmap_write_unlock(parent)
+                mmput(child)
+                raise
+            mmap.mmap_write_unlock(child)
+            mmap.mmap_write_unlock(parent)
+            return child
+
+        self.mm_alloc, self.mmget, self.mmput, self.dup_mm, self.exit_mmap = mm_alloc, mmget, mmput, dup_mm, exit_mmap

@@ -1,0 +1,947 @@
+"""Page faults, unmapping and page-table copying: the heart of the VM.
+
+Models: arch/x86/mm/fault.c (do_user_addr_fault: the per-VMA lock try, then mmap_lock,
+SIGSEGV with SEGV_MAPERR / SEGV_ACCERR), mm/memory.c (handle_mm_fault, handle_pte_fault,
+do_anonymous_page, do_wp_page / wp_page_copy / wp_page_reuse / wp_page_shared,
+do_read_fault with do_fault_around, do_cow_fault, do_shared_fault, zap_pte_range,
+unmap_page_range, free_pgtables / free_pgd_range with floor and ceiling,
+copy_page_range / copy_present_pte for fork), mm/mmu_gather.c; the seed's speculative
+page fault (SPF); the C kernel's object faults (anon_obj_fault, shadow fault: walk down
+the chain, steal or copy) through vm_object.py.  Unit: one fault of one page; one
+unmapped range.
+
+Fault locking ([vm] fault_locking):
+  mmap_lock    down_read(mmap_lock), find_vma, handle the fault, up_read.
+  per_vma      lock_vma_under_rcu (maple walk under RCU, vma_start_read); on success
+               the fault runs under that VMA's read lock only (vma_lock_success), on
+               failure it falls back to mmap_lock (vma_lock_abort / vma_lock_miss), and a
+               handler that needs more (VM_FAULT_RETRY: e.g. a shadow collapse) retries
+               under mmap_lock (vma_lock_retry).
+  speculative  the seed's SPF: snapshot mm->mmap_seq (even), find the VMA under RCU, copy
+               its fields, and fault with no mm or VMA lock; the snapshot is validated
+               under the object lock before a page enters an object and under the PTE
+               lock before a PTE is installed -- a change means abort (aerosync_spf_abort)
+               and a retry under mmap_lock.  A missing object, a shadow chain, a file
+               read, or anything else that would need a lock falls back at once.
+
+Lock order inside a fault: (mmap_lock or vm_lock) -> obj->lock (insert into a tree) ->
+mm->page_table_lock (populate an upper-level entry) -> ptlock (install the PTE); the
+PTE lock is never held while an object lock is taken, so a fault that must update an
+object drops the PTE lock first and re-checks the entry (pte_same) after.  A TLB
+shootdown may be issued under the PTE lock (ptep_clear_flush in wp_page_copy): CPUs
+waiting for that PTE lock answer the IPI from their wait loop.
+
+Page references: a folio in an object's tree holds one reference for the tree; every
+PTE mapping it holds one more and one mapcount (the zero page, _PAGE_SPECIAL, holds
+none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES, atomic),
+nr_anon_pages / nr_mapped (node of the page, when a mapcount goes 0 -> 1 -> 0),
+pgfault / pgmajfault, the vma_lock_* events.
+
+Unmapping (zap): entries are cleared with xchg (the final A/D bits are never lost to a
+concurrent hardware walk), dirty file pages get PG_dirty, and each page's PTE reference
+goes into an mmu_gather that drops it only after the TLB flush of the range: no CPU can
+read or write a page through a stale TLB entry once the page can be reused.
+
+Invariants (mm/vm/check.py): PT2 (pgtable.py), R1 folio mapcount == PTEs mapping it,
+R2 refcount == (in a tree) + mapcount when quiescent, RSS1 each mm's rss counters ==
+its present PTEs by kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aerosync.errors import AeroSyncError
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
+from aerosync.mm.pmm.page import P_MAPPING, PAGE_MAPPING_ANON, PG_dirty, PG_mlocked, PG_swapbacked
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PRESENT,
+    _PAGE_PROTNONE,
+    _PAGE_RW,
+    _PAGE_SPECIAL,
+    PTE_PFN_MASK,
+    is_migration_entry,
+    level_shift,
+    pte_modify,
+)
+from aerosync.mm.vm.vm_object import (
+    O_BACKING,
+    O_SIZE,
+    O_TYPE,
+    OBJ_ANON,
+    entry_pfn,
+    is_folio_entry,
+)
+from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
+
+__all__ = ["VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_MAJOR", "VM_FAULT_RETRY", "SegmentationFault", "Memory",
+           "MmuGather", "SEGV_MAPERR", "SEGV_ACCERR", "SIGSEGV", "SIGKILL", "MAX_GATHER_BATCH"]
+
+VM_FAULT_OOM = 0x1
+VM_FAULT_SIGSEGV = 0x40
+VM_FAULT_MAJOR = 0x4
+VM_FAULT_RETRY = 0x400
+FAULT_FLAG_VMA_LOCK = 0x1000
+FAULT_FLAG_SPECULATIVE = 0x10000
+SIGSEGV, SIGKILL = 11, 9
+SEGV_MAPERR, SEGV_ACCERR = 1, 2
+MAX_GATHER_BATCH = 512
+_RW_D = _PAGE_RW | _PAGE_DIRTY
+_U64 = (1 << 64) - 1
+_P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
+KIND_FILE, KIND_ANON, KIND_SWAP, KIND_SHMEM = T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SWAPENTS, T.MM_SHMEMPAGES
+
+
+class SegmentationFault(AeroSyncError):
+    """SIGSEGV delivered to a task: the access had no mapping or broke its protection."""
+
+    def __init__(self, tid: int, pid: int, cpu: int, addr: int, code: int, write: bool, why: str) -> None:
+        self.tid, self.pid, self.cpu, self.addr, self.code, self.write = tid, pid, cpu, addr, code, write
+        kind = "SEGV_MAPERR" if code == SEGV_MAPERR else "SEGV_ACCERR"
+        super().__init__(f"task {pid} (tid slot {tid}) on cpu{cpu}: SIGSEGV ({kind}) at {addr:#x} on a "
+                         f"{'write' if write else 'read'}: {why}")
+
+
+class MmuGather:
+    """mm/mmu_gather.c: pages and page-table pages collected while unmapping, released
+    only after one TLB flush covering everything that was cleared."""
+
+    __slots__ = ("pages", "tables", "start", "end", "mm_id", "flush_range", "put", "free_table")
+
+    def __init__(self, mm_id: int, flush_range: Callable[[int, int, int], None], put: Callable[[int], None],
+                 free_table: Callable[[int], None]) -> None:
+        self.mm_id, self.flush_range, self.put, self.free_table = mm_id, flush_range, put, free_table
+        self.pages: list[int] = []
+        self.tables: list[int] = []
+        self.start, self.end = _U64, 0
+
+    def add_range(self, start: int, end: int) -> None:
+        if start < self.start:
+            self.start = start
+        if end > self.end:
+            self.end = end
+
+    def flush(self) -> None:
+        """tlb_flush_mmu(): flush what was cleared, then release pages and tables."""
+        if self.end > self.start:
+            self.flush_range(self.mm_id, self.start, self.end)
+            self.start, self.end = _U64, 0
+        pages, self.pages = self.pages, []
+        put = self.put
+        for pfn in pages:
+            put(pfn)
+        tables, self.tables = self.tables, []
+        for t in tables:
+            self.free_table(t)
+
+    finish = flush
+
+
+class Memory:
+    """Simulated CPU `cpu`'s fault and unmap paths (closures; see the module docstring).
+
+    Needs: `mm` (page allocator handle), `pt` (PageTables), `tlb`, `objs` (VmObjects),
+    `files` (Filemap), `locks` (ptlock / ptl / vma_lock / mmap_lock handles), `rcu`,
+    `find_vma(mm_id, addr)`, `mt_load(mm_id, addr)` (lock-free maple walk), and `cur`
+    (this CPU's [tid, mm_id] of the running task).
+    """
+
+    def __init__(self, arena: Any, cpu: int, mm: Any, pt: Any, tlb: Any, objs: Any, files: Any, locks: Any,
+                 rcu: Any, find_vma: Callable[[int, int], int], mt_load: Callable[[int, int], int],
+                 cur: list[int]) -> None:
+        self.arena, self.cpu = arena, cpu
+        q, i64, u32, u8, at = arena.u64, arena.i64, arena.u32, arena.u8, arena.atomic
+        load, cas, xchg, fetch_add = at.load64, at.cas64, at.xchg64, at.fetch_add64
+        fetch_add32, fetch_sub32, fetch_or32 = at.fetch_add32, at.fetch_sub32, at.fetch_or32
+        PHYS = arena.off("physmem")
+        P8 = PHYS >> 3
+        PM = arena.off("pagemeta")
+        PM8, PM4 = PM >> 3, PM >> 2
+        MW, MW4 = PAGE_META_SIZE >> 3, PAGE_META_SIZE >> 2
+        i_map = P_MAPPING >> 3
+        hdr = arena.off("vmhdr")
+        H = lambda f: q[(hdr + f) >> 3]
+        zero_pfn = H(T.H_ZERO_PFN)
+        mode = H(T.H_FAULT_LOCKING)
+        fault_around_pages = H(T.H_FAULT_AROUND) >> PAGE_SHIFT
+        nr_levels = H(T.H_LEVELS)
+        mm_base, mm_size = arena.off("vmmm"), T.mm_rec_size(int(arena.config["nr_cpus"]))
+        task_base = arena.off("vmtask")
+        ev = VE.vm_event_base(arena, cpu)
+        ev_pgfault, ev_major = ev + VE.PGFAULT, ev + VE.PGMAJFAULT
+        ev_vl_success, ev_vl_abort = ev + VE.VMA_LOCK_SUCCESS, ev + VE.VMA_LOCK_ABORT
+        ev_vl_retry, ev_vl_miss = ev + VE.VMA_LOCK_RETRY, ev + VE.VMA_LOCK_MISS
+        ev_spf_ok, ev_spf_abort = ev + VE.SPF_SUCCESS, ev + VE.SPF_ABORT
+        ev_steal, ev_copy, ev_around = ev + VE.COW_STEAL, ev + VE.COW_COPY, ev + VE.FAULT_AROUND
+        ns = VE.node_stat_base(arena, cpu)
+        NS = VE.NR_NODE_STATS
+        NR_ANON, NR_MAPPED, NR_SHMEM, NR_FILE, NR_DIRTY = (VE.NR_ANON_PAGES, VE.NR_MAPPED, VE.NR_SHMEM,
+                                                          VE.NR_FILE_PAGES, VE.NR_DIRTY)
+        ZERO = bytes(PAGE_SIZE)
+        alloc_pages, free_pages, folio_put = mm.alloc_pages, mm.free_pages, mm.folio_put
+        GFP = GFP_HIGHUSER_MOVABLE
+        walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
+        ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
+        vma_down_read_trylock, vma_up_read = locks.vma_lock.down_read_trylock, locks.vma_lock.up_read
+        mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
+        obj_down_write, obj_up_write = locks.obj_lock.down_write, locks.obj_lock.up_write
+        obj_trylock_write = locks.obj_lock.down_write_trylock
+        rcu_read_lock, rcu_read_unlock = rcu.read_lock, rcu.read_unlock
+        objs_alloc, objs_put, objs_insert = objs.alloc, objs.put, objs.insert
+        objs_lookup, chain_lookup, objs_shadow = objs.lookup, objs.chain_lookup, objs.shadow
+        objs_link_vma, objs_remove_locked = objs.link_vma, objs.remove_locked
+        objs_insert_locked = objs.insert_locked
+        get_page, file_obj = files.get_page, files.file_obj
+        flush_tlb_mm_range, flush_one = tlb.flush_tlb_mm_range, tlb.flush_one
+        pte_shift = level_shift(2)
+        mm_seq_off = T.M_MMAP_SEQ
+
+        def mm_off(mm_id: int) -> int:
+            return mm_base + mm_id * mm_size
+
+        # ------------------------------------------------------------ accounting
+        def page_nid(pfn: int) -> int:
+            return u8[PM + pfn * PAGE_META_SIZE + 7]
+
+        def kind_of(pfn: int) -> int:
+            m = q[PM8 + pfn * MW + i_map]
+            if m & PAGE_MAPPING_ANON:
+                return KIND_ANON
+            o = m & ~3
+            if o and (u32[(o + O_TYPE) >> 2] & 0xFFFF) == OBJ_ANON:
+                return KIND_SHMEM
+            return KIND_FILE
+
+        def map_account(mm_id: int, pfn: int, kind: int) -> None:
+            """A new PTE maps pfn: its reference, mapcount, rss and node counters."""
+            b4 = PM4 + pfn * MW4
+            fetch_add32((b4 + 2) << 2, 1)                      # refcount
+            if fetch_add32((b4 + 3) << 2, 1) == 0:             # mapcount 0 -> 1
+                i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] += 1
+            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, 1)
+
+        def unmap_account(mm_id: int, pfn: int, kind: int, put: bool = True) -> None:
+            """A PTE mapping pfn went away (the PTE reference is dropped unless put=False:
+            the caller hands it to an mmu_gather)."""
+            b4 = PM4 + pfn * MW4
+            if fetch_sub32((b4 + 3) << 2, 1) == 1:             # mapcount 1 -> 0
+                i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
+            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, _U64)
+            if put:
+                folio_put(pfn)
+
+        def set_dirty(pfn: int) -> None:
+            """folio_mark_dirty(): file pages count in nr_dirty."""
+            old = fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
+            if not old & PG_dirty and kind_of(pfn) == KIND_FILE:
+                i64[ns + page_nid(pfn) * NS + NR_DIRTY] += 1
+
+        # ------------------------------------------------------------ helpers
+        def install(table: int, i: int, expect: int, new: int, spec_seq: int, mm_id: int) -> bool:
+            """Under the PTE lock: set entry i to new if it is still `expect` (and, for a
+            speculative fault, if the mm's mmap_seq is still the snapshot)."""
+            lo = PM + table * PAGE_META_SIZE + 32
+            ptl_lock(lo)
+            try:
+                if q[i] != expect:
+                    return False
+                if spec_seq >= 0 and load(mm_off(mm_id) + mm_seq_off) != spec_seq:
+                    return False
+                q[i] = new
+                return True
+            finally:
+                ptl_unlock(lo)
+
+        def new_page(src: int) -> int:
+            """A page for a fault: zeroed (src < 0) or a copy of src's contents."""
+            pfn = alloc_pages(GFP, 0)
+            if pfn < 0:
+                return -1
+            o = PHYS + (pfn << PAGE_SHIFT)
+            if src < 0:
+                u8[o : o + PAGE_SIZE] = ZERO
+            else:
+                s = PHYS + (src << PAGE_SHIFT)
+                u8[o : o + PAGE_SIZE] = u8[s : s + PAGE_SIZE]
+            u32[PM4 + pfn * MW4] |= PG_swapbacked
+            return pfn
+
+        def anon_prepare(vma: int) -> int:
+            """The VMA's anonymous object, created at its first fault (__anon_vma_prepare):
+            installed with a CAS so concurrent faulters agree on one object."""
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                return o
+            size = q[(vma + V.V_PGOFF) >> 3] + ((q[(vma + V.V_END) >> 3] - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            o = objs_alloc(OBJ_ANON, size)
+            if not o:
+                return 0
+            seen = cas(vma + V.V_OBJECT, 0, o)
+            if seen:
+                objs_put(o)
+                return seen
+            objs_link_vma(o, vma)
+            return o
+
+        def file_shadow(vma: int, fid: int) -> int:
+            """A private file mapping's shadow over the file's vnode object (index =
+            file page), created at its first COW."""
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                return o
+            f = file_obj(fid)
+            s = objs_shadow(f, 0, q[(f + O_SIZE) >> 3])
+            if not s:
+                return 0
+            seen = cas(vma + V.V_OBJECT, 0, s)
+            if seen:
+                objs_put(s)
+                return seen
+            objs_link_vma(s, vma)
+            return s
+
+        def vma_prot(vma: int) -> int:
+            return q[(vma + V.V_PROT) >> 3]
+
+        # ------------------------------------------------------------ the fault paths
+        def map_new(mm_id: int, vma: int, va: int, table: int, i: int, expect: int, obj: int, idx: int,
+                    src: int, anon: bool, write: bool, spec_seq: int) -> int:
+            """Allocate (zeroed or copied from src), insert into obj at idx, map it.
+            Replaces `expect` (0, the zero page, or a page being COWed)."""
+            pfn = new_page(src)
+            if pfn < 0:
+                return VM_FAULT_OOM
+            if spec_seq >= 0:
+                if not obj_trylock_write(obj + 16):
+                    free_pages(pfn, 0)
+                    return VM_FAULT_RETRY
+                try:
+                    if load(mm_off(mm_id) + mm_seq_off) != spec_seq:
+                        free_pages(pfn, 0)
+                        return VM_FAULT_RETRY
+                    got = insert_locked(obj, idx, pfn, anon)
+                finally:
+                    obj_up_write(obj + 16)
+            else:
+                got = objs_insert(obj, idx, pfn, anon)
+            if got < 0:
+                free_pages(pfn, 0)
+                return VM_FAULT_OOM
+            if got != pfn:
+                free_pages(pfn, 0)           # another CPU put a page there first: use it
+                pfn = got
+            elif not anon:                   # a new shmem page: counted as shmem and file
+                nid = page_nid(pfn)
+                i64[ns + nid * NS + NR_SHMEM] += 1
+                i64[ns + nid * NS + NR_FILE] += 1
+            kind = KIND_ANON if anon else KIND_SHMEM
+            prot = vma_prot(vma)
+            e = (pfn << PAGE_SHIFT) | prot
+            if write:
+                e |= _RW_D
+                if not anon:
+                    set_dirty(pfn)
+            elif prot & _PAGE_RW and not anon:
+                e &= ~_PAGE_RW
+            map_account(mm_id, pfn, kind)
+            if expect & _PAGE_PRESENT:
+                # COW of a present entry (a page, or the zero page): ptep_clear_flush, then
+                # the new entry; the old page loses this PTE's mapping
+                okind = kind_of((expect & PTE_PFN_MASK) >> PAGE_SHIFT)
+                if not replace(mm_id, table, i, va, expect, e):
+                    unmap_account(mm_id, pfn, kind)
+                    return 0
+                if not expect & _PAGE_SPECIAL:
+                    unmap_account(mm_id, (expect & PTE_PFN_MASK) >> PAGE_SHIFT, okind)
+                return 0
+            if not install(table, i, expect, e, spec_seq, mm_id):
+                unmap_account(mm_id, pfn, kind)
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            return 0
+
+        def insert_locked(obj: int, idx: int, pfn: int, anon: bool) -> int:
+            cur_e = objs_lookup(obj, idx)
+            if is_folio_entry(cur_e):
+                return entry_pfn(cur_e)
+            return objs_insert_locked(obj, idx, pfn, anon)
+
+        def replace(mm_id: int, table: int, i: int, va: int, expect: int, new: int) -> bool:
+            """ptep_clear_flush + set_pte_at under the PTE lock: no CPU keeps the old
+            translation once the new one is visible."""
+            lo = PM + table * PAGE_META_SIZE + 32
+            ptl_lock(lo)
+            try:
+                if q[i] != expect:
+                    return False
+                xchg(i << 3, 0)
+                flush_tlb_mm_range(mm_id, va, va + PAGE_SIZE)
+                q[i] = new
+                return True
+            finally:
+                ptl_unlock(lo)
+
+        def map_existing(mm_id: int, vma: int, table: int, i: int, pfn: int, writable: bool, kind: int,
+                         spec_seq: int) -> int:
+            e = (pfn << PAGE_SHIFT) | vma_prot(vma)
+            e = (e | _RW_D) if writable else (e & ~_PAGE_RW)
+            map_account(mm_id, pfn, kind)
+            if not install(table, i, 0, e, spec_seq, mm_id):
+                unmap_account(mm_id, pfn, kind)
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            return 0
+
+        def do_anonymous_page(mm_id: int, vma: int, va: int, table: int, i: int, write: bool,
+                              spec_seq: int) -> int:
+            obj = q[(vma + V.V_OBJECT) >> 3]
+            if not obj:
+                if spec_seq >= 0:
+                    return VM_FAULT_RETRY
+                obj = anon_prepare(vma)
+                if not obj:
+                    return VM_FAULT_OOM
+            idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            if q[(obj + O_BACKING) >> 3] or (spec_seq < 0 and objs_lookup(obj, idx)):
+                if spec_seq >= 0:
+                    return VM_FAULT_RETRY
+                holder, _hidx, ent = chain_lookup(obj, idx)
+                if holder and is_folio_entry(ent):
+                    pfn = entry_pfn(ent)
+                    if holder == obj:
+                        return map_existing(mm_id, vma, table, i, pfn, write, KIND_ANON, -1)
+                    if not write:
+                        return map_existing(mm_id, vma, table, i, pfn, False, KIND_ANON, -1)
+                    q[ev_copy] += 1
+                    return map_new(mm_id, vma, va, table, i, 0, obj, idx, pfn, True, True, -1)
+                # nothing down the chain (or a ZERO marker): zero-fill below
+            if not write:
+                e = (zero_pfn << PAGE_SHIFT) | (vma_prot(vma) & ~_PAGE_RW) | _PAGE_SPECIAL
+                if not install(table, i, 0, e, spec_seq, mm_id):
+                    return VM_FAULT_RETRY if spec_seq >= 0 else 0
+                return 0
+            return map_new(mm_id, vma, va, table, i, 0, obj, idx, -1, True, True, spec_seq)
+
+        def do_shmem_fault(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, spec_seq: int) -> int:
+            obj = q[(vma + V.V_OBJECT) >> 3]
+            if spec_seq >= 0:
+                return VM_FAULT_RETRY
+            idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            if idx >= q[(obj + O_SIZE) >> 3]:
+                return VM_FAULT_SIGSEGV
+            ent = objs_lookup(obj, idx)
+            if is_folio_entry(ent):
+                pfn = entry_pfn(ent)
+                if write:
+                    set_dirty(pfn)
+                return map_existing(mm_id, vma, table, i, pfn, write and bool(q[(vma + V.V_FLAGS) >> 3] & V.VM_WRITE),
+                                    KIND_SHMEM, -1)
+            return map_new(mm_id, vma, va, table, i, 0, obj, idx, -1, False, write, -1)
+
+        def do_fault(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, spec_seq: int) -> int:
+            """File-backed VMA, PTE none: read fault (+fault-around), COW fault, shared fault."""
+            if spec_seq >= 0:
+                return VM_FAULT_RETRY
+            fid = q[(vma + V.V_FILE) >> 3] - 1
+            flags = q[(vma + V.V_FLAGS) >> 3]
+            idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            top = q[(vma + V.V_OBJECT) >> 3]
+            ret = 0
+            pfn = -1
+            if top and not flags & V.VM_SHARED:
+                holder, _h, ent = chain_lookup(top, idx)
+                if holder and is_folio_entry(ent):
+                    pfn = entry_pfn(ent)
+                    if holder == top:                       # our private copy
+                        return map_existing(mm_id, vma, table, i, pfn, write, KIND_ANON, -1)
+            if pfn < 0:
+                pfn, major = get_page(fid, idx)
+                if pfn < 0:
+                    return VM_FAULT_SIGSEGV if pfn == -1 and idx * PAGE_SIZE >= files.file_size(fid) else VM_FAULT_OOM
+                if major:
+                    ret |= VM_FAULT_MAJOR
+            if not write:
+                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1)
+                if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
+                    do_fault_around(mm_id, vma, va, table, fid, top)
+                return ret | r
+            if flags & V.VM_SHARED:
+                set_dirty(pfn)
+                return ret | map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1)
+            top = file_shadow(vma, fid)                       # do_cow_fault
+            if not top:
+                return VM_FAULT_OOM
+            q[ev_copy] += 1
+            return ret | map_new(mm_id, vma, va, table, i, 0, top, idx, pfn, True, True, -1)
+
+        def do_fault_around(mm_id: int, vma: int, va: int, table: int, fid: int, top: int) -> None:
+            """filemap_map_pages(): map already-cached neighbours read-only, within the
+            fault_around window, the VMA and this PTE table."""
+            n = fault_around_pages
+            start = max(va & ~((n << PAGE_SHIFT) - 1), q[(vma + V.V_START) >> 3], va & ~((1 << pte_shift) - 1))
+            end = min((va | ((n << PAGE_SHIFT) - 1)) + 1, q[(vma + V.V_END) >> 3], (va | ((1 << pte_shift) - 1)) + 1)
+            fobj = file_obj(fid)
+            base = q[(vma + V.V_PGOFF) >> 3] - (q[(vma + V.V_START) >> 3] >> PAGE_SHIFT)
+            mapped = 0
+            for a in range(start, end, PAGE_SIZE):
+                if a == va:
+                    continue
+                i = P8 + (table << 9) + ((a >> PAGE_SHIFT) & 511)
+                if q[i]:
+                    continue
+                idx = base + (a >> PAGE_SHIFT)
+                if top and objs_lookup(top, idx):
+                    continue                                  # a private copy: not the cache page
+                e = objs_lookup(fobj, idx)
+                if not is_folio_entry(e):
+                    continue
+                if not map_existing(mm_id, vma, table, i, entry_pfn(e), False, KIND_FILE, -1):
+                    mapped += 1
+            q[ev_around] += mapped
+
+        def do_wp_page(mm_id: int, vma: int, va: int, table: int, i: int, e: int) -> int:
+            """Write to a present, write-protected PTE (called without the PTE lock)."""
+            pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            flags = q[(vma + V.V_FLAGS) >> 3]
+            idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            if e & _PAGE_SPECIAL:                             # the zero page: a new zeroed page
+                obj = anon_prepare(vma)
+                if not obj:
+                    return VM_FAULT_OOM
+                return map_new(mm_id, vma, va, table, i, e, obj, idx, -1, True, True, -1)
+            if flags & V.VM_SHARED:                           # wp_page_shared
+                set_dirty(pfn)
+                install(table, i, e, e | _RW_D | _PAGE_ACCESSED, -1, mm_id)
+                return 0
+            m = q[PM8 + pfn * MW + i_map]
+            holder = m & ~3
+            top = q[(vma + V.V_OBJECT) >> 3]
+            if m & PAGE_MAPPING_ANON and holder == top:       # wp_page_reuse: our own copy
+                install(table, i, e, e | _RW_D | _PAGE_ACCESSED, -1, mm_id)
+                return 0
+            if m & PAGE_MAPPING_ANON and top and q[(top + O_BACKING) >> 3] == holder and try_steal(
+                    top, holder, idx, pfn):
+                q[ev_steal] += 1
+                install(table, i, e, e | _RW_D | _PAGE_ACCESSED, -1, mm_id)
+                return 0
+            if not top:
+                fid = q[(vma + V.V_FILE) >> 3] - 1
+                top = file_shadow(vma, fid) if fid >= 0 else anon_prepare(vma)
+                if not top:
+                    return VM_FAULT_OOM
+            q[ev_copy] += 1
+            return map_new(mm_id, vma, va, table, i, e, top, idx, pfn, True, True, -1)
+
+        def try_steal(top: int, holder: int, idx: int, pfn: int) -> bool:
+            """Move a page from the direct backing object into the shadow without copying,
+            when nothing else can see it: the backing has no other reference and no other
+            child, and our PTE is its only mapping (refcount = tree + our PTE)."""
+            from aerosync.mm.vm.vm_object import O_NR_CHILDREN, O_REF
+
+            obj_down_write(top + 16)
+            try:
+                obj_down_write(holder + 16)
+                try:
+                    b4 = PM4 + pfn * MW4
+                    hidx = idx + q[(top + 72) >> 3]
+                    if (load(holder + O_REF) != 1 or u32[(holder + O_NR_CHILDREN) >> 2] != 1
+                            or u32[b4 + 3] != 1 or u32[b4 + 2] != 2 or objs_lookup(top, idx)):
+                        return False
+                    if not objs_remove_locked(holder, hidx, pfn):
+                        return False
+                    if objs_insert_locked(top, idx, pfn, True) != pfn:
+                        objs_insert_locked(holder, hidx, pfn, True)
+                        return False
+                    return True
+                finally:
+                    obj_up_write(holder + 16)
+            finally:
+                obj_up_write(top + 16)
+
+        def handle_mm_fault(mm_id: int, vma: int, va: int, write: bool, spec_seq: int = -1) -> int:
+            root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
+            table = walk_alloc(mm_id, root, va)
+            if table < 0:
+                return VM_FAULT_OOM
+            i = P8 + (table << 9) + ((va >> PAGE_SHIFT) & 511)
+            e = q[i]
+            if not e:
+                fl = q[(vma + V.V_FLAGS) >> 3]
+                if q[(vma + V.V_FILE) >> 3]:
+                    return do_fault(mm_id, vma, va, table, i, write, spec_seq)
+                if fl & V.VM_SHARED:
+                    return do_shmem_fault(mm_id, vma, va, table, i, write, spec_seq)
+                return do_anonymous_page(mm_id, vma, va, table, i, write, spec_seq)
+            if not e & _P_OR_NONE:
+                if is_migration_entry(e):                      # wait for the move to finish
+                    return VM_FAULT_RETRY if spec_seq >= 0 else 0
+                raise AeroSyncError(f"cpu{cpu}: swap entry {e:#x} at {va:#x}: swap is not configured")
+            if e & _PAGE_PROTNONE and not e & _PAGE_PRESENT:  # a NUMA hinting PTE: restore it
+                if spec_seq >= 0:
+                    return VM_FAULT_RETRY
+                install(table, i, e, pte_modify(e, vma_prot(vma)) | _PAGE_PRESENT, -1, mm_id)
+                return 0
+            if write and not e & _PAGE_RW:
+                if spec_seq >= 0:
+                    return VM_FAULT_RETRY
+                return do_wp_page(mm_id, vma, va, table, i, e)
+            # spurious: a stale TLB entry, or A/D to set (the hardware walk does it)
+            flush_one(va)
+            return 0
+
+        # ------------------------------------------------------------ entry from the MMU
+        def segv(va: int, code: int, write: bool, why: str) -> None:
+            tid = cur[0]
+            to = task_base + tid * T.TASK_REC
+            q[(to + T.T_EXIT_SIGNAL) >> 3] = SIGSEGV
+            q[(to + T.T_FAULT_ADDR) >> 3] = va
+            q[(to + T.T_FAULT_REASON) >> 3] = code
+            raise SegmentationFault(tid, q[(to + T.T_PID) >> 3], cpu, va, code, write, why)
+
+        def access_error(vma: int, write: bool) -> bool:
+            fl = q[(vma + V.V_FLAGS) >> 3]
+            if write:
+                return not fl & V.VM_WRITE
+            return not fl & (V.VM_READ | V.VM_WRITE | V.VM_EXEC)
+
+        def vma_start_read(mm_id: int, vma: int) -> int:
+            """1 locked, 0 write-locked (fail), -1 detached (EAGAIN)."""
+            mo = mm_off(mm_id)
+            seq = load(mo + T.M_LOCK_SEQ)
+            if load(vma + V.V_LOCK_SEQ) == seq:
+                return 0
+            if not vma_down_read_trylock(vma + V.V_LOCK):
+                return 0
+            if load(vma + V.V_LOCK_SEQ) == load(mo + T.M_LOCK_SEQ):
+                vma_up_read(vma + V.V_LOCK)
+                return 0
+            if load(vma + V.V_STATE) != V.VMA_ATTACHED:
+                vma_up_read(vma + V.V_LOCK)
+                return -1
+            return 1
+
+        def lock_vma_under_rcu(mm_id: int, va: int) -> int:
+            rcu_read_lock()
+            try:
+                for _ in range(8):
+                    vma = mt_load(mm_id, va)
+                    if not vma:
+                        break
+                    r = vma_start_read(mm_id, vma)
+                    if r < 0:
+                        q[ev_vl_miss] += 1
+                        continue
+                    if not r:
+                        break
+                    if (q[(vma + V.V_MM) >> 3] != mm_id or va < q[(vma + V.V_START) >> 3]
+                            or va >= q[(vma + V.V_END) >> 3]):
+                        vma_up_read(vma + V.V_LOCK)
+                        break
+                    return vma
+            finally:
+                rcu_read_unlock()
+            q[ev_vl_abort] += 1
+            return 0
+
+        def fault_locked(mm_id: int, va: int, write: bool) -> None:
+            """The mmap_lock path (lock_mm_and_find_vma + handle_mm_fault)."""
+            mo = mm_off(mm_id)
+            mmap_down_read(mo + T.M_MMAP_LOCK)
+            try:
+                vma = find_vma(mm_id, va)
+                if not vma or q[(vma + V.V_START) >> 3] > va:
+                    if vma and q[(vma + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN:
+                        segv(va, SEGV_MAPERR, write, "below a stack VMA (stack growth is not simulated)")
+                    segv(va, SEGV_MAPERR, write, "no VMA covers the address")
+                if access_error(vma, write):
+                    segv(va, SEGV_ACCERR, write, f"VMA [{q[(vma + V.V_START) >> 3]:#x}, {q[(vma + V.V_END) >> 3]:#x}) "
+                                                 f"is {V.format_vm_flags(q[(vma + V.V_FLAGS) >> 3] & 0xF)}")
+                r = handle_mm_fault(mm_id, vma, va, write)
+            finally:
+                mmap_up_read(mo + T.M_MMAP_LOCK)
+            finish(r, va, write)
+
+        def finish(r: int, va: int, write: bool) -> None:
+            if r & VM_FAULT_MAJOR:
+                q[ev_major] += 1
+            if r & VM_FAULT_OOM:
+                raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM)")
+            if r & VM_FAULT_SIGSEGV:
+                segv(va, SEGV_ACCERR, write, "beyond the end of the object or file mapped there")
+
+        def do_user_addr_fault(va: int, write: bool) -> None:
+            mm_id = cur[1]
+            q[ev_pgfault] += 1
+            if mm_id <= 0:
+                segv(va, SEGV_MAPERR, write, "the task has no address space")
+            if mode == T.FL_PER_VMA:
+                vma = lock_vma_under_rcu(mm_id, va)
+                if vma:
+                    if access_error(vma, write):
+                        vma_up_read(vma + V.V_LOCK)
+                        segv(va, SEGV_ACCERR, write, f"VMA flags {V.format_vm_flags(q[(vma + V.V_FLAGS) >> 3] & 0xF)}")
+                    try:
+                        r = handle_mm_fault(mm_id, vma, va, write)
+                    finally:
+                        vma_up_read(vma + V.V_LOCK)
+                    if not r & VM_FAULT_RETRY:
+                        q[ev_vl_success] += 1
+                        finish(r, va, write)
+                        return
+                    q[ev_vl_retry] += 1
+            elif mode == T.FL_SPECULATIVE and spf(mm_id, va, write):
+                return
+            fault_locked(mm_id, va, write)
+
+        def spf(mm_id: int, va: int, write: bool) -> bool:
+            """The seed's speculative fault: True when handled without locks."""
+            mo = mm_off(mm_id)
+            seq = load(mo + mm_seq_off)
+            if seq & 1:
+                q[ev_spf_abort] += 1
+                return False
+            rcu_read_lock()
+            try:
+                vma = mt_load(mm_id, va)
+                if (not vma or load(vma + V.V_STATE) != V.VMA_ATTACHED or access_error(vma, write)
+                        or load(mo + mm_seq_off) != seq):
+                    q[ev_spf_abort] += 1
+                    return False
+                r = handle_mm_fault(mm_id, vma, va, write, seq)
+            finally:
+                rcu_read_unlock()
+            if r & VM_FAULT_RETRY or load(mo + mm_seq_off) != seq:
+                q[ev_spf_abort] += 1
+                return False
+            q[ev_spf_ok] += 1
+            finish(r, va, write)
+            return True
+
+        # ------------------------------------------------------------ zap / free tables
+        def zap_range(mm_id: int, start: int, end: int, gather: MmuGather) -> None:
+            """unmap_page_range(): clear every entry in [start, end) of mm_id's tables."""
+            root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
+            rss = [0, 0, 0, 0]
+            pages = gather.pages
+            a = start
+            while a < end:
+                nxt = min(end, (a | ((1 << pte_shift) - 1)) + 1)
+                table = walk(root, a)
+                if table < 0:
+                    a = nxt
+                    continue
+                lo = PM + table * PAGE_META_SIZE + 32
+                ptl_lock(lo)
+                try:
+                    base = P8 + (table << 9)
+                    for va in range(a, nxt, PAGE_SIZE):
+                        i = base + ((va >> PAGE_SHIFT) & 511)
+                        if not q[i]:
+                            continue
+                        e = xchg(i << 3, 0)
+                        if not e & _P_OR_NONE:
+                            continue                           # swap / migration entry: dropped
+                        if e & _PAGE_SPECIAL:
+                            continue
+                        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                        kind = kind_of(pfn)
+                        if e & _PAGE_DIRTY and kind == KIND_FILE:
+                            set_dirty(pfn)
+                        b4 = PM4 + pfn * MW4
+                        if fetch_sub32((b4 + 3) << 2, 1) == 1:
+                            i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
+                        rss[kind] += 1
+                        pages.append(pfn)
+                finally:
+                    ptl_unlock(lo)
+                gather.add_range(a, nxt)
+                if len(pages) >= MAX_GATHER_BATCH:
+                    gather.flush()
+                    pages = gather.pages
+                a = nxt
+            mo = mm_base + mm_id * mm_size + T.M_RSS
+            for k in range(4):
+                if rss[k]:
+                    fetch_add(mo + 8 * k, (-rss[k]) & _U64)
+
+        def free_pgd_range(mm_id: int, addr: int, end: int, floor: int, ceiling: int, gather: MmuGather) -> None:
+            """free_pgd_range(): free the tables wholly inside [floor, ceiling) that cover
+            [addr, end) (their entries are already clear), bottom-up, clearing the parent
+            entry under page_table_lock; the pages go to the gather (freed after the flush)."""
+            root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
+            mo = mm_base + mm_id * mm_size + T.M_PTL
+            ptl = locks.ptl
+
+            def free_level(table: int, level: int, lo: int, hi: int, floor_: int, ceil_: int) -> None:
+                # table is a level-`level` table; free children (level-1 tables) covering [lo, hi)
+                sh = level_shift(level)
+                size = 1 << sh
+                a = lo & ~(size - 1)
+                while a < hi:
+                    nxt = a + size
+                    i = P8 + (table << 9) + ((a >> sh) & 511)
+                    e = q[i]
+                    if e & _PAGE_PRESENT:
+                        child = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                        if level > 2:
+                            free_level(child, level - 1, max(a, lo), min(nxt, hi), floor_, ceil_)
+                        # the child table may go if its whole span lies in [floor, ceiling)
+                        if a >= floor_ and (ceil_ == 0 or nxt <= ceil_) and table_empty(child):
+                            ptl.lock(mo)
+                            q[i] = 0
+                            ptl.unlock(mo)
+                            gather.tables.append(child)
+                    a = nxt
+
+            fl = floor & ~((1 << level_shift(2)) - 1)
+            if fl < floor:
+                fl += 1 << level_shift(2)
+            ce = ceiling & ~((1 << level_shift(2)) - 1) if ceiling else 0
+            free_level(root, nr_levels, addr, end, fl if floor else 0, ce)
+
+        def table_empty(table: int) -> bool:
+            b = P8 + (table << 9)
+            return not any(q[b : b + 512])
+
+        def mmu_gather(mm_id: int) -> MmuGather:
+            return MmuGather(mm_id, flush_tlb_mm_range, folio_put, free_table)
+
+        # ------------------------------------------------------------ fork
+        def copy_range(dst_mm: int, src_mm: int, vma: int, start: int, end: int, wrprotect: bool) -> int:
+            """copy_page_range(): duplicate src's PTEs of [start, end) into dst (present
+            pages: one more mapcount and reference each; private writable ones write-
+            protected in both).  Returns -1 on ENOMEM (dst partially filled: the caller
+            tears the child down)."""
+            sroot = q[(mm_base + src_mm * mm_size + T.M_PGD) >> 3]
+            droot = q[(mm_base + dst_mm * mm_size + T.M_PGD) >> 3]
+            a = start
+            while a < end:
+                nxt = min(end, (a | ((1 << pte_shift) - 1)) + 1)
+                st = walk(sroot, a)
+                if st < 0:
+                    a = nxt
+                    continue
+                dt = walk_alloc(dst_mm, droot, a)
+                if dt < 0:
+                    return -1
+                lo = PM + st * PAGE_META_SIZE + 32
+                ptl_lock(lo)
+                try:
+                    sb, db = P8 + (st << 9), P8 + (dt << 9)
+                    for va in range(a, nxt, PAGE_SIZE):
+                        k = (va >> PAGE_SHIFT) & 511
+                        e = q[sb + k]
+                        if not e:
+                            continue
+                        if not e & _P_OR_NONE:
+                            q[db + k] = e                 # swap/migration entries are copied
+                            continue
+                        if e & _PAGE_SPECIAL:
+                            q[db + k] = e
+                            continue
+                        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                        if wrprotect and e & _PAGE_RW:
+                            e = e & ~_PAGE_RW
+                            q[sb + k] = e
+                        map_account(dst_mm, pfn, kind_of(pfn))
+                        q[db + k] = e
+                finally:
+                    ptl_unlock(lo)
+                a = nxt
+            return 0
+
+        # ------------------------------------------------------------ mremap / madvise / mlock
+        def move_page_tables(mm_id: int, old: int, new: int, length: int) -> None:
+            """move_page_tables(): every entry of [old, old + length) moves to the same
+            offset at new (references and mapcounts unchanged); the old range is flushed."""
+            root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
+            for k in range(0, length, PAGE_SIZE):
+                st = walk(root, old + k)
+                if st < 0:
+                    continue
+                si = P8 + (st << 9) + (((old + k) >> PAGE_SHIFT) & 511)
+                if not q[si]:
+                    continue
+                dt = walk_alloc(mm_id, root, new + k)
+                if dt < 0:
+                    raise T.VMError("ENOMEM", f"mremap: no memory for page tables at {new + k:#x}")
+                lo_s = PM + st * PAGE_META_SIZE + 32
+                lo_d = PM + dt * PAGE_META_SIZE + 32
+                ptl_lock(lo_s)
+                try:
+                    e = xchg(si << 3, 0)
+                finally:
+                    ptl_unlock(lo_s)
+                if lo_d != lo_s:
+                    ptl_lock(lo_d)
+                try:
+                    q[P8 + (dt << 9) + (((new + k) >> PAGE_SHIFT) & 511)] = e
+                finally:
+                    if lo_d != lo_s:
+                        ptl_unlock(lo_d)
+            flush_tlb_mm_range(mm_id, old, old + length)
+
+        def for_each_present(mm_id: int, start: int, end: int, fn: Callable[[int, int, int], None]) -> None:
+            """Call fn(index, entry, va) for every present entry, under each table's lock."""
+            root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
+            a = start
+            while a < end:
+                nxt = min(end, (a | ((1 << pte_shift) - 1)) + 1)
+                table = walk(root, a)
+                if table >= 0:
+                    lo = PM + table * PAGE_META_SIZE + 32
+                    ptl_lock(lo)
+                    try:
+                        base = P8 + (table << 9)
+                        for va in range(a, nxt, PAGE_SIZE):
+                            i = base + ((va >> PAGE_SHIFT) & 511)
+                            e = q[i]
+                            if e & _PAGE_PRESENT and not e & _PAGE_SPECIAL:
+                                fn(i, e, va)
+                    finally:
+                        ptl_unlock(lo)
+                a = nxt
+
+        def mkclean_range(mm_id: int, start: int, end: int) -> int:
+            """MADV_FREE's madvise_free_pte_range: clear dirty and accessed, mark the pages
+            lazily freeable (PG_swapbacked cleared, as folio_mark_lazyfree)."""
+            n = [0]
+
+            def one(i: int, e: int, va: int) -> None:
+                pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                if not q[PM8 + pfn * MW + i_map] & PAGE_MAPPING_ANON:
+                    return
+                at.cas64(i << 3, e, e & ~(_PAGE_DIRTY | _PAGE_ACCESSED) & _U64)
+                at.fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_swapbacked | PG_dirty) & 0xFFFFFFFF)
+                n[0] += 1
+
+            for_each_present(mm_id, start, end, one)
+            flush_tlb_mm_range(mm_id, start, end)
+            return n[0]
+
+        def mlock_range(mm_id: int, start: int, end: int, on: bool) -> int:
+            """PG_mlocked on every page mapped in the range (mlock_folio / munlock_folio)."""
+            n = [0]
+
+            def one(i: int, e: int, va: int) -> None:
+                pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                if on:
+                    old = fetch_or32((PM4 + pfn * MW4) << 2, PG_mlocked)
+                    n[0] += not old & PG_mlocked
+                else:
+                    old = at.fetch_and32((PM4 + pfn * MW4) << 2, ~PG_mlocked & 0xFFFFFFFF)
+                    n[0] += bool(old & PG_mlocked)
+
+            for_each_present(mm_id, start, end, one)
+            return n[0]
+
+        self.handle_mm_fault, self.do_user_addr_fault = handle_mm_fault, do_user_addr_fault
+        self.lock_vma_under_rcu, self.zap_range, self.free_pgd_range = lock_vma_under_rcu, zap_range, free_pgd_range
+        self.mmu_gather, self.copy_range, self.kind_of = mmu_gather, copy_range, kind_of
+        self.map_account, self.unmap_account, self.anon_prepare = map_account, unmap_account, anon_prepare
+        self.set_dirty, self.walk, self.move_page_tables = set_dirty, walk, move_page_tables
+        self.mkclean_range, self.mlock_range, self.for_each_present = mkclean_range, mlock_range, for_each_present

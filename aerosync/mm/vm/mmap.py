@@ -1,0 +1,822 @@
+"""The address-space system calls: mmap, munmap, brk, mprotect, mremap, madvise, mlock.
+
+Models: mm/mmap.c (do_mmap, get_unmapped_area with vm_unmapped_area's top-down and
+bottom-up gap search, mmap_min_addr, stack_guard_gap, brk / do_brk_flags, mmap_base),
+mm/vma.c (do_vmi_munmap: split at the edges, vma_start_write, detach, unmap_region with
+floor/ceiling for free_pgtables, remove_vma; __split_vma; the merge of a new range with
+its neighbours and of changed ranges after mprotect/madvise), mm/mprotect.c
+(mprotect_fixup, change_protection: write-protect with a flush, upgrade lazily through
+the next fault), mm/mremap.c (shrink, grow in place, move with move_page_tables),
+mm/madvise.c (NORMAL/RANDOM/SEQUENTIAL flags, WILLNEED readahead, DONTNEED zap, FREE
+lazy free), mm/mlock.c (VM_LOCKED + populate).  Unit: one system call of one task on
+its mm.
+
+Locking: every call takes the mm's mmap_lock for write (mmap_write_lock: the rwsem,
+then mm_lock_seq and mmap_seq made odd -- per-VMA readers and speculative faults back
+off), write-locks each VMA it changes (vma_start_write) before touching it, and
+releases with mm_lock_seq and mmap_seq made even again, which also ends every VMA
+write lock.  Pages and page tables of unmapped ranges are released through an
+mmu_gather after one TLB flush (memory.py).  Object and file lists are changed under
+the object's lock (vm_object.py).  Errors are VMError(errno name, message naming the
+call and the argument): the state is unchanged by a refused call, except that a
+MAP_FIXED mmap that fails after unmapping its range leaves it unmapped, as Linux does.
+
+Accounting (under mmap_lock write): map_count, total_vm, data_vm (private writable),
+exec_vm, stack_vm, locked_vm; vmacache_seqnum and mmap_seq bumped by every change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.mm_types import VMError
+from aerosync.mm.vm.pgtable import _PAGE_RW, pte_modify, vm_get_page_prot
+from aerosync.mm.vm.vm_object import O_BACKING, O_SIZE, OBJ_ANON, OBJF_SHARED
+from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+
+__all__ = [
+    "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE",
+    "MAP_FIXED", "MAP_ANONYMOUS", "MAP_GROWSDOWN", "MAP_LOCKED", "MAP_NORESERVE", "MAP_POPULATE", "MAP_STACK",
+    "MAP_FIXED_NOREPLACE", "MREMAP_MAYMOVE", "MREMAP_FIXED", "MREMAP_DONTUNMAP", "MADV_NORMAL", "MADV_RANDOM",
+    "MADV_SEQUENTIAL", "MADV_WILLNEED", "MADV_DONTNEED", "MADV_FREE", "MADV_DONTFORK", "MADV_DOFORK",
+    "STACK_GUARD_GAP", "Mmap",
+]
+
+PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0x0, 0x1, 0x2, 0x4
+MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE = 0x01, 0x02, 0x03
+MAP_FIXED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x10, 0x20, 0x100
+MAP_LOCKED, MAP_NORESERVE, MAP_POPULATE, MAP_NONBLOCK, MAP_STACK = 0x2000, 0x4000, 0x8000, 0x10000, 0x20000
+MAP_FIXED_NOREPLACE = 0x100000
+_MAP_KNOWN = (MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE
+              | MAP_POPULATE | MAP_NONBLOCK | MAP_STACK | MAP_FIXED_NOREPLACE | 0x800 | 0x1000)
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 2, 3, 4
+MADV_FREE, MADV_DONTFORK, MADV_DOFORK = 8, 10, 11
+STACK_GUARD_GAP = 256 << PAGE_SHIFT          # stack_guard_gap: 256 pages
+_MIN_GAP = 128 << 20                          # mmap_base: at least 128 MiB below the top
+_STACK_RLIMIT = 8 << 20
+_U64 = (1 << 64) - 1
+
+
+def _align(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+def calc_vm_flags(prot: int, flags: int) -> int:
+    """calc_vm_prot_bits | calc_vm_flag_bits | VM_MAY*."""
+    vf = (V.VM_READ if prot & PROT_READ else 0) | (V.VM_WRITE if prot & PROT_WRITE else 0) | (
+        V.VM_EXEC if prot & PROT_EXEC else 0)
+    if flags & MAP_GROWSDOWN:
+        vf |= V.VM_GROWSDOWN
+    if flags & MAP_LOCKED:
+        vf |= V.VM_LOCKED
+    if flags & MAP_NORESERVE:
+        vf |= V.VM_NORESERVE
+    return vf | V.VM_MAYREAD | V.VM_MAYWRITE | V.VM_MAYEXEC
+
+
+class Mmap:
+    """The system calls of simulated CPU `cpu` (closures).  Each takes the mm id of the
+    calling task; addresses and lengths in bytes.  See the module docstring."""
+
+    def __init__(self, arena: Any, cpu: int, vmas: Any, objs: Any, memory: Any, files: Any, locks: Any,
+                 tlb: Any, rcu: Any, pt: Any) -> None:
+        self.arena, self.cpu = arena, cpu
+        q, at = arena.u64, arena.atomic
+        load, store, fetch_add = at.load64, at.store64, at.fetch_add64
+        mm_base, mm_size = arena.off("vmmm"), T.mm_rec_size(int(arena.config["nr_cpus"]))
+        hdr = arena.off("vmhdr")
+        mmap_min_addr = q[(hdr + T.H_MMAP_MIN_ADDR) >> 3]
+        max_map_count = q[(hdr + T.H_MAP_COUNT_MAX) >> 3]
+        mmap_down_write, mmap_up_write = locks.mmap_lock.down_write, locks.mmap_lock.up_write
+        mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
+        tree, between, vma_alloc, vma_free, vma_dup = vmas.tree, vmas.between, vmas.alloc, vmas.free, vmas.dup
+        vinsert, verase, start_write = vmas.insert, vmas.erase, vmas.start_write
+        ev = VE.vm_event_base(arena, cpu)
+        pt_walk = pt.walk
+        P8 = arena.off("physmem") >> 3
+
+        def mo(mm_id: int) -> int:
+            return mm_base + mm_id * mm_size
+
+        def task_size(mm_id: int) -> int:
+            return q[(mo(mm_id) + T.M_TASK_SIZE) >> 3]
+
+        # ------------------------------------------------------------ mmap_lock
+        def mmap_write_lock(mm_id: int) -> None:
+            m = mo(mm_id)
+            mmap_down_write(m + T.M_MMAP_LOCK)
+            fetch_add(m + T.M_LOCK_SEQ, 1)      # odd: every VMA with vm_lock_seq == it is write-locked
+            fetch_add(m + T.M_MMAP_SEQ, 1)      # odd: speculative faults back off
+
+        def mmap_write_unlock(mm_id: int) -> None:
+            m = mo(mm_id)
+            fetch_add(m + T.M_MMAP_SEQ, 1)
+            fetch_add(m + T.M_LOCK_SEQ, 1)      # even: all VMA write locks released at once
+            mmap_up_write(m + T.M_MMAP_LOCK)
+
+        def changed(mm_id: int) -> None:
+            q[(mo(mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
+
+        # ------------------------------------------------------------ accounting
+        def vm_stat_account(mm_id: int, flags: int, npages: int) -> None:
+            """vm_stat_account(): total_vm and the data/exec/stack split (npages may be < 0)."""
+            m = mo(mm_id)
+            d = npages & _U64
+            q[(m + T.M_TOTAL_VM) >> 3] = (q[(m + T.M_TOTAL_VM) >> 3] + d) & _U64
+            if flags & (V.VM_EXEC | V.VM_WRITE) == V.VM_EXEC:
+                q[(m + T.M_EXEC_VM) >> 3] = (q[(m + T.M_EXEC_VM) >> 3] + d) & _U64
+            elif flags & V.VM_STACK:
+                q[(m + T.M_STACK_VM) >> 3] = (q[(m + T.M_STACK_VM) >> 3] + d) & _U64
+            elif flags & (V.VM_WRITE | V.VM_SHARED | V.VM_STACK) == V.VM_WRITE:
+                q[(m + T.M_DATA_VM) >> 3] = (q[(m + T.M_DATA_VM) >> 3] + d) & _U64
+            if flags & V.VM_LOCKED:
+                q[(m + T.M_LOCKED_VM) >> 3] = (q[(m + T.M_LOCKED_VM) >> 3] + d) & _U64
+            tv = q[(m + T.M_TOTAL_VM) >> 3]
+            if tv < 1 << 63 and tv > q[(m + T.M_HIWATER_VM) >> 3]:
+                q[(m + T.M_HIWATER_VM) >> 3] = tv
+
+        def npages(vma: int) -> int:
+            return (q[(vma + V.V_END) >> 3] - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT
+
+        # ------------------------------------------------------------ VMA structure
+        def link(vma: int) -> None:
+            """Put a new VMA on its object's / file's list (the object has its reference)."""
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                objs.link_vma(o, vma)
+            f = q[(vma + V.V_FILE) >> 3]
+            if f:
+                objs.link_file_vma(files.file_obj(f - 1), vma)
+
+        def unlink(vma: int) -> None:
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                objs.unlink_vma(o, vma)
+            f = q[(vma + V.V_FILE) >> 3]
+            if f:
+                objs.unlink_file_vma(files.file_obj(f - 1), vma)
+
+        def split(mm_id: int, vma: int, addr: int) -> int:
+            """__split_vma(): cut vma at addr; vma keeps [start, addr), returns the new VMA
+            for [addr, end).  Both share the object (one more reference)."""
+            if q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] >= max_map_count:
+                raise VMError("ENOMEM", f"split at {addr:#x}: map_count reached vm.max_map_count {max_map_count}")
+            new = vma_dup(vma)
+            if not new:
+                raise VMError("ENOMEM", f"split at {addr:#x}: no memory for a VMA")
+            start_write(mm_id, vma)
+            q[(new + V.V_START) >> 3] = addr
+            q[(new + V.V_PGOFF) >> 3] += (addr - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT
+            q[(new + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)   # born write-locked
+            o = q[(new + V.V_OBJECT) >> 3]
+            if o:
+                objs.get(o)
+            r = vinsert(mm_id, new)                  # trims vma's range in the tree
+            if r:
+                if o:
+                    objs.put(o)
+                vmas.free(new)
+                raise VMError("ENOMEM", f"split at {addr:#x}: no memory for maple-tree nodes")
+            q[(vma + V.V_END) >> 3] = addr
+            link(new)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+            changed(mm_id)
+            return new
+
+        def mergeable(a: int, b: int) -> bool:
+            """Can b (right after a) be folded into a?  Same flags (but VM_SOFTDIRTY),
+            file and policy; file offsets contiguous; objects: the same one at contiguous
+            offsets, or b has none yet (anonymous) and a's is a's alone."""
+            if q[(a + V.V_END) >> 3] != q[(b + V.V_START) >> 3]:
+                return False
+            if (q[(a + V.V_FLAGS) >> 3] ^ q[(b + V.V_FLAGS) >> 3]) & ~V.VM_SOFTDIRTY & _U64:
+                return False
+            if q[(a + V.V_FILE) >> 3] != q[(b + V.V_FILE) >> 3] or q[(a + V.V_POLICY) >> 3] != q[(b + V.V_POLICY) >> 3]:
+                return False
+            oa, ob = q[(a + V.V_OBJECT) >> 3], q[(b + V.V_OBJECT) >> 3]
+            contiguous = q[(a + V.V_PGOFF) >> 3] + npages(a) == q[(b + V.V_PGOFF) >> 3]
+            if q[(a + V.V_FILE) >> 3]:
+                return contiguous and oa == ob
+            if oa == ob:
+                return not oa or contiguous
+            if ob:
+                return False
+            return exclusive_object(oa, a)
+
+        def exclusive_object(o: int, vma: int) -> bool:
+            from aerosync.mm.vm.vm_object import O_CHILDREN, O_REF, O_VMA_HEAD
+
+            return (load(o + O_REF) == 1 and not q[(o + O_CHILDREN) >> 3]
+                    and q[(o + O_VMA_HEAD) >> 3] == vma and not q[(vma + V.V_OBJ_NEXT) >> 3])
+
+        def expand(mm_id: int, vma: int, new_end: int) -> None:
+            """vma_expand(): grow vma to new_end (the range is free or being merged)."""
+            start_write(mm_id, vma)
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                need = q[(vma + V.V_PGOFF) >> 3] + ((new_end - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+                if q[(o + O_SIZE) >> 3] < need:
+                    q[(o + O_SIZE) >> 3] = need
+            r = tree(mm_id).mas_store_range(q[(vma + V.V_START) >> 3], new_end - 1, vma)
+            if r:
+                raise VMError("ENOMEM", "vma_expand: no memory for maple-tree nodes")
+            q[(vma + V.V_END) >> 3] = new_end
+            changed(mm_id)
+
+        def try_merge_with_neighbours(mm_id: int, vma: int) -> int:
+            """vma_merge_existing_range() after a change: fold the next VMA into vma, then
+            vma into the previous one; returns the VMA that now covers vma's range."""
+            nxt = vmas.next_of(mm_id, vma)
+            if nxt and mergeable(vma, nxt):
+                end = q[(nxt + V.V_END) >> 3]
+                remove_for_merge(mm_id, nxt)
+                expand(mm_id, vma, end)
+            prev = vmas.prev_of(mm_id, vma)
+            if prev and mergeable(prev, vma):
+                end = q[(vma + V.V_END) >> 3]
+                remove_for_merge(mm_id, vma)
+                expand(mm_id, prev, end)
+                return prev
+            return vma
+
+        def remove_for_merge(mm_id: int, vma: int) -> None:
+            """A VMA swallowed by a merge: detach it, drop its object reference (the
+            survivor holds the same object, or b had none), free it.  The survivor's
+            expand() then stores over its range in the tree."""
+            start_write(mm_id, vma)
+            store(vma + V.V_STATE, V.VMA_DETACHED)
+            unlink(vma)
+            o = q[(vma + V.V_OBJECT) >> 3]
+            if o:
+                objs.put(o)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+            vma_free(vma)
+
+        # ------------------------------------------------------------ unmap
+        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int) -> None:
+            """unmap_region + remove_vma for VMAs already taken out of the tree."""
+            prev = tree(mm_id).mas_prev(start)[0]
+            nxt = tree(mm_id).mt_find(end)[0]
+            floor = q[(prev + V.V_END) >> 3] if prev else 0
+            ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
+            for v in victims:
+                unlink(v)                               # no rmap walker reaches them now
+            g = memory.mmu_gather(mm_id)
+            for v in victims:
+                memory.zap_range(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], g)
+            memory.free_pgd_range(mm_id, start, end, floor, ceiling, g)
+            g.finish()
+            for v in victims:
+                o = q[(v + V.V_OBJECT) >> 3]
+                if o:
+                    drop_object_range(o, v)
+                    objs.put(o)
+                vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -npages(v))
+                vma_free(v)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
+
+        def drop_object_range(o: int, v: int) -> None:
+            """The pages of a private anonymous object at this VMA's indices are reachable
+            from no other VMA: take them out of the tree (vm_object_page_remove)."""
+            t = arena.u32[(o + 0) >> 2]
+            if (t & 0xFFFF) != OBJ_ANON or (t >> 16) & OBJF_SHARED:
+                return
+            first = q[(v + V.V_PGOFF) >> 3]
+            objs.page_remove(o, first, first + npages(v))
+
+        def do_munmap_locked(mm_id: int, start: int, end: int) -> int:
+            victims = between(mm_id, start, end)
+            if not victims:
+                return 0
+            first, last = victims[0], victims[-1]
+            if q[(first + V.V_START) >> 3] < start:
+                tail = split(mm_id, first, start)
+                victims[0] = tail
+                if last == first:
+                    last = tail
+            if q[(last + V.V_END) >> 3] > end:
+                split(mm_id, last, end)
+            for v in victims:
+                start_write(mm_id, v)
+            if verase(mm_id, start, end):
+                raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")
+            for v in victims:
+                store(v + V.V_STATE, V.VMA_DETACHED)
+            changed(mm_id)
+            unmap_vmas(mm_id, victims, start, end)
+            return len(victims)
+
+        def check_range(call: str, start: int, length: int, mm_id: int) -> int:
+            if start & (PAGE_SIZE - 1):
+                raise VMError("EINVAL", f"{call}(addr={start:#x}): address not page aligned")
+            if length <= 0:
+                raise VMError("EINVAL", f"{call}(addr={start:#x}, len={length}): length must be positive")
+            end = start + _align(length)
+            if end > task_size(mm_id):
+                raise VMError("EINVAL", f"{call}(addr={start:#x}, len={length}): beyond TASK_SIZE "
+                                        f"{task_size(mm_id):#x}")
+            return end
+
+        def munmap(mm_id: int, start: int, length: int) -> None:
+            end = check_range("munmap", start, length, mm_id)
+            mmap_write_lock(mm_id)
+            try:
+                do_munmap_locked(mm_id, start, end)
+            finally:
+                mmap_write_unlock(mm_id)
+            rcu.poll()
+
+        # ------------------------------------------------------------ get_unmapped_area
+        def mmap_base(mm_id: int) -> int:
+            return q[(mo(mm_id) + T.M_MMAP_BASE) >> 3]
+
+        def unmapped_area(mm_id: int, length: int) -> int:
+            """vm_unmapped_area(): top-down from mmap_base, then bottom-up from
+            TASK_UNMAPPED_BASE; a gap must leave stack_guard_gap below a stack VMA."""
+            t = tree(mm_id)
+            low = max(PAGE_SIZE, mmap_min_addr)
+            high = mmap_base(mm_id)
+            size = length
+            hi = high - 1
+            while hi >= low + size - 1:
+                start = t.mas_empty_area_rev(low, hi, size)
+                if start < 0:
+                    break
+                nxt = t.mt_find(start + size)[0]
+                if nxt and q[(nxt + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN and \
+                        q[(nxt + V.V_START) >> 3] - (start + size) < STACK_GUARD_GAP:
+                    hi = start + size - 2          # too close to a stack: look lower
+                    continue
+                return start
+            lo2 = _align(task_size(mm_id) // 3)
+            start = t.mas_empty_area(lo2, task_size(mm_id) - 1, size)
+            return start if start >= 0 else -1
+
+        def range_free(mm_id: int, start: int, end: int) -> bool:
+            return not between(mm_id, start, end)
+
+        # ------------------------------------------------------------ mmap
+        def mmap(mm_id: int, addr: int, length: int, prot: int, flags: int, fid: int = -1,
+                 offset: int = 0) -> int:
+            """do_mmap(): returns the start address; VMError for a refused call."""
+            call = f"mmap(addr={addr:#x}, len={length}, prot={prot:#x}, flags={flags:#x})"
+            if length <= 0:
+                raise VMError("EINVAL", f"{call}: length must be positive")
+            if flags & ~_MAP_KNOWN:
+                raise VMError("EINVAL", f"{call}: unknown flag bits {flags & ~_MAP_KNOWN:#x}")
+            kind = flags & MAP_SHARED_VALIDATE
+            if kind not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+                raise VMError("EINVAL", f"{call}: exactly one of MAP_SHARED / MAP_PRIVATE is needed")
+            if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+                raise VMError("EINVAL", f"{call}: unknown prot bits {prot & ~7:#x}")
+            length = _align(length)
+            anon = bool(flags & MAP_ANONYMOUS)
+            if not anon:
+                if fid < 0:
+                    raise VMError("EBADF", f"{call}: a file mapping needs a file (or MAP_ANONYMOUS)")
+                if offset & (PAGE_SIZE - 1):
+                    raise VMError("EINVAL", f"{call}: offset {offset:#x} not page aligned")
+            elif offset and kind == MAP_PRIVATE:
+                offset = 0
+            ts = task_size(mm_id)
+            if length > ts:
+                raise VMError("ENOMEM", f"{call}: larger than TASK_SIZE")
+            fixed = bool(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+            if fixed:
+                if addr & (PAGE_SIZE - 1):
+                    raise VMError("EINVAL", f"{call}: MAP_FIXED address not page aligned")
+                if addr < mmap_min_addr:
+                    raise VMError("EPERM", f"{call}: below vm.mmap_min_addr {mmap_min_addr:#x}")
+                if addr + length > ts:
+                    raise VMError("ENOMEM", f"{call}: the range ends beyond TASK_SIZE {ts:#x}")
+            vm_flags = calc_vm_flags(prot, flags) | q[(mo(mm_id) + T.M_DEF_FLAGS) >> 3]
+            if kind != MAP_PRIVATE:
+                vm_flags |= V.VM_SHARED | V.VM_MAYSHARE
+            mmap_write_lock(mm_id)
+            try:
+                if q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] >= max_map_count:
+                    raise VMError("ENOMEM", f"{call}: map_count reached vm.max_map_count {max_map_count}")
+                if fixed:
+                    if not range_free(mm_id, addr, addr + length):
+                        if flags & MAP_FIXED_NOREPLACE:
+                            raise VMError("EEXIST", f"{call}: MAP_FIXED_NOREPLACE and the range is mapped")
+                        do_munmap_locked(mm_id, addr, addr + length)
+                    start = addr
+                else:
+                    start = -1
+                    a = _align(addr) if addr else 0
+                    if a and a >= mmap_min_addr and a + length <= ts and range_free(mm_id, a, a + length):
+                        start = a                      # the hint is free
+                    if start < 0:
+                        start = unmapped_area(mm_id, length)
+                    if start < 0:
+                        raise VMError("ENOMEM", f"{call}: no free range of {length} bytes")
+                map_region(mm_id, start, length, vm_flags, fid, offset >> PAGE_SHIFT, anon)
+            finally:
+                mmap_write_unlock(mm_id)
+            if flags & MAP_POPULATE or vm_flags & V.VM_LOCKED:
+                populate(mm_id, start, start + length)
+            return start
+
+        def map_region(mm_id: int, start: int, length: int, vm_flags: int, fid: int, pgoff: int, anon: bool) -> int:
+            """mmap_region(): merge with a neighbour or create the VMA (mmap_lock held)."""
+            end = start + length
+            shared_anon = anon and vm_flags & V.VM_SHARED
+            t = tree(mm_id)
+            prev = t.mas_prev(start)[0]
+            if (prev and not shared_anon and q[(prev + V.V_END) >> 3] == start
+                    and prev_mergeable(prev, vm_flags, fid, pgoff, anon)):
+                expand(mm_id, prev, end)
+                vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
+                return prev
+            v = vma_alloc()
+            if not v:
+                raise VMError("ENOMEM", f"mmap: no memory for a VMA at {start:#x}")
+            q[(v + V.V_START) >> 3] = start
+            q[(v + V.V_END) >> 3] = end
+            q[(v + V.V_MM) >> 3] = mm_id
+            q[(v + V.V_FLAGS) >> 3] = vm_flags
+            q[(v + V.V_PROT) >> 3] = vm_get_page_prot(vm_flags)
+            q[(v + V.V_PGOFF) >> 3] = 0 if anon and not shared_anon else pgoff
+            q[(v + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
+            if shared_anon:
+                o = objs.alloc(OBJ_ANON, length >> PAGE_SHIFT, OBJF_SHARED)
+                if not o:
+                    vma_free(v)
+                    raise VMError("ENOMEM", f"mmap: no memory for the shared object at {start:#x}")
+                q[(v + V.V_OBJECT) >> 3] = o
+            if not anon:
+                q[(v + V.V_FILE) >> 3] = fid + 1
+            if vinsert(mm_id, v):
+                if q[(v + V.V_OBJECT) >> 3]:
+                    objs.put(q[(v + V.V_OBJECT) >> 3])
+                vma_free(v)
+                raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
+            link(v)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+            vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
+            changed(mm_id)
+            return v
+
+        def prev_mergeable(prev: int, vm_flags: int, fid: int, pgoff: int, anon: bool) -> bool:
+            if (q[(prev + V.V_FLAGS) >> 3] ^ vm_flags) & ~V.VM_SOFTDIRTY & _U64:
+                return False
+            if q[(prev + V.V_POLICY) >> 3]:
+                return False
+            if anon:
+                if q[(prev + V.V_FILE) >> 3]:
+                    return False
+                o = q[(prev + V.V_OBJECT) >> 3]
+                return not o or exclusive_object(o, prev)
+            return (q[(prev + V.V_FILE) >> 3] == fid + 1 and not q[(prev + V.V_OBJECT) >> 3]
+                    and q[(prev + V.V_PGOFF) >> 3] + npages(prev) == pgoff)
+
+        def populate(mm_id: int, start: int, end: int) -> int:
+            """__mm_populate(): fault every page in (write faults for private writable
+            mappings, so COW is broken now, as FOLL_WRITE does)."""
+            n = 0
+            mmap_down_read(mo(mm_id) + T.M_MMAP_LOCK)
+            try:
+                for v in between(mm_id, start, end):
+                    fl = q[(v + V.V_FLAGS) >> 3]
+                    if not fl & V.VM_ACCESS_FLAGS:
+                        continue
+                    write = bool(fl & V.VM_WRITE) and not fl & V.VM_SHARED
+                    lo, hi = max(start, q[(v + V.V_START) >> 3]), min(end, q[(v + V.V_END) >> 3])
+                    for a in range(lo, hi, PAGE_SIZE):
+                        r = memory.handle_mm_fault(mm_id, v, a, write)
+                        if r & 0x1:
+                            raise VMError("ENOMEM", f"populate of {a:#x}: out of memory")
+                        n += 1
+            finally:
+                mmap_up_read(mo(mm_id) + T.M_MMAP_LOCK)
+            return n
+
+        # ------------------------------------------------------------ brk
+        def brk(mm_id: int, newbrk: int) -> int:
+            """brk(): the new break, or the old one when the request is refused."""
+            m = mo(mm_id)
+            mmap_write_lock(mm_id)
+            try:
+                start_brk, cur = q[(m + T.M_START_BRK) >> 3], q[(m + T.M_BRK) >> 3]
+                if newbrk < start_brk:
+                    return cur
+                old_end, new_end = _align(cur), _align(newbrk)
+                if new_end == old_end:
+                    q[(m + T.M_BRK) >> 3] = newbrk
+                    return newbrk
+                if new_end < old_end:
+                    do_munmap_locked(mm_id, new_end, old_end)
+                    q[(m + T.M_BRK) >> 3] = newbrk
+                    return newbrk
+                nxt = tree(mm_id).mt_find(old_end)[0]
+                gap = STACK_GUARD_GAP if nxt and q[(nxt + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN else 0
+                if nxt and new_end + gap > q[(nxt + V.V_START) >> 3]:
+                    return cur
+                flags = V.VM_READ | V.VM_WRITE | V.VM_MAYREAD | V.VM_MAYWRITE | V.VM_MAYEXEC | \
+                    q[(m + T.M_DEF_FLAGS) >> 3]
+                try:
+                    map_region(mm_id, old_end, new_end - old_end, flags, -1, 0, True)
+                except VMError:
+                    return cur
+                q[(m + T.M_BRK) >> 3] = newbrk
+                return newbrk
+            finally:
+                mmap_write_unlock(mm_id)
+
+        # ------------------------------------------------------------ mprotect
+        def mprotect(mm_id: int, start: int, length: int, prot: int) -> None:
+            end = check_range("mprotect", start, length, mm_id)
+            call = f"mprotect(addr={start:#x}, len={length}, prot={prot:#x})"
+            if prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC):
+                raise VMError("EINVAL", f"{call}: unknown prot bits")
+            newbits = calc_vm_flags(prot, 0) & V.VM_ACCESS_FLAGS
+            mmap_write_lock(mm_id)
+            try:
+                vs = between(mm_id, start, end)
+                a = start
+                for v in vs:                            # the range must be fully mapped
+                    if q[(v + V.V_START) >> 3] > a:
+                        raise VMError("ENOMEM", f"{call}: [{a:#x}, {q[(v + V.V_START) >> 3]:#x}) is not mapped")
+                    a = q[(v + V.V_END) >> 3]
+                    fl = q[(v + V.V_FLAGS) >> 3]
+                    if newbits & ~(fl >> 4) & V.VM_ACCESS_FLAGS:
+                        raise VMError("EACCES", f"{call}: VMA at {q[(v + V.V_START) >> 3]:#x} does not allow it "
+                                                f"({V.format_vm_flags(fl & 0xF0)})")
+                if a < end:
+                    raise VMError("ENOMEM", f"{call}: [{a:#x}, {end:#x}) is not mapped")
+                split_edges(mm_id, vs, start, end)
+                for v in vs:
+                    change_protection(mm_id, v, newbits)
+                merge_all(mm_id, vs)
+            finally:
+                mmap_write_unlock(mm_id)
+            rcu.poll()
+
+        def split_edges(mm_id: int, vs: list[int], start: int, end: int) -> None:
+            """Split the first and last VMAs of vs so that vs covers exactly [start, end)."""
+            if vs and q[(vs[0] + V.V_START) >> 3] < start:
+                vs[0] = split(mm_id, vs[0], start)
+            if vs and q[(vs[-1] + V.V_END) >> 3] > end:
+                split(mm_id, vs[-1], end)
+
+        def merge_all(mm_id: int, vs: list[int]) -> None:
+            for v in vs:
+                if load(v + V.V_STATE) == V.VMA_ATTACHED:
+                    try_merge_with_neighbours(mm_id, v)
+
+        def change_protection(mm_id: int, v: int, newbits: int) -> None:
+            """mprotect_fixup + change_protection: new flags and page protection; PTEs lose
+            write permission now (with a flush) and gain it lazily at the next fault
+            (write faults reuse exclusive pages), except shared dirty-tracked ones."""
+            start_write(mm_id, v)
+            old = q[(v + V.V_FLAGS) >> 3]
+            fl = (old & ~V.VM_ACCESS_FLAGS & _U64) | newbits
+            n = npages(v)
+            vm_stat_account(mm_id, old, -n)
+            vm_stat_account(mm_id, fl, n)
+            q[(v + V.V_FLAGS) >> 3] = fl
+            prot = vm_get_page_prot(fl)
+            q[(v + V.V_PROT) >> 3] = prot
+            root = q[(mo(mm_id) + T.M_PGD) >> 3]
+            s, e = q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3]
+            flush = False
+            a = s
+            while a < e:
+                table = pt_walk(root, a)
+                nxt = min(e, (a | ((1 << 21) - 1)) + 1)
+                if table < 0:
+                    a = nxt
+                    continue
+                lo = pt.ptlock_off(table)
+                locks.ptlock.lock(lo)
+                try:
+                    base = P8 + (table << 9)
+                    for va in range(a, nxt, PAGE_SIZE):
+                        i = base + ((va >> PAGE_SHIFT) & 511)
+                        ent = q[i]
+                        if not ent or not ent & 0x101:
+                            continue
+                        new = pte_modify(ent, prot)
+                        if ent & _PAGE_RW and not new & _PAGE_RW:
+                            flush = True
+                        if new & _PAGE_RW and not (ent & _PAGE_RW):
+                            new &= ~_PAGE_RW & _U64             # upgraded lazily (next fault)
+                        if not prot & 0x1:                       # PROT_NONE: not present
+                            new = (new & ~0x1 & _U64) | 0x100
+                            flush = True
+                        at.xchg64(i << 3, new)
+                finally:
+                    locks.ptlock.unlock(lo)
+                a = nxt
+            if flush:
+                tlb.flush_tlb_mm_range(mm_id, s, e)
+
+        # ------------------------------------------------------------ mremap
+        def mremap(mm_id: int, old: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0) -> int:
+            call = f"mremap(old={old:#x}, old_len={old_len}, new_len={new_len}, flags={flags:#x})"
+            if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+                raise VMError("EINVAL", f"{call}: unknown flags")
+            if old & (PAGE_SIZE - 1) or new_len <= 0:
+                raise VMError("EINVAL", f"{call}: unaligned address or zero length")
+            if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE:
+                raise VMError("EINVAL", f"{call}: MREMAP_FIXED needs MREMAP_MAYMOVE")
+            old_len, new_len = _align(old_len), _align(new_len)
+            mmap_write_lock(mm_id)
+            try:
+                v = tree(mm_id).mtree_load(old)
+                if not v or q[(v + V.V_END) >> 3] < old + old_len:
+                    raise VMError("EFAULT", f"{call}: [{old:#x}, {old + old_len:#x}) is not one mapping")
+                if flags & MREMAP_FIXED:
+                    return move_vma(mm_id, v, old, old_len, new_len, new_addr, fixed=True)
+                if new_len <= old_len:
+                    if new_len < old_len:
+                        do_munmap_locked(mm_id, old + new_len, old + old_len)
+                    return old
+                end = old + old_len
+                if q[(v + V.V_END) >> 3] == end:
+                    nxt = tree(mm_id).mt_find(end)[0]
+                    if (not nxt or q[(nxt + V.V_START) >> 3] >= old + new_len) and old + new_len <= task_size(mm_id):
+                        expand(mm_id, v, old + new_len)            # grow in place
+                        vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], (new_len - old_len) >> PAGE_SHIFT)
+                        return old
+                if not flags & MREMAP_MAYMOVE:
+                    raise VMError("ENOMEM", f"{call}: cannot grow in place and MREMAP_MAYMOVE is not set")
+                return move_vma(mm_id, v, old, old_len, new_len, 0, fixed=False)
+            finally:
+                mmap_write_unlock(mm_id)
+                rcu.poll()
+
+        def move_vma(mm_id: int, v: int, old: int, old_len: int, new_len: int, new_addr: int, fixed: bool) -> int:
+            """move_vma(): a new VMA at the destination sharing the object and offsets,
+            the page-table entries moved (no reference changes), the old range unmapped
+            without freeing what moved."""
+            if fixed:
+                if new_addr & (PAGE_SIZE - 1) or new_addr < mmap_min_addr or new_addr + new_len > task_size(mm_id):
+                    raise VMError("EINVAL", f"mremap: bad MREMAP_FIXED address {new_addr:#x}")
+                if new_addr < old + old_len and old < new_addr + new_len:
+                    raise VMError("EINVAL", f"mremap: destination {new_addr:#x} overlaps the source")
+                do_munmap_locked(mm_id, new_addr, new_addr + new_len)
+                dst = new_addr
+            else:
+                dst = unmapped_area(mm_id, new_len)
+                if dst < 0:
+                    raise VMError("ENOMEM", f"mremap: no free range of {new_len} bytes")
+            if q[(v + V.V_START) >> 3] < old:
+                v = split(mm_id, v, old)
+            if q[(v + V.V_END) >> 3] > old + old_len:
+                split(mm_id, v, old + old_len)
+            start_write(mm_id, v)
+            n = vma_dup(v)
+            if not n:
+                raise VMError("ENOMEM", "mremap: no memory for a VMA")
+            q[(n + V.V_START) >> 3] = dst
+            q[(n + V.V_END) >> 3] = dst + new_len
+            q[(n + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
+            o = q[(n + V.V_OBJECT) >> 3]
+            if o:
+                objs.get(o)
+                need = q[(n + V.V_PGOFF) >> 3] + (new_len >> PAGE_SHIFT)
+                if q[(o + O_SIZE) >> 3] < need:
+                    q[(o + O_SIZE) >> 3] = need
+            if vinsert(mm_id, n):
+                if o:
+                    objs.put(o)
+                vmas.free(n)
+                raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
+            link(n)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+            vm_stat_account(mm_id, q[(n + V.V_FLAGS) >> 3], new_len >> PAGE_SHIFT)
+            memory.move_page_tables(mm_id, old, dst, old_len)
+            # the old VMA now maps nothing: remove it without touching the object's pages
+            if verase(mm_id, old, old + old_len):
+                raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
+            store(v + V.V_STATE, V.VMA_DETACHED)
+            changed(mm_id)
+            prev = tree(mm_id).mas_prev(old)[0]
+            nxt = tree(mm_id).mt_find(old + old_len)[0]
+            unlink(v)
+            g = memory.mmu_gather(mm_id)
+            memory.free_pgd_range(mm_id, old, old + old_len, q[(prev + V.V_END) >> 3] if prev else 0,
+                                  q[(nxt + V.V_START) >> 3] if nxt else 0, g)
+            g.finish()
+            if o:
+                objs.put(o)
+            vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -(old_len >> PAGE_SHIFT))
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+            vma_free(v)
+            return dst
+
+        # ------------------------------------------------------------ madvise
+        def madvise(mm_id: int, start: int, length: int, advice: int) -> None:
+            end = check_range("madvise", start, length, mm_id)
+            call = f"madvise(addr={start:#x}, len={length}, advice={advice})"
+            if advice not in (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
+                              MADV_DONTFORK, MADV_DOFORK):
+                raise VMError("EINVAL", f"{call}: advice not supported (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, "
+                                        "DONTNEED, FREE, DONTFORK, DOFORK)")
+            if advice in (MADV_WILLNEED,):
+                mmap_down_read(mo(mm_id) + T.M_MMAP_LOCK)
+                try:
+                    for v in between(mm_id, start, end):
+                        f = q[(v + V.V_FILE) >> 3]
+                        if f:
+                            lo, hi = max(start, q[(v + V.V_START) >> 3]), min(end, q[(v + V.V_END) >> 3])
+                            base = q[(v + V.V_PGOFF) >> 3] + ((lo - q[(v + V.V_START) >> 3]) >> PAGE_SHIFT)
+                            for k in range((hi - lo) >> PAGE_SHIFT):
+                                files.get_page(f - 1, base + k)
+                finally:
+                    mmap_up_read(mo(mm_id) + T.M_MMAP_LOCK)
+                return
+            mmap_write_lock(mm_id)
+            try:
+                vs = between(mm_id, start, end)
+                if not vs:
+                    raise VMError("ENOMEM", f"{call}: nothing is mapped there")
+                if advice in (MADV_DONTNEED, MADV_FREE):
+                    for v in vs:
+                        lo, hi = max(start, q[(v + V.V_START) >> 3]), min(end, q[(v + V.V_END) >> 3])
+                        if advice == MADV_DONTNEED:
+                            dontneed(mm_id, v, lo, hi)
+                        elif not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED and not q[(v + V.V_FILE) >> 3]:
+                            lazyfree(mm_id, v, lo, hi)
+                    return
+                set_bits = {MADV_RANDOM: V.VM_RAND_READ, MADV_SEQUENTIAL: V.VM_SEQ_READ, MADV_DONTFORK: V.VM_DONTCOPY,
+                            MADV_NORMAL: 0, MADV_DOFORK: 0}[advice]
+                clr_bits = {MADV_RANDOM: V.VM_SEQ_READ, MADV_SEQUENTIAL: V.VM_RAND_READ, MADV_NORMAL:
+                            V.VM_RAND_READ | V.VM_SEQ_READ, MADV_DONTFORK: 0, MADV_DOFORK: V.VM_DONTCOPY}[advice]
+                split_edges(mm_id, vs, start, end)
+                for v in vs:
+                    start_write(mm_id, v)
+                    q[(v + V.V_FLAGS) >> 3] = (q[(v + V.V_FLAGS) >> 3] & ~clr_bits & _U64) | set_bits
+                merge_all(mm_id, vs)
+            finally:
+                mmap_write_unlock(mm_id)
+                rcu.poll()
+
+        def dontneed(mm_id: int, v: int, lo: int, hi: int) -> None:
+            """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
+            file again (private file): the top object's pages there go, and a ZERO
+            marker hides what a backing object holds (anonymous)."""
+            g = memory.mmu_gather(mm_id)
+            memory.zap_range(mm_id, lo, hi, g)
+            g.finish()
+            o = q[(v + V.V_OBJECT) >> 3]
+            if not o or q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
+                return
+            first = q[(v + V.V_PGOFF) >> 3] + ((lo - q[(v + V.V_START) >> 3]) >> PAGE_SHIFT)
+            n = (hi - lo) >> PAGE_SHIFT
+            objs.page_remove(o, first, first + n)
+            if q[(o + O_BACKING) >> 3] and not q[(v + V.V_FILE) >> 3]:
+                objs.mark_zero(o, first, first + n)
+
+        def lazyfree(mm_id: int, v: int, lo: int, hi: int) -> None:
+            """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may
+            drop them while clean; a write makes them dirty again)."""
+            n = memory.mkclean_range(mm_id, lo, hi)
+            q[ev + VE.PGLAZYFREE] += n
+
+        # ------------------------------------------------------------ mlock
+        def mlock(mm_id: int, start: int, length: int, on: bool = True) -> None:
+            end = check_range("mlock" if on else "munlock", start, length, mm_id)
+            mmap_write_lock(mm_id)
+            try:
+                vs = between(mm_id, start, end)
+                a = start
+                for v in vs:
+                    if q[(v + V.V_START) >> 3] > a:
+                        raise VMError("ENOMEM", f"mlock: [{a:#x}, {q[(v + V.V_START) >> 3]:#x}) is not mapped")
+                    a = q[(v + V.V_END) >> 3]
+                if a < end:
+                    raise VMError("ENOMEM", f"mlock: [{a:#x}, {end:#x}) is not mapped")
+                split_edges(mm_id, vs, start, end)
+                m = mo(mm_id)
+                for v in vs:
+                    start_write(mm_id, v)
+                    fl = q[(v + V.V_FLAGS) >> 3]
+                    if on and not fl & V.VM_LOCKED:
+                        q[(v + V.V_FLAGS) >> 3] = fl | V.VM_LOCKED
+                        q[(m + T.M_LOCKED_VM) >> 3] += npages(v)
+                    elif not on and fl & V.VM_LOCKED:
+                        q[(v + V.V_FLAGS) >> 3] = fl & ~V.VM_LOCKED_MASK & _U64
+                        q[(m + T.M_LOCKED_VM) >> 3] -= npages(v)
+                merge_all(mm_id, vs)
+            finally:
+                mmap_write_unlock(mm_id)
+            if on:
+                n = populate(mm_id, start, end)
+                memory.mlock_range(mm_id, start, end, True)
+                q[ev + VE.UNEVICTABLE_PGS_MLOCKED] += n
+            else:
+                n = memory.mlock_range(mm_id, start, end, False)
+                q[ev + VE.UNEVICTABLE_PGS_MUNLOCKED] += n
+
+        self.mmap, self.munmap, self.brk, self.mprotect, self.mremap = mmap, munmap, brk, mprotect, mremap
+        self.madvise, self.mlock, self.populate = madvise, mlock, populate
+        self.mmap_write_lock, self.mmap_write_unlock = mmap_write_lock, mmap_write_unlock
+        self.do_munmap_locked, self.unmap_vmas, self.vm_stat_account = do_munmap_locked, unmap_vmas, vm_stat_account
+        self.link, self.unlink, self.mmap_base = link, unlink, mmap_base

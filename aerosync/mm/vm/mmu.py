@@ -1,0 +1,144 @@
+"""The simulated MMU: every load and store of a task goes through this CPU's TLB.
+
+Models: the x86-64 MMU as the kernel sees it -- a TLB lookup, on a miss a hardware walk
+of the current page tables (CR3 = the loaded mm's root), accessed and dirty bits set by
+the walk with a locked read-modify-write (a write through a TLB entry without D walks
+again to set it, as x86 does), and a page fault (#PF) when the walk fails -- plus
+arch/x86/mm/fault.c's entry into the kernel's fault handler (do_user_addr_fault).
+Unit: one access of up to 4096 bytes inside one page.
+
+API (closures): load(va, n) -> bytes, store(va, data), load64(va) -> int, store64(va, v)
+(va 8-byte aligned), translate(va, write) -> leaf entry, set_root(pfn, key_base).
+
+Hot path (measured by `aerosync bench vm` as tlb_hit_access_ns): poll this CPU's
+ipi_pending word (IPIs are taken between accesses, never inside one), one dict lookup of
+asid|vpn, a permission test on the cached entry, one memoryview access.  Everything
+else -- the walk, A/D updates, the fault -- is the slow path.
+
+Ownership: the TLB is this CPU's (tlb.py); page tables are shared: a walk reads entries
+without locks (as hardware does) and sets A/D with a CAS so a concurrent
+ptep_get_and_clear (which uses xchg) never loses or resurrects bits.
+
+Faults: `fault(va, write)` (memory.py: do_user_addr_fault) returns after fixing the
+mapping, or raises SegmentationFault (SIGSEGV: task, address, reason); the access is
+retried after a fix.  A fault that keeps recurring is reported as an AeroSyncError
+rather than looping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aerosync.errors import AeroSyncError
+from aerosync.mm.vm.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_USER,
+    PTE_PFN_MASK,
+    level_shift,
+)
+from aerosync.params import PAGE_SHIFT
+
+__all__ = ["Mmu", "MAX_FAULT_RETRIES"]
+
+MAX_FAULT_RETRIES = 64
+_RW_D = _PAGE_RW | _PAGE_DIRTY
+_U_P = _PAGE_USER | _PAGE_PRESENT
+
+
+class Mmu:
+    """Simulated CPU `cpu`'s MMU over `tlb` (tlb.Tlb); `fault(va, write)` handles #PF."""
+
+    def __init__(self, arena: Any, cpu: int, tlb: Any, nr_levels: int,
+                 fault: Callable[[int, bool], None]) -> None:
+        self.arena, self.cpu = arena, cpu
+        q, u8, at = arena.u64, arena.u8, arena.atomic
+        cas = at.cas64
+        PHYS = arena.off("physmem")
+        P8 = PHYS >> 3
+        entries = tlb.entries
+        get = entries.get
+        fill = tlb.fill
+        pend_i = tlb.pend_i
+        handle_ipi = tlb.handle_ipi
+        top = nr_levels
+        shifts = [0] + [level_shift(lv) for lv in range(1, 6)]
+        root = 0
+        kb = 0
+
+        def set_root(pfn: int, key_base: int) -> None:
+            nonlocal root, kb
+            root, kb = pfn, key_base
+
+        def walk(va: int, write: bool) -> int:
+            """The hardware walk: the leaf entry with A (and D for a write) set, or -1."""
+            while True:
+                t = root
+                if not t:
+                    return -1
+                for lvl in range(top, 1, -1):
+                    e = q[P8 + (t << 9) + ((va >> shifts[lvl]) & 511)]
+                    if e & _U_P != _U_P or e & _PAGE_PSE:
+                        return -1
+                    t = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                i = P8 + (t << 9) + ((va >> PAGE_SHIFT) & 511)
+                e = q[i]
+                if e & _U_P != _U_P or (write and not e & _PAGE_RW):
+                    return -1
+                need = (_PAGE_ACCESSED | _PAGE_DIRTY) if write else _PAGE_ACCESSED
+                if e & need != need:
+                    if cas(i << 3, e, e | need) != e:
+                        continue                   # changed under us: walk again
+                    e |= need
+                fill(kb | (va >> PAGE_SHIFT), e)
+                return e
+
+        def translate(va: int, write: bool) -> int:
+            for _ in range(MAX_FAULT_RETRIES):
+                e = walk(va, write)
+                if e >= 0:
+                    return e
+                fault(va, write)
+            raise AeroSyncError(f"cpu{cpu}: access to {va:#x} ({'write' if write else 'read'}) still faults after "
+                                f"{MAX_FAULT_RETRIES} page faults")
+
+        def load(va: int, n: int) -> bytes:
+            if q[pend_i]:
+                handle_ipi()
+            e = get(kb | (va >> PAGE_SHIFT))
+            if e is None:
+                e = translate(va, False)
+            o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+            return bytes(u8[o : o + n])
+
+        def store(va: int, data: bytes) -> None:
+            if q[pend_i]:
+                handle_ipi()
+            e = get(kb | (va >> PAGE_SHIFT))
+            if e is None or e & _RW_D != _RW_D:
+                e = translate(va, True)
+            o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+            u8[o : o + len(data)] = data
+
+        def load64(va: int) -> int:
+            if q[pend_i]:
+                handle_ipi()
+            e = get(kb | (va >> PAGE_SHIFT))
+            if e is None:
+                e = translate(va, False)
+            return q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)]
+
+        def store64(va: int, v: int) -> None:
+            if q[pend_i]:
+                handle_ipi()
+            e = get(kb | (va >> PAGE_SHIFT))
+            if e is None or e & _RW_D != _RW_D:
+                e = translate(va, True)
+            q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)] = v
+
+        self.set_root, self.walk, self.translate = set_root, walk, translate
+        self.load, self.store, self.load64, self.store64 = load, store, load64, store64

@@ -1,0 +1,231 @@
+"""One simulated CPU's view of virtual memory: its MMU, its current task, the system calls.
+
+Models: what a CPU brings to the VM in Linux -- `current` and its mm (CR3), the TLB, the
+fault entry -- composed from the subsystems of this package.  Unit: one simulated CPU
+in one process (a worker, the coordinator acting as CPU 0 after the run, a test).
+
+API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
+  tasks       task_create(comm, mm=-1, share_mm=False) -> tid   switch_to(tid)
+              fork() -> child tid        exit(tid=-1)   current_task() / current_mm()
+  memory      mmap(addr, len, prot, flags, file=-1, offset=0) -> addr    munmap(addr, len)
+              mprotect  mremap  madvise  brk  mlock / munlock
+  access      load(va, n) -> bytes   store(va, data)   load64(va)   store64(va, v)
+              (through the MMU: TLB, walk, faults; SegmentationFault on SIGSEGV)
+  files       file_create(name, size, seed=0, path=None) -> fid   file_lookup(name)
+  teardown    leave(): answer pending IPIs, stop being a shootdown target, flush RCU.
+The handle installs its IPI handler as this process's lock-wait hook (sync/wait.py):
+a worker is one simulated CPU, so the hook is this CPU's.  Tests that drive several
+CPUs from one process call `make_current()` on the CPU they are about to use.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from aerosync.mm.pmm.page_alloc import MM
+from aerosync.mm.slab.slub import Slub
+from aerosync.mm.vm import filemap as FM
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm.fork import Fork
+from aerosync.mm.vm.memory import Memory
+from aerosync.mm.vm.mmap import Mmap
+from aerosync.mm.vm.mmu import Mmu
+from aerosync.mm.vm.pgtable import PageTables
+from aerosync.mm.vm.task import task_alloc, task_set_state
+from aerosync.mm.vm.tlb import Tlb
+from aerosync.mm.vm.vm_object import VmObjects
+from aerosync.mm.vm.vma import VmaOps
+from aerosync.sync import wait as W
+from aerosync.sync.objlock import ObjRWSem, ObjSpinLock
+from aerosync.sync.rcu import Rcu
+
+__all__ = ["VM"]
+
+
+class VM:
+    """Simulated CPU `cpu`'s virtual-memory handle (see the module docstring)."""
+
+    def __init__(self, arena: Any, cpu: int, mm: Any = None) -> None:
+        T.require_vm(arena)
+        self.arena, self.cpu = arena, cpu
+        q = arena.u64
+        hdr = arena.off("vmhdr")
+
+        def H(f: int) -> int:
+            return q[(hdr + f) >> 3]
+
+        self.levels = H(T.H_LEVELS)
+        self.mm = mm if mm is not None else MM(arena, cpu)
+        self.rcu = Rcu(arena, cpu)
+        self.locks = SimpleNamespace(
+            mmap_lock=ObjRWSem(arena, H(T.H_CLS_MMAP), cpu), vma_lock=ObjRWSem(arena, H(T.H_CLS_VMA), cpu),
+            obj_lock=ObjRWSem(arena, H(T.H_CLS_OBJ), cpu), ptl=ObjSpinLock(arena, H(T.H_CLS_PTL), cpu),
+            ptlock=ObjSpinLock(arena, H(T.H_CLS_PTLOCK), cpu))
+        self.slub = Slub(arena, cpu, mm=self.mm)
+        vma_cache = self.slub.cache(H(T.H_CACHE_VMA))
+        obj_cache = self.slub.cache(H(T.H_CACHE_OBJ))
+        maple_cache = self.slub.cache(H(T.H_CACHE_MAPLE))
+        xa_cache = self.slub.cache(H(T.H_CACHE_XA))
+        self.pt = PageTables(arena, cpu, self.mm, self.locks.ptl, self.levels)
+        self.tlb = Tlb(arena, cpu)
+        self.xa = _xarray(arena, xa_cache, self.rcu)
+        self.objs = VmObjects(arena, cpu, self.mm, obj_cache, self.xa, self.locks.obj_lock, self.rcu)
+        self.files = FM.Filemap(arena, cpu, self.mm, self.objs)
+        self.vmas = VmaOps(arena, cpu, vma_cache, maple_cache, self.rcu, self.locks.vma_lock)
+        self.cur = [0, 0]                       # [task id, mm id] of the task running here
+        self.memory = Memory(arena, cpu, self.mm, self.pt, self.tlb, self.objs, self.files, self.locks, self.rcu,
+                             self.vmas.find_vma, self.vmas.load, self.cur)
+        self.mmu = Mmu(arena, cpu, self.tlb, self.levels, self.memory.do_user_addr_fault)
+        self.sys = Mmap(arena, cpu, self.vmas, self.objs, self.memory, self.files, self.locks, self.tlb, self.rcu,
+                        self.pt)
+        self.forks = Fork(arena, cpu, self.pt, self.vmas, self.objs, self.memory, self.sys, self.tlb, self.rcu)
+        self.load, self.store, self.load64, self.store64 = (self.mmu.load, self.mmu.store, self.mmu.load64,
+                                                            self.mmu.store64)
+        self.task = -1
+        self.rcu.wait_hook = self.tlb.handle_ipi
+        self.make_current()
+        self.tlb.online()
+
+    # ------------------------------------------------------------------ this CPU
+    def make_current(self) -> None:
+        """This process's lock waits answer this CPU's IPIs from now on."""
+        W.set_wait_hook(self.tlb.handle_ipi)
+
+    def poll(self) -> None:
+        """Between operations: answer IPIs and run finished RCU callbacks."""
+        self.tlb.handle_ipi()
+        if self.rcu.nr_pending():
+            self.rcu.poll()
+
+    def current_task(self) -> int:
+        return self.task
+
+    def current_mm(self) -> int:
+        return self.cur[1] if self.task >= 0 else -1
+
+    def _mm_of(self, tid: int) -> int:
+        return self.arena.u64[(T.task_off(self.arena, tid) + T.T_MM) >> 3] - 1
+
+    # ------------------------------------------------------------------ tasks
+    def task_create(self, comm: str, mm: int = -1, new_mm: bool = True) -> int:
+        """A new task: with a fresh address space (new_mm), or sharing `mm` as a thread
+        (mm_users + 1)."""
+        if mm < 0 and new_mm:
+            mm = self.forks.mm_alloc()
+        elif mm >= 0:
+            self.forks.mmget(mm)
+        return task_alloc(self.arena, comm, mm)
+
+    def switch_to(self, tid: int) -> None:
+        """context_switch(): `tid` runs on this CPU now (switch_mm to its mm)."""
+        a, q = self.arena, self.arena.u64
+        if self.task >= 0 and self.task != tid:
+            to = T.task_off(a, self.task)
+            if a.u32[(to + T.T_STATE) >> 2] == T.TASK_RUNNING:
+                task_set_state(a, self.task, T.TASK_STOPPED)
+            q[(to + T.T_CPU) >> 3] = 0
+        o = T.task_off(a, tid)
+        mm_id = q[(o + T.T_MM) >> 3] - 1
+        q[(o + T.T_CPU) >> 3] = self.cpu + 1
+        task_set_state(a, tid, T.TASK_RUNNING)
+        self.task = tid
+        self.cur[0], self.cur[1] = tid, mm_id
+        if mm_id > 0:
+            self.tlb.switch_mm(mm_id)
+            self.mmu.set_root(q[(T.mm_off(a, mm_id) + T.M_PGD) >> 3], self.tlb.key_base)
+        else:
+            self.tlb.enter_lazy()
+            self.mmu.set_root(0, 0)
+
+    def fork(self, comm: str | None = None) -> int:
+        """fork(): a child task with a copy of the current task's address space."""
+        a, q = self.arena, self.arena.u64
+        parent = self.task
+        pmm = self.cur[1]
+        child_mm = self.forks.dup_mm(pmm)
+        po = T.task_off(a, parent)
+        pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
+        return task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+
+    def exit(self, tid: int = -1, signal: int = 0) -> None:
+        """do_exit(): the task's mm reference goes (the last user tears it down), the
+        task becomes a zombie; this CPU goes lazy if it was running it."""
+        a, q = self.arena, self.arena.u64
+        tid = self.task if tid < 0 else tid
+        o = T.task_off(a, tid)
+        mm_id = q[(o + T.T_MM) >> 3] - 1
+        if signal:
+            q[(o + T.T_EXIT_SIGNAL) >> 3] = signal
+        if tid == self.task:
+            self.tlb.enter_lazy()
+            self.mmu.set_root(0, 0)
+            self.task = -1
+            self.cur[0], self.cur[1] = 0, 0
+        q[(o + T.T_MM) >> 3] = 0
+        q[(o + T.T_CPU) >> 3] = 0
+        task_set_state(a, tid, T.TASK_ZOMBIE)
+        if mm_id > 0:
+            self.forks.mmput(mm_id)
+
+    # ------------------------------------------------------------------ system calls
+    def mmap(self, addr: int, length: int, prot: int, flags: int, file: int = -1, offset: int = 0) -> int:
+        return self.sys.mmap(self.cur[1], addr, length, prot, flags, file, offset)
+
+    def munmap(self, addr: int, length: int) -> None:
+        self.sys.munmap(self.cur[1], addr, length)
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        self.sys.mprotect(self.cur[1], addr, length, prot)
+
+    def mremap(self, old: int, old_len: int, new_len: int, flags: int = 0, new_addr: int = 0) -> int:
+        return self.sys.mremap(self.cur[1], old, old_len, new_len, flags, new_addr)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        self.sys.madvise(self.cur[1], addr, length, advice)
+
+    def brk(self, newbrk: int) -> int:
+        return self.sys.brk(self.cur[1], newbrk)
+
+    def mlock(self, addr: int, length: int) -> None:
+        self.sys.mlock(self.cur[1], addr, length, True)
+
+    def munlock(self, addr: int, length: int) -> None:
+        self.sys.mlock(self.cur[1], addr, length, False)
+
+    def file_create(self, name: str, size: int, seed: int = 0, path: str | None = None) -> int:
+        return FM.file_create(self.arena, self.objs, name, size, seed, path)
+
+    def file_lookup(self, name: str) -> int:
+        return FM.file_lookup(self.arena, name)
+
+    # ------------------------------------------------------------------ teardown
+    def leave(self) -> None:
+        """This CPU stops: pending IPIs answered, no longer a shootdown target, every
+        deferred free run (so nothing this CPU queued is lost)."""
+        self.tlb.leave()
+        self.rcu.barrier()
+        self.files.close()
+        if W.get_wait_hook() == self.tlb.handle_ipi:
+            W.set_wait_hook(None)
+
+
+def _xarray(arena: Any, cache: Any, rcu: Any) -> Any:
+    """The XArray handle over the "radix_tree_node" cache (nodes freed through RCU)."""
+    from aerosync.lib.xarray import XArray
+    from aerosync.mm.slab.slab_common import VBASE
+
+    phys = arena.off("physmem")
+    alloc, free = cache.alloc, cache.free
+
+    def node_alloc() -> int:
+        a = alloc()
+        return phys + (a - VBASE) if a else -1
+
+    def node_free(off: int) -> None:
+        free(VBASE + (off - phys))
+
+    def node_rcu_free(off: int) -> None:
+        rcu.call_rcu(node_free, off)
+
+    return XArray(arena, node_alloc, node_free, node_rcu_free)

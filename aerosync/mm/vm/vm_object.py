@@ -1,0 +1,414 @@
+"""vm_objects: the memory objects behind every mapping, with shadow chains for COW.
+
+Models: AeroSync's C kernel mm/vm_object.c (aerosync-c.md 8: anonymous, vnode and shared
+objects; a page tree indexed by page offset; two shadows at fork; the chain walked on a
+fault; a page stolen when its holder has one child and one reference; collapse at a
+depth threshold, merge and bypass), made correct -- the BSD/XNU design that the seed
+chose instead of Linux's anon_vma.  Unit: an object (a SLUB object of the "vm_object"
+cache, identified by its arena offset) and the folios in its page tree.
+
+Object record (VM_OBJECT_SIZE = 128 bytes)::
+
+     0 type u16 (OBJ_ANON 1, OBJ_VNODE 2) | 2 flags u16 (OBJF_SHARED: MAP_SHARED anonymous
+       memory, shmem-like; OBJF_DEAD) | 4 file id + 1 u32 (vnode objects)
+     8 refcount u64 (atomic)  references: VMAs whose vm_object it is, shadow children
+       whose backing it is, the file record of a vnode object, transient pins
+    16 lock (ObjRWSem word, owner at 24): "&obj->lock"
+    32..63 page tree root record (lib/xarray.py): index -> folio word or value entry
+    64 backing u64 (object offset, 0 = none)   72 backing_offset u64 (pages: my index i
+       is my backing's index i + backing_offset)
+    80 depth u32 (0 = no backing)   84 nr_children u32
+    88 size u64 (pages)   96 nr_pages u64 (folios in the tree)
+   104 vma_head u64 (first VMA with vm_object == this; linked through the VMAs' obj_next /
+       obj_prev: the object's i_mmap)   112 children u64 (first shadow child)
+   120 sibling u64 (next child of my backing object)
+
+Page-tree entries: a folio is stored as pfn << 2 (low bits 00); a value entry (bit 0
+set, xa_mk_value) is a ZERO marker (this index reads as zeros: MADV_DONTNEED in a
+shadow over pages that must stay hidden) or, later, a swap / ZMM / workingset entry.
+A folio in an object has folio->mapping = object | PAGE_MAPPING_ANON (for private
+anonymous objects) and folio->index = its page index, and holds one reference for the
+tree (folio_put when it leaves the tree).
+
+Lock order: obj->lock of a shadow before its backing's (top-down, as a fault walks a
+chain); never a backing's lock while holding a child's only for reading upward.  The
+tree is written only under the object's lock (write); read lock-free under RCU
+(objects and tree nodes are freed through call_rcu).  The chain links (backing,
+children, sibling, depth) change only under the write locks of both objects.
+
+Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the object
+(+ANON bit for anonymous objects) and index == its tree index, and refcount >= 1 +
+mapcount; O2 chains are acyclic and depth == 1 + the backing's depth (<= the limit
+after any fault); O3 refcount == VMAs mapping it + shadow children (+1 for a file's
+vnode object) when quiescent; O4 no folio is in two trees; O5 nr_pages == folios in
+the tree; O6 every VMA on an object's list has vm_object == the object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.errors import AeroSyncError
+from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
+from aerosync.mm.slab.slab_common import VBASE
+from aerosync.params import PAGE_META_SIZE
+
+__all__ = [
+    "OBJ_ANON", "OBJ_VNODE", "OBJF_SHARED", "OBJF_DEAD", "O_TYPE", "O_FLAGS", "O_FILE", "O_REF", "O_LOCK",
+    "O_TREE", "O_BACKING", "O_BACKING_OFF", "O_DEPTH", "O_NR_CHILDREN", "O_SIZE", "O_NR_PAGES", "O_VMA_HEAD",
+    "O_CHILDREN", "O_SIBLING", "XA_ZERO", "folio_entry", "entry_pfn", "is_folio_entry", "VmObjects",
+]
+
+OBJ_ANON, OBJ_VNODE = 1, 2
+OBJF_SHARED, OBJF_DEAD = 1, 2
+O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
+O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
+O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
+XA_ZERO = (1 << 1) | 1               # xa_mk_value(1): "reads as zero here"
+
+
+def folio_entry(pfn: int) -> int:
+    return pfn << 2
+
+
+def entry_pfn(e: int) -> int:
+    return e >> 2
+
+
+def is_folio_entry(e: int) -> bool:
+    return e != 0 and not e & 3
+
+
+class VmObjects:
+    """Simulated CPU `cpu`'s operations on vm_objects (closures bound once):
+
+      alloc(typ, size, flags=0, file_id=-1) -> obj | 0 (ENOMEM)   refcount 1, empty
+      get(obj) / put(obj)           put frees an unreferenced object: every folio leaves
+                                    its tree (folio_put), the tree nodes and the record go
+                                    through RCU; a backing object loses a child
+      lookup(obj, idx) -> entry      lock-free (RCU) tree load of one object
+      chain_lookup(obj, idx) -> (holder, holder_idx, entry)   walks down the backing
+                                    chain; holder 0 = nothing anywhere (or a ZERO marker)
+      insert(obj, idx, pfn, anon) -> the folio now in the tree (pfn, or the one another
+                                    CPU inserted first); -1 on ENOMEM.  Sets mapping/index.
+      remove(obj, idx, pfn) -> bool  take a folio out (caller puts the tree's reference)
+      shadow(obj, offset, size) -> new shadow of obj (takes a reference on obj) | 0
+      link_vma(obj, vma) / unlink_vma(obj, vma)   the object's VMA list
+      collapse(obj) -> int           merge a backing with one child into it (pages it lacks
+                                    move up), repeated while possible; returns pages moved
+    The tree itself is lib/xarray.py's; nodes come from the "radix_tree_node" cache.
+    """
+
+    def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, rwsem: Any, rcu: Any) -> None:
+        self.arena, self.cpu = arena, cpu
+        q, u32, at = arena.u64, arena.u32, arena.atomic
+        fetch_add, load = at.fetch_add64, at.load64
+        PM8 = arena.off("pagemeta") >> 3
+        mw = PAGE_META_SIZE >> 3
+        i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
+        cache_alloc, cache_free = obj_cache.alloc, obj_cache.free
+        zero_rec = bytes(128)
+        u8 = arena.u8
+        down_write, up_write = rwsem.down_write, rwsem.up_write
+        xa_load, xa_store, xa_erase = xa.load, xa.store, xa.erase
+        folio_put = mm.folio_put
+        call_rcu = rcu.call_rcu
+        phys = arena.off("physmem")
+
+        def off_of(addr: int) -> int:
+            return phys + (addr - VBASE)
+
+        def addr_of(off: int) -> int:
+            return VBASE + (off - phys)
+
+        def alloc(typ: int, size: int, flags: int = 0, file_id: int = -1) -> int:
+            addr = cache_alloc()
+            if not addr:
+                return 0
+            o = off_of(addr)
+            u8[o : o + 128] = zero_rec
+            u32[(o + O_TYPE) >> 2] = typ | flags << 16
+            u32[(o + O_FILE) >> 2] = file_id + 1
+            q[(o + O_REF) >> 3] = 1
+            q[(o + O_SIZE) >> 3] = size
+            return o
+
+        def get(o: int) -> None:
+            fetch_add(o + O_REF, 1)
+
+        def free_record(o: int) -> None:
+            cache_free(addr_of(o))
+
+        def destroy(o: int) -> None:
+            """The last reference went: empty the tree, detach from the backing, free."""
+            u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
+            for _idx, e in xa.drain(o + O_TREE):
+                if is_folio_entry(e):
+                    pfn = entry_pfn(e)
+                    b = PM8 + pfn * mw
+                    q[b + i_map] = 0
+                    q[b + i_idx] = 0
+                    folio_put(pfn)
+            back = q[(o + O_BACKING) >> 3]
+            if back:
+                down_write(back + O_LOCK)
+                unlink_child(back, o)
+                up_write(back + O_LOCK)
+                put(back)
+            call_rcu(free_record, o)
+
+        def put(o: int) -> None:
+            old = fetch_add(o + O_REF, (1 << 64) - 1)
+            if old == 1:
+                destroy(o)
+            elif old == 0:
+                fetch_add(o + O_REF, 1)
+                raise AeroSyncError(f"cpu{cpu}: vm_object {o:#x}: put with refcount 0")
+
+        def lookup(o: int, idx: int) -> int:
+            return xa_load(o + O_TREE, idx)
+
+        def chain_lookup(o: int, idx: int) -> tuple[int, int, int]:
+            """(holder, index in holder, entry): the first object down the chain with an
+            entry at the corresponding index; ZERO markers stop the walk."""
+            depth = 0
+            while o:
+                e = xa_load(o + O_TREE, idx)
+                if e:
+                    return o, idx, e
+                idx += q[(o + O_BACKING_OFF) >> 3]
+                o = q[(o + O_BACKING) >> 3]
+                depth += 1
+                if depth > 64:
+                    raise AeroSyncError(f"cpu{cpu}: vm_object chain longer than 64 (a cycle?)")
+            return 0, idx, 0
+
+        def insert_locked(o: int, idx: int, pfn: int, anon: bool) -> int:
+            """insert() with o's lock held for write by the caller."""
+            cur = xa_load(o + O_TREE, idx)
+            if is_folio_entry(cur):
+                return entry_pfn(cur)
+            if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
+                return -1
+            b = PM8 + pfn * mw
+            q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
+            q[b + i_idx] = idx
+            q[(o + O_NR_PAGES) >> 3] += 1
+            return pfn
+
+        def insert(o: int, idx: int, pfn: int, anon: bool) -> int:
+            down_write(o + O_LOCK)
+            try:
+                return insert_locked(o, idx, pfn, anon)
+            finally:
+                up_write(o + O_LOCK)
+
+        def remove_locked(o: int, idx: int, pfn: int) -> bool:
+            if xa_load(o + O_TREE, idx) != folio_entry(pfn):
+                return False
+            xa_erase(o + O_TREE, idx)
+            b = PM8 + pfn * mw
+            q[b + i_map] = 0
+            q[b + i_idx] = 0
+            q[(o + O_NR_PAGES) >> 3] -= 1
+            return True
+
+        def remove(o: int, idx: int, pfn: int) -> bool:
+            down_write(o + O_LOCK)
+            try:
+                return remove_locked(o, idx, pfn)
+            finally:
+                up_write(o + O_LOCK)
+
+        def link_child(back: int, child: int) -> None:
+            q[(child + O_SIBLING) >> 3] = q[(back + O_CHILDREN) >> 3]
+            q[(back + O_CHILDREN) >> 3] = child
+            u32[(back + O_NR_CHILDREN) >> 2] += 1
+
+        def unlink_child(back: int, child: int) -> None:
+            prev, cur = 0, q[(back + O_CHILDREN) >> 3]
+            while cur and cur != child:
+                prev, cur = cur, q[(cur + O_SIBLING) >> 3]
+            if not cur:
+                return
+            nxt = q[(child + O_SIBLING) >> 3]
+            if prev:
+                q[(prev + O_SIBLING) >> 3] = nxt
+            else:
+                q[(back + O_CHILDREN) >> 3] = nxt
+            q[(child + O_SIBLING) >> 3] = 0
+            u32[(back + O_NR_CHILDREN) >> 2] -= 1
+
+        def shadow(o: int, offset: int, size: int) -> int:
+            """A new anonymous shadow of o (vm_object_shadow): it takes a reference on o."""
+            s = alloc(OBJ_ANON, size)
+            if not s:
+                return 0
+            get(o)
+            q[(s + O_BACKING) >> 3] = o
+            q[(s + O_BACKING_OFF) >> 3] = offset
+            u32[(s + O_DEPTH) >> 2] = u32[(o + O_DEPTH) >> 2] + 1
+            down_write(o + O_LOCK)
+            link_child(o, s)
+            up_write(o + O_LOCK)
+            return s
+
+        def link_vma(o: int, vma: int) -> None:
+            from aerosync.mm.vm.vma import V_OBJ_NEXT, V_OBJ_PREV
+
+            down_write(o + O_LOCK)
+            head = q[(o + O_VMA_HEAD) >> 3]
+            q[(vma + V_OBJ_NEXT) >> 3] = head
+            q[(vma + V_OBJ_PREV) >> 3] = 0
+            if head:
+                q[(head + V_OBJ_PREV) >> 3] = vma
+            q[(o + O_VMA_HEAD) >> 3] = vma
+            up_write(o + O_LOCK)
+
+        def unlink_vma(o: int, vma: int) -> None:
+            from aerosync.mm.vm.vma import V_OBJ_NEXT, V_OBJ_PREV
+
+            down_write(o + O_LOCK)
+            nxt, prv = q[(vma + V_OBJ_NEXT) >> 3], q[(vma + V_OBJ_PREV) >> 3]
+            if prv:
+                q[(prv + V_OBJ_NEXT) >> 3] = nxt
+            elif q[(o + O_VMA_HEAD) >> 3] == vma:
+                q[(o + O_VMA_HEAD) >> 3] = nxt
+            if nxt:
+                q[(nxt + V_OBJ_PREV) >> 3] = prv
+            q[(vma + V_OBJ_NEXT) >> 3] = q[(vma + V_OBJ_PREV) >> 3] = 0
+            up_write(o + O_LOCK)
+
+        def vmas_of(o: int) -> list[int]:
+            from aerosync.mm.vm.vma import V_OBJ_NEXT
+
+            out, v = [], q[(o + O_VMA_HEAD) >> 3]
+            while v and len(out) < 1 << 20:
+                out.append(v)
+                v = q[(v + V_OBJ_NEXT) >> 3]
+            return out
+
+        def children_of(o: int) -> list[int]:
+            out, c = [], q[(o + O_CHILDREN) >> 3]
+            while c and len(out) < 1 << 20:
+                out.append(c)
+                c = q[(c + O_SIBLING) >> 3]
+            return out
+
+        def collapse(o: int) -> int:
+            """vm_object_collapse(): while o's backing is anonymous, private, has o as its
+            only child and no other reference, move the backing's entries o lacks up into
+            o and splice the backing out.  Caller holds o's lock for write (and keeps the
+            mapping of o stable: mmap_lock or the VMA lock); returns entries moved."""
+            moved = 0
+            for _ in range(16):
+                back = q[(o + O_BACKING) >> 3]
+                if not back:
+                    break
+                tb = u32[(back + O_TYPE) >> 2]
+                if (tb & 0xFFFF) != OBJ_ANON or (tb >> 16) & OBJF_SHARED:
+                    break
+                if load(back + O_REF) != 1 or u32[(back + O_NR_CHILDREN) >> 2] != 1:
+                    break
+                off = q[(o + O_BACKING_OFF) >> 3]
+                size = q[(o + O_SIZE) >> 3]
+                down_write(back + O_LOCK)
+                try:
+                    for bidx, e in list(xa.items(back + O_TREE)):
+                        idx = bidx - off
+                        if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
+                            continue               # outside the shadow, or o has its own copy
+                        xa_store(o + O_TREE, idx, e)          # nodes preallocated: cannot fail
+                        if is_folio_entry(e):
+                            pfn = entry_pfn(e)
+                            b = PM8 + pfn * mw
+                            q[b + i_map] = o | PAGE_MAPPING_ANON
+                            q[b + i_idx] = idx
+                            q[(o + O_NR_PAGES) >> 3] += 1
+                            q[(back + O_NR_PAGES) >> 3] -= 1
+                        xa_erase(back + O_TREE, bidx)
+                        moved += 1
+                    nb = q[(back + O_BACKING) >> 3]
+                    # splice: o takes back's place under nb (nb's child list: back -> o)
+                    q[(o + O_BACKING) >> 3] = nb
+                    q[(o + O_BACKING_OFF) >> 3] = off + q[(back + O_BACKING_OFF) >> 3]
+                    u32[(o + O_DEPTH) >> 2] = u32[(back + O_DEPTH) >> 2]
+                    q[(back + O_BACKING) >> 3] = 0
+                    q[(back + O_CHILDREN) >> 3] = 0
+                    u32[(back + O_NR_CHILDREN) >> 2] = 0
+                finally:
+                    up_write(back + O_LOCK)
+                if nb:
+                    down_write(nb + O_LOCK)
+                    unlink_child(nb, back)
+                    link_child(nb, o)
+                    up_write(nb + O_LOCK)
+                put(back)          # o's reference on back: back is now empty -> freed
+            return moved
+
+        def page_remove(o: int, first: int, last: int) -> int:
+            """vm_object_page_remove(): take the folios at [first, last) out of o's tree and
+            drop the tree's reference on each (callers have unmapped them first).  Value
+            entries there are dropped too.  Returns folios removed."""
+            n = 0
+            down_write(o + O_LOCK)
+            try:
+                for idx, e in list(xa.items(o + O_TREE, first, last - 1)):
+                    xa_erase(o + O_TREE, idx)
+                    if is_folio_entry(e):
+                        pfn = entry_pfn(e)
+                        b = PM8 + pfn * mw
+                        q[b + i_map] = 0
+                        q[b + i_idx] = 0
+                        q[(o + O_NR_PAGES) >> 3] -= 1
+                        folio_put(pfn)
+                        n += 1
+            finally:
+                up_write(o + O_LOCK)
+            return n
+
+        def mark_zero(o: int, first: int, last: int) -> None:
+            """Hide what o's backing chain holds at [first, last): ZERO markers (a
+            private mapping's MADV_DONTNEED must read zeros afterwards)."""
+            down_write(o + O_LOCK)
+            try:
+                for idx in range(first, last):
+                    if not xa_load(o + O_TREE, idx) and xa_store(o + O_TREE, idx, XA_ZERO) < 0:
+                        raise AeroSyncError(f"cpu{cpu}: vm_object {o:#x}: no memory for a ZERO marker")
+            finally:
+                up_write(o + O_LOCK)
+
+        def link_file_vma(o: int, vma: int) -> None:
+            """The file's i_mmap: every VMA mapping the file, linked through V_FNEXT/V_FPREV."""
+            from aerosync.mm.vm.vma import V_FNEXT, V_FPREV
+
+            down_write(o + O_LOCK)
+            head = q[(o + O_VMA_HEAD) >> 3]
+            q[(vma + V_FNEXT) >> 3] = head
+            q[(vma + V_FPREV) >> 3] = 0
+            if head:
+                q[(head + V_FPREV) >> 3] = vma
+            q[(o + O_VMA_HEAD) >> 3] = vma
+            up_write(o + O_LOCK)
+
+        def unlink_file_vma(o: int, vma: int) -> None:
+            from aerosync.mm.vm.vma import V_FNEXT, V_FPREV
+
+            down_write(o + O_LOCK)
+            nxt, prv = q[(vma + V_FNEXT) >> 3], q[(vma + V_FPREV) >> 3]
+            if prv:
+                q[(prv + V_FNEXT) >> 3] = nxt
+            elif q[(o + O_VMA_HEAD) >> 3] == vma:
+                q[(o + O_VMA_HEAD) >> 3] = nxt
+            if nxt:
+                q[(nxt + V_FPREV) >> 3] = prv
+            q[(vma + V_FNEXT) >> 3] = q[(vma + V_FPREV) >> 3] = 0
+            up_write(o + O_LOCK)
+
+        self.alloc, self.get, self.put, self.lookup, self.chain_lookup = alloc, get, put, lookup, chain_lookup
+        self.insert, self.insert_locked, self.remove, self.remove_locked = insert, insert_locked, remove, remove_locked
+        self.shadow = shadow
+        self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
+        self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
+        self.page_remove, self.mark_zero = page_remove, mark_zero
+        self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -1,0 +1,250 @@
+"""Virtual memory on one process: address spaces, faults, COW after fork, the system
+calls' splitting and merging, files, and nothing leaked (the page checker after exit)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.filemap import expected_page
+from aerosync.mm.vm.memory import SEGV_ACCERR, SEGV_MAPERR, SegmentationFault
+from aerosync.mm.vm.mm_types import VMError
+from aerosync.mm.vm.vm import VM
+
+RW = M.PROT_READ | M.PROT_WRITE
+ANON = M.MAP_PRIVATE | M.MAP_ANONYMOUS
+PG = 4096
+
+
+@pytest.fixture
+def vmm(machine):
+    def make(nr_pages: int = 8192, nr_cpus: int = 2, **vm: object):
+        a = machine(nr_pages=nr_pages, nr_cpus=nr_cpus, slab=True, vm=dict(vm))
+        cpu = VM(a, 0)
+        t = cpu.task_create("test")
+        cpu.switch_to(t)
+        return a, cpu
+
+    return make
+
+
+def _vmas(cpu: VM) -> list[tuple[int, int, int]]:
+    q = cpu.arena.u64
+    return [(q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], q[(v + V.V_FLAGS) >> 3] & 0xF)
+            for _f, _l, v in cpu.vmas.tree(cpu.current_mm()).mt_for_each()]
+
+
+def _teardown_clean(a, cpu: VM) -> None:
+    if cpu.current_task() >= 0:
+        cpu.exit()
+    cpu.leave()
+    r = check(a)
+    assert r.ok, r.violations[:5]
+    st = fold_node_stats(a)
+    assert sum(n["nr_anon_pages"] for n in st) == 0 and sum(n["nr_mapped"] for n in st) == 0
+    assert sum(n["nr_page_table_pages"] for n in st) == 1        # init_mm's root table only
+
+
+def test_anon_write_read_and_zero_page(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 16 * PG, RW, ANON)
+    assert cpu.load64(addr + 5 * PG) == 0                  # read: the shared zero page
+    st = fold_node_stats(a)[0]
+    assert st["nr_anon_pages"] == 0
+    for i in range(16):
+        cpu.store64(addr + i * PG + 8, 0xABC0 + i)
+    assert [cpu.load64(addr + i * PG + 8) for i in range(16)] == [0xABC0 + i for i in range(16)]
+    assert fold_node_stats(a)[0]["nr_anon_pages"] == 16
+    mo = T.mm_off(a, cpu.current_mm())
+    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 16
+    ev = fold_vm_events(a)
+    assert ev["pgfault"] >= 17 and ev["vma_lock_success"] >= 17
+    cpu.munmap(addr, 16 * PG)
+    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 0
+    _teardown_clean(a, cpu)
+
+
+def test_cow_after_fork_both_directions(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 8 * PG, RW, ANON)
+    for i in range(8):
+        cpu.store64(addr + i * PG, 100 + i)
+    parent = cpu.current_task()
+    child = cpu.fork()
+    cpu.store64(addr, 1)                                    # parent copies page 0
+    cpu.switch_to(child)
+    assert [cpu.load64(addr + i * PG) for i in range(8)] == [100 + i for i in range(8)]
+    cpu.store64(addr + PG, 2)                               # child copies page 1
+    cpu.switch_to(parent)
+    assert cpu.load64(addr) == 1 and cpu.load64(addr + PG) == 101
+    cpu.exit(child)                                         # page 2.. now only the parent's
+    cpu.switch_to(parent)
+    before = fold_vm_events(a)
+    cpu.store64(addr + 2 * PG, 3)                           # steal: nobody else maps it
+    after = fold_vm_events(a)
+    assert after["aerosync_cow_steal"] == before["aerosync_cow_steal"] + 1
+    assert cpu.load64(addr + 2 * PG) == 3
+    _teardown_clean(a, cpu)
+
+
+def test_munmap_middle_splits_and_frees(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 10 * PG, RW, ANON)
+    for i in range(10):
+        cpu.store64(addr + i * PG, i + 1)
+    cpu.munmap(addr + 3 * PG, 4 * PG)
+    assert _vmas(cpu) == [(addr, addr + 3 * PG, 3), (addr + 7 * PG, addr + 10 * PG, 3)]
+    assert [cpu.load64(addr + i * PG) for i in (0, 1, 2, 7, 8, 9)] == [1, 2, 3, 8, 9, 10]
+    with pytest.raises(SegmentationFault) as ei:
+        cpu.load64(addr + 4 * PG)
+    assert ei.value.code == SEGV_MAPERR
+    mo = T.mm_off(a, cpu.current_mm())
+    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 6
+    assert a.u64[(mo + T.M_MAP_COUNT) >> 3] == 2
+    _teardown_clean(a, cpu)
+
+
+def test_mprotect_splits_refuses_and_merges_back(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 6 * PG, RW, ANON)
+    cpu.store64(addr + 2 * PG, 7)
+    cpu.mprotect(addr + 2 * PG, 2 * PG, M.PROT_READ)
+    assert [f for *_r, f in _vmas(cpu)] == [3, 1, 3]
+    assert cpu.load64(addr + 2 * PG) == 7
+    with pytest.raises(SegmentationFault) as ei:
+        cpu.store64(addr + 2 * PG, 8)
+    assert ei.value.code == SEGV_ACCERR
+    cpu.mprotect(addr + 2 * PG, 2 * PG, RW)
+    assert _vmas(cpu) == [(addr, addr + 6 * PG, 3)]         # merged back into one VMA
+    cpu.store64(addr + 2 * PG, 9)
+    assert cpu.load64(addr + 2 * PG) == 9
+    with pytest.raises(VMError, match="ENOMEM"):
+        cpu.mprotect(addr + 5 * PG, 4 * PG, M.PROT_READ)   # runs past the mapping
+    _teardown_clean(a, cpu)
+
+
+def test_mmap_fixed_noreplace_and_bad_input(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0x10000000, 4 * PG, RW, ANON | M.MAP_FIXED)
+    assert addr == 0x10000000
+    with pytest.raises(VMError, match="EEXIST"):
+        cpu.mmap(0x10000000 + PG, PG, RW, ANON | M.MAP_FIXED_NOREPLACE)
+    with pytest.raises(VMError, match="mmap_min_addr.*EPERM"):
+        cpu.mmap(0x1000, PG, RW, ANON | M.MAP_FIXED)
+    with pytest.raises(VMError, match="EINVAL"):
+        cpu.mmap(0, 0, RW, ANON)
+    with pytest.raises(VMError, match="EINVAL"):
+        cpu.mmap(0, PG, RW, M.MAP_ANONYMOUS)
+    cpu.store64(0x10000000 + PG, 5)
+    cpu.mmap(0x10000000 + PG, PG, RW, ANON | M.MAP_FIXED)   # replaces: the page reads zero again
+    assert cpu.load64(0x10000000 + PG) == 0
+    _teardown_clean(a, cpu)
+
+
+def test_mremap_grow_in_place_move_and_shrink(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0x20000000, 4 * PG, RW, ANON | M.MAP_FIXED)
+    for i in range(4):
+        cpu.store64(addr + i * PG, 40 + i)
+    assert cpu.mremap(addr, 4 * PG, 8 * PG) == addr       # grows in place
+    cpu.store64(addr + 6 * PG, 46)
+    cpu.mmap(addr + 8 * PG, PG, RW, ANON | M.MAP_FIXED)   # blocks further growth
+    with pytest.raises(VMError, match="ENOMEM"):
+        cpu.mremap(addr, 8 * PG, 16 * PG)
+    new = cpu.mremap(addr, 8 * PG, 16 * PG, M.MREMAP_MAYMOVE)
+    assert new != addr
+    assert [cpu.load64(new + i * PG) for i in range(4)] + [cpu.load64(new + 6 * PG)] == [40, 41, 42, 43, 46]
+    with pytest.raises(SegmentationFault):
+        cpu.load64(addr)
+    assert cpu.mremap(new, 16 * PG, 2 * PG) == new          # shrink
+    with pytest.raises(SegmentationFault):
+        cpu.load64(new + 3 * PG)
+    _teardown_clean(a, cpu)
+
+
+def test_madvise_dontneed_reads_zero_even_over_a_parent_page(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 4 * PG, RW, ANON)
+    for i in range(4):
+        cpu.store64(addr + i * PG, 10 + i)
+    parent = cpu.current_task()
+    child = cpu.fork()
+    cpu.switch_to(child)
+    cpu.madvise(addr, 2 * PG, M.MADV_DONTNEED)
+    assert cpu.load64(addr) == 0 and cpu.load64(addr + PG) == 0
+    assert cpu.load64(addr + 2 * PG) == 12
+    cpu.exit(child)
+    cpu.switch_to(parent)
+    assert cpu.load64(addr) == 10                          # the parent's view is untouched
+    _teardown_clean(a, cpu)
+
+
+def test_brk_and_mlock(vmm) -> None:
+    a, cpu = vmm()
+    b0 = cpu.brk(0)
+    assert cpu.brk(b0 + 3 * PG) == b0 + 3 * PG
+    cpu.store64(b0 + 2 * PG, 77)
+    assert cpu.brk(b0 + PG) == b0 + PG
+    with pytest.raises(SegmentationFault):
+        cpu.load64(b0 + 2 * PG)
+    addr = cpu.mmap(0, 4 * PG, RW, ANON)
+    cpu.mlock(addr, 4 * PG)
+    mo = T.mm_off(a, cpu.current_mm())
+    assert a.u64[(mo + T.M_LOCKED_VM) >> 3] == 4
+    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] >= 4   # populated
+    cpu.munlock(addr, 4 * PG)
+    assert a.u64[(mo + T.M_LOCKED_VM) >> 3] == 0
+    _teardown_clean(a, cpu)
+
+
+def test_file_private_and_shared_mappings(vmm) -> None:
+    a, cpu = vmm()
+    fid = cpu.file_create("data", 16 * PG, seed=3)
+    priv = cpu.mmap(0, 16 * PG, RW, M.MAP_PRIVATE, fid)
+    shared = cpu.mmap(0, 16 * PG, RW, M.MAP_SHARED, fid)
+    assert cpu.load(priv + 5 * PG, PG) == expected_page(fid, 3, 5)
+    assert fold_vm_events(a)["pgmajfault"] >= 1
+    cpu.store64(priv + 5 * PG, 1)                         # private: a copy
+    assert cpu.load64(shared + 5 * PG) == fid             # the file is unchanged (stamp word 0 = fid)
+    cpu.store64(shared + 6 * PG, 2)                       # shared: into the page cache
+    assert cpu.load64(priv + 6 * PG) == 2                 # visible through the private map (no copy yet)
+    st = fold_node_stats(a)[0]
+    assert st["nr_file_pages"] >= 4 and st["nr_dirty"] >= 1
+    cpu.munmap(priv, 16 * PG)
+    cpu.munmap(shared, 16 * PG)
+    _teardown_clean(a, cpu)
+
+
+def test_shared_anonymous_survives_fork(vmm) -> None:
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 2 * PG, RW, M.MAP_SHARED | M.MAP_ANONYMOUS)
+    cpu.store64(addr, 5)
+    parent = cpu.current_task()
+    child = cpu.fork()
+    cpu.switch_to(child)
+    assert cpu.load64(addr) == 5
+    cpu.store64(addr + 8, 6)
+    cpu.switch_to(parent)
+    assert cpu.load64(addr + 8) == 6
+    cpu.exit(child)
+    cpu.switch_to(parent)
+    _teardown_clean(a, cpu)
+
+
+@pytest.mark.parametrize("locking", ["mmap_lock", "per_vma", "speculative"])
+def test_every_fault_locking_mode(vmm, locking: str) -> None:
+    a, cpu = vmm(fault_locking=locking)
+    addr = cpu.mmap(0, 32 * PG, RW, ANON)
+    for i in range(32):
+        cpu.store64(addr + i * PG, i)
+    assert [cpu.load64(addr + i * PG) for i in range(32)] == list(range(32))
+    ev = fold_vm_events(a)
+    if locking == "per_vma":
+        assert ev["vma_lock_success"] >= 32
+    elif locking == "speculative":
+        assert ev["aerosync_spf_success"] + ev["aerosync_spf_abort"] >= 32
+    _teardown_clean(a, cpu)

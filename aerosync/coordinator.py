@@ -219,6 +219,8 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "slab_min_partial": scn.slab.min_partial, "slab_min_objects": scn.slab.min_objects,
         "slub_debug": scn.slab.debug, "slab_max_caches": scn.slab.max_caches,
         "slab_nr_sheaves": scn.slab.nr_sheaves,
+        # mm/vm/mm_types.py:vm_params reads this ([vm]; its presence boots the VM)
+        "vm": scn.vm.as_dict(),
         # workers build their PolicyAllocator from these (mm/numa/mempolicy.py)
         "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
                  "weights": list(scn.numa.weights)},

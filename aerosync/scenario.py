@@ -11,6 +11,8 @@ Schema (every section optional except ``[run] workload``)::
     name, description                   top level; name defaults to the file stem
     [run]      workload duration|ops seed sample_interval warmup
     [machine]  cpus memory topology lock_stat lock_hold_sample remote_access_ns
+    [numa]     policy cpu_policy weights          [slab] mag_size max_order ... debug
+    [vm]       mm fault_locking pcid pgtable_levels tlb_entries tlb_ways max_tasks ... (_VM_KEYS)
     [workload] the workload's own Params fields (checked against its dataclass)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
@@ -76,9 +78,27 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "workload")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload")
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves")
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
+# [vm]: key -> (kind, allowed text, check); the defaults live in mm/vm/mm_types.py vm_params
+_VM_KEYS: dict[str, tuple[str, str]] = {
+    "mm": ("str", '"processes" (a task and an mm per CPU) or "threads" (one mm shared by every CPU\'s task)'),
+    "fault_locking": ("str", '"mmap_lock", "per_vma" or "speculative"'),
+    "pcid": ("bool", "true or false (keep TLB entries per address space across switches)"),
+    "pgtable_levels": ("int", "4 or 5"),
+    "tlb_entries": ("int", "16..65536 (second-level TLB entries per CPU)"),
+    "tlb_ways": ("int", "1..64, dividing tlb_entries"),
+    "max_tasks": ("int", "2..1048576"),
+    "max_mms": ("int", "2..1048576"),
+    "max_files": ("int", "1..65536"),
+    "mmap_min_addr": ("int", "a multiple of 4096 below 4 GiB (vm.mmap_min_addr)"),
+    "fault_around_bytes": ("int", "a power of two 4096..2097152"),
+    "read_ahead_kb": ("int", "0..65536"),
+    "shadow_depth_limit": ("int", "2..32 (vm_object shadow chain depth that forces a collapse)"),
+    "max_map_count": ("int", "16..16777216 (vm.max_map_count)"),
+    "tlb_single_page_flush_ceiling": ("int", "0..1048576 (pages; above it a flush is a full flush)"),
+}
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
@@ -151,6 +171,17 @@ class NumaSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class VmSpec:
+    """[vm]: the virtual-memory configuration as given (keys not given take
+    mm/vm/mm_types.py vm_params' defaults); values checked here against _VM_KEYS."""
+
+    settings: tuple[tuple[str, object], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -162,6 +193,7 @@ class Scenario:
     workload: object
     numa: NumaSpec = NumaSpec()
     slab: SlabSpec = SlabSpec()
+    vm: VmSpec = VmSpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,6 +282,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
                  "weights": list(s.numa.weights)},
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
+        "vm": s.vm.as_dict(),
         "workload": _jsonable(dataclasses.asdict(s.workload)),
     }
 
@@ -308,9 +341,50 @@ def _build(
     machine = _parse_machine(machine_t, ctx, base_dir)
     numa = _parse_numa(_table(data, "numa", ctx), ctx)
     slab = _parse_slab(_table(data, "slab", ctx), ctx)
+    vm = _parse_vm(_table(data, "vm", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab)
+                    numa=numa, slab=slab, vm=vm)
+
+
+def _parse_vm(t: dict[str, Any], ctx: _Ctx) -> VmSpec:
+    """[vm]: types and ranges (the same rules vm_params enforces at boot)."""
+    _check_keys(t, "vm", tuple(_VM_KEYS), ctx)
+    out = []
+    for key, v in t.items():
+        kind, allowed = _VM_KEYS[key]
+        ok = {"str": isinstance(v, str), "bool": isinstance(v, bool), "int": _is_int(v)}[kind]
+        if ok:
+            ok = _vm_value_ok(key, v, t)
+        if not ok:
+            raise ctx.err(f"vm.{key}", v, allowed)
+        out.append((key, v))
+    return VmSpec(tuple(sorted(out)))
+
+
+def _vm_value_ok(key: str, v: Any, t: Mapping[str, Any]) -> bool:
+    if key == "mm":
+        return v in ("processes", "threads")
+    if key == "fault_locking":
+        return v in ("mmap_lock", "per_vma", "speculative")
+    if key == "pcid":
+        return True
+    ranges = {"pgtable_levels": (4, 5), "tlb_entries": (16, 65536), "tlb_ways": (1, 64), "max_tasks": (2, 1 << 20),
+              "max_mms": (2, 1 << 20), "max_files": (1, 65536), "mmap_min_addr": (0, (1 << 32) - 4096),
+              "fault_around_bytes": (4096, 1 << 21), "read_ahead_kb": (0, 65536), "shadow_depth_limit": (2, 32),
+              "max_map_count": (16, 1 << 24), "tlb_single_page_flush_ceiling": (0, 1 << 20)}
+    lo, hi = ranges[key]
+    if not lo <= v <= hi:
+        return False
+    if key == "pgtable_levels":
+        return v in (4, 5)
+    if key == "mmap_min_addr":
+        return v % 4096 == 0
+    if key == "fault_around_bytes":
+        return not v & (v - 1)
+    if key == "tlb_ways":
+        return int(t.get("tlb_entries", 1536)) % v == 0
+    return True
 
 
 def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:

@@ -85,7 +85,7 @@ BAD_FILES = [
     ("bad_missing_workload", "run.workload", "<missing>", "required: one of needy, plain, storm"),
     ("bad_unknown_workload", "run.workload", "'nope'", "one of needy, plain, storm"),
     ("bad_unknown_top_key", "colour", "'red'",
-     "known top-level keys: name, description, run, machine, numa, slab, workload"),
+     "known top-level keys: name, description, run, machine, numa, slab, vm, workload"),
     ("bad_unknown_run_key", "run.durration", "1.0", "known [run] keys: workload, duration, ops"),
     ("bad_unknown_machine_key", "machine.memroy", "'64M'", "known [machine] keys: cpus, memory, topology"),
     ("bad_duration_and_ops", "run", "{'duration': 1, 'ops': 10}", "exactly one of run.duration"),
@@ -349,7 +349,7 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
                         "check_interval": 0.0}
-    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "workload"}
+    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload"}
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:
@@ -425,3 +425,25 @@ def test_slab_section(tmp_path: Path) -> None:
         with pytest.raises(ScenarioError) as ei:
             load_scenario(p, REGISTRY)
         assert ei.value.key == key
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("mm", '"forks"', '"processes"'), ("fault_locking", '"rcu"', '"mmap_lock", "per_vma" or "speculative"'),
+    ("pgtable_levels", "3", "4 or 5"), ("tlb_ways", "7", "dividing tlb_entries"), ("pcid", "1", "true or false"),
+    ("mmap_min_addr", "100", "multiple of 4096"), ("colour", '"red"', "known [vm] keys"),
+])
+def test_vm_section_rejects_bad_values(tmp_path: Path, key: str, value: str, allowed: str) -> None:
+    f = tmp_path / "vm.toml"
+    f.write_text(f'[run]\nworkload = "storm"\n[vm]\n{key} = {value}\n')
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(f, REGISTRY)
+    assert str(f) in str(ei.value) and f"vm.{key}" in str(ei.value) and allowed in str(ei.value)
+
+
+def test_vm_section_round_trips(tmp_path: Path) -> None:
+    f = tmp_path / "vm.toml"
+    f.write_text('[run]\nworkload = "storm"\n[vm]\nmm = "threads"\nfault_locking = "mmap_lock"\npcid = false\n')
+    s = load_scenario(f, REGISTRY, ["vm.tlb_entries=64", "vm.tlb_ways=4"])
+    assert s.vm.as_dict() == {"mm": "threads", "fault_locking": "mmap_lock", "pcid": False, "tlb_entries": 64,
+                              "tlb_ways": 4}
+    assert scenario_to_dict(s)["vm"]["mm"] == "threads"

@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aerosync.arch import cpu as arch_cpu
@@ -129,8 +130,9 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     # through GO: park and run after it, don't quit.)
     at.store64(state_i << 3, L.CPUST_RUNNING)
     rs = load(run_state)
+    poll = getattr(batch, "poll", None)        # answers this CPU's IPIs while it is parked
     if rs == L.RUN_PAUSE:
-        rs = _pause(arena, area)
+        rs = _pause(arena, area, poll)
     # Latency: after each batch, one more operation is timed alone and counted in the
     # per-CPU log histogram (~1 op per 2 ms: cheap enough to leave on).
     hist, lat_n_i, bucket = area + (L.CPU_LAT_HIST >> 3), area + (L.CPU_LAT_SAMPLES >> 3), L.lat_bucket
@@ -156,7 +158,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
         q[hb_i] = t1
         rs = load(run_state)
         if rs == L.RUN_PAUSE:
-            rs = _pause(arena, area)
+            rs = _pause(arena, area, poll)
         if rs != L.RUN_GO:
             break
         # Adapt the batch so publishing and stop checks stay ~2 ms apart.
@@ -172,7 +174,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     return 0
 
 
-def _pause(arena: Arena, area: int) -> int:
+def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None) -> int:
     """Park at a batch boundary (no operation in flight) while the coordinator checks
     invariants on a live run; acknowledge with the pause generation, resume on GO.
 
@@ -182,7 +184,11 @@ def _pause(arena: Arena, area: int) -> int:
     it".  A new pause that begins while we are still parked (the GO between two checks
     came and went between two of our polls: check_interval short, or this CPU not
     scheduled) is acked again -- with a single ack on entry the coordinator would wait
-    30 s for an ack of the new generation and fail the run."""
+    30 s for an ack of the new generation and fail the run.
+
+    `poll` (the workload's batch.poll, e.g. mm/vm's VM.poll) runs while parked: another
+    CPU finishing its batch may send this one a TLB-shootdown IPI and wait for the
+    answer before it can reach the barrier itself."""
     at = arena.atomic
     ack_off = (area << 3) + L.CPU_PAUSE_ACK
     acked = -1
@@ -194,6 +200,8 @@ def _pause(arena: Arena, area: int) -> int:
         if seq != acked:
             at.store64(ack_off, seq)
             acked = seq
+        if poll is not None:
+            poll()
         time.sleep(GO_POLL_S)
     arena.u64[area + (L.CPU_HEARTBEAT >> 3)] = time.monotonic_ns()
     return rs

@@ -14,7 +14,9 @@ Every workload module provides:
 counters with plain stores to its own per-CPU area (the owner is the only writer).
 The harness times one call of `batch(1)` after each batch for the latency histogram, so
 per-batch housekeeping (draining an inbound ring) is skipped when n == 1: the sampled
-latency is one operation's.
+latency is one operation's.  Optional attributes of the batch function: `teardown()`
+(run once after the last batch: give back what the CPU holds) and `poll()` (run while
+the CPU is parked at a pause barrier: answer IPIs -- mm/vm workloads pass VM.poll).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from workers.workloads import (
     larson,
     lock_storm,
     null,
+    page_fault1,
     page_storm,
     slab_bulk,
     slub_churn,
@@ -43,6 +46,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "lock_storm": lock_storm,
     "fault": fault,
     "page_storm": page_storm,
+    "page_fault1": page_fault1,
     "fragmentation": fragmentation,
     "slub_churn": slub_churn,
     "larson": larson,

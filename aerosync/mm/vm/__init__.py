@@ -28,7 +28,7 @@ Lock order (outer first; sync/__init__.py has the whole-system tree):
     mmap_lock (&mm->mmap_lock, ObjRWSem in the mm record)
       vm_lock (per-VMA ObjRWSem; taken for read without mmap_lock by per-VMA faults,
                for write only by mmap_lock writers -- vma_start_write)
-        obj_lock (&obj->lock, ObjRWSem in the vm_object; a chain is locked top-down)
+        obj_lock (&obj->lock, ObjSpinLock in the vm_object; a chain is locked top-down)
           page_table_lock (&mm->page_table_lock: populating PGD/P4D/PUD/PMD entries)
           ptlock (split PTE lock in the PTE table's struct page)
             the page allocator (pcp, zone.lock) and SLUB (slab objects for VMAs,

@@ -27,7 +27,7 @@ VM_CACHES = (("vm_area_struct", VMA_SIZE, 64, T.H_CACHE_VMA), ("vm_object", VM_O
              ("maple_node", MAPLE_NODE_SIZE, 256, T.H_CACHE_MAPLE),
              ("radix_tree_node", XA_NODE_SIZE, 64, T.H_CACHE_XA))
 LOCK_CLASSES = (("&mm->mmap_lock", OBJ_RW, T.H_CLS_MMAP), ("&vma->vm_lock", OBJ_RW, T.H_CLS_VMA),
-                ("&obj->lock", OBJ_RW, T.H_CLS_OBJ), ("&mm->page_table_lock", OBJ_SPIN, T.H_CLS_PTL),
+                ("&obj->lock", OBJ_SPIN, T.H_CLS_OBJ), ("&mm->page_table_lock", OBJ_SPIN, T.H_CLS_PTL),
                 ("ptlock", OBJ_SPIN, T.H_CLS_PTLOCK))
 
 

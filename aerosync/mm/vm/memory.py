@@ -55,7 +55,7 @@ from typing import Any
 from aerosync.errors import AeroSyncError
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
-from aerosync.mm.pmm.page import P_MAPPING, PAGE_MAPPING_ANON, PG_dirty, PG_mlocked, PG_swapbacked
+from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON, PG_dirty, PG_mlocked, PG_swapbacked
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import (
@@ -72,6 +72,7 @@ from aerosync.mm.vm.pgtable import (
 )
 from aerosync.mm.vm.vm_object import (
     O_BACKING,
+    O_NR_PAGES,
     O_SIZE,
     O_TYPE,
     OBJ_ANON,
@@ -164,7 +165,7 @@ class Memory:
         PM = arena.off("pagemeta")
         PM8, PM4 = PM >> 3, PM >> 2
         MW, MW4 = PAGE_META_SIZE >> 3, PAGE_META_SIZE >> 2
-        i_map = P_MAPPING >> 3
+        i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
         hdr = arena.off("vmhdr")
         H = lambda f: q[(hdr + f) >> 3]
         zero_pfn = H(T.H_ZERO_PFN)
@@ -184,14 +185,15 @@ class Memory:
         NR_ANON, NR_MAPPED, NR_SHMEM, NR_FILE, NR_DIRTY = (VE.NR_ANON_PAGES, VE.NR_MAPPED, VE.NR_SHMEM,
                                                           VE.NR_FILE_PAGES, VE.NR_DIRTY)
         ZERO = bytes(PAGE_SIZE)
+        xa_load, xa_store = objs.xa_load, objs.xa_store
         alloc_pages, free_pages, folio_put = mm.alloc_pages, mm.free_pages, mm.folio_put
         GFP = GFP_HIGHUSER_MOVABLE
         walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
         ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
         vma_down_read_trylock, vma_up_read = locks.vma_lock.down_read_trylock, locks.vma_lock.up_read
         mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
-        obj_down_write, obj_up_write = locks.obj_lock.down_write, locks.obj_lock.up_write
-        obj_trylock_write = locks.obj_lock.down_write_trylock
+        obj_down_write, obj_up_write = locks.obj_lock.lock, locks.obj_lock.unlock
+        obj_trylock_write = locks.obj_lock.trylock
         rcu_read_lock, rcu_read_unlock = rcu.read_lock, rcu.read_unlock
         objs_alloc, objs_put, objs_insert = objs.alloc, objs.put, objs.insert
         objs_lookup, chain_lookup, objs_shadow = objs.lookup, objs.chain_lookup, objs.shadow
@@ -243,6 +245,8 @@ class Memory:
                 i64[ns + page_nid(pfn) * NS + NR_DIRTY] += 1
 
         # ------------------------------------------------------------ helpers
+        installed = [0]
+
         def install(table: int, i: int, expect: int, new: int, spec_seq: int, mm_id: int) -> bool:
             """Under the PTE lock: set entry i to new if it is still `expect` (and, for a
             speculative fault, if the mm's mmap_seq is still the snapshot)."""
@@ -562,7 +566,52 @@ class Memory:
             finally:
                 obj_up_write(top + 16)
 
+        def anon_write_fast(mm_id: int, vma: int, va: int, table: int, i: int, obj: int) -> int:
+            """do_anonymous_page() for a write where the VMA's object has no backing chain
+            (the page_fault1 case), inlined: returns the installed entry, 0 when the entry
+            changed meanwhile (the access retries), or -1 to take the general path."""
+            idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+            pfn = alloc_pages(GFP, 0)
+            if pfn < 0:
+                return -VM_FAULT_OOM
+            o = PHYS + (pfn << PAGE_SHIFT)
+            u8[o : o + PAGE_SIZE] = ZERO
+            # The page is ours alone until it is published (tree insert, then PTE):
+            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1).
+            b4 = PM4 + pfn * MW4
+            u32[b4] = PG_swapbacked
+            u32[b4 + 2] = 2
+            u32[b4 + 3] = 1
+            b8 = PM8 + pfn * MW
+            q[b8 + i_map] = obj | PAGE_MAPPING_ANON
+            q[b8 + i_idx] = idx
+            lo = obj + 16
+            obj_down_write(lo)
+            if xa_load(obj + 32, idx) or xa_store(obj + 32, idx, pfn << 2) < 0:
+                obj_up_write(lo)
+                q[b8 + i_map] = q[b8 + i_idx] = 0
+                u32[b4] = u32[b4 + 3] = 0
+                u32[b4 + 2] = 1
+                free_pages(pfn, 0)
+                return -1
+            q[(obj + O_NR_PAGES) >> 3] += 1
+            obj_up_write(lo)
+            i64[ns + u8[PM + pfn * PAGE_META_SIZE + 7] * NS + NR_ANON] += 1
+            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * KIND_ANON, 1)
+            e = (pfn << PAGE_SHIFT) | q[(vma + V.V_PROT) >> 3] | _RW_D | _PAGE_ACCESSED
+            tl = PM + table * PAGE_META_SIZE + 32
+            ptl_lock(tl)
+            if q[i]:
+                ptl_unlock(tl)
+                unmap_account(mm_id, pfn, KIND_ANON)           # the page stays in the object
+                return 0
+            q[i] = e
+            ptl_unlock(tl)
+            return e
+
         def handle_mm_fault(mm_id: int, vma: int, va: int, write: bool, spec_seq: int = -1) -> int:
+            """Returns a VM_FAULT_* code; a successful fault that installed an entry the
+            access can use leaves it in installed[0] (the MMU fills its TLB from it)."""
             root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
             table = walk_alloc(mm_id, root, va)
             if table < 0:
@@ -571,6 +620,19 @@ class Memory:
             e = q[i]
             if not e:
                 fl = q[(vma + V.V_FLAGS) >> 3]
+                if write and spec_seq < 0 and not fl & V.VM_SHARED and not q[(vma + V.V_FILE) >> 3]:
+                    obj = q[(vma + V.V_OBJECT) >> 3] or anon_prepare(vma)
+                    if not obj:
+                        return VM_FAULT_OOM
+                    if not q[(obj + O_BACKING) >> 3]:
+                        r = anon_write_fast(mm_id, vma, va, table, i, obj)
+                        if r > 0:
+                            installed[0] = r
+                            return 0
+                        if r == 0:
+                            return 0
+                        if r == -VM_FAULT_OOM:
+                            return VM_FAULT_OOM
                 if q[(vma + V.V_FILE) >> 3]:
                     return do_fault(mm_id, vma, va, table, i, write, spec_seq)
                 if fl & V.VM_SHARED:
@@ -624,16 +686,50 @@ class Memory:
                 return -1
             return 1
 
+        vmacache: dict[int, list[Any]] = {}          # task id -> [seqnum, [(start, end, vma) x <= 4]]
+
+        def vmacache_find(tid: int, mm_id: int, va: int) -> int:
+            """The seed's per-task MRU VMA cache (4 entries): valid while the mm's
+            vmacache_seqnum is unchanged (every VMA change bumps it).  Called inside an
+            RCU read-side section; the caller locks and re-checks the VMA as for a tree
+            lookup, so a stale hit only costs a retry."""
+            seq = q[(mm_base + mm_id * mm_size + T.M_VMACACHE_SEQ) >> 3]
+            c = vmacache.get(tid)
+            if c is not None and c[0] == seq and c[2] == mm_id:
+                for e in c[1]:
+                    if e[0] <= va < e[1]:
+                        return e[2]
+            vma = mt_load(mm_id, va)
+            if vma:
+                ent = (q[(vma + V.V_START) >> 3], q[(vma + V.V_END) >> 3], vma)
+                if c is None or c[0] != seq or c[2] != mm_id:
+                    vmacache[tid] = [seq, [ent], mm_id]
+                else:
+                    lst = c[1]
+                    lst.insert(0, ent)
+                    if len(lst) > 4:
+                        lst.pop()
+            return vma
+
+        rcu_me = arena.off("rcu") + 64 + cpu * 64       # this CPU's reader word (sync/rcu.py)
+        rcu_gp = arena.off("rcu")
+
         def lock_vma_under_rcu(mm_id: int, va: int) -> int:
-            rcu_read_lock()
+            """Find and read-lock the VMA covering va without mmap_lock (0: fall back).
+            The RCU read-side section is inlined (rcu_read_lock is a nesting counter in
+            sync/rcu.py; faults never nest inside another section here)."""
+            store = at.store64
+            store(rcu_me, load(rcu_gp))
             try:
+                tid = cur[0]
                 for _ in range(8):
-                    vma = mt_load(mm_id, va)
+                    vma = vmacache_find(tid, mm_id, va)
                     if not vma:
                         break
                     r = vma_start_read(mm_id, vma)
                     if r < 0:
                         q[ev_vl_miss] += 1
+                        vmacache.pop(tid, None)
                         continue
                     if not r:
                         break
@@ -643,7 +739,7 @@ class Memory:
                         break
                     return vma
             finally:
-                rcu_read_unlock()
+                store(rcu_me, 0)
             q[ev_vl_abort] += 1
             return 0
 
@@ -673,11 +769,15 @@ class Memory:
             if r & VM_FAULT_SIGSEGV:
                 segv(va, SEGV_ACCERR, write, "beyond the end of the object or file mapped there")
 
-        def do_user_addr_fault(va: int, write: bool) -> None:
+        def do_user_addr_fault(va: int, write: bool) -> int:
+            """#PF from the MMU: fix the mapping (or SIGSEGV).  Returns the entry the fault
+            installed when the access can use it at once (its TLB is filled from it),
+            else -1 (the MMU walks again)."""
             mm_id = cur[1]
             q[ev_pgfault] += 1
             if mm_id <= 0:
                 segv(va, SEGV_MAPERR, write, "the task has no address space")
+            installed[0] = 0
             if mode == T.FL_PER_VMA:
                 vma = lock_vma_under_rcu(mm_id, va)
                 if vma:
@@ -690,12 +790,15 @@ class Memory:
                         vma_up_read(vma + V.V_LOCK)
                     if not r & VM_FAULT_RETRY:
                         q[ev_vl_success] += 1
-                        finish(r, va, write)
-                        return
+                        if r:
+                            finish(r, va, write)
+                        return installed[0] or -1
                     q[ev_vl_retry] += 1
             elif mode == T.FL_SPECULATIVE and spf(mm_id, va, write):
-                return
+                return installed[0] or -1
+            installed[0] = 0
             fault_locked(mm_id, va, write)
+            return installed[0] or -1
 
         def spf(mm_id: int, va: int, write: bool) -> bool:
             """The seed's speculative fault: True when handled without locks."""

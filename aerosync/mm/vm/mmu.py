@@ -20,8 +20,9 @@ without locks (as hardware does) and sets A/D with a CAS so a concurrent
 ptep_get_and_clear (which uses xchg) never loses or resurrects bits.
 
 Faults: `fault(va, write)` (memory.py: do_user_addr_fault) returns after fixing the
-mapping, or raises SegmentationFault (SIGSEGV: task, address, reason); the access is
-retried after a fix.  A fault that keeps recurring is reported as an AeroSyncError
+mapping -- with the entry it installed (A, and D for a write, already set: the TLB is
+filled from it, no second walk) or -1 (walk again) -- or raises SegmentationFault
+(SIGSEGV: task, address, reason).  A fault that keeps recurring is reported as an AeroSyncError
 rather than looping.
 """
 
@@ -54,7 +55,7 @@ class Mmu:
     """Simulated CPU `cpu`'s MMU over `tlb` (tlb.Tlb); `fault(va, write)` handles #PF."""
 
     def __init__(self, arena: Any, cpu: int, tlb: Any, nr_levels: int,
-                 fault: Callable[[int, bool], None]) -> None:
+                 fault: Callable[[int, bool], int]) -> None:
         self.arena, self.cpu = arena, cpu
         q, u8, at = arena.u64, arena.u8, arena.atomic
         cas = at.cas64
@@ -102,7 +103,10 @@ class Mmu:
                 e = walk(va, write)
                 if e >= 0:
                     return e
-                fault(va, write)
+                e = fault(va, write)
+                if e > 0:                       # the entry the fault installed, A (and D) set
+                    fill(kb | (va >> PAGE_SHIFT), e)
+                    return e
             raise AeroSyncError(f"cpu{cpu}: access to {va:#x} ({'write' if write else 'read'}) still faults after "
                                 f"{MAX_FAULT_RETRIES} page faults")
 

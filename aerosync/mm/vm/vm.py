@@ -60,7 +60,7 @@ class VM:
         self.rcu = Rcu(arena, cpu)
         self.locks = SimpleNamespace(
             mmap_lock=ObjRWSem(arena, H(T.H_CLS_MMAP), cpu), vma_lock=ObjRWSem(arena, H(T.H_CLS_VMA), cpu),
-            obj_lock=ObjRWSem(arena, H(T.H_CLS_OBJ), cpu), ptl=ObjSpinLock(arena, H(T.H_CLS_PTL), cpu),
+            obj_lock=ObjSpinLock(arena, H(T.H_CLS_OBJ), cpu), ptl=ObjSpinLock(arena, H(T.H_CLS_PTL), cpu),
             ptlock=ObjSpinLock(arena, H(T.H_CLS_PTLOCK), cpu))
         self.slub = Slub(arena, cpu, mm=self.mm)
         vma_cache = self.slub.cache(H(T.H_CACHE_VMA))

@@ -13,7 +13,7 @@ Object record (VM_OBJECT_SIZE = 128 bytes)::
        memory, shmem-like; OBJF_DEAD) | 4 file id + 1 u32 (vnode objects)
      8 refcount u64 (atomic)  references: VMAs whose vm_object it is, shadow children
        whose backing it is, the file record of a vnode object, transient pins
-    16 lock (ObjRWSem word, owner at 24): "&obj->lock"
+    16 lock (ObjSpinLock word): "&obj->lock"   24 spare
     32..63 page tree root record (lib/xarray.py): index -> folio word or value entry
     64 backing u64 (object offset, 0 = none)   72 backing_offset u64 (pages: my index i
        is my backing's index i + backing_offset)
@@ -30,10 +30,11 @@ A folio in an object has folio->mapping = object | PAGE_MAPPING_ANON (for privat
 anonymous objects) and folio->index = its page index, and holds one reference for the
 tree (folio_put when it leaves the tree).
 
-Lock order: obj->lock of a shadow before its backing's (top-down, as a fault walks a
-chain); never a backing's lock while holding a child's only for reading upward.  The
-tree is written only under the object's lock (write); read lock-free under RCU
-(objects and tree nodes are freed through call_rcu).  The chain links (backing,
+Lock order: obj->lock of a shadow before its backing's (top-down); a walk upwards (rmap
+from a backing object to its children) takes one object's lock at a time.  The lock is
+a spinlock: readers of an object's tree never take it (lock-free under RCU: objects and
+tree nodes are freed through call_rcu), so only writers -- inserting or removing a
+page, linking a VMA or a child -- serialise on it, and none of them sleeps under it.  The chain links (backing,
 children, sibling, depth) change only under the write locks of both objects.
 
 Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the object
@@ -99,7 +100,7 @@ class VmObjects:
     The tree itself is lib/xarray.py's; nodes come from the "radix_tree_node" cache.
     """
 
-    def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, rwsem: Any, rcu: Any) -> None:
+    def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, obj_lock: Any, rcu: Any) -> None:
         self.arena, self.cpu = arena, cpu
         q, u32, at = arena.u64, arena.u32, arena.atomic
         fetch_add, load = at.fetch_add64, at.load64
@@ -109,7 +110,7 @@ class VmObjects:
         cache_alloc, cache_free = obj_cache.alloc, obj_cache.free
         zero_rec = bytes(128)
         u8 = arena.u8
-        down_write, up_write = rwsem.down_write, rwsem.up_write
+        down_write, up_write = obj_lock.lock, obj_lock.unlock        # &obj->lock (spin)
         xa_load, xa_store, xa_erase = xa.load, xa.store, xa.erase
         folio_put = mm.folio_put
         call_rcu = rcu.call_rcu
@@ -410,5 +411,6 @@ class VmObjects:
         self.shadow = shadow
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
+        self.xa_load, self.xa_store = xa_load, xa_store
         self.page_remove, self.mark_zero = page_remove, mark_zero
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

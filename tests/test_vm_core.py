@@ -81,12 +81,13 @@ def test_cow_after_fork_both_directions(vmm) -> None:
     cpu.store64(addr + PG, 2)                               # child copies page 1
     cpu.switch_to(parent)
     assert cpu.load64(addr) == 1 and cpu.load64(addr + PG) == 101
-    cpu.exit(child)                                         # page 2.. now only the parent's
-    cpu.switch_to(parent)
     before = fold_vm_events(a)
-    cpu.store64(addr + 2 * PG, 3)                           # steal: nobody else maps it
+    cpu.exit(child)                     # the child's side goes: the chain collapses into the parent's
+    cpu.switch_to(parent)
+    cpu.store64(addr + 2 * PG, 3)       # the page is the parent's alone now: reused, not copied
     after = fold_vm_events(a)
-    assert after["aerosync_cow_steal"] == before["aerosync_cow_steal"] + 1
+    assert after["aerosync_shadow_collapse"] == before["aerosync_shadow_collapse"] + 1
+    assert after["aerosync_cow_copy"] == before["aerosync_cow_copy"]
     assert cpu.load64(addr + 2 * PG) == 3
     _teardown_clean(a, cpu)
 
@@ -247,4 +248,79 @@ def test_every_fault_locking_mode(vmm, locking: str) -> None:
         assert ev["vma_lock_success"] >= 32
     elif locking == "speculative":
         assert ev["aerosync_spf_success"] + ev["aerosync_spf_abort"] >= 32
+    _teardown_clean(a, cpu)
+
+
+def test_shadow_chain_collapses_when_a_fork_side_exits(vmm) -> None:
+    """Fork after fork: each child exits after writing; the parent's chain collapses
+    back (its backing has one child and one reference), pages move up, data intact."""
+    from aerosync.mm.vm.vm_object import O_BACKING, O_DEPTH
+
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 8 * PG, RW, ANON)
+    for i in range(8):
+        cpu.store64(addr + i * PG, 500 + i)
+    parent = cpu.current_task()
+    vma = cpu.vmas.load(cpu.current_mm(), addr)
+    for gen in range(12):
+        child = cpu.fork()
+        cpu.switch_to(child)
+        cpu.store64(addr + (gen % 8) * PG, 9)
+        cpu.exit(child)
+        cpu.switch_to(parent)
+        obj = a.u64[(vma + V.V_OBJECT) >> 3]
+        assert a.u32[(obj + O_DEPTH) >> 2] <= 1
+    obj = a.u64[(vma + V.V_OBJECT) >> 3]
+    assert a.u64[(obj + O_BACKING) >> 3] == 0              # fully collapsed into one object
+    assert [cpu.load64(addr + i * PG) for i in range(8)] == [500 + i for i in range(8)]
+    assert fold_vm_events(a)["aerosync_shadow_collapse"] >= 12
+    _teardown_clean(a, cpu)
+
+
+def test_deep_chain_with_live_children_reads_through(vmm) -> None:
+    """Children that stay alive keep every level; reads walk the chain, writes copy."""
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 4 * PG, RW, ANON)
+    cpu.store64(addr, 1)
+    parent = cpu.current_task()
+    kids = []
+    for g in range(5):
+        kids.append(cpu.fork())
+        cpu.store64(addr, g + 2)                            # the parent moves on
+    for g, k in enumerate(kids):
+        cpu.switch_to(k)
+        assert cpu.load64(addr) == g + 1                    # each child saw its moment
+        cpu.store64(addr + PG, g)
+    for k in kids:
+        cpu.exit(k)
+    cpu.switch_to(parent)
+    assert cpu.load64(addr) == 6 and cpu.load64(addr + PG) == 0
+    _teardown_clean(a, cpu)
+
+
+def test_cow_steal_from_a_backing_nobody_else_maps(vmm) -> None:
+    """The steal path: the backing object's only other user (a sibling shadow) is gone
+    but the backing still has a direct reference held elsewhere, so no collapse; a page
+    whose only mapping is ours moves up without a copy."""
+    from aerosync.mm.vm.vm_object import O_BACKING
+
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 2 * PG, RW, ANON)
+    cpu.store64(addr, 11)
+    parent = cpu.current_task()
+    child = cpu.fork()
+    cpu.switch_to(child)
+    cpu.munmap(addr, 2 * PG)           # the child's mapping goes, its shadow with it
+    cpu.exit(child)
+    cpu.switch_to(parent)
+    vma = cpu.vmas.load(cpu.current_mm(), addr)
+    top = a.u64[(vma + V.V_OBJECT) >> 3]
+    back = a.u64[(top + O_BACKING) >> 3]
+    before = fold_vm_events(a)
+    cpu.store64(addr, 12)
+    after = fold_vm_events(a)
+    if back:                            # not collapsed: the page must have been stolen
+        assert after["aerosync_cow_steal"] == before["aerosync_cow_steal"] + 1
+    assert after["aerosync_cow_copy"] == before["aerosync_cow_copy"]
+    assert cpu.load64(addr) == 12
     _teardown_clean(a, cpu)

@@ -72,6 +72,7 @@ from aerosync.mm.vm.pgtable import (
 )
 from aerosync.mm.vm.vm_object import (
     O_BACKING,
+    O_DEPTH,
     O_NR_PAGES,
     O_SIZE,
     O_TYPE,
@@ -203,6 +204,7 @@ class Memory:
         flush_tlb_mm_range, flush_one = tlb.flush_tlb_mm_range, tlb.flush_one
         pte_shift = level_shift(2)
         mm_seq_off = T.M_MMAP_SEQ
+        depth_limit = H(T.H_SHADOW_DEPTH)
 
         def mm_off(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -524,6 +526,10 @@ class Memory:
             m = q[PM8 + pfn * MW + i_map]
             holder = m & ~3
             top = q[(vma + V.V_OBJECT) >> 3]
+            if top and u32[(top + O_DEPTH) >> 2] > depth_limit:
+                objs.collapse(top)               # a deep chain: merge what can be merged first
+                m = q[PM8 + pfn * MW + i_map]
+                holder = m & ~3
             if m & PAGE_MAPPING_ANON and holder == top:       # wp_page_reuse: our own copy
                 install(table, i, e, e | _RW_D | _PAGE_ACCESSED, -1, mm_id)
                 return 0

@@ -32,6 +32,7 @@ from aerosync.mm.vm.memory import Memory
 from aerosync.mm.vm.mmap import Mmap
 from aerosync.mm.vm.mmu import Mmu
 from aerosync.mm.vm.pgtable import PageTables
+from aerosync.mm.vm.rmap import Rmap
 from aerosync.mm.vm.task import task_alloc, task_set_state
 from aerosync.mm.vm.tlb import Tlb
 from aerosync.mm.vm.vm_object import VmObjects
@@ -79,6 +80,7 @@ class VM:
         self.mmu = Mmu(arena, cpu, self.tlb, self.levels, self.memory.do_user_addr_fault)
         self.sys = Mmap(arena, cpu, self.vmas, self.objs, self.memory, self.files, self.locks, self.tlb, self.rcu,
                         self.pt)
+        self.rmap = Rmap(arena, cpu, self.pt, self.objs, self.locks, self.rcu)
         self.forks = Fork(arena, cpu, self.pt, self.vmas, self.objs, self.memory, self.sys, self.tlb, self.rcu)
         self.load, self.store, self.load64, self.store64 = (self.mmu.load, self.mmu.store, self.mmu.load64,
                                                             self.mmu.store64)

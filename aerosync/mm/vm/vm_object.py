@@ -50,6 +50,7 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
 from aerosync.mm.slab.slab_common import VBASE
 from aerosync.params import PAGE_META_SIZE
@@ -113,6 +114,7 @@ class VmObjects:
         down_write, up_write = obj_lock.lock, obj_lock.unlock        # &obj->lock (spin)
         xa_load, xa_store, xa_erase = xa.load, xa.store, xa.erase
         folio_put = mm.folio_put
+        ev_collapse = VE.vm_event_base(arena, cpu) + VE.SHADOW_COLLAPSE
         call_rcu = rcu.call_rcu
         phys = arena.off("physmem")
 
@@ -159,9 +161,16 @@ class VmObjects:
             call_rcu(free_record, o)
 
         def put(o: int) -> None:
+            """vm_object_put(): the last reference destroys the object; when only one
+            reference is left and it is a single shadow child's (the other side of a fork
+            went away), that child absorbs o (collapse), as the C kernel's put does."""
             old = fetch_add(o + O_REF, (1 << 64) - 1)
             if old == 1:
                 destroy(o)
+            elif old == 2:
+                c = q[(o + O_CHILDREN) >> 3]
+                if c and collapsible(c, o):
+                    collapse(c)
             elif old == 0:
                 fetch_add(o + O_REF, 1)
                 raise AeroSyncError(f"cpu{cpu}: vm_object {o:#x}: put with refcount 0")
@@ -296,56 +305,83 @@ class VmObjects:
                 c = q[(c + O_SIBLING) >> 3]
             return out
 
+        def collapsible(o: int, back: int) -> bool:
+            """back can be merged into its child o: anonymous, private, alive, with o as its
+            only child and no other reference (no VMA maps it directly)."""
+            tb = u32[(back + O_TYPE) >> 2]
+            return ((tb & 0xFFFF) == OBJ_ANON and not (tb >> 16) & (OBJF_SHARED | OBJF_DEAD)
+                    and load(back + O_REF) == 1 and u32[(back + O_NR_CHILDREN) >> 2] == 1
+                    and q[(back + O_CHILDREN) >> 3] == o and not q[(back + O_VMA_HEAD) >> 3])
+
         def collapse(o: int) -> int:
-            """vm_object_collapse(): while o's backing is anonymous, private, has o as its
-            only child and no other reference, move the backing's entries o lacks up into
-            o and splice the backing out.  Caller holds o's lock for write (and keeps the
-            mapping of o stable: mmap_lock or the VMA lock); returns entries moved."""
+            """vm_object_collapse(): while o's backing is collapsible into o, move the
+            entries o lacks (inside o's range) up into o, splice the backing out of the
+            chain (o takes its place under the next object down) and free it.  Takes o's
+            lock then the backing's (top-down).  A ZERO marker or a private copy in o
+            hides the backing's entry, which is freed with the backing.  Returns the
+            entries moved; stops early (consistently) if a tree node cannot be had."""
             moved = 0
-            for _ in range(16):
+            for _ in range(64):
                 back = q[(o + O_BACKING) >> 3]
-                if not back:
+                if not back or not collapsible(o, back):
                     break
-                tb = u32[(back + O_TYPE) >> 2]
-                if (tb & 0xFFFF) != OBJ_ANON or (tb >> 16) & OBJF_SHARED:
-                    break
-                if load(back + O_REF) != 1 or u32[(back + O_NR_CHILDREN) >> 2] != 1:
-                    break
-                off = q[(o + O_BACKING_OFF) >> 3]
-                size = q[(o + O_SIZE) >> 3]
+                down_write(o + O_LOCK)
                 down_write(back + O_LOCK)
+                ok = collapsible(o, back)
+                nb = 0
                 try:
-                    for bidx, e in list(xa.items(back + O_TREE)):
-                        idx = bidx - off
-                        if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
-                            continue               # outside the shadow, or o has its own copy
-                        xa_store(o + O_TREE, idx, e)          # nodes preallocated: cannot fail
-                        if is_folio_entry(e):
-                            pfn = entry_pfn(e)
-                            b = PM8 + pfn * mw
-                            q[b + i_map] = o | PAGE_MAPPING_ANON
-                            q[b + i_idx] = idx
-                            q[(o + O_NR_PAGES) >> 3] += 1
-                            q[(back + O_NR_PAGES) >> 3] -= 1
-                        xa_erase(back + O_TREE, bidx)
-                        moved += 1
-                    nb = q[(back + O_BACKING) >> 3]
-                    # splice: o takes back's place under nb (nb's child list: back -> o)
-                    q[(o + O_BACKING) >> 3] = nb
-                    q[(o + O_BACKING_OFF) >> 3] = off + q[(back + O_BACKING_OFF) >> 3]
-                    u32[(o + O_DEPTH) >> 2] = u32[(back + O_DEPTH) >> 2]
-                    q[(back + O_BACKING) >> 3] = 0
-                    q[(back + O_CHILDREN) >> 3] = 0
-                    u32[(back + O_NR_CHILDREN) >> 2] = 0
+                    if ok:
+                        off = q[(o + O_BACKING_OFF) >> 3]
+                        size = q[(o + O_SIZE) >> 3]
+                        for bidx, e in list(xa.items(back + O_TREE)):
+                            idx = bidx - off
+                            if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
+                                continue
+                            if xa_store(o + O_TREE, idx, e) < 0:
+                                ok = False             # no node: stop here, both trees consistent
+                                break
+                            if is_folio_entry(e):
+                                b = PM8 + entry_pfn(e) * mw
+                                q[b + i_map] = o | PAGE_MAPPING_ANON
+                                q[b + i_idx] = idx
+                                q[(o + O_NR_PAGES) >> 3] += 1
+                                q[(back + O_NR_PAGES) >> 3] -= 1
+                            xa_erase(back + O_TREE, bidx)
+                            moved += 1
+                    if ok:
+                        nb = q[(back + O_BACKING) >> 3]
+                        q[(o + O_BACKING) >> 3] = nb            # back's reference on nb is o's now
+                        q[(o + O_BACKING_OFF) >> 3] = off + q[(back + O_BACKING_OFF) >> 3]
+                        q[(back + O_BACKING) >> 3] = 0
+                        q[(back + O_CHILDREN) >> 3] = 0
+                        u32[(back + O_NR_CHILDREN) >> 2] = 0
                 finally:
                     up_write(back + O_LOCK)
+                    up_write(o + O_LOCK)
+                if not ok:
+                    break
                 if nb:
                     down_write(nb + O_LOCK)
                     unlink_child(nb, back)
                     link_child(nb, o)
                     up_write(nb + O_LOCK)
-                put(back)          # o's reference on back: back is now empty -> freed
+                set_depth(o, u32[(nb + O_DEPTH) >> 2] + 1 if nb else 0)
+                put(back)          # o's reference on back was its last: back (now empty of
+                #                    anything reachable) is destroyed
+                q[ev_collapse] += 1
             return moved
+
+        def set_depth(o: int, depth: int) -> None:
+            """Depth fields of o and its descendants after a collapse shortened the chain
+            (each object's field under its own lock, one at a time)."""
+            stack = [(o, depth)]
+            while stack:
+                x, d = stack.pop()
+                down_write(x + O_LOCK)
+                u32[(x + O_DEPTH) >> 2] = d
+                kids = children_of(x)
+                up_write(x + O_LOCK)
+                stack.extend((c, d + 1) for c in kids)
 
         def page_remove(o: int, first: int, last: int) -> int:
             """vm_object_page_remove(): take the folios at [first, last) out of o's tree and

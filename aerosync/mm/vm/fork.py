@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.lib.maple_tree import mt_init
+from aerosync.mm import hooks
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.mm_types import VMError
@@ -79,6 +80,7 @@ class Fork:
         levels = q[(hdr + T.H_LEVELS) >> 3]
         task_size, mmap_base, start_brk = mm_layout(levels)
         zero_rec = bytes(mm_size)
+        tp = hooks.point_fn()
         u8 = arena.u8
 
         def mo(mm_id: int) -> int:
@@ -193,6 +195,8 @@ class Fork:
                         if memory.copy_range(child, parent, v, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], wp) < 0:
                             raise VMError("ENOMEM", "fork: no memory for the child's page tables")
                         wrprotected |= wp
+                    if tp:
+                        tp("fork:vma_copied")
                 if wrprotected:
                     tlb.flush_tlb_mm_range(parent, 0, (1 << 64) - 1)
             except BaseException:

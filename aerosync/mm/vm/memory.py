@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.mm import hooks
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON, PG_dirty, PG_mlocked, PG_swapbacked
@@ -114,11 +115,12 @@ class MmuGather:
     """mm/mmu_gather.c: pages and page-table pages collected while unmapping, released
     only after one TLB flush covering everything that was cleared."""
 
-    __slots__ = ("pages", "tables", "start", "end", "mm_id", "flush_range", "put", "free_table")
+    __slots__ = ("pages", "tables", "start", "end", "mm_id", "flush_range", "put", "free_table", "tp")
 
     def __init__(self, mm_id: int, flush_range: Callable[[int, int, int], None], put: Callable[[int], None],
-                 free_table: Callable[[int], None]) -> None:
+                 free_table: Callable[[int], None], tp: Callable[[str], None] | None = None) -> None:
         self.mm_id, self.flush_range, self.put, self.free_table = mm_id, flush_range, put, free_table
+        self.tp = tp
         self.pages: list[int] = []
         self.tables: list[int] = []
         self.start, self.end = _U64, 0
@@ -131,9 +133,14 @@ class MmuGather:
 
     def flush(self) -> None:
         """tlb_flush_mmu(): flush what was cleared, then release pages and tables."""
+        tp = self.tp
+        if tp:
+            tp("zap:before_flush")
         if self.end > self.start:
             self.flush_range(self.mm_id, self.start, self.end)
             self.start, self.end = _U64, 0
+        if tp:
+            tp("zap:before_free")
         pages, self.pages = self.pages, []
         put = self.put
         for pfn in pages:
@@ -205,6 +212,7 @@ class Memory:
         pte_shift = level_shift(2)
         mm_seq_off = T.M_MMAP_SEQ
         depth_limit = H(T.H_SHADOW_DEPTH)
+        tp = hooks.point_fn()             # test points: None in production (mm/hooks.py)
 
         def mm_off(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -356,6 +364,8 @@ class Memory:
             elif prot & _PAGE_RW and not anon:
                 e &= ~_PAGE_RW
             map_account(mm_id, pfn, kind)
+            if tp:
+                tp("cow:copied" if expect & _PAGE_PRESENT else "fault:before_install")
             if expect & _PAGE_PRESENT:
                 # COW of a present entry (a page, or the zero page): ptep_clear_flush, then
                 # the new entry; the old page loses this PTE's mapping
@@ -605,6 +615,8 @@ class Memory:
             i64[ns + u8[PM + pfn * PAGE_META_SIZE + 7] * NS + NR_ANON] += 1
             fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * KIND_ANON, 1)
             e = (pfn << PAGE_SHIFT) | q[(vma + V.V_PROT) >> 3] | _RW_D | _PAGE_ACCESSED
+            if tp:
+                tp("fault:before_install")
             tl = PM + table * PAGE_META_SIZE + 32
             ptl_lock(tl)
             if q[i]:
@@ -787,6 +799,8 @@ class Memory:
             if mode == T.FL_PER_VMA:
                 vma = lock_vma_under_rcu(mm_id, va)
                 if vma:
+                    if tp:
+                        tp("fault:vma_locked")
                     if access_error(vma, write):
                         vma_up_read(vma + V.V_LOCK)
                         segv(va, SEGV_ACCERR, write, f"VMA flags {V.format_vm_flags(q[(vma + V.V_FLAGS) >> 3] & 0xF)}")
@@ -815,7 +829,9 @@ class Memory:
                 return False
             rcu_read_lock()
             try:
-                vma = mt_load(mm_id, va)
+                if tp:
+                    tp("spf:snapshot")
+                vma = vmacache_find(cur[0], mm_id, va)
                 if (not vma or load(vma + V.V_STATE) != V.VMA_ATTACHED or access_error(vma, write)
                         or load(mo + mm_seq_off) != seq):
                     q[ev_spf_abort] += 1
@@ -917,7 +933,7 @@ class Memory:
             return not any(q[b : b + 512])
 
         def mmu_gather(mm_id: int) -> MmuGather:
-            return MmuGather(mm_id, flush_tlb_mm_range, folio_put, free_table)
+            return MmuGather(mm_id, flush_tlb_mm_range, folio_put, free_table, tp)
 
         # ------------------------------------------------------------ fork
         def copy_range(dst_mm: int, src_mm: int, vma: int, start: int, end: int, wrprotect: bool) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerosync.mm import hooks
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
@@ -97,6 +98,7 @@ class Mmap:
         vinsert, verase, start_write = vmas.insert, vmas.erase, vmas.start_write
         ev = VE.vm_event_base(arena, cpu)
         pt_walk = pt.walk
+        tp = hooks.point_fn()
         P8 = arena.off("physmem") >> 3
 
         def mo(mm_id: int) -> int:
@@ -307,6 +309,8 @@ class Mmap:
             for v in victims:
                 store(v + V.V_STATE, V.VMA_DETACHED)
             changed(mm_id)
+            if tp:
+                tp("munmap:detached")
             unmap_vmas(mm_id, victims, start, end)
             return len(victims)
 

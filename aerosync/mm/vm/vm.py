@@ -90,9 +90,10 @@ class VM:
         self.tlb.online()
 
     # ------------------------------------------------------------------ this CPU
-    def make_current(self) -> None:
-        """This process's lock waits answer this CPU's IPIs from now on."""
-        W.set_wait_hook(self.tlb.handle_ipi)
+    def make_current(self, thread_only: bool = False) -> None:
+        """Lock waits of this thread (and, unless thread_only, of the whole process)
+        answer this CPU's IPIs from now on."""
+        W.set_wait_hook(self.tlb.handle_ipi, thread_only)
 
     def poll(self) -> None:
         """Between operations: answer IPIs and run finished RCU callbacks."""

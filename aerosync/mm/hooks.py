@@ -1,0 +1,49 @@
+"""Named points inside mm operations where tests (and fault injection) can run code.
+
+Models: what Linux uses fault-injection and kprobe points for -- here, forcing one CPU to
+stop at an exact step (after taking a VMA lock, between clearing a PTE and flushing the
+TLB, ...) while another CPU does something, so a race can be replayed deterministically.
+Unit: a point name such as "fault:vma_locked".
+
+Cost: a module builds its closures with `tp = hooks.point_fn()`: None unless a handler is
+registered at that moment, so production handles carry no check at all (`if tp: tp(...)`
+on a None is one local test).  Tests register handlers, then build the CPU handles.
+Handlers are process-wide and run on the thread that reaches the point.
+
+Points (the module that fires them):
+    fault:vma_locked      memory.py   a fault holds its VMA (read) lock, before handling
+    fault:before_install  memory.py   a new page is ready, before the PTE lock is taken
+    cow:copied            memory.py   a COW copy is made, before the PTE is replaced
+    spf:snapshot          memory.py   a speculative fault took its sequence snapshot
+    zap:before_flush      memory.py   PTEs cleared, pages gathered, TLB not flushed yet
+    zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
+    munmap:detached       mmap.py     VMAs out of the tree, pages still mapped
+    fork:vma_copied       fork.py     one VMA copied into the child
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["set_point", "clear_points", "point_fn", "fire"]
+
+_handlers: dict[str, Callable[[str], None]] = {}
+
+
+def set_point(name: str, fn: Callable[[str], None]) -> None:
+    _handlers[name] = fn
+
+
+def clear_points() -> None:
+    _handlers.clear()
+
+
+def fire(name: str) -> None:
+    h = _handlers.get(name)
+    if h is not None:
+        h(name)
+
+
+def point_fn() -> Callable[[str], None] | None:
+    """What a module binds at build time: `fire` while any handler is set, else None."""
+    return fire if _handlers else None

@@ -134,7 +134,7 @@ def test_mmap_fixed_noreplace_and_bad_input(vmm) -> None:
     assert addr == 0x10000000
     with pytest.raises(VMError, match="EEXIST"):
         cpu.mmap(0x10000000 + PG, PG, RW, ANON | M.MAP_FIXED_NOREPLACE)
-    with pytest.raises(VMError, match="mmap_min_addr.*EPERM"):
+    with pytest.raises(VMError, match=r"mmap_min_addr.*EPERM"):
         cpu.mmap(0x1000, PG, RW, ANON | M.MAP_FIXED)
     with pytest.raises(VMError, match="EINVAL"):
         cpu.mmap(0, 0, RW, ANON)

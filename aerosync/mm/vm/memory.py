@@ -194,7 +194,12 @@ class Memory:
                                                           VE.NR_FILE_PAGES, VE.NR_DIRTY)
         ZERO = bytes(PAGE_SIZE)
         xa_load, xa_store = objs.xa_load, objs.xa_store
-        alloc_pages, free_pages, folio_put = mm.alloc_pages, mm.free_pages, mm.folio_put
+        alloc_pages, free_pages = mm.alloc_pages, mm.free_pages
+
+        def put_page(pfn: int) -> None:
+            """put_page() of an order-0 VM page (the inlined PCP free of __free_pages)."""
+            free_pages(pfn, 0)
+
         GFP = GFP_HIGHUSER_MOVABLE
         walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
         ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
@@ -246,7 +251,7 @@ class Memory:
                 i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
             fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, _U64)
             if put:
-                folio_put(pfn)
+                put_page(pfn)
 
         def set_dirty(pfn: int) -> None:
             """folio_mark_dirty(): file pages count in nr_dirty."""
@@ -933,7 +938,7 @@ class Memory:
             return not any(q[b : b + 512])
 
         def mmu_gather(mm_id: int) -> MmuGather:
-            return MmuGather(mm_id, flush_tlb_mm_range, folio_put, free_table, tp)
+            return MmuGather(mm_id, flush_tlb_mm_range, put_page, free_table, tp)
 
         # ------------------------------------------------------------ fork
         def copy_range(dst_mm: int, src_mm: int, vma: int, start: int, end: int, wrprotect: bool) -> int:

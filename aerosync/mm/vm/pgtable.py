@@ -84,6 +84,7 @@ _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIR
 _KERNPG_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY
 
 PTE_PFN_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)
+_PRESENT_PSE = 1 | (1 << 7)
 PTE_FLAGS_MASK = ((1 << 64) - 1) ^ PTE_PFN_MASK
 PTRS_PER_TABLE = 512
 
@@ -387,6 +388,20 @@ class PageTables:
                 t = (e & PTE_PFN_MASK) >> PAGE_SHIFT
             return t
 
+        P8 = PHYS >> 3
+
+        def walk_alloc4(mm_id: int, root: int, va: int) -> int:
+            """walk_alloc for 4 levels: the common case (every level present) unrolled,
+            anything else through the general loop."""
+            e = q[P8 + (root << 9) + ((va >> 39) & 511)]
+            if e & _PRESENT_PSE == _PAGE_PRESENT:
+                e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 30) & 511)]
+                if e & _PRESENT_PSE == _PAGE_PRESENT:
+                    e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 21) & 511)]
+                    if e & _PRESENT_PSE == _PAGE_PRESENT:
+                        return (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            return walk_alloc(mm_id, root, va)
+
         def entry_off(table: int, idx: int) -> int:
             return PHYS + (table << PAGE_SHIFT) + (idx << 3)
 
@@ -394,4 +409,5 @@ class PageTables:
             return PM + table * PAGE_META_SIZE + P_PRIVATE
 
         self.alloc_table, self.free_table, self.pgd_alloc = alloc_table, free_table, pgd_alloc
-        self.walk, self.walk_alloc, self.entry_off, self.ptlock_off = walk, walk_alloc, entry_off, ptlock_off
+        self.walk, self.entry_off, self.ptlock_off = walk, entry_off, ptlock_off
+        self.walk_alloc = walk_alloc4 if top == 4 else walk_alloc

@@ -324,3 +324,51 @@ def test_cow_steal_from_a_backing_nobody_else_maps(vmm) -> None:
     assert after["aerosync_cow_copy"] == before["aerosync_cow_copy"]
     assert cpu.load64(addr) == 12
     _teardown_clean(a, cpu)
+
+
+def test_five_level_paging_and_no_pcid(vmm) -> None:
+    """pgtable_levels = 5 (LA57: a 56-bit user space) and pcid = false (every switch
+    flushes): the same semantics, a higher TASK_SIZE."""
+    from aerosync.mm.vm.pgtable import TASK_SIZE_5
+
+    a, cpu = vmm(pgtable_levels=5, pcid=False)
+    mo = T.mm_off(a, cpu.current_mm())
+    assert a.u64[(mo + T.M_TASK_SIZE) >> 3] == TASK_SIZE_5
+    hi = cpu.mmap(1 << 50, 2 * PG, RW, ANON | M.MAP_FIXED)     # above the 47-bit limit
+    cpu.store64(hi, 17)
+    low = cpu.mmap(0, 2 * PG, RW, ANON)
+    cpu.store64(low, 18)
+    other = cpu.task_create("other")
+    me = cpu.current_task()
+    cpu.switch_to(other)
+    cpu.switch_to(me)
+    assert cpu.load64(hi) == 17 and cpu.load64(low) == 18
+    cpu.exit(other)
+    cpu.switch_to(me)
+    _teardown_clean(a, cpu)
+
+
+def test_task_moves_between_cpus_and_cpumask(machine) -> None:
+    """A task that runs on CPU 0 then CPU 1: mm_cpumask has both, its memory follows it,
+    and a flush from CPU 1 reaches CPU 0 only while CPU 0 still has the mm loaded."""
+    a = machine(nr_pages=8192, nr_cpus=2, slab=True, vm={})
+    c0, c1 = VM(a, 0), VM(a, 1)
+    t = c0.task_create("mover")
+    c0.switch_to(t)
+    addr = c0.mmap(0, 2 * PG, RW, ANON)
+    c0.store64(addr, 5)
+    idle = c0.task_create("idle", new_mm=False)       # a kernel thread: no mm
+    c0.switch_to(idle)                                # CPU 0 goes lazy: no longer a target
+    c1.switch_to(t)
+    assert c1.load64(addr) == 5
+    mo = T.mm_off(a, c1.current_mm())
+    assert a.u64[(mo + T.M_CPUMASK) >> 3] & 3 == 3
+    before = fold_vm_events(a)["nr_tlb_remote_flush"]
+    c1.munmap(addr, 2 * PG)                           # no IPI: CPU 0 is lazy
+    assert fold_vm_events(a)["nr_tlb_remote_flush"] == before
+    c1.exit()
+    c0.exit(idle)
+    c1.leave()
+    c0.leave()
+    r = check(a)
+    assert r.ok, r.violations[:5]

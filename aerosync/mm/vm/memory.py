@@ -95,6 +95,7 @@ FAULT_FLAG_SPECULATIVE = 0x10000
 SIGSEGV, SIGKILL = 11, 9
 SEGV_MAPERR, SEGV_ACCERR = 1, 2
 MAX_GATHER_BATCH = 512
+FAST_SLOW, FAST_OOM = -1, -2             # anon_write_fast's non-entry answers
 _RW_D = _PAGE_RW | _PAGE_DIRTY
 _U64 = (1 << 64) - 1
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
@@ -261,6 +262,7 @@ class Memory:
 
         # ------------------------------------------------------------ helpers
         installed = [0]
+        oom_why = [""]
 
         def install(table: int, i: int, expect: int, new: int, spec_seq: int, mm_id: int) -> bool:
             """Under the PTE lock: set entry i to new if it is still `expect` (and, for a
@@ -335,6 +337,7 @@ class Memory:
             Replaces `expect` (0, the zero page, or a page being COWed)."""
             pfn = new_page(src)
             if pfn < 0:
+                oom_why[0] = 'no page for the fault'
                 return VM_FAULT_OOM
             if spec_seq >= 0:
                 if not obj_trylock_write(obj + 16):
@@ -351,6 +354,7 @@ class Memory:
                 got = objs_insert(obj, idx, pfn, anon)
             if got < 0:
                 free_pages(pfn, 0)
+                oom_why[0] = 'no tree node for the page (object lock held)'
                 return VM_FAULT_OOM
             if got != pfn:
                 free_pages(pfn, 0)           # another CPU put a page there first: use it
@@ -425,6 +429,7 @@ class Memory:
                     return VM_FAULT_RETRY
                 obj = anon_prepare(vma)
                 if not obj:
+                    oom_why[0] = 'no memory for the anonymous object'
                     return VM_FAULT_OOM
             idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
             if q[(obj + O_BACKING) >> 3] or (spec_seq < 0 and objs_lookup(obj, idx)):
@@ -482,7 +487,10 @@ class Memory:
             if pfn < 0:
                 pfn, major = get_page(fid, idx)
                 if pfn < 0:
-                    return VM_FAULT_SIGSEGV if pfn == -1 and idx * PAGE_SIZE >= files.file_size(fid) else VM_FAULT_OOM
+                    if idx * PAGE_SIZE >= files.file_size(fid):
+                        return VM_FAULT_SIGSEGV
+                    oom_why[0] = f"no page for file {fid} page {idx} (page cache)"
+                    return VM_FAULT_OOM
                 if major:
                     ret |= VM_FAULT_MAJOR
             if not write:
@@ -495,6 +503,7 @@ class Memory:
                 return ret | map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1)
             top = file_shadow(vma, fid)                       # do_cow_fault
             if not top:
+                oom_why[0] = 'no memory for the private file shadow'
                 return VM_FAULT_OOM
             q[ev_copy] += 1
             return ret | map_new(mm_id, vma, va, table, i, 0, top, idx, pfn, True, True, -1)
@@ -532,6 +541,7 @@ class Memory:
             if e & _PAGE_SPECIAL:                             # the zero page: a new zeroed page
                 obj = anon_prepare(vma)
                 if not obj:
+                    oom_why[0] = 'no memory for the anonymous object (zero-page COW)'
                     return VM_FAULT_OOM
                 return map_new(mm_id, vma, va, table, i, e, obj, idx, -1, True, True, -1)
             if flags & V.VM_SHARED:                           # wp_page_shared
@@ -557,6 +567,7 @@ class Memory:
                 fid = q[(vma + V.V_FILE) >> 3] - 1
                 top = file_shadow(vma, fid) if fid >= 0 else anon_prepare(vma)
                 if not top:
+                    oom_why[0] = 'no memory for the shadow object'
                     return VM_FAULT_OOM
             q[ev_copy] += 1
             return map_new(mm_id, vma, va, table, i, e, top, idx, pfn, True, True, -1)
@@ -590,11 +601,13 @@ class Memory:
         def anon_write_fast(mm_id: int, vma: int, va: int, table: int, i: int, obj: int) -> int:
             """do_anonymous_page() for a write where the VMA's object has no backing chain
             (the page_fault1 case), inlined: returns the installed entry, 0 when the entry
-            changed meanwhile (the access retries), or -1 to take the general path."""
+            changed meanwhile (the access retries), FAST_OOM, or FAST_SLOW (-1: another CPU
+            put a page at that index first, take the general path)."""
             idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
             pfn = alloc_pages(GFP, 0)
             if pfn < 0:
-                return -VM_FAULT_OOM
+                oom_why[0] = 'no page for the fault'
+                return FAST_OOM
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = ZERO
             # The page is ours alone until it is published (tree insert, then PTE):
@@ -614,7 +627,7 @@ class Memory:
                 u32[b4] = u32[b4 + 3] = 0
                 u32[b4 + 2] = 1
                 free_pages(pfn, 0)
-                return -1
+                return FAST_SLOW
             q[(obj + O_NR_PAGES) >> 3] += 1
             obj_up_write(lo)
             i64[ns + u8[PM + pfn * PAGE_META_SIZE + 7] * NS + NR_ANON] += 1
@@ -638,6 +651,7 @@ class Memory:
             root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
             table = walk_alloc(mm_id, root, va)
             if table < 0:
+                oom_why[0] = 'no page-table page'
                 return VM_FAULT_OOM
             i = P8 + (table << 9) + ((va >> PAGE_SHIFT) & 511)
             e = q[i]
@@ -646,6 +660,7 @@ class Memory:
                 if write and spec_seq < 0 and not fl & V.VM_SHARED and not q[(vma + V.V_FILE) >> 3]:
                     obj = q[(vma + V.V_OBJECT) >> 3] or anon_prepare(vma)
                     if not obj:
+                        oom_why[0] = 'no memory for the anonymous object'
                         return VM_FAULT_OOM
                     if not q[(obj + O_BACKING) >> 3]:
                         r = anon_write_fast(mm_id, vma, va, table, i, obj)
@@ -654,7 +669,7 @@ class Memory:
                             return 0
                         if r == 0:
                             return 0
-                        if r == -VM_FAULT_OOM:
+                        if r == FAST_OOM:
                             return VM_FAULT_OOM
                 if q[(vma + V.V_FILE) >> 3]:
                     return do_fault(mm_id, vma, va, table, i, write, spec_seq)
@@ -788,7 +803,8 @@ class Memory:
             if r & VM_FAULT_MAJOR:
                 q[ev_major] += 1
             if r & VM_FAULT_OOM:
-                raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM)")
+                raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM: "
+                                          f"{oom_why[0]})")
             if r & VM_FAULT_SIGSEGV:
                 segv(va, SEGV_ACCERR, write, "beyond the end of the object or file mapped there")
 

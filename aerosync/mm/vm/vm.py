@@ -5,8 +5,9 @@ fault entry -- composed from the subsystems of this package.  Unit: one simulate
 in one process (a worker, the coordinator acting as CPU 0 after the run, a test).
 
 API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
-  tasks       task_create(comm, mm=-1, share_mm=False) -> tid   switch_to(tid)
-              fork() -> child tid        exit(tid=-1)   current_task() / current_mm()
+  tasks       task_create(comm, mm=-1, new_mm=True) -> tid   switch_to(tid)
+              fork() -> child tid   exit(tid=-1)   reap(tid) -> exit status (frees a zombie)
+              current_task() / current_mm()
   memory      mmap(addr, len, prot, flags, file=-1, offset=0) -> addr    munmap(addr, len)
               mprotect  mremap  madvise  brk  mlock / munlock
   access      load(va, n) -> bytes   store(va, data)   load64(va)   store64(va, v)
@@ -170,6 +171,16 @@ class VM:
         task_set_state(a, tid, T.TASK_ZOMBIE)
         if mm_id > 0:
             self.forks.mmput(mm_id)
+
+    def reap(self, tid: int) -> dict[str, Any]:
+        """wait4()/release_task(): collect a zombie's exit status, free its record."""
+        from aerosync.mm.vm.task import task_free, task_info
+
+        info = task_info(self.arena, tid)
+        if self.arena.u32[(T.task_off(self.arena, tid) + T.T_STATE) >> 2] != T.TASK_ZOMBIE:
+            raise T.VMError("ECHILD", f"reap(task {tid}): not a zombie ({info['state']})")
+        task_free(self.arena, tid)
+        return info
 
     # ------------------------------------------------------------------ system calls
     def mmap(self, addr: int, length: int, prot: int, flags: int, file: int = -1, offset: int = 0) -> int:

@@ -149,8 +149,14 @@ class VmObjects:
             cache_free(addr_of(o))
 
         def destroy(o: int) -> None:
-            """The last reference went: empty the tree, detach from the backing, free."""
+            """The last reference went: mark o dead and cut it from its backing under its
+            lock (a collapse racing with this sees it dead and leaves it alone), empty its
+            tree, drop its reference on the backing, free it after RCU."""
+            down_write(o + O_LOCK)
             u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
+            back = q[(o + O_BACKING) >> 3]
+            q[(o + O_BACKING) >> 3] = 0
+            up_write(o + O_LOCK)
             for _idx, e in xa.drain(o + O_TREE):
                 if is_folio_entry(e):
                     pfn = entry_pfn(e)
@@ -158,7 +164,6 @@ class VmObjects:
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
                     folio_put(pfn)
-            back = q[(o + O_BACKING) >> 3]
             if back:
                 down_write(back + O_LOCK)
                 unlink_child(back, o)
@@ -312,10 +317,12 @@ class VmObjects:
             return out
 
         def collapsible(o: int, back: int) -> bool:
-            """back can be merged into its child o: anonymous, private, alive, with o as its
-            only child and no other reference (no VMA maps it directly)."""
+            """back can be merged into its child o: o alive and backed by back; back
+            anonymous, private, alive, with o as its only child and no other reference
+            (no VMA maps it directly).  Decided for real under both locks (collapse)."""
             tb = u32[(back + O_TYPE) >> 2]
-            return ((tb & 0xFFFF) == OBJ_ANON and not (tb >> 16) & (OBJF_SHARED | OBJF_DEAD)
+            return (not (u32[(o + O_TYPE) >> 2] >> 16) & OBJF_DEAD and q[(o + O_BACKING) >> 3] == back
+                    and (tb & 0xFFFF) == OBJ_ANON and not (tb >> 16) & (OBJF_SHARED | OBJF_DEAD)
                     and load(back + O_REF) == 1 and u32[(back + O_NR_CHILDREN) >> 2] == 1
                     and q[(back + O_CHILDREN) >> 3] == o and not q[(back + O_VMA_HEAD) >> 3])
 

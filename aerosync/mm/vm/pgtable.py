@@ -176,8 +176,10 @@ def swp_entry(typ: int, offset: int) -> tuple[int, int]:
 
 
 def swp_entry_to_pte(typ: int, offset: int) -> int:
-    """__swp_entry_to_pte(): type in the top 5 bits, the offset inverted below it."""
-    if not 0 <= typ < 1 << SWP_TYPE_BITS or not 0 <= offset < 1 << _SWP_OFFSET_BITS:
+    """__swp_entry_to_pte(): type in the top 5 bits, the offset inverted below it.  The
+    all-ones offset is refused: with type 0 it would encode as an empty entry (the
+    kernel's maximum swap offset stays far below it: arch_max_swapfile_size)."""
+    if not 0 <= typ < 1 << SWP_TYPE_BITS or not 0 <= offset < (1 << _SWP_OFFSET_BITS) - 1:
         raise ValueError(f"swp_entry_to_pte: type {typ} / offset {offset:#x} out of range")
     inv = (~offset & ((1 << _SWP_OFFSET_BITS) - 1)) << _SWP_OFFSET_FIRST_BIT
     return inv | typ << (64 - SWP_TYPE_BITS)

@@ -130,6 +130,7 @@ class Filemap:
 
     def __init__(self, arena: Any, cpu: int, mm: Any, objs: Any) -> None:
         self.arena, self.cpu = arena, cpu
+        self.ext: Any = None                    # VM.ext (memory.py's hooks: alloc_folio, lru_add)
         q, u8, i64, u32 = arena.u64, arena.u8, arena.i64, arena.u32
         PHYS = arena.off("physmem")
         PM = arena.off("pagemeta")
@@ -164,7 +165,9 @@ class Filemap:
                 u8[o : o + PAGE_SIZE] = expected_page(fid, q[(fo + T.F_SEED) >> 3], idx)
 
         def add_to_cache(fid: int, obj: int, idx: int) -> int:
-            pfn = alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
+            ext = self.ext
+            af = ext.alloc_folio if ext is not None else None
+            pfn = af(0, 0, idx) if af is not None else alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
             if pfn < 0:
                 return -1
             fill(fid, idx, pfn)
@@ -176,6 +179,9 @@ class Filemap:
                 return got
             nid = u8[PM + pfn * PAGE_META_SIZE + 7]
             i64[ns + nid * NS + VE.NR_FILE_PAGES] += 1
+            la = ext.lru_add if ext is not None else None
+            if la is not None:
+                la(pfn)
             return pfn
 
         def cached(obj: int, idx: int) -> int:

@@ -83,8 +83,8 @@ from aerosync.mm.vm.vm_object import (
 )
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_MAJOR", "VM_FAULT_RETRY", "SegmentationFault", "Memory",
-           "MmuGather", "SEGV_MAPERR", "SEGV_ACCERR", "SIGSEGV", "SIGKILL", "MAX_GATHER_BATCH"]
+__all__ = ["new_ext", "VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_MAJOR", "VM_FAULT_RETRY", "SegmentationFault",
+           "Memory", "MmuGather", "SEGV_MAPERR", "SEGV_ACCERR", "SIGSEGV", "SIGKILL", "MAX_GATHER_BATCH"]
 
 VM_FAULT_OOM = 0x1
 VM_FAULT_SIGSEGV = 0x40
@@ -110,6 +110,14 @@ class SegmentationFault(AeroSyncError):
         kind = "SEGV_MAPERR" if code == SEGV_MAPERR else "SEGV_ACCERR"
         super().__init__(f"task {pid} (tid slot {tid}) on cpu{cpu}: SIGSEGV ({kind}) at {addr:#x} on a "
                          f"{'write' if write else 'read'}: {why}")
+
+
+def new_ext() -> Any:
+    """The hook namespace of Memory (see its docstring); every hook starts unset."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(alloc_folio=None, lru_add=None, swap_fault=None, numa_fault=None,
+                           migration_wait=None, zap_swap=None, dup_swap=None)
 
 
 class MmuGather:
@@ -160,11 +168,22 @@ class Memory:
     `files` (Filemap), `locks` (ptlock / ptl / vma_lock / mmap_lock handles), `rcu`,
     `find_vma(mm_id, addr)`, `mt_load(mm_id, addr)` (lock-free maple walk), and `cur`
     (this CPU's [tid, mm_id] of the running task).
+
+    `ext` is where other subsystems plug into the fault and unmap paths (read at call
+    time, so a subsystem attaches after the handle is built; VM.ext):
+      alloc_folio(vma, va, idx) -> pfn | -1   the page for a fault (NUMA policy; default:
+                                              alloc_pages(GFP_HIGHUSER_MOVABLE, 0) locally)
+      lru_add(pfn)                            a new user folio exists (reclaim's LRU)
+      swap_fault(mm_id, vma, va, table, i, e, write) -> VM_FAULT_*   a swap entry
+      numa_fault(mm_id, vma, va, table, i, e, write) -> VM_FAULT_*   a NUMA hinting entry
+      migration_wait(mm_id, va, e)            a migration entry: wait for the move
+      zap_swap(mm_id, e)                      an unmapped swap entry (free the slot)
+      dup_swap(e)                             fork copies a swap entry (one more count)
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, pt: Any, tlb: Any, objs: Any, files: Any, locks: Any,
                  rcu: Any, find_vma: Callable[[int, int], int], mt_load: Callable[[int, int], int],
-                 cur: list[int]) -> None:
+                 cur: list[int], ext: Any = None) -> None:
         self.arena, self.cpu = arena, cpu
         q, i64, u32, u8, at = arena.u64, arena.i64, arena.u32, arena.u8, arena.atomic
         load, cas, xchg, fetch_add = at.load64, at.cas64, at.xchg64, at.fetch_add64
@@ -219,6 +238,9 @@ class Memory:
         mm_seq_off = T.M_MMAP_SEQ
         depth_limit = H(T.H_SHADOW_DEPTH)
         tp = hooks.point_fn()             # test points: None in production (mm/hooks.py)
+        if ext is None:
+            ext = new_ext()
+        self.ext = ext
 
         def mm_off(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -279,9 +301,10 @@ class Memory:
             finally:
                 ptl_unlock(lo)
 
-        def new_page(src: int) -> int:
+        def new_page(src: int, vma: int = 0, va: int = 0, idx: int = 0) -> int:
             """A page for a fault: zeroed (src < 0) or a copy of src's contents."""
-            pfn = alloc_pages(GFP, 0)
+            af = ext.alloc_folio
+            pfn = af(vma, va, idx) if af is not None else alloc_pages(GFP, 0)
             if pfn < 0:
                 return -1
             o = PHYS + (pfn << PAGE_SHIFT)
@@ -335,7 +358,7 @@ class Memory:
                     src: int, anon: bool, write: bool, spec_seq: int) -> int:
             """Allocate (zeroed or copied from src), insert into obj at idx, map it.
             Replaces `expect` (0, the zero page, or a page being COWed)."""
-            pfn = new_page(src)
+            pfn = new_page(src, vma, va, idx)
             if pfn < 0:
                 oom_why[0] = 'no page for the fault'
                 return VM_FAULT_OOM
@@ -359,10 +382,14 @@ class Memory:
             if got != pfn:
                 free_pages(pfn, 0)           # another CPU put a page there first: use it
                 pfn = got
-            elif not anon:                   # a new shmem page: counted as shmem and file
-                nid = page_nid(pfn)
-                i64[ns + nid * NS + NR_SHMEM] += 1
-                i64[ns + nid * NS + NR_FILE] += 1
+            else:
+                if not anon:                 # a new shmem page: counted as shmem and file
+                    nid = page_nid(pfn)
+                    i64[ns + nid * NS + NR_SHMEM] += 1
+                    i64[ns + nid * NS + NR_FILE] += 1
+                la = ext.lru_add
+                if la is not None:
+                    la(pfn)
             kind = KIND_ANON if anon else KIND_SHMEM
             prot = vma_prot(vma)
             e = (pfn << PAGE_SHIFT) | prot
@@ -604,7 +631,8 @@ class Memory:
             changed meanwhile (the access retries), FAST_OOM, or FAST_SLOW (-1: another CPU
             put a page at that index first, take the general path)."""
             idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
-            pfn = alloc_pages(GFP, 0)
+            af = ext.alloc_folio
+            pfn = af(vma, va, idx) if af is not None else alloc_pages(GFP, 0)
             if pfn < 0:
                 oom_why[0] = 'no page for the fault'
                 return FAST_OOM
@@ -630,6 +658,9 @@ class Memory:
                 return FAST_SLOW
             q[(obj + O_NR_PAGES) >> 3] += 1
             obj_up_write(lo)
+            la = ext.lru_add
+            if la is not None:
+                la(pfn)
             i64[ns + u8[PM + pfn * PAGE_META_SIZE + 7] * NS + NR_ANON] += 1
             fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * KIND_ANON, 1)
             e = (pfn << PAGE_SHIFT) | q[(vma + V.V_PROT) >> 3] | _RW_D | _PAGE_ACCESSED
@@ -677,12 +708,23 @@ class Memory:
                     return do_shmem_fault(mm_id, vma, va, table, i, write, spec_seq)
                 return do_anonymous_page(mm_id, vma, va, table, i, write, spec_seq)
             if not e & _P_OR_NONE:
-                if is_migration_entry(e):                      # wait for the move to finish
-                    return VM_FAULT_RETRY if spec_seq >= 0 else 0
-                raise AeroSyncError(f"cpu{cpu}: swap entry {e:#x} at {va:#x}: swap is not configured")
-            if e & _PAGE_PROTNONE and not e & _PAGE_PRESENT:  # a NUMA hinting PTE: restore it
                 if spec_seq >= 0:
                     return VM_FAULT_RETRY
+                if is_migration_entry(e):                      # wait for the move to finish
+                    mw = ext.migration_wait
+                    if mw is not None:
+                        mw(mm_id, va, e)
+                    return 0
+                sf = ext.swap_fault
+                if sf is None:
+                    raise AeroSyncError(f"cpu{cpu}: swap entry {e:#x} at {va:#x}: swap is not configured")
+                return sf(mm_id, vma, va, table, i, e, write)
+            if e & _PAGE_PROTNONE and not e & _PAGE_PRESENT:  # a NUMA hinting PTE
+                if spec_seq >= 0:
+                    return VM_FAULT_RETRY
+                nf = ext.numa_fault
+                if nf is not None:
+                    return nf(mm_id, vma, va, table, i, e, write)
                 install(table, i, e, pte_modify(e, vma_prot(vma)) | _PAGE_PRESENT, -1, mm_id)
                 return 0
             if write and not e & _PAGE_RW:
@@ -890,7 +932,10 @@ class Memory:
                             continue
                         e = xchg(i << 3, 0)
                         if not e & _P_OR_NONE:
-                            continue                           # swap / migration entry: dropped
+                            zs = ext.zap_swap                  # swap entry: its slot goes
+                            if zs is not None:
+                                zs(mm_id, e)
+                            continue
                         if e & _PAGE_SPECIAL:
                             continue
                         pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
@@ -984,7 +1029,10 @@ class Memory:
                         if not e:
                             continue
                         if not e & _P_OR_NONE:
-                            q[db + k] = e                 # swap/migration entries are copied
+                            ds = ext.dup_swap             # swap/migration entries are copied
+                            if ds is not None:
+                                ds(e)
+                            q[db + k] = e
                             continue
                         if e & _PAGE_SPECIAL:
                             q[db + k] = e

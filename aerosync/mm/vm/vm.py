@@ -29,7 +29,7 @@ from aerosync.mm.slab.slub import Slub
 from aerosync.mm.vm import filemap as FM
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.fork import Fork
-from aerosync.mm.vm.memory import Memory
+from aerosync.mm.vm.memory import Memory, new_ext
 from aerosync.mm.vm.mmap import Mmap
 from aerosync.mm.vm.mmu import Mmu
 from aerosync.mm.vm.pgtable import PageTables
@@ -76,8 +76,10 @@ class VM:
         self.files = FM.Filemap(arena, cpu, self.mm, self.objs)
         self.vmas = VmaOps(arena, cpu, vma_cache, maple_cache, self.rcu, self.locks.vma_lock)
         self.cur = [0, 0]                       # [task id, mm id] of the task running here
+        self.ext = new_ext()                    # subsystems plug in here (memory.py: Memory)
+        self.files.ext = self.ext
         self.memory = Memory(arena, cpu, self.mm, self.pt, self.tlb, self.objs, self.files, self.locks, self.rcu,
-                             self.vmas.find_vma, self.vmas.load, self.cur)
+                             self.vmas.find_vma, self.vmas.load, self.cur, self.ext)
         self.mmu = Mmu(arena, cpu, self.tlb, self.levels, self.memory.do_user_addr_fault)
         self.sys = Mmap(arena, cpu, self.vmas, self.objs, self.memory, self.files, self.locks, self.tlb, self.rcu,
                         self.pt)

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
-from aerosync import cli, procfs
+from aerosync import cli, coordinator, procfs
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm import task_mmu as TM
 from aerosync.mm.vm.vm import VM
+from aerosync.report.schema import validate_result
+from aerosync.scenario import load_scenario
+from workers.workloads import registry
 
 RW = M.PROT_READ | M.PROT_WRITE
 ANON = M.MAP_PRIVATE | M.MAP_ANONYMOUS
@@ -266,3 +269,29 @@ def test_cli_stat_on_a_live_arena(vmachine, capsys) -> None:
     assert cli.main(["stat", "vmstat", "--pid", str(pid), "--arena", a.name]) == 2
     assert "--pid goes with maps, smaps, smaps_rollup, status" in capsys.readouterr().err
 
+
+def test_run_saves_task_views_and_stat_reads_them(tmp_path: Path, capsys) -> None:
+    """A duration run of page_fault1 (threads): the coordinator parks the CPUs before the
+    stop and saves every task's views; live checks and the final check include the VM."""
+    p = tmp_path / "s.toml"
+    p.write_text('[run]\nworkload = "page_fault1"\nduration = 1.0\nwarmup = 0.1\ncheck_interval = 0.3\n'
+                 '[machine]\ncpus = 2\nmemory = "64M"\n[vm]\nmm = "threads"\n[workload]\nsize_mb = 2\n')
+    d = coordinator.run(load_scenario(p, registry())).to_dict()
+    validate_result(d)
+    assert d["mm_check"]["ok"], d["mm_check"]["violations"]
+    assert "vm_mms" in d["mm_check"]["summary"] and d["mm_check"]["live_checks"]
+    assert d["mm"]["vm_events"]["pgfault"] > 0 and d["mm"]["vm_events"]["vma_lock_success"] > 0
+    proc = d["views_after"]["proc"]
+    tasks = proc["tasks"]["json"]
+    assert len(tasks) == 2 and len({t["mm"] for t in tasks}) == 1 and all(t["mm"] > 0 for t in tasks)
+    assert set(proc["pids"]) == {str(t["pid"]) for t in tasks}
+    pid = tasks[0]["pid"]
+    views = proc["pids"][str(pid)]
+    assert views["status"]["json"]["VmSize"] >= 2048 and " rw-p 00000000 00:00 0 " in views["maps"]["text"]
+    assert "proc" in d["views_before"]
+    out = tmp_path / "result.json"
+    out.write_text(json.dumps(d))
+    assert cli.main(["stat", "smaps", "--pid", str(pid), "--result", str(out)]) == 0
+    assert capsys.readouterr().out == views["smaps"]["text"]
+    assert cli.main(["stat", "tasks", "--result", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == tasks

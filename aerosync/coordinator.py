@@ -315,7 +315,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                              [], [], [], "", {}, ready_s, notes)
         views_before = procfs.snapshot_all(arena)
         proc_before, ev_before = procfs.snapshot_tasks(arena), _vm_counters(arena)
-        if proc_before:
+        if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
         samples, t_go, t_end, live_checks, proc_after = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
@@ -323,8 +323,10 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         # it was in when STOP came, and those operations count (and are counted).
         samples.append(_sample(arena, n, t_go))
         views_after = procfs.snapshot_all(arena)
-        if proc_after:
-            views_after["proc"] = proc_after
+        if "proc" in views_before:
+            # taken before the stop (duration runs); an ops run's tasks exited on their own:
+            # their list after the run, without address spaces
+            views_after["proc"] = proc_after or procfs.snapshot_tasks(arena)
         cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
         stats = lockstat.snapshot(arena)
         result = RunResult(

@@ -16,6 +16,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm import task_mmu as TM
 from aerosync.mm.vm.vm import VM
+from aerosync.report.rundir import write_run_dir
 from aerosync.report.schema import validate_result
 from aerosync.scenario import load_scenario
 from workers.workloads import registry
@@ -289,9 +290,13 @@ def test_run_saves_task_views_and_stat_reads_them(tmp_path: Path, capsys) -> Non
     views = proc["pids"][str(pid)]
     assert views["status"]["json"]["VmSize"] >= 2048 and " rw-p 00000000 00:00 0 " in views["maps"]["text"]
     assert "proc" in d["views_before"]
+    run = write_run_dir(d, tmp_path / "runs", str(p))
+    assert (run / "views" / "proc-after.txt").read_text() == proc["tasks"]["text"]
+    assert (run / "views" / "proc-after" / f"{pid}-smaps.txt").read_text() == views["smaps"]["text"]
+    assert json.loads((run / "views.json").read_text())["proc"]["after"]["pids"][str(pid)]["status"]["VmRSS"] >= 0
+    assert cli.main(["stat", "smaps", "--pid", str(pid), "--result", str(run)]) == 0
+    assert capsys.readouterr().out == views["smaps"]["text"]
     out = tmp_path / "result.json"
     out.write_text(json.dumps(d))
-    assert cli.main(["stat", "smaps", "--pid", str(pid), "--result", str(out)]) == 0
-    assert capsys.readouterr().out == views["smaps"]["text"]
     assert cli.main(["stat", "tasks", "--result", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == tasks

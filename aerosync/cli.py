@@ -167,19 +167,27 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_result(arg: str) -> Any:
+    path = Path(arg)
+    if path.is_dir():
+        path = path / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
+
+
 def _cmd_stat(args: argparse.Namespace) -> int:
     from aerosync import procfs
 
+    if args.view is None or args.view in procfs.TASK_VIEWS:
+        return _stat_task(args, args.view or "tasks")
     if args.view not in procfs.STAT_VIEWS:
-        raise UsageError(f"stat {args.view!r}: allowed views: {', '.join(procfs.STAT_VIEWS)}")
+        raise UsageError(f"stat {args.view!r}: allowed views: {', '.join(procfs.STAT_VIEWS + procfs.TASK_VIEWS)}")
+    if args.pid is not None:
+        raise UsageError(f"stat {args.view} --pid {args.pid}: --pid goes with {', '.join(procfs.PID_VIEWS)}")
     if args.result:
-        path = Path(args.result)
-        if path.is_dir():
-            path = path / "result.json"
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
+        d = _load_result(args.result)
         if args.json:
             print(json.dumps(procfs.render_saved_json(d, args.view, args.when), indent=1))
         else:
@@ -195,6 +203,34 @@ def _cmd_stat(args: argparse.Namespace) -> int:
             sys.stdout.write(procfs.render(arena, args.view))
     finally:
         arena.close()
+    return 0
+
+
+def _stat_task(args: argparse.Namespace, view: str) -> int:
+    """Per-task views; a pid view without --pid lists the tasks to choose from."""
+    from aerosync import procfs
+
+    pid = args.pid
+    if view == "tasks" and pid is not None:
+        raise UsageError(f"stat tasks --pid {pid}: --pid goes with {', '.join(procfs.PID_VIEWS)}")
+    if view != "tasks" and pid is None:
+        print(f"aerosync stat {view}: no --pid given; the tasks are listed (choose one with --pid N)",
+              file=sys.stderr)
+        view = "tasks"
+    if args.result:
+        out = procfs.render_saved_task(_load_result(args.result), view, pid, args.when, args.json)
+    else:
+        from aerosync.arena.segment import Arena
+
+        arena = Arena.attach(args.arena or _only_live_arena())
+        try:
+            out = procfs.render_task(arena, view, pid, args.json)
+        finally:
+            arena.close()
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        sys.stdout.write(out)
     return 0
 
 
@@ -253,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_topology)
 
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
-    s.add_argument("view", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat")
+    s.add_argument("view", nargs="?", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat, "
+                                           "slabinfo, slabtop; per task: tasks (the default), maps, smaps, "
+                                           "smaps_rollup, status (with --pid)")
+    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
     s.add_argument("--result", help="a run directory or result.json of a finished run")
     s.add_argument("--when", choices=("before", "after"), default="after",

@@ -41,6 +41,19 @@ Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the cou
     in this model, so zoneinfo omits them (vmstat and numastat carry them).  A CPU is
     listed under "pagesets" unless its per-CPU lists are OFFLINE (drained by hotplug).
   * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end.
+
+Per-task views (TASK_VIEWS; mm/vm/task_mmu.py draws them and states their model facts):
+  tasks         a ps-like list of the simulated tasks  [{"pid", "tgid", "ppid", "comm", "state",
+                                                        "cpu", "mm", "tid"}]
+  maps          /proc/<pid>/maps                       [{"start", "end", "perms", "offset", "dev",
+                                                        "inode", "pathname"}]
+  smaps         /proc/<pid>/smaps                      [maps fields + {"Size", "KernelPageSize", ...,
+                                                        "Locked" (kB), "THPeligible", "VmFlags": [..]}]
+  smaps_rollup  /proc/<pid>/smaps_rollup               {the summed fields + Pss_Anon/File/Shmem}
+  status        /proc/<pid>/status (memory part)       {"Name", "State", "Tgid", ..., "VmPeak" (kB), ...}
+A run saves them in views_before/views_after["proc"] = {"tasks": {"text", "json"},
+"pids": {"<pid>": {view: {"text", "json"}}}} (snapshot_tasks; after: taken with the CPUs
+parked just before the stop, while the tasks still have their address spaces).
 """
 
 from __future__ import annotations
@@ -57,7 +70,8 @@ from aerosync.sync import lockstat
 
 __all__ = [
     "VIEWS", "STAT_VIEWS", "ViewUnavailable", "render", "render_json", "render_saved", "render_saved_json",
-    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP",
+    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP", "TASK_VIEWS", "PID_VIEWS", "render_task",
+    "snapshot_tasks", "render_saved_task",
 ]
 
 
@@ -374,3 +388,69 @@ def render_saved_json(result: dict[str, Any], view: str, when: str = "after") ->
     if "json" not in got:
         raise UsageError(f"stat {view!r}: the saved {view} view ({when}) has no json")
     return got["json"]
+
+
+# ---------------------------------------------------------------------------- per-task views
+PID_VIEWS: tuple[str, ...] = ("maps", "smaps", "smaps_rollup", "status")
+TASK_VIEWS: tuple[str, ...] = ("tasks", *PID_VIEWS)
+
+
+def render_task(arena: Arena, view: str, pid: int | None = None, as_json: bool = False) -> Any:
+    """A per-task view of a live arena: "tasks", or a PID_VIEWS view of task `pid`
+    (ViewUnavailable: unknown view, no pid, no such task, an arena without the VM)."""
+    from aerosync.mm.vm import task_mmu as TM
+    from aerosync.mm.vm.mm_types import vm_ready
+
+    if view not in TASK_VIEWS:
+        raise ViewUnavailable(f"stat {view!r}: no such per-task view; available: {', '.join(TASK_VIEWS)}")
+    if not vm_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name}: no virtual memory (vm_init was not run): no tasks")
+    if view == "tasks":
+        return TM.tasks_json(arena) if as_json else TM.tasks_text(arena)
+    if pid is None:
+        raise ViewUnavailable(f"stat {view}: which task? give --pid (pids: {_pids(TM.tasks_json(arena))})")
+    try:
+        return TM.render_pid(arena, view, pid, as_json)
+    except TM.NoSuchTask as e:
+        raise ViewUnavailable(f"stat {view} --pid {pid}: {e}") from None
+
+
+def _pids(tasks: list[dict[str, Any]]) -> str:
+    return ", ".join(str(t["pid"]) for t in tasks) or "none"
+
+
+def snapshot_tasks(arena: Arena) -> dict[str, Any]:
+    """The task list and every task-with-an-mm's PID_VIEWS ({} without the VM)."""
+    from aerosync.mm.vm.task_mmu import snapshot_tasks as snap
+
+    return snap(arena)
+
+
+def render_saved_task(result: dict[str, Any], view: str, pid: int | None = None, when: str = "after",
+                      as_json: bool = False) -> Any:
+    """A per-task view from a finished run's result (views_<when>["proc"])."""
+    if view not in TASK_VIEWS:
+        raise UsageError(f"stat {view!r}: no such per-task view; available: {', '.join(TASK_VIEWS)}")
+    if when not in ("before", "after"):
+        raise UsageError(f"stat {view!r}: when = {when!r}: allowed: before, after")
+    views = result.get(f"views_{when}")
+    if not isinstance(views, dict):
+        raise UsageError(f"stat {view!r}: the result has no views_{when} (not an `aerosync run` result?)")
+    proc = views.get("proc")
+    if not isinstance(proc, dict) or "tasks" not in proc:
+        raise UsageError(f"stat {view!r}: the run saved no task views ({when} the run): "
+                         "a run without virtual-memory tasks, or from before they were saved")
+    if view == "tasks":
+        got = proc["tasks"]
+    else:
+        saved = proc.get("pids") or {}
+        if pid is None or str(pid) not in saved:
+            which = "which task? give --pid" if pid is None else f"no task with pid {pid} saved"
+            raise UsageError(f"stat {view}: {which} (pids saved {when} the run: {', '.join(saved) or 'none'})")
+        got = saved[str(pid)].get(view)
+        if not isinstance(got, dict):
+            raise UsageError(f"stat {view} --pid {pid}: the run saved no {view} view of that task")
+    key = "json" if as_json else "text"
+    if key not in got:
+        raise UsageError(f"stat {view}: the saved view has no {key}")
+    return got[key]

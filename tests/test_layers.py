@@ -1,5 +1,5 @@
-"""Imports flow downward only (aerosync/__init__.py): arch < arena < sync < mm < workers
-< coordinator/cli/bench.  A module importing a higher layer fails here."""
+"""Imports flow downward only (aerosync/__init__.py): arch < arena < sync (= lib) < mm <
+workers < coordinator/cli/bench.  A module importing a higher layer fails here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 RANK = {"aerosync.params": 0, "aerosync.errors": 0, "aerosync.arch": 1, "aerosync.arena": 2,
-        "aerosync.sync": 3, "aerosync.mm": 4, "aerosync.scenario": 1, "workers": 5,
+        "aerosync.sync": 3, "aerosync.lib": 3, "aerosync.mm": 4, "aerosync.scenario": 1, "workers": 5,
         "aerosync.coordinator": 6, "aerosync.bench": 7, "aerosync.report": 7, "aerosync.profile": 7,
         "aerosync.top": 7, "aerosync.doctor": 7, "aerosync.flamegraph": 0, "aerosync.pyspy": 0,
         "aerosync.procfs": 5, "aerosync.cli": 8}

@@ -121,6 +121,8 @@ from errno import EBUSY, EEXIST, EINVAL, ENOMEM
 from itertools import pairwise
 from typing import Any
 
+from aerosync.arch.atomic import RELEASE
+
 __all__ = [
     "MapleTree", "mt_init", "ULONG_MAX", "MT_ROOT_WORDS", "MAPLE_NODE_SIZE",
     "MT_FLAGS_ALLOC_RANGE", "MT_FLAGS_USE_RCU", "MAPLE_HEIGHT_MAX",
@@ -317,11 +319,18 @@ def _make_readers(u64: memoryview, rw: int, itype: int) -> tuple[Callable[..., A
             if not x:
                 return none
             p = bisect_left(u64, index, x, x + 15)
-            if x < p < x + 15:                       # slot 1..14: its bounds are pivots
-                e = u64[p + 15]
+            e = u64[p + 15]
+            if e:
+                if x < p < x + 15:                  # slot 1..14: its bounds are pivots
+                    return (e, u64[p - 1] + 1, u64[p])
+                # Slot 0 or 15: that bound is the leaf's, a pivot of the parent (0 and
+                # ULONG_MAX for a root leaf); -1 when the parent's own bound is needed.
+                first = u64[p - 1] + 1 if p > x else (u64[pp - 1] + 1 if pp > xp - d0 else -1) if xp else 0
+                last = u64[p] if p < x + 15 else (u64[pp] if pp < xp + d1 else -1) if xp else ULONG_MAX
+                if first >= 0 and last >= 0:
+                    return (e, first, last)
+            elif p < x + 15:                        # a gap: the entry after it
                 last = u64[p]
-                if e:
-                    return (e, u64[p - 1] + 1, last)
                 if last >= limit:
                     return none
                 if p < x + 14 and u64[p + 1] != last:   # a used slot follows the gap
@@ -355,6 +364,36 @@ def _make_readers(u64: memoryview, rw: int, itype: int) -> tuple[Callable[..., A
     return mtree_load, mas_walk, mt_find
 
 
+def _make_store(u64: memoryview, rw: int, itype: int, store64: Callable[..., Any],
+                slow: Callable[[int, int, int], int]) -> Callable[[int, int, int], int]:
+    """mas_store_range's fast path (writer side, bound once): a non-zero entry stored
+    over exactly the range of a non-zero entry is one release store of its leaf slot
+    (mas_wr_slot_store); everything else goes to `slow` (_rebuild)."""
+    d0, d1, inp = (2, 7, 9) if itype == maple_arange_64 else (1, 14, 15)
+    hrange = range(MAPLE_HEIGHT_MAX)
+
+    def mas_store_range(first: int, last: int, entry: int) -> int:
+        if 0 < entry <= ULONG_MAX and 0 <= first <= last <= ULONG_MAX:
+            x = u64[rw] >> 3
+            xp = pp = 0
+            for _ in hrange:
+                if not x & 2:
+                    break
+                xp = x
+                pp = bisect_left(u64, first, x - d0, x + d1)
+                x = u64[pp + inp] >> 3
+            if x and not x & 2:
+                p = bisect_left(u64, first, x, x + 15)
+                lo = u64[p - 1] + 1 if p > x else (u64[pp - 1] + 1 if pp > xp - d0 else -1) if xp else 0
+                hi = u64[p] if p < x + 15 else (u64[pp] if pp < xp + d1 else -1) if xp else ULONG_MAX
+                if lo == first and hi == last and u64[p + 15]:
+                    store64((p + 15) << 3, entry, RELEASE)
+                    return 0
+        return slow(first, last, entry)
+
+    return mas_store_range
+
+
 class MapleTree:
     """Handle on the maple tree whose root record is at arena offset `root_off`.
 
@@ -363,7 +402,7 @@ class MapleTree:
     """
 
     __slots__ = ("arena", "root_off", "alloc_node", "free_node", "rcu_free_node", "alloc_range",
-                 "itype", "_u64", "_rw", "mtree_load", "mas_walk", "mt_find")
+                 "itype", "_u64", "_rw", "mtree_load", "mas_walk", "mt_find", "mas_store_range")
 
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
@@ -377,6 +416,7 @@ class MapleTree:
         self.alloc_range = bool(self._u64[self._rw + _FLAGS] & MT_FLAGS_ALLOC_RANGE)
         self.itype = maple_arange_64 if self.alloc_range else maple_range_64
         self.mtree_load, self.mas_walk, self.mt_find = _make_readers(self._u64, self._rw, self.itype)
+        self.mas_store_range = _make_store(self._u64, self._rw, self.itype, arena.atomic.store64, self._store_slow)
 
     # ------------------------------------------------------------------ small facts
     def mt_height(self) -> int:
@@ -391,7 +431,7 @@ class MapleTree:
 
     def _publish(self, word: int, value: int) -> None:
         """rcu_assign_pointer: one RELEASE store of an aligned word."""
-        self.arena.atomic.store64(word << 3, value)
+        self.arena.atomic.store64(word << 3, value, RELEASE)
 
     # ------------------------------------------------------------------ read side (more)
     def mas_next(self, index: int, limit: int = ULONG_MAX) -> tuple[int, int, int]:
@@ -504,21 +544,16 @@ class MapleTree:
             self.free_node(off)  # type: ignore[misc]
 
     # ------------------------------------------------------------------ stores
-    def mas_store_range(self, first: int, last: int, entry: int) -> int:
+    def _store_slow(self, first: int, last: int, entry: int) -> int:
         """mtree_store_range(): [first, last] -> entry, overwriting whatever is there
-        (partially covered neighbours are trimmed or split); entry 0 erases."""
+        (partially covered neighbours are trimmed or split); entry 0 erases.  The
+        handle's mas_store_range tries the one-slot store first (_make_store)."""
         if not 0 <= first <= last <= ULONG_MAX or not 0 <= entry <= ULONG_MAX:
             return -EINVAL
         u64 = self._u64
         if not u64[self._rw]:
             return self._store_empty(first, last, entry) if entry else 0
-        if entry:
-            path, lo, hi, old = self._path(first)
-            if old and lo == first and hi == last:       # same range: one slot store
-                off, _, _, _, i = path[-1]
-                self._publish((off >> 3) + _R_SLOT + i, entry)
-                return 0
-        else:
+        if not entry:
             e, lo, hi = self.mas_walk(first)
             if not e and hi >= last:
                 return 0                                  # already a gap
@@ -609,12 +644,15 @@ class MapleTree:
             t = maple_leaf_64 if j == 0 else itype
             cap, minfill = ((MAPLE_ARANGE64_SLOTS, _MIN_ARANGE) if t == maple_arange_64
                             else (MAPLE_RANGE64_SLOTS, _MIN_RANGE))
+            side = -1
             if depth > 0 and len(vals) < minfill and (wlo or whi != ULONG_MAX):
-                # Too few slots for one node: take in a neighbour at this level.
-                side = wlo - 1 if wlo else whi + 1
+                side = wlo - 1 if wlo else whi + 1  # too few slots: take in a neighbour
+            elif depth > 0 and len(vals) > cap:
+                side = self._push_side(wlo, whi, depth, len(vals), cap)
+            if side >= 0:
                 noff, nt, nmin, nmax, _ = self._path(side)[0][depth]
                 nv, nm, ng = self._read(noff, nt, nmax)
-                if wlo:
+                if side < wlo:
                     vals, maxs, wlo = nv + vals, nm + maxs, nmin
                     gaps = None if gaps is None or ng is None else ng + gaps
                 else:
@@ -719,6 +757,24 @@ class MapleTree:
                 self._propagate_gap(wpath, publish_at, plan[-1][5][0])
         self._retire_windows(old_top, windows)
         return 0
+
+    def _push_side(self, wlo: int, whi: int, depth: int, n: int, cap: int) -> int:
+        """mas_push_data: an overflowing node that is one old node shares its data with a
+        sibling (same parent; left first) that has room, instead of splitting: two
+        fuller nodes replace two, and the parent keeps its slot count.  Returns an index
+        inside the sibling, or -1 (split)."""
+        path = self._path(wlo)[0]
+        if path[depth][3] != whi:
+            return -1
+        poff, pt, _, pmax, s = path[depth - 1]
+        pv, pm, _ = self._read(poff, pt, pmax)
+        for k in (s - 1, s + 1):
+            if 0 <= k < len(pv):
+                c = pv[k]
+                cmax = pm[k]
+                if n + len(self._read(c & ~0xFF, c >> 3 & 15, cmax)[0]) <= 2 * cap - 2:
+                    return cmax if k < s else pm[k - 1] + 1
+        return -1
 
     def _make_empty(self, windows: list[tuple[int, int]]) -> int:
         r = self._u64[self._rw]

@@ -92,6 +92,8 @@ from collections.abc import Callable, Iterator
 from errno import EINVAL, ENOMEM
 from typing import Any
 
+from aerosync.arch.atomic import RELEASE
+
 __all__ = [
     "XArray", "xa_init", "xa_mk_value", "xa_to_value", "xa_is_value", "xa_is_err",
     "XA_ROOT_WORDS", "XA_NODE_SIZE", "XA_NODE_ALIGN", "XA_CHUNK_SHIFT", "XA_CHUNK_SIZE",
@@ -301,11 +303,45 @@ def _make_readers(u64: memoryview, hw: int) -> tuple[Callable[..., Any], ...]:
     return xa_load, xa_find, xa_get_mark
 
 
+def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
+                slow: Callable[[int, int], int]) -> Callable[[int, int], int]:
+    """xa_store's fast path (writer side, bound once): a store into a shift-0 node that
+    already exists is one release store of the slot plus, when the slot was empty or
+    the entry changes kind, one store of the node's count word; the rest goes to
+    `slow` (erase, bad arguments, growth, new nodes)."""
+
+    def xa_store(index: int, entry: int) -> int:
+        if entry & 3 == 2 or not 0 < entry <= ULONG_MAX or not 0 <= index <= ULONG_MAX:
+            return slow(index, entry)
+        e = u64[hw]
+        if e & 63 == 2 and e > 4096:
+            b = e >> 3
+            shift = u64[b] & 0xFF
+            if index >> shift <= 63:
+                while shift:
+                    e = u64[b + 5 + (index >> shift & 63)]
+                    if e & 63 != 2:
+                        return slow(index, entry)
+                    b = e >> 3
+                    shift -= 6
+                w = b + 5 + (index & 63)
+                cur = u64[w]
+                store64(w << 3, entry, RELEASE)
+                if not cur:
+                    u64[b] += 1 << 16 | (entry & 1) << 24
+                elif (cur ^ entry) & 1:
+                    u64[b] += ((entry & 1) - (cur & 1)) << 24
+                return cur
+        return slow(index, entry)
+
+    return xa_store
+
+
 class XArray:
     """Handle on the XArray whose root record is at arena offset `root_off`."""
 
     __slots__ = ("arena", "root_off", "alloc_node", "free_node", "rcu_free_node", "_u64", "_hw", "_fw",
-                 "xa_load", "xa_find", "xa_get_mark")
+                 "xa_load", "xa_find", "xa_get_mark", "xa_store")
 
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
@@ -318,6 +354,7 @@ class XArray:
         self._fw = (root_off >> 3) + _FLAGS
         self._hw = (root_off >> 3) + _HEAD
         self.xa_load, self.xa_find, self.xa_get_mark = _make_readers(self._u64, self._hw)
+        self.xa_store = _make_store(self._u64, self._hw, arena.atomic.store64, self._store_slow)
 
     # ------------------------------------------------------------------ read side (more)
     def xa_find_after(self, index: int, limit: int = ULONG_MAX, mark: int | None = None) -> tuple[int, int] | None:
@@ -342,7 +379,7 @@ class XArray:
 
     # ------------------------------------------------------------------ writer helpers
     def _publish(self, word: int, value: int) -> None:
-        self.arena.atomic.store64(word << 3, value)
+        self.arena.atomic.store64(word << 3, value, RELEASE)
 
     def _alloc(self, n: int) -> list[int] | None:
         if n and self.alloc_node is None:
@@ -421,8 +458,8 @@ class XArray:
             b, shift = e >> 3, shift - XA_CHUNK_SHIFT
 
     # ------------------------------------------------------------------ stores
-    def xa_store(self, index: int, entry: int) -> int:
-        """xa_store(): index -> entry; return the old entry (entry 0 erases)."""
+    def _store_slow(self, index: int, entry: int) -> int:
+        """xa_store() when the fast path cannot: bad arguments, erase, growth, new nodes."""
         if not 0 <= index <= ULONG_MAX or not 0 <= entry <= ULONG_MAX or entry & 3 == 2:
             return -EINVAL
         if not entry:

@@ -114,7 +114,7 @@ README line below, updated with each change that moves them).
 
 from __future__ import annotations
 
-from array import array
+import struct
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from errno import EBUSY, EEXIST, EINVAL, ENOMEM
@@ -161,6 +161,7 @@ _A_SLOT, _A_GAP, _A_META = 10, 20, 30   # arange_64: pivots w1-9
 _MIN_RANGE, _MIN_ARANGE = MAPLE_RANGE64_SLOTS // 2 - 2, MAPLE_ARANGE64_SLOTS // 2 - 1
 
 _NONE = (0, 0, 0)
+_NODE_WORDS = struct.Struct("<32Q")    # a whole node in one pack_into (0.9 us vs 1.8 us via array)
 
 Path = list[tuple[int, int, int, int, int]]     # per depth: (off, type, min, max, slot taken)
 
@@ -507,8 +508,7 @@ class MapleTree:
         end, nmax = n - 1, maxs[-1]
         if t == maple_arange_64:
             assert gaps is not None and n <= MAPLE_ARANGE64_SLOTS
-            mx = max(gaps)
-            goff = max(i for i, g in enumerate(gaps) if g == mx)
+            goff = n - 1 - gaps[::-1].index(max(gaps))          # the last largest gap
             words = [parent, *maxs[:end], *([nmax] * (9 - end)), *vals, *([0] * (10 - n)),
                      *gaps, *([0] * (10 - n)), end | goff << 8, 0]
         else:
@@ -516,8 +516,7 @@ class MapleTree:
             words = [parent, *maxs[:end], *([nmax] * (15 - end)), *vals, *([0] * (16 - n))]
             if n < 16:
                 words[_R_META] = end
-        b = off >> 3
-        self._u64[b: b + 32] = array("Q", words)
+        _NODE_WORDS.pack_into(self.arena.buf, off, *words)
 
     def _alloc(self, n: int) -> list[int] | None:
         """mas_preallocate: n nodes or none at all."""
@@ -553,18 +552,6 @@ class MapleTree:
         u64 = self._u64
         if not u64[self._rw]:
             return self._store_empty(first, last, entry) if entry else 0
-        if not entry:
-            e, lo, hi = self.mas_walk(first)
-            if not e and hi >= last:
-                return 0                                  # already a gap
-            if first:                                     # widen over neighbouring gaps
-                e, lo, _ = self.mas_walk(first - 1)
-                if not e:
-                    first = lo
-            if last < ULONG_MAX:
-                e, _, hi = self.mas_walk(last + 1)
-                if not e:
-                    last = hi
         return self._rebuild(first, last, entry)
 
     def mtree_insert_range(self, first: int, last: int, entry: int) -> int:
@@ -605,8 +592,33 @@ class MapleTree:
         """The general store: rebuild bottom-up, allocate, write, publish once, retire."""
         u64, alloc, itype = self._u64, self.alloc_range, self.itype
         height = self.mt_height()
-        lpath = self._path(first)[0]
-        rpath = self._path(last)[0] if last != first else lpath
+        lpath, _, hi, e = self._path(first)
+        if not entry:
+            if not e and hi >= last:
+                return 0                                  # already a gap
+            # A gap store widens over neighbouring gaps (gaps stay maximal); inside the
+            # leaves _merge_nulls does it, across a leaf boundary it takes a walk.
+            if first == lpath[-1][2] and first:
+                e, lo, _ = self.mas_walk(first - 1)
+                if not e:
+                    first = lo
+                    lpath = self._path(first)[0]
+        rpath = lpath if lpath[-1][3] >= last else self._path(last)[0]
+        if not entry and last == rpath[-1][3] and last < ULONG_MAX:
+            e, _, hi = self.mas_walk(last + 1)
+            if not e:
+                last = hi
+                rpath = self._path(last)[0]
+        known = [lpath, rpath]
+
+        def path_of(index: int, depth: int) -> Path:
+            """A root path whose nodes at depths 0..depth hold index (walks are reused)."""
+            for p in known:
+                if p[depth][2] <= index <= p[depth][3]:
+                    return p
+            p = self._path(index)[0]
+            known.append(p)
+            return p
         loff, lt, lmin, lmax, _ = lpath[-1]
         roff, rt, _, rmax, _ = rpath[-1]
         # Level 0: left leaf's data before first, the new range, right leaf's data after last.
@@ -631,7 +643,8 @@ class MapleTree:
             if m > last:
                 vals.append(v)
                 maxs.append(m)
-        vals, maxs = _merge_nulls(vals, maxs)
+        if not entry:                               # only a new gap can touch another gap
+            vals, maxs = _merge_nulls(vals, maxs)
         gaps: list[int] | None = None
         wlo, whi = lmin, rmax
         # plan[j] = (type, vals, maxs, gaps, groups, group_gaps, wlo): new nodes of level j
@@ -648,9 +661,9 @@ class MapleTree:
             if depth > 0 and len(vals) < minfill and (wlo or whi != ULONG_MAX):
                 side = wlo - 1 if wlo else whi + 1  # too few slots: take in a neighbour
             elif depth > 0 and len(vals) > cap:
-                side = self._push_side(wlo, whi, depth, len(vals), cap)
+                side = self._push_side(path_of(wlo, depth), whi, depth, len(vals), cap)
             if side >= 0:
-                noff, nt, nmin, nmax, _ = self._path(side)[0][depth]
+                noff, nt, nmin, nmax, _ = path_of(side, depth)[depth]
                 nv, nm, ng = self._read(noff, nt, nmax)
                 if side < wlo:
                     vals, maxs, wlo = nv + vals, nm + maxs, nmin
@@ -658,7 +671,7 @@ class MapleTree:
                 else:
                     vals, maxs, whi = vals + nv, maxs + nm, nmax
                     gaps = None if gaps is None or ng is None else gaps + ng
-                if j == 0:
+                if j == 0 and not entry:
                     vals, maxs = _merge_nulls(vals, maxs)
             groups = _pack(len(vals), cap)
             ggaps: list[int] = []
@@ -671,13 +684,13 @@ class MapleTree:
             windows.append((wlo, whi))
             if depth == 0:
                 break
-            wpath = self._path(wlo)[0]
+            wpath = path_of(wlo, depth)
             if len(groups) == 1 and len(vals) >= minfill and wpath[depth][3] == whi:
                 publish_at = depth                  # one node replaces one node
                 break
             # The level above: its slots left of the window, the new nodes, those right of it.
             poff, pt, pmin, pmax, _ = wpath[depth - 1]
-            qoff, qt, _, qmax, _ = self._path(whi)[0][depth - 1]
+            qoff, qt, _, qmax, _ = path_of(whi, depth - 1)[depth - 1]
             pv, pm, pg = self._read(poff, pt, pmax)
             nvals, nmaxs, ngaps = [], [], []
             for k, (v, m) in enumerate(zip(pv, pm)):
@@ -746,7 +759,7 @@ class MapleTree:
             self._publish(self._rw + _ROOT, _enode(top, top_t) | MAPLE_ROOT_NODE)
             self._set_height(len(plan))
         else:
-            wpath = self._path(windows[-1][0])[0]
+            wpath = path_of(windows[-1][0], publish_at)
             poff, pt, _, _, slot = wpath[publish_at - 1]
             o = wpath[publish_at]
             old_top = (o[0], o[1], o[2], o[3])
@@ -758,12 +771,11 @@ class MapleTree:
         self._retire_windows(old_top, windows)
         return 0
 
-    def _push_side(self, wlo: int, whi: int, depth: int, n: int, cap: int) -> int:
-        """mas_push_data: an overflowing node that is one old node shares its data with a
-        sibling (same parent; left first) that has room, instead of splitting: two
-        fuller nodes replace two, and the parent keeps its slot count.  Returns an index
-        inside the sibling, or -1 (split)."""
-        path = self._path(wlo)[0]
+    def _push_side(self, path: Path, whi: int, depth: int, n: int, cap: int) -> int:
+        """mas_push_data: an overflowing node that is one old node (path[depth]) shares its
+        data with a sibling (same parent; left first) that has room, instead of
+        splitting: two fuller nodes replace two, and the parent keeps its slot count.
+        Returns an index inside the sibling, or -1 (split)."""
         if path[depth][3] != whi:
             return -1
         poff, pt, _, pmax, s = path[depth - 1]
@@ -797,7 +809,7 @@ class MapleTree:
             u64[b + _A_GAP + i] = gap
             gs = u64[b + _A_GAP: b + _A_GAP + end + 1].tolist()
             mx = max(gs)
-            u64[b + _A_META] = end | max(k for k, g in enumerate(gs) if g == mx) << 8
+            u64[b + _A_META] = end | (end - gs[::-1].index(mx)) << 8
             if mx == old_max:
                 return
             gap = mx

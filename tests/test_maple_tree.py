@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -169,7 +168,7 @@ def test_random_ops_match_model(env, flags: int) -> None:
                 assert t.mas_prev(p, lim) == model_prev(m, p, lim)
         assert t.mt_nr_nodes() == len(nc.live)
         t.mt_destroy()
-        assert not nc.live if flags & MT_FLAGS_USE_RCU else True
+        assert not nc.live
         nc.grace()
 
     run()
@@ -438,40 +437,12 @@ def test_MT_invariant_violations_detected(env, mt: str) -> None:
 
 
 # ---------------------------------------------------------------- lock-free readers, other processes
-def run_concurrent(machine: Any, spawn: Any, writer: Any, reader: Any, init: Any, nops: int,
-                   span: int, extra_args: tuple[Any, ...] = ()) -> dict[str, Any]:
-    a = machine(slab=True, extra=[L.SectionSpec("treetest", 1 << 20)])
-    ctl = a.off("treetest")
-    root = ctl + 2048
-    init(a, root)
-    nreaders = 2
-    w = spawn(writer, a.name, root, ctl, nreaders, nops, 7, span, *extra_args)
-    rs = [spawn(reader, a.name, root, ctl, r, 100 + r, span) for r in range(nreaders)]
-    while a.atomic.load64(ctl + 16) < nreaders + 1:
-        import time
-        time.sleep(0.01)
-        assert w.exitcode is None and all(p.exitcode is None for p in rs), "a child died at start"
-    a.atomic.store64(ctl + 16, 1000)
-    w.join(240)
-    for p in rs:
-        p.join(60)
-    assert w.exitcode == 0 and all(p.exitcode == 0 for p in rs), (w.exitcode, [p.exitcode for p in rs])
-    u64 = a.u64
-    res = {"errors": u64[(ctl + 32) >> 3], "freed": u64[(ctl + 40) >> 3], "readers": []}
-    for r in range(nreaders):
-        b = (ctl + H.R_BASE + r * H.R_SIZE) >> 3
-        res["readers"].append({k: u64[b + i] for i, k in enumerate(
-            ("qs", "lookups", "exact", "linear", "bad", "garbage", "crash", "done"))})
-    res["arena"] = a
-    return res
-
-
 def test_lock_free_readers_against_writer(machine, spawn) -> None:
     """One writer process (3,000 prefill ranges, then random stores and erases under a
     seqcount, nodes freed after a QSBR grace period) and two reader processes: every
     answer taken under an unchanged seqcount equals the model's, every single-walk answer
     was the tree's at some version the read overlapped, none is garbage, none crashed."""
-    res = run_concurrent(machine, spawn, H.maple_writer, H.maple_reader,
+    res = H.run_concurrent(machine, spawn, H.maple_writer, H.maple_reader,
                          lambda a, root: mt_init(a, root), nops=6000, span=3000 * 16, extra_args=(3000,))
     assert res["errors"] == 0 and res["freed"] > 0
     for rd in res["readers"]:
@@ -489,7 +460,7 @@ def test_without_grace_period_readers_see_recycled_nodes(machine, spawn, soak) -
     walk recycled nodes, and the same checks catch it (rare per run: --soak only)."""
     if not soak:
         pytest.skip("negative control runs with --soak")
-    res = run_concurrent(machine, spawn, H.maple_writer, H.maple_reader, lambda a, root: mt_init(a, root),
+    res = H.run_concurrent(machine, spawn, H.maple_writer, H.maple_reader, lambda a, root: mt_init(a, root),
                          nops=40_000, span=3000 * 16, extra_args=(3000, False))
     assert all(rd["crash"] == 0 for rd in res["readers"])
     assert sum(rd["bad"] + rd["garbage"] for rd in res["readers"]) > 0, res["readers"]

@@ -27,7 +27,6 @@ from aerosync.lib.xarray import (
     xa_to_value,
 )
 from tests import tree_helpers as H
-from tests.test_maple_tree import run_concurrent
 from tests.tree_helpers import Interleave, NodeCache, snapshot
 
 EINVAL, ENOMEM = 22, 12
@@ -378,7 +377,7 @@ def test_lock_free_readers_against_writer(machine, spawn) -> None:
     """As the maple tree's: one writer (stores and erases under a seqcount, growth and
     shrink, QSBR-delayed frees), two readers checking xa_load (linearizable) and xa_find
     (under an unchanged seqcount) against the logged model."""
-    res = run_concurrent(machine, spawn, H.xa_writer, H.xa_reader, lambda a, root: xa_init(a, root),
+    res = H.run_concurrent(machine, spawn, H.xa_writer, H.xa_reader, lambda a, root: xa_init(a, root),
                          nops=8000, span=1 << 14)
     assert res["errors"] == 0 and res["freed"] > 0
     for rd in res["readers"]:

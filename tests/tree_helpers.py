@@ -22,6 +22,7 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 from aerosync.arch.atomic import ACQUIRE, fence
+from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 
 ULONG_MAX = (1 << 64) - 1
@@ -188,6 +189,35 @@ def snapshot(arena: Arena, root_off: int, nodes: list[int], size: int) -> dict[i
     snap = {off: u64[off >> 3: (off + size) >> 3].tolist() for off in nodes}
     snap[-1] = u64[root_off >> 3: (root_off >> 3) + 2].tolist()
     return snap
+
+
+def run_concurrent(machine: Any, spawn: Any, writer: Any, reader: Any, init: Any, nops: int,
+                   span: int, extra_args: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Start writer + 2 readers on a fresh SLUB machine (conftest's `machine` and `spawn`
+    factories), release them together, wait, and return the counters (and the arena)."""
+    a = machine(slab=True, extra=[SectionSpec("treetest", 1 << 20)])
+    ctl = a.off("treetest")
+    root = ctl + 2048
+    init(a, root)
+    nreaders = 2
+    w = spawn(writer, a.name, root, ctl, nreaders, nops, 7, span, *extra_args)
+    rs = [spawn(reader, a.name, root, ctl, r, 100 + r, span) for r in range(nreaders)]
+    while a.atomic.load64(ctl + 16) < nreaders + 1:
+        time.sleep(0.01)
+        assert w.exitcode is None and all(p.exitcode is None for p in rs), "a child died at start"
+    a.atomic.store64(ctl + 16, 1000)
+    w.join(240)
+    for p in rs:
+        p.join(60)
+    assert w.exitcode == 0 and all(p.exitcode == 0 for p in rs), (w.exitcode, [p.exitcode for p in rs])
+    u64 = a.u64
+    res = {"errors": u64[(ctl + 32) >> 3], "freed": u64[(ctl + 40) >> 3], "readers": []}
+    for r in range(nreaders):
+        b = (ctl + R_BASE + r * R_SIZE) >> 3
+        res["readers"].append({k: u64[b + i] for i, k in enumerate(
+            ("qs", "lookups", "exact", "linear", "bad", "garbage", "crash", "done"))})
+    res["arena"] = a
+    return res
 
 
 # ---------------------------------------------------------------- multi-process bodies

@@ -52,52 +52,57 @@ the node's min and the last used slot ("end") ends at its max, both from the par
 (the root spans 0..ULONG_MAX).  Leaves hold entries, 0 for a gap; internal nodes hold
 encoded children.  Deviations from Linux, each for one reason: unused pivots hold the
 node's max (Linux: 0), so a reader bisects all pivots without reading the end first;
-a lone entry at index 0 still gets a leaf (Linux keeps it in ma_root); "end" of a
-leaf/range node is read from its metadata byte unless pivot[14] < max (node full), as
-ma_data_end does; gaps (NULL ranges) are maximal everywhere (no two adjacent NULL
-ranges, even across leaves), so per-node gap tracking is exact.
+a lone entry at index 0 still gets a leaf (Linux keeps it in ma_root); gaps (NULL
+ranges) are maximal everywhere, across leaves too, so per-node gap tracking is exact
+and the slot after a gap always holds an entry.  "end" of a leaf/range node is its
+metadata byte unless pivot[14] < max (a full node), as ma_data_end.
 
-Writes (mas_store_range).  A store of a non-zero entry over exactly the range of a
-non-zero entry is one 8-byte store into the leaf.  Anything else rebuilds bottom-up: the
-leaves holding `first` and `last` (a NULL store first widens over neighbouring NULLs)
-become one list of ranges -- their data left of first, the new range, their data right
-of last -- packed into new leaves of up to 16 slots; the level above takes the new nodes
-in place of the old ones, and so on upwards.  A level that would be below the minimum
-fill (6 slots; 4 for arange) pulls in a neighbouring node; a level that fits one node
-replacing exactly one old node stops the climb there; the root level may grow a new
-root or collapse single-child roots.  Every node the plan needs is allocated before
-anything is written (mas_preallocate): -ENOMEM leaves the tree untouched.
+Writes.  mas_store_range of a non-zero entry over exactly the range of a non-zero entry
+is one release store into the leaf (mas_wr_slot_store; the handle's closure tries it
+first).  Anything else rebuilds bottom-up (_rebuild): the leaves holding `first` and
+`last` become one list of ranges -- their data left of first, the new range, their
+data right of last; a gap store first widens over the gaps beside it -- packed into
+new leaves of up to 16 slots; the level above takes the new nodes in place of the old
+ones, and so on up.  A level below the minimum fill (mt_min_slots: 6; arange 4) pulls
+in a neighbouring node; an overflowing node first shares its data with a sibling that
+has room (mas_push_data: nodes stay ~14/16 full instead of ~9 after even splits, and
+a top-down mmap pattern keeps 10,000 ranges at height 5 instead of 6); a level that
+fits one node replacing exactly one old node ends the climb; the root level may grow a
+new root or drop single-child roots.  Every node of the plan is allocated before
+anything is written (mas_preallocate): -ENOMEM leaves the tree untouched.  A tree
+without MT_FLAGS_USE_RCU frees replaced nodes at once (free_node), as Linux does.
 
 RCU publication protocol (what a lock-free reader can see):
-  * new nodes are written completely while unreachable, then published by ONE
-    release store: the parent's slot word, or ma_root;
+  * new nodes are written completely while unreachable, then published by ONE release
+    store: the parent's slot word, or ma_root (with the height in ma_flags after it;
+    readers never use the height, they stop at a leaf-typed reference);
   * the only other stores into reachable nodes are single aligned words that leave the
     node consistent: an entry replaced for an unchanged range, the gap words and
-    metadata of arange nodes (readers never read them), the parent words of kept
-    children (readers never read them);
-  * replaced nodes are unchanged after publication except their parent word (dead
-    mark), then go to rcu_free_node.
-So a reader that follows any path sees, in every node, a state that was current when
-it loaded that node's reference, and a kept node never changes its range: the answer
-of a single walk was the tree's answer at some instant during the walk.  mt_find may
-walk twice (a gap ending a leaf continues at the next leaf) and mt_for_each walks per
-step: their answers can mix instants; callers validate (per-VMA lock and range
-re-check, or a sequence count).  Readers bound every loop by MAPLE_HEIGHT_MAX, mask node
-references to 256-byte alignment, and turn an offset outside the arena (IndexError) or
-a bad node type into a NULL answer: a recycled node gives a wrong answer, never a
-crash or a hang.  Memory ordering: x86-TSO keeps the node's plain stores before the
-publishing store and a reader's loads in order (rcu_dereference is a plain load in
-Linux too); the publishing store is a RELEASE atomic for weaker machines.  Gap searches
-(mas_empty_area*) read gap words and run under the writers' lock, as
-get_unmapped_area runs under mmap_lock.
+    metadata of arange nodes, the parent words of adopted children (readers read
+    neither gaps nor parent words);
+  * a node's pivots never change while it is in the tree, so a kept node keeps its
+    range, and the range a reader derives from any parent it passed is right;
+  * replaced nodes are unchanged after the publication except their parent word (the
+    dead mark, mte_set_node_dead), then go to rcu_free_node.
+So a single walk (mtree_load, mas_walk) returns what the tree held at some instant
+during the walk.  mt_find may take a second step (a gap that ends a leaf continues in
+the next leaf, through the parent or a second walk) and mt_for_each walks per entry:
+their answers can mix instants; callers validate (per-VMA lock and range re-check, or
+a sequence count).  Readers bound every loop by MAPLE_HEIGHT_MAX, mask node references
+to 256-byte alignment, and turn an offset past the arena (IndexError) into a NULL
+answer: a recycled node gives a wrong answer, never an exception or a hang.  Memory
+ordering: x86-TSO keeps a node's plain stores before the publishing store and a
+reader's loads in order (rcu_dereference is a plain load in Linux too); the publishing
+store is a RELEASE atomic for weaker machines.  Gap searches (mas_empty_area*) read gap
+words and run under the writers' lock, as get_unmapped_area runs under mmap_lock.
 
-Invariants (mt_validate):
+Invariants (mt_validate, for the invariant checker; stop-the-world):
   MT1 ma_root is 0 (height 0) or an encoded root node; the height in ma_flags equals
       the depth of every leaf.
   MT2 every node is 256-aligned inside the arena; leaves are maple_leaf_64, internal
       nodes maple_arange_64 in ALLOC_RANGE trees and maple_range_64 otherwise.
   MT3 used pivots strictly increase from >= the node's min to < its max; unused pivots
-      equal the max.
+      equal the max; leaves cover 0..ULONG_MAX in order without holes.
   MT4 the node's end (metadata or fullness) matches its data; slots (and gaps) past the
       end are 0; internal slots are non-zero.
   MT5 every node's parent word names its parent and slot (the root: root_off | 1).
@@ -108,8 +113,14 @@ Invariants (mt_validate):
 
 Deliberate races: none among writers (serialised by the caller).  A reader's answer may
 be stale by the time it returns (RCU); that is the caller's to validate.
-Measured costs: see the bench suite `aerosync bench lib` (figures in the module's
-README line below, updated with each change that moves them).
+
+Measured (2-core box shared with other jobs, `aerosync bench lib`, medians of 5; 10,000
+ranges laid out like an mm, height 5, 30 B of nodes per range): MEASURED_MAPLE.
+
+Size: ~1000 lines in one module (style-anchors 5.1 asks for a split past ~800): the
+read closures, the writer and the validator share one node layout, and splitting the
+validator out would need the tree to import it back (a cycle) or callers to find it
+elsewhere.
 """
 
 from __future__ import annotations

@@ -49,6 +49,13 @@ slot 0 of a new top), a lone entry at index 0 lives in xa_head itself, and erasi
 shrinks the tree (xas_shrink) and deletes emptied nodes (xas_delete_node).  Multi-index
 (sibling) entries are not supported: every entry covers one index.
 
+Writes.  xa_store into a shift-0 node that exists is one release store of the slot, plus
+one store of the node's count word when the slot was empty or the entry changes kind
+(the handle's closure: _make_store).  Otherwise (_store_slow): a missing path is built
+as a chain of new nodes hanging from the deepest existing node, and growth builds the
+new top levels with the old head in slot 0 of the lowest and index's path off the new
+top -- every node allocated first (-ENOMEM changes nothing), published by one store.
+
 RCU publication protocol (what a lock-free reader can see):
   * a store into an existing slot, a mark bit, a count: one aligned 8-byte store;
   * new nodes (growth or a new path) are written completely while unreachable and
@@ -83,6 +90,9 @@ Invariants (xa_validate):
 Deliberate races: none among writers (serialised by the caller); readers may return an
 entry that was erased after they loaded it (RCU); callers re-check (folio_try_get +
 xa_load again, or a sequence count).
+
+Measured (2-core box shared with other jobs, `aerosync bench lib`, medians of 5; 40,000
+entries below 2^18, top shift 12, 4,161 nodes): MEASURED_XA.
 """
 
 from __future__ import annotations

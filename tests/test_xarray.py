@@ -373,12 +373,12 @@ def test_XA_invariant_violations_detected(env, xa_id: str) -> None:
 
 
 # ---------------------------------------------------------------- lock-free readers, other processes
-def test_lock_free_readers_against_writer(machine, spawn) -> None:
+def test_lock_free_readers_against_writer(machine, spawn, soak) -> None:
     """As the maple tree's: one writer (stores and erases under a seqcount, growth and
     shrink, QSBR-delayed frees), two readers checking xa_load (linearizable) and xa_find
     (under an unchanged seqcount) against the logged model."""
     res = H.run_concurrent(machine, spawn, H.xa_writer, H.xa_reader, lambda a, root: xa_init(a, root),
-                         nops=8000, span=1 << 14)
+                         nops=60_000 if soak else 8000, span=1 << 14)
     assert res["errors"] == 0 and res["freed"] > 0
     for rd in res["readers"]:
         assert rd["done"] == 1 and rd["crash"] == 0

@@ -5,6 +5,7 @@ reader tests (module level, so spawn can import them).
 Multi-process protocol (section "treetest", u64 words):
   +0 seq (the writer's seqcount: odd while a store runs)   +8 stop    +16 go (barrier)
   +24 ops done   +32 writer errors   +40 nodes freed after a grace period
+  +48 the tallest the tree got (maple)
   reader r at +64 + 64 r: qs counter (quiescent states: +1 after every lookup;
       QSBR_IDLE once the reader exits), lookups, exact checks, linearizable checks,
       mismatches, garbage answers, crashes, done
@@ -30,7 +31,8 @@ R_BASE, R_SIZE = 64, 64
 QS, LOOKUPS, EXACT, LINEAR, BAD, GARBAGE, CRASH, DONE = range(8)
 LOG_OFF = 4096
 QSBR_IDLE = 1 << 62
-MAX_OPS = ((1 << 20) - LOG_OFF) // 24 - 1      # the log's room in the 1 MiB section
+SECTION = 4 << 20                                # "treetest": control words + the op log
+MAX_OPS = (SECTION - LOG_OFF) // 24 - 1         # the log's room
 MIN_LINEAR = 50
 
 
@@ -195,7 +197,7 @@ def run_concurrent(machine: Any, spawn: Any, writer: Any, reader: Any, init: Any
                    span: int, extra_args: tuple[Any, ...] = ()) -> dict[str, Any]:
     """Start writer + 2 readers on a fresh SLUB machine (conftest's `machine` and `spawn`
     factories), release them together, wait, and return the counters (and the arena)."""
-    a = machine(slab=True, extra=[SectionSpec("treetest", 1 << 20)])
+    a = machine(slab=True, extra=[SectionSpec("treetest", SECTION)])
     ctl = a.off("treetest")
     root = ctl + 2048
     init(a, root)
@@ -211,7 +213,8 @@ def run_concurrent(machine: Any, spawn: Any, writer: Any, reader: Any, init: Any
         p.join(60)
     assert w.exitcode == 0 and all(p.exitcode == 0 for p in rs), (w.exitcode, [p.exitcode for p in rs])
     u64 = a.u64
-    res = {"errors": u64[(ctl + 32) >> 3], "freed": u64[(ctl + 40) >> 3], "readers": []}
+    res = {"errors": u64[(ctl + 32) >> 3], "freed": u64[(ctl + 40) >> 3], "height": u64[(ctl + 48) >> 3],
+           "readers": []}
     for r in range(nreaders):
         b = (ctl + R_BASE + r * R_SIZE) >> 3
         res["readers"].append({k: u64[b + i] for i, k in enumerate(
@@ -310,8 +313,13 @@ def maple_writer(name: str, root_off: int, ctl: int, nreaders: int, nops: int, s
         e = 0 if rnd.random() < 0.3 else (v << 8 | 0xA0)
         return (f, l, e)
 
+    def apply(f: int, l: int, e: int) -> int:
+        r = t.mas_store_range(f, l, e)
+        a.u64[(ctl + 48) >> 3] = max(a.u64[(ctl + 48) >> 3], t.mt_height())   # the tallest it got
+        return r
+
     _wait_go(a, ctl)
-    _writer_loop(a, ctl, nreaders, nops, nc, t.mas_store_range, pick, grace)
+    _writer_loop(a, ctl, nreaders, nops, nc, apply, pick, grace)
     nc.release()
     a.close()
 

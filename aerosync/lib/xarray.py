@@ -181,26 +181,46 @@ def _make_readers(u64: memoryview, hw: int) -> tuple[Callable[..., Any], ...]:
     levels = range(_MAX_SHIFT // XA_CHUNK_SHIFT + 2)
 
     def xa_load(index: int) -> int:
-        entry = u64[hw]
-        if entry & 3 != 2:
-            return 0 if index else entry
+        e = u64[hw]
+        if e & 3 != 2:
+            return 0 if index else e
         try:
-            b = entry >> 3
-            shift = u64[b] & 0xFF
-            if index >> shift > 63:
-                return 0
-            while shift:                         # shift falls by 6: bounded; garbage -> ValueError
-                entry = u64[b + 5 + (index >> shift & 63)]
-                if entry & 63 != 2:              # above shift 0 only nodes (64-aligned | 2) or NULL
+            shift = u64[e >> 3] & 0xFF
+            # Depths 2 and 3 (indices below 2^12 / 2^18: files up to 1 GiB) unrolled, no
+            # loop variables: at depth 3, 0.50 -> 0.46 us (A/B medians in one process).
+            if shift == 12:
+                if index >> 18:
                     return 0
-                b = entry >> 3
-                shift -= 6
-            entry = u64[b + 5 + (index & 63)]
+                e = u64[(e >> 3) + 5 + (index >> 12)]
+                if e & 63 != 2:                  # above shift 0 only nodes (64-aligned | 2) or NULL
+                    return 0
+                e = u64[(e >> 3) + 5 + (index >> 6 & 63)]
+                if e & 63 != 2:
+                    return 0
+                e = u64[(e >> 3) + 5 + (index & 63)]
+            elif shift == 6:
+                if index >> 12:
+                    return 0
+                e = u64[(e >> 3) + 5 + (index >> 6)]
+                if e & 63 != 2:
+                    return 0
+                e = u64[(e >> 3) + 5 + (index & 63)]
+            else:
+                if index >> shift > 63:
+                    return 0
+                b = e >> 3
+                while shift:                     # shift falls by 6: bounded; garbage -> ValueError
+                    e = u64[b + 5 + (index >> shift & 63)]
+                    if e & 63 != 2:
+                        return 0
+                    b = e >> 3
+                    shift -= 6
+                e = u64[b + 5 + (index & 63)]
         except (IndexError, ValueError):
             return 0
-        if entry & 3 == 2:                       # XA_RETRY_ENTRY (a shrunk node): start again
+        if e & 3 == 2:                           # XA_RETRY_ENTRY (a shrunk node): start again
             return _load_retry(index)
-        return entry
+        return e
 
     def _load_retry(index: int) -> int:
         for _ in range(8):
@@ -325,23 +345,33 @@ def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
             return slow(index, entry)
         e = u64[hw]
         if e & 63 == 2 and e > 4096:
-            b = e >> 3
-            shift = u64[b] & 0xFF
-            if index >> shift <= 63:
+            shift = u64[e >> 3] & 0xFF
+            if shift == 12 and not index >> 18:  # depth 3 unrolled, as in xa_load
+                e = u64[(e >> 3) + 5 + (index >> 12)]
+                if e & 63 != 2:
+                    return slow(index, entry)
+                e = u64[(e >> 3) + 5 + (index >> 6 & 63)]
+                if e & 63 != 2:
+                    return slow(index, entry)
+                b = e >> 3
+            elif index >> shift <= 63:
+                b = e >> 3
                 while shift:
                     e = u64[b + 5 + (index >> shift & 63)]
                     if e & 63 != 2:
                         return slow(index, entry)
                     b = e >> 3
                     shift -= 6
-                w = b + 5 + (index & 63)
-                cur = u64[w]
-                store64(w << 3, entry, RELEASE)
-                if not cur:
-                    u64[b] += 1 << 16 | (entry & 1) << 24
-                elif (cur ^ entry) & 1:
-                    u64[b] += ((entry & 1) - (cur & 1)) << 24
-                return cur
+            else:
+                return slow(index, entry)
+            w = b + 5 + (index & 63)
+            cur = u64[w]
+            store64(w << 3, entry, RELEASE)
+            if not cur:
+                u64[b] += 1 << 16 | (entry & 1) << 24
+            elif (cur ^ entry) & 1:
+                u64[b] += ((entry & 1) - (cur & 1)) << 24
+            return cur
         return slow(index, entry)
 
     return xa_store

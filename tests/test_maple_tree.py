@@ -122,7 +122,7 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("insert"), IDX, LEN, st.integers(1, ULONG_MAX)),
     st.tuples(st.just("bulk"), st.integers(0, 3000), st.integers(1, 300), st.integers(1, 7)),
     st.tuples(st.just("gap"), IDX, LEN, st.one_of(st.integers(1, 40), st.integers(1, ULONG_MAX))),
-), min_size=1, max_size=40)
+), min_size=10, max_size=60)
 
 
 @pytest.mark.parametrize("flags", [RCU_ALLOC, 0], ids=["alloc_range_rcu", "range_64"])

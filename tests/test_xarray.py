@@ -149,7 +149,7 @@ OPS = st.lists(st.one_of(
     st.tuples(st.just("clear_mark"), st.integers(0, 1000), st.integers(0, 2)),
     st.tuples(st.just("cmpxchg"), IDX, ENTRY),
     st.tuples(st.just("bulk"), st.integers(0, 1 << 16), st.integers(1, 200)),
-), min_size=1, max_size=50)
+), min_size=10, max_size=60)
 
 
 def test_random_ops_match_model(env) -> None:

@@ -91,8 +91,11 @@ Deliberate races: none among writers (serialised by the caller); readers may ret
 entry that was erased after they loaded it (RCU); callers re-check (folio_try_get +
 xa_load again, or a sequence count).
 
-Measured (2-core box shared with other jobs, `aerosync bench lib`, medians of 5; 40,000
-entries below 2^18, top shift 12, 4,161 nodes): MEASURED_XA.
+Measured (`aerosync bench lib --repeat 7`, 2-core box shared with other jobs, load
+average 2.3; 40,000 entries below 2^18: top shift 12, depth 3, 4,161 nodes): xa_load
+0.45 us (target 0.3), xa_store over a present entry 0.68 us (target 0.6), into an
+empty slot of an existing node 0.81 us.  A depth-3 load is 5 memoryview loads (head,
+top shift, 3 slots) plus ~60 bytecodes of index arithmetic and checks.
 """
 
 from __future__ import annotations

@@ -285,12 +285,15 @@ def setup_watermarks(managed: list[int], min_free_kbytes: int,
     return out
 
 
-def setup_lowmem_reserve(managed: list[int]) -> list[list[int]]:
-    """lowmem_reserve[i][j] for the zones of ONE node (setup_per_zone_lowmem_reserve)."""
+def setup_lowmem_reserve(managed: list[int], ratios: tuple[int, ...] | list[int] = LOWMEM_RESERVE_RATIO
+                         ) -> list[list[int]]:
+    """lowmem_reserve[i][j] for the zones of ONE node (setup_per_zone_lowmem_reserve);
+    `ratios` is sysctl_lowmem_reserve_ratio, one per zone (the doctor's self-check feeds
+    a host's, with all of its zones)."""
     nz = len(managed)
     res = [[0] * nz for _ in range(nz)]
     for i in range(nz):
-        ratio = LOWMEM_RESERVE_RATIO[i]
+        ratio = ratios[i] if i < len(ratios) else 0
         if not ratio or not managed[i]:
             continue
         acc = 0

@@ -32,6 +32,8 @@ from aerosync.mm.slab.slub import Slub, kmem_cache_destroy
 from tests import slub_helpers as H
 from tests.conftest import new_machine
 
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
+
 
 def make_slab_arena(**kw: Any) -> Arena:
     """A booted machine with SLUB; the caller closes and unlinks it."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm.gfp import __GFP_NOWARN, __GFP_THISNODE
 from aerosync.mm.slab import slab_common as SC
@@ -17,6 +19,8 @@ from aerosync.mm.slab import slub as S
 from aerosync.mm.slab.slab_common import kmem_cache_create, slab_stats, virt_to_off
 from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
+
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
 
 
 def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:

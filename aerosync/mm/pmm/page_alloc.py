@@ -285,6 +285,7 @@ def _build(mm: MM) -> None:
     exact = autotune == Z.PCP_AUTOTUNE_EXACT
     batched = autotune == Z.PCP_AUTOTUNE_BATCHED
     zflag = [o + Z.Z_FLAGS for o in zoffs]                     # byte offsets (atomic fetch_or/and)
+    zflag_i = [f >> 3 for f in zflag]                          # u64 indices: plain (test_bit) reads
     zboost = [(o + Z.Z_WMARK_BOOST) >> 3 for o in zoffs]
     BELOW_HIGH, BOOSTED = Z.ZONE_BELOW_HIGH, Z.ZONE_BOOSTED_WATERMARK
     fetch_or64, fetch_and64 = at.fetch_or64, at.fetch_and64
@@ -458,7 +459,10 @@ def _build(mm: MM) -> None:
     def rmqueue_locked(zid: int, order: int, mt: int, alloc_flags: int) -> int:
         """Models __rmqueue() from RMQUEUE_NORMAL: its own lists, then CLAIM (largest
         fallback block first), then STEAL (not under ALLOC_NOFRAGMENT)."""
-        return rmqueue_mode_locked(zid, order, mt, alloc_flags, RMQUEUE_NORMAL)[0]
+        pfn = rmqueue_smallest_locked(zid, order, mt)       # RMQUEUE_NORMAL, without the tuple
+        if pfn >= 0 or mt >= _PCPTYPES:
+            return pfn
+        return rmqueue_mode_locked(zid, order, mt, alloc_flags, RMQUEUE_CLAIM)[0]
 
     def rmqueue_mode_locked(zid: int, order: int, mt: int, af: int, mode: int) -> tuple[int, int]:
         """Models __rmqueue() with its enum rmqueue_mode: (pfn, the mode to start from next
@@ -653,14 +657,14 @@ def _build(mm: MM) -> None:
     # pcp_autotune "batched", caught up at each refill and drain from the CPU's counters
     # (catch_up): the fast paths then cost what they cost before autotune existed.
     def zone_below_high(zid: int) -> int:
-        return load64(zflag[zid]) & BELOW_HIGH
+        return u64[zflag_i[zid]] & BELOW_HIGH
 
     def mark_below_high(zid: int) -> None:
         """set_bit(ZONE_BELOW_HIGH): on the transition, every CPU's free_thr of the zone
         goes to 0 (their next free runs nr_pcp_high).  Flag first, thresholds after; an
         owner stores its threshold, then re-reads the flag (set_thr): one of the two
         ends with 0."""
-        if load64(zflag[zid]) & BELOW_HIGH:
+        if u64[zflag_i[zid]] & BELOW_HIGH:
             return
         if not fetch_or64(zflag[zid], BELOW_HIGH) & BELOW_HIGH:
             for o in all_thr[zid]:
@@ -669,7 +673,7 @@ def _build(mm: MM) -> None:
     def set_thr(cidx: int, zid: int, high: int) -> None:
         o = (cidx + 8) << 3
         store64(o, high)
-        if load64(zflag[zid]) & BELOW_HIGH:
+        if load64(zflag[zid]) & BELOW_HIGH:          # atomic load: ordered after the store
             store64(o, 0)
 
     def catch_up(zid: int, cidx: int) -> None:
@@ -800,7 +804,7 @@ def _build(mm: MM) -> None:
                     pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
             finally:
                 rel()
-        if alloc_flags & ALLOC_KSWAPD and load64(zflag[zid]) & BOOSTED:
+        if alloc_flags & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
             boost_done(zid)
         return pfn
 
@@ -834,14 +838,14 @@ def _build(mm: MM) -> None:
             return False
         if order == 0:
             return True
-        fa = zfa32[zid] + 2
-        for o in range(order, max_order + 1):
-            hi = fa + o * _FA32
-            if u32[hi] != NIL or u32[hi + 2] != NIL or u32[hi + 4] != NIL:
-                return True
-            if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM) and u32[hi + 6] != NIL:
-                return True
-        return False
+        # One suitable free block of order >= `order`: a MIGRATE_PCPTYPES list (or, for
+        # HIGHATOMIC/OOM requests, the HIGHATOMIC one) non-empty.  No pageblock is ever
+        # MIGRATE_HIGHATOMIC here (reserve_highatomic_pageblock is not modelled), so an
+        # order's nr_free > 0 means one of the PCPTYPES lists holds a block: the test is
+        # any(nr_free[order:]), one C-level pass over the low words (~0.6 us less than
+        # walking the lists for the 8 orders of a steady-state order-3 request).
+        fa = zfa32[zid]
+        return any(u32[fa + order * _FA32 : fa + (max_order + 1) * _FA32 : _FA32])
 
     # ------------------------------------------------------------ allocation
     # Allocation plans, keyed (gfp, preferred_nid, nodemask): the zonelist filtered by the
@@ -908,16 +912,20 @@ def _build(mm: MM) -> None:
                 u32[b + 6] = pfn
 
     def get_page_from_freelist(zids: tuple[int, ...], thr: tuple[int, ...], thr_hi: tuple[int, ...], order: int,
-                               mt: int, hz: int, af: int) -> tuple[int, int]:
+                               mt: int, hz: int, af: int, start: int = 0) -> tuple[int, int]:
         """Models get_page_from_freelist() at the LOW mark: a zone not flagged
         ZONE_BELOW_HIGH that passes its HIGH mark is taken at once, else it is flagged and
         checked against LOW.  With ALLOC_NOFRAGMENT the walk restarts without it when it
         reaches another node's zone, and once more at the end (a fragmenting fallback
-        beats failing).  Marks include watermark_boost.  (pfn, zid) or (-1, -1)."""
+        beats failing).  Marks include watermark_boost.  `start`: zones before it were
+        tried already (alloc_pages_nodemask's inline first step), in the first pass only.
+        (pfn, zid) or (-1, -1)."""
         while True:
             no_fallback = af & ALLOC_NOFRAGMENT
             restart = False
             for i, zid in enumerate(zids):
+                if i < start:
+                    continue
                 if no_fallback and nr_nodes > 1 and znid[zid] != znid[zids[0]]:
                     af &= ~ALLOC_NOFRAGMENT                # locality beats fragmentation
                     restart = True
@@ -925,13 +933,13 @@ def _build(mm: MM) -> None:
                 free = u64[nfp[zid]]
                 boost = u64[zboost[zid]]
                 if order == 0:
-                    if not load64(zflag[zid]) & BELOW_HIGH and free > thr_hi[i] + boost:
+                    if not u64[zflag_i[zid]] & BELOW_HIGH and free > thr_hi[i] + boost:
                         ok = True
                     else:
                         mark_below_high(zid)
                         ok = free > thr[i] + boost
                 else:
-                    if not load64(zflag[zid]) & BELOW_HIGH and zone_watermark_ok(
+                    if not u64[zflag_i[zid]] & BELOW_HIGH and zone_watermark_ok(
                             zid, order, wmarks[zid][2] + boost, hz, af, free):
                         ok = True
                     else:
@@ -941,6 +949,7 @@ def _build(mm: MM) -> None:
                     pfn = rmqueue(zid, order, mt, af)
                     if pfn >= 0:
                         return pfn, zid
+            start = 0
             if restart:
                 continue
             if no_fallback:
@@ -988,7 +997,18 @@ def _build(mm: MM) -> None:
                 store64(po, 0)
         if not zids:
             return alloc_failed(gfp, order, preferred_nid, nodemask, zids)
-        pfn, zid = get_page_from_freelist(zids, thr, thr_hi, order, mt, hz, af)
+        # get_page_from_freelist()'s first step inline: the preferred zone, not below its
+        # HIGH mark, passing it (the common case pays no walk, no call)
+        zid = zids[0]
+        pfn = tried = -1
+        if not u64[zflag_i[zid]] & BELOW_HIGH:
+            mark = thr_hi[0] + u64[zboost[zid]]
+            if (u64[nfp[zid]] > mark if not order else
+                    zone_watermark_ok(zid, order, mark - lowres[zid][hz], hz, af, u64[nfp[zid]])):
+                pfn = rmqueue(zid, order, mt, af)
+                tried = 0
+        if pfn < 0:
+            pfn, zid = get_page_from_freelist(zids, thr, thr_hi, order, mt, hz, af, tried + 1)
         if pfn < 0:
             pfn, zid = alloc_pages_slow(gfp, order, zids, mt, hz)
             if pfn < 0:
@@ -1176,7 +1196,7 @@ def _build(mm: MM) -> None:
             rel()
         if pfn < 0:
             return alloc_pages_nodemask(gfp, order, mynid, None)
-        if af & ALLOC_KSWAPD and load64(zflag[zid]) & BOOSTED:
+        if af & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
             boost_done(zid)
         u32[pm32 + (pfn << 4) + 2] = 1            # refcount
         u64[i_stat] += 1
@@ -1283,7 +1303,15 @@ def _build(mm: MM) -> None:
                         u32[pm32 + (old << 4) + 5] = pfn
                     u32[li] = pfn
                 cidx = my_pcp_cnt[zid]
-                u64[cidx] += 1 << order
+                count = u64[cidx] + (1 << order)
+                u64[cidx] = count
+                if batched and count < u64[cidx + 8]:
+                    # "batched": below the threshold the tuning waits for the next commit,
+                    # as on the order-0 fast path (a high-order burst is judged there)
+                    if order <= _COSTLY:
+                        u64[cidx + 7] |= Z.PCPF_PREV_FREE_HIGH_ORDER
+                    store64(po, 0)
+                    return
                 try:
                     pcp_free_commit(zid, po, cidx, order, pindex)
                 finally:

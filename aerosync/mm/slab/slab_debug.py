@@ -61,7 +61,7 @@ SLUB_RED_ACTIVE = 0xCC
 TRACK_SIZE = 32                      # sizeof(struct track) with CONFIG_STACKDEPOT
 ORIG_SIZE_SIZE = 4                   # sizeof(unsigned int): kmalloc's requested size
 _TRACK_ADDR_BASE = 0xFFFF_FFFF_8100_0000
-_depot_cache: dict[tuple[str, str], int] = {}    # (arena name, site) -> handle, this process
+_depot_cache: dict[tuple[int, str, str], tuple[int, int]] = {}   # (arena, name, site) -> (handle, addr)
 _HERE = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
                   for f in ("slub.py", "slab_common.py", "kmalloc.py", "slab_debug.py", "slab_check.py"))
 
@@ -76,22 +76,23 @@ def _call_site() -> str:
     return f"{f.f_code.co_name}+{f.f_lineno} ({os.path.basename(f.f_code.co_filename)})"
 
 
-def depot_save(arena: Any, site: str) -> int:
-    """stack_depot_save(): the handle of `site` in the arena's depot (stored once per
-    process; two processes may store the same text twice, which only costs a record).
-    0 when the depot is full, as a failed save."""
-    key = (arena.name, site)
-    h = _depot_cache.get(key)
-    if h and depot_fetch(arena, h) == site:
-        return h
+def depot_save(arena: Any, site: str) -> tuple[int, int]:
+    """stack_depot_save(): (handle, call-site address) of `site` in the arena's depot,
+    stored once per process and arena (two processes may store the same text twice,
+    which only costs a record).  Handle 0 when the depot is full, as a failed save."""
+    key = (id(arena), arena.name, site)
+    got = _depot_cache.get(key)
+    if got is not None:
+        return got
     g = arena.off("slabcaches")
     i = arena.atomic.fetch_add64(g + S.G_DEPOT_NEXT, 1)
+    addr = _TRACK_ADDR_BASE + (zlib.crc32(site.encode()) & 0xFF_FFFF)
     if i >= arena.u64[(g + S.G_DEPOT_MAX) >> 3]:
-        return 0
+        return 0, addr
     o = arena.off("slabdepot") + i * S.DEPOT_REC
     arena.u8[o : o + S.DEPOT_REC] = site.encode()[: S.DEPOT_REC].ljust(S.DEPOT_REC, b"\0")
-    _depot_cache[key] = i + 1
-    return i + 1
+    got = _depot_cache[key] = (i + 1, addr)
+    return got
 
 
 def depot_fetch(arena: Any, handle: int) -> str:
@@ -166,9 +167,9 @@ class DebugOps:
             return
         t = o + self.track_off + which * TRACK_SIZE
         a = self.arena
-        site = _call_site()
-        a.u64[t >> 3] = _TRACK_ADDR_BASE + (zlib.crc32(site.encode()) & 0xFF_FFFF)
-        a.u32[(t + 8) >> 2] = depot_save(a, site)
+        handle, addr = depot_save(a, _call_site())
+        a.u64[t >> 3] = addr
+        a.u32[(t + 8) >> 2] = handle
         a.u32[(t + 12) >> 2] = self.slub.cpu
         a.u32[(t + 16) >> 2] = os.getpid()
         a.u32[(t + 20) >> 2] = 0
@@ -213,7 +214,10 @@ class DebugOps:
             self.arena.u32[(o + self.orig_off) >> 2] = keep
         if self.redzone:                             # init_object(SLUB_RED_ACTIVE)
             u8[o - self.red_left : o] = self.rz_l_act
-            u8[o + keep : o + self.inuse] = bytes([SLUB_RED_ACTIVE]) * (self.inuse - keep)
+            if keep == self.osize:
+                u8[o + keep : o + self.inuse] = self.rz_r_act
+            else:
+                u8[o + keep : o + self.inuse] = bytes([SLUB_RED_ACTIVE]) * (self.inuse - keep)
         self._set_track(o, 0)
         return True
 

@@ -74,7 +74,9 @@ free_thr word (= high, or 0 while ZONE_BELOW_HIGH) and do nothing else; `pcp_aut
 chooses how free_count/alloc_factor are kept: "exact" per operation as Linux (the
 "linux" profile), "batched" caught up from the CPU's pgfree/pgalloc counters at each
 refill and commit (the "aerosync" profile; same figures for runs of frees, net figures
-when allocations interleave), "off" (fixed high, batch-sized refills).  Order-9 blocks
+when allocations interleave; a high-order free below the threshold does not commit, so
+a burst of them is judged free_high at the next commit, not at once), "off" (fixed
+high, batch-sized refills).  Order-9 blocks
 (HPAGE_PMD_ORDER, with THP) have their own two lists (pcp_allowed_order).
 
 ALLOC_NOFRAGMENT (point 5): alloc_flags_nofragment sets it for allocations whose

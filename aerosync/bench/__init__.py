@@ -21,12 +21,13 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation, lib, pagealloc, profiling, slab
+    from aerosync.bench import fidelity, foundation, lib, pagealloc, profiling, slab
 
-    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib}
+    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
+            "fidelity": fidelity}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -1,0 +1,119 @@
+"""The defects found when AeroSync was tried as a new user would (issue 13): one test each.
+
+Each test names the defect it guards in its docstring; the scenario fuzzer (the "input
+that cannot hurt" part) is tests/test_scenario_fuzz.py and the import-circle check is in
+tests/test_layers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# ----------------------------------------------------------------- scripts/_venv.sh
+
+_FAKE_PYTHON = r"""#!/bin/bash
+# A stand-in interpreter: passes the version probe, makes a venv (a copy of itself),
+# and logs pip calls (failing them when FAKE_PIP_FAIL is set).
+if [ "$1" = "-c" ]; then exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+  dir="${@: -1}"; mkdir -p "$dir/bin"; cp "$0" "$dir/bin/python"; exit 0
+fi
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then
+  echo "pip $*" >> "$FAKE_PIP_LOG"
+  if [ -n "${FAKE_PIP_FAIL:-}" ] && [[ " $* " == *" -e "* ]]; then
+    echo "ERROR: fake pip cannot install"; exit 1
+  fi
+  exit 0
+fi
+exit 3
+"""
+
+_PYENV_SHIM = """#!/bin/bash
+echo "pyenv: $(basename "$0"): command not found" >&2
+echo "" >&2
+echo "The \\`$(basename "$0")' command exists in these Python versions:" >&2
+exit 127
+"""
+
+
+def _exe(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def _source_venv(root: Path, shims: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(root), "FAKE_PIP_LOG": str(root / "pip.log"), **env}
+    return subprocess.run(["bash", "-c", f'source "{root}/scripts/_venv.sh"'], capture_output=True, text=True,
+                          env=full, timeout=60)
+
+
+def test_venv_setup_is_silent_unless_it_installs(tmp_path: Path) -> None:
+    """Defect: every scripts/run printed pyenv's complaints from the interpreter probe
+    (python3.13: command not found ...) even with .venv in place.  Set-up must say
+    nothing when nothing changes, one line when it (re)installs, pip's output only when
+    installing fails."""
+    root, shims = tmp_path / "clone", tmp_path / "shims"
+    (root / "scripts").mkdir(parents=True)
+    shims.mkdir()
+    shutil.copy(REPO / "scripts" / "_venv.sh", root / "scripts" / "_venv.sh")
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    for v in ("python3.13", "python3.12"):
+        _exe(shims / v, _PYENV_SHIM)
+    _exe(shims / "python3.11", _FAKE_PYTHON)
+
+    first = _source_venv(root, shims)                      # a fresh clone
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == ""
+    assert len(first.stderr.splitlines()) == 1, first.stderr
+    assert "installing aerosync[test,profile]" in first.stderr and "python3.11" in first.stderr
+    assert "pyenv" not in first.stderr
+    assert "install --disable-pip-version-check -e" in (root / "pip.log").read_text()
+
+    again = _source_venv(root, shims)                      # nothing changed
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "2"\n')
+    changed = _source_venv(root, shims)
+    assert changed.returncode == 0
+    assert changed.stderr.count("\n") == 1 and "pyproject.toml or extras changed" in changed.stderr
+
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "3"\n')
+    failed = _source_venv(root, shims, FAKE_PIP_FAIL="1")
+    assert failed.returncode == 1
+    assert "ERROR: fake pip cannot install" in failed.stderr and "installing into" in failed.stderr
+    assert _source_venv(root, shims, FAKE_PIP_FAIL="1").returncode == 1   # no stamp after a failure
+
+
+def test_scripts_run_is_quiet_with_pyenv_shims_on_path(tmp_path: Path) -> None:
+    """The same defect through the README command itself, with the project's real .venv."""
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("no .venv in this checkout (the suite runs from ./scripts/test, which makes it)")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for v in ("python3.13", "python3.12", "python3.11", "python3"):
+        _exe(shims / v, _PYENV_SHIM)
+    env = {**os.environ, "PATH": f"{shims}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    out = subprocess.run([str(REPO / "scripts" / "run"), "cleanup", "--dry-run", "--quiet"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+
+
+def test_license_is_an_spdx_string() -> None:
+    """Defect: installing warned that project.license as a table is deprecated."""
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert meta["project"]["license"] == "MIT"
+    # The SPDX string form needs setuptools >= 77 to build.
+    assert any(r.replace(" ", "").startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77
+               for r in meta["build-system"]["requires"])

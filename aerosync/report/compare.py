@@ -108,7 +108,7 @@ def figures(kind: str, d: dict[str, Any]) -> dict[str, tuple[str, list[float]]]:
 
 
 def _run_figures(d: dict[str, Any]) -> dict[str, tuple[str, list[float]]]:
-    from aerosync.report.rundir import post_warmup_cpu, post_warmup_totals
+    from aerosync.report.samples import post_warmup_cpu, post_warmup_totals
 
     f: dict[str, tuple[str, list[float]]] = {"ops/s total": ("ops/s", post_warmup_totals(d))}
     for c in range(len(d["cpus"])):

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aerosync.report.rundir import interval_rates
+from aerosync.report.samples import interval_rates
 
 __all__ = [
     "plot_free_area",

@@ -139,7 +139,7 @@ def _idle_pct(before: list[Any], after: list[Any], cpus: set[int]) -> float:
 
 
 def _run_figures(result: dict[str, Any], idle: float, run_dir: Path | None) -> dict[str, Any]:
-    from aerosync.report.rundir import post_warmup_totals, throughput_block
+    from aerosync.report.samples import post_warmup_totals, throughput_block
 
     return {
         "ops_per_s": result["ops_per_s"],

@@ -115,3 +115,23 @@ def test_license_is_an_spdx_string() -> None:
     # The SPDX string form needs setuptools >= 77 to build.
     assert any(r.replace(" ", "").startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77
                for r in meta["build-system"]["requires"])
+
+
+# ------------------------------------------------------------------------ free_area plot
+
+
+@pytest.mark.parametrize("nr_orders", [11, 16])
+def test_free_area_orders_have_distinct_colours(nr_orders: int) -> None:
+    """Defect: the free_area plot drew 11 orders with a 10-colour cycle, so order 0 and
+    order 10 shared a colour.  Every order's line must differ in colour (up to
+    MAX_PAGE_ORDER = 15, 16 orders)."""
+    from matplotlib.colors import to_hex
+
+    from aerosync.report.plots import free_area_figure
+
+    result = {"scenario": {"name": "s", "run": {"workload": "page_storm"}}, "simulated_topology": {"nr_cpus": 2},
+              "mm": {"free_area_samples": [{"t": t, "free": [[1] * nr_orders]} for t in (0.0, 0.1)]}}
+    lines = free_area_figure(result).axes[0].get_lines()
+    assert [ln.get_label() for ln in lines] == [f"order {o}" for o in range(nr_orders)]
+    colours = [to_hex(ln.get_color()) for ln in lines]
+    assert len(set(colours)) == nr_orders, colours

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -286,21 +287,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    from aerosync.errors import Terminated
+
+    raise Terminated()
+
+
+def _interrupt_of(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind `e`, if cleaning up after one raised `e` instead."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__context__
+    return None
+
+
+def _interrupted(cmd: str, e: KeyboardInterrupt) -> int:
+    """Exit 128 + signal after removing whatever this process created and still names."""
+    from aerosync.arena.cleanup import remove_own
+
+    signum = getattr(e, "signum", 2)
+    left = remove_own()
+    extra = f" ({len(left)} leftover shared-memory object(s) removed)" if left else ""
+    print(f"aerosync {cmd}: interrupted (signal {signum}); workers stopped and the arena removed{extra}",
+          file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM as an exception, like Ctrl-C, for every command: whatever made an arena
+    # (a run, a bench phase outside coordinator.run) removes it in its `finally`.
+    import threading
+
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UsageError as e:
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", 2)
-        print(f"aerosync {args.cmd}: interrupted (signal {signum}); workers stopped and the arena removed",
-              file=sys.stderr)
-        return 128 + signum
+        return _interrupted(args.cmd, e)
     except AeroSyncError as e:
+        intr = _interrupt_of(e)
+        if intr is not None:         # a clean-up step failed after the interrupt: still an interrupt
+            return _interrupted(args.cmd, intr)
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
         return 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
-from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.errors import AeroSyncError, SoftLockup, Terminated, UsageError, WorkerDied
 from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
@@ -225,12 +225,6 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     }
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM turned into an exception so `finally` blocks run (cli exits 128 + 15)."""
-
-    signum = signal.SIGTERM
-
-
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
@@ -341,8 +335,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
+        arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
         arena.close()
-        arena.unlink()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 

@@ -19,6 +19,7 @@ __all__ = [
     "SoftLockup",
     "InvariantViolation",
     "TopologyError",
+    "Terminated",
 ]
 
 
@@ -111,3 +112,13 @@ class InvariantViolation(AeroSyncError):
     def __init__(self, inv_id: str, where: str, expected: object, found: object) -> None:
         self.inv_id, self.where, self.expected, self.found = inv_id, where, expected, found
         super().__init__(f"invariant {inv_id} violated at {where}: expected {expected}, found {found}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception so `finally` blocks run (the CLI exits 128 + 15).
+
+    A KeyboardInterrupt, not an AeroSyncError: everything that stops cleanly on Ctrl-C
+    stops the same way on SIGTERM.
+    """
+
+    signum = 15

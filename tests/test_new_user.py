@@ -7,10 +7,14 @@ tests/test_layers.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -135,3 +139,62 @@ def test_free_area_orders_have_distinct_colours(nr_orders: int) -> None:
     assert [ln.get_label() for ln in lines] == [f"order {o}" for o in range(nr_orders)]
     colours = [to_hex(ln.get_color()) for ln in lines]
     assert len(set(colours)) == nr_orders, colours
+
+
+# --------------------------------------------------------------------------- aerosync bench
+
+
+def test_bench_reports_a_figure_it_cannot_measure_as_skipped(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: `aerosync bench --json` printed nothing at all when py-spy was missing.
+    The figure is reported as skipped with the reason; every other figure is printed,
+    as JSON and as text."""
+    import types
+
+    import aerosync.bench as bench
+    from aerosync.bench import profiling
+    from aerosync.cli import main
+
+    monkeypatch.setattr(profiling, "pyspy_path", lambda: None)
+    monkeypatch.setattr(profiling, "ptrace_problem", lambda: "py-spy is not installed: pip install py-spy")
+    suite = types.SimpleNamespace(GROUPS={
+        "pyspy": profiling.GROUPS["pyspy"],
+        "cheap": (lambda: {"cheap_ns": 7.0}, [("cheap_ns", "ns", "reported")]),
+    })
+    monkeypatch.setattr(bench, "_suites", lambda: {"profiling": suite})
+
+    assert main(["bench", "profiling", "--json", "--repeat", "2"]) == 0
+    figs = json.loads(capsys.readouterr().out)["profiling"]
+    assert figs["pyspy_overhead_pct"]["skipped"] == "py-spy is not installed: pip install py-spy"
+    assert figs["pyspy_overhead_pct"]["target"] == "<= 10"
+    assert figs["cheap_ns"]["median"] == 7.0 and figs["cheap_ns"]["n"] == 2
+
+    assert main(["bench", "profiling", "--repeat", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "pyspy_overhead_pct" in text and "skipped: py-spy is not installed" in text
+    assert "cheap_ns" in text
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_during_a_bench_phase_removes_its_arena(sig: int, code: int) -> None:
+    """Defect: `aerosync bench` stopped by SIGTERM in a phase outside coordinator.run
+    (atomics, spinlock, arena) exited 143 silently and left its /dev/shm segment.  The
+    foundation suite opens with the atomics phase, whose arena the bench makes itself."""
+    from aerosync.arena.cleanup import find_project_objects
+
+    p = subprocess.Popen([sys.executable, "-m", "aerosync.cli", "bench", "foundation", "--repeat", "1"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not [n for n, pid in find_project_objects() if pid == p.pid]:
+            assert p.poll() is None and time.monotonic() < deadline, "the bench never made an arena"
+            time.sleep(0.002)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == code, err
+        assert f"interrupted (signal {int(sig)})" in err
+        assert [n for n, pid in find_project_objects() if pid == p.pid] == []
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

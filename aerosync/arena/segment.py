@@ -314,6 +314,6 @@ class Arena:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-        if self.owner:
+        if self.owner:      # first: a refused close must not leak the name
             self.unlink()
+        self.close()

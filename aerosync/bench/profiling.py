@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from aerosync.bench.skip import SkipFigure
 from aerosync.profile import pyspy_command, run_command
 from aerosync.pyspy import ptrace_problem, pyspy_path
 
@@ -37,7 +38,7 @@ def _ops(cmd: list[str], result: Path) -> float:
 def bench_pyspy() -> dict[str, float]:
     problem = ptrace_problem()
     if problem or pyspy_path() is None:
-        raise RuntimeError(f"pyspy_overhead_pct not measurable here: {problem}")
+        raise SkipFigure(problem or "py-spy is not installed")
     with tempfile.TemporaryDirectory() as d:
         res = Path(d) / "result.json"
         run = run_command(str(_SCENARIO), res, _OVERRIDES)

@@ -13,6 +13,7 @@ __all__ = [
     "ArenaError",
     "ArenaMismatch",
     "ShmSpaceError",
+    "ArenaNotFound",
     "LockError",
     "LockOwnerDead",
     "WorkerDied",
@@ -58,6 +59,15 @@ class ShmSpaceError(ArenaError, UsageError):
             f"(docker run --shm-size=..., a Kubernetes emptyDir with medium: Memory, "
             f"or mount -o remount,size=... {path})"
         )
+
+
+class ArenaNotFound(ArenaError, UsageError):
+    """No segment of that name: a usage error when the name came from the user (exit 2)."""
+
+    def __init__(self, name: str, shm_dir: str) -> None:
+        self.name = name
+        super().__init__(f"no segment named {name!r} in {shm_dir}: its run has ended or the name is mistyped "
+                         f"(live arenas are the aerosync_* files there)")
 
 
 class ArenaMismatch(ArenaError):

@@ -198,3 +198,16 @@ def test_sigterm_during_a_bench_phase_removes_its_arena(sig: int, code: int) -> 
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+# --------------------------------------------------------------------------- aerosync stat
+
+
+@pytest.mark.parametrize("cmd", ["stat buddyinfo", "top --once"])
+def test_stat_of_a_missing_arena_is_a_usage_error(cmd: str) -> None:
+    """Defect: `aerosync stat ... --arena <a segment that does not exist>` exited 1, not 2."""
+    name = f"aerosync_{os.getpid()}_nosuch"
+    out = subprocess.run([sys.executable, "-m", "aerosync.cli", *cmd.split(), "--arena", name], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert f"no segment named {name!r}" in out.stderr and "Traceback" not in out.stderr

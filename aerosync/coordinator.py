@@ -54,7 +54,7 @@ from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
-from aerosync.pyspy import dump_stack
+from aerosync.pyspy import dump_stack, stopped_note
 from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
@@ -532,6 +532,9 @@ def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float)
     for _, c, p, age in stuck:
         pid = p.pid or 0
         lines.append(f"cpu{c} pid {pid}: no operation finished for {age:.1f} s (watchdog = {limit_s:g} s)")
+        stopped = stopped_note(pid) if pid else None
+        if stopped:
+            lines.append(f"  {stopped}")
         slot1 = _cpu_word(arena, c, L.CPU_WAITING_ON)
         owner_pid = 0
         if slot1:
@@ -544,7 +547,7 @@ def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float)
             else:
                 lines.append(f"  waiting {since:.1f} s on lock {name} (free now)")
         else:
-            lines.append("  not waiting on a lock (busy or blocked inside its workload)")
+            lines.append("  not waiting on a lock" + ("" if stopped else " (busy or blocked inside its workload)"))
         held = locks_held_by(arena, pid)
         if held:
             lines.append("  holding " + ", ".join(name for _, name, _ in held))

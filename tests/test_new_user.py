@@ -211,3 +211,37 @@ def test_stat_of_a_missing_arena_is_a_usage_error(cmd: str) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out.stderr
     assert f"no segment named {name!r}" in out.stderr and "Traceback" not in out.stderr
+
+
+# ------------------------------------------------------------------------------ watchdog
+
+
+def test_watchdog_says_a_sigstopped_worker_is_stopped(tmp_path: Path) -> None:
+    """Defect: a worker stopped by SIGSTOP showed py-spy's Rust backtrace in the watchdog
+    report.  The report says the process is stopped (state T) instead."""
+    from aerosync import coordinator
+    from aerosync.arena import layout as L
+    from aerosync.arena.cleanup import find_project_objects
+    from aerosync.errors import SoftLockup
+    from aerosync.params import CPU_AREA_SIZE
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
+
+    p = tmp_path / "stop.toml"
+    p.write_text('[run]\nworkload = "null"\nduration = 60\nwatchdog = 1.0\n[machine]\ncpus = 2\nmemory = "4M"\n')
+    scn = load_scenario(p, registry())
+    stopped: list[int] = []
+
+    def on_tick(arena, samples) -> None:
+        if not stopped:
+            pid = arena.u64[(arena.off("cpu") + 1 * CPU_AREA_SIZE + L.CPU_PID) >> 3]
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+
+    with pytest.raises(SoftLockup) as ei:
+        coordinator.run(scn, on_tick=on_tick)
+    text = str(ei.value)
+    assert ei.value.cpu == 1 and ei.value.pid == stopped[0]
+    assert "the process is stopped (state T: SIGSTOP or SIGTSTP)" in text
+    assert "Stack backtrace" not in text and "Failed to suspend process" not in text
+    assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []

@@ -48,7 +48,7 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
-from aerosync.errors import AeroSyncError, SoftLockup, Terminated, UsageError, WorkerDied
+from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
 from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
@@ -152,7 +152,14 @@ def environment(host: topo.HostTopology) -> dict[str, Any]:
 
 
 def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
-    """Resolve [machine] cpus/topology into the simulated topology (UsageError if impossible)."""
+    """Resolve [machine] cpus/topology into the simulated topology.
+
+    What the host refuses is a ScenarioError naming the key and where it came from (the
+    scenario file or the command line): a CPU outside this process's affinity mask
+    (machine.cpus), a topology the host cannot simulate (machine.topology).
+    """
+    from aerosync.errors import TopologyError
+
     m = scn.machine
     nr_cpus: int | None = None
     cpu_list: tuple[int, ...] | None = None
@@ -162,26 +169,43 @@ def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
         nr_cpus = m.cpus
     else:
         cpu_list = tuple(m.cpus)
+        outside = [c for c in cpu_list if c not in host.allowed_cpus]
+        if outside:
+            allowed = topo.format_cpulist(host.allowed_cpus)
+            raise ScenarioError(scn.blame("machine.cpus"), "machine.cpus", list(cpu_list),
+                                f"host CPU ids this process may use ({allowed}, its taskset/cpuset affinity); "
+                                f"CPU {topo.format_cpulist(outside)} is not allowed")
     if nr_cpus is not None and nr_cpus > MAX_CPUS:
-        raise UsageError(f"{scn.file}: machine.cpus = {nr_cpus}: at most {MAX_CPUS} simulated CPUs")
+        raise ScenarioError(scn.blame("machine.cpus"), "machine.cpus", nr_cpus, f"at most {MAX_CPUS} simulated CPUs")
     base = str(Path(scn.file).parent) if scn.file else "."
-    return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
+    try:
+        return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
+    except TopologyError as e:
+        raise ScenarioError(scn.blame("machine.topology", "machine.cpus"), "machine.topology", m.topology,
+                            f"a topology this host can simulate with machine.cpus = {m.cpus!r}: {e}") from None
 
 
 def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
     """[numa] policies parse for this machine's nodes (before anything is created)."""
-    from aerosync.errors import ScenarioError
     from aerosync.mm.numa.mempolicy import PolicyError, policy_for_cpu
 
     for cpu, _ in scn.numa.cpu_policy:
         if cpu >= sim.nr_cpus:
-            raise ScenarioError(scn.file, f"numa.cpu_policy.{cpu}", cpu,
-                                f"a simulated CPU id 0..{sim.nr_cpus - 1}")
+            key = f"numa.cpu_policy.{cpu}"
+            raise ScenarioError(scn.blame(key, "machine.cpus"), key, cpu, f"a simulated CPU id 0..{sim.nr_cpus - 1}")
     for cpu in range(sim.nr_cpus):
         try:
             policy_for_cpu(scn.numa.policy, scn.numa.cpu_policy, cpu, sim.nr_nodes, scn.numa.weights)
         except PolicyError as e:
-            raise ScenarioError(scn.file, e.key, e.value, e.allowed) from None
+            raise ScenarioError(scn.blame(e.key, "machine.topology"), e.key, e.value, e.allowed) from None
+
+
+def _shm_error(scn: Scenario, e: ShmSpaceError) -> ScenarioError:
+    """/dev/shm too small for this machine.memory: the key, where it was set, and the way out."""
+    mem = scn.machine.memory
+    shown = f"{mem >> 20}M" if mem % (1 << 20) == 0 else mem
+    return ScenarioError(scn.blame("machine.memory"), "machine.memory", shown,
+                         f"a memory that fits in {e.path}: {e}")
 
 
 def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], list[L.SectionSpec]]:
@@ -279,9 +303,11 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         arena = Arena.create(config, specs)
-    except BaseException:
+    except BaseException as e:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if isinstance(e, ShmSpaceError):
+            raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
     try:

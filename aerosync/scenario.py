@@ -4,7 +4,11 @@ A scenario says which workload runs on which simulated machine and for how long.
 parsed here, at the edge, into frozen dataclasses; nothing downstream sees a raw TOML
 dict.  Every rejection is a `ScenarioError(file, key, value, allowed)` naming the file
 (or ``<command line>`` for a bad ``--set`` override), the dotted key, the bad value and
-what would have been accepted, so the CLI can print one line and exit 2.
+what would have been accepted, so the CLI can print one line and exit 2.  A Scenario
+remembers which keys came from overrides (`overridden`), so checks made later against
+the host (CPUs allowed, NUMA nodes, /dev/shm room) blame the right place
+(`Scenario.blame`).  A workload's own Params.validate() message is blamed on the
+`workload.<key>` it names.
 
 Schema (every section optional except ``[run] workload``)::
 
@@ -77,6 +81,7 @@ _SIZE_ALLOWED = (
 )
 
 _TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "workload")
+_SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves")
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
@@ -162,6 +167,21 @@ class Scenario:
     workload: object
     numa: NumaSpec = NumaSpec()
     slab: SlabSpec = SlabSpec()
+    overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
+
+    def blame(self, key: str, *involved: str) -> str:
+        """Where a later check (the coordinator's, against the host) puts the fault: the
+        command line if `key`, an involved key, or a table holding one was set there,
+        else the scenario file."""
+        return _blame(self.file or "<scenario>", self.overridden, key, *involved)
+
+
+def _blame(file: str, overridden: frozenset[str], key: str, *involved: str) -> str:
+    for k in (key, *involved):
+        parts = k.split(".")
+        if any(".".join(parts[:i]) in overridden for i in range(1, len(parts) + 1)):
+            return COMMAND_LINE
+    return file
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,9 +192,9 @@ class _Ctx:
     overridden: frozenset[str] = frozenset()
 
     def err(self, key: str, value: object, allowed: str, *involved: str) -> ScenarioError:
-        """Blame the command line if `key` (or any involved key) was set by an override."""
-        from_cli = any(k in self.overridden for k in (key, *involved))
-        return ScenarioError(COMMAND_LINE if from_cli else self.file, key, value, allowed)
+        """Blame the command line if `key` (or any involved key, or a table holding one)
+        was set by an override."""
+        return ScenarioError(_blame(self.file, self.overridden, key, *involved), key, value, allowed)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -218,8 +238,9 @@ def with_overrides(s: Scenario, registry: Mapping[str, type], overrides: Sequenc
     del data["file"]
     data["run"] = {k: v for k, v in data["run"].items() if v is not None}
     base = Path(s.file).parent if s.file else Path.cwd()
-    return _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
-                  file=s.file, stem=s.name, base_dir=base)
+    out = _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
+                 file=s.file, stem=s.name, base_dir=base)
+    return dataclasses.replace(out, overridden=out.overridden | s.overridden)
 
 
 def parse_size(text_or_int: object, file: str, key: str) -> int:
@@ -310,7 +331,7 @@ def _build(
     slab = _parse_slab(_table(data, "slab", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab)
+                    numa=numa, slab=slab, overridden=overridden)
 
 
 def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
@@ -539,17 +560,33 @@ def _parse_workload(t: dict[str, Any], ctx: _Ctx, name: str, cls: type) -> objec
         if not ok:
             raise ctx.err(key, t[fname], _type_name(hints[fname]))
         kwargs[fname] = value
-    involved = tuple(k for k in ctx.overridden if k.startswith("workload."))
     try:
         params = cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ctx.err("workload", t, f"parameters of workload {name!r}: {e}", *involved) from None
+        raise _param_error(ctx, name, fields, kwargs, str(e)) from None
     validate = getattr(params, "validate", None)
     if callable(validate):
         msg = validate()
         if msg is not None:
-            raise ctx.err("workload", _jsonable(dataclasses.asdict(params)), str(msg), *involved)
+            raise _param_error(ctx, name, fields, dataclasses.asdict(params), str(msg))
     return params
+
+
+def _param_error(ctx: _Ctx, workload: str, fields: Mapping[str, Any], values: Mapping[str, Any],
+                 msg: str) -> ScenarioError:
+    """A Params check's message ("orders = [11]: a list of orders 0..10") as an error
+    naming workload.<key>: the first parameter the message names leads, the others it
+    names are involved (for the blame), the text after "key = value: " is what is allowed."""
+    named = [f for f in fields if re.search(rf"(?<![\w.]){re.escape(f)}(?![\w])", msg)]
+    if not named:
+        return ctx.err("workload", _jsonable(dict(values)), f"parameters of workload {workload!r}: {msg}",
+                       *(k for k in ctx.overridden if k.startswith("workload.")))
+    lead = min(named, key=msg.index)
+    m = re.match(r"[\w/]+ = .*?: (.+)", msg, re.DOTALL)
+    allowed = m.group(1) if m else msg
+    value = _jsonable(values.get(lead, _MISSING))
+    return ctx.err(f"workload.{lead}", value, f"{allowed} (workload {workload!r})",
+                   *(f"workload.{f}" for f in named))
 
 
 def _coerce(v: object, tp: Any) -> tuple[bool, Any]:
@@ -663,14 +700,15 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> tuple[di
 
 def _parse_override(text: str) -> tuple[str, Any]:
     """("section.key", TOML value or bare string) from "section.key=value"."""
-    allowed = ('"section.key=value" with section one of run, machine, workload '
+    sections = ", ".join(k for k in _TOP_KEYS if k not in _SCALAR_KEYS)
+    allowed = (f'"section.key=value" with section one of {sections} '
                '(or "name=..." / "description=..."); the value is a TOML value or a bare string')
     key, eq, raw = text.partition("=")
     key = key.strip()
     parts = key.split(".")
     if (not eq or not 1 <= len(parts) <= 2 or not all(_KEY_RE.fullmatch(p) for p in parts)
             or parts[0] not in _TOP_KEYS
-            or (len(parts) == 1) != (parts[0] in ("name", "description"))):
+            or (len(parts) == 1) != (parts[0] in _SCALAR_KEYS)):
         raise ScenarioError(COMMAND_LINE, key or "<override>", text, allowed)
     raw = raw.strip()
     try:

@@ -245,3 +245,88 @@ def test_watchdog_says_a_sigstopped_worker_is_stopped(tmp_path: Path) -> None:
     assert "the process is stopped (state T: SIGSTOP or SIGTSTP)" in text
     assert "Stack backtrace" not in text and "Failed to suspend process" not in text
     assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []
+
+
+# ---------------------------------------------------------------- scenario error messages
+
+
+def _run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`aerosync run ARGS` in this process; (exit status, stderr).  Every case here fails
+    its checks before anything is created."""
+    from aerosync.cli import main
+
+    rc = main(["run", *args, "--no-save"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+def _scenario(tmp_path: Path, body: str) -> str:
+    p = tmp_path / "s.toml"
+    p.write_text(body)
+    return str(p)
+
+
+_STORM = '[run]\nworkload = "page_storm"\nduration = 1\n[machine]\ncpus = 1\nmemory = "8M"\n'
+
+
+def test_a_bad_set_value_is_blamed_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: a bad value given with --set (numa.policy=interleave=0-7, checked against
+    the machine's nodes) was blamed on the scenario file instead of the command line."""
+    f = _scenario(tmp_path, _STORM)
+    rc, err = _run_cli(capsys, f, "--set", "numa.policy=interleave=0-7")
+    assert rc == 2
+    assert err.startswith("aerosync run: <command line>: numa.policy = 'interleave=0-7': "), err
+    rc, err = _run_cli(capsys, _scenario(tmp_path, _STORM + '[numa]\npolicy = "interleave=0-7"\n'))
+    assert rc == 2 and err.startswith(f"aerosync run: {f}: numa.policy = 'interleave=0-7': "), err
+
+
+def test_set_syntax_message_lists_every_section(capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: the --set syntax message listed only run, machine and workload though numa
+    and slab were accepted.  It names every section the parser accepts (its own table,
+    so sections added later appear too)."""
+    from aerosync import scenario
+
+    rc, err = _run_cli(capsys, str(REPO / "scenarios" / "default.toml"), "--set", "policy=local")
+    assert rc == 2 and "<command line>: policy = 'policy=local'" in err
+    sections = [k for k in scenario._TOP_KEYS if k not in scenario._SCALAR_KEYS]
+    assert {"run", "machine", "numa", "slab", "workload"} <= set(sections)
+    assert f"with section one of {', '.join(sections)} " in err, err
+
+
+def test_a_bad_workload_parameter_names_its_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: a bad workload parameter named the whole [workload] table as the key
+    instead of workload.orders."""
+    rc, err = _run_cli(capsys, _scenario(tmp_path, _STORM + "[workload]\norders = [0, 11]\n"))
+    assert rc == 2
+    assert f"{tmp_path / 's.toml'}: workload.orders = [0, 11]: a non-empty list of orders 0..10" in err, err
+    rc, err = _run_cli(capsys, _scenario(tmp_path, _STORM), "--set", "workload.max_held=0")
+    assert rc == 2 and "<command line>: workload.max_held = 0: allowed 1..65536" in err, err
+
+
+def test_cpu_not_allowed_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: "CPU not allowed" named neither file nor key."""
+    bad = max(os.sched_getaffinity(0)) + 1
+    f = _scenario(tmp_path, _STORM.replace("cpus = 1", f"cpus = [0, {bad}]"))
+    rc, err = _run_cli(capsys, f)
+    assert rc == 2
+    assert f"{f}: machine.cpus = [0, {bad}]: host CPU ids this process may use" in err, err
+    assert f"CPU {bad} is not allowed" in err
+    rc, err = _run_cli(capsys, _scenario(tmp_path, _STORM), "--cpus", f"[{bad}]")
+    assert rc == 2 and f"<command line>: machine.cpus = [{bad}]:" in err, err
+
+
+def test_shm_too_small_names_file_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: "/dev/shm too small" named neither file nor key."""
+    from aerosync.arena import segment
+    from aerosync.arena.cleanup import find_project_objects
+
+    monkeypatch.setattr(segment, "shm_free_bytes", lambda path="/dev/shm": 4 << 20)
+    f = _scenario(tmp_path, _STORM)
+    rc, err = _run_cli(capsys, f)
+    assert rc == 2
+    assert f"{f}: machine.memory = '8M': a memory that fits in /dev/shm: arena needs" in err, err
+    rc, err = _run_cli(capsys, f, "--set", "machine.memory=16M")
+    assert rc == 2 and "<command line>: machine.memory = '16M'" in err, err
+    assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []

@@ -89,6 +89,7 @@ class RunResult:
     mm_check: dict[str, Any] = field(default_factory=dict)
     numa: dict[str, Any] = field(default_factory=dict)
     mm: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
 
     @property
     def total_ops(self) -> int:
@@ -108,7 +109,7 @@ class RunResult:
             "notes": self.notes, "latency": self.latency,
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
-            "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm,
+            "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
         }
 
 
@@ -249,6 +250,17 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     }
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during the measured run.  The run was stopped as if its time
+    were up and `result` holds what was measured until then (`interrupted` set), so a
+    soak that had to be stopped still leaves its figures; `signum` is the signal.  A
+    second signal while stopping ends the run at once (a plain KeyboardInterrupt)."""
+
+    def __init__(self, signum: int, result: RunResult) -> None:
+        super().__init__(f"run interrupted by {signal.Signals(signum).name}")
+        self.signum, self.result = signum, result
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
@@ -331,7 +343,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
                              [], [], [], "", {}, ready_s, notes)
         views_before = procfs.snapshot_all(arena)
-        samples, t_go, t_end, live_checks = _run_loop(arena, scn, procs, on_sample, on_tick)
+        samples, t_go, t_end, live_checks, stopped_by = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
@@ -357,6 +369,12 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                            "counts": {**report.counts, **slab_report.counts},
                            "violations": [str(v) for v in report.violations + slab_report.violations],
                            "live_checks": live_checks}
+        if stopped_by is not None:
+            signum = int(getattr(stopped_by, "signum", signal.SIGINT))
+            result.interrupted = True
+            result.notes.append(f"interrupted by {signal.Signals(signum).name} {t_end - t_go:.2f} s into the run: "
+                                "the figures cover the run up to then")
+            raise RunInterrupted(signum, result) from stopped_by
         return result
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
@@ -439,7 +457,26 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
               on_sample: Any, on_tick: Any = None
-              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]]]:
+              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], KeyboardInterrupt | None]:
+    """Release the barrier and sample until the run is over.  A Ctrl-C / SIGTERM after
+    the barrier ends the run early as the deadline would, and is returned (last) so the
+    run can be reported as interrupted with what it measured; before it, nothing was
+    measured and it propagates."""
+    state: dict[str, Any] = {}
+    try:
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state), None)
+    except KeyboardInterrupt as e:
+        if "t_go" not in state:
+            raise
+        arena.atomic.store64(L.H_RUN_STATE, L.RUN_STOP)
+        t_end = time.perf_counter()
+        arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
+        return state["samples"], state["t_go"], t_end, state["live_checks"], e
+
+
+def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
+                   on_sample: Any, on_tick: Any, state: dict[str, Any]
+                   ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]]]:
     n = len(procs)
     at = arena.atomic
     sentinels = [p.sentinel for p in procs]
@@ -452,6 +489,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     next_tick = t_go + interval
     next_check = t_go + scn.run.check_interval
     live_checks: list[dict[str, Any]] = []
+    state.update(samples=samples, t_go=t_go, live_checks=live_checks)   # what an interrupt keeps
     while True:
         ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
         if ready:

@@ -330,3 +330,121 @@ def test_shm_too_small_names_file_and_key(tmp_path: Path, monkeypatch: pytest.Mo
     rc, err = _run_cli(capsys, f, "--set", "machine.memory=16M")
     assert rc == 2 and "<command line>: machine.memory = '16M'" in err, err
     assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []
+
+
+# ------------------------------------------------------------------- where results go
+
+
+@pytest.mark.parametrize("case", ["runs_dir_is_a_file", "output_dir_missing"])
+def test_output_paths_are_checked_before_the_run(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Defect: `--runs-dir <an existing file>` and `--output <missing dir>/x.json` ended in
+    a traceback after the whole run, results lost.  Both are refused before the run."""
+    from aerosync import coordinator
+    from aerosync.cli import main
+
+    def no_run(*a: object, **k: object) -> None:
+        raise AssertionError("the run started before its output paths were checked")
+
+    monkeypatch.setattr(coordinator, "run", no_run)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    scn = str(REPO / "scenarios" / "null.toml")
+    if case == "runs_dir_is_a_file":
+        rc = main(["run", scn, "--runs-dir", str(a_file)])
+        expect = f"--runs-dir {a_file}: is a file, not a directory; allowed: a directory"
+    else:
+        rc = main(["run", scn, "--no-save", "--output", str(tmp_path / "nope" / "x.json")])
+        expect = f"--output {tmp_path / 'nope' / 'x.json'}: directory {tmp_path / 'nope'} does not exist"
+    err = capsys.readouterr().err
+    assert rc == 2 and expect in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+_TINY = '[run]\nworkload = "null"\nduration = 0.4\n[machine]\ncpus = 1\nmemory = "4M"\n'
+
+
+def test_a_run_whose_results_cannot_be_saved_keeps_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Same defect, after the run: the summary comes first, then where the results went,
+    or why they could not be saved and where a copy went instead."""
+    from aerosync.cli import main
+    from aerosync.report import rundir
+
+    def disk_full(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rundir, "write_run_dir", disk_full)
+    out_json = tmp_path / "x.json"
+    rc = main(["run", _scenario(tmp_path, _TINY), "--runs-dir", str(tmp_path / "runs"), "--output", str(out_json)])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert cap.out.startswith("AeroSync run: s (workload null)") and f"result written to {out_json}" in cap.out
+    assert json.loads(out_json.read_text())["total_ops"] > 0
+    assert "the run directory could not be written under" in cap.err and "No space left on device" in cap.err
+    fallback = Path(cap.err.split("the result is saved in ")[1].split(" instead")[0])
+    try:
+        assert json.loads(fallback.read_text())["total_ops"] == json.loads(out_json.read_text())["total_ops"]
+    finally:
+        fallback.unlink()
+
+
+def _wait_running(pid: int, timeout: float = 60) -> str:
+    """The arena of the run `pid` coordinates, once the run passed its barrier."""
+    from aerosync.arena import layout as L
+    from aerosync.arena.cleanup import find_project_objects
+    from aerosync.arena.segment import Arena
+
+    deadline = time.monotonic() + timeout
+    while not (names := [n for n, p in find_project_objects() if p == pid and not n.startswith("sem.")]):
+        assert time.monotonic() < deadline, "the run never created its arena"
+        time.sleep(0.02)
+    a = Arena.attach(names[0])
+    try:
+        while a.atomic.load64(L.H_RUN_STATE) != L.RUN_GO:
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.02)
+    finally:
+        a.close()
+    return names[0]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_saves_what_it_measured(sig: int, code: int, tmp_path: Path) -> None:
+    """Defect: a run stopped by Ctrl-C or SIGTERM saved nothing.  It saves what was
+    measured, marked interrupted; compare and stat --result read it, and still read a
+    result from before the field existed."""
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "aerosync.cli", "run", str(REPO / "scenarios" / "null.toml"),
+                          "--duration", "60", "--cpus", "2", "--runs-dir", str(runs)], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        name = _wait_running(p.pid)
+        time.sleep(0.5)                                   # a few samples
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == code, err
+    assert f"interrupted (signal {int(sig)})" in err
+    assert not os.path.exists(f"/dev/shm/{name}")
+    assert "INTERRUPTED" in out and "run saved in" in out
+    (run_dir,) = runs.iterdir()
+    d = json.loads((run_dir / "result.json").read_text())
+    assert d["interrupted"] is True and d["total_ops"] > 0 and len(d["samples"]) >= 3
+    assert any(n.startswith(f"interrupted by {signal.Signals(sig).name}") for n in d["notes"])
+    assert d["mm_check"]["ok"]
+
+    old = dict(d)
+    del old["interrupted"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    cmp_ = subprocess.run([sys.executable, "-m", "aerosync.cli", "compare", str(tmp_path / "old.json"), str(run_dir)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert cmp_.returncode == 0, cmp_.stderr
+    assert f"note: {run_dir} was interrupted" in cmp_.stdout and "old.json was interrupted" not in cmp_.stdout
+    for res in (run_dir, tmp_path / "old.json"):
+        st = subprocess.run([sys.executable, "-m", "aerosync.cli", "stat", "buddyinfo", "--result", str(res)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert st.returncode == 0 and "Node 0" in st.stdout, st.stderr

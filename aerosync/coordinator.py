@@ -53,6 +53,7 @@ from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
+from aerosync.mm.slab.slab_common import slab_config_problem
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack, stopped_note
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -183,7 +184,8 @@ def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
         return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
     except TopologyError as e:
         raise ScenarioError(scn.blame("machine.topology", "machine.cpus"), "machine.topology", m.topology,
-                            f"a topology this host can simulate with machine.cpus = {m.cpus!r}: {e}") from None
+                            f"a topology this host can simulate with machine.cpus = "
+                            f"{list(m.cpus) if isinstance(m.cpus, tuple) else m.cpus!r}: {e}") from None
 
 
 def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
@@ -201,10 +203,24 @@ def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
             raise ScenarioError(scn.blame(e.key, "machine.topology"), e.key, e.value, e.allowed) from None
 
 
+def _check_machine_fit(scn: Scenario, config: dict[str, Any]) -> None:
+    """What each section allows alone but not together with machine.max_page_order: SLUB's
+    largest caches, and a workload's `orders` parameter (buddy orders it allocates)."""
+    mpo = scn.machine.max_page_order
+    slab_problem = slab_config_problem(config)
+    if slab_problem:
+        raise ScenarioError(scn.blame("machine.max_page_order", "slab.debug"), "machine.max_page_order", mpo,
+                            slab_problem)
+    orders = getattr(scn.workload, "orders", None)
+    if orders and max(orders) > mpo:
+        raise ScenarioError(scn.blame("workload.orders", "machine.max_page_order"), "workload.orders", list(orders),
+                            f"orders 0..{mpo}: the machine's MAX_PAGE_ORDER (machine.max_page_order = {mpo})")
+
+
 def _shm_error(scn: Scenario, e: ShmSpaceError) -> ScenarioError:
     """/dev/shm too small for this machine.memory: the key, where it was set, and the way out."""
     mem = scn.machine.memory
-    shown = f"{mem >> 20}M" if mem % (1 << 20) == 0 else mem
+    shown = f"{mem >> 30}G" if mem % (1 << 30) == 0 else f"{mem >> 20}M" if mem % (1 << 20) == 0 else mem
     return ScenarioError(scn.blame("machine.memory"), "machine.memory", shown,
                          f"a memory that fits in {e.path}: {e}")
 
@@ -305,6 +321,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     n = sim.nr_cpus
     _check_policies(scn, sim)
     config, specs = plan_arena(scn, sim)
+    _check_machine_fit(scn, config)
     notes = []
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")

@@ -310,7 +310,7 @@ def _build(
             if key in _RUN_KEYS or key in _MACHINE_KEYS:
                 section = "run" if key in _RUN_KEYS else "machine"
                 hint = f" ({key!r} belongs in [{section}])"
-            raise ctx.err(key, data[key], f"known top-level keys: {', '.join(_TOP_KEYS)}{hint}")
+            raise ctx.err(_shown_key(key), data[key], f"known top-level keys: {', '.join(_TOP_KEYS)}{hint}")
     name = data.get("name", _MISSING)
     if name is _MISSING:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "scenario"
@@ -365,7 +365,7 @@ def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
     per_cpu = []
     for k, v in raw.items():
         if not (isinstance(k, str) and k.isdigit()):
-            raise ctx.err(f"numa.cpu_policy.{k}", v, "keys are simulated CPU ids (0, 1, ...)")
+            raise ctx.err(f"numa.cpu_policy.{_shown_key(k)}", v, "keys are simulated CPU ids (0, 1, ...)")
         if not isinstance(v, str) or not v.strip():
             raise ctx.err(f"numa.cpu_policy.{k}", v, words)
         per_cpu.append((int(k), v.strip()))
@@ -385,7 +385,7 @@ def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:
 def _check_keys(table: Mapping[str, Any], section: str, known: Sequence[str], ctx: _Ctx) -> None:
     for key in table:
         if key not in known:
-            raise ctx.err(f"{section}.{key}", table[key], f"known [{section}] keys: {', '.join(known)}")
+            raise ctx.err(f"{section}.{_shown_key(key)}", table[key], f"known [{section}] keys: {', '.join(known)}")
 
 
 def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> RunSpec:
@@ -548,7 +548,7 @@ def _parse_workload(t: dict[str, Any], ctx: _Ctx, name: str, cls: type) -> objec
     for key in t:
         if key not in fields:
             known = ", ".join(fields) if fields else "(none: this workload takes no parameters)"
-            raise ctx.err(f"workload.{key}", t[key], f"known parameters of workload {name!r}: {known}")
+            raise ctx.err(f"workload.{_shown_key(key)}", t[key], f"known parameters of workload {name!r}: {known}")
     kwargs: dict[str, Any] = {}
     for fname, f in fields.items():
         key = f"workload.{fname}"
@@ -721,6 +721,11 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 # -------------------------------------------------------------------------------- helpers
+
+
+def _shown_key(key: str) -> str:
+    """A key from the file as TOML would spell it: bare if it can be, else quoted ("" , "a b")."""
+    return key if _KEY_RE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def _is_int(v: object) -> bool:

@@ -448,3 +448,39 @@ def test_an_interrupted_run_saves_what_it_measured(sig: int, code: int, tmp_path
         st = subprocess.run([sys.executable, "-m", "aerosync.cli", "stat", "buddyinfo", "--result", str(res)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
         assert st.returncode == 0 and "Node 0" in st.stdout, st.stderr
+
+
+def test_sigterm_to_profile_stops_its_run_cleanly(tmp_path: Path) -> None:
+    """The same defect through `aerosync profile`, whose run is a child (under py-spy):
+    a SIGTERM sent to the profile command reaches only it, so it passes the signal on to
+    the run, which removes its arena and saves what it measured."""
+    import psutil
+
+    from aerosync.arena.cleanup import find_project_objects
+
+    p = subprocess.Popen([sys.executable, "-m", "aerosync.cli", "profile", str(REPO / "scenarios" / "null.toml"),
+                          "--set", "run.duration=60", "--set", "run.warmup=0", "--set", "machine.cpus=1",
+                          "--out", str(tmp_path / "prof")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            kids = {c.pid for c in psutil.Process(p.pid).children(recursive=True)}
+            arenas = [(n, pid) for n, pid in find_project_objects() if pid in kids and not n.startswith("sem.")]
+            if arenas:
+                break
+            assert p.poll() is None and time.monotonic() < deadline, "the profiled run never made its arena"
+            time.sleep(0.05)
+        name, run_pid = arenas[0]
+        _wait_running(run_pid)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 143, err
+        assert not os.path.exists(f"/dev/shm/{name}")
+        assert not psutil.pid_exists(run_pid) or psutil.Process(run_pid).status() == psutil.STATUS_ZOMBIE
+        assert json.loads((tmp_path / "prof" / "result.json").read_text())["interrupted"] is True
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

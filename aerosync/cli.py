@@ -371,9 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except UsageError as e:
-        print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as e:
         return _interrupted(args.cmd, e)
     except AeroSyncError as e:
@@ -381,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if intr is not None:         # a clean-up step failed after the interrupt: still an interrupt
             return _interrupted(args.cmd, intr)
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)

@@ -22,8 +22,11 @@ batch boundary (no operation in flight), so the checkers see a quiescent machine
 
 Only this module and cli.py import `workers`.  The coordinator never pins itself (a
 pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
-its main thread (PDEATHSIG follows the parent thread).  Whatever happens — an error,
-Ctrl-C (SIGINT), SIGTERM — the `finally` stops every worker and unlinks the segment;
+its main thread (PDEATHSIG follows the parent thread).  A Ctrl-C or SIGTERM after the
+start barrier ends the run as its deadline would (workers finish their batch, the
+closing sample, views, report and check are taken) and raises RunInterrupted carrying
+that result, marked interrupted.  Whatever happens — an error, Ctrl-C (SIGINT), SIGTERM,
+a second signal while stopping — the `finally` stops every worker and unlinks the segment;
 after a SIGKILL of the coordinator the workers die with it (PDEATHSIG) and
 `cleanup_stale()` (run at every start and by `aerosync cleanup`) removes the segment.
 """
@@ -60,7 +63,8 @@ from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
-__all__ = ["RunResult", "run", "build_machine", "plan_arena", "environment", "Terminated", "READY_TIMEOUT_S",
+__all__ = ["RunResult", "RunInterrupted", "run", "build_machine", "plan_arena", "environment", "Terminated",
+           "READY_TIMEOUT_S",
            "STOP_GRACE_S"]
 
 RESULT_SCHEMA_VERSION = 1

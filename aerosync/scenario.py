@@ -224,6 +224,8 @@ def load_scenario(
         raise ScenarioError(shown, "<file>", shown, f"a UTF-8 TOML file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(shown, "<toml>", _syntax_line(p, str(e)), f"valid TOML: {e}") from None
+    except ValueError as e:          # a NUL byte in the path (only possible when called from Python)
+        raise ScenarioError(shown, "<file>", shown, f"a file path ({e})") from None
     file = str(p.resolve())
     return _build(data, _Ctx(shown), registry, overrides, file=file, stem=p.stem, base_dir=p.resolve().parent)
 
@@ -516,7 +518,7 @@ def _parse_topology(v: object, ctx: _Ctx, base_dir: Path) -> str:
     allowed = (f'"host", "fake:N" or "fake:N:D" (N nodes, an int 1..{MAX_NUMNODES}; D the distance '
                "between fake nodes, 11..254), "
                "or the path of an existing topology TOML file (relative to the scenario's directory)")
-    if not isinstance(v, str) or not v.strip():
+    if not isinstance(v, str) or not v.strip() or "\0" in v:
         raise ctx.err("machine.topology", v, allowed)
     if v == "host":
         return v
@@ -703,6 +705,8 @@ def _parse_override(text: str) -> tuple[str, Any]:
     sections = ", ".join(k for k in _TOP_KEYS if k not in _SCALAR_KEYS)
     allowed = (f'"section.key=value" with section one of {sections} '
                '(or "name=..." / "description=..."); the value is a TOML value or a bare string')
+    if isinstance(text, list) and not text:     # argparse turns the option value "--" into []
+        text = "--"
     key, eq, raw = text.partition("=")
     key = key.strip()
     parts = key.split(".")

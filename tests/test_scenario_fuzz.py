@@ -433,3 +433,14 @@ def test_found_sections_that_do_not_fit_together(sets: list[str], key: str, allo
                  *(f"--set={s}" for s in sets)]) == 2
     err = capsys.readouterr().err
     assert f"<command line>: {key} = " in err and allowed in err, err
+
+
+@pytest.mark.parametrize(("text", "overrides"), [
+    ('[run]\nworkload = "null"\n[machine]\ntopology = "\\u0000"\n', []),   # a path with a NUL byte
+    ((REPO / "scenarios" / "null.toml").read_text(), ["--"]),              # argparse hands "--" over as []
+])
+def test_found_by_the_soak(text: str, overrides: list[str]) -> None:
+    """Two tracebacks the --soak budget found: a topology path holding a NUL byte
+    (ValueError from the file system call), and `--set=--`."""
+    check_cli(text, overrides)
+

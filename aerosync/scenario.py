@@ -12,6 +12,8 @@ Schema (every section optional except ``[run] workload``)::
     [run]      workload duration|ops seed sample_interval warmup
     [machine]  cpus memory topology lock_stat lock_hold_sample remote_access_ns
     [workload] the workload's own Params fields (checked against its dataclass)
+    [locks]    spinlock ("tas" | "qspinlock") classes (per lock class, e.g.
+               {"&zone->lock" = "qspinlock"}; sync/spinlock.py)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
 this module sits below `arch` and only checks their shape; the coordinator resolves them.
@@ -51,6 +53,7 @@ __all__ = [
     "COMMAND_LINE",
     "DEFAULT_DURATION",
     "DEFAULT_MEMORY",
+    "LocksSpec",
     "MachineSpec",
     "RunSpec",
     "Scenario",
@@ -76,7 +79,9 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "workload")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "workload", "locks")
+_LOCKS_KEYS = ("spinlock", "classes")
+_SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves")
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
@@ -151,6 +156,18 @@ class NumaSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocksSpec:
+    """[locks]: which spinlock implementation each lock class uses (sync/spinlock.py)."""
+
+    spinlock: str = "tas"                           # every class not listed below
+    classes: tuple[tuple[str, str], ...] = ()       # (lock class, kind) overrides, sorted
+
+    def to_config(self) -> dict[str, Any]:
+        """The arena config's `locks` entry."""
+        return {"spinlock": self.spinlock, "classes": dict(self.classes)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -162,6 +179,7 @@ class Scenario:
     workload: object
     numa: NumaSpec = NumaSpec()
     slab: SlabSpec = SlabSpec()
+    locks: LocksSpec = LocksSpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -251,6 +269,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
                  "weights": list(s.numa.weights)},
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
+        "locks": s.locks.to_config(),
     }
 
 
@@ -264,6 +283,8 @@ def scenario_hash(s: Scenario) -> str:
     d = scenario_to_dict(s)
     canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "slab": d["slab"],
              "workload": d["workload"]}
+    if s.locks != LocksSpec():          # only when set, so older scenarios keep their hash
+        canon["locks"] = d["locks"]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -308,9 +329,10 @@ def _build(
     machine = _parse_machine(machine_t, ctx, base_dir)
     numa = _parse_numa(_table(data, "numa", ctx), ctx)
     slab = _parse_slab(_table(data, "slab", ctx), ctx)
+    locks = _parse_locks(_table(data, "locks", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab)
+                    numa=numa, slab=slab, locks=locks)
 
 
 def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
@@ -328,6 +350,28 @@ def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
         raise ctx.err("slab.debug", debug, 'slub_debug syntax: flags from F Z P U T A O (or "-"), then an optional '
                       'comma list of cache names, e.g. "FZPU" or "ZP,kmalloc-64"')
     return SlabSpec(debug=debug, **vals)
+
+
+def _parse_locks(t: dict[str, Any], ctx: _Ctx) -> LocksSpec:
+    """[locks]: the spinlock kind, globally and per lock class (class names as in
+    /proc/lock_stat, e.g. "&zone->lock", "&n->list_lock", "slab_mutex", "lock_storm_lock")."""
+    _check_keys(t, "locks", _LOCKS_KEYS, ctx)
+    kinds = " or ".join(f'"{k}"' for k in _SPINLOCK_KINDS)
+    spinlock = t.get("spinlock", "tas")
+    if spinlock not in _SPINLOCK_KINDS:
+        raise ctx.err("locks.spinlock", spinlock, f'{kinds} ("tas": test-and-set with backoff, '
+                      '"qspinlock": queued MCS lock, FIFO)')
+    raw = t.get("classes", {})
+    if not isinstance(raw, dict):
+        raise ctx.err("locks.classes", raw, 'a table of lock class = kind, e.g. {"&zone->lock" = "qspinlock"}')
+    classes = []
+    for cls, kind in raw.items():
+        if not 0 < len(cls.encode()) <= 32:
+            raise ctx.err(f"locks.classes.{cls}", kind, "lock class names of 1..32 bytes (as in /proc/lock_stat)")
+        if kind not in _SPINLOCK_KINDS:
+            raise ctx.err(f"locks.classes.{cls}", kind, kinds)
+        classes.append((cls, kind))
+    return LocksSpec(spinlock=spinlock, classes=tuple(sorted(classes)))
 
 
 def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:

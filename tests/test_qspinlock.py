@@ -1,6 +1,7 @@
-"""The queued spinlock (sync/qspinlock.py): mutual exclusion and FIFO hand-over across
-processes, the pending bit, oversubscription without sleep-polling, dead and abandoned
-waiters and owners, the wait hook, and per-class selection through SpinLock."""
+"""The queued spinlock (sync/qspinlock.py): FIFO hand-over across processes, the pending
+bit, oversubscription without sleep-polling, dead and abandoned waiters and owners, the
+wait hook, and per-class selection through SpinLock.  (Mutual exclusion, ownership,
+lock_stat and lockdep: tests/test_sync.py runs its spinlock tests for both kinds.)"""
 
 from __future__ import annotations
 
@@ -83,29 +84,6 @@ class Line:
 
 
 # ---------------------------------------------------------------------------- exclusion, order
-@pytest.mark.parametrize("nproc", [2, 3])
-def test_Q1_mutual_exclusion_across_processes(make_arena, spawn, nproc: int, soak: bool) -> None:
-    """N processes do a racy read-modify-write under the queued spinlock: the total is exact."""
-    a = make_arena(nr_cpus=nproc, extra=EXTRA, lock_hold_sample=1, locks=QSPIN)
-    slot = LS.lock_alloc(a, "test_qlock", "mutex")
-    assert SpinLock(a, slot, 0).kind == "qspinlock"
-    word, start = a.off("data"), a.off("data") + 64
-    iters = 100_000 if soak else 10_000
-    procs = [spawn(helpers.lock_increment, a.name, slot, c, iters, word, start) for c in range(nproc)]
-    _until(lambda: a.atomic.load64(start) >= nproc, "children to start")
-    a.atomic.store64(start, 1 << 32)
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    assert a.u64[word >> 3] == nproc * iters
-    st = LS.snapshot(a)[slot]
-    assert st.acquisitions == nproc * iters and st.hold_samples == nproc * iters
-    assert st.contentions > 0 and st.wait_max >= st.wait_min > 0
-    w = a.atomic.load64(LS.slot_off(a, slot))
-    assert not w & (Q.Q_LOCKED | Q.Q_PENDING | Q.Q_TAIL)          # free, nobody left in line
-    assert a.atomic.load32(LS.slot_off(a, slot) + LS.S_SLEEPERS) == 0
-
-
 def test_Q2_fifo_hand_over_in_order_of_arrival(make_arena, spawn) -> None:
     """Actors arrive one at a time (the sequencer) while the lock is held: the first takes
     the pending bit, the rest queue; they get the lock exactly in that order."""

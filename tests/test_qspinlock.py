@@ -342,3 +342,11 @@ def test_mark_dead_nodes_flags_a_dead_workers_nodes(make_arena, spawn) -> None:
     line.procs[1].kill()
     line.finish(dead=(1,))
     assert line.report(2, R_REPAIRS) == 1
+
+
+def test_jain_index_of_the_reliability_bench() -> None:
+    from aerosync.bench.reliability import jain_index
+
+    assert jain_index([5, 5]) == 1.0
+    assert jain_index([10, 0]) == 0.5                 # 1/n: one CPU got everything
+    assert abs(jain_index([3, 1]) - 0.8) < 1e-12      # 16 / (2 * 10)

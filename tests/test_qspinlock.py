@@ -92,7 +92,7 @@ def test_Q2_fifo_hand_over_in_order_of_arrival(make_arena, spawn) -> None:
     line.holder.acquire()
     order = [3, 0, 4, 1, 2]
     for c in order:
-        line.arrive(c)
+        line.arrive(c, block_s=60.0)              # a lost wake-up would hang, not just slow
     assert line.word() & Q.Q_PENDING
     line.holder.release()
     line.finish()
@@ -350,3 +350,33 @@ def test_jain_index_of_the_reliability_bench() -> None:
     assert jain_index([5, 5]) == 1.0
     assert jain_index([10, 0]) == 0.5                 # 1/n: one CPU got everything
     assert abs(jain_index([3, 1]) - 0.8) < 1e-12      # 16 / (2 * 10)
+
+
+def test_holder_drops_a_successor_that_died_before_linking(make_arena, spawn, monkeypatch) -> None:
+    """The window between a waiter's tail CAS and its link store: it dies there, so the
+    holder that must hand over never sees a link.  Forced by writing that state: our
+    node holds the lock, the tail is a node whose prev is ours and whose process is gone.
+    hand_over must notice (liveness check after a block) and take the dead tail off."""
+    monkeypatch.setattr(Q, "LIVENESS_S", 0.0)
+    a = make_arena(nr_cpus=2, locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "unlinked")
+    off, at = LS.slot_off(a, slot), a.atomic
+    mine = os.getpid() << 16 | (CPU_COORD + 1)
+    w8 = Q._Waiter(a, off, slot, CPU_COORD, mine, "test_qlock[unlinked]")
+    h = w8.claim()
+    gone = spawn(time.sleep, 0)
+    gone.join(30)
+    n = Q.node_index(a, 1) + 1
+    nno = a.off("qnodes") + (n - 1) * 64
+    at.store64(nno + Q.N_OWNER, gone.pid)
+    at.store64(nno + Q.N_PREV, h)
+    at.store64(nno + Q.N_SLOT, slot + 1)
+    at.store64(off, mine | n << Q.Q_TAIL_SHIFT)          # locked by us, the dead node queued behind
+    repairs = Q.QSTAT["repairs"]
+    w8.hand_over(h, [0, 0, 0])
+    assert at.load64(off) == mine                         # still ours, nobody in line
+    assert at.load64(nno + Q.N_OWNER) == 0 and at.load64(nno + Q.N_SLOT) == 0
+    assert Q.QSTAT["repairs"] == repairs + 1
+    w8.free(h)
+    w8.unlock_slow(mine)
+    assert at.load64(off) == CPU_COORD + 1

@@ -138,6 +138,7 @@ YIELD_TRIES = 8              # sched_yield calls before blocking
 RESPIN_TRIES = 32            # polls after a wake-up before blocking again
 EARLY_MASK = 15              # a queued waiter looks at its predecessor every 16 polls
 BLOCK_S = 0.02               # block timeout without a wait hook (liveness checks)
+LIVENESS_S = 0.05            # at most this often a waiter reads /proc about a peer (~10 us)
 OVERFLOW_SLEEP_S = 50e-6     # the no-node fallback's backoff (50 us doubling to 1 ms)
 OWNER_CHECK_S = 0.25         # a P set on a free word this long makes its holder suspect
 
@@ -246,6 +247,8 @@ class _Waiter:
         if arena.nr_sems < self.nr_nodes:
             raise LockError(f"qspinlock: {name}: arena {arena.name} has {arena.nr_sems} semaphores for "
                             f"{self.nr_nodes} MCS nodes (its config did not select the queued spinlock)")
+        if self.nr_nodes >= 0xFFFF:
+            raise LockError(f"qspinlock: {self.nr_nodes} MCS nodes do not fit the 16-bit sleepers fields")
         self.pref = node_index(arena, cpu)
 
     # ------------------------------------------------------------------ nodes
@@ -256,11 +259,10 @@ class _Waiter:
         """Claim a node (preferred first); returns its code, or 0 when every node is busy.
         A node not `queued` (the pending waiter's, only for its semaphore) keeps slot 0:
         nothing links to it, so it is reclaimable as soon as its process is gone."""
-        at, me = self.at, _my_owner()
-        order = range(self.nr_nodes)
-        if 0 <= self.pref < self.nr_nodes:
-            order = [self.pref, *(i for i in order if i != self.pref)]
-        for i in order:
+        at, me, pref = self.at, _my_owner(), self.pref
+        if 0 <= pref < self.nr_nodes and at.cas64(self.qbase + pref * CACHE_LINE + N_OWNER, 0, me) == 0:
+            return self._init(pref + 1, queued)             # the usual case: our context's node
+        for i in range(self.nr_nodes):
             no = self.qbase + i * CACHE_LINE
             o = at.load64(no + N_OWNER)
             if o == 0:
@@ -445,15 +447,15 @@ class _Waiter:
                 node[0] = self.claim(queued=False)
             return node[0]
 
-        next_check = [_pc() + int(OWNER_CHECK_S * 1e9)]
+        next_check = [_pc() + int(LIVENESS_S * 1e9)]
 
         def check(timed_out: bool) -> int:
             w = at.load64(off)
             if not w & Q_PENDING:
                 return REVOKED
             now = _pc()
-            if w & Q_LOCKED and (timed_out or now >= next_check[0]):
-                next_check[0] = now + int(OWNER_CHECK_S * 1e9)
+            if w & Q_LOCKED and now >= next_check[0]:
+                next_check[0] = now + int(LIVENESS_S * 1e9)
                 if not owner_alive(self.arena, w):
                     cpu, pid = LS.decode_owner(w)
                     raise LockOwnerDead(self.name, cpu, pid, (now - since_ns) / 1e9)
@@ -495,7 +497,7 @@ class _Waiter:
         QSTAT["queued"] += 1
         no = self.no(code)
         seq = at.load64(no + N_SEQ)
-        taken = False
+        taken = published = False
         try:
             w = at.load64(off)
             while True:
@@ -512,6 +514,7 @@ class _Waiter:
                 if got == w:
                     break
                 w = got
+            published = True
             if prev:
                 po = self.no(prev)
                 at.store64(po + N_NEXT, code | seq << 24)   # link; wake prev if it waits for it
@@ -526,7 +529,10 @@ class _Waiter:
         except BaseException:
             if taken:                                       # never raise out of lock() holding it
                 self.unlock_slow(at.load64(off))
-            self.abandon(code)
+            if published:
+                self.abandon(code)
+            else:
+                self.free(code)                             # nobody saw it
             raise
         self.free(code)
         return w
@@ -538,16 +544,21 @@ class _Waiter:
         def poll() -> int:
             return 1 if at.load64(no + N_LOCKED) & 1 else -1
 
+        next_check = [_pc() + int(LIVENESS_S * 1e9)]
+
         def check(timed_out: bool) -> int:
             if at.load64(no + N_LOCKED) & 1:
                 return 1
             prev = at.load64(no + N_PREV)
-            if not prev:
-                return 1                                    # a repair left us first
             o = at.load64(self.no(prev) + N_OWNER)
-            if o & ABANDONED or (timed_out and _node_dead(o)):
-                return 1 if self.repair(code, prev) else -1
-            return -1
+            if not o & ABANDONED:
+                now = _pc()
+                if now < next_check[0]:
+                    return -1
+                next_check[0] = now + int(LIVENESS_S * 1e9)
+                if not _node_dead(o):
+                    return -1
+            return 1 if self.repair(code, prev) else -1
 
         def early() -> bool:
             return at.load64(self.no(at.load64(no + N_PREV) or code) + N_STATE) == HALTED
@@ -597,13 +608,13 @@ class _Waiter:
             return w if at.cas64(off, w, new) == w else -1
 
         pend = [0, 0]                                       # P seen on a free word: since, holder
-        next_check = [_pc() + int(OWNER_CHECK_S * 1e9)]
+        next_check = [_pc() + int(LIVENESS_S * 1e9)]
 
         def check(timed_out: bool) -> int:
             now = _pc()
-            if not (timed_out or now >= next_check[0]):
+            if now < next_check[0]:
                 return -1
-            next_check[0] = now + int(OWNER_CHECK_S * 1e9)
+            next_check[0] = now + int(LIVENESS_S * 1e9)
             w = at.load64(off)
             if w & Q_LOCKED:
                 pend[0] = 0
@@ -639,6 +650,8 @@ class _Waiter:
         at, off, no = self.at, self.off, self.no(code)
         link = at.load64(no + N_NEXT)
         if not link:
+            next_check = [_pc() + int(LIVENESS_S * 1e9)]
+
             def poll() -> int:
                 v = at.load64(no + N_NEXT)
                 if v:
@@ -646,7 +659,11 @@ class _Waiter:
                 return 0 if at.load64(off) >> Q_TAIL_SHIFT == 0 else -1   # the tail was dropped
 
             def check(timed_out: bool) -> int:
-                return 0 if timed_out and self._drop_dead_tail(code) else -1
+                now = _pc()
+                if now < next_check[0]:
+                    return -1
+                next_check[0] = now + int(LIVENESS_S * 1e9)
+                return 0 if self._drop_dead_tail(code) else -1
 
             link = self.wait(poll, lambda: code, check, counts, halted=LINKWAIT)
             if not link:

@@ -37,6 +37,10 @@ def _mine() -> list[str]:
 def test_lock_storm_ops_mode_exact(tmp_path: Path, spinlock: str) -> None:
     scn = _scn(tmp_path, '[run]\nworkload = "lock_storm"\nops = 30000\n[machine]\ncpus = 2\nmemory = "4M"\n'
                          f'[workload]\ncs_iters = 3\n[locks]\nspinlock = "{spinlock}"\n')
+    from aerosync.arch import topology as topo
+
+    config, _ = coordinator.plan_arena(scn, coordinator.build_machine(scn, topo.read_host()))
+    assert config["locks"] == {"spinlock": spinlock, "classes": {}}       # what SpinLock reads
     res = coordinator.run(scn)
     d = res.to_dict()
     assert [c["ops"] for c in d["cpus"]] == [30000, 30000]

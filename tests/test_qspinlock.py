@@ -380,3 +380,23 @@ def test_holder_drops_a_successor_that_died_before_linking(make_arena, spawn, mo
     w8.free(h)
     w8.unlock_slow(mine)
     assert at.load64(off) == CPU_COORD + 1
+
+
+def test_semaphores_of_a_killed_creator_are_swept() -> None:
+    """A SIGKILLed creator leaves its segment and semaphores behind; the stale sweep
+    (`aerosync cleanup`, every run's start, the test session) finds them by the owner pid
+    in their names and removes them all."""
+    import subprocess
+    import sys
+
+    from aerosync.arena.cleanup import cleanup_stale
+
+    code = ("import os; from aerosync.arena import layout as L; from aerosync.arena.segment import Arena; "
+            "a = Arena.create({'nr_cpus': 1, 'locks': {'spinlock': 'qspinlock'}}, L.base_sections(1, 4)); "
+            "print(a.name, flush=True); os.kill(os.getpid(), 9)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    name = out.stdout.strip()
+    assert name.startswith("aerosync_") and out.returncode == -signal.SIGKILL
+    cleanup_stale()                       # a concurrent sweep may have been first: same code
+    assert [f for f in os.listdir("/dev/shm") if name in f] == []

@@ -25,7 +25,7 @@ Lockless protocol (the lock word, u64 at slot+0)::
     pending waiter or the queue head: that is what makes the hand-over FIFO.
   * release fast path: CAS "locked by me, nobody waiting" -> "free, last me" (it catches a
     foreign release, as xv6's release() does).  With P or a tail set it fails into
-    `release_slow`: a CAS loop clears the pid field (the tail may move under it), then
+    `unlock_slow`: a CAS loop clears the pid field (the tail may move under it), then
     the next waiter is woken if it blocked.
   * pending: word locked, no P, no tail -> CAS P on, wait for the owner to leave, then
     CAS (P, free) -> (locked by me) (clear_pending_set_locked).  A CAS rather than
@@ -57,13 +57,17 @@ MCS nodes (section `qnodes`, one 64-byte line each; arena/layout.py qnode_count)
   was freed and claimed again), and the releaser/granter reading state.
 
 Paravirt waiting (qspinlock_paravirt.h, one POSIX semaphore per node, arena-owned): a
-waiter spins `SPIN_TRIES` loads, yields `YIELD_TRIES` times, then blocks:
+waiter spins `SPIN_TRIES` polls, yields `YIELD_TRIES` times, then blocks; a queued waiter
+whose predecessor is blocked itself blocks at once (pv_wait_early):
   * a queued waiter sets state HALTED, re-checks its grant, blocks; the predecessor
     grants, then posts if it sees HALTED (pv_wait_node / pv_kick: a Dekker pair of
-    SEQ_CST store-then-load on both sides, so no wake-up is lost; a spurious one is).
+    SEQ_CST store-then-load on both sides, so no wake-up is lost; a spurious one can
+    happen and is waited out).  Linux defers that kick to the unlock (pv_kick_node) to
+    spare a vCPU a wake/halt cycle; here the post comes at the hand-over, so the new
+    head is running again by the time the lock is released.
   * the queue head and the pending waiter register their node code in the slot's
     `sleepers` word (u32 at slot+28: head in bits 0-15, pending waiter in 16-31), set
-    HALTED, re-check the word, block.  `release_slow` (and anyone dropping P) reads
+    HALTED, re-check the word, block.  `unlock_slow` (and anyone dropping P) reads
     `sleepers` after its CAS and posts the one that is next: the pending waiter if P is
     set, else the head (the _Q_SLOW_VAL + hash of pv_wait_head_or_lock, without the
     hash: one lock has one head).
@@ -79,11 +83,12 @@ arena header, a node occupant's from its node):
   * a waiter leaving on an exception (LockOwnerDead, KeyboardInterrupt, a raising wait
     hook) marks its node ABANDONED and wakes its successor: from then on it is handled
     exactly like a dead one.  A pending waiter drops P and wakes the head.
-  * dead or abandoned predecessor X (seen by its successor S on a block timeout, at once
-    for ABANDONED): if X was the head (no prev) or was granted, S becomes the head; else
-    S splices itself in: CAS prev(X)->next from X's link (or 0: X died before linking)
-    to S's.  The predecessor's hand-over commits with CAS next -> next|GRANTED before it
-    writes the grant, so a splice and a hand-over never both win.  S frees X's node.
+  * dead or abandoned predecessor X (seen by its successor S after a block, reading /proc
+    at most every LIVENESS_S; at once for ABANDONED): if X was the head (no prev) or was
+    granted, S becomes the head; else S splices itself in: CAS prev(X)->next from X's
+    link (or 0: X died before linking) to S's.  The predecessor's hand-over commits with
+    CAS next -> next|GRANTED before it writes the grant, so a splice and a hand-over
+    never both win.  S frees X's node.
   * dead pending waiter (P set, word free, for `OWNER_CHECK_S`, with slot+8 naming a dead
     process or nobody): the head revokes P by CAS; a live but revoked waiter's take-CAS
     fails and it queues again.
@@ -92,9 +97,13 @@ arena header, a node occupant's from its node):
   `mark_dead_nodes(arena, pid)` lets a recovering coordinator flag a dead worker's nodes
   at once instead of waiting for the checks.
 
-Invariants (tests/test_qspinlock.py): Q1 at most one owner; Q2 waiters are served in
-the order their tail CAS (or P CAS) succeeded; Q3 while P or a tail is set only the
-pending waiter / head can take a free lock; Q4 a node is granted at most once per claim.
+Lock order: a queued spinlock nests exactly like the TAS lock it replaces (each user
+documents its order; sync/__init__.py has the tree).  The slow path takes no other lock.
+
+Invariants: Q1 at most one owner (tests/test_sync.py, both kinds); Q2 waiters are served
+in the order their P or tail CAS succeeded (tests/test_qspinlock.py); Q3 while P or a tail
+is set only the pending waiter or the head can take a free lock; Q4 a node is granted at
+most once per claim (the seq in its locked word).
 """
 
 from __future__ import annotations

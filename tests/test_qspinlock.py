@@ -326,21 +326,30 @@ def test_no_semaphores_left_after_arena_with_qspinlock() -> None:
     assert [f for f in os.listdir("/dev/shm") if a.name in f] == []
 
 
-def test_mark_dead_nodes_flags_a_dead_workers_nodes(make_arena, spawn) -> None:
-    """A coordinator that saw a worker die can flag its nodes at once (no liveness wait)."""
-    line = Line(make_arena, spawn, 3)
+def test_reap_dead_waiter_repairs_at_once(make_arena, spawn) -> None:
+    """A coordinator that saw a worker die flags its nodes and drops its P at once: the
+    waiters behind it move on without a liveness check (they block with a 60 s timeout,
+    so only reap's wake-ups can move them).  The victims are SIGSTOPped, not killed, so
+    that nothing but reap_dead_waiter can tell the others they are gone."""
+    line = Line(make_arena, spawn, 4)
     line.holder.acquire()
-    line.arrive(0)
-    line.arrive(1)
+    line.arrive(0, block_s=60.0)                  # pending: the first victim
+    line.arrive(1, block_s=60.0)                  # head: the second victim
     line.arrive(2, block_s=60.0)
-    os.kill(line.procs[1].pid, signal.SIGSTOP)
-    _until(lambda: Path(f"/proc/{line.procs[1].pid}/stat").read_text().rpartition(")")[2].split()[0] == "T",
-           "cpu1 to stop")
-    assert Q.mark_dead_nodes(line.a, line.procs[1].pid) == [Q.node_index(line.a, 1)]
+    line.arrive(3, block_s=60.0)
+    victims = (line.procs[0].pid, line.procs[1].pid)
+    for pid in victims:
+        os.kill(pid, signal.SIGSTOP)
+        _until(lambda pid=pid: Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T",
+               f"pid {pid} to stop")
+    assert Q.reap_dead_waiter(line.a, victims[0]) == ([], [line.slot])
+    assert not line.word() & Q.Q_PENDING
+    assert Q.reap_dead_waiter(line.a, victims[1]) == ([Q.node_index(line.a, 1)], [])
     line.holder.release()
-    _until(lambda: line.log() == [0, 2], f"cpu2 to get the lock past the flagged node (log {line.log()})")
-    line.procs[1].kill()
-    line.finish(dead=(1,))
+    _until(lambda: line.log() == [2, 3], f"cpu2 and cpu3 to get the lock past the victims (log {line.log()})")
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    line.finish(dead=(0, 1))
     assert line.report(2, R_REPAIRS) == 1
 
 

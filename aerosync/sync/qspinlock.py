@@ -94,8 +94,9 @@ arena header, a node occupant's from its node):
     fails and it queues again.
   * dead successor that never linked (the holder waits for next): the holder drops it
     from the tail when it is the tail; otherwise the node behind it splices around it.
-  `mark_dead_nodes(arena, pid)` lets a recovering coordinator flag a dead worker's nodes
-  at once instead of waiting for the checks.
+  `reap_dead_waiter(arena, pid)` lets a recovering coordinator do all this at once for a
+  worker it saw die (its nodes flagged ABANDONED, the P bits it held dropped) instead of
+  waiting for the other waiters' checks.
 
 Lock order: a queued spinlock nests exactly like the TAS lock it replaces (each user
 documents its order; sync/__init__.py has the tree).  The slow path takes no other lock.
@@ -118,12 +119,12 @@ from aerosync.arch.cpu import proc_alive, proc_starttime
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
-from aerosync.params import CACHE_LINE, CPU_AREA_SIZE
+from aerosync.params import CACHE_LINE, CPU_AREA_SIZE, MAX_LOCKS
 from aerosync.sync import lockstat as LS
 from aerosync.sync.waithook import HOOK_BLOCK_S, _hook
 
 __all__ = ["make_qspinlock", "Q_LOCKED", "Q_OWNER", "Q_PENDING", "Q_TAIL_SHIFT", "Q_TAIL", "QSTAT",
-           "node_index", "mark_dead_nodes", "kick_sleepers", "SPIN_TRIES", "YIELD_TRIES", "BLOCK_S"]
+           "node_index", "reap_dead_waiter", "kick_sleepers", "SPIN_TRIES", "YIELD_TRIES", "BLOCK_S"]
 
 Q_CPU = 0xFFFF
 Q_LOCKED = LS.PID_MASK << 16
@@ -224,23 +225,41 @@ def kick_sleepers(arena: Arena, slot_off: int, word: int) -> None:
             _wake(arena, code)
 
 
-def mark_dead_nodes(arena: Arena, pid: int) -> list[int]:
-    """Flag every MCS node occupied by `pid` ABANDONED and wake its successor, so the queue
-    is repaired at once (for a coordinator that saw the worker die).  Returns the nodes."""
-    if "qnodes" not in arena.sections:
-        return []
+def reap_dead_waiter(arena: Arena, pid: int) -> tuple[list[int], list[int]]:
+    """For a process known dead (the coordinator saw it exit): flag every MCS node it had
+    queued ABANDONED and wake the node behind it, and drop the P bit of every lock it was
+    the pending waiter of (waking that lock's head), so the queues move on at once.
+    Locks it *held* are not touched (LockOwnerDead / force_unlock).  Returns (node
+    indexes flagged, lock slots whose P was dropped).  Never call it for a live process."""
+    if "qnodes" not in arena.sections or not arena.nr_sems:
+        return [], []
     at, base = arena.atomic, arena.off("qnodes")
-    out = []
+    nodes = []
     for i in range(arena.sections["qnodes"][1] // CACHE_LINE):
         no = base + i * CACHE_LINE
         o = at.load64(no + N_OWNER)
         if o and o & LS.PID_MASK == pid and at.load64(no + N_SLOT):
             at.fetch_or64(no + N_OWNER, ABANDONED)
             nx = at.load64(no + N_NEXT) & CODE_MASK
-            if nx and arena.nr_sems:
+            if nx:
                 arena.semaphore(nx - 1).release()
-            out.append(i)
-    return out
+            nodes.append(i)
+    slots = []
+    for slot in range(min(arena.u64[L.H_NR_LOCKS >> 3], MAX_LOCKS)):
+        off = LS.slot_off(arena, slot)
+        holder = at.load64(off + LS.S_OWNER)
+        if arena.u32[(off + LS.S_KIND) >> 2] != LS.LOCK_SPIN or (holder >> 16) & LS.PID_MASK != pid:
+            continue
+        w = at.load64(off)
+        while w & Q_PENDING and (w >> 16) & LS.PID_MASK != pid:     # (it never took the lock)
+            got = at.cas64(off, w, w & ~Q_PENDING)
+            if got == w:
+                at.cas64(off + LS.S_OWNER, holder, 0)
+                kick_sleepers(arena, off, w & ~Q_PENDING)
+                slots.append(slot)
+                break
+            w = got
+    return nodes, slots
 
 
 class _Waiter:

@@ -143,8 +143,9 @@ class Arena:
         if len(blob) > L.HEADER_SIZE - L.CONFIG_OFF:
             raise ArenaError(f"Arena.create: configuration JSON is {len(blob)} bytes, too large for the header")
         free = shm_free_bytes()
-        if lay.total + SHM_MARGIN > free:
-            raise ShmSpaceError(SHM_DIR, lay.total, free)
+        need = lay.total + L.nr_semaphores(config) * PAGE_SIZE    # a named semaphore is a tmpfs page
+        if need + SHM_MARGIN > free:
+            raise ShmSpaceError(SHM_DIR, need, free)
         name = name or new_name()
         try:
             shm = _open_untracked(name, create=True, size=lay.total)

@@ -270,6 +270,8 @@ class _Waiter:
         self.at = arena.atomic
         if "qnodes" not in arena.sections:
             raise LockError(f"qspinlock: arena {arena.name} has no qnodes section (made by an older AeroSync?)")
+        if not posix_ipc.SEMAPHORE_TIMEOUT_SUPPORTED:
+            raise LockError("qspinlock: this platform's POSIX semaphores have no timed wait (sem_timedwait)")
         self.qbase, qsize = arena.sections["qnodes"]
         self.nr_nodes = qsize // CACHE_LINE
         if arena.nr_sems < self.nr_nodes:

@@ -120,19 +120,21 @@ class Sequencer:
             time.sleep(0.0002)
 
 
-# Per-actor report line of qlock_in_turn (u64 words at report_off + 64 * cpu).
-R_DONE, R_RAISED, R_PENDING, R_QUEUED, R_BLOCKS, R_TIMEOUTS, R_REPAIRS, R_ABANDONS = range(8)
+# Per-actor report of qlock_in_turn (u64 words at report_off + 128 * cpu).
+R_DONE, R_RAISED, R_PENDING, R_QUEUED, R_BLOCKS, R_TIMEOUTS, R_REPAIRS, R_ABANDONS, R_STEALS = range(9)
+NO_STEAL = 10**15            # qlock_in_turn's default STEAL_NS: strict hand-over order
 
 
 def qlock_in_turn(name: str, slot: int, cpu: int, turn: int, seq_off: int, log_off: int, report_off: int,
-                  raise_off: int = 0, block_s: float = 0.0) -> None:
+                  raise_off: int = 0, block_s: float = 0.0, steal_ns: int = NO_STEAL) -> None:
     """Wait for `turn`, acquire the lock (queueing behind whoever is in line), append
     cpu+1 to the hand-over log at log_off (count at log_off, entries after it), release,
     and report the queued spinlock's event counts.
 
     raise_off: a word that, once non-zero, makes this CPU's wait hook raise (the waiter
     leaves the queue on an exception).  block_s: the block timeout without a hook (a
-    large value turns a lost wake-up into a hang).
+    large value turns a lost wake-up into a hang).  steal_ns: after how long a free lock
+    its next waiter did not take may be stolen (default: never, so the order is exact).
     """
     from aerosync.sync import qspinlock as Q
     from aerosync.sync.spinlock import SpinLock
@@ -140,8 +142,9 @@ def qlock_in_turn(name: str, slot: int, cpu: int, turn: int, seq_off: int, log_o
 
     a = Arena.attach(name)
     at = a.atomic
-    rep = report_off + 64 * cpu
+    rep = report_off + 128 * cpu
     lock = SpinLock(a, slot, cpu)
+    Q.STEAL_NS = steal_ns
     if block_s:
         Q.BLOCK_S = block_s
     if raise_off:
@@ -159,7 +162,7 @@ def qlock_in_turn(name: str, slot: int, cpu: int, turn: int, seq_off: int, log_o
         at.store64(log_off + 8 * (1 + i), cpu + 1)
         lock.release()
     for k, key in ((R_PENDING, "pending"), (R_QUEUED, "queued"), (R_BLOCKS, "blocks"), (R_TIMEOUTS, "timeouts"),
-                   (R_REPAIRS, "repairs"), (R_ABANDONS, "abandons")):
+                   (R_REPAIRS, "repairs"), (R_ABANDONS, "abandons"), (R_STEALS, "steals")):
         at.store64(rep + 8 * k, Q.QSTAT[key])
     at.store64(rep + 8 * R_DONE, 1)
     del lock

@@ -22,7 +22,7 @@ from aerosync.sync.rwlock import RWLock
 from aerosync.sync.spinlock import CPU_COORD, SPIN_TRIES, YIELD_TRIES, SpinLock, force_unlock, locks_held_by
 from aerosync.sync.waithook import set_wait_hook
 from tests import helpers
-from tests.helpers import R_ABANDONS, R_DONE, R_PENDING, R_QUEUED, R_RAISED, R_REPAIRS, Sequencer
+from tests.helpers import R_ABANDONS, R_DONE, R_PENDING, R_QUEUED, R_RAISED, R_REPAIRS, R_STEALS, Sequencer
 
 QSPIN = {"spinlock": "qspinlock"}
 EXTRA = [L.SectionSpec("data", 16384)]
@@ -53,15 +53,18 @@ class Line:
     def word(self) -> int:
         return self.a.atomic.load64(self.off)
 
-    def arrive(self, cpu: int, **kw) -> None:
-        """Let `cpu` go, then wait until it is in line: pending if the lock was only
-        held, else the queue's tail."""
+    def arrive(self, cpu: int, in_line: bool = True, **kw) -> None:
+        """Let `cpu` go, then (in_line) wait until it is in line: pending if the lock was
+        only held, else the queue's tail."""
         self.turn += 1
         w = self.word()
         p = self.spawn(helpers.qlock_in_turn, self.a.name, self.slot, cpu, self.turn, self.data + SEQ,
-                       self.data + LOG, self.data + REPORT, kw.get("raise_off", 0), kw.get("block_s", 0.0))
+                       self.data + LOG, self.data + REPORT, kw.get("raise_off", 0), kw.get("block_s", 0.0),
+                       kw.get("steal_ns", helpers.NO_STEAL))
         self.procs[cpu] = p
         self.seq.set_turn(self.turn)
+        if not in_line:
+            return
         if not w & (Q.Q_PENDING | Q.Q_TAIL):
             _until(lambda: self.word() & Q.Q_PENDING and self.a.atomic.load64(self.off + LS.S_OWNER) >> 16 == p.pid,
                    f"cpu{cpu} to take the pending bit")
@@ -74,7 +77,7 @@ class Line:
         return [self.a.atomic.load64(self.data + LOG + 8 * (1 + i)) - 1 for i in range(n)]
 
     def report(self, cpu: int, field: int) -> int:
-        return self.a.atomic.load64(self.data + REPORT + 64 * cpu + 8 * field)
+        return self.a.atomic.load64(self.data + REPORT + 128 * cpu + 8 * field)
 
     def finish(self, dead: tuple[int, ...] = ()) -> None:
         for cpu, p in self.procs.items():
@@ -101,6 +104,33 @@ def test_Q2_fifo_hand_over_in_order_of_arrival(make_arena, spawn) -> None:
     assert all(line.report(c, R_QUEUED) == 1 for c in order[1:])
     st = LS.snapshot(line.a)[line.slot]
     assert st.contentions == n and st.acquisitions == n + 1
+    assert not line.word() & (Q.Q_LOCKED | Q.Q_PENDING | Q.Q_TAIL)
+
+
+@pytest.mark.parametrize("stealer", ["newcomer", "head"])
+def test_stalled_next_waiter_is_stolen_from_then_served(make_arena, spawn, stealer: str) -> None:
+    """Lock-waiter preemption (Linux's PV qspinlock steals for the same reason): the
+    pending waiter is stopped (SIGSTOP) when the lock is released to it.  After STEAL_NS
+    a newcomer (nobody queued) or the queue head takes the free lock anyway, leaving P
+    set; the stopped waiter keeps its place and gets the lock when it runs again."""
+    line = Line(make_arena, spawn, 2)
+    line.holder.acquire()
+    line.arrive(0, block_s=60.0)                  # takes P
+    victim = line.procs[0].pid
+    os.kill(victim, signal.SIGSTOP)
+    _until(lambda: Path(f"/proc/{victim}/stat").read_text().rpartition(")")[2].split()[0] == "T", "cpu0 to stop")
+    if stealer == "head":
+        line.arrive(1, steal_ns=Q.STEAL_NS)       # queued behind P before the release
+        line.holder.release()
+    else:
+        line.holder.release()
+        line.arrive(1, in_line=False, steal_ns=Q.STEAL_NS)      # it never queues: it steals
+    _until(lambda: line.log() == [1], f"cpu1 to steal the lock (log {line.log()})")
+    assert line.word() & Q.Q_PENDING                # the stopped waiter still holds its place
+    os.kill(victim, signal.SIGCONT)
+    line.finish()
+    assert line.log() == [1, 0]
+    assert line.report(1, R_STEALS) == 1 and line.report(0, R_STEALS) == 0
     assert not line.word() & (Q.Q_LOCKED | Q.Q_PENDING | Q.Q_TAIL)
 
 

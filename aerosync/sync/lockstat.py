@@ -22,6 +22,8 @@ Slot layout (4 cache lines; offsets relative to the slot)::
     line 2  (holder only)
      128 hold_total   136 hold_max    144 hold_min    152 spins
      160 yields       168 sleeps      176 r_wait_min  184 last_cpu (rwlock writer)
+                                                      qspinlock: time of the last
+                                                      contended release (ns)
     line 3  (written once at allocation)
      192 class name (32 B, NUL padded) | 224 instance name (32 B)
 

@@ -75,6 +75,15 @@ whose predecessor is blocked itself blocks at once (pv_wait_early):
   the wait hook (sync/waithook.py) and the liveness checks: with more simulated CPUs than
   host CPUs nobody spins on a preempted holder and nobody sleep-polls for the lock.
 
+Lock-waiter preemption (why Linux's PV lock lets a newcomer steal, pv_queued_spin_steal_
+lock): FIFO hands the lock to a waiter that may not be running -- preempted by the host,
+or still waking from its block -- and everyone waits for it.  So a free lock that its
+next waiter has not taken within STEAL_NS of the release (`unlock_slow` stores the time
+at slot+184 first) may be taken by a newcomer when nobody is queued (P stays set: the
+pending waiter keeps its place), or by the queue head from a stalled pending waiter.
+A waiter that is running takes a free lock within microseconds, so on a machine with a
+CPU for each simulated CPU the order stays FIFO; a queued waiter never loses its place.
+
 Dead parties (robust-mutex semantics, as the TAS lock; zombies count as dead and the
 start time guards against pid reuse -- the owner's from its per-CPU area or the
 arena header, a node occupant's from its node):
@@ -102,9 +111,10 @@ Lock order: a queued spinlock nests exactly like the TAS lock it replaces (each 
 documents its order; sync/__init__.py has the tree).  The slow path takes no other lock.
 
 Invariants: Q1 at most one owner (tests/test_sync.py, both kinds); Q2 waiters are served
-in the order their P or tail CAS succeeded (tests/test_qspinlock.py); Q3 while P or a tail
-is set only the pending waiter or the head can take a free lock; Q4 a node is granted at
-most once per claim (the seq in its locked word).
+in the order their P or tail CAS succeeded (tests/test_qspinlock.py), unless one stalls
+past STEAL_NS; Q3 while P or a tail is set only the pending waiter or the head takes a
+free lock, or a stealer under the STEAL_NS rule; Q4 a node is granted at most once per
+claim (the seq in its locked word).
 """
 
 from __future__ import annotations
@@ -151,13 +161,15 @@ BLOCK_S = 0.02               # block timeout without a wait hook (liveness check
 LIVENESS_S = 0.05            # at most this often a waiter reads /proc about a peer (~10 us)
 OVERFLOW_SLEEP_S = 50e-6     # the no-node fallback's backoff (50 us doubling to 1 ms)
 OWNER_CHECK_S = 0.25         # a P set on a free word this long makes its holder suspect
+STEAL_NS = 250_000           # a free lock its next waiter has not taken in this long may be stolen
+S_FREED = LS.S_LAST_CPU      # slot+184: perf_counter_ns of the last contended release
 
 CPU_COORD = 0xFFFE
 IRQ_FLAG = 0x8000
 
 # Process-local event counts (Linux qspinlock_stat.h's qstats), for tests and profiling.
 QSTAT = {"pending": 0, "queued": 0, "blocks": 0, "timeouts": 0, "kicks": 0, "repairs": 0,
-         "revokes": 0, "abandons": 0, "overflow": 0}
+         "revokes": 0, "abandons": 0, "overflow": 0, "steals": 0}
 
 _pc = time.perf_counter_ns
 _mono = time.monotonic_ns
@@ -437,22 +449,51 @@ class _Waiter:
     def lock(self, w: int, counts: list[int], since_ns: int) -> int:
         """Wait for the lock (contended, first seen as `w`); returns the word we took it from."""
         at, off, mine = self.at, self.off, self.mine
-        while not w & (Q_PENDING | Q_TAIL):
-            if not w & Q_LOCKED:                            # freed meanwhile, nobody waiting
-                got = at.cas64(off, w, mine)
+        hook = _hook[0]
+        polls = 0
+        while True:
+            if not w & (Q_PENDING | Q_TAIL):
+                if not w & Q_LOCKED:                        # freed meanwhile, nobody waiting
+                    got = at.cas64(off, w, mine)
+                    if got == w:
+                        return w
+                    w = got
+                    continue
+                got = at.cas64(off, w, w | Q_PENDING)       # trylock || pending
                 if got == w:
+                    QSTAT["pending"] += 1
+                    r = self.pending_wait(counts, since_ns)
+                    if r != REVOKED:
+                        return r
+                    got = at.load64(off)                    # P was taken away: start again
+                w = got
+                continue
+            if w & (Q_LOCKED | Q_TAIL):                     # (a queue head steals for itself)
+                return self.queue(counts, since_ns)
+            # Free, P set, nobody queued: the pending waiter was released to but has not
+            # taken it.  Give it STEAL_NS, then take the lock instead, leaving it P (or
+            # revoke P if its holder is dead: there is no head to do it).
+            if _pc() - at.load64(off + S_FREED) > STEAL_NS:
+                holder = at.load64(off + LS.S_OWNER)
+                if holder and not owner_alive(self.arena, holder):
+                    self._revoke(w)
+                    w = at.load64(off)
+                    continue
+                got = at.cas64(off, w, Q_PENDING | mine)
+                if got == w:
+                    QSTAT["steals"] += 1
                     return w
                 w = got
                 continue
-            got = at.cas64(off, w, w | Q_PENDING)           # trylock || pending
-            if got == w:
-                QSTAT["pending"] += 1
-                r = self.pending_wait(counts, since_ns)
-                if r != REVOKED:
-                    return r
-                got = at.load64(off)                        # P was taken away: start again
-            w = got
-        return self.queue(counts, since_ns)
+            polls += 1
+            if polls > SPIN_TRIES:                          # the next waiter may need our CPU
+                os.sched_yield()
+                counts[1] += 1
+            else:
+                counts[0] += 1
+            if hook is not None:
+                hook()
+            w = at.load64(off)
 
     def pending_wait(self, counts: list[int], since_ns: int) -> int:
         """We hold P: wait for the owner to leave, then take the lock (P -> locked)."""
@@ -632,10 +673,14 @@ class _Waiter:
 
         def poll() -> int:
             w = at.load64(off)
-            if w & _BUSY:
+            if w & _BUSY and (w & Q_LOCKED or _pc() - at.load64(off + S_FREED) <= STEAL_NS):
+                return -1                                   # (a stalled pending waiter keeps its P)
+            new = (w & Q_PENDING) | (mine if w & Q_TAIL == tail else (w & Q_TAIL) | mine)
+            if at.cas64(off, w, new) != w:
                 return -1
-            new = mine if w & Q_TAIL == tail else (w & Q_TAIL) | mine
-            return w if at.cas64(off, w, new) == w else -1
+            if w & Q_PENDING:
+                QSTAT["steals"] += 1
+            return w
 
         pend = [0, 0]                                       # P seen on a free word: since, holder
         next_check = [_pc() + int(LIVENESS_S * 1e9)]
@@ -745,8 +790,11 @@ class _Waiter:
         return self.wait(poll, lambda: 0, lambda t: -1, counts)
 
     def unlock_slow(self, w: int) -> None:
-        """Release with waiters present: clear the owner, keep P and the tail, wake the next."""
+        """Release with waiters present: clear the owner, keep P and the tail, wake the next.
+        The time goes in the slot first, so a waiter that sees the lock free never reads an
+        older release's time (the steal rule, `lock`)."""
         at, off, mine = self.at, self.off, self.mine
+        at.store64(off + S_FREED, _pc())
         while True:
             if w & Q_OWNER != mine:
                 raise LockError(f"spin_unlock: {self.name} released by cpu{self.cpu} pid {mine >> 16}, "

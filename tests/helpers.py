@@ -222,3 +222,32 @@ def write_hold_until_flag(name: str, slot: int, cpu: int, held_off: int, flag_of
     rw.write_unlock()
     del rw
     a.close()
+
+
+def qlock_chaos(name: str, slot: int, cpu: int, word_off: int, count_off: int, stop_off: int) -> None:
+    """Increment a plain word under the lock until stop_off is set, counting our own
+    increments at count_off (after the write: a kill in between makes the word one ahead
+    of the counts, never behind).  A dead owner is taken over (force_unlock from the
+    exact word, one winner) and the loop goes on: the robust-mutex recovery path."""
+    from aerosync.errors import LockOwnerDead
+    from aerosync.sync import lockstat as LS
+    from aerosync.sync.spinlock import SpinLock, force_unlock
+
+    a = Arena.attach(name)
+    at, q = a.atomic, a.u64
+    lock = SpinLock(a, slot, cpu)
+    acquire, release = lock.acquire, lock.release
+    w, off = word_off >> 3, LS.slot_off(a, slot)
+    at.store64(count_off + 8, os.getpid())                  # started: the parent may kill us now
+    while not at.load64(stop_off):
+        try:
+            acquire()
+        except LockOwnerDead:
+            force_unlock(a, slot, at.load64(off))
+            continue
+        v = q[w]
+        q[w] = v + 1
+        at.fetch_add64(count_off, 1)
+        release()
+    del lock, acquire, release, q
+    a.close()

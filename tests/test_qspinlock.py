@@ -439,3 +439,40 @@ def test_semaphores_of_a_killed_creator_are_swept() -> None:
     assert name.startswith("aerosync_") and out.returncode == -signal.SIGKILL
     cleanup_stale()                       # a concurrent sweep may have been first: same code
     assert [f for f in os.listdir("/dev/shm") if name in f] == []
+
+
+def test_chaos_kills_never_break_exclusion_or_progress(make_arena, spawn, soak: bool) -> None:
+    """Four CPUs hammer one lock while the parent SIGKILLs one at random every few ms and
+    starts a replacement on the same context: killed waiters are repaired around, killed
+    owners are taken over (LockOwnerDead + force_unlock), nobody hangs, and the plain
+    word never falls behind the acknowledged increments (no two owners at once)."""
+    import random
+
+    n, duration = 4, (30.0 if soak else 3.0)           # a replacement takes ~0.3 s to start
+    a = make_arena(nr_cpus=n, extra=EXTRA, locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "chaos")
+    word, stop, counts = a.off("data"), a.off("data") + 64, a.off("data") + 128
+    procs = {c: spawn(helpers.qlock_chaos, a.name, slot, c, word, counts + 64 * c, stop) for c in range(n)}
+    rng = random.Random(1234)
+    kills = 0
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.002, 0.02))
+        c = rng.randrange(n)
+        if a.atomic.load64(counts + 64 * c + 8) != procs[c].pid:
+            continue                                      # still starting up
+        procs[c].kill()
+        procs[c].join(10)
+        kills += 1
+        if rng.random() < 0.5:
+            Q.reap_dead_waiter(a, procs[c].pid)          # sometimes the coordinator's help
+        procs[c] = spawn(helpers.qlock_chaos, a.name, slot, c, word, counts + 64 * c, stop)
+    a.atomic.store64(stop, 1)
+    for c, p in procs.items():
+        p.join(60)
+        assert p.exitcode == 0, f"cpu{c} did not finish (exit {p.exitcode}): a waiter hung"
+    total = sum(a.atomic.load64(counts + 64 * c) for c in range(n))
+    value = a.u64[word >> 3]
+    assert total > 0 and kills >= 3
+    print(f"\nchaos: {kills} kills, {total} increments, word {value}")
+    assert total <= value <= total + kills, (total, value, kills)

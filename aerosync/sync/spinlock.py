@@ -62,6 +62,7 @@ from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.params import CPU_AREA_SIZE, MAX_LOCKS
 from aerosync.sync import lockstat as LS
+from aerosync.sync.qspinlock import kick_sleepers, make_qspinlock
 from aerosync.sync.waithook import _hook
 
 __all__ = ["SpinLock", "CPU_COORD", "SPIN_TRIES", "YIELD_TRIES", "SPINLOCK_KINDS", "spinlock_kind", "spin_wait",
@@ -166,8 +167,6 @@ class SpinLock:
         sample = int(arena.config.get("lock_hold_sample", 8))
         self.kind = spinlock_kind(arena.config, cls)
         if self.kind == "qspinlock":
-            from aerosync.sync.qspinlock import make_qspinlock
-
             self.acquire, self.release, self.held_by_me = make_qspinlock(self, stat, sample - 1)
         else:
             self.acquire, self.release, self.held_by_me = self._make(stat, sample - 1)
@@ -347,8 +346,6 @@ def force_unlock(arena: Arena, slot: int, dead_word: int) -> bool:
         got = at.cas64(off, w, w & ~(LS.PID_MASK << 16))
         if got == w:
             if w >> 40 and at.load32(off + LS.S_SLEEPERS):
-                from aerosync.sync.qspinlock import kick_sleepers
-
                 kick_sleepers(arena, off, w)
             return True
         w = got

@@ -58,7 +58,11 @@ MCS nodes (section `qnodes`, one 64-byte line each; arena/layout.py qnode_count)
 
 Paravirt waiting (qspinlock_paravirt.h, one POSIX semaphore per node, arena-owned): a
 waiter spins `SPIN_TRIES` polls, yields `YIELD_TRIES` times, then blocks; a queued waiter
-whose predecessor is blocked itself blocks at once (pv_wait_early):
+whose predecessor is blocked itself blocks at once (pv_wait_early).  The yields only when
+the simulated machine is oversubscribed (config sim.oversubscribed; unknown counts as
+yes): with a host CPU per simulated CPU the one we wait for runs elsewhere, and a yield
+would only hand our CPU to some other process for a whole time slice (measured: waits of
+8 ms on a loaded host), while a blocked waiter is woken as soon as it is its turn.
   * a queued waiter sets state HALTED, re-checks its grant, blocks; the predecessor
     grants, then posts if it sees HALTED (pv_wait_node / pv_kick: a Dekker pair of
     SEQ_CST store-then-load on both sides, so no wake-up is lost; a spurious one can
@@ -289,6 +293,8 @@ class _Waiter:
         if arena.nr_sems < self.nr_nodes:
             raise LockError(f"qspinlock: {name}: arena {arena.name} has {arena.nr_sems} semaphores for "
                             f"{self.nr_nodes} MCS nodes (its config did not select the queued spinlock)")
+        sim = arena.config.get("sim") or {}
+        self.yields = bool(sim.get("oversubscribed", True))
         if self.nr_nodes >= 0xFFFF:
             raise LockError(f"qspinlock: {self.nr_nodes} MCS nodes do not fit the 16-bit sleepers fields")
         self.pref = node_index(arena, cpu)
@@ -389,7 +395,7 @@ class _Waiter:
                     waited_early = True
                     break
             counts[0] += i + 1
-            if tries == SPIN_TRIES and not waited_early:
+            if tries == SPIN_TRIES and not waited_early and self.yields:
                 for _ in range(YIELD_TRIES):
                     os.sched_yield()
                     counts[1] += 1
@@ -486,7 +492,7 @@ class _Waiter:
                 w = got
                 continue
             polls += 1
-            if polls > SPIN_TRIES:                          # the next waiter may need our CPU
+            if polls > SPIN_TRIES and self.yields:          # the next waiter may need our CPU
                 os.sched_yield()
                 counts[1] += 1
             else:

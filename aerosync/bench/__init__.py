@@ -28,13 +28,13 @@ __all__ = ["run_bench", "SUITES", "SkipFigure"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import fidelity, foundation, lib, pagealloc, profiling, slab
+    from aerosync.bench import fidelity, foundation, lib, pagealloc, profiling, reliability, slab
 
     return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
-            "fidelity": fidelity}
+            "fidelity": fidelity, "reliability": reliability}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

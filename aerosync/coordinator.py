@@ -55,6 +55,7 @@ from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLoc
 from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
+from aerosync.mm.san.report import bug_counts
 from aerosync.mm.slab.slab_check import slab_check
 from aerosync.mm.slab.slab_common import slab_config_problem
 from aerosync.mm.vm.check import vm_check
@@ -273,6 +274,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "slab_nr_sheaves": scn.slab.nr_sheaves,
         # mm/vm/mm_types.py:vm_params reads this ([vm]; its presence boots the VM)
         "vm": scn.vm.as_dict(),
+        # mm/san/config.py:debug_params and mm/vm/vmalloc_layout.py:vmalloc_params read these
+        "debug": scn.debug.as_dict(),
+        "vmalloc": scn.vmalloc.as_dict(),
         # workers build their PolicyAllocator from these (mm/numa/mempolicy.py)
         "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
                  "weights": list(scn.numa.weights)},
@@ -379,6 +383,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
                                                                               on_tick)
         _stop(arena, procs)
+        _san_offline(arena, n)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
         samples.append(_sample(arena, n, t_go))
@@ -397,7 +402,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
             numa=_numa_summary(scn, views_before, views_after),
             mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
-                "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()}},
+                "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()},
+                "sanitizer_reports": bug_counts(arena)},
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
@@ -422,6 +428,19 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         arena.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _san_offline(arena: Arena, n: int) -> None:
+    """Every CPU has left: what it held for the sanitizers goes back (kasan_cpu_offline:
+    its KASAN quarantine to SLUB), so the final checks see every object freed."""
+    if "kasanq" not in arena.sections:
+        return
+    from aerosync.mm.san.kasan import kasan_cpu_offline
+    from aerosync.mm.slab.slub import Slub
+
+    slub = Slub(arena, 0)
+    for c in range(n):
+        kasan_cpu_offline(arena, c, slub)
 
 
 def _main_thread() -> bool:

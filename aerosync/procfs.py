@@ -33,6 +33,9 @@ Views (STAT_VIEWS) and their JSON twins:
   slabinfo      /proc/slabinfo 2.1, newest cache     slab_common.slabinfo_json()
                 first (the slab_caches list order)
   slabtop       slabtop(1)'s table                   slab_common.slabinfo_json()
+  vmallocinfo   /proc/vmallocinfo (mm/vmalloc.c):    [{"start", "end", "size", "caller", "pages",
+                busy areas in address order, then     "kind": "vmalloc" | "vmap" | "vm_map_ram" |
+                the unpurged (lazy) ones              "unpurged", "nodes": {nid: pages}}]
 
 Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
@@ -48,8 +51,9 @@ Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the cou
     CPU first uses the list, then between high_min and high_max.
   * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end,
     after the kernel's own sequence.
-  * meminfo: fields no subsystem provides yet (swap, vmalloc use, hugetlb, committed
-    memory) are what a kernel without them prints; see vmstat.MEMINFO_SOURCES.
+  * meminfo: fields no subsystem provides yet (swap, hugetlb, committed memory) are
+    what a kernel without them prints; see vmstat.MEMINFO_SOURCES (vmalloc plugs in
+    VmallocTotal / VmallocUsed when the arena has it).
 
 Per-task views (TASK_VIEWS; mm/vm/task_mmu.py draws them and states their model facts):
   tasks         a ps-like list of the simulated tasks  [{"pid", "tgid", "ppid", "comm", "state",
@@ -383,6 +387,27 @@ def _slabtop_text(arena: Arena) -> str:
     return slabtop_text(arena)
 
 
+def _vmalloc_ready(arena: Arena) -> None:
+    from aerosync.mm.vm.vmalloc import vmalloc_ready
+
+    if "vmalloc" not in arena.sections or not vmalloc_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name} has no vmalloc (no virtual memory)")
+
+
+def _vmallocinfo_text(arena: Arena) -> str:
+    from aerosync.mm.vm.vmalloc import vmallocinfo_text
+
+    _vmalloc_ready(arena)
+    return vmallocinfo_text(arena)
+
+
+def _vmallocinfo_json(arena: Arena) -> Any:
+    from aerosync.mm.vm.vmalloc import vmallocinfo_json
+
+    _vmalloc_ready(arena)
+    return vmallocinfo_json(arena)
+
+
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
     "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
@@ -394,6 +419,7 @@ VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "numastat": (_numastat_text, _numastat_json),
     "slabinfo": (_slabinfo_text, _slabinfo_json),
     "slabtop": (_slabtop_text, _slabinfo_json),
+    "vmallocinfo": (_vmallocinfo_text, _vmallocinfo_json),
 }
 STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
 

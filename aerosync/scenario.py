@@ -25,6 +25,10 @@ Schema (every section optional except ``[run] workload``)::
     [workload] the workload's own Params fields (checked against its dataclass)
     [locks]    spinlock ("tas" | "qspinlock") classes (per lock class, e.g.
                {"&zone->lock" = "qspinlock"}; sync/spinlock.py)
+    [debug]    kasan kasan_quarantine_kb kfence_sample_interval kfence_num_objects init_on_alloc
+               init_on_free freelist_hardened stack_protector (_DEBUG_KEYS; mm/san/config.py)
+    [vmalloc]  size_gb numa_partition lazy_max_pages vmap_block_max_kb huge (_VMALLOC_KEYS;
+               mm/vm/vmalloc_layout.py)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
 this module sits below `arch` and only checks their shape; the coordinator resolves them.
@@ -75,6 +79,7 @@ __all__ = [
     "KernelSpec",
     "kernel_knobs",
     "LocksSpec",
+    "SettingsSpec",
     "MachineSpec",
     "RunSpec",
     "Scenario",
@@ -100,7 +105,8 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel", "locks")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel", "locks", "debug",
+             "vmalloc")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
@@ -126,6 +132,28 @@ _VM_KEYS: dict[str, tuple[str, str]] = {
     "shadow_depth_limit": ("int", "2..32 (vm_object shadow chain depth that forces a collapse)"),
     "max_map_count": ("int", "16..16777216 (vm.max_map_count)"),
     "tlb_single_page_flush_ceiling": ("int", "0..1048576 (pages; above it a flush is a full flush)"),
+}
+# [debug] and [vmalloc]: key -> (kind, allowed text, (lo, hi) for ints); the defaults live in
+# mm/san/config.py debug_params and mm/vm/vmalloc_layout.py vmalloc_params
+_DEBUG_KEYS: dict[str, tuple[str, str, tuple[int, int] | None]] = {
+    "kasan": ("bool", "true or false (KASAN: shadow memory, redzones, quarantine, every kernel access checked)", None),
+    "kasan_quarantine_kb": ("int", "0..16777216 (KiB of freed objects held before reuse; default memory / 32)",
+                            (0, 1 << 24)),
+    "kfence_sample_interval": ("int", "0 (off)..1048576 (one slab allocation in N per cache and CPU is a KFENCE "
+                               "object)", (0, 1 << 20)),
+    "kfence_num_objects": ("int", "1..4095 (CONFIG_KFENCE_NUM_OBJECTS: objects in the KFENCE pool)", (1, 4095)),
+    "init_on_alloc": ("bool", "true or false (zero every slab object and page when allocated)", None),
+    "init_on_free": ("bool", "true or false (zero every slab object and page when freed)", None),
+    "freelist_hardened": ("bool", "true or false (SLAB_FREELIST_HARDENED: obfuscated free pointers)", None),
+    "stack_protector": ("bool", "true or false (simulated call frames carry the task's canary)", None),
+}
+_VMALLOC_KEYS: dict[str, tuple[str, str, tuple[int, int] | None]] = {
+    "size_gb": ("int", "1..512 (VMALLOC_SIZE_GB: the vmalloc address range)", (1, 512)),
+    "numa_partition": ("bool", "true or false (one address slice per node)", None),
+    "lazy_max_pages": ("int", "32..1048576 (lazily freed pages that trigger a purge; 8192 = 32 MiB)", (32, 1 << 20)),
+    "vmap_block_max_kb": ("int", "0..512, a multiple of 4 (requests up to this come from per-CPU vmap_blocks; 0: "
+                          "never)", (0, 512)),
+    "huge": ("bool", "true or false (vmalloc_huge maps 2 MiB PMD leaves)", None),
 }
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
@@ -220,6 +248,17 @@ class VmSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SettingsSpec:
+    """[debug] / [vmalloc]: the keys as given (keys not given take their module's
+    defaults), values checked here against _DEBUG_KEYS / _VMALLOC_KEYS."""
+
+    settings: tuple[tuple[str, object], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LocksSpec:
     """[locks]: which spinlock implementation each lock class uses (sync/spinlock.py)."""
 
@@ -246,6 +285,8 @@ class Scenario:
     vm: VmSpec = VmSpec()
     kernel: KernelSpec = KernelSpec()
     locks: LocksSpec = LocksSpec()
+    debug: SettingsSpec = SettingsSpec()
+    vmalloc: SettingsSpec = SettingsSpec()
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
     def blame(self, key: str, *involved: str) -> str:
@@ -358,6 +399,8 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
         "locks": s.locks.to_config(),
+        "debug": s.debug.as_dict(),
+        "vmalloc": s.vmalloc.as_dict(),
     }
 
 
@@ -384,6 +427,9 @@ def scenario_hash(s: Scenario) -> str:
              "kernel": d["kernel"], "workload": d["workload"]}
     if s.locks != LocksSpec():          # only when set, so older scenarios keep their hash
         canon["locks"] = d["locks"]
+    for sec in ("debug", "vmalloc"):    # likewise
+        if d[sec]:
+            canon[sec] = d[sec]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -431,9 +477,11 @@ def _build(
     vm = _parse_vm(_table(data, "vm", ctx), ctx)
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
+    debug = _parse_settings(_table(data, "debug", ctx), "debug", _DEBUG_KEYS, ctx)
+    vmalloc = _parse_settings(_table(data, "vmalloc", ctx), "vmalloc", _VMALLOC_KEYS, ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks,
+                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, debug=debug, vmalloc=vmalloc,
                     overridden=overridden)
 
 
@@ -458,6 +506,23 @@ def _parse_vm(t: dict[str, Any], ctx: _Ctx) -> VmSpec:
             raise ctx.err(f"vm.{key}", v, allowed)
         out.append((key, v))
     return VmSpec(tuple(sorted(out)))
+
+
+def _parse_settings(t: dict[str, Any], section: str, keys: Mapping[str, tuple[str, str, tuple[int, int] | None]],
+                    ctx: _Ctx) -> SettingsSpec:
+    """[debug] / [vmalloc]: types and ranges (the rules debug_params / vmalloc_params
+    enforce at boot)."""
+    _check_keys(t, section, tuple(keys), ctx)
+    out = []
+    for key, v in t.items():
+        kind, allowed, rng = keys[key]
+        ok = isinstance(v, bool) if kind == "bool" else _is_int(v)
+        if ok and rng is not None:
+            ok = rng[0] <= v <= rng[1] and not (key == "vmap_block_max_kb" and v % 4)
+        if not ok:
+            raise ctx.err(f"{section}.{key}", v, allowed)
+        out.append((key, v))
+    return SettingsSpec(tuple(sorted(out)))
 
 
 def _vm_value_ok(key: str, v: Any, t: Mapping[str, Any]) -> bool:

@@ -3,7 +3,10 @@
 Models: start_kernel()'s memory part (mm_core_init: the page allocator, then
 kmem_cache_init, then the virtual-memory core: paging_init, the zero page, init_mm).
 Unit: one arena.  Virtual memory is booted when the configuration has a "vm" table
-(every run has one: the scenario's [vm] section, defaults included); it needs SLUB.
+(every run has one: the scenario's [vm] section, defaults included); it needs SLUB, and
+brings vmalloc (init_mm's kernel address space) with it.  The [debug] switches add their
+arena room (mm/san/config.py): KASAN's shadow and quarantines (initialised right after
+the page allocator, before any slab exists), the report counters, the KFENCE pool.
 The coordinator, the benchmarks and the tests all build machines here, so a machine is
 laid out and booted one way only.
 
@@ -18,30 +21,44 @@ from typing import Any
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm.init import mm_init, mm_sections
+from aerosync.mm.san.kasan import kasan_init, kasan_sections
+from aerosync.mm.san.kfence import kfence_init, kfence_sections
+from aerosync.mm.san.report import sanhdr_section
 from aerosync.mm.slab.slab_common import slab_init, slab_sections
 from aerosync.mm.vm.init import vm_init
 from aerosync.mm.vm.mm_types import vm_sections
+from aerosync.mm.vm.vmalloc import vmalloc_init
+from aerosync.mm.vm.vmalloc_layout import vmalloc_sections
 
 __all__ = ["machine_sections", "boot", "create_machine"]
 
 
 def machine_sections(config: dict[str, Any], slab: bool = True) -> list[L.SectionSpec]:
     """Base sections + the page allocator's (+ SLUB's) for `config` (nr_cpus, nr_pages, ...)."""
-    specs = [*L.base_sections(int(config["nr_cpus"]), int(config["nr_pages"])), *mm_sections(config)]
+    specs = [*L.base_sections(int(config["nr_cpus"]), int(config["nr_pages"])), *mm_sections(config),
+             *kasan_sections(config)]
     if slab:
-        specs += slab_sections(config)
+        specs += [*slab_sections(config), sanhdr_section(), *kfence_sections(config)]
         if config.get("vm") is not None:
-            specs += vm_sections(config)
+            specs += [*vm_sections(config), *vmalloc_sections(config)]
     return specs
 
 
 def boot(arena: Arena) -> None:
-    """mm_init, then slab_init and vm_init when the arena has their sections."""
+    """mm_init (and KASAN's shadow), then slab_init, the sanitizers' header and pool,
+    vm_init and vmalloc_init when the arena has their sections."""
     mm_init(arena)
+    if "kasanshadow" in arena.sections:
+        kasan_init(arena)
     if "slabcaches" in arena.sections:
         slab_init(arena)
+        o, s = arena.sections["sanhdr"]
+        arena.u8[o : o + s] = bytes(s)
+        if "kfence" in arena.sections:
+            kfence_init(arena)
         if "vmhdr" in arena.sections:
             vm_init(arena)
+            vmalloc_init(arena)
 
 
 def create_machine(config: dict[str, Any], extra: Sequence[L.SectionSpec] = (), slab: bool = True,

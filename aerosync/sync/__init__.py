@@ -17,6 +17,12 @@ The whole system's lock order (outer first; indentation = "may be taken while ho
 the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states its own
 part and why; this tree is the union, and nothing takes locks in another order.
 
+    vmap_purge_lock                    mm/vm/vmalloc.py     one purger: lazy lists taken, one flush, erase
+      &vbq->lock (per CPU, embedded)   mm/vm/vmalloc.py     a CPU's vmap_block queue
+        &vb->lock (per block, embedded)                     a block's free/dirty counts and bitmaps
+      free_vmap_area_lock (per slice)  mm/vm/vmalloc.py     a node slice's maple tree (gaps = free space),
+                                                            purge list, area flags; SLUB and the page
+                                                            allocator (vmap_area / maple_node objects) inside
     slab_mutex                         mm/slab/slab_common.py  cache table (create/destroy/lookup)
       pcs lock (per cache x CPU CAS, trylock)  mm/slab/slub.py  per-CPU sheaves main/spare
         &barn->lock (per cache x node)          a node's full/empty sheaf lists
@@ -24,6 +30,8 @@ part and why; this tree is the union, and nothing takes locks in another order.
         &n->list_lock (per cache x node)               node partial lists, discard
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)
             &zone->lock  (per zone)    mm/pmm/page_alloc.py free_area lists, nr_free, pageblocks
+    kfence_freelist_lock               mm/san/kfence.py     the KFENCE pool's free list; a leaf, reached
+                                                            from a slab allocation under any lock above
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
 
 Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class

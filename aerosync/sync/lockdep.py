@@ -24,10 +24,13 @@ __all__ = ["LOCK_RANKS", "LEAF_RANK", "LockOrderError", "rank_of", "lockdep_acqu
            "held_locks"]
 
 LOCK_RANKS: dict[str, int] = {
+    "vmap_purge_lock": 4,
+    "free_vmap_area_lock": 6,
     "slab_mutex": 10,
     "&barn->lock": 20,
     "&n->list_lock": 30,
     "&zone->lock": 50,
+    "kfence_freelist_lock": 60,
 }
 LEAF_RANK = 1000
 
@@ -61,7 +64,8 @@ def lockdep_acquire(lock_class: str, name: str) -> None:
         if held_rank >= rank:
             raise LockOrderError(f"lockdep: possible circular locking dependency detected: acquiring {name} "
                                  f"(rank {rank}) while holding {held_name} (rank {held_rank}); "
-                                 "order: slab_mutex -> &barn->lock -> &n->list_lock -> &zone->lock -> leaves")
+                                 "order: vmap_purge_lock -> free_vmap_area_lock -> slab_mutex -> &barn->lock -> "
+                                 "&n->list_lock -> &zone->lock -> kfence_freelist_lock -> leaves")
     stack.append((lock_class, name, rank))
 
 

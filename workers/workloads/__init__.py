@@ -24,6 +24,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from workers.workloads import (
+    bug_corpus,
     counter_storm,
     fault,
     fragmentation,
@@ -35,6 +36,8 @@ from workers.workloads import (
     page_storm,
     slab_bulk,
     slub_churn,
+    stack_depth,
+    vmalloc_storm,
     xmalloc,
 )
 
@@ -53,6 +56,9 @@ WORKLOADS: dict[str, ModuleType] = {
     "xmalloc": xmalloc,
     "slab_bulk": slab_bulk,
     "kmalloc_sweep": kmalloc_sweep,
+    "vmalloc_storm": vmalloc_storm,
+    "stack_depth": stack_depth,
+    "bug_corpus": bug_corpus,
 }
 
 

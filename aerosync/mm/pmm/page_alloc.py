@@ -148,6 +148,7 @@ from aerosync.mm.pmm.gfp import (
 )
 from aerosync.mm.pmm.gfp import ALLOC_WMARK_LOW as _ALLOC_WMARK_LOW
 from aerosync.mm.pmm.page import NIL, PG_buddy, PG_head, PG_lru, PG_pcp, PG_reserved, PG_tail, format_flags
+from aerosync.mm.san import page_hooks
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync.spinlock import SpinLock
 
@@ -1541,4 +1542,6 @@ def _build(mm: MM) -> None:
     mm.free_one_page_locked = free_one_page_locked
     mm.warn_state = warn_state
     mm.decay_pcp_high = decay_pcp_high
+    if page_hooks.wanted(arena.config):       # [debug] kasan / init_on_*: wrappers, chosen once
+        page_hooks.install(mm)
     _ = (ev_pgalloc, load64, Z.NUMA_HIT, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, MIGRATETYPE_NAMES)

@@ -219,3 +219,5 @@ class Kmalloc:
 
         self.kmalloc, self.kmalloc_node, self.kzalloc, self.kfree = kmalloc, kmalloc_node, kzalloc, kfree
         self.ksize, self.krealloc = ksize, krealloc
+        if slub.san is not None:                      # [debug]: KFENCE frees, KASAN's large kmalloc
+            slub.san.wrap_kmalloc(self)

@@ -48,6 +48,9 @@ C_NAME, C_STATE, C_FLAGS, C_OBJSIZE, C_SIZE, C_ALIGN, C_FPOFF, C_ORDER = 0, 32, 
 C_OBJECTS, C_MIN_ORDER, C_MIN_OBJECTS, C_RED_LEFT, C_MIN_PARTIAL, C_CPU_PARTIAL = 60, 64, 68, 72, 76, 80
 C_TRACK_OFF, C_INUSE, C_NR_BUGS, C_CTOR = 84, 88, 92, 96
 C_SHEAF_CAP, C_SEQ, C_DEFRAG, C_ORIG_OFF = 192, 196, 200, 204   # after C_CTOR's 96 bytes
+# [debug] hardening: C_RANDOM = s->random of SLAB_FREELIST_HARDENED (0: plain free
+# pointers); C_KASAN_META = offset of KASAN's tracks from the object start (0: no KASAN)
+C_RANDOM, C_KASAN_META = 208, 212
 _NAME_LEN, _CTOR_LEN = 32, 96
 CACHE_FREE, CACHE_LIVE = 0, 1
 # node record (kmem_cache_node), per cache x node

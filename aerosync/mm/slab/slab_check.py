@@ -14,6 +14,7 @@ import numpy as np
 
 from aerosync.mm.pmm.check import CheckReport, _Sink, run_checker
 from aerosync.mm.pmm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
+from aerosync.mm.san.kfence import kfence_live
 from aerosync.mm.slab import slab_common as S
 
 __all__ = ["slab_check", "SLAB_INVARIANTS"]
@@ -26,9 +27,10 @@ def slab_check(arena: Any, raise_first: bool = False, limit: int = 20) -> CheckR
     return run_checker(_check, arena, raise_first, limit)
 
 
-def _walk(arena: Any, pfn: int, head: int, size: int, fpo: int, limit: int) -> tuple[list[int], bool]:
+def _walk(arena: Any, pfn: int, head: int, size: int, fpo: int, limit: int, rnd: int = 0) -> tuple[list[int], bool]:
     """Indices on a freelist starting at `head` in slab pfn; (indices, ok) -- ok False on a
-    cycle or an out-of-range index."""
+    cycle or an out-of-range index.  `rnd`: the cache's SLAB_FREELIST_HARDENED random
+    (free pointers stored as index ^ random ^ (their offset >> 2), slub.py)."""
     out, seen = [], set()
     base = arena.off("physmem") + (pfn << 12)
     i = head
@@ -37,7 +39,8 @@ def _walk(arena: Any, pfn: int, head: int, size: int, fpo: int, limit: int) -> t
             return out, False
         seen.add(i)
         out.append(i)
-        i = arena.u32[(base + i * size + fpo) >> 2]
+        o = base + i * size + fpo
+        i = arena.u32[o >> 2] ^ (rnd ^ (o >> 2) & S._LO if rnd else 0)
     return out, True
 
 
@@ -101,6 +104,7 @@ def _check(arena: Any, s: _Sink) -> None:
         info = S.cache_info(arena, cid)
         name, size = info["name"], info["size"]
         fpo = info["red_left_pad"] + info["offset"]
+        rnd = info["random"]
         mine = [p for p in slab_pfns.tolist() if cache_of[p] == cid]
         free_in: dict[int, set[int]] = {}
         total = slab_free = isolated = 0
@@ -119,7 +123,7 @@ def _check(arena: Any, s: _Sink) -> None:
             isolated += u32[(m + S.M_ISOLATED) >> 2]
             listb[p] = u8[m + S.M_LIST]
             frozen[p] = bool(w & S.FROZEN)
-            idxs, ok = _walk(arena, p, fl, size, fpo, n)
+            idxs, ok = _walk(arena, p, fl, size, fpo, n, rnd)
             free_in[p] = set(idxs)
             slab_free += len(idxs)
             # ---- S2
@@ -161,7 +165,7 @@ def _check(arena: Any, s: _Sink) -> None:
                 cpu_owned.add(cs)
                 if listb.get(cs) != S.LIST_CPU_SLAB or not frozen.get(cs):
                     s.add("S3", f"{name} cpu{c} slab {cs}", "frozen CPU_SLAB", f"list {listb.get(cs)}")
-                idxs, ok = _walk(arena, cs, w & S._LO, size, fpo, info["objects"] if cs in free_in else 0)
+                idxs, ok = _walk(arena, cs, w & S._LO, size, fpo, info["objects"] if cs in free_in else 0, rnd)
                 if not ok or set(idxs) & free_in.get(cs, set()):
                     s.add("S4", f"{name} cpu{c} freelist", "distinct objects of c->slab off its slab freelist",
                           f"{len(idxs)} objects ok {ok}")
@@ -234,7 +238,7 @@ def _check(arena: Any, s: _Sink) -> None:
                 s.add("S4", f"{name} per-CPU sheaf {sh}", "a live per-CPU sheaf of this cache",
                       f"state {u64[o >> 3]:#x}")
         st = S.slab_stats(arena, cid)
-        net = st["alloc"] - st["free"]
+        net = st["alloc"] - st["free"] - kfence_live(arena, cid)     # KFENCE objects live in its pool
         # ---- S5: the accounting identity
         if total != slab_free + cpu_free + mag_objs + pcs_objs + net + isolated:
             s.add("S5", name, f"objects {total} == slab free {slab_free} + cpu {cpu_free} + magazines {mag_objs} "

@@ -53,6 +53,7 @@ is approximate).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,7 @@ import numpy as np
 
 from aerosync.arena.layout import SectionSpec, align_up
 from aerosync.errors import AeroSyncError
+from aerosync.mm.san.config import KASAN_META_SIZE, debug_params, optimal_redzone
 from aerosync.mm.slab import slab_debug as D
 from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API's constants)
     _CTOR_LEN,
@@ -74,6 +76,7 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     C_FLAGS,
     C_FPOFF,
     C_INUSE,
+    C_KASAN_META,
     C_MIN_OBJECTS,
     C_MIN_ORDER,
     C_MIN_PARTIAL,
@@ -83,6 +86,7 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     C_OBJSIZE,
     C_ORDER,
     C_ORIG_OFF,
+    C_RANDOM,
     C_RED_LEFT,
     C_SEQ,
     C_SHEAF_CAP,
@@ -304,7 +308,7 @@ def slab_config_problem(config: dict[str, Any]) -> str | None:
     for part in filter(None, p["slub_debug"].split(";")):   # worst case: every part applies
         flags |= _debug_flags_for("", part.split(",")[0])
     size = KMALLOC_SIZES[-1]
-    osz = _layout(size, 0, flags | SLAB_KMALLOC, False)["size"]
+    osz = _layout(size, 0, flags | SLAB_KMALLOC, False, bool(debug_params(config)["kasan"]))["size"]
     need = max(0, math.ceil(math.log2((osz + PAGE_SIZE - 1) // PAGE_SIZE)))
     if need <= p["max_page_order"]:
         return None
@@ -390,7 +394,7 @@ def calculate_alignment(flags: int, align: int, size: int) -> int:
     return align_up(max(align, 8), 8)
 
 
-def calculate_sizes(object_size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
+def calculate_sizes(object_size: int, align: int, flags: int, has_ctor: bool, kasan: bool = False) -> dict[str, int]:
     """Models calculate_sizes() (mm/slub.c, v6.19) for an already calculated alignment:
 
       size = ALIGN(object_size, 8)
@@ -401,10 +405,12 @@ def calculate_sizes(object_size: int, align: int, flags: int, has_ctor: bool) ->
         at ALIGN_DOWN(object_size / 2, 8)
       SLAB_STORE_USER: + 2 * sizeof(struct track) (32 with the stack depot), and
         + sizeof(unsigned int) for orig_size when also SLAB_KMALLOC
+      KASAN (kasan_cache_create): + KASAN_META_SIZE (the alloc and free tracks) at
+        kasan_meta, then size = max(size, object_size + optimal_redzone(object_size))
       SLAB_RED_ZONE: + 8 (the padding word), red_left_pad = ALIGN(8, align), + red_left_pad
       size = ALIGN(size, align)
     Returns size, offset (free pointer from the object start), red_left_pad, track_off,
-    orig_off (0 if none) and inuse."""
+    orig_off (0 if none), kasan_meta (0 if none) and inuse."""
     size = align_up(object_size, 8)
     if flags & SLAB_RED_ZONE and size == object_size:
         size += 8
@@ -422,21 +428,25 @@ def calculate_sizes(object_size: int, align: int, flags: int, has_ctor: bool) ->
         if flags & SLAB_KMALLOC:
             orig_off = size
             size += D.ORIG_SIZE_SIZE
+    kasan_meta = 0
+    if kasan:
+        kasan_meta = align_up(size, 8)
+        size = max(kasan_meta + KASAN_META_SIZE, object_size + optimal_redzone(object_size))
     red_left = 0
     if flags & SLAB_RED_ZONE:
         size += 8
         red_left = align_up(8, align)
         size += red_left
     return {"size": align_up(size, align), "align": align, "offset": offset, "red_left": red_left,
-            "track_off": track_off, "orig_off": orig_off, "inuse": inuse}
+            "track_off": track_off, "orig_off": orig_off, "inuse": inuse, "kasan_meta": kasan_meta}
 
 
-def _layout(size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
+def _layout(size: int, align: int, flags: int, has_ctor: bool, kasan: bool = False) -> dict[str, int]:
     """The alignment (calculate_alignment, with create_boot_cache()'s natural alignment
     of kmalloc caches: the largest power of two dividing the size) and calculate_sizes."""
     if flags & SLAB_KMALLOC:
         align = max(align, size & -size)
-    lay = calculate_sizes(size, calculate_alignment(flags, align, size), flags, has_ctor)
+    lay = calculate_sizes(size, calculate_alignment(flags, align, size), flags, has_ctor, kasan)
     lay["fpoff"] = lay["offset"]
     return lay
 
@@ -466,7 +476,10 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
         raise SlabError(f"kmem_cache_create: {name}: sheaf_capacity {sheaf_capacity}: allowed 0..{SHEAF_CAPACITY}")
     ctor_s = ctor if isinstance(ctor, str) or ctor is None else f"{ctor.__module__}:{ctor.__qualname__}"
     flags |= _debug_flags_for(name, p["slub_debug"])
-    lay = _layout(size, align, flags, bool(ctor_s))
+    dbg = debug_params(arena.config)
+    lay = _layout(size, align, flags, bool(ctor_s), dbg["kasan"])
+    # SLAB_FREELIST_HARDENED: s->random = get_random_long() (32 bits: the free pointer is an index)
+    rnd = (int.from_bytes(os.urandom(4), "little") | 1) if dbg["freelist_hardened"] else 0
     osz = lay["size"]
     order = calculate_order(osz, p["max_order"], nr_cpus, p["min_objects"])
     objects = min((PAGE_SIZE << order) // osz, MAX_OBJS_PER_PAGE)
@@ -499,7 +512,7 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
                      (C_MIN_OBJECTS, min_objects), (C_RED_LEFT, lay["red_left"]), (C_MIN_PARTIAL, min_partial),
                      (C_CPU_PARTIAL, (cpu_partial * 2 + objects - 1) // objects), (C_TRACK_OFF, lay["track_off"]),
                      (C_INUSE, lay["inuse"]), (C_SHEAF_CAP, pcs_cap), (C_DEFRAG, REMOTE_NODE_DEFRAG_RATIO),
-                     (C_ORIG_OFF, lay["orig_off"])):
+                     (C_ORIG_OFF, lay["orig_off"]), (C_RANDOM, rnd), (C_KASAN_META, lay["kasan_meta"])):
             d[(co + f) >> 2] = v
         q[(g + G_SEQ) >> 3] += 1
         d[(co + C_SEQ) >> 2] = q[(g + G_SEQ) >> 3]     # list_add(&s->list, &slab_caches): newest first
@@ -554,7 +567,8 @@ def cache_info(arena: Any, cid: int) -> dict[str, Any]:
         ("min_objects", C_MIN_OBJECTS), ("red_left_pad", C_RED_LEFT), ("min_partial", C_MIN_PARTIAL),
         ("cpu_partial_slabs", C_CPU_PARTIAL), ("track_off", C_TRACK_OFF), ("inuse", C_INUSE),
         ("nr_bugs", C_NR_BUGS), ("sheaf_capacity", C_SHEAF_CAP), ("seq", C_SEQ),
-        ("remote_node_defrag_ratio", C_DEFRAG), ("orig_off", C_ORIG_OFF))}
+        ("remote_node_defrag_ratio", C_DEFRAG), ("orig_off", C_ORIG_OFF), ("random", C_RANDOM),
+        ("kasan_meta", C_KASAN_META))}
     f["id"] = cid
     f["name"] = _rstr(arena, co + C_NAME, _NAME_LEN)
     f["ctor"] = _rstr(arena, co + C_CTOR, _CTOR_LEN)

@@ -188,6 +188,8 @@ from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.pmm.gfp import GFP_KERNEL, MAX_NR_ZONES
 from aerosync.mm.pmm.page import PG_slab, PG_tail
 from aerosync.mm.pmm.vm_event import NR_NODE_STATS, NR_SLAB_RECLAIMABLE, NR_SLAB_UNRECLAIMABLE, node_stat_base
+from aerosync.mm.san.config import san_active
+from aerosync.mm.san.slab_hooks import SlabSan
 from aerosync.mm.slab import slab_debug as D
 from aerosync.mm.slab.slab_common import (
     _HI,
@@ -315,7 +317,7 @@ class Slub:
     """
 
     __slots__ = ("arena", "cpu", "irq", "mm", "nid", "nr_cpus", "nr_nodes", "mag_size", "tid_step",
-                 "hook", "token", "_caches", "reports", "max_caches")
+                 "hook", "token", "_caches", "reports", "max_caches", "san")
 
     def __init__(self, arena: Any, cpu: int, mm: Any = None, irq: bool = False,
                  hook: Callable[[str, KmemCache], None] | None = None) -> None:
@@ -330,6 +332,8 @@ class Slub:
         self.token = (os.getpid() << 20 | cpu << 1 | int(irq)) + 1 + (id(self) & 0xFF) * (1 << 44)
         self._caches: dict[int, KmemCache] = {}
         self.reports: list[str] = []
+        # [debug] sanitizers / init_on_*: their closures, chosen per cache handle (mm/san/slab_hooks.py)
+        self.san: SlabSan | None = SlabSan(self) if san_active(arena.config) else None
 
     def cache(self, which: int | str) -> KmemCache:
         """The KmemCache handle of a cache (by id or name), built once per handle."""
@@ -377,7 +381,7 @@ class KmemCache:
                  "alloc", "free", "alloc_node", "alloc_bulk", "free_bulk", "prefill_sheaf",
                  "alloc_from_sheaf", "refill_sheaf", "return_sheaf", "sheaf_size", "flush_cpu", "ksize",
                  "free_slow", "free_pfn", "alloc_slow", "node_lock", "stat", "obj_index", "red_left",
-                 "barn_shrink", "sheaf_capacity", "alloc_orig")
+                 "barn_shrink", "sheaf_capacity", "alloc_orig", "free_raw")
 
     def __init__(self, slub: Slub, cid: int) -> None:
         info = cache_info(slub.arena, cid)
@@ -408,6 +412,9 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     min_order, min_objects = info["min_order"], info["min_objects"]
     osize, red_left = info["object_size"], info["red_left_pad"]
     fpo = red_left + info["offset"]               # free pointer, from the slot start
+    rnd = info["random"]                          # SLAB_FREELIST_HARDENED's s->random (0: off)
+    san = slub.san
+    san_new_slab = san.new_slab if san is not None else None
     min_partial, cpu_partial_max = info["min_partial"], info["cpu_partial_slabs"]
     pcs_cap, defrag = info["sheaf_capacity"], info["remote_node_defrag_ratio"]
     ctor = _resolve_ctor(info["ctor"])
@@ -558,9 +565,15 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         m = sm_of(pfn)
         snid = u8[(PM32 + pfn * PMW) * 4 + 7]
         base = PHYS + (pfn << PAGE_SHIFT)
-        for i in range(n - 1):
-            u32[(base + i * size + fpo) >> 2] = i + 1
-        u32[(base + (n - 1) * size + fpo) >> 2] = NIL32
+        if rnd:                                       # SLAB_FREELIST_HARDENED: encoded pointers
+            for i in range(n):
+                fp_set(pfn, i, i + 1 if i < n - 1 else NIL32)
+        else:
+            for i in range(n - 1):
+                u32[(base + i * size + fpo) >> 2] = i + 1
+            u32[(base + (n - 1) * size + fpo) >> 2] = NIL32
+        if san_new_slab is not None:
+            san_new_slab(pfn, o)                      # kasan_poison_slab()
         if debug_init is not None:
             debug_init(pfn, n)
         if ctor is not None:
@@ -1635,6 +1648,144 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     def ksize(addr: int) -> int:
         return osize
 
+    # -------------------------------------------------------- SLAB_FREELIST_HARDENED
+    # freelist_ptr_encode/decode(): a free pointer is stored as index ^ s->random ^ (the
+    # arena offset of its slot >> 2), so a pointer overwritten by a use-after-free write
+    # or an overflow decodes to an index outside the slab and is caught where a freelist
+    # is followed: the lockless fast paths check the decoded head and next (a bad value
+    # seen while the freelist word is unchanged is corruption, not a race: the word would
+    # have moved), the locked walks check every step (fp_get).  set_freepointer()'s naive
+    # double-free check: freeing the object that heads the CPU freelist is a BUG.  A
+    # corruption is reported (san/report.py kind "freelist") and the operation stopped;
+    # the slab keeps its corrupted pointer (Linux would oops or trust it).  The free
+    # pointer closures, the fast paths and the bulk allocation are replaced here, once.
+    if rnd:
+        def freechain_corrupt(pfn: int, idx: int, raw: int, why: str) -> Exception:
+            from aerosync.mm.san.report import call_trace, oops
+
+            o = PHYS + (pfn << PAGE_SHIFT) + idx * size
+            lines = ["=" * 77, f"BUG {kc.name} (Not tainted): {why}", "-" * 77, "",
+                     f"Slab 0x{VBASE + (pfn << PAGE_SHIFT):x} objects={objects} fp index {idx}",
+                     f"Object 0x{o + red_left + VOFF:x} @offset={idx * size + red_left} fp=0x{raw:08x} "
+                     f"decodes to 0x{raw ^ rnd ^ ((o + fpo) >> 2) & _LO:x}", "Call Trace:",
+                     *(f" {f}" for f in call_trace()), f"kernel BUG at mm/slub.c: {why} (SLAB_FREELIST_HARDENED)"]
+            return oops(arena, "freelist", "\n".join(lines), "freelist-corruption")
+
+        def fp_get(pfn: int, idx: int) -> int:
+            o = PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo
+            raw = u32[o >> 2]
+            nxt = raw ^ rnd ^ ((o >> 2) & _LO)
+            if nxt >= objects and nxt != NIL32:
+                raise freechain_corrupt(pfn, idx, raw, "Freechain corrupt")
+            return nxt
+
+        def fp_set(pfn: int, idx: int, nxt: int) -> None:
+            o = PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo
+            u32[o >> 2] = nxt ^ rnd ^ ((o >> 2) & _LO)
+
+        def alloc_hardened_slow(gfp: int) -> int:
+            """alloc_retry with decoded, checked pointers."""
+            while True:
+                w = load64(cw)
+                idx = w & _LO
+                pfn = u64[cslab]
+                if idx == NIL32 or pfn == NIL64:
+                    addr = alloc_slow(gfp)
+                    if addr == 0:
+                        continue
+                    if addr < 0:
+                        return 0
+                    break
+                o = PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo
+                raw = u32[o >> 2] if idx < objects else 0
+                nxt = raw ^ rnd ^ ((o >> 2) & _LO)
+                if idx >= objects or (nxt >= objects and nxt != NIL32):
+                    if load64(cw) == w and u64[cslab] == pfn:
+                        raise freechain_corrupt(pfn, min(idx, objects - 1), raw, "Freechain corrupt")
+                    continue
+                if cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
+                    addr = o - fpo + red_left + VOFF
+                    break
+                u64[ST + ST_CAS_FAIL] += 1
+            u64[st_alloc] += 1
+            return post_alloc(addr, gfp) if gfp else addr
+
+        def alloc(gfp: int = 0) -> int:
+            """The fast path with the hardened pointer (see above)."""
+            w = load64(cw)
+            idx = w & _LO
+            pfn = u64[cslab]
+            if idx < objects and pfn != NIL64:
+                o = PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo
+                nxt = u32[o >> 2] ^ rnd ^ ((o >> 2) & _LO)
+                if (nxt < objects or nxt == NIL32) and cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
+                    u64[st_alloc] += 1
+                    if gfp:
+                        return post_alloc(o - fpo + red_left + VOFF, gfp)
+                    return o - fpo + red_left + VOFF
+            return alloc_hardened_slow(gfp)
+
+        alloc_retry = alloc_hardened_slow
+
+        def alloc_node(nid: int, gfp: int = 0) -> int:
+            if nid < 0 or not has_mem[nid]:
+                return alloc(gfp)
+            while True:
+                w = load64(cw)
+                idx = w & _LO
+                pfn = u64[cslab]
+                if idx != NIL32 and pfn != NIL64 and u8[SM + pfn * SMETA + M_NID] == nid:
+                    o = PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo
+                    raw = u32[o >> 2] if idx < objects else 0
+                    nxt = raw ^ rnd ^ ((o >> 2) & _LO)
+                    if idx >= objects or (nxt >= objects and nxt != NIL32):
+                        if load64(cw) == w and u64[cslab] == pfn:
+                            raise freechain_corrupt(pfn, min(idx, objects - 1), raw, "Freechain corrupt")
+                        continue
+                    if cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
+                        addr = o - fpo + red_left + VOFF
+                        break
+                    u64[ST + ST_CAS_FAIL] += 1
+                    continue
+                addr = slab_alloc_slow(gfp, nid)
+                if addr == 0:
+                    continue
+                if addr < 0:
+                    return 0
+                break
+            u64[st_alloc] += 1
+            return post_alloc(addr, gfp) if gfp else addr
+
+        def free_pfn(pfn: int, addr: int) -> None:
+            u64[st_free] += 1
+            while True:
+                w = load64(cw)
+                if pfn != u64[cslab]:
+                    return free_other(pfn, addr)
+                idx = (addr - VBASE - (pfn << PAGE_SHIFT) - red_left) // size
+                if idx == w & _LO:                     # set_freepointer(): BUG_ON(object == fp)
+                    u64[st_free] -= 1
+                    raise freechain_corrupt(pfn, idx, u32[(PHYS + (pfn << PAGE_SHIFT) + idx * size + fpo) >> 2],
+                                            "double free or corruption (the object heads the freelist)")
+                fp_set(pfn, idx, w & _LO)
+                if cas64(cw, w, ((w + STEP) & _HI) | idx) == w:
+                    return
+                u64[ST + ST_CAS_FAIL] += 1
+
+        free_retry = free_pfn
+
+        def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
+            """kmem_cache_alloc_bulk() one object at a time: the lockless chain walk of the
+            plain version cannot tell a racing reader's garbage from corruption."""
+            out: list[int] = []
+            for _ in range(n):
+                a = alloc(gfp)
+                if not a:
+                    free_bulk(out)
+                    return []
+                out.append(a)
+            return out
+
     # -------------------------------------------------------- debug caches: locked path
     debug_init = None
     if kc.debug:
@@ -1761,6 +1912,25 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     if pcs_cap:
         kc.alloc, kc.free, kc.free_pfn, kc.alloc_node = (alloc_pcs_first, free_pcs_first, free_pfn_pcs_first,
                                                          alloc_node_pcs_first)
+    kc.free_raw = kc.free
+    if san is not None:
+        # [debug] sanitizers: SLUB's own frees of objects no caller saw (a failed bulk
+        # allocation, a returned sheaf) bypass them; the entry points become theirs.
+        raw_free = kc.free
+
+        def free_bulk(addrs: list[int]) -> None:
+            for a in addrs:
+                raw_free(a)
+
+        raw = {"alloc": kc.alloc, "alloc_node": kc.alloc_node, "alloc_bulk": kc.alloc_bulk, "free": kc.free,
+               "free_pfn": kc.free_pfn, "alloc_from_sheaf": kc.alloc_from_sheaf, "alloc_orig": kc.alloc_orig}
+        san.install(kc, raw)
+
+        def free_bulk_public(addrs: list[int]) -> None:
+            for a in addrs:
+                kc.free(a)
+
+        kc.free_bulk = free_bulk_public
 
 
 def _noop() -> None:

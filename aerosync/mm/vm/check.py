@@ -64,7 +64,11 @@ the IDs the VM modules' docstrings already name keep their meaning):
   FR1 no free page (inside a buddy or PCP block) has a mapping or an index.
   LK1 (final=True: after every CPU left, RCU drained) the VM's caches hold exactly the
       live records: vm_area_struct == VMAs in trees, vm_object == reachable objects,
-      maple_node == nodes of live trees, radix_tree_node == nodes of live page trees.
+      maple_node == nodes of live trees (the vmalloc slices' too), radix_tree_node ==
+      nodes of live page trees.
+  VA1..VA5 init_mm's kernel half: vmalloc's trees, mappings and blocks (mm/vm/vmalloc.py
+      states them, mm/vm/vmalloc_check.py checks them); PT2/PT4/R1/RSS1 apply to user
+      leaves only -- kernel mappings take no mapcount and belong to no VMA, as in Linux.
 
 The depth limit (O7).  collapse (vm_object.py) folds a backing into its only child
 when the backing is private anonymous with refcount 1 and one child; a link whose
@@ -110,6 +114,7 @@ from aerosync.mm.vm.pgtable import (
     PTE_PFN_MASK,
     SWP_MIGRATION_READ,
     SWP_MIGRATION_WRITE,
+    level_shift,
     swp_offset,
     swp_type,
 )
@@ -130,6 +135,7 @@ from aerosync.mm.vm.vm_object import (
     OBJF_DEAD,
     OBJF_SHARED,
 )
+from aerosync.mm.vm.vmalloc_check import check_vmalloc, vmalloc_tree_nodes
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["vm_check", "VM_INVARIANTS", "SHADOW_DEPTH_MARGIN"]
@@ -195,6 +201,7 @@ class _Checker:
         self.mapped = np.zeros(n, dtype=np.int64)                 # PTEs mapping each pfn (R1)
         self.tables_reached: dict[int, str] = {}
         self.files: dict[int, int] = {}                           # fid -> vnode object
+        self.kernel_leaves = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
         self.summary: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ driver
@@ -217,6 +224,7 @@ class _Checker:
         for m in live:
             self._leaves(m, walks[m])
         self._pages()
+        check_vmalloc(self.arena, self.s, *self.kernel_leaves, self.allocated, self.final)
         if self.final:
             self._leaks()
         self.s.report.summary.update({
@@ -579,6 +587,10 @@ class _Checker:
     def _leaves(self, m: int, w: Any) -> None:
         s, snap = self.s, self.snap
         va, pte = w.va, w.pte
+        if m == 0 and len(va):                   # init_mm's kernel half: vmalloc's (VA1..VA5)
+            kern = va >= np.uint64(KERNEL_HALF << level_shift(snap.levels))
+            self.kernel_leaves = (va[kern], pte[kern])
+            va, pte = va[~kern], pte[~kern]
         rss = np.zeros(4, dtype=np.int64)
         if len(pte):
             present = (pte & np.uint64(_P_OR_NONE)) != 0
@@ -767,7 +779,7 @@ class _Checker:
         hdr = self.snap.hdr
         want = {T.H_CACHE_VMA: ("vm_area_struct", len(self.vmas_all)),
                 T.H_CACHE_OBJ: ("vm_object", len(self.objs)),
-                T.H_CACHE_MAPLE: ("maple_node", self.maple_nodes),
+                T.H_CACHE_MAPLE: ("maple_node", self.maple_nodes + vmalloc_tree_nodes(self.arena)),
                 T.H_CACHE_XA: ("radix_tree_node", self.obj_nodes)}
         for fld, (name, n) in want.items():
             st = slab_stats(self.arena, int(self.q[(hdr + fld) >> 3]))

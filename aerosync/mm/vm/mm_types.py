@@ -22,7 +22,8 @@ Record layouts (offsets in bytes; "atomic" = changed with CAS / fetch_add by any
      0 state u32 (TASK_*) | 4 flags u32       8 pid u64     16 tgid u64   24 ppid u64
     32 mm id + 1 u64 (0 = no mm: a kernel thread)             40 cpu + 1 u64 (0 = none)
     48 comm 16 B        64 exit_signal u64  72 fault_addr u64  80 fault_reason u64
-    88 oom_score_adj i64  96 mempolicy u64   104 numa u64      112 kstack u64  120 spare
+    88 oom_score_adj i64  96 mempolicy u64   104 numa u64      112 kstack u64 (the stack's lowest
+       address: mm/vm/kstack.py)  120 stack_canary u64 (CONFIG_STACKPROTECTOR: san/stackprotector.py)
   mm (MM_REC_FIXED + cpumask words, padded to 64)
      0 state u64 (MM_FREE / MM_LIVE)    8 mm_users u64 (atomic)  16 mm_count u64 (atomic)
     24 pgd pfn u64      32..63 maple-tree root record (lib/maple_tree.py)
@@ -63,7 +64,7 @@ __all__ = [
     "VM_MAGIC", "vm_params", "vm_sections", "VMError", "vm_ready",
     "TASK_REC", "TASK_FREE", "TASK_RUNNING", "TASK_STOPPED", "TASK_ZOMBIE", "TASK_STATE_NAMES",
     "T_STATE", "T_FLAGS", "T_PID", "T_TGID", "T_PPID", "T_MM", "T_CPU", "T_COMM", "T_EXIT_SIGNAL",
-    "T_FAULT_ADDR", "T_FAULT_REASON", "T_OOM_SCORE_ADJ", "T_MEMPOLICY", "T_NUMA", "T_KSTACK",
+    "T_FAULT_ADDR", "T_FAULT_REASON", "T_OOM_SCORE_ADJ", "T_MEMPOLICY", "T_NUMA", "T_KSTACK", "T_CANARY",
     "MM_FREE", "MM_LIVE", "M_STATE", "M_USERS", "M_COUNT", "M_PGD", "M_MT", "M_MMAP_LOCK", "M_LOCK_SEQ",
     "M_VMACACHE_SEQ", "M_MAP_COUNT", "M_MMAP_BASE", "M_START_BRK", "M_BRK", "M_RSS", "M_PGTABLES_BYTES",
     "M_TLB_GEN", "M_CTX_ID", "M_HIWATER_RSS", "M_TOTAL_VM", "M_LOCKED_VM", "M_PINNED_VM", "M_DATA_VM",
@@ -109,7 +110,7 @@ TASK_STATE_NAMES = ("free", "R (running)", "T (stopped)", "Z (zombie)")
 (T_STATE, T_FLAGS) = (0, 4)
 T_PID, T_TGID, T_PPID, T_MM, T_CPU, T_COMM = 8, 16, 24, 32, 40, 48
 T_EXIT_SIGNAL, T_FAULT_ADDR, T_FAULT_REASON, T_OOM_SCORE_ADJ = 64, 72, 80, 88
-T_MEMPOLICY, T_NUMA, T_KSTACK = 96, 104, 112
+T_MEMPOLICY, T_NUMA, T_KSTACK, T_CANARY = 96, 104, 112, 120
 
 # ------------------------------------------------------------------ mm_struct
 MM_FREE, MM_LIVE = 0, 1

@@ -12,7 +12,7 @@ What is read (layouts in mm_types.py, vma.py, vm_object.py, pgtable.py, lib/):
     lib/maple_tree.MapleTree handle without callbacks: readers only), their tables;
   * page tables from an mm's root: the user half only for user mms (PGD entries
     0..255: the kernel half is init_mm's, copied by pgd_alloc), everything for
-    init_mm (mm id 0);
+    init_mm (mm id 0) -- whose kernel half may hold PMD leaves (vmalloc_huge);
   * vm_object page trees (lib/xarray.py nodes), walked here with cycle and bound
     checks rather than through XArray.items (which trusts the tree).
 """
@@ -199,6 +199,7 @@ class VmSnapshot:
                     ptes.append(ents[nz].copy())
                 continue
             sh = level_shift(level)
+            i_kernel = base >= KERNEL_HALF << level_shift(top)
             kids = []
             for i in nz.tolist():
                 e = int(ents[i])
@@ -208,6 +209,10 @@ class VmSnapshot:
                     w.bad.append((cw, "a present table entry or none", f"entry {e:#x}"))
                     continue
                 if e & _PAGE_PSE:
+                    if mm_id == 0 and level == 2 and i_kernel:       # vmalloc_huge's PMD leaves
+                        vas.append(np.array([cbase], dtype=np.uint64))
+                        ptes.append(np.array([e], dtype=np.uint64))
+                        continue
                     w.bad.append((cw, "a table (huge leaves are not modelled)", f"PSE entry {e:#x}"))
                     continue
                 if (e & ~PTE_PFN_MASK & _U64) not in (_PAGE_TABLE, _KERNPG_TABLE):

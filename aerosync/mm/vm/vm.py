@@ -14,6 +14,9 @@ API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
               (through the MMU: TLB, walk, faults; SegmentationFault on SIGSEGV)
   files       file_create(name, size, seed=0, path=None) -> fid   file_lookup(name)
   teardown    leave(): answer pending IPIs, stop being a shootdown target, flush RCU.
+  kernel      `kernel` (mm/vm/kernel.py KernelCpu, None without vmalloc): vmalloc, the kernel's
+              loads and stores, kernel stacks -- every task gets its VMAP_STACK stack when
+              created (task_create, fork) and gives it back when it exits.
 The handle installs its IPI handler as this process's lock-wait hook (sync/waithook.py):
 a worker is one simulated CPU, so the hook is this CPU's.  Tests that drive several
 CPUs from one process call `make_current()` on the CPU they are about to use.
@@ -29,6 +32,7 @@ from aerosync.mm.slab.slub import Slub
 from aerosync.mm.vm import filemap as FM
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.fork import Fork
+from aerosync.mm.vm.kernel import KernelCpu
 from aerosync.mm.vm.memory import Memory, new_ext
 from aerosync.mm.vm.mmap import Mmap
 from aerosync.mm.vm.mmu import Mmu
@@ -38,6 +42,7 @@ from aerosync.mm.vm.task import task_alloc, task_set_state
 from aerosync.mm.vm.tlb import Tlb
 from aerosync.mm.vm.vm_object import VmObjects
 from aerosync.mm.vm.vma import VmaOps
+from aerosync.mm.vm.vmalloc import vmalloc_ready
 from aerosync.sync import waithook as W
 from aerosync.sync.objlock import ObjRWSem, ObjSpinLock
 from aerosync.sync.rcu import Rcu
@@ -85,6 +90,7 @@ class VM:
                         self.pt)
         self.rmap = Rmap(arena, cpu, self.pt, self.objs, self.locks, self.rcu)
         self.forks = Fork(arena, cpu, self.pt, self.vmas, self.objs, self.memory, self.sys, self.tlb, self.rcu)
+        self.kernel = KernelCpu(self) if vmalloc_ready(arena) else None
         self.load, self.store, self.load64, self.store64 = (self.mmu.load, self.mmu.store, self.mmu.load64,
                                                             self.mmu.store64)
         self.task = -1
@@ -121,7 +127,10 @@ class VM:
             mm = self.forks.mm_alloc()
         elif mm >= 0:
             self.forks.mmget(mm)
-        return task_alloc(self.arena, comm, mm)
+        tid = task_alloc(self.arena, comm, mm)
+        if self.kernel is not None:
+            self.kernel.task_created(tid)
+        return tid
 
     def switch_to(self, tid: int) -> None:
         """context_switch(): `tid` runs on this CPU now (switch_mm to its mm)."""
@@ -152,7 +161,10 @@ class VM:
         child_mm = self.forks.dup_mm(pmm)
         po = T.task_off(a, parent)
         pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
-        return task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+        tid = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+        if self.kernel is not None:
+            self.kernel.task_created(tid)
+        return tid
 
     def exit(self, tid: int = -1, signal: int = 0) -> None:
         """do_exit(): the task's mm reference goes (the last user tears it down), the
@@ -171,6 +183,8 @@ class VM:
         q[(o + T.T_MM) >> 3] = 0
         q[(o + T.T_CPU) >> 3] = 0
         task_set_state(a, tid, T.TASK_ZOMBIE)
+        if self.kernel is not None:
+            self.kernel.task_released(tid)          # the dead task's stack (put_task_stack)
         if mm_id > 0:
             self.forks.mmput(mm_id)
 
@@ -181,6 +195,8 @@ class VM:
         info = task_info(self.arena, tid)
         if self.arena.u32[(T.task_off(self.arena, tid) + T.T_STATE) >> 2] != T.TASK_ZOMBIE:
             raise T.VMError("ECHILD", f"reap(task {tid}): not a zombie ({info['state']})")
+        if self.kernel is not None:
+            self.kernel.task_released(tid)
         task_free(self.arena, tid)
         return info
 
@@ -219,6 +235,8 @@ class VM:
     def leave(self) -> None:
         """This CPU stops: pending IPIs answered, no longer a shootdown target, every
         deferred free run (so nothing this CPU queued is lost)."""
+        if self.kernel is not None:
+            self.kernel.leave()
         self.tlb.leave()
         self.rcu.barrier()
         self.files.close()

@@ -1,0 +1,318 @@
+"""KFENCE: one slab allocation in N gets its own page between guard pages.
+
+Models: mm/kfence/core.c (the pool: (CONFIG_KFENCE_NUM_OBJECTS + 1) * 2 pages, an object
+page and a guard page per object, pages 0 and 1 guards; kfence_guarded_alloc placing
+the object at the start or the end of its page, the rest of the page filled with the
+canary pattern; kfence_guarded_free checking it; freed objects' pages protected;
+the freelist reused LRU; kfence_handle_page_fault) and mm/kfence/report.c (the report
+format).  Unit: a pool object (its index, "kfence-#N"); a page of the pool.
+
+Pool (section "kfence", its addresses continuing the direct map: VBASE + the
+section's offset from physical memory, as __kfence_pool is a direct-map range): page
+2k + 2 holds object k, pages 2k + 3 (and 0, 1) are guards.  Metadata after the pool,
+KFENCE_META_REC bytes per object (struct kfence_metadata)::
+
+     0 state u32 (UNUSED / ALLOCATED / FREED)   4 size u32   8 addr u64
+    16 cache id u32   20 next u32 (freelist link)
+    24 alloc track: pid u32, depot handle u32, cpu + 1 u32   40 free track: the same
+The freelist (head, tail, count) and its lock slot live in "sanhdr" at report.H_KFENCE.
+
+Sampling: a cache handle's allocation counts down [debug] kfence_sample_interval (per
+cache and CPU; Linux's interval is in milliseconds, a timer opening a gate the next
+allocation takes -- an allocation count is the simulation's clock); at zero the
+allocation is tried in the pool (objects up to a page, while free objects remain).
+The KmemCache wrappers (slab_hooks.py) route frees of pool addresses here.
+
+Protection (the hardware part, checked in mm/vm/kaccess.py for every access to a pool
+address, instrumented or not): guard pages, the page of a freed object and of an unused
+one fault -> report: out-of-bounds (a guard page next to an allocated object), use-after-
+free, invalid; an allocated object's page is accessible as a whole -- bytes beyond the
+object are caught when it is freed (the canary check: "memory corruption", reported,
+the free goes on).  A free of a pool address that is not an allocated object's start is
+"invalid free" (a double free included, as KFENCE reports it).
+
+Lock order: kfence_freelist_lock (SpinLock in sanhdr) is a leaf: nothing is taken under
+it.  A metadata record changes state ALLOCATED by the allocating CPU (taken off the
+freelist under the lock), FREED by the freeing CPU; readers (checks, reports) read
+without locks and may see either side of a concurrent change, as kfence's racy
+fault-path reads.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+from aerosync.arena.layout import SectionSpec
+from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
+from aerosync.mm.san import config as C
+from aerosync.mm.san import report as R
+from aerosync.mm.slab import layout as SL
+from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+
+__all__ = ["Kfence", "kfence_sections", "kfence_init", "kfence_ready", "kfence_live", "kfence_range",
+           "KFENCE_OBJECT_UNUSED", "KFENCE_OBJECT_ALLOCATED", "KFENCE_OBJECT_FREED", "canary"]
+
+KFENCE_OBJECT_UNUSED, KFENCE_OBJECT_ALLOCATED, KFENCE_OBJECT_FREED = 0, 1, 2
+_M_STATE, _M_SIZE, _M_ADDR, _M_CACHE, _M_NEXT, _M_ATRACK, _M_FTRACK = 0, 4, 8, 16, 20, 24, 40
+_NIL = 0xFFFF_FFFF
+# words in sanhdr (report.H_KFENCE + ...)
+_K_LOCK, _K_HEAD, _K_TAIL, _K_NR_FREE, _K_ALLOCS, _K_FREES, _K_MAGIC = 0, 8, 16, 24, 32, 40, 48
+_KF_MAGIC = 0x4543_4E45_4646_4B41      # "AKFFENCE"
+_PAGE_CANARY = bytes(0xAA ^ (i & 7) for i in range(PAGE_SIZE))   # every page starts 8-aligned
+
+
+def canary(a: int) -> int:
+    """KFENCE_CANARY_PATTERN(addr): 0xaa ^ (addr & 0x7)."""
+    return 0xAA ^ (a & 7)
+
+
+def kfence_sections(config: dict[str, Any]) -> list[SectionSpec]:
+    p = C.debug_params(config)
+    if not p["kfence_sample_interval"]:
+        return []
+    n = p["kfence_num_objects"]
+    return [SectionSpec("kfence", C.kfence_pool_pages(n) * PAGE_SIZE + n * C.KFENCE_META_REC)]
+
+
+def kfence_ready(arena: Any) -> bool:
+    return "kfence" in arena.sections and "sanhdr" in arena.sections and \
+        arena.u64[(arena.off("sanhdr") + R.H_KFENCE + _K_MAGIC) >> 3] == _KF_MAGIC
+
+
+def kfence_range(arena: Any) -> tuple[int, int]:
+    """[lo, hi) of the pool's addresses ((0, 0) without KFENCE)."""
+    if "kfence" not in arena.sections:
+        return 0, 0
+    n = C.debug_params(arena.config)["kfence_num_objects"]
+    lo = SL.VBASE + arena.off("kfence") - arena.off("physmem")
+    return lo, lo + C.kfence_pool_pages(n) * PAGE_SIZE
+
+
+def kfence_init(arena: Any) -> None:
+    """kfence_init_pool(): every object unused and on the freelist, in index order."""
+    from aerosync.sync.lockstat import lock_alloc
+
+    n = C.debug_params(arena.config)["kfence_num_objects"]
+    o, s = arena.sections["kfence"]
+    arena.u8[o : o + s] = bytes(s)
+    meta = o + C.kfence_pool_pages(n) * PAGE_SIZE
+    u32 = arena.u32
+    for k in range(n):
+        u32[(meta + k * C.KFENCE_META_REC + _M_NEXT) >> 2] = k + 1 if k + 1 < n else _NIL
+    h = arena.off("sanhdr") + R.H_KFENCE
+    q = arena.u64
+    q[(h + _K_LOCK) >> 3] = lock_alloc(arena, "kfence_freelist_lock", "kfence_freelist_lock")
+    q[(h + _K_HEAD) >> 3] = 0
+    q[(h + _K_TAIL) >> 3] = n - 1
+    q[(h + _K_NR_FREE) >> 3] = n
+    arena.atomic.store64(h + _K_MAGIC, _KF_MAGIC)
+
+
+def kfence_live(arena: Any, cid: int = -1) -> int:
+    """Allocated pool objects (of cache `cid`, or of all) -- slab_check.py's S5 term."""
+    if not kfence_ready(arena):
+        return 0
+    n = C.debug_params(arena.config)["kfence_num_objects"]
+    meta = arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE
+    u32 = arena.u32
+    got = 0
+    for k in range(n):
+        m = meta + k * C.KFENCE_META_REC
+        if u32[(m + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED and (cid < 0 or u32[(m + _M_CACHE) >> 2] == cid + 1):
+            got += 1
+    return got
+
+
+class Kfence:
+    """Simulated CPU `cpu`'s KFENCE: the pool's lo/hi, alloc(kc info, size, gfp), free(addr),
+    translate(addr, write) (the hardware check: an arena offset or a report)."""
+
+    def __init__(self, arena: Any, cpu: int) -> None:
+        from aerosync.mm.slab.slab_common import cache_info
+        from aerosync.mm.slab.slab_debug import depot_fetch, depot_save
+        from aerosync.sync.spinlock import SpinLock
+
+        self.arena, self.cpu = arena, cpu
+        p = C.debug_params(arena.config)
+        nobj = p["kfence_num_objects"]
+        self.interval = p["kfence_sample_interval"]
+        self.init_on_alloc = p["init_on_alloc"]
+        q, u32, u8 = arena.u64, arena.u32, arena.u8
+        PHYS = arena.off("physmem")
+        POOL = arena.off("kfence")
+        META = POOL + C.kfence_pool_pages(nobj) * PAGE_SIZE
+        lo, hi = kfence_range(arena)
+        self.lo, self.hi = lo, hi
+        VOFF = SL.VBASE - PHYS
+        h = arena.off("sanhdr") + R.H_KFENCE
+        lock = SpinLock(arena, q[(h + _K_LOCK) >> 3], cpu)
+        acq, rel = lock.acquire, lock.release
+        rng = random.Random(os.getpid() ^ (cpu << 20))
+        pid = os.getpid()
+        infos: dict[int, dict[str, Any]] = {}
+        fetch_add = arena.atomic.fetch_add64
+        zero_init = self.init_on_alloc
+
+        def meta_of(k: int) -> int:
+            return META + k * C.KFENCE_META_REC
+
+        def page_of(k: int) -> int:
+            return lo + ((2 * k + 2) << PAGE_SHIFT)
+
+        def save(m: int, which: int) -> None:
+            t = m + which
+            u32[t >> 2] = pid
+            u32[(t + 4) >> 2] = depot_save(arena, ";".join(R.call_trace(2))[: SL.DEPOT_REC])[0]
+            u32[(t + 8) >> 2] = cpu + 1
+
+        def object_text(k: int) -> list[str]:
+            """kfence_print_object()."""
+            m = meta_of(k)
+            st = u32[(m + _M_STATE) >> 2]
+            if st == KFENCE_OBJECT_UNUSED:
+                return [f"kfence-#{k} unused"]
+            a, size = q[(m + _M_ADDR) >> 3], u32[(m + _M_SIZE) >> 2]
+            cid = u32[(m + _M_CACHE) >> 2] - 1
+            name = cache_info(arena, cid)["name"] if cid >= 0 else "<destroyed>"
+
+            def stack(t: int, what: str) -> list[str]:
+                s = depot_fetch(arena, u32[(t + 4) >> 2])
+                return [f" {f}" for f in s.split(";")] if s else [f" no {what} stack"]
+
+            out = [f"kfence-#{k} [0x{a:016x}-0x{a + size - 1:016x}, size={size}, cache={name}] "
+                   f"allocated by task {u32[(m + _M_ATRACK) >> 2]}:", *stack(m + _M_ATRACK, "allocation")]
+            if st == KFENCE_OBJECT_FREED:
+                out += ["", f"freed by task {u32[(m + _M_FTRACK) >> 2]}:", *stack(m + _M_FTRACK, "deallocation")]
+            return out
+
+        def report(head: list[str], k: int, bug: str, raise_it: bool = True) -> R.KernelBug | None:
+            """kfence_report_error()."""
+            lines = ["=" * 66, *head, *(f" {f}" for f in R.call_trace())]
+            if k >= 0:
+                lines += ["", *object_text(k)]
+            lines += ["", R.cpu_line(cpu, f"aero-cpu{cpu}", pid), "=" * 66]
+            if raise_it:
+                return R.oops(arena, "kfence", "\n".join(lines), bug)
+            R.warn(arena, "kfence", "\n".join(lines))
+            return None
+
+        def alloc(cid: int, size: int, align: int, gfp: int) -> int:
+            """kfence_guarded_alloc(): a pool object for `size` bytes of cache cid, or 0."""
+            if size > PAGE_SIZE or not q[(h + _K_NR_FREE) >> 3]:
+                return 0
+            acq()
+            try:
+                k = q[(h + _K_HEAD) >> 3]
+                if k == _NIL or not q[(h + _K_NR_FREE) >> 3]:
+                    return 0
+                m = meta_of(k)
+                nxt = u32[(m + _M_NEXT) >> 2]
+                q[(h + _K_HEAD) >> 3] = nxt
+                if nxt == _NIL:
+                    q[(h + _K_TAIL) >> 3] = _NIL
+                q[(h + _K_NR_FREE) >> 3] -= 1
+            finally:
+                rel()
+            page = page_of(k)
+            addr = page
+            if rng.getrandbits(1):                     # at the page's end: an overflow hits the guard
+                addr = (page + PAGE_SIZE - size) & ~(max(align, 1) - 1)
+            po = page - VOFF
+            u8[po : po + PAGE_SIZE] = _PAGE_CANARY
+            o = addr - VOFF
+            if gfp & _GFP_ZERO or zero_init:
+                u8[o : o + size] = bytes(size)
+            u32[(m + _M_SIZE) >> 2] = size
+            q[(m + _M_ADDR) >> 3] = addr
+            u32[(m + _M_CACHE) >> 2] = cid + 1
+            save(m, _M_ATRACK)
+            u32[(m + _M_FTRACK + 8) >> 2] = 0
+            arena.atomic.store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
+            fetch_add(h + _K_ALLOCS, 1)
+            return addr
+
+        def free(addr: int) -> None:
+            """kfence_guarded_free(): checks, the canary, then the object goes to the
+            freelist's tail (reused last)."""
+            i = (addr - lo) >> PAGE_SHIFT
+            k = i // 2 - 1 if i >= 2 and not i & 1 else -1
+            m = meta_of(k) if k >= 0 else 0
+            if k < 0 or u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED or q[(m + _M_ADDR) >> 3] != addr:
+                raise report([f"BUG: KFENCE: invalid free in {R.call_site()}", "",
+                              f"Invalid free of 0x{addr:016x} (in kfence-#{k}):"], k, "invalid-free")
+            a, size = q[(m + _M_ADDR) >> 3], u32[(m + _M_SIZE) >> 2]
+            page = page_of(k)
+            po = page - VOFF
+            data = bytes(u8[po : po + PAGE_SIZE])
+            lo_n, hi_n = a - page, a - page + size
+            bad = -1
+            if data[:lo_n] != _PAGE_CANARY[:lo_n] or data[hi_n:] != _PAGE_CANARY[hi_n:]:
+                bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
+            if bad >= 0:
+                shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
+                                 (a if bad < a else page + PAGE_SIZE))))
+                report([f"BUG: KFENCE: memory corruption in {R.call_site()}", "",
+                        f"Corrupted memory at 0x{bad:016x} [ {shown} ] (in kfence-#{k}):"], k, "memory-corruption",
+                       raise_it=False)
+            save(m, _M_FTRACK)
+            arena.atomic.store32(m + _M_STATE, KFENCE_OBJECT_FREED)
+            acq()
+            try:
+                u32[(m + _M_NEXT) >> 2] = _NIL
+                t = q[(h + _K_TAIL) >> 3]
+                if t == _NIL:
+                    q[(h + _K_HEAD) >> 3] = k
+                else:
+                    u32[(meta_of(t) + _M_NEXT) >> 2] = k
+                q[(h + _K_TAIL) >> 3] = k
+                q[(h + _K_NR_FREE) >> 3] += 1
+            finally:
+                rel()
+            fetch_add(h + _K_FREES, 1)
+
+        def translate(addr: int, write: bool) -> int:
+            """The pool's page protection: the arena offset of an accessible byte, else
+            kfence_handle_page_fault()'s report."""
+            i = (addr - lo) >> PAGE_SHIFT
+            rw = "write" if write else "read"
+            if i >= 2 and not i & 1:
+                k = i // 2 - 1
+                m = meta_of(k)
+                st = u32[(m + _M_STATE) >> 2]
+                if st == KFENCE_OBJECT_ALLOCATED:
+                    return addr - VOFF
+                if st == KFENCE_OBJECT_FREED:
+                    raise report([f"BUG: KFENCE: use-after-free {rw} in {R.call_site()}", "",
+                                  f"Use-after-free {rw} at 0x{addr:016x} (in kfence-#{k}):"], k, "use-after-free")
+                raise report([f"BUG: KFENCE: invalid {rw} in {R.call_site()}", "",
+                              f"Invalid {rw} at 0x{addr:016x}:"], -1, "invalid-access")
+            # a guard page: the nearer allocated neighbour, as kfence_handle_page_fault
+            best, dist, left = -1, 1 << 62, False
+            for kk in (i // 2 - 1 - (0 if i & 1 else 1), (i + 1) // 2 - 1):
+                if not 0 <= kk < nobj:
+                    continue
+                m = meta_of(kk)
+                if u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED:
+                    continue
+                a, size = q[(m + _M_ADDR) >> 3], u32[(m + _M_SIZE) >> 2]
+                d = a - addr if addr < a else addr - (a + size) + 1
+                if d < dist:
+                    best, dist, left = kk, d, addr < a
+            if best < 0:
+                raise report([f"BUG: KFENCE: invalid {rw} in {R.call_site()}", "",
+                              f"Invalid {rw} at 0x{addr:016x}:"], -1, "invalid-access")
+            m = meta_of(best)
+            a = q[(m + _M_ADDR) >> 3]
+            off = a - addr if left else addr - a
+            raise report([f"BUG: KFENCE: out-of-bounds {rw} in {R.call_site()}", "",
+                          f"Out-of-bounds {rw} at 0x{addr:016x} ({off}B {'left' if left else 'right'} of "
+                          f"kfence-#{best}):"], best, "out-of-bounds")
+
+        def is_kfence(addr: int) -> bool:
+            return lo <= addr < hi
+
+        self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
+        self.object_text = object_text
+        _ = infos

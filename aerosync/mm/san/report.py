@@ -1,0 +1,160 @@
+"""The oops path every detector shares: the exception, the report sink, call sites.
+
+Models: what mm/kasan/report.c, mm/kfence/report.c, arch/x86/kernel/traps.c
+(handle_stack_overflow, die) and kernel/panic.c (__stack_chk_fail) have in common --
+the "====" frame, "CPU: N PID: P Comm: C" (dump_stack_print_info), a Call Trace of
+"%pS" frames -- and the taint/oops that ends the offending kernel path.  Unit: one report.
+
+A detector that catches a bug builds its report text and calls `oops(arena, kind,
+text)`: the text goes to the report sink (stderr by default; `set_console(False)`
+keeps it quiet, as the bug corpus does), into this process's recent reports (tests and
+the corpus read them: `recent()`), and the machine's counter of that kind is bumped
+(section "sanhdr", summed by the coordinator into the run's result); then KernelBug is
+raised.  The faulting simulated kernel path stops there -- the bad access, free or
+return is not performed -- as an oops kills the task that hit it (and as
+kasan.fault=panic_on_write does for KASAN's writes; reads are stopped too here, so the
+arena is never corrupted by a bug a detector saw).  Kinds (BUG_KINDS): kasan, kfence,
+stack-overflow, stack-protector, freelist (SLAB_FREELIST_HARDENED), oops (a kernel
+access to an unmapped address), vfree (a vfree of no area: a WARN, not an oops --
+`warn()` reports it without raising).
+
+Call sites: `call_trace()` names the simulated kernel's frames as %pS does,
+"func+0x<bytecode offset>/0x<bytecode size>", skipping the frames of the allocator
+and the detectors (mm/slab, mm/san, mm/pmm, the kernel access path) the way
+get_stack_skipnr skips kfence_/kmem_cache_ frames; `call_site()` is the first of them.
+
+Section "sanhdr" (one page): per kind a u64 counter (atomic fetch_add, any CPU), then
+the KFENCE pool's lock slot and counters (kfence.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+from types import CodeType, FrameType
+from typing import Any
+
+from aerosync.arena.layout import SectionSpec
+from aerosync.errors import AeroSyncError
+from aerosync.params import PAGE_SIZE
+
+__all__ = ["KernelBug", "BUG_KINDS", "oops", "warn", "recent", "emitted", "clear_recent", "set_console", "call_trace",
+           "call_site", "cpu_line", "SAN_HDR", "sanhdr_section", "bug_counts", "H_KFENCE"]
+
+BUG_KINDS = ("kasan", "kfence", "stack-overflow", "stack-protector", "freelist", "oops", "vfree")
+H_KFENCE = 8 * 16          # kfence.py's words in "sanhdr" start here
+SAN_HDR = PAGE_SIZE
+_MAX_RECENT = 256
+
+_SKIP_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+                   for d in ("slab", "san", "pmm"))
+_SKIP_FILES = frozenset(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vm", f)
+                        for f in ("kaccess.py", "vmalloc.py", "kstack.py", "kernel.py"))
+_skip_code: dict[CodeType, bool] = {}
+_recent: collections.deque[tuple[str, str]] = collections.deque(maxlen=_MAX_RECENT)
+_console = [True]
+_emitted = [0]
+
+
+class KernelBug(AeroSyncError):
+    """A simulated kernel path was stopped by a detector: `kind` (BUG_KINDS), `report`
+    (the kernel-format text), `bug` (the detector's bug type, e.g. "slab-use-after-free")."""
+
+    def __init__(self, kind: str, report: str, bug: str = "") -> None:
+        self.kind, self.report, self.bug = kind, report, bug or kind
+        first = next((ln for ln in report.splitlines() if ln.startswith(("BUG", "Kernel panic", "kernel BUG"))),
+                     report.splitlines()[1] if report.count("\n") else report)
+        super().__init__(first)
+
+
+def sanhdr_section() -> SectionSpec:
+    return SectionSpec("sanhdr", SAN_HDR)
+
+
+def set_console(on: bool) -> bool:
+    """Print reports to stderr (the default) or not; returns the previous setting."""
+    old = _console[0]
+    _console[0] = on
+    return old
+
+
+def recent() -> list[tuple[str, str]]:
+    """(kind, text) of this process's latest reports, oldest first."""
+    return list(_recent)
+
+
+def emitted() -> int:
+    """Reports this process emitted so far (recent() keeps only the last ones)."""
+    return _emitted[0]
+
+
+def clear_recent() -> None:
+    _recent.clear()
+
+
+def _emit(arena: Any, kind: str, text: str) -> None:
+    _recent.append((kind, text))
+    _emitted[0] += 1
+    if "sanhdr" in arena.sections and kind in BUG_KINDS:
+        arena.atomic.fetch_add64(arena.off("sanhdr") + 8 * BUG_KINDS.index(kind), 1)
+    if _console[0]:
+        print(text, file=sys.stderr, flush=True)
+
+
+def oops(arena: Any, kind: str, text: str, bug: str = "") -> KernelBug:
+    """Report and return the KernelBug to raise (`raise oops(...)`)."""
+    _emit(arena, kind, text)
+    return KernelBug(kind, text, bug)
+
+
+def warn(arena: Any, kind: str, text: str) -> None:
+    """A WARN: reported and counted, the caller carries on."""
+    _emit(arena, kind, text)
+
+
+def bug_counts(arena: Any) -> dict[str, int]:
+    """Reports per kind over the machine's life (all CPUs)."""
+    if "sanhdr" not in arena.sections:
+        return {}
+    o = arena.off("sanhdr")
+    return {k: arena.u64[(o >> 3) + i] for i, k in enumerate(BUG_KINDS)}
+
+
+def _skipped(code: CodeType) -> bool:
+    s = _skip_code.get(code)
+    if s is None:
+        f = code.co_filename
+        s = _skip_code[code] = f.startswith(_SKIP_DIRS) or f in _SKIP_FILES
+    return s
+
+
+def _frame_text(f: FrameType) -> str:
+    co = f.f_code
+    return f"{co.co_name}+{max(f.f_lasti, 0):#x}/{len(co.co_code):#x}"
+
+
+def call_trace(depth: int = 8) -> list[str]:
+    """The simulated kernel's frames (innermost first), allocator/detector frames skipped."""
+    f: FrameType | None = sys._getframe(1)
+    out: list[str] = []
+    while f is not None and len(out) < depth:
+        if not _skipped(f.f_code):
+            out.append(_frame_text(f))
+        f = f.f_back
+    return out
+
+
+def call_site() -> str:
+    """The first frame outside the allocator and the detectors, as %pS ("?" if none)."""
+    f: FrameType | None = sys._getframe(1)
+    while f is not None:
+        if not _skipped(f.f_code):
+            return _frame_text(f)
+        f = f.f_back
+    return "?"
+
+
+def cpu_line(cpu: int, comm: str, pid: int) -> str:
+    """dump_stack_print_info()'s first line."""
+    return f"CPU: {cpu} UID: 0 PID: {pid} Comm: {comm} Not tainted 6.19.0-aerosync #1"

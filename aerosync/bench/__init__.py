@@ -28,13 +28,13 @@ __all__ = ["run_bench", "SUITES", "SkipFigure"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import fidelity, foundation, lib, pagealloc, profiling, reliability, slab
+    from aerosync.bench import fidelity, foundation, kvm, lib, pagealloc, profiling, reliability, slab
 
     return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
-            "fidelity": fidelity, "reliability": reliability}
+            "fidelity": fidelity, "reliability": reliability, "kvm": kvm}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability", "kvm")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -139,7 +139,7 @@ class Kasan:
     def __init__(self, arena: Any, cpu: int, slub: Any) -> None:
         from aerosync.mm.pmm.page import PG_slab, PG_tail
         from aerosync.mm.slab.slab_common import cache_info
-        from aerosync.mm.slab.slab_debug import depot_fetch, depot_save
+        from aerosync.mm.slab.slab_debug import depot_fetch
         from aerosync.params import PAGE_META_SIZE
 
         self.arena, self.cpu, self.slub = arena, cpu, slub
@@ -175,10 +175,8 @@ class Kasan:
         def save_track(obj_off: int, meta: int, which: int) -> None:
             """kasan_save_track(): pid, stack (depot), cpu in the object's redzone."""
             t = obj_off + meta + which * _TRACK
-            frames = R.call_trace(2)
-            handle = depot_save(arena, ";".join(frames)[: SL.DEPOT_REC])[0]
             u32[t >> 2] = pid
-            u32[(t + 4) >> 2] = handle
+            u32[(t + 4) >> 2] = R.stack_handle(arena)
             u32[(t + 8) >> 2] = cpu + 1
 
         def track_text(obj_off: int, meta: int, which: int, word: str) -> list[str]:

@@ -131,7 +131,7 @@ class Kfence:
 
     def __init__(self, arena: Any, cpu: int) -> None:
         from aerosync.mm.slab.slab_common import cache_info
-        from aerosync.mm.slab.slab_debug import depot_fetch, depot_save
+        from aerosync.mm.slab.slab_debug import depot_fetch
         from aerosync.sync.spinlock import SpinLock
 
         self.arena, self.cpu = arena, cpu
@@ -164,7 +164,7 @@ class Kfence:
         def save(m: int, which: int) -> None:
             t = m + which
             u32[t >> 2] = pid
-            u32[(t + 4) >> 2] = depot_save(arena, ";".join(R.call_trace(2))[: SL.DEPOT_REC])[0]
+            u32[(t + 4) >> 2] = R.stack_handle(arena)
             u32[(t + 8) >> 2] = cpu + 1
 
         def object_text(k: int) -> list[str]:
@@ -245,14 +245,14 @@ class Kfence:
             a, size = q[(m + _M_ADDR) >> 3], u32[(m + _M_SIZE) >> 2]
             page = page_of(k)
             po = page - VOFF
-            data = bytes(u8[po : po + PAGE_SIZE])
             lo_n, hi_n = a - page, a - page + size
             bad = -1
+            data = bytes(u8[po : po + PAGE_SIZE])                 # one copy; bytes compare is memcmp
             if data[:lo_n] != _PAGE_CANARY[:lo_n] or data[hi_n:] != _PAGE_CANARY[hi_n:]:
                 bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
             if bad >= 0:
                 shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
-                                 (a if bad < a else page + PAGE_SIZE))))
+                                 (a if bad < a else page + PAGE_SIZE))))   # print_diff_canary
                 report([f"BUG: KFENCE: memory corruption in {R.call_site()}", "",
                         f"Corrupted memory at 0x{bad:016x} [ {shown} ] (in kfence-#{k}):"], k, "memory-corruption",
                        raise_it=False)
@@ -313,6 +313,11 @@ class Kfence:
         def is_kfence(addr: int) -> bool:
             return lo <= addr < hi
 
+        def cache_of(addr: int) -> int:
+            """The cache id of the pool object at addr (its metadata's cache word)."""
+            return u32[(meta_of(((addr - lo) >> PAGE_SHIFT) // 2 - 1) + _M_CACHE) >> 2] - 1
+
         self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
+        self.cache_of = cache_of
         self.object_text = object_text
         _ = infos

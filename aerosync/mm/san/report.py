@@ -40,7 +40,7 @@ from aerosync.errors import AeroSyncError
 from aerosync.params import PAGE_SIZE
 
 __all__ = ["KernelBug", "BUG_KINDS", "oops", "warn", "recent", "emitted", "clear_recent", "set_console", "call_trace",
-           "call_site", "cpu_line", "SAN_HDR", "sanhdr_section", "bug_counts", "H_KFENCE"]
+           "call_site", "cpu_line", "SAN_HDR", "sanhdr_section", "bug_counts", "H_KFENCE", "stack_handle"]
 
 BUG_KINDS = ("kasan", "kfence", "stack-overflow", "stack-protector", "freelist", "oops", "vfree")
 H_KFENCE = 8 * 16          # kfence.py's words in "sanhdr" start here
@@ -143,6 +143,34 @@ def call_trace(depth: int = 8) -> list[str]:
             out.append(_frame_text(f))
         f = f.f_back
     return out
+
+
+_handles: dict[tuple[Any, ...], int] = {}
+
+
+def stack_handle(arena: Any, depth: int = 2) -> int:
+    """stack_depot_save() of the simulated kernel's `depth` innermost frames (joined by
+    ";", cut to a depot record): the handle KASAN and KFENCE keep in their tracks.
+    Cached per (arena, frames' code and offset), so a site seen before costs a frame walk
+    and a dict lookup -- a track is saved on every allocation and free they watch."""
+    from aerosync.mm.slab.slab_debug import depot_save
+
+    f: FrameType | None = sys._getframe(1)
+    key: list[Any] = [id(arena), arena.name]
+    n = 0
+    frames = []
+    while f is not None and n < depth:
+        if not _skipped(f.f_code):
+            key.append(f.f_code)
+            key.append(f.f_lasti)
+            frames.append(f)
+            n += 1
+        f = f.f_back
+    k = tuple(key)
+    h = _handles.get(k)
+    if h is None:
+        h = _handles[k] = depot_save(arena, ";".join(_frame_text(fr) for fr in frames)[:64])[0]
+    return h
 
 
 def call_site() -> str:

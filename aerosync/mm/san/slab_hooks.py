@@ -90,7 +90,7 @@ class SlabSan:
                 setattr(kc, k, raw[k])
             if raw.get("alloc_orig") is not None:
                 kc.alloc_orig = raw["alloc_orig"]
-        if self.kfence is not None and osz <= 4096:
+        if self.kfence is not None and osz <= 4096 and not raw.get("kfence_inline"):
             kf = self.kfence
             lo, hi = kf.lo, kf.hi
             kf_alloc, kf_free = kf.alloc, kf.free
@@ -144,40 +144,45 @@ class SlabSan:
                     return
                 b_free(addr)
 
-            kc.alloc, kc.alloc_node, kc.alloc_orig, kc.free = alloc, alloc_node, alloc_orig, free
+            kc.alloc, kc.alloc_node, kc.free = alloc, alloc_node, free
+            if b_orig is not None:              # KASAN's kmalloc path: place by the requested size
+                kc.alloc_orig = alloc_orig
 
     def wrap_kmalloc(self, km: Any) -> None:
-        """kmalloc's own paths: KFENCE addresses in kfree / ksize (they have no struct
-        page of physical memory), KASAN's large-kmalloc tail and its double free."""
+        """kmalloc's own paths: KASAN's large-kmalloc tail and its double free; KFENCE
+        addresses in ksize (kmalloc.py's kfree checks them itself)."""
         from aerosync.mm.pmm.page import PG_slab, PG_tail
         from aerosync.mm.slab.layout import VBASE
 
         arena, slub = km.slub.arena, km.slub
-        k_kmalloc, k_kfree, k_ksize = km.kmalloc, km.kfree, km.ksize
-        lo, hi = (self.kfence.lo, self.kfence.hi) if self.kfence is not None else (0, 0)
-        kf = self.kfence
-        large = large_check = None
-        if self.kasan is not None:
-            large, large_check = self.kasan.kmalloc_large, self.kasan.kfree_large_check
+        k_ksize, k_kfree = km.ksize, km.kfree
+        if self.kfence is not None:
+            kf = self.kfence
+            lo, hi = kf.lo, kf.hi
 
-            def kmalloc(size: int, gfp: int = 0) -> int:
-                a = k_kmalloc(size, gfp)
-                if a and size > 8192:
-                    large(a, size)
-                return a
+            def ksize(addr: int) -> int:
+                if lo <= addr < hi:
+                    return slub.cache(kf.cache_of(addr)).object_size
+                return k_ksize(addr)
 
-            km.kmalloc = kmalloc
-            km.kzalloc = lambda size, gfp=0: kmalloc(size, gfp | _GFP_ZERO)
+            km.ksize = ksize
+        if self.kasan is None:
+            return
+        large, large_check = self.kasan.kmalloc_large, self.kasan.kfree_large_check
+        k_kmalloc = km.kmalloc
         nr_pages = arena.sections["physmem"][1] >> 12
         pm32 = arena.off("pagemeta") >> 2
         u32 = arena.u32
 
+        def kmalloc(size: int, gfp: int = 0) -> int:
+            a = k_kmalloc(size, gfp)
+            if a and size > 8192:
+                large(a, size)
+            return a
+
         def kfree(addr: int) -> None:
-            """kfree(): a KFENCE object to its cache; KASAN checks a large kmalloc."""
-            if lo <= addr < hi:
-                slub.cache(_kfence_cache(kf, addr)).free(addr)
-                return
-            if large_check is not None and addr:
+            """kfree(): KASAN checks a large kmalloc's free (slab objects: the cache's hook)."""
+            if addr:
                 pfn = (addr - VBASE) >> 12
                 if 0 <= pfn < nr_pages:
                     fl = u32[pm32 + pfn * 16]
@@ -187,12 +192,8 @@ class SlabSan:
                         large_check(addr)
             k_kfree(addr)
 
-        def ksize(addr: int) -> int:
-            if lo <= addr < hi:
-                return slub.cache(_kfence_cache(kf, addr)).object_size
-            return k_ksize(addr)
-
-        km.kfree, km.ksize = kfree, ksize
+        km.kmalloc, km.kfree = kmalloc, kfree
+        km.kzalloc = lambda size, gfp=0: kmalloc(size, gfp | _GFP_ZERO)
 
 
 def _zeroing(name: str, f: Any) -> Any:
@@ -200,16 +201,6 @@ def _zeroing(name: str, f: Any) -> Any:
     if name == "alloc":
         return lambda gfp=0: f(gfp | _GFP_ZERO)
     return lambda x, gfp=0: f(x, gfp | _GFP_ZERO)      # alloc_node(nid), alloc_bulk(n), *_sheaf(s), alloc_orig(size)
-
-
-def _kfence_cache(kf: Any, addr: int) -> int:
-    from aerosync.mm.san.kfence import _M_CACHE
-
-    a = kf.arena
-    n = C.debug_params(a.config)["kfence_num_objects"]
-    k = ((addr - kf.lo) >> 12) // 2 - 1
-    meta = a.off("kfence") + C.kfence_pool_pages(n) * 4096 + k * C.KFENCE_META_REC
-    return a.u32[(meta + _M_CACHE) >> 2] - 1
 
 
 def _voff(arena: Any) -> int:

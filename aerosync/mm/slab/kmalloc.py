@@ -183,6 +183,40 @@ class Kmalloc:
             warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
                           "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
 
+        kf = slub.san.kfence if slub.san is not None else None
+        if kf is not None:
+            kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
+
+            def kfree(addr: int) -> None:
+                """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
+                struct page of physical memory); otherwise the same as the plain one."""
+                if not addr:
+                    return
+                if kf_lo <= addr < kf_hi:
+                    slub.cache(kf.cache_of(addr)).free(addr)
+                    return
+                pfn = (addr - VBASE) >> PAGE_SHIFT
+                fl = u32[PM32 + pfn * PMW]
+                if fl & PG_tail:
+                    pfn = u32[PM32 + pfn * PMW + 6]
+                    fl = u32[PM32 + pfn * PMW]
+                if fl & PG_slab:
+                    cid = u32[SM32 + pfn * SMW + MC] - 1
+                    f = frees.get(cid)
+                    if f is None:
+                        f = slab_free_fn(cid)
+                    f(pfn, addr)
+                    return
+                if fl & PG_head and addr == VBASE + (pfn << PAGE_SHIFT):
+                    free_large(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
+                    return
+                if not fl & (PG_head | PG_tail) and addr == VBASE + (pfn << PAGE_SHIFT) and u32[PM32 + pfn * PMW + 2]:
+                    free_large(pfn, 0)
+                    return
+                warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
+                              "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
+            _ = kf_free
+
         def ksize(addr: int) -> int:
             """ksize(): usable bytes of an allocation (object_size, or the pages)."""
             pfn = (addr - VBASE) >> PAGE_SHIFT

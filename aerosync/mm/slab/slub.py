@@ -1902,6 +1902,76 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 out.append(a)
             return out
 
+    # -------------------------------------------------------- KFENCE's gate, inline
+    # kfence_alloc() in slab_alloc_node: one allocation in `interval` (per cache and CPU)
+    # tries the KFENCE pool first; slab_free's is_kfence_address(): pool addresses (beyond
+    # physical memory) go back to KFENCE.  Inlined here -- the countdown and the range test
+    # in the closures themselves -- because a wrapper's extra call on every alloc and free
+    # cost more than the sampling (bench kvm: kfence_overhead_pct).  With KASAN, debug
+    # caches or per-CPU sheaves the gate is slab_hooks.py's wrapper instead (outside KASAN).
+    kf = san.kfence if san is not None else None
+    kf_inline = kf is not None and san.kasan is None and not kc.debug and not pcs_cap and osize <= 4096
+    if kf_inline:
+        kf_alloc, kf_free = kf.alloc, kf.free
+        KF_LO, KF_HI = kf.lo, kf.hi
+        interval = san.interval
+        kf_left = interval
+        kf_align = info["align"]
+        plain_alloc, plain_alloc_node = alloc, alloc_node
+
+        def kfence_gate(gfp: int) -> int:
+            nonlocal kf_left
+            kf_left = interval
+            a = kf_alloc(cid, osize, kf_align, gfp)
+            if a:
+                u64[st_alloc] += 1
+            return a
+
+        if rnd:
+            def alloc(gfp: int = 0) -> int:
+                nonlocal kf_left
+                kf_left -= 1
+                return (not kf_left and kfence_gate(gfp)) or plain_alloc(gfp)
+        else:
+            def alloc(gfp: int = 0) -> int:
+                """The fast path (see the plain alloc) behind KFENCE's countdown."""
+                nonlocal kf_left
+                kf_left -= 1
+                if not kf_left:
+                    a = kfence_gate(gfp)
+                    if a:
+                        return a
+                w = load64(cw)
+                idx = w & _LO
+                pfn = u64[cslab]
+                if idx != NIL32 and pfn != NIL64:
+                    base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+                    if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
+                        u64[st_alloc] += 1
+                        if gfp:
+                            return post_alloc(base + red_left + VOFF, gfp)
+                        return base + red_left + VOFF
+                    u64[ST + ST_CAS_FAIL] += 1
+                return alloc_retry(gfp)
+
+        def alloc_node(nid: int, gfp: int = 0) -> int:
+            nonlocal kf_left
+            kf_left -= 1
+            return (not kf_left and kfence_gate(gfp)) or plain_alloc_node(nid, gfp)
+
+        plain_free_pfn = free_pfn
+
+        def free(addr: int) -> None:
+            """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
+            if KF_LO <= addr < KF_HI:
+                kf_free(addr)
+                u64[st_free] += 1
+                return
+            pfn = (addr - VBASE) >> PAGE_SHIFT
+            if u32[PM32 + pfn * PMW] & PG_tail:
+                pfn = u32[PM32 + pfn * PMW + 6]
+            plain_free_pfn(pfn, addr)
+
     kc.alloc, kc.free, kc.alloc_node, kc.alloc_bulk, kc.free_bulk = alloc, free, alloc_node, alloc_bulk, free_bulk
     kc.prefill_sheaf, kc.alloc_from_sheaf, kc.refill_sheaf = prefill_sheaf, alloc_from_sheaf, refill_sheaf
     kc.return_sheaf, kc.sheaf_size, kc.flush_cpu, kc.ksize = return_sheaf, sheaf_size, flush_cpu, ksize
@@ -1923,7 +1993,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 raw_free(a)
 
         raw = {"alloc": kc.alloc, "alloc_node": kc.alloc_node, "alloc_bulk": kc.alloc_bulk, "free": kc.free,
-               "free_pfn": kc.free_pfn, "alloc_from_sheaf": kc.alloc_from_sheaf, "alloc_orig": kc.alloc_orig}
+               "free_pfn": kc.free_pfn, "alloc_from_sheaf": kc.alloc_from_sheaf, "alloc_orig": kc.alloc_orig,
+               "kfence_inline": kf_inline}
         san.install(kc, raw)
 
         def free_bulk_public(addrs: list[int]) -> None:

@@ -19,6 +19,8 @@ Points (the module that fires them):
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped
     fork:vma_copied       fork.py     one VMA copied into the child
+    vmalloc:purge_taken   vmalloc.py  a purge took the lazy lists, before its TLB flush
+    vmalloc:purge_flushed vmalloc.py  the purge's shootdown done, areas not erased yet
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ from aerosync.mm.slab import layout as SL
 from aerosync.params import CACHE_LINE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Kasan", "kasan_sections", "kasan_init", "kasan_cpu_offline", "kasan_enabled", "bug_type",
-           "TASK_SIZE_MAX", "quarantine_len"]
+           "TASK_SIZE_MAX", "quarantine_len", "quarantine_entries"]
 
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
 _QHDR = CACHE_LINE
@@ -92,6 +92,14 @@ def kasan_init(arena: Any) -> None:
 def quarantine_len(arena: Any, cpu: int) -> int:
     qo = arena.off("kasanq") + cpu * _QREC
     return arena.u64[(qo + _Q_TAIL) >> 3] - arena.u64[(qo + _Q_HEAD) >> 3]
+
+
+def quarantine_entries(arena: Any, cpu: int) -> list[int]:
+    """CPU `cpu`'s quarantined object addresses, oldest first (read without locks)."""
+    q = arena.u64
+    qo = arena.off("kasanq") + cpu * _QREC
+    h, t = q[(qo + _Q_HEAD) >> 3], q[(qo + _Q_TAIL) >> 3]
+    return [q[((qo + _QHDR) >> 3) + i % C.QUARANTINE_SLOTS] for i in range(h, t)]
 
 
 def kasan_cpu_offline(arena: Any, cpu: int, slub: Any) -> int:

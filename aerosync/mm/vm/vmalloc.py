@@ -28,10 +28,11 @@ How a request is served (vmalloc_node_range):
   1. size <= [vmalloc] vmap_block_max_kb (512 KiB): a sub-range of one of this CPU's
      vmap_blocks for that node (1 MiB areas, bitmap sub-allocation: used_map / start_map;
      the range includes a trailing guard page, left unmapped); a new block when none of
-     the CPU's blocks has room (first purging blocks with nothing in use and less than a
-     quarter free: purge_fragmented_blocks).  Freed sub-ranges are never handed out
-     again (they are "dirty": their TLB entries may live on); a block whose every page
-     is dirty is freed as a whole -- its area goes lazy, and the purge's one flush
+     the CPU's blocks has room.  Freed sub-ranges are never handed out again (they are
+     "dirty": their TLB entries may live on); a block whose every page is dirty, or
+     that has nothing in use and less than a quarter never handed out
+     (purge_fragmented_block: at the free that empties it, or when a CPU's search
+     passes it), is freed as a whole -- its area goes lazy, and the purge's one flush
      covers its dirty range.
   2. otherwise its own vmap_area: a trailing guard page (kernel stacks a leading one as
      well), the lowest fitting gap of the node's slice (the slice's maple tree: its
@@ -197,6 +198,7 @@ class Vmalloc:
 
     def __init__(self, arena: Any, cpu: int, mm: Any, slub: Any, tlb: Any) -> None:
         from aerosync.lib.maple_tree import MapleTree
+        from aerosync.mm import hooks
         from aerosync.mm.san.report import call_site, warn
         from aerosync.mm.san.shadow import KASAN_VMALLOC_INVALID, Shadow, has_shadow
         from aerosync.mm.slab.slab_common import VBASE
@@ -263,6 +265,7 @@ class Vmalloc:
         va_alloc, va_free = va_cache.alloc, va_cache.free
         zero_va = bytes(VL.VA_REC)
         zero_vb = bytes(VL.VB_REC)
+        tp = hooks.point_fn()                    # tests: forced interleavings (mm/hooks.py)
 
         def node_alloc() -> int:
             a = maple.alloc()
@@ -502,9 +505,13 @@ class Vmalloc:
                         total += (e - s) >> PAGE_SHIFT
                         areas.append((n, va))
                         va = q[(va + VL.VA_NEXT) >> 3]
+                if tp:
+                    tp("vmalloc:purge_taken")
                 flush_kernel(lo, hi)
                 fetch_add(base + VL.H_NR_FLUSHES, 1)
                 fetch_add(base + VL.H_NR_PURGES, 1)
+                if tp:
+                    tp("vmalloc:purge_flushed")
                 done, keep = 0, []
                 for n in range(nr_nodes):
                     mine = [va for m, va in areas if m == n]
@@ -741,11 +748,46 @@ class Vmalloc:
                 dead = dirty == _BITS
                 if dead:
                     u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
+                idle = not dead and not u32[(vb + VL.VB_NR_USED) >> 2] and \
+                    u32[(vb + VL.VB_FREE) >> 2] < VL.VMAP_PURGE_THRESHOLD
             finally:
                 block_unlock(vb + VL.VB_LOCK)
             if dead:
                 free_vmap_block(vb)
+            elif idle:
+                retire_idle_block(vb)
             return True
+
+        def retire_idle_block(vb: int) -> None:
+            """purge_fragmented_block() at the free that left the block with nothing in use
+            and less than a quarter never handed out: off its CPU's queue (&vbq->lock, then
+            &vb->lock, the state re-checked) and freed -- its pages are all unmapped, so
+            its area goes lazy and the next purge flushes its dirty range."""
+            qo = vbqs[u32[(vb + VL.VB_CPU) >> 2]]
+            qlock(qo + VL.VBQ_LOCK)
+            try:
+                block_lock(vb + VL.VB_LOCK)
+                try:
+                    ok = u32[(vb + VL.VB_STATE) >> 2] != VL.VB_DEAD and not u32[(vb + VL.VB_NR_USED) >> 2]
+                    queued = u32[(vb + VL.VB_STATE) >> 2] == VL.VB_QUEUED
+                    if ok:
+                        u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
+                finally:
+                    block_unlock(vb + VL.VB_LOCK)
+                if ok and queued:
+                    prev, cur = 0, q[(qo + VL.VBQ_HEAD) >> 3]
+                    while cur and cur != vb:
+                        prev, cur = cur, q[(cur + VL.VB_NEXT) >> 3]
+                    if cur:
+                        if prev:
+                            q[(prev + VL.VB_NEXT) >> 3] = q[(vb + VL.VB_NEXT) >> 3]
+                        else:
+                            q[(qo + VL.VBQ_HEAD) >> 3] = q[(vb + VL.VB_NEXT) >> 3]
+                        q[(qo + VL.VBQ_NR) >> 3] -= 1
+            finally:
+                qunlock(qo + VL.VBQ_LOCK)
+            if ok:
+                free_vmap_block(vb)
 
         # -------------------------------------------------------- vmalloc / vfree
         def vmalloc_node_range(size: int, align: int, nid: int, gfp: int, kind: int, lead: int = 0,
@@ -961,6 +1003,7 @@ class Vmalloc:
         self.purge_vmap_area_lazy, self.vmalloc_stack, self.vmalloc_node_range = (purge_vmap_area_lazy,
                                                                                   vmalloc_stack, vmalloc_node_range)
         self.alloc_vmap_area, self.block_of, self.slice_of = alloc_vmap_area, block_of, slice_of
+        self.free_vmap_area = remove_area          # a never-mapped area, erased at once (tests, errors)
         self.stack_cache_get, self.stack_cache_put, self.drain_stack_cache = (stack_cache_get, stack_cache_put,
                                                                               drain_stack_cache)
         self.table_for = table_for

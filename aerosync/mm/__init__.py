@@ -3,8 +3,12 @@
     pmm/    physical memory: struct page, zones, buddy + per-CPU page lists, vmstat
     slab/   SLUB, kmalloc, slub_debug
     numa/   memory policies
+    vm/     virtual memory: tasks, address spaces, faults, TLBs; vmalloc and kernel stacks
+    san/    sanitizers and hardening: KASAN, KFENCE, the stack protector, init_on_*
     boot.py lays out and boots a whole machine (the one way machines are made)
 
-Imports inside mm flow pmm <- slab <- numa <- (later subsystems); the whole-system lock
-order is the tree in aerosync/sync/__init__.py.
+Imports inside mm flow pmm <- slab <- numa <- vm (later subsystems above); san/'s
+config, shadow and report modules sit below pmm and slab (their hooks import them), its
+kasan / kfence / stackprotector modules above slab; the whole-system lock order is the
+tree in aerosync/sync/__init__.py.
 """

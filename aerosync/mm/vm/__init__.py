@@ -22,6 +22,13 @@ Modules (Linux file each models):
                   VMA tree operations and the system calls (mm/vma.c, mm/mmap.c, ...)
     fork.py       dup_mm / exit_mmap (kernel/fork.c, mm/mmap.c)
     task.py       tasks, pids, current, migration between CPUs (kernel/sched/core.c bits)
+    vmalloc.py    the kernel's vmalloc space in init_mm: per-node slices (maple trees,
+                  gaps = free space), vmap_blocks, lazy purge with one shootdown
+                  (mm/vmalloc.c); vmalloc_layout.py its records, vmalloc_check.py VA1..VA5
+    kaccess.py    the kernel's own loads and stores (direct map, vmalloc space through
+                  the kernel TLB; KASAN's checks and KFENCE's protection when on)
+    kstack.py     VMAP_STACK kernel stacks with guard pages, the per-CPU stack cache
+                  (kernel/fork.c); kernel.py composes these for one CPU (VM.kernel)
 
 Lock order (outer first; sync/__init__.py has the whole-system tree):
 
@@ -33,6 +40,9 @@ Lock order (outer first; sync/__init__.py has the whole-system tree):
           ptlock (split PTE lock in the PTE table's struct page)
             the page allocator (pcp, zone.lock) and SLUB (slab objects for VMAs,
             objects, tree nodes)
+    vmalloc's locks (vmalloc.py: vmap_purge_lock -> &vbq->lock -> &vb->lock;
+    free_vmap_area_lock per slice) are taken with no VM lock held: task creation and
+    exit allocate and free kernel stacks outside mmap_lock.
 
 TLB shootdowns wait for acknowledgements with locks held (as Linux flushes under
 mmap_lock and the PTE lock); every lock wait answers IPIs (sync/waithook.py), so a CPU

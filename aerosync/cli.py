@@ -98,6 +98,12 @@ def _summary(res: Any) -> str:
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():
+            if isinstance(v, list) and len(v) > 8:          # a series: result.json has it
+                lines.append(f"    {k}: {len(v)} entries (in result.json)")
+                continue
+            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v.values()):   # texts per key
+                lines.append(f"    {k}: {', '.join(map(str, v))} (texts in result.json)")
+                continue
             if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
                 lines.append(f"    {k}:")
                 lines.extend(f"      {sk}: " + ", ".join(f"{a} {b}" for a, b in sv.items()) for sk, sv in v.items())

@@ -28,6 +28,14 @@ Views (STAT_VIEWS) and their JSON twins:
                 (columns node0 node1 ..., 16 wide)     interleave_hit, local_node, other_node}, ...}
                                                       (/sys/devices/system/node/nodeN/numastat;
                                                       node_numastat_text() prints that file)
+  node_meminfo  every node's /sys/devices/system/    {"node0": {field: kB (HugePages_* counts)}, ...}
+                node/nodeN/meminfo, one after another (mm/numa/numa_maps.py)
+
+Per-task views (PID_VIEWS; `render_pid(arena, view, pid)`, the CLI's `stat VIEW --pid N`):
+
+  numa_maps     /proc/<pid>/numa_maps                [{"start", "policy", "file" | "kind", "pages",
+                (mm/numa/numa_maps.py)                 "anon", "dirty", "mapcount_max", "active", ...,
+                                                       "node": {nid: pages}} per VMA]
 
 Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
@@ -57,7 +65,8 @@ from aerosync.sync import lockstat
 
 __all__ = [
     "VIEWS", "STAT_VIEWS", "ViewUnavailable", "render", "render_json", "render_saved", "render_saved_json",
-    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP",
+    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP", "PID_VIEWS", "render_pid", "render_pid_json",
+    "render_saved_pid",
 ]
 
 
@@ -306,6 +315,78 @@ def _slabtop_text(arena: Arena) -> str:
     return slabtop_text(arena)
 
 
+# ---------------------------------------------------------------------------- NUMA (mm/numa)
+def _numa_ready(arena: Arena) -> None:
+    from aerosync.mm.numa.numa_types import numa_ready
+
+    if not numa_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name} has no process-memory NUMA state (booted without [vm])")
+
+
+def _node_meminfo_json(arena: Arena) -> dict[str, dict[str, int]]:
+    from aerosync.mm.numa.numa_maps import node_meminfo_values
+
+    g = _require_mm(arena)
+    return {f"node{nid}": node_meminfo_values(arena, nid) for nid in range(g.nr_nodes)}
+
+
+def _node_meminfo_text(arena: Arena) -> str:
+    from aerosync.mm.numa.numa_maps import node_meminfo_text
+
+    g = _require_mm(arena)
+    return "".join(node_meminfo_text(arena, nid) for nid in range(g.nr_nodes))
+
+
+def _numa_maps_text(arena: Arena, pid: int) -> str:
+    from aerosync.mm.numa.numa_maps import numa_maps_text
+
+    _numa_ready(arena)
+    try:
+        return numa_maps_text(arena, pid)
+    except LookupError as e:
+        raise ViewUnavailable(f"numa_maps: {e}") from None
+
+
+def _numa_maps_json(arena: Arena, pid: int) -> Any:
+    from aerosync.mm.numa.numa_maps import numa_maps_json
+
+    _numa_ready(arena)
+    try:
+        return numa_maps_json(arena, pid)
+    except LookupError as e:
+        raise ViewUnavailable(f"numa_maps: {e}") from None
+
+
+PID_VIEWS: dict[str, tuple[Callable[[Arena, int], str], Callable[[Arena, int], Any]]] = {
+    "numa_maps": (_numa_maps_text, _numa_maps_json),
+}
+
+
+def render_pid(arena: Arena, view: str, pid: int) -> str:
+    """A per-task view's text (ViewUnavailable: unknown view, no such task)."""
+    if view not in PID_VIEWS:
+        raise ViewUnavailable(f"stat {view!r}: not a per-task view; per-task views: {', '.join(PID_VIEWS)}")
+    return PID_VIEWS[view][0](arena, pid)
+
+
+def render_pid_json(arena: Arena, view: str, pid: int) -> Any:
+    if view not in PID_VIEWS:
+        raise ViewUnavailable(f"stat {view!r}: not a per-task view; per-task views: {', '.join(PID_VIEWS)}")
+    return PID_VIEWS[view][1](arena, pid)
+
+
+def render_saved_pid(result: dict[str, Any], view: str, pid: int) -> str:
+    """A per-task view kept by a finished run: the workload saves each task's numa_maps at
+    its end (result["workload"]["numa_maps"][pid])."""
+    saved = (result.get("workload") or {}).get(view)
+    if not isinstance(saved, dict):
+        raise UsageError(f"stat {view!r}: the run saved no {view} (its workload does not keep them; "
+                         "numa_access does)")
+    if str(pid) not in saved:
+        raise UsageError(f"stat {view!r}: no task with pid {pid} in the run; pids: {', '.join(saved) or 'none'}")
+    return str(saved[str(pid)])
+
+
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
     "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
@@ -315,6 +396,7 @@ VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "numastat": (_numastat_text, _numastat_json),
     "slabinfo": (_slabinfo_text, _slabinfo_json),
     "slabtop": (_slabtop_text, _slabinfo_json),
+    "node_meminfo": (_node_meminfo_text, _node_meminfo_json),
 }
 STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
 

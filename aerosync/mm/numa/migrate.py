@@ -556,11 +556,13 @@ class Migrate:
 
         def lookup_node(mm_id: int, addr: int) -> int:
             """get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR): the node of the page at addr,
-            faulted in (a read) when absent, as get_user_pages does."""
-            st = page_status(mm_id, addr & ~(PAGE_SIZE - 1))
-            if st == -ENOENT and mm_id == vm.cur[1]:
+            faulted in (a read) when absent, as get_user_pages does -- untouched
+            anonymous memory reads as the zero page, whose node it then is."""
+            va = addr & ~(PAGE_SIZE - 1)
+            if not entry_at(mm_id, va) & _P_OR_NONE and mm_id == vm.cur[1] and vm.vmas.vma_lookup(mm_id, va):
                 vm.load64(addr & ~7)
-                st = page_status(mm_id, addr & ~(PAGE_SIZE - 1))
+            e = entry_at(mm_id, va)
+            st = page_nid((e & PTE_PFN_MASK) >> PAGE_SHIFT) if e & _P_OR_NONE else page_status(mm_id, va)
             if st < 0:
                 raise VMError(ERRNO_NAMES.get(-st, str(-st)), f"cpu{cpu}: get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR, "
                                                                f"{addr:#x})")

@@ -173,21 +173,27 @@ def _cmd_topology(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_result(arg: str) -> Any:
+    path = Path(arg)
+    if path.is_dir():
+        path = path / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
+
+
 def _cmd_stat(args: argparse.Namespace) -> int:
     from aerosync import procfs
 
-    if args.view in procfs.PID_VIEWS:
-        return _cmd_stat_pid(args)
+    if args.view is None or args.view in procfs.TASK_VIEWS:
+        return _stat_task(args, args.view or "tasks")
     if args.view not in procfs.STAT_VIEWS:
-        raise UsageError(f"stat {args.view!r}: allowed views: {', '.join(procfs.STAT_VIEWS + tuple(procfs.PID_VIEWS))}")
+        raise UsageError(f"stat {args.view!r}: allowed views: {', '.join(procfs.STAT_VIEWS + procfs.TASK_VIEWS)}")
+    if args.pid is not None:
+        raise UsageError(f"stat {args.view} --pid {args.pid}: --pid goes with {', '.join(procfs.PID_VIEWS)}")
     if args.result:
-        path = Path(args.result)
-        if path.is_dir():
-            path = path / "result.json"
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
+        d = _load_result(args.result)
         if args.json:
             print(json.dumps(procfs.render_saved_json(d, args.view, args.when), indent=1))
         else:
@@ -206,33 +212,31 @@ def _cmd_stat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_stat_pid(args: argparse.Namespace) -> int:
-    """A per-task view (numa_maps) of a live arena's task, or as a finished run kept it."""
+def _stat_task(args: argparse.Namespace, view: str) -> int:
+    """Per-task views; a pid view without --pid lists the tasks to choose from."""
     from aerosync import procfs
 
-    if args.pid is None:
-        raise UsageError(f"stat {args.view}: a per-task view needs --pid N")
+    pid = args.pid
+    if view == "tasks" and pid is not None:
+        raise UsageError(f"stat tasks --pid {pid}: --pid goes with {', '.join(procfs.PID_VIEWS)}")
+    if view != "tasks" and pid is None:
+        print(f"aerosync stat {view}: no --pid given; the tasks are listed (choose one with --pid N)",
+              file=sys.stderr)
+        view = "tasks"
     if args.result:
-        path = Path(args.result)
-        if path.is_dir():
-            path = path / "result.json"
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise UsageError(f"{path}: cannot read a run result (a run directory or its result.json): {e}") from None
-        text = procfs.render_saved_pid(d, args.view, args.pid)
-        print(json.dumps({"pid": args.pid, "text": text}, indent=1)) if args.json else sys.stdout.write(text)
-        return 0
-    from aerosync.arena.segment import Arena
+        out = procfs.render_saved_task(_load_result(args.result), view, pid, args.when, args.json)
+    else:
+        from aerosync.arena.segment import Arena
 
-    arena = Arena.attach(args.arena or _only_live_arena())
-    try:
-        if args.json:
-            print(json.dumps(procfs.render_pid_json(arena, args.view, args.pid), indent=1))
-        else:
-            sys.stdout.write(procfs.render_pid(arena, args.view, args.pid))
-    finally:
-        arena.close()
+        arena = Arena.attach(args.arena or _only_live_arena())
+        try:
+            out = procfs.render_task(arena, view, pid, args.json)
+        finally:
+            arena.close()
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        sys.stdout.write(out)
     return 0
 
 
@@ -291,13 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_topology)
 
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
-    s.add_argument("view", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat, node_meminfo; "
-                                "per task (--pid N): numa_maps")
+    s.add_argument("view", nargs="?", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat, "
+                                           "slabinfo, slabtop, node_meminfo; per task: tasks (the default), maps, "
+                                           "smaps, smaps_rollup, status, numa_maps (with --pid)")
+    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status, numa_maps")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
     s.add_argument("--result", help="a run directory or result.json of a finished run")
     s.add_argument("--when", choices=("before", "after"), default="after",
                    help="with --result: the view as it was before or after the run")
-    s.add_argument("--pid", type=int, help="the task of a per-task view (numa_maps)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_stat)
 

@@ -53,6 +53,7 @@ from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
+from aerosync.mm.vm.check import vm_check
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
 from aerosync.pyspy import dump_stack
 from aerosync.scenario import Scenario, scenario_to_dict
@@ -313,12 +314,19 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             return RunResult(scenario_to_dict(scn), {}, sim.to_dict(), time.perf_counter() - t_begin, 0.0,
                              [], [], [], "", {}, ready_s, notes)
         views_before = procfs.snapshot_all(arena)
-        samples, t_go, t_end, live_checks = _run_loop(arena, scn, procs, on_sample, on_tick)
+        proc_before, ev_before = procfs.snapshot_tasks(arena), _vm_counters(arena)
+        if proc_before.get("tasks", {}).get("json"):
+            views_before["proc"] = proc_before
+        samples, t_go, t_end, live_checks, proc_after = _run_loop(arena, scn, procs, on_sample, on_tick)
         _stop(arena, procs)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
         samples.append(_sample(arena, n, t_go))
         views_after = procfs.snapshot_all(arena)
+        if "proc" in views_before:
+            # taken before the stop (duration runs); an ops run's tasks exited on their own:
+            # their list after the run, without address spaces
+            views_after["proc"] = proc_after or procfs.snapshot_tasks(arena)
         cpus = _collect(arena, mod, sim, samples, scn, t_go, t_end)
         stats = lockstat.snapshot(arena)
         result = RunResult(
@@ -328,16 +336,17 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             lock_stat_text=lockstat.render_lock_stat(stats), workload={}, ready_s=ready_s, notes=notes,
             latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
             numa=_numa_summary(scn, views_before, views_after),
-            mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s]},
+            mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
+                "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()}},
         )
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
-        report, slab_report = mm_check(arena), slab_check(arena)
-        result.mm_check = {"ok": report.ok and slab_report.ok,
-                           "elapsed_s": report.elapsed_s + slab_report.elapsed_s,
-                           "summary": {**report.summary, **slab_report.summary},
-                           "counts": {**report.counts, **slab_report.counts},
-                           "violations": [str(v) for v in report.violations + slab_report.violations],
+        reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True))
+        result.mm_check = {"ok": all(r.ok for r in reports),
+                           "elapsed_s": sum(r.elapsed_s for r in reports),
+                           "summary": {k: v for r in reports for k, v in r.summary.items()},
+                           "counts": {k: v for r in reports for k, v in r.counts.items()},
+                           "violations": [str(v) for r in reports for v in r.violations],
                            "live_checks": live_checks}
         return result
     finally:
@@ -421,7 +430,7 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
               on_sample: Any, on_tick: Any = None
-              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]]]:
+              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
     sentinels = [p.sentinel for p in procs]
@@ -463,10 +472,11 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
             break
         if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
             break
-    at.store64(L.H_RUN_STATE, L.RUN_STOP)
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
-    return samples, t_go, t_end, live_checks
+    proc_after = _proc_at_stop(arena, procs) if deadline is not None else {}
+    at.store64(L.H_RUN_STATE, L.RUN_STOP)
+    return samples, t_go, t_end, live_checks, proc_after
 
 
 def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, Any]:
@@ -477,28 +487,60 @@ def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, 
     """
     at = arena.atomic
     t0 = time.perf_counter()
-    seq = at.fetch_add64(L.H_PAUSE_SEQ, 1) + 1
-    at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
     try:
-        deadline = t0 + 30.0
-        while True:
-            pending = _pause_pending(arena, procs, seq)
-            if not pending:
-                break
-            for c in pending:
-                if not procs[c].is_alive():
-                    raise _worker_died(arena, c, procs[c])
-            if time.perf_counter() > deadline:
-                raise AeroSyncError(f"live check: cpu{pending[0]} did not reach the pause barrier in 30 s")
-            time.sleep(0.0005)
-        report, slab_report = mm_check(arena), slab_check(arena)
+        _park_all(arena, procs, "live check")
+        reports = (mm_check(arena), slab_check(arena), vm_check(arena))
     finally:
         at.store64(L.H_RUN_STATE, L.RUN_GO)
-    out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": report.ok and slab_report.ok,
-           "violations": [str(v) for v in report.violations + slab_report.violations]}
-    report.raise_first()
-    slab_report.raise_first()
+    out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": all(r.ok for r in reports),
+           "violations": [str(v) for r in reports for v in r.violations]}
+    for r in reports:
+        r.raise_first()
     return out
+
+
+def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str) -> None:
+    """Store RUN_PAUSE (a new pause generation) and wait until every RUNNING CPU parked
+    at a batch boundary; the caller stores GO (or STOP) afterwards."""
+    at = arena.atomic
+    seq = at.fetch_add64(L.H_PAUSE_SEQ, 1) + 1
+    at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
+    deadline = time.perf_counter() + 30.0
+    while True:
+        pending = _pause_pending(arena, procs, seq)
+        if not pending:
+            return
+        for c in pending:
+            if not procs[c].is_alive():
+                raise _worker_died(arena, c, procs[c])
+        if time.perf_counter() > deadline:
+            raise AeroSyncError(f"{why}: cpu{pending[0]} did not reach the pause barrier in 30 s")
+        time.sleep(0.0005)
+
+
+def _proc_at_stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, Any]:
+    """The per-task views (maps, smaps, status...) of every task with an address space,
+    taken with the CPUs parked just before STOP: once stopped, each worker's teardown
+    exits its task and the address space is gone.  The caller stores STOP next (parked
+    workers leave the barrier on any state but PAUSE).  Nothing to do without VM tasks."""
+    from aerosync.mm.vm.mm_types import vm_ready
+    from aerosync.mm.vm.task_mmu import tasks_json
+
+    if not vm_ready(arena) or not any(t["mm"] > 0 for t in tasks_json(arena)):
+        return {}
+    _park_all(arena, procs, "task views at stop")
+    return procfs.snapshot_tasks(arena)
+
+
+def _vm_counters(arena: Arena) -> dict[str, int]:
+    """The VM's vm events a run reports as deltas (result["mm"]["vm_events"]: faults, TLB
+    flushes, per-VMA lock outcomes, AeroSync's COW/SPF events; /proc/vmstat has them all)."""
+    from aerosync.mm.pmm.vm_event import fold_vm_events
+
+    if "vmevents" not in arena.sections:
+        return {}
+    return {k: v for k, v in fold_vm_events(arena).items()
+            if k in ("pgfault", "pgmajfault") or k.startswith(("nr_tlb_", "vma_lock_", "aerosync_"))}
 
 
 def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:

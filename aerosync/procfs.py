@@ -31,12 +31,6 @@ Views (STAT_VIEWS) and their JSON twins:
   node_meminfo  every node's /sys/devices/system/    {"node0": {field: kB (HugePages_* counts)}, ...}
                 node/nodeN/meminfo, one after another (mm/numa/numa_maps.py)
 
-Per-task views (PID_VIEWS; `render_pid(arena, view, pid)`, the CLI's `stat VIEW --pid N`):
-
-  numa_maps     /proc/<pid>/numa_maps                [{"start", "policy", "file" | "kind", "pages",
-                (mm/numa/numa_maps.py)                 "anon", "dirty", "mapcount_max", "active", ...,
-                                                       "node": {nid: pages}} per VMA]
-
 Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
     locked list walk; a count of 100000 or more prints as ">100000" as in the kernel,
@@ -49,6 +43,22 @@ Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the cou
     in this model, so zoneinfo omits them (vmstat and numastat carry them).  A CPU is
     listed under "pagesets" unless its per-CPU lists are OFFLINE (drained by hotplug).
   * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end.
+
+Per-task views (TASK_VIEWS; mm/vm/task_mmu.py draws them and states their model facts):
+  tasks         a ps-like list of the simulated tasks  [{"pid", "tgid", "ppid", "comm", "state",
+                                                        "cpu", "mm", "tid"}]
+  maps          /proc/<pid>/maps                       [{"start", "end", "perms", "offset", "dev",
+                                                        "inode", "pathname"}]
+  smaps         /proc/<pid>/smaps                      [maps fields + {"Size", "KernelPageSize", ...,
+                                                        "Locked" (kB), "THPeligible", "VmFlags": [..]}]
+  smaps_rollup  /proc/<pid>/smaps_rollup               {the summed fields + Pss_Anon/File/Shmem}
+  status        /proc/<pid>/status (memory part)       {"Name", "State", "Tgid", ..., "VmPeak" (kB), ...}
+  numa_maps     /proc/<pid>/numa_maps                  [{"start", "policy", "file" | "kind", "pages", "anon",
+                (mm/numa/numa_maps.py draws it)          "dirty", "mapmax", "active", ..., "node": {nid: pages}}
+                                                        per VMA]
+A run saves them in views_before/views_after["proc"] = {"tasks": {"text", "json"},
+"pids": {"<pid>": {view: {"text", "json"}}}} (snapshot_tasks; after: taken with the CPUs
+parked just before the stop, while the tasks still have their address spaces).
 """
 
 from __future__ import annotations
@@ -65,8 +75,8 @@ from aerosync.sync import lockstat
 
 __all__ = [
     "VIEWS", "STAT_VIEWS", "ViewUnavailable", "render", "render_json", "render_saved", "render_saved_json",
-    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP", "PID_VIEWS", "render_pid", "render_pid_json",
-    "render_saved_pid",
+    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP", "TASK_VIEWS", "PID_VIEWS", "render_task",
+    "snapshot_tasks", "render_saved_task",
 ]
 
 
@@ -357,36 +367,6 @@ def _numa_maps_json(arena: Arena, pid: int) -> Any:
         raise ViewUnavailable(f"numa_maps: {e}") from None
 
 
-PID_VIEWS: dict[str, tuple[Callable[[Arena, int], str], Callable[[Arena, int], Any]]] = {
-    "numa_maps": (_numa_maps_text, _numa_maps_json),
-}
-
-
-def render_pid(arena: Arena, view: str, pid: int) -> str:
-    """A per-task view's text (ViewUnavailable: unknown view, no such task)."""
-    if view not in PID_VIEWS:
-        raise ViewUnavailable(f"stat {view!r}: not a per-task view; per-task views: {', '.join(PID_VIEWS)}")
-    return PID_VIEWS[view][0](arena, pid)
-
-
-def render_pid_json(arena: Arena, view: str, pid: int) -> Any:
-    if view not in PID_VIEWS:
-        raise ViewUnavailable(f"stat {view!r}: not a per-task view; per-task views: {', '.join(PID_VIEWS)}")
-    return PID_VIEWS[view][1](arena, pid)
-
-
-def render_saved_pid(result: dict[str, Any], view: str, pid: int) -> str:
-    """A per-task view kept by a finished run: the workload saves each task's numa_maps at
-    its end (result["workload"]["numa_maps"][pid])."""
-    saved = (result.get("workload") or {}).get(view)
-    if not isinstance(saved, dict):
-        raise UsageError(f"stat {view!r}: the run saved no {view} (its workload does not keep them; "
-                         "numa_access does)")
-    if str(pid) not in saved:
-        raise UsageError(f"stat {view!r}: no task with pid {pid} in the run; pids: {', '.join(saved) or 'none'}")
-    return str(saved[str(pid)])
-
-
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
     "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
@@ -456,3 +436,82 @@ def render_saved_json(result: dict[str, Any], view: str, when: str = "after") ->
     if "json" not in got:
         raise UsageError(f"stat {view!r}: the saved {view} view ({when}) has no json")
     return got["json"]
+
+
+# ---------------------------------------------------------------------------- per-task views
+# numa_maps is drawn by mm/numa (mm/vm must not import it): render_task and snapshot_tasks add it
+PID_VIEWS: tuple[str, ...] = ("maps", "smaps", "smaps_rollup", "status", "numa_maps")
+TASK_VIEWS: tuple[str, ...] = ("tasks", *PID_VIEWS)
+
+
+def render_task(arena: Arena, view: str, pid: int | None = None, as_json: bool = False) -> Any:
+    """A per-task view of a live arena: "tasks", or a PID_VIEWS view of task `pid`
+    (ViewUnavailable: unknown view, no pid, no such task, an arena without the VM)."""
+    from aerosync.mm.vm import task_mmu as TM
+    from aerosync.mm.vm.mm_types import vm_ready
+
+    if view not in TASK_VIEWS:
+        raise ViewUnavailable(f"stat {view!r}: no such per-task view; available: {', '.join(TASK_VIEWS)}")
+    if not vm_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name}: no virtual memory (vm_init was not run): no tasks")
+    if view == "tasks":
+        return TM.tasks_json(arena) if as_json else TM.tasks_text(arena)
+    if pid is None:
+        raise ViewUnavailable(f"stat {view}: which task? give --pid (pids: {_pids(TM.tasks_json(arena))})")
+    if view == "numa_maps":
+        return _numa_maps_json(arena, pid) if as_json else _numa_maps_text(arena, pid)
+    try:
+        return TM.render_pid(arena, view, pid, as_json)
+    except TM.NoSuchTask as e:
+        raise ViewUnavailable(f"stat {view} --pid {pid}: {e}") from None
+
+
+def _pids(tasks: list[dict[str, Any]]) -> str:
+    return ", ".join(str(t["pid"]) for t in tasks) or "none"
+
+
+def snapshot_tasks(arena: Arena) -> dict[str, Any]:
+    """The task list and every task-with-an-mm's PID_VIEWS ({} without the VM)."""
+    from aerosync.mm.numa.numa_maps import numa_maps_format
+    from aerosync.mm.numa.numa_types import numa_ready
+    from aerosync.mm.vm.task_mmu import snapshot_tasks as snap
+
+    out = snap(arena)
+    if out and numa_ready(arena):  # numa_maps: drawn by mm/numa, beside mm/vm's views
+        for pid, views in out["pids"].items():
+            try:
+                d = _numa_maps_json(arena, int(pid))
+            except ViewUnavailable:
+                continue
+            views["numa_maps"] = {"text": numa_maps_format(d), "json": d}
+    return out
+
+
+def render_saved_task(result: dict[str, Any], view: str, pid: int | None = None, when: str = "after",
+                      as_json: bool = False) -> Any:
+    """A per-task view from a finished run's result (views_<when>["proc"])."""
+    if view not in TASK_VIEWS:
+        raise UsageError(f"stat {view!r}: no such per-task view; available: {', '.join(TASK_VIEWS)}")
+    if when not in ("before", "after"):
+        raise UsageError(f"stat {view!r}: when = {when!r}: allowed: before, after")
+    views = result.get(f"views_{when}")
+    if not isinstance(views, dict):
+        raise UsageError(f"stat {view!r}: the result has no views_{when} (not an `aerosync run` result?)")
+    proc = views.get("proc")
+    if not isinstance(proc, dict) or "tasks" not in proc:
+        raise UsageError(f"stat {view!r}: the run saved no task views ({when} the run): "
+                         "a run without virtual-memory tasks, or from before they were saved")
+    if view == "tasks":
+        got = proc["tasks"]
+    else:
+        saved = proc.get("pids") or {}
+        if pid is None or str(pid) not in saved:
+            which = "which task? give --pid" if pid is None else f"no task with pid {pid} saved"
+            raise UsageError(f"stat {view}: {which} (pids saved {when} the run: {', '.join(saved) or 'none'})")
+        got = saved[str(pid)].get(view)
+        if not isinstance(got, dict):
+            raise UsageError(f"stat {view} --pid {pid}: the run saved no {view} view of that task")
+    key = "json" if as_json else "text"
+    if key not in got:
+        raise UsageError(f"stat {view}: the saved view has no {key}")
+    return got[key]

@@ -51,12 +51,14 @@ def test_numa_maps_exact_lines(machine) -> None:
         f"{f:08x} default file=data.bin mapped=2 active=0 N0=2 kernelpagesize_kB=4",
     ]
     assert text.splitlines() == want
-    assert procfs.render_pid(a, "numa_maps", pid) == text
-    js = procfs.render_pid_json(a, "numa_maps", pid)
+    assert procfs.render_task(a, "numa_maps", pid) == text
+    js = procfs.render_task(a, "numa_maps", pid, as_json=True)
     assert [r["start"] for r in js] == [empty, an, an + 4 * PG, sh, sh + 2 * PG, f]
     assert js[2]["node"] == {0: 2, 1: 2} and js[5]["file"] == "data.bin"
     with pytest.raises(procfs.ViewUnavailable):
-        procfs.render_pid(a, "numa_maps", 999999)
+        procfs.render_task(a, "numa_maps", 999999)
+    snap = procfs.snapshot_tasks(a)
+    assert snap["pids"][str(pid)]["numa_maps"]["text"] == text
     assert task_locality(a, tid, 0, an, an + 8 * PG) == (6, 8)
     vm.exit(child)
     done(a, vm)
@@ -137,9 +139,11 @@ def test_numa_access_run_and_saved_numa_maps(tmp_path: Path, capsys) -> None:
     pid = next(iter(w["numa_maps"]))
     capsys.readouterr()
     assert cli_main(["stat", "numa_maps", "--pid", pid, "--result", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert text == w["numa_maps"][pid] and " N" in text and "kernelpagesize_kB=4" in text
-    assert cli_main(["stat", "numa_maps", "--result", str(out)]) == 2                   # no --pid
+    text = capsys.readouterr().out                         # views_after["proc"]: saved just before the stop
+    assert text.splitlines()[0].split()[0] == w["numa_maps"][pid].splitlines()[0].split()[0]
+    assert " N" in text and "kernelpagesize_kB=4" in text
+    assert cli_main(["stat", "numa_maps", "--result", str(out)]) == 0                   # no --pid: the task list
+    assert pid in capsys.readouterr().out
     assert cli_main(["run", str(scn), "--no-save", "--set", "workload.init=cpu0", "--set", "run.duration=0.5"]) == 2
     from aerosync.report.plots import plot_numa_locality
 

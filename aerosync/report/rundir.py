@@ -9,7 +9,8 @@
         topology.json          host and simulated topology
         samples.csv            t, cumulative ops and ops/s per CPU, total ops/s, warm-up flag
         lock_stat.txt          /proc/lock_stat format
-        views/<view>-before.txt, views/<view>-after.txt, views.json
+        views/<view>-before.txt, views/<view>-after.txt, views.json (per-task views:
+        views/proc-<when>.txt the task list, views/proc-<when>/<pid>-<view>.txt)
         plots/*.png            see aerosync.report.plots
         README.txt             what ran, the headline figures, what each file is
 
@@ -154,9 +155,27 @@ def _write_views(run: Path, result: dict[str, Any]) -> None:
     merged: dict[str, dict[str, Any]] = {}
     for when in ("before", "after"):
         for name, view in result.get(f"views_{when}", {}).items():
+            if name == "proc":
+                merged.setdefault(name, {})[when] = _write_proc(vdir, when, view)
+                continue
             (vdir / f"{_safe(name)}-{when}.txt").write_text(view.get("text", ""))
             merged.setdefault(name, {})[when] = view.get("json")
     _write_json(run / "views.json", merged)
+
+
+def _write_proc(vdir: Path, when: str, proc: dict[str, Any]) -> dict[str, Any]:
+    """Per-task views: proc-<when>.txt is the task list, proc-<when>/<pid>-<view>.txt each
+    task's maps/smaps/smaps_rollup/status; returns their JSON twins."""
+    (vdir / f"proc-{when}.txt").write_text(proc.get("tasks", {}).get("text", ""))
+    pids = proc.get("pids") or {}
+    if pids:
+        pdir = vdir / f"proc-{when}"
+        pdir.mkdir()
+        for pid, views in pids.items():
+            for view, got in views.items():
+                (pdir / f"{_safe(pid)}-{_safe(view)}.txt").write_text(got.get("text", ""))
+    return {"tasks": proc.get("tasks", {}).get("json"),
+            "pids": {pid: {v: got.get("json") for v, got in views.items()} for pid, views in pids.items()}}
 
 
 def _readme(result: dict[str, Any], run: Path, plots: list[Path]) -> str:

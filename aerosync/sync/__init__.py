@@ -11,6 +11,14 @@ part and why; this tree is the union, and nothing takes locks in another order.
             &zone->lock  (per zone)    mm/pmm/page_alloc.py free_area lists, nr_free, pageblocks
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
 
+Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class
+and per CPU (sync/lockclass.py); slot locks (spinlock.py, rwlock.py) have a table slot.
+Every wait loop answers the waiting CPU's IPIs (sync/wait.py), so a TLB shootdown
+issued under a lock never deadlocks against a CPU waiting for that lock.
+RCU (sync/rcu.py) protects lock-free walks of VMA trees, object page trees and VMA
+records: they are freed only after every CPU that might be reading them has left its
+read-side section.
+
 Lockless (no lock at all, see each module): kmem_cache_cpu freelist|tid word (one CAS),
 the slab's freelist|inuse|frozen word (remote free), struct page refcount/mapcount
 (atomics), per-CPU counters (owner writes, readers sum), run control words in the

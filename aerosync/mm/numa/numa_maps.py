@@ -232,9 +232,14 @@ def numa_maps_json(arena: Any, pid: int) -> list[dict[str, Any]]:
     return [numa_map_record(arena, tid, v) for v in _mm_vmas(arena, mm_id)]
 
 
+def numa_maps_format(records: list[dict[str, Any]]) -> str:
+    """numa_maps_json's records as the file's text."""
+    return "".join(_line(r) for r in records)
+
+
 def numa_maps_text(arena: Any, pid: int) -> str:
     """/proc/<pid>/numa_maps of a task of the arena (LookupError: no such task)."""
-    return "".join(_line(r) for r in numa_maps_json(arena, pid))
+    return numa_maps_format(numa_maps_json(arena, pid))
 
 
 def task_locality(arena: Any, tid: int, nid: int, start: int = 0, end: int = 1 << 64) -> tuple[int, int]:

@@ -278,3 +278,78 @@ def test_balancing_stress_with_live_checks(machine, spawn, soak: bool) -> None:
     r = check(a)
     assert r.ok, r.violations[:5]
     assert not numa_check(a)
+
+
+def _set_faults(a, n, tid: int, mem: dict[int, int], pref: int) -> None:
+    """A task's decayed memory-fault statistics (private faults per node) and preferred node."""
+    ro = n.policy.task_rec(tid)
+    nr = n.policy.nr_nodes
+    for nid in range(nr):
+        a.i64[(ro + N.TN_FAULTS) // 8 + N.NR_NUMA_HINT_FAULT_TYPES * (N.NUMA_MEM * nr + nid) + 1] = mem.get(nid, 0)
+    a.i64[(ro + N.TN_TOTAL_FAULTS) >> 3] = sum(mem.values())
+    a.i64[(ro + N.TN_PREF_NID) >> 3] = pref
+
+
+def _task_numa_compare_model(taskimp: int, cur_w_src: int, cur_w_dst: int, cur_pref: int, src: int, dst: int) -> int:
+    """kernel/sched/fair.c task_numa_compare(), tasks without numa groups, no idle CPU,
+    equal loads: the swap's importance (the caller keeps it when >= SMALLIMP)."""
+    imp = taskimp + cur_w_src - cur_w_dst
+    if cur_pref == dst:
+        imp -= imp // 16
+    if cur_pref == src:
+        imp += imp // 8
+    return imp
+
+
+def test_task_numa_migrate_picks_the_swap_that_helps_both(machine) -> None:
+    """task_numa_migrate / task_numa_compare: a task preferring the other node swaps with
+    the task there that moves to its own preferred node (task weights = share of memory
+    faults, in 1/1000); a swap that would cost the other task more than it gains is
+    below SMALLIMP; no preferred node (or already on it) asks for nothing."""
+    from aerosync.mm.numa.task_numa import SMALLIMP
+
+    a = numa_machine(machine, nr_cpus=4, numa={**FAST, "balancing_placement": True})
+    c2n = list(a.config["sim"]["cpu_to_node"])
+    src_cpu = c2n.index(0)
+    dst_cpus = [c for c in range(4) if c2n[c] == 1]
+    vm, n, p = cpu(a, src_cpu)
+    assert n.balancing.placement
+    happy, mover = vm.task_create("happy"), vm.task_create("mover")
+    _set_faults(a, n, p, {0: 100, 1: 900}, pref=1)             # weights 100 / 900: taskimp 800
+    _set_faults(a, n, happy, {1: 1000}, pref=1)                # all its memory on node 1
+    _set_faults(a, n, mover, {0: 700, 1: 300}, pref=0)         # wants node 0
+    assert n.balancing.task_weight(p, 1) == 900 and n.balancing.task_weight(mover, 0) == 700
+    rq = [(dst_cpus[0], happy), (dst_cpus[1], mover)]
+    best_cpu, cur, imp = n.balancing.task_numa_migrate(p, rq)
+    assert (best_cpu, cur) == (dst_cpus[1], mover)
+    assert imp == _task_numa_compare_model(800, 700, 300, 0, 0, 1) == 1350
+    # only the happy task there: 800 + 0 - 1000 < SMALLIMP -> stay
+    assert _task_numa_compare_model(800, 0, 1000, 1, 0, 1) < SMALLIMP
+    assert n.balancing.task_numa_migrate(p, [(dst_cpus[0], happy)])[0] == -1
+    assert n.balancing.task_numa_migrate(p, [(dst_cpus[0], -1)])[0] == -1           # idle CPU: not modelled
+    _set_faults(a, n, p, {0: 100, 1: 900}, pref=-1)
+    assert n.balancing.task_numa_migrate(p, rq)[0] == -1                             # no preferred node
+    _set_faults(a, n, p, {0: 900, 1: 100}, pref=0)
+    assert n.balancing.task_numa_migrate(p, rq)[0] == -1                             # runs on it already
+    for t in (happy, mover):
+        vm.exit(t)
+        vm.reap(t)
+    done(a, vm)
+
+
+def test_task_placement_swaps_tasks_whose_memory_may_not_move(tmp_path) -> None:
+    """scenarios/numa-task-placement.toml end to end: pages bound to the other node
+    (bind with MPOL_F_NUMA_BALANCING: sampled, never misplaced), so balancing moves the
+    tasks -- one swap, no page migrated, every task local, the data verified."""
+    import json
+    from pathlib import Path
+
+    from aerosync.cli import main as cli_main
+
+    scn = Path(__file__).resolve().parent.parent / "scenarios" / "numa-task-placement.toml"
+    out = tmp_path / "r.json"
+    assert cli_main(["run", str(scn), "--no-save", "--output", str(out), "--set", "run.duration=2.5"]) == 0
+    w = json.loads(out.read_text())["workload"]
+    assert w["corrupt"] == 0 and w["task_swaps"] == 1, w["locality"]
+    assert w["vmstat"]["numa_pages_migrated"] == 0 and w["vmstat"]["numa_hint_faults"] > 0
+    assert all(t["pages_local_pct"] == 100.0 for t in w["locality"].values()), w["locality"]

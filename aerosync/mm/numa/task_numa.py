@@ -35,11 +35,19 @@ last_cpupid (struct page P_SPARE of a user folio): 0 = unset (Linux's all-ones),
 Not modelled: numa groups (task_numa_group, shared-fault grouping: a shared fault with
 no group migrates, as Linux's "p->numa_group has not been set up yet"), the per-VMA PID
 access filter (vma_is_accessed), memory tiering, huge pages.  MAP_SHARED and page-cache
-VMAs are not scanned: their pages cannot be moved here (migrate.py).  Task placement
-(moving the task to its preferred node's CPU) is optional ([numa] balancing_placement):
-the task record names the node it wants (numa_preferred_nid) and task_numa_migrate's
-request is left to the workload, which owns which task runs where (workers/workloads/
-numa_access.py swaps tasks between CPUs).
+VMAs are not scanned: their pages cannot be moved here (migrate.py).
+
+Task placement (optional, [numa] balancing_placement = true): numa_migrate_preferred,
+when the task does not run on its preferred node, leaves the request in this CPU's
+handle (placement_pending = tid); the scheduler's part -- here the workload, which owns
+which task runs on which CPU -- calls task_numa_migrate(tid, rq_curr) at its next batch
+boundary and performs the swap it returns (workers/workloads/numa_access.py: a
+handshake standing in for migrate_swap's stopper on both CPUs).  task_numa_migrate and
+task_numa_compare follow fair.c for a machine whose CPUs each run one busy task: no
+idle CPU and equal loads, so only swaps qualify (imp = the task's weight gain + the
+swapped task's, hysteresis for a task on / moving to its preferred node, at least
+SMALLIMP); task_weight is the share of memory faults per node (NUMA_DIRECT: no nearby
+node score).  Not modelled: moves to idle CPUs, load imbalance checks, numa groups.
 
 Ownership: the task record and the mm's scan fields are written by the task's CPU (the
 scan fields after winning the cmpxchg on numa_next_scan, as Linux); page PTEs under
@@ -73,13 +81,14 @@ from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
 
 __all__ = ["TaskNuma", "TNF_MIGRATED", "TNF_NO_GROUP", "TNF_SHARED", "TNF_FAULT_LOCAL", "TNF_MIGRATE_FAIL",
            "LAST__PID_SHIFT", "cpu_pid_to_cpupid", "cpupid_to_cpu", "cpupid_to_pid", "cpupid_pid_unset",
-           "MAX_SCAN_WINDOW", "NUMA_PERIOD_SLOTS", "NUMA_PERIOD_THRESHOLD", "HPAGE_SIZE"]
+           "MAX_SCAN_WINDOW", "NUMA_PERIOD_SLOTS", "NUMA_PERIOD_THRESHOLD", "HPAGE_SIZE", "SMALLIMP"]
 
 TNF_MIGRATED, TNF_NO_GROUP, TNF_SHARED, TNF_FAULT_LOCAL, TNF_MIGRATE_FAIL = 0x01, 0x02, 0x04, 0x08, 0x10
 LAST__PID_SHIFT = 8
 LAST__PID_MASK = (1 << LAST__PID_SHIFT) - 1
 MAX_SCAN_WINDOW = 2560                 # MB/s
 NUMA_PERIOD_SLOTS, NUMA_PERIOD_THRESHOLD = 10, 7
+SMALLIMP = 30                          # fair.c: a smaller NUMA importance moves no task
 HPAGE_SIZE = 1 << 21
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
 
@@ -119,6 +128,10 @@ class TaskNuma:
         cas, xchg32 = at.cas64, at.xchg32
         hq = arena.off("numa") >> 3
         self.enabled = enabled = bool(q[hq + (N.H_BALANCING >> 3)])
+        self.placement = placement = enabled and bool(q[hq + (N.H_PLACEMENT >> 3)])
+        # numa_migrate_preferred's request to the scheduler (the workload): the task id
+        # whose preferred node is not the one it runs on, -1 none (this CPU's handle only)
+        self.placement_pending = -1
         scan_delay = q[hq + (N.H_SCAN_DELAY >> 3)]
         period_min = q[hq + (N.H_PERIOD_MIN >> 3)]
         period_max = q[hq + (N.H_PERIOD_MAX >> 3)]
@@ -487,6 +500,78 @@ class TaskNuma:
                 return
             interval = min(q[(ro + N.TN_SCAN_PERIOD) >> 3] // 16, 1000)
             q[(ro + N.TN_MIGRATE_RETRY) >> 3] = now_ms() + interval
+            if placement and task_node(tid) != pref:
+                self.placement_pending = tid        # task_numa_migrate: the workload's move
+
+        # ------------------------------------------------------------ task placement
+        def task_faults(tid: int, nid: int) -> int:
+            f = (task_rec(tid) + N.TN_FAULTS) >> 3
+            return i64[f + faults_idx(N.NUMA_MEM, nid, 0)] + i64[f + faults_idx(N.NUMA_MEM, nid, 1)]
+
+        def task_weight(tid: int, nid: int) -> int:
+            """task_weight(): the task's share of its memory faults on nid, in 1/1000
+            (score_nearby_nodes is 0: the fake machines are NUMA_DIRECT)."""
+            total = i64[(task_rec(tid) + N.TN_TOTAL_FAULTS) >> 3]
+            if total <= 0:
+                return 0
+            return 1000 * task_faults(tid, nid) // total
+
+        def task_numa_compare(tid: int, src_nid: int, dst_nid: int, taskimp: int, cur: int,
+                              best: tuple[int, int, int]) -> tuple[int, int, int] | None:
+            """task_numa_compare() for swapping task tid (on src_nid) with task `cur`
+            running on a CPU of dst_nid, every CPU busy with one task (no idle CPU, equal
+            loads: a swap keeps the balance, a move never does).  best = (cpu, cur, imp)
+            so far; returns the new best or None."""
+            if cur < 0 or cur == tid:
+                return None
+            cur_pref = i64[(task_rec(cur) + N.TN_PREF_NID) >> 3]
+            best_cur = best[1]
+            best_pref = i64[(task_rec(best_cur) + N.TN_PREF_NID) >> 3] if best_cur >= 0 else MP.NUMA_NO_NODE
+            if best_cur >= 0 and best_pref == src_nid and cur_pref != src_nid:
+                return None
+            imp = taskimp + task_weight(cur, src_nid) - task_weight(cur, dst_nid)   # no numa groups
+            if cur_pref == dst_nid:
+                imp -= imp // 16
+            if cur_pref == src_nid:
+                imp += imp // 8
+            if best_cur >= 0 and cur_pref == src_nid and best_pref != src_nid:
+                return (-1, cur, imp)
+            if imp < SMALLIMP or imp <= best[2] + SMALLIMP // 2:
+                return None
+            return (-1, cur, imp)
+
+        def task_numa_migrate(tid: int, rq_curr: list[tuple[int, int]]) -> tuple[int, int, int]:
+            """task_numa_migrate(): the best CPU for task tid on its preferred node (else on
+            another node where its weight grows) and the task to swap with there.
+            rq_curr = [(cpu, task running there or -1)] of the other CPUs.  Returns
+            (cpu, task, imp), cpu -1 when no CPU is better than the current one."""
+            pref = i64[(task_rec(tid) + N.TN_PREF_NID) >> 3]
+            src_nid = task_node(tid)
+            best = (-1, -1, 0)
+            if pref == MP.NUMA_NO_NODE or pref == src_nid:
+                return best
+            taskweight = task_weight(tid, src_nid)
+
+            def find_cpu(dst_nid: int, taskimp: int) -> None:
+                nonlocal best
+                for c, cur in rq_curr:
+                    if cpu_to_node[c] != dst_nid:
+                        continue
+                    got = task_numa_compare(tid, src_nid, dst_nid, taskimp, cur, best)
+                    if got is not None:
+                        best = (c, got[1], got[2])
+                        if i64[(task_rec(got[1]) + N.TN_PREF_NID) >> 3] == src_nid:
+                            return                  # a swap candidate moving to its preferred node
+
+            find_cpu(pref, task_weight(tid, pref) - taskweight)
+            if best[0] < 0:
+                for nid in range(nr_nodes):
+                    if not cpu_nodes >> nid & 1 or nid in (src_nid, pref):
+                        continue
+                    taskimp = task_weight(tid, nid) - taskweight
+                    if taskimp >= 0:
+                        find_cpu(nid, taskimp)
+            return best
 
         def task_numa_placement(tid: int) -> None:
             ro = task_rec(tid)
@@ -561,4 +646,5 @@ class TaskNuma:
         self.mpol_misplaced, self.task_numa_fault, self.task_numa_placement = (mpol_misplaced, task_numa_fault,
                                                                               task_numa_placement)
         self.task_scan_min, self.task_scan_max = task_scan_min, task_scan_max
+        self.task_weight, self.task_numa_migrate = task_weight, task_numa_migrate
         _ = (PHYS, _P_OR_NONE)

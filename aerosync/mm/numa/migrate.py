@@ -320,12 +320,12 @@ class Migrate:
             """remove_migration_pte() for the entry at i: it maps `new`.  1 if done."""
             lo = ptlock_off((i - P8) >> 9)
             ptl_lock(lo)
-            e = q[i]
-            if e != mig_entry(old, True) and e != mig_entry(old, False):
+            x = q[i] ^ (old << swp_low)                 # mig_entry(old, write) is mig_w0 / mig_r0 ^ this
+            if x != mig_w0 and x != mig_r0:
                 ptl_unlock(lo)
                 return 0
             ent = (new << PAGE_SHIFT) | q[(vma + V.V_PROT) >> 3] | _PAGE_ACCESSED
-            if e == mig_entry(old, True):
+            if x == mig_w0:
                 ent |= _PAGE_RW | _PAGE_DIRTY
             else:
                 ent &= ~_PAGE_RW
@@ -397,6 +397,7 @@ class Migrate:
             """One pass of migrate_pages_batch over `todo`: returns the items to retry."""
             unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int]] = []
             lo_va, hi_va = 1 << 64, 0
+            la, ld = ext.lru_add, getattr(ext, "lru_del", None)     # reclaim's LRU hooks (issue 12)
             for k in todo:
                 pfn, alloc, hint = items[k]
                 r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
@@ -465,10 +466,8 @@ class Migrate:
                 if done != (1 if one is not None else made):
                     raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} -> {new}: {made} migration entries made, "
                                         f"{done} restored (a mapping changed under the locks that exclude it)")
-                la = ext.lru_add
                 if la is not None:
                     la(new)
-                ld = getattr(ext, "lru_del", None)
                 if ld is not None:
                     ld(pfn)
                 fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)       # unlocked: the old page goes now
@@ -635,6 +634,8 @@ class Migrate:
                     where.clear()
 
                 vma, vs, ve = 0, 1, 0
+                allocs: dict[int, Callable[[], int]] = {}
+                t_lo, t_hi, t_base = 1, 0, -1
                 for k, (a, nid) in enumerate(zip(addrs, nodes)):
                     if nid != cur_node[0]:
                         flush()
@@ -646,7 +647,11 @@ class Migrate:
                     if not vma or q[(vma + V.V_FLAGS) >> 3] & (V.VM_IO | V.VM_PFNMAP):
                         status[k] = -EFAULT
                         continue
-                    i = pte_index(mm_id, va)
+                    if not t_lo <= va < t_hi:                 # the PTE table of this 2 MiB
+                        t_lo, t_hi = va & ~((1 << 21) - 1), (va | ((1 << 21) - 1)) + 1
+                        table = walk(q[(mo(mm_id) + T.M_PGD) >> 3], va)
+                        t_base = P8 + (table << 9) if table >= 0 else -1
+                    i = t_base + ((va >> PAGE_SHIFT) & 511) if t_base >= 0 else 0
                     e = q[i] if i else 0
                     if not e & _P_OR_NONE:
                         status[k] = -ENOENT
@@ -658,7 +663,10 @@ class Migrate:
                     if page_nid(pfn) == nid:
                         status[k] = nid
                         continue
-                    batch.append((pfn, target_alloc(nid), (i, va, vma)))
+                    alloc = allocs.get(nid)
+                    if alloc is None:
+                        alloc = allocs[nid] = target_alloc(nid)
+                    batch.append((pfn, alloc, (i, va, vma)))
                     where.append(k)
                 flush()
                 return failed[0], status

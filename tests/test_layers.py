@@ -1,5 +1,5 @@
-"""Imports flow downward only (aerosync/__init__.py): arch < arena < sync < mm < workers
-< coordinator/cli/bench.  A module importing a higher layer fails here."""
+"""Imports flow downward only (aerosync/__init__.py): arch < arena < sync (= lib) < mm <
+workers < coordinator/cli/bench.  A module importing a higher layer fails here."""
 
 from __future__ import annotations
 

@@ -691,11 +691,33 @@ class _Checker:
                 pos = np.minimum(np.searchsorted(ii, keys), len(ii) - 1)
                 hit = (ii[pos] == keys) & (want == -2)
                 e = ee[pos[hit]]
-                want[hit] = np.where((e & np.uint64(3)) == 0, (e >> np.uint64(2)).astype(np.int64), -1)
+                want[hit] = np.where((e & np.uint64(3)) == 0, (e >> np.uint64(2)).astype(np.int64), -3)
                 holder[hit] = o
             keys = keys + int(rec["backing_off"])
             o, n = rec["backing"], n + 1
-        want[want == -2] = -1
+        marker = want == -3
+        if r["file"] and marker.any():
+            # A value entry (MADV_DONTNEED's ZERO marker) above the file in a private file
+            # mapping hides inherited copies: the fault reads the file again (memory.py
+            # do_fault), so the PTE maps the page cache's folio at the same index.
+            fo = self.files.get(r["file"] - 1, 0)
+            ho, wf = self._resolve_in(fo, idx[marker])
+            want[marker], holder[marker] = wf, ho
+        want[want < 0] = -1
+        return holder, want
+
+    def _resolve_in(self, o: int, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(holder, pfn) of one object's own folio entries at `keys` (-1: none / a value)."""
+        want = np.full(len(keys), -1, dtype=np.int64)
+        holder = np.zeros(len(keys), dtype=np.int64)
+        items = self.obj_items.get(o) if o else None
+        if items is not None and len(items[0]):
+            ii, ee = items
+            pos = np.minimum(np.searchsorted(ii, keys), len(ii) - 1)
+            hit = ii[pos] == keys
+            e = ee[pos[hit]]
+            want[hit] = np.where((e & np.uint64(3)) == 0, (e >> np.uint64(2)).astype(np.int64), -1)
+            holder[hit] = o
         return holder, want
 
     # ------------------------------------------------------------------ pages: R1/R2/R4/O1/FR1

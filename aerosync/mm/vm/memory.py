@@ -78,6 +78,7 @@ from aerosync.mm.vm.vm_object import (
     O_SIZE,
     O_TYPE,
     OBJ_ANON,
+    OBJ_VNODE,
     entry_pfn,
     is_folio_entry,
 )
@@ -514,11 +515,19 @@ class Memory:
             ret = 0
             pfn = -1
             if top and not flags & V.VM_SHARED:
+                # A private file mapping's chain: top shadow -> (inherited shadows) -> the
+                # file's vnode object.  A copy in an anonymous object of the chain is what
+                # this mapping sees (ours: map it; inherited: read-only, COW on write); a
+                # ZERO marker (MADV_DONTNEED) or nothing above the file means the file.
                 holder, _h, ent = chain_lookup(top, idx)
-                if holder and is_folio_entry(ent):
-                    pfn = entry_pfn(ent)
+                if holder and is_folio_entry(ent) and (u32[(holder + O_TYPE) >> 2] & 0xFFFF) != OBJ_VNODE:
+                    cpfn = entry_pfn(ent)
                     if holder == top:                       # our private copy
-                        return map_existing(mm_id, vma, table, i, pfn, write, KIND_ANON, -1)
+                        return map_existing(mm_id, vma, table, i, cpfn, write, KIND_ANON, -1)
+                    if not write:
+                        return map_existing(mm_id, vma, table, i, cpfn, False, KIND_ANON, -1)
+                    q[ev_copy] += 1
+                    return map_new(mm_id, vma, va, table, i, 0, top, idx, cpfn, True, True, -1)
             if pfn < 0:
                 pfn, major = get_page(fid, idx)
                 if pfn < 0:
@@ -559,8 +568,8 @@ class Memory:
                 if q[i]:
                     continue
                 idx = base + (a >> PAGE_SHIFT)
-                if top and objs_lookup(top, idx):
-                    continue                                  # a private copy: not the cache page
+                if top and chain_lookup(top, idx)[0] not in (0, fobj):
+                    continue                                  # a private copy (or a marker) above the file
                 e = objs_lookup(fobj, idx)
                 if not is_folio_entry(e):
                     continue

@@ -780,8 +780,8 @@ class Mmap:
             first = q[(v + V.V_PGOFF) >> 3] + ((lo - q[(v + V.V_START) >> 3]) >> PAGE_SHIFT)
             n = (hi - lo) >> PAGE_SHIFT
             objs.page_remove(o, first, first + n)
-            if q[(o + O_BACKING) >> 3] and not q[(v + V.V_FILE) >> 3]:
-                objs.mark_zero(o, first, first + n)
+            if q[(o + O_BACKING) >> 3]:
+                objs.mark_zero(o, first, first + n)     # hide inherited copies: zeros / the file
 
         def lazyfree(mm_id: int, v: int, lo: int, hi: int) -> None:
             """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may

@@ -43,7 +43,7 @@ from aerosync.params import PAGE_SHIFT
 __all__ = ["VmSnapshot", "MmWalk", "XaWalk", "KERNEL_HALF", "vma_fields"]
 
 KERNEL_HALF = PTRS_PER_TABLE // 2            # root-table entries >= this belong to init_mm
-_XA_SLOTS, _XA_NODE_WORDS, _XA_CHUNK = 2, 66, 64
+_XA_HEAD, _XA_SLOTS, _XA_NODE_WORDS, _XA_CHUNK = 1, 5, 72, 64     # lib/xarray.py's layout
 _U64 = (1 << 64) - 1
 
 # the VMA fields every reader wants, as (name, byte offset)
@@ -229,31 +229,33 @@ class VmSnapshot:
         q = self.arena.u64
         size = self.arena.size
         out = XaWalk()
-        root = int(q[(obj + O_TREE) >> 3])
+        head_word = obj + O_TREE + 8 * _XA_HEAD
+        root = int(q[head_word >> 3])
         if not root:
             return out
         if root & 3 != 2:
-            out.bad.append(f"root word {root:#x} is not a node reference")
+            out.items.append((0, root))                # a lone entry at index 0 lives in xa_head
             return out
         seen: set[int] = set()
-        stack = [(root & ~3, 0, -1, obj + O_TREE)]     # (node off, first index, expected shift, parent ref)
+        stack = [(root & ~3, 0, -1, 0, 0)]    # (node off, first index, expected shift, parent off, slot)
         while stack:
-            off, base, want_sh, parent = stack.pop()
-            if off in seen or off % 8 or off + _XA_NODE_WORDS * 8 > size or len(seen) >= limit_nodes:
+            off, base, want_sh, parent, slot = stack.pop()
+            if off in seen or off % 64 or off + _XA_NODE_WORDS * 8 > size or len(seen) >= limit_nodes:
                 out.bad.append(f"node {off:#x}: repeated, misaligned or outside the arena")
                 continue
             seen.add(off)
             out.nodes.append(off)
             n = off >> 3
             w0 = int(q[n])
-            sh, count = w0 & 0xFF, w0 >> 8
+            sh, poff, count = w0 & 0xFF, (w0 >> 8) & 0xFF, (w0 >> 16) & 0xFF
             if sh % 6 or sh >= 64 or (want_sh >= 0 and sh != want_sh):
                 out.bad.append(f"node {off:#x}: shift {sh}" + (f", expected {want_sh}" if want_sh >= 0 else ""))
                 continue
             pw = int(q[n + 1])
-            want_parent = 0 if parent == obj + O_TREE else parent | 2
-            if pw != want_parent:
-                out.bad.append(f"node {off:#x}: parent word {pw:#x}, expected {want_parent:#x}")
+            if pw != parent or (parent and poff != slot):
+                out.bad.append(f"node {off:#x}: parent {pw:#x} slot {poff}, expected {parent:#x} slot {slot}")
+            if int(q[n + 2]) != obj + O_TREE:
+                out.bad.append(f"node {off:#x}: array word {int(q[n + 2]):#x}, expected {obj + O_TREE:#x}")
             slots = q[n + _XA_SLOTS : n + _XA_SLOTS + _XA_CHUNK].tolist()
             used = [(i, s) for i, s in enumerate(slots) if s]
             if count != len(used):
@@ -267,7 +269,7 @@ class VmSnapshot:
                     if s & 3 != 2:
                         out.bad.append(f"node {off:#x} slot {i}: {s:#x} is not a node reference")
                         continue
-                    kids.append((s & ~3, idx, sh - 6, off))
+                    kids.append((s & ~3, idx, sh - 6, off, i))
                 elif s & 3 == 2:
                     out.bad.append(f"node {off:#x} slot {i}: an internal entry in a leaf")
                 else:

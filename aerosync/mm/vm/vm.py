@@ -241,9 +241,9 @@ class VM:
 
 
 def _xarray(arena: Any, cache: Any, rcu: Any) -> Any:
-    """The XArray handle over the "radix_tree_node" cache (nodes freed through RCU)."""
-    from aerosync.lib.xarray import XArray
+    """The objects' page trees over the "radix_tree_node" cache (nodes freed through RCU)."""
     from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.mm.vm.vm_object import PageTrees
 
     phys = arena.off("physmem")
     alloc, free = cache.alloc, cache.free
@@ -258,4 +258,4 @@ def _xarray(arena: Any, cache: Any, rcu: Any) -> Any:
     def node_rcu_free(off: int) -> None:
         rcu.call_rcu(node_free, off)
 
-    return XArray(arena, node_alloc, node_free, node_rcu_free)
+    return PageTrees(arena, node_alloc, node_free, node_rcu_free)

@@ -48,9 +48,11 @@ the tree; O6 every VMA on an object's list has vm_object == the object.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.lib.xarray import ULONG_MAX, XArray
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
 from aerosync.mm.slab.slab_common import VBASE
@@ -60,6 +62,7 @@ __all__ = [
     "OBJ_ANON", "OBJ_VNODE", "OBJF_SHARED", "OBJF_DEAD", "O_TYPE", "O_FLAGS", "O_FILE", "O_REF", "O_LOCK",
     "O_TREE", "O_BACKING", "O_BACKING_OFF", "O_DEPTH", "O_NR_CHILDREN", "O_SIZE", "O_NR_PAGES", "O_VMA_HEAD",
     "O_CHILDREN", "O_SIBLING", "XA_ZERO", "folio_entry", "entry_pfn", "is_folio_entry", "VmObjects",
+    "PageTrees",
 ]
 
 OBJ_ANON, OBJ_VNODE = 1, 2
@@ -80,6 +83,50 @@ def entry_pfn(e: int) -> int:
 
 def is_folio_entry(e: int) -> bool:
     return e != 0 and not e & 3
+
+
+class PageTrees:
+    """Every object's page tree (an XArray rooted at obj + O_TREE) with one set of node
+    callbacks: load/store/erase(root, ...) find the root's lib/xarray handle in a
+    per-process dict.  A handle binds nothing but its root offset, so it stays valid
+    when the object record is freed and reused at the same address."""
+
+    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase")
+
+    def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
+        self.arena = arena
+        self.callbacks = (alloc_node, free_node, rcu_free_node)
+        handles: dict[int, XArray] = {}
+        self.handles = handles
+        get = handles.get
+        new = self.handle
+
+        def load(root: int, index: int) -> int:
+            return (get(root) or new(root)).xa_load(index)
+
+        def store(root: int, index: int, entry: int) -> int:
+            return (get(root) or new(root)).xa_store(index, entry)
+
+        def erase(root: int, index: int) -> int:
+            return (get(root) or new(root)).xa_erase(index)
+
+        self.load, self.store, self.erase = load, store, erase
+
+    def handle(self, root: int) -> XArray:
+        h = self.handles.get(root)
+        if h is None:
+            h = self.handles[root] = XArray(self.arena, root, *self.callbacks)
+        return h
+
+    def items(self, root: int, first: int = 0, last: int = ULONG_MAX) -> Iterator[tuple[int, int]]:
+        """(index, entry) in index order over [first, last] (each step a fresh find)."""
+        return self.handle(root).xa_for_each(first, last)
+
+    def drain(self, root: int) -> list[tuple[int, int]]:
+        """Empty the tree (its nodes go through RCU) and return what it held."""
+        got: list[tuple[int, int]] = []
+        self.handle(root).xa_destroy(lambda i, e: got.append((i, e)))
+        return got
 
 
 class VmObjects:

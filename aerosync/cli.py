@@ -41,6 +41,15 @@ def _summary(res: Any) -> str:
         f"  {sim['nr_cpus']} simulated CPUs on host CPUs {','.join(map(str, host_cpus))}; "
         f"{sim['nr_nodes']} node(s) ({sim['source']}); {scn['machine']['memory'] // 2**20} MiB simulated RAM"
     )
+    kern = scn.get("kernel") or {}
+    if kern:
+        eff = kern.get("effective", {})
+        mag = eff.get("slab_mag_size", 0)
+        lines.append(
+            f"  kernel profile {kern['profile']}: slab magazines {f'on ({mag})' if mag else 'off'}, "
+            f"per-CPU sheaves {'on' if eff.get('slab_percpu_sheaves') else 'off'}, "
+            f"PCP autotune {eff.get('pcp_autotune')}, THP {'on' if eff.get('thp') else 'off'}"
+        )
     lines.append(
         f"  measured {d['measured_s']:.2f} s (warm-up {scn['run']['warmup']:.2f} s excluded), "
         f"seed {scn['run']['seed']}, workers ready in {d['ready_s']:.2f} s"
@@ -294,10 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=_cmd_topology)
 
+    from aerosync.procfs import STAT_VIEWS
+
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
-    s.add_argument("view", nargs="?", help="lock_stat, buddyinfo, pagetypeinfo, zoneinfo, vmstat, numastat, "
-                                           "slabinfo, slabtop, node_meminfo; per task: tasks (the default), maps, "
-                                           "smaps, smaps_rollup, status, numa_maps (with --pid)")
+    s.add_argument("view", nargs="?", help=f"the view, one of: {', '.join(STAT_VIEWS)}; per task: tasks "
+                                           "(the default), maps, smaps, smaps_rollup, status, numa_maps (with --pid)")
     s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status, numa_maps")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
     s.add_argument("--result", help="a run directory or result.json of a finished run")

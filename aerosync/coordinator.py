@@ -215,6 +215,11 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "pcp_enabled": m.pcp,
         "pcp_high": m.pcp_high,
         "pcp_batch": m.pcp_batch,
+        "pcp_autotune": m.pcp_autotune,
+        "thp": m.thp,
+        # the kernel profile supplies the defaults of the knobs left None (params.profile_default)
+        "kernel_profile": scn.kernel.profile,
+        "slab_percpu_sheaves": scn.slab.percpu_sheaves,
         # mm/slab/slab_common.py:slab_params reads these
         "slab_mag_size": scn.slab.mag_size, "slab_max_order": scn.slab.max_order,
         "slab_min_partial": scn.slab.min_partial, "slab_min_objects": scn.slab.min_objects,

@@ -1,4 +1,6 @@
 """`aerosync doctor [SCENARIO]`: can this host run (and profile) a scenario, before it runs?
+(`aerosync doctor --fidelity` is the other question -- does the model reproduce this
+host's kernel sizing? -- answered by aerosync/fidelity.py.)
 
 Why: the ways a testbed run goes wrong on a new host are environmental and found late —
 an arena bigger than /dev/shm dies of SIGBUS or is refused, a cpuset or CPU quota
@@ -210,7 +212,12 @@ def render(checks: list[Check], scenario: str | None = None) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """`aerosync doctor [SCENARIO] [--set k=v ...]`: 0 if nothing FAILs, else 1."""
+    """`aerosync doctor [SCENARIO] [--set k=v ...]`: 0 if nothing FAILs, else 1.
+    `--fidelity [--root DIR]`: the host self-check of aerosync/fidelity.py instead."""
+    if getattr(args, "fidelity", False):
+        from aerosync.fidelity import cmd_fidelity
+
+        return cmd_fidelity(args)
     checks = run_checks(args.scenario, list(getattr(args, "set", None) or []))
     sys.stdout.write(render(checks, args.scenario))
     return 1 if any(c.status == FAIL for c in checks) else 0
@@ -221,5 +228,12 @@ def add_doctor_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check that this host can run and profile a scenario")
     p.add_argument("scenario", nargs="?", help="scenario TOML to check against (default: host checks only)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a scenario key")
+    p.add_argument("--fidelity", action="store_true",
+                   help="self-check: AeroSync's formulas fed with this host's zone sizes, CPUs and settings "
+                        "against the host kernel's watermarks, lowmem_reserve, min_free_kbytes, PCP sizes and "
+                        "kmalloc geometry (exit 1 on a mismatch the model should not have)")
+    p.add_argument("--root", default="/", help="with --fidelity: directory holding the host's proc/ and sys/ "
+                                               "(default: %(default)s; a saved tree works too)")
+    p.add_argument("--json", action="store_true", help="with --fidelity: the rows as JSON")
     p.set_defaults(func=cmd_doctor)
     return p

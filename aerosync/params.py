@@ -24,6 +24,9 @@ __all__ = [
     "ARENA_MAGIC",
     "LAYOUT_VERSION",
     "SHM_PREFIX",
+    "KERNEL_PROFILES",
+    "DEFAULT_KERNEL_PROFILE",
+    "profile_default",
 ]
 
 PAGE_SHIFT = 12
@@ -47,3 +50,36 @@ ERRTEXT_SIZE = 8192                  # per-CPU traceback text written by a dying
 ARENA_MAGIC = 0x43_4E_59_53_4F_52_45_41  # b"AEROSYNC" little-endian
 LAYOUT_VERSION = 1
 SHM_PREFIX = "aerosync_"             # segment names: aerosync_<owner pid>_<random>
+
+
+# Kernel profiles ([kernel] profile in a scenario, config key "kernel_profile"): the
+# defaults of the knobs where AeroSync's own design and Linux 6.19 differ.  Every knob is
+# a config key of its own, read by the module that owns it, and can be set one by one
+# (a scenario's [slab] mag_size, --set machine.pcp_autotune=exact ...); the profile only
+# supplies the value a machine gets when nothing sets it.  The Linux fixes both profiles
+# share (SLUB cpu partial / get_any_partial / node mismatch, PCP autotune, NOFRAGMENT,
+# THP min_free_kbytes, slub_debug layout, the views) are not knobs: see README.
+#   slab_mag_size         per-CPU magazines (the seed's layer); Linux 6.19 has none
+#   slab_percpu_sheaves   per-CPU sheaves + per-node barn for caches created with a
+#                         sheaf_capacity (Linux 6.18/6.19); AeroSync's sheaves are
+#                         caller-owned only (kmem_cache_prefill_sheaf)
+#   pcp_autotune          "exact": free_count/alloc_factor updated on every PCP
+#                         operation (mm/page_alloc.c 6.7+); "batched": the inlined
+#                         order-0 fast paths skip that bookkeeping and it is caught up at
+#                         refill/drain (today's fast-path cost); "off": high fixed
+DEFAULT_KERNEL_PROFILE = "aerosync"
+KERNEL_PROFILES: dict[str, dict[str, object]] = {
+    "aerosync": {"slab_mag_size": 16, "slab_percpu_sheaves": False, "pcp_autotune": "batched"},
+    "linux": {"slab_mag_size": 0, "slab_percpu_sheaves": True, "pcp_autotune": "exact"},
+}
+
+
+def profile_default(config: dict[str, object], key: str) -> object:
+    """config[key] if set (not None), else the default of the machine's kernel profile."""
+    v = config.get(key)
+    if v is not None:
+        return v
+    profile = str(config.get("kernel_profile") or DEFAULT_KERNEL_PROFILE)
+    if profile not in KERNEL_PROFILES:
+        raise ValueError(f"kernel_profile = {profile!r}: allowed {', '.join(KERNEL_PROFILES)}")
+    return KERNEL_PROFILES[profile][key]

@@ -14,35 +14,42 @@ Views (STAT_VIEWS) and their JSON twins:
                 free table + block table per node     "migratetypes": [names], "free": [{"node",
                 with memory (as the kernel prints)    "zone", "type", "counts": [per order]}],
                                                       "blocks": [{"node", "zone", "counts": {type: n}}]}
-  zoneinfo      /proc/zoneinfo, key fields, every    [{"node", "zone", "populated", "pages_free", "boost",
-                zone of every node (unpopulated       "min", "low", "high", "promo", "spanned", "present",
-                zones stop after protection)          "managed", "cma", "protection": [...], and when
-                                                      populated "nr_free_pages", "numa_hit", "numa_miss",
-                                                      "numa_local", "numa_other", "pagesets": [{"cpu",
-                                                      "count", "high", "batch", "high_min", "high_max",
-                                                      "vm_stats_threshold"}], "node_unreclaimable",
-                                                      "start_pfn", "reserved_highatomic",
-                                                      "free_highatomic"}]
+  zoneinfo      /proc/zoneinfo of a 6.18/6.19        [{"node", "zone", "populated", "pages_free", "boost",
+                kernel: every zone of every node      "min", "low", "high", "promo", "spanned", "present",
+                (unpopulated zones stop after         "managed", "cma", "protection": [...], on the node's
+                protection), the per-node stats       first populated zone "node_stats": {...}, and when
+                block, every zone and NUMA item        populated every zone item and NUMA event,
+                                                      "pagesets": [{"cpu", "count", "high", "batch",
+                                                      "high_min", "high_max", "vm_stats_threshold"}],
+                                                      "node_unreclaimable", "start_pfn"}]
   vmstat        /proc/vmstat `name value` lines      {name: value} in the same order
+  meminfo       /proc/meminfo (fs/proc/meminfo.c)    {field: kB (HugePages_* counts)}
+  node_meminfo  every node's /sys/devices/system/   {"node0": {field: kB ...}, ...}
+                node/nodeN/meminfo, one after another
   numastat      numastat(8)'s default table          {"node0": {numa_hit, numa_miss, numa_foreign,
                 (columns node0 node1 ..., 16 wide)     interleave_hit, local_node, other_node}, ...}
                                                       (/sys/devices/system/node/nodeN/numastat;
                                                       node_numastat_text() prints that file)
-  node_meminfo  every node's /sys/devices/system/    {"node0": {field: kB (HugePages_* counts)}, ...}
-                node/nodeN/meminfo, one after another (mm/numa/numa_maps.py)
+  slabinfo      /proc/slabinfo 2.1, newest cache     slab_common.slabinfo_json()
+                first (the slab_caches list order)
+  slabtop       slabtop(1)'s table                   slab_common.slabinfo_json()
 
 Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
     locked list walk; a count of 100000 or more prints as ">100000" as in the kernel,
-    the JSON twin keeps the exact count.
-  * zoneinfo: no per-node stats block (no node counters are modelled); "boost" and "cma"
-    are 0 (no watermark boost, no CMA); high_min = high_max = high (no PCP high
-    auto-tuning, as with percpu_pagelist_high_fraction set); "vm stats threshold: 0"
+    the JSON twin keeps the exact count.  The Isolate row and column (MIGRATE_ISOLATE,
+    CONFIG_MEMORY_ISOLATION, as a 6.18 kernel without CMA prints) are 0: nothing
+    isolates pageblocks in this model.
+  * zoneinfo: "cma" is 0 (no CMA); "boost" is zone->watermark_boost (page_alloc.py:
+    boost_done says how long a boost lasts without kswapd); "vm stats threshold: 0"
     (counters are folded exactly on read, no per-CPU drift); node_unreclaimable 0 (no
-    reclaim yet).  numa_foreign and numa_interleave are counted per node, not per zone,
-    in this model, so zoneinfo omits them (vmstat and numastat carry them).  A CPU is
-    listed under "pagesets" unless its per-CPU lists are OFFLINE (drained by hotplug).
-  * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end.
+    reclaim yet).  A CPU is listed under "pagesets" unless its per-CPU lists are
+    OFFLINE (drained by hotplug); "high" is pcp->high as Linux prints it: 0 until the
+    CPU first uses the list, then between high_min and high_max.
+  * vmstat: events Linux has no vmstat name for are `aerosync_<event>` lines at the end,
+    after the kernel's own sequence.
+  * meminfo: fields no subsystem provides yet (swap, vmalloc use, hugetlb, committed
+    memory) are what a kernel without them prints; see vmstat.MEMINFO_SOURCES.
 
 Per-task views (TASK_VIEWS; mm/vm/task_mmu.py draws them and states their model facts):
   tasks         a ps-like list of the simulated tasks  [{"pid", "tgid", "ppid", "comm", "state",
@@ -75,8 +82,8 @@ from aerosync.sync import lockstat
 
 __all__ = [
     "VIEWS", "STAT_VIEWS", "ViewUnavailable", "render", "render_json", "render_saved", "render_saved_json",
-    "snapshot_all", "node_numastat_text", "PAGETYPE_CAP", "TASK_VIEWS", "PID_VIEWS", "render_task",
-    "snapshot_tasks", "render_saved_task",
+    "snapshot_all", "node_numastat_text", "node_meminfo_text", "PAGETYPE_CAP", "PAGETYPE_NAMES", "TASK_VIEWS",
+    "PID_VIEWS", "render_task", "snapshot_tasks", "render_saved_task",
 ]
 
 
@@ -137,6 +144,7 @@ def _buddyinfo_text(arena: Arena) -> str:
 
 # ---------------------------------------------------------------------------- pagetypeinfo
 PAGETYPE_CAP = 100000          # pagetypeinfo_showfree_print stops counting a list here
+PAGETYPE_NAMES = (*MIGRATETYPE_NAMES, "Isolate")   # migratetype_names[] of a 6.18 kernel without CMA
 
 
 def _pagetypeinfo_json(arena: Arena) -> dict[str, Any]:
@@ -150,13 +158,14 @@ def _pagetypeinfo_json(arena: Arena) -> dict[str, Any]:
             zid = nid * MAX_NR_ZONES + zi
             if not zones[zid]["present"]:
                 continue
-            for mt, tname in enumerate(MIGRATETYPE_NAMES):
-                free.append({"node": nid, "zone": ZONE_NAMES[zi], "type": tname,
-                             "counts": [int(x) for x in fb[zid, mt]]})
+            for mt, tname in enumerate(PAGETYPE_NAMES):
+                counts = [int(x) for x in fb[zid, mt]] if mt < len(MIGRATETYPE_NAMES) else [0] * (g.max_order + 1)
+                free.append({"node": nid, "zone": ZONE_NAMES[zi], "type": tname, "counts": counts})
             blocks.append({"node": nid, "zone": ZONE_NAMES[zi],
-                           "counts": {t: int(pbc[zid, mt]) for mt, t in enumerate(MIGRATETYPE_NAMES)}})
+                           "counts": {t: int(pbc[zid, mt]) if mt < len(MIGRATETYPE_NAMES) else 0
+                                      for mt, t in enumerate(PAGETYPE_NAMES)}})
     return {"page_block_order": g.pb_order, "pages_per_block": 1 << g.pb_order,
-            "migratetypes": list(MIGRATETYPE_NAMES), "free": free, "blocks": blocks}
+            "migratetypes": list(PAGETYPE_NAMES), "free": free, "blocks": blocks}
 
 
 def _pt_count(n: int) -> str:
@@ -201,35 +210,42 @@ def _zoneinfo_json(arena: Arena) -> list[dict[str, Any]]:
     g = _require_mm(arena)
     zones = _zones(arena, g)
     st = V.fold(arena)
+    nodes = V.node_stat_values(arena)
+    zstats = V.zone_stat_values(arena)
     online = _online_cpus(arena, g)
     out = []
+    first = {n: next((n * MAX_NR_ZONES + i for i in range(MAX_NR_ZONES) if zones[n * MAX_NR_ZONES + i]["present"]),
+                     None) for n in range(g.nr_nodes)}
     for zid, z in enumerate(zones):
-        r: dict[str, Any] = {
-            "node": z["nid"], "zone": z["zone"], "populated": bool(z["present"]),
-            "pages_free": z["nr_free_pages"], "boost": 0, "min": z["min"], "low": z["low"], "high": z["high"],
-            "promo": z["promo"], "spanned": z["spanned"], "present": z["present"], "managed": z["managed"],
-            "cma": 0, "protection": [int(x) for x in z["lowmem_reserve"]],
-        }
+        r: dict[str, Any] = {"node": z["nid"], "zone": z["zone"], "populated": bool(z["present"])}
+        if first[z["nid"]] == zid:
+            r["node_stats"] = dict(nodes[z["nid"]])
+        r.update({
+            "pages_free": z["nr_free_pages"], "boost": z["watermark_boost"], "min": z["min"], "low": z["low"],
+            "high": z["high"], "promo": z["promo"], "spanned": z["spanned"], "present": z["present"],
+            "managed": z["managed"], "cma": 0, "protection": [int(x) for x in z["lowmem_reserve"]],
+        })
         if z["present"]:
-            r["nr_free_pages"] = z["nr_free_pages"]
+            r.update(zstats[zid])
             r.update(st.zone_numa[zid])
             pcps = V.zone_pcp(arena, zid)
             r["pagesets"] = [{"cpu": c, "count": pcps[c]["count"], "high": pcps[c]["high"],
-                              "batch": pcps[c]["batch"], "high_min": pcps[c]["high"],
-                              "high_max": pcps[c]["high"], "vm_stats_threshold": 0} for c in online]
+                              "batch": pcps[c]["batch"], "high_min": pcps[c]["high_min"],
+                              "high_max": pcps[c]["high_max"], "vm_stats_threshold": 0} for c in online]
             r["node_unreclaimable"] = 0
             r["start_pfn"] = z["start_pfn"]
-            r["reserved_highatomic"] = z["reserved_highatomic"]
-            r["free_highatomic"] = z["free_highatomic"]
         out.append(r)
     return out
 
 
 def _zoneinfo_text(arena: Arena) -> str:
-    """zoneinfo_show_print() for every zone of every node (key fields, kernel layout)."""
+    """zoneinfo_show_print() for every zone of every node (mm/vmstat.c, 6.18/6.19 layout)."""
     out = []
     for r in _zoneinfo_json(arena):
         s = [f"Node {r['node']}, zone {r['zone']:>8}"]
+        if "node_stats" in r:
+            s.append("\n  per-node stats")
+            s.extend(f"\n      {k:<12} {v}" for k, v in r["node_stats"].items())
         s.append(f"\n  pages free     {r['pages_free']}"
                  f"\n        boost    {r['boost']}"
                  f"\n        min      {r['min']}"
@@ -245,7 +261,7 @@ def _zoneinfo_text(arena: Arena) -> str:
             s.append("\n")
             out.append("".join(s))
             continue
-        for name in ("nr_free_pages", *V.ZONE_NUMA_NAMES):
+        for name in (*V.ZONE_STAT_NAMES, *V.ZONE_NUMA_NAMES):
             s.append(f"\n      {name:<12} {r[name]}")
         s.append("\n  pagesets")
         for p in r["pagesets"]:
@@ -257,9 +273,7 @@ def _zoneinfo_text(arena: Arena) -> str:
                      f"\n              high_max: {p['high_max']}"
                      f"\n  vm stats threshold: {p['vm_stats_threshold']}")
         s.append(f"\n  node_unreclaimable:  {r['node_unreclaimable']}"
-                 f"\n  start_pfn:           {r['start_pfn']}"
-                 f"\n  reserved_highatomic: {r['reserved_highatomic']}"
-                 f"\n  free_highatomic:     {r['free_highatomic']}")
+                 f"\n  start_pfn:           {r['start_pfn']}")
         s.append("\n")
         out.append("".join(s))
     return "".join(out)
@@ -273,6 +287,53 @@ def _vmstat_json(arena: Arena) -> dict[str, int]:
 
 def _vmstat_text(arena: Arena) -> str:
     return "".join(f"{k} {v}\n" for k, v in _vmstat_json(arena).items())
+
+
+# ---------------------------------------------------------------------------- meminfo
+_HUGE_COUNTS = ("HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp")
+
+
+def _meminfo_json(arena: Arena) -> dict[str, int]:
+    _require_mm(arena)
+    return V.meminfo_values(arena)
+
+
+def _meminfo_text(arena: Arena) -> str:
+    """/proc/meminfo: each field "Name:" padded to 16 columns, the value right-aligned in 8,
+    " kB" (show_val_kb); the HugePages_* counts as hugetlb_report_meminfo prints them
+    ("HugePages_Total:   %5lu": label padded to 19, no unit)."""
+    out = []
+    for k, v in _meminfo_json(arena).items():
+        if k in _HUGE_COUNTS:
+            out.append(f"{k + ':':<19}{v:5d}\n")
+        else:
+            out.append(f"{k + ':':<16}{v:8d} kB\n")
+    return "".join(out)
+
+
+def _node_meminfo_json(arena: Arena) -> dict[str, dict[str, int]]:
+    g = _require_mm(arena)
+    return {f"node{nid}": V.node_meminfo_values(arena, nid) for nid in range(g.nr_nodes)}
+
+
+def node_meminfo_text(arena: Arena, nid: int) -> str:
+    """/sys/devices/system/node/node<nid>/meminfo (drivers/base/node.c:node_read_meminfo
+    and hugetlb_report_node_meminfo)."""
+    d = _node_meminfo_json(arena)
+    if f"node{nid}" not in d:
+        raise ViewUnavailable(f"node_meminfo: no node {nid}; nodes: {', '.join(d)}")
+    out = []
+    for k, v in d[f"node{nid}"].items():
+        if k.startswith("HugePages_"):                    # "Node %d HugePages_Total: %5u"
+            out.append(f"Node {nid} {k + ':':<17}{v:5d}\n")
+        else:
+            out.append(f"Node {nid} {k + ':':<16}{v:8d} kB\n")
+    return "".join(out)
+
+
+def _node_meminfo_text(arena: Arena) -> str:
+    g = _require_mm(arena)
+    return "".join(node_meminfo_text(arena, nid) for nid in range(g.nr_nodes))
 
 
 # ---------------------------------------------------------------------------- numastat
@@ -333,20 +394,6 @@ def _numa_ready(arena: Arena) -> None:
         raise ViewUnavailable(f"arena {arena.name} has no process-memory NUMA state (booted without [vm])")
 
 
-def _node_meminfo_json(arena: Arena) -> dict[str, dict[str, int]]:
-    from aerosync.mm.numa.numa_maps import node_meminfo_values
-
-    g = _require_mm(arena)
-    return {f"node{nid}": node_meminfo_values(arena, nid) for nid in range(g.nr_nodes)}
-
-
-def _node_meminfo_text(arena: Arena) -> str:
-    from aerosync.mm.numa.numa_maps import node_meminfo_text
-
-    g = _require_mm(arena)
-    return "".join(node_meminfo_text(arena, nid) for nid in range(g.nr_nodes))
-
-
 def _numa_maps_text(arena: Arena, pid: int) -> str:
     from aerosync.mm.numa.numa_maps import numa_maps_text
 
@@ -373,10 +420,11 @@ VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "pagetypeinfo": (_pagetypeinfo_text, _pagetypeinfo_json),
     "zoneinfo": (_zoneinfo_text, _zoneinfo_json),
     "vmstat": (_vmstat_text, _vmstat_json),
+    "meminfo": (_meminfo_text, _meminfo_json),
+    "node_meminfo": (_node_meminfo_text, _node_meminfo_json),
     "numastat": (_numastat_text, _numastat_json),
     "slabinfo": (_slabinfo_text, _slabinfo_json),
     "slabtop": (_slabtop_text, _slabinfo_json),
-    "node_meminfo": (_node_meminfo_text, _node_meminfo_json),
 }
 STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
 

@@ -11,10 +11,12 @@ Schema (every section optional except ``[run] workload``)::
     name, description                   top level; name defaults to the file stem
     [run]      workload duration|ops seed sample_interval warmup
     [machine]  cpus memory topology lock_stat lock_hold_sample remote_access_ns
-    [numa]     policy cpu_policy weights balancing balancing_placement numa_balancing_scan_delay_ms
-               numa_balancing_scan_period_min_ms numa_balancing_scan_period_max_ms
-               numa_balancing_scan_size_mb max_policies max_shared_policies (_NUMA_PROC_KEYS)
-    [slab]     mag_size max_order ... debug
+               max_page_order min_free_kbytes watermark_scale_factor pcp pcp_high pcp_batch
+               pcp_autotune thp lockdep
+    [kernel]   profile = "aerosync" | "linux": the defaults where AeroSync's design and
+               Linux 6.19 differ (params.KERNEL_PROFILES); every knob a profile sets
+               ([slab] mag_size, percpu_sheaves; [machine] pcp_autotune) can still be set
+    [numa] [slab]  see NumaSpec / SlabSpec
     [vm]       mm fault_locking pcid pgtable_levels tlb_entries tlb_ways max_tasks ... (_VM_KEYS)
     [workload] the workload's own Params fields (checked against its dataclass)
 
@@ -50,12 +52,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aerosync.errors import ScenarioError
-from aerosync.params import MAX_CPUS, MAX_MEMORY, MAX_NUMNODES, MIN_MEMORY, PAGE_SIZE
+from aerosync.params import (
+    DEFAULT_KERNEL_PROFILE,
+    KERNEL_PROFILES,
+    MAX_CPUS,
+    MAX_MEMORY,
+    MAX_NUMNODES,
+    MIN_MEMORY,
+    PAGE_SIZE,
+)
 
 __all__ = [
     "COMMAND_LINE",
     "DEFAULT_DURATION",
     "DEFAULT_MEMORY",
+    "KernelSpec",
+    "kernel_knobs",
     "MachineSpec",
     "RunSpec",
     "Scenario",
@@ -81,8 +93,11 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload")
-_SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel")
+_SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
+              "percpu_sheaves")
+_KERNEL_KEYS = ("profile",)
+_PCP_AUTOTUNE = ("exact", "batched", "off")
 # [numa] keys of process-memory NUMA (mm/numa/numa_types.py numa_params has the defaults):
 # key -> (kind, allowed text, low, high)
 _NUMA_PROC_KEYS: dict[str, tuple[str, str, int, int]] = {
@@ -117,7 +132,7 @@ _VM_KEYS: dict[str, tuple[str, str]] = {
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
-                 "lockdep")
+                 "lockdep", "pcp_autotune", "thp")
 
 
 class _Missing:
@@ -161,24 +176,36 @@ class MachineSpec:
     pcp_high: int | None = None         # override every PCP's high (None: zone_highsize)
     pcp_batch: int | None = None        # override every PCP's batch (None: zone_batchsize)
     lockdep: bool = False               # debug: refuse lock acquisitions out of order (sync/lockdep.py)
+    pcp_autotune: str | None = None     # "exact" | "batched" | "off"; None: the kernel profile's
+    thp: bool = True                    # THP enabled (khugepaged's min_free_kbytes raise, order-9 PCP lists)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SlabSpec:
     """[slab]: SLUB's configuration (the C kernel's Kconfig names, mm/slab/slab_common.py:slab_params)."""
 
-    mag_size: int = 16                  # CONFIG_SLAB_MAG_SIZE: per-CPU magazine, 0 = off
+    mag_size: int | None = None         # CONFIG_SLAB_MAG_SIZE: per-CPU magazine, 0 = off; None: profile's
     max_order: int = 3                  # CONFIG_SLAB_MAX_ORDER
     min_partial: int | None = None      # None: Linux's clamp(ilog2(size) / 2, 5, 10)
     min_objects: int | None = None      # None: 4 * (fls(nr_cpus) + 1)
     debug: str = ""                     # slub_debug= syntax: "FZPU", "ZP,kmalloc-64"
     max_caches: int = 64
     nr_sheaves: int = 64
+    percpu_sheaves: bool | None = None  # per-CPU sheaves for caches with a sheaf_capacity; None: profile's
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelSpec:
+    """[kernel]: which kernel's defaults the machine takes (params.KERNEL_PROFILES)."""
+
+    profile: str = DEFAULT_KERNEL_PROFILE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
-    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py."""
+    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py, and the
+    process-memory keys of _NUMA_PROC_KEYS (balancing, balancing_placement, the
+    numa_balancing_scan_* sysctls, max_policies, max_shared_policies)."""
 
     policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
     cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides
@@ -215,6 +242,7 @@ class Scenario:
     numa: NumaSpec = NumaSpec()
     slab: SlabSpec = SlabSpec()
     vm: VmSpec = VmSpec()
+    kernel: KernelSpec = KernelSpec()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -269,6 +297,8 @@ def with_overrides(s: Scenario, registry: Mapping[str, type], overrides: Sequenc
     """
     data = scenario_to_dict(s)
     del data["file"]
+    data["kernel"].pop("effective", None)
+    data["machine"] = {k: v for k, v in data["machine"].items() if v is not None}
     data["run"] = {k: v for k, v in data["run"].items() if v is not None}
     base = Path(s.file).parent if s.file else Path.cwd()
     return _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
@@ -303,8 +333,20 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "numa": s.numa.as_dict(),
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
+        "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
     }
+
+
+def kernel_knobs(s: Scenario) -> dict[str, Any]:
+    """The knobs a kernel profile sets, as this scenario runs them: the [slab] / [machine]
+    value where one is given, else the profile's default."""
+    prof = KERNEL_PROFILES[s.kernel.profile]
+    mag, pcs, tune = s.slab.mag_size, s.slab.percpu_sheaves, s.machine.pcp_autotune
+    return {"slab_mag_size": prof["slab_mag_size"] if mag is None else mag,
+            "slab_percpu_sheaves": prof["slab_percpu_sheaves"] if pcs is None else pcs,
+            "pcp_autotune": prof["pcp_autotune"] if tune is None else tune,
+            "thp": s.machine.thp}
 
 
 def scenario_hash(s: Scenario) -> str:
@@ -316,7 +358,7 @@ def scenario_hash(s: Scenario) -> str:
     """
     d = scenario_to_dict(s)
     canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "slab": d["slab"],
-             "workload": d["workload"]}
+             "kernel": d["kernel"], "workload": d["workload"]}
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -362,9 +404,18 @@ def _build(
     numa = _parse_numa(_table(data, "numa", ctx), ctx)
     slab = _parse_slab(_table(data, "slab", ctx), ctx)
     vm = _parse_vm(_table(data, "vm", ctx), ctx)
+    kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm)
+                    numa=numa, slab=slab, vm=vm, kernel=kernel)
+
+
+def _parse_kernel(t: dict[str, Any], ctx: _Ctx) -> KernelSpec:
+    _check_keys(t, "kernel", _KERNEL_KEYS, ctx)
+    profile = t.get("profile", DEFAULT_KERNEL_PROFILE)
+    if profile not in KERNEL_PROFILES:
+        raise ctx.err("kernel.profile", profile, f"one of {', '.join(repr(p) for p in KERNEL_PROFILES)}")
+    return KernelSpec(profile=profile)
 
 
 def _parse_vm(t: dict[str, Any], ctx: _Ctx) -> VmSpec:
@@ -409,7 +460,7 @@ def _vm_value_ok(key: str, v: Any, t: Mapping[str, Any]) -> bool:
 
 def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
     _check_keys(t, "slab", _SLAB_KEYS, ctx)
-    ranges = {"mag_size": (0, 128, 16), "max_order": (0, 10, 3), "min_partial": (0, 1000, None),
+    ranges = {"mag_size": (0, 128, None), "max_order": (0, 10, 3), "min_partial": (0, 1000, None),
               "min_objects": (1, 4096, None), "max_caches": (16, 1024, 64), "nr_sheaves": (1, 4096, 64)}
     vals: dict[str, Any] = {}
     for key, (lo, hi, default) in ranges.items():
@@ -421,7 +472,10 @@ def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
     if not isinstance(debug, str) or not re.fullmatch(r"[-FZPUTAO]*(,[A-Za-z0-9_.-]+)*", debug):
         raise ctx.err("slab.debug", debug, 'slub_debug syntax: flags from F Z P U T A O (or "-"), then an optional '
                       'comma list of cache names, e.g. "FZPU" or "ZP,kmalloc-64"')
-    return SlabSpec(debug=debug, **vals)
+    pcs = t.get("percpu_sheaves")
+    if pcs is not None and not isinstance(pcs, bool):
+        raise ctx.err("slab.percpu_sheaves", pcs, "true or false (omit for the kernel profile's default)")
+    return SlabSpec(debug=debug, percpu_sheaves=pcs, **vals)
 
 
 def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
@@ -572,7 +626,14 @@ def _parse_machine(t: dict[str, Any], ctx: _Ctx, base_dir: Path) -> MachineSpec:
     lockdep = t.get("lockdep", False)
     if not isinstance(lockdep, bool):
         raise ctx.err("machine.lockdep", lockdep, "true or false (check the lock order on every acquisition)")
-    extra: dict[str, Any] = {"lockdep": lockdep}
+    tune = t.get("pcp_autotune")
+    if tune is not None and tune not in _PCP_AUTOTUNE:
+        raise ctx.err("machine.pcp_autotune", tune, f"one of {', '.join(repr(x) for x in _PCP_AUTOTUNE)} "
+                      "(omit for the kernel profile's default)")
+    thp = t.get("thp", True)
+    if not isinstance(thp, bool):
+        raise ctx.err("machine.thp", thp, "true or false (transparent hugepages enabled)")
+    extra: dict[str, Any] = {"lockdep": lockdep, "pcp_autotune": tune, "thp": thp}
     for key in ("pcp_high", "pcp_batch"):
         v = t.get(key)
         if v is not None and (not _is_int(v) or not 1 <= v <= 1 << 20):

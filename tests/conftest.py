@@ -81,6 +81,21 @@ def make_arena() -> Iterator[Callable[..., Arena]]:
             a.unlink()
 
 
+_KERNEL_PROFILE: list[str | None] = [None]     # set by the both_profiles fixture
+
+
+@pytest.fixture(params=["aerosync", "linux"])
+def both_profiles(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per kernel profile: machines it makes (new_machine, machine, sa)
+    default to that profile (a test's own kernel_profile= still wins).  Race and checker
+    modules use it as `pytestmark = pytest.mark.usefixtures("both_profiles")`."""
+    _KERNEL_PROFILE[0] = request.param
+    try:
+        yield request.param
+    finally:
+        _KERNEL_PROFILE[0] = None
+
+
 def new_machine(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1, weights: list[int] | None = None,
                 distance: list[list[int]] | None = None, extra: list[L.SectionSpec] | None = None,
                 slab: bool = False, **cfg: Any) -> Arena:
@@ -91,6 +106,8 @@ def new_machine(nr_pages: int = 4096, nr_cpus: int = 2, nr_nodes: int = 1, weigh
 
     config = {"nr_cpus": nr_cpus, "nr_pages": nr_pages, "sim": single_node_sim(nr_cpus, nr_nodes, weights, distance),
               "test": os.environ.get("PYTEST_CURRENT_TEST", ""), **cfg}
+    if _KERNEL_PROFILE[0] is not None and "kernel_profile" not in cfg:
+        config["kernel_profile"] = _KERNEL_PROFILE[0]
     return create_machine(config, extra or (), slab=slab)
 
 

@@ -39,6 +39,8 @@ from aerosync.mm.pmm.page import PG_buddy
 from aerosync.mm.pmm.page_alloc import MM
 from aerosync.sync.spinlock import SpinLock
 
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
+
 NOWARN = G.__GFP_NOWARN
 GFPS = (G.GFP_KERNEL, G.GFP_KERNEL, G.GFP_HIGHUSER_MOVABLE, G.GFP_KERNEL | G.__GFP_RECLAIMABLE,
         G.GFP_HIGHUSER_MOVABLE, G.GFP_ATOMIC)

@@ -20,6 +20,8 @@ from aerosync.mm.pmm.page import NIL, PG_buddy, PG_lru, PG_pcp, PG_tail, page_ar
 from aerosync.mm.pmm.page_alloc import MM
 from tests.test_page_alloc import make_mm_arena
 
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
+
 
 @pytest.fixture
 def st() -> Iterator[dict[str, Any]]:

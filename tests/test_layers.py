@@ -12,7 +12,7 @@ RANK = {"aerosync.params": 0, "aerosync.errors": 0, "aerosync.arch": 1, "aerosyn
         "aerosync.sync": 3, "aerosync.lib": 3, "aerosync.mm": 4, "aerosync.scenario": 1, "workers": 5,
         "aerosync.coordinator": 6, "aerosync.bench": 7, "aerosync.report": 7, "aerosync.profile": 7,
         "aerosync.top": 7, "aerosync.doctor": 7, "aerosync.flamegraph": 0, "aerosync.pyspy": 0,
-        "aerosync.procfs": 5, "aerosync.cli": 8}
+        "aerosync.procfs": 5, "aerosync.fidelity": 5, "aerosync.cli": 8}
 
 
 def _rank(module: str) -> int | None:

@@ -13,7 +13,7 @@ from aerosync import procfs
 from aerosync.cli import main as cli_main
 from aerosync.errors import ScenarioError
 from aerosync.mm.numa import mempolicy as MP
-from aerosync.mm.numa.numa_maps import node_meminfo_text, numa_maps_text, task_locality
+from aerosync.mm.numa.numa_maps import numa_maps_text, task_locality
 from aerosync.mm.vm import mmap as M
 from aerosync.scenario import load_scenario, scenario_to_dict
 from tests.numa_helpers import ANON, PG, RW, SHARED, cpu, done, numa_machine, pid_of
@@ -85,7 +85,7 @@ def test_node_meminfo_format_and_counters(machine) -> None:
     addr = vm.mmap(0, 16 * PG, RW, ANON)
     for p in range(16):
         vm.store64(addr + p * PG, p)
-    text = node_meminfo_text(a, 1)
+    text = procfs.node_meminfo_text(a, 1)             # issue 14's view: process memory counted per node
     lines = text.splitlines()
     assert lines[0].startswith("Node 1 MemTotal:") and lines[0].endswith(" kB")
     assert len(lines[0]) == len("Node 1 MemTotal:       32604136 kB")

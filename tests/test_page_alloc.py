@@ -259,7 +259,9 @@ def test_watermarks_kernel_high_atomic(mk) -> None:
 
 # ----------------------------------------------------------------------------- PCP
 def test_pcp_refill_hot_cold_and_drain(mk) -> None:
-    a = mk(nr_pages=4096)
+    # zone_batchsize() of a 12 MiB zone is 1 (Linux's formula): the batch is set, and high
+    # fixed (pcp_autotune off), to test refill/drain mechanics; autotune: test_fidelity.py
+    a = mk(nr_pages=4096, pcp_batch=7, pcp_autotune="off")
     m = MM(a, 0)
     batch, high = zinfo(a, 2)["pcp_batch"], zinfo(a, 2)["pcp_high"]
     assert batch == 7 and high >= 4 * batch
@@ -299,7 +301,7 @@ def test_pcp_high_orders_and_remote_free(mk) -> None:
 
 
 def test_offline_cpu_drained_by_another(mk) -> None:
-    a = mk(nr_pages=4096)
+    a = mk(nr_pages=4096, pcp_batch=7)                 # a 12 MiB zone's own batch is 1
     m0, m1 = MM(a, 0), MM(a, 1)
     held = [m1.alloc_pages(G.GFP_KERNEL, o) for o in (0, 0, 1, 3)]
     for p, o in zip(held, (0, 0, 1, 3)):
@@ -469,7 +471,7 @@ def test_nodemask_plans_cached_fast_path_counted(mk, pcp: bool) -> None:
     assert sum(pg) - sum(pg0) == 44
     plans = _closure_var(m0.alloc_pages_nodemask, "plans")
     assert (G.GFP_KERNEL, 0, 0b10) in plans and (G.GFP_KERNEL, 1, None) in plans
-    assert bool(plans[(G.GFP_KERNEL, 0, 0b10)][4]) == pcp      # the PCP fast path's facts
+    assert bool(plans[(G.GFP_KERNEL, 0, 0b10)][5]) == pcp      # the PCP fast path's facts
     for p, o in zip(held, [0] * 40 + [2]):
         m0.free_pages(p, o)
     # the cache is bounded: many distinct nodemasks evict the oldest plans

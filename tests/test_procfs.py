@@ -23,6 +23,7 @@ from aerosync.arena.segment import Arena
 from aerosync.errors import UsageError
 from aerosync.mm.pmm import gfp as G
 from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm import vmstat as V
 from aerosync.mm.pmm.check import check
 from aerosync.mm.pmm.page import NIL, P_ZONE, PG_buddy, PG_pcp, page_array, page_off
@@ -233,6 +234,7 @@ def parse_pagetypeinfo(text: str) -> dict[str, Any]:
 
 ZI_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("zone", re.compile(r"^Node (\d+), zone (?P<zone>[ \w]{8})$")),
+    ("pernode", re.compile(r"^  per-node stats$")),
     ("pages_free", re.compile(r"^  pages free     (\d+)$")),
     ("wm", re.compile(r"^        (boost|min|low|high|promo|spanned|present|managed|cma) {2,6}(\d+)$")),
     ("protection", re.compile(r"^        protection: \((\d+(?:, \d+)*)\)$")),
@@ -241,13 +243,15 @@ ZI_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("cpu", re.compile(r"^    cpu: (\d+)$")),
     ("pcp", re.compile(r"^              (count|high|batch|high_min|high_max): +(\d+)$")),
     ("threshold", re.compile(r"^  vm stats threshold: (\d+)$")),
-    ("tail", re.compile(r"^  (node_unreclaimable|start_pfn|reserved_highatomic|free_highatomic): +(\d+)$")),
+    ("tail", re.compile(r"^  (node_unreclaimable|start_pfn): +(\d+)$")),
 ]
 
 
 def parse_zoneinfo(text: str) -> list[dict[str, Any]]:
-    """/proc/zoneinfo key fields (linux-mm.md 8.3); every line must be one of the kernel's."""
+    """/proc/zoneinfo (mm/vmstat.c zoneinfo_show_print, 6.18/6.19); every line must be one
+    of the kernel's."""
     zones: list[dict[str, Any]] = []
+    target: dict[str, int] | None = None
     for line in text.splitlines():
         for kind, pat in ZI_PATTERNS:  # noqa: B007 -- `kind` is used after the loop
             m = pat.match(line)
@@ -258,8 +262,12 @@ def parse_zoneinfo(text: str) -> list[dict[str, Any]]:
         z = zones[-1] if zones else None
         if kind == "zone":
             zones.append({"node": int(m[1]), "zone": m["zone"].strip(), "counters": {}, "pagesets": []})
+            target = None
+        elif kind == "pernode":
+            z["node_stats"] = target = {}
         elif kind == "pages_free":
             z["pages_free"] = int(m[1])
+            target = z["counters"]
         elif kind == "wm":
             assert len(line) - len(m[2]) == 17, line              # values start at column 17
             z[m[1]] = int(m[2])
@@ -268,7 +276,8 @@ def parse_zoneinfo(text: str) -> list[dict[str, Any]]:
         elif kind == "counter":
             name = m[1]
             assert line == f"      {name:<12} {m[2]}", line        # "\n      %-12s %lu"
-            z["counters"][name] = int(m[2])
+            assert target is not None, line
+            target[name] = int(m[2])
         elif kind == "cpu":
             z["pagesets"].append({"cpu": int(m[1])})
         elif kind == "pcp":
@@ -336,8 +345,11 @@ def test_pagetypeinfo_exact_headers(mk) -> None:
         "Node    0, zone      DMA, type    Unmovable      0      0      0      0      0      0      0      0      0"
         "      0      0 ",
     ]
-    assert "Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic " in lines
-    assert "Node 0, zone    DMA32            0            4            0            0 " in lines
+    assert ("Number of blocks type     Unmovable      Movable  Reclaimable   HighAtomic      Isolate "
+            in lines)                                                   # a 6.18 kernel without CMA
+    assert "Node 0, zone    DMA32            0            4            0            0            0 " in lines
+    assert ("Node    0, zone      DMA, type      Isolate      0      0      0      0      0      0      0      0      0"
+            "      0      0 ") in lines
     assert lines.count("Page block order: 9") == 2                       # once per node with memory
 
 
@@ -371,7 +383,7 @@ def test_zoneinfo_unpopulated_zone_stops_after_protection(mk) -> None:
     block = text.split("Node 1, zone      DMA\n")[1].split("Node 1, zone    DMA32\n")[0]
     assert block.splitlines()[-1] == "        protection: (0, 0, 0)"
     assert "pagesets" not in block
-    assert text.endswith("  free_highatomic:     0\n")
+    assert text.endswith("  node_unreclaimable:  0\n  start_pfn:           4096\n")   # 6.18: no highatomic lines
 
 
 # ----------------------------------------------------------------------------- round trips after a workload
@@ -406,9 +418,9 @@ def test_pagetypeinfo_roundtrip(loaded) -> None:
     js = procfs.render_json(a, "pagetypeinfo")
     assert p["pb"] == {(g.pb_order, 1 << g.pb_order)} == {(js["page_block_order"], js["pages_per_block"])}
     assert p["orders"] == list(range(g.max_order + 1))
-    assert p["types"] == list(MT_NAMES) == js["migratetypes"]
+    assert p["types"] == [*MT_NAMES, "Isolate"] == js["migratetypes"] == list(procfs.PAGETYPE_NAMES)
     assert {(r["node"], r["zone"], r["type"]): r["counts"] for r in js["free"]} == p["free"]
-    assert {(r["node"], r["zone"]): [r["counts"][t] for t in MT_NAMES] for r in js["blocks"]} == p["blocks"]
+    assert {(r["node"], r["zone"]): [r["counts"][t] for t in p["types"]] for r in js["blocks"]} == p["blocks"]
     pb = a.array("mmpageblock", np.uint8).copy()
     for zid in range(g.nr_zones):
         info = Z.zone_info(a, zid)
@@ -419,8 +431,9 @@ def test_pagetypeinfo_roundtrip(loaded) -> None:
         walked = _free_list_walk(a, zid, g.max_order)
         for mt, name in enumerate(MT_NAMES):
             assert p["free"][(*key, name)] == walked[mt], (key, name)
+        assert p["free"][(*key, "Isolate")] == [0] * (g.max_order + 1)
         # kernel: pfn = zone_start_pfn, step pageblock_nr_pages, type of the block holding pfn
-        expect = [0] * G.MIGRATE_TYPES
+        expect = [0] * (G.MIGRATE_TYPES + 1)
         for pfn in range(info["start_pfn"], info["start_pfn"] + info["spanned"], 1 << g.pb_order):
             expect[pb[pfn >> g.pb_order]] += 1
         assert p["blocks"][key] == expect, key
@@ -455,23 +468,33 @@ def test_zoneinfo_roundtrip(loaded) -> None:
             assert not j["populated"] and not z["counters"] and not z["pagesets"] and "start_pfn" not in z
             continue
         assert j["populated"]
-        assert z["counters"] == {k: j[k] for k in ("nr_free_pages", "numa_hit", "numa_miss", "numa_local",
-                                                    "numa_other")}
+        # every zone item and NUMA event a 6.18 kernel prints, in its order
+        assert list(z["counters"]) == [*V.ZONE_STAT_NAMES, *V.ZONE_NUMA_NAMES]
+        assert z["counters"] == {k: j[k] for k in z["counters"]}
         assert z["counters"]["nr_free_pages"] == bpages[zid]
+        assert z["counters"]["nr_free_pages_blocks"] == sum(n << o for o, n in enumerate(info["nr_free"])
+                                                            if o >= g.pb_order)
         for k in ("numa_hit", "numa_miss", "numa_local", "numa_other"):
             assert z["counters"][k] == t.zone[k][zid], (zid, k)
+        first = next(i for i in range(3) if Z.zone_info(a, zid // 3 * 3 + i)["present"])
+        assert ("node_stats" in z) == (zid % 3 == first)               # the per-node block: first zone
         assert z["pagesets"] == j["pagesets"]
         assert [p["cpu"] for p in z["pagesets"]] == list(range(g.nr_cpus))
         counts = []
         for p in z["pagesets"]:
             po = Z.pcp_off(a, p["cpu"], zid, g.nr_zones)
             assert p["count"] == a.u64[(po + Z.PCP_COUNT) >> 3]
-            assert p["high"] == a.u64[(po + Z.PCP_HIGH) >> 3] == p["high_min"] == p["high_max"]
+            assert p["high"] == a.u64[(po + Z.PCP_HIGH) >> 3]
+            assert (p["high_min"], p["high_max"]) == (info["pcp_high_min"], info["pcp_high_max"])
+            assert p["high"] == 0 or p["high_min"] <= p["high"] <= p["high_max"]
             assert p["batch"] == a.u64[(po + Z.PCP_BATCH) >> 3]
             counts.append(p["count"])
         assert sum(counts) == ppages[zid]                              # PCP pages by struct page flags
         assert z["start_pfn"] == info["start_pfn"] == j["start_pfn"]
-        assert (z["node_unreclaimable"], z["reserved_highatomic"], z["free_highatomic"]) == (0, 0, 0)
+        assert z["node_unreclaimable"] == 0
+    for nid in range(g.nr_nodes):                                      # numa_foreign on the preferred zone
+        assert sum(z["counters"].get("numa_foreign", 0) for z in zones if z["node"] == nid) == \
+            t.node["numa_foreign"][nid]
 
 
 def test_zoneinfo_lists_only_online_cpus(mk) -> None:
@@ -504,11 +527,19 @@ def test_vmstat_roundtrip(loaded) -> None:
     assert v["pgfree"] == t.pgfree == Z.vm_events(a)["pgfree"]
     assert v["aerosync_pgalloc_fail"] == t.fails
     assert v["pgalloc_normal"] > 0 and v["pgalloc_dma32"] > 0 and v["pgalloc_dma"] > 0
-    # kernel names first, in /proc/vmstat order; non-kernel events only under aerosync_
+    # the whole v6.19 sequence (mm/vmstat.c vmstat_text): zone items, NUMA events, node
+    # items, vm_stat items, events with pgalloc_* after pswpout and pgfree after pgskip_*,
+    # then the deprecated nr_unstable; non-kernel events only after it, under aerosync_
+    ev = list(VE.VM_EVENT_NAMES)
+    ev[ev.index("pswpout") + 1 : ev.index("pswpout") + 1] = ["pgalloc_dma", "pgalloc_dma32", "pgalloc_normal",
+                                                             "pgalloc_movable"]
+    ev.insert(ev.index("pgskip_movable") + 1, "pgfree")
+    kernel = [*V.ZONE_STAT_NAMES, "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
+              "numa_other", *VE.NODE_STAT_NAMES, *V.VM_STAT_NAMES, *ev, "nr_unstable"]
     names = list(v)
-    assert names[:11] == ["nr_free_pages", "numa_hit", "numa_miss", "numa_foreign", "numa_interleave",
-                          "numa_local", "numa_other", "pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgfree"]
-    assert all(n.startswith("aerosync_") for n in names[11:]) and "aerosync_pcp_refill" in names
+    assert names[: len(kernel)] == kernel
+    assert all(n.startswith("aerosync_") for n in names[len(kernel):]) and "aerosync_pcp_refill" in names
+    assert v["nr_memmap_boot_pages"] == 8192 * 64 // 4096             # struct pages of the machine
 
 
 def test_numastat_roundtrip(loaded) -> None:

@@ -22,6 +22,8 @@ from aerosync.arena.segment import Arena
 from aerosync.params import CPU_AREA_SIZE
 from workers.workloads import _pages
 
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
+
 
 class HookAtomic:
     """arena.atomic with one-shot hooks: hook(op, off, fn) runs fn() just before the

@@ -349,7 +349,7 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
                         "check_interval": 0.0}
-    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload"}
+    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload", "kernel"}
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:

@@ -3,10 +3,14 @@ consistent allocator afterwards (slab checker and page checker pass)."""
 
 from __future__ import annotations
 
+import pytest
+
 from aerosync.mm.slab.kmalloc import Kmalloc
 from aerosync.mm.slab.slab_common import SLAB_POISON, SLAB_RED_ZONE, SLAB_STORE_USER, kmem_cache_create, virt_to_off
 from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
+
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
 
 DBG = SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER
 

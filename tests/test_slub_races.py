@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm.gfp import __GFP_NOWARN, __GFP_THISNODE
 from aerosync.mm.slab import slab_common as SC
@@ -17,6 +19,8 @@ from aerosync.mm.slab import slub as S
 from aerosync.mm.slab.slab_common import kmem_cache_create, slab_stats, virt_to_off
 from aerosync.mm.slab.slub import Slub
 from tests.test_slub import all_ok
+
+pytestmark = pytest.mark.usefixtures("both_profiles")   # issue 14: races and checker in both kernel profiles
 
 
 def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:
@@ -26,22 +30,30 @@ def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:
 
 # ------------------------------------------------------------------ task vs irq of one CPU
 def test_irq_waits_for_list_lock_held_by_its_task(sa) -> None:
-    """Task context holds n->list_lock (inside __slab_free / unfreeze); the irq context of
-    the same CPU needs it (a free that moves a full slab to the partial list).  The lock
-    word names (pid, cpu), which both threads share: the irq thread raised LockError
-    ("recursive acquire") instead of waiting.  Fixed: the irq context locks as owner
-    IRQ_LOCK_CPU | cpu, so it waits, as an interrupt waits for spin_unlock_irqrestore."""
-    a = sa(slab_mag_size=0)
+    """Task context holds n->list_lock (inside __slab_free / deactivate); the irq context of
+    the same CPU needs it (a free that empties a node-partial slab: since 6.8 that is the
+    free that takes list_lock; a full slab goes to the freeing CPU's partial list without
+    it).  The lock word names (pid, cpu), which both threads share: the irq thread raised
+    LockError ("recursive acquire") instead of waiting.  Fixed: the irq context locks as
+    owner IRQ_LOCK_CPU | cpu, so it waits, as an interrupt waits for
+    spin_unlock_irqrestore."""
+    a = sa(slab_mag_size=0, slab_min_partial=0)
     task, irq = Slub(a, 0), Slub(a, 0, irq=True)
     cid = kmem_cache_create(a, "race-irq-lock", 64)
     tc, ic = task.cache(cid), irq.cache(cid)
-    objs = [tc.alloc() for _ in range(200)]
+    objs = [tc.alloc() for _ in range(3 * tc.objects)]
     tc.flush_cpu(0)                                       # the slabs are full and unfrozen now
+    spfn = (objs[0] - SC.VBASE) >> 12
+    same = [x for x in objs[1:] if (x - SC.VBASE) >> 12 == spfn]
+    for x in same:
+        tc.free(x)                                        # S: full -> CPU 0's partial list, inuse 1
+    tc.flush_cpu(0)                                       # __put_partials: S -> node partial
+    assert node_partial(a, cid, 0) == (1, spfn)
     err: list[str] = []
 
     def irq_body() -> None:
         try:
-            ic.free(objs[0])                              # full slab -> node partial: list_lock
+            ic.free(objs[0])                              # S empties: list_lock, then discard
         except Exception as e:                            # reported below
             err.append(repr(e))
 
@@ -58,9 +70,11 @@ def test_irq_waits_for_list_lock_held_by_its_task(sa) -> None:
         tc.node_lock[0].release()
         t.join(10)
     assert not err and not t.is_alive()
-    assert node_partial(a, cid, 0)[0] == before[0] + 1
+    assert node_partial(a, cid, 0) == (0, SC.NIL32)       # removed and discarded (min_partial 0)
+    assert slab_stats(a, cid)["free_slab"] == 1
     for x in objs[1:]:
-        tc.free(x)
+        if x not in same:
+            tc.free(x)
     tc.flush_cpu(0)
     all_ok(a)
 
@@ -106,13 +120,17 @@ def _exhaust_node(a: Arena, nid: int, cpu: int) -> list[int]:
     return pages
 
 
-def test_alloc_node_fallback_slab_on_its_own_node_list(sa) -> None:
+def test_alloc_node_fallback_slab_on_its_own_node_list(sa, monkeypatch) -> None:
     """kmalloc_node(nid) when node nid has no free pages: new_slab falls back to another
     node.  The slab was linked on *that* node's partial list while holding node nid's
     list_lock (so a CPU working that list under its own lock raced with it), and the loop
     then looked at node nid's list again and never found it: a new slab per turn until
-    memory ran out.  Fixed: the new slab goes to its own node's list under its own lock and
-    the object is taken from there (Linux also hands out the fallback node's object)."""
+    memory ran out.  Fixed, and since issue 14 as ___slab_alloc does it: the fallback slab
+    becomes the CPU slab (no list, no list_lock); the next kmalloc_node(nid) finds it of
+    another node (ALLOC_NODE_MISMATCH), deactivates it onto its own node's list under its
+    own lock, and once that node holds more than min_partial partial slabs
+    get_any_partial serves from there: at most min_partial + 1 new slabs, not one a turn."""
+    monkeypatch.setattr(S, "_get_cycles", lambda: 0)      # get_any_partial's defrag gate: always pass
     a = sa(nr_nodes=2, nr_cpus=2, slab_mag_size=0)
     s0 = Slub(a, 0)
     c = s0.cache(kmem_cache_create(a, "race-node", 64))
@@ -131,10 +149,12 @@ def test_alloc_node_fallback_slab_on_its_own_node_list(sa) -> None:
         other.node_lock[0].release()
         t.join(60)
     assert res and res[0]
-    assert slab_stats(a, c.id)["alloc_slab"] - slabs0 == 1, "a new slab per turn (runaway)"
-    more = [c.alloc_node(1) for _ in range(30)]           # same slab: no further slab
-    assert all(more) and len({res[0], *more}) == 31
     assert slab_stats(a, c.id)["alloc_slab"] - slabs0 == 1
+    more = [c.alloc_node(1) for _ in range(30)]
+    assert all(more) and len({res[0], *more}) == 31
+    min_partial = SC.cache_info(a, c.id)["min_partial"]
+    assert slab_stats(a, c.id)["alloc_slab"] - slabs0 <= min_partial + 1, "a new slab per turn (runaway)"
+    assert slab_stats(a, c.id)["alloc_node_mismatch"] >= 30
     for x in (res[0], *more):
         c.free(x)
     mm = s0.mm
@@ -183,8 +203,9 @@ def test_debug_alloc_local_node_full_uses_fallback_slab(sa) -> None:
 def test_remote_free_emptying_decision_revalidated_by_cas(sa, monkeypatch) -> None:
     """Ruled out: discard racing an allocation.  CPU 1 frees the last object of an unfrozen
     node-partial slab P: it reads inuse 1, decides "empty -> discard" and takes list_lock
-    before its CAS.  In that window CPU 0 (kmalloc_node to P's node) takes an object from
-    P.  The CAS fails (word changed), the retry sees inuse 2, and P is not discarded."""
+    before its CAS.  In that window CPU 0 (kmalloc_node to P's node) takes P off the list
+    and freezes it as its cpu slab (get_partial_node + freeze_slab).  The CAS fails (word
+    changed), the retry sees P frozen (no list work, no lock), and P is not discarded."""
     a = sa(nr_nodes=2, nr_cpus=2, slab_mag_size=0, slab_min_partial=0)
     cid = kmem_cache_create(a, "race-discard", 64)
     c0 = Slub(a, 0).cache(cid)
@@ -194,7 +215,8 @@ def test_remote_free_emptying_decision_revalidated_by_cas(sa, monkeypatch) -> No
     assert all((x - SC.VBASE) >> 12 == pfn for x in objs)
     c1.flush_cpu(1)                                       # P: unfrozen, full
     for x in objs[1:]:
-        c0.free(x)                                        # remote frees: P on node 1 partial, inuse 1
+        c0.free(x)                                        # remote frees: P on CPU 0's partial list
+    c0.flush_cpu(0)                                       # __put_partials: P on node 1 partial, inuse 1
     assert node_partial(a, cid, 1) == (1, pfn)
     got: list[int] = []
 
@@ -215,12 +237,13 @@ def test_remote_free_emptying_decision_revalidated_by_cas(sa, monkeypatch) -> No
     monkeypatch.undo()
     cas0 = slab_stats(a, cid, 1)["cmpxchg_fail"]
     r.free(objs[0])
-    assert got and (got[0] - SC.VBASE) >> 12 == pfn        # CPU 0 took an object of P
+    assert got and (got[0] - SC.VBASE) >> 12 == pfn        # CPU 0 took P (its cpu slab now: frozen)
     assert slab_stats(a, cid, 1)["cmpxchg_fail"] == cas0 + 1
-    assert slab_stats(a, cid)["free_slab"] == 0           # P not discarded under CPU 0's object
-    assert node_partial(a, cid, 1) == (1, pfn)
+    assert slab_stats(a, cid)["free_slab"] == 0           # P not discarded under CPU 0's objects
+    assert node_partial(a, cid, 1) == (0, SC.NIL32)
     all_ok(a)
-    c0.free(got[0])                                       # now it is empty: discarded
+    c0.free(got[0])
+    c0.flush_cpu(0)                                       # deactivate_slab: empty -> discarded
     assert slab_stats(a, cid)["free_slab"] == 1
     all_ok(a)
 

@@ -21,13 +21,13 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation, lib, numa, pagealloc, profiling, slab
+    from aerosync.bench import fidelity, foundation, lib, numa, pagealloc, profiling, slab
 
     return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
-            "numa": numa}
+            "fidelity": fidelity, "numa": numa}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "numa")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "numa")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -5,6 +5,8 @@ the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states it
 part and why; this tree is the union, and nothing takes locks in another order.
 
     slab_mutex                         mm/slab/slab_common.py  cache table (create/destroy/lookup)
+      pcs lock (per cache x CPU CAS, trylock)  mm/slab/slub.py  per-CPU sheaves main/spare
+        &barn->lock (per cache x node)          a node's full/empty sheaf lists
       c->lock  (per cache x CPU CAS)   mm/slab/slub.py      c->slab, c->partial, magazine
         &n->list_lock (per cache x node)               node partial lists, discard
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)

@@ -25,6 +25,7 @@ __all__ = ["LOCK_RANKS", "LEAF_RANK", "LockOrderError", "rank_of", "lockdep_acqu
 
 LOCK_RANKS: dict[str, int] = {
     "slab_mutex": 10,
+    "&barn->lock": 20,
     "&n->list_lock": 30,
     "&zone->lock": 50,
 }
@@ -60,7 +61,7 @@ def lockdep_acquire(lock_class: str, name: str) -> None:
         if held_rank >= rank:
             raise LockOrderError(f"lockdep: possible circular locking dependency detected: acquiring {name} "
                                  f"(rank {rank}) while holding {held_name} (rank {held_rank}); "
-                                 "order: slab_mutex -> &n->list_lock -> &zone->lock -> leaves")
+                                 "order: slab_mutex -> &barn->lock -> &n->list_lock -> &zone->lock -> leaves")
     stack.append((lock_class, name, rank))
 
 

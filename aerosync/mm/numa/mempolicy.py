@@ -54,7 +54,8 @@ MM.alloc_pages_nodemask gets, so MM's zone_statistics counts numastat as Linux d
   * The interleave position is per allocator (per task: current->il_prev, il_weight),
     starting so that the first allocation goes to the first node of the set
     (do_set_mempolicy sets il_prev = MAX_NUMNODES - 1).
-  * interleave_hit counts one per allocation (__count_numa_event), whatever the order.
+  * interleave_hit counts one per allocation (__count_numa_event on the page's zone),
+    whatever the order.
   * Nodes without memory: a node list naming one explicitly is refused (numactl's "node
     argument out of range"); ranges and "all" skip them; an empty result is refused
     (the kernel's EINVAL from mpol_set_nodemask).  "+N" indexes the memory nodes
@@ -66,9 +67,10 @@ MM.alloc_pages_nodemask gets, so MM's zone_statistics counts numastat as Linux d
 Hot path: `PolicyAllocator.alloc_pages` is one closure specialised per mode at
 construction (no per-call objects; locals bound once).  default/local, and preferred=
 the local node, are MM.alloc_pages itself (zero overhead).  interleave counts its hit
-with one plain increment on this CPU's mmstat record at the documented offset
-(mm/pmm/mmzone.py: STAT_NUMA + nid*8 + NUMA_INTERLEAVE_HIT), the same word
-MM.count_numa_event bumps, without the extra call.  Measured (2-core box, 2-node
+with one plain increment on this CPU's mmstat record at the documented offset of the
+page's zone (mm/pmm/mmzone.py: STAT_NUMA + nr_nodes*8 + zone*ZS_WORDS + ZS_INTERLEAVE,
+zone = the page's P_ZONE byte), as alloc_pages_mpol counts it on page_zone(page), so
+zoneinfo's numa_interleave is per zone as on Linux.  Measured (2-core box, 2-node
 machine, PCP on, order-0 alloc + free pairs from a CPU on node 0): bare MM.alloc_pages
 about 1.4 us; local/default the same function; bind=1 1.52-1.63, preferred=1 1.55-1.63
 and preferred-many=1 1.60-1.69, now that MM caches nodemask plans and serves non-local
@@ -107,7 +109,7 @@ from aerosync.mm.pmm.gfp import __GFP_NORETRY as _GFP_NORETRY
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
-from aerosync.mm.pmm.page import P_NODE
+from aerosync.mm.pmm.page import P_NODE, P_ZONE
 from aerosync.params import MAX_NUMNODES, PAGE_META_SIZE
 
 __all__ = [
@@ -643,8 +645,12 @@ def _build(pa: PolicyAllocator) -> None:
     arena = mm.arena
     u8, u64 = arena.u8, arena.u64
     pnode = arena.off("pagemeta") + P_NODE
-    ih = [(Z.stat_off(arena, mm.cpu, mm.nr_nodes) >> 3) + Z.STAT_NUMA + n * 8 + Z.NUMA_INTERLEAVE_HIT
-          for n in range(mm.nr_nodes)]
+    pzone = pnode - P_NODE + P_ZONE
+    # numa_interleave is counted on the page's zone (__count_numa_event(page_zone(page), ..)):
+    # word ih0 + global zone id * ZS_WORDS of this CPU's mmstat record.
+    ih0 = ((Z.stat_off(arena, mm.cpu, mm.nr_nodes) >> 3) + Z.STAT_NUMA + mm.nr_nodes * 8
+           + Z.ZS_INTERLEAVE)
+    ZSW = Z.ZS_WORDS
     assert PAGE_META_SIZE == 64
     pz = _policy_zone(mm)
     low_zone_bits = (_GFP_DMA if pz > ZONE_DMA else 0) | (_GFP_DMA32 if pz > ZONE_DMA32 else 0)
@@ -706,7 +712,7 @@ def _build(pa: PolicyAllocator) -> None:
                 return pfn
         pfn = anm(gfp, order, nid, nmask)
         if pfn >= 0 and mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE) and u8[pnode + (pfn << 6)] == nid:
-            u64[ih[nid]] += 1
+            u64[ih0 + u8[pzone + (pfn << 6)] * ZSW] += 1
         return pfn
 
     # -------------------------------------------------- hot path, one closure per mode
@@ -746,7 +752,7 @@ def _build(pa: PolicyAllocator) -> None:
             nid = nodes_t[i]
             pfn = ap(gfp, order) if nid == mynid else anm(gfp, order, nid, None)
             if pfn >= 0 and u8[pnode + (pfn << 6)] == nid:
-                u64[ih[nid]] += 1
+                u64[ih0 + u8[pzone + (pfn << 6)] * ZSW] += 1
             return pfn
     else:                                        # MPOL_WEIGHTED_INTERLEAVE
         def alloc(gfp: int, order: int) -> int:
@@ -763,7 +769,7 @@ def _build(pa: PolicyAllocator) -> None:
             nid = nodes_t[i]
             pfn = ap(gfp, order) if nid == mynid else anm(gfp, order, nid, None)
             if pfn >= 0 and u8[pnode + (pfn << 6)] == nid:
-                u64[ih[nid]] += 1
+                u64[ih0 + u8[pzone + (pfn << 6)] * ZSW] += 1
             return pfn
 
     def folio_alloc(gfp: int, order: int) -> int:

@@ -1,9 +1,9 @@
-"""NUMA views of process memory: /proc/<pid>/numa_maps, a task's locality, and each
-node's meminfo.
+"""NUMA views of process memory: /proc/<pid>/numa_maps and a task's locality (each
+node's meminfo is procfs.py's node_meminfo, mm/pmm/vmstat.py node_meminfo_values).
 
 Models: fs/proc/task_mmu.c (show_numa_map, gather_pte_stats, gather_stats,
-can_gather_numa_stats), mm/mempolicy.c (mpol_to_str, __get_vma_policy),
-drivers/base/node.c (node_read_meminfo).  Unit: one task (by pid) of an arena; one node.
+can_gather_numa_stats), mm/mempolicy.c (mpol_to_str, __get_vma_policy).  Unit: one
+task (by pid) of an arena.
 
 numa_maps, one line per VMA, exactly as the kernel prints it::
 
@@ -24,11 +24,6 @@ numa_maps, one line per VMA, exactly as the kernel prints it::
 Locking: a view reads without locks (the maple tree and page tables are RCU-readable;
 the figures of a live task are a racy snapshot, as /proc's under a concurrent fault);
 the task's own CPU may render its numa_maps at any time.
-
-node meminfo (/sys/devices/system/node/nodeN/meminfo): "Node N Field:" padded to 16
-columns after the node number, the value in kB right-aligned in 8 columns, in
-node_read_meminfo's order, from the zones' managed and free pages and the node stat
-counters (mm/pmm/vm_event.py) -- the same counters /proc/meminfo sums (procfs.py).
 """
 
 from __future__ import annotations
@@ -38,9 +33,6 @@ from typing import Any
 from aerosync.lib.maple_tree import MapleTree
 from aerosync.mm.numa import mempolicy as MP
 from aerosync.mm.numa import numa_types as N
-from aerosync.mm.pmm import mmzone as Z
-from aerosync.mm.pmm import vm_event as VE
-from aerosync.mm.pmm.gfp import MAX_NR_ZONES
 from aerosync.mm.pmm.page import (
     P_MAPPING,
     PAGE_MAPPING_ANON,
@@ -56,9 +48,8 @@ from aerosync.mm.vm.pgtable import _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _
 from aerosync.mm.vm.task import task_by_pid
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["show_numa_map", "numa_map_record", "numa_maps_text", "numa_maps_json", "task_locality",
-           "node_meminfo_values",
-           "node_meminfo_text", "NODE_MEMINFO_FIELDS"]
+__all__ = ["show_numa_map", "numa_map_record", "numa_maps_text", "numa_maps_json", "numa_maps_format",
+           "task_locality"]
 
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
 
@@ -259,56 +250,3 @@ def task_locality(arena: Any, tid: int, nid: int, start: int = 0, end: int = 1 <
         total += md["pages"]
         local += md["node"].get(nid, 0)
     return local, total
-
-
-# ---------------------------------------------------------------- node meminfo
-NODE_MEMINFO_FIELDS = (
-    "MemTotal", "MemFree", "MemUsed", "SwapCached", "Active", "Inactive", "Active(anon)", "Inactive(anon)",
-    "Active(file)", "Inactive(file)", "Unevictable", "Mlocked", "Dirty", "Writeback", "FilePages", "Mapped",
-    "AnonPages", "Shmem", "KernelStack", "PageTables", "SecPageTables", "NFS_Unstable", "Bounce",
-    "WritebackTmp", "KReclaimable", "Slab", "SReclaimable", "SUnreclaim", "AnonHugePages", "ShmemHugePages",
-    "ShmemPmdMapped", "FileHugePages", "FilePmdMapped", "HugePages_Total", "HugePages_Free", "HugePages_Surp",
-)
-
-
-def node_meminfo_values(arena: Any, nid: int) -> dict[str, int]:
-    """node_read_meminfo()'s fields of node nid: kB (HugePages_* are counts)."""
-    q = arena.u64
-    k = PAGE_SIZE >> 10
-    total = free = 0
-    for zi in range(MAX_NR_ZONES):
-        zo = Z.zone_off(arena, nid * MAX_NR_ZONES + zi)
-        total += q[(zo + Z.Z_MANAGED) >> 3]
-        free += q[(zo + Z.Z_NR_FREE_PAGES) >> 3]
-    n = VE.fold_node_stats(arena)[nid]
-    sre, sun = n["nr_slab_reclaimable"], n["nr_slab_unreclaimable"]
-    v = {
-        "MemTotal": total, "MemFree": free, "MemUsed": total - free, "SwapCached": n["nr_swapcached"],
-        "Active": n["nr_active_anon"] + n["nr_active_file"], "Inactive": n["nr_inactive_anon"] + n["nr_inactive_file"],
-        "Active(anon)": n["nr_active_anon"], "Inactive(anon)": n["nr_inactive_anon"],
-        "Active(file)": n["nr_active_file"], "Inactive(file)": n["nr_inactive_file"],
-        "Unevictable": n["nr_unevictable"], "Mlocked": 0, "Dirty": n["nr_dirty"], "Writeback": n["nr_writeback"],
-        "FilePages": n["nr_file_pages"], "Mapped": n["nr_mapped"], "AnonPages": n["nr_anon_pages"],
-        "Shmem": n["nr_shmem"], "KernelStack": -1, "PageTables": n["nr_page_table_pages"],
-        "SecPageTables": n["nr_sec_page_table_pages"], "NFS_Unstable": 0, "Bounce": 0,
-        "WritebackTmp": n["nr_writeback_temp"], "KReclaimable": sre + n["nr_kernel_misc_reclaimable"],
-        "Slab": sre + sun, "SReclaimable": sre, "SUnreclaim": sun,
-        "AnonHugePages": n["nr_anon_transparent_hugepages"], "ShmemHugePages": n["nr_shmem_hugepages"],
-        "ShmemPmdMapped": n["nr_shmem_pmdmapped"], "FileHugePages": n["nr_file_hugepages"],
-        "FilePmdMapped": n["nr_file_pmdmapped"],
-    }
-    out = {f: max(0, x) * k for f, x in v.items()}
-    out["KernelStack"] = max(0, n["nr_kernel_stack"])      # already in kB
-    out.update({"HugePages_Total": 0, "HugePages_Free": 0, "HugePages_Surp": 0})
-    return out
-
-
-def node_meminfo_text(arena: Any, nid: int) -> str:
-    """/sys/devices/system/node/node<nid>/meminfo."""
-    out = []
-    for f, v in node_meminfo_values(arena, nid).items():
-        if f.startswith("HugePages_"):
-            out.append(f"Node {nid} {f + ':':<17}{v:5d}\n")
-        else:
-            out.append(f"Node {nid} {f + ':':<16}{v:8d} kB\n")
-    return "".join(out)

@@ -48,7 +48,14 @@ import numpy as np
 
 from aerosync.errors import InvariantViolation
 from aerosync.mm.pmm import mmzone as Z
-from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, MIGRATE_TYPES
+from aerosync.mm.pmm.gfp import (
+    MAX_NR_ZONES,
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE,
+)
 from aerosync.mm.pmm.page import NIL, PG_buddy, PG_head, PG_pcp, PG_reserved, PG_tail, page_array
 
 __all__ = ["CheckReport", "check", "INVARIANTS"]
@@ -275,11 +282,15 @@ def _check(arena: Any, s: _Sink) -> None:
                 s.add("P4", where, "state IDLE, or OFFLINE and empty", f"state {state} count {count}")
             pages_on = 0
             for idx in range(Z.NR_PCP_LISTS):
-                o, m = divmod(idx, MIGRATE_PCPTYPES)
+                o = Z.pindex_to_order(idx)
+                # the two THP lists (order_to_pindex): movable, and unmovable + reclaimable
+                mts = ((idx % MIGRATE_PCPTYPES,) if idx < Z.NR_LOWORDER_PCP_LISTS else
+                       (MIGRATE_MOVABLE,) if idx > Z.NR_LOWORDER_PCP_LISTS else
+                       (MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE))
                 li = (po + Z.PCP_LISTS + 8 * idx) >> 2
-                n = _walk(s, "P2", f"{where} list order {o} mt {m}", int(q32[li]), int(q32[li + 1]), None, nxt, prv,
-                          lambda p, z=z, o=o, m=m: bool(is_pcp[p]) and zone[p] == z and order[p] == o and mt[p] == m,
-                          nr_pages)
+                n = _walk(s, "P2", f"{where} list order {o} mt {mts}", int(q32[li]), int(q32[li + 1]), None, nxt,
+                          prv, lambda p, z=z, o=o, mts=mts: bool(is_pcp[p]) and zone[p] == z and order[p] == o
+                          and int(mt[p]) in mts, nr_pages)
                 walked += n
                 pages_on += n << o
             if pages_on != count:

@@ -11,9 +11,24 @@ Configuration keys read from arena.config (defaults in brackets):
   sim                    SimTopology.to_dict() [one node holding every CPU]
   max_page_order         MAX_PAGE_ORDER, 1..15 [10]; pageblock_order = min(9, it)
   min_free_kbytes        [calculate_min_free_kbytes(total managed), Linux's formula]
+  thp                    CONFIG_TRANSPARENT_HUGEPAGE enabled [True]: khugepaged's
+                         set_recommended_min_free_kbytes raise of min_free_kbytes, and
+                         order-9 (HPAGE_PMD_ORDER) blocks on their own PCP lists; needs
+                         max_page_order >= 9 (else off)
   watermark_scale_factor [10]
-  pcp_enabled            order <= 3 allocations go through per-CPU lists [True]
-  pcp_high / pcp_batch   override every PCP's high / batch [zone_highsize / zone_batchsize]
+  pcp_enabled            pcp_allowed_order() allocations go through per-CPU lists [True]
+  pcp_batch              override every PCP's batch [zone_batchsize]
+  pcp_high               fix every PCP's high (high_min = high_max, no autotune, as
+                         percpu_pagelist_high_fraction does) [zone_highsize]
+  pcp_autotune           "exact" | "batched" | "off" [the kernel profile's, params.py]
+  kernel_profile         "aerosync" | "linux": defaults of the knobs above that differ
+
+Boot order as Linux's init_per_zone_wmark_min + khugepaged start: min_free_kbytes from
+the managed pages, watermarks, then (THP) the khugepaged raise from the pages above the
+HIGH marks and the watermarks again; lowmem_reserve, totalreserve_pages; PCP batch and
+high_min/high_max from the final LOW marks (zone_pcp_update).  pcp->high starts at 0
+as after per_cpu_pages_init()'s memset (zoneinfo prints 0 for a PCP never used) and is
+clamped into [high_min, high_max] on first use.
 
 `mm_init` is single-process and lock-free (no worker exists yet); everything it writes
 is bulk numpy.  pfn 0 is reserved (PG_reserved, refcount 1), as x86-64 reserves the
@@ -36,6 +51,7 @@ from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES, MIGRATE_MOVABLE, MIGRATE_TYPES
 from aerosync.mm.pmm.page import NIL, PG_buddy, PG_reserved, page_array
 from aerosync.mm.pmm.vm_event import vmevents_section
+from aerosync.params import profile_default
 from aerosync.sync.lockstat import lock_alloc
 
 __all__ = ["mm_sections", "mm_init", "mm_params", "single_node_sim", "sim_of", "DEFAULT_MAX_PAGE_ORDER",
@@ -75,6 +91,10 @@ def mm_params(config: dict[str, Any]) -> dict[str, Any]:
     if nr_pages >= 1 << 32 or nr_pages < 64:
         raise ValueError(f"nr_pages = {nr_pages}: allowed 64..2^32-1 (pfns are u32 links)")
     sim = sim_of(config)
+    autotune = str(profile_default(config, "pcp_autotune"))
+    if autotune not in Z.PCP_AUTOTUNE_NAMES:
+        raise ValueError(f"pcp_autotune = {autotune!r}: allowed {', '.join(Z.PCP_AUTOTUNE_NAMES)}")
+    thp = config.get("thp")
     return {
         "nr_pages": nr_pages, "nr_cpus": int(config["nr_cpus"]), "sim": sim,
         "max_order": max_order, "pb_order": min(PAGEBLOCK_ORDER_MAX, max_order),
@@ -82,6 +102,8 @@ def mm_params(config: dict[str, Any]) -> dict[str, Any]:
         "watermark_scale_factor": int(config.get("watermark_scale_factor", 10)),
         "pcp_enabled": bool(config.get("pcp_enabled", True)),
         "pcp_high": config.get("pcp_high"), "pcp_batch": config.get("pcp_batch"),
+        "thp": (True if thp is None else bool(thp)) and max_order >= Z.HPAGE_PMD_ORDER,
+        "pcp_autotune": Z.PCP_AUTOTUNE_NAMES.index(autotune),
     }
 
 
@@ -229,30 +251,49 @@ def mm_init(arena: Any) -> None:
             arena.u32[li + 1] = int(sel[-1])
     del pages, pb, zone_of, node_of
 
-    # ---- watermarks, lowmem_reserve, pcp high/batch
+    # ---- min_free_kbytes, watermarks (+ khugepaged raise), lowmem_reserve, pcp high/batch
     mfk = p["min_free_kbytes"]
     mfk = Z.calculate_min_free_kbytes(sum(managed)) if mfk is None else int(mfk)
     wm = Z.setup_watermarks(managed, mfk, p["watermark_scale_factor"])
+    if p["thp"]:
+        populated = sum(1 for m in managed if m)
+        raised = Z.set_recommended_min_free_kbytes(
+            mfk, populated, Z.nr_free_buffer_pages(managed, [w[2] for w in wm]), pb_order)
+        if raised != mfk:
+            mfk = raised
+            wm = Z.setup_watermarks(managed, mfk, p["watermark_scale_factor"])
+    reserves = []
     for nid in range(nr_nodes):
-        res = Z.setup_lowmem_reserve(managed[nid * MAX_NR_ZONES : (nid + 1) * MAX_NR_ZONES])
+        reserves += Z.setup_lowmem_reserve(managed[nid * MAX_NR_ZONES : (nid + 1) * MAX_NR_ZONES])
+    totalreserve = Z.calculate_totalreserve_pages(managed, [w[2] for w in wm], reserves)
+    autotune = p["pcp_autotune"]
+    for nid in range(nr_nodes):
         for zi in range(MAX_NR_ZONES):
             zid = nid * MAX_NR_ZONES + zi
             zoff = Z.zone_off(arena, zid)
             for w in range(4):
                 q[(zoff + Z.Z_WMARK + 8 * w) >> 3] = wm[zid][w]
             for j in range(MAX_NR_ZONES):
-                q[(zoff + Z.Z_LOWMEM_RESERVE + 8 * j) >> 3] = res[zi][j]
+                q[(zoff + Z.Z_LOWMEM_RESERVE + 8 * j) >> 3] = reserves[zid][j]
             batch = p["pcp_batch"] if p["pcp_batch"] is not None else Z.zone_batchsize(managed[zid])
             ncpu = len(sim.node_cpus[nid]) or nr_cpus
-            high = p["pcp_high"] if p["pcp_high"] is not None else Z.zone_highsize(wm[zid][1], managed[zid],
-                                                                                   batch, ncpu)
+            if p["pcp_high"] is not None:                       # fixed high, no autotune
+                high_min = high_max = int(p["pcp_high"])
+            else:
+                high_min = Z.zone_highsize(wm[zid][1], managed[zid], batch, ncpu)
+                high_max = (Z.zone_highsize(wm[zid][1], managed[zid], batch, ncpu,
+                                            Z.MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+                            if autotune != Z.PCP_AUTOTUNE_OFF else high_min)
             q[(zoff + Z.Z_PCP_BATCH) >> 3] = int(batch)
-            q[(zoff + Z.Z_PCP_HIGH) >> 3] = int(high)
+            q[(zoff + Z.Z_PCP_HIGH) >> 3] = int(high_min)
+            q[(zoff + Z.Z_PCP_HIGH_MAX) >> 3] = int(high_max)
             for cpu in range(nr_cpus):
                 po = Z.pcp_off(arena, cpu, zid, nr_zones)
                 arena.u8[po : po + Z.PCP_REC_SIZE] = bytes(Z.PCP_REC_SIZE)
-                q[(po + Z.PCP_HIGH) >> 3] = int(high)
                 q[(po + Z.PCP_BATCH) >> 3] = int(batch)
+                q[(po + Z.PCP_HIGH_MIN) >> 3] = int(high_min)
+                q[(po + Z.PCP_HIGH_MAX) >> 3] = int(high_max)
+                q[(po + Z.PCP_FREE_THR) >> 3] = int(high_min)     # clamp(0, high_min, high_max)
                 lo = (po + Z.PCP_LISTS) >> 2
                 arena.u32[lo : lo + 2 * Z.NR_PCP_LISTS] = _nil_words(2 * Z.NR_PCP_LISTS)
 
@@ -261,7 +302,8 @@ def mm_init(arena: Any) -> None:
     for field, val in ((Z.G_NR_PAGES, nr_pages), (Z.G_MAX_ORDER, max_order), (Z.G_PB_ORDER, pb_order),
                        (Z.G_NR_NODES, nr_nodes), (Z.G_NR_ZONES, nr_zones), (Z.G_NR_CPUS, nr_cpus),
                        (Z.G_PCP_ENABLED, int(p["pcp_enabled"])), (Z.G_MIN_FREE_KBYTES, mfk),
-                       (Z.G_DMA_END, dma_end), (Z.G_DMA32_END, dma32_end)):
+                       (Z.G_DMA_END, dma_end), (Z.G_DMA32_END, dma32_end), (Z.G_THP, int(p["thp"])),
+                       (Z.G_PCP_AUTOTUNE, autotune), (Z.G_TOTALRESERVE, totalreserve)):
         q[(hdr + field) >> 3] = val
     arena.atomic.store64(hdr + Z.G_MAGIC, Z.MM_MAGIC)   # last: an attacher seeing it sees all
 

@@ -61,7 +61,33 @@ Deliberate races: watermark checks read NR_FREE_PAGES without the zone lock (as 
 kernel's zone_page_state does); a stale value can only make one allocation pass or fail
 a mark it was near.  numastat counters are per-CPU, their sum is exact when quiescent.
 Not modelled (yet): HIGHATOMIC reserve creation (reserve_highatomic_pageblock: the
-HIGHATOMIC lists stay empty), watermark boost, CMA, PCP high auto-tuning, reclaim.
+HIGHATOMIC lists stay empty), CMA, reclaim (kswapd: see boost below).
+
+PCP high auto-tuning (6.7+, issue 14 point 4): each pcp has high_min/high_max
+(zone_highsize; both = `pcp_high` when that knob fixes it), `high` moving between them,
+`alloc_factor` scaling refills (nr_pcp_alloc, at each refill), `free_count` scaling
+frees (nr_pcp_high / nr_pcp_free, at the free that reaches the threshold), decay once a
+second (decay_pcp_high, run by the owner at a refill or commit when due), ZONE_BELOW_HIGH
+set by get_page_from_freelist when a zone is below its HIGH mark (then every free
+commits, as Linux's does).  The inlined order-0 fast paths compare count with the pcp's
+free_thr word (= high, or 0 while ZONE_BELOW_HIGH) and do nothing else; `pcp_autotune`
+chooses how free_count/alloc_factor are kept: "exact" per operation as Linux (the
+"linux" profile), "batched" caught up from the CPU's pgfree/pgalloc counters at each
+refill and commit (the "aerosync" profile; same figures for runs of frees, net figures
+when allocations interleave; a high-order free below the threshold does not commit, so
+a burst of them is judged free_high at the next commit, not at once), "off" (fixed
+high, batch-sized refills).  Order-9 blocks
+(HPAGE_PMD_ORDER, with THP) have their own two lists (pcp_allowed_order).
+
+ALLOC_NOFRAGMENT (point 5): alloc_flags_nofragment sets it for allocations whose
+preferred zone is Normal on a node that has DMA32; __rmqueue then only claims whole
+pageblocks from other migratetypes (min_order = pageblock_order) and never steals; the
+zonelist walk restarts without the flag when it fails (and first tries remote nodes
+with it, as Linux).  A claim from another type boosts the zone's watermarks
+(boost_watermark: ZONE_BOOSTED_WATERMARK, watermark_boost, counted as
+aerosync_watermark_boost); there is no kswapd, so rmqueue's wakeup_kswapd for a
+boosted zone stands in for kswapd finishing: the boost is dropped right there
+(boost_done, counted as aerosync_kswapd_wake).
 
 Size: ~1000 lines in one module (style-anchors 5.1 asks for a split past ~800): the
 PCP and buddy paths are closures sharing offsets bound once per handle, and the order-0
@@ -94,12 +120,15 @@ from aerosync.errors import AeroSyncError
 from aerosync.mm.pmm import _internal
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
+from aerosync.mm.pmm.gfp import __GFP_KSWAPD_RECLAIM as _GFP_KSWAPD_RECLAIM
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.pmm.gfp import (
     ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
     ALLOC_MIN_RESERVE,
+    ALLOC_NOFRAGMENT,
     ALLOC_NON_BLOCK,
     ALLOC_OOM,
     ALLOC_RESERVES,
@@ -111,6 +140,7 @@ from aerosync.mm.pmm.gfp import (
     MIGRATE_UNMOVABLE,
     MIGRATETYPE_NAMES,
     ZONE_NAMES,
+    ZONE_NORMAL,
     format_gfp,
     gfp_migratetype,
     gfp_to_alloc_flags,
@@ -125,6 +155,7 @@ __all__ = ["MM", "AllocFailureWarning", "BadPageWarning", "mm_ready"]
 
 _PCPTYPES = MIGRATE_PCPTYPES
 _NR_PCP = Z.NR_PCP_LISTS
+_NR_LOWORDER = Z.NR_LOWORDER_PCP_LISTS
 _COSTLY = Z.PAGE_ALLOC_COSTLY_ORDER
 _FA32 = Z.FA_SIZE // 4                # free_area stride in u32 words
 _FA64 = Z.FA_SIZE // 8
@@ -132,6 +163,8 @@ _BAD_FREE = PG_buddy | PG_pcp | PG_reserved | PG_tail
 _BAD_FREE_OR_HEAD_ORDER = _BAD_FREE | PG_head | 0xFF << 32   # word0: bad flags, compound, order != 0
 _PCP_WAIT_S = 5.0
 _PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
+RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 2, 3   # enum rmqueue_mode (no CMA: 1 unused)
+_DECAY_NS = 1_000_000_000             # decay_pcp_high: once a second (vmstat_update's interval)
 
 
 class AllocFailureWarning(RuntimeWarning):
@@ -152,12 +185,12 @@ class MM:
 
     __slots__ = (
         "arena", "cpu", "nid", "nr_nodes", "nr_zones", "nr_cpus", "nr_pages", "max_order", "pb_order",
-        "pcp_enabled", "node_order", "zone_locks", "populated",
+        "pcp_enabled", "thp", "pcp_autotune", "node_order", "zone_locks", "populated",
         "alloc_pages", "alloc_pages_node", "alloc_pages_nodemask", "folio_alloc", "free_pages",
         "free_pages_", "folio_get", "folio_put", "drain_local_pages", "drain_cpu_pages",
         "pcp_cpu_online", "count_numa_event", "zone_watermark_ok", "rmqueue_locked",
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
-        "warn_state",
+        "warn_state", "decay_pcp_high",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -177,6 +210,8 @@ class MM:
         self.nr_zones = q[(hdr + Z.G_NR_ZONES) >> 3]
         self.nr_cpus = q[(hdr + Z.G_NR_CPUS) >> 3]
         self.pcp_enabled = bool(q[(hdr + Z.G_PCP_ENABLED) >> 3])
+        self.thp = bool(q[(hdr + Z.G_THP) >> 3])
+        self.pcp_autotune = q[(hdr + Z.G_PCP_AUTOTUNE) >> 3]
         if not 0 <= cpu < self.nr_cpus:
             raise AeroSyncError(f"MM: cpu {cpu} outside 0..{self.nr_cpus - 1}")
         from aerosync.mm.pmm.init import sim_of
@@ -235,6 +270,7 @@ def _build(mm: MM) -> None:
     zoffs = [Z.zone_off(arena, z) for z in range(nr_zones)]
     zstart = [u64[(o + Z.Z_START) >> 3] for o in zoffs]
     zend = [zstart[i] + u64[(o + Z.Z_SPANNED) >> 3] for i, o in enumerate(zoffs)]
+    zmanaged = [u64[(o + Z.Z_MANAGED) >> 3] for o in zoffs]
     zfa32 = [(o + Z.Z_FREE_AREA) >> 2 for o in zoffs]           # + order*_FA32: nr_free(2 words), lists
     zfa64 = [(o + Z.Z_FREE_AREA) >> 3 for o in zoffs]
     nfp = [(o + Z.Z_NR_FREE_PAGES) >> 3 for o in zoffs]
@@ -246,22 +282,35 @@ def _build(mm: MM) -> None:
     lock_acq = [lk.acquire for lk in locks]
     lock_rel = [lk.release for lk in locks]
 
+    thp_order = Z.HPAGE_PMD_ORDER if mm.thp else -1          # pcp_allowed_order(): <= 3 or this
+    autotune = mm.pcp_autotune
+    exact = autotune == Z.PCP_AUTOTUNE_EXACT
+    batched = autotune == Z.PCP_AUTOTUNE_BATCHED
+    zflag = [o + Z.Z_FLAGS for o in zoffs]                     # byte offsets (atomic fetch_or/and)
+    zflag_i = [f >> 3 for f in zflag]                          # u64 indices: plain (test_bit) reads
+    zboost = [(o + Z.Z_WMARK_BOOST) >> 3 for o in zoffs]
+    BELOW_HIGH, BOOSTED = Z.ZONE_BELOW_HIGH, Z.ZONE_BOOSTED_WATERMARK
+    fetch_or64, fetch_and64 = at.fetch_or64, at.fetch_and64
+    monotonic_ns = time.monotonic_ns
+
     def pcp_offs(c: int) -> list[int]:
         return [Z.pcp_off(arena, c, z, nr_zones) for z in range(nr_zones)]
 
     my_pcp = pcp_offs(cpu)
-    my_pcp_cnt = [(o + Z.PCP_COUNT) >> 3 for o in my_pcp]
-    my_pcp_lists = [(o + Z.PCP_LISTS) >> 2 for o in my_pcp]
-    pcp_fast = [(my_pcp[z], my_pcp_lists[z], my_pcp_cnt[z]) for z in range(nr_zones)]
+    my_pcp_cnt = [(o + Z.PCP_COUNT) >> 3 for o in my_pcp]     # count; +1 high, +2 batch, +3 high_min,
+    my_pcp_lists = [(o + Z.PCP_LISTS) >> 2 for o in my_pcp]   # +4 high_max, +5 free_count, +6 alloc_factor,
+    pcp_fast = [(my_pcp[z], my_pcp_lists[z], my_pcp_cnt[z]) for z in range(nr_zones)]   # +7 flags, +8 free_thr
+    all_thr = [[Z.pcp_off(arena, c, z, nr_zones) + Z.PCP_FREE_THR for c in range(mm.nr_cpus)]
+               for z in range(nr_zones)]
 
     ST = Z.stat_off(arena, cpu, nr_nodes) >> 3
     ev_fail, ev_warn, ev_pgfree = ST + Z.EV_PGALLOC_FAIL, ST + Z.EV_ALLOC_WARN, ST + Z.EV_PGFREE
     ev_refill, ev_drain, ev_slow = ST + Z.EV_PCP_REFILL, ST + Z.EV_PCP_DRAIN, ST + Z.EV_SLOWPATH
     ev_claim, ev_steal, ev_pgalloc = ST + Z.EV_CLAIM, ST + Z.EV_STEAL, ST + Z.EV_PGALLOC
+    ev_boost, ev_kswapd = ST + Z.EV_WMARK_BOOST, ST + Z.EV_KSWAPD_WAKE
     numa0 = ST + Z.STAT_NUMA
-    st_foreign = [numa0 + n * 8 + Z.NUMA_FOREIGN for n in range(nr_nodes)]
     st_zone = [numa0 + nr_nodes * 8 + z * Z.ZS_WORDS for z in range(nr_zones)]   # + ZS_* category
-    zs_extra = Z.ZS_PAGES_EXTRA
+    zs_extra, zs_foreign = Z.ZS_PAGES_EXTRA, Z.ZS_FOREIGN
     zeros: dict[int, bytes] = {}
 
     # ------------------------------------------------------------ free lists (zone.lock)
@@ -363,8 +412,11 @@ def _build(mm: MM) -> None:
         set_pageblocks(start, pb_order, new_mt)
         return moved
 
-    def try_to_claim_block_locked(zid: int, pfn: int, cur: int, order: int, mt: int, fb: int) -> int:
-        """Models try_to_claim_block(): take a whole block, or the pageblock if half is alike."""
+    def try_to_claim_block_locked(zid: int, pfn: int, cur: int, order: int, mt: int, fb: int, af: int) -> int:
+        """Models try_to_claim_block(): take a whole block, or the pageblock if half is alike.
+        A claim below pageblock order first boosts the zone's watermarks
+        (boost_watermark) and, for a kswapd-waking allocation, flags the zone
+        ZONE_BOOSTED_WATERMARK (rmqueue then "wakes kswapd", see boost_done)."""
         if cur >= pb_order:
             del_from_free_list(pfn, cur, fb, zid)
             set_pageblocks(pfn, cur, mt)
@@ -373,6 +425,13 @@ def _build(mm: MM) -> None:
                 add_to_free_list(pfn + (1 << cur), cur, mt, zid, False)
             u64[nfp[zid]] -= 1 << order
             return pfn
+        bi = zboost[zid]
+        nb = Z.boost_watermark(u64[bi], wmarks[zid][2], zmanaged[zid], pb_order)
+        if nb != u64[bi]:
+            u64[bi] = nb
+            u64[ev_boost] += 1
+            if af & ALLOC_KSWAPD:
+                fetch_or64(zflag[zid], BOOSTED)
         start = pfn >> pb_order << pb_order
         end = start + (1 << pb_order)
         if start < zstart[zid] or end > zend[zid]:
@@ -400,29 +459,46 @@ def _build(mm: MM) -> None:
         return -1
 
     def rmqueue_locked(zid: int, order: int, mt: int, alloc_flags: int) -> int:
-        """Models __rmqueue(): NORMAL, then CLAIM (largest fallback block first), then STEAL."""
-        if debug:
-            locks[zid].assert_held()
-        pfn = rmqueue_smallest_locked(zid, order, mt)
+        """Models __rmqueue() from RMQUEUE_NORMAL: its own lists, then CLAIM (largest
+        fallback block first), then STEAL (not under ALLOC_NOFRAGMENT)."""
+        pfn = rmqueue_smallest_locked(zid, order, mt)       # RMQUEUE_NORMAL, without the tuple
         if pfn >= 0 or mt >= _PCPTYPES:
             return pfn
+        return rmqueue_mode_locked(zid, order, mt, alloc_flags, RMQUEUE_CLAIM)[0]
+
+    def rmqueue_mode_locked(zid: int, order: int, mt: int, af: int, mode: int) -> tuple[int, int]:
+        """Models __rmqueue() with its enum rmqueue_mode: (pfn, the mode to start from next
+        time).  rmqueue_bulk passes the mode back in, so a batch that had to claim or
+        steal does not search the empty lists again (the zone lock is held throughout).
+        ALLOC_NOFRAGMENT (alloc_flags_nofragment): claim only whole pageblocks or larger,
+        never steal; the zonelist walk retries without it."""
+        if debug:
+            locks[zid].assert_held()
+        if mode == RMQUEUE_NORMAL:
+            pfn = rmqueue_smallest_locked(zid, order, mt)
+            if pfn >= 0 or mt >= _PCPTYPES:
+                return pfn, mode
         fa = zfa32[zid] + 2
         fbs = FALLBACKS[mt]
-        # CLAIM: orders from max down; should_try_claim_block() on the block's order.
-        for cur in range(max_order, order - 1, -1):
-            hi = fa + cur * _FA32
-            for fb in fbs:
-                if u32[hi + fb * 2] != NIL:
+        if mode <= RMQUEUE_CLAIM:
+            # CLAIM (__rmqueue_claim): orders from max down to min_order; should_try_claim_block()
+            min_order = pb_order if af & ALLOC_NOFRAGMENT and order < pb_order else order
+            for cur in range(max_order, min_order - 1, -1):
+                hi = fa + cur * _FA32
+                for fb in fbs:
+                    if u32[hi + fb * 2] != NIL:
+                        break
+                else:
+                    continue
+                if cur < pb_half and mt == MIGRATE_MOVABLE:
                     break
-            else:
-                continue
-            if cur < pb_half and mt == MIGRATE_MOVABLE:
-                break
-            got = try_to_claim_block_locked(zid, u32[hi + fb * 2], cur, order, mt, fb)
-            if got >= 0:
-                u64[ev_claim] += 1
-                return got
-        # STEAL: smallest fallback block, its pageblock keeps its type.
+                got = try_to_claim_block_locked(zid, u32[hi + fb * 2], cur, order, mt, fb, af)
+                if got >= 0:
+                    u64[ev_claim] += 1
+                    return got, RMQUEUE_NORMAL        # replenished its own lists
+        if af & ALLOC_NOFRAGMENT:
+            return -1, RMQUEUE_CLAIM
+        # STEAL (__rmqueue_steal): smallest fallback block, its pageblock keeps its type.
         for cur in range(order, max_order + 1):
             hi = fa + cur * _FA32
             for fb in fbs:
@@ -434,8 +510,8 @@ def _build(mm: MM) -> None:
                         add_to_free_list(pfn + (1 << cur), cur, fb, zid, False)
                     u64[nfp[zid]] -= 1 << order
                     u64[ev_steal] += 1
-                    return pfn
-        return -1
+                    return pfn, RMQUEUE_STEAL
+        return -1, RMQUEUE_STEAL
 
     def free_one_page_locked(zid: int, pfn: int, order: int, mt: int, to_tail: bool) -> None:
         """Models __free_one_page(): merge with free buddies, then link the result.
@@ -511,7 +587,7 @@ def _build(mm: MM) -> None:
                 else:
                     break
                 li = lists + pindex * 2
-                order = pindex // _PCPTYPES
+                order = pindex // _PCPTYPES if pindex < _NR_LOWORDER else Z.HPAGE_PMD_ORDER
                 nr = 1 << order
                 while True:
                     pfn = u32[li + 1]
@@ -531,15 +607,31 @@ def _build(mm: MM) -> None:
         u64[ev_drain] += 1
         return freed
 
+    def free_pcppages_chunked(zid: int, po: int, to_free: int, pindex: int, batch: int) -> int:
+        """free_frozen_page_commit()'s loop (6.19): to_free pages in chunks of batch, one
+        zone.lock hold per chunk."""
+        cidx = (po + Z.PCP_COUNT) >> 3
+        freed = 0
+        step = max(1, batch)
+        while to_free > 0 and u64[cidx]:
+            n = free_pcppages_bulk(zid, po, min(to_free, step), pindex)
+            if not n:
+                break
+            freed += n
+            to_free -= n
+        return freed
+
     def rmqueue_bulk(zid: int, order: int, count: int, li: int, mt: int, alloc_flags: int) -> int:
-        """Models rmqueue_bulk(): `count` blocks under one zone.lock hold, appended at the tail."""
+        """Models rmqueue_bulk(): `count` blocks under one zone.lock hold, appended at the
+        tail; the rmqueue mode reached is carried from one block to the next."""
         got = 0
+        mode = RMQUEUE_NORMAL
         pcp_word = PG_pcp | order << 32 | mt << 40
         acq, rel = lock_acq[zid], lock_rel[zid]
         acq()
         try:
             for _ in range(count):
-                pfn = rmqueue_locked(zid, order, mt, alloc_flags)
+                pfn, mode = rmqueue_mode_locked(zid, order, mt, alloc_flags, mode)
                 if pfn < 0:
                     break
                 u64[pm64 + (pfn << 3)] = pcp_word | zn64[zid]
@@ -558,27 +650,129 @@ def _build(mm: MM) -> None:
         u64[ev_refill] += 1
         return got
 
+    # -------------------------------------------------------- PCP high autotune (6.7+)
+    # pcp->high moves between high_min and high_max (mmzone.nr_pcp_alloc / nr_pcp_high /
+    # nr_pcp_free / decay_pcp_high are the formulas).  The inlined order-0 fast paths
+    # compare count with free_thr, which is high -- or 0 while the zone is below its
+    # HIGH mark, so that every free then runs nr_pcp_high as Linux's does.  The tuning
+    # state free_count / alloc_factor is kept per operation ("exact": Linux's) or, with
+    # pcp_autotune "batched", caught up at each refill and drain from the CPU's counters
+    # (catch_up): the fast paths then cost what they cost before autotune existed.
+    def zone_below_high(zid: int) -> int:
+        return u64[zflag_i[zid]] & BELOW_HIGH
+
+    def mark_below_high(zid: int) -> None:
+        """set_bit(ZONE_BELOW_HIGH): on the transition, every CPU's free_thr of the zone
+        goes to 0 (their next free runs nr_pcp_high).  Flag first, thresholds after; an
+        owner stores its threshold, then re-reads the flag (set_thr): one of the two
+        ends with 0."""
+        if u64[zflag_i[zid]] & BELOW_HIGH:
+            return
+        if not fetch_or64(zflag[zid], BELOW_HIGH) & BELOW_HIGH:
+            for o in all_thr[zid]:
+                store64(o, 0)
+
+    def set_thr(cidx: int, zid: int, high: int) -> None:
+        o = (cidx + 8) << 3
+        store64(o, high)
+        if load64(zflag[zid]) & BELOW_HIGH:          # atomic load: ordered after the store
+            store64(o, 0)
+
+    def catch_up(zid: int, cidx: int) -> None:
+        """pcp_autotune "batched": bring free_count and alloc_factor up to date from the
+        pages this CPU freed (pgfree, every zone) and the allocations it made from the
+        zone since the last catch-up.  Exact while only frees happened (a free burst:
+        free_count += pages; alloc_factor >>= frees); with allocations in between,
+        free_count is the net number of pages freed (the interleaving is not known)."""
+        pgf = u64[ev_pgfree]
+        i = st_zone[zid]
+        al = u64[i] + u64[i + 1] + u64[i + 2] + u64[i + 3]
+        df, da = pgf - u64[cidx + 9], al - u64[cidx + 10]
+        if not df and not da:
+            return
+        u64[cidx + 9] = pgf
+        u64[cidx + 10] = al
+        if df:
+            u64[cidx + 6] >>= min(df, 8)
+        cap = u64[cidx + 2] << Z.PCP_BATCH_SCALE_MAX
+        fc = u64[cidx + 5]
+        if not da:
+            if fc < cap:
+                u64[cidx + 5] = min(fc + df, cap)
+        else:
+            u64[cidx + 5] = min(max(df - da, 0), cap)
+
+    def decay_locked(zid: int, po: int, cidx: int, now: int) -> None:
+        """decay_pcp_high() (vmstat_update, once a second), run by the owner on a refill or
+        drain when a second has passed; pcp owned by the caller."""
+        u64[cidx + 11] = now
+        high = u64[cidx + 1]
+        high_min = u64[cidx + 3]
+        batch = u64[cidx + 2]
+        new, to_drain = Z.decay_pcp_high(u64[cidx], max(high, high_min), high_min, batch)
+        if new != high:
+            u64[cidx + 1] = new
+            set_thr(cidx, zid, new)
+        while to_drain > 0:
+            n = free_pcppages_bulk(zid, po, min(to_drain, max(1, batch)), 0)
+            if not n:
+                break
+            to_drain -= n
+
+    def decay_pcp_high() -> int:
+        """Run decay_pcp_high on every zone's pcp of this CPU now (tests, a CPU's periodic
+        work); returns the pages drained."""
+        total = 0
+        for zid in range(nr_zones):
+            po = my_pcp[zid]
+            if cas64(po, 0, 1) != 0:
+                continue
+            try:
+                cidx = my_pcp_cnt[zid]
+                before = u64[cidx]
+                decay_locked(zid, po, cidx, monotonic_ns())
+                total += before - u64[cidx]
+            finally:
+                store64(po, 0)
+        return total
+
     def rmqueue_pcplist(zid: int, order: int, mt: int, alloc_flags: int) -> int:
-        """Models rmqueue_pcplist(): pop the head; refill a batch when empty.
+        """Models rmqueue_pcplist() + __rmqueue_pcplist(): pop the head; refill
+        nr_pcp_alloc() blocks when the list is empty (not for ALLOC_HIGHATOMIC: those go to
+        the reserves in rmqueue_buddy).
 
         Returns pfn, -1 if the zone had nothing, -2 if the pcp is offline (trylock failed).
         """
         po = my_pcp[zid]
         if cas64(po, 0, 1) != 0:
             return -2
-        li = my_pcp_lists[zid] + (order * _PCPTYPES + mt) * 2
+        cidx = my_pcp_cnt[zid]
+        if exact:
+            fc = u64[cidx + 5]
+            if fc:
+                u64[cidx + 5] = fc >> 1
+        li = my_pcp_lists[zid] + (order * _PCPTYPES + mt if order <= _COSTLY
+                                  else _NR_LOWORDER + (mt == MIGRATE_MOVABLE)) * 2
         pfn = u32[li]
         if pfn == NIL:
-            cidx = my_pcp_cnt[zid]
-            batch, high, count = u64[cidx + 2], u64[cidx + 1], u64[cidx]
-            b = batch if high >= batch else 1
-            max_alloc = max(high - count - batch, batch)
-            if b > max_alloc:
-                b = max_alloc
-            if b > 1:
-                b = max(b >> order, 2)
+            if alloc_flags & ALLOC_HIGHATOMIC and order:
+                store64(po, 0)
+                return -1
+            if batched:
+                catch_up(zid, cidx)
+            now = monotonic_ns()
+            if now - u64[cidx + 11] >= _DECAY_NS and u64[cidx + 1] > u64[cidx + 3]:
+                decay_locked(zid, po, cidx, now)
+            count = u64[cidx]
+            b, high, af = Z.nr_pcp_alloc(u64[cidx + 1], u64[cidx + 3], u64[cidx + 4], u64[cidx + 2], count,
+                                         u64[cidx + 6], order, bool(zone_below_high(zid)))
+            if autotune:                                  # "off": refills stay batch-sized
+                u64[cidx + 6] = af
+            if high != u64[cidx + 1]:
+                u64[cidx + 1] = high
+                set_thr(cidx, zid, high)
             got = rmqueue_bulk(zid, order, b, li, mt, alloc_flags)
-            u64[cidx] = count + (got << order)
+            u64[cidx] = u64[cidx] + (got << order)
             pfn = u32[li]
             if pfn == NIL:
                 store64(po, 0)
@@ -589,29 +783,46 @@ def _build(mm: MM) -> None:
             u32[li + 1] = NIL
         else:
             u32[pm32 + (nx << 4) + 5] = NIL
-        u64[my_pcp_cnt[zid]] -= 1 << order
+        u64[cidx] -= 1 << order
         store64(po, 0)
         return pfn
 
     def rmqueue(zid: int, order: int, mt: int, alloc_flags: int) -> int:
-        """Models rmqueue(): PCP for order <= 3, else (or pcp offline) the buddy lists."""
-        if order <= _COSTLY and pcp_on:
+        """Models rmqueue(): PCP for pcp_allowed_order(), else (or pcp offline, or
+        nothing there) rmqueue_buddy; then a boosted zone wakes "kswapd" (boost_done)."""
+        pfn = -1
+        if pcp_on and (order <= _COSTLY or order == thp_order):
             pfn = rmqueue_pcplist(zid, order, mt, alloc_flags)
-            if pfn != -2:
-                return pfn
-        acq, rel = lock_acq[zid], lock_rel[zid]
-        acq()
-        try:
-            pfn = -1
-            if order > 0 and alloc_flags & ALLOC_HIGHATOMIC:
-                pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
-            if pfn < 0:
-                pfn = rmqueue_locked(zid, order, mt, alloc_flags)
-            if pfn < 0 and alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM):
-                pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
-        finally:
-            rel()
+        if pfn < 0:
+            acq, rel = lock_acq[zid], lock_rel[zid]
+            acq()
+            try:
+                pfn = -1
+                if order > 0 and alloc_flags & ALLOC_HIGHATOMIC:
+                    pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
+                if pfn < 0:
+                    pfn = rmqueue_locked(zid, order, mt, alloc_flags)
+                if pfn < 0 and alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK):
+                    pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
+            finally:
+                rel()
+        if alloc_flags & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
+            boost_done(zid)
         return pfn
+
+    def boost_done(zid: int) -> None:
+        """rmqueue()'s wakeup_kswapd() for a boosted zone.  No kswapd exists yet: it stands
+        in for kswapd's balance_pgdat() ending, which takes the boost it was woken for
+        away (there is no reclaim to do).  So a watermark boost lasts from the fallback
+        that raised it to the end of that rmqueue (zoneinfo "boost" shows it only there;
+        aerosync_watermark_boost counts them)."""
+        fetch_and64(zflag[zid], ~BOOSTED & 0xFFFF_FFFF_FFFF_FFFF)
+        lock_acq[zid]()
+        try:
+            u64[zboost[zid]] = 0
+        finally:
+            lock_rel[zid]()
+        u64[ev_kswapd] += 1
 
     # ------------------------------------------------------------ watermarks
     def zone_watermark_ok(zid: int, order: int, mark: int, hz: int, alloc_flags: int, free: int) -> bool:
@@ -629,34 +840,48 @@ def _build(mm: MM) -> None:
             return False
         if order == 0:
             return True
-        fa = zfa32[zid] + 2
-        for o in range(order, max_order + 1):
-            hi = fa + o * _FA32
-            if u32[hi] != NIL or u32[hi + 2] != NIL or u32[hi + 4] != NIL:
-                return True
-            if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM) and u32[hi + 6] != NIL:
-                return True
-        return False
+        # One suitable free block of order >= `order`: a MIGRATE_PCPTYPES list (or, for
+        # HIGHATOMIC/OOM requests, the HIGHATOMIC one) non-empty.  No pageblock is ever
+        # MIGRATE_HIGHATOMIC here (reserve_highatomic_pageblock is not modelled), so an
+        # order's nr_free > 0 means one of the PCPTYPES lists holds a block: the test is
+        # any(nr_free[order:]), one C-level pass over the low words (~0.6 us less than
+        # walking the lists for the 8 orders of a steady-state order-3 request).
+        fa = zfa32[zid]
+        return any(u32[fa + order * _FA32 : fa + (max_order + 1) * _FA32 : _FA32])
 
     # ------------------------------------------------------------ allocation
     # Allocation plans, keyed (gfp, preferred_nid, nodemask): the zonelist filtered by the
-    # nodemask, each zone's order-0 LOW threshold (LOW mark + lowmem_reserve[hz]), mt, hz,
-    # and `fast`: the order-0 PCP fast path's facts for the first zone, or ().  Every
+    # nodemask, each zone's order-0 LOW and HIGH thresholds (mark + lowmem_reserve[hz]),
+    # mt, hz, `fast`: the order-0 PCP fast path's facts for the first zone, or (), and
+    # the fast-path alloc_flags (ALLOC_WMARK_LOW | alloc_flags_nofragment()).  Every
     # figure in a plan is fixed at init (zone ids, populated zones, node order, watermarks
-    # and lowmem_reserve, which only mm_init writes, pcp/stat offsets); free counts are
-    # read on every call.  So a per-handle cache never goes stale -- unless watermarks
-    # become tunable at run time (min_free_kbytes, watermark_scale_factor), which would
-    # have to clear `plans` and `local_plans`.  Bounded (FIFO) against callers cycling
-    # through many nodemasks.
-    Plan = tuple[tuple[int, ...], tuple[int, ...], int, int, tuple[int, ...]]
+    # and lowmem_reserve, which only mm_init writes, pcp/stat offsets); free counts, the
+    # zone flags and watermark_boost are read on every call.  So a per-handle cache never
+    # goes stale -- unless watermarks become tunable at run time (min_free_kbytes,
+    # watermark_scale_factor), which would have to clear `plans` and `local_plans`.
+    # Bounded (FIFO) against callers cycling through many nodemasks.
+    Plan = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, int, tuple[int, ...], int]
     plans: dict[tuple[int, int, int | None], Plan] = {}
     PLANS_MAX = 1024
+
+    def alloc_flags_nofragment(zid: int, gfp: int) -> int:
+        """Models alloc_flags_nofragment(): ALLOC_KSWAPD for a kswapd-waking gfp, and
+        ALLOC_NOFRAGMENT when the preferred zone is ZONE_NORMAL and a DMA32 zone exists
+        (on a NUMA machine: the preferred node's own DMA32)."""
+        af = ALLOC_KSWAPD if gfp & _GFP_KSWAPD_RECLAIM else 0
+        if zid % MAX_NR_ZONES != ZONE_NORMAL:
+            return af
+        if nr_nodes > 1 and not mm.populated[zid - 1]:
+            return af
+        return af | ALLOC_NOFRAGMENT
 
     def make_plan(gfp: int, nid: int, nodemask: int | None) -> Plan:
         hz = gfp_zone(gfp)
         mt = gfp_migratetype(gfp)
         zids = tuple(z for z in mm.zonelist(nid, gfp) if nodemask is None or nodemask >> znid[z] & 1)
         thr = tuple(wmarks[z][1] + lowres[z][hz] for z in zids)
+        thr_hi = tuple(wmarks[z][2] + lowres[z][hz] for z in zids)
+        af = _ALLOC_WMARK_LOW | (alloc_flags_nofragment(zids[0], gfp) if zids else 0)
         fast: tuple[int, ...] = ()
         # The inlined order-0 PCP pop in alloc_pages_nodemask, for every plan but the
         # plain local one (alloc_pages has its own fast path for it; its fallbacks come
@@ -664,9 +889,9 @@ def _build(mm: MM) -> None:
         # the preferred zone, so the allocation is a numa_hit: its category is fixed.
         if zids and pcp_on and not gfp & (_GFP_ZERO | _GFP_COMP) and (nid != mynid or nodemask is not None):
             z = zids[0]
-            fast = (nfp[z], thr[0], my_pcp[z], my_pcp_lists[z] + mt * 2, my_pcp_cnt[z],
+            fast = (nfp[z], thr_hi[0], my_pcp[z], my_pcp_lists[z] + mt * 2, my_pcp_cnt[z],
                     st_zone[z] + (Z.ZS_HIT_LOCAL if znid[z] == mynid else Z.ZS_HIT_OTHER))
-        plan = (zids, thr, mt, hz, fast)
+        plan = (zids, thr, thr_hi, mt, hz, fast, af)
         if len(plans) >= PLANS_MAX:
             del plans[next(iter(plans))]
         plans[(gfp, nid, nodemask)] = plan
@@ -688,12 +913,59 @@ def _build(mm: MM) -> None:
                 u8[pm8 + (t << 6) + 4] = 0
                 u32[b + 6] = pfn
 
+    def get_page_from_freelist(zids: tuple[int, ...], thr: tuple[int, ...], thr_hi: tuple[int, ...], order: int,
+                               mt: int, hz: int, af: int, start: int = 0) -> tuple[int, int]:
+        """Models get_page_from_freelist() at the LOW mark: a zone not flagged
+        ZONE_BELOW_HIGH that passes its HIGH mark is taken at once, else it is flagged and
+        checked against LOW.  With ALLOC_NOFRAGMENT the walk restarts without it when it
+        reaches another node's zone, and once more at the end (a fragmenting fallback
+        beats failing).  Marks include watermark_boost.  `start`: zones before it were
+        tried already (alloc_pages_nodemask's inline first step), in the first pass only.
+        (pfn, zid) or (-1, -1)."""
+        while True:
+            no_fallback = af & ALLOC_NOFRAGMENT
+            restart = False
+            for i, zid in enumerate(zids):
+                if i < start:
+                    continue
+                if no_fallback and nr_nodes > 1 and znid[zid] != znid[zids[0]]:
+                    af &= ~ALLOC_NOFRAGMENT                # locality beats fragmentation
+                    restart = True
+                    break
+                free = u64[nfp[zid]]
+                boost = u64[zboost[zid]]
+                if order == 0:
+                    if not u64[zflag_i[zid]] & BELOW_HIGH and free > thr_hi[i] + boost:
+                        ok = True
+                    else:
+                        mark_below_high(zid)
+                        ok = free > thr[i] + boost
+                else:
+                    if not u64[zflag_i[zid]] & BELOW_HIGH and zone_watermark_ok(
+                            zid, order, wmarks[zid][2] + boost, hz, af, free):
+                        ok = True
+                    else:
+                        mark_below_high(zid)
+                        ok = zone_watermark_ok(zid, order, wmarks[zid][1] + boost, hz, af, free)
+                if ok:
+                    pfn = rmqueue(zid, order, mt, af)
+                    if pfn >= 0:
+                        return pfn, zid
+            start = 0
+            if restart:
+                continue
+            if no_fallback:
+                af &= ~ALLOC_NOFRAGMENT
+                continue
+            return -1, -1
+
     def alloc_pages_nodemask(gfp: int, order: int, preferred_nid: int, nodemask: int | None) -> int:
-        """Models __alloc_pages(): fast path at the LOW mark, then the slow path at MIN
-        with the caller's reserves; returns pfn or -1 (never raises on failure).
+        """Models __alloc_pages(): fast path at the LOW mark (get_page_from_freelist),
+        then the slow path at MIN with the caller's reserves; returns pfn or -1 (never
+        raises on failure).
 
         The plan (filtered zonelist, thresholds) is cached per (gfp, preferred_nid,
-        nodemask); an order-0 request whose first zone is above its LOW mark and whose
+        nodemask); an order-0 request whose first zone is above its HIGH mark and whose
         PCP list is non-empty is served inline, as alloc_pages' local fast path.
         """
         plan = plans.get((gfp, preferred_nid, nodemask))
@@ -703,12 +975,14 @@ def _build(mm: MM) -> None:
             plan = make_plan(gfp, preferred_nid, nodemask)
         elif order > max_order:
             return alloc_failed(gfp, order, preferred_nid, nodemask, ())
-        zids, thr, mt, hz, fast = plan
+        zids, thr, thr_hi, mt, hz, fast, af = plan
         if fast and not order:
             i_nfp, th, po, li, cidx, i_stat = fast
             if u64[i_nfp] > th and cas64(po, 0, 1) == 0:
                 pfn = u32[li]
                 if pfn != NIL:
+                    if exact:
+                        u64[cidx + 5] >>= 1
                     b = pm32 + (pfn << 4)
                     nx = u32[b + 4]
                     u32[li] = nx
@@ -725,17 +999,19 @@ def _build(mm: MM) -> None:
                 store64(po, 0)
         if not zids:
             return alloc_failed(gfp, order, preferred_nid, nodemask, zids)
-        for i, zid in enumerate(zids):
-            free = u64[nfp[zid]]
-            if order == 0:
-                ok = free > thr[i]
-            else:
-                ok = zone_watermark_ok(zid, order, wmarks[zid][1], hz, _ALLOC_WMARK_LOW, free)
-            if ok:
-                pfn = rmqueue(zid, order, mt, _ALLOC_WMARK_LOW)
-                if pfn >= 0:
-                    break
-        else:
+        # get_page_from_freelist()'s first step inline: the preferred zone, not below its
+        # HIGH mark, passing it (the common case pays no walk, no call)
+        zid = zids[0]
+        pfn = tried = -1
+        if not u64[zflag_i[zid]] & BELOW_HIGH:
+            mark = thr_hi[0] + u64[zboost[zid]]
+            if (u64[nfp[zid]] > mark if not order else
+                    zone_watermark_ok(zid, order, mark - lowres[zid][hz], hz, af, u64[nfp[zid]])):
+                pfn = rmqueue(zid, order, mt, af)
+                tried = 0
+        if pfn < 0:
+            pfn, zid = get_page_from_freelist(zids, thr, thr_hi, order, mt, hz, af, tried + 1)
+        if pfn < 0:
             pfn, zid = alloc_pages_slow(gfp, order, zids, mt, hz)
             if pfn < 0:
                 return alloc_failed(gfp, order, preferred_nid, nodemask, zids)
@@ -747,24 +1023,26 @@ def _build(mm: MM) -> None:
         # zone_statistics(preferred_zone, zone, 1): one per allocation, whatever the order
         # (preferred zone = first zone of the filtered zonelist); pgalloc counts the pages,
         # sum of the categories + ZS_PAGES_EXTRA (mmzone.py).
-        zn, pn = znid[zid], znid[zids[0]]
+        zn, pz = znid[zid], zids[0]
+        pn = znid[pz]
         i = st_zone[zid]
         if zn == pn:
             u64[i + (0 if zn == mynid else 1)] += 1          # ZS_HIT_LOCAL / _OTHER
         else:
             u64[i + (2 if zn == mynid else 3)] += 1          # ZS_MISS_LOCAL / _OTHER
-            u64[st_foreign[pn]] += 1
+            u64[st_zone[pz] + zs_foreign] += 1               # numa_foreign on the preferred zone
         if order:
             u64[i + zs_extra] += (1 << order) - 1
         return pfn
 
     def alloc_pages_slow(gfp: int, order: int, zids: tuple[int, ...], mt: int, hz: int) -> tuple[int, int]:
         """Models __alloc_pages_slowpath() without reclaim/compaction: one retry at the MIN
-        mark with gfp_to_alloc_flags() reserves (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK...)."""
+        mark (+ boost) with gfp_to_alloc_flags() reserves (ALLOC_MIN_RESERVE,
+        ALLOC_NON_BLOCK...); no ALLOC_NOFRAGMENT (as the kernel's slow path)."""
         u64[ev_slow] += 1
         af = gfp_to_alloc_flags(gfp, order)
         for zid in zids:
-            if zone_watermark_ok(zid, order, wmarks[zid][0], hz, af, u64[nfp[zid]]):
+            if zone_watermark_ok(zid, order, wmarks[zid][0] + u64[zboost[zid]], hz, af, u64[nfp[zid]]):
                 pfn = rmqueue(zid, order, mt, af)
                 if pfn >= 0:
                     return pfn, zid
@@ -801,24 +1079,27 @@ def _build(mm: MM) -> None:
 
     def local_plan(gfp: int) -> tuple[Any, ...]:
         """The fast-path facts for an order-0 `gfp` allocation on the local node, or ()
-        when this gfp always takes the general path (__GFP_ZERO/__GFP_COMP, no zone)."""
-        zids, thr, mt, _hz, _fast = plans.get((gfp, mynid, None)) or make_plan(gfp, mynid, None)
+        when this gfp always takes the general path (__GFP_ZERO/__GFP_COMP, no zone).
+        The threshold is the first zone's HIGH mark (+ lowmem_reserve): at or below it
+        the general path runs, which marks the zone ZONE_BELOW_HIGH and checks LOW, as
+        get_page_from_freelist() does -- above it that check cannot fail."""
+        zids, _thr, thr_hi, mt, _hz, _fast, af = plans.get((gfp, mynid, None)) or make_plan(gfp, mynid, None)
         fast: tuple[Any, ...] = ()
         if zids and not gfp & (_GFP_ZERO | _GFP_COMP):
             z = zids[0]
             i_stat = st_zone[z] + (Z.ZS_HIT_LOCAL if znid[z] == mynid else Z.ZS_HIT_OTHER)
             if pcp_on:
-                fast = (nfp[z], thr[0], my_pcp[z], my_pcp_lists[z] + mt * 2, my_pcp_cnt[z], i_stat)
+                fast = (nfp[z], thr_hi[0], my_pcp[z], my_pcp_lists[z] + mt * 2, my_pcp_cnt[z], i_stat)
             else:
-                fast = (nfp[z], thr[0], z, zfa32[z] + 2 + mt * 2, zfa64[z], i_stat, lock_acq[z], lock_rel[z],
-                        mt, zn64[z])
+                fast = (nfp[z], thr_hi[0], z, zfa32[z] + 2 + mt * 2, zfa64[z], i_stat, lock_acq[z], lock_rel[z],
+                        mt, zn64[z], af)
         local_plans[gfp] = fast
         return fast
 
     def alloc_pages_pcp(gfp: int, order: int) -> int:
         """alloc_pages(): on the local node, no nodemask (PCP enabled).
 
-        Fast path (order 0, first zone of the local zonelist above its LOW mark, its PCP
+        Fast path (order 0, first zone of the local zonelist above its HIGH mark, its PCP
         list non-empty) inlined here: measured 2.5 -> ~1.5 us per alloc+free pair
         against going through alloc_pages_nodemask + rmqueue + rmqueue_pcplist calls.
         """
@@ -848,6 +1129,38 @@ def _build(mm: MM) -> None:
         u64[i_stat] += 1
         return pfn
 
+    def alloc_pages_pcp_exact(gfp: int, order: int) -> int:
+        """alloc_pages_pcp with pcp_autotune "exact": the inlined pop also halves
+        free_count, as rmqueue_pcplist() does on every allocation."""
+        fast = local_plans.get(gfp)
+        if fast is None:
+            fast = local_plan(gfp)
+        if order or not fast:
+            return alloc_pages_nodemask(gfp, order, mynid, None)
+        i_nfp, thr, po, li, cidx, i_stat = fast
+        if u64[i_nfp] <= thr or cas64(po, 0, 1) != 0:
+            return alloc_pages_nodemask(gfp, order, mynid, None)
+        pfn = u32[li]
+        if pfn == NIL:
+            store64(po, 0)
+            return alloc_pages_nodemask(gfp, order, mynid, None)
+        fc = u64[cidx + 5]
+        if fc:
+            u64[cidx + 5] = fc >> 1
+        b = pm32 + (pfn << 4)
+        nx = u32[b + 4]
+        u32[li] = nx
+        if nx == NIL:
+            u32[li + 1] = NIL
+        else:
+            u32[pm32 + (nx << 4) + 5] = NIL
+        u64[cidx] -= 1
+        store64(po, 0)
+        u32[b] = 0
+        u32[b + 2] = 1
+        u64[i_stat] += 1
+        return pfn
+
     def alloc_pages_buddy(gfp: int, order: int) -> int:
         """alloc_pages() with PCP disabled: zone.lock every time; order 0 inlined.
 
@@ -863,14 +1176,14 @@ def _build(mm: MM) -> None:
             fast = local_plan(gfp)
         if order or not fast:
             return alloc_pages_nodemask(gfp, order, mynid, None)
-        i_nfp, thr, zid, hi, i_nr0, i_stat, acq, rel, mt, zn = fast
+        i_nfp, thr, zid, hi, i_nr0, i_stat, acq, rel, mt, zn, af = fast
         if u64[i_nfp] <= thr:
             return alloc_pages_nodemask(gfp, order, mynid, None)
         acq()
         try:
             pfn = u32[hi]
             if pfn == NIL:
-                pfn = rmqueue_locked(zid, 0, mt, _ALLOC_WMARK_LOW)   # word0 cleared inside
+                pfn = rmqueue_locked(zid, 0, mt, af)      # word0 cleared inside
             else:
                 nx = u32[pm32 + (pfn << 4) + 4]
                 u32[hi] = nx
@@ -885,11 +1198,13 @@ def _build(mm: MM) -> None:
             rel()
         if pfn < 0:
             return alloc_pages_nodemask(gfp, order, mynid, None)
+        if af & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
+            boost_done(zid)
         u32[pm32 + (pfn << 4) + 2] = 1            # refcount
         u64[i_stat] += 1
         return pfn
 
-    alloc_pages = alloc_pages_pcp if pcp_on else alloc_pages_buddy
+    alloc_pages = (alloc_pages_pcp_exact if exact else alloc_pages_pcp) if pcp_on else alloc_pages_buddy
 
     def alloc_pages_node(nid: int, gfp: int, order: int) -> int:
         """alloc_pages_node(): preferred node nid (NUMA_NO_NODE = -1 means local)."""
@@ -908,6 +1223,43 @@ def _build(mm: MM) -> None:
                       f"order:{(w >> 32) & 0xFF} refcount:{u32[pm32 + (pfn << 4) + 2]}",
                       BadPageWarning, stacklevel=3)
 
+    def pcp_free_commit(zid: int, po: int, cidx: int, order: int, pindex: int) -> None:
+        """The tuning half of free_frozen_page_commit(), after the page is on its list and
+        counted (pcp owned by the caller): free_high detection for orders 1..3,
+        nr_pcp_high, and nr_pcp_free pages back to the buddy in batch chunks; a zone
+        back above its HIGH mark after that loses ZONE_BELOW_HIGH."""
+        batch = u64[cidx + 2]
+        if batched:
+            catch_up(zid, cidx)
+        free_high = False
+        if order and order <= _COSTLY:
+            fl = u64[cidx + 7]
+            free_high = bool(u64[cidx + 5] >= batch + (u64[cidx + 3] >> 1) and fl & Z.PCPF_PREV_FREE_HIGH_ORDER
+                             and (not fl & Z.PCPF_FREE_HIGH_BATCH or u64[cidx] >= batch))
+            u64[cidx + 7] = fl | Z.PCPF_PREV_FREE_HIGH_ORDER
+        elif exact and u64[cidx + 7] & Z.PCPF_PREV_FREE_HIGH_ORDER:
+            u64[cidx + 7] &= ~Z.PCPF_PREV_FREE_HIGH_ORDER
+        if exact:
+            u64[cidx + 6] >>= 1
+            if u64[cidx + 5] < batch << Z.PCP_BATCH_SCALE_MAX:
+                u64[cidx + 5] += 1 << order
+        now = monotonic_ns()
+        if now - u64[cidx + 11] >= _DECAY_NS and u64[cidx + 1] > u64[cidx + 3]:
+            decay_locked(zid, po, cidx, now)
+        count = u64[cidx]
+        below = zone_below_high(zid)
+        high, new = Z.nr_pcp_high(u64[cidx + 1], u64[cidx + 3], u64[cidx + 4], batch, count, u64[cidx + 5],
+                                  free_high, bool(below))
+        if new != u64[cidx + 1]:
+            u64[cidx + 1] = new
+        set_thr(cidx, zid, new)
+        if count < high:
+            return
+        free_pcppages_chunked(zid, po, Z.nr_pcp_free(count, batch, high, u64[cidx + 5], free_high), pindex, batch)
+        if below and u64[nfp[zid]] > wmarks[zid][2] + u64[zboost[zid]] + lowres[zid][MAX_NR_ZONES - 1]:
+            fetch_and64(zflag[zid], ~BELOW_HIGH & 0xFFFF_FFFF_FFFF_FFFF)
+            set_thr(cidx, zid, u64[cidx + 1])
+
     def free_frozen_pages(pfn: int, order: int, cold: bool) -> None:
         """Models free_frozen_pages(): refcount already 0; to this CPU's PCP or the buddy."""
         w = u64[pm64 + (pfn << 3)]
@@ -925,13 +1277,13 @@ def _build(mm: MM) -> None:
                 u32[b + 6] = NIL
         zid = (w >> 48) & 0xFF
         u64[ev_pgfree] += 1 << order
-        if order <= _COSTLY and pcp_on:
+        if pcp_on and (order <= _COSTLY or order == thp_order):
             mt = u8[PB + (pfn >> pb_order)]
             po = my_pcp[zid]
             if mt < _PCPTYPES and cas64(po, 0, 1) == 0:
                 # free_frozen_page_commit()
                 u64[pm64 + (pfn << 3)] = PG_pcp | order << 32 | mt << 40 | (w & ZN_MASK)
-                pindex = order * _PCPTYPES + mt
+                pindex = order * _PCPTYPES + mt if order <= _COSTLY else _NR_LOWORDER + (mt == MIGRATE_MOVABLE)
                 li = my_pcp_lists[zid] + pindex * 2
                 b = pm32 + (pfn << 4)
                 if cold:                                  # FPI_TO_TAIL: coldest end
@@ -955,11 +1307,17 @@ def _build(mm: MM) -> None:
                 cidx = my_pcp_cnt[zid]
                 count = u64[cidx] + (1 << order)
                 u64[cidx] = count
-                high = u64[cidx + 1]
-                if count >= high:
-                    batch = u64[cidx + 2]
-                    free_pcppages_bulk(zid, po, count - max(high - batch, 0), pindex)
-                store64(po, 0)
+                if batched and count < u64[cidx + 8]:
+                    # "batched": below the threshold the tuning waits for the next commit,
+                    # as on the order-0 fast path (a high-order burst is judged there)
+                    if order <= _COSTLY:
+                        u64[cidx + 7] |= Z.PCPF_PREV_FREE_HIGH_ORDER
+                    store64(po, 0)
+                    return
+                try:
+                    pcp_free_commit(zid, po, cidx, order, pindex)
+                finally:
+                    store64(po, 0)
                 return
         free_one_page(zid, pfn, order, cold)
 
@@ -967,7 +1325,9 @@ def _build(mm: MM) -> None:
         """__free_pages(): drop a reference; at zero the block goes back (hot, or cold).
 
         The hot order-0 free to this CPU's PCP head is inlined (free_frozen_pages has
-        the general case), for the same reason as alloc_pages' fast path.
+        the general case), for the same reason as alloc_pages' fast path.  It leaves the
+        fast path when count reaches free_thr (pcp->high, or 0 while the zone is below
+        its HIGH mark): pcp_free_commit then tunes high and drains.
         """
         old = fetch_sub32(pm8 + (pfn << 6) + 8, 1)
         if old != 1:
@@ -997,8 +1357,59 @@ def _build(mm: MM) -> None:
         count = u64[cidx] + 1
         u64[cidx] = count
         u64[ev_pgfree] += 1
-        if count >= u64[cidx + 1]:
-            free_pcppages_bulk(zid_of(pfn), po, count - max(u64[cidx + 1] - u64[cidx + 2], 0), mt)
+        if count >= u64[cidx + 8]:
+            try:
+                pcp_free_commit((w >> 48) & 0xFF, po, cidx, 0, mt)
+            finally:
+                store64(po, 0)
+            return
+        store64(po, 0)
+
+    def free_pages_pcp_exact(pfn: int, order: int = 0, cold: bool = False) -> None:
+        """free_pages_pcp with pcp_autotune "exact": the inlined order-0 free also keeps
+        Linux's per-free bookkeeping (alloc_factor >>= 1, free_count += 1, the previous
+        free no longer high-order)."""
+        old = fetch_sub32(pm8 + (pfn << 6) + 8, 1)
+        if old != 1:
+            if old == 0:
+                fetch_add32(pm8 + (pfn << 6) + 8, 1)
+                bad_page(pfn, "refcount underflow (double free?)")
+            return
+        if order or cold:
+            return free_frozen_pages(pfn, order, cold)
+        b = pm32 + (pfn << 4)
+        w = u64[pm64 + (pfn << 3)]
+        mt = u8[PB + (pfn >> pb_order)]
+        po, li, cidx = pcp_fast[(w >> 48) & 0xFF]
+        if w & _BAD_FREE_OR_HEAD_ORDER or mt >= _PCPTYPES or cas64(po, 0, 1) != 0:
+            return free_frozen_pages(pfn, order, cold)
+        u32[b] = PG_pcp
+        u8[pm8 + (pfn << 6) + 5] = mt
+        li += mt * 2
+        old = u32[li]
+        u32[b + 4] = old
+        u32[b + 5] = NIL
+        if old == NIL:
+            u32[li + 1] = pfn
+        else:
+            u32[pm32 + (old << 4) + 5] = pfn
+        u32[li] = pfn
+        count = u64[cidx] + 1
+        u64[cidx] = count
+        u64[ev_pgfree] += 1
+        if count >= u64[cidx + 8]:
+            try:
+                pcp_free_commit((w >> 48) & 0xFF, po, cidx, 0, mt)
+            finally:
+                store64(po, 0)
+            return
+        if u64[cidx + 6]:
+            u64[cidx + 6] >>= 1
+        fc = u64[cidx + 5]
+        if fc < u64[cidx + 2] << 5:
+            u64[cidx + 5] = fc + 1
+        if u64[cidx + 7] & 1:                             # PCPF_PREV_FREE_HIGH_ORDER
+            u64[cidx + 7] &= ~1
         store64(po, 0)
 
     def free_pages_buddy(pfn: int, order: int = 0, cold: bool = False) -> None:
@@ -1023,7 +1434,7 @@ def _build(mm: MM) -> None:
     def zid_of(pfn: int) -> int:
         return u8[pm8 + (pfn << 6) + 6]
 
-    free_pages = free_pages_pcp if pcp_on else free_pages_buddy
+    free_pages = (free_pages_pcp_exact if exact else free_pages_pcp) if pcp_on else free_pages_buddy
 
     def folio_get(pfn: int) -> None:
         """folio_get(): one more reference (atomic, any CPU)."""
@@ -1129,4 +1540,5 @@ def _build(mm: MM) -> None:
     mm.expand_locked = expand_locked
     mm.free_one_page_locked = free_one_page_locked
     mm.warn_state = warn_state
+    mm.decay_pcp_high = decay_pcp_high
     _ = (ev_pgalloc, load64, Z.NUMA_HIT, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, MIGRATETYPE_NAMES)

@@ -5,11 +5,16 @@ mm/slab_common.c (kmalloc_caches, __kmalloc_large_node, kfree, ksize, krealloc).
 Unit: a simulated virtual address (slab_common.VBASE + pfn * 4096 + offset); 0 is NULL.
 
 Size classes (linux-mm.md 3.9): kmalloc-8 ... kmalloc-8k plus kmalloc-96 and -192,
-created by slab_common.slab_init (create_kmalloc_caches); each cache has per-node partial
+created by slab_common.slab_init (create_kmalloc_caches: 96, 192, then 8 .. 8k; each
+aligned to the largest power of two dividing its size); each cache has per-node partial
 lists, so kmalloc_node(size, nid) places the object on node nid.  Requests above
 KMALLOC_MAX_CACHE_SIZE (8192) are compound pages from the page allocator
-(get_order(size)); kfree finds which from the page: PG_slab head -> its cache (slabmeta
-cache id, tail pages resolved through compound head); other compound head -> the pages.
+(get_order(size)), counted in the node's nr_slab_unreclaimable as ___kmalloc_large_node
+does (meminfo's SUnreclaim); kfree finds which from the page: PG_slab head -> its cache
+(slabmeta cache id, tail pages resolved through compound head); other compound head ->
+the pages.  With slub_debug user tracking on a kmalloc cache, the requested size is kept
+as the object's orig_size (the bytes beyond it are a kmalloc red zone): kmalloc then
+takes a general path that passes the size (machines without debug keep the table one).
 A kfree of anything else warns (BadKfreeWarning) and changes nothing (AeroSync's C
 kfree ignores it silently: aerosync-c.md hazard list).
 
@@ -27,6 +32,7 @@ from typing import Any
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.pmm.page import PG_head, PG_slab, PG_tail
+from aerosync.mm.pmm.vm_event import NR_NODE_STATS, NR_SLAB_UNRECLAIMABLE, node_stat_base
 from aerosync.mm.slab.slab_common import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, _size_name, kmem_cache_lookup
 from aerosync.mm.slab.slub import Slub
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
@@ -92,11 +98,22 @@ class Kmalloc:
         def cache_for(size: int) -> Any:
             return caches[kmalloc_index(size)]
 
+        nsw = (node_stat_base(arena, slub.cpu) + NR_SLAB_UNRECLAIMABLE) << 3
+        fetch_add64 = arena.atomic.fetch_add64
+
         def kmalloc_large(size: int, gfp: int, nid: int) -> int:
-            """__kmalloc_large_node(): a compound block of get_order(size)."""
+            """__kmalloc_large_node(): a compound block of get_order(size), counted in
+            NR_SLAB_UNRECLAIMABLE of its node."""
             order = _get_order(size)
             pfn = alloc_pages_node(nid, gfp | (_GFP_COMP if order else 0), order)
-            return 0 if pfn < 0 else VBASE + (pfn << PAGE_SHIFT)
+            if pfn < 0:
+                return 0
+            fetch_add64(nsw + u8[(PM32 + pfn * PMW) * 4 + 7] * NR_NODE_STATS * 8, 1 << order)
+            return VBASE + (pfn << PAGE_SHIFT)
+
+        def free_large(pfn: int, order: int) -> None:
+            fetch_add64(nsw + u8[(PM32 + pfn * PMW) * 4 + 7] * NR_NODE_STATS * 8, (1 << 64) - (1 << order))
+            free_pages(pfn, order)
 
         def kmalloc(size: int, gfp: int = 0) -> int:
             """kmalloc(): an object of >= size bytes on the local node, or 0."""
@@ -117,6 +134,18 @@ class Kmalloc:
             if size <= KMALLOC_MAX_CACHE_SIZE:
                 return cache_for(size).alloc_node(nid, gfp & _GFP_ZERO)
             return kmalloc_large(size, gfp, nid)
+
+        if any(c.alloc_orig is not None for c in caches.values()):
+            def kmalloc(size: int, gfp: int = 0) -> int:  # debug kmalloc caches: keep orig_size
+                """kmalloc() passing the requested size to debug caches (orig_size)."""
+                if size <= 0:
+                    return 0
+                if size > KMALLOC_MAX_CACHE_SIZE:
+                    return kmalloc_large(size, gfp, -1)
+                c = cache_for(size)
+                if c.alloc_orig is not None:
+                    return c.alloc_orig(size, gfp & _GFP_ZERO)
+                return c.alloc(gfp & _GFP_ZERO)
 
         def kzalloc(size: int, gfp: int = 0) -> int:
             return kmalloc(size, gfp | _GFP_ZERO)
@@ -146,10 +175,10 @@ class Kmalloc:
                 f(pfn, addr)
                 return
             if fl & PG_head and addr == VBASE + (pfn << PAGE_SHIFT):
-                free_pages(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
+                free_large(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
                 return
             if not fl & (PG_head | PG_tail) and addr == VBASE + (pfn << PAGE_SHIFT) and u32[PM32 + pfn * PMW + 2]:
-                free_pages(pfn, 0)                      # an order-0 large kmalloc (not compound)
+                free_large(pfn, 0)                      # an order-0 large kmalloc (not compound)
                 return
             warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
                           "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)

@@ -149,6 +149,7 @@ def _check(arena: Any, s: _Sink) -> None:
         cpu_owned: set[int] = set()
         cpu_free = mag_objs = 0
         held: set[tuple[int, int]] = set()
+        pcs_refs: dict[int, list[str]] = {}
 
         def obj_ref(addr: int, where: str, ctx=(name, size, info["red_left_pad"], free_in, held)) -> None:
             _obj_ref(s, flags, head, addr, where, *ctx)
@@ -174,8 +175,9 @@ def _check(arena: Any, s: _Sink) -> None:
             p, nparts = u64[(ko + S.K_PARTIAL) >> 3], 0
             while p != S.NIL64 and nparts <= len(mine):
                 cpu_owned.add(p)
-                if listb.get(p) != S.LIST_CPU_PARTIAL or not frozen.get(p):
-                    s.add("S3", f"{name} cpu{c} partial {p}", "frozen CPU_PARTIAL", f"list {listb.get(p)}")
+                if listb.get(p) != S.LIST_CPU_PARTIAL or frozen.get(p):
+                    s.add("S3", f"{name} cpu{c} partial {p}", "unfrozen CPU_PARTIAL (6.8+)",
+                          f"list {listb.get(p)} frozen {frozen.get(p)}")
                 nparts += 1
                 p = u32[(SM + p * S.SMETA + S.M_NEXT) >> 2]
             if nparts != u64[(ko + S.K_NR_PARTIAL) >> 3]:
@@ -184,6 +186,12 @@ def _check(arena: Any, s: _Sink) -> None:
             for i in range(nm):
                 obj_ref(u64[((ko + S.K_MAG) >> 3) + i], f"cpu{c} magazine[{i}]")
             mag_objs += nm
+            if u64[(ko + S.K_PCS_LOCK) >> 3]:
+                s.add("S3", f"{name} cpu{c}", "pcs lock free when quiescent", u64[(ko + S.K_PCS_LOCK) >> 3])
+            v = u64[(ko + S.K_PCS) >> 3]
+            for which, sh in (("main", (v & S._LO) - 1), ("spare", (v >> 32) - 1)):
+                if sh >= 0:
+                    pcs_refs.setdefault(sh, []).append(f"cpu{c} {which}")
         for p, lb in listb.items():
             if p in n_partial_lists or p in cpu_owned:
                 continue
@@ -191,14 +199,44 @@ def _check(arena: Any, s: _Sink) -> None:
                 s.add("S3", f"{name} slab pfn {p}", "off-list slab: unfrozen, full",
                       f"list {lb} frozen {frozen[p]} free {len(free_in[p])}")
         so, ssz = arena.sections["slabsheaf"]
+        # per-CPU sheaves on the barns' lists (each sheaf referenced once: a CPU's main or
+        # spare, or one barn list), and their counts
+        for nid in range(nr_nodes):
+            no = S._node_off(arena, cid, nid, nr_nodes)
+            for what, bhead, bcnt in (("full", S.N_BARN_FULL, S.N_BARN_NR_FULL),
+                                      ("empty", S.N_BARN_EMPTY, S.N_BARN_NR_EMPTY)):
+                sh, n = u32[(no + bhead) >> 2] if info["sheaf_capacity"] else S.NIL32, 0
+                while sh != S.NIL32 and n <= ssz // S.SHEAF_REC:
+                    pcs_refs.setdefault(sh, []).append(f"node {nid} barn {what}")
+                    o = so + sh * S.SHEAF_REC
+                    if (what == "empty") != (u64[(o + S.SH_SIZE) >> 3] == 0):
+                        s.add("S4", f"{name} node {nid} barn {what} sheaf {sh}", f"a {what} sheaf",
+                              f"size {u64[(o + S.SH_SIZE) >> 3]}")
+                    n += 1
+                    sh = u64[(o + S.SH_NEXT) >> 3]
+                if info["sheaf_capacity"] and n != u32[(no + bcnt) >> 2]:
+                    s.add("S4", f"{name} node {nid} barn", f"nr_{what} == {n} walked", u32[(no + bcnt) >> 2])
+        pcs_objs = 0
         for sh in range(ssz // S.SHEAF_REC):
             o = so + sh * S.SHEAF_REC
-            if u64[o >> 3] and u64[(o + S.SH_CACHE) >> 3] == cid:
+            state = u64[o >> 3]
+            if state and u64[(o + S.SH_CACHE) >> 3] == cid:
                 for i in range(u64[(o + S.SH_SIZE) >> 3]):
                     obj_ref(u64[((o + S.SH_OBJS) >> 3) + i], f"sheaf {sh}[{i}]")
+                if state & S.SHEAF_PCS:
+                    pcs_objs += u64[(o + S.SH_SIZE) >> 3]
+                    if len(pcs_refs.get(sh, ())) != 1:
+                        s.add("S4", f"{name} per-CPU sheaf {sh}", "referenced once (main/spare/barn)",
+                              ", ".join(pcs_refs.get(sh, ())) or "nowhere")
+        for sh in pcs_refs:
+            o = so + sh * S.SHEAF_REC
+            if not u64[o >> 3] & S.SHEAF_PCS or u64[(o + S.SH_CACHE) >> 3] != cid:
+                s.add("S4", f"{name} per-CPU sheaf {sh}", "a live per-CPU sheaf of this cache",
+                      f"state {u64[o >> 3]:#x}")
         st = S.slab_stats(arena, cid)
         net = st["alloc"] - st["free"]
         # ---- S5: the accounting identity
-        if total != slab_free + cpu_free + mag_objs + net + isolated:
+        if total != slab_free + cpu_free + mag_objs + pcs_objs + net + isolated:
             s.add("S5", name, f"objects {total} == slab free {slab_free} + cpu {cpu_free} + magazines {mag_objs} "
-                  f"+ allocated {net} + isolated {isolated}", slab_free + cpu_free + mag_objs + net + isolated)
+                  f"+ per-CPU sheaves {pcs_objs} + allocated {net} + isolated {isolated}",
+                  slab_free + cpu_free + mag_objs + pcs_objs + net + isolated)

@@ -28,7 +28,8 @@ are the module constants below):
               c->partial, the statistics lines of both contexts, the magazine)
   slabmeta    per pfn (M_*, struct slab: freelist_counters word, cache id + 1, list byte,
               nid, order, list links, isolated count); meaningful on slab head pfns
-  slabsheaf   sheaf records (SH_*)
+  slabsheaf   sheaf records (SH_*): caller-owned (prefill) and per-CPU/barn sheaves
+  slabdepot   the stack depot of slub_debug tracks (DEPOT_REC each, slab_debug.py)
 The bit layouts of the two lockless words (K_FREELIST_TID, M_WORD) and the rules for
 changing them are the allocator's protocols: see mm/slab/slub.py's module docstring.
 
@@ -69,6 +70,7 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     C_ALIGN,
     C_CPU_PARTIAL,
     C_CTOR,
+    C_DEFRAG,
     C_FLAGS,
     C_FPOFF,
     C_INUSE,
@@ -80,14 +82,19 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     C_OBJECTS,
     C_OBJSIZE,
     C_ORDER,
+    C_ORIG_OFF,
     C_RED_LEFT,
+    C_SEQ,
+    C_SHEAF_CAP,
     C_SIZE,
     C_STATE,
     C_TRACK_OFF,
     CACHE_FREE,
     CACHE_LIVE,
     CACHE_REC,
+    DEPOT_REC,
     FROZEN,
+    G_DEPOT_MAX,
     G_MAG_SIZE,
     G_MAGIC,
     G_MAX_CACHES,
@@ -95,6 +102,8 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     G_NR_CACHES,
     G_NR_CPUS,
     G_NR_NODES,
+    G_PCS,
+    G_SEQ,
     G_SIZE,
     G_TID_STEP,
     K_FREELIST_TID,
@@ -103,8 +112,11 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     K_MAG_COUNT,
     K_NR_PARTIAL,
     K_PARTIAL,
+    K_PCS,
+    K_PCS_LOCK,
     K_SLAB,
     K_STATS,
+    KMALLOC_CREATE_ORDER,
     KMALLOC_SIZES,
     LIST_CPU_PARTIAL,
     LIST_CPU_SLAB,
@@ -119,7 +131,14 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     M_ORDER,
     M_PREV,
     M_WORD,
+    MAX_EMPTY_SHEAVES,
+    MAX_FULL_SHEAVES,
     MAX_OBJS_PER_PAGE,
+    N_BARN_EMPTY,
+    N_BARN_FULL,
+    N_BARN_LOCK,
+    N_BARN_NR_EMPTY,
+    N_BARN_NR_FULL,
     N_HEAD,
     N_LOCK,
     N_NR_PARTIAL,
@@ -130,11 +149,15 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     NIL64,
     NODE_REC,
     NR_STATS,
+    REMOTE_NODE_DEFRAG_RATIO,
     SH_CACHE,
+    SH_CAP,
+    SH_NEXT,
     SH_OBJS,
     SH_SIZE,
     SH_STATE,
     SHEAF_CAPACITY,
+    SHEAF_PCS,
     SHEAF_REC,
     SLAB_CONSISTENCY_CHECKS,
     SLAB_DEBUG_FLAGS,
@@ -142,38 +165,52 @@ from aerosync.mm.slab.layout import (  # noqa: F401  (re-exported: the cache API
     SLAB_KMALLOC,
     SLAB_MAGIC,
     SLAB_POISON,
+    SLAB_RECLAIM_ACCOUNT,
     SLAB_RED_ZONE,
     SLAB_STORE_USER,
     SMETA,
     ST_ALLOC,
     ST_ALLOC_FAST,
     ST_ALLOC_MAG,
+    ST_ALLOC_NODE_MISMATCH,
     ST_ALLOC_PARTIAL,
+    ST_ALLOC_PCS,
     ST_ALLOC_SLAB,
     ST_ALLOC_SLOW,
+    ST_BARN_GET,
+    ST_BARN_GET_FAIL,
+    ST_BARN_PUT,
+    ST_BARN_PUT_FAIL,
     ST_CAS_FAIL,
     ST_CPU_PARTIAL,
+    ST_CPU_PARTIAL_DRAIN,
+    ST_CPU_PARTIAL_FREE,
+    ST_CPU_PARTIAL_NODE,
     ST_DEACTIVATE,
     ST_FLUSH,
     ST_FREE,
     ST_FREE_FAST,
     ST_FREE_MAG,
+    ST_FREE_PCS,
     ST_FREE_SLAB,
     ST_FREE_SLOW,
     ST_MAG_FLUSH,
+    ST_SHEAF_FLUSH,
+    ST_SHEAF_REFILL,
     STAT_NAMES,
     VBASE,
 )
 from aerosync.mm.slab.layout import (
     cache_off as _cache_off,
 )
-from aerosync.params import CACHE_LINE, PAGE_SIZE
+from aerosync.params import CACHE_LINE, PAGE_SIZE, profile_default
 from aerosync.sync.lockstat import lock_alloc
 from aerosync.sync.spinlock import CPU_COORD, SpinLock
 
 __all__ = [
     "SLAB_HWCACHE_ALIGN", "SLAB_POISON", "SLAB_RED_ZONE", "SLAB_STORE_USER", "SLAB_CONSISTENCY_CHECKS",
-    "SLAB_KMALLOC", "SLAB_DEBUG_FLAGS", "VBASE", "NIL32", "SHEAF_CAPACITY", "KMALLOC_SIZES",
+    "SLAB_KMALLOC", "SLAB_DEBUG_FLAGS", "SLAB_RECLAIM_ACCOUNT", "VBASE", "NIL32", "SHEAF_CAPACITY",
+    "KMALLOC_SIZES", "calculate_sizes",
     "slab_sections", "slab_init", "slab_params", "kmem_cache_create", "kmem_cache_lookup",
     "calculate_order", "cache_info", "live_caches",
     "virt_to_off", "object_view", "slab_stats", "slabinfo_json", "slabinfo_text", "slabtop_text",
@@ -188,20 +225,24 @@ class SlabError(AeroSyncError):
 def slab_params(config: dict[str, Any]) -> dict[str, Any]:
     """Slab configuration keys (defaults from aerosync-c.md 3 Kconfig where it has them):
 
-    slab_max_caches [64]   slab_mag_size (CONFIG_SLAB_MAG_SIZE) [16, 0..128]
+    slab_max_caches [64]   slab_mag_size (CONFIG_SLAB_MAG_SIZE) [kernel profile: 16 / linux 0; 0..128]
+    slab_percpu_sheaves [kernel profile: False / linux True]: per-CPU sheaves + barns for
+      caches created with a sheaf_capacity (Linux 6.18/6.19)
     slab_max_order (CONFIG_SLAB_MAX_ORDER) [3, capped at max_page_order]
     slab_min_partial (CONFIG_SLAB_MIN_PARTIAL) [Linux clamp(ilog2(size)/2, 5, 10)]
-    slab_min_objects [4 * (fls(nr_cpus) + 1)]   slab_nr_sheaves [64]
+    slab_min_objects [4 * (fls(nr_cpus) + 1)]   slab_nr_sheaves [64]   slab_depot_entries [1024]
     slub_debug ["" ; e.g. "FZPU" or "ZP,kmalloc-64,foo" as slab_debug=]   kmalloc [True]
     """
-    mag = int(config.get("slab_mag_size", 16))
+    mag = int(str(profile_default(config, "slab_mag_size")))
     if not 0 <= mag <= 128:
         raise ValueError(f"slab_mag_size = {mag}: allowed 0..128")
     max_order = min(int(config.get("slab_max_order", 3)), int(config.get("max_page_order", 10)))
     return {
         "max_caches": int(config.get("slab_max_caches", 64)), "mag_size": mag,
+        "percpu_sheaves": bool(profile_default(config, "slab_percpu_sheaves")),
         "max_order": max_order, "min_partial": config.get("slab_min_partial"),
         "min_objects": config.get("slab_min_objects"), "nr_sheaves": int(config.get("slab_nr_sheaves", 64)),
+        "depot_entries": int(config.get("slab_depot_entries", 1024)),
         "slub_debug": str(config.get("slub_debug", "") or ""), "kmalloc": bool(config.get("kmalloc", True)),
     }
 
@@ -225,6 +266,7 @@ def slab_sections(config: dict[str, Any]) -> list[SectionSpec]:
         SectionSpec("slabcpu", mc * nr_cpus * _cpu_rec_size(p["mag_size"])),
         SectionSpec("slabmeta", int(config["nr_pages"]) * SMETA),
         SectionSpec("slabsheaf", max(1, p["nr_sheaves"]) * SHEAF_REC),
+        SectionSpec("slabdepot", max(1, p["depot_entries"]) * DEPOT_REC),
     ]
 
 
@@ -233,7 +275,7 @@ def slab_init(arena: Any) -> None:
     p = slab_params(arena.config)
     q = arena.u64
     g = arena.off("slabcaches")
-    for sec in ("slabcaches", "slabnode", "slabcpu", "slabmeta", "slabsheaf"):
+    for sec in ("slabcaches", "slabnode", "slabcpu", "slabmeta", "slabsheaf", "slabdepot"):
         o, s = arena.sections[sec]
         arena.u8[o : o + s] = bytes(s)
     nr_cpus = int(arena.config["nr_cpus"])
@@ -243,9 +285,11 @@ def slab_init(arena: Any) -> None:
     q[(g + G_NR_NODES) >> 3] = _nr_nodes(arena.config)
     q[(g + G_MAG_SIZE) >> 3] = p["mag_size"]
     q[(g + G_TID_STEP) >> 3] = 1 << (nr_cpus - 1).bit_length()
+    q[(g + G_PCS) >> 3] = int(p["percpu_sheaves"])
+    q[(g + G_DEPOT_MAX) >> 3] = max(1, p["depot_entries"])
     arena.atomic.store64(g + G_MAGIC, SLAB_MAGIC)
     if p["kmalloc"]:
-        for size in KMALLOC_SIZES:
+        for size in KMALLOC_CREATE_ORDER:             # create_kmalloc_caches(): 96, 192, then 8 .. 8k
             kmem_cache_create(arena, f"kmalloc-{_size_name(size)}", size, 0, SLAB_KMALLOC)
 
 
@@ -286,14 +330,14 @@ def _calc_slab_order(size: int, min_order: int, max_order: int, fract: int) -> i
 
 def calculate_order(size: int, max_order: int, nr_cpus: int, min_objects: int | None = None) -> int:
     """Models calculate_order(): the smallest order holding enough objects with waste
-    <= 1/16 of the slab (then 1/8, 1/4), objects capped by what max_order holds."""
+    <= 1/16 of the slab (then 1/8, 1/4, 1/2), objects capped by what max_order holds."""
     mo = min_objects or 4 * (nr_cpus.bit_length() + 1)
     max_objects = (PAGE_SIZE << max_order) // size
     mo = max(1, min(mo, max_objects))
     min_order = max(0, math.ceil(math.log2(max(1, (mo * size + PAGE_SIZE - 1) // PAGE_SIZE))))
     if (PAGE_SIZE << min_order) // size > MAX_OBJS_PER_PAGE:
         return max(0, math.ceil(math.log2(size * MAX_OBJS_PER_PAGE / PAGE_SIZE)) - 1)
-    for fract in (16, 8, 4):
+    for fract in (16, 8, 4, 2):
         order = _calc_slab_order(size, min_order, max_order, fract)
         if order <= max_order:
             return order
@@ -315,45 +359,88 @@ def _debug_flags_for(name: str, spec: str) -> int:
     return flags
 
 
-def _layout(size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
-    """Models calculate_sizes(): [left rz][object][right rz][fp if outside][tracks][pad]."""
-    a = max(8, align or 8)
+def calculate_alignment(flags: int, align: int, size: int) -> int:
+    """calculate_alignment() (mm/slab_common.c): SLAB_HWCACHE_ALIGN takes the cache line
+    (halved while the object fits in half), never below arch_slab_minalign() = 8."""
     if flags & SLAB_HWCACHE_ALIGN:
         ralign = CACHE_LINE
-        while size <= ralign // 2 and ralign > 8:
+        while size <= ralign // 2 and ralign > 1:
             ralign //= 2
-        a = max(a, ralign)
-    p = align_up(size, 8)
-    if flags & SLAB_RED_ZONE and p == size:
-        p += 8                                    # room for a right red zone
-    rz_end = p
-    if flags & (SLAB_POISON | SLAB_RED_ZONE) or has_ctor:
-        fpoff = p                                 # free pointer after the object
-        p += 8
+        align = max(align, ralign)
+    return align_up(max(align, 8), 8)
+
+
+def calculate_sizes(object_size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
+    """Models calculate_sizes() (mm/slub.c, v6.19) for an already calculated alignment:
+
+      size = ALIGN(object_size, 8)
+      SLAB_RED_ZONE and size == object_size: + 8 (room for the right red zone)
+      inuse = size
+      free pointer after the object (offset = size, + 8) with SLAB_POISON, a ctor, or
+        SLAB_RED_ZONE when object_size < 8 or orig_size is kept; else inside the object
+        at ALIGN_DOWN(object_size / 2, 8)
+      SLAB_STORE_USER: + 2 * sizeof(struct track) (32 with the stack depot), and
+        + sizeof(unsigned int) for orig_size when also SLAB_KMALLOC
+      SLAB_RED_ZONE: + 8 (the padding word), red_left_pad = ALIGN(8, align), + red_left_pad
+      size = ALIGN(size, align)
+    Returns size, offset (free pointer from the object start), red_left_pad, track_off,
+    orig_off (0 if none) and inuse."""
+    size = align_up(object_size, 8)
+    if flags & SLAB_RED_ZONE and size == object_size:
+        size += 8
+    inuse = size
+    orig = bool(flags & SLAB_STORE_USER and flags & SLAB_KMALLOC)   # slub_debug_orig_size()
+    if flags & SLAB_POISON or has_ctor or (flags & SLAB_RED_ZONE and (object_size < 8 or orig)):
+        offset = size
+        size += 8
     else:
-        fpoff = (size // 2) & ~7                  # middle of the object (dodges small overflows)
-    track = 0
+        offset = (object_size // 2) & ~7
+    track_off = orig_off = 0
     if flags & SLAB_STORE_USER:
-        track = p
-        p += 2 * D.TRACK_SIZE
-    red_left = align_up(8, a) if flags & SLAB_RED_ZONE else 0
-    return {"size": align_up(p + red_left, a), "align": a, "fpoff": fpoff, "red_left": red_left,
-            "track_off": track, "inuse": rz_end}
+        track_off = size
+        size += 2 * D.TRACK_SIZE
+        if flags & SLAB_KMALLOC:
+            orig_off = size
+            size += D.ORIG_SIZE_SIZE
+    red_left = 0
+    if flags & SLAB_RED_ZONE:
+        size += 8
+        red_left = align_up(8, align)
+        size += red_left
+    return {"size": align_up(size, align), "align": align, "offset": offset, "red_left": red_left,
+            "track_off": track_off, "orig_off": orig_off, "inuse": inuse}
+
+
+def _layout(size: int, align: int, flags: int, has_ctor: bool) -> dict[str, int]:
+    """The alignment (calculate_alignment, with create_boot_cache()'s natural alignment
+    of kmalloc caches: the largest power of two dividing the size) and calculate_sizes."""
+    if flags & SLAB_KMALLOC:
+        align = max(align, size & -size)
+    lay = calculate_sizes(size, calculate_alignment(flags, align, size), flags, has_ctor)
+    lay["fpoff"] = lay["offset"]
+    return lay
 
 
 def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: int = 0,
-                      ctor: Callable[[memoryview], None] | str | None = None, cpu: int = CPU_COORD) -> int:
+                      ctor: Callable[[memoryview], None] | str | None = None, cpu: int = CPU_COORD,
+                      sheaf_capacity: int = 0) -> int:
     """kmem_cache_create(): a new cache visible to every CPU by name; returns its id.
 
     Runs under slab_mutex, so workers may create caches at run time too.  `ctor`
     (a module-level function, stored as "module:qualname") runs on every object of a
-    new slab.  Debug flags from config slub_debug are added here.
+    new slab.  Debug flags from config slub_debug are added here.  `sheaf_capacity`
+    (struct kmem_cache_args.sheaf_capacity, 0..SHEAF_CAPACITY): with config
+    slab_percpu_sheaves on, the cache gets per-CPU sheaves of that many objects and a
+    barn per node (Linux 6.18+: only caches created with a capacity have them, and not
+    debug caches).
     """
     max_caches, nr_cpus, nr_nodes, mag, _ = _geo(arena)
     p = slab_params(arena.config)
     nb = name.encode()
     if not 0 < len(nb) <= _NAME_LEN or not 1 <= size <= (PAGE_SIZE << p["max_order"]):
         raise SlabError(f"kmem_cache_create: bad name {name!r} or size {size}")
+    if not 0 <= sheaf_capacity <= SHEAF_CAPACITY:
+        raise SlabError(f"kmem_cache_create: {name}: sheaf_capacity {sheaf_capacity}: allowed 0..{SHEAF_CAPACITY}")
     ctor_s = ctor if isinstance(ctor, str) or ctor is None else f"{ctor.__module__}:{ctor.__qualname__}"
     flags |= _debug_flags_for(name, p["slub_debug"])
     lay = _layout(size, align, flags, bool(ctor_s))
@@ -367,6 +454,7 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
     mp = p["min_partial"]
     min_partial = int(mp) if mp is not None else min(10, max(5, int(math.log2(osz)) // 2))
     cpu_partial = 6 if osz >= 4096 else 24 if osz >= 1024 else 52 if osz >= 256 else 120
+    pcs_cap = sheaf_capacity if p["percpu_sheaves"] and not flags & SLAB_DEBUG_FLAGS else 0
     g = arena.off("slabcaches")
     mutex = SpinLock(arena, arena.u64[(g + G_MUTEX) >> 3], cpu)
     q, d = arena.u64, arena.u32
@@ -386,14 +474,21 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
                      (C_FPOFF, lay["fpoff"]), (C_ORDER, order), (C_OBJECTS, objects), (C_MIN_ORDER, min_order),
                      (C_MIN_OBJECTS, min_objects), (C_RED_LEFT, lay["red_left"]), (C_MIN_PARTIAL, min_partial),
                      (C_CPU_PARTIAL, (cpu_partial * 2 + objects - 1) // objects), (C_TRACK_OFF, lay["track_off"]),
-                     (C_INUSE, lay["inuse"])):
+                     (C_INUSE, lay["inuse"]), (C_SHEAF_CAP, pcs_cap), (C_DEFRAG, REMOTE_NODE_DEFRAG_RATIO),
+                     (C_ORIG_OFF, lay["orig_off"])):
             d[(co + f) >> 2] = v
+        q[(g + G_SEQ) >> 3] += 1
+        d[(co + C_SEQ) >> 2] = q[(g + G_SEQ) >> 3]     # list_add(&s->list, &slab_caches): newest first
         for nid in range(nr_nodes):
             no = _node_off(arena, cid, nid, nr_nodes)
             arena.u8[no : no + NODE_REC] = bytes(NODE_REC)
             q[(no + N_LOCK) >> 3] = lock_alloc(arena, "&n->list_lock", f"{name}/{nid}"[-_NAME_LEN:])
             d[(no + N_HEAD) >> 2] = NIL32
             d[(no + N_TAIL) >> 2] = NIL32
+            if pcs_cap:
+                q[(no + N_BARN_LOCK) >> 3] = lock_alloc(arena, "&barn->lock", f"{name}/{nid}"[-_NAME_LEN:])
+                d[(no + N_BARN_FULL) >> 2] = NIL32
+                d[(no + N_BARN_EMPTY) >> 2] = NIL32
         rs = _cpu_rec_size(mag)
         for c in range(nr_cpus):
             ko = _cpu_off(arena, cid, c, nr_cpus, mag)
@@ -434,7 +529,8 @@ def cache_info(arena: Any, cid: int) -> dict[str, Any]:
         ("offset", C_FPOFF), ("order", C_ORDER), ("objects", C_OBJECTS), ("min_order", C_MIN_ORDER),
         ("min_objects", C_MIN_OBJECTS), ("red_left_pad", C_RED_LEFT), ("min_partial", C_MIN_PARTIAL),
         ("cpu_partial_slabs", C_CPU_PARTIAL), ("track_off", C_TRACK_OFF), ("inuse", C_INUSE),
-        ("nr_bugs", C_NR_BUGS))}
+        ("nr_bugs", C_NR_BUGS), ("sheaf_capacity", C_SHEAF_CAP), ("seq", C_SEQ),
+        ("remote_node_defrag_ratio", C_DEFRAG), ("orig_off", C_ORIG_OFF))}
     f["id"] = cid
     f["name"] = _rstr(arena, co + C_NAME, _NAME_LEN)
     f["ctor"] = _rstr(arena, co + C_CTOR, _CTOR_LEN)
@@ -461,8 +557,11 @@ def slab_stats(arena: Any, cid: int, cpu: int | None = None) -> dict[str, int]:
             for i, n in enumerate(STAT_NAMES):
                 out[n] += arena.u64[(ko + ctx * NR_STATS * 8 + i * 8) >> 3]
     # derived, not counted on the fast path (see _build.alloc)
-    out["alloc_fastpath"] = out["alloc"] - out["alloc_slowpath"] - out["alloc_mag"]
-    out["free_fastpath"] = out["free"] - out["free_slowpath"] - out["free_mag"]
+    # objects the cpu-slab path handed out: allocations not served by a sheaf, plus the
+    # objects taken to refill per-CPU sheaves (not allocations themselves)
+    out["alloc_fastpath"] = (out["alloc"] - out["alloc_cpu_sheaf"] + out["sheaf_refill"] - out["alloc_slowpath"]
+                             - out["alloc_mag"])
+    out["free_fastpath"] = out["free"] - out["free_slowpath"] - out["free_mag"] - out["free_cpu_sheaf"]
     return out
 
 
@@ -486,10 +585,13 @@ def _cache_counts(arena: Any, cid: int, sm: np.ndarray) -> dict[str, Any]:
 
 
 def slabinfo_json(arena: Any) -> list[dict[str, Any]]:
-    """Every live cache's slabinfo figures (keys as the /proc/slabinfo header, plus extras)."""
+    """Every live cache's slabinfo figures (keys as the /proc/slabinfo header, plus extras),
+    in the kernel's order: slab_caches is a list_add (newest first) list."""
     sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    d = arena.u32
+    order = sorted(live_caches(arena), key=lambda c: -d[(_cache_off(arena, c) + C_SEQ) >> 2])
     try:
-        return [_cache_counts(arena, cid, sm) for cid in live_caches(arena)]
+        return [_cache_counts(arena, cid, sm) for cid in order]
     finally:
         del sm
 

@@ -6,14 +6,23 @@ alloc_debug_processing, on_freelist) and mm/kasan/report.c's layout for bad free
 (linux-mm.md 3.8, 8.7).  Unit: one object of a debug cache, under its node's list_lock
 (debug caches take list_lock for every alloc and free, see slub.py).
 
-Object layout of a debug cache (offsets from the slot start; slab_common.py:_layout)::
+Object layout of a debug cache (offsets from the slot start; slab_common.py:_layout,
+which is calculate_sizes())::
 
     [left red zone: red_left_pad][object: object_size][right red zone .. inuse]
-    [free pointer u32 (8 B)][track alloc: TRACK_SIZE][track free: TRACK_SIZE][pad]
+    [free pointer (8 B), when outside the object][track alloc][track free]
+    [orig_size u32: kmalloc caches with SLAB_STORE_USER][padding word: SLAB_RED_ZONE]
+    [alignment]
+
+A track is struct track with CONFIG_STACKDEPOT (TRACK_SIZE 32): addr u64 (a stand-in
+call-site address), handle u32 (stack depot), cpu u32, pid u32, pad, when u64 (ns).  The
+"stack" is the call site text, kept once in the arena's stack depot (section
+"slabdepot", depot_save / depot_fetch).  orig_size is the size kmalloc was asked for
+(kmem_cache_alloc: object_size); bytes [orig_size, object_size) are a kmalloc red zone.
 
 Byte values: POISON_FREE 0x6b with POISON_END 0xa5 as last object byte (a free object,
 SLAB_POISON), SLUB_RED_INACTIVE 0xbb (red zones of a free object), SLUB_RED_ACTIVE 0xcc
-(of an allocated one).  A track is {when_ns u64, pid u32, cpu u32, call site 48 B ascii}.
+(of an allocated one, and its kmalloc red zone).
 
 Checks and what happens:
   alloc: red zones still 0xbb and poison intact, else "Redzone overwritten" /
@@ -22,8 +31,9 @@ Checks and what happens:
          field, never handed out again) and allocation moves to the next object.
   free:  not a slab object / another cache's object / not an object start ->
          KASAN "invalid-free" report, nothing freed; already on the slab freelist ->
-         KASAN "double-free" report, nothing freed; red zone not 0xcc ->
-         "Redzone overwritten" report, the object is isolated instead of freed.
+         KASAN "double-free" report, nothing freed; red zone (or the kmalloc red zone
+         beyond orig_size) not 0xcc -> "Redzone overwritten" / "kmalloc Redzone
+         overwritten" report, the object is isolated instead of freed.
 Every report bumps the cache's nr_bugs, is kept in the handle's `reports` list and
 printed to stderr.  The allocator stays consistent: isolated objects are accounted
 (slab_check.py S5) and their slab is never discarded.
@@ -34,21 +44,24 @@ from __future__ import annotations
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from aerosync.mm.slab import layout as S
 
 __all__ = ["POISON_FREE", "POISON_END", "POISON_INUSE", "SLUB_RED_INACTIVE", "SLUB_RED_ACTIVE",
-           "TRACK_SIZE", "DebugOps", "hexdump_lines"]
+           "TRACK_SIZE", "ORIG_SIZE_SIZE", "DebugOps", "hexdump_lines", "depot_save", "depot_fetch"]
 
 POISON_INUSE = 0x5A
 POISON_FREE = 0x6B
 POISON_END = 0xA5
 SLUB_RED_INACTIVE = 0xBB
 SLUB_RED_ACTIVE = 0xCC
-TRACK_SIZE = 64
-_SITE_LEN = 48
+TRACK_SIZE = 32                      # sizeof(struct track) with CONFIG_STACKDEPOT
+ORIG_SIZE_SIZE = 4                   # sizeof(unsigned int): kmalloc's requested size
+_TRACK_ADDR_BASE = 0xFFFF_FFFF_8100_0000
+_depot_cache: dict[tuple[int, str, str], tuple[int, int]] = {}   # (arena, name, site) -> (handle, addr)
 _HERE = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
                   for f in ("slub.py", "slab_common.py", "kmalloc.py", "slab_debug.py", "slab_check.py"))
 
@@ -61,6 +74,34 @@ def _call_site() -> str:
     if f is None:
         return "?"
     return f"{f.f_code.co_name}+{f.f_lineno} ({os.path.basename(f.f_code.co_filename)})"
+
+
+def depot_save(arena: Any, site: str) -> tuple[int, int]:
+    """stack_depot_save(): (handle, call-site address) of `site` in the arena's depot,
+    stored once per process and arena (two processes may store the same text twice,
+    which only costs a record).  Handle 0 when the depot is full, as a failed save."""
+    key = (id(arena), arena.name, site)
+    got = _depot_cache.get(key)
+    if got is not None:
+        return got
+    g = arena.off("slabcaches")
+    i = arena.atomic.fetch_add64(g + S.G_DEPOT_NEXT, 1)
+    addr = _TRACK_ADDR_BASE + (zlib.crc32(site.encode()) & 0xFF_FFFF)
+    if i >= arena.u64[(g + S.G_DEPOT_MAX) >> 3]:
+        return 0, addr
+    o = arena.off("slabdepot") + i * S.DEPOT_REC
+    arena.u8[o : o + S.DEPOT_REC] = site.encode()[: S.DEPOT_REC].ljust(S.DEPOT_REC, b"\0")
+    got = _depot_cache[key] = (i + 1, addr)
+    return got
+
+
+def depot_fetch(arena: Any, handle: int) -> str:
+    """stack_depot_fetch(): the text of a handle ("" for 0 or an unknown one)."""
+    g = arena.off("slabcaches")
+    if not 0 < handle <= min(arena.u64[(g + S.G_DEPOT_NEXT) >> 3], arena.u64[(g + S.G_DEPOT_MAX) >> 3]):
+        return ""
+    o = arena.off("slabdepot") + (handle - 1) * S.DEPOT_REC
+    return bytes(arena.u8[o : o + S.DEPOT_REC]).rstrip(b"\0").decode(errors="replace")
 
 
 def hexdump_lines(tag: str, addr: int, data: bytes, limit: int = 128) -> list[str]:
@@ -89,6 +130,7 @@ class DebugOps:
         self.user = bool(f & S.SLAB_STORE_USER)
         self.size, self.osize, self.red_left = info["size"], info["object_size"], info["red_left_pad"]
         self.inuse, self.track_off, self.objects = info["inuse"], info["track_off"], info["objects"]
+        self.orig_off = info["orig_off"]          # 0: no orig_size field (not kmalloc + U)
         self.name, self.cid = info["name"], info["id"]
         self.phys = arena.off("physmem")
         self.free_pat = bytes([POISON_FREE]) * (self.osize - 1) + bytes([POISON_END])
@@ -116,33 +158,45 @@ class DebugOps:
             o = self._obj_off(pfn, i)
             self._set_free_state(o)
             if self.user:
-                self.arena.u8[o + self.track_off : o + self.track_off + 2 * TRACK_SIZE] = bytes(2 * TRACK_SIZE)
+                end = self.track_off + 2 * TRACK_SIZE + (ORIG_SIZE_SIZE if self.orig_off else 0)
+                self.arena.u8[o + self.track_off : o + end] = bytes(end - self.track_off)
 
     def _set_track(self, o: int, which: int) -> None:
+        """set_track(): {addr, handle, cpu, pid, when} (struct track)."""
         if not self.user:
             return
         t = o + self.track_off + which * TRACK_SIZE
         a = self.arena
-        a.u64[t >> 3] = time.monotonic_ns()
-        a.u32[(t + 8) >> 2] = os.getpid()
+        handle, addr = depot_save(a, _call_site())
+        a.u64[t >> 3] = addr
+        a.u32[(t + 8) >> 2] = handle
         a.u32[(t + 12) >> 2] = self.slub.cpu
-        a.u8[t + 16 : t + 16 + _SITE_LEN] = _call_site().encode()[:_SITE_LEN].ljust(_SITE_LEN, b"\0")
+        a.u32[(t + 16) >> 2] = os.getpid()
+        a.u32[(t + 20) >> 2] = 0
+        a.u64[(t + 24) >> 3] = time.monotonic_ns()
 
     def _track_text(self, o: int, which: int) -> str | None:
         if not self.user:
             return None
         t = o + self.track_off + which * TRACK_SIZE
         a = self.arena
-        when = a.u64[t >> 3]
+        when = a.u64[(t + 24) >> 3]
         if not when:
             return None
-        site = bytes(a.u8[t + 16 : t + 16 + _SITE_LEN]).rstrip(b"\0").decode(errors="replace")
+        site = depot_fetch(a, a.u32[(t + 8) >> 2]) or f"{a.u64[t >> 3]:#x} (no stack)"
         age = (time.monotonic_ns() - when) // 1_000_000
-        return f"{site} age={age} cpu={a.u32[(t + 12) >> 2]} pid={a.u32[(t + 8) >> 2]}"
+        return f"{site} age={age} cpu={a.u32[(t + 12) >> 2]} pid={a.u32[(t + 16) >> 2]}"
+
+    def orig_size(self, pfn: int, idx: int) -> int:
+        """get_orig_size(): the requested size (object_size without the field)."""
+        if not self.orig_off:
+            return self.osize
+        return self.arena.u32[(self._obj_off(pfn, idx) + self.orig_off) >> 2] or self.osize
 
     # ---------------------------------------------------------------- checks
-    def alloc_check(self, pfn: int, idx: int) -> bool:
-        """alloc_debug_processing(): False = damaged, reported; the caller isolates it."""
+    def alloc_check(self, pfn: int, idx: int, orig: int = 0) -> bool:
+        """alloc_debug_processing(): False = damaged, reported; the caller isolates it.
+        `orig`: kmalloc's requested size (0: object_size), kept in orig_size."""
         o = self._obj_off(pfn, idx)
         u8 = self.arena.u8
         if self.redzone:
@@ -154,9 +208,16 @@ class DebugOps:
         if self.poison and bytes(u8[o : o + self.osize]) != self.free_pat:
             self._slub_report(pfn, idx, "Poison overwritten", o, o + self.osize, POISON_FREE)
             return False
-        if self.redzone:
+        keep = self.osize
+        if self.orig_off:                            # set_orig_size()
+            keep = orig if 0 < orig < self.osize else self.osize
+            self.arena.u32[(o + self.orig_off) >> 2] = keep
+        if self.redzone:                             # init_object(SLUB_RED_ACTIVE)
             u8[o - self.red_left : o] = self.rz_l_act
-            u8[o + self.osize : o + self.inuse] = self.rz_r_act
+            if keep == self.osize:
+                u8[o + keep : o + self.inuse] = self.rz_r_act
+            else:
+                u8[o + keep : o + self.inuse] = bytes([SLUB_RED_ACTIVE]) * (self.inuse - keep)
         self._set_track(o, 0)
         return True
 
@@ -182,8 +243,10 @@ class DebugOps:
         o = self._obj_off(pfn, idx)
         u8 = self.arena.u8
         if self.redzone:
-            for lo, hi, what in ((o - self.red_left, o, "Left Redzone"),
-                                 (o + self.osize, o + self.inuse, "Right Redzone")):
+            zones = [(o - self.red_left, o, "Left Redzone"), (o + self.osize, o + self.inuse, "Right Redzone")]
+            if self.orig_off:
+                zones.append((o + self.orig_size(pfn, idx), o + self.osize, "kmalloc Redzone"))
+            for lo, hi, what in zones:
                 if bytes(u8[lo:hi]) != bytes([SLUB_RED_ACTIVE]) * (hi - lo):
                     self._slub_report(pfn, idx, f"{what} overwritten", lo, hi, SLUB_RED_ACTIVE)
                     return -2

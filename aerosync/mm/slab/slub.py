@@ -1,8 +1,9 @@
 """SLUB in the arena, the allocator: slabs, the lockless per-CPU fast path, partial lists,
-remote free, per-CPU magazines, bulk and caller-owned sheaves.
+remote free, per-CPU magazines, per-CPU sheaves and barns, bulk and caller-owned sheaves.
 
-Models: mm/slub.c (slab_alloc_node, ___slab_alloc, get_partial_node, new_slab,
-deactivate_slab, __slab_free, do_slab_free, flush_cpu_slab,
+Models: mm/slub.c v6.19 (slab_alloc_node, ___slab_alloc, get_partial_node,
+get_any_partial, new_slab, deactivate_slab, __slab_free, put_cpu_partial,
+__put_partials, flush_cpu_slab, alloc_from_pcs / free_to_pcs and the barn,
 kmem_cache_alloc_bulk/free_bulk, kmem_cache_prefill_sheaf...).  Cache management --
 configuration, the slab sections' layout and record offsets, the cache table
 (kmem_cache_create/destroy/lookup), calculate_order / calculate_sizes, slub_debug
@@ -18,20 +19,28 @@ gives a `KmemCache` whose attributes are closures bound once:
   alloc_node(nid, gfp=0) -> addr | 0       alloc_bulk(n, gfp=0) -> list   free_bulk(addrs)
   prefill_sheaf(n) -> sheaf | -1           alloc_from_sheaf(sheaf, gfp=0) -> addr | 0
   refill_sheaf(sheaf, n) -> bool           return_sheaf(sheaf)     sheaf_size(sheaf)
-  flush_cpu(cpu) (flush_cpu_slab of any CPU)  ksize(addr)
+  flush_cpu(cpu) (flush_cpu_slab of any CPU)  ksize(addr)   barn_shrink()
+  alloc_orig(size, gfp) (debug caches: kmalloc's requested size kept as orig_size)
 `irq=True` makes the handle of the CPU's "interrupt context" (a second thread of the
 worker): it shares the CPU's state and has its own statistics line.
 
 Lock order (outer first):
   1. slab_mutex ("slab_mutex", SpinLock, mm/slab/slab_common.py): the cache table
      (create/destroy/lookup by name while a cache is being created).
+  2a. pcs lock (K_PCS_LOCK, per cache x CPU, caches with per-CPU sheaves): CAS 0 ->
+     token; the owner only trylocks it (local_trylock: on failure the operation takes the
+     normal path), a flushing CPU waits for it.  Protects the CPU's main/spare sheaves.
+     Never held together with c->lock.
+  2b. &barn->lock ("&barn->lock", SpinLock, per cache x node): the barn's full and empty
+     sheaf lists; taken under the pcs lock or alone, nothing inside it.
   2. c->lock (kmem_cache_cpu lock word, per cache x CPU): CAS 0 -> token, held by the
-     owner CPU's slow path (either context) or by a CPU flushing it.  Protects c->slab
-     changes, c->partial, the magazine.  (Linux: local_lock cpu_slab->lock, which nests
-     *inside* list_lock there; here no one takes c->lock under list_lock, so it is outer.)
+     owner CPU's slow path (either context), by put_cpu_partial, or by a CPU flushing
+     it.  Protects c->slab changes, c->partial, the magazine.  (Linux: local_lock
+     cpu_slab->lock, which nests *inside* list_lock there; here no one takes c->lock
+     under list_lock, so it is outer.)  No object is freed to a slab under it.
   3. n->list_lock ("&n->list_lock", SpinLock, per cache x node): n->partial list and
-     nr_partial, the slabmeta list byte and links of slabs on it, and the decision to
-     discard an empty slab.
+     nr_partial, the slabmeta list byte NODE_PARTIAL and links of slabs on it, and the
+     decision to discard an empty node-partial slab.
   4. the page allocator's pcp / zone.lock (new_slab, discard_slab).
 Two c->locks, or two list_locks, are never held at once.  The irq context takes list_locks
 as owner IRQ_LOCK_CPU | cpu (a SpinLock word names pid and cpu, which its two threads
@@ -71,13 +80,31 @@ Lockless protocol 2 -- slab freelist_counters (u64 at slabmeta + 0)::
     |fz| objects (15)  | inuse (16)    | first free index (NIL=0xFFFFFFFF) |
     +--+---------------+---------------+-----------------------------------+
 
-  fz (frozen) = the slab belongs to a CPU (its c->slab or on its c->partial); inuse
-  counts objects not on this freelist (cpu-freelist objects count as in use, as Linux).
-  Remote free (__slab_free): read the word, link obj -> freelist, CAS (idx, inuse-1).
-  It takes n->list_lock *before* the CAS only when the slab will change lists: it was
-  full and not frozen (-> node partial), or it becomes empty and is not frozen (maybe
-  discarded).  Under list_lock no one can freeze a node-partial slab, so the decision
-  made with the CAS stays valid.  get_freelist/freeze/unfreeze are CAS loops too.
+  fz (frozen) = the slab is a CPU's c->slab (6.8+: slabs on c->partial are *unfrozen*);
+  inuse counts objects not on this freelist (cpu-freelist objects count as in use, as
+  Linux).  Remote free (__slab_free): read the word, link obj -> freelist, CAS (idx,
+  inuse-1).  The first free into a full unfrozen slab puts it on the *freeing* CPU's
+  partial list (put_cpu_partial, under that CPU's c->lock, no list_lock); when that
+  list already holds cpu_partial_slabs slabs they first go to their node lists
+  (__put_partials, list_lock).  n->list_lock is taken *before* the CAS (and dropped on a
+  retry) only when an unfrozen slab with free objects becomes empty: it is then removed
+  and discarded if it is on its node's partial list (list byte NODE_PARTIAL, read under
+  list_lock: only list_lock holders set or clear it) and the node has min_partial;
+  empty slabs on a CPU's partial list stay there.  Under list_lock no one can take a
+  node-partial slab off, so the decision made with the CAS stays valid.  get_freelist,
+  freeze_slab and deactivate_slab's unfreeze are CAS loops too; deactivate_slab takes
+  list_lock only to add the slab to the node list.  The list byte of a slab goes to
+  NONE before a CAS that may leave it unfrozen and full: from then on a remote free
+  may put it on its CPU's partial list and write the byte.
+
+Slow path (___slab_alloc): magazine pop; c->slab (a slab of another node than a
+kmalloc_node asked for is deactivated: ALLOC_NODE_MISMATCH); c->partial (slabs of
+another node go back to their nodes); the node's partial list (get_partial_node: the
+first slab frozen as c->slab, more onto c->partial until more than cpu_partial_slabs/2
+moved); then -- unless __GFP_THISNODE -- other nodes' partial lists in zonelist order
+from nodes with more than min_partial, gated by remote_node_defrag_ratio
+(get_any_partial); then a new slab.  An explicit node first tries that node only
+(try_thisnode), then with the caller's gfp.
 
 Magazines (the seed's BSD/XNU layer, CONFIG_SLAB_MAG_SIZE = config slab_mag_size): a
 per-CPU stack of object addresses of *local-node* objects freed outside the cpu slab.
@@ -90,6 +117,16 @@ Sheaves (aerosync-c.md 4; linux-mm.md 3.6 prefill API): caller-owned records in 
 "slabsheaf" section: state word (0 free, else owner cpu + 1), cache, size, capacity
 SHEAF_CAPACITY, objects[].  prefill = bulk alloc; alloc_from_sheaf pops (never fails
 while not empty); return = bulk free of the rest.  Objects in a sheaf count as allocated.
+
+Per-CPU sheaves (Linux 6.18/6.19, config slab_percpu_sheaves, caches created with a
+sheaf_capacity, never debug caches): records of the same pool with state SHEAF_PCS, a
+CPU's main and spare (K_PCS) and each node's barn (MAX_FULL_SHEAVES full,
+MAX_EMPTY_SHEAVES empty).  alloc pops main under the pcs trylock (empty: swap with the
+spare, else a full sheaf from the barn for the empty one, else refill from the slabs);
+free pushes local-node objects (full: swap, else trade with the barn, else flush).
+Objects in these sheaves are free (not counted as allocations); refills and flushes
+move objects between sheaves and slabs without counting.  A cache has both layers
+only if both knobs are on; the alloc order is then sheaves, cpu freelist, magazine.
 
 Debug caches (any of SLAB_POISON / SLAB_RED_ZONE / SLAB_STORE_USER / SLAB_CONSISTENCY_
 CHECKS, per cache or from config slub_debug) bypass cpu freelists and magazines: every
@@ -104,13 +141,16 @@ Invariants (mm/slab/slab_check.py):
       slab of a live cache (no orphans).
   S2  a slab's freelist holds distinct in-range indices; inuse == objects - its length.
   S3  list state: node-partial slabs (walked) are unfrozen with a list byte NODE_PARTIAL
-      and nr_partial == walked; cpu slab / cpu partial slabs are frozen with matching list
-      bytes; unfrozen off-list slabs are full.
+      and nr_partial == walked; cpu slabs are frozen (CPU_SLAB), cpu partial slabs
+      unfrozen (CPU_PARTIAL); unfrozen off-list slabs are full; c->lock and the pcs lock
+      are free.
   S4  a cpu freelist holds distinct objects of c->slab, disjoint from its slab freelist;
       magazine and sheaf entries are distinct object starts of this cache's slabs, on no
-      freelist.
+      freelist; every per-CPU sheaf is referenced exactly once (a CPU's main or spare,
+      or one barn list), barn counts match, barn "empty" sheaves are empty.
   S5  per cache: objects in slabs == slab freelists + cpu freelists + magazines +
-      (allocs - frees, which includes sheaves) + isolated (debug-quarantined) objects.
+      per-CPU sheaves + (allocs - frees, which includes caller-owned sheaves) +
+      isolated (debug-quarantined) objects.
   S6  node counters nr_slabs / total_objects equal the slabs found.
   S7  every slab head is "allocated" for mm/pmm/check.py (refcount > 0, no buddy/pcp/
       reserved/tail flag, order byte == slab order).
@@ -118,8 +158,9 @@ Deliberate races: statistics are per-CPU, per-context plain increments; slabinfo
 (mm/slab/slab_common.py) reads counters and lists without locks (as /proc/slabinfo is
 approximate).
 
-Size: ~1150 lines, above style-anchors 5.1's ~800: `_build` alone is ~830, this docstring
-(the protocols) ~130, and the import of slab_common's record offsets ~70 (one name a line).
+Size: ~1700 lines, above style-anchors 5.1's ~800: `_build` alone is ~1300 (the per-CPU
+sheaves and barn added ~400 in issue 14), this docstring (the protocols) ~190, and the
+import of slab_common's record offsets ~100 (one name a line).
 The fast path, slow path, remote free, magazines, bulk, sheaves, flush and the debug-cache
 path are closures over offsets bound once per (cache, CPU context) that call each other
 directly (alloc -> alloc_retry -> alloc_slow -> install / unfreeze / new_slab; free ->
@@ -144,8 +185,9 @@ from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
-from aerosync.mm.pmm.gfp import GFP_KERNEL
+from aerosync.mm.pmm.gfp import GFP_KERNEL, MAX_NR_ZONES
 from aerosync.mm.pmm.page import PG_slab, PG_tail
+from aerosync.mm.pmm.vm_event import NR_NODE_STATS, NR_SLAB_RECLAIMABLE, NR_SLAB_UNRECLAIMABLE, node_stat_base
 from aerosync.mm.slab import slab_debug as D
 from aerosync.mm.slab.slab_common import (
     _HI,
@@ -160,6 +202,8 @@ from aerosync.mm.slab.slab_common import (
     K_MAG_COUNT,
     K_NR_PARTIAL,
     K_PARTIAL,
+    K_PCS,
+    K_PCS_LOCK,
     K_SLAB,
     K_STATS,
     LIST_CPU_PARTIAL,
@@ -174,6 +218,12 @@ from aerosync.mm.slab.slab_common import (
     M_ORDER,
     M_PREV,
     M_WORD,
+    MAX_FULL_SHEAVES,
+    N_BARN_EMPTY,
+    N_BARN_FULL,
+    N_BARN_LOCK,
+    N_BARN_NR_EMPTY,
+    N_BARN_NR_FULL,
     N_HEAD,
     N_LOCK,
     N_NR_PARTIAL,
@@ -184,27 +234,43 @@ from aerosync.mm.slab.slab_common import (
     NIL64,
     NR_STATS,
     SH_CACHE,
+    SH_CAP,
+    SH_NEXT,
     SH_OBJS,
     SH_SIZE,
     SH_STATE,
     SHEAF_CAPACITY,
+    SHEAF_PCS,
     SHEAF_REC,
     SLAB_DEBUG_FLAGS,
+    SLAB_RECLAIM_ACCOUNT,
     SMETA,
     ST_ALLOC,
     ST_ALLOC_MAG,
+    ST_ALLOC_NODE_MISMATCH,
     ST_ALLOC_PARTIAL,
+    ST_ALLOC_PCS,
     ST_ALLOC_SLAB,
     ST_ALLOC_SLOW,
+    ST_BARN_GET,
+    ST_BARN_GET_FAIL,
+    ST_BARN_PUT,
+    ST_BARN_PUT_FAIL,
     ST_CAS_FAIL,
     ST_CPU_PARTIAL,
+    ST_CPU_PARTIAL_DRAIN,
+    ST_CPU_PARTIAL_FREE,
+    ST_CPU_PARTIAL_NODE,
     ST_DEACTIVATE,
     ST_FLUSH,
     ST_FREE,
     ST_FREE_MAG,
+    ST_FREE_PCS,
     ST_FREE_SLAB,
     ST_FREE_SLOW,
     ST_MAG_FLUSH,
+    ST_SHEAF_FLUSH,
+    ST_SHEAF_REFILL,
     VBASE,
     SlabError,
     _cache_off,
@@ -222,6 +288,7 @@ from aerosync.sync.spinlock import CPU_COORD, SpinLock
 __all__ = ["Slub", "KmemCache"]
 
 IRQ_LOCK_CPU = 0x8000                 # SpinLock owner id of cpu c's irq context: IRQ_LOCK_CPU | c
+_get_cycles = time.perf_counter_ns    # get_cycles() for get_any_partial's defrag gate (tests patch it)
 
 
 def _sw(fl: int, inuse: int, objects: int, frozen: int) -> int:
@@ -309,7 +376,8 @@ class KmemCache:
     __slots__ = ("slub", "id", "name", "flags", "object_size", "size", "order", "objects", "debug",
                  "alloc", "free", "alloc_node", "alloc_bulk", "free_bulk", "prefill_sheaf",
                  "alloc_from_sheaf", "refill_sheaf", "return_sheaf", "sheaf_size", "flush_cpu", "ksize",
-                 "free_slow", "free_pfn", "alloc_slow", "node_lock", "stat", "obj_index", "red_left")
+                 "free_slow", "free_pfn", "alloc_slow", "node_lock", "stat", "obj_index", "red_left",
+                 "barn_shrink", "sheaf_capacity", "alloc_orig")
 
     def __init__(self, slub: Slub, cid: int) -> None:
         info = cache_info(slub.arena, cid)
@@ -317,7 +385,9 @@ class KmemCache:
         self.object_size, self.size, self.order, self.objects = (info["object_size"], info["size"],
                                                                   info["order"], info["objects"])
         self.red_left = info["red_left_pad"]
+        self.sheaf_capacity = info["sheaf_capacity"]
         self.debug = bool(self.flags & SLAB_DEBUG_FLAGS)
+        self.alloc_orig: Callable[[int, int], int] | None = None
         _build(self, info)
 
     def stats(self, cpu: int | None = None) -> dict[str, int]:
@@ -339,6 +409,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     osize, red_left = info["object_size"], info["red_left_pad"]
     fpo = red_left + info["offset"]               # free pointer, from the slot start
     min_partial, cpu_partial_max = info["min_partial"], info["cpu_partial_slabs"]
+    pcs_cap, defrag = info["sheaf_capacity"], info["remote_node_defrag_ratio"]
     ctor = _resolve_ctor(info["ctor"])
     PHYS = arena.off("physmem")
     VOFF = VBASE - PHYS                           # addr - VOFF = arena offset
@@ -350,6 +421,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     cslab = (ko + K_SLAB) >> 3                    # c->slab (u64 index)
     clock = ko + K_LOCK
     cpart, cnrpart, cmag = (ko + K_PARTIAL) >> 3, (ko + K_NR_PARTIAL) >> 3, (ko + K_MAG_COUNT) >> 3
+    pcsw, pcsl = (ko + K_PCS) >> 3, ko + K_PCS_LOCK  # per-CPU sheaves word (u64 index), its lock
     mag0 = (ko + K_MAG) >> 3
     ST = (ko + K_STATS + (NR_STATS * 8 if slub.irq else 0)) >> 3
     st_alloc, st_free = ST + ST_ALLOC, ST + ST_FREE
@@ -364,6 +436,20 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     kc.node_lock = node_locks
     nl_acq = [lk.acquire for lk in node_locks]
     nl_rel = [lk.release for lk in node_locks]
+    # slab_nodes (nodes with memory) and get_any_partial's node order: the local node's zonelist
+    has_mem = [any(mm.populated[n * MAX_NR_ZONES + z] for z in range(MAX_NR_ZONES)) for n in range(nr_nodes)]
+    any_nodes = list(dict.fromkeys(z // MAX_NR_ZONES for z in mm.zonelist(mynid, GFP_KERNEL)))
+    barn_locks = [SpinLock(arena, u64[(no + N_BARN_LOCK) >> 3], lock_cpu) for no in node_offs] if pcs_cap else []
+    if pcs_cap:
+        bno = node_offs[mynid]                   # get_barn(): the local node's
+        bfull, bempty = bno + N_BARN_FULL, bno + N_BARN_EMPTY
+        bnr_full, bnr_empty = bno + N_BARN_NR_FULL, bno + N_BARN_NR_EMPTY
+        barn_acq, barn_rel = barn_locks[mynid].acquire, barn_locks[mynid].release
+    # nr_slab_reclaimable / nr_slab_unreclaimable (pages) of the slab's node, this CPU's
+    # delta word: account_slab() / unaccount_slab().  Atomic: both contexts of a CPU add.
+    ns_word = [(node_stat_base(arena, cpu) + n * NR_NODE_STATS +
+                (NR_SLAB_RECLAIMABLE if kc.flags & SLAB_RECLAIM_ACCOUNT else NR_SLAB_UNRECLAIMABLE)) << 3
+               for n in range(nr_nodes)]
     alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
     zero = bytes(osize)
     slab_order_objs = {order: objects, min_order: min_objects}
@@ -488,6 +574,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         no = node_offs[snid]
         fetch_add64(no + N_NR_SLABS, 1)
         fetch_add64(no + N_TOTAL_OBJS, n)
+        fetch_add64(ns_word[snid], 1 << o)
         stat(ST_ALLOC_SLAB)
         return pfn
 
@@ -499,6 +586,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         fetch_add64(no + N_NR_SLABS, (1 << 64) - 1)
         fetch_add64(no + N_TOTAL_OBJS, (1 << 64) - n)
         o = u8[m + M_ORDER]
+        fetch_add64(ns_word[u8[m + M_NID]], (1 << 64) - (1 << o))
         store64(m + M_WORD, 0)
         u32[(m + M_CACHE) >> 2] = 0
         u32[PM32 + pfn * PMW] &= ~PG_slab
@@ -507,7 +595,24 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
     # -------------------------------------------------------- slab word helpers
     def get_freelist(pfn: int) -> int:
-        """get_freelist(): take a frozen slab's whole freelist (inuse = objects)."""
+        """get_freelist() (6.8+): take a slab's whole freelist (inuse = objects); the slab
+        stays frozen only if it got objects (frozen = freelist != NULL): one with none
+        left is unfrozen, full and on no list by the same CAS.  c->lock held.  The list
+        byte goes to NONE *before* that CAS: once unfrozen and full, a remote free may
+        put the slab on its CPU's partial list (put_cpu_partial) and write the byte."""
+        m = sm_of(pfn)
+        u8[m + M_LIST] = LIST_NONE
+        w = m + M_WORD
+        while True:
+            old = load64(w)
+            n = (old >> 48) & 0x7FFF
+            fl = old & _LO
+            if cas64(w, old, _sw(NIL32, n, n, FROZEN if fl != NIL32 else 0)) == old:
+                return fl
+
+    def freeze_locked(pfn: int) -> int:
+        """freeze_slab(): freeze a slab taken off the node partial list and take its
+        freelist (list_lock held: get_partial_node)."""
         m = sm_of(pfn) + M_WORD
         while True:
             old = load64(m)
@@ -515,20 +620,13 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             if cas64(m, old, _sw(NIL32, n, n, FROZEN)) == old:
                 return old & _LO
 
-    def freeze_locked(pfn: int, take: bool) -> int:
-        """Freeze a node-partial slab (list_lock held); take=True also takes its freelist."""
-        m = sm_of(pfn) + M_WORD
-        while True:
-            old = load64(m)
-            n = (old >> 48) & 0x7FFF
-            new = _sw(NIL32, n, n, FROZEN) if take else old | FROZEN
-            if cas64(m, old, new) == old:
-                return old & _LO if take else NIL32
-
-    def unfreeze(pfn: int, chain: int) -> int:
-        """deactivate_slab() / __put_partials() for one slab owned by this CPU: merge the
-        cpu chain back, unfreeze, and place it (node partial / full / discard).
-        Returns a pfn to discard (caller frees it, no lock held) or -1."""
+    def deactivate_slab(pfn: int, chain: int) -> int:
+        """deactivate_slab() (6.8+) for a slab this CPU detached from c->slab: splice the
+        cpu chain back and unfreeze with one CAS, no lock; then an empty slab is
+        discarded when the node has min_partial partial slabs, a slab with free objects
+        goes on the node partial list (list_lock only for that: to the tail if remote
+        frees had reached its freelist, else the head), a full one stays on no list.
+        Returns a pfn to discard (the caller frees it) or -1."""
         m = sm_of(pfn)
         w = m + M_WORD
         nid = u8[m + M_NID]
@@ -538,64 +636,126 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             cnt += 1
             tail_i = i
             i = fp_get(pfn, i)
-        nl_acq[nid]()
+        to_tail = load64(w) & _LO != NIL32           # DEACTIVATE_REMOTE_FREES -> DEACTIVATE_TO_TAIL
+        u8[m + M_LIST] = LIST_NONE                   # before the CAS (see get_freelist)
+        while True:
+            old = load64(w)
+            fl, inuse, n = old & _LO, (old >> 32) & 0xFFFF, (old >> 48) & 0x7FFF
+            if cnt:
+                fp_set(pfn, tail_i, fl)
+                fl = chain
+            inuse -= cnt
+            if cas64(w, old, _sw(fl, inuse, n, 0)) == old:
+                break
+        stat(ST_DEACTIVATE)
+        if inuse == 0 and u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] >= min_partial:
+            return pfn
+        if fl != NIL32:
+            nl_acq[nid]()
+            try:
+                add_partial_locked(nid, pfn, to_tail)
+            finally:
+                nl_rel[nid]()
+        return -1
+
+    def put_partials(pfn: int) -> None:
+        """__put_partials(): a chain of unfrozen cpu-partial slabs (linked through M_NEXT)
+        to their nodes' partial lists under each node's list_lock, taken once per run of
+        one node; empty ones are discarded instead while the node has min_partial."""
+        cur, discard = -1, []
         try:
-            while True:
-                old = load64(w)
-                fl, inuse, n = old & _LO, (old >> 32) & 0xFFFF, (old >> 48) & 0x7FFF
-                if cnt:
-                    fp_set(pfn, tail_i, fl)
-                    fl = chain
-                inuse -= cnt
-                if cas64(w, old, _sw(fl, inuse, n, 0)) == old:
-                    break
-            stat(ST_DEACTIVATE)
-            no = node_offs[nid]
-            if inuse == 0 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial:
-                u8[m + M_LIST] = LIST_NONE
-                return pfn
-            if fl != NIL32:
-                add_partial_locked(nid, pfn, inuse != 0)
-            else:
-                u8[m + M_LIST] = LIST_NONE
-            return -1
+            while pfn != NIL32:
+                m = sm_of(pfn)
+                nxt = u32[(m + M_NEXT) >> 2]
+                nid = u8[m + M_NID]
+                if nid != cur:
+                    if cur >= 0:
+                        nl_rel[cur]()
+                        cur = -1
+                    nl_acq[nid]()
+                    cur = nid
+                if not (load64(m + M_WORD) >> 32) & 0xFFFF and \
+                        u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] >= min_partial:
+                    u8[m + M_LIST] = LIST_NONE
+                    discard.append(pfn)
+                else:
+                    add_partial_locked(nid, pfn, True)
+                pfn = nxt
         finally:
-            nl_rel[nid]()
+            if cur >= 0:
+                nl_rel[cur]()
+        for p in discard:
+            stat(ST_DEACTIVATE)
+            discard_slab(p)
+
+    def put_cpu_partial(pfn: int, drain: bool) -> None:
+        """put_cpu_partial(): push an unfrozen slab on this CPU's partial list under
+        c->lock -- no list_lock.  With `drain`, a list already holding cpu_partial_slabs
+        slabs is first moved to the node lists (__put_partials, after c->lock is
+        dropped)."""
+        c_lock()
+        to_put = NIL32
+        try:
+            old = u64[cpart]
+            if old != NIL64 and drain and u64[cnrpart] >= cpu_partial_max:
+                to_put, old = old, NIL64
+                u64[cnrpart] = 0
+            m = sm_of(pfn)
+            u8[m + M_LIST] = LIST_CPU_PARTIAL
+            u32[(m + M_NEXT) >> 2] = old
+            u64[cpart] = pfn
+            u64[cnrpart] += 1
+        finally:
+            c_unlock()
+        if to_put != NIL32:
+            put_partials(to_put)
+            stat(ST_CPU_PARTIAL_DRAIN)
 
     # -------------------------------------------------------- remote free (__slab_free)
     def slab_free(pfn: int, idx: int, cnt_stat: bool = True) -> None:
-        """__slab_free(): CAS the object onto its slab's freelist; list_lock only when
-        the slab changes lists (was full and unfrozen, or becomes empty and unfrozen)."""
+        """__slab_free() (6.8+): CAS the object onto its slab's freelist.  A full unfrozen
+        slab goes to *this* CPU's partial list (put_cpu_partial, no list_lock); list_lock
+        is taken (before the CAS, dropped and retaken on a retry) only when an unfrozen
+        slab with free objects becomes empty: then, if it is on its node's partial list
+        (not a CPU's) and the node has min_partial, it is removed and discarded."""
         m = sm_of(pfn)
         w = m + M_WORD
         nid = -1
+        on_node = False
         while True:
+            if nid >= 0:
+                nl_rel[nid]()
+                nid = -1
             old = load64(w)
             fl, inuse = old & _LO, (old >> 32) & 0xFFFF
             frozen = old & FROZEN
             fp_set(pfn, idx, fl)
             new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
-            if not frozen and (fl == NIL32 or inuse == 1) and nid < 0:
+            if not frozen and ((inuse == 1 and fl != NIL32) or (fl == NIL32 and not cpu_partial_max)):
                 nid = u8[m + M_NID]
                 nl_acq[nid]()
+                on_node = u8[m + M_LIST] == LIST_NODE_PARTIAL
             if cas64(w, old, new) == old:
                 break
             stat(ST_CAS_FAIL)
         if cnt_stat:
             stat(ST_FREE_SLOW)
         if nid < 0:
+            if not frozen and fl == NIL32:
+                put_cpu_partial(pfn, True)
+                stat(ST_CPU_PARTIAL_FREE)
             return
         discard = -1
         try:
-            if frozen:
-                return
+            if fl != NIL32 and not on_node:
+                return                                # on a CPU's partial list: theirs
             no = node_offs[nid]
-            lst = u8[m + M_LIST]
             if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
-                if lst == LIST_NODE_PARTIAL:
+                if on_node:
                     remove_partial_locked(nid, pfn)
+                u8[m + M_LIST] = LIST_NONE
                 discard = pfn
-            elif fl == NIL32 and lst == LIST_NONE:
+            elif fl == NIL32:                         # no cpu partial lists: straight to the node
                 add_partial_locked(nid, pfn, True)
         finally:
             nl_rel[nid]()
@@ -622,89 +782,138 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             if cas64(cw, w, ((w + STEP) & _HI) | NIL32) == w:
                 return pfn, w & _LO
 
-    def get_partial_locked(nid: int) -> int:
-        """get_partial_node(): first node-partial slab, frozen, plus up to half the cpu
-        partial budget more for c->partial.  Returns pfn or -1; list_lock held."""
+    def get_partial_node(nid: int) -> tuple[int, int]:
+        """get_partial_node(): the first slab of node nid's partial list, frozen with its
+        freelist taken (freeze_slab), and more slabs onto c->partial, unfrozen (put_cpu_
+        partial without drain), until more than cpu_partial_slabs / 2 were moved.  A racy
+        nr_partial peek first, as Linux.  Returns (pfn, freelist) or (-1, NIL).  c->lock
+        held (it is outer to list_lock here)."""
         no = node_offs[nid]
-        pfn = u32[(no + N_HEAD) >> 2]
-        if pfn == NIL32:
-            return -1
-        remove_partial_locked(nid, pfn)
-        extra = 0
-        room = cpu_partial_max // 2 - u64[cnrpart]
-        while extra < room:
-            p2 = u32[(no + N_HEAD) >> 2]
-            if p2 == NIL32:
-                break
-            remove_partial_locked(nid, p2)
-            freeze_locked(p2, False)
-            u8[sm_of(p2) + M_LIST] = LIST_CPU_PARTIAL
-            u32[(sm_of(p2) + M_NEXT) >> 2] = u64[cpart] & _LO
-            u64[cpart] = p2
-            u64[cnrpart] += 1
-            extra += 1
-        return pfn
+        if not u64[(no + N_NR_PARTIAL) >> 3]:
+            return -1, NIL32
+        nl_acq[nid]()
+        try:
+            pfn = u32[(no + N_HEAD) >> 2]
+            if pfn == NIL32:
+                return -1, NIL32
+            remove_partial_locked(nid, pfn)
+            chain = freeze_locked(pfn)
+            moved = 0
+            while cpu_partial_max:
+                p2 = u32[(no + N_HEAD) >> 2]
+                if p2 == NIL32:
+                    break
+                remove_partial_locked(nid, p2)
+                m2 = sm_of(p2)
+                u8[m2 + M_LIST] = LIST_CPU_PARTIAL
+                u32[(m2 + M_NEXT) >> 2] = u64[cpart]
+                u64[cpart] = p2
+                u64[cnrpart] += 1
+                stat(ST_CPU_PARTIAL_NODE)
+                moved += 1
+                if moved > cpu_partial_max // 2:
+                    break
+            return pfn, chain
+        finally:
+            nl_rel[nid]()
 
-    def alloc_slow(gfp: int = 0) -> int:
-        """___slab_alloc() for the local node, with the magazine in front."""
+    def get_any_partial() -> tuple[int, int]:
+        """get_any_partial(): other nodes' partial slabs, in the local node's zonelist
+        order, from nodes holding more than min_partial; skipped when get_cycles() % 1024
+        > remote_node_defrag_ratio (1000: ~2% of the time, as Linux's default)."""
+        if not defrag or _get_cycles() % 1024 > defrag:
+            return -1, NIL32
+        for nid in any_nodes:
+            if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] > min_partial:
+                got = get_partial_node(nid)
+                if got[0] >= 0:
+                    return got
+        return -1, NIL32
+
+    def slab_alloc_slow(gfp: int, node: int) -> int:
+        """___slab_alloc() (v6.19), with the magazine in front.  node -1 = any
+        (NUMA_NO_NODE).  Returns an address, 0 (the fast path can go again: the other
+        context of this CPU refilled it) or -1 (no memory).
+
+        Order: magazine pop (local objects; node -1 or the local node); the cpu slab (a
+        slab of another node than `node` is deactivated: ALLOC_NODE_MISMATCH); the cpu
+        partial list (slabs of another node go back to their node lists); get_partial:
+        the node's partial list, then -- unless __GFP_THISNODE -- get_any_partial; a new
+        slab.  With an explicit node and no __GFP_THISNODE, first try that node only
+        (its partial list, then a new slab with GFP_NOWAIT | __GFP_THISNODE), then again
+        with the caller's gfp (other nodes' partial slabs, the page allocator's
+        fallback)."""
         c_lock()
         try:
-            if load64(cw) & _LO != NIL32 and u64[cslab] != NIL64:
+            pfn = u64[cslab]
+            if load64(cw) & _LO != NIL32 and pfn != NIL64 and (node < 0 or u8[sm_of(pfn) + M_NID] == node):
                 return 0                              # irq context refilled: retry fast
-            nm = u64[cmag]
-            if nm:
-                nm -= 1
-                u64[cmag] = nm
-                stat(ST_ALLOC_MAG)
-                return u64[mag0 + nm]
+            if node >= 0 and not has_mem[node]:       # not in slab_nodes: ignore the node
+                node = -1
+            if mag_size and (node < 0 or node == mynid):
+                nm = u64[cmag]
+                if nm:
+                    nm -= 1
+                    u64[cmag] = nm
+                    stat(ST_ALLOC_MAG)
+                    return u64[mag0 + nm]
             stat(ST_ALLOC_SLOW)
-            pfn, chain = detach()
             if pfn != NIL64:
-                if chain == NIL32:
-                    chain = get_freelist(pfn)
-                if chain != NIL32:
-                    return obj_addr(pfn, install(pfn, chain))
-                d = unfreeze(pfn, NIL32)              # full: off every list
-                if d >= 0:
-                    discard_slab(d)
+                if node >= 0 and u8[sm_of(pfn) + M_NID] != node:
+                    stat(ST_ALLOC_NODE_MISMATCH)
+                    pfn, chain = detach()
+                    d = deactivate_slab(pfn, chain)
+                    if d >= 0:
+                        discard_slab(d)
+                else:
+                    pfn, chain = detach()
+                    if chain == NIL32:
+                        chain = get_freelist(pfn)     # none: unfrozen, full, on no list
+                    if chain != NIL32:
+                        return obj_addr(pfn, install(pfn, chain))
             while u64[cpart] != NIL64:                # c->partial
                 pfn = u64[cpart]
-                u64[cpart] = u32[(sm_of(pfn) + M_NEXT) >> 2]     # NIL32 == NIL64
+                m = sm_of(pfn)
+                u64[cpart] = u32[(m + M_NEXT) >> 2]   # NIL32 == NIL64
                 u64[cnrpart] -= 1
-                chain = get_freelist(pfn)
-                if chain != NIL32:
-                    stat(ST_CPU_PARTIAL)
-                    return obj_addr(pfn, install(pfn, chain))
-                d = unfreeze(pfn, NIL32)
-                if d >= 0:
-                    discard_slab(d)
-            for nid in (mynid, *(n for n in range(nr_nodes) if n != mynid)):
-                if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3]:
-                    nl_acq[nid]()
-                    try:
-                        pfn = get_partial_locked(nid)
-                        if pfn >= 0:
-                            chain = freeze_locked(pfn, True)
-                    finally:
-                        nl_rel[nid]()
-                    if pfn >= 0:
-                        stat(ST_ALLOC_PARTIAL)
+                if node < 0 or u8[m + M_NID] == node:
+                    chain = get_freelist(pfn)
+                    if chain != NIL32:
+                        stat(ST_CPU_PARTIAL)
                         return obj_addr(pfn, install(pfn, chain))
-                if nid == mynid:
-                    pfn = new_slab(mynid, gfp)
-                    if pfn >= 0:
-                        m = sm_of(pfn) + M_WORD
-                        n = (load64(m) >> 48) & 0x7FFF
-                        store64(m, _sw(NIL32, n, n, FROZEN))
-                        return obj_addr(pfn, install(pfn, 0))
-            return -1
+                else:
+                    u32[(m + M_NEXT) >> 2] = NIL32
+                    put_partials(pfn)
+            try_thisnode = node >= 0 and not gfp & _GFP_THISNODE
+            search = mynid if node < 0 else node
+            while True:
+                pfn, chain = get_partial_node(search)
+                if pfn < 0 and not (node >= 0 and (try_thisnode or gfp & _GFP_THISNODE)) and nr_nodes > 1:
+                    pfn, chain = get_any_partial()
+                if pfn >= 0:
+                    stat(ST_ALLOC_PARTIAL)
+                    return obj_addr(pfn, install(pfn, chain))
+                pfn = new_slab(search, gfp | _GFP_THISNODE | _GFP_NOWARN if try_thisnode else gfp)
+                if pfn >= 0:
+                    m = sm_of(pfn) + M_WORD
+                    n = (load64(m) >> 48) & 0x7FFF
+                    store64(m, _sw(NIL32, n, n, FROZEN))
+                    return obj_addr(pfn, install(pfn, 0))
+                if not try_thisnode:
+                    return -1
+                try_thisnode = False
         finally:
             c_unlock()
 
+    def alloc_slow(gfp: int = 0) -> int:
+        return slab_alloc_slow(gfp, -1)
+
     def alloc_node_locked(nid: int, gfp: int) -> int:
-        """One object from node nid's slabs without touching the cpu slab (kmalloc_node
-        to another node): list_lock, partial head, slab CAS.  A new slab must come from
-        nid itself (__GFP_THISNODE): 0 when nid has no memory, and alloc_node falls back."""
+        """One object from node nid's partial list under its list_lock without touching
+        the cpu slab (as alloc_single_from_partial does for debug caches): partial head,
+        slab CAS.  A new slab must come from nid itself (__GFP_THISNODE): 0 when nid has
+        no memory.  kmem_cache_alloc_node uses the cpu slab (slab_alloc_slow); this is
+        `KmemCache.alloc_slow`, the node-partial-list path `aerosync bench slab` times."""
         no = node_offs[nid]
         while True:
             nl_acq[nid]()
@@ -862,53 +1071,70 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 u64[ST + ST_CAS_FAIL] += 1
 
     def free_other(pfn: int, addr: int) -> None:
-        """Not the cpu slab: magazine (local node), else __slab_free."""
+        """Not the cpu slab: magazine (local node), else __slab_free.  A full magazine
+        first gives its older half back; those objects go to their slabs after c->lock
+        is dropped (__slab_free may take c->lock itself, put_cpu_partial)."""
         if mag_size and u8[sm_of(pfn) + M_NID] == mynid:
+            flush: list[int] = []
             c_lock()
             try:
                 nm = u64[cmag]
                 if nm == mag_size:
-                    nm = mag_flush_locked(nm)
+                    keep = nm // 2
+                    nf = nm - keep
+                    flush = [u64[mag0 + i] for i in range(nf)]
+                    for i in range(keep):
+                        u64[mag0 + i] = u64[mag0 + nf + i]
+                    nm = keep
+                    stat(ST_MAG_FLUSH)
                 u64[mag0 + nm] = addr
                 u64[cmag] = nm + 1
                 stat(ST_FREE_MAG)
-                return
             finally:
                 c_unlock()
+            for a in flush:
+                p = head_of(a)
+                slab_free(p, obj_index(p, a), False)
+            return
         slab_free(pfn, obj_index(pfn, addr))
 
-    def mag_flush_locked(nm: int, keep: int = -1) -> int:
-        """Flush the older entries of the magazine to their slabs; keep `keep` (default half)."""
-        keep = nm // 2 if keep < 0 else keep
-        nf = nm - keep
-        for i in range(nf):
-            a = u64[mag0 + i]
-            p = head_of(a)
-            slab_free(p, obj_index(p, a), False)
-        for i in range(keep):
-            u64[mag0 + i] = u64[mag0 + nf + i]
-        u64[cmag] = keep
-        stat(ST_MAG_FLUSH)
-        return keep
-
     def alloc_node(nid: int, gfp: int = 0) -> int:
-        """kmem_cache_alloc_node(): nid -1 or the local node take the normal path."""
-        if nid < 0 or nid == mynid:
+        """kmem_cache_alloc_node(): the fast path when c->slab is a slab of node nid (nid -1:
+        any), else the slow path with the node (ALLOC_NODE_MISMATCH deactivates a cpu
+        slab of another node).  A node without memory is ignored (NUMA_NO_NODE)."""
+        if nid < 0 or not has_mem[nid]:
             return alloc(gfp)
-        addr = alloc_node_locked(nid, gfp)
-        if addr:
-            u64[st_alloc] += 1
-            return post_alloc(addr, gfp) if gfp else addr
-        return alloc(gfp)                              # no memory on nid: fall back
+        while True:
+            w = load64(cw)
+            idx = w & _LO
+            pfn = u64[cslab]
+            if idx != NIL32 and pfn != NIL64 and u8[SM + pfn * SMETA + M_NID] == nid:
+                base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+                if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
+                    addr = base + red_left + VOFF
+                    break
+                u64[ST + ST_CAS_FAIL] += 1
+                continue
+            addr = slab_alloc_slow(gfp, nid)
+            if addr == 0:
+                continue
+            if addr < 0:
+                return 0
+            break
+        u64[st_alloc] += 1
+        return post_alloc(addr, gfp) if gfp else addr
 
     # -------------------------------------------------------- flush (flush_cpu_slab / cpu offline)
     def flush_cpu(target: int) -> None:
-        """flush_cpu_slab() of CPU `target` (any CPU may call it: it takes the target's
-        c->lock; the owner's in-flight fast-path CAS then fails on the tid)."""
+        """flush_cpu_slab() of CPU `target` (any CPU may call it): under the target's c->lock
+        detach its cpu slab, cpu partial list and magazine (the owner's in-flight fast-path
+        CAS then fails on the tid); then, no lock held, deactivate the slab, put the
+        partial slabs on their node lists and free the magazine's objects; then the
+        target's per-CPU sheaves (pcs_flush_all)."""
         tko = _cpu_off(arena, cid, target, nr_cpus, mag_size)
         tlock = tko + K_LOCK
         c_lock(tlock)
-        todo = []
+        mag: list[int] = []
         try:
             tslab = (tko + K_SLAB) >> 3
             pfn = u64[tslab]
@@ -918,28 +1144,28 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 w = load64(tw)
                 if cas64(tw, w, ((w + STEP) & _HI) | NIL32) == w:
                     break
-            if pfn != NIL64:
-                todo.append(unfreeze(pfn, w & _LO))
             tp, tn = (tko + K_PARTIAL) >> 3, (tko + K_NR_PARTIAL) >> 3
-            p = u64[tp]
-            while p != NIL64 and p != NIL32:
-                nx = u32[(sm_of(p) + M_NEXT) >> 2]
-                todo.append(unfreeze(p, NIL32))
-                p = nx
+            partial = u64[tp]
             u64[tp] = NIL64
             u64[tn] = 0
             tm, tm0 = (tko + K_MAG_COUNT) >> 3, (tko + K_MAG) >> 3
-            for i in range(u64[tm]):
-                a = u64[tm0 + i]
-                hp = head_of(a)
-                slab_free(hp, obj_index(hp, a), False)
-            u64[tm] = 0
+            mag = [u64[tm0 + i] for i in range(u64[tm])] if mag_size else []
+            if mag_size:
+                u64[tm] = 0
             stat(ST_FLUSH)
         finally:
             c_unlock(tlock)
-        for p in todo:
-            if p >= 0:
-                discard_slab(p)
+        if pfn != NIL64:
+            d = deactivate_slab(pfn, w & _LO)
+            if d >= 0:
+                discard_slab(d)
+        if partial != NIL64:
+            put_partials(partial)
+        for a in mag:
+            hp = head_of(a)
+            slab_free(hp, obj_index(hp, a), False)
+        if pcs_cap:
+            pcs_flush_cpu(tko)
 
     # -------------------------------------------------------- bulk
     def alloc_bulk(n: int, gfp: int = 0) -> list[int]:
@@ -1034,6 +1260,378 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     def sheaf_size(s: int) -> int:
         return u64[(SH0 + s * SHEAF_REC + SH_SIZE) >> 3]
 
+    # -------------------------------------------------------- per-CPU sheaves (6.18+: caches with a sheaf_capacity)
+    # The CPU's main and spare sheaf ids live in one word (K_PCS: main + 1 | spare + 1 << 32,
+    # 0 = none: the bootstrap sheaf, empty and of capacity 0) under the pcs lock (K_PCS_LOCK,
+    # local_trylock: CAS 0 -> token; the owner never waits for it -- a failed trylock sends
+    # the operation down the normal path -- a flushing CPU does).  The barn of the local
+    # node keeps up to MAX_FULL_SHEAVES full and MAX_EMPTY_SHEAVES empty sheaves under
+    # "&barn->lock".  Order: pcs lock -> &barn->lock; objects go back to slabs (sheaf
+    # flush) and come from them (refill) with neither held.
+    def sh_off(s: int) -> int:
+        return SH0 + s * SHEAF_REC
+
+    def sh_size(s: int) -> int:
+        return u64[(SH0 + s * SHEAF_REC + SH_SIZE) >> 3] if s >= 0 else 0
+
+    def pcs_get() -> tuple[int, int]:
+        v = u64[pcsw]
+        return (v & _LO) - 1, (v >> 32) - 1
+
+    def pcs_set(main: int, spare: int) -> None:
+        u64[pcsw] = (main + 1) | (spare + 1) << 32
+
+    def pcs_lock_wait(lo: int) -> None:
+        n = 0
+        while cas64(lo, 0, token) != 0:
+            n += 1
+            sched_yield() if n > 32 else time.sleep(0)
+
+    def alloc_empty_sheaf() -> int:
+        """alloc_empty_sheaf(): a free record of the sheaf pool; -1 when the pool is used up."""
+        for s in range(SHN):
+            so = sh_off(s)
+            if load64(so + SH_STATE) == 0 and cas64(so + SH_STATE, 0, SHEAF_PCS | (cpu + 1)) == 0:
+                u64[(so + SH_CACHE) >> 3] = cid
+                u64[(so + SH_SIZE) >> 3] = 0
+                u64[(so + SH_CAP) >> 3] = pcs_cap
+                u64[(so + SH_NEXT) >> 3] = NIL32
+                return s
+        return -1
+
+    def free_empty_sheaf(s: int) -> None:
+        store64(sh_off(s) + SH_STATE, 0)
+
+    def refill_sheaf_pcs(s: int, gfp: int) -> bool:
+        """refill_sheaf(): fill to capacity from the slabs (__kmem_cache_alloc_bulk: all or
+        nothing here); the objects are not counted as allocations."""
+        so = sh_off(s)
+        have = u64[(so + SH_SIZE) >> 3]
+        want = pcs_cap - have
+        if want <= 0:
+            return True
+        got = alloc_bulk(want, gfp)
+        if not got:
+            return False
+        u64[st_alloc] -= len(got)
+        for j, a in enumerate(got):
+            u64[((so + SH_OBJS) >> 3) + have + j] = a
+        u64[(so + SH_SIZE) >> 3] = have + len(got)
+        stat(ST_SHEAF_REFILL, len(got))
+        return True
+
+    def sheaf_flush_unused(s: int) -> None:
+        """sheaf_flush_unused(): every object of the sheaf back to its slab."""
+        so = sh_off(s)
+        n = u64[(so + SH_SIZE) >> 3]
+        objs = [u64[((so + SH_OBJS) >> 3) + i] for i in range(n)]
+        u64[(so + SH_SIZE) >> 3] = 0
+        for a in objs:
+            p = head_of(a)
+            slab_free(p, obj_index(p, a), False)
+        if n:
+            stat(ST_SHEAF_FLUSH, n)
+
+    # barn: lists through SH_NEXT (list_add / list_first_entry: a stack), under &barn->lock
+    def _barn_pop(head: int, cnt: int) -> int:
+        s = u32[head >> 2]
+        if s == NIL32:
+            return -1
+        u32[head >> 2] = u64[(sh_off(s) + SH_NEXT) >> 3]
+        u32[cnt >> 2] -= 1
+        return s
+
+    def _barn_push(head: int, cnt: int, s: int) -> None:
+        u64[(sh_off(s) + SH_NEXT) >> 3] = u32[head >> 2]
+        u32[head >> 2] = s
+        u32[cnt >> 2] += 1
+
+    def barn_get_empty_sheaf() -> int:
+        if not u32[bnr_empty >> 2]:
+            return -1
+        barn_acq()
+        try:
+            return _barn_pop(bempty, bnr_empty)
+        finally:
+            barn_rel()
+
+    def barn_put_empty_sheaf(s: int) -> None:
+        barn_acq()
+        try:
+            _barn_push(bempty, bnr_empty, s)
+        finally:
+            barn_rel()
+
+    def barn_put_full_sheaf(s: int) -> None:
+        barn_acq()
+        try:
+            _barn_push(bfull, bnr_full, s)
+        finally:
+            barn_rel()
+
+    def barn_replace_empty_sheaf(empty: int) -> int:
+        """A full sheaf for an empty one (the bootstrap sheaf is not handed in), or -1."""
+        if not u32[bnr_full >> 2]:
+            return -1
+        barn_acq()
+        try:
+            full = _barn_pop(bfull, bnr_full)
+            if full >= 0 and empty >= 0:
+                _barn_push(bempty, bnr_empty, empty)
+            return full
+        finally:
+            barn_rel()
+
+    def barn_replace_full_sheaf(full: int) -> int:
+        """An empty sheaf for a full one; -2 (E2BIG) when the barn has MAX_FULL_SHEAVES,
+        -1 (ENOMEM) when it has no empty one."""
+        if u32[bnr_full >> 2] >= MAX_FULL_SHEAVES:
+            return -2
+        if not u32[bnr_empty >> 2]:
+            return -1
+        barn_acq()
+        try:
+            empty = _barn_pop(bempty, bnr_empty)
+            if empty >= 0:
+                _barn_push(bfull, bnr_full, full)
+            return empty
+        finally:
+            barn_rel()
+
+    def pcs_replace_empty_main(gfp: int) -> int:
+        """__pcs_replace_empty_main(): pcs lock held and main empty.  Returns the new main
+        (lock held) or -1 (lock released)."""
+        main, spare = pcs_get()
+        if spare >= 0 and sh_size(spare):
+            pcs_set(spare, main)
+            return spare
+        full = barn_replace_empty_sheaf(main)
+        if full >= 0:
+            stat(ST_BARN_GET)
+            pcs_set(full, spare)
+            return full
+        stat(ST_BARN_GET_FAIL)
+        if spare >= 0:                               # gfpflags_allow_blocking(): always here
+            empty, spare = spare, -1
+            pcs_set(main, -1)
+        else:
+            empty = barn_get_empty_sheaf()
+        store64(pcsl, 0)
+        if empty >= 0:
+            if refill_sheaf_pcs(empty, gfp):
+                full = empty
+            else:
+                free_empty_sheaf(empty)
+        else:
+            full = alloc_empty_sheaf()
+            if full >= 0 and not refill_sheaf_pcs(full, gfp):
+                free_empty_sheaf(full)
+                full = -1
+        if full < 0:
+            return -1
+        pcs_lock_wait(pcsl)
+        main, spare = pcs_get()
+        if not sh_size(main):
+            if main >= 0:
+                barn_put_empty_sheaf(main)
+            pcs_set(full, spare)
+            return full
+        if spare < 0:
+            pcs_set(main, full)
+        elif not sh_size(spare):
+            barn_put_empty_sheaf(spare)
+            pcs_set(main, full)
+        else:
+            barn_put_full_sheaf(full)
+            stat(ST_BARN_PUT)
+        return main
+
+    def pcs_install_empty_sheaf(empty: int) -> int:
+        """__pcs_install_empty_sheaf() (pcs lock held); returns the main sheaf."""
+        main, spare = pcs_get()
+        if main < 0:
+            pcs_set(empty, spare)
+            return empty
+        if spare < 0:
+            pcs_set(empty, main)
+            return empty
+        if sh_size(main) < pcs_cap:
+            barn_put_empty_sheaf(empty)
+            return main
+        if sh_size(spare) < pcs_cap:
+            pcs_set(spare, main)
+            barn_put_empty_sheaf(empty)
+            return spare
+        barn_put_full_sheaf(main)
+        stat(ST_BARN_PUT)
+        pcs_set(empty, spare)
+        return empty
+
+    def sheaf_flush_main() -> bool:
+        """sheaf_flush_main(): empty the main sheaf into the slabs (outside the pcs lock)."""
+        if cas64(pcsl, 0, token) != 0:
+            return False
+        main, _ = pcs_get()
+        objs: list[int] = []
+        if main >= 0:
+            so = sh_off(main)
+            n = u64[(so + SH_SIZE) >> 3]
+            objs = [u64[((so + SH_OBJS) >> 3) + i] for i in range(n)]
+            u64[(so + SH_SIZE) >> 3] = 0
+        store64(pcsl, 0)
+        for a in objs:
+            p = head_of(a)
+            slab_free(p, obj_index(p, a), False)
+        if objs:
+            stat(ST_SHEAF_FLUSH, len(objs))
+        return True
+
+    def pcs_replace_full_main() -> int:
+        """__pcs_replace_full_main(): pcs lock held and main full.  Returns the new main
+        (lock held) or -1 (lock released)."""
+        while True:
+            main, spare = pcs_get()
+            put_fail = False
+            empty = -1
+            if spare < 0:
+                empty = barn_get_empty_sheaf()
+                if empty >= 0:
+                    return pcs_install_empty_sheaf(empty)
+            elif sh_size(spare) < pcs_cap:
+                pcs_set(spare, main)
+                return spare
+            else:
+                if main >= 0:
+                    r = barn_replace_full_sheaf(main)
+                    if r >= 0:
+                        stat(ST_BARN_PUT)
+                        pcs_set(r, spare)
+                        return r
+                else:
+                    r = -1
+                if r == -2:                           # barn full: flush the spare, reuse it
+                    stat(ST_BARN_PUT_FAIL)
+                    pcs_set(main, -1)
+                    store64(pcsl, 0)
+                    sheaf_flush_unused(spare)
+                    if cas64(pcsl, 0, token) != 0:
+                        barn_put_empty_sheaf(spare)
+                        return -1
+                    return pcs_install_empty_sheaf(spare)
+                put_fail = True
+            store64(pcsl, 0)                          # alloc_empty:
+            empty = alloc_empty_sheaf()
+            if empty >= 0:
+                if cas64(pcsl, 0, token) != 0:
+                    barn_put_empty_sheaf(empty)
+                    return -1
+                return pcs_install_empty_sheaf(empty)
+            if put_fail:
+                stat(ST_BARN_PUT_FAIL)
+            if not sheaf_flush_main() or cas64(pcsl, 0, token) != 0:
+                return -1
+            main, _ = pcs_get()
+            if main >= 0 and sh_size(main) < pcs_cap:
+                return main
+
+    def alloc_from_pcs(gfp: int, node: int) -> int:
+        """alloc_from_pcs(): pop the main sheaf under the pcs trylock; 0 = use the normal
+        path (trylock failed, no memory, or `node` is not this CPU's / not the object's)."""
+        if node >= 0 and node != mynid:
+            return 0
+        if cas64(pcsl, 0, token) != 0:
+            return 0
+        main, _ = pcs_get()
+        if not sh_size(main):
+            main = pcs_replace_empty_main(gfp)
+            if main < 0:
+                return 0
+        so = sh_off(main)
+        n = u64[(so + SH_SIZE) >> 3] - 1
+        a = u64[((so + SH_OBJS) >> 3) + n]
+        if node >= 0 and u8[SM + head_of(a) * SMETA + M_NID] != node:
+            store64(pcsl, 0)
+            return 0
+        u64[(so + SH_SIZE) >> 3] = n
+        store64(pcsl, 0)
+        stat(ST_ALLOC_PCS)
+        return a
+
+    def free_to_pcs(addr: int) -> bool:
+        """free_to_pcs(): push on the main sheaf under the pcs trylock; False = the
+        normal path (trylock failed, no sheaf to be had)."""
+        if cas64(pcsl, 0, token) != 0:
+            return False
+        main, _ = pcs_get()
+        if main < 0 or sh_size(main) >= pcs_cap:
+            main = pcs_replace_full_main()
+            if main < 0:
+                return False
+        so = sh_off(main)
+        n = u64[(so + SH_SIZE) >> 3]
+        u64[((so + SH_OBJS) >> 3) + n] = addr
+        u64[(so + SH_SIZE) >> 3] = n + 1
+        store64(pcsl, 0)
+        stat(ST_FREE_PCS)
+        return True
+
+    def pcs_flush_cpu(tko: int) -> None:
+        """pcs_flush_all() for CPU tko's sheaves: both go back to the slabs and to the pool."""
+        lo = tko + K_PCS_LOCK
+        pcs_lock_wait(lo)
+        v = u64[(tko + K_PCS) >> 3]
+        u64[(tko + K_PCS) >> 3] = 0
+        store64(lo, 0)
+        for s in ((v & _LO) - 1, (v >> 32) - 1):
+            if s >= 0:
+                sheaf_flush_unused(s)
+                free_empty_sheaf(s)
+
+    def barn_shrink() -> None:
+        """barn_shrink() of every node's barn (kmem_cache_shrink / destroy): full sheaves'
+        objects back to the slabs, every record back to the pool."""
+        for nid in range(nr_nodes):
+            no = node_offs[nid]
+            acq, rel = barn_locks[nid].acquire, barn_locks[nid].release
+            acq()
+            try:
+                sheaves = []
+                for head, cnt in ((no + N_BARN_FULL, no + N_BARN_NR_FULL), (no + N_BARN_EMPTY, no + N_BARN_NR_EMPTY)):
+                    while (s := _barn_pop(head, cnt)) >= 0:
+                        sheaves.append(s)
+            finally:
+                rel()
+            for s in sheaves:
+                sheaf_flush_unused(s)
+                free_empty_sheaf(s)
+
+    # the entry points of a cache with per-CPU sheaves (bound to the KmemCache at the end;
+    # the closures above keep calling the plain ones, so a refill never re-enters a sheaf)
+    def alloc_pcs_first(gfp: int = 0) -> int:
+        """slab_alloc_node(): the per-CPU sheaves first, then the cpu slab."""
+        a = alloc_from_pcs(gfp, -1)
+        if a:
+            u64[st_alloc] += 1
+            return post_alloc(a, gfp) if gfp else a
+        return alloc(gfp)
+
+    def free_pfn_pcs_first(pfn: int, addr: int) -> None:
+        """slab_free(): a local-node object to the per-CPU sheaves, else do_slab_free."""
+        if u8[SM + pfn * SMETA + M_NID] == mynid and free_to_pcs(addr):
+            u64[st_free] += 1
+            return
+        free_pfn(pfn, addr)
+
+    def free_pcs_first(addr: int) -> None:
+        free_pfn_pcs_first(head_of(addr), addr)
+
+    def alloc_node_pcs_first(nid: int, gfp: int = 0) -> int:
+        a = alloc_from_pcs(gfp, nid) if nid < 0 or nid == mynid else 0
+        if a:
+            u64[st_alloc] += 1
+            return post_alloc(a, gfp) if gfp else a
+        return alloc_node(nid, gfp)
+
     def ksize(addr: int) -> int:
         return osize
 
@@ -1043,7 +1641,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         dbg = D.DebugOps(arena, kc, info, slub, obj_addr, sm_of, fp_get, fp_set)
         debug_init = dbg.init_slab
 
-        def alloc_dbg(gfp: int = 0, nid: int = -1) -> int:
+        def alloc_dbg(gfp: int = 0, nid: int = -1, orig: int = 0) -> int:
             """Debug caches: every alloc under list_lock (alloc_debug_processing).  nid -1:
             the local node's partial slabs, else another node's (get_any_partial), else a
             new slab wherever the page allocator finds one; an explicit nid: that node only
@@ -1068,7 +1666,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                         store64(m, (old & 0xFFFF_0000_0000_0000) | (((old >> 32) & 0xFFFF) + 1) << 32 | nxt)
                         if nxt == NIL32:
                             remove_partial_locked(nid, pfn)
-                        ok = dbg.alloc_check(pfn, idx)
+                        ok = dbg.alloc_check(pfn, idx, orig)
                         if not ok:                     # isolated: never handed out again
                             u32[(sm_of(pfn) + M_ISOLATED) >> 2] += 1
                             continue
@@ -1131,6 +1729,12 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         alloc = alloc_dbg
         free = free_dbg
 
+        def alloc_orig(size: int, gfp: int = 0) -> int:
+            """kmalloc into a debug cache: the requested size is kept (orig_size)."""
+            return alloc_dbg(gfp, -1, size)
+
+        kc.alloc_orig = alloc_orig
+
         def free_pfn(pfn: int, addr: int) -> None:
             free_dbg(addr)
 
@@ -1153,6 +1757,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     kc.free_slow = slab_free
     kc.free_pfn = free_pfn
     kc.alloc_slow = alloc_node_locked
+    kc.barn_shrink = barn_shrink if pcs_cap else _noop
+    if pcs_cap:
+        kc.alloc, kc.free, kc.free_pfn, kc.alloc_node = (alloc_pcs_first, free_pcs_first, free_pfn_pcs_first,
+                                                         alloc_node_pcs_first)
+
+
+def _noop() -> None:
+    return None
 
 
 _ = GFP_KERNEL  # re-exported default gfp for callers of alloc(gfp)
@@ -1171,6 +1783,7 @@ def kmem_cache_destroy(arena: Any, which: int | str, cpu: int = CPU_COORD) -> No
     kc = h.cache(cid)
     for c in range(nr_cpus):
         kc.flush_cpu(c)
+    kc.barn_shrink()
     net = slab_stats(arena, cid)
     left = net["alloc"] - net["free"]
     sm = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
@@ -1182,9 +1795,12 @@ def kmem_cache_destroy(arena: Any, which: int | str, cpu: int = CPU_COORD) -> No
         no = _node_off(arena, cid, nid, nr_nodes)
         arena.u32[(no + N_HEAD) >> 2] = NIL32
         arena.u64[(no + N_NR_PARTIAL) >> 3] = 0
+    item = NR_SLAB_RECLAIMABLE if kc.flags & SLAB_RECLAIM_ACCOUNT else NR_SLAB_UNRECLAIMABLE
+    nsb = node_stat_base(arena, h.cpu)
     for pfn in pfns:
         m = arena.off("slabmeta") + pfn * SMETA
         o = arena.u8[m + M_ORDER]
+        arena.atomic.fetch_add64((nsb + arena.u8[m + M_NID] * NR_NODE_STATS + item) << 3, (1 << 64) - (1 << o))
         arena.u8[m : m + SMETA] = bytes(SMETA)
         arena.u32[(arena.off("pagemeta") >> 2) + pfn * (PAGE_META_SIZE >> 2)] &= ~PG_slab
         h.mm.free_pages(pfn, o)

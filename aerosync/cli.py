@@ -1,7 +1,10 @@
 """The `aerosync` command: argparse front end over the coordinator and the views.
 
-Exit status: 0 success; 1 a run failed (worker died, invariant broken); 2 usage error
-(bad scenario, key, value or file: nothing was created); 130 interrupted.
+Exit status: 0 success; 1 a run failed (worker died, invariant broken) or its results
+could not be saved where asked (a copy goes to the temporary directory); 2 usage error
+(bad scenario, key, value, file or output path: nothing was created); 130 / 143
+interrupted by Ctrl-C / SIGTERM (a run interrupted after its start still prints and
+saves what it measured, marked interrupted).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,8 @@ def _summary(res: Any) -> str:
     scn, sim = d["scenario"], d["simulated_topology"]
     lines = []
     host_cpus = sorted(set(sim["host_cpu"]))
-    lines.append(f"AeroSync run: {scn['name']} (workload {scn['run']['workload']})")
+    lines.append(f"AeroSync run: {scn['name']} (workload {scn['run']['workload']})"
+                 + (" -- INTERRUPTED, figures up to the interrupt" if d.get("interrupted") else ""))
     lines.append(
         f"  {sim['nr_cpus']} simulated CPUs on host CPUs {','.join(map(str, host_cpus))}; "
         f"{sim['nr_nodes']} node(s) ({sim['source']}); {scn['machine']['memory'] // 2**20} MiB simulated RAM"
@@ -130,6 +135,7 @@ def _summary(res: Any) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from aerosync import coordinator
+    from aerosync.report.rundir import check_output_file, check_runs_dir
     from aerosync.scenario import load_scenario
     from workers.workloads import registry
 
@@ -139,32 +145,70 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.duration is not None:
         overrides.append(f"run.duration={args.duration}")
     scn = load_scenario(args.scenario, registry(), overrides)
+    # Where the results go is checked now: a run must not end in a path it cannot write.
+    if not args.no_save:
+        check_runs_dir(Path(args.runs_dir))
+    if args.output:
+        check_output_file(Path(args.output))
     from aerosync.top import LiveRun, ProgressBar
 
     target = scn.run.ops * scn.machine.cpus if scn.run.ops and isinstance(scn.machine.cpus, int) else None
     quiet = args.json
-    with ProgressBar(scn.run.duration, target, enabled=False if quiet or args.live else None) as bar, \
-            LiveRun(enabled=None if args.live and not quiet else False) as live:
-        res = coordinator.run(scn, on_sample=bar.on_sample, on_tick=live.on_tick if args.live else None)
-    d = res.to_dict()
-    run_dir = None
-    if not args.no_save:
-        from aerosync.report.rundir import write_run_dir
+    try:
+        with ProgressBar(scn.run.duration, target, enabled=False if quiet or args.live else None) as bar, \
+                LiveRun(enabled=None if args.live and not quiet else False) as live:
+            res = coordinator.run(scn, on_sample=bar.on_sample, on_tick=live.on_tick if args.live else None)
+    except coordinator.RunInterrupted as e:
+        _report_run(e.result, args)      # what was measured, marked interrupted; main() says so and exits 128+N
+        raise
+    return _report_run(res, args)
 
-        run_dir = write_run_dir(d, Path(args.runs_dir), args.scenario)
-    if args.output:
-        Path(args.output).write_text(json.dumps(d, indent=1) + "\n")
+
+def _report_run(res: Any, args: argparse.Namespace) -> int:
+    """Print the run's summary (or JSON), then save it; the exit status of the run."""
+    d = res.to_dict()
+    # The figures first, on screen whatever happens to the files below.
     if args.json:
         print(json.dumps(d, indent=1))
-        if run_dir:
-            print(f"run saved in {run_dir}", file=sys.stderr)
     else:
         sys.stdout.write(_summary(res))
-        if run_dir:
-            print(f"\n  run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
+    saved = _save_run(d, args)
     w = d["workload"]
     bad = w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
-    return 1 if bad or not d.get("mm_check", {}).get("ok", True) else 0
+    return 1 if bad or not saved or not d.get("mm_check", {}).get("ok", True) else 0
+
+
+def _save_run(d: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Write the run directory and --output; say where the result went, or why not and
+    where it went instead.  False if something asked for could not be written."""
+    from aerosync.report.rundir import save_fallback, write_run_dir
+
+    said: list[str] = []
+    failed: list[str] = []
+    if not args.no_save:
+        try:
+            run_dir = write_run_dir(d, Path(args.runs_dir), args.scenario)
+            said.append(f"run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
+        except (OSError, AeroSyncError) as e:
+            failed.append(f"the run directory could not be written under {args.runs_dir}: {e}")
+    if args.output:
+        try:
+            Path(args.output).write_text(json.dumps(d, indent=1) + "\n")
+            said.append(f"result written to {args.output}")
+        except OSError as e:
+            failed.append(f"--output {args.output} could not be written: {e}")
+    if failed:
+        fallback = save_fallback(d)
+        failed.append(f"the result is saved in {fallback} instead" if fallback else
+                      "no copy could be saved anywhere: the figures printed above are all there is")
+    out = sys.stderr if args.json else sys.stdout
+    if said and not args.json:
+        print()
+    for line in said:
+        print(f"  {line}" if not args.json else line, file=out)
+    for line in failed:
+        print(f"aerosync run: {line}", file=sys.stderr)
+    return not failed
 
 
 def _cmd_topology(args: argparse.Namespace) -> int:
@@ -341,21 +385,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    from aerosync.errors import Terminated
+
+    raise Terminated()
+
+
+def _interrupt_of(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind `e`, if cleaning up after one raised `e` instead."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__context__
+    return None
+
+
+def _interrupted(cmd: str, e: KeyboardInterrupt) -> int:
+    """Exit 128 + signal after removing whatever this process created and still names."""
+    from aerosync.arena.cleanup import remove_own
+
+    signum = getattr(e, "signum", 2)
+    left = remove_own()
+    extra = f" ({len(left)} leftover shared-memory object(s) removed)" if left else ""
+    print(f"aerosync {cmd}: interrupted (signal {signum}); workers stopped and the arena removed{extra}",
+          file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM as an exception, like Ctrl-C, for every command: whatever made an arena
+    # (a run, a bench phase outside coordinator.run) removes it in its `finally`.
+    import threading
+
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except UsageError as e:
-        print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", 2)
-        print(f"aerosync {args.cmd}: interrupted (signal {signum}); workers stopped and the arena removed",
-              file=sys.stderr)
-        return 128 + signum
+        return _interrupted(args.cmd, e)
     except AeroSyncError as e:
+        intr = _interrupt_of(e)
+        if intr is not None:         # a clean-up step failed after the interrupt: still an interrupt
+            return _interrupted(args.cmd, intr)
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

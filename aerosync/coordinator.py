@@ -22,8 +22,11 @@ batch boundary (no operation in flight), so the checkers see a quiescent machine
 
 Only this module and cli.py import `workers`.  The coordinator never pins itself (a
 pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
-its main thread (PDEATHSIG follows the parent thread).  Whatever happens — an error,
-Ctrl-C (SIGINT), SIGTERM — the `finally` stops every worker and unlinks the segment;
+its main thread (PDEATHSIG follows the parent thread).  A Ctrl-C or SIGTERM after the
+start barrier ends the run as its deadline would (workers finish their batch, the
+closing sample, views, report and check are taken) and raises RunInterrupted carrying
+that result, marked interrupted.  Whatever happens — an error, Ctrl-C (SIGINT), SIGTERM,
+a second signal while stopping — the `finally` stops every worker and unlinks the segment;
 after a SIGKILL of the coordinator the workers die with it (PDEATHSIG) and
 `cleanup_stale()` (run at every start and by `aerosync cleanup`) removes the segment.
 """
@@ -48,19 +51,21 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
-from aerosync.errors import AeroSyncError, SoftLockup, UsageError, WorkerDied
+from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
 from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
+from aerosync.mm.slab.slab_common import slab_config_problem
 from aerosync.mm.vm.check import vm_check
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE, MAX_CPUS, NR_LAT_BUCKETS, PAGE_SIZE
-from aerosync.pyspy import dump_stack
+from aerosync.pyspy import dump_stack, stopped_note
 from aerosync.scenario import Scenario, scenario_to_dict
 from aerosync.sync import lockstat
 from aerosync.sync.spinlock import locks_held_by
 
-__all__ = ["RunResult", "run", "build_machine", "plan_arena", "environment", "Terminated", "READY_TIMEOUT_S",
+__all__ = ["RunResult", "RunInterrupted", "run", "build_machine", "plan_arena", "environment", "Terminated",
+           "READY_TIMEOUT_S",
            "STOP_GRACE_S"]
 
 RESULT_SCHEMA_VERSION = 1
@@ -90,6 +95,7 @@ class RunResult:
     mm_check: dict[str, Any] = field(default_factory=dict)
     numa: dict[str, Any] = field(default_factory=dict)
     mm: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
 
     @property
     def total_ops(self) -> int:
@@ -109,7 +115,7 @@ class RunResult:
             "notes": self.notes, "latency": self.latency,
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
-            "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm,
+            "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
         }
 
 
@@ -153,7 +159,14 @@ def environment(host: topo.HostTopology) -> dict[str, Any]:
 
 
 def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
-    """Resolve [machine] cpus/topology into the simulated topology (UsageError if impossible)."""
+    """Resolve [machine] cpus/topology into the simulated topology.
+
+    What the host refuses is a ScenarioError naming the key and where it came from (the
+    scenario file or the command line): a CPU outside this process's affinity mask
+    (machine.cpus), a topology the host cannot simulate (machine.topology).
+    """
+    from aerosync.errors import TopologyError
+
     m = scn.machine
     nr_cpus: int | None = None
     cpu_list: tuple[int, ...] | None = None
@@ -163,26 +176,58 @@ def build_machine(scn: Scenario, host: topo.HostTopology) -> topo.SimTopology:
         nr_cpus = m.cpus
     else:
         cpu_list = tuple(m.cpus)
+        outside = [c for c in cpu_list if c not in host.allowed_cpus]
+        if outside:
+            allowed = topo.format_cpulist(host.allowed_cpus)
+            raise ScenarioError(scn.blame("machine.cpus"), "machine.cpus", list(cpu_list),
+                                f"host CPU ids this process may use ({allowed}, its taskset/cpuset affinity); "
+                                f"CPU {topo.format_cpulist(outside)} is not allowed")
     if nr_cpus is not None and nr_cpus > MAX_CPUS:
-        raise UsageError(f"{scn.file}: machine.cpus = {nr_cpus}: at most {MAX_CPUS} simulated CPUs")
+        raise ScenarioError(scn.blame("machine.cpus"), "machine.cpus", nr_cpus, f"at most {MAX_CPUS} simulated CPUs")
     base = str(Path(scn.file).parent) if scn.file else "."
-    return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
+    try:
+        return topo.build_sim(m.topology, host, nr_cpus=nr_cpus, cpu_list=cpu_list, base_dir=base)
+    except TopologyError as e:
+        raise ScenarioError(scn.blame("machine.topology", "machine.cpus"), "machine.topology", m.topology,
+                            f"a topology this host can simulate with machine.cpus = "
+                            f"{list(m.cpus) if isinstance(m.cpus, tuple) else m.cpus!r}: {e}") from None
 
 
 def _check_policies(scn: Scenario, sim: topo.SimTopology) -> None:
     """[numa] policies parse for this machine's nodes (before anything is created)."""
-    from aerosync.errors import ScenarioError
     from aerosync.mm.numa.mempolicy import PolicyError, policy_for_cpu
 
     for cpu, _ in scn.numa.cpu_policy:
         if cpu >= sim.nr_cpus:
-            raise ScenarioError(scn.file, f"numa.cpu_policy.{cpu}", cpu,
-                                f"a simulated CPU id 0..{sim.nr_cpus - 1}")
+            key = f"numa.cpu_policy.{cpu}"
+            raise ScenarioError(scn.blame(key, "machine.cpus"), key, cpu, f"a simulated CPU id 0..{sim.nr_cpus - 1}")
     for cpu in range(sim.nr_cpus):
         try:
             policy_for_cpu(scn.numa.policy, scn.numa.cpu_policy, cpu, sim.nr_nodes, scn.numa.weights)
         except PolicyError as e:
-            raise ScenarioError(scn.file, e.key, e.value, e.allowed) from None
+            raise ScenarioError(scn.blame(e.key, "machine.topology"), e.key, e.value, e.allowed) from None
+
+
+def _check_machine_fit(scn: Scenario, config: dict[str, Any]) -> None:
+    """What each section allows alone but not together with machine.max_page_order: SLUB's
+    largest caches, and a workload's `orders` parameter (buddy orders it allocates)."""
+    mpo = scn.machine.max_page_order
+    slab_problem = slab_config_problem(config)
+    if slab_problem:
+        raise ScenarioError(scn.blame("machine.max_page_order", "slab.debug"), "machine.max_page_order", mpo,
+                            slab_problem)
+    orders = getattr(scn.workload, "orders", None)
+    if orders and max(orders) > mpo:
+        raise ScenarioError(scn.blame("workload.orders", "machine.max_page_order"), "workload.orders", list(orders),
+                            f"orders 0..{mpo}: the machine's MAX_PAGE_ORDER (machine.max_page_order = {mpo})")
+
+
+def _shm_error(scn: Scenario, e: ShmSpaceError) -> ScenarioError:
+    """/dev/shm too small for this machine.memory: the key, where it was set, and the way out."""
+    mem = scn.machine.memory
+    shown = f"{mem >> 30}G" if mem % (1 << 30) == 0 else f"{mem >> 20}M" if mem % (1 << 20) == 0 else mem
+    return ScenarioError(scn.blame("machine.memory"), "machine.memory", shown,
+                         f"a memory that fits in {e.path}: {e}")
 
 
 def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], list[L.SectionSpec]]:
@@ -233,10 +278,15 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     }
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM turned into an exception so `finally` blocks run (cli exits 128 + 15)."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during the measured run.  The run was stopped as if its time
+    were up and `result` holds what was measured until then (`interrupted` set), so a
+    soak that had to be stopped still leaves its figures; `signum` is the signal.  A
+    second signal while stopping ends the run at once (a plain KeyboardInterrupt)."""
 
-    signum = signal.SIGTERM
+    def __init__(self, signum: int, result: RunResult) -> None:
+        super().__init__(f"run interrupted by {signal.Signals(signum).name}")
+        self.signum, self.result = signum, result
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -283,6 +333,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     n = sim.nr_cpus
     _check_policies(scn, sim)
     config, specs = plan_arena(scn, sim)
+    _check_machine_fit(scn, config)
     notes = []
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
@@ -293,9 +344,11 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     old_term = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         arena = Arena.create(config, specs)
-    except BaseException:
+    except BaseException as e:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if isinstance(e, ShmSpaceError):
+            raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
     try:
@@ -322,7 +375,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         proc_before, ev_before = procfs.snapshot_tasks(arena), _vm_counters(arena)
         if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
-        samples, t_go, t_end, live_checks, proc_after = _run_loop(arena, scn, procs, on_sample, on_tick)
+        samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
+                                                                              on_tick)
         _stop(arena, procs)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
@@ -353,12 +407,18 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                            "counts": {k: v for r in reports for k, v in r.counts.items()},
                            "violations": [str(v) for r in reports for v in r.violations],
                            "live_checks": live_checks}
+        if stopped_by is not None:
+            signum = int(getattr(stopped_by, "signum", signal.SIGINT))
+            result.interrupted = True
+            result.notes.append(f"interrupted by {signal.Signals(signum).name} {t_end - t_go:.2f} s into the run: "
+                                "the figures cover the run up to then")
+            raise RunInterrupted(signum, result) from stopped_by
         return result
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
+        arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
         arena.close()
-        arena.unlink()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 
@@ -435,7 +495,28 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
               on_sample: Any, on_tick: Any = None
-              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
+              ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any],
+                         KeyboardInterrupt | None]:
+    """Release the barrier and sample until the run is over; the fifth value is the task
+    views taken with the CPUs parked at the stop ({} when not taken).  A Ctrl-C / SIGTERM
+    after the barrier ends the run early as the deadline would, and is returned (last)
+    so the run can be reported as interrupted with what it measured; before it, nothing
+    was measured and it propagates."""
+    state: dict[str, Any] = {}
+    try:
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state), None)
+    except KeyboardInterrupt as e:
+        if "t_go" not in state:
+            raise
+        arena.atomic.store64(L.H_RUN_STATE, L.RUN_STOP)
+        t_end = time.perf_counter()
+        arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
+        return state["samples"], state["t_go"], t_end, state["live_checks"], {}, e
+
+
+def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
+                   on_sample: Any, on_tick: Any, state: dict[str, Any]
+                   ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
     sentinels = [p.sentinel for p in procs]
@@ -448,6 +529,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     next_tick = t_go + interval
     next_check = t_go + scn.run.check_interval
     live_checks: list[dict[str, Any]] = []
+    state.update(samples=samples, t_go=t_go, live_checks=live_checks)   # what an interrupt keeps
     while True:
         ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
         if ready:
@@ -587,6 +669,9 @@ def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float)
     for _, c, p, age in stuck:
         pid = p.pid or 0
         lines.append(f"cpu{c} pid {pid}: no operation finished for {age:.1f} s (watchdog = {limit_s:g} s)")
+        stopped = stopped_note(pid) if pid else None
+        if stopped:
+            lines.append(f"  {stopped}")
         slot1 = _cpu_word(arena, c, L.CPU_WAITING_ON)
         owner_pid = 0
         if slot1:
@@ -599,7 +684,7 @@ def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float)
             else:
                 lines.append(f"  waiting {since:.1f} s on lock {name} (free now)")
         else:
-            lines.append("  not waiting on a lock (busy or blocked inside its workload)")
+            lines.append("  not waiting on a lock" + ("" if stopped else " (busy or blocked inside its workload)"))
         held = locks_held_by(arena, pid)
         if held:
             lines.append("  holding " + ", ".join(name for _, name, _ in held))

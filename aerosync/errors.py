@@ -13,12 +13,14 @@ __all__ = [
     "ArenaError",
     "ArenaMismatch",
     "ShmSpaceError",
+    "ArenaNotFound",
     "LockError",
     "LockOwnerDead",
     "WorkerDied",
     "SoftLockup",
     "InvariantViolation",
     "TopologyError",
+    "Terminated",
 ]
 
 
@@ -57,6 +59,15 @@ class ShmSpaceError(ArenaError, UsageError):
             f"(docker run --shm-size=..., a Kubernetes emptyDir with medium: Memory, "
             f"or mount -o remount,size=... {path})"
         )
+
+
+class ArenaNotFound(ArenaError, UsageError):
+    """No segment of that name: a usage error when the name came from the user (exit 2)."""
+
+    def __init__(self, name: str, shm_dir: str) -> None:
+        self.name = name
+        super().__init__(f"no segment named {name!r} in {shm_dir}: its run has ended or the name is mistyped "
+                         f"(live arenas are the aerosync_* files there)")
 
 
 class ArenaMismatch(ArenaError):
@@ -111,3 +122,13 @@ class InvariantViolation(AeroSyncError):
     def __init__(self, inv_id: str, where: str, expected: object, found: object) -> None:
         self.inv_id, self.where, self.expected, self.found = inv_id, where, expected, found
         super().__init__(f"invariant {inv_id} violated at {where}: expected {expected}, found {found}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception so `finally` blocks run (the CLI exits 128 + 15).
+
+    A KeyboardInterrupt, not an AeroSyncError: everything that stops cleanly on Ctrl-C
+    stops the same way on SIGTERM.
+    """
+
+    signum = 15

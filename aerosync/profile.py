@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -282,9 +283,7 @@ def write_outputs(prof: Profile, out: Path, scenario: str, rate: int) -> list[Pa
 def run_command(scenario: str, result: Path, overrides: Sequence[str]) -> list[str]:
     """`python -m aerosync.cli run SCENARIO --json -o result.json [--set ...]`."""
     cmd = [sys.executable, "-m", "aerosync.cli", "run", scenario, "--json", "--no-save", "-o", str(result)]
-    for o in overrides:
-        cmd += ["--set", o]
-    return cmd
+    return cmd + [f"--set={o}" for o in overrides]          # "=": a value may start with "-"
 
 
 def pyspy_command(exe: str, raw: Path, rate: int, run_cmd: Sequence[str]) -> list[str]:
@@ -300,15 +299,45 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: Sequence[str], log: Path) -> int:
-    """Run a child with stdout discarded and stderr in `log`; Ctrl-C waits for it to clean up."""
+def run_child(cmd: Sequence[str], log: Path) -> int:
+    """Run a child with stdout discarded and stderr in `log`; its exit status.
+
+    Ctrl-C from a terminal reaches the child too; a SIGTERM sent to us reaches only us,
+    so it is passed on to the run the child is (or runs under py-spy).  Either way we
+    wait for the run to stop its workers, save what it measured and unlink its arena.
+    """
     with open(log, "ab") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=_env())
         try:
             return proc.wait()
-        except KeyboardInterrupt:
-            proc.wait()          # the child got the SIGINT too: let it stop workers and unlink
+        except KeyboardInterrupt as e:
+            signum = int(getattr(e, "signum", signal.SIGINT))
+            if signum != signal.SIGINT:
+                _stop_runs(proc.pid, signum)
+            proc.wait()
             raise
+
+
+def _stop_runs(pid: int, signum: int) -> None:
+    """Send `signum` to the `python -m aerosync.cli run` processes among `pid` and its
+    descendants (not to py-spy, whose command line names the run too) and wait for them."""
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        procs = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return
+    runs = []
+    for p in procs:
+        try:
+            cmd = p.cmdline()
+            if len(cmd) > 3 and cmd[1:4] == ["-m", "aerosync.cli", "run"]:
+                p.send_signal(signum)
+                runs.append(p)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(runs, timeout=120)
 
 
 def _warn(msg: str) -> None:
@@ -334,7 +363,7 @@ def _validate(scenario: str, overrides: Sequence[str]) -> str:
 def _run_unprofiled(scenario: str, out: Path, overrides: Sequence[str], why: str) -> int:
     _warn(f"cannot profile: {why}")
     _warn("running the scenario without profiling so the run is not lost")
-    rc = _run(run_command(scenario, out / "result.json", overrides), out / "pyspy.log")
+    rc = run_child(run_command(scenario, out / "result.json", overrides), out / "pyspy.log")
     if (out / "result.json").exists():
         print(f"aerosync profile: result (no profile) in {out / 'result.json'}")
     else:
@@ -354,7 +383,7 @@ def profile_scenario(scenario: str, out: Path, rate: int = DEFAULT_RATE,
     raw, result, log = out / "raw.txt", out / "result.json", out / "pyspy.log"
     for p in (raw, result, log):
         p.unlink(missing_ok=True)
-    rc = _run(pyspy_command(exe, raw, rate, run_command(scenario, result, overrides)), log)
+    rc = run_child(pyspy_command(exe, raw, rate, run_command(scenario, result, overrides)), log)
     log_text = log.read_text(errors="replace") if log.exists() else ""
     have_raw = raw.exists() and raw.stat().st_size > 0
     refused = looks_like_permission_error(log_text)

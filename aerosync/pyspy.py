@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["pyspy_path", "ptrace_problem", "dump_stack", "PERMISSION_FIX", "looks_like_permission_error",
-           "ptrace_scope"]
+           "ptrace_scope", "process_state", "stopped_note"]
 
 PERMISSION_FIX = ("py-spy needs ptrace / process_vm_readv rights (CAP_SYS_PTRACE): run as root or with "
                   "CAP_SYS_PTRACE; in Docker start the container with --cap-add SYS_PTRACE; with Yama, "
@@ -73,22 +73,55 @@ def _has_cap_sys_ptrace() -> bool:
     return False
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat (R, S, D, T stopped, t traced, Z ...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2 :].split(None, 1)[0].decode()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stopped_note(pid: int) -> str | None:
+    """A sentence saying `pid` is stopped (state T or t), or None if it is not."""
+    state = process_state(pid)
+    if state not in ("T", "t"):
+        return None
+    why = "SIGSTOP or SIGTSTP" if state == "T" else "a tracer (debugger)"
+    return f"the process is stopped (state {state}: {why}); `kill -CONT {pid}` resumes it"
+
+
 def dump_stack(pid: int, timeout: float = 15.0) -> str:
-    """`py-spy dump --pid PID` output, or a line saying why it could not be had."""
+    """`py-spy dump --pid PID` output, or a line saying why it could not be had.
+
+    A stopped process (SIGSTOP) cannot be suspended again by py-spy, which then fails
+    with a Rust backtrace; it is read with --nonblocking instead (it is not running, so
+    the stack is consistent) and said to be stopped.  A Rust backtrace from any other
+    failure is cut off: the error above it is what a user can act on.
+    """
     exe = pyspy_path()
     if exe is None:
         return "(no stack: py-spy is not installed)"
+    stopped = stopped_note(pid)
+    cmd = [exe, "dump", "--pid", str(pid), *(["--nonblocking"] if stopped else [])]
     try:
-        out = subprocess.run([exe, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=timeout,
-                             check=False)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return f"(no stack: py-spy dump --pid {pid} timed out after {timeout:.0f} s)"
     except OSError as e:
         return f"(no stack: cannot run py-spy: {e})"
+    head = f"({stopped}; its stack, read without suspending it:)\n" if stopped else ""
+    err = _without_backtrace(out.stderr or "") or _without_backtrace(out.stdout or "")
     if out.returncode != 0:
-        err = (out.stderr or out.stdout).strip()
         hint = ""
         if looks_like_permission_error(err):
             hint = "\n  " + PERMISSION_FIX
-        return f"(no stack: py-spy dump --pid {pid} failed: {err}{hint})"
-    return out.stdout.rstrip()
+        msg = f"(no stack: py-spy dump --pid {pid} failed: {err.strip()}{hint})"
+        return f"({stopped})\n{msg}" if stopped else msg
+    return head + _without_backtrace(out.stdout).rstrip()
+
+
+def _without_backtrace(text: str) -> str:
+    """py-spy's output up to its "Stack backtrace:" (py-spy's own Rust frames)."""
+    return text.split("\nStack backtrace:", 1)[0].split("Stack backtrace:", 1)[0]

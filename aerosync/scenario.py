@@ -4,7 +4,11 @@ A scenario says which workload runs on which simulated machine and for how long.
 parsed here, at the edge, into frozen dataclasses; nothing downstream sees a raw TOML
 dict.  Every rejection is a `ScenarioError(file, key, value, allowed)` naming the file
 (or ``<command line>`` for a bad ``--set`` override), the dotted key, the bad value and
-what would have been accepted, so the CLI can print one line and exit 2.
+what would have been accepted, so the CLI can print one line and exit 2.  A Scenario
+remembers which keys came from overrides (`overridden`), so checks made later against
+the host (CPUs allowed, NUMA nodes, /dev/shm room) blame the right place
+(`Scenario.blame`).  A workload's own Params.validate() message is blamed on the
+`workload.<key>` it names.
 
 Schema (every section optional except ``[run] workload``)::
 
@@ -94,6 +98,7 @@ _SIZE_ALLOWED = (
 )
 
 _TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel")
+_SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
 _KERNEL_KEYS = ("profile",)
@@ -243,6 +248,21 @@ class Scenario:
     slab: SlabSpec = SlabSpec()
     vm: VmSpec = VmSpec()
     kernel: KernelSpec = KernelSpec()
+    overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
+
+    def blame(self, key: str, *involved: str) -> str:
+        """Where a later check (the coordinator's, against the host) puts the fault: the
+        command line if `key`, an involved key, or a table holding one was set there,
+        else the scenario file."""
+        return _blame(self.file or "<scenario>", self.overridden, key, *involved)
+
+
+def _blame(file: str, overridden: frozenset[str], key: str, *involved: str) -> str:
+    for k in (key, *involved):
+        parts = k.split(".")
+        if any(".".join(parts[:i]) in overridden for i in range(1, len(parts) + 1)):
+            return COMMAND_LINE
+    return file
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -253,9 +273,9 @@ class _Ctx:
     overridden: frozenset[str] = frozenset()
 
     def err(self, key: str, value: object, allowed: str, *involved: str) -> ScenarioError:
-        """Blame the command line if `key` (or any involved key) was set by an override."""
-        from_cli = any(k in self.overridden for k in (key, *involved))
-        return ScenarioError(COMMAND_LINE if from_cli else self.file, key, value, allowed)
+        """Blame the command line if `key` (or any involved key, or a table holding one)
+        was set by an override."""
+        return ScenarioError(_blame(self.file, self.overridden, key, *involved), key, value, allowed)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -285,6 +305,8 @@ def load_scenario(
         raise ScenarioError(shown, "<file>", shown, f"a UTF-8 TOML file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(shown, "<toml>", _syntax_line(p, str(e)), f"valid TOML: {e}") from None
+    except ValueError as e:          # a NUL byte in the path (only possible when called from Python)
+        raise ScenarioError(shown, "<file>", shown, f"a file path ({e})") from None
     file = str(p.resolve())
     return _build(data, _Ctx(shown), registry, overrides, file=file, stem=p.stem, base_dir=p.resolve().parent)
 
@@ -301,8 +323,9 @@ def with_overrides(s: Scenario, registry: Mapping[str, type], overrides: Sequenc
     data["machine"] = {k: v for k, v in data["machine"].items() if v is not None}
     data["run"] = {k: v for k, v in data["run"].items() if v is not None}
     base = Path(s.file).parent if s.file else Path.cwd()
-    return _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
-                  file=s.file, stem=s.name, base_dir=base)
+    out = _build(data, _Ctx(s.file or "<scenario>"), registry, overrides,
+                 file=s.file, stem=s.name, base_dir=base)
+    return dataclasses.replace(out, overridden=out.overridden | s.overridden)
 
 
 def parse_size(text_or_int: object, file: str, key: str) -> int:
@@ -384,7 +407,7 @@ def _build(
             if key in _RUN_KEYS or key in _MACHINE_KEYS:
                 section = "run" if key in _RUN_KEYS else "machine"
                 hint = f" ({key!r} belongs in [{section}])"
-            raise ctx.err(key, data[key], f"known top-level keys: {', '.join(_TOP_KEYS)}{hint}")
+            raise ctx.err(_shown_key(key), data[key], f"known top-level keys: {', '.join(_TOP_KEYS)}{hint}")
     name = data.get("name", _MISSING)
     if name is _MISSING:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "scenario"
@@ -407,13 +430,14 @@ def _build(
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel)
+                    numa=numa, slab=slab, vm=vm, kernel=kernel,
+                    overridden=overridden)
 
 
 def _parse_kernel(t: dict[str, Any], ctx: _Ctx) -> KernelSpec:
     _check_keys(t, "kernel", _KERNEL_KEYS, ctx)
     profile = t.get("profile", DEFAULT_KERNEL_PROFILE)
-    if profile not in KERNEL_PROFILES:
+    if not isinstance(profile, str) or profile not in KERNEL_PROFILES:
         raise ctx.err("kernel.profile", profile, f"one of {', '.join(repr(p) for p in KERNEL_PROFILES)}")
     return KernelSpec(profile=profile)
 
@@ -492,7 +516,7 @@ def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
     per_cpu = []
     for k, v in raw.items():
         if not (isinstance(k, str) and k.isdigit()):
-            raise ctx.err(f"numa.cpu_policy.{k}", v, "keys are simulated CPU ids (0, 1, ...)")
+            raise ctx.err(f"numa.cpu_policy.{_shown_key(k)}", v, "keys are simulated CPU ids (0, 1, ...)")
         if not isinstance(v, str) or not v.strip():
             raise ctx.err(f"numa.cpu_policy.{k}", v, words)
         per_cpu.append((int(k), v.strip()))
@@ -528,7 +552,7 @@ def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:
 def _check_keys(table: Mapping[str, Any], section: str, known: Sequence[str], ctx: _Ctx) -> None:
     for key in table:
         if key not in known:
-            raise ctx.err(f"{section}.{key}", table[key], f"known [{section}] keys: {', '.join(known)}")
+            raise ctx.err(f"{section}.{_shown_key(key)}", table[key], f"known [{section}] keys: {', '.join(known)}")
 
 
 def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> RunSpec:
@@ -666,7 +690,7 @@ def _parse_topology(v: object, ctx: _Ctx, base_dir: Path) -> str:
     allowed = (f'"host", "fake:N" or "fake:N:D" (N nodes, an int 1..{MAX_NUMNODES}; D the distance '
                "between fake nodes, 11..254), "
                "or the path of an existing topology TOML file (relative to the scenario's directory)")
-    if not isinstance(v, str) or not v.strip():
+    if not isinstance(v, str) or not v.strip() or "\0" in v:
         raise ctx.err("machine.topology", v, allowed)
     if v == "host":
         return v
@@ -698,7 +722,7 @@ def _parse_workload(t: dict[str, Any], ctx: _Ctx, name: str, cls: type) -> objec
     for key in t:
         if key not in fields:
             known = ", ".join(fields) if fields else "(none: this workload takes no parameters)"
-            raise ctx.err(f"workload.{key}", t[key], f"known parameters of workload {name!r}: {known}")
+            raise ctx.err(f"workload.{_shown_key(key)}", t[key], f"known parameters of workload {name!r}: {known}")
     kwargs: dict[str, Any] = {}
     for fname, f in fields.items():
         key = f"workload.{fname}"
@@ -710,17 +734,33 @@ def _parse_workload(t: dict[str, Any], ctx: _Ctx, name: str, cls: type) -> objec
         if not ok:
             raise ctx.err(key, t[fname], _type_name(hints[fname]))
         kwargs[fname] = value
-    involved = tuple(k for k in ctx.overridden if k.startswith("workload."))
     try:
         params = cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ctx.err("workload", t, f"parameters of workload {name!r}: {e}", *involved) from None
+        raise _param_error(ctx, name, fields, kwargs, str(e)) from None
     validate = getattr(params, "validate", None)
     if callable(validate):
         msg = validate()
         if msg is not None:
-            raise ctx.err("workload", _jsonable(dataclasses.asdict(params)), str(msg), *involved)
+            raise _param_error(ctx, name, fields, dataclasses.asdict(params), str(msg))
     return params
+
+
+def _param_error(ctx: _Ctx, workload: str, fields: Mapping[str, Any], values: Mapping[str, Any],
+                 msg: str) -> ScenarioError:
+    """A Params check's message ("orders = [11]: a list of orders 0..10") as an error
+    naming workload.<key>: the first parameter the message names leads, the others it
+    names are involved (for the blame), the text after "key = value: " is what is allowed."""
+    named = [f for f in fields if re.search(rf"(?<![\w.]){re.escape(f)}(?![\w])", msg)]
+    if not named:
+        return ctx.err("workload", _jsonable(dict(values)), f"parameters of workload {workload!r}: {msg}",
+                       *(k for k in ctx.overridden if k.startswith("workload.")))
+    lead = min(named, key=msg.index)
+    m = re.match(r"[\w/]+ = .*?: (.+)", msg, re.DOTALL)
+    allowed = m.group(1) if m else msg
+    value = _jsonable(values.get(lead, _MISSING))
+    return ctx.err(f"workload.{lead}", value, f"{allowed} (workload {workload!r})",
+                   *(f"workload.{f}" for f in named))
 
 
 def _coerce(v: object, tp: Any) -> tuple[bool, Any]:
@@ -834,14 +874,17 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> tuple[di
 
 def _parse_override(text: str) -> tuple[str, Any]:
     """("section.key", TOML value or bare string) from "section.key=value"."""
-    allowed = ('"section.key=value" with section one of run, machine, workload '
+    sections = ", ".join(k for k in _TOP_KEYS if k not in _SCALAR_KEYS)
+    allowed = (f'"section.key=value" with section one of {sections} '
                '(or "name=..." / "description=..."); the value is a TOML value or a bare string')
+    if isinstance(text, list) and not text:     # argparse turns the option value "--" into []
+        text = "--"
     key, eq, raw = text.partition("=")
     key = key.strip()
     parts = key.split(".")
     if (not eq or not 1 <= len(parts) <= 2 or not all(_KEY_RE.fullmatch(p) for p in parts)
             or parts[0] not in _TOP_KEYS
-            or (len(parts) == 1) != (parts[0] in ("name", "description"))):
+            or (len(parts) == 1) != (parts[0] in _SCALAR_KEYS)):
         raise ScenarioError(COMMAND_LINE, key or "<override>", text, allowed)
     raw = raw.strip()
     try:
@@ -854,6 +897,11 @@ def _parse_override(text: str) -> tuple[str, Any]:
 
 
 # -------------------------------------------------------------------------------- helpers
+
+
+def _shown_key(key: str) -> str:
+    """A key from the file as TOML would spell it: bare if it can be, else quoted ("" , "a b")."""
+    return key if _KEY_RE.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def _is_int(v: object) -> bool:

@@ -108,7 +108,7 @@ BAD_FILES = [
      "known parameters of workload 'storm': mode, false_sharing, stride"),
     ("bad_workload_type", "workload.stride", "True", "an int (not a bool)"),
     ("bad_workload_choice", "workload.mode", "'global'", 'one of "percpu", "shared"'),
-    ("bad_workload_validate", "workload", "'false_sharing': True", 'false_sharing = true needs mode = "percpu"'),
+    ("bad_workload_validate", "workload.false_sharing", "True", 'false_sharing = true needs mode = "percpu"'),
 ]
 
 
@@ -288,7 +288,7 @@ def test_override_workload_drops_the_files_params() -> None:
 def test_override_can_cause_a_cross_field_error() -> None:
     with pytest.raises(ScenarioError) as ei:
         load("good_full", "workload.false_sharing=true")
-    expect_error(ei.value, COMMAND_LINE, "workload", "'mode': 'shared'", "needs mode")
+    expect_error(ei.value, COMMAND_LINE, "workload.false_sharing", "True", "needs mode")
 
 
 def test_override_value_parsing() -> None:

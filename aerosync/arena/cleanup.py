@@ -18,7 +18,7 @@ import posix_ipc
 from aerosync.arch.cpu import proc_alive
 from aerosync.params import SHM_PREFIX
 
-__all__ = ["cleanup_stale", "find_project_objects", "in_use"]
+__all__ = ["cleanup_stale", "find_project_objects", "in_use", "remove_own"]
 
 _NAME_RE = re.compile(rf"^(?:sem\.)?{re.escape(SHM_PREFIX)}(\d+)_")
 
@@ -76,13 +76,29 @@ def cleanup_stale(dry_run: bool = False, shm_dir: str = "/dev/shm") -> list[str]
     for path, name in paths.items():
         if path in busy:
             continue
-        if not dry_run:
-            try:
-                if name.startswith("sem."):
-                    posix_ipc.unlink_semaphore("/" + name[4:])
-                else:
-                    posix_ipc.unlink_shared_memory("/" + name)
-            except posix_ipc.ExistentialError:
-                continue
+        if not dry_run and not _unlink(name):
+            continue
         removed.append(name)
     return removed
+
+
+def remove_own(pid: int | None = None, shm_dir: str = "/dev/shm") -> list[str]:
+    """Unlink every project object named after `pid` (default: this process, their creator).
+
+    The last net of an interrupted command (cli.py): by then its own `finally` blocks
+    have run, so whatever still carries its pid is a leftover nobody else will remove
+    while it lives.  Mappings stay valid until closed; returns the names removed.
+    """
+    me = os.getpid() if pid is None else pid
+    return [n for n, owner in find_project_objects(shm_dir) if owner == me and _unlink(n)]
+
+
+def _unlink(name: str) -> bool:
+    try:
+        if name.startswith("sem."):
+            posix_ipc.unlink_semaphore("/" + name[4:])
+        else:
+            posix_ipc.unlink_shared_memory("/" + name)
+    except posix_ipc.ExistentialError:
+        return False
+    return True

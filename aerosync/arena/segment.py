@@ -41,7 +41,7 @@ import posix_ipc
 
 from aerosync.arch.atomic import AtomicOps
 from aerosync.arena import layout as L
-from aerosync.errors import ArenaError, ArenaMismatch, ShmSpaceError
+from aerosync.errors import ArenaError, ArenaMismatch, ArenaNotFound, ShmSpaceError
 from aerosync.params import ARENA_MAGIC, LAYOUT_VERSION, PAGE_SIZE, SHM_PREFIX
 
 __all__ = ["Arena", "shm_free_bytes", "new_name", "SHM_DIR"]
@@ -188,7 +188,7 @@ class Arena:
         try:
             shm = _open_untracked(name, create=False)
         except FileNotFoundError:
-            raise ArenaError(f"Arena.attach: no segment named {name!r} in {SHM_DIR}") from None
+            raise ArenaNotFound(name, SHM_DIR) from None
         if shm.size < L.HEADER_SIZE:
             shm.close()
             raise ArenaMismatch(name, "size", f">= {L.HEADER_SIZE}", shm.size)
@@ -314,6 +314,6 @@ class Arena:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-        if self.owner:
+        if self.owner:      # first: a refused close must not leak the name
             self.unlink()
+        self.close()

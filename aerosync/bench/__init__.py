@@ -1,10 +1,16 @@
 """`aerosync bench`: the figures each issue asks for, as medians of repeated measurements.
 
-Each suite module exposes `FIGURES: dict[key, (unit, target text, fn)]` where `fn()`
-returns one measurement (a float) or a dict of related measurements keyed by figure
-name (so one run can feed several figures and ratios are taken within one run, not
-across runs on a noisy machine).  The runner calls every function `repeat` times and
+Each suite module exposes `GROUPS: {group: (fn, [(key, unit, target text), ...])}`
+where `fn()` returns a dict of related measurements keyed by figure name (so one run
+can feed several figures and ratios are taken within one run, not across runs on a
+noisy machine).  The runner calls every function `repeat` times and
 reports min / median / max; the median is the figure.
+
+A figure that cannot be measured on this host (an optional tool such as py-spy missing,
+ptrace forbidden, /dev/shm too small) raises `SkipFigure(reason)`: its group's figures
+are reported as skipped with the reason and every other figure is still printed (text
+and JSON).  Any other failure of a group is reported the same way as failed, with the
+error, and makes the exit status 1 once everything else is printed.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from aerosync.errors import UsageError
+from aerosync.bench.skip import SkipFigure
+from aerosync.errors import ShmSpaceError, UsageError
 
-__all__ = ["run_bench", "SUITES"]
+__all__ = ["run_bench", "SUITES", "SkipFigure"]
 
 
 def _suites() -> dict[str, Any]:
@@ -38,24 +45,34 @@ def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
     if not 1 <= repeat <= 100:
         raise UsageError(f"bench: --repeat {repeat}: allowed 1..100")
     out: dict[str, Any] = {}
+    failed = False
     for name in names or list(suites):
         mod = suites[name]
-        samples: dict[str, list[float]] = {}
-        meta: dict[str, tuple[str, str]] = {}
+        suite_out: dict[str, Any] = {}
         for group, (fn, figures) in mod.GROUPS.items():
             if not as_json:
                 print(f"[{name}] measuring {group} ...", file=sys.stderr, flush=True)
-            for _ in range(repeat):
-                res = fn()
-                for key, value in res.items():
-                    samples.setdefault(key, []).append(float(value))
-            for key, unit, target in figures:
-                meta[key] = (unit, target)
-        suite_out = {}
-        for key, vals in samples.items():
-            unit, target = meta.get(key, ("", "reported"))
-            suite_out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
-                              "n": len(vals), "unit": unit, "target": target}
+            samples: dict[str, list[float]] = {}
+            missing: dict[str, str] = {}
+            try:
+                for _ in range(repeat):
+                    for key, value in fn().items():
+                        samples.setdefault(key, []).append(float(value))
+            except (SkipFigure, ShmSpaceError) as e:    # a missing tool, ptrace forbidden, /dev/shm too small
+                missing = {"skipped": str(e)}
+            except Exception as e:  # one broken group must not cost the other figures
+                missing = {"failed": f"{type(e).__name__}: {e}"}
+                failed = True
+            meta = {key: (unit, target) for key, unit, target in figures}
+            for key in [*meta, *(k for k in samples if k not in meta)]:
+                unit, target = meta.get(key, ("", "reported"))
+                vals = samples.get(key)
+                if missing or not vals:
+                    suite_out[key] = {**(missing or {"skipped": f"{group} did not report {key}"}),
+                                      "unit": unit, "target": target}
+                else:
+                    suite_out[key] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+                                      "n": len(vals), "unit": unit, "target": target}
         out[name] = suite_out
     if as_json:
         print(json.dumps(out, indent=1))
@@ -63,9 +80,13 @@ def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
         for name, figs in out.items():
             print(f"suite {name} (median of {repeat}; min .. max)")
             for key, f in figs.items():
+                if "median" not in f:
+                    why = f"skipped: {f['skipped']}" if "skipped" in f else f"FAILED: {f['failed']}"
+                    print(f"  {key:<36} {why}  target: {f['target']}")
+                    continue
                 print(f"  {key:<36} {_num(f['median']):>12} {f['unit']:<6} "
                       f"[{_num(f['min'])} .. {_num(f['max'])}]  target: {f['target']}")
-    return 0
+    return 1 if failed else 0
 
 
 def _num(v: float) -> str:

@@ -15,12 +15,12 @@ Negative values mean "no measurable cost" (the noise is larger than the cost).
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from aerosync.profile import pyspy_command, run_command
+from aerosync.bench.skip import SkipFigure
+from aerosync.profile import pyspy_command, run_child, run_command
 from aerosync.pyspy import ptrace_problem, pyspy_path
 
 __all__ = ["GROUPS"]
@@ -30,14 +30,17 @@ _OVERRIDES = ("machine.cpus=2", "run.duration=2.0", "run.warmup=0.4", 'machine.m
 
 
 def _ops(cmd: list[str], result: Path) -> float:
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=120)
+    log = result.with_name("run.log")
+    rc = run_child(cmd, log)          # a Ctrl-C / SIGTERM of the bench stops the child run cleanly too
+    if rc:
+        raise RuntimeError(f"exit {rc}: {' '.join(cmd)}\n{log.read_text(errors='replace')[-2000:]}")
     return float(json.loads(result.read_text())["ops_per_s"])
 
 
 def bench_pyspy() -> dict[str, float]:
     problem = ptrace_problem()
     if problem or pyspy_path() is None:
-        raise RuntimeError(f"pyspy_overhead_pct not measurable here: {problem}")
+        raise SkipFigure(problem or "py-spy is not installed")
     with tempfile.TemporaryDirectory() as d:
         res = Path(d) / "result.json"
         run = run_command(str(_SCENARIO), res, _OVERRIDES)

@@ -3,6 +3,7 @@
 This package sits at the top of the layers (with the coordinator and the CLI): it turns
 a run's result dict into evidence people keep and compare.
 
+* `samples` — the per-interval rates every report shares (imports nothing above it);
 * `rundir.write_run_dir` — ``runs/<time>-<scenario>/`` with result.json, CSV, views, plots;
 * `schema.validate_result` — the versioned JSON Schema of result.json;
 * `plots` — matplotlib (Agg) figures of a run and of a CPU sweep;

@@ -108,7 +108,7 @@ def figures(kind: str, d: dict[str, Any]) -> dict[str, tuple[str, list[float]]]:
 
 
 def _run_figures(d: dict[str, Any]) -> dict[str, tuple[str, list[float]]]:
-    from aerosync.report.rundir import post_warmup_cpu, post_warmup_totals
+    from aerosync.report.samples import post_warmup_cpu, post_warmup_totals
 
     f: dict[str, tuple[str, list[float]]] = {"ops/s total": ("ops/s", post_warmup_totals(d))}
     for c in range(len(d["cpus"])):
@@ -279,10 +279,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         deltas = [(v, view_deltas(a[1], v), view_deltas(b[1], v)) for v in DELTA_VIEWS]
     if args.json:
         out = {"a": str(args.run_a), "b": str(args.run_b), "alpha": args.alpha,
+               "interrupted": {"a": bool(a[1].get("interrupted")), "b": bool(b[1].get("interrupted"))},
                "rows": [{"name": r.name, "unit": r.unit, "a": _stats(r.a), "b": _stats(r.b), "p": r.p,
                          "significant": r.significant} for r in rows],
                "deltas": {v: {"a": da, "b": db} for v, da, db in deltas if da is not None and db is not None}}
         print(json.dumps(out, indent=1))
     else:
         print(render(rows, str(args.run_a), str(args.run_b), args.alpha, deltas), end="")
+        for label, (_, d) in ((args.run_a, a), (args.run_b, b)):
+            if d.get("interrupted"):           # absent in results older than the key: not interrupted
+                print(f"note: {label} was interrupted (Ctrl-C / SIGTERM): its figures cover the run up to then")
     return 0

@@ -35,9 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aerosync.report.rundir import interval_rates
+from aerosync.report.samples import interval_rates
 
 __all__ = [
+    "free_area_figure",
+    "order_styles",
     "plot_free_area",
     "plot_latency",
     "plot_lock_wait",
@@ -160,8 +162,25 @@ def plot_latency(result: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_free_area(result: dict[str, Any], path: Path) -> Path | None:
-    """Free pages per order over time (summed over zones); no-op without mm.free_area_samples."""
+def order_styles(nr_orders: int) -> list[tuple[Any, str]]:
+    """(colour, line style) of each order's line, all distinct up to 20 orders.
+
+    Orders 0..9 take tab10 with solid lines; orders 10.. (MAX_PAGE_ORDER is at most 15)
+    take the light half of tab20, dashed, so order 10 never shares order 0's colour as a
+    plain 10-colour cycle would.
+    """
+    from matplotlib import colormaps
+
+    tab10, tab20 = colormaps["tab10"].colors, colormaps["tab20"].colors
+    styles = [(tab10[o], "-") for o in range(min(nr_orders, 10))]
+    styles += [(tab20[2 * (o - 10) + 1], "--") for o in range(10, min(nr_orders, 20))]
+    if nr_orders > 20:
+        raise ValueError(f"{nr_orders} orders: at most 20 have distinct colours (MAX_PAGE_ORDER <= 15)")
+    return styles
+
+
+def free_area_figure(result: dict[str, Any]) -> Any:
+    """The free_area figure (see plot_free_area), or None without mm.free_area_samples."""
     samples = (result.get("mm") or {}).get("free_area_samples") or []
     if not samples:
         return None
@@ -171,15 +190,21 @@ def plot_free_area(result: dict[str, Any], path: Path) -> Path | None:
     fig = _figure()
     ax = fig.add_subplot()
     ts = [s["t"] for s in samples]
-    for o in range(orders):
+    for o, (colour, style) in enumerate(order_styles(orders)):
         pages = [sum(z[o] for z in s["free"] if o < len(z)) << o for s in samples]
-        ax.plot(ts, pages, linewidth=1, label=f"order {o}")
+        ax.plot(ts, pages, linewidth=1, color=colour, linestyle=style, label=f"order {o}")
     ax.set_xlabel("time since start barrier (s)")
     ax.set_ylabel("free pages in blocks of that order (4 KiB pages)")
     ax.set_title(_title(result, "Free pages per order (buddy allocator)"))
     ax.legend(fontsize="x-small", ncol=2)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return fig
+
+
+def plot_free_area(result: dict[str, Any], path: Path) -> Path | None:
+    """Free pages per order over time (summed over zones); no-op without mm.free_area_samples."""
+    fig = free_area_figure(result)
+    return None if fig is None else _save(fig, path)
 
 
 def plot_numa_policy(result: dict[str, Any], path: Path) -> Path | None:

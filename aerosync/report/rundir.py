@@ -14,27 +14,42 @@
         plots/*.png            see aerosync.report.plots
         README.txt             what ran, the headline figures, what each file is
 
-It also holds the sample arithmetic every report shares (`interval_rates`,
-`post_warmup_totals`, `throughput_block`): an interval counts when it starts at or after
-the warm-up and is at least half a sample interval long (the coordinator's own rule, so
-the closing sample taken right after STOP does not make a spike).
+`check_runs_dir` / `check_output_file` refuse, before a run starts, places its results
+could not be written to; `save_fallback` keeps a result whose place failed anyway.
+
+The sample arithmetic every report shares (`interval_rates`, `post_warmup_totals`,
+`throughput_block`) lives in aerosync.report.samples and is re-exported here; this module
+imports plots (which only looks down, to samples), never the other way round.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
-import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from aerosync.errors import UsageError
+from aerosync.report.samples import (
+    Interval,
+    interval_rates,
+    post_warmup_cpu,
+    post_warmup_totals,
+    throughput_block,
+)
+from aerosync.report.samples import warmup_s as _warmup
 from aerosync.report.schema import validate_result
 
 __all__ = [
     "Interval",
+    "check_output_file",
+    "check_runs_dir",
+    "save_fallback",
     "interval_rates",
     "lock_stat_text",
     "post_warmup_cpu",
@@ -42,52 +57,6 @@ __all__ = [
     "throughput_block",
     "write_run_dir",
 ]
-
-Interval = tuple[float, float, list[float], bool]     # t0, t1, per-CPU ops/s, warm-up?
-
-
-def _warmup(result: dict[str, Any]) -> float:
-    return float(result["scenario"]["run"].get("warmup", 0.0) or 0.0)
-
-
-def interval_rates(result: dict[str, Any]) -> list[Interval]:
-    """Every sample interval as (t0, t1, per-CPU ops/s, is_warmup).
-
-    Too-short intervals (under half the sample interval: the closing sample) are merged
-    into the next by skipping their end point, as the coordinator does.
-    """
-    samples = result["samples"]
-    half = float(result["scenario"]["run"].get("sample_interval", 0.1)) / 2
-    warm = _warmup(result)
-    out: list[Interval] = []
-    prev = samples[0] if samples else None
-    for s in samples[1:]:
-        dt = s["t"] - prev["t"]
-        if dt < half:
-            continue
-        rates = [(b - a) / dt for a, b in zip(prev["ops"], s["ops"])]
-        out.append((prev["t"], s["t"], rates, prev["t"] < warm))
-        prev = s
-    return out
-
-
-def post_warmup_totals(result: dict[str, Any]) -> list[float]:
-    """Total ops/s of each post-warm-up interval: the repeated measurements of a run."""
-    return [sum(r) for _, _, r, warm in interval_rates(result) if not warm]
-
-
-def post_warmup_cpu(result: dict[str, Any], cpu: int) -> list[float]:
-    """Ops/s of one simulated CPU in each post-warm-up interval."""
-    return [r[cpu] for _, _, r, warm in interval_rates(result) if not warm and cpu < len(r)]
-
-
-def throughput_block(result: dict[str, Any]) -> dict[str, Any]:
-    """{"intervals", "min", "median", "max"} of total ops/s over post-warm-up intervals."""
-    totals = post_warmup_totals(result)
-    if not totals:
-        return {"intervals": 0, "min": 0.0, "median": 0.0, "max": 0.0}
-    return {"intervals": len(totals), "min": min(totals), "median": statistics.median(totals), "max": max(totals)}
-
 
 def lock_stat_text(result: dict[str, Any]) -> str:
     """lock_stat in the kernel's format, rendered from the result's per-class figures."""
@@ -97,6 +66,55 @@ def lock_stat_text(result: dict[str, Any]) -> str:
         return lockstat.render_lock_stat([lockstat.LockStat(**s) for s in result["lock_stat"]])
     except TypeError:          # figures from a newer/older LockStat: fall back to the view text
         return result.get("views_after", {}).get("lock_stat", {}).get("text", "")
+
+
+def check_runs_dir(runs_dir: Path, option: str = "--runs-dir") -> None:
+    """UsageError (before a run starts) unless `runs_dir` is a directory this process can
+    write into, or can be made as one (its nearest existing ancestor is a writable
+    directory).  Creates nothing."""
+    allowed = "a directory (existing, or one that can be created) you may write into"
+    p = Path(runs_dir)
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{option} {runs_dir}: is a file, not a directory; allowed: {allowed}")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {runs_dir}: the directory is not writable; allowed: {allowed}")
+        return
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {runs_dir}: cannot be created, {parent} is a file; allowed: {allowed}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {runs_dir}: cannot be created, {parent} is not writable; allowed: {allowed}")
+
+
+def check_output_file(path: Path, option: str = "--output") -> None:
+    """UsageError (before a run starts) unless `path` can be written as a file: its
+    directory exists and is writable, and it is not itself a directory."""
+    allowed = "a file path in an existing directory you may write into"
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a directory; allowed: {allowed}")
+    parent = p.absolute().parent
+    if not parent.exists():
+        raise UsageError(f"{option} {path}: directory {parent} does not exist; allowed: {allowed}")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is not a directory; allowed: {allowed}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable; allowed: {allowed}")
+
+
+def save_fallback(result: dict[str, Any]) -> Path | None:
+    """The result as JSON in the temporary directory, when the place asked for failed;
+    None if even that cannot be written (the printed summary is then all there is)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"aerosync-result-{_safe(result['scenario']['name'])}-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
+        return Path(name)
+    except OSError:
+        return None
 
 
 def _unique_dir(runs_dir: Path, base: str) -> Path:

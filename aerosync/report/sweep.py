@@ -139,7 +139,7 @@ def _idle_pct(before: list[Any], after: list[Any], cpus: set[int]) -> float:
 
 
 def _run_figures(result: dict[str, Any], idle: float, run_dir: Path | None) -> dict[str, Any]:
-    from aerosync.report.rundir import post_warmup_totals, throughput_block
+    from aerosync.report.samples import post_warmup_totals, throughput_block
 
     return {
         "ops_per_s": result["ops_per_s"],
@@ -179,7 +179,7 @@ def _run_control(scenario: str, overrides: list[str], host_cpus: list[int]) -> d
     before = _cpu_times()
     procs = []
     for h in host_cpus:
-        cmd = [sys.executable, "-m", "aerosync.cli", "run", scenario, *(a for o in base for a in ("--set", o)),
+        cmd = [sys.executable, "-m", "aerosync.cli", "run", scenario, *(f"--set={o}" for o in base),
                "--set", f"machine.cpus=[{h}]", "--json", "--no-save"]
         procs.append((h, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           env=env, cwd=str(_REPO))))
@@ -192,8 +192,13 @@ def _run_control(scenario: str, overrides: list[str], host_cpus: list[int]) -> d
                                     f"{err.strip()[-500:] or 'no output'}")
             outs.append(json.loads(out))
     finally:
-        for _, p in procs:
+        for _, p in procs:              # SIGTERM first: a run removes its arena then; SIGKILL would leave it
             if p.poll() is None:
+                p.terminate()
+        for _, p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
     after = _cpu_times()

@@ -212,7 +212,7 @@ __all__ = [
     "SLAB_KMALLOC", "SLAB_DEBUG_FLAGS", "SLAB_RECLAIM_ACCOUNT", "VBASE", "NIL32", "SHEAF_CAPACITY",
     "KMALLOC_SIZES", "calculate_sizes",
     "slab_sections", "slab_init", "slab_params", "kmem_cache_create", "kmem_cache_lookup",
-    "calculate_order", "cache_info", "live_caches",
+    "calculate_order", "cache_info", "live_caches", "slab_config_problem",
     "virt_to_off", "object_view", "slab_stats", "slabinfo_json", "slabinfo_text", "slabtop_text",
     "STAT_NAMES", "SlabError",
 ]
@@ -240,7 +240,8 @@ def slab_params(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "max_caches": int(config.get("slab_max_caches", 64)), "mag_size": mag,
         "percpu_sheaves": bool(profile_default(config, "slab_percpu_sheaves")),
-        "max_order": max_order, "min_partial": config.get("slab_min_partial"),
+        "max_order": max_order, "max_page_order": int(config.get("max_page_order", 10)),
+        "min_partial": config.get("slab_min_partial"),
         "min_objects": config.get("slab_min_objects"), "nr_sheaves": int(config.get("slab_nr_sheaves", 64)),
         "depot_entries": int(config.get("slab_depot_entries", 1024)),
         "slub_debug": str(config.get("slub_debug", "") or ""), "kmalloc": bool(config.get("kmalloc", True)),
@@ -291,6 +292,25 @@ def slab_init(arena: Any) -> None:
     if p["kmalloc"]:
         for size in KMALLOC_CREATE_ORDER:             # create_kmalloc_caches(): 96, 192, then 8 .. 8k
             kmem_cache_create(arena, f"kmalloc-{_size_name(size)}", size, 0, SLAB_KMALLOC)
+
+
+def slab_config_problem(config: dict[str, Any]) -> str | None:
+    """Why caches of up to 8 KiB (kmalloc-8k, a workload's own cache) could not be made
+    under `config`, or None.  Asked before the arena exists, so a machine SLUB cannot boot
+    on is refused as bad input: the largest object, padded by whatever slub_debug may add
+    to it, must fit a slab of order <= MAX_PAGE_ORDER."""
+    p = slab_params(config)
+    flags = 0
+    for part in filter(None, p["slub_debug"].split(";")):   # worst case: every part applies
+        flags |= _debug_flags_for("", part.split(",")[0])
+    size = KMALLOC_SIZES[-1]
+    osz = _layout(size, 0, flags | SLAB_KMALLOC, False)["size"]
+    need = max(0, math.ceil(math.log2((osz + PAGE_SIZE - 1) // PAGE_SIZE)))
+    if need <= p["max_page_order"]:
+        return None
+    how = f" padded to {osz} B by slub_debug = {p['slub_debug']!r}" if osz > size else ""
+    return (f"an {size >> 10} KiB object (kmalloc-{size >> 10}k){how} needs a slab of order {need}: "
+            f"MAX_PAGE_ORDER >= {need}")
 
 
 def _size_name(size: int) -> str:
@@ -437,7 +457,10 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
     max_caches, nr_cpus, nr_nodes, mag, _ = _geo(arena)
     p = slab_params(arena.config)
     nb = name.encode()
-    if not 0 < len(nb) <= _NAME_LEN or not 1 <= size <= (PAGE_SIZE << p["max_order"]):
+    # Objects up to MAX_PAGE_ORDER pages: calculate_order() falls back past slab_max_order
+    # to get_order(size) for objects no slab of that order holds (Linux: kmalloc-8k
+    # under slab_max_order=0 gets order-1 slabs), and -ENOSYS beyond MAX_PAGE_ORDER.
+    if not 0 < len(nb) <= _NAME_LEN or not 1 <= size <= (PAGE_SIZE << p["max_page_order"]):
         raise SlabError(f"kmem_cache_create: bad name {name!r} or size {size}")
     if not 0 <= sheaf_capacity <= SHEAF_CAPACITY:
         raise SlabError(f"kmem_cache_create: {name}: sheaf_capacity {sheaf_capacity}: allowed 0..{SHEAF_CAPACITY}")
@@ -449,8 +472,9 @@ def kmem_cache_create(arena: Any, name: str, size: int, align: int = 0, flags: i
     objects = min((PAGE_SIZE << order) // osz, MAX_OBJS_PER_PAGE)
     min_order = max(0, math.ceil(math.log2(max(1, (osz + PAGE_SIZE - 1) // PAGE_SIZE))))
     min_objects = min((PAGE_SIZE << min_order) // osz, MAX_OBJS_PER_PAGE)
-    if objects < 1:
-        raise SlabError(f"kmem_cache_create: {name}: object of {osz} B does not fit order {p['max_order']}")
+    if objects < 1 or order > p["max_page_order"]:
+        raise SlabError(f"kmem_cache_create: {name}: object of {osz} B does not fit a slab of order "
+                        f"<= {p['max_page_order']} (MAX_PAGE_ORDER)")
     mp = p["min_partial"]
     min_partial = int(mp) if mp is not None else min(10, max(5, int(math.log2(osz)) // 2))
     cpu_partial = 6 if osz >= 4096 else 24 if osz >= 1024 else 52 if osz >= 256 else 120

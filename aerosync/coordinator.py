@@ -250,6 +250,7 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "lock_stat": m.lock_stat,
         "lock_hold_sample": m.lock_hold_sample,
         "lockdep": m.lockdep,
+        "locks": scn.locks.to_config(),      # sync/spinlock.py: spinlock kind per lock class
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,
@@ -678,7 +679,7 @@ def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float)
             name = "{}[{}]".format(*lockstat.slot_names(arena, slot1 - 1))
             since = (now - _cpu_word(arena, c, L.CPU_WAITING_SINCE)) / 1e9
             word = arena.atomic.load64(lockstat.slot_off(arena, slot1 - 1))
-            if word >> 16:
+            if lockstat.decode_owner(word)[1]:
                 ocpu, owner_pid = lockstat.decode_owner(word)
                 lines.append(f"  waiting {since:.1f} s on lock {name}, held by cpu{ocpu} pid {owner_pid}")
             else:

@@ -23,6 +23,8 @@ Schema (every section optional except ``[run] workload``)::
     [numa] [slab]  see NumaSpec / SlabSpec
     [vm]       mm fault_locking pcid pgtable_levels tlb_entries tlb_ways max_tasks ... (_VM_KEYS)
     [workload] the workload's own Params fields (checked against its dataclass)
+    [locks]    spinlock ("tas" | "qspinlock") classes (per lock class, e.g.
+               {"&zone->lock" = "qspinlock"}; sync/spinlock.py)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
 this module sits below `arch` and only checks their shape; the coordinator resolves them.
@@ -72,6 +74,7 @@ __all__ = [
     "DEFAULT_MEMORY",
     "KernelSpec",
     "kernel_knobs",
+    "LocksSpec",
     "MachineSpec",
     "RunSpec",
     "Scenario",
@@ -97,12 +100,14 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel", "locks")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
 _KERNEL_KEYS = ("profile",)
 _PCP_AUTOTUNE = ("exact", "batched", "off")
+_LOCKS_KEYS = ("spinlock", "classes")
+_SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
 # [numa] keys of process-memory NUMA (mm/numa/numa_types.py numa_params has the defaults):
 # key -> (kind, allowed text, low, high)
 _NUMA_PROC_KEYS: dict[str, tuple[str, str, int, int]] = {
@@ -235,6 +240,18 @@ class VmSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LocksSpec:
+    """[locks]: which spinlock implementation each lock class uses (sync/spinlock.py)."""
+
+    spinlock: str = "tas"                           # every class not listed below
+    classes: tuple[tuple[str, str], ...] = ()       # (lock class, kind) overrides, sorted
+
+    def to_config(self) -> dict[str, Any]:
+        """The arena config's `locks` entry."""
+        return {"spinlock": self.spinlock, "classes": dict(self.classes)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -248,6 +265,7 @@ class Scenario:
     slab: SlabSpec = SlabSpec()
     vm: VmSpec = VmSpec()
     kernel: KernelSpec = KernelSpec()
+    locks: LocksSpec = LocksSpec()
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
     def blame(self, key: str, *involved: str) -> str:
@@ -358,6 +376,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "vm": s.vm.as_dict(),
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
         "workload": _jsonable(dataclasses.asdict(s.workload)),
+        "locks": s.locks.to_config(),
     }
 
 
@@ -382,6 +401,8 @@ def scenario_hash(s: Scenario) -> str:
     d = scenario_to_dict(s)
     canon = {"run": d["run"], "machine": d["machine"], "numa": d["numa"], "slab": d["slab"],
              "kernel": d["kernel"], "workload": d["workload"]}
+    if s.locks != LocksSpec():          # only when set, so older scenarios keep their hash
+        canon["locks"] = d["locks"]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -428,9 +449,10 @@ def _build(
     slab = _parse_slab(_table(data, "slab", ctx), ctx)
     vm = _parse_vm(_table(data, "vm", ctx), ctx)
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
+    locks = _parse_locks(_table(data, "locks", ctx), ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel,
+                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks,
                     overridden=overridden)
 
 
@@ -500,6 +522,28 @@ def _parse_slab(t: dict[str, Any], ctx: _Ctx) -> SlabSpec:
     if pcs is not None and not isinstance(pcs, bool):
         raise ctx.err("slab.percpu_sheaves", pcs, "true or false (omit for the kernel profile's default)")
     return SlabSpec(debug=debug, percpu_sheaves=pcs, **vals)
+
+
+def _parse_locks(t: dict[str, Any], ctx: _Ctx) -> LocksSpec:
+    """[locks]: the spinlock kind, globally and per lock class (class names as in
+    /proc/lock_stat, e.g. "&zone->lock", "&n->list_lock", "slab_mutex", "lock_storm_lock")."""
+    _check_keys(t, "locks", _LOCKS_KEYS, ctx)
+    kinds = " or ".join(f'"{k}"' for k in _SPINLOCK_KINDS)
+    spinlock = t.get("spinlock", "tas")
+    if spinlock not in _SPINLOCK_KINDS:
+        raise ctx.err("locks.spinlock", spinlock, f'{kinds} ("tas": test-and-set with backoff, '
+                      '"qspinlock": queued MCS lock, FIFO)')
+    raw = t.get("classes", {})
+    if not isinstance(raw, dict):
+        raise ctx.err("locks.classes", raw, 'a table of lock class = kind, e.g. {"&zone->lock" = "qspinlock"}')
+    classes = []
+    for cls, kind in raw.items():
+        if not 0 < len(cls.encode()) <= 32:
+            raise ctx.err(f"locks.classes.{cls}", kind, "lock class names of 1..32 bytes (as in /proc/lock_stat)")
+        if kind not in _SPINLOCK_KINDS:
+            raise ctx.err(f"locks.classes.{cls}", kind, kinds)
+        classes.append((cls, kind))
+    return LocksSpec(spinlock=spinlock, classes=tuple(sorted(classes)))
 
 
 def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:

@@ -27,7 +27,8 @@ def test_header_fields_and_sections(make_arena) -> None:
     assert q[L.H_OWNER_PID >> 3] == os.getpid()
     assert q[L.H_OWNER_START >> 3] > 0
     assert q[L.H_CREATED >> 3] > 0
-    assert set(a.sections) == {"cpu", "errtext", "locks", "pagemeta", "physmem"}
+    assert set(a.sections) == {"cpu", "errtext", "locks", "qnodes", "pagemeta", "physmem"}
+    assert a.sections["qnodes"][1] == L.qnode_count(3) * 64 and a.nr_sems == 0   # TAS only: no semaphores
     for off, size in a.sections.values():
         assert off % PAGE_SIZE == 0 and off + size <= a.size
     assert a.sections["pagemeta"][1] == 64 * PAGE_META_SIZE
@@ -125,3 +126,43 @@ def test_array_bounds_checked(make_arena) -> None:
     a = make_arena(nr_pages=4)
     with pytest.raises(ValueError, match="overruns"):
         a.array("pagemeta", np.uint64, count=10_000)
+
+
+def test_semaphores_live_and_die_with_the_segment() -> None:
+    """A queued-spinlock arena owns one named semaphore per MCS node: made by create(),
+    opened by attachers on first use, removed by unlink() with the segment."""
+    cfg = {"nr_cpus": 2, "locks": {"spinlock": "tas", "classes": {"&zone->lock": "qspinlock"}}}
+    a = Arena.create(cfg, L.base_sections(2, 4))
+    try:
+        n = L.qnode_count(2)
+        assert a.nr_sems == n == L.nr_semaphores(cfg)
+        names = sorted(f for f in os.listdir("/dev/shm") if f.startswith(f"sem.{a.name}."))
+        assert len(names) == n and all(f.startswith("sem.aerosync_") for f in names)   # cleanup finds them
+        b = Arena.attach(a.name)
+        try:
+            assert b.nr_sems == n
+            b.semaphore(n - 1).release()               # a post in one process ...
+            a.semaphore(n - 1).acquire(5)              # ... wakes a waiter in another
+            with pytest.raises(ArenaError, match="no #"):
+                b.semaphore(n)
+        finally:
+            b.close()
+    finally:
+        a.close()
+        a.unlink()
+    assert not [f for f in os.listdir("/dev/shm") if a.name in f]
+
+
+def test_semaphore_creation_failure_leaves_nothing() -> None:
+    import posix_ipc
+
+    name = segment.new_name("semfail")
+    clash = posix_ipc.Semaphore(L.sem_name(name, 3), posix_ipc.O_CREX, initial_value=0)
+    try:
+        with pytest.raises(ArenaError, match="already exists"):
+            Arena.create({"nr_cpus": 1, "locks": {"spinlock": "qspinlock"}}, L.base_sections(1, 4), name=name)
+        left = sorted(f for f in os.listdir("/dev/shm") if name in f)
+        assert left == [f"sem.{name}.s3"]              # only the clash we made ourselves
+    finally:
+        clash.unlink()
+        clash.close()

@@ -224,14 +224,15 @@ def race_child(name: str, cpu: int, nprocs: int, ops: int, seed: int, base: int,
     a.close()
 
 
-@pytest.mark.parametrize("pcp", [False, True])
-def test_buddy_race_stress(mk, spawn, soak: bool, pcp: bool) -> None:
+@pytest.mark.parametrize("pcp,spinlock", [(False, "tas"), (True, "tas"), (False, "qspinlock")])
+def test_buddy_race_stress(mk, spawn, soak: bool, pcp: bool, spinlock: str) -> None:
     """3 CPUs on at most 2 host CPUs (oversubscribed), small zones near their marks,
     movable/unmovable/reclaimable mixes (fallback claims and steals), orders 0-3;
-    the invariant checker runs while the workers are parked, and at the end."""
+    the invariant checker runs while the workers are parked, and at the end.  Without
+    PCP lists every operation takes the zone lock: the queued spinlock's case too."""
     nprocs, nr_pages = 3, 3072
     ops = 400_000 if soak else 25_000
-    a = mk(nr_pages, nprocs, pcp_enabled=pcp,
+    a = mk(nr_pages, nprocs, pcp_enabled=pcp, locks={"spinlock": spinlock},
            extra=[L.SectionSpec("xfer", CTL_BYTES + nprocs * RING_BYTES)])
     base = a.off("xfer")
     at = a.atomic

@@ -33,9 +33,14 @@ def _mine() -> list[str]:
     return [n for n, pid in find_project_objects() if pid == os.getpid()]
 
 
-def test_lock_storm_ops_mode_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spinlock", ["tas", "qspinlock"])
+def test_lock_storm_ops_mode_exact(tmp_path: Path, spinlock: str) -> None:
     scn = _scn(tmp_path, '[run]\nworkload = "lock_storm"\nops = 30000\n[machine]\ncpus = 2\nmemory = "4M"\n'
-                         "[workload]\ncs_iters = 3\n")
+                         f'[workload]\ncs_iters = 3\n[locks]\nspinlock = "{spinlock}"\n')
+    from aerosync.arch import topology as topo
+
+    config, _ = coordinator.plan_arena(scn, coordinator.build_machine(scn, topo.read_host()))
+    assert config["locks"] == {"spinlock": spinlock, "classes": {}}       # what SpinLock reads
     res = coordinator.run(scn)
     d = res.to_dict()
     assert [c["ops"] for c in d["cpus"]] == [30000, 30000]
@@ -50,9 +55,11 @@ def test_lock_storm_ops_mode_exact(tmp_path: Path) -> None:
     assert _mine() == []
 
 
-def test_oversubscribed_run_completes_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spinlock", ["tas", "qspinlock"])
+def test_oversubscribed_run_completes_and_says_so(tmp_path: Path, spinlock: str) -> None:
     n = len(os.sched_getaffinity(0)) + 1
-    scn = _scn(tmp_path, f'[run]\nworkload = "lock_storm"\nops = 3000\n[machine]\ncpus = {n}\nmemory = "4M"\n')
+    scn = _scn(tmp_path, f'[run]\nworkload = "lock_storm"\nops = 3000\n[machine]\ncpus = {n}\nmemory = "4M"\n'
+                         f'[locks]\nspinlock = "{spinlock}"\n')
     res = coordinator.run(scn)
     assert res.workload["lost_updates"] == 0
     assert any("oversubscribed" in note for note in res.notes)
@@ -124,9 +131,11 @@ def _wait_running(name: str, timeout: float = 60) -> None:
         a.close()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int) -> None:
-    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2", "--no-save")
+@pytest.mark.parametrize("sig,code,spinlock", [(signal.SIGINT, 130, "tas"), (signal.SIGTERM, 143, "tas"),
+                                               (signal.SIGTERM, 143, "qspinlock")])
+def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int, spinlock: str) -> None:
+    p = _spawn_cli("run", str(REPO / "scenarios/default.toml"), "--duration", "60", "--cpus", "2", "--no-save",
+                   "--set", f"locks.spinlock={spinlock}")
     try:
         name = _wait_for_segment(p.pid)
         _wait_running(name)
@@ -136,6 +145,7 @@ def test_ctrl_c_stops_and_leaves_nothing(sig: int, code: int) -> None:
         assert p.returncode == code, err
         assert "interrupted" in err
         assert not os.path.exists(f"/dev/shm/{name}")
+        assert [f for f in os.listdir("/dev/shm") if name in f] == []          # its semaphores too
         _, alive = psutil.wait_procs(kids, timeout=10)
         assert [k for k in alive if k.status() != psutil.STATUS_ZOMBIE] == []
     finally:
@@ -200,12 +210,14 @@ def test_usage_error_exits_2_and_creates_nothing(tmp_path: Path) -> None:
     assert out.returncode == 2 and "missing.toml" in out.stderr
 
 
-def test_watchdog_names_stuck_cpu_lock_and_owner(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spinlock", ["tas", "qspinlock"])
+def test_watchdog_names_stuck_cpu_lock_and_owner(tmp_path: Path, spinlock: str) -> None:
     from aerosync.errors import SoftLockup
 
     scn = _scn(tmp_path, '[run]\nworkload = "fault"\nduration = 60\nwatchdog = 1.5\n'
                          '[machine]\ncpus = 2\nmemory = "4M"\n'
-                         '[workload]\nmode = "stall_holding_lock"\ncpu = 0\nafter_ops = 500\n')
+                         '[workload]\nmode = "stall_holding_lock"\ncpu = 0\nafter_ops = 500\n'
+                         f'[locks]\nspinlock = "{spinlock}"\n')
     with pytest.raises(SoftLockup) as ei:
         coordinator.run(scn)
     e = ei.value

@@ -8,7 +8,7 @@ import pytest
 from aerosync.arena import layout as L
 from aerosync.errors import LockError
 from aerosync.sync import lockstat
-from aerosync.sync import wait as W
+from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, objlock_class, objlock_section
 from aerosync.sync.objlock import RW_WRITER, ObjRWSem, ObjSpinLock
 from tests import vm_helpers as H

@@ -349,7 +349,9 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
     assert d["run"] == {"workload": "storm", "duration": 2.0, "ops": None, "seed": 7,
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
                         "check_interval": 0.0}
-    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload", "kernel"}
+    assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload", "kernel",
+                      "locks"}
+    assert d["locks"] == {"spinlock": "tas", "classes": {}}
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:
@@ -447,3 +449,37 @@ def test_vm_section_round_trips(tmp_path: Path) -> None:
     assert s.vm.as_dict() == {"mm": "threads", "fault_locking": "mmap_lock", "pcid": False, "tlb_entries": 64,
                               "tlb_ways": 4}
     assert scenario_to_dict(s)["vm"]["mm"] == "threads"
+def test_locks_section_selects_spinlock_kind(tmp_path: Path) -> None:
+    """[locks]: a global kind plus per-class overrides; recorded in the dict and hash only
+    when set, so scenarios without the section keep their hash."""
+    p = tmp_path / "l.toml"
+    p.write_text('[run]\nworkload = "storm"\n[locks]\nspinlock = "qspinlock"\n'
+                 'classes = { "&zone->lock" = "tas", "slab_mutex" = "qspinlock" }\n')
+    s = load_scenario(p, REGISTRY)
+    assert s.locks.spinlock == "qspinlock"
+    assert s.locks.classes == (("&zone->lock", "tas"), ("slab_mutex", "qspinlock"))
+    assert scenario_to_dict(s)["locks"] == {"spinlock": "qspinlock",
+                                            "classes": {"&zone->lock": "tas", "slab_mutex": "qspinlock"}}
+    p.write_text('[run]\nworkload = "storm"\n')
+    plain = load_scenario(p, REGISTRY)
+    assert plain.locks.spinlock == "tas" and plain.locks.classes == ()
+    assert scenario_hash(s) != scenario_hash(plain)
+    tas = load_scenario(p, REGISTRY, ['locks.spinlock="tas"'])   # the default, spelled out
+    assert scenario_hash(tas) == scenario_hash(plain)
+    q = load_scenario(p, REGISTRY, ["locks.spinlock=qspinlock"])
+    assert q.locks.spinlock == "qspinlock"
+    assert with_overrides(s, REGISTRY, []) == s
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(p, REGISTRY, ["locks.spinlock=ticket"])
+    expect_error(ei.value, COMMAND_LINE, "locks.spinlock", "'ticket'", '"tas" or "qspinlock"')
+    for bad, key, allowed in (('[locks]\nspinlock = "mcs"\n', "locks.spinlock", '"tas" or "qspinlock"'),
+                              ('[locks]\nclasses = { "&zone->lock" = "fast" }\n', "locks.classes.&zone->lock",
+                               '"tas" or "qspinlock"'),
+                              ('[locks]\nclasses = "qspinlock"\n', "locks.classes", "a table of lock class = kind"),
+                              ('[locks]\nclasses = { "' + "x" * 33 + '" = "tas" }\n', "locks.classes." + "x" * 33,
+                               "1..32 bytes"),
+                              ("[locks]\nkind = 1\n", "locks.kind", "known [locks] keys: spinlock, classes")):
+        p.write_text('[run]\nworkload = "storm"\n' + bad)
+        with pytest.raises(ScenarioError) as ei:
+            load_scenario(p, REGISTRY)
+        assert ei.value.key == key and allowed in str(ei.value) and ei.value.file == str(p)

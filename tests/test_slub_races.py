@@ -29,7 +29,8 @@ def node_partial(a: Arena, cid: int, nid: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ task vs irq of one CPU
-def test_irq_waits_for_list_lock_held_by_its_task(sa) -> None:
+@pytest.mark.parametrize("spinlock", ["tas", "qspinlock"])
+def test_irq_waits_for_list_lock_held_by_its_task(sa, spinlock: str) -> None:
     """Task context holds n->list_lock (inside __slab_free / deactivate); the irq context of
     the same CPU needs it (a free that empties a node-partial slab: since 6.8 that is the
     free that takes list_lock; a full slab goes to the freeing CPU's partial list without
@@ -37,7 +38,7 @@ def test_irq_waits_for_list_lock_held_by_its_task(sa) -> None:
     LockError ("recursive acquire") instead of waiting.  Fixed: the irq context locks as
     owner IRQ_LOCK_CPU | cpu, so it waits, as an interrupt waits for
     spin_unlock_irqrestore."""
-    a = sa(slab_mag_size=0, slab_min_partial=0)
+    a = sa(slab_mag_size=0, slab_min_partial=0, locks={"spinlock": spinlock})
     task, irq = Slub(a, 0), Slub(a, 0, irq=True)
     cid = kmem_cache_create(a, "race-irq-lock", 64)
     tc, ic = task.cache(cid), irq.cache(cid)
@@ -285,7 +286,8 @@ def test_irq_slow_path_between_task_free_read_and_cas(sa) -> None:
     all_ok(a)
 
 
-def test_irq_context_waits_for_zone_lock_held_by_its_task(machine) -> None:
+@pytest.mark.parametrize("spinlock", ["tas", "qspinlock"])
+def test_irq_context_waits_for_zone_lock_held_by_its_task(machine, spinlock: str) -> None:
     """The interrupt context's page allocator handle locks as its own owner
     (IRQ_LOCK_CPU | cpu): it waits for a zone lock its task context holds (on the same
     CPU, same pid) instead of raising a recursive-acquire LockError."""
@@ -294,7 +296,7 @@ def test_irq_context_waits_for_zone_lock_held_by_its_task(machine) -> None:
     from aerosync.mm.pmm import gfp as G
     from aerosync.mm.slab.slub import Slub
 
-    a = machine(slab=True, pcp_enabled=False)
+    a = machine(slab=True, pcp_enabled=False, locks={"spinlock": spinlock})
     task = Slub(a, 0)
     irq = Slub(a, 0, irq=True)
     zid = task.mm.zonelist(task.nid, G.GFP_KERNEL)[0]

@@ -20,6 +20,12 @@ from tests import helpers
 EXTRA = [L.SectionSpec("data", 4096)]
 
 
+@pytest.fixture(params=["tas", "qspinlock"])
+def locks(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The spinlock tests run for both kinds behind SpinLock (arena config `locks`)."""
+    return {"spinlock": request.param}
+
+
 def _wait_flag(a, off: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not a.atomic.load64(off):
@@ -28,9 +34,9 @@ def _wait_flag(a, off: int, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.parametrize("nproc", [2, 3])
-def test_L1_mutual_exclusion_across_processes(make_arena, spawn, nproc: int, soak: bool) -> None:
+def test_L1_mutual_exclusion_across_processes(make_arena, spawn, nproc: int, soak: bool, locks) -> None:
     """N processes do a plain read-modify-write under the lock: the total is exact."""
-    a = make_arena(nr_cpus=nproc, extra=EXTRA, lock_hold_sample=1)
+    a = make_arena(nr_cpus=nproc, extra=EXTRA, lock_hold_sample=1, locks=locks)
     slot = LS.lock_alloc(a, "test_lock", "mutex")
     data = a.off("data")
     word, start = data, data + 64
@@ -52,10 +58,16 @@ def test_L1_mutual_exclusion_across_processes(make_arena, spawn, nproc: int, soa
     assert st.hold_samples == nproc * iters           # hold_sample = 1: every hold timed
     assert st.hold_max >= st.hold_min > 0
     assert not SpinLock(a, slot, CPU_COORD).is_locked()
+    if locks["spinlock"] == "qspinlock":               # nobody left in line, nobody registered asleep
+        from aerosync.sync.qspinlock import Q_PENDING, Q_TAIL
+
+        assert not a.atomic.load64(LS.slot_off(a, slot)) & (Q_PENDING | Q_TAIL)
+        assert a.atomic.load32(LS.slot_off(a, slot) + LS.S_SLEEPERS) == 0
+        assert st.contentions > 0
 
 
-def test_L2_recursive_acquire_and_foreign_release_refused(make_arena) -> None:
-    a = make_arena()
+def test_L2_recursive_acquire_and_foreign_release_refused(make_arena, locks) -> None:
+    a = make_arena(locks=locks)
     slot = LS.lock_alloc(a, "test_lock", "own")
     l0, l1 = SpinLock(a, slot, 0), SpinLock(a, slot, 1)
     l0.acquire()
@@ -72,8 +84,8 @@ def test_L2_recursive_acquire_and_foreign_release_refused(make_arena) -> None:
         l0.release()
 
 
-def test_bounce_counted_when_lock_moves_between_cpus(make_arena) -> None:
-    a = make_arena(lock_hold_sample=1)
+def test_bounce_counted_when_lock_moves_between_cpus(make_arena, locks) -> None:
+    a = make_arena(lock_hold_sample=1, locks=locks)
     slot = LS.lock_alloc(a, "test_lock", "bounce")
     l0, l1 = SpinLock(a, slot, 0), SpinLock(a, slot, 1)
     for lk in (l0, l0, l1, l0, l1):
@@ -85,8 +97,8 @@ def test_bounce_counted_when_lock_moves_between_cpus(make_arena) -> None:
     assert st.contentions == 0
 
 
-def test_contention_measured_and_dead_owner_detected(make_arena, spawn) -> None:
-    a = make_arena(extra=EXTRA)
+def test_contention_measured_and_dead_owner_detected(make_arena, spawn, locks) -> None:
+    a = make_arena(extra=EXTRA, locks=locks)
     slot = LS.lock_alloc(a, "test_lock", "victim")
     flag = a.off("data")
     p = spawn(helpers.hold_lock_then, a.name, slot, 1, flag, "hold", 0.3)
@@ -187,8 +199,8 @@ _NUM = (r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
         r"\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 
 
-def test_lock_stat_format_parses_back(make_arena) -> None:
-    a = make_arena(lock_hold_sample=1)
+def test_lock_stat_format_parses_back(make_arena, locks) -> None:
+    a = make_arena(lock_hold_sample=1, locks=locks)
     s0 = LS.lock_alloc(a, "&zone->lock", "z0")
     s1 = LS.lock_alloc(a, "&zone->lock", "z1")
     LS.lock_alloc(a, "other", "o")
@@ -210,10 +222,10 @@ def test_lock_stat_format_parses_back(make_arena) -> None:
     assert all(s.acquisitions == 0 for s in LS.snapshot(a))
 
 
-def test_lockdep_refuses_wrong_order_and_same_class_nesting(make_arena) -> None:
+def test_lockdep_refuses_wrong_order_and_same_class_nesting(make_arena, locks) -> None:
     from aerosync.sync.lockdep import LockOrderError, held_locks
 
-    a = make_arena(lockdep=True)
+    a = make_arena(lockdep=True, locks=locks)
     zone = SpinLock(a, LS.lock_alloc(a, "&zone->lock", "z0"), 0)
     zone1 = SpinLock(a, LS.lock_alloc(a, "&zone->lock", "z1"), 0)
     lst = SpinLock(a, LS.lock_alloc(a, "&n->list_lock", "n0"), 0)

@@ -30,7 +30,7 @@ from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.memory import SEGV_ACCERR, SEGV_MAPERR, SegmentationFault
 from aerosync.mm.vm.pgtable import PTE_PFN_MASK
 from aerosync.mm.vm.vm import VM
-from aerosync.sync import wait as W
+from aerosync.sync import waithook as W
 
 PG = 4096
 RW = M.PROT_READ | M.PROT_WRITE

@@ -12,6 +12,7 @@ Header (HEADER_SIZE bytes at offset 0; each field naturally aligned, inside one 
     line 1   64 run_state u64 (atomic)    | 72 nr_ready u64 (atomic fetch_add)
              80 nr_locks u64 (atomic bump) | 88 start_ns u64 | 96 stop_ns u64
              104 pause_seq u64 (atomic)   | 112 nr_paused u64 (atomic)
+             120 nr_sems u64 (named semaphores the arena owns, see below)
     128      section table: MAX_SECTIONS x {name 16 B ascii, off u64, size u64}
     SECTION_TABLE_END..HEADER_SIZE   configuration JSON (utf-8, config_len bytes)
 
@@ -21,8 +22,15 @@ pages start on page boundaries.  The base sections are:
     cpu       nr_cpus x CPU_AREA_SIZE   per-CPU control line + published counters
     errtext   nr_cpus x ERRTEXT_SIZE    traceback text of a worker that raised
     locks     MAX_LOCKS x LOCK_SLOT_SIZE the lock table (sync/spinlock.py draws a slot)
+    qnodes    qnode_count(nr_cpus) x 64 the queued spinlock's MCS nodes (sync/qspinlock.py)
     pagemeta  nr_pages x PAGE_META_SIZE struct page array, indexed by pfn
     physmem   nr_pages x PAGE_SIZE      the simulated physical memory
+
+Named semaphores: when any lock class uses the queued spinlock (config `locks`, see
+`uses_qspinlock`), the arena owns one POSIX semaphore per MCS node, named
+`/<arena name>.s<i>` (`sem_name`), so `cleanup_stale()` finds them by the arena's
+prefix.  They live and die with the segment: `Arena.create` makes them, `Arena.unlink`
+removes them, attachers open them on first use (segment.py).
 
 Subsystems append their own sections (mm adds zones, pcp lists, ...) by passing
 `SectionSpec`s; the header's section table records where each landed, so an attacher
@@ -62,6 +70,11 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_SECTIONS",
     "SectionSpec",
+    "QNODES_PER_CPU",
+    "qnode_count",
+    "uses_qspinlock",
+    "nr_semaphores",
+    "sem_name",
     "Layout",
     "build_layout",
     "base_sections",
@@ -70,7 +83,7 @@ __all__ = [
     # header field offsets
     "H_MAGIC", "H_VERSION", "H_PAGE_SIZE", "H_TOTAL", "H_CONFIG_HASH", "H_OWNER_PID",
     "H_OWNER_START", "H_CREATED", "H_NR_SECTIONS", "H_CONFIG_LEN", "H_RUN_STATE",
-    "H_NR_READY", "H_NR_LOCKS", "H_START_NS", "H_STOP_NS", "H_PAUSE_SEQ", "H_NR_PAUSED",
+    "H_NR_READY", "H_NR_LOCKS", "H_START_NS", "H_STOP_NS", "H_PAUSE_SEQ", "H_NR_PAUSED", "H_NR_SEMS",
     "SECTION_TABLE", "SECTION_ENTRY", "CONFIG_OFF",
     # run states
     "RUN_INIT", "RUN_GO", "RUN_STOP", "RUN_ABORT", "RUN_PAUSE",
@@ -92,7 +105,7 @@ H_MAGIC, H_VERSION, H_PAGE_SIZE, H_TOTAL = 0, 8, 12, 16
 H_CONFIG_HASH, H_OWNER_PID, H_OWNER_START, H_CREATED = 24, 32, 40, 48
 H_NR_SECTIONS, H_CONFIG_LEN = 56, 60
 H_RUN_STATE, H_NR_READY, H_NR_LOCKS, H_START_NS = 64, 72, 80, 88
-H_STOP_NS, H_PAUSE_SEQ, H_NR_PAUSED = 96, 104, 112
+H_STOP_NS, H_PAUSE_SEQ, H_NR_PAUSED, H_NR_SEMS = 96, 104, 112, 120
 
 RUN_INIT, RUN_GO, RUN_STOP, RUN_ABORT, RUN_PAUSE = 0, 1, 2, 3, 4
 
@@ -150,12 +163,39 @@ class Layout:
         return self.sections[name][0]
 
 
+QNODES_PER_CPU = 2       # MCS nodes per simulated CPU: task context, interrupt context
+
+
+def qnode_count(nr_cpus: int) -> int:
+    """MCS nodes of the queued spinlock: QNODES_PER_CPU per CPU, plus a row for the
+    coordinator (sync/qspinlock.py)."""
+    return (nr_cpus + 1) * QNODES_PER_CPU
+
+
+def uses_qspinlock(config: dict[str, Any]) -> bool:
+    """Whether any lock class of this configuration is a queued spinlock (config key
+    `locks`: {"spinlock": "tas" | "qspinlock", "classes": {class: kind}})."""
+    locks = config.get("locks") or {}
+    return locks.get("spinlock") == "qspinlock" or "qspinlock" in (locks.get("classes") or {}).values()
+
+
+def nr_semaphores(config: dict[str, Any]) -> int:
+    """Named semaphores the arena owns: one per MCS node when the queued spinlock is used."""
+    return qnode_count(int(config.get("nr_cpus", 0))) if uses_qspinlock(config) else 0
+
+
+def sem_name(arena_name: str, i: int) -> str:
+    """The i-th semaphore of arena `arena_name` (posix_ipc form, leading slash)."""
+    return f"/{arena_name}.s{i}"
+
+
 def base_sections(nr_cpus: int, nr_pages: int) -> list[SectionSpec]:
     """The sections every arena has, before any subsystem adds its own."""
     return [
         SectionSpec("cpu", nr_cpus * CPU_AREA_SIZE),
         SectionSpec("errtext", nr_cpus * ERRTEXT_SIZE),
         SectionSpec("locks", MAX_LOCKS * LOCK_SLOT_SIZE),
+        SectionSpec("qnodes", qnode_count(nr_cpus) * CACHE_LINE),
         SectionSpec("pagemeta", nr_pages * PAGE_META_SIZE),
         SectionSpec("physmem", nr_pages * PAGE_SIZE),
     ]

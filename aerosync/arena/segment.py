@@ -16,6 +16,13 @@ SIGKILL are the job of `cleanup_stale()`.
 Why `posix_fallocate`: ftruncate gives a sparse file and a too-small /dev/shm shows up as
 SIGBUS on first touch; reserving up front turns that into a clear error.
 
+Semaphores (layout.py "Named semaphores"): the arena also owns the named POSIX
+semaphores its configuration asks for (the queued spinlock's per-node wake-ups).
+`create()` makes them after the header (their count is in it), `unlink()` removes them
+with the segment, so every path that unlinks the segment -- the coordinator's
+`finally` on errors, Ctrl-C and SIGTERM, the tests' fixtures -- removes them too;
+`semaphore(i)` opens one on first use in this process and `close()` closes them.
+
 Views: every memoryview, numpy array and AtomicOps over the segment is made here and
 released in `close()` before the mapping is closed (a live export makes close() raise
 BufferError; an `np.ndarray(buffer=...)` would segfault after close, so only
@@ -100,7 +107,7 @@ class Arena:
 
     __slots__ = (
         "name", "size", "owner", "_shm", "buf", "u64", "i64", "u32", "u8", "atomic",
-        "sections", "config", "config_hash", "_arrays", "_views", "__weakref__",
+        "sections", "config", "config_hash", "_arrays", "_views", "nr_sems", "_sems", "__weakref__",
     )
 
     def __init__(self, shm: SharedMemory, owner: bool) -> None:
@@ -120,6 +127,8 @@ class Arena:
         self.sections: dict[str, tuple[int, int]] = {}
         self.config: dict[str, Any] = {}
         self.config_hash = 0
+        self.nr_sems = 0
+        self._sems: dict[int, posix_ipc.Semaphore] = {}
 
     # ------------------------------------------------------------------ create/attach
     @classmethod
@@ -134,8 +143,9 @@ class Arena:
         if len(blob) > L.HEADER_SIZE - L.CONFIG_OFF:
             raise ArenaError(f"Arena.create: configuration JSON is {len(blob)} bytes, too large for the header")
         free = shm_free_bytes()
-        if lay.total + SHM_MARGIN > free:
-            raise ShmSpaceError(SHM_DIR, lay.total, free)
+        need = lay.total + L.nr_semaphores(config) * PAGE_SIZE    # a named semaphore is a tmpfs page
+        if need + SHM_MARGIN > free:
+            raise ShmSpaceError(SHM_DIR, need, free)
         name = name or new_name()
         try:
             shm = _open_untracked(name, create=True, size=lay.total)
@@ -154,11 +164,25 @@ class Arena:
             raise
         try:
             arena._write_header(lay, config, blob)
+            arena._create_sems(L.nr_semaphores(config))
         except BaseException:
             arena.close()
             arena.unlink()
             raise
         return arena
+
+    def _create_sems(self, n: int) -> None:
+        """Make the arena's semaphores (value 0).  The count goes in the header first (a
+        sweep after a crash half-way finds them by the owner pid in their names anyway)."""
+        self.u64[L.H_NR_SEMS >> 3] = n
+        self.nr_sems = n
+        for i in range(n):
+            try:
+                self._sems[i] = posix_ipc.Semaphore(L.sem_name(self.name, i), posix_ipc.O_CREX,
+                                                    mode=0o600, initial_value=0)
+            except posix_ipc.ExistentialError:
+                self.nr_sems = i                    # unlink() removes only the ones we made
+                raise ArenaError(f"Arena.create: semaphore {L.sem_name(self.name, i)!r} already exists") from None
 
     def _write_header(self, lay: L.Layout, config: dict[str, Any], blob: bytes) -> None:
         q, d = self.u64, self.u32
@@ -230,6 +254,7 @@ class Arena:
         n = d[L.H_CONFIG_LEN >> 2]
         self.config = json.loads(bytes(self.u8[L.CONFIG_OFF : L.CONFIG_OFF + n]))
         self.config_hash = q[L.H_CONFIG_HASH >> 3]
+        self.nr_sems = q[L.H_NR_SEMS >> 3]
 
     # ------------------------------------------------------------------ header facts
     @property
@@ -276,6 +301,27 @@ class Arena:
         """
         return self.buf[off : off + size]
 
+    def semaphore(self, i: int) -> posix_ipc.Semaphore:
+        """The arena's i-th named semaphore, opened on first use in this process.
+
+        Thread-safe enough: two threads racing to open one both get a working handle (the
+        loser's is closed); handles are closed by `close()`.
+        """
+        sem = self._sems.get(i)
+        if sem is None:
+            if not 0 <= i < self.nr_sems:
+                raise ArenaError(f"Arena.semaphore: {self.name} has {self.nr_sems} semaphores, no #{i}")
+            try:
+                sem = posix_ipc.Semaphore(L.sem_name(self.name, i))
+            except posix_ipc.ExistentialError:
+                raise ArenaError(f"Arena.semaphore: {L.sem_name(self.name, i)!r} is gone "
+                                 "(the arena was unlinked)") from None
+            other = self._sems.setdefault(i, sem)
+            if other is not sem:
+                sem.close()
+                sem = other
+        return sem
+
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
         """Release every view this arena handed out, then unmap.  Idempotent.
@@ -295,6 +341,10 @@ class Arena:
                 raise ArenaError(f"Arena.close: {self.name}: {alive} numpy views still alive; "
                                  "drop them before closing")
         self.atomic.close()
+        for sem in self._sems.values():
+            with contextlib.suppress(posix_ipc.Error):
+                sem.close()
+        self._sems.clear()
         for mv in self._views:
             mv.release()
         self._views.clear()
@@ -307,8 +357,12 @@ class Arena:
             raise ArenaError(f"Arena.close: {self.name}: a memoryview of the arena is still exported") from e
 
     def unlink(self) -> None:
-        """Remove the name (creator only); mappings stay valid until closed."""
+        """Remove the name and the arena's semaphores (creator only); mappings and open
+        semaphores stay valid until closed."""
         _unlink_name(self.name)
+        for i in range(self.nr_sems):
+            with contextlib.suppress(posix_ipc.ExistentialError):
+                posix_ipc.unlink_semaphore(L.sem_name(self.name, i))
 
     def __enter__(self) -> Arena:
         return self

@@ -1,5 +1,18 @@
 """Locks built on atomics in the arena: spinlock, rwlock, seqcount, and lock_stat.
 
+Spinlocks come in two kinds behind one constructor, `SpinLock(arena, slot, cpu)`: the
+test-and-set lock (sync/spinlock.py) and the queued MCS spinlock (sync/qspinlock.py),
+chosen per lock class by the arena config `locks` (scenario section [locks]:
+`spinlock = "tas" | "qspinlock"`, `classes = {"&zone->lock" = "qspinlock", ...}`).
+
+Wait hook (sync/waithook.py): `set_wait_hook(fn)` installs a per-CPU function (no
+arguments, cheap, thread-safe, takes no arena lock) that every lock wait loop calls
+while it waits -- the TAS lock's spin, yield and sleep phases, the rwlock's backoff, the
+queued spinlock's spin phases and, while blocked on its semaphore, at least every
+HOOK_BLOCK_S (2 ms).  It is how a simulated CPU waiting for a lock still answers
+TLB-shootdown IPIs, as a real CPU spinning with interrupts enabled does.
+`set_wait_hook(None)` removes it; the call returns the previous hook.
+
 The whole system's lock order (outer first; indentation = "may be taken while holding
 the line above"; like mm/rmap.c's "Lock ordering in mm").  Each module states its own
 part and why; this tree is the union, and nothing takes locks in another order.
@@ -18,7 +31,7 @@ part and why; this tree is the union, and nothing takes locks in another order.
 
 Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class
 and per CPU (sync/lockclass.py); slot locks (spinlock.py, rwlock.py) have a table slot.
-Every wait loop answers the waiting CPU's IPIs (sync/wait.py), so a TLB shootdown
+Every wait loop answers the waiting CPU's IPIs (sync/waithook.py), so a TLB shootdown
 issued under a lock never deadlocks against a CPU waiting for that lock.
 RCU (sync/rcu.py) protects lock-free walks of VMA trees, object page trees and VMA
 records: they are freed only after every CPU that might be reading them has left its
@@ -36,3 +49,7 @@ taken in a signal handler.  A dead owner is reported (LockOwnerDead / the coordi
 WorkerDied names the locks the dead process held); force_unlock exists for recovery
 but leaves the protected data to the invariant checkers.
 """
+
+from aerosync.sync.waithook import set_wait_hook, wait_hook
+
+__all__ = ["set_wait_hook", "wait_hook"]

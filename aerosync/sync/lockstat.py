@@ -7,10 +7,14 @@ Slot layout (4 cache lines; offsets relative to the slot)::
 
     line 0  (the lock word's line: bounces with every hand-off)
        0 word u64         spinlock: locked = pid<<16 | cpu+1, unlocked = last cpu+1 (or 0)
+                          qspinlock: the same low 40 bits, + pending bit and MCS tail
+                          above them (sync/qspinlock.py)
                           rwlock:   bits 0-30 readers, bit 31 writer waiting, bit 32 writer
-       8 owner u64        rwlock writer's pid<<16 | cpu+1 (spinlock: unused)
+       8 owner u64        rwlock writer's pid<<16 | cpu+1; qspinlock: the pending
+                          waiter's (spinlock: unused)
       16 waiters u64      CPUs inside the wait loop now (atomic)
-      24 kind u32 | 28 reserved u32
+      24 kind u32 | 28 sleepers u32 (qspinlock: MCS node codes of the blocked queue
+                          head and pending waiter, for the unlock-time wake-up)
       32 r_acq u64  40 r_con u64  48 r_wait_total u64  56 r_wait_max u64   (readers: atomic)
     line 1  (written only by the holder, under the lock)
       64 acquisitions  72 acq_bounces  80 contentions  88 con_bounces
@@ -18,6 +22,8 @@ Slot layout (4 cache lines; offsets relative to the slot)::
     line 2  (holder only)
      128 hold_total   136 hold_max    144 hold_min    152 spins
      160 yields       168 sleeps      176 r_wait_min  184 last_cpu (rwlock writer)
+                                                      qspinlock: time of the last
+                                                      contended release (ns)
     line 3  (written once at allocation)
      192 class name (32 B, NUL padded) | 224 instance name (32 B)
 
@@ -57,7 +63,7 @@ __all__ = [
     "S_SPINS", "S_YIELDS", "S_SLEEPS", "S_R_WAIT_MIN", "S_LAST_CPU", "S_CLASS", "S_NAME",
     "U64_MAX", "lock_alloc", "slot_off", "slot_names", "LockStat", "snapshot",
     "aggregate_by_class", "render_lock_stat", "lock_stat_dict", "clear_lock_stat",
-    "decode_owner",
+    "decode_owner", "PID_MASK", "OWNER_MASK", "S_SLEEPERS",
 ]
 
 LOCK_SPIN, LOCK_RW = 1, 2
@@ -70,6 +76,9 @@ S_WAIT_TOTAL, S_WAIT_MAX, S_WAIT_MIN, S_HOLD_SAMPLES = 96, 104, 112, 120
 S_HOLD_TOTAL, S_HOLD_MAX, S_HOLD_MIN, S_SPINS = 128, 136, 144, 152
 S_YIELDS, S_SLEEPS, S_R_WAIT_MIN, S_LAST_CPU = 160, 168, 176, 184
 S_CLASS, S_NAME = 192, 224
+S_SLEEPERS = 28
+PID_MASK = 0xFFFFFF          # owner pid field (bits 16-39): pid_max is at most 2^22
+OWNER_MASK = (1 << 40) - 1   # cpu+1 and pid: who holds a spinlock of either kind
 _NAME_LEN = 32
 
 assert S_NAME + _NAME_LEN == LOCK_SLOT_SIZE
@@ -108,9 +117,11 @@ def slot_names(arena: Arena, slot: int) -> tuple[str, str]:
 
 
 def decode_owner(word: int) -> tuple[int, int]:
-    """(cpu, pid) from a locked word pid<<16 | cpu+1; cpu -1 means the coordinator."""
+    """(cpu, pid) from a locked word pid<<16 | cpu+1 (either spinlock kind: the queued
+    spinlock's pending and tail bits above bit 40 are ignored); cpu -1 means the
+    coordinator, pid 0 means unlocked."""
     cpu1 = word & 0xFFFF
-    return (cpu1 - 1 if cpu1 != 0xFFFF else -1), word >> 16
+    return (cpu1 - 1 if cpu1 != 0xFFFF else -1), (word >> 16) & PID_MASK
 
 
 # ----------------------------------------------------------------------------- snapshot

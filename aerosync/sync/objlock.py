@@ -24,7 +24,7 @@ Lock words (u64, 8-byte aligned, at the caller's offset)::
   SEQ_CST CAS/fetch ops give acquire and release ordering for the protected data.
 
 Waiting: spin a little, then sched_yield, then sleep 20 us doubling to 1 ms; every
-round calls sync/wait.py's wait hook (a simulated CPU answers TLB-shootdown IPIs while it
+round calls sync/waithook.py's wait hook (a simulated CPU answers TLB-shootdown IPIs while it
 waits, as a CPU spinning with interrupts enabled does).  A dead writer (pid gone) is
 reported with LockOwnerDead after ~0.25 s of sleeping; readers are anonymous.
 
@@ -50,7 +50,7 @@ from typing import Any
 
 from aerosync.arch.cpu import proc_alive
 from aerosync.errors import LockError, LockOwnerDead
-from aerosync.sync import wait as W
+from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_name, stat_idx
 
 __all__ = ["OBJ_SPIN", "OBJ_RW", "ObjSpinLock", "ObjRWSem", "RW_WRITER", "RW_WAITING", "RW_READERS"]

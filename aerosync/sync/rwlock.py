@@ -35,6 +35,7 @@ from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.sync import lockstat as LS
 from aerosync.sync.spinlock import CPU_COORD, SLEEP_MAX_S, SLEEP_MIN_S, SPIN_TRIES, YIELD_TRIES
+from aerosync.sync.waithook import wait_hook
 
 __all__ = ["RWLock", "RW_WRITER", "RW_WAITING", "RW_READERS"]
 
@@ -46,7 +47,11 @@ _pc = time.perf_counter_ns
 
 
 def rw_backoff(attempt: int) -> None:
-    """Wait step shared by both sides: spin, then sched_yield, then sleep (pitfalls 6.1)."""
+    """Wait step shared by both sides: spin, then sched_yield, then sleep (pitfalls 6.1);
+    each step calls the process's wait hook (sync/waithook.py)."""
+    hook = wait_hook()
+    if hook is not None:
+        hook()
     if attempt < SPIN_TRIES:
         return
     if attempt < SPIN_TRIES + YIELD_TRIES:

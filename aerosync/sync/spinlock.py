@@ -1,5 +1,13 @@
 """A spinlock in the arena that records its owner, backs off, and keeps lock_stat.
 
+Two kinds behind one constructor: `SpinLock(arena, slot, cpu)` is this test-and-set
+lock or the queued spinlock of sync/qspinlock.py, as the arena's config says for the
+slot's lock class (`spinlock_kind`: config `locks` = {"spinlock": "tas" | "qspinlock",
+"classes": {class: kind}}, from the scenario's [locks] section).  Both keep the owner
+in the same low 40 bits of the word and the same lock_stat figures, so owner(),
+held_by_me(), assert_held(), locks_held_by(), force_unlock(), lockdep and the watchdog
+work on either.  The rest of this docstring describes the TAS kind.
+
 Models: include/linux/spinlock.h semantics (mutual exclusion between simulated CPUs) with
 kernel/locking/lockdep.c's lock_stat figures.  Unit: one lock slot (sync/lockstat.py).
 
@@ -24,7 +32,8 @@ Backoff (python-shm-pitfalls.md 6.1): pure spinning with more simulated CPUs tha
 CPUs collapses (a preempted holder cannot release), so a waiter spins `SPIN_TRIES` loads,
 then calls `sched_yield` `YIELD_TRIES` times, then sleeps 20 us doubling to 1 ms.  The
 three phases are separate functions (`spin_wait`, `yield_wait`, `sleep_wait`) so py-spy
-profiles name them; their counts go to lock_stat's spins/yields/sleeps.
+profiles name them; their counts go to lock_stat's spins/yields/sleeps.  Each phase calls
+the process's wait hook (sync/waithook.py) on every round.
 
 Watchdog: a CPU entering the slow path publishes the slot it waits on (and since when)
 in its per-CPU area (arena/layout.py line 1), so a soft-lockup report can name the lock
@@ -53,9 +62,13 @@ from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.params import CPU_AREA_SIZE, MAX_LOCKS
 from aerosync.sync import lockstat as LS
+from aerosync.sync.qspinlock import kick_sleepers, make_qspinlock
+from aerosync.sync.waithook import wait_hook
 
-__all__ = ["SpinLock", "CPU_COORD", "SPIN_TRIES", "YIELD_TRIES", "spin_wait", "yield_wait",
-           "sleep_wait", "locks_held_by", "force_unlock"]
+__all__ = ["SpinLock", "CPU_COORD", "SPIN_TRIES", "YIELD_TRIES", "SPINLOCK_KINDS", "spinlock_kind", "spin_wait",
+           "yield_wait", "sleep_wait", "locks_held_by", "force_unlock"]
+
+SPINLOCK_KINDS = ("tas", "qspinlock")
 
 CPU_COORD = 0xFFFE           # the coordinator's "cpu" id; cpu+1 = 0xFFFF
 SPIN_TRIES = 64              # ~1.5 us of loads at ~20 ns each
@@ -67,24 +80,41 @@ OWNER_CHECK_S = 0.25
 _pc = time.perf_counter_ns   # CLOCK_MONOTONIC: comparable across processes
 
 
+def spinlock_kind(config: dict, lock_class: str) -> str:
+    """"tas" or "qspinlock": the spinlock kind the arena config selects for `lock_class`
+    (a per-class entry wins over the global `spinlock`; default "tas")."""
+    locks = config.get("locks") or {}
+    kind = (locks.get("classes") or {}).get(lock_class, locks.get("spinlock", "tas"))
+    if kind not in SPINLOCK_KINDS:
+        raise LockError(f"SpinLock: arena config locks selects {kind!r} for {lock_class}; "
+                        f"allowed: {', '.join(SPINLOCK_KINDS)}")
+    return kind
+
+
 def spin_wait(load, cas, off: int, mine: int, tries: int) -> int:
     """Phase 1: spin on loads; CAS only when the word looks free.  Returns the word
     we took the lock from, or -1 after `tries` loads."""
+    hook = wait_hook()
     for _ in range(tries):
         old = load(off)
         if not old >> 16 and cas(off, old, mine) == old:
             return old
+        if hook is not None:
+            hook()
     return -1
 
 
 def yield_wait(load, cas, off: int, mine: int, tries: int) -> int:
     """Phase 2: give the CPU to the (possibly preempted) holder between attempts."""
     sched_yield = os.sched_yield
+    hook = wait_hook()
     for _ in range(tries):
         sched_yield()
         old = load(off)
         if not old >> 16 and cas(off, old, mine) == old:
             return old
+        if hook is not None:
+            hook()
     return -1
 
 
@@ -99,6 +129,9 @@ def sleep_wait(load, cas, off: int, mine: int, name: str, since_ns: int) -> tupl
     while True:
         time.sleep(delay)
         sleeps += 1
+        hook = wait_hook()
+        if hook is not None:
+            hook()
         old = load(off)
         if not old >> 16:
             if cas(off, old, mine) == old:
@@ -118,9 +151,10 @@ class SpinLock:
 
     `acquire()`/`release()` are per-handle closures bound to their offsets (measured:
     ~100 ns cheaper per pair than methods reading slots); `with lock:` works too.
+    `kind` is "tas" or "qspinlock" (module docstring).
     """
 
-    __slots__ = ("arena", "slot", "off", "cpu", "name", "acquire", "release", "held_by_me")
+    __slots__ = ("arena", "slot", "off", "cpu", "name", "kind", "acquire", "release", "held_by_me")
 
     def __init__(self, arena: Arena, slot: int, cpu: int) -> None:
         if not (0 <= cpu < 0xFFFE or cpu == CPU_COORD):
@@ -131,7 +165,11 @@ class SpinLock:
         self.name = f"{cls}[{inst}]" if inst else cls
         stat = bool(arena.config.get("lock_stat", True))
         sample = int(arena.config.get("lock_hold_sample", 8))
-        self.acquire, self.release, self.held_by_me = self._make(stat, sample - 1)
+        self.kind = spinlock_kind(arena.config, cls)
+        if self.kind == "qspinlock":
+            self.acquire, self.release, self.held_by_me = make_qspinlock(self, stat, sample - 1)
+        else:
+            self.acquire, self.release, self.held_by_me = self._make(stat, sample - 1)
         if arena.config.get("lockdep"):
             self._wrap_lockdep(cls)
 
@@ -257,12 +295,12 @@ class SpinLock:
         return acquire, release, held_by_me
 
     def is_locked(self) -> bool:
-        return bool(self.arena.atomic.load64(self.off) >> 16)
+        return bool(LS.decode_owner(self.arena.atomic.load64(self.off))[1])
 
     def owner(self) -> tuple[int, int] | None:
         """(cpu, pid) of the holder, or None when free."""
-        w = self.arena.atomic.load64(self.off)
-        return LS.decode_owner(w) if w >> 16 else None
+        cpu, pid = LS.decode_owner(self.arena.atomic.load64(self.off))
+        return (cpu, pid) if pid else None
 
     def assert_held(self) -> None:
         """lockdep_assert_held(): the caller must hold this lock."""
@@ -285,17 +323,30 @@ def locks_held_by(arena: Arena, pid: int) -> list[tuple[int, str, int]]:
         off = LS.slot_off(arena, slot)
         kind = arena.u32[(off + LS.S_KIND) >> 2]
         w = arena.atomic.load64(off + (LS.S_OWNER if kind == LS.LOCK_RW else LS.S_WORD))
-        if w >> 16 == pid:
+        if LS.decode_owner(w)[1] == pid:
             cls, inst = LS.slot_names(arena, slot)
             out.append((slot, f"{cls}[{inst}]" if inst else cls, LS.decode_owner(w)[0]))
     return out
 
 
 def force_unlock(arena: Arena, slot: int, dead_word: int) -> bool:
-    """Release a lock held by a dead owner, by CAS from its exact word (one winner).
+    """Release a lock held by a dead owner: clear the owner field while it still names
+    exactly the owner of `dead_word` (a CAS loop, one winner; a queued spinlock's pending
+    and tail bits may move meanwhile and are kept), then wake a blocked queued waiter.
 
     The data it protected may be half-updated (EOWNERDEAD): the caller must run the
     invariant checker before trusting it.
     """
-    off = LS.slot_off(arena, slot)
-    return arena.atomic.cas64(off, dead_word, dead_word & 0xFFFF) == dead_word
+    at, off = arena.atomic, LS.slot_off(arena, slot)
+    owner = dead_word & LS.OWNER_MASK
+    if not owner >> 16:
+        return False
+    w = at.load64(off)
+    while w & LS.OWNER_MASK == owner:
+        got = at.cas64(off, w, w & ~(LS.PID_MASK << 16))
+        if got == w:
+            if w >> 40 and at.load32(off + LS.S_SLEEPERS):
+                kick_sleepers(arena, off, w)
+            return True
+        w = got
+    return False

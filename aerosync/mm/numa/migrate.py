@@ -105,7 +105,7 @@ from aerosync.mm.vm.pgtable import (
 from aerosync.mm.vm.task import task_by_pid
 from aerosync.mm.vm.vm_object import O_CHILDREN, O_TREE, O_TYPE, O_VMA_HEAD, OBJ_ANON, OBJF_DEAD, OBJF_SHARED
 from aerosync.params import MAX_NUMNODES, PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
-from aerosync.sync import wait as W
+from aerosync.sync import waithook as W
 
 __all__ = ["Migrate", "NR_MAX_MIGRATE_PAGES_RETRY", "MIGRATE_BATCH", "MIGRATION_WAIT_S", "EBUSY", "EAGAIN", "ENOMEM",
            "EACCES",

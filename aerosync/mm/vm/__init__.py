@@ -35,6 +35,6 @@ Lock order (outer first; sync/__init__.py has the whole-system tree):
             objects, tree nodes)
 
 TLB shootdowns wait for acknowledgements with locks held (as Linux flushes under
-mmap_lock and the PTE lock); every lock wait answers IPIs (sync/wait.py), so a CPU
+mmap_lock and the PTE lock); every lock wait answers IPIs (sync/waithook.py), so a CPU
 waiting for a lock never blocks another CPU's shootdown.
 """

@@ -47,7 +47,7 @@ Shootdown protocol (SEQ_CST atomics throughout):
   new generation and flushes.  A lazy CPU does not use the mm's entries until it switches
   back, which compares generations.
   Where IPIs are answered: at the start of every simulated access (mmu.py), in every lock
-  wait (sync/wait.py hook), while waiting for acknowledgements, between batches and
+  wait (sync/waithook.py hook), while waiting for acknowledgements, between batches and
   while parked at a pause barrier (workers/cpu.py's poll hook).  A CPU is therefore never
   in the middle of a hardware walk or a TLB lookup when it acknowledges.
 

@@ -15,7 +15,7 @@ API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
               task_work(): deferred work of the task at a batch boundary (VM.ext hook)
   files       file_create(name, size, seed=0, path=None) -> fid   file_lookup(name)
   teardown    leave(): answer pending IPIs, stop being a shootdown target, flush RCU.
-The handle installs its IPI handler as this process's lock-wait hook (sync/wait.py):
+The handle installs its IPI handler as this process's lock-wait hook (sync/waithook.py):
 a worker is one simulated CPU, so the hook is this CPU's.  Tests that drive several
 CPUs from one process call `make_current()` on the CPU they are about to use.
 """
@@ -39,7 +39,7 @@ from aerosync.mm.vm.task import task_alloc, task_set_state
 from aerosync.mm.vm.tlb import Tlb
 from aerosync.mm.vm.vm_object import VmObjects
 from aerosync.mm.vm.vma import VmaOps
-from aerosync.sync import wait as W
+from aerosync.sync import waithook as W
 from aerosync.sync.objlock import ObjRWSem, ObjSpinLock
 from aerosync.sync.rcu import Rcu
 
@@ -236,7 +236,7 @@ class VM:
         self.tlb.leave()
         self.rcu.barrier()
         self.files.close()
-        if W.get_wait_hook() == self.tlb.handle_ipi:
+        if W.wait_hook() == self.tlb.handle_ipi:
             W.set_wait_hook(None)
 
 

@@ -63,12 +63,12 @@ def _budget(soak: bool, ci: int = CI_EXAMPLES) -> Callable[[Any], Any]:
 
 # ------------------------------------------------------------------------------ values
 
-_KEYS: dict[str, tuple[str, ...]] = {
-    "run": S._RUN_KEYS, "machine": S._MACHINE_KEYS, "numa": S._NUMA_KEYS, "slab": S._SLAB_KEYS,
-    "vm": tuple(S._VM_KEYS), "kernel": S._KERNEL_KEYS,
-    "workload": tuple(sorted({f.name for cls in registry().values() for f in dataclasses.fields(cls)})),
-}
 _SECTIONS = tuple(k for k in S._TOP_KEYS if k not in S._SCALAR_KEYS)
+# Every [section]'s known keys, from scenario.py's own _<SECTION>_KEYS tables (a new
+# section without one fails here, so the fuzzer never silently skips it).
+_KEYS: dict[str, tuple[str, ...]] = {
+    sec: tuple(getattr(S, f"_{sec.upper()}_KEYS")) for sec in _SECTIONS if sec != "workload"
+} | {"workload": tuple(sorted({f.name for cls in registry().values() for f in dataclasses.fields(cls)}))}
 
 # Strings the checks treat specially, so random mutation reaches past the first check.
 _SPECIAL_STRINGS = [
@@ -78,7 +78,7 @@ _SPECIAL_STRINGS = [
     "preferred=1", "preferred-many=0,1", "weighted-interleave=all", "bind=", "nonsense=1", "FZPU", "ZP,kmalloc-64",
     "-", "Q", "page_storm", "null", "lock_storm", "counter_storm", "slub_churn", "percpu", "shared", "GFP_KERNEL",
     "", " ", "\x00", "é", "\U0001f600", "processes", "threads", "mmap_lock", "per_vma", "speculative",
-    "aerosync", "linux", "exact", "batched",
+    "aerosync", "linux", "exact", "batched", "tas", "qspinlock",
 ]
 _SPECIAL_INTS = [0, 1, 2, 3, -1, 7, 8, 10, 11, 15, 16, 64, 100, 101, 255, 256, 1024, 4096, 65536, 2**20, 2**31,
                  2**63 - 1, -(2**63)]

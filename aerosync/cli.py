@@ -109,6 +109,8 @@ def _summary(res: Any) -> str:
                 flag = "  (ok)" if v == 0 else "  (CORRUPT: memory handed to two owners at once)"
             elif k == "leaked_objects":
                 flag = "  (ok)" if v == 0 else "  (LEAK: objects allocated and never freed)"
+            elif k in ("leaked_pages", "leaked_mms"):
+                flag = "  (ok)" if v == 0 else "  (LEAK: still mapped after every task exited)"
             lines.append(f"    {k} = {v}{flag}")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -148,7 +150,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if run_dir:
             print(f"\n  run saved in {run_dir} (result.json, lock_stat.txt, plots/)")
     w = d["workload"]
-    bad = w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
+    bad = (w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
+           or w.get("leaked_pages", 0) or w.get("leaked_mms", 0))
     return 1 if bad or not d.get("mm_check", {}).get("ok", True) else 0
 
 

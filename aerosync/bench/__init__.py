@@ -21,12 +21,12 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation, pagealloc, profiling, slab
+    from aerosync.bench import foundation, pagealloc, profiling, slab, vm
 
-    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling}
+    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "vm": vm}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "vm")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

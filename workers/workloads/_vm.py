@@ -18,6 +18,8 @@ what page i holds until someone writes it).  Files live as long as the arena.
 Every workload touches memory only through its CPU's simulated MMU (VM.load / store)
 and verifies what it reads back: stamp words (cpu << 48 | seq) written at known
 offsets are checked before the memory is unmapped; a mismatch is counted as corrupt.
+Each VM workload's batch function also carries `vm`, its CPU's VM handle, so tests can
+change memory behind the workload's back and see the check fail.
 After the run (vm_report, coordinator, every task gone) nothing the workloads mapped
 may remain: anonymous pages, mapped file pages and page tables beyond the baseline are
 reported as leaked_pages, mm records still live as leaked_mms (both must be 0); the

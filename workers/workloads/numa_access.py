@@ -56,7 +56,7 @@ from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.pgtable import PTE_PFN_MASK
 from aerosync.mm.vm.vm import VM
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, release_mm, setup_mm, shared_mm, vm_mode, vmwork_section
+from workers.workloads._vm import cpu_vm, release_mm, setup_mm, shared_mm, vm_leftovers, vm_mode, vmwork_section
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "MAX_SAMPLES"]
 
@@ -483,6 +483,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     batch.teardown = teardown  # type: ignore[attr-defined]
     batch.poll = vm.poll  # type: ignore[attr-defined]
+    batch.vm = vm  # type: ignore[attr-defined]
     return batch
 
 
@@ -528,6 +529,7 @@ def report(arena: Arena, params: Params, result: dict) -> dict:
         "locality_samples": series,
         "numa_maps": maps,
         "mode": vm_mode(arena),
+        **vm_leftovers(arena),                  # leaked_pages / leaked_mms: must be 0
     }
     return out
 

@@ -33,6 +33,7 @@ from workers.workloads import (
     null,
     page_fault1,
     page_storm,
+    reclaim,
     slab_bulk,
     slub_churn,
     xmalloc,
@@ -53,6 +54,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "xmalloc": xmalloc,
     "slab_bulk": slab_bulk,
     "kmalloc_sweep": kmalloc_sweep,
+    "reclaim": reclaim,
 }
 
 

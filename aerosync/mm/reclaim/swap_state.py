@@ -189,7 +189,7 @@ class SwapState:
             b = PM8 + pfn * MW8
             q[b + i_priv] = slot + 1
             fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)          # the cache's reference
-            fetch_or32((PM4 + pfn * MW4) << 2, PG_swapcache | PG_dirty)
+            fetch_or32((PM4 + pfn * MW4) << 2, PG_swapcache | PG_dirty | PG_uptodate)
             i64[ns + nid_of(pfn) * NS + VE.NR_SWAPCACHED] += 1
             return slot
 

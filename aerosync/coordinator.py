@@ -198,7 +198,7 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     m = scn.machine
     sim_d, reclaim = sim.to_dict(), scn.reclaim.as_dict()
     if scn.reclaim.present and (reclaim.get("kswapd", True) or reclaim.get("flusher", True)):
-        from aerosync.mm.reclaim.kthread import kthread_machine    # kswapd / flusher CPUs appended
+        from aerosync.mm.reclaim.kthread import kthread_machine  # kswapd / flusher CPUs appended
 
         sim_d, reclaim = kthread_machine(sim_d, reclaim)
     return {

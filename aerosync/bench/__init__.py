@@ -21,12 +21,13 @@ __all__ = ["run_bench", "SUITES"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import foundation, pagealloc, profiling, slab
+    from aerosync.bench import foundation, pagealloc, profiling, reclaim, slab
 
-    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling}
+    return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling,
+            "reclaim": reclaim}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "reclaim")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -324,7 +324,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
                  "weights": list(s.numa.weights)},
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
-        "reclaim": s.reclaim.as_dict(),
+        **({"reclaim": s.reclaim.as_dict()} if s.reclaim.present else {}),
         "workload": _jsonable(dataclasses.asdict(s.workload)),
     }
 

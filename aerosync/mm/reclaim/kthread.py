@@ -24,6 +24,7 @@ is written to its errtext slot and raised by stop().
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -49,7 +50,7 @@ def kthread_machine(sim: dict[str, Any], reclaim: dict[str, Any]) -> tuple[dict[
     c2n = list(sim["cpu_to_node"]) + list(range(nn)) + [0]
     host = list(sim["host_cpu"])
     node_host = [next((host[c] for c, n in enumerate(sim["cpu_to_node"]) if n == nid), host[0]) for nid in range(nn)]
-    host += node_host + [host[0]]
+    host += [*node_host, host[0]]
     out = dict(sim)
     out.update(nr_cpus=len(c2n), cpu_to_node=c2n, host_cpu=host,
                node_cpus=[[c for c, n in enumerate(c2n) if n == nid] for nid in range(nn)],
@@ -231,9 +232,7 @@ def start_kthreads(arena: Any) -> KThreads | None:
                     raise AeroSyncError(f"{name} (cpu{cpu}) did not start")
                 time.sleep(0.005)
     except BaseException:
-        try:
+        with contextlib.suppress(AeroSyncError):
             kt.stop(2.0)
-        except AeroSyncError:
-            pass
         raise
     return kt

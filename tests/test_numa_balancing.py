@@ -132,6 +132,7 @@ def test_two_stage_filter_stops_a_page_bouncing_between_nodes(machine) -> None:
         a.u64[(ro + N.TN_SCAN_SEQ) >> 3] = 9
     addr = A.mmap(0, PG, RW, ANON)
     A.store64(addr, 1)
+    na.migrate.lru_drain()                                          # A's lru_add batch: the folio on its LRU
     moved0 = _ev(a, "numa_pages_migrated")[0]
     from tests.test_vm_races import Other, stop_all
 

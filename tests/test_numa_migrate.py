@@ -13,7 +13,7 @@ from aerosync.mm import hooks
 from aerosync.mm.numa import mempolicy as MP
 from aerosync.mm.numa.migrate import EACCES, EBUSY, EFAULT, ENOENT
 from aerosync.mm.numa.numa_vm import attach
-from aerosync.mm.pmm.page import page_array
+from aerosync.mm.pmm.page import PG_lru, page_array
 from aerosync.mm.pmm.page_alloc import MM
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.vm import mmap as M
@@ -98,11 +98,13 @@ def test_migration_invariants(machine) -> None:
     failed, status = n.move_pages(0, [addr + p * PG for p in range(16)], [1] * 16, MOVE)
     assert failed == 0 and status == [1] * 16
     new = [pfn_at(vm, addr + p * PG) for p in range(16)]
+    n.migrate.lru_drain()                          # the new folios: from this CPU's lru_add batch to the LRU
     pages = page_array(a)
     try:
         for o, nw in zip(old, new):
             assert pages["refcount"][o] == 0 and pages["mapping"][o] == 0 and pages["mapcount"][o] == 0
             assert pages["refcount"][nw] == 2 and pages["mapcount"][nw] == 1 and pages["node"][nw] == 1
+            assert pages["flags"][nw] & PG_lru and not pages["flags"][o] & PG_lru      # the LRU follows
     finally:
         del pages
     assert all(vm.rmap.mapped_ptes(nw) == [(vm.cur[1], addr + p * PG)] for p, nw in enumerate(new))
@@ -140,7 +142,9 @@ def test_migrate_pages_pairs_nodes_in_the_kernels_order(machine) -> None:
 
 def test_migrate_pages_of_another_task(machine) -> None:
     """migrate_pages(pid) moves another task's pages while it runs on another CPU (its
-    TLB is shot down)."""
+    TLB is shot down).  Folios still in the owner CPU's lru_add batch are on no LRU and
+    cannot be isolated (EBUSY: only the caller's own batch is drained, there is no
+    lru_add_drain_all); once the owner drained its batch they move."""
     a = numa_machine(machine)
     A, na, ta = cpu(a, 0)
     B, _nb, _tb = cpu(a, 1)
@@ -150,6 +154,10 @@ def test_migrate_pages_of_another_task(machine) -> None:
     pid = a.u64[(a.off("vmtask") + ta * 128 + 8) >> 3]
     B.make_current(thread_only=True)
     o = Other(A, lambda: None).start()                             # A's idle loop answers IPIs
+    assert B.numa.migrate_pages(pid, 0b01, 0b10) == 4               # all four in A's batch
+    stop_all()
+    A.numa.migrate.lru_drain()
+    o = Other(A, lambda: None).start()
     assert B.numa.migrate_pages(pid, 0b01, 0b10) == 0
     stop_all()
     A.make_current()

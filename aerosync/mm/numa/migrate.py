@@ -78,6 +78,7 @@ from aerosync.mm.pmm.page import (
     PG_active,
     PG_dirty,
     PG_locked,
+    PG_lru,
     PG_mlocked,
     PG_referenced,
     PG_swapbacked,
@@ -165,6 +166,10 @@ class Migrate:
         walk, ptlock_off = pt.walk, pt.ptlock_off
         flush_tlb_mm_range = tlb.flush_tlb_mm_range
         free_pages = mm.free_pages
+        cas32 = at.cas32
+        # reclaim's LRU (issue 12; None on a machine without it): a folio is taken off its
+        # LRU for the move (folio_isolate_lru) and the new one added (folio_putback_lru)
+        lru = vm.reclaim.lru if getattr(vm, "reclaim", None) is not None else None
         ev = VE.vm_event_base(arena, cpu)
         ev_ok, ev_fail = ev + VE.PGMIGRATE_SUCCESS, ev + VE.PGMIGRATE_FAIL
         ext = vm.ext
@@ -274,12 +279,45 @@ class Migrate:
             """make_migration_entry(), inlined: the offset is stored inverted above bit 9."""
             return (mig_w0 if write else mig_r0) ^ (pfn << swp_low)
 
-        def isolate(pfn: int, mm_id: int, shared_ok: bool) -> tuple[int, int, int, int]:
-            """PG_locked + the checks of step 1: (0, object, index, mapcount) or (-errno, ...).
-            On success the caller owns PG_locked and must clear it."""
+        def lru_isolate(pfn: int) -> int:
+            """folio_isolate_lru(): 1 if taken off its LRU (a reference held for it), 0 on a
+            machine without reclaim, -1 if it is on no list (in a CPU's lru_add batch, or
+            isolated by reclaim)."""
+            if lru is None:
+                return 0
+            if not u32[PM4 + pfn * MW4] & PG_lru:
+                return -1
+            nid = page_nid(pfn)
+            lru.lock(nid)
+            try:
+                if not u32[PM4 + pfn * MW4] & PG_lru or not lru.isolate(nid, pfn):
+                    return -1
+                return 1
+            finally:
+                lru.unlock(nid)
+
+        def lru_drain() -> None:
+            """lru_cache_disable()'s drain for move_pages / migrate_pages / mbind: this
+            CPU's lru_add batch onto the lists, so that the folios it faulted last can be
+            isolated.  Other CPUs' batches are not drained (no cross-CPU work queue here):
+            a folio still in one is on no list and fails with EBUSY."""
+            if lru is not None:
+                lru.lru_add_drain()
+
+        def release(pfn: int, iso: int) -> None:
+            """A folio that is not moved: its LRU place back (dropping the isolation
+            reference), then PG_locked cleared."""
+            if iso > 0:
+                lru.putback(pfn)
+            fetch_and32((PM4 + pfn * MW4) << 2, ~PG_locked & 0xFFFFFFFF)
+
+        def isolate(pfn: int, mm_id: int, shared_ok: bool) -> tuple[int, int, int, int, int]:
+            """PG_locked + the checks of step 1 + folio_isolate_lru: (0, object, index,
+            mapcount, isolated) or (-errno, ...).  On success the caller owns PG_locked and
+            the LRU isolation and must release() them (or free the folio)."""
             b4, b8 = PM4 + pfn * MW4, PM8 + pfn * MW
             if fetch_or32(b4 << 2, PG_locked) & PG_locked:
-                return -EBUSY, 0, 0, 0                      # another migrator (or reclaim) has it
+                return -EBUSY, 0, 0, 0, 0                   # another migrator (or reclaim) has it
             m = q[b8 + i_map]
             r = 0
             if not m & PAGE_MAPPING_ANON or u32[b4] & PG_swapcache:
@@ -294,12 +332,19 @@ class Migrate:
                     r = -EACCES                             # mapped shared: needs MPOL_MF_MOVE_ALL
                 elif not only_mm(o, mm_id):
                     r = -EBUSY                              # reachable from another address space
-                elif not mapcount or load32((b4 + 2) << 2) != 1 + mapcount:
-                    r = -EAGAIN                             # pinned, or a fault is mapping it now
+                elif not mapcount:
+                    r = -EAGAIN                             # a fault is mapping it now
                 if not r:
-                    return 0, o, q[b8 + i_idx], mapcount
+                    iso = lru_isolate(pfn)
+                    if iso < 0:
+                        r = -EBUSY                          # not on an LRU: folio_isolate_lru fails
+                    elif load32((b4 + 2) << 2) != 1 + mapcount + iso:
+                        release(pfn, iso)
+                        return -EAGAIN, 0, 0, 0, 0          # pinned, or a fault is mapping it now
+                    else:
+                        return 0, o, q[b8 + i_idx], mapcount, iso
             fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
-            return r, 0, 0, 0
+            return r, 0, 0, 0, 0
 
         def unmap_one(i: int, pfn: int) -> int:
             """The PTE at i (known to map pfn, the folio's only mapping) becomes a migration
@@ -395,19 +440,19 @@ class Migrate:
         def _round(items: Sequence[tuple[int, Callable[[], int], tuple[int, int, int] | None]], todo: list[int],
                    res: list[int], news: list[int], mm_id: int, shared_ok: bool, attempt: int) -> list[int]:
             """One pass of migrate_pages_batch over `todo`: returns the items to retry."""
-            unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int]] = []
+            unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int]] = []
             lo_va, hi_va = 1 << 64, 0
-            la, ld = ext.lru_add, getattr(ext, "lru_del", None)     # reclaim's LRU hooks (issue 12)
+            la = ext.lru_add                                      # reclaim's LRU (issue 12)
             for k in todo:
                 pfn, alloc, hint = items[k]
-                r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
+                r, o, idx, mapcount, iso = isolate(pfn, mm_id, shared_ok)
                 if r:
                     res[k] = r
                     continue
                 if news[k] < 0:
                     news[k] = alloc()
                     if news[k] < 0:
-                        fetch_and32((PM4 + pfn * MW4) << 2, ~PG_locked & 0xFFFFFFFF)
+                        release(pfn, iso)
                         res[k] = -ENOMEM
                         continue
                 if tp:
@@ -423,28 +468,31 @@ class Migrate:
                     ok = True
                 else:
                     made, ok = unmap(o, idx, pfn, mm_id)          # flushes each PTE itself
-                unmapped.append((k, pfn, o, idx, one, made if ok else -1, mapcount))
+                unmapped.append((k, pfn, o, idx, one, made if ok else -1, mapcount, iso))
             if hi_va:
                 flush_tlb_mm_range(mm_id, lo_va, hi_va + PAGE_SIZE)   # try_to_unmap_flush()
             retry = []
-            for k, pfn, o, idx, one, made, mapcount in unmapped:
+            for k, pfn, o, idx, one, made, mapcount, iso in unmapped:
                 if tp:
                     tp("migrate:unmapped")
                 b4 = PM4 + pfn * MW4
                 new = news[k]
-                # folio_migrate_mapping's check: the tree's reference (and, fast path, the
-                # one PTE's, still held) -- anything more is a pin or a racing fault
-                want = 2 if one is not None else 1
-                if made != mapcount or at.fetch_add32((b4 + 2) << 2, 0) != want:
+                # folio_migrate_mapping: freeze the references it expects -- the tree's,
+                # the LRU isolation's and (fast path) the one PTE's, still held -- so that
+                # no try-get (a fault finding it in the tree, reclaim's LRU scan) succeeds
+                # from here on; anything more is a pin or a racing fault
+                want = (2 if one is not None else 1) + iso
+                if made != mapcount or cas32((b4 + 2) << 2, want, 0) != want:
                     _undo(one, o, idx, pfn, made, mm_id)
-                    fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
+                    release(pfn, iso)
                     res[k] = -EBUSY if made < 0 else -EAGAIN
                     if made >= 0:
                         retry.append(k)
                     continue
                 if not move_mapping(pfn, new, o, idx):
+                    u32[b4 + 2] = want                            # unfreeze
                     _undo(one, o, idx, pfn, made, mm_id)
-                    fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
+                    release(pfn, iso)
                     res[k] = -EAGAIN
                     retry.append(k)
                     continue
@@ -455,7 +503,6 @@ class Migrate:
                     n4 = PM4 + new * MW4
                     u32[n4 + 2], u32[n4 + 3] = 2, 1
                     fetch_sub32((b4 + 3) << 2, 1)
-                    fetch_sub32((b4 + 2) << 2, 1)
                     pn, nn = page_nid(pfn), page_nid(new)
                     if pn != nn:
                         i64[ns + pn * NS + NR_ANON] -= 1
@@ -467,11 +514,12 @@ class Migrate:
                     raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} -> {new}: {made} migration entries made, "
                                         f"{done} restored (a mapping changed under the locks that exclude it)")
                 if la is not None:
-                    la(new)
-                if ld is not None:
-                    ld(pfn)
-                fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)       # unlocked: the old page goes now
-                free_pages(pfn, 0)                                  # the tree's reference: freed
+                    la(new)                                       # folio_putback_lru of the new folio
+                # the old folio: out of the tree, its PTEs and its LRU, nobody can reach it
+                # any more -- one reference back (the isolation's), unlocked, and put
+                u32[b4 + 2] = 1
+                fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
+                free_pages(pfn, 0)
                 news[k] = -1
                 res[k] = 0
             return retry
@@ -615,6 +663,7 @@ class Migrate:
                     raise VMError("ENODEV", f"cpu{cpu}: {call}: node {nid} has no memory")
 
             def body() -> tuple[int, list[int]]:
+                lru_drain()
                 status: list[int] = [0] * len(addrs)
                 failed = [0]
                 batch: list[tuple[int, Callable[[], int], tuple[int, int, int] | None]] = []
@@ -713,6 +762,7 @@ class Migrate:
 
             def body() -> int:
                 nr_failed = 0
+                lru_drain()
                 tmp = old_nodes
                 while tmp:
                     source, dest = -1, 0
@@ -739,6 +789,7 @@ class Migrate:
         self.migrate_folio, self.migrate_page, self.migrate_to_node = migrate_folio, migrate_page, migrate_to_node
         self.migration_wait, self.lookup_node, self.page_status = migration_wait, lookup_node, page_status
         self.move_pages, self.migrate_pages, self.entry_at = move_pages, migrate_pages, entry_at
+        self.lru_drain = lru_drain
         self.walk_object, self.hint_at = walk_object, hint_at
 
 

@@ -155,6 +155,7 @@ class TaskNuma:
         ev_hint_local = ev + VE.NUMA_HINT_FAULTS_LOCAL
         ev_migrated = ev + VE.NUMA_PAGES_MIGRATED
         walk, ptlock_off = vm.pt.walk, vm.pt.ptlock_off
+        lru_drain = migrate.lru_drain
         ptl_lock, ptl_unlock = vm.locks.ptlock.lock, vm.locks.ptlock.unlock
         mmap_lock = vm.locks.mmap_lock
         flush_tlb_mm_range = vm.tlb.flush_tlb_mm_range
@@ -319,7 +320,14 @@ class TaskNuma:
             """change_prot_numa(): present pages of [start, end) become PROT_NONE hints,
             except prot_numa_skip's: already hinted, the zero page, shared copy-on-write
             pages, dirty page cache, and (single-threaded private memory) pages already
-            on the node the task runs on.  One flush for the window."""
+            on the node the task runs on.  One flush for the window.
+
+            First this CPU's lru_add batch goes onto the LRU (a modelling choice: the
+            batches here drain only when full or on demand, where Linux also drains at
+            many other points -- exit, munmap, mlock, compaction's drain_all), so that a
+            folio this task faulted since the last scan can be isolated when its hinting
+            fault asks to move it (migrate_misplaced_folio_prepare's folio_isolate_lru)."""
+            lru_drain()
             root = q[(mo(mm_id) + T.M_PGD) >> 3]
             cow = (q[(vma + V.V_FLAGS) >> 3] & (V.VM_SHARED | V.VM_MAYWRITE)) == V.VM_MAYWRITE
             target = mynid if (not q[(vma + V.V_FLAGS) >> 3] & V.VM_SHARED

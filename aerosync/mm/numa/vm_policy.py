@@ -584,6 +584,7 @@ class VmPolicy:
                 apply_policy(mm_id, vs, start, end, pid1)
                 if queued:
                     mig = self.migrate
+                    mig.lru_drain()                 # do_mbind: lru_cache_disable()
                     for va, pfn in queued:
                         vma = vmas.vma_lookup(mm_id, va)
                         p, ilx = self.get_vma_policy(vma, va)

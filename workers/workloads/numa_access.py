@@ -116,12 +116,18 @@ def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
     return [vmwork_section(), SectionSpec("numawork", 64 + nr_cpus * (_cpu_rec(nr_cpus) + _slot_rec(params)))]
 
 
+def _nr_workers(arena: Arena) -> int:
+    """The workload's CPUs: reclaim's kthread CPUs (kswapd, the flusher) come after them."""
+    first_kthread = (arena.config.get("reclaim") or {}).get("kthread_cpu")
+    return int(first_kthread) if first_kthread is not None else int(arena.config["nr_cpus"])
+
+
 def _cpu_base(arena: Arena, cpu: int) -> int:
-    return arena.off("numawork") + 64 + cpu * _cpu_rec(int(arena.config["nr_cpus"]))
+    return arena.off("numawork") + 64 + cpu * _cpu_rec(_nr_workers(arena))
 
 
 def _slot_base(arena: Arena, params: Params, slot: int) -> int:
-    nr_cpus = int(arena.config["nr_cpus"])
+    nr_cpus = _nr_workers(arena)
     return arena.off("numawork") + 64 + nr_cpus * _cpu_rec(nr_cpus) + slot * _slot_rec(params)
 
 
@@ -210,7 +216,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     bal = numa.balancing
     q, u8 = arena.u64, arena.u8
     cas = arena.atomic.cas64
-    nr_cpus = int(arena.config["nr_cpus"])
+    nr_cpus = _nr_workers(arena)
     sim = arena.config["sim"]
     mynid = sim["cpu_to_node"][cpu]
     c0 = counter_index(arena, cpu, 0)

@@ -10,41 +10,45 @@ migrate_to_node).  Unit: one order-0 folio of anonymous memory.
 
 One migration (migrate_folio), with the caller holding the mm's mmap_lock (read or
 write) or the faulting VMA's read lock:
-  1. isolate: PG_locked (folio_trylock: one migrator at a time; EBUSY if held), the
-     folio is private anonymous memory of an object that only this mm's VMAs map and no
-     shadow child can see, mapped (mapcount >= 1), and refcount == 1 (the object's tree)
-     + mapcount (no pin: else EAGAIN, as folio_migrate_mapping's expected count);
+  1. isolate: PG_locked (folio_trylock: one migrator -- or reclaim -- at a time; EBUSY if
+     held), the folio is private anonymous memory of an object that only this mm's VMAs
+     map and no shadow child can see, mapped (mapcount >= 1); then folio_isolate_lru
+     (reclaim's LRU, issue 12: off its list with a reference; a folio on no list -- in a
+     CPU's lru_add batch, or isolated by reclaim -- fails: EBUSY); refcount == 1 (the
+     object's tree) + mapcount + 1 (the isolation) (no pin: else EAGAIN);
   2. allocate the destination page (no lock held);
   3. unmap: under the object's lock and each PTE's lock, every PTE mapping the folio
      becomes a migration entry (writable or not, as the PTE was) and is flushed from
-     every TLB; the PTE's reference, mapcount and rss go with it (a concurrent zap of a
-     migration entry therefore has nothing to undo);
-  4. check: refcount == 1 now (only the tree's): anything else is a pin or a racing
-     fault that took a reference -- the PTEs are restored, EAGAIN;
+     every TLB (one flush for a batch of singly mapped folios); the general path drops
+     each PTE's reference, mapcount and rss with it, the fast path (one PTE) keeps them
+     with the folio until step 7;
+  4. freeze (folio_ref_freeze): the references expected now are swapped for 0 with one
+     CAS; anything more is a pin or a racing fault -- the PTEs are restored, the folio
+     goes back on its LRU, EAGAIN.  Frozen, a try-get (a fault finding the folio in the
+     tree, reclaim's LRU scan) fails and retries;
   5. copy the contents, flags (dirty, swapbacked, mlocked, referenced, active,
      workingset, uptodate) and last_cpupid;
   6. under the object's lock, the tree's entry at the folio's index becomes the new
      page (mapping and index move over): new faults find the new page;
   7. remap: every migration entry naming the old page becomes a PTE of the new one
-     (remove_migration_ptes; present, accessed, writable if the entry was);
-  8. drop the tree's reference on the old page: it is freed.
+     (remove_migration_ptes; present, accessed, writable if the entry was); the new
+     folio goes to the LRU through lru_add (folio_putback_lru);
+  8. the old folio -- out of the tree, its PTEs and its LRU -- gets one reference back
+     and is put: freed.
 A fault that meets a migration entry waits until the entry changes (migration_wait,
 answering IPIs), then retries.  Counters: pgmigrate_success / pgmigrate_fail per page
 (after the retries: NR_MAX_MIGRATE_PAGES_RETRY for system calls, none for NUMA
-balancing, as MIGRATE_ASYNC gives up early).
+balancing, as MIGRATE_ASYNC gives up early).  move_pages, migrate_pages and mbind
+drain this CPU's lru_add batch first (lru_cache_disable; other CPUs' batches are not
+drained: no cross-CPU work queue here).
 
-Why the conditions in 1 (and what is not migrated here): in AeroSync a fault finds an
-existing page by a lock-free lookup in an object's tree and only then takes its
-reference (memory.py map_existing), so a page is safe to replace only if every fault
-that could look it up is excluded.  For private anonymous memory of an object that no
-other mm and no shadow child reaches, those faults are this mm's, at the page's own
-address: they see the migration entry and wait, and fork (which would give the object
-children) needs the mmap_lock or VMA lock the caller holds.  Pages of MAP_SHARED
-anonymous memory, of the page cache, and pages still shared with a fork child through a
-backing object are reached by other address spaces' lock-free lookups; Linux moves them
-under its speculative-reference protocol (folio_try_get, xas_reload, a frozen refcount),
-which AeroSync's fault path does not have -- they are refused (EBUSY, or EACCES for a
-page several PTEs map without MPOL_MF_MOVE_ALL, as Linux), never half-moved.
+What is not migrated here: pages of MAP_SHARED anonymous memory, of the page cache, and
+pages still shared with a fork child through a backing object (EBUSY, or EACCES for a
+page several PTEs map without MPOL_MF_MOVE_ALL, as Linux) -- never half-moved.  Other
+address spaces reach those by lock-free tree lookups; the fault path's try-get and
+mapping recheck (memory.py map_account) together with the frozen refcount above would
+make replacing them safe too, but the walk over every address space's PTEs of such a
+folio is not written.
 
 Lock order: (mmap_lock | vm_lock) -> PG_locked (trylock only) -> obj->lock -> ptlock;
 TLB shootdowns under the PTE lock as memory.py's replace() does.

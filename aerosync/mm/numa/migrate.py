@@ -283,22 +283,28 @@ class Migrate:
             """make_migration_entry(), inlined: the offset is stored inverted above bit 9."""
             return (mig_w0 if write else mig_r0) ^ (pfn << swp_low)
 
-        def lru_isolate(pfn: int) -> int:
-            """folio_isolate_lru(): 1 if taken off its LRU (a reference held for it), 0 on a
-            machine without reclaim, -1 if it is on no list (in a CPU's lru_add batch, or
-            isolated by reclaim)."""
+        def lru_isolate(pfns: Sequence[int]) -> list[int]:
+            """folio_isolate_lru() of each folio (one lru_lock round trip per node for the
+            lot): 1 if taken off its LRU (a reference held for it), 0 on a machine without
+            reclaim, -1 if it is on no list (in a CPU's lru_add batch, or isolated by
+            reclaim)."""
             if lru is None:
-                return 0
-            if not u32[PM4 + pfn * MW4] & PG_lru:
-                return -1
-            nid = page_nid(pfn)
-            lru.lock(nid)
-            try:
-                if not u32[PM4 + pfn * MW4] & PG_lru or not lru.isolate(nid, pfn):
-                    return -1
-                return 1
-            finally:
-                lru.unlock(nid)
+                return [0] * len(pfns)
+            out = [-1] * len(pfns)
+            by_node: dict[int, list[int]] = {}
+            for j, pfn in enumerate(pfns):
+                if u32[PM4 + pfn * MW4] & PG_lru:
+                    by_node.setdefault(page_nid(pfn), []).append(j)
+            for nid, js in by_node.items():
+                lru.lock(nid)
+                try:
+                    for j in js:
+                        pfn = pfns[j]
+                        if u32[PM4 + pfn * MW4] & PG_lru and lru.isolate(nid, pfn):
+                            out[j] = 1
+                finally:
+                    lru.unlock(nid)
+            return out
 
         def lru_drain() -> None:
             """lru_cache_disable()'s drain for move_pages / migrate_pages / mbind: this
@@ -315,13 +321,12 @@ class Migrate:
                 lru.putback(pfn)
             fetch_and32((PM4 + pfn * MW4) << 2, ~PG_locked & 0xFFFFFFFF)
 
-        def isolate(pfn: int, mm_id: int, shared_ok: bool) -> tuple[int, int, int, int, int]:
-            """PG_locked + the checks of step 1 + folio_isolate_lru: (0, object, index,
-            mapcount, isolated) or (-errno, ...).  On success the caller owns PG_locked and
-            the LRU isolation and must release() them (or free the folio)."""
+        def isolate(pfn: int, mm_id: int, shared_ok: bool) -> tuple[int, int, int, int]:
+            """PG_locked + the checks of step 1 before the LRU: (0, object, index,
+            mapcount) or (-errno, ...).  On success the caller owns PG_locked."""
             b4, b8 = PM4 + pfn * MW4, PM8 + pfn * MW
             if fetch_or32(b4 << 2, PG_locked) & PG_locked:
-                return -EBUSY, 0, 0, 0, 0                   # another migrator (or reclaim) has it
+                return -EBUSY, 0, 0, 0                      # another migrator (or reclaim) has it
             m = q[b8 + i_map]
             r = 0
             if not m & PAGE_MAPPING_ANON or u32[b4] & PG_swapcache:
@@ -339,16 +344,9 @@ class Migrate:
                 elif not mapcount:
                     r = -EAGAIN                             # a fault is mapping it now
                 if not r:
-                    iso = lru_isolate(pfn)
-                    if iso < 0:
-                        r = -EBUSY                          # not on an LRU: folio_isolate_lru fails
-                    elif load32((b4 + 2) << 2) != 1 + mapcount + iso:
-                        release(pfn, iso)
-                        return -EAGAIN, 0, 0, 0, 0          # pinned, or a fault is mapping it now
-                    else:
-                        return 0, o, q[b8 + i_idx], mapcount, iso
+                    return 0, o, q[b8 + i_idx], mapcount
             fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
-            return r, 0, 0, 0, 0
+            return r, 0, 0, 0
 
         def unmap_one(i: int, pfn: int) -> int:
             """The PTE at i (known to map pfn, the folio's only mapping) becomes a migration
@@ -447,11 +445,24 @@ class Migrate:
             unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int]] = []
             lo_va, hi_va = 1 << 64, 0
             la = ext.lru_add                                      # reclaim's LRU (issue 12)
+            cands = []
             for k in todo:
-                pfn, alloc, hint = items[k]
-                r, o, idx, mapcount, iso = isolate(pfn, mm_id, shared_ok)
+                pfn = items[k][0]
+                r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
                 if r:
                     res[k] = r
+                else:
+                    cands.append((k, pfn, o, idx, mapcount))
+            isos = lru_isolate([c[1] for c in cands])
+            for (k, pfn, o, idx, mapcount), iso in zip(cands, isos):
+                _pfn, alloc, hint = items[k]
+                if iso < 0:
+                    release(pfn, 0)
+                    res[k] = -EBUSY                               # on no LRU: folio_isolate_lru fails
+                    continue
+                if load32((PM4 + pfn * MW4 + 2) << 2) != 1 + mapcount + iso:
+                    release(pfn, iso)
+                    res[k] = -EAGAIN                              # pinned, or a fault is mapping it now
                     continue
                 if news[k] < 0:
                     news[k] = alloc()

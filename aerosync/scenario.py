@@ -105,8 +105,8 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel", "locks", "debug",
-             "vmalloc")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "reclaim", "workload", "kernel", "locks",
+             "debug", "vmalloc")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
@@ -114,7 +114,19 @@ _KERNEL_KEYS = ("profile",)
 _PCP_AUTOTUNE = ("exact", "batched", "off")
 _LOCKS_KEYS = ("spinlock", "classes")
 _SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
-_NUMA_KEYS = ("policy", "cpu_policy", "weights")
+# [numa] keys of process-memory NUMA (mm/numa/numa_types.py numa_params has the defaults):
+# key -> (kind, allowed text, low, high)
+_NUMA_PROC_KEYS: dict[str, tuple[str, str, int, int]] = {
+    "balancing": ("bool", "true or false (automatic NUMA balancing, kernel.numa_balancing)", 0, 1),
+    "balancing_placement": ("bool", "true or false (move a task toward its preferred node)", 0, 1),
+    "numa_balancing_scan_delay_ms": ("int", "0..3600000 (ms before a task's first scan)", 0, 3_600_000),
+    "numa_balancing_scan_period_min_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_period_max_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_size_mb": ("int", "1..1048576 (MiB of pages marked per scan)", 1, 1 << 20),
+    "max_policies": ("int", "8..65536 (distinct memory policies in use at once)", 8, 1 << 16),
+    "max_shared_policies": ("int", "8..65536 (shared-policy ranges of MAP_SHARED memory)", 8, 1 << 16),
+}
+_NUMA_KEYS = ("policy", "cpu_policy", "weights", *_NUMA_PROC_KEYS)
 # [vm]: key -> (kind, allowed text, check); the defaults live in mm/vm/mm_types.py vm_params
 _VM_KEYS: dict[str, tuple[str, str]] = {
     "mm": ("str", '"processes" (a task and an mm per CPU) or "threads" (one mm shared by every CPU\'s task)'),
@@ -155,6 +167,33 @@ _VMALLOC_KEYS: dict[str, tuple[str, str, tuple[int, int] | None]] = {
                           "never)", (0, 512)),
     "huge": ("bool", "true or false (vmalloc_huge maps 2 MiB PMD leaves)", None),
 }
+# [reclaim]: key -> (kind, allowed text); defaults in mm/reclaim/layout.py reclaim_params
+_RECLAIM_KEYS: dict[str, tuple[str, str]] = {
+    "lru": ("str", '"mglru" (multi-generational LRU) or "classic" (active/inactive lists)'),
+    "swappiness": ("int", "0..200 (vm.swappiness)"),
+    "swap_file": ("str", "a path for the swap file AeroSync creates and removes (default: in the temp dir)"),
+    "swap_size": ("size", 'bytes, a multiple of 4096 (or "64M", "1G"); 0 = no swap'),
+    "zmm": ("bool", "true or false (compress anonymous pages before they go to swap)"),
+    "zmm_compressor": ("str", '"lz4" or "zstd"'),
+    "zmm_max_pool_percent": ("int", "1..100 (of RAM)"),
+    "zmm_accept_threshold_percent": ("int", "1..100 (of the pool limit)"),
+    "zmm_threshold_percent": ("int", "10..100 (a page compressing above this share of 4 KiB is rejected)"),
+    "zmm_writeback": ("bool", "true or false (a full pool writes its oldest entries to swap)"),
+    "dirty_ratio": ("int", "1..100 (vm.dirty_ratio)"),
+    "dirty_background_ratio": ("int", "0..100 (vm.dirty_background_ratio)"),
+    "dirty_writeback_centisecs": ("int", "0..100000"),
+    "dirty_expire_centisecs": ("int", "0..1000000"),
+    "kswapd": ("bool", "true or false (a kswapd process per node)"),
+    "flusher": ("bool", "true or false (the writeback flusher process)"),
+    "min_ttl_ms": ("int", "0..100000"),
+    "page_cluster": ("int", "0..6 (swap readahead: 2^page_cluster pages)"),
+    "oom_kill": ("bool", "true or false (kill a task when reclaim fails, else the allocation fails)"),
+}
+_RECLAIM_RANGES = {"swappiness": (0, 200), "zmm_max_pool_percent": (1, 100), "zmm_accept_threshold_percent": (1, 100),
+                   "zmm_threshold_percent": (10, 100), "dirty_ratio": (1, 100), "dirty_background_ratio": (0, 100),
+                   "dirty_writeback_centisecs": (0, 100_000), "dirty_expire_centisecs": (0, 1_000_000),
+                   "min_ttl_ms": (0, 100_000), "page_cluster": (0, 6)}
+_RECLAIM_CHOICES = {"lru": ("mglru", "classic"), "zmm_compressor": ("lz4", "zstd")}
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
@@ -229,11 +268,19 @@ class KernelSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
-    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py."""
+    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py, and the
+    process-memory keys of _NUMA_PROC_KEYS (balancing, balancing_placement, the
+    numa_balancing_scan_* sysctls, max_policies, max_shared_policies)."""
 
     policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
     cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides
     weights: tuple[int, ...] = ()                   # weighted-interleave weight per node
+    settings: tuple[tuple[str, object], ...] = ()   # process-memory keys given (_NUMA_PROC_KEYS)
+
+    def as_dict(self) -> dict[str, object]:
+        """What the machine gets as config["numa"] (mm/numa reads it)."""
+        return {"policy": self.policy, "cpu_policy": {str(c): p for c, p in self.cpu_policy},
+                "weights": list(self.weights), **dict(self.settings)}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -271,6 +318,19 @@ class LocksSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReclaimSpec:
+    """[reclaim]: the memory-pressure configuration as given (defaults: mm/reclaim/layout.py
+    reclaim_params).  `present`: the scenario has the table, which starts kswapd and the
+    flusher as extra CPUs (unless kswapd / flusher = false)."""
+
+    settings: tuple[tuple[str, object], ...] = ()
+    present: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -287,6 +347,7 @@ class Scenario:
     locks: LocksSpec = LocksSpec()
     debug: SettingsSpec = SettingsSpec()
     vmalloc: SettingsSpec = SettingsSpec()
+    reclaim: ReclaimSpec = ReclaimSpec()
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
     def blame(self, key: str, *involved: str) -> str:
@@ -392,11 +453,11 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "file": s.file,
         "run": _jsonable(dataclasses.asdict(s.run)),
         "machine": _jsonable(dataclasses.asdict(s.machine)),
-        "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
-                 "weights": list(s.numa.weights)},
+        "numa": s.numa.as_dict(),
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
+        **({"reclaim": s.reclaim.as_dict()} if s.reclaim.present else {}),
         "workload": _jsonable(dataclasses.asdict(s.workload)),
         "locks": s.locks.to_config(),
         "debug": s.debug.as_dict(),
@@ -479,9 +540,11 @@ def _build(
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
     debug = _parse_settings(_table(data, "debug", ctx), "debug", _DEBUG_KEYS, ctx)
     vmalloc = _parse_settings(_table(data, "vmalloc", ctx), "vmalloc", _VMALLOC_KEYS, ctx)
+    reclaim = _parse_reclaim(data, ctx)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, debug=debug, vmalloc=vmalloc,
+                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim, debug=debug,
+                    vmalloc=vmalloc,
                     overridden=overridden)
 
 
@@ -523,6 +586,30 @@ def _parse_settings(t: dict[str, Any], section: str, keys: Mapping[str, tuple[st
             raise ctx.err(f"{section}.{key}", v, allowed)
         out.append((key, v))
     return SettingsSpec(tuple(sorted(out)))
+
+
+def _parse_reclaim(data: dict[str, Any], ctx: _Ctx) -> ReclaimSpec:
+    """[reclaim]: types and ranges (the rules reclaim_params enforces at boot)."""
+    present = "reclaim" in data
+    t = _table(data, "reclaim", ctx)
+    _check_keys(t, "reclaim", tuple(_RECLAIM_KEYS), ctx)
+    out = []
+    for key, v in t.items():
+        kind, allowed = _RECLAIM_KEYS[key]
+        if kind == "size":
+            v = parse_size(v, ctx.file, f"reclaim.{key}") if isinstance(v, str) else v
+            ok = _is_int(v) and 0 <= v <= 1 << 40 and v % 4096 == 0
+        else:
+            ok = {"str": isinstance(v, str), "bool": isinstance(v, bool), "int": _is_int(v)}[kind]
+        if ok and kind == "int":
+            lo, hi = _RECLAIM_RANGES[key]
+            ok = lo <= v <= hi
+        if ok and key in _RECLAIM_CHOICES:
+            ok = v in _RECLAIM_CHOICES[key]
+        if not ok:
+            raise ctx.err(f"reclaim.{key}", v, allowed)
+        out.append((key, v))
+    return ReclaimSpec(tuple(sorted(out)), present)
 
 
 def _vm_value_ok(key: str, v: Any, t: Mapping[str, Any]) -> bool:
@@ -613,7 +700,23 @@ def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
     weights = t.get("weights", [])
     if not isinstance(weights, list) or not all(_is_int(w) and 1 <= w <= 255 for w in weights):
         raise ctx.err("numa.weights", weights, "a list of ints 1..255, one per node (weighted interleave)")
-    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights))
+    settings = []
+    for key, (kind, allowed, lo, hi) in _NUMA_PROC_KEYS.items():
+        if key not in t:
+            continue
+        v = t[key]
+        ok = isinstance(v, bool) if kind == "bool" else _is_int(v) and lo <= v <= hi
+        if not ok:
+            raise ctx.err(f"numa.{key}", v, allowed)
+        settings.append((key, v))
+    given = dict(settings)
+    lo_ms = given.get("numa_balancing_scan_period_min_ms", 1000)
+    hi_ms = given.get("numa_balancing_scan_period_max_ms", 60000)
+    if lo_ms > hi_ms:
+        raise ctx.err("numa.numa_balancing_scan_period_min_ms", lo_ms,
+                      f"at most numa_balancing_scan_period_max_ms ({hi_ms})")
+    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights),
+                    settings=tuple(sorted(settings)))
 
 
 def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:

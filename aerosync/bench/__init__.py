@@ -28,13 +28,27 @@ __all__ = ["run_bench", "SUITES", "SkipFigure"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import fidelity, foundation, kvm, lib, pagealloc, profiling, reliability, slab
+    from aerosync.bench import (
+        fidelity,
+        foundation,
+        kvm,
+        lib,
+        numa,
+        pagealloc,
+        profiling,
+        reclaim,
+        reliability,
+        slab,
+        vm,
+    )
 
     return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
-            "fidelity": fidelity, "reliability": reliability, "kvm": kvm}
+            "fidelity": fidelity, "reliability": reliability, "vm": vm, "reclaim": reclaim, "numa": numa,
+            "kvm": kvm}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability", "kvm")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability", "vm", "reclaim", "numa",
+          "kvm")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

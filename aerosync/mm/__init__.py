@@ -2,7 +2,9 @@
 
     pmm/    physical memory: struct page, zones, buddy + per-CPU page lists, vmstat
     slab/   SLUB, kmalloc, slub_debug
-    numa/   memory policies
+    numa/   memory policies; NUMA placement of process memory (task / VMA policies,
+            page migration, automatic NUMA balancing, numa_maps), attached to vm/
+            through VM.ext
     vm/     virtual memory: tasks, address spaces, faults, TLBs; vmalloc and kernel stacks
     san/    sanitizers and hardening: KASAN, KFENCE, the stack protector, init_on_*
     boot.py lays out and boots a whole machine (the one way machines are made)

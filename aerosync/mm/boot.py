@@ -4,9 +4,11 @@ Models: start_kernel()'s memory part (mm_core_init: the page allocator, then
 kmem_cache_init, then the virtual-memory core: paging_init, the zero page, init_mm).
 Unit: one arena.  Virtual memory is booted when the configuration has a "vm" table
 (every run has one: the scenario's [vm] section, defaults included); it needs SLUB, and
-brings vmalloc (init_mm's kernel address space) with it.  The [debug] switches add their
-arena room (mm/san/config.py): KASAN's shadow and quarantines (initialised right after
-the page allocator, before any slab exists), the report counters, the KFENCE pool.
+brings vmalloc (init_mm's kernel address space) with it, and process-memory NUMA's
+section (mm/numa/numa_types.py: policies, shared policies, per-task NUMA state, the
+[numa] balancing knobs).  The [debug] switches add their arena room (mm/san/config.py):
+KASAN's shadow and quarantines (initialised right after the page allocator, before any
+slab exists), the report counters, the KFENCE pool.
 The coordinator, the benchmarks and the tests all build machines here, so a machine is
 laid out and booted one way only.
 
@@ -20,6 +22,7 @@ from typing import Any
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
+from aerosync.mm.numa.numa_types import numa_init, numa_sections
 from aerosync.mm.pmm.init import mm_init, mm_sections
 from aerosync.mm.san.kasan import kasan_init, kasan_sections
 from aerosync.mm.san.kfence import kfence_init, kfence_sections
@@ -40,7 +43,10 @@ def machine_sections(config: dict[str, Any], slab: bool = True) -> list[L.Sectio
     if slab:
         specs += [*slab_sections(config), sanhdr_section(), *kfence_sections(config)]
         if config.get("vm") is not None:
-            specs += [*vm_sections(config), *vmalloc_sections(config)]
+            specs += [*vm_sections(config), *vmalloc_sections(config), *numa_sections(config)]
+            from aerosync.mm.reclaim.layout import reclaim_sections
+
+            specs += reclaim_sections(config)
     return specs
 
 
@@ -59,6 +65,12 @@ def boot(arena: Arena) -> None:
         if "vmhdr" in arena.sections:
             vm_init(arena)
             vmalloc_init(arena)
+            if "numa" in arena.sections:
+                numa_init(arena)          # process-memory NUMA: policies, balancing knobs
+            if "reclaim" in arena.sections:
+                from aerosync.mm.reclaim.init import reclaim_init
+
+                reclaim_init(arena)
 
 
 def create_machine(config: dict[str, Any], extra: Sequence[L.SectionSpec] = (), slab: bool = True,

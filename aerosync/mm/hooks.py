@@ -21,6 +21,9 @@ Points (the module that fires them):
     fork:vma_copied       fork.py     one VMA copied into the child
     vmalloc:purge_taken   vmalloc.py  a purge took the lazy lists, before its TLB flush
     vmalloc:purge_flushed vmalloc.py  the purge's shootdown done, areas not erased yet
+    migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
+    migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
+                                           the reference check and the copy
 """
 
 from __future__ import annotations

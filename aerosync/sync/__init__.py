@@ -33,6 +33,9 @@ part and why; this tree is the union, and nothing takes locks in another order.
     kfence_freelist_lock               mm/san/kfence.py     the KFENCE pool's free list; a leaf, reached
                                                             from a slab allocation under any lock above
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
+    mpol_table_lock                    mm/numa/numa_types.py  policy records, shared-policy
+                                       lists: a leaf, taken under mmap_lock (mm/numa/__init__.py
+                                       has NUMA's part: mmap_lock -> PG_locked -> obj lock -> ptlock)
 
 Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class
 and per CPU (sync/lockclass.py); slot locks (spinlock.py, rwlock.py) have a table slot.

@@ -24,16 +24,25 @@ from __future__ import annotations
 from types import ModuleType
 
 from workers.workloads import (
+    brk1,
     bug_corpus,
     counter_storm,
     fault,
+    fault_churn,
+    fork_cow,
     fragmentation,
     kmalloc_sweep,
     larson,
     lock_storm,
+    mmap1,
+    mmap2,
     null,
+    numa_access,
     page_fault1,
+    page_fault2,
+    page_fault3,
     page_storm,
+    reclaim,
     slab_bulk,
     slub_churn,
     stack_depth,
@@ -50,6 +59,14 @@ WORKLOADS: dict[str, ModuleType] = {
     "fault": fault,
     "page_storm": page_storm,
     "page_fault1": page_fault1,
+    "page_fault2": page_fault2,
+    "page_fault3": page_fault3,
+    "mmap1": mmap1,
+    "mmap2": mmap2,
+    "brk1": brk1,
+    "fork_cow": fork_cow,
+    "fault_churn": fault_churn,
+    "numa_access": numa_access,
     "fragmentation": fragmentation,
     "slub_churn": slub_churn,
     "larson": larson,
@@ -59,6 +76,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "vmalloc_storm": vmalloc_storm,
     "stack_depth": stack_depth,
     "bug_corpus": bug_corpus,
+    "reclaim": reclaim,
 }
 
 

@@ -13,7 +13,8 @@ Object record (VM_OBJECT_SIZE = 128 bytes)::
        memory, shmem-like; OBJF_DEAD) | 4 file id + 1 u32 (vnode objects)
      8 refcount u64 (atomic)  references: VMAs whose vm_object it is, shadow children
        whose backing it is, the file record of a vnode object, transient pins
-    16 lock (ObjSpinLock word): "&obj->lock"   24 spare
+    16 lock (ObjSpinLock word): "&obj->lock"   24 shared policy u64 (mm/numa/vm_policy.py:
+       first range + 1 of a MAP_SHARED anonymous object's shared policy; 0 = none)
     32..63 page tree root record (lib/xarray.py): index -> folio word or value entry
     64 backing u64 (object offset, 0 = none)   72 backing_offset u64 (pages: my index i
        is my backing's index i + backing_offset)
@@ -146,12 +147,20 @@ class VmObjects:
       collapse(obj) -> int           merge a backing with one child into it (pages it lacks
                                     move up), repeated while possible; returns pages moved
     The tree itself is lib/xarray.py's; nodes come from the "radix_tree_node" cache.
+    `hooks` (set by mm/reclaim): value_put(entry) when a swap value entry leaves a tree
+    (destroy, page_remove); value_replaced(obj, idx, old, pfn) when a folio is inserted
+    over a value entry other than ZERO (a page-cache refault over its shadow).  insert
+    refuses to overwrite a swap value (-2: the fault must swap the page in).
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, obj_lock: Any, rcu: Any) -> None:
         self.arena, self.cpu = arena, cpu
+        self.ext: Any = None                    # VM.ext (memory.py's hooks: obj_free)
         q, u32, at = arena.u64, arena.u32, arena.atomic
         fetch_add, load = at.fetch_add64, at.load64
+        from types import SimpleNamespace
+
+        hooks = self.hooks = SimpleNamespace(value_put=None, value_replaced=None)
         PM8 = arena.off("pagemeta") >> 3
         mw = PAGE_META_SIZE >> 3
         i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
@@ -199,6 +208,9 @@ class VmObjects:
             """The last reference went: mark o dead and cut it from its backing under its
             lock (a collapse racing with this sees it dead and leaves it alone), empty its
             tree, drop its reference on the backing, free it after RCU."""
+            of = self.ext.obj_free if self.ext is not None else None
+            if of is not None:                  # mm/numa: the object's shared policy goes
+                of(o)
             down_write(o + O_LOCK)
             u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
             back = q[(o + O_BACKING) >> 3]
@@ -211,6 +223,8 @@ class VmObjects:
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
                     folio_put(pfn)
+                elif e != XA_ZERO and hooks.value_put is not None:
+                    hooks.value_put(e)
             if back:
                 down_write(back + O_LOCK)
                 unlink_child(back, o)
@@ -256,8 +270,12 @@ class VmObjects:
             cur = xa_load(o + O_TREE, idx)
             if is_folio_entry(cur):
                 return entry_pfn(cur)
+            if cur & 1 and cur != XA_ZERO and (cur >> 1) & 3 == 2:
+                return -2                                  # a swap entry (mm/reclaim)
             if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
                 return -1
+            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
+                hooks.value_replaced(o, idx, cur, pfn)
             b = PM8 + pfn * mw
             q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
             q[b + i_idx] = idx
@@ -460,6 +478,8 @@ class VmObjects:
                         q[(o + O_NR_PAGES) >> 3] -= 1
                         folio_put(pfn)
                         n += 1
+                    elif e != XA_ZERO and hooks.value_put is not None:
+                        hooks.value_put(e)
             finally:
                 up_write(o + O_LOCK)
             return n

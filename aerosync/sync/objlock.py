@@ -49,6 +49,7 @@ import time
 from typing import Any
 
 from aerosync.arch.cpu import proc_alive
+from aerosync.arena.layout import robust_mode
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_name, stat_idx
@@ -68,7 +69,11 @@ OWNER_CHECK_NS = 250_000_000
 _pc = time.perf_counter_ns
 
 
-def _owner_dead(word: int) -> tuple[int, int] | None:
+def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
+    """(cpu, pid) of a dead owner named by `word`, else None; always None in robust mode
+    (sync/robust.py: the coordinator releases a dead CPU's embedded locks)."""
+    if robust:
+        return None
     pid, cpu1 = word >> 16, word & 0xFFFF
     if pid and not proc_alive(pid):
         return cpu1 - 1, pid
@@ -93,6 +98,7 @@ class ObjSpinLock:
         si = stat_idx(arena, cpu, cls, 0) if stat and cpu < int(arena.config["nr_cpus"]) else -1
         name = self.name
         hold_t0: dict[int, int] = {}
+        robust = robust_mode(arena.config)
         pc = _pc
 
         def lock_slow(off: int) -> None:
@@ -119,7 +125,7 @@ class ObjSpinLock:
                 now = pc()
                 if now >= next_check:
                     next_check = now + OWNER_CHECK_NS
-                    dead = _owner_dead(load(off))
+                    dead = _owner_dead(load(off), robust)
                     if dead:
                         raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (now - start) / 1e9)
             if si >= 0:
@@ -196,6 +202,7 @@ class ObjRWSem:
         name = self.name
         pc = _pc
         wt0: dict[int, int] = {}
+        robust = robust_mode(arena.config)
         busy = RW_WRITER | RW_WAITING
 
         def account_wait(si: int, start: int) -> None:
@@ -220,7 +227,7 @@ class ObjRWSem:
                 return
             time.sleep(min(SLEEP_MIN_S * (1 << min(attempt - SPIN_TRIES - YIELD_TRIES, 6)), SLEEP_MAX_S))
             if not attempt & 63 and load(off) & RW_WRITER:
-                dead = _owner_dead(load(off + 8))
+                dead = _owner_dead(load(off + 8), robust)
                 if dead:
                     raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (pc() - start) / 1e9)
 

@@ -123,6 +123,8 @@ def _summary(res: Any) -> str:
                 flag = "  (ok)" if v == 0 else "  (CORRUPT: memory handed to two owners at once)"
             elif k == "leaked_objects":
                 flag = "  (ok)" if v == 0 else "  (LEAK: objects allocated and never freed)"
+            elif k in ("leaked_pages", "leaked_mms"):
+                flag = "  (ok)" if v == 0 else "  (LEAK: still mapped after every task exited)"
             lines.append(f"    {k} = {v}{flag}")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -168,7 +170,8 @@ def _report_run(res: Any, args: argparse.Namespace) -> int:
         sys.stdout.write(_summary(res))
     saved = _save_run(d, args)
     w = d["workload"]
-    bad = w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
+    bad = (w.get("lost_updates", 0) or w.get("corrupt", 0) or w.get("leaked_objects", 0)
+           or w.get("leaked_pages", 0) or w.get("leaked_mms", 0))
     return 1 if bad or not saved or not d.get("mm_check", {}).get("ok", True) else 0
 
 

@@ -242,11 +242,17 @@ def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], li
 
 def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     m = scn.machine
+    sim_d, reclaim = sim.to_dict(), scn.reclaim.as_dict()
+    if scn.reclaim.present and (reclaim.get("kswapd", True) or reclaim.get("flusher", True)):
+        from aerosync.mm.reclaim.kthread import kthread_machine  # kswapd / flusher CPUs appended
+
+        sim_d, reclaim = kthread_machine(sim_d, reclaim)
     return {
-        "nr_cpus": sim.nr_cpus,
+        "nr_cpus": sim_d["nr_cpus"],
         "nr_pages": m.memory // PAGE_SIZE,
         "memory": m.memory,
-        "sim": sim.to_dict(),
+        "sim": sim_d,
+        "reclaim": reclaim,
         "lock_stat": m.lock_stat,
         "lock_hold_sample": m.lock_hold_sample,
         "lockdep": m.lockdep,
@@ -352,9 +358,13 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
+    kthreads = None
     try:
         boot(arena)
         mod.setup(arena, scn.workload, n)
+        from aerosync.mm.reclaim.kthread import start_kthreads
+
+        kthreads = start_kthreads(arena)                   # kswapd per node, the flusher (mm/reclaim)
         ctx = mp.get_context("spawn")
         from dataclasses import asdict
 
@@ -379,6 +389,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
                                                                               on_tick)
         _stop(arena, procs)
+        if kthreads is not None:
+            kthreads.stop()
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
         samples.append(_sample(arena, n, t_go))
@@ -419,9 +431,25 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
         arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
-        arena.close()
+        try:
+            _stop_reclaim(arena, kthreads)
+        finally:
+            arena.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _stop_reclaim(arena: Arena, kthreads: Any) -> None:
+    """kswapd and the flusher stopped, the swap file removed (every exit path)."""
+    from aerosync.mm.reclaim.swapfile import swapoff
+
+    try:
+        if kthreads is not None:
+            kthreads.stop(2.0)
+    except AeroSyncError:
+        pass
+    finally:
+        swapoff(arena)
 
 
 def _main_thread() -> bool:
@@ -599,7 +627,7 @@ def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str) -> No
         if not pending:
             return
         for c in pending:
-            if not procs[c].is_alive():
+            if c < len(procs) and not procs[c].is_alive():      # (kthread CPUs come after the workers)
                 raise _worker_died(arena, c, procs[c])
         if time.perf_counter() > deadline:
             raise AeroSyncError(f"{why}: cpu{pending[0]} did not reach the pause barrier in 30 s")
@@ -646,7 +674,9 @@ def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:
             raise _worker_died(arena, c, procs[c])
         if st == L.CPUST_RUNNING and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq:
             pending.append(c)
-    return pending
+    from aerosync.mm.reclaim.kthread import kthread_pause_pending
+
+    return pending + kthread_pause_pending(arena, seq)
 
 
 def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float) -> None:

@@ -1,17 +1,30 @@
 """Helpers shared by the virtual-memory workloads: each CPU's task, the shared mm of
-threads mode, verified touches, teardown.
+threads mode, per-CPU simulated files, verified touches, teardown and the leak check.
 
 Modes ([vm] mm, as will-it-scale's process and thread variants):
   processes   every simulated CPU runs its own task with its own mm;
   threads     every CPU's task is a thread of one process: the coordinator creates the
               mm at set-up (setup_mm), each worker's task shares it (mm_users + 1), and
               the coordinator drops the set-up reference after the run (release_mm).
-The shared mm id is kept in the section "vmwork" (word 0: mm id + 1), written by the
-coordinator before any worker starts and only read afterwards.
+The section "vmwork" holds the run's shared words, written by the coordinator before any
+worker starts and only read afterwards: word 0 the shared mm id + 1 (threads mode),
+word 1 the page-table pages in use at set-up + 1 (the leak check's baseline).
+
+Files: will-it-scale's file tests give every task its own temporary file; here the
+coordinator creates one simulated pattern file per CPU at set-up (setup_files: name
+"<workload>.<cpu>", pattern seed cpu + 1, so filemap.expected_page(fid, cpu + 1, i) is
+what page i holds until someone writes it).  Files live as long as the arena.
 
 Every workload touches memory only through its CPU's simulated MMU (VM.load / store)
 and verifies what it reads back: stamp words (cpu << 48 | seq) written at known
 offsets are checked before the memory is unmapped; a mismatch is counted as corrupt.
+Each VM workload's batch function also carries `vm`, its CPU's VM handle, so tests can
+change memory behind the workload's back and see the check fail.
+After the run (vm_report, coordinator, every task gone) nothing the workloads mapped
+may remain: anonymous pages, mapped file pages and page tables beyond the baseline are
+reported as leaked_pages, mm records still live as leaked_mms (both must be 0); the
+report also carries the run's fault, per-VMA-lock, COW and TLB counters (vmstat names,
+summed over CPUs) under "vmstat".
 """
 
 from __future__ import annotations
@@ -19,9 +32,21 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.arena.layout import SectionSpec
+from aerosync.errors import AeroSyncError
+from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
+from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
 
-__all__ = ["vmwork_section", "setup_mm", "release_mm", "shared_mm", "cpu_vm", "vm_mode"]
+__all__ = ["vmwork_section", "setup_mm", "release_mm", "shared_mm", "cpu_vm", "vm_mode", "PG", "stamp_off",
+           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64"]
+
+PG = 4096
+U64 = (1 << 64) - 1
+_W_MM, _W_PT_BASE = 0, 1
+REPORTED_EVENTS = ("pgfault", "pgmajfault", "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss",
+                   "aerosync_spf_success", "aerosync_spf_abort", "aerosync_cow_copy", "aerosync_cow_steal",
+                   "aerosync_shadow_collapse", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received")
+REPORTED_NODE_STATS = ("nr_file_pages", "nr_dirty")
 
 
 def vmwork_section() -> SectionSpec:
@@ -32,21 +57,30 @@ def vm_mode(arena: Any) -> str:
     return str((arena.config.get("vm") or {}).get("mm", "processes"))
 
 
+def _word(arena: Any, i: int) -> int:
+    return (arena.off("vmwork") >> 3) + i
+
+
+def _page_table_pages(arena: Any) -> int:
+    return sum(n["nr_page_table_pages"] for n in fold_node_stats(arena))
+
+
 def setup_mm(arena: Any) -> None:
-    """Coordinator, before the workers: threads mode gets its one mm (acting as CPU 0,
-    which then leaves so that CPU 0's worker owns the CPU)."""
+    """Coordinator, before the workers: the leak check's baseline; threads mode gets its
+    one mm (acting as CPU 0, which then leaves so that CPU 0's worker owns the CPU)."""
+    arena.u64[_word(arena, _W_PT_BASE)] = _page_table_pages(arena) + 1
     if vm_mode(arena) != "threads":
         return
     vm = VM(arena, 0)
     try:
         mm = vm.forks.mm_alloc()
-        arena.u64[arena.off("vmwork") >> 3] = mm + 1
+        arena.u64[_word(arena, _W_MM)] = mm + 1
     finally:
         vm.leave()
 
 
 def shared_mm(arena: Any) -> int:
-    return arena.u64[arena.off("vmwork") >> 3] - 1 if "vmwork" in arena.sections else -1
+    return arena.u64[_word(arena, _W_MM)] - 1 if "vmwork" in arena.sections else -1
 
 
 def release_mm(arena: Any) -> None:
@@ -58,7 +92,7 @@ def release_mm(arena: Any) -> None:
     vm = VM(arena, 0)
     try:
         vm.forks.mmput(mm)
-        arena.u64[arena.off("vmwork") >> 3] = 0
+        arena.u64[_word(arena, _W_MM)] = 0
     finally:
         vm.leave()
 
@@ -70,3 +104,60 @@ def cpu_vm(arena: Any, cpu: int, comm: str) -> tuple[VM, int]:
     tid = vm.task_create(comm, mm=mm) if vm_mode(arena) == "threads" and mm > 0 else vm.task_create(comm)
     vm.switch_to(tid)
     return vm, tid
+
+
+def stamp_off(i: int) -> int:
+    """Byte offset in page i of its stamp word: past a pattern file's 16-byte header,
+    spread over the page (as page_fault1 spreads its stamps)."""
+    return ((i & 255) + 2) << 3
+
+
+# ------------------------------------------------------------------ files
+def file_name(workload: str, cpu: int) -> str:
+    return f"{workload}.{cpu}"
+
+
+def setup_files(arena: Any, workload: str, nr_cpus: int, size: int) -> None:
+    """Coordinator, before the workers: one pattern file of `size` bytes per CPU."""
+    vm = VM(arena, 0)
+    try:
+        for c in range(nr_cpus):
+            vm.file_create(file_name(workload, c), size, seed=c + 1)
+    finally:
+        vm.leave()
+
+
+def cpu_file(vm: VM, workload: str, cpu: int) -> int:
+    fid = vm.file_lookup(file_name(workload, cpu))
+    if fid < 0:
+        raise AeroSyncError(f"{workload}: cpu{cpu}'s file {file_name(workload, cpu)!r} was not created at set-up")
+    return fid
+
+
+# ------------------------------------------------------------------ after the run
+def vm_leftovers(arena: Any) -> dict[str, int]:
+    """What is still mapped once every task exited: must be nothing."""
+    st = fold_node_stats(arena)
+    base = arena.u64[_word(arena, _W_PT_BASE)] - 1
+    pt = sum(n["nr_page_table_pages"] for n in st) - base if base >= 0 else 0
+    anon = sum(n["nr_anon_pages"] for n in st)
+    mapped = sum(n["nr_mapped"] for n in st)
+    q = arena.u64
+    max_mms = q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]
+    mms = sum(1 for m in range(1, max_mms) if q[(T.mm_off(arena, m) + T.M_STATE) >> 3] != T.MM_FREE)
+    return {"leaked_pages": anon + mapped + max(0, pt), "leaked_mms": mms}
+
+
+def vm_stat(arena: Any) -> dict[str, int]:
+    """The VM counters a workload's report shows (vmstat names, summed over CPUs/nodes)."""
+    ev = fold_vm_events(arena)
+    st = fold_node_stats(arena)
+    return {**{k: ev[k] for k in REPORTED_EVENTS}, **{k: sum(n[k] for n in st) for k in REPORTED_NODE_STATS}}
+
+
+def vm_report(arena: Any, counters: tuple[str, ...], result: dict, **extra: Any) -> dict:
+    """The common report: the shared mm released, counters summed over CPUs, the mode,
+    the workload's own figures, the VM counters, then the leak check."""
+    release_mm(arena)
+    tot = {k: sum(c["counters"][k] for c in result["cpus"]) for k in counters}
+    return {**tot, "mode": vm_mode(arena), **extra, "vmstat": vm_stat(arena), **vm_leftovers(arena)}

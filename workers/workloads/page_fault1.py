@@ -22,7 +22,7 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from aerosync.mm.vm import mmap as M
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, release_mm, setup_mm, vmwork_section
+from workers.workloads._vm import cpu_vm, setup_mm, vm_report, vmwork_section
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
 
@@ -95,10 +95,9 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     batch.teardown = teardown  # type: ignore[attr-defined]
     batch.poll = vm.poll  # type: ignore[attr-defined]
+    batch.vm = vm  # type: ignore[attr-defined]
     return batch
 
 
 def report(arena: Arena, params: Params, result: dict) -> dict:
-    release_mm(arena)
-    tot = {k: sum(c["counters"][k] for c in result["cpus"]) for k in COUNTERS}
-    return {**tot, "mode": str((arena.config.get("vm") or {}).get("mm", "processes"))}
+    return vm_report(arena, COUNTERS, result)

@@ -1,0 +1,309 @@
+"""The virtual-memory workloads: each shipped scenario run briefly through the whole
+harness in both [vm] mm modes (counters, verification, leak check, invariant check
+after the run), and each verification shown able to fail (in-process, memory tampered
+with behind the workload's back)."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aerosync import coordinator
+from aerosync.arena.cleanup import find_project_objects
+from aerosync.errors import ScenarioError
+from aerosync.mm.pmm.check import check
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm import vma as V
+from aerosync.scenario import load_scenario
+from workers.workloads import WORKLOADS, registry
+from workers.workloads._common import cpu_counters
+from workers.workloads._vm import PG, stamp_off
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+MODES = ("processes", "threads")
+
+
+def _run(scenario: str, mode: str, ops: int, *overrides: str) -> dict[str, Any]:
+    scn = load_scenario(SCENARIOS / scenario, registry(),
+                        ["machine.cpus=2", "machine.memory=48M", f"run.ops={ops}", f"vm.mm={mode}", *overrides])
+    d = coordinator.run(scn).to_dict()
+    w = d["workload"]
+    assert w["mode"] == mode
+    assert w["corrupt"] == 0
+    assert w["leaked_pages"] == 0 and w["leaked_mms"] == 0
+    assert d["mm_check"]["ok"], d["mm_check"]["violations"]
+    assert all(c["ops"] == ops for c in d["cpus"])
+    assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []
+    return d
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_page_fault1(mode: str) -> None:
+    w = _run("page-fault1.toml", mode, 700, "workload.size_mb=1")["workload"]
+    assert w["faults"] == 1400 and w["regions"] == 2 * math.ceil(700 / 256)
+    vs = w["vmstat"]
+    # per_vma: every write fault tries its VMA's lock (threads: it aborts to mmap_lock when
+    # another thread's mmap just merged into this VMA)
+    assert vs["vma_lock_success"] + vs["vma_lock_abort"] >= 1400 and vs["vma_lock_success"] > 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_page_fault2_copies_from_the_page_cache(mode: str) -> None:
+    w = _run("page-fault2.toml", mode, 700, "workload.size_mb=1")["workload"]
+    assert w["faults"] == 1400 and w["regions"] == 2 * math.ceil(700 / 256)
+    assert w["vmstat"]["aerosync_cow_copy"] >= 1400             # every write copied a cache page
+    assert w["vmstat"]["pgmajfault"] > 0                        # the cache was read on the first pass
+    assert w["vmstat"]["nr_file_pages"] >= 2 * 256              # ... and stays (each CPU's file)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_page_fault3_writes_land_in_the_page_cache(mode: str) -> None:
+    w = _run("page-fault3.toml", mode, 700, "workload.size_mb=1")["workload"]
+    assert w["faults"] == 1400 and w["regions"] == 2 * math.ceil(700 / 256)
+    assert w["remote_checks"] == w["regions"]                   # one neighbour page per region
+    assert w["vmstat"]["aerosync_cow_copy"] == 0                # shared: no copies
+    assert w["vmstat"]["nr_dirty"] >= 2 * 256
+
+
+@pytest.mark.parametrize("scenario", ["mmap1.toml", "mmap2.toml"])
+@pytest.mark.parametrize("mode", MODES)
+def test_mmap_unmap(scenario: str, mode: str) -> None:
+    w = _run(scenario, mode, 300, "workload.size_mb=2", "workload.probe_every=10")["workload"]
+    assert w["maps"] == 600 and w["probes"] == 60
+    assert w["vmstat"]["pgfault"] >= 60                         # the probes only
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_brk1(mode: str) -> None:
+    w = _run("brk1.toml", mode, 400, "workload.probe_every=5")["workload"]
+    assert w["brks"] == 800 and w["refused"] == 0
+    assert w["probes"] == (2 * (200 // 5) if mode == "processes" else 0)   # 200 grows per CPU
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_cow(mode: str) -> None:
+    w = _run("fork-cow.toml", mode, 12, "workload.size_kb=64")["workload"]
+    assert w["forks"] == 24 and w["cow_writes"] == 24 * 16
+    vs = w["vmstat"]
+    assert vs["aerosync_cow_copy"] + vs["aerosync_cow_steal"] >= 24 * 16   # every write after a fork
+
+
+@pytest.mark.parametrize("locking", ["per_vma", "mmap_lock"])
+@pytest.mark.parametrize("mode", MODES)
+def test_fault_churn(mode: str, locking: str) -> None:
+    d = _run("fault-churn.toml", mode, 600, "workload.size_mb=1", "workload.churn_touch=2",
+             f"vm.fault_locking={locking}")
+    w = d["workload"]
+    assert w["faults"] == 600 and w["churns"] == 600 and w["regions"] == math.ceil(600 / 256)
+    assert w["faulter_faults_per_s"] == pytest.approx(d["cpus"][0]["ops_per_s"], rel=1e-3)
+    if locking == "per_vma":
+        assert w["vmstat"]["vma_lock_success"] + w["vmstat"]["vma_lock_abort"] >= 600
+    else:
+        assert w["vmstat"]["vma_lock_success"] == 0
+
+
+def test_bad_parameter_names_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(SCENARIOS / "fault-churn.toml", registry(), ["workload.churn_kb=8", "workload.churn_touch=3"])
+    assert "churn_touch" in str(ei.value) and "0..2" in str(ei.value)
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(SCENARIOS / "fork-cow.toml", registry(), ["workload.size_kb=6"])
+    assert "size_kb" in str(ei.value)
+
+
+# ------------------------------------------------------------------ the checks can fail
+@pytest.fixture
+def inproc(machine: Callable[..., Any]) -> Callable[..., Any]:
+    """One workload on simulated CPU 0 of an in-process machine: (arena, batch, finish);
+    finish() runs the teardown and the report and returns the report."""
+
+    def make(name: str, mode: str = "processes", **params: Any) -> tuple[Any, Any, Callable[[], dict]]:
+        mod = WORKLOADS[name]
+        p = mod.Params(**params)
+        a = machine(nr_pages=4096, nr_cpus=1, slab=True, vm={"mm": mode}, extra=mod.sections(p, 1))
+        mod.setup(a, p, 1)
+        batch = mod.make_batch(a, 0, p, random.Random(1))
+
+        def finish() -> dict:
+            batch.teardown()
+            r = mod.report(a, p, {"cpus": [{"cpu": 0, "ops_per_s": 0.0, "counters": cpu_counters(a, 0, mod.COUNTERS)}]})
+            assert r["leaked_pages"] == 0 and r["leaked_mms"] == 0
+            assert check(a).ok
+            return r
+
+        return a, batch, finish
+
+    return make
+
+
+def _vmas(vm: Any) -> list[tuple[int, int, int, int]]:
+    """(start, end, vm_flags, file id + 1) of the running task's VMAs."""
+    q = vm.arena.u64
+    return [(q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], q[(v + V.V_FLAGS) >> 3], q[(v + V.V_FILE) >> 3])
+            for _f, _l, v in vm.vmas.tree(vm.current_mm()).mt_for_each(0, (1 << 64) - 1)]
+
+
+def _region(vm: Any, shared: bool = False, writable: bool = True) -> int:
+    want = (V.VM_SHARED if shared else 0) | (V.VM_WRITE if writable else 0)
+    return next(s for s, _e, fl, _f in _vmas(vm) if fl & (V.VM_SHARED | V.VM_WRITE) == want)
+
+
+@pytest.mark.parametrize("name", ["page_fault1", "page_fault2", "fault_churn"])
+def test_stamp_check_catches_a_changed_page(inproc, name: str) -> None:
+    _a, batch, finish = inproc(name, size_mb=1)
+    batch(10)
+    addr = _region(batch.vm)
+    batch.vm.store64(addr + 3 * PG + (24 if name == "page_fault1" else stamp_off(3)), 0xBAD)
+    batch(300)                                                  # the region ends: verified
+    assert 1 <= finish()["corrupt"] <= 2                        # page_fault2 may also compare page 3 in full
+
+
+def test_page_fault2_catches_a_copy_without_the_file_data(inproc) -> None:
+    _a, batch, finish = inproc("page_fault2", size_mb=1)
+    batch(2)
+    vm = batch.vm
+    fid = vm.file_lookup("page_fault2.0")
+    w = vm.mmap(0, 256 * PG, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, fid)
+    vm.store64(w + 5 * PG, 0xBAD)                              # the cache's page 5: its header
+    vm.munmap(w, 256 * PG)
+    batch(300)
+    assert finish()["corrupt"] >= 1
+
+
+def test_page_fault3_reads_back_through_another_mapping(inproc) -> None:
+    _a, batch, finish = inproc("page_fault3", size_mb=1)
+    batch(10)
+    addr = _region(batch.vm, shared=True)                       # the writer (the reader is read-only)
+    batch.vm.store64(addr + 4 * PG + stamp_off(4), 0xBAD)
+    batch(300)
+    assert finish()["corrupt"] == 1
+
+
+def test_mmap1_probe_reads_zero(inproc) -> None:
+    a, batch, finish = inproc("mmap1", size_mb=1, probe_every=1)
+    zero = a.off("physmem") + a.u64[(a.off("vmhdr") + T.H_ZERO_PFN) >> 3] * PG
+    a.u8[zero : zero + PG] = b"\xff" * PG                       # the shared zero page, defaced
+    try:
+        batch(3)
+    finally:
+        a.u8[zero : zero + PG] = bytes(PG)
+    batch(2)
+    r = finish()
+    assert r["corrupt"] == 3 and r["probes"] == 5 and r["maps"] == 5
+
+
+def test_mmap2_probe_reads_the_file(inproc) -> None:
+    _a, batch, finish = inproc("mmap2", size_mb=1, probe_every=1)
+    vm = batch.vm
+    fid = vm.file_lookup("mmap2.0")
+    w = vm.mmap(0, 256 * PG, M.PROT_READ | M.PROT_WRITE, M.MAP_SHARED, fid)
+    for i in range(256):
+        vm.store64(w + i * PG + 8, 0xBAD)                       # every cached page's index word
+    vm.munmap(w, 256 * PG)
+    batch(4)
+    assert finish()["corrupt"] == 4
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_brk1_heap_page_below_the_break_is_checked(inproc, mode: str) -> None:
+    a, batch, finish = inproc("brk1", mode, probe_every=2)
+    batch(9)
+    heap = a.u64[(T.mm_off(a, batch.vm.current_mm()) + T.M_START_BRK) >> 3]
+    batch.vm.store64(heap, 0xBAD)                               # cpu0's stamp word in the heap page
+    batch(1)                                                    # a shrink: checked after it
+    r = finish()
+    assert r["corrupt"] >= 1 and r["refused"] == 0
+    assert r["probes"] == (2 if mode == "processes" else 0)     # 5 grows, every 2nd probed
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_cow_both_sides_check_the_parent_data(inproc, mode: str) -> None:
+    _a, batch, finish = inproc("fork_cow", mode, size_kb=32)
+    batch(2)
+    addr = _region(batch.vm)
+    # cycle 3: the parent writes the second half (pages 4..7), the child the first
+    batch.vm.store64(addr + 1 * PG + stamp_off(1), 0xBAD)       # the parent reads it back (and teardown)
+    batch.vm.store64(addr + 5 * PG + stamp_off(5), 0xBAD)       # the child sees it before the parent rewrites it
+    batch(1)
+    r = finish()
+    assert r["corrupt"] == 3
+    assert r["forks"] == 3 and r["cow_writes"] == 3 * 8
+
+
+# ------------------------------------------------------------------ found by the workloads
+def test_shadow_chain_depth_stays_within_the_limit_after_a_fault(machine) -> None:
+    """vm_object.py O2: a chain's depth is <= shadow_depth_limit after any fault."""
+    from aerosync.mm.vm.task import task_free
+    from aerosync.mm.vm.vm import VM
+    from aerosync.mm.vm.vm_object import O_DEPTH
+
+    limit = 4
+    a = machine(nr_pages=4096, nr_cpus=1, slab=True, vm={"shadow_depth_limit": limit})
+    vm = VM(a, 0)
+    parent = vm.task_create("t")
+    vm.switch_to(parent)
+    addr = vm.mmap(0, 4 * PG, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
+    for i in range(4):
+        vm.store64(addr + i * PG, i)
+    for n in range(limit + 3):                      # fork_cow's cycle, short
+        child = vm.fork()
+        vm.store64(addr, n)
+        vm.switch_to(child)
+        vm.store64(addr + PG, n)
+        vm.exit()
+        task_free(a, child)
+        vm.switch_to(parent)
+    vm.store64(addr + 2 * PG, 7)                    # a fault on the deep chain
+    v = next(e for _f, _l, e in vm.vmas.tree(vm.current_mm()).mt_for_each(0, (1 << 64) - 1))
+    depth = a.u32[(a.u64[(v + V.V_OBJECT) >> 3] + O_DEPTH) >> 2]
+    try:
+        assert depth <= limit, f"shadow chain depth {depth} after a fault, limit {limit}"
+        assert [vm.load64(addr + i * PG) for i in range(4)] == [limit + 2, 1, 7, 3]
+    finally:
+        vm.exit()
+        vm.leave()
+
+
+@pytest.mark.xfail(strict=False, reason="sync: ObjRWSem has no handoff: a writer arriving after up_write takes the "
+                                        "lock from a sleeping waiter (threads-mode mmap_lock starves: brk1 cpu0 waited "
+                                        "1.2 s, fault_churn's mmap_lock faulter ~10 faults/s; reported to the lead)")
+def test_rwsem_waiting_writer_is_not_overtaken(make_arena) -> None:
+    """rwsem fairness (Linux: the waiter queue and RWSEM_FLAG_HANDOFF): once a writer is
+    queued, a writer that arrives after the release does not go first."""
+    import threading
+    import time
+
+    from aerosync.arena import layout as L
+    from aerosync.sync.lockclass import OBJ_RW, objlock_class, objlock_section
+    from aerosync.sync.objlock import RW_WAITING, ObjRWSem
+
+    a = make_arena(nr_cpus=2, nr_pages=16, extra=[objlock_section(2), L.SectionSpec("scratch", 4096)])
+    cls = objlock_class(a, "&mm->mmap_lock", OBJ_RW)
+    off = a.off("scratch")
+    me, other = ObjRWSem(a, cls, 0), ObjRWSem(a, cls, 1)
+    order: list[str] = []
+
+    def waiter() -> None:
+        other.down_write(off)
+        order.append("waiter")
+        other.up_write(off)
+
+    me.down_write(off)
+    t = threading.Thread(target=waiter)
+    t.start()
+    while not a.atomic.load64(off) & RW_WAITING:
+        time.sleep(0.001)
+    time.sleep(0.05)                                # the waiter is past its spins, sleeping between tries
+    me.up_write(off)
+    me.down_write(off)                              # arrives after the release: must queue behind the waiter
+    order.append("newcomer")
+    me.up_write(off)
+    t.join(10)
+    assert order == ["waiter", "newcomer"]

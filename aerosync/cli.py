@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aerosync.crash import CrashLog
 from aerosync.errors import AeroSyncError, UsageError
 
 __all__ = ["main"]
@@ -109,6 +110,9 @@ def _summary(res: Any) -> str:
             lines.append(f"  Invariant check after the run: {len(chk['violations'])} VIOLATIONS")
             lines.extend(f"    {v}" for v in chk["violations"][:20])
         lines.append("")
+    crash = CrashLog.summary_lines(d.get("crash") or {})
+    if crash:
+        lines.extend([*crash, ""])
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():

@@ -20,6 +20,17 @@ only reads the per-CPU areas, which their owners write.  It takes no arena lock.
 live invariant check runs while every RUNNING worker has acknowledged the pause at a
 batch boundary (no operation in flight), so the checkers see a quiescent machine.
 
+A CPU killed during the run ([run] on_cpu_death, aerosync/crash.py, mm/recovery.py)::
+
+    sentinel fires (exit by a signal) ─► takeover: its locks taken over and released
+        (live CPUs still run) ─► park every live CPU ─► recover: its intent records
+        rolled forward/back, its held items given back (workload.recover), CPU taken
+        offline (mm/cpuhp.py), state scans; checkers ─► "continue": a new worker for
+        the CPU (fork: ~50 ms, not spawn's ~1 s), GO │ "stop": the run ends as at its
+        deadline │ "fail" (default): WorkerDied, as before
+    A second death while parking is recovered in the same round.  `[fault]` kills are
+    armed by crash.FaultDriver from the sampling loop.
+
 Only this module and cli.py import `workers`.  The coordinator never pins itself (a
 pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
 its main thread (PDEATHSIG follows the parent thread).  A Ctrl-C or SIGTERM after the
@@ -51,7 +62,9 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
+from aerosync.crash import CrashLog, FaultDriver, check_fault
 from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
+from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
@@ -96,6 +109,7 @@ class RunResult:
     numa: dict[str, Any] = field(default_factory=dict)
     mm: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
+    crash: dict[str, Any] = field(default_factory=dict)     # CPU deaths and recoveries (on_cpu_death)
 
     @property
     def total_ops(self) -> int:
@@ -116,6 +130,7 @@ class RunResult:
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
             "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
+            **({"crash": self.crash} if self.crash else {}),
         }
 
 
@@ -257,6 +272,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "lock_hold_sample": m.lock_hold_sample,
         "lockdep": m.lockdep,
         "locks": scn.locks.to_config(),      # sync/spinlock.py: spinlock kind per lock class
+        # crash tolerance (mm/intent.py, sync/robust.py): robust lock waiting, fault points
+        **({"on_cpu_death": scn.run.on_cpu_death} if scn.run.on_cpu_death != "fail" else {}),
+        **({"fault": scn.fault.to_config()} if scn.fault.active else {}),
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,
@@ -341,6 +359,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     _check_policies(scn, sim)
     config, specs = plan_arena(scn, sim)
     _check_machine_fit(scn, config)
+    if scn.fault.active:
+        check_fault(scn, n)
     notes = []
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
@@ -369,12 +389,15 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         from dataclasses import asdict
 
         params = asdict(scn.workload)
+        wspecs = []
         for c in range(n):
             spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
                               scn.run.workload, params, scn.run.seed, scn.run.ops)
             p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
             p.start()
             procs.append(p)
+            wspecs.append(spec)
+        deaths = _Deaths(arena, scn, mod, procs, wspecs, worker_main) if scn.run.on_cpu_death != "fail" else None
         t_ready = _wait_ready(arena, procs)
         ready_s = t_ready - t_begin
         if ready_only:
@@ -387,8 +410,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
-                                                                              on_tick)
-        _stop(arena, procs)
+                                                                              on_tick, deaths)
+        _stop(arena, procs, deaths)
         if kthreads is not None:
             kthreads.stop()
         # The closing sample is taken once every worker has left: each finishes the batch
@@ -420,6 +443,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                            "counts": {k: v for r in reports for k, v in r.counts.items()},
                            "violations": [str(v) for r in reports for v in r.violations],
                            "live_checks": live_checks}
+        if deaths is not None:
+            result.crash = deaths.log.to_dict()
         if stopped_by is not None:
             signum = int(getattr(stopped_by, "signum", signal.SIGINT))
             result.interrupted = True
@@ -450,6 +475,97 @@ def _stop_reclaim(arena: Arena, kthreads: Any) -> None:
         pass
     finally:
         swapoff(arena)
+
+
+def _killed(p: mp.process.BaseProcess) -> bool:
+    """Ended by a signal (SIGKILL at a fault point or from outside, SIGSEGV...): a death
+    recovery can repair.  A worker that raised (exit code 1) unwound its `finally`
+    blocks half-way through an operation: not recoverable, reported as before."""
+    return p.exitcode is not None and p.exitcode < 0
+
+
+class _Deaths:
+    """The run's CPU deaths under [run] on_cpu_death = "stop" | "continue" (module
+    docstring): recovery of each, restarts, the fault driver, the crash log."""
+
+    def __init__(self, arena: Arena, scn: Scenario, mod: Any, procs: list[mp.process.BaseProcess],
+                 wspecs: list[Any], worker_main: Any) -> None:
+        self.arena, self.procs, self.wspecs, self.worker_main = arena, procs, wspecs, worker_main
+        self.mode = scn.run.on_cpu_death
+        self.log = CrashLog(self.mode)
+        self.driver = (FaultDriver(arena, arena.config.get("fault") or {}, len(procs), scn.run.seed)
+                       if scn.fault.active else None)
+        rec = getattr(mod, "recover", None)
+        params = scn.workload
+        self.workload_recover = ((lambda a, c, r, m, s: rec(a, params, c, r, m, s)) if rec is not None else None)
+        self.dead: set[int] = set()
+        # Restarts fork the coordinator (~50 ms to a running worker, measured) instead of
+        # spawning a fresh interpreter (~1 s of imports on the 2-core box): a soak with
+        # 100+ kills would spend most of its time starting Pythons.
+        self.ctx = mp.get_context("fork")
+
+    def survive(self, died: list[int], t_noticed: float) -> bool:
+        """Recover the CPUs in `died` (and any that dies meanwhile); restart them and
+        return False ("continue"), or return True: the run stops ("stop")."""
+        arena, procs = self.arena, self.procs
+        recs: dict[int, recovery.CpuRecovery] = {}
+        todo = list(died)
+        while True:
+            for c in todo:
+                if self.driver is not None:
+                    self.driver.on_death(c, time.perf_counter())
+                arena.atomic.store64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_STATE, L.CPUST_OFFLINE)
+                recs[c] = recovery.takeover(arena, procs[c].pid or 0, c)
+            try:
+                _park_all(arena, procs, "recovery")
+                break
+            except WorkerDied as e:                # a second death while parking: same round
+                if not _killed(procs[e.cpu]):
+                    raise
+                todo = [e.cpu]
+        from aerosync.mm.cpuhp import cpuhp_offline_mm
+
+        for rec in recs.values():
+            recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm)
+        for r in (mm_check(arena), slab_check(arena), vm_check(arena)):
+            r.raise_first()
+        if self.mode == "stop":
+            self.dead |= set(recs)
+            for rec in recs.values():
+                self.log.add(rec, (time.perf_counter() - t_noticed) * 1e3)
+            return True
+        for c in recs:
+            procs[c] = self._restart(c)
+        arena.atomic.store64(L.H_RUN_STATE, L.RUN_GO)
+        t = time.perf_counter()
+        for rec in recs.values():
+            self.log.add(rec, (t - t_noticed) * 1e3)
+        self.log.restarts += len(recs)
+        return False
+
+    def recover_stopped(self, cpus: list[int]) -> None:
+        """CPUs killed while the run was stopping, every worker gone: recover them alone
+        (the world is stopped already); they stay dead."""
+        from aerosync.mm.cpuhp import cpuhp_offline_mm
+
+        t0 = time.perf_counter()
+        for c in cpus:
+            rec = recovery.takeover(self.arena, self.procs[c].pid or 0, c)
+            recovery.recover_cpu(self.arena, rec, self.workload_recover, offline=cpuhp_offline_mm)
+            self.log.add(rec, (time.perf_counter() - t0) * 1e3)
+            self.dead.add(c)
+
+    def _restart(self, c: int) -> mp.process.BaseProcess:
+        """A new worker for CPU c (WorkerSpec.hotplug: it brings the CPU online itself)."""
+        import dataclasses
+
+        area = self.arena.off("cpu") + c * CPU_AREA_SIZE
+        self.arena.atomic.store64(area + L.CPU_PID, 0)
+        self.arena.atomic.store64(area + L.CPU_STATE, L.CPUST_STARTING)
+        spec = dataclasses.replace(self.wspecs[c], hotplug=True)
+        p = self.ctx.Process(target=self.worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
+        p.start()
+        return p
 
 
 def _main_thread() -> bool:
@@ -523,7 +639,7 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any, on_tick: Any = None
+              on_sample: Any, on_tick: Any = None, deaths: _Deaths | None = None
               ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any],
                          KeyboardInterrupt | None]:
     """Release the barrier and sample until the run is over; the fifth value is the task
@@ -533,7 +649,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     was measured and it propagates."""
     state: dict[str, Any] = {}
     try:
-        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state), None)
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state, deaths), None)
     except KeyboardInterrupt as e:
         if "t_go" not in state:
             raise
@@ -544,7 +660,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
 
 
 def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-                   on_sample: Any, on_tick: Any, state: dict[str, Any]
+                   on_sample: Any, on_tick: Any, state: dict[str, Any], deaths: _Deaths | None = None
                    ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
@@ -559,17 +675,28 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
     next_check = t_go + scn.run.check_interval
     live_checks: list[dict[str, Any]] = []
     state.update(samples=samples, t_go=t_go, live_checks=live_checks)   # what an interrupt keeps
+    driver = deaths.driver if deaths is not None else None
+    if driver is not None:
+        driver.start(t_go)
+    wait_max = 0.5 if driver is None else 0.01
     while True:
-        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
+        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), wait_max)))
         if ready:
             # A worker exits on its own only in ops mode after DONE; anything else is a death.
+            died = []
             for c, p in enumerate(procs):
                 if p.sentinel in ready:
                     p.join(1.0)
                     if p.exitcode != 0 or _cpu_word(arena, c, L.CPU_STATE) != L.CPUST_DONE:
-                        raise _worker_died(arena, c, p)
+                        if deaths is None or not _killed(p):
+                            raise _worker_died(arena, c, p)
+                        died.append(c)
+            if died and deaths is not None and deaths.survive(died, time.perf_counter()):
+                break                                 # "stop": the run ends here
             sentinels = [p.sentinel for p in procs if p.exitcode is None]
         now = time.perf_counter()
+        if driver is not None:
+            driver.tick(now, [c for c in range(n) if _cpu_word(arena, c, L.CPU_STATE) == L.CPUST_RUNNING])
         if now >= next_tick:
             samples.append(_sample(arena, n, t_go))
             next_tick += interval
@@ -586,10 +713,13 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
             next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
-        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
+        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) in (L.CPUST_DONE, L.CPUST_OFFLINE)
+                                    for c in range(n)):
             break
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
+    if driver is not None:
+        driver.stop()                                 # no kill during the stop (a late one: _stop)
     proc_after = _proc_at_stop(arena, procs) if deadline is not None else {}
     at.store64(L.H_RUN_STATE, L.RUN_STOP)
     return samples, t_go, t_end, live_checks, proc_after
@@ -674,6 +804,8 @@ def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:
             raise _worker_died(arena, c, procs[c])
         if st == L.CPUST_RUNNING and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq:
             pending.append(c)
+        elif st == L.CPUST_STARTING and procs[c].exitcode is None:
+            pending.append(c)         # a CPU coming back: its start-up writes (cpuhp_online_mm, make_batch)
     from aerosync.mm.reclaim.kthread import kthread_pause_pending
 
     return pending + kthread_pause_pending(arena, seq)
@@ -752,13 +884,19 @@ def _latency(arena: Arena, n: int) -> dict[str, Any]:
     return {"all": pct(sum(hists)), "cpus": [pct(h) for h in hists]}
 
 
-def _stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> None:
-    """Wait for workers to leave after STOP; a worker that failed while stopping is reported."""
+def _stop(arena: Arena, procs: list[mp.process.BaseProcess], deaths: _Deaths | None = None) -> None:
+    """Wait for workers to leave after STOP; a worker that failed while stopping is
+    reported -- or, killed under on_cpu_death, recovered (CPUs recovered earlier and
+    left dead by "stop" are skipped)."""
     deadline = time.perf_counter() + STOP_GRACE_S
     for p in procs:
         p.join(max(0.0, deadline - time.perf_counter()))
+    if deaths is not None:
+        late = [c for c, p in enumerate(procs) if c not in deaths.dead and _killed(p)]
+        if late and all(p.exitcode is not None for p in procs):
+            deaths.recover_stopped(late)
     for c, p in enumerate(procs):
-        if p.exitcode not in (0, None):
+        if p.exitcode not in (0, None) and (deaths is None or c not in deaths.dead):
             raise _worker_died(arena, c, p)
     # What follows (closing sample, workload.report freeing ring leftovers as cpu 0 with
     # MM(arena, 0), the final check) needs every worker gone: a worker still in its

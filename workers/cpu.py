@@ -7,6 +7,12 @@ Life of a worker (coordinator.py drives the other side)::
                    (PAUSE: ack, park until GO — the live invariant check) }
           ─ teardown (the workload gives back what it holds) ─ DONE ─ close
 
+A worker started to bring a CPU back (`WorkerSpec.hotplug`: after a death the
+coordinator recovered, aerosync/coordinator.py "on_cpu_death") runs cpuhp_online_mm as
+that CPU before its workload's make_batch, skips the start barrier (the run is going),
+and continues the CPU's published ops count, so per-CPU ops and an ops budget span
+every worker of the CPU.
+
 Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
 keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
 Ctrl-C reaches the whole process group, and the coordinator, not each worker, decides
@@ -55,6 +61,7 @@ class WorkerSpec:
     params: dict
     seed: int
     ops: int | None            # operation budget, or None: run until told to stop
+    hotplug: bool = False      # started to bring the CPU back online during the run
 
 
 def cpu_rng(seed: int, cpu: int) -> random.Random:
@@ -73,6 +80,7 @@ def main(spec: WorkerSpec) -> None:
     """Process entry point (multiprocessing target)."""
     arch_cpu.die_with_parent(spec.ppid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)      # (a forked restart inherits the coordinator's)
     faulthandler.enable()
     arch_cpu.set_proc_title(f"aerosync cpu{spec.cpu}")
     arch_cpu.pin_to(spec.host_cpu)
@@ -108,15 +116,24 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
 
     mod = WORKLOADS[spec.workload]
     params = mod.Params(**spec.params)
-    batch = mod.make_batch(arena, spec.cpu, params, cpu_rng(spec.seed, spec.cpu))
     at, q = arena.atomic, arena.u64
+    if spec.hotplug:
+        from aerosync.mm.cpuhp import cpuhp_online_mm
+
+        cpuhp_online_mm(arena, spec.cpu)
+    rng = cpu_rng(spec.seed, spec.cpu)
+    if spec.hotplug:                                 # a new stream per incarnation, still seeded
+        rng = cpu_rng(spec.seed * 1_000_003 + q[area + (L.CPU_OPS >> 3)], spec.cpu)
+    batch = mod.make_batch(arena, spec.cpu, params, rng)
     state_i, ops_i, hb_i = area + (L.CPU_STATE >> 3), area + (L.CPU_OPS >> 3), area + (L.CPU_HEARTBEAT >> 3)
     load, run_state = at.load64, L.H_RUN_STATE
     clock = time.monotonic_ns
 
-    q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
+    if not spec.hotplug:                             # (a CPU brought back keeps its first figure)
+        q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
     q[state_i] = L.CPUST_READY
-    at.fetch_add64(L.H_NR_READY, 1)
+    if not spec.hotplug:
+        at.fetch_add64(L.H_NR_READY, 1)
     while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
         time.sleep(GO_POLL_S)
     if rs not in (L.RUN_GO, L.RUN_PAUSE):           # STOP/ABORT before GO (ready_only, errors)
@@ -140,7 +157,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     budget = spec.ops if spec.ops is not None else -1
     if rs != L.RUN_GO:
         budget = 0                                   # stopped before the first batch
-    done, n = 0, 16
+    done, n = q[ops_i], 16                           # 0, or what the CPU's earlier workers did
     while budget < 0 or done < budget:
         if budget >= 0:
             n = min(n, budget - done)

@@ -78,9 +78,21 @@ class CpuRecovery:
 
 
 def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
-    """Phase A (live CPUs running): take over and release every lock `pid` held."""
+    """Phase A (live CPUs running): take over and release every lock `pid` held; the CPU
+    leaves RCU (a dead CPU is in no read-side section: rcu_cpu_dead) and stops being an
+    IPI target (tlb.py cpu_mark_offline), so nobody waits for it."""
     t0 = time.perf_counter()
     rec = CpuRecovery(cpu, pid, died_at=I.died_at(arena, cpu))
+    if "rcu" in arena.sections:
+        from aerosync.sync.rcu import rcu_cpu_dead
+
+        rcu_cpu_dead(arena, cpu)
+    from aerosync.mm.vm import mm_types as T
+
+    if T.vm_ready(arena):
+        from aerosync.mm.vm.tlb import cpu_mark_offline
+
+        cpu_mark_offline(arena, cpu)
     taken = takeover_locks(arena, pid)
     rec.locks = [t.name for t in taken]
     release_taken(arena, taken)

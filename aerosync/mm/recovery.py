@@ -136,10 +136,12 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
             if r.op == I.OP["move_freepages"]:
                 PR.redo_move(mm, r.args[0], r.args[1], r.args[2])
         elif slab:
-            got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []))
+            got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []), inner_open[r.ctx])
             rec.objects += got.get("objects", 0)
             rec.pages += got.get("pages", 0)
         inner_open[r.ctx] = True
+    if slab:
+        rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
     if workload_recover is not None:
         got = workload_recover(arena, cpu, wl, mm, slub)
         rec.pages += got.get("pages", 0)

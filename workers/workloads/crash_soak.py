@@ -65,6 +65,7 @@ SEQ_MASK = (1 << 28) - 1
 PAYLOAD_MASK = (1 << 34) - 1
 ONES = (1 << 64) - 1
 MAX_HELD = 4096
+SHEAF_CACHE = "crash_soak"
 _OP_PUSH, _OP_POP, _OP_FREE = I.OP["wl_push"], I.OP["wl_pop"], I.OP["wl_free"]
 _P = I.POINT_IDS
 P_GOT, P_UNHELD, P_FREED = _P["wl:alloc:got"], _P["wl:free:unheld"], _P["wl:free:done"]
@@ -80,6 +81,10 @@ class Params:
     page_pct: int = 50            # % of allocations that are pages (the rest kmalloc objects)
     max_held: int = 128           # items a CPU holds before each allocation forces a free
     cross_cpu_pct: int = 25       # % of frees sent to another CPU's ring
+    movable_pct: int = 0          # % of page allocations that are GFP_HIGHUSER_MOVABLE (fallbacks)
+    node_pct: int = 0             # % of object allocations by kmalloc_node on a random node
+    sheaf_capacity: int = 0       # > 0: half the objects from a cache "crash_soak" with per-CPU
+                                  #       sheaves of this capacity ([slab] percpu_sheaves)
     verify: bool = True           # stamp every item and check it before the free
 
     def validate(self) -> str | None:
@@ -89,7 +94,9 @@ class Params:
             return f"sizes = {list(self.sizes)}: a non-empty list of kmalloc sizes 8..8192"
         if not 1 <= self.max_held <= MAX_HELD:
             return f"max_held = {self.max_held}: allowed 1..{MAX_HELD}"
-        for k in ("page_pct", "cross_cpu_pct"):
+        if not 0 <= self.sheaf_capacity <= 64:
+            return f"sheaf_capacity = {self.sheaf_capacity}: allowed 0..64"
+        for k in ("page_pct", "cross_cpu_pct", "movable_pct", "node_pct"):
             if not 0 <= getattr(self, k) <= 100:
                 return f"{k} = {getattr(self, k)}: a percentage 0..100"
         return None
@@ -105,9 +112,13 @@ def _held0(arena: Arena, cpu: int, max_held: int) -> int:
 
 
 def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
-    """Record the baselines "nothing lost" is measured against (boot's own pages and
-    objects), before any worker starts."""
+    """Create the sheaf cache when asked, then record the baselines "nothing lost" is
+    measured against (boot's own pages and objects), before any worker starts."""
     from aerosync.mm.recovery import accounting
+    from aerosync.mm.slab.slab_common import kmem_cache_create, kmem_cache_lookup
+
+    if params.sheaf_capacity and kmem_cache_lookup(arena, SHEAF_CACHE) < 0:
+        kmem_cache_create(arena, SHEAF_CACHE, 64, sheaf_capacity=params.sheaf_capacity)
 
     acc = accounting(arena)
     h = arena.off(HELD) >> 3
@@ -173,7 +184,10 @@ class _Items:
 def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
     mm = MM(arena, cpu)
     slub = Slub(arena, cpu, mm=mm)
-    kmalloc = Kmalloc(slub).kmalloc
+    km = Kmalloc(slub)
+    kmalloc, kmalloc_node = km.kmalloc, km.kmalloc_node
+    sheaf_alloc = slub.cache(SHEAF_CACHE).alloc if params.sheaf_capacity else None
+    node_pct, nr_nodes = params.node_pct, mm.nr_nodes
     items = _Items(arena, mm, slub)
     stamp, check, free_item = items.stamp, items.check, items.free
     lg = mm.log
@@ -183,7 +197,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     nr_cpus = int(arena.config["nr_cpus"])
     alloc_pages = mm.alloc_pages
     orders, sizes, verify = params.orders, params.sizes, params.verify
-    page_pct, max_held = params.page_pct, params.max_held
+    page_pct, max_held, movable_pct = params.page_pct, params.max_held, params.movable_pct
+    kernel, movable = G.GFP_KERNEL, G.GFP_HIGHUSER_MOVABLE
     cross = params.cross_cpu_pct if nr_cpus > 1 else 0
     choice, randrange = rng.choice, rng.randrange
     c0 = counter_index(arena, cpu, 0)
@@ -290,7 +305,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         s = seq[0] = (seq[0] + 1) & SEQ_MASK
         if randrange(100) < page_pct:
             order = choice(orders)
-            pfn = alloc_pages(G.GFP_KERNEL, order)
+            pfn = alloc_pages(movable if movable_pct and randrange(100) < movable_pct else kernel, order)
             if pfn < 0:
                 free_slots.append(i)
                 q[c_fail] += 1
@@ -298,7 +313,12 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             entry = s << 36 | (pfn << 4 | order) << 2 | KIND_PAGE
             q[c_pages] += 1
         else:
-            addr = kmalloc(choice(sizes))
+            if sheaf_alloc is not None and randrange(2):
+                addr = sheaf_alloc()
+            elif node_pct and randrange(100) < node_pct:
+                addr = kmalloc_node(choice(sizes), randrange(nr_nodes))
+            else:
+                addr = kmalloc(choice(sizes))
             if not addr:
                 free_slots.append(i)
                 q[c_fail] += 1

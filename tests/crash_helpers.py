@@ -173,3 +173,21 @@ def frag_driver(params: Any) -> Callable[[Any, int], None]:
                 mm.free_pages((e >> 6) & ((1 << 30) - 1))
 
     return drive
+
+
+def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: str | None = None,
+                skip: int = 0) -> int:
+    """run_child without waiting: returns the child's pid (the caller waitpid()s it)."""
+    if point is not None:
+        I.arm(arena, cpu, I.point_id(point), skip)
+    pid = os.fork()
+    if pid == 0:                                 # pragma: no cover (the child)
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            driver(arena, cpu)
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        os._exit(code)
+    return pid

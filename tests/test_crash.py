@@ -87,3 +87,46 @@ def test_kill_at_every_point(machine, point: str) -> None:
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
     H.check_all(a)
+
+
+def test_recovery_races_a_second_death(machine) -> None:
+    """CPU 0 dies holding a zone lock in the middle of a PCP refill; CPU 1 is waiting for
+    that lock (robust mode: it waits).  The takeover releases it, CPU 1 goes on and dies
+    too, at a split, before the world could be stopped: both are recovered in one round
+    (the coordinator's `_Deaths.survive` does the same when a CPU dies while parking)."""
+    import os
+    import signal
+    import time
+
+    from aerosync.mm import recovery
+    from aerosync.mm.cpuhp import cpuhp_offline_mm
+    from aerosync.sync import lockstat as LS
+    from aerosync.sync.spinlock import locks_held_by
+    from workers.workloads import crash_soak
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p)
+    pid0, killed = H.run_child(a, 0, H.soak_driver(p), "pcp:refill:linked", 4)
+    assert killed
+    held = [n for _, n, _ in locks_held_by(a, pid0)]
+    assert held and all(n.startswith("&zone->lock") for n in held)
+    pid1 = H.start_child(a, 1, H.soak_driver(p, seed=3), "buddy:alloc:split", 0)
+    time.sleep(0.5)
+    assert os.waitpid(pid1, os.WNOHANG) == (0, 0), "cpu1 should be waiting for cpu0's zone lock"
+    rec0 = recovery.takeover(a, pid0, 0)
+    assert rec0.locks == held
+    _, status = os.waitpid(pid1, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert I.died_at(a, 1) == "buddy:alloc:split"
+    rec1 = recovery.takeover(a, pid1, 1)
+    hook = lambda ar, c, r, m, s: crash_soak.recover(ar, p, c, r, m, s)
+    for rec in (rec0, rec1):
+        recovery.recover_cpu(a, rec, hook, offline=cpuhp_offline_mm)
+    H.check_all(a)
+    assert not any(LS.decode_owner(a.atomic.load64(LS.slot_off(a, s)))[1] for s in range(4))
+    for c in (0, 1):
+        cpuhp_online_mm(a, c)
+    _, killed = H.run_child(a, 1, H.soak_driver(p, seed=4, budget=10))
+    assert not killed
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    H.check_all(a)

@@ -8,11 +8,14 @@ point (mm/intent.py).  Unit: one run.
   kill_at      at the start every CPU (or kill_cpu) is armed for the point (after
                kill_skip passes); the first death disarms the others: one kill.
   kill_random  kill_random times: after kill_interval seconds (from the start, then from
-               the previous recovery), one random running CPU (or kill_cpu) is armed for
-               a random point among those the run has passed so far (the hit counters),
-               with a random skip of 0..2 passes, so rarely used paths get their turn as
-               often as hot ones; a point not reached within REARM_S is swapped for
-               another.
+               the previous recovery) and once every CPU is running again (a restart
+               finished: each kill is a whole kill-recover-restart cycle, so the run
+               keeps making progress), one random CPU (or kill_cpu) is armed for
+               a random point among those the run has passed so far (the hit counters):
+               every other kill picks uniformly among them, so rarely used paths get
+               their turn, the others in proportion to how often each was passed, so
+               the soak is not dominated by waiting for a rare path; a random skip of
+               0..2 passes; a point not reached within REARM_S is swapped for another.
 Arm words are per CPU (mm/intent.py arm/disarm); the worker reads them at each pass.
 
 `CrashLog` keeps what each recovery found and did (mm/recovery.py CpuRecovery) and the
@@ -62,6 +65,7 @@ class FaultDriver:
         self.armed_at = 0.0
         self.next_at = 0.0
         self.started = False
+        self.picks = 0
 
     @property
     def active(self) -> bool:
@@ -87,11 +91,18 @@ class FaultDriver:
             self.armed = None
         if now < self.next_at:
             return
+        if len(running) < self.nr_cpus:
+            return                                    # a CPU is still coming back
         cpus = [c for c in running if self.kill_cpu < 0 or c == self.kill_cpu]
-        hit = [name for name, n in I.hits(self.arena).items() if n]
-        if not cpus or not hit:
+        hits = {name: n for name, n in I.hits(self.arena).items() if n}
+        if not cpus or not hits:
             return
-        c, p = self.rng.choice(cpus), I.point_id(self.rng.choice(hit))
+        self.picks += 1
+        if self.picks & 1:
+            name = self.rng.choice(list(hits))
+        else:
+            name = self.rng.choices(list(hits), weights=list(hits.values()))[0]
+        c, p = self.rng.choice(cpus), I.point_id(name)
         I.arm(self.arena, c, p, self.rng.randrange(3))
         self.armed, self.armed_at = (c, p), now
 

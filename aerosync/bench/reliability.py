@@ -1,6 +1,17 @@
-"""Reliability figures (issue 13): the queued spinlock's fairness and cost; the crash
-tolerance figures (crash_soak_*, crash_recovery_ms, hotplug_cycle_ms) join this suite as
-more GROUPS entries.  Run with `aerosync bench reliability`.
+"""Reliability figures (issue 13): the queued spinlock's fairness and cost, and crash
+tolerance (the crash soak); hotplug_cycle_ms joins this suite as another GROUPS entry.
+Run with `aerosync bench reliability`.
+
+Crash soak (`crash_soak` group): the crash_soak workload (mixed page, slab and
+cross-CPU-free work whose every item is in the arena) on 2 CPUs until each has done
+SOAK_OPS_PER_CPU operations, with [run] on_cpu_death = "continue" and [fault]
+kill_random = SOAK_KILLS: a random running CPU is killed at a random fault point among
+those the run passes, recovered (mm/recovery.py), taken offline and restarted, again
+and again.  `crash_soak_kills` is the deaths survived (every one recovered, the
+checkers passing after each), `crash_soak_lost_pages` / `_objects` what the workload
+found neither free nor in use at the end (crash_soak.report: against the boot
+baseline), `crash_recovery_ms` the median time from a death noticed (the worker's
+sentinel) to the run going again (GO stored; the new worker joins when it is ready).
 
 Storm figures come from the lock_storm workload on 2 simulated CPUs (a 1-iteration
 critical section, no think time): `qspinlock_wait_max_ms` is lock_stat's waittime-max of
@@ -20,6 +31,8 @@ from aerosync.bench.foundation import _scenario, _timeit_ns
 __all__ = ["GROUPS", "jain_index"]
 
 STORM_S = 1.2
+SOAK_OPS_PER_CPU = 500_000
+SOAK_KILLS = 150
 
 
 def jain_index(xs: list[float]) -> float:
@@ -71,6 +84,38 @@ def bench_uncontended() -> dict[str, float]:
             "qspinlock_vs_tas_uncontended": q / tas if tas else 0.0}
 
 
+def bench_crash_soak() -> dict[str, float]:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from aerosync import coordinator
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
+
+    text = (f'[run]\nworkload = "crash_soak"\nops = {SOAK_OPS_PER_CPU}\non_cpu_death = "continue"\n'
+            f'[machine]\ncpus = 2\nmemory = "32M"\n'
+            f"[fault]\nkill_random = {SOAK_KILLS}\nkill_interval = 0.02\n")
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "crash-soak.toml"
+        p.write_text(text)
+        scn = load_scenario(p, registry())
+    t0 = time.perf_counter()
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c, w = d.get("crash") or {}, d["workload"]
+    if not res.mm_check["ok"]:
+        raise RuntimeError(f"crash soak: the final check failed: {res.mm_check['violations'][:3]}")
+    return {"crash_soak_kills": c.get("deaths", 0), "crash_soak_lost_pages": w["lost_pages"],
+            "crash_soak_lost_objects": w["lost_objects"],
+            "crash_recovery_ms": c.get("recovery_ms_median") or 0.0,
+            "crash_recovery_ms_max": c.get("recovery_ms_max") or 0.0,
+            "crash_soak_ops": d["total_ops"], "crash_soak_s": time.perf_counter() - t0,
+            "crash_soak_pages_recovered": c.get("pages_recovered", 0),
+            "crash_soak_objects_recovered": c.get("objects_recovered", 0),
+            "crash_soak_corrupt": w["corrupt"]}
+
+
 GROUPS = {
     "qspinlock_storm": (bench_storm, [
         ("qspinlock_wait_max_ms", "ms", "<= 1 (2-CPU lock storm, lock_stat wait-max)"),
@@ -84,5 +129,17 @@ GROUPS = {
         ("qspinlock_uncontended_ns", "ns", "<= 1.2 x tas_uncontended_ns (acquire + release)"),
         ("tas_uncontended_ns", "ns", "reported (same run)"),
         ("qspinlock_vs_tas_uncontended", "x", "<= 1.2"),
+    ]),
+    "crash_soak": (bench_crash_soak, [
+        ("crash_soak_kills", "", ">= 100 (CPU deaths survived in a soak of >= 10^6 ops)"),
+        ("crash_soak_lost_pages", "", "= 0"),
+        ("crash_soak_lost_objects", "", "= 0"),
+        ("crash_recovery_ms", "ms", "<= 1000 (death noticed -> run going again, median)"),
+        ("crash_recovery_ms_max", "ms", "reported"),
+        ("crash_soak_ops", "ops", ">= 10^6"),
+        ("crash_soak_s", "s", "reported"),
+        ("crash_soak_pages_recovered", "", "reported (returned by recovery)"),
+        ("crash_soak_objects_recovered", "", "reported (returned by recovery)"),
+        ("crash_soak_corrupt", "", "= 0 (items handed to two owners)"),
     ]),
 }

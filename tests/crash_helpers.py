@@ -80,15 +80,16 @@ def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: s
     return pid, os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
 
-def recover(arena: Any, pid: int, cpu: int, params: Any) -> Any:
-    """What the coordinator does after a death: takeover, recovery, offline."""
+def recover(arena: Any, pid: int, cpu: int, params: Any, hook: Callable[..., Any] | None = None) -> Any:
+    """What the coordinator does after a death: takeover, recovery, offline (`hook`: the
+    workload's recover, crash_soak's by default)."""
     from aerosync.mm import recovery
     from aerosync.mm.cpuhp import cpuhp_offline_mm
     from workers.workloads import crash_soak
 
     rec = recovery.takeover(arena, pid, cpu)
-    return recovery.recover_cpu(
-        arena, rec, lambda a, c, r, m, s: crash_soak.recover(a, params, c, r, m, s), offline=cpuhp_offline_mm)
+    hook = hook or (lambda a, c, r, m, s: crash_soak.recover(a, params, c, r, m, s))
+    return recovery.recover_cpu(arena, rec, hook, offline=cpuhp_offline_mm)
 
 
 def check_all(arena: Any) -> None:
@@ -191,3 +192,36 @@ def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point:
             code = 3
         os._exit(code)
     return pid
+
+
+def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any, int], None]:
+    """A VM driver: one task on `cpu` maps anonymous regions, writes every page (faults)
+    and unmaps them, round after round; then exits."""
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    def drive(arena: Any, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        tid = vm.task_create("crash")
+        vm.switch_to(tid)
+        for k in range(rounds):
+            n = rng.randint(1, pages)
+            a = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+            for p in range(n):
+                if p & 1:
+                    vm.load64(a + p * 4096)     # the zero page first: the write is a COW (map_new)
+                vm.store64(a + p * 4096, k)
+            vm.munmap(a, n * 4096)
+        vm.exit()
+        vm.reap(tid)
+        vm.leave()
+
+    return drive
+
+
+def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
+    from aerosync.mm.vm.recover import vm_recover
+
+    return vm_recover(arena, cpu, mm, slub)

@@ -29,6 +29,7 @@ SCENARIOS = {
     "frag": (dict(max_held=2048, verify=False), {"nr_pages": 2048}, "frag"),
     "sheaves": (dict(max_held=1000, page_pct=20, sheaf_capacity=8), {"slab_percpu_sheaves": True}, "feed"),
     "debug": (dict(), {"slub_debug": "F"}, "soak"),
+    "vm": (dict(), {"vm": {}, "nr_pages": 4096}, "vm"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -48,6 +49,10 @@ POINT_PLAN = {
     "slab:mag_flush:freed": ("base", 10), "slab:sheaf_flush:freed": ("sheaves", 30),
     "slab:sheaf_refill:took": ("sheaves", 20), "slab:debug:freed": ("debug", 40),
     "slab:pcs:detached": ("sheaves", 25), "slab:pcs:barn": ("sheaves", 30), "slab:pcs:pushed": ("sheaves", 10),
+    "vm:fault:page": ("vm", 30), "vm:fault:inserted": ("vm", 9), "vm:fault:accounted": ("vm", 45),
+    "vm:fault:installed": ("vm", 60), "vm:mmap:vma_ready": ("vm", 5), "vm:mmap:inserted": ("vm", 7),
+    "vm:munmap:detached": ("vm", 4), "vm:munmap:unlinked": ("vm", 6), "vm:zap:gathered": ("vm", 8),
+    "vm:munmap:unmapped": ("vm", 10),
     "wl:alloc:got": ("base", 70), "wl:free:unheld": ("base", 60), "wl:free:done": ("base", 50),
     "wl:push:claimed": ("base", 20), "wl:push:published": ("base", 30), "wl:pop:taken": ("feed", 15),
     "wl:pop:freed": ("feed", 25),
@@ -59,6 +64,8 @@ def _driver(kind: str, p: object):
         return H.soak_driver(p, before=H.feed_before(p))
     if kind == "frag":
         return H.frag_driver(p)
+    if kind == "vm":
+        return H.vm_driver()
     return H.soak_driver(p)
 
 
@@ -77,12 +84,13 @@ def test_kill_at_every_point(machine, point: str) -> None:
     pid, killed = H.run_child(a, 0, _driver(kind, p), point, skip)
     assert killed, f"cpu0 never reached {point} (after {skip} passes) in scenario {scenario}"
     assert I.died_at(a, 0) == point
-    rec = H.recover(a, pid, 0, p)
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind == "vm" else None)
     H.check_all(a)
     assert I.read_records(a, 0) == []
     # The machine works on: the CPU comes back and runs the soak again to its teardown.
     cpuhp_online_mm(a, 0)
-    _, killed = H.run_child(a, 0, H.soak_driver(p, seed=2, budget=10))
+    again = H.vm_driver(rounds=5, seed=2) if kind == "vm" else H.soak_driver(p, seed=2, budget=10)
+    _, killed = H.run_child(a, 0, again)
     assert not killed
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

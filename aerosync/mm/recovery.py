@@ -17,7 +17,10 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
           its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);
        2. each record is rolled forward or back by its subsystem (pmm: move_freepages
-          redone; slab: chains and objects in flight put back, mm/slab/recover.py);
+          redone; slab: chains and objects in flight put back, mm/slab/recover.py; vm:
+          faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py); the frees the dead
+          CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
+          world is stopped, every reader is out);
           workload records (wl_*) go to the workload's `recover` hook, which also
           frees everything its held table says the dead CPU held;
        3. the state scans put back whatever is still in flight: slab lists rebuilt
@@ -127,6 +130,11 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
         from aerosync.mm.slab.slub import Slub
 
         slub = Slub(arena, cpu, mm=mm)
+    if "rcu" in arena.sections:
+        rec.objects += _pending_rcu_frees(arena, cpu, slub)
+    from aerosync.mm.vm.recover import VM_OPS
+
+    vmh = None
     wl: list[tuple[I.Record, bool]] = []
     inner_open = {0: False, 1: False}
     for r in records:                                     # innermost first, per context
@@ -135,11 +143,23 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
         elif r.op in _PMM_OPS:
             if r.op == I.OP["move_freepages"]:
                 PR.redo_move(mm, r.args[0], r.args[1], r.args[2])
+        elif r.op in VM_OPS:
+            from aerosync.mm.vm import recover as VR
+
+            if vmh is None:
+                from aerosync.mm.vm.vm import VM
+
+                vmh = VM(arena, cpu, mm=mm)
+            got = VR.recover_record(arena, vmh, r, spills.get(r.ctx, []), inner_open[r.ctx])
+            rec.objects += got.get("objects", 0)
+            rec.pages += got.get("pages", 0)
         elif slab:
             got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []), inner_open[r.ctx])
             rec.objects += got.get("objects", 0)
             rec.pages += got.get("pages", 0)
         inner_open[r.ctx] = True
+    if vmh is not None:
+        vmh.leave()                                       # its deferred frees run (rcu_barrier)
     if slab:
         rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
     if workload_recover is not None:
@@ -156,6 +176,30 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
     rec.pages += scan["orphan_pages"]
     rec.recover_ms = (time.perf_counter() - t0) * 1e3
     return rec
+
+
+def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> int:
+    """Run the frees the dead CPU queued for after a grace period (the world is stopped:
+    every live CPU parked outside any read-side section, the dead one's word cleared)."""
+    from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.sync.rcu import RCU_FREE_VMA, forget_pending, pending_frees
+
+    pending = pending_frees(arena, cpu)
+    forget_pending(arena, cpu)
+    if not pending or slub is None:
+        return 0
+    from aerosync.mm.vm.vma import V_STATE, VMA_FREE
+
+    phys = arena.off("physmem")
+    n = 0
+    for off, kind in pending:
+        if kind == RCU_FREE_VMA:
+            arena.u64[(off + V_STATE) >> 3] = VMA_FREE
+        cid, _ = slub.cache_of(VBASE + (off - phys))
+        if cid >= 0:
+            slub.cache(cid).free(VBASE + (off - phys))
+            n += 1
+    return n
 
 
 def accounting(arena: Any) -> dict[str, int]:

@@ -62,7 +62,7 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
-from aerosync.crash import CrashLog, FaultDriver, check_fault
+from aerosync.crash import CrashLog, FaultDriver, check_fault, check_recovery
 from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
 from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
@@ -361,7 +361,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     _check_machine_fit(scn, config)
     if scn.fault.active:
         check_fault(scn, n)
-    notes = []
+    notes: list[str] = []
+    check_recovery(scn, mod, notes)
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
     quota = host.quota

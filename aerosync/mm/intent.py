@@ -207,8 +207,6 @@ class IntentLog:
 
         def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0) -> int:
             d = q[dep]
-            if d > last:                     # the owner's shared context; never a worker's
-                d = last
             r = rec0 + (d << 3)
             q[r + 1] = a0
             q[r + 2] = a1
@@ -217,6 +215,20 @@ class IntentLog:
             q[r] = op
             q[dep] = d + 1
             return r
+
+        if owner:
+            def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0) -> int:   # the clamped one
+                d = q[dep]
+                if d > last:                 # the owner's context, shared by threads of tests
+                    d = last
+                r = rec0 + (d << 3)
+                q[r + 1] = a0
+                q[r + 2] = a1
+                q[r + 3] = a2
+                q[r + 7] = 0
+                q[r] = op
+                q[dep] = d + 1
+                return r
 
         def end(r: int) -> None:
             q[dep] = (r - rec0) >> 3

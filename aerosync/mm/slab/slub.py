@@ -781,62 +781,58 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         is taken (before the CAS, dropped and retaken on a retry) only when an unfrozen
         slab with free objects becomes empty: then, if it is on its node's partial list
         (not a CPU's) and the node has min_partial, it is removed and discarded."""
-        r = begin(_OP_FREE, cid, pfn, idx)
+        r = begin(_OP_FREE, cid, pfn, idx)          # step 1 once the CAS is done
         try:
-            slab_free_body(pfn, idx, cnt_stat, r)
+            m = sm_of(pfn)
+            w = m + M_WORD
+            nid = -1
+            on_node = False
+            while True:
+                if nid >= 0:
+                    nl_rel[nid]()
+                    nid = -1
+                old = load64(w)
+                fl, inuse = old & _LO, (old >> 32) & 0xFFFF
+                frozen = old & FROZEN
+                fp_set(pfn, idx, fl)
+                new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
+                if not frozen and ((inuse == 1 and fl != NIL32) or (fl == NIL32 and not cpu_partial_max)):
+                    nid = u8[m + M_NID]
+                    nl_acq[nid]()
+                    on_node = u8[m + M_LIST] == LIST_NODE_PARTIAL
+                if cas64(w, old, new) == old:
+                    break
+                stat(ST_CAS_FAIL)
+            u64[r + 7] = 1
+            if fp:
+                fp(P_FREE_FREED)
+            if cnt_stat:
+                stat(ST_FREE_SLOW)
+            if nid < 0:
+                if not frozen and fl == NIL32:
+                    put_cpu_partial(pfn, True)
+                    stat(ST_CPU_PARTIAL_FREE)
+                return
+            discard = -1
+            try:
+                if fl != NIL32 and not on_node:
+                    return                                # on a CPU's partial list: theirs
+                no = node_offs[nid]
+                if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
+                    if on_node:
+                        remove_partial_locked(nid, pfn)
+                    u8[m + M_LIST] = LIST_NONE
+                    discard = pfn
+                elif fl == NIL32:                         # no cpu partial lists: straight to the node
+                    add_partial_locked(nid, pfn, True)
+            finally:
+                nl_rel[nid]()
+            if discard >= 0:
+                if fp:
+                    fp(P_FREE_UNLISTED)
+                discard_slab(discard)
         finally:
             end(r)
-
-    def slab_free_body(pfn: int, idx: int, cnt_stat: bool, r: int) -> None:
-        """slab_free with its intent record `r` open (step 1 once the CAS is done)."""
-        m = sm_of(pfn)
-        w = m + M_WORD
-        nid = -1
-        on_node = False
-        while True:
-            if nid >= 0:
-                nl_rel[nid]()
-                nid = -1
-            old = load64(w)
-            fl, inuse = old & _LO, (old >> 32) & 0xFFFF
-            frozen = old & FROZEN
-            fp_set(pfn, idx, fl)
-            new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
-            if not frozen and ((inuse == 1 and fl != NIL32) or (fl == NIL32 and not cpu_partial_max)):
-                nid = u8[m + M_NID]
-                nl_acq[nid]()
-                on_node = u8[m + M_LIST] == LIST_NODE_PARTIAL
-            if cas64(w, old, new) == old:
-                break
-            stat(ST_CAS_FAIL)
-        u64[r + 7] = 1
-        if fp:
-            fp(P_FREE_FREED)
-        if cnt_stat:
-            stat(ST_FREE_SLOW)
-        if nid < 0:
-            if not frozen and fl == NIL32:
-                put_cpu_partial(pfn, True)
-                stat(ST_CPU_PARTIAL_FREE)
-            return
-        discard = -1
-        try:
-            if fl != NIL32 and not on_node:
-                return                                # on a CPU's partial list: theirs
-            no = node_offs[nid]
-            if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
-                if on_node:
-                    remove_partial_locked(nid, pfn)
-                u8[m + M_LIST] = LIST_NONE
-                discard = pfn
-            elif fl == NIL32:                         # no cpu partial lists: straight to the node
-                add_partial_locked(nid, pfn, True)
-        finally:
-            nl_rel[nid]()
-        if discard >= 0:
-            if fp:
-                fp(P_FREE_UNLISTED)
-            discard_slab(discard)
 
     # -------------------------------------------------------- slow path (___slab_alloc)
     def install(pfn: int, chain: int) -> int:

@@ -43,6 +43,9 @@ Per-CPU area (CPU_AREA_SIZE bytes, 64-byte aligned; owner CPU writes, others rea
              56 pause_ack u64
     line 1   64 waiting_on u64 (lock slot + 1 while in a lock's slow path, else 0)
              72 waiting_since_ns u64 | 80 lat_samples u64
+             88 hp_state u64 (atomic; HP_*: the CPU's hotplug state, mm/cpuhp.py)
+             96 hp_request u64 (atomic; `aerosync hotplug` CASes 0 -> seq << 8 | HPREQ_*,
+                the coordinator takes it)  104 hp_result u64 (seq << 8 | HPRES_*)
     128      NR_LAT_BUCKETS x u64 histogram of sampled operation latency (lat_bucket())
     1152     NR_CPU_COUNTERS x u64 workload counters (names owned by the workload)
 """
@@ -92,7 +95,9 @@ __all__ = [
     "CPU_HARNESS_PS", "CPU_PAUSE_ACK", "CPU_COUNTERS", "CPU_WAITING_ON", "CPU_WAITING_SINCE",
     "CPU_LAT_SAMPLES", "CPU_LAT_HIST", "lat_bucket", "lat_bucket_ns",
     "CPUST_EMPTY", "CPUST_STARTING", "CPUST_READY", "CPUST_RUNNING", "CPUST_DONE",
-    "CPUST_FAILED", "CPUST_NAMES",
+    "CPUST_FAILED", "CPUST_OFFLINE", "CPUST_NAMES",
+    "CPU_HP_STATE", "CPU_HP_REQUEST", "CPU_HP_RESULT", "HP_ONLINE", "HP_GOING_DOWN", "HP_OFFLINE",
+    "HP_COMING_UP", "HP_NAMES", "HPREQ_OFFLINE", "HPREQ_ONLINE", "HPRES_OK", "HPRES_REFUSED",
 ]
 
 HEADER_SIZE = 64 * 1024
@@ -112,10 +117,16 @@ RUN_INIT, RUN_GO, RUN_STOP, RUN_ABORT, RUN_PAUSE = 0, 1, 2, 3, 4
 CPU_STATE, CPU_PID, CPU_STARTTIME, CPU_HOST_CPU = 0, 8, 16, 24
 CPU_OPS, CPU_HEARTBEAT, CPU_HARNESS_PS, CPU_PAUSE_ACK = 32, 40, 48, 56
 CPU_WAITING_ON, CPU_WAITING_SINCE, CPU_LAT_SAMPLES = 64, 72, 80
+CPU_HP_STATE, CPU_HP_REQUEST, CPU_HP_RESULT = 88, 96, 104
 CPU_LAT_HIST = 2 * CACHE_LINE
 CPU_COUNTERS = CPU_LAT_HIST + NR_LAT_BUCKETS * 8
-CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED = range(6)
-CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed")
+CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED, CPUST_OFFLINE = range(7)
+CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed", "offline")
+# CPU hotplug (mm/cpuhp.py has the protocol): hp_state, and the requests of `aerosync hotplug`
+HP_ONLINE, HP_GOING_DOWN, HP_OFFLINE, HP_COMING_UP = 0, 1, 2, 3
+HP_NAMES = ("online", "going-offline", "offline", "coming-online")
+HPREQ_OFFLINE, HPREQ_ONLINE = 1, 2
+HPRES_OK, HPRES_REFUSED = 1, 2
 
 assert CPU_COUNTERS + NR_CPU_COUNTERS * 8 <= CPU_AREA_SIZE
 assert CPU_AREA_SIZE % CACHE_LINE == 0 and LOCK_SLOT_SIZE % CACHE_LINE == 0

@@ -10,6 +10,8 @@ Data flow::
     sampling loop: wait(worker sentinels, sample_interval)
         • a sentinel fires before STOP  → WorkerDied(cpu, pid, cause, traceback)
         • every tick: per-CPU ops + counters ──► samples (throughput over time)
+        • [[events]] due and `aerosync hotplug` requests → a CPU offline / online
+          (aerosync/hotplug.py: its worker leaves, mm/cpuhp.py; or a new worker joins)
         • duration over / every CPU DONE → run_state = STOP
     stop: join (grace) → terminate → kill; lock_stat + workload report; close + unlink
 
@@ -52,7 +54,9 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
+from aerosync.hotplug import Hotplug, check_events
 from aerosync.mm.boot import boot, machine_sections
+from aerosync.mm.cpuhp import cpuhp_check
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
@@ -96,6 +100,7 @@ class RunResult:
     numa: dict[str, Any] = field(default_factory=dict)
     mm: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
+    hotplug: list[dict[str, Any]] = field(default_factory=list)   # CPU offline/online events (hotplug.py)
 
     @property
     def total_ops(self) -> int:
@@ -116,6 +121,7 @@ class RunResult:
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
             "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
+            "hotplug": self.hotplug,
         }
 
 
@@ -333,6 +339,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     cleanup_stale()
     n = sim.nr_cpus
     _check_policies(scn, sim)
+    check_events(scn, n)
     config, specs = plan_arena(scn, sim)
     _check_machine_fit(scn, config)
     notes = []
@@ -359,12 +366,17 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         from dataclasses import asdict
 
         params = asdict(scn.workload)
-        for c in range(n):
+
+        def start_worker(c: int, hotplug: bool = False) -> mp.process.BaseProcess:
             spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
-                              scn.run.workload, params, scn.run.seed, scn.run.ops)
+                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug)
             p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
             p.start()
-            procs.append(p)
+            return p
+
+        for c in range(n):
+            procs.append(start_worker(c))
+        hp = Hotplug(arena, scn, procs, lambda c: start_worker(c, True), lambda c, p: _worker_died(arena, c, p))
         t_ready = _wait_ready(arena, procs)
         ready_s = t_ready - t_begin
         if ready_only:
@@ -377,7 +389,9 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
-                                                                              on_tick)
+                                                                              on_tick, hp)
+        hp.settle()             # (interrupted: a CPU coming up meets STOP, gives back, is DONE)
+        hp.finish()
         _stop(arena, procs)
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
@@ -398,15 +412,20 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             numa=_numa_summary(scn, views_before, views_after),
             mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
                 "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()}},
+            hotplug=hp.log,
         )
+        result.notes.extend(f"hotplug: cpu{e['cpu']} {e['action']} at {e['t']:.2f} s "
+                            + (f"refused: {e['refused']}" if "refused" in e else f"not run: {e['skipped']}")
+                            for e in hp.log if "refused" in e or "skipped" in e)
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
         reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True))
-        result.mm_check = {"ok": all(r.ok for r in reports),
+        offline_held = cpuhp_check(arena)       # H1: an offline CPU holds nothing
+        result.mm_check = {"ok": all(r.ok for r in reports) and not offline_held,
                            "elapsed_s": sum(r.elapsed_s for r in reports),
                            "summary": {k: v for r in reports for k, v in r.summary.items()},
                            "counts": {k: v for r in reports for k, v in r.counts.items()},
-                           "violations": [str(v) for r in reports for v in r.violations],
+                           "violations": [str(v) for r in reports for v in r.violations] + offline_held,
                            "live_checks": live_checks}
         if stopped_by is not None:
             signum = int(getattr(stopped_by, "signum", signal.SIGINT))
@@ -495,7 +514,7 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any, on_tick: Any = None
+              on_sample: Any, on_tick: Any = None, hp: Hotplug | None = None
               ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any],
                          KeyboardInterrupt | None]:
     """Release the barrier and sample until the run is over; the fifth value is the task
@@ -505,7 +524,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     was measured and it propagates."""
     state: dict[str, Any] = {}
     try:
-        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state), None)
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state, hp), None)
     except KeyboardInterrupt as e:
         if "t_go" not in state:
             raise
@@ -516,7 +535,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
 
 
 def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-                   on_sample: Any, on_tick: Any, state: dict[str, Any]
+                   on_sample: Any, on_tick: Any, state: dict[str, Any], hp: Hotplug | None = None
                    ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
@@ -532,7 +551,10 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
     live_checks: list[dict[str, Any]] = []
     state.update(samples=samples, t_go=t_go, live_checks=live_checks)   # what an interrupt keeps
     while True:
-        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
+        wake = next_tick
+        if hp is not None and (hp_at := hp.next_at(time.perf_counter() - t_go)) is not None:
+            wake = min(wake, t_go + hp_at)              # an event due, or a CPU coming up
+        ready = mp_wait(sentinels, timeout=max(0.0, min(wake - time.perf_counter(), 0.5)))
         if ready:
             # A worker exits on its own only in ops mode after DONE; anything else is a death.
             for c, p in enumerate(procs):
@@ -541,6 +563,8 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
                     if p.exitcode != 0 or _cpu_word(arena, c, L.CPU_STATE) != L.CPUST_DONE:
                         raise _worker_died(arena, c, p)
             sentinels = [p.sentinel for p in procs if p.exitcode is None]
+        if hp is not None and hp.poll(time.perf_counter() - t_go):
+            sentinels = [p.sentinel for p in procs if p.exitcode is None]   # a CPU left or joined
         now = time.perf_counter()
         if now >= next_tick:
             samples.append(_sample(arena, n, t_go))
@@ -558,8 +582,12 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
             next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
-        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
-            break
+        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE or
+                                    (_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_OFFLINE and
+                                     (hp is None or not hp.comes_back(c))) for c in range(n)):
+            break           # ops mode: every CPU did its ops, or is offline for good
+    if hp is not None:
+        hp.settle()             # a CPU coming up runs before it sees STOP
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
     proc_after = _proc_at_stop(arena, procs) if deadline is not None else {}

@@ -4,8 +4,20 @@ Life of a worker (coordinator.py drives the other side)::
 
     start ─ die_with_parent ─ pin + verify ─ attach ─ READY, nr_ready++ ─ wait GO
           ─ loop { batch of ops ; publish ops + heartbeat ; check run_state
-                   (PAUSE: ack, park until GO — the live invariant check) }
-          ─ teardown (the workload gives back what it holds) ─ DONE ─ close
+                   (PAUSE: ack, park until GO — the live invariant check) ;
+                   check hp_state (GOING_DOWN: leave, see CPU hotplug) }
+          ─ teardown (the workload gives back what it holds) ─ DONE | OFFLINE ─ close
+
+CPU hotplug (mm/cpuhp.py, coordinator.py): a worker whose hp_state the coordinator set
+to GOING_DOWN leaves at its next batch boundary as a task migrating away would: its
+workload's teardown gives back everything it holds (blocks, objects, its task and
+address space; VM.leave answers pending IPIs and runs its RCU callbacks), then it
+stores OFFLINE and exits 0; the coordinator runs the mm teardown (cpuhp_offline_mm).
+Objects other CPUs hand it through a ring meanwhile wait there for its next worker (or
+the run's end, when the report frees ring leftovers).  A worker started to bring a CPU
+back (`WorkerSpec.hotplug`) runs cpuhp_online_mm as that CPU before its workload's
+make_batch, skips the start barrier (the run is going), and continues the CPU's
+published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
 
 Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
 keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
@@ -55,6 +67,7 @@ class WorkerSpec:
     params: dict
     seed: int
     ops: int | None            # operation budget, or None: run until told to stop
+    hotplug: bool = False      # started to bring the CPU back online during the run
 
 
 def cpu_rng(seed: int, cpu: int) -> random.Random:
@@ -88,7 +101,13 @@ def main(spec: WorkerSpec) -> None:
         _write_errtext(arena, spec.cpu, traceback.format_exc())
         q[area + (L.CPU_STATE >> 3)] = L.CPUST_FAILED
         code = 1
+    going_down = code == 0 and q[area + (L.CPU_STATE >> 3)] == L.CPUST_OFFLINE
+    del q
     arena.close()
+    if going_down:          # hotplug waits for this exit: skip the interpreter's teardown (~0.3 s loaded)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     sys.exit(code)
 
 
@@ -108,18 +127,31 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
 
     mod = WORKLOADS[spec.workload]
     params = mod.Params(**spec.params)
-    batch = mod.make_batch(arena, spec.cpu, params, cpu_rng(spec.seed, spec.cpu))
     at, q = arena.atomic, arena.u64
+    if spec.hotplug:
+        from aerosync.mm.cpuhp import cpuhp_online_mm
+
+        cpuhp_online_mm(arena, spec.cpu)
+    rng = cpu_rng(spec.seed, spec.cpu)
+    if spec.hotplug:                                 # a new stream per incarnation, still seeded
+        rng = cpu_rng(spec.seed * 1_000_003 + q[area + (L.CPU_OPS >> 3)], spec.cpu)
+    batch = mod.make_batch(arena, spec.cpu, params, rng)
     state_i, ops_i, hb_i = area + (L.CPU_STATE >> 3), area + (L.CPU_OPS >> 3), area + (L.CPU_HEARTBEAT >> 3)
+    hp_off = (area << 3) + L.CPU_HP_STATE
     load, run_state = at.load64, L.H_RUN_STATE
     clock = time.monotonic_ns
 
-    q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
+    if not spec.hotplug:                             # (a CPU brought back keeps its first figure)
+        q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
     q[state_i] = L.CPUST_READY
-    at.fetch_add64(L.H_NR_READY, 1)
+    if not spec.hotplug:
+        at.fetch_add64(L.H_NR_READY, 1)
     while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
         time.sleep(GO_POLL_S)
     if rs not in (L.RUN_GO, L.RUN_PAUSE):           # STOP/ABORT before GO (ready_only, errors)
+        teardown = getattr(batch, "teardown", None)
+        if teardown is not None and rs == L.RUN_STOP:
+            teardown()                               # make_batch may have taken something (a task, pins)
         q[state_i] = L.CPUST_DONE
         return 0
     q[hb_i] = clock()
@@ -140,7 +172,8 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     budget = spec.ops if spec.ops is not None else -1
     if rs != L.RUN_GO:
         budget = 0                                   # stopped before the first batch
-    done, n = 0, 16
+    done, n = q[ops_i], 16                           # 0, or what the CPU's earlier workers did
+    offline = False
     while budget < 0 or done < budget:
         if budget >= 0:
             n = min(n, budget - done)
@@ -161,6 +194,9 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
             rs = _pause(arena, area, poll)
         if rs != L.RUN_GO:
             break
+        if load(hp_off) == L.HP_GOING_DOWN:
+            offline = True
+            break
         # Adapt the batch so publishing and stop checks stay ~2 ms apart.
         dt = t1 - t0
         if dt < BATCH_TARGET_NS // 2 and n < BATCH_MAX:
@@ -170,7 +206,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     teardown = getattr(batch, "teardown", None)
     if teardown is not None:
         teardown()          # e.g. give back what this CPU still holds
-    q[state_i] = L.CPUST_DONE
+    at.store64(state_i << 3, L.CPUST_OFFLINE if offline else L.CPUST_DONE)
     return 0
 
 

@@ -359,6 +359,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
+    hp: Hotplug | None = None
     try:
         boot(arena)
         mod.setup(arena, scn.workload, n)
@@ -437,6 +438,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
+        if hp is not None:
+            hp.close()                                       # hotplug standbys
         arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
         arena.close()
         if old_term is not None:

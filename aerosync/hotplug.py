@@ -12,10 +12,11 @@ driving the hotplug state machine; what mm does in it is mm/cpuhp.py.
                       (its PCP lists, CPU slab, partials, magazines and sheaves back;
                       counters stay in its records: every reader sums all CPUs), checks
                       H1 (it holds nothing) and records the event.
-  online (cpu_up)     hp_state COMING_UP; a new worker process for the CPU attaches,
-                      pins itself to the same host CPU, runs cpuhp_online_mm as that CPU,
-                      builds its workload and joins the running workload; the coordinator
-                      waits until it runs.
+  online (cpu_up)     hp_state COMING_UP; the CPU's next worker process -- started as a
+                      standby when the CPU went offline: imported, attached, pinned to the
+                      same host CPU, parked -- runs cpuhp_online_mm as that CPU, builds
+                      its workload and joins the running workload; the coordinator's loop
+                      goes on meanwhile and completes the event once the worker runs.
 Refused (as Linux refuses): cpu0 -- x86-64's boot CPU has no online file since v6.3
 removed CPU0 hotplug, and the coordinator's reports act as CPU 0 after the run; the
 last online CPU (-EBUSY); a CPU already in the asked state; a CPU that finished its
@@ -110,6 +111,7 @@ class Hotplug:
         self.nr_cpus = len(procs)
         self.log: list[dict[str, Any]] = []
         self.coming: dict[int, tuple[float, dict[str, Any], int]] = {}   # cpu -> (t0, its log record, request)
+        self.standby: dict[int, mp.process.BaseProcess] = {}   # an offline CPU's next worker, parked
 
     def next_at(self, t: float) -> float | None:
         """Seconds after the start when `poll` has work next, `t` being now (None: nothing
@@ -205,6 +207,7 @@ class Hotplug:
             raise AeroSyncError(f"hotplug: cpu{cpu} is offline but still holds {held[0]} (H1)")
         arena.atomic.store64(state_off, L.CPUST_OFFLINE)
         t2 = time.perf_counter()
+        self.standby[cpu] = self.start_worker(cpu)     # parks until the CPU comes up (workers/cpu.py)
         return {"pid": p.pid or 0, "leave_ms": round(((t_left or t1) - t0) * 1e3, 3),
                 "exit_ms": round((t1 - (t_left or t1)) * 1e3, 3), "teardown_ms": round((t2 - t1) * 1e3, 3),
                 "ms": round((t2 - t0) * 1e3, 3), **{k: v for k, v in out.items() if k != "folded"}}
@@ -213,9 +216,14 @@ class Hotplug:
         """cpu_up(): start the CPU's new worker; `_progress` completes `rec` once it runs."""
         arena, at = self.arena, self.arena.atomic
         t0 = time.perf_counter()
-        set_hp_state(arena, cpu, L.HP_COMING_UP)
         at.store64(_word(arena, cpu, L.CPU_STATE), L.CPUST_STARTING)   # no worker owns the area now
-        self.procs[cpu] = p = self.start_worker(cpu)
+        p = self.standby.pop(cpu, None)
+        if p is not None and p.exitcode is not None:
+            raise self.died(cpu, p)                    # the standby never made it: say why
+        if p is None:
+            p = self.start_worker(cpu)
+        set_hp_state(arena, cpu, L.HP_COMING_UP)       # the standby goes (or the new worker will)
+        self.procs[cpu] = p
         rec.update(pid=p.pid or 0, ms=None)
         self.coming[cpu] = (t0, rec, req)
 
@@ -245,6 +253,17 @@ class Hotplug:
             self.log.append({"t": e.at, "cpu": e.cpu, "action": e.action, "source": "scenario",
                              "skipped": "the run ended before its turn"})
         self.pending.clear()
+
+    def close(self) -> None:
+        """The run is over (or failed): the standbys that were not needed go (they leave
+        on STOP by themselves; this also covers an abort)."""
+        for p in self.standby.values():
+            if p.exitcode is None:
+                p.join(0.5)
+            if p.exitcode is None:
+                p.kill()
+                p.join(2.0)
+        self.standby.clear()
 
     def settle(self) -> None:
         """Wait until every CPU coming up runs (the run is about to stop: a worker must

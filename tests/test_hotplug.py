@@ -110,11 +110,20 @@ def test_scenario_round_trip_keeps_events(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ live runs
+def _children() -> list[str]:
+    import psutil
+
+    return [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
+            if "resource_tracker" not in " ".join(p.cmdline())]
+
+
 def _run_checked(scn: Any) -> dict[str, Any]:
+    """A run whose checkers pass and after which nothing is left: no segment, no worker,
+    no hotplug standby (conftest would kill a stray one; this says it was there)."""
     res = coordinator.run(scn)
     d = res.to_dict()
     assert d["mm_check"]["ok"], d["mm_check"]["violations"]
-    assert _mine() == []
+    assert _mine() == [] and _children() == []
     return d
 
 

@@ -15,9 +15,13 @@ address space; VM.leave answers pending IPIs and runs its RCU callbacks), then i
 stores OFFLINE and exits 0; the coordinator runs the mm teardown (cpuhp_offline_mm).
 Objects other CPUs hand it through a ring meanwhile wait there for its next worker (or
 the run's end, when the report frees ring leftovers).  A worker started to bring a CPU
-back (`WorkerSpec.hotplug`) runs cpuhp_online_mm as that CPU before its workload's
-make_batch, skips the start barrier (the run is going), and continues the CPU's
-published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
+back (`WorkerSpec.hotplug`) is started as a standby as soon as the CPU is offline: it
+imports, attaches and pins itself, then waits (touching nothing of the CPU's) until the
+coordinator brings the CPU up (hp_state COMING_UP) or the run ends -- what takes a new
+process a second or more is done before it is needed, as Linux keeps a CPU's per-CPU
+threads parked across hotplug.  Brought up, it runs cpuhp_online_mm as that CPU before
+its workload's make_batch, skips the start barrier (the run is going), and continues the
+CPU's published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
 
 Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
 keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
@@ -52,6 +56,10 @@ __all__ = ["WorkerSpec", "main", "cpu_rng"]
 BATCH_TARGET_NS = 2_000_000      # aim for ~2 ms of work between publishes/stop checks
 BATCH_MAX = 1 << 16
 GO_POLL_S = 200e-6
+STANDBY_POLL_S = 1e-3        # a hotplug standby's look at its CPU's hp_state
+# Imported by a hotplug standby before it parks (measured: ~0.2 s of a loaded box's bring-up)
+_BRINGUP_IMPORTS = ("workers.workloads", "aerosync.mm.cpuhp", "aerosync.mm.pmm.init", "aerosync.mm.pmm.page_alloc",
+                    "aerosync.mm.numa.mempolicy", "aerosync.mm.slab.slub", "aerosync.mm.slab.kmalloc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,10 @@ def main(spec: WorkerSpec) -> None:
     area = (arena.off("cpu") + spec.cpu * CPU_AREA_SIZE) >> 3
     q = arena.u64
     try:
+        if spec.hotplug and not _wait_bringup(arena, area):
+            del q
+            arena.close()                            # a standby the run did not need
+            sys.exit(0)
         q[area + (L.CPU_PID >> 3)] = os.getpid()
         q[area + (L.CPU_STARTTIME >> 3)] = arch_cpu.proc_starttime(os.getpid()) or 0
         q[area + (L.CPU_HOST_CPU >> 3)] = spec.host_cpu
@@ -109,6 +121,25 @@ def main(spec: WorkerSpec) -> None:
         sys.stderr.flush()
         os._exit(0)
     sys.exit(code)
+
+
+def _wait_bringup(arena: Arena, area: int) -> bool:
+    """A worker started for CPU hotplug is a standby until the coordinator brings its CPU
+    up (hp_state COMING_UP): it has imported, attached and pinned itself, and touches
+    nothing of the CPU's yet (the CPU is offline, or its last worker still leaving).
+    False when the run ends first."""
+    import importlib
+
+    for mod in _BRINGUP_IMPORTS:        # what the bring-up and make_batch import, while parked
+        importlib.import_module(mod)
+
+    load = arena.atomic.load64
+    hp_off = (area << 3) + L.CPU_HP_STATE
+    while load(hp_off) != L.HP_COMING_UP:
+        if load(L.H_RUN_STATE) in (L.RUN_STOP, L.RUN_ABORT):
+            return False
+        time.sleep(STANDBY_POLL_S)
+    return True
 
 
 def _harness_ps(n: int = 200_000) -> int:

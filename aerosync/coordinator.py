@@ -248,11 +248,17 @@ def plan_arena(scn: Scenario, sim: topo.SimTopology) -> tuple[dict[str, Any], li
 
 def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
     m = scn.machine
+    sim_d, reclaim = sim.to_dict(), scn.reclaim.as_dict()
+    if scn.reclaim.present and (reclaim.get("kswapd", True) or reclaim.get("flusher", True)):
+        from aerosync.mm.reclaim.kthread import kthread_machine  # kswapd / flusher CPUs appended
+
+        sim_d, reclaim = kthread_machine(sim_d, reclaim)
     return {
-        "nr_cpus": sim.nr_cpus,
+        "nr_cpus": sim_d["nr_cpus"],
         "nr_pages": m.memory // PAGE_SIZE,
         "memory": m.memory,
-        "sim": sim.to_dict(),
+        "sim": sim_d,
+        "reclaim": reclaim,
         "lock_stat": m.lock_stat,
         "lock_hold_sample": m.lock_hold_sample,
         "lockdep": m.lockdep,
@@ -360,9 +366,13 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         raise
     procs: list[mp.process.BaseProcess] = []
     hp: Hotplug | None = None
+    kthreads = None
     try:
         boot(arena)
         mod.setup(arena, scn.workload, n)
+        from aerosync.mm.reclaim.kthread import start_kthreads
+
+        kthreads = start_kthreads(arena)                   # kswapd per node, the flusher (mm/reclaim)
         ctx = mp.get_context("spawn")
         from dataclasses import asdict
 
@@ -394,6 +404,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         hp.settle()             # (interrupted: a CPU coming up meets STOP, gives back, is DONE)
         hp.finish()
         _stop(arena, procs)
+        if kthreads is not None:
+            kthreads.stop()
         # The closing sample is taken once every worker has left: each finishes the batch
         # it was in when STOP came, and those operations count (and are counted).
         samples.append(_sample(arena, n, t_go))
@@ -441,9 +453,25 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         if hp is not None:
             hp.close()                                       # hotplug standbys
         arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
-        arena.close()
+        try:
+            _stop_reclaim(arena, kthreads)
+        finally:
+            arena.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def _stop_reclaim(arena: Arena, kthreads: Any) -> None:
+    """kswapd and the flusher stopped, the swap file removed (every exit path)."""
+    from aerosync.mm.reclaim.swapfile import swapoff
+
+    try:
+        if kthreads is not None:
+            kthreads.stop(2.0)
+    except AeroSyncError:
+        pass
+    finally:
+        swapoff(arena)
 
 
 def _main_thread() -> bool:
@@ -630,7 +658,7 @@ def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str) -> No
         if not pending:
             return
         for c in pending:
-            if not procs[c].is_alive():
+            if c < len(procs) and not procs[c].is_alive():      # (kthread CPUs come after the workers)
                 raise _worker_died(arena, c, procs[c])
         if time.perf_counter() > deadline:
             raise AeroSyncError(f"{why}: cpu{pending[0]} did not reach the pause barrier in 30 s")
@@ -677,7 +705,9 @@ def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:
             raise _worker_died(arena, c, procs[c])
         if st == L.CPUST_RUNNING and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq:
             pending.append(c)
-    return pending
+    from aerosync.mm.reclaim.kthread import kthread_pause_pending
+
+    return pending + kthread_pause_pending(arena, seq)
 
 
 def _watchdog(arena: Arena, procs: list[mp.process.BaseProcess], limit_s: float) -> None:

@@ -104,7 +104,8 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "workload", "kernel", "locks", "events")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "reclaim", "workload", "kernel", "locks",
+             "events")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
@@ -133,6 +134,33 @@ _VM_KEYS: dict[str, tuple[str, str]] = {
     "max_map_count": ("int", "16..16777216 (vm.max_map_count)"),
     "tlb_single_page_flush_ceiling": ("int", "0..1048576 (pages; above it a flush is a full flush)"),
 }
+# [reclaim]: key -> (kind, allowed text); defaults in mm/reclaim/layout.py reclaim_params
+_RECLAIM_KEYS: dict[str, tuple[str, str]] = {
+    "lru": ("str", '"mglru" (multi-generational LRU) or "classic" (active/inactive lists)'),
+    "swappiness": ("int", "0..200 (vm.swappiness)"),
+    "swap_file": ("str", "a path for the swap file AeroSync creates and removes (default: in the temp dir)"),
+    "swap_size": ("size", 'bytes, a multiple of 4096 (or "64M", "1G"); 0 = no swap'),
+    "zmm": ("bool", "true or false (compress anonymous pages before they go to swap)"),
+    "zmm_compressor": ("str", '"lz4" or "zstd"'),
+    "zmm_max_pool_percent": ("int", "1..100 (of RAM)"),
+    "zmm_accept_threshold_percent": ("int", "1..100 (of the pool limit)"),
+    "zmm_threshold_percent": ("int", "10..100 (a page compressing above this share of 4 KiB is rejected)"),
+    "zmm_writeback": ("bool", "true or false (a full pool writes its oldest entries to swap)"),
+    "dirty_ratio": ("int", "1..100 (vm.dirty_ratio)"),
+    "dirty_background_ratio": ("int", "0..100 (vm.dirty_background_ratio)"),
+    "dirty_writeback_centisecs": ("int", "0..100000"),
+    "dirty_expire_centisecs": ("int", "0..1000000"),
+    "kswapd": ("bool", "true or false (a kswapd process per node)"),
+    "flusher": ("bool", "true or false (the writeback flusher process)"),
+    "min_ttl_ms": ("int", "0..100000"),
+    "page_cluster": ("int", "0..6 (swap readahead: 2^page_cluster pages)"),
+    "oom_kill": ("bool", "true or false (kill a task when reclaim fails, else the allocation fails)"),
+}
+_RECLAIM_RANGES = {"swappiness": (0, 200), "zmm_max_pool_percent": (1, 100), "zmm_accept_threshold_percent": (1, 100),
+                   "zmm_threshold_percent": (10, 100), "dirty_ratio": (1, 100), "dirty_background_ratio": (0, 100),
+                   "dirty_writeback_centisecs": (0, 100_000), "dirty_expire_centisecs": (0, 1_000_000),
+                   "min_ttl_ms": (0, 100_000), "page_cluster": (0, 6)}
+_RECLAIM_CHOICES = {"lru": ("mglru", "classic"), "zmm_compressor": ("lz4", "zstd")}
 _RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
@@ -238,6 +266,19 @@ class LocksSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReclaimSpec:
+    """[reclaim]: the memory-pressure configuration as given (defaults: mm/reclaim/layout.py
+    reclaim_params).  `present`: the scenario has the table, which starts kswapd and the
+    flusher as extra CPUs (unless kswapd / flusher = false)."""
+
+    settings: tuple[tuple[str, object], ...] = ()
+    present: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EventSpec:
     """One [[events]] table: CPU hotplug of simulated CPU `cpu` `at` seconds after the start."""
 
@@ -261,6 +302,7 @@ class Scenario:
     vm: VmSpec = VmSpec()
     kernel: KernelSpec = KernelSpec()
     locks: LocksSpec = LocksSpec()
+    reclaim: ReclaimSpec = ReclaimSpec()
     events: tuple[EventSpec, ...] = ()          # [[events]], in time order
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
@@ -372,6 +414,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
+        **({"reclaim": s.reclaim.as_dict()} if s.reclaim.present else {}),
         "workload": _jsonable(dataclasses.asdict(s.workload)),
         "locks": s.locks.to_config(),
         "events": [dataclasses.asdict(e) for e in s.events],
@@ -450,10 +493,11 @@ def _build(
     vm = _parse_vm(_table(data, "vm", ctx), ctx)
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
+    reclaim = _parse_reclaim(data, ctx)
     events = _parse_events(data.get("events", []), ctx, run)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, events=events,
+                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim, events=events,
                     overridden=overridden)
 
 
@@ -509,6 +553,30 @@ def _parse_vm(t: dict[str, Any], ctx: _Ctx) -> VmSpec:
             raise ctx.err(f"vm.{key}", v, allowed)
         out.append((key, v))
     return VmSpec(tuple(sorted(out)))
+
+
+def _parse_reclaim(data: dict[str, Any], ctx: _Ctx) -> ReclaimSpec:
+    """[reclaim]: types and ranges (the rules reclaim_params enforces at boot)."""
+    present = "reclaim" in data
+    t = _table(data, "reclaim", ctx)
+    _check_keys(t, "reclaim", tuple(_RECLAIM_KEYS), ctx)
+    out = []
+    for key, v in t.items():
+        kind, allowed = _RECLAIM_KEYS[key]
+        if kind == "size":
+            v = parse_size(v, ctx.file, f"reclaim.{key}") if isinstance(v, str) else v
+            ok = _is_int(v) and 0 <= v <= 1 << 40 and v % 4096 == 0
+        else:
+            ok = {"str": isinstance(v, str), "bool": isinstance(v, bool), "int": _is_int(v)}[kind]
+        if ok and kind == "int":
+            lo, hi = _RECLAIM_RANGES[key]
+            ok = lo <= v <= hi
+        if ok and key in _RECLAIM_CHOICES:
+            ok = v in _RECLAIM_CHOICES[key]
+        if not ok:
+            raise ctx.err(f"reclaim.{key}", v, allowed)
+        out.append((key, v))
+    return ReclaimSpec(tuple(sorted(out)), present)
 
 
 def _vm_value_ok(key: str, v: Any, t: Mapping[str, Any]) -> bool:

@@ -454,9 +454,10 @@ def test_chaos_kills_never_break_exclusion_or_progress(make_arena, spawn, soak: 
     word, stop, counts = a.off("data"), a.off("data") + 64, a.off("data") + 128
     procs = {c: spawn(helpers.qlock_chaos, a.name, slot, c, word, counts + 64 * c, stop) for c in range(n)}
     rng = random.Random(1234)
-    kills = 0
+    kills, min_kills = 0, 3
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
+    hard_stop = deadline + 120.0                           # a loaded host starts replacements slowly
+    while (time.monotonic() < deadline or kills < min_kills) and time.monotonic() < hard_stop:
         time.sleep(rng.uniform(0.002, 0.02))
         c = rng.randrange(n)
         if a.atomic.load64(counts + 64 * c + 8) != procs[c].pid:
@@ -473,6 +474,6 @@ def test_chaos_kills_never_break_exclusion_or_progress(make_arena, spawn, soak: 
         assert p.exitcode == 0, f"cpu{c} did not finish (exit {p.exitcode}): a waiter hung"
     total = sum(a.atomic.load64(counts + 64 * c) for c in range(n))
     value = a.u64[word >> 3]
-    assert total > 0 and kills >= 3
+    assert total > 0 and kills >= min_kills
     print(f"\nchaos: {kills} kills, {total} increments, word {value}")
     assert total <= value <= total + kills, (total, value, kills)

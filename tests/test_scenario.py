@@ -85,7 +85,7 @@ BAD_FILES = [
     ("bad_missing_workload", "run.workload", "<missing>", "required: one of needy, plain, storm"),
     ("bad_unknown_workload", "run.workload", "'nope'", "one of needy, plain, storm"),
     ("bad_unknown_top_key", "colour", "'red'",
-     "known top-level keys: name, description, run, machine, numa, slab, vm, workload"),
+     "known top-level keys: name, description, run, machine, numa, slab, vm, reclaim, workload"),
     ("bad_unknown_run_key", "run.durration", "1.0", "known [run] keys: workload, duration, ops"),
     ("bad_unknown_machine_key", "machine.memroy", "'64M'", "known [machine] keys: cpus, memory, topology"),
     ("bad_duration_and_ops", "run", "{'duration': 1, 'ops': 10}", "exactly one of run.duration"),

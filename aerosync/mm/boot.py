@@ -32,6 +32,9 @@ def machine_sections(config: dict[str, Any], slab: bool = True) -> list[L.Sectio
         specs += slab_sections(config)
         if config.get("vm") is not None:
             specs += vm_sections(config)
+            from aerosync.mm.reclaim.layout import reclaim_sections
+
+            specs += reclaim_sections(config)
     return specs
 
 
@@ -42,6 +45,10 @@ def boot(arena: Arena) -> None:
         slab_init(arena)
         if "vmhdr" in arena.sections:
             vm_init(arena)
+            if "reclaim" in arena.sections:
+                from aerosync.mm.reclaim.init import reclaim_init
+
+                reclaim_init(arena)
 
 
 def create_machine(config: dict[str, Any], extra: Sequence[L.SectionSpec] = (), slab: bool = True,

@@ -40,6 +40,7 @@ from workers.workloads import (
     page_fault2,
     page_fault3,
     page_storm,
+    reclaim,
     slab_bulk,
     slub_churn,
     xmalloc,
@@ -67,6 +68,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "xmalloc": xmalloc,
     "slab_bulk": slab_bulk,
     "kmalloc_sweep": kmalloc_sweep,
+    "reclaim": reclaim,
 }
 
 

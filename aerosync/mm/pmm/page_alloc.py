@@ -160,7 +160,7 @@ _COSTLY = Z.PAGE_ALLOC_COSTLY_ORDER
 _FA32 = Z.FA_SIZE // 4                # free_area stride in u32 words
 _FA64 = Z.FA_SIZE // 8
 _BAD_FREE = PG_buddy | PG_pcp | PG_reserved | PG_tail
-_BAD_FREE_OR_HEAD_ORDER = _BAD_FREE | PG_head | 0xFF << 32   # word0: bad flags, compound, order != 0
+_BAD_FREE_OR_HEAD_ORDER = _BAD_FREE | PG_head | PG_lru | 0xFF << 32   # word0: slow-path frees (PG_lru: reclaim hook)
 _PCP_WAIT_S = 5.0
 _PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
 RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 2, 3   # enum rmqueue_mode (no CMA: 1 unused)
@@ -190,7 +190,7 @@ class MM:
         "free_pages_", "folio_get", "folio_put", "drain_local_pages", "drain_cpu_pages",
         "pcp_cpu_online", "count_numa_event", "zone_watermark_ok", "rmqueue_locked",
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
-        "warn_state", "decay_pcp_high",
+        "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -225,6 +225,12 @@ class MM:
         self.zone_locks = [SpinLock(arena, q[(Z.zone_off(arena, z) + Z.Z_LOCK_SLOT) >> 3],
                                     cpu if lock_cpu is None else lock_cpu)
                            for z in range(self.nr_zones)]
+        # ---- reclaim hook (mm/reclaim/reclaim.py sets both when a VM attaches reclaim):
+        # reclaim(gfp, order, zids, attempt) -> (pfn, zid): kswapd wakeup, direct reclaim,
+        # OOM around `attempt` (the MIN-mark retry); reclaim_lru_del(pfn): unlink a PG_lru
+        # page whose last reference went (__folio_put's lruvec_del_folio).
+        self.reclaim: Any = None
+        self.reclaim_lru_del: Any = None
         _build(self)
 
     def zonelist(self, nid: int, gfp: int) -> list[int]:
@@ -1036,17 +1042,25 @@ def _build(mm: MM) -> None:
         return pfn
 
     def alloc_pages_slow(gfp: int, order: int, zids: tuple[int, ...], mt: int, hz: int) -> tuple[int, int]:
-        """Models __alloc_pages_slowpath() without reclaim/compaction: one retry at the MIN
-        mark (+ boost) with gfp_to_alloc_flags() reserves (ALLOC_MIN_RESERVE,
-        ALLOC_NON_BLOCK...); no ALLOC_NOFRAGMENT (as the kernel's slow path)."""
+        """Models __alloc_pages_slowpath() without compaction: a retry at the MIN mark
+        (+ boost) with gfp_to_alloc_flags() reserves (ALLOC_MIN_RESERVE,
+        ALLOC_NON_BLOCK...); no ALLOC_NOFRAGMENT (as the kernel's slow path).  With
+        reclaim booted (mm/reclaim), its hook wakes kswapd and runs direct reclaim / the
+        OOM killer around `attempt`."""
         u64[ev_slow] += 1
         af = gfp_to_alloc_flags(gfp, order)
-        for zid in zids:
-            if zone_watermark_ok(zid, order, wmarks[zid][0] + u64[zboost[zid]], hz, af, u64[nfp[zid]]):
-                pfn = rmqueue(zid, order, mt, af)
-                if pfn >= 0:
-                    return pfn, zid
-        return -1, -1
+
+        def attempt() -> tuple[int, int]:
+            for zid in zids:
+                if zone_watermark_ok(zid, order, wmarks[zid][0] + u64[zboost[zid]], hz, af, u64[nfp[zid]]):
+                    pfn = rmqueue(zid, order, mt, af)
+                    if pfn >= 0:
+                        return pfn, zid
+            return -1, -1
+
+        if mm.reclaim is not None:                  # reclaim hook: kswapd, direct reclaim, OOM
+            return mm.reclaim(gfp, order, zids, attempt)
+        return attempt()
 
     def warn_state(zids: tuple[int, ...] | list[int]) -> str:
         """show_free_areas()-style lines for the zones of a failed allocation."""
@@ -1263,6 +1277,11 @@ def _build(mm: MM) -> None:
     def free_frozen_pages(pfn: int, order: int, cold: bool) -> None:
         """Models free_frozen_pages(): refcount already 0; to this CPU's PCP or the buddy."""
         w = u64[pm64 + (pfn << 3)]
+        if w & PG_lru:                              # reclaim hook: off its LRU first
+            if mm.reclaim_lru_del is None:
+                raise AeroSyncError(f"cpu{cpu}: freeing LRU page {pfn} on a CPU without reclaim attached")
+            mm.reclaim_lru_del(pfn)
+            w = u64[pm64 + (pfn << 3)]
         if w & _BAD_FREE:
             bad_page(pfn, "freeing a page that is free, reserved or a tail")
             return

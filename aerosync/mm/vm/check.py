@@ -34,8 +34,9 @@ the IDs the VM modules' docstrings already name keep their meaning):
   PT4 every non-none PTE lies inside a VMA of its mm, and is writable only where the
       VMA has VM_WRITE.
   R1  every page's mapcount == the PTEs mapping it (all mms; the zero page: none).
-  R2  refcount == (1 if in an object's tree) + mapcount for every mapped or cached
-      folio, and every mapped folio (but the zero page) is in an object's tree.
+  R2  refcount == (1 if in an object's tree) + mapcount (+ 1 per per-CPU lru_add batch
+      slot holding it, mm/reclaim) for every mapped or cached folio, and every mapped
+      folio (but the zero page) is in an object's tree.
   R3  every present PTE maps the folio the VMA's object chain (or the file's page
       cache) holds at that address's index; a zero-page PTE only where the chain
       holds no folio; a writable PTE of a private mapping maps a folio of the VMA's
@@ -99,6 +100,7 @@ import numpy as np
 from aerosync.mm.pmm.check import CheckReport, _extent_cover, _Sink, run_checker
 from aerosync.mm.pmm.page import PAGE_MAPPING_ANON, PG_buddy, PG_pcp, PG_reserved, PG_slab, PG_table, PG_tail
 from aerosync.mm.pmm.vm_event import fold_node_stats
+from aerosync.mm.reclaim.layout import pcpu_batch_pfns
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import (
@@ -170,6 +172,11 @@ class _Checker:
         pages = snap.pages
         self.flags = pages["flags"][:n].copy()
         self.ref = pages["refcount"][:n].astype(np.int64)
+        # references parked in per-CPU lru_add batches (mm/reclaim; Linux's folio_batch
+        # in lru_add: each batched folio holds one until the batch drains)
+        self.batched = np.zeros(n, dtype=np.int64)
+        bp = np.array(pcpu_batch_pfns(snap.arena), dtype=np.int64)
+        np.add.at(self.batched, bp[(bp >= 0) & (bp < n)], 1)
         self.mapc = pages["mapcount"][:n].astype(np.int64)
         self.mapping = pages["mapping"][:n].copy()
         self.index = pages["index"][:n].copy()
@@ -729,10 +736,11 @@ class _Checker:
                lambda p: f"mapcount {int(self.mapc[p])}, {int(self.mapped[p])} PTEs")
         live = (self.in_tree > 0) | (self.mapped > 0)
         live[zero] = False
-        want = self.in_tree + self.mapped
+        want = self.in_tree + self.mapped + self.batched
         bad = np.flatnonzero(live & (self.ref != want))
-        s.many("R2", bad, "refcount == (in a tree) + PTEs",
-               lambda p: f"refcount {int(self.ref[p])}, in {int(self.in_tree[p])} tree(s), {int(self.mapped[p])} PTEs")
+        s.many("R2", bad, "refcount == (in a tree) + PTEs + lru_add batch slots",
+               lambda p: f"refcount {int(self.ref[p])}, in {int(self.in_tree[p])} tree(s), {int(self.mapped[p])} PTEs, "
+                         f"{int(self.batched[p])} batch slots")
         bad = np.flatnonzero((self.mapped > 0) & (self.in_tree == 0))
         bad = bad[bad != zero]
         s.many("R2", bad, "a mapped folio is in an object's tree",

@@ -79,6 +79,7 @@ from aerosync.mm.vm.vm_object import (
     O_TYPE,
     OBJ_ANON,
     OBJ_VNODE,
+    XA_ZERO,
     entry_pfn,
     is_folio_entry,
 )
@@ -118,7 +119,8 @@ def new_ext() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(alloc_folio=None, lru_add=None, swap_fault=None, numa_fault=None,
-                           migration_wait=None, zap_swap=None, dup_swap=None)
+                           migration_wait=None, zap_swap=None, dup_swap=None, obj_swap_fault=None,
+                           check_killed=None)
 
 
 class MmuGather:
@@ -180,6 +182,14 @@ class Memory:
       migration_wait(mm_id, va, e)            a migration entry: wait for the move
       zap_swap(mm_id, e)                      an unmapped swap entry (free the slot)
       dup_swap(e)                             fork copies a swap entry (one more count)
+      obj_swap_fault(mm_id, vma, va, table, i, holder, hidx, ent, write) -> VM_FAULT_*
+                                              an object holds a swap value entry where the
+                                              fault needs a page (mm/reclaim: swap-in)
+      check_killed()                          raises if this CPU's task was OOM-killed
+    A folio found in an object's tree is mapped with a try-get (map_account returns
+    False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
+    to the object it was found in; the fault retries otherwise (filemap_get_entry's
+    folio_try_get + xas_reload).
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, pt: Any, tlb: Any, objs: Any, files: Any, locks: Any,
@@ -188,6 +198,7 @@ class Memory:
         self.arena, self.cpu = arena, cpu
         q, i64, u32, u8, at = arena.u64, arena.i64, arena.u32, arena.u8, arena.atomic
         load, cas, xchg, fetch_add = at.load64, at.cas64, at.xchg64, at.fetch_add64
+        cas32 = at.cas32
         fetch_add32, fetch_sub32, fetch_or32 = at.fetch_add32, at.fetch_sub32, at.fetch_or32
         PHYS = arena.off("physmem")
         P8 = PHYS >> 3
@@ -259,13 +270,26 @@ class Memory:
                 return KIND_SHMEM
             return KIND_FILE
 
-        def map_account(mm_id: int, pfn: int, kind: int) -> None:
-            """A new PTE maps pfn: its reference, mapcount, rss and node counters."""
+        def map_account(mm_id: int, pfn: int, kind: int, holder: int = 0) -> bool:
+            """A new PTE maps pfn: its reference, mapcount, rss and node counters.  The
+            reference is a try-get (False: the folio is being freed -- retry the fault); with
+            `holder`, the folio must still be in that object (else False, nothing taken)."""
             b4 = PM4 + pfn * MW4
-            fetch_add32((b4 + 2) << 2, 1)                      # refcount
+            c = u32[b4 + 2]
+            while True:                                        # folio_try_get
+                if not c:
+                    return False
+                seen = cas32((b4 + 2) << 2, c, c + 1)
+                if seen == c:
+                    break
+                c = seen
+            if holder and q[PM8 + pfn * MW + i_map] & ~3 != holder:
+                fetch_sub32((b4 + 2) << 2, 1)                  # never the last: the tree holds one
+                return False
             if fetch_add32((b4 + 3) << 2, 1) == 0:             # mapcount 0 -> 1
                 i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] += 1
             fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, 1)
+            return True
 
         def unmap_account(mm_id: int, pfn: int, kind: int, put: bool = True) -> None:
             """A PTE mapping pfn went away (the PTE reference is dropped unless put=False:
@@ -376,13 +400,18 @@ class Memory:
                     obj_up_write(obj + 16)
             else:
                 got = objs_insert(obj, idx, pfn, anon)
+            if got == -2:
+                free_pages(pfn, 0)           # a swap entry there: the general path swaps it in
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if got < 0:
                 free_pages(pfn, 0)
                 oom_why[0] = 'no tree node for the page (object lock held)'
                 return VM_FAULT_OOM
+            holder = 0
             if got != pfn:
                 free_pages(pfn, 0)           # another CPU put a page there first: use it
                 pfn = got
+                holder = obj                 # found, not made: map it only if still there
             else:
                 if not anon:                 # a new shmem page: counted as shmem and file
                     nid = page_nid(pfn)
@@ -400,7 +429,8 @@ class Memory:
                     set_dirty(pfn)
             elif prot & _PAGE_RW and not anon:
                 e &= ~_PAGE_RW
-            map_account(mm_id, pfn, kind)
+            if not map_account(mm_id, pfn, kind, holder):
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if tp:
                 tp("cow:copied" if expect & _PAGE_PRESENT else "fault:before_install")
             if expect & _PAGE_PRESENT:
@@ -422,6 +452,8 @@ class Memory:
             cur_e = objs_lookup(obj, idx)
             if is_folio_entry(cur_e):
                 return entry_pfn(cur_e)
+            if cur_e and cur_e != XA_ZERO:
+                return -2                    # a swap entry: not for a speculative fault
             return objs_insert_locked(obj, idx, pfn, anon)
 
         def replace(mm_id: int, table: int, i: int, va: int, expect: int, new: int) -> bool:
@@ -440,10 +472,11 @@ class Memory:
                 ptl_unlock(lo)
 
         def map_existing(mm_id: int, vma: int, table: int, i: int, pfn: int, writable: bool, kind: int,
-                         spec_seq: int) -> int:
+                         spec_seq: int, holder: int = 0) -> int:
             e = (pfn << PAGE_SHIFT) | vma_prot(vma)
             e = (e | _RW_D) if writable else (e & ~_PAGE_RW)
-            map_account(mm_id, pfn, kind)
+            if not map_account(mm_id, pfn, kind, holder):
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if not install(table, i, 0, e, spec_seq, mm_id):
                 unmap_account(mm_id, pfn, kind)
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
@@ -464,12 +497,14 @@ class Memory:
                 if spec_seq >= 0:
                     return VM_FAULT_RETRY
                 holder, _hidx, ent = chain_lookup(obj, idx)
+                if holder and ent & 1 and ent != XA_ZERO:
+                    return ext.obj_swap_fault(mm_id, vma, va, table, i, holder, _hidx, ent, write)
                 if holder and is_folio_entry(ent):
                     pfn = entry_pfn(ent)
                     if holder == obj:
-                        return map_existing(mm_id, vma, table, i, pfn, write, KIND_ANON, -1)
+                        return map_existing(mm_id, vma, table, i, pfn, write, KIND_ANON, -1, holder)
                     if not write:
-                        return map_existing(mm_id, vma, table, i, pfn, False, KIND_ANON, -1)
+                        return map_existing(mm_id, vma, table, i, pfn, False, KIND_ANON, -1, holder)
                     q[ev_copy] += 1
                     return map_new(mm_id, vma, va, table, i, 0, obj, idx, pfn, True, True, -1)
                 # nothing down the chain (or a ZERO marker): zero-fill below
@@ -488,12 +523,14 @@ class Memory:
             if idx >= q[(obj + O_SIZE) >> 3]:
                 return VM_FAULT_SIGSEGV
             ent = objs_lookup(obj, idx)
+            if ent & 1 and ent != XA_ZERO:
+                return ext.obj_swap_fault(mm_id, vma, va, table, i, obj, idx, ent, write)
             if is_folio_entry(ent):
                 pfn = entry_pfn(ent)
                 if write:
                     set_dirty(pfn)
                 return map_existing(mm_id, vma, table, i, pfn, write and bool(q[(vma + V.V_FLAGS) >> 3] & V.VM_WRITE),
-                                    KIND_SHMEM, -1)
+                                    KIND_SHMEM, -1, obj)
             return map_new(mm_id, vma, va, table, i, 0, obj, idx, -1, False, write, -1)
 
         def do_fault(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, spec_seq: int) -> int:
@@ -512,12 +549,14 @@ class Memory:
                 # this mapping sees (ours: map it; inherited: read-only, COW on write); a
                 # ZERO marker (MADV_DONTNEED) or nothing above the file means the file.
                 holder, _h, ent = chain_lookup(top, idx)
+                if holder and ent & 3 == 1 and (ent >> 1) & 3 == 2:     # a private copy swapped out
+                    return ext.obj_swap_fault(mm_id, vma, va, table, i, holder, _h, ent, write)
                 if holder and is_folio_entry(ent) and (u32[(holder + O_TYPE) >> 2] & 0xFFFF) != OBJ_VNODE:
                     cpfn = entry_pfn(ent)
                     if holder == top:                       # our private copy
-                        return map_existing(mm_id, vma, table, i, cpfn, write, KIND_ANON, -1)
+                        return map_existing(mm_id, vma, table, i, cpfn, write, KIND_ANON, -1, holder)
                     if not write:
-                        return map_existing(mm_id, vma, table, i, cpfn, False, KIND_ANON, -1)
+                        return map_existing(mm_id, vma, table, i, cpfn, False, KIND_ANON, -1, holder)
                     q[ev_copy] += 1
                     return map_new(mm_id, vma, va, table, i, 0, top, idx, cpfn, True, True, -1)
             if pfn < 0:
@@ -529,14 +568,17 @@ class Memory:
                     return VM_FAULT_OOM
                 if major:
                     ret |= VM_FAULT_MAJOR
+            fobj = file_obj(fid)
             if not write:
-                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1)
+                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1, fobj)
                 if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
                     do_fault_around(mm_id, vma, va, table, fid, top)
                 return ret | r
             if flags & V.VM_SHARED:
-                set_dirty(pfn)
-                return ret | map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1)
+                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj)
+                if q[i] & _PAGE_PRESENT and (q[i] & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
+                    set_dirty(pfn)
+                return ret | r
             top = file_shadow(vma, fid)                       # do_cow_fault
             if not top:
                 oom_why[0] = 'no memory for the private file shadow'
@@ -565,7 +607,7 @@ class Memory:
                 e = objs_lookup(fobj, idx)
                 if not is_folio_entry(e):
                     continue
-                if not map_existing(mm_id, vma, table, i, entry_pfn(e), False, KIND_FILE, -1):
+                if not map_existing(mm_id, vma, table, i, entry_pfn(e), False, KIND_FILE, -1, fobj) and q[i]:
                     mapped += 1
             q[ev_around] += mapped
 
@@ -865,6 +907,9 @@ class Memory:
             else -1 (the MMU walks again)."""
             mm_id = cur[1]
             q[ev_pgfault] += 1
+            ck = ext.check_killed
+            if ck is not None:
+                ck()
             if mm_id <= 0:
                 segv(va, SEGV_MAPERR, write, "the task has no address space")
             installed[0] = 0

@@ -91,6 +91,9 @@ class VM:
         self.rcu.wait_hook = self.tlb.handle_ipi
         self.make_current()
         self.tlb.online()
+        from aerosync.mm.reclaim.reclaim import attach  # LRU, swap, reclaim hooks (mm/reclaim)
+
+        self.reclaim = attach(self)
 
     # ------------------------------------------------------------------ this CPU
     def make_current(self, thread_only: bool = False) -> None:
@@ -219,6 +222,8 @@ class VM:
     def leave(self) -> None:
         """This CPU stops: pending IPIs answered, no longer a shootdown target, every
         deferred free run (so nothing this CPU queued is lost)."""
+        if self.reclaim is not None:
+            self.reclaim.leave()
         self.tlb.leave()
         self.rcu.barrier()
         self.files.close()

@@ -146,12 +146,19 @@ class VmObjects:
       collapse(obj) -> int           merge a backing with one child into it (pages it lacks
                                     move up), repeated while possible; returns pages moved
     The tree itself is lib/xarray.py's; nodes come from the "radix_tree_node" cache.
+    `hooks` (set by mm/reclaim): value_put(entry) when a swap value entry leaves a tree
+    (destroy, page_remove); value_replaced(obj, idx, old, pfn) when a folio is inserted
+    over a value entry other than ZERO (a page-cache refault over its shadow).  insert
+    refuses to overwrite a swap value (-2: the fault must swap the page in).
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, obj_lock: Any, rcu: Any) -> None:
         self.arena, self.cpu = arena, cpu
         q, u32, at = arena.u64, arena.u32, arena.atomic
         fetch_add, load = at.fetch_add64, at.load64
+        from types import SimpleNamespace
+
+        hooks = self.hooks = SimpleNamespace(value_put=None, value_replaced=None)
         PM8 = arena.off("pagemeta") >> 3
         mw = PAGE_META_SIZE >> 3
         i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
@@ -211,6 +218,8 @@ class VmObjects:
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
                     folio_put(pfn)
+                elif e != XA_ZERO and hooks.value_put is not None:
+                    hooks.value_put(e)
             if back:
                 down_write(back + O_LOCK)
                 unlink_child(back, o)
@@ -256,8 +265,12 @@ class VmObjects:
             cur = xa_load(o + O_TREE, idx)
             if is_folio_entry(cur):
                 return entry_pfn(cur)
+            if cur & 1 and cur != XA_ZERO and (cur >> 1) & 3 == 2:
+                return -2                                  # a swap entry (mm/reclaim)
             if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
                 return -1
+            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
+                hooks.value_replaced(o, idx, cur, pfn)
             b = PM8 + pfn * mw
             q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
             q[b + i_idx] = idx
@@ -460,6 +473,8 @@ class VmObjects:
                         q[(o + O_NR_PAGES) >> 3] -= 1
                         folio_put(pfn)
                         n += 1
+                    elif e != XA_ZERO and hooks.value_put is not None:
+                        hooks.value_put(e)
             finally:
                 up_write(o + O_LOCK)
             return n

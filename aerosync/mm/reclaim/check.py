@@ -1,0 +1,206 @@
+"""Reclaim invariants, checked on a quiescent machine (after a run, in tests, or at the
+coordinator's live-check pause).
+
+Invariants:
+  LRU1  every folio on an LRU list has PG_lru, is allocated (refcount > 0) and is not
+        free (no PG_buddy / PG_pcp); every PG_lru page is on exactly one list, the list
+        its LRUID byte names; list counts equal the folios linked (prev links agree).
+  LRU2  an MGLRU list holds folios whose generation bits name that list's generation
+        and type; classic lists hold folios with PG_active matching the list.
+  LRU3  MGLRU sequence numbers: min_seq[type] <= max_seq, max_seq - min_seq[type] <
+        MAX_NR_GENS, and generation lists outside [min_seq, max_seq] are empty.
+  SW1   each swap slot's count equals the swap PTEs naming it plus the object-tree
+        swap values naming it (every mm's page tables and every object tree walked).
+  SW2   SWAP_HAS_CACHE iff the slot's swap-table word is a folio whose PG_swapcache is
+        set and whose private names the slot; a free slot (map 0) has no table word
+        and no ZMM handle.
+  SW3   each cluster's count equals its used slots; inuse_pages equals their sum.
+Per-CPU folio batches must be drained first (Reclaim.leave / lru_add_drain): a batched
+folio holds a reference and is on no list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aerosync.mm.pmm.page import NIL, PG_active, PG_buddy, PG_lru, PG_pcp, PG_swapcache, page_array
+from aerosync.mm.reclaim import layout as R
+from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS
+from aerosync.mm.reclaim.swap_state import is_swap_value, swap_value_offset
+from aerosync.mm.vm import mm_types as T
+from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PTE_PFN_MASK, swp_offset, swp_type
+from aerosync.mm.vm.vm_object import O_TREE
+from aerosync.params import PAGE_SHIFT
+
+__all__ = ["reclaim_check", "INVARIANTS"]
+
+INVARIANTS = ("LRU1", "LRU2", "LRU3", "SW1", "SW2", "SW3")
+
+
+def _walk_list(arena: Any, head: int, tail: int, limit: int) -> tuple[list[int], bool]:
+    u32 = arena.u32
+    PM4 = arena.off("pagemeta") >> 2
+    out, prev, pfn, ok = [], NIL, head, True
+    while pfn != NIL and len(out) <= limit:
+        if u32[PM4 + pfn * 16 + 5] != prev:
+            ok = False
+        out.append(pfn)
+        prev, pfn = pfn, u32[PM4 + pfn * 16 + 4]
+    return out, ok and prev == tail
+
+
+def reclaim_check(arena: Any, vm: Any = None) -> list[tuple[str, str]]:
+    """[(invariant id, message)] -- empty when everything holds.  `vm` (any CPU's VM
+    handle) lets SW1 walk object trees; without it SW1 is skipped."""
+    if not R.reclaim_ready(arena):
+        return []
+    bad: list[tuple[str, str]] = []
+    off = R.Off(arena)
+    q, u32, u8 = arena.u64, arena.u32, arena.u8
+    pages = page_array(arena)
+    flags = pages["flags"].copy()
+    refc = pages["refcount"].copy()
+    nr_pages = len(flags)
+    on_list = np.zeros(nr_pages, dtype=np.int16) - 1
+    mglru = q[(off.base + R.H_LRU_MODE) >> 3] == R.LRU_MGLRU
+    for nid in range(off.nr_nodes):
+        lv = off.lruvec(nid)
+        max_seq = q[(lv + R.L_MAX_SEQ) >> 3]
+        mins = [q[(lv + R.L_MIN_SEQ + 8 * t) >> 3] for t in (0, 1)]
+        for t in (0, 1):
+            if not mins[t] <= max_seq or max_seq - mins[t] >= MAX_NR_GENS:
+                bad.append(("LRU3", f"node {nid}: max_seq {max_seq}, min_seq[{t}] {mins[t]}"))
+        for li in range(R.NR_LISTS):
+            h = lv + R.L_LISTS + 16 * li
+            head, tail, cnt = u32[h >> 2], u32[(h >> 2) + 1], q[(h + 8) >> 3]
+            pfns, links_ok = _walk_list(arena, head, tail, nr_pages)
+            if not links_ok or len(pfns) != cnt:
+                bad.append(("LRU1", f"node {nid} list {li}: {len(pfns)} folios linked, count {cnt}, "
+                                    f"links {'ok' if links_ok else 'broken'}"))
+            for pfn in pfns:
+                fl = int(flags[pfn])
+                if on_list[pfn] >= 0:
+                    bad.append(("LRU1", f"pfn {pfn} on two lists ({on_list[pfn]}, {li})"))
+                on_list[pfn] = li
+                if not fl & PG_lru or fl & (PG_buddy | PG_pcp) or not refc[pfn] or u8[off.lruid + pfn] != li:
+                    bad.append(("LRU1", f"pfn {pfn} on list {li}: flags {fl:#x} refcount {refc[pfn]} "
+                                        f"lruid {u8[off.lruid + pfn]}"))
+                if li >= R.MG_LIST0:
+                    gen, typ = (li - R.MG_LIST0) >> 1, (li - R.MG_LIST0) & 1
+                    if ((fl & GEN_MASK) >> GEN_SHIFT) - 1 != gen:
+                        bad.append(("LRU2", f"pfn {pfn} on gen {gen} list has gen bits {(fl & GEN_MASK) >> GEN_SHIFT}"))
+                    seq_ok = any(s % MAX_NR_GENS == gen for s in range(mins[typ], max_seq + 1))
+                    if not seq_ok:
+                        bad.append(("LRU3", f"pfn {pfn} in gen {gen} outside [{mins[typ]}, {max_seq}]"))
+                elif li < 4 and bool(fl & PG_active) != bool(li & 1):
+                    bad.append(("LRU2", f"pfn {pfn} on list {R.LRU_NAMES[li]} with PG_active {bool(fl & PG_active)}"))
+                elif li < 4 and mglru:
+                    bad.append(("LRU2", f"pfn {pfn} on a classic list under MGLRU"))
+    stray = np.nonzero((flags & PG_lru).astype(bool) & (on_list < 0))[0]
+    for pfn in stray[:8]:
+        bad.append(("LRU1", f"pfn {int(pfn)} has PG_lru but is on no list"))
+    if off.nr_slots:
+        bad += _check_swap(arena, off, flags, vm)
+    return bad
+
+
+def _check_swap(arena: Any, off: R.Off, flags: Any, vm: Any) -> list[tuple[str, str]]:
+    bad: list[tuple[str, str]] = []
+    q, u32 = arena.u64, arena.u32
+    n = off.nr_slots
+    smap = np.frombuffer(arena.view(off.smap, 4 * n), dtype=np.uint32).copy()
+    stab = np.frombuffer(arena.view(off.stab, 8 * n), dtype=np.uint64).copy()
+    szmm = np.frombuffer(arena.view(off.szmm, 8 * n), dtype=np.uint64).copy()
+    refs = np.zeros(n, dtype=np.int64)
+    # swap PTEs of every live mm
+    P8 = arena.off("physmem") >> 3
+    max_mms = q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]
+    levels = q[(arena.off("vmhdr") + T.H_LEVELS) >> 3]
+
+    def walk(table: int, level: int) -> None:
+        ents = np.array(q[P8 + (table << 9) : P8 + (table << 9) + 512], dtype=np.uint64)
+        if level == 1:
+            sw = ents[(ents != 0) & ((ents & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) == 0)]
+            for e in sw.tolist():
+                if swp_type(e) == 0:
+                    refs[swp_offset(e)] += 1
+            return
+        lim = 256 if level == levels else 512                  # user half of the root
+        for e in ents[:lim].tolist():
+            if e & _PAGE_PRESENT:
+                walk((e & PTE_PFN_MASK) >> PAGE_SHIFT, level - 1)
+
+    for mm_id in range(1, max_mms):
+        mo = T.mm_off(arena, mm_id)
+        if q[(mo + T.M_STATE) >> 3] == T.MM_LIVE and q[(mo + T.M_PGD) >> 3]:
+            walk(q[(mo + T.M_PGD) >> 3], levels)
+    # object-tree swap values: every vm_object reachable from a VMA or a file
+    if vm is not None:
+        for o in _all_objects(arena, vm):
+            for _idx, e in vm.xa.items(o + O_TREE):
+                if is_swap_value(e):
+                    s = swap_value_offset(e)
+                    if s < n:
+                        refs[s] += 1
+    cnt = (smap & np.uint32(R.SWAP_COUNT_MASK)).astype(np.int64)
+    cnt[0] = refs[0]                                         # the header slot (SWAP_MAP_BAD)
+    for s in np.nonzero(cnt != refs)[0][:8].tolist() if vm is not None else []:
+        bad.append(("SW1", f"slot {s}: swap_map count {int(cnt[s])}, references found {int(refs[s])}"))
+    for s in range(1, n):
+        w, e = int(smap[s]), int(stab[s])
+        has = bool(w & R.SWAP_HAS_CACHE)
+        folio = e != 0 and not e & 3
+        if has != folio:
+            bad.append(("SW2", f"slot {s}: SWAP_HAS_CACHE {has}, table word {e:#x}"))
+        elif folio:
+            pfn = e >> 2
+            priv = q[(arena.off("pagemeta") + pfn * 64 + 32) >> 3]
+            if not int(flags[pfn]) & PG_swapcache or priv != s + 1:
+                bad.append(("SW2", f"slot {s}: cached pfn {pfn} flags {int(flags[pfn]):#x} private {priv}"))
+        if not w and (e or int(szmm[s])):
+            bad.append(("SW2", f"free slot {s}: table {e:#x} zmm {int(szmm[s]):#x}"))
+        if len(bad) > 32:
+            break
+    total = 0
+    for c in range(off.nr_clusters):
+        ci = off.clus + c * R.CLUSTER_REC
+        lo, hi = c * R.SWAPFILE_CLUSTER, min(n, (c + 1) * R.SWAPFILE_CLUSTER)
+        used = int(np.count_nonzero(smap[lo:hi])) + (R.SWAPFILE_CLUSTER - (hi - lo))
+        if u32[(ci + R.CI_COUNT) >> 2] != used:
+            bad.append(("SW3", f"cluster {c}: count {u32[(ci + R.CI_COUNT) >> 2]}, used slots {used}"))
+        total += int(np.count_nonzero(smap[lo:hi]))
+    if q[(off.base + R.H_SWAP_INUSE) >> 3] + 1 != total:
+        bad.append(("SW3", f"inuse_pages {q[(off.base + R.H_SWAP_INUSE) >> 3]}, used slots {total - 1}"))
+    return bad
+
+
+def _all_objects(arena: Any, vm: Any) -> list[int]:
+    """Every vm_object: from each live mm's VMAs down their shadow chains (and the
+    shadow children the chains reach), and each file's vnode object."""
+    from aerosync.mm.vm import vma as V
+    from aerosync.mm.vm.vm_object import O_BACKING
+
+    q = arena.u64
+    seen: set[int] = set()
+    out: list[int] = []
+
+    def add(o: int) -> None:
+        while o and o not in seen:
+            seen.add(o)
+            out.append(o)
+            o = q[(o + O_BACKING) >> 3]
+
+    hdr = arena.off("vmhdr")
+    for fid in range(q[(hdr + T.H_MAX_FILES) >> 3]):
+        fo = T.file_off(arena, fid)
+        if q[(fo + T.F_STATE) >> 3] == 1:
+            add(q[(fo + T.F_OBJ) >> 3])
+    for mm_id in range(1, q[(hdr + T.H_MAX_MMS) >> 3]):
+        mo = T.mm_off(arena, mm_id)
+        if q[(mo + T.M_STATE) >> 3] != T.MM_LIVE:
+            continue
+        for _f, _l, vma in vm.vmas.tree(mm_id).mt_for_each():
+            add(q[(vma + V.V_OBJECT) >> 3])
+    return out

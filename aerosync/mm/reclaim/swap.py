@@ -1,0 +1,257 @@
+"""LRU lists and the per-CPU folio batches that feed them.
+
+Models: mm/swap.c (folio_add_lru with its per-CPU folio_batch, lru_add_drain,
+folio_activate, folio_mark_accessed, __page_cache_release's lruvec_del_folio on the last
+put), include/linux/mm_inline.h (lruvec_add_folio / lruvec_del_folio, lru sizes),
+mm/vmscan.c (folio_isolate_lru, folio_putback_lru).  Unit: one folio (an order-0 user
+page); one node's lruvec.
+
+Lists are NIL-terminated doubly linked lists through struct page next/prev (free on an
+allocated page), one byte per pfn (layout LRUID) naming the list a folio is on.  Who may
+touch them: only a holder of that node's lru_lock ("&lruvec->lru_lock", ObjSpinLock).
+A folio is on a list iff PG_lru is set; PG_lru changes only under lru_lock.
+
+Per-CPU batch (folio_add_lru): a new user folio is not linked at once: it goes into this
+CPU's batch in the arena (owner only), holding a reference (folio_get), and the batch is
+drained -- one lru_lock round trip per node for up to FOLIO_BATCH folios -- when full, at
+lru_add_drain, and before reclaim scans.  Holding the reference means a batched folio
+cannot be freed (and its pfn reused) before it reaches its list; the drain drops it
+(the last put frees a folio already unmapped, through the free path below).
+
+Isolation (folio_isolate_lru): under lru_lock, folio_try_get (a folio whose refcount is
+0 is being freed: its free path is waiting for lru_lock to unlink it -- skip it), clear
+PG_lru, unlink.  The isolator owns the folio's LRU state until putback.
+
+Free path: the page allocator calls `lru_del(pfn)` (mm/pmm/page_alloc.py's reclaim hook)
+for a PG_lru page whose refcount reached 0: it takes lru_lock and unlinks it.
+
+Node stats: nr_{inactive,active}_{anon,file} and nr_unevictable follow the lists (MGLRU
+folios count as active in the two youngest generations, as Linux reports them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.pmm.page import NIL, PG_active, PG_lru, PG_swapbacked
+from aerosync.mm.reclaim import layout as R
+from aerosync.params import PAGE_META_SIZE
+
+__all__ = ["Lru", "GEN_SHIFT", "GEN_MASK", "REFS_SHIFT", "REFS_MASK", "MAX_NR_GENS", "folio_type"]
+
+GEN_SHIFT, GEN_MASK = 20, 0x7 << 20               # gen + 1 (0: not on an MGLRU list)
+REFS_SHIFT, REFS_MASK = 23, 0x3 << 23
+MAX_NR_GENS = 4
+_ALL32 = 0xFFFF_FFFF
+
+
+def folio_type(flags: int) -> int:
+    """0 anon (swap-backed: anonymous and shmem), 1 file."""
+    return 0 if flags & PG_swapbacked else 1
+
+
+class Lru:
+    """One CPU's LRU operations (closures bound once):
+
+      lru_add(pfn)           folio_add_lru: into this CPU's batch (a reference held)
+      lru_add_drain()        flush this CPU's batch onto the lists
+      lru_del(pfn)           the free path's unlink (refcount already 0)
+      lock(nid) / unlock(nid)   the node's lru_lock
+      link(nid, li, pfn, tail=False) / unlink(nid, pfn) -> list id   (lru_lock held)
+      isolate(nid, pfn) -> bool    try_get + unlink + clear PG_lru (lru_lock held)
+      putback(pfn)           back onto the list its flags ask for (takes lru_lock),
+                             dropping the isolation reference
+      list_ids(nid)          [(list id, head, tail, count)]
+    `place(nid, pfn, flags) -> list id` (set by the policy: lru_gen.py or vmscan.py) says
+    where a folio goes when it is added or put back, and may update its flags (with
+    lru_lock held).
+    """
+
+    def __init__(self, arena: Any, cpu: int, mm: Any, lock_cls: Any) -> None:
+        self.arena, self.cpu = arena, cpu
+        off = R.Off(arena)
+        self.off = off
+        q, u32, u8, i64, at = arena.u64, arena.u32, arena.u8, arena.i64, arena.atomic
+        cas32, fetch_add32, fetch_and32, fetch_or32 = at.cas32, at.fetch_add32, at.fetch_and32, at.fetch_or32
+        PM = arena.off("pagemeta")
+        PM4 = PM >> 2
+        MW4 = PAGE_META_SIZE >> 2
+        lruid = off.lruid
+        nr_nodes = off.nr_nodes
+        lv = [off.lruvec(n) for n in range(nr_nodes)]
+        lists = [[(lv[n] + R.L_LISTS + 16 * li) for li in range(R.NR_LISTS)] for n in range(nr_nodes)]
+        lock_w = [v + R.L_LOCK for v in lv]
+        spin_lock, spin_unlock = lock_cls.lock, lock_cls.unlock
+        ns = VE.node_stat_base(arena, cpu)
+        NS = VE.NR_NODE_STATS
+        mglru = q[(off.base + R.H_LRU_MODE) >> 3] == R.LRU_MGLRU
+        pc = off.pcpu(cpu)
+        bn_i = (pc + R.PC_BATCH_N) >> 3
+        b32 = (pc + R.PC_BATCH) >> 2
+        free_pages = mm.free_pages
+        self.place: Any = None
+
+        def nid_of(pfn: int) -> int:
+            return u8[PM + pfn * PAGE_META_SIZE + 7]
+
+        def stat_item(nid: int, li: int) -> int:
+            if li < R.MG_LIST0:
+                return VE.NR_INACTIVE_ANON + li if li < 4 else VE.NR_UNEVICTABLE
+            k = li - R.MG_LIST0
+            gen, typ = k >> 1, k & 1
+            max_seq = q[(lv[nid] + R.L_MAX_SEQ) >> 3]
+            # the two youngest generations are reported as active
+            seq = max_seq - ((max_seq - gen) % MAX_NR_GENS)
+            return VE.NR_INACTIVE_ANON + typ * 2 + (1 if seq + 1 >= max_seq else 0)
+
+        def lock(nid: int) -> None:
+            spin_lock(lock_w[nid])
+
+        def unlock(nid: int) -> None:
+            spin_unlock(lock_w[nid])
+
+        def link(nid: int, li: int, pfn: int, tail: bool = False) -> None:
+            h = lists[nid][li]
+            hi = h >> 2
+            b = PM4 + pfn * MW4
+            if tail:
+                old = u32[hi + 1]
+                u32[b + 4] = NIL
+                u32[b + 5] = old
+                if old == NIL:
+                    u32[hi] = pfn
+                else:
+                    u32[PM4 + old * MW4 + 4] = pfn
+                u32[hi + 1] = pfn
+            else:
+                old = u32[hi]
+                u32[b + 4] = old
+                u32[b + 5] = NIL
+                if old == NIL:
+                    u32[hi + 1] = pfn
+                else:
+                    u32[PM4 + old * MW4 + 5] = pfn
+                u32[hi] = pfn
+            q[(h + 8) >> 3] += 1
+            u8[lruid + pfn] = li
+            i64[ns + nid * NS + stat_item(nid, li)] += 1
+
+        def unlink(nid: int, pfn: int) -> int:
+            li = u8[lruid + pfn]
+            h = lists[nid][li]
+            hi = h >> 2
+            b = PM4 + pfn * MW4
+            nx, pv = u32[b + 4], u32[b + 5]
+            if pv == NIL:
+                u32[hi] = nx
+            else:
+                u32[PM4 + pv * MW4 + 4] = nx
+            if nx == NIL:
+                u32[hi + 1] = pv
+            else:
+                u32[PM4 + nx * MW4 + 5] = pv
+            u32[b + 4] = u32[b + 5] = NIL
+            q[(h + 8) >> 3] -= 1
+            i64[ns + nid * NS + stat_item(nid, li)] -= 1
+            return li
+
+        def try_get(pfn: int) -> bool:
+            """folio_try_get(): a reference unless the folio is being freed (0)."""
+            r = (PM4 + pfn * MW4 + 2) << 2
+            c = u32[(r >> 2)]
+            while c:
+                seen = cas32(r, c, c + 1)
+                if seen == c:
+                    return True
+                c = seen
+            return False
+
+        def isolate(nid: int, pfn: int) -> bool:
+            if not try_get(pfn):
+                return False
+            unlink(nid, pfn)
+            fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_lru | GEN_MASK) & _ALL32)
+            return True
+
+        def add_locked(nid: int, pfn: int) -> None:
+            fl = u32[PM4 + pfn * MW4]
+            li = self.place(nid, pfn, fl) if self.place is not None else (
+                R.LRU_INACTIVE_ANON + (0 if fl & PG_swapbacked else 2) + (1 if fl & PG_active else 0))
+            fetch_or32((PM4 + pfn * MW4) << 2, PG_lru)
+            link(nid, li, pfn)
+
+        def lru_add_drain() -> None:
+            n = q[bn_i]
+            if not n:
+                return
+            pfns = [u32[b32 + k] for k in range(n)]
+            q[bn_i] = 0
+            by_node: dict[int, list[int]] = {}
+            for pfn in pfns:
+                by_node.setdefault(nid_of(pfn), []).append(pfn)
+            for nid, group in by_node.items():
+                lock(nid)
+                try:
+                    for pfn in group:
+                        if u32[PM4 + pfn * MW4] & PG_lru:
+                            continue          # cannot happen: a batch holds each folio once
+                        add_locked(nid, pfn)
+                finally:
+                    unlock(nid)
+            for pfn in pfns:
+                free_pages(pfn, 0)            # the batch's reference
+
+        def lru_add(pfn: int) -> None:
+            fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)
+            n = q[bn_i]
+            u32[b32 + n] = pfn
+            q[bn_i] = n + 1
+            if n + 1 >= R.FOLIO_BATCH:
+                lru_add_drain()
+
+        def lru_del(pfn: int) -> None:
+            nid = nid_of(pfn)
+            lock(nid)
+            try:
+                if u32[PM4 + pfn * MW4] & PG_lru:
+                    unlink(nid, pfn)
+                    fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_lru | GEN_MASK | PG_active) & _ALL32)
+            finally:
+                unlock(nid)
+
+        def putback(pfn: int) -> None:
+            """folio_putback_lru(): relink, then drop the isolation reference.  A folio
+            nobody else holds is freed instead (move_folios_to_lru's put_testzero)."""
+            r = (PM4 + pfn * MW4 + 2) << 2
+            if u32[r >> 2] == 1:
+                free_pages(pfn, 0)
+                return
+            nid = nid_of(pfn)
+            lock(nid)
+            try:
+                add_locked(nid, pfn)
+            finally:
+                unlock(nid)
+            free_pages(pfn, 0)
+
+        def list_ids(nid: int) -> list[tuple[int, int, int, int]]:
+            out = []
+            for li in range(R.NR_LISTS):
+                h = lists[nid][li]
+                out.append((li, u32[h >> 2], u32[(h >> 2) + 1], q[(h + 8) >> 3]))
+            return out
+
+        def list_count(nid: int, li: int) -> int:
+            return q[(lists[nid][li] + 8) >> 3]
+
+        def list_tail(nid: int, li: int) -> int:
+            return u32[(lists[nid][li] >> 2) + 1]
+
+        self.mglru = mglru
+        self.lruvec, self.lists = lv, lists
+        self.lock, self.unlock, self.link, self.unlink = lock, unlock, link, unlink
+        self.try_get, self.isolate, self.add_locked = try_get, isolate, add_locked
+        self.lru_add, self.lru_add_drain, self.lru_del, self.putback = lru_add, lru_add_drain, lru_del, putback
+        self.list_ids, self.list_count, self.list_tail, self.nid_of = list_ids, list_count, list_tail, nid_of
+        self.stat_item = stat_item

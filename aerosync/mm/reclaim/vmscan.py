@@ -1,0 +1,554 @@
+"""Page reclaim: shrink_folio_list, the classic LRU, shrink_node, direct reclaim, kswapd.
+
+Models: mm/vmscan.c (shrink_folio_list with folio_check_references, add_to_swap,
+try_to_unmap, pageout and __remove_mapping; shrink_inactive_list / shrink_active_list;
+inactive_is_low with int_sqrt(10 x GiB); get_scan_count's swappiness fractions and
+anon/file costs; shrink_node; do_try_to_free_pages from DEF_PRIORITY down to 0;
+balance_pgdat with pgdat_balanced at the HIGH mark (+ watermark_boost); wakeup_kswapd;
+kswapd_failures up to MAX_RECLAIM_RETRIES).  Unit: a batch of at most SWAP_CLUSTER_MAX
+isolated folios; one node (lruvec).
+
+Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
+  folio lock (trylock: a locked folio is kept) -> mlocked/unevictable: culled to the
+  unevictable list -> references (rmap: accessed bits test-and-cleared) decide keep,
+  activate or reclaim -> anonymous (swap-backed): a swap slot and the swap cache, every
+  PTE becomes a swap PTE (shmem: none), the object's entry becomes a swap value, the
+  data goes to ZMM or the swap file, and the folio leaves the cache (its slot keeps a
+  shadow) -> file: every PTE cleared (dirty bits moved to the folio), a dirty folio of a
+  real file written to it (a generated file's dirty page is kept: it has no backing
+  store), the object's entry becomes a shadow.  The last step, freeing, freezes the
+  refcount (CAS from exactly the references reclaim knows of to 0): a fault that took a
+  reference meanwhile wins and the folio stays (mapped by it).
+
+Counters: pgscan_{kswapd,direct}, pgsteal_{kswapd,direct}, pgscan/pgsteal_{anon,file},
+pgactivate, pgdeactivate, pgrefill, allocstall_<zone>, pageoutrun,
+kswapd_{low,high}_wmark_hit_quickly, nr_vmscan_write, pglazyfreed, pgrotated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aerosync.mm.pmm import mmzone as Z
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.pmm.gfp import __GFP_IO as _GFP_IO
+from aerosync.mm.pmm.gfp import MAX_NR_ZONES
+from aerosync.mm.pmm.page import (
+    P_INDEX,
+    P_MAPPING,
+    P_PRIVATE,
+    PAGE_MAPPING_ANON,
+    PG_active,
+    PG_dirty,
+    PG_mlocked,
+    PG_referenced,
+    PG_swapbacked,
+    PG_swapcache,
+    PG_unevictable,
+    PG_workingset,
+    PG_writeback,
+)
+from aerosync.mm.reclaim import layout as R
+from aerosync.mm.reclaim.swap_state import swp_value
+from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE, OBJ_VNODE, OBJF_DEAD, OBJF_SHARED
+from aerosync.params import PAGE_META_SIZE
+
+__all__ = ["Vmscan", "ScanControl", "SWAP_CLUSTER_MAX", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES",
+           "RECLAIMED", "KEEP", "ACTIVATE", "CULL", "int_sqrt"]
+
+SWAP_CLUSTER_MAX = 32
+DEF_PRIORITY = 12
+MAX_RECLAIM_RETRIES = 16
+RECLAIMED, KEEP, ACTIVATE, CULL = range(4)
+_ALL32 = 0xFFFF_FFFF
+_GIB_PAGES_SHIFT = 30 - 12
+
+
+def int_sqrt(x: int) -> int:
+    import math
+
+    return math.isqrt(x)
+
+
+class ScanControl:
+    """struct scan_control: what one reclaim pass may do and what it did."""
+
+    __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "may_swap", "may_writepage",
+                 "kswapd", "order", "gfp", "reclaim_idx")
+
+    def __init__(self, nr_to_reclaim: int, kswapd: bool, gfp: int = 0, order: int = 0,
+                 reclaim_idx: int = MAX_NR_ZONES - 1) -> None:
+        self.nr_to_reclaim, self.kswapd, self.gfp, self.order = nr_to_reclaim, kswapd, gfp, order
+        self.nr_reclaimed = self.nr_scanned = 0
+        self.priority = DEF_PRIORITY
+        self.may_swap = True
+        self.may_writepage = kswapd or bool(gfp & _GFP_IO)
+        self.reclaim_idx = reclaim_idx
+
+
+class Vmscan:
+    """One CPU's reclaim (see the module docstring).  Main entries:
+      shrink_node(nid, sc)            one pass over a node (MGLRU or classic)
+      try_to_free_pages(zids, order, gfp) -> pages reclaimed   (direct reclaim)
+      balance_pgdat(nid, order, hz) -> pages reclaimed         (kswapd's body)
+      wakeup_kswapd(zids, order, hz)  pgdat_balanced(nid, order, hz) -> bool
+      shrink_folio_list(pfns, sc, typ) -> pages reclaimed      (isolated folios)"""
+
+    def __init__(self, vm: Any, lru: Any, rops: Any, sst: Any, dev: Any, ws: Any, flock: Any,
+                 writeback: Any = None) -> None:
+        arena, cpu = vm.arena, vm.cpu
+        self.arena, self.cpu = arena, cpu
+        q, u32, u8, i64, at = arena.u64, arena.u32, arena.u8, arena.i64, arena.atomic
+        cas32, fetch_or32, fetch_and32 = at.cas32, at.fetch_or32, at.fetch_and32
+        off = lru.off
+        self.off = off
+        PM = arena.off("pagemeta")
+        PM4, PM8 = PM >> 2, PM >> 3
+        MW4, MW8 = PAGE_META_SIZE >> 2, PAGE_META_SIZE >> 3
+        i_map, i_idx, i_priv = P_MAPPING >> 3, P_INDEX >> 3, P_PRIVATE >> 3
+        ev = VE.vm_event_base(arena, cpu)
+        ns = VE.node_stat_base(arena, cpu)
+        NS = VE.NR_NODE_STATS
+        mm = vm.mm
+        free_pages = mm.free_pages
+        objs, locks = vm.objs, vm.locks
+        xa_load, xa_store = objs.xa_load, objs.xa_store
+        obj_lock, obj_unlock = locks.obj_lock.lock, locks.obj_lock.unlock
+        lock, unlock, isolate, putback = lru.lock, lru.unlock, lru.isolate, lru.putback
+        count, tail_of = lru.list_count, lru.list_tail
+        trylock_folio, unlock_folio = flock.trylock, flock.unlock
+        base = off.base
+        nr_nodes = off.nr_nodes
+        lv = lru.lruvec
+        self.gen: Any = None                     # lru_gen.LruGen when MGLRU is on (set by Reclaim)
+        self.writeback = writeback
+        nr_zones = mm.nr_zones
+        zoffs = [Z.zone_off(arena, z) for z in range(nr_zones)]
+        zone_nid = [z // MAX_NR_ZONES for z in range(nr_zones)]
+        populated = mm.populated
+        zone_watermark_ok = mm.zone_watermark_ok
+        self.files_real: Any = None              # fid -> path of a real file, or None (Reclaim sets it)
+
+        def swappiness() -> int:
+            return q[(base + R.H_SWAPPINESS) >> 3]
+
+        def can_swap() -> bool:
+            return bool(off.nr_slots) and q[(base + R.H_SWAP_INUSE) >> 3] + 1 < off.nr_slots - 1
+
+        # ------------------------------------------------------------ one folio
+        def check_references(pfn: int, mapped: bool) -> int:
+            """folio_check_references() (classic): activate a mapped folio referenced
+            twice (or swap-backed and referenced once); a referenced file folio seen once
+            is kept for another round; the rest is reclaimed."""
+            refs = rops.referenced(pfn) if mapped else 0
+            old = fetch_and32((PM4 + pfn * MW4) << 2, ~PG_referenced & _ALL32)
+            ref_folio = bool(old & PG_referenced)
+            fl = u32[PM4 + pfn * MW4]
+            if refs:
+                if fl & PG_swapbacked or ref_folio or refs > 1:
+                    return ACTIVATE
+                fetch_or32((PM4 + pfn * MW4) << 2, PG_referenced)
+                return KEEP
+            if ref_folio and not fl & PG_swapbacked:
+                return KEEP
+            return RECLAIMED
+
+        def freeze(pfn: int, expected: int) -> bool:
+            """folio_ref_freeze(): refcount from exactly `expected` to 0."""
+            return cas32((PM4 + pfn * MW4 + 2) << 2, expected, 0) == expected
+
+        def free_frozen(pfn: int) -> None:
+            b = PM8 + pfn * MW8
+            q[b + i_map] = 0
+            q[b + i_idx] = 0
+            q[b + i_priv] = 0
+            u32[PM4 + pfn * MW4] = 0                 # flags (we are the only user now)
+            u32[PM4 + pfn * MW4 + 2] = 1
+            free_pages(pfn, 0)
+
+        def replace_entry(pfn: int, new: int) -> int:
+            """__remove_mapping's tree half: under the object's lock, the folio's entry
+            becomes `new` (a swap value or a shadow).  Returns the object (0: the folio
+            was not in a tree any more), -1 if it moved or its object is dying."""
+            b = PM8 + pfn * MW8
+            m = q[b + i_map]
+            if not m:
+                return 0
+            o = m & ~3
+            obj_lock(o + 16)
+            try:
+                if q[b + i_map] != m or (u32[o >> 2] >> 16) & OBJF_DEAD:
+                    return -1
+                idx = q[b + i_idx]
+                if xa_load(o + O_TREE, idx) != pfn << 2:
+                    return -1
+                xa_store(o + O_TREE, idx, new)
+                q[b + i_map] = 0
+                q[b + i_idx] = 0
+                q[(o + O_NR_PAGES) >> 3] -= 1
+                return o
+            finally:
+                obj_unlock(o + 16)
+
+        def restore_entry(pfn: int, o: int, idx: int, old: int) -> bool:
+            """Undo replace_entry (the folio could not be freed)."""
+            obj_lock(o + 16)
+            try:
+                if (u32[o >> 2] >> 16) & OBJF_DEAD or xa_load(o + O_TREE, idx) != old:
+                    return False
+                xa_store(o + O_TREE, idx, pfn << 2)
+                b = PM8 + pfn * MW8
+                shared = (u32[o >> 2] >> 16) & OBJF_SHARED
+                anon = (u32[o >> 2] & 0xFFFF) != OBJ_VNODE and not shared
+                q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
+                q[b + i_idx] = idx
+                q[(o + O_NR_PAGES) >> 3] += 1
+                return True
+            finally:
+                obj_unlock(o + 16)
+
+        def shmem_account(pfn: int, o: int, d: int) -> None:
+            if (u32[o >> 2] >> 16) & OBJF_SHARED:
+                nid = lru.nid_of(pfn)
+                i64[ns + nid * NS + VE.NR_SHMEM] += d
+                i64[ns + nid * NS + VE.NR_FILE_PAGES] += d
+
+        def reclaim_anon(pfn: int, sc: ScanControl) -> int:
+            b4 = PM4 + pfn * MW4
+            fetch_or32(b4 << 2, PG_swapbacked)              # a lazily freed page is swapped too
+            fl = u32[b4]
+            if fl & PG_swapcache:
+                slot = q[PM8 + pfn * MW8 + i_priv] - 1
+            else:
+                if not sc.may_swap or not can_swap():
+                    return ACTIVATE
+                slot = sst.add_to_swap(pfn)
+                if slot < 0:
+                    return ACTIVATE
+            if u32[b4 + 3]:
+                if rops.unmap(pfn, slot):
+                    fetch_or32(b4 << 2, PG_dirty)
+                if u32[b4 + 3]:
+                    return ACTIVATE                          # mapped again meanwhile
+            m, idx = q[PM8 + pfn * MW8 + i_map], q[PM8 + pfn * MW8 + i_idx]
+            holder = 0
+            if m:
+                dev.dup(slot)                                 # the object's swap entry
+                holder = replace_entry(pfn, swp_value(slot))
+                if holder < 0:
+                    dev.put(slot)
+                    return ACTIVATE
+                if holder:
+                    free_pages(pfn, 0)                        # the tree's reference (never the last)
+                    shmem_account(pfn, holder, -1)
+                else:
+                    dev.put(slot)
+            if u32[b4] & PG_dirty:
+                fetch_and32(b4 << 2, ~PG_dirty & _ALL32)
+                sst.writeout(slot, pfn)
+            # __remove_mapping: ours + the cache's
+            if not freeze(pfn, 2):
+                if holder and restore_entry(pfn, holder, idx, swp_value(slot)):
+                    at.fetch_add32((b4 + 2) << 2, 1)
+                    dev.put(slot)
+                    shmem_account(pfn, holder, 1)
+                fetch_or32(b4 << 2, PG_dirty)                  # the written copy may be stale
+                return KEEP
+            # the folio is frozen: nobody can take it; the slot keeps its shadow
+            sst.delete_from_cache(pfn, slot, ws.eviction(pfn))
+            free_frozen(pfn)
+            return RECLAIMED
+
+        def reclaim_file(pfn: int, sc: ScanControl) -> int:
+            b4 = PM4 + pfn * MW4
+            if u32[b4 + 3]:
+                if rops.unmap(pfn, -1):
+                    vm.memory.set_dirty(pfn)
+                if u32[b4 + 3]:
+                    return ACTIVATE
+            m = q[PM8 + pfn * MW8 + i_map]
+            if u32[b4] & PG_dirty:
+                wb = self.writeback
+                if not sc.may_writepage or wb is None or not wb.writepage(pfn):
+                    return ACTIVATE
+                i64[ns + lru.nid_of(pfn) * NS + VE.NR_VMSCAN_WRITE] += 1
+            shadow = ws.eviction(pfn)
+            o = m & ~3
+            if not m:
+                return KEEP if not freeze(pfn, 1) else (free_frozen(pfn) or RECLAIMED)
+            idx = q[PM8 + pfn * MW8 + i_idx]
+            obj_lock(o + 16)
+            try:
+                ok = (q[PM8 + pfn * MW8 + i_map] == m and xa_load(o + O_TREE, idx) == pfn << 2
+                      and not u32[b4] & PG_dirty and freeze(pfn, 2))
+                if ok:
+                    xa_store(o + O_TREE, idx, shadow)
+                    q[(o + O_NR_PAGES) >> 3] -= 1
+            finally:
+                obj_unlock(o + 16)
+            if not ok:
+                return KEEP
+            nid = lru.nid_of(pfn)
+            i64[ns + nid * NS + VE.NR_FILE_PAGES] -= 1
+            free_frozen(pfn)
+            return RECLAIMED
+
+        def shrink_folio(pfn: int, sc: ScanControl) -> int:
+            if not trylock_folio(pfn):
+                return KEEP
+            freed = False
+            try:
+                fl = u32[PM4 + pfn * MW4]
+                if fl & (PG_mlocked | PG_unevictable):
+                    return CULL
+                if fl & PG_writeback:
+                    return KEEP
+                mapped = bool(u32[PM4 + pfn * MW4 + 3])
+                gen = self.gen
+                r = gen.check_references(pfn, mapped) if gen is not None else check_references(pfn, mapped)
+                if r != RECLAIMED:
+                    return r
+                anon = fl & PG_swapbacked or q[PM8 + pfn * MW8 + i_map] & PAGE_MAPPING_ANON
+                r = reclaim_anon(pfn, sc) if anon else reclaim_file(pfn, sc)
+                freed = r == RECLAIMED
+                return r
+            finally:
+                if not freed:
+                    unlock_folio(pfn)
+
+        def shrink_folio_list(pfns: list[int], sc: ScanControl) -> int:
+            """Reclaim each isolated folio; put the rest back (activated ones active)."""
+            done = 0
+            kswapd = sc.kswapd
+            for pfn in pfns:
+                fl = u32[PM4 + pfn * MW4]
+                anon = bool(fl & PG_swapbacked)
+                r = shrink_folio(pfn, sc)
+                if r == RECLAIMED:
+                    done += 1
+                    q[ev + (VE.PGSTEAL_KSWAPD if kswapd else VE.PGSTEAL_DIRECT)] += 1
+                    q[ev + (VE.PGSTEAL_ANON if anon else VE.PGSTEAL_FILE)] += 1
+                    i64[ns + lru.nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
+                    continue
+                i64[ns + lru.nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
+                if r == ACTIVATE:
+                    fetch_or32((PM4 + pfn * MW4) << 2, PG_active)
+                    q[ev + VE.PGACTIVATE] += 1
+                    if self.gen is None:
+                        ws.age_nonresident(lru.nid_of(pfn))
+                elif r == CULL:
+                    fetch_or32((PM4 + pfn * MW4) << 2, PG_unevictable)
+                    q[ev + VE.UNEVICTABLE_PGS_CULLED] += 1
+                self.reclaiming = True
+                try:
+                    putback(pfn)
+                finally:
+                    self.reclaiming = False
+            sc.nr_reclaimed += done
+            return done
+
+        self.reclaiming = False
+
+        # ------------------------------------------------------------ classic LRU
+        def isolate_tail(nid: int, li: int, nr: int, sc: ScanControl) -> list[int]:
+            got: list[int] = []
+            lock(nid)
+            try:
+                pfn = tail_of(nid, li)
+                scanned = 0
+                while pfn != 0xFFFF_FFFF and scanned < nr:
+                    prev = u32[PM4 + pfn * MW4 + 5]
+                    scanned += 1
+                    if isolate(nid, pfn):
+                        got.append(pfn)
+                        anon = bool(u32[PM4 + pfn * MW4] & PG_swapbacked)
+                        i64[ns + nid * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] += 1
+                    pfn = prev
+            finally:
+                unlock(nid)
+            sc.nr_scanned += len(got)
+            return got
+
+        def shrink_inactive_list(nid: int, typ: int, nr: int, sc: ScanControl) -> int:
+            got = isolate_tail(nid, R.LRU_INACTIVE_ANON + 2 * typ, nr, sc)
+            if not got:
+                return 0
+            q[ev + (VE.PGSCAN_KSWAPD if sc.kswapd else VE.PGSCAN_DIRECT)] += len(got)
+            q[ev + (VE.PGSCAN_FILE if typ else VE.PGSCAN_ANON)] += len(got)
+            return shrink_folio_list(got, sc)
+
+        def shrink_active_list(nid: int, typ: int, nr: int, sc: ScanControl) -> None:
+            got = isolate_tail(nid, R.LRU_ACTIVE_ANON + 2 * typ, nr, sc)
+            q[ev + VE.PGREFILL] += len(got)
+            deact = 0
+            for pfn in got:
+                if u32[PM4 + pfn * MW4 + 3]:
+                    rops.referenced(pfn)               # ages the PTEs (test-and-clear)
+                fetch_and32((PM4 + pfn * MW4) << 2, ~PG_active & _ALL32)
+                fetch_or32((PM4 + pfn * MW4) << 2, PG_workingset)
+                deact += 1
+                anon = bool(u32[PM4 + pfn * MW4] & PG_swapbacked)
+                i64[ns + nid * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
+                putback(pfn)
+            q[ev + VE.PGDEACTIVATE] += deact
+
+        def inactive_is_low(nid: int, typ: int) -> bool:
+            inactive = count(nid, R.LRU_INACTIVE_ANON + 2 * typ)
+            active = count(nid, R.LRU_ACTIVE_ANON + 2 * typ)
+            gb = (inactive + active) >> _GIB_PAGES_SHIFT
+            ratio = int_sqrt(10 * gb) if gb else 1
+            return inactive * ratio < active
+
+        def get_scan_count(nid: int, sc: ScanControl) -> list[int]:
+            """Scan targets per list: size >> priority, split by swappiness and costs."""
+            sizes = [count(nid, li) for li in range(4)]
+            sw = swappiness() if can_swap() and sc.may_swap else 0
+            if not sw:
+                fraction = (0, 1)
+            else:
+                ac, fc = q[(lv[nid] + R.L_ANON_COST) >> 3], q[(lv[nid] + R.L_FILE_COST) >> 3]
+                total = ac + fc
+                anon_cost, file_cost = total + ac, total + fc
+                total = anon_cost + file_cost
+                ap = sw * (total + 1) // (anon_cost + 1)
+                fp = (200 - sw) * (total + 1) // (file_cost + 1)
+                fraction = (ap, fp)
+                if total > 1 << 16:                  # decay the costs (lru_note_cost's halving)
+                    q[(lv[nid] + R.L_ANON_COST) >> 3] = ac // 2
+                    q[(lv[nid] + R.L_FILE_COST) >> 3] = fc // 2
+            denom = sum(fraction) or 1
+            out = []
+            for li in range(4):
+                typ = li >> 1
+                scan = sizes[li] >> sc.priority
+                if not scan and sizes[li] and sc.priority < DEF_PRIORITY - 2:
+                    scan = min(sizes[li], SWAP_CLUSTER_MAX)
+                out.append(scan * fraction[typ] // denom if fraction[typ] else 0)
+            return out
+
+        def shrink_lruvec_classic(nid: int, sc: ScanControl) -> None:
+            nr = get_scan_count(nid, sc)
+            target = sc.nr_to_reclaim
+            while (nr[0] or nr[2] or nr[3]) and sc.nr_reclaimed < target:
+                for li in (R.LRU_INACTIVE_ANON, R.LRU_ACTIVE_ANON, R.LRU_INACTIVE_FILE, R.LRU_ACTIVE_FILE):
+                    if not nr[li]:
+                        continue
+                    n = min(nr[li], SWAP_CLUSTER_MAX)
+                    nr[li] -= n
+                    typ = li >> 1
+                    if li & 1:
+                        if inactive_is_low(nid, typ):
+                            shrink_active_list(nid, typ, n, sc)
+                    else:
+                        shrink_inactive_list(nid, typ, n, sc)
+            if can_swap() and inactive_is_low(nid, 0):
+                shrink_active_list(nid, 0, SWAP_CLUSTER_MAX, sc)
+
+        def place_classic(nid: int, pfn: int, fl: int) -> int:
+            if fl & (PG_mlocked | PG_unevictable):
+                return R.LRU_UNEVICTABLE
+            return R.LRU_INACTIVE_ANON + (0 if fl & PG_swapbacked else 2) + (1 if fl & PG_active else 0)
+
+        # ------------------------------------------------------------ node / direct / kswapd
+        def shrink_node(nid: int, sc: ScanControl) -> None:
+            lru.lru_add_drain()
+            if self.gen is not None:
+                self.gen.shrink_lruvec(nid, sc)
+            else:
+                shrink_lruvec_classic(nid, sc)
+            q[(lv[nid] + R.L_STEAL_TOTAL) >> 3] += 0
+
+        def nodes_of(zids: Any) -> list[int]:
+            seen: list[int] = []
+            for z in zids:
+                n = zone_nid[z]
+                if n not in seen:
+                    seen.append(n)
+            return seen
+
+        def try_to_free_pages(zids: Any, order: int, gfp: int) -> int:
+            sc = ScanControl(SWAP_CLUSTER_MAX, False, gfp, order)
+            if zids:
+                q[ev + VE.ALLOCSTALL_DMA + (zids[0] % MAX_NR_ZONES)] += 1
+            nodes = nodes_of(zids) or list(range(nr_nodes))
+            for prio in range(DEF_PRIORITY, -1, -1):
+                sc.priority = prio
+                for nid in nodes:
+                    shrink_node(nid, sc)
+                    if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                        break
+                if sc.nr_reclaimed >= sc.nr_to_reclaim:
+                    break
+            if sc.nr_reclaimed:
+                for nid in nodes:
+                    q[(lv[nid] + R.L_KSWAPD_FAILURES) >> 3] = 0
+            return sc.nr_reclaimed
+
+        def node_zones(nid: int, hz: int) -> list[int]:
+            return [nid * MAX_NR_ZONES + zi for zi in range(min(hz, MAX_NR_ZONES - 1) + 1)
+                    if populated[nid * MAX_NR_ZONES + zi]]
+
+        def pgdat_balanced(nid: int, order: int, hz: int) -> bool:
+            boost = q[(lv[nid] + R.L_BOOST) >> 3]
+            for z in node_zones(nid, hz):
+                zo = zoffs[z]
+                mark = q[(zo + Z.Z_WMARK_HIGH) >> 3] + boost
+                if zone_watermark_ok(z, order, mark, hz, 0, q[(zo + Z.Z_NR_FREE_PAGES) >> 3]):
+                    return True
+            return not node_zones(nid, hz)
+
+        def balance_pgdat(nid: int, order: int, hz: int) -> int:
+            q[ev + VE.PAGEOUTRUN] += 1
+            t0 = time.perf_counter_ns()
+            total = 0
+            if pgdat_balanced(nid, order, hz):
+                q[ev + (VE.KSWAPD_HIGH_WMARK_HIT_QUICKLY if order == 0 else VE.KSWAPD_LOW_WMARK_HIT_QUICKLY)] += 1
+                return 0
+            nr = sum(max(q[(zoffs[z] + Z.Z_WMARK_HIGH) >> 3], SWAP_CLUSTER_MAX) for z in node_zones(nid, hz))
+            for prio in range(DEF_PRIORITY, 0, -1):
+                sc = ScanControl(max(SWAP_CLUSTER_MAX, nr), True, 0, order, hz)
+                sc.priority = prio
+                shrink_node(nid, sc)
+                total += sc.nr_reclaimed
+                if pgdat_balanced(nid, order, hz):
+                    break
+            fk = (lv[nid] + R.L_KSWAPD_FAILURES) >> 3
+            if total:
+                q[fk] = 0
+                b = q[(lv[nid] + R.L_BOOST) >> 3]
+                if b:
+                    q[(lv[nid] + R.L_BOOST) >> 3] = b // 2          # boosts decay on success
+            else:
+                q[fk] += 1
+            q[(lv[nid] + R.L_KSWAPD_RECLAIMED) >> 3] += total
+            q[(lv[nid] + R.L_KSWAPD_RUNS) >> 3] += 1
+            q[(lv[nid] + R.L_KSWAPD_NS) >> 3] += time.perf_counter_ns() - t0
+            return total
+
+        def wakeup_kswapd(zids: Any, order: int, hz: int) -> None:
+            """wakeup_kswapd(): raise the node's kswapd_order / highest_zoneidx and wake it,
+            unless it failed MAX_RECLAIM_RETRIES times or the node is balanced."""
+            if not q[(base + R.H_KT_BASE) >> 3]:
+                return
+            for nid in nodes_of(zids):
+                v = lv[nid]
+                if q[(v + R.L_KSWAPD_FAILURES) >> 3] >= MAX_RECLAIM_RETRIES:
+                    continue
+                if q[(v + R.L_KSWAPD_WAIT) >> 3]:
+                    continue
+                if q[(v + R.L_KSWAPD_ORDER) >> 3] < order:
+                    q[(v + R.L_KSWAPD_ORDER) >> 3] = order
+                if q[(v + R.L_KSWAPD_HZ) >> 3] < hz:
+                    q[(v + R.L_KSWAPD_HZ) >> 3] = hz
+                if pgdat_balanced(nid, order, hz) and not q[(v + R.L_BOOST) >> 3]:
+                    continue
+                at.store64(v + R.L_KSWAPD_WAIT, 1)
+
+        self.shrink_folio, self.shrink_folio_list, self.shrink_node = shrink_folio, shrink_folio_list, shrink_node
+        self.try_to_free_pages, self.balance_pgdat, self.wakeup_kswapd = try_to_free_pages, balance_pgdat, wakeup_kswapd
+        self.pgdat_balanced, self.place_classic, self.isolate_tail = pgdat_balanced, place_classic, isolate_tail
+        self.shrink_inactive_list, self.shrink_active_list = shrink_inactive_list, shrink_active_list
+        self.can_swap, self.swappiness, self.nodes_of = can_swap, swappiness, nodes_of
+        self.free_frozen, self.freeze = free_frozen, freeze
+        _ = (u8, PG_workingset, PG_dirty)

@@ -1,0 +1,153 @@
+"""Workingset: shadow entries of evicted folios and refault detection.
+
+Models: mm/workingset.c (pack_shadow / unpack_shadow, workingset_eviction,
+workingset_refault, workingset_activation; the classic LRU's refault distance against
+the lruvec's nonresident_age; MGLRU's lru_gen_eviction / lru_gen_refault with its
+generation token).  Unit: one folio leaving memory; one folio coming back.
+
+Shadow value (an xarray value entry: bit 0 set; value v = entry >> 1)::
+
+    v = token << 9 | nid << 3 | workingset << 2 | 0b11
+
+  tag 0b11 in v's low two bits marks a shadow (0b10 is a swap entry, 0b01 the VM's
+  ZERO marker).  Classic LRU: token = nonresident_age at eviction (incremented on each
+  eviction and activation).  MGLRU: token = min_seq[type] << 2 | tier refs.
+A shadow replaces a page-cache folio in its vnode object's tree, or a swap-cache folio
+in its swap-table slot; a refault finds it there.
+
+Refault (classic): distance = (nonresident_age now - token) mod 2^54; the folio is
+activated when distance <= the workingset size (file refault: active file + all anon
+if swap is on; anon refault: active anon + all file), counting workingset_activate_*;
+workingset_restore_* when the shadow had PG_workingset (the folio was in the workingset
+when it was evicted).  MGLRU: a refault is "recent" when the token's sequence is within
+MAX_NR_GENS of max_seq now; recent refaults count in refaulted[hist][type][tier] (the
+PID controller's input) and come back with PG_workingset and their refs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.pmm.page import PG_active, PG_referenced, PG_swapbacked, PG_workingset
+from aerosync.mm.reclaim import layout as R
+from aerosync.mm.reclaim.swap import MAX_NR_GENS, REFS_MASK, REFS_SHIFT
+from aerosync.params import PAGE_META_SIZE
+
+__all__ = ["Workingset", "pack_shadow", "unpack_shadow", "is_shadow", "TOKEN_MASK", "refault_distance"]
+
+TOKEN_BITS = 54
+TOKEN_MASK = (1 << TOKEN_BITS) - 1
+
+
+def pack_shadow(token: int, nid: int, workingset: bool) -> int:
+    v = ((token & TOKEN_MASK) << 9) | (nid << 3) | (int(workingset) << 2) | 3
+    return (v << 1) | 1
+
+
+def unpack_shadow(e: int) -> tuple[int, int, bool]:
+    v = e >> 1
+    return v >> 9, (v >> 3) & 0x3F, bool(v & 4)
+
+
+def is_shadow(e: int) -> bool:
+    return e & 1 == 1 and (e >> 1) & 3 == 3
+
+
+def refault_distance(now: int, token: int) -> int:
+    """(now - token) modulo the token width: the evictions + activations since."""
+    return (now - token) & TOKEN_MASK
+
+
+class Workingset:
+    """eviction(pfn) -> shadow value   refault(pfn, shadow) -> True if activated
+    Both on one CPU, counting on its vmstat record."""
+
+    def __init__(self, arena: Any, cpu: int, lru: Any) -> None:
+        q, u32, i64, at = arena.u64, arena.u32, arena.i64, arena.atomic
+        off = lru.off
+        PM4 = arena.off("pagemeta") >> 2
+        MW4 = PAGE_META_SIZE >> 2
+        ns = VE.node_stat_base(arena, cpu)
+        NS = VE.NR_NODE_STATS
+        mglru = lru.mglru
+        lv = lru.lruvec
+        count = lru.list_count
+        fetch_or32 = at.fetch_or32
+        swap_on = bool(off.nr_slots)
+
+        def age_nonresident(nid: int, n: int = 1) -> None:
+            """workingset_age_nonresident(): evictions and activations age the clock."""
+            at.fetch_add64(lv[nid] + R.L_NONRES_AGE, n)
+
+        def eviction(pfn: int) -> int:
+            b = PM4 + pfn * MW4
+            fl = u32[b]
+            nid = lru.nid_of(pfn)
+            typ = 0 if fl & PG_swapbacked else 1
+            if mglru:
+                min_seq = q[(lv[nid] + R.L_MIN_SEQ + 8 * typ) >> 3]
+                refs = (fl & REFS_MASK) >> REFS_SHIFT
+                refs += 1 if fl & PG_referenced else 0
+                token = (min_seq << 2) | min(refs, 3)
+                # evicted[hist][type][tier] feeds the PID controller
+                tier = _tier(refs, bool(fl & PG_workingset))
+                hist = min_seq % 2
+                q[(lv[nid] + R.L_EVICTED + 8 * (hist * 8 + typ * 4 + tier)) >> 3] += 1
+                return pack_shadow(token, nid, bool(fl & PG_workingset))
+            token = at.fetch_add64(lv[nid] + R.L_NONRES_AGE, 1)
+            return pack_shadow(token, nid, bool(fl & PG_workingset))
+
+        def refault(pfn: int, shadow: int) -> bool:
+            """workingset_refault(): account the refault of the folio now at pfn (not yet
+            on an LRU) and decide whether it comes back active."""
+            token, nid, ws = unpack_shadow(shadow)
+            b = PM4 + pfn * MW4
+            fl = u32[b]
+            typ = 0 if fl & PG_swapbacked else 1
+            anon = typ == 0
+            if nid >= off.nr_nodes:
+                return False
+            i64[ns + nid * NS + (VE.WORKINGSET_REFAULT_ANON if anon else VE.WORKINGSET_REFAULT_FILE)] += 1
+            if mglru:
+                max_seq = q[(lv[nid] + R.L_MAX_SEQ) >> 3]
+                seq, refs = token >> 2, token & 3
+                recent = abs(max_seq - seq) < MAX_NR_GENS
+                if not recent:
+                    return False
+                tier = _tier(refs, ws)
+                hist = q[(lv[nid] + R.L_MIN_SEQ + 8 * typ) >> 3] % 2
+                q[(lv[nid] + R.L_REFAULTED + 8 * (hist * 8 + typ * 4 + tier)) >> 3] += 1
+                i64[ns + nid * NS + (VE.WORKINGSET_ACTIVATE_ANON if anon else VE.WORKINGSET_ACTIVATE_FILE)] += 1
+                # the folio comes back with its refs (one more access: this refault)
+                new_refs = min(refs + 1, 3)
+                fetch_or32(b << 2, PG_workingset | (new_refs << REFS_SHIFT) | PG_referenced)
+                if ws:
+                    i64[ns + nid * NS + (VE.WORKINGSET_RESTORE_ANON if anon else VE.WORKINGSET_RESTORE_FILE)] += 1
+                return True
+            now = q[(lv[nid] + R.L_NONRES_AGE) >> 3]
+            distance = refault_distance(now, token)
+            active_file = count(nid, R.LRU_ACTIVE_FILE)
+            active_anon = count(nid, R.LRU_ACTIVE_ANON)
+            if anon:
+                size = active_anon + active_file + count(nid, R.LRU_INACTIVE_FILE)
+            else:
+                size = active_file + ((active_anon + count(nid, R.LRU_INACTIVE_ANON)) if swap_on else 0)
+            if distance > size:
+                return False
+            fetch_or32(b << 2, PG_active | PG_workingset)
+            age_nonresident(nid)
+            q[(lv[nid] + (R.L_ANON_COST if anon else R.L_FILE_COST)) >> 3] += 1
+            i64[ns + nid * NS + (VE.WORKINGSET_ACTIVATE_ANON if anon else VE.WORKINGSET_ACTIVATE_FILE)] += 1
+            if ws:
+                i64[ns + nid * NS + (VE.WORKINGSET_RESTORE_ANON if anon else VE.WORKINGSET_RESTORE_FILE)] += 1
+            return True
+
+        self.eviction, self.refault, self.age_nonresident = eviction, refault, age_nonresident
+
+
+def _tier(refs: int, workingset: bool) -> int:
+    """lru_tier_from_refs(): order_base_2(refs + 1), PG_workingset -> the top tier."""
+    if workingset:
+        return 3
+    return min(3, refs.bit_length())

@@ -1,0 +1,223 @@
+"""Memory-pressure workloads: every byte read back is verified across swap and ZMM.
+
+Modes ([workload] mode):
+  compress  an anonymous working set of ws_factor x RAM (split over the CPUs), accessed
+            with a Zipf(s) distribution: each access writes the page (write_pct) or reads
+            and checks all 4096 bytes of it.  Pages hold 1008 random bytes and a repeated
+            word (compressible about 3:1: the reclaim-compress case).
+  thrash    a cyclic scan over ws_factor x RAM (the refault / workingset case).
+  stream    a generated file of file_mb streamed through a shared read-only mapping, with
+            a small anonymous hot set touched between file pages (the case MGLRU was
+            built for: the stream must not evict the hot set).
+  dirty     a real temporary file mapped shared and rewritten page by page (writeback,
+            dirty throttling through balance_dirty_pages_ratelimited); checked on disk
+            after msync at teardown.
+  oom       anonymous memory allocated until the OOM killer ends the task; the CPU
+            starts a new task and goes on (the run survives).
+Operation = one page accessed.  Counters: accesses, writes, corrupt (bytes that came back
+wrong: the run's reclaim_data_mismatches), majfault (this CPU's major faults), killed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aerosync.arena.layout import SectionSpec
+from aerosync.arena.segment import Arena
+from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.reclaim.oom_kill import TaskKilled
+from aerosync.mm.reclaim.opt import ZipfSampler
+from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.filemap import expected_page
+from workers.workloads._common import counter_index
+from workers.workloads._vm import cpu_vm, release_mm, setup_mm, vmwork_section
+
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "page_bytes"]
+
+COUNTERS: tuple[str, ...] = ("accesses", "writes", "corrupt", "majfault", "killed")
+PG = 4096
+MODES = ("compress", "thrash", "stream", "dirty", "oom")
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    mode: str = "compress"
+    ws_factor: float = 1.5          # working set / RAM
+    zipf_s: float = 1.0
+    write_pct: int = 30
+    file_mb: int = 16               # stream / dirty
+    hot_pages: int = 64             # stream: anonymous hot set per CPU
+
+    def validate(self) -> str | None:
+        if self.mode not in MODES:
+            return f"mode = {self.mode!r}: allowed {', '.join(MODES)}"
+        if not 0.1 <= self.ws_factor <= 16:
+            return f"ws_factor = {self.ws_factor}: allowed 0.1..16"
+        if not 0 <= self.write_pct <= 100:
+            return f"write_pct = {self.write_pct}: allowed 0..100"
+        if not 0.0 <= self.zipf_s <= 4.0:
+            return f"zipf_s = {self.zipf_s}: allowed 0..4"
+        if not 1 <= self.file_mb <= 4096:
+            return f"file_mb = {self.file_mb}: allowed 1..4096"
+        return None
+
+
+def page_bytes(cpu: int, page: int, version: int) -> bytes:
+    """The 4096 bytes page `page` of CPU `cpu` holds at `version` (about 3:1 compressible)."""
+    head = page.to_bytes(8, "little") + ((cpu << 48) | version).to_bytes(8, "little")
+    rnd = random.Random((cpu << 40) ^ (page << 16) ^ version).randbytes(1008)
+    return head + rnd + (version.to_bytes(4, "little") * 768)
+
+
+def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
+    return [vmwork_section()]
+
+
+def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
+    setup_mm(arena)
+    if params.mode == "stream":
+        from aerosync.mm.vm.vm import VM
+
+        vm = VM(arena, 0)
+        try:
+            vm.file_create("stream", params.file_mb << 20, seed=7)
+        finally:
+            vm.leave()
+
+
+def _workers(arena: Arena) -> int:
+    rec = arena.config.get("reclaim") or {}
+    first = int(rec.get("kthread_cpu", -1))
+    return first if first > 0 else int(arena.config["nr_cpus"])
+
+
+def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Callable[[int], None]:
+    vm, _tid = cpu_vm(arena, cpu, f"reclaim-{params.mode}")
+    q = arena.u64
+    c0 = counter_index(arena, cpu, 0)
+    c_acc, c_wr, c_bad, c_maj, c_killed = c0, c0 + 1, c0 + 2, c0 + 3, c0 + 4
+    ev_maj = VE.vm_event_base(arena, cpu) + VE.PGMAJFAULT
+    maj0 = q[ev_maj]
+    ncpu = max(1, _workers(arena))
+    npages = max(16, int(int(arena.config["nr_pages"]) * params.ws_factor) // ncpu)
+    RW, ANON = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
+    st: dict = {"addr": 0, "ver": {}, "i": 0, "fid": -1, "path": None, "hot": 0}
+    mode = params.mode
+
+    def new_region() -> None:
+        st["addr"] = vm.mmap(0, npages * PG, RW, ANON)
+        st["ver"] = {}
+
+    if mode in ("compress", "thrash", "oom"):
+        new_region()
+    zipf = ZipfSampler(npages, params.zipf_s, rng) if mode == "compress" else None
+    if mode == "stream":
+        fid = vm.file_lookup("stream")
+        st["fid"] = fid
+        st["fpages"] = (params.file_mb << 20) // PG
+        st["faddr"] = vm.mmap(0, st["fpages"] * PG, M.PROT_READ, M.MAP_SHARED, fid, 0)
+        st["hot"] = vm.mmap(0, params.hot_pages * PG, RW, ANON)
+        for h in range(params.hot_pages):
+            vm.store(st["hot"] + h * PG, page_bytes(cpu, h, 1))
+    if mode == "dirty":
+        fd, path = tempfile.mkstemp(prefix=f"aerosync-dirty-{arena.name}-{cpu}-")
+        os.ftruncate(fd, params.file_mb << 20)
+        os.close(fd)
+        st["path"] = path
+        fid = vm.file_create(f"dirty{cpu}", params.file_mb << 20, path=path)
+        st["fid"] = fid
+        st["fpages"] = (params.file_mb << 20) // PG
+        st["faddr"] = vm.mmap(0, st["fpages"] * PG, RW, M.MAP_SHARED, fid, 0)
+    wb = vm.reclaim.writeback if vm.reclaim is not None else None
+    write_pct = params.write_pct
+
+    def access(p: int, write: bool) -> None:
+        va = st["addr"] + p * PG
+        ver = st["ver"].get(p, 0)
+        if write or not ver:
+            ver += 1
+            vm.store(va, page_bytes(cpu, p, ver))
+            st["ver"][p] = ver
+            q[c_wr] += 1
+        else:
+            if vm.load(va, PG) != page_bytes(cpu, p, ver):
+                q[c_bad] += 1
+
+    def one() -> None:
+        if mode == "compress":
+            access(zipf(), rng.randrange(100) < write_pct)
+        elif mode == "thrash":
+            access(st["i"] % npages, st["i"] < npages)
+            st["i"] += 1
+        elif mode == "stream":
+            i = st["i"] % st["fpages"]
+            st["i"] += 1
+            if vm.load(st["faddr"] + i * PG, PG) != expected_page(st["fid"], 7, i):
+                q[c_bad] += 1
+            h = rng.randrange(params.hot_pages)
+            if vm.load(st["hot"] + h * PG, PG) != page_bytes(cpu, h, 1):
+                q[c_bad] += 1
+        elif mode == "dirty":
+            i = st["i"] % st["fpages"]
+            st["i"] += 1
+            ver = st["ver"].get(i, 0) + 1
+            st["ver"][i] = ver
+            vm.store(st["faddr"] + i * PG, page_bytes(cpu, i, ver))
+            q[c_wr] += 1
+            if wb is not None:
+                wb.balance_dirty_pages_ratelimited(1)
+        else:                                              # oom: grow until killed
+            try:
+                access(st["i"] % npages, True)
+                st["i"] += 1
+            except TaskKilled:
+                q[c_killed] += 1
+                tid = vm.current_task()
+                vm.exit(tid, 9)
+                vm.reap(tid)
+                t2 = vm.task_create(f"reclaim-{mode}")
+                vm.switch_to(t2)
+                new_region()
+                st["i"] = 0
+
+    def batch(n: int) -> None:
+        for _ in range(n):
+            one()
+            q[c_acc] += 1
+        q[c_maj] = q[ev_maj] - maj0
+
+    def teardown() -> None:
+        if mode == "dirty" and st["fid"] >= 0:
+            if wb is not None:
+                wb.msync(vm.current_mm(), st["faddr"], st["fpages"] * PG)
+            with open(st["path"], "rb") as f:
+                for i, ver in st["ver"].items():
+                    f.seek(i * PG)
+                    if f.read(PG) != page_bytes(cpu, i, ver):
+                        q[c_bad] += 1
+        q[c_maj] = q[ev_maj] - maj0
+        vm.exit()
+        vm.leave()
+        if st["path"]:
+            os.unlink(st["path"])
+
+    batch.teardown = teardown  # type: ignore[attr-defined]
+    batch.poll = vm.poll  # type: ignore[attr-defined]
+    return batch
+
+
+def report(arena: Arena, params: Params, result: dict) -> dict:
+    release_mm(arena)
+    from aerosync.mm.reclaim.oom_kill import oom_report
+    from aerosync.mm.reclaim.zmm import zmm_stats
+
+    tot = {k: sum(c["counters"][k] for c in result["cpus"]) for k in COUNTERS}
+    ev = VE.fold_vm_events(arena)
+    keys = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pswpin", "pswpout", "zswpin",
+            "zswpout", "zswpwb", "allocstall_normal", "pgactivate", "pgdeactivate", "pgrefill", "oom_kill")
+    return {**tot, "mode": params.mode, "reclaim_data_mismatches": tot["corrupt"],
+            "vmstat": {k: ev[k] for k in keys}, "zmm": zmm_stats(arena), "oom_report": oom_report(arena)}

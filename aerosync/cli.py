@@ -147,7 +147,8 @@ def _hotplug_lines(d: dict[str, Any]) -> list[str]:
             out.append(f"{head}  {e['ms']:.1f} ms (worker left {e['leave_ms']:.1f}, exited {e['exit_ms']:.1f}, "
                        f"mm teardown {e['teardown_ms']:.1f}): {e['pcp_pages']} PCP pages, {e['cpu_slabs']} cpu slabs, "
                        f"{e['cpu_partial_slabs']} partial slabs, {e['magazine_objects']} magazine objects, "
-                       f"{e['sheaves']} sheaves given back")
+                       f"{e['sheaves']} sheaves"
+                       + (f", {e['lru_batch']} LRU batch folios" if e.get("lru_batch") else "") + " given back")
         else:
             out.append(f"{head}  {e['ms']:.1f} ms to a running worker (pid {e['pid']})")
     return out

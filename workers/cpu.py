@@ -100,11 +100,17 @@ def main(spec: WorkerSpec) -> None:
     arena = Arena.attach(spec.arena_name, expect_hash=spec.config_hash)
     area = (arena.off("cpu") + spec.cpu * CPU_AREA_SIZE) >> 3
     q = arena.u64
-    try:
-        if spec.hotplug and not _wait_bringup(arena, area):
+    if spec.hotplug:
+        try:
+            needed, code = _wait_bringup(arena, area), 0
+        except BaseException:                        # the CPU is not its own yet: stderr, not errtext
+            traceback.print_exc()
+            needed, code = False, 1
+        if not needed:                               # the run ended first, or it failed parked
             del q
-            arena.close()                            # a standby the run did not need
-            sys.exit(0)
+            arena.close()
+            sys.exit(code)
+    try:
         q[area + (L.CPU_PID >> 3)] = os.getpid()
         q[area + (L.CPU_STARTTIME >> 3)] = arch_cpu.proc_starttime(os.getpid()) or 0
         q[area + (L.CPU_HOST_CPU >> 3)] = spec.host_cpu

@@ -169,8 +169,11 @@ def _cmd_hotplug(args: argparse.Namespace) -> int:
     arena = _attach_live(args.arena, "hotplug")
     try:
         if cpu is None:
+            from aerosync.mm.reclaim.kthread import kthread_cpus
+
+            kthreads = kthread_cpus(arena)
             for c in range(int(arena.config.get("nr_cpus", 0))):
-                print(f"cpu{c}: {L.HP_NAMES[hp_state(arena, c)]}")
+                print(f"cpu{c}: {L.HP_NAMES[hp_state(arena, c)]}" + (" (kernel thread)" if c in kthreads else ""))
             return 0
         hotplug.request(arena, cpu, args.action)
         print(f"hotplug: cpu{cpu} is {args.action}")

@@ -10,6 +10,8 @@ Data flow::
     sampling loop: wait(worker sentinels, sample_interval)
         • a sentinel fires before STOP  → WorkerDied(cpu, pid, cause, traceback)
         • every tick: per-CPU ops + counters ──► samples (throughput over time)
+        • [[events]] due and `aerosync hotplug` requests → a CPU offline / online
+          (aerosync/hotplug.py: its worker leaves, mm/cpuhp.py; or a new worker joins)
         • duration over / every CPU DONE → run_state = STOP
     stop: join (grace) → terminate → kill; lock_stat + workload report; close + unlink
 
@@ -64,8 +66,10 @@ from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.crash import CrashLog, FaultDriver, check_fault, check_recovery
 from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
+from aerosync.hotplug import Hotplug, check_events
 from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
+from aerosync.mm.cpuhp import cpuhp_check
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
@@ -110,6 +114,7 @@ class RunResult:
     mm: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
     crash: dict[str, Any] = field(default_factory=dict)     # CPU deaths and recoveries (on_cpu_death)
+    hotplug: list[dict[str, Any]] = field(default_factory=list)   # CPU offline/online events (hotplug.py)
 
     @property
     def total_ops(self) -> int:
@@ -131,6 +136,7 @@ class RunResult:
             "views_before": self.views_before, "views_after": self.views_after,
             "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
             **({"crash": self.crash} if self.crash else {}),
+            "hotplug": self.hotplug,
         }
 
 
@@ -357,6 +363,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     cleanup_stale()
     n = sim.nr_cpus
     _check_policies(scn, sim)
+    check_events(scn, n)
     config, specs = plan_arena(scn, sim)
     _check_machine_fit(scn, config)
     if scn.fault.active:
@@ -379,6 +386,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
+    hp: Hotplug | None = None
     kthreads = None
     try:
         boot(arena)
@@ -390,15 +398,23 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         from dataclasses import asdict
 
         params = asdict(scn.workload)
-        wspecs = []
-        for c in range(n):
+
+        def worker_spec(c: int, hotplug: bool = False) -> WorkerSpec:
+            return WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
+                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug)
+
+        def start_worker(c: int, hotplug: bool = False) -> mp.process.BaseProcess:
             spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
-                              scn.run.workload, params, scn.run.seed, scn.run.ops)
+                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug)
             p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
             p.start()
-            procs.append(p)
-            wspecs.append(spec)
-        deaths = _Deaths(arena, scn, mod, procs, wspecs, worker_main) if scn.run.on_cpu_death != "fail" else None
+            return p
+
+        for c in range(n):
+            procs.append(start_worker(c))
+        hp = Hotplug(arena, scn, procs, lambda c: start_worker(c, True), lambda c, p: _worker_died(arena, c, p))
+        deaths = (_Deaths(arena, scn, mod, procs, worker_spec, worker_main) if scn.run.on_cpu_death != "fail"
+                  else None)
         t_ready = _wait_ready(arena, procs)
         ready_s = t_ready - t_begin
         if ready_only:
@@ -411,7 +427,9 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
-                                                                              on_tick, deaths)
+                                                                              on_tick, hp, deaths)
+        hp.settle()             # (interrupted: a CPU coming up meets STOP, gives back, is DONE)
+        hp.finish()
         _stop(arena, procs, deaths)
         if kthreads is not None:
             kthreads.stop()
@@ -434,15 +452,20 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             numa=_numa_summary(scn, views_before, views_after),
             mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
                 "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()}},
+            hotplug=hp.log,
         )
+        result.notes.extend(f"hotplug: cpu{e['cpu']} {e['action']} at {e['t']:.2f} s "
+                            + (f"refused: {e['refused']}" if "refused" in e else f"not run: {e['skipped']}")
+                            for e in hp.log if "refused" in e or "skipped" in e)
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
         reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True))
-        result.mm_check = {"ok": all(r.ok for r in reports),
+        offline_held = cpuhp_check(arena)       # H1: an offline CPU holds nothing
+        result.mm_check = {"ok": all(r.ok for r in reports) and not offline_held,
                            "elapsed_s": sum(r.elapsed_s for r in reports),
                            "summary": {k: v for r in reports for k, v in r.summary.items()},
                            "counts": {k: v for r in reports for k, v in r.counts.items()},
-                           "violations": [str(v) for r in reports for v in r.violations],
+                           "violations": [str(v) for r in reports for v in r.violations] + offline_held,
                            "live_checks": live_checks}
         if deaths is not None:
             result.crash = deaths.log.to_dict()
@@ -456,6 +479,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
+        if hp is not None:
+            hp.close()                                       # hotplug standbys
         arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
         try:
             _stop_reclaim(arena, kthreads)
@@ -490,8 +515,8 @@ class _Deaths:
     docstring): recovery of each, restarts, the fault driver, the crash log."""
 
     def __init__(self, arena: Arena, scn: Scenario, mod: Any, procs: list[mp.process.BaseProcess],
-                 wspecs: list[Any], worker_main: Any) -> None:
-        self.arena, self.procs, self.wspecs, self.worker_main = arena, procs, wspecs, worker_main
+                 worker_spec: Any, worker_main: Any) -> None:
+        self.arena, self.procs, self.worker_spec, self.worker_main = arena, procs, worker_spec, worker_main
         self.mode = scn.run.on_cpu_death
         self.log = CrashLog(self.mode)
         self.driver = (FaultDriver(arena, arena.config.get("fault") or {}, len(procs), scn.run.seed)
@@ -557,13 +582,16 @@ class _Deaths:
             self.dead.add(c)
 
     def _restart(self, c: int) -> mp.process.BaseProcess:
-        """A new worker for CPU c (WorkerSpec.hotplug: it brings the CPU online itself)."""
-        import dataclasses
+        """A new worker for CPU c (WorkerSpec.hotplug: it brings the CPU online itself,
+        cpuhp_online_mm; hp_state COMING_UP at once, so it does not wait as a hotplug
+        standby does)."""
+        from aerosync.mm.cpuhp import set_hp_state
 
         area = self.arena.off("cpu") + c * CPU_AREA_SIZE
         self.arena.atomic.store64(area + L.CPU_PID, 0)
         self.arena.atomic.store64(area + L.CPU_STATE, L.CPUST_STARTING)
-        spec = dataclasses.replace(self.wspecs[c], hotplug=True)
+        set_hp_state(self.arena, c, L.HP_COMING_UP)
+        spec = self.worker_spec(c, True)
         p = self.ctx.Process(target=self.worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
         p.start()
         return p
@@ -640,7 +668,7 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any, on_tick: Any = None, deaths: _Deaths | None = None
+              on_sample: Any, on_tick: Any = None, hp: Hotplug | None = None, deaths: _Deaths | None = None
               ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any],
                          KeyboardInterrupt | None]:
     """Release the barrier and sample until the run is over; the fifth value is the task
@@ -650,7 +678,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     was measured and it propagates."""
     state: dict[str, Any] = {}
     try:
-        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state, deaths), None)
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state, hp, deaths), None)
     except KeyboardInterrupt as e:
         if "t_go" not in state:
             raise
@@ -661,7 +689,8 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
 
 
 def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-                   on_sample: Any, on_tick: Any, state: dict[str, Any], deaths: _Deaths | None = None
+                   on_sample: Any, on_tick: Any, state: dict[str, Any], hp: Hotplug | None = None,
+                   deaths: _Deaths | None = None
                    ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
@@ -681,7 +710,10 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
         driver.start(t_go)
     wait_max = 0.5 if driver is None else 0.01
     while True:
-        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), wait_max)))
+        wake = next_tick
+        if hp is not None and (hp_at := hp.next_at(time.perf_counter() - t_go)) is not None:
+            wake = min(wake, t_go + hp_at)              # an event due, or a CPU coming up
+        ready = mp_wait(sentinels, timeout=max(0.0, min(wake - time.perf_counter(), wait_max)))
         if ready:
             # A worker exits on its own only in ops mode after DONE; anything else is a death.
             died = []
@@ -695,6 +727,8 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
             if died and deaths is not None and deaths.survive(died, time.perf_counter()):
                 break                                 # "stop": the run ends here
             sentinels = [p.sentinel for p in procs if p.exitcode is None]
+        if hp is not None and hp.poll(time.perf_counter() - t_go):
+            sentinels = [p.sentinel for p in procs if p.exitcode is None]   # a CPU left or joined
         now = time.perf_counter()
         if driver is not None:
             driver.tick(now, [c for c in range(n) if _cpu_word(arena, c, L.CPU_STATE) == L.CPUST_RUNNING])
@@ -714,9 +748,12 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
             next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
-        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) in (L.CPUST_DONE, L.CPUST_OFFLINE)
-                                    for c in range(n)):
-            break
+        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE or
+                                    (_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_OFFLINE and
+                                     (hp is None or not hp.comes_back(c))) for c in range(n)):
+            break           # ops mode: every CPU did its ops, or is offline for good
+    if hp is not None:
+        hp.settle()             # a CPU coming up runs before it sees STOP
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
     if driver is not None:

@@ -27,6 +27,9 @@ Schema (every section optional except ``[run] workload``)::
     [workload] the workload's own Params fields (checked against its dataclass)
     [locks]    spinlock ("tas" | "qspinlock") classes (per lock class, e.g.
                {"&zone->lock" = "qspinlock"}; sync/spinlock.py)
+    [[events]] at cpu action: CPU hotplug during the run, one table per event (at =
+               seconds after the start, cpu = a simulated CPU id, action = "offline" |
+               "online"); checked against the machine by the coordinator (aerosync/hotplug.py)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
 this module sits below `arch` and only checks their shape; the coordinator resolves them.
@@ -73,6 +76,7 @@ from aerosync.params import (
 __all__ = [
     "COMMAND_LINE",
     "DEFAULT_DURATION",
+    "EventSpec",
     "DEFAULT_MEMORY",
     "KernelSpec",
     "kernel_knobs",
@@ -105,13 +109,15 @@ _SIZE_ALLOWED = (
 )
 
 _TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "reclaim", "workload", "kernel", "locks",
-             "fault")
+             "fault", "events")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
 _KERNEL_KEYS = ("profile",)
 _PCP_AUTOTUNE = ("exact", "batched", "off")
 _LOCKS_KEYS = ("spinlock", "classes")
+_EVENTS_KEYS = ("at", "cpu", "action")      # each [[events]] table; all three required
+HOTPLUG_ACTIONS = ("offline", "online")
 _SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
 _NUMA_KEYS = ("policy", "cpu_policy", "weights")
 # [vm]: key -> (kind, allowed text, check); the defaults live in mm/vm/mm_types.py vm_params
@@ -309,6 +315,15 @@ class FaultSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One [[events]] table: CPU hotplug of simulated CPU `cpu` `at` seconds after the start."""
+
+    at: float
+    cpu: int
+    action: str                                     # "offline" | "online"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -325,6 +340,7 @@ class Scenario:
     locks: LocksSpec = LocksSpec()
     reclaim: ReclaimSpec = ReclaimSpec()
     fault: FaultSpec = FaultSpec()
+    events: tuple[EventSpec, ...] = ()          # [[events]], in time order
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
     def blame(self, key: str, *involved: str) -> str:
@@ -440,6 +456,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "workload": _jsonable(dataclasses.asdict(s.workload)),
         "locks": s.locks.to_config(),
         **({"fault": dataclasses.asdict(s.fault)} if s.fault.active else {}),
+        "events": [dataclasses.asdict(e) for e in s.events],
     }
 
 
@@ -468,6 +485,8 @@ def scenario_hash(s: Scenario) -> str:
         canon["locks"] = d["locks"]
     if s.fault.active:
         canon["fault"] = d["fault"]
+    if s.events:
+        canon["events"] = d["events"]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -517,10 +536,11 @@ def _build(
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
     reclaim = _parse_reclaim(data, ctx)
     fault = _parse_fault(_table(data, "fault", ctx), ctx, run)
+    events = _parse_events(data.get("events", []), ctx, run)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
                     numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim, fault=fault,
-                    overridden=overridden)
+                    events=events, overridden=overridden)
 
 
 def _parse_fault(t: dict[str, Any], ctx: _Ctx, run: RunSpec) -> FaultSpec:
@@ -549,6 +569,38 @@ def _parse_fault(t: dict[str, Any], ctx: _Ctx, run: RunSpec) -> FaultSpec:
                       "(kill_at / kill_random): the coordinator recovers the machine after each kill",
                       "fault.kill_at", "fault.kill_random")
     return spec
+
+
+
+def _parse_events(v: object, ctx: _Ctx, run: RunSpec) -> tuple[EventSpec, ...]:
+    """[[events]]: each table's keys and types here; the CPU ids and the order of
+    offline/online against the machine in the coordinator (aerosync/hotplug.py)."""
+    shape = 'an array of tables, each [[events]] at = 2.0, cpu = 1, action = "offline" (or "online")'
+    if not isinstance(v, list):
+        raise ctx.err("events", _jsonable(v) if isinstance(v, dict) else v, shape)
+    out = []
+    for i, t in enumerate(v):
+        key = f"events[{i}]"
+        if not isinstance(t, dict):
+            raise ctx.err(key, t, shape)
+        for k in t:
+            if k not in _EVENTS_KEYS:
+                raise ctx.err(f"{key}.{_shown_key(k)}", t[k], f"known [[events]] keys: {', '.join(_EVENTS_KEYS)}")
+        for k in _EVENTS_KEYS:
+            if k not in t:
+                raise ctx.err(f"{key}.{k}", _MISSING, f"required in every [[events]] table ({', '.join(_EVENTS_KEYS)})")
+        at, cpu, action = t["at"], t["cpu"], t["action"]
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+            raise ctx.err(f"{key}.at", at, "seconds after the run's start: a finite number >= 0")
+        if run.duration is not None and at >= run.duration:
+            raise ctx.err(f"{key}.at", at, f"seconds >= 0 and < run.duration ({run.duration:g}): "
+                          "an event after the end never happens", "run.duration")
+        if not _is_int(cpu) or not 0 <= cpu < MAX_CPUS:
+            raise ctx.err(f"{key}.cpu", cpu, f"a simulated CPU id: an int 0..{MAX_CPUS - 1}")
+        if action not in HOTPLUG_ACTIONS:
+            raise ctx.err(f"{key}.action", action, " or ".join(f'"{a}"' for a in HOTPLUG_ACTIONS))
+        out.append(EventSpec(at=float(at), cpu=cpu, action=action))
+    return tuple(sorted(out, key=lambda e: e.at))
 
 
 def _parse_kernel(t: dict[str, Any], ctx: _Ctx) -> KernelSpec:

@@ -245,3 +245,46 @@ def test_vm_cpu_stops_being_a_shootdown_target(machine) -> None:
     v0.make_current()
     v0.tlb.flush_tlb_mm_range(mm_id, addr, addr + 4096)    # returns: cpu1 is no target
     assert [h for h in cpu_mm_held(a, 1) if h.startswith("tlb")] == []
+
+
+@pytest.mark.parametrize("lru", ["mglru", "classic"])
+def test_lru_add_batch_of_a_stopped_cpu_is_drained(machine, lru: str) -> None:
+    """lru_add_drain_cpu: a CPU that stopped without leaving (as a dead one) holds folios
+    in its LRU add batch (a reference each) and a swap cluster; the teardown puts them on
+    the lists and gives the cluster back, and the reclaim checker agrees."""
+    from aerosync.mm.reclaim import layout as R
+    from aerosync.mm.reclaim.check import reclaim_check
+    from aerosync.mm.reclaim.swapfile import swapoff
+    from aerosync.mm.vm import mmap as M
+    from aerosync.mm.vm.vm import VM
+
+    a = machine(nr_pages=2048, nr_cpus=2, slab=True, vm={}, reclaim={"lru": lru, "swap_size": 4 << 20})
+    try:
+        v0, v1 = VM(a, 0), VM(a, 1)
+        v1.make_current()
+        t = v1.task_create("t1")
+        v1.switch_to(t)
+        addr = v1.mmap(0, 1600 << 12, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
+        for i in range(1600):                        # more than RAM: reclaim swaps (cpu1 gets a cluster)
+            v1.store64(addr + (i << 12), i)
+        fresh = v1.mmap(0, 3 << 12, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
+        for i in range(3):                           # new folios into the batch, then cpu1 "dies"
+            v1.store64(fresh + (i << 12), i)
+        pc = R.Off(a).pcpu(1)
+        before = a.u64[(pc + R.PC_BATCH_N) >> 3]
+        assert before >= 1 and any(h.startswith("reclaim:") for h in cpu_mm_held(a, 1))
+        # the task migrates away (another CPU will exit it); cpu1 is gone without leave()
+        v0.make_current()
+        out = cpuhp_offline_mm(a, 1)
+        assert out["lru_batch"] == before
+        assert cpu_mm_held(a, 1) == []
+        assert a.u64[(pc + R.PC_BATCH_N) >> 3] == 0 and a.u64[(pc + R.PC_CLUSTER) >> 3] == 0
+        v0.switch_to(t)
+        v0.munmap(addr, 1600 << 12)
+        v0.munmap(fresh, 3 << 12)
+        v0.exit()
+        v0.leave()
+        assert reclaim_check(a, None) == []
+        _checked(a)
+    finally:
+        swapoff(a)

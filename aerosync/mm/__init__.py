@@ -4,6 +4,7 @@
     slab/   SLUB, kmalloc, slub_debug
     numa/   memory policies
     boot.py lays out and boots a whole machine (the one way machines are made)
+    cpuhp.py CPU hotplug: the teardown of a stopped CPU's per-CPU state, its start-up
 
 Imports inside mm flow pmm <- slab <- numa <- (later subsystems); the whole-system lock
 order is the tree in aerosync/sync/__init__.py.

@@ -10,7 +10,13 @@ for mm, in the order Linux runs them (highest state first), and what they are he
                                             CPU that stopped is outside every read-side
                                             section); its callbacks ran before it left
                                             (VM.leave: rcu_barrier), or died with it.
-  CPUHP_PAGE_ALLOC    page_alloc_cpu_dead   drain_pages(cpu): its PCP lists to the buddy
+  CPUHP_PAGE_ALLOC    page_alloc_cpu_dead   lru_add_drain_cpu(cpu): its LRU add batch onto
+                                            the lists and the batch's references dropped,
+                                            with its current swap cluster given back
+                                            (mm/reclaim's Reclaim.leave, through a VM
+                                            handle acting as the CPU; only when it holds
+                                            any: a worker that left drained them);
+                                            drain_pages(cpu): its PCP lists to the buddy
                                             lists, the PCPs left OFFLINE (page_alloc.py
                                             drain_cpu_pages); vm_events_fold_cpu +
                                             cpu_vm_stats_fold (see Counters);
@@ -96,10 +102,18 @@ What runs concurrently: every other CPU keeps running its workload throughout.
 The caller guarantees the CPU has stopped: its worker exited or was killed.  A live
 pid in its per-CPU area (other than the caller's own) is refused (AeroSyncError).
 
+Precondition (a CPU that died rather than left): its half-done operations repaired and
+the locks it held taken over first -- a pcp left BUSY, a c->lock or pcs lock word naming
+it (these CAS words have no owner check: the teardown would wait for them forever).
+
 Invariant H1 (`cpuhp_check`): an offline CPU holds nothing -- its PCPs OFFLINE and
 empty, no cpu slab, cpu partial slab, magazine object or per-CPU sheaf in any live
-cache, its RCU reader word 0, not online for the TLB and no IPI pending.
-Measured: see `aerosync bench reliability` (hotplug_cycle_ms) and README.
+cache, no LRU add batch or swap cluster, its RCU reader word 0, not online for the TLB
+and no IPI pending.
+Measured (2-core box shared with other jobs, `aerosync bench reliability`, median of 5,
+2-CPU page storm): this teardown from the coordinator 3.0 ms (2.1-40 ms); the whole
+offline 70 ms (the worker reaching a batch boundary and its process exit dominate).
+The start-up is ~1 ms of a hotplug standby's ~8 ms bring-up (aerosync/hotplug.py).
 """
 
 from __future__ import annotations
@@ -157,8 +171,9 @@ def _check_stopped(arena: Any, cpu: int, what: str) -> None:
 def cpuhp_offline_mm(arena: Any, cpu: int, *, control_cpu: int | None = None) -> dict[str, int]:
     """The mm teardown of simulated CPU `cpu`, which has stopped (see the module
     docstring for who acts, the order, and what runs meanwhile).  Idempotent.  Returns
-    what it found and gave back: {"pcp_pages", "cpu_slabs", "cpu_partial_slabs",
-    "magazine_objects", "sheaves", "caches", "mm_cpumask", "folded"}."""
+    what it found and gave back: {"lru_batch", "pcp_pages", "cpu_slabs",
+    "cpu_partial_slabs", "magazine_objects", "sheaves", "caches", "mm_cpumask",
+    "folded"}."""
     from aerosync.mm.pmm.page_alloc import MM
     from aerosync.sync.spinlock import CPU_COORD
 
@@ -168,14 +183,15 @@ def cpuhp_offline_mm(arena: Any, cpu: int, *, control_cpu: int | None = None) ->
     if control_cpu is not None and (control_cpu == cpu or not 0 <= control_cpu < nr_cpus):
         raise AeroSyncError(f"cpuhp_offline_mm: control cpu {control_cpu} must be another CPU of 0..{nr_cpus - 1}")
     _check_stopped(arena, cpu, "cpuhp_offline_mm")
-    out = dict.fromkeys(("pcp_pages", "cpu_slabs", "cpu_partial_slabs", "magazine_objects", "sheaves", "caches",
-                         "mm_cpumask", "folded"), 0)
+    out = dict.fromkeys(("lru_batch", "pcp_pages", "cpu_slabs", "cpu_partial_slabs", "magazine_objects", "sheaves",
+                         "caches", "mm_cpumask", "folded"), 0)
     # 1. rcutree_dead_cpu
     if "rcu" in arena.sections:
         from aerosync.sync.rcu import rcu_cpu_dead
 
         rcu_cpu_dead(arena, cpu)
     # 2. page_alloc_cpu_dead
+    out["lru_batch"] = _lru_add_drain_cpu(arena, cpu)
     if control_cpu is None:
         mm = MM(arena, cpu, CPU_COORD)
     else:
@@ -192,6 +208,30 @@ def cpuhp_offline_mm(arena: Any, cpu: int, *, control_cpu: int | None = None) ->
     out["mm_cpumask"] = _tlb_cpu_dead(arena, cpu)
     set_hp_state(arena, cpu, L.HP_OFFLINE)
     return out
+
+
+def _reclaim_pcpu(arena: Any, cpu: int) -> tuple[int, int]:
+    """(folios in its LRU add batch, its swap cluster + 1) -- (0, 0) without reclaim."""
+    from aerosync.mm.reclaim import layout as R
+
+    if not R.reclaim_ready(arena):
+        return 0, 0
+    pc = R.Off(arena).pcpu(cpu)
+    return arena.u64[(pc + R.PC_BATCH_N) >> 3], arena.u64[(pc + R.PC_CLUSTER) >> 3]
+
+
+def _lru_add_drain_cpu(arena: Any, cpu: int) -> int:
+    """lru_add_drain_cpu(): the CPU's LRU add batch onto the lists (and its swap cluster
+    back), by Reclaim.leave of a VM handle acting as the CPU for the moment (online for
+    the TLB meanwhile: no user flush targets it, a kernel-range flush drops it when
+    _tlb_cpu_dead marks it offline again).  Returns the folios drained."""
+    n, cluster = _reclaim_pcpu(arena, cpu)
+    if not n and not cluster:
+        return 0
+    from aerosync.mm.vm.vm import VM
+
+    VM(arena, cpu).leave()
+    return n
 
 
 def _fold_counters(arena: Any, dead: int, into: int, nr_nodes: int) -> None:
@@ -390,6 +430,9 @@ def cpu_mm_held(arena: Any, cpu: int) -> list[str]:
                 what.append(f"per-CPU sheaves {q[(ko + K_PCS) >> 3]:#x}")
             if what:
                 held.append(f"{cache_info(arena, cid)['name']}: " + ", ".join(what))
+    batch, cluster = _reclaim_pcpu(arena, cpu)
+    if batch or cluster:
+        held.append(f"reclaim: {batch} folios in its LRU add batch, swap cluster {cluster - 1}")
     if "rcu" in arena.sections:
         from aerosync.params import CACHE_LINE
         from aerosync.sync.rcu import RCU_HDR

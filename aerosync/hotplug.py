@@ -99,7 +99,8 @@ def _word(arena: Any, cpu: int, field: int) -> int:
 
 class Hotplug:
     """The coordinator's hotplug driver.  `procs[c]` is replaced when CPU c comes back;
-    `start_worker(c)` starts its new worker (WorkerSpec.hotplug set); `died(c, p)` is
+    `start_worker(c)` starts its next worker as a standby (WorkerSpec.hotplug and
+    standby: it parks until hp_state COMING_UP); `died(c, p)` is
     the coordinator's WorkerDied for a worker that ended otherwise than asked.
 
     An offline completes inside `poll` (tens of ms: the worker leaves at its next batch

@@ -399,13 +399,12 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
 
         params = asdict(scn.workload)
 
-        def worker_spec(c: int, hotplug: bool = False) -> WorkerSpec:
+        def worker_spec(c: int, hotplug: bool = False, standby: bool = False) -> WorkerSpec:
             return WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
-                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug)
+                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug, standby)
 
-        def start_worker(c: int, hotplug: bool = False) -> mp.process.BaseProcess:
-            spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
-                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug)
+        def start_worker(c: int, standby: bool = False) -> mp.process.BaseProcess:
+            spec = worker_spec(c, standby, standby)
             p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
             p.start()
             return p

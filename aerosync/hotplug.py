@@ -31,10 +31,10 @@ coordinator, once per loop tick, swaps each non-zero hp_request to 0, acts on it
 stores hp_result = `seq << 8 | HPRES_*` (SEQ_CST atomics throughout).  A client whose
 run ends first sees run_state STOP/ABORT or the owner gone, and says so.
 
-Measured (2-core box shared with other jobs, `aerosync bench reliability`, median of 5):
-hotplug_cycle_ms 83 ms (offline 70, online 8 with the CPU's standby parked), 1.5 s when
-the online follows the offline before its standby process has started (a new Python
-process on the loaded box: 0.6-4 s).
+Measured (2-core box shared with other jobs, `aerosync bench reliability`, two runs,
+medians of 5 and 3): hotplug_cycle_ms 83 / 34 ms (offline 70 / 22, online 8 / 6 with the
+CPU's standby parked), 1.5 / 1.1 s when the online follows the offline before its
+standby process has started (a new Python process on the loaded box: 0.6-4 s).
 
 The coordinator is single-threaded: a hotplug runs between its loop's ticks, never
 during a live check or the stop; while it waits for a CPU to leave or start, the other
@@ -99,7 +99,8 @@ def _word(arena: Any, cpu: int, field: int) -> int:
 
 class Hotplug:
     """The coordinator's hotplug driver.  `procs[c]` is replaced when CPU c comes back;
-    `start_worker(c)` starts its new worker (WorkerSpec.hotplug set); `died(c, p)` is
+    `start_worker(c)` starts its next worker as a standby (WorkerSpec.hotplug and
+    standby: it parks until hp_state COMING_UP); `died(c, p)` is
     the coordinator's WorkerDied for a worker that ended otherwise than asked.
 
     An offline completes inside `poll` (tens of ms: the worker leaves at its next batch

@@ -150,7 +150,7 @@ def test_hotplug_during_cross_cpu_frees(tmp_path: Path, spinlock: str) -> None:
     CPU going offline and back, and from it); cpu1 and cpu2 go offline and come back,
     then cpu1 again.  A CPU coming up takes a second or more here (a new process): events
     for it wait their turn, and what the run's end cut off is reported as not run."""
-    scn = _scn(tmp_path, '[run]\nworkload = "slub_churn"\nduration = 5.0\nwarmup = 0\n'
+    scn = _scn(tmp_path, '[run]\nworkload = "slub_churn"\nduration = 3.5\nwarmup = 0\n'
                          '[machine]\ncpus = 3\nmemory = "16M"\n[workload]\ncross_cpu_pct = 50\nmax_held = 128\n'
                          f'[locks]\nspinlock = "{spinlock}"\n'
                + _events((0.2, 1, "offline"), (0.4, 2, "offline"), (0.6, 1, "online"), (0.8, 2, "online"),

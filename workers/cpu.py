@@ -15,13 +15,14 @@ address space; VM.leave answers pending IPIs and runs its RCU callbacks), then i
 stores OFFLINE and exits 0; the coordinator runs the mm teardown (cpuhp_offline_mm).
 Objects other CPUs hand it through a ring meanwhile wait there for its next worker (or
 the run's end, when the report frees ring leftovers).  A worker started to bring a CPU
-back (`WorkerSpec.hotplug`) is started as a standby as soon as the CPU is offline: it
+back (`WorkerSpec.hotplug`) runs cpuhp_online_mm as that CPU before its workload's
+make_batch, skips the start barrier (the run is going), and continues the CPU's
+published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
+Hotplug starts it as a standby (`WorkerSpec.standby`) as soon as the CPU is offline: it
 imports, attaches and pins itself, then waits (touching nothing of the CPU's) until the
 coordinator brings the CPU up (hp_state COMING_UP) or the run ends -- what takes a new
 process a second or more is done before it is needed, as Linux keeps a CPU's per-CPU
-threads parked across hotplug.  Brought up, it runs cpuhp_online_mm as that CPU before
-its workload's make_batch, skips the start barrier (the run is going), and continues the
-CPU's published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
+threads parked across hotplug.
 
 The next worker of a CPU killed during the run ([run] on_cpu_death, coordinator.py
 _Deaths) is started the same way, forked from the coordinator once the recovery took the
@@ -80,6 +81,7 @@ class WorkerSpec:
     seed: int
     ops: int | None            # operation budget, or None: run until told to stop
     hotplug: bool = False      # started to bring the CPU back online during the run
+    standby: bool = False      # (with hotplug) park until the coordinator brings the CPU up
 
 
 def cpu_rng(seed: int, cpu: int) -> random.Random:
@@ -105,7 +107,7 @@ def main(spec: WorkerSpec) -> None:
     arena = Arena.attach(spec.arena_name, expect_hash=spec.config_hash)
     area = (arena.off("cpu") + spec.cpu * CPU_AREA_SIZE) >> 3
     q = arena.u64
-    if spec.hotplug:
+    if spec.standby:
         try:
             needed, code = _wait_bringup(arena, area), 0
         except BaseException:                        # the CPU is not its own yet: stderr, not errtext

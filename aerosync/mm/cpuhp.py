@@ -110,9 +110,10 @@ Invariant H1 (`cpuhp_check`): an offline CPU holds nothing -- its PCPs OFFLINE a
 empty, no cpu slab, cpu partial slab, magazine object or per-CPU sheaf in any live
 cache, no LRU add batch or swap cluster, its RCU reader word 0, not online for the TLB
 and no IPI pending.
-Measured (2-core box shared with other jobs, `aerosync bench reliability`, median of 5,
-2-CPU page storm): this teardown from the coordinator 3.0 ms (2.1-40 ms); the whole
-offline 70 ms (the worker reaching a batch boundary and its process exit dominate).
+Measured (2-core box shared with other jobs, `aerosync bench reliability`, 2-CPU page
+storm, two runs, medians of 5 and 3): this teardown from the coordinator 3.0 / 2.0 ms
+(1.8-40 ms); the whole offline 70 / 22 ms (the worker reaching a batch boundary and its
+process exit dominate).
 The start-up is ~1 ms of a hotplug standby's ~8 ms bring-up (aerosync/hotplug.py).
 """
 

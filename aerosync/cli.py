@@ -117,6 +117,12 @@ def _summary(res: Any) -> str:
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():
+            if isinstance(v, list) and len(v) > 8:          # a series: result.json has it
+                lines.append(f"    {k}: {len(v)} entries (in result.json)")
+                continue
+            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v.values()):   # texts per key
+                lines.append(f"    {k}: {', '.join(map(str, v))} (texts in result.json)")
+                continue
             if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
                 lines.append(f"    {k}:")
                 lines.extend(f"      {sk}: " + ", ".join(f"{a} {b}" for a, b in sv.items()) for sk, sv in v.items())
@@ -413,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
     s.add_argument("view", nargs="?", help=f"the view, one of: {', '.join(STAT_VIEWS)}; per task: tasks "
-                                           "(the default), maps, smaps, smaps_rollup, status (with --pid)")
-    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status")
+                                           "(the default), maps, smaps, smaps_rollup, status, numa_maps (with --pid)")
+    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status, numa_maps")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
     s.add_argument("--result", help="a run directory or result.json of a finished run")
     s.add_argument("--when", choices=("before", "after"), default="after",

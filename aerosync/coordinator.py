@@ -303,9 +303,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "slab_nr_sheaves": scn.slab.nr_sheaves,
         # mm/vm/mm_types.py:vm_params reads this ([vm]; its presence boots the VM)
         "vm": scn.vm.as_dict(),
-        # workers build their PolicyAllocator from these (mm/numa/mempolicy.py)
-        "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
-                 "weights": list(scn.numa.weights)},
+        # workers build their PolicyAllocator from these (mm/numa/mempolicy.py); the
+        # process-memory keys (balancing...) go to mm/numa/numa_types.py numa_params
+        "numa": scn.numa.as_dict(),
     }
 
 

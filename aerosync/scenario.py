@@ -119,7 +119,19 @@ _LOCKS_KEYS = ("spinlock", "classes")
 _EVENTS_KEYS = ("at", "cpu", "action")      # each [[events]] table; all three required
 HOTPLUG_ACTIONS = ("offline", "online")
 _SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
-_NUMA_KEYS = ("policy", "cpu_policy", "weights")
+# [numa] keys of process-memory NUMA (mm/numa/numa_types.py numa_params has the defaults):
+# key -> (kind, allowed text, low, high)
+_NUMA_PROC_KEYS: dict[str, tuple[str, str, int, int]] = {
+    "balancing": ("bool", "true or false (automatic NUMA balancing, kernel.numa_balancing)", 0, 1),
+    "balancing_placement": ("bool", "true or false (move a task toward its preferred node)", 0, 1),
+    "numa_balancing_scan_delay_ms": ("int", "0..3600000 (ms before a task's first scan)", 0, 3_600_000),
+    "numa_balancing_scan_period_min_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_period_max_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_size_mb": ("int", "1..1048576 (MiB of pages marked per scan)", 1, 1 << 20),
+    "max_policies": ("int", "8..65536 (distinct memory policies in use at once)", 8, 1 << 16),
+    "max_shared_policies": ("int", "8..65536 (shared-policy ranges of MAP_SHARED memory)", 8, 1 << 16),
+}
+_NUMA_KEYS = ("policy", "cpu_policy", "weights", *_NUMA_PROC_KEYS)
 # [vm]: key -> (kind, allowed text, check); the defaults live in mm/vm/mm_types.py vm_params
 _VM_KEYS: dict[str, tuple[str, str]] = {
     "mm": ("str", '"processes" (a task and an mm per CPU) or "threads" (one mm shared by every CPU\'s task)'),
@@ -244,11 +256,19 @@ class KernelSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
-    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py."""
+    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py, and the
+    process-memory keys of _NUMA_PROC_KEYS (balancing, balancing_placement, the
+    numa_balancing_scan_* sysctls, max_policies, max_shared_policies)."""
 
     policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
     cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides
     weights: tuple[int, ...] = ()                   # weighted-interleave weight per node
+    settings: tuple[tuple[str, object], ...] = ()   # process-memory keys given (_NUMA_PROC_KEYS)
+
+    def as_dict(self) -> dict[str, object]:
+        """What the machine gets as config["numa"] (mm/numa reads it)."""
+        return {"policy": self.policy, "cpu_policy": {str(c): p for c, p in self.cpu_policy},
+                "weights": list(self.weights), **dict(self.settings)}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -447,8 +467,7 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "run": _jsonable({k: v for k, v in dataclasses.asdict(s.run).items()   # (default left out: hashes kept)
                           if k != "on_cpu_death" or v != "fail"}),
         "machine": _jsonable(dataclasses.asdict(s.machine)),
-        "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
-                 "weights": list(s.numa.weights)},
+        "numa": s.numa.as_dict(),
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
@@ -738,7 +757,23 @@ def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
     weights = t.get("weights", [])
     if not isinstance(weights, list) or not all(_is_int(w) and 1 <= w <= 255 for w in weights):
         raise ctx.err("numa.weights", weights, "a list of ints 1..255, one per node (weighted interleave)")
-    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights))
+    settings = []
+    for key, (kind, allowed, lo, hi) in _NUMA_PROC_KEYS.items():
+        if key not in t:
+            continue
+        v = t[key]
+        ok = isinstance(v, bool) if kind == "bool" else _is_int(v) and lo <= v <= hi
+        if not ok:
+            raise ctx.err(f"numa.{key}", v, allowed)
+        settings.append((key, v))
+    given = dict(settings)
+    lo_ms = given.get("numa_balancing_scan_period_min_ms", 1000)
+    hi_ms = given.get("numa_balancing_scan_period_max_ms", 60000)
+    if lo_ms > hi_ms:
+        raise ctx.err("numa.numa_balancing_scan_period_min_ms", lo_ms,
+                      f"at most numa_balancing_scan_period_max_ms ({hi_ms})")
+    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights),
+                    settings=tuple(sorted(settings)))
 
 
 def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:

@@ -190,7 +190,10 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     q[state_i] = L.CPUST_READY
     if not spec.hotplug:
         at.fetch_add64(L.H_NR_READY, 1)
-    while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
+    start_poll = getattr(batch, "poll", None)       # set up, this CPU may be in an mm's TLB mask:
+    while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier answers IPIs (a CPU still
+        if start_poll is not None:                   # setting up, or kswapd, may be shooting down)
+            start_poll()
         time.sleep(GO_POLL_S)
     if rs not in (L.RUN_GO, L.RUN_PAUSE):           # STOP/ABORT before GO (ready_only, errors)
         teardown = getattr(batch, "teardown", None)

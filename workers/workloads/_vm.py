@@ -33,6 +33,7 @@ from typing import Any
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.errors import AeroSyncError
+from aerosync.mm.numa.numa_vm import attach as numa_attach
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
@@ -109,11 +110,16 @@ def recover(arena: Any, params: Any, cpu: int, records: Any, mm: Any, slub: Any)
 
 
 def cpu_vm(arena: Any, cpu: int, comm: str) -> tuple[VM, int]:
-    """This CPU's VM handle and its running task (its own mm, or the shared one)."""
+    """This CPU's VM handle and its running task (its own mm, or the shared one).  NUMA
+    placement is attached (vm.numa: mm/numa/numa_vm.py) and the task starts under the
+    scenario's [numa] policy for this CPU, as `numactl --<policy> cmd` starts a task."""
     vm = VM(arena, cpu)
     mm = shared_mm(arena)
     tid = vm.task_create(comm, mm=mm) if vm_mode(arena) == "threads" and mm > 0 else vm.task_create(comm)
     vm.switch_to(tid)
+    numa = numa_attach(vm)
+    if numa is not None:
+        numa.apply_config_policy()
     return vm, tid
 
 

@@ -133,7 +133,7 @@ def new_ext() -> Any:
 
     return SimpleNamespace(alloc_folio=None, lru_add=None, swap_fault=None, numa_fault=None,
                            migration_wait=None, zap_swap=None, dup_swap=None, obj_swap_fault=None,
-                           check_killed=None)
+                           check_killed=None, task_work=None, obj_free=None)
 
 
 class MmuGather:
@@ -215,6 +215,14 @@ class Memory:
     False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
     to the object it was found in; the fault retries otherwise (filemap_get_entry's
     folio_try_get + xas_reload).
+    Not called from here, but kept in the same namespace (VM.ext):
+      task_work()                             VM.task_work(): the running task's deferred
+                                              work at a return to user (NUMA balancing scan)
+      obj_free(obj)                           vm_object.py: an object is destroyed (mm/numa:
+                                              its shared policy goes, mpol_free_shared_policy)
+    Migration entries (is_migration_entry) reach zap_swap and dup_swap too: they hold no
+    reference, mapcount or rss (mm/numa/migrate.py drops those when it installs one), so
+    a swap handler must leave them alone.
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, pt: Any, tlb: Any, objs: Any, files: Any, locks: Any,

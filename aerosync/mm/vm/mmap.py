@@ -887,3 +887,6 @@ class Mmap:
         self.mmap_write_lock, self.mmap_write_unlock = mmap_write_lock, mmap_write_unlock
         self.do_munmap_locked, self.unmap_vmas, self.vm_stat_account = do_munmap_locked, unmap_vmas, vm_stat_account
         self.link, self.unlink, self.mmap_base = link, unlink, mmap_base
+        # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's
+        # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
+        self.split, self.split_edges, self.merge_all = split, split_edges, merge_all

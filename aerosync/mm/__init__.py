@@ -8,6 +8,7 @@
     vm/     virtual memory: tasks, address spaces, faults, TLBs; vmalloc and kernel stacks
     san/    sanitizers and hardening: KASAN, KFENCE, the stack protector, init_on_*
     boot.py lays out and boots a whole machine (the one way machines are made)
+    cpuhp.py CPU hotplug: the teardown of a stopped CPU's per-CPU state, its start-up
 
 Imports inside mm flow pmm <- slab <- numa <- vm (later subsystems above); san/'s
 config, shadow and report modules sit below pmm and slab (their hooks import them), its

@@ -9,6 +9,8 @@ Every workload module provides:
     make_batch(arena, cpu, params, rng) -> Callable[[int], None]
                                 run n operations on simulated CPU `cpu` (worker process)
     report(arena, params, result) -> dict                  figures and checks after the run
+    recover(arena, params, cpu, records, mm, slub) -> dict optional: give back what dead
+                                CPU `cpu` held ([run] on_cpu_death; mm/recovery.py)
 
 `make_batch` runs in the pinned worker; it binds what its loop needs and publishes its
 counters with plain stores to its own per-CPU area (the owner is the only writer).
@@ -27,6 +29,7 @@ from workers.workloads import (
     brk1,
     bug_corpus,
     counter_storm,
+    crash_soak,
     fault,
     fault_churn,
     fork_cow,
@@ -77,6 +80,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "stack_depth": stack_depth,
     "bug_corpus": bug_corpus,
     "reclaim": reclaim,
+    "crash_soak": crash_soak,
 }
 
 

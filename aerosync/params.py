@@ -48,7 +48,7 @@ NR_CPU_COUNTERS = 96                 # u64 workload counters published by each C
 ERRTEXT_SIZE = 8192                  # per-CPU traceback text written by a dying worker
 
 ARENA_MAGIC = 0x43_4E_59_53_4F_52_45_41  # b"AEROSYNC" little-endian
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2                   # 2: the header's section table holds 64 (was 32)
 SHM_PREFIX = "aerosync_"             # segment names: aerosync_<owner pid>_<random>
 
 

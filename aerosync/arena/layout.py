@@ -128,7 +128,7 @@ __all__ = [
 ]
 
 HEADER_SIZE = 64 * 1024
-MAX_SECTIONS = 32
+MAX_SECTIONS = 64                    # a machine with every subsystem and sanitizer on has 33+
 SECTION_ENTRY = 32
 SECTION_TABLE = 128
 CONFIG_OFF = SECTION_TABLE + MAX_SECTIONS * SECTION_ENTRY

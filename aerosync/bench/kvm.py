@@ -37,8 +37,8 @@ __all__ = ["GROUPS"]
 _PAGES = 16384                         # 64 MiB machines
 
 
-def _machine(debug: dict[str, Any] | None = None, **vmalloc: Any) -> Arena:
-    return create_machine({"nr_cpus": 1, "nr_pages": _PAGES, "sim": single_node_sim(1), "vm": {},
+def _machine(debug: dict[str, Any] | None = None, pages: int = _PAGES, **vmalloc: Any) -> Arena:
+    return create_machine({"nr_cpus": 1, "nr_pages": pages, "sim": single_node_sim(1), "vm": {},
                            "debug": debug or {}, "vmalloc": vmalloc})
 
 
@@ -75,7 +75,7 @@ def _pairs_us(alloc: Any, free: Any, size: int, n: int, rounds: int = 3) -> floa
 
 # ------------------------------------------------------------------ vmalloc
 def bench_vmalloc() -> dict[str, float]:
-    a = _machine()
+    a = _machine(pages=2 * _PAGES)      # 1000 x 64 KiB live at once: 128 MiB
     vm = None
     try:
         vm = _with_task(a)
@@ -87,7 +87,7 @@ def bench_vmalloc() -> dict[str, float]:
         f0 = a.u64[(base + VL.H_NR_FLUSHES) >> 3]
         addrs = [v.vmalloc(64 << 10) for _ in range(1000)]
         if not all(addrs):
-            raise RuntimeError("vfree_shootdowns_per_1000: vmalloc(64 KiB) failed on a 64 MiB machine")
+            raise RuntimeError("vfree_shootdowns_per_1000: vmalloc(64 KiB) failed on a 128 MiB machine")
         for x in addrs:
             v.vfree(x)
         shoot = a.u64[(base + VL.H_NR_FLUSHES) >> 3] - f0

@@ -12,6 +12,7 @@ own besides caches of facts fixed at init).  Its attributes are closures taking 
   alloc_pages_nodemask(gfp, order, preferred_nid, nodemask: int | None) -> pfn | -1
   folio_alloc(gfp, order) -> pfn | -1          free_pages(pfn, order=0, cold=False)
   free_pages_ (= __free_pages)                folio_get(pfn) / folio_put(pfn)
+  free_pages_bulk(pfns)                       (folios_put: one reference of each order-0 page)
   drain_local_pages()                          drain_cpu_pages(dead_cpu) / pcp_cpu_online(cpu)
   count_numa_event(nid, item, nr)              zone_watermark_ok(zid, order, mark, hz, flags, free)
   rmqueue_locked / rmqueue_smallest_locked / expand_locked / free_one_page_locked (zone.lock held)
@@ -191,6 +192,7 @@ class MM:
         "pcp_cpu_online", "count_numa_event", "zone_watermark_ok", "rmqueue_locked",
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
         "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del",
+        "free_pages_bulk", "reclaim_lru_del_many",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -231,6 +233,7 @@ class MM:
         # page whose last reference went (__folio_put's lruvec_del_folio).
         self.reclaim: Any = None
         self.reclaim_lru_del: Any = None
+        self.reclaim_lru_del_many: Any = None        # the same for a batch (free_pages_bulk)
         _build(self)
 
     def zonelist(self, nid: int, gfp: int) -> list[int]:
@@ -1455,6 +1458,93 @@ def _build(mm: MM) -> None:
 
     free_pages = (free_pages_pcp_exact if exact else free_pages_pcp) if pcp_on else free_pages_buddy
 
+    def free_pages_bulk(pfns: list[int]) -> None:
+        """folios_put() + free_unref_folios() for order-0 pages (the mmu_gather's and an
+        object's pages): drop one reference of each; the pages whose last reference this
+        was are freed as one batch.  Those on an LRU are unlinked first, all together
+        (reclaim_lru_del_many: __page_cache_release under one lruvec lock hold), then
+        each goes to this CPU's PCP under one pcp hold per run of one zone, with the
+        per-page free_frozen_page_commit (the commit -- nr_pcp_high, drain to the buddy
+        -- whenever count reaches free_thr, as free_pages does).  Anything else (a
+        compound head, a bad page, a non-PCP pageblock type, the pcp not ours: offline
+        or draining) takes free_frozen_pages, one page at a time.  Measured against a
+        free_pages call per page (page_fault1's munmap, 4096 pages, bytecode counts):
+        ~600 -> ~90 bytecodes a freed LRU page."""
+        dead: list[int] = []
+        on_lru: list[int] = []
+        for pfn in pfns:
+            old = fetch_sub32(pm8 + (pfn << 6) + 8, 1)
+            if old == 1:
+                dead.append(pfn)
+                if u32[pm32 + (pfn << 4)] & PG_lru:
+                    on_lru.append(pfn)
+            elif old == 0:
+                fetch_add32(pm8 + (pfn << 6) + 8, 1)
+                bad_page(pfn, "refcount underflow (double free?)")
+        if not dead:
+            return
+        if on_lru:
+            many = mm.reclaim_lru_del_many
+            if many is not None:
+                many(on_lru)
+            elif mm.reclaim_lru_del is not None:
+                for pfn in on_lru:
+                    mm.reclaim_lru_del(pfn)
+            # else: free_frozen_pages below reports the LRU page (no reclaim attached)
+        if not pcp_on:
+            for pfn in dead:
+                free_frozen_pages(pfn, 0, False)
+            return
+        po = li0 = cidx = zcur = -1
+        try:
+            for pfn in dead:
+                w = u64[pm64 + (pfn << 3)]
+                mt = u8[PB + (pfn >> pb_order)]
+                zid = (w >> 48) & 0xFF
+                if w & _BAD_FREE_OR_HEAD_ORDER or mt >= _PCPTYPES:
+                    if po >= 0:
+                        store64(po, 0)
+                        po = zcur = -1
+                    free_frozen_pages(pfn, 0, False)
+                    continue
+                if zid != zcur:
+                    if po >= 0:
+                        store64(po, 0)
+                        po = zcur = -1
+                    p, li, c = pcp_fast[zid]
+                    if cas64(p, 0, 1) != 0:
+                        free_frozen_pages(pfn, 0, False)       # pcp_spin_trylock failed: the buddy
+                        continue
+                    po, li0, cidx, zcur = p, li, c, zid
+                b = pm32 + (pfn << 4)
+                u32[b] = PG_pcp
+                u8[pm8 + (pfn << 6) + 5] = mt
+                li = li0 + mt * 2
+                old = u32[li]
+                u32[b + 4] = old
+                u32[b + 5] = NIL
+                if old == NIL:
+                    u32[li + 1] = pfn
+                else:
+                    u32[pm32 + (old << 4) + 5] = pfn
+                u32[li] = pfn
+                count = u64[cidx] + 1
+                u64[cidx] = count
+                u64[ev_pgfree] += 1
+                if count >= u64[cidx + 8]:
+                    pcp_free_commit(zid, po, cidx, 0, mt)
+                elif exact:                                    # free_pages_pcp_exact's bookkeeping
+                    if u64[cidx + 6]:
+                        u64[cidx + 6] >>= 1
+                    fc = u64[cidx + 5]
+                    if fc < u64[cidx + 2] << 5:
+                        u64[cidx + 5] = fc + 1
+                    if u64[cidx + 7] & 1:
+                        u64[cidx + 7] &= ~1
+        finally:
+            if po >= 0:
+                store64(po, 0)
+
     def folio_get(pfn: int) -> None:
         """folio_get(): one more reference (atomic, any CPU)."""
         fetch_add32(pm8 + (pfn << 6) + 8, 1)
@@ -1547,6 +1637,7 @@ def _build(mm: MM) -> None:
     mm.folio_alloc = folio_alloc
     mm.free_pages = free_pages
     mm.free_pages_ = free_pages
+    mm.free_pages_bulk = free_pages_bulk
     mm.folio_get = folio_get
     mm.folio_put = folio_put
     mm.drain_local_pages = drain_local_pages

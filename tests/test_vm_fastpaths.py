@@ -30,6 +30,7 @@ from aerosync.mm.pmm.vm_event import fold_node_stats
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.check import vm_check
 from aerosync.mm.vm.pgtable import PTE_PFN_MASK
 from aerosync.mm.vm.vm import VM
 from tests.test_vm_races import Other, finish, stop_all, two_cpus
@@ -333,6 +334,10 @@ def test_two_cpus_first_write_to_one_page(machine) -> None:
     batched = sum(1 for x in R.pcpu_batch_pfns(a) if x == pfn)          # lru_add batch references
     assert pa["mapcount"][pfn] == 1 and pa["refcount"][pfn] == 2 + batched
     assert sum(n["nr_anon_pages"] for n in fold_node_stats(a)) == 1
+    del pa
+    stop_all()
+    r = vm_check(a)                                 # objects, rmap, refcounts, RSS: no page lost
+    assert r.ok, r.violations[:5]
     A.task = -1
     finish(a, A2, B)
     A.leave()

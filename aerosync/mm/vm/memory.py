@@ -229,6 +229,10 @@ class Memory:
         ev_pgfault, ev_major = ev + VE.PGFAULT, ev + VE.PGMAJFAULT
         ev_vl_success, ev_vl_abort = ev + VE.VMA_LOCK_SUCCESS, ev + VE.VMA_LOCK_ABORT
         ev_vl_retry, ev_vl_miss = ev + VE.VMA_LOCK_RETRY, ev + VE.VMA_LOCK_MISS
+        # Counters bumped on every fault: one fetch_add (a C call, ~27 ns) instead of a
+        # memoryview read-modify-write (~68 ns, measured with thread_time); these are
+        # this CPU's own words, so the atomic is merely stronger than needed.
+        ev_pgfault_b, ev_vl_success_b = ev_pgfault << 3, ev_vl_success << 3
         ev_spf_ok, ev_spf_abort = ev + VE.SPF_SUCCESS, ev + VE.SPF_ABORT
         ev_steal, ev_copy, ev_around = ev + VE.COW_STEAL, ev + VE.COW_COPY, ev + VE.FAULT_AROUND
         ns = VE.node_stat_base(arena, cpu)
@@ -727,12 +731,12 @@ class Memory:
                 u32[b4 + 2] = 1
                 free_pages(pfn, 0)
                 return FAST_SLOW
-            q[(obj + O_NR_PAGES) >> 3] += 1
+            fetch_add(obj + O_NR_PAGES, 1)                     # (a counter: see ev_pgfault_b)
             obj_up_write(lo)
             la = ext.lru_add
             if la is not None:
                 la(pfn)
-            i64[ns_anon + u8[PM + pfn * PAGE_META_SIZE + 7] * NS] += 1
+            fetch_add((ns_anon + u8[PM + pfn * PAGE_META_SIZE + 7] * NS) << 3, 1)
             fetch_add(mm_base + mm_id * mm_size + RSS_ANON, 1)
             e = (pfn << PAGE_SHIFT) | q[vw + W_PROT] | _RW_D_A
             if tp:
@@ -932,7 +936,7 @@ class Memory:
             installed when the access can use it at once (its TLB is filled from it),
             else -1 (the MMU walks again)."""
             mm_id = cur[1]
-            q[ev_pgfault] += 1
+            fetch_add(ev_pgfault_b, 1)
             ck = ext.check_killed
             if ck is not None:
                 ck()
@@ -953,7 +957,7 @@ class Memory:
                     finally:
                         vma_up_read(vma + V_LOCK)
                     if not r & VM_FAULT_RETRY:
-                        q[ev_vl_success] += 1
+                        fetch_add(ev_vl_success_b, 1)
                         if r:
                             finish(r, va, write)
                         return installed[0] or -1
@@ -996,6 +1000,7 @@ class Memory:
             root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
             rss = [0, 0, 0, 0]
             n_anon = 0
+            anon_gone: dict[int, int] = {}
             pages = gather.pages
             a = start
             while a < end:
@@ -1026,7 +1031,8 @@ class Memory:
                         pb = PM + pfn * PAGE_META_SIZE
                         if q[(pb + P_MAPPING) >> 3] & PAGE_MAPPING_ANON:
                             if fetch_sub32(pb + P_MAPCOUNT, 1) == 1:
-                                i64[ns_anon + u8[pb + P_NODE] * NS] -= 1
+                                nid = u8[pb + P_NODE]
+                                anon_gone[nid] = anon_gone.get(nid, 0) + 1
                             n_anon += 1
                         else:
                             kind = kind_of(pfn)
@@ -1044,6 +1050,8 @@ class Memory:
                     pages = gather.pages
                 a = nxt
             rss[KIND_ANON] += n_anon
+            for nid, n in anon_gone.items():                   # nr_anon_pages, per node, once
+                i64[ns_anon + nid * NS] -= n
             mo = mm_base + mm_id * mm_size + T.M_RSS
             for k in range(4):
                 if rss[k]:

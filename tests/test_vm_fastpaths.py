@@ -146,6 +146,20 @@ def test_free_pages_bulk_unusual_pages(machine) -> None:
     assert rep.ok, str(rep)
 
 
+@pytest.mark.parametrize("mode", ["batched", "exact", "off", "nopcp"])
+def test_alloc_page_fn_matches_alloc_pages(machine, mode: str) -> None:
+    """alloc_page_fn(gfp)() hands out the pages alloc_pages(gfp, 0) would, with the same
+    allocator state after, through refills, the HIGH-mark fallback and an empty zone."""
+    kw = {"pcp_enabled": False} if mode == "nopcp" else {"pcp_autotune": mode}
+    arenas = [machine(nr_pages=4096, pcp_batch=7, **kw) for _ in range(2)]
+    gfp = G.GFP_HIGHUSER_MOVABLE | G.__GFP_NOWARN                # the last ones fail (ENOMEM)
+    plain, fn = MM(arenas[0], 0), MM(arenas[1], 0).alloc_page_fn(gfp)
+    got = [[plain.alloc_pages(gfp, 0) for _ in range(4200)], [fn() for _ in range(4200)]]
+    assert got[0] == got[1] and got[0][-1] == -1 and got[0][0] >= 0
+    assert _alloc_state(arenas[0], 0) == _alloc_state(arenas[1], 0)
+    assert Z.vm_events(arenas[0]) == Z.vm_events(arenas[1])
+
+
 # ---------------------------------------------------------------- LRU batches
 def _lru_totals(a: Arena, cpu: VM) -> tuple[int, int]:
     lru = cpu.reclaim.lru
@@ -260,8 +274,10 @@ def test_xa_insert_matches_model(xenv) -> None:
                 model[i] = e
             assert xa.xa_validate() == []
         assert list(xa.xa_for_each()) == sorted(model.items())
-        xa.xa_destroy()
+        assert xa.xa_drain() == sorted(model.items())                  # and the array is empty
+        assert xa.xa_empty() and xa.xa_load(next(iter(model), 0)) == 0
         nc.grace()
+        assert not nc.live
 
     run()
     xa = make()

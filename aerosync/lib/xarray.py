@@ -24,6 +24,7 @@ Writers (caller holds the array's lock; errors are negative errnos, never entrie
   xa_erase(index) -> old entry          xa_cmpxchg(index, old, entry) -> current entry | -errno
   xa_set_mark(index, mark), xa_clear_mark(index, mark)     (marks of present entries)
   xa_destroy(callback=None)   (callback(index, entry) for every entry, then all nodes go)
+  xa_drain() -> [(index, entry)]   (xa_destroy returning the entries)
   xa_validate() -> [violations], xa_dump() -> str, xa_nr_nodes()
 Callbacks: alloc_node() -> off | -1 (576 bytes, 64-aligned -- the "radix_tree_node"
 kmem_cache with align 64 or SLAB_HWCACHE_ALIGN; contents need not be zeroed, every word
@@ -777,6 +778,26 @@ class XArray:
         self._publish(self._hw, 0)
         for off, *_ in nodes:
             self._retire(off)
+
+    def xa_drain(self) -> list[tuple[int, int]]:
+        """xa_destroy() that returns what the array held, [(index, entry)] in index
+        order, each leaf's slots read in one slice (an object's last put empties its
+        whole tree: ~35 -> ~10 bytecodes an entry against the callback)."""
+        u64 = self._u64
+        head = u64[self._hw]
+        nodes = list(self._nodes())
+        got: list[tuple[int, int]] = []
+        if head and not _is_node(head):
+            got.append((0, head))
+        for off, shift, base, _, _ in nodes:
+            if not shift:
+                b = (off >> 3) + _SLOTS
+                got += [(base + o, e) for o, e in enumerate(u64[b : b + XA_CHUNK_SIZE].tolist()) if e]
+        u64[self._fw] &= ~_ALL_MARKS
+        self._publish(self._hw, 0)
+        for off, *_ in nodes:
+            self._retire(off)
+        return got
 
     def xa_dump(self) -> str:
         u64 = self._u64

@@ -254,6 +254,7 @@ class Memory:
             free_pages(pfn, 0)
 
         GFP = GFP_HIGHUSER_MOVABLE
+        alloc_page = mm.alloc_page_fn(GFP)     # alloc_pages(GFP, 0), its plan bound
         walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
         ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
         vma_down_read_trylock, vma_up_read = locks.vma_lock.down_read_trylock, locks.vma_lock.up_read
@@ -707,7 +708,7 @@ class Memory:
             vw = vma >> 3
             idx = q[vw + W_PGOFF] + ((va - q[vw + W_START]) >> PAGE_SHIFT)
             af = ext.alloc_folio
-            pfn = af(vma, va, idx) if af is not None else alloc_pages(GFP, 0)
+            pfn = af(vma, va, idx) if af is not None else alloc_page()
             if pfn < 0:
                 oom_why[0] = 'no page for the fault'
                 return FAST_OOM

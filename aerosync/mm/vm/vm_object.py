@@ -126,9 +126,7 @@ class PageTrees:
 
     def drain(self, root: int) -> list[tuple[int, int]]:
         """Empty the tree (its nodes go through RCU) and return what it held."""
-        got: list[tuple[int, int]] = []
-        self.handle(root).xa_destroy(lambda i, e: got.append((i, e)))
-        return got
+        return self.handle(root).xa_drain()
 
 
 class VmObjects:

@@ -19,6 +19,9 @@ Points (the module that fires them):
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped
     fork:vma_copied       fork.py     one VMA copied into the child
+    migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
+    migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
+                                           the reference check and the copy
 """
 
 from __future__ import annotations

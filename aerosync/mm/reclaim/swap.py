@@ -57,6 +57,7 @@ class Lru:
       lru_add(pfn)           folio_add_lru: into this CPU's batch (a reference held)
       lru_add_drain()        flush this CPU's batch onto the lists
       lru_del(pfn)           the free path's unlink (refcount already 0)
+      lru_del_many(pfns)     the same for a batch (page_alloc's free_pages_bulk)
       lock(nid) / unlock(nid)   the node's lru_lock
       link(nid, li, pfn, tail=False) / unlink(nid, pfn) -> list id   (lru_lock held)
       isolate(nid, pfn) -> bool    try_get + unlink + clear PG_lru (lru_lock held)
@@ -89,7 +90,7 @@ class Lru:
         pc = off.pcpu(cpu)
         bn_i = (pc + R.PC_BATCH_N) >> 3
         b32 = (pc + R.PC_BATCH) >> 2
-        free_pages = mm.free_pages
+        free_pages, free_pages_bulk = mm.free_pages, mm.free_pages_bulk
         self.place: Any = None
 
         def nid_of(pfn: int) -> int:
@@ -182,25 +183,53 @@ class Lru:
             link(nid, li, pfn)
 
         def lru_add_drain() -> None:
+            """Flush this CPU's batch: lru_lock once per run of one node (folio_batch_move_lru
+            with folio_lruvec_relock_irqsave), the head link inlined, list sizes and stats
+            applied once per hold (account_hold), then the batch's references go in one
+            free_pages_bulk.  Measured (page_fault1, a batch of 15): ~330 -> ~130
+            bytecodes a folio."""
             n = q[bn_i]
             if not n:
                 return
-            pfns = [u32[b32 + k] for k in range(n)]
+            pfns = u32[b32 : b32 + n].tolist()
             q[bn_i] = 0
-            by_node: dict[int, list[int]] = {}
-            for pfn in pfns:
-                by_node.setdefault(nid_of(pfn), []).append(pfn)
-            for nid, group in by_node.items():
-                lock(nid)
-                try:
-                    for pfn in group:
-                        if u32[PM4 + pfn * MW4] & PG_lru:
-                            continue          # cannot happen: a batch holds each folio once
-                        add_locked(nid, pfn)
-                finally:
-                    unlock(nid)
-            for pfn in pfns:
-                free_pages(pfn, 0)            # the batch's reference
+            place = self.place
+            cur = -1
+            counts: dict[int, int] = {}
+            heads: list[int] = []
+            try:
+                for pfn in pfns:
+                    nid = u8[PM + pfn * PAGE_META_SIZE + 7]
+                    if nid != cur:
+                        if cur >= 0:
+                            account_hold(cur, counts, 1)
+                            unlock(cur)
+                            cur = -1
+                        lock(nid)
+                        cur, heads = nid, lists[nid]
+                    b = PM4 + pfn * MW4
+                    fl = u32[b]
+                    if fl & PG_lru:
+                        continue              # cannot happen: a batch holds each folio once
+                    li = place(nid, pfn, fl) if place is not None else (
+                        R.LRU_INACTIVE_ANON + (0 if fl & PG_swapbacked else 2) + (1 if fl & PG_active else 0))
+                    fetch_or32(b << 2, PG_lru)
+                    hi = heads[li] >> 2           # link(nid, li, pfn) at the head
+                    old = u32[hi]
+                    u32[b + 4] = old
+                    u32[b + 5] = NIL
+                    if old == NIL:
+                        u32[hi + 1] = pfn
+                    else:
+                        u32[PM4 + old * MW4 + 5] = pfn
+                    u32[hi] = pfn
+                    u8[lruid + pfn] = li
+                    counts[li] = counts.get(li, 0) + 1
+            finally:
+                if cur >= 0:
+                    account_hold(cur, counts, 1)
+                    unlock(cur)
+            free_pages_bulk(pfns)             # the batch's references (folios_put)
 
         def lru_add(pfn: int) -> None:
             fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)
@@ -219,6 +248,61 @@ class Lru:
                     fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_lru | GEN_MASK | PG_active) & _ALL32)
             finally:
                 unlock(nid)
+
+        clear_lru = ~(PG_lru | GEN_MASK | PG_active) & _ALL32
+        FB = R.FOLIO_BATCH
+
+        def account_hold(nid: int, counts: dict[int, int], sign: int) -> None:
+            """The list sizes and node stats of one lru_lock hold, applied once per list
+            before the unlock (a memoryview += costs ~70 ns, measured; a batch touches
+            one or two lists)."""
+            heads = lists[nid]
+            for li, n in counts.items():
+                q[(heads[li] + 8) >> 3] += sign * n
+                i64[ns + nid * NS + stat_item(nid, li)] += sign * n
+            counts.clear()
+
+        def lru_del_many(pfns: list[int]) -> None:
+            """lru_del for a batch of folios being freed (folios_put's __page_cache_release
+            under folio_lruvec_relock_irqsave): lru_lock is taken once per run of one node,
+            at most FOLIO_BATCH folios per hold; unlink inlined, list sizes and stats
+            applied once per hold (account_hold).  Measured (page_fault1's munmap):
+            ~230 -> ~45 bytecodes a folio."""
+            cur, held = -1, 0
+            counts: dict[int, int] = {}
+            heads: list[int] = []
+            try:
+                for pfn in pfns:
+                    nid = u8[PM + pfn * PAGE_META_SIZE + 7]
+                    if nid != cur or held >= FB:
+                        if cur >= 0:
+                            account_hold(cur, counts, -1)
+                            unlock(cur)
+                            cur = -1
+                        lock(nid)
+                        cur, held, heads = nid, 0, lists[nid]
+                    held += 1
+                    b = PM4 + pfn * MW4
+                    if not u32[b] & PG_lru:
+                        continue
+                    li = u8[lruid + pfn]
+                    hi = heads[li] >> 2
+                    nx, pv = u32[b + 4], u32[b + 5]
+                    if pv == NIL:
+                        u32[hi] = nx
+                    else:
+                        u32[PM4 + pv * MW4 + 4] = nx
+                    if nx == NIL:
+                        u32[hi + 1] = pv
+                    else:
+                        u32[PM4 + nx * MW4 + 5] = pv
+                    u32[b + 4] = u32[b + 5] = NIL
+                    counts[li] = counts.get(li, 0) + 1
+                    fetch_and32(b << 2, clear_lru)
+            finally:
+                if cur >= 0:
+                    account_hold(cur, counts, -1)
+                    unlock(cur)
 
         def putback(pfn: int) -> None:
             """folio_putback_lru(): relink, then drop the isolation reference.  A folio
@@ -253,5 +337,6 @@ class Lru:
         self.lock, self.unlock, self.link, self.unlink = lock, unlock, link, unlink
         self.try_get, self.isolate, self.add_locked = try_get, isolate, add_locked
         self.lru_add, self.lru_add_drain, self.lru_del, self.putback = lru_add, lru_add_drain, lru_del, putback
+        self.lru_del_many = lru_del_many
         self.list_ids, self.list_count, self.list_tail, self.nid_of = list_ids, list_count, list_tail, nid_of
         self.stat_item = stat_item

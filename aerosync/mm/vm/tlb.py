@@ -148,8 +148,9 @@ class Tlb:
             return sets[vpn & set_mask] if set_mask >= 0 else sets[vpn % nsets]
 
         def fill(key: int, e: int) -> None:
-            """Insert a translation; a full set evicts its oldest entry (FIFO)."""
-            s = set_of(key)
+            """Insert a translation; a full set evicts its oldest entry (FIFO).  set_of()
+            inlined for power-of-two set counts (every fault fills: ~15 bytecodes less)."""
+            s = sets[key & set_mask] if set_mask >= 0 else set_of(key)    # set_mask < 2^48: vpn bits
             if key in entries:
                 entries[key] = e
                 return

@@ -87,11 +87,11 @@ def is_folio_entry(e: int) -> bool:
 
 class PageTrees:
     """Every object's page tree (an XArray rooted at obj + O_TREE) with one set of node
-    callbacks: load/store/erase(root, ...) find the root's lib/xarray handle in a
+    callbacks: load/store/erase/insert(root, ...) find the root's lib/xarray handle in a
     per-process dict.  A handle binds nothing but its root offset, so it stays valid
     when the object record is freed and reused at the same address."""
 
-    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase")
+    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
         self.arena = arena
@@ -110,7 +110,10 @@ class PageTrees:
         def erase(root: int, index: int) -> int:
             return (get(root) or new(root)).xa_erase(index)
 
-        self.load, self.store, self.erase = load, store, erase
+        def insert(root: int, index: int, entry: int) -> int:
+            return (get(root) or new(root)).xa_insert(index, entry)
+
+        self.load, self.store, self.erase, self.insert = load, store, erase, insert
 
     def handle(self, root: int) -> XArray:
         h = self.handles.get(root)
@@ -124,9 +127,7 @@ class PageTrees:
 
     def drain(self, root: int) -> list[tuple[int, int]]:
         """Empty the tree (its nodes go through RCU) and return what it held."""
-        got: list[tuple[int, int]] = []
-        self.handle(root).xa_destroy(lambda i, e: got.append((i, e)))
-        return got
+        return self.handle(root).xa_drain()
 
 
 class VmObjects:
@@ -169,12 +170,9 @@ class VmObjects:
         u8 = arena.u8
         down_write, up_write = obj_lock.lock, obj_lock.unlock        # &obj->lock (spin)
         xa_load, xa_store, xa_erase = xa.load, xa.store, xa.erase
-        # VM folios are order-0 pages: dropping a reference is __free_pages(pfn, 0), whose
-        # PCP push is inlined (folio_put takes the general free path: ~190 vs ~50 bytecodes)
-        free_pages = mm.free_pages
-
-        def folio_put(pfn: int) -> None:
-            free_pages(pfn, 0)
+        # VM folios are order-0 pages: the tree's references leave in batches
+        # (free_pages_bulk = folios_put: one pcp hold, LRU unlinks under one lru_lock hold)
+        folios_put = mm.free_pages_bulk
 
         ev_collapse = VE.vm_event_base(arena, cpu) + VE.SHADOW_COLLAPSE
         call_rcu = rcu.call_rcu
@@ -216,15 +214,17 @@ class VmObjects:
             back = q[(o + O_BACKING) >> 3]
             q[(o + O_BACKING) >> 3] = 0
             up_write(o + O_LOCK)
+            pfns: list[int] = []
             for _idx, e in xa.drain(o + O_TREE):
-                if is_folio_entry(e):
-                    pfn = entry_pfn(e)
-                    b = PM8 + pfn * mw
+                if not e & 3:                              # a folio
+                    b = PM8 + (e >> 2) * mw
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
-                    folio_put(pfn)
+                    pfns.append(e >> 2)
                 elif e != XA_ZERO and hooks.value_put is not None:
                     hooks.value_put(e)
+            if pfns:
+                folios_put(pfns)                           # the tree's references, one batch
             if back:
                 down_write(back + O_LOCK)
                 unlink_child(back, o)
@@ -465,7 +465,7 @@ class VmObjects:
             """vm_object_page_remove(): take the folios at [first, last) out of o's tree and
             drop the tree's reference on each (callers have unmapped them first).  Value
             entries there are dropped too.  Returns folios removed."""
-            n = 0
+            pfns: list[int] = []
             down_write(o + O_LOCK)
             try:
                 for idx, e in list(xa.items(o + O_TREE, first, last - 1)):
@@ -476,13 +476,14 @@ class VmObjects:
                         q[b + i_map] = 0
                         q[b + i_idx] = 0
                         q[(o + O_NR_PAGES) >> 3] -= 1
-                        folio_put(pfn)
-                        n += 1
+                        pfns.append(pfn)
                     elif e != XA_ZERO and hooks.value_put is not None:
                         hooks.value_put(e)
             finally:
                 up_write(o + O_LOCK)
-            return n
+            if pfns:
+                folios_put(pfns)                           # the tree's references, one batch
+            return len(pfns)
 
         def mark_zero(o: int, first: int, last: int) -> None:
             """Hide what o's backing chain holds at [first, last): ZERO markers (a
@@ -527,6 +528,6 @@ class VmObjects:
         self.shadow = shadow
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
-        self.xa_load, self.xa_store = xa_load, xa_store
+        self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
         self.page_remove, self.mark_zero = page_remove, mark_zero
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -22,6 +22,7 @@ import pytest
 from aerosync import fidelity, procfs
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import page_alloc as PA
+from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm import vmstat as V
 from aerosync.mm.pmm.check import check
 from aerosync.mm.pmm.gfp import (
@@ -800,6 +801,26 @@ def test_point8_views_have_the_kernel_layout(sa) -> None:
     assert sum(per_zone.values()) == 10
     for p in pages:
         MM(a, 0).free_pages(p)
+
+
+def test_vmstat_names_are_the_hosts_sequence(sa) -> None:
+    """/proc/vmstat (mm/vmstat.c vmstat_text over enum zone_stat_item, numa_stat_item,
+    node_stat_item, vm_stat_item, vm_event_item, then vmstat_show's "nr_unstable"): the
+    saved 6.18 host's names in the host's order (v6.19 prints the same sequence for this
+    CONFIG), except the two CONFIG choices vm_event.py documents as AeroSync's own
+    (DEBUG_TLBFLUSH and PER_VMA_LOCK_STATS on), and AeroSync's aerosync_ lines after it."""
+    a = sa(nr_nodes=2, nr_cpus=2, kernel_profile="linux")
+    names = [ln.split()[0] for ln in procfs.render(a, "vmstat").splitlines()]
+    host = [ln.split()[0] for ln in _host("proc/vmstat").splitlines()]
+    ours_only = {"nr_tlb_remote_flush", "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
+                 "nr_tlb_local_flush_one", "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss"}
+    kernel = [n for n in names if not n.startswith("aerosync_")]
+    assert names[: len(kernel)] == kernel                         # aerosync_ lines only at the end
+    assert [n for n in kernel if n not in ours_only] == host
+    assert set(kernel) >= ours_only and "nr_writeback_temp" not in kernel
+    # the node items sit in enum node_stat_item's order, as the per-node views print them
+    assert list(VE.NODE_STAT_NAMES) == host[host.index("nr_inactive_anon"): host.index("nr_dirty_threshold")]
+    assert "WritebackTmp:          0 kB" in procfs.render(a, "meminfo")
 
 
 def _unshare_ok() -> bool:

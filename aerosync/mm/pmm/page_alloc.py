@@ -16,7 +16,12 @@ own besides caches of facts fixed at init).  Its attributes are closures taking 
   count_numa_event(nid, item, nr)              zone_watermark_ok(zid, order, mark, hz, flags, free)
   rmqueue_locked / rmqueue_smallest_locked / expand_locked / free_one_page_locked (zone.lock held)
 Allocation never raises: failure returns -1, counts EV_PGALLOC_FAIL, and (unless
-__GFP_NOWARN) warns AllocFailureWarning with the state of every zone tried.  A bad free
+__GFP_NOWARN) warns AllocFailureWarning with the state of every zone tried -- rate-limited
+as warn_alloc()'s `static DEFINE_RATELIMIT_STATE(nopage_rs, 10*HZ, 1)` (v6.19): at most
+one warning per 10 s, per process (`nopage_rs`, lib/ratelimit.py: each simulated CPU's
+worker has its own, Linux one for all CPUs); a held warning counts
+EV_ALLOC_WARN_SUPPRESSED, and the next printed one says "warn_alloc: N callbacks
+suppressed" first, as ___ratelimit() does.  A bad free
 (refcount underflow, a free/reserved/tail page, an order different from the one the
 block was allocated with) warns BadPageWarning and changes nothing, as bad_page() does.
 Allocated blocks keep their order in the head's order byte (the checker needs extents;
@@ -117,6 +122,7 @@ import warnings
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.lib.ratelimit import RatelimitState
 from aerosync.mm.pmm import _internal
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
@@ -169,6 +175,10 @@ _DECAY_NS = 1_000_000_000             # decay_pcp_high: once a second (vmstat_up
 
 class AllocFailureWarning(RuntimeWarning):
     """warn_alloc(): an allocation failed; the message carries the zones' state."""
+
+
+# warn_alloc(): static DEFINE_RATELIMIT_STATE(nopage_rs, 10*HZ, 1) -- one per process
+nopage_rs = RatelimitState(10.0, 1)
 
 
 class BadPageWarning(RuntimeWarning):
@@ -314,6 +324,7 @@ def _build(mm: MM) -> None:
     ev_refill, ev_drain, ev_slow = ST + Z.EV_PCP_REFILL, ST + Z.EV_PCP_DRAIN, ST + Z.EV_SLOWPATH
     ev_claim, ev_steal, ev_pgalloc = ST + Z.EV_CLAIM, ST + Z.EV_STEAL, ST + Z.EV_PGALLOC
     ev_boost, ev_kswapd = ST + Z.EV_WMARK_BOOST, ST + Z.EV_KSWAPD_WAKE
+    ev_warn_held = ST + Z.EV_ALLOC_WARN_SUPPRESSED
     numa0 = ST + Z.STAT_NUMA
     st_zone = [numa0 + nr_nodes * 8 + z * Z.ZS_WORDS for z in range(nr_zones)]   # + ZS_* category
     zs_extra, zs_foreign = Z.ZS_PAGES_EXTRA, Z.ZS_FOREIGN
@@ -1079,12 +1090,19 @@ def _build(mm: MM) -> None:
 
     def alloc_failed(gfp: int, order: int, nid: int, nodemask: int | None, zids: tuple[int, ...]) -> int:
         u64[ev_fail] += 1
-        if not gfp & _GFP_NOWARN:
+        if gfp & _GFP_NOWARN:
+            return -1
+        rs = nopage_rs                              # the module's, looked up now (tests swap it)
+        if not rs():
+            u64[ev_warn_held] += 1
+        else:
             u64[ev_warn] += 1
+            missed = rs.reset_miss()
+            held = f"warn_alloc: {missed} callbacks suppressed\n" if missed else ""
             mask = "(null)" if nodemask is None else f"{nodemask:#x}"
             tried = zids or tuple(z for z in range(nr_zones) if mm.populated[z])
             warnings.warn(
-                f"cpu{cpu}: page allocation failure: order:{order}, mode:{format_gfp(gfp)}, "
+                f"{held}cpu{cpu}: page allocation failure: order:{order}, mode:{format_gfp(gfp)}, "
                 f"preferred_nid={nid}, nodemask={mask}\n{warn_state(tried)}",
                 AllocFailureWarning, stacklevel=3)
         return -1

@@ -361,6 +361,134 @@ def test_point3_get_any_partial_and_alloc_node_mismatch(sa, monkeypatch, cycles:
     all_ok(a)
 
 
+def linux_mempolicy_slab_node(mode: str, nodes: list[int], local: int, fallback: list[int],
+                              il: list[int], weights: dict[int, int] | None = None) -> int:
+    """mm/mempolicy.c mempolicy_slab_node() (v6.19), in task context: preferred -> first
+    node; interleave -> interleave_nodes() (next_node_in(il_prev)); weighted interleave ->
+    weighted_interleave_nodes() (il_prev kept for il_weight picks); bind / preferred-many
+    -> the first node of the local node's fallback zonelist in the policy's nodes; no
+    policy / local -> numa_mem_id().  il = [il_prev, il_weight] (il_prev starts past the
+    last node, as do_set_mempolicy's MAX_NUMNODES - 1)."""
+    def next_node_in(n: int) -> int:
+        return next((x for x in nodes if x > n), nodes[0])
+
+    if mode == "preferred":
+        return nodes[0]
+    if mode == "interleave":
+        il[0] = next_node_in(il[0])
+        return il[0]
+    if mode == "weighted-interleave":
+        assert weights is not None
+        if not il[1] or il[0] not in nodes:
+            il[0] = next_node_in(il[0])
+            il[1] = weights[il[0]]
+        il[1] -= 1
+        return il[0]
+    if mode in ("bind", "preferred-many"):
+        return next((n for n in fallback if n in nodes), local)
+    return local
+
+
+def test_point3_get_any_partial_starts_at_mempolicy_slab_node(sa, monkeypatch) -> None:
+    """Point 3 with a task policy, mm/slub.c get_any_partial(): the zonelist walked is
+    node_zonelist(mempolicy_slab_node()), not the local node's.  A CPU of node 0 (node 0
+    has no partial slabs, nodes 1 and 2 have plenty) takes its slab from the node the
+    Linux model names for each policy; the irq context ignores the policy (in_task())."""
+    from aerosync.mm.numa.mempolicy import PolicyAllocator, parse_policy
+
+    cycles = [1001]                                       # the defrag gate shut while filling
+    monkeypatch.setattr(S, "_get_cycles", lambda: cycles[0])
+    a = sa(nr_nodes=3, nr_cpus=3, nr_pages=6144, kernel_profile="linux", slab_min_partial=1,
+           distance=[[10, 20, 30], [20, 10, 20], [30, 20, 10]])
+    cid = kmem_cache_create(a, "fid-p3p", 256)
+    per = cache_info(a, cid)["objects"]
+    slubs = [Slub(a, c) for c in range(3)]
+    by_node = {s.nid: s for s in slubs}
+    assert set(by_node) == {0, 1, 2}
+    keep: list[tuple[Any, int]] = []
+    for nid in (1, 2):                                    # 12 partial slabs (one free object) each
+        s = by_node[nid]
+        c = s.cache(cid)
+        objs = [c.alloc() for _ in range(12 * per)]
+        assert {_slab_nid(a, x) for x in objs} == {nid}
+        c.flush_cpu(s.cpu)
+        for i in range(12):
+            c.free(objs[i * per])
+        c.flush_cpu(s.cpu)
+        keep += [(c, x) for i, x in enumerate(objs) if i % per]
+    cycles[0] = 0
+    s0 = by_node[0]
+    c0 = s0.cache(cid)
+    mm0 = s0.mm
+    fallback = [z // 3 for z in mm0.zonelist(0, GFP_KERNEL)]
+    fallback = list(dict.fromkeys(fallback))
+    assert fallback == [0, 1, 2]                          # node 1 is nearer than node 2
+    cases = [("", "default"), ("preferred=2", "preferred"), ("bind=2", "bind"), ("bind=1-2", "bind"),
+             ("interleave=1-2", "interleave"), ("interleave=1-2", "interleave"),
+             ("interleave=1-2", "interleave"), ("preferred-many=2", "preferred-many")]
+    got, want = [], []
+    pas: dict[str, Any] = {}
+    il: dict[str, list[int]] = {}
+    for text, mode in cases:
+        if text:
+            pa = pas.get(text) or pas.setdefault(text, PolicyAllocator(mm0, 0, parse_policy(text, 3)))
+            s0.slab_node = pa.slab_node
+            nodes = list(pa.policy.node_list)
+        else:
+            s0.slab_node, nodes = None, []
+        st = il.setdefault(text, [99, 0])
+        start = linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+        nr = {n: len(_node_partial(a, cid, n)) for n in range(3)}
+        zl = [z // 3 for z in mm0.zonelist(start, GFP_KERNEL)]
+        want.append(linux_get_any_partial(nr, list(dict.fromkeys(zl)), 1, 0))
+        x = c0.alloc()
+        got.append(_slab_nid(a, x))
+        keep.append((c0, x))
+        c0.flush_cpu(0)                                   # the next alloc takes the slow path again
+    assert got == want == [1, 2, 2, 1, 1, 2, 1, 2]
+    # interrupt context: in_task() is false, the local node's zonelist whatever the policy
+    s0.slab_node = pas["preferred=2"].slab_node
+    irq = Slub(a, 0, irq=True)
+    irq.slab_node = s0.slab_node
+    x = irq.cache(cid).alloc()
+    assert _slab_nid(a, x) == 1
+    irq.cache(cid).free(x)
+    irq.cache(cid).flush_cpu(0)
+    for c, x in keep:
+        c.free(x)
+    for s in slubs:
+        s.cache(cid).flush_cpu(s.cpu)
+    all_ok(a)
+
+
+def test_policy_allocator_slab_node_is_mempolicy_slab_node(machine) -> None:
+    """PolicyAllocator.slab_node against the model of mempolicy_slab_node(), every mode,
+    sharing il_prev with the task's page interleave as Linux's current->il_prev does."""
+    from aerosync.mm.numa.mempolicy import PolicyAllocator, page_nid, parse_policy
+
+    a = machine(nr_nodes=4, nr_cpus=4, nr_pages=8192,
+                distance=[[10, 20, 30, 30], [20, 10, 30, 30], [30, 30, 10, 20], [30, 30, 20, 10]])
+    mm = MM(a, 0)
+    fallback = list(dict.fromkeys(z // 3 for z in mm.zonelist(0, GFP_KERNEL)))
+    for text, mode, w in [("local", "local", None), ("preferred=3", "preferred", None),
+                          ("bind=2-3", "bind", None), ("bind=0,3", "bind", None),
+                          ("preferred-many=1,2", "preferred-many", None), ("interleave=1-3", "interleave", None),
+                          ("weighted-interleave=0,2,3", "weighted-interleave", [3, 1, 1, 2])]:
+        pol = parse_policy(text, 4, w or ())
+        pa = PolicyAllocator(mm, 0, pol)
+        st = [99, 0]
+        nodes = list(pol.node_list)
+        wd = dict(enumerate(w)) if w else None
+        seq = [pa.slab_node() for _ in range(9)]
+        assert seq == [linux_mempolicy_slab_node(mode, nodes, 0, fallback, st, wd) for _ in range(9)], text
+        if mode == "interleave":                          # one round robin for pages and slabs
+            pfn = pa.alloc_pages(GFP_KERNEL, 0)
+            assert page_nid(a, pfn) == linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+            assert pa.slab_node() == linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+            mm.free_pages(pfn)
+    assert fallback[0] == 0 and fallback[1] == 1
+
+
 # =========================================================================== point 4
 def linux_zone_batchsize(managed: int) -> int:
     """mm/page_alloc.c zone_batchsize(), then zone_set_pageset_high_and_batch()'s max(1, .)."""

@@ -101,7 +101,9 @@ Slow path (___slab_alloc): magazine pop; c->slab (a slab of another node than a
 kmalloc_node asked for is deactivated: ALLOC_NODE_MISMATCH); c->partial (slabs of
 another node go back to their nodes); the node's partial list (get_partial_node: the
 first slab frozen as c->slab, more onto c->partial until more than cpu_partial_slabs/2
-moved); then -- unless __GFP_THISNODE -- other nodes' partial lists in zonelist order
+moved); then -- unless __GFP_THISNODE -- other nodes' partial lists in the zonelist
+order of mempolicy_slab_node() (the task's policy: Slub.slab_node, set by the owner of
+the task's PolicyAllocator; the local node without one, and always in irq context)
 from nodes with more than min_partial, gated by remote_node_defrag_ratio
 (get_any_partial); then a new slab.  An explicit node first tries that node only
 (try_thisnode), then with the caller's gfp.
@@ -315,7 +317,7 @@ class Slub:
     """
 
     __slots__ = ("arena", "cpu", "irq", "mm", "nid", "nr_cpus", "nr_nodes", "mag_size", "tid_step",
-                 "hook", "token", "_caches", "reports", "max_caches")
+                 "hook", "token", "_caches", "reports", "max_caches", "slab_node")
 
     def __init__(self, arena: Any, cpu: int, mm: Any = None, irq: bool = False,
                  hook: Callable[[str, KmemCache], None] | None = None) -> None:
@@ -330,6 +332,9 @@ class Slub:
         self.token = (os.getpid() << 20 | cpu << 1 | int(irq)) + 1 + (id(self) & 0xFF) * (1 << 44)
         self._caches: dict[int, KmemCache] = {}
         self.reports: list[str] = []
+        # current->mempolicy's mempolicy_slab_node() (PolicyAllocator.slab_node) for the
+        # task running on this CPU; None: no policy, numa_mem_id().  Read per call.
+        self.slab_node: Callable[[], int] | None = None
 
     def cache(self, which: int | str) -> KmemCache:
         """The KmemCache handle of a cache (by id or name), built once per handle."""
@@ -436,9 +441,10 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     kc.node_lock = node_locks
     nl_acq = [lk.acquire for lk in node_locks]
     nl_rel = [lk.release for lk in node_locks]
-    # slab_nodes (nodes with memory) and get_any_partial's node order: the local node's zonelist
+    # slab_nodes (nodes with memory) and get_any_partial's node orders: node n's zonelist
     has_mem = [any(mm.populated[n * MAX_NR_ZONES + z] for z in range(MAX_NR_ZONES)) for n in range(nr_nodes)]
-    any_nodes = list(dict.fromkeys(z // MAX_NR_ZONES for z in mm.zonelist(mynid, GFP_KERNEL)))
+    zl_nodes = [list(dict.fromkeys(z // MAX_NR_ZONES for z in mm.zonelist(n, GFP_KERNEL))) for n in range(nr_nodes)]
+    in_task = not slub.irq
     barn_locks = [SpinLock(arena, u64[(no + N_BARN_LOCK) >> 3], lock_cpu) for no in node_offs] if pcs_cap else []
     if pcs_cap:
         bno = node_offs[mynid]                   # get_barn(): the local node's
@@ -818,12 +824,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             nl_rel[nid]()
 
     def get_any_partial() -> tuple[int, int]:
-        """get_any_partial(): other nodes' partial slabs, in the local node's zonelist
-        order, from nodes holding more than min_partial; skipped when get_cycles() % 1024
-        > remote_node_defrag_ratio (1000: ~2% of the time, as Linux's default)."""
+        """get_any_partial(): partial slabs of the nodes in the zonelist order of
+        mempolicy_slab_node() (the task's policy; the local node without one or in irq
+        context), from nodes holding more than min_partial; skipped when get_cycles() %
+        1024 > remote_node_defrag_ratio (1000: ~2% of the time, as Linux's default)."""
         if not defrag or _get_cycles() % 1024 > defrag:
             return -1, NIL32
-        for nid in any_nodes:
+        slab_node = slub.slab_node
+        for nid in zl_nodes[slab_node() if in_task and slab_node is not None else mynid]:
             if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] > min_partial:
                 got = get_partial_node(nid)
                 if got[0] >= 0:

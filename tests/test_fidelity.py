@@ -128,6 +128,51 @@ class PcsModel:
                 return
         self._install_empty()                             # alloc_empty_sheaf()
 
+    def alloc_bulk(self, n: int) -> int:
+        """alloc_from_pcs_bulk(): how many of n come from the sheaves (the rest: slabs)."""
+        got = 0
+        while got < n:
+            if not self.main:
+                if self.spare:                            # swap(pcs->main, pcs->spare)
+                    self.main, self.spare = self.spare, self.main
+                elif self.full:                           # barn_replace_empty_sheaf()
+                    self.full -= 1
+                    if self.main is not None:
+                        self.empty += 1
+                    self.main = self.cap
+                else:                                     # BARN_GET_FAIL: the slabs do the rest
+                    return got
+            batch = min(n - got, self.main)
+            self.main -= batch
+            got += batch
+        return got
+
+    def free_bulk(self, n: int) -> int:
+        """free_to_pcs_bulk() of n local objects: how many go to the sheaves (the rest:
+        __kmem_cache_free_bulk to the slabs)."""
+        put = 0
+        while put < n:
+            if self.main is None:                         # init_percpu_sheaves()' empty main
+                self.main = 0
+            if self.main >= self.cap:
+                if self.spare is None:                    # barn_get_empty_sheaf(), old main = spare
+                    if not self.empty:
+                        return put
+                    self.empty -= 1
+                    self.spare, self.main = self.main, 0
+                elif self.spare < self.cap:
+                    self.main, self.spare = self.spare, self.main
+                else:                                     # barn_replace_full_sheaf()
+                    if self.full >= 10 or not self.empty:
+                        return put                        # E2BIG / ENOMEM: BARN_PUT_FAIL
+                    self.empty -= 1
+                    self.full += 1
+                    self.main = 0
+            batch = min(n - put, self.cap - self.main)
+            self.main += batch
+            put += batch
+        return put
+
     def _install_empty(self) -> None:
         if self.main is None:
             self.main = 0
@@ -188,6 +233,68 @@ def test_point1_percpu_sheaves_follow_alloc_from_pcs_and_free_to_pcs(sa) -> None
     for x in more:
         c.free(x)
     c.flush_cpu(0)
+    c.barn_shrink()
+    all_ok(a)
+    S.kmem_cache_destroy(a, cid)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_point1_alloc_bulk_and_free_bulk_go_through_the_sheaves(sa, seed: int) -> None:
+    """Point 1, mm/slub.c kmem_cache_alloc_bulk() -> alloc_from_pcs_bulk() and
+    kmem_cache_free_bulk() -> free_to_pcs_bulk() (v6.19): after every single or bulk
+    operation of a random sequence, main / spare / barn equal the model's and the objects
+    taken from / put into the sheaves are the model's count (alloc_cpu_sheaf /
+    free_cpu_sheaf); the rest come from / go to the slabs; other nodes' objects never
+    enter the sheaves."""
+    import random
+
+    rnd = random.Random(seed)
+    a = sa(nr_pages=8192, nr_nodes=2, nr_cpus=2, kernel_profile="linux")
+    cap = 4
+    cid = kmem_cache_create(a, "fid-bulk", 256, sheaf_capacity=cap)
+    c = Slub(a, 0).cache(cid)
+    c1 = Slub(a, 1).cache(cid)
+    assert c.slub.nid == 0 and c1.slub.nid == 1
+    model = PcsModel(cap)
+    live: list[int] = []
+    remote = [c1.alloc_node(1) for _ in range(12)]        # node-1 objects for cpu 0 to free
+    assert {_slab_nid(a, x) for x in remote} == {1}
+    stat0 = slab_stats(a, cid)
+    pcs_alloc, pcs_free = stat0["alloc_cpu_sheaf"], stat0["free_cpu_sheaf"]
+    for step in range(160):
+        op = rnd.choice(["alloc", "free", "bulk", "bulk", "free_bulk", "free_bulk"])
+        if op == "alloc" or (op in ("free", "free_bulk") and not live):
+            live.append(c.alloc())
+            model.alloc()
+            pcs_alloc += 1
+        elif op == "free":
+            c.free(live.pop(rnd.randrange(len(live))))
+            model.free()
+            pcs_free += 1
+        elif op == "bulk":
+            n = rnd.randint(1, 3 * cap + 2)
+            got = c.alloc_bulk(n)
+            assert len(got) == n and len(set(got) | set(live)) == len(live) + n
+            live += got
+            pcs_alloc += model.alloc_bulk(n)
+        else:
+            n = rnd.randint(1, len(live))
+            rnd.shuffle(live)
+            batch, live = live[:n], live[n:]
+            far = [remote.pop() for _ in range(min(len(remote), rnd.randint(0, 2)))]
+            c.free_bulk(batch[: n // 2] + far + batch[n // 2:])
+            pcs_free += model.free_bulk(n)
+        st = slab_stats(a, cid)
+        assert _pcs_state(a, cid, 0) == model.state(), f"step {step} {op}"
+        assert (st["alloc_cpu_sheaf"], st["free_cpu_sheaf"]) == (pcs_alloc, pcs_free), f"step {step} {op}"
+    st = slab_stats(a, cid)
+    assert st["barn_get"] and st["barn_put"] and st["alloc_cpu_sheaf"] > 150
+    assert st["barn_get_fail"]                            # bulk allocs left to the slabs
+    all_ok(a)
+    c.free_bulk(live)
+    c1.free_bulk(remote)
+    c.flush_cpu(0)
+    c1.flush_cpu(1)
     c.barn_shrink()
     all_ok(a)
     S.kmem_cache_destroy(a, cid)

@@ -126,6 +126,9 @@ CPU's main and spare (K_PCS) and each node's barn (MAX_FULL_SHEAVES full,
 MAX_EMPTY_SHEAVES empty).  alloc pops main under the pcs trylock (empty: swap with the
 spare, else a full sheaf from the barn for the empty one, else refill from the slabs);
 free pushes local-node objects (full: swap, else trade with the barn, else flush).
+alloc_bulk / free_bulk of such a cache go through them a sheaf-sized batch at a time
+(alloc_from_pcs_bulk / free_to_pcs_bulk): without a refill or a new empty sheaf -- when
+the barn cannot help, the rest comes from / goes to the slabs.
 Objects in these sheaves are free (not counted as allocations); refills and flushes
 move objects between sheaves and slabs without counting.  A cache has both layers
 only if both knobs are on; the alloc order is then sheaves, cpu freelist, magazine.
@@ -1583,6 +1586,119 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         stat(ST_FREE_PCS)
         return True
 
+    def alloc_from_pcs_bulk(n: int) -> list[int]:
+        """alloc_from_pcs_bulk() (v6.19): up to n objects from the main sheaf, a batch per
+        sheaf, each under the pcs trylock (the batch is the top of the sheaf's array, in
+        array order, as the kernel's memcpy).  An empty main is swapped with a non-empty
+        spare or traded with the barn for a full sheaf; when the trylock fails or the barn
+        has none, the rest is left to the slabs (no refill: that would copy the pointers
+        twice).  The objects are not counted here (the caller counts allocations)."""
+        out: list[int] = []
+        while len(out) < n:
+            if cas64(pcsl, 0, token) != 0:
+                return out
+            main, spare = pcs_get()
+            if not sh_size(main):
+                if spare >= 0 and sh_size(spare):
+                    pcs_set(spare, main)
+                    main = spare
+                else:
+                    full = barn_replace_empty_sheaf(main)
+                    if full < 0:
+                        stat(ST_BARN_GET_FAIL)
+                        store64(pcsl, 0)
+                        return out
+                    stat(ST_BARN_GET)
+                    pcs_set(full, spare)
+                    main = full
+            so = sh_off(main)
+            size = u64[(so + SH_SIZE) >> 3]
+            batch = min(n - len(out), size)
+            size -= batch
+            base = ((so + SH_OBJS) >> 3) + size
+            out += u64[base : base + batch].tolist()
+            u64[(so + SH_SIZE) >> 3] = size
+            store64(pcsl, 0)
+            stat(ST_ALLOC_PCS, batch)
+        return out
+
+    def free_to_pcs_bulk(addrs: list[int]) -> None:
+        """free_to_pcs_bulk() (v6.19): local-node objects onto the main sheaf, a batch per
+        sheaf under the pcs trylock; a full main is swapped for an empty sheaf of the barn
+        (the old main becomes the spare when there is none), for a spare with room, or
+        traded with the barn (barn_replace_full_sheaf).  When the trylock fails or the barn
+        has no empty sheaf (or MAX_FULL_SHEAVES full ones) the rest goes to the slabs
+        (__kmem_cache_free_bulk), as do other nodes' objects (Linux batches those by
+        PCS_BATCH_MAX; here they follow the local ones).  Every object counts as a free."""
+        local: list[int] = []
+        remote: list[int] = []
+        for a in addrs:
+            (local if u8[SM + head_of(a) * SMETA + M_NID] == mynid else remote).append(a)
+        i, n = 0, len(local)
+        while i < n:
+            if cas64(pcsl, 0, token) != 0:
+                break
+            main, spare = pcs_get()
+            if main < 0:                              # the empty sheaf init_percpu_sheaves gives main
+                main = alloc_empty_sheaf()
+                if main < 0:
+                    store64(pcsl, 0)
+                    break
+                pcs_set(main, spare)
+            if sh_size(main) >= pcs_cap:
+                if spare < 0:
+                    empty = barn_get_empty_sheaf()
+                    if empty < 0:
+                        store64(pcsl, 0)
+                        break
+                    pcs_set(empty, main)
+                    main = empty
+                elif sh_size(spare) < pcs_cap:
+                    pcs_set(spare, main)
+                    main = spare
+                else:
+                    empty = barn_replace_full_sheaf(main)
+                    if empty < 0:
+                        stat(ST_BARN_PUT_FAIL)
+                        store64(pcsl, 0)
+                        break
+                    stat(ST_BARN_PUT)
+                    pcs_set(empty, spare)
+                    main = empty
+            so = sh_off(main)
+            size = u64[(so + SH_SIZE) >> 3]
+            batch = min(n - i, pcs_cap - size)
+            base = ((so + SH_OBJS) >> 3) + size
+            for j in range(batch):
+                u64[base + j] = local[i + j]
+            u64[(so + SH_SIZE) >> 3] = size + batch
+            store64(pcsl, 0)
+            stat(ST_FREE_PCS, batch)
+            u64[st_free] += batch
+            i += batch
+        for a in local[i:] + remote:                  # fallback / flush_remote: to the slabs
+            free_pfn(head_of(a), a)
+
+    def alloc_bulk_pcs_first(n: int, gfp: int = 0) -> list[int]:
+        """kmem_cache_alloc_bulk() of a cache with sheaves: alloc_from_pcs_bulk, the rest
+        from the slabs (__kmem_cache_alloc_bulk, which counts and prepares its own); all
+        or nothing -- on failure the sheaves' objects go back to the slabs, not to the
+        sheaves (Linux: "we have bigger problems")."""
+        got = alloc_from_pcs_bulk(n) if n > 0 else []
+        if len(got) < n:
+            rest = alloc_bulk(n - len(got), gfp)
+            if not rest:
+                for a in got:
+                    free_pfn(head_of(a), a)
+                u64[st_free] -= len(got)              # never handed out: not frees
+                return []
+        else:
+            rest = []
+        u64[st_alloc] += len(got)
+        if gfp:
+            got = [post_alloc(a, gfp) for a in got]
+        return got + rest
+
     def pcs_flush_cpu(tko: int) -> None:
         """pcs_flush_all() for CPU tko's sheaves: both go back to the slabs and to the pool."""
         lo = tko + K_PCS_LOCK
@@ -1769,6 +1885,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     if pcs_cap:
         kc.alloc, kc.free, kc.free_pfn, kc.alloc_node = (alloc_pcs_first, free_pcs_first, free_pfn_pcs_first,
                                                          alloc_node_pcs_first)
+        kc.alloc_bulk, kc.free_bulk = alloc_bulk_pcs_first, free_to_pcs_bulk
 
 
 def _noop() -> None:

@@ -6,6 +6,7 @@
             page migration, automatic NUMA balancing, numa_maps), attached to vm/
             through VM.ext
     boot.py lays out and boots a whole machine (the one way machines are made)
+    cpuhp.py CPU hotplug: the teardown of a stopped CPU's per-CPU state, its start-up
 
 Imports inside mm flow pmm <- slab <- numa <- (later subsystems); the whole-system lock
 order is the tree in aerosync/sync/__init__.py.

@@ -37,6 +37,15 @@ Lock order: each user states where its class nests (mm/vm/*: mmap_lock -> vma lo
 ptlock).  Two locks of one class never nest, except where the user says so (fork takes
 the child's mmap_lock under the parent's, as Linux's mmap_write_lock_nested).
 
+Robust list (robust mode: arena/layout.py robust_mode -- CPUs may die and be recovered):
+every lock a context takes is also pushed on its robust list, IL_HELD_MAX entries of
+"off | kind << 56" in the CPU's intent log (arena/layout.py; sync/robust.py reads it:
+Linux's robust_list, exit_robust_list), and popped before its release; readers of a
+rwsem are anonymous in the word, so the list is the only record of a dead reader.  A
+context holding more than IL_HELD_MAX embedded locks at once is refused (LockError):
+nothing in mm nests that deep.  Handles built outside robust mode have no list (no
+cost).
+
 Invariants (tests/test_objlock.py): OL1 at most one spin owner / one writer, and no
 reader while a writer holds it; OL2 only the owner releases; OL3 per-CPU statistics
 change only on the CPU that owns them.
@@ -49,6 +58,7 @@ import time
 from typing import Any
 
 from aerosync.arch.cpu import proc_alive
+from aerosync.arena.layout import robust_mode
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_name, stat_idx
@@ -68,7 +78,47 @@ OWNER_CHECK_NS = 250_000_000
 _pc = time.perf_counter_ns
 
 
-def _owner_dead(word: int) -> tuple[int, int] | None:
+_HELD_SPIN, _HELD_WRITE, _HELD_READ = 1 << 56, 2 << 56, 3 << 56    # sync/robust.py HELD_*
+
+
+def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any]:
+    """push(entry), pop(entry) on this process's robust list of CPU `cpu`'s task context
+    (the arena owner's own context when this process created the arena)."""
+    from aerosync.arena import layout as L
+
+    q = arena.u64
+    nr = int(arena.config["nr_cpus"])
+    me = os.getpid() == arena.owner_pid or not 0 <= cpu < nr
+    ctx = L.intent_ctx_off(arena.off("intentlog"), nr, -1 if me else cpu, 0)
+    hn, hs = (ctx + L.ILC_HELD_N) >> 3, (ctx + L.ILC_HELD) >> 3
+    cap = L.IL_HELD_MAX
+
+    def push(entry: int) -> None:
+        n = q[hn]
+        if n >= cap:
+            if me:               # the owner's context is shared by threads: not a record
+                return
+            raise LockError(f"robust list of cpu{cpu}: more than {cap} embedded locks held at once")
+        q[hs + n] = entry
+        q[hn] = n + 1
+
+    def pop(entry: int) -> None:
+        n = q[hn]
+        for i in range(min(n, cap) - 1, -1, -1):
+            if q[hs + i] == entry:
+                q[hs + i] = q[hs + n - 1]
+                q[hs + n - 1] = 0
+                q[hn] = n - 1
+                return
+
+    return push, pop
+
+
+def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
+    """(cpu, pid) of a dead owner named by `word`, else None; always None in robust mode
+    (sync/robust.py: the coordinator releases a dead CPU's embedded locks)."""
+    if robust:
+        return None
     pid, cpu1 = word >> 16, word & 0xFFFF
     if pid and not proc_alive(pid):
         return cpu1 - 1, pid
@@ -93,6 +143,7 @@ class ObjSpinLock:
         si = stat_idx(arena, cpu, cls, 0) if stat and cpu < int(arena.config["nr_cpus"]) else -1
         name = self.name
         hold_t0: dict[int, int] = {}
+        robust = robust_mode(arena.config)
         pc = _pc
 
         def lock_slow(off: int) -> None:
@@ -119,7 +170,7 @@ class ObjSpinLock:
                 now = pc()
                 if now >= next_check:
                     next_check = now + OWNER_CHECK_NS
-                    dead = _owner_dead(load(off))
+                    dead = _owner_dead(load(off), robust)
                     if dead:
                         raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (now - start) / 1e9)
             if si >= 0:
@@ -170,6 +221,24 @@ class ObjSpinLock:
         def held_by_me(off: int) -> bool:
             return load(off) == mine
 
+        if robust:
+            push, pop = _robust_list(arena, cpu)
+            lock0, unlock0, trylock0 = lock, unlock, trylock
+
+            def lock(off: int) -> None:
+                lock0(off)
+                push(off | _HELD_SPIN)
+
+            def unlock(off: int) -> None:
+                pop(off | _HELD_SPIN)
+                unlock0(off)
+
+            def trylock(off: int) -> bool:
+                if trylock0(off):
+                    push(off | _HELD_SPIN)
+                    return True
+                return False
+
         self.lock, self.unlock, self.trylock, self.held_by_me = lock, unlock, trylock, held_by_me
 
 
@@ -196,6 +265,7 @@ class ObjRWSem:
         name = self.name
         pc = _pc
         wt0: dict[int, int] = {}
+        robust = robust_mode(arena.config)
         busy = RW_WRITER | RW_WAITING
 
         def account_wait(si: int, start: int) -> None:
@@ -220,7 +290,7 @@ class ObjRWSem:
                 return
             time.sleep(min(SLEEP_MIN_S * (1 << min(attempt - SPIN_TRIES - YIELD_TRIES, 6)), SLEEP_MAX_S))
             if not attempt & 63 and load(off) & RW_WRITER:
-                dead = _owner_dead(load(off + 8))
+                dead = _owner_dead(load(off + 8), robust)
                 if dead:
                     raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (pc() - start) / 1e9)
 
@@ -307,6 +377,39 @@ class ObjRWSem:
 
         def write_held_by_me(off: int) -> bool:
             return bool(load(off) & RW_WRITER) and load(off + 8) == mine
+
+        if robust:
+            push, pop = _robust_list(arena, cpu)
+            dr0, ur0, dw0, uw0 = down_read, up_read, down_write, up_write
+            drt0, dwt0 = down_read_trylock, down_write_trylock
+
+            def down_read(off: int) -> None:
+                dr0(off)
+                push(off | _HELD_READ)
+
+            def up_read(off: int) -> None:
+                pop(off | _HELD_READ)
+                ur0(off)
+
+            def down_write(off: int) -> None:
+                dw0(off)
+                push(off | _HELD_WRITE)
+
+            def up_write(off: int) -> None:
+                pop(off | _HELD_WRITE)
+                uw0(off)
+
+            def down_read_trylock(off: int) -> bool:
+                if drt0(off):
+                    push(off | _HELD_READ)
+                    return True
+                return False
+
+            def down_write_trylock(off: int) -> bool:
+                if dwt0(off):
+                    push(off | _HELD_WRITE)
+                    return True
+                return False
 
         self.down_read, self.up_read, self.down_write, self.up_write = down_read, up_read, down_write, up_write
         self.down_read_trylock, self.down_write_trylock = down_read_trylock, down_write_trylock

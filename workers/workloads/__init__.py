@@ -9,6 +9,8 @@ Every workload module provides:
     make_batch(arena, cpu, params, rng) -> Callable[[int], None]
                                 run n operations on simulated CPU `cpu` (worker process)
     report(arena, params, result) -> dict                  figures and checks after the run
+    recover(arena, params, cpu, records, mm, slub) -> dict optional: give back what dead
+                                CPU `cpu` held ([run] on_cpu_death; mm/recovery.py)
 
 `make_batch` runs in the pinned worker; it binds what its loop needs and publishes its
 counters with plain stores to its own per-CPU area (the owner is the only writer).
@@ -26,6 +28,7 @@ from types import ModuleType
 from workers.workloads import (
     brk1,
     counter_storm,
+    crash_soak,
     fault,
     fault_churn,
     fork_cow,
@@ -71,6 +74,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "slab_bulk": slab_bulk,
     "kmalloc_sweep": kmalloc_sweep,
     "reclaim": reclaim,
+    "crash_soak": crash_soak,
 }
 
 

@@ -39,7 +39,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
 
 __all__ = ["vmwork_section", "setup_mm", "release_mm", "shared_mm", "cpu_vm", "vm_mode", "PG", "stamp_off",
-           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64"]
+           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64", "recover"]
 
 PG = 4096
 U64 = (1 << 64) - 1
@@ -96,6 +96,17 @@ def release_mm(arena: Any) -> None:
         arena.u64[_word(arena, _W_MM)] = 0
     finally:
         vm.leave()
+
+
+def recover(arena: Any, params: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
+    """The recover hook of a VM workload ([run] on_cpu_death; mm/recovery.py): after the
+    dead CPU's VM records were rolled back or finished, its task (and its address space,
+    with every page and region the workload held) exits (mm/vm/recover.py: processes
+    mode only)."""
+    from aerosync.mm.vm.recover import vm_recover
+
+    vm_recover(arena, cpu, mm, slub)
+    return {}
 
 
 def cpu_vm(arena: Any, cpu: int, comm: str) -> tuple[VM, int]:

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerosync.arena import layout as L
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
@@ -37,6 +39,12 @@ from aerosync.mm.vm.mm_types import VMError
 from aerosync.mm.vm.pgtable import _PAGE_RW, pte_modify, vm_get_page_prot
 from aerosync.mm.vm.vm_object import O_BACKING, O_REF, O_SIZE, OBJ_ANON, OBJF_SHARED
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+
+_OP_MMAP, _OP_MUNMAP = I.OP["vm_mmap"], I.OP["vm_munmap"]
+P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
+    I.POINT_IDS[n] for n in ("vm:mmap:vma_ready", "vm:mmap:inserted", "vm:munmap:detached", "vm:munmap:unlinked",
+                             "vm:zap:gathered", "vm:munmap:unmapped"))
+MAX_LOGGED_VICTIMS = L.SPILL_GATHER - L.SPILL_VMAS     # VMAs a logged munmap holds in the spill
 
 __all__ = [
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE",
@@ -100,6 +108,10 @@ class Mmap:
         pt_walk = pt.walk
         tp = hooks.point_fn()
         P8 = arena.off("physmem") >> 3
+        # intent log (robust mode only, as memory.py): mmap's new VMA, munmap's detached ones
+        lg = memory.log
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        spv = lg.spill + L.SPILL_VMAS if lg is not None else 0
 
         def mo(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -259,19 +271,37 @@ class Mmap:
             vma_free(vma)
 
         # ------------------------------------------------------------ unmap
-        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int) -> None:
-            """unmap_region + remove_vma for VMAs already taken out of the tree."""
+        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int, r: int = -1,
+                       from_step: int = 1) -> None:
+            """unmap_region + remove_vma for VMAs already taken out of the tree.  With a
+            vm_munmap record r, its steps: 2 unlinked, 3 unmapped (pages and tables
+            freed).  `from_step` (recovery finishing a dead CPU's munmap, mm/vm/recover.py):
+            2 = the VMAs are off their lists already, 3 = only the VMAs themselves left."""
             prev = tree(mm_id).mas_prev(start)[0]
             nxt = tree(mm_id).mt_find(end)[0]
             floor = q[(prev + V.V_END) >> 3] if prev else 0
             ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
-            for v in victims:
-                unlink(v)                               # no rmap walker reaches them now
-            g = memory.mmu_gather(mm_id)
-            for v in victims:
-                memory.zap_range(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], g)
-            memory.free_pgd_range(mm_id, start, end, floor, ceiling, g)
-            g.finish()
+            if from_step <= 1:
+                for v in victims:
+                    unlink(v)                           # no rmap walker reaches them now
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_UNLINKED)
+            if from_step <= 2:
+                gr = memory.gather_begin(mm_id) if r >= 0 else -1
+                g = memory.mmu_gather(mm_id, gr)
+                for v in victims:
+                    memory.zap_range(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], g)
+                    if gr >= 0 and fp:
+                        fp(P_GATHERED)
+                memory.free_pgd_range(mm_id, start, end, floor, ceiling, g)
+                g.finish()
+                memory.gather_end(gr)
+                if r >= 0:
+                    q[r + 7] = 3
+                    if fp:
+                        fp(P_UNMAPPED)
             for v in victims:
                 o = q[(v + V.V_OBJECT) >> 3]
                 if o:
@@ -309,14 +339,28 @@ class Mmap:
                 split(mm_id, last, end)
             for v in victims:
                 start_write(mm_id, v)
-            if verase(mm_id, start, end):
-                raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")
-            for v in victims:
-                store(v + V.V_STATE, V.VMA_DETACHED)
-            changed(mm_id)
-            if tp:
-                tp("munmap:detached")
-            unmap_vmas(mm_id, victims, start, end)
+            r = -1
+            if begin is not None and len(victims) <= MAX_LOGGED_VICTIMS:
+                r = begin(_OP_MUNMAP, mm_id, start, end)
+                q[r + 4] = len(victims)
+                for j, v in enumerate(victims):
+                    q[spv + j] = v
+            try:
+                if verase(mm_id, start, end):
+                    raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")
+                for v in victims:
+                    store(v + V.V_STATE, V.VMA_DETACHED)
+                changed(mm_id)
+                if r >= 0:
+                    q[r + 7] = 1
+                    if fp:
+                        fp(P_DETACHED)
+                if tp:
+                    tp("munmap:detached")
+                unmap_vmas(mm_id, victims, start, end, r)
+            finally:
+                if r >= 0:
+                    log_end(r)
             return len(victims)
 
         def check_range(call: str, start: int, length: int, mm_id: int) -> int:
@@ -460,15 +504,29 @@ class Mmap:
                 q[(v + V.V_OBJECT) >> 3] = o
             if not anon:
                 q[(v + V.V_FILE) >> 3] = fid + 1
-            if vinsert(mm_id, v):
-                if q[(v + V.V_OBJECT) >> 3]:
-                    objs.put(q[(v + V.V_OBJECT) >> 3])
-                vma_free(v)
-                raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
-            link(v)
-            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
-            vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
-            changed(mm_id)
+            r = -1
+            if begin is not None:                    # vm_mmap: step 1 set up, 2 in the tree
+                r = begin(_OP_MMAP, mm_id, v)
+                q[r + 7] = 1
+                if fp:
+                    fp(P_VMA_READY)
+            try:
+                if vinsert(mm_id, v):
+                    if q[(v + V.V_OBJECT) >> 3]:
+                        objs.put(q[(v + V.V_OBJECT) >> 3])
+                    vma_free(v)
+                    raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
+                link(v)
+                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+                vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
+                changed(mm_id)
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_VMA_INSERTED)
+            finally:
+                if r >= 0:
+                    log_end(r)
             return v
 
         def prev_mergeable(prev: int, vm_flags: int, fid: int, pgoff: int, anon: bool) -> bool:

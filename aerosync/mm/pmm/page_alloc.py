@@ -172,6 +172,7 @@ _PCP_WAIT_S = 5.0
 _PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
 RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 2, 3   # enum rmqueue_mode (no CMA: 1 unused)
 _DECAY_NS = 1_000_000_000             # decay_pcp_high: once a second (vmstat_update's interval)
+_PREV_FREE_HIGH = Z.PCPF_PREV_FREE_HIGH_ORDER
 _IRQ_LOCK_CPU = 0x8000                # mm/slab/slub.py IRQ_LOCK_CPU: the irq context's lock owner id
 # intent log ops and fault points (mm/intent.py)
 _OP_BUDDY_ALLOC, _OP_BUDDY_FREE, _OP_MOVE = I.OP["buddy_alloc"], I.OP["buddy_free"], I.OP["move_freepages"]
@@ -303,6 +304,7 @@ def _build(mm: MM) -> None:
     zend = [zstart[i] + u64[(o + Z.Z_SPANNED) >> 3] for i, o in enumerate(zoffs)]
     zmanaged = [u64[(o + Z.Z_MANAGED) >> 3] for o in zoffs]
     zfa32 = [(o + Z.Z_FREE_AREA) >> 2 for o in zoffs]           # + order*_FA32: nr_free(2 words), lists
+    fa_end = (max_order + 1) * _FA32                            # zfa32[z] + fa_end: past the last order
     zfa64 = [(o + Z.Z_FREE_AREA) >> 3 for o in zoffs]
     nfp = [(o + Z.Z_NR_FREE_PAGES) >> 3 for o in zoffs]
     wmarks = [tuple(u64[(o + Z.Z_WMARK + 8 * w) >> 3] for w in range(4)) for o in zoffs]
@@ -921,7 +923,7 @@ def _build(mm: MM) -> None:
         # any(nr_free[order:]), one C-level pass over the low words (~0.6 us less than
         # walking the lists for the 8 orders of a steady-state order-3 request).
         fa = zfa32[zid]
-        return any(u32[fa + order * _FA32 : fa + (max_order + 1) * _FA32 : _FA32])
+        return any(u32[fa + order * _FA32 : fa + fa_end : _FA32])
 
     # ------------------------------------------------------------ allocation
     # Allocation plans, keyed (gfp, preferred_nid, nodemask): the zonelist filtered by the
@@ -1079,8 +1081,16 @@ def _build(mm: MM) -> None:
         pfn = tried = -1
         if not u64[zflag_i[zid]] & BELOW_HIGH:
             mark = thr_hi[0] + u64[zboost[zid]]
-            if (u64[nfp[zid]] > mark if not order else
-                    zone_watermark_ok(zid, order, mark - lowres[zid][hz], hz, af, u64[nfp[zid]])):
+            if not order:
+                ok = u64[nfp[zid]] > mark
+            else:
+                # zone_watermark_ok() inline for the plan's flags (never ALLOC_RESERVES): the
+                # free pages net of the request above mark (lowmem_reserve[hz] is in it) and
+                # a free block of order >= `order` -- one call less per order 1..3 PCP pair
+                fa = zfa32[zid]
+                ok = (u64[nfp[zid]] - (1 << order) + 1 > mark
+                      and any(u32[fa + order * _FA32 : fa + fa_end : _FA32]))
+            if ok:
                 pfn = rmqueue(zid, order, mt, af)
                 tried = 0
         if pfn < 0:
@@ -1405,7 +1415,7 @@ def _build(mm: MM) -> None:
                     # "batched": below the threshold the tuning waits for the next commit,
                     # as on the order-0 fast path (a high-order burst is judged there)
                     if order <= _COSTLY:
-                        u64[cidx + 7] |= Z.PCPF_PREV_FREE_HIGH_ORDER
+                        u64[cidx + 7] |= _PREV_FREE_HIGH
                     store64(po, 0)
                     return
                 try:

@@ -22,6 +22,7 @@ import pytest
 from aerosync import fidelity, procfs
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import page_alloc as PA
+from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm import vmstat as V
 from aerosync.mm.pmm.check import check
 from aerosync.mm.pmm.gfp import (
@@ -127,6 +128,51 @@ class PcsModel:
                 return
         self._install_empty()                             # alloc_empty_sheaf()
 
+    def alloc_bulk(self, n: int) -> int:
+        """alloc_from_pcs_bulk(): how many of n come from the sheaves (the rest: slabs)."""
+        got = 0
+        while got < n:
+            if not self.main:
+                if self.spare:                            # swap(pcs->main, pcs->spare)
+                    self.main, self.spare = self.spare, self.main
+                elif self.full:                           # barn_replace_empty_sheaf()
+                    self.full -= 1
+                    if self.main is not None:
+                        self.empty += 1
+                    self.main = self.cap
+                else:                                     # BARN_GET_FAIL: the slabs do the rest
+                    return got
+            batch = min(n - got, self.main)
+            self.main -= batch
+            got += batch
+        return got
+
+    def free_bulk(self, n: int) -> int:
+        """free_to_pcs_bulk() of n local objects: how many go to the sheaves (the rest:
+        __kmem_cache_free_bulk to the slabs)."""
+        put = 0
+        while put < n:
+            if self.main is None:                         # init_percpu_sheaves()' empty main
+                self.main = 0
+            if self.main >= self.cap:
+                if self.spare is None:                    # barn_get_empty_sheaf(), old main = spare
+                    if not self.empty:
+                        return put
+                    self.empty -= 1
+                    self.spare, self.main = self.main, 0
+                elif self.spare < self.cap:
+                    self.main, self.spare = self.spare, self.main
+                else:                                     # barn_replace_full_sheaf()
+                    if self.full >= 10 or not self.empty:
+                        return put                        # E2BIG / ENOMEM: BARN_PUT_FAIL
+                    self.empty -= 1
+                    self.full += 1
+                    self.main = 0
+            batch = min(n - put, self.cap - self.main)
+            self.main += batch
+            put += batch
+        return put
+
     def _install_empty(self) -> None:
         if self.main is None:
             self.main = 0
@@ -187,6 +233,68 @@ def test_point1_percpu_sheaves_follow_alloc_from_pcs_and_free_to_pcs(sa) -> None
     for x in more:
         c.free(x)
     c.flush_cpu(0)
+    c.barn_shrink()
+    all_ok(a)
+    S.kmem_cache_destroy(a, cid)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_point1_alloc_bulk_and_free_bulk_go_through_the_sheaves(sa, seed: int) -> None:
+    """Point 1, mm/slub.c kmem_cache_alloc_bulk() -> alloc_from_pcs_bulk() and
+    kmem_cache_free_bulk() -> free_to_pcs_bulk() (v6.19): after every single or bulk
+    operation of a random sequence, main / spare / barn equal the model's and the objects
+    taken from / put into the sheaves are the model's count (alloc_cpu_sheaf /
+    free_cpu_sheaf); the rest come from / go to the slabs; other nodes' objects never
+    enter the sheaves."""
+    import random
+
+    rnd = random.Random(seed)
+    a = sa(nr_pages=8192, nr_nodes=2, nr_cpus=2, kernel_profile="linux")
+    cap = 4
+    cid = kmem_cache_create(a, "fid-bulk", 256, sheaf_capacity=cap)
+    c = Slub(a, 0).cache(cid)
+    c1 = Slub(a, 1).cache(cid)
+    assert c.slub.nid == 0 and c1.slub.nid == 1
+    model = PcsModel(cap)
+    live: list[int] = []
+    remote = [c1.alloc_node(1) for _ in range(12)]        # node-1 objects for cpu 0 to free
+    assert {_slab_nid(a, x) for x in remote} == {1}
+    stat0 = slab_stats(a, cid)
+    pcs_alloc, pcs_free = stat0["alloc_cpu_sheaf"], stat0["free_cpu_sheaf"]
+    for step in range(160):
+        op = rnd.choice(["alloc", "free", "bulk", "bulk", "free_bulk", "free_bulk"])
+        if op == "alloc" or (op in ("free", "free_bulk") and not live):
+            live.append(c.alloc())
+            model.alloc()
+            pcs_alloc += 1
+        elif op == "free":
+            c.free(live.pop(rnd.randrange(len(live))))
+            model.free()
+            pcs_free += 1
+        elif op == "bulk":
+            n = rnd.randint(1, 3 * cap + 2)
+            got = c.alloc_bulk(n)
+            assert len(got) == n and len(set(got) | set(live)) == len(live) + n
+            live += got
+            pcs_alloc += model.alloc_bulk(n)
+        else:
+            n = rnd.randint(1, len(live))
+            rnd.shuffle(live)
+            batch, live = live[:n], live[n:]
+            far = [remote.pop() for _ in range(min(len(remote), rnd.randint(0, 2)))]
+            c.free_bulk(batch[: n // 2] + far + batch[n // 2:])
+            pcs_free += model.free_bulk(n)
+        st = slab_stats(a, cid)
+        assert _pcs_state(a, cid, 0) == model.state(), f"step {step} {op}"
+        assert (st["alloc_cpu_sheaf"], st["free_cpu_sheaf"]) == (pcs_alloc, pcs_free), f"step {step} {op}"
+    st = slab_stats(a, cid)
+    assert st["barn_get"] and st["barn_put"] and st["alloc_cpu_sheaf"] > 150
+    assert st["barn_get_fail"]                            # bulk allocs left to the slabs
+    all_ok(a)
+    c.free_bulk(live)
+    c1.free_bulk(remote)
+    c.flush_cpu(0)
+    c1.flush_cpu(1)
     c.barn_shrink()
     all_ok(a)
     S.kmem_cache_destroy(a, cid)
@@ -358,6 +466,134 @@ def test_point3_get_any_partial_and_alloc_node_mismatch(sa, monkeypatch, cycles:
     c0.flush_cpu(0)
     c1.flush_cpu(1)
     all_ok(a)
+
+
+def linux_mempolicy_slab_node(mode: str, nodes: list[int], local: int, fallback: list[int],
+                              il: list[int], weights: dict[int, int] | None = None) -> int:
+    """mm/mempolicy.c mempolicy_slab_node() (v6.19), in task context: preferred -> first
+    node; interleave -> interleave_nodes() (next_node_in(il_prev)); weighted interleave ->
+    weighted_interleave_nodes() (il_prev kept for il_weight picks); bind / preferred-many
+    -> the first node of the local node's fallback zonelist in the policy's nodes; no
+    policy / local -> numa_mem_id().  il = [il_prev, il_weight] (il_prev starts past the
+    last node, as do_set_mempolicy's MAX_NUMNODES - 1)."""
+    def next_node_in(n: int) -> int:
+        return next((x for x in nodes if x > n), nodes[0])
+
+    if mode == "preferred":
+        return nodes[0]
+    if mode == "interleave":
+        il[0] = next_node_in(il[0])
+        return il[0]
+    if mode == "weighted-interleave":
+        assert weights is not None
+        if not il[1] or il[0] not in nodes:
+            il[0] = next_node_in(il[0])
+            il[1] = weights[il[0]]
+        il[1] -= 1
+        return il[0]
+    if mode in ("bind", "preferred-many"):
+        return next((n for n in fallback if n in nodes), local)
+    return local
+
+
+def test_point3_get_any_partial_starts_at_mempolicy_slab_node(sa, monkeypatch) -> None:
+    """Point 3 with a task policy, mm/slub.c get_any_partial(): the zonelist walked is
+    node_zonelist(mempolicy_slab_node()), not the local node's.  A CPU of node 0 (node 0
+    has no partial slabs, nodes 1 and 2 have plenty) takes its slab from the node the
+    Linux model names for each policy; the irq context ignores the policy (in_task())."""
+    from aerosync.mm.numa.mempolicy import PolicyAllocator, parse_policy
+
+    cycles = [1001]                                       # the defrag gate shut while filling
+    monkeypatch.setattr(S, "_get_cycles", lambda: cycles[0])
+    a = sa(nr_nodes=3, nr_cpus=3, nr_pages=6144, kernel_profile="linux", slab_min_partial=1,
+           distance=[[10, 20, 30], [20, 10, 20], [30, 20, 10]])
+    cid = kmem_cache_create(a, "fid-p3p", 256)
+    per = cache_info(a, cid)["objects"]
+    slubs = [Slub(a, c) for c in range(3)]
+    by_node = {s.nid: s for s in slubs}
+    assert set(by_node) == {0, 1, 2}
+    keep: list[tuple[Any, int]] = []
+    for nid in (1, 2):                                    # 12 partial slabs (one free object) each
+        s = by_node[nid]
+        c = s.cache(cid)
+        objs = [c.alloc() for _ in range(12 * per)]
+        assert {_slab_nid(a, x) for x in objs} == {nid}
+        c.flush_cpu(s.cpu)
+        for i in range(12):
+            c.free(objs[i * per])
+        c.flush_cpu(s.cpu)
+        keep += [(c, x) for i, x in enumerate(objs) if i % per]
+    cycles[0] = 0
+    s0 = by_node[0]
+    c0 = s0.cache(cid)
+    mm0 = s0.mm
+    fallback = [z // 3 for z in mm0.zonelist(0, GFP_KERNEL)]
+    fallback = list(dict.fromkeys(fallback))
+    assert fallback == [0, 1, 2]                          # node 1 is nearer than node 2
+    cases = [("", "default"), ("preferred=2", "preferred"), ("bind=2", "bind"), ("bind=1-2", "bind"),
+             ("interleave=1-2", "interleave"), ("interleave=1-2", "interleave"),
+             ("interleave=1-2", "interleave"), ("preferred-many=2", "preferred-many")]
+    got, want = [], []
+    pas: dict[str, Any] = {}
+    il: dict[str, list[int]] = {}
+    for text, mode in cases:
+        if text:
+            pa = pas.get(text) or pas.setdefault(text, PolicyAllocator(mm0, 0, parse_policy(text, 3)))
+            s0.slab_node = pa.slab_node
+            nodes = list(pa.policy.node_list)
+        else:
+            s0.slab_node, nodes = None, []
+        st = il.setdefault(text, [99, 0])
+        start = linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+        nr = {n: len(_node_partial(a, cid, n)) for n in range(3)}
+        zl = [z // 3 for z in mm0.zonelist(start, GFP_KERNEL)]
+        want.append(linux_get_any_partial(nr, list(dict.fromkeys(zl)), 1, 0))
+        x = c0.alloc()
+        got.append(_slab_nid(a, x))
+        keep.append((c0, x))
+        c0.flush_cpu(0)                                   # the next alloc takes the slow path again
+    assert got == want == [1, 2, 2, 1, 1, 2, 1, 2]
+    # interrupt context: in_task() is false, the local node's zonelist whatever the policy
+    s0.slab_node = pas["preferred=2"].slab_node
+    irq = Slub(a, 0, irq=True)
+    irq.slab_node = s0.slab_node
+    x = irq.cache(cid).alloc()
+    assert _slab_nid(a, x) == 1
+    irq.cache(cid).free(x)
+    irq.cache(cid).flush_cpu(0)
+    for c, x in keep:
+        c.free(x)
+    for s in slubs:
+        s.cache(cid).flush_cpu(s.cpu)
+    all_ok(a)
+
+
+def test_policy_allocator_slab_node_is_mempolicy_slab_node(machine) -> None:
+    """PolicyAllocator.slab_node against the model of mempolicy_slab_node(), every mode,
+    sharing il_prev with the task's page interleave as Linux's current->il_prev does."""
+    from aerosync.mm.numa.mempolicy import PolicyAllocator, page_nid, parse_policy
+
+    a = machine(nr_nodes=4, nr_cpus=4, nr_pages=8192,
+                distance=[[10, 20, 30, 30], [20, 10, 30, 30], [30, 30, 10, 20], [30, 30, 20, 10]])
+    mm = MM(a, 0)
+    fallback = list(dict.fromkeys(z // 3 for z in mm.zonelist(0, GFP_KERNEL)))
+    for text, mode, w in [("local", "local", None), ("preferred=3", "preferred", None),
+                          ("bind=2-3", "bind", None), ("bind=0,3", "bind", None),
+                          ("preferred-many=1,2", "preferred-many", None), ("interleave=1-3", "interleave", None),
+                          ("weighted-interleave=0,2,3", "weighted-interleave", [3, 1, 1, 2])]:
+        pol = parse_policy(text, 4, w or ())
+        pa = PolicyAllocator(mm, 0, pol)
+        st = [99, 0]
+        nodes = list(pol.node_list)
+        wd = dict(enumerate(w)) if w else None
+        seq = [pa.slab_node() for _ in range(9)]
+        assert seq == [linux_mempolicy_slab_node(mode, nodes, 0, fallback, st, wd) for _ in range(9)], text
+        if mode == "interleave":                          # one round robin for pages and slabs
+            pfn = pa.alloc_pages(GFP_KERNEL, 0)
+            assert page_nid(a, pfn) == linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+            assert pa.slab_node() == linux_mempolicy_slab_node(mode, nodes, 0, fallback, st)
+            mm.free_pages(pfn)
+    assert fallback[0] == 0 and fallback[1] == 1
 
 
 # =========================================================================== point 4
@@ -800,6 +1036,26 @@ def test_point8_views_have_the_kernel_layout(sa) -> None:
     assert sum(per_zone.values()) == 10
     for p in pages:
         MM(a, 0).free_pages(p)
+
+
+def test_vmstat_names_are_the_hosts_sequence(sa) -> None:
+    """/proc/vmstat (mm/vmstat.c vmstat_text over enum zone_stat_item, numa_stat_item,
+    node_stat_item, vm_stat_item, vm_event_item, then vmstat_show's "nr_unstable"): the
+    saved 6.18 host's names in the host's order (v6.19 prints the same sequence for this
+    CONFIG), except the two CONFIG choices vm_event.py documents as AeroSync's own
+    (DEBUG_TLBFLUSH and PER_VMA_LOCK_STATS on), and AeroSync's aerosync_ lines after it."""
+    a = sa(nr_nodes=2, nr_cpus=2, kernel_profile="linux")
+    names = [ln.split()[0] for ln in procfs.render(a, "vmstat").splitlines()]
+    host = [ln.split()[0] for ln in _host("proc/vmstat").splitlines()]
+    ours_only = {"nr_tlb_remote_flush", "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
+                 "nr_tlb_local_flush_one", "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss"}
+    kernel = [n for n in names if not n.startswith("aerosync_")]
+    assert names[: len(kernel)] == kernel                         # aerosync_ lines only at the end
+    assert [n for n in kernel if n not in ours_only] == host
+    assert set(kernel) >= ours_only and "nr_writeback_temp" not in kernel
+    # the node items sit in enum node_stat_item's order, as the per-node views print them
+    assert list(VE.NODE_STAT_NAMES) == host[host.index("nr_inactive_anon"): host.index("nr_dirty_threshold")]
+    assert "WritebackTmp:          0 kB" in procfs.render(a, "meminfo")
 
 
 def _unshare_ok() -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aerosync import procfs
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm import gfp as G
@@ -386,7 +387,26 @@ def test_double_free_warns_and_changes_nothing(mk) -> None:
 
 
 # ----------------------------------------------------------------------------- failure
-def test_failure_returns_minus_one_and_warns_with_zone_state(mk) -> None:
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def nopage_clock(monkeypatch) -> FakeClock:
+    """A fresh warn_alloc rate limit (10 s, burst 1) on a clock the test moves."""
+    from aerosync.lib.ratelimit import RatelimitState
+    from aerosync.mm.pmm import page_alloc as PA
+
+    clock = FakeClock()
+    monkeypatch.setattr(PA, "nopage_rs", RatelimitState(10.0, 1, clock=clock))
+    return clock
+
+
+def test_failure_returns_minus_one_and_warns_with_zone_state(mk, nopage_clock) -> None:
     a = mk(nr_pages=4096, pcp_enabled=False)
     m = MM(a, 0)
     while m.alloc_pages(G.GFP_KERNEL | NOWARN, 0) >= 0:
@@ -398,10 +418,59 @@ def test_failure_returns_minus_one_and_warns_with_zone_state(mk) -> None:
         assert m.alloc_pages(G.GFP_KERNEL, 0) == -1
     msg = str(rec[0].message)
     assert "Node 0 Normal free:" in msg and "min:" in msg and "Node 0 DMA32:" in msg
+    nopage_clock.t += 10.0                                             # the next ratelimit window
     with pytest.warns(AllocFailureWarning, match="order:11"):
         assert m.alloc_pages(G.GFP_KERNEL, 11) == -1                   # above MAX_PAGE_ORDER
     ev = Z.vm_events(a)
-    assert ev["pgalloc_fail"] >= 4 and ev["alloc_warn"] == 2
+    assert ev["pgalloc_fail"] >= 4 and ev["alloc_warn"] == 2 and ev["alloc_warn_suppressed"] == 0
+    assert_clean(a)
+
+
+def linux_warn_alloc_prints(times: list[float], interval: float, burst: int) -> list[bool]:
+    """lib/ratelimit.c ___ratelimit() for mm/page_alloc.c warn_alloc()'s nopage_rs (v6.19:
+    DEFINE_RATELIMIT_STATE(nopage_rs, 10*HZ, 1)), uncontended: the first call starts a
+    window; a call at or past begin + interval starts a new one with `burst` passes."""
+    out, begin, left = [], None, 0
+    for t in times:
+        if begin is None or t >= begin + interval:     # time_is_before_jiffies(begin + interval)
+            begin, left = t, burst
+        out.append(left > 0)
+        left -= left > 0
+    return out
+
+
+def test_warn_alloc_is_rate_limited_like_nopage_rs(mk, nopage_clock) -> None:
+    """warn_alloc: one AllocFailureWarning per 10 s (burst 1), the rest counted as
+    alloc_warn_suppressed and reported ("callbacks suppressed") with the next warning;
+    __GFP_NOWARN failures are neither; every failure counts pgalloc_fail."""
+    a = mk(nr_pages=4096, pcp_enabled=False)
+    m = MM(a, 0)
+    times = [0.0, 0.5, 3.0, 9.99, 10.0, 10.1, 25.0, 25.0, 40.0]
+    want = linux_warn_alloc_prints(times, 10.0, 1)
+    assert want == [True, False, False, False, True, False, True, False, True]
+    got, msgs = [], []
+    start = nopage_clock.t
+    for t in times:
+        nopage_clock.t = start + t
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            assert m.alloc_pages(G.GFP_KERNEL, 11) == -1
+            assert m.alloc_pages(G.GFP_KERNEL | NOWARN, 11) == -1       # never warns, never held
+        w = [r for r in rec if issubclass(r.category, AllocFailureWarning)]
+        got.append(bool(w))
+        msgs += [str(r.message) for r in w]
+    assert got == want
+    assert msgs[1].startswith("warn_alloc: 3 callbacks suppressed\n") and "order:11" in msgs[1]
+    assert msgs[2].startswith("warn_alloc: 1 callbacks suppressed\n")
+    assert "suppressed" not in msgs[0]
+    ev = Z.vm_events(a)
+    assert ev["alloc_warn"] == want.count(True) == 4
+    assert ev["alloc_warn_suppressed"] == want.count(False) == 5
+    assert ev["pgalloc_fail"] == 2 * len(times)
+    from aerosync.mm.pmm import page_alloc as PA
+
+    assert PA.nopage_rs.suppressed_total == 5
+    assert procfs.render_json(a, "vmstat")["aerosync_alloc_warn_suppressed"] == 5
     assert_clean(a)
 
 

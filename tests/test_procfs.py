@@ -532,8 +532,8 @@ def test_vmstat_roundtrip(loaded) -> None:
     # then the deprecated nr_unstable; non-kernel events only after it, under aerosync_
     ev = list(VE.VM_EVENT_NAMES)
     ev[ev.index("pswpout") + 1 : ev.index("pswpout") + 1] = ["pgalloc_dma", "pgalloc_dma32", "pgalloc_normal",
-                                                             "pgalloc_movable"]
-    ev.insert(ev.index("pgskip_movable") + 1, "pgfree")
+                                                             "pgalloc_movable", "pgalloc_device"]
+    ev.insert(ev.index("pgskip_device") + 1, "pgfree")
     kernel = [*V.ZONE_STAT_NAMES, "numa_hit", "numa_miss", "numa_foreign", "numa_interleave", "numa_local",
               "numa_other", *VE.NODE_STAT_NAMES, *V.VM_STAT_NAMES, *ev, "nr_unstable"]
     names = list(v)

@@ -8,6 +8,28 @@
     2 CPUs over 1 CPU, measured within one repetition; with the buddy path the zone
     lock's contention is reported beside it;
   * checker_1gib_s: the full invariant check of a 1 GiB machine after churn.
+
+pcp_order3_pair_us and the PCP autotune (issue 14 follow-up).  Instructions per pair
+(cachegrind, Python 3.11, this benchmark's setup, 20000 pairs net of a 0-pair run; the
+2-core host was too loaded for timings to separate a few per cent):
+                                            autotuned state   old state (pcp_high=238,
+                                                              pcp_batch=7)
+  pre-autotune tree (427a505)                      41156           41182
+  autotuned tree (670b99b)                         45471           44014
+  this tree (inline watermark check)               43897           41861
+(1) The steady state, faithfully: autotune lets high grow to 1131 (under zone_highsize's
+high_max for this zone), so all 128 freed order-3 blocks stay on the PCP list and the
+buddy has none of orders 3..9 (before: high 238, ~100 order-3 blocks in the buddy).
+__zone_watermark_ok's "a free block of order >= 3" scan then reads orders 3..10 instead
+of stopping at 3.  Linux reads the same free_area words (a few ns in C); AeroSync pays
+~200-300 instructions per order: 1457-2036 per pair.  (2) Per-call checks the 6.19 model
+added to the order-3 path, each one Linux makes too (ZONE_BELOW_HIGH, watermark_boost,
+the NOFRAGMENT alloc_flags, the THP PCP order, rmqueue's boosted-zone kswapd check, the
+PG_lru reclaim hook, free_high's flag) and one avoidable call, now gone:
+alloc_pages_nodemask does __zone_watermark_ok's test inline (-1447).  In the old state
+the path now costs 1.6 % more than before the autotune; the rest of the +6.7 % in the
+autotuned state is (1) -- the faithful steady state, not the autotune's bookkeeping (a
+"batched" free of an order-3 block below free_thr skips the commit).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ and the consumer don't false-share.  Full ring: the producer frees the block its
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
@@ -144,18 +145,23 @@ def drain_rings(arena: Arena, nr_cpus: int, free_pages: Callable[[int, int], Non
     return n
 
 
-def policy_alloc(arena: Arena, mm: MM) -> Callable[[int, int], int]:
-    """This CPU's alloc_pages(gfp, order) under its [numa] policy (mm/numa/mempolicy.py):
-    the bare MM fast path for default/local, a PolicyAllocator otherwise."""
+def cpu_policy_allocator(arena: Arena, mm: MM) -> Any:
+    """This CPU's [numa] policy as a PolicyAllocator (mm/numa/mempolicy.py), or None for
+    default/local (no current->mempolicy)."""
     from aerosync.mm.numa.mempolicy import MPOL_DEFAULT, MPOL_LOCAL, PolicyAllocator, mem_nodes, policy_for_cpu
 
     numa = arena.config.get("numa") or {}
     cpu_policy = {int(c): p for c, p in (numa.get("cpu_policy") or {}).items()}
     pol = policy_for_cpu(numa.get("policy", "default"), cpu_policy, mm.cpu, mm.nr_nodes,
                          numa.get("weights") or (), mem_nodes=mem_nodes(mm))
-    if pol.mode in (MPOL_DEFAULT, MPOL_LOCAL):
-        return mm.alloc_pages
-    return PolicyAllocator(mm, mm.cpu, pol).alloc_pages
+    return None if pol.mode in (MPOL_DEFAULT, MPOL_LOCAL) else PolicyAllocator(mm, mm.cpu, pol)
+
+
+def policy_alloc(arena: Arena, mm: MM) -> Callable[[int, int], int]:
+    """This CPU's alloc_pages(gfp, order) under its [numa] policy: the bare MM fast path
+    for default/local, a PolicyAllocator otherwise."""
+    pa = cpu_policy_allocator(arena, mm)
+    return mm.alloc_pages if pa is None else pa.alloc_pages
 
 
 def touch_fn(arena: Arena, mm: MM) -> Callable[[int], None] | None:

@@ -25,7 +25,7 @@ from aerosync.mm.slab.kmalloc import Kmalloc
 from aerosync.mm.slab.slab_common import VBASE, kmem_cache_create, kmem_cache_lookup, live_caches, slab_stats
 from aerosync.mm.slab.slub import Slub
 from workers.workloads._common import counter_index
-from workers.workloads._pages import Ring, ring_section
+from workers.workloads._pages import Ring, cpu_policy_allocator, ring_section
 
 __all__ = ["COUNTERS", "Engine", "sections", "cache_name", "create_cache", "report", "check_params",
            "workload_sections", "workload_report", "no_setup", "cache_setup"]
@@ -88,6 +88,9 @@ class Engine:
         self.arena, self.cpu = arena, cpu
         self.nr_cpus = int(arena.config["nr_cpus"])
         self.slub = Slub(arena, cpu, MM(arena, cpu))
+        pa = cpu_policy_allocator(arena, self.slub.mm)      # [numa] policy: get_any_partial's start
+        if pa is not None:
+            self.slub.slab_node = pa.slab_node
         self.km = Kmalloc(self.slub)
         self.q = arena.u64
         self.c = counter_index(arena, cpu, 0)

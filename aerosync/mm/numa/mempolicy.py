@@ -21,6 +21,8 @@ API:
       .alloc_pages(gfp, order) -> pfn | -1        task policy, NO_INTERLEAVE_INDEX
       .folio_alloc(gfp, order) -> pfn | -1
       .alloc_pages_mpol(gfp, order, ilx=-1) -> pfn | -1   general path (VMA-style ilx)
+      .slab_node() -> nid     mempolicy_slab_node(): where SLUB starts for an allocation
+                              without a node (Slub.slab_node; same il_prev as the pages)
   make_touch_cost(remote_access_ns, distance, cpu_node) -> touch(page_nid) | None
   touch_costs(remote_access_ns, distance, cpu_node) -> ns per node
   page_nid(arena, pfn), mem_nodes(mm), POLICY_WORDS, PolicyError
@@ -108,7 +110,7 @@ from aerosync.mm.pmm.gfp import __GFP_NOFAIL as _GFP_NOFAIL
 from aerosync.mm.pmm.gfp import __GFP_NORETRY as _GFP_NORETRY
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
-from aerosync.mm.pmm.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
+from aerosync.mm.pmm.gfp import GFP_KERNEL, MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
 from aerosync.mm.pmm.page import P_NODE, P_ZONE
 from aerosync.params import MAX_NUMNODES, PAGE_META_SIZE
 
@@ -603,7 +605,7 @@ class PolicyAllocator:
     """
 
     __slots__ = ("mm", "cpu", "nid", "policy", "nodes", "alloc_pages", "folio_alloc", "alloc_pages_mpol",
-                 "il_state")
+                 "il_state", "slab_node")
 
     def __init__(self, mm: Any, cpu: int, policy: MemPolicy,
                  cpu_to_node: Sequence[int] | Callable[[int], int] | None = None) -> None:
@@ -776,9 +778,29 @@ def _build(pa: PolicyAllocator) -> None:
         """folio_alloc() under the task policy: a compound block."""
         return alloc(gfp | _GFP_COMP, order)
 
+    # mempolicy_slab_node()'s bind / preferred-many start: the first node of the local
+    # node's ZONELIST_FALLBACK (zones up to gfp_zone(GFP_KERNEL)) in the policy's nodes
+    fallback = [z // MAX_NR_ZONES for z in mm.zonelist(mynid, GFP_KERNEL)]
+    first_in_mask = next((n for n in fallback if mask >> n & 1), mynid)
+
+    def slab_node() -> int:
+        """Models mempolicy_slab_node() (v6.19) for this task: preferred -> its node;
+        interleave / weighted interleave -> the next node of the task's round robin (the
+        il_prev / il_weight the page allocations advance too); bind / preferred-many ->
+        first_in_mask; default / local -> the local node.  Callers in interrupt context
+        (in_task() false) use the local node without calling this."""
+        if mode == MPOL_PREFERRED:
+            return nodes_t[0]
+        if mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
+            return policy_nodemask(0, NO_INTERLEAVE_INDEX)[0]
+        if mode in (MPOL_BIND, MPOL_PREFERRED_MANY):
+            return first_in_mask
+        return mynid
+
     pa.alloc_pages = alloc
     pa.alloc_pages_mpol = alloc_pages_mpol
     pa.folio_alloc = folio_alloc
+    pa.slab_node = slab_node
 
 
 # ---------------------------------------------------------------- remote access cost

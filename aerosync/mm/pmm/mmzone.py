@@ -123,7 +123,7 @@ __all__ = [
     "pcp_allowed_order", "order_to_pindex", "pindex_to_order",
     "NR_MM_EVENTS", "EV_PGALLOC_FAIL", "EV_ALLOC_WARN", "EV_PGFREE", "EV_PCP_REFILL",
     "EV_PCP_DRAIN", "EV_PGALLOC", "EV_SLOWPATH", "EV_CLAIM", "EV_STEAL", "EV_WMARK_BOOST",
-    "EV_KSWAPD_WAKE", "EV_NAMES",
+    "EV_KSWAPD_WAKE", "EV_ALLOC_WARN_SUPPRESSED", "EV_NAMES",
     "NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL", "NUMA_OTHER",
     "NUMA_NAMES", "STAT_NUMA", "ZS_HIT_LOCAL", "ZS_HIT_OTHER", "ZS_MISS_LOCAL", "ZS_MISS_OTHER",
     "ZS_PAGES_EXTRA", "ZS_FOREIGN", "ZS_INTERLEAVE", "ZS_WORDS",
@@ -197,9 +197,10 @@ def pindex_to_order(pindex: int) -> int:
 
 # ---------------------------------------------------------------- per-CPU statistics
 (EV_PGALLOC_FAIL, EV_ALLOC_WARN, EV_PGFREE, EV_PCP_REFILL, EV_PCP_DRAIN, EV_PGALLOC,
- EV_SLOWPATH, EV_CLAIM, EV_STEAL, EV_WMARK_BOOST, EV_KSWAPD_WAKE) = range(11)
+ EV_SLOWPATH, EV_CLAIM, EV_STEAL, EV_WMARK_BOOST, EV_KSWAPD_WAKE, EV_ALLOC_WARN_SUPPRESSED) = range(12)
 EV_NAMES = ("pgalloc_fail", "alloc_warn", "pgfree", "pcp_refill", "pcp_drain", "pgalloc",
-            "allocstall_slowpath", "pgblock_claim", "pgblock_steal", "watermark_boost", "kswapd_wake")
+            "allocstall_slowpath", "pgblock_claim", "pgblock_steal", "watermark_boost", "kswapd_wake",
+            "alloc_warn_suppressed")   # alloc_warn: warn_alloc printed; _suppressed: its rate limit held it
 NR_MM_EVENTS = 16
 NUMA_HIT, NUMA_MISS, NUMA_FOREIGN, NUMA_INTERLEAVE_HIT, NUMA_LOCAL, NUMA_OTHER = range(6)
 NUMA_NAMES = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node", "other_node")

@@ -18,7 +18,12 @@ own besides caches of facts fixed at init).  Its attributes are closures taking 
   count_numa_event(nid, item, nr)              zone_watermark_ok(zid, order, mark, hz, flags, free)
   rmqueue_locked / rmqueue_smallest_locked / expand_locked / free_one_page_locked (zone.lock held)
 Allocation never raises: failure returns -1, counts EV_PGALLOC_FAIL, and (unless
-__GFP_NOWARN) warns AllocFailureWarning with the state of every zone tried.  A bad free
+__GFP_NOWARN) warns AllocFailureWarning with the state of every zone tried -- rate-limited
+as warn_alloc()'s `static DEFINE_RATELIMIT_STATE(nopage_rs, 10*HZ, 1)` (v6.19): at most
+one warning per 10 s, per process (`nopage_rs`, lib/ratelimit.py: each simulated CPU's
+worker has its own, Linux one for all CPUs); a held warning counts
+EV_ALLOC_WARN_SUPPRESSED, and the next printed one says "warn_alloc: N callbacks
+suppressed" first, as ___ratelimit() does.  A bad free
 (refcount underflow, a free/reserved/tail page, an order different from the one the
 block was allocated with) warns BadPageWarning and changes nothing, as bad_page() does.
 Allocated blocks keep their order in the head's order byte (the checker needs extents;
@@ -119,6 +124,7 @@ import warnings
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.lib.ratelimit import RatelimitState
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import _internal
 from aerosync.mm.pmm import mmzone as Z
@@ -169,6 +175,7 @@ _PCP_WAIT_S = 5.0
 _PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
 RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 2, 3   # enum rmqueue_mode (no CMA: 1 unused)
 _DECAY_NS = 1_000_000_000             # decay_pcp_high: once a second (vmstat_update's interval)
+_PREV_FREE_HIGH = Z.PCPF_PREV_FREE_HIGH_ORDER
 _IRQ_LOCK_CPU = 0x8000                # mm/slab/slub.py IRQ_LOCK_CPU: the irq context's lock owner id
 # intent log ops and fault points (mm/intent.py)
 _OP_BUDDY_ALLOC, _OP_BUDDY_FREE, _OP_MOVE = I.OP["buddy_alloc"], I.OP["buddy_free"], I.OP["move_freepages"]
@@ -185,6 +192,10 @@ P_BUDDY_TAKEN = _P["alloc:buddy:taken"]
 
 class AllocFailureWarning(RuntimeWarning):
     """warn_alloc(): an allocation failed; the message carries the zones' state."""
+
+
+# warn_alloc(): static DEFINE_RATELIMIT_STATE(nopage_rs, 10*HZ, 1) -- one per process
+nopage_rs = RatelimitState(10.0, 1)
 
 
 class BadPageWarning(RuntimeWarning):
@@ -298,6 +309,7 @@ def _build(mm: MM) -> None:
     zend = [zstart[i] + u64[(o + Z.Z_SPANNED) >> 3] for i, o in enumerate(zoffs)]
     zmanaged = [u64[(o + Z.Z_MANAGED) >> 3] for o in zoffs]
     zfa32 = [(o + Z.Z_FREE_AREA) >> 2 for o in zoffs]           # + order*_FA32: nr_free(2 words), lists
+    fa_end = (max_order + 1) * _FA32                            # zfa32[z] + fa_end: past the last order
     zfa64 = [(o + Z.Z_FREE_AREA) >> 3 for o in zoffs]
     nfp = [(o + Z.Z_NR_FREE_PAGES) >> 3 for o in zoffs]
     wmarks = [tuple(u64[(o + Z.Z_WMARK + 8 * w) >> 3] for w in range(4)) for o in zoffs]
@@ -336,6 +348,7 @@ def _build(mm: MM) -> None:
     ev_refill, ev_drain, ev_slow = ST + Z.EV_PCP_REFILL, ST + Z.EV_PCP_DRAIN, ST + Z.EV_SLOWPATH
     ev_claim, ev_steal, ev_pgalloc = ST + Z.EV_CLAIM, ST + Z.EV_STEAL, ST + Z.EV_PGALLOC
     ev_boost, ev_kswapd = ST + Z.EV_WMARK_BOOST, ST + Z.EV_KSWAPD_WAKE
+    ev_warn_held = ST + Z.EV_ALLOC_WARN_SUPPRESSED
     numa0 = ST + Z.STAT_NUMA
     st_zone = [numa0 + nr_nodes * 8 + z * Z.ZS_WORDS for z in range(nr_zones)]   # + ZS_* category
     zs_extra, zs_foreign = Z.ZS_PAGES_EXTRA, Z.ZS_FOREIGN
@@ -915,7 +928,7 @@ def _build(mm: MM) -> None:
         # any(nr_free[order:]), one C-level pass over the low words (~0.6 us less than
         # walking the lists for the 8 orders of a steady-state order-3 request).
         fa = zfa32[zid]
-        return any(u32[fa + order * _FA32 : fa + (max_order + 1) * _FA32 : _FA32])
+        return any(u32[fa + order * _FA32 : fa + fa_end : _FA32])
 
     # ------------------------------------------------------------ allocation
     # Allocation plans, keyed (gfp, preferred_nid, nodemask): the zonelist filtered by the
@@ -1074,8 +1087,16 @@ def _build(mm: MM) -> None:
         pfn = tried = -1
         if not u64[zflag_i[zid]] & BELOW_HIGH:
             mark = thr_hi[0] + u64[zboost[zid]]
-            if (u64[nfp[zid]] > mark if not order else
-                    zone_watermark_ok(zid, order, mark - lowres[zid][hz], hz, af, u64[nfp[zid]])):
+            if not order:
+                ok = u64[nfp[zid]] > mark
+            else:
+                # zone_watermark_ok() inline for the plan's flags (never ALLOC_RESERVES): the
+                # free pages net of the request above mark (lowmem_reserve[hz] is in it) and
+                # a free block of order >= `order` -- one call less per order 1..3 PCP pair
+                fa = zfa32[zid]
+                ok = (u64[nfp[zid]] - (1 << order) + 1 > mark
+                      and any(u32[fa + order * _FA32 : fa + fa_end : _FA32]))
+            if ok:
                 pfn = rmqueue(zid, order, mt, af)
                 tried = 0
         if pfn < 0:
@@ -1142,12 +1163,19 @@ def _build(mm: MM) -> None:
 
     def alloc_failed(gfp: int, order: int, nid: int, nodemask: int | None, zids: tuple[int, ...]) -> int:
         u64[ev_fail] += 1
-        if not gfp & _GFP_NOWARN:
+        if gfp & _GFP_NOWARN:
+            return -1
+        rs = nopage_rs                              # the module's, looked up now (tests swap it)
+        if not rs():
+            u64[ev_warn_held] += 1
+        else:
             u64[ev_warn] += 1
+            missed = rs.reset_miss()
+            held = f"warn_alloc: {missed} callbacks suppressed\n" if missed else ""
             mask = "(null)" if nodemask is None else f"{nodemask:#x}"
             tried = zids or tuple(z for z in range(nr_zones) if mm.populated[z])
             warnings.warn(
-                f"cpu{cpu}: page allocation failure: order:{order}, mode:{format_gfp(gfp)}, "
+                f"{held}cpu{cpu}: page allocation failure: order:{order}, mode:{format_gfp(gfp)}, "
                 f"preferred_nid={nid}, nodemask={mask}\n{warn_state(tried)}",
                 AllocFailureWarning, stacklevel=3)
         return -1
@@ -1440,7 +1468,7 @@ def _build(mm: MM) -> None:
                     # "batched": below the threshold the tuning waits for the next commit,
                     # as on the order-0 fast path (a high-order burst is judged there)
                     if order <= _COSTLY:
-                        u64[cidx + 7] |= Z.PCPF_PREV_FREE_HIGH_ORDER
+                        u64[cidx + 7] |= _PREV_FREE_HIGH
                     store64(po, 0)
                     return
                 try:

@@ -264,8 +264,8 @@ def vmstat(arena: Any, st: MMStat | None = None) -> dict[str, int]:
             for zi, zname in enumerate(ZONE_NAMES):
                 out[f"pgalloc_{zname.lower()}"] = sum(st.zone_pgalloc[n * MAX_NR_ZONES + zi]
                                                       for n in range(g.nr_nodes))
-            out["pgalloc_movable"] = 0
-        elif name == "pgskip_movable":
+            out["pgalloc_movable"] = out["pgalloc_device"] = 0     # no ZONE_MOVABLE / ZONE_DEVICE
+        elif name == "pgskip_device":
             out["pgfree"] = st.events["pgfree"]
     out["nr_unstable"] = 0
     for name, v in st.events.items():
@@ -334,7 +334,7 @@ def meminfo_values(arena: Any) -> dict[str, int]:
         "SReclaimable": _k(n["nr_slab_reclaimable"]), "SUnreclaim": _k(n["nr_slab_unreclaimable"]),
         "KernelStack": n["nr_kernel_stack"], "PageTables": _k(n["nr_page_table_pages"]),
         "SecPageTables": _k(n["nr_sec_page_table_pages"]), "NFS_Unstable": 0, "Bounce": 0,
-        "WritebackTmp": _k(n["nr_writeback_temp"]),
+        "WritebackTmp": 0,                                  # v6.19 prints a constant 0
         "CommitLimit": (_k(totalram) - hugetlb) * 50 // 100 + swap_total,
         "Committed_AS": extra.get("Committed_AS", 0),
         "VmallocTotal": extra.get("VmallocTotal", VMALLOC_TOTAL_KB), "VmallocUsed": extra.get("VmallocUsed", 0),
@@ -380,7 +380,7 @@ def node_meminfo_values(arena: Any, nid: int) -> dict[str, int]:
         "Mapped": _k(n["nr_mapped"]), "AnonPages": _k(n["nr_anon_pages"]), "Shmem": _k(n["nr_shmem"]),
         "KernelStack": n["nr_kernel_stack"], "PageTables": _k(n["nr_page_table_pages"]),
         "SecPageTables": _k(n["nr_sec_page_table_pages"]), "NFS_Unstable": 0, "Bounce": 0,
-        "WritebackTmp": _k(n["nr_writeback_temp"]), "KReclaimable": _k(sre + n["nr_kernel_misc_reclaimable"]),
+        "WritebackTmp": 0, "KReclaimable": _k(sre + n["nr_kernel_misc_reclaimable"]),
         "Slab": _k(sre + sun), "SReclaimable": _k(sre), "SUnreclaim": _k(sun),
         "AnonHugePages": _k(n["nr_anon_transparent_hugepages"]), "ShmemHugePages": _k(n["nr_shmem_hugepages"]),
         "ShmemPmdMapped": _k(n["nr_shmem_pmdmapped"]), "FileHugePages": _k(n["nr_file_hugepages"]),

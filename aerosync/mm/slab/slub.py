@@ -101,7 +101,9 @@ Slow path (___slab_alloc): magazine pop; c->slab (a slab of another node than a
 kmalloc_node asked for is deactivated: ALLOC_NODE_MISMATCH); c->partial (slabs of
 another node go back to their nodes); the node's partial list (get_partial_node: the
 first slab frozen as c->slab, more onto c->partial until more than cpu_partial_slabs/2
-moved); then -- unless __GFP_THISNODE -- other nodes' partial lists in zonelist order
+moved); then -- unless __GFP_THISNODE -- other nodes' partial lists in the zonelist
+order of mempolicy_slab_node() (the task's policy: Slub.slab_node, set by the owner of
+the task's PolicyAllocator; the local node without one, and always in irq context)
 from nodes with more than min_partial, gated by remote_node_defrag_ratio
 (get_any_partial); then a new slab.  An explicit node first tries that node only
 (try_thisnode), then with the caller's gfp.
@@ -124,6 +126,9 @@ CPU's main and spare (K_PCS) and each node's barn (MAX_FULL_SHEAVES full,
 MAX_EMPTY_SHEAVES empty).  alloc pops main under the pcs trylock (empty: swap with the
 spare, else a full sheaf from the barn for the empty one, else refill from the slabs);
 free pushes local-node objects (full: swap, else trade with the barn, else flush).
+alloc_bulk / free_bulk of such a cache go through them a sheaf-sized batch at a time
+(alloc_from_pcs_bulk / free_to_pcs_bulk): without a refill or a new empty sheaf -- when
+the barn cannot help, the rest comes from / goes to the slabs.
 Objects in these sheaves are free (not counted as allocations); refills and flushes
 move objects between sheaves and slabs without counting.  A cache has both layers
 only if both knobs are on; the alloc order is then sheaves, cpu freelist, magazine.
@@ -338,7 +343,7 @@ class Slub:
     """
 
     __slots__ = ("arena", "cpu", "irq", "mm", "nid", "nr_cpus", "nr_nodes", "mag_size", "tid_step",
-                 "hook", "token", "_caches", "reports", "max_caches", "san")
+                 "hook", "token", "_caches", "reports", "max_caches", "san", "slab_node")
 
     def __init__(self, arena: Any, cpu: int, mm: Any = None, irq: bool = False,
                  hook: Callable[[str, KmemCache], None] | None = None) -> None:
@@ -355,6 +360,9 @@ class Slub:
         self.reports: list[str] = []
         # [debug] sanitizers / init_on_*: their closures, chosen per cache handle (mm/san/slab_hooks.py)
         self.san: SlabSan | None = SlabSan(self) if san_active(arena.config) else None
+        # current->mempolicy's mempolicy_slab_node() (PolicyAllocator.slab_node) for the
+        # task running on this CPU; None: no policy, numa_mem_id().  Read per call.
+        self.slab_node: Callable[[], int] | None = None
 
     def cache(self, which: int | str) -> KmemCache:
         """The KmemCache handle of a cache (by id or name), built once per handle."""
@@ -464,9 +472,10 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     kc.node_lock = node_locks
     nl_acq = [lk.acquire for lk in node_locks]
     nl_rel = [lk.release for lk in node_locks]
-    # slab_nodes (nodes with memory) and get_any_partial's node order: the local node's zonelist
+    # slab_nodes (nodes with memory) and get_any_partial's node orders: node n's zonelist
     has_mem = [any(mm.populated[n * MAX_NR_ZONES + z] for z in range(MAX_NR_ZONES)) for n in range(nr_nodes)]
-    any_nodes = list(dict.fromkeys(z // MAX_NR_ZONES for z in mm.zonelist(mynid, GFP_KERNEL)))
+    zl_nodes = [list(dict.fromkeys(z // MAX_NR_ZONES for z in mm.zonelist(n, GFP_KERNEL))) for n in range(nr_nodes)]
+    in_task = not slub.irq
     barn_locks = [SpinLock(arena, u64[(no + N_BARN_LOCK) >> 3], lock_cpu) for no in node_offs] if pcs_cap else []
     if pcs_cap:
         bno = node_offs[mynid]                   # get_barn(): the local node's
@@ -915,12 +924,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             nl_rel[nid]()
 
     def get_any_partial() -> tuple[int, int]:
-        """get_any_partial(): other nodes' partial slabs, in the local node's zonelist
-        order, from nodes holding more than min_partial; skipped when get_cycles() % 1024
-        > remote_node_defrag_ratio (1000: ~2% of the time, as Linux's default)."""
+        """get_any_partial(): partial slabs of the nodes in the zonelist order of
+        mempolicy_slab_node() (the task's policy; the local node without one or in irq
+        context), from nodes holding more than min_partial; skipped when get_cycles() %
+        1024 > remote_node_defrag_ratio (1000: ~2% of the time, as Linux's default)."""
         if not defrag or _get_cycles() % 1024 > defrag:
             return -1, NIL32
-        for nid in any_nodes:
+        slab_node = slub.slab_node
+        for nid in zl_nodes[slab_node() if in_task and slab_node is not None else mynid]:
             if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] > min_partial:
                 got = get_partial_node(nid)
                 if got[0] >= 0:
@@ -1808,6 +1819,119 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             end(r)
         return True
 
+    def alloc_from_pcs_bulk(n: int) -> list[int]:
+        """alloc_from_pcs_bulk() (v6.19): up to n objects from the main sheaf, a batch per
+        sheaf, each under the pcs trylock (the batch is the top of the sheaf's array, in
+        array order, as the kernel's memcpy).  An empty main is swapped with a non-empty
+        spare or traded with the barn for a full sheaf; when the trylock fails or the barn
+        has none, the rest is left to the slabs (no refill: that would copy the pointers
+        twice).  The objects are not counted here (the caller counts allocations)."""
+        out: list[int] = []
+        while len(out) < n:
+            if cas64(pcsl, 0, token) != 0:
+                return out
+            main, spare = pcs_get()
+            if not sh_size(main):
+                if spare >= 0 and sh_size(spare):
+                    pcs_set(spare, main)
+                    main = spare
+                else:
+                    full = barn_replace_empty_sheaf(main)
+                    if full < 0:
+                        stat(ST_BARN_GET_FAIL)
+                        store64(pcsl, 0)
+                        return out
+                    stat(ST_BARN_GET)
+                    pcs_set(full, spare)
+                    main = full
+            so = sh_off(main)
+            size = u64[(so + SH_SIZE) >> 3]
+            batch = min(n - len(out), size)
+            size -= batch
+            base = ((so + SH_OBJS) >> 3) + size
+            out += u64[base : base + batch].tolist()
+            u64[(so + SH_SIZE) >> 3] = size
+            store64(pcsl, 0)
+            stat(ST_ALLOC_PCS, batch)
+        return out
+
+    def free_to_pcs_bulk(addrs: list[int]) -> None:
+        """free_to_pcs_bulk() (v6.19): local-node objects onto the main sheaf, a batch per
+        sheaf under the pcs trylock; a full main is swapped for an empty sheaf of the barn
+        (the old main becomes the spare when there is none), for a spare with room, or
+        traded with the barn (barn_replace_full_sheaf).  When the trylock fails or the barn
+        has no empty sheaf (or MAX_FULL_SHEAVES full ones) the rest goes to the slabs
+        (__kmem_cache_free_bulk), as do other nodes' objects (Linux batches those by
+        PCS_BATCH_MAX; here they follow the local ones).  Every object counts as a free."""
+        local: list[int] = []
+        remote: list[int] = []
+        for a in addrs:
+            (local if u8[SM + head_of(a) * SMETA + M_NID] == mynid else remote).append(a)
+        i, n = 0, len(local)
+        while i < n:
+            if cas64(pcsl, 0, token) != 0:
+                break
+            main, spare = pcs_get()
+            if main < 0:                              # the empty sheaf init_percpu_sheaves gives main
+                main = alloc_empty_sheaf()
+                if main < 0:
+                    store64(pcsl, 0)
+                    break
+                pcs_set(main, spare)
+            if sh_size(main) >= pcs_cap:
+                if spare < 0:
+                    empty = barn_get_empty_sheaf()
+                    if empty < 0:
+                        store64(pcsl, 0)
+                        break
+                    pcs_set(empty, main)
+                    main = empty
+                elif sh_size(spare) < pcs_cap:
+                    pcs_set(spare, main)
+                    main = spare
+                else:
+                    empty = barn_replace_full_sheaf(main)
+                    if empty < 0:
+                        stat(ST_BARN_PUT_FAIL)
+                        store64(pcsl, 0)
+                        break
+                    stat(ST_BARN_PUT)
+                    pcs_set(empty, spare)
+                    main = empty
+            so = sh_off(main)
+            size = u64[(so + SH_SIZE) >> 3]
+            batch = min(n - i, pcs_cap - size)
+            base = ((so + SH_OBJS) >> 3) + size
+            for j in range(batch):
+                u64[base + j] = local[i + j]
+            u64[(so + SH_SIZE) >> 3] = size + batch
+            store64(pcsl, 0)
+            stat(ST_FREE_PCS, batch)
+            u64[st_free] += batch
+            i += batch
+        for a in local[i:] + remote:                  # fallback / flush_remote: to the slabs
+            free_pfn(head_of(a), a)
+
+    def alloc_bulk_pcs_first(n: int, gfp: int = 0) -> list[int]:
+        """kmem_cache_alloc_bulk() of a cache with sheaves: alloc_from_pcs_bulk, the rest
+        from the slabs (__kmem_cache_alloc_bulk, which counts and prepares its own); all
+        or nothing -- on failure the sheaves' objects go back to the slabs, not to the
+        sheaves (Linux: "we have bigger problems")."""
+        got = alloc_from_pcs_bulk(n) if n > 0 else []
+        if len(got) < n:
+            rest = alloc_bulk(n - len(got), gfp)
+            if not rest:
+                for a in got:
+                    free_pfn(head_of(a), a)
+                u64[st_free] -= len(got)              # never handed out: not frees
+                return []
+        else:
+            rest = []
+        u64[st_alloc] += len(got)
+        if gfp:
+            got = [post_alloc(a, gfp) for a in got]
+        return got + rest
+
     def pcs_flush_cpu(tko: int) -> None:
         """pcs_flush_all() for CPU tko's sheaves: both go back to the slabs and to the pool."""
         lo = tko + K_PCS_LOCK
@@ -2211,6 +2335,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     if pcs_cap:
         kc.alloc, kc.free, kc.free_pfn, kc.alloc_node = (alloc_pcs_first, free_pcs_first, free_pfn_pcs_first,
                                                          alloc_node_pcs_first)
+        kc.alloc_bulk, kc.free_bulk = alloc_bulk_pcs_first, free_to_pcs_bulk
     kc.free_raw = kc.free
     if san is not None:
         # [debug] sanitizers: SLUB's own frees of objects no caller saw (a failed bulk

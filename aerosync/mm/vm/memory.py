@@ -857,6 +857,8 @@ class Memory:
                     vma = vmacache_find(tid, mm_id, va)
                     if not vma:
                         break
+                    if tp:
+                        tp("fault:vma_found")
                     r = vma_start_read(mm_id, vma)
                     if r < 0:
                         q[ev_vl_miss] += 1

@@ -14,6 +14,8 @@ API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
               (through the MMU: TLB, walk, faults; SegmentationFault on SIGSEGV)
   files       file_create(name, size, seed=0, path=None) -> fid   file_lookup(name)
   teardown    leave(): answer pending IPIs, stop being a shootdown target, flush RCU.
+  polling     poll(): IPIs and due RCU callbacks (between operations);
+              park_poll(): IPIs only (parked at a pause barrier: memory must not change)
 The handle installs its IPI handler as this process's lock-wait hook (sync/waithook.py):
 a worker is one simulated CPU, so the hook is this CPU's.  Tests that drive several
 CPUs from one process call `make_current()` on the CPU they are about to use.
@@ -106,6 +108,13 @@ class VM:
         self.tlb.handle_ipi()
         if self.rcu.nr_pending():
             self.rcu.poll()
+
+    def park_poll(self) -> None:
+        """While parked at a pause barrier (a live check, the stop): answer IPIs only.
+        A parked CPU must not change memory under the checker that believes it quiescent,
+        and its RCU callbacks would (VMA records, tree nodes and slab objects freed); they
+        run at its next operation or poll() after the pause."""
+        self.tlb.handle_ipi()
 
     def current_task(self) -> int:
         return self.task

@@ -82,8 +82,10 @@ Waiter nodes (section "objlock", one cache line per CPU, sync/lockclass.py)::
   `lock` from queued to claimed when it grants a reader), the first waiter's
   `handoff_set`, and a dead waiter's node.
 
-Waiting: spin a little, then sched_yield, then sleep 20 us doubling to 1 ms (a pending
-or hand-off waiter to 50 us); every round calls sync/waithook.py's wait hook (a
+Waiting: spin a little, then sched_yield (only when the simulated machine is
+oversubscribed, as the queued spinlock), then sleep 20 us doubling to 1 ms (a queued
+rwsem waiter, which polls its node's wake-up flag, to 250 us; a pending or hand-off
+waiter to 50 us: the lock waits for it); every round calls sync/waithook.py's wait hook (a
 simulated CPU answers TLB-shootdown IPIs while it waits, as a CPU spinning with
 interrupts enabled does), never while holding a wait_lock.  A dead writer or spinlock
 owner (pid gone) is reported with LockOwnerDead after OWNER_CHECK_NS of waiting; a dead
@@ -150,6 +152,7 @@ _NEG1 = (1 << 64) - 1
 SPIN_TRIES = 64
 YIELD_TRIES = 16
 SLEEP_MIN_S, SLEEP_MAX_S = 20e-6, 1e-3
+QUEUED_SLEEP_MAX_S = 250e-6           # a queued rwsem waiter: its wake-up is a flag it polls
 HANDOFF_SLEEP_MAX_S = 50e-6           # a waiter the lock is reserved for sleeps at most this long
 OWNER_CHECK_NS = 250_000_000
 _pc = time.perf_counter_ns
@@ -167,6 +170,14 @@ def _owner_dead(word: int) -> tuple[int, int] | None:
     if pid and not proc_alive(pid):
         return cpu1 - 1, pid
     return None
+
+
+def _yields(arena: Any) -> bool:
+    """Yield while waiting only when the simulated machine is oversubscribed (config
+    sim.oversubscribed; unknown = yes), as sync/qspinlock.py: with a host CPU per
+    simulated CPU the holder runs elsewhere, and a yield hands ours to some other process
+    for a whole time slice (ms on a loaded host) instead of polling again."""
+    return bool((arena.config.get("sim") or {}).get("oversubscribed", True))
 
 
 def _row_of(arena: Any, cpu: int) -> int:
@@ -198,6 +209,7 @@ class ObjSpinLock:
         my_p = (row + 1) << 48
         node_pid = waiter_node(arena, row) + N_PID
         ev = LOCK_EVENTS
+        yield_tries = YIELD_TRIES if _yields(arena) else 0
 
         def pending_dead(w: int) -> bool:
             r = (w >> 48) - 1
@@ -235,7 +247,7 @@ class ObjSpinLock:
                         continue
                     if hook is not None:
                         hook()
-                    if attempt < SPIN_TRIES + YIELD_TRIES:
+                    if attempt < SPIN_TRIES + yield_tries:
                         os.sched_yield()
                         continue
                     if not pending and not w & SPIN_PENDING:
@@ -363,6 +375,7 @@ class ObjRWSem:
         node = waiter_node(arena, row)
         nodes = [waiter_node(arena, r) for r in range(nr_cpus + 1)]
         ticket = wait_ticket_off(arena)
+        yield_tries = YIELD_TRIES if _yields(arena) else 0
         store(node + N_PID, pid)                 # names this process as the row's wait_lock holder
 
         def account_wait(si: int, start: int) -> None:
@@ -559,11 +572,11 @@ class ObjRWSem:
                     continue
                 if hook is not None:
                     hook()
-                if attempt < SPIN_TRIES + YIELD_TRIES:
+                if attempt < SPIN_TRIES + yield_tries:
                     os.sched_yield()
                     continue
                 time.sleep(min(delay, HANDOFF_SLEEP_MAX_S) if handoff_poll else delay)
-                delay = min(delay * 2, SLEEP_MAX_S)
+                delay = min(delay * 2, QUEUED_SLEEP_MAX_S)
                 now = pc()
                 if now >= next_check:
                     next_check = now + OWNER_CHECK_NS

@@ -92,6 +92,14 @@ def test_OL2_only_the_owner_releases(make_arena) -> None:
     r1.up_read(o2)
     r0.up_read(o2)
     assert a.atomic.load64(o2) == 0
+    r0.down_write(o2)
+    with pytest.raises(LockError, match="not write-held"):
+        r1.downgrade_write(o2)                 # only the writer downgrades its hold
+    r0.downgrade_write(o2)
+    assert not r0.write_held_by_me(o2) and r1.down_read_trylock(o2) and not r1.down_write_trylock(o2)
+    r1.up_read(o2)
+    r0.up_read(o2)
+    assert a.atomic.load64(o2) == 0
 
 
 def test_wait_hook_runs_while_waiting(make_arena) -> None:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aerosync.crash import CrashLog
 from aerosync.errors import AeroSyncError, UsageError
 
 __all__ = ["main"]
@@ -73,6 +74,7 @@ def _summary(res: Any) -> str:
             f"{_fmt_int(c['ops_per_s_median']):>12} {_fmt_int(c['ops_per_s_max']):>12} {nsop:>8.0f}"
         )
     lines.append(f"  {'all':>4} {'':>4} {'':>4} {'':>8} {_fmt_int(d['total_ops']):>14} {_fmt_int(d['ops_per_s']):>12}")
+    lines.extend(_hotplug_lines(d))
     harness = [c["harness_ns_per_op"] for c in d["cpus"]]
     if harness:
         h = sorted(harness)[len(harness) // 2]
@@ -109,9 +111,18 @@ def _summary(res: Any) -> str:
             lines.append(f"  Invariant check after the run: {len(chk['violations'])} VIOLATIONS")
             lines.extend(f"    {v}" for v in chk["violations"][:20])
         lines.append("")
+    crash = CrashLog.summary_lines(d.get("crash") or {})
+    if crash:
+        lines.extend([*crash, ""])
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():
+            if isinstance(v, list) and len(v) > 8:          # a series: result.json has it
+                lines.append(f"    {k}: {len(v)} entries (in result.json)")
+                continue
+            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v.values()):   # texts per key
+                lines.append(f"    {k}: {', '.join(map(str, v))} (texts in result.json)")
+                continue
             if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
                 lines.append(f"    {k}:")
                 lines.extend(f"      {sk}: " + ", ".join(f"{a} {b}" for a, b in sv.items()) for sk, sv in v.items())
@@ -127,6 +138,66 @@ def _summary(res: Any) -> str:
                 flag = "  (ok)" if v == 0 else "  (LEAK: still mapped after every task exited)"
             lines.append(f"    {k} = {v}{flag}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _hotplug_lines(d: dict[str, Any]) -> list[str]:
+    """What CPU hotplug did in the run (result["hotplug"], aerosync/hotplug.py)."""
+    events = d.get("hotplug") or []
+    if not events:
+        return []
+    off = ", ".join(str(c["cpu"]) for c in d["cpus"] if c["state"] == "offline") or "none"
+    out = [f"  CPU hotplug ({len(events)} event{'s' if len(events) != 1 else ''}; CPUs offline at the end: {off}):"]
+    for e in events:
+        head = f"    {e['t']:7.2f} s  cpu{e['cpu']} {e['action']:<7} ({e['source']})"
+        if "refused" in e:
+            out.append(f"{head}  REFUSED: {e['refused']}")
+        elif "skipped" in e:
+            out.append(f"{head}  not run: {e['skipped']}")
+        elif e["action"] == "offline":
+            out.append(f"{head}  {e['ms']:.1f} ms (worker left {e['leave_ms']:.1f}, exited {e['exit_ms']:.1f}, "
+                       f"mm teardown {e['teardown_ms']:.1f}): {e['pcp_pages']} PCP pages, {e['cpu_slabs']} cpu slabs, "
+                       f"{e['cpu_partial_slabs']} partial slabs, {e['magazine_objects']} magazine objects, "
+                       f"{e['sheaves']} sheaves"
+                       + (f", {e['lru_batch']} LRU batch folios" if e.get("lru_batch") else "") + " given back")
+        else:
+            out.append(f"{head}  {e['ms']:.1f} ms to a running worker (pid {e['pid']})")
+    return out
+
+
+def _cmd_hotplug(args: argparse.Namespace) -> int:
+    """`aerosync hotplug [--arena NAME] [cpuN offline|online]`: ask a live run's coordinator
+    to take a CPU offline or bring it back (aerosync/hotplug.py); without a CPU, list
+    each CPU's hotplug state."""
+    from aerosync import hotplug
+    from aerosync.arena import layout as L
+    from aerosync.mm.cpuhp import hp_state
+
+    if (args.cpu is None) != (args.action is None):
+        raise UsageError("give both a CPU and an action (e.g. `aerosync hotplug cpu1 offline`), "
+                         "or neither to list the CPUs")
+    cpu = hotplug.parse_cpu(args.cpu) if args.cpu is not None else None
+    arena = _attach_live(args.arena, "hotplug")
+    try:
+        if cpu is None:
+            from aerosync.mm.reclaim.kthread import kthread_cpus
+
+            kthreads = kthread_cpus(arena)
+            for c in range(int(arena.config.get("nr_cpus", 0))):
+                print(f"cpu{c}: {L.HP_NAMES[hp_state(arena, c)]}" + (" (kernel thread)" if c in kthreads else ""))
+            return 0
+        hotplug.request(arena, cpu, args.action)
+        print(f"hotplug: cpu{cpu} is {args.action}")
+    finally:
+        arena.close()
+    return 0
+
+
+def _attach_live(name: str | None, cmd: str) -> Any:
+    """Attach a live arena by name (default: the only one running; a missing one is
+    ArenaNotFound, a usage error: exit 2)."""
+    from aerosync.arena.segment import Arena
+
+    return Arena.attach(name or _only_live_arena(cmd))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -290,15 +361,15 @@ def _stat_task(args: argparse.Namespace, view: str) -> int:
     return 0
 
 
-def _only_live_arena() -> str:
+def _only_live_arena(cmd: str = "stat") -> str:
     from aerosync.arch.cpu import proc_alive
     from aerosync.arena.cleanup import find_project_objects
 
     live = [n for n, pid in find_project_objects() if not n.startswith("sem.") and proc_alive(pid)]
     if len(live) != 1:
         raise UsageError(
-            f"stat: {len(live)} live arenas ({', '.join(live) or 'none'}); "
-            "name one with --arena NAME or read a saved result with --result FILE"
+            f"{cmd}: {len(live)} live arenas ({', '.join(live) or 'none'}); name one with --arena NAME"
+            + (" or read a saved result with --result FILE" if cmd == "stat" else "")
         )
     return live[0]
 
@@ -348,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stat", help="kernel-format views of a live arena or a saved result")
     s.add_argument("view", nargs="?", help=f"the view, one of: {', '.join(STAT_VIEWS)}; per task: tasks "
-                                           "(the default), maps, smaps, smaps_rollup, status (with --pid)")
-    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status")
+                                           "(the default), maps, smaps, smaps_rollup, status, numa_maps (with --pid)")
+    s.add_argument("--pid", type=int, help="the task for maps, smaps, smaps_rollup, status, numa_maps")
     s.add_argument("--arena", help="name of a live arena (default: the only one running)")
     s.add_argument("--result", help="a run directory or result.json of a finished run")
     s.add_argument("--when", choices=("before", "after"), default="after",
@@ -374,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_top_parser(sub)
     add_doctor_parser(sub)
+
+    h = sub.add_parser("hotplug", help="take a CPU of a live run offline or bring it back")
+    h.add_argument("cpu", nargs="?", help="the simulated CPU: cpuN or N (omit to list every CPU's state)")
+    h.add_argument("action", nargs="?", choices=("offline", "online"), help="offline or online")
+    h.add_argument("--arena", help="name of a live arena (default: the only one running)")
+    h.set_defaults(func=_cmd_hotplug)
 
     c = sub.add_parser("cleanup", help="remove segments and semaphores whose owner is gone")
     c.add_argument("--dry-run", action="store_true", help="list, do not remove")

@@ -10,6 +10,8 @@ Data flow::
     sampling loop: wait(worker sentinels, sample_interval)
         • a sentinel fires before STOP  → WorkerDied(cpu, pid, cause, traceback)
         • every tick: per-CPU ops + counters ──► samples (throughput over time)
+        • [[events]] due and `aerosync hotplug` requests → a CPU offline / online
+          (aerosync/hotplug.py: its worker leaves, mm/cpuhp.py; or a new worker joins)
         • duration over / every CPU DONE → run_state = STOP
     stop: join (grace) → terminate → kill; lock_stat + workload report; close + unlink
 
@@ -19,6 +21,17 @@ stored with SEQ_CST atomics; workers only read them (and bump nr_ready once each
 only reads the per-CPU areas, which their owners write.  It takes no arena lock.  The
 live invariant check runs while every RUNNING worker has acknowledged the pause at a
 batch boundary (no operation in flight), so the checkers see a quiescent machine.
+
+A CPU killed during the run ([run] on_cpu_death, aerosync/crash.py, mm/recovery.py)::
+
+    sentinel fires (exit by a signal) ─► takeover: its locks taken over and released
+        (live CPUs still run) ─► park every live CPU ─► recover: its intent records
+        rolled forward/back, its held items given back (workload.recover), CPU taken
+        offline (mm/cpuhp.py), state scans; checkers ─► "continue": a new worker for
+        the CPU (fork: ~50 ms, not spawn's ~1 s), GO │ "stop": the run ends as at its
+        deadline │ "fail" (default): WorkerDied, as before
+    A second death while parking is recovered in the same round.  `[fault]` kills are
+    armed by crash.FaultDriver from the sampling loop.
 
 Only this module and cli.py import `workers`.  The coordinator never pins itself (a
 pinned parent would hand its mask to the workers: pitfalls 4.3) and starts workers from
@@ -51,8 +64,12 @@ from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
+from aerosync.crash import CrashLog, FaultDriver, check_fault, check_recovery
 from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
+from aerosync.hotplug import Hotplug, check_events
+from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
+from aerosync.mm.cpuhp import cpuhp_check
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.slab.slab_check import slab_check
@@ -96,6 +113,8 @@ class RunResult:
     numa: dict[str, Any] = field(default_factory=dict)
     mm: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False       # stopped by Ctrl-C / SIGTERM: the figures cover the run up to then
+    crash: dict[str, Any] = field(default_factory=dict)     # CPU deaths and recoveries (on_cpu_death)
+    hotplug: list[dict[str, Any]] = field(default_factory=list)   # CPU offline/online events (hotplug.py)
 
     @property
     def total_ops(self) -> int:
@@ -116,6 +135,8 @@ class RunResult:
             "pid_map": {str(c["pid"]): c["cpu"] for c in self.cpus},
             "views_before": self.views_before, "views_after": self.views_after,
             "mm_check": self.mm_check, "numa": self.numa, "mm": self.mm, "interrupted": self.interrupted,
+            **({"crash": self.crash} if self.crash else {}),
+            "hotplug": self.hotplug,
         }
 
 
@@ -257,6 +278,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "lock_hold_sample": m.lock_hold_sample,
         "lockdep": m.lockdep,
         "locks": scn.locks.to_config(),      # sync/spinlock.py: spinlock kind per lock class
+        # crash tolerance (mm/intent.py, sync/robust.py): robust lock waiting, fault points
+        **({"on_cpu_death": scn.run.on_cpu_death} if scn.run.on_cpu_death != "fail" else {}),
+        **({"fault": scn.fault.to_config()} if scn.fault.active else {}),
         "remote_access_ns": m.remote_access_ns,
         "workload": scn.run.workload,
         "seed": scn.run.seed,
@@ -279,9 +303,9 @@ def _config(scn: Scenario, sim: topo.SimTopology) -> dict[str, Any]:
         "slab_nr_sheaves": scn.slab.nr_sheaves,
         # mm/vm/mm_types.py:vm_params reads this ([vm]; its presence boots the VM)
         "vm": scn.vm.as_dict(),
-        # workers build their PolicyAllocator from these (mm/numa/mempolicy.py)
-        "numa": {"policy": scn.numa.policy, "cpu_policy": {str(c): p for c, p in scn.numa.cpu_policy},
-                 "weights": list(scn.numa.weights)},
+        # workers build their PolicyAllocator from these (mm/numa/mempolicy.py); the
+        # process-memory keys (balancing...) go to mm/numa/numa_types.py numa_params
+        "numa": scn.numa.as_dict(),
     }
 
 
@@ -339,9 +363,13 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     cleanup_stale()
     n = sim.nr_cpus
     _check_policies(scn, sim)
+    check_events(scn, n)
     config, specs = plan_arena(scn, sim)
     _check_machine_fit(scn, config)
-    notes = []
+    if scn.fault.active:
+        check_fault(scn, n)
+    notes: list[str] = []
+    check_recovery(scn, mod, notes)
     if sim.oversubscribed:
         notes.append(f"oversubscribed: {n} simulated CPUs on {len(set(sim.host_cpu))} host CPUs")
     quota = host.quota
@@ -358,6 +386,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             raise _shm_error(scn, e) from None
         raise
     procs: list[mp.process.BaseProcess] = []
+    hp: Hotplug | None = None
     kthreads = None
     try:
         boot(arena)
@@ -369,12 +398,22 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         from dataclasses import asdict
 
         params = asdict(scn.workload)
-        for c in range(n):
-            spec = WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
-                              scn.run.workload, params, scn.run.seed, scn.run.ops)
+
+        def worker_spec(c: int, hotplug: bool = False, standby: bool = False) -> WorkerSpec:
+            return WorkerSpec(arena.name, arena.config_hash, c, sim.host_cpu[c], os.getpid(),
+                              scn.run.workload, params, scn.run.seed, scn.run.ops, hotplug, standby)
+
+        def start_worker(c: int, standby: bool = False) -> mp.process.BaseProcess:
+            spec = worker_spec(c, standby, standby)
             p = ctx.Process(target=worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
             p.start()
-            procs.append(p)
+            return p
+
+        for c in range(n):
+            procs.append(start_worker(c))
+        hp = Hotplug(arena, scn, procs, lambda c: start_worker(c, True), lambda c, p: _worker_died(arena, c, p))
+        deaths = (_Deaths(arena, scn, mod, procs, worker_spec, worker_main) if scn.run.on_cpu_death != "fail"
+                  else None)
         t_ready = _wait_ready(arena, procs)
         ready_s = t_ready - t_begin
         if ready_only:
@@ -387,8 +426,10 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
         if proc_before.get("tasks", {}).get("json"):
             views_before["proc"] = proc_before
         samples, t_go, t_end, live_checks, proc_after, stopped_by = _run_loop(arena, scn, procs, on_sample,
-                                                                              on_tick)
-        _stop(arena, procs)
+                                                                              on_tick, hp, deaths)
+        hp.settle()             # (interrupted: a CPU coming up meets STOP, gives back, is DONE)
+        hp.finish()
+        _stop(arena, procs, deaths)
         if kthreads is not None:
             kthreads.stop()
         # The closing sample is taken once every worker has left: each finishes the batch
@@ -410,16 +451,23 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             numa=_numa_summary(scn, views_before, views_after),
             mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
                 "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()}},
+            hotplug=hp.log,
         )
+        result.notes.extend(f"hotplug: cpu{e['cpu']} {e['action']} at {e['t']:.2f} s "
+                            + (f"refused: {e['refused']}" if "refused" in e else f"not run: {e['skipped']}")
+                            for e in hp.log if "refused" in e or "skipped" in e)
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
         reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True))
-        result.mm_check = {"ok": all(r.ok for r in reports),
+        offline_held = cpuhp_check(arena)       # H1: an offline CPU holds nothing
+        result.mm_check = {"ok": all(r.ok for r in reports) and not offline_held,
                            "elapsed_s": sum(r.elapsed_s for r in reports),
                            "summary": {k: v for r in reports for k, v in r.summary.items()},
                            "counts": {k: v for r in reports for k, v in r.counts.items()},
-                           "violations": [str(v) for r in reports for v in r.violations],
+                           "violations": [str(v) for r in reports for v in r.violations] + offline_held,
                            "live_checks": live_checks}
+        if deaths is not None:
+            result.crash = deaths.log.to_dict()
         if stopped_by is not None:
             signum = int(getattr(stopped_by, "signum", signal.SIGINT))
             result.interrupted = True
@@ -430,6 +478,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
     finally:
         arena.atomic.store64(L.H_RUN_STATE, L.RUN_ABORT)   # workers still looping leave
         _kill_all(procs)
+        if hp is not None:
+            hp.close()                                       # hotplug standbys
         arena.unlink()      # first: a refused close (a view alive in a traceback) must not leak the name
         try:
             _stop_reclaim(arena, kthreads)
@@ -450,6 +500,100 @@ def _stop_reclaim(arena: Arena, kthreads: Any) -> None:
         pass
     finally:
         swapoff(arena)
+
+
+def _killed(p: mp.process.BaseProcess) -> bool:
+    """Ended by a signal (SIGKILL at a fault point or from outside, SIGSEGV...): a death
+    recovery can repair.  A worker that raised (exit code 1) unwound its `finally`
+    blocks half-way through an operation: not recoverable, reported as before."""
+    return p.exitcode is not None and p.exitcode < 0
+
+
+class _Deaths:
+    """The run's CPU deaths under [run] on_cpu_death = "stop" | "continue" (module
+    docstring): recovery of each, restarts, the fault driver, the crash log."""
+
+    def __init__(self, arena: Arena, scn: Scenario, mod: Any, procs: list[mp.process.BaseProcess],
+                 worker_spec: Any, worker_main: Any) -> None:
+        self.arena, self.procs, self.worker_spec, self.worker_main = arena, procs, worker_spec, worker_main
+        self.mode = scn.run.on_cpu_death
+        self.log = CrashLog(self.mode)
+        self.driver = (FaultDriver(arena, arena.config.get("fault") or {}, len(procs), scn.run.seed)
+                       if scn.fault.active else None)
+        rec = getattr(mod, "recover", None)
+        params = scn.workload
+        self.workload_recover = ((lambda a, c, r, m, s: rec(a, params, c, r, m, s)) if rec is not None else None)
+        self.dead: set[int] = set()
+        # Restarts fork the coordinator (~50 ms to a running worker, measured) instead of
+        # spawning a fresh interpreter (~1 s of imports on the 2-core box): a soak with
+        # 100+ kills would spend most of its time starting Pythons.
+        self.ctx = mp.get_context("fork")
+
+    def survive(self, died: list[int], t_noticed: float) -> bool:
+        """Recover the CPUs in `died` (and any that dies meanwhile); restart them and
+        return False ("continue"), or return True: the run stops ("stop")."""
+        arena, procs = self.arena, self.procs
+        recs: dict[int, recovery.CpuRecovery] = {}
+        todo = list(died)
+        while True:
+            for c in todo:
+                if self.driver is not None:
+                    self.driver.on_death(c, time.perf_counter())
+                arena.atomic.store64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_STATE, L.CPUST_OFFLINE)
+                recs[c] = recovery.takeover(arena, procs[c].pid or 0, c)
+            try:
+                _park_all(arena, procs, "recovery")
+                break
+            except WorkerDied as e:                # a second death while parking: same round
+                if not _killed(procs[e.cpu]):
+                    raise
+                todo = [e.cpu]
+        from aerosync.mm.cpuhp import cpuhp_offline_mm
+
+        for rec in recs.values():
+            recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm)
+        for r in (mm_check(arena), slab_check(arena), vm_check(arena)):
+            r.raise_first()
+        if self.mode == "stop":
+            self.dead |= set(recs)
+            for rec in recs.values():
+                self.log.add(rec, (time.perf_counter() - t_noticed) * 1e3)
+            return True
+        for c in recs:
+            procs[c] = self._restart(c)
+        arena.atomic.store64(L.H_RUN_STATE, L.RUN_GO)
+        t = time.perf_counter()
+        for rec in recs.values():
+            self.log.add(rec, (t - t_noticed) * 1e3)
+        self.log.restarts += len(recs)
+        return False
+
+    def recover_stopped(self, cpus: list[int]) -> None:
+        """CPUs killed while the run was stopping, every worker gone: recover them alone
+        (the world is stopped already); they stay dead."""
+        from aerosync.mm.cpuhp import cpuhp_offline_mm
+
+        t0 = time.perf_counter()
+        for c in cpus:
+            rec = recovery.takeover(self.arena, self.procs[c].pid or 0, c)
+            recovery.recover_cpu(self.arena, rec, self.workload_recover, offline=cpuhp_offline_mm)
+            self.log.add(rec, (time.perf_counter() - t0) * 1e3)
+            self.dead.add(c)
+
+    def _restart(self, c: int) -> mp.process.BaseProcess:
+        """A new worker for CPU c (WorkerSpec.hotplug: it brings the CPU online itself,
+        cpuhp_online_mm; hp_state COMING_UP at once, so it does not wait as a hotplug
+        standby does)."""
+        from aerosync.mm.cpuhp import set_hp_state
+
+        area = self.arena.off("cpu") + c * CPU_AREA_SIZE
+        self.arena.atomic.store64(area + L.CPU_PID, 0)
+        self.arena.atomic.store64(area + L.CPU_STATE, L.CPUST_STARTING)
+        set_hp_state(self.arena, c, L.HP_COMING_UP)
+        spec = self.worker_spec(c, True)
+        p = self.ctx.Process(target=self.worker_main, args=(spec,), name=f"aerosync-cpu{c}", daemon=True)
+        p.start()
+        return p
 
 
 def _main_thread() -> bool:
@@ -523,7 +667,7 @@ def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) 
 
 
 def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-              on_sample: Any, on_tick: Any = None
+              on_sample: Any, on_tick: Any = None, hp: Hotplug | None = None, deaths: _Deaths | None = None
               ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any],
                          KeyboardInterrupt | None]:
     """Release the barrier and sample until the run is over; the fifth value is the task
@@ -533,7 +677,7 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
     was measured and it propagates."""
     state: dict[str, Any] = {}
     try:
-        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state), None)
+        return (*_run_loop_body(arena, scn, procs, on_sample, on_tick, state, hp, deaths), None)
     except KeyboardInterrupt as e:
         if "t_go" not in state:
             raise
@@ -544,7 +688,8 @@ def _run_loop(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
 
 
 def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProcess],
-                   on_sample: Any, on_tick: Any, state: dict[str, Any]
+                   on_sample: Any, on_tick: Any, state: dict[str, Any], hp: Hotplug | None = None,
+                   deaths: _Deaths | None = None
                    ) -> tuple[list[dict[str, Any]], float, float, list[dict[str, Any]], dict[str, Any]]:
     n = len(procs)
     at = arena.atomic
@@ -559,17 +704,33 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
     next_check = t_go + scn.run.check_interval
     live_checks: list[dict[str, Any]] = []
     state.update(samples=samples, t_go=t_go, live_checks=live_checks)   # what an interrupt keeps
+    driver = deaths.driver if deaths is not None else None
+    if driver is not None:
+        driver.start(t_go)
+    wait_max = 0.5 if driver is None else 0.01
     while True:
-        ready = mp_wait(sentinels, timeout=max(0.0, min(next_tick - time.perf_counter(), 0.5)))
+        wake = next_tick
+        if hp is not None and (hp_at := hp.next_at(time.perf_counter() - t_go)) is not None:
+            wake = min(wake, t_go + hp_at)              # an event due, or a CPU coming up
+        ready = mp_wait(sentinels, timeout=max(0.0, min(wake - time.perf_counter(), wait_max)))
         if ready:
             # A worker exits on its own only in ops mode after DONE; anything else is a death.
+            died = []
             for c, p in enumerate(procs):
                 if p.sentinel in ready:
                     p.join(1.0)
                     if p.exitcode != 0 or _cpu_word(arena, c, L.CPU_STATE) != L.CPUST_DONE:
-                        raise _worker_died(arena, c, p)
+                        if deaths is None or not _killed(p):
+                            raise _worker_died(arena, c, p)
+                        died.append(c)
+            if died and deaths is not None and deaths.survive(died, time.perf_counter()):
+                break                                 # "stop": the run ends here
             sentinels = [p.sentinel for p in procs if p.exitcode is None]
+        if hp is not None and hp.poll(time.perf_counter() - t_go):
+            sentinels = [p.sentinel for p in procs if p.exitcode is None]   # a CPU left or joined
         now = time.perf_counter()
+        if driver is not None:
+            driver.tick(now, [c for c in range(n) if _cpu_word(arena, c, L.CPU_STATE) == L.CPUST_RUNNING])
         if now >= next_tick:
             samples.append(_sample(arena, n, t_go))
             next_tick += interval
@@ -586,10 +747,16 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
             next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
-        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE for c in range(n)):
-            break
+        if deadline is None and all(_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_DONE or
+                                    (_cpu_word(arena, c, L.CPU_STATE) == L.CPUST_OFFLINE and
+                                     (hp is None or not hp.comes_back(c))) for c in range(n)):
+            break           # ops mode: every CPU did its ops, or is offline for good
+    if hp is not None:
+        hp.settle()             # a CPU coming up runs before it sees STOP
     t_end = time.perf_counter()
     arena.u64[L.H_STOP_NS >> 3] = time.monotonic_ns()
+    if driver is not None:
+        driver.stop()                                 # no kill during the stop (a late one: _stop)
     proc_after = _proc_at_stop(arena, procs) if deadline is not None else {}
     at.store64(L.H_RUN_STATE, L.RUN_STOP)
     return samples, t_go, t_end, live_checks, proc_after
@@ -674,6 +841,8 @@ def _pause_pending(arena: Arena, procs: list[Any], seq: int) -> list[int]:
             raise _worker_died(arena, c, procs[c])
         if st == L.CPUST_RUNNING and at.load64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_PAUSE_ACK) != seq:
             pending.append(c)
+        elif st == L.CPUST_STARTING and procs[c].exitcode is None:
+            pending.append(c)         # a CPU coming back: its start-up writes (cpuhp_online_mm, make_batch)
     from aerosync.mm.reclaim.kthread import kthread_pause_pending
 
     return pending + kthread_pause_pending(arena, seq)
@@ -752,13 +921,19 @@ def _latency(arena: Arena, n: int) -> dict[str, Any]:
     return {"all": pct(sum(hists)), "cpus": [pct(h) for h in hists]}
 
 
-def _stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> None:
-    """Wait for workers to leave after STOP; a worker that failed while stopping is reported."""
+def _stop(arena: Arena, procs: list[mp.process.BaseProcess], deaths: _Deaths | None = None) -> None:
+    """Wait for workers to leave after STOP; a worker that failed while stopping is
+    reported -- or, killed under on_cpu_death, recovered (CPUs recovered earlier and
+    left dead by "stop" are skipped)."""
     deadline = time.perf_counter() + STOP_GRACE_S
     for p in procs:
         p.join(max(0.0, deadline - time.perf_counter()))
+    if deaths is not None:
+        late = [c for c, p in enumerate(procs) if c not in deaths.dead and _killed(p)]
+        if late and all(p.exitcode is not None for p in procs):
+            deaths.recover_stopped(late)
     for c, p in enumerate(procs):
-        if p.exitcode not in (0, None):
+        if p.exitcode not in (0, None) and (deaths is None or c not in deaths.dead):
             raise _worker_died(arena, c, p)
     # What follows (closing sample, workload.report freeing ring leftovers as cpu 0 with
     # MM(arena, 0), the final check) needs every worker gone: a worker still in its

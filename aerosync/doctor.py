@@ -218,9 +218,35 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from aerosync.fidelity import cmd_fidelity
 
         return cmd_fidelity(args)
+    if getattr(args, "fault_points", False):
+        sys.stdout.write(render_fault_points(getattr(args, "json", False)))
+        return 0
     checks = run_checks(args.scenario, list(getattr(args, "set", None) or []))
     sys.stdout.write(render(checks, args.scenario))
     return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+def render_fault_points(as_json: bool = False) -> str:
+    """Every named fault point ([fault] kill_at; mm/intent.py POINTS), grouped by the
+    operation it interrupts, with what the state is when a CPU dies there."""
+    from aerosync.mm import intent as I
+
+    if as_json:
+        import json
+
+        return json.dumps([{"point": n, "id": i, "state": doc} for i, (n, doc) in enumerate(I.POINTS)], indent=1) + "\n"
+    lines = [f"Fault points ({len(I.POINTS)}): [fault] kill_at = \"<point>\" kills a CPU there; "
+             "kill_random picks among those a run passes", ""]
+    width = max(len(n) for n, _ in I.POINTS)
+    group = ""
+    for name, doc in I.POINTS:
+        g = name.split(":")[0]
+        if g != group:
+            if group:
+                lines.append("")
+            group = g
+        lines.append(f"  {name:<{width}}  {doc}")
+    return "\n".join(lines) + "\n"
 
 
 def add_doctor_parser(sub: Any) -> argparse.ArgumentParser:
@@ -234,6 +260,9 @@ def add_doctor_parser(sub: Any) -> argparse.ArgumentParser:
                         "kmalloc geometry (exit 1 on a mismatch the model should not have)")
     p.add_argument("--root", default="/", help="with --fidelity: directory holding the host's proc/ and sys/ "
                                                "(default: %(default)s; a saved tree works too)")
-    p.add_argument("--json", action="store_true", help="with --fidelity: the rows as JSON")
+    p.add_argument("--json", action="store_true", help="with --fidelity or --fault-points: the rows as JSON")
+    p.add_argument("--fault-points", action="store_true",
+                   help="list the named fault points [fault] kill_at accepts (every step of every logged "
+                        "mm operation) and the state each leaves behind")
     p.set_defaults(func=cmd_doctor)
     return p

@@ -60,6 +60,9 @@ Per-task views (TASK_VIEWS; mm/vm/task_mmu.py draws them and states their model 
                                                         "Locked" (kB), "THPeligible", "VmFlags": [..]}]
   smaps_rollup  /proc/<pid>/smaps_rollup               {the summed fields + Pss_Anon/File/Shmem}
   status        /proc/<pid>/status (memory part)       {"Name", "State", "Tgid", ..., "VmPeak" (kB), ...}
+  numa_maps     /proc/<pid>/numa_maps                  [{"start", "policy", "file" | "kind", "pages", "anon",
+                (mm/numa/numa_maps.py draws it)          "dirty", "mapmax", "active", ..., "node": {nid: pages}}
+                                                        per VMA]
 A run saves them in views_before/views_after["proc"] = {"tasks": {"text", "json"},
 "pids": {"<pid>": {view: {"text", "json"}}}} (snapshot_tasks; after: taken with the CPUs
 parked just before the stop, while the tasks still have their address spaces).
@@ -383,6 +386,34 @@ def _slabtop_text(arena: Arena) -> str:
     return slabtop_text(arena)
 
 
+# ---------------------------------------------------------------------------- NUMA (mm/numa)
+def _numa_ready(arena: Arena) -> None:
+    from aerosync.mm.numa.numa_types import numa_ready
+
+    if not numa_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name} has no process-memory NUMA state (booted without [vm])")
+
+
+def _numa_maps_text(arena: Arena, pid: int) -> str:
+    from aerosync.mm.numa.numa_maps import numa_maps_text
+
+    _numa_ready(arena)
+    try:
+        return numa_maps_text(arena, pid)
+    except LookupError as e:
+        raise ViewUnavailable(f"numa_maps: {e}") from None
+
+
+def _numa_maps_json(arena: Arena, pid: int) -> Any:
+    from aerosync.mm.numa.numa_maps import numa_maps_json
+
+    _numa_ready(arena)
+    try:
+        return numa_maps_json(arena, pid)
+    except LookupError as e:
+        raise ViewUnavailable(f"numa_maps: {e}") from None
+
+
 VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "lock_stat": (_lock_stat_text, _lock_stat_json),
     "buddyinfo": (_buddyinfo_text, _buddyinfo_json),
@@ -456,7 +487,8 @@ def render_saved_json(result: dict[str, Any], view: str, when: str = "after") ->
 
 
 # ---------------------------------------------------------------------------- per-task views
-PID_VIEWS: tuple[str, ...] = ("maps", "smaps", "smaps_rollup", "status")
+# numa_maps is drawn by mm/numa (mm/vm must not import it): render_task and snapshot_tasks add it
+PID_VIEWS: tuple[str, ...] = ("maps", "smaps", "smaps_rollup", "status", "numa_maps")
 TASK_VIEWS: tuple[str, ...] = ("tasks", *PID_VIEWS)
 
 
@@ -474,6 +506,8 @@ def render_task(arena: Arena, view: str, pid: int | None = None, as_json: bool =
         return TM.tasks_json(arena) if as_json else TM.tasks_text(arena)
     if pid is None:
         raise ViewUnavailable(f"stat {view}: which task? give --pid (pids: {_pids(TM.tasks_json(arena))})")
+    if view == "numa_maps":
+        return _numa_maps_json(arena, pid) if as_json else _numa_maps_text(arena, pid)
     try:
         return TM.render_pid(arena, view, pid, as_json)
     except TM.NoSuchTask as e:
@@ -486,9 +520,19 @@ def _pids(tasks: list[dict[str, Any]]) -> str:
 
 def snapshot_tasks(arena: Arena) -> dict[str, Any]:
     """The task list and every task-with-an-mm's PID_VIEWS ({} without the VM)."""
+    from aerosync.mm.numa.numa_maps import numa_maps_format
+    from aerosync.mm.numa.numa_types import numa_ready
     from aerosync.mm.vm.task_mmu import snapshot_tasks as snap
 
-    return snap(arena)
+    out = snap(arena)
+    if out and numa_ready(arena):  # numa_maps: drawn by mm/numa, beside mm/vm's views
+        for pid, views in out["pids"].items():
+            try:
+                d = _numa_maps_json(arena, int(pid))
+            except ViewUnavailable:
+                continue
+            views["numa_maps"] = {"text": numa_maps_format(d), "json": d}
+    return out
 
 
 def render_saved_task(result: dict[str, Any], view: str, pid: int | None = None, when: str = "after",

@@ -13,7 +13,9 @@ the host (CPUs allowed, NUMA nodes, /dev/shm room) blame the right place
 Schema (every section optional except ``[run] workload``)::
 
     name, description                   top level; name defaults to the file stem
-    [run]      workload duration|ops seed sample_interval warmup
+    [run]      workload duration|ops seed sample_interval warmup watchdog check_interval
+               on_cpu_death ("fail" | "stop" | "continue": what a killed CPU means, FaultSpec)
+    [fault]    kill_at kill_cpu kill_skip kill_random kill_interval (fault injection, FaultSpec)
     [machine]  cpus memory topology lock_stat lock_hold_sample remote_access_ns
                max_page_order min_free_kbytes watermark_scale_factor pcp pcp_high pcp_batch
                pcp_autotune thp lockdep
@@ -25,6 +27,9 @@ Schema (every section optional except ``[run] workload``)::
     [workload] the workload's own Params fields (checked against its dataclass)
     [locks]    spinlock ("tas" | "qspinlock") classes (per lock class, e.g.
                {"&zone->lock" = "qspinlock"}; sync/spinlock.py)
+    [[events]] at cpu action: CPU hotplug during the run, one table per event (at =
+               seconds after the start, cpu = a simulated CPU id, action = "offline" |
+               "online"); checked against the machine by the coordinator (aerosync/hotplug.py)
 
 Topology specs stay strings ("host", "fake:N", or an absolute path to a topology file):
 this module sits below `arch` and only checks their shape; the coordinator resolves them.
@@ -71,11 +76,14 @@ from aerosync.params import (
 __all__ = [
     "COMMAND_LINE",
     "DEFAULT_DURATION",
+    "EventSpec",
     "DEFAULT_MEMORY",
     "KernelSpec",
     "kernel_knobs",
     "LocksSpec",
+    "FaultSpec",
     "MachineSpec",
+    "ON_CPU_DEATH",
     "RunSpec",
     "Scenario",
     "load_scenario",
@@ -100,15 +108,30 @@ _SIZE_ALLOWED = (
     "(integer with optional suffix K/M/G or KiB/MiB/GiB, powers of 1024, any case)"
 )
 
-_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "reclaim", "workload", "kernel", "locks")
+_TOP_KEYS = ("name", "description", "run", "machine", "numa", "slab", "vm", "reclaim", "workload", "kernel", "locks",
+             "fault", "events")
 _SCALAR_KEYS = ("name", "description")     # the top-level keys that are not [sections]
 _SLAB_KEYS = ("mag_size", "max_order", "min_partial", "min_objects", "debug", "max_caches", "nr_sheaves",
               "percpu_sheaves")
 _KERNEL_KEYS = ("profile",)
 _PCP_AUTOTUNE = ("exact", "batched", "off")
 _LOCKS_KEYS = ("spinlock", "classes")
+_EVENTS_KEYS = ("at", "cpu", "action")      # each [[events]] table; all three required
+HOTPLUG_ACTIONS = ("offline", "online")
 _SPINLOCK_KINDS = ("tas", "qspinlock")      # sync/spinlock.py SPINLOCK_KINDS (scenario sits below sync)
-_NUMA_KEYS = ("policy", "cpu_policy", "weights")
+# [numa] keys of process-memory NUMA (mm/numa/numa_types.py numa_params has the defaults):
+# key -> (kind, allowed text, low, high)
+_NUMA_PROC_KEYS: dict[str, tuple[str, str, int, int]] = {
+    "balancing": ("bool", "true or false (automatic NUMA balancing, kernel.numa_balancing)", 0, 1),
+    "balancing_placement": ("bool", "true or false (move a task toward its preferred node)", 0, 1),
+    "numa_balancing_scan_delay_ms": ("int", "0..3600000 (ms before a task's first scan)", 0, 3_600_000),
+    "numa_balancing_scan_period_min_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_period_max_ms": ("int", "1..3600000 (ms)", 1, 3_600_000),
+    "numa_balancing_scan_size_mb": ("int", "1..1048576 (MiB of pages marked per scan)", 1, 1 << 20),
+    "max_policies": ("int", "8..65536 (distinct memory policies in use at once)", 8, 1 << 16),
+    "max_shared_policies": ("int", "8..65536 (shared-policy ranges of MAP_SHARED memory)", 8, 1 << 16),
+}
+_NUMA_KEYS = ("policy", "cpu_policy", "weights", *_NUMA_PROC_KEYS)
 # [vm]: key -> (kind, allowed text, check); the defaults live in mm/vm/mm_types.py vm_params
 _VM_KEYS: dict[str, tuple[str, str]] = {
     "mm": ("str", '"processes" (a task and an mm per CPU) or "threads" (one mm shared by every CPU\'s task)'),
@@ -154,7 +177,10 @@ _RECLAIM_RANGES = {"swappiness": (0, 200), "zmm_max_pool_percent": (1, 100), "zm
                    "dirty_writeback_centisecs": (0, 100_000), "dirty_expire_centisecs": (0, 1_000_000),
                    "min_ttl_ms": (0, 100_000), "page_cluster": (0, 6)}
 _RECLAIM_CHOICES = {"lru": ("mglru", "classic"), "zmm_compressor": ("lz4", "zstd")}
-_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval")
+_RUN_KEYS = ("workload", "duration", "ops", "seed", "sample_interval", "warmup", "watchdog", "check_interval",
+             "on_cpu_death")
+_FAULT_KEYS = ("kill_at", "kill_cpu", "kill_skip", "kill_random", "kill_interval")
+ON_CPU_DEATH = ("fail", "stop", "continue")
 _MACHINE_KEYS = ("cpus", "memory", "topology", "lock_stat", "lock_hold_sample", "remote_access_ns",
                  "max_page_order", "min_free_kbytes", "watermark_scale_factor", "pcp", "pcp_high", "pcp_batch",
                  "lockdep", "pcp_autotune", "thp")
@@ -182,6 +208,8 @@ class RunSpec:
     warmup: float                   # seconds at the start left out of the figures
     watchdog: float = 10.0          # soft-lockup threshold: seconds without progress (0 = off)
     check_interval: float = 0.0     # live invariant checks every N s (0: only after the run)
+    on_cpu_death: str = "fail"      # a killed CPU: "fail" the run (WorkerDied), recover and
+                                    # "stop" it, or recover, restart the CPU and "continue"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -228,11 +256,19 @@ class KernelSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NumaSpec:
-    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py."""
+    """[numa]: memory policies in numactl's words, checked by mm/numa/mempolicy.py, and the
+    process-memory keys of _NUMA_PROC_KEYS (balancing, balancing_placement, the
+    numa_balancing_scan_* sysctls, max_policies, max_shared_policies)."""
 
     policy: str = "default"                         # e.g. "local", "bind=0-1", "interleave=all"
     cpu_policy: tuple[tuple[int, str], ...] = ()    # per simulated CPU overrides
     weights: tuple[int, ...] = ()                   # weighted-interleave weight per node
+    settings: tuple[tuple[str, object], ...] = ()   # process-memory keys given (_NUMA_PROC_KEYS)
+
+    def as_dict(self) -> dict[str, object]:
+        """What the machine gets as config["numa"] (mm/numa reads it)."""
+        return {"policy": self.policy, "cpu_policy": {str(c): p for c, p in self.cpu_policy},
+                "weights": list(self.weights), **dict(self.settings)}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -272,6 +308,42 @@ class ReclaimSpec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """[fault]: kill simulated CPUs at named fault points (mm/intent.py POINTS; the names
+    are checked by the coordinator, `aerosync doctor --fault-points` lists them).
+
+    kill_at       a point name: the first CPU to pass it (after kill_skip passes; only
+                  CPU kill_cpu when >= 0) kills itself there, once
+    kill_random   this many kills, each of a random CPU (kill_cpu when >= 0) at a random
+                  point among those the run has passed, one every kill_interval seconds
+                  (counted from the previous recovery)
+    """
+
+    kill_at: str = ""
+    kill_cpu: int = -1
+    kill_skip: int = 0
+    kill_random: int = 0
+    kill_interval: float = 0.05
+
+    @property
+    def active(self) -> bool:
+        return bool(self.kill_at) or self.kill_random > 0
+
+    def to_config(self) -> dict[str, Any]:
+        """The arena config's `fault` entry ({} when no kill is asked for)."""
+        return dataclasses.asdict(self) if self.active else {}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventSpec:
+    """One [[events]] table: CPU hotplug of simulated CPU `cpu` `at` seconds after the start."""
+
+    at: float
+    cpu: int
+    action: str                                     # "offline" | "online"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Scenario:
     """A whole scenario as it will run; `workload` is the workload's Params instance."""
 
@@ -287,6 +359,8 @@ class Scenario:
     kernel: KernelSpec = KernelSpec()
     locks: LocksSpec = LocksSpec()
     reclaim: ReclaimSpec = ReclaimSpec()
+    fault: FaultSpec = FaultSpec()
+    events: tuple[EventSpec, ...] = ()          # [[events]], in time order
     overridden: frozenset[str] = frozenset()    # dotted keys set on the command line (--set)
 
     def blame(self, key: str, *involved: str) -> str:
@@ -390,16 +464,18 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
         "name": s.name,
         "description": s.description,
         "file": s.file,
-        "run": _jsonable(dataclasses.asdict(s.run)),
+        "run": _jsonable({k: v for k, v in dataclasses.asdict(s.run).items()   # (default left out: hashes kept)
+                          if k != "on_cpu_death" or v != "fail"}),
         "machine": _jsonable(dataclasses.asdict(s.machine)),
-        "numa": {"policy": s.numa.policy, "cpu_policy": {str(c): p for c, p in s.numa.cpu_policy},
-                 "weights": list(s.numa.weights)},
+        "numa": s.numa.as_dict(),
         "slab": {k: v for k, v in dataclasses.asdict(s.slab).items() if v is not None},
         "vm": s.vm.as_dict(),
         "kernel": {"profile": s.kernel.profile, "effective": kernel_knobs(s)},
         **({"reclaim": s.reclaim.as_dict()} if s.reclaim.present else {}),
         "workload": _jsonable(dataclasses.asdict(s.workload)),
         "locks": s.locks.to_config(),
+        **({"fault": dataclasses.asdict(s.fault)} if s.fault.active else {}),
+        "events": [dataclasses.asdict(e) for e in s.events],
     }
 
 
@@ -426,6 +502,10 @@ def scenario_hash(s: Scenario) -> str:
              "kernel": d["kernel"], "workload": d["workload"]}
     if s.locks != LocksSpec():          # only when set, so older scenarios keep their hash
         canon["locks"] = d["locks"]
+    if s.fault.active:
+        canon["fault"] = d["fault"]
+    if s.events:
+        canon["events"] = d["events"]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -474,10 +554,72 @@ def _build(
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
     reclaim = _parse_reclaim(data, ctx)
+    fault = _parse_fault(_table(data, "fault", ctx), ctx, run)
+    events = _parse_events(data.get("events", []), ctx, run)
     params = _parse_workload(workload_v, ctx, run.workload, registry[run.workload])
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
-                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim,
-                    overridden=overridden)
+                    numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim, fault=fault,
+                    events=events, overridden=overridden)
+
+
+def _parse_fault(t: dict[str, Any], ctx: _Ctx, run: RunSpec) -> FaultSpec:
+    """[fault]: shapes and ranges here; kill_at's point name and kill_cpu against the
+    machine are checked by the coordinator (mm/intent.py has the points)."""
+    _check_keys(t, "fault", _FAULT_KEYS, ctx)
+    kill_at = t.get("kill_at", "")
+    if not isinstance(kill_at, str) or (kill_at and not re.fullmatch(r"[a-z0-9_]+(:[a-z0-9_]+)+", kill_at)):
+        raise ctx.err("fault.kill_at", kill_at, 'a fault point name such as "buddy:alloc:split" '
+                      "(`aerosync doctor --fault-points` lists them)")
+    ints = {"kill_cpu": (-1, MAX_CPUS - 1, "a simulated CPU id, or -1 for any CPU"),
+            "kill_skip": (0, 1 << 30, "passes of kill_at to let go first: an int >= 0"),
+            "kill_random": (0, 1 << 20, "how many random kills: an int 0..1048576")}
+    vals: dict[str, Any] = {}
+    for key, (lo, hi, allowed) in ints.items():
+        v = t.get(key, FaultSpec.__dataclass_fields__[key].default)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise ctx.err(f"fault.{key}", v, allowed)
+        vals[key] = v
+    iv = t.get("kill_interval", 0.05)
+    if isinstance(iv, bool) or not isinstance(iv, int | float) or not math.isfinite(iv) or not 0 <= iv <= 3600:
+        raise ctx.err("fault.kill_interval", iv, "seconds between random kills, 0..3600")
+    spec = FaultSpec(kill_at=kill_at, kill_interval=float(iv), **vals)
+    if spec.active and run.on_cpu_death == "fail":
+        raise ctx.err("run.on_cpu_death", run.on_cpu_death, '"stop" or "continue" when [fault] kills CPUs '
+                      "(kill_at / kill_random): the coordinator recovers the machine after each kill",
+                      "fault.kill_at", "fault.kill_random")
+    return spec
+
+
+
+def _parse_events(v: object, ctx: _Ctx, run: RunSpec) -> tuple[EventSpec, ...]:
+    """[[events]]: each table's keys and types here; the CPU ids and the order of
+    offline/online against the machine in the coordinator (aerosync/hotplug.py)."""
+    shape = 'an array of tables, each [[events]] at = 2.0, cpu = 1, action = "offline" (or "online")'
+    if not isinstance(v, list):
+        raise ctx.err("events", _jsonable(v) if isinstance(v, dict) else v, shape)
+    out = []
+    for i, t in enumerate(v):
+        key = f"events[{i}]"
+        if not isinstance(t, dict):
+            raise ctx.err(key, t, shape)
+        for k in t:
+            if k not in _EVENTS_KEYS:
+                raise ctx.err(f"{key}.{_shown_key(k)}", t[k], f"known [[events]] keys: {', '.join(_EVENTS_KEYS)}")
+        for k in _EVENTS_KEYS:
+            if k not in t:
+                raise ctx.err(f"{key}.{k}", _MISSING, f"required in every [[events]] table ({', '.join(_EVENTS_KEYS)})")
+        at, cpu, action = t["at"], t["cpu"], t["action"]
+        if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+            raise ctx.err(f"{key}.at", at, "seconds after the run's start: a finite number >= 0")
+        if run.duration is not None and at >= run.duration:
+            raise ctx.err(f"{key}.at", at, f"seconds >= 0 and < run.duration ({run.duration:g}): "
+                          "an event after the end never happens", "run.duration")
+        if not _is_int(cpu) or not 0 <= cpu < MAX_CPUS:
+            raise ctx.err(f"{key}.cpu", cpu, f"a simulated CPU id: an int 0..{MAX_CPUS - 1}")
+        if action not in HOTPLUG_ACTIONS:
+            raise ctx.err(f"{key}.action", action, " or ".join(f'"{a}"' for a in HOTPLUG_ACTIONS))
+        out.append(EventSpec(at=float(at), cpu=cpu, action=action))
+    return tuple(sorted(out, key=lambda e: e.at))
 
 
 def _parse_kernel(t: dict[str, Any], ctx: _Ctx) -> KernelSpec:
@@ -615,7 +757,23 @@ def _parse_numa(t: dict[str, Any], ctx: _Ctx) -> NumaSpec:
     weights = t.get("weights", [])
     if not isinstance(weights, list) or not all(_is_int(w) and 1 <= w <= 255 for w in weights):
         raise ctx.err("numa.weights", weights, "a list of ints 1..255, one per node (weighted interleave)")
-    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights))
+    settings = []
+    for key, (kind, allowed, lo, hi) in _NUMA_PROC_KEYS.items():
+        if key not in t:
+            continue
+        v = t[key]
+        ok = isinstance(v, bool) if kind == "bool" else _is_int(v) and lo <= v <= hi
+        if not ok:
+            raise ctx.err(f"numa.{key}", v, allowed)
+        settings.append((key, v))
+    given = dict(settings)
+    lo_ms = given.get("numa_balancing_scan_period_min_ms", 1000)
+    hi_ms = given.get("numa_balancing_scan_period_max_ms", 60000)
+    if lo_ms > hi_ms:
+        raise ctx.err("numa.numa_balancing_scan_period_min_ms", lo_ms,
+                      f"at most numa_balancing_scan_period_max_ms ({hi_ms})")
+    return NumaSpec(policy=policy.strip(), cpu_policy=tuple(sorted(per_cpu)), weights=tuple(weights),
+                    settings=tuple(sorted(settings)))
 
 
 def _table(data: Mapping[str, Any], section: str, ctx: _Ctx) -> dict[str, Any]:
@@ -663,6 +821,10 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
                        "0 (off) or 0.5..3600", lambda x: x == 0 or 0.5 <= x <= 3600)
     check_interval = _number(t, "check_interval", ctx, "seconds between live invariant checks, 0 (only after "
                              "the run) or 0.1..3600", lambda x: x == 0 or 0.1 <= x <= 3600)
+    on_cpu_death = t.get("on_cpu_death", "fail")
+    if on_cpu_death not in ON_CPU_DEATH:
+        raise ctx.err("run.on_cpu_death", on_cpu_death, '"fail" (a killed CPU ends the run: WorkerDied), "stop" '
+                      '(recover the machine, end the run cleanly) or "continue" (recover, restart the CPU, go on)')
     if duration is not None and warmup >= duration:
         raise ctx.err("run.warmup", t["warmup"], f"seconds >= 0 and < run.duration ({duration})", "run.duration")
     return RunSpec(
@@ -674,6 +836,7 @@ def _parse_run(t: dict[str, Any], ctx: _Ctx, registry: Mapping[str, type]) -> Ru
         warmup=warmup,
         watchdog=10.0 if watchdog is None else watchdog,
         check_interval=0.0 if check_interval is None else check_interval,
+        on_cpu_death=on_cpu_death,
     )
 
 

@@ -27,7 +27,8 @@ def test_header_fields_and_sections(make_arena) -> None:
     assert q[L.H_OWNER_PID >> 3] == os.getpid()
     assert q[L.H_OWNER_START >> 3] > 0
     assert q[L.H_CREATED >> 3] > 0
-    assert set(a.sections) == {"cpu", "errtext", "locks", "qnodes", "pagemeta", "physmem"}
+    assert set(a.sections) == {"cpu", "errtext", "locks", "qnodes", "intentlog", "pagemeta", "physmem"}
+    assert a.sections["intentlog"][1] == L.intent_log_size(3)
     assert a.sections["qnodes"][1] == L.qnode_count(3) * 64 and a.nr_sems == 0   # TAS only: no semaphores
     for off, size in a.sections.values():
         assert off % PAGE_SIZE == 0 and off + size <= a.size

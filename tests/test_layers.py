@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RANK = {"aerosync.params": 0, "aerosync.errors": 0, "aerosync.arch": 1, "aerosync.arena": 2,
         "aerosync.sync": 3, "aerosync.lib": 3, "aerosync.mm": 4, "aerosync.scenario": 1, "workers": 5,
         "aerosync.coordinator": 6, "aerosync.bench": 7, "aerosync.report": 7, "aerosync.profile": 7,
-        "aerosync.top": 7, "aerosync.doctor": 7, "aerosync.flamegraph": 0, "aerosync.pyspy": 0,
+        "aerosync.top": 7, "aerosync.doctor": 7, "aerosync.hotplug": 6, "aerosync.flamegraph": 0, "aerosync.pyspy": 0,
         "aerosync.procfs": 5, "aerosync.fidelity": 5, "aerosync.cli": 8}
 
 

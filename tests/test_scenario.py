@@ -350,8 +350,9 @@ def test_scenario_to_dict_is_json_and_complete() -> None:
                         "sample_interval": 0.5, "warmup": 0.25, "watchdog": 10.0,
                         "check_interval": 0.0}
     assert set(d) == {"name", "description", "file", "run", "machine", "numa", "slab", "vm", "workload", "kernel",
-                      "locks"}
+                      "locks", "events"}
     assert d["locks"] == {"spinlock": "tas", "classes": {}}
+    assert d["events"] == []
 
 
 def test_scenario_hash_stable(tmp_path: Path) -> None:

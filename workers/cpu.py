@@ -4,8 +4,29 @@ Life of a worker (coordinator.py drives the other side)::
 
     start ─ die_with_parent ─ pin + verify ─ attach ─ READY, nr_ready++ ─ wait GO
           ─ loop { batch of ops ; publish ops + heartbeat ; check run_state
-                   (PAUSE: ack, park until GO — the live invariant check) }
-          ─ teardown (the workload gives back what it holds) ─ DONE ─ close
+                   (PAUSE: ack, park until GO — the live invariant check) ;
+                   check hp_state (GOING_DOWN: leave, see CPU hotplug) }
+          ─ teardown (the workload gives back what it holds) ─ DONE | OFFLINE ─ close
+
+CPU hotplug (mm/cpuhp.py, coordinator.py): a worker whose hp_state the coordinator set
+to GOING_DOWN leaves at its next batch boundary as a task migrating away would: its
+workload's teardown gives back everything it holds (blocks, objects, its task and
+address space; VM.leave answers pending IPIs and runs its RCU callbacks), then it
+stores OFFLINE and exits 0; the coordinator runs the mm teardown (cpuhp_offline_mm).
+Objects other CPUs hand it through a ring meanwhile wait there for its next worker (or
+the run's end, when the report frees ring leftovers).  A worker started to bring a CPU
+back (`WorkerSpec.hotplug`) runs cpuhp_online_mm as that CPU before its workload's
+make_batch, skips the start barrier (the run is going), and continues the CPU's
+published ops count, so per-CPU ops and an ops budget span every worker of the CPU.
+Hotplug starts it as a standby (`WorkerSpec.standby`) as soon as the CPU is offline: it
+imports, attaches and pins itself, then waits (touching nothing of the CPU's) until the
+coordinator brings the CPU up (hp_state COMING_UP) or the run ends -- what takes a new
+process a second or more is done before it is needed, as Linux keeps a CPU's per-CPU
+threads parked across hotplug.
+
+The next worker of a CPU killed during the run ([run] on_cpu_death, coordinator.py
+_Deaths) is started the same way, forked from the coordinator once the recovery took the
+CPU offline, with hp_state already COMING_UP: it goes through the standby wait at once.
 
 Order matters (python-shm-pitfalls.md 4.3, 6.5): PDEATHSIG first so an orphan cannot
 keep spinning, pinning before any thread exists, attach untracked.  SIGINT is ignored:
@@ -40,6 +61,10 @@ __all__ = ["WorkerSpec", "main", "cpu_rng"]
 BATCH_TARGET_NS = 2_000_000      # aim for ~2 ms of work between publishes/stop checks
 BATCH_MAX = 1 << 16
 GO_POLL_S = 200e-6
+STANDBY_POLL_S = 1e-3        # a hotplug standby's look at its CPU's hp_state
+# Imported by a hotplug standby before it parks (measured: ~0.2 s of a loaded box's bring-up)
+_BRINGUP_IMPORTS = ("workers.workloads", "aerosync.mm.cpuhp", "aerosync.mm.pmm.init", "aerosync.mm.pmm.page_alloc",
+                    "aerosync.mm.numa.mempolicy", "aerosync.mm.slab.slub", "aerosync.mm.slab.kmalloc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +80,8 @@ class WorkerSpec:
     params: dict
     seed: int
     ops: int | None            # operation budget, or None: run until told to stop
+    hotplug: bool = False      # started to bring the CPU back online during the run
+    standby: bool = False      # (with hotplug) park until the coordinator brings the CPU up
 
 
 def cpu_rng(seed: int, cpu: int) -> random.Random:
@@ -73,12 +100,23 @@ def main(spec: WorkerSpec) -> None:
     """Process entry point (multiprocessing target)."""
     arch_cpu.die_with_parent(spec.ppid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)      # (a forked restart inherits the coordinator's)
     faulthandler.enable()
     arch_cpu.set_proc_title(f"aerosync cpu{spec.cpu}")
     arch_cpu.pin_to(spec.host_cpu)
     arena = Arena.attach(spec.arena_name, expect_hash=spec.config_hash)
     area = (arena.off("cpu") + spec.cpu * CPU_AREA_SIZE) >> 3
     q = arena.u64
+    if spec.standby:
+        try:
+            needed, code = _wait_bringup(arena, area), 0
+        except BaseException:                        # the CPU is not its own yet: stderr, not errtext
+            traceback.print_exc()
+            needed, code = False, 1
+        if not needed:                               # the run ended first, or it failed parked
+            del q
+            arena.close()
+            sys.exit(code)
     try:
         q[area + (L.CPU_PID >> 3)] = os.getpid()
         q[area + (L.CPU_STARTTIME >> 3)] = arch_cpu.proc_starttime(os.getpid()) or 0
@@ -88,8 +126,33 @@ def main(spec: WorkerSpec) -> None:
         _write_errtext(arena, spec.cpu, traceback.format_exc())
         q[area + (L.CPU_STATE >> 3)] = L.CPUST_FAILED
         code = 1
+    going_down = code == 0 and q[area + (L.CPU_STATE >> 3)] == L.CPUST_OFFLINE
+    del q
     arena.close()
+    if going_down:          # hotplug waits for this exit: skip the interpreter's teardown (~0.3 s loaded)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     sys.exit(code)
+
+
+def _wait_bringup(arena: Arena, area: int) -> bool:
+    """A worker started for CPU hotplug is a standby until the coordinator brings its CPU
+    up (hp_state COMING_UP): it has imported, attached and pinned itself, and touches
+    nothing of the CPU's yet (the CPU is offline, or its last worker still leaving).
+    False when the run ends first."""
+    import importlib
+
+    for mod in _BRINGUP_IMPORTS:        # what the bring-up and make_batch import, while parked
+        importlib.import_module(mod)
+
+    load = arena.atomic.load64
+    hp_off = (area << 3) + L.CPU_HP_STATE
+    while load(hp_off) != L.HP_COMING_UP:
+        if load(L.H_RUN_STATE) in (L.RUN_STOP, L.RUN_ABORT):
+            return False
+        time.sleep(STANDBY_POLL_S)
+    return True
 
 
 def _harness_ps(n: int = 200_000) -> int:
@@ -108,18 +171,34 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
 
     mod = WORKLOADS[spec.workload]
     params = mod.Params(**spec.params)
-    batch = mod.make_batch(arena, spec.cpu, params, cpu_rng(spec.seed, spec.cpu))
     at, q = arena.atomic, arena.u64
+    if spec.hotplug:
+        from aerosync.mm.cpuhp import cpuhp_online_mm
+
+        cpuhp_online_mm(arena, spec.cpu)
+    rng = cpu_rng(spec.seed, spec.cpu)
+    if spec.hotplug:                                 # a new stream per incarnation, still seeded
+        rng = cpu_rng(spec.seed * 1_000_003 + q[area + (L.CPU_OPS >> 3)], spec.cpu)
+    batch = mod.make_batch(arena, spec.cpu, params, rng)
     state_i, ops_i, hb_i = area + (L.CPU_STATE >> 3), area + (L.CPU_OPS >> 3), area + (L.CPU_HEARTBEAT >> 3)
+    hp_off = (area << 3) + L.CPU_HP_STATE
     load, run_state = at.load64, L.H_RUN_STATE
     clock = time.monotonic_ns
 
-    q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
+    if not spec.hotplug:                             # (a CPU brought back keeps its first figure)
+        q[area + (L.CPU_HARNESS_PS >> 3)] = _harness_ps()
     q[state_i] = L.CPUST_READY
-    at.fetch_add64(L.H_NR_READY, 1)
-    while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier
+    if not spec.hotplug:
+        at.fetch_add64(L.H_NR_READY, 1)
+    start_poll = getattr(batch, "poll", None)       # set up, this CPU may be in an mm's TLB mask:
+    while (rs := load(run_state)) == L.RUN_INIT:     # the start barrier answers IPIs (a CPU still
+        if start_poll is not None:                   # setting up, or kswapd, may be shooting down)
+            start_poll()
         time.sleep(GO_POLL_S)
     if rs not in (L.RUN_GO, L.RUN_PAUSE):           # STOP/ABORT before GO (ready_only, errors)
+        teardown = getattr(batch, "teardown", None)
+        if teardown is not None and rs == L.RUN_STOP:
+            teardown()                               # make_batch may have taken something (a task, pins)
         q[state_i] = L.CPUST_DONE
         return 0
     q[hb_i] = clock()
@@ -140,7 +219,8 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     budget = spec.ops if spec.ops is not None else -1
     if rs != L.RUN_GO:
         budget = 0                                   # stopped before the first batch
-    done, n = 0, 16
+    done, n = q[ops_i], 16                           # 0, or what the CPU's earlier workers did
+    offline = False
     while budget < 0 or done < budget:
         if budget >= 0:
             n = min(n, budget - done)
@@ -161,6 +241,9 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
             rs = _pause(arena, area, poll)
         if rs != L.RUN_GO:
             break
+        if load(hp_off) == L.HP_GOING_DOWN:
+            offline = True
+            break
         # Adapt the batch so publishing and stop checks stay ~2 ms apart.
         dt = t1 - t0
         if dt < BATCH_TARGET_NS // 2 and n < BATCH_MAX:
@@ -170,7 +253,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     teardown = getattr(batch, "teardown", None)
     if teardown is not None:
         teardown()          # e.g. give back what this CPU still holds
-    q[state_i] = L.CPUST_DONE
+    at.store64(state_i << 3, L.CPUST_OFFLINE if offline else L.CPUST_DONE)
     return 0
 
 

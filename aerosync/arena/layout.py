@@ -23,6 +23,8 @@ pages start on page boundaries.  The base sections are:
     errtext   nr_cpus x ERRTEXT_SIZE    traceback text of a worker that raised
     locks     MAX_LOCKS x LOCK_SLOT_SIZE the lock table (sync/spinlock.py draws a slot)
     qnodes    qnode_count(nr_cpus) x 64 the queued spinlock's MCS nodes (sync/qspinlock.py)
+    intentlog intent_log_size(nr_cpus)  per-CPU intent logs, held embedded locks and
+                                        fault-injection words (mm/intent.py; below)
     pagemeta  nr_pages x PAGE_META_SIZE struct page array, indexed by pfn
     physmem   nr_pages x PAGE_SIZE      the simulated physical memory
 
@@ -43,8 +45,30 @@ Per-CPU area (CPU_AREA_SIZE bytes, 64-byte aligned; owner CPU writes, others rea
              56 pause_ack u64
     line 1   64 waiting_on u64 (lock slot + 1 while in a lock's slow path, else 0)
              72 waiting_since_ns u64 | 80 lat_samples u64
+             88 hp_state u64 (atomic; HP_*: the CPU's hotplug state, mm/cpuhp.py)
+             96 hp_request u64 (atomic; `aerosync hotplug` CASes 0 -> seq << 8 | HPREQ_*,
+                the coordinator takes it)  104 hp_result u64 (seq << 8 | HPRES_*)
     128      NR_LAT_BUCKETS x u64 histogram of sampled operation latency (lat_bucket())
     1152     NR_CPU_COUNTERS x u64 workload counters (names owned by the workload)
+
+Intent log (section "intentlog", mm/intent.py says how it is used): INTENT_CPU_SIZE bytes
+per simulated CPU, then one context for the arena's owner process (the coordinator, or a
+test driving CPUs from threads: it never dies while the arena lives, so its log is only
+somewhere to write).  A CPU's block; only that CPU's process writes it, except the
+fault line, which the coordinator arms::
+
+    0     fault line: arm u64 (point id + 1 to die at, 0 = none) | skip u64 (hits of that
+          point to let pass first) | died_at u64 (point id + 1, written just before the
+          SIGKILL) | 24..63 reserved
+    64    hits: INTENT_MAX_POINTS x u64, times each fault point was passed (fault mode only)
+    +     INTENT_CTX contexts (0 the task, 1 the interrupt-context thread) of
+          INTENT_CTX_SIZE bytes each:
+            0    header line: depth u64 (open records) | 8..63 reserved
+            64   held line: held_n u64 | 7 x u64 embedded locks held (off | kind << 56),
+                 the robust list of sync/objlock.py (robust mode only)
+            128  INTENT_MAX_DEPTH records of 64 bytes: op u64 | a0..a5 u64 | step u64;
+                 record d is open iff d < depth (record 0 the outermost)
+            +    spill: INTENT_SPILL x u64, items an open record moves (magazine flush)
 """
 
 from __future__ import annotations
@@ -73,6 +97,7 @@ __all__ = [
     "QNODES_PER_CPU",
     "qnode_count",
     "uses_qspinlock",
+    "robust_mode",
     "nr_semaphores",
     "sem_name",
     "Layout",
@@ -92,7 +117,14 @@ __all__ = [
     "CPU_HARNESS_PS", "CPU_PAUSE_ACK", "CPU_COUNTERS", "CPU_WAITING_ON", "CPU_WAITING_SINCE",
     "CPU_LAT_SAMPLES", "CPU_LAT_HIST", "lat_bucket", "lat_bucket_ns",
     "CPUST_EMPTY", "CPUST_STARTING", "CPUST_READY", "CPUST_RUNNING", "CPUST_DONE",
-    "CPUST_FAILED", "CPUST_NAMES",
+    "CPUST_FAILED", "CPUST_OFFLINE", "CPUST_NAMES",
+    "CPU_HP_STATE", "CPU_HP_REQUEST", "CPU_HP_RESULT", "HP_ONLINE", "HP_GOING_DOWN", "HP_OFFLINE",
+    "HP_COMING_UP", "HP_NAMES", "HPREQ_OFFLINE", "HPREQ_ONLINE", "HPRES_OK", "HPRES_REFUSED",
+    # intent log
+    "INTENT_CTX", "INTENT_MAX_DEPTH", "INTENT_REC_SIZE", "INTENT_SPILL", "INTENT_MAX_POINTS",
+    "INTENT_CTX_SIZE", "INTENT_CPU_SIZE", "IL_ARM", "IL_SKIP", "IL_DIED", "IL_HITS", "IL_CTX0",
+    "ILC_DEPTH", "ILC_HELD_N", "ILC_HELD", "ILC_RECS", "ILC_SPILL", "IL_HELD_MAX", "SPILL_VMAS", "SPILL_GATHER",
+    "intent_log_size", "intent_ctx_off",
 ]
 
 HEADER_SIZE = 64 * 1024
@@ -112,11 +144,49 @@ RUN_INIT, RUN_GO, RUN_STOP, RUN_ABORT, RUN_PAUSE = 0, 1, 2, 3, 4
 CPU_STATE, CPU_PID, CPU_STARTTIME, CPU_HOST_CPU = 0, 8, 16, 24
 CPU_OPS, CPU_HEARTBEAT, CPU_HARNESS_PS, CPU_PAUSE_ACK = 32, 40, 48, 56
 CPU_WAITING_ON, CPU_WAITING_SINCE, CPU_LAT_SAMPLES = 64, 72, 80
+CPU_HP_STATE, CPU_HP_REQUEST, CPU_HP_RESULT = 88, 96, 104
 CPU_LAT_HIST = 2 * CACHE_LINE
 CPU_COUNTERS = CPU_LAT_HIST + NR_LAT_BUCKETS * 8
-CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED = range(6)
-CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed")
+CPUST_EMPTY, CPUST_STARTING, CPUST_READY, CPUST_RUNNING, CPUST_DONE, CPUST_FAILED, CPUST_OFFLINE = range(7)
+CPUST_NAMES = ("empty", "starting", "ready", "running", "done", "failed", "offline")
+# CPU hotplug (mm/cpuhp.py has the protocol): hp_state, and the requests of `aerosync hotplug`
+HP_ONLINE, HP_GOING_DOWN, HP_OFFLINE, HP_COMING_UP = 0, 1, 2, 3
+HP_NAMES = ("online", "going-offline", "offline", "coming-online")
+HPREQ_OFFLINE, HPREQ_ONLINE = 1, 2
+HPRES_OK, HPRES_REFUSED = 1, 2
 
+INTENT_CTX = 2                 # log contexts per CPU: task, interrupt-context thread
+INTENT_MAX_DEPTH = 12          # open records per context (deepest nesting seen: 7)
+INTENT_REC_SIZE = CACHE_LINE   # op, a0..a5, step
+INTENT_SPILL = 160             # u64 items per context: [0, 64) slab (>= slab_mag_size / 2),
+                               # [64, 96) VMAs a munmap detached, [96, 160) an mmu_gather's pages
+SPILL_VMAS, SPILL_GATHER = 64, 96
+INTENT_MAX_POINTS = 256        # fault points the hit counters have room for
+IL_HELD_MAX = 7                # embedded locks one context can hold at once (robust list)
+IL_ARM, IL_SKIP, IL_DIED = 0, 8, 16
+IL_HITS = CACHE_LINE
+ILC_DEPTH = 0
+ILC_HELD_N, ILC_HELD = CACHE_LINE, CACHE_LINE + 8
+ILC_RECS = 2 * CACHE_LINE
+ILC_SPILL = ILC_RECS + INTENT_MAX_DEPTH * INTENT_REC_SIZE
+INTENT_CTX_SIZE = ILC_SPILL + INTENT_SPILL * 8
+IL_CTX0 = IL_HITS + INTENT_MAX_POINTS * 8
+INTENT_CPU_SIZE = IL_CTX0 + INTENT_CTX * INTENT_CTX_SIZE
+
+
+def intent_log_size(nr_cpus: int) -> int:
+    """Bytes of the "intentlog" section: every CPU's block, then the owner's context."""
+    return nr_cpus * INTENT_CPU_SIZE + INTENT_CTX_SIZE
+
+
+def intent_ctx_off(base: int, nr_cpus: int, cpu: int, ctx: int) -> int:
+    """Byte offset of context `ctx` of `cpu` (cpu -1: the owner's) in a section at `base`."""
+    if cpu < 0:
+        return base + nr_cpus * INTENT_CPU_SIZE
+    return base + cpu * INTENT_CPU_SIZE + IL_CTX0 + ctx * INTENT_CTX_SIZE
+
+
+assert INTENT_CTX_SIZE % CACHE_LINE == 0 and INTENT_CPU_SIZE % CACHE_LINE == 0
 assert CPU_COUNTERS + NR_CPU_COUNTERS * 8 <= CPU_AREA_SIZE
 assert CPU_AREA_SIZE % CACHE_LINE == 0 and LOCK_SLOT_SIZE % CACHE_LINE == 0
 assert CONFIG_OFF < HEADER_SIZE
@@ -179,6 +249,13 @@ def uses_qspinlock(config: dict[str, Any]) -> bool:
     return locks.get("spinlock") == "qspinlock" or "qspinlock" in (locks.get("classes") or {}).values()
 
 
+def robust_mode(config: dict[str, Any]) -> bool:
+    """CPUs of this arena may die and be recovered (`on_cpu_death` set, or a "fault"
+    table: fault injection): lock waiters then wait for the coordinator's takeover of a
+    dead owner's lock (sync/robust.py) instead of raising LockOwnerDead."""
+    return bool(config.get("on_cpu_death")) or bool(config.get("fault"))
+
+
 def nr_semaphores(config: dict[str, Any]) -> int:
     """Named semaphores the arena owns: one per MCS node when the queued spinlock is used."""
     return qnode_count(int(config.get("nr_cpus", 0))) if uses_qspinlock(config) else 0
@@ -196,6 +273,7 @@ def base_sections(nr_cpus: int, nr_pages: int) -> list[SectionSpec]:
         SectionSpec("errtext", nr_cpus * ERRTEXT_SIZE),
         SectionSpec("locks", MAX_LOCKS * LOCK_SLOT_SIZE),
         SectionSpec("qnodes", qnode_count(nr_cpus) * CACHE_LINE),
+        SectionSpec("intentlog", intent_log_size(nr_cpus)),
         SectionSpec("pagemeta", nr_pages * PAGE_META_SIZE),
         SectionSpec("physmem", nr_pages * PAGE_SIZE),
     ]

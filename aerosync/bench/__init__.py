@@ -28,13 +28,13 @@ __all__ = ["run_bench", "SUITES", "SkipFigure"]
 
 
 def _suites() -> dict[str, Any]:
-    from aerosync.bench import fidelity, foundation, lib, pagealloc, profiling, reclaim, reliability, slab, vm
+    from aerosync.bench import fidelity, foundation, lib, numa, pagealloc, profiling, reclaim, reliability, slab, vm
 
     return {"foundation": foundation, "pagealloc": pagealloc, "slab": slab, "profiling": profiling, "lib": lib,
-            "fidelity": fidelity, "reliability": reliability, "vm": vm, "reclaim": reclaim}
+            "fidelity": fidelity, "reliability": reliability, "vm": vm, "reclaim": reclaim, "numa": numa}
 
 
-SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability", "vm", "reclaim")
+SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "reliability", "vm", "reclaim", "numa")
 
 
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:

@@ -1,6 +1,16 @@
-"""Reliability figures (issue 13): the queued spinlock's fairness and cost; the crash
-tolerance figures (crash_soak_*, crash_recovery_ms, hotplug_cycle_ms) join this suite as
-more GROUPS entries.  Run with `aerosync bench reliability`.
+"""Reliability figures (issue 13): the queued spinlock's fairness and cost, CPU hotplug,
+and crash tolerance (the crash soak).  Run with `aerosync bench reliability`.
+
+Crash soak (`crash_soak` group): the crash_soak workload (mixed page, slab and
+cross-CPU-free work whose every item is in the arena) on 2 CPUs until each has done
+SOAK_OPS_PER_CPU operations, with [run] on_cpu_death = "continue" and [fault]
+kill_random = SOAK_KILLS: a random running CPU is killed at a random fault point among
+those the run passes, recovered (mm/recovery.py), taken offline and restarted, again
+and again.  `crash_soak_kills` is the deaths survived (every one recovered, the
+checkers passing after each), `crash_soak_lost_pages` / `_objects` what the workload
+found neither free nor in use at the end (crash_soak.report: against the boot
+baseline), `crash_recovery_ms` the median time from a death noticed (the worker's
+sentinel) to the run going again (GO stored; the new worker joins when it is ready).
 
 Storm figures come from the lock_storm workload on 2 simulated CPUs (a 1-iteration
 critical section, no think time): `qspinlock_wait_max_ms` is lock_stat's waittime-max of
@@ -9,6 +19,17 @@ acquisitions per CPU (1.0 = equal shares).  The same storm with the TAS lock is 
 beside them, measured in the same repetition.  The uncontended pair is acquire + release
 on one CPU with lock_stat on (hold sampled 1 in 8), both kinds timed alternately in one
 process so their ratio is taken within one run.
+
+`hotplug_cycle_ms` is one CPU taken offline and brought back in a running page storm (2
+simulated CPUs, 64 MiB, order-0..3 blocks, a quarter of the frees handed to the other CPU):
+the offline event's ms (asked -> the worker left at a batch boundary with its workload
+given back -> its process gone -> cpuhp_offline_mm done) plus the online event's (asked
+-> the CPU's next worker, started as a standby when it went offline and parked, runs
+cpuhp_online_mm, builds its workload -> running), from the run's hotplug log
+(aerosync/hotplug.py); the online comes HOTPLUG_WARM_S after the offline.  The parts are
+reported beside it, and `hotplug_cold_cycle_ms`: a second cycle whose online follows its
+offline by 0.1 s, so the standby process is still starting (a new Python process: the
+cost the standby hides).
 """
 
 from __future__ import annotations
@@ -20,6 +41,8 @@ from aerosync.bench.foundation import _scenario, _timeit_ns
 __all__ = ["GROUPS", "jain_index"]
 
 STORM_S = 1.2
+SOAK_OPS_PER_CPU = 500_000
+SOAK_KILLS = 150
 
 
 def jain_index(xs: list[float]) -> float:
@@ -71,6 +94,63 @@ def bench_uncontended() -> dict[str, float]:
             "qspinlock_vs_tas_uncontended": q / tas if tas else 0.0}
 
 
+def bench_crash_soak() -> dict[str, float]:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from aerosync import coordinator
+    from aerosync.scenario import load_scenario
+    from workers.workloads import registry
+
+    text = (f'[run]\nworkload = "crash_soak"\nops = {SOAK_OPS_PER_CPU}\non_cpu_death = "continue"\n'
+            f'[machine]\ncpus = 2\nmemory = "32M"\n'
+            f"[fault]\nkill_random = {SOAK_KILLS}\nkill_interval = 0.02\n")
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "crash-soak.toml"
+        p.write_text(text)
+        scn = load_scenario(p, registry())
+    t0 = time.perf_counter()
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c, w = d.get("crash") or {}, d["workload"]
+    if not res.mm_check["ok"]:
+        raise RuntimeError(f"crash soak: the final check failed: {res.mm_check['violations'][:3]}")
+    return {"crash_soak_kills": c.get("deaths", 0), "crash_soak_lost_pages": w["lost_pages"],
+            "crash_soak_lost_objects": w["lost_objects"],
+            "crash_recovery_ms": c.get("recovery_ms_median") or 0.0,
+            "crash_recovery_ms_max": c.get("recovery_ms_max") or 0.0,
+            "crash_soak_ops": d["total_ops"], "crash_soak_s": time.perf_counter() - t0,
+            "crash_soak_pages_recovered": c.get("pages_recovered", 0),
+            "crash_soak_objects_recovered": c.get("objects_recovered", 0),
+            "crash_soak_corrupt": w["corrupt"]}
+
+
+HOTPLUG_WARM_S = 3.7        # offline -> online: the CPU's standby worker has started by then
+
+
+def bench_hotplug() -> dict[str, float]:
+    import dataclasses
+
+    from aerosync import coordinator
+    from aerosync.scenario import EventSpec, with_overrides
+    from workers.workloads import registry
+
+    t0, t1 = 0.3, 0.3 + HOTPLUG_WARM_S
+    scn = _scenario("page_storm", 2, t1 + 0.8, cross_cpu_pct=25, orders=[0, 0, 1, 2, 3])
+    scn = with_overrides(scn, registry(), ["machine.memory=64M"])          # no allocation failures
+    scn = dataclasses.replace(scn, events=(EventSpec(t0, 1, "offline"), EventSpec(t1, 1, "online"),
+                                           EventSpec(t1 + 0.3, 1, "offline"), EventSpec(t1 + 0.4, 1, "online")))
+    res = coordinator.run(scn)
+    off, on, off2, cold = res.hotplug
+    if any("ms" not in e or e["ms"] is None for e in res.hotplug) or not res.mm_check.get("ok"):
+        raise RuntimeError(f"hotplug cycle incomplete or checker failed: {res.hotplug} "
+                           f"{res.mm_check.get('violations')}")
+    return {"hotplug_cycle_ms": off["ms"] + on["ms"], "hotplug_offline_ms": off["ms"],
+            "hotplug_offline_leave_ms": off["leave_ms"], "hotplug_offline_teardown_ms": off["teardown_ms"],
+            "hotplug_online_ms": on["ms"], "hotplug_cold_cycle_ms": off2["ms"] + cold["ms"]}
+
+
 GROUPS = {
     "qspinlock_storm": (bench_storm, [
         ("qspinlock_wait_max_ms", "ms", "<= 1 (2-CPU lock storm, lock_stat wait-max)"),
@@ -84,5 +164,25 @@ GROUPS = {
         ("qspinlock_uncontended_ns", "ns", "<= 1.2 x tas_uncontended_ns (acquire + release)"),
         ("tas_uncontended_ns", "ns", "reported (same run)"),
         ("qspinlock_vs_tas_uncontended", "x", "<= 1.2"),
+    ]),
+    "crash_soak": (bench_crash_soak, [
+        ("crash_soak_kills", "", ">= 100 (CPU deaths survived in a soak of >= 10^6 ops)"),
+        ("crash_soak_lost_pages", "", "= 0"),
+        ("crash_soak_lost_objects", "", "= 0"),
+        ("crash_recovery_ms", "ms", "<= 1000 (death noticed -> run going again, median)"),
+        ("crash_recovery_ms_max", "ms", "reported"),
+        ("crash_soak_ops", "ops", ">= 10^6"),
+        ("crash_soak_s", "s", "reported"),
+        ("crash_soak_pages_recovered", "", "reported (returned by recovery)"),
+        ("crash_soak_objects_recovered", "", "reported (returned by recovery)"),
+        ("crash_soak_corrupt", "", "= 0 (items handed to two owners)"),
+    ]),
+    "hotplug": (bench_hotplug, [
+        ("hotplug_cycle_ms", "ms", "reported (offline + online of one CPU in a running page storm)"),
+        ("hotplug_offline_ms", "ms", "reported (asked -> worker gone -> mm teardown done)"),
+        ("hotplug_offline_leave_ms", "ms", "reported (asked -> the worker left its workload, at a batch boundary)"),
+        ("hotplug_offline_teardown_ms", "ms", "reported (cpuhp_offline_mm, the coordinator)"),
+        ("hotplug_online_ms", "ms", "reported (asked -> the CPU's parked standby worker runs)"),
+        ("hotplug_cold_cycle_ms", "ms", "reported (online 0.1 s after the offline: its standby still starting)"),
     ]),
 }

@@ -4,6 +4,8 @@ Models: start_kernel()'s memory part (mm_core_init: the page allocator, then
 kmem_cache_init, then the virtual-memory core: paging_init, the zero page, init_mm).
 Unit: one arena.  Virtual memory is booted when the configuration has a "vm" table
 (every run has one: the scenario's [vm] section, defaults included); it needs SLUB.
+With it comes process-memory NUMA's section (mm/numa/numa_types.py: policies, shared
+policies, per-task NUMA state, the [numa] balancing knobs).
 The coordinator, the benchmarks and the tests all build machines here, so a machine is
 laid out and booted one way only.
 
@@ -17,6 +19,7 @@ from typing import Any
 
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
+from aerosync.mm.numa.numa_types import numa_init, numa_sections
 from aerosync.mm.pmm.init import mm_init, mm_sections
 from aerosync.mm.slab.slab_common import slab_init, slab_sections
 from aerosync.mm.vm.init import vm_init
@@ -31,7 +34,7 @@ def machine_sections(config: dict[str, Any], slab: bool = True) -> list[L.Sectio
     if slab:
         specs += slab_sections(config)
         if config.get("vm") is not None:
-            specs += vm_sections(config)
+            specs += vm_sections(config) + numa_sections(config)
             from aerosync.mm.reclaim.layout import reclaim_sections
 
             specs += reclaim_sections(config)
@@ -45,6 +48,8 @@ def boot(arena: Arena) -> None:
         slab_init(arena)
         if "vmhdr" in arena.sections:
             vm_init(arena)
+            if "numa" in arena.sections:
+                numa_init(arena)          # process-memory NUMA: policies, balancing knobs
             if "reclaim" in arena.sections:
                 from aerosync.mm.reclaim.init import reclaim_init
 

@@ -22,6 +22,9 @@ Points (the module that fires them):
     munmap:downgraded     mmap.py     munmap/brk/mremap shrink: mmap_lock downgraded to read,
                                       zap not started
     fork:vma_copied       fork.py     one VMA copied into the child
+    migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
+    migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
+                                           the reference check and the copy
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ Plots of a run (`write_plots`):
 * ``free_area.png`` — only when ``result["mm"]["free_area_samples"]`` exists, shaped
   ``[{"t": float, "free": [[count per order] per zone]}]``: free pages (count x 2^order)
   per order over time, summed over zones;
+* ``numa_locality.png`` — only when ``result["workload"]["locality_samples"]`` exists
+  (workers/workloads/numa_access.py), shaped ``[{"t", "cpu", "accesses",
+  "local_accesses", "pages_local", "pages"}]``: each task's share of pages on its node
+  and of its accesses that were local (per sample interval) over time -- how NUMA
+  balancing or migrate_pages converges;
 * ``numa_policy.png`` — only when ``result["numa_policy"]`` exists, shaped
   ``{policy: {"local_pct": float, "ops_per_s": float}}``: locality and throughput per
   policy.
@@ -25,6 +30,7 @@ A plot whose data is absent is skipped (its function returns None), never invent
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ __all__ = [
     "plot_free_area",
     "plot_latency",
     "plot_lock_wait",
+    "plot_numa_locality",
     "plot_numa_policy",
     "plot_scaling",
     "plot_throughput",
@@ -225,6 +232,37 @@ def plot_numa_policy(result: dict[str, Any], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_numa_locality(result: dict[str, Any], path: Path) -> Path | None:
+    """Pages local % and accesses local % per task over time; no-op without samples."""
+    samples = (result.get("workload") or {}).get("locality_samples") or []
+    if not samples:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    by_cpu: dict[int, list[dict[str, Any]]] = {}
+    for s in samples:
+        by_cpu.setdefault(int(s["cpu"]), []).append(s)
+    for c, ss in sorted(by_cpu.items()):
+        line = ax.plot([s["t"] for s in ss], [100.0 * s["pages_local"] / s["pages"] if s["pages"] else 0.0
+                                              for s in ss], marker=".", linewidth=1.5, label=f"cpu{c} pages")
+        ts, acc = [], []
+        for a, b in itertools.pairwise(ss):
+            n = b["accesses"] - a["accesses"]
+            if n > 0:
+                ts.append(b["t"])
+                acc.append(100.0 * (b["local_accesses"] - a["local_accesses"]) / n)
+        if ts:
+            ax.plot(ts, acc, linestyle="--", linewidth=1, color=line[0].get_color(), label=f"cpu{c} accesses")
+    bal = bool((result.get("scenario") or {}).get("numa", {}).get("balancing"))
+    ax.set_ylim(-2, 105)
+    ax.set_xlabel("time since start barrier (s)")
+    ax.set_ylabel("local (%)")
+    ax.set_title(_title(result, "NUMA locality per task" + (" (automatic NUMA balancing on)" if bal else "")))
+    ax.legend(fontsize="x-small", ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_scaling(tasks: Sequence[int], shared: Sequence[float], path: Path, *, title: str,
                  control: Sequence[float | None] | None = None) -> Path:
     """will-it-scale style: ops/s against CPUs, the perfect-scaling line, efficiency per point.
@@ -260,6 +298,7 @@ _RUN_PLOTS = (
     ("lock_wait.png", plot_lock_wait),
     ("latency.png", plot_latency),
     ("free_area.png", plot_free_area),
+    ("numa_locality.png", plot_numa_locality),
     ("numa_policy.png", plot_numa_policy),
 )
 

@@ -25,6 +25,9 @@ part and why; this tree is the union, and nothing takes locks in another order.
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)
             &zone->lock  (per zone)    mm/pmm/page_alloc.py free_area lists, nr_free, pageblocks
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
+    mpol_table_lock                    mm/numa/numa_types.py  policy records, shared-policy
+                                       lists: a leaf, taken under mmap_lock (mm/numa/__init__.py
+                                       has NUMA's part: mmap_lock -> PG_locked -> obj lock -> ptlock)
 
 Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class
 and per CPU (sync/lockclass.py); slot locks (spinlock.py, rwlock.py) have a table slot.

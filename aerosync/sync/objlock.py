@@ -105,6 +105,15 @@ ptlock).  Two locks of one class never nest, except where the user says so (fork
 the child's mmap_lock under the parent's, as Linux's mmap_write_lock_nested).  A
 wait_lock is innermost: nothing is taken or waited for while holding it.
 
+Robust list (robust mode: arena/layout.py robust_mode -- CPUs may die and be recovered):
+every lock a context takes is also pushed on its robust list, IL_HELD_MAX entries of
+"off | kind << 56" in the CPU's intent log (arena/layout.py; sync/robust.py reads it:
+Linux's robust_list, exit_robust_list), and popped before its release; readers of a
+rwsem are anonymous in the word, so the list is the only record of a dead reader.  A
+context holding more than IL_HELD_MAX embedded locks at once is refused (LockError):
+nothing in mm nests that deep.  Handles built outside robust mode have no list (no
+cost).
+
 Invariants (tests/test_objlock.py): OL1 at most one spin owner / one writer, and no
 reader while a writer holds it; OL2 only the owner releases; OL3 per-CPU statistics
 change only on the CPU that owns them; OL4 Ws is set iff some node is queued on the
@@ -119,13 +128,14 @@ import time
 from typing import Any
 
 from aerosync.arch.cpu import proc_alive
+from aerosync.arena.layout import robust_mode
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_name, stat_idx, wait_ticket_off, waiter_node
 
 __all__ = ["OBJ_SPIN", "OBJ_RW", "ObjSpinLock", "ObjRWSem", "RW_WRITER", "RW_WAITERS", "RW_HANDOFF",
            "RW_READER_BIAS", "RW_READERS", "RW_WAIT_LOCK", "RW_WAIT_TIMEOUT_NS", "SPIN_OWNER", "SPIN_PENDING",
-           "LOCK_EVENTS", "N_LOCK", "N_SEQ", "N_TYPE", "N_STATE", "N_TIMEOUT", "N_PID", "N_HANDOFF_SET"]
+           "LOCK_EVENTS", "release_dead", "N_LOCK", "N_SEQ", "N_TYPE", "N_STATE", "N_TIMEOUT", "N_PID", "N_HANDOFF_SET"]
 
 _ACQ, _CON, _WTOT, _WMAX, _WMIN, _HTOT, _HSAMP, _HMAX = range(8)     # lockclass.py's stat line
 
@@ -165,11 +175,101 @@ LOCK_EVENTS = {"rwsem_opt_lock": 0, "rwsem_rlock_steal": 0, "rwsem_rlock_fast": 
                "objlock_dead_waiters": 0, "objlock_wait_lock_breaks": 0, "spin_pending": 0, "spin_revokes": 0}
 
 
-def _owner_dead(word: int) -> tuple[int, int] | None:
+_HELD_SPIN, _HELD_WRITE, _HELD_READ = 1 << 56, 2 << 56, 3 << 56    # sync/robust.py HELD_*
+
+
+def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
+    """push(entry), pop(entry), replace(entry, new) on this process's robust list of CPU
+    `cpu`'s task context (the arena owner's own context when this process created the
+    arena).  replace is one store: downgrade_write's WRITE entry becomes a READ one."""
+    from aerosync.arena import layout as L
+
+    q = arena.u64
+    nr = int(arena.config["nr_cpus"])
+    me = os.getpid() == arena.owner_pid or not 0 <= cpu < nr
+    ctx = L.intent_ctx_off(arena.off("intentlog"), nr, -1 if me else cpu, 0)
+    hn, hs = (ctx + L.ILC_HELD_N) >> 3, (ctx + L.ILC_HELD) >> 3
+    cap = L.IL_HELD_MAX
+
+    def push(entry: int) -> None:
+        n = q[hn]
+        if n >= cap:
+            if me:               # the owner's context is shared by threads: not a record
+                return
+            raise LockError(f"robust list of cpu{cpu}: more than {cap} embedded locks held at once")
+        q[hs + n] = entry
+        q[hn] = n + 1
+
+    def pop(entry: int) -> None:
+        n = q[hn]
+        for i in range(min(n, cap) - 1, -1, -1):
+            if q[hs + i] == entry:
+                q[hs + i] = q[hs + n - 1]
+                q[hs + n - 1] = 0
+                q[hn] = n - 1
+                return
+
+    def replace(entry: int, new: int) -> None:
+        for i in range(min(q[hn], cap) - 1, -1, -1):
+            if q[hs + i] == entry:
+                q[hs + i] = new
+                return
+
+    return push, pop, replace
+
+
+def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
+    """(cpu, pid) of a dead owner named by `word`, else None; always None in robust mode
+    (sync/robust.py: the coordinator releases a dead CPU's embedded locks)."""
+    if robust:
+        return None
     pid, cpu1 = (word >> 16) & 0xFFFFFFFF, word & 0xFFFF
     if pid and not proc_alive(pid):
         return cpu1 - 1, pid
     return None
+
+
+def release_dead(arena: Any, off: int, kind: int, pid: int, cpu: int) -> str | None:
+    """Release one embedded lock a dead CPU held (its robust-list entry: kind 1 spin,
+    2 rwsem write, 3 rwsem read; sync/robust.py release_embedded): the spin owner half
+    (a pending reservation stays: its waiter takes the lock next) or the writer only
+    while the word still names the dead (pid, cpu); a reader's bias dropped by one.
+    Queued rwsem waiters are woken as the holder's own release would (rwsem_wake, from
+    a handle on the spare waiter row).  Returns what was released, or None."""
+    at = arena.atomic
+    dead = pid << 16 | (cpu + 1)
+    if kind == 1:
+        w = at.load64(off)
+        while w & SPIN_OWNER == dead:
+            got = at.cas64(off, w, w & SPIN_PENDING)
+            if got == w:
+                return f"spin@{off:#x}"
+            w = got
+        return None
+    if kind == 2:
+        if at.load64(off + 8) != dead or not at.load64(off) & RW_WRITER:
+            return None
+        at.store64(off + 8, 0)
+        wake = at.fetch_sub64(off, RW_WRITER) & RW_WAITERS
+        what = f"rwsem-W@{off:#x}"
+    elif kind == 3:
+        old = at.fetch_sub64(off, RW_READER_BIAS)
+        if not old & RW_READERS:
+            at.fetch_add64(off, RW_READER_BIAS)
+            return None
+        wake = (old - RW_READER_BIAS) & (RW_LOCK_MASK | RW_WAITERS) == RW_WAITERS
+        what = f"rwsem-R@{off:#x}"
+    else:
+        return None
+    if wake:
+        from aerosync.sync.lockclass import class_off
+
+        nr = int(arena.config["nr_cpus"])
+        base = arena.off("objlock")
+        cls = next((c for c in range(arena.u64[base >> 3])
+                    if arena.u32[(class_off(arena, c) + 32) >> 2] == OBJ_RW), 0)
+        ObjRWSem(arena, cls, nr).wake(off)
+    return what
 
 
 def _yields(arena: Any) -> bool:
@@ -204,6 +304,7 @@ class ObjSpinLock:
         si = stat_idx(arena, cpu, cls, 0) if stat and cpu < int(arena.config["nr_cpus"]) else -1
         name = self.name
         hold_t0: dict[int, int] = {}
+        robust = robust_mode(arena.config)
         pc = _pc
         row = _row_of(arena, cpu)
         my_p = (row + 1) << 48
@@ -270,7 +371,7 @@ class ObjSpinLock:
                         free_reserved_since = 0
                     if now >= next_check:
                         next_check = now + OWNER_CHECK_NS
-                        dead = _owner_dead(load(off) & SPIN_OWNER)
+                        dead = _owner_dead(load(off) & SPIN_OWNER, robust)
                         if dead:
                             raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (now - start) / 1e9)
             except BaseException:
@@ -341,6 +442,24 @@ class ObjSpinLock:
         def held_by_me(off: int) -> bool:
             return load(off) & SPIN_OWNER == mine
 
+        if robust:
+            push, pop, _replace = _robust_list(arena, cpu)
+            lock0, unlock0, trylock0 = lock, unlock, trylock
+
+            def lock(off: int) -> None:
+                lock0(off)
+                push(off | _HELD_SPIN)
+
+            def unlock(off: int) -> None:
+                pop(off | _HELD_SPIN)
+                unlock0(off)
+
+            def trylock(off: int) -> bool:
+                if trylock0(off):
+                    push(off | _HELD_SPIN)
+                    return True
+                return False
+
         self.lock, self.unlock, self.trylock, self.held_by_me = lock, unlock, trylock, held_by_me
 
 
@@ -350,7 +469,7 @@ class ObjRWSem:
     down_read_trylock -> bool, down_write_trylock -> bool, write_held_by_me -> bool."""
 
     __slots__ = ("arena", "cpu", "cls", "name", "down_read", "up_read", "down_write", "up_write",
-                 "downgrade_write", "down_read_trylock", "down_write_trylock", "write_held_by_me")
+                 "downgrade_write", "down_read_trylock", "down_write_trylock", "write_held_by_me", "wake")
 
     def __init__(self, arena: Any, cls: int, cpu: int) -> None:
         self.arena, self.cls, self.cpu = arena, cls, cpu
@@ -376,7 +495,9 @@ class ObjRWSem:
         nodes = [waiter_node(arena, r) for r in range(nr_cpus + 1)]
         ticket = wait_ticket_off(arena)
         yield_tries = YIELD_TRIES if _yields(arena) else 0
-        store(node + N_PID, pid)                 # names this process as the row's wait_lock holder
+        if not load(node + N_LOCK):              # (a dead process's node keeps its pid: claim reaps it)
+            store(node + N_PID, pid)             # names this process as the row's wait_lock holder
+        robust = robust_mode(arena.config)
 
         def account_wait(si: int, start: int) -> None:
             if si < 0:
@@ -548,7 +669,7 @@ class ObjRWSem:
             """Every OWNER_CHECK_NS of waiting: a dead writer is reported, dead waiters
             ahead of us are removed."""
             if load(off) & RW_WRITER:
-                dead = _owner_dead(load(off + 8))
+                dead = _owner_dead(load(off + 8), robust)
                 if dead:
                     raise LockOwnerDead(f"{name}@{off:#x}", dead[0], dead[1], (pc() - start) / 1e9)
             key = off + 1
@@ -825,7 +946,45 @@ class ObjRWSem:
         def write_held_by_me(off: int) -> bool:
             return bool(load(off) & RW_WRITER) and load(off + 8) == mine
 
+        if robust:
+            push, pop, replace = _robust_list(arena, cpu)
+            dr0, ur0, dw0, uw0, dg0 = down_read, up_read, down_write, up_write, downgrade_write
+            drt0, dwt0 = down_read_trylock, down_write_trylock
+
+            def down_read(off: int) -> None:
+                dr0(off)
+                push(off | _HELD_READ)
+
+            def up_read(off: int) -> None:
+                pop(off | _HELD_READ)
+                ur0(off)
+
+            def down_write(off: int) -> None:
+                dw0(off)
+                push(off | _HELD_WRITE)
+
+            def up_write(off: int) -> None:
+                pop(off | _HELD_WRITE)
+                uw0(off)
+
+            def downgrade_write(off: int) -> None:
+                dg0(off)
+                replace(off | _HELD_WRITE, off | _HELD_READ)
+
+            def down_read_trylock(off: int) -> bool:
+                if drt0(off):
+                    push(off | _HELD_READ)
+                    return True
+                return False
+
+            def down_write_trylock(off: int) -> bool:
+                if dwt0(off):
+                    push(off | _HELD_WRITE)
+                    return True
+                return False
+
         self.down_read, self.up_read, self.down_write, self.up_write = down_read, up_read, down_write, up_write
         self.downgrade_write = downgrade_write
         self.down_read_trylock, self.down_write_trylock = down_read_trylock, down_write_trylock
         self.write_held_by_me = write_held_by_me
+        self.wake = rwsem_wake

@@ -308,6 +308,7 @@ class _Waiter:
         if self.nr_nodes >= 0xFFFF:
             raise LockError(f"qspinlock: {self.nr_nodes} MCS nodes do not fit the 16-bit sleepers fields")
         self.pref = node_index(arena, cpu)
+        self.robust = L.robust_mode(arena.config)      # a dead owner's lock is taken over (sync/robust.py)
 
     # ------------------------------------------------------------------ nodes
     def no(self, code: int) -> int:
@@ -543,7 +544,7 @@ class _Waiter:
             now = _pc()
             if w & Q_LOCKED and now >= next_check[0]:
                 next_check[0] = now + int(LIVENESS_S * 1e9)
-                if not owner_alive(self.arena, w):
+                if not self.robust and not owner_alive(self.arena, w):
                     cpu, pid = LS.decode_owner(w)
                     raise LockOwnerDead(self.name, cpu, pid, (now - since_ns) / 1e9)
             return -1
@@ -709,7 +710,7 @@ class _Waiter:
             w = at.load64(off)
             if w & Q_LOCKED:
                 pend[0] = 0
-                if not owner_alive(self.arena, w):
+                if not self.robust and not owner_alive(self.arena, w):
                     cpu, pid = LS.decode_owner(w)
                     raise LockOwnerDead(self.name, cpu, pid, (now - since_ns) / 1e9)
             elif w & Q_PENDING:

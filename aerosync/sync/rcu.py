@@ -11,13 +11,16 @@ CPUs free tables.  A writer unlinks an object (one store publishes the new versi
 then hands the old one to call_rcu(); it is freed only after every CPU that might have
 been reading it has left its read-side section.
 
-Arena section "rcu" (RCU_HDR + nr_cpus * CACHE_LINE bytes)::
+Arena section "rcu" (RCU_HDR + nr_cpus * CACHE_LINE + nr_cpus * RCU_RING_BYTES bytes)::
 
     header line   0 gp_seq u64 (atomic fetch_add)   the global epoch, starts at 1
     per CPU line  0 reader u64                      0 = quiescent (outside any section),
                                                     else the gp_seq seen at entry
                   8 completed u64                   deferred frees this CPU completed
                  16 pending u64                     deferred frees this CPU still holds
+                 24 head u64  32 tail u64           its ring of pending frees (below)
+    per CPU ring  RCU_RING x {tag u64, arg | kind << 56 u64}: the arena copy of the
+                  queue, [head, tail) pending, owner-only plain stores
 
 Protocol (all SEQ_CST atomics):
   * rcu_read_lock(): e = load(gp_seq); store(reader[cpu], e); then read.  Nesting is
@@ -34,13 +37,20 @@ Protocol (all SEQ_CST atomics):
   (a reader that entered between the unlink and the tag load keeps the entry one more
   round), never unsafe.
 
-Owner-only data: a CPU's line (reader, counters) is written only by that CPU; its queue
-of pending frees lives in its handle (this process).  The gp_seq word is shared (one
-fetch_add per reclaim batch, not per free).
+Owner-only data: a CPU's line (reader, counters, ring) is written only by that CPU;
+the callables of its pending frees live in its handle (this process), and each free's
+argument -- the arena offset of the object to free -- also in its ring, so that a CPU
+that dies does not take its pending frees with it: `pending_frees(cpu)` lists them for
+the recovery (mm/recovery.py), which runs them with the world stopped (every other CPU
+parked outside any read-side section: the grace period is over).  An entry leaves the
+ring before its free runs (a death inside the free leaves it to that free's own intent
+record, mm/intent.py).  Every caller's free is a slab object's (`kind` says which
+extra step it has: RCU_FREE_VMA marks a VMA record free first).  A full ring makes
+call_rcu wait for a grace period and run what it can first (rcu_barrier).  The gp_seq
+word is shared (one fetch_add per reclaim batch, not per free).
 
-Limits: the queue of a CPU that dies is lost (its objects leak, reported by the
-checkers), and a CPU that dies inside a section pins every later free until its reader
-word is cleared -- the coordinator's death handling does that (`rcu_cpu_dead`).
+Limits: a CPU that dies inside a section pins every later free until its reader word is
+cleared -- the coordinator's death handling does that (`rcu_cpu_dead`).
 
 Invariants: R1 a deferred free runs only when every reader word is 0 or greater than its
 tag; R2 after rcu_barrier() (synchronize_rcu + drain) the CPU's pending count is 0.
@@ -59,16 +69,47 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.errors import AeroSyncError
 from aerosync.params import CACHE_LINE
 
-__all__ = ["RCU_HDR", "rcu_section", "rcu_init", "Rcu", "rcu_cpu_dead", "RCU_BATCH"]
+__all__ = ["RCU_HDR", "rcu_section", "rcu_init", "Rcu", "rcu_cpu_dead", "RCU_BATCH", "RCU_RING",
+           "RCU_FREE_OBJ", "RCU_FREE_VMA", "pending_frees", "forget_pending"]
 
 RCU_HDR = CACHE_LINE
 RCU_BATCH = 64                 # deferred frees queued before a reclaim attempt
-_GP, _READER, _COMPLETED, _PENDING = 0, 0, 8, 16
+RCU_RING = 512                 # pending frees a CPU's arena ring holds
+RCU_RING_BYTES = RCU_RING * 16
+RCU_FREE_OBJ, RCU_FREE_VMA = 0, 1   # what recovery does with a pending free: slab free / VMA first
+_GP, _READER, _COMPLETED, _PENDING, _HEAD, _TAIL = 0, 0, 8, 16, 24, 32
+_ARG_MASK = (1 << 56) - 1
 _STALL_S = 10.0
 
 
 def rcu_section(nr_cpus: int) -> SectionSpec:
-    return SectionSpec("rcu", RCU_HDR + nr_cpus * CACHE_LINE, align=CACHE_LINE)
+    return SectionSpec("rcu", RCU_HDR + nr_cpus * (CACHE_LINE + RCU_RING_BYTES), align=CACHE_LINE)
+
+
+def _ring_off(arena: Any, cpu: int) -> int:
+    return arena.off("rcu") + RCU_HDR + int(arena.config["nr_cpus"]) * CACHE_LINE + cpu * RCU_RING_BYTES
+
+
+def pending_frees(arena: Any, cpu: int) -> list[tuple[int, int]]:
+    """(arg, kind) of every free `cpu` queued and has not run (read after it died)."""
+    q = arena.u64
+    me = arena.off("rcu") + RCU_HDR + cpu * CACHE_LINE
+    head, tail = q[(me + _HEAD) >> 3], q[(me + _TAIL) >> 3]
+    ring = _ring_off(arena, cpu) >> 3
+    out = []
+    for i in range(head, min(tail, head + RCU_RING)):
+        w = q[ring + 2 * (i % RCU_RING) + 1]
+        if w:
+            out.append((w & _ARG_MASK, w >> 56))
+    return out
+
+
+def forget_pending(arena: Any, cpu: int) -> None:
+    """Empty a dead CPU's ring (after the recovery ran its frees)."""
+    q = arena.u64
+    me = arena.off("rcu") + RCU_HDR + cpu * CACHE_LINE
+    q[(me + _HEAD) >> 3] = q[(me + _TAIL) >> 3]
+    q[(me + _PENDING) >> 3] = 0
 
 
 def rcu_init(arena: Any) -> None:
@@ -105,6 +146,8 @@ class Rcu:
         me = base + RCU_HDR + cpu * CACHE_LINE
         reader_offs = [base + RCU_HDR + c * CACHE_LINE + _READER for c in range(n)]
         i_completed, i_pending = (me + _COMPLETED) >> 3, (me + _PENDING) >> 3
+        i_head, i_tail = (me + _HEAD) >> 3, (me + _TAIL) >> 3
+        ring = _ring_off(arena, cpu) >> 3 if cpu < n else -1
         queue: deque[tuple[int, Callable[[Any], None], Any]] = deque()
         depth = 0
 
@@ -138,14 +181,25 @@ class Rcu:
             freed = 0
             while queue and (not lo or queue[0][0] < lo):
                 _, fn, arg = queue.popleft()
+                if ring >= 0:
+                    q[i_head] += 1                 # off the ring first: the free's own record owns it
                 fn(arg)
                 freed += 1
             q[i_completed] += freed
             q[i_pending] = len(queue)
             return freed
 
-        def call_rcu(fn: Callable[[Any], None], arg: Any) -> None:
-            queue.append((load(gp), fn, arg))
+        def call_rcu(fn: Callable[[Any], None], arg: Any, kind: int = RCU_FREE_OBJ) -> None:
+            if ring >= 0 and q[i_tail] - q[i_head] >= RCU_RING:
+                barrier()                          # ring full: wait for a grace period, free
+            tag = load(gp)
+            queue.append((tag, fn, arg))
+            if ring >= 0:
+                t = q[i_tail]
+                j = ring + 2 * (t % RCU_RING)
+                q[j] = tag
+                q[j + 1] = (arg | kind << 56) if type(arg) is int else 0   # (0: not an arena object)
+                q[i_tail] = t + 1
             q[i_pending] += 1
             if len(queue) >= RCU_BATCH and not depth:
                 poll()

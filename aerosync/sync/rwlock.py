@@ -31,6 +31,7 @@ import os
 import time
 
 from aerosync.arch.cpu import proc_alive
+from aerosync.arena.layout import robust_mode
 from aerosync.arena.segment import Arena
 from aerosync.errors import LockError, LockOwnerDead
 from aerosync.sync import lockstat as LS
@@ -170,6 +171,8 @@ class RWLock:
         at.fetch_and64(off, _NEG1 ^ RW_WRITER)
 
     def _check_writer_alive(self, since_ns: int) -> None:
+        if robust_mode(self.arena.config):        # the coordinator takes a dead writer's lock over
+            return
         at, off = self.arena.atomic, self.off
         if at.load64(off) & RW_WRITER:
             owner = at.load64(off + LS.S_OWNER)

@@ -118,11 +118,12 @@ def yield_wait(load, cas, off: int, mine: int, tries: int) -> int:
     return -1
 
 
-def sleep_wait(load, cas, off: int, mine: int, name: str, since_ns: int) -> tuple[int, int]:
+def sleep_wait(load, cas, off: int, mine: int, name: str, since_ns: int, robust: bool = False) -> tuple[int, int]:
     """Phase 3: sleep with exponential backoff until the lock is free.
 
     Returns (word taken from, number of sleeps).  Raises LockOwnerDead when the owner
-    process is gone.
+    process is gone -- unless `robust` (sync/robust.py): the coordinator takes the lock
+    over and releases it, so the waiter keeps waiting.
     """
     delay, sleeps = SLEEP_MIN_S, 0
     next_check = _pc() + int(OWNER_CHECK_S * 1e9)
@@ -139,7 +140,7 @@ def sleep_wait(load, cas, off: int, mine: int, name: str, since_ns: int) -> tupl
             continue
         delay = min(delay * 2, SLEEP_MAX_S)
         now = _pc()
-        if now >= next_check:
+        if now >= next_check and not robust:
             next_check = now + int(OWNER_CHECK_S * 1e9)
             cpu, pid = LS.decode_owner(old)
             if not proc_alive(pid):
@@ -209,6 +210,7 @@ class SpinLock:
         if "cpu" in self.arena.sections and self.cpu < int(self.arena.config.get("nr_cpus", 0)):
             wait_i = (self.arena.off("cpu") + self.cpu * CPU_AREA_SIZE + L.CPU_WAITING_ON) >> 3
         q, slot1 = self.arena.u64, self.slot + 1
+        robust = L.robust_mode(self.arena.config)
 
         def acquire_slow(old: int) -> None:
             if old == mine:
@@ -231,7 +233,7 @@ class SpinLock:
                     got = yield_wait(load, cas, off, mine, YIELD_TRIES)
                     yields = YIELD_TRIES if got < 0 else 1
                     if got < 0:
-                        got, sleeps = sleep_wait(load, cas, off, mine, name, start)
+                        got, sleeps = sleep_wait(load, cas, off, mine, name, start, robust)
             finally:
                 fa(off + LS.S_WAITERS, (1 << 64) - 1)
                 if wait_i >= 0:

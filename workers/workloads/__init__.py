@@ -9,6 +9,8 @@ Every workload module provides:
     make_batch(arena, cpu, params, rng) -> Callable[[int], None]
                                 run n operations on simulated CPU `cpu` (worker process)
     report(arena, params, result) -> dict                  figures and checks after the run
+    recover(arena, params, cpu, records, mm, slub) -> dict optional: give back what dead
+                                CPU `cpu` held ([run] on_cpu_death; mm/recovery.py)
 
 `make_batch` runs in the pinned worker; it binds what its loop needs and publishes its
 counters with plain stores to its own per-CPU area (the owner is the only writer).
@@ -27,6 +29,7 @@ from types import ModuleType
 from workers.workloads import (
     brk1,
     counter_storm,
+    crash_soak,
     fault,
     fault_churn,
     fork_cow,
@@ -37,6 +40,7 @@ from workers.workloads import (
     mmap1,
     mmap2,
     null,
+    numa_access,
     page_fault1,
     page_fault2,
     page_fault3,
@@ -63,6 +67,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "brk1": brk1,
     "fork_cow": fork_cow,
     "fault_churn": fault_churn,
+    "numa_access": numa_access,
     "fragmentation": fragmentation,
     "slub_churn": slub_churn,
     "larson": larson,
@@ -70,6 +75,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "slab_bulk": slab_bulk,
     "kmalloc_sweep": kmalloc_sweep,
     "reclaim": reclaim,
+    "crash_soak": crash_soak,
 }
 
 

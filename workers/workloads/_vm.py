@@ -33,12 +33,13 @@ from typing import Any
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.errors import AeroSyncError
+from aerosync.mm.numa.numa_vm import attach as numa_attach
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
 
 __all__ = ["vmwork_section", "setup_mm", "release_mm", "shared_mm", "cpu_vm", "vm_mode", "PG", "stamp_off",
-           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64"]
+           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64", "recover"]
 
 PG = 4096
 U64 = (1 << 64) - 1
@@ -97,12 +98,28 @@ def release_mm(arena: Any) -> None:
         vm.leave()
 
 
+def recover(arena: Any, params: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
+    """The recover hook of a VM workload ([run] on_cpu_death; mm/recovery.py): after the
+    dead CPU's VM records were rolled back or finished, its task (and its address space,
+    with every page and region the workload held) exits (mm/vm/recover.py: processes
+    mode only)."""
+    from aerosync.mm.vm.recover import vm_recover
+
+    vm_recover(arena, cpu, mm, slub)
+    return {}
+
+
 def cpu_vm(arena: Any, cpu: int, comm: str) -> tuple[VM, int]:
-    """This CPU's VM handle and its running task (its own mm, or the shared one)."""
+    """This CPU's VM handle and its running task (its own mm, or the shared one).  NUMA
+    placement is attached (vm.numa: mm/numa/numa_vm.py) and the task starts under the
+    scenario's [numa] policy for this CPU, as `numactl --<policy> cmd` starts a task."""
     vm = VM(arena, cpu)
     mm = shared_mm(arena)
     tid = vm.task_create(comm, mm=mm) if vm_mode(arena) == "threads" and mm > 0 else vm.task_create(comm)
     vm.switch_to(tid)
+    numa = numa_attach(vm)
+    if numa is not None:
+        numa.apply_config_policy()
     return vm, tid
 
 

@@ -31,9 +31,9 @@ from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.filemap import expected_page
 from workers.workloads._common import counter_index
-from workers.workloads._vm import PG, cpu_file, cpu_vm, setup_mm, vm_mode, vm_report, vmwork_section
+from workers.workloads._vm import PG, cpu_file, cpu_vm, recover, setup_mm, vm_mode, vm_report, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "map_unmap_batch"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover", "map_unmap_batch"]
 
 COUNTERS: tuple[str, ...] = ("maps", "probes", "corrupt")
 NAME = "mmap1"

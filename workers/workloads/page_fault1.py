@@ -22,9 +22,9 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from aerosync.mm.vm import mmap as M
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, setup_mm, vm_report, vmwork_section
+from workers.workloads._vm import cpu_vm, recover, setup_mm, vm_report, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("faults", "regions", "corrupt")
 PG = 4096

@@ -9,7 +9,14 @@ here a task is one simulated CPU's worker (linux-mm.md 4.3).
 API:
   parse_policy(text, nr_nodes, weights=(), *, mem_nodes=None) -> MemPolicy
   policy_for_cpu(policy, cpu_policy, cpu, nr_nodes, weights, *, mem_nodes=None) -> MemPolicy
-  MemPolicy(mode, nodes, weights): frozen; .to_text() gives numactl words back
+  MemPolicy(mode, nodes, weights, flags, user_nodes): frozen; .to_text() gives numactl
+      words back (MODE=FLAGS:NODES when mode flags are set, e.g. "bind=static:0-1")
+  the kernel's rules as pure functions (mm/mempolicy.c names, nodemasks as ints):
+      sanitize_mpol_flags, mpol_new_check, mpol_set_nodemask, mpol_relative_nodemask,
+      nodes_fold, nodes_onto, node_remap, mpol_rebind, interleave_nid,
+      weighted_interleave_nid, mpol_to_str (the numa_maps / tmpfs mount format)
+  process memory (task, VMA and shared policies in the arena, mbind, migration,
+  NUMA balancing): vm_policy.py, migrate.py, task_numa.py, numa_vm.py
   PolicyAllocator(mm, cpu, policy, cpu_to_node=None):
       .alloc_pages(gfp, order) -> pfn | -1        task policy, NO_INTERLEAVE_INDEX
       .folio_alloc(gfp, order) -> pfn | -1
@@ -72,9 +79,15 @@ wrapper itself adds 0-0.2 us (interleave's round robin and hit count the most).
 
 Owner-only data: il_prev / il_weight (a closure's locals, never in the arena); this
 CPU's mmstat record (MM's rule: owner-only plain increments, summed on read).
-Not modelled: MPOL_F_STATIC_NODES / MPOL_F_RELATIVE_NODES rebinding (no cpusets, the
-node set never changes), home_node (set_mempolicy_home_node), VMA policies (callers
-with an index use alloc_pages_mpol), NUMA balancing (MPOL_F_MOF).
+Mode flags (MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING): the
+words take them as the kernel's tmpfs "mpol=" option and mpol_to_str print them --
+"interleave=static:0-2", "bind=relative:0-1", "bind=balancing:0-1" -- and the node list
+after the colon is then the user's nodemask, not checked against memory nodes (numbers
+0..MAX_NUMNODES-1): mpol_set_nodemask makes the policy's nodes from it (static: the
+nodes with memory among them; relative: folded onto the allowed nodes).  AeroSync has
+no cpusets, so the allowed nodes (cpuset_current_mems_allowed) are the memory nodes and
+a rebind never happens on its own; mpol_rebind() is the rule a cpuset change would
+apply, kept for the policy model tests.
 """
 
 from __future__ import annotations
@@ -97,11 +110,16 @@ from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, gfp_zone
 from aerosync.mm.pmm.page import P_NODE, P_ZONE
-from aerosync.params import PAGE_META_SIZE
+from aerosync.params import MAX_NUMNODES, PAGE_META_SIZE
 
 __all__ = [
     "MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL",
-    "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_NAMES", "NO_INTERLEAVE_INDEX",
+    "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE", "MPOL_MAX", "MPOL_NAMES", "NO_INTERLEAVE_INDEX",
+    "MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES", "MPOL_F_NUMA_BALANCING", "MPOL_MODE_FLAGS", "MPOL_F_SHARED",
+    "MPOL_F_MOF", "MPOL_F_MORON", "MPOL_MF_STRICT", "MPOL_MF_MOVE", "MPOL_MF_MOVE_ALL", "MPOL_MF_VALID",
+    "MPOL_F_NODE", "MPOL_F_ADDR", "MPOL_F_MEMS_ALLOWED", "NUMA_NO_NODE", "sanitize_mpol_flags", "mpol_new_check",
+    "mpol_set_nodemask", "mpol_relative_nodemask", "nodes_fold", "nodes_onto", "node_remap", "mpol_rebind",
+    "interleave_nid", "weighted_interleave_nid", "mpol_to_str", "first_node", "next_node_in", "nodes_weight",
     "HPAGE_PMD_ORDER", "POLICY_WORDS", "PolicyError", "MemPolicy", "parse_policy", "parse_nodelist",
     "format_nodelist", "policy_for_cpu", "PolicyAllocator", "mem_nodes", "page_nid", "touch_costs",
     "make_touch_cost",
@@ -111,7 +129,23 @@ __all__ = [
 MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED_MANY, \
     MPOL_WEIGHTED_INTERLEAVE = range(7)
 MPOL_NAMES = ("default", "preferred", "bind", "interleave", "local", "preferred-many", "weighted-interleave")
+MPOL_MAX = 7
 NO_INTERLEAVE_INDEX = -1              # (-1UL): a task allocation, round-robin on il_prev
+NUMA_NO_NODE = -1
+# mode flags (include/uapi/linux/mempolicy.h), or-ed into the mode argument
+MPOL_F_STATIC_NODES = 1 << 15
+MPOL_F_RELATIVE_NODES = 1 << 14
+MPOL_F_NUMA_BALANCING = 1 << 13
+MPOL_MODE_FLAGS = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES | MPOL_F_NUMA_BALANCING
+# internal flags (include/linux/mempolicy.h's MPOL_F_* in pol->flags)
+MPOL_F_SHARED = 1 << 0                # a shared policy (shmem)
+MPOL_F_MOF = 1 << 3                   # "migrate on fault": NUMA balancing may move its pages
+MPOL_F_MORON = 1 << 4                 # migrate towards the node referencing the page
+# mbind() flags
+MPOL_MF_STRICT, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL = 1 << 0, 1 << 1, 1 << 2
+MPOL_MF_VALID = MPOL_MF_STRICT | MPOL_MF_MOVE | MPOL_MF_MOVE_ALL
+# get_mempolicy() flags
+MPOL_F_NODE, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED = 1 << 0, 1 << 1, 1 << 2
 HPAGE_PMD_ORDER = 9                   # x86-64 PMD THP: THISNODE-first rule in alloc_pages_mpol
 MAX_IL_WEIGHT = 255                   # weights are u8 in the kernel's iw_table
 
@@ -147,11 +181,14 @@ class PolicyError(UsageError):
 @dataclasses.dataclass(frozen=True, slots=True)
 class MemPolicy:
     """struct mempolicy: mode (MPOL_*), nodes (bit n = node n), weights (per node, only
-    for MPOL_WEIGHTED_INTERLEAVE, else ())."""
+    for MPOL_WEIGHTED_INTERLEAVE, else ()), mode flags (MPOL_F_STATIC_NODES | ...) and the
+    user's nodemask those flags keep (w.user_nodemask; 0 without mode flags)."""
 
     mode: int = MPOL_DEFAULT
     nodes: int = 0
     weights: tuple[int, ...] = ()
+    flags: int = 0
+    user_nodes: int = 0
 
     @property
     def node_list(self) -> tuple[int, ...]:
@@ -165,6 +202,8 @@ class MemPolicy:
         """numactl words that parse back to this policy (weights travel separately)."""
         if self.mode in _NODELESS:
             return self.name
+        if self.flags & MPOL_MODE_FLAGS:
+            return f"{self.name}={_flag_words(self.flags)}:{format_nodelist(_bits(self.user_nodes or self.nodes))}"
         return f"{self.name}={format_nodelist(self.node_list)}"
 
     def __str__(self) -> str:
@@ -287,12 +326,240 @@ def parse_policy(text: str, nr_nodes: int, weights: Sequence[int] = (), *,
     mem = _mem_list(nr_nodes, mem_nodes)
     if not mem:
         raise PolicyError(key, text, t, "cannot apply: the machine has no memory node")
+    fwords, colon, rest = arg.partition(":")
+    if colon:
+        return _parse_flagged(text, key, word, mode, fwords, rest, nr_nodes, mem, weights)
     mask = parse_nodelist(arg, nr_nodes, mem, text, key)
     if mode == MPOL_PREFERRED and mask & (mask - 1):
         raise PolicyError(key, text, arg.strip(), "names more than one node (preferred takes exactly one; "
                                                   "use preferred-many=NODES for a set)")
     w = _weights(weights, nr_nodes) if mode == MPOL_WEIGHTED_INTERLEAVE else ()
     return MemPolicy(mode, mask, w)
+
+
+_FLAG_WORDS = {"static": MPOL_F_STATIC_NODES, "relative": MPOL_F_RELATIVE_NODES, "balancing": MPOL_F_NUMA_BALANCING}
+
+
+def _flag_words(flags: int) -> str:
+    """mpol_to_str()'s flag text: static or relative, then |balancing."""
+    out = "static" if flags & MPOL_F_STATIC_NODES else "relative" if flags & MPOL_F_RELATIVE_NODES else ""
+    if flags & MPOL_F_NUMA_BALANCING:
+        out = f"{out}|balancing" if out else "balancing"
+    return out
+
+
+def _parse_flagged(text: str, key: str, word: str, mode: int, fwords: str, nodes_text: str, nr_nodes: int,
+                   mem: Sequence[int], weights: Sequence[int]) -> MemPolicy:
+    """MODE=FLAGS:NODES (mpol_parse_str's form): the user's nodemask, then the kernel's
+    sanitize_mpol_flags / mpol_new / mpol_set_nodemask on it."""
+    flags = 0
+    for f in fwords.split("|"):
+        bit = _FLAG_WORDS.get(f.strip().lower())
+        if bit is None:
+            raise PolicyError(key, text, f.strip() or fwords, "is not a mode flag (static, relative, balancing; "
+                                                               "static|balancing combines)")
+        flags |= bit
+    user = 0
+    s = nodes_text.strip()
+    if not s:
+        raise PolicyError(key, text, nodes_text, "is an empty node list")
+    for tok in s.split(","):
+        lo_s, dash, hi_s = tok.strip().partition("-")
+        if not lo_s.strip().isdigit() or (dash and not hi_s.strip().isdigit()):
+            raise PolicyError(key, text, tok, "is not a node number or a range N-M")
+        lo, hi = int(lo_s), int(hi_s) if dash else int(lo_s)
+        if lo > hi or hi >= MAX_NUMNODES:
+            raise PolicyError(key, text, tok, f"is not a range of node numbers 0..{MAX_NUMNODES - 1}")
+        for n in range(lo, hi + 1):
+            user |= 1 << n
+    try:
+        sanitize_mpol_flags(mode | flags)
+        mpol_new_check(mode, flags, user)
+        nodes, user_mask = mpol_set_nodemask(mode, flags, user, sum(1 << n for n in mem))
+    except PolicyError as e:
+        raise PolicyError(key, text, e.part, e.reason) from None
+    if mode == MPOL_PREFERRED and user & (user - 1) and not flags & MPOL_F_RELATIVE_NODES:
+        raise PolicyError(key, text, nodes_text.strip(), "names more than one node (preferred takes exactly one)")
+    w = _weights(weights, nr_nodes) if mode == MPOL_WEIGHTED_INTERLEAVE else ()
+    return MemPolicy(mode, nodes, w, flags, user_mask)
+
+
+# ---------------------------------------------------------------- the kernel's rules (pure)
+def nodes_weight(mask: int) -> int:
+    return bin(mask).count("1")
+
+
+def first_node(mask: int) -> int:
+    """first_node(): the lowest node in mask (MAX_NUMNODES when empty)."""
+    return (mask & -mask).bit_length() - 1 if mask else MAX_NUMNODES
+
+
+def next_node_in(nid: int, mask: int) -> int:
+    """next_node_in(): the next node after nid in mask, wrapping (MAX_NUMNODES if empty)."""
+    if not mask:
+        return MAX_NUMNODES
+    higher = mask >> (nid + 1) << (nid + 1) if nid + 1 < MAX_NUMNODES else 0
+    return first_node(higher) if higher else first_node(mask)
+
+
+def nodes_fold(mask: int, sz: int) -> int:
+    """nodes_fold() (bitmap_fold): bit n of mask sets bit n % sz."""
+    out = 0
+    for n in _bits(mask):
+        out |= 1 << (n % sz)
+    return out
+
+
+def nodes_onto(mask: int, rel: int) -> int:
+    """nodes_onto() (bitmap_onto): bit n of mask sets the n-th set bit of rel."""
+    rel_nodes = _bits(rel)
+    out = 0
+    for n in _bits(mask):
+        if n < len(rel_nodes):
+            out |= 1 << rel_nodes[n]
+    return out
+
+
+def mpol_relative_nodemask(orig: int, rel: int) -> int:
+    """mpol_relative_nodemask(): fold the user's nodes into as many as rel has, then map
+    the k-th onto rel's k-th node (MPOL_F_RELATIVE_NODES)."""
+    w = nodes_weight(rel)
+    if not w:
+        return 0
+    return nodes_onto(nodes_fold(orig, w), rel)
+
+
+def node_remap(nid: int, old: int, new: int) -> int:
+    """node_remap() (bitmap_bitremap): the n-th node of old maps to the (n mod weight)-th
+    node of new; a node not in old (or an empty new) stays itself."""
+    olds, news = _bits(old), _bits(new)
+    if nid not in olds or not news:
+        return nid
+    return news[olds.index(nid) % len(news)]
+
+
+def nodes_remap(mask: int, old: int, new: int) -> int:
+    out = 0
+    for n in _bits(mask):
+        out |= 1 << node_remap(n, old, new)
+    return out
+
+
+def sanitize_mpol_flags(mode_arg: int) -> tuple[int, int]:
+    """sanitize_mpol_flags(): split the mode argument into (mode, flags); EINVAL (as a
+    PolicyError) for an unknown mode, static together with relative, or the balancing
+    flag on a mode other than bind / preferred-many (which then get MOF | MORON)."""
+    flags, mode = mode_arg & MPOL_MODE_FLAGS, mode_arg & ~MPOL_MODE_FLAGS
+    if not 0 <= mode < MPOL_MAX:
+        raise PolicyError("mode", mode_arg, str(mode), "is not a policy mode (0..6): EINVAL")
+    if flags & MPOL_F_STATIC_NODES and flags & MPOL_F_RELATIVE_NODES:
+        raise PolicyError("mode", mode_arg, "static|relative", "cannot be combined: EINVAL")
+    if flags & MPOL_F_NUMA_BALANCING:
+        if mode not in (MPOL_BIND, MPOL_PREFERRED_MANY):
+            raise PolicyError("mode", mode_arg, "balancing", "applies to bind and preferred-many only: EINVAL")
+        flags |= MPOL_F_MOF | MPOL_F_MORON
+    return mode, flags
+
+
+def mpol_new_check(mode: int, flags: int, nodes: int) -> int:
+    """mpol_new()'s checks: the mode a policy really gets (preferred with no node is
+    local), or a PolicyError carrying EINVAL.  MPOL_DEFAULT returns MPOL_DEFAULT (the
+    caller stores no policy)."""
+    if mode == MPOL_DEFAULT:
+        if nodes:
+            raise PolicyError("nodes", nodes, format_nodelist(_bits(nodes)), "must be empty for default: EINVAL")
+        return MPOL_DEFAULT
+    if mode == MPOL_PREFERRED:
+        if not nodes:
+            if flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES):
+                raise PolicyError("nodes", nodes, "", "preferred with static/relative needs a node: EINVAL")
+            return MPOL_LOCAL
+    elif mode == MPOL_LOCAL:
+        if nodes or flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES):
+            raise PolicyError("nodes", nodes, format_nodelist(_bits(nodes)), "local takes no nodes or flags: EINVAL")
+    elif not nodes:
+        raise PolicyError("nodes", nodes, "", f"{MPOL_NAMES[mode]} needs at least one node: EINVAL")
+    return mode
+
+
+def mpol_set_nodemask(mode: int, flags: int, nodes: int, allowed: int) -> tuple[int, int]:
+    """mpol_set_nodemask() + the mode's create(): (policy nodes, w.user_nodemask or
+    w.cpuset_mems_allowed).  `allowed` = cpuset_current_mems_allowed & N_MEMORY.
+    EINVAL (PolicyError) when nothing is left."""
+    if mode in (MPOL_DEFAULT, MPOL_LOCAL):
+        return 0, 0
+    if flags & MPOL_F_RELATIVE_NODES:
+        m2 = mpol_relative_nodemask(nodes, allowed)
+    else:
+        m2 = nodes & allowed
+    user = nodes if flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES) else allowed
+    if not m2:
+        raise PolicyError("nodes", nodes, format_nodelist(_bits(nodes)),
+                          f"leaves no allowed memory node ({format_nodelist(_bits(allowed))}): EINVAL")
+    if mode == MPOL_PREFERRED:
+        return 1 << first_node(m2), user
+    return m2, user
+
+
+def mpol_rebind(mode: int, flags: int, nodes: int, user: int, newmask: int) -> tuple[int, int]:
+    """mpol_rebind_policy() for a new set of allowed nodes (a cpuset change): static keeps
+    the user's nodes that are allowed, relative re-folds them, otherwise the nodes are
+    remapped from the old allowed set; an empty result takes all of newmask.  Preferred
+    and preferred-many only remember the new allowed set.  `user` is the kernel's union
+    w (user_nodemask with a mode flag, else cpuset_mems_allowed).  Returns (nodes, w)."""
+    if mode in (MPOL_DEFAULT, MPOL_LOCAL):
+        return nodes, user
+    if mode in (MPOL_PREFERRED, MPOL_PREFERRED_MANY):
+        return nodes, newmask               # mpol_rebind_preferred: w (a union) = newmask
+    if flags & MPOL_F_STATIC_NODES:
+        tmp = user & newmask
+    elif flags & MPOL_F_RELATIVE_NODES:
+        tmp = mpol_relative_nodemask(user, newmask)
+    else:
+        if user == newmask:
+            return nodes, user
+        tmp = nodes_remap(nodes, user, newmask)
+        user = newmask
+    return (tmp or newmask), user
+
+
+def interleave_nid(nodes: int, ilx: int, local: int) -> int:
+    """interleave_nid(): the (ilx mod weight)-th node of the policy's nodes."""
+    ns = _bits(nodes)
+    if not ns:
+        return local
+    return ns[ilx % len(ns)]
+
+
+def weighted_interleave_nid(nodes: int, weights: Sequence[int], ilx: int, local: int) -> int:
+    """weighted_interleave_nid(): walk the nodes, each taking `weight` consecutive
+    indices, around the total weight."""
+    ns = _bits(nodes)
+    if not ns:
+        return local
+    total = sum(weights[n] for n in ns)
+    target = ilx % total
+    for n in ns:
+        if target < weights[n]:
+            return n
+        target -= weights[n]
+    return ns[-1]
+
+
+# the kernel's policy_modes[] (mpol_to_str, numa_maps, tmpfs mount options)
+_STR_MODES = ("default", "prefer", "bind", "interleave", "local", "prefer (many)", "weighted interleave")
+
+
+def mpol_to_str(mode: int, flags: int, nodes: int) -> str:
+    """mpol_to_str(): "interleave:0-1", "bind=static:0", "prefer:1", "local", "default"."""
+    out = _STR_MODES[mode]
+    if mode in (MPOL_DEFAULT, MPOL_LOCAL):
+        nodes = 0
+    if flags & MPOL_MODE_FLAGS:
+        out += "=" + _flag_words(flags)
+    if nodes:
+        out += ":" + format_nodelist(_bits(nodes))
+    return out
 
 
 def policy_for_cpu(numa_spec_policy: str, cpu_policy: Mapping[int, str] | Iterable[tuple[int, str]], cpu: int,

@@ -117,6 +117,7 @@ import warnings
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import _internal
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
@@ -165,6 +166,18 @@ _PCP_WAIT_S = 5.0
 _PCP_DRAINING = 3                     # a remote drainer is inside (see PCP protocol)
 RMQUEUE_NORMAL, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 2, 3   # enum rmqueue_mode (no CMA: 1 unused)
 _DECAY_NS = 1_000_000_000             # decay_pcp_high: once a second (vmstat_update's interval)
+_IRQ_LOCK_CPU = 0x8000                # mm/slab/slub.py IRQ_LOCK_CPU: the irq context's lock owner id
+# intent log ops and fault points (mm/intent.py)
+_OP_BUDDY_ALLOC, _OP_BUDDY_FREE, _OP_MOVE = I.OP["buddy_alloc"], I.OP["buddy_free"], I.OP["move_freepages"]
+_OP_REFILL, _OP_DRAIN = I.OP["pcp_refill"], I.OP["pcp_drain"]
+_P = I.POINT_IDS
+P_UNLINKED, P_SPLIT, P_TAKEN = _P["buddy:alloc:unlinked"], _P["buddy:alloc:split"], _P["buddy:alloc:taken"]
+P_MERGED, P_LINKED = _P["buddy:free:merged"], _P["buddy:free:linked"]
+P_MOVED, P_RETAGGED, P_CLAIMED = _P["buddy:move:moved"], _P["buddy:move:retagged"], _P["buddy:claim:claimed"]
+P_STEAL = _P["buddy:steal:split"]
+P_REFILL_LINKED, P_REFILL_COUNTED = _P["pcp:refill:linked"], _P["pcp:refill:counted"]
+P_DRAIN_POPPED, P_DRAIN_FREED = _P["pcp:drain:popped"], _P["pcp:drain:freed"]
+P_BUDDY_TAKEN = _P["alloc:buddy:taken"]
 
 
 class AllocFailureWarning(RuntimeWarning):
@@ -190,7 +203,8 @@ class MM:
         "free_pages_", "folio_get", "folio_put", "drain_local_pages", "drain_cpu_pages",
         "pcp_cpu_online", "count_numa_event", "zone_watermark_ok", "rmqueue_locked",
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
-        "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del",
+        "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del", "irq", "move_freepages_block_locked",
+        "log",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -203,6 +217,7 @@ class MM:
         q = arena.u64
         hdr = arena.off("mmzones")
         self.arena, self.cpu = arena, cpu
+        self.irq = lock_cpu is not None and bool(lock_cpu & _IRQ_LOCK_CPU)
         self.nr_pages = q[(hdr + Z.G_NR_PAGES) >> 3]
         self.max_order = q[(hdr + Z.G_MAX_ORDER) >> 3]
         self.pb_order = q[(hdr + Z.G_PB_ORDER) >> 3]
@@ -287,6 +302,8 @@ def _build(mm: MM) -> None:
     locks = mm.zone_locks
     lock_acq = [lk.acquire for lk in locks]
     lock_rel = [lk.release for lk in locks]
+    lg = mm.log = I.IntentLog(arena, cpu, mm.irq)
+    lg_begin, lg_end, fp = lg.begin, lg.end, lg.fp
 
     thp_order = Z.HPAGE_PMD_ORDER if mm.thp else -1          # pcp_allowed_order(): <= 3 or this
     autotune = mm.pcp_autotune
@@ -393,10 +410,16 @@ def _build(mm: MM) -> None:
                 u32[pm32 + (nx << 4) + 5] = NIL
             u64[zfa64[zid] + cur * _FA64] -= 1
             u64[pm64 + (pfn << 3)] = zn64[zid]
+            if fp:
+                fp(P_UNLINKED)
             while cur > order:                       # expand(), inlined
                 cur -= 1
                 add_to_free_list(pfn + (1 << cur), cur, mt, zid, False)
+                if fp:
+                    fp(P_SPLIT)
             u64[nfp[zid]] -= 1 << order
+            if fp:
+                fp(P_TAKEN)
             return pfn
         return -1
 
@@ -405,6 +428,7 @@ def _build(mm: MM) -> None:
         start = pfn >> pb_order << pb_order
         end = start + (1 << pb_order)
         p, moved = start, 0
+        r = lg_begin(_OP_MOVE, zid, start, new_mt)      # recovery redoes it (idempotent)
         while p < end:
             w = u64[pm64 + (p << 3)]
             if w & PG_buddy:
@@ -413,9 +437,14 @@ def _build(mm: MM) -> None:
                 add_to_free_list(p, o, new_mt, zid, True)
                 moved += 1 << o
                 p += 1 << o
+                if fp:
+                    fp(P_MOVED)
             else:
                 p += 1
         set_pageblocks(start, pb_order, new_mt)
+        if fp:
+            fp(P_RETAGGED)
+        lg_end(r)
         return moved
 
     def try_to_claim_block_locked(zid: int, pfn: int, cur: int, order: int, mt: int, fb: int, af: int) -> int:
@@ -426,6 +455,8 @@ def _build(mm: MM) -> None:
         if cur >= pb_order:
             del_from_free_list(pfn, cur, fb, zid)
             set_pageblocks(pfn, cur, mt)
+            if fp:
+                fp(P_CLAIMED)
             while cur > order:
                 cur -= 1
                 add_to_free_list(pfn + (1 << cur), cur, mt, zid, False)
@@ -514,6 +545,8 @@ def _build(mm: MM) -> None:
                     while cur > order:
                         cur -= 1
                         add_to_free_list(pfn + (1 << cur), cur, fb, zid, False)
+                        if fp:
+                            fp(P_STEAL)
                     u64[nfp[zid]] -= 1 << order
                     u64[ev_steal] += 1
                     return pfn, RMQUEUE_STEAL
@@ -550,6 +583,8 @@ def _build(mm: MM) -> None:
                 del_from_free_list(buddy, order, bmt, zid)
             pfn &= buddy
             order += 1
+            if fp:
+                fp(P_MERGED)
         if not to_tail and order < max_order - 1:
             # buddy_merge_likely(): the order+1 buddy is free -> keep this one cold.
             hb = (pfn & ~(1 << order)) ^ (2 << order)
@@ -557,11 +592,14 @@ def _build(mm: MM) -> None:
                 w = u64[pm64 + (hb << 3)]
                 to_tail = bool(w & PG_buddy) and (w >> 32) & 0xFF == order + 1
         add_to_free_list(pfn, order, mt, zid, to_tail)
+        if fp:
+            fp(P_LINKED)
 
     def free_one_page(zid: int, pfn: int, order: int, cold: bool) -> None:
         """Models free_one_page()/split_large_buddy(): lock, free per pageblock piece."""
         acq, rel = lock_acq[zid], lock_rel[zid]
         acq()
+        r = lg_begin(_OP_BUDDY_FREE, zid, pfn, order)
         try:
             if order > pb_order:
                 step = 1 << pb_order
@@ -570,6 +608,7 @@ def _build(mm: MM) -> None:
             else:
                 free_one_page_locked(zid, pfn, order, u8[PB + (pfn >> pb_order)], cold)
         finally:
+            lg_end(r)
             rel()
 
     # ------------------------------------------------------------ PCP (owner CPU)
@@ -581,6 +620,7 @@ def _build(mm: MM) -> None:
         freed = 0
         acq, rel = lock_acq[zid], lock_rel[zid]
         acq()
+        r = lg_begin(_OP_DRAIN, zid, po, count)
         try:
             pindex -= 1
             while freed < count:
@@ -604,11 +644,17 @@ def _build(mm: MM) -> None:
                     else:
                         u32[pm32 + (pv << 4) + 4] = NIL
                     u64[cidx] -= nr
+                    if fp:
+                        fp(P_DRAIN_POPPED)
                     free_one_page_locked(zid, pfn, order, u8[PB + (pfn >> pb_order)], False)
                     freed += nr
+                    u64[r + 7] = freed
+                    if fp:
+                        fp(P_DRAIN_FREED)
                     if freed >= count or pv == NIL:
                         break
         finally:
+            lg_end(r)
             rel()
         u64[ev_drain] += 1
         return freed
@@ -635,6 +681,7 @@ def _build(mm: MM) -> None:
         pcp_word = PG_pcp | order << 32 | mt << 40
         acq, rel = lock_acq[zid], lock_rel[zid]
         acq()
+        r = lg_begin(_OP_REFILL, zid, order, li)
         try:
             for _ in range(count):
                 pfn, mode = rmqueue_mode_locked(zid, order, mt, alloc_flags, mode)
@@ -651,7 +698,11 @@ def _build(mm: MM) -> None:
                     u32[pm32 + (old << 4) + 4] = pfn
                 u32[li + 1] = pfn
                 got += 1
+                u64[r + 7] = got
+                if fp:
+                    fp(P_REFILL_LINKED)
         finally:
+            lg_end(r)
             rel()
         u64[ev_refill] += 1
         return got
@@ -779,6 +830,8 @@ def _build(mm: MM) -> None:
                 set_thr(cidx, zid, high)
             got = rmqueue_bulk(zid, order, b, li, mt, alloc_flags)
             u64[cidx] = u64[cidx] + (got << order)
+            if fp:
+                fp(P_REFILL_COUNTED)
             pfn = u32[li]
             if pfn == NIL:
                 store64(po, 0)
@@ -802,6 +855,7 @@ def _build(mm: MM) -> None:
         if pfn < 0:
             acq, rel = lock_acq[zid], lock_rel[zid]
             acq()
+            r = lg_begin(_OP_BUDDY_ALLOC, zid, order, mt)
             try:
                 pfn = -1
                 if order > 0 and alloc_flags & ALLOC_HIGHATOMIC:
@@ -811,7 +865,10 @@ def _build(mm: MM) -> None:
                 if pfn < 0 and alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK):
                     pfn = rmqueue_smallest_locked(zid, order, MIGRATE_HIGHATOMIC)
             finally:
+                lg_end(r)
                 rel()
+            if fp and pfn >= 0:
+                fp(P_BUDDY_TAKEN)
         if alloc_flags & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
             boost_done(zid)
         return pfn
@@ -1558,6 +1615,7 @@ def _build(mm: MM) -> None:
     mm.rmqueue_smallest_locked = rmqueue_smallest_locked
     mm.expand_locked = expand_locked
     mm.free_one_page_locked = free_one_page_locked
+    mm.move_freepages_block_locked = move_freepages_block_locked
     mm.warn_state = warn_state
     mm.decay_pcp_high = decay_pcp_high
     _ = (ev_pgalloc, load64, Z.NUMA_HIT, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, MIGRATETYPE_NAMES)

@@ -181,6 +181,7 @@ from typing import Any
 
 import numpy as np
 
+from aerosync.mm import intent as I
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
@@ -288,6 +289,26 @@ from aerosync.sync.spinlock import CPU_COORD, SpinLock
 __all__ = ["Slub", "KmemCache"]
 
 IRQ_LOCK_CPU = 0x8000                 # SpinLock owner id of cpu c's irq context: IRQ_LOCK_CPU | c
+# intent log ops and fault points (mm/intent.py; mm/slab/recover.py rolls them forward or back)
+_OP_NEW, _OP_DISCARD, _OP_SLOW = I.OP["slab_new"], I.OP["slab_discard"], I.OP["slab_alloc_slow"]
+_OP_DEACT, _OP_GETP, _OP_FREE = I.OP["slab_deactivate"], I.OP["slab_get_partial"], I.OP["slab_free"]
+_OP_PUTP, _OP_MAGF = I.OP["slab_put_partials"], I.OP["slab_mag_flush"]
+_OP_SHF, _OP_SHR = I.OP["slab_sheaf_flush"], I.OP["slab_sheaf_refill"]
+_OP_DBGF, _OP_PCSF = I.OP["slab_debug_free"], I.OP["slab_pcs_free"]
+REFILL_ROLLBACK, REFILL_PCS = 1, 2      # slab_sheaf_refill flags (a3)
+_P = I.POINT_IDS
+(P_NEW_PAGE, P_NEW_READY, P_NEW_FROZEN, P_DETACHED, P_FREELIST, P_PARTIAL_POP, P_INSTALLED, P_GP_REMOVED,
+ P_GP_FROZEN, P_GP_MOVED, P_DEACT_UNFROZEN, P_DEACT_LISTED, P_FREE_FREED, P_FREE_UNLISTED, P_CP_PUSHED,
+ P_CP_DETACHED, P_PUTP_ONE, P_DISC_UNCOUNTED, P_DISC_CLEARED, P_MAGF_SPILLED, P_MAGF_FREED,
+ P_SHF_FREED, P_SHR_TOOK, P_DBG_FREED, P_PCS_DETACHED, P_PCS_BARN, P_PCS_PUSHED) = (
+    _P[n] for n in ("slab:new:page", "slab:new:ready", "slab:new:frozen", "slab:alloc:detached",
+                    "slab:alloc:freelist", "slab:alloc:partial_pop", "slab:alloc:installed",
+                    "slab:partial:removed", "slab:partial:frozen", "slab:partial:moved", "slab:deactivate:unfrozen",
+                    "slab:deactivate:listed", "slab:free:freed", "slab:free:unlisted", "slab:cpu_partial:pushed",
+                    "slab:cpu_partial:detached", "slab:put_partials:one", "slab:discard:uncounted",
+                    "slab:discard:cleared", "slab:mag_flush:spilled", "slab:mag_flush:freed",
+                    "slab:sheaf_flush:freed", "slab:sheaf_refill:took", "slab:debug:freed", "slab:pcs:detached",
+                    "slab:pcs:barn", "slab:pcs:pushed"))
 _get_cycles = time.perf_counter_ns    # get_cycles() for get_any_partial's defrag gate (tests patch it)
 
 
@@ -451,6 +472,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 (NR_SLAB_RECLAIMABLE if kc.flags & SLAB_RECLAIM_ACCOUNT else NR_SLAB_UNRECLAIMABLE)) << 3
                for n in range(nr_nodes)]
     alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
+    lg = mm.log                                   # this context's intent log (mm/intent.py)
+    begin, end, fp, spill0 = lg.begin, lg.end, lg.fp, lg.spill
     zero = bytes(osize)
     slab_order_objs = {order: objects, min_order: min_objects}
     sched_yield = os.sched_yield
@@ -547,12 +570,29 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         """allocate_slab(): pages (order oo, else min), PG_slab, all objects free."""
         o = order
         g = (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0)
-        pfn = alloc_pages_node(nid, g | (_GFP_NOWARN if o > min_order else 0), o)
-        if pfn < 0 and min_order < o:
-            o = min_order
-            pfn = alloc_pages_node(nid, (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0), o)
-        if pfn < 0:
-            return -1
+        r = begin(_OP_NEW, cid, NIL64, 0)
+        try:
+            pfn = alloc_pages_node(nid, g | (_GFP_NOWARN if o > min_order else 0), o)
+            if pfn < 0 and min_order < o:
+                o = min_order
+                pfn = alloc_pages_node(nid, (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0), o)
+            if pfn < 0:
+                return -1
+            u64[r + 2] = pfn
+            u64[r + 3] = o
+            u64[r + 7] = 1
+            if fp:
+                fp(P_NEW_PAGE)
+            init_slab(pfn, o)
+            u64[r + 7] = 2
+            if fp:
+                fp(P_NEW_READY)
+            return pfn
+        finally:
+            end(r)
+
+    def init_slab(pfn: int, o: int) -> None:
+        """The rest of allocate_slab(): PG_slab, objects chained, metadata, counters."""
         n = slab_order_objs[o]
         u32[PM32 + pfn * PMW] |= PG_slab              # __folio_set_slab(); the page is ours alone
         m = sm_of(pfn)
@@ -576,22 +616,29 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         fetch_add64(no + N_TOTAL_OBJS, n)
         fetch_add64(ns_word[snid], 1 << o)
         stat(ST_ALLOC_SLAB)
-        return pfn
 
     def discard_slab(pfn: int) -> None:
         """discard_slab(): back to the page allocator (the slab is on no list, inuse 0)."""
         m = sm_of(pfn)
         n = (load64(m + M_WORD) >> 48) & 0x7FFF
         no = node_offs[u8[m + M_NID]]
+        o = u8[m + M_ORDER]
+        r = begin(_OP_DISCARD, cid, pfn, o)
         fetch_add64(no + N_NR_SLABS, (1 << 64) - 1)
         fetch_add64(no + N_TOTAL_OBJS, (1 << 64) - n)
-        o = u8[m + M_ORDER]
         fetch_add64(ns_word[u8[m + M_NID]], (1 << 64) - (1 << o))
+        u64[r + 7] = 1
+        if fp:
+            fp(P_DISC_UNCOUNTED)
         store64(m + M_WORD, 0)
         u32[(m + M_CACHE) >> 2] = 0
         u32[PM32 + pfn * PMW] &= ~PG_slab
         stat(ST_FREE_SLAB)
+        u64[r + 7] = 2
+        if fp:
+            fp(P_DISC_CLEARED)
         free_pages(pfn, o)
+        end(r)
 
     # -------------------------------------------------------- slab word helpers
     def get_freelist(pfn: int) -> int:
@@ -630,6 +677,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         m = sm_of(pfn)
         w = m + M_WORD
         nid = u8[m + M_NID]
+        r = begin(_OP_DEACT, cid, pfn, chain)
         cnt, tail_i = 0, NIL32
         i = chain
         while i != NIL32:
@@ -647,8 +695,12 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             inuse -= cnt
             if cas64(w, old, _sw(fl, inuse, n, 0)) == old:
                 break
+        u64[r + 7] = 1
+        if fp:
+            fp(P_DEACT_UNFROZEN)
         stat(ST_DEACTIVATE)
         if inuse == 0 and u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] >= min_partial:
+            end(r)
             return pfn
         if fl != NIL32:
             nl_acq[nid]()
@@ -656,6 +708,10 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 add_partial_locked(nid, pfn, to_tail)
             finally:
                 nl_rel[nid]()
+            u64[r + 7] = 2
+            if fp:
+                fp(P_DEACT_LISTED)
+        end(r)
         return -1
 
     def put_partials(pfn: int) -> None:
@@ -663,6 +719,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         to their nodes' partial lists under each node's list_lock, taken once per run of
         one node; empty ones are discarded instead while the node has min_partial."""
         cur, discard = -1, []
+        r = begin(_OP_PUTP, cid, pfn)                # the chain's slabs are on no list until put
         try:
             while pfn != NIL32:
                 m = sm_of(pfn)
@@ -681,12 +738,16 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 else:
                     add_partial_locked(nid, pfn, True)
                 pfn = nxt
+                u64[r + 7] += 1
+                if fp:
+                    fp(P_PUTP_ONE)
         finally:
             if cur >= 0:
                 nl_rel[cur]()
         for p in discard:
             stat(ST_DEACTIVATE)
             discard_slab(p)
+        end(r)
 
     def put_cpu_partial(pfn: int, drain: bool) -> None:
         """put_cpu_partial(): push an unfrozen slab on this CPU's partial list under
@@ -707,6 +768,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             u64[cnrpart] += 1
         finally:
             c_unlock()
+        if fp:
+            fp(P_CP_DETACHED if to_put != NIL32 else P_CP_PUSHED)   # a detached chain: on no list
         if to_put != NIL32:
             put_partials(to_put)
             stat(ST_CPU_PARTIAL_DRAIN)
@@ -718,49 +781,58 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         is taken (before the CAS, dropped and retaken on a retry) only when an unfrozen
         slab with free objects becomes empty: then, if it is on its node's partial list
         (not a CPU's) and the node has min_partial, it is removed and discarded."""
-        m = sm_of(pfn)
-        w = m + M_WORD
-        nid = -1
-        on_node = False
-        while True:
-            if nid >= 0:
-                nl_rel[nid]()
-                nid = -1
-            old = load64(w)
-            fl, inuse = old & _LO, (old >> 32) & 0xFFFF
-            frozen = old & FROZEN
-            fp_set(pfn, idx, fl)
-            new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
-            if not frozen and ((inuse == 1 and fl != NIL32) or (fl == NIL32 and not cpu_partial_max)):
-                nid = u8[m + M_NID]
-                nl_acq[nid]()
-                on_node = u8[m + M_LIST] == LIST_NODE_PARTIAL
-            if cas64(w, old, new) == old:
-                break
-            stat(ST_CAS_FAIL)
-        if cnt_stat:
-            stat(ST_FREE_SLOW)
-        if nid < 0:
-            if not frozen and fl == NIL32:
-                put_cpu_partial(pfn, True)
-                stat(ST_CPU_PARTIAL_FREE)
-            return
-        discard = -1
+        r = begin(_OP_FREE, cid, pfn, idx)          # step 1 once the CAS is done
         try:
-            if fl != NIL32 and not on_node:
-                return                                # on a CPU's partial list: theirs
-            no = node_offs[nid]
-            if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
-                if on_node:
-                    remove_partial_locked(nid, pfn)
-                u8[m + M_LIST] = LIST_NONE
-                discard = pfn
-            elif fl == NIL32:                         # no cpu partial lists: straight to the node
-                add_partial_locked(nid, pfn, True)
+            m = sm_of(pfn)
+            w = m + M_WORD
+            nid = -1
+            on_node = False
+            while True:
+                if nid >= 0:
+                    nl_rel[nid]()
+                    nid = -1
+                old = load64(w)
+                fl, inuse = old & _LO, (old >> 32) & 0xFFFF
+                frozen = old & FROZEN
+                fp_set(pfn, idx, fl)
+                new = (old & ~0xFFFF_FFFF_FFFF) | (inuse - 1) << 32 | idx
+                if not frozen and ((inuse == 1 and fl != NIL32) or (fl == NIL32 and not cpu_partial_max)):
+                    nid = u8[m + M_NID]
+                    nl_acq[nid]()
+                    on_node = u8[m + M_LIST] == LIST_NODE_PARTIAL
+                if cas64(w, old, new) == old:
+                    break
+                stat(ST_CAS_FAIL)
+            u64[r + 7] = 1
+            if fp:
+                fp(P_FREE_FREED)
+            if cnt_stat:
+                stat(ST_FREE_SLOW)
+            if nid < 0:
+                if not frozen and fl == NIL32:
+                    put_cpu_partial(pfn, True)
+                    stat(ST_CPU_PARTIAL_FREE)
+                return
+            discard = -1
+            try:
+                if fl != NIL32 and not on_node:
+                    return                                # on a CPU's partial list: theirs
+                no = node_offs[nid]
+                if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
+                    if on_node:
+                        remove_partial_locked(nid, pfn)
+                    u8[m + M_LIST] = LIST_NONE
+                    discard = pfn
+                elif fl == NIL32:                         # no cpu partial lists: straight to the node
+                    add_partial_locked(nid, pfn, True)
+            finally:
+                nl_rel[nid]()
+            if discard >= 0:
+                if fp:
+                    fp(P_FREE_UNLISTED)
+                discard_slab(discard)
         finally:
-            nl_rel[nid]()
-        if discard >= 0:
-            discard_slab(discard)
+            end(r)
 
     # -------------------------------------------------------- slow path (___slab_alloc)
     def install(pfn: int, chain: int) -> int:
@@ -792,12 +864,21 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         if not u64[(no + N_NR_PARTIAL) >> 3]:
             return -1, NIL32
         nl_acq[nid]()
+        r = begin(_OP_GETP, cid, nid)               # a2 pfn, a3 chain: step 2 = chain in flight
         try:
             pfn = u32[(no + N_HEAD) >> 2]
             if pfn == NIL32:
                 return -1, NIL32
             remove_partial_locked(nid, pfn)
+            u64[r + 3] = pfn
+            u64[r + 7] = 1
+            if fp:
+                fp(P_GP_REMOVED)
             chain = freeze_locked(pfn)
+            u64[r + 4] = chain
+            u64[r + 7] = 2
+            if fp:
+                fp(P_GP_FROZEN)
             moved = 0
             while cpu_partial_max:
                 p2 = u32[(no + N_HEAD) >> 2]
@@ -810,11 +891,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 u64[cpart] = p2
                 u64[cnrpart] += 1
                 stat(ST_CPU_PARTIAL_NODE)
+                if fp:
+                    fp(P_GP_MOVED)
                 moved += 1
                 if moved > cpu_partial_max // 2:
                     break
             return pfn, chain
         finally:
+            end(r)
             nl_rel[nid]()
 
     def get_any_partial() -> tuple[int, int]:
@@ -844,6 +928,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         with the caller's gfp (other nodes' partial slabs, the page allocator's
         fallback)."""
         c_lock()
+        r = -1
         try:
             pfn = u64[cslab]
             if load64(cw) & _LO != NIL32 and pfn != NIL64 and (node < 0 or u8[sm_of(pfn) + M_NID] == node):
@@ -858,32 +943,47 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     stat(ST_ALLOC_MAG)
                     return u64[mag0 + nm]
             stat(ST_ALLOC_SLOW)
+            # The record (mm/slab/recover.py): step 1 = chain a2 of slab a1 taken off its
+            # freelist or the cpu word, in flight; 2 = slab a1 popped off c->partial, on
+            # no list; 3 = object a3 installed and handed out, not yet returned; 0 = none.
+            r = begin(_OP_SLOW, cid)
             if pfn != NIL64:
                 if node >= 0 and u8[sm_of(pfn) + M_NID] != node:
                     stat(ST_ALLOC_NODE_MISMATCH)
                     pfn, chain = detach()
+                    hold(r, pfn, chain, P_DETACHED)
                     d = deactivate_slab(pfn, chain)
+                    u64[r + 7] = 0
                     if d >= 0:
                         discard_slab(d)
                 else:
                     pfn, chain = detach()
+                    hold(r, pfn, chain, P_DETACHED)
                     if chain == NIL32:
                         chain = get_freelist(pfn)     # none: unfrozen, full, on no list
+                        hold(r, pfn, chain, P_FREELIST)
                     if chain != NIL32:
-                        return obj_addr(pfn, install(pfn, chain))
+                        return handout(r, pfn, chain)
+                    u64[r + 7] = 0
             while u64[cpart] != NIL64:                # c->partial
                 pfn = u64[cpart]
                 m = sm_of(pfn)
                 u64[cpart] = u32[(m + M_NEXT) >> 2]   # NIL32 == NIL64
                 u64[cnrpart] -= 1
+                u64[r + 2] = pfn
+                u64[r + 7] = 2
+                if fp:
+                    fp(P_PARTIAL_POP)
                 if node < 0 or u8[m + M_NID] == node:
                     chain = get_freelist(pfn)
                     if chain != NIL32:
+                        hold(r, pfn, chain, P_FREELIST)
                         stat(ST_CPU_PARTIAL)
-                        return obj_addr(pfn, install(pfn, chain))
+                        return handout(r, pfn, chain)
                 else:
                     u32[(m + M_NEXT) >> 2] = NIL32
                     put_partials(pfn)
+                u64[r + 7] = 0
             try_thisnode = node >= 0 and not gfp & _GFP_THISNODE
             search = mynid if node < 0 else node
             while True:
@@ -891,19 +991,40 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 if pfn < 0 and not (node >= 0 and (try_thisnode or gfp & _GFP_THISNODE)) and nr_nodes > 1:
                     pfn, chain = get_any_partial()
                 if pfn >= 0:
+                    hold(r, pfn, chain, -1)
                     stat(ST_ALLOC_PARTIAL)
-                    return obj_addr(pfn, install(pfn, chain))
+                    return handout(r, pfn, chain)
                 pfn = new_slab(search, gfp | _GFP_THISNODE | _GFP_NOWARN if try_thisnode else gfp)
                 if pfn >= 0:
                     m = sm_of(pfn) + M_WORD
                     n = (load64(m) >> 48) & 0x7FFF
                     store64(m, _sw(NIL32, n, n, FROZEN))
-                    return obj_addr(pfn, install(pfn, 0))
+                    hold(r, pfn, 0, P_NEW_FROZEN)
+                    return handout(r, pfn, 0)
                 if not try_thisnode:
                     return -1
                 try_thisnode = False
         finally:
+            if r >= 0:
+                end(r)
             c_unlock()
+
+    def hold(r: int, pfn: int, chain: int, point: int) -> None:
+        """Record a chain taken (step 1), then pass `point` (mm/intent.py: take, record, point)."""
+        u64[r + 2] = pfn
+        u64[r + 3] = chain
+        u64[r + 7] = 1
+        if fp and point >= 0:
+            fp(point)
+
+    def handout(r: int, pfn: int, chain: int) -> int:
+        """install() and record the object handed out (step 3) before returning it."""
+        a = obj_addr(pfn, install(pfn, chain))
+        u64[r + 4] = a
+        u64[r + 7] = 3
+        if fp:
+            fp(P_INSTALLED)
+        return a
 
     def alloc_slow(gfp: int = 0) -> int:
         return slab_alloc_slow(gfp, -1)
@@ -1075,26 +1196,40 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         first gives its older half back; those objects go to their slabs after c->lock
         is dropped (__slab_free may take c->lock itself, put_cpu_partial)."""
         if mag_size and u8[sm_of(pfn) + M_NID] == mynid:
-            flush: list[int] = []
+            r = nf = 0
             c_lock()
             try:
                 nm = u64[cmag]
                 if nm == mag_size:
+                    # The older half goes to the context's spill area (not a Python list)
+                    # under a record: a death while freeing it loses nothing (step s: the
+                    # spill's first s - 1 are back on their slabs).
                     keep = nm // 2
                     nf = nm - keep
-                    flush = [u64[mag0 + i] for i in range(nf)]
+                    r = begin(_OP_MAGF, cid, nf)
+                    u64[spill0 : spill0 + nf] = u64[mag0 : mag0 + nf]
                     for i in range(keep):
                         u64[mag0 + i] = u64[mag0 + nf + i]
                     nm = keep
                     stat(ST_MAG_FLUSH)
                 u64[mag0 + nm] = addr
                 u64[cmag] = nm + 1
+                if nf:
+                    u64[r + 7] = 1
                 stat(ST_FREE_MAG)
             finally:
                 c_unlock()
-            for a in flush:
-                p = head_of(a)
-                slab_free(p, obj_index(p, a), False)
+            if nf:
+                if fp:
+                    fp(P_MAGF_SPILLED)
+                for i in range(nf):
+                    a = u64[spill0 + i]
+                    p = head_of(a)
+                    slab_free(p, obj_index(p, a), False)
+                    u64[r + 7] = i + 2
+                    if fp:
+                        fp(P_MAGF_FREED)
+                end(r)
             return
         slab_free(pfn, obj_index(pfn, addr))
 
@@ -1230,13 +1365,61 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         have = u64[(so + SH_SIZE) >> 3]
         if n <= have:
             return True
-        got = alloc_bulk(min(n, SHEAF_CAPACITY) - have, gfp)
-        if not got:
-            return False
-        for j, a in enumerate(got):
-            u64[((so + SH_OBJS) >> 3) + have + j] = a
-        u64[(so + SH_SIZE) >> 3] = have + len(got)
-        return True
+        return sheaf_fill(s, min(n, SHEAF_CAPACITY) - have, gfp, False) > 0
+
+    def sheaf_fill(s: int, want: int, gfp: int, pcs: bool) -> int:
+        """Take `want` objects into sheaf s (kmem_cache_alloc_bulk into its array): each
+        chunk off the cpu freelist (one CAS, as alloc_bulk) or from alloc() is written
+        past the sheaf's size and the record's step counts it before the next is taken;
+        the size is published at the end.  All or nothing: when memory runs out, what was
+        taken goes back, newest first (flag REFILL_ROLLBACK, step counting down).
+        Counted as allocations while taken; a per-CPU sheaf's (`pcs`) are free objects,
+        uncounted when published.  Returns want or 0."""
+        so = sh_off(s)
+        have = u64[(so + SH_SIZE) >> 3]
+        dest = ((so + SH_OBJS) >> 3) + have
+        r = begin(_OP_SHR, cid, s, have)
+        u64[r + 4] = REFILL_PCS if pcs else 0
+        got = 0
+        try:
+            while got < want:
+                w = load64(cw)
+                idx = w & _LO
+                pfn = u64[cslab]
+                if idx == NIL32 or pfn == NIL64:
+                    a = alloc(gfp)
+                    if not a:
+                        u64[r + 4] |= REFILL_ROLLBACK
+                        while got:
+                            got -= 1
+                            kc.free(u64[dest + got])
+                            u64[r + 7] = got
+                        return 0
+                    u64[dest + got] = a
+                    got += 1
+                else:
+                    k, i = got, idx
+                    while i != NIL32 and i < objects and k < want:
+                        u64[dest + k] = VBASE + (pfn << PAGE_SHIFT) + i * size + red_left
+                        k += 1
+                        i = fp_get(pfn, i)            # may be user data (raced): bounded above
+                    if (i != NIL32 and i >= objects) or cas64(cw, w, ((w + STEP) & _HI) | i) != w:
+                        stat(ST_CAS_FAIL)
+                        continue
+                    u64[st_alloc] += k - got
+                    got = k
+                u64[r + 7] = got
+                if fp:
+                    fp(P_SHR_TOOK)
+            if gfp & _GFP_ZERO:
+                for j in range(want):
+                    post_alloc(u64[dest + j], gfp)
+            if pcs:
+                u64[st_alloc] -= want
+            u64[(so + SH_SIZE) >> 3] = have + want
+            return want
+        finally:
+            end(r)
 
     def alloc_from_sheaf(s: int, gfp: int = 0) -> int:
         """kmem_cache_alloc_from_sheaf(): pop (LIFO); 0 only when the sheaf is empty."""
@@ -1250,11 +1433,16 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         return post_alloc(a, gfp) if gfp else a
 
     def return_sheaf(s: int) -> None:
-        """kmem_cache_return_sheaf(): free what is left and release the record."""
+        """kmem_cache_return_sheaf(): free what is left and release the record.  Popped
+        one at a time (size lowered before each free), so a death leaves the sheaf with
+        exactly what is still its own (mm/slab/recover.py returns a dead CPU's sheaves)."""
         so = SH0 + s * SHEAF_REC
-        nsz = u64[(so + SH_SIZE) >> 3]
-        free_bulk([u64[((so + SH_OBJS) >> 3) + i] for i in range(nsz)])
-        u64[(so + SH_SIZE) >> 3] = 0
+        si = (so + SH_SIZE) >> 3
+        objs = (so + SH_OBJS) >> 3
+        while u64[si]:
+            nsz = u64[si] - 1
+            u64[si] = nsz
+            kc.free(u64[objs + nsz])
         store64(so + SH_STATE, 0)
 
     def sheaf_size(s: int) -> int:
@@ -1305,30 +1493,44 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     def refill_sheaf_pcs(s: int, gfp: int) -> bool:
         """refill_sheaf(): fill to capacity from the slabs (__kmem_cache_alloc_bulk: all or
         nothing here); the objects are not counted as allocations."""
-        so = sh_off(s)
-        have = u64[(so + SH_SIZE) >> 3]
-        want = pcs_cap - have
+        want = pcs_cap - u64[(sh_off(s) + SH_SIZE) >> 3]
         if want <= 0:
             return True
-        got = alloc_bulk(want, gfp)
-        if not got:
+        if not sheaf_fill(s, want, gfp, True):
             return False
-        u64[st_alloc] -= len(got)
-        for j, a in enumerate(got):
-            u64[((so + SH_OBJS) >> 3) + have + j] = a
-        u64[(so + SH_SIZE) >> 3] = have + len(got)
-        stat(ST_SHEAF_REFILL, len(got))
+        stat(ST_SHEAF_REFILL, want)
         return True
+
+    def sheaf_take(s: int) -> tuple[int, int]:
+        """A per-CPU sheaf's objects moved to the context's spill area under a
+        slab_sheaf_flush record (step 1), its size 0: (record, count).  The spill, not
+        the array: once the size is 0 the sheaf may be refilled (the irq context) before
+        the objects are back on their slabs."""
+        so = sh_off(s)
+        n = u64[(so + SH_SIZE) >> 3]
+        r = begin(_OP_SHF, cid, s, n)
+        objs = (so + SH_OBJS) >> 3
+        u64[spill0 : spill0 + n] = u64[objs : objs + n]
+        u64[(so + SH_SIZE) >> 3] = 0
+        u64[r + 7] = 1
+        return r, n
+
+    def sheaf_spill_free(r: int, n: int) -> None:
+        """The spilled objects back to their slabs (uncounted: per-CPU sheaves hold free
+        objects); step i + 2 once the i-th is back."""
+        for i in range(n):
+            a = u64[spill0 + i]
+            p = head_of(a)
+            slab_free(p, obj_index(p, a), False)
+            u64[r + 7] = i + 2
+            if fp:
+                fp(P_SHF_FREED)
+        end(r)
 
     def sheaf_flush_unused(s: int) -> None:
         """sheaf_flush_unused(): every object of the sheaf back to its slab."""
-        so = sh_off(s)
-        n = u64[(so + SH_SIZE) >> 3]
-        objs = [u64[((so + SH_OBJS) >> 3) + i] for i in range(n)]
-        u64[(so + SH_SIZE) >> 3] = 0
-        for a in objs:
-            p = head_of(a)
-            slab_free(p, obj_index(p, a), False)
+        r, n = sheaf_take(s)
+        sheaf_spill_free(r, n)
         if n:
             stat(ST_SHEAF_FLUSH, n)
 
@@ -1409,6 +1611,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         if full >= 0:
             stat(ST_BARN_GET)
             pcs_set(full, spare)
+            if fp:
+                fp(P_PCS_BARN)
             return full
         stat(ST_BARN_GET_FAIL)
         if spare >= 0:                               # gfpflags_allow_blocking(): always here
@@ -1418,12 +1622,16 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             empty = barn_get_empty_sheaf()
         store64(pcsl, 0)
         if empty >= 0:
+            if fp:
+                fp(P_PCS_DETACHED)                   # in no place: recovery flushes and frees it
             if refill_sheaf_pcs(empty, gfp):
                 full = empty
             else:
                 free_empty_sheaf(empty)
         else:
             full = alloc_empty_sheaf()
+            if fp and full >= 0:
+                fp(P_PCS_DETACHED)
             if full >= 0 and not refill_sheaf_pcs(full, gfp):
                 free_empty_sheaf(full)
                 full = -1
@@ -1472,18 +1680,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         if cas64(pcsl, 0, token) != 0:
             return False
         main, _ = pcs_get()
-        objs: list[int] = []
+        r = n = 0
         if main >= 0:
-            so = sh_off(main)
-            n = u64[(so + SH_SIZE) >> 3]
-            objs = [u64[((so + SH_OBJS) >> 3) + i] for i in range(n)]
-            u64[(so + SH_SIZE) >> 3] = 0
+            r, n = sheaf_take(main)
         store64(pcsl, 0)
-        for a in objs:
-            p = head_of(a)
-            slab_free(p, obj_index(p, a), False)
-        if objs:
-            stat(ST_SHEAF_FLUSH, len(objs))
+        if main >= 0:
+            sheaf_spill_free(r, n)
+        if n:
+            stat(ST_SHEAF_FLUSH, n)
         return True
 
     def pcs_replace_full_main() -> int:
@@ -1506,6 +1710,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     if r >= 0:
                         stat(ST_BARN_PUT)
                         pcs_set(r, spare)
+                        if fp:
+                            fp(P_PCS_BARN)
                         return r
                 else:
                     r = -1
@@ -1513,6 +1719,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     stat(ST_BARN_PUT_FAIL)
                     pcs_set(main, -1)
                     store64(pcsl, 0)
+                    if fp:
+                        fp(P_PCS_DETACHED)
                     sheaf_flush_unused(spare)
                     if cas64(pcsl, 0, token) != 0:
                         barn_put_empty_sheaf(spare)
@@ -1521,6 +1729,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 put_fail = True
             store64(pcsl, 0)                          # alloc_empty:
             empty = alloc_empty_sheaf()
+            if fp and empty >= 0:
+                fp(P_PCS_DETACHED)
             if empty >= 0:
                 if cas64(pcsl, 0, token) != 0:
                     barn_put_empty_sheaf(empty)
@@ -1563,9 +1773,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         if cas64(pcsl, 0, token) != 0:
             return False
         main, _ = pcs_get()
+        r = -1
         if main < 0 or sh_size(main) >= pcs_cap:
+            # The swap may flush a sheaf and pass points before `addr` is pushed: a record
+            # (step 0: addr still the caller's, 1: on the main sheaf, not yet counted freed).
+            r = begin(_OP_PCSF, cid, addr)
             main = pcs_replace_full_main()
             if main < 0:
+                end(r)
                 return False
         so = sh_off(main)
         n = u64[(so + SH_SIZE) >> 3]
@@ -1573,6 +1788,11 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         u64[(so + SH_SIZE) >> 3] = n + 1
         store64(pcsl, 0)
         stat(ST_FREE_PCS)
+        if r >= 0:
+            u64[r + 7] = 1
+            if fp:
+                fp(P_PCS_PUSHED)
+            end(r)
         return True
 
     def pcs_flush_cpu(tko: int) -> None:
@@ -1699,6 +1919,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             nid = u8[sm_of(pfn) + M_NID]
             nl_acq[nid]()
             discard = -1
+            r = begin(_OP_DBGF, cid, pfn, obj_index(pfn, addr))   # step 1: on the freelist
+            done = False
             try:
                 idx = dbg.free_check(pfn, addr)        # reports; -1 = refuse, -2 = isolate
                 if idx == -1:
@@ -1713,6 +1935,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     return
                 fp_set(pfn, idx, fl)
                 store64(m + M_WORD, (old & 0xFFFF_0000_0000_0000) | (inuse - 1) << 32 | idx)
+                u64[r + 7] = 1
                 no = node_offs[nid]
                 lst = u8[m + M_LIST]
                 if inuse == 1 and u64[(no + N_NR_PARTIAL) >> 3] >= min_partial and not u32[(m + M_ISOLATED) >> 2]:
@@ -1721,10 +1944,16 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     discard = pfn
                 elif lst == LIST_NONE:
                     add_partial_locked(nid, pfn, True)
+                done = True
             finally:
                 nl_rel[nid]()
+                if not done:                           # refused or isolated: nothing more to log
+                    end(r)
+            if fp:
+                fp(P_DBG_FREED)
             if discard >= 0:
                 discard_slab(discard)
+            end(r)
 
         alloc = alloc_dbg
         free = free_dbg

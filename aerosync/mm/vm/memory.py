@@ -42,6 +42,13 @@ concurrent hardware walk), dirty file pages get PG_dirty, and each page's PTE re
 goes into an mmu_gather that drops it only after the TLB flush of the range: no CPU can
 read or write a page through a stale TLB entry once the page can be reused.
 
+Crash consistency (robust mode only: [run] on_cpu_death or fault injection, arena/layout.py
+robust_mode; normal runs pay nothing): a fault that makes a page logs it (mm/intent.py
+vm_fault: step 1 allocated, 2 in its object's tree, 3 counted as mapped, 4 PTE set), and
+an mmu_gather created with a record mirrors its pages in the intent log's spill area
+(vm_gather: step = pages gathered; it flushes at SPILL_GATHER's 64 instead of
+MAX_GATHER_BATCH) -- mm/vm/recover.py rolls them back or finishes them.
+
 Invariants (mm/vm/check.py): PT2 (pgtable.py), R1 folio mapcount == PTEs mapping it,
 R2 refcount == (in a tree) + mapcount when quiescent, RSS1 each mm's rss counters ==
 its present PTEs by kind.
@@ -52,8 +59,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aerosync.arena import layout as L
 from aerosync.errors import AeroSyncError
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON, PG_dirty, PG_mlocked, PG_swapbacked
@@ -102,6 +111,10 @@ _RW_D = _PAGE_RW | _PAGE_DIRTY
 _U64 = (1 << 64) - 1
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
 KIND_FILE, KIND_ANON, KIND_SWAP, KIND_SHMEM = T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SWAPENTS, T.MM_SHMEMPAGES
+_OP_FAULT, _OP_GATHER = I.OP["vm_fault"], I.OP["vm_gather"]
+P_FAULT_PAGE, P_FAULT_INSERTED, P_FAULT_ACCOUNTED, P_FAULT_INSTALLED = (
+    I.POINT_IDS[n] for n in ("vm:fault:page", "vm:fault:inserted", "vm:fault:accounted", "vm:fault:installed"))
+GATHER_LOGGED = L.INTENT_SPILL - L.SPILL_GATHER       # pages a logged gather holds before it flushes
 
 
 class SegmentationFault(AeroSyncError):
@@ -120,22 +133,28 @@ def new_ext() -> Any:
 
     return SimpleNamespace(alloc_folio=None, lru_add=None, swap_fault=None, numa_fault=None,
                            migration_wait=None, zap_swap=None, dup_swap=None, obj_swap_fault=None,
-                           check_killed=None)
+                           check_killed=None, task_work=None, obj_free=None)
 
 
 class MmuGather:
     """mm/mmu_gather.c: pages and page-table pages collected while unmapping, released
     only after one TLB flush covering everything that was cleared."""
 
-    __slots__ = ("pages", "tables", "start", "end", "mm_id", "flush_range", "put", "free_table", "tp")
+    __slots__ = ("pages", "tables", "start", "end", "mm_id", "flush_range", "put", "free_table", "tp", "log",
+                 "batch")
 
     def __init__(self, mm_id: int, flush_range: Callable[[int, int, int], None], put: Callable[[int], None],
-                 free_table: Callable[[int], None], tp: Callable[[str], None] | None = None) -> None:
+                 free_table: Callable[[int], None], tp: Callable[[str], None] | None = None,
+                 log: tuple[Any, int, int] | None = None) -> None:
         self.mm_id, self.flush_range, self.put, self.free_table = mm_id, flush_range, put, free_table
         self.tp = tp
         self.pages: list[int] = []
         self.tables: list[int] = []
         self.start, self.end = _U64, 0
+        # (arena.u64, vm_gather record, spill index): each gathered page is also in the
+        # spill and counted in the record's step, until its put (module docstring)
+        self.log = log
+        self.batch = GATHER_LOGGED if log is not None else MAX_GATHER_BATCH
 
     def add_range(self, start: int, end: int) -> None:
         if start < self.start:
@@ -155,8 +174,14 @@ class MmuGather:
             tp("zap:before_free")
         pages, self.pages = self.pages, []
         put = self.put
-        for pfn in pages:
-            put(pfn)
+        if self.log is not None:
+            q, r, _ = self.log
+            for n in range(len(pages) - 1, -1, -1):    # off the record first: the put's own records own it
+                q[r + 7] = n
+                put(pages[n])
+        else:
+            for pfn in pages:
+                put(pfn)
         tables, self.tables = self.tables, []
         for t in tables:
             self.free_table(t)
@@ -190,6 +215,14 @@ class Memory:
     False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
     to the object it was found in; the fault retries otherwise (filemap_get_entry's
     folio_try_get + xas_reload).
+    Not called from here, but kept in the same namespace (VM.ext):
+      task_work()                             VM.task_work(): the running task's deferred
+                                              work at a return to user (NUMA balancing scan)
+      obj_free(obj)                           vm_object.py: an object is destroyed (mm/numa:
+                                              its shared policy goes, mpol_free_shared_policy)
+    Migration entries (is_migration_entry) reach zap_swap and dup_swap too: they hold no
+    reference, mapcount or rss (mm/numa/migrate.py drops those when it installs one), so
+    a swap handler must leave them alone.
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, pt: Any, tlb: Any, objs: Any, files: Any, locks: Any,
@@ -250,6 +283,10 @@ class Memory:
         mm_seq_off = T.M_MMAP_SEQ
         depth_limit = H(T.H_SHADOW_DEPTH)
         tp = hooks.point_fn()             # test points: None in production (mm/hooks.py)
+        # intent log (robust mode only): begin is None otherwise, and no record is made
+        lg = mm.log if L.robust_mode(arena.config) else None
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        spg = lg.spill + L.SPILL_GATHER if lg is not None else 0
         if ext is None:
             ext = new_ext()
         self.ext = ext
@@ -383,10 +420,27 @@ class Memory:
                     src: int, anon: bool, write: bool, spec_seq: int) -> int:
             """Allocate (zeroed or copied from src), insert into obj at idx, map it.
             Replaces `expect` (0, the zero page, or a page being COWed)."""
+            if begin is None:
+                return map_new_body(mm_id, vma, va, table, i, expect, obj, idx, src, anon, write, spec_seq, -1)
+            r = begin(_OP_FAULT, mm_id, table, i)
+            try:
+                return map_new_body(mm_id, vma, va, table, i, expect, obj, idx, src, anon, write, spec_seq, r)
+            finally:
+                log_end(r)
+
+        def map_new_body(mm_id: int, vma: int, va: int, table: int, i: int, expect: int, obj: int, idx: int,
+                         src: int, anon: bool, write: bool, spec_seq: int, r: int) -> int:
+            """map_new with its vm_fault record r (-1: none)."""
             pfn = new_page(src, vma, va, idx)
             if pfn < 0:
                 oom_why[0] = 'no page for the fault'
                 return VM_FAULT_OOM
+            if r >= 0:
+                q[r + 4] = pfn
+                q[r + 5] = KIND_ANON if anon else KIND_SHMEM
+                q[r + 7] = 1
+                if fp:
+                    fp(P_FAULT_PAGE)
             if spec_seq >= 0:
                 if not obj_trylock_write(obj + 16):
                     free_pages(pfn, 0)
@@ -409,6 +463,8 @@ class Memory:
                 return VM_FAULT_OOM
             holder = 0
             if got != pfn:
+                if r >= 0:
+                    q[r + 7] = 0             # ours goes back now; nothing of the fault's in flight
                 free_pages(pfn, 0)           # another CPU put a page there first: use it
                 pfn = got
                 holder = obj                 # found, not made: map it only if still there
@@ -429,8 +485,18 @@ class Memory:
                     set_dirty(pfn)
             elif prot & _PAGE_RW and not anon:
                 e &= ~_PAGE_RW
+            if r >= 0 and got == pfn:
+                q[r + 7] = 2                 # in the object's tree (its reference)
+                if fp:
+                    fp(P_FAULT_INSERTED)
             if not map_account(mm_id, pfn, kind, holder):
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            if r >= 0:
+                q[r + 4] = pfn
+                q[r + 5] = kind
+                q[r + 7] = 3                 # counted as mapped: PTE reference, mapcount, rss
+                if fp:
+                    fp(P_FAULT_ACCOUNTED)
             if tp:
                 tp("cow:copied" if expect & _PAGE_PRESENT else "fault:before_install")
             if expect & _PAGE_PRESENT:
@@ -442,11 +508,19 @@ class Memory:
                     return 0
                 if not expect & _PAGE_SPECIAL:
                     unmap_account(mm_id, (expect & PTE_PFN_MASK) >> PAGE_SHIFT, okind)
+                installed_point(r)
                 return 0
             if not install(table, i, expect, e, spec_seq, mm_id):
                 unmap_account(mm_id, pfn, kind)
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            installed_point(r)
             return 0
+
+        def installed_point(r: int) -> None:
+            if r >= 0:
+                q[r + 7] = 4
+                if fp:
+                    fp(P_FAULT_INSTALLED)
 
         def insert_locked(obj: int, idx: int, pfn: int, anon: bool) -> int:
             cur_e = objs_lookup(obj, idx)
@@ -681,12 +755,28 @@ class Memory:
             (the page_fault1 case), inlined: returns the installed entry, 0 when the entry
             changed meanwhile (the access retries), FAST_OOM, or FAST_SLOW (-1: another CPU
             put a page at that index first, take the general path)."""
+            if begin is not None:
+                r = begin(_OP_FAULT, mm_id, table, i)
+                try:
+                    return anon_write_fast_body(mm_id, vma, va, table, i, obj, r)
+                finally:
+                    log_end(r)
+            return anon_write_fast_body(mm_id, vma, va, table, i, obj, -1)
+
+        def anon_write_fast_body(mm_id: int, vma: int, va: int, table: int, i: int, obj: int, r: int) -> int:
+            """anon_write_fast with its vm_fault record r (-1: none)."""
             idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
             af = ext.alloc_folio
             pfn = af(vma, va, idx) if af is not None else alloc_pages(GFP, 0)
             if pfn < 0:
                 oom_why[0] = 'no page for the fault'
                 return FAST_OOM
+            if r >= 0:
+                q[r + 4] = pfn
+                q[r + 5] = KIND_ANON
+                q[r + 7] = 1
+                if fp:
+                    fp(P_FAULT_PAGE)
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = ZERO
             # The page is ours alone until it is published (tree insert, then PTE):
@@ -705,6 +795,8 @@ class Memory:
                 q[b8 + i_map] = q[b8 + i_idx] = 0
                 u32[b4] = u32[b4 + 3] = 0
                 u32[b4 + 2] = 1
+                if r >= 0:
+                    q[r + 7] = 0
                 free_pages(pfn, 0)
                 return FAST_SLOW
             q[(obj + O_NR_PAGES) >> 3] += 1
@@ -714,6 +806,10 @@ class Memory:
                 la(pfn)
             i64[ns + u8[PM + pfn * PAGE_META_SIZE + 7] * NS + NR_ANON] += 1
             fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * KIND_ANON, 1)
+            if r >= 0:
+                q[r + 7] = 3                 # in the tree, counted as mapped, no PTE yet
+                if fp:
+                    fp(P_FAULT_ACCOUNTED)
             e = (pfn << PAGE_SHIFT) | q[(vma + V.V_PROT) >> 3] | _RW_D | _PAGE_ACCESSED
             if tp:
                 tp("fault:before_install")
@@ -725,6 +821,7 @@ class Memory:
                 return 0
             q[i] = e
             ptl_unlock(tl)
+            installed_point(r)
             return e
 
         def handle_mm_fault(mm_id: int, vma: int, va: int, write: bool, spec_seq: int = -1) -> int:
@@ -971,6 +1068,9 @@ class Memory:
             root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
             rss = [0, 0, 0, 0]
             pages = gather.pages
+            glog = gather.log
+            gr = glog[1] if glog is not None else -1
+            batch = gather.batch
             a = start
             while a < end:
                 nxt = min(end, (a | ((1 << pte_shift) - 1)) + 1)
@@ -1002,13 +1102,23 @@ class Memory:
                         if fetch_sub32((b4 + 3) << 2, 1) == 1:
                             i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
                         rss[kind] += 1
+                        if gr >= 0:
+                            q[spg + len(pages)] = pfn
+                            q[gr + 7] = len(pages) + 1
+                            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, _U64)   # at once
+                            rss[kind] -= 1
                         pages.append(pfn)
+                        if len(pages) >= batch:
+                            break
                 finally:
                     ptl_unlock(lo)
-                gather.add_range(a, nxt)
-                if len(pages) >= MAX_GATHER_BATCH:
+                if len(pages) >= batch:                 # a logged gather is full: flush, go on here
+                    gather.add_range(a, va + PAGE_SIZE)
                     gather.flush()
                     pages = gather.pages
+                    a = va + PAGE_SIZE
+                    continue
+                gather.add_range(a, nxt)
                 a = nxt
             mo = mm_base + mm_id * mm_size + T.M_RSS
             for k in range(4):
@@ -1054,8 +1164,18 @@ class Memory:
             b = P8 + (table << 9)
             return not any(q[b : b + 512])
 
-        def mmu_gather(mm_id: int) -> MmuGather:
-            return MmuGather(mm_id, flush_tlb_mm_range, put_page, free_table, tp)
+        def mmu_gather(mm_id: int, r: int = -1) -> MmuGather:
+            """An mmu_gather; with a vm_gather record r (robust mode) its pages are logged."""
+            return MmuGather(mm_id, flush_tlb_mm_range, put_page, free_table, tp,
+                             (q, r, spg) if r >= 0 else None)
+
+        def gather_begin(mm_id: int) -> int:
+            """A vm_gather record for an mmu_gather (-1 outside robust mode)."""
+            return begin(_OP_GATHER, mm_id) if begin is not None else -1
+
+        def gather_end(r: int) -> None:
+            if r >= 0:
+                log_end(r)
 
         # ------------------------------------------------------------ fork
         def copy_range(dst_mm: int, src_mm: int, vma: int, start: int, end: int, wrprotect: bool) -> int:
@@ -1192,6 +1312,8 @@ class Memory:
         self.handle_mm_fault, self.do_user_addr_fault = handle_mm_fault, do_user_addr_fault
         self.lock_vma_under_rcu, self.zap_range, self.free_pgd_range = lock_vma_under_rcu, zap_range, free_pgd_range
         self.mmu_gather, self.copy_range, self.kind_of = mmu_gather, copy_range, kind_of
+        self.gather_begin, self.gather_end, self.unmap_account = gather_begin, gather_end, unmap_account
+        self.log = lg
         self.map_account, self.unmap_account, self.anon_prepare = map_account, unmap_account, anon_prepare
         self.set_dirty, self.walk, self.move_page_tables = set_dirty, walk, move_page_tables
         self.mkclean_range, self.mlock_range, self.for_each_present = mkclean_range, mlock_range, for_each_present

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerosync.arena import layout as L
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
@@ -46,6 +48,12 @@ from aerosync.mm.vm.mm_types import VMError
 from aerosync.mm.vm.pgtable import _PAGE_RW, pte_modify, vm_get_page_prot
 from aerosync.mm.vm.vm_object import O_BACKING, O_REF, O_SIZE, OBJ_ANON, OBJF_SHARED
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+
+_OP_MMAP, _OP_MUNMAP = I.OP["vm_mmap"], I.OP["vm_munmap"]
+P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
+    I.POINT_IDS[n] for n in ("vm:mmap:vma_ready", "vm:mmap:inserted", "vm:munmap:detached", "vm:munmap:unlinked",
+                             "vm:zap:gathered", "vm:munmap:unmapped"))
+MAX_LOGGED_VICTIMS = L.SPILL_GATHER - L.SPILL_VMAS     # VMAs a logged munmap holds in the spill
 
 __all__ = [
     "PROT_NONE", "PROT_READ", "PROT_WRITE", "PROT_EXEC", "MAP_SHARED", "MAP_PRIVATE", "MAP_SHARED_VALIDATE",
@@ -110,6 +118,10 @@ class Mmap:
         pt_walk = pt.walk
         tp = hooks.point_fn()
         P8 = arena.off("physmem") >> 3
+        # intent log (robust mode only, as memory.py): mmap's new VMA, munmap's detached ones
+        lg = memory.log
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        spv = lg.spill + L.SPILL_VMAS if lg is not None else 0
 
         def mo(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -285,21 +297,39 @@ class Mmap:
 
         # ------------------------------------------------------------ unmap
         def unmap_region(mm_id: int, victims: list[int], start: int, end: int, floor: int, ceiling: int,
-                         hiwater: bool = True) -> None:
+                         r: int = -1, from_step: int = 0, hiwater: bool = True) -> None:
             """unmap_region(): the detached VMAs' pages and the page tables wholly inside
             [floor, ceiling) go, after one TLB flush (mmu_gather).  Safe under mmap_lock
             for read: the VMAs are out of the tree (no fault, per-VMA lock or rmap walk
             reaches them: they leave their object's list first), and a concurrent fault
-            only populates tables that cover a live VMA, never one wholly in the hole."""
+            only populates tables that cover a live VMA, never one wholly in the hole.
+            With a vm_munmap record r, its steps: 2 unlinked, 3 unmapped (pages and
+            tables freed).  `from_step` (recovery finishing a dead CPU's munmap,
+            mm/vm/recover.py): 2 = the VMAs are off their lists already, 3 = nothing
+            left here."""
             if hiwater:
                 T.update_hiwater_rss(at, mo(mm_id))
-            for v in victims:
-                unlink(v)                               # no rmap walker reaches them now
-            g = memory.mmu_gather(mm_id)
-            for v in victims:
-                memory.zap_range(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], g)
-            memory.free_pgd_range(mm_id, start, end, floor, ceiling, g)
-            g.finish()
+            if from_step <= 1:
+                for v in victims:
+                    unlink(v)                           # no rmap walker reaches them now
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_UNLINKED)
+            if from_step <= 2:
+                gr = memory.gather_begin(mm_id) if r >= 0 else -1
+                g = memory.mmu_gather(mm_id, gr)
+                for v in victims:
+                    memory.zap_range(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], g)
+                    if gr >= 0 and fp:
+                        fp(P_GATHERED)
+                memory.free_pgd_range(mm_id, start, end, floor, ceiling, g)
+                g.finish()
+                memory.gather_end(gr)
+                if r >= 0:
+                    q[r + 7] = 3
+                    if fp:
+                        fp(P_UNMAPPED)
 
         def remove_vmas(mm_id: int, victims: list[int], locked_done: bool) -> None:
             """remove_vma() for each: object references, vm_stat_account, the record (RCU).
@@ -313,16 +343,21 @@ class Mmap:
                 vm_stat_account(mm_id, fl & ~V.VM_LOCKED & _U64 if locked_done else fl, -npages(v))
                 vma_free(v)
 
-        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int) -> None:
+        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int, r: int = -1,
+                       from_step: int = 0) -> None:
             """unmap_region + remove_vma for VMAs already taken out of the tree, all under
-            mmap_lock for write (exit_mmap)."""
+            mmap_lock for write (exit_mmap) or with the world stopped: recovery finishing
+            a dead CPU's munmap from its record's step `from_step` (1 detached, 2
+            unlinked, 3 unmapped: mm/vm/recover.py), whose map_count and locked_vm the
+            munmap lowered before step 1."""
             prev = tree(mm_id).mas_prev(start)[0]
             nxt = tree(mm_id).mt_find(end)[0]
             floor = q[(prev + V.V_END) >> 3] if prev else 0
             ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
-            unmap_region(mm_id, victims, start, end, floor, ceiling, hiwater=False)
-            remove_vmas(mm_id, victims, False)
-            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
+            unmap_region(mm_id, victims, start, end, floor, ceiling, r, from_step, hiwater=False)
+            remove_vmas(mm_id, victims, from_step > 0)
+            if not from_step:
+                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
 
         def drop_object_range(o: int, v: int) -> None:
             """The pages of a private anonymous object at this VMA's indices are reachable
@@ -366,29 +401,43 @@ class Mmap:
             nxt = tree(mm_id).mt_find(end)[0]
             floor = q[(prev + V.V_END) >> 3] if prev else 0
             ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
-            if verase(mm_id, start, end):
-                raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")
-            for v in victims:
-                store(v + V.V_STATE, V.VMA_DETACHED)
-            changed(mm_id)
-            if tp:
-                tp("munmap:detached")
-            # vms_complete_munmap_vmas: the point of no return
-            m = mo(mm_id)
-            q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)
-            for v in victims:
-                if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:
-                    q[(m + T.M_LOCKED_VM) >> 3] -= npages(v)
-            if unlock:
-                mmap_write_downgrade(mm_id)
+            r = -1
+            if begin is not None and len(victims) <= MAX_LOGGED_VICTIMS:
+                r = begin(_OP_MUNMAP, mm_id, start, end)
+                q[r + 4] = len(victims)
+                for j, v in enumerate(victims):
+                    q[spv + j] = v
             try:
-                if unlock and tp:
-                    tp("munmap:downgraded")
-                unmap_region(mm_id, victims, start, end, floor, ceiling)
-                remove_vmas(mm_id, victims, True)
-            finally:
+                if verase(mm_id, start, end):
+                    raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")
+                for v in victims:
+                    store(v + V.V_STATE, V.VMA_DETACHED)
+                changed(mm_id)
+                # vms_complete_munmap_vmas: the point of no return (record step 1 implies it)
+                m = mo(mm_id)
+                q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)
+                for v in victims:
+                    if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:
+                        q[(m + T.M_LOCKED_VM) >> 3] -= npages(v)
+                if r >= 0:
+                    q[r + 7] = 1
+                    if fp:
+                        fp(P_DETACHED)
+                if tp:
+                    tp("munmap:detached")
                 if unlock:
-                    mmap_read_unlock(mm_id)
+                    mmap_write_downgrade(mm_id)
+                try:
+                    if unlock and tp:
+                        tp("munmap:downgraded")
+                    unmap_region(mm_id, victims, start, end, floor, ceiling, r)
+                    remove_vmas(mm_id, victims, True)
+                finally:
+                    if unlock:
+                        mmap_read_unlock(mm_id)
+            finally:
+                if r >= 0:
+                    log_end(r)
             return len(victims)
 
         def check_range(call: str, start: int, length: int, mm_id: int) -> int:
@@ -534,15 +583,29 @@ class Mmap:
                 q[(v + V.V_OBJECT) >> 3] = o
             if not anon:
                 q[(v + V.V_FILE) >> 3] = fid + 1
-            if vinsert(mm_id, v):
-                if q[(v + V.V_OBJECT) >> 3]:
-                    objs.put(q[(v + V.V_OBJECT) >> 3])
-                vma_free(v)
-                raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
-            link(v)
-            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
-            vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
-            changed(mm_id)
+            r = -1
+            if begin is not None:                    # vm_mmap: step 1 set up, 2 in the tree
+                r = begin(_OP_MMAP, mm_id, v)
+                q[r + 7] = 1
+                if fp:
+                    fp(P_VMA_READY)
+            try:
+                if vinsert(mm_id, v):
+                    if q[(v + V.V_OBJECT) >> 3]:
+                        objs.put(q[(v + V.V_OBJECT) >> 3])
+                    vma_free(v)
+                    raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
+                link(v)
+                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+                vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
+                changed(mm_id)
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_VMA_INSERTED)
+            finally:
+                if r >= 0:
+                    log_end(r)
             return v
 
         def prev_mergeable(prev: int, vm_flags: int, fid: int, pgoff: int, anon: bool) -> bool:
@@ -915,3 +978,6 @@ class Mmap:
         self.mmap_write_downgrade, self.mmap_read_unlock = mmap_write_downgrade, mmap_read_unlock
         self.do_munmap_locked, self.unmap_vmas, self.vm_stat_account = do_munmap_locked, unmap_vmas, vm_stat_account
         self.link, self.unlink, self.mmap_base = link, unlink, mmap_base
+        # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's
+        # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
+        self.split, self.split_edges, self.merge_all = split, split_edges, merge_all

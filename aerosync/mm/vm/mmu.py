@@ -19,6 +19,12 @@ Ownership: the TLB is this CPU's (tlb.py); page tables are shared: a walk reads 
 without locks (as hardware does) and sets A/D with a CAS so a concurrent
 ptep_get_and_clear (which uses xchg) never loses or resurrects bits.
 
+Remote access cost ([machine] remote_access_ns): when configured, every access also
+busy-waits remote_access_ns x (distance - 10) / 10 by the SLIT distance between this CPU's
+node and the node of the page it reaches (the cost mm/numa's touch_costs prices page
+touches with), so throughput reflects placement.  The choice is made once, at build:
+without a cost the access closures are exactly the plain ones above.
+
 Faults: `fault(va, write)` (memory.py: do_user_addr_fault) returns after fixing the
 mapping -- with the entry it installed (A, and D for a write, already set: the TLB is
 filled from it, no second walk) or -1 (walk again) -- or raises SegmentationFault
@@ -28,6 +34,7 @@ rather than looping.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,15 +49,27 @@ from aerosync.mm.vm.pgtable import (
     PTE_PFN_MASK,
     level_shift,
 )
-from aerosync.params import PAGE_SHIFT
+from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
 
-__all__ = ["Mmu", "MAX_FAULT_RETRIES"]
+__all__ = ["Mmu", "MAX_FAULT_RETRIES", "access_costs"]
 
 MAX_FAULT_RETRIES = 64
 _RW_D = _PAGE_RW | _PAGE_DIRTY
 _A_D = _PAGE_ACCESSED | _PAGE_DIRTY
 _U_P = _PAGE_USER | _PAGE_PRESENT
 _U_P_PSE = _U_P | _PAGE_PSE
+
+
+def access_costs(arena: Any, cpu: int) -> tuple[int, ...] | None:
+    """Extra ns of an access from `cpu` to a page on each node ([machine]
+    remote_access_ns x (distance - 10) / 10), or None when no access costs anything."""
+    ns = int(arena.config.get("remote_access_ns", 0) or 0)
+    sim = arena.config.get("sim")
+    if ns <= 0 or not sim:
+        return None
+    row = sim["distance"][sim["cpu_to_node"][cpu]]
+    costs = tuple(max(0, ns * (d - 10) // 10) for d in row)
+    return costs if any(costs) else None
 
 
 class Mmu:
@@ -175,5 +194,65 @@ class Mmu:
                 e = translate(va, True)
             q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)] = v
 
+        costs = access_costs(arena, cpu)
+        if costs is not None:
+            # the same accesses, then the remote cost of the page's node (busy wait: the
+            # CPU stalls as on a remote load, it does not sleep)
+            clock = time.perf_counter_ns
+            node_b = arena.off("pagemeta") + 7          # struct page's node byte: pfn << 6 + 7
+            assert PAGE_META_SIZE == 64 and PAGE_SHIFT == 12
+
+            def spin(c: int) -> None:
+                end = clock() + c
+                while clock() < end:
+                    pass
+
+            def load(va: int, n: int) -> bytes:
+                if q[pend_i]:
+                    handle_ipi()
+                e = get(kb | (va >> PAGE_SHIFT))
+                if e is None:
+                    e = translate(va, False)
+                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                if c:
+                    spin(c)
+                o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+                return bytes(u8[o : o + n])
+
+            def store(va: int, data: bytes) -> None:
+                if q[pend_i]:
+                    handle_ipi()
+                e = get(kb | (va >> PAGE_SHIFT))
+                if e is None or e & _RW_D != _RW_D:
+                    e = translate(va, True)
+                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                if c:
+                    spin(c)
+                o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+                u8[o : o + len(data)] = data
+
+            def load64(va: int) -> int:
+                if q[pend_i]:
+                    handle_ipi()
+                e = get(kb | (va >> PAGE_SHIFT))
+                if e is None:
+                    e = translate(va, False)
+                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                if c:
+                    spin(c)
+                return q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)]
+
+            def store64(va: int, v: int) -> None:
+                if q[pend_i]:
+                    handle_ipi()
+                e = get(kb | (va >> PAGE_SHIFT))
+                if e is None or e & _RW_D != _RW_D:
+                    e = translate(va, True)
+                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                if c:
+                    spin(c)
+                q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)] = v
+
+        self.costs = costs
         self.set_root, self.walk, self.translate = set_root, walk, translate
         self.load, self.store, self.load64, self.store64 = load, store, load64, store64

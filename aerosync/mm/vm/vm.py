@@ -12,6 +12,7 @@ API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
               mprotect  mremap  madvise  brk  mlock / munlock
   access      load(va, n) -> bytes   store(va, data)   load64(va)   store64(va, v)
               (through the MMU: TLB, walk, faults; SegmentationFault on SIGSEGV)
+              task_work(): deferred work of the task at a batch boundary (VM.ext hook)
   files       file_create(name, size, seed=0, path=None) -> fid   file_lookup(name)
   teardown    leave(): answer pending IPIs, stop being a shootdown target, flush RCU.
   polling     poll(): IPIs and due RCU callbacks (between operations);
@@ -80,6 +81,7 @@ class VM:
         self.cur = [0, 0]                       # [task id, mm id] of the task running here
         self.ext = new_ext()                    # subsystems plug in here (memory.py: Memory)
         self.files.ext = self.ext
+        self.objs.ext = self.ext                # obj_free (mm/numa's shared policies)
         self.memory = Memory(arena, cpu, self.mm, self.pt, self.tlb, self.objs, self.files, self.locks, self.rcu,
                              self.vmas.find_vma, self.vmas.load, self.cur, self.ext)
         self.mmu = Mmu(arena, cpu, self.tlb, self.levels, self.memory.do_user_addr_fault)
@@ -164,7 +166,11 @@ class VM:
         child_mm = self.forks.dup_mm(pmm)
         po = T.task_off(a, parent)
         pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
-        return task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+        child = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+        # copy_process(): the child inherits the task's memory policy (mpol_dup; policy
+        # ids are immutable values, mm/numa/numa_types.py)
+        q[(T.task_off(a, child) + T.T_MEMPOLICY) >> 3] = q[(po + T.T_MEMPOLICY) >> 3]
+        return child
 
     def exit(self, tid: int = -1, signal: int = 0) -> None:
         """do_exit(): the task's mm reference goes (the last user tears it down), the
@@ -195,6 +201,14 @@ class VM:
             raise T.VMError("ECHILD", f"reap(task {tid}): not a zombie ({info['state']})")
         task_free(self.arena, tid)
         return info
+
+    def task_work(self) -> None:
+        """The running task returns to user space: its deferred work runs here, on its
+        own CPU (Linux's task_work_run; mm/numa's NUMA balancing scan when [numa]
+        balancing is on).  Workloads call it between batches."""
+        tw = self.ext.task_work
+        if tw is not None:
+            tw()
 
     # ------------------------------------------------------------------ system calls
     def mmap(self, addr: int, length: int, prot: int, flags: int, file: int = -1, offset: int = 0) -> int:

@@ -13,7 +13,8 @@ Object record (VM_OBJECT_SIZE = 128 bytes)::
        memory, shmem-like; OBJF_DEAD) | 4 file id + 1 u32 (vnode objects)
      8 refcount u64 (atomic)  references: VMAs whose vm_object it is, shadow children
        whose backing it is, the file record of a vnode object, transient pins
-    16 lock (ObjSpinLock word): "&obj->lock"   24 spare
+    16 lock (ObjSpinLock word): "&obj->lock"   24 shared policy u64 (mm/numa/vm_policy.py:
+       first range + 1 of a MAP_SHARED anonymous object's shared policy; 0 = none)
     32..63 page tree root record (lib/xarray.py): index -> folio word or value entry
     64 backing u64 (object offset, 0 = none)   72 backing_offset u64 (pages: my index i
        is my backing's index i + backing_offset)
@@ -154,6 +155,7 @@ class VmObjects:
 
     def __init__(self, arena: Any, cpu: int, mm: Any, obj_cache: Any, xa: Any, obj_lock: Any, rcu: Any) -> None:
         self.arena, self.cpu = arena, cpu
+        self.ext: Any = None                    # VM.ext (memory.py's hooks: obj_free)
         q, u32, at = arena.u64, arena.u32, arena.atomic
         fetch_add, load = at.fetch_add64, at.load64
         from types import SimpleNamespace
@@ -206,6 +208,9 @@ class VmObjects:
             """The last reference went: mark o dead and cut it from its backing under its
             lock (a collapse racing with this sees it dead and leaves it alone), empty its
             tree, drop its reference on the backing, free it after RCU."""
+            of = self.ext.obj_free if self.ext is not None else None
+            if of is not None:                  # mm/numa: the object's shared policy goes
+                of(o)
             down_write(o + O_LOCK)
             u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
             back = q[(o + O_BACKING) >> 3]

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerosync.sync.rcu import RCU_FREE_VMA
+
 __all__ = [
     "VMA_SIZE", "V_START", "V_END", "V_MM", "V_FLAGS", "V_PROT", "V_PGOFF", "V_OBJECT", "V_FILE", "V_LOCK",
     "V_LOCK_SEQ", "V_STATE", "V_POLICY", "V_OBJ_NEXT", "V_OBJ_PREV", "V_NUMAB", "V_RA_PREV",
@@ -230,7 +232,7 @@ class VmaOps:
 
         def free(vma: int) -> None:
             """vm_area_free(): readers may still hold it (lock-free walks): after RCU."""
-            call_rcu(really_free, vma)
+            call_rcu(really_free, vma, RCU_FREE_VMA)
 
         def dup(vma: int) -> int:
             """vm_area_dup(): a copy with its own lock, not on any list, not attached."""

@@ -1,0 +1,230 @@
+"""Recovering the memory manager from a simulated CPU that died: locks, logs, scans.
+
+Models: what the kernel does for a CPU taken away (cpuhp teardown: page_alloc_cpu_dead,
+slub_cpu_dead), plus what it never has to -- finishing or undoing operations a CPU was
+in the middle of.  Unit: one dead CPU (its process reaped by the coordinator).
+
+Two phases (the coordinator, aerosync/coordinator.py, drives them):
+
+  A. `takeover(arena, pid, cpu)`, live CPUs still running: every lock the dead process
+     held is taken over and released (sync/robust.py: slot locks by owner pid, MCS
+     waiter nodes, the embedded locks on its robust list), so live CPUs blocked on one
+     can go on to the next batch boundary and park.  The data under those locks is
+     whole at every fault point (mm/intent.py), with the dead CPU's in-flight items
+     missing; live CPUs can use it meanwhile.
+  B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary):
+       1. the dead CPU's open intent records are read (innermost first) and its log
+          cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
+          its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);
+       2. each record is rolled forward or back by its subsystem (pmm: move_freepages
+          redone; slab: chains and objects in flight put back, mm/slab/recover.py; vm:
+          faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py); the frees the dead
+          CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
+          world is stopped, every reader is out);
+          workload records (wl_*) go to the workload's `recover` hook, which also
+          frees everything its held table says the dead CPU held;
+       3. the state scans put back whatever is still in flight: slab lists rebuilt
+          and orphan sheaves flushed (mm/slab/recover.py fsck), pages in no state and
+          PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages);
+       4. the CPU is taken offline as hot-unplug does (PCP drained, CPU slab,
+          partials, magazine and sheaves flushed) when the caller asks.
+     Then the checkers pass (the coordinator runs them) and every page and object is
+     allocated by a live CPU, free, or counted here as returned by recovery.
+
+The recovery acts as the dead CPU (MM(arena, cpu), Slub(arena, cpu)) from the arena's
+owner process: its locks name the coordinator's pid, its log records go to the owner's
+context (mm/intent.py), its statistics to the dead CPU's counters (a recovered free is
+the dead CPU's free).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aerosync.mm import intent as I
+from aerosync.mm.pmm import recover as PR
+from aerosync.sync.robust import release_embedded, release_taken, takeover_locks
+
+__all__ = ["CpuRecovery", "takeover", "recover_cpu", "WorkloadRecover"]
+
+# recover(arena, cpu, records, mm, slub) -> {"pages": n, "objects": m}; `records` are the
+# dead CPU's open wl_* records, innermost first, each with `inner_open`: an mm record was
+# open above it (the item it handed off is that record's to finish).
+WorkloadRecover = Callable[[Any, int, list[tuple[I.Record, bool]], Any, Any], dict[str, int]]
+
+_PMM_OPS = {I.OP[n] for n in ("buddy_alloc", "buddy_free", "move_freepages", "pcp_refill", "pcp_drain")}
+_WL_OPS = {I.OP[n] for n in ("wl_alloc", "wl_free", "wl_push", "wl_pop")}
+
+
+@dataclass
+class CpuRecovery:
+    """What recovering one dead CPU found and did (the run summary and result JSON)."""
+
+    cpu: int
+    pid: int
+    died_at: str | None = None          # the fault point it killed itself at, if any
+    locks: list[str] = field(default_factory=list)
+    records: list[str] = field(default_factory=list)
+    pages: int = 0                      # returned by recovery: held by the dead CPU or in flight
+    objects: int = 0
+    scan: dict[str, int] = field(default_factory=dict)
+    takeover_ms: float = 0.0
+    recover_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cpu": self.cpu, "pid": self.pid, "died_at": self.died_at, "locks": self.locks,
+                "records": self.records, "pages": self.pages, "objects": self.objects, "scan": self.scan,
+                "takeover_ms": round(self.takeover_ms, 3), "recover_ms": round(self.recover_ms, 3)}
+
+
+def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
+    """Phase A (live CPUs running): take over and release every lock `pid` held; the CPU
+    leaves RCU (a dead CPU is in no read-side section: rcu_cpu_dead) and stops being an
+    IPI target (tlb.py cpu_mark_offline), so nobody waits for it."""
+    t0 = time.perf_counter()
+    rec = CpuRecovery(cpu, pid, died_at=I.died_at(arena, cpu))
+    if "rcu" in arena.sections:
+        from aerosync.sync.rcu import rcu_cpu_dead
+
+        rcu_cpu_dead(arena, cpu)
+    from aerosync.mm.vm import mm_types as T
+
+    if T.vm_ready(arena):
+        from aerosync.mm.vm.tlb import cpu_mark_offline
+
+        cpu_mark_offline(arena, cpu)
+    taken = takeover_locks(arena, pid)
+    rec.locks = [t.name for t in taken]
+    release_taken(arena, taken)
+    rec.locks += release_embedded(arena, pid, cpu, I.held_locks(arena, cpu))
+    rec.takeover_ms = (time.perf_counter() - t0) * 1e3
+    return rec
+
+
+def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None = None,
+                offline: Callable[[Any, int], Any] | None = None) -> CpuRecovery:
+    """Phase B (world stopped): roll the dead CPU's records forward or back, give back
+    what it held, scan for what is still in flight.  `offline(arena, cpu)`: take the
+    CPU offline afterwards (hot-unplug's teardown), or None to leave its per-CPU
+    caches to the CPU's next worker."""
+    from aerosync.mm.pmm.page_alloc import MM
+
+    t0 = time.perf_counter()
+    cpu = rec.cpu
+    records = I.read_records(arena, cpu)
+    spills = {r.ctx: I.spill_items(arena, cpu, r.ctx, I.SPILL_MAX) for r in records}
+    rec.records = [str(r) for r in records]
+    I.clear_log(arena, cpu)
+    PR.pcp_repair(arena, cpu)
+    slab = "slabcaches" in arena.sections
+    if slab:
+        from aerosync.mm.slab import recover as SR
+
+        SR.reset_cpu_locks(arena, cpu)
+    mm = MM(arena, cpu)
+    slub = None
+    if slab:
+        from aerosync.mm.slab.slub import Slub
+
+        slub = Slub(arena, cpu, mm=mm)
+    if "rcu" in arena.sections:
+        rec.objects += _pending_rcu_frees(arena, cpu, slub)
+    from aerosync.mm.vm.recover import VM_OPS
+
+    vmh = None
+    wl: list[tuple[I.Record, bool]] = []
+    inner_open = {0: False, 1: False}
+    for r in records:                                     # innermost first, per context
+        if r.op in _WL_OPS:
+            wl.append((r, inner_open[r.ctx]))
+        elif r.op in _PMM_OPS:
+            if r.op == I.OP["move_freepages"]:
+                PR.redo_move(mm, r.args[0], r.args[1], r.args[2])
+        elif r.op in VM_OPS:
+            from aerosync.mm.vm import recover as VR
+
+            if vmh is None:
+                from aerosync.mm.vm.vm import VM
+
+                vmh = VM(arena, cpu, mm=mm)
+            got = VR.recover_record(arena, vmh, r, spills.get(r.ctx, []), inner_open[r.ctx])
+            rec.objects += got.get("objects", 0)
+            rec.pages += got.get("pages", 0)
+        elif slab:
+            got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []), inner_open[r.ctx])
+            rec.objects += got.get("objects", 0)
+            rec.pages += got.get("pages", 0)
+        inner_open[r.ctx] = True
+    if vmh is not None:
+        vmh.leave()                                       # its deferred frees run (rcu_barrier)
+    if slab:
+        rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
+    if workload_recover is not None:
+        got = workload_recover(arena, cpu, wl, mm, slub)
+        rec.pages += got.get("pages", 0)
+        rec.objects += got.get("objects", 0)
+    if offline is not None:
+        offline(arena, cpu)
+    if slab:
+        rec.scan.update(SR.fsck(arena, slub))
+        rec.objects += rec.scan.get("orphan_objects", 0)
+    scan = PR.reclaim_pages(arena, mm)
+    rec.scan.update(scan)
+    rec.pages += scan["orphan_pages"]
+    rec.recover_ms = (time.perf_counter() - t0) * 1e3
+    return rec
+
+
+def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> int:
+    """Run the frees the dead CPU queued for after a grace period (the world is stopped:
+    every live CPU parked outside any read-side section, the dead one's word cleared)."""
+    from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.sync.rcu import RCU_FREE_VMA, forget_pending, pending_frees
+
+    pending = pending_frees(arena, cpu)
+    forget_pending(arena, cpu)
+    if not pending or slub is None:
+        return 0
+    from aerosync.mm.vm.vma import V_STATE, VMA_FREE
+
+    phys = arena.off("physmem")
+    n = 0
+    for off, kind in pending:
+        if kind == RCU_FREE_VMA:
+            arena.u64[(off + V_STATE) >> 3] = VMA_FREE
+        cid, _ = slub.cache_of(VBASE + (off - phys))
+        if cid >= 0:
+            slub.cache(cid).free(VBASE + (off - phys))
+            n += 1
+    return n
+
+
+def accounting(arena: Any) -> dict[str, int]:
+    """Where every page and object is, for "nothing lost" checks (world stopped):
+    `pages_allocated` pages in allocated blocks that are not slabs, `slab_pages`, and
+    `objects_in_use`: objects handed out by SLUB (sum over live caches of allocations
+    minus frees, which the slab checker's S5 ties to the free objects found)."""
+    import numpy as np
+
+    from aerosync.mm.pmm.page import PG_buddy, PG_pcp, PG_reserved, PG_slab, PG_tail, page_array
+
+    pages = page_array(arena)
+    flags = pages["flags"].copy()
+    order = pages["order"].astype(np.int64)
+    ref = pages["refcount"].copy()
+    del pages
+    alloc = ((flags & (PG_buddy | PG_pcp | PG_reserved | PG_tail)) == 0) & (ref > 0)
+    size = np.int64(1) << np.minimum(order, 62)
+    slab = alloc & ((flags & PG_slab) != 0)
+    out = {"pages_allocated": int(size[alloc & ~slab].sum()), "slab_pages": int(size[slab].sum()),
+           "objects_in_use": 0}
+    if "slabcaches" in arena.sections:
+        from aerosync.mm.slab.slab_common import live_caches, slab_stats
+
+        for cid in live_caches(arena):
+            st = slab_stats(arena, cid)
+            out["objects_in_use"] += st["alloc"] - st["free"]
+    return out

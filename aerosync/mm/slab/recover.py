@@ -1,0 +1,401 @@
+"""Repairing SLUB after a simulated CPU died inside it: chains, objects and slabs put back.
+
+Models: slub_cpu_dead() (the dead CPU's cpu slab, partials, magazine and sheaves flushed
+by another CPU: mm/cpuhp.py), plus what Linux never needs -- undoing or finishing a
+slow path a CPU stopped in.  Unit: a dead CPU; the machine stopped (mm/recovery.py:
+every live CPU parked at a batch boundary).  Acts through a Slub handle of the dead CPU
+(its statistics take what recovery does).
+
+The dead CPU's records (mm/slab/slub.py writes them; mm/intent.py has the protocol),
+resolved innermost first.  "Splice" = put a chain of free objects taken off a slab back
+on that slab's freelist and unfreeze it (deactivate_slab's CAS, done with the world
+stopped); "free" = __slab_free of one object without counting it (it was counted as
+freed already, or never counted as allocated):
+  slab_new        step 1 (pages allocated, slab not set up): the pages are freed.
+                  step 2 (set up, counted, on no list): left to the scan below.
+  slab_discard    step 1 (uncounted): metadata cleared and pages freed (rolled forward);
+                  step 2 (cleared): pages freed unless the free is under way (an inner
+                  record is open).
+  slab_alloc_slow step 1: splice chain a2 back to slab a1 (unless deactivate_slab, the
+                  inner record, has it); step 3: free the object a3 it handed out (its
+                  caller never got it, nothing was counted); step 2: scan.
+  slab_deactivate step 0: splice (the chain never got back).
+  slab_get_partial step 2: splice the frozen slab's chain.
+  slab_free       step 0: free the object unless it is on its slab's freelist already.
+  slab_mag_flush  step s >= 1: free the spill's objects s-1.. (s.. when the inner
+  slab_sheaf_flush  slab_free of object s-1 is open: it finishes that one).
+  slab_sheaf_refill  taking: the sheaf's size := have + step (rolled forward; a per-CPU
+                  sheaf's objects uncounted as allocations); giving back after a
+                  failure (REFILL_ROLLBACK): the step objects left are freed (counted).
+  slab_put_partials  nothing: the scan lists every slab of its chain.
+  slab_debug_free step 0: free the object unless on its freelist (step 1: done).
+  slab_pcs_free   step 0 (not pushed yet: a sheaf swap was under way): free the object
+                  (counted); step 1 (on the main sheaf): count the free it was.
+Then `return_caller_sheaves` frees what the dead CPU's caller-owned sheaves (prefill
+API) still hold (counted frees: their objects count as allocated), and -- after the CPU
+went offline -- `fsck` puts back what is still in flight, from state alone:
+  * per-CPU sheaves in no place (not a CPU's main or spare, on no barn list): the dead
+    CPU had one in hand between the barn and its pcs word (a refill, a flush, a swap):
+    its objects go back to their slabs, the record back to the pool;
+  * slabs: a frozen slab that is no CPU's c->slab is unfrozen; a slab with free objects
+    (or empty) on no list -- a CPU's or its node's -- goes to the tail of its node's
+    partial list; a full one is marked on no list; node partial lists' links and
+    nr_partial, and nr_slabs / total_objects, are recounted.
+S5 (the accounting identity) holds afterwards: every object is on a freelist, in a
+magazine or sheaf, or allocated (allocations minus frees).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aerosync.mm import intent as I
+from aerosync.mm.pmm.page import PG_slab, PG_tail
+from aerosync.mm.slab.slab_common import (
+    _LO,
+    FROZEN,
+    K_FREELIST_TID,
+    K_LOCK,
+    K_NR_PARTIAL,
+    K_PARTIAL,
+    K_PCS,
+    K_PCS_LOCK,
+    K_SLAB,
+    K_STATS,
+    LIST_CPU_PARTIAL,
+    LIST_CPU_SLAB,
+    LIST_NODE_PARTIAL,
+    LIST_NONE,
+    M_CACHE,
+    M_LIST,
+    M_NEXT,
+    M_NID,
+    M_PREV,
+    M_WORD,
+    N_BARN_EMPTY,
+    N_BARN_FULL,
+    N_HEAD,
+    N_NR_PARTIAL,
+    N_NR_SLABS,
+    N_TAIL,
+    N_TOTAL_OBJS,
+    NIL32,
+    NIL64,
+    NR_STATS,
+    SH_CACHE,
+    SH_NEXT,
+    SH_OBJS,
+    SH_SIZE,
+    SH_STATE,
+    SHEAF_PCS,
+    SHEAF_REC,
+    SMETA,
+    ST_ALLOC,
+    ST_FREE,
+    VBASE,
+    _cpu_off,
+    _geo,
+    _node_off,
+    cache_info,
+    live_caches,
+)
+from aerosync.mm.slab.slub import REFILL_PCS, REFILL_ROLLBACK
+from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
+
+__all__ = ["reset_cpu_locks", "recover_record", "return_caller_sheaves", "fsck"]
+
+_OP = I.OP
+_PMW = PAGE_META_SIZE >> 2
+
+
+def reset_cpu_locks(arena: Any, cpu: int) -> None:
+    """The dead CPU's c->lock and pcs lock of every live cache: free (their holder died;
+    only it and flushers of it ever take them)."""
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    for cid in live_caches(arena):
+        ko = _cpu_off(arena, cid, cpu, nr_cpus, mag)
+        arena.atomic.store64(ko + K_LOCK, 0)
+        arena.atomic.store64(ko + K_PCS_LOCK, 0)
+
+
+class _Cache:
+    """What the repairs need of one cache: geometry and freelist access."""
+
+    def __init__(self, arena: Any, cid: int) -> None:
+        info = cache_info(arena, cid)
+        self.arena, self.cid = arena, cid
+        self.size, self.objects = info["size"], info["objects"]
+        self.red_left = info["red_left_pad"]
+        self.fpo = info["red_left_pad"] + info["offset"]
+        self.phys = arena.off("physmem")
+        self.sm = arena.off("slabmeta")
+
+    def fp(self, pfn: int, idx: int) -> int:
+        return self.arena.u32[(self.phys + (pfn << PAGE_SHIFT) + idx * self.size + self.fpo) >> 2]
+
+    def set_fp(self, pfn: int, idx: int, nxt: int) -> None:
+        self.arena.u32[(self.phys + (pfn << PAGE_SHIFT) + idx * self.size + self.fpo) >> 2] = nxt
+
+    def word(self, pfn: int) -> int:
+        return self.arena.u64[(self.sm + pfn * SMETA + M_WORD) >> 3]
+
+    def set_word(self, pfn: int, w: int) -> None:
+        self.arena.atomic.store64(self.sm + pfn * SMETA + M_WORD, w)
+
+    def freelist(self, pfn: int, head: int) -> list[int]:
+        out, i, n = [], head, (self.word(pfn) >> 48) & 0x7FFF
+        while i != NIL32 and i < n and len(out) <= n:
+            out.append(i)
+            i = self.fp(pfn, i)
+        return out
+
+    def splice(self, pfn: int, chain: int) -> int:
+        """A chain taken off slab pfn back on its freelist, the slab unfrozen; returns its length."""
+        objs = self.freelist(pfn, chain)
+        w = self.word(pfn)
+        fl, inuse, n = w & _LO, (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF
+        if objs:
+            self.set_fp(pfn, objs[-1], fl)
+            fl = chain
+        self.set_word(pfn, fl | (inuse - len(objs)) << 32 | n << 48)
+        return len(objs)
+
+    def obj(self, addr: int) -> tuple[int, int]:
+        """(slab head pfn, index) of an object address."""
+        pm32 = self.arena.off("pagemeta") >> 2
+        pfn = (addr - VBASE) >> PAGE_SHIFT
+        if self.arena.u32[pm32 + pfn * _PMW] & PG_tail:
+            pfn = self.arena.u32[pm32 + pfn * _PMW + 6]
+        return pfn, (addr - VBASE - (pfn << PAGE_SHIFT) - self.red_left) // self.size
+
+
+def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:
+    """Roll one of the dead CPU's slab records forward or back (module docstring).
+    Returns the pages and objects it gave back."""
+    a, s, op = rec.args, rec.step, rec.op
+    cid = a[0]
+    if cid not in live_caches(arena):
+        return {}
+    c = _Cache(arena, cid)
+    kc = slub.cache(cid)
+    got = {"pages": 0, "objects": 0}
+
+    def free_obj(addr: int) -> None:
+        pfn, idx = c.obj(addr)
+        kc.free_slow(pfn, idx, False)
+        got["objects"] += 1
+
+    if op == _OP["slab_new"]:
+        if s == 1:
+            got["pages"] += _free_slab_pages(arena, slub, a[1], a[2])
+    elif op == _OP["slab_discard"]:
+        if s == 1 or (s == 2 and not inner_open):
+            got["pages"] += _free_slab_pages(arena, slub, a[1], a[2])
+    elif op == _OP["slab_alloc_slow"]:
+        if s == 1 and not inner_open:
+            got["objects"] += c.splice(a[1], a[2])
+        elif s == 3:
+            free_obj(a[3])
+    elif op == _OP["slab_deactivate"]:
+        if s == 0:
+            got["objects"] += c.splice(a[1], a[2])
+    elif op == _OP["slab_get_partial"]:
+        if s >= 2:
+            got["objects"] += c.splice(a[2], a[3])
+    elif op == _OP["slab_free"]:
+        if s == 0 and a[2] not in c.freelist(a[1], c.word(a[1]) & _LO):
+            kc.free_slow(a[1], a[2], False)
+            got["objects"] += 1
+    elif op in (_OP["slab_mag_flush"], _OP["slab_sheaf_flush"]):
+        n = a[1] if op == _OP["slab_mag_flush"] else a[2]
+        if s >= 1:
+            for addr in spill[s - 1 + int(inner_open):n]:
+                free_obj(addr)
+    elif op == _OP["slab_debug_free"]:
+        if s == 0 and a[2] not in c.freelist(a[1], c.word(a[1]) & _LO):
+            kc.free_slow(a[1], a[2], False)
+            got["objects"] += 1
+    elif op == _OP["slab_pcs_free"]:
+        if s == 0:
+            kc.free(a[1])
+            got["objects"] += 1
+        else:
+            _stat_add(arena, cid, slub.cpu, rec.ctx, ST_FREE, 1)
+    elif op == _OP["slab_sheaf_refill"]:
+        sh, have, flags = a[1], a[2], a[3]
+        so = arena.off("slabsheaf") + sh * SHEAF_REC
+        dest = ((so + SH_OBJS) >> 3) + have
+        if flags & REFILL_ROLLBACK:
+            for k in range(s - int(inner_open)):
+                kc.free(arena.u64[dest + k])
+                got["objects"] += 1
+        else:
+            arena.u64[(so + SH_SIZE) >> 3] = have + s
+            if flags & REFILL_PCS:
+                _stat_add(arena, cid, slub.cpu, rec.ctx, ST_ALLOC, -s)
+    return got
+
+
+def _stat_add(arena: Any, cid: int, cpu: int, ctx: int, item: int, n: int) -> None:
+    """Add n to statistic `item` of cache cid, cpu's context ctx (its owner is dead)."""
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    st = (_cpu_off(arena, cid, cpu, nr_cpus, mag) + K_STATS + ctx * NR_STATS * 8) >> 3
+    arena.u64[st + item] = (arena.u64[st + item] + n) & ((1 << 64) - 1)
+
+
+def _free_slab_pages(arena: Any, slub: Any, pfn: int, order: int) -> int:
+    """A slab that is being made or unmade: metadata cleared, pages back (refcount 1)."""
+    pm32 = arena.off("pagemeta") >> 2
+    m = arena.off("slabmeta") + pfn * SMETA
+    arena.atomic.store64(m + M_WORD, 0)
+    arena.u32[(m + M_CACHE) >> 2] = 0
+    arena.u32[pm32 + pfn * _PMW] &= ~PG_slab
+    slub.mm.free_pages(pfn, order)
+    return 1 << order
+
+
+def return_caller_sheaves(arena: Any, slub: Any, cpu: int) -> int:
+    """kmem_cache_return_sheaf() of every caller-owned sheaf the dead CPU held (prefill
+    API: state cpu + 1); returns the objects freed."""
+    so0, size = arena.sections["slabsheaf"]
+    live = set(live_caches(arena))
+    n = 0
+    for sh in range(size // SHEAF_REC):
+        so = so0 + sh * SHEAF_REC
+        if arena.u64[(so + SH_STATE) >> 3] == cpu + 1:
+            cid = arena.u64[(so + SH_CACHE) >> 3]
+            if cid in live:
+                n += arena.u64[(so + SH_SIZE) >> 3]
+                slub.cache(cid).return_sheaf(sh)
+            else:
+                arena.atomic.store64(so + SH_STATE, 0)
+    return n
+
+
+def fsck(arena: Any, slub: Any) -> dict[str, int]:
+    """The state scan of every live cache (module docstring); world stopped, every dead
+    CPU offline.  Returns {"orphan_sheaves", "orphan_objects", "slabs_relisted",
+    "slabs_unfrozen"}."""
+    out = {"orphan_sheaves": 0, "orphan_objects": 0, "slabs_relisted": 0, "slabs_unfrozen": 0}
+    _, nr_cpus, nr_nodes, mag, _ = _geo(arena)
+    for cid in live_caches(arena):
+        c = _Cache(arena, cid)
+        _orphan_sheaves(arena, slub, c, nr_cpus, nr_nodes, mag, out)
+        _relist_slabs(arena, c, nr_cpus, nr_nodes, mag, out)
+    return out
+
+
+def _orphan_sheaves(arena: Any, slub: Any, c: _Cache, nr_cpus: int, nr_nodes: int, mag: int,
+                    out: dict[str, int]) -> None:
+    q = arena.u64
+    so0, size = arena.sections["slabsheaf"]
+    placed: set[int] = set()
+    for cpu in range(nr_cpus):
+        v = q[(_cpu_off(arena, c.cid, cpu, nr_cpus, mag) + K_PCS) >> 3]
+        placed.update(x for x in ((v & _LO) - 1, (v >> 32) - 1) if x >= 0)
+    for nid in range(nr_nodes):
+        no = _node_off(arena, c.cid, nid, nr_nodes)
+        for head in (N_BARN_FULL, N_BARN_EMPTY):
+            sh, n = arena.u32[(no + head) >> 2], 0
+            while sh != NIL32 and n <= size // SHEAF_REC:
+                placed.add(sh)
+                sh, n = q[(so0 + sh * SHEAF_REC + SH_NEXT) >> 3], n + 1
+    kc = None
+    for sh in range(size // SHEAF_REC):
+        so = so0 + sh * SHEAF_REC
+        st = q[(so + SH_STATE) >> 3]
+        if not st & SHEAF_PCS or q[(so + SH_CACHE) >> 3] != c.cid or sh in placed:
+            continue
+        kc = kc or slub.cache(c.cid)
+        n = q[(so + SH_SIZE) >> 3]
+        for i in range(n):
+            pfn, idx = c.obj(q[((so + SH_OBJS) >> 3) + i])
+            kc.free_slow(pfn, idx, False)
+        q[(so + SH_SIZE) >> 3] = 0
+        arena.atomic.store64(so + SH_STATE, 0)
+        out["orphan_sheaves"] += 1
+        out["orphan_objects"] += n
+
+
+def _relist_slabs(arena: Any, c: _Cache, nr_cpus: int, nr_nodes: int, mag: int, out: dict[str, int]) -> None:
+    import numpy as np
+
+    q, u8, u32 = arena.u64, arena.u8, arena.u32
+    sm = c.sm
+    smv = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    mine = np.flatnonzero(smv[:, M_CACHE // 4] == c.cid + 1).tolist()
+    del smv
+    owned: set[int] = set()                       # a CPU's c->slab or on a CPU's partial chain
+    for cpu in range(nr_cpus):
+        ko = _cpu_off(arena, c.cid, cpu, nr_cpus, mag)
+        cs = q[(ko + K_SLAB) >> 3]
+        if cs != NIL64:
+            owned.add(cs)
+            u8[sm + cs * SMETA + M_LIST] = LIST_CPU_SLAB
+        elif q[(ko + K_FREELIST_TID) >> 3] & _LO != NIL32:
+            q[(ko + K_FREELIST_TID) >> 3] |= NIL32       # no cpu freelist without c->slab
+        p, n = q[(ko + K_PARTIAL) >> 3], 0
+        while p != NIL64 and n <= len(mine):
+            owned.add(p)
+            u8[sm + p * SMETA + M_LIST] = LIST_CPU_PARTIAL
+            p, n = u32[(sm + p * SMETA + M_NEXT) >> 2], n + 1
+        q[(ko + K_NR_PARTIAL) >> 3] = n
+    slabs = [0] * nr_nodes
+    objs = [0] * nr_nodes
+    for nid in range(nr_nodes):                   # node lists as they are, links checked
+        no = _node_off(arena, c.cid, nid, nr_nodes)
+        p, n, listed = u32[(no + N_HEAD) >> 2], 0, []
+        while p != NIL32 and n <= len(mine) and p not in owned and u32[(sm + p * SMETA + M_CACHE) >> 2] == c.cid + 1:
+            listed.append(p)
+            p, n = u32[(sm + p * SMETA + M_NEXT) >> 2], n + 1
+        _link(arena, no, sm, listed)
+        for p in listed:
+            u8[sm + p * SMETA + M_LIST] = LIST_NODE_PARTIAL
+            owned.add(p)
+    for p in mine:
+        w = c.word(p)
+        nid = u8[sm + p * SMETA + M_NID]
+        n = (w >> 48) & 0x7FFF
+        slabs[nid] += 1
+        objs[nid] += n
+        if p in owned:
+            continue
+        if w & FROZEN:                            # frozen, but no CPU's slab: unfreeze
+            c.set_word(p, w & ~FROZEN)
+            out["slabs_unfrozen"] += 1
+            w &= ~FROZEN
+        if w & _LO != NIL32 or not (w >> 32) & 0xFFFF:
+            no = _node_off(arena, c.cid, nid, nr_nodes)
+            tail = u32[(no + N_TAIL) >> 2]
+            m = sm + p * SMETA
+            u32[(m + M_NEXT) >> 2], u32[(m + M_PREV) >> 2] = NIL32, tail
+            if tail == NIL32:
+                u32[(no + N_HEAD) >> 2] = p
+            else:
+                u32[(sm + tail * SMETA + M_NEXT) >> 2] = p
+            u32[(no + N_TAIL) >> 2] = p
+            q[(no + N_NR_PARTIAL) >> 3] += 1
+            u8[m + M_LIST] = LIST_NODE_PARTIAL
+            out["slabs_relisted"] += 1
+        else:
+            u8[sm + p * SMETA + M_LIST] = LIST_NONE
+    for nid in range(nr_nodes):
+        no = _node_off(arena, c.cid, nid, nr_nodes)
+        q[(no + N_NR_SLABS) >> 3] = slabs[nid]
+        q[(no + N_TOTAL_OBJS) >> 3] = objs[nid]
+
+
+def _link(arena: Any, no: int, sm: int, listed: list[int]) -> None:
+    """A node partial list rebuilt from `listed`, in order; nr_partial set."""
+    u32 = arena.u32
+    prev = NIL32
+    for p in listed:
+        u32[(sm + p * SMETA + M_PREV) >> 2] = prev
+        if prev != NIL32:
+            u32[(sm + prev * SMETA + M_NEXT) >> 2] = p
+        prev = p
+    if listed:
+        u32[(sm + listed[-1] * SMETA + M_NEXT) >> 2] = NIL32
+    u32[(no + N_HEAD) >> 2] = listed[0] if listed else NIL32
+    u32[(no + N_TAIL) >> 2] = prev
+    arena.u64[(no + N_NR_PARTIAL) >> 3] = len(listed)

@@ -1,0 +1,227 @@
+"""Killing a simulated CPU at a fault point and recovering it, in a test.
+
+A forked child of the test process acts as a simulated CPU (its pid is not the arena
+owner's, so its handles log into that CPU's intent log and pass fault points); it is
+armed to SIGKILL itself at a point and runs a driver -- the crash_soak workload's batch
+function, with parameters that reach the point.  The test process then does what the
+coordinator does: takeover (live CPUs would still run), recovery with the world stopped,
+the CPU offline (mm/cpuhp.py), the checkers, and "nothing lost" accounting.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from aerosync.mm import intent as I
+
+SOAK_BUDGET = 400         # batches of 64 ops a driver gets to reach its point
+
+
+def soak_params(**kw: Any) -> Any:
+    from workers.workloads import crash_soak
+
+    return replace(crash_soak.Params(), **kw)
+
+
+def soak_machine(machine: Callable[..., Any], params: Any, nr_cpus: int = 2, nr_pages: int = 4096,
+                 **cfg: Any) -> Any:
+    """A booted machine with SLUB, fault points on, crash_soak's sections and baselines."""
+    from workers.workloads import crash_soak
+
+    a = machine(nr_pages=nr_pages, nr_cpus=nr_cpus, slab=True, extra=crash_soak.sections(params, nr_cpus),
+                fault={"test": 1}, **cfg)
+    crash_soak.setup(a, params, nr_cpus)
+    return a
+
+
+def soak_driver(params: Any, seed: int = 1, budget: int = SOAK_BUDGET,
+                before: Callable[[Any, int], None] | None = None) -> Callable[[Any, int], None]:
+    """A driver: crash_soak's batches on `cpu` (after `before(arena, cpu)`), then its teardown."""
+    from workers.workloads import crash_soak
+
+    def drive(arena: Any, cpu: int) -> None:
+        if before is not None:
+            before(arena, cpu)
+        batch = crash_soak.make_batch(arena, cpu, params, random.Random(seed))
+        for _ in range(budget):
+            batch(64)
+        batch.teardown()
+
+    return drive
+
+
+def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: str | None = None,
+              skip: int = 0) -> tuple[int, bool]:
+    """Fork a child that runs driver(arena, cpu) as simulated CPU `cpu`, armed to die at
+    `point` (skip passes first).  Returns (child pid, killed by SIGKILL).  A child that
+    raises exits 3 with its traceback on stderr."""
+    if point is not None:
+        I.arm(arena, cpu, I.point_id(point), skip)
+    pid = os.fork()
+    if pid == 0:                                 # pragma: no cover (the child)
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            driver(arena, cpu)
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    I.disarm(arena, cpu)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3:
+        raise AssertionError(f"the child driving cpu{cpu} raised (see its traceback above)")
+    return pid, os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def recover(arena: Any, pid: int, cpu: int, params: Any, hook: Callable[..., Any] | None = None) -> Any:
+    """What the coordinator does after a death: takeover, recovery, offline (`hook`: the
+    workload's recover, crash_soak's by default)."""
+    from aerosync.mm import recovery
+    from aerosync.mm.cpuhp import cpuhp_offline_mm
+    from workers.workloads import crash_soak
+
+    rec = recovery.takeover(arena, pid, cpu)
+    hook = hook or (lambda a, c, r, m, s: crash_soak.recover(a, params, c, r, m, s))
+    return recovery.recover_cpu(arena, rec, hook, offline=cpuhp_offline_mm)
+
+
+def check_all(arena: Any) -> None:
+    """Every checker passes, and no offline CPU holds anything (H1)."""
+    from aerosync.mm.cpuhp import cpuhp_check
+    from aerosync.mm.pmm.check import check as mm_check
+    from aerosync.mm.slab.slab_check import slab_check
+    from aerosync.mm.vm.check import vm_check
+
+    for rep in (mm_check(arena), slab_check(arena), vm_check(arena)):
+        assert rep.ok, str(rep)
+    assert cpuhp_check(arena) == []
+
+
+def lost(arena: Any, params: Any, nr_cpus: int) -> dict[str, int]:
+    """Free what the rings and held tables still have (crash_soak.report's way), then
+    the pages and objects neither free nor in use at the baseline."""
+    from workers.workloads import crash_soak
+
+    res = {"cpus": [{"counters": dict.fromkeys(crash_soak.COUNTERS, 0)} for _ in range(nr_cpus)]}
+    out = crash_soak.report(arena, params, res)
+    return {"pages": out["lost_pages"], "objects": out["lost_objects"]}
+
+
+def feed_before(params: Any, seed: int = 5, batches: int = 40) -> Callable[[Any, int], None]:
+    """Before the driver: CPU 1 allocates objects only and sends every one to CPU 0's
+    ring, so CPU 0's driver frees them remotely (partial lists, discards, barn traffic)."""
+    from workers.workloads import crash_soak
+
+    def before(arena: Any, cpu: int) -> None:
+        other = 1 - cpu
+        p = replace(params, page_pct=0, cross_cpu_pct=100)
+        b = crash_soak.make_batch(arena, other, p, random.Random(seed))
+        for _ in range(batches):
+            b(64)
+        b.teardown()
+
+    return before
+
+
+def frag_driver(params: Any) -> Callable[[Any, int], None]:
+    """A driver for the buddy allocator's claim with a pageblock move: movable pages fill
+    the machine, all but one page of each pageblock go back (no whole free pageblock is
+    left), then unmovable allocations must claim a mostly free movable pageblock from a
+    block below pageblock order (try_to_claim_block -> move_freepages_block).  Every
+    page is in the crash_soak held table while held."""
+    from aerosync.mm.pmm import gfp as G
+    from aerosync.mm.pmm.page_alloc import MM
+    from workers.workloads import crash_soak
+
+    def drive(arena: Any, cpu: int) -> None:
+        mm = MM(arena, cpu)
+        q = arena.u64
+        h0 = crash_soak._held0(arena, cpu, params.max_held)
+        pb = mm.pb_order
+        slots: dict[int, int] = {}
+        i = 0
+        while i < params.max_held:
+            pfn = mm.alloc_pages(G.GFP_HIGHUSER_MOVABLE | G.__GFP_NOWARN, 0)
+            if pfn < 0:
+                break
+            q[h0 + i] = (pfn << 4) << 2 | crash_soak.KIND_PAGE
+            slots[pfn] = i
+            i += 1
+        keep = {}
+        for pfn in sorted(slots):
+            keep.setdefault(pfn >> pb, pfn)
+        for pfn, s in slots.items():
+            if keep[pfn >> pb] != pfn:
+                q[h0 + s] = 0
+                mm.free_pages(pfn)
+        free = [s for s in range(params.max_held) if not q[h0 + s]]
+        for s in free[: len(free) // 2]:
+            pfn = mm.alloc_pages(G.GFP_KERNEL | G.__GFP_NOWARN, 0)
+            if pfn < 0:
+                break
+            q[h0 + s] = (pfn << 4) << 2 | crash_soak.KIND_PAGE
+        for s in range(params.max_held):
+            e = q[h0 + s]
+            if e:
+                q[h0 + s] = 0
+                mm.free_pages((e >> 6) & ((1 << 30) - 1))
+
+    return drive
+
+
+def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: str | None = None,
+                skip: int = 0) -> int:
+    """run_child without waiting: returns the child's pid (the caller waitpid()s it)."""
+    if point is not None:
+        I.arm(arena, cpu, I.point_id(point), skip)
+    pid = os.fork()
+    if pid == 0:                                 # pragma: no cover (the child)
+        code = 0
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            driver(arena, cpu)
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        os._exit(code)
+    return pid
+
+
+def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any, int], None]:
+    """A VM driver: one task on `cpu` maps anonymous regions, writes every page (faults)
+    and unmaps them, round after round; then exits."""
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    def drive(arena: Any, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        tid = vm.task_create("crash")
+        vm.switch_to(tid)
+        for k in range(rounds):
+            n = rng.randint(1, pages)
+            a = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+            for p in range(n):
+                if p & 1:
+                    vm.load64(a + p * 4096)     # the zero page first: the write is a COW (map_new)
+                vm.store64(a + p * 4096, k)
+            vm.munmap(a, n * 4096)
+        vm.exit()
+        vm.reap(tid)
+        vm.leave()
+
+    return drive
+
+
+def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
+    from aerosync.mm.vm.recover import vm_recover
+
+    return vm_recover(arena, cpu, mm, slub)

@@ -1,0 +1,86 @@
+"""Whole runs with CPUs killed at fault points: [run] on_cpu_death and [fault]
+(coordinator.py _Deaths, aerosync/crash.py).
+
+Invariant: a run whose CPUs are killed at fault points ends with every checker passing
+and nothing lost (crash_soak's lost_pages / lost_objects 0); "stop" ends the run after
+the first death with the dead CPU offline, "continue" restarts every killed CPU and the
+run goes on (every CPU keeps counting operations).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from aerosync import coordinator
+from aerosync.errors import ScenarioError
+from aerosync.scenario import load_scenario
+from workers.workloads import registry
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _scn(text: str):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "crash.toml"
+        p.write_text(text)
+        return load_scenario(p, registry())
+
+
+BASE = '[run]\nworkload = "crash_soak"\nduration = {d}\non_cpu_death = "{mode}"\n' \
+       '[machine]\ncpus = 2\nmemory = "16M"\n'
+
+
+def test_kill_at_then_stop() -> None:
+    scn = _scn(BASE.format(d=20, mode="stop") + '[fault]\nkill_at = "pcp:refill:linked"\nkill_cpu = 1\nkill_skip = 3\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    assert d["crash"]["deaths"] == 1 and d["crash"]["restarts"] == 0
+    rec = d["crash"]["recoveries"][0]
+    assert rec["cpu"] == 1 and rec["died_at"] == "pcp:refill:linked"
+    assert any(n.startswith("&zone->lock") for n in rec["locks"])
+    assert rec["records"] and rec["records"][0].startswith("pcp_refill")
+    assert d["measured_s"] < 15                       # "stop": ended at the death, not at the deadline
+    assert d["cpus"][1]["state"] == "offline"
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["lost_pages"] == 0 and d["workload"]["lost_objects"] == 0
+
+
+def test_kill_random_continue() -> None:
+    scn = _scn(BASE.format(d=4, mode="continue") + "[fault]\nkill_random = 4\nkill_interval = 0.2\n")
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] >= 1 and c["restarts"] == c["deaths"]
+    assert c["pages_recovered"] + c["objects_recovered"] > 0
+    assert c["recovery_ms_median"] is not None
+    assert all(cpu["ops"] > 0 and cpu["state"] == "done" for cpu in d["cpus"])
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["lost_pages"] == 0 and d["workload"]["lost_objects"] == 0
+    assert d["workload"]["corrupt"] == 0
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ('[fault]\nkill_at = "no:such:point"\n', "fault.kill_at"),
+    ('[fault]\nkill_at = "Bad Name"\n', "fault.kill_at"),
+    ("[fault]\nkill_random = -1\n", "fault.kill_random"),
+    ("[fault]\nkill_interval = -2\n", "fault.kill_interval"),
+    ("[fault]\nkill_random = 2\nkill_cpu = 7\n", "fault.kill_cpu"),
+    ("[fault]\nkill_when = 1\n", "fault.kill_when"),
+])
+def test_bad_fault_tables_are_refused(extra: str, key: str) -> None:
+    with pytest.raises(ScenarioError) as ei:
+        scn = _scn(BASE.format(d=1, mode="continue") + extra)
+        coordinator.run(scn, ready_only=True)
+    assert ei.value.key == key
+
+
+def test_fault_needs_a_recovery_mode() -> None:
+    with pytest.raises(ScenarioError) as ei:
+        _scn(BASE.format(d=1, mode="fail") + '[fault]\nkill_at = "buddy:alloc:split"\n')
+    assert ei.value.key == "run.on_cpu_death" and "stop" in ei.value.allowed
+    with pytest.raises(ScenarioError) as ei:
+        _scn(BASE.format(d=1, mode="sometimes"))
+    assert ei.value.key == "run.on_cpu_death"

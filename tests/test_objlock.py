@@ -10,7 +10,7 @@ from aerosync.errors import LockError
 from aerosync.sync import lockstat
 from aerosync.sync import waithook as W
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, objlock_class, objlock_section
-from aerosync.sync.objlock import RW_WRITER, ObjRWSem, ObjSpinLock
+from aerosync.sync.objlock import RW_WAITERS, RW_WRITER, ObjRWSem, ObjSpinLock
 from tests import vm_helpers as H
 
 
@@ -92,6 +92,14 @@ def test_OL2_only_the_owner_releases(make_arena) -> None:
     r1.up_read(o2)
     r0.up_read(o2)
     assert a.atomic.load64(o2) == 0
+    r0.down_write(o2)
+    with pytest.raises(LockError, match="not write-held"):
+        r1.downgrade_write(o2)                 # only the writer downgrades its hold
+    r0.downgrade_write(o2)
+    assert not r0.write_held_by_me(o2) and r1.down_read_trylock(o2) and not r1.down_write_trylock(o2)
+    r1.up_read(o2)
+    r0.up_read(o2)
+    assert a.atomic.load64(o2) == 0
 
 
 def test_wait_hook_runs_while_waiting(make_arena) -> None:
@@ -127,9 +135,9 @@ def test_writer_waiting_stops_new_readers(make_arena) -> None:
     off = a.off("scratch")
     r0, r1 = ObjRWSem(a, rw, 0), ObjRWSem(a, rw, 1)
     r0.down_read(off)
-    a.atomic.fetch_or64(off, 1 << 31)          # a writer announced itself (WW)
+    a.atomic.fetch_or64(off, RW_WAITERS)       # a writer is queued (RWSEM_FLAG_WAITERS)
     assert not r1.down_read_trylock(off)
-    a.atomic.fetch_and64(off, ~(1 << 31) & ((1 << 64) - 1))
+    a.atomic.fetch_and64(off, ~RW_WAITERS & ((1 << 64) - 1))
     assert r1.down_read_trylock(off)
     r0.up_read(off)
     r1.up_read(off)

@@ -23,8 +23,8 @@ from aerosync.arena import layout as L
 from aerosync.mm import intent as I
 from aerosync.sync import lockstat as LS
 from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, objlock_class, objlock_section
-from aerosync.sync.objlock import RW_WRITER, ObjRWSem, ObjSpinLock
-from aerosync.sync.robust import release_embedded, release_taken, takeover_locks
+from aerosync.sync.objlock import RW_READER_BIAS, RW_WRITER, ObjRWSem, ObjSpinLock
+from aerosync.sync.robust import HELD_READ, HELD_WRITE, release_embedded, release_taken, takeover_locks
 from aerosync.sync.rwlock import RWLock
 from aerosync.sync.spinlock import SpinLock
 
@@ -164,7 +164,7 @@ def test_takeover_embedded_spinlock(make_arena) -> None:
     assert a.atomic.load64(lk) == 0 and a.atomic.load64(kept) == 12345 << 16 | 2
 
 
-@pytest.mark.parametrize("side", ["writer", "reader"])
+@pytest.mark.parametrize("side", ["writer", "reader", "downgraded"])
 def test_takeover_embedded_rwsem(make_arena, side: str) -> None:
     a = _arena(make_arena)
     cls = objlock_class(a, "&mm->mmap_lock", OBJ_RW)
@@ -174,12 +174,21 @@ def test_takeover_embedded_rwsem(make_arena, side: str) -> None:
         dead = _die_holding(a, f, lambda: ObjRWSem(a, cls, 1).down_write(lk))
         assert a.atomic.load64(lk) & RW_WRITER
         take = lambda: (ObjRWSem(a, cls, 2).down_read(lk), ObjRWSem(a, cls, 2).up_read(lk))
-    else:
+    elif side == "reader":
         dead = _die_holding(a, f, lambda: ObjRWSem(a, cls, 1).down_read(lk))
-        assert a.atomic.load64(lk) == 1                # one anonymous reader: known from the list only
+        assert a.atomic.load64(lk) == RW_READER_BIAS   # one anonymous reader: known from the list only
+        take = lambda: (ObjRWSem(a, cls, 2).down_write(lk), ObjRWSem(a, cls, 2).up_write(lk))
+    else:                                              # munmap's zap after mmap_write_downgrade
+        def hold() -> None:
+            h = ObjRWSem(a, cls, 1)
+            h.down_write(lk)
+            h.downgrade_write(lk)
+
+        dead = _die_holding(a, f, hold)
+        assert a.atomic.load64(lk) == RW_READER_BIAS
         take = lambda: (ObjRWSem(a, cls, 2).down_write(lk), ObjRWSem(a, cls, 2).up_write(lk))
     held = I.held_locks(a, 1)
-    assert len(held) == 1 and held[0][0] == lk
+    assert held == [(lk, HELD_WRITE if side == "writer" else HELD_READ)]
     w = _waiter(a, f + 8, take)
     _still_waiting(a, w, f + 8)
     assert release_embedded(a, dead, 1, held)

@@ -284,3 +284,169 @@ def test_speculative_fault_vs_vma_change(machine, change: str) -> None:
     A.task = -1
     finish(a, A2, B)
     A.leave()
+
+
+# ------------------------------------------------------------------ munmap's downgrade
+# munmap (and brk / mremap shrinks) detach their VMAs under mmap_lock for write, then
+# downgrade and zap under the read lock (Linux 6.19's vms_complete_munmap_vmas).  Each
+# test parks the unmapping CPU at "munmap:downgraded" and checks what another CPU may
+# and may not do meanwhile:
+#   fault elsewhere      goes on (mmap_lock readers share the lock with the zap)
+#   fault on the hole    fails (SIGSEGV), also when it found the VMA before the detach:
+#                        vma_start_read refuses a detached VMA, the lookup misses
+#   mmap into the hole   waits (it needs the write lock) until the zap and frees are done
+#   a second munmap      of the adjacent range waits likewise; the shared table goes last
+
+class Parked:
+    """The unmapping CPU parked at munmap:downgraded until `go` is set."""
+
+    def __init__(self) -> None:
+        self.at = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, _name: str) -> None:
+        self.at.set()
+        assert self.go.wait(20), "the test never released the parked munmap"
+
+
+def _downgraded(a, mm: int) -> bool:
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.sync.objlock import RW_READER_BIAS, RW_READERS, RW_WRITER
+
+    w = a.atomic.load64(T.mm_off(a, mm) + T.M_MMAP_LOCK)
+    return not w & RW_WRITER and (w & RW_READERS) == RW_READER_BIAS
+
+
+@pytest.mark.parametrize("locking", ["mmap_lock", "per_vma", "speculative"])
+def test_fault_elsewhere_runs_during_the_downgraded_zap(machine, locking: str) -> None:
+    a, A, B = two_cpus(machine, fault_locking=locking)
+    victim = A.mmap(0, 8 * PG, RW, ANON)
+    other_vma = A.mmap(0, 4 * PG, RW, ANON)
+    for i in range(4):                            # pages 4-7 never mapped: a fault there
+        A.store64(victim + i * PG, i + 1)
+    B.store64(other_vma, 5)                       # the object exists (speculative faults may run)
+    parked = Parked()
+    hooks.set_point("munmap:downgraded", parked)
+    A2 = VM(a, 0)
+    A2.switch_to(A.current_task())
+    mm = A2.current_mm()
+    o = Other(A2, lambda: A2.munmap(victim, 8 * PG)).start()
+    B.make_current(thread_only=True)
+    o.wait(B, parked.at.is_set, "reached the downgrade")
+    assert _downgraded(a, mm)                      # a read hold, no writer
+    B.store64(other_vma + PG, 6)                   # a new fault while the zap is parked
+    assert B.load64(other_vma + PG) == 6
+    with pytest.raises(SegmentationFault) as ei:
+        B.load64(victim + 6 * PG)                  # no PTE, no VMA: the range is gone already
+    assert ei.value.code == SEGV_MAPERR
+    assert not o.done.is_set()
+    parked.go.set()
+    o.join(B)
+    assert B.load64(other_vma) == 5
+    A.task = -1
+    finish(a, A2, B)
+    A.leave()
+
+
+def test_fault_that_found_the_vma_before_the_detach(machine) -> None:
+    """A per-VMA fault looked the VMA up (RCU) just before munmap detached it; by the
+    time it locks the VMA the munmap has downgraded (its VMA write locks ended), so
+    only the detached state stops it: vma_lock_miss, the lookup misses, the fallback
+    takes mmap_lock for read next to the parked zap and finds nothing: SIGSEGV."""
+    a, A, B = two_cpus(machine, fault_locking="per_vma")
+    victim = A.mmap(0, 4 * PG, RW, ANON)
+    A.store64(victim, 1)
+    parked = Parked()
+    other: list[Other] = []
+    hooks.set_point("munmap:downgraded", parked)
+
+    def at_found(_name: str) -> None:
+        if other:
+            return
+        o = Other(A2, lambda: A2.munmap(victim, 4 * PG)).start()
+        other.append(o)
+        o.wait(B2, parked.at.is_set, "reached the downgrade")
+
+    hooks.set_point("fault:vma_found", at_found)
+    A2 = VM(a, 0)
+    A2.switch_to(A.current_task())
+    B2 = VM(a, 1)
+    B2.switch_to(B.current_task())
+    B2.make_current(thread_only=True)
+    before = fold_vm_events(a)
+    with pytest.raises(SegmentationFault) as ei:
+        B2.store64(victim + PG, 2)
+    after = fold_vm_events(a)
+    assert ei.value.code == SEGV_MAPERR
+    assert after["vma_lock_miss"] > before["vma_lock_miss"]
+    assert not other[0].done.is_set()              # all of it happened beside the parked zap
+    parked.go.set()
+    other[0].join(B2)
+    A.task, B.task = -1, -1
+    finish(a, A2, B2)
+    A.leave()
+    B.leave()
+
+
+def test_mmap_into_the_hole_waits_for_the_zap(machine) -> None:
+    a, A, B = two_cpus(machine)
+    victim = A.mmap(0, 4 * PG, RW, ANON)
+    for i in range(4):
+        A.store64(victim + i * PG, 7)
+    parked = Parked()
+    hooks.set_point("munmap:downgraded", parked)
+    A2 = VM(a, 0)
+    A2.switch_to(A.current_task())
+    o = Other(A2, lambda: A2.munmap(victim, 4 * PG)).start()
+    B.make_current(thread_only=True)
+    o.wait(B, parked.at.is_set, "reached the downgrade")
+    m = Other(B, lambda: B.mmap(victim, 4 * PG, RW, ANON | M.MAP_FIXED)).start()
+    m.wait(A, m.blocked.is_set, "waited for mmap_lock")
+    assert not m.done.is_set()                     # the range is not reusable before the zap ends
+    parked.go.set()
+    o.join(B)
+    assert m.join(B) == victim
+    stop_all()                                     # B's thread is done: this thread drives B now
+    assert B.load64(victim) == 0                   # a fresh zero page: nothing of the old range
+    A.task = -1
+    finish(a, A2, B)
+    A.leave()
+
+
+def test_adjacent_munmaps_serialise_and_free_the_shared_table(machine) -> None:
+    """Two munmaps of neighbouring halves of one PTE table: the second waits for the
+    first's downgraded zap (it needs the write lock), the first keeps the table (the
+    second half still maps it: ceiling), the second frees it; the checker sees no page
+    or table left behind."""
+    from aerosync.mm.vm import mm_types as T
+
+    a, A, B = two_cpus(machine)
+    base = A.mmap(0, 8 * PG, RW, ANON)
+    for i in range(8):
+        A.store64(base + i * PG, i)
+    mm = A.current_mm()
+    pt_bytes = a.atomic.load64(T.mm_off(a, mm) + T.M_PGTABLES_BYTES)
+    parked = Parked()
+    hooks.set_point("munmap:downgraded", parked)
+    A2 = VM(a, 0)
+    A2.switch_to(A.current_task())
+    B2 = VM(a, 1)
+    B2.switch_to(B.current_task())
+    o = Other(A2, lambda: A2.munmap(base, 4 * PG)).start()
+    B.make_current(thread_only=True)
+    o.wait(B, parked.at.is_set, "reached the downgrade")
+    second = Other(B2, lambda: B2.munmap(base + 4 * PG, 4 * PG)).start()
+    second.wait(B, second.blocked.is_set, "waited for mmap_lock")
+    assert not second.done.is_set()
+    parked.go.set()
+    o.join(B)
+    second.join(B)
+    stop_all()
+    assert a.atomic.load64(T.mm_off(a, mm) + T.M_PGTABLES_BYTES) < pt_bytes
+    with pytest.raises(SegmentationFault):
+        B.load64(base + 5 * PG)
+    A.task, B.task = -1, -1
+    hooks.clear_points()
+    finish(a, A2, B2)
+    A.leave()
+    B.leave()

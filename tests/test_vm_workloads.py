@@ -271,23 +271,24 @@ def test_shadow_chain_depth_stays_within_the_limit_after_a_fault(machine) -> Non
         vm.leave()
 
 
-@pytest.mark.xfail(strict=False, reason="sync: ObjRWSem has no handoff: a writer arriving after up_write takes the "
-                                        "lock from a sleeping waiter (threads-mode mmap_lock starves: brk1 cpu0 waited "
-                                        "1.2 s, fault_churn's mmap_lock faulter ~10 faults/s; reported to the lead)")
-def test_rwsem_waiting_writer_is_not_overtaken(make_arena) -> None:
-    """rwsem fairness (Linux: the waiter queue and RWSEM_FLAG_HANDOFF): once a writer is
-    queued, a writer that arrives after the release does not go first."""
+def test_rwsem_waiting_writer_is_not_overtaken(make_arena, monkeypatch) -> None:
+    """rwsem fairness (Linux: the wait list and RWSEM_FLAG_HANDOFF; found here as brk1
+    threads starving one CPU): once a queued writer has set the hand-off, a writer that
+    arrives after the release does not go first.  Deterministic: the release happens
+    only after the word shows the hand-off (the queue timeout is 0, so the waiter sets
+    it on its first failed try)."""
     import threading
     import time
 
     from aerosync.arena import layout as L
+    from aerosync.sync import objlock as O
     from aerosync.sync.lockclass import OBJ_RW, objlock_class, objlock_section
-    from aerosync.sync.objlock import RW_WAITING, ObjRWSem
 
+    monkeypatch.setattr(O, "RW_WAIT_TIMEOUT_NS", 0)
     a = make_arena(nr_cpus=2, nr_pages=16, extra=[objlock_section(2), L.SectionSpec("scratch", 4096)])
     cls = objlock_class(a, "&mm->mmap_lock", OBJ_RW)
     off = a.off("scratch")
-    me, other = ObjRWSem(a, cls, 0), ObjRWSem(a, cls, 1)
+    me, other = O.ObjRWSem(a, cls, 0), O.ObjRWSem(a, cls, 1)
     order: list[str] = []
 
     def waiter() -> None:
@@ -298,12 +299,71 @@ def test_rwsem_waiting_writer_is_not_overtaken(make_arena) -> None:
     me.down_write(off)
     t = threading.Thread(target=waiter)
     t.start()
-    while not a.atomic.load64(off) & RW_WAITING:
+    deadline = time.monotonic() + 20
+    while not a.atomic.load64(off) & O.RW_HANDOFF:
+        assert time.monotonic() < deadline, "the queued writer never set the hand-off"
         time.sleep(0.001)
-    time.sleep(0.05)                                # the waiter is past its spins, sleeping between tries
     me.up_write(off)
     me.down_write(off)                              # arrives after the release: must queue behind the waiter
     order.append("newcomer")
     me.up_write(off)
     t.join(10)
     assert order == ["waiter", "newcomer"]
+    assert a.atomic.load64(off) == 0
+
+
+# ------------------------------------------------------------------ parked CPUs
+@pytest.mark.parametrize("name", ["page_fault1", "page_fault2", "page_fault3", "mmap1", "mmap2", "brk1", "fork_cow",
+                                  "fault_churn"])
+def test_parked_cpu_runs_no_rcu_callbacks(inproc, name: str) -> None:
+    """A CPU parked at the pause barrier (workers/cpu.py _pause with the workload's own
+    batch.poll) answers IPIs but runs none of its due RCU callbacks: arena memory is
+    unchanged while it is parked, and the frees run once it is resumed."""
+    import threading
+    import time
+
+    from aerosync.arena import layout as L
+    from aerosync.params import CPU_AREA_SIZE
+    from workers.cpu import _pause
+
+    params = {"size_kb": 32} if name == "fork_cow" else ({} if name == "brk1" else {"size_mb": 1})
+    a, batch, finish = inproc(name, **params)
+    batch(3)
+    vm = batch.vm
+    rcu = vm.rcu
+    addr = vm.mmap(0, 4 * PG, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
+    vm.store64(addr, 1)
+    rcu.read_lock()                                 # a reader holds back the grace period...
+    vm.munmap(addr, 4 * PG)                         # ...so the VMA record (and tree nodes) wait
+    rcu.read_unlock()                               # ...and are due now
+    pending = rcu.nr_pending()
+    assert pending > 0
+    calls = [0]
+
+    def poll() -> None:
+        calls[0] += 1
+        batch.poll()
+
+    at = a.atomic
+    at.fetch_add64(L.H_PAUSE_SEQ, 1)
+    at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
+    area = (a.off("cpu") + 0 * CPU_AREA_SIZE) >> 3
+    t = threading.Thread(target=_pause, args=(a, area, poll), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while calls[0] < 3:
+        assert time.monotonic() < deadline, "the parked CPU never polled"
+        time.sleep(0.001)
+    phys = a.off("physmem")
+    before = bytes(a.u8[phys : phys + a.sections["physmem"][1]])
+    n = calls[0]
+    while calls[0] < n + 5:                         # five more polls while parked
+        assert time.monotonic() < deadline, "the parked CPU stopped polling"
+        time.sleep(0.001)
+    assert bytes(a.u8[phys : phys + a.sections["physmem"][1]]) == before
+    assert rcu.nr_pending() == pending
+    at.store64(L.H_RUN_STATE, L.RUN_GO)             # resumed
+    t.join(10)
+    vm.poll()                                       # between operations: the frees run
+    assert rcu.nr_pending() < pending
+    finish()

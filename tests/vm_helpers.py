@@ -86,3 +86,92 @@ def rcu_reader_hold(name: str, cpu: int, flag_off: int, release_off: int) -> Non
     a.atomic.store64(flag_off, 2)
     del r
     a.close()
+
+
+def objrw_queue_in_turn(name: str, cls: int, cpu: int, lock_off: int, seq_off: int, turn: int, log_off: int,
+                        report_off: int, write: bool, timeout_ns: int) -> None:
+    """Wait for `turn`, then take the rwsem (queueing behind whoever holds it), append
+    cpu + 1 to the log at log_off (count, then entries), release, and report this
+    process's hand-off events at report_off + 64 * cpu (wlock, rlock hand-offs + 1)."""
+    from aerosync.sync import objlock as O
+    from tests.helpers import Sequencer
+
+    a = Arena.attach(name)
+    O.RW_WAIT_TIMEOUT_NS = timeout_ns
+    rw = O.ObjRWSem(a, cls, cpu)
+    Sequencer(a, seq_off).wait_turn(turn)
+    (rw.down_write if write else rw.down_read)(lock_off)
+    i = a.atomic.fetch_add64(log_off, 1)
+    a.atomic.store64(log_off + 8 * (1 + i), cpu + 1)
+    (rw.up_write if write else rw.up_read)(lock_off)
+    a.atomic.store64(report_off + 64 * cpu, O.LOCK_EVENTS["rwsem_wlock_handoff"] + 1)
+    a.atomic.store64(report_off + 64 * cpu + 8, O.LOCK_EVENTS["rwsem_rlock_handoff"] + 1)
+    del rw
+    a.close()
+
+
+def objrw_storm(name: str, cls: int, cpu: int, lock_off: int, data_off: int, iters: int, start_off: int,
+                report_off: int, write_every: int, hold_iters: int, timeout_ns: int) -> None:
+    """Mixed storm: every `write_every`-th operation writes two equal words (holding the
+    lock for hold_iters loop rounds), the others read them (torn pairs counted at
+    report + 16).  Reports ops done (+0) and the hand-off events seen (+8)."""
+    from aerosync.sync import objlock as O
+
+    a = Arena.attach(name)
+    O.RW_WAIT_TIMEOUT_NS = timeout_ns
+    rw = O.ObjRWSem(a, cls, cpu)
+    q, i = a.u64, data_off >> 3
+    rep = report_off + 64 * cpu
+    _barrier(a, start_off)
+    for n in range(iters):
+        if n % write_every == 0:
+            rw.down_write(lock_off)
+            v = q[i] + 1
+            q[i] = v
+            for _ in range(hold_iters):
+                pass
+            q[i + 1] = v
+            rw.up_write(lock_off)
+        else:
+            rw.down_read(lock_off)
+            x, y = q[i], q[i + 1]
+            rw.up_read(lock_off)
+            if x != y:
+                a.atomic.fetch_add64(rep + 16, 1)
+    a.atomic.store64(rep, iters)
+    a.atomic.store64(rep + 8, O.LOCK_EVENTS["rwsem_wlock_handoff"] + O.LOCK_EVENTS["rwsem_rlock_handoff"])
+    del rw, q
+    a.close()
+
+
+def objrw_wait_forever(name: str, cls: int, cpu: int, lock_off: int, write: bool) -> None:
+    """Queue on a lock someone else holds and wait (the parent kills us while queued)."""
+    from aerosync.sync.objlock import ObjRWSem
+
+    a = Arena.attach(name)
+    rw = ObjRWSem(a, cls, cpu)
+    (rw.down_write if write else rw.down_read)(lock_off)
+    time.sleep(60)
+
+
+def objspin_storm(name: str, cls: int, cpu: int, lock_off: int, data_off: int, iters: int, start_off: int,
+                  report_off: int, hold_iters: int) -> None:
+    """ObjSpinLock storm: a racy increment under the lock, held for hold_iters rounds;
+    reports ops (+0) and the reservations this CPU made (+8)."""
+    from aerosync.sync import objlock as O
+
+    a = Arena.attach(name)
+    lk = O.ObjSpinLock(a, cls, cpu)
+    q, i = a.u64, data_off >> 3
+    _barrier(a, start_off)
+    for _ in range(iters):
+        lk.lock(lock_off)
+        v = q[i]
+        for _ in range(hold_iters):
+            pass
+        q[i] = v + 1
+        lk.unlock(lock_off)
+    a.atomic.store64(report_off + 64 * cpu, iters)
+    a.atomic.store64(report_off + 64 * cpu + 8, O.LOCK_EVENTS["spin_pending"])
+    del lk, q
+    a.close()

@@ -269,9 +269,10 @@ def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None) -> i
     scheduled) is acked again -- with a single ack on entry the coordinator would wait
     30 s for an ack of the new generation and fail the run.
 
-    `poll` (the workload's batch.poll, e.g. mm/vm's VM.poll) runs while parked: another
-    CPU finishing its batch may send this one a TLB-shootdown IPI and wait for the
-    answer before it can reach the barrier itself."""
+    `poll` (the workload's batch.poll, e.g. mm/vm's VM.park_poll) runs while parked:
+    another CPU finishing its batch may send this one a TLB-shootdown IPI and wait for
+    the answer before it can reach the barrier itself.  It answers IPIs and does nothing
+    else: deferred work (RCU callbacks) would change memory under the checker."""
     at = arena.atomic
     ack_off = (area << 3) + L.CPU_PAUSE_ACK
     acked = -1

@@ -29,7 +29,14 @@ scaling of page_fault1, per-VMA locks under churn, the VMA tree, fork, shootdown
   * tlb_shootdown_us: flush_tlb_mm_range of one page with one remote CPU -- a second
     process (pinned to another host CPU) running a thread of the same mm and busy
     loading from it, so it takes the IPI at its next access boundary -- from the
-    request to the acknowledgement (median of single flushes).
+    request to the acknowledgement (median of single flushes);
+  * {rwsem,objspin}_storm_{wait_max_ms,fairness}: the embedded locks (sync/objlock.py:
+    the rw_semaphore of mmap_lock taken for write, the spinlock of ptlock/lru_lock) in a
+    STORM_S storm of two processes with a short critical section: lock_stat's
+    waittime-max of the class, and Jain's index of the acquisitions per CPU (1.0 =
+    equal shares).  The rwsem bounds a waiter's wait by its hand-off (Linux lets
+    spinning writers steal for RWSEM_WAIT_TIMEOUT first, so its shares stay unequal);
+    the spinlock's reservation hands it over after the waiter's spin phase.
 
 Warm-up: the first touch of an arena page by a process costs a host page fault (~10-30
 us on a virtual machine), an artifact of the simulation, not simulated work.  Every
@@ -345,6 +352,89 @@ def bench_shootdown() -> dict[str, float]:
         _close(arena, vm)
 
 
+# ------------------------------------------------------------------ embedded-lock storms
+_LS_START, _LS_STOP = 0, 8
+STORM_S = 1.0
+
+
+def _lock_storm_child(name: str, cpu: int, host_cpu: int, kind: str, lock_off: int, cls: int) -> None:
+    """One CPU of the storm: take the lock, a short critical section (a few hundred
+    bytecodes, about a page-table update), release, again until told to stop."""
+    from aerosync.sync.objlock import ObjRWSem, ObjSpinLock
+
+    if host_cpu >= 0:
+        os.sched_setaffinity(0, {host_cpu})
+    arena = Arena.attach(name)
+    try:
+        w, at = arena.off("vmbench"), arena.atomic
+        if kind == "rwsem":
+            h = ObjRWSem(arena, cls, cpu)
+            lock, unlock = h.down_write, h.up_write
+        else:
+            h = ObjSpinLock(arena, cls, cpu)
+            lock, unlock = h.lock, h.unlock
+        at.fetch_add64(w + _LS_START, 1)
+        while at.load64(w + _LS_START) < 1 << 32:
+            time.sleep(0.0002)
+        while not at.load64(w + _LS_STOP):
+            for _ in range(32):
+                lock(lock_off)
+                for _ in range(30):
+                    pass
+                unlock(lock_off)
+        del h, lock, unlock
+    finally:
+        arena.close()
+
+
+def _lock_storm(kind: str) -> dict[str, float]:
+    """Two processes (one host CPU each when there are two) hammer one embedded lock for
+    STORM_S: lock_stat's waittime-max of its class and Jain's index of the acquisitions."""
+    import multiprocessing as mp
+
+    from aerosync.bench.reliability import jain_index
+    from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_stats, objlock_class, stat_idx
+
+    arena = _machine(2, 8, [SectionSpec("vmbench", 4096)])
+    procs: list[Any] = []
+    try:
+        cls = objlock_class(arena, f"bench_{kind}", OBJ_RW if kind == "rwsem" else OBJ_SPIN)
+        w, at = arena.off("vmbench"), arena.atomic
+        hosts = sorted(os.sched_getaffinity(0))
+        ctx = mp.get_context("spawn")
+        for c in range(2):
+            host = hosts[c] if len(hosts) >= 2 else -1
+            p = ctx.Process(target=_lock_storm_child, args=(arena.name, c, host, kind, w + 64, cls), daemon=True)
+            p.start()
+            procs.append(p)
+        deadline = time.monotonic() + 60
+        while at.load64(w + _LS_START) < 2:
+            if time.monotonic() > deadline or not all(p.is_alive() for p in procs):
+                raise RuntimeError("bench vm: a lock-storm process did not start")
+            time.sleep(0.001)
+        at.fetch_add64(w + _LS_START, 1 << 32)
+        time.sleep(STORM_S)
+        at.store64(w + _LS_STOP, 1)
+        for p in procs:
+            p.join(30)
+            if p.exitcode != 0:
+                raise RuntimeError(f"bench vm: a lock-storm process failed (exit code {p.exitcode})")
+        row = next(r for r in class_stats(arena) if r["lock_class"] == f"bench_{kind}")
+        acq = [arena.u64[stat_idx(arena, c, cls, 0)] for c in range(2)]
+        return {f"{kind}_storm_wait_max_ms": int(row["wait_max"]) / 1e6, f"{kind}_storm_fairness": jain_index(acq)}
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        arena.close()
+        arena.unlink()
+
+
+def bench_lock_storms() -> dict[str, float]:
+    return {**_lock_storm("rwsem"), **_lock_storm("objspin")}
+
+
 GROUPS = {
     "faults": (bench_faults, [("kernel_anon_fault_us", "us", "reported"), ("anon_fault_us", "us", "reported"),
                               ("anon_fault_vs_kernel", "x", "<= 3"), ("cow_fault_us", "us", "<= 2 x anon_fault_us")]),
@@ -355,4 +445,8 @@ GROUPS = {
     "vmas": (bench_vmas, [("find_vma_us", "us", "<= 2"), ("vma_bytes", "B", "<= 320")]),
     "fork": (bench_fork, [("fork_64mib_ms", "ms", "reported")]),
     "shootdown": (bench_shootdown, [("tlb_shootdown_us", "us", "reported")]),
+    "locks": (bench_lock_storms, [("rwsem_storm_wait_max_ms", "ms", "reported"),
+                                  ("rwsem_storm_fairness", "x", "reported"),
+                                  ("objspin_storm_wait_max_ms", "ms", "reported"),
+                                  ("objspin_storm_fairness", "x", "reported")]),
 }

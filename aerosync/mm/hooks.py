@@ -11,13 +11,16 @@ on a None is one local test).  Tests register handlers, then build the CPU handl
 Handlers are process-wide and run on the thread that reaches the point.
 
 Points (the module that fires them):
+    fault:vma_found       memory.py   a per-VMA fault found its VMA (RCU), before vma_start_read
     fault:vma_locked      memory.py   a fault holds its VMA (read) lock, before handling
     fault:before_install  memory.py   a new page is ready, before the PTE lock is taken
     cow:copied            memory.py   a COW copy is made, before the PTE is replaced
     spf:snapshot          memory.py   a speculative fault took its sequence snapshot
     zap:before_flush      memory.py   PTEs cleared, pages gathered, TLB not flushed yet
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
-    munmap:detached       mmap.py     VMAs out of the tree, pages still mapped
+    munmap:detached       mmap.py     VMAs out of the tree, pages still mapped (mmap_lock write)
+    munmap:downgraded     mmap.py     munmap/brk/mremap shrink: mmap_lock downgraded to read,
+                                      zap not started
     fork:vma_copied       fork.py     one VMA copied into the child
     vmalloc:purge_taken   vmalloc.py  a purge took the lazy lists, before its TLB flush
     vmalloc:purge_flushed vmalloc.py  the purge's shootdown done, areas not erased yet

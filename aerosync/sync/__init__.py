@@ -39,6 +39,9 @@ part and why; this tree is the union, and nothing takes locks in another order.
 
 Embedded locks (sync/objlock.py) live inside arena objects and keep lock_stat per class
 and per CPU (sync/lockclass.py); slot locks (spinlock.py, rwlock.py) have a table slot.
+The embedded rw_semaphore (mmap_lock, the per-VMA lock) has Linux's wait list and
+hand-off (a waiter is not overtaken for ever), the embedded spinlock a reservation
+for its longest-waiting CPU.
 Every wait loop answers the waiting CPU's IPIs (sync/waithook.py), so a TLB shootdown
 issued under a lock never deadlocks against a CPU waiting for that lock.
 RCU (sync/rcu.py) protects lock-free walks of VMA trees, object page trees and VMA

@@ -6,13 +6,18 @@ Models: lockdep's lock classes with CONFIG_LOCK_STAT's per-CPU statistics
 
 Section "objlock"::
 
-    header      0 nr_classes u64 | one OBJ_CLASS_REC per class: name (32 B), kind u32
+    header      0 nr_classes u64   8 rwsem wait ticket u64 (atomic: queue order of
+                waiters, sync/objlock.py) | one OBJ_CLASS_REC per class: name (32 B),
+                kind u32
     per CPU     MAX_OBJ_CLASSES x 2 sides (0 = write/exclusive, 1 = read) x one cache
                 line of u64: acquisitions, contentions, wait_total, wait_max, wait_min
                 (0 = none yet), hold_total, hold_samples, hold_max (ns)
+    waiters     nr_cpus + 1 cache lines: each CPU's waiter node (the last row serves
+                handles whose cpu id is outside the machine); layout in sync/objlock.py
 
 The class table is append-only and written at set-up (before workers start); each CPU
-writes only its own lines; readers sum them without locks (a racy but untorn snapshot).
+writes only its own statistics lines; readers sum them without locks (a racy but untorn
+snapshot).  Waiter nodes follow objlock.py's wait-list protocol.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from aerosync.errors import LockError
 from aerosync.params import CACHE_LINE
 
 __all__ = ["MAX_OBJ_CLASSES", "OBJ_SPIN", "OBJ_RW", "objlock_section", "objlock_class", "class_name", "stat_idx",
-           "class_stats"]
+           "class_stats", "waiter_node", "wait_ticket_off"]
 
 MAX_OBJ_CLASSES = 16
 OBJ_SPIN, OBJ_RW = 1, 2
@@ -36,7 +41,19 @@ _ACQ, _CON, _WTOT, _WMAX, _WMIN, _HTOT, _HSAMP, _HMAX = range(8)
 
 
 def objlock_section(nr_cpus: int) -> SectionSpec:
-    return SectionSpec("objlock", _HDR + nr_cpus * _CPU_REC, align=CACHE_LINE)
+    return SectionSpec("objlock", _HDR + nr_cpus * _CPU_REC + (nr_cpus + 1) * _LINE, align=CACHE_LINE)
+
+
+def waiter_node(arena: Any, row: int) -> int:
+    """Byte offset of waiter node `row` (a CPU id, or nr_cpus for the spare row)."""
+    nr_cpus = int(arena.config["nr_cpus"])
+    if not 0 <= row <= nr_cpus:
+        raise LockError(f"objlock: no waiter node {row} (rows 0..{nr_cpus})")
+    return arena.off("objlock") + _HDR + nr_cpus * _CPU_REC + row * _LINE
+
+
+def wait_ticket_off(arena: Any) -> int:
+    return arena.off("objlock") + 8
 
 
 def objlock_class(arena: Any, name: str, kind: int) -> int:

@@ -42,6 +42,7 @@ from aerosync.arena import layout as L
 from aerosync.arena.layout import robust_mode
 from aerosync.params import MAX_LOCKS
 from aerosync.sync import lockstat as LS
+from aerosync.sync.objlock import release_dead
 from aerosync.sync.qspinlock import kick_sleepers, reap_dead_waiter
 
 __all__ = ["robust_mode", "takeover_locks", "release_taken", "Taken", "HELD_SPIN", "HELD_WRITE", "HELD_READ",
@@ -115,22 +116,13 @@ def release_taken(arena: Any, taken: list[Taken]) -> None:
 
 
 def release_embedded(arena: Any, pid: int, cpu: int, entries: list[tuple[int, int]]) -> list[str]:
-    """Release the embedded locks on a dead CPU's robust list (sync/objlock.py words):
-    a spinlock or rwsem writer only while its word still names the dead (pid, cpu); a
-    reader count is dropped by one.  Returns what was released."""
-    at = arena.atomic
-    dead = pid << 16 | (cpu + 1)
+    """Release the embedded locks on a dead CPU's robust list (sync/objlock.py
+    release_dead: a spinlock or rwsem writer only while its word still names the dead
+    (pid, cpu); a reader count is dropped by one; the rwsem's queued waiters woken).
+    Returns what was released."""
     out = []
     for off, kind in entries:
-        if kind == HELD_SPIN:
-            if at.cas64(off, dead, 0) == dead:
-                out.append(f"spin@{off:#x}")
-        elif kind == HELD_WRITE:
-            if at.load64(off + 8) == dead and at.load64(off) & _RW_WRITER:
-                at.store64(off + 8, 0)
-                at.fetch_and64(off, _NEG1 ^ _RW_WRITER)
-                out.append(f"rwsem-W@{off:#x}")
-        elif kind == HELD_READ:
-            at.fetch_add64(off, _NEG1)
-            out.append(f"rwsem-R@{off:#x}")
+        got = release_dead(arena, off, kind, pid, cpu)
+        if got:
+            out.append(got)
     return out

@@ -18,7 +18,8 @@ The harness times one call of `batch(1)` after each batch for the latency histog
 per-batch housekeeping (draining an inbound ring) is skipped when n == 1: the sampled
 latency is one operation's.  Optional attributes of the batch function: `teardown()`
 (run once after the last batch: give back what the CPU holds) and `poll()` (run while
-the CPU is parked at a pause barrier: answer IPIs -- mm/vm workloads pass VM.poll).
+the CPU is parked at a pause barrier: answer IPIs and nothing that changes memory --
+mm/vm workloads pass VM.park_poll, never VM.poll, whose RCU callbacks free memory).
 """
 
 from __future__ import annotations

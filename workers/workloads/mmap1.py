@@ -125,7 +125,7 @@ def map_unmap_batch(arena: Arena, cpu: int, params: Params, rng: random.Random, 
         vm.leave()
 
     batch.teardown = teardown  # type: ignore[attr-defined]
-    batch.poll = vm.poll  # type: ignore[attr-defined]
+    batch.poll = vm.park_poll  # type: ignore[attr-defined]
     batch.vm = vm  # type: ignore[attr-defined]
     return batch
 

@@ -136,7 +136,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         vm.leave()
 
     batch.teardown = teardown  # type: ignore[attr-defined]
-    batch.poll = vm.poll  # type: ignore[attr-defined]
+    batch.poll = vm.park_poll  # type: ignore[attr-defined]
     batch.vm = vm  # type: ignore[attr-defined]
     return batch
 

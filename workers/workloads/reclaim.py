@@ -206,7 +206,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             os.unlink(st["path"])
 
     batch.teardown = teardown  # type: ignore[attr-defined]
-    batch.poll = vm.poll  # type: ignore[attr-defined]
+    batch.poll = vm.park_poll  # type: ignore[attr-defined]
     return batch
 
 

@@ -135,7 +135,7 @@ def _loop(arena: Any, vm: Any, rec: Any, cpu: int, role: str, nid: int, area: in
             seq = at.load64(L.H_PAUSE_SEQ)
             at.store64(ack_off, seq)
             while at.load64(L.H_RUN_STATE) == L.RUN_PAUSE and not at.load64(stop_w):
-                vm.poll()
+                vm.park_poll()                  # IPIs only: no RCU frees under the checker
                 time.sleep(0.0005)
             continue
         if role == "kswapd":

@@ -14,7 +14,8 @@ folio is still allocated).  Unlike x86's ptep_clear_flush_young, clearing the ac
 bit flushes too: the simulated TLB is large against the simulated RAM, and an entry
 kept in it would hide every later access from aging.
 
-Accounting of an unmapped PTE: mapcount - 1 (nr_anon_pages / nr_mapped when it reaches
+Accounting of an unmapped PTE: hiwater_rss raised to the RSS first (update_hiwater_rss,
+as try_to_unmap_one does), mapcount - 1 (nr_anon_pages / nr_mapped when it reaches
 0), the PTE's reference dropped (never the last one: the caller holds its own), rss of
 its kind - 1, and MM_SWAPENTS + 1 with one more swap_map count for a swap PTE.
 """
@@ -56,6 +57,7 @@ class RmapOps:
         PM4 = arena.off("pagemeta") >> 2
         MW4 = PAGE_META_SIZE >> 2
         swapents = T.M_RSS + 8 * T.MM_SWAPENTS
+        hiwater = T.update_hiwater_rss
 
         def flush_all(touched: dict[int, list[int]]) -> None:
             for mm_id, vas in touched.items():
@@ -96,6 +98,7 @@ class RmapOps:
                 old = xchg(i << 3, swp if to_swap else 0)
                 if old & _PAGE_DIRTY:
                     dirty[0] = True
+                hiwater(at, mm_base + mm_id * mm_size)           # before we lower rss
                 unmap_account(mm_id, pfn, kind, False)
                 fetch_sub32((PM4 + pfn * MW4 + 2) << 2, 1)      # the PTE's reference
                 if to_swap:

@@ -983,6 +983,8 @@ class Memory:
                         vma = vmacache_find(tid, mm_id, va)
                         if not vma:
                             break
+                    if tp:
+                        tp("fault:vma_found")
                     seq = load(mo + M_LOCK_SEQ)                    # vma_start_read()
                     if load(vma + V_LOCK_SEQ) == seq or not vma_down_read_trylock(vma + V_LOCK):
                         break

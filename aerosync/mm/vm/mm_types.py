@@ -32,7 +32,7 @@ Record layouts (offsets in bytes; "atomic" = changed with CAS / fetch_add by any
    104 mmap_base u64  112 start_brk u64  120 brk u64
    128 rss[NR_MM_COUNTERS] u64 (atomic: file, anon, swapents, shmem)  160 pgtables_bytes
        (atomic)  168 tlb_gen u64 (atomic)  176 context id u64 (unique per lifetime: the
-       TLB's ASID tag)  184 hiwater_rss
+       TLB's ASID tag)  184 hiwater_rss (atomic max: update_hiwater_rss before RSS drops)
    192 total_vm 200 locked_vm 208 pinned_vm 216 data_vm 224 exec_vm 232 stack_vm
    240 def_flags 248 task_size              (guarded by mmap_lock for write)
    256 page_table_lock (ObjSpinLock word)  264 owner tid + 1  272 mmap_seq (seqcount:
@@ -78,7 +78,7 @@ __all__ = [
     "H_CACHE_MAPLE", "H_CACHE_XA", "H_FAULT_AROUND", "H_RA_PAGES", "H_SHADOW_DEPTH", "H_MAP_COUNT_MAX",
     "H_TLB_CEILING", "H_VM_FLAGS",
     "FAULT_LOCKING", "FL_MMAP_LOCK", "FL_PER_VMA", "FL_SPECULATIVE",
-    "task_off", "mm_off", "file_off", "vmcpu_off", "vmcpu_rec_size",
+    "task_off", "mm_off", "file_off", "vmcpu_off", "vmcpu_rec_size", "get_mm_rss", "update_hiwater_rss",
 ]
 
 VM_MAGIC = 0x4D4D_5643_4E59_5341       # "ASYNCVMM"
@@ -229,3 +229,25 @@ def vmcpu_off(arena: Any, cpu: int) -> int:
 def require_vm(arena: Any) -> None:
     if not vm_ready(arena):
         raise VMError("ENOSYS", f"arena {arena.name}: no virtual memory (vm_init was not run)")
+
+
+def get_mm_rss(at: Any, mo: int) -> int:
+    """get_mm_rss(): file + anon + shmem pages mapped (swap entries are not resident)."""
+    r = mo + M_RSS
+    n = at.load64(r + 8 * MM_FILEPAGES) + at.load64(r + 8 * MM_ANONPAGES) + at.load64(r + 8 * MM_SHMEMPAGES)
+    return n if n < 1 << 63 else 0
+
+
+def update_hiwater_rss(at: Any, mo: int) -> None:
+    """update_hiwater_rss(): raise hiwater_rss to the current RSS, called before RSS drops
+    (unmap_region, zap_page_range_single, MADV_FREE, try_to_unmap_one, as Linux does), so
+    VmHWM keeps the peak.  A CAS max: several CPUs may unmap in one mm at once (under
+    mmap_lock for read, or reclaim under none), where Linux's plain store may lose a raise."""
+    rss = get_mm_rss(at, mo)
+    off = mo + M_HIWATER_RSS
+    cur = at.load64(off)
+    while rss > cur:
+        got = at.cas64(off, cur, rss)
+        if got == cur:
+            return
+        cur = got

@@ -16,7 +16,16 @@ then mm_lock_seq and mmap_seq made odd -- per-VMA readers and speculative faults
 off), write-locks each VMA it changes (vma_start_write) before touching it, and
 releases with mm_lock_seq and mmap_seq made even again, which also ends every VMA
 write lock.  Pages and page tables of unmapped ranges are released through an
-mmu_gather after one TLB flush (memory.py).  Object and file lists are changed under
+mmu_gather after one TLB flush (memory.py).  munmap, a brk shrink and an in-place
+mremap shrink (Linux 6.19: do_vmi_align_munmap with unlock) change the tree under the
+write lock -- the VMAs are split, write-locked, erased from the tree and marked
+detached -- then downgrade (mmap_write_downgrade: VMA write locks end, mmap_seq even)
+and zap, free the page tables and free the VMAs under the read lock: faults elsewhere
+in the mm go on meanwhile (one that found a removed VMA fails vma_start_read on its
+detached state and looks again; the address is unmapped), while any writer -- an mmap
+into the hole, another munmap -- waits for the read hold to end, so the range cannot
+be reused before its zap is done.  MAP_FIXED's and mremap move's unmaps stay under
+the write lock, as in Linux.  Object and file lists are changed under
 the object's lock (vm_object.py).  Errors are VMError(errno name, message naming the
 call and the argument): the state is unchanged by a refused call, except that a
 MAP_FIXED mmap that fails after unmapping its range leaves it unmapped, as Linux does.
@@ -102,6 +111,7 @@ class Mmap:
         max_map_count = q[(hdr + T.H_MAP_COUNT_MAX) >> 3]
         mmap_down_write, mmap_up_write = locks.mmap_lock.down_write, locks.mmap_lock.up_write
         mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
+        mmap_downgrade, mmap_write_held = locks.mmap_lock.downgrade_write, locks.mmap_lock.write_held_by_me
         tree, between, vma_alloc, vma_free, vma_dup = vmas.tree, vmas.between, vmas.alloc, vmas.free, vmas.dup
         vinsert, verase, start_write = vmas.insert, vmas.erase, vmas.start_write
         ev = VE.vm_event_base(arena, cpu)
@@ -131,6 +141,21 @@ class Mmap:
             fetch_add(m + T.M_MMAP_SEQ, 1)
             fetch_add(m + T.M_LOCK_SEQ, 1)      # even: all VMA write locks released at once
             mmap_up_write(m + T.M_MMAP_LOCK)
+
+        def mmap_write_downgrade(mm_id: int) -> None:
+            """mmap_write_downgrade(): vma_end_write_all (mm_lock_seq even: every VMA write
+            lock ends; mmap_seq even: speculative faults may run) while the rwsem becomes
+            a read hold -- the VMA tree is final, only its removed VMAs still need work."""
+            m = mo(mm_id)
+            fetch_add(m + T.M_MMAP_SEQ, 1)
+            fetch_add(m + T.M_LOCK_SEQ, 1)
+            mmap_downgrade(m + T.M_MMAP_LOCK)
+
+        def mmap_read_unlock(mm_id: int) -> None:
+            mmap_up_read(mo(mm_id) + T.M_MMAP_LOCK)
+
+        def write_locked(mm_id: int) -> bool:
+            return mmap_write_held(mo(mm_id) + T.M_MMAP_LOCK)
 
         def changed(mm_id: int) -> None:
             q[(mo(mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
@@ -271,16 +296,19 @@ class Mmap:
             vma_free(vma)
 
         # ------------------------------------------------------------ unmap
-        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int, r: int = -1,
-                       from_step: int = 1) -> None:
-            """unmap_region + remove_vma for VMAs already taken out of the tree.  With a
-            vm_munmap record r, its steps: 2 unlinked, 3 unmapped (pages and tables
-            freed).  `from_step` (recovery finishing a dead CPU's munmap, mm/vm/recover.py):
-            2 = the VMAs are off their lists already, 3 = only the VMAs themselves left."""
-            prev = tree(mm_id).mas_prev(start)[0]
-            nxt = tree(mm_id).mt_find(end)[0]
-            floor = q[(prev + V.V_END) >> 3] if prev else 0
-            ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
+        def unmap_region(mm_id: int, victims: list[int], start: int, end: int, floor: int, ceiling: int,
+                         r: int = -1, from_step: int = 0, hiwater: bool = True) -> None:
+            """unmap_region(): the detached VMAs' pages and the page tables wholly inside
+            [floor, ceiling) go, after one TLB flush (mmu_gather).  Safe under mmap_lock
+            for read: the VMAs are out of the tree (no fault, per-VMA lock or rmap walk
+            reaches them: they leave their object's list first), and a concurrent fault
+            only populates tables that cover a live VMA, never one wholly in the hole.
+            With a vm_munmap record r, its steps: 2 unlinked, 3 unmapped (pages and
+            tables freed).  `from_step` (recovery finishing a dead CPU's munmap,
+            mm/vm/recover.py): 2 = the VMAs are off their lists already, 3 = nothing
+            left here."""
+            if hiwater:
+                T.update_hiwater_rss(at, mo(mm_id))
             if from_step <= 1:
                 for v in victims:
                     unlink(v)                           # no rmap walker reaches them now
@@ -302,14 +330,34 @@ class Mmap:
                     q[r + 7] = 3
                     if fp:
                         fp(P_UNMAPPED)
+
+        def remove_vmas(mm_id: int, victims: list[int], locked_done: bool) -> None:
+            """remove_vma() for each: object references, vm_stat_account, the record (RCU).
+            locked_done: locked_vm was already lowered (before a downgrade, as Linux)."""
             for v in victims:
                 o = q[(v + V.V_OBJECT) >> 3]
                 if o:
                     drop_object_range(o, v)
                     objs.put(o)
-                vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -npages(v))
+                fl = q[(v + V.V_FLAGS) >> 3]
+                vm_stat_account(mm_id, fl & ~V.VM_LOCKED & _U64 if locked_done else fl, -npages(v))
                 vma_free(v)
-            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
+
+        def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int, r: int = -1,
+                       from_step: int = 0) -> None:
+            """unmap_region + remove_vma for VMAs already taken out of the tree, all under
+            mmap_lock for write (exit_mmap) or with the world stopped: recovery finishing
+            a dead CPU's munmap from its record's step `from_step` (1 detached, 2
+            unlinked, 3 unmapped: mm/vm/recover.py), whose map_count and locked_vm the
+            munmap lowered before step 1."""
+            prev = tree(mm_id).mas_prev(start)[0]
+            nxt = tree(mm_id).mt_find(end)[0]
+            floor = q[(prev + V.V_END) >> 3] if prev else 0
+            ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
+            unmap_region(mm_id, victims, start, end, floor, ceiling, r, from_step, hiwater=False)
+            remove_vmas(mm_id, victims, from_step > 0)
+            if not from_step:
+                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
 
         def drop_object_range(o: int, v: int) -> None:
             """The pages of a private anonymous object at this VMA's indices are reachable
@@ -325,9 +373,19 @@ class Mmap:
             first = q[(v + V.V_PGOFF) >> 3]
             objs.page_remove(o, first, first + npages(v))
 
-        def do_munmap_locked(mm_id: int, start: int, end: int) -> int:
+        def do_munmap_locked(mm_id: int, start: int, end: int, unlock: bool = False) -> int:
+            """do_vmi_align_munmap(): vms_gather_munmap_vmas (split the edge VMAs,
+            vma_start_write each, take them out of the tree, mark them detached) under
+            mmap_lock for write, then vms_complete_munmap_vmas: map_count and locked_vm,
+            and -- with `unlock` (munmap, brk shrink, mremap shrink) -- the downgrade to
+            a read hold for the zap, the page-table frees and the VMA frees, after which
+            the lock is released.  With unlock the lock is always released once this
+            returns or raises past the gather; a gather error leaves it write-held.
+            Returns the number of VMAs removed."""
             victims = between(mm_id, start, end)
             if not victims:
+                if unlock:
+                    mmap_write_unlock(mm_id)
                 return 0
             first, last = victims[0], victims[-1]
             if q[(first + V.V_START) >> 3] < start:
@@ -339,6 +397,10 @@ class Mmap:
                 split(mm_id, last, end)
             for v in victims:
                 start_write(mm_id, v)
+            prev = tree(mm_id).mas_prev(start)[0]
+            nxt = tree(mm_id).mt_find(end)[0]
+            floor = q[(prev + V.V_END) >> 3] if prev else 0
+            ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
             r = -1
             if begin is not None and len(victims) <= MAX_LOGGED_VICTIMS:
                 r = begin(_OP_MUNMAP, mm_id, start, end)
@@ -351,13 +413,28 @@ class Mmap:
                 for v in victims:
                     store(v + V.V_STATE, V.VMA_DETACHED)
                 changed(mm_id)
+                # vms_complete_munmap_vmas: the point of no return (record step 1 implies it)
+                m = mo(mm_id)
+                q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)
+                for v in victims:
+                    if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:
+                        q[(m + T.M_LOCKED_VM) >> 3] -= npages(v)
                 if r >= 0:
                     q[r + 7] = 1
                     if fp:
                         fp(P_DETACHED)
                 if tp:
                     tp("munmap:detached")
-                unmap_vmas(mm_id, victims, start, end, r)
+                if unlock:
+                    mmap_write_downgrade(mm_id)
+                try:
+                    if unlock and tp:
+                        tp("munmap:downgraded")
+                    unmap_region(mm_id, victims, start, end, floor, ceiling, r)
+                    remove_vmas(mm_id, victims, True)
+                finally:
+                    if unlock:
+                        mmap_read_unlock(mm_id)
             finally:
                 if r >= 0:
                     log_end(r)
@@ -375,12 +452,14 @@ class Mmap:
             return end
 
         def munmap(mm_id: int, start: int, length: int) -> None:
+            """__vm_munmap(): do_vmi_munmap with unlock (the zap runs under the read lock)."""
             end = check_range("munmap", start, length, mm_id)
             mmap_write_lock(mm_id)
             try:
-                do_munmap_locked(mm_id, start, end)
+                do_munmap_locked(mm_id, start, end, unlock=True)
             finally:
-                mmap_write_unlock(mm_id)
+                if write_locked(mm_id):
+                    mmap_write_unlock(mm_id)
             rcu.poll()
 
         # ------------------------------------------------------------ get_unmapped_area
@@ -565,7 +644,8 @@ class Mmap:
 
         # ------------------------------------------------------------ brk
         def brk(mm_id: int, newbrk: int) -> int:
-            """brk(): the new break, or the old one when the request is refused."""
+            """brk(): the new break, or the old one when the request is refused.  A shrink
+            unmaps with the downgrade, as munmap does (do_vmi_align_munmap, unlock)."""
             m = mo(mm_id)
             mmap_write_lock(mm_id)
             try:
@@ -577,8 +657,14 @@ class Mmap:
                     q[(m + T.M_BRK) >> 3] = newbrk
                     return newbrk
                 if new_end < old_end:
-                    do_munmap_locked(mm_id, new_end, old_end)
                     q[(m + T.M_BRK) >> 3] = newbrk
+                    try:
+                        do_munmap_locked(mm_id, new_end, old_end, unlock=True)
+                    except VMError:
+                        if write_locked(mm_id):
+                            q[(m + T.M_BRK) >> 3] = cur
+                            return cur
+                        raise
                     return newbrk
                 nxt = tree(mm_id).mt_find(old_end)[0]
                 gap = STACK_GUARD_GAP if nxt and q[(nxt + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN else 0
@@ -593,7 +679,8 @@ class Mmap:
                 q[(m + T.M_BRK) >> 3] = newbrk
                 return newbrk
             finally:
-                mmap_write_unlock(mm_id)
+                if write_locked(mm_id):
+                    mmap_write_unlock(mm_id)
 
         # ------------------------------------------------------------ mprotect
         def mprotect(mm_id: int, start: int, length: int, prot: int) -> None:
@@ -701,8 +788,8 @@ class Mmap:
                 if flags & MREMAP_FIXED:
                     return move_vma(mm_id, v, old, old_len, new_len, new_addr, fixed=True)
                 if new_len <= old_len:
-                    if new_len < old_len:
-                        do_munmap_locked(mm_id, old + new_len, old + old_len)
+                    if new_len < old_len:          # shrink_vma(drop_lock=true)
+                        do_munmap_locked(mm_id, old + new_len, old + old_len, unlock=True)
                     return old
                 end = old + old_len
                 if q[(v + V.V_END) >> 3] == end:
@@ -715,7 +802,8 @@ class Mmap:
                     raise VMError("ENOMEM", f"{call}: cannot grow in place and MREMAP_MAYMOVE is not set")
                 return move_vma(mm_id, v, old, old_len, new_len, 0, fixed=False)
             finally:
-                mmap_write_unlock(mm_id)
+                if write_locked(mm_id):
+                    mmap_write_unlock(mm_id)
                 rcu.poll()
 
         def move_vma(mm_id: int, v: int, old: int, old_len: int, new_len: int, new_addr: int, fixed: bool) -> int:
@@ -829,6 +917,7 @@ class Mmap:
             """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
             file again (private file): the top object's pages there go, and a ZERO
             marker hides what a backing object holds (anonymous)."""
+            T.update_hiwater_rss(at, mo(mm_id))          # zap_page_range_single_batched
             g = memory.mmu_gather(mm_id)
             memory.zap_range(mm_id, lo, hi, g)
             g.finish()
@@ -844,6 +933,7 @@ class Mmap:
         def lazyfree(mm_id: int, v: int, lo: int, hi: int) -> None:
             """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may
             drop them while clean; a write makes them dirty again)."""
+            T.update_hiwater_rss(at, mo(mm_id))          # madvise_free_single_vma
             n = memory.mkclean_range(mm_id, lo, hi)
             q[ev + VE.PGLAZYFREE] += n
 
@@ -885,6 +975,7 @@ class Mmap:
         self.mmap, self.munmap, self.brk, self.mprotect, self.mremap = mmap, munmap, brk, mprotect, mremap
         self.madvise, self.mlock, self.populate = madvise, mlock, populate
         self.mmap_write_lock, self.mmap_write_unlock = mmap_write_lock, mmap_write_unlock
+        self.mmap_write_downgrade, self.mmap_read_unlock = mmap_write_downgrade, mmap_read_unlock
         self.do_munmap_locked, self.unmap_vmas, self.vm_stat_account = do_munmap_locked, unmap_vmas, vm_stat_account
         self.link, self.unlink, self.mmap_base = link, unlink, mmap_base
         # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's

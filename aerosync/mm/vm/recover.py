@@ -20,9 +20,12 @@ covered, and how each record is resolved:
              PTEs cleared, mapcount and rss already lowered -- lose the PTE reference
              they still hold (the puts the flush did not do).
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
-             code (Mmap.unmap_vmas) from where it stopped: step 1 detached (unlink,
-             zap, free the page tables, drop objects, free VMAs), 2 unlinked (zap
-             again: cleared PTEs are skipped), 3 unmapped (the VMAs themselves).
+             code (Mmap.unmap_vmas) from where it stopped: step 1 detached (map_count
+             and locked_vm already lowered; unlink, zap, free the page tables, drop
+             objects, free VMAs), 2 unlinked (zap again: cleared PTEs are skipped), 3
+             unmapped (the VMAs themselves).  From step 1 on the munmap may hold
+             mmap_lock for read (downgraded for the zap): its robust list says so, and
+             the takeover drops that read hold.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): fork's copy, exit_mmap, mprotect / mremap / madvise, file and
 shmem faults, the shadow-chain collapse, reclaim.  The dead CPU's pending RCU frees

@@ -18,6 +18,8 @@ API (`VM(arena, cpu)`; the calls act for the task running on this CPU):
   kernel      `kernel` (mm/vm/kernel.py KernelCpu, None without vmalloc): vmalloc, the kernel's
               loads and stores, kernel stacks -- every task gets its VMAP_STACK stack when
               created (task_create, fork) and gives it back when it exits.
+  polling     poll(): IPIs and due RCU callbacks (between operations);
+              park_poll(): IPIs only (parked at a pause barrier: memory must not change)
 The handle installs its IPI handler as this process's lock-wait hook (sync/waithook.py):
 a worker is one simulated CPU, so the hook is this CPU's.  Tests that drive several
 CPUs from one process call `make_current()` on the CPU they are about to use.
@@ -114,6 +116,13 @@ class VM:
         self.tlb.handle_ipi()
         if self.rcu.nr_pending():
             self.rcu.poll()
+
+    def park_poll(self) -> None:
+        """While parked at a pause barrier (a live check, the stop): answer IPIs only.
+        A parked CPU must not change memory under the checker that believes it quiescent,
+        and its RCU callbacks would (VMA records, tree nodes and slab objects freed); they
+        run at its next operation or poll() after the pause."""
+        self.tlb.handle_ipi()
 
     def current_task(self) -> int:
         return self.task

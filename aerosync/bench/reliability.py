@@ -41,8 +41,10 @@ from aerosync.bench.foundation import _scenario, _timeit_ns
 __all__ = ["GROUPS", "jain_index"]
 
 STORM_S = 1.2
-SOAK_OPS_PER_CPU = 500_000
+# 4 x 10^6 ops: a quiet host runs 10^6 in ~6 s, too short for 100 kills (~0.1 s each with the restart)
+SOAK_OPS_PER_CPU = 2_000_000
 SOAK_KILLS = 150
+SOAK_KILL_INTERVAL_S = 0.005   # from one recovery to the next kill
 
 
 def jain_index(xs: list[float]) -> float:
@@ -105,7 +107,7 @@ def bench_crash_soak() -> dict[str, float]:
 
     text = (f'[run]\nworkload = "crash_soak"\nops = {SOAK_OPS_PER_CPU}\non_cpu_death = "continue"\n'
             f'[machine]\ncpus = 2\nmemory = "32M"\n'
-            f"[fault]\nkill_random = {SOAK_KILLS}\nkill_interval = 0.02\n")
+            f"[fault]\nkill_random = {SOAK_KILLS}\nkill_interval = {SOAK_KILL_INTERVAL_S}\n")
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "crash-soak.toml"
         p.write_text(text)

@@ -30,6 +30,7 @@ counters (vmstat names, summed over CPUs) under "vmstat".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aerosync.arena.layout import SectionSpec
@@ -131,6 +132,41 @@ def stamp_off(i: int) -> int:
     """Byte offset in page i of its stamp word: past a pattern file's 16-byte header,
     spread over the page (as page_fault1 spreads its stamps)."""
     return ((i & 255) + 2) << 3
+
+
+def region_batch(vm: VM, cpu: int, q: Any, c_faults: int, npages: int, off: Callable[[int], int],
+                 map_region: Callable[[], int], finish_region: Callable[[], None], st: dict[str, int]) -> Any:
+    """will-it-scale's fault loop, shared by page_fault1/2/3: an operation writes one
+    stamp word (cpu << 48 | seq) at off(i) of the region's next page, mapping a region
+    first when none is (map_region) and finishing it (finish_region: verify, munmap) once
+    every page is written.  `st` holds addr, next, seq for finish_region to read.  The
+    batch carries teardown (finish a partial region, exit the task), poll and vm."""
+    store64 = vm.store64
+
+    def batch(n: int) -> None:
+        for _ in range(n):
+            if not st["addr"]:
+                st["addr"] = map_region()
+                st["next"] = 0
+            i = st["next"]
+            st["seq"] += 1
+            store64(st["addr"] + i * 4096 + off(i), cpu << 48 | st["seq"])
+            q[c_faults] += 1
+            i += 1
+            st["next"] = i
+            if i == npages:
+                finish_region()
+
+    def teardown() -> None:
+        if st["addr"]:
+            finish_region()
+        vm.exit()
+        vm.leave()
+
+    batch.teardown = teardown  # type: ignore[attr-defined]
+    batch.poll = vm.park_poll  # type: ignore[attr-defined]
+    batch.vm = vm  # type: ignore[attr-defined]
+    return batch
 
 
 # ------------------------------------------------------------------ files

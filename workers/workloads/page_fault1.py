@@ -22,7 +22,7 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from aerosync.mm.vm import mmap as M
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, recover, setup_mm, vm_report, vmwork_section
+from workers.workloads._vm import cpu_vm, recover, region_batch, setup_mm, vm_report, vmwork_section
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
@@ -57,7 +57,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     npages = params.size_mb << 8
     size = npages * PG
     verify = params.verify
-    store64, load64 = vm.store64, vm.load64
+    load64 = vm.load64
     st = {"addr": 0, "next": 0, "seq": 0}
 
     def finish_region() -> None:
@@ -73,30 +73,9 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         st["addr"] = 0
         q[c_regions] += 1
 
-    def batch(n: int) -> None:
-        for _ in range(n):
-            if not st["addr"]:
-                st["addr"] = vm.mmap(0, size, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
-                st["next"] = 0
-            i = st["next"]
-            st["seq"] += 1
-            store64(st["addr"] + i * PG + ((i & 511) << 3), cpu << 48 | st["seq"])
-            q[c_faults] += 1
-            i += 1
-            st["next"] = i
-            if i == npages:
-                finish_region()
-
-    def teardown() -> None:
-        if st["addr"]:
-            finish_region()
-        vm.exit()
-        vm.leave()
-
-    batch.teardown = teardown  # type: ignore[attr-defined]
-    batch.poll = vm.park_poll  # type: ignore[attr-defined]
-    batch.vm = vm  # type: ignore[attr-defined]
-    return batch
+    return region_batch(vm, cpu, q, c_faults, npages, lambda i: (i & 511) << 3,
+                        lambda: vm.mmap(0, size, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS),
+                        finish_region, st)
 
 
 def report(arena: Arena, params: Params, result: dict) -> dict:

@@ -36,6 +36,7 @@ from workers.workloads._vm import (
     U64,
     cpu_file,
     cpu_vm,
+    region_batch,
     setup_files,
     setup_mm,
     stamp_off,
@@ -79,7 +80,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     npages = params.size_mb << 8
     size = npages * PG
     verify = params.verify
-    store64, load64, load = vm.store64, vm.load64, vm.load
+    load64, load = vm.load64, vm.load
     RW, RO, SHARED = M.PROT_READ | M.PROT_WRITE, M.PROT_READ, M.MAP_SHARED
     reader = vm.mmap(0, size, RO, SHARED, fid) if verify else 0
     nb = (cpu + 1) % nr_cpus
@@ -115,30 +116,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         st["addr"] = 0
         q[c_regions] += 1
 
-    def batch(n: int) -> None:
-        for _ in range(n):
-            if not st["addr"]:
-                st["addr"] = vm.mmap(0, size, RW, SHARED, fid)
-                st["next"] = 0
-            i = st["next"]
-            st["seq"] += 1
-            store64(st["addr"] + i * PG + stamp_off(i), cpu << 48 | st["seq"])
-            q[c_faults] += 1
-            i += 1
-            st["next"] = i
-            if i == npages:
-                finish_region()
-
-    def teardown() -> None:
-        if st["addr"]:
-            finish_region()
-        vm.exit()
-        vm.leave()
-
-    batch.teardown = teardown  # type: ignore[attr-defined]
-    batch.poll = vm.park_poll  # type: ignore[attr-defined]
-    batch.vm = vm  # type: ignore[attr-defined]
-    return batch
+    return region_batch(vm, cpu, q, c_faults, npages, stamp_off,
+                        lambda: vm.mmap(0, size, RW, SHARED, fid), finish_region, st)
 
 
 def report(arena: Arena, params: Params, result: dict) -> dict:

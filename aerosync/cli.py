@@ -110,6 +110,12 @@ def _summary(res: Any) -> str:
         else:
             lines.append(f"  Invariant check after the run: {len(chk['violations'])} VIOLATIONS")
             lines.extend(f"    {v}" for v in chk["violations"][:20])
+        sm = chk.get("summary") or {}
+        if "reclaim_lru_folios" in sm:
+            rl = sum(1 for c in chk.get("live_checks", []) if "reclaim" in c)
+            lines.append(f"  Reclaim check (LRU1-3, SW1-3): {sm['reclaim_lru_folios']} folios on LRUs, "
+                         f"{sm.get('reclaim_swap_slots_used', 0)} swap slots in use for "
+                         f"{sm.get('reclaim_swap_references', 0)} references; {rl} live")
         lines.append("")
     crash = CrashLog.summary_lines(d.get("crash") or {})
     if crash:

@@ -72,6 +72,7 @@ from aerosync.mm.boot import boot, machine_sections
 from aerosync.mm.cpuhp import cpuhp_check
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
+from aerosync.mm.reclaim.check import reclaim_report
 from aerosync.mm.san.report import bug_counts
 from aerosync.mm.slab.slab_check import slab_check
 from aerosync.mm.slab.slab_common import slab_config_problem
@@ -464,7 +465,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                             for e in hp.log if "refused" in e or "skipped" in e)
         result.workload = mod.report(arena, scn.workload, result.to_dict())
         # After the workload gave back what it could: the whole-machine invariant check.
-        reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True))
+        reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True), reclaim_report(arena))
         offline_held = cpuhp_check(arena)       # H1: an offline CPU holds nothing
         result.mm_check = {"ok": all(r.ok for r in reports) and not offline_held,
                            "elapsed_s": sum(r.elapsed_s for r in reports),
@@ -782,20 +783,24 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
 
 
 def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, Any]:
-    """Stop the world at batch boundaries, run the invariant checker, resume.
+    """Stop the world at batch boundaries, run the invariant checkers (page allocator,
+    SLUB, VM, reclaim), resume.
 
-    Workers see RUN_PAUSE after their current batch (no operation in flight), ack with
-    the pause generation and park; DONE workers are not waited for.
+    Workers see RUN_PAUSE after their current batch (no operation in flight), drain
+    their per-CPU LRU batch, ack with the pause generation and park; DONE workers are
+    not waited for.
     """
     at = arena.atomic
     t0 = time.perf_counter()
     try:
         _park_all(arena, procs, "live check")
-        reports = (mm_check(arena), slab_check(arena), vm_check(arena))
+        reports = (mm_check(arena), slab_check(arena), vm_check(arena), reclaim_report(arena))
     finally:
         at.store64(L.H_RUN_STATE, L.RUN_GO)
     out = {"t": t0, "paused_s": time.perf_counter() - t0, "ok": all(r.ok for r in reports),
            "violations": [str(v) for r in reports for v in r.violations]}
+    if reports[3].summary:                     # mm/reclaim's LRU and swap counts, when it runs
+        out["reclaim"] = reports[3].summary
     for r in reports:
         r.raise_first()
     return out

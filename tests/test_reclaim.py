@@ -430,8 +430,48 @@ def test_multiprocess_pressure_run_with_live_checks(lru: str) -> None:
     assert res.workload["accesses"] > 0
     assert res.mm_check["ok"], res.mm_check["violations"][:3]
     assert all(c["ok"] for c in res.mm_check["live_checks"])
+    live = [c["reclaim"] for c in res.mm_check["live_checks"] if "reclaim" in c]
+    assert live and len(live) == len(res.mm_check["live_checks"])      # the reclaim check ran at each pause
+    assert max(c["reclaim_lru_folios"] for c in live) > 0
+    assert max(c.get("reclaim_swap_slots_used", 0) for c in live) > 0  # mid-flight: pages were out
+    assert "reclaim_lru_folios" in res.mm_check["summary"]              # and after the run
     ev = res.workload["vmstat"]
     assert ev["pgsteal_kswapd"] + ev["pgsteal_direct"] > 0
     assert not [p for p in psutil.Process().children(recursive=True) if "kswapd" in " ".join(p.cmdline())]
     assert not list(Path("/tmp").glob("aerosync_*.swap")) or all(
         not p.name.startswith(f"aerosync_{os.getpid()}_") for p in Path("/tmp").glob("*.swap"))
+
+
+def test_reclaim_report_names_a_broken_swap_count_and_lru(rm) -> None:
+    """The checker the coordinator runs (reclaim_report) sees a swap count that differs
+    from the references (SW1) and a listed folio marked free (LRU1)."""
+    from aerosync.mm.pmm.page import PG_pcp
+    from aerosync.mm.reclaim.check import reclaim_report
+
+    a, cpu = rm(lru="classic")
+    n = 2600
+    addr = cpu.mmap(0, n * PG, RW, ANON)
+    _fill(cpu, addr, n)
+    cpu.reclaim.lru.lru_add_drain()
+    rep = reclaim_report(a)
+    assert rep.ok, rep.violations[:3]
+    assert rep.summary["reclaim_swap_slots_used"] > 0 and rep.summary["reclaim_lru_folios"] > 0
+    assert rep.summary["reclaim_swap_references"] >= rep.summary["reclaim_swap_slots_used"]
+    dev = cpu.reclaim.dev
+    slot = next(s for s in range(1, cpu.reclaim.off.nr_slots) if dev.count(s))
+    smap = dev.smap4 + slot
+    a.u32[smap] += 1                                        # one count too many
+    rep = reclaim_report(a)
+    assert rep.ids() == {"SW1"} and f"slot {slot}:" in str(rep.violations[0])
+    a.u32[smap] -= 1
+    lv = cpu.reclaim.off.lruvec(0)
+    pfn = next(a.u32[(lv + R.L_LISTS + 16 * li) >> 2] for li in range(R.NR_LISTS)
+               if a.u32[(lv + R.L_LISTS + 16 * li) >> 2] != 0xFFFF_FFFF)
+    fw = (a.off("pagemeta") + pfn * 64) >> 2
+    a.u32[fw] |= PG_pcp                                     # "free" while on an LRU list
+    rep = reclaim_report(a)
+    assert "LRU1" in rep.ids() and any(f"pfn {pfn} " in str(v) for v in rep.violations)
+    a.u32[fw] &= ~PG_pcp
+    assert reclaim_report(a).ok
+    cpu.munmap(addr, n * PG)
+    _clean(a, cpu)

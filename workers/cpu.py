@@ -50,6 +50,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aerosync.arch import cpu as arch_cpu
 from aerosync.arena import layout as L
@@ -210,8 +211,9 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     at.store64(state_i << 3, L.CPUST_RUNNING)
     rs = load(run_state)
     poll = getattr(batch, "poll", None)        # answers this CPU's IPIs while it is parked
+    drain = _park_drain(batch, poll)           # empties this CPU's LRU folio batch before the ack
     if rs == L.RUN_PAUSE:
-        rs = _pause(arena, area, poll)
+        rs = _pause(arena, area, poll, drain)
     # Latency: after each batch, one more operation is timed alone and counted in the
     # per-CPU log histogram (~1 op per 2 ms: cheap enough to leave on).
     hist, lat_n_i, bucket = area + (L.CPU_LAT_HIST >> 3), area + (L.CPU_LAT_SAMPLES >> 3), L.lat_bucket
@@ -238,7 +240,7 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
         q[hb_i] = t1
         rs = load(run_state)
         if rs == L.RUN_PAUSE:
-            rs = _pause(arena, area, poll)
+            rs = _pause(arena, area, poll, drain)
         if rs != L.RUN_GO:
             break
         if load(hp_off) == L.HP_GOING_DOWN:
@@ -257,7 +259,19 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     return 0
 
 
-def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None) -> int:
+def _park_drain(batch: Any, poll: Callable[[], None] | None) -> Callable[[], None] | None:
+    """What empties this CPU's per-CPU LRU folio batch (mm/reclaim/swap.py lru_add_drain)
+    when it parks: `batch.drain` if the workload gives one, else that of the VM handle
+    whose park_poll it passed (mm/vm workloads), else nothing (no reclaim here)."""
+    d = getattr(batch, "drain", None)
+    if d is not None:
+        return d
+    rec = getattr(getattr(poll, "__self__", None), "reclaim", None)
+    return rec.lru.lru_add_drain if rec is not None else None
+
+
+def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None,
+           drain: Callable[[], None] | None = None) -> int:
     """Park at a batch boundary (no operation in flight) while the coordinator checks
     invariants on a live run; acknowledge with the pause generation, resume on GO.
 
@@ -272,8 +286,13 @@ def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None) -> i
     `poll` (the workload's batch.poll, e.g. mm/vm's VM.park_poll) runs while parked:
     another CPU finishing its batch may send this one a TLB-shootdown IPI and wait for
     the answer before it can reach the barrier itself.  It answers IPIs and does nothing
-    else: deferred work (RCU callbacks) would change memory under the checker."""
+    else: deferred work (RCU callbacks) would change memory under the checker.
+
+    `drain` (this CPU's lru_add_drain) runs first, before the ack: the checker then sees
+    every folio this CPU added on its LRU list (mm/reclaim/check.py), none in a batch."""
     at = arena.atomic
+    if drain is not None:
+        drain()
     ack_off = (area << 3) + L.CPU_PAUSE_ACK
     acked = -1
     while True:

@@ -15,8 +15,15 @@ Invariants:
         set and whose private names the slot; a free slot (map 0) has no table word
         and no ZMM handle.
   SW3   each cluster's count equals its used slots; inuse_pages equals their sum.
-Per-CPU folio batches must be drained first (Reclaim.leave / lru_add_drain): a batched
-folio holds a reference and is on no list.
+Per-CPU folio batches should be drained first (Reclaim.leave / lru_add_drain; a worker
+parked for the coordinator's live check drains its own, workers/cpu.py): a batched folio
+holds a reference and is on no list (no invariant here is broken by one, but a stale
+batch hides a folio from the LRU view the checks describe).
+
+SW1 walks every live mm's page tables and every vm_object reachable from a live VMA (down
+its backing chain) or a file, through mm/vm/snapshot.py's bounded readers, so the check
+needs no CPU handle and runs in the coordinator (live, with the CPUs parked, and after
+the run: `reclaim_report`).
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS
 from aerosync.mm.reclaim.swap_state import is_swap_value, swap_value_offset
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PTE_PFN_MASK, swp_offset, swp_type
-from aerosync.mm.vm.vm_object import O_TREE
+from aerosync.mm.vm.snapshot import VmSnapshot
 from aerosync.params import PAGE_SHIFT
 
-__all__ = ["reclaim_check", "INVARIANTS"]
+__all__ = ["reclaim_check", "reclaim_report", "INVARIANTS"]
 
 INVARIANTS = ("LRU1", "LRU2", "LRU3", "SW1", "SW2", "SW3")
 
@@ -51,9 +58,10 @@ def _walk_list(arena: Any, head: int, tail: int, limit: int) -> tuple[list[int],
     return out, ok and prev == tail
 
 
-def reclaim_check(arena: Any, vm: Any = None) -> list[tuple[str, str]]:
-    """[(invariant id, message)] -- empty when everything holds.  `vm` (any CPU's VM
-    handle) lets SW1 walk object trees; without it SW1 is skipped."""
+def reclaim_check(arena: Any, vm: Any = None, summary: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """[(invariant id, message)] -- empty when everything holds.  `vm` is accepted for
+    the callers that pass a CPU handle; the walks need none.  `summary`, when given,
+    receives what was counted (folios on LRU lists, swap slots in use, references)."""
     if not R.reclaim_ready(arena):
         return []
     bad: list[tuple[str, str]] = []
@@ -101,12 +109,29 @@ def reclaim_check(arena: Any, vm: Any = None) -> list[tuple[str, str]]:
     stray = np.nonzero((flags & PG_lru).astype(bool) & (on_list < 0))[0]
     for pfn in stray[:8]:
         bad.append(("LRU1", f"pfn {int(pfn)} has PG_lru but is on no list"))
+    if summary is not None:
+        summary["reclaim_lru_folios"] = int(np.count_nonzero(on_list >= 0))
     if off.nr_slots:
-        bad += _check_swap(arena, off, flags, vm)
+        bad += _check_swap(arena, off, flags, summary)
     return bad
 
 
-def _check_swap(arena: Any, off: R.Off, flags: Any, vm: Any) -> list[tuple[str, str]]:
+def reclaim_report(arena: Any, raise_first: bool = False, limit: int = 20) -> Any:
+    """reclaim_check as a CheckReport (mm/pmm/check.py), the form the coordinator's live
+    and final checks collect beside the page, slab and VM checkers.  An arena without
+    reclaim passes with an empty summary."""
+    from aerosync.mm.pmm.check import run_checker
+
+    def body(a: Any, sink: Any) -> None:
+        summary: dict[str, Any] = {}
+        for inv, msg in reclaim_check(a, summary=summary):
+            sink.add(inv, "reclaim", "the invariant (mm/reclaim/check.py)", msg)
+        sink.report.summary = summary
+
+    return run_checker(body, arena, raise_first, limit)
+
+
+def _check_swap(arena: Any, off: R.Off, flags: Any, summary: dict[str, Any] | None) -> list[tuple[str, str]]:
     bad: list[tuple[str, str]] = []
     q, u32 = arena.u64, arena.u32
     n = off.nr_slots
@@ -137,17 +162,26 @@ def _check_swap(arena: Any, off: R.Off, flags: Any, vm: Any) -> list[tuple[str, 
         if q[(mo + T.M_STATE) >> 3] == T.MM_LIVE and q[(mo + T.M_PGD) >> 3]:
             walk(q[(mo + T.M_PGD) >> 3], levels)
     # object-tree swap values: every vm_object reachable from a VMA or a file
-    if vm is not None:
-        for o in _all_objects(arena, vm):
-            for _idx, e in vm.xa.items(o + O_TREE):
+    snap = VmSnapshot(arena)
+    try:
+        for o in _all_objects(snap):
+            xw = snap.xa_walk(o)
+            for msg in xw.bad[:2]:
+                bad.append(("SW1", f"object {o:#x}: tree not walkable: {msg}"))
+            for _idx, e in xw.items:
                 if is_swap_value(e):
                     s = swap_value_offset(e)
                     if s < n:
                         refs[s] += 1
+    finally:
+        snap.close()
     cnt = (smap & np.uint32(R.SWAP_COUNT_MASK)).astype(np.int64)
     cnt[0] = refs[0]                                         # the header slot (SWAP_MAP_BAD)
-    for s in np.nonzero(cnt != refs)[0][:8].tolist() if vm is not None else []:
+    for s in np.nonzero(cnt != refs)[0][:8].tolist():
         bad.append(("SW1", f"slot {s}: swap_map count {int(cnt[s])}, references found {int(refs[s])}"))
+    if summary is not None:
+        summary["reclaim_swap_slots_used"] = int(np.count_nonzero(smap[1:]))
+        summary["reclaim_swap_references"] = int(refs[1:].sum())
     for s in range(1, n):
         w, e = int(smap[s]), int(stab[s])
         has = bool(w & R.SWAP_HAS_CACHE)
@@ -176,31 +210,31 @@ def _check_swap(arena: Any, off: R.Off, flags: Any, vm: Any) -> list[tuple[str, 
     return bad
 
 
-def _all_objects(arena: Any, vm: Any) -> list[int]:
-    """Every vm_object: from each live mm's VMAs down their shadow chains (and the
-    shadow children the chains reach), and each file's vnode object."""
+def _all_objects(snap: VmSnapshot) -> list[int]:
+    """Every vm_object: from each live mm's VMAs down their backing chains, and each
+    file's vnode object (bounded: a chain that loops is cut where it repeats)."""
     from aerosync.mm.vm import vma as V
     from aerosync.mm.vm.vm_object import O_BACKING
 
+    arena = snap.arena
     q = arena.u64
     seen: set[int] = set()
     out: list[int] = []
 
     def add(o: int) -> None:
-        while o and o not in seen:
+        while o and o not in seen and 0 < o < arena.size:
             seen.add(o)
             out.append(o)
-            o = q[(o + O_BACKING) >> 3]
+            o = int(q[(o + O_BACKING) >> 3])
 
-    hdr = arena.off("vmhdr")
-    for fid in range(q[(hdr + T.H_MAX_FILES) >> 3]):
+    for fid in range(snap.max_files):
         fo = T.file_off(arena, fid)
         if q[(fo + T.F_STATE) >> 3] == 1:
-            add(q[(fo + T.F_OBJ) >> 3])
-    for mm_id in range(1, q[(hdr + T.H_MAX_MMS) >> 3]):
-        mo = T.mm_off(arena, mm_id)
-        if q[(mo + T.M_STATE) >> 3] != T.MM_LIVE:
+            add(int(q[(fo + T.F_OBJ) >> 3]))
+    for mm_id in snap.live_mms():
+        if mm_id == 0:
             continue
-        for _f, _l, vma in vm.vmas.tree(mm_id).mt_for_each():
-            add(q[(vma + V.V_OBJECT) >> 3])
+        vmas, _err = snap.vmas(mm_id)
+        for _f, _l, vma in vmas:
+            add(int(q[(vma + V.V_OBJECT) >> 3]))
     return out

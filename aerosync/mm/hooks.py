@@ -24,6 +24,13 @@ Points (the module that fires them):
     fork:vma_copied       fork.py     one VMA copied into the child
     vmalloc:purge_taken   vmalloc.py  a purge took the lazy lists, before its TLB flush
     vmalloc:purge_flushed vmalloc.py  the purge's shootdown done, areas not erased yet
+    swapin:new_cached     reclaim/swap_state.py  a swap-in's new folio is locked in the swap
+                                      cache (PG_uptodate clear), before the read
+    vmscan:swapcache      reclaim/vmscan.py  an isolated, locked anonymous folio is in the swap
+                                      cache (a slot), still mapped
+    vmscan:unmapped       reclaim/vmscan.py  its PTEs are swap PTEs (flushed), its object entry
+                                      a swap value; not written out, not frozen yet
+    unmap:before_flush    reclaim/rmap_ops.py  try_to_unmap changed every PTE, TLBs not flushed
     migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
     migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
                                            the reference check and the copy

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aerosync.mm import hooks
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import (
     _PAGE_ACCESSED,
@@ -58,6 +59,7 @@ class RmapOps:
         MW4 = PAGE_META_SIZE >> 2
         swapents = T.M_RSS + 8 * T.MM_SWAPENTS
         hiwater = T.update_hiwater_rss
+        tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
 
         def flush_all(touched: dict[int, list[int]]) -> None:
             for mm_id, vas in touched.items():
@@ -107,6 +109,8 @@ class RmapOps:
                 return True
 
             rmap_walk(pfn, one)
+            if tp:
+                tp("unmap:before_flush")
             if touched:
                 flush_all(touched)
             return dirty[0]

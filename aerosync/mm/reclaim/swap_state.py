@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 from aerosync.errors import AeroSyncError
+from aerosync.mm import hooks
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
 from aerosync.mm.pmm.page import (
@@ -166,6 +167,7 @@ class SwapState:
         try_get = lru.try_get
         fds: dict[str, int] = {}
         self.lru_add: Any = lru.lru_add          # Reclaim may wrap it
+        tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
 
         def nid_of(pfn: int) -> int:
             return u8[PM + pfn * PAGE_META_SIZE + 7]
@@ -298,6 +300,8 @@ class SwapState:
                     return -2, False
                 if pfn < 0:
                     continue
+                if tp:
+                    tp("swapin:new_cached")
                 read(slot, pfn)
                 fetch_or32((PM4 + pfn * MW4) << 2, PG_uptodate)
                 if shadow and is_shadow(shadow):

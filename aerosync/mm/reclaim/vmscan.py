@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from aerosync.mm import hooks
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import __GFP_IO as _GFP_IO
@@ -129,6 +130,7 @@ class Vmscan:
         populated = mm.populated
         zone_watermark_ok = mm.zone_watermark_ok
         self.files_real: Any = None              # fid -> path of a real file, or None (Reclaim sets it)
+        tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
 
         def swappiness() -> int:
             return q[(base + R.H_SWAPPINESS) >> 3]
@@ -226,6 +228,8 @@ class Vmscan:
                 slot = sst.add_to_swap(pfn)
                 if slot < 0:
                     return ACTIVATE
+            if tp:
+                tp("vmscan:swapcache")
             if u32[b4 + 3]:
                 if rops.unmap(pfn, slot):
                     fetch_or32(b4 << 2, PG_dirty)
@@ -244,6 +248,8 @@ class Vmscan:
                     shmem_account(pfn, holder, -1)
                 else:
                     dev.put(slot)
+            if tp:
+                tp("vmscan:unmapped")
             if u32[b4] & PG_dirty:
                 fetch_and32(b4 << 2, ~PG_dirty & _ALL32)
                 sst.writeout(slot, pfn)

@@ -475,3 +475,28 @@ def test_reclaim_report_names_a_broken_swap_count_and_lru(rm) -> None:
     assert reclaim_report(a).ok
     cpu.munmap(addr, n * PG)
     _clean(a, cpu)
+
+
+@pytest.mark.parametrize("how", ["munmap", "exit"])
+def test_unmapping_swapped_memory_frees_slots_and_swap_cache(rm, how: str) -> None:
+    """free_swap_and_cache: when a swap PTE or an object's swap value goes and was the
+    slot's last reference, a swap-cache folio left on it (a readahead page, or one whose
+    other references went first) leaves the cache and the slot is freed -- nothing stays
+    in swap or in memory for an address space that is gone."""
+    a, cpu = rm()
+    n = 3000
+    addr = cpu.mmap(0, n * PG, RW, ANON)
+    _fill(cpu, addr, n)
+    assert _verify(cpu, addr, n) == 0
+    assert fold_vm_events(a)["swap_ra"] > 0                # readahead left folios in the cache
+    if how == "munmap":
+        cpu.munmap(addr, n * PG)
+    else:
+        t = cpu.current_task()
+        cpu.exit()
+        cpu.reap(t)
+    assert si_swapinfo(a)["inuse"] == 0
+    assert sum(s["nr_swapcached"] for s in fold_node_stats(a)) == 0
+    cpu.reclaim.lru.lru_add_drain()
+    assert reclaim_check(a) == []
+    _clean(a, cpu)

@@ -97,12 +97,14 @@ class Reclaim:
             ext.swap_fault = self.swap.do_swap_page
             ext.obj_swap_fault = self.swap.do_obj_swap
             dev = self.dev
+            free_swap_and_cache = self.swap.free_swap_and_cache
 
             def zap_swap(mm_id: int, e: int) -> None:
-                """An unmapped swap PTE: its count goes, and the mm's swap entries."""
+                """An unmapped swap PTE: its count goes (and a swap-cache folio nothing
+                else holds: free_swap_and_cache), and the mm's swap entries."""
                 if swp_type(e) != 0:
                     return                                 # migration / hwpoison entries
-                dev.put(swp_offset(e))
+                free_swap_and_cache(swp_offset(e))
                 self.arena.atomic.fetch_add64(_swapents(self.arena, mm_id), (1 << 64) - 1)
 
             def dup_swap(e: int) -> None:

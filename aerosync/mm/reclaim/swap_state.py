@@ -131,7 +131,9 @@ class SwapState:
       read(slot, pfn)                  ZMM, else the file (pswpin)
       do_swap_page(mm_id, vma, va, table, i, e, write) -> VM_FAULT_*   (Memory.ext.swap_fault)
       do_obj_swap(mm_id, vma, va, table, i, holder, hidx, ent, write) -> VM_FAULT_*
-      value_put(entry)                 an object dropped a swap value entry (its count goes)
+      value_put(entry)                 an object dropped a swap value entry (free_swap_and_cache)
+      free_swap_and_cache(slot)        one count goes; an unmapped folio cached for a slot
+                                       left without references goes too (zap of a swap PTE)
       readahead(slot)                  swap_cluster_readahead around slot
     """
 
@@ -462,9 +464,35 @@ class SwapState:
                                     f"is not a swap entry")
             return fault_common(mm_id, vma, va, table, i, 0, swap_value_offset(ent), holder, hidx, write)
 
+        trylock = flock.trylock
+
+        def free_swap_and_cache(slot: int) -> None:
+            """free_swap_and_cache(): a swap PTE or an object's swap value goes (its count
+            with it); when that was the slot's last reference and a folio is still in
+            the cache for it (a readahead page, or a swapped-in folio whose other
+            references went first) and nothing maps it, the folio leaves the cache and
+            the slot is freed (__try_to_reclaim_swap with TTRS_UNMAPPED).  Only a
+            trylock: callers may hold a PTE or object lock; a locked folio is left to
+            its holder (swap-in maps it, reclaim frees it)."""
+            dev.put(slot)
+            w = u32[dev.smap4 + slot]
+            if w & R.SWAP_COUNT_MASK or not w & R.SWAP_HAS_CACHE:
+                return
+            pfn = cache_lookup(slot)
+            if pfn < 0:
+                return
+            if trylock(pfn):
+                try:
+                    if (u32[PM4 + pfn * MW4] & PG_swapcache and q[PM8 + pfn * MW8 + i_priv] == slot + 1
+                            and not u32[PM4 + pfn * MW4 + 3]):
+                        free_if_unused(pfn, slot)
+                finally:
+                    folio_unlock(pfn)
+            free_pages(pfn, 0)                              # the lookup's reference
+
         def value_put(e: int) -> None:
             if is_swap_value(e):
-                dev.put(swap_value_offset(e))
+                free_swap_and_cache(swap_value_offset(e))
 
         def close() -> None:
             for f in fds.values():
@@ -475,5 +503,5 @@ class SwapState:
         self.writeout, self.read = writeout, read
         self.write_slot, self.swapin, self.readahead, self.cache_lookup = write_slot, swapin, readahead, cache_lookup
         self.do_swap_page, self.do_obj_swap, self.value_put, self.close = do_swap_page, do_obj_swap, value_put, close
-        self.free_if_unused = free_if_unused
+        self.free_if_unused, self.free_swap_and_cache = free_if_unused, free_swap_and_cache
         _ = (cas32, fetch_add32, i_idx)

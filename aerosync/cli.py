@@ -113,7 +113,7 @@ def _summary(res: Any) -> str:
         sm = chk.get("summary") or {}
         if "reclaim_lru_folios" in sm:
             rl = sum(1 for c in chk.get("live_checks", []) if "reclaim" in c)
-            lines.append(f"  Reclaim check (LRU1-3, SW1-3): {sm['reclaim_lru_folios']} folios on LRUs, "
+            lines.append(f"  Reclaim check (LRU1-4, SW1-3): {sm['reclaim_lru_folios']} folios on LRUs, "
                          f"{sm.get('reclaim_swap_slots_used', 0)} swap slots in use for "
                          f"{sm.get('reclaim_swap_references', 0)} references; {rl} live")
         lines.append("")

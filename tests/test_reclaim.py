@@ -444,7 +444,8 @@ def test_multiprocess_pressure_run_with_live_checks(lru: str) -> None:
 
 def test_reclaim_report_names_a_broken_swap_count_and_lru(rm) -> None:
     """The checker the coordinator runs (reclaim_report) sees a swap count that differs
-    from the references (SW1) and a listed folio marked free (LRU1)."""
+    from the references (SW1), a listed folio marked free (LRU1) and a mapped folio on
+    no LRU list (LRU4)."""
     from aerosync.mm.pmm.page import PG_pcp
     from aerosync.mm.reclaim.check import reclaim_report
 
@@ -472,6 +473,17 @@ def test_reclaim_report_names_a_broken_swap_count_and_lru(rm) -> None:
     rep = reclaim_report(a)
     assert "LRU1" in rep.ids() and any(f"pfn {pfn} " in str(v) for v in rep.violations)
     a.u32[fw] &= ~PG_pcp
+    assert reclaim_report(a).ok
+    lru = cpu.reclaim.lru
+    mapped = _pfns(cpu, addr + (n - 1) * PG, 1)[0][0]        # the last page written: resident
+    lru.lock(0)
+    try:
+        assert lru.isolate(0, mapped)                      # taken off its list and never put back
+    finally:
+        lru.unlock(0)
+    rep = reclaim_report(a)
+    assert rep.ids() == {"LRU4"} and f"pfn {mapped} " in str(rep.violations[0])
+    lru.putback(mapped)
     assert reclaim_report(a).ok
     cpu.munmap(addr, n * PG)
     _clean(a, cpu)

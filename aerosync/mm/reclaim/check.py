@@ -15,12 +15,16 @@ Invariants:
         set and whose private names the slot; a free slot (map 0) has no table word
         and no ZMM handle.
   SW3   each cluster's count equals its used slots; inuse_pages equals their sum.
+  LRU4  every user folio -- mapped by a user PTE (the zero page's special PTEs aside),
+        in a live vm_object's tree, or in the swap cache -- is on an LRU list (PG_lru) or
+        in a CPU's folio batch: none is lost to reclaim (at a quiescent point nothing is
+        isolated: reclaim and migration isolate only inside an operation).
 Per-CPU folio batches should be drained first (Reclaim.leave / lru_add_drain; a worker
 parked for the coordinator's live check drains its own, workers/cpu.py): a batched folio
 holds a reference and is on no list (no invariant here is broken by one, but a stale
 batch hides a folio from the LRU view the checks describe).
 
-SW1 walks every live mm's page tables and every vm_object reachable from a live VMA (down
+SW1 and LRU4 walk every live mm's page tables and every vm_object reachable from a live VMA (down
 its backing chain) or a file, through mm/vm/snapshot.py's bounded readers, so the check
 needs no CPU handle and runs in the coordinator (live, with the CPUs parked, and after
 the run: `reclaim_report`).
@@ -34,16 +38,17 @@ import numpy as np
 
 from aerosync.mm.pmm.page import NIL, PG_active, PG_buddy, PG_lru, PG_pcp, PG_swapcache, page_array
 from aerosync.mm.reclaim import layout as R
+from aerosync.mm.reclaim.layout import pcpu_batch_pfns
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS
 from aerosync.mm.reclaim.swap_state import is_swap_value, swap_value_offset
 from aerosync.mm.vm import mm_types as T
-from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PTE_PFN_MASK, swp_offset, swp_type
+from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, swp_offset, swp_type
 from aerosync.mm.vm.snapshot import VmSnapshot
 from aerosync.params import PAGE_SHIFT
 
 __all__ = ["reclaim_check", "reclaim_report", "INVARIANTS"]
 
-INVARIANTS = ("LRU1", "LRU2", "LRU3", "SW1", "SW2", "SW3")
+INVARIANTS = ("LRU1", "LRU2", "LRU3", "LRU4", "SW1", "SW2", "SW3")
 
 
 def _walk_list(arena: Any, head: int, tail: int, limit: int) -> tuple[list[int], bool]:
@@ -111,9 +116,75 @@ def reclaim_check(arena: Any, vm: Any = None, summary: dict[str, Any] | None = N
         bad.append(("LRU1", f"pfn {int(pfn)} has PG_lru but is on no list"))
     if summary is not None:
         summary["reclaim_lru_folios"] = int(np.count_nonzero(on_list >= 0))
+    refs, user, walk_bad = _users(arena, off.nr_slots, nr_pages)
+    bad += walk_bad
     if off.nr_slots:
-        bad += _check_swap(arena, off, flags, summary)
+        n = off.nr_slots
+        stab = np.frombuffer(arena.view(off.stab, 8 * n), dtype=np.uint64).copy()
+        cached = stab[(stab != 0) & ((stab & np.uint64(3)) == 0)] >> np.uint64(2)
+        user[cached[cached < nr_pages].astype(np.int64)] = True
+    batched = np.zeros(nr_pages, dtype=bool)
+    bp = np.array(pcpu_batch_pfns(arena), dtype=np.int64)
+    batched[bp[(bp >= 0) & (bp < nr_pages)]] = True
+    lost = np.flatnonzero(user & ~(flags & PG_lru).astype(bool) & ~batched)
+    for pfn in lost[:8].tolist():
+        bad.append(("LRU4", f"pfn {pfn} (flags {int(flags[pfn]):#x}, refcount {int(refc[pfn])}) is a user folio "
+                            f"on no LRU list and in no folio batch"))
+    if off.nr_slots:
+        bad += _check_swap(arena, off, flags, refs, summary)
     return bad
+
+
+def _users(arena: Any, nr_slots: int, nr_pages: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """One pass over every live mm's user page tables and every reachable object tree:
+    (swap references per slot, user-folio mask, what could not be walked)."""
+    bad: list[tuple[str, str]] = []
+    q = arena.u64
+    refs = np.zeros(max(nr_slots, 1), dtype=np.int64)
+    user = np.zeros(nr_pages, dtype=bool)
+    P8 = arena.off("physmem") >> 3
+    max_mms = q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]
+    levels = q[(arena.off("vmhdr") + T.H_LEVELS) >> 3]
+    mapped_bits = np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)
+
+    def walk(table: int, level: int) -> None:
+        ents = np.array(q[P8 + (table << 9) : P8 + (table << 9) + 512], dtype=np.uint64)
+        if level == 1:
+            m = (ents & mapped_bits) != 0
+            pf = ((ents[m & ((ents & np.uint64(_PAGE_SPECIAL)) == 0)] & np.uint64(PTE_PFN_MASK))
+                  >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+            user[pf[pf < nr_pages]] = True
+            for e in ents[(ents != 0) & ~m].tolist():
+                if swp_type(e) == 0 and swp_offset(e) < nr_slots:
+                    refs[swp_offset(e)] += 1
+            return
+        lim = 256 if level == levels else 512                  # user half of the root
+        for e in ents[:lim].tolist():
+            if e & _PAGE_PRESENT:
+                walk((e & PTE_PFN_MASK) >> PAGE_SHIFT, level - 1)
+
+    for mm_id in range(1, max_mms):
+        mo = T.mm_off(arena, mm_id)
+        if q[(mo + T.M_STATE) >> 3] == T.MM_LIVE and q[(mo + T.M_PGD) >> 3]:
+            walk(q[(mo + T.M_PGD) >> 3], levels)
+    # object trees: folios (user) and swap values (references)
+    snap = VmSnapshot(arena)
+    try:
+        for o in _all_objects(snap):
+            xw = snap.xa_walk(o)
+            for msg in xw.bad[:2]:
+                bad.append(("SW1", f"object {o:#x}: tree not walkable: {msg}"))
+            for _idx, e in xw.items:
+                if e and not e & 3:
+                    if e >> 2 < nr_pages:
+                        user[e >> 2] = True
+                elif is_swap_value(e):
+                    s = swap_value_offset(e)
+                    if s < nr_slots:
+                        refs[s] += 1
+    finally:
+        snap.close()
+    return refs, user, bad
 
 
 def reclaim_report(arena: Any, raise_first: bool = False, limit: int = 20) -> Any:
@@ -131,50 +202,14 @@ def reclaim_report(arena: Any, raise_first: bool = False, limit: int = 20) -> An
     return run_checker(body, arena, raise_first, limit)
 
 
-def _check_swap(arena: Any, off: R.Off, flags: Any, summary: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _check_swap(arena: Any, off: R.Off, flags: Any, refs: np.ndarray,
+                summary: dict[str, Any] | None) -> list[tuple[str, str]]:
     bad: list[tuple[str, str]] = []
     q, u32 = arena.u64, arena.u32
     n = off.nr_slots
     smap = np.frombuffer(arena.view(off.smap, 4 * n), dtype=np.uint32).copy()
     stab = np.frombuffer(arena.view(off.stab, 8 * n), dtype=np.uint64).copy()
     szmm = np.frombuffer(arena.view(off.szmm, 8 * n), dtype=np.uint64).copy()
-    refs = np.zeros(n, dtype=np.int64)
-    # swap PTEs of every live mm
-    P8 = arena.off("physmem") >> 3
-    max_mms = q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]
-    levels = q[(arena.off("vmhdr") + T.H_LEVELS) >> 3]
-
-    def walk(table: int, level: int) -> None:
-        ents = np.array(q[P8 + (table << 9) : P8 + (table << 9) + 512], dtype=np.uint64)
-        if level == 1:
-            sw = ents[(ents != 0) & ((ents & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) == 0)]
-            for e in sw.tolist():
-                if swp_type(e) == 0:
-                    refs[swp_offset(e)] += 1
-            return
-        lim = 256 if level == levels else 512                  # user half of the root
-        for e in ents[:lim].tolist():
-            if e & _PAGE_PRESENT:
-                walk((e & PTE_PFN_MASK) >> PAGE_SHIFT, level - 1)
-
-    for mm_id in range(1, max_mms):
-        mo = T.mm_off(arena, mm_id)
-        if q[(mo + T.M_STATE) >> 3] == T.MM_LIVE and q[(mo + T.M_PGD) >> 3]:
-            walk(q[(mo + T.M_PGD) >> 3], levels)
-    # object-tree swap values: every vm_object reachable from a VMA or a file
-    snap = VmSnapshot(arena)
-    try:
-        for o in _all_objects(snap):
-            xw = snap.xa_walk(o)
-            for msg in xw.bad[:2]:
-                bad.append(("SW1", f"object {o:#x}: tree not walkable: {msg}"))
-            for _idx, e in xw.items:
-                if is_swap_value(e):
-                    s = swap_value_offset(e)
-                    if s < n:
-                        refs[s] += 1
-    finally:
-        snap.close()
     cnt = (smap & np.uint32(R.SWAP_COUNT_MASK)).astype(np.int64)
     cnt[0] = refs[0]                                         # the header slot (SWAP_MAP_BAD)
     for s in np.nonzero(cnt != refs)[0][:8].tolist():

@@ -329,10 +329,13 @@ class Memory:
                 return KIND_SHMEM
             return KIND_FILE
 
-        def map_account(mm_id: int, pfn: int, kind: int, holder: int = 0) -> bool:
+        def map_account(mm_id: int, pfn: int, kind: int, holder: int = 0, idx: int = -1) -> bool:
             """A new PTE maps pfn: its reference, mapcount, rss and node counters.  The
             reference is a try-get (False: the folio is being freed -- retry the fault); with
-            `holder`, the folio must still be in that object (else False, nothing taken)."""
+            `holder`, the folio must still be in that object (else False, nothing taken),
+            and with idx >= 0 at that index: a folio looked up without a reference may be
+            reclaimed and its pfn reused in the same object at another index (a file's
+            readahead) before the try-get -- mapping it would map the wrong page."""
             b4 = PM4 + pfn * MW4
             c = u32[b4 + 2]
             while True:                                        # folio_try_get
@@ -342,7 +345,8 @@ class Memory:
                 if seen == c:
                     break
                 c = seen
-            if holder and q[PM8 + pfn * MW + i_map] & ~3 != holder:
+            if holder and (q[PM8 + pfn * MW + i_map] & ~3 != holder
+                           or (idx >= 0 and q[PM8 + pfn * MW + i_idx] != idx)):
                 fetch_sub32((b4 + 2) << 2, 1)                  # never the last: the tree holds one
                 return False
             if fetch_add32((b4 + 3) << 2, 1) == 0:             # mapcount 0 -> 1
@@ -568,10 +572,10 @@ class Memory:
                 ptl_unlock(lo)
 
         def map_existing(mm_id: int, vma: int, table: int, i: int, pfn: int, writable: bool, kind: int,
-                         spec_seq: int, holder: int = 0) -> int:
+                         spec_seq: int, holder: int = 0, idx: int = -1) -> int:
             e = (pfn << PAGE_SHIFT) | vma_prot(vma)
             e = (e | _RW_D) if writable else (e & ~_PAGE_RW)
-            if not map_account(mm_id, pfn, kind, holder):
+            if not map_account(mm_id, pfn, kind, holder, idx):
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if not install(table, i, 0, e, spec_seq, mm_id):
                 unmap_account(mm_id, pfn, kind)
@@ -666,12 +670,12 @@ class Memory:
                     ret |= VM_FAULT_MAJOR
             fobj = file_obj(fid)
             if not write:
-                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1, fobj)
+                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1, fobj, idx)
                 if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
                     do_fault_around(mm_id, vma, va, table, fid, top)
                 return ret | r
             if flags & V.VM_SHARED:
-                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj)
+                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj, idx)
                 if q[i] & _PAGE_PRESENT and (q[i] & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
                     set_dirty(pfn)
                 return ret | r
@@ -703,7 +707,7 @@ class Memory:
                 e = objs_lookup(fobj, idx)
                 if not is_folio_entry(e):
                     continue
-                if not map_existing(mm_id, vma, table, i, entry_pfn(e), False, KIND_FILE, -1, fobj) and q[i]:
+                if not map_existing(mm_id, vma, table, i, entry_pfn(e), False, KIND_FILE, -1, fobj, idx) and q[i]:
                     mapped += 1
             q[ev_around] += mapped
 

@@ -88,7 +88,7 @@ class ScanControl:
     """struct scan_control: what one reclaim pass may do and what it did."""
 
     __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "may_swap", "may_writepage",
-                 "kswapd", "order", "gfp", "reclaim_idx")
+                 "kswapd", "order", "gfp", "reclaim_idx", "boosted")
 
     def __init__(self, nr_to_reclaim: int, kswapd: bool, gfp: int = 0, order: int = 0,
                  reclaim_idx: int = MAX_NR_ZONES - 1) -> None:
@@ -98,6 +98,7 @@ class ScanControl:
         self.may_swap = True
         self.may_writepage = kswapd or bool(gfp & _GFP_IO)
         self.reclaim_idx = reclaim_idx
+        self.boosted = False                 # kswapd working off a watermark boost (see get_scan_count)
 
 
 class Vmscan:
@@ -502,13 +503,18 @@ class Vmscan:
                     q[(lv[nid] + R.L_ANON_COST) >> 3] = ac // 2
                     q[(lv[nid] + R.L_FILE_COST) >> 3] = fc // 2
             denom = sum(fraction) or 1
+            equal = not sc.priority and sw > 0          # near OOM: SCAN_EQUAL, no balancing
             out = []
             for li in range(4):
                 typ = li >> 1
                 scan = sizes[li] >> sc.priority
-                if not scan and sizes[li] and sc.priority < DEF_PRIORITY - 2:
+                if not scan and sizes[li] and (sc.priority < DEF_PRIORITY - 2 or sc.boosted):
+                    # AeroSync's small machines: a list under 2^priority pages would not be
+                    # scanned at all.  Boosted reclaim gives up at its first pass without
+                    # progress (never reaching the lower priorities), so the floor applies
+                    # to it from DEF_PRIORITY.
                     scan = min(sizes[li], SWAP_CLUSTER_MAX)
-                out.append(scan * fraction[typ] // denom if fraction[typ] else 0)
+                out.append(scan if equal else scan * fraction[typ] // denom if fraction[typ] else 0)
             return out
 
         def shrink_lruvec_classic(nid: int, sc: ScanControl) -> None:
@@ -602,6 +608,7 @@ class Vmscan:
             nr = sum(max(high_wmark_pages(z), SWAP_CLUSTER_MAX) for z in node_zones(nid, sc.reclaim_idx))
             one = ScanControl(nr, True, 0, sc.order, sc.reclaim_idx)
             one.priority, one.may_swap, one.may_writepage = sc.priority, sc.may_swap, sc.may_writepage
+            one.boosted = sc.boosted
             shrink_node(nid, one)
             sc.nr_reclaimed += one.nr_reclaimed
             sc.nr_scanned += one.nr_scanned
@@ -652,6 +659,7 @@ class Vmscan:
                         if nr_boost_reclaim and sc.priority == DEF_PRIORITY - 2:
                             raise_priority = False
                         sc.may_writepage = sc.may_swap = not nr_boost_reclaim
+                        sc.boosted = nr_boost_reclaim > 0
                         if kswapd_shrink_node(nid, sc):
                             raise_priority = False
                         if q[stop_w]:

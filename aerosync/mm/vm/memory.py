@@ -1053,6 +1053,7 @@ class Memory:
             if r & VM_FAULT_DIRTY_SHARED:
                 bd = ext.balance_dirty_pages_ratelimited
                 if bd is not None:
+                    installed[0] = 0         # the throttle may write the page back: walk again
                     bd(1)
             if r & VM_FAULT_OOM:
                 raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM: "

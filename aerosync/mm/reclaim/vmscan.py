@@ -624,7 +624,9 @@ class Vmscan:
             for normal reclaim when the node turns out unbalanced).  The boosts seen at
             the start are taken away at the end under each zone's lock (a boost raised
             meanwhile survives); Linux then wakes kcompactd, which AeroSync does not have.
-            Returns pages reclaimed."""
+            A pause of the machine (live check) or the kthread stop word ends the loop
+            as the freezer does Linux's (kthread_freezable_should_stop), so kswapd
+            parks in bounded time.  Returns pages reclaimed."""
             q[ev + VE.PAGEOUTRUN] += 1
             t0 = time.perf_counter_ns()
             zs = node_zones(nid, hz)
@@ -662,8 +664,8 @@ class Vmscan:
                         sc.boosted = nr_boost_reclaim > 0
                         if kswapd_shrink_node(nid, sc):
                             raise_priority = False
-                        if q[stop_w]:
-                            break
+                        if q[stop_w] or at.load64(AL.H_RUN_STATE) == AL.RUN_PAUSE:
+                            break                        # kthread_freezable_should_stop: park
                         got = sc.nr_reclaimed - before
                         nr_boost_reclaim -= min(nr_boost_reclaim, got)
                         if nr_boost_reclaim and not got:

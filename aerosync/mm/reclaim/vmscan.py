@@ -3,9 +3,23 @@
 Models: mm/vmscan.c (shrink_folio_list with folio_check_references, add_to_swap,
 try_to_unmap, pageout and __remove_mapping; shrink_inactive_list / shrink_active_list;
 inactive_is_low with int_sqrt(10 x GiB); get_scan_count's swappiness fractions and
-anon/file costs; shrink_node; do_try_to_free_pages from DEF_PRIORITY down to 0;
-balance_pgdat with pgdat_balanced at the HIGH mark (+ watermark_boost); wakeup_kswapd;
-kswapd_failures up to MAX_RECLAIM_RETRIES).  Unit: a batch of at most SWAP_CLUSTER_MAX
+anon/file costs, SCAN_EQUAL at priority 0; shrink_node; do_try_to_free_pages from
+DEF_PRIORITY down to 0; balance_pgdat / kswapd_shrink_node with pgdat_balanced at
+high_wmark_pages (the HIGH mark + the zone's watermark_boost) and boosted reclaim;
+wakeup_kswapd with pgdat_watermark_boosted; kswapd_failures up to MAX_RECLAIM_RETRIES),
+mm/swap.c folio_mark_lazyfree / lru_lazyfree.
+
+Watermark boost (mm/pmm/page_alloc.py boost_watermark raises zone->watermark_boost on a
+fallback; rmqueue clears ZONE_BOOSTED_WATERMARK and calls wakeup_kswapd_zone): kswapd
+reclaims, while the node is balanced, the sum of the boosts it saw at its start, with
+may_writepage = may_swap = 0, the priority held at DEF_PRIORITY - 2, giving up at a pass
+without progress; an unbalanced node turns it into normal reclaim.  At the end the boosts
+it saw are subtracted under each zone's lock (kcompactd, which Linux then wakes, is not
+modelled).  A boosted run never counts as a kswapd failure.
+
+MADV_FREE (lazyfree): mark_lazyfree moves an anonymous folio to the file LRU without
+PG_swapbacked; reclaim_lazyfree discards it clean (pglazyfreed, no swap slot) or, if it
+was written again, makes it swap-backed and activates it.  Unit: a batch of at most SWAP_CLUSTER_MAX
 isolated folios; one node (lruvec).
 
 Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
@@ -16,7 +30,7 @@ Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
   data goes to ZMM or the swap file, and the folio leaves the cache (its slot keeps a
   shadow) -> file: every PTE cleared (dirty bits moved to the folio), a dirty folio of a
   real file written to it (a generated file's dirty page is kept: it has no backing
-  store), the object's entry becomes a shadow.  The last step, freeing, freezes the
+  store), the object's entry becomes a shadow; lazyfree: see below.  The last step, freeing, freezes the
   refcount (CAS from exactly the references reclaim knows of to 0): a fault that took a
   reference meanwhile wins and the folio stays (mapped by it).
 

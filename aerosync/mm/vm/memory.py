@@ -37,6 +37,13 @@ none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES, atomic),
 nr_anon_pages / nr_mapped (node of the page, when a mapcount goes 0 -> 1 -> 0),
 pgfault / pgmajfault, the vma_lock_* events.
 
+Dirty throttling: a write fault that newly dirties a page of a shared mapping of a real
+file (do_shared_fault, wp_page_shared) returns VM_FAULT_DIRTY_SHARED, and finish() --
+after the fault's VMA / mmap lock went, as fault_dirty_shared_page's
+maybe_unlock_mmap_for_io -- calls ext.balance_dirty_pages_ratelimited (mm/reclaim's
+writeback; the hook keeps vm from importing reclaim).  MADV_FREE (mkclean_range) hands
+the folios it cleaned to ext.mark_lazyfree the same way.
+
 Unmapping (zap): entries are cleared with xchg (the final A/D bits are never lost to a
 concurrent hardware walk), dirty file pages get PG_dirty, and each page's PTE reference
 goes into an mmu_gather that drops it only after the TLB flush of the range: no CPU can

@@ -92,9 +92,11 @@ pageblocks from other migratetypes (min_order = pageblock_order) and never steal
 zonelist walk restarts without the flag when it fails (and first tries remote nodes
 with it, as Linux).  A claim from another type boosts the zone's watermarks
 (boost_watermark: ZONE_BOOSTED_WATERMARK, watermark_boost, counted as
-aerosync_watermark_boost); there is no kswapd, so rmqueue's wakeup_kswapd for a
-boosted zone stands in for kswapd finishing: the boost is dropped right there
-(boost_done, counted as aerosync_kswapd_wake).
+aerosync_watermark_boost); rmqueue then clears the flag and wakes kswapd for the zone
+(boost_done, counted as aerosync_kswapd_wake) through the reclaim hook
+mm.wakeup_kswapd; kswapd's balance_pgdat reclaims to high + boost and takes the boost
+away (mm/reclaim/vmscan.py).  Without a kswapd (no reclaim, or no kthreads) the boost
+is dropped right there, standing in for a balance_pgdat with nothing to do.
 
 Size: ~1000 lines in one module (style-anchors 5.1 asks for a split past ~800): the
 PCP and buddy paths are closures sharing offsets bound once per handle, and the order-0
@@ -219,6 +221,7 @@ class MM:
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
         "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del", "irq", "move_freepages_block_locked",
         "log", "free_pages_bulk", "reclaim_lru_del_many", "alloc_page_fn",
+        "wakeup_kswapd",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -261,6 +264,9 @@ class MM:
         self.reclaim: Any = None
         self.reclaim_lru_del: Any = None
         self.reclaim_lru_del_many: Any = None        # the same for a batch (free_pages_bulk)
+        # wakeup_kswapd(zid) -> bool: rmqueue's wake of kswapd for a ZONE_BOOSTED_WATERMARK
+        # zone (mm/reclaim sets it; False: no kswapd runs, boost_done's stand-in applies)
+        self.wakeup_kswapd: Any = None
         _build(self)
 
     def zonelist(self, nid: int, gfp: int) -> list[int]:
@@ -892,18 +898,21 @@ def _build(mm: MM) -> None:
         return pfn
 
     def boost_done(zid: int) -> None:
-        """rmqueue()'s wakeup_kswapd() for a boosted zone.  No kswapd exists yet: it stands
-        in for kswapd's balance_pgdat() ending, which takes the boost it was woken for
-        away (there is no reclaim to do).  So a watermark boost lasts from the fallback
-        that raised it to the end of that rmqueue (zoneinfo "boost" shows it only there;
-        aerosync_watermark_boost counts them)."""
+        """rmqueue()'s clear_bit(ZONE_BOOSTED_WATERMARK) + wakeup_kswapd() for a boosted
+        zone.  With a kswapd (mm.wakeup_kswapd answers True) the boost stays until its
+        balance_pgdat() ends; without one this stands in for that balance_pgdat() (no
+        reclaim to do): the boost lasts from the fallback that raised it to the end of
+        that rmqueue (zoneinfo "boost" shows it only there)."""
         fetch_and64(zflag[zid], ~BOOSTED & 0xFFFF_FFFF_FFFF_FFFF)
+        u64[ev_kswapd] += 1
+        wk = mm.wakeup_kswapd
+        if wk is not None and wk(zid):
+            return
         lock_acq[zid]()
         try:
             u64[zboost[zid]] = 0
         finally:
             lock_rel[zid]()
-        u64[ev_kswapd] += 1
 
     # ------------------------------------------------------------ watermarks
     def zone_watermark_ok(zid: int, order: int, mark: int, hz: int, alloc_flags: int, free: int) -> bool:

@@ -1,8 +1,9 @@
 """kswapd (one per node) and the flusher: kernel threads as processes on their own CPUs.
 
 Models: kernel/kthread.c's kthreads as mm/vmscan.c's kswapd() loop (sleep until woken
-by wakeup_kswapd, balance_pgdat to the HIGH mark, with kswapd_order and
-highest_zoneidx read and reset at each wakeup) and fs/fs-writeback.c's flusher (wake
+by wakeup_kswapd -- from the allocation slow path, or rmqueue's wake for a zone with a
+watermark boost -- balance_pgdat to the HIGH mark + watermark_boost, with kswapd_order
+and highest_zoneidx read and reset at each wakeup) and fs/fs-writeback.c's flusher (wake
 every dirty_writeback_centisecs, or when balance_dirty_pages crosses the background
 threshold).  Unit: one process per thread, attached to the arena like a worker.
 

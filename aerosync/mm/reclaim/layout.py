@@ -13,6 +13,8 @@ Section map (byte offsets from the section start)::
            OOM report (text)
     LRUVEC one record per node (LRUVEC_SIZE): lru_lock, 13 lists, MGLRU sequence
            numbers, timestamps and refault statistics, kswapd's wake word and state
+           (the watermark boost kswapd works off is the zones' watermark_boost, in
+           mmzones: pmm/mmzone.py)
     PCPU   one record per CPU (PCPU_SIZE): its lru_add folio batch (owner only), its
            current swap cluster (owner only)
     LRUID  one byte per pfn: which list a PG_lru folio is linked on (under lru_lock)
@@ -91,7 +93,7 @@ L_NONRES_AGE = 792
 L_KSWAPD_WAIT, L_KSWAPD_ORDER, L_KSWAPD_HZ, L_KSWAPD_FAILURES, L_KSWAPD_ACTIVE = 800, 808, 816, 824, 832
 L_ANON_COST, L_FILE_COST = 840, 848
 L_KSWAPD_RECLAIMED, L_KSWAPD_RUNS, L_KSWAPD_NS = 856, 864, 872
-L_BOOST, L_WALK_CURSOR, L_AGING = 880, 888, 896
+L_KSWAPD_BOOSTED, L_WALK_CURSOR, L_AGING = 880, 888, 896   # boosted: balance_pgdat runs owning a zone boost
 L_STEAL_TOTAL = 904
 
 # ---- per-CPU fields

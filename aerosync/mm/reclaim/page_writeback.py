@@ -3,9 +3,11 @@
 Models: mm/page-writeback.c (global_dirty_limits from dirty_ratio and
 dirty_background_ratio over dirtyable memory = free + file pages; balance_dirty_pages
 throttling a writer above the midpoint of the two thresholds with a pause growing with
-the excess, up to MAX_PAUSE = 200 ms; balance_dirty_pages_ratelimited every 32 pages
-dirtied by a CPU; folio_clear_dirty_for_io with folio_mkclean), fs/fs-writeback.c (the
-flusher: wakes every dirty_writeback_centisecs, or when a writer crosses the background
+the excess, up to MAX_PAUSE = 200 ms, until a pause or stop of the machine (the
+fatal_signal_pending / freezer exit, so a throttled worker parks in bounded time);
+balance_dirty_pages_ratelimited every 32 pages dirtied by a CPU;
+folio_clear_dirty_for_io with folio_mkclean), fs/fs-writeback.c (the flusher: wakes
+every dirty_writeback_centisecs, or when a writer crosses the background
 threshold, and writes dirty folios back), mm/msync.c and fsync.  Unit: one folio of a
 file's page cache; writes are 4 KiB pwrite calls at index x 4096 of the real file.
 
@@ -13,6 +15,9 @@ A folio being written is locked (PG_locked) and PG_writeback; its PTEs were
 write-protected and cleaned first (folio_mkclean), so a later store faults and dirties
 it again (wp_page_shared).  A generated (pattern) file has no backing store: its dirty
 folios stay dirty and are never reclaimed (reclaim activates them).
+
+Callers: write() paths and the shared file write fault (mm/vm/memory.py finish(), through
+the vm.ext.balance_dirty_pages_ratelimited hook, after the fault's locks are gone).
 
 Counters: nr_dirty (mm/vm/memory.py set_dirty), nr_writeback, nr_written, nr_dirtied,
 pgpgout; the header keeps the thresholds last computed, throttle events and pause time.
@@ -24,6 +29,7 @@ import os
 import time
 from typing import Any
 
+from aerosync.arena import layout as AL
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PG_dirty, PG_writeback
@@ -177,6 +183,8 @@ class Writeback:
                 while time.monotonic() < t_end:
                     vm.poll()
                     time.sleep(min(0.002, pause))
+                if at.load64(AL.H_RUN_STATE) >= AL.RUN_STOP:        # STOP, ABORT, PAUSE
+                    return              # a pause or stop of the machine: let the writer park
                 if dirty <= th and pause >= MAX_PAUSE_S:
                     return
 

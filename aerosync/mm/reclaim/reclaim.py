@@ -10,7 +10,9 @@ a "reclaim" section.
 Hooks it sets:
   vm.ext.lru_add, swap_fault, zap_swap, dup_swap, obj_swap_fault   (mm/vm/memory.py)
   vm.objs.hooks.value_put / value_replaced                          (mm/vm/vm_object.py)
+  vm.ext.mark_lazyfree (MADV_FREE), balance_dirty_pages_ratelimited (shared file write fault)
   vm.mm.reclaim = slowpath, vm.mm.reclaim_lru_del(_many) = lru_del(_many)         (mm/pmm/page_alloc.py)
+  vm.mm.wakeup_kswapd = scan.wakeup_kswapd_zone (rmqueue's wake for a boosted zone)
 
 The slow path (`slowpath(gfp, order, zids, attempt)`, called by __alloc_pages_slowpath):
 wake kswapd (__GFP_KSWAPD_RECLAIM), retry at the MIN mark; then, for
@@ -115,6 +117,9 @@ class Reclaim:
             vm.objs.hooks.value_put = self.swap.value_put
         vm.objs.hooks.value_replaced = self._value_replaced
         vm.mm.reclaim = self.slowpath
+        vm.mm.wakeup_kswapd = self.scan.wakeup_kswapd_zone
+        ext.mark_lazyfree = self.scan.mark_lazyfree
+        ext.balance_dirty_pages_ratelimited = self.writeback.balance_dirty_pages_ratelimited
         vm.mm.reclaim_lru_del = self.lru.lru_del
         vm.mm.reclaim_lru_del_many = self.lru.lru_del_many
         if self.swap is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.mm import hooks
+from aerosync.mm.pmm.page import PG_dirty, PG_swapbacked
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import (
     _PAGE_ACCESSED,
@@ -44,12 +45,14 @@ class RmapOps:
     """referenced(pfn) -> young PTEs found (bits cleared, TLBs flushed)
     unmap(pfn, swap_offset or -1) -> (dirty, ptes left mapped is the folio's mapcount)
     mkclean(pfn) -> dirty    (write-protect + clean every PTE)
+    unmap_lazyfree(pfn, extra) -> 1 unmapped, 0 kept (extra reference), -1 redirtied
     look_around(mm_id, va, fn) -> young neighbours promoted by fn(pfn) (MGLRU)"""
 
     def __init__(self, vm: Any, swap_dup: Any) -> None:
         arena = vm.arena
-        q, at = arena.u64, arena.atomic
+        q, u32, at = arena.u64, arena.u32, arena.atomic
         cas, xchg, fetch_add, fetch_sub32 = at.cas64, at.xchg64, at.fetch_add64, at.fetch_sub32
+        fetch_or32 = at.fetch_or32
         rmap_walk = vm.rmap.rmap_walk
         flush = vm.tlb.flush_tlb_mm_range
         memory = vm.memory
@@ -115,6 +118,43 @@ class RmapOps:
                 flush_all(touched)
             return dirty[0]
 
+        def unmap_lazyfree(pfn: int, extra: int) -> int:
+            """try_to_unmap() of a MADV_FREE folio (anonymous, PG_swapbacked clear): each
+            PTE is cleared (xchg), then try_to_unmap_one's MADV_FREE check decides -- a
+            dirty PTE or PG_dirty means the folio was written again: the PTE is put back,
+            PG_swapbacked set again, the walk stops (-1); a reference beyond `extra`
+            (the caller's and the tree's) + the mapcount means a user we cannot see: the
+            PTE is put back, the walk stops (0); else the PTE stays none and is accounted
+            as unmapped.  1: every PTE went.  A stale TLB entry cannot write behind the
+            check: MADV_FREE flushed the clean PTEs, and a store through an entry without
+            D walks again (to a none PTE now, so it faults and waits for the PTE lock)."""
+            res = [1]
+            touched: dict[int, list[int]] = {}
+            b4 = PM4 + pfn * MW4
+            kind = T.MM_ANONPAGES
+
+            def one(mm_id: int, vma: int, va: int, i: int, e: int) -> bool:
+                old = xchg(i << 3, 0)
+                if old & _PAGE_DIRTY or u32[b4] & PG_dirty:
+                    xchg(i << 3, old)                            # set_ptes(pteval): kept
+                    fetch_or32(b4 << 2, PG_swapbacked)
+                    res[0] = -1
+                    return False
+                if u32[b4 + 2] != extra + u32[b4 + 3]:
+                    xchg(i << 3, old)
+                    res[0] = 0
+                    return False
+                hiwater(at, mm_base + mm_id * mm_size)
+                unmap_account(mm_id, pfn, kind, False)
+                fetch_sub32((b4 + 2) << 2, 1)                    # the PTE's reference
+                touched.setdefault(mm_id, []).append(va)
+                return True
+
+            rmap_walk(pfn, one)
+            if touched:
+                flush_all(touched)
+            return res[0]
+
         def mkclean(pfn: int) -> bool:
             dirty = [False]
             touched: dict[int, list[int]] = {}
@@ -136,4 +176,5 @@ class RmapOps:
             return dirty[0]
 
         self.referenced, self.unmap, self.mkclean = referenced, unmap, mkclean
+        self.unmap_lazyfree = unmap_lazyfree
         _ = q

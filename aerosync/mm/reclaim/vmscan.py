@@ -3,9 +3,23 @@
 Models: mm/vmscan.c (shrink_folio_list with folio_check_references, add_to_swap,
 try_to_unmap, pageout and __remove_mapping; shrink_inactive_list / shrink_active_list;
 inactive_is_low with int_sqrt(10 x GiB); get_scan_count's swappiness fractions and
-anon/file costs; shrink_node; do_try_to_free_pages from DEF_PRIORITY down to 0;
-balance_pgdat with pgdat_balanced at the HIGH mark (+ watermark_boost); wakeup_kswapd;
-kswapd_failures up to MAX_RECLAIM_RETRIES).  Unit: a batch of at most SWAP_CLUSTER_MAX
+anon/file costs, SCAN_EQUAL at priority 0; shrink_node; do_try_to_free_pages from
+DEF_PRIORITY down to 0; balance_pgdat / kswapd_shrink_node with pgdat_balanced at
+high_wmark_pages (the HIGH mark + the zone's watermark_boost) and boosted reclaim;
+wakeup_kswapd with pgdat_watermark_boosted; kswapd_failures up to MAX_RECLAIM_RETRIES),
+mm/swap.c folio_mark_lazyfree / lru_lazyfree.
+
+Watermark boost (mm/pmm/page_alloc.py boost_watermark raises zone->watermark_boost on a
+fallback; rmqueue clears ZONE_BOOSTED_WATERMARK and calls wakeup_kswapd_zone): kswapd
+reclaims, while the node is balanced, the sum of the boosts it saw at its start, with
+may_writepage = may_swap = 0, the priority held at DEF_PRIORITY - 2, giving up at a pass
+without progress; an unbalanced node turns it into normal reclaim.  At the end the boosts
+it saw are subtracted under each zone's lock (kcompactd, which Linux then wakes, is not
+modelled).  A boosted run never counts as a kswapd failure.
+
+MADV_FREE (lazyfree): mark_lazyfree moves an anonymous folio to the file LRU without
+PG_swapbacked; reclaim_lazyfree discards it clean (pglazyfreed, no swap slot) or, if it
+was written again, makes it swap-backed and activates it.  Unit: a batch of at most SWAP_CLUSTER_MAX
 isolated folios; one node (lruvec).
 
 Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
@@ -16,7 +30,7 @@ Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
   data goes to ZMM or the swap file, and the folio leaves the cache (its slot keeps a
   shadow) -> file: every PTE cleared (dirty bits moved to the folio), a dirty folio of a
   real file written to it (a generated file's dirty page is kept: it has no backing
-  store), the object's entry becomes a shadow.  The last step, freeing, freezes the
+  store), the object's entry becomes a shadow; lazyfree: see below.  The last step, freeing, freezes the
   refcount (CAS from exactly the references reclaim knows of to 0): a fault that took a
   reference meanwhile wins and the folio stays (mapped by it).
 
@@ -30,6 +44,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from aerosync.arena import layout as AL
 from aerosync.mm import hooks
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import vm_event as VE
@@ -42,6 +57,7 @@ from aerosync.mm.pmm.page import (
     PAGE_MAPPING_ANON,
     PG_active,
     PG_dirty,
+    PG_lru,
     PG_mlocked,
     PG_referenced,
     PG_swapbacked,
@@ -51,9 +67,18 @@ from aerosync.mm.pmm.page import (
     PG_writeback,
 )
 from aerosync.mm.reclaim import layout as R
+from aerosync.mm.reclaim.swap import GEN_MASK, REFS_MASK
 from aerosync.mm.reclaim.swap_state import swp_value
-from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE, OBJ_VNODE, OBJF_DEAD, OBJF_SHARED
-from aerosync.params import PAGE_META_SIZE
+from aerosync.mm.vm.vm_object import (
+    O_BACKING,
+    O_NR_PAGES,
+    O_TREE,
+    OBJ_VNODE,
+    OBJF_DEAD,
+    OBJF_SHARED,
+    XA_ZERO,
+)
+from aerosync.params import CPU_AREA_SIZE, PAGE_META_SIZE
 
 __all__ = ["Vmscan", "ScanControl", "SWAP_CLUSTER_MAX", "DEF_PRIORITY", "MAX_RECLAIM_RETRIES",
            "RECLAIMED", "KEEP", "ACTIVATE", "CULL", "int_sqrt"]
@@ -63,7 +88,9 @@ DEF_PRIORITY = 12
 MAX_RECLAIM_RETRIES = 16
 RECLAIMED, KEEP, ACTIVATE, CULL = range(4)
 _ALL32 = 0xFFFF_FFFF
+_ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
+_LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
 
 
 def int_sqrt(x: int) -> int:
@@ -76,7 +103,7 @@ class ScanControl:
     """struct scan_control: what one reclaim pass may do and what it did."""
 
     __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "may_swap", "may_writepage",
-                 "kswapd", "order", "gfp", "reclaim_idx")
+                 "kswapd", "order", "gfp", "reclaim_idx", "boosted")
 
     def __init__(self, nr_to_reclaim: int, kswapd: bool, gfp: int = 0, order: int = 0,
                  reclaim_idx: int = MAX_NR_ZONES - 1) -> None:
@@ -86,6 +113,7 @@ class ScanControl:
         self.may_swap = True
         self.may_writepage = kswapd or bool(gfp & _GFP_IO)
         self.reclaim_idx = reclaim_idx
+        self.boosted = False                 # kswapd working off a watermark boost (see get_scan_count)
 
 
 class Vmscan:
@@ -114,7 +142,7 @@ class Vmscan:
         mm = vm.mm
         free_pages = mm.free_pages
         objs, locks = vm.objs, vm.locks
-        xa_load, xa_store = objs.xa_load, objs.xa_store
+        xa_load, xa_store, xa_erase = objs.xa_load, objs.xa_store, vm.xa.erase
         obj_lock, obj_unlock = locks.obj_lock.lock, locks.obj_lock.unlock
         lock, unlock, isolate, putback = lru.lock, lru.unlock, lru.isolate, lru.putback
         count, tail_of = lru.list_count, lru.list_tail
@@ -218,7 +246,6 @@ class Vmscan:
 
         def reclaim_anon(pfn: int, sc: ScanControl) -> int:
             b4 = PM4 + pfn * MW4
-            fetch_or32(b4 << 2, PG_swapbacked)              # a lazily freed page is swapped too
             fl = u32[b4]
             if fl & PG_swapcache:
                 slot = q[PM8 + pfn * MW8 + i_priv] - 1
@@ -266,6 +293,72 @@ class Vmscan:
             free_frozen(pfn)
             return RECLAIMED
 
+        def reclaim_lazyfree(pfn: int, sc: ScanControl) -> int:
+            """A MADV_FREE folio (anonymous, PG_swapbacked clear): discarded without swap
+            when clean -- every PTE cleared (try_to_unmap_one's MADV_FREE check, see
+            rmap_ops.unmap_lazyfree), the object's entry dropped (a ZERO marker when a
+            backing object would show through), pglazyfreed.  Redirtied (a dirty PTE or
+            PG_dirty): PG_swapbacked again and activated (Linux's nr_lazyfree_fail), so it
+            is swapped like any anonymous folio later.  An extra reference: activated."""
+            b4 = PM4 + pfn * MW4
+            m = q[PM8 + pfn * MW8 + i_map]
+            if u32[b4 + 3] and (rops.unmap_lazyfree(pfn, 2 if m else 1) <= 0 or u32[b4 + 3]):
+                return ACTIVATE                              # redirtied, or mapped still
+            if u32[b4] & PG_dirty:
+                # Linux activates an unmapped dirty lazyfree folio (a GUP write); here it is
+                # swap-backed again so that its data is kept and can still be swapped
+                fetch_or32(b4 << 2, PG_swapbacked)
+                return ACTIVATE
+            if not m:
+                return KEEP if not freeze(pfn, 1) else (free_frozen(pfn) or RECLAIMED)
+            o = m & ~3
+            idx = q[PM8 + pfn * MW8 + i_idx]
+            obj_lock(o + 16)
+            try:
+                ok = (q[PM8 + pfn * MW8 + i_map] == m and not (u32[o >> 2] >> 16) & OBJF_DEAD
+                      and xa_load(o + O_TREE, idx) == pfn << 2 and not u32[b4] & PG_dirty and freeze(pfn, 2))
+                if ok:
+                    if q[(o + O_BACKING) >> 3]:
+                        xa_store(o + O_TREE, idx, XA_ZERO)   # the chain below must not show through
+                    else:
+                        xa_erase(o + O_TREE, idx)
+                    q[(o + O_NR_PAGES) >> 3] -= 1
+            finally:
+                obj_unlock(o + 16)
+            if not ok:
+                return KEEP
+            q[ev + VE.PGLAZYFREED] += 1
+            free_frozen(pfn)
+            return RECLAIMED
+
+        def mark_lazyfree(pfns: list[int]) -> int:
+            """folio_mark_lazyfree + lru_lazyfree for folios the caller holds a reference
+            on (dropped here): an anonymous swap-backed folio on an LRU (not in the swap
+            cache, evictable) loses PG_active, PG_referenced, its tier refs and
+            PG_swapbacked and goes to the inactive file list (MGLRU: the oldest file
+            generation), under lru_lock.  A folio not on an LRU (isolated, in another
+            CPU's batch) is left alone, as Linux's folio_test_clear_lru failure.  Returns
+            the folios moved (pglazyfree is counted by the caller)."""
+            lru.lru_add_drain()                      # madvise_free_single_vma's lru_add_drain
+            n = 0
+            bad = PG_swapcache | PG_unevictable | PG_mlocked
+            for pfn in pfns:
+                b4 = PM4 + pfn * MW4
+                nid = lru.nid_of(pfn)
+                lock(nid)
+                try:
+                    fl = u32[b4]
+                    if (fl & PG_lru and fl & PG_swapbacked and not fl & bad
+                            and q[PM8 + pfn * MW8 + i_map] & PAGE_MAPPING_ANON):
+                        lru.unlink(nid, pfn)
+                        fetch_and32(b4 << 2, _LAZYFREE_CLEAR)
+                        lru.add_locked(nid, pfn)
+                        n += 1
+                finally:
+                    unlock(nid)
+                free_pages(pfn, 0)                   # the caller's reference (never the last: mapped)
+            return n
+
         def reclaim_file(pfn: int, sc: ScanControl) -> int:
             b4 = PM4 + pfn * MW4
             if u32[b4 + 3]:
@@ -275,8 +368,10 @@ class Vmscan:
                     return ACTIVATE
             m = q[PM8 + pfn * MW8 + i_map]
             if u32[b4] & PG_dirty:
+                if not sc.may_writepage:
+                    return KEEP                              # boosted reclaim: no I/O (keep_locked)
                 wb = self.writeback
-                if not sc.may_writepage or wb is None or not wb.writepage(pfn):
+                if wb is None or not wb.writepage(pfn):
                     return ACTIVATE
                 i64[ns + lru.nid_of(pfn) * NS + VE.NR_VMSCAN_WRITE] += 1
             shadow = ws.eviction(pfn)
@@ -315,8 +410,12 @@ class Vmscan:
                 r = gen.check_references(pfn, mapped) if gen is not None else check_references(pfn, mapped)
                 if r != RECLAIMED:
                     return r
-                anon = fl & PG_swapbacked or q[PM8 + pfn * MW8 + i_map] & PAGE_MAPPING_ANON
-                r = reclaim_anon(pfn, sc) if anon else reclaim_file(pfn, sc)
+                if fl & PG_swapbacked:
+                    r = reclaim_anon(pfn, sc)
+                elif q[PM8 + pfn * MW8 + i_map] & PAGE_MAPPING_ANON:
+                    r = reclaim_lazyfree(pfn, sc)
+                else:
+                    r = reclaim_file(pfn, sc)
                 freed = r == RECLAIMED
                 return r
             finally:
@@ -424,13 +523,18 @@ class Vmscan:
                     q[(lv[nid] + R.L_ANON_COST) >> 3] = ac // 2
                     q[(lv[nid] + R.L_FILE_COST) >> 3] = fc // 2
             denom = sum(fraction) or 1
+            equal = not sc.priority and sw > 0          # near OOM: SCAN_EQUAL, no balancing
             out = []
             for li in range(4):
                 typ = li >> 1
                 scan = sizes[li] >> sc.priority
-                if not scan and sizes[li] and sc.priority < DEF_PRIORITY - 2:
+                if not scan and sizes[li] and (sc.priority < DEF_PRIORITY - 2 or sc.boosted):
+                    # AeroSync's small machines: a list under 2^priority pages would not be
+                    # scanned at all.  Boosted reclaim gives up at its first pass without
+                    # progress (never reaching the lower priorities), so the floor applies
+                    # to it from DEF_PRIORITY.
                     scan = min(sizes[li], SWAP_CLUSTER_MAX)
-                out.append(scan * fraction[typ] // denom if fraction[typ] else 0)
+                out.append(scan if equal else scan * fraction[typ] // denom if fraction[typ] else 0)
             return out
 
         def shrink_lruvec_classic(nid: int, sc: ScanControl) -> None:
@@ -495,64 +599,161 @@ class Vmscan:
             return [nid * MAX_NR_ZONES + zi for zi in range(min(hz, MAX_NR_ZONES - 1) + 1)
                     if populated[nid * MAX_NR_ZONES + zi]]
 
+        zboost = [(o + Z.Z_WMARK_BOOST) >> 3 for o in zoffs]
+        cpu_area0 = arena.off("cpu")
+        zflags = [o + Z.Z_FLAGS for o in zoffs]
+        zone_locks = mm.zone_locks
+
+        def high_wmark_pages(z: int) -> int:
+            """high_wmark_pages(): the HIGH mark plus the zone's watermark_boost."""
+            return q[(zoffs[z] + Z.Z_WMARK_HIGH) >> 3] + q[zboost[z]]
+
         def pgdat_balanced(nid: int, order: int, hz: int) -> bool:
-            boost = q[(lv[nid] + R.L_BOOST) >> 3]
-            for z in node_zones(nid, hz):
-                zo = zoffs[z]
-                mark = q[(zo + Z.Z_WMARK_HIGH) >> 3] + boost
-                if zone_watermark_ok(z, order, mark, hz, 0, q[(zo + Z.Z_NR_FREE_PAGES) >> 3]):
+            """Some eligible zone meets high_wmark_pages (boost included) for `order`,
+            checked bottom-up; a node without an eligible zone is balanced."""
+            zs = node_zones(nid, hz)
+            for z in zs:
+                if zone_watermark_ok(z, order, high_wmark_pages(z), hz, 0, q[(zoffs[z] + Z.Z_NR_FREE_PAGES) >> 3]):
                     return True
-            return not node_zones(nid, hz)
+            return not zs
+
+        def pgdat_watermark_boosted(nid: int, hz: int) -> bool:
+            """Any eligible zone with a watermark_boost (checked top-down, as Linux)."""
+            return any(q[zboost[z]] for z in reversed(node_zones(nid, hz)))
+
+        def kswapd_shrink_node(nid: int, sc: ScanControl) -> bool:
+            """One pass over the node for kswapd, aiming at the eligible zones' high marks
+            (with boost); drops to order 0 once compact_gap(order) pages were reclaimed.
+            True when enough was scanned that raising the priority is not needed."""
+            nr = sum(max(high_wmark_pages(z), SWAP_CLUSTER_MAX) for z in node_zones(nid, sc.reclaim_idx))
+            one = ScanControl(nr, True, 0, sc.order, sc.reclaim_idx)
+            one.priority, one.may_swap, one.may_writepage = sc.priority, sc.may_swap, sc.may_writepage
+            one.boosted = sc.boosted
+            shrink_node(nid, one)
+            sc.nr_reclaimed += one.nr_reclaimed
+            sc.nr_scanned += one.nr_scanned
+            if sc.order and sc.nr_reclaimed >= 2 << sc.order:
+                sc.order = 0
+            return max(one.nr_scanned, one.nr_reclaimed) >= nr
 
         def balance_pgdat(nid: int, order: int, hz: int) -> int:
+            """kswapd's balance_pgdat(): reclaim from DEF_PRIORITY down until an eligible
+            zone meets its high mark -- plus, while the node is balanced, the zones'
+            watermark_boost (boosted reclaim: no writeback, no swap, priority held at
+            DEF_PRIORITY - 2, given up at the first pass without progress, abandoned
+            for normal reclaim when the node turns out unbalanced).  The boosts seen at
+            the start are taken away at the end under each zone's lock (a boost raised
+            meanwhile survives); Linux then wakes kcompactd, which AeroSync does not have.
+            A pause of the machine (live check) or the kthread stop word ends the loop
+            as the freezer does Linux's (kthread_freezable_should_stop), so kswapd
+            parks in bounded time.  Returns pages reclaimed."""
             q[ev + VE.PAGEOUTRUN] += 1
             t0 = time.perf_counter_ns()
-            total = 0
-            if pgdat_balanced(nid, order, hz):
-                q[ev + (VE.KSWAPD_HIGH_WMARK_HIT_QUICKLY if order == 0 else VE.KSWAPD_LOW_WMARK_HIT_QUICKLY)] += 1
-                return 0
-            nr = sum(max(q[(zoffs[z] + Z.Z_WMARK_HIGH) >> 3], SWAP_CLUSTER_MAX) for z in node_zones(nid, hz))
-            for prio in range(DEF_PRIORITY, 0, -1):
-                sc = ScanControl(max(SWAP_CLUSTER_MAX, nr), True, 0, order, hz)
-                sc.priority = prio
-                shrink_node(nid, sc)
-                total += sc.nr_reclaimed
-                if pgdat_balanced(nid, order, hz):
-                    break
-            fk = (lv[nid] + R.L_KSWAPD_FAILURES) >> 3
-            if total:
-                q[fk] = 0
-                b = q[(lv[nid] + R.L_BOOST) >> 3]
-                if b:
-                    q[(lv[nid] + R.L_BOOST) >> 3] = b // 2          # boosts decay on success
-            else:
-                q[fk] += 1
-            q[(lv[nid] + R.L_KSWAPD_RECLAIMED) >> 3] += total
-            q[(lv[nid] + R.L_KSWAPD_RUNS) >> 3] += 1
-            q[(lv[nid] + R.L_KSWAPD_NS) >> 3] += time.perf_counter_ns() - t0
-            return total
+            zs = node_zones(nid, hz)
+            zone_boosts = [(z, q[zboost[z]]) for z in zs]
+            nr_boost_reclaim = sum(b for _, b in zone_boosts)
+            boosted = nr_boost_reclaim > 0
+            v = lv[nid]
+            sc = ScanControl(0, True, 0, order, hz)
+            stop_w = (base + R.H_KT_STOP) >> 3
+            balanced_at_start = None
+            out = False
+            for z in zs:                                  # set_reclaim_active
+                at.fetch_or64(zflags[z], Z.ZONE_RECLAIM_ACTIVE)
+            try:
+                restart = True
+                while restart:
+                    restart = False
+                    sc.priority = DEF_PRIORITY
+                    while sc.priority >= 1:
+                        before = sc.nr_reclaimed
+                        raise_priority = True
+                        balanced = pgdat_balanced(nid, sc.order, hz)
+                        if balanced_at_start is None:
+                            balanced_at_start = balanced
+                        if not balanced and nr_boost_reclaim:
+                            nr_boost_reclaim = 0         # imbalanced: plain reclaim first
+                            restart = True
+                            break
+                        if not nr_boost_reclaim and balanced:
+                            out = True
+                            break
+                        if nr_boost_reclaim and sc.priority == DEF_PRIORITY - 2:
+                            raise_priority = False
+                        sc.may_writepage = sc.may_swap = not nr_boost_reclaim
+                        sc.boosted = nr_boost_reclaim > 0
+                        if kswapd_shrink_node(nid, sc):
+                            raise_priority = False
+                        if q[stop_w] or at.load64(AL.H_RUN_STATE) == AL.RUN_PAUSE:
+                            break                        # kthread_freezable_should_stop: park
+                        got = sc.nr_reclaimed - before
+                        nr_boost_reclaim -= min(nr_boost_reclaim, got)
+                        if nr_boost_reclaim and not got:
+                            break                        # boosted reclaim without progress: give up
+                        if raise_priority or not got:
+                            sc.priority -= 1
+                fk = (v + R.L_KSWAPD_FAILURES) >> 3
+                if sc.nr_reclaimed:
+                    q[fk] = 0
+                elif not boosted and not out:
+                    q[fk] += 1
+                if boosted:
+                    q[(v + R.L_KSWAPD_BOOSTED) >> 3] += 1
+                    for z, b in zone_boosts:
+                        if not b:
+                            continue
+                        zone_locks[z].acquire()
+                        try:
+                            q[zboost[z]] -= min(q[zboost[z]], b)
+                        finally:
+                            zone_locks[z].release()
+                    # wakeup_kcompactd(pgdat, pageblock_order, highest_zoneidx): no kcompactd
+                elif balanced_at_start and not sc.nr_reclaimed:
+                    q[ev + (VE.KSWAPD_HIGH_WMARK_HIT_QUICKLY if order == 0 else
+                            VE.KSWAPD_LOW_WMARK_HIT_QUICKLY)] += 1
+            finally:
+                for z in zs:                              # clear_reclaim_active
+                    at.fetch_and64(zflags[z], ~Z.ZONE_RECLAIM_ACTIVE & _ALL64)
+            q[(v + R.L_KSWAPD_RECLAIMED) >> 3] += sc.nr_reclaimed
+            q[(v + R.L_KSWAPD_RUNS) >> 3] += 1
+            q[(v + R.L_KSWAPD_NS) >> 3] += time.perf_counter_ns() - t0
+            return sc.nr_reclaimed
 
-        def wakeup_kswapd(zids: Any, order: int, hz: int) -> None:
+        def wakeup_kswapd(zids: Any, order: int, hz: int) -> bool:
             """wakeup_kswapd(): raise the node's kswapd_order / highest_zoneidx and wake it,
-            unless it failed MAX_RECLAIM_RETRIES times or the node is balanced."""
-            if not q[(base + R.H_KT_BASE) >> 3]:
-                return
+            unless it is awake already, failed MAX_RECLAIM_RETRIES times, or the node is
+            balanced with no watermark_boost to work off.  True when a kswapd process
+            runs for one of the nodes (its CPU is CPUST_RUNNING): it owns the boosts."""
+            kt = q[(base + R.H_KT_BASE) >> 3]
+            if not kt:
+                return False
+            running = False
             for nid in nodes_of(zids):
+                if q[(cpu_area0 + (kt - 1 + nid) * CPU_AREA_SIZE + AL.CPU_STATE) >> 3] == AL.CPUST_RUNNING:
+                    running = True
                 v = lv[nid]
-                if q[(v + R.L_KSWAPD_FAILURES) >> 3] >= MAX_RECLAIM_RETRIES:
-                    continue
-                if q[(v + R.L_KSWAPD_WAIT) >> 3]:
-                    continue
-                if q[(v + R.L_KSWAPD_ORDER) >> 3] < order:
-                    q[(v + R.L_KSWAPD_ORDER) >> 3] = order
                 if q[(v + R.L_KSWAPD_HZ) >> 3] < hz:
                     q[(v + R.L_KSWAPD_HZ) >> 3] = hz
-                if pgdat_balanced(nid, order, hz) and not q[(v + R.L_BOOST) >> 3]:
+                if q[(v + R.L_KSWAPD_ORDER) >> 3] < order:
+                    q[(v + R.L_KSWAPD_ORDER) >> 3] = order
+                if q[(v + R.L_KSWAPD_WAIT) >> 3]:
+                    continue                              # !waitqueue_active: it is awake
+                if q[(v + R.L_KSWAPD_FAILURES) >> 3] >= MAX_RECLAIM_RETRIES:
+                    continue                              # hopeless: left to direct reclaim
+                if pgdat_balanced(nid, order, hz) and not pgdat_watermark_boosted(nid, hz):
                     continue
                 at.store64(v + R.L_KSWAPD_WAIT, 1)
+            return running
+
+        def wakeup_kswapd_zone(zid: int) -> bool:
+            """rmqueue's wakeup_kswapd(zone, 0, 0, zone_idx(zone)) for a zone whose
+            ZONE_BOOSTED_WATERMARK it just cleared (the page allocator's hook)."""
+            return wakeup_kswapd((zid,), 0, zid % MAX_NR_ZONES)
 
         self.shrink_folio, self.shrink_folio_list, self.shrink_node = shrink_folio, shrink_folio_list, shrink_node
         self.try_to_free_pages, self.balance_pgdat, self.wakeup_kswapd = try_to_free_pages, balance_pgdat, wakeup_kswapd
+        self.wakeup_kswapd_zone, self.pgdat_watermark_boosted = wakeup_kswapd_zone, pgdat_watermark_boosted
+        self.mark_lazyfree, self.high_wmark_pages = mark_lazyfree, high_wmark_pages
         self.pgdat_balanced, self.place_classic, self.isolate_tail = pgdat_balanced, place_classic, isolate_tail
         self.shrink_inactive_list, self.shrink_active_list = shrink_inactive_list, shrink_active_list
         self.can_swap, self.swappiness, self.nodes_of = can_swap, swappiness, nodes_of

@@ -37,6 +37,13 @@ none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES, atomic),
 nr_anon_pages / nr_mapped (node of the page, when a mapcount goes 0 -> 1 -> 0),
 pgfault / pgmajfault, the vma_lock_* events.
 
+Dirty throttling: a write fault that newly dirties a page of a shared mapping of a real
+file (do_shared_fault, wp_page_shared) returns VM_FAULT_DIRTY_SHARED, and finish() --
+after the fault's VMA / mmap lock went, as fault_dirty_shared_page's
+maybe_unlock_mmap_for_io -- calls ext.balance_dirty_pages_ratelimited (mm/reclaim's
+writeback; the hook keeps vm from importing reclaim).  MADV_FREE (mkclean_range) hands
+the folios it cleaned to ext.mark_lazyfree the same way.
+
 Unmapping (zap): entries are cleared with xchg (the final A/D bits are never lost to a
 concurrent hardware walk), dirty file pages get PG_dirty, and each page's PTE reference
 goes into an mmu_gather that drops it only after the TLB flush of the range: no CPU can
@@ -72,8 +79,10 @@ from aerosync.mm.pmm.page import (
     P_NODE,
     PAGE_MAPPING_ANON,
     PG_dirty,
+    PG_locked,
     PG_mlocked,
     PG_swapbacked,
+    PG_swapcache,
 )
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
@@ -103,13 +112,18 @@ from aerosync.mm.vm.vm_object import (
 )
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["new_ext", "VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_MAJOR", "VM_FAULT_RETRY", "SegmentationFault",
+__all__ = ["new_ext", "VM_FAULT_OOM", "VM_FAULT_SIGSEGV", "VM_FAULT_MAJOR", "VM_FAULT_RETRY", "VM_FAULT_DIRTY_SHARED",
+           "SegmentationFault",
            "Memory", "MmuGather", "SEGV_MAPERR", "SEGV_ACCERR", "SIGSEGV", "SIGKILL", "MAX_GATHER_BATCH"]
 
 VM_FAULT_OOM = 0x1
 VM_FAULT_SIGSEGV = 0x40
 VM_FAULT_MAJOR = 0x4
 VM_FAULT_RETRY = 0x400
+# Not a Linux code: the fault newly dirtied a page of a shared mapping of a real file, so
+# the fault's exit runs balance_dirty_pages_ratelimited once the fault's locks are gone
+# (fault_dirty_shared_page after maybe_unlock_mmap_for_io; see finish()).
+VM_FAULT_DIRTY_SHARED = 0x8000
 FAULT_FLAG_VMA_LOCK = 0x1000
 FAULT_FLAG_SPECULATIVE = 0x10000
 SIGSEGV, SIGKILL = 11, 9
@@ -142,7 +156,8 @@ def new_ext() -> Any:
 
     return SimpleNamespace(alloc_folio=None, lru_add=None, swap_fault=None, numa_fault=None,
                            migration_wait=None, zap_swap=None, dup_swap=None, obj_swap_fault=None,
-                           check_killed=None, task_work=None, obj_free=None)
+                           check_killed=None, task_work=None, obj_free=None,
+                           balance_dirty_pages_ratelimited=None, mark_lazyfree=None)
 
 
 class MmuGather:
@@ -364,11 +379,23 @@ class Memory:
             if put:
                 put_page(pfn)
 
-        def set_dirty(pfn: int) -> None:
-            """folio_mark_dirty(): file pages count in nr_dirty."""
+        def set_dirty(pfn: int) -> bool:
+            """folio_mark_dirty(): file pages count in nr_dirty.  True when a page-cache
+            page of a file went clean -> dirty (what balance_dirty_pages accounts)."""
             old = fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
             if not old & PG_dirty and kind_of(pfn) == KIND_FILE:
                 i64[ns + page_nid(pfn) * NS + NR_DIRTY] += 1
+                return True
+            return False
+
+        def dirty_shared(pfn: int, fid: int) -> int:
+            """fault_dirty_shared_page()'s first half: mark the folio dirty; a folio of a
+            real file newly dirtied asks the fault's exit to throttle the writer
+            (VM_FAULT_DIRTY_SHARED).  A generated file has no backing store and no
+            writeback (Linux: a bdi without BDI_CAP_WRITEBACK is never throttled)."""
+            if set_dirty(pfn) and fid >= 0 and q[(T.file_off(arena, fid) + T.F_FLAGS) >> 3] & T.FILE_REAL:
+                return VM_FAULT_DIRTY_SHARED
+            return 0
 
         # ------------------------------------------------------------ helpers
         installed = [0]
@@ -674,10 +701,10 @@ class Memory:
                 if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
                     do_fault_around(mm_id, vma, va, table, fid, top)
                 return ret | r
-            if flags & V.VM_SHARED:
+            if flags & V.VM_SHARED:                           # do_shared_fault
                 r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj, idx)
                 if q[i] & _PAGE_PRESENT and (q[i] & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
-                    set_dirty(pfn)
+                    ret |= dirty_shared(pfn, fid)
                 return ret | r
             top = file_shadow(vma, fid)                       # do_cow_fault
             if not top:
@@ -723,9 +750,9 @@ class Memory:
                     return VM_FAULT_OOM
                 return map_new(mm_id, vma, va, table, i, e, obj, idx, -1, True, True, -1)
             if flags & V.VM_SHARED:                           # wp_page_shared
-                set_dirty(pfn)
+                r = dirty_shared(pfn, q[(vma + V.V_FILE) >> 3] - 1)
                 install(table, i, e, e | _RW_D | _PAGE_ACCESSED, -1, mm_id)
-                return 0
+                return r
             m = q[PM8 + pfn * MW + i_map]
             holder = m & ~3
             top = q[(vma + V.V_OBJECT) >> 3]
@@ -1029,8 +1056,16 @@ class Memory:
             finish(r, va, write)
 
         def finish(r: int, va: int, write: bool) -> None:
+            """The fault's exit, after its VMA / mmap lock went: counts, errors, and the
+            dirty throttle of fault_dirty_shared_page (balance_dirty_pages_ratelimited,
+            which may sleep: never under a fault lock)."""
             if r & VM_FAULT_MAJOR:
                 q[ev_major] += 1
+            if r & VM_FAULT_DIRTY_SHARED:
+                bd = ext.balance_dirty_pages_ratelimited
+                if bd is not None:
+                    installed[0] = 0         # the throttle may write the page back: walk again
+                    bd(1)
             if r & VM_FAULT_OOM:
                 raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM: "
                                           f"{oom_why[0]})")
@@ -1329,21 +1364,50 @@ class Memory:
                         ptl_unlock(lo)
                 a = nxt
 
-        def mkclean_range(mm_id: int, start: int, end: int) -> int:
-            """MADV_FREE's madvise_free_pte_range: clear dirty and accessed, mark the pages
-            lazily freeable (PG_swapbacked cleared, as folio_mark_lazyfree)."""
+        def mkclean_range(mm_id: int, start: int, end: int, top: int = 0) -> int:
+            """MADV_FREE's madvise_free_pte_range over this mm's anonymous pages (of the
+            VMA's own object `top` when given: a page of a backing object is shared with
+            another mm's view and stays): a dirty folio is cleaned only if this is its
+            only mapping and it is not in the swap cache (folio_free_swap is not
+            modelled: such a folio is skipped), each PTE made old and clean (TLB flushed
+            before returning), then folio_mark_lazyfree (reclaim's hook moves the folio
+            to the file LRU without PG_swapbacked; without reclaim the flag is just
+            cleared).  Returns the folios marked lazily freeable."""
+            mark = ext.mark_lazyfree
+            held: list[int] = []
             n = [0]
 
             def one(i: int, e: int, va: int) -> None:
                 pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
-                if not q[PM8 + pfn * MW + i_map] & PAGE_MAPPING_ANON:
+                m = q[PM8 + pfn * MW + i_map]
+                if not m & PAGE_MAPPING_ANON or (top and m & ~3 != top):
                     return
-                at.cas64(i << 3, e, e & ~(_PAGE_DIRTY | _PAGE_ACCESSED) & _U64)
-                at.fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_swapbacked | PG_dirty) & 0xFFFFFFFF)
-                n[0] += 1
+                b4 = PM4 + pfn * MW4
+                fl = u32[b4]
+                if not fl & PG_swapbacked:
+                    return                                   # already lazily freeable
+                if fl & (PG_swapcache | PG_dirty):
+                    if fl & PG_swapcache or u32[b4 + 3] != 1:
+                        return
+                    if fetch_or32(b4 << 2, PG_locked) & PG_locked:    # folio_trylock
+                        return
+                    at.fetch_and32(b4 << 2, ~(PG_dirty | PG_locked) & 0xFFFFFFFF)
+                while e & (_PAGE_DIRTY | _PAGE_ACCESSED):        # clear_young_dirty_ptes
+                    seen = at.cas64(i << 3, e, e & ~(_PAGE_DIRTY | _PAGE_ACCESSED) & _U64)
+                    if seen == e:
+                        break
+                    e = seen
+                if mark is None:
+                    at.fetch_and32(b4 << 2, ~PG_swapbacked & 0xFFFFFFFF)
+                    n[0] += 1
+                else:
+                    fetch_add32((b4 + 2) << 2, 1)            # folio_get: the PTE lock pins it now
+                    held.append(pfn)
 
             for_each_present(mm_id, start, end, one)
             flush_tlb_mm_range(mm_id, start, end)
+            if held:
+                n[0] += mark(held)                           # drops the references
             return n[0]
 
         def mlock_range(mm_id: int, start: int, end: int, on: bool) -> int:

@@ -934,7 +934,7 @@ class Mmap:
             """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may
             drop them while clean; a write makes them dirty again)."""
             T.update_hiwater_rss(at, mo(mm_id))          # madvise_free_single_vma
-            n = memory.mkclean_range(mm_id, lo, hi)
+            n = memory.mkclean_range(mm_id, lo, hi, q[(v + V.V_OBJECT) >> 3])
             q[ev + VE.PGLAZYFREE] += n
 
         # ------------------------------------------------------------ mlock

@@ -273,8 +273,9 @@ class TraceRecorder:
         self.res = self.read_resident()
 
     def key(self, space: int, page: int) -> int:
-        """Page `page` of `space` (0: shared by every CPU; 1 + cpu: one CPU's own)."""
-        return (self.epoch << 48) | (space << KEY_PAGE_BITS) | page
+        """Page `page` of `space` (0: shared by every CPU, the same id whatever the epoch;
+        1 + cpu: one CPU's own, new ids after the CPU restarted)."""
+        return ((self.epoch << 48) | (space << KEY_PAGE_BITS) | page) if space else page
 
     def record(self, ts: int, key: int, majors: int) -> None:
         n = self.n

@@ -28,6 +28,7 @@ def opt_lines(opt: dict[str, Any], indent: str = "    ") -> list[str]:
     lru = opt.get("exact_lru_ratio")
     out = [f"{indent}{opt_line(opt)}",
            f"{indent}  exact LRU {opt['exact_lru_faults']:,}" + (f" ({lru:.2f} x OPT)" if lru is not None else "")
+           + (f"; {opt['policy_swapins']:,} pages swapped in (readahead included)" if "policy_swapins" in opt else "")
            + f"; {opt['measured_accesses']:,} measured accesses of {opt['accesses']:,} traced "
            f"({opt['distinct_pages']:,} first touches left out, {opt['first_touch_major_faults']:,} of them major); "
            f"frames = mean LRU size, {opt.get('frames_min', 0):,}..{opt.get('frames_max', 0):,} sampled"]

@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -162,14 +161,15 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     write_pct = params.write_pct
 
     rec = OPT.TraceRecorder(arena, cpu, params.trace_cap) if params.tracing else None
-    record = rec.record if rec is not None else None
-    own = cpu + 1                                          # this CPU's page-id space
+    tracing = rec is not None
+    begin = rec.begin if rec is not None else None
+    end = rec.end if rec is not None else None
     key = rec.key if rec is not None else None
-    now = time.monotonic_ns
+    own = cpu + 1                                          # this CPU's page-id space
 
     def access(p: int, write: bool) -> None:
-        if record is not None:
-            t, m = now(), q[ev_maj]
+        if tracing:
+            tok = begin()
         va = st["addr"] + p * PG
         ver = st["ver"].get(p, 0)
         if write or not ver:
@@ -180,8 +180,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         else:
             if vm.load(va, PG) != page_bytes(cpu, p, ver):
                 q[c_bad] += 1
-        if record is not None:
-            record(t, key(own, p), q[ev_maj] - m)
+        if tracing:
+            end(tok, key(own, p))
 
     def one() -> None:
         if mode == "compress":
@@ -192,28 +192,28 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         elif mode == "stream":
             i = st["i"] % st["fpages"]
             st["i"] += 1
-            if record is not None:
-                t, m = now(), q[ev_maj]
+            if tracing:
+                tok = begin()
             if vm.load(st["faddr"] + i * PG, PG) != expected_page(st["fid"], 7, i):
                 q[c_bad] += 1
-            if record is not None:
-                record(t, key(0, i), q[ev_maj] - m)       # the shared file's page: space 0
-                t, m = now(), q[ev_maj]
+            if tracing:
+                end(tok, key(0, i))                        # the shared file's page: space 0
+                tok = begin()
             h = rng.randrange(params.hot_pages)
             if vm.load(st["hot"] + h * PG, PG) != page_bytes(cpu, h, 1):
                 q[c_bad] += 1
-            if record is not None:
-                record(t, key(own, h), q[ev_maj] - m)
+            if tracing:
+                end(tok, key(own, h))
         elif mode == "dirty":
             i = st["i"] % st["fpages"]
             st["i"] += 1
             ver = st["ver"].get(i, 0) + 1
             st["ver"][i] = ver
-            if record is not None:
-                t, m = now(), q[ev_maj]
+            if tracing:
+                tok = begin()
             vm.store(st["faddr"] + i * PG, page_bytes(cpu, i, ver))
-            if record is not None:
-                record(t, key(own, i), q[ev_maj] - m)
+            if tracing:
+                end(tok, key(own, i))
             q[c_wr] += 1
             if wb is not None:
                 wb.balance_dirty_pages_ratelimited(1)
@@ -269,24 +269,32 @@ def report(arena: Arena, params: Params, result: dict) -> dict:
     out = {**tot, "mode": params.mode, "reclaim_data_mismatches": tot["corrupt"],
            "vmstat": {k: ev[k] for k in keys}, "zmm": zmm_stats(arena), "oom_report": oom_report(arena)}
     if params.tracing:
-        out["opt"] = opt_report(arena, params.trace_cap)
+        out["opt"] = opt_report(arena, params.trace_cap, params.mode)
     return out
 
 
-def opt_report(arena: Arena, cap: int) -> dict:
+def opt_report(arena: Arena, cap: int, mode: str = "compress") -> dict:
     """The run's policy beside Belady's OPT on the run's own merged page trace
     (mm/reclaim/opt.py compare; result["workload"]["opt"], result.schema.json)."""
     from aerosync.mm.reclaim.layout import reclaim_params
 
     merged = OPT.merge_traces(OPT.read_traces(arena, cap))
-    out = OPT.compare(merged["key"], merged["majors"], merged["resident"])
+    out = OPT.compare(merged["key"], merged["majors"], merged["resident"], merged["swapins"])
     total, cut = merged["accesses_total"], merged["cut_ns"]
+    rp = reclaim_params(arena.config)
     notes = []
     if cut is not None:
         notes.append(f"trace_cap = {cap} accesses per CPU reached: OPT compared over the first "
                      f"{out['accesses']:,} of {total:,} accesses (every CPU cut at the first full block's "
                      "last entry); raise [workload] trace_cap to cover the whole run")
-    out.update(policy=reclaim_params(arena.config)["lru"], accesses_total=total, trace_cap=cap,
+    if rp["page_cluster"] and out.get("policy_swapins", 0) > out.get("policy_major_faults", 0):
+        notes.append(f"swap readahead (page_cluster = {rp['page_cluster']}): the policy's major faults swapped in "
+                     f"{out['policy_swapins']:,} pages, OPT reads one page per fault; reclaim.page_cluster = 0 "
+                     "compares demand paging with demand paging")
+    if mode in ("stream", "dirty"):
+        notes.append("file readahead: one major fault on a file page reads a window of pages (mm/vm/filemap.py), "
+                     "OPT reads one page per fault: on a sequential file the ratio can fall below 1")
+    out.update(policy=rp["lru"], accesses_total=total, trace_cap=cap,
                truncated=cut is not None, frames_from="mean LRU size (folios on every node's LRU lists and "
                "the per-CPU lru_add batches) over the measured accesses", notes=notes)
     return out

@@ -28,8 +28,9 @@ each CPU owns a preallocated block, header then `cap` entries of three u64::
                    clock for every process)
             key    epoch << 48 | space << 32 | page  (space 0: a page every CPU shares,
                    e.g. a shared file's; 1 + cpu: the CPU's own pages)
-            aux    resident << 16 | majors  (resident: the LRU's folios, sampled every
-                   16 accesses; majors: this CPU's pgmajfault delta over the access)
+            aux    resident << 32 | swapins << 16 | majors  (resident: the LRU's folios,
+                   sampled every 16 accesses; majors: this CPU's pgmajfault delta over
+                   the access; swapins: its pswpin + zswpin delta, readahead included)
 
 Owner: the block's CPU writes it without locks (single writer); the coordinator reads it
 after every worker has left.  `merge_traces` puts the CPUs' entries in time order (ties
@@ -252,9 +253,11 @@ class TraceRecorder:
     """One CPU's writer of its trace block (the only writer: no lock).  `record(ts, key,
     majors)` appends one access; `key(space, page)` builds its page id."""
 
-    __slots__ = ("q", "hdr", "base", "cap", "epoch", "n", "resident", "res", "read_resident")
+    __slots__ = ("q", "hdr", "base", "cap", "epoch", "n", "res", "read_resident", "ev_maj", "ev_swp", "ev_zswp")
 
     def __init__(self, arena: Any, cpu: int, cap: int) -> None:
+        from aerosync.mm.pmm import vm_event as VE
+
         off, size = arena.sections[TRACE_SECTION]
         blk = _block_size(cap)
         nblocks = size // blk
@@ -271,13 +274,25 @@ class TraceRecorder:
         self.n = q[self.hdr + T_COUNT]                 # a restarted CPU appends
         self.read_resident = lru_resident(arena)
         self.res = self.read_resident()
+        ev = VE.vm_event_base(arena, cpu)
+        self.ev_maj, self.ev_swp, self.ev_zswp = ev + VE.PGMAJFAULT, ev + VE.PSWPIN, ev + VE.ZSWPIN
 
     def key(self, space: int, page: int) -> int:
         """Page `page` of `space` (0: shared by every CPU, the same id whatever the epoch;
         1 + cpu: one CPU's own, new ids after the CPU restarted)."""
         return ((self.epoch << 48) | (space << KEY_PAGE_BITS) | page) if space else page
 
-    def record(self, ts: int, key: int, majors: int) -> None:
+    def begin(self) -> tuple[int, int, int]:
+        """Before an access: its start time and this CPU's fault counters."""
+        q = self.q
+        return time.monotonic_ns(), q[self.ev_maj], q[self.ev_swp] + q[self.ev_zswp]
+
+    def end(self, tok: tuple[int, int, int], key: int) -> None:
+        """After the access begun at `tok` to page `key`: record it."""
+        q = self.q
+        self.record(tok[0], key, q[self.ev_maj] - tok[1], q[self.ev_swp] + q[self.ev_zswp] - tok[2])
+
+    def record(self, ts: int, key: int, majors: int, swapins: int = 0) -> None:
         n = self.n
         q = self.q
         if n >= self.cap:
@@ -288,14 +303,14 @@ class TraceRecorder:
         i = self.base + 3 * n
         q[i] = ts
         q[i + 1] = key
-        q[i + 2] = (self.res << 16) | min(majors, 0xFFFF)
+        q[i + 2] = (self.res << 32) | (min(swapins, 0xFFFF) << 16) | min(majors, 0xFFFF)
         self.n = n + 1
         q[self.hdr + T_COUNT] = n + 1
 
 
 def read_traces(arena: Any, cap: int) -> list[dict[str, Any]]:
     """Every CPU's recorded block (copies), after the workers left: one dict per CPU
-    that recorded, {"cpu", "ts", "key", "majors", "resident" (numpy int64 arrays),
+    that recorded, {"cpu", "ts", "key", "majors", "swapins", "resident" (numpy int64 arrays),
     "dropped" (accesses not recorded: the block was full)}."""
     if TRACE_SECTION not in arena.sections:
         return []
@@ -312,7 +327,9 @@ def read_traces(arena: Any, cap: int) -> list[dict[str, Any]]:
         ent = view.reshape(n, 3).copy()
         del view
         out.append({"cpu": cpu, "ts": ent[:, 0].astype(np.int64), "key": ent[:, 1].astype(np.int64),
-                    "majors": (ent[:, 2] & 0xFFFF).astype(np.int64), "resident": (ent[:, 2] >> 16).astype(np.int64),
+                    "majors": (ent[:, 2] & 0xFFFF).astype(np.int64),
+                    "swapins": ((ent[:, 2] >> 16) & 0xFFFF).astype(np.int64),
+                    "resident": (ent[:, 2] >> 32).astype(np.int64),
                     "dropped": dropped})
     return out
 
@@ -326,13 +343,14 @@ def merge_traces(per_cpu: list[dict[str, Any]]) -> dict[str, Any]:
         if t["dropped"] and len(t["ts"]):
             last = int(t["ts"][-1])
             cut = last if cut is None else min(cut, last)
-    parts = {k: [] for k in ("ts", "key", "majors", "resident", "cpu")}
+    fields = ("ts", "key", "majors", "swapins", "resident")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (*fields, "cpu")}
     total = 0
     for t in per_cpu:
         keep = slice(None) if cut is None else t["ts"] <= cut
         total += len(t["ts"]) + t["dropped"]
-        for k in ("ts", "key", "majors", "resident"):
-            parts[k].append(t[k][keep])
+        for k in fields:
+            parts[k].append(t[k][keep] if k in t else np.zeros(len(t["ts"][keep]), dtype=np.int64))
         parts["cpu"].append(np.full(len(parts["ts"][-1]), t["cpu"], dtype=np.int64))
     cat = {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for k, v in parts.items()}
     order = np.lexsort((cat["cpu"], cat["ts"]))
@@ -342,13 +360,16 @@ def merge_traces(per_cpu: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def compare(keys: np.ndarray, majors: np.ndarray, resident: np.ndarray) -> dict[str, Any]:
+def compare(keys: np.ndarray, majors: np.ndarray, resident: np.ndarray,
+            swapins: np.ndarray | None = None) -> dict[str, Any]:
     """The policy's major faults beside OPT's (and exact LRU's) on one merged trace.
 
     Measured accesses: every access but a page's first touch.  Policy faults: the major
-    faults taken on measured accesses.  Frames: the mean LRU size sampled on measured
-    accesses (rounded; the memory the traced pages actually had).  OPT's and LRU's
-    faults: their misses on measured accesses, the simulation run over the whole trace.
+    faults taken on measured accesses (and, beside them, the pages swapped in then,
+    readahead included: one major fault may read several pages, OPT reads one).
+    Frames: the mean LRU size sampled on measured accesses (rounded; the memory the
+    traced pages actually had).  OPT's and LRU's faults: their misses on measured
+    accesses, the simulation run over the whole trace.
     """
     n = len(keys)
     first = first_touches(keys)
@@ -363,6 +384,8 @@ def compare(keys: np.ndarray, majors: np.ndarray, resident: np.ndarray) -> dict[
     res = resident[measured]
     frames = max(1, round(float(res.mean())))
     pol = int(majors[measured].sum())
+    if swapins is not None:
+        out["policy_swapins"] = int(swapins[measured].sum())
     t0 = time.perf_counter()
     opt = int(np.frombuffer(opt_misses(keys, frames), dtype=np.uint8)[measured].sum())
     lru = int(np.frombuffer(lru_misses(keys, frames), dtype=np.uint8)[measured].sum())

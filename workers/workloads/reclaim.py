@@ -164,12 +164,11 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     tracing = rec is not None
     begin = rec.begin if rec is not None else None
     end = rec.end if rec is not None else None
-    key = rec.key if rec is not None else None
-    own = cpu + 1                                          # this CPU's page-id space
+    own = rec.key(cpu + 1, 0) if rec is not None else 0   # this CPU's page ids: own | page
 
     def access(p: int, write: bool) -> None:
         if tracing:
-            tok = begin()
+            begin()
         va = st["addr"] + p * PG
         ver = st["ver"].get(p, 0)
         if write or not ver:
@@ -181,7 +180,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             if vm.load(va, PG) != page_bytes(cpu, p, ver):
                 q[c_bad] += 1
         if tracing:
-            end(tok, key(own, p))
+            end(own | p)
 
     def one() -> None:
         if mode == "compress":
@@ -193,27 +192,27 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             i = st["i"] % st["fpages"]
             st["i"] += 1
             if tracing:
-                tok = begin()
+                begin()
             if vm.load(st["faddr"] + i * PG, PG) != expected_page(st["fid"], 7, i):
                 q[c_bad] += 1
             if tracing:
-                end(tok, key(0, i))                        # the shared file's page: space 0
-                tok = begin()
+                end(i)                                     # the shared file's page: space 0
+                begin()
             h = rng.randrange(params.hot_pages)
             if vm.load(st["hot"] + h * PG, PG) != page_bytes(cpu, h, 1):
                 q[c_bad] += 1
             if tracing:
-                end(tok, key(own, h))
+                end(own | h)
         elif mode == "dirty":
             i = st["i"] % st["fpages"]
             st["i"] += 1
             ver = st["ver"].get(i, 0) + 1
             st["ver"][i] = ver
             if tracing:
-                tok = begin()
+                begin()
             vm.store(st["faddr"] + i * PG, page_bytes(cpu, i, ver))
             if tracing:
-                end(tok, key(own, i))
+                end(own | i)
             q[c_wr] += 1
             if wb is not None:
                 wb.balance_dirty_pages_ratelimited(1)

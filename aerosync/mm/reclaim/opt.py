@@ -250,10 +250,13 @@ def _block_size(cap: int) -> int:
 
 
 class TraceRecorder:
-    """One CPU's writer of its trace block (the only writer: no lock).  `record(ts, key,
-    majors)` appends one access; `key(space, page)` builds its page id."""
+    """One CPU's writer of its trace block (the only writer: no lock).  Per access:
+    `begin()` before it (start time, this CPU's fault counters), `end(key)` after it.
+    `record(ts, key, majors, swapins)` appends an entry directly; `key(space, page)`
+    builds a page id.  The three are closures over one state list (hot path: no
+    attribute lookups, no tuple per access)."""
 
-    __slots__ = ("q", "hdr", "base", "cap", "epoch", "n", "res", "read_resident", "ev_maj", "ev_swp", "ev_zswp")
+    __slots__ = ("epoch", "begin", "end", "record")
 
     def __init__(self, arena: Any, cpu: int, cap: int) -> None:
         from aerosync.mm.pmm import vm_event as VE
@@ -264,48 +267,49 @@ class TraceRecorder:
         if cpu >= nblocks:
             raise ValueError(f"TraceRecorder: cpu {cpu} has no block ({nblocks} blocks of {cap} entries)")
         q = arena.u64
-        self.q = q
-        self.hdr = (off + cpu * blk) >> 3
-        self.base = self.hdr + (TRACE_HDR >> 3)
-        self.cap = cap
-        q[self.hdr + T_CAP] = cap
-        q[self.hdr + T_EPOCH] += 1
-        self.epoch = q[self.hdr + T_EPOCH]
-        self.n = q[self.hdr + T_COUNT]                 # a restarted CPU appends
-        self.read_resident = lru_resident(arena)
-        self.res = self.read_resident()
+        hdr = (off + cpu * blk) >> 3
+        base = hdr + (TRACE_HDR >> 3)
+        q[hdr + T_CAP] = cap
+        q[hdr + T_EPOCH] += 1
+        self.epoch = q[hdr + T_EPOCH]
+        read_resident = lru_resident(arena)
         ev = VE.vm_event_base(arena, cpu)
-        self.ev_maj, self.ev_swp, self.ev_zswp = ev + VE.PGMAJFAULT, ev + VE.PSWPIN, ev + VE.ZSWPIN
+        ev_maj, ev_swp, ev_zswp = ev + VE.PGMAJFAULT, ev + VE.PSWPIN, ev + VE.ZSWPIN
+        now = time.monotonic_ns
+        # ts, majors, swapins at begin(); entries written (a restarted CPU appends); LRU size
+        st = [0, 0, 0, q[hdr + T_COUNT], read_resident()]
+        mask = RESIDENT_SAMPLE - 1
+
+        def record(ts: int, key: int, majors: int, swapins: int = 0) -> None:
+            n = st[3]
+            if n >= cap:
+                q[hdr + T_DROPPED] += 1
+                return
+            if not n & mask:
+                st[4] = read_resident()
+            i = base + 3 * n
+            q[i] = ts
+            q[i + 1] = key
+            q[i + 2] = (st[4] << 32) | ((swapins if swapins < 0xFFFF else 0xFFFF) << 16) | (
+                majors if majors < 0xFFFF else 0xFFFF)
+            st[3] = n + 1
+            q[hdr + T_COUNT] = n + 1
+
+        def begin() -> None:
+            st[0] = now()
+            st[1] = q[ev_maj]
+            st[2] = q[ev_swp] + q[ev_zswp]
+
+        def end(key: int) -> None:
+            record(st[0], key, q[ev_maj] - st[1], q[ev_swp] + q[ev_zswp] - st[2])
+
+        self.begin, self.end, self.record = begin, end, record
 
     def key(self, space: int, page: int) -> int:
         """Page `page` of `space` (0: shared by every CPU, the same id whatever the epoch;
-        1 + cpu: one CPU's own, new ids after the CPU restarted)."""
+        1 + cpu: one CPU's own, new ids after the CPU restarted).  key(space, 0) | page
+        is key(space, page)."""
         return ((self.epoch << 48) | (space << KEY_PAGE_BITS) | page) if space else page
-
-    def begin(self) -> tuple[int, int, int]:
-        """Before an access: its start time and this CPU's fault counters."""
-        q = self.q
-        return time.monotonic_ns(), q[self.ev_maj], q[self.ev_swp] + q[self.ev_zswp]
-
-    def end(self, tok: tuple[int, int, int], key: int) -> None:
-        """After the access begun at `tok` to page `key`: record it."""
-        q = self.q
-        self.record(tok[0], key, q[self.ev_maj] - tok[1], q[self.ev_swp] + q[self.ev_zswp] - tok[2])
-
-    def record(self, ts: int, key: int, majors: int, swapins: int = 0) -> None:
-        n = self.n
-        q = self.q
-        if n >= self.cap:
-            q[self.hdr + T_DROPPED] += 1
-            return
-        if not n % RESIDENT_SAMPLE:
-            self.res = self.read_resident()
-        i = self.base + 3 * n
-        q[i] = ts
-        q[i + 1] = key
-        q[i + 2] = (self.res << 32) | (min(swapins, 0xFFFF) << 16) | min(majors, 0xFFFF)
-        self.n = n + 1
-        q[self.hdr + T_COUNT] = n + 1
 
 
 def read_traces(arena: Any, cap: int) -> list[dict[str, Any]]:

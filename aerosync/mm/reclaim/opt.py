@@ -15,8 +15,8 @@ access so that a caller can leave out whichever accesses it does not measure):
     a0_misses    A0 (Aho, Denning, Ullman 1971): on a fault evict the resident page of
                  lowest probability.  Under the independent reference model (an IID
                  trace with known probabilities) no policy without lookahead has a lower
-                 long-run fault rate, so on such a trace A0 / OPT is the floor any real
-                 policy's ratio sits on.  A0 >= OPT on every trace.
+                 expected long-run fault rate, so on such a trace A0 / OPT is the floor
+                 a real policy's ratio sits on.  A0 >= OPT on every trace.
 
 Trace recording (a run's workload, one recorder per worker CPU; section "pagetrace"):
 each CPU owns a preallocated block, header then `cap` entries of three u64::
@@ -32,8 +32,9 @@ each CPU owns a preallocated block, header then `cap` entries of three u64::
                    sampled every 16 accesses; majors: this CPU's pgmajfault delta over
                    the access; swapins: its pswpin + zswpin delta, readahead included)
 
-Owner: the block's CPU writes it without locks (single writer); the coordinator reads it
-after every worker has left.  `merge_traces` puts the CPUs' entries in time order (ties
+Owner: the block's CPU writes it without locks (single writer: TraceRecorder.begin()
+before an access, end(key) after it, the entry then the count); the coordinator reads it
+after every worker has left (read_traces copies it out).  `merge_traces` puts the CPUs' entries in time order (ties
 by CPU) and, when a block overflowed, cuts every CPU at the earliest overflow time so the
 merged trace has no hole.  `compare` then leaves out each page's first touch on both
 sides (the policy's major faults of first touches -- a file page read the first time --
@@ -63,7 +64,7 @@ TRACE_SECTION = "pagetrace"
 TRACE_HDR = 64
 TRACE_ENTRY = 24
 (T_COUNT, T_CAP, T_DROPPED, T_EPOCH) = range(4)
-KEY_PAGE_BITS, KEY_SPACE_BITS = 32, 16
+KEY_PAGE_BITS = 32
 RESIDENT_SAMPLE = 16                       # accesses between two reads of the LRU size
 
 

@@ -247,12 +247,15 @@ def _opt_checks(o: dict, policy: str, random_access: bool) -> None:
 
 
 @pytest.mark.parametrize("lru", ["mglru", "classic"])
-def test_reclaim_run_reports_its_policy_beside_opt(lru: str) -> None:
+def test_reclaim_run_reports_its_policy_beside_opt(lru: str, tmp_path) -> None:
     """A short multi-process reclaim-compress run: the merged trace covers every access,
-    the summary prints the comparison and result.json's schema accepts it."""
+    the summary, the run directory's README and `aerosync compare` show the comparison
+    and result.json's schema accepts it."""
     from aerosync.cli import _summary
     from aerosync.coordinator import run
+    from aerosync.report.compare import figures
     from aerosync.report.opt import opt_line
+    from aerosync.report.rundir import write_run_dir
     from aerosync.report.schema import validate_result
     from aerosync.scenario import load_scenario
     from workers.workloads import registry
@@ -272,6 +275,10 @@ def test_reclaim_run_reports_its_policy_beside_opt(lru: str) -> None:
     validate_result(d)
     text = _summary(res)
     assert opt_line(o) in text and f"(policy {lru}) vs OPT" in text and "opt = {" not in text
+    run_dir = write_run_dir(d, tmp_path, None, plots=False)
+    assert f"vs OPT      {opt_line(o)}" in (run_dir / "README.txt").read_text()
+    if o["ratio"] is not None:
+        assert figures("run", d)["workload major faults / OPT"] == ("x", [o["ratio"]])
 
 
 def test_run_with_a_full_trace_block_is_cut_and_said() -> None:

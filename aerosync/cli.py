@@ -123,6 +123,11 @@ def _summary(res: Any) -> str:
     if d["workload"]:
         lines.append("  Workload checks and figures:")
         for k, v in d["workload"].items():
+            if k == "opt" and isinstance(v, dict):          # a reclaim run beside Belady's OPT
+                from aerosync.report.opt import opt_lines
+
+                lines.extend(opt_lines(v))
+                continue
             if isinstance(v, list) and len(v) > 8:          # a series: result.json has it
                 lines.append(f"    {k}: {len(v)} entries (in result.json)")
                 continue

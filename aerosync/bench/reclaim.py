@@ -1,15 +1,40 @@
 """`aerosync bench reclaim`: issue 12's figures (MGLRU and classic against Belady's OPT,
 ZMM's ratio and cost, one page's swap round trip, kswapd's throughput, data integrity).
 
-policy_vs_opt: one simulated CPU runs the reclaim workload's Zipf(1.0) trace over an
-anonymous region of 1.5 x the machine's RAM (every page written once, then 6000 seeded
-accesses, 30 % writes, every read checked); the policy's major faults over the measured
-accesses are divided by OPT's faults for the same trace and the same number of page
-frames (the anonymous pages resident at the end), OPT's cold misses of the warm-up
-subtracted.  kswapd_pages_per_s: balance_pgdat (kswapd's body, on its own CPU) taking a
-full machine back to its HIGH mark.  reclaim_data_mismatches: bytes that came back wrong
-in the policy runs plus a 3-second multi-process reclaim-compress run (coordinator,
-kswapd and the flusher as processes).
+policies: one simulated CPU on a 1024-page (4 MiB) machine runs the reclaim workload's
+Zipf(1.0) access stream over an anonymous region of 1.5 x RAM (1536 pages; swap file,
+no ZMM, no swap readahead; 30 % writes, every read checked).  Warm-up, left out on both
+sides: every page written once (the first touches), then 10 x 1536 Zipf accesses; then
+40,000 measured Zipf accesses.  `mglru_vs_opt` / `classic_vs_opt`: the policy's major
+faults over the measured accesses divided by OPT's faults over the same accesses, OPT
+simulated over the whole trace (first touches and warm-up included) with `frames` page
+frames = the mean LRU size over the measured accesses (read at every access; all the
+region's resident folios, swap cache included: the memory the policy actually had).
+`exact_lru_vs_opt` (exact LRU) and `a0_vs_opt` (A0: evict the least probable resident
+page, knowing the Zipf ranks) are the same division for two more yardsticks on the same
+trace and the MGLRU run's frames.  `policy_frames`, `mglru_major_faults`, `opt_faults`:
+the MGLRU run's raw figures.
+
+What can be met: the trace is IID (the independent reference model), and there A0 is
+the best any policy without lookahead can do, so A0 / OPT is a floor under every real
+policy's ratio.  Measured on this trace (seed 11; seeds 12, 13 within 0.04), frames 905:
+
+    OPT 1,355   A0 2,632 (1.94 x)   exact LRU 3,716 (2.74 x)
+    MGLRU 3,704 (2.73 x)            classic 4,024 (2.93 x, frames 900)
+
+The issue's target (mglru_vs_opt <= 1.5) is below A0's 1.94, so no online policy can
+meet it on this trace; MGLRU matches exact LRU (IID has no recency to exploit, and its
+tiers' frequency signal barely helps).  The trace is not changed to meet the target.
+Short windows flatter the ratio (with a 2 x 1536 warm-up OPT's first 10,000 accesses
+fault 30 % more than its steady state: A0 / OPT 1.56 over 10,000 accesses, 1.91 over
+60,000); the warm-up and length above put every ratio within 0.05 of its long-window
+value.  (Before: 6000 accesses straight after the first touches, frames = the anonymous
+pages at the end: mglru_vs_opt 5.0.)
+
+kswapd_pages_per_s: balance_pgdat (kswapd's body, on its own CPU) taking a full machine
+back to its HIGH mark.  reclaim_data_mismatches: bytes that came back wrong in the policy
+runs plus a 3-second multi-process reclaim-compress run (coordinator, kswapd and the
+flusher as processes).
 """
 
 from __future__ import annotations
@@ -20,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from aerosync.mm.boot import create_machine
+from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE, gfp_zone
 from aerosync.mm.pmm.init import single_node_sim
-from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 
 __all__ = ["GROUPS"]
 
@@ -35,16 +60,27 @@ def _machine(nr_pages: int, nr_cpus: int = 2, **reclaim: Any) -> Any:
                            "reclaim": reclaim})
 
 
-def _policy_run(lru: str, seed: int = 11) -> tuple[float, int]:
+POLICY_PAGES = 1024               # the machine's RAM in the policy runs (4 MiB)
+POLICY_WARM = 10                  # Zipf accesses before the measured ones, x the region's pages
+POLICY_MEASURED = 40_000          # measured Zipf accesses
+
+
+def _policy_run(lru: str, seed: int = 11, measured: int = POLICY_MEASURED) -> dict[str, Any]:
+    """One policy on the Zipf(1.0) trace over 1.5 x RAM of anonymous memory; the
+    yardsticks' faults on the same trace and the run's mean LRU size.  Returns the
+    policy's major faults, OPT's, exact LRU's and A0's over the measured accesses, the
+    frames, and the bytes that came back wrong."""
     import random
 
-    from aerosync.mm.reclaim.opt import ZipfSampler, opt_faults
+    import numpy as np
+
+    from aerosync.mm.reclaim.opt import ZipfSampler, a0_misses, lru_misses, lru_resident, opt_misses
     from aerosync.mm.reclaim.swapfile import swapoff
     from aerosync.mm.vm import mmap as M
     from aerosync.mm.vm.vm import VM
     from workers.workloads.reclaim import page_bytes
 
-    nr_pages = 1024
+    nr_pages = POLICY_PAGES
     a = _machine(nr_pages, lru=lru, swap_size=16 << 20, zmm=False, page_cluster=0)
     try:
         cpu = VM(a, 0)
@@ -52,27 +88,42 @@ def _policy_run(lru: str, seed: int = 11) -> tuple[float, int]:
         n = int(nr_pages * 1.5)
         addr = cpu.mmap(0, n * PG, M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS)
         ver = [1] * n
-        for p in range(n):
+        for p in range(n):                                # the first touches
             cpu.store(addr + p * PG, page_bytes(0, p, 1))
         rng = random.Random(seed)
         z = ZipfSampler(n, 1.0, rng)
-        trace = [z() for _ in range(6000)]
-        writes = [rng.randrange(100) < 30 for _ in trace]
-        maj0 = fold_vm_events(a)["pgmajfault"]
-        bad = 0
-        for p, w in zip(trace, writes):
+        warm = POLICY_WARM * n
+        zipf = [z() for _ in range(warm + measured)]
+        writes = [rng.randrange(100) < 30 for _ in zipf]
+        resident = lru_resident(a)
+        maj_ix = VE.vm_event_base(a, 0) + VE.PGMAJFAULT
+        q = a.u64
+        bad = res_sum = 0
+        maj0 = 0
+        for i, (p, w) in enumerate(zip(zipf, writes)):
+            if i == warm:
+                maj0 = q[maj_ix]
             if w:
                 ver[p] += 1
                 cpu.store(addr + p * PG, page_bytes(0, p, ver[p]))
             elif cpu.load(addr + p * PG, PG) != page_bytes(0, p, ver[p]):
                 bad += 1
-        maj = fold_vm_events(a)["pgmajfault"] - maj0
-        frames = sum(x["nr_anon_pages"] for x in fold_node_stats(a))
-        opt = opt_faults(list(range(n)) + trace, frames) - n
+            if i >= warm:
+                res_sum += resident()
+        maj = q[maj_ix] - maj0
+        frames = round(res_sum / measured)
+        trace = list(range(n)) + zipf                     # the yardsticks see the whole run
+        start = n + warm
+
+        def in_window(miss: bytearray) -> int:
+            return int(np.frombuffer(miss, dtype=np.uint8)[start:].sum())
+
+        out = {"major_faults": maj, "frames": frames, "bad": bad, "opt": in_window(opt_misses(trace, frames)),
+               "lru": in_window(lru_misses(trace, frames)), "a0": in_window(a0_misses(trace, frames, z.rank_of))}
         cpu.munmap(addr, n * PG)
         cpu.exit()
         cpu.leave()
-        return maj / max(1, opt), bad
+        return out
     finally:
         swapoff(a)
         a.close()
@@ -80,10 +131,14 @@ def _policy_run(lru: str, seed: int = 11) -> tuple[float, int]:
 
 
 def bench_policies() -> dict[str, float]:
-    mg, bad1 = _policy_run("mglru")
-    cl, bad2 = _policy_run("classic")
+    mg = _policy_run("mglru")
+    cl = _policy_run("classic")
     bad3 = _coordinator_run()
-    return {"mglru_vs_opt": mg, "classic_vs_opt": cl, "reclaim_data_mismatches": bad1 + bad2 + bad3}
+    return {"mglru_vs_opt": mg["major_faults"] / max(1, mg["opt"]),
+            "classic_vs_opt": cl["major_faults"] / max(1, cl["opt"]),
+            "exact_lru_vs_opt": mg["lru"] / max(1, mg["opt"]), "a0_vs_opt": mg["a0"] / max(1, mg["opt"]),
+            "policy_frames": mg["frames"], "mglru_major_faults": mg["major_faults"], "opt_faults": mg["opt"],
+            "reclaim_data_mismatches": mg["bad"] + cl["bad"] + bad3}
 
 
 def _coordinator_run() -> int:
@@ -236,7 +291,9 @@ def bench_kswapd() -> dict[str, float]:
 
 GROUPS = {
     "policies": (bench_policies, [("mglru_vs_opt", "x", "<= 1.5"), ("classic_vs_opt", "x", "reported"),
-                                  ("reclaim_data_mismatches", "bytes", "= 0")]),
+                                  ("exact_lru_vs_opt", "x", "reported"), ("a0_vs_opt", "x", "reported"),
+                                  ("policy_frames", "pages", "reported"), ("mglru_major_faults", "faults", "reported"),
+                                  ("opt_faults", "faults", "reported"), ("reclaim_data_mismatches", "bytes", "= 0")]),
     "zmm": (bench_zmm, [("zmm_ratio", "x", ">= 2"), ("zmm_store_load_us", "us", "reported")]),
     "swap": (bench_swap_page, [("swap_out_in_page_us", "us", "reported")]),
     "kswapd": (bench_kswapd, [("kswapd_pages_per_s", "pages/s", "reported")]),

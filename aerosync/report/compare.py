@@ -121,6 +121,9 @@ def _run_figures(d: dict[str, Any]) -> dict[str, tuple[str, list[float]]]:
         f[f"contentions % {cls}"] = ("%", [pct])
     for k, v in _numeric(d.get("workload", {})).items():
         f[f"workload {k}"] = ("", [v])
+    opt = d.get("workload", {}).get("opt")
+    if isinstance(opt, dict) and opt.get("ratio") is not None:     # a reclaim run: its policy / OPT
+        f["workload major faults / OPT"] = ("x", [float(opt["ratio"])])
     return f
 
 

@@ -213,6 +213,11 @@ def _readme(result: dict[str, Any], run: Path, plots: list[Path]) -> str:
     if lat.get("samples"):
         lines.append(f"latency     p50 {lat['p50_ns'] / 1e3:.2f} us, p99 {lat['p99_ns'] / 1e3:.2f} us, "
                      f"p99.9 {lat['p999_ns'] / 1e3:.2f} us ({lat['samples']:,} sampled ops)")
+    opt = result.get("workload", {}).get("opt")
+    if isinstance(opt, dict) and opt.get("measured_accesses"):
+        from aerosync.report.opt import opt_line
+
+        lines.append(f"vs OPT      {opt_line(opt)}")
     for note in result.get("notes", []):
         lines.append(f"note        {note}")
     lines += [

@@ -16,6 +16,17 @@ Modes ([workload] mode):
             starts a new task and goes on (the run survives).
 Operation = one page accessed.  Counters: accesses, writes, corrupt (bytes that came back
 wrong: the run's reclaim_data_mismatches), majfault (this CPU's major faults), killed.
+
+Belady's OPT as the yardstick (record_trace, default on; not in oom mode, where nothing
+anonymous can be evicted): each CPU records every page access -- its start time, the
+page, the major faults it took, the LRU size -- in its block of the "pagetrace" section
+(mm/reclaim/opt.py; trace_cap accesses per CPU, past that the accesses are counted, not
+recorded).  report() merges the CPUs' traces in time order and puts the policy's major
+faults beside OPT's (and exact LRU's) for the same trace and the frames the run had (the
+mean LRU size over the measured accesses), each page's first touch left out on both
+sides: result["workload"]["opt"].  Page ids: a CPU's own pages (anonymous region, hot
+set, private dirty file) in its space, the shared stream file's pages in space 0 (one
+page for every CPU, as it is one page-cache folio).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from dataclasses import dataclass
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from aerosync.mm.pmm import vm_event as VE
+from aerosync.mm.reclaim import opt as OPT
 from aerosync.mm.reclaim.oom_kill import TaskKilled
 from aerosync.mm.reclaim.opt import ZipfSampler
 from aerosync.mm.vm import mmap as M
@@ -36,7 +48,7 @@ from aerosync.mm.vm.filemap import expected_page
 from workers.workloads._common import counter_index
 from workers.workloads._vm import cpu_vm, release_mm, setup_mm, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "page_bytes"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "page_bytes", "opt_report"]
 
 COUNTERS: tuple[str, ...] = ("accesses", "writes", "corrupt", "majfault", "killed")
 PG = 4096
@@ -51,6 +63,8 @@ class Params:
     write_pct: int = 30
     file_mb: int = 16               # stream / dirty
     hot_pages: int = 64             # stream: anonymous hot set per CPU
+    record_trace: bool = True       # record the page trace and compare with OPT (not oom)
+    trace_cap: int = 262144         # accesses recorded per CPU (24 bytes each)
 
     def validate(self) -> str | None:
         if self.mode not in MODES:
@@ -63,7 +77,15 @@ class Params:
             return f"zipf_s = {self.zipf_s}: allowed 0..4"
         if not 1 <= self.file_mb <= 4096:
             return f"file_mb = {self.file_mb}: allowed 1..4096"
+        if not 1 <= self.hot_pages <= 1 << 20:
+            return f"hot_pages = {self.hot_pages}: allowed 1..1048576"
+        if not 1024 <= self.trace_cap <= 1 << 24:
+            return f"trace_cap = {self.trace_cap}: allowed 1024..16777216 (accesses per CPU, 24 bytes each)"
         return None
+
+    @property
+    def tracing(self) -> bool:
+        return self.record_trace and self.mode != "oom"
 
 
 def page_bytes(cpu: int, page: int, version: int) -> bytes:
@@ -74,7 +96,10 @@ def page_bytes(cpu: int, page: int, version: int) -> bytes:
 
 
 def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return [vmwork_section()]
+    out = [vmwork_section()]
+    if params.tracing:
+        out.append(OPT.trace_section(nr_cpus, params.trace_cap))
+    return out
 
 
 def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
@@ -135,7 +160,15 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     wb = vm.reclaim.writeback if vm.reclaim is not None else None
     write_pct = params.write_pct
 
+    rec = OPT.TraceRecorder(arena, cpu, params.trace_cap) if params.tracing else None
+    tracing = rec is not None
+    begin = rec.begin if rec is not None else None
+    end = rec.end if rec is not None else None
+    own = rec.key(cpu + 1, 0) if rec is not None else 0   # this CPU's page ids: own | page
+
     def access(p: int, write: bool) -> None:
+        if tracing:
+            begin()
         va = st["addr"] + p * PG
         ver = st["ver"].get(p, 0)
         if write or not ver:
@@ -146,6 +179,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         else:
             if vm.load(va, PG) != page_bytes(cpu, p, ver):
                 q[c_bad] += 1
+        if tracing:
+            end(own | p)
 
     def one() -> None:
         if mode == "compress":
@@ -156,17 +191,28 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         elif mode == "stream":
             i = st["i"] % st["fpages"]
             st["i"] += 1
+            if tracing:
+                begin()
             if vm.load(st["faddr"] + i * PG, PG) != expected_page(st["fid"], 7, i):
                 q[c_bad] += 1
+            if tracing:
+                end(i)                                     # the shared file's page: space 0
+                begin()
             h = rng.randrange(params.hot_pages)
             if vm.load(st["hot"] + h * PG, PG) != page_bytes(cpu, h, 1):
                 q[c_bad] += 1
+            if tracing:
+                end(own | h)
         elif mode == "dirty":
             i = st["i"] % st["fpages"]
             st["i"] += 1
             ver = st["ver"].get(i, 0) + 1
             st["ver"][i] = ver
+            if tracing:
+                begin()
             vm.store(st["faddr"] + i * PG, page_bytes(cpu, i, ver))
+            if tracing:
+                end(own | i)
             q[c_wr] += 1
             if wb is not None:
                 wb.balance_dirty_pages_ratelimited(1)
@@ -219,5 +265,35 @@ def report(arena: Arena, params: Params, result: dict) -> dict:
     ev = VE.fold_vm_events(arena)
     keys = ("pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pswpin", "pswpout", "zswpin",
             "zswpout", "zswpwb", "allocstall_normal", "pgactivate", "pgdeactivate", "pgrefill", "oom_kill")
-    return {**tot, "mode": params.mode, "reclaim_data_mismatches": tot["corrupt"],
-            "vmstat": {k: ev[k] for k in keys}, "zmm": zmm_stats(arena), "oom_report": oom_report(arena)}
+    out = {**tot, "mode": params.mode, "reclaim_data_mismatches": tot["corrupt"],
+           "vmstat": {k: ev[k] for k in keys}, "zmm": zmm_stats(arena), "oom_report": oom_report(arena)}
+    if params.tracing:
+        out["opt"] = opt_report(arena, params.trace_cap, params.mode)
+    return out
+
+
+def opt_report(arena: Arena, cap: int, mode: str = "compress") -> dict:
+    """The run's policy beside Belady's OPT on the run's own merged page trace
+    (mm/reclaim/opt.py compare; result["workload"]["opt"], result.schema.json)."""
+    from aerosync.mm.reclaim.layout import reclaim_params
+
+    merged = OPT.merge_traces(OPT.read_traces(arena, cap))
+    out = OPT.compare(merged["key"], merged["majors"], merged["resident"], merged["swapins"])
+    total, cut = merged["accesses_total"], merged["cut_ns"]
+    rp = reclaim_params(arena.config)
+    notes = []
+    if cut is not None:
+        notes.append(f"trace_cap = {cap} accesses per CPU reached: OPT compared over the first "
+                     f"{out['accesses']:,} of {total:,} accesses (every CPU cut at the first full block's "
+                     "last entry); raise [workload] trace_cap to cover the whole run")
+    if rp["page_cluster"] and out.get("policy_swapins", 0) > out.get("policy_major_faults", 0):
+        notes.append(f"swap readahead (page_cluster = {rp['page_cluster']}): the policy's major faults swapped in "
+                     f"{out['policy_swapins']:,} pages, OPT reads one page per fault; reclaim.page_cluster = 0 "
+                     "compares demand paging with demand paging")
+    if mode in ("stream", "dirty"):
+        notes.append("file readahead: one major fault on a file page reads a window of pages (mm/vm/filemap.py), "
+                     "OPT reads one page per fault: on a sequential file the ratio can fall below 1")
+    out.update(policy=rp["lru"], accesses_total=total, trace_cap=cap,
+               truncated=cut is not None, frames_from="mean LRU size (folios on every node's LRU lists and "
+               "the per-CPU lru_add batches) over the measured accesses", notes=notes)
+    return out

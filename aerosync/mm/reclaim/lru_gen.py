@@ -300,20 +300,19 @@ class LruGen:
             (folio_inc_gen: LRU_REFS_FLAGS cleared; appended at its tail, counted as
             protected).  Linux skips the move for a type that is not evictable (its
             folios then wrap into the youngest generation); here they move anyway,
-            keeping their order (swappiness is kept for the signature)."""
+            keeping their order (swappiness: the signature only)."""
             v = lv[nid]
             mi = q[(v + L_MIN_SEQ + 8 * typ) >> 3]
-            if True:
-                src, dst_gen = _gen_list(mi % MAX_NR_GENS, typ), (mi + 1) % MAX_NR_GENS
-                dst = _gen_list(dst_gen, typ)
-                pfn = tail_of(nid, src)
-                while pfn != NIL:
-                    prev = u32[PM4 + pfn * MW4 + 5]
-                    unlink(nid, pfn)
-                    old = set_gen(pfn, dst_gen, LRU_REFS_FLAGS)
-                    link(nid, dst, pfn, True)
-                    count_protected(nid, typ, old)
-                    pfn = prev
+            src, dst_gen = _gen_list(mi % MAX_NR_GENS, typ), (mi + 1) % MAX_NR_GENS
+            dst = _gen_list(dst_gen, typ)
+            pfn = tail_of(nid, src)
+            while pfn != NIL:
+                prev = u32[PM4 + pfn * MW4 + 5]
+                unlink(nid, pfn)
+                old = set_gen(pfn, dst_gen, LRU_REFS_FLAGS)
+                link(nid, dst, pfn, True)
+                count_protected(nid, typ, old)
+                pfn = prev
             reset_ctrl_pos(nid, typ, True)
             q[(v + L_MIN_SEQ + 8 * typ) >> 3] = mi + 1
 
@@ -588,7 +587,7 @@ class LruGen:
                 tier += 1
             return tier - 1
 
-        def scan_folios(nid: int, typ: int, tier_idx: int, sc: ScanControl) -> tuple[list[int], int, int]:
+        def scan_folios(nid: int, typ: int, tier_idx: int, sc: Any = None) -> tuple[list[int], int, int]:
             """The oldest generation of typ from its tail (lru_lock held): sort_folio,
             else isolate_folio.  Returns (isolated, scanned or 0, sorted)."""
             got: list[int] = []
@@ -666,7 +665,7 @@ class LruGen:
             q[ev + (VE.PGSCAN_FILE if typ else VE.PGSCAN_ANON)] += len(got)
             scan.shrink_folio_list(got, sc)
             activate_pending()
-            return max(scanned, 1)
+            return scanned
 
         def should_run_aging(nid: int, swappiness: int) -> tuple[bool, int]:
             v = lv[nid]

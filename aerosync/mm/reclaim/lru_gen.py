@@ -36,10 +36,10 @@ cleared and lru_gen_set_refs applied; those that turn workingset are promoted to
 max_seq (folio_activate) once shrink_folio_list is done.  Refault statistics:
 refaulted / evicted / protected [hist][type][tier] with NR_HIST_GENS = 1 (the default
 build), folded into avg_refaulted / avg_total whenever min_seq advances
-(reset_ctrl_pos with carryover).  try_to_shrink_lruvec's loop: get_nr_to_scan ages
-instead of evicting when a type has MIN_NR_GENS generations (or, below DEF_PRIORITY,
-MIN_NR_GENS + 1), and evicts (size >> priority) otherwise; set_initial_priority as
-lru_gen_shrink_node.
+(reset_ctrl_pos with carryover).  try_to_shrink_lruvec's loop: below DEF_PRIORITY,
+get_nr_to_scan ages (and stops scanning the node) when the evictable types have only
+MIN_NR_GENS or MIN_NR_GENS + 1 generations; otherwise, and always at DEF_PRIORITY, it
+evicts up to (size >> priority); set_initial_priority as lru_gen_shrink_node.
 
 Not modelled: memcgs, min_ttl, the Bloom filters and mm_state iteration (one walker
 per node, L_AGING), PMD-level accessed bits, PG_reclaim rotation of written-back folios,

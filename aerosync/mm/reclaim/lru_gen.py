@@ -1,28 +1,64 @@
 """The multi-generational LRU (MGLRU).
 
-Models: mm/vmscan.c's CONFIG_LRU_GEN part and Documentation/mm/multigen_lru.rst:
-generations max_seq (youngest) .. min_seq[type] (oldest), at most MAX_NR_GENS = 4 and at
-least MIN_NR_GENS = 2 per type; lru_gen_folio_seq (where a folio is added); aging
-(try_to_inc_max_seq: walk_mm over every mm's page tables clearing accessed bits and
-promoting young folios to max_seq, then inc_max_seq, which first moves an oldest
-generation forward when a type already has four); eviction (evict_folios: the type by
-the refault PID controller -- get_type_to_scan / positive_ctrl_err with gains
-swappiness : 200 - swappiness -- and the tiers to protect by get_tier_idx; the oldest
-generation scanned from its tail, sort_folio moving protected, dirty or writeback folios
-to the next generation, the rest isolated and reclaimed; an empty oldest generation
-lets min_seq advance); the eviction-time rmap check of a folio (young PTEs promote it);
-the refault statistics averaged when min_seq advances (reset_ctrl_pos); and the
-/sys/kernel/debug/lru_gen view.  Unit: one node's lruvec.
+Models: mm/vmscan.c's CONFIG_LRU_GEN part (Linux 6.19) and Documentation/mm/multigen_lru.rst.
+Unit: one node's lruvec.
+
+Generations: max_seq (youngest) .. min_seq[type] (oldest), MIN_NR_GENS = 2 to
+MAX_NR_GENS = 4 per type; a folio's generation is gen = seq % MAX_NR_GENS, kept + 1 in
+flags bits 20-22 (0: on no MGLRU list).  lru_gen_folio_seq (module function) says where
+a folio is added: PG_active (set for folios added in a fault) -> max_seq - 1, or max_seq
+with PG_workingset; new anonymous folios -> max_seq - 1; others -> max_seq - 3 (+1 with
+PG_workingset); never below min_seq.  Folios put back after eviction that would land
+in the oldest generation get PG_active instead (evict_folios' "rejected folios").
+
+Access bits and tiers (swap.py's helpers, the 6.14+ LRU_REFS_FLAGS scheme): the first
+young PTE found by aging (folio_update_gen) or by the rmap walk (lru_gen_set_refs) sets
+PG_referenced only; the second sets PG_workingset and promotes the folio to max_seq.
+Accesses through file descriptors (mark_accessed: lru_gen_inc_refs) count in
+LRU_REFS_MASK, then PG_workingset.  Tier = order_base_2(refs), PG_workingset = top tier.
+
+Aging (try_to_inc_max_seq): walk_mm over every live mm's page tables clearing accessed
+bits (folio_update_gen on each young folio), then inc_max_seq, which first makes room
+when a type already has MAX_NR_GENS generations (inc_min_seq: the oldest folios move up
+by folio_inc_gen, counted as protected per tier).  No Bloom filter: every PTE table is
+walked.
+
+Eviction (evict_folios): the type by the PID controller over all tiers
+(get_type_to_scan, gains swappiness : 200 - swappiness), the tiers to protect by
+get_tier_idx (each tier's refaulted / (evicted + protected) against tier 0's, gain
+3 : 2); scan_folios takes the oldest generation from its tail (never when a type has
+only MIN_NR_GENS), sort_folio moves protected tiers, lazily promoted workingset folios,
+and dirty/writeback file folios one generation up, the rest is isolated (at most
+MIN_LRU_BATCH) for shrink_folio_list.  The rmap check there (check_references) is
+lru_gen_look_around: a young PTE of the folio makes its neighbours in the same PTE
+table (up to MIN_LRU_BATCH around it, inside the VMA) checked too, their accessed bits
+cleared and lru_gen_set_refs applied; those that turn workingset are promoted to
+max_seq (folio_activate) once shrink_folio_list is done.  Refault statistics:
+refaulted / evicted / protected [hist][type][tier] with NR_HIST_GENS = 1 (the default
+build), folded into avg_refaulted / avg_total whenever min_seq advances
+(reset_ctrl_pos with carryover).  try_to_shrink_lruvec's loop: below DEF_PRIORITY,
+get_nr_to_scan ages (and stops scanning the node) when the evictable types have only
+MIN_NR_GENS or MIN_NR_GENS + 1 generations; otherwise, and always at DEF_PRIORITY, it
+evicts up to (size >> priority); set_initial_priority as lru_gen_shrink_node.
+
+Not modelled: memcgs, min_ttl, the Bloom filters and mm_state iteration (one walker
+per node, L_AGING), PMD-level accessed bits, PG_reclaim rotation of written-back folios,
+the swap-constrained isolation rule (kswapd's ScanControl has no gfp here), the "retry
+clean folios" second pass of evict_folios.  lru_gen_in_fault is approximated: a
+swap-backed folio added through lru_add is taken as added in a fault (anonymous and
+shmem folios are only made by faults and swap-ins here).
 
 Folios are on the list of their generation: a promotion relinks the folio under
-lru_lock (Linux updates the flags first and sorts the list lazily; relinking keeps
-"list == flags" exact, which the checker verifies).  Generation bits: flags bits 20-22
-= gen + 1; refs (tier) bits 23-24.
+lru_lock (Linux updates the flags first and sorts lazily; relinking keeps "list ==
+flags" exact, which the checker verifies, LRU2).
 
 Locks: aging walks an mm under mmap_lock taken with down_read_trylock (a busy mm is
 skipped, as walk_mm does), each PTE table under its lock; promotions and generation
-changes under lru_lock; L_AGING (CAS 0 -> 1) lets one CPU age a node at a time, as
-Linux's mm_state seq.
+changes under lru_lock, never taken under a PTE lock (young folios are collected, then
+promoted); flags change by CAS (other CPUs set bits with atomics).  The look-around
+runs inside the rmap walk (PTE lock held); its promotions are kept on the CPU's pending
+list and applied after shrink_folio_list (no folio lock held).  L_AGING (CAS 0 -> 1)
+lets one CPU age a node at a time, as Linux's mm_state seq.
 """
 
 from __future__ import annotations
@@ -36,6 +72,7 @@ from aerosync.mm.pmm.page import (
     PG_dirty,
     PG_lru,
     PG_mlocked,
+    PG_reclaim,
     PG_referenced,
     PG_swapbacked,
     PG_swapcache,
@@ -44,37 +81,78 @@ from aerosync.mm.pmm.page import (
     PG_writeback,
 )
 from aerosync.mm.reclaim import layout as R
-from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS, REFS_MASK, REFS_SHIFT
-from aerosync.mm.reclaim.vmscan import ACTIVATE, RECLAIMED, SWAP_CLUSTER_MAX, ScanControl
+from aerosync.mm.reclaim.swap import (
+    GEN_MASK,
+    GEN_SHIFT,
+    LRU_REFS_FLAGS,
+    LRU_REFS_WIDTH,
+    MAX_NR_GENS,
+    MAX_NR_TIERS,
+    REFS_MASK,
+    folio_lru_refs,
+    lru_gen_inc_refs,
+    lru_gen_set_refs,
+    lru_tier_from_refs,
+)
+from aerosync.mm.reclaim.vmscan import ACTIVATE, DEF_PRIORITY, KEEP, RECLAIMED, ScanControl
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_SPECIAL, PTE_PFN_MASK
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["LruGen", "MIN_NR_GENS", "lru_gen_view"]
+__all__ = ["LruGen", "MIN_NR_GENS", "NR_HIST_GENS", "MIN_LRU_BATCH", "MAX_SWAPPINESS", "lru_gen_view",
+           "lru_gen_folio_seq", "positive_ctrl_err"]
 
 MIN_NR_GENS = 2
-MIN_LRU_BATCH = 64
+NR_HIST_GENS = 1                  # CONFIG_LRU_GEN_STATS off (the default build)
+MIN_LRU_BATCH = 64                # BITS_PER_LONG
+MAX_LRU_BATCH = MIN_LRU_BATCH * 64
+MIN_SWAPPINESS, MAX_SWAPPINESS = 0, 200
 NIL = 0xFFFF_FFFF
 _ALL32 = 0xFFFF_FFFF
 _YOUNG = _PAGE_PRESENT | _PAGE_ACCESSED
+_PMD_SIZE = 1 << 21
+_LAZY = (1 << LRU_REFS_WIDTH) + 1        # refs + workingset of a fully accessed folio
 
 
 def _gen_list(gen: int, typ: int) -> int:
     return R.MG_LIST0 + gen * 2 + typ
 
 
+def lru_gen_folio_seq(fl: int, max_seq: int, min_seq: int, reclaiming: bool = False) -> int:
+    """The sequence number a folio with flags fl is added at (include/linux/mm_inline.h's
+    lru_gen_folio_seq; min_seq is that of the folio's type)."""
+    ws = 1 if fl & PG_workingset else 0
+    if fl & PG_active:
+        g = MIN_NR_GENS - ws
+    elif reclaiming:
+        g = MAX_NR_GENS
+    elif (fl & PG_swapbacked and not fl & PG_swapcache) or (fl & PG_reclaim and fl & (PG_dirty | PG_writeback)):
+        g = MIN_NR_GENS
+    else:
+        g = MAX_NR_GENS - ws
+    return max(max_seq - g + 1, min_seq)
+
+
+def positive_ctrl_err(sp: tuple[int, int, int], pv: tuple[int, int, int]) -> bool:
+    """The PV (process variable: refaulted, total, gain) has few refaults or a
+    refaulted/total not above the SP's (set point), each weighed by its gain."""
+    return pv[0] < MIN_LRU_BATCH or pv[0] * (sp[1] + MIN_LRU_BATCH) * sp[2] <= (sp[0] + 1) * pv[1] * pv[2]
+
+
 class LruGen:
     """One CPU's MGLRU (closures): place(nid, pfn, flags) -> list id (lru_lock held),
     check_references(pfn, mapped), shrink_lruvec(nid, sc), try_to_inc_max_seq(nid),
-    inc_min_seq(nid, typ)."""
+    inc_min_seq(nid, typ), mark_accessed(pfn), read_ctrl_pos(nid, typ, tier, gain),
+    get_tier_idx(nid, typ), get_type_to_scan(nid, swappiness), look_around(pfn)."""
 
     def __init__(self, vm: Any, lru: Any, rops: Any, scan: Any, flock: Any) -> None:
         arena, cpu = vm.arena, vm.cpu
         q, u32, at = arena.u64, arena.u32, arena.atomic
-        cas32, cas64, fetch_and32 = at.cas32, at.cas64, at.fetch_and32
+        cas32, cas64, fetch_and32, fetch_add64 = at.cas32, at.cas64, at.fetch_and32, at.fetch_add64
         PM4 = arena.off("pagemeta") >> 2
         MW4 = PAGE_META_SIZE >> 2
         P8 = arena.off("physmem") >> 3
+        nr_pfns = int(arena.config["nr_pages"])
         lv = lru.lruvec
         lock, unlock, link, unlink, isolate = lru.lock, lru.unlock, lru.link, lru.unlink, lru.isolate
         count, tail_of = lru.list_count, lru.list_tail
@@ -90,29 +168,68 @@ class LruGen:
         mmap_trylock, mmap_unlock = vm.locks.mmap_lock.down_read_trylock, vm.locks.mmap_lock.up_read
         vmas_tree = vm.vmas.tree
         flush = vm.tlb.flush_tlb_mm_range
+        rmap_walk = vm.rmap.rmap_walk
         from aerosync.mm.vm import vma as V
+
+        VM_SPECIAL_LOCKED = V.VM_IO | V.VM_PFNMAP | V.VM_LOCKED
+        L_MAX_SEQ, L_MIN_SEQ, MG_LIST0 = R.L_MAX_SEQ, R.L_MIN_SEQ, R.MG_LIST0
+        keep_gen = ~(GEN_MASK | PG_active) & _ALL32
+        pending: list[int] = []            # look-around folios to activate (this CPU's batch)
 
         def seqs(nid: int) -> tuple[int, int, int]:
             v = lv[nid]
-            return q[(v + R.L_MAX_SEQ) >> 3], q[(v + R.L_MIN_SEQ) >> 3], q[(v + R.L_MIN_SEQ + 8) >> 3]
+            return q[(v + L_MAX_SEQ) >> 3], q[(v + L_MIN_SEQ) >> 3], q[(v + L_MIN_SEQ + 8) >> 3]
 
-        def set_gen(pfn: int, gen: int, clear: int = 0) -> None:
+        def update_flags(pfn: int, fn: Any) -> tuple[int, int]:
+            """CAS loop applying fn(old) -> new to the folio's flags: (old, new)."""
             r = (PM4 + pfn * MW4) << 2
             old = u32[r >> 2]
             while True:
-                new = (old & ~(GEN_MASK | clear) & _ALL32) | ((gen + 1) << GEN_SHIFT)
+                new = fn(old)
+                if new == old:
+                    return old, new
                 seen = cas32(r, old, new)
                 if seen == old:
-                    return
+                    return old, new
                 old = seen
 
-        # ------------------------------------------------------------ adding (lru_lock held)
-        L_MAX_SEQ, L_MIN_SEQ, MG_LIST0 = R.L_MAX_SEQ, R.L_MIN_SEQ, R.MG_LIST0
-        keep_gen = ~(GEN_MASK | PG_active) & _ALL32
+        def set_gen(pfn: int, gen: int, clear: int = 0, add: int = 0) -> int:
+            """Generation bits to gen (and flags `clear` off, `add` on); returns the old flags."""
+            r = (PM4 + pfn * MW4) << 2
+            old = u32[r >> 2]
+            keep = ~(GEN_MASK | clear) & _ALL32
+            gb = ((gen + 1) << GEN_SHIFT) | add
+            while True:
+                seen = cas32(r, old, (old & keep) | gb)
+                if seen == old:
+                    return old
+                old = seen
 
+        def swappiness_of(sc: Any) -> int:
+            """get_swappiness(): 0 without swap space (or may_swap off)."""
+            if sc is not None and not sc.may_swap:
+                return 0
+            return scan.swappiness() if scan.can_swap() else 0
+
+        def evictable(typ: int, swappiness: int) -> bool:
+            """for_each_evictable_type: anon needs swappiness, file anything but > MAX."""
+            return swappiness <= MAX_SWAPPINESS if typ else swappiness > MIN_SWAPPINESS
+
+        def evictable_min_seq(nid: int, swappiness: int) -> int:
+            v = lv[nid]
+            seq = q[(v + L_MAX_SEQ) >> 3]
+            for typ in (0, 1):
+                if evictable(typ, swappiness):
+                    seq = min(seq, q[(v + L_MIN_SEQ + 8 * typ) >> 3])
+            return seq
+
+        # ------------------------------------------------------------ adding (lru_lock held)
         def place(nid: int, pfn: int, fl: int) -> int:
-            """lru_gen_add_folio()'s generation choice; the folio's gen bits are set here
-            (set_gen inlined, constants bound: ~145 -> ~95 bytecodes a new folio)."""
+            """lru_gen_add_folio(): the generation by lru_gen_folio_seq; the folio's gen
+            bits set and PG_active cleared here.  A putback after eviction
+            (scan.reclaiming) that would land in the oldest generation is given
+            PG_active (LRU_REFS_FLAGS cleared) first; a swap-backed folio added through
+            lru_add counts as added in a fault (folio_add_lru's PG_active)."""
             if fl & (PG_mlocked | PG_unevictable):
                 fetch_and32((PM4 + pfn * MW4) << 2, keep_gen)
                 return R.LRU_UNEVICTABLE
@@ -120,87 +237,119 @@ class LruGen:
             v = lv[nid]
             max_seq = q[(v + L_MAX_SEQ) >> 3]
             min_seq = q[(v + L_MIN_SEQ + 8 * typ) >> 3]
-            ws = 1 if fl & PG_workingset else 0
-            if fl & PG_active:
-                g = MIN_NR_GENS - ws
-            elif scan.reclaiming:
-                g = MAX_NR_GENS
-            elif (typ == 0 and not fl & PG_swapcache) or (fl & (PG_dirty | PG_writeback) and scan.reclaiming):
-                g = MIN_NR_GENS
-            else:
-                g = MAX_NR_GENS - ws
-            seq = max_seq - g + 1
-            if seq < min_seq:
-                seq = min_seq
+            add = 0
+            if scan.reclaiming:
+                if not fl & PG_active and lru_gen_folio_seq(fl, max_seq, min_seq) == min_seq:
+                    fl = (fl & ~LRU_REFS_FLAGS & _ALL32) | PG_active
+                    add = LRU_REFS_FLAGS
+            elif typ == 0:
+                fl |= PG_active
+            seq = lru_gen_folio_seq(fl, max_seq, min_seq)
             gen = seq % MAX_NR_GENS
-            r = (PM4 + pfn * MW4) << 2                     # set_gen(pfn, gen, PG_active)
-            old = fl
-            while True:
-                seen = cas32(r, old, (old & keep_gen) | ((gen + 1) << GEN_SHIFT))
-                if seen == old:
-                    return MG_LIST0 + gen * 2 + typ
-                old = seen
+            set_gen(pfn, gen, PG_active | add)
+            return MG_LIST0 + gen * 2 + typ
+
+        # ------------------------------------------------------------ PID controller
+        def read_ctrl_pos(nid: int, typ: int, tier: int, gain: int) -> tuple[int, int, int]:
+            """(refaulted, total, gain) of one tier, or of all of them (tier ==
+            MAX_NR_TIERS): the moving averages plus the current generation's counts."""
+            v = lv[nid]
+            hist = q[(v + L_MIN_SEQ + 8 * typ) >> 3] % NR_HIST_GENS
+            refaulted = total = 0
+            for t in range(tier % MAX_NR_TIERS, min(tier, MAX_NR_TIERS - 1) + 1):
+                k = 8 * (hist * 8 + typ * 4 + t)
+                a = 8 * (typ * 4 + t)
+                refaulted += q[(v + R.L_AVG_REFAULTED + a) >> 3] + q[(v + R.L_REFAULTED + k) >> 3]
+                total += (q[(v + R.L_AVG_TOTAL + a) >> 3] + q[(v + R.L_PROTECTED + k) >> 3]
+                          + q[(v + R.L_EVICTED + k) >> 3])
+            return refaulted, total, gain
+
+        def reset_ctrl_pos(nid: int, typ: int, carryover: bool) -> None:
+            """min_seq advancing (carryover): the oldest generation's counts fold into the
+            averages (smoothing 1/2) and, with NR_HIST_GENS == 1, start over."""
+            v = lv[nid]
+            clear = NR_HIST_GENS == 1 if carryover else NR_HIST_GENS > 1
+            if not carryover and not clear:
+                return
+            seq = q[(v + L_MIN_SEQ + 8 * typ) >> 3] if carryover else q[(v + L_MAX_SEQ) >> 3] + 1
+            hist = seq % NR_HIST_GENS
+            for tier in range(MAX_NR_TIERS):
+                k = 8 * (hist * 8 + typ * 4 + tier)
+                a = 8 * (typ * 4 + tier)
+                if carryover:
+                    ar, av = (v + R.L_AVG_REFAULTED + a) >> 3, (v + R.L_AVG_TOTAL + a) >> 3
+                    q[ar] = (q[ar] + q[(v + R.L_REFAULTED + k) >> 3]) // 2
+                    q[av] = (q[av] + q[(v + R.L_PROTECTED + k) >> 3] + q[(v + R.L_EVICTED + k) >> 3]) // 2
+                if clear:
+                    for f in (R.L_REFAULTED, R.L_EVICTED, R.L_PROTECTED):
+                        q[(v + f + k) >> 3] = 0
+
+        def count_protected(nid: int, typ: int, fl: int) -> None:
+            """A folio moved out of the oldest generation by its accesses (not the
+            lazily promoted workingset) counts as protected in its tier."""
+            refs = folio_lru_refs(fl)
+            ws = 1 if fl & PG_workingset else 0
+            if refs + ws != _LAZY:
+                v = lv[nid]
+                hist = q[(v + L_MIN_SEQ + 8 * typ) >> 3] % NR_HIST_GENS
+                q[(v + R.L_PROTECTED + 8 * (hist * 8 + typ * 4 + lru_tier_from_refs(refs, bool(ws)))) >> 3] += 1
 
         # ------------------------------------------------------------ generations (lru_lock held)
-        def move_list(nid: int, src_gen: int, dst_gen: int, typ: int) -> int:
-            """All folios of one generation list into another (inc_min_seq's folio_inc_gen)."""
-            n = 0
-            src = _gen_list(src_gen, typ)
+        def inc_min_seq(nid: int, typ: int, swappiness: int = 1) -> None:
+            """The oldest generation of typ goes: its folios move to the next one
+            (folio_inc_gen: LRU_REFS_FLAGS cleared; appended at its tail, counted as
+            protected).  Linux skips the move for a type that is not evictable (its
+            folios then wrap into the youngest generation); here they move anyway,
+            keeping their order (swappiness: the signature only)."""
+            v = lv[nid]
+            mi = q[(v + L_MIN_SEQ + 8 * typ) >> 3]
+            src, dst_gen = _gen_list(mi % MAX_NR_GENS, typ), (mi + 1) % MAX_NR_GENS
+            dst = _gen_list(dst_gen, typ)
             pfn = tail_of(nid, src)
             while pfn != NIL:
                 prev = u32[PM4 + pfn * MW4 + 5]
                 unlink(nid, pfn)
-                set_gen(pfn, dst_gen)
-                link(nid, _gen_list(dst_gen, typ), pfn)
+                old = set_gen(pfn, dst_gen, LRU_REFS_FLAGS)
+                link(nid, dst, pfn, True)
+                count_protected(nid, typ, old)
                 pfn = prev
-                n += 1
-            return n
+            reset_ctrl_pos(nid, typ, True)
+            q[(v + L_MIN_SEQ + 8 * typ) >> 3] = mi + 1
 
-        def reset_ctrl_pos(nid: int, typ: int, old_min: int) -> None:
-            """The refault history of the generation leaving folds into the averages."""
+        def try_to_inc_min_seq(nid: int, swappiness: int = 1) -> bool:
+            """min_seq of each evictable type past its empty oldest generations (at least
+            MIN_NR_GENS kept); with both types evictable neither type's min_seq may pass
+            max_seq - MIN_NR_GENS while the other's is below it."""
             v = lv[nid]
-            hist = old_min % 2
-            for tier in range(4):
-                k = hist * 8 + typ * 4 + tier
-                ar = (v + R.L_AVG_REFAULTED + 8 * (typ * 4 + tier)) >> 3
-                av = (v + R.L_AVG_TOTAL + 8 * (typ * 4 + tier)) >> 3
-                rf = q[(v + R.L_REFAULTED + 8 * k) >> 3]
-                tot = q[(v + R.L_EVICTED + 8 * k) >> 3] + q[(v + R.L_PROTECTED + 8 * k) >> 3]
-                q[ar] = (q[ar] + rf) // 2
-                q[av] = (q[av] + tot) // 2
-                nk = ((old_min + 1) % 2) * 8 + typ * 4 + tier
-                for f in (R.L_REFAULTED, R.L_EVICTED, R.L_PROTECTED):
-                    q[(v + f + 8 * nk) >> 3] = 0
-
-        def inc_min_seq(nid: int, typ: int) -> None:
-            v = lv[nid]
-            mi = q[(v + R.L_MIN_SEQ + 8 * typ) >> 3]
-            move_list(nid, mi % MAX_NR_GENS, (mi + 1) % MAX_NR_GENS, typ)
-            reset_ctrl_pos(nid, typ, mi)
-            q[(v + R.L_MIN_SEQ + 8 * typ) >> 3] = mi + 1
-
-        def try_to_inc_min_seq(nid: int) -> bool:
-            """Advance min_seq of each type past empty oldest generations (keeping at
-            least MIN_NR_GENS)."""
-            v = lv[nid]
-            moved = False
-            max_seq = q[(v + R.L_MAX_SEQ) >> 3]
+            max_seq = q[(v + L_MAX_SEQ) >> 3]
+            mins = [q[(v + L_MIN_SEQ) >> 3], q[(v + L_MIN_SEQ + 8) >> 3]]
+            new = list(mins)
             for typ in (0, 1):
-                while True:
-                    mi = q[(v + R.L_MIN_SEQ + 8 * typ) >> 3]
-                    if mi + MIN_NR_GENS > max_seq or count(nid, _gen_list(mi % MAX_NR_GENS, typ)):
-                        break
-                    reset_ctrl_pos(nid, typ, mi)
-                    q[(v + R.L_MIN_SEQ + 8 * typ) >> 3] = mi + 1
-                    moved = True
+                if not evictable(typ, swappiness):
+                    continue
+                while new[typ] + MIN_NR_GENS <= max_seq and not count(nid, _gen_list(new[typ] % MAX_NR_GENS, typ)):
+                    new[typ] += 1
+            if swappiness and swappiness <= MAX_SWAPPINESS:
+                seq = max_seq - MIN_NR_GENS
+                if new[0] > seq and new[1] < seq:
+                    new[0] = seq
+                elif new[1] > seq and new[0] < seq:
+                    new[1] = seq
+            moved = False
+            for typ in (0, 1):
+                if not evictable(typ, swappiness) or new[typ] <= mins[typ]:
+                    continue
+                reset_ctrl_pos(nid, typ, True)
+                q[(v + L_MIN_SEQ + 8 * typ) >> 3] = new[typ]
+                moved = True
             return moved
 
-        def inc_max_seq(nid: int) -> None:
+        def inc_max_seq(nid: int, swappiness: int = 1) -> None:
             v = lv[nid]
-            max_seq = q[(v + R.L_MAX_SEQ) >> 3]
+            max_seq = q[(v + L_MAX_SEQ) >> 3]
             for typ in (0, 1):
-                if max_seq - q[(v + R.L_MIN_SEQ + 8 * typ) >> 3] + 1 >= MAX_NR_GENS:
-                    inc_min_seq(nid, typ)
+                if max_seq - q[(v + L_MIN_SEQ + 8 * typ) >> 3] + 1 >= MAX_NR_GENS:
+                    inc_min_seq(nid, typ, swappiness)
             # the generation max_seq - 1 turns inactive for the /proc/vmstat view
             g = (max_seq - 1) % MAX_NR_GENS
             for typ in (0, 1):
@@ -208,13 +357,15 @@ class LruGen:
                 if n:
                     i64[ns + nid * NS + VE.NR_INACTIVE_ANON + 2 * typ + 1] -= n
                     i64[ns + nid * NS + VE.NR_INACTIVE_ANON + 2 * typ] += n
+            for typ in (0, 1):
+                reset_ctrl_pos(nid, typ, False)
             q[(v + R.L_TIMESTAMPS + 8 * ((max_seq + 1) % MAX_NR_GENS)) >> 3] = time.monotonic_ns()
-            q[(v + R.L_MAX_SEQ) >> 3] = max_seq + 1
+            q[(v + L_MAX_SEQ) >> 3] = max_seq + 1
 
         # ------------------------------------------------------------ aging
         def walk_mm(mm_id: int, nid: int, young: list[int]) -> None:
             """Page-table walk of one mm: accessed PTEs are cleared and their folios (of
-            node nid) collected for promotion; the walked ranges are flushed."""
+            node nid) collected for folio_update_gen; the walked ranges are flushed."""
             mo = mm_base + mm_id * mm_size
             if not mmap_trylock(mo + T.M_MMAP_LOCK):
                 return
@@ -222,11 +373,13 @@ class LruGen:
             try:
                 root = q[(mo + T.M_PGD) >> 3]
                 for _f, _l, vma in vmas_tree(mm_id).mt_for_each():
+                    if q[(vma + V.V_FLAGS) >> 3] & VM_SPECIAL_LOCKED:
+                        continue                              # should_skip_vma
                     s, e = q[(vma + V.V_START) >> 3], q[(vma + V.V_END) >> 3]
                     hit_lo, hit_hi = -1, 0
                     a = s
                     while a < e:
-                        nxt = min(e, (a | ((1 << 21) - 1)) + 1)
+                        nxt = min(e, (a | (_PMD_SIZE - 1)) + 1)
                         table = pt_walk(root, a)
                         if table >= 0:
                             b = P8 + (table << 9)
@@ -244,7 +397,7 @@ class LruGen:
                                             seen = cas64(i << 3, x, x & ~_PAGE_ACCESSED)
                                             if seen == x:
                                                 pfn = (x & PTE_PFN_MASK) >> PAGE_SHIFT
-                                                if nid_of(pfn) == nid:
+                                                if pfn < nr_pfns and nid_of(pfn) == nid:
                                                     young.append(pfn)
                                                 break
                                             x = seen
@@ -263,29 +416,47 @@ class LruGen:
             for lo_va, hi_va in ranges:
                 flush(mm_id, lo_va, hi_va)
 
-        def promote(nid: int, pfns: list[int]) -> None:
-            """Young folios to the youngest generation (folio_update_gen), under lru_lock."""
+        def set_refs(old: int) -> int:
+            return lru_gen_set_refs(old)[0]
+
+        def referenced_once(old: int) -> int:
+            return (old & ~REFS_MASK & _ALL32) | PG_referenced
+
+        def promote(nid: int, pfns: list[int], update: bool = True) -> int:
+            """Young folios, under lru_lock.  update (folio_update_gen, aging): a folio
+            neither referenced nor workingset only gets PG_referenced; the others move
+            to max_seq with PG_workingset, LRU_REFS_FLAGS cleared.  Not update
+            (folio_activate of look-around folios already given PG_workingset): moved to
+            max_seq.  Returns the folios moved."""
             if not pfns:
-                return
+                return 0
+            moved = 0
             lock(nid)
             try:
-                max_seq = q[(lv[nid] + R.L_MAX_SEQ) >> 3]
+                max_seq = q[(lv[nid] + L_MAX_SEQ) >> 3]
                 gen = max_seq % MAX_NR_GENS
                 for pfn in pfns:
                     fl = u32[PM4 + pfn * MW4]
-                    if not fl & PG_lru or not fl & GEN_MASK:
+                    if not fl & PG_lru or not fl & GEN_MASK or nid_of(pfn) != nid:
+                        continue
+                    if update and not fl & (PG_referenced | PG_workingset):
+                        update_flags(pfn, referenced_once)
+                        continue
+                    old = set_gen(pfn, gen, LRU_REFS_FLAGS if update else 0, PG_workingset if update else 0)
+                    if ((old & GEN_MASK) >> GEN_SHIFT) - 1 == gen:
                         continue
                     typ = 0 if fl & PG_swapbacked else 1
-                    if ((fl & GEN_MASK) >> GEN_SHIFT) - 1 == gen:
-                        continue
                     unlink(nid, pfn)
-                    set_gen(pfn, gen)
                     link(nid, _gen_list(gen, typ), pfn)
+                    moved += 1
             finally:
                 unlock(nid)
+            return moved
 
-        def try_to_inc_max_seq(nid: int) -> bool:
+        def try_to_inc_max_seq(nid: int, swappiness: int = -1) -> bool:
             v = lv[nid]
+            if swappiness < 0:
+                swappiness = swappiness_of(None)
             if cas64(v + R.L_AGING, 0, 1) != 0:
                 return False                          # another CPU is aging this node
             try:
@@ -299,137 +470,273 @@ class LruGen:
                         promote(nid, young[k : k + MIN_LRU_BATCH])
                 lock(nid)
                 try:
-                    inc_max_seq(nid)
+                    inc_max_seq(nid, swappiness)
                 finally:
                     unlock(nid)
             finally:
                 at.store64(v + R.L_AGING, 0)
             return True
 
+        # ------------------------------------------------------------ rmap feedback
+        def look_around(pfn: int) -> int:
+            """folio_referenced() with lru_gen_look_around(): every young PTE of the folio
+            is cleared; around each (same PTE table, inside the VMA, at most MIN_LRU_BATCH
+            PTEs) the young PTEs of other folios of this node on an MGLRU list are cleared
+            and lru_gen_set_refs applied -- those turning workingset go to `pending` for
+            activation.  Returns the young PTEs of the folio itself."""
+            n = [0]
+            touched: dict[int, list[int]] = {}
+            node = nid_of(pfn)
+
+            def one(mm_id: int, vma: int, va: int, i: int, e: int) -> bool:
+                while e & _PAGE_ACCESSED:
+                    seen = cas64(i << 3, e, e & ~_PAGE_ACCESSED)
+                    if seen == e:
+                        break
+                    e = seen
+                if not e & _PAGE_ACCESSED:
+                    return True
+                n[0] += 1
+                vas = touched.setdefault(mm_id, [])
+                vas.append(va)
+                if q[(vma + V.V_FLAGS) >> 3] & VM_SPECIAL_LOCKED:
+                    return True
+                start = max(va & ~(_PMD_SIZE - 1), q[(vma + V.V_START) >> 3])
+                end = min(va | (_PMD_SIZE - 1), q[(vma + V.V_END) >> 3] - 1) + 1
+                if end - start == PAGE_SIZE:
+                    return True
+                half = MIN_LRU_BATCH * PAGE_SIZE // 2
+                if end - start > 2 * half:
+                    if va - start < half:
+                        end = start + 2 * half
+                    elif end - va < half:
+                        start = end - 2 * half
+                    else:
+                        start, end = va - half, va + half
+                j0 = i - ((va - start) >> PAGE_SHIFT)
+                for k in range((end - start) >> PAGE_SHIFT):
+                    j = j0 + k
+                    if j == i:
+                        continue
+                    x = q[j]
+                    if x & _YOUNG != _YOUNG or x & _PAGE_SPECIAL:
+                        continue
+                    p = (x & PTE_PFN_MASK) >> PAGE_SHIFT
+                    if p >= nr_pfns or nid_of(p) != node or not u32[PM4 + p * MW4] & GEN_MASK:
+                        continue                          # get_pfn_folio
+                    while x & _PAGE_ACCESSED:
+                        seen = cas64(j << 3, x, x & ~_PAGE_ACCESSED)
+                        if seen == x:
+                            break
+                        x = seen
+                    if not x & _PAGE_ACCESSED:
+                        continue
+                    vas.append(start + (k << PAGE_SHIFT))
+                    old, _n = update_flags(p, set_refs)
+                    if old & (PG_referenced | PG_workingset):
+                        pending.append(p)                 # walk_update_folio -> folio_activate
+                return True
+
+            rmap_walk(pfn, one)
+            for mm_id, vas in touched.items():
+                flush(mm_id, min(vas), max(vas) + PAGE_SIZE)
+            return n[0]
+
+        def check_references(pfn: int, mapped: bool) -> int:
+            """folio_check_references() under MGLRU: no young PTE -> reclaim; otherwise
+            lru_gen_set_refs decides keep (first sighting: PG_referenced) or activate."""
+            if not mapped or not look_around(pfn):
+                return RECLAIMED
+            old, _n = update_flags(pfn, set_refs)
+            return ACTIVATE if old & (PG_referenced | PG_workingset) else KEEP
+
+        def activate_pending() -> None:
+            """The look-around's folio_activate batch: workingset folios to max_seq."""
+            if not pending:
+                return
+            by_node: dict[int, list[int]] = {}
+            for p in pending:
+                by_node.setdefault(nid_of(p), []).append(p)
+            pending.clear()
+            for nid, pfns in by_node.items():
+                promote(nid, pfns, False)
+
+        def mark_accessed(pfn: int) -> None:
+            """folio_mark_accessed() under MGLRU: lru_gen_inc_refs (an access through a
+            file descriptor)."""
+            update_flags(pfn, lru_gen_inc_refs)
+
         # ------------------------------------------------------------ eviction
-        def ctrl_pos(nid: int, typ: int, tier: int, gain: int) -> tuple[int, int, int]:
-            v = lv[nid]
-            hist = q[(v + R.L_MIN_SEQ + 8 * typ) >> 3] % 2
-            k = hist * 8 + typ * 4 + tier
-            refaulted = q[(v + R.L_AVG_REFAULTED + 8 * (typ * 4 + tier)) >> 3] + q[(v + R.L_REFAULTED + 8 * k) >> 3]
-            total = (q[(v + R.L_AVG_TOTAL + 8 * (typ * 4 + tier)) >> 3] + q[(v + R.L_EVICTED + 8 * k) >> 3]
-                     + q[(v + R.L_PROTECTED + 8 * k) >> 3])
-            return refaulted, total, gain
-
-        def positive_ctrl_err(sp: tuple[int, int, int], pv: tuple[int, int, int]) -> bool:
-            """PV (the process variable) is not worse than SP (the set point)."""
-            return pv[0] < MIN_LRU_BATCH or pv[0] * (sp[1] + MIN_LRU_BATCH) * sp[2] <= (sp[0] + 1) * pv[1] * pv[2]
-
         def get_type_to_scan(nid: int, swappiness: int) -> int:
-            if not swappiness:
+            if swappiness <= MIN_SWAPPINESS + 1:
                 return 1
-            if swappiness >= 200:
+            if swappiness >= MAX_SWAPPINESS:
                 return 0
-            sp = ctrl_pos(nid, 0, 0, swappiness)
-            pv = ctrl_pos(nid, 1, 0, 200 - swappiness)
+            sp = read_ctrl_pos(nid, 0, MAX_NR_TIERS, swappiness)
+            pv = read_ctrl_pos(nid, 1, MAX_NR_TIERS, MAX_SWAPPINESS - swappiness)
             return 1 if positive_ctrl_err(sp, pv) else 0
 
         def get_tier_idx(nid: int, typ: int) -> int:
-            """The last tier to evict: tiers refaulting more than tier 0 (gain 2:3) are
-            protected."""
-            sp = ctrl_pos(nid, typ, 0, 2)
-            for tier in range(1, 4):
-                pv = ctrl_pos(nid, typ, tier, 3)
-                if not positive_ctrl_err(sp, pv):
-                    return tier - 1
-            return 3
+            """The last tier to evict: a tier refaulting more than tier 0 (gain 2:3, a
+            margin for fluctuations) and the tiers above it are protected."""
+            sp = read_ctrl_pos(nid, typ, 0, 2)
+            tier = 1
+            while tier < MAX_NR_TIERS:
+                if not positive_ctrl_err(sp, read_ctrl_pos(nid, typ, tier, 3)):
+                    break
+                tier += 1
+            return tier - 1
 
-        def scan_folios(nid: int, typ: int, tier_max: int, nr: int, sc: ScanControl) -> tuple[list[int], int]:
-            """isolate_folios from the oldest generation of typ: (isolated, scanned)."""
+        def scan_folios(nid: int, typ: int, tier_idx: int, sc: Any = None) -> tuple[list[int], int, int]:
+            """The oldest generation of typ from its tail (lru_lock held): sort_folio,
+            else isolate_folio.  Returns (isolated, scanned or 0, sorted)."""
             got: list[int] = []
-            scanned = 0
             v = lv[nid]
+            max_seq = q[(v + L_MAX_SEQ) >> 3]
+            mi = q[(v + L_MIN_SEQ + 8 * typ) >> 3]
+            if max_seq - mi + 1 <= MIN_NR_GENS:
+                return got, 0, 0
+            gen, nxt = mi % MAX_NR_GENS, (mi + 1) % MAX_NR_GENS
+            src, dst = _gen_list(gen, typ), _gen_list(nxt, typ)
+            scanned = sorted_ = 0
+            remaining = MAX_LRU_BATCH
+            pfn = tail_of(nid, src)
+            while pfn != NIL:
+                prev = u32[PM4 + pfn * MW4 + 5]
+                scanned += 1
+                fl = u32[PM4 + pfn * MW4]
+                refs = folio_lru_refs(fl)
+                ws = 1 if fl & PG_workingset else 0
+                tier = lru_tier_from_refs(refs, bool(ws))
+                if fl & (PG_mlocked | PG_unevictable):
+                    unlink(nid, pfn)
+                    fetch_and32((PM4 + pfn * MW4) << 2, ~GEN_MASK & _ALL32)
+                    link(nid, R.LRU_UNEVICTABLE, pfn)
+                    q[ev + VE.UNEVICTABLE_PGS_CULLED] += 1
+                    sorted_ += 1
+                elif tier > tier_idx or refs + ws == _LAZY:
+                    # protected (or the workingset lazily promoted): one generation up
+                    unlink(nid, pfn)
+                    set_gen(pfn, nxt, LRU_REFS_FLAGS)
+                    link(nid, dst, pfn)
+                    count_protected(nid, typ, fl)
+                    sorted_ += 1
+                elif fl & PG_writeback or (typ and fl & PG_dirty):
+                    unlink(nid, pfn)                      # waiting for writeback
+                    set_gen(pfn, nxt, LRU_REFS_FLAGS)
+                    link(nid, dst, pfn)
+                    sorted_ += 1
+                elif isolate(nid, pfn):
+                    if not fl & PG_referenced:
+                        fetch_and32((PM4 + pfn * MW4) << 2, ~REFS_MASK & _ALL32)
+                    got.append(pfn)
+                    i64[ns + nid * NS + (VE.NR_ISOLATED_ANON if typ == 0 else VE.NR_ISOLATED_FILE)] += 1
+                else:
+                    unlink(nid, pfn)                      # raced with a free: skipped
+                    link(nid, src, pfn)
+                remaining -= 1
+                if not remaining or len(got) >= MIN_LRU_BATCH:
+                    break
+                pfn = prev
+            q[ev + VE.PGREFILL] += sorted_
+            return got, (scanned if got or not remaining else 0), sorted_
+
+        def evict_folios(nid: int, sc: ScanControl, swappiness: int) -> int:
             lock(nid)
             try:
-                max_seq = q[(v + R.L_MAX_SEQ) >> 3]
-                mi = q[(v + R.L_MIN_SEQ + 8 * typ) >> 3]
-                gen = mi % MAX_NR_GENS
-                nxt_gen = (mi + 1) % MAX_NR_GENS
-                src = _gen_list(gen, typ)
-                pfn = tail_of(nid, src)
-                hist = mi % 2
-                while pfn != NIL and scanned < nr * 4 and len(got) < nr:
-                    prev = u32[PM4 + pfn * MW4 + 5]
-                    scanned += 1
-                    fl = u32[PM4 + pfn * MW4]
-                    refs = ((fl & REFS_MASK) >> REFS_SHIFT) + (1 if fl & PG_referenced else 0)
-                    tier = 3 if fl & PG_workingset else min(3, refs.bit_length())
-                    if fl & (PG_mlocked | PG_unevictable):
-                        unlink(nid, pfn)
-                        fetch_and32((PM4 + pfn * MW4) << 2, ~GEN_MASK & _ALL32)
-                        link(nid, R.LRU_UNEVICTABLE, pfn)
-                    elif tier > tier_max and mi + 1 < max_seq:
-                        # protected: one generation younger, its tier counted
-                        unlink(nid, pfn)
-                        set_gen(pfn, nxt_gen)
-                        link(nid, _gen_list(nxt_gen, typ), pfn)
-                        q[(v + R.L_PROTECTED + 8 * (hist * 8 + typ * 4 + tier)) >> 3] += 1
-                    elif (fl & PG_writeback or (typ and fl & PG_dirty)) and mi + 1 < max_seq:
-                        unlink(nid, pfn)
-                        set_gen(pfn, nxt_gen)
-                        link(nid, _gen_list(nxt_gen, typ), pfn)
-                    elif isolate(nid, pfn):
-                        got.append(pfn)
-                        i64[ns + nid * NS + (VE.NR_ISOLATED_ANON if typ == 0 else VE.NR_ISOLATED_FILE)] += 1
-                    pfn = prev
-                try_to_inc_min_seq(nid)
+                typ = get_type_to_scan(nid, swappiness)
+                got: list[int] = []
+                scanned = 0
+                for _ in range(2):
+                    if evictable(typ, swappiness):
+                        got, scanned, _s = scan_folios(nid, typ, get_tier_idx(nid, typ), sc)
+                        if scanned:
+                            break
+                    typ = 1 - typ
+                scanned += try_to_inc_min_seq(nid, swappiness)
+                if evictable_min_seq(nid, swappiness) + MIN_NR_GENS > q[(lv[nid] + L_MAX_SEQ) >> 3]:
+                    scanned = 0
             finally:
                 unlock(nid)
-            return got, scanned
+            if not got:
+                return scanned
+            sc.nr_scanned += len(got)
+            q[ev + (VE.PGSCAN_KSWAPD if sc.kswapd else VE.PGSCAN_DIRECT)] += len(got)
+            q[ev + (VE.PGSCAN_FILE if typ else VE.PGSCAN_ANON)] += len(got)
+            scan.shrink_folio_list(got, sc)
+            activate_pending()
+            return scanned
 
-        def check_references(pfn: int, mapped: bool) -> int:
-            """Eviction-time check: a young PTE (found through rmap) promotes the folio."""
-            if mapped and rops.referenced(pfn):
-                return ACTIVATE
-            return RECLAIMED
+        def should_run_aging(nid: int, swappiness: int) -> tuple[bool, int]:
+            v = lv[nid]
+            max_seq = q[(v + L_MAX_SEQ) >> 3]
+            emin = evictable_min_seq(nid, swappiness)
+            if emin + MIN_NR_GENS > max_seq:
+                return True, 0
+            size = 0
+            for typ in (0, 1):
+                if not evictable(typ, swappiness):
+                    continue
+                for seq in range(q[(v + L_MIN_SEQ + 8 * typ) >> 3], max_seq + 1):
+                    size += count(nid, _gen_list(seq % MAX_NR_GENS, typ))
+            return emin + MIN_NR_GENS == max_seq, size
 
-        def should_age(nid: int, typ: int) -> bool:
-            max_seq, m0, m1 = seqs(nid)
-            mi = m1 if typ else m0
-            return mi + MIN_NR_GENS >= max_seq
+        def get_nr_to_scan(nid: int, sc: ScanControl, swappiness: int) -> int:
+            success, nr = should_run_aging(nid, swappiness)
+            if not success or sc.priority == DEF_PRIORITY:
+                return nr >> sc.priority
+            # low on cold folios: age, and stop scanning this lruvec
+            return -1 if try_to_inc_max_seq(nid, swappiness) else 0
+
+        def set_initial_priority(nid: int, sc: ScanControl) -> None:
+            """(total >> priority) x reclaimed/scanned = nr_to_reclaim, clamped to
+            [DEF_PRIORITY / 2, DEF_PRIORITY]."""
+            if sc.priority != DEF_PRIORITY or sc.nr_to_reclaim < MIN_LRU_BATCH:
+                return
+            v = lv[nid]
+            max_seq = q[(v + L_MAX_SEQ) >> 3]
+            rec = 0
+            for typ in (0, 1):
+                if typ == 0 and not scan.can_swap():
+                    continue
+                for seq in range(q[(v + L_MIN_SEQ + 8 * typ) >> 3], max_seq - 1):
+                    rec += count(nid, _gen_list(seq % MAX_NR_GENS, typ))   # the inactive ones
+            prio = max(rec, 0).bit_length() - 1 - (sc.nr_to_reclaim - 1).bit_length()
+            sc.priority = min(max(prio, DEF_PRIORITY // 2), DEF_PRIORITY)
 
         def shrink_lruvec(nid: int, sc: ScanControl) -> None:
-            swappiness = scan.swappiness() if scan.can_swap() and sc.may_swap else 0
-            target = sc.nr_to_reclaim
-            tries = 0
-            while sc.nr_reclaimed < target and tries < 8:
-                tries += 1
-                typ = get_type_to_scan(nid, swappiness)
-                # nothing to evict of that type: the other one (if allowed)
-                sizes = [sum(count(nid, _gen_list(g, t)) for g in range(MAX_NR_GENS)) for t in (0, 1)]
-                if not sizes[typ] and swappiness and sizes[1 - typ]:
-                    typ = 1 - typ
-                if not sizes[typ]:
-                    return
-                if should_age(nid, typ):
-                    try_to_inc_max_seq(nid)
-                tier = get_tier_idx(nid, typ)
-                nr = min(SWAP_CLUSTER_MAX, max(1, target - sc.nr_reclaimed))
-                got, scanned = scan_folios(nid, typ, tier, nr, sc)
-                sc.nr_scanned += scanned
-                if got:
-                    q[ev + (VE.PGSCAN_KSWAPD if sc.kswapd else VE.PGSCAN_DIRECT)] += len(got)
-                    q[ev + (VE.PGSCAN_FILE if typ else VE.PGSCAN_ANON)] += len(got)
-                    scan.shrink_folio_list(got, sc)
-                elif not scanned:
-                    try_to_inc_max_seq(nid)
+            """lru_gen_shrink_node + try_to_shrink_lruvec for one node."""
+            swappiness = swappiness_of(sc)
+            set_initial_priority(nid, sc)
+            scanned = 0
+            for _ in range(MAX_LRU_BATCH):
+                nr_to_scan = get_nr_to_scan(nid, sc, swappiness)
+                if nr_to_scan <= 0:
+                    break
+                delta = evict_folios(nid, sc, swappiness)
+                if not delta:
+                    break
+                scanned += delta
+                if scanned >= nr_to_scan or sc.nr_reclaimed >= sc.nr_to_reclaim:
+                    break
 
         self.place, self.check_references, self.shrink_lruvec = place, check_references, shrink_lruvec
         self.try_to_inc_max_seq, self.inc_min_seq, self.inc_max_seq = try_to_inc_max_seq, inc_min_seq, inc_max_seq
-        self.get_type_to_scan, self.get_tier_idx = get_type_to_scan, get_tier_idx
-        self.positive_ctrl_err = positive_ctrl_err
+        self.get_type_to_scan, self.get_tier_idx, self.read_ctrl_pos = get_type_to_scan, get_tier_idx, read_ctrl_pos
+        self.reset_ctrl_pos, self.positive_ctrl_err = reset_ctrl_pos, positive_ctrl_err
         self.walk_mm, self.promote, self.try_to_inc_min_seq = walk_mm, promote, try_to_inc_min_seq
-        _ = (PAGE_SIZE,)
+        self.look_around, self.activate_pending, self.mark_accessed = look_around, activate_pending, mark_accessed
+        self.evict_folios, self.scan_folios, self.seqs = evict_folios, scan_folios, seqs
+        self.pending = pending
+        _ = (flock, rops, fetch_add64, seqs)
 
 
-def lru_gen_view(arena: Any) -> str:
-    """/sys/kernel/debug/lru_gen (read): per node, one line per generation from min_seq to
-    max_seq: seq, age in ms, anon pages, file pages."""
+def lru_gen_view(arena: Any, full: bool = False) -> str:
+    """/sys/kernel/debug/lru_gen (full: lru_gen_full) in lru_gen_seq_show's format: per
+    node, one line per generation -- seq, age in ms, anon and file pages (full: 'x'
+    after a type's size when seq < its min_seq) -- and in the full view one line per
+    tier: for max_seq the averages (R refaulted, T total), for a type's min_seq its
+    current refaulted / evicted / protected (r e p)."""
     if "reclaim" not in arena.sections:
         return ""
     off = R.Off(arena)
@@ -440,17 +747,35 @@ def lru_gen_view(arena: Any) -> str:
         v = off.lruvec(nid)
         lines.append(f" node {nid:5d}")
         max_seq = q[(v + R.L_MAX_SEQ) >> 3]
-        min_seq = min(q[(v + R.L_MIN_SEQ) >> 3], q[(v + R.L_MIN_SEQ + 8) >> 3])
-        for seq in range(min_seq, max_seq + 1):
+        mins = [q[(v + R.L_MIN_SEQ) >> 3], q[(v + R.L_MIN_SEQ + 8) >> 3]]
+        if not full:
+            first = min(mins)
+        else:
+            first = max_seq - MAX_NR_GENS + 1 if max_seq >= MAX_NR_GENS else 0
+        for seq in range(first, max_seq + 1):
             gen = seq % MAX_NR_GENS
             birth = q[(v + R.L_TIMESTAMPS + 8 * gen) >> 3]
             age = max(0, (now - birth) // 1_000_000)
-            sizes = []
+            row = f" {seq:10d} {age:10d}"
             for typ in (0, 1):
-                if seq < q[(v + R.L_MIN_SEQ + 8 * typ) >> 3]:
-                    sizes.append("-")
-                else:
-                    li = R.L_LISTS + 16 * _gen_list(gen, typ)
-                    sizes.append(str(q[(v + li + 8) >> 3]))
-            lines.append(f" {seq:10d} {age:10d} {sizes[0]:>10} {sizes[1]:>10} ")
+                size = q[(v + R.L_LISTS + 16 * _gen_list(gen, typ) + 8) >> 3]
+                row += f" {size:10d}" + ("x" if full and seq < mins[typ] else " ")
+            lines.append(row)
+            if not full:
+                continue
+            hist = seq % NR_HIST_GENS
+            for tier in range(MAX_NR_TIERS):
+                row = f"            {tier:10d}"
+                for typ in (0, 1):
+                    a, k = 8 * (typ * 4 + tier), 8 * (hist * 8 + typ * 4 + tier)
+                    if seq == max_seq:
+                        s, n = "RTx", (q[(v + R.L_AVG_REFAULTED + a) >> 3], q[(v + R.L_AVG_TOTAL + a) >> 3], 0)
+                    elif seq == mins[typ] or NR_HIST_GENS > 1:
+                        s, n = "rep", (q[(v + R.L_REFAULTED + k) >> 3], q[(v + R.L_EVICTED + k) >> 3],
+                                       q[(v + R.L_PROTECTED + k) >> 3])
+                    else:
+                        s, n = "xxx", (0, 0, 0)
+                    for x, c in zip(n, s):
+                        row += f" {x:10d}{c}"
+                lines.append(row)
     return "\n".join(lines) + "\n"

@@ -34,16 +34,71 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.mm.pmm import vm_event as VE
-from aerosync.mm.pmm.page import NIL, PG_active, PG_lru, PG_swapbacked
+from aerosync.mm.pmm.page import NIL, PG_active, PG_lru, PG_referenced, PG_swapbacked, PG_unevictable, PG_workingset
 from aerosync.mm.reclaim import layout as R
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["Lru", "GEN_SHIFT", "GEN_MASK", "REFS_SHIFT", "REFS_MASK", "MAX_NR_GENS", "folio_type"]
+__all__ = ["Lru", "GEN_SHIFT", "GEN_MASK", "REFS_SHIFT", "REFS_MASK", "MAX_NR_GENS", "folio_type",
+           "LRU_REFS_WIDTH", "LRU_REFS_FLAGS", "MAX_NR_TIERS", "folio_lru_refs", "lru_tier_from_refs",
+           "lru_gen_inc_refs", "lru_gen_set_refs", "lru_gen_clear_refs"]
 
 GEN_SHIFT, GEN_MASK = 20, 0x7 << 20               # gen + 1 (0: not on an MGLRU list)
-REFS_SHIFT, REFS_MASK = 23, 0x3 << 23
+REFS_SHIFT, REFS_MASK = 23, 0x3 << 23             # LRU_REFS_MASK (LRU_REFS_WIDTH = 2 bits)
+LRU_REFS_WIDTH = 2
+LRU_REFS_FLAGS = REFS_MASK | PG_referenced
 MAX_NR_GENS = 4
+MAX_NR_TIERS = 4
 _ALL32 = 0xFFFF_FFFF
+
+# ---- MGLRU access bits (include/linux/mmzone.h's comment on LRU_REFS_FLAGS, 6.14+).
+# Pure functions of a flags word (callers apply them with a CAS loop):
+#  * accesses through file descriptors (folio_mark_accessed -> lru_gen_inc_refs): the
+#    first sets PG_referenced, the next ones count up in LRU_REFS_MASK, and when that is
+#    full PG_workingset is set (the folio is then lazily promoted by sort_folio);
+#  * accesses through page tables (folio_update_gen from walk_mm, lru_gen_set_refs from
+#    the rmap walk): the first young PTE sets PG_referenced only; a second one sets
+#    PG_workingset, clears LRU_REFS_FLAGS and promotes the folio.
+#  LRU_REFS_MASK is meaningful only while PG_referenced is set.  Tiers: a folio accessed
+#  N times (folio_lru_refs) is in tier order_base_2(N); PG_workingset is the top tier.
+
+
+def folio_lru_refs(fl: int) -> int:
+    """Accesses counted in the flags, PG_referenced included (0 without it)."""
+    if not fl & PG_referenced:
+        return 0
+    return ((fl & REFS_MASK) >> REFS_SHIFT) + 1
+
+
+def lru_tier_from_refs(refs: int, workingset: bool) -> int:
+    """order_base_2(refs) (refs 0, 1 -> 0; 2 -> 1; 3, 4 -> 2); PG_workingset -> the top tier."""
+    if workingset:
+        return MAX_NR_TIERS - 1
+    return (refs - 1).bit_length() if refs > 1 else 0
+
+
+def lru_gen_inc_refs(fl: int) -> int:
+    """One more access through a file descriptor (unevictable folios are left alone)."""
+    if fl & PG_unevictable:
+        return fl
+    if not fl & PG_referenced:
+        return (fl & ~REFS_MASK & _ALL32) | PG_referenced
+    if fl & REFS_MASK == REFS_MASK:
+        return fl | PG_workingset
+    return fl + (1 << REFS_SHIFT)
+
+
+def lru_gen_set_refs(fl: int) -> tuple[int, bool]:
+    """A young PTE seen through the rmap (look-around): first time PG_referenced only
+    (False: keep where it is), then PG_workingset with LRU_REFS_FLAGS cleared (True:
+    activate)."""
+    if not fl & (PG_referenced | PG_workingset):
+        return (fl & ~REFS_MASK & _ALL32) | PG_referenced, False
+    return (fl & ~LRU_REFS_FLAGS & _ALL32) | PG_workingset, True
+
+
+def lru_gen_clear_refs(fl: int) -> int:
+    """Deactivation: every access bit goes (LRU_REFS_FLAGS and PG_workingset)."""
+    return fl & ~(LRU_REFS_FLAGS | PG_workingset) & _ALL32
 
 
 def folio_type(flags: int) -> int:

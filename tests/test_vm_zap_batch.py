@@ -11,15 +11,18 @@ check that:
   * afterwards the object holds exactly the pages still mapped, every page reads back
     what was written, and the checker (O1/O5 trees, R1/R2 mapcount and refcount, RSS1,
     LK1 leaks) is clean.
+The batches come from lib/xarray.py's xa_erase_range, checked here against a model.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 
 import pytest
 
+from aerosync.lib.xarray import ULONG_MAX, xa_mk_value
 from aerosync.mm import hooks
 from aerosync.mm.pmm.check import check
 from aerosync.mm.vm import mmap as M
@@ -28,6 +31,7 @@ from aerosync.mm.vm.memory import SEGV_MAPERR, SegmentationFault
 from aerosync.mm.vm.vm import VM
 from aerosync.mm.vm.vm_object import O_LOCK, O_NR_PAGES, O_TREE, PAGE_REMOVE_BATCH
 from tests.test_vm_races import Other, finish, stop_all, two_cpus
+from tests.test_xarray import Model, check_against, env  # noqa: F401  (env: the fixture)
 
 PG = 4096
 RW = M.PROT_READ | M.PROT_WRITE
@@ -140,3 +144,53 @@ def test_page_remove_batches_drop_every_entry(machine) -> None:
     A.leave()
     r = check(a)
     assert r.ok, r.violations[:5]
+
+
+# ---------------------------------------------------------------- lib/xarray.py's bounded range erase
+def test_xa_erase_range_matches_model(env) -> None:  # noqa: F811
+    """xa_erase_range against a dict model: random entries (dense runs, sparse ones,
+    value entries, marked ones, index 0 alone in the head), erased in steps of random
+    limits over random ranges; the XA invariants and every lookup hold after each step,
+    and emptied nodes are all freed."""
+    _, nc, make = env(nr_pages=8192)
+    rnd = random.Random(9)
+    for trial in range(40):
+        xa, m = make(), Model()
+        keys: set[int] = set()
+        if trial % 7 == 0:
+            keys.add(0)
+        else:
+            for _ in range(rnd.randrange(1, 5)):
+                lo = rnd.choice((0, rnd.randrange(1 << 12), rnd.randrange(1 << 20)))
+                step = rnd.choice((1, 1, 2, 7, 70))
+                keys.update(range(lo, lo + step * rnd.randrange(1, 300), step))
+        for k in keys:
+            e = xa_mk_value(k) if k % 5 == 0 else (k + 1) << 3
+            assert xa.xa_store(k, e) == m.store(k, e)
+        for k in rnd.sample(sorted(keys), min(len(keys), 20)):
+            mark = rnd.randrange(3)
+            xa.xa_set_mark(k, mark)
+            m.marks[mark].add(k)
+        ks = sorted(keys)
+        for _ in range(4):
+            first = rnd.choice((0, rnd.choice(ks), rnd.randrange(1 << 21)))
+            last = rnd.choice((ULONG_MAX, first + rnd.randrange(1, 3000)))
+            limit = rnd.choice((1, 5, 32, 64, 1000))
+            idx = first
+            while idx <= last:
+                got, nxt = xa.xa_erase_range(idx, last, limit)
+                want = sorted((k, v) for k, v in m.d.items() if idx <= k <= last)[:limit]
+                assert got == want
+                assert len(got) <= limit and nxt > idx
+                if len(got) < limit:
+                    assert nxt == last + 1
+                for k, _ in got:
+                    m.store(k, 0)
+                check_against(xa, m, [idx, nxt, first] + [k for k, _ in got[:3]])
+                if idx == last == ULONG_MAX:
+                    break
+                idx = nxt
+        assert xa.xa_count() == len(m.d) and xa.xa_nr_nodes() == len(nc.live)
+        xa.xa_destroy()
+        nc.grace()
+        assert not nc.live

@@ -111,7 +111,7 @@ class PageTrees:
     per-process dict.  A handle binds nothing but its root offset, so it stays valid
     when the object record is freed and reused at the same address."""
 
-    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "find")
+    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "find", "erase_range")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
         self.arena = arena
@@ -133,10 +133,11 @@ class PageTrees:
         def insert(root: int, index: int, entry: int) -> int:
             return (get(root) or new(root)).xa_insert(index, entry)
 
-        def find(root: int, start: int, last: int) -> tuple[int, int] | None:
-            return (get(root) or new(root)).xa_find(start, last)
+        def erase_range(root: int, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
+            return (get(root) or new(root)).xa_erase_range(first, last, limit)
 
-        self.load, self.store, self.erase, self.insert, self.find = load, store, erase, insert, find
+        self.load, self.store, self.erase, self.insert = load, store, erase, insert
+        self.erase_range = erase_range
 
     def handle(self, root: int) -> XArray:
         h = self.handles.get(root)
@@ -192,7 +193,7 @@ class VmObjects:
         zero_rec = bytes(128)
         u8 = arena.u8
         down_write, up_write = obj_lock.lock, obj_lock.unlock        # &obj->lock (spin)
-        xa_load, xa_store, xa_erase, xa_find = xa.load, xa.store, xa.erase, xa.find
+        xa_load, xa_store, xa_erase, xa_erase_range = xa.load, xa.store, xa.erase, xa.erase_range
         tp = point_fn()
         # VM folios are order-0 pages: the tree's references leave in batches
         # (free_pages_bulk = folios_put: one pcp hold, LRU unlinks under one lru_lock hold)
@@ -502,25 +503,23 @@ class VmObjects:
             n_out = 0
             idx = first
             last -= 1
+            root = o + O_TREE
             while idx <= last:
                 down_write(o + O_LOCK)
                 try:
-                    for _ in range(PAGE_REMOVE_BATCH):
-                        got = xa_find(o + O_TREE, idx, last)
-                        if got is None:
-                            idx = last + 1
-                            break
-                        i, e = got
-                        xa_erase(o + O_TREE, i)
-                        idx = i + 1
+                    got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
+                    nf = 0
+                    for _i, e in got:
                         if not e & 3:                      # a folio
                             b = PM8 + (e >> 2) * mw
                             q[b + i_map] = 0
                             q[b + i_idx] = 0
-                            q[(o + O_NR_PAGES) >> 3] -= 1
                             pfns.append(e >> 2)
+                            nf += 1
                         elif e != XA_ZERO and hooks.value_put is not None:
                             hooks.value_put(e)
+                    if nf:
+                        q[(o + O_NR_PAGES) >> 3] -= nf
                 finally:
                     up_write(o + O_LOCK)
                 if len(pfns) >= PUT_BATCH:

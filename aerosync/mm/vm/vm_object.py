@@ -89,8 +89,8 @@ O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
 XA_ZERO = (1 << 1) | 1               # xa_mk_value(1): "reads as zero here"
-# page_remove's bounded object-lock hold (entries a hold) and its folios_put batch
-PAGE_REMOVE_BATCH, PUT_BATCH = 32, 512
+# page_remove's bounded object-lock hold: tree entries a hold
+PAGE_REMOVE_BATCH = 32
 
 
 def folio_entry(pfn: int) -> int:
@@ -498,39 +498,36 @@ class VmObjects:
             Linux's zap_pte_range holds each PTE table's lock, never an anon_vma lock):
             a fault of another CPU into the same object waits for one batch at most.
             Each entry leaves the tree atomically under the lock (O1/O5 hold at every
-            release); the references go to folios_put outside the lock."""
-            pfns: list[int] = []
+            release); each batch's references go to folios_put between two holds."""
             n_out = 0
             idx = first
             last -= 1
             root = o + O_TREE
             while idx <= last:
+                pfns: list[int] = []
                 down_write(o + O_LOCK)
                 try:
                     got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
-                    nf = 0
                     for _i, e in got:
                         if not e & 3:                      # a folio
                             b = PM8 + (e >> 2) * mw
                             q[b + i_map] = 0
                             q[b + i_idx] = 0
                             pfns.append(e >> 2)
-                            nf += 1
                         elif e != XA_ZERO and hooks.value_put is not None:
                             hooks.value_put(e)
-                    if nf:
-                        q[(o + O_NR_PAGES) >> 3] -= nf
+                    if pfns:
+                        q[(o + O_NR_PAGES) >> 3] -= len(pfns)
                 finally:
                     up_write(o + O_LOCK)
-                if len(pfns) >= PUT_BATCH:
+                if pfns:
+                    # the tree's references, a batch at a time between the holds: the
+                    # gap lets a CPU spinning for the lock take it (the spinlock is not
+                    # queued: an unlock followed at once by a lock would keep it from it)
                     n_out += len(pfns)
-                    folios_put(pfns)                       # the tree's references
-                    pfns = []
+                    folios_put(pfns)
                 if idx <= last and tp:
                     tp("obj:remove_batch")
-            if pfns:
-                n_out += len(pfns)
-                folios_put(pfns)
             return n_out
 
         def mark_zero(o: int, first: int, last: int) -> None:

@@ -22,6 +22,7 @@ Writers (caller holds the array's lock; errors are negative errnos, never entrie
   xa_store(index, entry) -> old entry | -EINVAL | -ENOMEM   (entry 0 erases)
   xa_insert(index, entry) -> 0 | -EBUSY (index occupied) | -EINVAL | -ENOMEM
   xa_erase(index) -> old entry          xa_cmpxchg(index, old, entry) -> current entry | -errno
+  xa_erase_range(first, last, limit) -> ([(index, entry)], resume index)   (bounded steps)
   xa_set_mark(index, mark), xa_clear_mark(index, mark)     (marks of present entries)
   xa_destroy(callback=None)   (callback(index, entry) for every entry, then all nodes go)
   xa_drain() -> [(index, entry)]   (xa_destroy returning the entries)
@@ -658,6 +659,73 @@ class XArray:
         if d == 0:
             self._shrink()
         return cur
+
+    def xa_erase_range(self, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
+        """Erase the present entries at [first, last], at most `limit` of them, in index
+        order: xa_store_range(first, last, NULL) in bounded steps, so that a caller can
+        drop its lock between steps.  Returns (the erased (index, entry) pairs, the index
+        to resume from; last + 1 once the range is done).  One writer walk per leaf node,
+        its slots read in one slice, its count word stored once; marks are cleared before
+        each entry and emptied nodes are deleted and the tree shrunk as xa_erase does,
+        so a lock-free reader sees every step as a series of single erases."""
+        u64 = self._u64
+        store = self.arena.atomic.store64
+        got: list[tuple[int, int]] = []
+        idx = first
+        while idx <= last and len(got) < limit:
+            head = u64[self._hw]
+            if not _is_node(head):
+                if not idx and head:
+                    got.append((0, self.xa_erase(0)))
+                return got, last + 1
+            path = self._walk(idx)
+            if path is None:
+                f = self.xa_find(idx, last)
+                if f is None:
+                    return got, last + 1
+                idx = f[0]
+                path = self._walk(idx)
+                if path is None:                      # (a consistent tree has one)
+                    raise RuntimeError(f"XArray: entry at {idx:#x} found but no writer path")
+            b, o = path[-1]
+            base = idx - o
+            hi = min(XA_CHUNK_MASK, last - base)
+            marks = u64[b + _MARKS] | u64[b + _MARKS + 1] | u64[b + _MARKS + 2]
+            room = limit - len(got)
+            n = nv = 0
+            nxt = base + hi + 1
+            for k, e in enumerate(u64[b + _SLOTS + o: b + _SLOTS + hi + 1].tolist()):
+                if not e:
+                    continue
+                j = o + k
+                if n == room:
+                    nxt = base + j
+                    break
+                if marks >> j & 1:
+                    p = [*path[:-1], (b, j)]
+                    for m in range(XA_MAX_MARKS):
+                        self._clear_mark_path(p, m)
+                store((b + _SLOTS + j) << 3, 0, RELEASE)
+                got.append((base + j, e))
+                n += 1
+                nv += e & 1
+            idx = nxt
+            if not n:
+                continue
+            count = self._info_add(b, -n, -nv)
+            d = len(path) - 1
+            while not count:                          # xas_delete_node, as in xa_erase
+                self._retire(b << 3)
+                if d == 0:
+                    self._publish(self._hw, 0)
+                    return got, last + 1
+                d -= 1
+                b, o = path[d]
+                self._publish(b + _SLOTS + o, 0)
+                count = self._info_add(b, -1, 0)
+            if d == 0:
+                self._shrink()
+        return got, (idx if idx <= last else last + 1)
 
     def _shrink(self) -> None:
         """xas_shrink(): while the top holds only slot 0, make that the head."""

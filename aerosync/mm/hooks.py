@@ -18,6 +18,8 @@ Points (the module that fires them):
     spf:snapshot          memory.py   a speculative fault took its sequence snapshot
     zap:before_flush      memory.py   PTEs cleared, pages gathered, TLB not flushed yet
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
+    obj:remove_batch      vm_object.py  page_remove dropped the object lock between two
+                                        batches of a range (more of the range to go)
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped (mmap_lock write)
     munmap:downgraded     mmap.py     munmap/brk/mremap shrink: mmap_lock downgraded to read,
                                       zap not started

@@ -47,7 +47,10 @@ the folios it cleaned to ext.mark_lazyfree the same way.
 Unmapping (zap): entries are cleared with xchg (the final A/D bits are never lost to a
 concurrent hardware walk), dirty file pages get PG_dirty, and each page's PTE reference
 goes into an mmu_gather that drops it only after the TLB flush of the range: no CPU can
-read or write a page through a stale TLB entry once the page can be reused.
+read or write a page through a stale TLB entry once the page can be reused.  The zap
+itself takes no object lock (one PTE lock per table, as zap_pte_range); the pages'
+tree references go afterwards, in vm_object.py's page_remove (a bounded object-lock
+hold per batch) or with the object when its last reference goes.
 
 Crash consistency (robust mode only: [run] on_cpu_death or fault injection, arena/layout.py
 robust_mode; normal runs pay nothing): a fault that makes a page logs it (mm/intent.py

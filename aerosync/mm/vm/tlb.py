@@ -166,10 +166,23 @@ class Tlb:
                 s.remove(key)
 
         def flush_asid_slot(slot: int) -> None:
-            pre = slot << _ASID_SHIFT
-            for k in [k for k in entries if k >> _ASID_SHIFT == slot]:
-                drop(k)
-            _ = pre
+            """Every entry of one ASID slot (a full flush of a context: munmap's zap of
+            more than the ceiling, switch_mm): one pass over the dict and one over the
+            sets, each set keeping its FIFO order -- not a drop() (dict pop + list
+            remove) per entry, ~0.5 us a page of a page_fault1 munmap."""
+            ks = [k for k in entries if k >> _ASID_SHIFT == slot]
+            if not ks:
+                return
+            if len(ks) == len(entries):                # the common case: one context cached
+                entries.clear()
+                for s in sets:
+                    s.clear()
+                return
+            for k in ks:
+                del entries[k]
+            for s in sets:
+                if s:
+                    s[:] = [k for k in s if k >> _ASID_SHIFT != slot]
 
         def flush_all_local() -> None:
             """CR3 write without PCID / INVPCID all-non-global: every non-global entry."""

@@ -36,14 +36,31 @@ from a backing object to its children) takes one object's lock at a time.  The l
 a spinlock: readers of an object's tree never take it (lock-free under RCU: objects and
 tree nodes are freed through call_rcu), so only writers -- inserting or removing a
 page, linking a VMA or a child -- serialise on it, and none of them sleeps under it.  The chain links (backing,
-children, sibling, depth) change only under the write locks of both objects.
+children, sibling, depth) change only under the write locks of both objects.  Each
+tree entry changes under the lock on its own (insert, remove, reclaim's replace_entry,
+a collapse's move), so the lock's holds are short, and a writer over a range need not
+hold it for the whole range: page_remove (the zap's free half) takes it for at most
+PAGE_REMOVE_BATCH entries at a time and drops it between batches, so faults of other
+CPUs into the same object (a VMA merged across threads' regions) interleave with it.
+That is safe because the range it removes is zapped and, for munmap, reachable from no
+VMA (detached): nothing else inserts there, and every other writer re-checks the
+entry it acts on under the lock (replace_entry's and a steal's "still this folio at
+this index", restore_entry's "still the value it left", a collapse moves only into
+indices its child lacks).  MADV_DONTNEED keeps its VMA and does not write-lock it, so a
+per-VMA fault into the advised range between the zap and the removal can map a folio
+that then leaves the tree -- a window that predates the batches (it was open between
+the zap and the one lock hold) and that they only widen; see mm/vm/mmap.py dontneed.
 
 Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the object
 (+ANON bit for anonymous objects) and index == its tree index, and refcount >= 1 +
 mapcount; O2 chains are acyclic and depth == 1 + the backing's depth (<= the limit
 after any fault); O3 refcount == VMAs mapping it + shadow children (+1 for a file's
 vnode object) when quiescent; O4 no folio is in two trees; O5 nr_pages == folios in
-the tree; O6 every VMA on an object's list has vm_object == the object.
+the tree (at every release of the object's lock, so also between page_remove's
+batches); O6 every VMA on an object's list has vm_object == the object.  A folio leaves
+a tree (mapping and index cleared) before the tree's reference is dropped, and only
+after its PTEs are gone and flushed (the mmu_gather ran first), so no page is freed
+while mapped.
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ from typing import Any
 
 from aerosync.errors import AeroSyncError
 from aerosync.lib.xarray import ULONG_MAX, XArray
+from aerosync.mm.hooks import point_fn
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
 from aerosync.mm.slab.slab_common import VBASE
@@ -71,6 +89,8 @@ O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
 XA_ZERO = (1 << 1) | 1               # xa_mk_value(1): "reads as zero here"
+# page_remove's bounded object-lock hold: tree entries a hold
+PAGE_REMOVE_BATCH = 32
 
 
 def folio_entry(pfn: int) -> int:
@@ -91,7 +111,7 @@ class PageTrees:
     per-process dict.  A handle binds nothing but its root offset, so it stays valid
     when the object record is freed and reused at the same address."""
 
-    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert")
+    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "find", "erase_range")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
         self.arena = arena
@@ -113,7 +133,11 @@ class PageTrees:
         def insert(root: int, index: int, entry: int) -> int:
             return (get(root) or new(root)).xa_insert(index, entry)
 
+        def erase_range(root: int, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
+            return (get(root) or new(root)).xa_erase_range(first, last, limit)
+
         self.load, self.store, self.erase, self.insert = load, store, erase, insert
+        self.erase_range = erase_range
 
     def handle(self, root: int) -> XArray:
         h = self.handles.get(root)
@@ -169,7 +193,8 @@ class VmObjects:
         zero_rec = bytes(128)
         u8 = arena.u8
         down_write, up_write = obj_lock.lock, obj_lock.unlock        # &obj->lock (spin)
-        xa_load, xa_store, xa_erase = xa.load, xa.store, xa.erase
+        xa_load, xa_store, xa_erase, xa_erase_range = xa.load, xa.store, xa.erase, xa.erase_range
+        tp = point_fn()
         # VM folios are order-0 pages: the tree's references leave in batches
         # (free_pages_bulk = folios_put: one pcp hold, LRU unlinks under one lru_lock hold)
         folios_put = mm.free_pages_bulk
@@ -464,26 +489,46 @@ class VmObjects:
         def page_remove(o: int, first: int, last: int) -> int:
             """vm_object_page_remove(): take the folios at [first, last) out of o's tree and
             drop the tree's reference on each (callers have unmapped them first).  Value
-            entries there are dropped too.  Returns folios removed."""
-            pfns: list[int] = []
-            down_write(o + O_LOCK)
-            try:
-                for idx, e in list(xa.items(o + O_TREE, first, last - 1)):
-                    xa_erase(o + O_TREE, idx)
-                    if is_folio_entry(e):
-                        pfn = entry_pfn(e)
-                        b = PM8 + pfn * mw
-                        q[b + i_map] = 0
-                        q[b + i_idx] = 0
-                        q[(o + O_NR_PAGES) >> 3] -= 1
-                        pfns.append(pfn)
-                    elif e != XA_ZERO and hooks.value_put is not None:
-                        hooks.value_put(e)
-            finally:
-                up_write(o + O_LOCK)
-            if pfns:
-                folios_put(pfns)                           # the tree's references, one batch
-            return len(pfns)
+            entries there are dropped too.  Returns folios removed.
+
+            The range is zapped (and, for munmap, mapped by no VMA), so nothing inserts
+            into it; the lock is needed only against the other writers of the tree
+            (faults at other indices, reclaim's replace_entry, a steal, a collapse).  It is therefore held for one
+            batch of PAGE_REMOVE_BATCH entries at a time, not for the whole range (as
+            Linux's zap_pte_range holds each PTE table's lock, never an anon_vma lock):
+            a fault of another CPU into the same object waits for one batch at most.
+            Each entry leaves the tree atomically under the lock (O1/O5 hold at every
+            release); each batch's references go to folios_put between two holds."""
+            n_out = 0
+            idx = first
+            last -= 1
+            root = o + O_TREE
+            while idx <= last:
+                pfns: list[int] = []
+                down_write(o + O_LOCK)
+                try:
+                    got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
+                    for _i, e in got:
+                        if not e & 3:                      # a folio
+                            b = PM8 + (e >> 2) * mw
+                            q[b + i_map] = 0
+                            q[b + i_idx] = 0
+                            pfns.append(e >> 2)
+                        elif e != XA_ZERO and hooks.value_put is not None:
+                            hooks.value_put(e)
+                    if pfns:
+                        q[(o + O_NR_PAGES) >> 3] -= len(pfns)
+                finally:
+                    up_write(o + O_LOCK)
+                if pfns:
+                    # the tree's references, a batch at a time between the holds: the
+                    # gap lets a CPU spinning for the lock take it (the spinlock is not
+                    # queued: an unlock followed at once by a lock would keep it from it)
+                    n_out += len(pfns)
+                    folios_put(pfns)
+                if idx <= last and tp:
+                    tp("obj:remove_batch")
+            return n_out
 
         def mark_zero(o: int, first: int, last: int) -> None:
             """Hide what o's backing chain holds at [first, last): ZERO markers (a

@@ -456,6 +456,8 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             latency=_latency(arena, sim.nr_cpus), views_before=views_before, views_after=views_after,
             numa=_numa_summary(scn, views_before, views_after),
             mm={"free_area_samples": [s.pop("free") for s in samples if "free" in s],
+                **({"pressure_samples": ps} if (ps := [s.pop("pressure") for s in samples if "pressure" in s])
+                   else {}),
                 "vm_events": {k: v - ev_before.get(k, 0) for k, v in _vm_counters(arena).items()},
                 "sanitizer_reports": bug_counts(arena)},
             hotplug=hp.log,
@@ -670,7 +672,53 @@ def _sample(arena: Arena, n: int, t0: float) -> dict[str, Any]:
     for z in range(nr_zones):
         fa = (Z.zone_off(arena, z) + Z.Z_FREE_AREA + Z.FA_NR_FREE) >> 3
         free.append([q[fa + o * (Z.FA_SIZE >> 3)] for o in range(nr_orders)])
-    return {"t": t, "ops": [_cpu_word(arena, c, L.CPU_OPS) for c in range(n)], "free": {"t": t, "free": free}}
+    out = {"t": t, "ops": [_cpu_word(arena, c, L.CPU_OPS) for c in range(n)], "free": {"t": t, "free": free}}
+    if arena.config.get("reclaim"):              # the scenario has [reclaim] (every machine has the section)
+        out["pressure"] = _pressure_sample(arena, t, nr_zones)
+    return out
+
+
+# vm events and node stats the memory-pressure plot follows (cumulative counters)
+_PRESSURE_EVENTS = ("pgscan_kswapd", "pgsteal_kswapd", "pgscan_direct", "pgsteal_direct", "allocstall")
+_PRESSURE_NODE_STATS = ("workingset_refault_anon", "workingset_refault_file")
+
+
+def _pressure_sample(arena: Arena, t: float, nr_zones: int) -> dict[str, Any]:
+    """A reclaim machine's memory pressure at one tick (the memory_pressure plot): free
+    pages and the min/low/high watermarks (boost included, as zone_watermark_ok sees
+    them) per node, and the reclaim counters summed over CPUs (kswapd's records
+    included) -- racy reads, as /proc/zoneinfo and /proc/vmstat are."""
+    import numpy as np
+
+    from aerosync.mm.pmm import vm_event as VE
+
+    q = arena.u64
+    sim = arena.config.get("sim") or {}
+    nn = int(sim.get("nr_nodes", 1)) if sim else 1
+    free, wmark = [0] * nn, [[0, 0, 0] for _ in range(nn)]
+    for z in range(nr_zones):
+        zo = Z.zone_off(arena, z) >> 3
+        nid = q[zo + (Z.Z_NID >> 3)]
+        if nid >= nn:
+            continue
+        boost = q[zo + (Z.Z_WMARK_BOOST >> 3)]
+        free[nid] += q[zo + (Z.Z_NR_FREE_PAGES >> 3)]
+        for i, w in enumerate((Z.Z_WMARK_MIN, Z.Z_WMARK_LOW, Z.Z_WMARK_HIGH)):
+            wmark[nid][i] += q[zo + (w >> 3)] + boost
+    ev: dict[str, int] = {}
+    if "vmevents" in arena.sections:
+        recs = VE._records(arena)
+        cols = [VE.VM_EVENT_NAMES.index(k) for k in ("pgscan_kswapd", "pgsteal_kswapd", "pgscan_direct",
+                                                    "pgsteal_direct")]
+        stall = list(range(VE.ALLOCSTALL_DMA, VE.ALLOCSTALL_DEVICE + 1))
+        sums = recs[:, cols + stall].astype(np.uint64).sum(axis=0)
+        ev = {k: int(v) for k, v in zip(_PRESSURE_EVENTS[:4], sums[:4])}
+        ev["allocstall"] = int(sums[4:].sum())
+        for k in _PRESSURE_NODE_STATS:
+            i = VE.NODE_STAT_NAMES.index(k)
+            ev[k] = int(sum(int(recs[:, VE.NR_VM_EVENTS + nid * VE.NR_NODE_STATS + i].sum()) for nid in range(nn)))
+        del recs
+    return {"t": t, "free": free, "wmark": wmark, "events": ev}
 
 
 def _numa_summary(scn: Scenario, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

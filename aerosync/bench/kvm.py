@@ -16,12 +16,18 @@ the sanitizers' detection and cost.
     kfree'd, a stamp word stored and read back through the kernel's access path -- its
     time per operation with KASAN over without (= throughput without / with);
   * kfence_overhead_pct: the same loop with KFENCE at sample interval 100 over without,
-    in %.  The two machines of each comparison run alternately (5 rounds each) and the
-    medians are compared, so load on the shared host falls on both.
+    in %.  Both comparisons run the two machines in short interleaved segments
+    (A-B-B-A, then B-A-A-B), timed in the thread's CPU time with the cyclic collector off,
+    and take the median of the per-repetition ratios (see _overhead): a ratio of two
+    whole runs taken seconds apart on a loaded host swung from -11 % to +94 %;
+  * kfence_guarded_pair_us: one guarded allocation + free in the KFENCE pool (what the
+    sampling spreads over the interval: the overhead is about the fast path's countdown
+    and range check plus this / interval per operation).
 """
 
 from __future__ import annotations
 
+import gc
 import random
 import statistics
 import time
@@ -120,56 +126,114 @@ def bench_corpus() -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ sanitizer overhead
-def _churn(vm: Any, ops: int, seed: int = 7) -> float:
-    """Seconds per operation of the slub-churn loop (see the module docstring)."""
-    from aerosync.mm.slab.kmalloc import Kmalloc
+class _Churn:
+    """The slub-churn loop on one machine, run in segments: kmalloc(64) with up to 64
+    held, a random one kfree'd, a stamp word stored and read back through the kernel's
+    access path.  The held objects and the random stream carry over from one segment to
+    the next, so two machines given the same segments do the same operations."""
 
-    km = Kmalloc(vm.slub)
-    kmalloc, kfree = km.kmalloc, km.kfree
-    kmem = vm.kernel.kmem
-    store64, load64 = kmem.store64, kmem.load64
-    rng = random.Random(seed)
-    randrange = rng.randrange
-    held: list[int] = []
-    t0 = time.perf_counter()
-    for i in range(ops):
-        if len(held) >= 64:
-            x = held.pop(randrange(len(held)))
-            if load64(x) != x:
-                raise RuntimeError("kvm bench: a stamp changed")
-            kfree(x)
-        p = kmalloc(64)
-        store64(p, p)
-        held.append(p)
-        _ = i
-    dt = time.perf_counter() - t0
-    for x in held:
-        kfree(x)
-    return dt / ops
+    def __init__(self, vm: Any, seed: int = 7) -> None:
+        from aerosync.mm.slab.kmalloc import Kmalloc
+
+        km = Kmalloc(vm.slub)                  # built once: a Kmalloc per segment made garbage
+        self.kmalloc, self.kfree = km.kmalloc, km.kfree    # the collector then charged to one side
+        self.store64, self.load64 = vm.kernel.kmem.store64, vm.kernel.kmem.load64
+        self.randrange = random.Random(seed).randrange
+        self.held: list[int] = []
+
+    def run(self, ops: int) -> float:
+        """CPU seconds of this thread for `ops` operations: time the host gave to other
+        processes is not counted (wall time under load measured the scheduler)."""
+        kmalloc, kfree, store64, load64 = self.kmalloc, self.kfree, self.store64, self.load64
+        randrange, held = self.randrange, self.held
+        clock = time.thread_time
+        t0 = clock()
+        for _ in range(ops):
+            if len(held) >= 64:
+                x = held.pop(randrange(len(held)))
+                if load64(x) != x:
+                    raise RuntimeError("kvm bench: a stamp changed")
+                kfree(x)
+            p = kmalloc(64)
+            store64(p, p)
+            held.append(p)
+        return clock() - t0
+
+    def drain(self) -> None:
+        for x in self.held:
+            self.kfree(x)
+        self.held.clear()
 
 
-def _overhead(debug: dict[str, Any], ops: int = 6000, rounds: int = 5) -> float:
-    """Median time per churn operation with `debug` over without (alternating rounds)."""
+def _overhead(debug: dict[str, Any], seg: int = 500, reps: int = 40) -> float:
+    """Time per churn operation with `debug` over without: the median, over `reps`
+    repetitions, of (B + B) / (A + A) for short segments run A-B-B-A (B-A-A-B every other
+    repetition), A the plain machine and B the other, in this thread's CPU time with the
+    cyclic collector off.  Load on the shared host changes slowly against a segment
+    (a millisecond or two), so it falls on both sides of every ratio; the median drops the
+    repetitions a preemption or a cache flush still hit."""
     plain, other = _machine(), _machine(debug)
     vms: list[Any] = []
+    churns: list[_Churn] = []
+    was = gc.isenabled()
     try:
         vp, vo = _with_task(plain), _with_task(other)
         vms += [vp, vo]
-        _churn(vp, ops // 4)
-        _churn(vo, ops // 4)
-        tp, to = [], []
-        for r in range(rounds):
-            tp.append(_churn(vp, ops, r))
-            to.append(_churn(vo, ops, r))
-        return statistics.median(to) / statistics.median(tp)
+        a, b = _Churn(vp), _Churn(vo)
+        churns += [a, b]
+        a.run(2 * seg)                         # warm: slabs allocated, sites in the caches
+        b.run(2 * seg)
+        gc.collect()
+        gc.disable()
+        ratios = []
+        for r in range(reps):
+            if r & 1:
+                tb = b.run(seg)
+                ta = a.run(seg) + a.run(seg)
+                tb += b.run(seg)
+            else:
+                ta = a.run(seg)
+                tb = b.run(seg) + b.run(seg)
+                ta += a.run(seg)
+            ratios.append(tb / ta)
+        return statistics.median(ratios)
     finally:
-        for a, v in zip((plain, other), vms + [None] * (2 - len(vms))):
-            _close(a, v)
+        if was:
+            gc.enable()
+        for c in churns:
+            c.drain()
+        for m, v in zip((plain, other), vms + [None] * (2 - len(vms))):
+            _close(m, v)
+
+
+def _guarded_pair_us(interval: int = 100, n: int = 400) -> float:
+    """One KFENCE guarded allocation and free (kfence_guarded_alloc/free, a track saved
+    with each), in this thread's CPU time: the cost the sampling spreads over `interval`
+    allocations."""
+    a = _machine({"kfence_sample_interval": interval})
+    vm = None
+    try:
+        vm = _with_task(a)
+        kf = vm.slub.san.kfence
+        kmalloc64 = vm.slub.cache("kmalloc-64")
+        cid, align = kmalloc64.id, 8
+        alloc, free = kf.alloc, kf.free
+        clock = time.thread_time
+        best = float("inf")
+        for _ in range(5):
+            t0 = clock()
+            for _ in range(n):
+                free(alloc(cid, 64, align, 0))
+            best = min(best, (clock() - t0) / n * 1e6)
+        return best
+    finally:
+        _close(a, vm)
 
 
 def bench_overhead() -> dict[str, float]:
-    return {"kasan_overhead_x": _overhead({"kasan": True}, ops=3000),
-            "kfence_overhead_pct": (_overhead({"kfence_sample_interval": 100}) - 1.0) * 100.0}
+    return {"kasan_overhead_x": _overhead({"kasan": True}, seg=100, reps=24),
+            "kfence_overhead_pct": (_overhead({"kfence_sample_interval": 100}) - 1.0) * 100.0,
+            "kfence_guarded_pair_us": _guarded_pair_us()}
 
 
 GROUPS = {
@@ -177,5 +241,6 @@ GROUPS = {
                                 ("vmalloc_area_pair_us", "us", "reported"),
                                 ("vfree_shootdowns_per_1000", "", "<= 2")]),
     "corpus": (bench_corpus, [("kasan_detect_pct", "%", "= 100")]),
-    "overhead": (bench_overhead, [("kasan_overhead_x", "x", "reported"), ("kfence_overhead_pct", "%", "<= 5")]),
+    "overhead": (bench_overhead, [("kasan_overhead_x", "x", "reported"), ("kfence_overhead_pct", "%", "<= 5"),
+                                 ("kfence_guarded_pair_us", "us", "reported")]),
 }

@@ -15,6 +15,11 @@ Plots of a run (`write_plots`):
 * ``free_area.png`` — only when ``result["mm"]["free_area_samples"]`` exists, shaped
   ``[{"t": float, "free": [[count per order] per zone]}]``: free pages (count x 2^order)
   per order over time, summed over zones;
+* ``memory_pressure.png`` — only when ``result["mm"]["pressure_samples"]`` exists (a
+  machine with [reclaim]), shaped ``[{"t", "free": [pages per node], "wmark": [[min, low,
+  high] per node], "events": {counter: cumulative}}]``: free pages and the watermarks
+  (boost included) above; kswapd's and direct reclaim's scans/steals, allocation stalls
+  and workingset refaults per interval below;
 * ``numa_locality.png`` — only when ``result["workload"]["locality_samples"]`` exists
   (workers/workloads/numa_access.py), shaped ``[{"t", "cpu", "accesses",
   "local_accesses", "pages_local", "pages"}]``: each task's share of pages on its node
@@ -43,6 +48,7 @@ __all__ = [
     "plot_free_area",
     "plot_latency",
     "plot_lock_wait",
+    "plot_memory_pressure",
     "plot_numa_locality",
     "plot_numa_policy",
     "plot_scaling",
@@ -207,6 +213,50 @@ def plot_free_area(result: dict[str, Any], path: Path) -> Path | None:
     return None if fig is None else _save(fig, path)
 
 
+def plot_memory_pressure(result: dict[str, Any], path: Path) -> Path | None:
+    """Free pages and watermarks over time, and reclaim activity per interval; no-op
+    without mm.pressure_samples (a machine without reclaim)."""
+    samples = (result.get("mm") or {}).get("pressure_samples") or []
+    if len(samples) < 2:
+        return None
+    fig = _figure(8.0, 6.5)
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    ts = [s["t"] for s in samples]
+    nn = len(samples[0]["free"])
+    for nid in range(nn):
+        tag = f" node{nid}" if nn > 1 else ""
+        line = ax1.plot(ts, [s["free"][nid] for s in samples], linewidth=1.5, label=f"free{tag}")
+        colour = line[0].get_color()
+        for i, (name, style) in enumerate((("min", ":"), ("low", "-."), ("high", "--"))):
+            ax1.plot(ts, [s["wmark"][nid][i] for s in samples], linestyle=style, linewidth=1, color=colour,
+                     label=f"{name} watermark{tag}")
+    ax1.set_ylim(bottom=0)
+    ax1.set_ylabel("pages (4 KiB)")
+    ax1.set_title(_title(result, "Memory pressure"))
+    ax1.legend(fontsize="x-small", ncol=2)
+    ax1.grid(alpha=0.3)
+    mid = [(a["t"] + b["t"]) / 2 for a, b in itertools.pairwise(samples)]
+    series = (("pgscan_kswapd", "kswapd scanned"), ("pgsteal_kswapd", "kswapd reclaimed"),
+              ("pgscan_direct", "direct scanned"), ("pgsteal_direct", "direct reclaimed"),
+              ("allocstall", "allocation stalls"), ("refaults", "workingset refaults (anon + file)"))
+
+    def value(s: dict[str, Any], key: str) -> int:
+        ev = s.get("events") or {}
+        if key == "refaults":
+            return ev.get("workingset_refault_anon", 0) + ev.get("workingset_refault_file", 0)
+        return ev.get(key, 0)
+
+    for key, label in series:
+        ax2.plot(mid, [max(0, value(b, key) - value(a, key)) for a, b in itertools.pairwise(samples)],
+                 marker=".", linewidth=1, label=label)
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel("time since start barrier (s)")
+    ax2.set_ylabel("pages (events) per sample interval")
+    ax2.legend(fontsize="x-small", ncol=2)
+    ax2.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_numa_policy(result: dict[str, Any], path: Path) -> Path | None:
     """Local access % and ops/s per NUMA policy; no-op without result["numa_policy"]."""
     numa = result.get("numa_policy") or {}
@@ -298,6 +348,7 @@ _RUN_PLOTS = (
     ("lock_wait.png", plot_lock_wait),
     ("latency.png", plot_latency),
     ("free_area.png", plot_free_area),
+    ("memory_pressure.png", plot_memory_pressure),
     ("numa_locality.png", plot_numa_locality),
     ("numa_policy.png", plot_numa_policy),
 )

@@ -161,12 +161,6 @@ class Kfence:
         def page_of(k: int) -> int:
             return lo + ((2 * k + 2) << PAGE_SHIFT)
 
-        def save(m: int, which: int) -> None:
-            t = m + which
-            u32[t >> 2] = pid
-            u32[(t + 4) >> 2] = R.stack_handle(arena)
-            u32[(t + 8) >> 2] = cpu + 1
-
         def object_text(k: int) -> list[str]:
             """kfence_print_object()."""
             m = meta_of(k)
@@ -198,26 +192,38 @@ class Kfence:
             R.warn(arena, "kfence", "\n".join(lines))
             return None
 
+        I_HEAD, I_TAIL, I_NR_FREE = (h + _K_HEAD) >> 3, (h + _K_TAIL) >> 3, (h + _K_NR_FREE) >> 3
+        I_ALLOCS, I_FREES = h + _K_ALLOCS, h + _K_FREES
+        store32 = arena.atomic.store32
+        getrandbits = rng.getrandbits
+        track = R.stack_handle
+        META_NEXT = META + _M_NEXT
+        REC = C.KFENCE_META_REC
+        canary_head, canary_tail = _PAGE_CANARY.startswith, _PAGE_CANARY.endswith
+
+        # The guarded path runs once per `interval` allocations: its cost, divided by the
+        # interval, is what KFENCE adds to a slab-heavy loop (bench kvm kfence_overhead_pct),
+        # so it binds everything above and writes the metadata words directly.
         def alloc(cid: int, size: int, align: int, gfp: int) -> int:
             """kfence_guarded_alloc(): a pool object for `size` bytes of cache cid, or 0."""
-            if size > PAGE_SIZE or not q[(h + _K_NR_FREE) >> 3]:
+            if size > PAGE_SIZE or not q[I_NR_FREE]:
                 return 0
             acq()
             try:
-                k = q[(h + _K_HEAD) >> 3]
-                if k == _NIL or not q[(h + _K_NR_FREE) >> 3]:
+                k = q[I_HEAD]
+                if k == _NIL or not q[I_NR_FREE]:
                     return 0
-                m = meta_of(k)
-                nxt = u32[(m + _M_NEXT) >> 2]
-                q[(h + _K_HEAD) >> 3] = nxt
+                nxt = u32[(META_NEXT + k * REC) >> 2]
+                q[I_HEAD] = nxt
                 if nxt == _NIL:
-                    q[(h + _K_TAIL) >> 3] = _NIL
-                q[(h + _K_NR_FREE) >> 3] -= 1
+                    q[I_TAIL] = _NIL
+                q[I_NR_FREE] -= 1
             finally:
                 rel()
-            page = page_of(k)
+            m = META + k * REC
+            page = lo + ((2 * k + 2) << PAGE_SHIFT)
             addr = page
-            if rng.getrandbits(1):                     # at the page's end: an overflow hits the guard
+            if getrandbits(1):                         # at the page's end: an overflow hits the guard
                 addr = (page + PAGE_SIZE - size) & ~(max(align, 1) - 1)
             po = page - VOFF
             u8[po : po + PAGE_SIZE] = _PAGE_CANARY
@@ -227,10 +233,13 @@ class Kfence:
             u32[(m + _M_SIZE) >> 2] = size
             q[(m + _M_ADDR) >> 3] = addr
             u32[(m + _M_CACHE) >> 2] = cid + 1
-            save(m, _M_ATRACK)
+            t = (m + _M_ATRACK) >> 2                   # kfence_save_track(): pid, stack, cpu
+            u32[t] = pid
+            u32[t + 1] = track(arena)
+            u32[t + 2] = cpu + 1
             u32[(m + _M_FTRACK + 8) >> 2] = 0
-            arena.atomic.store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
-            fetch_add(h + _K_ALLOCS, 1)
+            store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
+            fetch_add(I_ALLOCS, 1)
             return addr
 
         def free(addr: int) -> None:
@@ -238,39 +247,42 @@ class Kfence:
             freelist's tail (reused last)."""
             i = (addr - lo) >> PAGE_SHIFT
             k = i // 2 - 1 if i >= 2 and not i & 1 else -1
-            m = meta_of(k) if k >= 0 else 0
+            m = META + k * REC if k >= 0 else 0
             if k < 0 or u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED or q[(m + _M_ADDR) >> 3] != addr:
                 raise report([f"BUG: KFENCE: invalid free in {R.call_site()}", "",
                               f"Invalid free of 0x{addr:016x} (in kfence-#{k}):"], k, "invalid-free")
-            a, size = q[(m + _M_ADDR) >> 3], u32[(m + _M_SIZE) >> 2]
-            page = page_of(k)
+            size = u32[(m + _M_SIZE) >> 2]
+            page = lo + ((2 * k + 2) << PAGE_SHIFT)
             po = page - VOFF
-            lo_n, hi_n = a - page, a - page + size
-            bad = -1
-            data = bytes(u8[po : po + PAGE_SIZE])                 # one copy; bytes compare is memcmp
-            if data[:lo_n] != _PAGE_CANARY[:lo_n] or data[hi_n:] != _PAGE_CANARY[hi_n:]:
+            lo_n, hi_n = addr - page, addr - page + size
+            # check_canary(): the bytes before and after the object against the pattern,
+            # compared in place (bytes.startswith/endswith take the arena's memoryview)
+            if not (canary_head(u8[po : po + lo_n]) and canary_tail(u8[po + hi_n : po + PAGE_SIZE])):
+                data = bytes(u8[po : po + PAGE_SIZE])
                 bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
-            if bad >= 0:
                 shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
-                                 (a if bad < a else page + PAGE_SIZE))))   # print_diff_canary
+                                 (addr if bad < addr else page + PAGE_SIZE))))   # print_diff_canary
                 report([f"BUG: KFENCE: memory corruption in {R.call_site()}", "",
                         f"Corrupted memory at 0x{bad:016x} [ {shown} ] (in kfence-#{k}):"], k, "memory-corruption",
                        raise_it=False)
-            save(m, _M_FTRACK)
-            arena.atomic.store32(m + _M_STATE, KFENCE_OBJECT_FREED)
+            t = (m + _M_FTRACK) >> 2
+            u32[t] = pid
+            u32[t + 1] = track(arena)
+            u32[t + 2] = cpu + 1
+            store32(m + _M_STATE, KFENCE_OBJECT_FREED)
             acq()
             try:
-                u32[(m + _M_NEXT) >> 2] = _NIL
-                t = q[(h + _K_TAIL) >> 3]
-                if t == _NIL:
-                    q[(h + _K_HEAD) >> 3] = k
+                u32[(META_NEXT + k * REC) >> 2] = _NIL
+                tl = q[I_TAIL]
+                if tl == _NIL:
+                    q[I_HEAD] = k
                 else:
-                    u32[(meta_of(t) + _M_NEXT) >> 2] = k
-                q[(h + _K_TAIL) >> 3] = k
-                q[(h + _K_NR_FREE) >> 3] += 1
+                    u32[(META_NEXT + tl * REC) >> 2] = k
+                q[I_TAIL] = k
+                q[I_NR_FREE] += 1
             finally:
                 rel()
-            fetch_add(h + _K_FREES, 1)
+            fetch_add(I_FREES, 1)
 
         def translate(addr: int, write: bool) -> int:
             """The pool's page protection: the arena offset of an accessible byte, else

@@ -145,6 +145,11 @@ def call_trace(depth: int = 8) -> list[str]:
     return out
 
 
+# stack_handle's caches, keyed by id() of code objects: hashing a code object hashes its
+# name, bytecode and constants (no cached hash), which cost more than the whole walk.  An
+# id is never reused while the code object lives, and _skip_by_id keeps every code object
+# it has seen alive, so a key cannot come to mean another frame.
+_skip_by_id: dict[int, tuple[CodeType, bool]] = {}
 _handles: dict[tuple[Any, ...], int] = {}
 
 
@@ -153,24 +158,40 @@ def stack_handle(arena: Any, depth: int = 2) -> int:
     ";", cut to a depot record): the handle KASAN and KFENCE keep in their tracks.
     Cached per (arena, frames' code and offset), so a site seen before costs a frame walk
     and a dict lookup -- a track is saved on every allocation and free they watch."""
-    from aerosync.mm.slab.slab_debug import depot_save
-
     f: FrameType | None = sys._getframe(1)
-    key: list[Any] = [id(arena), arena.name]
+    key: list[Any] = [id(arena), arena.name]      # the name: an id may be reused by a later arena
+    skip_get = _skip_by_id.get
     n = 0
-    frames = []
-    while f is not None and n < depth:
-        if not _skipped(f.f_code):
-            key.append(f.f_code)
+    while f is not None:
+        co = f.f_code
+        s = skip_get(id(co))
+        if s is None:
+            s = _skip_by_id[id(co)] = (co, _skipped(co))
+        if not s[1]:
+            key.append(id(co))
             key.append(f.f_lasti)
-            frames.append(f)
             n += 1
+            if n == depth:
+                break
         f = f.f_back
     k = tuple(key)
     h = _handles.get(k)
     if h is None:
-        h = _handles[k] = depot_save(arena, ";".join(_frame_text(fr) for fr in frames)[:64])[0]
+        h = _handles[k] = _depot_save_frames(arena, depth)
     return h
+
+
+def _depot_save_frames(arena: Any, depth: int) -> int:
+    """The depot record of stack_handle's frames (its caller's caller on): a cache miss."""
+    from aerosync.mm.slab.slab_debug import depot_save
+
+    f: FrameType | None = sys._getframe(2)
+    frames: list[FrameType] = []
+    while f is not None and len(frames) < depth:
+        if not _skipped(f.f_code):
+            frames.append(f)
+        f = f.f_back
+    return depot_save(arena, ";".join(_frame_text(fr) for fr in frames)[:64])[0]
 
 
 def call_site() -> str:

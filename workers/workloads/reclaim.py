@@ -10,7 +10,8 @@ Modes ([workload] mode):
             a small anonymous hot set touched between file pages (the case MGLRU was
             built for: the stream must not evict the hot set).
   dirty     a real temporary file mapped shared and rewritten page by page (writeback,
-            dirty throttling through balance_dirty_pages_ratelimited); checked on disk
+            dirty throttling by the write fault's balance_dirty_pages_ratelimited, as in
+            Linux: a store to a page already dirty does not throttle); checked on disk
             after msync at teardown.
   oom       anonymous memory allocated until the OOM killer ends the task; the CPU
             starts a new task and goes on (the run survives).
@@ -214,8 +215,6 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             if tracing:
                 end(own | i)
             q[c_wr] += 1
-            if wb is not None:
-                wb.balance_dirty_pages_ratelimited(1)
         else:                                              # oom: grow until killed
             try:
                 access(st["i"] % npages, True)

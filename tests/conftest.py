@@ -133,6 +133,32 @@ def machine() -> Iterator[Callable[..., Arena]]:
 
 
 @pytest.fixture
+def rm(machine: Callable[..., Arena]) -> Iterator[Callable[..., Any]]:
+    """Factory of reclaim machines: (arena, VM of CPU 0 running a task) with `[reclaim]`
+    lru / swap_size (swap_mb) / other reclaim keys; every swap file is switched off and
+    gone at teardown."""
+    from aerosync.mm.reclaim import layout as R
+    from aerosync.mm.reclaim.swapfile import swapoff
+    from aerosync.mm.vm.vm import VM
+
+    made: list[Arena] = []
+
+    def make(nr_pages: int = 2048, lru: str = "mglru", swap_mb: int = 8, machine_kw: dict | None = None,
+             **rec: object) -> tuple[Arena, Any]:
+        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True, vm={},
+                    reclaim={"lru": lru, "swap_size": swap_mb << 20, **rec}, **(machine_kw or {}))
+        made.append(a)
+        cpu = VM(a, 0)
+        cpu.switch_to(cpu.task_create("test"))
+        return a, cpu
+
+    yield make
+    for a in made:
+        swapoff(a)
+        assert not os.path.exists(R.default_swap_path(a))
+
+
+@pytest.fixture
 def sa(machine: Callable[..., Arena]) -> Callable[..., Arena]:
     """Factory of booted machines with SLUB (new_machine's arguments, slab=True)."""
 

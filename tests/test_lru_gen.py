@@ -6,8 +6,6 @@ after each arena test."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,7 +46,6 @@ from aerosync.mm.reclaim.swap import (
     lru_gen_set_refs,
     lru_tier_from_refs,
 )
-from aerosync.mm.reclaim.swapfile import swapoff
 from aerosync.mm.reclaim.workingset import (
     TOKEN_MASK,
     lru_gen_test_recent,
@@ -191,23 +188,6 @@ def test_positive_ctrl_err_decisions() -> None:
 
 
 # ---------------------------------------------------------------- arena tests
-@pytest.fixture
-def rm(machine):
-    made = []
-
-    def make(nr_pages: int = 2048, swap_mb: int = 8):
-        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True, vm={},
-                    reclaim={"lru": "mglru", "swap_size": swap_mb << 20})
-        made.append(a)
-        cpu = VM(a, 0)
-        cpu.switch_to(cpu.task_create("test"))
-        return a, cpu
-
-    yield make
-    for a in made:
-        swapoff(a)
-        assert not os.path.exists(R.default_swap_path(a))
-
 
 def _done(a, cpu: VM) -> None:
     cpu.reclaim.lru.lru_add_drain()

@@ -18,7 +18,7 @@ from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.reclaim.opt import lru_faults, opt_faults, zipf_trace
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT
-from aerosync.mm.reclaim.swapfile import proc_swaps, si_swapinfo, swapoff
+from aerosync.mm.reclaim.swapfile import proc_swaps, si_swapinfo
 from aerosync.mm.reclaim.workingset import pack_shadow, refault_distance, unpack_shadow
 from aerosync.mm.reclaim.zmm import class_of, zmm_stats
 from aerosync.mm.vm import mm_types as T
@@ -30,24 +30,6 @@ RW = M.PROT_READ | M.PROT_WRITE
 ANON = M.MAP_PRIVATE | M.MAP_ANONYMOUS
 PG = 4096
 
-
-@pytest.fixture
-def rm(machine):
-    made = []
-
-    def make(nr_pages: int = 2048, lru: str = "mglru", swap_mb: int = 8, **rec: object):
-        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True, vm={},
-                    reclaim={"lru": lru, "swap_size": swap_mb << 20, **rec})
-        made.append(a)
-        cpu = VM(a, 0)
-        t = cpu.task_create("test")
-        cpu.switch_to(t)
-        return a, cpu
-
-    yield make
-    for a in made:
-        swapoff(a)
-        assert not os.path.exists(R.default_swap_path(a))
 
 
 def _fill(cpu: VM, addr: int, n: int, ver: int = 1) -> None:

@@ -6,7 +6,6 @@ file write fault.  Each test ends with the reclaim and page allocator checkers."
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -37,25 +36,6 @@ ANON = M.MAP_PRIVATE | M.MAP_ANONYMOUS
 PG = 4096
 ZERO = bytes(PG)
 
-
-@pytest.fixture
-def rm(machine):
-    made: list = []
-
-    def make(nr_pages: int = 2048, lru: str = "mglru", swap_mb: int = 8, machine_kw: dict | None = None,
-             **rec: object):
-        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True, vm={},
-                    reclaim={"lru": lru, "swap_size": swap_mb << 20, **rec}, **(machine_kw or {}))
-        made.append(a)
-        cpu = VM(a, 0)
-        t = cpu.task_create("test")
-        cpu.switch_to(t)
-        return a, cpu
-
-    yield make
-    for a in made:
-        swapoff(a)
-        assert not os.path.exists(R.default_swap_path(a))
 
 
 def _clean(a, cpu: VM) -> None:

@@ -227,6 +227,21 @@ class VmObjects:
         def free_record(o: int) -> None:
             cache_free(addr_of(o))
 
+        def untree(entries: Any) -> list[int]:
+            """Entries that left o's tree, (index, entry) pairs: each folio's mapping and
+            index cleared (its tree reference is the caller's to put), each swap value's
+            reference dropped.  Returns the folios' pfns."""
+            pfns: list[int] = []
+            for _idx, e in entries:
+                if not e & 3:                              # a folio
+                    b = PM8 + (e >> 2) * mw
+                    q[b + i_map] = 0
+                    q[b + i_idx] = 0
+                    pfns.append(e >> 2)
+                elif e != XA_ZERO and hooks.value_put is not None:
+                    hooks.value_put(e)
+            return pfns
+
         def destroy(o: int) -> None:
             """The last reference went: mark o dead and cut it from its backing under its
             lock (a collapse racing with this sees it dead and leaves it alone), empty its
@@ -239,15 +254,7 @@ class VmObjects:
             back = q[(o + O_BACKING) >> 3]
             q[(o + O_BACKING) >> 3] = 0
             up_write(o + O_LOCK)
-            pfns: list[int] = []
-            for _idx, e in xa.drain(o + O_TREE):
-                if not e & 3:                              # a folio
-                    b = PM8 + (e >> 2) * mw
-                    q[b + i_map] = 0
-                    q[b + i_idx] = 0
-                    pfns.append(e >> 2)
-                elif e != XA_ZERO and hooks.value_put is not None:
-                    hooks.value_put(e)
+            pfns = untree(xa.drain(o + O_TREE))
             if pfns:
                 folios_put(pfns)                           # the tree's references, one batch
             if back:
@@ -504,18 +511,10 @@ class VmObjects:
             last -= 1
             root = o + O_TREE
             while idx <= last:
-                pfns: list[int] = []
                 down_write(o + O_LOCK)
                 try:
                     got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
-                    for _i, e in got:
-                        if not e & 3:                      # a folio
-                            b = PM8 + (e >> 2) * mw
-                            q[b + i_map] = 0
-                            q[b + i_idx] = 0
-                            pfns.append(e >> 2)
-                        elif e != XA_ZERO and hooks.value_put is not None:
-                            hooks.value_put(e)
+                    pfns = untree(got)
                     if pfns:
                         q[(o + O_NR_PAGES) >> 3] -= len(pfns)
                 finally:

@@ -478,6 +478,16 @@ class LruGen:
             return True
 
         # ------------------------------------------------------------ rmap feedback
+        def test_and_clear_young(i: int, x: int) -> bool:
+            """ptep_test_and_clear_young on PTE word i (x: its value as last read): CAS
+            the accessed bit off; whether it was set."""
+            while x & _PAGE_ACCESSED:
+                seen = cas64(i << 3, x, x & ~_PAGE_ACCESSED)
+                if seen == x:
+                    return True
+                x = seen
+            return False
+
         def look_around(pfn: int) -> int:
             """folio_referenced() with lru_gen_look_around(): every young PTE of the folio
             is cleared; around each (same PTE table, inside the VMA, at most MIN_LRU_BATCH
@@ -489,12 +499,7 @@ class LruGen:
             node = nid_of(pfn)
 
             def one(mm_id: int, vma: int, va: int, i: int, e: int) -> bool:
-                while e & _PAGE_ACCESSED:
-                    seen = cas64(i << 3, e, e & ~_PAGE_ACCESSED)
-                    if seen == e:
-                        break
-                    e = seen
-                if not e & _PAGE_ACCESSED:
+                if not test_and_clear_young(i, e):
                     return True
                 n[0] += 1
                 vas = touched.setdefault(mm_id, [])
@@ -524,12 +529,7 @@ class LruGen:
                     p = (x & PTE_PFN_MASK) >> PAGE_SHIFT
                     if p >= nr_pfns or nid_of(p) != node or not u32[PM4 + p * MW4] & GEN_MASK:
                         continue                          # get_pfn_folio
-                    while x & _PAGE_ACCESSED:
-                        seen = cas64(j << 3, x, x & ~_PAGE_ACCESSED)
-                        if seen == x:
-                            break
-                        x = seen
-                    if not x & _PAGE_ACCESSED:
+                    if not test_and_clear_young(j, x):
                         continue
                     vas.append(start + (k << PAGE_SHIFT))
                     old, _n = update_flags(p, set_refs)

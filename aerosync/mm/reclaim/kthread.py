@@ -135,7 +135,10 @@ def _loop(arena: Any, vm: Any, rec: Any, cpu: int, role: str, nid: int, area: in
         if rs == L.RUN_PAUSE:
             seq = at.load64(L.H_PAUSE_SEQ)
             at.store64(ack_off, seq)
-            while at.load64(L.H_RUN_STATE) == L.RUN_PAUSE and not at.load64(stop_w):
+            # a new pause generation (GO then PAUSE again while we slept: the stop's
+            # park right after a live check) must be acked too, or it waits for us forever
+            while (at.load64(L.H_RUN_STATE) == L.RUN_PAUSE and at.load64(L.H_PAUSE_SEQ) == seq
+                   and not at.load64(stop_w)):
                 vm.park_poll()                  # IPIs only: no RCU frees under the checker
                 time.sleep(0.0005)
             continue

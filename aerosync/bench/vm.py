@@ -16,7 +16,14 @@ scaling of page_fault1, per-VMA locks under churn, the VMA tree, fork, shootdown
   * cow_fault_us: per page, the parent writing every page of a 4 MiB region it shares
     with a forked child that is still alive (copies, not steals);
   * page_fault1_{processes,threads}_scaling_2cpu: faults/s of real coordinator runs of
-    scenarios/page-fault1.toml (16 MiB regions, per_vma) at 2 CPUs over 1 CPU;
+    scenarios/page-fault1.toml (16 MiB regions, per_vma) at 2 CPUs over 1 CPU, on a
+    1 GiB machine for the reason anon_fault_us uses one: pcp->high is the zone's LOW
+    mark split over the node's CPUs, so on 256 MiB two CPUs get high 1517 / batch 15
+    each and every 4096-page munmap overflows its PCP into the buddy under the
+    zone->lock both CPUs share (lock_stat: ~2,300-5,200 zone->lock acquisitions in a
+    3 s 2-CPU run against 14 on one CPU), a cost of the small machine the host's
+    figure (high in the thousands per CPU) does not have; on 1 GiB high is 6107 / batch
+    63 per CPU and a region's pages stay on the CPU that freed them (16 acquisitions);
   * fault_churn_per_vma_vs_mmap_lock: faults/s of the faulting CPU of
     scenarios/fault-churn.toml (threads, 2 CPUs: one faults, one maps and unmaps),
     per_vma over mmap_lock, both runs in one repetition;
@@ -198,7 +205,7 @@ def _run(scenario: str, *overrides: str) -> Any:
 
 
 def bench_scaling() -> dict[str, float]:
-    pf1 = ("page-fault1.toml", "workload.size_mb=16", "machine.memory=256M", "vm.fault_locking=per_vma")
+    pf1 = ("page-fault1.toml", "workload.size_mb=16", "machine.memory=1G", "vm.fault_locking=per_vma")
     out = {}
     for mode in ("processes", "threads"):
         one = _run(*pf1, f"vm.mm={mode}", "machine.cpus=1").ops_per_s

@@ -98,9 +98,12 @@ L_STEAL_TOTAL = 904
 
 # ---- per-CPU fields
 PC_BATCH_N, PC_BATCH = 0, 8                          # count, then FOLIO_BATCH u32 pfns
-FOLIO_BATCH = 15                                     # PAGEVEC_SIZE / folio_batch
-PC_CLUSTER, PC_CL_NEXT = 128, 136                   # current swap cluster + 1, next offset in it
-PC_DIRTIED = 144
+# PAGEVEC_SIZE of v6.19 (31 since v6.10: "31 pointers + header align the folio_batch
+# structure to a power of two"): a fault-heavy CPU takes lru_lock once per 31 new folios
+# and once per 31 freed ones, the lock two faulting CPUs share per node
+FOLIO_BATCH = 31
+PC_CLUSTER, PC_CL_NEXT = 136, 144                   # current swap cluster + 1, next offset in it
+PC_DIRTIED = 152
 
 # ---- cluster record
 CI_LOCK, CI_COUNT, CI_FLAGS, CI_NEXT, CI_PREV = 0, 8, 12, 16, 20

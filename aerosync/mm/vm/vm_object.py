@@ -89,8 +89,9 @@ O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
 XA_ZERO = (1 << 1) | 1               # xa_mk_value(1): "reads as zero here"
-# page_remove's bounded object-lock hold: tree entries a hold
-PAGE_REMOVE_BATCH = 32
+# page_remove's bounded object-lock hold: tree entries a hold -- one folio_batch
+# (FOLIO_BATCH, PAGEVEC_SIZE 31), so a batch's references go back under one lru_lock hold
+PAGE_REMOVE_BATCH = 31
 
 
 def folio_entry(pfn: int) -> int:

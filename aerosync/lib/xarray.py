@@ -18,6 +18,10 @@ Readers (lock-free, any process):
   xa_find_after(index, max, mark) -> (index, entry) | None             (first present > index)
   xa_for_each(start=0, last=ULONG_MAX, mark=None) -> iterator of (index, entry)
   xa_marked(mark) -> bool               xa_count() -> entries (walks the tree)
+Leaf insert without the array's lock (inside an RCU read-side section):
+  xa_insert_leaf(index, entry) -> 0 | 1 (inserted after waiting for the leaf's lock)
+      | -EBUSY (index occupied) | -EAGAIN (no shift-0 node there yet: use xa_insert
+      under the array's lock)
 Writers (caller holds the array's lock; errors are negative errnos, never entries):
   xa_store(index, entry) -> old entry | -EINVAL | -ENOMEM   (entry 0 erases)
   xa_insert(index, entry) -> 0 | -EBUSY (index occupied) | -EINVAL | -ENOMEM
@@ -35,6 +39,7 @@ rcu_free_node(off) for a node that was (freed after a grace period).
 Node layout (576 bytes = 72 u64 words, as struct xa_node):
 
     w0      shift (bits 0-7) | offset in parent (8-15) | count (16-23) | nr_values (24-31)
+            | XA_LEAF_LOCKED (bit 32, shift-0 nodes: the leaf lock, below)
     w1      parent node offset (0: the top node)
     w2      array: root record offset; XA_RCU_FREE (1) once retired
     w3-4    private_list (unused, 0) / rcu_head
@@ -90,9 +95,25 @@ Invariants (xa_validate):
   XA6 the tree is shrunk: the top node does not hold exactly one entry in slot 0 that
       could be the head (xas_shrink would have removed it).
 
-Deliberate races: none among writers (serialised by the caller); readers may return an
-entry that was erased after they loaded it (RCU); callers re-check (folio_try_get +
-xa_load again, or a sequence count).
+The leaf lock (an index-range shard of the array's lock, 64 indices a shard).  Every
+write to a shift-0 node's slots or info word happens under that node's bit lock
+(XA_LEAF_LOCKED in its info word: fetch_or to take it, test-and-test-and-set while
+held), as well as under the array's lock for every writer but xa_insert_leaf, which
+takes the leaf's lock alone: it walks to the leaf lock-free, locks it, and inserts only
+if the leaf is still in the tree (array word not XA_RCU_FREE: a writer retires a leaf,
+by xa_erase / xa_erase_range / _shrink, with its lock held and releases the lock only
+after the array word says so) and the slot is empty.  Two CPUs inserting into
+different leaves of one array therefore share no lock and write no common word; the
+array's lock still orders everything that changes the tree's shape (new nodes, growth,
+deletion, marks of internal nodes), and those writers find a leaf's slots and count
+exactly as the leaf's last lock holder left them.  The leaf lock is innermost: nothing
+is taken, and no grace period awaited (call_rcu after the unlock), while holding it.
+Why: a vm_object's tree is written by every fault into it (mm/vm/vm_object.py); threads
+faulting in one merged VMA insert into one object at indices far apart.
+
+Deliberate races: none among writers (serialised by the caller, or by the leaf lock for
+xa_insert_leaf); readers may return an entry that was erased after they loaded it (RCU);
+callers re-check (folio_try_get + xa_load again, or a sequence count).
 
 Measured (`aerosync bench lib --repeat 7`, 2-core box shared with other jobs, load
 average 2.3; 40,000 entries below 2^18: top shift 12, depth 3, 4,161 nodes): xa_load
@@ -103,9 +124,10 @@ top shift, 3 slots) plus ~60 bytecodes of index arithmetic and checks.
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections.abc import Callable, Iterator
-from errno import EBUSY, EINVAL, ENOMEM
+from errno import EAGAIN, EBUSY, EINVAL, ENOMEM
 from typing import Any
 
 from aerosync.arch.atomic import RELEASE
@@ -127,6 +149,7 @@ XA_NODE_ALIGN = 64
 XA_RETRY_ENTRY = 256 << 2 | 2                       # xa_mk_internal(256)
 XA_ZERO_ENTRY = 257 << 2 | 2                        # xa_mk_internal(257)
 XA_RCU_FREE = 1
+XA_LEAF_LOCKED = 1 << 32                            # info word bit 32 of a shift-0 node: its lock
 GFP_BITS_SHIFT = 26                                 # __GFP_BITS_SHIFT (config-dependent in Linux)
 XA_ROOT_WORDS = 2                                   # xa_flags, xa_head
 _FLAGS, _HEAD = 0, 1
@@ -339,8 +362,77 @@ def _make_readers(u64: memoryview, hw: int) -> tuple[Callable[..., Any], ...]:
     return xa_load, xa_find, xa_get_mark
 
 
+def _make_leaf_lock(u64: memoryview, atomic: Any) -> tuple[Callable[[int], int], Callable[[int], None]]:
+    """leaf_lock(b) / leaf_unlock(b) on the shift-0 node at word index b: a bit spinlock
+    (XA_LEAF_LOCKED) in its info word, test-and-test-and-set, yielding the host CPU every
+    64 spins (the holder may be a descheduled process).  leaf_lock returns 1 if it had
+    to wait (a contention), else 0."""
+    fetch_or, fetch_and = atomic.fetch_or64, atomic.fetch_and64
+    locked, unlocked = XA_LEAF_LOCKED, ULONG_MAX ^ XA_LEAF_LOCKED
+    yield_ = os.sched_yield
+
+    def leaf_lock(b: int) -> int:
+        if not fetch_or(b << 3, locked) & locked:
+            return 0
+        n = 0
+        while True:
+            while u64[b] & locked:
+                n += 1
+                if not n & 63:
+                    yield_()
+            if not fetch_or(b << 3, locked) & locked:
+                return 1
+
+    def leaf_unlock(b: int) -> None:
+        fetch_and(b << 3, unlocked)
+
+    return leaf_lock, leaf_unlock
+
+
+def _make_insert_leaf(u64: memoryview, hw: int, root_off: int, store64: Callable[..., Any],
+                      leaf_lock: Callable[[int], int]) -> Callable[[int, int], int]:
+    """xa_insert_leaf (module docstring: the leaf lock), bound once.  The caller is in an
+    RCU read-side section (the leaf it finds cannot be freed under it) and holds no lock
+    of the array: the walk is lock-free, the insert is under the leaf's lock alone."""
+    retired = XA_RCU_FREE
+
+    def xa_insert_leaf(index: int, entry: int) -> int:
+        if (entry | index) >> 64 or not entry or entry & 3 == 2:
+            return -EINVAL
+        e = u64[hw]
+        if e & 63 != 2 or e <= 4096:
+            return -EAGAIN
+        try:
+            b = e >> 3
+            shift = u64[b] & 0xFF
+            if index >> shift > 63:
+                return -EAGAIN                   # growth: under the array's lock
+            while shift:                         # falls by 6 a level: bounded
+                e = u64[b + 5 + (index >> shift & 63)]
+                if e & 63 != 2:
+                    return -EAGAIN               # no path yet: new nodes, the array's lock
+                b = e >> 3
+                shift -= 6
+        except (IndexError, ValueError):
+            return -EAGAIN
+        waited = leaf_lock(b)
+        w = b + 5 + (index & 63)
+        info = u64[b]
+        if u64[b + 2] == retired or info & 0xFF or u64[w]:
+            err = -EAGAIN if u64[b + 2] == retired or info & 0xFF else -EBUSY
+            store64(b << 3, info ^ XA_LEAF_LOCKED, RELEASE)
+            return err
+        store64(w << 3, entry, RELEASE)
+        # count + 1 (nr_values + 1 for a value entry) and the unlock, one release store
+        store64(b << 3, (info + (1 << 16 | (entry & 1) << 24)) ^ XA_LEAF_LOCKED, RELEASE)
+        return waited
+
+    return xa_insert_leaf
+
+
 def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
-                slow: Callable[[int, int], int]) -> Callable[[int, int], int]:
+                slow: Callable[[int, int], int], leaf_lock: Callable[[int], int],
+                leaf_unlock: Callable[[int], None]) -> Callable[[int, int], int]:
     """xa_store's fast path (writer side, bound once): a store into a shift-0 node that
     already exists is one release store of the slot plus, when the slot was empty or
     the entry changes kind, one store of the node's count word; the rest goes to
@@ -371,12 +463,14 @@ def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
             else:
                 return slow(index, entry)
             w = b + 5 + (index & 63)
+            leaf_lock(b)
             cur = u64[w]
             store64(w << 3, entry, RELEASE)
             if not cur:
                 u64[b] += 1 << 16 | (entry & 1) << 24
             elif (cur ^ entry) & 1:
                 u64[b] += ((entry & 1) - (cur & 1)) << 24
+            leaf_unlock(b)
             return cur
         return slow(index, entry)
 
@@ -384,7 +478,8 @@ def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
 
 
 def _make_insert(u64: memoryview, hw: int, store64: Callable[..., Any], load: Callable[[int], int],
-                 slow: Callable[[int, int], int]) -> Callable[[int, int], int]:
+                 slow: Callable[[int, int], int], leaf_lock: Callable[[int], int],
+                 leaf_unlock: Callable[[int], None]) -> Callable[[int, int], int]:
     """xa_insert (writer side, bound once): store entry at index only if the index is
     empty -- one walk where xa_load + xa_store take two (a fault inserting its new
     page).  Depth 2 (indices below 2^12) and 3 (below 2^18) unrolled; a missing leaf
@@ -418,10 +513,13 @@ def _make_insert(u64: memoryview, hw: int, store64: Callable[..., Any], load: Ca
             if e & 63 == 2:                      # the leaf: store only into an empty slot
                 b = e >> 3
                 w = b + 5 + (index & 63)
+                leaf_lock(b)
                 if u64[w]:
+                    leaf_unlock(b)
                     return -EBUSY
                 store64(w << 3, entry, RELEASE)
                 u64[b] += 1 << 16 | (entry & 1) << 24
+                leaf_unlock(b)
                 return 0
         if load(index):
             return -EBUSY
@@ -435,7 +533,8 @@ class XArray:
     """Handle on the XArray whose root record is at arena offset `root_off`."""
 
     __slots__ = ("arena", "root_off", "alloc_node", "free_node", "rcu_free_node", "_u64", "_hw", "_fw",
-                 "xa_load", "xa_find", "xa_get_mark", "xa_store", "xa_insert")
+                 "xa_load", "xa_find", "xa_get_mark", "xa_store", "xa_insert", "xa_insert_leaf",
+                 "_leaf_lock", "_leaf_unlock")
 
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
@@ -448,8 +547,11 @@ class XArray:
         self._fw = (root_off >> 3) + _FLAGS
         self._hw = (root_off >> 3) + _HEAD
         self.xa_load, self.xa_find, self.xa_get_mark = _make_readers(self._u64, self._hw)
-        self.xa_store = _make_store(self._u64, self._hw, arena.atomic.store64, self._store_slow)
-        self.xa_insert = _make_insert(self._u64, self._hw, arena.atomic.store64, self.xa_load, self._store_slow)
+        ll, lu = self._leaf_lock, self._leaf_unlock = _make_leaf_lock(self._u64, arena.atomic)
+        st = arena.atomic.store64
+        self.xa_store = _make_store(self._u64, self._hw, st, self._store_slow, ll, lu)
+        self.xa_insert = _make_insert(self._u64, self._hw, st, self.xa_load, self._store_slow, ll, lu)
+        self.xa_insert_leaf = _make_insert_leaf(self._u64, self._hw, root_off, st, ll)
 
     # ------------------------------------------------------------------ read side (more)
     def xa_find_after(self, index: int, limit: int = ULONG_MAX, mark: int | None = None) -> tuple[int, int] | None:
@@ -530,6 +632,14 @@ class XArray:
         self._u64[(off >> 3) + _ARRAY] = XA_RCU_FREE
         self.rcu_free_node(off)  # type: ignore[misc]
 
+    def _retire_leaf(self, off: int) -> None:
+        """_retire of a shift-0 node whose lock the caller holds: the array word says
+        retired before the lock goes (a waiting xa_insert_leaf then backs off), and
+        call_rcu only after it (no grace period is awaited under the lock)."""
+        self._u64[(off >> 3) + _ARRAY] = XA_RCU_FREE
+        self._leaf_unlock(off >> 3)
+        self.rcu_free_node(off)  # type: ignore[misc]
+
     def _walk(self, index: int) -> list[tuple[int, int]] | None:
         """Writer walk: [(node word index b, offset)] from the top to the shift-0 node, or
         None when index is beyond the tree or a node on its path is missing."""
@@ -582,8 +692,11 @@ class XArray:
             w = b + _SLOTS + o
             cur = u64[w]
             if not shift:
+                self._leaf_lock(b)
+                cur = u64[w]
                 self._publish(w, entry)
                 self._info_add(b, 0 if cur else 1, (entry & 1) - (cur & 1))
+                self._leaf_unlock(b)
                 return cur
             if not cur:
                 got = self._alloc(shift // XA_CHUNK_SHIFT)
@@ -617,7 +730,13 @@ class XArray:
             self._write_node(off, shift, 0, exp[k - 1] if k else 0, slots, marks)  # type: ignore[arg-type]
         if _is_node(head):                         # the old top gets a parent
             hb = head >> 3
-            u64[hb] &= ~0xFF00
+            if u64[hb] & 0xFF00:                   # (a top's offset is 0 already)
+                leaf = not u64[hb] & 0xFF
+                if leaf:
+                    self._leaf_lock(hb)
+                u64[hb] &= ~0xFF00
+                if leaf:
+                    self._leaf_unlock(hb)
             u64[hb + _PARENT] = exp[-1]
         self._publish(self._hw, exp[0] | 2)
         return 0
@@ -638,17 +757,26 @@ class XArray:
         if path is None:
             return 0
         b, o = path[-1]
+        self._leaf_lock(b)
         cur = u64[b + _SLOTS + o]
         if not cur:
+            self._leaf_unlock(b)
             return 0
         for m in range(XA_MAX_MARKS):              # xas_init_marks before the NULL store
             self._clear_mark_path(path, m)
         self._publish(b + _SLOTS + o, 0)
         count = self._info_add(b, -1, -(cur & 1))
+        if count:
+            self._leaf_unlock(b)
         # xas_delete_node: unlink emptied nodes upwards, then shrink from the top.
         d = len(path) - 1
+        leaf = True
         while not count:
-            self._retire(b << 3)
+            if leaf:
+                self._retire_leaf(b << 3)
+                leaf = False
+            else:
+                self._retire(b << 3)
             if d == 0:
                 self._publish(self._hw, 0)
                 return cur
@@ -690,6 +818,7 @@ class XArray:
             b, o = path[-1]
             base = idx - o
             hi = min(XA_CHUNK_MASK, last - base)
+            self._leaf_lock(b)
             marks = u64[b + _MARKS] | u64[b + _MARKS + 1] | u64[b + _MARKS + 2]
             room = limit - len(got)
             n = nv = 0
@@ -711,11 +840,19 @@ class XArray:
                 nv += e & 1
             idx = nxt
             if not n:
+                self._leaf_unlock(b)
                 continue
             count = self._info_add(b, -n, -nv)
+            if count:
+                self._leaf_unlock(b)
             d = len(path) - 1
+            leaf = True
             while not count:                          # xas_delete_node, as in xa_erase
-                self._retire(b << 3)
+                if leaf:
+                    self._retire_leaf(b << 3)
+                    leaf = False
+                else:
+                    self._retire(b << 3)
                 if d == 0:
                     self._publish(self._hw, 0)
                     return got, last + 1
@@ -735,17 +872,25 @@ class XArray:
             if not _is_node(head):
                 return
             b = head >> 3
+            leaf = not u64[b] & 0xFF
+            if leaf:
+                self._leaf_lock(b)
             info = u64[b]
             e = u64[b + _SLOTS]
             if info >> 16 & 0xFF != 1 or not e or (not _is_node(e) and info & 0xFF):
+                if leaf:
+                    self._leaf_unlock(b)
                 return
             self._publish(self._hw, e)
-            u64[b] = info & 0xFFFF
+            u64[b] = info & (0xFFFF | XA_LEAF_LOCKED)
             if _is_node(e):
                 u64[(e >> 3) + _PARENT] = 0
             else:
                 u64[b + _SLOTS] = XA_RETRY_ENTRY
-            self._retire(b << 3)
+            if leaf:
+                self._retire_leaf(b << 3)
+            else:
+                self._retire(b << 3)
 
     def xa_cmpxchg(self, index: int, old: int, entry: int) -> int:
         """Store entry only if the current entry is old; return the current entry."""
@@ -833,6 +978,7 @@ class XArray:
         u64 = self._u64
         head = u64[self._hw]
         nodes = list(self._nodes())
+        self._lock_leaves(nodes)
         if callback is not None:
             if head and not _is_node(head):
                 callback(0, head)
@@ -844,8 +990,19 @@ class XArray:
                             callback(base + o, e)
         u64[self._fw] &= ~_ALL_MARKS
         self._publish(self._hw, 0)
-        for off, *_ in nodes:
-            self._retire(off)
+        self._retire_all(nodes)
+
+    def _lock_leaves(self, nodes: list[tuple[int, int, int, int, int]]) -> None:
+        for off, shift, *_ in nodes:
+            if not shift:
+                self._leaf_lock(off >> 3)
+
+    def _retire_all(self, nodes: list[tuple[int, int, int, int, int]]) -> None:
+        for off, shift, *_ in nodes:
+            if shift:
+                self._retire(off)
+            else:
+                self._retire_leaf(off)
 
     def xa_drain(self) -> list[tuple[int, int]]:
         """xa_destroy() that returns what the array held, [(index, entry)] in index
@@ -854,6 +1011,7 @@ class XArray:
         u64 = self._u64
         head = u64[self._hw]
         nodes = list(self._nodes())
+        self._lock_leaves(nodes)
         got: list[tuple[int, int]] = []
         if head and not _is_node(head):
             got.append((0, head))
@@ -863,8 +1021,7 @@ class XArray:
                 got += [(base + o, e) for o, e in enumerate(u64[b : b + XA_CHUNK_SIZE].tolist()) if e]
         u64[self._fw] &= ~_ALL_MARKS
         self._publish(self._hw, 0)
-        for off, *_ in nodes:
-            self._retire(off)
+        self._retire_all(nodes)
         return got
 
     def xa_dump(self) -> str:
@@ -939,6 +1096,8 @@ class XArray:
                             f"slots say {count} / {values}")
             if not count:
                 errs.append(f"XA3 {where}: empty node in the tree")
+            if info & XA_LEAF_LOCKED:
+                errs.append(f"XA3 {where}: leaf lock held at a quiescent point")
             return marks
 
         top = head - 2

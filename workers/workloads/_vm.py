@@ -48,7 +48,8 @@ U64 = (1 << 64) - 1
 _W_MM, _W_PT_BASE = 0, 1
 REPORTED_EVENTS = ("pgfault", "pgmajfault", "vma_lock_success", "vma_lock_abort", "vma_lock_retry", "vma_lock_miss",
                    "aerosync_spf_success", "aerosync_spf_abort", "aerosync_cow_copy", "aerosync_cow_steal",
-                   "aerosync_shadow_collapse", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received")
+                   "aerosync_shadow_collapse", "aerosync_xa_leaf_wait", "nr_tlb_remote_flush",
+                   "nr_tlb_remote_flush_received")
 REPORTED_NODE_STATS = ("nr_file_pages", "nr_dirty")
 
 

@@ -131,8 +131,11 @@ VM_EVENT_NAMES = ("pgpgin", "pgpgout", "pswpin", "pswpout", "allocstall_dma", "a
  VMA_LOCK_ABORT, VMA_LOCK_RETRY, VMA_LOCK_MISS) = range(121)
 NR_LINUX_VM_EVENTS = len(VM_EVENT_NAMES)
 # AeroSync's own events (no /proc/vmstat name in Linux): printed as aerosync_<name>
-AEROSYNC_VM_EVENTS = ("spf_success", "spf_abort", "shadow_collapse", "cow_steal", "cow_copy", "fault_around")
-(SPF_SUCCESS, SPF_ABORT, SHADOW_COLLAPSE, COW_STEAL, COW_COPY, FAULT_AROUND) = range(
+# xa_leaf_wait: a fault's page-tree insert (lib/xarray.py xa_insert_leaf) found the
+# leaf's lock held and waited -- the contention count of that index-range lock
+AEROSYNC_VM_EVENTS = ("spf_success", "spf_abort", "shadow_collapse", "cow_steal", "cow_copy", "fault_around",
+                      "xa_leaf_wait")
+(SPF_SUCCESS, SPF_ABORT, SHADOW_COLLAPSE, COW_STEAL, COW_COPY, FAULT_AROUND, XA_LEAF_WAIT) = range(
     NR_LINUX_VM_EVENTS, NR_LINUX_VM_EVENTS + len(AEROSYNC_VM_EVENTS))
 NR_VM_EVENTS = NR_LINUX_VM_EVENTS + len(AEROSYNC_VM_EVENTS)
 

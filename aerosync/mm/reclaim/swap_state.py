@@ -380,7 +380,7 @@ class SwapState:
                 shared = (arena.u32[holder >> 2] >> 16) & OBJF_SHARED
                 q[b + i_map] = holder | (0 if shared else PAGE_MAPPING_ANON)
                 q[b + i_idx] = hidx
-                q[(holder + O_NR_PAGES) >> 3] += 1
+                fetch_add(holder + O_NR_PAGES, 1)
                 fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)   # the tree's reference
                 if shared:
                     nid = nid_of(pfn)

@@ -216,7 +216,7 @@ class Vmscan:
                 xa_store(o + O_TREE, idx, new)
                 q[b + i_map] = 0
                 q[b + i_idx] = 0
-                q[(o + O_NR_PAGES) >> 3] -= 1
+                at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)
                 return o
             finally:
                 obj_unlock(o + 16)
@@ -233,7 +233,7 @@ class Vmscan:
                 anon = (u32[o >> 2] & 0xFFFF) != OBJ_VNODE and not shared
                 q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
                 q[b + i_idx] = idx
-                q[(o + O_NR_PAGES) >> 3] += 1
+                at.fetch_add64(o + O_NR_PAGES, 1)
                 return True
             finally:
                 obj_unlock(o + 16)
@@ -322,7 +322,7 @@ class Vmscan:
                         xa_store(o + O_TREE, idx, XA_ZERO)   # the chain below must not show through
                     else:
                         xa_erase(o + O_TREE, idx)
-                    q[(o + O_NR_PAGES) >> 3] -= 1
+                    at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)
             finally:
                 obj_unlock(o + 16)
             if not ok:
@@ -385,7 +385,7 @@ class Vmscan:
                       and not u32[b4] & PG_dirty and freeze(pfn, 2))
                 if ok:
                     xa_store(o + O_TREE, idx, shadow)
-                    q[(o + O_NR_PAGES) >> 3] -= 1
+                    at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)
             finally:
                 obj_unlock(o + 16)
             if not ok:

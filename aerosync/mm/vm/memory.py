@@ -67,6 +67,7 @@ its present PTEs by kind.
 from __future__ import annotations
 
 from collections.abc import Callable
+from errno import EAGAIN
 from typing import Any
 
 from aerosync.arena import layout as L
@@ -286,13 +287,14 @@ class Memory:
         ev_pgfault_b, ev_vl_success_b = ev_pgfault << 3, ev_vl_success << 3
         ev_spf_ok, ev_spf_abort = ev + VE.SPF_SUCCESS, ev + VE.SPF_ABORT
         ev_steal, ev_copy, ev_around = ev + VE.COW_STEAL, ev + VE.COW_COPY, ev + VE.FAULT_AROUND
+        ev_leaf_wait = ev + VE.XA_LEAF_WAIT
         ns = VE.node_stat_base(arena, cpu)
         NS = VE.NR_NODE_STATS
         ns_anon = ns + VE.NR_ANON_PAGES
         NR_ANON, NR_MAPPED, NR_SHMEM, NR_FILE, NR_DIRTY = (VE.NR_ANON_PAGES, VE.NR_MAPPED, VE.NR_SHMEM,
                                                           VE.NR_FILE_PAGES, VE.NR_DIRTY)
         ZERO = bytes(PAGE_SIZE)
-        xa_insert = objs.xa_insert
+        xa_insert, xa_insert_leaf = objs.xa_insert, objs.xa_insert_leaf
         # VMA fields by word index off vma >> 3 (VMA records are 8-aligned), hot paths only
         W_START, W_END, W_MM, W_FLAGS = V.V_START >> 3, V.V_END >> 3, V.V_MM >> 3, V.V_FLAGS >> 3
         W_PROT, W_PGOFF, W_OBJECT, W_FILE = V.V_PROT >> 3, V.V_PGOFF >> 3, V.V_OBJECT >> 3, V.V_FILE >> 3
@@ -838,10 +840,20 @@ class Memory:
             b8 = PM8 + pfn * MW
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
-            lo = obj + 16
-            obj_down_write(lo)
-            if xa_insert(obj + 32, idx, pfn << 2):
-                obj_up_write(lo)                               # -EBUSY (or -ENOMEM): the general path
+            # Into an existing leaf under the leaf's lock alone (lib/xarray.py: the object
+            # lock sharded by 64-index range), so CPUs faulting far apart in one object
+            # (threads' regions merged into one VMA) share no lock; a missing leaf is
+            # built under &obj->lock.
+            rcu_read_lock()
+            got = xa_insert_leaf(obj + 32, idx, pfn << 2)
+            rcu_read_unlock()
+            if got == -EAGAIN:
+                obj_down_write(obj + 16)
+                got = xa_insert(obj + 32, idx, pfn << 2)
+                obj_up_write(obj + 16)
+            elif got:
+                q[ev_leaf_wait] += 1
+            if got < 0:                                        # -EBUSY (or -ENOMEM): the general path
                 q[b8 + i_map] = q[b8 + i_idx] = 0
                 u32[b4] = u32[b4 + 3] = 0
                 u32[b4 + 2] = 1
@@ -849,8 +861,7 @@ class Memory:
                     q[r + 7] = 0
                 free_pages(pfn, 0)
                 return FAST_SLOW
-            fetch_add(obj + O_NR_PAGES, 1)                     # (a counter: see ev_pgfault_b)
-            obj_up_write(lo)
+            fetch_add(obj + O_NR_PAGES, 1)                     # (atomic: see vm_object O5)
             la = ext.lru_add
             if la is not None:
                 la(pfn)

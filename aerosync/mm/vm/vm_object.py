@@ -35,7 +35,14 @@ Lock order: obj->lock of a shadow before its backing's (top-down); a walk upward
 from a backing object to its children) takes one object's lock at a time.  The lock is
 a spinlock: readers of an object's tree never take it (lock-free under RCU: objects and
 tree nodes are freed through call_rcu), so only writers -- inserting or removing a
-page, linking a VMA or a child -- serialise on it, and none of them sleeps under it.  The chain links (backing,
+page, linking a VMA or a child -- serialise on it, and none of them sleeps under it.
+One writer does without it: a fault's insert into a leaf of the tree that exists
+(memory.py anon_write_fast, lib/xarray.py xa_insert_leaf) takes only that leaf's lock,
+the object lock sharded by 64-index range, which every other writer of the leaf takes
+too (inside lib/xarray.py, under the object lock), innermost.  So two threads faulting
+in one object far apart -- page_fault1's regions merged into one VMA, as Linux merges
+them (its anon fault takes no anon_vma lock at all) -- share no lock; a fault that needs
+a new leaf, and everything that changes the tree's shape, still takes &obj->lock.  The chain links (backing,
 children, sibling, depth) change only under the write locks of both objects.  Each
 tree entry changes under the lock on its own (insert, remove, reclaim's replace_entry,
 a collapse's move), so the lock's holds are short, and a writer over a range need not
@@ -56,11 +63,12 @@ Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the o
 mapcount; O2 chains are acyclic and depth == 1 + the backing's depth (<= the limit
 after any fault); O3 refcount == VMAs mapping it + shadow children (+1 for a file's
 vnode object) when quiescent; O4 no folio is in two trees; O5 nr_pages == folios in
-the tree (at every release of the object's lock, so also between page_remove's
-batches); O6 every VMA on an object's list has vm_object == the object.  A folio leaves
-a tree (mapping and index cleared) before the tree's reference is dropped, and only
-after its PTEs are gone and flushed (the mmu_gather ran first), so no page is freed
-while mapped.
+the tree when no fault is inserting (nr_pages changes by atomic fetch_add: the leaf
+insert counts its page outside the object lock, so it is exact at every release of
+the object's lock only if no such insert is in flight; quiescent, always); O6 every
+VMA on an object's list has vm_object == the object. A folio leaves a tree (mapping and
+index cleared) before the tree's reference is dropped, and only after its PTEs are gone
+and flushed (the mmu_gather ran first), so no page is freed while mapped.
 """
 
 from __future__ import annotations
@@ -89,6 +97,7 @@ O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
 XA_ZERO = (1 << 1) | 1               # xa_mk_value(1): "reads as zero here"
+_U64 = (1 << 64) - 1                 # fetch_add(x, _U64) subtracts one
 # page_remove's bounded object-lock hold: tree entries a hold -- one folio_batch
 # (FOLIO_BATCH, PAGEVEC_SIZE 31), so a batch's references go back under one lru_lock hold
 PAGE_REMOVE_BATCH = 31
@@ -112,7 +121,8 @@ class PageTrees:
     per-process dict.  A handle binds nothing but its root offset, so it stays valid
     when the object record is freed and reused at the same address."""
 
-    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "find", "erase_range")
+    __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "insert_leaf", "find",
+                 "erase_range")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
         self.arena = arena
@@ -134,10 +144,14 @@ class PageTrees:
         def insert(root: int, index: int, entry: int) -> int:
             return (get(root) or new(root)).xa_insert(index, entry)
 
+        def insert_leaf(root: int, index: int, entry: int) -> int:
+            return (get(root) or new(root)).xa_insert_leaf(index, entry)
+
         def erase_range(root: int, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
             return (get(root) or new(root)).xa_erase_range(first, last, limit)
 
         self.load, self.store, self.erase, self.insert = load, store, erase, insert
+        self.insert_leaf = insert_leaf
         self.erase_range = erase_range
 
     def handle(self, root: int) -> XArray:
@@ -312,7 +326,7 @@ class VmObjects:
             b = PM8 + pfn * mw
             q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
             q[b + i_idx] = idx
-            q[(o + O_NR_PAGES) >> 3] += 1
+            fetch_add(o + O_NR_PAGES, 1)
             return pfn
 
         def insert(o: int, idx: int, pfn: int, anon: bool) -> int:
@@ -329,7 +343,7 @@ class VmObjects:
             b = PM8 + pfn * mw
             q[b + i_map] = 0
             q[b + i_idx] = 0
-            q[(o + O_NR_PAGES) >> 3] -= 1
+            fetch_add(o + O_NR_PAGES, _U64)
             return True
 
         def remove(o: int, idx: int, pfn: int) -> bool:
@@ -455,8 +469,8 @@ class VmObjects:
                                 b = PM8 + entry_pfn(e) * mw
                                 q[b + i_map] = o | PAGE_MAPPING_ANON
                                 q[b + i_idx] = idx
-                                q[(o + O_NR_PAGES) >> 3] += 1
-                                q[(back + O_NR_PAGES) >> 3] -= 1
+                                fetch_add(o + O_NR_PAGES, 1)
+                                fetch_add(back + O_NR_PAGES, _U64)
                             xa_erase(back + O_TREE, bidx)
                             moved += 1
                     if ok:
@@ -517,7 +531,7 @@ class VmObjects:
                     got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
                     pfns = untree(got)
                     if pfns:
-                        q[(o + O_NR_PAGES) >> 3] -= len(pfns)
+                        fetch_add(o + O_NR_PAGES, -len(pfns) & _U64)
                 finally:
                     up_write(o + O_LOCK)
                 if pfns:
@@ -574,5 +588,6 @@ class VmObjects:
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
         self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
+        self.xa_insert_leaf = xa.insert_leaf
         self.page_remove, self.mark_zero = page_remove, mark_zero
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -61,11 +61,11 @@ def test_anon_write_read_and_zero_page(vmm) -> None:
     assert [cpu.load64(addr + i * PG + 8) for i in range(16)] == [0xABC0 + i for i in range(16)]
     assert fold_node_stats(a)[0]["nr_anon_pages"] == 16
     mo = T.mm_off(a, cpu.current_mm())
-    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 16
+    assert T.get_mm_counter_sum(a.u64, mo, T.MM_ANONPAGES, int(a.config["nr_cpus"])) == 16
     ev = fold_vm_events(a)
     assert ev["pgfault"] >= 17 and ev["vma_lock_success"] >= 17
     cpu.munmap(addr, 16 * PG)
-    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 0
+    assert T.get_mm_counter_sum(a.u64, mo, T.MM_ANONPAGES, int(a.config["nr_cpus"])) == 0
     _teardown_clean(a, cpu)
 
 
@@ -105,7 +105,7 @@ def test_munmap_middle_splits_and_frees(vmm) -> None:
         cpu.load64(addr + 4 * PG)
     assert ei.value.code == SEGV_MAPERR
     mo = T.mm_off(a, cpu.current_mm())
-    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] == 6
+    assert T.get_mm_counter_sum(a.u64, mo, T.MM_ANONPAGES, int(a.config["nr_cpus"])) == 6
     assert a.u64[(mo + T.M_MAP_COUNT) >> 3] == 2
     _teardown_clean(a, cpu)
 
@@ -197,7 +197,7 @@ def test_brk_and_mlock(vmm) -> None:
     cpu.mlock(addr, 4 * PG)
     mo = T.mm_off(a, cpu.current_mm())
     assert a.u64[(mo + T.M_LOCKED_VM) >> 3] == 4
-    assert a.u64[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] >= 4   # populated
+    assert T.get_mm_counter_sum(a.u64, mo, T.MM_ANONPAGES, int(a.config["nr_cpus"])) >= 4   # populated
     cpu.munlock(addr, 4 * PG)
     assert a.u64[(mo + T.M_LOCKED_VM) >> 3] == 0
     _teardown_clean(a, cpu)
@@ -373,3 +373,43 @@ def test_task_moves_between_cpus_and_cpumask(machine) -> None:
     c0.leave()
     r = check(a)
     assert r.ok, r.violations[:5]
+
+
+def test_rss_counters_are_percpu_in_a_shared_mm(vmm) -> None:
+    """Two threads of one mm fault on two CPUs: each fault counts in its CPU's line of the
+    mm record (percpu_counter), none in the shared rss word; the sum is what status and
+    the checker's RSS1 see; a munmap on the other CPU brings the sum back to 0."""
+    from aerosync.mm.vm import task_mmu as TM
+    from aerosync.mm.vm.check import vm_check
+
+    a, cpu0 = vmm()
+    mm = cpu0.current_mm()
+    cpu1 = VM(a, 1)
+    cpu1.switch_to(cpu1.task_create("thread", mm=mm))
+    a0 = cpu0.mmap(0, 8 * PG, RW, ANON)
+    for i in range(8):
+        cpu0.store64(a0 + i * PG, i + 1)
+    a1 = cpu1.mmap(0, 5 * PG, RW, ANON)
+    for i in range(5):
+        cpu1.store64(a1 + i * PG, i + 1)
+    q, mo, base = a.u64, T.mm_off(a, mm), T.rss_pcpu_base(2)
+    k = 8 * T.MM_ANONPAGES
+    assert q[(mo + T.M_RSS + k) >> 3] == 0                              # no fault wrote the shared word
+    assert (q[(mo + base + k) >> 3], q[(mo + base + 64 + k) >> 3]) == (8, 5)
+    assert T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, 2) == 13 and T.get_mm_rss(a, mo) == 13
+    pid = q[(T.task_off(a, cpu0.current_task()) + T.T_PID) >> 3]
+    assert TM.status_json(a, pid)["RssAnon"] == 13 * 4
+    r = vm_check(a)
+    assert r.ok, r.violations[:5]
+    q[(mo + base + 64 + k) >> 3] += 1                                  # a lost update in CPU 1's part
+    r = vm_check(a)
+    assert [v.inv_id for v in r.violations] == ["RSS1"], r.violations[:5]
+    q[(mo + base + 64 + k) >> 3] -= 1
+    cpu0.exit()
+    cpu0.leave()
+    cpu1.munmap(a0, 8 * PG)                                            # CPU 1 unmaps CPU 0's pages
+    assert q[(mo + base + 64 + k) >> 3] == (5 - 8) & ((1 << 64) - 1)    # its part goes negative
+    assert T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, 2) == 5
+    cpu1.munmap(a1, 5 * PG)
+    assert T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, 2) == 0
+    _teardown_clean(a, cpu1)

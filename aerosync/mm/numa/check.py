@@ -104,8 +104,7 @@ def numa_check(arena: Any) -> list[str]:
                 rss[T.MM_SHMEMPAGES] += 1
             else:
                 rss[T.MM_FILEPAGES] += 1
-        ro = T.mm_off(arena, mm_id) + T.M_RSS
-        got = [q[(ro >> 3) + k] for k in range(4)]
+        got = T.get_mm_counters(q, T.mm_off(arena, mm_id), int(arena.config["nr_cpus"]))
         for k in (T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SHMEMPAGES):
             if got[k] != rss[k]:
                 bad.append(f"NC4 mm {mm_id}: {T.MM_COUNTER_NAMES[k]} = {got[k]} but {rss[k]} PTEs map such pages")

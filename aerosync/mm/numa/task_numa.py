@@ -184,8 +184,7 @@ class TaskNuma:
 
         # ------------------------------------------------------------ scan periods
         def mm_rss(mm_id: int) -> int:
-            r = mo(mm_id) + T.M_RSS
-            return q[r >> 3] + q[(r >> 3) + T.MM_ANONPAGES] + q[(r >> 3) + T.MM_SHMEMPAGES]
+            return T.get_mm_rss(arena, mo(mm_id))
 
         def task_nr_scan_windows(mm_id: int) -> int:
             nr_scan_pages = scan_size * pages_per_mb

@@ -59,8 +59,9 @@ def oom_badness(arena: Any, tid: int, totalpages: int) -> int | None:
     if mm_id <= 0 or adj == OOM_SCORE_ADJ_MIN:
         return None
     mo = T.mm_off(arena, mm_id)
-    rss = sum(q[(mo + T.M_RSS + 8 * k) >> 3] for k in (T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SHMEMPAGES))
-    points = rss + q[(mo + T.M_RSS + 8 * T.MM_SWAPENTS) >> 3] + q[(mo + T.M_PGTABLES_BYTES) >> 3] // PAGE_SIZE
+    c = T.get_mm_counters(q, mo, int(arena.config["nr_cpus"]))
+    rss = c[T.MM_FILEPAGES] + c[T.MM_ANONPAGES] + c[T.MM_SHMEMPAGES]
+    points = rss + c[T.MM_SWAPENTS] + q[(mo + T.M_PGTABLES_BYTES) >> 3] // PAGE_SIZE
     return points + adj * totalpages // 1000
 
 
@@ -159,7 +160,7 @@ class OomKiller:
             if mm_id <= 0:
                 continue
             mo = T.mm_off(arena, mm_id)
-            rss = [q[(mo + T.M_RSS + 8 * k) >> 3] for k in range(4)]
+            rss = T.get_mm_counters(q, mo, int(arena.config["nr_cpus"]))
             adj_t = _i64(q[(T.task_off(arena, t) + T.T_OOM_SCORE_ADJ) >> 3])
             lines.append(f"[{info['pid']:>7}] {0:>5} {info['tgid']:>5} {q[(mo + T.M_TOTAL_VM) >> 3]:>8} "
                          f"{rss[1] + rss[0] + rss[3]:>8} {rss[1]:>8} {rss[0]:>8} {rss[3]:>9} "
@@ -173,7 +174,7 @@ class OomKiller:
         info = self._info(arena, tid)
         mm_id = info["mm"]
         mo = T.mm_off(arena, mm_id)
-        rss = [q[(mo + T.M_RSS + 8 * k) >> 3] for k in range(4)]
+        rss = T.get_mm_counters(q, mo, int(arena.config["nr_cpus"]))
         k = PAGE_SIZE >> 10
         msg = (f"Out of memory: Killed process {info['pid']} ({info['comm']}) total-vm:"
                f"{q[(mo + T.M_TOTAL_VM) >> 3] * k}kB, anon-rss:{rss[1] * k}kB, file-rss:{rss[0] * k}kB, "
@@ -184,14 +185,16 @@ class OomKiller:
         VE.count_vm_event(arena, self.cpu, VE.OOM_KILL)
         reaped = self._reap(mm_id)
         return msg + f"oom_reaper: reaped process {info['pid']} ({info['comm']}), now anon-rss:" \
-                     f"{q[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] * k}kB ({reaped} pages freed)\n"
+                     f"{T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, int(arena.config['nr_cpus'])) * k}kB " \
+                     f"({reaped} pages freed)\n"
 
     def _reap(self, mm_id: int) -> int:
         """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs."""
         arena, q = self.arena, self.arena.u64
         vm = self.vm
         mo = T.mm_off(arena, mm_id)
-        before = q[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3]
+        nr_cpus = int(arena.config["nr_cpus"])
+        before = T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, nr_cpus)
         ranges = []
         if not vm.locks.mmap_lock.down_read_trylock(mo + T.M_MMAP_LOCK):
             return 0
@@ -208,7 +211,7 @@ class OomKiller:
                 vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED)
             except T.VMError:
                 continue
-        return max(0, before - q[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3])
+        return max(0, before - T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, nr_cpus))
 
     def _store(self, text: str) -> None:
         arena = self.arena

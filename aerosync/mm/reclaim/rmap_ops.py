@@ -103,7 +103,7 @@ class RmapOps:
                 old = xchg(i << 3, swp if to_swap else 0)
                 if old & _PAGE_DIRTY:
                     dirty[0] = True
-                hiwater(at, mm_base + mm_id * mm_size)           # before we lower rss
+                hiwater(arena, mm_base + mm_id * mm_size)           # before we lower rss
                 unmap_account(mm_id, pfn, kind, False)
                 fetch_sub32((PM4 + pfn * MW4 + 2) << 2, 1)      # the PTE's reference
                 if to_swap:
@@ -144,7 +144,7 @@ class RmapOps:
                     xchg(i << 3, old)
                     res[0] = 0
                     return False
-                hiwater(at, mm_base + mm_id * mm_size)
+                hiwater(arena, mm_base + mm_id * mm_size)
                 unmap_account(mm_id, pfn, kind, False)
                 fetch_sub32((b4 + 2) << 2, 1)                    # the PTE's reference
                 touched.setdefault(mm_id, []).append(va)

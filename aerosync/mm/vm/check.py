@@ -45,7 +45,9 @@ the IDs the VM modules' docstrings already name keep their meaning):
       on that node (memory.py counts at mapcount 0 -> 1 -> 0).
   RSS1 each mm's MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES == its present PTEs by
       kind (memory.py's kind_of: anonymous folio / a page of an anonymous shared
-      object / anything else), and MM_SWAPENTS == its swap entries.
+      object / anything else), and MM_SWAPENTS == its swap entries -- each counter
+      summed as percpu_counter_sum: the shared word plus every CPU's part
+      (mm_types.py get_mm_counters).
   O1  a folio in an object's tree has mapping == the object (| PAGE_MAPPING_ANON for
       private anonymous objects) and index == its tree index; a page whose mapping
       names an object is in that object's tree at its index.
@@ -634,7 +636,7 @@ class _Checker:
                 rss[kind] += counts[kind]
             self._pt4_r3(m, va, pte, present, special, pfn)
         mo = snap.mm_off(m)
-        got = [self.q[(mo + T.M_RSS + 8 * k) >> 3] for k in range(T.NR_MM_COUNTERS)]
+        got = T.get_mm_counters(self.q, mo, snap.nr_cpus)      # shared word + every CPU's part
         if [int(x) for x in rss] != got:
             s.add("RSS1", f"mm {m}", "rss counters == PTEs by kind " + str(dict(zip(T.MM_COUNTER_NAMES,
                                                                                     rss.tolist()))),

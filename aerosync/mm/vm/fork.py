@@ -204,7 +204,7 @@ class Fork:
                 mmap.mmap_write_unlock(parent)
                 mmput(child)
                 raise
-            q[(cm + T.M_HIWATER_RSS) >> 3] = T.get_mm_rss(at, cm)     # dup_mm: the child's own peaks
+            q[(cm + T.M_HIWATER_RSS) >> 3] = T.get_mm_rss(arena, cm)     # dup_mm: the child's own peaks
             q[(cm + T.M_HIWATER_VM) >> 3] = q[(cm + T.M_TOTAL_VM) >> 3]
             mmap.mmap_write_unlock(child)
             mmap.mmap_write_unlock(parent)

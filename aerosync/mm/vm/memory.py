@@ -33,7 +33,8 @@ waiting for that PTE lock answer the IPI from their wait loop.
 
 Page references: a folio in an object's tree holds one reference for the tree; every
 PTE mapping it holds one more and one mapcount (the zero page, _PAGE_SPECIAL, holds
-none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES, atomic),
+none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES / MM_SWAPENTS:
+this CPU's part of the mm's percpu_counter, mm_types.py "rss"),
 nr_anon_pages / nr_mapped (node of the page, when a mapcount goes 0 -> 1 -> 0),
 pgfault / pgmajfault, the vma_lock_* events.
 
@@ -298,7 +299,9 @@ class Memory:
         # VMA fields by word index off vma >> 3 (VMA records are 8-aligned), hot paths only
         W_START, W_END, W_MM, W_FLAGS = V.V_START >> 3, V.V_END >> 3, V.V_MM >> 3, V.V_FLAGS >> 3
         W_PROT, W_PGOFF, W_OBJECT, W_FILE = V.V_PROT >> 3, V.V_PGOFF >> 3, V.V_OBJECT >> 3, V.V_FILE >> 3
-        RSS_ANON, M_PGD, VM_SHARED = T.M_RSS + 8 * KIND_ANON, T.M_PGD, V.VM_SHARED
+        # this CPU's parts of the mm's rss counters (percpu_counter: no word shared per fault)
+        RSS_ME = T.rss_pcpu_base(int(arena.config["nr_cpus"])) + cpu * L.CACHE_LINE
+        RSS_ANON, M_PGD, VM_SHARED = RSS_ME + 8 * KIND_ANON, T.M_PGD, V.VM_SHARED
         _RW_D_A = _RW_D | _PAGE_ACCESSED
         alloc_pages, free_pages, free_pages_bulk = mm.alloc_pages, mm.free_pages, mm.free_pages_bulk
 
@@ -371,7 +374,7 @@ class Memory:
                 return False
             if fetch_add32((b4 + 3) << 2, 1) == 0:             # mapcount 0 -> 1
                 i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] += 1
-            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, 1)
+            fetch_add(mm_base + mm_id * mm_size + RSS_ME + 8 * kind, 1)
             return True
 
         def unmap_account(mm_id: int, pfn: int, kind: int, put: bool = True) -> None:
@@ -380,7 +383,7 @@ class Memory:
             b4 = PM4 + pfn * MW4
             if fetch_sub32((b4 + 3) << 2, 1) == 1:             # mapcount 1 -> 0
                 i64[ns + page_nid(pfn) * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
-            fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, _U64)
+            fetch_add(mm_base + mm_id * mm_size + RSS_ME + 8 * kind, _U64)
             if put:
                 put_page(pfn)
 
@@ -1201,7 +1204,7 @@ class Memory:
                             if gr >= 0:
                                 q[spg + len(pages)] = pfn
                                 q[gr + 7] = len(pages) + 1
-                                fetch_add(mm_base + mm_id * mm_size + T.M_RSS + 8 * kind, _U64)   # at once
+                                fetch_add(mm_base + mm_id * mm_size + RSS_ME + 8 * kind, _U64)   # at once
                             else:
                                 rss[kind] += 1
                         pages.append(pfn)
@@ -1221,7 +1224,7 @@ class Memory:
             rss[KIND_ANON] += n_anon
             for nid, n in anon_gone.items():                   # nr_anon_pages, per node, once
                 i64[ns_anon + nid * NS] -= n
-            mo = mm_base + mm_id * mm_size + T.M_RSS
+            mo = mm_base + mm_id * mm_size + RSS_ME
             for k in range(4):
                 if rss[k]:
                     fetch_add(mo + 8 * k, (-rss[k]) & _U64)

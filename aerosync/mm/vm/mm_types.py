@@ -24,13 +24,14 @@ Record layouts (offsets in bytes; "atomic" = changed with CAS / fetch_add by any
     48 comm 16 B        64 exit_signal u64  72 fault_addr u64  80 fault_reason u64
     88 oom_score_adj i64  96 mempolicy u64   104 numa u64      112 kstack u64 (the stack's lowest
        address: mm/vm/kstack.py)  120 stack_canary u64 (CONFIG_STACKPROTECTOR: san/stackprotector.py)
-  mm (MM_REC_FIXED + cpumask words, padded to 64)
+  mm (MM_REC_FIXED + cpumask words, padded to 64, + one rss line per CPU)
      0 state u64 (MM_FREE / MM_LIVE)    8 mm_users u64 (atomic)  16 mm_count u64 (atomic)
     24 pgd pfn u64      32..63 maple-tree root record (lib/maple_tree.py)
     64 mmap_lock (ObjRWSem word, owner at 72)  80 mm_lock_seq u64 (odd while mmap_lock is
        write-held: per-VMA locks)   88 vmacache_seqnum u64   96 map_count u64
    104 mmap_base u64  112 start_brk u64  120 brk u64
-   128 rss[NR_MM_COUNTERS] u64 (atomic: file, anon, swapents, shmem)  160 pgtables_bytes
+   128 rss[NR_MM_COUNTERS] u64 (atomic: file, anon, swapents, shmem; the shared part of
+       each counter, see "rss" below)  160 pgtables_bytes
        (atomic)  168 tlb_gen u64 (atomic)  176 context id u64 (unique per lifetime: the
        TLB's ASID tag)  184 hiwater_rss (atomic max: update_hiwater_rss before RSS drops)
    192 total_vm 200 locked_vm 208 pinned_vm 216 data_vm 224 exec_vm 232 stack_vm
@@ -39,6 +40,17 @@ Record layouts (offsets in bytes; "atomic" = changed with CAS / fetch_add by any
        the speculative faults' sequence, bumped around every VMA-tree change)
    280 hiwater_vm  288..319 NUMA-balancing fields (mm/numa later)
    320 mm_cpumask: ceil(nr_cpus / 64) u64 words (atomic fetch_or: CPUs that ran it)
+   rss_pcpu_base(nr_cpus) + cpu * 64: CPU cpu's parts of the four rss counters, u64 each
+       (two's complement deltas; written by that CPU only, one cache line per CPU)
+
+rss: the mm counters are percpu_counters, as Linux's since v6.2 (mm_struct.rss_stat):
+a page faulted in or zapped on a CPU is counted in that CPU's line of the mm record
+(memory.py: fault, map/unmap accounting, zap), so two CPUs faulting in one mm (threads)
+write no common word per fault; rarer writers (reclaim, swap, migration) add to the
+shared rss[] words.  A counter's value is the shared word plus every CPU's part
+(get_mm_counter_sum, percpu_counter_sum: what /proc/<pid>/status reads since v6.16, and
+the checker's RSS1), each term a wrapping u64; Linux's batch-folding into the shared
+count is left out (the sum is taken on read, as vmstat's per-CPU deltas are).
   file (512 B)
      0 state u64   8 size (bytes) u64   16 vnode object offset u64   24 seed u64
     32 flags u64 (FILE_REAL: backed by a real file)   40 name (40 B)
@@ -79,6 +91,7 @@ __all__ = [
     "H_TLB_CEILING", "H_VM_FLAGS",
     "FAULT_LOCKING", "FL_MMAP_LOCK", "FL_PER_VMA", "FL_SPECULATIVE",
     "task_off", "mm_off", "file_off", "vmcpu_off", "vmcpu_rec_size", "get_mm_rss", "update_hiwater_rss",
+    "rss_pcpu_base", "get_mm_counter_sum", "get_mm_counters",
 ]
 
 VM_MAGIC = 0x4D4D_5643_4E59_5341       # "ASYNCVMM"
@@ -134,8 +147,29 @@ FILE_PATH_MAX = FILE_REC - F_PATH
 FILE_REAL = 1
 
 
-def mm_rec_size(nr_cpus: int) -> int:
+def rss_pcpu_base(nr_cpus: int) -> int:
+    """Byte offset in an mm record of CPU 0's line of rss counter parts."""
     return align_up(MM_REC_FIXED + 8 * ((nr_cpus + 63) // 64), CACHE_LINE)
+
+
+def mm_rec_size(nr_cpus: int) -> int:
+    return rss_pcpu_base(nr_cpus) + nr_cpus * CACHE_LINE
+
+
+def get_mm_counter_sum(q: Any, mo: int, k: int, nr_cpus: int) -> int:
+    """get_mm_counter_sum(): counter k of the mm at mo -- its shared word plus every
+    CPU's part (u64 wrapping terms; a negative total reads as 0 as percpu_counter_sum_positive)."""
+    n = q[(mo + M_RSS + 8 * k) >> 3]
+    w = (mo + rss_pcpu_base(nr_cpus) + 8 * k) >> 3
+    for c in range(nr_cpus):
+        n += q[w + c * (CACHE_LINE >> 3)]
+    n &= (1 << 64) - 1
+    return 0 if n >> 63 else n
+
+
+def get_mm_counters(q: Any, mo: int, nr_cpus: int) -> list[int]:
+    """All NR_MM_COUNTERS counters (file, anon, swapents, shmem) summed."""
+    return [get_mm_counter_sum(q, mo, k, nr_cpus) for k in range(NR_MM_COUNTERS)]
 
 
 def vmcpu_rec_size(nr_cpus: int) -> int:
@@ -231,19 +265,19 @@ def require_vm(arena: Any) -> None:
         raise VMError("ENOSYS", f"arena {arena.name}: no virtual memory (vm_init was not run)")
 
 
-def get_mm_rss(at: Any, mo: int) -> int:
+def get_mm_rss(arena: Any, mo: int) -> int:
     """get_mm_rss(): file + anon + shmem pages mapped (swap entries are not resident)."""
-    r = mo + M_RSS
-    n = at.load64(r + 8 * MM_FILEPAGES) + at.load64(r + 8 * MM_ANONPAGES) + at.load64(r + 8 * MM_SHMEMPAGES)
-    return n if n < 1 << 63 else 0
+    c = get_mm_counters(arena.u64, mo, int(arena.config["nr_cpus"]))
+    return c[MM_FILEPAGES] + c[MM_ANONPAGES] + c[MM_SHMEMPAGES]
 
 
-def update_hiwater_rss(at: Any, mo: int) -> None:
+def update_hiwater_rss(arena: Any, mo: int) -> None:
     """update_hiwater_rss(): raise hiwater_rss to the current RSS, called before RSS drops
     (unmap_region, zap_page_range_single, MADV_FREE, try_to_unmap_one, as Linux does), so
     VmHWM keeps the peak.  A CAS max: several CPUs may unmap in one mm at once (under
     mmap_lock for read, or reclaim under none), where Linux's plain store may lose a raise."""
-    rss = get_mm_rss(at, mo)
+    at = arena.atomic
+    rss = get_mm_rss(arena, mo)
     off = mo + M_HIWATER_RSS
     cur = at.load64(off)
     while rss > cur:

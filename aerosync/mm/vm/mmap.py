@@ -308,7 +308,7 @@ class Mmap:
             mm/vm/recover.py): 2 = the VMAs are off their lists already, 3 = nothing
             left here."""
             if hiwater:
-                T.update_hiwater_rss(at, mo(mm_id))
+                T.update_hiwater_rss(arena, mo(mm_id))
             if from_step <= 1:
                 for v in victims:
                     unlink(v)                           # no rmap walker reaches them now
@@ -917,7 +917,7 @@ class Mmap:
             """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
             file again (private file): the top object's pages there go, and a ZERO
             marker hides what a backing object holds (anonymous)."""
-            T.update_hiwater_rss(at, mo(mm_id))          # zap_page_range_single_batched
+            T.update_hiwater_rss(arena, mo(mm_id))          # zap_page_range_single_batched
             g = memory.mmu_gather(mm_id)
             memory.zap_range(mm_id, lo, hi, g)
             g.finish()
@@ -933,7 +933,7 @@ class Mmap:
         def lazyfree(mm_id: int, v: int, lo: int, hi: int) -> None:
             """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may
             drop them while clean; a write makes them dirty again)."""
-            T.update_hiwater_rss(at, mo(mm_id))          # madvise_free_single_vma
+            T.update_hiwater_rss(arena, mo(mm_id))          # madvise_free_single_vma
             n = memory.mkclean_range(mm_id, lo, hi, q[(v + V.V_OBJECT) >> 3])
             q[ev + VE.PGLAZYFREE] += n
 

@@ -425,7 +425,8 @@ def status_json(arena: Any, pid: int) -> dict[str, Any]:
         def w(f: int) -> int:
             return _pos(q[(mo + f) >> 3])
 
-        anon, file, shmem = (w(T.M_RSS + 8 * k) for k in (T.MM_ANONPAGES, T.MM_FILEPAGES, T.MM_SHMEMPAGES))
+        rss_c = T.get_mm_counters(q, mo, int(arena.config["nr_cpus"]))     # get_mm_counter_sum (v6.16+)
+        anon, file, shmem = (rss_c[k] for k in (T.MM_ANONPAGES, T.MM_FILEPAGES, T.MM_SHMEMPAGES))
         total_vm, rss = w(T.M_TOTAL_VM), anon + file + shmem
         text = 0                                  # PAGE_ALIGN(end_code) - start_code: no binary
         kb = PAGE_SIZE >> 10
@@ -435,7 +436,7 @@ def status_json(arena: Any, pid: int) -> dict[str, Any]:
                   "RssFile": file * kb, "RssShmem": shmem * kb, "VmData": w(T.M_DATA_VM) * kb,
                   "VmStk": w(T.M_STACK_VM) * kb, "VmExe": text >> 10,
                   "VmLib": ((w(T.M_EXEC_VM) << PAGE_SHIFT) - text) >> 10,
-                  "VmPTE": w(T.M_PGTABLES_BYTES) >> 10, "VmSwap": w(T.M_RSS + 8 * T.MM_SWAPENTS) * kb,
+                  "VmPTE": w(T.M_PGTABLES_BYTES) >> 10, "VmSwap": rss_c[T.MM_SWAPENTS] * kb,
                   "HugetlbPages": 0, "CoreDumping": 0, "THP_enabled": 0, "untag_mask": (1 << 64) - 1})
     d["Threads"] = 0 if zombie else sum(1 for x in tasks if x["tgid"] == t["tgid"] and not x["state"].startswith("Z"))
     return d

@@ -531,3 +531,22 @@ def test_insert_leaf_races_with_locked_writers(env) -> None:
     assert xa.xa_validate() == []
     assert paths["leaf"] > 200 and paths["locked"] > 20, paths      # both paths ran, against erases
     assert len(erased) > 200
+
+
+def test_no_leaf_locks_handle(env) -> None:
+    """leaf_locks=False (robust mode): no leaf lock is ever taken, xa_insert_leaf always
+    sends the caller to the array's lock, and every other writer works as before."""
+    a, nc, _ = env()
+    root = a.off("treetest") + 4096
+    xa_init(a, root)
+    xa = XArray(a, root, nc.alloc, nc.free, nc.rcu_free, leaf_locks=False)
+    xa.xa_store(130, 0x200)
+    assert xa.xa_insert_leaf(131, 0x300) == -EAGAIN and xa.xa_load(131) == 0
+    assert xa.xa_insert(131, 0x300) == 0
+    b = _leaf_of(xa, 131)
+    a.u64[b] |= 1 << 32                          # a stray bit: nobody waits for it here
+    assert xa.xa_store(132, 0x400) == 0 and xa.xa_erase(131) == 0x300
+    a.u64[b] &= ~(1 << 32)
+    got, _ = xa.xa_erase_range(0, 1000, 100)
+    assert got == [(130, 0x200), (132, 0x400)] and xa.xa_empty()
+    assert xa.xa_validate() == []

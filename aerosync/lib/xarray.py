@@ -108,6 +108,9 @@ array's lock still orders everything that changes the tree's shape (new nodes, g
 deletion, marks of internal nodes), and those writers find a leaf's slots and count
 exactly as the leaf's last lock holder left them.  The leaf lock is innermost: nothing
 is taken, and no grace period awaited (call_rcu after the unlock), while holding it.
+A handle made with leaf_locks=False (robust mode: a bit lock names no owner, so a CPU
+killed holding one could not have it taken over) takes none and its xa_insert_leaf
+always answers -EAGAIN: every writer then goes through the array's lock.
 Why: a vm_object's tree is written by every fault into it (mm/vm/vm_object.py); threads
 faulting in one merged VMA insert into one object at indices far apart.
 
@@ -389,6 +392,18 @@ def _make_leaf_lock(u64: memoryview, atomic: Any) -> tuple[Callable[[int], int],
     return leaf_lock, leaf_unlock
 
 
+def _no_leaf_lock(b: int) -> int:
+    return 0
+
+
+def _no_leaf_unlock(b: int) -> None:
+    pass
+
+
+def _no_insert_leaf(index: int, entry: int) -> int:
+    return -EAGAIN
+
+
 def _make_insert_leaf(u64: memoryview, hw: int, root_off: int, store64: Callable[..., Any],
                       leaf_lock: Callable[[int], int]) -> Callable[[int, int], int]:
     """xa_insert_leaf (module docstring: the leaf lock), bound once.  The caller is in an
@@ -538,7 +553,7 @@ class XArray:
 
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
-                 rcu_free_node: Callable[[int], None] | None = None) -> None:
+                 rcu_free_node: Callable[[int], None] | None = None, leaf_locks: bool = True) -> None:
         if root_off % 8 or not 0 <= root_off <= arena.size - 8 * XA_ROOT_WORDS:
             raise ValueError(f"XArray: root offset {root_off:#x} not an aligned arena offset")
         self.arena, self.root_off = arena, root_off
@@ -547,11 +562,16 @@ class XArray:
         self._fw = (root_off >> 3) + _FLAGS
         self._hw = (root_off >> 3) + _HEAD
         self.xa_load, self.xa_find, self.xa_get_mark = _make_readers(self._u64, self._hw)
-        ll, lu = self._leaf_lock, self._leaf_unlock = _make_leaf_lock(self._u64, arena.atomic)
         st = arena.atomic.store64
+        if leaf_locks:
+            ll, lu = _make_leaf_lock(self._u64, arena.atomic)
+            self.xa_insert_leaf = _make_insert_leaf(self._u64, self._hw, root_off, st, ll)
+        else:                     # every writer holds the array's lock: the leaf locks go
+            ll, lu = _no_leaf_lock, _no_leaf_unlock
+            self.xa_insert_leaf = _no_insert_leaf
+        self._leaf_lock, self._leaf_unlock = ll, lu
         self.xa_store = _make_store(self._u64, self._hw, st, self._store_slow, ll, lu)
         self.xa_insert = _make_insert(self._u64, self._hw, st, self.xa_load, self._store_slow, ll, lu)
-        self.xa_insert_leaf = _make_insert_leaf(self._u64, self._hw, root_off, st, ll)
 
     # ------------------------------------------------------------------ read side (more)
     def xa_find_after(self, index: int, limit: int = ULONG_MAX, mark: int | None = None) -> tuple[int, int] | None:

@@ -125,8 +125,11 @@ class PageTrees:
                  "erase_range")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
+        from aerosync.arena.layout import robust_mode
+
         self.arena = arena
-        self.callbacks = (alloc_node, free_node, rcu_free_node)
+        # robust mode: no leaf locks (lib/xarray.py), faults insert under &obj->lock
+        self.callbacks = (alloc_node, free_node, rcu_free_node, not robust_mode(arena.config))
         handles: dict[int, XArray] = {}
         self.handles = handles
         get = handles.get

@@ -98,7 +98,12 @@ Invariants (xa_validate):
 The leaf lock (an index-range shard of the array's lock, 64 indices a shard).  Every
 write to a shift-0 node's slots or info word happens under that node's bit lock
 (XA_LEAF_LOCKED in its info word: fetch_or to take it, test-and-test-and-set while
-held), as well as under the array's lock for every writer but xa_insert_leaf, which
+held) -- but for two writes that cannot collide with a leaf insert: the replacement
+of a present entry by one of the same kind (one slot store: a leaf insert writes only
+empty slots, and only array-lock holders empty one), and the fill of an empty slot of
+an existing leaf (xa_store / xa_insert: CAS 0 -> entry on the slot, then an atomic add
+to the count word, as the leaf insert does under its lock) --, as well as under the
+array's lock for every writer but xa_insert_leaf, which
 takes the leaf's lock alone: it walks to the leaf lock-free, locks it, and inserts only
 if the leaf is still in the tree (array word not XA_RCU_FREE: a writer retires a leaf,
 by xa_erase / xa_erase_range / _shrink, with its lock held and releases the lock only
@@ -404,12 +409,14 @@ def _no_insert_leaf(index: int, entry: int) -> int:
     return -EAGAIN
 
 
-def _make_insert_leaf(u64: memoryview, hw: int, root_off: int, store64: Callable[..., Any],
+def _make_insert_leaf(u64: memoryview, hw: int, root_off: int, atomic: Any,
                       leaf_lock: Callable[[int], int]) -> Callable[[int, int], int]:
     """xa_insert_leaf (module docstring: the leaf lock), bound once.  The caller is in an
     RCU read-side section (the leaf it finds cannot be freed under it) and holds no lock
     of the array: the walk is lock-free, the insert is under the leaf's lock alone."""
     retired = XA_RCU_FREE
+    cas, fetch_add = atomic.cas64, atomic.fetch_add64
+    unlock_add = (-XA_LEAF_LOCKED) & ULONG_MAX      # + this clears the held lock bit
 
     def xa_insert_leaf(index: int, entry: int) -> int:
         if (entry | index) >> 64 or not entry or entry & 3 == 2:
@@ -431,27 +438,27 @@ def _make_insert_leaf(u64: memoryview, hw: int, root_off: int, store64: Callable
         except (IndexError, ValueError):
             return -EAGAIN
         waited = leaf_lock(b)
-        w = b + 5 + (index & 63)
-        info = u64[b]
-        if u64[b + 2] == retired or info & 0xFF or u64[w]:
-            err = -EAGAIN if u64[b + 2] == retired or info & 0xFF else -EBUSY
-            store64(b << 3, info ^ XA_LEAF_LOCKED, RELEASE)
-            return err
-        store64(w << 3, entry, RELEASE)
-        # count + 1 (nr_values + 1 for a value entry) and the unlock, one release store
-        store64(b << 3, (info + (1 << 16 | (entry & 1) << 24)) ^ XA_LEAF_LOCKED, RELEASE)
+        if u64[b + 2] == retired or u64[b] & 0xFF:
+            fetch_add(b << 3, unlock_add)
+            return -EAGAIN
+        if cas((b + 5 + (index & 63)) << 3, 0, entry):     # (a locked writer's fill won)
+            fetch_add(b << 3, unlock_add)
+            return -EBUSY
+        # count + 1 (nr_values + 1 for a value entry) and the unlock, one atomic add
+        fetch_add(b << 3, ((1 << 16 | (entry & 1) << 24) + unlock_add) & ULONG_MAX)
         return waited
 
     return xa_insert_leaf
 
 
-def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
+def _make_store(u64: memoryview, hw: int, atomic: Any,
                 slow: Callable[[int, int], int], leaf_lock: Callable[[int], int],
                 leaf_unlock: Callable[[int], None]) -> Callable[[int, int], int]:
     """xa_store's fast path (writer side, bound once): a store into a shift-0 node that
     already exists is one release store of the slot plus, when the slot was empty or
     the entry changes kind, one store of the node's count word; the rest goes to
     `slow` (erase, bad arguments, growth, new nodes)."""
+    store64, cas, fetch_add = atomic.store64, atomic.cas64, atomic.fetch_add64
 
     def xa_store(index: int, entry: int) -> int:
         if entry & 3 == 2 or not 0 < entry <= ULONG_MAX or not 0 <= index <= ULONG_MAX:
@@ -478,6 +485,18 @@ def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
             else:
                 return slow(index, entry)
             w = b + 5 + (index & 63)
+            cur = u64[w]
+            if cur and not (cur ^ entry) & 1:
+                # present, same kind: one slot store, no count change -- no leaf lock (an
+                # xa_insert_leaf writes only empty slots, and only array-lock holders
+                # empty one)
+                store64(w << 3, entry, RELEASE)
+                return cur
+            if not cur and not cas(w << 3, 0, entry):
+                # an empty slot filled by CAS, the count by an atomic add: what a leaf
+                # insert does under the leaf lock, so the two need not exclude each other
+                fetch_add(b << 3, 1 << 16 | (entry & 1) << 24)
+                return 0
             leaf_lock(b)
             cur = u64[w]
             store64(w << 3, entry, RELEASE)
@@ -492,14 +511,14 @@ def _make_store(u64: memoryview, hw: int, store64: Callable[..., Any],
     return xa_store
 
 
-def _make_insert(u64: memoryview, hw: int, store64: Callable[..., Any], load: Callable[[int], int],
-                 slow: Callable[[int, int], int], leaf_lock: Callable[[int], int],
-                 leaf_unlock: Callable[[int], None]) -> Callable[[int, int], int]:
+def _make_insert(u64: memoryview, hw: int, atomic: Any, load: Callable[[int], int],
+                 slow: Callable[[int, int], int]) -> Callable[[int, int], int]:
     """xa_insert (writer side, bound once): store entry at index only if the index is
     empty -- one walk where xa_load + xa_store take two (a fault inserting its new
     page).  Depth 2 (indices below 2^12) and 3 (below 2^18) unrolled; a missing leaf
     or tree growth goes to `slow` (xa_store's) after a load.  Measured (page_fault1,
     16 MiB): xa_load + xa_store ~205 -> ~75 bytecodes a fault."""
+    cas, fetch_add = atomic.cas64, atomic.fetch_add64
 
     def xa_insert(index: int, entry: int) -> int:
         if (entry | index) >> 64 or not entry or entry & 3 == 2:   # negative or > ULONG_MAX: >> 64 != 0
@@ -527,14 +546,9 @@ def _make_insert(u64: memoryview, hw: int, store64: Callable[..., Any], load: Ca
                 e = 0                            # beyond the top: growth, slow
             if e & 63 == 2:                      # the leaf: store only into an empty slot
                 b = e >> 3
-                w = b + 5 + (index & 63)
-                leaf_lock(b)
-                if u64[w]:
-                    leaf_unlock(b)
+                if cas((b + 5 + (index & 63)) << 3, 0, entry):
                     return -EBUSY
-                store64(w << 3, entry, RELEASE)
-                u64[b] += 1 << 16 | (entry & 1) << 24
-                leaf_unlock(b)
+                fetch_add(b << 3, 1 << 16 | (entry & 1) << 24)   # (xa_store's fill: atomic)
                 return 0
         if load(index):
             return -EBUSY
@@ -562,16 +576,15 @@ class XArray:
         self._fw = (root_off >> 3) + _FLAGS
         self._hw = (root_off >> 3) + _HEAD
         self.xa_load, self.xa_find, self.xa_get_mark = _make_readers(self._u64, self._hw)
-        st = arena.atomic.store64
         if leaf_locks:
             ll, lu = _make_leaf_lock(self._u64, arena.atomic)
-            self.xa_insert_leaf = _make_insert_leaf(self._u64, self._hw, root_off, st, ll)
+            self.xa_insert_leaf = _make_insert_leaf(self._u64, self._hw, root_off, arena.atomic, ll)
         else:                     # every writer holds the array's lock: the leaf locks go
             ll, lu = _no_leaf_lock, _no_leaf_unlock
             self.xa_insert_leaf = _no_insert_leaf
         self._leaf_lock, self._leaf_unlock = ll, lu
-        self.xa_store = _make_store(self._u64, self._hw, st, self._store_slow, ll, lu)
-        self.xa_insert = _make_insert(self._u64, self._hw, st, self.xa_load, self._store_slow, ll, lu)
+        self.xa_store = _make_store(self._u64, self._hw, arena.atomic, self._store_slow, ll, lu)
+        self.xa_insert = _make_insert(self._u64, self._hw, arena.atomic, self.xa_load, self._store_slow)
 
     # ------------------------------------------------------------------ read side (more)
     def xa_find_after(self, index: int, limit: int = ULONG_MAX, mark: int | None = None) -> tuple[int, int] | None:

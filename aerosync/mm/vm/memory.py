@@ -24,8 +24,11 @@ Fault locking ([vm] fault_locking):
                and a retry under mmap_lock.  A missing object, a shadow chain, a file
                read, or anything else that would need a lock falls back at once.
 
-Lock order inside a fault: (mmap_lock or vm_lock) -> obj->lock (insert into a tree) ->
-mm->page_table_lock (populate an upper-level entry) -> ptlock (install the PTE); the
+Lock order inside a fault: (mmap_lock or vm_lock) -> obj->lock (insert into a tree; a
+write fault of page_fault1's kind inserting into an existing leaf takes that leaf's
+lock instead, lib/xarray.py xa_insert_leaf, innermost and released before anything
+else is taken) -> mm->page_table_lock (populate an upper-level entry) -> ptlock
+(install the PTE); the
 PTE lock is never held while an object lock is taken, so a fault that must update an
 object drops the PTE lock first and re-checks the entry (pte_same) after.  A TLB
 shootdown may be issued under the PTE lock (ptep_clear_flush in wp_page_copy): CPUs

@@ -413,3 +413,30 @@ def test_rss_counters_are_percpu_in_a_shared_mm(vmm) -> None:
     cpu1.munmap(a1, 5 * PG)
     assert T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, 2) == 0
     _teardown_clean(a, cpu1)
+
+
+def test_faults_into_existing_leaves_take_no_object_lock(vmm) -> None:
+    """page_fault1's write faults insert into the object's page tree under the leaf's lock
+    (lib/xarray.py xa_insert_leaf), not &obj->lock: a 256-page region (4 leaves of 64
+    indices) costs &obj->lock only for the 4 faults that build a leaf, and the tree and
+    the object's page count come out exact."""
+    from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE
+    from aerosync.sync.lockclass import class_stats
+
+    def obj_lock_acq() -> int:
+        return sum(int(r["acq"]) for r in class_stats(a) if r["lock_class"] == "&obj->lock")
+
+    a, cpu = vmm()
+    addr = cpu.mmap(0, 256 * PG, RW, ANON)
+    cpu.store64(addr, 1)                                   # the object, its first leaf
+    before = obj_lock_acq()
+    for i in range(1, 256):
+        cpu.store64(addr + i * PG, i + 1)
+    # index 0 lives in xa_head alone: the faults at 1, 64, 128 and 192 build the leaves
+    assert obj_lock_acq() - before == 4
+    obj = a.u64[(cpu.vmas.find_vma(cpu.current_mm(), addr) + V.V_OBJECT) >> 3]
+    tree = cpu.xa.handle(obj + O_TREE)
+    assert a.u64[(obj + O_NR_PAGES) >> 3] == 256 == tree.xa_count() and tree.xa_validate() == []
+    assert [cpu.load64(addr + i * PG) for i in range(256)] == list(range(1, 257))
+    cpu.munmap(addr, 256 * PG)
+    _teardown_clean(a, cpu)

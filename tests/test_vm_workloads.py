@@ -102,7 +102,8 @@ def test_fault_churn(mode: str, locking: str) -> None:
              f"vm.fault_locking={locking}")
     w = d["workload"]
     assert w["faults"] == 600 and w["churns"] == 600 and w["regions"] == math.ceil(600 / 256)
-    assert w["faulter_faults_per_s"] == pytest.approx(d["cpus"][0]["ops_per_s"], rel=1e-3)
+    # the report rounds the rate to one decimal: at ~15 faults/s under load that is more than 1e-3
+    assert w["faulter_faults_per_s"] == pytest.approx(d["cpus"][0]["ops_per_s"], rel=1e-3, abs=0.05)
     if locking == "per_vma":
         assert w["vmstat"]["vma_lock_success"] + w["vmstat"]["vma_lock_abort"] >= 600
     else:

@@ -94,6 +94,7 @@ from aerosync.mm.vm.pgtable import (
     _PAGE_DIRTY,
     _PAGE_PRESENT,
     _PAGE_PROTNONE,
+    _PAGE_PSE,
     _PAGE_RW,
     _PAGE_SPECIAL,
     PTE_PFN_MASK,
@@ -136,6 +137,7 @@ FAST_SLOW, FAST_OOM = -1, -2             # anon_write_fast's non-entry answers
 _RW_D = _PAGE_RW | _PAGE_DIRTY
 _U64 = (1 << 64) - 1
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
+_P_PSE = _PAGE_PRESENT | _PAGE_PSE
 KIND_FILE, KIND_ANON, KIND_SWAP, KIND_SHMEM = T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SWAPENTS, T.MM_SHMEMPAGES
 _OP_FAULT, _OP_GATHER = I.OP["vm_fault"], I.OP["vm_gather"]
 P_FAULT_PAGE, P_FAULT_INSERTED, P_FAULT_ACCOUNTED, P_FAULT_INSTALLED = (
@@ -240,6 +242,8 @@ class Memory:
                                               an object holds a swap value entry where the
                                               fault needs a page (mm/reclaim: swap-in)
       check_killed()                          raises if this CPU's task was OOM-killed
+                                              (called by a fault only when the task's
+                                              T_FLAGS word is non-zero: TASK_OOM_VICTIM)
     A folio found in an object's tree is mapped with a try-get (map_account returns
     False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
     to the object it was found in; the fault retries otherwise (filemap_get_entry's
@@ -292,7 +296,9 @@ class Memory:
         NR_ANON, NR_MAPPED, NR_SHMEM, NR_FILE, NR_DIRTY = (VE.NR_ANON_PAGES, VE.NR_MAPPED, VE.NR_SHMEM,
                                                           VE.NR_FILE_PAGES, VE.NR_DIRTY)
         ZERO = bytes(PAGE_SIZE)
-        xa_insert = objs.xa_insert
+        # an object's page tree by its root (vm_object.PageTrees's handle, bound here:
+        # the fault inserts through handle.xa_insert, one call instead of two)
+        tree_get, tree_new = objs.trees.handles.get, objs.trees.handle
         # VMA fields by word index off vma >> 3 (VMA records are 8-aligned), hot paths only
         W_START, W_END, W_MM, W_FLAGS = V.V_START >> 3, V.V_END >> 3, V.V_MM >> 3, V.V_FLAGS >> 3
         W_PROT, W_PGOFF, W_OBJECT, W_FILE = V.V_PROT >> 3, V.V_PGOFF >> 3, V.V_OBJECT >> 3, V.V_FILE >> 3
@@ -307,6 +313,7 @@ class Memory:
         GFP = GFP_HIGHUSER_MOVABLE
         alloc_page = mm.alloc_page_fn(GFP)     # alloc_pages(GFP, 0), its plan bound
         walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
+        lv4 = nr_levels == 4             # handle_mm_fault inlines the 4-level walk's common case
         ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
         vma_down_read_trylock, vma_up_read = locks.vma_lock.down_read_trylock, locks.vma_lock.up_read
         mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
@@ -839,8 +846,9 @@ class Memory:
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
             lo = obj + 16
+            xa = tree_get(obj + 32) or tree_new(obj + 32)
             obj_down_write(lo)
-            if xa_insert(obj + 32, idx, pfn << 2):
+            if xa.xa_insert(idx, pfn << 2):
                 obj_up_write(lo)                               # -EBUSY (or -ENOMEM): the general path
                 q[b8 + i_map] = q[b8 + i_idx] = 0
                 u32[b4] = u32[b4 + 3] = 0
@@ -871,7 +879,8 @@ class Memory:
                 return 0
             q[i] = e
             ptl_unlock(tl)
-            installed_point(r)
+            if r >= 0:
+                installed_point(r)
             return e
 
         def anon_write_fast_logged(mm_id: int, vma: int, va: int, table: int, i: int, obj: int) -> int:
@@ -888,10 +897,19 @@ class Memory:
         def handle_mm_fault(mm_id: int, vma: int, va: int, write: bool, spec_seq: int = -1) -> int:
             """Returns a VM_FAULT_* code; a successful fault that installed an entry the
             access can use leaves it in installed[0] (the MMU fills its TLB from it)."""
-            table = walk_alloc(mm_id, q[(mm_base + mm_id * mm_size + M_PGD) >> 3], va)
-            if table < 0:
-                oom_why[0] = 'no page-table page'
-                return VM_FAULT_OOM
+            root = q[(mm_base + mm_id * mm_size + M_PGD) >> 3]
+            e = q[P8 + (root << 9) + ((va >> 39) & 511)] if lv4 else 0    # pt.walk_alloc4, inlined
+            if e & _P_PSE == _PAGE_PRESENT:
+                e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 30) & 511)]
+                if e & _P_PSE == _PAGE_PRESENT:
+                    e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 21) & 511)]
+            if e & _P_PSE == _PAGE_PRESENT:
+                table = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            else:
+                table = walk_alloc(mm_id, root, va)
+                if table < 0:
+                    oom_why[0] = 'no page-table page'
+                    return VM_FAULT_OOM
             i = P8 + (table << 9) + ((va >> PAGE_SHIFT) & 511)
             e = q[i]
             if not e:
@@ -988,6 +1006,8 @@ class Memory:
 
         rcu_me = arena.off("rcu") + 64 + cpu * 64       # this CPU's reader word (sync/rcu.py)
         rcu_gp = arena.off("rcu")
+        store = at.store64
+        TASK_REC, T_FLAGS = T.TASK_REC, T.T_FLAGS
 
         M_LOCK_SEQ, M_VMACACHE_SEQ = T.M_LOCK_SEQ, T.M_VMACACHE_SEQ
         V_LOCK, V_LOCK_SEQ, V_STATE, VMA_ATTACHED = V.V_LOCK, V.V_LOCK_SEQ, V.V_STATE, V.VMA_ATTACHED
@@ -1000,7 +1020,6 @@ class Memory:
             vm_lock_seq == mm_lock_seq -- or its rwsem cannot be read-locked; re-checks
             the sequence after locking; a detached VMA is vma_lock_miss and a retry):
             measured ~220 -> ~150 bytecodes a fault."""
-            store = at.store64
             store(rcu_me, load(rcu_gp))
             try:
                 tid = cur[0]
@@ -1081,9 +1100,10 @@ class Memory:
             else -1 (the MMU walks again)."""
             mm_id = cur[1]
             fetch_add(ev_pgfault_b, 1)
-            ck = ext.check_killed
-            if ck is not None:
-                ck()
+            if u32[(task_base + cur[0] * TASK_REC + T_FLAGS) >> 2]:  # only a flag set needs check_killed
+                ck = ext.check_killed
+                if ck is not None:
+                    ck()
             if mm_id <= 0:
                 segv(va, SEGV_MAPERR, write, "the task has no address space")
             installed[0] = 0

@@ -573,5 +573,6 @@ class VmObjects:
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
         self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
+        self.trees = xa                  # PageTrees: the fault path binds a tree's handle
         self.page_remove, self.mark_zero = page_remove, mark_zero
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -421,7 +421,7 @@ def _make_insert(u64: memoryview, hw: int, store64: Callable[..., Any], load: Ca
                 if u64[w]:
                     return -EBUSY
                 store64(w << 3, entry, RELEASE)
-                u64[b] += 1 << 16 | (entry & 1) << 24
+                u64[b] += 0x1010000 if entry & 1 else 0x10000     # count (+ value count)
                 return 0
         if load(index):
             return -EBUSY

@@ -80,6 +80,7 @@ from aerosync.mm.pmm.page import (
     P_MAPCOUNT,
     P_MAPPING,
     P_NODE,
+    P_REFCOUNT,
     PAGE_MAPPING_ANON,
     PG_dirty,
     PG_locked,
@@ -272,6 +273,8 @@ class Memory:
         PM8, PM4 = PM >> 3, PM >> 2
         MW, MW4 = PAGE_META_SIZE >> 3, PAGE_META_SIZE >> 2
         i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
+        assert P_REFCOUNT == 8 and P_MAPCOUNT == 12 and P_NODE == 7
+        i_ref, _REF2_MAP1 = P_REFCOUNT >> 3, 2 | 1 << 32       # refcount 2, mapcount 1 (one u64)
         hdr = arena.off("vmhdr")
         H = lambda f: q[(hdr + f) >> 3]
         zero_pfn = H(T.H_ZERO_PFN)
@@ -837,12 +840,12 @@ class Memory:
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = ZERO
             # The page is ours alone until it is published (tree insert, then PTE):
-            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1).
+            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1:
+            # one store of the word holding both).
             b4 = PM4 + pfn * MW4
             u32[b4] = PG_swapbacked
-            u32[b4 + 2] = 2
-            u32[b4 + 3] = 1
             b8 = PM8 + pfn * MW
+            q[b8 + i_ref] = _REF2_MAP1
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
             lo = obj + 16
@@ -862,7 +865,7 @@ class Memory:
             la = ext.lru_add
             if la is not None:
                 la(pfn)
-            fetch_add((ns_anon + u8[PM + pfn * PAGE_META_SIZE + 7] * NS) << 3, 1)
+            fetch_add((ns_anon + (u32[b4 + 1] >> 24) * NS) << 3, 1)     # the page's node: byte 7
             fetch_add(mm_base + mm_id * mm_size + RSS_ANON, 1)
             if r >= 0:
                 q[r + 7] = 3                 # in the tree, counted as mapped, no PTE yet

@@ -1015,53 +1015,6 @@ class Memory:
         M_LOCK_SEQ, M_VMACACHE_SEQ = T.M_LOCK_SEQ, T.M_VMACACHE_SEQ
         V_LOCK, V_LOCK_SEQ, V_STATE, VMA_ATTACHED = V.V_LOCK, V.V_LOCK_SEQ, V.V_STATE, V.VMA_ATTACHED
 
-        def lock_vma_under_rcu(mm_id: int, va: int) -> int:
-            """Find and read-lock the VMA covering va without mmap_lock (0: fall back).
-            The RCU read-side section is inlined (rcu_read_lock is a nesting counter in
-            sync/rcu.py; faults never nest inside another section here), and so are the
-            VMA cache's hit and vma_start_read() (fails if the VMA is write-locked --
-            vm_lock_seq == mm_lock_seq -- or its rwsem cannot be read-locked; re-checks
-            the sequence after locking; a detached VMA is vma_lock_miss and a retry):
-            measured ~220 -> ~150 bytecodes a fault."""
-            store(rcu_me, load(rcu_gp))
-            try:
-                tid = cur[0]
-                mo = mm_base + mm_id * mm_size
-                for _ in range(8):
-                    vma = 0
-                    c = vmacache.get(tid)
-                    if c is not None and c[2] == mm_id and c[0] == q[(mo + M_VMACACHE_SEQ) >> 3]:
-                        for e in c[1]:
-                            if e[0] <= va < e[1]:
-                                vma = e[2]
-                                break
-                    if not vma:
-                        vma = vmacache_find(tid, mm_id, va)
-                        if not vma:
-                            break
-                    if tp:
-                        tp("fault:vma_found")
-                    seq = load(mo + M_LOCK_SEQ)                    # vma_start_read()
-                    if load(vma + V_LOCK_SEQ) == seq or not vma_down_read_trylock(vma + V_LOCK):
-                        break
-                    if load(vma + V_LOCK_SEQ) == load(mo + M_LOCK_SEQ):
-                        vma_up_read(vma + V_LOCK)
-                        break
-                    if load(vma + V_STATE) != VMA_ATTACHED:          # detached: EAGAIN
-                        vma_up_read(vma + V_LOCK)
-                        q[ev_vl_miss] += 1
-                        vmacache.pop(tid, None)
-                        continue
-                    vw = vma >> 3
-                    if q[vw + W_MM] != mm_id or va < q[vw + W_START] or va >= q[vw + W_END]:
-                        vma_up_read(vma + V_LOCK)
-                        break
-                    return vma
-            finally:
-                store(rcu_me, 0)
-            q[ev_vl_abort] += 1
-            return 0
-
         def fault_locked(mm_id: int, va: int, write: bool) -> None:
             """The mmap_lock path (lock_mm_and_find_vma + handle_mm_fault)."""
             mo = mm_off(mm_id)
@@ -1100,10 +1053,18 @@ class Memory:
         def do_user_addr_fault(va: int, write: bool) -> int:
             """#PF from the MMU: fix the mapping (or SIGSEGV).  Returns the entry the fault
             installed when the access can use it at once (its TLB is filled from it),
-            else -1 (the MMU walks again)."""
-            mm_id = cur[1]
+            else -1 (the MMU walks again).
+
+            per_vma: lock_vma_under_rcu() is inlined here (its only caller): find and
+            read-lock the VMA covering va without mmap_lock, or fall back.  The RCU
+            read-side section is inlined too (rcu_read_lock is a nesting counter in
+            sync/rcu.py; faults never nest inside another section here), and so are the
+            VMA cache's hit and vma_start_read() (fails if the VMA is write-locked --
+            vm_lock_seq == mm_lock_seq -- or its rwsem cannot be read-locked; re-checks
+            the sequence after locking; a detached VMA is vma_lock_miss and a retry)."""
+            tid, mm_id = cur
             fetch_add(ev_pgfault_b, 1)
-            if u32[(task_base + cur[0] * TASK_REC + T_FLAGS) >> 2]:  # only a flag set needs check_killed
+            if u32[(task_base + tid * TASK_REC + T_FLAGS) >> 2]:    # only a flag set needs check_killed
                 ck = ext.check_killed
                 if ck is not None:
                     ck()
@@ -1111,7 +1072,43 @@ class Memory:
                 segv(va, SEGV_MAPERR, write, "the task has no address space")
             installed[0] = 0
             if mode == FL_PER_VMA:
-                vma = lock_vma_under_rcu(mm_id, va)
+                mo = mm_base + mm_id * mm_size
+                vma = 0                                  # lock_vma_under_rcu(mm_id, va)
+                store(rcu_me, load(rcu_gp))
+                try:
+                    for _ in range(8):
+                        v = 0
+                        c = vmacache.get(tid)
+                        if c is not None and c[2] == mm_id and c[0] == q[(mo + M_VMACACHE_SEQ) >> 3]:
+                            for e in c[1]:
+                                if e[0] <= va < e[1]:
+                                    v = e[2]
+                                    break
+                        if not v:
+                            v = vmacache_find(tid, mm_id, va)
+                            if not v:
+                                break
+                        if tp:
+                            tp("fault:vma_found")
+                        seq = load(mo + M_LOCK_SEQ)                    # vma_start_read()
+                        if load(v + V_LOCK_SEQ) == seq or not vma_down_read_trylock(v + V_LOCK):
+                            break
+                        if load(v + V_LOCK_SEQ) == load(mo + M_LOCK_SEQ):
+                            vma_up_read(v + V_LOCK)
+                            break
+                        if load(v + V_STATE) != VMA_ATTACHED:          # detached: EAGAIN
+                            vma_up_read(v + V_LOCK)
+                            q[ev_vl_miss] += 1
+                            vmacache.pop(tid, None)
+                            continue
+                        vw = v >> 3
+                        if q[vw + W_MM] != mm_id or va < q[vw + W_START] or va >= q[vw + W_END]:
+                            vma_up_read(v + V_LOCK)
+                            break
+                        vma = v
+                        break
+                finally:
+                    store(rcu_me, 0)
                 if vma:
                     if tp:
                         tp("fault:vma_locked")
@@ -1129,6 +1126,8 @@ class Memory:
                             finish(r, va, write)
                         return installed[0] or -1
                     q[ev_vl_retry] += 1
+                else:
+                    q[ev_vl_abort] += 1
             elif mode == T.FL_SPECULATIVE and spf(mm_id, va, write):
                 return installed[0] or -1
             installed[0] = 0
@@ -1453,7 +1452,7 @@ class Memory:
             return n[0]
 
         self.handle_mm_fault, self.do_user_addr_fault = handle_mm_fault, do_user_addr_fault
-        self.lock_vma_under_rcu, self.zap_range, self.free_pgd_range = lock_vma_under_rcu, zap_range, free_pgd_range
+        self.zap_range, self.free_pgd_range = zap_range, free_pgd_range
         self.mmu_gather, self.copy_range, self.kind_of = mmu_gather, copy_range, kind_of
         self.gather_begin, self.gather_end, self.unmap_account = gather_begin, gather_end, unmap_account
         self.log = lg

@@ -382,7 +382,8 @@ def _make_readers(u64: memoryview, rw: int, itype: int) -> tuple[Callable[..., A
         """mt_find(index)[0] with no limit: the entry at index or the first after it
         (find_vma).  An entry in index's slot needs no bounds, so it is returned from
         the plain descent; a gap takes mt_find.  Measured (bench vm's find_vma, 10,000
-        VMAs): ~80 -> ~45 bytecodes a lookup."""
+        VMAs, f_trace_opcodes): ~200 -> ~160 bytecodes a lookup, 2.07 -> 1.67 us (CPU
+        time, A-B in one process)."""
         x = u64[rw] >> 3
         try:
             for _ in hrange:

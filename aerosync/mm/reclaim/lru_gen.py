@@ -231,8 +231,8 @@ class LruGen:
             PG_active (LRU_REFS_FLAGS cleared) first; a swap-backed folio added through
             lru_add counts as added in a fault (folio_add_lru's PG_active).  Every folio
             of every lru_add_drain comes here: outside reclaim, lru_gen_folio_seq and
-            set_gen are inlined (page_fault1: 3 calls and ~150 -> ~75 bytecodes a folio,
-            counted with f_trace_opcodes)."""
+            set_gen are inlined (page_fault1: 3 calls -> 1 and ~150 -> ~107 bytecodes a
+            folio, counted with f_trace_opcodes)."""
             if fl & (PG_mlocked | PG_unevictable):
                 fetch_and32((PM4 + pfn * MW4) << 2, keep_gen)
                 return R.LRU_UNEVICTABLE

@@ -61,6 +61,7 @@ def check_against(t: MapleTree, m: RangeModel, rnd: random.Random, probes: list[
         assert t.mas_walk(i) == m.walk(i), hex(i)
         lim = rnd.choice((ULONG_MAX, i, i + rnd.randrange(1 << 12)))
         assert t.mt_find(i, min(lim, ULONG_MAX)) == m.find(i, min(lim, ULONG_MAX)), hex(i)
+        assert t.mt_find_entry(i) == m.find(i, ULONG_MAX)[0], hex(i)     # find_vma's lookup
 
 
 def model_next(m: RangeModel, i: int, lim: int) -> tuple[int, int, int]:
@@ -81,11 +82,13 @@ def test_empty_tree_and_single_ranges(env) -> None:
     _, nc, make = env()
     t = make()
     assert t.mtree_load(0) == 0 and t.mt_find(0) == (0, 0, 0) and t.mas_walk(7) == (0, 0, ULONG_MAX)
+    assert t.mt_find_entry(0) == 0
     assert t.mt_height() == 0 and t.mt_nr_nodes() == 0 and t.mt_validate() == []
     assert t.mas_store_range(0, 0, 0x1000) == 0                      # a lone entry at 0 gets a leaf
     assert t.mtree_load(0) == 0x1000 and t.mtree_load(1) == 0 and t.mt_height() == 1
     assert t.mas_store_range(ULONG_MAX, ULONG_MAX, 0x2000) == 0      # the last index
     assert t.mt_find(1) == (0x2000, ULONG_MAX, ULONG_MAX)
+    assert t.mt_find_entry(1) == 0x2000 and t.mt_find_entry(0) == 0x1000
     assert t.mas_walk(5) == (0, 1, ULONG_MAX - 1)
     assert t.mas_store_range(0, ULONG_MAX, 0x3000) == 0              # everything
     assert t.mas_walk(12345) == (0x3000, 0, ULONG_MAX) and t.mt_validate() == []

@@ -548,7 +548,7 @@ def _make_insert(u64: memoryview, hw: int, atomic: Any, load: Callable[[int], in
                 b = e >> 3
                 if cas((b + 5 + (index & 63)) << 3, 0, entry):
                     return -EBUSY
-                fetch_add(b << 3, 1 << 16 | (entry & 1) << 24)   # (xa_store's fill: atomic)
+                fetch_add(b << 3, 0x1010000 if entry & 1 else 0x10000)   # count (+ value count), atomic
                 return 0
         if load(index):
             return -EBUSY

@@ -291,7 +291,7 @@ class Lru:
             n = q[bn_i]
             u32[b32 + n] = pfn
             q[bn_i] = n + 1
-            if n + 1 >= R.FOLIO_BATCH:
+            if n + 1 >= FB:
                 lru_add_drain()
 
         def lru_del(pfn: int) -> None:

@@ -85,6 +85,7 @@ from aerosync.mm.pmm.page import (
     P_MAPCOUNT,
     P_MAPPING,
     P_NODE,
+    P_REFCOUNT,
     PAGE_MAPPING_ANON,
     PG_dirty,
     PG_locked,
@@ -99,6 +100,7 @@ from aerosync.mm.vm.pgtable import (
     _PAGE_DIRTY,
     _PAGE_PRESENT,
     _PAGE_PROTNONE,
+    _PAGE_PSE,
     _PAGE_RW,
     _PAGE_SPECIAL,
     PTE_PFN_MASK,
@@ -141,6 +143,7 @@ FAST_SLOW, FAST_OOM = -1, -2             # anon_write_fast's non-entry answers
 _RW_D = _PAGE_RW | _PAGE_DIRTY
 _U64 = (1 << 64) - 1
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
+_P_PSE = _PAGE_PRESENT | _PAGE_PSE
 KIND_FILE, KIND_ANON, KIND_SWAP, KIND_SHMEM = T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SWAPENTS, T.MM_SHMEMPAGES
 _OP_FAULT, _OP_GATHER = I.OP["vm_fault"], I.OP["vm_gather"]
 P_FAULT_PAGE, P_FAULT_INSERTED, P_FAULT_ACCOUNTED, P_FAULT_INSTALLED = (
@@ -245,6 +248,8 @@ class Memory:
                                               an object holds a swap value entry where the
                                               fault needs a page (mm/reclaim: swap-in)
       check_killed()                          raises if this CPU's task was OOM-killed
+                                              (called by a fault only when the task's
+                                              T_FLAGS word is non-zero: TASK_OOM_VICTIM)
     A folio found in an object's tree is mapped with a try-get (map_account returns
     False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
     to the object it was found in; the fault retries otherwise (filemap_get_entry's
@@ -273,6 +278,8 @@ class Memory:
         PM8, PM4 = PM >> 3, PM >> 2
         MW, MW4 = PAGE_META_SIZE >> 3, PAGE_META_SIZE >> 2
         i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
+        assert P_REFCOUNT == 8 and P_MAPCOUNT == 12 and P_NODE == 7
+        i_ref, _REF2_MAP1 = P_REFCOUNT >> 3, 2 | 1 << 32       # refcount 2, mapcount 1 (one u64)
         hdr = arena.off("vmhdr")
         H = lambda f: q[(hdr + f) >> 3]
         zero_pfn = H(T.H_ZERO_PFN)
@@ -315,6 +322,7 @@ class Memory:
         GFP = GFP_HIGHUSER_MOVABLE
         alloc_page = mm.alloc_page_fn(GFP)     # alloc_pages(GFP, 0), its plan bound
         walk_alloc, walk, free_table = pt.walk_alloc, pt.walk, pt.free_table
+        lv4 = nr_levels == 4             # handle_mm_fault inlines the 4-level walk's common case
         ptl_lock, ptl_unlock = locks.ptlock.lock, locks.ptlock.unlock
         vma_down_read_trylock, vma_up_read = locks.vma_lock.down_read_trylock, locks.vma_lock.up_read
         mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
@@ -838,12 +846,12 @@ class Memory:
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = ZERO
             # The page is ours alone until it is published (tree insert, then PTE):
-            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1).
+            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1:
+            # one store of the word holding both).
             b4 = PM4 + pfn * MW4
             u32[b4] = PG_swapbacked
-            u32[b4 + 2] = 2
-            u32[b4 + 3] = 1
             b8 = PM8 + pfn * MW
+            q[b8 + i_ref] = _REF2_MAP1
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
             # Into an existing leaf under the leaf's lock alone (lib/xarray.py: the object
@@ -871,7 +879,7 @@ class Memory:
             la = ext.lru_add
             if la is not None:
                 la(pfn)
-            fetch_add((ns_anon + u8[PM + pfn * PAGE_META_SIZE + 7] * NS) << 3, 1)
+            fetch_add((ns_anon + (u32[b4 + 1] >> 24) * NS) << 3, 1)     # the page's node: byte 7
             fetch_add(mm_base + mm_id * mm_size + RSS_ANON, 1)
             if r >= 0:
                 q[r + 7] = 3                 # in the tree, counted as mapped, no PTE yet
@@ -888,7 +896,8 @@ class Memory:
                 return 0
             q[i] = e
             ptl_unlock(tl)
-            installed_point(r)
+            if r >= 0:
+                installed_point(r)
             return e
 
         def anon_write_fast_logged(mm_id: int, vma: int, va: int, table: int, i: int, obj: int) -> int:
@@ -905,10 +914,19 @@ class Memory:
         def handle_mm_fault(mm_id: int, vma: int, va: int, write: bool, spec_seq: int = -1) -> int:
             """Returns a VM_FAULT_* code; a successful fault that installed an entry the
             access can use leaves it in installed[0] (the MMU fills its TLB from it)."""
-            table = walk_alloc(mm_id, q[(mm_base + mm_id * mm_size + M_PGD) >> 3], va)
-            if table < 0:
-                oom_why[0] = 'no page-table page'
-                return VM_FAULT_OOM
+            root = q[(mm_base + mm_id * mm_size + M_PGD) >> 3]
+            e = q[P8 + (root << 9) + ((va >> 39) & 511)] if lv4 else 0    # pt.walk_alloc4, inlined
+            if e & _P_PSE == _PAGE_PRESENT:
+                e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 30) & 511)]
+                if e & _P_PSE == _PAGE_PRESENT:
+                    e = q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va >> 21) & 511)]
+            if e & _P_PSE == _PAGE_PRESENT:
+                table = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            else:
+                table = walk_alloc(mm_id, root, va)
+                if table < 0:
+                    oom_why[0] = 'no page-table page'
+                    return VM_FAULT_OOM
             i = P8 + (table << 9) + ((va >> PAGE_SHIFT) & 511)
             e = q[i]
             if not e:
@@ -1005,57 +1023,11 @@ class Memory:
 
         rcu_me = arena.off("rcu") + 64 + cpu * 64       # this CPU's reader word (sync/rcu.py)
         rcu_gp = arena.off("rcu")
+        store = at.store64
+        TASK_REC, T_FLAGS = T.TASK_REC, T.T_FLAGS
 
         M_LOCK_SEQ, M_VMACACHE_SEQ = T.M_LOCK_SEQ, T.M_VMACACHE_SEQ
         V_LOCK, V_LOCK_SEQ, V_STATE, VMA_ATTACHED = V.V_LOCK, V.V_LOCK_SEQ, V.V_STATE, V.VMA_ATTACHED
-
-        def lock_vma_under_rcu(mm_id: int, va: int) -> int:
-            """Find and read-lock the VMA covering va without mmap_lock (0: fall back).
-            The RCU read-side section is inlined (rcu_read_lock is a nesting counter in
-            sync/rcu.py; faults never nest inside another section here), and so are the
-            VMA cache's hit and vma_start_read() (fails if the VMA is write-locked --
-            vm_lock_seq == mm_lock_seq -- or its rwsem cannot be read-locked; re-checks
-            the sequence after locking; a detached VMA is vma_lock_miss and a retry):
-            measured ~220 -> ~150 bytecodes a fault."""
-            store = at.store64
-            store(rcu_me, load(rcu_gp))
-            try:
-                tid = cur[0]
-                mo = mm_base + mm_id * mm_size
-                for _ in range(8):
-                    vma = 0
-                    c = vmacache.get(tid)
-                    if c is not None and c[2] == mm_id and c[0] == q[(mo + M_VMACACHE_SEQ) >> 3]:
-                        for e in c[1]:
-                            if e[0] <= va < e[1]:
-                                vma = e[2]
-                                break
-                    if not vma:
-                        vma = vmacache_find(tid, mm_id, va)
-                        if not vma:
-                            break
-                    if tp:
-                        tp("fault:vma_found")
-                    seq = load(mo + M_LOCK_SEQ)                    # vma_start_read()
-                    if load(vma + V_LOCK_SEQ) == seq or not vma_down_read_trylock(vma + V_LOCK):
-                        break
-                    if load(vma + V_LOCK_SEQ) == load(mo + M_LOCK_SEQ):
-                        vma_up_read(vma + V_LOCK)
-                        break
-                    if load(vma + V_STATE) != VMA_ATTACHED:          # detached: EAGAIN
-                        vma_up_read(vma + V_LOCK)
-                        q[ev_vl_miss] += 1
-                        vmacache.pop(tid, None)
-                        continue
-                    vw = vma >> 3
-                    if q[vw + W_MM] != mm_id or va < q[vw + W_START] or va >= q[vw + W_END]:
-                        vma_up_read(vma + V_LOCK)
-                        break
-                    return vma
-            finally:
-                store(rcu_me, 0)
-            q[ev_vl_abort] += 1
-            return 0
 
         def fault_locked(mm_id: int, va: int, write: bool) -> None:
             """The mmap_lock path (lock_mm_and_find_vma + handle_mm_fault)."""
@@ -1095,17 +1067,62 @@ class Memory:
         def do_user_addr_fault(va: int, write: bool) -> int:
             """#PF from the MMU: fix the mapping (or SIGSEGV).  Returns the entry the fault
             installed when the access can use it at once (its TLB is filled from it),
-            else -1 (the MMU walks again)."""
-            mm_id = cur[1]
+            else -1 (the MMU walks again).
+
+            per_vma: lock_vma_under_rcu() is inlined here (its only caller): find and
+            read-lock the VMA covering va without mmap_lock, or fall back.  The RCU
+            read-side section is inlined too (rcu_read_lock is a nesting counter in
+            sync/rcu.py; faults never nest inside another section here), and so are the
+            VMA cache's hit and vma_start_read() (fails if the VMA is write-locked --
+            vm_lock_seq == mm_lock_seq -- or its rwsem cannot be read-locked; re-checks
+            the sequence after locking; a detached VMA is vma_lock_miss and a retry)."""
+            tid, mm_id = cur
             fetch_add(ev_pgfault_b, 1)
-            ck = ext.check_killed
-            if ck is not None:
-                ck()
+            if u32[(task_base + tid * TASK_REC + T_FLAGS) >> 2]:    # only a flag set needs check_killed
+                ck = ext.check_killed
+                if ck is not None:
+                    ck()
             if mm_id <= 0:
                 segv(va, SEGV_MAPERR, write, "the task has no address space")
             installed[0] = 0
             if mode == FL_PER_VMA:
-                vma = lock_vma_under_rcu(mm_id, va)
+                mo = mm_base + mm_id * mm_size
+                vma = 0                                  # lock_vma_under_rcu(mm_id, va)
+                store(rcu_me, load(rcu_gp))
+                try:
+                    for _ in range(8):
+                        v = 0
+                        c = vmacache.get(tid)
+                        if c is not None and c[2] == mm_id and c[0] == q[(mo + M_VMACACHE_SEQ) >> 3]:
+                            for e in c[1]:
+                                if e[0] <= va < e[1]:
+                                    v = e[2]
+                                    break
+                        if not v:
+                            v = vmacache_find(tid, mm_id, va)
+                            if not v:
+                                break
+                        if tp:
+                            tp("fault:vma_found")
+                        seq = load(mo + M_LOCK_SEQ)                    # vma_start_read()
+                        if load(v + V_LOCK_SEQ) == seq or not vma_down_read_trylock(v + V_LOCK):
+                            break
+                        if load(v + V_LOCK_SEQ) == load(mo + M_LOCK_SEQ):
+                            vma_up_read(v + V_LOCK)
+                            break
+                        if load(v + V_STATE) != VMA_ATTACHED:          # detached: EAGAIN
+                            vma_up_read(v + V_LOCK)
+                            q[ev_vl_miss] += 1
+                            vmacache.pop(tid, None)
+                            continue
+                        vw = v >> 3
+                        if q[vw + W_MM] != mm_id or va < q[vw + W_START] or va >= q[vw + W_END]:
+                            vma_up_read(v + V_LOCK)
+                            break
+                        vma = v
+                        break
+                finally:
+                    store(rcu_me, 0)
                 if vma:
                     if tp:
                         tp("fault:vma_locked")
@@ -1123,6 +1140,8 @@ class Memory:
                             finish(r, va, write)
                         return installed[0] or -1
                     q[ev_vl_retry] += 1
+                else:
+                    q[ev_vl_abort] += 1
             elif mode == T.FL_SPECULATIVE and spf(mm_id, va, write):
                 return installed[0] or -1
             installed[0] = 0
@@ -1447,7 +1466,7 @@ class Memory:
             return n[0]
 
         self.handle_mm_fault, self.do_user_addr_fault = handle_mm_fault, do_user_addr_fault
-        self.lock_vma_under_rcu, self.zap_range, self.free_pgd_range = lock_vma_under_rcu, zap_range, free_pgd_range
+        self.zap_range, self.free_pgd_range = zap_range, free_pgd_range
         self.mmu_gather, self.copy_range, self.kind_of = mmu_gather, copy_range, kind_of
         self.gather_begin, self.gather_end, self.unmap_account = gather_begin, gather_end, unmap_account
         self.log = lg

@@ -149,7 +149,16 @@ class Mmu:
             walk = walk4
 
         def translate(va: int, write: bool) -> int:
-            for _ in range(MAX_FAULT_RETRIES):
+            """The walk, then the fault and the walk again until the access can proceed.
+            The first fault is unrolled (every first touch of a page takes it)."""
+            e = walk(va, write)
+            if e >= 0:
+                return e
+            e = fault(va, write)
+            if e > 0:                           # the entry the fault installed, A (and D) set
+                fill(kb | (va >> PAGE_SHIFT), e)
+                return e
+            for _ in range(MAX_FAULT_RETRIES - 1):
                 e = walk(va, write)
                 if e >= 0:
                     return e

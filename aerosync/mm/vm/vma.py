@@ -198,9 +198,14 @@ class VmaOps:
             t = trees.get(mm_id) or tree(mm_id)
             return t.mtree_load(addr)
 
+        finds: dict[int, Any] = {}       # mm -> its tree's mt_find_entry (forgotten with the tree)
+
         def find_vma(mm_id: int, addr: int) -> int:
-            t = trees.get(mm_id) or tree(mm_id)
-            return t.mt_find(addr)[0]
+            """The VMA containing addr or the first above it (mt_find with no bounds built)."""
+            f = finds.get(mm_id)
+            if f is None:
+                f = finds[mm_id] = tree(mm_id).mt_find_entry
+            return f(addr)
 
         def vma_lookup(mm_id: int, addr: int) -> int:
             t = trees.get(mm_id) or tree(mm_id)
@@ -266,6 +271,7 @@ class VmaOps:
 
         def forget(mm_id: int) -> None:
             trees.pop(mm_id, None)
+            finds.pop(mm_id, None)
 
         self.tree, self.load, self.find_vma, self.vma_lookup, self.between = (tree, load_vma, find_vma, vma_lookup,
                                                                              between)

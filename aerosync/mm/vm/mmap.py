@@ -916,7 +916,19 @@ class Mmap:
         def dontneed(mm_id: int, v: int, lo: int, hi: int) -> None:
             """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
             file again (private file): the top object's pages there go, and a ZERO
-            marker hides what a backing object holds (anonymous)."""
+            marker hides what a backing object holds (anonymous).
+
+            A private VMA is write-locked first (vma_start_write: waits for the faults
+            inside it, turns later per-VMA faults to mmap_lock, held for write here).
+            Linux zaps under the VMA's read lock and a fault racing it is settled under
+            the PTE lock (pte_same), because its anonymous folios live in no tree; here
+            the zapped folios stay in the object's tree until page_remove, so a fault
+            between the two would map a zapped folio (old data) that then leaves the
+            tree while mapped.  Faults into other VMAs of the object, and per-VMA faults
+            elsewhere in the mm, go on (page_remove's batches let them take the object
+            lock).  A shared mapping's zap removes nothing from its object: no lock."""
+            if not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
+                start_write(mm_id, v)
             T.update_hiwater_rss(at, mo(mm_id))          # zap_page_range_single_batched
             g = memory.mmu_gather(mm_id)
             memory.zap_range(mm_id, lo, hi, g)

@@ -46,10 +46,9 @@ That is safe because the range it removes is zapped and, for munmap, reachable f
 VMA (detached): nothing else inserts there, and every other writer re-checks the
 entry it acts on under the lock (replace_entry's and a steal's "still this folio at
 this index", restore_entry's "still the value it left", a collapse moves only into
-indices its child lacks).  MADV_DONTNEED keeps its VMA and does not write-lock it, so a
-per-VMA fault into the advised range between the zap and the removal can map a folio
-that then leaves the tree -- a window that predates the batches (it was open between
-the zap and the one lock hold) and that they only widen; see mm/vm/mmap.py dontneed.
+indices its child lacks).  MADV_DONTNEED keeps its VMA but write-locks it before the
+zap (mm/vm/mmap.py dontneed), so no fault into the advised range runs between the zap
+and the removal (one would map a zapped folio that then leaves the tree).
 
 Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the object
 (+ANON bit for anonymous objects) and index == its tree index, and refcount >= 1 +

@@ -187,7 +187,9 @@ class OomKiller:
                      f"{q[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3] * k}kB ({reaped} pages freed)\n"
 
     def _reap(self, mm_id: int) -> int:
-        """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs."""
+        """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs
+        (a VMA a fault is inside -- this CPU's own, when the victim is the current task --
+        is skipped: mm/vm/mmap.py madvise's nowait)."""
         arena, q = self.arena, self.arena.u64
         vm = self.vm
         mo = T.mm_off(arena, mm_id)
@@ -205,7 +207,7 @@ class OomKiller:
             vm.locks.mmap_lock.up_read(mo + T.M_MMAP_LOCK)
         for s, e in ranges:
             try:
-                vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED)
+                vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED, nowait=True)
             except T.VMError:
                 continue
         return max(0, before - q[(mo + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3])

@@ -35,6 +35,7 @@ from aerosync.mm.pmm.gfp import __GFP_NORETRY as _GFP_NORETRY
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.lru_gen import LruGen
+from aerosync.mm.reclaim.oom_kill import task_killed
 from aerosync.mm.reclaim.page_writeback import Writeback
 from aerosync.mm.reclaim.rmap_ops import RmapOps
 from aerosync.mm.reclaim.swap import Lru
@@ -168,6 +169,10 @@ class Reclaim:
         finally:
             self.in_reclaim = False
         if killed:
+            tid = self.vm.current_task()
+            if tid >= 0 and task_killed(self.arena, tid):
+                return r                               # the victim is us: fail, the fault's exit
+                #                                        delivers the SIGKILL (pagefault_out_of_memory)
             for _ in range(50):
                 r = attempt()
                 if r[0] >= 0:

@@ -1086,6 +1086,9 @@ class Memory:
                     installed[0] = 0         # the throttle may write the page back: walk again
                     bd(1)
             if r & VM_FAULT_OOM:
+                ck = ext.check_killed                # pagefault_out_of_memory: a task the OOM
+                if ck is not None:                   # killer chose (this fault's allocation
+                    ck()                             # may have) dies of its SIGKILL instead
                 raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM: "
                                           f"{oom_why[0]})")
             if r & VM_FAULT_SIGSEGV:

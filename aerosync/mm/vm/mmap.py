@@ -867,7 +867,11 @@ class Mmap:
             return dst
 
         # ------------------------------------------------------------ madvise
-        def madvise(mm_id: int, start: int, length: int, advice: int) -> None:
+        def madvise(mm_id: int, start: int, length: int, advice: int, nowait: bool = False) -> None:
+            """madvise(); `nowait` is the OOM reaper's MADV_DONTNEED: it may run inside a
+            fault of its own task (the allocation that chose the victim), whose VMA read
+            lock it would wait for forever, so a private VMA that cannot be write-locked
+            at once is left alone (as the reaper's trylocks leave a busy mm)."""
             end = check_range("madvise", start, length, mm_id)
             call = f"madvise(addr={start:#x}, len={length}, advice={advice})"
             if advice not in (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -896,7 +900,7 @@ class Mmap:
                     for v in vs:
                         lo, hi = max(start, q[(v + V.V_START) >> 3]), min(end, q[(v + V.V_END) >> 3])
                         if advice == MADV_DONTNEED:
-                            dontneed(mm_id, v, lo, hi)
+                            dontneed(mm_id, v, lo, hi, nowait)
                         elif not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED and not q[(v + V.V_FILE) >> 3]:
                             lazyfree(mm_id, v, lo, hi)
                     return
@@ -913,7 +917,7 @@ class Mmap:
                 mmap_write_unlock(mm_id)
                 rcu.poll()
 
-        def dontneed(mm_id: int, v: int, lo: int, hi: int) -> None:
+        def dontneed(mm_id: int, v: int, lo: int, hi: int, nowait: bool = False) -> None:
             """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
             file again (private file): the top object's pages there go, and a ZERO
             marker hides what a backing object holds (anonymous).
@@ -926,9 +930,13 @@ class Mmap:
             between the two would map a zapped folio (old data) that then leaves the
             tree while mapped.  Faults into other VMAs of the object, and per-VMA faults
             elsewhere in the mm, go on (page_remove's batches let them take the object
-            lock).  A shared mapping's zap removes nothing from its object: no lock."""
+            lock).  A shared mapping's zap removes nothing from its object: no lock.
+            With `nowait` (the OOM reaper) a VMA with a fault inside is skipped."""
             if not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
-                start_write(mm_id, v)
+                if not nowait:
+                    start_write(mm_id, v)
+                elif not vmas.start_write_trylock(mm_id, v):
+                    return
             T.update_hiwater_rss(at, mo(mm_id))          # zap_page_range_single_batched
             g = memory.mmu_gather(mm_id)
             memory.zap_range(mm_id, lo, hi, g)

@@ -493,3 +493,34 @@ def test_file_fault_holds_its_folio_against_reclaim(rig, kind: str) -> None:
     assert (mapped == pfn) == (kind != "cow")            # COW: a private copy; else the folio
     assert B.files.cached(fobj, idx) == pfn
     finish(a, A, B)
+
+
+def test_file_fault_never_sees_a_folio_half_inserted(rig) -> None:
+    """A page-cache folio is published with its mapping and index already set
+    (__filemap_add_folio): B reads a page of a file in and stops right after storing the
+    folio in the file's tree (obj:inserted, object lock held); A's fault on that page
+    finds it lock-free, takes a reference, re-checks that it is still the folio of that
+    object at that index, and maps it -- with no lock and no retry.  Were the meta set
+    after the store, every retry of A's fault would fail that check while B stays there
+    (a preempted CPU: "still faults after 64 page faults" in reclaim-stream runs)."""
+    a, A, B = rig()
+    seed, idx = 6, 3
+    fid = A.file_create("fh", 16 * PG, seed=seed)
+    base = A.mmap(0, 16 * PG, M.PROT_READ, M.MAP_SHARED, fid)
+    park = Park(B)
+    hooks.set_point("obj:inserted", park)
+    rb = Other(B, lambda: B.files.get_page(fid, idx)).start()
+    spin_until(park.at.is_set, "B stored the folio", rb)
+    fobj = A.files.file_obj(fid)
+    pfn = A.files.cached(fobj, idx)
+    assert pfn >= 0 and A.files.cached(fobj, idx + 1) < 0      # B is at its first page
+    before = fold_vm_events(a)["pgfault"]
+    assert A.load(base + idx * PG, PG) == expected_page(fid, seed, idx)
+    assert fold_vm_events(a)["pgfault"] - before == 1           # one fault, no retry
+    assert pfn_of(pte(A, A.current_mm(), base + idx * PG)) == pfn
+    assert not rb.done.is_set()                                 # B was still inside its insert
+    park.go.set()
+    spin_until(rb.done.is_set, "B finished its read", rb)
+    if rb.error is not None:
+        raise rb.error
+    finish(a, A, B)

@@ -20,6 +20,8 @@ Points (the module that fires them):
     spf:snapshot          memory.py   a speculative fault took its sequence snapshot
     zap:before_flush      memory.py   PTEs cleared, pages gathered, TLB not flushed yet
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
+    obj:inserted          vm_object.py  insert stored a folio in an object's tree (object
+                                        lock held), before the workingset hook
     obj:remove_batch      vm_object.py  page_remove dropped the object lock between two
                                         batches of a range (more of the range to go)
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped (mmap_lock write)

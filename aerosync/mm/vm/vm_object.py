@@ -303,13 +303,20 @@ class VmObjects:
                 return entry_pfn(cur)
             if cur & 1 and cur != XA_ZERO and (cur >> 1) & 3 == 2:
                 return -2                                  # a swap entry (mm/reclaim)
-            if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
-                return -1
-            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
-                hooks.value_replaced(o, idx, cur, pfn)
+            # mapping and index before the entry is published (__filemap_add_folio): a
+            # lock-free reader that finds the folio (try-get, then "still in o at idx?")
+            # must never see it half set up -- it would retry for as long as this CPU
+            # stays between the store and the meta (the workingset hook, a preemption)
             b = PM8 + pfn * mw
             q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
             q[b + i_idx] = idx
+            if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
+                q[b + i_map] = q[b + i_idx] = 0
+                return -1
+            if tp:
+                tp("obj:inserted")
+            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
+                hooks.value_replaced(o, idx, cur, pfn)
             q[(o + O_NR_PAGES) >> 3] += 1
             return pfn
 

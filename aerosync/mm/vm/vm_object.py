@@ -29,7 +29,9 @@ set, xa_mk_value) is a ZERO marker (this index reads as zeros: MADV_DONTNEED in 
 shadow over pages that must stay hidden) or, later, a swap / ZMM / workingset entry.
 A folio in an object has folio->mapping = object | PAGE_MAPPING_ANON (for private
 anonymous objects) and folio->index = its page index, and holds one reference for the
-tree (folio_put when it leaves the tree).
+tree (folio_put when it leaves the tree).  insert sets mapping and index before it
+stores the entry, so a lock-free reader that finds a folio and takes a reference can
+check "still in this object at this index" at once (filemap_get_entry's re-check).
 
 Lock order: obj->lock of a shadow before its backing's (top-down); a walk upwards (rmap
 from a backing object to its children) takes one object's lock at a time.  The lock is

@@ -144,7 +144,11 @@ class Reclaim:
         if r[0] >= 0 or not gfp & _GFP_DIRECT_RECLAIM:
             return r
         no_progress = 0
+        tid = self.vm.current_task()
         for _ in range(MAX_RECLAIM_RETRIES * 4):
+            if tid >= 0 and task_killed(self.arena, tid):
+                return r                               # an OOM victim does not loop (its fault
+                #                                        ends, its VMA locks go, the reaper runs)
             self.in_reclaim = True
             try:
                 n = self.scan.try_to_free_pages(zids, order, gfp)
@@ -169,7 +173,6 @@ class Reclaim:
         finally:
             self.in_reclaim = False
         if killed:
-            tid = self.vm.current_task()
             if tid >= 0 and task_killed(self.arena, tid):
                 return r                               # the victim is us: fail, the fault's exit
                 #                                        delivers the SIGKILL (pagefault_out_of_memory)

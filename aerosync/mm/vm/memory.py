@@ -707,21 +707,21 @@ class Memory:
             try:
                 return ret | file_fault_map(mm_id, vma, va, table, i, write, fid, flags, idx, top, pfn)
             finally:
-                put_page(pfn)                                 # the lookup's reference
+                free_pages(pfn, 0)                            # the lookup's reference (folio_put)
 
         def file_fault_map(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, fid: int, flags: int,
                            idx: int, top: int, pfn: int) -> int:
             """do_read_fault / do_shared_fault / do_cow_fault with the page-cache folio
-            pfn held (a reference) by the caller."""
+            pfn held (a reference) by the caller: it stays in the file at idx (reclaim's
+            and migration's freeze fail), so it is mapped without map_account's recheck."""
             ret = 0
-            fobj = file_obj(fid)
             if not write:
-                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1, fobj, idx)
+                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1)
                 if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
                     do_fault_around(mm_id, vma, va, table, fid, top)
                 return ret | r
             if flags & V.VM_SHARED:                           # do_shared_fault
-                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj, idx)
+                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1)
                 if q[i] & _PAGE_PRESENT and (q[i] & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
                     ret |= dirty_shared(pfn, fid)
                 return ret | r

@@ -524,3 +524,52 @@ def test_file_fault_never_sees_a_folio_half_inserted(rig) -> None:
     if rb.error is not None:
         raise rb.error
     finish(a, A, B)
+
+
+# ------------------------------------------------------------------ (f) the OOM reaper vs a fault
+@pytest.mark.parametrize("leaves", [True, False])
+def test_oom_reaper_vs_a_fault_in_the_victims_vma(rig, monkeypatch, leaves: bool) -> None:
+    """The reaper's MADV_DONTNEED write-locks each private VMA before its zap (a fault
+    between the zap and page_remove would map a zapped folio that then leaves the tree),
+    but it runs inside an allocation -- possibly a fault holding a VMA read lock -- so it
+    only tries the lock, for up to REAP_WAIT_S for another CPU's victim.  B's task faults
+    in its VMA and stops holding that VMA's read lock (fault:vma_locked) while A reaps
+    B's mm.  `leaves`: B's fault finishes within the wait -- the reaper then zaps the
+    whole VMA, page included; else the VMA is left alone (nothing freed, nothing broken)."""
+    from aerosync.mm.reclaim import oom_kill
+
+    a, A, B = rig()
+    B.make_current(thread_only=True)
+    B.switch_to(B.task_create("victim"))               # its own mm
+    n = 16
+    addr = B.mmap(0, n * PG, RW, ANON)
+    for i in range(n - 1):
+        B.store64(addr + i * PG, 100 + i)
+    mm_b = B.current_mm()
+    A.make_current()
+    park = Park(B)
+    hooks.set_point("fault:vma_locked", park)
+    fb = Other(B, lambda: B.store64(addr + (n - 1) * PG, 7)).start()
+    spin_until(park.at.is_set, "B's fault holds its VMA lock", fb)
+    monkeypatch.setattr(oom_kill, "REAP_WAIT_S", 10.0 if leaves else 0.05)
+    if leaves:
+        threading.Timer(0.2, park.go.set).start()       # B's fault ends while A waits
+    freed = A.reclaim.oom._reap(mm_b)
+    park.go.set()
+    spin_until(fb.done.is_set, "B's fault finished", fb)
+    if fb.error is not None:
+        raise fb.error
+    stop_all()
+    hooks.clear_points()
+    rss = a.u64[(T.mm_off(a, mm_b) + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3]
+    if leaves:
+        assert freed == n - 1 and rss == 0              # (freed counts from the rss at the start;
+        #                                                 B's new page, mapped meanwhile, went too)
+    else:
+        assert freed == 0 and rss == n                  # left alone, B's fault done meanwhile
+    B.make_current(thread_only=True)
+    got = [B.load64(addr + i * PG) for i in range(n)]
+    assert got == ([0] * n if leaves else [100 + i for i in range(n - 1)] + [7])
+    assert reclaim_check(a) == []
+    A.make_current()
+    finish(a, A, B)

@@ -13,6 +13,7 @@ import pytest
 from aerosync.errors import ScenarioError
 from aerosync.mm.pmm.check import check
 from aerosync.mm.pmm.page import PG_lru
+from aerosync.mm.pmm.page_alloc import AllocFailureWarning
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
@@ -142,11 +143,14 @@ def test_no_swap_anon_not_reclaimed_and_oom_report(rm) -> None:
     a.u64[(T.task_off(a, me) + T.T_OOM_SCORE_ADJ) >> 3] = 0
     big = cpu.mmap(0, 4000 * PG, RW, ANON)
     killed = False
-    try:
-        for i in range(4000):
-            cpu.store64(big + i * PG, i)
-    except TaskKilled:
-        killed = True
+    # the victim is the faulting task itself: its allocation fails at once (an OOM victim
+    # does not retry, warn_alloc as Linux's nopage) and the fault's exit delivers SIGKILL
+    with pytest.warns(AllocFailureWarning, match="page allocation failure"):
+        try:
+            for i in range(4000):
+                cpu.store64(big + i * PG, i)
+        except TaskKilled:
+            killed = True
     assert killed and task_killed(a, me) and not task_killed(a, small)
     text = oom_report(a)
     assert "invoked oom-killer" in text and "Out of memory: Killed process" in text and "(test)" in text

@@ -24,13 +24,14 @@ import pytest
 from aerosync.mm import hooks
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.check import check
-from aerosync.mm.pmm.page import PG_buddy, PG_pcp, PG_referenced, PG_swapcache
+from aerosync.mm.pmm.page import PG_buddy, PG_pcp, PG_referenced, PG_swapbacked, PG_swapcache
 from aerosync.mm.pmm.vm_event import fold_vm_events
 from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.reclaim.swapfile import si_swapinfo, swapoff
 from aerosync.mm.reclaim.vmscan import ScanControl
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.filemap import expected_page
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PTE_PFN_MASK, swp_offset
 from aerosync.mm.vm.vm import VM
 from tests.test_vm_races import Other, stop_all
@@ -109,7 +110,9 @@ def reclaim_one(cpu: VM, pfn: int) -> int:
     finally:
         rec.lru.unlock(nid)
     assert ok, f"pfn {pfn} is not on an LRU list"
-    a.i64[VE.node_stat_base(a, cpu.cpu) + nid * VE.NR_NODE_STATS + VE.NR_ISOLATED_ANON] += 1
+    anon = meta(a, pfn, 0) & PG_swapbacked
+    a.i64[VE.node_stat_base(a, cpu.cpu) + nid * VE.NR_NODE_STATS
+          + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] += 1
     if meta(a, pfn, 3):
         rec.rops.referenced(pfn)
     a.atomic.fetch_and32(a.off("pagemeta") + pfn * 64, ~PG_referenced & 0xFFFF_FFFF)
@@ -437,3 +440,136 @@ def test_reclaim_while_fork_copies_the_mapping(rig) -> None:
 
 def _mm_of(a: Any, tid: int) -> int:
     return int(a.u64[(T.task_off(a, tid) + T.T_MM) >> 3]) - 1          # mm id + 1 (mm/vm/task.py)
+
+
+# ------------------------------------------------------------------ (e) file fault vs reclaim + reuse
+@pytest.mark.parametrize("kind", ["read", "cow", "shared"])
+def test_file_fault_holds_its_folio_against_reclaim(rig, kind: str) -> None:
+    """filemap_fault against reclaim and reuse of the folio it found (issue 9): A's fault
+    on a cached, unmapped page of a file stops right after its page-cache lookup
+    (fault:file_folio); B reclaims that folio and reads another page of the file, whose
+    new folio would take the freed pfn (B's per-CPU list hands it back first).  The fault
+    holds a reference from the lookup (filemap_get_folio) until its PTE is set or its
+    copy made, so B's freeze fails and the folio stays: the read and shared faults map
+    that very folio with no second read, and the private write fault (do_cow_fault)
+    copies the file's page -- not whatever the pfn held next."""
+    a, A, B = rig()
+    seed, idx, j = 5, 2, 40
+    fid = A.file_create("ff", 64 * PG, seed=seed)
+    flags = M.MAP_SHARED if kind == "shared" else M.MAP_PRIVATE
+    base = A.mmap(0, 64 * PG, RW, flags, fid)
+    va = base + idx * PG
+    B.files.get_page(fid, idx)                           # cached (readahead of 4), not mapped
+    fobj = B.files.file_obj(fid)
+    pfn = B.files.cached(fobj, idx)
+    assert pfn >= 0 and B.files.cached(fobj, j) < 0
+    B.reclaim.lru.lru_add_drain()
+    park = Park(A)
+    hooks.set_point("fault:file_folio", park)
+    before = events(a)
+    if kind == "read":
+        fn: Callable[[], object] = lambda: A.load(va, PG)
+    else:
+        fn = lambda: A.store(va + 100, b"WRITTEN!")
+    fa = Other(A, fn).start()
+    spin_until(park.at.is_set, "A's fault looked the folio up", fa)
+    held = meta(a, pfn, 2)
+    reclaimed = reclaim_one(B, pfn)
+    B.files.get_page(fid, j)                             # the reuse, had the folio been freed
+    reused = B.files.cached(fobj, j) == pfn
+    park.go.set()
+    spin_until(fa.done.is_set, "A's fault finished", fa)
+    if fa.error is not None:
+        raise fa.error
+    stop_all()
+    want = bytearray(expected_page(fid, seed, idx))
+    if kind != "read":
+        want[100:108] = b"WRITTEN!"
+    assert A.load(va, PG) == bytes(want)                 # the file's page, not page j's
+    assert (reclaimed, reused) == (0, False), "reclaim freed the folio a fault was using"
+    assert held == 2                                     # the cache's + the fault's
+    assert delta(a, before)["pgmajfault"] == 0           # found in the cache once, not read again
+    mapped = pfn_of(pte(A, A.current_mm(), va))
+    assert (mapped == pfn) == (kind != "cow")            # COW: a private copy; else the folio
+    assert B.files.cached(fobj, idx) == pfn
+    finish(a, A, B)
+
+
+def test_file_fault_never_sees_a_folio_half_inserted(rig) -> None:
+    """A page-cache folio is published with its mapping and index already set
+    (__filemap_add_folio): B reads a page of a file in and stops right after storing the
+    folio in the file's tree (obj:inserted, object lock held); A's fault on that page
+    finds it lock-free, takes a reference, re-checks that it is still the folio of that
+    object at that index, and maps it -- with no lock and no retry.  Were the meta set
+    after the store, every retry of A's fault would fail that check while B stays there
+    (a preempted CPU: "still faults after 64 page faults" in reclaim-stream runs)."""
+    a, A, B = rig()
+    seed, idx = 6, 3
+    fid = A.file_create("fh", 16 * PG, seed=seed)
+    base = A.mmap(0, 16 * PG, M.PROT_READ, M.MAP_SHARED, fid)
+    park = Park(B)
+    hooks.set_point("obj:inserted", park)
+    rb = Other(B, lambda: B.files.get_page(fid, idx)).start()
+    spin_until(park.at.is_set, "B stored the folio", rb)
+    fobj = A.files.file_obj(fid)
+    pfn = A.files.cached(fobj, idx)
+    assert pfn >= 0 and A.files.cached(fobj, idx + 1) < 0      # B is at its first page
+    before = fold_vm_events(a)["pgfault"]
+    assert A.load(base + idx * PG, PG) == expected_page(fid, seed, idx)
+    assert fold_vm_events(a)["pgfault"] - before == 1           # one fault, no retry
+    assert pfn_of(pte(A, A.current_mm(), base + idx * PG)) == pfn
+    assert not rb.done.is_set()                                 # B was still inside its insert
+    park.go.set()
+    spin_until(rb.done.is_set, "B finished its read", rb)
+    if rb.error is not None:
+        raise rb.error
+    finish(a, A, B)
+
+
+# ------------------------------------------------------------------ (f) the OOM reaper vs a fault
+@pytest.mark.parametrize("leaves", [True, False])
+def test_oom_reaper_vs_a_fault_in_the_victims_vma(rig, monkeypatch, leaves: bool) -> None:
+    """The reaper's MADV_DONTNEED write-locks each private VMA before its zap (a fault
+    between the zap and page_remove would map a zapped folio that then leaves the tree),
+    but it runs inside an allocation -- possibly a fault holding a VMA read lock -- so it
+    only tries the lock, for up to REAP_WAIT_S for another CPU's victim.  B's task faults
+    in its VMA and stops holding that VMA's read lock (fault:vma_locked) while A reaps
+    B's mm.  `leaves`: B's fault finishes within the wait -- the reaper then zaps the
+    whole VMA, page included; else the VMA is left alone (nothing freed, nothing broken)."""
+    from aerosync.mm.reclaim import oom_kill
+
+    a, A, B = rig()
+    B.make_current(thread_only=True)
+    B.switch_to(B.task_create("victim"))               # its own mm
+    n = 16
+    addr = B.mmap(0, n * PG, RW, ANON)
+    for i in range(n - 1):
+        B.store64(addr + i * PG, 100 + i)
+    mm_b = B.current_mm()
+    A.make_current()
+    park = Park(B)
+    hooks.set_point("fault:vma_locked", park)
+    fb = Other(B, lambda: B.store64(addr + (n - 1) * PG, 7)).start()
+    spin_until(park.at.is_set, "B's fault holds its VMA lock", fb)
+    monkeypatch.setattr(oom_kill, "REAP_WAIT_S", 10.0 if leaves else 0.05)
+    if leaves:
+        threading.Timer(0.2, park.go.set).start()       # B's fault ends while A waits
+    freed = A.reclaim.oom._reap(mm_b)
+    park.go.set()
+    spin_until(fb.done.is_set, "B's fault finished", fb)
+    if fb.error is not None:
+        raise fb.error
+    stop_all()
+    hooks.clear_points()
+    rss = a.u64[(T.mm_off(a, mm_b) + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3]
+    if leaves:
+        assert freed == n - 1 and rss == 0              # (freed counts from the rss at the start;
+        #                                                 B's new page, mapped meanwhile, went too)
+    else:
+        assert freed == 0 and rss == n                  # left alone, B's fault done meanwhile
+    B.make_current(thread_only=True)
+    got = [B.load64(addr + i * PG) for i in range(n)]
+    assert got == ([0] * n if leaves else [100 + i for i in range(n - 1)] + [7])
+    assert reclaim_check(a) == []
+    A.make_current()
+    finish(a, A, B)

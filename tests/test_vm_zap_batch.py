@@ -11,6 +11,9 @@ check that:
   * afterwards the object holds exactly the pages still mapped, every page reads back
     what was written, and the checker (O1/O5 trees, R1/R2 mapcount and refcount, RSS1,
     LK1 leaks) is clean.
+For MADV_DONTNEED the fault goes to another VMA of the same object: the advised VMA
+itself is write-locked for the call, and test_dontneed_vs_per_vma_fault proves that a
+per-VMA fault into it waits instead of mapping a zapped folio still in the tree.
 The batches come from lib/xarray.py's xa_erase_range, checked here against a model.
 """
 
@@ -25,6 +28,7 @@ import pytest
 from aerosync.lib.xarray import ULONG_MAX, xa_mk_value
 from aerosync.mm import hooks
 from aerosync.mm.pmm.check import check
+from aerosync.mm.pmm.vm_event import fold_vm_events
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.memory import SEGV_MAPERR, SegmentationFault
@@ -66,6 +70,13 @@ def test_fault_on_same_object_proceeds_between_remove_batches(machine, how: str)
         A.store64(addr + i * PG, 1000 + i)      # the half B will remove
     A.store64(addr + (HALF + 1) * PG, 7)         # the object's other half is in use too
     o = _object_of(A, addr)
+    if how == "dontneed":
+        # MADV_DONTNEED write-locks the VMA it zaps (a fault into the advised VMA waits for
+        # the whole call: test_dontneed_vs_per_vma_fault); the fault below goes to the
+        # other VMA of the same object, which a flag change splits off
+        A.madvise(addr + HALF * PG, HALF * PG, M.MADV_RANDOM)
+        assert _object_of(A, addr + HALF * PG) == o
+        assert A.vmas.find_vma(A.current_mm(), addr) != A.vmas.find_vma(A.current_mm(), addr + HALF * PG)
     q = a.u64
     assert q[(o + O_NR_PAGES) >> 3] == HALF + 1
     seen: dict[str, int] = {}
@@ -114,6 +125,65 @@ def test_fault_on_same_object_proceeds_between_remove_batches(machine, how: str)
         assert _in_tree(A, o, 0, HALF) == 0        # read faults map the zero page, no folio
     B.task = -1
     finish(a, A, B2)                             # exit, then the whole-arena checker
+    B.leave()
+
+
+@pytest.mark.parametrize("access", ["load", "store"])
+def test_dontneed_vs_per_vma_fault(machine, access: str) -> None:
+    """MADV_DONTNEED against a per-VMA-locked fault into the advised range: B's zap is
+    done, its page_remove is parked between two batches (the zapped folios of the later
+    batches still in the object's tree) when A touches a page of such a batch.  Were the
+    fault to run (VMA read lock only), it would find the old folio in the tree, map it
+    -- old data after DONTNEED -- and page_remove would then take it out of the tree
+    while mapped (R2/O1).  MADV_DONTNEED write-locks the VMA before its zap, so the
+    per-VMA attempt aborts, the fault falls back to mmap_lock (write-held by the
+    madvise) and runs after the removal: it sees zeros (or its own new page)."""
+    a, A, B = two_cpus(machine)
+    addr = A.mmap(0, HALF * PG, RW, ANON)
+    for i in range(HALF):
+        A.store64(addr + i * PG, 1000 + i)
+    o = _object_of(A, addr)
+    k = HALF - 1                                  # in the last batch: zapped, still in the tree at the stop
+    parked, resume = threading.Event(), threading.Event()
+
+    def between(_name: str) -> None:
+        if parked.is_set():
+            return
+        parked.set()
+        assert resume.wait(20), "the test never resumed the madvise"
+
+    hooks.set_point("obj:remove_batch", between)
+    B2 = VM(a, 1)
+    B2.switch_to(B.current_task())
+    A.make_current(thread_only=True)
+    ob = Other(B2, lambda: B2.madvise(addr, HALF * PG, M.MADV_DONTNEED)).start()
+    ob.wait(A, parked.is_set, "stopped between two batches")
+    assert _in_tree(A, o, k, k + 1) == 1          # the window: zapped, not yet removed
+    aborts = fold_vm_events(a)["vma_lock_abort"]
+    if access == "load":
+        fn = lambda: A.load64(addr + k * PG)
+    else:
+        fn = lambda: (A.store64(addr + k * PG, 0xF00D), A.load64(addr + k * PG))[1]
+    fa = Other(A, fn).start()
+    # either the access completes inside the window (the race), or the fault's per-VMA
+    # attempt was turned away and it waits for a lock (the protocol)
+    fa.wait(A, lambda: fa.done.is_set() or (fa.blocked.is_set()
+                                            and fold_vm_events(a)["vma_lock_abort"] > aborts),
+            "completed its access or fell back and waited")
+    done_early = fa.done.is_set()
+    resume.set()
+    ob.join(A)
+    fa.wait(A, fa.done.is_set, "finished its access")
+    if fa.error is not None:
+        raise fa.error
+    hooks.clear_points()
+    assert fa.result == (0 if access == "load" else 0xF00D)      # not the old 1000 + k
+    assert _in_tree(A, o, 0, HALF) == (0 if access == "load" else 1)
+    assert not done_early, "the fault completed inside the DONTNEED window"
+    assert fold_vm_events(a)["vma_lock_abort"] > aborts   # the write-locked VMA turned it away
+    assert A.load64(addr) == 0
+    B.task = -1
+    finish(a, A, B2)                             # exit, then the whole-arena checker (R2, O1)
     B.leave()
 
 

@@ -14,10 +14,14 @@ Points (the module that fires them):
     fault:vma_found       memory.py   a per-VMA fault found its VMA (RCU), before vma_start_read
     fault:vma_locked      memory.py   a fault holds its VMA (read) lock, before handling
     fault:before_install  memory.py   a new page is ready, before the PTE lock is taken
+    fault:file_folio      memory.py   a file fault holds its page-cache folio (a reference),
+                                      before mapping or copying it
     cow:copied            memory.py   a COW copy is made, before the PTE is replaced
     spf:snapshot          memory.py   a speculative fault took its sequence snapshot
     zap:before_flush      memory.py   PTEs cleared, pages gathered, TLB not flushed yet
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
+    obj:inserted          vm_object.py  insert stored a folio in an object's tree (object
+                                        lock held), before the workingset hook
     obj:remove_batch      vm_object.py  page_remove dropped the object lock between two
                                         batches of a range (more of the range to go)
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped (mmap_lock write)

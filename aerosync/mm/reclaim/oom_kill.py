@@ -36,6 +36,7 @@ TASK_OOM_VICTIM = 1 << 0
 SIGKILL = 9
 OOM_SCORE_ADJ_MIN = -1000
 MADV_DONTNEED = 4
+REAP_WAIT_S = 1.0           # how long the reaper tries a busy VMA of another CPU's victim
 
 
 class TaskKilled(AeroSyncError):
@@ -189,7 +190,9 @@ class OomKiller:
                      f"({reaped} pages freed)\n"
 
     def _reap(self, mm_id: int) -> int:
-        """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs."""
+        """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs
+        (a VMA a fault stays inside -- this CPU's own, when the victim is the current
+        task -- is skipped: mm/vm/mmap.py madvise's reap_wait)."""
         arena, q = self.arena, self.arena.u64
         vm = self.vm
         mo = T.mm_off(arena, mm_id)
@@ -206,9 +209,13 @@ class OomKiller:
                 ranges.append((q[(vma + V.V_START) >> 3], q[(vma + V.V_END) >> 3]))
         finally:
             vm.locks.mmap_lock.up_read(mo + T.M_MMAP_LOCK)
+        # the victim's faults end soon (an OOM victim's allocation fails at once:
+        # reclaim.py slowpath) -- unless the victim is this CPU's mm, whose VMA lock the
+        # fault that got here may hold itself
+        wait = 0.0 if mm_id == vm.current_mm() else REAP_WAIT_S
         for s, e in ranges:
             try:
-                vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED)
+                vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED, reap_wait=wait)
             except T.VMError:
                 continue
         return max(0, before - T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, nr_cpus))

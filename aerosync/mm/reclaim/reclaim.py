@@ -35,6 +35,7 @@ from aerosync.mm.pmm.gfp import __GFP_NORETRY as _GFP_NORETRY
 from aerosync.mm.pmm.gfp import MAX_NR_ZONES
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.lru_gen import LruGen
+from aerosync.mm.reclaim.oom_kill import task_killed
 from aerosync.mm.reclaim.page_writeback import Writeback
 from aerosync.mm.reclaim.rmap_ops import RmapOps
 from aerosync.mm.reclaim.swap import Lru
@@ -143,7 +144,11 @@ class Reclaim:
         if r[0] >= 0 or not gfp & _GFP_DIRECT_RECLAIM:
             return r
         no_progress = 0
+        tid = self.vm.current_task()
         for _ in range(MAX_RECLAIM_RETRIES * 4):
+            if tid >= 0 and task_killed(self.arena, tid):
+                return r                               # an OOM victim does not loop (its fault
+                #                                        ends, its VMA locks go, the reaper runs)
             self.in_reclaim = True
             try:
                 n = self.scan.try_to_free_pages(zids, order, gfp)
@@ -168,6 +173,9 @@ class Reclaim:
         finally:
             self.in_reclaim = False
         if killed:
+            if tid >= 0 and task_killed(self.arena, tid):
+                return r                               # the victim is us: fail, the fault's exit
+                #                                        delivers the SIGKILL (pagefault_out_of_memory)
             for _ in range(50):
                 r = attempt()
                 if r[0] >= 0:

@@ -17,6 +17,15 @@ of the cache are lock-free (RCU tree walks).  Disk reads happen with no lock hel
 CPUs missing the same page may both read it; the first insert wins and the other's page
 is freed (as filemap_add_folio's -EEXIST path).
 
+References (filemap_get_entry / filemap_get_folio): a lock-free lookup holds nothing, so
+reclaim may free the folio it found (folio_ref_freeze from the tree's and its own
+reference, then the entry becomes a shadow) and the pfn be reused -- even in this file
+at another index.  get_folio therefore returns the folio with a reference: a found one
+by folio_try_get (fails on a frozen refcount 0) and a re-load of the entry (still this
+folio at this index, else put and look again); a folio it read in keeps its allocation
+reference beside the cache's.  While the caller holds it, reclaim's freeze fails (the
+folio is kept), so the caller may map or copy it; it drops it with folio_put.
+
 Counters: nr_file_pages (node of the page) on insert; pgmajfault by the caller when a
 fault had to read; workingset and writeback come with reclaim.
 """
@@ -123,8 +132,11 @@ def file_path(arena: Any, fid: int) -> str:
 class Filemap:
     """Simulated CPU `cpu`'s page-cache operations (closures):
       file_obj(fid) -> vnode object offset    file_size(fid) -> bytes
-      get_page(fid, idx) -> (pfn, major)      the cached page (read on a miss, with
-                                              readahead); -1 if idx is beyond the file
+      get_folio(fid, idx) -> (pfn, major)     the cached page with a reference the caller
+                                              drops (free_pages = folio_put); read on a miss,
+                                              with readahead; -1 beyond the file or no memory
+      get_page(fid, idx) -> (pfn, major)      get_folio without keeping the reference: the
+                                              pfn may be gone at once (readahead only)
       cached(fid_obj, idx) -> pfn | -1        lock-free cache lookup, no read
     """
 
@@ -132,6 +144,7 @@ class Filemap:
         self.arena, self.cpu = arena, cpu
         self.ext: Any = None                    # VM.ext (memory.py's hooks: alloc_folio, lru_add)
         q, u8, i64, u32 = arena.u64, arena.u8, arena.i64, arena.u32
+        cas32, fetch_add32, fetch_sub32 = arena.atomic.cas32, arena.atomic.fetch_add32, arena.atomic.fetch_sub32
         PHYS = arena.off("physmem")
         PM = arena.off("pagemeta")
         hdr = arena.off("vmhdr")
@@ -164,19 +177,26 @@ class Filemap:
             else:
                 u8[o : o + PAGE_SIZE] = expected_page(fid, q[(fo + T.F_SEED) >> 3], idx)
 
-        def add_to_cache(fid: int, obj: int, idx: int) -> int:
+        def add_to_cache(fid: int, obj: int, idx: int, hold: bool) -> int:
+            """A new folio read in at idx: its pfn (with a reference for the caller when
+            `hold`), -1 without memory, or -2 when another CPU's folio got there first."""
             ext = self.ext
             af = ext.alloc_folio if ext is not None else None
             pfn = af(0, 0, idx) if af is not None else alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
             if pfn < 0:
                 return -1
             fill(fid, idx, pfn)
-            u32[(PM + pfn * PAGE_META_SIZE) >> 2] |= PG_uptodate
+            b = PM + pfn * PAGE_META_SIZE
+            u32[b >> 2] |= PG_uptodate
+            if hold:
+                fetch_add32(b + 8, 1)               # the caller's, beside the cache's
             got = insert(obj, idx, pfn, False)
             if got != pfn:
-                u32[(PM + pfn * PAGE_META_SIZE) >> 2] &= ~PG_uptodate & 0xFFFFFFFF
+                u32[b >> 2] &= ~PG_uptodate & 0xFFFFFFFF
+                if hold:
+                    fetch_sub32(b + 8, 1)           # ours; the allocation's goes with the free
                 free_pages(pfn, 0)
-                return got
+                return -2 if got >= 0 else -1
             nid = u8[PM + pfn * PAGE_META_SIZE + 7]
             i64[ns + nid * NS + VE.NR_FILE_PAGES] += 1
             la = ext.lru_add if ext is not None else None
@@ -188,33 +208,67 @@ class Filemap:
             e = lookup(obj, idx)
             return entry_pfn(e) if is_folio_entry(e) else -1
 
-        def get_page(fid: int, idx: int) -> tuple[int, bool]:
+        def folio_try_get(pfn: int) -> bool:
+            """A reference unless the refcount is 0 (free, or frozen by reclaim)."""
+            o = PM + pfn * PAGE_META_SIZE + 8
+            c = u32[o >> 2]
+            while c:
+                seen = cas32(o, c, c + 1)
+                if seen == c:
+                    return True
+                c = seen
+            return False
+
+        def get_folio(fid: int, idx: int) -> tuple[int, bool]:
             if idx * PAGE_SIZE >= file_size(fid):
                 return -1, False
             obj = file_obj(fid)
-            e = lookup(obj, idx)
-            st = ra_state.get(fid)
-            if is_folio_entry(e):
-                if st is not None:
-                    st[0] = idx + 1
-                return entry_pfn(e), False
-            # synchronous readahead (page_cache_sync_ra): a sequential miss doubles the
-            # window, a random one starts over at 4 pages
-            if st is not None and st[0] == idx:
-                st[1] = min(ra_max, st[1] * 2)
-            else:
-                st = [idx, min(4, ra_max)]
-                ra_state[fid] = st
-            last = min(idx + st[1], file_size(fid) // PAGE_SIZE)
-            want = -1
-            for i in range(idx, last):
-                if i != idx and cached(obj, i) >= 0:
+            major = False
+            while True:
+                e = lookup(obj, idx)
+                if is_folio_entry(e):
+                    pfn = entry_pfn(e)
+                    if folio_try_get(pfn):
+                        if lookup(obj, idx) == e:             # xas_reload: still ours here
+                            if not major:
+                                st = ra_state.get(fid)
+                                if st is not None:
+                                    st[0] = idx + 1
+                            return pfn, major
+                        free_pages(pfn, 0)                   # moved on meanwhile: folio_put, look again
                     continue
-                p = add_to_cache(fid, obj, i)
-                if i == idx:
-                    want = p
-            st[0] = idx + 1
-            return want, True
+                if major:                                     # read, then lost: read no more here
+                    p = add_to_cache(fid, obj, idx, True)
+                    if p != -2:
+                        return p, True
+                    continue
+                major = True
+                # synchronous readahead (page_cache_sync_ra): a sequential miss doubles the
+                # window, a random one starts over at 4 pages
+                st = ra_state.get(fid)
+                if st is not None and st[0] == idx:
+                    st[1] = min(ra_max, st[1] * 2)
+                else:
+                    st = [idx, min(4, ra_max)]
+                    ra_state[fid] = st
+                last = min(idx + st[1], file_size(fid) // PAGE_SIZE)
+                want = -1
+                for i in range(idx, last):
+                    if i != idx and cached(obj, i) >= 0:
+                        continue
+                    p = add_to_cache(fid, obj, i, i == idx)
+                    if i == idx:
+                        want = p
+                st[0] = idx + 1
+                if want != -2:
+                    return want, True
+                # another CPU's folio went in first: take it with a reference (loop)
+
+        def get_page(fid: int, idx: int) -> tuple[int, bool]:
+            pfn, major = get_folio(fid, idx)
+            if pfn >= 0:
+                free_pages(pfn, 0)
+            return pfn, major
 
         def nr_cached(fid: int) -> int:
             return q[(file_obj(fid) + O_NR_PAGES) >> 3]
@@ -225,5 +279,6 @@ class Filemap:
             fds.clear()
 
         self.file_obj, self.file_size, self.get_page, self.cached = file_obj, file_size, get_page, cached
+        self.get_folio = get_folio
         self.nr_cached, self.close = nr_cached, close
         _ = (O_SIZE, O_TREE)

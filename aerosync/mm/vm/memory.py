@@ -253,7 +253,10 @@ class Memory:
     A folio found in an object's tree is mapped with a try-get (map_account returns
     False when its refcount is 0: reclaim froze it) and a recheck that it still belongs
     to the object it was found in; the fault retries otherwise (filemap_get_entry's
-    folio_try_get + xas_reload).
+    folio_try_get + xas_reload).  A file fault's own page comes from files.get_folio
+    with a reference (filemap_get_folio) that it holds until the PTE is set or the COW
+    copy made, then drops: reclaim cannot free (and the allocator reuse) that folio
+    under it; fault-around maps neighbours with the try-get above (filemap_map_pages).
     Not called from here, but kept in the same namespace (VM.ext):
       task_work()                             VM.task_work(): the running task's deferred
                                               work at a return to user (NUMA balancing scan)
@@ -333,7 +336,7 @@ class Memory:
         objs_lookup, chain_lookup, objs_shadow = objs.lookup, objs.chain_lookup, objs.shadow
         objs_link_vma, objs_remove_locked = objs.link_vma, objs.remove_locked
         objs_insert_locked = objs.insert_locked
-        get_page, file_obj = files.get_page, files.file_obj
+        get_folio, file_obj = files.get_folio, files.file_obj
         flush_tlb_mm_range, flush_one = tlb.flush_tlb_mm_range, tlb.flush_one
         pte_shift = level_shift(2)
         mm_seq_off = T.M_MMAP_SEQ
@@ -688,7 +691,6 @@ class Memory:
             idx = q[(vma + V.V_PGOFF) >> 3] + ((va - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
             top = q[(vma + V.V_OBJECT) >> 3]
             ret = 0
-            pfn = -1
             if top and not flags & V.VM_SHARED:
                 # A private file mapping's chain: top shadow -> (inherited shadows) -> the
                 # file's vnode object.  A copy in an anonymous object of the chain is what
@@ -705,23 +707,37 @@ class Memory:
                         return map_existing(mm_id, vma, table, i, cpfn, False, KIND_ANON, -1, holder)
                     q[ev_copy] += 1
                     return map_new(mm_id, vma, va, table, i, 0, top, idx, cpfn, True, True, -1)
+            # filemap_fault: the folio comes with a reference (filemap_get_folio's try-get
+            # and re-check), held until its PTE is set or its copy made, so reclaim
+            # cannot free it (and its pfn be reused) under the fault
+            pfn, major = get_folio(fid, idx)
             if pfn < 0:
-                pfn, major = get_page(fid, idx)
-                if pfn < 0:
-                    if idx * PAGE_SIZE >= files.file_size(fid):
-                        return VM_FAULT_SIGSEGV
-                    oom_why[0] = f"no page for file {fid} page {idx} (page cache)"
-                    return VM_FAULT_OOM
-                if major:
-                    ret |= VM_FAULT_MAJOR
-            fobj = file_obj(fid)
+                if idx * PAGE_SIZE >= files.file_size(fid):
+                    return VM_FAULT_SIGSEGV
+                oom_why[0] = f"no page for file {fid} page {idx} (page cache)"
+                return VM_FAULT_OOM
+            if major:
+                ret |= VM_FAULT_MAJOR
+            if tp:
+                tp("fault:file_folio")
+            try:
+                return ret | file_fault_map(mm_id, vma, va, table, i, write, fid, flags, idx, top, pfn)
+            finally:
+                free_pages(pfn, 0)                            # the lookup's reference (folio_put)
+
+        def file_fault_map(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, fid: int, flags: int,
+                           idx: int, top: int, pfn: int) -> int:
+            """do_read_fault / do_shared_fault / do_cow_fault with the page-cache folio
+            pfn held (a reference) by the caller: it stays in the file at idx (reclaim's
+            and migration's freeze fail), so it is mapped without map_account's recheck."""
+            ret = 0
             if not write:
-                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1, fobj, idx)
+                r = map_existing(mm_id, vma, table, i, pfn, False, KIND_FILE, -1)
                 if fault_around_pages > 1 and not flags & V.VM_RAND_READ:
                     do_fault_around(mm_id, vma, va, table, fid, top)
                 return ret | r
             if flags & V.VM_SHARED:                           # do_shared_fault
-                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1, fobj, idx)
+                r = map_existing(mm_id, vma, table, i, pfn, True, KIND_FILE, -1)
                 if q[i] & _PAGE_PRESENT and (q[i] & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
                     ret |= dirty_shared(pfn, fid)
                 return ret | r
@@ -730,7 +746,7 @@ class Memory:
                 oom_why[0] = 'no memory for the private file shadow'
                 return VM_FAULT_OOM
             q[ev_copy] += 1
-            return ret | map_new(mm_id, vma, va, table, i, 0, top, idx, pfn, True, True, -1)
+            return map_new(mm_id, vma, va, table, i, 0, top, idx, pfn, True, True, -1)
 
         def do_fault_around(mm_id: int, vma: int, va: int, table: int, fid: int, top: int) -> None:
             """filemap_map_pages(): map already-cached neighbours read-only, within the
@@ -1059,6 +1075,9 @@ class Memory:
                     installed[0] = 0         # the throttle may write the page back: walk again
                     bd(1)
             if r & VM_FAULT_OOM:
+                ck = ext.check_killed                # pagefault_out_of_memory: a task the OOM
+                if ck is not None:                   # killer chose (this fault's allocation
+                    ck()                             # may have) dies of its SIGKILL instead
                 raise T.VMError("ENOMEM", f"cpu{cpu}: page fault at {va:#x}: out of memory (VM_FAULT_OOM: "
                                           f"{oom_why[0]})")
             if r & VM_FAULT_SIGSEGV:

@@ -36,6 +36,7 @@ exec_vm, stack_vm, locked_vm; vmacache_seqnum and mmap_seq bumped by every chang
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aerosync.arena import layout as L
@@ -48,6 +49,7 @@ from aerosync.mm.vm.mm_types import VMError
 from aerosync.mm.vm.pgtable import _PAGE_RW, pte_modify, vm_get_page_prot
 from aerosync.mm.vm.vm_object import O_BACKING, O_REF, O_SIZE, OBJ_ANON, OBJF_SHARED
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+from aerosync.sync import waithook as W
 
 _OP_MMAP, _OP_MUNMAP = I.OP["vm_mmap"], I.OP["vm_munmap"]
 P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
@@ -867,7 +869,12 @@ class Mmap:
             return dst
 
         # ------------------------------------------------------------ madvise
-        def madvise(mm_id: int, start: int, length: int, advice: int) -> None:
+        def madvise(mm_id: int, start: int, length: int, advice: int, reap_wait: float | None = None) -> None:
+            """madvise(); `reap_wait` (seconds) makes it the OOM reaper's MADV_DONTNEED,
+            which runs inside the fault whose allocation chose the victim: the VMA write
+            lock is only tried, for up to reap_wait (0 when the victim is this CPU's own
+            mm: its VMA's read lock may be ours), and a private VMA still busy is left
+            alone, as the reaper's trylocks leave a busy mm."""
             end = check_range("madvise", start, length, mm_id)
             call = f"madvise(addr={start:#x}, len={length}, advice={advice})"
             if advice not in (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -896,7 +903,7 @@ class Mmap:
                     for v in vs:
                         lo, hi = max(start, q[(v + V.V_START) >> 3]), min(end, q[(v + V.V_END) >> 3])
                         if advice == MADV_DONTNEED:
-                            dontneed(mm_id, v, lo, hi)
+                            dontneed(mm_id, v, lo, hi, reap_wait)
                         elif not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED and not q[(v + V.V_FILE) >> 3]:
                             lazyfree(mm_id, v, lo, hi)
                     return
@@ -913,10 +920,26 @@ class Mmap:
                 mmap_write_unlock(mm_id)
                 rcu.poll()
 
-        def dontneed(mm_id: int, v: int, lo: int, hi: int) -> None:
+        def dontneed(mm_id: int, v: int, lo: int, hi: int, reap_wait: float | None = None) -> None:
             """MADV_DONTNEED: zap; private memory then reads as zero (anonymous) or as the
             file again (private file): the top object's pages there go, and a ZERO
-            marker hides what a backing object holds (anonymous)."""
+            marker hides what a backing object holds (anonymous).
+
+            A private VMA is write-locked first (vma_start_write: waits for the faults
+            inside it, turns later per-VMA faults to mmap_lock, held for write here).
+            Linux zaps under the VMA's read lock and a fault racing it is settled under
+            the PTE lock (pte_same), because its anonymous folios live in no tree; here
+            the zapped folios stay in the object's tree until page_remove, so a fault
+            between the two would map a zapped folio (old data) that then leaves the
+            tree while mapped.  Faults into other VMAs of the object, and per-VMA faults
+            elsewhere in the mm, go on (page_remove's batches let them take the object
+            lock).  A shared mapping's zap removes nothing from its object: no lock.
+            With `reap_wait` (the OOM reaper) a VMA a fault stays inside is skipped."""
+            if not q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
+                if reap_wait is None:
+                    start_write(mm_id, v)
+                elif not start_write_within(mm_id, v, reap_wait):
+                    return
             T.update_hiwater_rss(arena, mo(mm_id))          # zap_page_range_single_batched
             g = memory.mmu_gather(mm_id)
             memory.zap_range(mm_id, lo, hi, g)
@@ -929,6 +952,18 @@ class Mmap:
             objs.page_remove(o, first, first + n)
             if q[(o + O_BACKING) >> 3]:
                 objs.mark_zero(o, first, first + n)     # hide inherited copies: zeros / the file
+
+        def start_write_within(mm_id: int, v: int, wait: float) -> bool:
+            """vma_start_write tried until `wait` seconds have passed (IPIs answered)."""
+            deadline = time.monotonic() + wait
+            while not vmas.start_write_trylock(mm_id, v):
+                if time.monotonic() >= deadline:
+                    return False
+                hook = W.wait_hook()
+                if hook is not None:
+                    hook()
+                time.sleep(0.0005)
+            return True
 
         def lazyfree(mm_id: int, v: int, lo: int, hi: int) -> None:
             """MADV_FREE: clean and old PTEs, pages marked lazily freeable (reclaim may

@@ -29,7 +29,9 @@ set, xa_mk_value) is a ZERO marker (this index reads as zeros: MADV_DONTNEED in 
 shadow over pages that must stay hidden) or, later, a swap / ZMM / workingset entry.
 A folio in an object has folio->mapping = object | PAGE_MAPPING_ANON (for private
 anonymous objects) and folio->index = its page index, and holds one reference for the
-tree (folio_put when it leaves the tree).
+tree (folio_put when it leaves the tree).  insert sets mapping and index before it
+stores the entry, so a lock-free reader that finds a folio and takes a reference can
+check "still in this object at this index" at once (filemap_get_entry's re-check).
 
 Lock order: obj->lock of a shadow before its backing's (top-down); a walk upwards (rmap
 from a backing object to its children) takes one object's lock at a time.  The lock is
@@ -53,10 +55,9 @@ That is safe because the range it removes is zapped and, for munmap, reachable f
 VMA (detached): nothing else inserts there, and every other writer re-checks the
 entry it acts on under the lock (replace_entry's and a steal's "still this folio at
 this index", restore_entry's "still the value it left", a collapse moves only into
-indices its child lacks).  MADV_DONTNEED keeps its VMA and does not write-lock it, so a
-per-VMA fault into the advised range between the zap and the removal can map a folio
-that then leaves the tree -- a window that predates the batches (it was open between
-the zap and the one lock hold) and that they only widen; see mm/vm/mmap.py dontneed.
+indices its child lacks).  MADV_DONTNEED keeps its VMA but write-locks it before the
+zap (mm/vm/mmap.py dontneed), so no fault into the advised range runs between the zap
+and the removal (one would map a zapped folio that then leaves the tree).
 
 Invariants (mm/vm/check.py): O1 a folio in an object's tree has mapping == the object
 (+ANON bit for anonymous objects) and index == its tree index, and refcount >= 1 +
@@ -322,13 +323,20 @@ class VmObjects:
                 return entry_pfn(cur)
             if cur & 1 and cur != XA_ZERO and (cur >> 1) & 3 == 2:
                 return -2                                  # a swap entry (mm/reclaim)
-            if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
-                return -1
-            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
-                hooks.value_replaced(o, idx, cur, pfn)
+            # mapping and index before the entry is published (__filemap_add_folio): a
+            # lock-free reader that finds the folio (try-get, then "still in o at idx?")
+            # must never see it half set up -- it would retry for as long as this CPU
+            # stays between the store and the meta (the workingset hook, a preemption)
             b = PM8 + pfn * mw
             q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
             q[b + i_idx] = idx
+            if xa_store(o + O_TREE, idx, folio_entry(pfn)) < 0:
+                q[b + i_map] = q[b + i_idx] = 0
+                return -1
+            if tp:
+                tp("obj:inserted")
+            if cur & 1 and cur != XA_ZERO and hooks.value_replaced is not None:
+                hooks.value_replaced(o, idx, cur, pfn)
             fetch_add(o + O_NR_PAGES, 1)
             return pfn
 

@@ -156,6 +156,7 @@ class VmaOps:
       insert(mm_id, vma) -> 0 | -ENOMEM   store [start, end - 1] -> vma
       erase(mm_id, start, end) -> 0 | -ENOMEM
       start_write(mm_id, vma)             vma_start_write (caller holds mmap_lock write)
+      start_write_trylock(mm_id, vma)     the same without waiting for readers (False: busy)
     The tree's writer lock is the mm's mmap_lock (write): every writer here is called
     with it held; the readers take nothing (RCU).
     """
@@ -175,6 +176,7 @@ class VmaOps:
         n_alloc, n_free = maple_cache.alloc, maple_cache.free
         call_rcu = rcu.call_rcu
         down_write, up_write = vma_lock.down_write, vma_lock.up_write
+        down_write_trylock = vma_lock.down_write_trylock
         trees: dict[int, Any] = {}
 
         def node_alloc() -> int:
@@ -269,6 +271,17 @@ class VmaOps:
             store(vma + V_LOCK_SEQ, seq)
             up_write(vma + V_LOCK)
 
+        def start_write_trylock(mm_id: int, vma: int) -> bool:
+            """start_write() only if no reader is inside the VMA now (False: none taken)."""
+            seq = load(mm_base + mm_id * mm_size + T.M_LOCK_SEQ)
+            if load(vma + V_LOCK_SEQ) == seq:
+                return True
+            if not down_write_trylock(vma + V_LOCK):
+                return False
+            store(vma + V_LOCK_SEQ, seq)
+            up_write(vma + V_LOCK)
+            return True
+
         def forget(mm_id: int) -> None:
             trees.pop(mm_id, None)
             finds.pop(mm_id, None)
@@ -277,4 +290,5 @@ class VmaOps:
                                                                              between)
         self.prev_of, self.next_of, self.alloc, self.free, self.dup = prev_of, next_of, alloc, free, dup
         self.insert, self.erase, self.start_write, self.forget = insert, erase, start_write, forget
+        self.start_write_trylock = start_write_trylock
         self.node_alloc, self.node_free, self.node_rcu_free = node_alloc, node_free, node_rcu_free

@@ -561,7 +561,7 @@ def test_oom_reaper_vs_a_fault_in_the_victims_vma(rig, monkeypatch, leaves: bool
         raise fb.error
     stop_all()
     hooks.clear_points()
-    rss = a.u64[(T.mm_off(a, mm_b) + T.M_RSS + 8 * T.MM_ANONPAGES) >> 3]
+    rss = T.get_mm_counter_sum(a.u64, T.mm_off(a, mm_b), T.MM_ANONPAGES, int(a.config["nr_cpus"]))
     if leaves:
         assert freed == n - 1 and rss == 0              # (freed counts from the rss at the start;
         #                                                 B's new page, mapped meanwhile, went too)

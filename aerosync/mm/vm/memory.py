@@ -282,7 +282,8 @@ class Memory:
         MW, MW4 = PAGE_META_SIZE >> 3, PAGE_META_SIZE >> 2
         i_map, i_idx = P_MAPPING >> 3, P_INDEX >> 3
         assert P_REFCOUNT == 8 and P_MAPCOUNT == 12 and P_NODE == 7
-        i_ref, _REF2_MAP1 = P_REFCOUNT >> 3, 2 | 1 << 32       # refcount 2, mapcount 1 (one u64)
+        i_ref, _REF1_MAP1 = P_REFCOUNT >> 3, 1 | 1 << 32       # refcount + 1, mapcount + 1 (one u64)
+        _UNREF1_MAP1 = -_REF1_MAP1 & 0xFFFF_FFFF_FFFF_FFFF
         hdr = arena.off("vmhdr")
         H = lambda f: q[(hdr + f) >> 3]
         zero_pfn = H(T.H_ZERO_PFN)
@@ -862,12 +863,14 @@ class Memory:
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = ZERO
             # The page is ours alone until it is published (tree insert, then PTE):
-            # plain stores set it up as mapped once (refcount = tree + PTE, mapcount 1:
-            # one store of the word holding both).
+            # plain stores set it up -- but for its refcount, which a stale lookup of the
+            # pfn's previous life may try-get (inc-not-zero) at any time: one atomic add
+            # to the word holding both counts makes it mapped once (refcount 1 -> tree +
+            # PTE, mapcount 0 -> 1) without losing such an increment.
             b4 = PM4 + pfn * MW4
             u32[b4] = PG_swapbacked
             b8 = PM8 + pfn * MW
-            q[b8 + i_ref] = _REF2_MAP1
+            fetch_add((b8 + i_ref) << 3, _REF1_MAP1)
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
             # Into an existing leaf under the leaf's lock alone (lib/xarray.py: the object
@@ -885,8 +888,8 @@ class Memory:
                 q[ev_leaf_wait] += 1
             if got < 0:                                        # -EBUSY (or -ENOMEM): the general path
                 q[b8 + i_map] = q[b8 + i_idx] = 0
-                u32[b4] = u32[b4 + 3] = 0
-                u32[b4 + 2] = 1
+                u32[b4] = 0
+                fetch_add((b8 + i_ref) << 3, _UNREF1_MAP1)    # back to refcount 1, mapcount 0
                 if r >= 0:
                     q[r + 7] = 0
                 free_pages(pfn, 0)

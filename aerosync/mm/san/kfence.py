@@ -196,7 +196,7 @@ class Kfence:
         I_ALLOCS, I_FREES = h + _K_ALLOCS, h + _K_FREES
         store32 = arena.atomic.store32
         getrandbits = rng.getrandbits
-        track = R.stack_handle
+        track = R.stack_tracker(arena)
         META_NEXT = META + _M_NEXT
         REC = C.KFENCE_META_REC
         canary_head, canary_tail = _PAGE_CANARY.startswith, _PAGE_CANARY.endswith
@@ -235,7 +235,7 @@ class Kfence:
             u32[(m + _M_CACHE) >> 2] = cid + 1
             t = (m + _M_ATRACK) >> 2                   # kfence_save_track(): pid, stack, cpu
             u32[t] = pid
-            u32[t + 1] = track(arena)
+            u32[t + 1] = track()
             u32[t + 2] = cpu + 1
             u32[(m + _M_FTRACK + 8) >> 2] = 0
             store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
@@ -267,7 +267,7 @@ class Kfence:
                        raise_it=False)
             t = (m + _M_FTRACK) >> 2
             u32[t] = pid
-            u32[t + 1] = track(arena)
+            u32[t + 1] = track()
             u32[t + 2] = cpu + 1
             store32(m + _M_STATE, KFENCE_OBJECT_FREED)
             acq()

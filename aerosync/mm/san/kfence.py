@@ -284,15 +284,34 @@ class Kfence:
                 rel()
             fetch_add(I_FREES, 1)
 
+        free_stat: dict[int, int] = {}
+
+        def kfree(addr: int) -> bool:
+            """kfree() of a pool address (the caller checked the range): free() and the
+            owning cache's free counter of this CPU context (registered by its handle in
+            free_stat), without going back through the cache's own free; False (nothing
+            done) when the address names no object page or the cache registered none."""
+            i = (addr - lo) >> PAGE_SHIFT
+            if i < 2 or i & 1:
+                return False
+            st = free_stat.get(u32[(META + (i // 2 - 1) * REC + _M_CACHE) >> 2] - 1)
+            if st is None:
+                return False
+            free(addr)
+            q[st] += 1
+            return True
+
         def translate(addr: int, write: bool) -> int:
             """The pool's page protection: the arena offset of an accessible byte, else
             kfence_handle_page_fault()'s report."""
             i = (addr - lo) >> PAGE_SHIFT
+            if i >= 2 and not i & 1 and u32[(META + (i // 2 - 1) * REC + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED:
+                return addr - VOFF                  # an allocated object's page: accessible
             rw = "write" if write else "read"
             if i >= 2 and not i & 1:
                 k = i // 2 - 1
                 m = meta_of(k)
-                st = u32[(m + _M_STATE) >> 2]
+                st = u32[(m + _M_STATE) >> 2]           # read again: it may have changed since
                 if st == KFENCE_OBJECT_ALLOCATED:
                     return addr - VOFF
                 if st == KFENCE_OBJECT_FREED:
@@ -331,5 +350,6 @@ class Kfence:
 
         self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
         self.cache_of = cache_of
+        self.kfree, self.free_stat = kfree, free_stat
         self.object_text = object_text
         _ = infos

@@ -185,15 +185,17 @@ class Kmalloc:
 
         kf = slub.san.kfence if slub.san is not None else None
         if kf is not None:
-            kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
+            kf_lo, kf_hi, kf_kfree = kf.lo, kf.hi, kf.kfree
 
             def kfree(addr: int) -> None:
                 """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
-                struct page of physical memory); otherwise the same as the plain one."""
+                struct page of physical memory); otherwise the same as the plain one.  The
+                pool lies above the direct map, so a direct-map address pays one compare."""
                 if not addr:
                     return
-                if kf_lo <= addr < kf_hi:
-                    slub.cache(kf.cache_of(addr)).free(addr)
+                if addr >= kf_lo and addr < kf_hi:
+                    if not kf_kfree(addr):             # the cache's own free: its checks, its reports
+                        slub.cache(kf.cache_of(addr)).free(addr)
                     return
                 pfn = (addr - VBASE) >> PAGE_SHIFT
                 fl = u32[PM32 + pfn * PMW]
@@ -215,7 +217,6 @@ class Kmalloc:
                     return
                 warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
                               "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
-            _ = kf_free
 
         def ksize(addr: int) -> int:
             """ksize(): usable bytes of an allocation (object_size, or the pages)."""

@@ -2264,6 +2264,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     # caches or per-CPU sheaves the gate is slab_hooks.py's wrapper instead (outside KASAN).
     kf = san.kfence if san is not None else None
     kf_inline = kf is not None and san.kasan is None and not kc.debug and not pcs_cap and osize <= 4096
+    if kf is not None and osize <= 4096:
+        kf.free_stat[cid] = st_free           # kfree of a pool object counts it here (kfence.kfree)
     if kf_inline:
         kf_alloc, kf_free = kf.alloc, kf.free
         KF_LO, KF_HI = kf.lo, kf.hi
@@ -2316,7 +2318,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
         def free(addr: int) -> None:
             """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
-            if KF_LO <= addr < KF_HI:
+            if addr >= KF_LO and addr < KF_HI:       # the pool lies above the direct map
                 kf_free(addr)
                 u64[st_free] += 1
                 return

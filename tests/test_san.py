@@ -231,6 +231,49 @@ def test_kfence_guards_uaf_invalid_free_and_canary(san) -> None:
         km.kfree(x)
 
 
+def _kfree_site(km: Kmalloc, x: int) -> None:
+    km.kfree(x)
+
+
+def test_kfence_canary_both_sides_and_kfree_counts(san) -> None:
+    """The canary is checked on each side of the object (a side that is empty -- the
+    object at its page's start or end -- is skipped, the other one still checked); kfree
+    of a pool object counts the free in its cache (S5) and saves the free site."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=31)
+    kf = cpu.kernel.kfence
+    km = Kmalloc(cpu.slub)
+    kmem = cpu.kernel.kmem
+    objs = []
+    while True:
+        o = km.kmalloc(64)
+        if not kf.is_kfence(o):
+            km.kfree(o)
+            break
+        objs.append(o)
+    at_start = [o for o in objs if not o & (PG - 1)]
+    at_end = [o for o in objs if (o & (PG - 1)) + 64 == PG]
+    assert at_start and at_end                                  # 31 objects, each side drawn by a coin
+    for o, bad in ((at_start[0], at_start[0] + 64 + 7), (at_end[0], at_end[0] - 8)):
+        kmem.store(bad, b"\x00")
+        n = R.emitted()
+        km.kfree(o)
+        rep = R.recent()[-1][1]
+        assert R.emitted() == n + 1 and "BUG: KFENCE: memory corruption in " in rep
+        assert f"Corrupted memory at 0x{bad:016x} " in rep
+    clean = [o for o in objs if o not in (at_start[0], at_end[0])]
+    n = R.emitted()
+    x = clean[0]
+    _kfree_site(km, x)
+    assert R.emitted() == n                                     # an intact canary: no report
+    with pytest.raises(R.KernelBug) as ei:
+        kmem.load64(x)
+    assert "freed by task" in ei.value.report and "_kfree_site" in ei.value.report.split("freed by task")[1]
+    for o in clean[1:]:
+        km.kfree(o)
+    assert kfence_live(a, cpu.slub.cache("kmalloc-64").id) == 0
+    _clean(a, cpu)                                              # S5: every pool free counted in kmalloc-64
+
+
 # ------------------------------------------------------------------ kernel stacks and the stack protector
 def test_every_task_gets_a_guarded_vmap_stack_reused_from_the_cache(san) -> None:
     a, cpu = san()

@@ -211,7 +211,7 @@ class Kfence:
             acq()
             try:
                 k = q[I_HEAD]
-                if k == _NIL or not q[I_NR_FREE]:
+                if k == _NIL:                          # nr_free is 0 exactly when the list is empty
                     return 0
                 nxt = u32[(META_NEXT + k * REC) >> 2]
                 q[I_HEAD] = nxt
@@ -257,7 +257,9 @@ class Kfence:
             lo_n, hi_n = addr - page, addr - page + size
             # check_canary(): the bytes before and after the object against the pattern,
             # compared in place (bytes.startswith/endswith take the arena's memoryview)
-            if not (canary_head(u8[po : po + lo_n]) and canary_tail(u8[po + hi_n : po + PAGE_SIZE])):
+            # (an empty side -- the object at the page's start or end -- is not sliced)
+            if not ((not lo_n or canary_head(u8[po : po + lo_n]))
+                    and (hi_n == PAGE_SIZE or canary_tail(u8[po + hi_n : po + PAGE_SIZE]))):
                 data = bytes(u8[po : po + PAGE_SIZE])
                 bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
                 shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,

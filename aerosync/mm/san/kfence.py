@@ -152,6 +152,7 @@ class Kfence:
         rng = random.Random(os.getpid() ^ (cpu << 20))
         pid = os.getpid()
         infos: dict[int, dict[str, Any]] = {}
+        free_stat: dict[int, int] = {}        # cache id -> its u64 free counter (this CPU context)
         fetch_add = arena.atomic.fetch_add64
         zero_init = self.init_on_alloc
 
@@ -242,15 +243,23 @@ class Kfence:
             fetch_add(I_ALLOCS, 1)
             return addr
 
-        def free(addr: int) -> None:
+        def free(addr: int, kfree: bool = False) -> bool:
             """kfence_guarded_free(): checks, the canary, then the object goes to the
-            freelist's tail (reused last)."""
+            freelist's tail (reused last).  kfree=True (kmalloc's kfree, which skips the
+            cache's own free): the owning cache's free counter of this CPU context
+            (free_stat, registered by its handle) is bumped here too; False, nothing done,
+            when that cache registered none (the caller then goes through its free)."""
             i = (addr - lo) >> PAGE_SHIFT
             k = i // 2 - 1 if i >= 2 and not i & 1 else -1
             m = META + k * REC if k >= 0 else 0
             if k < 0 or u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED or q[(m + _M_ADDR) >> 3] != addr:
                 raise report([f"BUG: KFENCE: invalid free in {R.call_site()}", "",
                               f"Invalid free of 0x{addr:016x} (in kfence-#{k}):"], k, "invalid-free")
+            st = -1
+            if kfree:
+                st = free_stat.get(u32[(m + _M_CACHE) >> 2] - 1, -1)
+                if st < 0:
+                    return False
             size = u32[(m + _M_SIZE) >> 2]
             page = lo + ((2 * k + 2) << PAGE_SHIFT)
             po = page - VOFF
@@ -285,22 +294,8 @@ class Kfence:
             finally:
                 rel()
             fetch_add(I_FREES, 1)
-
-        free_stat: dict[int, int] = {}
-
-        def kfree(addr: int) -> bool:
-            """kfree() of a pool address (the caller checked the range): free() and the
-            owning cache's free counter of this CPU context (registered by its handle in
-            free_stat), without going back through the cache's own free; False (nothing
-            done) when the address names no object page or the cache registered none."""
-            i = (addr - lo) >> PAGE_SHIFT
-            if i < 2 or i & 1:
-                return False
-            st = free_stat.get(u32[(META + (i // 2 - 1) * REC + _M_CACHE) >> 2] - 1)
-            if st is None:
-                return False
-            free(addr)
-            q[st] += 1
+            if st >= 0:
+                q[st] += 1
             return True
 
         def translate(addr: int, write: bool) -> int:
@@ -352,6 +347,6 @@ class Kfence:
 
         self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
         self.cache_of = cache_of
-        self.kfree, self.free_stat = kfree, free_stat
+        self.free_stat = free_stat
         self.object_text = object_text
         _ = infos

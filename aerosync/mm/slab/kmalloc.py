@@ -185,7 +185,7 @@ class Kmalloc:
 
         kf = slub.san.kfence if slub.san is not None else None
         if kf is not None:
-            kf_lo, kf_hi, kf_kfree = kf.lo, kf.hi, kf.kfree
+            kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
 
             def kfree(addr: int) -> None:
                 """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
@@ -194,7 +194,7 @@ class Kmalloc:
                 if not addr:
                     return
                 if addr >= kf_lo and addr < kf_hi:
-                    if not kf_kfree(addr):             # the cache's own free: its checks, its reports
+                    if not kf_free(addr, True):        # no counter registered: the cache's own free
                         slub.cache(kf.cache_of(addr)).free(addr)
                     return
                 pfn = (addr - VBASE) >> PAGE_SHIFT

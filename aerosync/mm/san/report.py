@@ -154,6 +154,8 @@ def call_trace(depth: int = 8) -> list[str]:
 _skip_by_id: dict[int, tuple[CodeType, bool]] = {}
 _handles: dict[tuple[Any, ...], int] = {}
 skip_ids: dict[int, bool] = {}              # stack_tracker's: id(code) -> skipped (code kept in _skip_by_id)
+_skip_files: set[str] = set()               # track()'s: file names seen, and those whose frames are skipped
+_known_files: set[str] = set()
 
 
 def stack_handle(arena: Any, depth: int = 2) -> int:
@@ -194,8 +196,10 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
     first `depth` frames outside the allocator and the detectors -- are the key of a
     per-arena dict; the record's text is built and stored in the depot only the first
     time a key is seen.  The walk starts at sys._getframe(2) (the C walk skips the
-    detector's own frame without creating a frame object) and reads each frame's code
-    once; no list, no arena key per call."""
+    detector's own frame without creating a frame object) and tests each frame's file
+    name (a str, its hash cached) against the set of skipped files -- what _skipped
+    decides by -- so a skipped frame costs two attribute loads and a set lookup; no
+    list, no arena key per call.  Files are classified the first time they are seen."""
     handles: dict[tuple[int, ...], int] = {}
     keep = _skip_by_id
     getframe = sys._getframe
@@ -206,6 +210,12 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
         return s[1]
 
     skip_get = skip_ids.get
+    skip_files, known_files = _skip_files, _known_files
+
+    def learn_file(fn: str) -> None:
+        if fn.startswith(_SKIP_DIRS) or fn in _SKIP_FILES:
+            skip_files.add(fn)
+        known_files.add(fn)
 
     def slow() -> int:
         k: list[int] = []
@@ -228,32 +238,27 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
         return slow
 
     def track() -> int:
-        f = getframe(2)
-        co = f.f_code
-        s = skip_get(id(co))
-        while s is not False:
-            if s is None:
-                s = learn(co)
-                continue
-            f = f.f_back
-            if f is None:
+        while True:
+            try:
+                f = getframe(2)
+                while f.f_code.co_filename in skip_files:
+                    f = f.f_back
+                g = f.f_back
+                while g.f_code.co_filename in skip_files:
+                    g = g.f_back
+            except AttributeError:                 # the stack ran out before two frames
                 return slow()
-            co = f.f_code
-            s = skip_get(id(co))
-        i1, l1 = id(co), f.f_lasti
-        f = f.f_back
-        while f is not None:
-            co = f.f_code
-            s = skip_get(id(co))
-            if s is None:
-                s = learn(co)
-            if not s:
-                h = handles.get((i1, l1, id(co), f.f_lasti))
-                if h is None:
-                    h = handles[(i1, l1, id(co), f.f_lasti)] = _depot_save_frames(arena, 2, 2)
-                return h
-            f = f.f_back
-        return slow()
+            c1, c2 = f.f_code, g.f_code
+            if c1.co_filename in known_files and c2.co_filename in known_files:
+                break
+            learn_file(c1.co_filename)             # a file seen for the first time: classify, walk again
+            learn_file(c2.co_filename)
+        k = (id(c1), f.f_lasti, id(c2), g.f_lasti)
+        h = handles.get(k)
+        if h is None:
+            keep[id(c1)], keep[id(c2)] = (c1, _skipped(c1)), (c2, _skipped(c2))   # ids in keys stay valid
+            h = handles[k] = _depot_save_frames(arena, 2, 2)
+        return h
 
     return track
 

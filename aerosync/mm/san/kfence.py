@@ -29,11 +29,20 @@ after everything that was on the list, so the order is still exactly LRU.  The c
 and taken whole, and an object being pushed belongs to the freeing CPU (FREED, on no
 list).
 
-Sampling: a cache handle's allocation counts down [debug] kfence_sample_interval (per
-cache and CPU; Linux's interval is in milliseconds, a timer opening a gate the next
-allocation takes -- an allocation count is the simulation's clock); at zero the
-allocation is tried in the pool (objects up to a page, while free objects remain).
-The KmemCache wrappers (slab_hooks.py) route frees of pool addresses here.
+Sampling: one allocation in [debug] kfence_sample_interval (per cache and CPU context;
+Linux's interval is in milliseconds, a timer opening a gate the next allocation takes --
+an allocation count is the simulation's clock) is tried in the pool (objects up to a
+page, while free objects remain).  SLUB's own closures (slub.py) fold the gate into the
+per-CPU allocation counter their fast path reads and bumps anyway: the sample is due
+when it reaches a threshold, one compare per allocation; the slab_hooks.py wrappers
+(KASAN, debug caches, sheaves) count down.  Frees of pool addresses come here from
+kmem_cache_free (one compare: the pool lies above the direct map) and kmalloc's kfree
+(free(addr, kfree=True), which also counts the free in the owning cache).
+
+Tracks (kfence_save_track): pid, cpu and a stack depot handle, from report.stack_tracker
+-- the raw frames (code id, bytecode offset) are the key of a per-arena dict, and the
+text is formatted and stored in the depot once per distinct stack, so a saved track is a
+frame walk and a dict lookup, as Linux saves raw entries and formats at report time.
 
 Protection (the hardware part, checked in mm/vm/kaccess.py for every access to a pool
 address, instrumented or not): guard pages, the page of a freed object and of an unused

@@ -186,18 +186,20 @@ class Kmalloc:
         kf = slub.san.kfence if slub.san is not None else None
         if kf is not None:
             kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
+            kf_pfn = (kf_lo - VBASE) >> PAGE_SHIFT         # the pool's first pfn, past physical memory
 
             def kfree(addr: int) -> None:
                 """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
                 struct page of physical memory); otherwise the same as the plain one.  The
-                pool lies above the direct map, so a direct-map address pays one compare."""
+                pool lies above the direct map: a direct-map address pays one compare of
+                its pfn (a small int, the 64-bit address compare costs more)."""
                 if not addr:
                     return
-                if addr >= kf_lo and addr < kf_hi:
+                pfn = (addr - VBASE) >> PAGE_SHIFT
+                if pfn >= kf_pfn and addr < kf_hi:
                     if not kf_free(addr, True):        # no counter registered: the cache's own free
                         slub.cache(kf.cache_of(addr)).free(addr)
                     return
-                pfn = (addr - VBASE) >> PAGE_SHIFT
                 fl = u32[PM32 + pfn * PMW]
                 if fl & PG_tail:
                     pfn = u32[PM32 + pfn * PMW + 6]

@@ -2269,6 +2269,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     if kf_inline:
         kf_alloc, kf_free = kf.alloc, kf.free
         KF_LO, KF_HI = kf.lo, kf.hi
+        KF_PFN = (KF_LO - VBASE) >> PAGE_SHIFT  # the pool's first pfn (a small int: a cheap compare)
         interval = san.interval
         # The gate is folded into the per-CPU alloc counter the fast path reads and bumps
         # anyway (u64[st_alloc]): the sample is due when it reaches kf_next -- one
@@ -2329,11 +2330,11 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
         def free(addr: int) -> None:
             """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
-            if addr >= KF_LO and addr < KF_HI:       # the pool lies above the direct map
+            pfn = (addr - VBASE) >> PAGE_SHIFT
+            if pfn >= KF_PFN and addr < KF_HI:          # the pool lies above the direct map
                 kf_free(addr)
                 u64[st_free] += 1
                 return
-            pfn = (addr - VBASE) >> PAGE_SHIFT
             if u32[PM32 + pfn * PMW] & PG_tail:
                 pfn = u32[PM32 + pfn * PMW + 6]
             plain_free_pfn(pfn, addr)

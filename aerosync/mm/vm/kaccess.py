@@ -195,6 +195,25 @@ class KernelAccess:
                 return
             q[translate(addr, True) >> 3] = v
 
+        if kf_translate is not None:
+            # KFENCE: a pool address (just above the direct map) goes to the pool's check
+            # without translate()'s range tests on the way -- one call, not two
+            def raw_load64(addr: int) -> int:
+                if DM_LO <= addr < DM_HI:
+                    return q[(addr - VOFF) >> 3]
+                if addr < KF_HI and addr >= KF_LO:
+                    return q[kf_translate(addr, False) >> 3]
+                return q[translate(addr, False) >> 3]
+
+            def raw_store64(addr: int, v: int) -> None:
+                if DM_LO <= addr < DM_HI:
+                    q[(addr - VOFF) >> 3] = v
+                    return
+                if addr < KF_HI and addr >= KF_LO:
+                    q[kf_translate(addr, True) >> 3] = v
+                    return
+                q[translate(addr, True) >> 3] = v
+
         if check is None:
             load, store, load64, store64 = raw_load, raw_store, raw_load64, raw_store64
         else:

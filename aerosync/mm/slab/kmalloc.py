@@ -188,6 +188,15 @@ class Kmalloc:
             kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
             kf_pfn = (kf_lo - VBASE) >> PAGE_SHIFT         # the pool's first pfn, past physical memory
 
+            def kf_pool_free(addr: int) -> bool:
+                """A pool object to KFENCE (True); False past the pool.  Out of line: every
+                free variable of kfree is copied into each call's frame and cleared after."""
+                if addr >= kf_hi:
+                    return False
+                if not kf_free(addr, True):            # no counter registered: the cache's own free
+                    slub.cache(kf.cache_of(addr)).free(addr)
+                return True
+
             def kfree(addr: int) -> None:
                 """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
                 struct page of physical memory); otherwise the same as the plain one.  The
@@ -196,9 +205,7 @@ class Kmalloc:
                 if not addr:
                     return
                 pfn = (addr - VBASE) >> PAGE_SHIFT
-                if pfn >= kf_pfn and addr < kf_hi:
-                    if not kf_free(addr, True):        # no counter registered: the cache's own free
-                        slub.cache(kf.cache_of(addr)).free(addr)
+                if pfn >= kf_pfn and kf_pool_free(addr):
                     return
                 fl = u32[PM32 + pfn * PMW]
                 if fl & PG_tail:

@@ -2280,27 +2280,33 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         kf_align = info["align"]
         plain_alloc, plain_alloc_node = alloc, alloc_node
 
+        def kf_sample(n: int, gfp: int) -> int:
+            """kfence_alloc(): the gate opened at count n -- the next sample is due
+            `interval` allocations on; this one tries the pool (0: it goes to the slabs).
+            Out of line, so the gated closures carry two free variables for KFENCE, not
+            six: each one is copied into every call's frame and cleared after it."""
+            nonlocal kf_next
+            kf_next = n + interval
+            a = kf_alloc(cid, osize, kf_align, gfp)
+            if a:
+                u64[st_alloc] += 1
+            return a
+
         if rnd:
             def alloc(gfp: int = 0) -> int:
-                nonlocal kf_next
                 n = u64[st_alloc]
                 if n >= kf_next:
-                    kf_next = n + interval
-                    a = kf_alloc(cid, osize, kf_align, gfp)
+                    a = kf_sample(n, gfp)
                     if a:
-                        u64[st_alloc] += 1
                         return a
                 return plain_alloc(gfp)
         else:
             def alloc(gfp: int = 0) -> int:
                 """The fast path (see the plain alloc) behind KFENCE's gate."""
-                nonlocal kf_next
                 n = u64[st_alloc]
                 if n >= kf_next:                       # kfence_alloc(): this one tries the pool
-                    kf_next = n + interval
-                    a = kf_alloc(cid, osize, kf_align, gfp)
+                    a = kf_sample(n, gfp)
                     if a:
-                        u64[st_alloc] += 1
                         return a
                 w = load64(cw)
                 idx = w & _LO
@@ -2316,24 +2322,28 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 return alloc_retry(gfp)
 
         def alloc_node(nid: int, gfp: int = 0) -> int:
-            nonlocal kf_next
             n = u64[st_alloc]
             if n >= kf_next:
-                kf_next = n + interval
-                a = kf_alloc(cid, osize, kf_align, gfp)
+                a = kf_sample(n, gfp)
                 if a:
-                    u64[st_alloc] += 1
                     return a
             return plain_alloc_node(nid, gfp)
 
         plain_free_pfn = free_pfn
 
+        def kf_pool_free(addr: int) -> bool:
+            """An address at or past the pool's first pfn: a pool object to KFENCE
+            (True), else False (past the pool: not KFENCE's).  Out of line, as kf_sample."""
+            if addr >= KF_HI:
+                return False
+            kf_free(addr)
+            u64[st_free] += 1
+            return True
+
         def free(addr: int) -> None:
             """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
             pfn = (addr - VBASE) >> PAGE_SHIFT
-            if pfn >= KF_PFN and addr < KF_HI:          # the pool lies above the direct map
-                kf_free(addr)
-                u64[st_free] += 1
+            if pfn >= KF_PFN and kf_pool_free(addr):    # the pool lies above the direct map
                 return
             if u32[PM32 + pfn * PMW] & PG_tail:
                 pfn = u32[PM32 + pfn * PMW + 6]

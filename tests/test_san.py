@@ -7,6 +7,8 @@ configuration errors."""
 from __future__ import annotations
 
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,12 @@ import pytest
 from aerosync.errors import ScenarioError
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.pmm.gfp import GFP_KERNEL
+from aerosync.mm.san import kfence as KF
 from aerosync.mm.san import page_hooks
 from aerosync.mm.san import report as R
 from aerosync.mm.san import shadow as SH
 from aerosync.mm.san.kasan import kasan_cpu_offline, quarantine_entries, quarantine_len
-from aerosync.mm.san.kfence import kfence_live
+from aerosync.mm.san.kfence import Kfence, kfence_freelist, kfence_live
 from aerosync.mm.slab.kmalloc import Kmalloc
 from aerosync.mm.slab.layout import VBASE
 from aerosync.mm.slab.slab_check import slab_check
@@ -229,6 +232,154 @@ def test_kfence_guards_uaf_invalid_free_and_canary(san) -> None:
     assert kfence_live(a, cpu.slub.cache("kmalloc-64").id) == len(objs) - 2   # freed all the same
     for x in objs[2:]:
         km.kfree(x)
+
+
+def _kfree_site(km: Kmalloc, x: int) -> None:
+    km.kfree(x)
+
+
+def test_kfence_canary_both_sides_and_kfree_counts(san) -> None:
+    """The canary is checked on each side of the object (a side that is empty -- the
+    object at its page's start or end -- is skipped, the other one still checked); kfree
+    of a pool object counts the free in its cache (S5) and saves the free site."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=31)
+    kf = cpu.kernel.kfence
+    km = Kmalloc(cpu.slub)
+    kmem = cpu.kernel.kmem
+    objs = []
+    while True:
+        o = km.kmalloc(64)
+        if not kf.is_kfence(o):
+            km.kfree(o)
+            break
+        objs.append(o)
+    at_start = [o for o in objs if not o & (PG - 1)]
+    at_end = [o for o in objs if (o & (PG - 1)) + 64 == PG]
+    assert at_start and at_end                                  # 31 objects, each side drawn by a coin
+    for o, bad in ((at_start[0], at_start[0] + 64 + 7), (at_end[0], at_end[0] - 8)):
+        kmem.store(bad, b"\x00")
+        n = R.emitted()
+        km.kfree(o)
+        rep = R.recent()[-1][1]
+        assert R.emitted() == n + 1 and "BUG: KFENCE: memory corruption in " in rep
+        assert f"Corrupted memory at 0x{bad:016x} " in rep
+    clean = [o for o in objs if o not in (at_start[0], at_end[0])]
+    n = R.emitted()
+    x = clean[0]
+    _kfree_site(km, x)
+    assert R.emitted() == n                                     # an intact canary: no report
+    with pytest.raises(R.KernelBug) as ei:
+        kmem.load64(x)
+    assert "freed by task" in ei.value.report and "_kfree_site" in ei.value.report.split("freed by task")[1]
+    for o in clean[1:]:
+        km.kfree(o)
+    assert kfence_live(a, cpu.slub.cache("kmalloc-64").id) == 0
+    _clean(a, cpu)                                              # S5: every pool free counted in kmalloc-64
+
+
+def _kf_index(kf: Any, addr: int) -> int:
+    return ((addr - kf.lo) >> 12) // 2 - 1
+
+
+def test_kfence_freelist_is_lru_across_the_stack_of_frees(san) -> None:
+    """Frees go onto a lock-free stack; an allocation that finds the list empty takes the
+    stack and reverses it: reuse stays oldest-freed first (Linux's LRU freelist)."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=8)
+    kf = cpu.kernel.kfence
+    cid = cpu.slub.cache("kmalloc-64").id
+    objs = []
+    while (x := kf.alloc(cid, 64, 8, 0)):
+        objs.append(x)
+    assert len(objs) >= 5 and kfence_freelist(a) == []
+    order = [objs[2], objs[0], objs[4]]
+    for x in order:
+        kf.free(x)
+    assert kfence_freelist(a) == [_kf_index(kf, x) for x in order]
+    assert _kf_index(kf, kf.alloc(cid, 64, 8, 0)) == _kf_index(kf, order[0])    # the stack became the list
+    kf.free(objs[1])                                            # pushed while the list is not empty
+    got = [_kf_index(kf, kf.alloc(cid, 64, 8, 0)) for _ in range(3)]
+    assert got == [_kf_index(kf, x) for x in (order[1], order[2], objs[1])]
+    assert kf.alloc(cid, 64, 8, 0) == 0 and kfence_freelist(a) == []
+
+
+def test_kfence_push_and_take_race_a_concurrent_push(san) -> None:
+    """Forced: CPU 1 pushes a free between CPU 0's read of the stack's top and its CAS --
+    in a free (push) and in an allocation taking the stack: CPU 0's CAS fails and
+    retries, and both objects stay free, in free order."""
+    from aerosync.mm import hooks
+
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=8)
+    cid = cpu.slub.cache("kmalloc-64").id
+    fired: list[str] = []
+    other: list[Any] = []
+
+    def cut_in(name: str) -> None:
+        if not fired and other:
+            fired.append(name)
+            other[0].free(other.pop())
+
+    hooks.set_point("kfence:push_read", cut_in)
+    hooks.set_point("kfence:take_read", cut_in)
+    try:
+        k0, k1 = Kfence(a, 0), Kfence(a, 1)                     # built with the points set
+        objs = []
+        while (x := k0.alloc(cid, 64, 8, 0)):
+            objs.append(x)
+        assert len(objs) >= 4 and kfence_freelist(a) == []
+        other[:] = [k1, objs[1]]
+        k0.free(objs[0])                                        # CPU 1 frees objs[1] inside
+        assert fired == ["kfence:push_read"]
+        assert kfence_freelist(a) == [_kf_index(k0, objs[1]), _kf_index(k0, objs[0])]
+        assert [_kf_index(k0, k0.alloc(cid, 64, 8, 0)) for _ in range(2)] == \
+            [_kf_index(k0, objs[1]), _kf_index(k0, objs[0])]
+        k0.free(objs[2])
+        fired.clear()
+        other[:] = [k1, objs[3]]
+        assert _kf_index(k0, k0.alloc(cid, 64, 8, 0)) == _kf_index(k0, objs[2])  # CPU 1 frees objs[3] inside
+        assert fired == ["kfence:take_read"]
+        assert kfence_freelist(a) == [_kf_index(k0, objs[3])]   # taken by the retried CAS, not lost
+    finally:
+        hooks.clear_points()
+
+
+def test_kfence_frees_and_allocations_on_two_cpus_lose_nothing(san) -> None:
+    """Two CPUs' handles (threads switching every microsecond) allocate and free pool
+    objects at once: the lock-free pushes and the allocations' takes of the stack never
+    lose or duplicate an object, and nr_free stays the number on the lists."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=16)
+    cid = cpu.slub.cache("kmalloc-64").id
+    kfs = [cpu.kernel.kfence, Kfence(a, 1)]
+    errs: list[BaseException] = []
+    nobj = 16
+
+    def worker(kf: Any, seed: int) -> None:
+        try:
+            held: list[int] = []
+            for i in range(1500):
+                x = kf.alloc(cid, 64, 8, 0)
+                if x:
+                    held.append(x)
+                if len(held) > 3 or (held and (i + seed) % 3 == 0):
+                    kf.free(held.pop(0))
+            for x in held:
+                kf.free(x)
+        except BaseException as e:                          # reported by the main thread
+            errs.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        ts = [threading.Thread(target=worker, args=(kf, i)) for i, kf in enumerate(kfs)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errs, errs
+    free = kfence_freelist(a)
+    assert len(free) == len(set(free)) == nobj - kfence_live(a)
+    assert a.u64[(a.off("sanhdr") + R.H_KFENCE + KF._K_NR_FREE) >> 3] == len(free)
 
 
 # ------------------------------------------------------------------ kernel stacks and the stack protector

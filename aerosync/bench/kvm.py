@@ -3,7 +3,8 @@ the sanitizers' detection and cost.
 
   * vmalloc_small_pair_us: vmalloc(8 KiB) + vfree on one CPU -- a sub-range of the CPU's
     vmap_block (2 pages and a guard) and its vb_free; blocks retire and purge as they
-    fill, their share of that is in the figure (best of 3 rounds of 400 pairs);
+    fill, their share of that is in the figure (best of 3 rounds of 400 pairs, in the
+    thread's CPU time: see _pairs_us);
   * vmalloc_area_pair_us: vmalloc(1 MiB) + vfree -- its own vmap_area in the slice's
     maple tree, 256 pages allocated and mapped, then unmapped, freed, the area lazy
     (best of 3 rounds of 20 pairs); target: small <= 0.5 x area;
@@ -21,8 +22,9 @@ the sanitizers' detection and cost.
     and take the median of the per-repetition ratios (see _overhead): a ratio of two
     whole runs taken seconds apart on a loaded host swung from -11 % to +94 %;
   * kfence_guarded_pair_us: one guarded allocation + free in the KFENCE pool (what the
-    sampling spreads over the interval: the overhead is about the fast path's countdown
-    and range check plus this / interval per operation).
+    sampling spreads over the interval: the overhead is about the fast path's gate
+    compare and kfree's range compare plus this / interval per operation -- in the loop
+    this path runs about twice as slow as here, its code and pool page gone cold).
 """
 
 from __future__ import annotations
@@ -68,14 +70,22 @@ def _close(arena: Arena, vm: Any) -> None:
 
 
 def _pairs_us(alloc: Any, free: Any, size: int, n: int, rounds: int = 3) -> float:
+    """Microseconds per alloc + free pair: best of `rounds`, in this thread's CPU time,
+    which leaves out the time the host gave other processes (the pairs sleep nowhere: one
+    CPU, the purge's shootdown is a local flush).  Wall time mostly measured the host's
+    load: the same code read 18.8, 29.2 and 59.5 us for vmalloc_small_pair_us on a quiet,
+    a busy and a saturated 2-CPU host, while its instruction count per pair (cachegrind)
+    stayed within 3 % from commit 05e6744 to 4f35540.  CPU time still rises with load
+    (shared caches, a busy sibling thread): compare figures taken side by side."""
     for _ in range(max(8, n // 8)):                # warm: host pages touched, a block in use
         free(alloc(size))
+    clock = time.thread_time
     best = float("inf")
     for _ in range(rounds):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             free(alloc(size))
-        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        best = min(best, (clock() - t0) / n * 1e6)
     return best
 
 

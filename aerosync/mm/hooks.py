@@ -40,6 +40,10 @@ Points (the module that fires them):
     migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
     migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
                                            the reference check and the copy
+    kfence:push_read      san/kfence.py  a KFENCE free read the stack's top and linked its
+                                         object to it, before the CAS that pushes it
+    kfence:take_read      san/kfence.py  an allocation (freelist lock held, list empty) read
+                                         the stack's top, before the CAS that takes it all
 """
 
 from __future__ import annotations

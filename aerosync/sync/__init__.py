@@ -30,7 +30,8 @@ part and why; this tree is the union, and nothing takes locks in another order.
         &n->list_lock (per cache x node)               node partial lists, discard
           pcp state (per CPU x zone CAS: IDLE->BUSY by its owner, IDLE->OFFLINE by a drainer)
             &zone->lock  (per zone)    mm/pmm/page_alloc.py free_area lists, nr_free, pageblocks
-    kfence_freelist_lock               mm/san/kfence.py     the KFENCE pool's free list; a leaf, reached
+    kfence_freelist_lock               mm/san/kfence.py     the KFENCE pool's free list (allocations; frees
+                                                            push lock-free); a leaf, reached
                                                             from a slab allocation under any lock above
     lock_storm_lock, fault_lock        workers/workloads  leaves: nothing nests inside
     mpol_table_lock                    mm/numa/numa_types.py  policy records, shared-policy

@@ -29,8 +29,9 @@ with the switches off runs the code it ran before: no test on any hot path):
   calls the checks.
 
 Lock tree (sync/__init__.py has the whole system's):
-  kfence_freelist_lock (SpinLock, one per machine): the KFENCE pool's free list; a leaf
-    taken with no other lock held (kfence_alloc runs before the slab allocator's).
+  kfence_freelist_lock (SpinLock, one per machine): the KFENCE pool's free list, taken by
+    allocations only (a free pushes onto a lock-free stack, kfence.py); a leaf taken
+    with no other lock held (kfence_alloc runs before the slab allocator's).
   The KASAN quarantine is per CPU and owner-only (no lock): a CPU puts freed objects in
   its own ring and releases the oldest into SLUB itself; an offline CPU's ring is
   drained by the coordinator after every worker left (kasan_cpu_offline), as Linux's

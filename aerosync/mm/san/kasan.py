@@ -180,11 +180,13 @@ class Kasan:
             return d
 
         # -------------------------------------------------------- tracks
+        track = R.stack_tracker(arena)
+
         def save_track(obj_off: int, meta: int, which: int) -> None:
             """kasan_save_track(): pid, stack (depot), cpu in the object's redzone."""
             t = obj_off + meta + which * _TRACK
             u32[t >> 2] = pid
-            u32[(t + 4) >> 2] = R.stack_handle(arena)
+            u32[(t + 4) >> 2] = track()
             u32[(t + 8) >> 2] = cpu + 1
 
         def track_text(obj_off: int, meta: int, which: int, word: str) -> list[str]:

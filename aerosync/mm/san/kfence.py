@@ -15,13 +15,34 @@ KFENCE_META_REC bytes per object (struct kfence_metadata)::
      0 state u32 (UNUSED / ALLOCATED / FREED)   4 size u32   8 addr u64
     16 cache id u32   20 next u32 (freelist link)
     24 alloc track: pid u32, depot handle u32, cpu + 1 u32   40 free track: the same
-The freelist (head, tail, count) and its lock slot live in "sanhdr" at report.H_KFENCE.
+The freelist (head, tail, count), its lock slot and the stack of recent frees live in
+"sanhdr" at report.H_KFENCE.
 
-Sampling: a cache handle's allocation counts down [debug] kfence_sample_interval (per
-cache and CPU; Linux's interval is in milliseconds, a timer opening a gate the next
-allocation takes -- an allocation count is the simulation's clock); at zero the
-allocation is tried in the pool (objects up to a page, while free objects remain).
-The KmemCache wrappers (slab_hooks.py) route frees of pool addresses here.
+Freelist (Linux's kfence_freelist, LRU: the object freed longest ago is reused first, so
+a use after free stays caught as long as possible): two singly linked lists through the
+records' next words.  The list proper (head -> tail, oldest first) is taken from under
+kfence_freelist_lock; a free pushes its object onto the stack (newest on top) with one
+CAS on the stack word, no lock.  An allocation that finds the list empty takes the whole
+stack (a CAS to NIL) and reverses it into the list: everything on the stack was freed
+after everything that was on the list, so the order is still exactly LRU.  The count
+(nr_free) is changed with fetch_add by both sides.  No ABA: the stack is only pushed
+and taken whole, and an object being pushed belongs to the freeing CPU (FREED, on no
+list).
+
+Sampling: one allocation in [debug] kfence_sample_interval (per cache and CPU context;
+Linux's interval is in milliseconds, a timer opening a gate the next allocation takes --
+an allocation count is the simulation's clock) is tried in the pool (objects up to a
+page, while free objects remain).  SLUB's own closures (slub.py) fold the gate into the
+per-CPU allocation counter their fast path reads and bumps anyway: the sample is due
+when it reaches a threshold, one compare per allocation; the slab_hooks.py wrappers
+(KASAN, debug caches, sheaves) count down.  Frees of pool addresses come here from
+kmem_cache_free (one compare: the pool lies above the direct map) and kmalloc's kfree
+(free(addr, kfree=True), which also counts the free in the owning cache).
+
+Tracks (kfence_save_track): pid, cpu and a stack depot handle, from report.stack_tracker
+-- the raw frames (code id, bytecode offset) are the key of a per-arena dict, and the
+text is formatted and stored in the depot once per distinct stack, so a saved track is a
+frame walk and a dict lookup, as Linux saves raw entries and formats at report time.
 
 Protection (the hardware part, checked in mm/vm/kaccess.py for every access to a pool
 address, instrumented or not): guard pages, the page of a freed object and of an unused
@@ -32,8 +53,9 @@ the free goes on).  A free of a pool address that is not an allocated object's s
 "invalid free" (a double free included, as KFENCE reports it).
 
 Lock order: kfence_freelist_lock (SpinLock in sanhdr) is a leaf: nothing is taken under
-it.  A metadata record changes state ALLOCATED by the allocating CPU (taken off the
-freelist under the lock), FREED by the freeing CPU; readers (checks, reports) read
+it; it serialises the allocations (the list and the take of the stack), not the frees.
+A metadata record changes state ALLOCATED by the allocating CPU (taken off the list
+under the lock), FREED by the freeing CPU (then pushed); readers (checks, reports) read
 without locks and may see either side of a concurrent change, as kfence's racy
 fault-path reads.
 """
@@ -45,20 +67,22 @@ import random
 from typing import Any
 
 from aerosync.arena.layout import SectionSpec
+from aerosync.mm import hooks
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
 from aerosync.mm.san import config as C
 from aerosync.mm.san import report as R
 from aerosync.mm.slab import layout as SL
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["Kfence", "kfence_sections", "kfence_init", "kfence_ready", "kfence_live", "kfence_range",
+__all__ = ["Kfence", "kfence_sections", "kfence_init", "kfence_ready", "kfence_live", "kfence_range", "kfence_freelist",
            "KFENCE_OBJECT_UNUSED", "KFENCE_OBJECT_ALLOCATED", "KFENCE_OBJECT_FREED", "canary"]
 
 KFENCE_OBJECT_UNUSED, KFENCE_OBJECT_ALLOCATED, KFENCE_OBJECT_FREED = 0, 1, 2
 _M_STATE, _M_SIZE, _M_ADDR, _M_CACHE, _M_NEXT, _M_ATRACK, _M_FTRACK = 0, 4, 8, 16, 20, 24, 40
 _NIL = 0xFFFF_FFFF
+_MINUS1 = (1 << 64) - 1
 # words in sanhdr (report.H_KFENCE + ...)
-_K_LOCK, _K_HEAD, _K_TAIL, _K_NR_FREE, _K_ALLOCS, _K_FREES, _K_MAGIC = 0, 8, 16, 24, 32, 40, 48
+_K_LOCK, _K_HEAD, _K_TAIL, _K_NR_FREE, _K_ALLOCS, _K_FREES, _K_MAGIC, _K_STACK = 0, 8, 16, 24, 32, 40, 48, 56
 _KF_MAGIC = 0x4543_4E45_4646_4B41      # "AKFFENCE"
 _PAGE_CANARY = bytes(0xAA ^ (i & 7) for i in range(PAGE_SIZE))   # every page starts 8-aligned
 
@@ -107,6 +131,7 @@ def kfence_init(arena: Any) -> None:
     q[(h + _K_HEAD) >> 3] = 0
     q[(h + _K_TAIL) >> 3] = n - 1
     q[(h + _K_NR_FREE) >> 3] = n
+    q[(h + _K_STACK) >> 3] = _NIL
     arena.atomic.store64(h + _K_MAGIC, _KF_MAGIC)
 
 
@@ -123,6 +148,25 @@ def kfence_live(arena: Any, cid: int = -1) -> int:
         if u32[(m + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED and (cid < 0 or u32[(m + _M_CACHE) >> 2] == cid + 1):
             got += 1
     return got
+
+
+def kfence_freelist(arena: Any) -> list[int]:
+    """The free objects in reuse order (the list, then the stack oldest first) -- for
+    checks and tests; read without the lock, so only meaningful on a quiet machine."""
+    if not kfence_ready(arena):
+        return []
+    n = C.debug_params(arena.config)["kfence_num_objects"]
+    nxt = arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE + _M_NEXT
+    h = arena.off("sanhdr") + R.H_KFENCE
+    q, u32 = arena.u64, arena.u32
+    out: list[int] = []
+    for first, rev in ((q[(h + _K_HEAD) >> 3], False), (q[(h + _K_STACK) >> 3], True)):
+        part, k = [], first
+        while k != _NIL and len(part) <= n:
+            part.append(k)
+            k = u32[(nxt + k * C.KFENCE_META_REC) >> 2]
+        out += part[::-1] if rev else part
+    return out
 
 
 class Kfence:
@@ -152,6 +196,7 @@ class Kfence:
         rng = random.Random(os.getpid() ^ (cpu << 20))
         pid = os.getpid()
         infos: dict[int, dict[str, Any]] = {}
+        free_stat: dict[int, int] = {}        # cache id -> its u64 free counter (this CPU context)
         fetch_add = arena.atomic.fetch_add64
         zero_init = self.init_on_alloc
 
@@ -194,12 +239,38 @@ class Kfence:
 
         I_HEAD, I_TAIL, I_NR_FREE = (h + _K_HEAD) >> 3, (h + _K_TAIL) >> 3, (h + _K_NR_FREE) >> 3
         I_ALLOCS, I_FREES = h + _K_ALLOCS, h + _K_FREES
+        I_NR_FREE_B, I_STACK_B = h + _K_NR_FREE, h + _K_STACK       # byte offsets (atomics)
+        load64, cas64 = arena.atomic.load64, arena.atomic.cas64
+        tp = hooks.point_fn()                  # tests: forced interleavings (mm/hooks.py)
         store32 = arena.atomic.store32
         getrandbits = rng.getrandbits
-        track = R.stack_handle
+        track = R.stack_tracker(arena)
         META_NEXT = META + _M_NEXT
         REC = C.KFENCE_META_REC
         canary_head, canary_tail = _PAGE_CANARY.startswith, _PAGE_CANARY.endswith
+
+        def refill() -> int:
+            """kfence_freelist_lock held, the list empty: take the whole stack of frees
+            (newest first) and make it the list, oldest first; its head, or NIL."""
+            top = load64(I_STACK_B)
+            if tp:
+                tp("kfence:take_read")
+            while top != _NIL:
+                got = cas64(I_STACK_B, top, _NIL)
+                if got == top:
+                    break
+                top = got
+            if top == _NIL:
+                return _NIL
+            q[I_TAIL] = top
+            prev = _NIL
+            while top != _NIL:                         # reverse the chain
+                i = (META_NEXT + top * REC) >> 2
+                nxt = u32[i]
+                u32[i] = prev
+                prev, top = top, nxt
+            q[I_HEAD] = prev
+            return prev
 
         # The guarded path runs once per `interval` allocations: its cost, divided by the
         # interval, is what KFENCE adds to a slab-heavy loop (bench kvm kfence_overhead_pct),
@@ -211,15 +282,17 @@ class Kfence:
             acq()
             try:
                 k = q[I_HEAD]
-                if k == _NIL or not q[I_NR_FREE]:
-                    return 0
+                if k == _NIL:                          # the list ran out: the frees pushed since
+                    k = refill()
+                    if k == _NIL:
+                        return 0
                 nxt = u32[(META_NEXT + k * REC) >> 2]
                 q[I_HEAD] = nxt
                 if nxt == _NIL:
                     q[I_TAIL] = _NIL
-                q[I_NR_FREE] -= 1
             finally:
                 rel()
+            fetch_add(I_NR_FREE_B, _MINUS1)
             m = META + k * REC
             page = lo + ((2 * k + 2) << PAGE_SHIFT)
             addr = page
@@ -235,29 +308,40 @@ class Kfence:
             u32[(m + _M_CACHE) >> 2] = cid + 1
             t = (m + _M_ATRACK) >> 2                   # kfence_save_track(): pid, stack, cpu
             u32[t] = pid
-            u32[t + 1] = track(arena)
+            u32[t + 1] = track()
             u32[t + 2] = cpu + 1
             u32[(m + _M_FTRACK + 8) >> 2] = 0
             store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
             fetch_add(I_ALLOCS, 1)
             return addr
 
-        def free(addr: int) -> None:
-            """kfence_guarded_free(): checks, the canary, then the object goes to the
-            freelist's tail (reused last)."""
+        def free(addr: int, kfree: bool = False) -> bool:
+            """kfence_guarded_free(): checks, the canary, then the object goes onto the
+            stack of recent frees (reused after everything freed before it).  kfree=True
+            (kmalloc's kfree, which skips the cache's own free): the owning cache's free
+            counter of this CPU context (free_stat, registered by its handle) is bumped
+            here too; False, nothing done, when that cache registered none (the caller
+            then goes through its free)."""
             i = (addr - lo) >> PAGE_SHIFT
             k = i // 2 - 1 if i >= 2 and not i & 1 else -1
             m = META + k * REC if k >= 0 else 0
             if k < 0 or u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED or q[(m + _M_ADDR) >> 3] != addr:
                 raise report([f"BUG: KFENCE: invalid free in {R.call_site()}", "",
                               f"Invalid free of 0x{addr:016x} (in kfence-#{k}):"], k, "invalid-free")
+            st = -1
+            if kfree:
+                st = free_stat.get(u32[(m + _M_CACHE) >> 2] - 1, -1)
+                if st < 0:
+                    return False
             size = u32[(m + _M_SIZE) >> 2]
             page = lo + ((2 * k + 2) << PAGE_SHIFT)
             po = page - VOFF
             lo_n, hi_n = addr - page, addr - page + size
             # check_canary(): the bytes before and after the object against the pattern,
             # compared in place (bytes.startswith/endswith take the arena's memoryview)
-            if not (canary_head(u8[po : po + lo_n]) and canary_tail(u8[po + hi_n : po + PAGE_SIZE])):
+            # (an empty side -- the object at the page's start or end -- is not sliced)
+            if not ((not lo_n or canary_head(u8[po : po + lo_n]))
+                    and (hi_n == PAGE_SIZE or canary_tail(u8[po + hi_n : po + PAGE_SIZE]))):
                 data = bytes(u8[po : po + PAGE_SIZE])
                 bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
                 shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
@@ -267,32 +351,36 @@ class Kfence:
                        raise_it=False)
             t = (m + _M_FTRACK) >> 2
             u32[t] = pid
-            u32[t + 1] = track(arena)
+            u32[t + 1] = track()
             u32[t + 2] = cpu + 1
             store32(m + _M_STATE, KFENCE_OBJECT_FREED)
-            acq()
-            try:
-                u32[(META_NEXT + k * REC) >> 2] = _NIL
-                tl = q[I_TAIL]
-                if tl == _NIL:
-                    q[I_HEAD] = k
-                else:
-                    u32[(META_NEXT + tl * REC) >> 2] = k
-                q[I_TAIL] = k
-                q[I_NR_FREE] += 1
-            finally:
-                rel()
+            nl = (META_NEXT + k * REC) >> 2            # onto the stack of recent frees: no lock
+            top = load64(I_STACK_B)
+            while True:
+                u32[nl] = top
+                if tp:
+                    tp("kfence:push_read")
+                got = cas64(I_STACK_B, top, k)
+                if got == top:
+                    break
+                top = got
+            fetch_add(I_NR_FREE_B, 1)
             fetch_add(I_FREES, 1)
+            if st >= 0:
+                q[st] += 1
+            return True
 
         def translate(addr: int, write: bool) -> int:
             """The pool's page protection: the arena offset of an accessible byte, else
             kfence_handle_page_fault()'s report."""
             i = (addr - lo) >> PAGE_SHIFT
+            if i >= 2 and not i & 1 and u32[(META + (i // 2 - 1) * REC + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED:
+                return addr - VOFF                  # an allocated object's page: accessible
             rw = "write" if write else "read"
             if i >= 2 and not i & 1:
                 k = i // 2 - 1
                 m = meta_of(k)
-                st = u32[(m + _M_STATE) >> 2]
+                st = u32[(m + _M_STATE) >> 2]           # read again: it may have changed since
                 if st == KFENCE_OBJECT_ALLOCATED:
                     return addr - VOFF
                 if st == KFENCE_OBJECT_FREED:
@@ -331,5 +419,6 @@ class Kfence:
 
         self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
         self.cache_of = cache_of
+        self.free_stat = free_stat
         self.object_text = object_text
         _ = infos

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import os
 import sys
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -40,7 +41,8 @@ from aerosync.errors import AeroSyncError
 from aerosync.params import PAGE_SIZE
 
 __all__ = ["KernelBug", "BUG_KINDS", "oops", "warn", "recent", "emitted", "clear_recent", "set_console", "call_trace",
-           "call_site", "cpu_line", "SAN_HDR", "sanhdr_section", "bug_counts", "H_KFENCE", "stack_handle"]
+           "call_site", "cpu_line", "SAN_HDR", "sanhdr_section", "bug_counts", "H_KFENCE", "stack_handle",
+           "stack_tracker"]
 
 BUG_KINDS = ("kasan", "kfence", "stack-overflow", "stack-protector", "freelist", "oops", "vfree")
 H_KFENCE = 8 * 16          # kfence.py's words in "sanhdr" start here
@@ -151,6 +153,9 @@ def call_trace(depth: int = 8) -> list[str]:
 # it has seen alive, so a key cannot come to mean another frame.
 _skip_by_id: dict[int, tuple[CodeType, bool]] = {}
 _handles: dict[tuple[Any, ...], int] = {}
+skip_ids: dict[int, bool] = {}              # stack_tracker's: id(code) -> skipped (code kept in _skip_by_id)
+_skip_files: set[str] = set()               # track()'s: file names seen, and those whose frames are skipped
+_known_files: set[str] = set()
 
 
 def stack_handle(arena: Any, depth: int = 2) -> int:
@@ -181,11 +186,88 @@ def stack_handle(arena: Any, depth: int = 2) -> int:
     return h
 
 
-def _depot_save_frames(arena: Any, depth: int) -> int:
+def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
+    """stack_handle() bound to one arena, for a detector's hot path: `track()` returns the
+    depot handle of the simulated kernel's `depth` innermost frames above its caller's
+    caller (track() is called from a detector frame, which is skipped anyway).
+
+    What it saves per call, as KFENCE's kfence_save_track saves raw entries and formats
+    them only when a report prints: the raw frames -- (code id, bytecode offset) of the
+    first `depth` frames outside the allocator and the detectors -- are the key of a
+    per-arena dict; the record's text is built and stored in the depot only the first
+    time a key is seen.  The walk starts at sys._getframe(2) (the C walk skips the
+    detector's own frame without creating a frame object) and tests each frame's file
+    name (a str, its hash cached) against the set of skipped files -- what _skipped
+    decides by -- so a skipped frame costs two attribute loads and a set lookup; no
+    list, no arena key per call.  Files are classified the first time they are seen."""
+    handles: dict[tuple[int, ...], int] = {}
+    keep = _skip_by_id
+    getframe = sys._getframe
+
+    def learn(co: CodeType) -> bool:
+        s = keep[id(co)] = (co, _skipped(co))
+        skip_ids[id(co)] = s[1]
+        return s[1]
+
+    skip_get = skip_ids.get
+    skip_files, known_files = _skip_files, _known_files
+
+    def learn_file(fn: str) -> None:
+        if fn.startswith(_SKIP_DIRS) or fn in _SKIP_FILES:
+            skip_files.add(fn)
+        known_files.add(fn)
+
+    def slow() -> int:
+        k: list[int] = []
+        f: FrameType | None = getframe(2)
+        while f is not None and len(k) < 2 * depth:
+            co = f.f_code
+            s = skip_get(id(co))
+            if s is None:
+                s = learn(co)
+            if not s:
+                k += (id(co), f.f_lasti)
+            f = f.f_back
+        key = tuple(k)
+        h = handles.get(key)
+        if h is None:
+            h = handles[key] = _depot_save_frames(arena, depth, 3)
+        return h
+
+    if depth != 2:
+        return slow
+
+    def track() -> int:
+        while True:
+            try:
+                f = getframe(2)
+                while f.f_code.co_filename in skip_files:
+                    f = f.f_back
+                g = f.f_back
+                while g.f_code.co_filename in skip_files:
+                    g = g.f_back
+            except AttributeError:                 # the stack ran out before two frames
+                return slow()
+            c1, c2 = f.f_code, g.f_code
+            if c1.co_filename in known_files and c2.co_filename in known_files:
+                break
+            learn_file(c1.co_filename)             # a file seen for the first time: classify, walk again
+            learn_file(c2.co_filename)
+        k = (id(c1), f.f_lasti, id(c2), g.f_lasti)
+        h = handles.get(k)
+        if h is None:
+            keep[id(c1)], keep[id(c2)] = (c1, _skipped(c1)), (c2, _skipped(c2))   # ids in keys stay valid
+            h = handles[k] = _depot_save_frames(arena, 2, 2)
+        return h
+
+    return track
+
+
+def _depot_save_frames(arena: Any, depth: int, up: int = 2) -> int:
     """The depot record of stack_handle's frames (its caller's caller on): a cache miss."""
     from aerosync.mm.slab.slab_debug import depot_save
 
-    f: FrameType | None = sys._getframe(2)
+    f: FrameType | None = sys._getframe(up)
     frames: list[FrameType] = []
     while f is not None and len(frames) < depth:
         if not _skipped(f.f_code):

@@ -186,16 +186,27 @@ class Kmalloc:
         kf = slub.san.kfence if slub.san is not None else None
         if kf is not None:
             kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
+            kf_pfn = (kf_lo - VBASE) >> PAGE_SHIFT         # the pool's first pfn, past physical memory
+
+            def kf_pool_free(addr: int) -> bool:
+                """A pool object to KFENCE (True); False past the pool.  Out of line: every
+                free variable of kfree is copied into each call's frame and cleared after."""
+                if addr >= kf_hi:
+                    return False
+                if not kf_free(addr, True):            # no counter registered: the cache's own free
+                    slub.cache(kf.cache_of(addr)).free(addr)
+                return True
 
             def kfree(addr: int) -> None:
                 """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
-                struct page of physical memory); otherwise the same as the plain one."""
+                struct page of physical memory); otherwise the same as the plain one.  The
+                pool lies above the direct map: a direct-map address pays one compare of
+                its pfn (a small int, the 64-bit address compare costs more)."""
                 if not addr:
                     return
-                if kf_lo <= addr < kf_hi:
-                    slub.cache(kf.cache_of(addr)).free(addr)
-                    return
                 pfn = (addr - VBASE) >> PAGE_SHIFT
+                if pfn >= kf_pfn and kf_pool_free(addr):
+                    return
                 fl = u32[PM32 + pfn * PMW]
                 if fl & PG_tail:
                     pfn = u32[PM32 + pfn * PMW + 6]
@@ -215,7 +226,6 @@ class Kmalloc:
                     return
                 warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
                               "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
-            _ = kf_free
 
         def ksize(addr: int) -> int:
             """ksize(): usable bytes of an allocation (object_size, or the pages)."""

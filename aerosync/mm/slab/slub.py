@@ -2258,23 +2258,35 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     # -------------------------------------------------------- KFENCE's gate, inline
     # kfence_alloc() in slab_alloc_node: one allocation in `interval` (per cache and CPU)
     # tries the KFENCE pool first; slab_free's is_kfence_address(): pool addresses (beyond
-    # physical memory) go back to KFENCE.  Inlined here -- the countdown and the range test
+    # physical memory) go back to KFENCE.  Inlined here -- the gate and the range test
     # in the closures themselves -- because a wrapper's extra call on every alloc and free
     # cost more than the sampling (bench kvm: kfence_overhead_pct).  With KASAN, debug
     # caches or per-CPU sheaves the gate is slab_hooks.py's wrapper instead (outside KASAN).
     kf = san.kfence if san is not None else None
     kf_inline = kf is not None and san.kasan is None and not kc.debug and not pcs_cap and osize <= 4096
+    if kf is not None and osize <= 4096:
+        kf.free_stat[cid] = st_free           # kfree of a pool object counts it here (kfence free)
     if kf_inline:
         kf_alloc, kf_free = kf.alloc, kf.free
         KF_LO, KF_HI = kf.lo, kf.hi
+        KF_PFN = (KF_LO - VBASE) >> PAGE_SHIFT  # the pool's first pfn (a small int: a cheap compare)
         interval = san.interval
-        kf_left = interval
+        # The gate is folded into the per-CPU alloc counter the fast path reads and bumps
+        # anyway (u64[st_alloc]): the sample is due when it reaches kf_next -- one
+        # compare, no counter of its own to store on every allocation.  Every allocation
+        # of this CPU context counts (slow paths and bulk included), as Linux's gate
+        # counts time, not the allocations it lets through.
+        kf_next = u64[st_alloc] + interval - 1
         kf_align = info["align"]
         plain_alloc, plain_alloc_node = alloc, alloc_node
 
-        def kfence_gate(gfp: int) -> int:
-            nonlocal kf_left
-            kf_left = interval
+        def kf_sample(n: int, gfp: int) -> int:
+            """kfence_alloc(): the gate opened at count n -- the next sample is due
+            `interval` allocations on; this one tries the pool (0: it goes to the slabs).
+            Out of line, so the gated closures carry two free variables for KFENCE, not
+            six: each one is copied into every call's frame and cleared after it."""
+            nonlocal kf_next
+            kf_next = n + interval
             a = kf_alloc(cid, osize, kf_align, gfp)
             if a:
                 u64[st_alloc] += 1
@@ -2282,16 +2294,18 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
         if rnd:
             def alloc(gfp: int = 0) -> int:
-                nonlocal kf_left
-                kf_left -= 1
-                return (not kf_left and kfence_gate(gfp)) or plain_alloc(gfp)
+                n = u64[st_alloc]
+                if n >= kf_next:
+                    a = kf_sample(n, gfp)
+                    if a:
+                        return a
+                return plain_alloc(gfp)
         else:
             def alloc(gfp: int = 0) -> int:
-                """The fast path (see the plain alloc) behind KFENCE's countdown."""
-                nonlocal kf_left
-                kf_left -= 1
-                if not kf_left:
-                    a = kfence_gate(gfp)
+                """The fast path (see the plain alloc) behind KFENCE's gate."""
+                n = u64[st_alloc]
+                if n >= kf_next:                       # kfence_alloc(): this one tries the pool
+                    a = kf_sample(n, gfp)
                     if a:
                         return a
                 w = load64(cw)
@@ -2300,7 +2314,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 if idx != NIL32 and pfn != NIL64:
                     base = PHYS + (pfn << PAGE_SHIFT) + idx * size
                     if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
-                        u64[st_alloc] += 1
+                        u64[st_alloc] = n + 1              # nothing else of this context ran since the read
                         if gfp:
                             return post_alloc(base + red_left + VOFF, gfp)
                         return base + red_left + VOFF
@@ -2308,19 +2322,29 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 return alloc_retry(gfp)
 
         def alloc_node(nid: int, gfp: int = 0) -> int:
-            nonlocal kf_left
-            kf_left -= 1
-            return (not kf_left and kfence_gate(gfp)) or plain_alloc_node(nid, gfp)
+            n = u64[st_alloc]
+            if n >= kf_next:
+                a = kf_sample(n, gfp)
+                if a:
+                    return a
+            return plain_alloc_node(nid, gfp)
 
         plain_free_pfn = free_pfn
 
+        def kf_pool_free(addr: int) -> bool:
+            """An address at or past the pool's first pfn: a pool object to KFENCE
+            (True), else False (past the pool: not KFENCE's).  Out of line, as kf_sample."""
+            if addr >= KF_HI:
+                return False
+            kf_free(addr)
+            u64[st_free] += 1
+            return True
+
         def free(addr: int) -> None:
             """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
-            if KF_LO <= addr < KF_HI:
-                kf_free(addr)
-                u64[st_free] += 1
-                return
             pfn = (addr - VBASE) >> PAGE_SHIFT
+            if pfn >= KF_PFN and kf_pool_free(addr):    # the pool lies above the direct map
+                return
             if u32[PM32 + pfn * PMW] & PG_tail:
                 pfn = u32[PM32 + pfn * PMW + 6]
             plain_free_pfn(pfn, addr)

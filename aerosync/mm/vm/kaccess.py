@@ -195,6 +195,26 @@ class KernelAccess:
                 return
             q[translate(addr, True) >> 3] = v
 
+        if kf_translate is not None:
+            # KFENCE: a pool address (just above the direct map) goes to the pool's check
+            # with one range test, not translate()'s three; raw_load64/raw_store64 keep
+            # the plain ones' five free variables (each is copied into every call's frame)
+            def pool_first(addr: int, write: bool) -> int:
+                if KF_LO <= addr < KF_HI:
+                    return kf_translate(addr, write)
+                return translate(addr, write)
+
+            def raw_load64(addr: int) -> int:
+                if DM_LO <= addr < DM_HI:
+                    return q[(addr - VOFF) >> 3]
+                return q[pool_first(addr, False) >> 3]
+
+            def raw_store64(addr: int, v: int) -> None:
+                if DM_LO <= addr < DM_HI:
+                    q[(addr - VOFF) >> 3] = v
+                    return
+                q[pool_first(addr, True) >> 3] = v
+
         if check is None:
             load, store, load64, store64 = raw_load, raw_store, raw_load64, raw_store64
         else:

@@ -391,6 +391,18 @@ def test_jain_index_of_the_reliability_bench() -> None:
     assert abs(jain_index([3, 1]) - 0.8) < 1e-12      # 16 / (2 * 10)
 
 
+def test_host_stall_meter_runs_pinned_and_leaves_nothing() -> None:
+    """host_stall_max_ms: a positive gap from every pinned loop, its processes gone after."""
+    import multiprocessing as mp
+
+    from aerosync.bench.reliability import host_stall_max_ms
+
+    before = {p.pid for p in mp.active_children()}
+    ms = host_stall_max_ms(secs=0.05)
+    assert 0.0 < ms < 50_000.0
+    assert {p.pid for p in mp.active_children()} <= before
+
+
 def test_holder_drops_a_successor_that_died_before_linking(make_arena, spawn, monkeypatch) -> None:
     """The window between a waiter's tail CAS and its link store: it dies there, so the
     holder that must hand over never sees a link.  Forced by writing that state: our

@@ -145,8 +145,9 @@ def rm(machine: Callable[..., Arena]) -> Iterator[Callable[..., Any]]:
 
     def make(nr_pages: int = 2048, lru: str = "mglru", swap_mb: int = 8, machine_kw: dict | None = None,
              **rec: object) -> tuple[Arena, Any]:
-        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True, vm={},
-                    reclaim={"lru": lru, "swap_size": swap_mb << 20, **rec}, **(machine_kw or {}))
+        kw = {"vm": {}, **(machine_kw or {})}
+        a = machine(nr_pages=nr_pages, nr_cpus=2, slab=True,
+                    reclaim={"lru": lru, "swap_size": swap_mb << 20, **rec}, **kw)
         made.append(a)
         cpu = VM(a, 0)
         cpu.switch_to(cpu.task_create("test"))

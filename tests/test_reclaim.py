@@ -127,12 +127,18 @@ def test_file_eviction_and_refault(rm) -> None:
     _clean(a, cpu)
 
 
-def test_no_swap_anon_not_reclaimed_and_oom_report(rm) -> None:
+@pytest.mark.parametrize("locking", ["per_vma", "mmap_lock", "speculative"])
+def test_no_swap_anon_not_reclaimed_and_oom_report(rm, locking: str, monkeypatch) -> None:
     """Without swap anonymous memory cannot go; the OOM killer chooses the biggest task
-    (oom_score_adj -1000 is never chosen) and reports it in the kernel's words."""
+    (oom_score_adj -1000 is never chosen) and reports it in the kernel's words -- in
+    every fault-locking mode (under mmap_lock the fault that chose its own task holds
+    that mm's mmap_lock for read: the reaper must not wait for it for write)."""
+    from aerosync.lib.ratelimit import RatelimitState
+    from aerosync.mm.pmm import page_alloc as PA
     from aerosync.mm.reclaim.oom_kill import TaskKilled, oom_report, task_killed
 
-    a, cpu = rm(swap_mb=0)
+    monkeypatch.setattr(PA, "nopage_rs", RatelimitState(10.0, 1))   # warn_alloc's, per process: fresh
+    a, cpu = rm(swap_mb=0, machine_kw={"vm": {"fault_locking": locking}})
     me = cpu.current_task()
     small = cpu.task_create("small")
     cpu.switch_to(small)

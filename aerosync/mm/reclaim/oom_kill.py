@@ -210,8 +210,9 @@ class OomKiller:
         finally:
             vm.locks.mmap_lock.up_read(mo + T.M_MMAP_LOCK)
         # the victim's faults end soon (an OOM victim's allocation fails at once:
-        # reclaim.py slowpath) -- unless the victim is this CPU's mm, whose VMA lock the
-        # fault that got here may hold itself
+        # reclaim.py slowpath) -- unless the victim is this CPU's mm, whose VMA lock or
+        # mmap_lock (read) the fault that got here may hold itself: then both are only
+        # tried, and a busy mm is left to the victim's exit
         wait = 0.0 if mm_id == vm.current_mm() else REAP_WAIT_S
         for s, e in ranges:
             try:

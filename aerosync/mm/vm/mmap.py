@@ -114,6 +114,7 @@ class Mmap:
         mmap_down_write, mmap_up_write = locks.mmap_lock.down_write, locks.mmap_lock.up_write
         mmap_down_read, mmap_up_read = locks.mmap_lock.down_read, locks.mmap_lock.up_read
         mmap_downgrade, mmap_write_held = locks.mmap_lock.downgrade_write, locks.mmap_lock.write_held_by_me
+        mmap_down_write_trylock = locks.mmap_lock.down_write_trylock
         tree, between, vma_alloc, vma_free, vma_dup = vmas.tree, vmas.between, vmas.alloc, vmas.free, vmas.dup
         vinsert, verase, start_write = vmas.insert, vmas.erase, vmas.start_write
         ev = VE.vm_event_base(arena, cpu)
@@ -137,6 +138,15 @@ class Mmap:
             mmap_down_write(m + T.M_MMAP_LOCK)
             fetch_add(m + T.M_LOCK_SEQ, 1)      # odd: every VMA with vm_lock_seq == it is write-locked
             fetch_add(m + T.M_MMAP_SEQ, 1)      # odd: speculative faults back off
+
+        def mmap_write_trylock(mm_id: int) -> bool:
+            """mmap_write_trylock(): the write lock if it is free now, else False."""
+            m = mo(mm_id)
+            if not mmap_down_write_trylock(m + T.M_MMAP_LOCK):
+                return False
+            fetch_add(m + T.M_LOCK_SEQ, 1)
+            fetch_add(m + T.M_MMAP_SEQ, 1)
+            return True
 
         def mmap_write_unlock(mm_id: int) -> None:
             m = mo(mm_id)
@@ -874,7 +884,10 @@ class Mmap:
             which runs inside the fault whose allocation chose the victim: the VMA write
             lock is only tried, for up to reap_wait (0 when the victim is this CPU's own
             mm: its VMA's read lock may be ours), and a private VMA still busy is left
-            alone, as the reaper's trylocks leave a busy mm."""
+            alone, as the reaper's trylocks leave a busy mm.  With reap_wait 0 the mmap
+            lock too is only tried: the fault that chose its own task may hold it for read
+            (fault_locking mmap_lock, or a per-VMA fault fallen back to it), and waiting
+            for it for write would wait for ourselves -- a busy mm is left to the exit."""
             end = check_range("madvise", start, length, mm_id)
             call = f"madvise(addr={start:#x}, len={length}, advice={advice})"
             if advice not in (MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED, MADV_FREE,
@@ -894,7 +907,11 @@ class Mmap:
                 finally:
                     mmap_up_read(mo(mm_id) + T.M_MMAP_LOCK)
                 return
-            mmap_write_lock(mm_id)
+            if reap_wait is not None and reap_wait <= 0:
+                if not mmap_write_trylock(mm_id):
+                    return
+            else:
+                mmap_write_lock(mm_id)
             try:
                 vs = between(mm_id, start, end)
                 if not vs:

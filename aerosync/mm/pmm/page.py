@@ -77,7 +77,7 @@ __all__ = [
     "PAGE_MAPPING_ANON", "NIL",
     "P_FLAGS", "P_ORDER", "P_MT", "P_ZONE", "P_NODE", "P_REFCOUNT", "P_MAPCOUNT", "P_NEXT",
     "P_PREV", "P_HEAD", "P_SPARE", "P_PRIVATE", "P_MAPPING", "P_INDEX", "PAGE_DTYPE", "page_array", "page_off",
-    "page_address", "page_view", "format_flags", "node_of_pfn",
+    "page_address", "page_view", "format_flags", "node_of_pfn", "folio_try_get_fn",
 ]
 
 PG_reserved = 1 << 0
@@ -166,3 +166,24 @@ def node_of_pfn(arena: Any) -> Callable[[int], int]:
         return u8[base + pfn * PAGE_META_SIZE]
 
     return page_to_nid
+
+
+def folio_try_get_fn(arena: Any) -> Callable[[int], bool]:
+    """`folio_try_get` as a closure: pfn -> a reference taken (CAS on the refcount), unless
+    the refcount is 0 -- the folio free, or frozen by reclaim or migration (folio_ref_freeze).
+    A lockless lookup (page cache, LRU isolation) must re-check what it found after it."""
+    u32 = arena.u32
+    cas32 = arena.atomic.cas32
+    base = arena.off("pagemeta") + P_REFCOUNT
+
+    def folio_try_get(pfn: int) -> bool:
+        o = base + pfn * PAGE_META_SIZE
+        c = u32[o >> 2]
+        while c:
+            seen = cas32(o, c, c + 1)
+            if seen == c:
+                return True
+            c = seen
+        return False
+
+    return folio_try_get

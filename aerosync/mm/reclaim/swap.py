@@ -34,7 +34,16 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.mm.pmm import vm_event as VE
-from aerosync.mm.pmm.page import NIL, PG_active, PG_lru, PG_referenced, PG_swapbacked, PG_unevictable, PG_workingset
+from aerosync.mm.pmm.page import (
+    NIL,
+    PG_active,
+    PG_lru,
+    PG_referenced,
+    PG_swapbacked,
+    PG_unevictable,
+    PG_workingset,
+    folio_try_get_fn,
+)
 from aerosync.mm.reclaim import layout as R
 from aerosync.params import PAGE_META_SIZE
 
@@ -129,7 +138,7 @@ class Lru:
         off = R.Off(arena)
         self.off = off
         q, u32, u8, i64, at = arena.u64, arena.u32, arena.u8, arena.i64, arena.atomic
-        cas32, fetch_add32, fetch_and32, fetch_or32 = at.cas32, at.fetch_add32, at.fetch_and32, at.fetch_or32
+        fetch_add32, fetch_and32, fetch_or32 = at.fetch_add32, at.fetch_and32, at.fetch_or32
         PM = arena.off("pagemeta")
         PM4 = PM >> 2
         MW4 = PAGE_META_SIZE >> 2
@@ -212,16 +221,7 @@ class Lru:
             i64[ns + nid * NS + stat_item(nid, li)] -= 1
             return li
 
-        def try_get(pfn: int) -> bool:
-            """folio_try_get(): a reference unless the folio is being freed (0)."""
-            r = (PM4 + pfn * MW4 + 2) << 2
-            c = u32[(r >> 2)]
-            while c:
-                seen = cas32(r, c, c + 1)
-                if seen == c:
-                    return True
-                c = seen
-            return False
+        try_get = folio_try_get_fn(arena)         # a reference unless the folio is being freed (0)
 
         def isolate(nid: int, pfn: int) -> bool:
             if not try_get(pfn):

@@ -38,7 +38,7 @@ from typing import Any
 
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
-from aerosync.mm.pmm.page import PG_uptodate
+from aerosync.mm.pmm.page import PG_uptodate, folio_try_get_fn
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm_object import O_NR_PAGES, O_SIZE, O_TREE, OBJ_VNODE, entry_pfn, is_folio_entry
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
@@ -144,7 +144,7 @@ class Filemap:
         self.arena, self.cpu = arena, cpu
         self.ext: Any = None                    # VM.ext (memory.py's hooks: alloc_folio, lru_add)
         q, u8, i64, u32 = arena.u64, arena.u8, arena.i64, arena.u32
-        cas32, fetch_add32, fetch_sub32 = arena.atomic.cas32, arena.atomic.fetch_add32, arena.atomic.fetch_sub32
+        fetch_add32, fetch_sub32 = arena.atomic.fetch_add32, arena.atomic.fetch_sub32
         PHYS = arena.off("physmem")
         PM = arena.off("pagemeta")
         hdr = arena.off("vmhdr")
@@ -208,16 +208,7 @@ class Filemap:
             e = lookup(obj, idx)
             return entry_pfn(e) if is_folio_entry(e) else -1
 
-        def folio_try_get(pfn: int) -> bool:
-            """A reference unless the refcount is 0 (free, or frozen by reclaim)."""
-            o = PM + pfn * PAGE_META_SIZE + 8
-            c = u32[o >> 2]
-            while c:
-                seen = cas32(o, c, c + 1)
-                if seen == c:
-                    return True
-                c = seen
-            return False
+        folio_try_get = folio_try_get_fn(arena)
 
         def get_folio(fid: int, idx: int) -> tuple[int, bool]:
             if idx * PAGE_SIZE >= file_size(fid):

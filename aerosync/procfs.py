@@ -36,6 +36,9 @@ Views (STAT_VIEWS) and their JSON twins:
   vmallocinfo   /proc/vmallocinfo (mm/vmalloc.c):    [{"start", "end", "size", "caller", "pages",
                 busy areas in address order, then     "kind": "vmalloc" | "vmap" | "vm_map_ram" |
                 the unpurged (lazy) ones              "unpurged", "nodes": {nid: pages}}]
+  kfence_stats  /sys/kernel/debug/kfence/stats       {name: value} in the same order
+                (mm/kfence/core.c stats_show; only
+                with [debug] kfence_sample_interval)
 
 Model facts the texts state rather than invent (see mm/pmm/vmstat.py for the counting):
   * pagetypeinfo free counts come from PG_buddy heads in struct page (lock-free), not a
@@ -410,6 +413,27 @@ def _vmallocinfo_json(arena: Arena) -> Any:
     _vmalloc_ready(arena)
     return vmallocinfo_json(arena)
 # ---------------------------------------------------------------------------- NUMA (mm/numa)
+def _kfence_ready(arena: Arena) -> None:
+    from aerosync.mm.san.kfence import kfence_ready
+
+    if not kfence_ready(arena):
+        raise ViewUnavailable(f"arena {arena.name} has no KFENCE ([debug] kfence_sample_interval is 0)")
+
+
+def _kfence_stats_text(arena: Arena) -> str:
+    from aerosync.mm.san.kfence import kfence_stats_text
+
+    _kfence_ready(arena)
+    return kfence_stats_text(arena)
+
+
+def _kfence_stats_json(arena: Arena) -> Any:
+    from aerosync.mm.san.kfence import kfence_stats
+
+    _kfence_ready(arena)
+    return kfence_stats(arena)
+
+
 def _numa_ready(arena: Arena) -> None:
     from aerosync.mm.numa.numa_types import numa_ready
 
@@ -449,6 +473,7 @@ VIEWS: dict[str, tuple[Callable[[Arena], str], Callable[[Arena], Any]]] = {
     "slabinfo": (_slabinfo_text, _slabinfo_json),
     "slabtop": (_slabtop_text, _slabinfo_json),
     "vmallocinfo": (_vmallocinfo_text, _vmallocinfo_json),
+    "kfence_stats": (_kfence_stats_text, _kfence_stats_json),
 }
 STAT_VIEWS: tuple[str, ...] = tuple(VIEWS)
 

@@ -209,9 +209,12 @@ def test_ops_and_lock_stat_exact_across_hotplug(tmp_path: Path, spinlock: str) -
     d = _run_checked(scn)
     done = [(e["cpu"], e["action"]) for e in d["hotplug"] if "refused" not in e]
     refused = [e["refused"] for e in d["hotplug"] if "refused" in e]
-    # cpu2 may have done its ops before its turn (then its offline is refused, and its online)
-    assert all("cpu2 has finished its run.ops" in r or "cpu2 is already online" in r for r in refused), refused
-    assert done[:2] == [(1, "offline"), (1, "online")]
+    # a CPU may have done its ops before its turn (then its offline is refused, and its online):
+    # cpu2 often, cpu1 on a loaded host (its worker ran the 60000 before the event at 0.05 s)
+    ok = ("has finished its run.ops", "is already online")
+    assert all(any(s in r for s in ok) for r in refused), refused
+    for c in (1, 2):
+        assert [act for cpu, act in done if cpu == c] in ([], ["offline", "online"]), done
     assert [c["ops"] for c in d["cpus"]] == [ops] * 3
     assert d["workload"]["lost_updates"] == 0 and d["workload"]["counted"] == 3 * ops
     lk = next(s for s in d["lock_stat"] if s["lock_class"] == "lock_storm_lock")

@@ -567,7 +567,8 @@ def test_numastat_roundtrip(loaded) -> None:
 def test_snapshot_all_is_json_and_matches_render(loaded) -> None:
     a, _ = loaded
     snap = procfs.snapshot_all(a)
-    assert set(snap) == set(procfs.STAT_VIEWS) - {"slabinfo", "slabtop", "vmallocinfo"}   # no SLUB, no VM
+    no_slub_vm_kfence = {"slabinfo", "slabtop", "vmallocinfo", "kfence_stats"}
+    assert set(snap) == set(procfs.STAT_VIEWS) - no_slub_vm_kfence
     assert procfs.STAT_VIEWS[0] == "lock_stat"
     assert set(procfs.STAT_VIEWS) >= {"buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat", "numastat"}
     back = json.loads(json.dumps(snap))

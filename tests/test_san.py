@@ -25,7 +25,7 @@ from aerosync.mm.san import shadow as SH
 from aerosync.mm.san.kasan import kasan_cpu_offline, quarantine_entries, quarantine_len
 from aerosync.mm.san.kfence import Kfence, kfence_freelist, kfence_live
 from aerosync.mm.slab.kmalloc import Kmalloc
-from aerosync.mm.slab.layout import VBASE
+from aerosync.mm.slab.layout import SLAB_RED_ZONE, VBASE
 from aerosync.mm.slab.slab_check import slab_check
 from aerosync.mm.slab.slab_common import cache_info, kmem_cache_create
 from aerosync.mm.vm import mm_types as T
@@ -277,6 +277,68 @@ def test_kfence_canary_both_sides_and_kfree_counts(san) -> None:
     _clean(a, cpu)                                              # S5: every pool free counted in kmalloc-64
 
 
+def _cache_alloc_site(kc: Any) -> int:
+    return kc.alloc()
+
+
+def _cache_free_site(kc: Any, x: int) -> None:
+    kc.free(x)
+
+
+@pytest.mark.parametrize("flags", [0, SLAB_RED_ZONE], ids=["inline-gate", "hook-gate"])
+def test_kfence_tracks_name_the_callers_of_kmem_cache_alloc_and_free(san, flags: int) -> None:
+    """kmem_cache_alloc/free of a pool object save the caller's frames, whichever gate
+    sampled it: slub.py's inline one (two allocator frames skipped unvisited) or
+    slab_hooks.py's wrapper (a debug cache: one frame)."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=7)
+    kc = cpu.slub.cache(kmem_cache_create(a, f"kf-site-{flags}", 48, 8, flags))
+    kf = cpu.kernel.kfence
+    x = _cache_alloc_site(kc)
+    assert kf.is_kfence(x)
+    _cache_free_site(kc, x)
+    with pytest.raises(R.KernelBug) as ei:
+        cpu.kernel.kmem.load64(x)
+    alloc_part, _, free_part = ei.value.report.partition("freed by task")
+    assert "_cache_alloc_site" in alloc_part.partition("allocated by task")[2]
+    assert "test_kfence_tracks_name_the_callers" in alloc_part.partition("allocated by task")[2]
+    assert "_cache_free_site" in free_part
+
+
+def test_kfence_stats_and_page_protection(san) -> None:
+    """/sys/kernel/debug/kfence/stats' lines (procfs view kfence_stats) count allocations,
+    frees and the skips for capacity and size; the protection byte of an object's page is
+    set while it is allocated and cleared when it is freed (the fast access check)."""
+    from aerosync import procfs
+
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=4)
+    kf = cpu.kernel.kfence
+    cid = cpu.slub.cache("kmalloc-64").id
+    st0 = KF.kfence_stats(a)                                    # the machine's own start took some
+    objs = []
+    while (x := kf.alloc(cid, 64, 8, 0)):
+        objs.append(x)
+    assert objs and st0["currently allocated"] + len(objs) == 4  # the pool is full: a capacity skip
+    assert kf.alloc(cid, 2 * PG, 8, 0) == 0                     # larger than a page: incompatible
+    assert [a.u8[kf.prot + ((x - kf.lo) >> 12)] for x in objs] == [1] * len(objs)
+    kf.free(objs[0])
+    assert a.u8[kf.prot + ((objs[0] - kf.lo) >> 12)] == 0
+    assert sum(a.u8[kf.prot : kf.prot + (kf.hi - kf.lo) // PG]) == 3        # guards and free pages: 0
+    n = st0["total allocations"] + len(objs)
+    text = procfs.render(a, "kfence_stats")
+    assert text == (f"enabled: 1\ncurrently allocated: 3\ntotal allocations: {n}\n"
+                    f"total frees: {n - 3}\nzombie allocations: 0\ntotal bugs: 0\n"
+                    f"skipped allocations (incompatible): 1\n"
+                    f"skipped allocations (capacity): {st0['skipped allocations (capacity)'] + 1}\n"
+                    "skipped allocations (covered): 0\n")
+    assert procfs.render_json(a, "kfence_stats")["currently allocated"] == 3
+    for x in objs[1:]:
+        kf.free(x)
+    with pytest.raises(R.KernelBug):
+        kf.free(objs[1])                                        # double free: counted as a bug
+    assert KF.kfence_stats(a)["total bugs"] == 1
+    assert KF.kfence_stats(a)["currently allocated"] == st0["currently allocated"] == kfence_live(a)
+
+
 def _kf_index(kf: Any, addr: int) -> int:
     return ((addr - kf.lo) >> 12) // 2 - 1
 
@@ -345,7 +407,7 @@ def test_kfence_push_and_take_race_a_concurrent_push(san) -> None:
 def test_kfence_frees_and_allocations_on_two_cpus_lose_nothing(san) -> None:
     """Two CPUs' handles (threads switching every microsecond) allocate and free pool
     objects at once: the lock-free pushes and the allocations' takes of the stack never
-    lose or duplicate an object, and nr_free stays the number on the lists."""
+    lose or duplicate an object, and the counters agree with the lists (debugfs stats)."""
     a, cpu = san(kfence_sample_interval=1, kfence_num_objects=16)
     cid = cpu.slub.cache("kmalloc-64").id
     kfs = [cpu.kernel.kfence, Kfence(a, 1)]
@@ -379,7 +441,9 @@ def test_kfence_frees_and_allocations_on_two_cpus_lose_nothing(san) -> None:
     assert not errs, errs
     free = kfence_freelist(a)
     assert len(free) == len(set(free)) == nobj - kfence_live(a)
-    assert a.u64[(a.off("sanhdr") + R.H_KFENCE + KF._K_NR_FREE) >> 3] == len(free)
+    st = KF.kfence_stats(a)
+    assert st["currently allocated"] == kfence_live(a) == nobj - len(free)
+    assert st["total allocations"] - st["total frees"] == st["currently allocated"]
 
 
 # ------------------------------------------------------------------ kernel stacks and the stack protector

@@ -15,8 +15,11 @@ KFENCE_META_REC bytes per object (struct kfence_metadata)::
      0 state u32 (UNUSED / ALLOCATED / FREED)   4 size u32   8 addr u64
     16 cache id u32   20 next u32 (freelist link)
     24 alloc track: pid u32, depot handle u32, cpu + 1 u32   40 free track: the same
-The freelist (head, tail, count), its lock slot and the stack of recent frees live in
-"sanhdr" at report.H_KFENCE.
+then one byte per pool page, the page's protection (1: mapped -- the page of an
+allocated object; 0: a guard, a freed or an unused object's page), which the hardware
+check reads first (kfence_protect/kfence_unprotect clear and set it).  The freelist (head,
+tail), its lock slot, the stack of recent frees and the debugfs counters live in "sanhdr"
+at report.H_KFENCE.
 
 Freelist (Linux's kfence_freelist, LRU: the object freed longest ago is reused first, so
 a use after free stays caught as long as possible): two singly linked lists through the
@@ -25,7 +28,8 @@ kfence_freelist_lock; a free pushes its object onto the stack (newest on top) wi
 CAS on the stack word, no lock.  An allocation that finds the list empty takes the whole
 stack (a CAS to NIL) and reverses it into the list: everything on the stack was freed
 after everything that was on the list, so the order is still exactly LRU.  The count
-(nr_free) is changed with fetch_add by both sides.  No ABA: the stack is only pushed
+(currently allocated) is total allocations - total frees, both counted with fetch_add
+(kfence_stats).  No ABA: the stack is only pushed
 and taken whole, and an object being pushed belongs to the freeing CPU (FREED, on no
 list).
 
@@ -43,9 +47,13 @@ Tracks (kfence_save_track): pid, cpu and a stack depot handle, from report.stack
 -- the raw frames (code id, bytecode offset) are the key of a per-arena dict, and the
 text is formatted and stored in the depot once per distinct stack, so a saved track is a
 frame walk and a dict lookup, as Linux saves raw entries and formats at report time.
+The gates in slub.py and kmalloc.py say how many frames from their own on are allocator
+frames (`up`), so the walk starts past them (sys._getframe(n) passes frames in C; each
+frame the walk visits is made into an object).
 
 Protection (the hardware part, checked in mm/vm/kaccess.py for every access to a pool
-address, instrumented or not): guard pages, the page of a freed object and of an unused
+address, instrumented or not: the page's protection byte first, then translate()):
+guard pages, the page of a freed object and of an unused
 one fault -> report: out-of-bounds (a guard page next to an allocated object), use-after-
 free, invalid; an allocated object's page is accessible as a whole -- bytes beyond the
 object are caught when it is freed (the canary check: "memory corruption", reported,
@@ -55,15 +63,17 @@ the free goes on).  A free of a pool address that is not an allocated object's s
 Lock order: kfence_freelist_lock (SpinLock in sanhdr) is a leaf: nothing is taken under
 it; it serialises the allocations (the list and the take of the stack), not the frees.
 A metadata record changes state ALLOCATED by the allocating CPU (taken off the list
-under the lock), FREED by the freeing CPU (then pushed); readers (checks, reports) read
-without locks and may see either side of a concurrent change, as kfence's racy
-fault-path reads.
+under the lock; the record written first, the page's protection byte set last), FREED by
+the freeing CPU (the state first, then the protection byte cleared -- kfence_guarded_free's
+order -- then pushed); readers (checks, reports) read without locks and may see either
+side of a concurrent change, as kfence's racy fault-path reads.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import struct
 from typing import Any
 
 from aerosync.arena.layout import SectionSpec
@@ -75,6 +85,7 @@ from aerosync.mm.slab import layout as SL
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Kfence", "kfence_sections", "kfence_init", "kfence_ready", "kfence_live", "kfence_range", "kfence_freelist",
+           "kfence_stats", "kfence_stats_text",
            "KFENCE_OBJECT_UNUSED", "KFENCE_OBJECT_ALLOCATED", "KFENCE_OBJECT_FREED", "canary"]
 
 KFENCE_OBJECT_UNUSED, KFENCE_OBJECT_ALLOCATED, KFENCE_OBJECT_FREED = 0, 1, 2
@@ -82,7 +93,12 @@ _M_STATE, _M_SIZE, _M_ADDR, _M_CACHE, _M_NEXT, _M_ATRACK, _M_FTRACK = 0, 4, 8, 1
 _NIL = 0xFFFF_FFFF
 _MINUS1 = (1 << 64) - 1
 # words in sanhdr (report.H_KFENCE + ...)
-_K_LOCK, _K_HEAD, _K_TAIL, _K_NR_FREE, _K_ALLOCS, _K_FREES, _K_MAGIC, _K_STACK = 0, 8, 16, 24, 32, 40, 48, 56
+_K_LOCK, _K_HEAD, _K_TAIL, _K_SKIP_CAP, _K_ALLOCS, _K_FREES, _K_MAGIC, _K_STACK = 0, 8, 16, 24, 32, 40, 48, 56
+_K_SKIP_INCOMPAT = 64
+# the record from size to the free track's cpu, written whole by an allocation (the
+# free track cleared), and the free track alone, written by a free
+_ALLOC_REC = struct.Struct("<IQIIIIIIIII")   # size addr cache next | pid stack cpu+1 pad | pid stack cpu+1
+_FREE_TRACK = struct.Struct("<III")
 _KF_MAGIC = 0x4543_4E45_4646_4B41      # "AKFFENCE"
 _PAGE_CANARY = bytes(0xAA ^ (i & 7) for i in range(PAGE_SIZE))   # every page starts 8-aligned
 
@@ -97,7 +113,12 @@ def kfence_sections(config: dict[str, Any]) -> list[SectionSpec]:
     if not p["kfence_sample_interval"]:
         return []
     n = p["kfence_num_objects"]
-    return [SectionSpec("kfence", C.kfence_pool_pages(n) * PAGE_SIZE + n * C.KFENCE_META_REC)]
+    return [SectionSpec("kfence", C.kfence_pool_pages(n) * (PAGE_SIZE + 1) + n * C.KFENCE_META_REC)]
+
+
+def _prot_off(arena: Any, n: int) -> int:
+    """Arena offset of the pool pages' protection bytes (after the metadata)."""
+    return arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE + n * C.KFENCE_META_REC
 
 
 def kfence_ready(arena: Any) -> bool:
@@ -130,7 +151,8 @@ def kfence_init(arena: Any) -> None:
     q[(h + _K_LOCK) >> 3] = lock_alloc(arena, "kfence_freelist_lock", "kfence_freelist_lock")
     q[(h + _K_HEAD) >> 3] = 0
     q[(h + _K_TAIL) >> 3] = n - 1
-    q[(h + _K_NR_FREE) >> 3] = n
+    for w in (_K_SKIP_CAP, _K_ALLOCS, _K_FREES, _K_SKIP_INCOMPAT):
+        q[(h + w) >> 3] = 0
     q[(h + _K_STACK) >> 3] = _NIL
     arena.atomic.store64(h + _K_MAGIC, _KF_MAGIC)
 
@@ -148,6 +170,28 @@ def kfence_live(arena: Any, cid: int = -1) -> int:
         if u32[(m + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED and (cid < 0 or u32[(m + _M_CACHE) >> 2] == cid + 1):
             got += 1
     return got
+
+
+def kfence_stats(arena: Any) -> dict[str, int]:
+    """/sys/kernel/debug/kfence/stats (mm/kfence/core.c stats_show): "enabled" and the
+    counters, "currently allocated" as total allocations - total frees (read without a
+    lock: on a busy machine the two reads may straddle an allocation).  Zombies (objects
+    of a destroyed cache still allocated) and the allocation-coverage filter are not
+    modelled: their lines read 0, as on a kernel where they never happened."""
+    if not kfence_ready(arena):
+        return {}
+    h = arena.off("sanhdr") + R.H_KFENCE
+    q = arena.u64
+    allocs, frees = q[(h + _K_ALLOCS) >> 3], q[(h + _K_FREES) >> 3]
+    return {"enabled": 1, "currently allocated": allocs - frees, "total allocations": allocs,
+            "total frees": frees, "zombie allocations": 0, "total bugs": R.bug_counts(arena).get("kfence", 0),
+            "skipped allocations (incompatible)": q[(h + _K_SKIP_INCOMPAT) >> 3],
+            "skipped allocations (capacity)": q[(h + _K_SKIP_CAP) >> 3], "skipped allocations (covered)": 0}
+
+
+def kfence_stats_text(arena: Any) -> str:
+    """The stats file's text: one "name: value" line each, as stats_show prints them."""
+    return "".join(f"{k}: {v}\n" for k, v in kfence_stats(arena).items())
 
 
 def kfence_freelist(arena: Any) -> list[int]:
@@ -237,9 +281,11 @@ class Kfence:
             R.warn(arena, "kfence", "\n".join(lines))
             return None
 
-        I_HEAD, I_TAIL, I_NR_FREE = (h + _K_HEAD) >> 3, (h + _K_TAIL) >> 3, (h + _K_NR_FREE) >> 3
-        I_ALLOCS, I_FREES = h + _K_ALLOCS, h + _K_FREES
-        I_NR_FREE_B, I_STACK_B = h + _K_NR_FREE, h + _K_STACK       # byte offsets (atomics)
+        I_HEAD, I_TAIL = (h + _K_HEAD) >> 3, (h + _K_TAIL) >> 3
+        I_ALLOCS, I_FREES, I_SKIP_CAP = h + _K_ALLOCS, h + _K_FREES, h + _K_SKIP_CAP   # byte offsets (atomics)
+        I_STACK_B = h + _K_STACK
+        PROT = _prot_off(arena, nobj)
+        self.prot = PROT
         load64, cas64 = arena.atomic.load64, arena.atomic.cas64
         tp = hooks.point_fn()                  # tests: forced interleavings (mm/hooks.py)
         store32 = arena.atomic.store32
@@ -248,6 +294,9 @@ class Kfence:
         META_NEXT = META + _M_NEXT
         REC = C.KFENCE_META_REC
         canary_head, canary_tail = _PAGE_CANARY.startswith, _PAGE_CANARY.endswith
+        buf = arena.buf
+        pack_alloc, pack_free = _ALLOC_REC.pack_into, _FREE_TRACK.pack_into
+        cpu1 = cpu + 1
 
         def refill() -> int:
             """kfence_freelist_lock held, the list empty: take the whole stack of frees
@@ -274,58 +323,59 @@ class Kfence:
 
         # The guarded path runs once per `interval` allocations: its cost, divided by the
         # interval, is what KFENCE adds to a slab-heavy loop (bench kvm kfence_overhead_pct),
-        # so it binds everything above and writes the metadata words directly.
-        def alloc(cid: int, size: int, align: int, gfp: int) -> int:
-            """kfence_guarded_alloc(): a pool object for `size` bytes of cache cid, or 0."""
-            if size > PAGE_SIZE or not q[I_NR_FREE]:
+        # so it binds everything above, writes the record with one pack and leaves the
+        # walk for the stack to start past the allocator frames its caller names.
+        def alloc(cid: int, size: int, align: int, gfp: int, up: int = 0) -> int:
+            """kfence_guarded_alloc(): a pool object for `size` bytes of cache cid, or 0.
+            `up`: how many frames from the caller on are allocator frames (the saved
+            stack's walk starts past them: report.stack_tracker)."""
+            if size > PAGE_SIZE:
+                fetch_add(h + _K_SKIP_INCOMPAT, 1)
                 return 0
             acq()
             try:
                 k = q[I_HEAD]
                 if k == _NIL:                          # the list ran out: the frees pushed since
                     k = refill()
-                    if k == _NIL:
-                        return 0
-                nxt = u32[(META_NEXT + k * REC) >> 2]
-                q[I_HEAD] = nxt
-                if nxt == _NIL:
-                    q[I_TAIL] = _NIL
+                if k != _NIL:
+                    nxt = u32[(META_NEXT + k * REC) >> 2]
+                    q[I_HEAD] = nxt
+                    if nxt == _NIL:
+                        q[I_TAIL] = _NIL
             finally:
                 rel()
-            fetch_add(I_NR_FREE_B, _MINUS1)
+            if k == _NIL:
+                fetch_add(I_SKIP_CAP, 1)
+                return 0
             m = META + k * REC
             page = lo + ((2 * k + 2) << PAGE_SHIFT)
-            addr = page
-            if getrandbits(1):                         # at the page's end: an overflow hits the guard
-                addr = (page + PAGE_SIZE - size) & ~(max(align, 1) - 1)
-            po = page - VOFF
+            addr = (page + PAGE_SIZE - size) & -(align or 1) if getrandbits(1) else page
+            po = page - VOFF                           # at the page's end: an overflow hits the guard
             u8[po : po + PAGE_SIZE] = _PAGE_CANARY
-            o = addr - VOFF
             if gfp & _GFP_ZERO or zero_init:
+                o = addr - VOFF
                 u8[o : o + size] = bytes(size)
-            u32[(m + _M_SIZE) >> 2] = size
-            q[(m + _M_ADDR) >> 3] = addr
-            u32[(m + _M_CACHE) >> 2] = cid + 1
-            t = (m + _M_ATRACK) >> 2                   # kfence_save_track(): pid, stack, cpu
-            u32[t] = pid
-            u32[t + 1] = track()
-            u32[t + 2] = cpu + 1
-            u32[(m + _M_FTRACK + 8) >> 2] = 0
+            # the record, kfence_save_track() (pid, stack, cpu) and the free track cleared
+            pack_alloc(buf, m + _M_SIZE, size, addr, cid + 1, _NIL, pid, track(up), cpu1, 0, 0, 0, 0)
             store32(m + _M_STATE, KFENCE_OBJECT_ALLOCATED)
+            u8[PROT + 2 * k + 2] = 1                   # kfence_unprotect(): the page is mapped
             fetch_add(I_ALLOCS, 1)
             return addr
 
-        def free(addr: int, kfree: bool = False) -> bool:
+        def free(addr: int, kfree: bool = False, up: int = 0) -> bool:
             """kfence_guarded_free(): checks, the canary, then the object goes onto the
             stack of recent frees (reused after everything freed before it).  kfree=True
             (kmalloc's kfree, which skips the cache's own free): the owning cache's free
             counter of this CPU context (free_stat, registered by its handle) is bumped
             here too; False, nothing done, when that cache registered none (the caller
-            then goes through its free)."""
+            then goes through its free).  `up` as alloc's."""
             i = (addr - lo) >> PAGE_SHIFT
-            k = i // 2 - 1 if i >= 2 and not i & 1 else -1
-            m = META + k * REC if k >= 0 else 0
-            if k < 0 or u32[(m + _M_STATE) >> 2] != KFENCE_OBJECT_ALLOCATED or q[(m + _M_ADDR) >> 3] != addr:
+            k = (i >> 1) - 1
+            m = META + k * REC
+            # mapped (an allocated object's page: state ALLOCATED) and the object's start
+            if not (lo <= addr < hi and u8[PROT + i] and q[(m + _M_ADDR) >> 3] == addr):
+                if not (lo <= addr < hi and i >= 2 and not i & 1):
+                    k = -1
                 raise report([f"BUG: KFENCE: invalid free in {R.call_site()}", "",
                               f"Invalid free of 0x{addr:016x} (in kfence-#{k}):"], k, "invalid-free")
             st = -1
@@ -333,27 +383,19 @@ class Kfence:
                 st = free_stat.get(u32[(m + _M_CACHE) >> 2] - 1, -1)
                 if st < 0:
                     return False
-            size = u32[(m + _M_SIZE) >> 2]
-            page = lo + ((2 * k + 2) << PAGE_SHIFT)
+            page = lo + (i << PAGE_SHIFT)
             po = page - VOFF
-            lo_n, hi_n = addr - page, addr - page + size
+            lo_n = addr - page
+            hi_n = lo_n + u32[(m + _M_SIZE) >> 2]
             # check_canary(): the bytes before and after the object against the pattern,
             # compared in place (bytes.startswith/endswith take the arena's memoryview)
             # (an empty side -- the object at the page's start or end -- is not sliced)
             if not ((not lo_n or canary_head(u8[po : po + lo_n]))
                     and (hi_n == PAGE_SIZE or canary_tail(u8[po + hi_n : po + PAGE_SIZE]))):
-                data = bytes(u8[po : po + PAGE_SIZE])
-                bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
-                shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
-                                 (addr if bad < addr else page + PAGE_SIZE))))   # print_diff_canary
-                report([f"BUG: KFENCE: memory corruption in {R.call_site()}", "",
-                        f"Corrupted memory at 0x{bad:016x} [ {shown} ] (in kfence-#{k}):"], k, "memory-corruption",
-                       raise_it=False)
-            t = (m + _M_FTRACK) >> 2
-            u32[t] = pid
-            u32[t + 1] = track()
-            u32[t + 2] = cpu + 1
+                corrupted(k, addr, page, lo_n, hi_n)
+            pack_free(buf, m + _M_FTRACK, pid, track(up), cpu1)
             store32(m + _M_STATE, KFENCE_OBJECT_FREED)
+            u8[PROT + i] = 0                           # kfence_protect(): a use after free faults
             nl = (META_NEXT + k * REC) >> 2            # onto the stack of recent frees: no lock
             top = load64(I_STACK_B)
             while True:
@@ -364,18 +406,29 @@ class Kfence:
                 if got == top:
                     break
                 top = got
-            fetch_add(I_NR_FREE_B, 1)
             fetch_add(I_FREES, 1)
             if st >= 0:
                 q[st] += 1
             return True
 
+        def corrupted(k: int, addr: int, page: int, lo_n: int, hi_n: int) -> None:
+            """check_canary() found a changed byte: the memory-corruption report (a WARN:
+            the free goes on)."""
+            po = page - VOFF
+            data = bytes(u8[po : po + PAGE_SIZE])
+            bad = next(page + j for j in range(PAGE_SIZE) if not lo_n <= j < hi_n and data[j] != _PAGE_CANARY[j])
+            shown = " ".join("." if data[j - page] == canary(j) else "!" for j in range(bad, min(bad + 16,
+                             (addr if bad < addr else page + PAGE_SIZE))))   # print_diff_canary
+            report([f"BUG: KFENCE: memory corruption in {R.call_site()}", "",
+                    f"Corrupted memory at 0x{bad:016x} [ {shown} ] (in kfence-#{k}):"], k, "memory-corruption",
+                   raise_it=False)
+
         def translate(addr: int, write: bool) -> int:
             """The pool's page protection: the arena offset of an accessible byte, else
             kfence_handle_page_fault()'s report."""
             i = (addr - lo) >> PAGE_SHIFT
-            if i >= 2 and not i & 1 and u32[(META + (i // 2 - 1) * REC + _M_STATE) >> 2] == KFENCE_OBJECT_ALLOCATED:
-                return addr - VOFF                  # an allocated object's page: accessible
+            if u8[PROT + i]:
+                return addr - VOFF                  # an allocated object's page: mapped
             rw = "write" if write else "read"
             if i >= 2 and not i & 1:
                 k = i // 2 - 1

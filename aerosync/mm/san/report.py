@@ -186,20 +186,25 @@ def stack_handle(arena: Any, depth: int = 2) -> int:
     return h
 
 
-def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
-    """stack_handle() bound to one arena, for a detector's hot path: `track()` returns the
-    depot handle of the simulated kernel's `depth` innermost frames above its caller's
-    caller (track() is called from a detector frame, which is skipped anyway).
+def stack_tracker(arena: Any, depth: int = 2) -> Callable[..., int]:
+    """stack_handle() bound to one arena, for a detector's hot path: `track(up=0)` returns
+    the depot handle of the simulated kernel's `depth` innermost frames outside the
+    allocator and the detectors, above its caller (a detector frame, skipped anyway).
+    `up`: how many frames from the detector's caller on are known allocator frames --
+    skipped anyway, so the walk starts past them without visiting them.
 
     What it saves per call, as KFENCE's kfence_save_track saves raw entries and formats
     them only when a report prints: the raw frames -- (code id, bytecode offset) of the
     first `depth` frames outside the allocator and the detectors -- are the key of a
     per-arena dict; the record's text is built and stored in the depot only the first
-    time a key is seen.  The walk starts at sys._getframe(2) (the C walk skips the
-    detector's own frame without creating a frame object) and tests each frame's file
-    name (a str, its hash cached) against the set of skipped files -- what _skipped
-    decides by -- so a skipped frame costs two attribute loads and a set lookup; no
-    list, no arena key per call.  Files are classified the first time they are seen."""
+    time a key is seen.  The walk starts at sys._getframe(2 + up) (the C walk passes the
+    frames below without creating frame objects; each frame visited after it is made
+    into one) and tests each frame's file name (a str, its hash cached) against the set
+    of skipped files -- what _skipped decides by -- so a skipped frame costs two
+    attribute loads and a set lookup; no list, no arena key per call.  Files are
+    classified the first time they are seen: a key found in the dict was made from two
+    classified files (and the walk skipped only files classified as skipped), so a hit
+    needs no check; a miss checks both and walks again after classifying them."""
     handles: dict[tuple[int, ...], int] = {}
     keep = _skip_by_id
     getframe = sys._getframe
@@ -217,7 +222,7 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
             skip_files.add(fn)
         known_files.add(fn)
 
-    def slow() -> int:
+    def slow(up: int = 0) -> int:
         k: list[int] = []
         f: FrameType | None = getframe(2)
         while f is not None and len(k) < 2 * depth:
@@ -237,27 +242,27 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[[], int]:
     if depth != 2:
         return slow
 
-    def track() -> int:
+    def track(up: int = 0) -> int:
         while True:
             try:
-                f = getframe(2)
+                f = getframe(2 + up)
                 while f.f_code.co_filename in skip_files:
                     f = f.f_back
                 g = f.f_back
                 while g.f_code.co_filename in skip_files:
                     g = g.f_back
-            except AttributeError:                 # the stack ran out before two frames
+            except (AttributeError, ValueError):   # the stack ran out before two frames
                 return slow()
             c1, c2 = f.f_code, g.f_code
+            h = handles.get((id(c1), f.f_lasti, id(c2), g.f_lasti))
+            if h is not None:
+                return h
             if c1.co_filename in known_files and c2.co_filename in known_files:
                 break
             learn_file(c1.co_filename)             # a file seen for the first time: classify, walk again
             learn_file(c2.co_filename)
-        k = (id(c1), f.f_lasti, id(c2), g.f_lasti)
-        h = handles.get(k)
-        if h is None:
-            keep[id(c1)], keep[id(c2)] = (c1, _skipped(c1)), (c2, _skipped(c2))   # ids in keys stay valid
-            h = handles[k] = _depot_save_frames(arena, 2, 2)
+        keep[id(c1)], keep[id(c2)] = (c1, _skipped(c1)), (c2, _skipped(c2))   # ids in keys stay valid
+        h = handles[(id(c1), f.f_lasti, id(c2), g.f_lasti)] = _depot_save_frames(arena, 2, 2)
         return h
 
     return track

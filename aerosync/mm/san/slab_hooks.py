@@ -108,7 +108,7 @@ class SlabSan:
                 if left:
                     return b_alloc(gfp)
                 left = interval
-                a = kf_alloc(cid, osz, align, gfp)
+                a = kf_alloc(cid, osz, align, gfp, 1)
                 if a:
                     stat(ST_ALLOC)
                     return a
@@ -120,7 +120,7 @@ class SlabSan:
                 if left:
                     return b_alloc_node(nid, gfp)
                 left = interval
-                a = kf_alloc(cid, osz, align, gfp)
+                a = kf_alloc(cid, osz, align, gfp, 1)
                 if a:
                     stat(ST_ALLOC)
                     return a
@@ -131,7 +131,7 @@ class SlabSan:
                 left -= 1
                 if not left:
                     left = interval
-                    a = kf_alloc(cid, min(size, osz), align, gfp)
+                    a = kf_alloc(cid, min(size, osz), align, gfp, 1)
                     if a:
                         stat(ST_ALLOC)
                         return a
@@ -139,7 +139,7 @@ class SlabSan:
 
             def free(addr: int) -> None:
                 if lo <= addr < hi:
-                    kf_free(addr)
+                    kf_free(addr, False, 1)
                     stat(ST_FREE)
                     return
                 b_free(addr)

@@ -193,7 +193,7 @@ class Kmalloc:
                 free variable of kfree is copied into each call's frame and cleared after."""
                 if addr >= kf_hi:
                     return False
-                if not kf_free(addr, True):            # no counter registered: the cache's own free
+                if not kf_free(addr, True, 2):         # (frames: this, kfree) no counter: the cache's own free
                     slub.cache(kf.cache_of(addr)).free(addr)
                 return True
 

@@ -2287,7 +2287,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             six: each one is copied into every call's frame and cleared after it."""
             nonlocal kf_next
             kf_next = n + interval
-            a = kf_alloc(cid, osize, kf_align, gfp)
+            a = kf_alloc(cid, osize, kf_align, gfp, 2)      # frames: this, the gated alloc
             if a:
                 u64[st_alloc] += 1
             return a
@@ -2336,7 +2336,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             (True), else False (past the pool: not KFENCE's).  Out of line, as kf_sample."""
             if addr >= KF_HI:
                 return False
-            kf_free(addr)
+            kf_free(addr, False, 2)                     # frames: this, the gated free
             u64[st_free] += 1
             return True
 

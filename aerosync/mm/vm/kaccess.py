@@ -197,10 +197,16 @@ class KernelAccess:
 
         if kf_translate is not None:
             # KFENCE: a pool address (just above the direct map) goes to the pool's check
-            # with one range test, not translate()'s three; raw_load64/raw_store64 keep
-            # the plain ones' five free variables (each is copied into every call's frame)
+            # with one range test, not translate()'s three, and a mapped pool page (its
+            # protection byte set: an allocated object's) is accessed without a call;
+            # raw_load64/raw_store64 keep the plain ones' five free variables (each is
+            # copied into every call's frame)
+            KF_PROT = kfence.prot
+
             def pool_first(addr: int, write: bool) -> int:
                 if KF_LO <= addr < KF_HI:
+                    if u8[KF_PROT + ((addr - KF_LO) >> PAGE_SHIFT)]:
+                        return addr - VOFF
                     return kf_translate(addr, write)
                 return translate(addr, write)
 

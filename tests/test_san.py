@@ -339,6 +339,36 @@ def test_kfence_stats_and_page_protection(san) -> None:
     assert KF.kfence_stats(a)["currently allocated"] == st0["currently allocated"] == kfence_live(a)
 
 
+def test_kfence_pool_is_reserved_top_of_memory_and_frees_take_the_slow_path(san) -> None:
+    """The pool is the last pages of physical memory, reserved (never the buddy's, not
+    managed); kmem_cache_free and its bulk form reach KFENCE through SLUB's slow path
+    (a pool page is never the CPU slab), kfree through its non-slab branch; a kfree of a
+    guard page is KFENCE's invalid free, not a large-kmalloc free of a reserved page."""
+    from aerosync.mm.pmm.page import PG_reserved, page_array
+    from aerosync.mm.san import config as SC
+
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=15)
+    kf = cpu.kernel.kfence
+    nr = a.sections["physmem"][1] // PG
+    first, end = SC.kfence_pool_pfns(nr, 15)
+    assert end == nr and (kf.lo - VBASE) // PG == first and (kf.hi - VBASE) // PG == end
+    pages = page_array(a)
+    assert all(int(pages["flags"][p]) & PG_reserved for p in range(first, end))
+    del pages
+    kc = cpu.slub.cache(kmem_cache_create(a, "kf-bulk", 40, 8))
+    objs = [kc.alloc() for _ in range(4)]
+    assert all(kf.is_kfence(x) for x in objs)
+    kc.free_bulk(objs[:2])
+    kc.free(objs[2])
+    km = Kmalloc(cpu.slub)
+    with pytest.raises(R.KernelBug) as ei:
+        km.kfree(kf.lo)                                         # pool page 0: a guard
+    assert "BUG: KFENCE: invalid free in " in ei.value.report
+    kc.free(objs[3])
+    assert kfence_live(a, kc.id) == 0
+    _clean(a, cpu)                                              # S5: the frees counted once each
+
+
 def _kf_index(kf: Any, addr: int) -> int:
     return ((addr - kf.lo) >> 12) // 2 - 1
 

@@ -32,7 +32,8 @@ clamped into [high_min, high_max] on first use.
 
 `mm_init` is single-process and lock-free (no worker exists yet); everything it writes
 is bulk numpy.  pfn 0 is reserved (PG_reserved, refcount 1), as x86-64 reserves the
-first page, so present - managed = 1 in node 0's DMA zone.  Every other page is put on
+first page, so present - managed = 1 in node 0's DMA zone; with KFENCE the pool (the
+last pages of memory, san/config.kfence_pool_pfns) is reserved as well.  Every other page is put on
 the buddy free lists as maximal naturally aligned blocks, MIGRATE_MOVABLE (all
 pageblocks start movable), lists in ascending pfn order.  Measured on the 2-core box:
 1 GiB (262144 pages, two nodes) in ~0.013 s (tests/test_page_alloc.py::
@@ -184,6 +185,10 @@ def mm_init(arena: Any) -> None:
     pages["zone"] = zone_of
     pages["node"] = node_of
     reserved = [0]                                 # pfn 0, as x86-64 reserves page 0
+    if "kfence" in arena.sections:                 # the KFENCE pool: memblock memory, never the buddy's
+        from aerosync.mm.san import config as SC
+
+        reserved += range(*SC.kfence_pool_pfns(nr_pages, SC.debug_params(arena.config)["kfence_num_objects"]))
     pages["flags"][reserved] = PG_reserved
     pages["refcount"][reserved] = 1
 

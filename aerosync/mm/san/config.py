@@ -33,7 +33,7 @@ from typing import Any
 from aerosync.params import PAGE_SIZE
 
 __all__ = ["debug_params", "optimal_redzone", "KASAN_META_SIZE", "KASAN_GRANULE", "QUARANTINE_SLOTS",
-           "KFENCE_META_REC", "kfence_pool_pages", "san_active"]
+           "KFENCE_META_REC", "kfence_pool_pages", "kfence_pool_pfns", "san_active"]
 
 KASAN_GRANULE = 8
 KASAN_META_SIZE = 32                  # alloc track + free track (struct kasan_track x 2, see kasan.py)
@@ -57,6 +57,12 @@ def kfence_pool_pages(nr_objects: int) -> int:
     return (nr_objects + 1) * 2
 
 
+def kfence_pool_pfns(nr_pages: int, nr_objects: int) -> tuple[int, int]:
+    """[first, end) pfns of the KFENCE pool: the last kfence_pool_pages() pages of
+    physical memory, reserved at boot (__kfence_pool is memblock memory in the direct map)."""
+    return nr_pages - kfence_pool_pages(nr_objects), nr_pages
+
+
 def debug_params(config: dict[str, Any]) -> dict[str, Any]:
     """The [debug] section with defaults; ValueError naming the key for a bad value."""
     d = dict(config.get("debug") or {})
@@ -74,7 +80,11 @@ def debug_params(config: dict[str, Any]) -> dict[str, Any]:
     checks = {
         "kasan_quarantine_kb": (0 <= p["kasan_quarantine_kb"] <= 1 << 24, "0..16777216"),
         "kfence_sample_interval": (0 <= p["kfence_sample_interval"] <= 1 << 20, "0 (off)..1048576"),
-        "kfence_num_objects": (1 <= p["kfence_num_objects"] <= 4095, "1..4095"),
+        "kfence_num_objects": (1 <= p["kfence_num_objects"] <= 4095 and
+                               (not p["kfence_sample_interval"] or not mem_kb or
+                                kfence_pool_pages(p["kfence_num_objects"]) * PAGE_SIZE >> 10 <= mem_kb // 2),
+                               f"1..4095, the pool ((n + 1) * 2 pages) at most half of the machine's "
+                               f"{mem_kb} KiB of memory"),
     }
     for key, (ok, allowed) in checks.items():
         if not ok:

@@ -7,10 +7,16 @@ canary pattern; kfence_guarded_free checking it; freed objects' pages protected;
 the freelist reused LRU; kfence_handle_page_fault) and mm/kfence/report.c (the report
 format).  Unit: a pool object (its index, "kfence-#N"); a page of the pool.
 
-Pool (section "kfence", its addresses continuing the direct map: VBASE + the
-section's offset from physical memory, as __kfence_pool is a direct-map range): page
-2k + 2 holds object k, pages 2k + 3 (and 0, 1) are guards.  Metadata after the pool,
-KFENCE_META_REC bytes per object (struct kfence_metadata)::
+Pool: the last kfence_pool_pages() pages of physical memory (config.kfence_pool_pfns),
+reserved at boot (mm/pmm/init.py: PG_reserved, never the buddy's), in the direct map as
+__kfence_pool is memblock memory there: page 2k + 2 holds object k, pages 2k + 3 (and
+0, 1) are guards.  Because it is the top of the direct map, kaccess's unchecked direct
+map ends where the pool begins, and a free reaches KFENCE without a test of its own on
+the fast paths: a pool page is never a CPU slab (kmem_cache_free's CPU-slab test sends
+it to the slow path, slub.py free_other, which tests the pool first) and has no
+PG_slab (kfree's slab test fails, and its non-slab branch tests the pool first).
+Section "kfence" holds the metadata, KFENCE_META_REC bytes per object (struct
+kfence_metadata)::
 
      0 state u32 (UNUSED / ALLOCATED / FREED)   4 size u32   8 addr u64
     16 cache id u32   20 next u32 (freelist link)
@@ -40,8 +46,9 @@ page, while free objects remain).  SLUB's own closures (slub.py) fold the gate i
 per-CPU allocation counter their fast path reads and bumps anyway: the sample is due
 when it reaches a threshold, one compare per allocation; the slab_hooks.py wrappers
 (KASAN, debug caches, sheaves) count down.  Frees of pool addresses come here from
-kmem_cache_free (one compare: the pool lies above the direct map) and kmalloc's kfree
-(free(addr, kfree=True), which also counts the free in the owning cache).
+SLUB's free slow path (free_other: kmem_cache_free and its bulk form, which counted the
+free already), the slab_hooks.py wrapper's free, and kmalloc's kfree (free(addr,
+kfree=True), which also counts the free in the owning cache) -- see "Pool" above.
 
 Tracks (kfence_save_track): pid, cpu and a stack depot handle, from report.stack_tracker
 -- the raw frames (code id, bytecode offset) are the key of a per-arena dict, and the
@@ -113,12 +120,17 @@ def kfence_sections(config: dict[str, Any]) -> list[SectionSpec]:
     if not p["kfence_sample_interval"]:
         return []
     n = p["kfence_num_objects"]
-    return [SectionSpec("kfence", C.kfence_pool_pages(n) * (PAGE_SIZE + 1) + n * C.KFENCE_META_REC)]
+    return [SectionSpec("kfence", n * C.KFENCE_META_REC + C.kfence_pool_pages(n))]
 
 
 def _prot_off(arena: Any, n: int) -> int:
     """Arena offset of the pool pages' protection bytes (after the metadata)."""
-    return arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE + n * C.KFENCE_META_REC
+    return arena.off("kfence") + n * C.KFENCE_META_REC
+
+
+def _pool_pfns(arena: Any) -> tuple[int, int]:
+    return C.kfence_pool_pfns(arena.sections["physmem"][1] >> PAGE_SHIFT,
+                              C.debug_params(arena.config)["kfence_num_objects"])
 
 
 def kfence_ready(arena: Any) -> bool:
@@ -130,9 +142,8 @@ def kfence_range(arena: Any) -> tuple[int, int]:
     """[lo, hi) of the pool's addresses ((0, 0) without KFENCE)."""
     if "kfence" not in arena.sections:
         return 0, 0
-    n = C.debug_params(arena.config)["kfence_num_objects"]
-    lo = SL.VBASE + arena.off("kfence") - arena.off("physmem")
-    return lo, lo + C.kfence_pool_pages(n) * PAGE_SIZE
+    first, end = _pool_pfns(arena)
+    return SL.VBASE + (first << PAGE_SHIFT), SL.VBASE + (end << PAGE_SHIFT)
 
 
 def kfence_init(arena: Any) -> None:
@@ -142,7 +153,10 @@ def kfence_init(arena: Any) -> None:
     n = C.debug_params(arena.config)["kfence_num_objects"]
     o, s = arena.sections["kfence"]
     arena.u8[o : o + s] = bytes(s)
-    meta = o + C.kfence_pool_pages(n) * PAGE_SIZE
+    first, end = _pool_pfns(arena)
+    po = arena.off("physmem")
+    arena.u8[po + (first << PAGE_SHIFT) : po + (end << PAGE_SHIFT)] = bytes((end - first) << PAGE_SHIFT)
+    meta = o
     u32 = arena.u32
     for k in range(n):
         u32[(meta + k * C.KFENCE_META_REC + _M_NEXT) >> 2] = k + 1 if k + 1 < n else _NIL
@@ -162,7 +176,7 @@ def kfence_live(arena: Any, cid: int = -1) -> int:
     if not kfence_ready(arena):
         return 0
     n = C.debug_params(arena.config)["kfence_num_objects"]
-    meta = arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE
+    meta = arena.off("kfence")
     u32 = arena.u32
     got = 0
     for k in range(n):
@@ -200,7 +214,7 @@ def kfence_freelist(arena: Any) -> list[int]:
     if not kfence_ready(arena):
         return []
     n = C.debug_params(arena.config)["kfence_num_objects"]
-    nxt = arena.off("kfence") + C.kfence_pool_pages(n) * PAGE_SIZE + _M_NEXT
+    nxt = arena.off("kfence") + _M_NEXT
     h = arena.off("sanhdr") + R.H_KFENCE
     q, u32 = arena.u64, arena.u32
     out: list[int] = []
@@ -229,8 +243,7 @@ class Kfence:
         self.init_on_alloc = p["init_on_alloc"]
         q, u32, u8 = arena.u64, arena.u32, arena.u8
         PHYS = arena.off("physmem")
-        POOL = arena.off("kfence")
-        META = POOL + C.kfence_pool_pages(nobj) * PAGE_SIZE
+        META = arena.off("kfence")
         lo, hi = kfence_range(arena)
         self.lo, self.hi = lo, hi
         VOFF = SL.VBASE - PHYS
@@ -290,7 +303,7 @@ class Kfence:
         tp = hooks.point_fn()                  # tests: forced interleavings (mm/hooks.py)
         store32 = arena.atomic.store32
         getrandbits = rng.getrandbits
-        track = R.stack_tracker(arena)
+        track, track_free = R.stack_tracker(arena), R.stack_tracker(arena)    # one per site kind: see its MRU
         META_NEXT = META + _M_NEXT
         REC = C.KFENCE_META_REC
         canary_head, canary_tail = _PAGE_CANARY.startswith, _PAGE_CANARY.endswith
@@ -393,7 +406,7 @@ class Kfence:
             if not ((not lo_n or canary_head(u8[po : po + lo_n]))
                     and (hi_n == PAGE_SIZE or canary_tail(u8[po + hi_n : po + PAGE_SIZE]))):
                 corrupted(k, addr, page, lo_n, hi_n)
-            pack_free(buf, m + _M_FTRACK, pid, track(up), cpu1)
+            pack_free(buf, m + _M_FTRACK, pid, track_free(up), cpu1)
             store32(m + _M_STATE, KFENCE_OBJECT_FREED)
             u8[PROT + i] = 0                           # kfence_protect(): a use after free faults
             nl = (META_NEXT + k * REC) >> 2            # onto the stack of recent frees: no lock

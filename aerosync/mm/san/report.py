@@ -204,7 +204,9 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[..., int]:
     attribute loads and a set lookup; no list, no arena key per call.  Files are
     classified the first time they are seen: a key found in the dict was made from two
     classified files (and the walk skipped only files classified as skipped), so a hit
-    needs no check; a miss checks both and walks again after classifying them."""
+    needs no check; a miss checks both and walks again after classifying them.  The key
+    last found is kept (its code objects, compared by identity): a site sampled again --
+    a detector keeps one tracker per kind of track -- costs four compares, no hash."""
     handles: dict[tuple[int, ...], int] = {}
     keep = _skip_by_id
     getframe = sys._getframe
@@ -242,7 +244,12 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[..., int]:
     if depth != 2:
         return slow
 
+    m_c1: Any = None                       # the last key seen (code, lasti, code, lasti) and its handle:
+    m_l1 = m_l2 = m_h = -1                 # a call site sampled again is compared, not hashed
+    m_c2: Any = None
+
     def track(up: int = 0) -> int:
+        nonlocal m_c1, m_l1, m_c2, m_l2, m_h
         while True:
             try:
                 f = getframe(2 + up)
@@ -253,16 +260,19 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[..., int]:
                     g = g.f_back
             except (AttributeError, ValueError):   # the stack ran out before two frames
                 return slow()
-            c1, c2 = f.f_code, g.f_code
-            h = handles.get((id(c1), f.f_lasti, id(c2), g.f_lasti))
+            c1, c2, l1, l2 = f.f_code, g.f_code, f.f_lasti, g.f_lasti
+            if c1 is m_c1 and l1 == m_l1 and c2 is m_c2 and l2 == m_l2:
+                return m_h
+            h = handles.get((id(c1), l1, id(c2), l2))
             if h is not None:
+                m_c1, m_l1, m_c2, m_l2, m_h = c1, l1, c2, l2, h
                 return h
             if c1.co_filename in known_files and c2.co_filename in known_files:
                 break
             learn_file(c1.co_filename)             # a file seen for the first time: classify, walk again
             learn_file(c2.co_filename)
         keep[id(c1)], keep[id(c2)] = (c1, _skipped(c1)), (c2, _skipped(c2))   # ids in keys stay valid
-        h = handles[(id(c1), f.f_lasti, id(c2), g.f_lasti)] = _depot_save_frames(arena, 2, 2)
+        h = handles[(id(c1), l1, id(c2), l2)] = _depot_save_frames(arena, 2, 2)
         return h
 
     return track

@@ -151,7 +151,7 @@ class SlabSan:
     def wrap_kmalloc(self, km: Any) -> None:
         """kmalloc's own paths: KASAN's large-kmalloc tail and its double free; KFENCE
         addresses in ksize (kmalloc.py's kfree checks them itself)."""
-        from aerosync.mm.pmm.page import PG_slab, PG_tail
+        from aerosync.mm.pmm.page import PG_reserved, PG_slab, PG_tail
         from aerosync.mm.slab.layout import VBASE
 
         arena, slub = km.slub.arena, km.slub
@@ -188,7 +188,7 @@ class SlabSan:
                     fl = u32[pm32 + pfn * 16]
                     if fl & PG_tail:
                         fl = u32[pm32 + u32[pm32 + pfn * 16 + 6] * 16]
-                    if not fl & PG_slab:
+                    if not fl & (PG_slab | PG_reserved):    # reserved: the KFENCE pool, not KASAN's
                         large_check(addr)
             k_kfree(addr)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from aerosync.mm.pmm.gfp import __GFP_COMP as _GFP_COMP
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
-from aerosync.mm.pmm.page import PG_head, PG_slab, PG_tail
+from aerosync.mm.pmm.page import PG_head, PG_reserved, PG_slab, PG_tail
 from aerosync.mm.pmm.vm_event import NR_NODE_STATS, NR_SLAB_UNRECLAIMABLE, node_stat_base
 from aerosync.mm.slab.slab_common import KMALLOC_SIZES, M_CACHE, SMETA, VBASE, _size_name, kmem_cache_lookup
 from aerosync.mm.slab.slub import Slub
@@ -158,6 +158,27 @@ class Kmalloc:
                 osizes[cid] = kc.object_size
             return f
 
+        kf = slub.san.kfence if slub.san is not None else None
+        kf_lo, kf_hi, kf_free = (kf.lo, kf.hi, kf.free) if kf is not None else (0, 0, None)
+
+        def kfree_other(addr: int, pfn: int, fl: int) -> None:
+            """kfree's cases past the slab: a reserved page (the KFENCE pool's -- its pages
+            are reserved, not PG_slab, so a pool object costs kfree's fast path nothing --
+            else a bad address), a large kmalloc's pages, else a bad address."""
+            if fl & PG_reserved:
+                if kf_lo <= addr < kf_hi:               # is_kfence_address()
+                    if not kf_free(addr, True, 2):     # (frames: this, kfree) no counter: the cache's own free
+                        slub.cache(kf.cache_of(addr)).free(addr)
+                    return
+            elif fl & PG_head and addr == VBASE + (pfn << PAGE_SHIFT):
+                free_large(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
+                return
+            elif not fl & (PG_head | PG_tail) and addr == VBASE + (pfn << PAGE_SHIFT) and u32[PM32 + pfn * PMW + 2]:
+                free_large(pfn, 0)                      # an order-0 large kmalloc (not compound)
+                return
+            warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
+                          "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=3)
+
         def kfree(addr: int) -> None:
             """kfree(): slab object -> its cache; large kmalloc -> the pages; 0 -> nothing."""
             if not addr:
@@ -174,58 +195,7 @@ class Kmalloc:
                     f = slab_free_fn(cid)
                 f(pfn, addr)
                 return
-            if fl & PG_head and addr == VBASE + (pfn << PAGE_SHIFT):
-                free_large(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
-                return
-            if not fl & (PG_head | PG_tail) and addr == VBASE + (pfn << PAGE_SHIFT) and u32[PM32 + pfn * PMW + 2]:
-                free_large(pfn, 0)                      # an order-0 large kmalloc (not compound)
-                return
-            warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
-                          "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
-
-        kf = slub.san.kfence if slub.san is not None else None
-        if kf is not None:
-            kf_lo, kf_hi, kf_free = kf.lo, kf.hi, kf.free
-            kf_pfn = (kf_lo - VBASE) >> PAGE_SHIFT         # the pool's first pfn, past physical memory
-
-            def kf_pool_free(addr: int) -> bool:
-                """A pool object to KFENCE (True); False past the pool.  Out of line: every
-                free variable of kfree is copied into each call's frame and cleared after."""
-                if addr >= kf_hi:
-                    return False
-                if not kf_free(addr, True, 2):         # (frames: this, kfree) no counter: the cache's own free
-                    slub.cache(kf.cache_of(addr)).free(addr)
-                return True
-
-            def kfree(addr: int) -> None:
-                """kfree() with KFENCE's is_kfence_address() first (pool addresses have no
-                struct page of physical memory); otherwise the same as the plain one.  The
-                pool lies above the direct map: a direct-map address pays one compare of
-                its pfn (a small int, the 64-bit address compare costs more)."""
-                if not addr:
-                    return
-                pfn = (addr - VBASE) >> PAGE_SHIFT
-                if pfn >= kf_pfn and kf_pool_free(addr):
-                    return
-                fl = u32[PM32 + pfn * PMW]
-                if fl & PG_tail:
-                    pfn = u32[PM32 + pfn * PMW + 6]
-                    fl = u32[PM32 + pfn * PMW]
-                if fl & PG_slab:
-                    cid = u32[SM32 + pfn * SMW + MC] - 1
-                    f = frees.get(cid)
-                    if f is None:
-                        f = slab_free_fn(cid)
-                    f(pfn, addr)
-                    return
-                if fl & PG_head and addr == VBASE + (pfn << PAGE_SHIFT):
-                    free_large(pfn, u8[(PM32 + pfn * PMW) * 4 + 4])
-                    return
-                if not fl & (PG_head | PG_tail) and addr == VBASE + (pfn << PAGE_SHIFT) and u32[PM32 + pfn * PMW + 2]:
-                    free_large(pfn, 0)
-                    return
-                warnings.warn(f"cpu{slub.cpu}: kfree: bad address {addr:#x} (pfn {pfn} flags {fl:#x}): "
-                              "not a slab object or a large kmalloc", BadKfreeWarning, stacklevel=2)
+            kfree_other(addr, pfn, fl)
 
         def ksize(addr: int) -> int:
             """ksize(): usable bytes of an allocation (object_size, or the pages)."""

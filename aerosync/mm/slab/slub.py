@@ -2257,19 +2257,34 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
 
     # -------------------------------------------------------- KFENCE's gate, inline
     # kfence_alloc() in slab_alloc_node: one allocation in `interval` (per cache and CPU)
-    # tries the KFENCE pool first; slab_free's is_kfence_address(): pool addresses (beyond
-    # physical memory) go back to KFENCE.  Inlined here -- the gate and the range test
-    # in the closures themselves -- because a wrapper's extra call on every alloc and free
-    # cost more than the sampling (bench kvm: kfence_overhead_pct).  With KASAN, debug
-    # caches or per-CPU sheaves the gate is slab_hooks.py's wrapper instead (outside KASAN).
+    # tries the KFENCE pool first -- inlined in the alloc closures, because a wrapper's
+    # extra call on every allocation cost more than the sampling (bench kvm:
+    # kfence_overhead_pct).  With KASAN, debug caches or per-CPU sheaves the gate is
+    # slab_hooks.py's wrapper instead (outside KASAN).  slab_free's is_kfence_address()
+    # costs the fast path nothing: the pool is the top of physical memory (kfence.py
+    # "Pool"), a pool page is never c->slab, so its free takes the slow path, free_other,
+    # which tests the pool first (kmem_cache_free and its bulk form, whichever gate sampled).
     kf = san.kfence if san is not None else None
     kf_inline = kf is not None and san.kasan is None and not kc.debug and not pcs_cap and osize <= 4096
     if kf is not None and osize <= 4096:
         kf.free_stat[cid] = st_free           # kfree of a pool object counts it here (kfence free)
+        kf_free = kf.free
+        KF_PFN = (kf.lo - VBASE) >> PAGE_SHIFT  # the pool's first pfn: the top of the direct map
+        slab_free_other = free_other
+
+        def free_other(pfn: int, addr: int) -> None:
+            """free_other with is_kfence_address() first: a pool object to KFENCE
+            (free_pfn counted the free; a free KFENCE refuses is uncounted again)."""
+            if pfn >= KF_PFN:
+                try:
+                    kf_free(addr, False, 2)             # frames: this, free_pfn
+                except BaseException:
+                    u64[st_free] -= 1
+                    raise
+                return
+            slab_free_other(pfn, addr)
     if kf_inline:
-        kf_alloc, kf_free = kf.alloc, kf.free
-        KF_LO, KF_HI = kf.lo, kf.hi
-        KF_PFN = (KF_LO - VBASE) >> PAGE_SHIFT  # the pool's first pfn (a small int: a cheap compare)
+        kf_alloc = kf.alloc
         interval = san.interval
         # The gate is folded into the per-CPU alloc counter the fast path reads and bumps
         # anyway (u64[st_alloc]): the sample is due when it reaches kf_next -- one
@@ -2328,26 +2343,6 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 if a:
                     return a
             return plain_alloc_node(nid, gfp)
-
-        plain_free_pfn = free_pfn
-
-        def kf_pool_free(addr: int) -> bool:
-            """An address at or past the pool's first pfn: a pool object to KFENCE
-            (True), else False (past the pool: not KFENCE's).  Out of line, as kf_sample."""
-            if addr >= KF_HI:
-                return False
-            kf_free(addr, False, 2)                     # frames: this, the gated free
-            u64[st_free] += 1
-            return True
-
-        def free(addr: int) -> None:
-            """kmem_cache_free(): a KFENCE address (past physical memory) to KFENCE."""
-            pfn = (addr - VBASE) >> PAGE_SHIFT
-            if pfn >= KF_PFN and kf_pool_free(addr):    # the pool lies above the direct map
-                return
-            if u32[PM32 + pfn * PMW] & PG_tail:
-                pfn = u32[PM32 + pfn * PMW + 6]
-            plain_free_pfn(pfn, addr)
 
     kc.alloc, kc.free, kc.alloc_node, kc.alloc_bulk, kc.free_bulk = alloc, free, alloc_node, alloc_bulk, free_bulk
     kc.prefill_sheaf, kc.alloc_from_sheaf, kc.refill_sheaf = prefill_sheaf, alloc_from_sheaf, refill_sheaf

@@ -23,7 +23,10 @@ A bad access raises san/report.py's KernelBug after printing the kernel's report
 access is not performed.
 
 Hot path (no detector): one range test and a memoryview slice for the direct map; a
-dict lookup for a vmalloc address whose translation is in the TLB.  The choice between
+dict lookup for a vmalloc address whose translation is in the TLB.  With KFENCE the
+unchecked direct map ends where its pool begins (the pool is the top of physical
+memory): a pool address takes the pool's check -- its page's protection byte, then
+KFENCE's fault handling.  The choice between
 the plain and the instrumented closures is made here, once.
 
 Ownership: the TLB is this CPU's (tlb.py); init_mm's tables are read without locks, as
@@ -75,6 +78,8 @@ class KernelAccess:
         VOFF = VBASE - PHYS
         DM_LO, DM_HI = VBASE, VBASE + arena.sections["physmem"][1]
         KF_LO, KF_HI = (kfence.lo, kfence.hi) if kfence is not None else (0, 0)
+        if kfence is not None:
+            DM_HI = KF_LO                  # the KFENCE pool tops the direct map: its pages are checked
         kf_translate = kfence.translate if kfence is not None else None
         VM_LO, VM_HI = (vmalloc.start, vmalloc.end) if vmalloc is not None else (0, 0)
         find_vmap_area = vmalloc.find_vmap_area if vmalloc is not None else (lambda a: 0)

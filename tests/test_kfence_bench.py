@@ -53,3 +53,16 @@ def test_kfence_churn_takes_guarded_objects() -> None:
         K._close(a, va)
         K._close(b, vb)
 
+
+
+def test_overhead_runs_every_pair_and_leaves_nothing() -> None:
+    """_overhead pools the repetitions of several fresh machine pairs; each pair's arenas
+    are closed and unlinked when it is done."""
+    import os
+
+    from aerosync.arena.cleanup import find_project_objects
+
+    r = K._overhead({"kfence_sample_interval": 10}, seg=20, reps=3, pairs=2)
+    assert r > 0.0
+    assert len(K._overhead_pair({"kfence_sample_interval": 10}, seg=20, reps=3)) == 3
+    assert [n for n, pid in find_project_objects() if pid == os.getpid()] == []

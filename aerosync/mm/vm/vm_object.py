@@ -473,13 +473,18 @@ class VmObjects:
                             idx = bidx - off
                             if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
                                 continue
+                            folio = is_folio_entry(e)
+                            if folio:                  # the folio says o before o's tree has it
+                                b = PM8 + entry_pfn(e) * mw     # (insert's order): a lock-free
+                                q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
+                                q[b + i_idx] = idx     # tree rechecks mapping/index and retries
                             if xa_store(o + O_TREE, idx, e) < 0:
-                                ok = False             # no node: stop here, both trees consistent
+                                if folio:              # no node: it stays back's
+                                    q[b + i_map] = back | PAGE_MAPPING_ANON
+                                    q[b + i_idx] = bidx
+                                ok = False             # stop here, both trees consistent
                                 break
-                            if is_folio_entry(e):
-                                b = PM8 + entry_pfn(e) * mw
-                                q[b + i_map] = o | PAGE_MAPPING_ANON
-                                q[b + i_idx] = idx
+                            if folio:
                                 fetch_add(o + O_NR_PAGES, 1)
                                 fetch_add(back + O_NR_PAGES, _U64)
                             xa_erase(back + O_TREE, bidx)

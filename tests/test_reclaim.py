@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import re
 
 import pytest
 
@@ -160,6 +161,9 @@ def test_no_swap_anon_not_reclaimed_and_oom_report(rm, locking: str, monkeypatch
     assert killed and task_killed(a, me) and not task_killed(a, small)
     text = oom_report(a)
     assert "invoked oom-killer" in text and "Out of memory: Killed process" in text and "(test)" in text
+    # the reaper's line in mm/oom_kill.c's words (the mm's own mmap lock is had for read)
+    assert re.search(r"\noom_reaper: reaped process \d+ \(test\), now anon-rss:\d+kB, file-rss:\d+kB, "
+                     r"shmem-rss:\d+kB\n", text), text[-300:]
     assert fold_vm_events(a)["oom_kill"] == 1
     cpu.exit(me, 9)
     cpu.reap(me)

@@ -20,6 +20,7 @@ vmstat.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aerosync.errors import AeroSyncError
@@ -36,6 +37,7 @@ TASK_OOM_VICTIM = 1 << 0
 SIGKILL = 9
 OOM_SCORE_ADJ_MIN = -1000
 MADV_DONTNEED = 4
+MAX_OOM_REAP_RETRIES = 10    # oom_reap_task: mmap_read_trylock this many times, HZ/10 apart
 REAP_WAIT_S = 1.0           # how long the reaper tries a busy VMA of another CPU's victim
 
 
@@ -184,23 +186,30 @@ class OomKiller:
         arena.atomic.fetch_or32(o + T.T_FLAGS, TASK_OOM_VICTIM)
         q[(o + T.T_EXIT_SIGNAL) >> 3] = SIGKILL
         VE.count_vm_event(arena, self.cpu, VE.OOM_KILL)
-        reaped = self._reap(mm_id)
-        return msg + f"oom_reaper: reaped process {info['pid']} ({info['comm']}), now anon-rss:" \
-                     f"{T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, int(arena.config['nr_cpus'])) * k}kB " \
-                     f"({reaped} pages freed)\n"
+        if not self._reap(mm_id):              # oom_reap_task: the mmap lock was never had
+            return msg + f"oom_reaper: unable to reap pid:{info['pid']} ({info['comm']})\n"
+        rss = T.get_mm_counters(q, mo, int(arena.config["nr_cpus"]))
+        return msg + (f"oom_reaper: reaped process {info['pid']} ({info['comm']}), now anon-rss:{rss[1] * k}kB, "
+                      f"file-rss:{rss[0] * k}kB, shmem-rss:{rss[3] * k}kB\n")
 
-    def _reap(self, mm_id: int) -> int:
+    def _reap(self, mm_id: int) -> bool:
         """__oom_reap_task_mm: MADV_DONTNEED over the victim's private anonymous VMAs
         (a VMA a fault stays inside -- this CPU's own, when the victim is the current
-        task -- is skipped: mm/vm/mmap.py madvise's reap_wait)."""
+        task -- is skipped: mm/vm/mmap.py madvise's reap_wait).  False when the mmap
+        lock could not be had for read: tried MAX_OOM_REAP_RETRIES times REAP_WAIT_S
+        apart in all, as oom_reap_task before "unable to reap" -- once for this CPU's
+        own mm, whose lock the fault that got here may hold."""
         arena, q = self.arena, self.arena.u64
         vm = self.vm
         mo = T.mm_off(arena, mm_id)
-        nr_cpus = int(arena.config["nr_cpus"])
-        before = T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, nr_cpus)
+        own = mm_id == vm.current_mm()
         ranges = []
-        if not vm.locks.mmap_lock.down_read_trylock(mo + T.M_MMAP_LOCK):
-            return 0
+        tries = 1 if own else MAX_OOM_REAP_RETRIES       # oom_reap_task's retries, HZ/10 apart
+        while not vm.locks.mmap_lock.down_read_trylock(mo + T.M_MMAP_LOCK):
+            tries -= 1
+            if not tries:
+                return False
+            time.sleep(REAP_WAIT_S / MAX_OOM_REAP_RETRIES)
         try:
             for _f, _l, vma in vm.vmas.tree(mm_id).mt_for_each():
                 fl = q[(vma + V.V_FLAGS) >> 3]
@@ -213,13 +222,13 @@ class OomKiller:
         # reclaim.py slowpath) -- unless the victim is this CPU's mm, whose VMA lock or
         # mmap_lock (read) the fault that got here may hold itself: then both are only
         # tried, and a busy mm is left to the victim's exit
-        wait = 0.0 if mm_id == vm.current_mm() else REAP_WAIT_S
+        wait = 0.0 if own else REAP_WAIT_S
         for s, e in ranges:
             try:
                 vm.sys.madvise(mm_id, s, e - s, MADV_DONTNEED, reap_wait=wait)
             except T.VMError:
                 continue
-        return max(0, before - T.get_mm_counter_sum(q, mo, T.MM_ANONPAGES, nr_cpus))
+        return True
 
     def _store(self, text: str) -> None:
         arena = self.arena

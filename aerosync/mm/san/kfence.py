@@ -98,7 +98,6 @@ __all__ = ["Kfence", "kfence_sections", "kfence_init", "kfence_ready", "kfence_l
 KFENCE_OBJECT_UNUSED, KFENCE_OBJECT_ALLOCATED, KFENCE_OBJECT_FREED = 0, 1, 2
 _M_STATE, _M_SIZE, _M_ADDR, _M_CACHE, _M_NEXT, _M_ATRACK, _M_FTRACK = 0, 4, 8, 16, 20, 24, 40
 _NIL = 0xFFFF_FFFF
-_MINUS1 = (1 << 64) - 1
 # words in sanhdr (report.H_KFENCE + ...)
 _K_LOCK, _K_HEAD, _K_TAIL, _K_SKIP_CAP, _K_ALLOCS, _K_FREES, _K_MAGIC, _K_STACK = 0, 8, 16, 24, 32, 40, 48, 56
 _K_SKIP_INCOMPAT = 64

@@ -599,6 +599,7 @@ def _build(
     kernel = _parse_kernel(_table(data, "kernel", ctx), ctx)
     locks = _parse_locks(_table(data, "locks", ctx), ctx)
     debug = _parse_settings(_table(data, "debug", ctx), "debug", _DEBUG_KEYS, ctx)
+    _check_kfence_pool(debug.as_dict(), machine.memory, ctx)
     vmalloc = _parse_settings(_table(data, "vmalloc", ctx), "vmalloc", _VMALLOC_KEYS, ctx)
     reclaim = _parse_reclaim(data, ctx)
     fault = _parse_fault(_table(data, "fault", ctx), ctx, run)
@@ -607,6 +608,19 @@ def _build(
     return Scenario(name=name, description=description, file=file, run=run, machine=machine, workload=params,
                     numa=numa, slab=slab, vm=vm, kernel=kernel, locks=locks, reclaim=reclaim, debug=debug,
                     vmalloc=vmalloc, fault=fault, events=events, overridden=overridden)
+
+
+def _check_kfence_pool(debug: dict[str, Any], memory: int, ctx: _Ctx) -> None:
+    """The KFENCE pool ((n + 1) * 2 pages, reserved from the top of memory) may take at
+    most half of machine.memory (mm/san/config.py debug_params says the same)."""
+    if not debug.get("kfence_sample_interval"):
+        return
+    n = int(debug.get("kfence_num_objects", 255))
+    most = memory // 2 // (2 * PAGE_SIZE) - 1
+    if n > most:
+        raise ctx.err("debug.kfence_num_objects", n, f"at most {most} with machine.memory {memory >> 10} KiB: the "
+                      f"pool ((n + 1) * 2 pages, reserved from the top of memory) may take at most half of it",
+                      "machine.memory")
 
 
 def _parse_fault(t: dict[str, Any], ctx: _Ctx, run: RunSpec) -> FaultSpec:

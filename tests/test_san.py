@@ -611,3 +611,18 @@ def test_bad_debug_and_vmalloc_keys_are_scenario_errors(tmp_path: Path, section:
     with pytest.raises(ScenarioError) as ei:
         load_scenario(p, registry())
     assert ei.value.key == key and str(p) in str(ei.value)
+
+
+def test_kfence_pool_larger_than_half_of_memory_is_a_scenario_error(tmp_path: Path) -> None:
+    """The pool is reserved from the top of memory: 4 MiB leaves room for 255 objects
+    ((255 + 1) * 2 pages = 2 MiB), not 256; the error names both keys' values."""
+    p = tmp_path / "s.toml"
+    base = '[run]\nworkload = "null"\n[machine]\nmemory = "4M"\n[debug]\nkfence_sample_interval = 10\n'
+    p.write_text(base + "kfence_num_objects = 255\n")
+    load_scenario(p, registry())
+    p.write_text(base + "kfence_num_objects = 256\n")
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(p, registry())
+    assert ei.value.key == "debug.kfence_num_objects" and "at most 255" in str(ei.value) and "4096 KiB" in str(ei.value)
+    p.write_text(base.replace("interval = 10", "interval = 0") + "kfence_num_objects = 4000\n")
+    load_scenario(p, registry())                               # KFENCE off: no pool to fit

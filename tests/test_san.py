@@ -369,6 +369,28 @@ def test_kfence_pool_is_reserved_top_of_memory_and_frees_take_the_slow_path(san)
     _clean(a, cpu)                                              # S5: the frees counted once each
 
 
+def test_kfence_takes_kmallocs_requested_size(san) -> None:
+    """kmalloc tells a KFENCE sample the size asked for (kfence_alloc's orig_size): a
+    13-byte kmalloc is a 13-byte pool object (ksize 13, kzalloc zeroes 13 bytes), so a
+    write one byte past it is in the canary and reported at free -- in kmalloc-16."""
+    a, cpu = san(kfence_sample_interval=1, kfence_num_objects=15)
+    kf = cpu.kernel.kfence
+    km = Kmalloc(cpu.slub)
+    kmem = cpu.kernel.kmem
+    x = km.kmalloc(13)
+    assert kf.is_kfence(x) and km.ksize(x) == 13
+    z = km.kzalloc(13)
+    assert kf.is_kfence(z) and kmem.load(z, 13) == bytes(13)
+    kmem.store(x + 13, b"\x5a")                                 # inside kmalloc-16's object, past 13
+    n = R.emitted()
+    km.kfree(x)
+    assert R.emitted() == n + 1 and "BUG: KFENCE: memory corruption in " in R.recent()[-1][1]
+    km.kfree(z)
+    assert R.emitted() == n + 1                                 # an intact canary: no report
+    assert kfence_live(a, cpu.slub.cache("kmalloc-16").id) == 0
+    _clean(a, cpu)
+
+
 def _kf_index(kf: Any, addr: int) -> int:
     return ((addr - kf.lo) >> 12) // 2 - 1
 

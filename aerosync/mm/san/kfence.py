@@ -483,7 +483,11 @@ class Kfence:
             return u32[(meta_of(((addr - lo) >> PAGE_SHIFT) // 2 - 1) + _M_CACHE) >> 2] - 1
 
         self.alloc, self.free, self.translate, self.is_kfence = alloc, free, translate, is_kfence
-        self.cache_of = cache_of
+        def ksize(addr: int) -> int:
+            """kfence_ksize(): the size the object was allocated for (its metadata's)."""
+            return u32[(meta_of(((addr - lo) >> PAGE_SHIFT) // 2 - 1) + _M_SIZE) >> 2]
+
+        self.cache_of, self.ksize = cache_of, ksize
         self.free_stat = free_stat
         self.object_text = object_text
         _ = infos

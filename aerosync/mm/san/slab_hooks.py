@@ -154,7 +154,7 @@ class SlabSan:
         from aerosync.mm.pmm.page import PG_reserved, PG_slab, PG_tail
         from aerosync.mm.slab.layout import VBASE
 
-        arena, slub = km.slub.arena, km.slub
+        arena = km.slub.arena
         k_ksize, k_kfree = km.ksize, km.kfree
         if self.kfence is not None:
             kf = self.kfence
@@ -162,7 +162,7 @@ class SlabSan:
 
             def ksize(addr: int) -> int:
                 if lo <= addr < hi:
-                    return slub.cache(kf.cache_of(addr)).object_size
+                    return kf.ksize(addr)               # kfence_ksize(): the size asked for
                 return k_ksize(addr)
 
             km.ksize = ksize

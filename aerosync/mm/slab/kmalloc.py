@@ -147,6 +147,30 @@ class Kmalloc:
                     return c.alloc_orig(size, gfp & _GFP_ZERO)
                 return c.alloc(gfp & _GFP_ZERO)
 
+        gated = {c.id for c in caches.values() if c.alloc_req is not None and c.alloc is c.alloc_req}
+        if gated and all(c.alloc_orig is None for c in caches.values()):
+            def sized(c: Any) -> Any:
+                """alloc(gfp, req): the gated closure itself, else one that drops req."""
+                if c.id in gated:
+                    return c.alloc
+                f = c.alloc
+                return lambda gfp=0, req=0: f(gfp)
+
+            small_req = [sized(c) if c else None for c in small]
+            big_req = {b: sized(c) for b, c in big.items()}
+
+            def kmalloc(size: int, gfp: int = 0) -> int:  # KFENCE's inline gates: pass the size
+                """kmalloc() telling a KFENCE sample the requested size (kfence_alloc's
+                orig_size: the object is placed and its canary checked by it, so a write
+                one byte past a 13-byte kmalloc is caught at free, as in Linux)."""
+                if size <= 192:
+                    if size <= 0:
+                        return 0
+                    return small_req[(size + 7) >> 3](gfp & _GFP_ZERO, size)
+                if size <= KMALLOC_MAX_CACHE_SIZE:
+                    return big_req[(size - 1).bit_length()](gfp & _GFP_ZERO, size)
+                return kmalloc_large(size, gfp, -1)
+
         def kzalloc(size: int, gfp: int = 0) -> int:
             return kmalloc(size, gfp | _GFP_ZERO)
 

@@ -410,7 +410,7 @@ class KmemCache:
                  "alloc", "free", "alloc_node", "alloc_bulk", "free_bulk", "prefill_sheaf",
                  "alloc_from_sheaf", "refill_sheaf", "return_sheaf", "sheaf_size", "flush_cpu", "ksize",
                  "free_slow", "free_pfn", "alloc_slow", "node_lock", "stat", "obj_index", "red_left",
-                 "barn_shrink", "sheaf_capacity", "alloc_orig", "free_raw")
+                 "barn_shrink", "sheaf_capacity", "alloc_orig", "free_raw", "alloc_req")
 
     def __init__(self, slub: Slub, cid: int) -> None:
         info = cache_info(slub.arena, cid)
@@ -421,6 +421,9 @@ class KmemCache:
         self.sheaf_capacity = info["sheaf_capacity"]
         self.debug = bool(self.flags & SLAB_DEBUG_FLAGS)
         self.alloc_orig: Callable[[int, int], int] | None = None
+        # KFENCE's inline gate: alloc(gfp, req) -- kmalloc passes the requested size (the
+        # sampled object is placed and canary-checked by it, as kfence_alloc's orig_size)
+        self.alloc_req: Callable[[int, int], int] | None = None
         _build(self, info)
 
     def stats(self, cpu: int | None = None) -> dict[str, int]:
@@ -2295,32 +2298,34 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         kf_align = info["align"]
         plain_alloc, plain_alloc_node = alloc, alloc_node
 
-        def kf_sample(n: int, gfp: int) -> int:
+        def kf_sample(n: int, gfp: int, req: int = 0) -> int:
             """kfence_alloc(): the gate opened at count n -- the next sample is due
-            `interval` allocations on; this one tries the pool (0: it goes to the slabs).
-            Out of line, so the gated closures carry two free variables for KFENCE, not
-            six: each one is copied into every call's frame and cleared after it."""
+            `interval` allocations on; this one tries the pool (0: it goes to the slabs)
+            for `req` bytes (kmalloc's requested size; 0: the object size).  Out of line,
+            so the gated closures carry two free variables for KFENCE, not six: each one
+            is copied into every call's frame and cleared after it."""
             nonlocal kf_next
             kf_next = n + interval
-            a = kf_alloc(cid, osize, kf_align, gfp, 2)      # frames: this, the gated alloc
+            a = kf_alloc(cid, req or osize, kf_align, gfp, 2)      # frames: this, the gated alloc
             if a:
                 u64[st_alloc] += 1
             return a
 
         if rnd:
-            def alloc(gfp: int = 0) -> int:
+            def alloc(gfp: int = 0, req: int = 0) -> int:
                 n = u64[st_alloc]
                 if n >= kf_next:
-                    a = kf_sample(n, gfp)
+                    a = kf_sample(n, gfp, req)
                     if a:
                         return a
                 return plain_alloc(gfp)
         else:
-            def alloc(gfp: int = 0) -> int:
-                """The fast path (see the plain alloc) behind KFENCE's gate."""
+            def alloc(gfp: int = 0, req: int = 0) -> int:
+                """The fast path (see the plain alloc) behind KFENCE's gate; `req`:
+                kmalloc's requested size, for a sampled object."""
                 n = u64[st_alloc]
                 if n >= kf_next:                       # kfence_alloc(): this one tries the pool
-                    a = kf_sample(n, gfp)
+                    a = kf_sample(n, gfp, req)
                     if a:
                         return a
                 w = load64(cw)
@@ -2345,6 +2350,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             return plain_alloc_node(nid, gfp)
 
     kc.alloc, kc.free, kc.alloc_node, kc.alloc_bulk, kc.free_bulk = alloc, free, alloc_node, alloc_bulk, free_bulk
+    kc.alloc_req = alloc if kf_inline else None   # kmalloc passes req while kc.alloc is still this one
     kc.prefill_sheaf, kc.alloc_from_sheaf, kc.refill_sheaf = prefill_sheaf, alloc_from_sheaf, refill_sheaf
     kc.return_sheaf, kc.sheaf_size, kc.flush_cpu, kc.ksize = return_sheaf, sheaf_size, flush_cpu, ksize
     kc.free_slow = slab_free

@@ -412,7 +412,8 @@ def _vmallocinfo_json(arena: Arena) -> Any:
 
     _vmalloc_ready(arena)
     return vmallocinfo_json(arena)
-# ---------------------------------------------------------------------------- NUMA (mm/numa)
+
+
 def _kfence_ready(arena: Arena) -> None:
     from aerosync.mm.san.kfence import kfence_ready
 
@@ -434,6 +435,7 @@ def _kfence_stats_json(arena: Arena) -> Any:
     return kfence_stats(arena)
 
 
+# ---------------------------------------------------------------------------- NUMA (mm/numa)
 def _numa_ready(arena: Arena) -> None:
     from aerosync.mm.numa.numa_types import numa_ready
 

@@ -20,10 +20,10 @@ Keys (defaults in brackets):
   stack_protector          [true] simulated call frames carry the task's canary
 
 Arena room: KASAN's shadow is one byte per 8 bytes of physical memory (nr_pages x 512
-bytes) plus a quarantine ring per CPU; KFENCE's pool is (num_objects + 1) x 2 pages of
-its own section (its addresses continue the direct map past physical memory, as
-__kfence_pool is a memblock range of the direct map) plus 128 bytes of metadata per
-object.
+bytes) plus a quarantine ring per CPU; KFENCE's pool is (num_objects + 1) x 2 pages taken
+from the top of physical memory (kfence_pool_pfns; reserved at boot, as __kfence_pool is
+a memblock range of the direct map; at most half of memory) plus a section of 128 bytes
+of metadata and one protection byte per pool page.
 """
 
 from __future__ import annotations

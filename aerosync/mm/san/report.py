@@ -225,6 +225,8 @@ def stack_tracker(arena: Any, depth: int = 2) -> Callable[..., int]:
         known_files.add(fn)
 
     def slow(up: int = 0) -> int:
+        """Any depth: every frame from the detector's caller on is visited (`up`, a
+        shortcut, is not needed for a right answer)."""
         k: list[int] = []
         f: FrameType | None = getframe(2)
         while f is not None and len(k) < 2 * depth:

@@ -12,9 +12,11 @@ KMALLOC_MAX_CACHE_SIZE (8192) are compound pages from the page allocator
 (get_order(size)), counted in the node's nr_slab_unreclaimable as ___kmalloc_large_node
 does (meminfo's SUnreclaim); kfree finds which from the page: PG_slab head -> its cache
 (slabmeta cache id, tail pages resolved through compound head); other compound head ->
-the pages.  With slub_debug user tracking on a kmalloc cache, the requested size is kept
-as the object's orig_size (the bytes beyond it are a kmalloc red zone): kmalloc then
-takes a general path that passes the size (machines without debug keep the table one).
+the pages; a reserved page in the KFENCE pool -> KFENCE (kfree_other, off the fast path).
+With slub_debug user tracking on a kmalloc cache, the requested size is kept as the
+object's orig_size (the bytes beyond it are a kmalloc red zone): kmalloc then takes a
+general path that passes the size (machines without debug keep the table one); with
+KFENCE's inline gates the table calls pass it too, for a sampled object.
 A kfree of anything else warns (BadKfreeWarning) and changes nothing (AeroSync's C
 kfree ignores it silently: aerosync-c.md hazard list).
 

@@ -201,7 +201,7 @@ class KernelAccess:
             q[translate(addr, True) >> 3] = v
 
         if kf_translate is not None:
-            # KFENCE: a pool address (just above the direct map) goes to the pool's check
+            # KFENCE: a pool address (the top of the direct map) goes to the pool's check
             # with one range test, not translate()'s three, and a mapped pool page (its
             # protection byte set: an allocated object's) is accessed without a call;
             # raw_load64/raw_store64 keep the plain ones' five free variables (each is

@@ -53,18 +53,13 @@ def check_fault(scn: Any, nr_cpus: int) -> None:
 def check_recovery(scn: Any, mod: Any, notes: list[str]) -> None:
     """[run] on_cpu_death against the workload: a workload without a `recover` hook keeps
     what it holds in its worker only (a note: a killed CPU's items are lost and reported
-    by the checkers); a VM workload in [vm] mm = "threads" mode is refused (ScenarioError:
-    another CPU's TLB may still map what the dead CPU unmapped, mm/vm/recover.py)."""
+    by the checkers)."""
     if scn.run.on_cpu_death == "fail":
         return
     rec = getattr(mod, "recover", None)
     if rec is None:
         notes.append(f"on_cpu_death = {scn.run.on_cpu_death}: workload {scn.run.workload} has no recover hook: "
                      "what a killed CPU held is lost (the checkers and lost counts will say so)")
-    elif getattr(rec, "__module__", "") == "workers.workloads._vm" and scn.vm.as_dict().get("mm") == "threads":
-        raise ScenarioError(scn.blame("vm.mm", "run.on_cpu_death"), "vm.mm", "threads",
-                            '"processes" when [run] on_cpu_death is set: a CPU death in an mm other CPUs '
-                            "share is not recoverable (their TLBs may map what it unmapped)")
 
 
 class FaultDriver:

@@ -30,6 +30,7 @@ SCENARIOS = {
     "sheaves": (dict(max_held=1000, page_pct=20, sheaf_capacity=8), {"slab_percpu_sheaves": True}, "feed"),
     "debug": (dict(), {"slub_debug": "F"}, "soak"),
     "vm": (dict(), {"vm": {}, "nr_pages": 4096}, "vm"),
+    "vmfile": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfile"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -56,6 +57,8 @@ POINT_PLAN = {
     "wl:alloc:got": ("base", 70), "wl:free:unheld": ("base", 60), "wl:free:done": ("base", 50),
     "wl:push:claimed": ("base", 20), "wl:push:published": ("base", 30), "wl:pop:taken": ("feed", 15),
     "wl:pop:freed": ("feed", 25),
+    "vm:fault:found_accounted": ("vmfile", 30), "vm:fault:file_held": ("vmfile", 40),
+    "vm:filemap:page": ("vmfile", 9), "vm:filemap:inserted": ("vmfile", 17),
 }
 
 
@@ -66,6 +69,8 @@ def _driver(kind: str, p: object):
         return H.frag_driver(p)
     if kind == "vm":
         return H.vm_driver()
+    if kind == "vmfile":
+        return H.vm_file_driver()
     return H.soak_driver(p)
 
 
@@ -81,19 +86,25 @@ def test_kill_at_every_point(machine, point: str) -> None:
     kw, cfg, kind = SCENARIOS[scenario]
     p = H.soak_params(**kw)
     a = H.soak_machine(machine, p, **cfg)
+    files = (H.vm_file_setup(a, p),) if kind == "vmfile" else ()
     pid, killed = H.run_child(a, 0, _driver(kind, p), point, skip)
     assert killed, f"cpu0 never reached {point} (after {skip} passes) in scenario {scenario}"
     assert I.died_at(a, 0) == point
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind == "vm" else None)
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind.startswith("vm") else None)
     H.check_all(a)
     assert I.read_records(a, 0) == []
     # The machine works on: the CPU comes back and runs the soak again to its teardown.
     cpuhp_online_mm(a, 0)
-    again = H.vm_driver(rounds=5, seed=2) if kind == "vm" else H.soak_driver(p, seed=2, budget=10)
+    if kind == "vm":
+        again = H.vm_driver(rounds=5, seed=2)
+    elif kind == "vmfile":
+        again = H.vm_file_driver(rounds=5, seed=2)
+    else:
+        again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)
     assert not killed
     H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    assert H.lost(a, p, 2, files) == {"pages": 0, "objects": 0}, rec.to_dict()
     H.check_all(a)
 
 

@@ -84,3 +84,22 @@ def test_fault_needs_a_recovery_mode() -> None:
     with pytest.raises(ScenarioError) as ei:
         _scn(BASE.format(d=1, mode="sometimes"))
     assert ei.value.key == "run.on_cpu_death"
+
+
+def test_vm_threads_mode_survives_deaths() -> None:
+    """page_fault1 with one mm for both CPUs (threads): a CPU killed at VM and allocator
+    points is recovered (its mmu_gather's pages freed after a shootdown of the shared mm,
+    its thread exits) and restarted into the same mm; the run ends with the checkers
+    passing and nothing leaked."""
+    scn = _scn('[run]\nworkload = "page_fault1"\nduration = 3\non_cpu_death = "continue"\n'
+               '[machine]\ncpus = 2\nmemory = "64M"\n[vm]\nmm = "threads"\nfault_locking = "per_vma"\n'
+               '[workload]\nsize_mb = 4\n[fault]\nkill_random = 3\nkill_interval = 0.2\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] >= 1 and c["restarts"] == c["deaths"]
+    assert all(cpu["ops"] > 0 and cpu["state"] == "done" for cpu in d["cpus"])
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    w = d["workload"]
+    assert w["mode"] == "threads" and w["corrupt"] == 0
+    assert w["leaked_pages"] == 0 and w["leaked_mms"] == 0

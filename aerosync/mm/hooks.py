@@ -40,6 +40,8 @@ Points (the module that fires them):
     migrate:isolated      numa/migrate.py  a folio is locked and checked, not unmapped yet
     migrate:unmapped      numa/migrate.py  migration entries installed and flushed, before
                                            the reference check and the copy
+    recover:gather_flushed  vm/recover.py  recovery of a dead CPU's mmu_gather flushed the
+                                      mm's TLBs, its pages not yet freed
     kfence:push_read      san/kfence.py  a KFENCE free read the stack's top and linked its
                                          object to it, before the CAS that pushes it
     kfence:take_read      san/kfence.py  an allocation (freelist lock held, list empty) read

@@ -82,11 +82,18 @@ OPS: dict[int, tuple[str, str]] = {
     30: ("slab_sheaf_refill", "cid, sheaf, have, flags: objects taken into a sheaf (step: how many)"),
     32: ("slab_debug_free", "cid, pfn, idx: a debug cache's locked free (step 1: on the freelist)"),
     33: ("slab_pcs_free", "cid, addr: free_to_pcs swapping sheaves (step 1: addr on the main sheaf)"),
-    40: ("vm_fault", "mm, table, pte, pfn, kind: a page fault's new page (1 got, 2 in its object, "
-                     "3 counted as mapped, 4 PTE installed)"),
+    40: ("vm_fault", "mm, table, pte, pfn, kind, obj: a page fault's new page (1 got, 2 in its object, "
+                     "3 counted as mapped, 4 PTE installed; 5 anon_write_fast: counted, insert in flight)"),
     41: ("vm_mmap", "mm, vma: mmap_region's new VMA (1 set up, not in the maple tree; 2 in it)"),
-    42: ("vm_munmap", "mm, start, end, n: a munmap's VMAs (spill) 1 detached, 2 unlinked, 3 unmapped"),
+    42: ("vm_munmap", "mm, start, end, n, progress: a munmap's VMAs (spill) 1 detached, 2 unlinked, 3 unmapped "
+                      "(progress: remove_vmas' 3k + sub)"),
     43: ("vm_gather", "mm: an mmu_gather's pages (spill; step: how many) waiting for their put"),
+    44: ("vm_file_hold", "mm, fid, idx, pfn: a file fault's reference to its page-cache folio "
+                         "(filemap_get_folio's; step 1 held, 0 none or dropped)"),
+    45: ("vm_file_add", "obj, idx, pfn: a folio read into a file's page cache (1 allocated, in no "
+                        "cache; 2 in the cache, not yet counted nor on the LRU)"),
+    46: ("vm_obj_destroy", "obj, idx, entry, back: a vm_object's destroy (1 dead and cut from its backing, "
+                           "2 entry taken, 3 tree empty, 4 backing put, 5 freed; mm/vm/vm_object.py)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -162,6 +169,11 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("wl:push:published", "the item is in the ring; the held slot not yet cleared"),
     ("wl:pop:taken", "an item taken off this CPU's inbound ring"),
     ("wl:pop:freed", "that item freed"),
+    # mm/vm, appended: faults that map a page they found, file faults, the page cache
+    ("vm:fault:found_accounted", "a found page (object tree, page cache) counted as mapped, PTE not set"),
+    ("vm:fault:file_held", "a file fault holds its page-cache folio's reference, nothing mapped yet"),
+    ("vm:filemap:page", "a page allocated for the page cache, in no file yet"),
+    ("vm:filemap:inserted", "that page in the file's cache, not yet counted nor on the LRU"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

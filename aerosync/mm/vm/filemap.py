@@ -26,6 +26,12 @@ folio at this index, else put and look again); a folio it read in keeps its allo
 reference beside the cache's.  While the caller holds it, reclaim's freeze fails (the
 folio is kept), so the caller may map or copy it; it drops it with folio_put.
 
+Crash consistency (robust mode only, mm/intent.py): a folio read in is logged from its
+allocation to its LRU add (vm_file_add: 1 allocated, in no cache -- freed; 2 in the
+cache -- counted and put on the LRU), and the reference get_folio returns goes into the
+faulting caller's vm_file_hold record right after it is taken (memory.py's do_fault;
+recovery puts it): mm/vm/recover.py.
+
 Counters: nr_file_pages (node of the page) on insert; pgmajfault by the caller when a
 fault had to read; workingset and writeback come with reclaim.
 """
@@ -36,6 +42,8 @@ import os
 import random
 from typing import Any
 
+from aerosync.arena import layout as L
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
 from aerosync.mm.pmm.page import PG_uptodate, folio_try_get_fn
@@ -46,6 +54,8 @@ from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 __all__ = ["FILE_FREE", "FILE_LIVE", "file_create", "file_lookup", "file_path", "expected_page", "Filemap"]
 
 FILE_FREE, FILE_LIVE, FILE_CLAIMED = 0, 1, 2
+_OP_FILE_ADD = I.OP["vm_file_add"]
+P_FILEMAP_PAGE, P_FILEMAP_INSERTED = I.POINT_IDS["vm:filemap:page"], I.POINT_IDS["vm:filemap:inserted"]
 _PATTERNS: dict[tuple[int, int], bytes] = {}
 
 
@@ -132,9 +142,12 @@ def file_path(arena: Any, fid: int) -> str:
 class Filemap:
     """Simulated CPU `cpu`'s page-cache operations (closures):
       file_obj(fid) -> vnode object offset    file_size(fid) -> bytes
-      get_folio(fid, idx) -> (pfn, major)     the cached page with a reference the caller
-                                              drops (free_pages = folio_put); read on a miss,
-                                              with readahead; -1 beyond the file or no memory
+      get_folio(fid, idx, rh=-1) -> (pfn, major)  the cached page with a reference the
+                                              caller drops (free_pages = folio_put); read on a
+                                              miss, with readahead; -1 beyond the file or no
+                                              memory; rh: the caller's vm_file_hold record
+      add_finish(pfn)                         a folio just inserted is counted and on the LRU
+                                              (recovery finishes a vm_file_add with it)
       get_page(fid, idx) -> (pfn, major)      get_folio without keeping the reference: the
                                               pfn may be gone at once (readahead only)
       cached(fid_obj, idx) -> pfn | -1        lock-free cache lookup, no read
@@ -155,6 +168,9 @@ class Filemap:
         insert, lookup = objs.insert, objs.lookup
         fds: dict[int, int] = {}
         ra_state: dict[int, list[int]] = {}       # fid -> [next expected index, window]
+        # intent log (robust mode only, as memory.py's): begin is None otherwise
+        lg = mm.log if L.robust_mode(arena.config) else None
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
 
         def file_obj(fid: int) -> int:
             return q[(T.file_off(arena, fid) + T.F_OBJ) >> 3]
@@ -177,32 +193,60 @@ class Filemap:
             else:
                 u8[o : o + PAGE_SIZE] = expected_page(fid, q[(fo + T.F_SEED) >> 3], idx)
 
-        def add_to_cache(fid: int, obj: int, idx: int, hold: bool) -> int:
-            """A new folio read in at idx: its pfn (with a reference for the caller when
-            `hold`), -1 without memory, or -2 when another CPU's folio got there first."""
-            ext = self.ext
-            af = ext.alloc_folio if ext is not None else None
-            pfn = af(0, 0, idx) if af is not None else alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
-            if pfn < 0:
-                return -1
-            fill(fid, idx, pfn)
-            b = PM + pfn * PAGE_META_SIZE
-            u32[b >> 2] |= PG_uptodate
-            if hold:
-                fetch_add32(b + 8, 1)               # the caller's, beside the cache's
-            got = insert(obj, idx, pfn, False)
-            if got != pfn:
-                u32[b >> 2] &= ~PG_uptodate & 0xFFFFFFFF
-                if hold:
-                    fetch_sub32(b + 8, 1)           # ours; the allocation's goes with the free
-                free_pages(pfn, 0)
-                return -2 if got >= 0 else -1
+        def add_finish(pfn: int) -> None:
+            """A folio now in the cache is counted (nr_file_pages) and put on the LRU."""
             nid = u8[PM + pfn * PAGE_META_SIZE + 7]
             i64[ns + nid * NS + VE.NR_FILE_PAGES] += 1
+            ext = self.ext
             la = ext.lru_add if ext is not None else None
             if la is not None:
                 la(pfn)
-            return pfn
+
+        def add_to_cache(fid: int, obj: int, idx: int, hold: bool, rh: int) -> int:
+            """A new folio read in at idx: its pfn (with a reference for the caller when
+            `hold`, recorded in the caller's vm_file_hold record rh >= 0), -1 without
+            memory, or -2 when another CPU's folio got there first.  Robust mode logs
+            it in a vm_file_add record (mm/intent.py; recovery: mm/vm/recover.py)."""
+            ext = self.ext
+            r = begin(_OP_FILE_ADD, obj, idx) if begin is not None else -1
+            try:
+                af = ext.alloc_folio if ext is not None else None
+                pfn = af(0, 0, idx) if af is not None else alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
+                if pfn < 0:
+                    return -1
+                if r >= 0:
+                    q[r + 3] = pfn
+                    q[r + 7] = 1                    # allocated, in no cache
+                    if fp:
+                        fp(P_FILEMAP_PAGE)
+                fill(fid, idx, pfn)
+                b = PM + pfn * PAGE_META_SIZE
+                u32[b >> 2] |= PG_uptodate
+                if hold:
+                    fetch_add32(b + 8, 1)           # the caller's, beside the cache's
+                    if rh >= 0:
+                        q[rh + 4] = pfn
+                        q[rh + 7] = 1
+                got = insert(obj, idx, pfn, False)
+                if got != pfn:
+                    u32[b >> 2] &= ~PG_uptodate & 0xFFFFFFFF
+                    if hold:
+                        if rh >= 0:
+                            q[rh + 7] = 0
+                        fetch_sub32(b + 8, 1)       # ours; the allocation's goes with the free
+                    if r >= 0:
+                        q[r + 7] = 0                # freed below: a kill after it must not free it again
+                    free_pages(pfn, 0)
+                    return -2 if got >= 0 else -1
+                if r >= 0:
+                    q[r + 7] = 2                    # in the cache (the allocation's reference is its)
+                    if fp:
+                        fp(P_FILEMAP_INSERTED)
+                add_finish(pfn)
+                return pfn
+            finally:
+                if r >= 0:
+                    log_end(r)
 
         def cached(obj: int, idx: int) -> int:
             e = lookup(obj, idx)
@@ -210,7 +254,10 @@ class Filemap:
 
         folio_try_get = folio_try_get_fn(arena)
 
-        def get_folio(fid: int, idx: int) -> tuple[int, bool]:
+        def get_folio(fid: int, idx: int, rh: int = -1) -> tuple[int, bool]:
+            """The folio at idx with a reference (module docstring); rh >= 0: the
+            caller's vm_file_hold record, which gets the pfn and step 1 right after the
+            reference is taken (step 0 again before one is dropped)."""
             if idx * PAGE_SIZE >= file_size(fid):
                 return -1, False
             obj = file_obj(fid)
@@ -220,16 +267,21 @@ class Filemap:
                 if is_folio_entry(e):
                     pfn = entry_pfn(e)
                     if folio_try_get(pfn):
+                        if rh >= 0:
+                            q[rh + 4] = pfn
+                            q[rh + 7] = 1
                         if lookup(obj, idx) == e:             # xas_reload: still ours here
                             if not major:
                                 st = ra_state.get(fid)
                                 if st is not None:
                                     st[0] = idx + 1
                             return pfn, major
+                        if rh >= 0:
+                            q[rh + 7] = 0
                         free_pages(pfn, 0)                   # moved on meanwhile: folio_put, look again
                     continue
                 if major:                                     # read, then lost: read no more here
-                    p = add_to_cache(fid, obj, idx, True)
+                    p = add_to_cache(fid, obj, idx, True, rh)
                     if p != -2:
                         return p, True
                     continue
@@ -247,7 +299,7 @@ class Filemap:
                 for i in range(idx, last):
                     if i != idx and cached(obj, i) >= 0:
                         continue
-                    p = add_to_cache(fid, obj, i, i == idx)
+                    p = add_to_cache(fid, obj, i, i == idx, rh)
                     if i == idx:
                         want = p
                 st[0] = idx + 1
@@ -270,6 +322,6 @@ class Filemap:
             fds.clear()
 
         self.file_obj, self.file_size, self.get_page, self.cached = file_obj, file_size, get_page, cached
-        self.get_folio = get_folio
+        self.get_folio, self.add_finish = get_folio, add_finish
         self.nr_cached, self.close = nr_cached, close
         _ = (O_SIZE, O_TREE)

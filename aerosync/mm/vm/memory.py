@@ -58,7 +58,11 @@ hold per batch) or with the object when its last reference goes.
 
 Crash consistency (robust mode only: [run] on_cpu_death or fault injection, arena/layout.py
 robust_mode; normal runs pay nothing): a fault that makes a page logs it (mm/intent.py
-vm_fault: step 1 allocated, 2 in its object's tree, 3 counted as mapped, 4 PTE set), and
+vm_fault: step 1 allocated, 2 in its object's tree, 3 counted as mapped, 4 PTE set; the
+inlined anon_write_fast counts the page for its tree and PTE before the insert: step 5),
+one
+that maps a page it found logs steps 3 and 4 (map_existing), a file fault logs the
+page-cache reference it holds (vm_file_hold; filemap.py logs a folio it reads in), and
 an mmu_gather created with a record mirrors its pages in the intent log's spill area
 (vm_gather: step = pages gathered; it flushes at SPILL_GATHER's 64 instead of
 MAX_GATHER_BATCH) -- mm/vm/recover.py rolls them back or finishes them.
@@ -145,9 +149,10 @@ _U64 = (1 << 64) - 1
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
 _P_PSE = _PAGE_PRESENT | _PAGE_PSE
 KIND_FILE, KIND_ANON, KIND_SWAP, KIND_SHMEM = T.MM_FILEPAGES, T.MM_ANONPAGES, T.MM_SWAPENTS, T.MM_SHMEMPAGES
-_OP_FAULT, _OP_GATHER = I.OP["vm_fault"], I.OP["vm_gather"]
+_OP_FAULT, _OP_GATHER, _OP_FILE_HOLD = I.OP["vm_fault"], I.OP["vm_gather"], I.OP["vm_file_hold"]
 P_FAULT_PAGE, P_FAULT_INSERTED, P_FAULT_ACCOUNTED, P_FAULT_INSTALLED = (
     I.POINT_IDS[n] for n in ("vm:fault:page", "vm:fault:inserted", "vm:fault:accounted", "vm:fault:installed"))
+P_FAULT_FOUND, P_FILE_HELD = I.POINT_IDS["vm:fault:found_accounted"], I.POINT_IDS["vm:fault:file_held"]
 GATHER_LOGGED = L.INTENT_SPILL - L.SPILL_GATHER       # pages a logged gather holds before it flushes
 
 
@@ -519,10 +524,14 @@ class Memory:
                     fp(P_FAULT_PAGE)
             if spec_seq >= 0:
                 if not obj_trylock_write(obj + 16):
+                    if r >= 0:
+                        q[r + 7] = 0
                     free_pages(pfn, 0)
                     return VM_FAULT_RETRY
                 try:
                     if load(mm_off(mm_id) + mm_seq_off) != spec_seq:
+                        if r >= 0:
+                            q[r + 7] = 0
                         free_pages(pfn, 0)
                         return VM_FAULT_RETRY
                     got = insert_locked(obj, idx, pfn, anon)
@@ -530,6 +539,8 @@ class Memory:
                     obj_up_write(obj + 16)
             else:
                 got = objs_insert(obj, idx, pfn, anon)
+            if got != pfn and r >= 0:
+                q[r + 7] = 0                 # ours goes back now (a kill after the free must not free it again)
             if got == -2:
                 free_pages(pfn, 0)           # a swap entry there: the general path swaps it in
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
@@ -539,12 +550,12 @@ class Memory:
                 return VM_FAULT_OOM
             holder = 0
             if got != pfn:
-                if r >= 0:
-                    q[r + 7] = 0             # ours goes back now; nothing of the fault's in flight
                 free_pages(pfn, 0)           # another CPU put a page there first: use it
                 pfn = got
                 holder = obj                 # found, not made: map it only if still there
             else:
+                if r >= 0:
+                    q[r + 7] = 2             # in the object's tree (its reference), before the LRU has it
                 if not anon:                 # a new shmem page: counted as shmem and file
                     nid = page_nid(pfn)
                     i64[ns + nid * NS + NR_SHMEM] += 1
@@ -561,10 +572,8 @@ class Memory:
                     set_dirty(pfn)
             elif prot & _PAGE_RW and not anon:
                 e &= ~_PAGE_RW
-            if r >= 0 and got == pfn:
-                q[r + 7] = 2                 # in the object's tree (its reference)
-                if fp:
-                    fp(P_FAULT_INSERTED)
+            if fp and got == pfn:
+                fp(P_FAULT_INSERTED)
             if not map_account(mm_id, pfn, kind, holder):
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if r >= 0:
@@ -622,15 +631,36 @@ class Memory:
                 ptl_unlock(lo)
 
         def map_existing(mm_id: int, vma: int, table: int, i: int, pfn: int, writable: bool, kind: int,
-                         spec_seq: int, holder: int = 0, idx: int = -1) -> int:
+                         spec_seq: int, holder: int = 0, idx: int = -1, r: int = -1) -> int:
+            """Map a page found in an object's tree or the page cache (with the vm_fault
+            record r in robust mode: steps 3 and 4, as map_new's)."""
             e = (pfn << PAGE_SHIFT) | vma_prot(vma)
             e = (e | _RW_D) if writable else (e & ~_PAGE_RW)
             if not map_account(mm_id, pfn, kind, holder, idx):
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            if r >= 0:
+                q[r + 4] = pfn
+                q[r + 5] = kind
+                q[r + 7] = 3                 # counted as mapped: PTE reference, mapcount, rss
+                if fp:
+                    fp(P_FAULT_FOUND)
             if not install(table, i, 0, e, spec_seq, mm_id):
                 unmap_account(mm_id, pfn, kind)
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
+            installed_point(r)
             return 0
+
+        if begin is not None:
+            _map_existing = map_existing
+
+            def map_existing(mm_id: int, vma: int, table: int, i: int, pfn: int, writable: bool, kind: int,
+                             spec_seq: int, holder: int = 0, idx: int = -1, r: int = -1) -> int:
+                """map_existing inside a vm_fault record (robust mode)."""
+                r = begin(_OP_FAULT, mm_id, table, i)
+                try:
+                    return _map_existing(mm_id, vma, table, i, pfn, writable, kind, spec_seq, holder, idx, r)
+                finally:
+                    log_end(r)
 
         def do_anonymous_page(mm_id: int, vma: int, va: int, table: int, i: int, write: bool,
                               spec_seq: int) -> int:
@@ -711,20 +741,30 @@ class Memory:
             # filemap_fault: the folio comes with a reference (filemap_get_folio's try-get
             # and re-check), held until its PTE is set or its copy made, so reclaim
             # cannot free it (and its pfn be reused) under the fault
-            pfn, major = get_folio(fid, idx)
-            if pfn < 0:
-                if idx * PAGE_SIZE >= files.file_size(fid):
-                    return VM_FAULT_SIGSEGV
-                oom_why[0] = f"no page for file {fid} page {idx} (page cache)"
-                return VM_FAULT_OOM
-            if major:
-                ret |= VM_FAULT_MAJOR
-            if tp:
-                tp("fault:file_folio")
+            # (robust mode: a vm_file_hold record says when the fault holds that reference)
+            rh = begin(_OP_FILE_HOLD, mm_id, fid, idx) if begin is not None else -1
             try:
-                return ret | file_fault_map(mm_id, vma, va, table, i, write, fid, flags, idx, top, pfn)
+                pfn, major = get_folio(fid, idx, rh)
+                if pfn < 0:
+                    if idx * PAGE_SIZE >= files.file_size(fid):
+                        return VM_FAULT_SIGSEGV
+                    oom_why[0] = f"no page for file {fid} page {idx} (page cache)"
+                    return VM_FAULT_OOM
+                if fp:
+                    fp(P_FILE_HELD)
+                if major:
+                    ret |= VM_FAULT_MAJOR
+                if tp:
+                    tp("fault:file_folio")
+                try:
+                    return ret | file_fault_map(mm_id, vma, va, table, i, write, fid, flags, idx, top, pfn)
+                finally:
+                    if rh >= 0:
+                        q[rh + 7] = 0                         # dropped (a kill in between leaks, never puts twice)
+                    free_pages(pfn, 0)                        # the lookup's reference (folio_put)
             finally:
-                free_pages(pfn, 0)                            # the lookup's reference (folio_put)
+                if rh >= 0:
+                    log_end(rh)
 
         def file_fault_map(mm_id: int, vma: int, va: int, table: int, i: int, write: bool, fid: int, flags: int,
                            idx: int, top: int, pfn: int) -> int:
@@ -873,6 +913,9 @@ class Memory:
             fetch_add((b8 + i_ref) << 3, _REF1_MAP1)
             q[b8 + i_map] = obj | PAGE_MAPPING_ANON
             q[b8 + i_idx] = idx
+            if r >= 0:
+                q[r + 6] = obj
+                q[r + 7] = 5                 # counted for the tree and the PTE, insert in flight
             # Into an existing leaf under the leaf's lock alone (lib/xarray.py: the object
             # lock sharded by 64-index range), so CPUs faulting far apart in one object
             # (threads' regions merged into one VMA) share no lock; a missing leaf is

@@ -343,20 +343,34 @@ class Mmap:
                     if fp:
                         fp(P_UNMAPPED)
 
-        def remove_vmas(mm_id: int, victims: list[int], locked_done: bool) -> None:
+        def remove_vmas(mm_id: int, victims: list[int], locked_done: bool, r: int = -1, prog: int = 0) -> None:
             """remove_vma() for each: object references, vm_stat_account, the record (RCU).
-            locked_done: locked_vm was already lowered (before a downgrade, as Linux)."""
-            for v in victims:
-                o = q[(v + V.V_OBJECT) >> 3]
-                if o:
-                    drop_object_range(o, v)
-                    objs.put(o)
-                fl = q[(v + V.V_FLAGS) >> 3]
-                vm_stat_account(mm_id, fl & ~V.VM_LOCKED & _U64 if locked_done else fl, -npages(v))
+            locked_done: locked_vm was already lowered (before a downgrade, as Linux).
+            With a vm_munmap record r, its a4 word is the progress, 3k + sub: VMA k's
+            object put begun (sub 1), its pages accounted (2), VMA k freed (3k + 3), each
+            stored before the step it names (a kill in between leaks, never repeats it);
+            `prog` is where recovery resumes (mm/vm/recover.py)."""
+            for k in range(prog // 3, len(victims)):
+                v = victims[k]
+                sub = prog - 3 * k if k == prog // 3 else 0
+                if sub < 1:
+                    o = q[(v + V.V_OBJECT) >> 3]
+                    if o:
+                        drop_object_range(o, v)
+                        if r >= 0:
+                            q[r + 5] = 3 * k + 1
+                        objs.put(o)
+                if sub < 2:
+                    if r >= 0:
+                        q[r + 5] = 3 * k + 2
+                    fl = q[(v + V.V_FLAGS) >> 3]
+                    vm_stat_account(mm_id, fl & ~V.VM_LOCKED & _U64 if locked_done else fl, -npages(v))
+                if r >= 0:
+                    q[r + 5] = 3 * k + 3
                 vma_free(v)
 
         def unmap_vmas(mm_id: int, victims: list[int], start: int, end: int, r: int = -1,
-                       from_step: int = 0) -> None:
+                       from_step: int = 0, prog: int = 0) -> None:
             """unmap_region + remove_vma for VMAs already taken out of the tree, all under
             mmap_lock for write (exit_mmap) or with the world stopped: recovery finishing
             a dead CPU's munmap from its record's step `from_step` (1 detached, 2
@@ -367,7 +381,7 @@ class Mmap:
             floor = q[(prev + V.V_END) >> 3] if prev else 0
             ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
             unmap_region(mm_id, victims, start, end, floor, ceiling, r, from_step, hiwater=False)
-            remove_vmas(mm_id, victims, from_step > 0)
+            remove_vmas(mm_id, victims, from_step > 0, -1, prog if from_step >= 3 else 0)
             if not from_step:
                 q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
 
@@ -417,6 +431,7 @@ class Mmap:
             if begin is not None and len(victims) <= MAX_LOGGED_VICTIMS:
                 r = begin(_OP_MUNMAP, mm_id, start, end)
                 q[r + 4] = len(victims)
+                q[r + 5] = 0                                # remove_vmas' progress
                 for j, v in enumerate(victims):
                     q[spv + j] = v
             try:
@@ -443,7 +458,7 @@ class Mmap:
                     if unlock and tp:
                         tp("munmap:downgraded")
                     unmap_region(mm_id, victims, start, end, floor, ceiling, r)
-                    remove_vmas(mm_id, victims, True)
+                    remove_vmas(mm_id, victims, True, r)
                 finally:
                     if unlock:
                         mmap_read_unlock(mm_id)

@@ -7,13 +7,27 @@ passes and no page or object is lost.  Unit: one dead CPU; the machine stopped
 covered, and how each record is resolved:
 
   vm_fault   (a fault's new page: do_anonymous_page / wp_page_copy via map_new, and the
-             inlined anon_write_fast)
+             inlined anon_write_fast; a found page: map_existing -- steps 3 and 4 only)
+             step 0 nothing taken yet (or the fault's own page given back): nothing;
              step 1 page allocated, in no object: freed (rolled back);
              step 2 in its object's tree: nothing (the tree holds it; the task's exit
                     frees it with the object);
              step 3 counted as mapped (PTE reference, mapcount, rss) without its PTE:
                     the accounting undone (unmap_account: back to step 2);
+             step 5 (anon_write_fast) counted for its tree and PTE, the tree insert in
+                    flight: kept in the tree if the insert landed, else freed;
              step 4 PTE installed: nothing.
+  vm_file_hold (a file fault's reference to its page-cache folio, do_fault) step 1
+             held: put (folio_put; the cache keeps its own), resolved after the records
+             above it -- a COW copy or the mapping of that folio;
+  vm_file_add  (a folio read into the page cache, filemap.py's add_to_cache) step 1
+             allocated, in no cache: PG_uptodate cleared and the allocation's reference
+             put (a caller's hold, if taken, is its vm_file_hold's); step 2 in the cache:
+             counted and put on the LRU (add_finish, rolled forward).
+  vm_obj_destroy (a vm_object's last put, robust mode's one-entry-at-a-time destroy,
+             vm_object.py) finished from its step (destroy_steps): the entry it was
+             taking put if the tree still had it, the rest of the tree emptied, the
+             backing cut and put, the record freed.
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
              reference dropped and the VMA freed; step 2 in the tree: nothing.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
@@ -23,23 +37,30 @@ covered, and how each record is resolved:
              code (Mmap.unmap_vmas) from where it stopped: step 1 detached (map_count
              and locked_vm already lowered; unlink, zap, free the page tables, drop
              objects, free VMAs), 2 unlinked (zap again: cleared PTEs are skipped), 3
-             unmapped (the VMAs themselves).  From step 1 on the munmap may hold
+             unmapped (the VMAs themselves, from where remove_vmas' progress word a4
+             says: an object put or a VMA freed by the dead CPU is not done again).  From step 1 on the munmap may hold
              mmap_lock for read (downgraded for the zap): its robust list says so, and
              the takeover drops that read hold.
+A record is released by storing its step back to 0 before the release itself (a put, a
+free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): fork's copy, exit_mmap, mprotect / mremap / madvise, file and
-shmem faults, the shadow-chain collapse, reclaim.  The dead CPU's pending RCU frees
+outside there may leak): fork's copy, exit_mmap, mprotect / mremap / madvise, the
+shadow-chain collapse, reclaim.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
-TLB: the recovery flushes nothing.  A dead CPU's TLB died with it; in the "processes"
-VM mode (a task and mm per CPU) no other CPU ever loaded the dead CPU's mm, so no other
-TLB can hold an entry of a page freed here.  In "threads" mode (one mm for every CPU)
-another CPU's TLB may still cache a PTE the dead CPU cleared before its flush: recovery
-of a VM op in threads mode is not covered (vm_recover refuses it, ValueError).
+TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
+CPU's TLB may still cache a PTE the dead CPU cleared before its flush.  So a vm_gather's
+pages are freed only after a flush of the whole mm from the recovering handle (the
+shootdown of tlb.py: the live CPUs answer its IPI where they wait -- parked at the
+pause barrier, in a lock wait, or at their next access); a munmap finished here
+flushes through its own mmu_gather.  Pages freed at vm_fault step 1 and vm_file_add
+step 1 were never mapped.  In "processes" mode no other CPU loaded the mm: the flush
+finds no target.
 
 `exit_tasks(arena, cpu, vm)`: what a VM workload's recover hook does after the records:
 the dead CPU's running task (and its children not yet reaped) exit and are reaped, so
-their address spaces go as any exit's do.
+their address spaces go as any exit's do -- in threads mode the mm stays with the
+threads on the live CPUs (the exit drops one user).
 """
 
 from __future__ import annotations
@@ -47,13 +68,20 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.arena import layout as L
+from aerosync.mm import hooks
 from aerosync.mm import intent as I
+from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_REFCOUNT, PG_uptodate
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.tlb import FLUSH_ALL
+from aerosync.mm.vm.vm_object import O_NR_PAGES
+from aerosync.params import PAGE_META_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "VM_OPS"]
 
-VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather")}
+_UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
+VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
+                                 "vm_obj_destroy")}
 _OP = I.OP
 
 
@@ -62,6 +90,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     a VM handle of the dead CPU (the caller's), `spill` its context's spill area."""
     a, s, op = rec.args, rec.step, rec.op
     got = {"pages": 0, "objects": 0}
+    tp = hooks.point_fn()
     if op == _OP["vm_fault"]:
         mm_id, pfn, kind = a[0], a[3], a[4]
         if s == 1:
@@ -69,7 +98,30 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             got["pages"] += 1
         elif s == 3:
             vm.memory.unmap_account(mm_id, pfn, kind)
+        elif s == 5:
+            got["pages"] += _fast_insert_in_flight(arena, vm, pfn, a[5])
+    elif op == _OP["vm_file_hold"]:
+        if s == 1:
+            vm.mm.free_pages(a[3], 0)                # folio_put: never the last while the cache has it
+    elif op == _OP["vm_file_add"]:
+        pfn = a[2]
+        if s == 1:
+            b = (arena.off("pagemeta") + pfn * PAGE_META_SIZE) >> 2
+            arena.u32[b] &= ~PG_uptodate & 0xFFFF_FFFF
+            vm.mm.free_pages(pfn, 0)
+            got["pages"] += 1
+        elif s == 2:
+            vm.files.add_finish(pfn)
+    elif op == _OP["vm_obj_destroy"]:
+        vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3])
+        got["objects"] += 1
     elif op == _OP["vm_gather"]:
+        if s:
+            # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
+            # thread of this mm may still cache a cleared PTE (threads mode)
+            vm.tlb.flush_tlb_mm_range(a[0], 0, FLUSH_ALL)
+            if tp:
+                tp("recover:gather_flushed")
         for pfn in spill[L.SPILL_GATHER : L.SPILL_GATHER + s]:
             vm.mm.free_pages(pfn, 0)                 # the PTE reference (never the last: a tree holds one)
             got["pages"] += 1
@@ -77,7 +129,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         mm_id, start, end, n = a[0], a[1], a[2], a[3]
         victims = spill[L.SPILL_VMAS : L.SPILL_VMAS + n]
         if s >= 1:
-            vm.sys.unmap_vmas(mm_id, victims, start, end, -1, s)
+            vm.sys.unmap_vmas(mm_id, victims, start, end, -1, s, a[4])
             got["objects"] += n
     elif op == _OP["vm_mmap"]:
         v = a[1]
@@ -88,6 +140,27 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             vm.vmas.free(v)
             got["objects"] += 1
     return got
+
+
+def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
+    """anon_write_fast died between counting its page for the tree and the PTE (refcount
+    2, mapcount 1, mapping and index set) and the end of its tree insert: if the insert
+    landed, the page stays in the tree (the PTE's share undone, counted in the object,
+    on the LRU); else it is set back and freed.  Returns the pages freed."""
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    idx = arena.u64[(pm + P_INDEX) >> 3]
+    arena.atomic.fetch_add64(pm + P_REFCOUNT, _UNREF1_MAP1)     # refcount - 1, mapcount - 1
+    if vm.objs.lookup(obj, idx) == pfn << 2:
+        arena.atomic.fetch_add64(obj + O_NR_PAGES, 1)
+        la = vm.ext.lru_add
+        if la is not None:
+            la(pfn)
+        return 0
+    arena.u64[(pm + P_MAPPING) >> 3] = 0
+    arena.u64[(pm + P_INDEX) >> 3] = 0
+    arena.u32[pm >> 2] = 0
+    vm.mm.free_pages(pfn, 0)
+    return 1
 
 
 def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
@@ -114,9 +187,6 @@ def vm_recover(arena: Any, cpu: int, mm: Any, slub: Any) -> dict[str, int]:
     """A VM workload's recover hook body: the dead CPU's tasks exit (module docstring)."""
     from aerosync.mm.vm.vm import VM
 
-    if str((arena.config.get("vm") or {}).get("mm", "processes")) == "threads":
-        raise ValueError("vm_recover: a CPU death in [vm] mm = \"threads\" mode is not recoverable "
-                         "(another CPU's TLB may map what the dead CPU freed: mm/vm/recover.py)")
     vm = VM(arena, cpu, mm=mm)
     try:
         return {"tasks": exit_tasks(arena, cpu, vm)}

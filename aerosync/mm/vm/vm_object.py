@@ -77,8 +77,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from aerosync.arena.layout import robust_mode
 from aerosync.errors import AeroSyncError
 from aerosync.lib.xarray import ULONG_MAX, XArray
+from aerosync.mm import intent as I
 from aerosync.mm.hooks import point_fn
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
@@ -94,6 +96,7 @@ __all__ = [
 
 OBJ_ANON, OBJ_VNODE = 1, 2
 OBJF_SHARED, OBJF_DEAD = 1, 2
+_OP_DESTROY = I.OP["vm_obj_destroy"]
 O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
@@ -123,11 +126,9 @@ class PageTrees:
     when the object record is freed and reused at the same address."""
 
     __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "insert_leaf", "find",
-                 "erase_range")
+                 "erase_range", "first")
 
     def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
-        from aerosync.arena.layout import robust_mode
-
         self.arena = arena
         # robust mode: no leaf locks (lib/xarray.py), faults insert under &obj->lock
         self.callbacks = (alloc_node, free_node, rcu_free_node, not robust_mode(arena.config))
@@ -154,9 +155,12 @@ class PageTrees:
         def erase_range(root: int, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
             return (get(root) or new(root)).xa_erase_range(first, last, limit)
 
+        def first(root: int) -> tuple[int, int] | None:
+            return (get(root) or new(root)).xa_find(0)
+
         self.load, self.store, self.erase, self.insert = load, store, erase, insert
         self.insert_leaf = insert_leaf
-        self.erase_range = erase_range
+        self.erase_range, self.first = erase_range, first
 
     def handle(self, root: int) -> XArray:
         h = self.handles.get(root)
@@ -282,6 +286,95 @@ class VmObjects:
                 up_write(back + O_LOCK)
                 put(back)
             call_rcu(free_record, o)
+
+        # Robust mode (mm/intent.py; normal runs keep destroy above): a vm_obj_destroy
+        # record, and the tree emptied one entry at a time, so recovery can finish it
+        # from its step (mm/vm/recover.py).  Words: a0 the object, a1/a2 the entry being
+        # taken (index, entry), a3 the backing; step 1 marked dead and cut from its
+        # backing, 2 that entry taken (erased, its reference the record's), 3 the tree
+        # empty, cut from the backing's child list, 4 the backing's reference dropped
+        # (its own destroy, if that was its last, continues in this record: a0 becomes
+        # the backing), 5 the record freed (RCU).  Each step is stored before the
+        # action it names when that action releases something (a kill in between leaks,
+        # never releases twice).
+        lg = mm.log if robust_mode(arena.config) else None
+        begin, log_end = (lg.begin, lg.end) if lg is not None else (None, None)
+        first_entry = xa.first
+        free_pages = mm.free_pages
+
+        def destroy_steps(o: int, step: int, r: int, idx: int = 0, e: int = 0, back: int = 0) -> None:
+            """destroy() of robust mode from `step` (recovery resumes here with r = -1)."""
+            while o:
+                if step < 1:
+                    of = self.ext.obj_free if self.ext is not None else None
+                    if of is not None:
+                        of(o)
+                    down_write(o + O_LOCK)
+                    u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
+                    back = q[(o + O_BACKING) >> 3]
+                    q[(o + O_BACKING) >> 3] = 0
+                    up_write(o + O_LOCK)
+                    if r >= 0:
+                        q[r + 4] = back
+                        q[r + 7] = 1
+                if step == 2:                          # resume: that entry, if still there
+                    if xa_load(o + O_TREE, idx) == e:
+                        xa_erase(o + O_TREE, idx)
+                    elif e & 3:
+                        e = 0                          # a value already dropped: never twice
+                    pfns = untree([(idx, e)]) if e else []
+                    for pfn in pfns:
+                        free_pages(pfn, 0)
+                if step < 3:
+                    while True:
+                        got = first_entry(o + O_TREE)
+                        if got is None:
+                            break
+                        idx, e = got
+                        if r >= 0:
+                            q[r + 2] = idx
+                            q[r + 3] = e
+                            q[r + 7] = 2
+                        xa_erase(o + O_TREE, idx)
+                        pfns = untree([(idx, e)])
+                        if r >= 0:
+                            q[r + 7] = 1               # the put follows
+                        for pfn in pfns:
+                            free_pages(pfn, 0)
+                    if back:
+                        down_write(back + O_LOCK)
+                        unlink_child(back, o)
+                        up_write(back + O_LOCK)
+                    if r >= 0:
+                        q[r + 7] = 3
+                nxt = 0
+                if step < 4 and back:
+                    if r >= 0:
+                        q[r + 7] = 4
+                    old = fetch_add(back + O_REF, (1 << 64) - 1)
+                    if old == 1:
+                        nxt = back                     # its last reference: destroyed below, same record
+                    elif old == 2:
+                        c = q[(back + O_CHILDREN) >> 3]
+                        if c and collapsible(c, back):
+                            collapse(c)
+                if step < 5:
+                    if r >= 0:
+                        q[r + 7] = 5
+                    call_rcu(free_record, o)
+                o, step, back = nxt, 0, 0
+                if r >= 0 and o:
+                    q[r + 1] = o
+                    q[r + 7] = 0
+
+        if begin is not None:
+            def destroy(o: int) -> None:
+                """destroy() inside a vm_obj_destroy record (robust mode)."""
+                r = begin(_OP_DESTROY, o)
+                try:
+                    destroy_steps(o, 0, r)
+                finally:
+                    log_end(r)
 
         def put(o: int) -> None:
             """vm_object_put(): the last reference destroys the object; when only one
@@ -599,6 +692,7 @@ class VmObjects:
             up_write(o + O_LOCK)
 
         self.alloc, self.get, self.put, self.lookup, self.chain_lookup = alloc, get, put, lookup, chain_lookup
+        self.destroy_steps = destroy_steps
         self.insert, self.insert_locked, self.remove, self.remove_locked = insert, insert_locked, remove, remove_locked
         self.shadow = shadow
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of

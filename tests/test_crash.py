@@ -59,6 +59,7 @@ POINT_PLAN = {
     "wl:pop:freed": ("feed", 25),
     "vm:fault:found_accounted": ("vmfile", 30), "vm:fault:file_held": ("vmfile", 40),
     "vm:filemap:page": ("vmfile", 9), "vm:filemap:inserted": ("vmfile", 17),
+    "vm:vmalloc:page": ("vm", 2),
 }
 
 
@@ -106,6 +107,43 @@ def test_kill_at_every_point(machine, point: str) -> None:
     H.check_all(a)
     assert H.lost(a, p, 2, files) == {"pages": 0, "objects": 0}, rec.to_dict()
     H.check_all(a)
+
+
+# (point, skip) -> the record of the VM operation the death lands in, its step, and the
+# [vm] mm mode run: the allocator's points reached from inside VM operations (a task's
+# creation and its kernel stack, a fault's tree insert, an object's destroy), with a
+# driver of large regions.  (Either mode reaches each at the same pass.)
+NESTED_PLAN = {
+    ("pcp:refill:linked", 1): ("vm_task_create", 1, "processes"),
+    ("slab:alloc:installed", 0): ("vm_task_create", 3, "threads"),
+    ("slab:alloc:installed", 1): ("vm_vmalloc", 1, "processes"),
+    ("pcp:refill:counted", 1): ("vm_vmalloc", 2, "threads"),
+    ("slab:alloc:installed", 4): ("vm_fault", 1, "processes"),
+    ("slab:alloc:installed", 5): ("vm_fault", 5, "threads"),
+    ("pcp:drain:popped", 7): ("vm_obj_destroy", 1, "threads"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("point", "skip"), list(NESTED_PLAN))
+def test_kill_inside_vm_operations(machine, point: str, skip: int) -> None:
+    """A CPU killed at an allocator point inside a VM operation: the inner record is
+    resolved first, then the VM record (mm/vm/recover.py) -- nothing lost, checkers pass."""
+    op, step, mode = NESTED_PLAN[(point, skip)]
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": mode})
+    pid, killed = H.run_child(a, 0, H.vm_driver(pages=1500, rounds=8), point, skip)
+    assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+    recs = I.read_records(a, 0)
+    assert any(r.name == op and r.step == step for r in recs), [str(r) for r in recs]
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert I.read_records(a, 0) == []
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
 
 
 def test_recovery_races_a_second_death(machine) -> None:

@@ -410,3 +410,32 @@ def test_every_vmalloc_invariant_has_a_test() -> None:
 
     names = {n.split("_")[1] for n in dir(sys.modules[__name__]) if n.startswith("test_VA")}
     assert set(VMALLOC_INVARIANTS) <= names, sorted(set(VMALLOC_INVARIANTS) - names)
+
+
+def test_robust_mode_vmalloc_logs_and_undoes_a_failure(kvm) -> None:
+    """Robust mode fills an area page by page inside a vm_vmalloc record
+    (vmalloc_logged): a good allocation reads back and frees as ever; one that runs out
+    of pages half-way is undone -- its mapped pages, its range -- and warns as vmalloc
+    errors do; nothing is left of it, and no record stays open."""
+    from aerosync.mm import intent as I
+    from aerosync.mm.recovery import accounting
+
+    a, cpu = kvm(nr_pages=4096, fault={"test": 1})
+    v, kmem = cpu.kernel.vmalloc, cpu.kernel.kmem
+    x = v.vmalloc(64 * PG)
+    kmem.store64(x + 63 * PG, 0x5A5A)
+    assert kmem.load64(x + 63 * PG) == 0x5A5A
+    v.vfree(x)
+    v.purge_vmap_area_lazy()
+    _ok(a)
+    areas = len(vmalloc_areas(a))
+    used = []
+    for _ in range(2):                                    # the second finds init_mm's tables made
+        with pytest.warns(VmallocWarning, match="page allocation failure"):
+            assert v.vmalloc(4096 * PG) == 0              # more than the machine has
+        cpu.mm.drain_local_pages()
+        used.append(accounting(a)["pages_allocated"])
+        assert len(vmalloc_areas(a)) == areas
+        assert I.read_records(a, 0) == []
+        _ok(a)
+    assert used[0] == used[1]

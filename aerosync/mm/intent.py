@@ -94,6 +94,11 @@ OPS: dict[int, tuple[str, str]] = {
                         "cache; 2 in the cache, not yet counted nor on the LRU)"),
     46: ("vm_obj_destroy", "obj, idx, entry, back: a vm_object's destroy (1 dead and cut from its backing, "
                            "2 entry taken, 3 tree empty, 4 backing put, 5 freed; mm/vm/vm_object.py)"),
+    47: ("vm_task_create", "mm, tid: a task being made (1 mm claimed, 2 the mm live with its user, "
+                           "3 the task record made, its kernel stack on the way)"),
+    48: ("vm_vmalloc", "va, addr, npages, pfn: a vmalloc (1 the area's record had, in no tree; 2 in its "
+                       "tree, being filled: its PTEs say which pages it holds, pfn the page in hand; "
+                       "complete once the area is BUSY)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -174,6 +179,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:fault:file_held", "a file fault holds its page-cache folio's reference, nothing mapped yet"),
     ("vm:filemap:page", "a page allocated for the page cache, in no file yet"),
     ("vm:filemap:inserted", "that page in the file's cache, not yet counted nor on the LRU"),
+    ("vm:vmalloc:page", "vmalloc: one more page mapped into an area not yet BUSY (a kernel stack, a large area)"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

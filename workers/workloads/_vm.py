@@ -107,8 +107,8 @@ def release_mm(arena: Any) -> None:
 def recover(arena: Any, params: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     """The recover hook of a VM workload ([run] on_cpu_death; mm/recovery.py): after the
     dead CPU's VM records were rolled back or finished, its task (and its address space,
-    with every page and region the workload held) exits (mm/vm/recover.py: processes
-    mode only)."""
+    with every page and region the workload held) exits -- in threads mode the shared mm
+    stays with the live CPUs' threads (mm/vm/recover.py)."""
     from aerosync.mm.vm.recover import vm_recover
 
     vm_recover(arena, cpu, mm, slub)

@@ -86,15 +86,22 @@ class Fork:
         def mo(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
 
-        def mm_alloc() -> int:
+        def mm_alloc(r: int = -1) -> int:
+            """mm_alloc(); with a vm_task_create record r (robust mode), a0 = the mm
+            claimed and step 1 right after the claim, step 2 once it is live."""
             for mm_id in range(1, max_mms):
                 m = mo(mm_id)
                 if load(m + T.M_STATE) != T.MM_FREE or cas(m + T.M_STATE, T.MM_FREE, MM_CLAIMED) != T.MM_FREE:
                     continue
+                if r >= 0:
+                    q[r + 1] = mm_id
+                    q[r + 7] = 1
                 u8[m + 8 : m + mm_size] = zero_rec[8:]
                 mt_init(arena, m + T.M_MT)
                 pgd = pt.pgd_alloc(mm_id)
                 if pgd < 0:
+                    if r >= 0:
+                        q[r + 7] = 0
                     store(m + T.M_STATE, T.MM_FREE)
                     raise VMError("ENOMEM", "mm_alloc: no page for the page-table root")
                 q[(m + T.M_PGD) >> 3] = pgd
@@ -107,6 +114,8 @@ class Fork:
                 q[(m + T.M_BRK) >> 3] = start_brk
                 vmas.forget(mm_id)
                 store(m + T.M_STATE, T.MM_LIVE)
+                if r >= 0:
+                    q[r + 7] = 2
                 return mm_id
             raise VMError("ENOMEM", f"mm_alloc: all {max_mms - 1} mm records in use ([vm] max_mms)")
 

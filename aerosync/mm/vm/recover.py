@@ -9,7 +9,8 @@ covered, and how each record is resolved:
   vm_fault   (a fault's new page: do_anonymous_page / wp_page_copy via map_new, and the
              inlined anon_write_fast; a found page: map_existing -- steps 3 and 4 only)
              step 0 nothing taken yet (or the fault's own page given back): nothing;
-             step 1 page allocated, in no object: freed (rolled back);
+             step 1 page allocated, in no object (its insert may have set its mapping
+                    and index): set back and freed (rolled back);
              step 2 in its object's tree: nothing (the tree holds it; the task's exit
                     frees it with the object);
              step 3 counted as mapped (PTE reference, mapcount, rss) without its PTE:
@@ -28,6 +29,14 @@ covered, and how each record is resolved:
              vm_object.py) finished from its step (destroy_steps): the entry it was
              taking put if the tree still had it, the rest of the tree emptied, the
              backing cut and put, the record freed.
+  vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
+             user it took is dropped (mmput), 1 the claimed mm record is freed (its
+             page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
+  vm_vmalloc (vmalloc_node_range's order-0 areas: kernel stacks, large vmallocs) step 1
+             the vmap_area record had, in no tree: freed; step 2, an area not yet BUSY is
+             undone (vmalloc_undo: its mapped pages and the page in hand
+             freed, its range erased -- nobody else ever saw it, so no flush); a BUSY one
+             is complete.
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
              reference dropped and the VMA freed; step 2 in the tree: nothing.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
@@ -45,7 +54,8 @@ A record is released by storing its step back to 0 before the release itself (a 
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): fork's copy, exit_mmap, mprotect / mremap / madvise, the
-shadow-chain collapse, reclaim.  The dead CPU's pending RCU frees
+shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
+the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -81,7 +91,7 @@ __all__ = ["recover_record", "exit_tasks", "VM_OPS"]
 
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
-                                 "vm_obj_destroy")}
+                                 "vm_obj_destroy", "vm_task_create", "vm_vmalloc")}
 _OP = I.OP
 
 
@@ -94,8 +104,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     if op == _OP["vm_fault"]:
         mm_id, pfn, kind = a[0], a[3], a[4]
         if s == 1:
-            vm.mm.free_pages(pfn, 0)
-            got["pages"] += 1
+            got["pages"] += _fault_page_undo(arena, vm, pfn)
         elif s == 3:
             vm.memory.unmap_account(mm_id, pfn, kind)
         elif s == 5:
@@ -115,6 +124,10 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_obj_destroy"]:
         vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3])
         got["objects"] += 1
+    elif op == _OP["vm_task_create"]:
+        got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
+    elif op == _OP["vm_vmalloc"]:
+        vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s)
     elif op == _OP["vm_gather"]:
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
@@ -142,6 +155,26 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     return got
 
 
+def _fault_page_undo(arena: Any, vm: Any, pfn: int) -> int:
+    """A fault's new page at step 1: allocated, its insert into the object maybe begun
+    -- vm_object.insert sets the folio's mapping and index before it publishes the entry.
+    Not in the tree: the page is set back (mapping, index) and freed.  In the tree (a
+    death after the publish, outside every fault point): the tree keeps it.  Returns the
+    pages freed."""
+    q = arena.u64
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    m, idx = q[(pm + P_MAPPING) >> 3], q[(pm + P_INDEX) >> 3]
+    if m & ~3 and vm.objs.lookup(m & ~3, idx) == pfn << 2:
+        la = vm.ext.lru_add
+        if la is not None:
+            la(pfn)
+        return 0
+    q[(pm + P_MAPPING) >> 3] = 0
+    q[(pm + P_INDEX) >> 3] = 0
+    vm.mm.free_pages(pfn, 0)
+    return 1
+
+
 def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
     """anon_write_fast died between counting its page for the tree and the PTE (refcount
     2, mapcount 1, mapping and index set) and the end of its tree insert: if the insert
@@ -161,6 +194,29 @@ def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
     arena.u32[pm >> 2] = 0
     vm.mm.free_pages(pfn, 0)
     return 1
+
+
+def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
+    """Undo a task creation the dead CPU did not finish (VM.task_create): the task, if
+    made, exits and is reaped (its stack, if it got one, goes with it; its mm user is
+    dropped), else the mm user or the claimed mm record goes.  Returns records undone."""
+    q = arena.u64
+    if s >= 3:
+        vm.exit(tid, 9)
+        vm.reap(tid)
+        return 1
+    if s == 2:
+        vm.forks.mmput(mm_id)
+        return 1
+    if s == 1:
+        m = T.mm_off(arena, mm_id)
+        pgd = q[(m + T.M_PGD) >> 3]
+        if pgd:
+            vm.pt.free_table(pgd)
+            q[(m + T.M_PGD) >> 3] = 0
+        arena.atomic.store64(m + T.M_STATE, T.MM_FREE)
+        return 1
+    return 0
 
 
 def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:

@@ -30,6 +30,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from aerosync.arena import layout as L
+from aerosync.mm import intent as I
 from aerosync.mm.pmm.page_alloc import MM
 from aerosync.mm.slab.slub import Slub
 from aerosync.mm.vm import filemap as FM
@@ -51,6 +53,8 @@ from aerosync.sync.objlock import ObjRWSem, ObjSpinLock
 from aerosync.sync.rcu import Rcu
 
 __all__ = ["VM"]
+
+_OP_TASK_CREATE = I.OP["vm_task_create"]
 
 
 class VM:
@@ -136,15 +140,30 @@ class VM:
     # ------------------------------------------------------------------ tasks
     def task_create(self, comm: str, mm: int = -1, new_mm: bool = True) -> int:
         """A new task: with a fresh address space (new_mm), or sharing `mm` as a thread
-        (mm_users + 1)."""
-        if mm < 0 and new_mm:
-            mm = self.forks.mm_alloc()
-        elif mm >= 0:
-            self.forks.mmget(mm)
-        tid = task_alloc(self.arena, comm, mm)
-        if self.kernel is not None:
-            self.kernel.task_created(tid)
-        return tid
+        (mm_users + 1).  Robust mode logs it (vm_task_create: 1 mm claimed, 2 the mm
+        live with our user, 3 the task record made, its kernel stack on the way;
+        mm/vm/recover.py undoes it)."""
+        lg = self.mm.log if L.robust_mode(self.arena.config) else None
+        r = lg.begin(_OP_TASK_CREATE) if lg is not None else -1
+        q = self.arena.u64
+        try:
+            if mm < 0 and new_mm:
+                mm = self.forks.mm_alloc(r)
+            elif mm >= 0:
+                self.forks.mmget(mm)
+                if r >= 0:
+                    q[r + 1] = mm
+                    q[r + 7] = 2
+            tid = task_alloc(self.arena, comm, mm)
+            if r >= 0:
+                q[r + 2] = tid
+                q[r + 7] = 3
+            if self.kernel is not None:
+                self.kernel.task_created(tid)
+            return tid
+        finally:
+            if r >= 0:
+                lg.end(r)
 
     def switch_to(self, tid: int) -> None:
         """context_switch(): `tid` runs on this CPU now (switch_mm to its mm)."""

@@ -89,6 +89,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from aerosync.arena.layout import robust_mode
+from aerosync.mm import intent as I
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import __GFP_THISNODE as _GFP_THISNODE
 from aerosync.mm.pmm.gfp import __GFP_ZERO as _GFP_ZERO
@@ -96,12 +98,14 @@ from aerosync.mm.pmm.gfp import GFP_KERNEL
 from aerosync.mm.pmm.vmstat import MEMINFO_SOURCES
 from aerosync.mm.vm import vmalloc_layout as VL
 from aerosync.mm.vm.pgtable import _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PAGE_KERNEL, PTE_PFN_MASK, level_shift
-from aerosync.params import PAGE_SHIFT, PAGE_SIZE
+from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Vmalloc", "vmalloc_init", "vmallocinfo_text", "vmallocinfo_json", "vmalloc_meminfo", "vmalloc_areas",
            "vmalloc_ready", "VmallocWarning", "is_vmalloc_addr"]
 
 _P_PSE = _PAGE_PRESENT | _PAGE_PSE
+_OP_VMALLOC = I.OP["vm_vmalloc"]
+P_VMALLOC_PAGE = I.POINT_IDS["vm:vmalloc:page"]
 _PMD_PAGES = 1 << VL.PMD_ORDER
 _PAGE_KERNEL_LARGE = PAGE_KERNEL | _PAGE_PSE
 _BITS = VL.VMAP_BBMAP_BITS
@@ -247,6 +251,10 @@ class Vmalloc:
         pt = PageTables(arena, cpu, mm, ptl, levels)
         alloc_table, free_table = pt.alloc_table, pt.free_table
         alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
+        # intent log (robust mode only: mm/intent.py vm_vmalloc, recovery in vmalloc_undo)
+        lg = mm.log if robust_mode(arena.config) else None
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        PM = arena.off("pagemeta")
         mynid = mm.nid
         node_order = mm.node_order
         purge_lock = SpinLock(arena, H(VL.H_PURGE_LOCK), cpu)
@@ -380,8 +388,10 @@ class Vmalloc:
             return (e & PTE_PFN_MASK) >> PAGE_SHIFT if e & _PAGE_PRESENT else -1
 
         # -------------------------------------------------------- areas (the slices' trees)
-        def try_slice(n: int, size: int, align: int, flags: int) -> int:
-            """The lowest fitting gap of node n's slice; the new area's record or 0."""
+        def try_slice(n: int, size: int, align: int, flags: int, r: int = -1) -> int:
+            """The lowest fitting gap of node n's slice; the new area's record or 0.
+            With a vm_vmalloc record r: a0 and step 1 once the record is had, step 2
+            once it is in the tree."""
             no = nodes[n]
             lo, hi = q[(no + VL.VN_START) >> 3], q[(no + VL.VN_END) >> 3]
             need = size + (align - PAGE_SIZE if align > PAGE_SIZE else 0)
@@ -389,6 +399,9 @@ class Vmalloc:
             if not a:
                 return 0
             va = a - VOFF
+            if r >= 0:
+                q[r + 1] = va
+                q[r + 7] = 1
             u8[va : va + VL.VA_REC] = zero_va
             acq, rel = node_locks[n].acquire, node_locks[n].release
             acq()
@@ -403,27 +416,33 @@ class Vmalloc:
                         u32[(va + VL.VA_NID) >> 2] = n
                         u32[(va + VL.VA_FLAGS) >> 2] = flags        # BUSY is set once mapped
                         q[(no + VL.VN_NR_BUSY) >> 3] += 1
+                        if r >= 0:
+                            q[r + 7] = 2
                         return va
             finally:
                 rel()
+            if r >= 0:
+                q[r + 7] = 0
             va_free(a)
             return 0
 
-        def alloc_vmap_area(size: int, align: int, nid: int, flags: int) -> int:
+        def alloc_vmap_area(size: int, align: int, nid: int, flags: int, r: int = -1) -> int:
             """alloc_vmap_area(): the node's slice, then the others nearest first; one
             purge of the lazy areas and a second round when nothing fits."""
             order = [nid, *[n for n in node_order[nid] if n != nid]] if partitioned else [0]
             for attempt in (0, 1):
                 for n in order:
-                    va = try_slice(n, size, align, flags)
+                    va = try_slice(n, size, align, flags, r)
                     if va:
                         return va
                 if attempt == 0 and not purge_vmap_area_lazy(True):
                     break
             return 0
 
-        def remove_area(va: int) -> None:
-            """Erase an area that was never visible to anyone (a failed allocation)."""
+        def remove_area(va: int, r: int = -1) -> None:
+            """Erase an area that was never visible to anyone (a failed allocation); with
+            its vm_vmalloc record r, step 0 once it is out of the tree (its record's free
+            then owns it)."""
             n = u32[(va + VL.VA_NID) >> 2]
             acq, rel = node_locks[n].acquire, node_locks[n].release
             acq()
@@ -432,6 +451,8 @@ class Vmalloc:
                 q[(nodes[n] + VL.VN_NR_BUSY) >> 3] -= 1
             finally:
                 rel()
+            if r >= 0:
+                q[r + 7] = 0
             va_free(va + VOFF)
 
         def find_vmap_area(addr: int) -> int:
@@ -551,8 +572,10 @@ class Vmalloc:
 
         # -------------------------------------------------------- pages
         def alloc_pages_for(n: int, nid: int, gfp: int) -> list[int] | None:
-            """n order-0 pages on node nid (any node when it has none), or None."""
+            """n order-0 pages on node nid (any node when it has none), or None.  With
+            __GFP_NOWARN, as __vmalloc_area_node: the failure is vmalloc's own warning."""
             out = []
+            gfp |= _GFP_NOWARN
             for _ in range(n):
                 pfn = alloc_pages_node(nid, gfp, 0)
                 if pfn < 0:
@@ -819,6 +842,19 @@ class Vmalloc:
             if huge:
                 align = max(align, VL.PMD_SIZE)
             total = (npages + 1 + lead) << PAGE_SHIFT
+            if begin is not None and not huge:
+                r = begin(_OP_VMALLOC)
+                q[r + 4] = 0                                  # no page in hand (begin leaves a3)
+                try:
+                    va = alloc_vmap_area(total, max(align, PAGE_SIZE), nid, kind & ~VL.VA_BUSY, r)
+                    if not va:
+                        return fail(size, "vm_struct allocation failed")
+                    addr = q[(va + VL.VA_START) >> 3] + (lead << PAGE_SHIFT)
+                    q[r + 2] = addr
+                    q[r + 3] = npages
+                    return vmalloc_logged(va, addr, size, npages, nid, gfp, kind, owner, r)
+                finally:
+                    log_end(r)
             va = alloc_vmap_area(total, max(align, PAGE_SIZE), nid, kind & ~VL.VA_BUSY)
             if not va:
                 return fail(size, "vm_struct allocation failed")
@@ -860,6 +896,56 @@ class Vmalloc:
             u32[(va + VL.VA_FLAGS) >> 2] = kind | VL.VA_BUSY | (VL.VA_HUGE if huge else 0)
             _ = mapped
             return addr
+
+        def vmalloc_logged(va: int, addr: int, size: int, npages: int, nid: int, gfp: int, kind: int,
+                           owner: int, r: int) -> int:
+            """The order-0 part of vmalloc_node_range in robust mode, inside a vm_vmalloc
+            record r (a0 area, a1 address, a2 pages): each page is mapped as soon as it
+            is had, and the page in hand (allocated, its PTE not yet stored) is the
+            record's a3 -- so the area's PTEs and a3 say exactly which pages it holds."""
+            gfp |= _GFP_NOWARN                                 # (alloc_pages_for's reason)
+            for i in range(npages):
+                pfn = alloc_pages_node(nid, gfp, 0)
+                if pfn < 0:
+                    return vmalloc_undo(va, addr, npages, 0, r, size)
+                q[r + 4] = pfn
+                if not map_small(addr + (i << PAGE_SHIFT), [pfn]):
+                    return vmalloc_undo(va, addr, npages, pfn, r, size)
+                q[r + 4] = 0
+                if fp:
+                    fp(P_VMALLOC_PAGE)
+            q[(va + VL.VA_SIZE) >> 3] = size
+            q[(va + VL.VA_PAGES) >> 3] = npages
+            q[(va + VL.VA_VB) >> 3] = owner
+            q[(va + VL.VA_CALLER) >> 3] = depot_save(arena, call_site())[0]
+            if shadow is not None:
+                poison_tail(addr, size, npages)
+            u32[(va + VL.VA_FLAGS) >> 2] = kind | VL.VA_BUSY
+            fetch_add(base + VL.H_NR_PAGES, npages)          # after BUSY: the record's end is the area's
+            return addr
+
+        def vmalloc_undo(va: int, addr: int, npages: int, inhand: int, r: int = -1, size: int = 0,
+                         step: int = 2) -> int:
+            """A logged vmalloc that failed, or that a dead CPU left (recovery, r = -1,
+            its record's step): an area not yet BUSY loses its mapped pages, the page in
+            hand and its range (never visible to anyone: no flush); at step 1 only the
+            record was had (not in a tree).  A BUSY area is complete (nothing undone).
+            Returns 0 (the failed allocation's address)."""
+            if step < 1:
+                return 0
+            if step == 1:
+                va_free(va + VOFF)
+                return 0
+            if u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:
+                return 0
+            start = q[(va + VL.VA_START) >> 3]                # the whole range: the record's
+            unmap_range(start, (q[(va + VL.VA_END) >> 3] - start) >> PAGE_SHIFT, True)   # a1/a2 may lag
+            if inhand and u32[(PM + inhand * PAGE_META_SIZE + 8) >> 2]:    # not freed with the mapped ones
+                if r >= 0:
+                    q[r + 4] = 0
+                free_pages(inhand, 0)
+            remove_area(va, r)
+            return fail(size, "page allocation failure") if r >= 0 else 0
 
         def vmalloc(size: int) -> int:
             return vmalloc_node_range(size, PAGE_SIZE, -1, GFP_KERNEL, VL.VA_ALLOC)
@@ -1004,6 +1090,7 @@ class Vmalloc:
                                                                                   vmalloc_stack, vmalloc_node_range)
         self.alloc_vmap_area, self.block_of, self.slice_of = alloc_vmap_area, block_of, slice_of
         self.free_vmap_area = remove_area          # a never-mapped area, erased at once (tests, errors)
+        self.vmalloc_undo = vmalloc_undo
         self.stack_cache_get, self.stack_cache_put, self.drain_stack_cache = (stack_cache_get, stack_cache_put,
                                                                               drain_stack_cache)
         self.table_for = table_for

@@ -285,6 +285,48 @@ def vm_file_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None
     return drive
 
 
+def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None]:
+    """A VM driver of forks: a task maps two anonymous regions (one private, one shared),
+    writes them, forks; the parent writes half its private pages again (COW copies), the
+    child runs, writes a page of each (COW, shared) and exits; the parent reaps it and
+    unmaps.  Round after round, then exits."""
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    def drive(arena: Any, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        tid = vm.task_create("crashk")
+        vm.switch_to(tid)
+        rw = PROT_READ | PROT_WRITE
+        for k in range(rounds):
+            n = rng.randint(1, pages)
+            a = vm.mmap(0, n * 4096, rw, MAP_PRIVATE | MAP_ANONYMOUS)
+            s = vm.mmap(0, 4096, rw, MAP_SHARED | MAP_ANONYMOUS)
+            for p in range(n):
+                vm.store64(a + p * 4096, k)
+            vm.store64(s, k)
+            child = vm.fork()
+            for p in range(0, n, 2):
+                vm.store64(a + p * 4096, ~k & 0xFFFF)
+            vm.switch_to(child)
+            assert vm.load64(a + (n - 1) * 4096) == k
+            vm.store64(a, 7)
+            vm.store64(s, k + 1)
+            vm.exit()
+            vm.switch_to(tid)
+            vm.reap(child)
+            assert vm.load64(s) == k + 1
+            vm.munmap(a, n * 4096)
+            vm.munmap(s, 4096)
+        vm.exit()
+        vm.reap(tid)
+        vm.leave()
+
+    return drive
+
+
 def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     from aerosync.mm.vm.recover import vm_recover
 

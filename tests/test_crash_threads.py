@@ -132,3 +132,66 @@ def test_threads_death_in_munmap_flushes_before_free(machine) -> None:
     H.check_all(a)
     assert I.read_records(a, 0) == []
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_dead_writer_sequences_are_ended(machine) -> None:
+    """CPU 0 dies in munmap holding the shared mm's mmap_lock for write (before the
+    downgrade: mm_lock_seq and mmap_seq odd).  The takeover frees the rwsem; recovery
+    moves both sequences on to even (vma_end_write_all), else the next writer would hold
+    the lock with them even -- speculative faults would run under it."""
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.sync.objlock import RW_WRITER
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"})
+    r_info, w_info = os.pipe()
+    r_ready, w_ready = os.pipe()
+    r_go, w_go = os.pipe()
+
+    def cpu1(arena, cpu) -> None:
+        from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+        from aerosync.mm.vm.vm import VM
+
+        mm, _addr = struct.unpack("<QQ", os.read(r_info, 16))
+        vm = VM(arena, cpu)
+        vm.make_current()
+        tid = vm.task_create("t1", mm=mm)             # keeps the mm alive past CPU 0's exit
+        vm.switch_to(tid)
+        own = vm.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        vm.store64(own, 1)
+        os.write(w_ready, b"r")
+        os.set_blocking(r_go, False)
+        while True:                                   # running: answers IPIs at each access
+            vm.load64(own)
+            try:
+                if os.read(r_go, 1):
+                    break
+            except BlockingIOError:
+                time.sleep(0.001)
+        vm.exit()
+        vm.reap(tid)
+        vm.leave()
+
+    pid1 = H.start_child(a, 1, cpu1)
+    try:
+        pid0, killed = H.run_child(a, 0, _cpu0(w_info, r_ready), "vm:munmap:detached", 0)
+        assert killed
+        mm = T.mm_off(a, 1)
+        seq = [a.u64[(mm + f) >> 3] for f in (T.M_LOCK_SEQ, T.M_MMAP_SEQ)]
+        assert all(s & 1 for s in seq), seq                # the dead writer's hold
+        rec = H.recover(a, pid0, 0, p, H.vm_recover_hook)
+        assert rec.scan["mmap_write_ended"] == 1
+        assert not a.atomic.load64(mm + T.M_MMAP_LOCK) & RW_WRITER
+        assert [a.u64[(mm + f) >> 3] for f in (T.M_LOCK_SEQ, T.M_MMAP_SEQ)] == [s + 1 for s in seq]
+        os.write(w_go, b"g")
+        _, status = os.waitpid(pid1, 0)
+        pid1 = 0
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        if pid1:
+            os.kill(pid1, signal.SIGKILL)
+            os.waitpid(pid1, 0)
+        for fd in (r_info, w_info, r_ready, w_ready, r_go, w_go):
+            os.close(fd)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

@@ -82,7 +82,7 @@ OPS: dict[int, tuple[str, str]] = {
     30: ("slab_sheaf_refill", "cid, sheaf, have, flags: objects taken into a sheaf (step: how many)"),
     32: ("slab_debug_free", "cid, pfn, idx: a debug cache's locked free (step 1: on the freelist)"),
     33: ("slab_pcs_free", "cid, addr: free_to_pcs swapping sheaves (step 1: addr on the main sheaf)"),
-    40: ("vm_fault", "mm, table, pte, pfn, kind, obj: a page fault's new page (1 got, 2 in its object, "
+    40: ("vm_fault", "mm, table, pte, pfn, kind, old/obj: a page fault's new page (1 got, 2 in its object, "
                      "3 counted as mapped, 4 PTE installed; 5 anon_write_fast: counted, insert in flight)"),
     41: ("vm_mmap", "mm, vma: mmap_region's new VMA (1 set up, not in the maple tree; 2 in it)"),
     42: ("vm_munmap", "mm, start, end, n, progress: a munmap's VMAs (spill) 1 detached, 2 unlinked, 3 unmapped "
@@ -99,6 +99,8 @@ OPS: dict[int, tuple[str, str]] = {
     48: ("vm_vmalloc", "va, addr, npages, pfn: a vmalloc (1 the area's record had, in no tree; 2 in its "
                        "tree, being filled: its PTEs say which pages it holds, pfn the page in hand; "
                        "complete once the area is BUSY)"),
+    49: ("vm_dup_mm", "child, parent, vma, sp, sc, pvma: fork's copy (1 child mm claimed, 2 live, 3 a VMA copy "
+                      "in flight: not in the child's tree, its shadows sp / sc being made, 4 that copy the child's)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -180,6 +182,8 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:filemap:page", "a page allocated for the page cache, in no file yet"),
     ("vm:filemap:inserted", "that page in the file's cache, not yet counted nor on the LRU"),
     ("vm:vmalloc:page", "vmalloc: one more page mapped into an area not yet BUSY (a kernel stack, a large area)"),
+    ("vm:fork:shadows", "dup_mm: a private VMA's two new shadows made, neither given to a VMA yet"),
+    ("vm:fork:copied", "dup_mm: one more VMA copied into the child (in its tree, its PTEs copied)"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

@@ -132,7 +132,10 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
         slub = Slub(arena, cpu, mm=mm)
     if "rcu" in arena.sections:
         rec.objects += _pending_rcu_frees(arena, cpu, slub)
-    from aerosync.mm.vm.recover import VM_OPS
+    from aerosync.mm.vm.recover import VM_OPS, end_dead_writes
+
+    if "vmmm" in arena.sections:
+        rec.scan["mmap_write_ended"] = end_dead_writes(arena)
 
     vmh = None
     wl: list[tuple[I.Record, bool]] = []

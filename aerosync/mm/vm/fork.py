@@ -37,6 +37,7 @@ from typing import Any
 
 from aerosync.lib.maple_tree import mt_init
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.mm_types import VMError
@@ -46,6 +47,8 @@ from aerosync.mm.vm.vm_object import O_SIZE
 __all__ = ["MM_CLAIMED", "mm_layout", "Fork"]
 
 MM_CLAIMED = 2
+_OP_DUP_MM = I.OP["vm_dup_mm"]
+P_FORK_SHADOWS, P_FORK_COPIED = I.POINT_IDS["vm:fork:shadows"], I.POINT_IDS["vm:fork:copied"]
 _MIN_GAP = 128 << 20
 _STACK_GUARD = 256 << 12
 _START_BRK = 0x0000_5555_5556_0000      # just above a PIE binary at 2/3 of the 47-bit space
@@ -82,6 +85,9 @@ class Fork:
         zero_rec = bytes(mm_size)
         tp = hooks.point_fn()
         u8 = arena.u8
+        # intent log (robust mode only, as memory.py's): fork's vm_dup_mm
+        lg = memory.log
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
 
         def mo(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -157,10 +163,21 @@ class Fork:
             rcu.poll()
 
         def dup_mm(parent: int) -> int:
-            child = mm_alloc()
+            """dup_mm(); robust mode logs it (vm_dup_mm, module docstring)."""
+            if begin is None:
+                return dup_mm_body(parent, -1)
+            r = begin(_OP_DUP_MM, 0, parent)
+            try:
+                return dup_mm_body(parent, r)
+            finally:
+                log_end(r)
+
+        def dup_mm_body(parent: int, r: int) -> int:
+            child = mm_alloc(r)
             pm, cm = mo(parent), mo(child)
             mmap.mmap_write_lock(parent)
             mmap.mmap_write_lock(child)
+            sp = sc = 0
             try:
                 for f in (T.M_MMAP_BASE, T.M_START_BRK, T.M_BRK, T.M_TOTAL_VM, T.M_LOCKED_VM, T.M_DATA_VM,
                           T.M_EXEC_VM, T.M_STACK_VM, T.M_DEF_FLAGS, T.M_TASK_SIZE, T.M_HIWATER_VM):
@@ -174,41 +191,66 @@ class Fork:
                     n = vmas.dup(v)
                     if not n:
                         raise VMError("ENOMEM", "fork: no memory for a VMA")
-                    q[(n + V.V_MM) >> 3] = child
                     o = q[(v + V.V_OBJECT) >> 3]
+                    q[(n + V.V_OBJECT) >> 3] = 0             # no reference of n's yet: given below
+                    q[(n + V.V_MM) >> 3] = child
+                    if r >= 0:
+                        q[r + 3] = n
+                        q[r + 4] = q[r + 5] = 0
+                        q[r + 6] = v
+                        q[r + 7] = 3
                     private = not fl & V.VM_SHARED
                     copy = False
                     if fl & V.VM_WIPEONFORK and private:
-                        q[(n + V.V_OBJECT) >> 3] = 0
+                        pass
                     elif o and private:
                         vmas.start_write(parent, v)
                         size = q[(o + O_SIZE) >> 3]
                         sp = objs.shadow(o, 0, size)
+                        if r >= 0:
+                            q[r + 4] = sp
                         sc = objs.shadow(o, 0, size)
+                        if r >= 0:
+                            q[r + 5] = sc
                         if not sp or not sc:
                             raise VMError("ENOMEM", "fork: no memory for shadow objects")
+                        if fp:
+                            fp(P_FORK_SHADOWS)
                         objs.unlink_vma(o, v)
                         q[(v + V.V_OBJECT) >> 3] = sp
                         objs.link_vma(sp, v)
                         q[(n + V.V_OBJECT) >> 3] = sc
+                        sp = sc = 0                          # owned by the two VMAs now
                         objs.put(o)                          # the parent VMA's reference moved to sp
                         copy = True
                     elif o:
                         objs.get(o)
+                        q[(n + V.V_OBJECT) >> 3] = o
                     if vmas.insert(child, n):
+                        o = q[(n + V.V_OBJECT) >> 3]
+                        if o:
+                            objs.put(o)
+                        vmas.free(n)
                         raise VMError("ENOMEM", "fork: no memory for maple-tree nodes")
                     mmap.link(n)
                     q[(cm + T.M_MAP_COUNT) >> 3] += 1
+                    if r >= 0:
+                        q[r + 7] = 4                         # n is the child's: its teardown owns it
                     if copy:
                         wp = bool(fl & V.VM_WRITE)
                         if memory.copy_range(child, parent, v, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], wp) < 0:
                             raise VMError("ENOMEM", "fork: no memory for the child's page tables")
                         wrprotected |= wp
+                    if fp:
+                        fp(P_FORK_COPIED)
                     if tp:
                         tp("fork:vma_copied")
                 if wrprotected:
                     tlb.flush_tlb_mm_range(parent, 0, (1 << 64) - 1)
             except BaseException:
+                for s in (sp, sc):                           # shadows made, not yet given to a VMA
+                    if s:
+                        objs.put(s)
                 mmap.mmap_write_unlock(child)
                 mmap.mmap_write_unlock(parent)
                 mmput(child)

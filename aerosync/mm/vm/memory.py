@@ -504,6 +504,7 @@ class Memory:
             if begin is None:
                 return map_new_body(mm_id, vma, va, table, i, expect, obj, idx, src, anon, write, spec_seq, -1)
             r = begin(_OP_FAULT, mm_id, table, i)
+            q[r + 6] = expect                # a5: the entry replaced (present: a COW; recovery's)
             try:
                 return map_new_body(mm_id, vma, va, table, i, expect, obj, idx, src, anon, write, spec_seq, r)
             finally:
@@ -657,6 +658,7 @@ class Memory:
                              spec_seq: int, holder: int = 0, idx: int = -1, r: int = -1) -> int:
                 """map_existing inside a vm_fault record (robust mode)."""
                 r = begin(_OP_FAULT, mm_id, table, i)
+                q[r + 6] = 0
                 try:
                     return _map_existing(mm_id, vma, table, i, pfn, writable, kind, spec_seq, holder, idx, r)
                 finally:
@@ -965,6 +967,7 @@ class Memory:
         def anon_write_fast_logged(mm_id: int, vma: int, va: int, table: int, i: int, obj: int) -> int:
             """anon_write_fast inside a vm_fault record (robust mode)."""
             r = begin(_OP_FAULT, mm_id, table, i)
+            q[r + 6] = 0                     # a5: the object, from step 5 on
             try:
                 return anon_write_fast(mm_id, vma, va, table, i, obj, r)
             finally:

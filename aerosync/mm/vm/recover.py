@@ -15,6 +15,8 @@ covered, and how each record is resolved:
                     frees it with the object);
              step 3 counted as mapped (PTE reference, mapcount, rss) without its PTE:
                     the accounting undone (unmap_account: back to step 2);
+             steps 2 and 3 of a COW (a5: the present entry it replaces, still in the
+                    PTE): the copy also leaves the tree and is freed;
              step 5 (anon_write_fast) counted for its tree and PTE, the tree insert in
                     flight: kept in the tree if the insert landed, else freed;
              step 4 PTE installed: nothing.
@@ -37,6 +39,9 @@ covered, and how each record is resolved:
              undone (vmalloc_undo: its mapped pages and the page in hand
              freed, its range erased -- nobody else ever saw it, so no flush); a BUSY one
              is complete.
+  vm_dup_mm  (fork's copy of the address space) undone: a VMA copy in flight freed with the
+             shadows made for it, then the child mm torn down (mmput) or its claimed
+             record freed; VM.fork's own vm_task_create record then drops the rest.
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
              reference dropped and the VMA freed; step 2 in the tree: nothing.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
@@ -53,7 +58,7 @@ covered, and how each record is resolved:
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): fork's copy, exit_mmap, mprotect / mremap / madvise, the
+outside there may leak): exit_mmap, mprotect / mremap / madvise, the
 shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
 the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
@@ -66,6 +71,12 @@ pause barrier, in a lock wait, or at their next access); a munmap finished here
 flushes through its own mmu_gather.  Pages freed at vm_fault step 1 and vm_file_add
 step 1 were never mapped.  In "processes" mode no other CPU loaded the mm: the flush
 finds no target.
+
+Locks: the takeover releases a dead writer's mmap_lock, but the sequences its write hold
+made odd (mm_lock_seq: the VMAs it marked; mmap_seq: speculative faults) are moved on
+by `end_dead_writes(arena)` before any record is resolved (vma_end_write_all): else, in
+threads mode, the live CPUs' per-VMA faults on those VMAs would fall back to mmap_lock
+for good.
 
 `exit_tasks(arena, cpu, vm)`: what a VM workload's recover hook does after the records:
 the dead CPU's running task (and its children not yet reaped) exit and are reaped, so
@@ -87,11 +98,11 @@ from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["recover_record", "exit_tasks", "VM_OPS"]
+__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
 
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
-                                 "vm_obj_destroy", "vm_task_create", "vm_vmalloc")}
+                                 "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm")}
 _OP = I.OP
 
 
@@ -105,8 +116,10 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         mm_id, pfn, kind = a[0], a[3], a[4]
         if s == 1:
             got["pages"] += _fault_page_undo(arena, vm, pfn)
-        elif s == 3:
-            vm.memory.unmap_account(mm_id, pfn, kind)
+        elif s in (2, 3):
+            if s == 3:
+                vm.memory.unmap_account(mm_id, pfn, kind)
+            got["pages"] += _cow_undo(arena, vm, pfn, a[1], a[2], a[5])
         elif s == 5:
             got["pages"] += _fast_insert_in_flight(arena, vm, pfn, a[5])
     elif op == _OP["vm_file_hold"]:
@@ -128,6 +141,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s)
+    elif op == _OP["vm_dup_mm"]:
+        got["objects"] += _dup_mm_undo(arena, vm, a, s)
     elif op == _OP["vm_gather"]:
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
@@ -153,6 +168,75 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             vm.vmas.free(v)
             got["objects"] += 1
     return got
+
+
+def end_dead_writes(arena: Any) -> int:
+    """vma_end_write_all for a dead writer: an mm whose mmap_lock the takeover released
+    from a dead CPU's write hold still has odd mm_lock_seq / mmap_seq -- every VMA the
+    writer marked would stay write-locked and speculative faults back off for good.  With
+    the world stopped, an odd sequence under a lock no writer holds is such a leftover
+    (a live writer holds the rwsem, and moves the sequences only while holding it): it is
+    moved on to even.  Before any record's recovery takes an mmap_lock.  Returns mms fixed."""
+    from aerosync.sync.objlock import RW_WRITER
+
+    q, at = arena.u64, arena.atomic
+    fixed = 0
+    for mm_id in range(1, q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]):
+        m = T.mm_off(arena, mm_id)
+        if q[(m + T.M_STATE) >> 3] != T.MM_LIVE or at.load64(m + T.M_MMAP_LOCK) & RW_WRITER:
+            continue
+        hit = False
+        for f in (T.M_LOCK_SEQ, T.M_MMAP_SEQ):
+            if at.load64(m + f) & 1:
+                at.fetch_add64(m + f, 1)
+                hit = True
+        fixed += hit
+    return fixed
+
+
+def _dup_mm_undo(arena: Any, vm: Any, a: tuple[int, ...], s: int) -> int:
+    """fork's dup_mm left half-way: the child mm goes (its claimed record, or its
+    teardown by mmput -- exit_mmap of what its tree holds); a VMA copy in flight (step 3,
+    not in the child's tree) goes first: the shadows made for it and not yet given to a
+    VMA are put, its own object reference is dropped, the copy freed.  The parent keeps
+    what it had (a VMA already switched to its new shadow keeps it).  Returns records
+    undone."""
+    q = arena.u64
+    child, n, sp, sc, v = a[0], a[2], a[3], a[4], a[5]
+    if s == 3:
+        if sp and q[(v + V.V_OBJECT) >> 3] != sp:
+            vm.objs.put(sp)
+        o = q[(n + V.V_OBJECT) >> 3]
+        if sc and o != sc:
+            vm.objs.put(sc)
+        if o:
+            vm.objs.put(o)
+        vm.vmas.free(n)
+    if s >= 2:
+        vm.forks.mmput(child)
+        return 1
+    return _task_create_undo(arena, vm, child, 0, s)
+
+
+def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> int:
+    """A COW fault (map_new replacing a present entry `old`: a shared page, the zero page)
+    died with its copy in the object's tree but the PTE still `old`: the copy shadows the
+    page the PTE maps, and a later collapse or steal would treat that mapped page as
+    unreachable.  The copy leaves the tree and is freed (the fault never happened).  A
+    fault that replaced nothing (old not present) keeps its page in the tree, unmapped,
+    as any page a fault will find.  Returns the pages freed."""
+    from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PTE_PFN_MASK
+
+    q = arena.u64
+    e = q[i]                                          # the same page (A/D bits may have moved on)
+    if not old & _PAGE_PRESENT or not e & _PAGE_PRESENT or (e ^ old) & PTE_PFN_MASK:
+        return 0
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    m, idx = q[(pm + P_MAPPING) >> 3], q[(pm + P_INDEX) >> 3]
+    if not m & ~3 or not vm.objs.remove(m & ~3, idx, pfn):
+        return 0
+    vm.mm.free_pages_bulk([pfn])                     # the tree's reference (off the LRU first)
+    return 1
 
 
 def _fault_page_undo(arena: Any, vm: Any, pfn: int) -> int:
@@ -220,18 +304,42 @@ def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
 
 
 def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
-    """Exit and reap the task the dead CPU was running and its children not yet reaped;
-    returns how many."""
+    """Exit and reap the task the dead CPU was running and its family that no live CPU
+    runs: its children not yet reaped and, up the parent chain, ancestors switched out
+    (a parent that forked and switched to its child on this CPU) with their other
+    children; returns how many.  A task running on a live CPU is never touched."""
     from aerosync.mm.vm.task import live_tasks
 
     q, u32 = arena.u64, arena.u32
-    mine = [t for t in live_tasks(arena)
-            if q[(T.task_off(arena, t) + T.T_CPU) >> 3] == cpu + 1
+
+    def f(t: int, field: int) -> int:
+        return q[(T.task_off(arena, t) + field) >> 3]
+
+    tasks = live_tasks(arena)
+    mine = [t for t in tasks if f(t, T.T_CPU) == cpu + 1
             and u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE]
-    pids = {q[(T.task_off(arena, t) + T.T_PID) >> 3] for t in mine}
-    kids = [t for t in live_tasks(arena) if t not in mine and q[(T.task_off(arena, t) + T.T_PPID) >> 3] in pids]
+    fam = set(mine)
+    by_pid = {f(t, T.T_PID): t for t in tasks}
+    for t in list(mine):                                  # ancestors no CPU runs
+        p = by_pid.get(f(t, T.T_PPID))
+        while p is not None and p not in fam and f(p, T.T_CPU) == 0:
+            fam.add(p)
+            p = by_pid.get(f(p, T.T_PPID))
+    while True:                                           # children no live CPU runs
+        pids = {f(t, T.T_PID) for t in fam}
+        more = {t for t in tasks if t not in fam and f(t, T.T_PPID) in pids and f(t, T.T_CPU) in (0, cpu + 1)}
+        if not more:
+            break
+        fam |= more
+    depth = {t: 0 for t in fam}                           # deepest first: children before parents
+    for t in fam:
+        p, d = by_pid.get(f(t, T.T_PPID)), 0
+        while p in fam and d < len(fam):
+            d += 1
+            p = by_pid.get(f(p, T.T_PPID))
+        depth[t] = d
     n = 0
-    for t in [*kids, *mine]:
+    for t in sorted(fam, key=lambda x: -depth[x]):
         if u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE:
             vm.exit(t, 9)                               # SIGKILL
         vm.reap(t)

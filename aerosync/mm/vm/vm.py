@@ -191,16 +191,29 @@ class VM:
         a, q = self.arena, self.arena.u64
         parent = self.task
         pmm = self.cur[1]
-        child_mm = self.forks.dup_mm(pmm)
-        po = T.task_off(a, parent)
-        pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
-        child = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
-        # copy_process(): the child inherits the task's memory policy (mpol_dup; policy
-        # ids are immutable values, mm/numa/numa_types.py)
-        q[(T.task_off(a, child) + T.T_MEMPOLICY) >> 3] = q[(po + T.T_MEMPOLICY) >> 3]
-        if self.kernel is not None:
-            self.kernel.task_created(child)
-        return child
+        # robust mode: a vm_task_create record, as task_create's (dup_mm logs its own)
+        lg = self.mm.log if L.robust_mode(a.config) else None
+        r = lg.begin(_OP_TASK_CREATE) if lg is not None else -1
+        try:
+            child_mm = self.forks.dup_mm(pmm)
+            if r >= 0:
+                q[r + 1] = child_mm
+                q[r + 7] = 2
+            po = T.task_off(a, parent)
+            pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
+            child = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+            if r >= 0:
+                q[r + 2] = child
+                q[r + 7] = 3
+            # copy_process(): the child inherits the task's memory policy (mpol_dup; policy
+            # ids are immutable values, mm/numa/numa_types.py)
+            q[(T.task_off(a, child) + T.T_MEMPOLICY) >> 3] = q[(po + T.T_MEMPOLICY) >> 3]
+            if self.kernel is not None:
+                self.kernel.task_created(child)
+            return child
+        finally:
+            if r >= 0:
+                lg.end(r)
 
     def exit(self, tid: int = -1, signal: int = 0) -> None:
         """do_exit(): the task's mm reference goes (the last user tears it down), the

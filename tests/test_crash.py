@@ -151,6 +151,36 @@ def test_kill_inside_vm_operations(machine, point: str, skip: int) -> None:
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
 
 
+# (point, skip) -> records open at the death, with the fork driver: a forked child's exit
+# (vm_task_exit, its mm's teardown vm_exit_mmap, the per-VMA munmap inside it).
+EXIT_PLAN = {
+    ("vm:munmap:detached", 0): ("vm_task_exit", "vm_exit_mmap", "vm_munmap"),
+    ("vm:zap:gathered", 1): ("vm_task_exit", "vm_exit_mmap", "vm_gather"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+@pytest.mark.parametrize(("point", "skip"), list(EXIT_PLAN))
+def test_kill_inside_a_task_exit(machine, point: str, skip: int, mode: str) -> None:
+    """A CPU killed while a forked child it runs exits (its parent switched out): the
+    teardown is resumed, then the child and its parent -- a family no live CPU runs --
+    exit and are reaped; nothing lost, checkers pass."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": mode})
+    pid, killed = H.run_child(a, 0, H.vm_fork_driver(pages=300, rounds=6), point, skip)
+    assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+    names = {r.name for r in I.read_records(a, 0)}
+    assert set(EXIT_PLAN[(point, skip)]) <= names, names
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, H.vm_fork_driver(rounds=3, seed=2))
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
 def test_recovery_races_a_second_death(machine) -> None:
     """CPU 0 dies holding a zone lock in the middle of a PCP refill; CPU 1 is waiting for
     that lock (robust mode: it waits).  The takeover releases it, CPU 1 goes on and dies

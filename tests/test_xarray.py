@@ -550,3 +550,28 @@ def test_no_leaf_locks_handle(env) -> None:
     got, _ = xa.xa_erase_range(0, 1000, 100)
     assert got == [(130, 0x200), (132, 0x400)] and xa.xa_empty()
     assert xa.xa_validate() == []
+
+
+def test_a_node_is_unreachable_before_it_is_retired(env) -> None:
+    """Erase (one entry, and a range) unlinks every node it empties -- its parent's slot
+    or the head cleared -- before retiring it: a retire may run RCU callbacks (frees) at
+    once, and in robust mode a CPU may die inside those, so the tree must never point at
+    a retired node.  The rcu_free_node callback checks it at every retire."""
+    _a, nc, make = env()
+    xa = make()
+    seen: list[int] = []
+
+    def checking_rcu_free(off: int) -> None:
+        assert all(n != off for n, *_ in xa._nodes()), f"node {off:#x} retired while still in the tree"
+        seen.append(off)
+        nc.rcu_free(off)
+
+    xa.rcu_free_node = checking_rcu_free
+    idx = [i * 64 for i in range(200)] + [1 << 20, (1 << 20) + 1, 1 << 30]
+    for i in idx:
+        assert xa.xa_store(i, xa_mk_value(i)) == 0
+    for i in idx[::2]:
+        assert xa.xa_erase(i) == xa_mk_value(i)
+    got, _ = xa.xa_erase_range(0, ULONG_MAX, 1 << 20)
+    assert sorted(i for i, _ in got) == sorted(idx[1::2])
+    assert xa.xa_empty() and seen

@@ -801,25 +801,41 @@ class XArray:
         count = self._info_add(b, -1, -(cur & 1))
         if count:
             self._leaf_unlock(b)
-        # xas_delete_node: unlink emptied nodes upwards, then shrink from the top.
+            d = len(path) - 1
+        else:
+            d = self._delete_nodes(path)               # xas_delete_node
+        if d == 0:
+            self._shrink()                             # then shrink from the top
+        return cur
+
+    def _delete_nodes(self, path: list[tuple[int, int]]) -> int:
+        """xas_delete_node(): the emptied shift-0 node at the end of `path` (its lock
+        held) and every ancestor it empties leave the tree, each unlinked -- its
+        parent's slot, or the head, cleared -- before it is retired: a retire may run
+        RCU callbacks at once (call_rcu polls when its batch is full), and with robust
+        mode's fault points inside those frees a CPU may die there, so the tree must
+        never point at a node by then.  Returns the depth of the first node that kept
+        entries, or -1 when the array emptied."""
         d = len(path) - 1
+        b = path[d][0]
         leaf = True
-        while not count:
-            if leaf:
-                self._retire_leaf(b << 3)
-                leaf = False
-            else:
-                self._retire(b << 3)
+        while True:
+            nb = b
             if d == 0:
                 self._publish(self._hw, 0)
-                return cur
-            d -= 1
-            b, o = path[d]
-            self._publish(b + _SLOTS + o, 0)
-            count = self._info_add(b, -1, 0)
-        if d == 0:
-            self._shrink()
-        return cur
+                count = -1
+            else:
+                d -= 1
+                b, o = path[d]
+                self._publish(b + _SLOTS + o, 0)
+                count = self._info_add(b, -1, 0)
+            if leaf:
+                self._retire_leaf(nb << 3)
+                leaf = False
+            else:
+                self._retire(nb << 3)
+            if count:
+                return d if count > 0 else -1
 
     def xa_erase_range(self, first: int, last: int, limit: int) -> tuple[list[tuple[int, int]], int]:
         """Erase the present entries at [first, last], at most `limit` of them, in index
@@ -878,21 +894,11 @@ class XArray:
             count = self._info_add(b, -n, -nv)
             if count:
                 self._leaf_unlock(b)
-            d = len(path) - 1
-            leaf = True
-            while not count:                          # xas_delete_node, as in xa_erase
-                if leaf:
-                    self._retire_leaf(b << 3)
-                    leaf = False
-                else:
-                    self._retire(b << 3)
-                if d == 0:
-                    self._publish(self._hw, 0)
+                d = len(path) - 1
+            else:
+                d = self._delete_nodes(path)           # as in xa_erase
+                if d < 0:
                     return got, last + 1
-                d -= 1
-                b, o = path[d]
-                self._publish(b + _SLOTS + o, 0)
-                count = self._info_add(b, -1, 0)
             if d == 0:
                 self._shrink()
         return got, (idx if idx <= last else last + 1)

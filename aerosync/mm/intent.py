@@ -101,6 +101,9 @@ OPS: dict[int, tuple[str, str]] = {
                        "complete once the area is BUSY)"),
     49: ("vm_dup_mm", "child, parent, vma, sp, sc, pvma: fork's copy (1 child mm claimed, 2 live, 3 a VMA copy "
                       "in flight: not in the child's tree, its shadows sp / sc being made, 4 that copy the child's)"),
+    50: ("vm_exit_mmap", "mm: mmput's teardown (1 users 0, the VMAs being unmapped one by one; 2 the mm's "
+                         "root and record being freed)"),
+    51: ("vm_task_exit", "tid, mm: do_exit (0 exiting, 1 its stack released and its mm's user going, 2 done)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),

@@ -30,9 +30,9 @@ from aerosync.arena.segment import Arena
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
 from workers.workloads._common import counter_index
-from workers.workloads._vm import PG, cpu_vm, setup_mm, shared_mm, vm_mode, vm_report, vmwork_section
+from workers.workloads._vm import PG, cpu_vm, recover, setup_mm, shared_mm, vm_mode, vm_report, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("brks", "refused", "probes", "corrupt")
 MAX_CPUS_STAMPED = PG // 8

@@ -36,9 +36,9 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.vm import VM
 from workers.workloads._common import counter_index
-from workers.workloads._vm import PG, U64, cpu_vm, setup_mm, stamp_off, vm_report, vmwork_section
+from workers.workloads._vm import PG, U64, cpu_vm, recover, setup_mm, stamp_off, vm_report, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("faults", "regions", "churns", "corrupt")
 CHURN_SLOT = 1 << 30              # each churner's hint slot

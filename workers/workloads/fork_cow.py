@@ -41,9 +41,9 @@ from aerosync.arena.segment import Arena
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.task import task_free
 from workers.workloads._common import counter_index
-from workers.workloads._vm import PG, U64, cpu_vm, setup_mm, stamp_off, vm_report, vmwork_section
+from workers.workloads._vm import PG, U64, cpu_vm, recover, setup_mm, stamp_off, vm_report, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("forks", "cow_writes", "corrupt")
 CHILD = 1 << 47

@@ -19,10 +19,10 @@ import random
 from collections.abc import Callable
 
 from aerosync.arena.segment import Arena
-from workers.workloads._vm import setup_files, setup_mm, vm_report
+from workers.workloads._vm import recover, setup_files, setup_mm, vm_report
 from workers.workloads.mmap1 import COUNTERS, Params, map_unmap_batch, sections
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 NAME = "mmap2"
 

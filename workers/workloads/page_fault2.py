@@ -34,6 +34,7 @@ from workers.workloads._vm import (
     U64,
     cpu_file,
     cpu_vm,
+    recover,
     region_batch,
     setup_files,
     setup_mm,
@@ -42,7 +43,7 @@ from workers.workloads._vm import (
     vmwork_section,
 )
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("faults", "regions", "corrupt")
 NAME = "page_fault2"

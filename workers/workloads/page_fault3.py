@@ -36,6 +36,7 @@ from workers.workloads._vm import (
     U64,
     cpu_file,
     cpu_vm,
+    recover,
     region_batch,
     setup_files,
     setup_mm,
@@ -44,7 +45,7 @@ from workers.workloads._vm import (
     vmwork_section,
 )
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("faults", "regions", "corrupt", "remote_checks")
 NAME = "page_fault3"

@@ -47,7 +47,7 @@ from aerosync.mm.vm.vm_object import O_SIZE
 __all__ = ["MM_CLAIMED", "mm_layout", "Fork"]
 
 MM_CLAIMED = 2
-_OP_DUP_MM = I.OP["vm_dup_mm"]
+_OP_DUP_MM, _OP_EXIT_MMAP = I.OP["vm_dup_mm"], I.OP["vm_exit_mmap"]
 P_FORK_SHADOWS, P_FORK_COPIED = I.POINT_IDS["vm:fork:shadows"], I.POINT_IDS["vm:fork:copied"]
 _MIN_GAP = 128 << 20
 _STACK_GUARD = 256 << 12
@@ -129,20 +129,57 @@ class Fork:
             fetch_add(mo(mm_id) + T.M_USERS, 1)
 
         def mmput(mm_id: int) -> None:
-            old = fetch_add(mo(mm_id) + T.M_USERS, (1 << 64) - 1)
-            if old == 1:
-                exit_mmap(mm_id)
+            """mmput(): the last user tears the mm down -- in robust mode inside a
+            vm_exit_mmap record (1 unmapping, 2 freeing the root and the record)."""
+            r = begin(_OP_EXIT_MMAP, mm_id) if begin is not None else -1
+            try:
+                old = fetch_add(mo(mm_id) + T.M_USERS, (1 << 64) - 1)
+                if old == 0:
+                    fetch_add(mo(mm_id) + T.M_USERS, 1)
+                    raise VMError("EINVAL", f"mmput: mm {mm_id} has no users")
+                if old != 1:
+                    return
+                if r >= 0:
+                    q[r + 7] = 1
+                    exit_mmap_steps(mm_id)
+                    q[r + 7] = 2
+                else:
+                    exit_mmap(mm_id)
                 free_mm(mm_id)
-            elif old == 0:
-                fetch_add(mo(mm_id) + T.M_USERS, 1)
-                raise VMError("EINVAL", f"mmput: mm {mm_id} has no users")
+            finally:
+                if r >= 0:
+                    log_end(r)
 
         def free_mm(mm_id: int) -> None:
+            """The root table and the record (the root's word cleared before its free:
+            recovery finishing a teardown never frees it twice)."""
             m = mo(mm_id)
-            pt.free_table(q[(m + T.M_PGD) >> 3])
+            pgd = q[(m + T.M_PGD) >> 3]
             q[(m + T.M_PGD) >> 3] = 0
+            if pgd:
+                pt.free_table(pgd)
             vmas.forget(mm_id)
             store(m + T.M_STATE, T.MM_FREE)
+
+        def exit_mmap_steps(mm_id: int) -> None:
+            """exit_mmap() of robust mode (and recovery's, resuming): the VMAs go one at a
+            time through the logged munmap -- each crash-consistent on its own, the tree
+            the teardown's progress -- then the page tables left and the empty tree."""
+            mmap.mmap_write_lock(mm_id)
+            try:
+                t = vmas.tree(mm_id)
+                while True:
+                    v = t.mt_find(0)[0]
+                    if not v:
+                        break
+                    mmap.do_munmap_locked(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3])
+                g = memory.mmu_gather(mm_id)
+                memory.free_pgd_range(mm_id, 0, task_size, 0, 0, g)
+                g.finish()
+                t.mt_destroy()
+            finally:
+                mmap.mmap_write_unlock(mm_id)
+            rcu.poll()
 
         def exit_mmap(mm_id: int) -> None:
             mmap.mmap_write_lock(mm_id)
@@ -262,3 +299,4 @@ class Fork:
             return child
 
         self.mm_alloc, self.mmget, self.mmput, self.dup_mm, self.exit_mmap = mm_alloc, mmget, mmput, dup_mm, exit_mmap
+        self.exit_mmap_steps, self.free_mm = exit_mmap_steps, free_mm

@@ -24,9 +24,10 @@ covered, and how each record is resolved:
              held: put (folio_put; the cache keeps its own), resolved after the records
              above it -- a COW copy or the mapping of that folio;
   vm_file_add  (a folio read into the page cache, filemap.py's add_to_cache) step 1
-             allocated, in no cache: PG_uptodate cleared and the allocation's reference
-             put (a caller's hold, if taken, is its vm_file_hold's); step 2 in the cache:
-             counted and put on the LRU (add_finish, rolled forward).
+             allocated, in no cache: PG_uptodate, mapping and index (set by the insert
+             before it publishes) cleared and the allocation's reference put (a caller's
+             hold, if taken, is its vm_file_hold's); step 2 in the cache (or step 1 whose
+             insert did publish): counted and put on the LRU (add_finish, rolled forward).
   vm_obj_destroy (a vm_object's last put, robust mode's one-entry-at-a-time destroy,
              vm_object.py) finished from its step (destroy_steps): the entry it was
              taking put if the tree still had it, the rest of the tree emptied, the
@@ -42,6 +43,15 @@ covered, and how each record is resolved:
   vm_dup_mm  (fork's copy of the address space) undone: a VMA copy in flight freed with the
              shadows made for it, then the child mm torn down (mmput) or its claimed
              record freed; VM.fork's own vm_task_create record then drops the rest.
+  vm_exit_mmap (mmput's teardown, robust mode: the VMAs unmapped one at a time by the
+             logged munmap, the tree its progress) step 1 resumed (exit_mmap_steps: the
+             interrupted munmap's own record was finished first), then step 2 the root
+             table and the mm record freed.
+  vm_task_exit (do_exit) finished: at step 0 the task made a zombie and its stack
+             released, then (steps 0-1, unless mmput's own record was open inside) its mm
+             user dropped; then the task and its family no live CPU runs exit and are
+             reaped (exit_tasks seeded with it: the dead CPU may run no task any more,
+             e.g. a forked child exiting, its parent switched out).
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
              reference dropped and the VMA freed; step 2 in the tree: nothing.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
@@ -58,7 +68,7 @@ covered, and how each record is resolved:
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): exit_mmap, mprotect / mremap / madvise, the
+outside there may leak): mprotect / mremap / madvise / brk growth, the
 shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
 the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
@@ -102,7 +112,8 @@ __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
 
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
-                                 "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm")}
+                                 "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
+                                 "vm_exit_mmap", "vm_task_exit")}
 _OP = I.OP
 
 
@@ -126,10 +137,14 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 1:
             vm.mm.free_pages(a[3], 0)                # folio_put: never the last while the cache has it
     elif op == _OP["vm_file_add"]:
-        pfn = a[2]
-        if s == 1:
-            b = (arena.off("pagemeta") + pfn * PAGE_META_SIZE) >> 2
-            arena.u32[b] &= ~PG_uptodate & 0xFFFF_FFFF
+        obj, idx, pfn = a[0], a[1], a[2]
+        if s == 1 and vm.objs.lookup(obj, idx) == pfn << 2:
+            s = 2                                    # the insert published it (past every fault point)
+        if s == 1:                                   # its insert may have set mapping and index
+            pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+            arena.u32[pm >> 2] &= ~PG_uptodate & 0xFFFF_FFFF
+            arena.u64[(pm + P_MAPPING) >> 3] = 0
+            arena.u64[(pm + P_INDEX) >> 3] = 0
             vm.mm.free_pages(pfn, 0)
             got["pages"] += 1
         elif s == 2:
@@ -143,6 +158,26 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s)
     elif op == _OP["vm_dup_mm"]:
         got["objects"] += _dup_mm_undo(arena, vm, a, s)
+    elif op == _OP["vm_exit_mmap"]:
+        if s == 1:
+            vm.forks.exit_mmap_steps(a[0])
+        if s >= 1:
+            vm.forks.free_mm(a[0])
+            got["objects"] += 1
+    elif op == _OP["vm_task_exit"]:
+        tid, mm_id = a[0], a[1]
+        if s == 0:                                   # finish it: exit is idempotent up to here
+            o = T.task_off(arena, tid)
+            arena.u64[(o + T.T_MM) >> 3] = 0
+            arena.u64[(o + T.T_CPU) >> 3] = 0
+            from aerosync.mm.vm.task import task_set_state
+
+            task_set_state(arena, tid, T.TASK_ZOMBIE)
+            if vm.kernel is not None:
+                vm.kernel.task_released(tid)
+        if s < 2 and not (s == 1 and inner_open) and mm_id > 0:
+            vm.forks.mmput(mm_id)                    # (at step 1 with an inner record: mmput's own)
+        got["objects"] += exit_tasks(arena, -1, vm, seeds=(tid,))
     elif op == _OP["vm_gather"]:
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
@@ -303,11 +338,12 @@ def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
     return 0
 
 
-def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
-    """Exit and reap the task the dead CPU was running and its family that no live CPU
-    runs: its children not yet reaped and, up the parent chain, ancestors switched out
-    (a parent that forked and switched to its child on this CPU) with their other
-    children; returns how many.  A task running on a live CPU is never touched."""
+def exit_tasks(arena: Any, cpu: int, vm: Any, seeds: tuple[int, ...] = ()) -> int:
+    """Exit and reap the task the dead CPU was running (and `seeds`: a task it was
+    exiting) and their family that no live CPU runs: children not yet reaped and, up the
+    parent chain, ancestors switched out (a parent that forked and switched to its child
+    on this CPU) with their other children; returns how many.  A task running on a live
+    CPU is never touched."""
     from aerosync.mm.vm.task import live_tasks
 
     q, u32 = arena.u64, arena.u32
@@ -316,8 +352,9 @@ def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
         return q[(T.task_off(arena, t) + field) >> 3]
 
     tasks = live_tasks(arena)
-    mine = [t for t in tasks if f(t, T.T_CPU) == cpu + 1
+    mine = [t for t in tasks if cpu >= 0 and f(t, T.T_CPU) == cpu + 1
             and u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE]
+    mine += [t for t in seeds if t in tasks and t not in mine]
     fam = set(mine)
     by_pid = {f(t, T.T_PID): t for t in tasks}
     for t in list(mine):                                  # ancestors no CPU runs
@@ -327,7 +364,8 @@ def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
             p = by_pid.get(f(p, T.T_PPID))
     while True:                                           # children no live CPU runs
         pids = {f(t, T.T_PID) for t in fam}
-        more = {t for t in tasks if t not in fam and f(t, T.T_PPID) in pids and f(t, T.T_CPU) in (0, cpu + 1)}
+        more = {t for t in tasks if t not in fam and f(t, T.T_PPID) in pids
+                and f(t, T.T_CPU) in (0, cpu + 1 if cpu >= 0 else 0)}
         if not more:
             break
         fam |= more
@@ -342,7 +380,9 @@ def exit_tasks(arena: Any, cpu: int, vm: Any) -> int:
     for t in sorted(fam, key=lambda x: -depth[x]):
         if u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE:
             vm.exit(t, 9)                               # SIGKILL
-        vm.reap(t)
+        p = by_pid.get(f(t, T.T_PPID))
+        if p is None or p in fam:                       # else its parent (on a live CPU) reaps it
+            vm.reap(t)
         n += 1
     return n
 

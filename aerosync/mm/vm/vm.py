@@ -54,7 +54,7 @@ from aerosync.sync.rcu import Rcu
 
 __all__ = ["VM"]
 
-_OP_TASK_CREATE = I.OP["vm_task_create"]
+_OP_TASK_CREATE, _OP_TASK_EXIT = I.OP["vm_task_create"], I.OP["vm_task_exit"]
 
 
 class VM:
@@ -229,13 +229,25 @@ class VM:
             self.mmu.set_root(0, 0)
             self.task = -1
             self.cur[0], self.cur[1] = 0, 0
-        q[(o + T.T_MM) >> 3] = 0
-        q[(o + T.T_CPU) >> 3] = 0
-        task_set_state(a, tid, T.TASK_ZOMBIE)
-        if self.kernel is not None:
-            self.kernel.task_released(tid)          # the dead task's stack (put_task_stack)
-        if mm_id > 0:
-            self.forks.mmput(mm_id)
+        # robust mode: a vm_task_exit record (0 exiting, 1 its stack released -- the mm's
+        # user goes next; 2 done): recovery finishes the exit and takes its family
+        lg = self.mm.log if L.robust_mode(a.config) else None
+        r = lg.begin(_OP_TASK_EXIT, tid, mm_id) if lg is not None else -1
+        try:
+            q[(o + T.T_MM) >> 3] = 0
+            q[(o + T.T_CPU) >> 3] = 0
+            task_set_state(a, tid, T.TASK_ZOMBIE)
+            if self.kernel is not None:
+                self.kernel.task_released(tid)      # the dead task's stack (put_task_stack)
+            if r >= 0:
+                q[r + 7] = 1
+            if mm_id > 0:
+                self.forks.mmput(mm_id)
+            if r >= 0:
+                q[r + 7] = 2
+        finally:
+            if r >= 0:
+                lg.end(r)
 
     def reap(self, tid: int) -> dict[str, Any]:
         """wait4()/release_task(): collect a zombie's exit status, free its record."""

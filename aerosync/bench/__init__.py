@@ -51,6 +51,20 @@ SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "re
           "kvm")
 
 
+def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (errors.Terminated) an exception was raised while handling,
+    if any: a group interrupted mid-run is not a broken group -- the bench stops and the
+    command exits 128 + signal (cli.py), its arenas removed."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
     suites = _suites()
     unknown = [n for n in names if n not in suites]
@@ -75,6 +89,9 @@ def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
             except (SkipFigure, ShmSpaceError) as e:    # a missing tool, ptrace forbidden, /dev/shm too small
                 missing = {"skipped": str(e)}
             except Exception as e:  # one broken group must not cost the other figures
+                intr = _interrupt_behind(e)
+                if intr is not None:                     # Ctrl-C / SIGTERM, seen through a clean-up's error
+                    raise intr from e
                 missing = {"failed": f"{type(e).__name__}: {e}"}
                 failed = True
             meta = {key: (unit, target) for key, unit, target in figures}

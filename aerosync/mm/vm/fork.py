@@ -173,6 +173,7 @@ class Fork:
                     if not v:
                         break
                     mmap.do_munmap_locked(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3])
+                    rcu.poll()                          # a safe point: no tree is mid-update here
                 g = memory.mmu_gather(mm_id)
                 memory.free_pgd_range(mm_id, 0, task_size, 0, 0, g)
                 g.finish()

@@ -104,6 +104,7 @@ OPS: dict[int, tuple[str, str]] = {
     50: ("vm_exit_mmap", "mm: mmput's teardown (1 users 0, the VMAs being unmapped one by one; 2 the mm's "
                          "root and record being freed)"),
     51: ("vm_task_exit", "tid, mm: do_exit (0 exiting, 1 its stack released and its mm's user going, 2 done)"),
+    52: ("vm_expand", "mm, vma, new_end: vma_expand (the tree store, then vm_end)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),

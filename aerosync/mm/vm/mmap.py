@@ -51,7 +51,7 @@ from aerosync.mm.vm.vm_object import O_BACKING, O_REF, O_SIZE, OBJ_ANON, OBJF_SH
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync import waithook as W
 
-_OP_MMAP, _OP_MUNMAP = I.OP["vm_mmap"], I.OP["vm_munmap"]
+_OP_MMAP, _OP_MUNMAP, _OP_EXPAND = I.OP["vm_mmap"], I.OP["vm_munmap"], I.OP["vm_expand"]
 P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
     I.POINT_IDS[n] for n in ("vm:mmap:vma_ready", "vm:mmap:inserted", "vm:munmap:detached", "vm:munmap:unlinked",
                              "vm:zap:gathered", "vm:munmap:unmapped"))
@@ -264,19 +264,34 @@ class Mmap:
             return (load(o + O_REF) == 1 and not q[(o + O_CHILDREN) >> 3]
                     and q[(o + O_VMA_HEAD) >> 3] == vma and not q[(vma + V.V_OBJ_NEXT) >> 3])
 
-        def expand(mm_id: int, vma: int, new_end: int) -> None:
-            """vma_expand(): grow vma to new_end (the range is free or being merged)."""
-            start_write(mm_id, vma)
-            o = q[(vma + V.V_OBJECT) >> 3]
-            if o:
-                need = q[(vma + V.V_PGOFF) >> 3] + ((new_end - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
-                if q[(o + O_SIZE) >> 3] < need:
-                    q[(o + O_SIZE) >> 3] = need
-            r = tree(mm_id).mas_store_range(q[(vma + V.V_START) >> 3], new_end - 1, vma)
-            if r:
-                raise VMError("ENOMEM", "vma_expand: no memory for maple-tree nodes")
-            q[(vma + V.V_END) >> 3] = new_end
-            changed(mm_id)
+        def expand(mm_id: int, vma: int, new_end: int, account: int = -1) -> None:
+            """vma_expand(): grow vma to new_end (the range is free or being merged);
+            `account` >= 0: the growth is new memory, vm_stat_account'ed with these flags
+            (mmap merging into its neighbour, brk, mremap in place).  Robust mode logs it
+            (vm_expand): the tree store replaces nodes, whose frees may pass fault
+            points before vm_end follows (mm/vm/recover.py)."""
+            lr = -1
+            if begin is not None:
+                lr = begin(_OP_EXPAND, mm_id, vma, new_end)
+                q[lr + 4] = account + 1                 # a3: flags + 1 (0: a merge, nothing new)
+            try:
+                start_write(mm_id, vma)
+                o = q[(vma + V.V_OBJECT) >> 3]
+                if o:
+                    need = q[(vma + V.V_PGOFF) >> 3] + ((new_end - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
+                    if q[(o + O_SIZE) >> 3] < need:
+                        q[(o + O_SIZE) >> 3] = need
+                r = tree(mm_id).mas_store_range(q[(vma + V.V_START) >> 3], new_end - 1, vma)
+                if r:
+                    raise VMError("ENOMEM", "vma_expand: no memory for maple-tree nodes")
+                old_end = q[(vma + V.V_END) >> 3]
+                q[(vma + V.V_END) >> 3] = new_end
+                changed(mm_id)
+                if account >= 0:
+                    vm_stat_account(mm_id, account, (new_end - old_end) >> PAGE_SHIFT)
+            finally:
+                if lr >= 0:
+                    log_end(lr)
 
         def try_merge_with_neighbours(mm_id: int, vma: int) -> int:
             """vma_merge_existing_range() after a change: fold the next VMA into vma, then
@@ -589,8 +604,7 @@ class Mmap:
             prev = t.mas_prev(start)[0]
             if (prev and not shared_anon and q[(prev + V.V_END) >> 3] == start
                     and prev_mergeable(prev, vm_flags, fid, pgoff, anon)):
-                expand(mm_id, prev, end)
-                vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
+                expand(mm_id, prev, end, vm_flags)
                 return prev
             v = vma_alloc()
             if not v:
@@ -822,8 +836,7 @@ class Mmap:
                 if q[(v + V.V_END) >> 3] == end:
                     nxt = tree(mm_id).mt_find(end)[0]
                     if (not nxt or q[(nxt + V.V_START) >> 3] >= old + new_len) and old + new_len <= task_size(mm_id):
-                        expand(mm_id, v, old + new_len)            # grow in place
-                        vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], (new_len - old_len) >> PAGE_SHIFT)
+                        expand(mm_id, v, old + new_len, q[(v + V.V_FLAGS) >> 3])   # grow in place
                         return old
                 if not flags & MREMAP_MAYMOVE:
                     raise VMError("ENOMEM", f"{call}: cannot grow in place and MREMAP_MAYMOVE is not set")

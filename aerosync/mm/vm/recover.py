@@ -52,6 +52,10 @@ covered, and how each record is resolved:
              user dropped; then the task and its family no live CPU runs exit and are
              reaped (exit_tasks seeded with it: the dead CPU may run no task any more,
              e.g. a forked child exiting, its parent switched out).
+  vm_expand  (vma_expand: brk growth, mmap merging into its neighbour, mremap in place,
+             merges after a change) rolled forward when the tree already maps the VMA up
+             to new_end: its vm_end set, the VMA caches invalidated and, for new memory
+             (a3 = flags + 1), total_vm and the rest counted; else nothing changed.
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
              reference dropped and the VMA freed; step 2 in the tree: nothing.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
@@ -68,7 +72,7 @@ covered, and how each record is resolved:
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): mprotect / mremap / madvise / brk growth, the
+outside there may leak): the splits and flag changes of mprotect / mremap / madvise, the
 shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
 the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
@@ -113,7 +117,7 @@ __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
-                                 "vm_exit_mmap", "vm_task_exit")}
+                                 "vm_exit_mmap", "vm_task_exit", "vm_expand")}
 _OP = I.OP
 
 
@@ -178,6 +182,14 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s < 2 and not (s == 1 and inner_open) and mm_id > 0:
             vm.forks.mmput(mm_id)                    # (at step 1 with an inner record: mmput's own)
         got["objects"] += exit_tasks(arena, -1, vm, seeds=(tid,))
+    elif op == _OP["vm_expand"]:
+        mm_id, v, new_end, acct = a[0], a[1], a[2], a[3]
+        old_end = arena.u64[(v + V.V_END) >> 3]
+        if vm.vmas.tree(mm_id).mtree_load(new_end - 1) == v and old_end != new_end:
+            arena.u64[(v + V.V_END) >> 3] = new_end      # the tree grew: vm_end follows
+            arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
+            if acct:                                     # new memory: counted as the caller would have
+                vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
     elif op == _OP["vm_gather"]:
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a

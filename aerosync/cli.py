@@ -476,18 +476,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _interrupt_of(e: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C / SIGTERM behind `e`, if cleaning up after one raised `e` instead."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, KeyboardInterrupt):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__context__
-    return None
-
-
 def _interrupted(cmd: str, e: KeyboardInterrupt) -> int:
     """Exit 128 + signal after removing whatever this process created and still names."""
     from aerosync.arena.cleanup import remove_own
@@ -514,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         return _interrupted(args.cmd, e)
     except AeroSyncError as e:
-        intr = _interrupt_of(e)
+        from aerosync.errors import interrupt_behind
+
+        intr = interrupt_behind(e)
         if intr is not None:         # a clean-up step failed after the interrupt: still an interrupt
             return _interrupted(args.cmd, intr)
         print(f"aerosync {args.cmd}: {e}", file=sys.stderr)

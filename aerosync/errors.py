@@ -21,6 +21,7 @@ __all__ = [
     "InvariantViolation",
     "TopologyError",
     "Terminated",
+    "interrupt_behind",
 ]
 
 
@@ -132,3 +133,16 @@ class Terminated(KeyboardInterrupt):
     """
 
     signum = 15
+
+
+def interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (Terminated) behind `e`, if `e` was raised while handling one
+    (a clean-up step that failed after the interrupt), following causes and contexts."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aerosync.bench.skip import SkipFigure
-from aerosync.errors import ShmSpaceError, UsageError
+from aerosync.errors import ShmSpaceError, UsageError, interrupt_behind
 
 __all__ = ["run_bench", "SUITES", "SkipFigure"]
 
@@ -51,20 +51,6 @@ SUITES = ("foundation", "pagealloc", "slab", "profiling", "lib", "fidelity", "re
           "kvm")
 
 
-def _interrupt_behind(e: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or SIGTERM (errors.Terminated) an exception was raised while handling,
-    if any: a group interrupted mid-run is not a broken group -- the bench stops and the
-    command exits 128 + signal (cli.py), its arenas removed."""
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, KeyboardInterrupt):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
-
-
 def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
     suites = _suites()
     unknown = [n for n in names if n not in suites]
@@ -89,8 +75,9 @@ def run_bench(names: list[str], as_json: bool = False, repeat: int = 5) -> int:
             except (SkipFigure, ShmSpaceError) as e:    # a missing tool, ptrace forbidden, /dev/shm too small
                 missing = {"skipped": str(e)}
             except Exception as e:  # one broken group must not cost the other figures
-                intr = _interrupt_behind(e)
-                if intr is not None:                     # Ctrl-C / SIGTERM, seen through a clean-up's error
+                intr = interrupt_behind(e)
+                if intr is not None:                     # Ctrl-C / SIGTERM seen through a clean-up's error:
+                    # not a broken group -- the bench stops, the CLI exits 128 + signal
                     raise intr from e
                 missing = {"failed": f"{type(e).__name__}: {e}"}
                 failed = True

@@ -265,18 +265,24 @@ class VmObjects:
                     hooks.value_put(e)
             return pfns
 
-        def destroy(o: int) -> None:
-            """The last reference went: mark o dead and cut it from its backing under its
-            lock (a collapse racing with this sees it dead and leaves it alone), empty its
-            tree, drop its reference on the backing, free it after RCU."""
+        def mark_dead(o: int) -> int:
+            """destroy()'s first half: the shared policy goes (mm/numa), o is marked dead
+            and cut from its backing under its lock (a collapse racing with this sees it
+            dead and leaves it alone); returns the backing, whose reference o still holds."""
             of = self.ext.obj_free if self.ext is not None else None
-            if of is not None:                  # mm/numa: the object's shared policy goes
+            if of is not None:
                 of(o)
             down_write(o + O_LOCK)
             u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
             back = q[(o + O_BACKING) >> 3]
             q[(o + O_BACKING) >> 3] = 0
             up_write(o + O_LOCK)
+            return back
+
+        def destroy(o: int) -> None:
+            """The last reference went: mark o dead (mark_dead), empty its tree, drop its
+            reference on the backing, free it after RCU."""
+            back = mark_dead(o)
             pfns = untree(xa.drain(o + O_TREE))
             if pfns:
                 folios_put(pfns)                           # the tree's references, one batch
@@ -306,14 +312,7 @@ class VmObjects:
             """destroy() of robust mode from `step` (recovery resumes here with r = -1)."""
             while o:
                 if step < 1:
-                    of = self.ext.obj_free if self.ext is not None else None
-                    if of is not None:
-                        of(o)
-                    down_write(o + O_LOCK)
-                    u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
-                    back = q[(o + O_BACKING) >> 3]
-                    q[(o + O_BACKING) >> 3] = 0
-                    up_write(o + O_LOCK)
+                    back = mark_dead(o)
                     if r >= 0:
                         q[r + 4] = back
                         q[r + 7] = 1

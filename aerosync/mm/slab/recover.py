@@ -9,7 +9,8 @@ every live CPU parked at a batch boundary).  Acts through a Slub handle of the d
 The dead CPU's records (mm/slab/slub.py writes them; mm/intent.py has the protocol),
 resolved innermost first.  "Splice" = put a chain of free objects taken off a slab back
 on that slab's freelist and unfreeze it (deactivate_slab's CAS, done with the world
-stopped); "free" = __slab_free of one object without counting it (it was counted as
+stopped) -- an empty chain is no splice: the slab may be public already and a live CPU's
+by now (test_crash_interleave.py); "free" = __slab_free of one object without counting it (it was counted as
 freed already, or never counted as allocated):
   slab_new        step 1 (pages allocated, slab not set up): the pages are freed.
                   step 2 (set up, counted, on no list): left to the scan below.
@@ -150,8 +151,14 @@ class _Cache:
         return out
 
     def splice(self, pfn: int, chain: int) -> int:
-        """A chain taken off slab pfn back on its freelist, the slab unfrozen; returns its length."""
+        """A chain taken off slab pfn back on its freelist, the slab unfrozen; returns its
+        length.  An empty chain changes nothing: the dead CPU held no object of the slab,
+        and the slab may be public already (get_freelist() found it full and unfroze it:
+        a live CPU may have frozen it as its own since); one left frozen with no owner
+        is the fsck's (unfrozen and relisted there)."""
         objs = self.freelist(pfn, chain)
+        if not objs:
+            return 0
         w = self.word(pfn)
         fl, inuse, n = w & _LO, (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF
         if objs:

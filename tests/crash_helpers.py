@@ -230,6 +230,42 @@ def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any
     return drive
 
 
+def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None]:
+    """A VM driver of splits and the break: one task on `cpu` maps an anonymous region,
+    writes it, mprotects and unmaps pieces out of its middle (two splits each), and
+    grows and shrinks its break (do_brk_flags expands the heap VMA, a shrink splits it),
+    round after round; then exits."""
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    def drive(arena: Any, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        tid = vm.task_create("crash")
+        vm.switch_to(tid)
+        heap = vm.brk(0)
+        for k in range(rounds):
+            n = rng.randint(6, 24)
+            a = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+            for p in range(n):
+                vm.store64(a + p * 4096, k)
+            i = rng.randint(1, n - 4)
+            vm.mprotect(a + i * 4096, 2 * 4096, PROT_READ)
+            vm.munmap(a + (i + 1) * 4096, 4096)
+            g = rng.randint(1, 3)
+            assert vm.brk(heap + g * 4096) == heap + g * 4096
+            vm.store64(heap, k)
+            assert vm.brk(heap + 4096) == heap + 4096
+            vm.munmap(a, n * 4096)
+        assert vm.brk(heap) == heap
+        vm.exit()
+        vm.reap(tid)
+        vm.leave()
+
+    return drive
+
+
 VM_FILE = "crash-file"
 VM_FILE_PAGES = 40
 VM_FILE_SEED = 3

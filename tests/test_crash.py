@@ -32,6 +32,7 @@ SCENARIOS = {
     "vm": (dict(), {"vm": {}, "nr_pages": 4096}, "vm"),
     "vmfile": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfile"),
     "vmfork": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfork"),
+    "vmsplit": (dict(), {"vm": {}, "nr_pages": 4096}, "vmsplit"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -61,6 +62,7 @@ POINT_PLAN = {
     "vm:fault:found_accounted": ("vmfile", 30), "vm:fault:file_held": ("vmfile", 40),
     "vm:filemap:page": ("vmfile", 9), "vm:filemap:inserted": ("vmfile", 17),
     "vm:vmalloc:page": ("vm", 2), "vm:fork:shadows": ("vmfork", 3), "vm:fork:copied": ("vmfork", 4),
+    "vm:split:ready": ("vmsplit", 5), "vm:split:inserted": ("vmsplit", 8), "vm:brk:changed": ("vmsplit", 4),
 }
 
 
@@ -75,6 +77,8 @@ def _driver(kind: str, p: object):
         return H.vm_file_driver()
     if kind == "vmfork":
         return H.vm_fork_driver()
+    if kind == "vmsplit":
+        return H.vm_split_driver()
     return H.soak_driver(p)
 
 
@@ -105,6 +109,8 @@ def test_kill_at_every_point(machine, point: str) -> None:
         again = H.vm_file_driver(rounds=5, seed=2)
     elif kind == "vmfork":
         again = H.vm_fork_driver(rounds=3, seed=2)
+    elif kind == "vmsplit":
+        again = H.vm_split_driver(rounds=3, seed=2)
     else:
         again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)

@@ -105,6 +105,9 @@ OPS: dict[int, tuple[str, str]] = {
                          "root and record being freed)"),
     51: ("vm_task_exit", "tid, mm: do_exit (0 exiting, 1 its stack released and its mm's user going, 2 done)"),
     52: ("vm_expand", "mm, vma, new_end: vma_expand (the tree store, then vm_end)"),
+    53: ("vm_split", "mm, vma, new, addr: __split_vma (1 the new VMA set up with its object reference, "
+                     "not in the tree; 2 in the tree, vma's end not yet cut)"),
+    54: ("vm_brk", "mm, oldbrk, newbrk: brk moving the break (1 the heap's VMAs changed, mm->brk may lag)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -188,6 +191,9 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:vmalloc:page", "vmalloc: one more page mapped into an area not yet BUSY (a kernel stack, a large area)"),
     ("vm:fork:shadows", "dup_mm: a private VMA's two new shadows made, neither given to a VMA yet"),
     ("vm:fork:copied", "dup_mm: one more VMA copied into the child (in its tree, its PTEs copied)"),
+    ("vm:split:ready", "__split_vma: the new VMA is set up with its object reference, not in the tree"),
+    ("vm:split:inserted", "__split_vma: the new VMA is in the tree, the old one's end not yet cut"),
+    ("vm:brk:changed", "brk: the heap's VMAs changed (grown or unmapped), mm->brk not yet final"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

@@ -52,6 +52,9 @@ from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync import waithook as W
 
 _OP_MMAP, _OP_MUNMAP, _OP_EXPAND = I.OP["vm_mmap"], I.OP["vm_munmap"], I.OP["vm_expand"]
+_OP_SPLIT, _OP_BRK = I.OP["vm_split"], I.OP["vm_brk"]
+P_SPLIT_READY, P_SPLIT_INSERTED, P_BRK_CHANGED = (
+    I.POINT_IDS[n] for n in ("vm:split:ready", "vm:split:inserted", "vm:brk:changed"))
 P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
     I.POINT_IDS[n] for n in ("vm:mmap:vma_ready", "vm:mmap:inserted", "vm:munmap:detached", "vm:munmap:unlinked",
                              "vm:zap:gathered", "vm:munmap:unmapped"))
@@ -219,24 +222,47 @@ class Mmap:
             new = vma_dup(vma)
             if not new:
                 raise VMError("ENOMEM", f"split at {addr:#x}: no memory for a VMA")
-            start_write(mm_id, vma)
-            q[(new + V.V_START) >> 3] = addr
-            q[(new + V.V_PGOFF) >> 3] += (addr - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT
-            q[(new + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)   # born write-locked
-            o = q[(new + V.V_OBJECT) >> 3]
-            if o:
-                objs.get(o)
-            r = vinsert(mm_id, new)                  # trims vma's range in the tree
-            if r:
+            lr = -1
+            if begin is not None:                    # vm_split (robust mode): the tree store
+                lr = begin(_OP_SPLIT, mm_id, vma, new)   # may pass fault points (node frees)
+                q[lr + 4] = addr
+            try:
+                start_write(mm_id, vma)
+                q[(new + V.V_START) >> 3] = addr
+                q[(new + V.V_PGOFF) >> 3] += (addr - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT
+                q[(new + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)   # born write-locked
+                o = q[(new + V.V_OBJECT) >> 3]
                 if o:
-                    objs.put(o)
-                vmas.free(new)
-                raise VMError("ENOMEM", f"split at {addr:#x}: no memory for maple-tree nodes")
+                    objs.get(o)
+                if lr >= 0:
+                    q[lr + 7] = 1
+                    if fp:
+                        fp(P_SPLIT_READY)
+                r = vinsert(mm_id, new)              # trims vma's range in the tree
+                if r:
+                    if lr >= 0:
+                        q[lr + 7] = 0
+                    if o:
+                        objs.put(o)
+                    vmas.free(new)
+                    raise VMError("ENOMEM", f"split at {addr:#x}: no memory for maple-tree nodes")
+                if lr >= 0:
+                    q[lr + 7] = 2
+                    if fp:
+                        fp(P_SPLIT_INSERTED)
+                split_finish(mm_id, vma, new, addr)
+            finally:
+                if lr >= 0:
+                    log_end(lr)
+            return new
+
+        def split_finish(mm_id: int, vma: int, new: int, addr: int) -> None:
+            """The rest of a split once the new VMA is in the tree (recovery rolls a
+            dead CPU's split forward with it)."""
             q[(vma + V.V_END) >> 3] = addr
             link(new)
             q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
             changed(mm_id)
-            return new
 
         def mergeable(a: int, b: int) -> bool:
             """Can b (right after a) be folded into a?  Same flags (but VM_SOFTDIRTY),
@@ -632,14 +658,13 @@ class Mmap:
                     fp(P_VMA_READY)
             try:
                 if vinsert(mm_id, v):
+                    if r >= 0:
+                        q[r + 7] = 0                 # released before the release
                     if q[(v + V.V_OBJECT) >> 3]:
                         objs.put(q[(v + V.V_OBJECT) >> 3])
                     vma_free(v)
                     raise VMError("ENOMEM", f"mmap: no memory for maple-tree nodes at {start:#x}")
-                link(v)
-                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
-                vm_stat_account(mm_id, vm_flags, length >> PAGE_SHIFT)
-                changed(mm_id)
+                mmap_finish(mm_id, v)
                 if r >= 0:
                     q[r + 7] = 2
                     if fp:
@@ -648,6 +673,14 @@ class Mmap:
                 if r >= 0:
                     log_end(r)
             return v
+
+        def mmap_finish(mm_id: int, v: int) -> None:
+            """The rest of mmap_region once the new VMA is in the tree (recovery rolls a
+            dead CPU's mmap forward with it)."""
+            link(v)
+            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
+            vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], npages(v))
+            changed(mm_id)
 
         def prev_mergeable(prev: int, vm_flags: int, fid: int, pgoff: int, anon: bool) -> bool:
             if (q[(prev + V.V_FLAGS) >> 3] ^ vm_flags) & ~V.VM_SOFTDIRTY & _U64:
@@ -689,6 +722,7 @@ class Mmap:
             unmaps with the downgrade, as munmap does (do_vmi_align_munmap, unlock)."""
             m = mo(mm_id)
             mmap_write_lock(mm_id)
+            lr = -1
             try:
                 start_brk, cur = q[(m + T.M_START_BRK) >> 3], q[(m + T.M_BRK) >> 3]
                 if newbrk < start_brk:
@@ -697,6 +731,8 @@ class Mmap:
                 if new_end == old_end:
                     q[(m + T.M_BRK) >> 3] = newbrk
                     return newbrk
+                if begin is not None:                # vm_brk (robust mode): mm->brk follows the tree
+                    lr = begin(_OP_BRK, mm_id, cur, newbrk)
                 if new_end < old_end:
                     q[(m + T.M_BRK) >> 3] = newbrk
                     try:
@@ -706,6 +742,8 @@ class Mmap:
                             q[(m + T.M_BRK) >> 3] = cur
                             return cur
                         raise
+                    if lr >= 0:
+                        q[lr + 7] = 1                # (no point: mmap_lock is dropped already)
                     return newbrk
                 nxt = tree(mm_id).mt_find(old_end)[0]
                 gap = STACK_GUARD_GAP if nxt and q[(nxt + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN else 0
@@ -717,11 +755,32 @@ class Mmap:
                     map_region(mm_id, old_end, new_end - old_end, flags, -1, 0, True)
                 except VMError:
                     return cur
+                if lr >= 0:
+                    q[lr + 7] = 1
+                    if fp:
+                        fp(P_BRK_CHANGED)
                 q[(m + T.M_BRK) >> 3] = newbrk
                 return newbrk
             finally:
+                if lr >= 0:
+                    log_end(lr)
                 if write_locked(mm_id):
                     mmap_write_unlock(mm_id)
+
+        def brk_settle(mm_id: int, oldbrk: int, newbrk: int) -> None:
+            """mm->brk after a brk from oldbrk to newbrk stopped anywhere (recovery): the
+            break whose heap end the VMAs have -- the larger if [lower end, higher end) is
+            mapped, else the smaller.  (A later brk trusts mm->brk: one that lagged the
+            VMAs would have every grow refused, or a shrink leave memory mapped.)  A
+            break that is neither was moved since by a live thread of the mm (its
+            mmap_lock was taken over): theirs stands."""
+            cur = q[(mo(mm_id) + T.M_BRK) >> 3]
+            if cur not in (oldbrk, newbrk):
+                return
+            lo, hi = sorted((oldbrk, newbrk), key=_align)
+            a, b = _align(lo), _align(hi)
+            v = tree(mm_id).mtree_load(a) if a < b else 0
+            q[(mo(mm_id) + T.M_BRK) >> 3] = hi if v and q[(v + V.V_END) >> 3] >= b else lo
 
         # ------------------------------------------------------------ mprotect
         def mprotect(mm_id: int, start: int, length: int, prot: int) -> None:
@@ -1061,3 +1120,4 @@ class Mmap:
         # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's
         # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
         self.split, self.split_edges, self.merge_all = split, split_edges, merge_all
+        self.split_finish, self.mmap_finish, self.brk_settle = split_finish, mmap_finish, brk_settle

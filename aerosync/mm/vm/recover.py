@@ -57,7 +57,16 @@ covered, and how each record is resolved:
              to new_end: its vm_end set, the VMA caches invalidated and, for new memory
              (a3 = flags + 1), total_vm and the rest counted; else nothing changed.
   vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
-             reference dropped and the VMA freed; step 2 in the tree: nothing.
+             reference dropped and the VMA freed -- unless the tree store had landed
+             (the death was in its freeing of replaced nodes): then rolled forward
+             (attached, linked, counted: mmap_finish); step 2 in the tree: nothing.
+  vm_split   (__split_vma) step 1 the new VMA set up with its object reference: undone
+             (reference put, VMA freed) unless the tree maps addr to it (landed, as
+             vm_mmap); step 2 in the tree: rolled forward (split_finish: the old VMA's
+             end cut, the new one linked and counted).
+  vm_brk     (brk moving the break from a1 to a2; its VMA changes are the records
+             above, resolved first) mm->brk set to whichever break the VMAs now end the
+             heap at (brk_settle): the tree and mm->brk agree again.
   vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
              PTEs cleared, mapcount and rss already lowered -- lose the PTE reference
              they still hold (the puts the flush did not do).
@@ -72,7 +81,7 @@ covered, and how each record is resolved:
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): the splits and flag changes of mprotect / mremap / madvise, the
+outside there may leak): the flag changes of mprotect / madvise and mremap's moves, the
 shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
 the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
@@ -117,8 +126,17 @@ __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
-                                 "vm_exit_mmap", "vm_task_exit", "vm_expand")}
+                                 "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk")}
 _OP = I.OP
+
+
+def _landed(arena: Any, vm: Any, mm_id: int, v: int, addr: int) -> bool:
+    """Did the tree store of new VMA v (mapping addr) land?  Then it is attached (the
+    insert's last store, which a death in the store's node frees preceded)."""
+    if vm.vmas.tree(mm_id).mtree_load(addr) != v:
+        return False
+    arena.atomic.store64(v + V.V_STATE, V.VMA_ATTACHED)
+    return True
 
 
 def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:
@@ -207,13 +225,31 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             vm.sys.unmap_vmas(mm_id, victims, start, end, -1, s, a[4])
             got["objects"] += n
     elif op == _OP["vm_mmap"]:
-        v = a[1]
+        mm_id, v = a[0], a[1]
         if s == 1:
-            o = arena.u64[(v + V.V_OBJECT) >> 3]
+            if _landed(arena, vm, mm_id, v, arena.u64[(v + V.V_START) >> 3]):
+                vm.sys.mmap_finish(mm_id, v)
+            else:
+                o = arena.u64[(v + V.V_OBJECT) >> 3]
+                if o:
+                    vm.objs.put(o)
+                vm.vmas.free(v)
+                got["objects"] += 1
+    elif op == _OP["vm_split"]:
+        mm_id, v, new, addr = a[0], a[1], a[2], a[3]
+        if s == 2 or (s == 1 and _landed(arena, vm, mm_id, new, addr)):
+            vm.sys.split_finish(mm_id, v, new, addr)
+        elif s == 1:
+            o = arena.u64[(new + V.V_OBJECT) >> 3]
             if o:
                 vm.objs.put(o)
-            vm.vmas.free(v)
+            vm.vmas.free(new)
             got["objects"] += 1
+        else:
+            vm.vmas.free(new)                        # (no point passes at step 0)
+            got["objects"] += 1
+    elif op == _OP["vm_brk"]:
+        vm.sys.brk_settle(a[0], a[1], a[2])
     return got
 
 

@@ -203,18 +203,32 @@ def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point:
     return pid
 
 
+def _task_vm(arena: Any, cpu: int, comm: str) -> tuple[Any, int]:
+    """A VM handle of `cpu` running a new task of its own address space."""
+    from aerosync.mm.vm.vm import VM
+
+    vm = VM(arena, cpu)
+    vm.make_current()
+    tid = vm.task_create(comm)
+    vm.switch_to(tid)
+    return vm, tid
+
+
+def _task_exit(vm: Any, tid: int) -> None:
+    """The task exits and is reaped; the CPU leaves the VM."""
+    vm.exit()
+    vm.reap(tid)
+    vm.leave()
+
+
 def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any, int], None]:
     """A VM driver: one task on `cpu` maps anonymous regions, writes every page (faults)
     and unmaps them, round after round; then exits."""
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm = VM(arena, cpu)
-        vm.make_current()
-        tid = vm.task_create("crash")
-        vm.switch_to(tid)
+        vm, tid = _task_vm(arena, cpu, "crash")
         for k in range(rounds):
             n = rng.randint(1, pages)
             a = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -223,9 +237,7 @@ def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any
                     vm.load64(a + p * 4096)     # the zero page first: the write is a COW (map_new)
                 vm.store64(a + p * 4096, k)
             vm.munmap(a, n * 4096)
-        vm.exit()
-        vm.reap(tid)
-        vm.leave()
+        _task_exit(vm, tid)
 
     return drive
 
@@ -236,14 +248,10 @@ def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], Non
     grows and shrinks its break (do_brk_flags expands the heap VMA, a shrink splits it),
     round after round; then exits."""
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm = VM(arena, cpu)
-        vm.make_current()
-        tid = vm.task_create("crash")
-        vm.switch_to(tid)
+        vm, tid = _task_vm(arena, cpu, "crash")
         heap = vm.brk(0)
         for k in range(rounds):
             n = rng.randint(6, 24)
@@ -259,9 +267,7 @@ def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], Non
             assert vm.brk(heap + 4096) == heap + 4096
             vm.munmap(a, n * 4096)
         assert vm.brk(heap) == heap
-        vm.exit()
-        vm.reap(tid)
-        vm.leave()
+        _task_exit(vm, tid)
 
     return drive
 
@@ -294,16 +300,12 @@ def vm_file_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None
     (a private COW copy of the held folio, or a shared page dirtied); then unmaps it."""
     from aerosync.mm.vm.filemap import expected_page
     from aerosync.mm.vm.mmap import MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     size = VM_FILE_PAGES * 4096
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm = VM(arena, cpu)
-        vm.make_current()
-        tid = vm.task_create("crashf")
-        vm.switch_to(tid)
+        vm, tid = _task_vm(arena, cpu, "crashf")
         fid = vm.file_lookup(VM_FILE)
         for k in range(rounds):
             a = vm.mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED if k % 3 == 2 else MAP_PRIVATE, fid, 0)
@@ -314,9 +316,7 @@ def vm_file_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None
                 if rng.random() < 0.4:
                     vm.store64(a + p * 4096 + 64, k)
             vm.munmap(a, size)
-        vm.exit()
-        vm.reap(tid)
-        vm.leave()
+        _task_exit(vm, tid)
 
     return drive
 
@@ -327,14 +327,10 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
     child runs, writes a page of each (COW, shared) and exits; the parent reaps it and
     unmaps.  Round after round, then exits."""
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm = VM(arena, cpu)
-        vm.make_current()
-        tid = vm.task_create("crashk")
-        vm.switch_to(tid)
+        vm, tid = _task_vm(arena, cpu, "crashk")
         rw = PROT_READ | PROT_WRITE
         for k in range(rounds):
             n = rng.randint(1, pages)
@@ -356,9 +352,7 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
             assert vm.load64(s) == k + 1
             vm.munmap(a, n * 4096)
             vm.munmap(s, 4096)
-        vm.exit()
-        vm.reap(tid)
-        vm.leave()
+        _task_exit(vm, tid)
 
     return drive
 

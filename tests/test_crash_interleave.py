@@ -20,9 +20,8 @@ def _exhaust(arena, cpu: int) -> None:
     """Allocate from CACHE on `cpu` and never free: every cpu slab runs out with no
     remote frees, so the slow path finds no freelist to take (get_freelist: NIL)."""
     kc = Slub(arena, cpu).cache(CACHE)
-    held = []
     for _ in range(4096):
-        held.append(kc.alloc())
+        kc.alloc()
 
 
 def test_full_slab_published_by_the_dead_cpu_is_not_unfrozen(machine) -> None:

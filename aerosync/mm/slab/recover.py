@@ -9,9 +9,9 @@ every live CPU parked at a batch boundary).  Acts through a Slub handle of the d
 The dead CPU's records (mm/slab/slub.py writes them; mm/intent.py has the protocol),
 resolved innermost first.  "Splice" = put a chain of free objects taken off a slab back
 on that slab's freelist and unfreeze it (deactivate_slab's CAS, done with the world
-stopped) -- an empty chain is no splice: the slab may be public already and a live CPU's
-by now (test_crash_interleave.py); "free" = __slab_free of one object without counting it (it was counted as
-freed already, or never counted as allocated):
+stopped) -- an empty chain is no splice: the slab may be public already and a live
+CPU's by now (test_crash_interleave.py); "free" = __slab_free of one object without
+counting it (it was counted as freed already, or never counted as allocated):
   slab_new        step 1 (pages allocated, slab not set up): the pages are freed.
                   step 2 (set up, counted, on no list): left to the scan below.
   slab_discard    step 1 (uncounted): metadata cleared and pages freed (rolled forward);
@@ -160,11 +160,9 @@ class _Cache:
         if not objs:
             return 0
         w = self.word(pfn)
-        fl, inuse, n = w & _LO, (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF
-        if objs:
-            self.set_fp(pfn, objs[-1], fl)
-            fl = chain
-        self.set_word(pfn, fl | (inuse - len(objs)) << 32 | n << 48)
+        inuse, n = (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF
+        self.set_fp(pfn, objs[-1], w & _LO)
+        self.set_word(pfn, chain | (inuse - len(objs)) << 32 | n << 48)
         return len(objs)
 
     def obj(self, addr: int) -> tuple[int, int]:

@@ -139,6 +139,16 @@ def _landed(arena: Any, vm: Any, mm_id: int, v: int, addr: int) -> bool:
     return True
 
 
+def _free_new_vma(arena: Any, vm: Any, v: int, has_ref: bool) -> int:
+    """A new VMA that never got into the tree undone: its object reference put (if it
+    took one) and the VMA freed.  Returns the objects given back (1)."""
+    o = arena.u64[(v + V.V_OBJECT) >> 3]
+    if o and has_ref:
+        vm.objs.put(o)
+    vm.vmas.free(v)
+    return 1
+
+
 def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:
     """Roll one of the dead CPU's VM records forward or back (module docstring); `vm` is
     a VM handle of the dead CPU (the caller's), `spill` its context's spill area."""
@@ -230,24 +240,13 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             if _landed(arena, vm, mm_id, v, arena.u64[(v + V.V_START) >> 3]):
                 vm.sys.mmap_finish(mm_id, v)
             else:
-                o = arena.u64[(v + V.V_OBJECT) >> 3]
-                if o:
-                    vm.objs.put(o)
-                vm.vmas.free(v)
-                got["objects"] += 1
+                got["objects"] += _free_new_vma(arena, vm, v, True)
     elif op == _OP["vm_split"]:
         mm_id, v, new, addr = a[0], a[1], a[2], a[3]
         if s == 2 or (s == 1 and _landed(arena, vm, mm_id, new, addr)):
             vm.sys.split_finish(mm_id, v, new, addr)
-        elif s == 1:
-            o = arena.u64[(new + V.V_OBJECT) >> 3]
-            if o:
-                vm.objs.put(o)
-            vm.vmas.free(new)
-            got["objects"] += 1
-        else:
-            vm.vmas.free(new)                        # (no point passes at step 0)
-            got["objects"] += 1
+        else:                                        # (step 0: its object reference not yet taken)
+            got["objects"] += _free_new_vma(arena, vm, new, s == 1)
     elif op == _OP["vm_brk"]:
         vm.sys.brk_settle(a[0], a[1], a[2])
     return got

@@ -56,7 +56,7 @@ from aerosync.arena.layout import robust_mode
 
 __all__ = ["POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog", "point_fn", "Record",
            "read_records", "clear_log", "arm", "disarm", "died_at", "hits", "ARG", "STEP",
-           "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP"]
+           "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP", "idle_fn"]
 
 ARG, STEP = 1, 7              # word offsets inside a record: args a0..a5 at 1..6, step at 7
 SPILL_MAX = L.INTENT_SPILL
@@ -108,6 +108,8 @@ OPS: dict[int, tuple[str, str]] = {
     53: ("vm_split", "mm, vma, new, addr: __split_vma (1 the new VMA set up with its object reference, "
                      "not in the tree; 2 in the tree, vma's end not yet cut)"),
     54: ("vm_brk", "mm, oldbrk, newbrk: brk moving the break (1 the heap's VMAs changed, mm->brk may lag)"),
+    55: ("vm_obj_remove", "obj, idx, entry: vm_object_page_remove, one entry at a time (1 the entry being "
+                          "erased, 2 erased and counted: its reference the record's)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -194,6 +196,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:split:ready", "__split_vma: the new VMA is set up with its object reference, not in the tree"),
     ("vm:split:inserted", "__split_vma: the new VMA is in the tree, the old one's end not yet cut"),
     ("vm:brk:changed", "brk: the heap's VMAs changed (grown or unmapped), mm->brk not yet final"),
+    ("vm:obj_remove:taken", "vm_object_page_remove: an entry erased and counted, its reference not yet put"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS
@@ -346,6 +349,23 @@ def held_locks(arena: Any, cpu: int) -> list[tuple[int, int]]:
             if w:
                 out.append((w & ((1 << 56) - 1), w >> 56))
     return out
+
+
+def idle_fn(arena: Any, cpu: int) -> Callable[[], bool]:
+    """A function telling whether `cpu` (this process) has nothing in flight: no open
+    record and no lock on its robust list, in either context -- where it may park for a
+    pause inside a lock wait (sync/waithook.py's park hook)."""
+    q = arena.u64
+    spans = []
+    for ctx in range(L.INTENT_CTX):
+        off = _ctx_off(arena, cpu, ctx)
+        spans.append(((off + L.ILC_DEPTH) >> 3, (off + L.ILC_HELD) >> 3))
+    held_n = L.IL_HELD_MAX
+
+    def idle() -> bool:
+        return not any(q[dep] or any(q[held : held + held_n]) for dep, held in spans)
+
+    return idle
 
 
 def clear_log(arena: Any, cpu: int) -> None:

@@ -290,7 +290,9 @@ def _check(arena: Any, s: _Sink) -> None:
                 li = (po + Z.PCP_LISTS + 8 * idx) >> 2
                 n = _walk(s, "P2", f"{where} list order {o} mt {mts}", int(q32[li]), int(q32[li + 1]), None, nxt,
                           prv, lambda p, z=z, o=o, mts=mts: bool(is_pcp[p]) and zone[p] == z and order[p] == o
-                          and int(mt[p]) in mts, nr_pages)
+                          and int(mt[p]) in mts, nr_pages,
+                          lambda p: f"flags {int(flags[p]):#x} order {int(order[p])} mt {int(mt[p])} zone "
+                                    f"{int(zone[p])} refcount {int(ref[p])}")
                 walked += n
                 pages_on += n << o
             if pages_on != count:
@@ -335,15 +337,17 @@ def limit_of(s: _Sink) -> int:
 
 
 def _walk(s: _Sink, inv: str, where: str, first: int, last: int, want: int | None, nxt: list[int], prv: list[int],
-          good: Any, nr_pages: int) -> int:
-    """Walk a pfn list; report bad members, broken prev links, wrong tail or length."""
+          good: Any, nr_pages: int, state: Any = None) -> int:
+    """Walk a pfn list; report bad members (with `state(pfn)`, what the page says),
+    broken prev links, wrong tail or length."""
     n, prev, p = 0, NIL, first
     while p != NIL:
         if p >= nr_pages:
             s.add(inv, where, "link to a pfn < nr_pages", f"pfn {p} after {prev}")
             return n
         if not good(p):
-            s.add(inv, f"pfn {p}", f"member of {where}", "page state does not match the list")
+            s.add(inv, f"pfn {p}", f"member of {where}", "page state does not match the list" +
+                  (f" ({state(p)})" if state is not None else ""))
         if prv[p] != prev:
             s.add(inv, f"pfn {p}", f"prev {prev} ({where})", f"prev {prv[p]}")
         n += 1

@@ -426,6 +426,16 @@ class Mmap:
             if not from_step:
                 q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= len(victims)
 
+        def munmap_finish(mm_id: int, victims: list[int], start: int, end: int) -> None:
+            """A munmap whose tree erase landed before its record reached step 1 (a death
+            in the erase's freeing of replaced nodes), finished by recovery: the victims
+            marked detached, the VMA caches invalidated, then unmap_vmas from the start
+            (map_count and locked_vm lowered with the rest)."""
+            for v in victims:
+                store(v + V.V_STATE, V.VMA_DETACHED)
+            changed(mm_id)
+            unmap_vmas(mm_id, victims, start, end)
+
         def drop_object_range(o: int, v: int) -> None:
             """The pages of a private anonymous object at this VMA's indices are reachable
             from no other VMA: take them out of the tree (vm_object_page_remove) -- unless
@@ -1121,3 +1131,4 @@ class Mmap:
         # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
         self.split, self.split_edges, self.merge_all = split, split_edges, merge_all
         self.split_finish, self.mmap_finish, self.brk_settle = split_finish, mmap_finish, brk_settle
+        self.munmap_finish = munmap_finish

@@ -32,6 +32,12 @@ covered, and how each record is resolved:
              vm_object.py) finished from its step (destroy_steps): the entry it was
              taking put if the tree still had it, the rest of the tree emptied, the
              backing cut and put, the record freed.
+  vm_obj_remove (vm_object_page_remove of robust mode: munmap's and the zaps' removal of
+             an object's folios, one entry at a time) step 1 the entry being erased:
+             erased if the tree still has it, taken out (mapping and index cleared, or
+             its swap value dropped) and counted, its folio put; step 2 erased and
+             counted: its folio put; step 0 nothing.  The caller's own record (a
+             munmap's remove_vmas) then resumes the rest of the range.
   vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
@@ -71,13 +77,18 @@ covered, and how each record is resolved:
              PTEs cleared, mapcount and rss already lowered -- lose the PTE reference
              they still hold (the puts the flush did not do).
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
-             code (Mmap.unmap_vmas) from where it stopped: step 1 detached (map_count
+             code (Mmap.unmap_vmas) from where it stopped: step 0 with the tree erase
+             landed (start no longer maps the first victim: a death in the erase's
+             freeing of replaced nodes) as if nothing had followed it (munmap_finish:
+             detached, caches invalidated, map_count lowered, then all of step 1's
+             work), else nothing; step 1 detached (map_count
              and locked_vm already lowered; unlink, zap, free the page tables, drop
              objects, free VMAs), 2 unlinked (zap again: cleared PTEs are skipped), 3
              unmapped (the VMAs themselves, from where remove_vmas' progress word a4
              says: an object put or a VMA freed by the dead CPU is not done again).  From step 1 on the munmap may hold
              mmap_lock for read (downgraded for the zap): its robust list says so, and
-             the takeover drops that read hold.
+             the takeover keeps that read hold until the recovery ends (no live writer
+             maps into the range before the zap is finished).
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
@@ -95,7 +106,9 @@ flushes through its own mmu_gather.  Pages freed at vm_fault step 1 and vm_file_
 step 1 were never mapped.  In "processes" mode no other CPU loaded the mm: the flush
 finds no target.
 
-Locks: the takeover releases a dead writer's mmap_lock, but the sequences its write hold
+Locks: the takeover keeps a dead CPU's mmap_lock holds until its recovery ends
+(mm/recovery.py; released early only when a live waiter cannot park), and recovery's
+own mmap_lock operations are no-ops (world_stopped).  The sequences a write hold
 made odd (mm_lock_seq: the VMAs it marked; mmap_seq: speculative faults) are moved on
 by `end_dead_writes(arena)` before any record is resolved (vma_end_write_all): else, in
 threads mode, the live CPUs' per-VMA faults on those VMAs would fall back to mmap_lock
@@ -126,7 +139,8 @@ __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
-                                 "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk")}
+                                 "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
+                                 "vm_obj_remove")}
 _OP = I.OP
 
 
@@ -184,6 +198,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_obj_destroy"]:
         vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3])
         got["objects"] += 1
+    elif op == _OP["vm_obj_remove"]:
+        if s:
+            got["pages"] += vm.objs.remove_finish(a[0], a[1], a[2], s)
     elif op == _OP["vm_task_create"]:
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
@@ -234,6 +251,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s >= 1:
             vm.sys.unmap_vmas(mm_id, victims, start, end, -1, s, a[4])
             got["objects"] += n
+        elif victims and vm.vmas.tree(mm_id).mtree_load(start) != victims[0]:
+            vm.sys.munmap_finish(mm_id, victims, start, end)     # the erase landed: roll forward
+            got["objects"] += n
     elif op == _OP["vm_mmap"]:
         mm_id, v = a[0], a[1]
         if s == 1:
@@ -253,19 +273,22 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
 
 
 def end_dead_writes(arena: Any) -> int:
-    """vma_end_write_all for a dead writer: an mm whose mmap_lock the takeover released
-    from a dead CPU's write hold still has odd mm_lock_seq / mmap_seq -- every VMA the
-    writer marked would stay write-locked and speculative faults back off for good.  With
-    the world stopped, an odd sequence under a lock no writer holds is such a leftover
-    (a live writer holds the rwsem, and moves the sequences only while holding it): it is
-    moved on to even.  Before any record's recovery takes an mmap_lock.  Returns mms fixed."""
-    from aerosync.sync.objlock import RW_WRITER
+    """vma_end_write_all for a dead writer: an mm whose mmap_lock a dead CPU write-held
+    (kept for its recovery, RW_KEPT, or released early by the takeover) still has odd
+    mm_lock_seq / mmap_seq -- every VMA the writer marked would stay write-locked and
+    speculative faults back off for good.  With the world stopped, an odd sequence
+    under a lock no live writer holds is such a leftover (a live writer holds the rwsem,
+    and moves the sequences only while holding it): it is moved on to even.  Before any
+    record's recovery takes an mmap_lock (its own write holds then move them in pairs).
+    Returns mms fixed."""
+    from aerosync.sync.objlock import RW_KEPT, RW_WRITER
 
     q, at = arena.u64, arena.atomic
     fixed = 0
     for mm_id in range(1, q[(arena.off("vmhdr") + T.H_MAX_MMS) >> 3]):
         m = T.mm_off(arena, mm_id)
-        if q[(m + T.M_STATE) >> 3] != T.MM_LIVE or at.load64(m + T.M_MMAP_LOCK) & RW_WRITER:
+        if q[(m + T.M_STATE) >> 3] != T.MM_LIVE or \
+                at.load64(m + T.M_MMAP_LOCK) & (RW_WRITER | RW_KEPT) == RW_WRITER:
             continue
         hit = False
         for f in (T.M_LOCK_SEQ, T.M_MMAP_SEQ):

@@ -96,7 +96,8 @@ __all__ = [
 
 OBJ_ANON, OBJ_VNODE = 1, 2
 OBJF_SHARED, OBJF_DEAD = 1, 2
-_OP_DESTROY = I.OP["vm_obj_destroy"]
+_OP_DESTROY, _OP_REMOVE = I.OP["vm_obj_destroy"], I.OP["vm_obj_remove"]
+P_REMOVE_TAKEN = I.POINT_IDS["vm:obj_remove:taken"]
 O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
@@ -158,9 +159,12 @@ class PageTrees:
         def first(root: int) -> tuple[int, int] | None:
             return (get(root) or new(root)).xa_find(0)
 
+        def find(root: int, start: int, last: int) -> tuple[int, int] | None:
+            return (get(root) or new(root)).xa_find(start, last)
+
         self.load, self.store, self.erase, self.insert = load, store, erase, insert
         self.insert_leaf = insert_leaf
-        self.erase_range, self.first = erase_range, first
+        self.erase_range, self.first, self.find = erase_range, first, find
 
     def handle(self, root: int) -> XArray:
         h = self.handles.get(root)
@@ -305,7 +309,8 @@ class VmObjects:
         # never releases twice).
         lg = mm.log if robust_mode(arena.config) else None
         begin, log_end = (lg.begin, lg.end) if lg is not None else (None, None)
-        first_entry = xa.first
+        fp_rm = lg.fp if lg is not None else None
+        first_entry, xa_find = xa.first, xa.find
         free_pages = mm.free_pages
 
         def destroy_steps(o: int, step: int, r: int, idx: int = 0, e: int = 0, back: int = 0) -> None:
@@ -629,6 +634,8 @@ class VmObjects:
             a fault of another CPU into the same object waits for one batch at most.
             Each entry leaves the tree atomically under the lock (O1/O5 hold at every
             release); each batch's references go to folios_put between two holds."""
+            if begin is not None:
+                return page_remove_logged(o, first, last - 1)
             n_out = 0
             idx = first
             last -= 1
@@ -651,6 +658,64 @@ class VmObjects:
                 if idx <= last and tp:
                     tp("obj:remove_batch")
             return n_out
+
+        def page_remove_logged(o: int, idx: int, last: int) -> int:
+            """page_remove of robust mode: one entry at a time under a vm_obj_remove
+            record (a0 the object, a1/a2 the entry), so a death inside an erase (its
+            node frees: slab, RCU) loses no entry's accounting or reference --
+            xa_erase_range's batch would be gone from the tree with neither done.  Step 1
+            is stored before the erase, 2 once the entry is out and counted, 0 before its
+            put (a kill in between leaks, never puts twice: mm/vm/recover.py)."""
+            root = o + O_TREE
+            n_out = 0
+            r = begin(_OP_REMOVE, o)
+            try:
+                while True:
+                    down_write(o + O_LOCK)
+                    try:
+                        got = xa_find(root, idx, last)
+                        if got is None:
+                            break
+                        idx, e = got
+                        q[r + 2] = idx
+                        q[r + 3] = e
+                        q[r + 7] = 1
+                        xa_erase(root, idx)
+                        pfns = untree([(idx, e)])
+                        if pfns:
+                            fetch_add(o + O_NR_PAGES, _U64)
+                        q[r + 7] = 2
+                    finally:
+                        up_write(o + O_LOCK)
+                    if pfns:
+                        if fp_rm is not None:
+                            fp_rm(P_REMOVE_TAKEN)
+                        q[r + 7] = 0
+                        n_out += 1
+                        free_pages(pfns[0], 0)
+                    else:
+                        q[r + 7] = 0
+                    idx += 1
+            finally:
+                log_end(r)
+            return n_out
+
+        def remove_finish(o: int, idx: int, e: int, step: int) -> int:
+            """Recovery of a vm_obj_remove record: at step 1 the entry is erased if the
+            tree still has it, taken out (mapping and index cleared, or its swap value
+            dropped) and counted; at steps 1 and 2 its folio's reference is put.
+            Returns pages put."""
+            if step == 1:
+                if xa_load(o + O_TREE, idx) == e:
+                    xa_erase(o + O_TREE, idx)
+                pfns = untree([(idx, e)])
+                if pfns:
+                    fetch_add(o + O_NR_PAGES, _U64)
+            else:
+                pfns = [] if e & 3 else [e >> 2]
+            for pfn in pfns:
+                free_pages(pfn, 0)
+            return len(pfns)
 
         def mark_zero(o: int, first: int, last: int) -> None:
             """Hide what o's backing chain holds at [first, last): ZERO markers (a
@@ -698,5 +763,5 @@ class VmObjects:
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
         self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
         self.xa_insert_leaf = xa.insert_leaf
-        self.page_remove, self.mark_zero = page_remove, mark_zero
+        self.page_remove, self.mark_zero, self.remove_finish = page_remove, mark_zero, remove_finish
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -24,10 +24,13 @@ batch boundary (no operation in flight), so the checkers see a quiescent machine
 
 A CPU killed during the run ([run] on_cpu_death, aerosync/crash.py, mm/recovery.py)::
 
-    sentinel fires (exit by a signal) ─► takeover: its locks taken over and released
-        (live CPUs still run) ─► park every live CPU ─► recover: its intent records
-        rolled forward/back, its held items given back (workload.recover), CPU taken
-        offline (mm/cpuhp.py), state scans; checkers ─► "continue": a new worker for
+    sentinel fires (exit by a signal) ─► takeover: its locks taken over and released,
+        its mmap_lock holds kept (live CPUs still run) ─► park every live CPU (one
+        queued on a kept mmap_lock parks in its wait; if one cannot, the kept holds
+        are released and it parks anew) ─► recover: its intent records rolled
+        forward/back, its held items given back (workload.recover), CPU taken
+        offline (mm/cpuhp.py), state scans; kept holds released; checkers ─►
+        "continue": a new worker for
         the CPU (fork: ~50 ms, not spawn's ~1 s), GO │ "stop": the run ends as at its
         deadline │ "fail" (default): WorkerDied, as before
     A second death while parking is recovered in the same round.  `[fault]` kills are
@@ -65,7 +68,15 @@ from aerosync.arena import layout as L
 from aerosync.arena.cleanup import cleanup_stale
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.crash import CrashLog, FaultDriver, check_fault, check_recovery
-from aerosync.errors import AeroSyncError, ScenarioError, ShmSpaceError, SoftLockup, Terminated, WorkerDied
+from aerosync.errors import (
+    AeroSyncError,
+    InvariantViolation,
+    ScenarioError,
+    ShmSpaceError,
+    SoftLockup,
+    Terminated,
+    WorkerDied,
+)
 from aerosync.hotplug import Hotplug, check_events
 from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
@@ -90,6 +101,10 @@ __all__ = ["RunResult", "RunInterrupted", "run", "build_machine", "plan_arena", 
 RESULT_SCHEMA_VERSION = 1
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
+# A dead CPU's mmap_lock is kept over its recovery; a live CPU queued on it parks inside
+# the wait.  One that cannot (it holds something) shows as a pause this slow: then the
+# lock is released early (mm/recovery.py).  Generous against an oversubscribed host.
+KEPT_STALL_S = 0.5
 
 
 @dataclass
@@ -563,9 +578,14 @@ class _Deaths:
                     self.driver.on_death(c, time.perf_counter())
                 arena.atomic.store64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_STATE, L.CPUST_OFFLINE)
                 recs[c] = recovery.takeover(arena, procs[c].pid or 0, c)
+            kept = any(r.kept for r in recs.values())
             try:
-                _park_all(arena, procs, "recovery")
+                _park_all(arena, procs, "recovery", stall_s=KEPT_STALL_S if kept else None)
                 break
+            except _ParkStalled:                   # a CPU queued on a kept mmap_lock cannot park there
+                for r in recs.values():
+                    recovery.release_kept(arena, r, early=True)
+                todo = []
             except WorkerDied as e:                # a second death while parking: same round
                 if not _killed(procs[e.cpu]):
                     raise
@@ -573,9 +593,15 @@ class _Deaths:
         from aerosync.mm.cpuhp import cpuhp_offline_mm
 
         for rec in recs.values():
-            recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm)
+            recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm, release=False)
+        for rec in recs.values():                  # after the round's last: one may hold what another needs
+            recovery.release_kept(arena, rec)
         for r in (mm_check(arena), slab_check(arena), vm_check(arena)):
-            r.raise_first()
+            if r.violations:                       # say which death and records it followed
+                v = r.violations[0]
+                ctx = "; ".join(f"cpu{x.cpu} (died at {x.died_at or 'a signal'}, records {x.records})"
+                                for x in recs.values())
+                raise InvariantViolation(v.inv_id, f"{v.where} after recovering {ctx}", v.expected, v.found)
         if self.mode == "stop":
             self.dead |= set(recs)
             for rec in recs.values():
@@ -854,13 +880,22 @@ def _live_check(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str, 
     return out
 
 
-def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str) -> None:
+class _ParkStalled(Exception):
+    """_park_all's `stall_s` passed with CPUs still running (one may be queued on a kept
+    lock while holding something: it cannot park in the wait)."""
+
+
+def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str, stall_s: float | None = None) -> None:
     """Store RUN_PAUSE (a new pause generation) and wait until every RUNNING CPU parked
-    at a batch boundary; the caller stores GO (or STOP) afterwards."""
+    at a batch boundary (or inside the wait for a lock kept for a dead CPU's recovery:
+    workers/cpu.py _lock_park); the caller stores GO (or STOP) afterwards.  With
+    `stall_s`, raise _ParkStalled when CPUs are still pending after it."""
     at = arena.atomic
     seq = at.fetch_add64(L.H_PAUSE_SEQ, 1) + 1
     at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
-    deadline = time.perf_counter() + 30.0
+    t0 = time.perf_counter()
+    deadline = t0 + 30.0
+    stall = t0 + stall_s if stall_s is not None else deadline
     while True:
         pending = _pause_pending(arena, procs, seq)
         if not pending:
@@ -868,6 +903,8 @@ def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str) -> No
         for c in pending:
             if c < len(procs) and not procs[c].is_alive():      # (kthread CPUs come after the workers)
                 raise _worker_died(arena, c, procs[c])
+        if stall_s is not None and time.perf_counter() > stall:
+            raise _ParkStalled(pending)
         if time.perf_counter() > deadline:
             raise AeroSyncError(f"{why}: cpu{pending[0]} did not reach the pause barrier in 30 s")
         time.sleep(0.0005)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
@@ -57,10 +58,11 @@ def soak_driver(params: Any, seed: int = 1, budget: int = SOAK_BUDGET,
 
 
 def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: str | None = None,
-              skip: int = 0) -> tuple[int, bool]:
+              skip: int = 0, poll: Callable[[], None] | None = None) -> tuple[int, bool]:
     """Fork a child that runs driver(arena, cpu) as simulated CPU `cpu`, armed to die at
     `point` (skip passes first).  Returns (child pid, killed by SIGKILL).  A child that
-    raises exits 3 with its traceback on stderr."""
+    raises exits 3 with its traceback on stderr.  `poll`: run while waiting for the
+    child (a live CPU of the test process answering the child's TLB-shootdown IPIs)."""
     if point is not None:
         I.arm(arena, cpu, I.point_id(point), skip)
     pid = os.fork()
@@ -73,7 +75,15 @@ def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: s
             traceback.print_exc()
             code = 3
         os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    if poll is None:
+        _, status = os.waitpid(pid, 0)
+    else:
+        while True:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got:
+                break
+            poll()
+            time.sleep(0.0002)
     I.disarm(arena, cpu)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3:
         raise AssertionError(f"the child driving cpu{cpu} raised (see its traceback above)")

@@ -8,9 +8,12 @@ CPU held alone.
 
 from __future__ import annotations
 
+import pytest
+
 from aerosync.mm import intent as I
 from aerosync.mm.slab.slab_common import FROZEN, K_SLAB, M_WORD, NIL32, SMETA, ST_FREE, _cpu_off, _geo
 from aerosync.mm.slab.slub import Slub
+from aerosync.mm.vm.memory import SegmentationFault
 from tests import crash_helpers as H
 
 CACHE = "kmalloc-512"
@@ -149,3 +152,170 @@ def test_split_recovery_follows_the_tree(machine) -> None:
     vm.leave()
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_munmap_recovery_follows_the_tree(machine) -> None:
+    """A dead CPU's munmap at step 0 whose tree erase landed (a death in the erase's
+    freeing of replaced maple nodes: slab:mag_flush:spilled in a brk1 threads soak) is
+    finished -- VMAs detached, map_count lowered, pages and VMAs freed; one whose erase
+    did not land is left alone.  Before, the landed case left the VMAs out of the tree
+    with map_count unchanged (VT4) and leaked them."""
+    from aerosync.arena import layout as L
+    from aerosync.mm.vm import recover as VR
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+    vm = VM(a, 0)
+    vm.make_current()
+    t = vm.task_create("t")
+    vm.switch_to(t)
+    mm = vm.cur[1]
+    for landed in (True, False):
+        addr = vm.mmap(0, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(8):
+            vm.store64(addr + i * 4096, i + 1)
+        vma = vm.vmas.tree(mm).mtree_load(addr)
+        if landed:
+            assert vm.vmas.erase(mm, addr, addr + 8 * 4096) == 0
+        spill = [0] * (L.SPILL_VMAS + 1)
+        spill[L.SPILL_VMAS] = vma
+        rec = I.Record(ctx=0, depth=0, op=I.OP["vm_munmap"], args=(mm, addr, addr + 8 * 4096, 1, 0, 0), step=0)
+        VR.recover_record(a, vm, rec, spill, False)
+        H.check_all(a)
+        if landed:
+            assert vm.vmas.tree(mm).mtree_load(addr) == 0
+            with pytest.raises(SegmentationFault):
+                vm.load64(addr)
+        else:
+            assert vm.vmas.tree(mm).mtree_load(addr) == vma
+            for i in range(8):
+                assert vm.load64(addr + i * 4096) == i + 1
+            vm.munmap(addr, 8 * 4096)
+    vm.exit()
+    vm.reap(t)
+    vm.leave()
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def _recover_answering(a, rec, poll) -> None:
+    """recover_cpu in a thread while this one answers the recovery's shootdown IPIs for
+    a live CPU of this process (`poll`), as a parked worker would."""
+    import threading
+
+    from aerosync.mm import recovery
+    from aerosync.mm.cpuhp import cpuhp_offline_mm
+
+    err: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            recovery.recover_cpu(a, rec, H.vm_recover_hook, offline=cpuhp_offline_mm)
+        except BaseException as e:
+            err.append(e)
+
+    th = threading.Thread(target=run)
+    th.start()
+    while th.is_alive():
+        poll()
+        th.join(0.0005)
+    if err:
+        raise err[0]
+
+
+def test_live_thread_waits_out_a_dead_writers_brk(machine) -> None:
+    """Threads mode: cpu0's thread dies in brk with mmap_lock write-held, the heap VMA
+    grown but mm->brk not yet moved (vm:brk:changed).  The takeover keeps that hold
+    (RW_KEPT) instead of releasing it; cpu2's thread, calling brk meanwhile, queues on
+    the lock and parks inside its wait for the coordinator's pause (workers/cpu.py
+    _lock_park: it acks the pause seq while still in brk); only after the recovery
+    released the lock does its brk run -- on a consistent heap, so its grow succeeds.
+    Released at the takeover, the live brk saw mm->brk lag the heap and was refused."""
+    import os
+    import time
+    import traceback
+
+    from aerosync.arena import layout as L
+    from aerosync.mm import recovery
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.mm.vm.vm import VM
+    from aerosync.params import CPU_AREA_SIZE
+    from aerosync.sync.objlock import RW_KEPT, RW_WRITER
+    from aerosync.sync.robust import HELD_WRITE
+    from aerosync.sync.waithook import set_park_hook
+    from workers.cpu import _lock_park
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, nr_cpus=3, vm={"mm": "threads"})
+    at = a.atomic
+    vm1 = VM(a, 1)
+    vm1.make_current()
+    t1 = vm1.task_create("live")
+    vm1.switch_to(t1)
+    mm = vm1.cur[1]
+    heap = vm1.brk(0)
+
+    def grow(arena, cpu) -> None:
+        vm = VM(arena, cpu)
+        vm.make_current()
+        vm.switch_to(vm.task_create("dies", mm=mm))
+        vm.brk(heap + 2 * 4096)
+
+    pid, killed = H.run_child(a, 0, grow, "vm:brk:changed", 0, poll=vm1.tlb.handle_ipi)
+    assert killed
+    rec = recovery.takeover(a, pid, 0)
+    lock = T.mm_off(a, mm) + T.M_MMAP_LOCK
+    assert rec.kept == [(lock, HELD_WRITE)]
+    assert at.load64(lock) & (RW_KEPT | RW_WRITER) == RW_KEPT | RW_WRITER
+    seq = at.fetch_add64(L.H_PAUSE_SEQ, 1) + 1          # the coordinator's pause
+    run_state = at.load64(L.H_RUN_STATE)
+    at.store64(L.H_RUN_STATE, L.RUN_PAUSE)
+    area = (a.off("cpu") + 2 * CPU_AREA_SIZE) >> 3
+    live = os.fork()
+    if live == 0:                                        # pragma: no cover (the child: cpu2)
+        code = 0
+        try:
+            vm = VM(a, 2)
+            vm.make_current()
+            tid = vm.task_create("waits", mm=mm)
+            vm.switch_to(tid)
+            set_park_hook(_lock_park(a, 2, area, vm.tlb.handle_ipi, None))
+            got = vm.brk(heap + 3 * 4096)
+            if got != heap + 3 * 4096 or vm.brk(0) != got:
+                print(f"brk refused: {got:#x}, heap {heap:#x}")
+                code = 4
+            vm.exit()
+            vm.reap(tid)
+            vm.leave()
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        os._exit(code)
+    try:
+        deadline = time.monotonic() + 30
+        while at.load64((area << 3) + L.CPU_PAUSE_ACK) != seq:       # parked inside brk's lock wait
+            assert os.waitpid(live, os.WNOHANG) == (0, 0), "cpu2 left brk before the recovery"
+            assert time.monotonic() < deadline, "cpu2 never parked"
+            vm1.tlb.handle_ipi()
+            time.sleep(0.001)
+        assert at.load64(lock) & RW_KEPT
+        _recover_answering(a, rec, vm1.tlb.handle_ipi)
+        assert not at.load64(lock) & RW_KEPT and rec.kept == []
+    finally:
+        at.store64(L.H_RUN_STATE, run_state)
+        while True:
+            got, status = os.waitpid(live, os.WNOHANG)
+            if got:
+                break
+            vm1.tlb.handle_ipi()
+            time.sleep(0.0005)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    H.check_all(a)
+    assert vm1.brk(0) == heap + 3 * 4096
+    vm1.exit()
+    vm1.reap(t1)
+    vm1.leave()
+    H.check_all(a)
+    assert H.lost(a, p, 3) == {"pages": 0, "objects": 0}

@@ -103,3 +103,25 @@ def test_vm_threads_mode_survives_deaths() -> None:
     w = d["workload"]
     assert w["mode"] == "threads" and w["corrupt"] == 0
     assert w["leaked_pages"] == 0 and w["leaked_mms"] == 0
+
+
+def test_a_dead_writers_mmap_lock_is_kept_until_recovered() -> None:
+    """brk1 with one mm for both CPUs, cpu0 killed in brk after the heap VMA changed but
+    before mm->brk followed (vm:brk:changed), with mmap_lock write-held: the lock stays
+    held for the dead CPU until its recovery ended (the live CPU, queued on it, parks
+    inside its wait), so the live thread never sees the heap and mm->brk disagree --
+    when it was released at the takeover, brk1's grows in that window were refused."""
+    scn = _scn('[run]\nworkload = "brk1"\nduration = 3\non_cpu_death = "continue"\n'
+               '[machine]\ncpus = 2\nmemory = "64M"\n[vm]\nmm = "threads"\n'
+               '[fault]\nkill_at = "vm:brk:changed"\nkill_cpu = 0\nkill_skip = 200\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] == 1 and c["restarts"] == 1
+    rec = c["recoveries"][0]
+    assert rec["died_at"] == "vm:brk:changed"
+    assert not rec["kept_released_early"]
+    assert any(x.startswith("rwsem-W@") for x in rec["locks"])      # released after the recovery
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    w = d["workload"]
+    assert w["corrupt"] == 0 and w["refused"] == 0, w

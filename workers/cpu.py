@@ -212,6 +212,10 @@ def _run(arena: Arena, spec: WorkerSpec, area: int) -> int:
     rs = load(run_state)
     poll = getattr(batch, "poll", None)        # answers this CPU's IPIs while it is parked
     drain = _park_drain(batch, poll)           # empties this CPU's LRU folio batch before the ack
+    if L.robust_mode(arena.config):           # a lock kept for a dead CPU's recovery: park in its wait
+        from aerosync.sync.waithook import set_park_hook
+
+        set_park_hook(_lock_park(arena, spec.cpu, area, poll, drain))
     if rs == L.RUN_PAUSE:
         rs = _pause(arena, area, poll, drain)
     # Latency: after each batch, one more operation is timed alone and counted in the
@@ -268,6 +272,55 @@ def _park_drain(batch: Any, poll: Callable[[], None] | None) -> Callable[[], Non
         return d
     rec = getattr(getattr(poll, "__self__", None), "reclaim", None)
     return rec.lru.lru_add_drain if rec is not None else None
+
+
+def _lock_park(arena: Arena, cpu: int, area: int, poll: Callable[[], None] | None,
+               drain: Callable[[], None] | None) -> Callable[[int], None]:
+    """The park hook (sync/waithook.py) of a robust-mode CPU: queued on an rwsem that
+    the coordinator keeps for a dead CPU's recovery (RW_KEPT: its mmap_lock), this CPU
+    parks for the pause inside the wait, as at a batch boundary -- when it has nothing
+    in flight (no open intent record, no lock held: mm/intent.py idle_fn); else it
+    returns and the coordinator, not seeing it park, releases the kept lock early.
+
+    It stays parked while the pause lasts: the recovery releases the kept lock before
+    its checkers run, and this CPU must not take it and run meanwhile.  The one way
+    out before GO is the coordinator's fallback: it releases a kept lock early and
+    starts a new pause generation -- then this CPU runs on (a parked reader granted
+    the lock would block the waiter that could not park) and parks at its next batch
+    boundary.  So a generation is acked only while the lock is still kept after the
+    generation was read (the release comes before the new generation), and a new
+    generation seen with the lock released means "run on"."""
+    from aerosync.mm.intent import idle_fn
+    from aerosync.sync.objlock import RW_KEPT
+
+    at = arena.atomic
+    load, store = at.load64, at.store64
+    idle = idle_fn(arena, cpu)
+    ack_off = (area << 3) + L.CPU_PAUSE_ACK
+    hb_i = area + (L.CPU_HEARTBEAT >> 3)
+
+    def park(off: int) -> None:
+        if load(L.H_RUN_STATE) != L.RUN_PAUSE or not idle():
+            return
+        if drain is not None:
+            drain()
+        acked = -1
+        while True:
+            seq = load(L.H_PAUSE_SEQ)
+            if load(L.H_RUN_STATE) != L.RUN_PAUSE:
+                break
+            if load(off) & RW_KEPT:
+                if seq != acked:
+                    store(ack_off, seq)
+                    acked = seq
+            elif seq != acked:                   # released early, a new pause: park at the boundary
+                break
+            if poll is not None:
+                poll()
+            time.sleep(GO_POLL_S)
+        arena.u64[hb_i] = time.monotonic_ns()
+
+    return park
 
 
 def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None,

@@ -11,7 +11,14 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      waiter nodes, the embedded locks on its robust list), so live CPUs blocked on one
      can go on to the next batch boundary and park.  The data under those locks is
      whole at every fault point (mm/intent.py), with the dead CPU's in-flight items
-     missing; live CPUs can use it meanwhile.
+     missing; live CPUs can use it meanwhile.  Except its mmap_lock holds (write, or
+     read after munmap's downgrade): a VMA change under one is not whole -- a thread
+     of the same mm would see a heap VMA and mm->brk that disagree, or map into a
+     range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
+     (sync/objlock.py), in `rec.kept`; a live CPU queued on one parks inside its wait
+     (the park hook, workers/cpu.py) and counts as parked.  If some CPU cannot park
+     there (it holds something), the coordinator releases the kept holds early
+     (`release_kept`) and waits again: the old, weaker behaviour.
   B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary):
        1. the dead CPU's open intent records are read (innermost first) and its log
           cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
@@ -27,7 +34,13 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           and orphan sheaves flushed (mm/slab/recover.py fsck), pages in no state and
           PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages);
        4. the CPU is taken offline as hot-unplug does (PCP drained, CPU slab,
-          partials, magazine and sheaves flushed) when the caller asks.
+          partials, magazine and sheaves flushed) when the caller asks;
+       5. the kept mmap_lock holds are released (`release_kept`; a caller recovering
+          several CPUs of one round releases after the last, as one may hold what
+          another's records need) -- their waiters run once the world goes on.
+     All of it under sync/objlock.py's `world_stopped()`: the recovery's own mmap_lock
+     operations (exit_mmap, dup_mm undo, munmap's roll-forward) do not touch the lock
+     words, since a kept hold is the recovery's own and nobody else runs.
      Then the checkers pass (the coordinator runs them) and every page and object is
      allocated by a live CPU, free, or counted here as returned by recovery.
 
@@ -46,9 +59,12 @@ from typing import Any
 
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import recover as PR
-from aerosync.sync.robust import release_embedded, release_taken, takeover_locks
+from aerosync.mm.vm import mm_types as T
+from aerosync.sync.objlock import keep_dead, world_stopped
+from aerosync.sync.objlock import release_kept as _release_kept
+from aerosync.sync.robust import HELD_READ, HELD_WRITE, release_embedded, release_taken, takeover_locks
 
-__all__ = ["CpuRecovery", "takeover", "recover_cpu", "WorkloadRecover"]
+__all__ = ["CpuRecovery", "takeover", "recover_cpu", "release_kept", "WorkloadRecover"]
 
 # recover(arena, cpu, records, mm, slub) -> {"pages": n, "objects": m}; `records` are the
 # dead CPU's open wl_* records, innermost first, each with `inner_open`: an mm record was
@@ -73,11 +89,14 @@ class CpuRecovery:
     scan: dict[str, int] = field(default_factory=dict)
     takeover_ms: float = 0.0
     recover_ms: float = 0.0
+    kept: list[tuple[int, int]] = field(default_factory=list)    # mmap_lock holds kept: (off, kind)
+    kept_early: bool = False            # released before recovery (a waiter could not park)
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu": self.cpu, "pid": self.pid, "died_at": self.died_at, "locks": self.locks,
                 "records": self.records, "pages": self.pages, "objects": self.objects, "scan": self.scan,
-                "takeover_ms": round(self.takeover_ms, 3), "recover_ms": round(self.recover_ms, 3)}
+                "takeover_ms": round(self.takeover_ms, 3), "recover_ms": round(self.recover_ms, 3),
+                "kept_released_early": self.kept_early}
 
 
 def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
@@ -90,8 +109,6 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
         from aerosync.sync.rcu import rcu_cpu_dead
 
         rcu_cpu_dead(arena, cpu)
-    from aerosync.mm.vm import mm_types as T
-
     if T.vm_ready(arena):
         from aerosync.mm.vm.tlb import cpu_mark_offline
 
@@ -99,17 +116,44 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
     taken = takeover_locks(arena, pid)
     rec.locks = [t.name for t in taken]
     release_taken(arena, taken)
-    rec.locks += release_embedded(arena, pid, cpu, I.held_locks(arena, cpu))
+    held = I.held_locks(arena, cpu)
+    if T.vm_ready(arena):
+        rec.kept = [(off, kind) for off, kind in held if kind in (HELD_WRITE, HELD_READ) and T.is_mmap_lock(arena, off)]
+        for off, _kind in rec.kept:
+            keep_dead(arena, off)
+        held = [h for h in held if h not in rec.kept]
+    rec.locks += release_embedded(arena, pid, cpu, held)
     rec.takeover_ms = (time.perf_counter() - t0) * 1e3
     return rec
 
 
+def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
+    """Release the dead CPU's kept mmap_lock holds (their waiters woken); `early`: before
+    its recovery, because a live CPU queued on one could not park."""
+    for off, kind in rec.kept:
+        got = _release_kept(arena, off, kind, rec.pid, rec.cpu)
+        if got:
+            rec.locks.append(got)
+    rec.kept = []
+    rec.kept_early = rec.kept_early or early
+
+
 def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None = None,
-                offline: Callable[[Any, int], Any] | None = None) -> CpuRecovery:
+                offline: Callable[[Any, int], Any] | None = None, release: bool = True) -> CpuRecovery:
     """Phase B (world stopped): roll the dead CPU's records forward or back, give back
     what it held, scan for what is still in flight.  `offline(arena, cpu)`: take the
     CPU offline afterwards (hot-unplug's teardown), or None to leave its per-CPU
-    caches to the CPU's next worker."""
+    caches to the CPU's next worker.  `release`: release its kept mmap_lock holds at
+    the end (False: the caller does, after the round's last recovery)."""
+    with world_stopped():
+        _recover_cpu(arena, rec, workload_recover, offline)
+    if release:
+        release_kept(arena, rec)
+    return rec
+
+
+def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None,
+                 offline: Callable[[Any, int], Any] | None) -> None:
     from aerosync.mm.pmm.page_alloc import MM
 
     t0 = time.perf_counter()
@@ -178,7 +222,6 @@ def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover 
     rec.scan.update(scan)
     rec.pages += scan["orphan_pages"]
     rec.recover_ms = (time.perf_counter() - t0) * 1e3
-    return rec
 
 
 def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> int:

@@ -30,16 +30,20 @@ Spinlock word (ObjSpinLock, u64 at the caller's offset)::
 
 rw_semaphore word (ObjRWSem, u64 at the caller's offset; owner at +8)::
 
-    63        48 47                    8 7   3  2   1   0
-    +-----------+-----------------------+-----+---+---+---+
-    | wait_lock |  readers (40 bits)    |  0  | H | Ws| W |
-    +-----------+-----------------------+-----+---+---+---+
+    63        48 47                    8 7   4  3   2   1   0
+    +-----------+-----------------------+-----+---+---+---+---+
+    | wait_lock |  readers (40 bits)    |  0  | K | H | Ws| W |
+    +-----------+-----------------------+-----+---+---+---+---+
 
   W = RWSEM_WRITER_LOCKED, Ws = RWSEM_FLAG_WAITERS (the wait list is not empty),
   H = RWSEM_FLAG_HANDOFF; readers count in units of RW_READER_BIAS (Linux's
-  RWSEM_READER_SHIFT 8).  wait_lock is the rwsem's raw spinlock wait_lock: the waiter
-  row + 1 of its holder (0 = free), taken by CAS.  The writer stores pid << 16 | cpu + 1
-  at +8 after taking W and clears it before releasing, so dead writers can be named.
+  RWSEM_READER_SHIFT 8).  K = RW_KEPT (AeroSync's, robust mode): a dead CPU's hold (its
+  W or one of the readers) is kept by the coordinator until that CPU's recovery ends
+  (mm/recovery.py), so no live CPU sees the half-done change under it; a waiter on such
+  a lock may park for the recovery inside its wait (the park hook, below).  wait_lock
+  is the rwsem's raw spinlock wait_lock: the waiter row + 1 of its holder (0 = free),
+  taken by CAS.  The writer stores pid << 16 | cpu + 1 at +8 after taking W and clears
+  it before releasing, so dead writers can be named.
 
   * fast paths (one CAS each): down_read w -> w + BIAS while none of W, Ws, H is set
     (readers never pass a queued waiter); down_write 0 -> W (so never with waiters);
@@ -87,7 +91,9 @@ oversubscribed, as the queued spinlock), then sleep 20 us doubling to 1 ms (a qu
 rwsem waiter, which polls its node's wake-up flag, to 250 us; a pending or hand-off
 waiter to 50 us: the lock waits for it); every round calls sync/waithook.py's wait hook (a
 simulated CPU answers TLB-shootdown IPIs while it waits, as a CPU spinning with
-interrupts enabled does), never while holding a wait_lock.  A dead writer or spinlock
+interrupts enabled does), never while holding a wait_lock.  A queued waiter on a
+K-marked lock also calls the park hook (waithook.py) after each sleep: a worker parks
+there for the coordinator's pause when it holds nothing (workers/cpu.py).  A dead writer or spinlock
 owner (pid gone) is reported with LockOwnerDead after OWNER_CHECK_NS of waiting; a dead
 queued waiter is removed by the next waiter that checks (every OWNER_CHECK_NS), a dead
 wait_lock holder's CAS is undone by its next contender; readers are anonymous.  A
@@ -112,7 +118,10 @@ Linux's robust_list, exit_robust_list), and popped before its release; readers o
 rwsem are anonymous in the word, so the list is the only record of a dead reader.  A
 context holding more than IL_HELD_MAX embedded locks at once is refused (LockError):
 nothing in mm nests that deep.  Handles built outside robust mode have no list (no
-cost).
+cost).  The arena owner's rwsem handles in robust mode also obey `world_stopped()`:
+while recovery runs with every live CPU parked (holding nothing), their operations are
+no-ops -- the only holds left are the K-marked ones recovery acts under, or readers
+granted to parked waiters that have not run yet.
 
 Invariants (tests/test_objlock.py): OL1 at most one spin owner / one writer, and no
 reader while a writer holds it; OL2 only the owner releases; OL3 per-CPU statistics
@@ -135,13 +144,15 @@ from aerosync.sync.lockclass import OBJ_RW, OBJ_SPIN, class_name, stat_idx, wait
 
 __all__ = ["OBJ_SPIN", "OBJ_RW", "ObjSpinLock", "ObjRWSem", "RW_WRITER", "RW_WAITERS", "RW_HANDOFF",
            "RW_READER_BIAS", "RW_READERS", "RW_WAIT_LOCK", "RW_WAIT_TIMEOUT_NS", "SPIN_OWNER", "SPIN_PENDING",
-           "LOCK_EVENTS", "release_dead", "N_LOCK", "N_SEQ", "N_TYPE", "N_STATE", "N_TIMEOUT", "N_PID", "N_HANDOFF_SET"]
+           "LOCK_EVENTS", "release_dead", "RW_KEPT", "keep_dead", "release_kept",
+           "world_stopped", "N_LOCK", "N_SEQ", "N_TYPE", "N_STATE", "N_TIMEOUT", "N_PID", "N_HANDOFF_SET"]
 
 _ACQ, _CON, _WTOT, _WMAX, _WMIN, _HTOT, _HSAMP, _HMAX = range(8)     # lockclass.py's stat line
 
 RW_WRITER = 1 << 0
 RW_WAITERS = 1 << 1
 RW_HANDOFF = 1 << 2
+RW_KEPT = 1 << 3
 RW_READER_BIAS = 1 << 8
 RW_READERS = ((1 << 40) - 1) << 8
 RW_WL_SHIFT = 48
@@ -176,6 +187,22 @@ LOCK_EVENTS = {"rwsem_opt_lock": 0, "rwsem_rlock_steal": 0, "rwsem_rlock_fast": 
 
 
 _HELD_SPIN, _HELD_WRITE, _HELD_READ = 1 << 56, 2 << 56, 3 << 56    # sync/robust.py HELD_*
+_STOPPED = [False]          # world_stopped(): the owner's robust-mode rwsem operations are no-ops
+
+
+class world_stopped:
+    """Context manager: recovery runs with the world stopped (mm/recovery.py phase B).
+    Every live CPU is parked holding nothing, so the arena owner's rwsem handles skip
+    the lock word: a dead CPU's kept hold (RW_KEPT) is the recovery's own, and a reader
+    granted to a parked waiter at a release must not block it either."""
+
+    def __enter__(self) -> world_stopped:
+        self.old = _STOPPED[0]
+        _STOPPED[0] = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _STOPPED[0] = self.old
 
 
 def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
@@ -227,6 +254,18 @@ def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
     if pid and not proc_alive(pid):
         return cpu1 - 1, pid
     return None
+
+
+def keep_dead(arena: Any, off: int) -> None:
+    """Mark rwsem `off` RW_KEPT: a dead CPU's hold on it stays until `release_kept`."""
+    arena.atomic.fetch_or64(off, RW_KEPT)
+
+
+def release_kept(arena: Any, off: int, kind: int, pid: int, cpu: int) -> str | None:
+    """The end of a kept hold: the mark cleared, then the dead CPU's hold released as
+    `release_dead` does (its queued waiters woken)."""
+    arena.atomic.fetch_and64(off, _NEG1 ^ RW_KEPT)
+    return release_dead(arena, off, kind, pid, cpu)
 
 
 def release_dead(arena: Any, off: int, kind: int, pid: int, cpu: int) -> str | None:
@@ -682,6 +721,7 @@ class ObjRWSem:
         def wait_node(off: int, start: int, done: Any, handoff_poll: bool) -> None:
             """Sleep-poll until done(); with handoff_poll, short sleeps only."""
             hook = W.wait_hook()
+            park = W.park_hook() if robust else None
             attempt = 0
             delay = SLEEP_MIN_S
             next_check = pc() + OWNER_CHECK_NS
@@ -698,6 +738,8 @@ class ObjRWSem:
                     continue
                 time.sleep(min(delay, HANDOFF_SLEEP_MAX_S) if handoff_poll else delay)
                 delay = min(delay * 2, QUEUED_SLEEP_MAX_S)
+                if park is not None and load(off) & RW_KEPT:
+                    park(off)                             # a dead CPU's hold: park for its recovery
                 now = pc()
                 if now >= next_check:
                     next_check = now + OWNER_CHECK_NS
@@ -982,6 +1024,62 @@ class ObjRWSem:
                     push(off | _HELD_WRITE)
                     return True
                 return False
+
+        if robust and os.getpid() == getattr(arena, "owner_pid", -1):
+            stopped = _STOPPED
+            dr1, ur1, dw1, uw1, dg1 = down_read, up_read, down_write, up_write, downgrade_write
+            drt1, dwt1, wh1 = down_read_trylock, down_write_trylock, write_held_by_me
+            writes: set[int] = set()        # holds taken as no-ops: released as no-ops
+            reads: dict[int, int] = {}
+
+            def down_read(off: int) -> None:
+                if stopped[0]:
+                    reads[off] = reads.get(off, 0) + 1
+                else:
+                    dr1(off)
+
+            def up_read(off: int) -> None:
+                n = reads.get(off, 0)
+                if not n:
+                    ur1(off)
+                elif n == 1:
+                    del reads[off]
+                else:
+                    reads[off] = n - 1
+
+            def down_write(off: int) -> None:
+                if stopped[0]:
+                    writes.add(off)
+                else:
+                    dw1(off)
+
+            def up_write(off: int) -> None:
+                if off in writes:
+                    writes.discard(off)
+                else:
+                    uw1(off)
+
+            def downgrade_write(off: int) -> None:
+                if off in writes:
+                    writes.discard(off)
+                    reads[off] = reads.get(off, 0) + 1
+                else:
+                    dg1(off)
+
+            def down_read_trylock(off: int) -> bool:
+                if stopped[0]:
+                    reads[off] = reads.get(off, 0) + 1
+                    return True
+                return drt1(off)
+
+            def down_write_trylock(off: int) -> bool:
+                if stopped[0]:
+                    writes.add(off)
+                    return True
+                return dwt1(off)
+
+            def write_held_by_me(off: int) -> bool:
+                return off in writes or wh1(off)
 
         self.down_read, self.up_read, self.down_write, self.up_write = down_read, up_read, down_write, up_write
         self.downgrade_write = downgrade_write

@@ -15,6 +15,15 @@ so an IPI never waits for a lock hand-over).  The hook must not take an arena lo
 may run while this CPU waits for one) and should not raise: an exception leaves the
 wait, and the lock, as any exception in the wait would (the lock is not taken).
 
+The park hook (`set_park_hook`, robust mode): a queued rwsem waiter whose lock is held
+for a dead CPU until its recovery ends (objlock.py RW_KEPT) calls it with the lock's
+offset after each sleep.  A worker installs one that parks this CPU for the
+coordinator's pause right there (until GO) when the CPU holds nothing
+and has nothing in flight (workers/cpu.py), and returns at once otherwise: without it,
+a live CPU queued behind the dead CPU's mmap_lock could never reach the pause barrier,
+and the lock would have to be released before recovery.  (It may take other locks --
+the LRU batch drain -- since the CPU holds none.)
+
 Owner-only data: a worker process is one simulated CPU, so the hook is normally one per
 process, written once at worker start.  A test that drives several CPUs from threads
 of one process gives each thread its own CPU's hook (`thread_only=True`); a thread that
@@ -26,11 +35,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-__all__ = ["set_wait_hook", "wait_hook", "call_wait_hook", "HOOK_BLOCK_S"]
+__all__ = ["set_wait_hook", "wait_hook", "call_wait_hook", "HOOK_BLOCK_S", "set_park_hook", "park_hook"]
 
 HOOK_BLOCK_S = 0.002         # longest block between two hook calls of a blocked waiter
 
 _default: list[Callable[[], None] | None] = [None]
+_park: list[Callable[[int], None] | None] = [None]
 _tls = threading.local()
 
 
@@ -56,3 +66,17 @@ def call_wait_hook() -> None:
     h = getattr(_tls, "hook", _default[0])
     if h is not None:
         h()
+
+
+def set_park_hook(fn: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """Install the process's park hook (None removes it); returns the previous one."""
+    if fn is not None and not callable(fn):
+        raise TypeError(f"set_park_hook: {fn!r} is not callable")
+    old = _park[0]
+    _park[0] = fn
+    return old
+
+
+def park_hook() -> Callable[[int], None] | None:
+    """The process's park hook, or None."""
+    return _park[0]

@@ -90,7 +90,7 @@ __all__ = [
     "H_CACHE_MAPLE", "H_CACHE_XA", "H_FAULT_AROUND", "H_RA_PAGES", "H_SHADOW_DEPTH", "H_MAP_COUNT_MAX",
     "H_TLB_CEILING", "H_VM_FLAGS",
     "FAULT_LOCKING", "FL_MMAP_LOCK", "FL_PER_VMA", "FL_SPECULATIVE",
-    "task_off", "mm_off", "file_off", "vmcpu_off", "vmcpu_rec_size", "get_mm_rss", "update_hiwater_rss",
+    "task_off", "mm_off", "is_mmap_lock", "file_off", "vmcpu_off", "vmcpu_rec_size", "get_mm_rss", "update_hiwater_rss",
     "rss_pcpu_base", "get_mm_counter_sum", "get_mm_counters",
 ]
 
@@ -250,6 +250,16 @@ def task_off(arena: Any, tid: int) -> int:
 
 def mm_off(arena: Any, mm_id: int) -> int:
     return arena.off("vmmm") + mm_id * mm_rec_size(int(arena.config["nr_cpus"]))
+
+
+def is_mmap_lock(arena: Any, off: int) -> bool:
+    """Is the lock word at `off` some mm's mmap_lock?  (A robust-list entry names only
+    its offset: mm/recovery.py keeps a dead CPU's mmap_lock holds over its recovery.)"""
+    if "vmmm" not in arena.sections:
+        return False
+    rel = off - arena.off("vmmm")
+    size = mm_rec_size(int(arena.config["nr_cpus"]))
+    return 0 <= rel < arena.u64[(arena.off("vmhdr") + H_MAX_MMS) >> 3] * size and rel % size == M_MMAP_LOCK
 
 
 def file_off(arena: Any, fid: int) -> int:

@@ -63,7 +63,7 @@ POINT_PLAN = {
     "vm:filemap:page": ("vmfile", 9), "vm:filemap:inserted": ("vmfile", 17),
     "vm:vmalloc:page": ("vm", 2), "vm:fork:shadows": ("vmfork", 3), "vm:fork:copied": ("vmfork", 4),
     "vm:split:ready": ("vmsplit", 5), "vm:split:inserted": ("vmsplit", 8), "vm:brk:changed": ("vmsplit", 4),
-    "vm:obj_remove:taken": ("vmsplit", 3),
+    "vm:obj_remove:taken": ("vmsplit", 3), "vm:collapse:stored": ("vmfork", 5),
 }
 
 

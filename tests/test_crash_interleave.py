@@ -319,3 +319,108 @@ def test_live_thread_waits_out_a_dead_writers_brk(machine) -> None:
     vm1.leave()
     H.check_all(a)
     assert H.lost(a, p, 3) == {"pages": 0, "objects": 0}
+
+
+def test_collapse_recovery_follows_the_child_tree(machine) -> None:
+    """A dead CPU's collapse at step 1 (the entry's folio already says the child; the
+    store into the child's tree in flight: a death in its node allocation) is finished
+    when the store landed -- counts moved, the backing's copy erased -- and undone when
+    it did not (the folio says the backing again).  Either way every page reads back
+    right and the later, whole collapse of the rest passes the checkers.  Unlogged, a
+    death there left a folio naming an object whose tree lacks it (O1) or in both trees."""
+    from aerosync.mm.pmm.page import P_INDEX, P_MAPPING
+    from aerosync.mm.vm import recover as VR
+    from aerosync.mm.vm import vma as V
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+    from aerosync.mm.vm.vm_object import O_BACKING, O_NR_PAGES, O_TREE
+    from aerosync.params import PAGE_META_SIZE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+    q = a.u64
+    pm = a.off("pagemeta")
+    vm = VM(a, 0)
+    vm.make_current()
+    t = vm.task_create("t")
+    vm.switch_to(t)
+    mm = vm.cur[1]
+    for landed in (True, False):
+        addr = vm.mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(4):
+            vm.store64(addr + i * 4096, i + 1)
+        child = vm.fork()
+        vm.store64(addr, 100)                           # page 0 copied into the parent's shadow
+        o = q[(vm.vmas.tree(mm).mtree_load(addr) + V.V_OBJECT) >> 3]
+        back = q[(o + O_BACKING) >> 3]
+        vm.objs.get(back)                               # held: no collapse at the child's exit
+        vm.switch_to(child)
+        vm.exit()
+        vm.switch_to(t)
+        vm.reap(child)
+        e = vm.xa.load(back + O_TREE, 1)
+        meta = pm + (e >> 2) * PAGE_META_SIZE
+        q[(meta + P_MAPPING) >> 3] = o | 1             # collapse's first store (PAGE_MAPPING_ANON)
+        if landed:
+            assert vm.xa.store(o + O_TREE, 1, e) == 0
+        rec = I.Record(ctx=0, depth=0, op=I.OP["vm_collapse"], args=(o, back, 1, e, 1, 0), step=1)
+        VR.recover_record(a, vm, rec, [], False)
+        if landed:
+            assert vm.xa.load(back + O_TREE, 1) == 0 and q[(o + O_NR_PAGES) >> 3] == 2
+        else:
+            assert vm.xa.load(o + O_TREE, 1) == 0 and q[(meta + P_MAPPING) >> 3] == back | 1
+            assert q[(meta + P_INDEX) >> 3] == 1
+        vm.objs.put(back)                               # the hold goes: the rest collapses
+        H.check_all(a)
+        assert [vm.load64(addr + i * 4096) for i in range(4)] == [100, 2, 3, 4]
+        vm.munmap(addr, 4 * 4096)
+    vm.exit()
+    vm.reap(t)
+    vm.leave()
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_xa_nodes_in_hand_are_freed(machine) -> None:
+    """A CPU killed while one XArray store allocates the nodes of a new path (its first
+    nodes in hand, the next allocation under way) leaks nothing: the vm_xa_nodes record
+    names the nodes in hand and recovery frees them.  Unlogged, the first node leaked
+    (LK1 radix_tree_node in a fork-cow threads soak: a collapse's store into a grown
+    tree)."""
+    import os
+    import signal
+
+    from aerosync.mm.vm import vma as V
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+    from aerosync.mm.vm.vm_object import O_TREE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, nr_pages=8192, vm={})
+
+    def drive(arena, cpu) -> None:
+        vm = VM(arena, cpu)
+        vm.make_current()
+        vm.switch_to(vm.task_create("dies"))
+        addr = vm.mmap(0, 16384 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        vm.store64(addr, 1)                             # the tree: one entry at index 0
+        o = arena.u64[(vm.vmas.tree(vm.cur[1]).mtree_load(addr) + V.V_OBJECT) >> 3]
+        h = vm.xa.handle(o + O_TREE)
+        alloc, n = h.alloc_node, [0]
+
+        def second_kills() -> int:
+            n[0] += 1
+            if n[0] == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return alloc()
+
+        h.alloc_node = second_kills
+        vm.store64(addr + 16000 * 4096, 2)             # a new path: the tree grows to shift 12
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    recs = {r.name: r for r in I.read_records(a, 0)}
+    assert recs["vm_xa_nodes"].step == 1, recs
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

@@ -34,7 +34,9 @@ Writers (caller holds the array's lock; errors are negative errnos, never entrie
 Callbacks: alloc_node() -> off | -1 (576 bytes, 64-aligned -- the "radix_tree_node"
 kmem_cache with align 64 or SLAB_HWCACHE_ALIGN; contents need not be zeroed, every word
 of a new node is written here); free_node(off) for a node never made reachable;
-rcu_free_node(off) for a node that was (freed after a grace period).
+rcu_free_node(off) for a node that was (freed after a grace period); track(off), if
+given, hears each node a store allocated and then -1 once they are published (or freed
+on ENOMEM): a crash-tolerant caller logs the nodes in its hands (mm/vm/vm.py).
 
 Node layout (576 bytes = 72 u64 words, as struct xa_node):
 
@@ -563,15 +565,17 @@ class XArray:
 
     __slots__ = ("arena", "root_off", "alloc_node", "free_node", "rcu_free_node", "_u64", "_hw", "_fw",
                  "xa_load", "xa_find", "xa_get_mark", "xa_store", "xa_insert", "xa_insert_leaf",
-                 "_leaf_lock", "_leaf_unlock")
+                 "_leaf_lock", "_leaf_unlock", "track")
 
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
-                 rcu_free_node: Callable[[int], None] | None = None, leaf_locks: bool = True) -> None:
+                 rcu_free_node: Callable[[int], None] | None = None, leaf_locks: bool = True,
+                 track: Callable[[int], None] | None = None) -> None:
         if root_off % 8 or not 0 <= root_off <= arena.size - 8 * XA_ROOT_WORDS:
             raise ValueError(f"XArray: root offset {root_off:#x} not an aligned arena offset")
         self.arena, self.root_off = arena, root_off
         self.alloc_node, self.free_node, self.rcu_free_node = alloc_node, free_node, rcu_free_node
+        self.track = track
         self._u64 = arena.u64
         self._fw = (root_off >> 3) + _FLAGS
         self._hw = (root_off >> 3) + _HEAD
@@ -615,16 +619,26 @@ class XArray:
         if n and self.alloc_node is None:
             raise RuntimeError("XArray: read-only handle (no alloc_node callback)")
         got: list[int] = []
+        track = self.track
         for _ in range(n):
             off = self.alloc_node()  # type: ignore[misc]
             if off < 0:
                 for o in got:
                     self.free_node(o)  # type: ignore[misc]
+                if track is not None and got:
+                    track(-1)
                 return None
             if off & (XA_NODE_ALIGN - 1) or off <= 4096 or off + XA_NODE_SIZE > self.arena.size:
                 raise ValueError(f"XArray: alloc_node gave {off:#x}: not a 64-aligned node in the arena")
             got.append(off)
+            if track is not None:
+                track(off)
         return got
+
+    def _published(self) -> None:
+        """The nodes _alloc gave are reachable now (the `track` callback hears -1)."""
+        if self.track is not None:
+            self.track(-1)
 
     def _write_node(self, off: int, shift: int, offset: int, parent: int, slots: dict[int, int],
                     marks: tuple[int, int, int] = (0, 0, 0)) -> None:
@@ -715,6 +729,7 @@ class XArray:
             if got is None:
                 return -ENOMEM
             self._publish(self._hw, self._chain(got, need, index, entry, 0, 0))
+            self._published()
             return 0
         hs = u64[head >> 3] & 0xFF
         if need > hs:
@@ -738,6 +753,7 @@ class XArray:
                 ref = self._chain(got, shift - XA_CHUNK_SHIFT, index, entry, b << 3, o)
                 self._publish(w, ref)
                 self._info_add(b, 1, 0)
+                self._published()
                 return 0
             b, shift = cur >> 3, shift - XA_CHUNK_SHIFT
 
@@ -772,6 +788,7 @@ class XArray:
                     self._leaf_unlock(hb)
             u64[hb + _PARENT] = exp[-1]
         self._publish(self._hw, exp[0] | 2)
+        self._published()
         return 0
 
     def xa_erase(self, index: int) -> int:

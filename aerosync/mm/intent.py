@@ -110,6 +110,11 @@ OPS: dict[int, tuple[str, str]] = {
     54: ("vm_brk", "mm, oldbrk, newbrk: brk moving the break (1 the heap's VMAs changed, mm->brk may lag)"),
     55: ("vm_obj_remove", "obj, idx, entry: vm_object_page_remove, one entry at a time (1 the entry being "
                           "erased, 2 erased and counted: its reference the record's)"),
+    56: ("vm_collapse", "obj, back, bidx, entry, idx: vm_object_collapse moving one entry of back up into obj "
+                        "(1 its folio says obj, the store in flight; 2 stored and counted, back's erase in "
+                        "flight)"),
+    57: ("vm_xa_nodes", "n0..n5: the radix_tree_nodes one XArray store allocated, not yet published "
+                        "(step: how many)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -196,6 +201,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:split:ready", "__split_vma: the new VMA is set up with its object reference, not in the tree"),
     ("vm:split:inserted", "__split_vma: the new VMA is in the tree, the old one's end not yet cut"),
     ("vm:brk:changed", "brk: the heap's VMAs changed (grown or unmapped), mm->brk not yet final"),
+    ("vm:collapse:stored", "vm_object_collapse: an entry stored in the child and counted, still in the backing"),
     ("vm:obj_remove:taken", "vm_object_page_remove: an entry erased and counted, its reference not yet put"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}

@@ -38,6 +38,15 @@ covered, and how each record is resolved:
              its swap value dropped) and counted, its folio put; step 2 erased and
              counted: its folio put; step 0 nothing.  The caller's own record (a
              munmap's remove_vmas) then resumes the rest of the range.
+  vm_xa_nodes (the nodes an object-tree store allocated, not yet published: vm.py's
+             track) freed -- a store publishes before the record ends, with no fault
+             point between.
+  vm_collapse (vm_object_collapse moving a backing's entries up into its only child, one
+             at a time) step 1 the entry's folio already says the child: if the store
+             into the child landed, the move is finished (counts, the backing's copy
+             erased), else undone (the folio says the backing again); step 2 stored
+             and counted: the backing's copy erased.  The collapse stops there: a
+             chain collapsed part-way is consistent (as after its own ENOMEM).
   vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
@@ -92,8 +101,8 @@ covered, and how each record is resolved:
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): the flag changes of mprotect / madvise and mremap's moves, the
-shadow-chain collapse, reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
+outside there may leak): the flag changes of mprotect / madvise and mremap's moves,
+reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
 the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
@@ -140,7 +149,7 @@ _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
-                                 "vm_obj_remove")}
+                                 "vm_obj_remove", "vm_collapse", "vm_xa_nodes")}
 _OP = I.OP
 
 
@@ -201,6 +210,14 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_obj_remove"]:
         if s:
             got["pages"] += vm.objs.remove_finish(a[0], a[1], a[2], s)
+    elif op == _OP["vm_xa_nodes"]:
+        free_node = vm.xa.callbacks[1]
+        for off in a[:s]:
+            free_node(off)
+        got["objects"] += s
+    elif op == _OP["vm_collapse"]:
+        if s:
+            vm.objs.collapse_finish(a[0], a[1], a[2], a[3], a[4], s)
     elif op == _OP["vm_task_create"]:
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:

@@ -55,6 +55,7 @@ from aerosync.sync.rcu import Rcu
 __all__ = ["VM"]
 
 _OP_TASK_CREATE, _OP_TASK_EXIT = I.OP["vm_task_create"], I.OP["vm_task_exit"]
+_OP_XA_NODES = I.OP["vm_xa_nodes"]
 
 
 class VM:
@@ -83,7 +84,7 @@ class VM:
         xa_cache = self.slub.cache(H(T.H_CACHE_XA))
         self.pt = PageTables(arena, cpu, self.mm, self.locks.ptl, self.levels)
         self.tlb = Tlb(arena, cpu)
-        self.xa = _xarray(arena, xa_cache, self.rcu)
+        self.xa = _xarray(arena, xa_cache, self.rcu, self.mm)
         self.objs = VmObjects(arena, cpu, self.mm, obj_cache, self.xa, self.locks.obj_lock, self.rcu)
         self.files = FM.Filemap(arena, cpu, self.mm, self.objs)
         self.vmas = VmaOps(arena, cpu, vma_cache, maple_cache, self.rcu, self.locks.vma_lock)
@@ -315,13 +316,35 @@ class VM:
             W.set_wait_hook(None)
 
 
-def _xarray(arena: Any, cache: Any, rcu: Any) -> Any:
-    """The objects' page trees over the "radix_tree_node" cache (nodes freed through RCU)."""
+def _xarray(arena: Any, cache: Any, rcu: Any, mm: Any) -> Any:
+    """The objects' page trees over the "radix_tree_node" cache (nodes freed through RCU).
+    Robust mode: the nodes one store allocates are in a vm_xa_nodes record (a0..a5,
+    step = how many) until the store publishes them -- a CPU killed while allocating
+    the second node of a new path would leak the first (mm/vm/recover.py frees them)."""
     from aerosync.mm.slab.slab_common import VBASE
     from aerosync.mm.vm.vm_object import PageTrees
 
     phys = arena.off("physmem")
     alloc, free = cache.alloc, cache.free
+    track = None
+    lg = mm.log if L.robust_mode(arena.config) else None
+    if lg is not None:
+        q, begin, end = arena.u64, lg.begin, lg.end
+        held = [-1]                                    # the open record (one store at a time)
+
+        def track(off: int) -> None:
+            r = held[0]
+            if off < 0:
+                if r >= 0:
+                    held[0] = -1
+                    end(r)
+                return
+            if r < 0:
+                r = held[0] = begin(_OP_XA_NODES)
+            n = q[r + 7]
+            if n < 6:                                  # (a store needs at most 6 below 2^36)
+                q[r + 1 + n] = off
+                q[r + 7] = n + 1
 
     def node_alloc() -> int:
         a = alloc()
@@ -333,4 +356,4 @@ def _xarray(arena: Any, cache: Any, rcu: Any) -> Any:
     def node_rcu_free(off: int) -> None:
         rcu.call_rcu(node_free, off)
 
-    return PageTrees(arena, node_alloc, node_free, node_rcu_free)
+    return PageTrees(arena, node_alloc, node_free, node_rcu_free, track)

@@ -96,8 +96,8 @@ __all__ = [
 
 OBJ_ANON, OBJ_VNODE = 1, 2
 OBJF_SHARED, OBJF_DEAD = 1, 2
-_OP_DESTROY, _OP_REMOVE = I.OP["vm_obj_destroy"], I.OP["vm_obj_remove"]
-P_REMOVE_TAKEN = I.POINT_IDS["vm:obj_remove:taken"]
+_OP_DESTROY, _OP_REMOVE, _OP_COLLAPSE = I.OP["vm_obj_destroy"], I.OP["vm_obj_remove"], I.OP["vm_collapse"]
+P_REMOVE_TAKEN, P_COLLAPSE_STORED = I.POINT_IDS["vm:obj_remove:taken"], I.POINT_IDS["vm:collapse:stored"]
 O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
 O_BACKING, O_BACKING_OFF, O_DEPTH, O_NR_CHILDREN, O_SIZE, O_NR_PAGES = 64, 72, 80, 84, 88, 96
 O_VMA_HEAD, O_CHILDREN, O_SIBLING = 104, 112, 120
@@ -129,10 +129,11 @@ class PageTrees:
     __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "insert_leaf", "find",
                  "erase_range", "first")
 
-    def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any) -> None:
+    def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any, track: Any = None) -> None:
         self.arena = arena
-        # robust mode: no leaf locks (lib/xarray.py), faults insert under &obj->lock
-        self.callbacks = (alloc_node, free_node, rcu_free_node, not robust_mode(arena.config))
+        # robust mode: no leaf locks (lib/xarray.py), faults insert under &obj->lock; `track`
+        # logs the nodes a store holds before it publishes them (vm.py, vm_xa_nodes)
+        self.callbacks = (alloc_node, free_node, rcu_free_node, not robust_mode(arena.config), track)
         handles: dict[int, XArray] = {}
         self.handles = handles
         get = handles.get
@@ -558,6 +559,7 @@ class VmObjects:
                 back = q[(o + O_BACKING) >> 3]
                 if not back or not collapsible(o, back):
                     break
+                r = begin(_OP_COLLAPSE, o, back) if begin is not None else -1
                 down_write(o + O_LOCK)
                 down_write(back + O_LOCK)
                 ok = collapsible(o, back)
@@ -570,6 +572,11 @@ class VmObjects:
                             idx = bidx - off
                             if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
                                 continue
+                            if r >= 0:                 # vm_collapse: this entry's move in flight
+                                q[r + 3] = bidx
+                                q[r + 4] = e
+                                q[r + 5] = idx
+                                q[r + 7] = 1
                             folio = is_folio_entry(e)
                             if folio:                  # the folio says o before o's tree has it
                                 b = PM8 + entry_pfn(e) * mw     # (insert's order): a lock-free
@@ -579,12 +586,20 @@ class VmObjects:
                                 if folio:              # no node: it stays back's
                                     q[b + i_map] = back | PAGE_MAPPING_ANON
                                     q[b + i_idx] = bidx
+                                if r >= 0:
+                                    q[r + 7] = 0
                                 ok = False             # stop here, both trees consistent
                                 break
                             if folio:
                                 fetch_add(o + O_NR_PAGES, 1)
                                 fetch_add(back + O_NR_PAGES, _U64)
+                            if r >= 0:
+                                q[r + 7] = 2
+                                if fp_rm is not None:
+                                    fp_rm(P_COLLAPSE_STORED)
                             xa_erase(back + O_TREE, bidx)
+                            if r >= 0:
+                                q[r + 7] = 0
                             moved += 1
                     if ok:
                         nb = q[(back + O_BACKING) >> 3]
@@ -596,6 +611,8 @@ class VmObjects:
                 finally:
                     up_write(back + O_LOCK)
                     up_write(o + O_LOCK)
+                    if r >= 0:
+                        log_end(r)
                 if not ok:
                     break
                 if nb:
@@ -717,6 +734,25 @@ class VmObjects:
                 free_pages(pfn, 0)
             return len(pfns)
 
+        def collapse_finish(o: int, back: int, bidx: int, e: int, idx: int, step: int) -> None:
+            """Recovery of a vm_collapse record (the world stopped): the entry's move is
+            finished if its store into o landed (counts moved, back's copy erased), else
+            undone (the folio says back again).  The rest of the collapse is left: a
+            chain collapsed part-way is consistent, as after collapse's own ENOMEM."""
+            folio = is_folio_entry(e)
+            if step == 1:
+                if xa_load(o + O_TREE, idx) != e:
+                    if folio and xa_load(back + O_TREE, bidx) == e:    # (still back's: not freed since)
+                        b = PM8 + entry_pfn(e) * mw
+                        q[b + i_map] = back | PAGE_MAPPING_ANON
+                        q[b + i_idx] = bidx
+                    return
+                if folio:
+                    fetch_add(o + O_NR_PAGES, 1)
+                    fetch_add(back + O_NR_PAGES, _U64)
+            if xa_load(back + O_TREE, bidx) == e:
+                xa_erase(back + O_TREE, bidx)
+
         def mark_zero(o: int, first: int, last: int) -> None:
             """Hide what o's backing chain holds at [first, last): ZERO markers (a
             private mapping's MADV_DONTNEED must read zeros afterwards)."""
@@ -764,4 +800,5 @@ class VmObjects:
         self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
         self.xa_insert_leaf = xa.insert_leaf
         self.page_remove, self.mark_zero, self.remove_finish = page_remove, mark_zero, remove_finish
+        self.collapse_finish = collapse_finish
         self.link_file_vma, self.unlink_file_vma = link_file_vma, unlink_file_vma

@@ -424,3 +424,28 @@ def test_xa_nodes_in_hand_are_freed(machine) -> None:
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_huge_vmalloc_killed_half_filled_is_undone(machine) -> None:
+    """vmalloc_huge in robust mode maps PMD blocks as it gets them (the block in hand and
+    its order in the vm_vmalloc record): a CPU killed after the first block is mapped
+    leaves an area recovery undoes -- the mapped huge block and the range freed, no
+    half-made area (VA1: neither BUSY nor LAZY at a quiescent point, found in a
+    vmalloc-storm soak)."""
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, nr_pages=8192, vm={})
+
+    def drive(arena, cpu) -> None:
+        vm = VM(arena, cpu)
+        vm.make_current()
+        vm.kernel.vmalloc.vmalloc_huge(4 << 20)
+
+    pid, killed = H.run_child(a, 0, drive, "vm:vmalloc:page", 0)
+    assert killed
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_vmalloc"]
+    assert rec.step == 2 and rec.args[2] >= 1024, rec
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

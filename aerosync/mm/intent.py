@@ -96,7 +96,7 @@ OPS: dict[int, tuple[str, str]] = {
                            "2 entry taken, 3 tree empty, 4 backing put, 5 freed; mm/vm/vm_object.py)"),
     47: ("vm_task_create", "mm, tid: a task being made (1 mm claimed, 2 the mm live with its user, "
                            "3 the task record made, its kernel stack on the way)"),
-    48: ("vm_vmalloc", "va, addr, npages, pfn: a vmalloc (1 the area's record had, in no tree; 2 in its "
+    48: ("vm_vmalloc", "va, addr, npages, pfn, order: a vmalloc (1 the area's record had, in no tree; 2 in its "
                        "tree, being filled: its PTEs say which pages it holds, pfn the page in hand; "
                        "complete once the area is BUSY)"),
     49: ("vm_dup_mm", "child, parent, vma, sp, sc, pvma: fork's copy (1 child mm claimed, 2 live, 3 a VMA copy "

@@ -50,7 +50,8 @@ covered, and how each record is resolved:
   vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
-  vm_vmalloc (vmalloc_node_range's order-0 areas: kernel stacks, large vmallocs) step 1
+  vm_vmalloc (vmalloc_node_range's page-backed areas: kernel stacks, large and huge
+             vmallocs; a4 the order of the block in hand) step 1
              the vmap_area record had, in no tree: freed; step 2, an area not yet BUSY is
              undone (vmalloc_undo: its mapped pages and the page in hand
              freed, its range erased -- nobody else ever saw it, so no flush); a BUSY one
@@ -102,8 +103,7 @@ A record is released by storing its step back to 0 before the release itself (a 
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): the flag changes of mprotect / madvise and mremap's moves,
-reclaim, vmalloc's small (vmap_block) and huge areas, vfree and
-the purge.  The dead CPU's pending RCU frees
+reclaim, vmalloc's small (vmap_block) areas, vfree and the purge.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -221,7 +221,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_task_create"]:
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
-        vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s)
+        vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
     elif op == _OP["vm_dup_mm"]:
         got["objects"] += _dup_mm_undo(arena, vm, a, s)
     elif op == _OP["vm_exit_mmap"]:

@@ -842,9 +842,10 @@ class Vmalloc:
             if huge:
                 align = max(align, VL.PMD_SIZE)
             total = (npages + 1 + lead) << PAGE_SHIFT
-            if begin is not None and not huge:
+            if begin is not None:
                 r = begin(_OP_VMALLOC)
-                q[r + 4] = 0                                  # no page in hand (begin leaves a3)
+                q[r + 4] = 0                                  # no page in hand (begin leaves a3, a4)
+                q[r + 5] = 0
                 try:
                     va = alloc_vmap_area(total, max(align, PAGE_SIZE), nid, kind & ~VL.VA_BUSY, r)
                     if not va:
@@ -852,7 +853,7 @@ class Vmalloc:
                     addr = q[(va + VL.VA_START) >> 3] + (lead << PAGE_SHIFT)
                     q[r + 2] = addr
                     q[r + 3] = npages
-                    return vmalloc_logged(va, addr, size, npages, nid, gfp, kind, owner, r)
+                    return vmalloc_logged(va, addr, size, npages, nid, gfp, kind, owner, r, huge)
                 finally:
                     log_end(r)
             va = alloc_vmap_area(total, max(align, PAGE_SIZE), nid, kind & ~VL.VA_BUSY)
@@ -898,20 +899,38 @@ class Vmalloc:
             return addr
 
         def vmalloc_logged(va: int, addr: int, size: int, npages: int, nid: int, gfp: int, kind: int,
-                           owner: int, r: int) -> int:
-            """The order-0 part of vmalloc_node_range in robust mode, inside a vm_vmalloc
-            record r (a0 area, a1 address, a2 pages): each page is mapped as soon as it
-            is had, and the page in hand (allocated, its PTE not yet stored) is the
-            record's a3 -- so the area's PTEs and a3 say exactly which pages it holds."""
+                           owner: int, r: int, huge: bool = False) -> int:
+            """vmalloc_node_range's filling in robust mode, inside a vm_vmalloc record r
+            (a0 area, a1 address, a2 pages): each page -- or, for a huge area, each
+            PMD-sized block where one fits -- is mapped as soon as it is had, and the
+            block in hand (allocated, its PTE or PMD not yet stored) is the record's a3,
+            its order a4 -- so the area's page tables and a3 say exactly what it holds."""
             gfp |= _GFP_NOWARN                                 # (alloc_pages_for's reason)
-            for i in range(npages):
+            i = 0
+            while i < npages:
+                a = addr + (i << PAGE_SHIFT)
+                if huge and not a & (VL.PMD_SIZE - 1) and npages - i >= _PMD_PAGES:
+                    pmd = table_for(a, 2, True)
+                    if pmd >= 0 and not q[P8 + (pmd << 9) + ((a >> 21) & 511)]:
+                        pfn = alloc_pages_node(nid, gfp, VL.PMD_ORDER)
+                        if pfn >= 0:
+                            q[r + 5] = VL.PMD_ORDER
+                            q[r + 4] = pfn
+                            q[P8 + (pmd << 9) + ((a >> 21) & 511)] = (pfn << PAGE_SHIFT) | _PAGE_KERNEL_LARGE
+                            q[r + 4] = 0
+                            q[r + 5] = 0
+                            i += _PMD_PAGES
+                            if fp:
+                                fp(P_VMALLOC_PAGE)
+                            continue
                 pfn = alloc_pages_node(nid, gfp, 0)
                 if pfn < 0:
                     return vmalloc_undo(va, addr, npages, 0, r, size)
                 q[r + 4] = pfn
-                if not map_small(addr + (i << PAGE_SHIFT), [pfn]):
+                if not map_small(a, [pfn]):
                     return vmalloc_undo(va, addr, npages, pfn, r, size)
                 q[r + 4] = 0
+                i += 1
                 if fp:
                     fp(P_VMALLOC_PAGE)
             q[(va + VL.VA_SIZE) >> 3] = size
@@ -925,12 +944,13 @@ class Vmalloc:
             return addr
 
         def vmalloc_undo(va: int, addr: int, npages: int, inhand: int, r: int = -1, size: int = 0,
-                         step: int = 2) -> int:
+                         step: int = 2, inhand_order: int = 0) -> int:
             """A logged vmalloc that failed, or that a dead CPU left (recovery, r = -1,
-            its record's step): an area not yet BUSY loses its mapped pages, the page in
-            hand and its range (never visible to anyone: no flush); at step 1 only the
-            record was had (not in a tree).  A BUSY area is complete (nothing undone).
-            Returns 0 (the failed allocation's address)."""
+            its record's step): an area not yet BUSY loses its mapped pages (PTEs and
+            huge PMDs), the block in hand (of `inhand_order`) and its range (never
+            visible to anyone: no flush); at step 1 only the record was had (not in a
+            tree).  A BUSY area is complete (nothing undone).  Returns 0 (the failed
+            allocation's address)."""
             if step < 1:
                 return 0
             if step == 1:
@@ -943,7 +963,7 @@ class Vmalloc:
             if inhand and u32[(PM + inhand * PAGE_META_SIZE + 8) >> 2]:    # not freed with the mapped ones
                 if r >= 0:
                     q[r + 4] = 0
-                free_pages(inhand, 0)
+                free_pages(inhand, inhand_order)
             remove_area(va, r)
             return fail(size, "page allocation failure") if r >= 0 else 0
 

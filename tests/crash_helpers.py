@@ -367,6 +367,29 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
     return drive
 
 
+def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], None]:
+    """A kernel driver of vmalloc / vfree: areas of 256..384 pages -- above
+    vmap_block_max, so never a per-CPU vmap_block's (those outlive the driver) -- and
+    now and then a huge one, allocated and freed at once (nothing held between calls,
+    so a death leaves only the call in flight), until freed areas pile up lazy and
+    purges run."""
+
+    def drive(arena: Any, cpu: int) -> None:
+        from aerosync.mm.vm.vm import VM
+
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        va = vm.kernel.vmalloc
+        for k in range(rounds):
+            a = va.vmalloc_huge(2 << 20) if k % 50 == 49 else va.vmalloc(rng.randint(256, 384) * 4096)
+            va.vfree(a)
+        va.purge_vmap_area_lazy()
+        vm.leave()
+
+    return drive
+
+
 def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     from aerosync.mm.vm.recover import vm_recover
 

@@ -33,6 +33,7 @@ SCENARIOS = {
     "vmfile": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfile"),
     "vmfork": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfork"),
     "vmsplit": (dict(), {"vm": {}, "nr_pages": 4096}, "vmsplit"),
+    "vmalloc": (dict(), {"vm": {}, "nr_pages": 8192}, "vmalloc"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -64,6 +65,7 @@ POINT_PLAN = {
     "vm:vmalloc:page": ("vm", 2), "vm:fork:shadows": ("vmfork", 3), "vm:fork:copied": ("vmfork", 4),
     "vm:split:ready": ("vmsplit", 5), "vm:split:inserted": ("vmsplit", 8), "vm:brk:changed": ("vmsplit", 4),
     "vm:obj_remove:taken": ("vmsplit", 3), "vm:collapse:stored": ("vmfork", 5),
+    "vm:vfree:unmapped": ("vmalloc", 7), "vm:purge:erased": ("vmalloc", 3),
 }
 
 
@@ -80,6 +82,8 @@ def _driver(kind: str, p: object):
         return H.vm_fork_driver()
     if kind == "vmsplit":
         return H.vm_split_driver()
+    if kind == "vmalloc":
+        return H.vmalloc_driver()
     return H.soak_driver(p)
 
 
@@ -112,6 +116,8 @@ def test_kill_at_every_point(machine, point: str) -> None:
         again = H.vm_fork_driver(rounds=3, seed=2)
     elif kind == "vmsplit":
         again = H.vm_split_driver(rounds=3, seed=2)
+    elif kind == "vmalloc":
+        again = H.vmalloc_driver(rounds=20, seed=2)
     else:
         again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)

@@ -115,6 +115,11 @@ OPS: dict[int, tuple[str, str]] = {
                         "flight)"),
     57: ("vm_xa_nodes", "n0..n5: the radix_tree_nodes one XArray store allocated, not yet published "
                         "(step: how many)"),
+    58: ("vm_vfree", "va, addr, npages, vmap: vfree / vunmap of an area (1 no longer BUSY, being unmapped; "
+                     "2 unmapped and uncounted, not yet lazy; 3 lazy)"),
+    59: ("vm_purge", "nid, cursor, va: the purge of one node's lazy list, detached (1 not flushed yet; 2 "
+                     "flushed, va = cursor being erased; 3 va erased and uncounted, its record being freed, "
+                     "cursor the next)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -195,6 +200,8 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:fault:file_held", "a file fault holds its page-cache folio's reference, nothing mapped yet"),
     ("vm:filemap:page", "a page allocated for the page cache, in no file yet"),
     ("vm:filemap:inserted", "that page in the file's cache, not yet counted nor on the LRU"),
+    ("vm:vfree:unmapped", "vfree: the area unmapped and its pages uncounted, not yet lazy"),
+    ("vm:purge:erased", "purge: a lazy area erased from its tree and uncounted, its record not yet freed"),
     ("vm:vmalloc:page", "vmalloc: one more page mapped into an area not yet BUSY (a kernel stack, a large area)"),
     ("vm:fork:shadows", "dup_mm: a private VMA's two new shadows made, neither given to a VMA yet"),
     ("vm:fork:copied", "dup_mm: one more VMA copied into the child (in its tree, its PTEs copied)"),

@@ -56,6 +56,15 @@ covered, and how each record is resolved:
              undone (vmalloc_undo: its mapped pages and the page in hand
              freed, its range erased -- nobody else ever saw it, so no flush); a BUSY one
              is complete.
+  vm_vfree   (vfree / vunmap of an area) step 1 no longer BUSY, unmapping: what is still
+             mapped unmapped (pages freed unless vunmap), the pages uncounted, then the
+             area made lazy; step 2 unmapped and uncounted: made lazy; step 3 lazy.
+  vm_purge   (the purge of one node's detached lazy chain, robust mode's purge_logged)
+             step 1 not flushed yet: the chain relinked on the node's purge list (still
+             lazy and counted); step 2 flushed, the cursor area's erase in flight: if
+             the tree no longer has it, it is uncounted and freed, then the chain from
+             the next area is relinked; step 3 the cursor moved past an area erased
+             and uncounted: its record freed, the chain from the cursor relinked.
   vm_dup_mm  (fork's copy of the address space) undone: a VMA copy in flight freed with the
              shadows made for it, then the child mm torn down (mmput) or its claimed
              record freed; VM.fork's own vm_task_create record then drops the rest.
@@ -103,7 +112,7 @@ A record is released by storing its step back to 0 before the release itself (a 
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): the flag changes of mprotect / madvise and mremap's moves,
-reclaim, vmalloc's small (vmap_block) areas, vfree and the purge.  The dead CPU's pending RCU frees
+reclaim, vmalloc's small (vmap_block) areas.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -149,7 +158,7 @@ _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
-                                 "vm_obj_remove", "vm_collapse", "vm_xa_nodes")}
+                                 "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge")}
 _OP = I.OP
 
 
@@ -222,6 +231,10 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
+    elif op == _OP["vm_vfree"]:
+        vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s)
+    elif op == _OP["vm_purge"]:
+        vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)
     elif op == _OP["vm_dup_mm"]:
         got["objects"] += _dup_mm_undo(arena, vm, a, s)
     elif op == _OP["vm_exit_mmap"]:

@@ -106,6 +106,8 @@ __all__ = ["Vmalloc", "vmalloc_init", "vmallocinfo_text", "vmallocinfo_json", "v
 _P_PSE = _PAGE_PRESENT | _PAGE_PSE
 _OP_VMALLOC = I.OP["vm_vmalloc"]
 P_VMALLOC_PAGE = I.POINT_IDS["vm:vmalloc:page"]
+_OP_VFREE, _OP_PURGE = I.OP["vm_vfree"], I.OP["vm_purge"]
+P_VFREE_UNMAPPED, P_PURGE_ERASED = I.POINT_IDS["vm:vfree:unmapped"], I.POINT_IDS["vm:purge:erased"]
 _PMD_PAGES = 1 << VL.PMD_ORDER
 _PAGE_KERNEL_LARGE = PAGE_KERNEL | _PAGE_PSE
 _BITS = VL.VMAP_BBMAP_BITS
@@ -467,9 +469,10 @@ class Vmalloc:
             finally:
                 rel()
 
-        def free_area_lazy(va: int, pages: int) -> None:
+        def free_area_lazy(va: int, pages: int, r: int = -1) -> None:
             """free_vmap_area_noflush(): the (already unmapped) area joins its node's purge
-            list and stays reserved; a purge when the lazy pages pass lazy_max_pages."""
+            list and stays reserved; a purge when the lazy pages pass lazy_max_pages.
+            With a vm_vfree record r: step 3 once the area is lazy and counted."""
             n = u32[(va + VL.VA_NID) >> 2]
             no = nodes[n]
             acq, rel = node_locks[n].acquire, node_locks[n].release
@@ -482,7 +485,10 @@ class Vmalloc:
                 q[(no + VL.VN_NR_BUSY) >> 3] -= 1
             finally:
                 rel()
-            if fetch_add(base + VL.H_LAZY_NR, pages) + pages > lazy_max and not purge_lock.is_locked():
+            over = fetch_add(base + VL.H_LAZY_NR, pages) + pages > lazy_max
+            if r >= 0:
+                q[r + 7] = 3
+            if over and not purge_lock.is_locked():
                 purge_vmap_area_lazy(False)
 
         def purge_vmap_area_lazy(wait: bool = True, extra: tuple[int, int] = (0, 0)) -> int:
@@ -494,6 +500,8 @@ class Vmalloc:
                 return 0
             purge_lock.acquire()
             try:
+                if begin is not None:
+                    return purge_logged(extra)
                 taken: list[tuple[int, int]] = []
                 for n in range(nr_nodes):
                     no = nodes[n]
@@ -558,6 +566,104 @@ class Vmalloc:
                 return done
             finally:
                 purge_lock.release()
+
+        def purge_logged(extra: tuple[int, int]) -> int:
+            """The purge of robust mode (purge_lock held): node by node, that node's
+            detached lazy chain under a vm_purge record (a0 node, a1 the cursor: the
+            first area not yet erased, a2 the area being erased) -- one shootdown per
+            node's chain, then each area erased, uncounted and its record freed in
+            turn, so a death leaves the chain from the cursor for recovery to relink
+            (purge_undo).  The extra range (vm_unmap_aliases) is flushed once."""
+            done = 0
+            flushed = False
+            for n in range(nr_nodes):
+                no = nodes[n]
+                if not q[(no + VL.VN_PURGE) >> 3]:
+                    continue
+                r = begin(_OP_PURGE, n)
+                try:
+                    acq, rel = node_locks[n].acquire, node_locks[n].release
+                    acq()
+                    try:
+                        head = q[(no + VL.VN_PURGE) >> 3]
+                        q[(no + VL.VN_PURGE) >> 3] = 0
+                        q[(no + VL.VN_NR_LAZY) >> 3] = 0
+                        q[r + 2] = head
+                        q[r + 7] = 1
+                    finally:
+                        rel()
+                    if not head:
+                        continue
+                    lo, hi = (extra if extra[0] < extra[1] and not flushed else (END, START))
+                    va = head
+                    while va:
+                        lo, hi = min(lo, q[(va + VL.VA_START) >> 3]), max(hi, q[(va + VL.VA_END) >> 3])
+                        va = q[(va + VL.VA_NEXT) >> 3]
+                    flush_kernel(lo, hi)
+                    flushed = True
+                    fetch_add(base + VL.H_NR_FLUSHES, 1)
+                    fetch_add(base + VL.H_NR_PURGES, 1)
+                    q[r + 7] = 2
+                    va = head
+                    while va:
+                        nxt = q[(va + VL.VA_NEXT) >> 3]
+                        pages = (q[(va + VL.VA_END) >> 3] - q[(va + VL.VA_START) >> 3]) >> PAGE_SHIFT
+                        q[r + 3] = va
+                        acq()
+                        try:
+                            erased = trees[n].mtree_erase(q[(va + VL.VA_START) >> 3]) == va
+                        finally:
+                            rel()
+                        if not erased:                     # -ENOMEM: stays lazy for the next purge
+                            q[r + 2] = nxt
+                            _relink_lazy(n, va)
+                            va = nxt
+                            continue
+                        q[r + 2] = nxt
+                        q[r + 7] = 3
+                        fetch_add(base + VL.H_LAZY_NR, (-pages) & _FULL64)
+                        if fp:
+                            fp(P_PURGE_ERASED)
+                        q[r + 7] = 2                       # va forgotten before its release
+                        va_free(va + VOFF)
+                        done += 1
+                        va = nxt
+                finally:
+                    log_end(r)
+            if not flushed and extra[0] < extra[1]:
+                flush_kernel(extra[0], extra[1])
+                fetch_add(base + VL.H_NR_FLUSHES, 1)
+            return done
+
+        def purge_undo(n: int, cursor: int, va: int, step: int) -> None:
+            """Recovery of a vm_purge record: an area whose erase landed (step 2, the
+            tree no longer has it) is uncounted and freed, one erased and uncounted
+            (step 3, va) freed; the chain from the first area not erased goes back on
+            node n's purge list, still lazy (a later purge flushes it again)."""
+            if step == 2 and cursor and find_vmap_area(q[(cursor + VL.VA_START) >> 3]) != cursor:
+                nxt = q[(cursor + VL.VA_NEXT) >> 3]
+                pages = (q[(cursor + VL.VA_END) >> 3] - q[(cursor + VL.VA_START) >> 3]) >> PAGE_SHIFT
+                fetch_add(base + VL.H_LAZY_NR, (-pages) & _FULL64)
+                va_free(cursor + VOFF)
+                cursor = nxt
+            if step == 3:                                  # erased and uncounted, not yet released
+                va_free(va + VOFF)
+            if step >= 1:
+                while cursor:
+                    nxt = q[(cursor + VL.VA_NEXT) >> 3]
+                    _relink_lazy(n, cursor)
+                    cursor = nxt
+
+        def vfree_finish(va: int, addr: int, npages: int, want_vmap: bool, step: int) -> None:
+            """Recovery of a vm_vfree record: from step 1 the area is unmapped (what is
+            still mapped; its pages freed unless vunmap) and uncounted, from step 2 it
+            goes lazy; at step 3 it is lazy already."""
+            if step == 1:
+                unmap_range(addr, npages, not want_vmap)
+                if not want_vmap:
+                    fetch_add(base + VL.H_NR_PAGES, (-npages) & _FULL64)
+            if step in (1, 2):
+                free_area_lazy(va, (q[(va + VL.VA_END) >> 3] - q[(va + VL.VA_START) >> 3]) >> PAGE_SHIFT)
 
         def _relink_lazy(n: int, va: int) -> None:
             no = nodes[n]
@@ -1023,17 +1129,29 @@ class Vmalloc:
             # vfree racing with this one finds no busy area
             n = u32[(va + VL.VA_NID) >> 2]
             acq, rel = node_locks[n].acquire, node_locks[n].release
-            acq()
+            r = begin(_OP_VFREE, va, addr, npages) if begin is not None else -1
             try:
-                if not u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:
-                    return
-                u32[(va + VL.VA_FLAGS) >> 2] &= ~VL.VA_BUSY
+                acq()
+                try:
+                    if not u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:
+                        return
+                    u32[(va + VL.VA_FLAGS) >> 2] &= ~VL.VA_BUSY
+                    if r >= 0:
+                        q[r + 4] = int(want_vmap)
+                        q[r + 7] = 1
+                finally:
+                    rel()
+                unmap_range(addr, npages, not want_vmap)
+                if not want_vmap:
+                    fetch_add(base + VL.H_NR_PAGES, (-npages) & _FULL64)
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_VFREE_UNMAPPED)
+                free_area_lazy(va, (q[(va + VL.VA_END) >> 3] - q[(va + VL.VA_START) >> 3]) >> PAGE_SHIFT, r)
             finally:
-                rel()
-            unmap_range(addr, npages, not want_vmap)
-            if not want_vmap:
-                fetch_add(base + VL.H_NR_PAGES, (-npages) & _FULL64)
-            free_area_lazy(va, (q[(va + VL.VA_END) >> 3] - q[(va + VL.VA_START) >> 3]) >> PAGE_SHIFT)
+                if r >= 0:
+                    log_end(r)
 
         def vfree(addr: int) -> None:
             """vfree(): see the module docstring (0: nothing)."""
@@ -1111,6 +1229,7 @@ class Vmalloc:
         self.alloc_vmap_area, self.block_of, self.slice_of = alloc_vmap_area, block_of, slice_of
         self.free_vmap_area = remove_area          # a never-mapped area, erased at once (tests, errors)
         self.vmalloc_undo = vmalloc_undo
+        self.purge_undo, self.vfree_finish = purge_undo, vfree_finish
         self.stack_cache_get, self.stack_cache_put, self.drain_stack_cache = (stack_cache_get, stack_cache_put,
                                                                               drain_stack_cache)
         self.table_for = table_for

@@ -449,3 +449,37 @@ def test_huge_vmalloc_killed_half_filled_is_undone(machine) -> None:
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_xa_node_records_nest_per_tree(machine) -> None:
+    """A store into one tree may nest inside another's node allocation (direct reclaim
+    storing into a swap cache): each tree's store keeps its own vm_xa_nodes record, and
+    the inner one's publication ends only its own -- one shared record would take the
+    inner nodes as the outer's and close the outer record (with the allocator's records
+    opened under it) at the inner publication."""
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+    vm = VM(a, 0)
+    track = vm.xa.callbacks[4]
+    assert track is not None
+    def owner_records() -> list[I.Record]:          # (the owner has one context: read once)
+        return [r for r in I.read_records(a, -1) if r.ctx == 0]
+
+    depth0 = len(owner_records())
+
+    def open_nodes() -> list[tuple[int, ...]]:
+        return [r.args[: r.step] for r in owner_records() if r.name == "vm_xa_nodes"]
+
+    track(4096, 0x10000)                       # tree A: a first node in hand
+    track(8192, 0x20000)                       # tree B's store, nested
+    track(8192, 0x20040)
+    assert sorted(open_nodes()) == [(0x10000,), (0x20000, 0x20040)]
+    track(8192, -1)                            # B published: A's record stays open
+    assert open_nodes() == [(0x10000,)]
+    track(4096, 0x10040)
+    assert open_nodes() == [(0x10000, 0x10040)]
+    track(4096, -1)
+    assert open_nodes() == [] and len(owner_records()) == depth0
+    vm.leave()

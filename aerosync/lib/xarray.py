@@ -34,9 +34,9 @@ Writers (caller holds the array's lock; errors are negative errnos, never entrie
 Callbacks: alloc_node() -> off | -1 (576 bytes, 64-aligned -- the "radix_tree_node"
 kmem_cache with align 64 or SLAB_HWCACHE_ALIGN; contents need not be zeroed, every word
 of a new node is written here); free_node(off) for a node never made reachable;
-rcu_free_node(off) for a node that was (freed after a grace period); track(off), if
-given, hears each node a store allocated and then -1 once they are published (or freed
-on ENOMEM): a crash-tolerant caller logs the nodes in its hands (mm/vm/vm.py).
+rcu_free_node(off) for a node that was (freed after a grace period); track(root, off),
+if given, hears each node a store allocated and then (root, -1) once they are published
+(or freed on ENOMEM): a crash-tolerant caller logs the nodes in its hands (mm/vm/vm.py).
 
 Node layout (576 bytes = 72 u64 words, as struct xa_node):
 
@@ -570,7 +570,7 @@ class XArray:
     def __init__(self, arena: Any, root_off: int, alloc_node: Callable[[], int] | None = None,
                  free_node: Callable[[int], None] | None = None,
                  rcu_free_node: Callable[[int], None] | None = None, leaf_locks: bool = True,
-                 track: Callable[[int], None] | None = None) -> None:
+                 track: Callable[[int, int], None] | None = None) -> None:
         if root_off % 8 or not 0 <= root_off <= arena.size - 8 * XA_ROOT_WORDS:
             raise ValueError(f"XArray: root offset {root_off:#x} not an aligned arena offset")
         self.arena, self.root_off = arena, root_off
@@ -626,19 +626,19 @@ class XArray:
                 for o in got:
                     self.free_node(o)  # type: ignore[misc]
                 if track is not None and got:
-                    track(-1)
+                    track(self.root_off, -1)
                 return None
             if off & (XA_NODE_ALIGN - 1) or off <= 4096 or off + XA_NODE_SIZE > self.arena.size:
                 raise ValueError(f"XArray: alloc_node gave {off:#x}: not a 64-aligned node in the arena")
             got.append(off)
             if track is not None:
-                track(off)
+                track(self.root_off, off)
         return got
 
     def _published(self) -> None:
         """The nodes _alloc gave are reachable now (the `track` callback hears -1)."""
         if self.track is not None:
-            self.track(-1)
+            self.track(self.root_off, -1)
 
     def _write_node(self, off: int, shift: int, offset: int, parent: int, slots: dict[int, int],
                     marks: tuple[int, int, int] = (0, 0, 0)) -> None:

@@ -330,17 +330,19 @@ def _xarray(arena: Any, cache: Any, rcu: Any, mm: Any) -> Any:
     lg = mm.log if L.robust_mode(arena.config) else None
     if lg is not None:
         q, begin, end = arena.u64, lg.begin, lg.end
-        held = [-1]                                    # the open record (one store at a time)
+        held: dict[int, int] = {}                      # tree root -> its store's open record
+        # (one store per tree at a time -- under the object's lock -- but a store into
+        # another tree may nest inside one: direct reclaim in a node's allocation)
 
-        def track(off: int) -> None:
-            r = held[0]
+        def track(root: int, off: int) -> None:
+            r = held.get(root, -1)
             if off < 0:
                 if r >= 0:
-                    held[0] = -1
+                    del held[root]
                     end(r)
                 return
             if r < 0:
-                r = held[0] = begin(_OP_XA_NODES)
+                r = held[root] = begin(_OP_XA_NODES)
             n = q[r + 7]
             if n < 6:                                  # (a store needs at most 6 below 2^36)
                 q[r + 1 + n] = off

@@ -310,7 +310,7 @@ class VmObjects:
         # never releases twice).
         lg = mm.log if robust_mode(arena.config) else None
         begin, log_end = (lg.begin, lg.end) if lg is not None else (None, None)
-        fp_rm = lg.fp if lg is not None else None
+        log_fp = lg.fp if lg is not None else None
         first_entry, xa_find = xa.first, xa.find
         free_pages = mm.free_pages
 
@@ -595,8 +595,8 @@ class VmObjects:
                                 fetch_add(back + O_NR_PAGES, _U64)
                             if r >= 0:
                                 q[r + 7] = 2
-                                if fp_rm is not None:
-                                    fp_rm(P_COLLAPSE_STORED)
+                                if log_fp is not None:
+                                    log_fp(P_COLLAPSE_STORED)
                             xa_erase(back + O_TREE, bidx)
                             if r >= 0:
                                 q[r + 7] = 0
@@ -705,8 +705,8 @@ class VmObjects:
                     finally:
                         up_write(o + O_LOCK)
                     if pfns:
-                        if fp_rm is not None:
-                            fp_rm(P_REMOVE_TAKEN)
+                        if log_fp is not None:
+                            log_fp(P_REMOVE_TAKEN)
                         q[r + 7] = 0
                         n_out += 1
                         free_pages(pfns[0], 0)

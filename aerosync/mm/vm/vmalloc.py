@@ -600,9 +600,10 @@ class Vmalloc:
                         lo, hi = min(lo, q[(va + VL.VA_START) >> 3]), max(hi, q[(va + VL.VA_END) >> 3])
                         va = q[(va + VL.VA_NEXT) >> 3]
                     flush_kernel(lo, hi)
-                    flushed = True
                     fetch_add(base + VL.H_NR_FLUSHES, 1)
-                    fetch_add(base + VL.H_NR_PURGES, 1)
+                    if not flushed:                        # (one purge, however many chains)
+                        fetch_add(base + VL.H_NR_PURGES, 1)
+                    flushed = True
                     q[r + 7] = 2
                     va = head
                     while va:

@@ -213,15 +213,27 @@ def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point:
     return pid
 
 
-def _task_vm(arena: Any, cpu: int, comm: str) -> tuple[Any, int]:
-    """A VM handle of `cpu` running a new task of its own address space."""
+def task_vm(arena: Any, cpu: int, comm: str, mm: int = -1) -> tuple[Any, int]:
+    """A VM handle of `cpu` running a new task: of its own address space, or a thread
+    of `mm`."""
     from aerosync.mm.vm.vm import VM
 
     vm = VM(arena, cpu)
     vm.make_current()
-    tid = vm.task_create(comm)
+    tid = vm.task_create(comm, mm=mm)
     vm.switch_to(tid)
     return vm, tid
+
+
+def brk_grow_driver(mm: int, heap: int) -> Callable[[Any, int], None]:
+    """A driver: a thread of `mm` grows the heap at `heap` by two pages (threads mode:
+    a death inside leaves the mm to the live threads)."""
+
+    def drive(arena: Any, cpu: int) -> None:
+        vm, _ = task_vm(arena, cpu, "dies", mm)
+        vm.brk(heap + 2 * 4096)
+
+    return drive
 
 
 def _task_exit(vm: Any, tid: int) -> None:
@@ -238,7 +250,7 @@ def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm, tid = _task_vm(arena, cpu, "crash")
+        vm, tid = task_vm(arena, cpu, "crash")
         for k in range(rounds):
             n = rng.randint(1, pages)
             a = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -261,7 +273,7 @@ def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], Non
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm, tid = _task_vm(arena, cpu, "crash")
+        vm, tid = task_vm(arena, cpu, "crash")
         heap = vm.brk(0)
         for k in range(rounds):
             n = rng.randint(6, 24)
@@ -315,7 +327,7 @@ def vm_file_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm, tid = _task_vm(arena, cpu, "crashf")
+        vm, tid = task_vm(arena, cpu, "crashf")
         fid = vm.file_lookup(VM_FILE)
         for k in range(rounds):
             a = vm.mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED if k % 3 == 2 else MAP_PRIVATE, fid, 0)
@@ -340,7 +352,7 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
-        vm, tid = _task_vm(arena, cpu, "crashk")
+        vm, tid = task_vm(arena, cpu, "crashk")
         rw = PROT_READ | PROT_WRITE
         for k in range(rounds):
             n = rng.randint(1, pages)

@@ -61,23 +61,13 @@ def test_brk_of_a_shared_mm_settles_after_a_death(machine) -> None:
     mm->brk to the heap's end (brk_settle), so the live thread's brk calls keep
     working -- a lagging mm->brk had every later grow refused (will-it-scale brk1 in
     threads mode after a kill: half its calls refused)."""
-    from aerosync.mm.vm.vm import VM
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={"mm": "threads"})
-    vm1 = VM(a, 1)
-    vm1.make_current()
-    t1 = vm1.task_create("live")
-    vm1.switch_to(t1)
+    vm1, t1 = H.task_vm(a, 1, "live")
     mm = vm1.cur[1]
     heap = vm1.brk(0)
-
-    def grow(arena, cpu) -> None:
-        vm = VM(arena, cpu)
-        vm.make_current()
-        vm.switch_to(vm.task_create("dies", mm=mm))
-        vm.brk(heap + 2 * 4096)
-
+    grow = H.brk_grow_driver(mm, heap)
     pid, killed = H.run_child(a, 0, grow, "vm:brk:changed", 0)
     assert killed
     assert [(I.OP_NAMES[r.op], r.step) for r in I.read_records(a, 0)] == [("vm_brk", 1)]
@@ -120,14 +110,10 @@ def test_split_recovery_follows_the_tree(machine) -> None:
     from aerosync.mm.vm import recover as VR
     from aerosync.mm.vm import vma as V
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={})
-    vm = VM(a, 0)
-    vm.make_current()
-    t = vm.task_create("t")
-    vm.switch_to(t)
+    vm, t = H.task_vm(a, 0, "t")
     mm = vm.cur[1]
     q = a.u64
     for landed in (True, False):
@@ -163,14 +149,10 @@ def test_munmap_recovery_follows_the_tree(machine) -> None:
     from aerosync.arena import layout as L
     from aerosync.mm.vm import recover as VR
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={})
-    vm = VM(a, 0)
-    vm.make_current()
-    t = vm.task_create("t")
-    vm.switch_to(t)
+    vm, t = H.task_vm(a, 0, "t")
     mm = vm.cur[1]
     for landed in (True, False):
         addr = vm.mmap(0, 8 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -240,7 +222,6 @@ def test_live_thread_waits_out_a_dead_writers_brk(machine) -> None:
     from aerosync.arena import layout as L
     from aerosync.mm import recovery
     from aerosync.mm.vm import mm_types as T
-    from aerosync.mm.vm.vm import VM
     from aerosync.params import CPU_AREA_SIZE
     from aerosync.sync.objlock import RW_KEPT, RW_WRITER
     from aerosync.sync.robust import HELD_WRITE
@@ -250,19 +231,10 @@ def test_live_thread_waits_out_a_dead_writers_brk(machine) -> None:
     p = H.soak_params()
     a = H.soak_machine(machine, p, nr_cpus=3, vm={"mm": "threads"})
     at = a.atomic
-    vm1 = VM(a, 1)
-    vm1.make_current()
-    t1 = vm1.task_create("live")
-    vm1.switch_to(t1)
+    vm1, t1 = H.task_vm(a, 1, "live")
     mm = vm1.cur[1]
     heap = vm1.brk(0)
-
-    def grow(arena, cpu) -> None:
-        vm = VM(arena, cpu)
-        vm.make_current()
-        vm.switch_to(vm.task_create("dies", mm=mm))
-        vm.brk(heap + 2 * 4096)
-
+    grow = H.brk_grow_driver(mm, heap)
     pid, killed = H.run_child(a, 0, grow, "vm:brk:changed", 0, poll=vm1.tlb.handle_ipi)
     assert killed
     rec = recovery.takeover(a, pid, 0)
@@ -277,10 +249,7 @@ def test_live_thread_waits_out_a_dead_writers_brk(machine) -> None:
     if live == 0:                                        # pragma: no cover (the child: cpu2)
         code = 0
         try:
-            vm = VM(a, 2)
-            vm.make_current()
-            tid = vm.task_create("waits", mm=mm)
-            vm.switch_to(tid)
+            vm, tid = H.task_vm(a, 2, "waits", mm)
             set_park_hook(_lock_park(a, 2, area, vm.tlb.handle_ipi, None))
             got = vm.brk(heap + 3 * 4096)
             if got != heap + 3 * 4096 or vm.brk(0) != got:
@@ -332,7 +301,6 @@ def test_collapse_recovery_follows_the_child_tree(machine) -> None:
     from aerosync.mm.vm import recover as VR
     from aerosync.mm.vm import vma as V
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
     from aerosync.mm.vm.vm_object import O_BACKING, O_NR_PAGES, O_TREE
     from aerosync.params import PAGE_META_SIZE
 
@@ -340,10 +308,7 @@ def test_collapse_recovery_follows_the_child_tree(machine) -> None:
     a = H.soak_machine(machine, p, vm={})
     q = a.u64
     pm = a.off("pagemeta")
-    vm = VM(a, 0)
-    vm.make_current()
-    t = vm.task_create("t")
-    vm.switch_to(t)
+    vm, t = H.task_vm(a, 0, "t")
     mm = vm.cur[1]
     for landed in (True, False):
         addr = vm.mmap(0, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
@@ -392,16 +357,13 @@ def test_xa_nodes_in_hand_are_freed(machine) -> None:
 
     from aerosync.mm.vm import vma as V
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
-    from aerosync.mm.vm.vm import VM
     from aerosync.mm.vm.vm_object import O_TREE
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, nr_pages=8192, vm={})
 
     def drive(arena, cpu) -> None:
-        vm = VM(arena, cpu)
-        vm.make_current()
-        vm.switch_to(vm.task_create("dies"))
+        vm, _ = H.task_vm(arena, cpu, "dies")
         addr = vm.mmap(0, 16384 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
         vm.store64(addr, 1)                             # the tree: one entry at index 0
         o = arena.u64[(vm.vmas.tree(vm.cur[1]).mtree_load(addr) + V.V_OBJECT) >> 3]

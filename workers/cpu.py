@@ -56,6 +56,7 @@ from aerosync.arch import cpu as arch_cpu
 from aerosync.arena import layout as L
 from aerosync.arena.segment import Arena
 from aerosync.params import CPU_AREA_SIZE, ERRTEXT_SIZE
+from aerosync.sync.objlock import RW_KEPT
 
 __all__ = ["WorkerSpec", "main", "cpu_rng"]
 
@@ -282,49 +283,21 @@ def _lock_park(arena: Arena, cpu: int, area: int, poll: Callable[[], None] | Non
     in flight (no open intent record, no lock held: mm/intent.py idle_fn); else it
     returns and the coordinator, not seeing it park, releases the kept lock early.
 
-    It stays parked while the pause lasts: the recovery releases the kept lock before
-    its checkers run, and this CPU must not take it and run meanwhile.  The one way
-    out before GO is the coordinator's fallback: it releases a kept lock early and
-    starts a new pause generation -- then this CPU runs on (a parked reader granted
-    the lock would block the waiter that could not park) and parks at its next batch
-    boundary.  So a generation is acked only while the lock is still kept after the
-    generation was read (the release comes before the new generation), and a new
-    generation seen with the lock released means "run on"."""
+    Parked, it is _pause with the lock's offset (its rules for that case there)."""
     from aerosync.mm.intent import idle_fn
-    from aerosync.sync.objlock import RW_KEPT
 
-    at = arena.atomic
-    load, store = at.load64, at.store64
+    load = arena.atomic.load64
     idle = idle_fn(arena, cpu)
-    ack_off = (area << 3) + L.CPU_PAUSE_ACK
-    hb_i = area + (L.CPU_HEARTBEAT >> 3)
 
     def park(off: int) -> None:
-        if load(L.H_RUN_STATE) != L.RUN_PAUSE or not idle():
-            return
-        if drain is not None:
-            drain()
-        acked = -1
-        while True:
-            seq = load(L.H_PAUSE_SEQ)
-            if load(L.H_RUN_STATE) != L.RUN_PAUSE:
-                break
-            if load(off) & RW_KEPT:
-                if seq != acked:
-                    store(ack_off, seq)
-                    acked = seq
-            elif seq != acked:                   # released early, a new pause: park at the boundary
-                break
-            if poll is not None:
-                poll()
-            time.sleep(GO_POLL_S)
-        arena.u64[hb_i] = time.monotonic_ns()
+        if load(L.H_RUN_STATE) == L.RUN_PAUSE and idle():
+            _pause(arena, area, poll, drain, off)
 
     return park
 
 
 def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None,
-           drain: Callable[[], None] | None = None) -> int:
+           drain: Callable[[], None] | None = None, kept: int = -1) -> int:
     """Park at a batch boundary (no operation in flight) while the coordinator checks
     invariants on a live run; acknowledge with the pause generation, resume on GO.
 
@@ -342,7 +315,17 @@ def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None,
     else: deferred work (RCU callbacks) would change memory under the checker.
 
     `drain` (this CPU's lru_add_drain) runs first, before the ack: the checker then sees
-    every folio this CPU added on its LRU list (mm/reclaim/check.py), none in a batch."""
+    every folio this CPU added on its LRU list (mm/reclaim/check.py), none in a batch.
+
+    `kept` (_lock_park): the offset of the rwsem this CPU is queued on, kept for a dead
+    CPU's recovery (RW_KEPT).  The CPU stays parked while the pause lasts -- the
+    recovery releases the lock before its checkers run, and this CPU must not take it
+    and run meanwhile.  The one way out before GO is the coordinator's fallback: it
+    releases a kept lock early and starts a new pause generation; then this CPU runs
+    on (a parked reader granted the lock would block the waiter that could not park)
+    and parks at its next batch boundary.  So a generation is acked only while the
+    lock is still kept after the generation was read (the release comes before the new
+    generation), and a new generation seen with the lock released means "run on"."""
     at = arena.atomic
     if drain is not None:
         drain()
@@ -353,7 +336,10 @@ def _pause(arena: Arena, area: int, poll: Callable[[], None] | None = None,
         rs = at.load64(L.H_RUN_STATE)
         if rs != L.RUN_PAUSE:
             break
-        if seq != acked:
+        if kept >= 0 and not at.load64(kept) & RW_KEPT:
+            if seq != acked:                   # released early, a new pause: park at the boundary
+                break
+        elif seq != acked:
             at.store64(ack_off, seq)
             acked = seq
         if poll is not None:

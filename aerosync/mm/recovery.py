@@ -19,7 +19,8 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      (the park hook, workers/cpu.py) and counts as parked.  If some CPU cannot park
      there (it holds something), the coordinator releases the kept holds early
      (`release_kept`) and waits again: the old, weaker behaviour.
-  B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary):
+  B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary, or
+     inside its wait for a kept mmap_lock -- holding nothing either way):
        1. the dead CPU's open intent records are read (innermost first) and its log
           cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
           its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);

@@ -25,7 +25,10 @@ which wakes the queued waiters.  The data a taken lock protects may be half-upda
 (the EOWNERDEAD case); the recovery protocol (mm/intent.py, mm/recovery.py) keeps it
 usable: at every fault point the structure under a lock is whole -- a list move is a
 single step -- and only the items the dead CPU had in flight are missing, so live CPUs
-may go on using it until the world is stopped and the items are put back.
+may go on using it until the world is stopped and the items are put back.  Where that
+does not hold -- a VMA change under mmap_lock is several steps -- the caller keeps the
+hold instead (mm/recovery.py: a dead CPU's mmap_lock entries are kept, RW_KEPT, and
+released after its recovery; `release_embedded` gets the rest).
 
 Robust mode (`robust_mode(config)`: `[run] on_cpu_death` set, or fault injection on):
 a lock waiter that finds the owner dead keeps waiting for the coordinator's takeover

@@ -3,7 +3,7 @@
 Models: slub_cpu_dead() (the dead CPU's cpu slab, partials, magazine and sheaves flushed
 by another CPU: mm/cpuhp.py), plus what Linux never needs -- undoing or finishing a
 slow path a CPU stopped in.  Unit: a dead CPU; the machine stopped (mm/recovery.py:
-every live CPU parked at a batch boundary).  Acts through a Slub handle of the dead CPU
+every live CPU parked, holding nothing).  Acts through a Slub handle of the dead CPU
 (its statistics take what recovery does).
 
 The dead CPU's records (mm/slab/slub.py writes them; mm/intent.py has the protocol),

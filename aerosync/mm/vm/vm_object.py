@@ -49,7 +49,9 @@ children, sibling, depth) change only under the write locks of both objects.  Ea
 tree entry changes under the lock on its own (insert, remove, reclaim's replace_entry,
 a collapse's move), so the lock's holds are short, and a writer over a range need not
 hold it for the whole range: page_remove (the zap's free half) takes it for at most
-PAGE_REMOVE_BATCH entries at a time and drops it between batches, so faults of other
+PAGE_REMOVE_BATCH entries at a time (robust mode: one, under a vm_obj_remove record;
+a collapse logs each move in a vm_collapse record: mm/vm/recover.py) and drops it
+between batches, so faults of other
 CPUs into the same object (a VMA merged across threads' regions) interleave with it.
 That is safe because the range it removes is zapped and, for munmap, reachable from no
 VMA (detached): nothing else inserts there, and every other writer re-checks the

@@ -402,6 +402,29 @@ def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], Non
     return drive
 
 
+def vmblock_driver(rounds: int = 300, seed: int = 1) -> Callable[[Any, int], None]:
+    """A kernel driver of small vmallocs (1..127 pages: the per-CPU vmap_blocks), each
+    freed at once, so blocks fill with dirty ranges and retire (at the free that leaves
+    one idle, or when every page is dirty); it ends with vm_unmap_aliases, which frees
+    every block with nothing in use (purge_fragmented_blocks) and purges -- no block
+    outlives the driver, on any CPU."""
+
+    def drive(arena: Any, cpu: int) -> None:
+        from aerosync.mm.vm.vm import VM
+
+        rng = random.Random(seed)
+        vm = VM(arena, cpu)
+        vm.make_current()
+        va = vm.kernel.vmalloc
+        for _ in range(rounds):
+            a = va.vmalloc(rng.randint(1, 127) * 4096 - rng.randrange(4096))
+            va.vfree(a)
+        va.vm_unmap_aliases()
+        vm.leave()
+
+    return drive
+
+
 def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     from aerosync.mm.vm.recover import vm_recover
 

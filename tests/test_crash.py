@@ -34,6 +34,7 @@ SCENARIOS = {
     "vmfork": (dict(), {"vm": {}, "nr_pages": 4096}, "vmfork"),
     "vmsplit": (dict(), {"vm": {}, "nr_pages": 4096}, "vmsplit"),
     "vmalloc": (dict(), {"vm": {}, "nr_pages": 8192}, "vmalloc"),
+    "vmblock": (dict(), {"vm": {}, "nr_pages": 8192}, "vmblock"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -66,6 +67,7 @@ POINT_PLAN = {
     "vm:split:ready": ("vmsplit", 5), "vm:split:inserted": ("vmsplit", 8), "vm:brk:changed": ("vmsplit", 4),
     "vm:obj_remove:taken": ("vmsplit", 3), "vm:collapse:stored": ("vmfork", 5),
     "vm:vfree:unmapped": ("vmalloc", 7), "vm:purge:erased": ("vmalloc", 3),
+    "vm:vb_alloc:page": ("vmblock", 40), "vm:vb_free:unmapped": ("vmblock", 9), "vm:vb_retire:lazy": ("vmblock", 1),
 }
 
 
@@ -84,6 +86,8 @@ def _driver(kind: str, p: object):
         return H.vm_split_driver()
     if kind == "vmalloc":
         return H.vmalloc_driver()
+    if kind == "vmblock":
+        return H.vmblock_driver()
     return H.soak_driver(p)
 
 
@@ -118,6 +122,8 @@ def test_kill_at_every_point(machine, point: str) -> None:
         again = H.vm_split_driver(rounds=3, seed=2)
     elif kind == "vmalloc":
         again = H.vmalloc_driver(rounds=20, seed=2)
+    elif kind == "vmblock":
+        again = H.vmblock_driver(rounds=40, seed=2)
     else:
         again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)
@@ -159,6 +165,35 @@ def test_kill_inside_vm_operations(machine, point: str, skip: int) -> None:
     assert I.read_records(a, 0) == []
     cpuhp_online_mm(a, 0)
     _, killed = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+# (point, skip) -> the step of the vm_vb_alloc record the death lands in, with the block
+# driver: a new block's area record had (1), that area in its tree with the block record
+# on the way (2), a range carved and being filled with a page in hand (3: its table page
+# being allocated).
+BLOCK_PLAN = {("slab:alloc:installed", 1): 1, ("slab:alloc:installed", 2): 2, ("pcp:refill:linked", 4): 3}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("point", "skip"), list(BLOCK_PLAN))
+def test_kill_inside_a_block_vmalloc(machine, point: str, skip: int) -> None:
+    """A CPU killed at an allocator point inside a small vmalloc: the allocator's record
+    first, then vm_vb_alloc's (vb_alloc_undo) -- nothing lost, checkers pass."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
+    pid, killed = H.run_child(a, 0, H.vmblock_driver(), point, skip)
+    assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_vb_alloc"]
+    assert rec.step == BLOCK_PLAN[(point, skip)], rec
+    if rec.step == 3:
+        assert rec.args[4], rec                         # a page in hand
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, H.vmblock_driver(rounds=40, seed=2))
     assert not killed
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

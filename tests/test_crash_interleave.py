@@ -445,3 +445,90 @@ def test_xa_node_records_nest_per_tree(machine) -> None:
     track(4096, -1)
     assert open_nodes() == [] and len(owner_records()) == depth0
     vm.leave()
+
+
+class _KillAfterFrees:
+    """An MM stand-in for a Vmalloc handle whose `free_pages` SIGKILLs the process
+    right after its n-th page is freed: a vb_free dies between two pages of its unmap
+    (each page's PTE cleared and the page freed: the log describes that state)."""
+
+    def __init__(self, mm, n: int) -> None:
+        self._mm, self._n = mm, n
+
+    def __getattr__(self, name: str):
+        return getattr(self._mm, name)
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        import os
+        import signal
+
+        self._mm.free_pages(pfn, order)
+        self._n -= 1
+        if not self._n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_vb_free_killed_mid_unmap_is_finished(machine) -> None:
+    """A CPU killed in vb_free after 5 of a block allocation's 20 pages were unmapped
+    and freed: the vm_vb_free record (step 1, claimed) lets recovery unmap and free the
+    other 15, uncount all 20 and mark the range dirty -- no page leaked or freed twice,
+    nr_vmalloc_pages exact (VA3), the block's bitmaps consistent (VA4).  Unlogged, the
+    block kept a used range no one could free (VA3 in a vmalloc-storm soak)."""
+    from aerosync.mm.cpuhp import cpuhp_online_mm
+    from aerosync.mm.vm.vm import VM
+    from aerosync.mm.vm.vmalloc import Vmalloc
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, nr_pages=8192, vm={})
+
+    def drive(arena, cpu) -> None:
+        vm = VM(arena, cpu)
+        vm.make_current()
+        addr = vm.kernel.vmalloc.vmalloc(20 * 4096)
+        dying = Vmalloc(arena, cpu, _KillAfterFrees(vm.mm, 5), vm.slub, vm.tlb)
+        dying.vfree(addr)
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_vb_free"]
+    assert rec.step == 1 and rec.args[2] == 21 and rec.args[3] == 1, rec
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, H.vmblock_driver(rounds=10, seed=2))   # ends with vm_unmap_aliases
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_blocks_chosen_for_retirement_by_a_dead_cpu_are_freed(machine) -> None:
+    """vm_unmap_aliases frees every block with nothing in use (purge_fragmented_blocks):
+    it marks them dead and takes them off the queue, then frees them one by one.  A CPU
+    killed freeing the first (its area lazy, at vm:vb_retire:lazy) leaves the second
+    dead but still in the block table: recovery's scan (dead_blocks) frees it."""
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, nr_pages=8192, nr_nodes=2, vm={})
+
+    def drive(arena, cpu) -> None:
+        vm = VM(arena, cpu)
+        vm.make_current()
+        v = vm.kernel.vmalloc
+        x, y = v.vmalloc_node(4096, 0), v.vmalloc_node(4096, 1)   # one block per node
+        v.vfree(x)
+        v.vfree(y)                                 # both idle, 254 pages never handed out
+        v.vm_unmap_aliases()
+
+    pid, killed = H.run_child(a, 0, drive, "vm:vb_retire:lazy", 0)
+    assert killed
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_vb_retire"]
+    assert rec.step == 3, rec
+    from aerosync.mm.vm.vmalloc import dead_blocks
+
+    assert len(dead_blocks(a)) == 1
+    r = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert r.scan["vmap_blocks_retired"] == 1
+    assert dead_blocks(a) == []
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

@@ -120,6 +120,13 @@ OPS: dict[int, tuple[str, str]] = {
     59: ("vm_purge", "nid, cursor, va: the purge of one node's lazy list, detached (1 not flushed yet; 2 "
                      "flushed, va = cursor being erased; 3 va erased and uncounted, its record being freed, "
                      "cursor the next)"),
+    64: ("vm_vb_alloc", "va, vb, addr, n, pfn: a small vmalloc from a vmap_block (1 a new block's area record "
+                        "had, in no tree; 2 in its tree, the block's record being had; 3 n pages, the guard "
+                        "included, carved at addr of vb, being mapped: its PTEs say which, pfn the page in hand)"),
+    65: ("vm_vb_free", "vb, addr, n, free: vb_free of a block allocation (1 claimed -- its first used bit "
+                       "cleared -- being unmapped; 2 unmapped and uncounted, not yet dirty)"),
+    66: ("vm_vb_retire", "vb, va: free_vmap_block (1 out of the table, dead and uncounted, its area not yet "
+                         "lazy; 3 its area lazy, the block record being freed)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -210,6 +217,9 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:brk:changed", "brk: the heap's VMAs changed (grown or unmapped), mm->brk not yet final"),
     ("vm:collapse:stored", "vm_object_collapse: an entry stored in the child and counted, still in the backing"),
     ("vm:obj_remove:taken", "vm_object_page_remove: an entry erased and counted, its reference not yet put"),
+    ("vm:vb_alloc:page", "vb_alloc: one more page mapped into a vmap_block range being filled"),
+    ("vm:vb_free:unmapped", "vb_free: a block allocation unmapped and uncounted, not yet marked dirty"),
+    ("vm:vb_retire:lazy", "free_vmap_block: the block's area lazy, its record not yet freed"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

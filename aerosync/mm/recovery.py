@@ -206,6 +206,16 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
             rec.objects += got.get("objects", 0)
             rec.pages += got.get("pages", 0)
         inner_open[r.ctx] = True
+    if "vmalloc" in arena.sections:                       # blocks it chose to retire, not freed
+        from aerosync.mm.vm.vmalloc import dead_blocks
+
+        dead = dead_blocks(arena)
+        if dead:
+            if vmh is None:
+                from aerosync.mm.vm.vm import VM
+
+                vmh = VM(arena, cpu, mm=mm)
+            rec.scan["vmap_blocks_retired"] = vmh.kernel.vmalloc.retire_orphans(dead)
     if vmh is not None:
         vmh.leave()                                       # its deferred frees run (rcu_barrier)
     if slab:

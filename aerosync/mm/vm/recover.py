@@ -110,9 +110,21 @@ covered, and how each record is resolved:
              maps into the range before the zap is finished).
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
+  vm_vb_alloc (a small vmalloc from a per-CPU vmap_block) step 1 a new block's area
+             record had: freed; step 2 that area in its tree, not yet a block's: erased;
+             step 3 n pages carved at addr of vb, being mapped: the mapped pages and the
+             page in hand freed, the range given back (vb_alloc_undo: marked dirty).
+  vm_vb_free (vb_free) step 1 claimed, being unmapped: what is still mapped unmapped
+             (pages freed) and the allocation uncounted; then (steps 1-2) the range
+             marked dirty and the block freed or retired if that emptied it.
+  vm_vb_retire (free_vmap_block) step 1 out of the table: its area made lazy; then
+             (steps 1 and 3) the block record freed.  Blocks a dead CPU had marked dead
+             for retirement but not yet freed (vb_alloc's fragmented ones,
+             purge_fragmented_blocks') are still in the block table: mm/recovery.py
+             frees them (Vmalloc.retire_orphans).
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): the flag changes of mprotect / madvise and mremap's moves,
-reclaim, vmalloc's small (vmap_block) areas.  The dead CPU's pending RCU frees
+reclaim, vmap() of a caller's pages.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -158,7 +170,8 @@ _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
-                                 "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge")}
+                                 "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
+                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire")}
 _OP = I.OP
 
 
@@ -235,6 +248,12 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s)
     elif op == _OP["vm_purge"]:
         vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)
+    elif op == _OP["vm_vb_alloc"]:
+        vm.kernel.vmalloc.vb_alloc_undo(a[1], a[2], a[3], a[4], -1, 0, a[0], s)
+    elif op == _OP["vm_vb_free"]:
+        vm.kernel.vmalloc.vb_free_finish(a[0], a[1], a[2], bool(a[3]), s)
+    elif op == _OP["vm_vb_retire"]:
+        vm.kernel.vmalloc.retire_finish(a[0], a[1], s)
     elif op == _OP["vm_dup_mm"]:
         got["objects"] += _dup_mm_undo(arena, vm, a, s)
     elif op == _OP["vm_exit_mmap"]:

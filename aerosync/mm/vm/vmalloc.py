@@ -82,6 +82,14 @@ Invariants (mm/vm/check.py, kernel half of init_mm; "VA" IDs):
       start bits only on used pages, on its CPU's queue iff free > 0, its table entry set.
   VA5 (final) the vmap_area / vmap_block caches hold exactly the live records.
 Deliberate races: vmallocinfo and meminfo read without locks (as /proc is approximate).
+
+Crash tolerance (robust mode; records in mm/intent.py, recovery in mm/vm/recover.py):
+an area's allocation, vfree and the purge log as vm_vmalloc / vm_vfree / vm_purge; the
+block path as vm_vb_alloc (the new block's area, then the carved range filled page by
+page), vm_vb_free (claimed, unmapped, then marked dirty) and vm_vb_retire
+(free_vmap_block: the area made lazy before the block record is freed).  Blocks marked
+dead for retirement but not yet freed when their CPU died stay in the block table:
+recovery frees them (dead_blocks).  vmap() is not logged.
 """
 
 from __future__ import annotations
@@ -101,13 +109,16 @@ from aerosync.mm.vm.pgtable import _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PAGE
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Vmalloc", "vmalloc_init", "vmallocinfo_text", "vmallocinfo_json", "vmalloc_meminfo", "vmalloc_areas",
-           "vmalloc_ready", "VmallocWarning", "is_vmalloc_addr"]
+           "vmalloc_ready", "VmallocWarning", "is_vmalloc_addr", "dead_blocks"]
 
 _P_PSE = _PAGE_PRESENT | _PAGE_PSE
 _OP_VMALLOC = I.OP["vm_vmalloc"]
 P_VMALLOC_PAGE = I.POINT_IDS["vm:vmalloc:page"]
 _OP_VFREE, _OP_PURGE = I.OP["vm_vfree"], I.OP["vm_purge"]
 P_VFREE_UNMAPPED, P_PURGE_ERASED = I.POINT_IDS["vm:vfree:unmapped"], I.POINT_IDS["vm:purge:erased"]
+_OP_VB_ALLOC, _OP_VB_FREE, _OP_VB_RETIRE = I.OP["vm_vb_alloc"], I.OP["vm_vb_free"], I.OP["vm_vb_retire"]
+P_VB_PAGE, P_VB_FREE_UNMAPPED, P_VB_RETIRE_LAZY = (I.POINT_IDS["vm:vb_alloc:page"], I.POINT_IDS["vm:vb_free:unmapped"],
+                                                   I.POINT_IDS["vm:vb_retire:lazy"])
 _PMD_PAGES = 1 << VL.PMD_ORDER
 _PAGE_KERNEL_LARGE = PAGE_KERNEL | _PAGE_PSE
 _BITS = VL.VMAP_BBMAP_BITS
@@ -736,15 +747,16 @@ class Vmalloc:
             u32[(vb + VL.VB_NR_USED) >> 2] += n
             return off
 
-        def new_vmap_block(nid: int) -> int:
+        def new_vmap_block(nid: int, r: int = -1) -> int:
             """new_vmap_block(): a 1 MiB area of the node's slice and its record (not on a
-            queue yet); 0 without address space or memory."""
-            va = alloc_vmap_area(VL.VMAP_BLOCK_SIZE, VL.VMAP_BLOCK_SIZE, nid, VL.VA_BLOCK)
+            queue yet); 0 without address space or memory.  With a vm_vb_alloc record r:
+            its a0 and steps 1-2 (try_slice's), back to 0 if no block record came."""
+            va = alloc_vmap_area(VL.VMAP_BLOCK_SIZE, VL.VMAP_BLOCK_SIZE, nid, VL.VA_BLOCK, r)
             if not va:
                 return 0
             a = vb_cache.alloc()
             if not a:
-                remove_area(va)
+                remove_area(va, r)
                 return 0
             vb = a - VOFF
             u8[vb : vb + VL.VB_REC] = zero_vb
@@ -766,18 +778,48 @@ class Vmalloc:
         def free_vmap_block(vb: int) -> None:
             """free_vmap_block(): every page of the block is dirty (or none is used and it
             is being purged): its table entry goes, its area goes lazy (the purge's flush
-            covers the dirty range), its record is freed."""
+            covers the dirty range), then its record is freed -- the area first, so that a
+            vm_vb_retire record (robust mode) names a record still to be freed."""
             va = q[(vb + VL.VB_VA) >> 3]
             s = q[(vb + VL.VB_START) >> 3]
-            q[TABLE + ((s - START) >> 20)] = 0
-            u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
-            fetch_add(base + VL.H_NR_BLOCKS, _FULL64)
-            vb_cache.free(vb + VOFF)
-            free_area_lazy(va, _BITS)
+            r = begin(_OP_VB_RETIRE, vb, va) if begin is not None else -1
+            try:
+                q[TABLE + ((s - START) >> 20)] = 0
+                u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
+                fetch_add(base + VL.H_NR_BLOCKS, _FULL64)
+                if r >= 0:
+                    q[r + 7] = 1
+                free_area_lazy(va, _BITS, r)               # step 3 once lazy (a purge may follow)
+                if r >= 0:
+                    if fp:
+                        fp(P_VB_RETIRE_LAZY)
+                    q[r + 7] = 0                           # the record forgotten before its free
+                vb_cache.free(vb + VOFF)
+            finally:
+                if r >= 0:
+                    log_end(r)
 
-        def vb_alloc(n: int, nid: int) -> int:
+        def retire_finish(vb: int, va: int, step: int) -> None:
+            """Recovery of a vm_vb_retire record: at step 1 the area is made lazy, then
+            (steps 1 and 3) the block record freed."""
+            if step == 1:
+                free_area_lazy(va, _BITS)
+            if step in (1, 3):
+                vb_cache.free(vb + VOFF)
+
+        def retire_orphans(blocks: list[int]) -> int:
+            """Free `blocks` (dead_blocks(arena): marked dead, still in the table -- a CPU
+            died between choosing them for retirement and freeing them).  Recovery only
+            (the world stopped).  Returns how many were freed."""
+            for vb in blocks:
+                free_vmap_block(vb)
+            return len(blocks)
+
+        def vb_alloc(n: int, nid: int, r: int = -1) -> int:
             """vb_alloc(): n pages (the guard included) from this CPU's blocks of node nid,
-            first fit; a new block when none fits.  Returns the address or 0."""
+            first fit; a new block when none fits.  Returns the address or 0.  With a
+            vm_vb_alloc record r: the new block's area (steps 1-2), then vb, addr, n and
+            step 3 stored with the carve (no fault point between)."""
             retire: list[int] = []
             addr = 0
             qlock(my_vbq + VL.VBQ_LOCK)
@@ -791,6 +833,9 @@ class Vmalloc:
                         unlink = False
                         if off >= 0:
                             addr = q[(vb + VL.VB_START) >> 3] + (off << PAGE_SHIFT)
+                            if r >= 0:
+                                q[r + 2], q[r + 3], q[r + 4] = vb, addr, n
+                                q[r + 7] = 3
                             if not u32[(vb + VL.VB_FREE) >> 2]:
                                 u32[(vb + VL.VB_STATE) >> 2] = VL.VB_FULL
                                 unlink = True
@@ -816,11 +861,14 @@ class Vmalloc:
                 free_vmap_block(vb)
             if addr:
                 return addr
-            vb = new_vmap_block(nid)
+            vb = new_vmap_block(nid, r)
             if not vb:
                 return 0
-            off = carve(vb, n)                      # not published yet: no lock needed
+            off = carve(vb, n)                      # not queued yet: no lock needed
             addr = q[(vb + VL.VB_START) >> 3] + (off << PAGE_SHIFT)
+            if r >= 0:
+                q[r + 2], q[r + 3], q[r + 4] = vb, addr, n
+                q[r + 7] = 3
             qlock(my_vbq + VL.VBQ_LOCK)
             try:
                 if u32[(vb + VL.VB_FREE) >> 2]:
@@ -852,20 +900,52 @@ class Vmalloc:
             off = (addr - s) >> PAGE_SHIFT
             if addr & (PAGE_SIZE - 1) or not 0 <= off < _BITS:
                 return False
-            block_lock(vb + VL.VB_LOCK)
+            r = begin(_OP_VB_FREE, vb, addr) if begin is not None else -1
             try:
-                if u32[(vb + VL.VB_STATE) >> 2] == VL.VB_DEAD or not bit(vb + VL.VB_STARTS, off) \
-                        or not bit(vb + VL.VB_USED, off):
-                    return False
-                n = 1
-                while off + n < _BITS and bit(vb + VL.VB_USED, off + n) and not bit(vb + VL.VB_STARTS, off + n):
-                    n += 1
-                bits_clear(vb + VL.VB_USED, off, 1)       # claimed: a second vfree fails here
+                block_lock(vb + VL.VB_LOCK)
+                try:
+                    if u32[(vb + VL.VB_STATE) >> 2] == VL.VB_DEAD or not bit(vb + VL.VB_STARTS, off) \
+                            or not bit(vb + VL.VB_USED, off):
+                        return False
+                    n = 1
+                    while off + n < _BITS and bit(vb + VL.VB_USED, off + n) and \
+                            not bit(vb + VL.VB_STARTS, off + n):
+                        n += 1
+                    bits_clear(vb + VL.VB_USED, off, 1)       # claimed: a second vfree fails here
+                    if r >= 0:
+                        q[r + 3], q[r + 4] = n, int(free)
+                        q[r + 7] = 1
+                finally:
+                    block_unlock(vb + VL.VB_LOCK)
+                got = unmap_range(addr, n - 1, free)
+                if free:
+                    fetch_add(base + VL.H_NR_PAGES, (-got) & _FULL64)
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_VB_FREE_UNMAPPED)
+                vb_free_tail(vb, off, n, r)
             finally:
-                block_unlock(vb + VL.VB_LOCK)
-            got = unmap_range(addr, n - 1, free)
-            if free:
-                fetch_add(base + VL.H_NR_PAGES, (-got) & _FULL64)
+                if r >= 0:
+                    log_end(r)
+            return True
+
+        def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int) -> None:
+            """Recovery of a vm_vb_free record: at step 1 what is still mapped is unmapped
+            (pages freed when `free`) and the allocation's pages uncounted (the dead CPU
+            uncounts them all at once, after the unmap); then (steps 1-2) the range is
+            marked dirty and the block retired if that emptied it."""
+            if step == 1:
+                unmap_range(addr, n - 1, free)
+                if free:
+                    fetch_add(base + VL.H_NR_PAGES, (-(n - 1)) & _FULL64)
+            if step in (1, 2):
+                vb_free_tail(vb, (addr - q[(vb + VL.VB_START) >> 3]) >> PAGE_SHIFT, n, -1)
+
+        def vb_free_tail(vb: int, off: int, n: int, r: int) -> None:
+            """vb_free's second half: the claimed, unmapped range [off, off + n) marked
+            dirty; the block freed when every page is dirty, retired when it is idle
+            (record r, if any, back to step 0 first: the retirement logs itself)."""
             block_lock(vb + VL.VB_LOCK)
             try:
                 bits_clear(vb + VL.VB_STARTS, off, 1)
@@ -880,13 +960,14 @@ class Vmalloc:
                     u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
                 idle = not dead and not u32[(vb + VL.VB_NR_USED) >> 2] and \
                     u32[(vb + VL.VB_FREE) >> 2] < VL.VMAP_PURGE_THRESHOLD
+                if r >= 0:
+                    q[r + 7] = 0
             finally:
                 block_unlock(vb + VL.VB_LOCK)
             if dead:
                 free_vmap_block(vb)
             elif idle:
                 retire_idle_block(vb)
-            return True
 
         def retire_idle_block(vb: int) -> None:
             """purge_fragmented_block() at the free that left the block with nothing in use
@@ -930,6 +1011,16 @@ class Vmalloc:
             if nid < 0:
                 nid = mynid
             if npages < block_max and not kind & (VL.VA_HUGE | VL.VA_STACK):
+                if begin is not None:
+                    r = begin(_OP_VB_ALLOC)
+                    q[r + 5] = 0                              # no page in hand (begin leaves a3, a4)
+                    try:
+                        addr = vb_alloc(npages + 1, nid, r)
+                        if not addr:
+                            return fail(size, "vm_struct allocation failed")
+                        return vb_fill_logged(q[r + 2], addr, size, npages, nid, gfp, r)
+                    finally:
+                        log_end(r)
                 addr = vb_alloc(npages + 1, nid)
                 if not addr:
                     return fail(size, "vm_struct allocation failed")
@@ -1049,6 +1140,50 @@ class Vmalloc:
             u32[(va + VL.VA_FLAGS) >> 2] = kind | VL.VA_BUSY
             fetch_add(base + VL.H_NR_PAGES, npages)          # after BUSY: the record's end is the area's
             return addr
+
+        def vb_fill_logged(vb: int, addr: int, size: int, npages: int, nid: int, gfp: int, r: int) -> int:
+            """The small path's filling in robust mode, inside a vm_vb_alloc record r at
+            step 3: each page mapped as soon as it is had, the page in hand in a4 -- so
+            the range's PTEs and a4 say exactly what it holds.  Counted once full (no
+            fault point after: the record's end is the allocation's)."""
+            gfp |= _GFP_NOWARN
+            for i in range(npages):
+                pfn = alloc_pages_node(nid, gfp, 0)
+                if pfn < 0:
+                    return vb_alloc_undo(vb, addr, npages + 1, 0, r, size)
+                q[r + 5] = pfn
+                if not map_small(addr + (i << PAGE_SHIFT), [pfn]):
+                    return vb_alloc_undo(vb, addr, npages + 1, pfn, r, size)
+                q[r + 5] = 0
+                if fp:
+                    fp(P_VB_PAGE)
+            fetch_add(base + VL.H_NR_PAGES, npages)
+            if shadow is not None:
+                poison_tail(addr, size, npages)
+            return addr
+
+        def vb_alloc_undo(vb: int, addr: int, n: int, inhand: int, r: int = -1, size: int = 0,
+                          va: int = 0, step: int = 3) -> int:
+            """A logged block allocation that failed, or that a dead CPU left (recovery,
+            r = -1, its record's step): at step 3 the range's mapped pages and the page
+            in hand are freed and the range given back to its block (vb_free without
+            page frees: marked dirty, never visible to anyone else); at step 1 the new
+            block's area record is freed, at step 2 its unpublished area erased.
+            Returns 0 (the failed allocation's address)."""
+            if step == 1:
+                va_free(va + VOFF)
+            elif step == 2:
+                remove_area(va)
+            elif step == 3:
+                unmap_range(addr, n - 1, True)
+                if inhand and u32[(PM + inhand * PAGE_META_SIZE + 8) >> 2]:    # not freed with the mapped ones
+                    if r >= 0:
+                        q[r + 5] = 0
+                    free_pages(inhand, 0)
+                if r >= 0:
+                    q[r + 7] = 0
+                vb_free(addr, vb, False)
+            return fail(size, "page allocation failure") if r >= 0 else 0
 
         def vmalloc_undo(va: int, addr: int, npages: int, inhand: int, r: int = -1, size: int = 0,
                          step: int = 2, inhand_order: int = 0) -> int:
@@ -1171,9 +1306,45 @@ class Vmalloc:
             if addr:
                 remove_vm_area(addr, True)
 
+        def purge_fragmented_blocks(c: int) -> int:
+            """purge_fragmented_blocks(c) as _vm_unmap_aliases runs it (force_purge):
+            every block on CPU c's queue with nothing in use (free + dirty == 256, not
+            all dirty) is taken off the queue (&vbq->lock, then &vb->lock) and freed --
+            its area goes lazy, so the purge that follows flushes it.  Returns how many."""
+            qo = vbqs[c]
+            retire: list[int] = []
+            qlock(qo + VL.VBQ_LOCK)
+            try:
+                prev, vb = 0, q[(qo + VL.VBQ_HEAD) >> 3]
+                while vb:
+                    nxt = q[(vb + VL.VB_NEXT) >> 3]
+                    block_lock(vb + VL.VB_LOCK)
+                    take = u32[(vb + VL.VB_STATE) >> 2] == VL.VB_QUEUED and not u32[(vb + VL.VB_NR_USED) >> 2]
+                    if take:
+                        u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
+                    block_unlock(vb + VL.VB_LOCK)
+                    if take:
+                        if prev:
+                            q[(prev + VL.VB_NEXT) >> 3] = nxt
+                        else:
+                            q[(qo + VL.VBQ_HEAD) >> 3] = nxt
+                        q[(qo + VL.VBQ_NR) >> 3] -= 1
+                        retire.append(vb)
+                    else:
+                        prev = vb
+                    vb = nxt
+            finally:
+                qunlock(qo + VL.VBQ_LOCK)
+            for vb in retire:                       # (a death here: recovery's retire_orphans)
+                free_vmap_block(vb)
+            return len(retire)
+
         def vm_unmap_aliases() -> int:
-            """vm_unmap_aliases(): flush every block's dirty range and the lazy areas with
-            one shootdown (the purge's); returns the areas purged."""
+            """vm_unmap_aliases(): the blocks with nothing in use freed on every CPU
+            (purge_fragmented_blocks_allcpus), then every block's dirty range and the
+            lazy areas flushed with one shootdown (the purge's); returns the areas purged."""
+            for c in range(nr_cpus):
+                purge_fragmented_blocks(c)
             lo, hi = END, START
             for i in range(nr_table):
                 vb = q[TABLE + i]
@@ -1231,6 +1402,8 @@ class Vmalloc:
         self.free_vmap_area = remove_area          # a never-mapped area, erased at once (tests, errors)
         self.vmalloc_undo = vmalloc_undo
         self.purge_undo, self.vfree_finish = purge_undo, vfree_finish
+        self.vb_alloc_undo, self.vb_free_finish, self.retire_finish, self.retire_orphans = (
+            vb_alloc_undo, vb_free_finish, retire_finish, retire_orphans)
         self.stack_cache_get, self.stack_cache_put, self.drain_stack_cache = (stack_cache_get, stack_cache_put,
                                                                               drain_stack_cache)
         self.table_for = table_for
@@ -1238,6 +1411,31 @@ class Vmalloc:
 
 
 # ------------------------------------------------------------------ views (racy, read-only)
+def dead_blocks(arena: Any) -> list[int]:
+    """The vmap_blocks marked dead (VB_DEAD) but still in the block table: chosen for
+    retirement by a CPU that died before freeing them (vb_alloc's fragmented blocks,
+    purge_fragmented_blocks' list).  Only meaningful with the world stopped (a live CPU
+    holds such a block only inside a logged operation, and parks outside one)."""
+    import numpy as np
+
+    if not vmalloc_ready(arena):
+        return []
+    q, u32 = arena.u64, arena.u32
+    base = arena.off("vmalloc")
+    nr_nodes = q[(base + VL.H_NR_NODES) >> 3]
+    nr_table = q[(base + VL.H_SIZE) >> 3] // VL.VMAP_BLOCK_SIZE
+    t = VL.table_off(base, nr_nodes, int(arena.config["nr_cpus"]))
+    tab = arena.array("vmalloc", np.uint64, nr_table, t - base)
+    live = np.flatnonzero(tab).tolist()
+    del tab
+    out = []
+    for i in live:
+        vb = q[(t >> 3) + i]
+        if vb and u32[(vb + VL.VB_STATE) >> 2] == VL.VB_DEAD:
+            out.append(vb)
+    return out
+
+
 def vmalloc_areas(arena: Any) -> list[dict[str, Any]]:
     """Every area of every slice in address order (busy, lazy and blocks), read without
     locks: {start, end, size, flags, nid, nr_pages, caller, vb, rec}."""

@@ -266,7 +266,7 @@ def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any
 
 def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None]:
     """A VM driver of splits and the break: one task on `cpu` maps an anonymous region,
-    writes it, mprotects and unmaps pieces out of its middle (two splits each), and
+    writes it, mprotects and unmaps pieces out of its middle (two splits each, a merge), and
     grows and shrinks its break (do_brk_flags expands the heap VMA, a shrink splits it),
     round after round; then exits."""
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
@@ -282,6 +282,7 @@ def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], Non
                 vm.store64(a + p * 4096, k)
             i = rng.randint(1, n - 4)
             vm.mprotect(a + i * 4096, 2 * 4096, PROT_READ)
+            vm.mprotect(a + i * 4096, 4096, PROT_READ | PROT_WRITE)     # merges back into the left part
             vm.munmap(a + (i + 1) * 4096, 4096)
             g = rng.randint(1, 3)
             assert vm.brk(heap + g * 4096) == heap + g * 4096

@@ -532,3 +532,43 @@ def test_blocks_chosen_for_retirement_by_a_dead_cpu_are_freed(machine) -> None:
     assert dead_blocks(a) == []
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_merge_killed_in_its_tree_store_keeps_the_tree_whole(machine) -> None:
+    """mprotect folds a VMA back into its neighbours (vma_merge_existing_range): a CPU
+    killed while the survivor's tree store allocates nodes leaves every VMA the tree
+    maps attached and alive -- the swallowed VMA is removed only after the store (as
+    Linux's commit_merge: store, then vma_complete), under a vm_merge record that
+    recovery finishes once the store landed.  Removing it first left the tree mapping
+    a freed VMA."""
+    import os
+    import signal
+
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+
+    def drive(arena, cpu) -> None:
+        vm, _ = H.task_vm(arena, cpu, "dies")
+        addr = vm.mmap(0, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(3):
+            vm.store64(addr + i * 4096, i + 1)
+        vm.mprotect(addr + 4096, 4096, PROT_READ)     # three VMAs: RW, R, RW
+        t = vm.vmas.tree(vm.cur[1])
+        alloc = t.alloc_node
+
+        def kills() -> int:
+            os.kill(os.getpid(), signal.SIGKILL)
+            return alloc()
+
+        t.alloc_node = kills
+        vm.mprotect(addr + 4096, 4096, PROT_READ | PROT_WRITE)   # merges back into one
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    recs = {r.name: r for r in I.read_records(a, 0)}
+    assert "vm_expand" in recs and recs["vm_merge"].step == 1, recs
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

@@ -127,6 +127,9 @@ OPS: dict[int, tuple[str, str]] = {
                        "cleared -- being unmapped; 2 unmapped and uncounted, not yet dirty)"),
     66: ("vm_vb_retire", "vb, va: free_vmap_block (1 out of the table, dead and uncounted, its area not yet "
                          "lazy; 3 its area lazy, the block record being freed)"),
+    67: ("vm_merge", "mm, survivor, victim, end: a merge after a change (1 victim write-locked, the survivor's "
+                     "expand to end in flight; 2 expanded -- the tree maps victim's range to survivor -- "
+                     "victim not yet removed)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -220,6 +223,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:vb_alloc:page", "vb_alloc: one more page mapped into a vmap_block range being filled"),
     ("vm:vb_free:unmapped", "vb_free: a block allocation unmapped and uncounted, not yet marked dirty"),
     ("vm:vb_retire:lazy", "free_vmap_block: the block's area lazy, its record not yet freed"),
+    ("vm:merge:expanded", "vma merge: the survivor covers the swallowed VMA's range, that VMA not yet removed"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

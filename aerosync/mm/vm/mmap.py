@@ -52,7 +52,8 @@ from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync import waithook as W
 
 _OP_MMAP, _OP_MUNMAP, _OP_EXPAND = I.OP["vm_mmap"], I.OP["vm_munmap"], I.OP["vm_expand"]
-_OP_SPLIT, _OP_BRK = I.OP["vm_split"], I.OP["vm_brk"]
+_OP_SPLIT, _OP_BRK, _OP_MERGE = I.OP["vm_split"], I.OP["vm_brk"], I.OP["vm_merge"]
+P_MERGE_EXPANDED = I.POINT_IDS["vm:merge:expanded"]
 P_SPLIT_READY, P_SPLIT_INSERTED, P_BRK_CHANGED = (
     I.POINT_IDS[n] for n in ("vm:split:ready", "vm:split:inserted", "vm:brk:changed"))
 P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
@@ -324,29 +325,61 @@ class Mmap:
             vma into the previous one; returns the VMA that now covers vma's range."""
             nxt = vmas.next_of(mm_id, vma)
             if nxt and mergeable(vma, nxt):
-                end = q[(nxt + V.V_END) >> 3]
-                remove_for_merge(mm_id, nxt)
-                expand(mm_id, vma, end)
+                merge_into(mm_id, vma, nxt, q[(nxt + V.V_END) >> 3])
             prev = vmas.prev_of(mm_id, vma)
             if prev and mergeable(prev, vma):
-                end = q[(vma + V.V_END) >> 3]
-                remove_for_merge(mm_id, vma)
-                expand(mm_id, prev, end)
+                merge_into(mm_id, prev, vma, q[(vma + V.V_END) >> 3])
                 return prev
             return vma
 
-        def remove_for_merge(mm_id: int, vma: int) -> None:
-            """A VMA swallowed by a merge: detach it, drop its object reference (the
-            survivor holds the same object, or b had none), free it.  The survivor's
-            expand() then stores over its range in the tree."""
-            start_write(mm_id, vma)
+        def merge_into(mm_id: int, survivor: int, victim: int, end: int) -> None:
+            """commit_merge + vma_complete: the survivor (victim's neighbour) grows over
+            victim's range to `end` -- the tree store -- and only then is victim removed,
+            so the tree never maps a removed VMA.  Victim is write-locked first (its
+            per-VMA readers drained, as vma_prepare).  Robust mode logs it (vm_merge):
+            a death in the store (its node allocations) leaves victim in the tree,
+            whole; once the store landed, recovery removes victim (merge_finish)."""
+            r = begin(_OP_MERGE, mm_id, survivor, victim) if begin is not None else -1
+            try:
+                if r >= 0:
+                    q[r + 4] = end
+                start_write(mm_id, victim)
+                if r >= 0:
+                    q[r + 7] = 1
+                expand(mm_id, survivor, end)            # (its own vm_expand record)
+                if r >= 0:
+                    q[r + 7] = 2
+                    if fp:
+                        fp(P_MERGE_EXPANDED)
+                remove_for_merge(mm_id, victim, r)
+            finally:
+                if r >= 0:
+                    log_end(r)
+
+        def remove_for_merge(mm_id: int, vma: int, r: int = -1) -> None:
+            """A VMA swallowed by a merge, no longer in the tree: detach it, drop its
+            object reference (the survivor holds the same object, or neither had one:
+            never the last), free it (after RCU).  With a vm_merge record r: step 0
+            before the free (no fault point from the detach to there)."""
             store(vma + V.V_STATE, V.VMA_DETACHED)
+            changed(mm_id)
             unlink(vma)
             o = q[(vma + V.V_OBJECT) >> 3]
             if o:
                 objs.put(o)
             q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+            if r >= 0:
+                q[r + 7] = 0
             vma_free(vma)
+
+        def merge_finish(mm_id: int, survivor: int, victim: int, step: int) -> None:
+            """Recovery of a vm_merge record (its vm_expand, innermost, resolved first):
+            at step 1 the merge is finished if the store landed (the tree maps victim's
+            start to the survivor), else nothing changed; at step 2 victim is removed."""
+            if step == 1 and tree(mm_id).mtree_load(q[(victim + V.V_START) >> 3]) == survivor:
+                step = 2
+            if step == 2:
+                remove_for_merge(mm_id, victim)
 
         # ------------------------------------------------------------ unmap
         def unmap_region(mm_id: int, victims: list[int], start: int, end: int, floor: int, ceiling: int,
@@ -1130,5 +1163,6 @@ class Mmap:
         # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's
         # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
         self.split, self.split_edges, self.merge_all = split, split_edges, merge_all
+        self.merge_finish = merge_finish
         self.split_finish, self.mmap_finish, self.brk_settle = split_finish, mmap_finish, brk_settle
         self.munmap_finish = munmap_finish

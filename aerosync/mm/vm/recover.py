@@ -85,6 +85,11 @@ covered, and how each record is resolved:
              reference dropped and the VMA freed -- unless the tree store had landed
              (the death was in its freeing of replaced nodes): then rolled forward
              (attached, linked, counted: mmap_finish); step 2 in the tree: nothing.
+  vm_merge   (a merge after mprotect / madvise / mbind: the survivor grows over its
+             neighbour, then the neighbour is removed) step 1 the store in flight (its
+             vm_expand resolved first): finished if the tree maps the victim's start
+             to the survivor, else nothing changed; step 2 stored: the victim
+             detached, unlinked, its object reference put, map_count lowered, freed.
   vm_split   (__split_vma) step 1 the new VMA set up with its object reference: undone
              (reference put, VMA freed) unless the tree maps addr to it (landed, as
              vm_mmap); step 2 in the tree: rolled forward (split_finish: the old VMA's
@@ -171,7 +176,7 @@ VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
                                  "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
-                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire")}
+                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge")}
 _OP = I.OP
 
 
@@ -284,6 +289,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
+    elif op == _OP["vm_merge"]:
+        if s:
+            vm.sys.merge_finish(a[0], a[1], a[2], s)
     elif op == _OP["vm_gather"]:
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a

@@ -1088,9 +1088,11 @@ class Mmap:
                 elif not start_write_within(mm_id, v, reap_wait):
                     return
             T.update_hiwater_rss(arena, mo(mm_id))          # zap_page_range_single_batched
-            g = memory.mmu_gather(mm_id)
+            gr = memory.gather_begin(mm_id)                 # robust mode: the gathered pages logged
+            g = memory.mmu_gather(mm_id, gr)
             memory.zap_range(mm_id, lo, hi, g)
             g.finish()
+            memory.gather_end(gr)
             o = q[(v + V.V_OBJECT) >> 3]
             if not o or q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
                 return

@@ -610,3 +610,42 @@ def test_dontneed_killed_before_its_puts_loses_nothing(machine) -> None:
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_munmap_killed_before_its_puts_frees_the_detached_tables(machine) -> None:
+    """munmap of a 4 MiB region (two PMDs' PTE tables, a PMD table, a PUD table wholly
+    inside the hole): free_pgd_range clears their parent entries and gathers them; a CPU
+    killed after the flush, before the puts (zap:before_free), leaves them reachable
+    from no root.  The gather logs them (vm_gather a1, the spill's top) and recovery
+    frees them; unlogged they stayed allocated (PT1: unreachable tables)."""
+    import os
+    import signal
+
+    from aerosync.mm import hooks
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+
+    def drive(arena, cpu) -> None:
+        armed = [False]
+
+        def kill(_name: str) -> None:
+            if armed[0]:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        hooks.set_point("zap:before_free", kill)
+        vm, _ = H.task_vm(arena, cpu, "dies")
+        addr = vm.mmap(0x40000000, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        vm.store64(addr, 1)
+        vm.store64(addr + (2 << 20), 2)
+        armed[0] = True
+        vm.munmap(addr, 4 << 20)
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    recs = {r.name: r for r in I.read_records(a, 0)}
+    assert recs["vm_gather"].step == 2 and recs["vm_gather"].args[1] == 4, recs
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

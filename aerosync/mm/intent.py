@@ -87,7 +87,8 @@ OPS: dict[int, tuple[str, str]] = {
     41: ("vm_mmap", "mm, vma: mmap_region's new VMA (1 set up, not in the maple tree; 2 in it)"),
     42: ("vm_munmap", "mm, start, end, n, progress: a munmap's VMAs (spill) 1 detached, 2 unlinked, 3 unmapped "
                       "(progress: remove_vmas' 3k + sub)"),
-    43: ("vm_gather", "mm: an mmu_gather's pages (spill; step: how many) waiting for their put"),
+    43: ("vm_gather", "mm, nt: an mmu_gather's pages (spill from its gather base; step: how many) waiting for "
+                      "their put, and nt page tables (spill from its top down), detached, waiting for their free"),
     44: ("vm_file_hold", "mm, fid, idx, pfn: a file fault's reference to its page-cache folio "
                          "(filemap_get_folio's; step 1 held, 0 none or dropped)"),
     45: ("vm_file_add", "obj, idx, pfn: a folio read into a file's page cache (1 allocated, in no "

@@ -174,9 +174,11 @@ class Fork:
                         break
                     mmap.do_munmap_locked(mm_id, q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3])
                     rcu.poll()                          # a safe point: no tree is mid-update here
-                g = memory.mmu_gather(mm_id)
+                gr = memory.gather_begin(mm_id)         # the tables detached, logged until freed
+                g = memory.mmu_gather(mm_id, gr)
                 memory.free_pgd_range(mm_id, 0, task_size, 0, 0, g)
                 g.finish()
+                memory.gather_end(gr)
                 t.mt_destroy()
             finally:
                 mmap.mmap_write_unlock(mm_id)

@@ -199,6 +199,19 @@ class MmuGather:
         self.log = log
         self.batch = GATHER_LOGGED if log is not None else MAX_GATHER_BATCH
 
+    def add_table(self, table: int) -> None:
+        """A page-table page whose parent entry is cleared, freed at the flush.  A logged
+        gather mirrors it in the spill (from the top down; the record's a1 counts them)
+        and flushes when pages and tables fill the spill."""
+        tables, log = self.tables, self.log
+        if log is not None:
+            q, r, spg = log
+            q[spg + self.batch - 1 - len(tables)] = table
+            q[r + 2] = len(tables) + 1
+        tables.append(table)
+        if log is not None and len(self.pages) + len(tables) >= self.batch:
+            self.flush()
+
     def add_range(self, start: int, end: int) -> None:
         if start < self.start:
             self.start = start
@@ -225,8 +238,15 @@ class MmuGather:
         elif pages:
             self.put_many(pages)
         tables, self.tables = self.tables, []
-        for t in tables:
-            self.free_table(t)
+        if self.log is not None:
+            q, r, _ = self.log
+            free_table = self.free_table
+            for n in range(len(tables) - 1, -1, -1):   # off the record first, as the pages
+                q[r + 2] = n
+                free_table(tables[n])
+        else:
+            for t in tables:
+                self.free_table(t)
 
     finish = flush
 
@@ -1252,7 +1272,7 @@ class Memory:
             pages = gather.pages
             glog = gather.log
             gr = glog[1] if glog is not None else -1
-            batch = gather.batch
+            batch = gather.batch - len(gather.tables)     # (a logged gather's spill holds both)
             a = start
             while a < end:
                 nxt = min(end, (a | ((1 << pte_shift) - 1)) + 1)
@@ -1345,7 +1365,7 @@ class Memory:
                             ptl.lock(mo)
                             q[i] = 0
                             ptl.unlock(mo)
-                            gather.tables.append(child)
+                            gather.add_table(child)
                     a = nxt
 
             fl = floor & ~((1 << level_shift(2)) - 1)

@@ -97,9 +97,11 @@ covered, and how each record is resolved:
   vm_brk     (brk moving the break from a1 to a2; its VMA changes are the records
              above, resolved first) mm->brk set to whichever break the VMAs now end the
              heap at (brk_settle): the tree and mm->brk agree again.
-  vm_gather  (an mmu_gather of a logged munmap) step n: the first n pages gathered --
-             PTEs cleared, mapcount and rss already lowered -- lose the PTE reference
-             they still hold (the puts the flush did not do).
+  vm_gather  (an mmu_gather of a logged munmap, MADV_DONTNEED, mremap's move, a robust
+             exit) step n: the first n pages gathered -- PTEs cleared, mapcount and rss
+             already lowered -- lose the PTE reference they still hold (the puts the
+             flush did not do); a1 = nt: the page tables free_pgd_range detached from
+             their parents (the spill's top nt words) are freed.
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
              code (Mmap.unmap_vmas) from where it stopped: step 0 with the tree erase
              landed (start no longer maps the first victim: a death in the erase's
@@ -301,6 +303,12 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
                 tp("recover:gather_flushed")
         for pfn in spill[L.SPILL_GATHER : L.SPILL_GATHER + s]:
             vm.mm.free_pages(pfn, 0)                 # the PTE reference (never the last: a tree holds one)
+            got["pages"] += 1
+        nt = a[1]                                    # page tables detached from their parents
+        if nt and not s:
+            vm.tlb.flush_tlb_mm_range(a[0], 0, FLUSH_ALL)
+        for k in range(nt):
+            vm.pt.free_table(spill[L.INTENT_SPILL - 1 - k])
             got["pages"] += 1
     elif op == _OP["vm_munmap"]:
         mm_id, start, end, n = a[0], a[1], a[2], a[3]

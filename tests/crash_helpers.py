@@ -266,10 +266,11 @@ def vm_driver(pages: int = 24, rounds: int = 60, seed: int = 1) -> Callable[[Any
 
 def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None]:
     """A VM driver of splits and the break: one task on `cpu` maps an anonymous region,
-    writes it, mprotects and unmaps pieces out of its middle (two splits each, a merge), and
+    writes it, mprotects and unmaps pieces out of its middle (two splits each, a merge),
+    moves its first page away (mremap), and
     grows and shrinks its break (do_brk_flags expands the heap VMA, a shrink splits it),
     round after round; then exits."""
-    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE
 
     def drive(arena: Any, cpu: int) -> None:
         rng = random.Random(seed)
@@ -284,6 +285,9 @@ def vm_split_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], Non
             vm.mprotect(a + i * 4096, 2 * 4096, PROT_READ)
             vm.mprotect(a + i * 4096, 4096, PROT_READ | PROT_WRITE)     # merges back into the left part
             vm.munmap(a + (i + 1) * 4096, 4096)
+            b = vm.mremap(a, 4096, 2 * 4096, MREMAP_MAYMOVE)            # the next page is mapped: a move
+            assert vm.load64(b) == k
+            vm.munmap(b, 2 * 4096)
             g = rng.randint(1, 3)
             assert vm.brk(heap + g * 4096) == heap + g * 4096
             vm.store64(heap, k)

@@ -68,7 +68,7 @@ POINT_PLAN = {
     "vm:obj_remove:taken": ("vmsplit", 3), "vm:collapse:stored": ("vmfork", 5),
     "vm:vfree:unmapped": ("vmalloc", 7), "vm:purge:erased": ("vmalloc", 3),
     "vm:vb_alloc:page": ("vmblock", 40), "vm:vb_free:unmapped": ("vmblock", 9), "vm:vb_retire:lazy": ("vmblock", 1),
-    "vm:merge:expanded": ("vmsplit", 6),
+    "vm:merge:expanded": ("vmsplit", 6), "vm:mremap:moved": ("vmsplit", 5),
 }
 
 

@@ -649,3 +649,51 @@ def test_munmap_killed_before_its_puts_frees_the_detached_tables(machine) -> Non
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+@pytest.mark.parametrize("where", ["insert", "tables", "moved"])
+def test_mremap_move_killed_is_finished_or_undone(machine, where: str) -> None:
+    """mremap moving a 6-page region whose new place needs a new PTE table, killed in
+    the new VMA's tree store (vm_mremap step 1: undone unless it landed), in the
+    destination table's allocation (step 2: the rest of the entries moved) or with
+    the tables moved (vm:mremap:moved, step 3: the old VMA erased and removed).  After
+    recovery every checker passes and nothing leaks; unlogged, a death there left the
+    new VMA allocated outside the tree, or the old one attached after its erase."""
+    import os
+    import signal
+
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+    src, dst = 0x40000000, 0x40400000
+
+    def drive(arena, cpu) -> None:
+        vm, _ = H.task_vm(arena, cpu, "dies")
+        vm.mmap(src, 6 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        vm.mmap(src + 6 * 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)    # no growing in place
+        for i in range(6):
+            vm.store64(src + i * 4096, i + 1)
+        if where == "insert":
+            t = vm.vmas.tree(vm.cur[1])
+            alloc = t.alloc_node
+
+            def kills() -> int:
+                os.kill(os.getpid(), signal.SIGKILL)
+                return alloc()
+
+            t.alloc_node = kills
+        elif where == "tables":
+            vm.mm.drain_local_pages()                # the table's page comes through a PCP refill
+            I.arm(arena, cpu, I.point_id("pcp:refill:linked"), 0)
+        else:
+            I.arm(arena, cpu, I.point_id("vm:mremap:moved"), 0)
+        vm.mremap(src, 6 * 4096, 6 * 4096, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_mremap"]
+    assert rec.step == {"insert": 1, "tables": 2, "moved": 3}[where], [str(r) for r in I.read_records(a, 0)]
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

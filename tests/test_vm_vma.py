@@ -127,6 +127,32 @@ def test_madvise_flags_split_and_merge(cpu) -> None:
     assert layout(cpu) == [(0, 6, 3)]
 
 
+@pytest.mark.parametrize("move", [True, False])
+def test_mremap_growth_never_aliases_a_split_off_part(cpu, move: bool) -> None:
+    """A private region's pages are keyed by index in its object, and the parts a split
+    leaves share it.  Growing one part (moved away, or in place after its neighbour
+    left) over indices another part covers must give new zeroed memory, not that part's
+    pages: the growth becomes a VMA of its own.  (It aliased: the grown page read 2 --
+    the split-off part's -- and R4 broke at the exit.)"""
+    cpu.mmap(BASE, 3 * PG, RW, ANON | FIX)
+    for i in range(3):
+        cpu.store64(BASE + i * PG, i + 1)
+    if move:
+        cpu.mmap(BASE + 3 * PG, PG, M.PROT_READ, ANON | FIX)     # nothing free after the region
+        cpu.mprotect(BASE + PG, PG, M.PROT_READ)                  # three parts: RW, R, RW
+        a = cpu.mremap(BASE, PG, 2 * PG, M.MREMAP_MAYMOVE)       # part 0 moves and grows
+        assert a != BASE
+    else:
+        cpu.mremap(BASE + PG, PG, PG, M.MREMAP_MAYMOVE | M.MREMAP_FIXED, BASE + 16 * PG)  # part 1 leaves
+        a = cpu.mremap(BASE, PG, 2 * PG, 0)                        # part 0 grows in place
+        assert a == BASE
+    assert cpu.load64(a) == 1 and cpu.load64(a + PG) == 0          # new memory, not part 1's page
+    cpu.store64(a + PG, 99)
+    elsewhere = BASE + 16 * PG if not move else BASE + PG
+    assert cpu.load64(elsewhere) == 2                               # part 1 untouched
+    cpu.munmap(a, 2 * PG)
+
+
 def test_mremap_move_keeps_data_and_object(cpu) -> None:
     cpu.mmap(BASE, 4 * PG, RW, ANON | FIX)
     cpu.mmap(BASE + 4 * PG, PG, M.PROT_READ, ANON | FIX)     # a neighbour blocks growth

@@ -131,6 +131,9 @@ OPS: dict[int, tuple[str, str]] = {
     67: ("vm_merge", "mm, survivor, victim, end: a merge after a change (1 victim write-locked, the survivor's "
                      "expand to end in flight; 2 expanded -- the tree maps victim's range to survivor -- "
                      "victim not yet removed)"),
+    68: ("vm_mremap", "mm, v, n, old, old_len, dst: mremap moving v to n (1 n set up with its object reference, "
+                      "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
+                      "in flight; 4 v erased, detached and unlinked, being removed)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -224,6 +227,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:vb_alloc:page", "vb_alloc: one more page mapped into a vmap_block range being filled"),
     ("vm:vb_free:unmapped", "vb_free: a block allocation unmapped and uncounted, not yet marked dirty"),
     ("vm:vb_retire:lazy", "free_vmap_block: the block's area lazy, its record not yet freed"),
+    ("vm:mremap:moved", "mremap move: the page tables at the new VMA, the old VMA still in the tree"),
     ("vm:merge:expanded", "vma merge: the survivor covers the swallowed VMA's range, that VMA not yet removed"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}

@@ -1440,9 +1440,13 @@ class Memory:
             return 0
 
         # ------------------------------------------------------------ mremap / madvise / mlock
-        def move_page_tables(mm_id: int, old: int, new: int, length: int) -> None:
+        def move_page_tables(mm_id: int, old: int, new: int, length: int) -> int:
             """move_page_tables(): every entry of [old, old + length) moves to the same
-            offset at new (references and mapcounts unchanged); the old range is flushed."""
+            offset at new (references and mapcounts unchanged); the old range is flushed.
+            Returns the length moved: < length when a destination table could not be had
+            (the entries before it moved; the caller moves them back).  Each entry moves
+            whole (no fault point between its clear and its store), so a second call
+            finishes what a dead CPU's first one began."""
             root = q[(mm_base + mm_id * mm_size + T.M_PGD) >> 3]
             for k in range(0, length, PAGE_SIZE):
                 st = walk(root, old + k)
@@ -1453,7 +1457,8 @@ class Memory:
                     continue
                 dt = walk_alloc(mm_id, root, new + k)
                 if dt < 0:
-                    raise T.VMError("ENOMEM", f"mremap: no memory for page tables at {new + k:#x}")
+                    flush_tlb_mm_range(mm_id, old, old + k)
+                    return k
                 lo_s = PM + st * PAGE_META_SIZE + 32
                 lo_d = PM + dt * PAGE_META_SIZE + 32
                 ptl_lock(lo_s)
@@ -1469,6 +1474,7 @@ class Memory:
                     if lo_d != lo_s:
                         ptl_unlock(lo_d)
             flush_tlb_mm_range(mm_id, old, old + length)
+            return length
 
         def for_each_present(mm_id: int, start: int, end: int, fn: Callable[[int, int, int], None]) -> None:
             """Call fn(index, entry, va) for every present entry, under each table's lock."""

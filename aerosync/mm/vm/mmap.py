@@ -30,6 +30,12 @@ the object's lock (vm_object.py).  Errors are VMError(errno name, message naming
 call and the argument): the state is unchanged by a refused call, except that a
 MAP_FIXED mmap that fails after unmapping its range leaves it unmapped, as Linux does.
 
+mremap growth: a private region's pages are keyed by index in its vm_object, which the
+parts a split leaves share; growing a part over indices another part covers (after a
+move left it behind) would map that part's pages.  Such a growth is a VMA of its own
+(grow_aliases / map_extension) -- where Linux's anon_vma keeps one VMA, a later mremap
+of the whole grown range here fails with EFAULT (it spans two VMAs).
+
 Accounting (under mmap_lock write): map_count, total_vm, data_vm (private writable),
 exec_vm, stack_vm, locked_vm; vmacache_seqnum and mmap_seq bumped by every change.
 """
@@ -52,8 +58,8 @@ from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync import waithook as W
 
 _OP_MMAP, _OP_MUNMAP, _OP_EXPAND = I.OP["vm_mmap"], I.OP["vm_munmap"], I.OP["vm_expand"]
-_OP_SPLIT, _OP_BRK, _OP_MERGE = I.OP["vm_split"], I.OP["vm_brk"], I.OP["vm_merge"]
-P_MERGE_EXPANDED = I.POINT_IDS["vm:merge:expanded"]
+_OP_SPLIT, _OP_BRK, _OP_MERGE, _OP_MREMAP = I.OP["vm_split"], I.OP["vm_brk"], I.OP["vm_merge"], I.OP["vm_mremap"]
+P_MERGE_EXPANDED, P_MREMAP_MOVED = I.POINT_IDS["vm:merge:expanded"], I.POINT_IDS["vm:mremap:moved"]
 P_SPLIT_READY, P_SPLIT_INSERTED, P_BRK_CHANGED = (
     I.POINT_IDS[n] for n in ("vm:split:ready", "vm:split:inserted", "vm:brk:changed"))
 P_VMA_READY, P_VMA_INSERTED, P_DETACHED, P_UNLINKED, P_GATHERED, P_UNMAPPED = (
@@ -938,7 +944,10 @@ class Mmap:
                 if q[(v + V.V_END) >> 3] == end:
                     nxt = tree(mm_id).mt_find(end)[0]
                     if (not nxt or q[(nxt + V.V_START) >> 3] >= old + new_len) and old + new_len <= task_size(mm_id):
-                        expand(mm_id, v, old + new_len, q[(v + V.V_FLAGS) >> 3])   # grow in place
+                        if grow_aliases(v, new_len - old_len):      # grow in place
+                            map_extension(mm_id, v, end, new_len - old_len)
+                        else:
+                            expand(mm_id, v, old + new_len, q[(v + V.V_FLAGS) >> 3])
                         return old
                 if not flags & MREMAP_MAYMOVE:
                     raise VMError("ENOMEM", f"{call}: cannot grow in place and MREMAP_MAYMOVE is not set")
@@ -968,45 +977,155 @@ class Mmap:
             if q[(v + V.V_END) >> 3] > old + old_len:
                 split(mm_id, v, old + old_len)
             start_write(mm_id, v)
-            n = vma_dup(v)
-            if not n:
-                raise VMError("ENOMEM", "mremap: no memory for a VMA")
-            q[(n + V.V_START) >> 3] = dst
-            q[(n + V.V_END) >> 3] = dst + new_len
-            q[(n + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
-            o = q[(n + V.V_OBJECT) >> 3]
-            if o:
-                objs.get(o)
-                need = q[(n + V.V_PGOFF) >> 3] + (new_len >> PAGE_SHIFT)
-                if q[(o + O_SIZE) >> 3] < need:
-                    q[(o + O_SIZE) >> 3] = need
-            if vinsert(mm_id, n):
+            tail = 0
+            if new_len > old_len and grow_aliases(v, new_len - old_len):
+                tail, new_len = new_len - old_len, old_len      # the growth: a VMA of its own
+            r = begin(_OP_MREMAP, mm_id, v) if begin is not None else -1
+            try:
+                if r >= 0:
+                    q[r + 4], q[r + 5], q[r + 6] = old, old_len, dst
+                n = vma_dup(v)
+                if not n:
+                    raise VMError("ENOMEM", "mremap: no memory for a VMA")
+                q[(n + V.V_START) >> 3] = dst
+                q[(n + V.V_END) >> 3] = dst + new_len
+                q[(n + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
+                o = q[(n + V.V_OBJECT) >> 3]
                 if o:
-                    objs.put(o)
-                vmas.free(n)
-                raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
+                    objs.get(o)
+                    need = q[(n + V.V_PGOFF) >> 3] + (new_len >> PAGE_SHIFT)
+                    if q[(o + O_SIZE) >> 3] < need:
+                        q[(o + O_SIZE) >> 3] = need
+                if r >= 0:
+                    q[r + 3] = n
+                    q[r + 7] = 1
+                if vinsert(mm_id, n):
+                    if r >= 0:
+                        q[r + 7] = 0
+                    if o:
+                        objs.put(o)
+                    vmas.free(n)
+                    raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
+                move_attach(mm_id, n)
+                if r >= 0:
+                    q[r + 7] = 2
+                moved = memory.move_page_tables(mm_id, old, dst, old_len)
+                if moved < old_len:                     # ENOMEM: back as it was (Linux moves back too)
+                    memory.move_page_tables(mm_id, dst, old, moved)
+                    if r >= 0:
+                        q[r + 7] = 0
+                    if not verase(mm_id, dst, dst + new_len):
+                        remove_vma_now(mm_id, n, new_len)
+                    raise VMError("ENOMEM", f"mremap: no memory for page tables at {dst + moved:#x}")
+                if r >= 0:
+                    q[r + 7] = 3
+                    if fp:
+                        fp(P_MREMAP_MOVED)
+                # the old VMA now maps nothing: remove it without touching the object's pages
+                if verase(mm_id, old, old + old_len):
+                    raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
+                remove_vma_now(mm_id, v, old_len, r)
+            finally:
+                if r >= 0:
+                    log_end(r)
+            if tail:
+                map_extension(mm_id, n, dst + old_len, tail)
+            return dst
+
+        def grow_aliases(v: int, extra: int) -> bool:
+            """Would growing private VMA v by `extra` bytes alias memory?  Its object's pages
+            are keyed by index (pgoff): if another VMA of the object (a part split off v,
+            which a move left behind) covers the indices the growth would take, or the
+            object has shadows (fork), the grown part would map that memory instead of
+            new zeroes -- as Linux's anon_vma never does.  Then the growth must be a VMA
+            of its own (map_extension)."""
+            o = q[(v + V.V_OBJECT) >> 3]
+            if not o or q[(v + V.V_FLAGS) >> 3] & V.VM_SHARED:
+                return False
+            from aerosync.mm.vm.vm_object import O_CHILDREN, O_VMA_HEAD
+
+            if q[(o + O_CHILDREN) >> 3]:
+                return True
+            lo = q[(v + V.V_PGOFF) >> 3] + npages(v)
+            hi = lo + (extra >> PAGE_SHIFT)
+            w = q[(o + O_VMA_HEAD) >> 3]
+            while w:
+                if w != v:
+                    wlo = q[(w + V.V_PGOFF) >> 3]
+                    if wlo < hi and lo < wlo + npages(w):
+                        return True
+                w = q[(w + V.V_OBJ_NEXT) >> 3]
+            return False
+
+        def map_extension(mm_id: int, v: int, start: int, length: int) -> None:
+            """mremap's growth of v as a VMA of its own at start (grow_aliases): the same
+            flags, the file continuing at the next offset (an anonymous one: new memory,
+            its own object at the first fault)."""
+            f = q[(v + V.V_FILE) >> 3]
+            pgoff = q[(v + V.V_PGOFF) >> 3] + npages(v) if f else 0
+            map_region(mm_id, start, length, q[(v + V.V_FLAGS) >> 3], f - 1, pgoff, not f)
+
+        def move_attach(mm_id: int, n: int) -> None:
+            """move_vma's new VMA, in the tree: on its lists, counted."""
             link(n)
             q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
-            vm_stat_account(mm_id, q[(n + V.V_FLAGS) >> 3], new_len >> PAGE_SHIFT)
-            memory.move_page_tables(mm_id, old, dst, old_len)
-            # the old VMA now maps nothing: remove it without touching the object's pages
-            if verase(mm_id, old, old + old_len):
-                raise VMError("ENOMEM", "mremap: no memory for maple-tree nodes")
-            store(v + V.V_STATE, V.VMA_DETACHED)
-            changed(mm_id)
-            prev = tree(mm_id).mas_prev(old)[0]
-            nxt = tree(mm_id).mt_find(old + old_len)[0]
-            unlink(v)
-            g = memory.mmu_gather(mm_id)
-            memory.free_pgd_range(mm_id, old, old + old_len, q[(prev + V.V_END) >> 3] if prev else 0,
+            vm_stat_account(mm_id, q[(n + V.V_FLAGS) >> 3], npages(n))
+
+        def remove_vma_now(mm_id: int, v: int, length: int, r: int = -1, detached: bool = False) -> None:
+            """A VMA that maps nothing any more, erased from the tree: detached, off its
+            lists, its page tables freed (those wholly in the hole its range leaves, through
+            a logged gather), its object reference put (never the last: the other VMA of
+            the move holds one), uncounted, freed.  With a vm_mremap record r: step 4 once
+            detached and unlinked, 0 before the free.  `detached`: recovery resuming from
+            step 4."""
+            start = q[(v + V.V_START) >> 3]
+            if not detached:
+                store(v + V.V_STATE, V.VMA_DETACHED)
+                changed(mm_id)
+                unlink(v)
+                if r >= 0:
+                    q[r + 7] = 4
+            prev = tree(mm_id).mas_prev(start)[0] if start else 0
+            nxt = tree(mm_id).mt_find(start + length)[0]
+            gr = memory.gather_begin(mm_id)
+            g = memory.mmu_gather(mm_id, gr)
+            memory.free_pgd_range(mm_id, start, start + length, q[(prev + V.V_END) >> 3] if prev else 0,
                                   q[(nxt + V.V_START) >> 3] if nxt else 0, g)
             g.finish()
+            memory.gather_end(gr)
+            o = q[(v + V.V_OBJECT) >> 3]
             if o:
                 objs.put(o)
-            vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -(old_len >> PAGE_SHIFT))
+            vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -(length >> PAGE_SHIFT))
             q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+            if r >= 0:
+                q[r + 7] = 0
             vma_free(v)
-            return dst
+
+        def move_finish(mm_id: int, v: int, n: int, old: int, old_len: int, dst: int, step: int) -> int:
+            """Recovery of a vm_mremap record (a move): step 1 -- n set up with its object
+            reference, its tree store in flight -- rolled forward if the store landed (n
+            attached, linked, counted), else n undone; from step 2 the rest of the page
+            tables moved (entries still at the old range; each moves whole), from step 3
+            the old range erased if the tree still maps it, then v removed (from step 4:
+            already detached and unlinked).  Returns the VMAs freed."""
+            if step == 1:
+                if tree(mm_id).mtree_load(dst) != n:
+                    o = q[(n + V.V_OBJECT) >> 3]
+                    if o:
+                        objs.put(o)
+                    vmas.free(n)
+                    return 1
+                store(n + V.V_STATE, V.VMA_ATTACHED)
+                move_attach(mm_id, n)
+                step = 2
+            if step == 2:
+                memory.move_page_tables(mm_id, old, dst, old_len)
+                step = 3
+            if step == 3 and tree(mm_id).mtree_load(old) == v:
+                verase(mm_id, old, old + old_len)
+            remove_vma_now(mm_id, v, old_len, -1, detached=step == 4)
+            return 1
 
         # ------------------------------------------------------------ madvise
         def madvise(mm_id: int, start: int, length: int, advice: int, reap_wait: float | None = None) -> None:
@@ -1165,6 +1284,6 @@ class Mmap:
         # VMA-structure helpers for other mm code (mm/numa's mbind: split at the range's
         # edges, change the VMAs, merge back -- as mprotect_fixup / mbind_range do)
         self.split, self.split_edges, self.merge_all = split, split_edges, merge_all
-        self.merge_finish = merge_finish
+        self.merge_finish, self.move_finish = merge_finish, move_finish
         self.split_finish, self.mmap_finish, self.brk_settle = split_finish, mmap_finish, brk_settle
         self.munmap_finish = munmap_finish

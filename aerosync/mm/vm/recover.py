@@ -90,6 +90,12 @@ covered, and how each record is resolved:
              vm_expand resolved first): finished if the tree maps the victim's start
              to the survivor, else nothing changed; step 2 stored: the victim
              detached, unlinked, its object reference put, map_count lowered, freed.
+  vm_mremap  (mremap's move_vma: v to a new VMA n) step 1 n set up with its object
+             reference, not in the tree: undone unless its store landed (then attached,
+             linked, counted: step 2); step 2 the page tables moving: the entries still
+             at the old range moved (each moves whole); step 3 moved: v erased if the
+             tree still maps it; then (steps 3-4) v detached, unlinked, its page tables
+             freed, its object reference put, uncounted and freed.
   vm_split   (__split_vma) step 1 the new VMA set up with its object reference: undone
              (reference put, VMA freed) unless the tree maps addr to it (landed, as
              vm_mmap); step 2 in the tree: rolled forward (split_finish: the old VMA's
@@ -178,7 +184,7 @@ VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
                                  "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
-                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge")}
+                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge", "vm_mremap")}
 _OP = I.OP
 
 
@@ -291,6 +297,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
+    elif op == _OP["vm_mremap"]:
+        if s:
+            got["objects"] += vm.sys.move_finish(a[0], a[1], a[2], a[3], a[4], a[5], s)
     elif op == _OP["vm_merge"]:
         if s:
             vm.sys.merge_finish(a[0], a[1], a[2], s)

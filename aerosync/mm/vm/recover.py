@@ -121,8 +121,6 @@ covered, and how each record is resolved:
              mmap_lock for read (downgraded for the zap): its robust list says so, and
              the takeover keeps that read hold until the recovery ends (no live writer
              maps into the range before the zap is finished).
-A record is released by storing its step back to 0 before the release itself (a put, a
-free), so a kill between the two leaks one reference and never drops it twice.
   vm_vb_alloc (a small vmalloc from a per-CPU vmap_block) step 1 a new block's area
              record had: freed; step 2 that area in its tree, not yet a block's: erased;
              step 3 n pages carved at addr of vb, being mapped: the mapped pages and the
@@ -135,9 +133,12 @@ free), so a kill between the two leaks one reference and never drops it twice.
              for retirement but not yet freed (vb_alloc's fragmented ones,
              purge_fragmented_blocks') are still in the block table: mm/recovery.py
              frees them (Vmalloc.retire_orphans).
+A record is released by storing its step back to 0 before the release itself (a put, a
+free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
-outside there may leak): the flag changes of mprotect / madvise and mremap's moves,
-reclaim, vmap() of a caller's pages.  The dead CPU's pending RCU frees
+outside there may leak): the flag and protection changes of mprotect / madvise
+themselves (plain stores; a death between two VMAs leaves the range partly changed, as
+an ENOMEM part-way does), reclaim, vmap() of a caller's pages.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another

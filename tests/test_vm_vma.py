@@ -127,6 +127,23 @@ def test_madvise_flags_split_and_merge(cpu) -> None:
     assert layout(cpu) == [(0, 6, 3)]
 
 
+def test_mprotect_back_merges_a_part_without_an_object(cpu) -> None:
+    """A range made read-only and read (its part gets an object only if touched) merges
+    back with an untouched neighbour that has none: is_mergeable_anon_vma lets a NULL
+    anon_vma merge -- the objectless part takes the other's object.  (Before, the left
+    part without an object and the middle with one stayed two VMAs for good, and a later
+    mremap of the whole region failed with EFAULT.)"""
+    cpu.mmap(BASE, 6 * PG, RW, ANON | FIX)
+    cpu.mprotect(BASE + 2 * PG, 2 * PG, M.PROT_READ)
+    cpu.store64(BASE + 4 * PG, 0)                               # not the left part:
+    cpu.mprotect(BASE + 2 * PG, 2 * PG, RW)                     # ... right and middle touched
+    cpu.store64(BASE + 2 * PG, 5)
+    assert layout(cpu) == [(0, 6, 3)]
+    assert map_count(cpu) == 1
+    new = cpu.mremap(BASE, 6 * PG, 6 * PG, M.MREMAP_MAYMOVE | M.MREMAP_FIXED, BASE + 64 * PG)
+    assert cpu.load64(new + 2 * PG) == 5
+
+
 @pytest.mark.parametrize("move", [True, False])
 def test_mremap_growth_never_aliases_a_split_off_part(cpu, move: bool) -> None:
     """A private region's pages are keyed by index in its object, and the parts a split

@@ -95,6 +95,14 @@ def test_fork_cow(mode: str) -> None:
     assert vs["aerosync_cow_copy"] + vs["aerosync_cow_steal"] >= 24 * 16   # every write after a fork
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_vma_churn(mode: str) -> None:
+    w = _run("vma-churn.toml", mode, 300, "workload.pages=32", "workload.verify_every=25")["workload"]
+    assert w["ops"] == 600 and w["corrupt"] == 0
+    assert w["protects"] > 0 and w["moves"] > 0 and w["dontneeds"] > 0
+    assert w["checks"] >= 2 * (300 // 25) * 32                  # every page, every 25th operation
+
+
 @pytest.mark.parametrize("locking", ["per_vma", "mmap_lock"])
 @pytest.mark.parametrize("mode", MODES)
 def test_fault_churn(mode: str, locking: str) -> None:
@@ -222,6 +230,23 @@ def test_brk1_heap_page_below_the_break_is_checked(inproc, mode: str) -> None:
     r = finish()
     assert r["corrupt"] >= 1 and r["refused"] == 0
     assert r["probes"] == (2 if mode == "processes" else 0)     # 5 grows, every 2nd probed
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_vma_churn_checks_every_page_against_its_model(inproc, mode: str) -> None:
+    """A page changed behind the workload's back is caught (by a move's probe, a
+    protect's read-back or the full sweep); the region stays one VMA through the flips
+    and moves (a protect's range merges back)."""
+    _a, batch, finish = inproc("vma_churn", mode, pages=16, verify_every=10)
+    batch(40)
+    vm = batch.vm
+    regions = [v for v in _vmas(vm) if v[0] >= 0x100000000]
+    assert len(regions) == 1 and regions[0][1] - regions[0][0] == 16 * PG, regions
+    for i in range(16):
+        vm.store64(regions[0][0] + i * PG, 0xBAD)               # (a later write or zap fixes a few)
+    batch(10)                                                   # the 10th operation sweeps every page
+    r = finish()
+    assert r["corrupt"] >= 1 and r["ops"] == 50
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -50,6 +50,7 @@ from workers.workloads import (
     slab_bulk,
     slub_churn,
     stack_depth,
+    vma_churn,
     vmalloc_storm,
     xmalloc,
 )
@@ -70,6 +71,7 @@ WORKLOADS: dict[str, ModuleType] = {
     "brk1": brk1,
     "fork_cow": fork_cow,
     "fault_churn": fault_churn,
+    "vma_churn": vma_churn,
     "numa_access": numa_access,
     "fragmentation": fragmentation,
     "slub_churn": slub_churn,

@@ -274,7 +274,9 @@ class Mmap:
         def mergeable(a: int, b: int) -> bool:
             """Can b (right after a) be folded into a?  Same flags (but VM_SOFTDIRTY),
             file and policy; file offsets contiguous; objects: the same one at contiguous
-            offsets, or b has none yet (anonymous) and a's is a's alone."""
+            offsets, or one of them has none yet (anonymous) and the other's is its own
+            alone (is_mergeable_anon_vma: a NULL anon_vma merges; merge_into then gives a
+            b's object, at a's contiguous offsets)."""
             if q[(a + V.V_END) >> 3] != q[(b + V.V_START) >> 3]:
                 return False
             if (q[(a + V.V_FLAGS) >> 3] ^ q[(b + V.V_FLAGS) >> 3]) & ~V.VM_SOFTDIRTY & _U64:
@@ -288,7 +290,7 @@ class Mmap:
             if oa == ob:
                 return not oa or contiguous
             if ob:
-                return False
+                return not oa and contiguous and exclusive_object(ob, b)
             return exclusive_object(oa, a)
 
         def exclusive_object(o: int, vma: int) -> bool:
@@ -350,6 +352,12 @@ class Mmap:
                 if r >= 0:
                     q[r + 4] = end
                 start_write(mm_id, victim)
+                ob = q[(victim + V.V_OBJECT) >> 3]
+                if ob and not q[(survivor + V.V_OBJECT) >> 3]:
+                    start_write(mm_id, survivor)        # the survivor takes victim's object (its
+                    objs.get(ob)                        # offsets are contiguous with victim's):
+                    q[(survivor + V.V_OBJECT) >> 3] = ob    # consistent on its own if we die here
+                    objs.link_vma(ob, survivor)
                 if r >= 0:
                     q[r + 7] = 1
                 expand(mm_id, survivor, end)            # (its own vm_expand record)

@@ -430,6 +430,25 @@ def vmblock_driver(rounds: int = 300, seed: int = 1) -> Callable[[Any, int], Non
     return drive
 
 
+def reclaim_driver(pages: int = 3000, seed: int = 1) -> Callable[[Any, int], None]:
+    """A driver under memory pressure (a machine of 2048 pages with swap): one task
+    writes `pages` anonymous pages -- its faults reclaim (direct reclaim: isolate,
+    swap out, put back) -- reads every 7th back (swap-ins), unmaps and exits."""
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    def drive(arena: Any, cpu: int) -> None:
+        vm, tid = task_vm(arena, cpu, "reclaim")
+        a = vm.mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(pages):
+            vm.store64(a + i * 4096, i + seed)
+        for i in range(0, pages, 7):
+            assert vm.load64(a + i * 4096) == i + seed
+        vm.munmap(a, pages * 4096)
+        _task_exit(vm, tid)
+
+    return drive
+
+
 def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     from aerosync.mm.vm.recover import vm_recover
 

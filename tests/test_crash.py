@@ -35,6 +35,7 @@ SCENARIOS = {
     "vmsplit": (dict(), {"vm": {}, "nr_pages": 4096}, "vmsplit"),
     "vmalloc": (dict(), {"vm": {}, "nr_pages": 8192}, "vmalloc"),
     "vmblock": (dict(), {"vm": {}, "nr_pages": 8192}, "vmblock"),
+    "reclaim": (dict(), {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}}, "reclaim"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -68,7 +69,7 @@ POINT_PLAN = {
     "vm:obj_remove:taken": ("vmsplit", 3), "vm:collapse:stored": ("vmfork", 5),
     "vm:vfree:unmapped": ("vmalloc", 7), "vm:purge:erased": ("vmalloc", 3),
     "vm:vb_alloc:page": ("vmblock", 40), "vm:vb_free:unmapped": ("vmblock", 9), "vm:vb_retire:lazy": ("vmblock", 1),
-    "vm:merge:expanded": ("vmsplit", 6), "vm:mremap:moved": ("vmsplit", 5),
+    "vm:merge:expanded": ("vmsplit", 6), "vm:mremap:moved": ("vmsplit", 5), "vm:reclaim:isolated": ("reclaim", 3),
 }
 
 
@@ -89,6 +90,8 @@ def _driver(kind: str, p: object):
         return H.vmalloc_driver()
     if kind == "vmblock":
         return H.vmblock_driver()
+    if kind == "reclaim":
+        return H.reclaim_driver()
     return H.soak_driver(p)
 
 
@@ -104,11 +107,21 @@ def test_kill_at_every_point(machine, point: str) -> None:
     kw, cfg, kind = SCENARIOS[scenario]
     p = H.soak_params(**kw)
     a = H.soak_machine(machine, p, **cfg)
+    try:
+        _kill_at_point(a, p, kind, scenario, point, skip)
+    finally:
+        if kind == "reclaim":
+            from aerosync.mm.reclaim.swapfile import swapoff
+
+            swapoff(a)
+
+
+def _kill_at_point(a, p, kind: str, scenario: str, point: str, skip: int) -> None:
     files = (H.vm_file_setup(a, p),) if kind == "vmfile" else ()
     pid, killed = H.run_child(a, 0, _driver(kind, p), point, skip)
     assert killed, f"cpu0 never reached {point} (after {skip} passes) in scenario {scenario}"
     assert I.died_at(a, 0) == point
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind.startswith("vm") else None)
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind.startswith("vm") or kind == "reclaim" else None)
     H.check_all(a)
     assert I.read_records(a, 0) == []
     # The machine works on: the CPU comes back and runs the soak again to its teardown.
@@ -125,6 +138,8 @@ def test_kill_at_every_point(machine, point: str) -> None:
         again = H.vmalloc_driver(rounds=20, seed=2)
     elif kind == "vmblock":
         again = H.vmblock_driver(rounds=40, seed=2)
+    elif kind == "reclaim":
+        again = H.reclaim_driver(1500, seed=2)
     else:
         again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)
@@ -198,6 +213,43 @@ def test_kill_inside_a_block_vmalloc(machine, point: str, skip: int) -> None:
     assert not killed
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+# (lru, point, skip): deaths inside reclaim, with the reclaim driver (direct reclaim in its
+# faults): right after a batch is isolated (MGLRU's evict_folios, the classic LRU's
+# shrink_inactive_list / shrink_active_list), and in a page free part-way through one
+# (a reclaimed folio's, or a put-back folio's last reference).
+RECLAIM_PLAN = [("mglru", "vm:reclaim:isolated", 0), ("classic", "vm:reclaim:isolated", 0),
+                ("classic", "vm:reclaim:isolated", 5), ("mglru", "pcp:drain:popped", 28),
+                ("mglru", "buddy:free:merged", 97)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("lru", "point", "skip"), RECLAIM_PLAN)
+def test_kill_inside_reclaim(machine, lru: str, point: str, skip: int) -> None:
+    """A CPU killed while its folios are isolated for reclaim: the vm_reclaim record
+    names every folio still isolated (and the one being reclaimed, locked), and
+    recovery puts them back on their LRU -- nothing lost, checkers pass.  Unlogged,
+    each death here leaked the isolated batch (31..47 pages lost, their isolation
+    references never dropped)."""
+    from aerosync.mm.reclaim.swapfile import swapoff
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=2048, reclaim={"lru": lru, "swap_size": 16 << 20})
+    try:
+        pid, killed = H.run_child(a, 0, H.reclaim_driver(), point, skip)
+        assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+        (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_reclaim"]
+        assert rec.step > 0, rec
+        H.recover(a, pid, 0, p, H.vm_recover_hook)
+        H.check_all(a)
+        cpuhp_online_mm(a, 0)
+        _, killed = H.run_child(a, 0, H.reclaim_driver(1500, seed=2))
+        assert not killed
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    finally:
+        swapoff(a)
 
 
 # (point, skip) -> records open at the death, with the fork driver: a forked child's exit

@@ -697,3 +697,72 @@ def test_mremap_move_killed_is_finished_or_undone(machine, where: str) -> None:
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None:
+    """Threads mode: cpu0's thread writes a region larger than the machine and dies in
+    reclaim while a folio is written out (ZMM's store under way: PG_dirty already clear,
+    no copy made).  Recovery unlocks that folio, makes it dirty again and puts it and
+    the rest of the isolated batch back on their LRUs; the live thread on cpu1 then
+    reads every page back, through more reclaim and swap-ins -- all intact.  Without
+    the re-dirtying the folio is clean with no copy anywhere: the next reclaim drops it
+    and its page reads back wrong."""
+    import os
+    import signal
+
+    from aerosync.mm import recovery
+    from aerosync.mm.pmm.page import PG_dirty, PG_locked
+    from aerosync.mm.reclaim.swapfile import swapoff
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.params import PAGE_META_SIZE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=2048,
+                       reclaim={"lru": "mglru", "swap_size": 16 << 20, "zmm": True})
+    n = 3000
+    try:
+        vm1, t1 = H.task_vm(a, 1, "live")
+        mm = vm1.cur[1]
+        addr = vm1.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+
+        def drive(arena, cpu) -> None:
+            vm, _ = H.task_vm(arena, cpu, "dies", mm)
+            stores = [0]
+            real = vm.reclaim.zmm.store
+
+            def kills(slot: int, pfn: int) -> bool:
+                stores[0] += 1
+                if stores[0] == 40:                      # a few batches in
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(slot, pfn)
+
+            vm.reclaim.zmm.store = kills
+            for i in range(n):                           # reclaim runs in these faults
+                vm.store64(addr + i * 4096, i + 1)
+
+        pid, killed = H.run_child(a, 0, drive, poll=vm1.tlb.handle_ipi)
+        assert killed
+        (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_reclaim"]
+        cur, wslot = rec.args[1], rec.args[2]
+        assert cur and wslot, rec
+        pm = a.off("pagemeta") + (cur - 1) * PAGE_META_SIZE
+        assert a.u32[pm >> 2] & PG_locked and not a.u32[pm >> 2] & PG_dirty
+        _recover_answering(a, recovery.takeover(a, pid, 0), vm1.tlb.handle_ipi)
+        fl = a.u32[pm >> 2]
+        assert not fl & PG_locked and fl & PG_dirty, hex(fl)
+        H.check_all(a)
+        other = vm1.mmap(0, 2000 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(2000):                            # evicts the region (the folio among it)
+            vm1.store64(other + i * 4096, 7)
+        vm1.munmap(other, 2000 * 4096)
+        written = [vm1.load64(addr + i * 4096) for i in range(n)]
+        assert all(w in (0, i + 1) for i, w in enumerate(written))          # the dead thread stopped part-way
+        assert written.index(0) > 40 and not any(written[written.index(0):]), "a page lost its data"
+        vm1.munmap(addr, n * 4096)
+        vm1.exit()
+        vm1.reap(t1)
+        vm1.leave()
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    finally:
+        swapoff(a)

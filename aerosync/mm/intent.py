@@ -134,6 +134,10 @@ OPS: dict[int, tuple[str, str]] = {
     68: ("vm_mremap", "mm, v, n, old, old_len, dst: mremap moving v to n (1 n set up with its object reference, "
                       "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
                       "in flight; 4 v erased, detached and unlinked, being removed)"),
+    69: ("vm_reclaim", "nid, cur, wslot: the folios reclaim isolated (spill from SPILL_RECLAIM, pfn + 1 each, "
+                       "0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
+                       "being reclaimed (locked), wslot + 1 its swap slot while its data is written out "
+                       "(PG_dirty cleared)"),
     60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
     61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
     62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
@@ -229,6 +233,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:vb_retire:lazy", "free_vmap_block: the block's area lazy, its record not yet freed"),
     ("vm:mremap:moved", "mremap move: the page tables at the new VMA, the old VMA still in the tree"),
     ("vm:merge:expanded", "vma merge: the survivor covers the swallowed VMA's range, that VMA not yet removed"),
+    ("vm:reclaim:isolated", "shrink_folio_list: folios isolated from their LRU and logged, none reclaimed yet"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

@@ -34,6 +34,12 @@ Reclaiming one isolated folio (the caller holds a reference; PG_lru is clear):
   refcount (CAS from exactly the references reclaim knows of to 0): a fault that took a
   reference meanwhile wins and the folio stays (mapped by it).
 
+Crash tolerance (robust mode; mm/vm/recover.py): a batch of isolated folios is logged as
+a vm_reclaim record -- each folio's pfn in the spill, the one being reclaimed (locked)
+and, while its data is written out, its swap slot -- and each folio leaves the record as
+it is freed or just before it is put back.  A CPU that dies with folios isolated has
+them put back by recovery (reclaim_finish), the folio it was writing re-dirtied.
+
 Counters: pgscan_{kswapd,direct}, pgsteal_{kswapd,direct}, pgscan/pgsteal_{anon,file},
 pgactivate, pgdeactivate, pgrefill, allocstall_<zone>, pageoutrun,
 kswapd_{low,high}_wmark_hit_quickly, nr_vmscan_write, pglazyfreed, pgrotated.
@@ -46,6 +52,7 @@ from typing import Any
 
 from aerosync.arena import layout as AL
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import __GFP_IO as _GFP_IO
@@ -91,6 +98,8 @@ _ALL32 = 0xFFFF_FFFF
 _ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
 _LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
+_OP_RECLAIM, P_RECLAIM_ISOLATED = I.OP["vm_reclaim"], I.POINT_IDS["vm:reclaim:isolated"]
+RECLAIM_LOGGED = AL.INTENT_SPILL - AL.SPILL_RECLAIM    # isolated folios a vm_reclaim record holds
 
 
 def int_sqrt(x: int) -> int:
@@ -159,6 +168,55 @@ class Vmscan:
         zone_watermark_ok = mm.zone_watermark_ok
         self.files_real: Any = None              # fid -> path of a real file, or None (Reclaim sets it)
         tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
+        # intent log (robust mode): the isolated folios of one shrink_folio_list / shrink_active_list
+        lg = vm.memory.log
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        spr = lg.spill + AL.SPILL_RECLAIM if lg is not None else 0
+        st = [-1, -1, 0]                         # the open vm_reclaim record, the folio's index, anon
+        nid_of = lru.nid_of
+
+        def log_isolated(pfns: list[int]) -> int:
+            """A vm_reclaim record for isolated folios (no fault point since their
+            isolation): each one's pfn and type in the spill; -1 outside robust mode."""
+            if begin is None or not pfns or len(pfns) > RECLAIM_LOGGED:
+                return -1
+            r = begin(_OP_RECLAIM, nid_of(pfns[0]))
+            for k, pfn in enumerate(pfns):
+                q[spr + k] = (pfn << 1 | bool(u32[PM4 + pfn * MW4] & PG_swapbacked)) + 2
+            q[r + 7] = len(pfns)
+            if fp:
+                fp(P_RECLAIM_ISOLATED)
+            return r
+
+        def release(k: int, pfn: int, anon: bool) -> None:
+            """Isolated folio k leaves reclaim's hands (freed, or about to be put back):
+            off the record first, NR_ISOLATED_* lowered."""
+            if st[0] >= 0:
+                q[spr + k] = 0
+            i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
+
+        def reclaim_finish(cur: int, wslot: int, entries: list[int]) -> int:
+            """Recovery of a dead CPU's vm_reclaim record: the folio it was reclaiming
+            (`cur` + 1) is unlocked -- re-dirtied first if its writeout was under way
+            (`wslot` + 1: PG_dirty was cleared, the copy may be incomplete) -- then every
+            folio still logged goes back to its LRU with its reference dropped
+            (folio_putback_lru), as after a pass that reclaimed nothing.  Each folio's
+            state between the dead CPU's steps is one a live CPU may meet (in the swap
+            cache, its PTEs swap entries, its object's entry a swap value): nothing else
+            is undone.  Returns the folios put back."""
+            n = 0
+            for e in entries:
+                if not e:
+                    continue
+                pfn, anon = (e - 2) >> 1, (e - 2) & 1
+                if cur and pfn == cur - 1:
+                    if wslot:
+                        fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
+                    unlock_folio(pfn)
+                i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
+                putback(pfn)
+                n += 1
+            return n
 
         def swappiness() -> int:
             return q[(base + R.H_SWAPPINESS) >> 3]
@@ -189,6 +247,12 @@ class Vmscan:
             return cas32((PM4 + pfn * MW4 + 2) << 2, expected, 0) == expected
 
         def free_frozen(pfn: int) -> None:
+            if st[1] >= 0:                           # the folio shrink_folio_list is on: released
+                r = st[0]
+                if r >= 0:
+                    q[r + 2] = 0
+                release(st[1], pfn, bool(st[2]))
+                st[1] = -1
             b = PM8 + pfn * MW8
             q[b + i_map] = 0
             q[b + i_idx] = 0
@@ -278,8 +342,13 @@ class Vmscan:
             if tp:
                 tp("vmscan:unmapped")
             if u32[b4] & PG_dirty:
+                r = st[0]
+                if r >= 0:
+                    q[r + 3] = slot + 1                       # writeout under way: re-dirty if we die
                 fetch_and32(b4 << 2, ~PG_dirty & _ALL32)
                 sst.writeout(slot, pfn)
+                if r >= 0:
+                    q[r + 3] = 0
             # __remove_mapping: ours + the cache's
             if not freeze(pfn, 2):
                 if holder and restore_entry(pfn, holder, idx, swp_value(slot)):
@@ -399,6 +468,9 @@ class Vmscan:
             if not trylock_folio(pfn):
                 return KEEP
             freed = False
+            lr = st[0]
+            if lr >= 0:
+                q[lr + 2] = pfn + 1                           # locked by us
             try:
                 fl = u32[PM4 + pfn * MW4]
                 if fl & (PG_mlocked | PG_unevictable):
@@ -420,36 +492,48 @@ class Vmscan:
                 return r
             finally:
                 if not freed:
+                    if lr >= 0:
+                        q[lr + 2] = 0
                     unlock_folio(pfn)
 
         def shrink_folio_list(pfns: list[int], sc: ScanControl) -> int:
-            """Reclaim each isolated folio; put the rest back (activated ones active)."""
+            """Reclaim each isolated folio; put the rest back (activated ones active).
+            Robust mode logs the list (vm_reclaim): each folio leaves the record as it is
+            freed or just before it is put back."""
             done = 0
             kswapd = sc.kswapd
-            for pfn in pfns:
-                fl = u32[PM4 + pfn * MW4]
-                anon = bool(fl & PG_swapbacked)
-                r = shrink_folio(pfn, sc)
-                if r == RECLAIMED:
-                    done += 1
-                    q[ev + (VE.PGSTEAL_KSWAPD if kswapd else VE.PGSTEAL_DIRECT)] += 1
-                    q[ev + (VE.PGSTEAL_ANON if anon else VE.PGSTEAL_FILE)] += 1
-                    i64[ns + lru.nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
-                    continue
-                i64[ns + lru.nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
-                if r == ACTIVATE:
-                    fetch_or32((PM4 + pfn * MW4) << 2, PG_active)
-                    q[ev + VE.PGACTIVATE] += 1
-                    if self.gen is None:
-                        ws.age_nonresident(lru.nid_of(pfn))
-                elif r == CULL:
-                    fetch_or32((PM4 + pfn * MW4) << 2, PG_unevictable)
-                    q[ev + VE.UNEVICTABLE_PGS_CULLED] += 1
-                self.reclaiming = True
-                try:
-                    putback(pfn)
-                finally:
-                    self.reclaiming = False
+            saved = st[:]
+            st[0] = log_isolated(pfns)
+            try:
+                for k, pfn in enumerate(pfns):
+                    fl = u32[PM4 + pfn * MW4]
+                    anon = bool(fl & PG_swapbacked)
+                    st[1], st[2] = k, anon
+                    r = shrink_folio(pfn, sc)
+                    if r == RECLAIMED:                   # (free_frozen released it)
+                        done += 1
+                        q[ev + (VE.PGSTEAL_KSWAPD if kswapd else VE.PGSTEAL_DIRECT)] += 1
+                        q[ev + (VE.PGSTEAL_ANON if anon else VE.PGSTEAL_FILE)] += 1
+                        continue
+                    st[1] = -1
+                    if r == ACTIVATE:
+                        fetch_or32((PM4 + pfn * MW4) << 2, PG_active)
+                        q[ev + VE.PGACTIVATE] += 1
+                        if self.gen is None:
+                            ws.age_nonresident(lru.nid_of(pfn))
+                    elif r == CULL:
+                        fetch_or32((PM4 + pfn * MW4) << 2, PG_unevictable)
+                        q[ev + VE.UNEVICTABLE_PGS_CULLED] += 1
+                    release(k, pfn, anon)
+                    self.reclaiming = True
+                    try:
+                        putback(pfn)
+                    finally:
+                        self.reclaiming = False
+            finally:
+                if st[0] >= 0:
+                    log_end(st[0])
+                st[:] = saved
             sc.nr_reclaimed += done
             return done
 
@@ -487,15 +571,21 @@ class Vmscan:
             got = isolate_tail(nid, R.LRU_ACTIVE_ANON + 2 * typ, nr, sc)
             q[ev + VE.PGREFILL] += len(got)
             deact = 0
-            for pfn in got:
-                if u32[PM4 + pfn * MW4 + 3]:
-                    rops.referenced(pfn)               # ages the PTEs (test-and-clear)
-                fetch_and32((PM4 + pfn * MW4) << 2, ~PG_active & _ALL32)
-                fetch_or32((PM4 + pfn * MW4) << 2, PG_workingset)
-                deact += 1
-                anon = bool(u32[PM4 + pfn * MW4] & PG_swapbacked)
-                i64[ns + nid * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
-                putback(pfn)
+            saved = st[:]
+            st[0], st[1] = log_isolated(got), -1
+            try:
+                for k, pfn in enumerate(got):
+                    if u32[PM4 + pfn * MW4 + 3]:
+                        rops.referenced(pfn)               # ages the PTEs (test-and-clear)
+                    fetch_and32((PM4 + pfn * MW4) << 2, ~PG_active & _ALL32)
+                    fetch_or32((PM4 + pfn * MW4) << 2, PG_workingset)
+                    deact += 1
+                    release(k, pfn, bool(u32[PM4 + pfn * MW4] & PG_swapbacked))
+                    putback(pfn)
+            finally:
+                if st[0] >= 0:
+                    log_end(st[0])
+                st[:] = saved
             q[ev + VE.PGDEACTIVATE] += deact
 
         def inactive_is_low(nid: int, typ: int) -> bool:
@@ -758,4 +848,5 @@ class Vmscan:
         self.shrink_inactive_list, self.shrink_active_list = shrink_inactive_list, shrink_active_list
         self.can_swap, self.swappiness, self.nodes_of = can_swap, swappiness, nodes_of
         self.free_frozen, self.freeze = free_frozen, freeze
+        self.reclaim_finish = reclaim_finish
         _ = (u8, PG_workingset, PG_dirty)

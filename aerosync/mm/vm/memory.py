@@ -153,7 +153,7 @@ _OP_FAULT, _OP_GATHER, _OP_FILE_HOLD = I.OP["vm_fault"], I.OP["vm_gather"], I.OP
 P_FAULT_PAGE, P_FAULT_INSERTED, P_FAULT_ACCOUNTED, P_FAULT_INSTALLED = (
     I.POINT_IDS[n] for n in ("vm:fault:page", "vm:fault:inserted", "vm:fault:accounted", "vm:fault:installed"))
 P_FAULT_FOUND, P_FILE_HELD = I.POINT_IDS["vm:fault:found_accounted"], I.POINT_IDS["vm:fault:file_held"]
-GATHER_LOGGED = L.INTENT_SPILL - L.SPILL_GATHER       # pages a logged gather holds before it flushes
+GATHER_LOGGED = L.SPILL_RECLAIM - L.SPILL_GATHER      # pages (and tables) a logged gather holds before it flushes
 
 
 class SegmentationFault(AeroSyncError):

@@ -133,12 +133,18 @@ covered, and how each record is resolved:
              for retirement but not yet freed (vb_alloc's fragmented ones,
              purge_fragmented_blocks') are still in the block table: mm/recovery.py
              frees them (Vmalloc.retire_orphans).
+  vm_reclaim (the folios shrink_folio_list / shrink_active_list isolated, robust mode)
+             each folio still logged goes back to its LRU with the isolation reference
+             dropped; the one being reclaimed (a1) is unlocked first, and re-dirtied if
+             its writeout was under way (a2): reclaim_finish.  A folio leaves the record
+             as it is freed or just before it is put back.
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): the flag and protection changes of mprotect / madvise
 themselves (plain stores; a death between two VMAs leaves the range partly changed, as
-an ENOMEM part-way does), reclaim, vmap() of a caller's pages.  The dead CPU's pending RCU frees
+an ENOMEM part-way does), the ageing and promotion passes of reclaim (MGLRU's walks,
+which isolate nothing), NUMA migration's isolated folios, vmap() of a caller's pages.  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -185,7 +191,8 @@ VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
                                  "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
-                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge", "vm_mremap")}
+                                 "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge", "vm_mremap",
+                                 "vm_reclaim")}
 _OP = I.OP
 
 
@@ -298,6 +305,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
+    elif op == _OP["vm_reclaim"]:
+        if s and vm.reclaim is not None:
+            got["pages"] += vm.reclaim.scan.reclaim_finish(a[1], a[2], spill[L.SPILL_RECLAIM : L.SPILL_RECLAIM + s])
     elif op == _OP["vm_mremap"]:
         if s:
             got["objects"] += vm.sys.move_finish(a[0], a[1], a[2], a[3], a[4], a[5], s)
@@ -318,7 +328,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if nt and not s:
             vm.tlb.flush_tlb_mm_range(a[0], 0, FLUSH_ALL)
         for k in range(nt):
-            vm.pt.free_table(spill[L.INTENT_SPILL - 1 - k])
+            vm.pt.free_table(spill[L.SPILL_RECLAIM - 1 - k])
             got["pages"] += 1
     elif op == _OP["vm_munmap"]:
         mm_id, start, end, n = a[0], a[1], a[2], a[3]

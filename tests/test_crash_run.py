@@ -125,3 +125,25 @@ def test_a_dead_writers_mmap_lock_is_kept_until_recovered() -> None:
     assert res.mm_check["ok"], res.mm_check["violations"]
     w = d["workload"]
     assert w["corrupt"] == 0 and w["refused"] == 0, w
+
+
+def test_a_reclaim_run_survives_a_death_with_folios_isolated() -> None:
+    """reclaim-thrash (MGLRU, swap, ZMM) with cpu0 killed right after a reclaim batch was
+    isolated (vm:reclaim:isolated): recovery puts the batch back (vm_reclaim) and the
+    dead CPU's task exits (the workload's recover hook), so the run goes on and every
+    byte read back is still right."""
+    scn = _scn('[run]\nworkload = "reclaim"\nduration = 3\non_cpu_death = "continue"\n'
+               '[machine]\ncpus = 2\nmemory = "16M"\n'
+               '[reclaim]\nlru = "mglru"\nswap_size = "32M"\nzmm = true\npage_cluster = 0\n'
+               '[workload]\nmode = "thrash"\nws_factor = 1.2\n'
+               '[fault]\nkill_at = "vm:reclaim:isolated"\nkill_cpu = 0\nkill_skip = 2\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] == 1 and c["restarts"] == 1
+    rec = c["recoveries"][0]
+    assert rec["died_at"] == "vm:reclaim:isolated"
+    assert any(r.startswith("vm_reclaim") for r in rec["records"]), rec["records"]
+    assert not any("no recover hook" in n for n in d["notes"]), d["notes"]
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["corrupt"] == 0

@@ -47,9 +47,9 @@ from aerosync.mm.reclaim.opt import ZipfSampler
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.filemap import expected_page
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, release_mm, setup_mm, vmwork_section
+from workers.workloads._vm import cpu_vm, recover, release_mm, setup_mm, vmwork_section
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "page_bytes", "opt_report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover", "page_bytes", "opt_report"]
 
 COUNTERS: tuple[str, ...] = ("accesses", "writes", "corrupt", "majfault", "killed")
 PG = 4096

@@ -147,3 +147,23 @@ def test_a_reclaim_run_survives_a_death_with_folios_isolated() -> None:
     assert not any("no recover hook" in n for n in d["notes"]), d["notes"]
     assert res.mm_check["ok"], res.mm_check["violations"]
     assert d["workload"]["corrupt"] == 0
+
+
+def test_a_dead_cpus_vmalloc_areas_are_vfreed() -> None:
+    """vmalloc_storm with cpu0 killed part-way (max_held areas held, its vmalloc in
+    flight at vm:vmalloc:page): the workload's recover hook vfrees the areas the dead
+    CPU's row of "vmheld" names -- its in-flight vmalloc is its record's -- so the
+    recovery gives back areas and their pages, and the checkers pass."""
+    scn = _scn('[run]\nworkload = "vmalloc_storm"\nduration = 2\non_cpu_death = "continue"\n'
+               '[machine]\ncpus = 2\nmemory = "256M"\n'
+               '[workload]\nmax_held = 8\ncross_cpu_pct = 25\n'
+               '[fault]\nkill_at = "vm:vmalloc:page"\nkill_cpu = 0\nkill_skip = 400\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] == 1 and c["restarts"] == 1
+    assert not any("no recover hook" in n for n in d["notes"]), d["notes"]
+    assert c["objects_recovered"] >= 7 and c["pages_recovered"] >= 7, c      # the 7 areas it held
+    # (max_held - 1: the eighth vmalloc was the one in flight)
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["corrupt"] == 0

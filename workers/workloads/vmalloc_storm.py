@@ -9,6 +9,13 @@ lazy frees purged in batches with one TLB shootdown each.  Operation = one vmall
 handed to the next CPU's ring for it to vfree (a remote vb_free / a lazy area queued on
 a slice another CPU allocates from).
 
+Crash tolerance ([run] on_cpu_death): each CPU's held areas are also in its row of the
+"vmheld" section (written when the area is had, cleared just before it is vfree'd or
+handed on), and handed areas are taken from the ring one at a time and vfree'd at once
+-- so when a CPU dies, `recover` vfrees what its row holds (the vfree in flight is its
+own vm_vfree / vm_vb_free record's) and its task exits; report() vfrees the rows of
+CPUs that stopped dead.
+
 Verification: every area gets a stamp word (cpu << 48 | seq) written through the
 kernel's own access path (mm/vm/kaccess.py: the kernel TLB, init_mm's tables) at its
 first and its last 8 bytes; both are read back before the area is freed (`corrupt`
@@ -31,10 +38,11 @@ from workers.workloads._common import counter_index
 from workers.workloads._pages import Ring, ring_section
 from workers.workloads._vm import cpu_vm
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("vmallocs", "vfrees", "handed", "failed", "corrupt")
 SECTION = "vmring"
+HELD = "vmheld"                  # per CPU: max_held u64 slots, the areas it holds (0: none)
 _C_VMALLOC, _C_VFREE, _C_HANDED, _C_FAILED, _C_CORRUPT = range(5)
 
 
@@ -59,7 +67,12 @@ class Params:
 
 
 def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return [ring_section(nr_cpus, SECTION)]
+    return [ring_section(nr_cpus, SECTION), SectionSpec(HELD, nr_cpus * params.max_held * 8)]
+
+
+def _row(arena: Arena, cpu: int, max_held: int) -> int:
+    """The u64 index of CPU cpu's first held slot."""
+    return (arena.off(HELD) >> 3) + cpu * max_held
 
 
 def setup(arena: Arena, params: Params, nr_cpus: int) -> None:
@@ -76,20 +89,24 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     c0 = counter_index(arena, cpu, 0)
     nr_cpus = int(arena.config["nr_cpus"])
     ring = Ring(arena, cpu, nr_cpus, SECTION)
-    push, pop_all = ring.push, ring.pop_all
+    push, pop = ring.push, ring.pop
+    row = _row(arena, cpu, params.max_held)
+    free_slots = list(range(params.max_held - 1, -1, -1))
     lo, hi = math.log(params.min_kb * 1024), math.log(params.max_kb * 1024)
     cross = params.cross_cpu_pct if nr_cpus > 1 else 0
     huge_pct, verify, max_held = params.huge_pct, params.verify, params.max_held
     randrange, uniform = rng.randrange, rng.uniform
-    held: list[tuple[int, int, int]] = []          # (addr, size, stamp)
+    held: list[tuple[int, int, int, int]] = []     # (addr, size, stamp, slot)
     seq = 0
 
     def check(addr: int, size: int, value: int) -> None:
         if verify and (load64(addr) != value or load64(addr + ((size - 8) & ~7)) != value):
             q[c0 + _C_CORRUPT] += 1
 
-    def release(addr: int, size: int, value: int) -> None:
+    def release(addr: int, size: int, value: int, slot: int) -> None:
         check(addr, size, value)
+        q[row + slot] = 0                              # off the row first (no fault point until the
+        free_slots.append(slot)                        # push or the vfree: a death leaks nothing)
         if cross and randrange(100) < cross and push(addr):
             q[c0 + _C_HANDED] += 1
             return
@@ -98,7 +115,10 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     def batch(n: int) -> None:
         nonlocal seq
-        for addr in pop_all() if n > 1 else ():    # areas another CPU handed us
+        while n > 1:                               # areas another CPU handed us, one by one
+            addr = pop()
+            if addr < 0:
+                break
             vfree(addr)
             q[c0 + _C_VFREE] += 1
         for _ in range(n):
@@ -117,12 +137,15 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             if verify:
                 store64(addr, value)
                 store64(addr + ((size - 8) & ~7), value)
-            held.append((addr, size, value))
+            slot = free_slots.pop()
+            q[row + slot] = addr
+            held.append((addr, size, value, slot))
             q[c0 + _C_VMALLOC] += 1
 
     def teardown() -> None:
-        for addr, size, value in held:
+        for addr, size, value, slot in held:
             check(addr, size, value)
+            q[row + slot] = 0
             vfree(addr)
             q[c0 + _C_VFREE] += 1
         held.clear()
@@ -134,8 +157,36 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     return batch
 
 
+def recover(arena: Arena, params: Params, cpu: int, records: object, mm: object, slub: object) -> dict[str, int]:
+    """[run] on_cpu_death: vfree the areas dead CPU `cpu` held (its row of "vmheld"), as
+    that CPU (recovery's handle), then its task exits (mm/vm/recover.py).  Returns the
+    areas (objects) and their pages given back."""
+    from aerosync.mm.vm.recover import vm_recover
+    from aerosync.mm.vm.vm import VM
+
+    q = arena.u64
+    row = _row(arena, cpu, params.max_held)
+    nr_pages = (arena.off("vmalloc") + VL.H_NR_PAGES) >> 3
+    before = q[nr_pages]
+    vm = VM(arena, cpu, mm=mm)
+    n = 0
+    try:
+        for j in range(params.max_held):
+            addr = q[row + j]
+            if addr:
+                q[row + j] = 0
+                vm.kernel.vmalloc.vfree(addr)
+                n += 1
+    finally:
+        vm.leave()
+    pages = before - q[nr_pages]                       # (the world is stopped: only ours)
+    vm_recover(arena, cpu, mm, slub)
+    return {"pages": pages, "objects": n}
+
+
 def report(arena: Arena, params: Params, result: dict) -> dict:
-    """Areas still in the rings are vfree'd here (the coordinator acting as CPU 0)."""
+    """Areas still in the rings, and in the rows of CPUs that stopped dead, are vfree'd
+    here (the coordinator acting as CPU 0)."""
     from aerosync.mm.vm.vm import VM
     from aerosync.mm.vm.vmalloc import vmalloc_meminfo
 
@@ -143,10 +194,17 @@ def report(arena: Arena, params: Params, result: dict) -> dict:
     vm = VM(arena, 0)
     left = 0
     try:
+        q = arena.u64
         for c in range(nr_cpus):
             for addr in Ring(arena, c, nr_cpus, SECTION).pop_all():
                 vm.kernel.vmalloc.vfree(addr)
                 left += 1
+            row = _row(arena, c, params.max_held)
+            for j in range(params.max_held):
+                if q[row + j]:
+                    vm.kernel.vmalloc.vfree(q[row + j])
+                    q[row + j] = 0
+                    left += 1
     finally:
         vm.leave()
     tot = {k: sum(c["counters"][k] for c in result["cpus"]) for k in COUNTERS}

@@ -384,12 +384,11 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
     return drive
 
 
-def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], None]:
-    """A kernel driver of vmalloc / vfree: areas of 256..384 pages -- above
-    vmap_block_max, so never a per-CPU vmap_block's (those outlive the driver) -- and
-    now and then a huge one, allocated and freed at once (nothing held between calls,
-    so a death leaves only the call in flight), until freed areas pile up lazy and
-    purges run."""
+def _vmalloc_driver(rounds: int, seed: int, one: Callable[[Any, Any, int], int],
+                    finish: Callable[[Any], Any]) -> Callable[[Any, int], None]:
+    """A kernel driver: `rounds` times a = one(vmalloc handle, rng, k), vfree'd at once
+    (nothing held between calls, so a death leaves only the call in flight), then
+    finish(vmalloc handle)."""
 
     def drive(arena: Any, cpu: int) -> None:
         from aerosync.mm.vm.vm import VM
@@ -399,35 +398,30 @@ def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], Non
         vm.make_current()
         va = vm.kernel.vmalloc
         for k in range(rounds):
-            a = va.vmalloc_huge(2 << 20) if k % 50 == 49 else va.vmalloc(rng.randint(256, 384) * 4096)
-            va.vfree(a)
-        va.purge_vmap_area_lazy()
+            va.vfree(one(va, rng, k))
+        finish(va)
         vm.leave()
 
     return drive
+
+
+def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], None]:
+    """vmalloc / vfree of areas of 256..384 pages -- above vmap_block_max, so never a
+    per-CPU vmap_block's (those outlive a driver that does not end with
+    vm_unmap_aliases) -- and now and then a huge one, until freed areas pile up lazy and
+    purges run; ends with a purge."""
+    return _vmalloc_driver(rounds, seed, lambda va, rng, k: va.vmalloc_huge(2 << 20) if k % 50 == 49
+                           else va.vmalloc(rng.randint(256, 384) * 4096), lambda va: va.purge_vmap_area_lazy())
 
 
 def vmblock_driver(rounds: int = 300, seed: int = 1) -> Callable[[Any, int], None]:
-    """A kernel driver of small vmallocs (1..127 pages: the per-CPU vmap_blocks), each
-    freed at once, so blocks fill with dirty ranges and retire (at the free that leaves
-    one idle, or when every page is dirty); it ends with vm_unmap_aliases, which frees
-    every block with nothing in use (purge_fragmented_blocks) and purges -- no block
-    outlives the driver, on any CPU."""
-
-    def drive(arena: Any, cpu: int) -> None:
-        from aerosync.mm.vm.vm import VM
-
-        rng = random.Random(seed)
-        vm = VM(arena, cpu)
-        vm.make_current()
-        va = vm.kernel.vmalloc
-        for _ in range(rounds):
-            a = va.vmalloc(rng.randint(1, 127) * 4096 - rng.randrange(4096))
-            va.vfree(a)
-        va.vm_unmap_aliases()
-        vm.leave()
-
-    return drive
+    """Small vmallocs (1..127 pages: the per-CPU vmap_blocks), so blocks fill with dirty
+    ranges and retire (at the free that leaves one idle, or when every page is dirty);
+    it ends with vm_unmap_aliases, which frees every block with nothing in use
+    (purge_fragmented_blocks) and purges -- no block outlives the driver, on any CPU."""
+    return _vmalloc_driver(rounds, seed, lambda va, rng, k: va.vmalloc(rng.randint(1, 127) * 4096
+                                                                       - rng.randrange(4096)),
+                           lambda va: va.vm_unmap_aliases())
 
 
 def reclaim_driver(pages: int = 3000, seed: int = 1) -> Callable[[Any, int], None]:

@@ -95,6 +95,16 @@ def _driver(kind: str, p: object):
     return H.soak_driver(p)
 
 
+def _runs_again(a, p, again) -> None:
+    """After a recovery: the CPU comes back online and runs `again` to its end, every
+    checker passes and nothing is lost."""
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, again)
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
 def test_plan_covers_every_point() -> None:
     assert set(POINT_PLAN) == set(I.POINT_IDS)
     assert {s for s, _ in POINT_PLAN.values()} <= set(SCENARIOS)
@@ -179,11 +189,7 @@ def test_kill_inside_vm_operations(machine, point: str, skip: int) -> None:
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
     assert I.read_records(a, 0) == []
-    cpuhp_online_mm(a, 0)
-    _, killed = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not killed
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    _runs_again(a, p, H.vm_driver(rounds=5, seed=2))
 
 
 # (point, skip) -> the step of the vm_vb_alloc record the death lands in, with the block
@@ -208,11 +214,7 @@ def test_kill_inside_a_block_vmalloc(machine, point: str, skip: int) -> None:
         assert rec.args[4], rec                         # a page in hand
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, killed = H.run_child(a, 0, H.vmblock_driver(rounds=40, seed=2))
-    assert not killed
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    _runs_again(a, p, H.vmblock_driver(rounds=40, seed=2))
 
 
 # (lru, point, skip): deaths inside reclaim, with the reclaim driver (direct reclaim in its
@@ -243,11 +245,7 @@ def test_kill_inside_reclaim(machine, lru: str, point: str, skip: int) -> None:
         assert rec.step > 0, rec
         H.recover(a, pid, 0, p, H.vm_recover_hook)
         H.check_all(a)
-        cpuhp_online_mm(a, 0)
-        _, killed = H.run_child(a, 0, H.reclaim_driver(1500, seed=2))
-        assert not killed
-        H.check_all(a)
-        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+        _runs_again(a, p, H.reclaim_driver(1500, seed=2))
     finally:
         swapoff(a)
 
@@ -275,11 +273,7 @@ def test_kill_inside_a_task_exit(machine, point: str, skip: int, mode: str) -> N
     assert set(EXIT_PLAN[(point, skip)]) <= names, names
     H.recover(a, pid, 0, p, H.vm_recover_hook)
     H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, killed = H.run_child(a, 0, H.vm_fork_driver(rounds=3, seed=2))
-    assert not killed
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    _runs_again(a, p, H.vm_fork_driver(rounds=3, seed=2))
 
 
 def test_recovery_races_a_second_death(machine) -> None:

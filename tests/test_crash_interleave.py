@@ -182,6 +182,29 @@ def test_munmap_recovery_follows_the_tree(machine) -> None:
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
 
 
+def _dies_at_test_point(name: str):
+    """In a driver (the child): SIGKILL this process at mm/hooks.py point `name` once the
+    returned arm() was called.  Call it before the VM handles are built (they bind the
+    hook function then)."""
+    import os
+    import signal
+
+    from aerosync.mm import hooks
+
+    armed = [False]
+
+    def kill(_name: str) -> None:
+        if armed[0]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    hooks.set_point(name, kill)
+
+    def arm() -> None:
+        armed[0] = True
+
+    return arm
+
+
 def _recover_answering(a, rec, poll) -> None:
     """recover_cpu in a thread while this one answers the recovery's shootdown IPIs for
     a live CPU of this process (`poll`), as a parked worker would."""
@@ -579,28 +602,18 @@ def test_dontneed_killed_before_its_puts_loses_nothing(machine) -> None:
     gathered pages' PTE references are put (zap:before_free), leaks nothing -- the
     gather is logged (vm_gather: its pages in the spill), and recovery puts them.
     Unlogged, those 16 pages stayed allocated with no PTE and no owner."""
-    import os
-    import signal
-
-    from aerosync.mm import hooks
     from aerosync.mm.vm.mmap import MADV_DONTNEED, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={})
 
     def drive(arena, cpu) -> None:
-        armed = [False]
-
-        def kill(_name: str) -> None:
-            if armed[0]:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        hooks.set_point("zap:before_free", kill)        # before the handles bind their points
+        arm = _dies_at_test_point("zap:before_free")
         vm, _ = H.task_vm(arena, cpu, "dies")
         addr = vm.mmap(0, 16 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
         for i in range(16):
             vm.store64(addr + i * 4096, i + 1)
-        armed[0] = True
+        arm()
         vm.madvise(addr, 16 * 4096, MADV_DONTNEED)
 
     pid, killed = H.run_child(a, 0, drive)
@@ -618,28 +631,18 @@ def test_munmap_killed_before_its_puts_frees_the_detached_tables(machine) -> Non
     killed after the flush, before the puts (zap:before_free), leaves them reachable
     from no root.  The gather logs them (vm_gather a1, the spill's top) and recovery
     frees them; unlogged they stayed allocated (PT1: unreachable tables)."""
-    import os
-    import signal
-
-    from aerosync.mm import hooks
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={})
 
     def drive(arena, cpu) -> None:
-        armed = [False]
-
-        def kill(_name: str) -> None:
-            if armed[0]:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        hooks.set_point("zap:before_free", kill)
+        arm = _dies_at_test_point("zap:before_free")
         vm, _ = H.task_vm(arena, cpu, "dies")
         addr = vm.mmap(0x40000000, 4 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
         vm.store64(addr, 1)
         vm.store64(addr + (2 << 20), 2)
-        armed[0] = True
+        arm()
         vm.munmap(addr, 4 << 20)
 
     pid, killed = H.run_child(a, 0, drive)

@@ -121,6 +121,11 @@ OPS: dict[int, tuple[str, str]] = {
     59: ("vm_purge", "nid, cursor, va: the purge of one node's lazy list, detached (1 not flushed yet; 2 "
                      "flushed, va = cursor being erased; 3 va erased and uncounted, its record being freed, "
                      "cursor the next)"),
+    60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
+    61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
+    62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
+    63: ("wl_pop", "ring, pos, entry: a workload takes an item from its inbound ring"),
+    # (the VM operations continued)
     64: ("vm_vb_alloc", "va, vb, addr, n, pfn: a small vmalloc from a vmap_block (1 a new block's area record "
                         "had, in no tree; 2 in its tree, the block's record being had; 3 n pages, the guard "
                         "included, carved at addr of vb, being mapped: its PTEs say which, pfn the page in hand)"),
@@ -134,14 +139,10 @@ OPS: dict[int, tuple[str, str]] = {
     68: ("vm_mremap", "mm, v, n, old, old_len, dst: mremap moving v to n (1 n set up with its object reference, "
                       "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
                       "in flight; 4 v erased, detached and unlinked, being removed)"),
-    69: ("vm_reclaim", "nid, cur, wslot: the folios reclaim isolated (spill from SPILL_RECLAIM, pfn + 1 each, "
-                       "0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
+    69: ("vm_reclaim", "nid, cur, wslot: the folios reclaim isolated (spill from SPILL_RECLAIM, (pfn << 1 | anon) + 2 "
+                       "each, 0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
                        "being reclaimed (locked), wslot + 1 its swap slot while its data is written out "
                        "(PG_dirty cleared)"),
-    60: ("wl_alloc", "slot, kind, arg: a workload takes an item into held-table slot"),
-    61: ("wl_free", "slot, entry: a workload frees the item it held in slot"),
-    62: ("wl_push", "slot, entry, ring, pos: a workload sends an item to another CPU"),
-    63: ("wl_pop", "ring, pos, entry: a workload takes an item from its inbound ring"),
 }
 OP_NAMES = {code: name for code, (name, _) in OPS.items()}
 OP = {name: code for code, name in OP_NAMES.items()}

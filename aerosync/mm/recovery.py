@@ -28,7 +28,9 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           redone; slab: chains and objects in flight put back, mm/slab/recover.py; vm:
           faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py); the frees the dead
           CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
-          world is stopped, every reader is out);
+          world is stopped, every reader is out); vmap_blocks marked dead for
+          retirement but never freed (still in the block table: mm/vm/vmalloc.py
+          dead_blocks) are freed;
           workload records (wl_*) go to the workload's `recover` hook, which also
           frees everything its held table says the dead CPU held;
        3. the state scans put back whatever is still in flight: slab lists rebuilt

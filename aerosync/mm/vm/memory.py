@@ -64,8 +64,10 @@ one
 that maps a page it found logs steps 3 and 4 (map_existing), a file fault logs the
 page-cache reference it holds (vm_file_hold; filemap.py logs a folio it reads in), and
 an mmu_gather created with a record mirrors its pages in the intent log's spill area
-(vm_gather: step = pages gathered; it flushes at SPILL_GATHER's 64 instead of
-MAX_GATHER_BATCH) -- mm/vm/recover.py rolls them back or finishes them.
+(vm_gather: step = pages gathered, from the region's bottom) and the page tables
+free_pgd_range detached (a1 = how many, from its top); it flushes when the two fill the
+region's 64 slots instead of at MAX_GATHER_BATCH -- mm/vm/recover.py rolls them back or
+finishes them.
 
 Invariants (mm/vm/check.py): PT2 (pgtable.py), R1 folio mapcount == PTEs mapping it,
 R2 refcount == (in a tree) + mapcount when quiescent, RSS1 each mm's rss counters ==

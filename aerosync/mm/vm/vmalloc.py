@@ -815,6 +815,16 @@ class Vmalloc:
                 free_vmap_block(vb)
             return len(blocks)
 
+        def vbq_unlink(qo: int, prev: int, vb: int) -> None:
+            """Take vb (after prev; 0: vb is the head) off the CPU queue at qo (its
+            &vbq->lock held)."""
+            nxt = q[(vb + VL.VB_NEXT) >> 3]
+            if prev:
+                q[(prev + VL.VB_NEXT) >> 3] = nxt
+            else:
+                q[(qo + VL.VBQ_HEAD) >> 3] = nxt
+            q[(qo + VL.VBQ_NR) >> 3] -= 1
+
         def vb_alloc(n: int, nid: int, r: int = -1) -> int:
             """vb_alloc(): n pages (the guard included) from this CPU's blocks of node nid,
             first fit; a new block when none fits.  Returns the address or 0.  With a
@@ -846,11 +856,7 @@ class Vmalloc:
                             unlink = True
                         block_unlock(vb + VL.VB_LOCK)
                         if unlink:
-                            if prev:
-                                q[(prev + VL.VB_NEXT) >> 3] = nxt
-                            else:
-                                q[(my_vbq + VL.VBQ_HEAD) >> 3] = nxt
-                            q[(my_vbq + VL.VBQ_NR) >> 3] -= 1
+                            vbq_unlink(my_vbq, prev, vb)
                             vb = prev
                         if addr:
                             break
@@ -990,11 +996,7 @@ class Vmalloc:
                     while cur and cur != vb:
                         prev, cur = cur, q[(cur + VL.VB_NEXT) >> 3]
                     if cur:
-                        if prev:
-                            q[(prev + VL.VB_NEXT) >> 3] = q[(vb + VL.VB_NEXT) >> 3]
-                        else:
-                            q[(qo + VL.VBQ_HEAD) >> 3] = q[(vb + VL.VB_NEXT) >> 3]
-                        q[(qo + VL.VBQ_NR) >> 3] -= 1
+                        vbq_unlink(qo, prev, vb)
             finally:
                 qunlock(qo + VL.VBQ_LOCK)
             if ok:
@@ -1324,11 +1326,7 @@ class Vmalloc:
                         u32[(vb + VL.VB_STATE) >> 2] = VL.VB_DEAD
                     block_unlock(vb + VL.VB_LOCK)
                     if take:
-                        if prev:
-                            q[(prev + VL.VB_NEXT) >> 3] = nxt
-                        else:
-                            q[(qo + VL.VBQ_HEAD) >> 3] = nxt
-                        q[(qo + VL.VBQ_NR) >> 3] -= 1
+                        vbq_unlink(qo, prev, vb)
                         retire.append(vb)
                     else:
                         prev = vb

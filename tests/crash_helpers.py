@@ -443,6 +443,40 @@ def reclaim_driver(pages: int = 3000, seed: int = 1) -> Callable[[Any, int], Non
     return drive
 
 
+def migrate_driver(pages: int = 40, rounds: int = 6, seed: int = 1) -> Callable[[Any, int], None]:
+    """A NUMA migration driver (a machine of two nodes): one task writes `pages`
+    anonymous pages, then round after round moves them to the other node -- the even
+    ones with move_pages (one batch, each folio's PTE its hint: the fast path), the odd
+    ones one by one with migrate_to_node and no hint (the object walk: the general
+    path) -- and checks every page's contents; then unmaps and exits."""
+    from aerosync.mm.numa.numa_vm import attach
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+
+    def drive(arena: Any, cpu: int) -> None:
+        vm, tid = task_vm(arena, cpu, "migrate")
+        numa = attach(vm)
+        assert numa is not None
+        mig, mm_id = numa.migrate, vm.cur[1]
+        a = vm.mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for p in range(pages):
+            vm.store64(a + p * 4096, p + seed)
+        for r in range(rounds):
+            dest = (r + 1) & 1
+            even = [a + p * 4096 for p in range(0, pages, 2)]
+            numa.move_pages(0, even, [dest] * len(even))
+            for p in range(1, pages, 2):
+                pfn = (mig.entry_at(mm_id, a + p * 4096) & PTE_PFN_MASK) >> 12
+                mig.migrate_to_node(mm_id, pfn, dest)
+            for p in range(pages):
+                assert vm.load64(a + p * 4096) == p + seed + r
+                vm.store64(a + p * 4096, p + seed + r + 1)
+        vm.munmap(a, pages * 4096)
+        _task_exit(vm, tid)
+
+    return drive
+
+
 def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> dict[str, int]:
     from aerosync.mm.vm.recover import vm_recover
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import pytest
 
+from aerosync.arena import layout as L
 from aerosync.mm import intent as I
 from aerosync.mm.cpuhp import cpuhp_online_mm
+from aerosync.mm.numa import migrate as MS
 from tests import crash_helpers as H
 
 # scenario -> (crash_soak params, machine config, driver kind)
@@ -36,6 +38,7 @@ SCENARIOS = {
     "vmalloc": (dict(), {"vm": {}, "nr_pages": 8192}, "vmalloc"),
     "vmblock": (dict(), {"vm": {}, "nr_pages": 8192}, "vmblock"),
     "reclaim": (dict(), {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}}, "reclaim"),
+    "migrate": (dict(), {"vm": {}, "nr_nodes": 2, "nr_pages": 4096, "numa": {}}, "migrate"),
 }
 # point -> (scenario, passes to let go first): every point of mm/intent.py POINTS
 POINT_PLAN = {
@@ -70,6 +73,8 @@ POINT_PLAN = {
     "vm:vfree:unmapped": ("vmalloc", 7), "vm:purge:erased": ("vmalloc", 3),
     "vm:vb_alloc:page": ("vmblock", 40), "vm:vb_free:unmapped": ("vmblock", 9), "vm:vb_retire:lazy": ("vmblock", 1),
     "vm:merge:expanded": ("vmsplit", 6), "vm:mremap:moved": ("vmsplit", 5), "vm:reclaim:isolated": ("reclaim", 3),
+    "vm:migrate:isolated": ("migrate", 3), "vm:migrate:unmapped": ("migrate", 21),
+    "vm:migrate:moved": ("migrate", 40),
 }
 
 
@@ -92,6 +97,8 @@ def _driver(kind: str, p: object):
         return H.vmblock_driver()
     if kind == "reclaim":
         return H.reclaim_driver()
+    if kind == "migrate":
+        return H.migrate_driver()
     return H.soak_driver(p)
 
 
@@ -131,7 +138,8 @@ def _kill_at_point(a, p, kind: str, scenario: str, point: str, skip: int) -> Non
     pid, killed = H.run_child(a, 0, _driver(kind, p), point, skip)
     assert killed, f"cpu0 never reached {point} (after {skip} passes) in scenario {scenario}"
     assert I.died_at(a, 0) == point
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind.startswith("vm") or kind == "reclaim" else None)
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook if kind.startswith("vm") or kind in ("reclaim", "migrate")
+                    else None)
     H.check_all(a)
     assert I.read_records(a, 0) == []
     # The machine works on: the CPU comes back and runs the soak again to its teardown.
@@ -150,6 +158,8 @@ def _kill_at_point(a, p, kind: str, scenario: str, point: str, skip: int) -> Non
         again = H.vmblock_driver(rounds=40, seed=2)
     elif kind == "reclaim":
         again = H.reclaim_driver(1500, seed=2)
+    elif kind == "migrate":
+        again = H.migrate_driver(rounds=2, seed=2)
     else:
         again = H.soak_driver(p, seed=2, budget=10)
     _, killed = H.run_child(a, 0, again)
@@ -248,6 +258,81 @@ def test_kill_inside_reclaim(machine, lru: str, point: str, skip: int) -> None:
         _runs_again(a, p, H.reclaim_driver(1500, seed=2))
     finally:
         swapoff(a)
+
+
+# (point, skip) -> (state, fast path, in move_pages) of the folio in hand in the
+# vm_migrate record at the death, with the migrate driver (first round: pages 0, 2, .. 38
+# in one move_pages batch, the fast path; then pages 1, 3, .. one by one with
+# migrate_to_node, the object walk): locked with its destination page, unmapped, moved;
+# and inside a destination page's allocation (that folio locked, three before it
+# unmapped).
+MIGRATE_PLAN = {
+    ("vm:migrate:isolated", 0): (MS.MS_LOCKED, False, True),
+    ("vm:migrate:unmapped", 3): (MS.MS_UNMAPPING, True, True),
+    ("vm:migrate:unmapped", 21): (MS.MS_UNMAPPING, False, False),
+    ("vm:migrate:moved", 5): (MS.MS_MOVED, True, True),
+    ("vm:migrate:moved", 22): (MS.MS_MOVED, False, False),
+    ("pcp:refill:counted", 8): (MS.MS_LOCKED, False, True),
+}
+
+
+def _region_contents(a, cpu: int, mm) -> list[int]:
+    """The first word of every page of the dead task's one anonymous region (mm 1), read
+    through its page tables straight from physical memory; every page must be mapped."""
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.mm.vm import vma as V
+    from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PTE_PFN_MASK
+    from aerosync.mm.vm.vm import VM
+
+    vm = VM(a, cpu, mm=mm)
+    q, phys, mm_id = a.u64, a.off("physmem"), 1
+    try:
+        (v,) = [v for _f, _l, v in vm.vmas.tree(mm_id).mt_for_each(0, (1 << 64) - 1)
+                if not q[(v + V.V_FLAGS) >> 3] & V.VM_GROWSDOWN]
+        root = q[(T.mm_off(a, mm_id) + T.M_PGD) >> 3]
+        got = []
+        for va in range(q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3], 4096):
+            table = vm.pt.walk(root, va)
+            e = q[(phys >> 3) + (table << 9) + ((va >> 12) & 511)] if table >= 0 else 0
+            assert e & _PAGE_PRESENT, (hex(va), hex(e))
+            got.append(q[(phys + (((e & PTE_PFN_MASK) >> 12) << 12)) >> 3])
+        return got
+    finally:
+        vm.leave()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("point", "skip"), list(MIGRATE_PLAN))
+def test_kill_inside_a_migration(machine, point: str, skip: int) -> None:
+    """A CPU killed while it migrates: the vm_migrate record names each folio it holds
+    (locked, isolated from its LRU, unmapped or frozen: undone; moved: finished), and
+    after recovery every page of the task is mapped with its contents -- nothing lost,
+    checkers pass.  Unlogged, a death here left the batch locked and isolated (R2:
+    "refcount 3, in 1 tree, 1 PTE"), and move_pages' reference on the mm kept the dead
+    task's address space for good (44 pages, 4 objects lost)."""
+    state, fast, in_move_pages = MIGRATE_PLAN[(point, skip)]
+    p = H.soak_params()
+    _, cfg, _ = SCENARIOS["migrate"]
+    a = H.soak_machine(machine, p, **cfg)
+    pid, killed = H.run_child(a, 0, H.migrate_driver(), point, skip)
+    assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+    recs = I.read_records(a, 0)
+    (rec,) = [r for r in recs if r.name == "vm_migrate"]
+    assert any(r.name == "vm_mm_hold" and r.step == 1 for r in recs) == in_move_pages, [str(r) for r in recs]
+    words = I.spill_items(a, 0, 0, I.SPILL_MAX)[L.SPILL_MIGRATE : L.SPILL_MIGRATE + 2 * rec.step]
+    held = [(w & 15, bool(w & MS.MS_FAST)) for w in words[::2] if w]
+    assert (state, fast) in held, held
+    seen = []
+
+    def hook(arena, cpu, records, mm, slub):
+        seen.append(_region_contents(arena, cpu, mm))       # before the task's exit
+        return H.vm_recover_hook(arena, cpu, records, mm, slub)
+
+    H.recover(a, pid, 0, p, hook)
+    assert seen == [[k + 1 for k in range(40)]]             # round 0's contents, every page mapped
+    H.check_all(a)
+    assert I.read_records(a, 0) == []
+    _runs_again(a, p, H.migrate_driver(rounds=2, seed=2))
 
 
 # (point, skip) -> records open at the death, with the fork driver: a forked child's exit

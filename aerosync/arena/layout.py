@@ -124,7 +124,7 @@ __all__ = [
     "INTENT_CTX", "INTENT_MAX_DEPTH", "INTENT_REC_SIZE", "INTENT_SPILL", "INTENT_MAX_POINTS",
     "INTENT_CTX_SIZE", "INTENT_CPU_SIZE", "IL_ARM", "IL_SKIP", "IL_DIED", "IL_HITS", "IL_CTX0",
     "ILC_DEPTH", "ILC_HELD_N", "ILC_HELD", "ILC_RECS", "ILC_SPILL", "IL_HELD_MAX", "SPILL_VMAS", "SPILL_GATHER",
-    "SPILL_RECLAIM",
+    "SPILL_RECLAIM", "SPILL_MIGRATE",
     "intent_log_size", "intent_ctx_off",
 ]
 
@@ -159,10 +159,12 @@ HPRES_OK, HPRES_REFUSED = 1, 2
 INTENT_CTX = 2                 # log contexts per CPU: task, interrupt-context thread
 INTENT_MAX_DEPTH = 12          # open records per context (deepest nesting seen: 7)
 INTENT_REC_SIZE = CACHE_LINE   # op, a0..a5, step
-INTENT_SPILL = 224             # u64 items per context: [0, 64) slab (>= slab_mag_size / 2),
+INTENT_SPILL = 352             # u64 items per context: [0, 64) slab (>= slab_mag_size / 2),
                                # [64, 96) VMAs a munmap detached, [96, 160) an mmu_gather's pages
-                               # (and tables), [160, 224) the folios reclaim isolated
-SPILL_VMAS, SPILL_GATHER, SPILL_RECLAIM = 64, 96, 160
+                               # (and tables), [160, 224) the folios reclaim isolated, [224, 352)
+                               # the folios a migration holds (two words each; its destination
+                               # allocation may reclaim, so the regions do not overlap)
+SPILL_VMAS, SPILL_GATHER, SPILL_RECLAIM, SPILL_MIGRATE = 64, 96, 160, 224
 INTENT_MAX_POINTS = 256        # fault points the hit counters have room for
 IL_HELD_MAX = 7                # embedded locks one context can hold at once (robust list)
 IL_ARM, IL_SKIP, IL_DIED = 0, 8, 16

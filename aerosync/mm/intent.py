@@ -143,6 +143,12 @@ OPS: dict[int, tuple[str, str]] = {
                        "each, 0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
                        "being reclaimed (locked), wslot + 1 its swap slot while its data is written out "
                        "(PG_dirty cleared)"),
+    70: ("vm_migrate", "mm: the folios one round of migrate_pages holds (spill from SPILL_MIGRATE, two words each: "
+                       "old pfn << 8 | fast << 5 | isolated << 4 | state, and new pfn + 1; 0 once released; step: "
+                       "how many) -- state 1 locked, 2 being unmapped, 3 frozen, 4 moved to the new page, being "
+                       "remapped, 5 remapped, the old page being freed"),
+    71: ("vm_mm_hold", "mm: a reference on an address space a system call holds (get_task_mm: move_pages, "
+                       "migrate_pages; step 1 held, 0 none or being put)"),
 }
 OP_NAMES = {code: name for code, (name, _) in OPS.items()}
 OP = {name: code for code, name in OP_NAMES.items()}
@@ -235,6 +241,9 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:mremap:moved", "mremap move: the page tables at the new VMA, the old VMA still in the tree"),
     ("vm:merge:expanded", "vma merge: the survivor covers the swallowed VMA's range, that VMA not yet removed"),
     ("vm:reclaim:isolated", "shrink_folio_list: folios isolated from their LRU and logged, none reclaimed yet"),
+    ("vm:migrate:isolated", "migrate_pages: a folio locked, off its LRU and logged, its destination page allocated"),
+    ("vm:migrate:unmapped", "migrate_pages: a folio's PTEs are migration entries, flushed; not yet frozen"),
+    ("vm:migrate:moved", "migrate_pages: the contents and the object's entry at the new page, PTEs not yet remapped"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

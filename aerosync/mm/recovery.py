@@ -26,7 +26,8 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);
        2. each record is rolled forward or back by its subsystem (pmm: move_freepages
           redone; slab: chains and objects in flight put back, mm/slab/recover.py; vm:
-          faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py); the frees the dead
+          faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py; NUMA migration's
+          folios, mm/numa/migrate.py migrate_finish); the frees the dead
           CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
           world is stopped, every reader is out); vmap_blocks marked dead for
           retirement but never freed (still in the block table: mm/vm/vmalloc.py
@@ -60,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aerosync.arena import layout as L
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import recover as PR
 from aerosync.mm.vm import mm_types as T
@@ -76,6 +78,7 @@ WorkloadRecover = Callable[[Any, int, list[tuple[I.Record, bool]], Any, Any], di
 
 _PMM_OPS = {I.OP[n] for n in ("buddy_alloc", "buddy_free", "move_freepages", "pcp_refill", "pcp_drain")}
 _WL_OPS = {I.OP[n] for n in ("wl_alloc", "wl_free", "wl_push", "wl_pop")}
+_OP_MIGRATE = I.OP["vm_migrate"]
 
 
 @dataclass
@@ -193,6 +196,14 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
         elif r.op in _PMM_OPS:
             if r.op == I.OP["move_freepages"]:
                 PR.redo_move(mm, r.args[0], r.args[1], r.args[2])
+        elif r.op == _OP_MIGRATE:
+            if vmh is None:
+                from aerosync.mm.vm.vm import VM
+
+                vmh = VM(arena, cpu, mm=mm)
+            if r.step:
+                rec.pages += _numa(vmh).migrate.migrate_finish(
+                    r.args[0], spills.get(r.ctx, [])[L.SPILL_MIGRATE : L.SPILL_MIGRATE + 2 * r.step])
         elif r.op in VM_OPS:
             from aerosync.mm.vm import recover as VR
 
@@ -235,6 +246,16 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
     rec.scan.update(scan)
     rec.pages += scan["orphan_pages"]
     rec.recover_ms = (time.perf_counter() - t0) * 1e3
+
+
+def _numa(vm: Any) -> Any:
+    """The NUMA side of the recovering VM handle (mm/numa/numa_vm.py), attached once."""
+    n = getattr(vm, "numa", None)
+    if n is None:
+        from aerosync.mm.numa.numa_vm import attach
+
+        n = attach(vm)
+    return n
 
 
 def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> int:

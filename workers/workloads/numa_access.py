@@ -56,9 +56,18 @@ from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.pgtable import PTE_PFN_MASK
 from aerosync.mm.vm.vm import VM
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, release_mm, setup_mm, shared_mm, vm_leftovers, vm_mode, vmwork_section
+from workers.workloads._vm import (
+    cpu_vm,
+    recover,
+    release_mm,
+    setup_mm,
+    shared_mm,
+    vm_leftovers,
+    vm_mode,
+    vmwork_section,
+)
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "MAX_SAMPLES"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover", "MAX_SAMPLES"]
 
 COUNTERS: tuple[str, ...] = ("accesses", "local_accesses", "corrupt", "pages", "pages_local", "hint_faults",
                              "pages_migrated", "migrate_failed", "pid", "task_swaps")

@@ -50,6 +50,25 @@ mapping recheck (memory.py map_account) together with the frozen refcount above 
 make replacing them safe too, but the walk over every address space's PTEs of such a
 folio is not written.
 
+Crash tolerance (robust mode, mm/intent.py): each round of migrate_pages_batch opens a
+vm_migrate record and logs every folio it holds in the spill (SPILL_MIGRATE, two words:
+old pfn << 8 | fast << 5 | isolated << 4 | state, and the destination pfn + 1), at most
+MIGRATE_LOGGED folios a batch.  States: 1 locked (and isolated from its LRU if the bit
+says so), 2 being unmapped (general path: each migration entry made with the PTE's
+accounting dropped; fast path: the one entry made, accounting kept), 3 frozen, 4 moved
+(contents, flags and the object's entry at the new page; the fast path's accounting
+moved with them), PTEs being remapped, 5 remapped, the new folio on its way to the LRU,
+the old one being freed.  A folio leaves the record (both words 0) before whatever
+releases it, so a death inside that release (a buddy free) is the inner record's.
+Recovery (migrate_finish) undoes states 1-3 (unfrozen, entries mapping the old page
+again, putback, unlock, destination freed) and finishes 4-5.  Points:
+vm:migrate:isolated, vm:migrate:unmapped, vm:migrate:moved.  A failed folio's
+destination page is freed at once (migrate_folio_undo_dst) and allocated again on a
+retry, so no page is held between rounds.  Not covered: a dead CPU that migrated under a
+VMA read lock (a NUMA hinting fault, per-VMA locking) has that lock released at the
+takeover; a live thread's munmap of the whole region before the recovery would destroy
+the object under the logged folios (threads mode only).
+
 Lock order: (mmap_lock | vm_lock) -> PG_locked (trylock only) -> obj->lock -> ptlock;
 TLB shootdowns under the PTE lock as memory.py's replace() does.
 
@@ -66,8 +85,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aerosync.arena import layout as L
 from aerosync.errors import AeroSyncError
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.numa import mempolicy as MP
 from aerosync.mm.numa.numa_types import H_MEM_NODES
 from aerosync.mm.pmm import vm_event as VE
@@ -125,6 +146,13 @@ ERRNO_NAMES = {ENOENT: "ENOENT", EFAULT: "EFAULT", EBUSY: "EBUSY", EAGAIN: "EAGA
 _FLAGS_MIGRATED = (PG_dirty | PG_swapbacked | PG_mlocked | PG_referenced | PG_active | PG_workingset | PG_uptodate
                    | PG_unevictable)
 _P_OR_NONE = _PAGE_PRESENT | _PAGE_PROTNONE
+# the vm_migrate record's spill words (robust mode): state, and flags beside it
+MS_LOCKED, MS_UNMAPPING, MS_FROZEN, MS_MOVED, MS_REMAPPED = 1, 2, 3, 4, 5
+MS_ISO, MS_FAST = 16, 32
+MIGRATE_LOGGED = (L.INTENT_SPILL - L.SPILL_MIGRATE) // 2     # folios one logged round holds
+_OP_MIGRATE, _OP_MM_HOLD = I.OP["vm_migrate"], I.OP["vm_mm_hold"]
+P_MIG_ISOLATED, P_MIG_UNMAPPED, P_MIG_MOVED = (I.POINT_IDS[f"vm:migrate:{p}"]
+                                               for p in ("isolated", "unmapped", "moved"))
 _MIGRATE_TARGET_GFP = GFP_HIGHUSER_MOVABLE | _GFP_THISNODE          # alloc_migration_target, mtc.nid
 _MISPLACED_GFP = GFP_HIGHUSER_MOVABLE | _GFP_THISNODE | _GFP_NORETRY | _GFP_NOWARN   # alloc_misplaced_dst_folio
 
@@ -153,6 +181,7 @@ class Migrate:
         q, u8, u32, at = arena.u64, arena.u8, arena.u32, arena.atomic
         xchg = at.xchg64
         fetch_or32, fetch_and32, load32, fetch_sub32 = at.fetch_or32, at.fetch_and32, at.load32, at.fetch_sub32
+        fetch_add32 = at.fetch_add32
         i64 = arena.i64
         ns, NS, NR_ANON = VE.node_stat_base(arena, cpu), VE.NR_NODE_STATS, VE.NR_ANON_PAGES
         PHYS = arena.off("physmem")
@@ -255,8 +284,10 @@ class Migrate:
                 ok[0] = False
             return made[0], ok[0]
 
-        def remap(o: int, idx: int, old: int, new: int) -> int:
-            """remove_migration_ptes(): every migration entry naming `old` maps `new`."""
+        def remap(o: int, idx: int, old: int, new: int, account: bool = True) -> int:
+            """remove_migration_ptes(): every migration entry naming `old` maps `new`
+            (counted as mapped unless `account` is False: the fast path's one PTE, whose
+            reference and mapcount stayed with the folio)."""
             done = [0]
 
             def one(m: int, vma: int, va: int, i: int, e: int) -> None:
@@ -267,7 +298,8 @@ class Migrate:
                     ent |= _PAGE_RW | _PAGE_DIRTY
                 else:
                     ent &= ~_PAGE_RW
-                map_account(m, new, kind_of(new))
+                if account:
+                    map_account(m, new, kind_of(new))
                 q[i] = ent
                 done[0] += 1
 
@@ -320,6 +352,23 @@ class Migrate:
             if iso > 0:
                 lru.putback(pfn)
             fetch_and32((PM4 + pfn * MW4) << 2, ~PG_locked & 0xFFFFFFFF)
+
+        # intent log (robust mode): one vm_migrate record per round, two spill words a
+        # folio -- old << 8 | fast << 5 | isolated << 4 | state, and new + 1 (module
+        # docstring, "Crash tolerance")
+        lg = vm.memory.log
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        spm = lg.spill + L.SPILL_MIGRATE if lg is not None else 0
+
+        def drop_new(news: list[int], k: int, j: int) -> None:
+            """The destination page of item k (logged at j, or -1) is not used: off the
+            record, then freed (migrate_folio_undo_dst)."""
+            nw = news[k]
+            if nw >= 0:
+                news[k] = -1
+                if j >= 0:
+                    q[spm + 2 * j + 1] = 0
+                free_pages(nw, 0)
 
         def isolate(pfn: int, mm_id: int, shared_ok: bool) -> tuple[int, int, int, int]:
             """PG_locked + the checks of step 1 before the LRU: (0, object, index,
@@ -416,7 +465,13 @@ class Migrate:
             count folios that got past isolation (EAGAIN after the retries and ENOMEM are
             failures; EBUSY / EACCES refusals are not, as isolation failures are not in
             Linux).  A hint = (entry index into arena.u64, va, vma) of the PTE of mm_id
-            mapping the folio lets a folio mapped once skip the object walk."""
+            mapping the folio lets a folio mapped once skip the object walk.  Robust
+            mode logs at most MIGRATE_LOGGED folios a batch."""
+            if begin is not None and len(items) > MIGRATE_LOGGED:
+                out: list[int] = []
+                for j in range(0, len(items), MIGRATE_LOGGED):
+                    out += migrate_batch(items[j : j + MIGRATE_LOGGED], mm_id, shared_ok, retries)
+                return out
             res = [-EAGAIN] * len(items)
             news = [-1] * len(items)
             todo = list(range(len(items)))
@@ -429,7 +484,7 @@ class Migrate:
                     if not todo:
                         break
             finally:
-                for nw in news:
+                for nw in news:                   # (an exception: a round's own pages)
                     if nw >= 0:
                         free_pages(nw, 0)
             for r in res:
@@ -441,8 +496,22 @@ class Migrate:
 
         def _round(items: Sequence[tuple[int, Callable[[], int], tuple[int, int, int] | None]], todo: list[int],
                    res: list[int], news: list[int], mm_id: int, shared_ok: bool, attempt: int) -> list[int]:
-            """One pass of migrate_pages_batch over `todo`: returns the items to retry."""
-            unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int]] = []
+            """One pass of migrate_pages_batch over `todo`: returns the items to retry.
+            Robust mode logs every folio it holds in a vm_migrate record (spill word
+            pair j: the folio's state and its destination), each released (both words 0)
+            before what releases it."""
+            r_log = begin(_OP_MIGRATE, mm_id) if begin is not None else -1
+            try:
+                return _round_logged(items, todo, res, news, mm_id, shared_ok, attempt, r_log)
+            finally:
+                if r_log >= 0:
+                    log_end(r_log)
+
+        def _round_logged(items: Sequence[tuple[int, Callable[[], int], tuple[int, int, int] | None]],
+                          todo: list[int], res: list[int], news: list[int], mm_id: int, shared_ok: bool,
+                          attempt: int, r_log: int) -> list[int]:
+            logged = r_log >= 0
+            unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int, int]] = []
             lo_va, hi_va = 1 << 64, 0
             la = ext.lru_add                                      # reclaim's LRU (issue 12)
             cands = []
@@ -451,28 +520,48 @@ class Migrate:
                 r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
                 if r:
                     res[k] = r
-                else:
-                    cands.append((k, pfn, o, idx, mapcount))
-            isos = lru_isolate([c[1] for c in cands])
-            for (k, pfn, o, idx, mapcount), iso in zip(cands, isos):
+                    continue
+                j = len(cands)
+                if logged:                                        # take, record
+                    q[spm + 2 * j] = pfn << 8 | MS_LOCKED
+                    q[spm + 2 * j + 1] = 0
+                    q[r_log + 7] = j + 1
+                cands.append((k, j, pfn, o, idx, mapcount))
+            isos = lru_isolate([c[2] for c in cands])
+            if logged:
+                for (_k, j, pfn, _o, _i, _m), iso in zip(cands, isos):
+                    if iso > 0:
+                        q[spm + 2 * j] = pfn << 8 | MS_ISO | MS_LOCKED
+            for (k, j, pfn, o, idx, mapcount), iso in zip(cands, isos):
                 _pfn, alloc, hint = items[k]
+                wj = spm + 2 * j
                 if iso < 0:
+                    if logged:
+                        q[wj] = 0
                     release(pfn, 0)
                     res[k] = -EBUSY                               # on no LRU: folio_isolate_lru fails
                     continue
                 if load32((PM4 + pfn * MW4 + 2) << 2) != 1 + mapcount + iso:
+                    if logged:
+                        q[wj] = 0
                     release(pfn, iso)
                     res[k] = -EAGAIN                              # pinned, or a fault is mapping it now
                     continue
-                if news[k] < 0:
-                    news[k] = alloc()
-                    if news[k] < 0:
-                        release(pfn, iso)
-                        res[k] = -ENOMEM
-                        continue
+                news[k] = nw = alloc()
+                if nw < 0:
+                    if logged:
+                        q[wj] = 0
+                    release(pfn, iso)
+                    res[k] = -ENOMEM
+                    continue
+                one = hint if mapcount == 1 and hint is not None and not attempt else None
+                if logged:
+                    q[wj + 1] = nw + 1
+                    if fp:
+                        fp(P_MIG_ISOLATED)
+                    q[wj] = pfn << 8 | (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0) | MS_UNMAPPING
                 if tp:
                     tp("migrate:isolated")
-                one = hint if mapcount == 1 and hint is not None and not attempt else None
                 if one is not None:
                     made = unmap_one(one[0], pfn)
                     va = one[1]
@@ -483,13 +572,16 @@ class Migrate:
                     ok = True
                 else:
                     made, ok = unmap(o, idx, pfn, mm_id)          # flushes each PTE itself
-                unmapped.append((k, pfn, o, idx, one, made if ok else -1, mapcount, iso))
+                unmapped.append((k, j, pfn, o, idx, one, made if ok else -1, mapcount, iso))
             if hi_va:
                 flush_tlb_mm_range(mm_id, lo_va, hi_va + PAGE_SIZE)   # try_to_unmap_flush()
             retry = []
-            for k, pfn, o, idx, one, made, mapcount, iso in unmapped:
+            for k, j, pfn, o, idx, one, made, mapcount, iso in unmapped:
+                if logged and fp:
+                    fp(P_MIG_UNMAPPED)
                 if tp:
                     tp("migrate:unmapped")
+                wj = spm + 2 * j
                 b4 = PM4 + pfn * MW4
                 new = news[k]
                 # folio_migrate_mapping: freeze the references it expects -- the tree's,
@@ -499,45 +591,75 @@ class Migrate:
                 want = (2 if one is not None else 1) + iso
                 if made != mapcount or cas32((b4 + 2) << 2, want, 0) != want:
                     _undo(one, o, idx, pfn, made, mm_id)
-                    release(pfn, iso)
+                    _fail(news, k, j if logged else -1, pfn, iso)
                     res[k] = -EBUSY if made < 0 else -EAGAIN
                     if made >= 0:
                         retry.append(k)
                     continue
+                flags = (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0)
+                if logged:
+                    q[wj] = pfn << 8 | flags | MS_FROZEN
                 if not move_mapping(pfn, new, o, idx):
                     u32[b4 + 2] = want                            # unfreeze
+                    if logged:
+                        q[wj] = pfn << 8 | flags | MS_UNMAPPING
                     _undo(one, o, idx, pfn, made, mm_id)
-                    release(pfn, iso)
+                    _fail(news, k, j if logged else -1, pfn, iso)
                     res[k] = -EAGAIN
                     retry.append(k)
                     continue
                 if one is not None:
-                    # the mapping moves from the old page to the new one: mapcount and
-                    # the PTE's reference (memory.py's accounting, moved as a whole; rss
-                    # is unchanged), nr_anon_pages from one node to the other
-                    n4 = PM4 + new * MW4
-                    u32[n4 + 2], u32[n4 + 3] = 2, 1
-                    fetch_sub32((b4 + 3) << 2, 1)
-                    pn, nn = page_nid(pfn), page_nid(new)
-                    if pn != nn:
-                        i64[ns + pn * NS + NR_ANON] -= 1
-                        i64[ns + nn * NS + NR_ANON] += 1
+                    move_account(pfn, new)
+                if logged:
+                    q[wj] = pfn << 8 | flags | MS_MOVED
+                    if fp:
+                        fp(P_MIG_MOVED)
+                if one is not None:
                     done = remap_one(one[0], one[2], pfn, new)
                 else:
                     done = remap(o, idx, pfn, new)
                 if done != (1 if one is not None else made):
                     raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} -> {new}: {made} migration entries made, "
                                         f"{done} restored (a mapping changed under the locks that exclude it)")
+                if logged:
+                    q[wj] = pfn << 8 | flags | MS_REMAPPED
                 if la is not None:
                     la(new)                                       # folio_putback_lru of the new folio
-                # the old folio: out of the tree, its PTEs and its LRU, nobody can reach it
-                # any more -- one reference back (the isolation's), unlocked, and put
-                u32[b4 + 2] = 1
-                fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
-                free_pages(pfn, 0)
                 news[k] = -1
                 res[k] = 0
+                put_old(pfn, wj if logged else -1)
             return retry
+
+        def _fail(news: list[int], k: int, j: int, pfn: int, iso: int) -> None:
+            """Item k (logged at j, or -1) is not moved: off the record, its folio
+            released, its destination page freed."""
+            if j >= 0:
+                q[spm + 2 * j] = 0
+            release(pfn, iso)
+            drop_new(news, k, j)
+
+        def move_account(pfn: int, new: int) -> None:
+            """The fast path's one mapping moves from the old page to the new one:
+            mapcount and the PTE's reference (memory.py's accounting, moved as a whole;
+            rss is unchanged), nr_anon_pages from one node to the other."""
+            b4, n4 = PM4 + pfn * MW4, PM4 + new * MW4
+            u32[n4 + 2], u32[n4 + 3] = 2, 1
+            fetch_sub32((b4 + 3) << 2, 1)
+            pn, nn = page_nid(pfn), page_nid(new)
+            if pn != nn:
+                i64[ns + pn * NS + NR_ANON] -= 1
+                i64[ns + nn * NS + NR_ANON] += 1
+
+        def put_old(pfn: int, wj: int) -> None:
+            """The old folio -- out of the tree, its PTEs and its LRU, nobody can reach
+            it any more -- gets one reference back (the isolation's), is unlocked, leaves
+            the record (wj, or -1) and is put: freed."""
+            b4 = PM4 + pfn * MW4
+            u32[b4 + 2] = 1
+            fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
+            if wj >= 0:
+                q[wj] = q[wj + 1] = 0
+            free_pages(pfn, 0)
 
         def _undo(one: tuple[int, int, int] | None, o: int, idx: int, pfn: int, made: int, mm_id: int) -> None:
             """A failed move: the migration entries map the old page again."""
@@ -547,6 +669,49 @@ class Migrate:
             if done != made:
                 raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} backed out: {made} migration entries made, "
                                     f"{done} restored")
+
+        def migrate_finish(mm_id: int, words: Sequence[int]) -> int:
+            """Recovery of a dead CPU's vm_migrate record (world stopped): every folio
+            still logged is finished -- moved (state 4: its entries remapped to the new
+            page, the new folio onto its LRU; 5: remapped already) and the old page
+            freed -- or undone (states 1-3: unfrozen, its migration entries mapping it
+            again, back on its LRU and unlocked, the destination page freed).  An entry
+            a zap cleared meanwhile (MADV_DONTNEED under mmap_lock for read) is not
+            restored: on the fast path, whose one mapping kept its accounting, that
+            mapping's accounting goes too (unless a zap of the PTE before it became a
+            migration entry took it already: mapcount 0).  Returns the folios
+            resolved."""
+            n = 0
+            for j in range(0, len(words) - 1, 2):
+                w, nw1 = words[j], words[j + 1]
+                if not w:
+                    continue
+                pfn, st = w >> 8, w & 15
+                fast, iso = bool(w & MS_FAST), 1 if w & MS_ISO else 0
+                new = nw1 - 1
+                n += 1
+                if st >= MS_MOVED:
+                    if st == MS_MOVED:
+                        m = q[PM8 + new * MW + i_map]
+                        if (not remap(m & ~3, q[PM8 + new * MW + i_idx], pfn, new, account=not fast) and fast
+                                and load32((PM4 + new * MW4 + 3) << 2)):
+                            unmap_account(mm_id, new, kind_of(new))
+                        if lru is not None:
+                            fetch_add32((PM4 + new * MW4 + 2) << 2, 1)
+                            lru.putback(new)              # folio_add_lru + drain, as one
+                    put_old(pfn, -1)
+                    continue
+                if st == MS_FROZEN:
+                    u32[PM4 + pfn * MW4 + 2] = (2 if fast else 1) + iso
+                if st >= MS_UNMAPPING:
+                    m = q[PM8 + pfn * MW + i_map]
+                    if (not remap(m & ~3, q[PM8 + pfn * MW + i_idx], pfn, pfn, account=not fast) and fast
+                            and load32((PM4 + pfn * MW4 + 3) << 2)):
+                        unmap_account(mm_id, pfn, kind_of(pfn))
+                release(pfn, iso)
+                if new >= 0:
+                    free_pages(new, 0)
+            return n
 
         def migrate_folio(pfn: int, alloc: Callable[[], int], mm_id: int, shared_ok: bool = False,
                           retries: int = NR_MAX_MIGRATE_PAGES_RETRY, hint: tuple[int, int, int] | None = None) -> int:
@@ -647,16 +812,25 @@ class Migrate:
 
         def with_mm(mm_id: int, fn: Callable[[], Any]) -> Any:
             """Run fn with mm_id's mmap_lock held for read and a reference on the mm
-            (get_task_mm / mmput)."""
-            vm.forks.mmget(mm_id)
-            lk = vm.locks.mmap_lock
-            lk.down_read(mo(mm_id) + T.M_MMAP_LOCK)
+            (get_task_mm / mmput; robust mode logs the reference: vm_mm_hold)."""
+            r = begin(_OP_MM_HOLD, mm_id) if begin is not None else -1
             try:
-                return fn()
+                vm.forks.mmget(mm_id)
+                if r >= 0:
+                    q[r + 7] = 1                          # take, record
+                lk = vm.locks.mmap_lock
+                lk.down_read(mo(mm_id) + T.M_MMAP_LOCK)
+                try:
+                    return fn()
+                finally:
+                    lk.up_read(mo(mm_id) + T.M_MMAP_LOCK)
+                    if r >= 0:
+                        q[r + 7] = 0                      # released before the put (its teardown logs itself)
+                    vm.forks.mmput(mm_id)
+                    vm.rcu.poll()
             finally:
-                lk.up_read(mo(mm_id) + T.M_MMAP_LOCK)
-                vm.forks.mmput(mm_id)
-                vm.rcu.poll()
+                if r >= 0:
+                    log_end(r)
 
         def move_pages(pid: int, addrs: Sequence[int], nodes: Sequence[int] | None = None,
                        flags: int = 0) -> tuple[int, list[int]]:
@@ -804,7 +978,7 @@ class Migrate:
         self.migrate_folio, self.migrate_page, self.migrate_to_node = migrate_folio, migrate_page, migrate_to_node
         self.migration_wait, self.lookup_node, self.page_status = migration_wait, lookup_node, page_status
         self.move_pages, self.migrate_pages, self.entry_at = move_pages, migrate_pages, entry_at
-        self.lru_drain = lru_drain
+        self.lru_drain, self.migrate_finish = lru_drain, migrate_finish
         self.walk_object, self.hint_at = walk_object, hint_at
 
 

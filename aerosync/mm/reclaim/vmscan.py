@@ -99,7 +99,7 @@ _ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
 _LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
 _OP_RECLAIM, P_RECLAIM_ISOLATED = I.OP["vm_reclaim"], I.POINT_IDS["vm:reclaim:isolated"]
-RECLAIM_LOGGED = AL.INTENT_SPILL - AL.SPILL_RECLAIM    # isolated folios a vm_reclaim record holds
+RECLAIM_LOGGED = AL.SPILL_MIGRATE - AL.SPILL_RECLAIM    # isolated folios a vm_reclaim record holds
 
 
 def int_sqrt(x: int) -> int:

@@ -138,13 +138,16 @@ covered, and how each record is resolved:
              dropped; the one being reclaimed (a1) is unlocked first, and re-dirtied if
              its writeout was under way (a2): reclaim_finish.  A folio leaves the record
              as it is freed or just before it is put back.
+  vm_mm_hold (a system call's reference on an address space, get_task_mm) step 1:
+             put (mmput; the exit hook then finds the task's mm as any exit does).
 A record is released by storing its step back to 0 before the release itself (a put, a
 free), so a kill between the two leaks one reference and never drops it twice.
 Not covered (no fault points inside, so no death there is injected; a SIGKILL from
 outside there may leak): the flag and protection changes of mprotect / madvise
 themselves (plain stores; a death between two VMAs leaves the range partly changed, as
 an ENOMEM part-way does), the ageing and promotion passes of reclaim (MGLRU's walks,
-which isolate nothing), NUMA migration's isolated folios, vmap() of a caller's pages.  The dead CPU's pending RCU frees
+which isolate nothing), vmap() of a caller's pages.  (NUMA migration's vm_migrate records
+are mm/numa's: mm/recovery.py hands them to migrate.py's migrate_finish.)  The dead CPU's pending RCU frees
 (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
@@ -192,7 +195,7 @@ VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
                                  "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
                                  "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge", "vm_mremap",
-                                 "vm_reclaim")}
+                                 "vm_reclaim", "vm_mm_hold")}
 _OP = I.OP
 
 
@@ -305,6 +308,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
+    elif op == _OP["vm_mm_hold"]:
+        if s:
+            vm.forks.mmput(a[0])
     elif op == _OP["vm_reclaim"]:
         if s and vm.reclaim is not None:
             got["pages"] += vm.reclaim.scan.reclaim_finish(a[1], a[2], spill[L.SPILL_RECLAIM : L.SPILL_RECLAIM + s])

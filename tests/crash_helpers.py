@@ -481,3 +481,33 @@ def vm_recover_hook(arena: Any, cpu: int, records: Any, mm: Any, slub: Any) -> d
     from aerosync.mm.vm.recover import vm_recover
 
     return vm_recover(arena, cpu, mm, slub)
+
+
+def vmap_driver(pfn_file: str, rounds: int = 600, npages: int = 3) -> Callable[[Any, int], None]:
+    """A kernel driver of vmap(): each round allocates `npages` pages (their pfns
+    appended to `pfn_file` first, so a test knows what a dead caller held), vmaps them,
+    writes through the mapping, vunmaps and frees them; ends with a purge."""
+
+    def drive(arena: Any, cpu: int) -> None:
+        import os
+
+        from aerosync.mm.pmm.gfp import GFP_KERNEL
+        from aerosync.mm.vm.vm import VM
+
+        vm = VM(arena, cpu)
+        vm.make_current()
+        v, kmem = vm.kernel.vmalloc, vm.kernel.kmem
+        fd = os.open(pfn_file, os.O_WRONLY | os.O_APPEND)
+        for k in range(rounds):
+            pfns = [vm.mm.alloc_pages(GFP_KERNEL, 0) for _ in range(npages)]
+            os.write(fd, (" ".join(map(str, pfns)) + "\n").encode())
+            x = v.vmap(pfns)
+            kmem.store64(x + (npages - 1) * 4096, k)
+            v.vunmap(x)
+            for p in pfns:
+                vm.mm.free_pages(p, 0)
+        os.close(fd)
+        v.purge_vmap_area_lazy()
+        vm.leave()
+
+    return drive

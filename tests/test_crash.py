@@ -74,7 +74,8 @@ POINT_PLAN = {
     "vm:vb_alloc:page": ("vmblock", 40), "vm:vb_free:unmapped": ("vmblock", 9), "vm:vb_retire:lazy": ("vmblock", 1),
     "vm:merge:expanded": ("vmsplit", 6), "vm:mremap:moved": ("vmsplit", 5), "vm:reclaim:isolated": ("reclaim", 3),
     "vm:migrate:isolated": ("migrate", 3), "vm:migrate:unmapped": ("migrate", 21),
-    "vm:migrate:moved": ("migrate", 40),
+    "vm:migrate:moved": ("migrate", 40), "vm:reclaim:swapcache": ("reclaim", 7),
+    "vm:reclaim:unmapped": ("reclaim", 7), "vm:reclaim:written": ("reclaim", 30),
 }
 
 
@@ -227,13 +228,53 @@ def test_kill_inside_a_block_vmalloc(machine, point: str, skip: int) -> None:
     _runs_again(a, p, H.vmblock_driver(rounds=40, seed=2))
 
 
+# (point, skip) -> the step of the vm_vmalloc record of a vmap() the death lands in, with
+# the vmap driver: the area's record had, its tree insert allocating (1); in its tree,
+# the caller's pages being mapped, a page table allocating (2).
+VMAP_PLAN = {("slab:alloc:installed", 1): 1, ("pcp:refill:linked", 20): 2}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("point", "skip"), list(VMAP_PLAN))
+def test_kill_inside_a_vmap_leaves_the_callers_pages(machine, tmp_path, point: str, skip: int) -> None:
+    """A CPU killed inside vmap(): the area is undone (unmapped, its range and record
+    given back) and the pages it was mapping stay the caller's, untouched (refcount 1) --
+    the dead caller's own, which this test then frees: nothing else lost.  Unlogged,
+    nothing undid the half-made area (its record and range stayed in the tree for
+    good); undone as a vmalloc, the caller's pages were freed under it."""
+    from aerosync.mm.pmm.page_alloc import MM
+    from aerosync.mm.vm.vmalloc import vmallocinfo_text
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
+    f = tmp_path / "pfns"
+    f.write_text("")
+    pid, killed = H.run_child(a, 0, H.vmap_driver(str(f)), point, skip)
+    assert killed, f"cpu0 never reached {point} (after {skip} passes)"
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_vmalloc"]
+    assert rec.step == VMAP_PLAN[(point, skip)], rec
+    H.recover(a, pid, 0, p)
+    H.check_all(a)
+    assert "vmap" not in vmallocinfo_text(a)
+    held = [int(x) for x in f.read_text().splitlines()[-1].split()]
+    pm4 = a.off("pagemeta") >> 2
+    assert [a.u32[pm4 + pfn * 16 + 2] for pfn in held] == [1, 1, 1]
+    mm = MM(a, 0)
+    for pfn in held:
+        mm.free_pages(pfn, 0)
+    _runs_again(a, p, H.vmap_driver(str(f), rounds=20))
+
+
 # (lru, point, skip): deaths inside reclaim, with the reclaim driver (direct reclaim in its
 # faults): right after a batch is isolated (MGLRU's evict_folios, the classic LRU's
-# shrink_inactive_list / shrink_active_list), and in a page free part-way through one
-# (a reclaimed folio's, or a put-back folio's last reference).
+# shrink_inactive_list / shrink_active_list), in a page free part-way through one
+# (a reclaimed folio's, or a put-back folio's last reference), and inside one folio's
+# reclaim: in the swap cache still mapped (the swap cache let go again, else the folio
+# stays behind with only the cache's reference: 1 page lost), unmapped, written.
 RECLAIM_PLAN = [("mglru", "vm:reclaim:isolated", 0), ("classic", "vm:reclaim:isolated", 0),
                 ("classic", "vm:reclaim:isolated", 5), ("mglru", "pcp:drain:popped", 28),
-                ("mglru", "buddy:free:merged", 97)]
+                ("mglru", "buddy:free:merged", 97), ("classic", "vm:reclaim:swapcache", 0),
+                ("classic", "vm:reclaim:unmapped", 30), ("classic", "vm:reclaim:written", 7)]
 
 
 @pytest.mark.timeout(120)

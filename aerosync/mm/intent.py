@@ -244,6 +244,9 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:migrate:isolated", "migrate_pages: a folio locked, off its LRU and logged, its destination page allocated"),
     ("vm:migrate:unmapped", "migrate_pages: a folio's PTEs are migration entries, flushed; not yet frozen"),
     ("vm:migrate:moved", "migrate_pages: the contents and the object's entry at the new page, PTEs not yet remapped"),
+    ("vm:reclaim:swapcache", "shrink_folio_list: the folio being reclaimed in the swap cache, still mapped"),
+    ("vm:reclaim:unmapped", "shrink_folio_list: that folio's PTEs and object entry swap values, not yet written"),
+    ("vm:reclaim:written", "shrink_folio_list: that folio's data written to its slot (clean), not yet freed"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

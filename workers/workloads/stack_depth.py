@@ -30,9 +30,9 @@ from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
 from aerosync.mm.san.report import KernelBug, set_console
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm
+from workers.workloads._vm import cpu_vm, recover
 
-__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report"]
+__all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover"]
 
 COUNTERS: tuple[str, ...] = ("chains", "frames", "deepest", "smashes", "smashes_caught", "overflows",
                              "overflows_caught", "corrupt")

@@ -39,6 +39,10 @@ a vm_reclaim record -- each folio's pfn in the spill, the one being reclaimed (l
 and, while its data is written out, its swap slot -- and each folio leaves the record as
 it is freed or just before it is put back.  A CPU that dies with folios isolated has
 them put back by recovery (reclaim_finish), the folio it was writing re-dirtied.
+Points inside one anonymous folio's reclaim (vm:reclaim:swapcache, :unmapped,
+:written) sit where its state is one a live CPU may meet -- in the swap cache, its PTEs
+and its object's entry swap values, its data written -- so putting it back is all a
+death there needs.
 
 Counters: pgscan_{kswapd,direct}, pgsteal_{kswapd,direct}, pgscan/pgsteal_{anon,file},
 pgactivate, pgdeactivate, pgrefill, allocstall_<zone>, pageoutrun,
@@ -99,6 +103,8 @@ _ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
 _LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
 _OP_RECLAIM, P_RECLAIM_ISOLATED = I.OP["vm_reclaim"], I.POINT_IDS["vm:reclaim:isolated"]
+P_RECLAIM_SWAPCACHE, P_RECLAIM_UNMAPPED, P_RECLAIM_WRITTEN = (I.POINT_IDS[f"vm:reclaim:{p}"]
+                                                              for p in ("swapcache", "unmapped", "written"))
 RECLAIM_LOGGED = AL.SPILL_MIGRATE - AL.SPILL_RECLAIM    # isolated folios a vm_reclaim record holds
 
 
@@ -198,7 +204,8 @@ class Vmscan:
         def reclaim_finish(cur: int, wslot: int, entries: list[int]) -> int:
             """Recovery of a dead CPU's vm_reclaim record: the folio it was reclaiming
             (`cur` + 1) is unlocked -- re-dirtied first if its writeout was under way
-            (`wslot` + 1: PG_dirty was cleared, the copy may be incomplete) -- then every
+            (`wslot` + 1: PG_dirty was cleared, the copy may be incomplete) and taken
+            out of the swap cache if no swap entry names its slot yet -- then every
             folio still logged goes back to its LRU with its reference dropped
             (folio_putback_lru), as after a pass that reclaimed nothing.  Each folio's
             state between the dead CPU's steps is one a live CPU may meet (in the swap
@@ -212,6 +219,11 @@ class Vmscan:
                 if cur and pfn == cur - 1:
                     if wslot:
                         fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
+                    if u32[PM4 + pfn * MW4] & PG_swapcache:
+                        # add_to_swap done, no PTE nor object entry a swap entry yet: out
+                        # of the cache again (else a folio only the cache holds stays
+                        # behind when its task exits; Linux's free_swap_cache at unmap)
+                        sst.free_if_unused(pfn, q[PM8 + pfn * MW8 + i_priv] - 1)
                     unlock_folio(pfn)
                 i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
                 putback(pfn)
@@ -321,6 +333,8 @@ class Vmscan:
                     return ACTIVATE
             if tp:
                 tp("vmscan:swapcache")
+            if fp and st[0] >= 0:
+                fp(P_RECLAIM_SWAPCACHE)
             if u32[b4 + 3]:
                 if rops.unmap(pfn, slot):
                     fetch_or32(b4 << 2, PG_dirty)
@@ -341,6 +355,8 @@ class Vmscan:
                     dev.put(slot)
             if tp:
                 tp("vmscan:unmapped")
+            if fp and st[0] >= 0:
+                fp(P_RECLAIM_UNMAPPED)
             if u32[b4] & PG_dirty:
                 r = st[0]
                 if r >= 0:
@@ -349,6 +365,8 @@ class Vmscan:
                 sst.writeout(slot, pfn)
                 if r >= 0:
                     q[r + 3] = 0
+                    if fp:
+                        fp(P_RECLAIM_WRITTEN)
             # __remove_mapping: ours + the cache's
             if not freeze(pfn, 2):
                 if holder and restore_entry(pfn, holder, idx, swp_value(slot)):

@@ -51,11 +51,11 @@ covered, and how each record is resolved:
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
   vm_vmalloc (vmalloc_node_range's page-backed areas: kernel stacks, large and huge
-             vmallocs; a4 the order of the block in hand) step 1
-             the vmap_area record had, in no tree: freed; step 2, an area not yet BUSY is
-             undone (vmalloc_undo: its mapped pages and the page in hand
-             freed, its range erased -- nobody else ever saw it, so no flush); a BUSY one
-             is complete.
+             vmallocs; vmap() of a caller's pages; a4 the order of the block in hand)
+             step 1 the vmap_area record had, in no tree: freed; step 2, an area not yet
+             BUSY is undone (vmalloc_undo: its mapped pages and the page in hand freed --
+             a vmap's only unmapped, they are its caller's -- its range erased: nobody
+             else ever saw it, so no flush); a BUSY one is complete.
   vm_vfree   (vfree / vunmap of an area) step 1 no longer BUSY, unmapping: what is still
              mapped unmapped (pages freed unless vunmap), the pages uncounted, then the
              area made lazy; step 2 unmapped and uncounted: made lazy; step 3 lazy.
@@ -146,9 +146,9 @@ Not covered (no fault points inside, so no death there is injected; a SIGKILL fr
 outside there may leak): the flag and protection changes of mprotect / madvise
 themselves (plain stores; a death between two VMAs leaves the range partly changed, as
 an ENOMEM part-way does), the ageing and promotion passes of reclaim (MGLRU's walks,
-which isolate nothing), vmap() of a caller's pages.  (NUMA migration's vm_migrate records
-are mm/numa's: mm/recovery.py hands them to migrate.py's migrate_finish.)  The dead CPU's pending RCU frees
-(sync/rcu.py's arena ring) are run by mm/recovery.py.
+which isolate nothing).  (NUMA migration's vm_migrate records are mm/numa's:
+mm/recovery.py hands them to migrate.py's migrate_finish.)  The dead CPU's pending RCU
+frees (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
 CPU's TLB may still cache a PTE the dead CPU cleared before its flush.  So a vm_gather's

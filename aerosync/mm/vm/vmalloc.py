@@ -1191,19 +1191,21 @@ class Vmalloc:
                          step: int = 2, inhand_order: int = 0) -> int:
             """A logged vmalloc that failed, or that a dead CPU left (recovery, r = -1,
             its record's step): an area not yet BUSY loses its mapped pages (PTEs and
-            huge PMDs), the block in hand (of `inhand_order`) and its range (never
-            visible to anyone: no flush); at step 1 only the record was had (not in a
-            tree).  A BUSY area is complete (nothing undone).  Returns 0 (the failed
+            huge PMDs; a vmap's are unmapped only), the block in hand (of
+            `inhand_order`) and its range (never visible to anyone: no flush); at step 1
+            only the record was had (not in a tree).  A BUSY area is complete (nothing undone).  Returns 0 (the failed
             allocation's address)."""
             if step < 1:
                 return 0
             if step == 1:
                 va_free(va + VOFF)
                 return 0
-            if u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:
+            fl = u32[(va + VL.VA_FLAGS) >> 2]
+            if fl & VL.VA_BUSY:
                 return 0
             start = q[(va + VL.VA_START) >> 3]                # the whole range: the record's
-            unmap_range(start, (q[(va + VL.VA_END) >> 3] - start) >> PAGE_SHIFT, True)   # a1/a2 may lag
+            unmap_range(start, (q[(va + VL.VA_END) >> 3] - start) >> PAGE_SHIFT,   # a1/a2 may lag
+                        not fl & VL.VA_VMAP)                  # a vmap's pages are its caller's
             if inhand and u32[(PM + inhand * PAGE_META_SIZE + 8) >> 2]:    # not freed with the mapped ones
                 if r >= 0:
                     q[r + 4] = 0
@@ -1233,22 +1235,36 @@ class Vmalloc:
                                       lead=1, owner=owner)
 
         def vmap(pfns: list[int]) -> int:
-            """vmap(): the caller's pages at a new area (theirs: vunmap leaves them)."""
+            """vmap(): the caller's pages at a new area (theirs: vunmap leaves them).
+            Robust mode logs it as a vm_vmalloc record with no page in hand: a death
+            before the area is BUSY unmaps it and gives its range back, the pages stay
+            the caller's (vmalloc_undo of a VA_VMAP area frees none)."""
             if not pfns:
                 return 0
-            va = alloc_vmap_area((len(pfns) + 1) << PAGE_SHIFT, PAGE_SIZE, mynid, VL.VA_VMAP)
-            if not va:
-                return fail(len(pfns) << PAGE_SHIFT, "vm_struct allocation failed")
-            addr = q[(va + VL.VA_START) >> 3]
-            if not map_small(addr, pfns):
-                unmap_range(addr, len(pfns), False)
-                remove_area(va)
-                return fail(len(pfns) << PAGE_SHIFT, "page table allocation failure")
-            q[(va + VL.VA_SIZE) >> 3] = len(pfns) << PAGE_SHIFT
-            q[(va + VL.VA_PAGES) >> 3] = len(pfns)
-            q[(va + VL.VA_CALLER) >> 3] = depot_save(arena, call_site())[0]
-            u32[(va + VL.VA_FLAGS) >> 2] = VL.VA_VMAP | VL.VA_BUSY
-            return addr
+            r = begin(_OP_VMALLOC) if begin is not None else -1
+            try:
+                if r >= 0:
+                    q[r + 4] = 0
+                    q[r + 5] = 0
+                va = alloc_vmap_area((len(pfns) + 1) << PAGE_SHIFT, PAGE_SIZE, mynid, VL.VA_VMAP, r)
+                if not va:
+                    return fail(len(pfns) << PAGE_SHIFT, "vm_struct allocation failed")
+                addr = q[(va + VL.VA_START) >> 3]
+                if r >= 0:
+                    q[r + 2] = addr
+                    q[r + 3] = len(pfns)
+                if not map_small(addr, pfns):
+                    unmap_range(addr, len(pfns), False)
+                    remove_area(va, r)
+                    return fail(len(pfns) << PAGE_SHIFT, "page table allocation failure")
+                q[(va + VL.VA_SIZE) >> 3] = len(pfns) << PAGE_SHIFT
+                q[(va + VL.VA_PAGES) >> 3] = len(pfns)
+                q[(va + VL.VA_CALLER) >> 3] = depot_save(arena, call_site())[0]
+                u32[(va + VL.VA_FLAGS) >> 2] = VL.VA_VMAP | VL.VA_BUSY
+                return addr
+            finally:
+                if r >= 0:
+                    log_end(r)
 
         def remove_vm_area(addr: int, want_vmap: bool) -> None:
             """vfree / vunmap of an area: unmap (and free the pages of a VM_ALLOC area),

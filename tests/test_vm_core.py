@@ -445,3 +445,33 @@ def test_faults_into_existing_leaves_take_no_object_lock(vmm) -> None:
     assert [cpu.load64(addr + i * PG) for i in range(256)] == list(range(1, 257))
     cpu.munmap(addr, 256 * PG)
     _teardown_clean(a, cpu)
+
+
+@pytest.mark.parametrize("locking", ["per_vma", "speculative"])
+@pytest.mark.parametrize("fails", [2, 3])
+def test_a_tree_node_that_cannot_be_had_under_the_lock_is_retried_after_xas_nomem(vmm, fails: int,
+                                                                                  locking: str) -> None:
+    """The object's tree store runs under &obj->lock, where its node allocation may not
+    reclaim: when it finds no node, insert() drops the lock, makes one allocatable with
+    reclaim allowed (xas_nomem) and stores again -- the fault completes.  Before, the
+    first such failure was a VM_FAULT_OOM: the task died of ENOMEM on a machine with
+    reclaimable memory (a reclaim-thrash run lost its worker so).  A speculative fault
+    (no lock it could drop) retries the fault instead."""
+    a, cpu = vmm(fault_locking=locking)
+    alloc_node, *rest = cpu.xa.callbacks
+    left = [fails]
+
+    def failing() -> int:
+        if left[0]:
+            left[0] -= 1
+            return -1
+        return alloc_node()
+
+    cpu.xa.callbacks = (failing, *rest)             # the handles of trees made from now on
+    addr = cpu.mmap(0, 256 * PG, RW, ANON)
+    for i in range(256):
+        cpu.store64(addr + i * PG, i + 7)
+    assert left == [0]
+    assert [cpu.load64(addr + i * PG) for i in range(256)] == [i + 7 for i in range(256)]
+    cpu.munmap(addr, 256 * PG)
+    _teardown_clean(a, cpu)

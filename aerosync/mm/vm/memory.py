@@ -360,7 +360,7 @@ class Memory:
         obj_down_write, obj_up_write = locks.obj_lock.lock, locks.obj_lock.unlock
         obj_trylock_write = locks.obj_lock.trylock
         rcu_read_lock, rcu_read_unlock = rcu.read_lock, rcu.read_unlock
-        objs_alloc, objs_put, objs_insert = objs.alloc, objs.put, objs.insert
+        objs_alloc, objs_put, objs_insert, objs_nomem = objs.alloc, objs.put, objs.insert, objs.nomem
         objs_lookup, chain_lookup, objs_shadow = objs.lookup, objs.chain_lookup, objs.shadow
         objs_link_vma, objs_remove_locked = objs.link_vma, objs.remove_locked
         objs_insert_locked = objs.insert_locked
@@ -569,6 +569,8 @@ class Memory:
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
             if got < 0:
                 free_pages(pfn, 0)
+                if spec_seq >= 0 and objs_nomem is not None and objs_nomem():
+                    return VM_FAULT_RETRY    # (insert() retries itself: xas_nomem)
                 oom_why[0] = 'no tree node for the page (object lock held)'
                 return VM_FAULT_OOM
             holder = 0

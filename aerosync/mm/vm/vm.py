@@ -32,6 +32,7 @@ from typing import Any
 
 from aerosync.arena import layout as L
 from aerosync.mm import intent as I
+from aerosync.mm.pmm.gfp import GFP_KERNEL
 from aerosync.mm.pmm.page_alloc import MM
 from aerosync.mm.slab.slub import Slub
 from aerosync.mm.vm import filemap as FM
@@ -358,4 +359,14 @@ def _xarray(arena: Any, cache: Any, rcu: Any, mm: Any) -> Any:
     def node_rcu_free(off: int) -> None:
         rcu.call_rcu(node_free, off)
 
-    return PageTrees(arena, node_alloc, node_free, node_rcu_free, track)
+    def nomem() -> bool:
+        """xas_nomem(): one node allocated with reclaim allowed and given back at once --
+        its slab stays this CPU's, so the store retried under the lock finds it (a
+        node kept across the unlock instead would be one more item to log)."""
+        a = alloc(GFP_KERNEL)
+        if not a:
+            return False
+        free(a)
+        return True
+
+    return PageTrees(arena, node_alloc, node_free, node_rcu_free, track, nomem)

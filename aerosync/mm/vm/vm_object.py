@@ -108,6 +108,7 @@ _U64 = (1 << 64) - 1                 # fetch_add(x, _U64) subtracts one
 # page_remove's bounded object-lock hold: tree entries a hold -- one folio_batch
 # (FOLIO_BATCH, PAGEVEC_SIZE 31), so a batch's references go back under one lru_lock hold
 PAGE_REMOVE_BATCH = 31
+_NOMEM_RETRIES = 4                   # insert's stores under the lock (each after an xas_nomem)
 
 
 def folio_entry(pfn: int) -> int:
@@ -129,10 +130,14 @@ class PageTrees:
     when the object record is freed and reused at the same address."""
 
     __slots__ = ("arena", "callbacks", "handles", "load", "store", "erase", "insert", "insert_leaf", "find",
-                 "erase_range", "first")
+                 "erase_range", "first", "nomem")
 
-    def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any, track: Any = None) -> None:
+    def __init__(self, arena: Any, alloc_node: Any, free_node: Any, rcu_free_node: Any, track: Any = None,
+                 nomem: Any = None) -> None:
         self.arena = arena
+        # xas_nomem(): after a store under a lock failed for want of a node, make one
+        # allocatable with reclaim allowed (outside the lock); False if even that fails
+        self.nomem = nomem
         # robust mode: no leaf locks (lib/xarray.py), faults insert under &obj->lock; `track`
         # logs the nodes a store holds before it publishes them (vm.py, vm_xa_nodes)
         self.callbacks = (alloc_node, free_node, rcu_free_node, not robust_mode(arena.config), track)
@@ -440,12 +445,21 @@ class VmObjects:
             fetch_add(o + O_NR_PAGES, 1)
             return pfn
 
+        nomem = xa.nomem
+
         def insert(o: int, idx: int, pfn: int, anon: bool) -> int:
-            down_write(o + O_LOCK)
-            try:
-                return insert_locked(o, idx, pfn, anon)
-            finally:
-                up_write(o + O_LOCK)
+            """insert_locked under o's lock; a store that found no node (its allocation
+            may not reclaim under the lock) is retried after xas_nomem made one
+            allocatable outside it (a bounded number of times: then ENOMEM)."""
+            for _ in range(_NOMEM_RETRIES):
+                down_write(o + O_LOCK)
+                try:
+                    got = insert_locked(o, idx, pfn, anon)
+                finally:
+                    up_write(o + O_LOCK)
+                if got != -1 or nomem is None or not nomem():
+                    return got
+            return got
 
         def remove_locked(o: int, idx: int, pfn: int) -> bool:
             if xa_load(o + O_TREE, idx) != folio_entry(pfn):
@@ -799,6 +813,7 @@ class VmObjects:
         self.shadow = shadow
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of
         self.collapse, self.off_of, self.addr_of = collapse, off_of, addr_of
+        self.nomem = nomem
         self.xa_load, self.xa_store, self.xa_insert = xa_load, xa_store, xa.insert
         self.xa_insert_leaf = xa.insert_leaf
         self.page_remove, self.mark_zero, self.remove_finish = page_remove, mark_zero, remove_finish

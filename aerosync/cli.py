@@ -386,14 +386,18 @@ def _only_live_arena(cmd: str = "stat") -> str:
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
+    import tempfile
+
     from aerosync.arena.cleanup import cleanup_stale
+    from aerosync.params import TMP_PREFIX
 
     removed = cleanup_stale(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
+    tmp = tempfile.gettempdir()
     if not removed and not args.quiet:
-        print("cleanup: nothing stale in /dev/shm")
+        print(f"cleanup: nothing stale in /dev/shm or {tmp}")
     for name in removed:
-        print(f"cleanup: {verb} /dev/shm/{name}")
+        print(f"cleanup: {verb} {tmp if name.startswith(TMP_PREFIX) else '/dev/shm'}/{name}")
     return 0
 
 

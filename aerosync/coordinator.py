@@ -65,7 +65,7 @@ from typing import Any
 from aerosync import procfs
 from aerosync.arch import topology as topo
 from aerosync.arena import layout as L
-from aerosync.arena.cleanup import cleanup_stale
+from aerosync.arena.cleanup import cleanup_stale, remove_run_files
 from aerosync.arena.segment import SHM_DIR, Arena, shm_free_bytes
 from aerosync.crash import CrashLog, FaultDriver, check_fault, check_recovery
 from aerosync.errors import (
@@ -509,6 +509,7 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
             _stop_reclaim(arena, kthreads)
         finally:
             arena.close()
+            remove_run_files(arena.name)                     # workers' backing files (a failed run's too)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
 

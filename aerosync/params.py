@@ -24,6 +24,7 @@ __all__ = [
     "ARENA_MAGIC",
     "LAYOUT_VERSION",
     "SHM_PREFIX",
+    "TMP_PREFIX",
     "KERNEL_PROFILES",
     "DEFAULT_KERNEL_PROFILE",
     "profile_default",
@@ -50,6 +51,7 @@ ERRTEXT_SIZE = 8192                  # per-CPU traceback text written by a dying
 ARENA_MAGIC = 0x43_4E_59_53_4F_52_45_41  # b"AEROSYNC" little-endian
 LAYOUT_VERSION = 2                   # 2: the header's section table holds 64 (was 32)
 SHM_PREFIX = "aerosync_"             # segment names: aerosync_<owner pid>_<random>
+TMP_PREFIX = "aerosync-"             # temporary files of a run: aerosync-<use>-<arena name>-...
 
 
 # Kernel profiles ([kernel] profile in a scenario, config key "kernel_profile"): the

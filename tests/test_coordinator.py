@@ -257,6 +257,32 @@ def test_cleanup_removes_stale_and_keeps_live(tmp_path: Path) -> None:
                 posix_ipc.unlink_shared_memory("/" + n)
 
 
+def test_cleanup_removes_a_dead_runs_files_and_keeps_a_live_ones(tmp_path: Path) -> None:
+    """A run's temporary file (a reclaim worker's dirty-mode backing file) named after an
+    arena whose owner is dead and held open by nobody is stale; one of a live owner's
+    arena, or still open, is not.  remove_run_files (a run's own end) takes its arena's."""
+    from aerosync.arena.cleanup import cleanup_stale, remove_run_files
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = tmp_path / f"aerosync-dirty-aerosync_{child.pid}_abc-0-x1"
+    dead_open = tmp_path / f"aerosync-dirty-aerosync_{child.pid}_abc-1-x2"
+    live = tmp_path / f"aerosync-dirty-aerosync_{os.getpid()}_def-0-x3"
+    other = tmp_path / f"aerosync_{child.pid}_not-a-run-file"
+    for f in (dead, dead_open, live, other):
+        f.write_bytes(b"x")
+    def files(removed: list[str]) -> list[str]:           # (stale segments of other tests aside)
+        return [n for n in removed if n.startswith("aerosync-")]
+
+    with open(dead_open, "rb"):
+        assert files(cleanup_stale(dry_run=True, tmp_dir=str(tmp_path))) == [dead.name]
+        assert dead.exists()
+        assert files(cleanup_stale(tmp_dir=str(tmp_path))) == [dead.name]
+    assert not dead.exists() and dead_open.exists() and live.exists() and other.exists()
+    assert remove_run_files(f"aerosync_{os.getpid()}_def", tmp_dir=str(tmp_path)) == [live.name]
+    assert not live.exists() and dead_open.exists()
+
+
 def test_duration_mode_counts_the_last_batch(tmp_path: Path) -> None:
     """Regression: the closing sample must come after the workers leave, or the ops of
     the batch each was in at STOP go missing from the totals."""

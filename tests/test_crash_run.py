@@ -9,6 +9,7 @@ run goes on (every CPU keeps counting operations).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -147,6 +148,27 @@ def test_a_reclaim_run_survives_a_death_with_folios_isolated() -> None:
     assert not any("no recover hook" in n for n in d["notes"]), d["notes"]
     assert res.mm_check["ok"], res.mm_check["violations"]
     assert d["workload"]["corrupt"] == 0
+
+
+def test_a_dirty_mode_run_survives_a_death_and_leaves_no_file() -> None:
+    """reclaim in dirty mode (MAP_SHARED writes to a real temporary file) with cpu0
+    killed in a fault: the restarted worker makes a file of its own (the dead one's, by
+    the same name, made file_create fail with EEXIST and ended the run), and the run's
+    end removes the file the dead worker never got to (it was left in the temp dir)."""
+    scn = _scn('[run]\nworkload = "reclaim"\nduration = 2\non_cpu_death = "continue"\n'
+               '[machine]\ncpus = 2\nmemory = "16M"\n'
+               '[reclaim]\nswap_size = "16M"\n'
+               '[workload]\nmode = "dirty"\nfile_mb = 4\n'
+               '[fault]\nkill_at = "vm:fault:installed"\nkill_cpu = 0\nkill_skip = 40\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    c = d["crash"]
+    assert c["deaths"] == 1 and c["restarts"] == 1
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["corrupt"] == 0
+    left = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith("aerosync-dirty-")
+            and f"_{os.getpid()}_" in n]
+    assert left == []
 
 
 def test_a_dead_cpus_vmalloc_areas_are_vfreed() -> None:

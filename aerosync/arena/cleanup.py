@@ -1,4 +1,4 @@
-"""Find and remove arena segments and semaphores whose owner is gone.
+"""Find and remove arena segments, semaphores and run files whose owner is gone.
 
 A crash can leave `/dev/shm/aerosync_<pid>_*` (segments) and `/dev/shm/sem.aerosync_*`
 (semaphores) behind: a SIGKILLed coordinator never reaches its `finally`, and untracked
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 
 import posix_ipc
 
 from aerosync.arch.cpu import proc_alive
-from aerosync.params import SHM_PREFIX
+from aerosync.params import SHM_PREFIX, TMP_PREFIX
 
-__all__ = ["cleanup_stale", "find_project_objects", "in_use", "remove_own"]
+__all__ = ["cleanup_stale", "find_project_objects", "in_use", "remove_own", "remove_run_files"]
 
 _NAME_RE = re.compile(rf"^(?:sem\.)?{re.escape(SHM_PREFIX)}(\d+)_")
+# a run's temporary files (TMP_PREFIX<use>-<arena name>-...: a worker's backing file)
+_TMP_RE = re.compile(rf"^{re.escape(TMP_PREFIX)}[a-z]+-{re.escape(SHM_PREFIX)}(\d+)_")
 
 
 def find_project_objects(shm_dir: str = "/dev/shm") -> list[tuple[str, int]]:
@@ -65,13 +68,18 @@ def in_use(paths: set[str]) -> set[str]:
     return used
 
 
-def cleanup_stale(dry_run: bool = False, shm_dir: str = "/dev/shm") -> list[str]:
-    """Remove stale project objects; returns the file names removed (or that would be)."""
+def cleanup_stale(dry_run: bool = False, shm_dir: str = "/dev/shm", tmp_dir: str | None = None) -> list[str]:
+    """Remove stale project objects -- and the temporary files of runs whose owner is
+    gone (a worker's backing file left by a killed worker or coordinator); returns the
+    file names removed (or that would be)."""
     candidates = [(n, pid) for n, pid in find_project_objects(shm_dir) if not proc_alive(pid)]
-    if not candidates:
+    tmp = tmp_dir if tmp_dir is not None else tempfile.gettempdir()
+    files = [(n, pid) for n, pid in _run_files(tmp) if not proc_alive(pid)]
+    if not candidates and not files:
         return []
     paths = {os.path.join(shm_dir, n): n for n, _ in candidates}
-    busy = in_use(set(paths))
+    tpaths = {os.path.join(tmp, n): n for n, _ in files}
+    busy = in_use(set(paths) | set(tpaths))
     removed = []
     for path, name in paths.items():
         if path in busy:
@@ -79,7 +87,40 @@ def cleanup_stale(dry_run: bool = False, shm_dir: str = "/dev/shm") -> list[str]
         if not dry_run and not _unlink(name):
             continue
         removed.append(name)
+    for path, name in tpaths.items():
+        if path in busy:
+            continue
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+        removed.append(name)
     return removed
+
+
+def _run_files(tmp_dir: str) -> list[tuple[str, int]]:
+    """(file name in tmp_dir, owner pid) of every run's temporary file."""
+    try:
+        names = os.listdir(tmp_dir)
+    except OSError:
+        return []
+    return [(n, int(m.group(1))) for n in sorted(names) if (m := _TMP_RE.match(n))]
+
+
+def remove_run_files(arena_name: str, tmp_dir: str | None = None) -> list[str]:
+    """Unlink the temporary files of the run of arena `arena_name` (at its end: a worker
+    killed before its teardown leaves its own behind); returns the names removed."""
+    tmp = tmp_dir if tmp_dir is not None else tempfile.gettempdir()
+    out = []
+    for n in sorted(os.listdir(tmp)):
+        if n.startswith(TMP_PREFIX) and f"-{arena_name}-" in n:
+            try:
+                os.unlink(os.path.join(tmp, n))
+            except OSError:
+                continue
+            out.append(n)
+    return out
 
 
 def remove_own(pid: int | None = None, shm_dir: str = "/dev/shm") -> list[str]:

@@ -46,6 +46,7 @@ from aerosync.mm.reclaim.oom_kill import TaskKilled
 from aerosync.mm.reclaim.opt import ZipfSampler
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.filemap import expected_page
+from aerosync.params import TMP_PREFIX
 from workers.workloads._common import counter_index
 from workers.workloads._vm import cpu_vm, recover, release_mm, setup_mm, vmwork_section
 
@@ -150,11 +151,13 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         for h in range(params.hot_pages):
             vm.store(st["hot"] + h * PG, page_bytes(cpu, h, 1))
     if mode == "dirty":
-        fd, path = tempfile.mkstemp(prefix=f"aerosync-dirty-{arena.name}-{cpu}-")
+        fd, path = tempfile.mkstemp(prefix=f"{TMP_PREFIX}dirty-{arena.name}-{cpu}-")
         os.ftruncate(fd, params.file_mb << 20)
         os.close(fd)
         st["path"] = path
-        fid = vm.file_create(f"dirty{cpu}", params.file_mb << 20, path=path)
+        # named after its file: a restarted worker (on_cpu_death = "continue") makes a new
+        # one, the dead worker's stays in the file table until the run ends
+        fid = vm.file_create(f"dirty{cpu}-{path.rsplit('-', 1)[-1]}", params.file_mb << 20, path=path)
         st["fid"] = fid
         st["fpages"] = (params.file_mb << 20) // PG
         st["faddr"] = vm.mmap(0, st["fpages"] * PG, RW, M.MAP_SHARED, fid, 0)

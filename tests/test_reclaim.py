@@ -363,6 +363,39 @@ def test_writeback_to_real_file_with_msync(rm, tmp_path) -> None:
     _clean(a, cpu)
 
 
+def test_msync_waits_for_a_locked_folio_and_writes_it(rm, tmp_path) -> None:
+    """msync is WB_SYNC_ALL: a dirty folio locked by someone else (reclaim looking at
+    it, to keep it in the end) is waited for and written, not skipped as the flusher
+    skips it -- skipped, the store its PTE had made dirty never reached the file (a
+    reclaim dirty-mode run read the older data back at its end, 3 runs in 4)."""
+    import threading
+    import time
+
+    from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+
+    a, cpu = rm(swap_mb=0)
+    path = tmp_path / "data"
+    path.write_bytes(bytes(4 * PG))
+    fid = cpu.file_create("d", 4 * PG, path=str(path))
+    addr = cpu.mmap(0, 4 * PG, RW, M.MAP_SHARED, fid, 0)
+    cpu.store(addr + PG, page_bytes(0, 1, 1))
+    pfn = (cpu.mmu.translate(addr + PG, False) & PTE_PFN_MASK) >> 12
+    flock = cpu.reclaim.flock
+    assert flock.trylock(pfn)                                   # "reclaim" holds the folio
+    wb = cpu.reclaim.writeback
+    out: list[int] = []
+    t = threading.Thread(target=lambda: out.append(wb.msync(cpu.current_mm(), addr, 4 * PG)))
+    t.start()
+    time.sleep(0.2)
+    assert out == []                                            # waiting for the lock (not skipping it)
+    flock.unlock(pfn)
+    t.join(30)
+    assert out == [1]
+    assert path.read_bytes()[PG : 2 * PG] == page_bytes(0, 1, 1)
+    cpu.munmap(addr, 4 * PG)
+    _clean(a, cpu)
+
+
 def test_dirty_throttling_pauses_writers(rm, tmp_path) -> None:
     a, cpu = rm(nr_pages=2048, swap_mb=0, dirty_ratio=2, dirty_background_ratio=1)
     path = tmp_path / "big"

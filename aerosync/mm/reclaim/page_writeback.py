@@ -13,7 +13,9 @@ file's page cache; writes are 4 KiB pwrite calls at index x 4096 of the real fil
 
 A folio being written is locked (PG_locked) and PG_writeback; its PTEs were
 write-protected and cleaned first (folio_mkclean), so a later store faults and dirties
-it again (wp_page_shared).  A generated (pattern) file has no backing store: its dirty
+it again (wp_page_shared).  The flusher and the throttle (WB_SYNC_NONE) skip a folio
+someone else has locked; msync and fsync (WB_SYNC_ALL) wait for it, holding a reference,
+and write it if it is still the file's.  A generated (pattern) file has no backing store: its dirty
 folios stay dirty and are never reclaimed (reclaim activates them).
 
 Callers: write() paths and the shared file write fault (mm/vm/memory.py finish(), through
@@ -32,7 +34,7 @@ from typing import Any
 from aerosync.arena import layout as AL
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm import vm_event as VE
-from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PG_dirty, PG_writeback
+from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PG_dirty, PG_writeback, folio_try_get_fn
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.vm import filemap as FM
 from aerosync.mm.vm import mm_types as T
@@ -84,6 +86,7 @@ class Writeback:
         ns = VE.node_stat_base(arena, cpu)
         NS = VE.NR_NODE_STATS
         fds: dict[int, int] = {}
+        try_get = folio_try_get_fn(arena)
         pc_dirtied = [0]
         xa_items = vm.xa.items
 
@@ -126,31 +129,55 @@ class Writeback:
             q[ev + VE.PGPGOUT] += PAGE_SIZE >> 10
             return True
 
+        def write_locked(pfn: int) -> int:
+            """folio_clear_dirty_for_io + writepage of a folio locked by the caller."""
+            if u32[PM4 + pfn * MW4 + 3] and rops.mkclean(pfn):
+                vm.memory.set_dirty(pfn)
+            if not u32[PM4 + pfn * MW4] & PG_dirty:
+                return 0
+            return 1 if writepage(pfn) else 0
+
         def write_folio(pfn: int) -> int:
-            """folio_clear_dirty_for_io + writepage for a folio found in a file's tree."""
+            """WB_SYNC_NONE: a folio found in a file's tree, skipped if locked (reclaim or
+            another writer has it)."""
             if not flock.trylock(pfn):
                 return 0
             try:
-                if u32[PM4 + pfn * MW4 + 3] and rops.mkclean(pfn):
-                    vm.memory.set_dirty(pfn)
-                if not u32[PM4 + pfn * MW4] & PG_dirty:
-                    return 0
-                return 1 if writepage(pfn) else 0
+                return write_locked(pfn)
             finally:
                 flock.unlock(pfn)
 
-        def writeback_file(fid: int, first: int = 0, last: int = (1 << 63)) -> int:
+        def write_folio_sync(pfn: int, obj: int, idx: int) -> int:
+            """WB_SYNC_ALL (msync, fsync): a locked folio is waited for -- skipping it, as
+            the flusher does, lost a store its PTE had made dirty whenever reclaim held
+            the lock and kept the folio (the file kept the older data).  A reference
+            first (the folio cannot be freed and reused while we wait), then the lock,
+            then write_cache_pages' check that it is still the file's folio at idx."""
+            if not try_get(pfn):
+                return 0                                 # being freed: written or dropped clean
+            try:
+                flock.lock(pfn)
+                try:
+                    if q[PM8 + pfn * MW8 + i_map] & ~3 != obj or q[PM8 + pfn * MW8 + i_idx] != idx:
+                        return 0
+                    return write_locked(pfn)
+                finally:
+                    flock.unlock(pfn)
+            finally:
+                vm.mm.free_pages(pfn, 0)                 # folio_put
+
+        def writeback_file(fid: int, first: int = 0, last: int = (1 << 63), sync: bool = False) -> int:
             fo = T.file_off(arena, fid)
             if q[(fo + T.F_STATE) >> 3] != FM.FILE_LIVE or not q[(fo + T.F_FLAGS) >> 3] & T.FILE_REAL:
                 return 0
             obj = q[(fo + T.F_OBJ) >> 3]
             n = 0
-            for _idx, e in xa_items(obj + O_TREE, first, last):
+            for idx, e in xa_items(obj + O_TREE, first, last):
                 if not e or e & 3:
                     continue
                 pfn = e >> 2
                 if u32[PM4 + pfn * MW4] & PG_dirty or u32[PM4 + pfn * MW4 + 3]:
-                    n += write_folio(pfn)
+                    n += write_folio_sync(pfn, obj, idx) if sync else write_folio(pfn)
             return n
 
         def flush_dirty(budget: int = 1 << 30) -> int:
@@ -206,11 +233,11 @@ class Writeback:
                 s, e = max(addr, q[(vma + V.V_START) >> 3]), min(addr + length, q[(vma + V.V_END) >> 3])
                 pg = q[(vma + V.V_PGOFF) >> 3]
                 first = pg + ((s - q[(vma + V.V_START) >> 3]) >> PAGE_SHIFT)
-                n += writeback_file(fid, first, first + ((e - s) >> PAGE_SHIFT) - 1)
+                n += writeback_file(fid, first, first + ((e - s) >> PAGE_SHIFT) - 1, sync=True)
             return n
 
         def fsync(fid: int) -> int:
-            return writeback_file(fid)
+            return writeback_file(fid, sync=True)
 
         def close() -> None:
             for f in fds.values():

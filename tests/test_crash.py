@@ -376,6 +376,31 @@ def test_kill_inside_a_migration(machine, point: str, skip: int) -> None:
     _runs_again(a, p, H.migrate_driver(rounds=2, seed=2))
 
 
+def test_a_cpu_may_park_with_only_an_mm_reference_open(machine) -> None:
+    """idle_fn (the park hook's test): a CPU whose only open record is vm_mm_hold --
+    move_pages / migrate_pages of another task holding its mm, now waiting for the
+    mmap_lock a dead thread of that mm held -- may park for the recovery; any other open
+    record (or a held lock) still keeps it from parking."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+
+    def drive(arena, cpu: int) -> None:
+        lg, idle = I.IntentLog(arena, cpu), I.idle_fn(arena, cpu)
+        assert idle()
+        r = lg.begin(I.OP["vm_mm_hold"], 1)
+        lg.q[r + 7] = 1
+        assert idle()
+        r2 = lg.begin(I.OP["vm_fault"], 1)
+        assert not idle()
+        lg.end(r2)
+        assert idle()
+        lg.end(r)
+        assert idle()
+
+    _, killed = H.run_child(a, 0, drive)
+    assert not killed
+
+
 # (point, skip) -> records open at the death, with the fork driver: a forked child's exit
 # (vm_task_exit, its mm's teardown vm_exit_mmap, the per-VMA munmap inside it).
 EXIT_PLAN = {

@@ -280,7 +280,8 @@ def _lock_park(arena: Arena, cpu: int, area: int, poll: Callable[[], None] | Non
     """The park hook (sync/waithook.py) of a robust-mode CPU: queued on an rwsem that
     the coordinator keeps for a dead CPU's recovery (RW_KEPT: its mmap_lock), this CPU
     parks for the pause inside the wait, as at a batch boundary -- when it has nothing
-    in flight (no open intent record, no lock held: mm/intent.py idle_fn); else it
+    in flight (no lock held, no open intent record but a park-safe one such as a
+    system call's mm reference: mm/intent.py idle_fn); else it
     returns and the coordinator, not seeing it park, releases the kept lock early.
 
     Parked, it is _pause with the lock's offset (its rules for that case there)."""

@@ -56,7 +56,8 @@ from aerosync.arena.layout import robust_mode
 
 __all__ = ["POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog", "point_fn", "Record",
            "read_records", "clear_log", "arm", "disarm", "died_at", "hits", "ARG", "STEP",
-           "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP", "idle_fn"]
+           "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP", "idle_fn",
+           "PARK_SAFE_OPS"]
 
 ARG, STEP = 1, 7              # word offsets inside a record: args a0..a5 at 1..6, step at 7
 SPILL_MAX = L.INTENT_SPILL
@@ -401,19 +402,34 @@ def held_locks(arena: Any, cpu: int) -> list[tuple[int, int]]:
     return out
 
 
+# Records a CPU may park with (idle_fn): what they hold is a reference no recovery step
+# or checker counts against a dead CPU (MM1 wants mm_users >= the tasks, not equal) --
+# move_pages waiting for the mmap_lock a dead thread of the mm held would otherwise make
+# the coordinator release that lock before the recovery
+PARK_SAFE_OPS = frozenset({OP["vm_mm_hold"]})
+
+
 def idle_fn(arena: Any, cpu: int) -> Callable[[], bool]:
-    """A function telling whether `cpu` (this process) has nothing in flight: no open
-    record and no lock on its robust list, in either context -- where it may park for a
-    pause inside a lock wait (sync/waithook.py's park hook)."""
+    """A function telling whether `cpu` (this process) has nothing in flight: no lock on
+    its robust list and no open record but park-safe ones (PARK_SAFE_OPS), in either
+    context -- where it may park for a pause inside a lock wait (sync/waithook.py's park
+    hook)."""
     q = arena.u64
     spans = []
     for ctx in range(L.INTENT_CTX):
         off = _ctx_off(arena, cpu, ctx)
-        spans.append(((off + L.ILC_DEPTH) >> 3, (off + L.ILC_HELD) >> 3))
-    held_n = L.IL_HELD_MAX
+        spans.append(((off + L.ILC_DEPTH) >> 3, (off + L.ILC_HELD) >> 3, (off + L.ILC_RECS) >> 3))
+    held_n, words, last = L.IL_HELD_MAX, L.INTENT_REC_SIZE >> 3, L.INTENT_MAX_DEPTH
+    safe = PARK_SAFE_OPS
 
     def idle() -> bool:
-        return not any(q[dep] or any(q[held : held + held_n]) for dep, held in spans)
+        for dep, held, rec0 in spans:
+            if any(q[held : held + held_n]):
+                return False
+            for d in range(min(q[dep], last)):
+                if q[rec0 + d * words] not in safe:
+                    return False
+        return True
 
     return idle
 

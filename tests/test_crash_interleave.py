@@ -702,6 +702,80 @@ def test_mremap_move_killed_is_finished_or_undone(machine, where: str) -> None:
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
 
 
+def test_mremap_move_recovered_without_memory_for_its_tables_is_undone(machine, monkeypatch) -> None:
+    """The "tables" death above, recovered when the rest of the move cannot have its
+    destination table (move_page_tables stops half-way: ENOMEM): the move is undone as
+    the live call's ENOMEM is -- every entry back at the old range, the new VMA removed
+    -- so the region still holds its data where it was.  Before, recovery went on to
+    erase the old range and remove its VMA over the entries left there."""
+    from aerosync.mm.vm import vm as VMmod
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_FIXED, MREMAP_MAYMOVE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={})
+    src, dst = 0x40000000, 0x40400000
+
+    def drive(arena, cpu) -> None:
+        vm, _ = H.task_vm(arena, cpu, "dies")
+        vm.mmap(src, 6 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        vm.mmap(src + 6 * 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(6):
+            vm.store64(src + i * 4096, i + 1)
+        vm.mm.drain_local_pages()
+        I.arm(arena, cpu, I.point_id("pcp:refill:linked"), 0)
+        vm.mremap(src, 6 * 4096, 6 * 4096, MREMAP_MAYMOVE | MREMAP_FIXED, dst)
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    (rec,) = [r for r in I.read_records(a, 0) if r.name == "vm_mremap"]
+    assert rec.step == 2
+    real_init = VMmod.VM.__init__
+    seen: list[int] = []
+
+    def init(self, *args, **kw) -> None:                  # the recovery's handle: its moves stop half-way
+        real_init(self, *args, **kw)
+        move = self.memory.move_page_tables
+
+        def half(mm_id: int, old: int, new: int, length: int) -> int:
+            if old == src and not seen:
+                seen.append(length)
+                return move(mm_id, old, new, 3 * 4096)
+            return move(mm_id, old, new, length)
+
+        self.memory.move_page_tables = half
+
+    def check(arena, cpu, records, mm, slub):             # before the dead task exits: its region
+        vm = VMmod.VM(arena, cpu, mm=mm)
+        try:
+            m = 1
+            t = vm.vmas.tree(m)
+            assert t.mtree_load(dst) == 0 and t.mtree_load(src) != 0
+            vals = [_read64(arena, vm, m, src + i * 4096) for i in range(6)]
+            assert vals == [1, 2, 3, 4, 5, 6]
+        finally:
+            vm.leave()
+        return H.vm_recover_hook(arena, cpu, records, mm, slub)
+
+    monkeypatch.setattr(VMmod.VM, "__init__", init)
+    H.recover(a, pid, 0, p, check)
+    monkeypatch.undo()
+    assert seen == [6 * 4096]
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def _read64(arena, vm, mm_id: int, va: int) -> int:
+    """The word at va of mm_id, through its page tables, straight from physical memory."""
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PTE_PFN_MASK
+
+    q, phys = arena.u64, arena.off("physmem")
+    table = vm.pt.walk(q[(T.mm_off(arena, mm_id) + T.M_PGD) >> 3], va)
+    e = q[(phys >> 3) + (table << 9) + ((va >> 12) & 511)] if table >= 0 else 0
+    assert e & _PAGE_PRESENT, (hex(va), hex(e))
+    return q[(phys + (e & PTE_PFN_MASK) + (va & 4095)) >> 3]
+
+
 def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None:
     """Threads mode: cpu0's thread writes a region larger than the machine and dies in
     reclaim while a folio is written out (ZMM's store under way: PG_dirty already clear,

@@ -1116,7 +1116,9 @@ class Mmap:
             attached, linked, counted), else n undone; from step 2 the rest of the page
             tables moved (entries still at the old range; each moves whole), from step 3
             the old range erased if the tree still maps it, then v removed (from step 4:
-            already detached and unlinked).  Returns the VMAs freed."""
+            already detached and unlinked).  A step 2 that cannot have a destination table
+            (ENOMEM) moves every entry back and removes n instead: the mremap failed.
+            Returns the VMAs freed."""
             if step == 1:
                 if tree(mm_id).mtree_load(dst) != n:
                     o = q[(n + V.V_OBJECT) >> 3]
@@ -1128,7 +1130,14 @@ class Mmap:
                 move_attach(mm_id, n)
                 step = 2
             if step == 2:
-                memory.move_page_tables(mm_id, old, dst, old_len)
+                if memory.move_page_tables(mm_id, old, dst, old_len) < old_len:
+                    # ENOMEM (a destination table): undone as the live call's ENOMEM is --
+                    # every entry back at old (the dead CPU's moved ones too), n removed
+                    memory.move_page_tables(mm_id, dst, old, old_len)
+                    new_len = q[(n + V.V_END) >> 3] - dst
+                    if not verase(mm_id, dst, dst + new_len):
+                        remove_vma_now(mm_id, n, new_len)
+                    return 1
                 step = 3
             if step == 3 and tree(mm_id).mtree_load(old) == v:
                 verase(mm_id, old, old + old_len)

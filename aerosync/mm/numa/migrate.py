@@ -502,133 +502,144 @@ class Migrate:
             before what releases it."""
             r_log = begin(_OP_MIGRATE, mm_id) if begin is not None else -1
             try:
-                return _round_logged(items, todo, res, news, mm_id, shared_ok, attempt, r_log)
+                logged = r_log >= 0
+                unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int, int]] = []
+                lo_va, hi_va = 1 << 64, 0
+                la = ext.lru_add                                      # reclaim's LRU (issue 12)
+                cands = []
+                for k in todo:
+                    pfn = items[k][0]
+                    r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
+                    if r:
+                        res[k] = r
+                        continue
+                    j = len(cands)
+                    if logged:                                        # take, record
+                        q[spm + 2 * j] = pfn << 8 | MS_LOCKED
+                        q[spm + 2 * j + 1] = 0
+                        q[r_log + 7] = j + 1
+                    cands.append((k, j, pfn, o, idx, mapcount))
+                isos = lru_isolate([c[2] for c in cands])
+                if logged:
+                    for (_k, j, pfn, _o, _i, _m), iso in zip(cands, isos):
+                        if iso > 0:
+                            q[spm + 2 * j] = pfn << 8 | MS_ISO | MS_LOCKED
+                for (k, j, pfn, o, idx, mapcount), iso in zip(cands, isos):
+                    _pfn, alloc, hint = items[k]
+                    wj = spm + 2 * j
+                    if iso < 0:
+                        if logged:
+                            q[wj] = 0
+                        release(pfn, 0)
+                        res[k] = -EBUSY                               # on no LRU: folio_isolate_lru fails
+                        continue
+                    if load32((PM4 + pfn * MW4 + 2) << 2) != 1 + mapcount + iso:
+                        if logged:
+                            q[wj] = 0
+                        release(pfn, iso)
+                        res[k] = -EAGAIN                              # pinned, or a fault is mapping it now
+                        continue
+                    news[k] = nw = alloc()
+                    if nw < 0:
+                        if logged:
+                            q[wj] = 0
+                        release(pfn, iso)
+                        res[k] = -ENOMEM
+                        continue
+                    one = hint if mapcount == 1 and hint is not None and not attempt else None
+                    if logged:
+                        q[wj + 1] = nw + 1
+                        if fp:
+                            fp(P_MIG_ISOLATED)
+                        q[wj] = (pfn << 8 | (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0)
+                                 | MS_UNMAPPING)
+                    if tp:
+                        tp("migrate:isolated")
+                    if one is not None:
+                        made = unmap_one(one[0], pfn)
+                        va = one[1]
+                        if va < lo_va:
+                            lo_va = va
+                        if va > hi_va:
+                            hi_va = va
+                        ok = True
+                    else:
+                        made, ok = unmap(o, idx, pfn, mm_id)          # flushes each PTE itself
+                    unmapped.append((k, j, pfn, o, idx, one, made if ok else -1, mapcount, iso))
+                if hi_va:
+                    flush_tlb_mm_range(mm_id, lo_va, hi_va + PAGE_SIZE)   # try_to_unmap_flush()
+                retry = []
+                for k, j, pfn, o, idx, one, made, mapcount, iso in unmapped:
+                    if logged and fp:
+                        fp(P_MIG_UNMAPPED)
+                    if tp:
+                        tp("migrate:unmapped")
+                    wj = spm + 2 * j
+                    b4 = PM4 + pfn * MW4
+                    new = news[k]
+                    # folio_migrate_mapping: freeze the references it expects -- the tree's,
+                    # the LRU isolation's and (fast path) the one PTE's, still held -- so that
+                    # no try-get (a fault finding it in the tree, reclaim's LRU scan) succeeds
+                    # from here on; anything more is a pin or a racing fault
+                    want = (2 if one is not None else 1) + iso
+                    if made != mapcount or cas32((b4 + 2) << 2, want, 0) != want:
+                        _undo(one, o, idx, pfn, made, mm_id)
+                        _fail(news, k, j if logged else -1, pfn, iso)
+                        res[k] = -EBUSY if made < 0 else -EAGAIN
+                        if made >= 0:
+                            retry.append(k)
+                        continue
+                    if logged:
+                        w0 = pfn << 8 | (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0)
+                        q[wj] = w0 | MS_FROZEN
+                    if not move_mapping(pfn, new, o, idx):
+                        u32[b4 + 2] = want                            # unfreeze
+                        if logged:
+                            q[wj] = w0 | MS_UNMAPPING
+                        _undo(one, o, idx, pfn, made, mm_id)
+                        _fail(news, k, j if logged else -1, pfn, iso)
+                        res[k] = -EAGAIN
+                        retry.append(k)
+                        continue
+                    if one is not None:
+                        # the mapping moves from the old page to the new one: mapcount and
+                        # the PTE's reference (memory.py's accounting, moved as a whole; rss
+                        # is unchanged), nr_anon_pages from one node to the other
+                        n4 = PM4 + new * MW4
+                        u32[n4 + 2], u32[n4 + 3] = 2, 1
+                        fetch_sub32((b4 + 3) << 2, 1)
+                        pn, nn = page_nid(pfn), page_nid(new)
+                        if pn != nn:
+                            i64[ns + pn * NS + NR_ANON] -= 1
+                            i64[ns + nn * NS + NR_ANON] += 1
+                    if logged:
+                        q[wj] = w0 | MS_MOVED
+                        if fp:
+                            fp(P_MIG_MOVED)
+                    if one is not None:
+                        done = remap_one(one[0], one[2], pfn, new)
+                    else:
+                        done = remap(o, idx, pfn, new)
+                    if done != (1 if one is not None else made):
+                        raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} -> {new}: {made} migration entries "
+                                            f"made, {done} restored (a mapping changed under the locks that exclude "
+                                            "it)")
+                    if logged:
+                        q[wj] = w0 | MS_REMAPPED
+                    if la is not None:
+                        la(new)                                       # folio_putback_lru of the new folio
+                    news[k] = -1
+                    res[k] = 0
+                    # put_old(), inlined (one call a page less: migrate_page_us)
+                    u32[b4 + 2] = 1
+                    fetch_and32(b4 << 2, ~PG_locked & 0xFFFFFFFF)
+                    if logged:
+                        q[wj] = q[wj + 1] = 0
+                    free_pages(pfn, 0)
+                return retry
             finally:
                 if r_log >= 0:
                     log_end(r_log)
-
-        def _round_logged(items: Sequence[tuple[int, Callable[[], int], tuple[int, int, int] | None]],
-                          todo: list[int], res: list[int], news: list[int], mm_id: int, shared_ok: bool,
-                          attempt: int, r_log: int) -> list[int]:
-            logged = r_log >= 0
-            unmapped: list[tuple[int, int, int, int, tuple[int, int, int] | None, int, int, int, int]] = []
-            lo_va, hi_va = 1 << 64, 0
-            la = ext.lru_add                                      # reclaim's LRU (issue 12)
-            cands = []
-            for k in todo:
-                pfn = items[k][0]
-                r, o, idx, mapcount = isolate(pfn, mm_id, shared_ok)
-                if r:
-                    res[k] = r
-                    continue
-                j = len(cands)
-                if logged:                                        # take, record
-                    q[spm + 2 * j] = pfn << 8 | MS_LOCKED
-                    q[spm + 2 * j + 1] = 0
-                    q[r_log + 7] = j + 1
-                cands.append((k, j, pfn, o, idx, mapcount))
-            isos = lru_isolate([c[2] for c in cands])
-            if logged:
-                for (_k, j, pfn, _o, _i, _m), iso in zip(cands, isos):
-                    if iso > 0:
-                        q[spm + 2 * j] = pfn << 8 | MS_ISO | MS_LOCKED
-            for (k, j, pfn, o, idx, mapcount), iso in zip(cands, isos):
-                _pfn, alloc, hint = items[k]
-                wj = spm + 2 * j
-                if iso < 0:
-                    if logged:
-                        q[wj] = 0
-                    release(pfn, 0)
-                    res[k] = -EBUSY                               # on no LRU: folio_isolate_lru fails
-                    continue
-                if load32((PM4 + pfn * MW4 + 2) << 2) != 1 + mapcount + iso:
-                    if logged:
-                        q[wj] = 0
-                    release(pfn, iso)
-                    res[k] = -EAGAIN                              # pinned, or a fault is mapping it now
-                    continue
-                news[k] = nw = alloc()
-                if nw < 0:
-                    if logged:
-                        q[wj] = 0
-                    release(pfn, iso)
-                    res[k] = -ENOMEM
-                    continue
-                one = hint if mapcount == 1 and hint is not None and not attempt else None
-                if logged:
-                    q[wj + 1] = nw + 1
-                    if fp:
-                        fp(P_MIG_ISOLATED)
-                    q[wj] = pfn << 8 | (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0) | MS_UNMAPPING
-                if tp:
-                    tp("migrate:isolated")
-                if one is not None:
-                    made = unmap_one(one[0], pfn)
-                    va = one[1]
-                    if va < lo_va:
-                        lo_va = va
-                    if va > hi_va:
-                        hi_va = va
-                    ok = True
-                else:
-                    made, ok = unmap(o, idx, pfn, mm_id)          # flushes each PTE itself
-                unmapped.append((k, j, pfn, o, idx, one, made if ok else -1, mapcount, iso))
-            if hi_va:
-                flush_tlb_mm_range(mm_id, lo_va, hi_va + PAGE_SIZE)   # try_to_unmap_flush()
-            retry = []
-            for k, j, pfn, o, idx, one, made, mapcount, iso in unmapped:
-                if logged and fp:
-                    fp(P_MIG_UNMAPPED)
-                if tp:
-                    tp("migrate:unmapped")
-                wj = spm + 2 * j
-                b4 = PM4 + pfn * MW4
-                new = news[k]
-                # folio_migrate_mapping: freeze the references it expects -- the tree's,
-                # the LRU isolation's and (fast path) the one PTE's, still held -- so that
-                # no try-get (a fault finding it in the tree, reclaim's LRU scan) succeeds
-                # from here on; anything more is a pin or a racing fault
-                want = (2 if one is not None else 1) + iso
-                if made != mapcount or cas32((b4 + 2) << 2, want, 0) != want:
-                    _undo(one, o, idx, pfn, made, mm_id)
-                    _fail(news, k, j if logged else -1, pfn, iso)
-                    res[k] = -EBUSY if made < 0 else -EAGAIN
-                    if made >= 0:
-                        retry.append(k)
-                    continue
-                flags = (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0)
-                if logged:
-                    q[wj] = pfn << 8 | flags | MS_FROZEN
-                if not move_mapping(pfn, new, o, idx):
-                    u32[b4 + 2] = want                            # unfreeze
-                    if logged:
-                        q[wj] = pfn << 8 | flags | MS_UNMAPPING
-                    _undo(one, o, idx, pfn, made, mm_id)
-                    _fail(news, k, j if logged else -1, pfn, iso)
-                    res[k] = -EAGAIN
-                    retry.append(k)
-                    continue
-                if one is not None:
-                    move_account(pfn, new)
-                if logged:
-                    q[wj] = pfn << 8 | flags | MS_MOVED
-                    if fp:
-                        fp(P_MIG_MOVED)
-                if one is not None:
-                    done = remap_one(one[0], one[2], pfn, new)
-                else:
-                    done = remap(o, idx, pfn, new)
-                if done != (1 if one is not None else made):
-                    raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} -> {new}: {made} migration entries made, "
-                                        f"{done} restored (a mapping changed under the locks that exclude it)")
-                if logged:
-                    q[wj] = pfn << 8 | flags | MS_REMAPPED
-                if la is not None:
-                    la(new)                                       # folio_putback_lru of the new folio
-                news[k] = -1
-                res[k] = 0
-                put_old(pfn, wj if logged else -1)
-            return retry
 
         def _fail(news: list[int], k: int, j: int, pfn: int, iso: int) -> None:
             """Item k (logged at j, or -1) is not moved: off the record, its folio
@@ -637,18 +648,6 @@ class Migrate:
                 q[spm + 2 * j] = 0
             release(pfn, iso)
             drop_new(news, k, j)
-
-        def move_account(pfn: int, new: int) -> None:
-            """The fast path's one mapping moves from the old page to the new one:
-            mapcount and the PTE's reference (memory.py's accounting, moved as a whole;
-            rss is unchanged), nr_anon_pages from one node to the other."""
-            b4, n4 = PM4 + pfn * MW4, PM4 + new * MW4
-            u32[n4 + 2], u32[n4 + 3] = 2, 1
-            fetch_sub32((b4 + 3) << 2, 1)
-            pn, nn = page_nid(pfn), page_nid(new)
-            if pn != nn:
-                i64[ns + pn * NS + NR_ANON] -= 1
-                i64[ns + nn * NS + NR_ANON] += 1
 
         def put_old(pfn: int, wj: int) -> None:
             """The old folio -- out of the tree, its PTEs and its LRU, nobody can reach

@@ -151,14 +151,18 @@ class Writeback:
             """WB_SYNC_ALL (msync, fsync): a locked folio is waited for -- skipping it, as
             the flusher does, lost a store its PTE had made dirty whenever reclaim held
             the lock and kept the folio (the file kept the older data).  A reference
-            first (the folio cannot be freed and reused while we wait), then the lock,
-            then write_cache_pages' check that it is still the file's folio at idx."""
+            first (the folio cannot be freed and reused while we wait) and a check that
+            it is still the file's folio at idx (the tree was read without one: else a
+            page reused meanwhile), then the lock and write_cache_pages' check again."""
             if not try_get(pfn):
                 return 0                                 # being freed: written or dropped clean
             try:
+                b8 = PM8 + pfn * MW8
+                if q[b8 + i_map] & ~3 != obj or q[b8 + i_idx] != idx:
+                    return 0                             # reused meanwhile: never lock a stranger
                 flock.lock(pfn)
                 try:
-                    if q[PM8 + pfn * MW8 + i_map] & ~3 != obj or q[PM8 + pfn * MW8 + i_idx] != idx:
+                    if q[b8 + i_map] & ~3 != obj or q[b8 + i_idx] != idx:    # (gone while we waited)
                         return 0
                     return write_locked(pfn)
                 finally:

@@ -448,7 +448,8 @@ def migrate_driver(pages: int = 40, rounds: int = 6, seed: int = 1) -> Callable[
     anonymous pages, then round after round moves them to the other node -- the even
     ones with move_pages (one batch, each folio's PTE its hint: the fast path), the odd
     ones one by one with migrate_to_node and no hint (the object walk: the general
-    path) -- and checks every page's contents; then unmaps and exits."""
+    path) -- each move checked to succeed, and every page's contents; then unmaps and
+    exits."""
     from aerosync.mm.numa.numa_vm import attach
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
     from aerosync.mm.vm.pgtable import PTE_PFN_MASK
@@ -464,10 +465,10 @@ def migrate_driver(pages: int = 40, rounds: int = 6, seed: int = 1) -> Callable[
         for r in range(rounds):
             dest = (r + 1) & 1
             even = [a + p * 4096 for p in range(0, pages, 2)]
-            numa.move_pages(0, even, [dest] * len(even))
+            assert numa.move_pages(0, even, [dest] * len(even)) == (0, [dest] * len(even))
             for p in range(1, pages, 2):
                 pfn = (mig.entry_at(mm_id, a + p * 4096) & PTE_PFN_MASK) >> 12
-                mig.migrate_to_node(mm_id, pfn, dest)
+                assert mig.migrate_to_node(mm_id, pfn, dest) == 0
             for p in range(pages):
                 assert vm.load64(a + p * 4096) == p + seed + r
                 vm.store64(a + p * 4096, p + seed + r + 1)

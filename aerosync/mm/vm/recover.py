@@ -135,9 +135,10 @@ covered, and how each record is resolved:
              frees them (Vmalloc.retire_orphans).
   vm_reclaim (the folios shrink_folio_list / shrink_active_list isolated, robust mode)
              each folio still logged goes back to its LRU with the isolation reference
-             dropped; the one being reclaimed (a1) is unlocked first, and re-dirtied if
-             its writeout was under way (a2): reclaim_finish.  A folio leaves the record
-             as it is freed or just before it is put back.
+             dropped; the one being reclaimed (a1) is unlocked first, re-dirtied if its
+             writeout was under way (a2) and taken out of the swap cache if no swap
+             entry names its slot yet: reclaim_finish.  A folio leaves the record as it
+             is freed or just before it is put back.
   vm_mm_hold (a system call's reference on an address space, get_task_mm) step 1:
              put (mmput; the exit hook then finds the task's mm as any exit does).
 A record is released by storing its step back to 0 before the release itself (a put, a

@@ -376,6 +376,47 @@ def test_kill_inside_a_migration(machine, point: str, skip: int) -> None:
     _runs_again(a, p, H.migrate_driver(rounds=2, seed=2))
 
 
+def test_a_dead_threads_region_is_unmapped_from_the_shared_mm(machine) -> None:
+    """Threads mode: cpu0's page_fault1 thread dies half-way through a region of the
+    shared mm.  The workload's recover hook unmaps the region the dead worker held (its
+    row of "vmwork") before the thread exits -- the mm outlives the thread, so without
+    it every restart added a region for good (a reclaim-thrash run with 20 deaths ran
+    out of memory and swap, its OOM killer ending the run)."""
+    import random
+
+    from aerosync.mm.vm.vm import VM
+    from workers.workloads import _vm as W
+    from workers.workloads import crash_soak as CS
+    from workers.workloads import page_fault1 as PF
+
+    p = H.soak_params()
+    pf = PF.Params(size_mb=1)
+    a = machine(nr_pages=4096, nr_cpus=2, slab=True, extra=[*CS.sections(p, 2), *PF.sections(pf, 2)],
+                fault={"test": 1}, vm={"mm": "threads"})
+    CS.setup(a, p, 2)
+    PF.setup(a, pf, 2)
+    mm = W.shared_mm(a)
+
+    def drive(arena, cpu: int) -> None:
+        batch = PF.make_batch(arena, cpu, pf, random.Random(1))
+        for _ in range(100):
+            batch(16)
+
+    pid, killed = H.run_child(a, 0, drive, "vm:fault:installed", 100)
+    assert killed
+    held = a.u64[W._word(a, W._W_HELD)]
+    assert held                                                   # the dead worker's region, recorded
+    H.recover(a, pid, 0, p, lambda arena, cpu, recs, m, slub: W.recover(arena, pf, cpu, recs, m, slub))
+    H.check_all(a)
+    vm = VM(a, 1)
+    try:
+        assert [v for _f, _l, v in vm.vmas.tree(mm).mt_for_each(held, held + (1 << 20) - 1)] == []
+    finally:
+        vm.leave()
+    W.release_mm(a)
+    H.check_all(a)
+
+
 def test_a_cpu_may_park_with_only_an_mm_reference_open(machine) -> None:
     """idle_fn (the park hook's test): a CPU whose only open record is vm_mm_hold --
     move_pages / migrate_pages of another task holding its mm, now waiting for the

@@ -8,7 +8,12 @@ Modes ([vm] mm, as will-it-scale's process and thread variants):
               the coordinator drops the set-up reference after the run (release_mm).
 The section "vmwork" holds the run's shared words, written by the coordinator before any
 worker starts and only read afterwards: word 0 the shared mm id + 1 (threads mode),
-word 1 the page-table pages in use at set-up + 1 (the leak check's baseline).
+word 1 the page-table pages in use at set-up + 1 (the leak check's baseline); then, from
+word 16, two per CPU (owner: that CPU's worker; read by the recover hook once it is
+dead): the region it keeps mapped across batches (address, length; address 0: none) --
+in threads mode a dead worker's region is in the shared mm, which outlives the thread,
+so the hook unmaps it (else every restart of a CPU adds a region for good: a
+reclaim-thrash run with 20 deaths ran out of memory and swap).
 
 Files: will-it-scale's file tests give every task its own temporary file; here the
 coordinator creates one simulated pattern file per CPU at set-up (setup_files: name
@@ -41,7 +46,8 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.vm import VM
 
 __all__ = ["vmwork_section", "setup_mm", "release_mm", "shared_mm", "cpu_vm", "vm_mode", "PG", "stamp_off",
-           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64", "recover"]
+           "setup_files", "file_name", "cpu_file", "vm_report", "vm_leftovers", "vm_stat", "U64", "recover",
+           "hold_region"]
 
 PG = 4096
 U64 = (1 << 64) - 1
@@ -53,8 +59,22 @@ REPORTED_EVENTS = ("pgfault", "pgmajfault", "vma_lock_success", "vma_lock_abort"
 REPORTED_NODE_STATS = ("nr_file_pages", "nr_dirty")
 
 
-def vmwork_section() -> SectionSpec:
-    return SectionSpec("vmwork", 4096)
+_W_HELD = 16                          # vmwork word of CPU 0's held region (address, length)
+
+
+def vmwork_section(nr_cpus: int) -> SectionSpec:
+    return SectionSpec("vmwork", max(4096, 8 * (_W_HELD + 2 * nr_cpus)))
+
+
+def hold_region(arena: Any, cpu: int, addr: int, length: int) -> None:
+    """CPU `cpu`'s worker keeps [addr, addr + length) mapped across batches (its recover
+    hook unmaps it in threads mode); addr 0: none any more -- stored before the munmap,
+    so a death in between leaves the region to the run's end, never unmaps it twice."""
+    w = _word(arena, _W_HELD + 2 * cpu)
+    q = arena.u64
+    if addr:
+        q[w + 1] = length
+    q[w] = addr
 
 
 def vm_mode(arena: Any) -> str:
@@ -111,6 +131,17 @@ def recover(arena: Any, params: Any, cpu: int, records: Any, mm: Any, slub: Any)
     stays with the live CPUs' threads (mm/vm/recover.py)."""
     from aerosync.mm.vm.recover import vm_recover
 
+    w = _word(arena, _W_HELD + 2 * cpu)
+    q = arena.u64
+    addr, length = q[w], q[w + 1]
+    if addr and vm_mode(arena) == "threads":
+        q[w] = 0
+        vm = VM(arena, cpu, mm=mm)                   # (the world is stopped: no mmap_lock waits)
+        try:
+            vm.sys.munmap(shared_mm(arena), addr, length)
+        finally:
+            vm.leave()
+    q[w] = 0
     vm_recover(arena, cpu, mm, slub)
     return {}
 
@@ -144,10 +175,13 @@ def region_batch(vm: VM, cpu: int, q: Any, c_faults: int, npages: int, off: Call
     batch carries teardown (finish a partial region, exit the task), poll and vm."""
     store64 = vm.store64
 
+    arena = vm.arena
+
     def batch(n: int) -> None:
         for _ in range(n):
             if not st["addr"]:
                 st["addr"] = map_region()
+                hold_region(arena, cpu, st["addr"], npages * 4096)
                 st["next"] = 0
             i = st["next"]
             st["seq"] += 1
@@ -156,10 +190,12 @@ def region_batch(vm: VM, cpu: int, q: Any, c_faults: int, npages: int, off: Call
             i += 1
             st["next"] = i
             if i == npages:
+                hold_region(arena, cpu, 0, 0)
                 finish_region()
 
     def teardown() -> None:
         if st["addr"]:
+            hold_region(arena, cpu, 0, 0)
             finish_region()
         vm.exit()
         vm.leave()

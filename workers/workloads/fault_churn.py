@@ -65,7 +65,7 @@ class Params:
 
 
 def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return [vmwork_section()]
+    return [vmwork_section(nr_cpus)]
 
 
 def setup(arena: Arena, params: Params, nr_cpus: int) -> None:

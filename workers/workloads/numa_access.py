@@ -122,7 +122,7 @@ def _slot_rec(params: Params) -> int:
 
 
 def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    return [vmwork_section(), SectionSpec("numawork", 64 + nr_cpus * (_cpu_rec(nr_cpus) + _slot_rec(params)))]
+    return [vmwork_section(nr_cpus), SectionSpec("numawork", 64 + nr_cpus * (_cpu_rec(nr_cpus) + _slot_rec(params)))]
 
 
 def _nr_workers(arena: Arena) -> int:

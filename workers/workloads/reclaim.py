@@ -48,7 +48,7 @@ from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.filemap import expected_page
 from aerosync.params import TMP_PREFIX
 from workers.workloads._common import counter_index
-from workers.workloads._vm import cpu_vm, recover, release_mm, setup_mm, vmwork_section
+from workers.workloads._vm import cpu_vm, hold_region, recover, release_mm, setup_mm, vmwork_section
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover", "page_bytes", "opt_report"]
 
@@ -98,7 +98,7 @@ def page_bytes(cpu: int, page: int, version: int) -> bytes:
 
 
 def sections(params: Params, nr_cpus: int) -> list[SectionSpec]:
-    out = [vmwork_section()]
+    out = [vmwork_section(nr_cpus)]
     if params.tracing:
         out.append(OPT.trace_section(nr_cpus, params.trace_cap))
     return out
@@ -137,6 +137,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 
     def new_region() -> None:
         st["addr"] = vm.mmap(0, npages * PG, RW, ANON)
+        hold_region(arena, cpu, st["addr"], npages * PG)     # (threads mode: the recover hook's to unmap)
         st["ver"] = {}
 
     if mode in ("compress", "thrash", "oom"):

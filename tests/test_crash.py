@@ -76,6 +76,7 @@ POINT_PLAN = {
     "vm:migrate:isolated": ("migrate", 3), "vm:migrate:unmapped": ("migrate", 21),
     "vm:migrate:moved": ("migrate", 40), "vm:reclaim:swapcache": ("reclaim", 7),
     "vm:reclaim:unmapped": ("reclaim", 7), "vm:reclaim:written": ("reclaim", 30),
+    "vm:swapin:new": ("reclaim", 3),
 }
 
 

@@ -776,6 +776,78 @@ def _read64(arena, vm, mm_id: int, va: int) -> int:
     return q[(phys + (e & PTE_PFN_MASK) + (va & 4095)) >> 3]
 
 
+@pytest.mark.parametrize("where", ["read", "mapping"])
+def test_swapin_killed_leaves_no_folio_locked_and_loses_no_data(machine, where: str) -> None:
+    """Threads mode: cpu1's thread writes a region larger than the machine (swapped out to
+    ZMM); cpu0's thread reads it back and dies in a swap-in -- right after ZMM's copy
+    was read into the new folio, before that copy is dropped (vm_swapin step 2: the
+    folio may hold the only copy), or with the folio read and held, on its way to the
+    LRU (step 3).  Recovery
+    finishes the folio (uptodate, dirty, on its LRU) and unlocks it; the live thread
+    then reads every page back intact.  Unlogged, the folio stayed locked in the swap
+    cache for good (LRU4 in a reclaim-thrash soak) and the next fault on that slot
+    waited for its lock until it gave up."""
+    import os
+    import signal
+
+    from aerosync.mm import recovery
+    from aerosync.mm.reclaim.swapfile import swapoff
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=2048,
+                       reclaim={"lru": "mglru", "swap_size": 16 << 20, "zmm": True})
+    n = 3000
+    try:
+        vm1, t1 = H.task_vm(a, 1, "live")
+        mm = vm1.cur[1]
+        addr = vm1.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(n):
+            vm1.store64(addr + i * 4096, i + 1)
+
+        def drive(arena, cpu) -> None:
+            vm, _ = H.task_vm(arena, cpu, "dies", mm)
+            calls = [0]
+            if where == "read":
+                real = vm.reclaim.zmm.load_drop
+
+                def kills(slot: int, h: int) -> None:
+                    calls[0] += 1
+                    if calls[0] == 5:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    real(slot, h)
+
+                vm.reclaim.zmm.load_drop = kills
+            else:
+                real_add = vm.reclaim.swap.lru_add
+
+                def kills_add(pfn: int) -> None:
+                    calls[0] += 1
+                    if calls[0] == 5:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    real_add(pfn)
+
+                vm.reclaim.swap.lru_add = kills_add
+            for i in range(n):
+                assert vm.load64(addr + i * 4096) == i + 1
+
+        pid, killed = H.run_child(a, 0, drive, poll=vm1.tlb.handle_ipi)
+        assert killed
+        steps = [r.step for r in I.read_records(a, 0) if r.name == "vm_swapin"]   # (a readahead page's inside)
+        assert (2 if where == "read" else 3) in steps, steps
+        _recover_answering(a, recovery.takeover(a, pid, 0), vm1.tlb.handle_ipi)
+        H.check_all(a)
+        assert [vm1.load64(addr + i * 4096) for i in range(n)] == [i + 1 for i in range(n)]
+        vm1.munmap(addr, n * 4096)
+        vm1.exit()
+        vm1.reap(t1)
+        vm1.leave()
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    finally:
+        swapoff(a)
+
+
 def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None:
     """Threads mode: cpu0's thread writes a region larger than the machine and dies in
     reclaim while a folio is written out (ZMM's store under way: PG_dirty already clear,

@@ -150,6 +150,9 @@ OPS: dict[int, tuple[str, str]] = {
                        "remapped, 5 remapped, the old page being freed"),
     71: ("vm_mm_hold", "mm: a reference on an address space a system call holds (get_task_mm: move_pages, "
                        "migrate_pages; step 1 held, 0 none or being put)"),
+    72: ("vm_swapin", "slot, pfn + 1: a swap-in (the fault's, or one readahead page) -- 1 a new folio in the swap "
+                      "cache, locked, being read; 2 read (maybe the only copy now); 3 uptodate, on its way to the "
+                      "LRU, locked with our reference (the fault mapping it); 0 released"),
 }
 OP_NAMES = {code: name for code, (name, _) in OPS.items()}
 OP = {name: code for code, name in OP_NAMES.items()}
@@ -248,6 +251,7 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("vm:reclaim:swapcache", "shrink_folio_list: the folio being reclaimed in the swap cache, still mapped"),
     ("vm:reclaim:unmapped", "shrink_folio_list: that folio's PTEs and object entry swap values, not yet written"),
     ("vm:reclaim:written", "shrink_folio_list: that folio's data written to its slot (clean), not yet freed"),
+    ("vm:swapin:new", "swap-in: a new locked folio in the swap cache for the slot, its data not yet read"),
 )
 POINT_IDS = {name: i for i, (name, _) in enumerate(POINTS)}
 assert len(POINTS) <= L.INTENT_MAX_POINTS

@@ -29,6 +29,16 @@ put it back into the object that holds the swap value (replacing it: one count l
 map it (the PTE's count goes), and when no count is left delete it from the cache (the
 slot is freed).  A private page is mapped writable only when the faulting VMA's own
 object holds it; otherwise read-only and the write fault that follows copies (COW).
+
+Crash tolerance (robust mode, mm/intent.py): a swap-in -- the fault's, from the lookup
+to the unlock, and each readahead page -- is a vm_swapin record: a1 the folio, step 1
+new in the cache and being read, 2 read (ZMM's copy is dropped only after the folio
+holds the data: zmm.load_copy, then load_drop), 3 uptodate and held, 0 released before
+the unlock and put.  Recovery (swapin_finish) frees a step-1 folio (the slot still has
+the data), finishes a step-2 one (uptodate, dirty, on its LRU) and unlocks and puts
+steps 2-3.  Unlogged, a CPU dying while it read left the folio locked in the cache for
+good: the next fault on the slot waited for its lock (reclaim-thrash, 20 deaths: LRU4).
+Point: vm:swapin:new.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any
 
 from aerosync.errors import AeroSyncError
 from aerosync.mm import hooks
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import GFP_HIGHUSER_MOVABLE
 from aerosync.mm.pmm.page import (
@@ -67,6 +78,7 @@ __all__ = ["SwapState", "swp_value", "is_swap_value", "swap_value_offset", "Foli
 
 VM_FAULT_OOM, VM_FAULT_MAJOR, VM_FAULT_RETRY = 0x1, 0x4, 0x400
 _ALL32 = 0xFFFF_FFFF
+_OP_SWAPIN, P_SWAPIN_NEW = I.OP["vm_swapin"], I.POINT_IDS["vm:swapin:new"]
 
 
 def swp_value(offset: int) -> int:
@@ -170,6 +182,8 @@ class SwapState:
         fds: dict[str, int] = {}
         self.lru_add: Any = lru.lru_add          # Reclaim may wrap it
         tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
+        lg = memory.log                          # robust mode: vm_swapin records (module docstring)
+        begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
 
         def nid_of(pfn: int) -> int:
             return u8[PM + pfn * PAGE_META_SIZE + 7]
@@ -224,15 +238,23 @@ class SwapState:
             if os.pwrite(fd(), data, slot * PAGE_SIZE) != PAGE_SIZE:
                 raise AeroSyncError(f"cpu{cpu}: short write to the swap file at slot {slot}")
 
-        def read(slot: int, pfn: int) -> None:
+        def read(slot: int, pfn: int, r: int = -1) -> None:
+            """swap_read_folio() into pfn; with a vm_swapin record r, step 2 once the data
+            is in the folio (before ZMM's copy goes: from then on it may be the only one)."""
             o = PHYS + (pfn << PAGE_SHIFT)
-            if zmm is not None and zmm.load(slot, pfn):
+            h = zmm.load_copy(slot, pfn) if zmm is not None else 0
+            if h:
                 fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)     # its only copy is in memory now
+                if r >= 0:
+                    q[r + 7] = 2
+                zmm.load_drop(slot, h)
                 return
             data = os.pread(fd(), PAGE_SIZE, slot * PAGE_SIZE)
             if len(data) != PAGE_SIZE:
                 raise AeroSyncError(f"cpu{cpu}: short read from the swap file at slot {slot}")
             u8[o : o + PAGE_SIZE] = data
+            if r >= 0:
+                q[r + 7] = 2
             q[ev + VE.PSWPIN] += 1
             q[ev + VE.PGPGIN] += PAGE_SIZE >> 10
 
@@ -278,15 +300,20 @@ class SwapState:
             i64[ns + nid_of(pfn) * NS + VE.NR_SWAPCACHED] += 1
             return pfn, e
 
-        def swapin(slot: int, ra: bool = True) -> tuple[int, bool]:
+        def swapin(slot: int, ra: bool = True, r: int = -1) -> tuple[int, bool]:
             """The folio for slot, locked, with a reference: (pfn, major) or (-1, False)
-            when the slot went away (the caller re-checks its entry), (-2, False) no memory."""
+            when the slot went away (the caller re-checks its entry), (-2, False) no memory.
+            With the caller's vm_swapin record r: a1 the folio + 1, step 1 new in the cache
+            and being read, 2 read, 3 ready (uptodate, on its way to the LRU) and held."""
             for _ in range(10000):
                 pfn = cache_lookup(slot)
                 if pfn >= 0:
                     folio_lock(pfn)
                     fl = u32[PM4 + pfn * MW4]
                     if fl & PG_swapcache and q[PM8 + pfn * MW8 + i_priv] == slot + 1 and fl & PG_uptodate:
+                        if r >= 0:
+                            q[r + 2] = pfn + 1
+                            q[r + 7] = 3
                         if fl & PG_reclaim:                     # a readahead page used: swap_ra_hit
                             fetch_and32((PM4 + pfn * MW4) << 2, ~PG_reclaim & _ALL32)
                             q[ev + VE.SWAP_RA_HIT] += 1
@@ -302,17 +329,52 @@ class SwapState:
                     return -2, False
                 if pfn < 0:
                     continue
+                if r >= 0:                                      # take, record
+                    q[r + 2] = pfn + 1
+                    q[r + 7] = 1
+                    if fp:
+                        fp(P_SWAPIN_NEW)
                 if tp:
                     tp("swapin:new_cached")
-                read(slot, pfn)
+                read(slot, pfn, r)
                 fetch_or32((PM4 + pfn * MW4) << 2, PG_uptodate)
                 if shadow and is_shadow(shadow):
                     workingset.refault(pfn, shadow)
-                self.lru_add(pfn)
+                if r >= 0:
+                    q[r + 7] = 3                                # (lru_add may drain: a death there is
+                self.lru_add(pfn)                               # the drain's; the folio is the batch's)
                 if ra and page_cluster:
                     readahead(slot)
                 return pfn, True
             raise AeroSyncError(f"cpu{cpu}: swap-in of slot {slot} did not settle")
+
+        def swapin_finish(slot: int, pfn: int, step: int) -> int:
+            """Recovery of a dead CPU's vm_swapin record (world stopped).  Step 1 (being
+            read: the slot still has the data) -- the folio leaves the swap cache and is
+            freed; step 2 (read: it may hold the only copy) -- made uptodate and dirty,
+            put on its LRU; steps 2-3 -- unlocked, the dead CPU's reference dropped (a
+            step-3 folio is mapped, in its object, or only cached: each a state a live CPU
+            may meet).  Returns the pages freed."""
+            b4 = PM4 + pfn * MW4
+            if step == 1:
+                dev.lock_slot(slot)
+                if q[stab8 + slot] == pfn << 2:
+                    q[stab8 + slot] = 0
+                    u32[dev.smap4 + slot] &= ~R.SWAP_HAS_CACHE & _ALL32
+                dev.unlock_slot(slot)
+                i64[ns + nid_of(pfn) * NS + VE.NR_SWAPCACHED] -= 1
+                q[PM8 + pfn * MW8 + i_priv] = 0
+                u32[b4] = 0
+                u32[b4 + 2] = 1
+                free_pages(pfn, 0)                          # ours and the cache's, at once
+                return 1
+            if step == 2:
+                fetch_or32(b4 << 2, PG_uptodate | PG_dirty)
+                fetch_add32((b4 + 2) << 2, 1)               # folio_add_lru's reference ...
+                lru.putback(pfn)                            # ... and the drain, as one
+            folio_unlock(pfn)
+            free_pages(pfn, 0)
+            return 0
 
         def readahead(slot: int) -> None:
             """swap_cluster_readahead(): the aligned window of 2^page_cluster slots
@@ -328,18 +390,30 @@ class SwapState:
                 e = q[stab8 + s]
                 if not w & R.SWAP_COUNT_MASK or w & R.SWAP_HAS_CACHE or (e and not e & 1):
                     continue
-                pfn, shadow = new_cached(s)
-                if pfn < 0:
-                    if pfn == -2:
-                        break
-                    continue
-                read(s, pfn)
-                fetch_or32((PM4 + pfn * MW4) << 2, PG_uptodate | PG_reclaim)
-                if shadow and is_shadow(shadow):
-                    workingset.refault(pfn, shadow)
-                self.lru_add(pfn)
-                folio_unlock(pfn)
-                free_pages(pfn, 0)                          # our reference: the cache keeps one
+                r = begin(_OP_SWAPIN, s) if begin is not None else -1
+                try:
+                    pfn, shadow = new_cached(s)
+                    if pfn < 0:
+                        if pfn == -2:
+                            break
+                        continue
+                    if r >= 0:
+                        q[r + 2] = pfn + 1
+                        q[r + 7] = 1
+                    read(s, pfn, r)
+                    fetch_or32((PM4 + pfn * MW4) << 2, PG_uptodate | PG_reclaim)
+                    if shadow and is_shadow(shadow):
+                        workingset.refault(pfn, shadow)
+                    if r >= 0:
+                        q[r + 7] = 3
+                    self.lru_add(pfn)
+                    if r >= 0:
+                        q[r + 7] = 0                        # released before the unlock and put
+                    folio_unlock(pfn)
+                    free_pages(pfn, 0)                      # our reference: the cache keeps one
+                finally:
+                    if r >= 0:
+                        log_end(r)
                 got += 1
             q[ev + VE.SWAP_RA] += got
 
@@ -414,7 +488,16 @@ class SwapState:
 
         def fault_common(mm_id: int, vma: int, va: int, table: int, i: int, expect: int, slot: int,
                          holder: int, hidx: int, write: bool) -> int:
-            pfn, major = swapin(slot)
+            r = begin(_OP_SWAPIN, slot) if begin is not None else -1
+            try:
+                return fault_body(mm_id, vma, va, table, i, expect, slot, holder, hidx, write, r)
+            finally:
+                if r >= 0:
+                    log_end(r)
+
+        def fault_body(mm_id: int, vma: int, va: int, table: int, i: int, expect: int, slot: int,
+                       holder: int, hidx: int, write: bool, r: int) -> int:
+            pfn, major = swapin(slot, True, r)
             if pfn == -2:
                 return VM_FAULT_OOM
             if pfn < 0:
@@ -445,6 +528,8 @@ class SwapState:
                     dev.put(slot)
                 free_if_unused(pfn, slot)
             finally:
+                if r >= 0:
+                    q[r + 7] = 0                            # released before the unlock and put
                 folio_unlock(pfn)
                 free_pages(pfn, 0)
             return VM_FAULT_MAJOR if major else 0
@@ -504,4 +589,5 @@ class SwapState:
         self.write_slot, self.swapin, self.readahead, self.cache_lookup = write_slot, swapin, readahead, cache_lookup
         self.do_swap_page, self.do_obj_swap, self.value_put, self.close = do_swap_page, do_obj_swap, value_put, close
         self.free_if_unused, self.free_swap_and_cache = free_if_unused, free_swap_and_cache
+        self.swapin_finish = swapin_finish
         _ = (cas32, fetch_add32, i_idx)

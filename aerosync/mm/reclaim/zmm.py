@@ -316,31 +316,44 @@ class Zmm:
         def at_inc_locked(field: int) -> None:
             q[H(field)] += 1
 
-        def load(slot: int, pfn: int) -> bool:
+        def load_copy(slot: int, pfn: int) -> int:
+            """The slot's copy (compressed, or the zero marker) read into pfn and left in
+            the pool: its handle, for load_drop once the folio holds the data -- so a CPU
+            dying in between loses nothing -- or 0 (none: read the file)."""
             h = q[szmm8 + slot]
             if not h:
-                return False
+                return 0
             o = PHYS + (pfn << PAGE_SHIFT)
-            if h == ZERO_HANDLE:
-                zlock(lw)
-                if q[szmm8 + slot] != ZERO_HANDLE:
-                    zunlock(lw)
-                    return False
-                q[szmm8 + slot] = 0
-                zunlock(lw)
-                u8[o : o + PAGE_SIZE] = _ZERO
-                q[ev + VE.SWPIN_ZERO] += 1
-                return True
             zlock(lw)
             try:
                 if q[szmm8 + slot] != h:
-                    return False                           # written back meanwhile: read the file
-                data = obj_bytes(h)
-                drop_locked(slot, h)
+                    return 0                               # written back meanwhile: read the file
+                data = obj_bytes(h) if h != ZERO_HANDLE else b""
             finally:
                 zunlock(lw)
-            u8[o : o + PAGE_SIZE] = decomp(data)
-            q[ev + VE.ZSWPIN] += 1
+            if h == ZERO_HANDLE:
+                u8[o : o + PAGE_SIZE] = _ZERO
+                q[ev + VE.SWPIN_ZERO] += 1
+            else:
+                u8[o : o + PAGE_SIZE] = decomp(data)
+                q[ev + VE.ZSWPIN] += 1
+            return h
+
+        def load_drop(slot: int, h: int) -> None:
+            """The copy load_copy read goes (zswap's exclusive load), unless written back
+            or replaced meanwhile."""
+            zlock(lw)
+            try:
+                if q[szmm8 + slot] == h:
+                    drop_locked(slot, h)
+            finally:
+                zunlock(lw)
+
+        def load(slot: int, pfn: int) -> bool:
+            h = load_copy(slot, pfn)
+            if not h:
+                return False
+            load_drop(slot, h)
             return True
 
         def invalidate(slot: int) -> None:
@@ -397,6 +410,7 @@ class Zmm:
             return bool(q[szmm8 + slot])
 
         self.store, self.load, self.invalidate, self.shrink, self.stored = store, load, invalidate, shrink, stored
+        self.load_copy, self.load_drop = load_copy, load_drop
         self.zs_malloc, self.zs_free, self.obj_bytes = zs_malloc, zs_free, obj_bytes
 
 

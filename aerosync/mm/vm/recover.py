@@ -139,6 +139,10 @@ covered, and how each record is resolved:
              writeout was under way (a2) and taken out of the swap cache if no swap
              entry names its slot yet: reclaim_finish.  A folio leaves the record as it
              is freed or just before it is put back.
+  vm_swapin  (a swap-in: the fault's, or a readahead page's) step 1 the new folio in the
+             swap cache being read: out of the cache and freed (the slot still has the
+             data); 2 read: made uptodate and dirty (it may hold the only copy), onto its
+             LRU; 2-3 unlocked and the dead CPU's reference dropped (swapin_finish).
   vm_mm_hold (a system call's reference on an address space, get_task_mm) step 1:
              put (mmput; the exit hook then finds the task's mm as any exit does).
 A record is released by storing its step back to 0 before the release itself (a put, a
@@ -196,7 +200,7 @@ VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
                                  "vm_obj_remove", "vm_collapse", "vm_xa_nodes", "vm_vfree", "vm_purge",
                                  "vm_vb_alloc", "vm_vb_free", "vm_vb_retire", "vm_merge", "vm_mremap",
-                                 "vm_reclaim", "vm_mm_hold")}
+                                 "vm_reclaim", "vm_mm_hold", "vm_swapin")}
 _OP = I.OP
 
 
@@ -309,6 +313,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u64[(T.mm_off(arena, mm_id) + T.M_VMACACHE_SEQ) >> 3] += 1
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
+    elif op == _OP["vm_swapin"]:
+        if s and vm.reclaim is not None and vm.reclaim.swap is not None:
+            got["pages"] += vm.reclaim.swap.swapin_finish(a[0], a[1] - 1, s)
     elif op == _OP["vm_mm_hold"]:
         if s:
             vm.forks.mmput(a[0])

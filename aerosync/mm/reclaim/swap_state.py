@@ -242,13 +242,18 @@ class SwapState:
             """swap_read_folio() into pfn; with a vm_swapin record r, step 2 once the data
             is in the folio (before ZMM's copy goes: from then on it may be the only one)."""
             o = PHYS + (pfn << PAGE_SHIFT)
-            h = zmm.load_copy(slot, pfn) if zmm is not None else 0
-            if h:
-                fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)     # its only copy is in memory now
-                if r >= 0:
-                    q[r + 7] = 2
-                zmm.load_drop(slot, h)
-                return
+            if zmm is not None:
+                if r < 0:
+                    if zmm.load(slot, pfn):
+                        fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)     # its only copy is in memory now
+                        return
+                else:
+                    h = zmm.load_copy(slot, pfn)
+                    if h:
+                        fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
+                        q[r + 7] = 2
+                        zmm.load_drop(slot, h)
+                        return
             data = os.pread(fd(), PAGE_SIZE, slot * PAGE_SIZE)
             if len(data) != PAGE_SIZE:
                 raise AeroSyncError(f"cpu{cpu}: short read from the swap file at slot {slot}")

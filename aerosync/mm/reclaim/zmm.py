@@ -350,10 +350,27 @@ class Zmm:
                 zunlock(lw)
 
         def load(slot: int, pfn: int) -> bool:
-            h = load_copy(slot, pfn)
+            """The exclusive load in one &zmm->lock round trip (the copy taken and dropped
+            under it, decompressed after): robust mode's swap-in uses load_copy and
+            load_drop instead, so that no death finds the copy gone and the folio empty."""
+            h = q[szmm8 + slot]
             if not h:
                 return False
-            load_drop(slot, h)
+            o = PHYS + (pfn << PAGE_SHIFT)
+            zlock(lw)
+            try:
+                if q[szmm8 + slot] != h:
+                    return False                           # written back meanwhile: read the file
+                data = obj_bytes(h) if h != ZERO_HANDLE else b""
+                drop_locked(slot, h)
+            finally:
+                zunlock(lw)
+            if h == ZERO_HANDLE:
+                u8[o : o + PAGE_SIZE] = _ZERO
+                q[ev + VE.SWPIN_ZERO] += 1
+            else:
+                u8[o : o + PAGE_SIZE] = decomp(data)
+                q[ev + VE.ZSWPIN] += 1
             return True
 
         def invalidate(slot: int) -> None:

@@ -229,6 +229,50 @@ def test_kill_inside_a_block_vmalloc(machine, point: str, skip: int) -> None:
     _runs_again(a, p, H.vmblock_driver(rounds=40, seed=2))
 
 
+def test_area_insert_killed_after_its_store_landed_is_undone_from_the_tree(machine) -> None:
+    """A vmalloc whose new area's tree insert stored the area and died in the insert's
+    tail (here right after freeing the node it replaced; in the soak, inside that free)
+    with its record still at step 1, "in no tree": recovery finds the store landed
+    (area_landed: the range is in the record before the insert) and erases the area
+    from the tree before freeing its record (vm_vmalloc here; a new vmap_block's area,
+    vm_vb_alloc, goes through the same check).  Before, the record was freed while the
+    tree still mapped the range to it (VA1 in a vmalloc-storm soak, threads mode)."""
+    import os
+    import signal
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
+
+    def drive(arena, cpu: int) -> None:
+        from aerosync.mm.vm.vm import VM
+
+        vm = VM(arena, cpu)
+        vm.make_current()
+        v = vm.kernel.vmalloc
+        armed = [False]
+        for t in v.trees:
+            real = t.free_node
+
+            def dies(off: int, real=real) -> None:
+                real(off)
+                if armed[0]:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            t.free_node = dies
+        for _ in range(4):
+            armed[0] = True
+            v.vfree(v.vmalloc(300 * 4096))
+        raise AssertionError("no insert replaced a node")
+
+    pid, killed = H.run_child(a, 0, drive)
+    assert killed
+    recs = [r for r in I.read_records(a, 0) if r.name in ("vm_vb_alloc", "vm_vmalloc")]
+    assert [(r.name, r.step) for r in recs] == [("vm_vmalloc", 1)], recs
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    _runs_again(a, p, H.vmblock_driver(rounds=40, seed=2))
+
+
 # (point, skip) -> the step of the vm_vmalloc record of a vmap() the death lands in, with
 # the vmap driver: the area's record had, its tree insert allocating (1); in its tree,
 # the caller's pages being mapped, a page table allocating (2).

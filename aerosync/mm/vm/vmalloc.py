@@ -423,10 +423,13 @@ class Vmalloc:
                 s = t.mas_empty_area(lo, hi - 1, need)
                 if s >= 0:
                     s = (s + align - 1) & ~(align - 1)
+                    # the range first (nobody sees the record before the insert): a death
+                    # in the insert -- freeing the nodes it replaced -- after its store
+                    # landed is told from one before it by area_landed()
+                    q[(va + VL.VA_START) >> 3] = s
+                    q[(va + VL.VA_END) >> 3] = s + size
+                    u32[(va + VL.VA_NID) >> 2] = n
                     if t.mtree_insert_range(s, s + size - 1, va) == 0:
-                        q[(va + VL.VA_START) >> 3] = s
-                        q[(va + VL.VA_END) >> 3] = s + size
-                        u32[(va + VL.VA_NID) >> 2] = n
                         u32[(va + VL.VA_FLAGS) >> 2] = flags        # BUSY is set once mapped
                         q[(no + VL.VN_NR_BUSY) >> 3] += 1
                         if r >= 0:
@@ -1164,6 +1167,20 @@ class Vmalloc:
                 poison_tail(addr, size, npages)
             return addr
 
+        def area_landed(va: int) -> bool:
+            """Recovery of a step-1 area record (its tree insert in flight): did the
+            insert's store land (the slice's tree maps the record's range to it)?  Then
+            the insert's own bookkeeping (the busy count) is done here and the caller
+            undoes it as an area in its tree."""
+            s = q[(va + VL.VA_START) >> 3]
+            if not s:
+                return False
+            n = u32[(va + VL.VA_NID) >> 2]
+            if n >= len(trees) or trees[n].mtree_load(s) != va:
+                return False
+            q[(nodes[n] + VL.VN_NR_BUSY) >> 3] += 1
+            return True
+
         def vb_alloc_undo(vb: int, addr: int, n: int, inhand: int, r: int = -1, size: int = 0,
                           va: int = 0, step: int = 3) -> int:
             """A logged block allocation that failed, or that a dead CPU left (recovery,
@@ -1172,9 +1189,9 @@ class Vmalloc:
             page frees: marked dirty, never visible to anyone else); at step 1 the new
             block's area record is freed, at step 2 its unpublished area erased.
             Returns 0 (the failed allocation's address)."""
-            if step == 1:
+            if step == 1 and not area_landed(va):
                 va_free(va + VOFF)
-            elif step == 2:
+            elif step in (1, 2):
                 remove_area(va)
             elif step == 3:
                 unmap_range(addr, n - 1, True)
@@ -1197,7 +1214,7 @@ class Vmalloc:
             allocation's address)."""
             if step < 1:
                 return 0
-            if step == 1:
+            if step == 1 and not area_landed(va):
                 va_free(va + VOFF)
                 return 0
             fl = u32[(va + VL.VA_FLAGS) >> 2]

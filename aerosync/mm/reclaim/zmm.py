@@ -24,7 +24,7 @@ first two bytes hold the next free object's index.
 Lock: one pool lock "&zmm->lock" (ObjSpinLock in the reclaim header) for classes,
 zspages, handles, the LRU and the statistics; compression and decompression run outside
 it.  A slot's handle is set under the pool lock by the CPU that owns the slot's swap
-cache folio (swap-out) and cleared by load (that CPU again), by invalidate (the slot
+cache folio (swap-out) and cleared by load or load_drop (that CPU again), by invalidate (the slot
 being freed: &ci->lock held -> pool lock) or by writeback, which holds the slot's
 &ci->lock across decompress + write, so a concurrent swap-in either finds the handle
 (and loads under the pool lock, rechecking it) or finds it gone and reads the file,
@@ -111,6 +111,8 @@ class Zmm:
       store(slot, pfn) -> bool     compress the page into the pool (False: rejected --
                                    incompressible, pool full, no memory: write it to the file)
       load(slot, pfn) -> bool      decompress into pfn and drop the copy (False: not stored)
+      load_copy(slot, pfn) -> h / load_drop(slot, h)   the same in two pool-lock holds, the
+                                   copy kept until the folio holds the data (robust swap-in)
       invalidate(slot)             the slot was freed (&ci->lock held)
       shrink(nr) -> written back   the pool's LRU writes its oldest entries to the swap file
       stored(slot) -> bool
@@ -316,10 +318,12 @@ class Zmm:
         def at_inc_locked(field: int) -> None:
             q[H(field)] += 1
 
-        def load_copy(slot: int, pfn: int) -> int:
-            """The slot's copy (compressed, or the zero marker) read into pfn and left in
-            the pool: its handle, for load_drop once the folio holds the data -- so a CPU
-            dying in between loses nothing -- or 0 (none: read the file)."""
+        def load_copy(slot: int, pfn: int, drop: bool = False) -> int:
+            """The slot's copy (compressed, or the zero marker) read into pfn: its handle,
+            or 0 (none: read the file).  Left in the pool for load_drop once the folio
+            holds the data -- so a CPU dying in between loses nothing (robust mode's
+            swap-in) -- unless `drop`: then it goes under the same &zmm->lock hold
+            (load: one round trip)."""
             h = q[szmm8 + slot]
             if not h:
                 return 0
@@ -329,6 +333,8 @@ class Zmm:
                 if q[szmm8 + slot] != h:
                     return 0                               # written back meanwhile: read the file
                 data = obj_bytes(h) if h != ZERO_HANDLE else b""
+                if drop:
+                    drop_locked(slot, h)
             finally:
                 zunlock(lw)
             if h == ZERO_HANDLE:
@@ -350,28 +356,8 @@ class Zmm:
                 zunlock(lw)
 
         def load(slot: int, pfn: int) -> bool:
-            """The exclusive load in one &zmm->lock round trip (the copy taken and dropped
-            under it, decompressed after): robust mode's swap-in uses load_copy and
-            load_drop instead, so that no death finds the copy gone and the folio empty."""
-            h = q[szmm8 + slot]
-            if not h:
-                return False
-            o = PHYS + (pfn << PAGE_SHIFT)
-            zlock(lw)
-            try:
-                if q[szmm8 + slot] != h:
-                    return False                           # written back meanwhile: read the file
-                data = obj_bytes(h) if h != ZERO_HANDLE else b""
-                drop_locked(slot, h)
-            finally:
-                zunlock(lw)
-            if h == ZERO_HANDLE:
-                u8[o : o + PAGE_SIZE] = _ZERO
-                q[ev + VE.SWPIN_ZERO] += 1
-            else:
-                u8[o : o + PAGE_SIZE] = decomp(data)
-                q[ev + VE.ZSWPIN] += 1
-            return True
+            """zswap's exclusive load: the copy read into pfn and dropped."""
+            return bool(load_copy(slot, pfn, True))
 
         def invalidate(slot: int) -> None:
             h = q[szmm8 + slot]

@@ -594,7 +594,11 @@ class _Deaths:
         from aerosync.mm.cpuhp import cpuhp_offline_mm
 
         for rec in recs.values():
-            recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm, release=False)
+            try:
+                recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm, release=False)
+            except AeroSyncError as e:             # state no step of its log explains (a kill from outside)
+                raise AeroSyncError(f"recovering cpu{rec.cpu} (died at {rec.died_at or 'a signal'}, records "
+                                    f"{rec.records}) failed: {e}") from e
         for rec in recs.values():                  # after the round's last: one may hold what another needs
             recovery.release_kept(arena, rec)
         for r in (mm_check(arena), slab_check(arena), vm_check(arena)):

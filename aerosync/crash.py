@@ -35,6 +35,7 @@ from aerosync.mm import intent as I
 __all__ = ["FaultDriver", "CrashLog", "check_fault", "check_recovery", "REARM_S"]
 
 REARM_S = 1.0
+OUTSIDE = "(killed from outside)"     # died_at of a death at no fault point
 
 
 def check_fault(scn: Any, nr_cpus: int) -> None:
@@ -157,7 +158,7 @@ class CrashLog:
                 "objects_recovered": sum(r["objects"] for r in self.recoveries),
                 "recovery_ms_median": round(statistics.median(ms), 3) if ms else None,
                 "recovery_ms_max": round(max(ms), 3) if ms else None,
-                "died_at": _count(r["died_at"] or "(killed from outside)" for r in self.recoveries),
+                "died_at": _count(r["died_at"] or OUTSIDE for r in self.recoveries),
                 "recoveries": self.recoveries}
 
     @staticmethod
@@ -171,6 +172,9 @@ class CrashLog:
         top = sorted(d["died_at"].items(), key=lambda kv: -kv[1])[:6]
         lines.append("    died at: " + ", ".join(f"{k} x{v}" for k, v in top)
                      + (f", ... ({len(d['died_at'])} points)" if len(d["died_at"]) > 6 else ""))
+        if OUTSIDE in d["died_at"]:
+            lines.append("    (a kill from outside lands between fault points: recovery is exact at the points "
+                         "-- mm/intent.py -- and the invariant checks say whether it repaired this one)")
         return lines
 
 

@@ -554,3 +554,24 @@ def test_recovery_races_a_second_death(machine) -> None:
     assert not killed
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
     H.check_all(a)
+
+
+def test_a_cyclic_cpu_freelist_stops_the_flush_instead_of_looping(machine) -> None:
+    """A death outside every fault point (a kill from outside) may leave a CPU freelist
+    that loops back on itself; the offline flush recovery runs (deactivate_slab) then
+    raises SlabError naming the slab instead of walking the chain forever."""
+    from aerosync.mm.slab import slab_common as SC
+    from aerosync.mm.slab.slub import SlabError, Slub
+
+    a = machine(slab=True)
+    c = Slub(a, 0).cache("kmalloc-256")
+    x = c.alloc()
+    info = SC.cache_info(a, c.id)
+    ko = SC._cpu_off(a, c.id, 0, int(a.config["nr_cpus"]), SC._geo(a)[3])
+    pfn = a.u64[(ko + SC.K_SLAB) >> 3]
+    head = a.u64[(ko + SC.K_FREELIST_TID) >> 3] & 0xFFFF_FFFF
+    assert (x - SC.VBASE) >> 12 == pfn and head < info["objects"] and not info["random"]
+    fp = a.off("physmem") + (pfn << 12) + head * info["size"] + info["red_left_pad"] + info["offset"]
+    a.u32[fp >> 2] = head                                   # the head's free pointer: itself
+    with pytest.raises(SlabError, match=rf"deactivate_slab\(pfn {pfn}\).*a cycle"):
+        c.flush_cpu(0)

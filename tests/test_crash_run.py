@@ -63,6 +63,20 @@ def test_kill_random_continue() -> None:
     assert d["workload"]["corrupt"] == 0
 
 
+def test_summary_says_a_kill_from_outside_is_checked_not_guaranteed() -> None:
+    """Deaths at fault points are listed by point; a death at none (a kill from outside)
+    adds the line saying recovery is exact only at the points."""
+    from aerosync.crash import OUTSIDE, CrashLog
+
+    d = {"deaths": 3, "on_cpu_death": "continue", "restarts": 3, "pages_recovered": 1, "objects_recovered": 2,
+         "recovery_ms_median": 40.0, "recovery_ms_max": 50.0, "died_at": {"pcp:refill:linked": 2}}
+    lines = CrashLog.summary_lines(d)
+    assert "pcp:refill:linked x2" in lines[1] and len(lines) == 2
+    d["died_at"][OUTSIDE] = 1
+    lines = CrashLog.summary_lines(d)
+    assert len(lines) == 3 and "between fault points" in lines[2]
+
+
 @pytest.mark.parametrize(("extra", "key"), [
     ('[fault]\nkill_at = "no:such:point"\n', "fault.kill_at"),
     ('[fault]\nkill_at = "Bad Name"\n', "fault.kill_at"),

@@ -709,6 +709,9 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             cnt += 1
             tail_i = i
             i = fp_get(pfn, i)
+            if cnt > objects:                         # a cycle: never loop (recovery runs this)
+                raise SlabError(f"{kc.name}: deactivate_slab(pfn {pfn}): the cpu freelist chain from "
+                                f"{chain} is longer than a slab's {objects} objects (a cycle)")
         to_tail = load64(w) & _LO != NIL32           # DEACTIVATE_REMOTE_FREES -> DEACTIVATE_TO_TAIL
         u8[m + M_LIST] = LIST_NONE                   # before the CAS (see get_freelist)
         while True:

@@ -25,6 +25,7 @@ from aerosync.mm.reclaim.workingset import pack_shadow, refault_distance, unpack
 from aerosync.mm.reclaim.zmm import class_of, zmm_stats
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.tlb import tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from workers.workloads.reclaim import page_bytes
 
@@ -371,15 +372,13 @@ def test_msync_waits_for_a_locked_folio_and_writes_it(rm, tmp_path) -> None:
     import threading
     import time
 
-    from aerosync.mm.vm.pgtable import PTE_PFN_MASK
-
     a, cpu = rm(swap_mb=0)
     path = tmp_path / "data"
     path.write_bytes(bytes(4 * PG))
     fid = cpu.file_create("d", 4 * PG, path=str(path))
     addr = cpu.mmap(0, 4 * PG, RW, M.MAP_SHARED, fid, 0)
     cpu.store(addr + PG, page_bytes(0, 1, 1))
-    pfn = (cpu.mmu.translate(addr + PG, False) & PTE_PFN_MASK) >> 12
+    pfn = tlb_entry_pfn(cpu.mmu.translate(addr + PG, False), cpu.arena.off("physmem") >> 3)
     flock = cpu.reclaim.flock
     assert flock.trylock(pfn)                                   # "reclaim" holds the folio
     wb = cpu.reclaim.writeback

@@ -27,7 +27,7 @@ from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.reclaim.page_writeback import RATELIMIT_PAGES, dirty_limits
 from aerosync.mm.reclaim.swapfile import si_swapinfo, swapoff
 from aerosync.mm.vm import mmap as M
-from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+from aerosync.mm.vm.tlb import tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from workers.workloads.reclaim import page_bytes
 
@@ -54,7 +54,7 @@ def _ev(a) -> dict:
 
 
 def _pfn(cpu: VM, va: int) -> int:
-    return (cpu.mmu.translate(va, False) & PTE_PFN_MASK) >> 12
+    return tlb_entry_pfn(cpu.mmu.translate(va, False), cpu.arena.off("physmem") >> 3)
 
 
 def _node_zids(cpu: VM) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.check import vm_check
-from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+from aerosync.mm.vm.tlb import tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from tests.test_vm_races import Other, finish, stop_all, two_cpus
 from tests.tree_helpers import NodeCache, snapshot
@@ -376,7 +376,7 @@ def test_two_cpus_first_write_to_one_page(machine) -> None:
     assert gate.is_set()
     hooks.clear_points()
     assert A2.load64(addr + PG + 8) == 1 and A2.load64(addr + PG + 16) == 2
-    pfn = (A2.mmu.translate(addr + PG, False) & PTE_PFN_MASK) >> 12
+    pfn = tlb_entry_pfn(A2.mmu.translate(addr + PG, False), a.off("physmem") >> 3)
     pa = page_array(a)
     batched = sum(1 for x in R.pcpu_batch_pfns(a) if x == pfn)          # lru_add batch references
     assert pa["mapcount"][pfn] == 1 and pa["refcount"][pfn] == 2 + batched

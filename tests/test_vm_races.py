@@ -26,9 +26,11 @@ from aerosync.mm import hooks
 from aerosync.mm.pmm.check import check
 from aerosync.mm.pmm.page import page_array
 from aerosync.mm.pmm.vm_event import fold_vm_events
+from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.memory import SEGV_ACCERR, SEGV_MAPERR, SegmentationFault
 from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+from aerosync.mm.vm.tlb import tlb_entry, tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from aerosync.sync import waithook as W
 
@@ -226,7 +228,11 @@ def test_shootdown_before_page_reuse(machine) -> None:
     A.store64(addr, 99)
     assert A.load64(addr) == 99                  # A caches the translation
     key = A.tlb.key_base | (addr >> 12)
-    pfn = (A.tlb.entries[key] & PTE_PFN_MASK) >> 12
+    p8 = a.off("physmem") >> 3
+    pfn = tlb_entry_pfn(A.tlb.entries[key], p8)
+    root = a.u64[(T.mm_off(a, A.current_mm()) + T.M_PGD) >> 3]
+    pte = a.u64[p8 + (A.pt.walk(root, addr) << 9) + ((addr >> 12) & 511)]
+    assert A.tlb.entries[key] == tlb_entry(pte, p8) and (pte & PTE_PFN_MASK) >> 12 == pfn   # mmu's inlined fill
     seen: dict[str, object] = {}
 
     def before_flush(_name: str) -> None:        # on B: PTE cleared, A may still cache it

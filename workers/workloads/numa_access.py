@@ -53,7 +53,6 @@ from aerosync.mm.numa.numa_maps import numa_maps_text, task_locality
 from aerosync.mm.numa.numa_vm import attach
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
-from aerosync.mm.vm.pgtable import PTE_PFN_MASK
 from aerosync.mm.vm.vm import VM
 from workers.workloads._common import counter_index
 from workers.workloads._vm import (
@@ -281,6 +280,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     entries = vm.tlb.entries
     tlb_get = entries.get
     node_b = arena.off("pagemeta") + 7
+    P8 = arena.off("physmem") >> 3                  # TLB entries: the page's u64 index << 12 (tlb.py)
     rnd = rng.random
     sample_ns = params.sample_ms * 1_000_000
     migrate_ns = int(params.migrate_at_s * 1e9)
@@ -450,7 +450,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
                 if verify and got != q[eb + page]:
                     bad += 1
             e = tlb_get(kb | (va >> 12))
-            if e is not None and u8[node_b + ((e & PTE_PFN_MASK) >> 6)] == mynid:
+            if e is not None and u8[node_b + (((e >> 12) - P8) >> 3)] == mynid:     # tlb_entry_pfn << 6
                 local += 1
             acc += 1
         st["seq"], st["pos"] = seq, pos

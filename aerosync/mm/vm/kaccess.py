@@ -137,8 +137,9 @@ class KernelAccess:
                     raise fault(addr, write, "not-present page")
             if write and not e & _PAGE_RW:
                 raise fault(addr, write, "[PROT] permissions violation")
-            fill(kkey | (addr >> PAGE_SHIFT), e)
-            return e
+            x = (P8 + ((e & PTE_PFN_MASK) >> 3)) << 12 | (e & 0xFFF)        # tlb.py's tlb_entry(e)
+            fill(kkey | (addr >> PAGE_SHIFT), x)
+            return x
 
         def translate(addr: int, write: bool) -> int:
             """Arena offset of addr (the access must not cross a page of the vmalloc
@@ -151,7 +152,7 @@ class KernelAccess:
                 e = get(kkey | (addr >> PAGE_SHIFT))
                 if e is None:
                     e = walk(addr, write)
-                return PHYS + (e & PTE_PFN_MASK) + (addr & (PAGE_SIZE - 1))
+                return ((e >> 12) << 3) + (addr & (PAGE_SIZE - 1))
             if KF_LO <= addr < KF_HI:
                 return kf_translate(addr, write)
             raise fault(addr, write, "not-present page")

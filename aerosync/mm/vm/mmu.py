@@ -8,11 +8,13 @@ arch/x86/mm/fault.c's entry into the kernel's fault handler (do_user_addr_fault)
 Unit: one access of up to 4096 bytes inside one page.
 
 API (closures): load(va, n) -> bytes, store(va, data), load64(va) -> int, store64(va, v)
-(va 8-byte aligned), translate(va, write) -> leaf entry, set_root(pfn, key_base).
+(va 8-byte aligned), translate(va, write) -> TLB entry (tlb.py's tlb_entry: tlb_entry_pfn
+gives its pfn), set_root(pfn, key_base).
 
 Hot path (measured by `aerosync bench vm` as tlb_hit_access_ns): poll this CPU's
 ipi_pending word (IPIs are taken between accesses, never inside one), one dict lookup of
-asid|vpn, a permission test on the cached entry, one memoryview access.  Everything
+asid|vpn, a permission test on the cached entry (tlb.py's encoding: the page's u64 index
+<< 12 | flags), one memoryview access.  Everything
 else -- the walk, A/D updates, the fault -- is the slow path.
 
 Ownership: the TLB is this CPU's (tlb.py); page tables are shared: a walk reads entries
@@ -116,8 +118,9 @@ class Mmu:
                     if cas(i << 3, e, e | need) != e:
                         continue                   # changed under us: walk again
                     e |= need
-                fill(kb | (va >> PAGE_SHIFT), e)
-                return e
+                x = (P8 + ((e & PTE_PFN_MASK) >> 3)) << 12 | (e & 0xFFF)      # tlb_entry(e)
+                fill(kb | (va >> PAGE_SHIFT), x)
+                return x
 
         def walk4(va: int, write: bool) -> int:
             """walk() for 4-level tables, unrolled (measured: 141 -> ~60 bytecodes a walk)."""
@@ -142,8 +145,9 @@ class Mmu:
                 if cas(i << 3, e, e | need) != e:
                     return walk(va, write)          # changed under us: the careful loop
                 e |= need
-            fill(kb | (va >> PAGE_SHIFT), e)
-            return e
+            x = (P8 + ((e & PTE_PFN_MASK) >> 3)) << 12 | (e & 0xFFF)          # tlb_entry(e)
+            fill(kb | (va >> PAGE_SHIFT), x)
+            return x
 
         if top == 4:
             walk = walk4
@@ -157,16 +161,18 @@ class Mmu:
                 return e
             e = fault(va, write)
             if e > 0:                           # the entry the fault installed, A (and D) set
-                fill(kb | (va >> PAGE_SHIFT), e)
-                return e
+                x = (P8 + ((e & PTE_PFN_MASK) >> 3)) << 12 | (e & 0xFFF)      # tlb_entry(e)
+                fill(kb | (va >> PAGE_SHIFT), x)
+                return x
             for _ in range(MAX_FAULT_RETRIES - 1):
                 e = walk(va, write)
                 if e >= 0:
                     return e
                 e = fault(va, write)
                 if e > 0:                       # the entry the fault installed, A (and D) set
-                    fill(kb | (va >> PAGE_SHIFT), e)
-                    return e
+                    x = (P8 + ((e & PTE_PFN_MASK) >> 3)) << 12 | (e & 0xFFF)  # tlb_entry(e)
+                    fill(kb | (va >> PAGE_SHIFT), x)
+                    return x
             raise AeroSyncError(f"cpu{cpu}: access to {va:#x} ({'write' if write else 'read'}) still faults after "
                                 f"{MAX_FAULT_RETRIES} page faults")
 
@@ -176,7 +182,7 @@ class Mmu:
             e = get(kb | (va >> PAGE_SHIFT))
             if e is None:
                 e = translate(va, False)
-            o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+            o = ((e >> 12) << 3) + (va & 4095)
             return bytes(u8[o : o + n])
 
         def store(va: int, data: bytes) -> None:
@@ -185,7 +191,7 @@ class Mmu:
             e = get(kb | (va >> PAGE_SHIFT))
             if e is None or e & _RW_D != _RW_D:
                 e = translate(va, True)
-            o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+            o = ((e >> 12) << 3) + (va & 4095)
             u8[o : o + len(data)] = data
 
         def load64(va: int) -> int:
@@ -194,7 +200,7 @@ class Mmu:
             e = get(kb | (va >> PAGE_SHIFT))
             if e is None:
                 e = translate(va, False)
-            return q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)]
+            return q[(e >> 12) + ((va & 4095) >> 3)]
 
         def store64(va: int, v: int) -> None:
             if q[pend_i]:
@@ -202,7 +208,7 @@ class Mmu:
             e = get(kb | (va >> PAGE_SHIFT))
             if e is None or e & _RW_D != _RW_D:
                 e = translate(va, True)
-            q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)] = v
+            q[(e >> 12) + ((va & 4095) >> 3)] = v
 
         costs = access_costs(arena, cpu)
         if costs is not None:
@@ -223,10 +229,10 @@ class Mmu:
                 e = get(kb | (va >> PAGE_SHIFT))
                 if e is None:
                     e = translate(va, False)
-                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                c = costs[u8[node_b + (((e >> 12) - P8) >> 3)]]
                 if c:
                     spin(c)
-                o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+                o = ((e >> 12) << 3) + (va & 4095)
                 return bytes(u8[o : o + n])
 
             def store(va: int, data: bytes) -> None:
@@ -235,10 +241,10 @@ class Mmu:
                 e = get(kb | (va >> PAGE_SHIFT))
                 if e is None or e & _RW_D != _RW_D:
                     e = translate(va, True)
-                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                c = costs[u8[node_b + (((e >> 12) - P8) >> 3)]]
                 if c:
                     spin(c)
-                o = PHYS + (e & PTE_PFN_MASK) + (va & 4095)
+                o = ((e >> 12) << 3) + (va & 4095)
                 u8[o : o + len(data)] = data
 
             def load64(va: int) -> int:
@@ -247,10 +253,10 @@ class Mmu:
                 e = get(kb | (va >> PAGE_SHIFT))
                 if e is None:
                     e = translate(va, False)
-                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                c = costs[u8[node_b + (((e >> 12) - P8) >> 3)]]
                 if c:
                     spin(c)
-                return q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)]
+                return q[(e >> 12) + ((va & 4095) >> 3)]
 
             def store64(va: int, v: int) -> None:
                 if q[pend_i]:
@@ -258,10 +264,10 @@ class Mmu:
                 e = get(kb | (va >> PAGE_SHIFT))
                 if e is None or e & _RW_D != _RW_D:
                     e = translate(va, True)
-                c = costs[u8[node_b + ((e & PTE_PFN_MASK) >> 6)]]
+                c = costs[u8[node_b + (((e >> 12) - P8) >> 3)]]
                 if c:
                     spin(c)
-                q[P8 + ((e & PTE_PFN_MASK) >> 3) + ((va & 4095) >> 3)] = v
+                q[(e >> 12) + ((va & 4095) >> 3)] = v
 
         self.costs = costs
         self.set_root, self.walk, self.translate = set_root, walk, translate

@@ -416,3 +416,38 @@ def test_unbalanced_node_drops_boosting_for_normal_reclaim(rm) -> None:
     assert sum(cpu.load(addr + i * PG, PG) != page_bytes(0, i, 1) for i in range(n)) == 0
     cpu.munmap(addr, n * PG)
     _clean(a, cpu)
+
+
+def test_oom_workload_retries_a_respawn_refused_with_enomem(machine, monkeypatch) -> None:
+    """reclaim's oom mode: after the OOM killer ends the task, a new task refused with
+    ENOMEM (the other CPUs took what the kill freed) is counted and retried at the next
+    operation; the worker does not die of it (a reclaim-oom soak lost its worker so)."""
+    import random
+
+    from aerosync.mm.vm.mm_types import VMError
+    from workers.workloads import reclaim as W
+    from workers.workloads._common import counter_index
+
+    params = W.Params(mode="oom", ws_factor=2.0)
+    a = machine(nr_pages=2048, nr_cpus=1, slab=True, vm={}, reclaim={"swap_size": 0},
+                extra=W.sections(params, 1))
+    W.setup(a, params, 1)
+    real, refused = VM.task_create, []
+
+    def task_create(self, comm: str, *args, **kw):
+        if len(refused) < 3:                       # the first three respawns: no memory
+            refused.append(comm)
+            raise VMError("ENOMEM", "mm_alloc: no page for the page-table root")
+        return real(self, comm, *args, **kw)
+
+    batch = W.make_batch(a, 0, params, random.Random(1))
+    monkeypatch.setattr(VM, "task_create", task_create)
+    c0 = counter_index(a, 0, 0)
+    names = dict(zip(W.COUNTERS, range(c0, c0 + len(W.COUNTERS))))
+    for _ in range(400):
+        batch(64)
+        if a.u64[names["killed"]] >= 2:
+            break
+    assert a.u64[names["killed"]] >= 2, "the task was never OOM-killed twice"
+    assert a.u64[names["respawn_enomem"]] == 3 and len(refused) == 3
+    assert a.u64[names["corrupt"]] == 0

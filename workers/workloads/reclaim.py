@@ -16,7 +16,8 @@ Modes ([workload] mode):
   oom       anonymous memory allocated until the OOM killer ends the task; the CPU
             starts a new task and goes on (the run survives).
 Operation = one page accessed.  Counters: accesses, writes, corrupt (bytes that came back
-wrong: the run's reclaim_data_mismatches), majfault (this CPU's major faults), killed.
+wrong: the run's reclaim_data_mismatches), majfault (this CPU's major faults), killed,
+respawn_enomem (oom: a new task or region refused with ENOMEM after a kill, retried).
 
 Belady's OPT as the yardstick (record_trace, default on; not in oom mode, where nothing
 anonymous can be evicted): each CPU records every page access -- its start time, the
@@ -46,13 +47,14 @@ from aerosync.mm.reclaim.oom_kill import TaskKilled
 from aerosync.mm.reclaim.opt import ZipfSampler
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm.filemap import expected_page
+from aerosync.mm.vm.mm_types import VMError
 from aerosync.params import TMP_PREFIX
 from workers.workloads._common import counter_index
 from workers.workloads._vm import cpu_vm, hold_region, recover, release_mm, setup_mm, vmwork_section
 
 __all__ = ["Params", "COUNTERS", "sections", "setup", "make_batch", "report", "recover", "page_bytes", "opt_report"]
 
-COUNTERS: tuple[str, ...] = ("accesses", "writes", "corrupt", "majfault", "killed")
+COUNTERS: tuple[str, ...] = ("accesses", "writes", "corrupt", "majfault", "killed", "respawn_enomem")
 PG = 4096
 MODES = ("compress", "thrash", "stream", "dirty", "oom")
 
@@ -126,13 +128,14 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     vm, _tid = cpu_vm(arena, cpu, f"reclaim-{params.mode}")
     q = arena.u64
     c0 = counter_index(arena, cpu, 0)
-    c_acc, c_wr, c_bad, c_maj, c_killed = c0, c0 + 1, c0 + 2, c0 + 3, c0 + 4
+    c_acc, c_wr, c_bad, c_maj, c_killed, c_enomem = c0, c0 + 1, c0 + 2, c0 + 3, c0 + 4, c0 + 5
     ev_maj = VE.vm_event_base(arena, cpu) + VE.PGMAJFAULT
     maj0 = q[ev_maj]
     ncpu = max(1, _workers(arena))
     npages = max(16, int(int(arena.config["nr_pages"]) * params.ws_factor) // ncpu)
     RW, ANON = M.PROT_READ | M.PROT_WRITE, M.MAP_PRIVATE | M.MAP_ANONYMOUS
-    st: dict = {"addr": 0, "ver": {}, "i": 0, "fid": -1, "path": None, "hot": 0}
+    st: dict = {"addr": 0, "ver": {}, "i": 0, "fid": -1, "path": None, "hot": 0,
+                "respawn": 0}        # oom: 1 a task to create after a kill, 2 its region to map
     mode = params.mode
 
     def new_region() -> None:
@@ -220,6 +223,8 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
                 end(own | i)
             q[c_wr] += 1
         else:                                              # oom: grow until killed
+            if st["respawn"] and not respawn():
+                return
             try:
                 access(st["i"] % npages, True)
                 st["i"] += 1
@@ -228,10 +233,25 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
                 tid = vm.current_task()
                 vm.exit(tid, 9)
                 vm.reap(tid)
-                t2 = vm.task_create(f"reclaim-{mode}")
-                vm.switch_to(t2)
-                new_region()
-                st["i"] = 0
+                st["respawn"] = 1
+                respawn()
+
+    def respawn() -> bool:
+        """A new task and region after an OOM kill, as init respawns a service.  ENOMEM
+        (the other CPUs' tasks took what the kill freed) is counted and tried again at
+        the next operation, as a shell retries a fork that failed with -ENOMEM."""
+        try:
+            if st["respawn"] == 1:
+                vm.switch_to(vm.task_create(f"reclaim-{mode}"))
+                st["respawn"] = 2
+            new_region()
+        except VMError as e:
+            if e.errno_name != "ENOMEM":
+                raise
+            q[c_enomem] += 1
+            return False
+        st["respawn"], st["i"] = 0, 0
+        return True
 
     def batch(n: int) -> None:
         for _ in range(n):

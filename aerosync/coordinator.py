@@ -80,7 +80,7 @@ from aerosync.errors import (
 from aerosync.hotplug import Hotplug, check_events
 from aerosync.mm import recovery
 from aerosync.mm.boot import boot, machine_sections
-from aerosync.mm.cpuhp import cpuhp_check
+from aerosync.mm.cpuhp import cpuhp_check, cpuhp_offline_mm, hp_state
 from aerosync.mm.pmm import mmzone as Z
 from aerosync.mm.pmm.check import check as mm_check
 from aerosync.mm.reclaim.check import reclaim_report
@@ -481,6 +481,12 @@ def run(scn: Scenario, *, on_sample: Any = None, on_tick: Any = None, ready_only
                             + (f"refused: {e['refused']}" if "refused" in e else f"not run: {e['skipped']}")
                             for e in hp.log if "refused" in e or "skipped" in e)
         result.workload = mod.report(arena, scn.workload, result.to_dict())
+        # The report acts as CPU 0, which may be offline (dead with on_cpu_death = "stop",
+        # or unplugged): what its frees left in that CPU's PCP lists and magazines goes
+        # back as the unplug's teardown would (idempotent), before H1 looks.
+        for c in range(sim.nr_cpus):
+            if hp_state(arena, c) == L.HP_OFFLINE:
+                cpuhp_offline_mm(arena, c)
         # After the workload gave back what it could: the whole-machine invariant check.
         reports = (mm_check(arena), slab_check(arena), vm_check(arena, final=True), reclaim_report(arena))
         offline_held = cpuhp_check(arena)       # H1: an offline CPU holds nothing
@@ -591,8 +597,6 @@ class _Deaths:
                 if not _killed(procs[e.cpu]):
                     raise
                 todo = [e.cpu]
-        from aerosync.mm.cpuhp import cpuhp_offline_mm
-
         for rec in recs.values():
             try:
                 recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm, release=False)
@@ -624,8 +628,6 @@ class _Deaths:
     def recover_stopped(self, cpus: list[int]) -> None:
         """CPUs killed while the run was stopping, every worker gone: recover them alone
         (the world is stopped already); they stay dead."""
-        from aerosync.mm.cpuhp import cpuhp_offline_mm
-
         t0 = time.perf_counter()
         for c in cpus:
             rec = recovery.takeover(self.arena, self.procs[c].pid or 0, c)

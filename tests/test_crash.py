@@ -575,3 +575,60 @@ def test_a_cyclic_cpu_freelist_stops_the_flush_instead_of_looping(machine) -> No
     a.u32[fp >> 2] = head                                   # the head's free pointer: itself
     with pytest.raises(SlabError, match=rf"deactivate_slab\(pfn {pfn}\).*a cycle"):
         c.flush_cpu(0)
+
+
+def test_collapse_killed_with_an_entry_in_both_trees_is_not_put_twice_by_a_live_collapse(machine) -> None:
+    """Threads mode, the bad interleaving a fork-cow soak met (R2: a folio one reference
+    short).  CPU 0's forked child exits: its shadow goes and the parent's top object P
+    absorbs its backing X (collapse); CPU 0 dies with one entry stored into P and not yet
+    erased from X (vm:collapse:stored).  Before recovery (phase A: the dead CPU's object
+    locks were released) the live CPU 1, a thread of the same mm, forks and its child
+    exits: P is collapsed into the new top, then X -- whose tree still has the entry,
+    though the folio's mapping and reference are the top's.  X's destroy must leave such a
+    duplicate alone (untree), else the folio loses a reference it still has in a tree
+    and a PTE.  Then recovery, the checkers, and nothing lost."""
+    from aerosync.mm import recovery
+    from aerosync.mm.cpuhp import cpuhp_offline_mm
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=4096)
+    live = VM(a, 1)
+    live.make_current()
+    lt = live.task_create("live")
+    live.switch_to(lt)
+    mm = live.current_mm()
+    n = 8
+
+    def drive(arena, cpu: int) -> None:
+        vm, tid = H.task_vm(arena, cpu, "dies", mm)
+        addr = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(n):
+            vm.store64(addr + i * 4096, 100 + i)
+        child = vm.fork()
+        vm.store64(addr, 7)                                # one COW copy in the parent's top
+        vm.switch_to(child)
+        vm.exit()                                          # the child's shadow goes: collapse
+
+    pid, killed = H.run_child(a, 0, drive, "vm:collapse:stored", 0, poll=live.tlb.handle_ipi)
+    assert killed
+    assert [r.name for r in I.read_records(a, 0)][:2] == ["vm_collapse", "vm_obj_destroy"]
+    rec = recovery.takeover(a, pid, 0)
+    region = [(s, e) for s, e, _v in live.vmas.tree(mm).mt_for_each(0, (1 << 47) - 1) if e - s + 1 == n * 4096]
+    assert len(region) == 1
+    addr = region[0][0]
+    child = live.fork()                                    # the live thread: fork, the child exits
+    live.switch_to(child)
+    live.exit()
+    live.switch_to(lt)
+    live.reap(child)
+    assert [live.load64(addr + i * 4096) for i in range(n)] == [7, *range(101, 100 + n)]
+    recovery.recover_cpu(a, rec, H.vm_recover_hook, offline=cpuhp_offline_mm)
+    H.check_all(a)
+    assert [live.load64(addr + i * 4096) for i in range(n)] == [7, *range(101, 100 + n)]
+    live.exit()
+    live.reap(lt)
+    live.leave()
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}

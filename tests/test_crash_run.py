@@ -101,6 +101,22 @@ def test_fault_needs_a_recovery_mode() -> None:
     assert ei.value.key == "run.on_cpu_death"
 
 
+def test_cpu0_stopped_dead_inside_a_collapse_of_the_shared_mm() -> None:
+    """fork-cow in threads mode, CPU 0 killed with a collapse half-way (an entry in both
+    trees, vm:collapse:stored) and left dead ("stop"): CPU 1 forks on meanwhile (before
+    and after the recovery), the run's report acts as the offline CPU 0 -- and the
+    checkers pass: no folio put twice (R2), and the report's frees do not stay in the
+    offline CPU's caches (H1)."""
+    scn = _scn('[run]\nworkload = "fork_cow"\nduration = 3\non_cpu_death = "stop"\n'
+               '[machine]\ncpus = 2\nmemory = "256M"\n[vm]\nmm = "threads"\n'
+               '[fault]\nkill_at = "vm:collapse:stored"\nkill_cpu = 0\nkill_skip = 1\n')
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    assert d["crash"]["deaths"] == 1 and d["crash"]["recoveries"][0]["died_at"] == "vm:collapse:stored"
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert d["workload"]["corrupt"] == 0 and d["workload"]["leaked_pages"] == 0
+
+
 def test_vm_threads_mode_survives_deaths() -> None:
     """page_fault1 with one mm for both CPUs (threads): a CPU killed at VM and allocator
     points is recovered (its mmu_gather's pages freed after a shootdown of the shared mm,

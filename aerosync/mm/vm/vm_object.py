@@ -262,14 +262,30 @@ class VmObjects:
         def free_record(o: int) -> None:
             cache_free(addr_of(o))
 
-        def untree(entries: Any) -> list[int]:
+        def not_ours(b: int, e: int) -> bool:
+            """Folio entry e (struct page at u64 index b), in a tree whose object its
+            mapping does not name: is the copy another's?  A collapse that died between
+            its store into the child and its erase from the backing (vm:collapse:stored)
+            leaves the entry in both trees, the reference and the mapping the child's;
+            before recovery erases the backing's copy, a live CPU's collapse and destroy
+            of the backing may meet it.  It is another's when the object its mapping
+            names holds it at its index, or when no object does (the copy outlived the
+            folio's free).  Not another's: the store never landed (the collapse died at
+            step 1 with the mapping already set), so the copy is still the backing's."""
+            m = q[b + i_map] & ~3
+            return not m or xa_load(m + O_TREE, q[b + i_idx]) == e
+
+        def untree(o: int, entries: Any) -> list[int]:
             """Entries that left o's tree, (index, entry) pairs: each folio's mapping and
             index cleared (its tree reference is the caller's to put), each swap value's
-            reference dropped.  Returns the folios' pfns."""
+            reference dropped.  Returns the folios' pfns.  A copy another object owns
+            (`not_ours`) is left alone: neither put nor cleared."""
             pfns: list[int] = []
             for _idx, e in entries:
                 if not e & 3:                              # a folio
                     b = PM8 + (e >> 2) * mw
+                    if q[b + i_map] & ~3 != o and not_ours(b, e):
+                        continue
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
                     pfns.append(e >> 2)
@@ -295,7 +311,7 @@ class VmObjects:
             """The last reference went: mark o dead (mark_dead), empty its tree, drop its
             reference on the backing, free it after RCU."""
             back = mark_dead(o)
-            pfns = untree(xa.drain(o + O_TREE))
+            pfns = untree(o, xa.drain(o + O_TREE))
             if pfns:
                 folios_put(pfns)                           # the tree's references, one batch
             if back:
@@ -334,7 +350,7 @@ class VmObjects:
                         xa_erase(o + O_TREE, idx)
                     elif e & 3:
                         e = 0                          # a value already dropped: never twice
-                    pfns = untree([(idx, e)]) if e else []
+                    pfns = untree(o, [(idx, e)]) if e else []
                     for pfn in pfns:
                         free_pages(pfn, 0)
                 if step < 3:
@@ -348,7 +364,7 @@ class VmObjects:
                             q[r + 3] = e
                             q[r + 7] = 2
                         xa_erase(o + O_TREE, idx)
-                        pfns = untree([(idx, e)])
+                        pfns = untree(o, [(idx, e)])
                         if r >= 0:
                             q[r + 7] = 1               # the put follows
                         for pfn in pfns:
@@ -588,14 +604,18 @@ class VmObjects:
                             idx = bidx - off
                             if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
                                 continue
+                            folio = is_folio_entry(e)
+                            if folio:
+                                b = PM8 + entry_pfn(e) * mw
+                                if q[b + i_map] & ~3 != back and not_ours(b, e):
+                                    continue           # another's copy: destroy leaves it too
                             if r >= 0:                 # vm_collapse: this entry's move in flight
                                 q[r + 3] = bidx
                                 q[r + 4] = e
                                 q[r + 5] = idx
                                 q[r + 7] = 1
-                            folio = is_folio_entry(e)
                             if folio:                  # the folio says o before o's tree has it
-                                b = PM8 + entry_pfn(e) * mw     # (insert's order): a lock-free
+                                #                        (insert's order): a lock-free
                                 q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
                                 q[b + i_idx] = idx     # tree rechecks mapping/index and retries
                             if xa_store(o + O_TREE, idx, e) < 0:
@@ -677,7 +697,7 @@ class VmObjects:
                 down_write(o + O_LOCK)
                 try:
                     got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
-                    pfns = untree(got)
+                    pfns = untree(o, got)
                     if pfns:
                         fetch_add(o + O_NR_PAGES, -len(pfns) & _U64)
                 finally:
@@ -714,7 +734,7 @@ class VmObjects:
                         q[r + 3] = e
                         q[r + 7] = 1
                         xa_erase(root, idx)
-                        pfns = untree([(idx, e)])
+                        pfns = untree(o, [(idx, e)])
                         if pfns:
                             fetch_add(o + O_NR_PAGES, _U64)
                         q[r + 7] = 2
@@ -741,7 +761,7 @@ class VmObjects:
             if step == 1:
                 if xa_load(o + O_TREE, idx) == e:
                     xa_erase(o + O_TREE, idx)
-                pfns = untree([(idx, e)])
+                pfns = untree(o, [(idx, e)])
                 if pfns:
                     fetch_add(o + O_NR_PAGES, _U64)
             else:
@@ -766,8 +786,8 @@ class VmObjects:
                 if folio:
                     fetch_add(o + O_NR_PAGES, 1)
                     fetch_add(back + O_NR_PAGES, _U64)
-            if xa_load(back + O_TREE, bidx) == e:
-                xa_erase(back + O_TREE, bidx)
+            if xa_load(back + O_TREE, bidx) == e and not (folio and q[PM8 + entry_pfn(e) * mw + i_map] & ~3 == back):
+                xa_erase(back + O_TREE, bidx)          # (unless back was freed and reused: its own entry)
 
         def mark_zero(o: int, first: int, last: int) -> None:
             """Hide what o's backing chain holds at [first, last): ZERO markers (a

@@ -844,7 +844,13 @@ def _run_loop_body(arena: Arena, scn: Scenario, procs: list[mp.process.BaseProce
         if scn.run.watchdog:
             _watchdog(arena, procs, scn.run.watchdog)
         if scn.run.check_interval and now >= next_check:
-            live_checks.append(_live_check(arena, procs))
+            try:
+                live_checks.append(_live_check(arena, procs))
+            except WorkerDied as e:
+                if deaths is None or not _killed(procs[e.cpu]):
+                    raise
+                # killed (a fault point) while the world stopped for the check: the check
+                # is skipped and the next wait above recovers the death
             next_check = time.perf_counter() + scn.run.check_interval
         if deadline is not None and now >= deadline:
             break
@@ -927,7 +933,12 @@ def _proc_at_stop(arena: Arena, procs: list[mp.process.BaseProcess]) -> dict[str
 
     if not vm_ready(arena) or not any(t["mm"] > 0 for t in tasks_json(arena)):
         return {}
-    _park_all(arena, procs, "task views at stop")
+    try:
+        _park_all(arena, procs, "task views at stop")
+    except WorkerDied as e:
+        if not _killed(procs[e.cpu]):
+            raise
+        return {}           # a kill armed before the stop fired: _stop recovers it (no views)
     return procfs.snapshot_tasks(arena)
 
 

@@ -117,6 +117,31 @@ def test_cpu0_stopped_dead_inside_a_collapse_of_the_shared_mm() -> None:
     assert d["workload"]["corrupt"] == 0 and d["workload"]["leaked_pages"] == 0
 
 
+def test_a_death_while_the_world_stops_for_a_live_check_is_recovered(monkeypatch) -> None:
+    """A CPU killed while the coordinator stops the world for a live invariant check (here
+    forced: killed from outside as the check begins) is recovered as any death -- the
+    check is skipped -- instead of ending the run (a reclaim-thrash soak ended so)."""
+    import signal
+
+    real = coordinator._live_check
+    state = {"killed": 0}
+
+    def live_check(arena, procs):
+        if not state["killed"]:
+            state["killed"] = procs[1].pid
+            os.kill(procs[1].pid, signal.SIGKILL)
+        return real(arena, procs)
+
+    monkeypatch.setattr(coordinator, "_live_check", live_check)
+    scn = _scn(BASE.format(d=3, mode="continue").replace("[machine]", "check_interval = 0.3\n[machine]"))
+    res = coordinator.run(scn)
+    d = res.to_dict()
+    assert state["killed"] and d["crash"]["deaths"] == 1 and d["crash"]["restarts"] == 1
+    assert d["crash"]["recoveries"][0]["cpu"] == 1
+    assert res.mm_check["ok"], res.mm_check["violations"]
+    assert res.mm_check["live_checks"] and all(c["ok"] for c in res.mm_check["live_checks"])
+
+
 def test_vm_threads_mode_survives_deaths() -> None:
     """page_fault1 with one mm for both CPUs (threads): a CPU killed at VM and allocator
     points is recovered (its mmu_gather's pages freed after a shootdown of the shared mm,

@@ -602,7 +602,7 @@ def test_collapse_killed_with_an_entry_in_both_trees_is_not_put_twice_by_a_live_
     n = 8
 
     def drive(arena, cpu: int) -> None:
-        vm, tid = H.task_vm(arena, cpu, "dies", mm)
+        vm, _tid = H.task_vm(arena, cpu, "dies", mm)
         addr = vm.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
         for i in range(n):
             vm.store64(addr + i * 4096, 100 + i)
@@ -632,3 +632,22 @@ def test_collapse_killed_with_an_entry_in_both_trees_is_not_put_twice_by_a_live_
     live.leave()
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+
+
+def test_a_task_without_an_mm_exits_in_robust_mode(machine) -> None:
+    """An mm-less task (numa_access's idle task for task placement) exits and is reaped
+    with the vm_task_exit record open -- it logged mm -1 into an unsigned word and the
+    worker died in its teardown (a numa-task-placement soak)."""
+    from aerosync.arena import layout as AL
+    from aerosync.mm.vm.vm import VM
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"})
+    assert AL.robust_mode(a.config)
+    vm = VM(a, 0)
+    idle = vm.task_create("idle", mm=-1, new_mm=False)
+    vm.exit(idle)
+    vm.reap(idle)                                      # (raises unless a zombie)
+    vm.leave()
+    assert I.read_records(a, 0) == []
+    H.check_all(a)

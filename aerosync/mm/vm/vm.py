@@ -234,7 +234,7 @@ class VM:
         # robust mode: a vm_task_exit record (0 exiting, 1 its stack released -- the mm's
         # user goes next; 2 done): recovery finishes the exit and takes its family
         lg = self.mm.log if L.robust_mode(a.config) else None
-        r = lg.begin(_OP_TASK_EXIT, tid, mm_id) if lg is not None else -1
+        r = lg.begin(_OP_TASK_EXIT, tid, max(mm_id, 0)) if lg is not None else -1   # (no mm: 0, never put)
         try:
             q[(o + T.T_MM) >> 3] = 0
             q[(o + T.T_CPU) >> 3] = 0

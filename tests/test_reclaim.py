@@ -9,11 +9,12 @@ import os
 import random
 import re
 
+import numpy as np
 import pytest
 
 from aerosync.errors import ScenarioError
 from aerosync.mm.pmm.check import check
-from aerosync.mm.pmm.page import PG_lru
+from aerosync.mm.pmm.page import PG_lru, PG_swapcache, page_array
 from aerosync.mm.pmm.page_alloc import AllocFailureWarning
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.reclaim import layout as R
@@ -25,6 +26,7 @@ from aerosync.mm.reclaim.workingset import pack_shadow, refault_distance, unpack
 from aerosync.mm.reclaim.zmm import class_of, zmm_stats
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.check import vm_check
 from aerosync.mm.vm.tlb import tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from workers.workloads.reclaim import page_bytes
@@ -92,6 +94,14 @@ def test_fork_cow_across_swap(rm) -> None:
         cpu.store(addr + i * PG, page_bytes(0, i, 2))
     cpu.switch_to(child)
     assert _verify(cpu, addr, n) == 0                      # the child still sees version 1
+    # the child's swap-ins left folios in the backing's tree and in the swap cache (the
+    # parent's swap PTEs keep their slots): R2 counts the cache's reference
+    pa = page_array(a)
+    both = int(np.count_nonzero((pa["flags"] & PG_swapcache != 0) & (pa["mapping"] != 0)))
+    del pa
+    assert both > 0
+    rep = vm_check(a)
+    assert rep.ok, str(rep)
     cpu.exit()
     cpu.reap(child)
     cpu.switch_to(parent)

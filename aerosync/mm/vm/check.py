@@ -35,8 +35,10 @@ the IDs the VM modules' docstrings already name keep their meaning):
       VMA has VM_WRITE.
   R1  every page's mapcount == the PTEs mapping it (all mms; the zero page: none).
   R2  refcount == (1 if in an object's tree) + mapcount (+ 1 per per-CPU lru_add batch
-      slot holding it, mm/reclaim) for every mapped or cached folio, and every mapped
-      folio (but the zero page) is in an object's tree.
+      slot holding it, + 1 while in the swap cache: mm/reclaim) for every mapped or
+      cached folio, and every mapped folio (but the zero page) is in an object's tree.
+      (A folio is in a tree and the swap cache at once when a swap-in leaves counts on
+      its slot: a forked child's swap-in while the parent keeps its swap PTE.)
   R3  every present PTE maps the folio the VMA's object chain (or the file's page
       cache) holds at that address's index; a zero-page PTE only where the chain
       holds no folio; a writable PTE of a private mapping maps a folio of the VMA's
@@ -104,7 +106,16 @@ from typing import Any
 import numpy as np
 
 from aerosync.mm.pmm.check import CheckReport, _extent_cover, _Sink, run_checker
-from aerosync.mm.pmm.page import PAGE_MAPPING_ANON, PG_buddy, PG_pcp, PG_reserved, PG_slab, PG_table, PG_tail
+from aerosync.mm.pmm.page import (
+    PAGE_MAPPING_ANON,
+    PG_buddy,
+    PG_pcp,
+    PG_reserved,
+    PG_slab,
+    PG_swapcache,
+    PG_table,
+    PG_tail,
+)
 from aerosync.mm.pmm.vm_event import fold_node_stats
 from aerosync.mm.reclaim.layout import pcpu_batch_pfns
 from aerosync.mm.vm import mm_types as T
@@ -750,11 +761,12 @@ class _Checker:
                lambda p: f"mapcount {int(self.mapc[p])}, {int(self.mapped[p])} PTEs")
         live = (self.in_tree > 0) | (self.mapped > 0)
         live[zero] = False
-        want = self.in_tree + self.mapped + self.batched
+        cached = ((self.flags & PG_swapcache) != 0).astype(np.int64)
+        want = self.in_tree + self.mapped + self.batched + cached
         bad = np.flatnonzero(live & (self.ref != want))
-        s.many("R2", bad, "refcount == (in a tree) + PTEs + lru_add batch slots",
+        s.many("R2", bad, "refcount == (in a tree) + PTEs + lru_add batch slots + (in the swap cache)",
                lambda p: f"refcount {int(self.ref[p])}, in {int(self.in_tree[p])} tree(s), {int(self.mapped[p])} PTEs, "
-                         f"{int(self.batched[p])} batch slots")
+                         f"{int(self.batched[p])} batch slots, {'in' if cached[p] else 'not in'} the swap cache")
         bad = np.flatnonzero((self.mapped > 0) & (self.in_tree == 0))
         bad = bad[bad != zero]
         s.many("R2", bad, "a mapped folio is in an object's tree",

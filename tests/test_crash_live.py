@@ -102,6 +102,64 @@ def _fork_exit(live: VM, lt: int, vmas: list[tuple[int, int]]) -> None:
     live.reap(child)
 
 
+def _dead_file_thread(mm: int, rounds: int = 30, seed: int = 1):
+    """File faults in M: the generated file mapped private or shared, pages read (misses
+    read in with readahead, fault-around maps neighbours) and some written."""
+    def drive(arena, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm, _tid = H.task_vm(arena, cpu, "dies", mm)
+        fid = vm.file_lookup(H.VM_FILE)
+        size = H.VM_FILE_PAGES * PG
+        for k in range(rounds):
+            a = vm.mmap(0, size, RW, M.MAP_SHARED if k % 3 == 2 else M.MAP_PRIVATE, fid, 0)
+            for p in rng.sample(range(H.VM_FILE_PAGES), 12):
+                vm.load64(a + p * PG)
+                if rng.random() < 0.4:
+                    vm.store64(a + p * PG + 64, k)
+            if k % 2:
+                vm.munmap(a, size)
+
+    return drive
+
+
+def _dead_reclaim_thread(mm: int, pages: int = 3000):
+    """Memory pressure in M (a machine of 2048 pages with swap): the faults reclaim
+    (isolate, swap out, put back), the reads back swap in."""
+    def drive(arena, cpu: int) -> None:
+        vm, _tid = H.task_vm(arena, cpu, "dies", mm)
+        a = vm.mmap(0, pages * PG, RW, ANON)
+        for i in range(pages):
+            vm.store64(a + i * PG, i)
+        for i in range(0, pages, 7):
+            vm.load64(a + i * PG)
+
+    return drive
+
+
+def _dead_migrate_thread(mm: int, pages: int = 40, rounds: int = 6):
+    """NUMA migration in M (two nodes): move_pages batches (the fast path) and
+    migrate_to_node one folio at a time (the object walk), round after round."""
+    def drive(arena, cpu: int) -> None:
+        from aerosync.mm.numa.numa_vm import attach
+        from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+
+        vm, _tid = H.task_vm(arena, cpu, "dies", mm)
+        numa = attach(vm)
+        mig = numa.migrate
+        a = vm.mmap(0, pages * PG, RW, ANON)
+        for p in range(pages):
+            vm.store64(a + p * PG, p)
+        for r in range(rounds):
+            dest = (r + 1) & 1
+            numa.move_pages(0, [a + p * PG for p in range(0, pages, 2)], [dest] * (pages // 2))
+            for p in range(1, pages, 2):
+                e = mig.entry_at(mm, a + p * PG)
+                if e & 1:
+                    mig.migrate_to_node(mm, (e & PTE_PFN_MASK) >> 12, dest)
+
+    return drive
+
+
 def _live_work(live: VM, lt: int, mm: int, rng: random.Random) -> None:
     """CPU 1: a fork and exit (before any split, so the chains collapse), work on
     everything M maps, another fork and exit, its own region."""
@@ -151,17 +209,44 @@ def _recover_answering_ipis(a, rec, live: VM) -> None:
         th.join()
 
 
-@pytest.mark.parametrize("skip", [0, 5])
-@pytest.mark.parametrize("point", POINTS)
-def test_live_threads_work_on_before_the_recovery(machine, point: str, skip: int) -> None:
+# kind -> (the dead thread's driver, machine, its points with the passes to let go)
+KINDS = {
+    "file": (_dead_file_thread, {"nr_pages": 4096},
+             [("vm:fault:found_accounted", 5), ("vm:fault:file_held", 3), ("vm:filemap:page", 2),
+              ("vm:filemap:inserted", 4), ("vm:fault:installed", 20), ("vm:munmap:unmapped", 1)]),
+    "reclaim": (_dead_reclaim_thread, {"nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+                [("vm:reclaim:isolated", 0), ("vm:reclaim:isolated", 4), ("vm:reclaim:swapcache", 0),
+                 ("vm:reclaim:unmapped", 9), ("vm:reclaim:written", 3), ("vm:swapin:new", 2)]),
+    "migrate": (_dead_migrate_thread, {"nr_pages": 4096, "nr_nodes": 2, "numa": {}},
+                [("vm:migrate:isolated", 0), ("vm:migrate:unmapped", 3), ("vm:migrate:moved", 7),
+                 ("vm:migrate:moved", 30)]),
+}
+CASES = [("mix", pt, sk) for pt in POINTS for sk in (0, 5)] + \
+        [(kind, pt, sk) for kind, (_d, _m, plan) in KINDS.items() for pt, sk in plan]
+
+
+@pytest.mark.parametrize(("kind", "point", "skip"), CASES)
+def test_live_threads_work_on_before_the_recovery(machine, kind: str, point: str, skip: int) -> None:
+    from aerosync.mm.reclaim.swapfile import swapoff
+
     p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=4096)
+    drv, cfg = (_dead_thread, {"nr_pages": 4096}) if kind == "mix" else KINDS[kind][:2]
+    a = H.soak_machine(machine, p, vm={"mm": "threads"}, **cfg)
+    try:
+        _live_case(a, p, kind, drv, point, skip)
+    finally:
+        if kind == "reclaim":
+            swapoff(a)
+
+
+def _live_case(a, p, kind: str, drv, point: str, skip: int) -> None:
+    files = (H.vm_file_setup(a, p),) if kind == "file" else ()
     live = VM(a, 1)
     live.make_current()
     lt = live.task_create("live")
     live.switch_to(lt)
     mm = live.current_mm()
-    pid, killed = H.run_child(a, 0, _dead_thread(mm), point, skip, poll=live.tlb.handle_ipi)
+    pid, killed = H.run_child(a, 0, drv(mm), point, skip, poll=live.tlb.handle_ipi)
     assert killed, f"cpu0 never reached {point} (after {skip} passes)"
     assert I.read_records(a, 0)
     rec = recovery.takeover(a, pid, 0)
@@ -176,4 +261,4 @@ def test_live_threads_work_on_before_the_recovery(machine, point: str, skip: int
     live.reap(lt)
     live.leave()
     H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    assert H.lost(a, p, 2, files) == {"pages": 0, "objects": 0}

@@ -28,8 +28,9 @@ from aerosync.mm.pmm.page import page_array
 from aerosync.mm.pmm.vm_event import fold_vm_events
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
+from aerosync.mm.vm.check import vm_check
 from aerosync.mm.vm.memory import SEGV_ACCERR, SEGV_MAPERR, SegmentationFault
-from aerosync.mm.vm.pgtable import PTE_PFN_MASK
+from aerosync.mm.vm.pgtable import _PAGE_ACCESSED, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import tlb_entry, tlb_entry_pfn
 from aerosync.mm.vm.vm import VM
 from aerosync.sync import waithook as W
@@ -456,3 +457,44 @@ def test_adjacent_munmaps_serialise_and_free_the_shared_table(machine) -> None:
     finish(a, A2, B2)
     A.leave()
     B.leave()
+
+
+def test_cow_copy_whose_pte_changed_leaves_the_tree(machine) -> None:
+    """A COW fault's PTE changed between the copy and its replace (here as reclaim's
+    aging clears the accessed bit; reclaim may also unmap the old page there): the copy
+    leaves the object's tree again, as wp_page_copy releases it.  Left in the tree, the
+    object held one page while the PTE mapped another (R3) -- and once reclaim swapped
+    the old page out, a swap-in mapped a folio no object held (nr_anon_pages and the rss
+    counters drifted in fork-cow under swap pressure)."""
+    a = machine(nr_pages=4096, nr_cpus=1, slab=True, vm={})
+    state = {"armed": False}
+
+    def age_the_pte(_name: str) -> None:
+        if not state["armed"]:
+            return
+        state["armed"] = False
+        t = A.pt.walk(root, addr)
+        i = (a.off("physmem") >> 3) + (t << 9) + ((addr >> 12) & 511)
+        e = a.u64[i]
+        assert e & _PAGE_ACCESSED
+        assert a.atomic.cas64(i << 3, e, e & ~_PAGE_ACCESSED) == e     # test_and_clear_young
+
+    hooks.set_point("cow:copied", age_the_pte)
+    A = VM(a, 0)                                     # built with the point set
+    A.switch_to(A.task_create("p"))
+    addr = A.mmap(0, PG, RW, ANON)
+    A.store64(addr, 5)
+    child = A.fork()
+    root = a.u64[(T.mm_off(a, A.current_mm()) + T.M_PGD) >> 3]
+    state["armed"] = True
+    assert A.memory.do_user_addr_fault(addr, True) <= 0      # the replace failed: walk again
+    assert not state["armed"]
+    rep = vm_check(a)
+    assert rep.ok, str(rep)                                    # the copy is not in the tree
+    A.store64(addr, 6)                                         # the retry copies and maps
+    assert A.load64(addr) == 6
+    A.switch_to(child)
+    assert A.load64(addr) == 5
+    A.exit()
+    A.reap(child)
+    assert vm_check(a).ok

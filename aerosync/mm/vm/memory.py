@@ -615,6 +615,22 @@ class Memory:
                 okind = kind_of((expect & PTE_PFN_MASK) >> PAGE_SHIFT)
                 if not replace(mm_id, table, i, va, expect, e):
                     unmap_account(mm_id, pfn, kind)
+                    if got == pfn:
+                        # The PTE changed (reclaim's aging cleared A, or unmapped the old
+                        # page): a copy we made leaves the tree again, as wp_page_copy
+                        # releases it -- left there, the object would hold one page while
+                        # the PTE maps (or, swapped out, names) another, and a swap-in
+                        # would then map a folio no object holds (R3; nr_anon_pages and
+                        # the rss counters drifted in fork-cow under swap pressure).
+                        obj_down_write(obj + 16)
+                        try:
+                            gone = objs_remove_locked(obj, idx, pfn)
+                        finally:
+                            obj_up_write(obj + 16)
+                        if gone:
+                            if r >= 0:
+                                q[r + 7] = 0         # the tree's reference is ours: put below
+                            free_pages(pfn, 0)
                     return 0
                 if not expect & _PAGE_SPECIAL:
                     unmap_account(mm_id, (expect & PTE_PFN_MASK) >> PAGE_SHIFT, okind)

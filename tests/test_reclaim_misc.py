@@ -21,6 +21,7 @@ from aerosync.mm.pmm.gfp import (
     MIGRATE_UNMOVABLE,
 )
 from aerosync.mm.pmm.page import PG_lru, PG_swapbacked
+from aerosync.mm.pmm.page_alloc import AllocFailureWarning
 from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
@@ -444,10 +445,11 @@ def test_oom_workload_retries_a_respawn_refused_with_enomem(machine, monkeypatch
     monkeypatch.setattr(VM, "task_create", task_create)
     c0 = counter_index(a, 0, 0)
     names = dict(zip(W.COUNTERS, range(c0, c0 + len(W.COUNTERS))))
-    for _ in range(400):
-        batch(64)
-        if a.u64[names["killed"]] >= 2:
-            break
+    with pytest.warns(AllocFailureWarning, match="page allocation failure"):   # the OOM's warn_alloc
+        for _ in range(400):
+            batch(64)
+            if a.u64[names["killed"]] >= 2:
+                break
     assert a.u64[names["killed"]] >= 2, "the task was never OOM-killed twice"
     assert a.u64[names["respawn_enomem"]] == 3 and len(refused) == 3
     assert a.u64[names["corrupt"]] == 0

@@ -657,8 +657,9 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _worker_died(arena: Arena, c: int, p: mp.process.BaseProcess) -> WorkerDied:
-    """Name the dead CPU, its pid, how it ended, its traceback and the locks it held."""
+def _worker_died(arena: Arena, c: int, p: mp.process.BaseProcess, when: str = "") -> WorkerDied:
+    """Name the dead CPU, its pid, how it ended, its traceback, the locks it held and
+    (`when`) the phase of the run the death was met in."""
     p.join(1.0)
     tb = _errtext(arena, c)
     cause = _describe_exit(p.exitcode)
@@ -667,6 +668,8 @@ def _worker_died(arena: Arena, c: int, p: mp.process.BaseProcess) -> WorkerDied:
     held = locks_held_by(arena, p.pid or 0)
     if held:
         cause += "; it held " + ", ".join(name for _, name, _ in held)
+    if when:
+        cause += f" ({when})"
     return WorkerDied(c, p.pid or 0, cause, tb)
 
 
@@ -915,7 +918,7 @@ def _park_all(arena: Arena, procs: list[mp.process.BaseProcess], why: str, stall
             return
         for c in pending:
             if c < len(procs) and not procs[c].is_alive():      # (kthread CPUs come after the workers)
-                raise _worker_died(arena, c, procs[c])
+                raise _worker_died(arena, c, procs[c], f"met while the world stopped for the {why}")
         if stall_s is not None and time.perf_counter() > stall:
             raise _ParkStalled(pending)
         if time.perf_counter() > deadline:
@@ -1061,7 +1064,8 @@ def _stop(arena: Arena, procs: list[mp.process.BaseProcess], deaths: _Deaths | N
             deaths.recover_stopped(late)
     for c, p in enumerate(procs):
         if p.exitcode not in (0, None) and (deaths is None or c not in deaths.dead):
-            raise _worker_died(arena, c, p)
+            raise _worker_died(arena, c, p, "met while the run was stopping" + (
+                "; a death there is recovered only once every worker has left" if deaths is not None else ""))
     # What follows (closing sample, workload.report freeing ring leftovers as cpu 0 with
     # MM(arena, 0), the final check) needs every worker gone: a worker still in its
     # teardown would race the report on cpu 0's lists and the rings.  The caller's

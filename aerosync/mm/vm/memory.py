@@ -36,10 +36,13 @@ waiting for that PTE lock answer the IPI from their wait loop.
 
 Page references: a folio in an object's tree holds one reference for the tree; every
 PTE mapping it holds one more and one mapcount (the zero page, _PAGE_SPECIAL, holds
-none).  Counters: mm rss (MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES / MM_SWAPENTS:
-this CPU's part of the mm's percpu_counter, mm_types.py "rss"),
-nr_anon_pages / nr_mapped (node of the page, when a mapcount goes 0 -> 1 -> 0),
-pgfault / pgmajfault, the vma_lock_* events.
+none).  A COW copy enters the top object before its PTE replaces the old page's; if
+that PTE changed meanwhile (pte_same fails: reclaim aged or unmapped it), the copy
+leaves the tree again (object lock only, the PTE lock released), so at rest a PTE and
+its VMA's object chain never name different pages (R3).  Counters: mm rss
+(MM_ANONPAGES / MM_FILEPAGES / MM_SHMEMPAGES / MM_SWAPENTS: this CPU's part of the
+mm's percpu_counter, mm_types.py "rss"), nr_anon_pages / nr_mapped (node of the page,
+when a mapcount goes 0 -> 1 -> 0), pgfault / pgmajfault, the vma_lock_* events.
 
 Dirty throttling: a write fault that newly dirties a page of a shared mapping of a real
 file (do_shared_fault, wp_page_shared) returns VM_FAULT_DIRTY_SHARED, and finish() --
@@ -362,7 +365,7 @@ class Memory:
         rcu_read_lock, rcu_read_unlock = rcu.read_lock, rcu.read_unlock
         objs_alloc, objs_put, objs_insert, objs_nomem = objs.alloc, objs.put, objs.insert, objs.nomem
         objs_lookup, chain_lookup, objs_shadow = objs.lookup, objs.chain_lookup, objs.shadow
-        objs_link_vma, objs_remove_locked = objs.link_vma, objs.remove_locked
+        objs_link_vma, objs_remove_locked, objs_remove = objs.link_vma, objs.remove_locked, objs.remove
         objs_insert_locked = objs.insert_locked
         get_folio, file_obj = files.get_folio, files.file_obj
         flush_tlb_mm_range, flush_one = tlb.flush_tlb_mm_range, tlb.flush_one
@@ -615,22 +618,16 @@ class Memory:
                 okind = kind_of((expect & PTE_PFN_MASK) >> PAGE_SHIFT)
                 if not replace(mm_id, table, i, va, expect, e):
                     unmap_account(mm_id, pfn, kind)
-                    if got == pfn:
-                        # The PTE changed (reclaim's aging cleared A, or unmapped the old
-                        # page): a copy we made leaves the tree again, as wp_page_copy
-                        # releases it -- left there, the object would hold one page while
-                        # the PTE maps (or, swapped out, names) another, and a swap-in
-                        # would then map a folio no object holds (R3; nr_anon_pages and
-                        # the rss counters drifted in fork-cow under swap pressure).
-                        obj_down_write(obj + 16)
-                        try:
-                            gone = objs_remove_locked(obj, idx, pfn)
-                        finally:
-                            obj_up_write(obj + 16)
-                        if gone:
-                            if r >= 0:
-                                q[r + 7] = 0         # the tree's reference is ours: put below
-                            free_pages(pfn, 0)
+                    # The PTE changed (reclaim's aging cleared A, or unmapped the old
+                    # page): a copy we made leaves the tree again, as wp_page_copy
+                    # releases it -- left there, the object would hold one page while
+                    # the PTE maps (or, swapped out, names) another, and a swap-in
+                    # would then map a folio no object holds (R3; nr_anon_pages and
+                    # the rss counters drifted in fork-cow under swap pressure).
+                    if got == pfn and objs_remove(obj, idx, pfn):
+                        if r >= 0:
+                            q[r + 7] = 0             # the tree's reference is ours: put below
+                        free_pages(pfn, 0)
                     return 0
                 if not expect & _PAGE_SPECIAL:
                     unmap_account(mm_id, (expect & PTE_PFN_MASK) >> PAGE_SHIFT, okind)

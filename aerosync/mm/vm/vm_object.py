@@ -69,7 +69,11 @@ vnode object) when quiescent; O4 no folio is in two trees; O5 nr_pages == folios
 the tree when no fault is inserting (nr_pages changes by atomic fetch_add: the leaf
 insert counts its page outside the object lock, so it is exact at every release of
 the object's lock only if no such insert is in flight; quiescent, always); O6 every
-VMA on an object's list has vm_object == the object. A folio leaves a tree (mapping and
+VMA on an object's list has vm_object == the object.  O1 and O4 have one exception
+between a CPU's death and its recovery: a collapse killed after its store into the
+child (vm:collapse:stored) leaves the entry in the backing's tree too, its mapping and
+reference the child's; live CPUs may meet it first, so untree and the collapse loop
+leave a copy another object holds alone (not_ours).  A folio leaves a tree (mapping and
 index cleared) before the tree's reference is dropped, and only after its PTEs are gone
 and flushed (the mmu_gather ran first), so no page is freed while mapped.
 """

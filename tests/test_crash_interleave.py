@@ -8,6 +8,9 @@ CPU held alone.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from aerosync.mm import intent as I
@@ -776,6 +779,32 @@ def _read64(arena, vm, mm_id: int, va: int) -> int:
     return q[(phys + (e & PTE_PFN_MASK) + (va & 4095)) >> 3]
 
 
+@contextlib.contextmanager
+def _threads_under_pressure(machine, n: int) -> Iterator[tuple]:
+    """A threads-mode machine of 2048 pages (MGLRU, swap to ZMM) whose live thread on
+    cpu1 maps n anonymous pages: yields (arena, the live VM, the mm, the region); then
+    the live thread unmaps it and exits, the checkers pass and nothing is lost.  The
+    swap file goes whatever happens."""
+    from aerosync.mm.reclaim.swapfile import swapoff
+    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=2048,
+                       reclaim={"lru": "mglru", "swap_size": 16 << 20, "zmm": True})
+    try:
+        vm1, t1 = H.task_vm(a, 1, "live")
+        addr = vm1.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        yield a, vm1, vm1.cur[1], addr
+        vm1.munmap(addr, n * 4096)
+        vm1.exit()
+        vm1.reap(t1)
+        vm1.leave()
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
+    finally:
+        swapoff(a)
+
+
 @pytest.mark.parametrize("where", ["read", "mapping"])
 def test_swapin_killed_leaves_no_folio_locked_and_loses_no_data(machine, where: str) -> None:
     """Threads mode: cpu1's thread writes a region larger than the machine (swapped out to
@@ -791,17 +820,9 @@ def test_swapin_killed_leaves_no_folio_locked_and_loses_no_data(machine, where: 
     import signal
 
     from aerosync.mm import recovery
-    from aerosync.mm.reclaim.swapfile import swapoff
-    from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=2048,
-                       reclaim={"lru": "mglru", "swap_size": 16 << 20, "zmm": True})
     n = 3000
-    try:
-        vm1, t1 = H.task_vm(a, 1, "live")
-        mm = vm1.cur[1]
-        addr = vm1.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    with _threads_under_pressure(machine, n) as (a, vm1, mm, addr):
         for i in range(n):
             vm1.store64(addr + i * 4096, i + 1)
 
@@ -838,14 +859,6 @@ def test_swapin_killed_leaves_no_folio_locked_and_loses_no_data(machine, where: 
         _recover_answering(a, recovery.takeover(a, pid, 0), vm1.tlb.handle_ipi)
         H.check_all(a)
         assert [vm1.load64(addr + i * 4096) for i in range(n)] == [i + 1 for i in range(n)]
-        vm1.munmap(addr, n * 4096)
-        vm1.exit()
-        vm1.reap(t1)
-        vm1.leave()
-        H.check_all(a)
-        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
-    finally:
-        swapoff(a)
 
 
 def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None:
@@ -861,18 +874,11 @@ def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None
 
     from aerosync.mm import recovery
     from aerosync.mm.pmm.page import PG_dirty, PG_locked
-    from aerosync.mm.reclaim.swapfile import swapoff
     from aerosync.mm.vm.mmap import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
     from aerosync.params import PAGE_META_SIZE
 
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={"mm": "threads"}, nr_pages=2048,
-                       reclaim={"lru": "mglru", "swap_size": 16 << 20, "zmm": True})
     n = 3000
-    try:
-        vm1, t1 = H.task_vm(a, 1, "live")
-        mm = vm1.cur[1]
-        addr = vm1.mmap(0, n * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+    with _threads_under_pressure(machine, n) as (a, vm1, mm, addr):
 
         def drive(arena, cpu) -> None:
             vm, _ = H.task_vm(arena, cpu, "dies", mm)
@@ -907,11 +913,3 @@ def test_reclaim_killed_in_a_writeout_puts_the_folio_back_dirty(machine) -> None
         written = [vm1.load64(addr + i * 4096) for i in range(n)]
         assert all(w in (0, i + 1) for i, w in enumerate(written))          # the dead thread stopped part-way
         assert written.index(0) > 40 and not any(written[written.index(0):]), "a page lost its data"
-        vm1.munmap(addr, n * 4096)
-        vm1.exit()
-        vm1.reap(t1)
-        vm1.leave()
-        H.check_all(a)
-        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
-    finally:
-        swapoff(a)

@@ -274,6 +274,39 @@ def test_recursive_and_foreign_release_refused(make_arena) -> None:
         l0.release()
 
 
+def test_a_queue_of_only_dead_nodes_is_dropped_by_a_waiter_without_a_node(make_arena) -> None:
+    """Every MCS node queued on the lock by processes that died (the chaos test left ten,
+    their N_PREV links a cycle through reused nodes) and the lock free: a new waiter
+    finds no node to claim (overflow) and nobody is left to repair the queue.  It drops
+    the dead queue and takes the lock -- it used to wait for a word that never cleared."""
+    import threading
+
+    a = make_arena(locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "deadq")
+    pid = os.fork()
+    if pid == 0:                                          # pragma: no cover (the child)
+        os._exit(0)
+    os.waitpid(pid, 0)                                    # reaped: a dead occupant
+    at, base = a.atomic, a.off("qnodes")
+    n = a.sections["qnodes"][1] // 64
+    for code in range(1, n + 1):
+        no = base + (code - 1) * 64
+        at.store64(no + Q.N_SLOT, slot + 1)
+        at.store64(no + Q.N_OWNER, pid)
+        at.store64(no + Q.N_PREV, code % n + 1)           # a cycle, as seen
+        at.store64(no + Q.N_LOCKED, 0)
+    off = LS.slot_off(a, slot)
+    at.store64(off, 3 << Q.Q_TAIL_SHIFT)                  # free, tail = a dead node
+    lk = SpinLock(a, slot, 0)
+    got: list[bool] = []
+    t = threading.Thread(target=lambda: (lk.acquire(), got.append(True), lk.release()), daemon=True)
+    t.start()
+    t.join(30)
+    assert got == [True], "the waiter without a node never got the lock"
+    assert not at.load64(off) & Q.Q_TAIL
+    assert all(not at.load64(base + i * 64 + Q.N_SLOT) for i in range(n)), "dead nodes not freed"
+
+
 # ---------------------------------------------------------------------------- the wait hook
 @pytest.mark.parametrize("kind", ["tas", "qspinlock", "rwlock"])
 def test_wait_hook_runs_while_waiting(make_arena, spawn, kind: str) -> None:

@@ -795,16 +795,51 @@ class _Waiter:
 
     def overflow(self, counts: list[int]) -> int:
         """Every node busy: spin on the word for a free, unqueued lock (Linux: the same
-        when a CPU's nesting exceeds its nodes)."""
+        when a CPU's nesting exceeds its nodes).  Nodes run out when dead processes left
+        queued ones behind; a queue made only of those has nobody left to repair it, and
+        nobody can queue behind it -- so at most every LIVENESS_S this waiter drops it
+        (`_drop_dead_queue`), else it would wait for a word that never clears (seen in
+        test_chaos_kills_never_break_exclusion_or_progress: ten dead nodes queued)."""
         at, off, mine = self.at, self.off, self.mine
+        next_check = [_pc() + int(LIVENESS_S * 1e9)]
 
         def poll() -> int:
             w = at.load64(off)
             if w & (_BUSY | Q_TAIL):
+                if w & Q_TAIL and _pc() >= next_check[0]:
+                    next_check[0] = _pc() + int(LIVENESS_S * 1e9)
+                    self._drop_dead_queue(w)
                 return -1
             return w if at.cas64(off, w, mine) == w else -1
 
         return self.wait(poll, lambda: 0, lambda t: -1, counts)
+
+    def _drop_dead_queue(self, w: int) -> bool:
+        """The queue behind word `w` is all dead -- every node queued on this lock (its
+        N_SLOT) has a dead or abandoned occupant, the tail among them: nobody waits in it
+        and nobody can repair it -- so take the tail off the word with a CAS (an arrival
+        that swapped the tail first is live and repairs around the dead itself), then
+        free those nodes.  The queue is judged by its nodes, not its N_PREV chain: a
+        dead node's N_PREV may name a node reused since (a cycle was seen).  Returns
+        whether it did."""
+        at, off, slot1 = self.at, self.off, self.slot1
+        dead = []
+        for code in range(1, self.nr_nodes + 1):
+            no = self.no(code)
+            if at.load64(no + N_SLOT) != slot1:
+                continue
+            o = at.load64(no + N_OWNER)
+            if not _node_dead(o):
+                return False
+            dead.append((code, o))
+        if all(code != w >> Q_TAIL_SHIFT for code, _ in dead) or at.cas64(off, w, w & ~Q_TAIL) != w:
+            return False
+        QSTAT["repairs"] += 1
+        for code, o in dead:
+            no = self.no(code)
+            at.store64(no + N_SLOT, 0)
+            at.cas64(no + N_OWNER, o, 0)
+        return True
 
     def unlock_slow(self, w: int) -> None:
         """Release with waiters present: clear the owner, keep P and the tail, wake the next.

@@ -38,6 +38,18 @@ def _sweep_stale() -> Iterator[None]:
     cleanup_stale()
 
 
+@pytest.fixture(autouse=True)
+def _no_wait_hook_left() -> Iterator[None]:
+    """A VM handle installs its CPU's IPI poll as the process's lock-wait hook until it
+    leaves (mm/vm/vm.py make_current); a test that drops one without leave() must not
+    hand that hook -- bound to an arena closed at its teardown -- to the next test's
+    lock waits in this worker ("operation forbidden on released memoryview")."""
+    from aerosync.sync import waithook
+
+    yield
+    waithook.set_wait_hook(None)
+
+
 def _kill_tree() -> None:
     me = psutil.Process()
     kids = [p for p in me.children(recursive=True) if "resource_tracker" not in " ".join(_cmd(p))]

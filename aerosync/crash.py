@@ -173,8 +173,9 @@ class CrashLog:
         lines.append("    died at: " + ", ".join(f"{k} x{v}" for k, v in top)
                      + (f", ... ({len(d['died_at'])} points)" if len(d["died_at"]) > 6 else ""))
         if OUTSIDE in d["died_at"]:
-            lines.append("    (a kill from outside lands between fault points: recovery is exact at the points "
-                         "-- mm/intent.py -- and the invariant checks say whether it repaired this one)")
+            lines.append("    (a kill from outside lands between fault points: page allocator, SLUB and crash_soak "
+                         "are repaired from state; other operations exactly only at their points -- mm/intent.py "
+                         "-- and the invariant checks say whether it repaired this one)")
         return lines
 
 

@@ -512,3 +512,71 @@ def vmap_driver(pfn_file: str, rounds: int = 600, npages: int = 3) -> Callable[[
         vm.leave()
 
     return drive
+
+
+def _code_roots() -> tuple[str, ...]:
+    import aerosync
+    import workers
+
+    return tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (aerosync, workers))
+
+
+def kill_between_points(run: Callable[[], None], nth: int,
+                        match: Callable[[Any, str], bool] | None = None) -> None:
+    """Run `run()` traced (sys.settrace) and SIGKILL this process just before the `nth`
+    line executed in aerosync/ or workers/ that `match(frame, source line)` accepts
+    (any line when None): a kill from outside, between fault points, made repeatable.
+    Returns normally if `run` ends first."""
+    import linecache
+    import sys
+
+    roots = _code_roots()
+    seen = [0]
+
+    def tr(frame: Any, ev: str, _arg: Any) -> Any:
+        fn = frame.f_code.co_filename
+        if not fn.startswith(roots):
+            return None
+        if ev == "line" and (match is None or match(frame, linecache.getline(fn, frame.f_lineno))):
+            seen[0] += 1
+            if seen[0] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return tr
+
+    sys.settrace(tr)
+    try:
+        run()
+    finally:
+        sys.settrace(None)
+
+
+def at_line(func: str, text: str, cond: Callable[[Any], bool] | None = None) -> Callable[[Any, str], bool]:
+    """A `kill_between_points` match: a line of function `func` containing `text`
+    (and `cond(frame)`)."""
+    def match(frame: Any, line: str) -> bool:
+        return frame.f_code.co_name == func and text in line and (cond is None or cond(frame))
+
+    return match
+
+
+def async_soak_driver(params: Any, nth: int, match: Callable[[Any, str], bool] | None = None, warm: int = 30,
+                      feed: bool = False, seed: int = 1) -> Callable[[Any, int], None]:
+    """A driver: (CPU 1 feeding this CPU's ring first when `feed`) `warm` crash_soak
+    batches untraced, then batches under `kill_between_points(nth, match)`."""
+    from workers.workloads import crash_soak
+
+    def drive(arena: Any, cpu: int) -> None:
+        if feed:
+            feed_before(params)(arena, cpu)
+        batch = crash_soak.make_batch(arena, cpu, params, random.Random(seed))
+        for _ in range(warm):
+            batch(64)
+
+        def run() -> None:
+            for _ in range(SOAK_BUDGET):
+                batch(64)
+
+        kill_between_points(run, nth, match)
+        batch.teardown()
+
+    return drive

@@ -63,7 +63,9 @@ fault line, which the coordinator arms::
     64    hits: INTENT_MAX_POINTS x u64, times each fault point was passed (fault mode only)
     +     INTENT_CTX contexts (0 the task, 1 the interrupt-context thread) of
           INTENT_CTX_SIZE bytes each:
-            0    header line: depth u64 (open records) | 8..63 reserved
+            0    header line: depth u64 (open records) | handoff u64 (the item an
+                 allocator is handing out: mm/intent.py "hand-off") | pending u64 (a
+                 caller's open hand-off window, its own value; 0 = none) | 24..63 reserved
             64   held line: held_n u64 | 7 x u64 embedded locks held (off | kind << 56),
                  the robust list of sync/objlock.py (robust mode only)
             128  INTENT_MAX_DEPTH records of 64 bytes: op u64 | a0..a5 u64 | step u64;
@@ -123,8 +125,8 @@ __all__ = [
     # intent log
     "INTENT_CTX", "INTENT_MAX_DEPTH", "INTENT_REC_SIZE", "INTENT_SPILL", "INTENT_MAX_POINTS",
     "INTENT_CTX_SIZE", "INTENT_CPU_SIZE", "IL_ARM", "IL_SKIP", "IL_DIED", "IL_HITS", "IL_CTX0",
-    "ILC_DEPTH", "ILC_HELD_N", "ILC_HELD", "ILC_RECS", "ILC_SPILL", "IL_HELD_MAX", "SPILL_VMAS", "SPILL_GATHER",
-    "SPILL_RECLAIM", "SPILL_MIGRATE",
+    "ILC_DEPTH", "ILC_HANDOFF", "ILC_PENDING", "ILC_HELD_N", "ILC_HELD", "ILC_RECS", "ILC_SPILL", "IL_HELD_MAX",
+    "SPILL_VMAS", "SPILL_GATHER", "SPILL_RECLAIM", "SPILL_MIGRATE",
     "intent_log_size", "intent_ctx_off",
 ]
 
@@ -170,6 +172,7 @@ IL_HELD_MAX = 7                # embedded locks one context can hold at once (ro
 IL_ARM, IL_SKIP, IL_DIED = 0, 8, 16
 IL_HITS = CACHE_LINE
 ILC_DEPTH = 0
+ILC_HANDOFF, ILC_PENDING = 8, 16
 ILC_HELD_N, ILC_HELD = CACHE_LINE, CACHE_LINE + 8
 ILC_RECS = 2 * CACHE_LINE
 ILC_SPILL = ILC_RECS + INTENT_MAX_DEPTH * INTENT_REC_SIZE

@@ -11,7 +11,9 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      waiter nodes, the embedded locks on its robust list), so live CPUs blocked on one
      can go on to the next batch boundary and park.  The data under those locks is
      whole at every fault point (mm/intent.py), with the dead CPU's in-flight items
-     missing; live CPUs can use it meanwhile.  Except its mmap_lock holds (write, or
+     missing; live CPUs can use it meanwhile.  A CPU killed from outside (no fault
+     point: a list update may be torn) has the free lists of every zone whose lock it
+     held rebuilt from PG_buddy before that lock is released (mm/pmm/recover.py).  Except its mmap_lock holds (write, or
      read after munmap's downgrade): a VMA change under one is not whole -- a thread
      of the same mm would see a heap VMA and mm->brk that disagree, or map into a
      range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
@@ -33,10 +35,13 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           retirement but never freed (still in the block table: mm/vm/vmalloc.py
           dead_blocks) are freed;
           workload records (wl_*) go to the workload's `recover` hook, which also
-          frees everything its held table says the dead CPU held;
+          frees everything its held table says the dead CPU held, and the item an
+          open hand-off window names (mm/intent.py "Hand-off"); then the windows close;
        3. the state scans put back whatever is still in flight: slab lists rebuilt
           and orphan sheaves flushed (mm/slab/recover.py fsck), pages in no state and
-          PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages);
+          PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages); for a
+          CPU killed from outside, SLUB's counters it left a step behind are
+          settled after the slab scan (mm/slab/recover.py recount_stats);
        4. the CPU is taken offline as hot-unplug does (PCP drained, CPU slab,
           partials, magazine and sheaves flushed) when the caller asks;
        5. the kept mmap_lock holds are released (`release_kept`; a caller recovering
@@ -121,6 +126,19 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
         cpu_mark_offline(arena, cpu)
     taken = takeover_locks(arena, pid)
     rec.locks = [t.name for t in taken]
+    if rec.died_at is None and taken:
+        # killed from outside, maybe inside a list update: the lists under its locks
+        # rebuilt before a live CPU takes one (mm/pmm/recover.py, mm/slab/recover.py)
+        slots = [t.slot for t in taken]
+        for zid in PR.zones_of_locks(arena, slots):
+            rec.scan["free_lists_rebuilt"] = rec.scan.get("free_lists_rebuilt", 0) + 1
+            PR.rebuild_free_lists(arena, zid)
+        if "slabcaches" in arena.sections:
+            from aerosync.mm.slab.recover import rebuild_node_partials
+
+            n = rebuild_node_partials(arena, slots)
+            if n:
+                rec.scan["node_partials_rebuilt"] = n
     release_taken(arena, taken)
     held = I.held_locks(arena, cpu)
     if T.vm_ready(arena):
@@ -190,6 +208,7 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
     vmh = None
     wl: list[tuple[I.Record, bool]] = []
     inner_open = {0: False, 1: False}
+    inner: dict[int, I.Record] = {}                       # the record just above, per context
     for r in records:                                     # innermost first, per context
         if r.op in _WL_OPS:
             wl.append((r, inner_open[r.ctx]))
@@ -215,10 +234,11 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
             rec.objects += got.get("objects", 0)
             rec.pages += got.get("pages", 0)
         elif slab:
-            got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []), inner_open[r.ctx])
+            got = SR.recover_record(arena, slub, r, spills.get(r.ctx, []), inner_open[r.ctx], inner.get(r.ctx))
             rec.objects += got.get("objects", 0)
             rec.pages += got.get("pages", 0)
         inner_open[r.ctx] = True
+        inner[r.ctx] = r
     if "vmalloc" in arena.sections:                       # blocks it chose to retire, not freed
         from aerosync.mm.vm.vmalloc import dead_blocks
 
@@ -237,11 +257,14 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
         got = workload_recover(arena, cpu, wl, mm, slub)
         rec.pages += got.get("pages", 0)
         rec.objects += got.get("objects", 0)
+    I.clear_handoff(arena, cpu)
     if offline is not None:
         offline(arena, cpu)
     if slab:
         rec.scan.update(SR.fsck(arena, slub))
         rec.objects += rec.scan.get("orphan_objects", 0)
+        if rec.died_at is None:                           # killed from outside: counts may lag
+            rec.scan["slab_stats_settled"] = SR.recount_stats(arena, cpu)
     scan = PR.reclaim_pages(arena, mm)
     rec.scan.update(scan)
     rec.pages += scan["orphan_pages"]

@@ -51,7 +51,7 @@ from aerosync.mm.pmm.page_alloc import MM
 from aerosync.mm.slab.kmalloc import Kmalloc
 from aerosync.mm.slab.slab_common import VBASE
 from aerosync.mm.slab.slub import Slub
-from aerosync.params import CACHE_LINE, PAGE_SHIFT
+from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SHIFT
 from workers.workloads._common import counter_index
 from workers.workloads._pages import RING_BYTES, RING_SLOTS, ring_section
 
@@ -212,6 +212,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     stamp, check, free_item = items.stamp, items.check, items.free
     lg = mm.log
     begin, end, fp = lg.begin, lg.end, lg.fp
+    ho, pend = lg.handoff, lg.pending
     at, q = arena.atomic, arena.u64
     load, store, cas = at.load64, at.store64, at.cas64
     nr_cpus = int(arena.config["nr_cpus"])
@@ -283,11 +284,11 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
                 end(r)
                 q[c_full] += 1
                 return False
+            q[r + ARG + 3] = t                 # the claim tried: recovery reads the ring's state
             seen = cas(tl, t, t + 1)
             if seen == t:
                 break
             t = seen
-        q[r + ARG + 3] = t
         q[r + STEP] = 1
         if fp:
             fp(P_CLAIMED)
@@ -323,10 +324,13 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
     def allocate() -> None:
         i = free_slots.pop()
         s = seq[0] = (seq[0] + 1) & SEQ_MASK
+        q[ho] = 0                              # open the hand-off window (mm/intent.py)
+        q[pend] = i + 1
         if randrange(100) < page_pct:
             order = choice(orders)
             pfn = alloc_pages(movable if movable_pct and randrange(100) < movable_pct else kernel, order)
             if pfn < 0:
+                q[pend] = 0
                 free_slots.append(i)
                 q[c_fail] += 1
                 return
@@ -340,6 +344,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
             else:
                 addr = kmalloc(choice(sizes))
             if not addr:
+                q[pend] = 0
                 free_slots.append(i)
                 q[c_fail] += 1
                 return
@@ -348,6 +353,7 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
         if verify:
             stamp(entry)
         q[held0 + i] = entry                   # take, record -- then a point
+        q[pend] = 0
         take_slot(i)
         q[c_alloc] += 1
         if fp:
@@ -380,37 +386,105 @@ def make_batch(arena: Arena, cpu: int, params: Params, rng: random.Random) -> Ca
 def recover(arena: Arena, params: Params, cpu: int, records: list[tuple[I.Record, bool]], mm: MM,
             slub: Slub) -> dict[str, int]:
     """The coordinator's hook (mm/recovery.py WorkloadRecover) for dead `cpu`: resolve its
-    open wl_* records, then free everything its held table names.  Returns the pages and
-    objects freed (returned by recovery)."""
+    open wl_* records and its open hand-off window, then free everything its held table
+    names.  Returns the pages and objects freed (returned by recovery).
+
+    A death between fault points (a SIGKILL from outside) leaves a record a step behind
+    the state -- a held slot cleared at step 0, a ring claim made at step 0, a free done
+    at step 1 -- so every decision reads the state: an item no table holds any more is
+    given back only if it is still allocated and no held table or ring names it (a free
+    that finished, and a live CPU that allocated the item since, both leave it alone);
+    a ring position claimed (head <= pos < tail) and still empty is the dead CPU's
+    claim, since every live CPU is at a batch boundary."""
+    from aerosync.mm.pmm.page import P_ORDER
+    from aerosync.mm.pmm.recover import plain_allocated
+    from aerosync.mm.slab.recover import object_free, slot_object
+
     items = _Items(arena, mm, slub)
     q = arena.u64
     held0 = _held0(arena, cpu, params.max_held)
     got = {"pages": 0, "objects": 0}
+    rbase = arena.off(RING)
+    mask = RING_SLOTS - 1
 
     def give_back(entry: int) -> None:
         kind = items.free(entry)
         got["pages" if kind == KIND_PAGE else "objects"] += 1
 
-    for rec, inner_open in records:
+    def allocated(entry: int) -> bool:
+        kind, a, order = decode(entry)
+        if kind == KIND_PAGE:
+            return plain_allocated(arena, a, order)
+        return object_free(arena, a) is False
+
+    def unheld(entry: int) -> None:
+        """An item the dead CPU had taken out of its table or ring: give it back unless
+        its free finished or it is someone's now."""
+        if decode(entry)[:2] not in named and allocated(entry):
+            give_back(entry)
+
+    for rec, _inner in records:
         a, step = rec.args, rec.step
         if rec.op == _OP_PUSH:                 # slot, entry, to, pos
-            if step == 1:                      # claimed, not written: write it (a hole stops the ring)
-                hd = arena.off(RING) + a[2] * RING_BYTES
-                arena.atomic.store64(hd + 2 * CACHE_LINE + ((a[3] & (RING_SLOTS - 1)) << 3), a[1] ^ ONES)
+            hd = rbase + a[2] * RING_BYTES
+            slot = ((hd + 2 * CACHE_LINE) >> 3) + (a[3] & mask)
+            if q[hd >> 3] <= a[3] < q[(hd + CACHE_LINE) >> 3] and not q[slot]:
+                arena.atomic.store64(slot << 3, a[1] ^ ONES)   # claimed, not written: a hole stops the ring
+                step = 1
             if step >= 1 and q[held0 + a[0]] == a[1]:
                 q[held0 + a[0]] = 0            # the ring owns it now
-        elif rec.op in (_OP_POP, _OP_FREE):    # (ring, pos, entry) / (slot, entry)
-            entry = a[2] if rec.op == _OP_POP else a[1]
-            if step == 1 and not inner_open:   # taken / unheld, its free not begun
-                give_back(entry)
-            # step 1 with an inner record: the free had begun, that record finishes it;
-            # step 0: the ring slot / held slot still has it; step 2: freed
+    named = _named(arena, params)
+    for rec, _inner in records:
+        a, step = rec.args, rec.step
+        if rec.op == _OP_POP:                  # ring, pos, entry
+            hd = rbase + a[0] * RING_BYTES
+            if step == 0 and q[((hd + 2 * CACHE_LINE) >> 3) + (a[1] & mask)] == 0:
+                if q[hd >> 3] == a[1]:
+                    arena.atomic.store64(hd, a[1] + 1)          # taken, head not yet moved
+                step = 1
+            if step == 1:
+                unheld(a[2])
+        elif rec.op == _OP_FREE:               # slot, entry
+            if step == 0 and q[held0 + a[0]] != a[1]:
+                step = 1                       # unheld, its step not yet stored
+            if step == 1:
+                unheld(a[1])
+        # step 1: the free may have begun -- an inner record it left was resolved first
+        # (mm/recovery.py), so the item's state says whether it finished; step 0: the
+        # ring slot / held slot still has it; step 2: freed
+    for _pending, item in I.read_handoff(arena, cpu):
+        kind, x = I.decode_item(arena, item)
+        if kind == I.ITEM_PAGE:
+            entry = (x << 4 | arena.u8[arena.off("pagemeta") + x * PAGE_META_SIZE + P_ORDER]) << 2 | KIND_PAGE
+        elif kind == I.ITEM_SLOT and (addr := slot_object(arena, x)) is not None:
+            entry = (addr - VBASE) << 2 | KIND_OBJ
+        else:
+            continue                           # the allocator had named nothing yet
+        if decode(entry)[:2] not in named and allocated(entry):
+            give_back(entry)                   # taken, not yet in its slot
     for i in range(params.max_held):
         entry = q[held0 + i]
         if entry:
             q[held0 + i] = 0
             give_back(entry)
     return got
+
+
+def _named(arena: Arena, params: Params) -> set[tuple[int, int]]:
+    """(kind, pfn or address) of every item a held table or a ring names (world stopped)."""
+    q = arena.u64
+    nr_cpus = int(arena.config["nr_cpus"])
+    out = set()
+    h0 = _held0(arena, 0, params.max_held)
+    for e in q[h0 : h0 + nr_cpus * params.max_held].tolist():
+        if e:
+            out.add(decode(e)[:2])
+    for c in range(nr_cpus):
+        s0 = (arena.off(RING) + c * RING_BYTES + 2 * CACHE_LINE) >> 3
+        for v in q[s0 : s0 + RING_SLOTS].tolist():
+            if v:
+                out.add(decode(v ^ ONES)[:2])
+    return out
 
 
 def report(arena: Arena, params: Params, result: dict) -> dict:

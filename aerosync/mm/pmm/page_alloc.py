@@ -326,6 +326,7 @@ def _build(mm: MM) -> None:
     lock_acq = [lk.acquire for lk in locks]
     lock_rel = [lk.release for lk in locks]
     lg = mm.log = I.IntentLog(arena, cpu, mm.irq)
+    ho = lg.handoff                 # hand-off word: the block being handed out (mm/intent.py)
     lg_begin, lg_end, fp = lg.begin, lg.end, lg.fp
 
     thp_order = Z.HPAGE_PMD_ORDER if mm.thp else -1          # pcp_allowed_order(): <= 3 or this
@@ -1084,6 +1085,7 @@ def _build(mm: MM) -> None:
                     u64[cidx] -= 1
                     store64(po, 0)
                     u32[b] = 0              # flags: PG_pcp off (order byte is already 0)
+                    u64[ho] = b             # hand-off (mm/intent.py): its struct page
                     u32[b + 2] = 1          # refcount
                     u64[i_stat] += 1
                     return pfn
@@ -1116,6 +1118,7 @@ def _build(mm: MM) -> None:
                 return alloc_failed(gfp, order, preferred_nid, nodemask, zids)
         # prep_new_page(): refcount 1, flags clear, order kept for the checker
         u64[pm64 + (pfn << 3)] = order << 32 | zn64[zid]
+        u64[ho] = pm32 + (pfn << 4)               # hand-off (mm/intent.py): its struct page
         u32[pm32 + (pfn << 4) + 2] = 1
         if gfp & (_GFP_ZERO | _GFP_COMP):
             prep_slow(pfn, order, gfp)
@@ -1239,6 +1242,7 @@ def _build(mm: MM) -> None:
         u64[cidx] -= 1
         store64(po, 0)
         u32[b] = 0                      # flags: PG_pcp off (order byte is already 0)
+        u64[ho] = b                     # hand-off (mm/intent.py): its struct page
         u32[b + 2] = 1                  # refcount
         u64[i_stat] += 1
         return pfn
@@ -1271,6 +1275,7 @@ def _build(mm: MM) -> None:
         u64[cidx] -= 1
         store64(po, 0)
         u32[b] = 0
+        u64[ho] = b
         u32[b + 2] = 1
         u64[i_stat] += 1
         return pfn
@@ -1314,6 +1319,7 @@ def _build(mm: MM) -> None:
             return alloc_pages_nodemask(gfp, order, mynid, None)
         if af & ALLOC_KSWAPD and u64[zflag_i[zid]] & BOOSTED:
             boost_done(zid)
+        u64[ho] = pm32 + (pfn << 4)               # hand-off (mm/intent.py): its struct page
         u32[pm32 + (pfn << 4) + 2] = 1            # refcount
         u64[i_stat] += 1
         return pfn
@@ -1361,6 +1367,7 @@ def _build(mm: MM) -> None:
             fetch_sub64(count_b, 1)                 # pcp->count (the pcp lock is held)
             store64(po, 0)
             u32[b] = 0                              # flags: PG_pcp off (order byte is already 0)
+            u64[ho] = b                             # hand-off (mm/intent.py): its struct page
             u32[b + 2] = 1                          # refcount
             fetch_add64(stat_b, 1)
             return pfn

@@ -28,7 +28,13 @@ How (mm/intent.py has the log protocol; mm/recovery.py calls these in order):
      nr_free (interrupted splits and merges leave it off by the block in flight).
 A page the dead CPU had *allocated* (refcount 1, prepared) but not yet handed to its
 caller's record is in a valid state and is not found here: the points are placed so
-that no death leaves one (mm/intent.py "take, record, point").
+that no death at one leaves one (mm/intent.py "take, record, point"), and after a kill
+from outside the hand-off word names it for the caller's recovery (`plain_allocated`
+says whether it is still the caller's).
+  4. `rebuild_free_lists(zid)`, at takeover (mm/recovery.py), for the zones whose lock a
+     CPU killed from outside held: a list update between fault points may be torn, so
+     the lists and counts are rebuilt from the PG_buddy heads before a live CPU takes
+     the lock.
 
 Needs the world stopped: a live CPU's own in-flight page would look like an orphan.
 Lock use: each zone's lock around its frees (the caller acts as the dead CPU through an
@@ -42,11 +48,26 @@ from typing import Any
 import numpy as np
 
 from aerosync.mm.pmm import mmzone as Z
-from aerosync.mm.pmm.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
-from aerosync.mm.pmm.page import NIL, PG_buddy, PG_pcp, PG_reserved, PG_tail, page_array
+from aerosync.mm.pmm.gfp import (
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE,
+)
+from aerosync.mm.pmm.page import (
+    NIL,
+    PG_buddy,
+    PG_head,
+    PG_pcp,
+    PG_reserved,
+    PG_tail,
+    page_array,
+)
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["pcp_repair", "redo_move", "reclaim_pages", "orphan_runs", "recount_free_pages"]
+__all__ = ["pcp_repair", "redo_move", "reclaim_pages", "orphan_runs", "recount_free_pages", "plain_allocated",
+           "rebuild_free_lists", "zones_of_locks"]
 
 _PMW = PAGE_META_SIZE >> 2        # u32 words per struct page
 _PCP_DRAINING = 3
@@ -222,3 +243,68 @@ def recount_free_pages(arena: Any) -> None:
         zo = Z.zone_off(arena, z)
         fa = (zo + Z.Z_FREE_AREA + Z.FA_NR_FREE) >> 3
         q[(zo + Z.Z_NR_FREE_PAGES) >> 3] = sum(q[fa + o * (Z.FA_SIZE >> 3)] << o for o in range(max_order + 1))
+
+
+def plain_allocated(arena: Any, pfn: int, order: int) -> bool:
+    """Whether pfn heads an allocated block of `order` with no owner's marks (no slab,
+    page table, LRU or mapping: what alloc_pages hands out, PG_head for __GFP_COMP):
+    a hand-off or a free a dead CPU left half done (mm/intent.py "Hand-off") is still
+    the caller's.  False for a free page, or one in no state (reclaim_pages' then)."""
+    if not 0 <= pfn < arena.config["nr_pages"]:
+        return False
+    b = (arena.off("pagemeta") >> 2) + pfn * _PMW
+    flags = arena.u32[b]
+    return (flags & ~PG_head == 0 and (flags == 0 or order > 0) and arena.u32[b + 2] > 0
+            and arena.u8[(b << 2) + 4] == order and arena.u64[(b >> 1) + 5] == 0)
+
+
+def zones_of_locks(arena: Any, slots: list[int]) -> list[int]:
+    """The zones whose zone.lock is one of the lock slots `slots`."""
+    _, nr_zones, _, _, _ = _geo(arena)
+    q = arena.u64
+    want = set(slots)
+    return [z for z in range(nr_zones) if q[(Z.zone_off(arena, z) + Z.Z_LOCK_SLOT) >> 3] in want]
+
+
+def rebuild_free_lists(arena: Any, zid: int) -> int:
+    """Zone `zid`'s free lists, nr_free[] and NR_FREE_PAGES rebuilt from its PG_buddy
+    heads (each names its order and migratetype in word0, written before any link);
+    returns the blocks listed.  For a zone.lock taken over from a CPU that died holding
+    it between fault points (a SIGKILL from outside): its list update may be torn -- a
+    block linked at one end only, a head naming a block that left -- and live CPUs take
+    the lock next, so this runs before the lock is released.  A block in flight (a split
+    or merge) is in no state and stays for reclaim_pages; one unlinked but still
+    PG_buddy goes back on its list (its allocation had not happened).  Lists come out
+    in pfn order.  The caller holds the zone's lock (or the world is stopped)."""
+    _, _, _, max_order, _ = _geo(arena)
+    pages = page_array(arena)
+    flags = pages["flags"].copy()
+    zone = pages["zone"].copy()
+    order = pages["order"].copy()
+    mt = pages["mt"].copy()
+    del pages
+    heads = np.flatnonzero(((flags & PG_buddy) != 0) & (zone == zid))
+    q32, q64 = arena.u32, arena.u64
+    pm32 = arena.off("pagemeta") >> 2
+    fa = Z.zone_off(arena, zid) + Z.Z_FREE_AREA
+    free_pages = 0
+    for o in range(max_order + 1):
+        of = heads[order[heads] == o]
+        q64[(fa + o * Z.FA_SIZE + Z.FA_NR_FREE) >> 3] = len(of)
+        free_pages += len(of) << o
+        for m in range(MIGRATE_TYPES):
+            li = (fa + o * Z.FA_SIZE + Z.FA_LISTS + 8 * m) >> 2
+            lst = of[mt[of] == m].tolist()
+            prev = NIL
+            for p in lst:
+                b = pm32 + p * _PMW
+                q32[b + 5] = prev
+                if prev != NIL:
+                    q32[pm32 + prev * _PMW + 4] = p
+                prev = p
+            if lst:
+                q32[pm32 + lst[-1] * _PMW + 4] = NIL
+            q32[li] = lst[0] if lst else NIL
+            q32[li + 1] = prev
+    q64[(Z.zone_off(arena, zid) + Z.Z_NR_FREE_PAGES) >> 3] = free_pages
+    return len(heads)

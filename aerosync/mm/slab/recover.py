@@ -18,13 +18,18 @@ counting it (it was counted as freed already, or never counted as allocated):
                   step 2 (cleared): pages freed unless the free is under way (an inner
                   record is open).
   slab_alloc_slow step 1: splice chain a2 back to slab a1 (unless deactivate_slab, the
-                  inner record, has it); step 3: free the object a3 it handed out (its
+                  inner record, has it; or install() made a1 the dead CPU's c->slab
+                  already -- killed from outside -- then as step 3 with the chain's
+                  first object); step 3: free the object a3 it handed out (its
                   caller never got it, nothing was counted); step 2: scan.
   slab_deactivate step 0: splice (the chain never got back).
   slab_get_partial step 2: splice the frozen slab's chain.
   slab_free       step 0: free the object unless it is on its slab's freelist already.
   slab_mag_flush  step s >= 1: free the spill's objects s-1.. (s.. when the inner
-  slab_sheaf_flush  slab_free of object s-1 is open: it finishes that one).
+  slab_sheaf_flush  slab_free of object s-1 is open: it finishes that one; slab_free
+                  stores s + 1 before its record ends).  A magazine flush killed
+                  between fault points at step 0 (phase a2): phase 1, the magazine put
+                  back as it was; phase 2, its count cut, then as step 1.
   slab_sheaf_refill  taking: the sheaf's size := have + step (rolled forward; a per-CPU
                   sheaf's objects uncounted as allocations); giving back after a
                   failure (REFILL_ROLLBACK): the step objects left are freed (counted).
@@ -48,8 +53,10 @@ magazine or sheaf, or allocated (allocations minus frees).
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
+from aerosync.arena.layout import INTENT_CTX
 from aerosync.mm import intent as I
 from aerosync.mm.pmm.page import PG_slab, PG_tail
 from aerosync.mm.slab.slab_common import (
@@ -57,6 +64,8 @@ from aerosync.mm.slab.slab_common import (
     FROZEN,
     K_FREELIST_TID,
     K_LOCK,
+    K_MAG,
+    K_MAG_COUNT,
     K_NR_PARTIAL,
     K_PARTIAL,
     K_PCS,
@@ -76,6 +85,7 @@ from aerosync.mm.slab.slab_common import (
     N_BARN_EMPTY,
     N_BARN_FULL,
     N_HEAD,
+    N_LOCK,
     N_NR_PARTIAL,
     N_NR_SLABS,
     N_TAIL,
@@ -103,7 +113,8 @@ from aerosync.mm.slab.slab_common import (
 from aerosync.mm.slab.slub import REFILL_PCS, REFILL_ROLLBACK
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
 
-__all__ = ["reset_cpu_locks", "recover_record", "return_caller_sheaves", "fsck"]
+__all__ = ["reset_cpu_locks", "recover_record", "return_caller_sheaves", "fsck", "object_free", "slot_object",
+           "recount_stats", "rebuild_node_partials"]
 
 _OP = I.OP
 _PMW = PAGE_META_SIZE >> 2
@@ -174,9 +185,11 @@ class _Cache:
         return pfn, (addr - VBASE - (pfn << PAGE_SHIFT) - self.red_left) // self.size
 
 
-def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:
-    """Roll one of the dead CPU's slab records forward or back (module docstring).
-    Returns the pages and objects it gave back."""
+def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner_open: bool,
+                   inner: I.Record | None = None) -> dict[str, int]:
+    """Roll one of the dead CPU's slab records forward or back (module docstring);
+    `inner`: the record open just above it, if any.  Returns the pages and objects it
+    gave back."""
     a, s, op = rec.args, rec.step, rec.op
     cid = a[0]
     if cid not in live_caches(arena):
@@ -197,7 +210,11 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
         if s == 1 or (s == 2 and not inner_open):
             got["pages"] += _free_slab_pages(arena, slub, a[1], a[2])
     elif op == _OP["slab_alloc_slow"]:
-        if s == 1 and not inner_open:
+        if s == 1 and not inner_open and _installed(arena, cid, slub.cpu, a[1]):
+            # killed from outside inside handout(): the chain is the cpu freelist now,
+            # its first object handed out -- as step 3
+            free_obj(VBASE + (a[1] << PAGE_SHIFT) + a[2] * c.size + c.red_left)
+        elif s == 1 and not inner_open:
             got["objects"] += c.splice(a[1], a[2])
         elif s == 3:
             free_obj(a[3])
@@ -213,8 +230,14 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
             got["objects"] += 1
     elif op in (_OP["slab_mag_flush"], _OP["slab_sheaf_flush"]):
         n = a[1] if op == _OP["slab_mag_flush"] else a[2]
+        if op == _OP["slab_mag_flush"] and s == 0 and a[2]:
+            s = _mag_flush_phase(arena, slub, cid, n, a[2], spill)
         if s >= 1:
-            for addr in spill[s - 1 + int(inner_open):n]:
+            # the open inner slab_free finishes its object: spill[s - 1], unless the step
+            # already moved past it (slab_free stores it before its record ends)
+            skip = inner_open and (inner is None or inner.op != _OP["slab_free"] or s - 1 >= n
+                                   or c.obj(spill[s - 1]) == (inner.args[1], inner.args[2]))
+            for addr in spill[s - 1 + int(skip):n]:
                 free_obj(addr)
     elif op == _OP["slab_debug_free"]:
         if s == 0 and a[2] not in c.freelist(a[1], c.word(a[1]) & _LO):
@@ -239,6 +262,78 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
             if flags & REFILL_PCS:
                 _stat_add(arena, cid, slub.cpu, rec.ctx, ST_ALLOC, -s)
     return got
+
+
+def _mag_flush_phase(arena: Any, slub: Any, cid: int, nf: int, phase: int, spill: list[int]) -> int:
+    """A magazine flush a CPU was killed in between fault points (step 0, phase a2 set):
+    phase 1 -- the older half copied to the spill, the newer half being moved down
+    over it (its source untouched): the magazine is put back as it was, nothing to
+    free (returns 0); phase 2 -- moved, the count cut to the newer half or about to
+    be: the count made so, and the spill's objects are to be freed (returns 1)."""
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    q = arena.u64
+    ko = _cpu_off(arena, cid, slub.cpu, nr_cpus, mag)
+    mag0, cnt = (ko + K_MAG) >> 3, (ko + K_MAG_COUNT) >> 3
+    if phase == 1:
+        q[mag0 : mag0 + nf] = array("Q", spill[:nf])
+        return 0
+    keep = mag - nf
+    # not cut -- unless keep + 1 == mag and the free's push landed
+    if q[cnt] == mag and (mag > 2 or (q[mag0 + 1] == q[mag0] if mag == 2 else q[mag0] == spill[0])):
+        q[cnt] = keep
+    return 1
+
+
+def rebuild_node_partials(arena: Any, slots: list[int]) -> int:
+    """The node partial lists whose list_lock is one of the lock slots `slots` rebuilt
+    from the slabs marked NODE_PARTIAL (add_partial marks a slab after linking it,
+    remove_partial unmarks after unlinking: a torn update leaves the mark right), in pfn
+    order, nr_partial recounted; returns the lists rebuilt.  At takeover, for a CPU
+    killed from outside holding the lock (mm/recovery.py), before a live CPU takes it:
+    the caller holds the locks."""
+    import numpy as np
+
+    want = set(slots)
+    _, _, nr_nodes, _, _ = _geo(arena)
+    sm = arena.off("slabmeta")
+    meta = arena.array("slabmeta", np.uint8).reshape(-1, SMETA)
+    cache = meta[:, M_CACHE : M_CACHE + 4].copy().view(np.uint32).ravel().astype(np.int64) - 1
+    lst, nid_of = meta[:, M_LIST].copy(), meta[:, M_NID].copy()
+    del meta
+    n = 0
+    for cid in live_caches(arena):
+        for nid in range(nr_nodes):
+            no = _node_off(arena, cid, nid, nr_nodes)
+            if arena.u64[(no + N_LOCK) >> 3] not in want:
+                continue
+            listed = np.flatnonzero((cache == cid) & (lst == LIST_NODE_PARTIAL) & (nid_of == nid)).tolist()
+            _link(arena, no, sm, listed)
+            n += 1
+    return n
+
+
+def recount_stats(arena: Any, cpu: int) -> int:
+    """After the repairs, for a CPU killed between fault points: the allocations and
+    frees of dead `cpu` that its counters missed or counted ahead (the fast paths count
+    after the CAS that takes or frees, and free_retry before it) are settled from state
+    -- per cache, S5's gap (mm/slab/slab_check.py s5_gaps) goes to the dead CPU's
+    alloc (gap > 0) or free (gap < 0) counter.  Only a gap of at most one item per log
+    context is the dead CPU's; a larger one is left for the checker to report.  Returns
+    the items settled."""
+    from aerosync.mm.slab.slab_check import s5_gaps
+
+    n = 0
+    for cid, gap in s5_gaps(arena).items():
+        if abs(gap) <= INTENT_CTX:
+            _stat_add(arena, cid, cpu, 0, ST_ALLOC if gap > 0 else ST_FREE, abs(gap))
+            n += abs(gap)
+    return n
+
+
+def _installed(arena: Any, cid: int, cpu: int, pfn: int) -> bool:
+    """Whether slab pfn is dead `cpu`'s c->slab (install() stores c->slab last)."""
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    return arena.u64[(_cpu_off(arena, cid, cpu, nr_cpus, mag) + K_SLAB) >> 3] == pfn
 
 
 def _stat_add(arena: Any, cid: int, cpu: int, ctx: int, item: int, n: int) -> None:
@@ -275,6 +370,62 @@ def return_caller_sheaves(arena: Any, slub: Any, cpu: int) -> int:
             else:
                 arena.atomic.store64(so + SH_STATE, 0)
     return n
+
+
+def _slab_of(arena: Any, pfn: int) -> tuple[int, int]:
+    """(slab head pfn, cache id) of the page pfn, cache id -1 if it is no live slab's."""
+    pm32 = arena.off("pagemeta") >> 2
+    if not 0 <= pfn < arena.config["nr_pages"]:
+        return pfn, -1
+    if arena.u32[pm32 + pfn * _PMW] & PG_tail:
+        pfn = arena.u32[pm32 + pfn * _PMW + 6]
+    cid = arena.u32[(arena.off("slabmeta") + pfn * SMETA + M_CACHE) >> 2] - 1
+    if cid < 0 or cid not in live_caches(arena) or not arena.u32[pm32 + pfn * _PMW] & PG_slab:
+        return pfn, -1
+    return pfn, cid
+
+
+def slot_object(arena: Any, off: int) -> int | None:
+    """The address of the object whose slot starts at arena offset `off` (what SLUB's
+    hand-off word holds: mm/intent.py), or None if no live slab has a slot there."""
+    phys = arena.off("physmem")
+    _, cid = _slab_of(arena, (off - phys) >> PAGE_SHIFT)
+    if cid < 0:
+        return None
+    return off - phys + VBASE + _Cache(arena, cid).red_left
+
+
+def object_free(arena: Any, addr: int) -> bool | None:
+    """Whether the object at `addr` is free -- on its slab's freelist, on a CPU's
+    freelist of that slab, in a magazine or a sheaf of its cache -- or allocated; None
+    if `addr` is no object start of a live slab.  For a hand-off or a free a dead CPU
+    left half done (mm/intent.py "Hand-off"); world stopped, the freelists whole."""
+    pfn, cid = _slab_of(arena, (addr - VBASE) >> PAGE_SHIFT)
+    if cid < 0:
+        return None
+    c = _Cache(arena, cid)
+    off = addr - VBASE - (pfn << PAGE_SHIFT) - c.red_left
+    idx = off // c.size
+    if off < 0 or off % c.size or idx >= (c.word(pfn) >> 48) & 0x7FFF:
+        return None
+    if idx in c.freelist(pfn, c.word(pfn) & _LO):
+        return True
+    q = arena.u64
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    for cpu in range(nr_cpus):
+        ko = _cpu_off(arena, cid, cpu, nr_cpus, mag)
+        if q[(ko + K_SLAB) >> 3] == pfn and idx in c.freelist(pfn, q[(ko + K_FREELIST_TID) >> 3] & _LO):
+            return True
+        if mag and addr in q[(ko + K_MAG) >> 3 : ((ko + K_MAG) >> 3) + q[(ko + K_MAG_COUNT) >> 3]]:
+            return True
+    so0, size = arena.sections["slabsheaf"]
+    for sh in range(size // SHEAF_REC):
+        so = so0 + sh * SHEAF_REC
+        if q[(so + SH_STATE) >> 3] and q[(so + SH_CACHE) >> 3] == cid:
+            n = q[(so + SH_SIZE) >> 3]
+            if addr in q[(so + SH_OBJS) >> 3 : ((so + SH_OBJS) >> 3) + n]:
+                return True
+    return False
 
 
 def fsck(arena: Any, slub: Any) -> dict[str, int]:

@@ -17,7 +17,7 @@ from aerosync.mm.pmm.page import PG_buddy, PG_head, PG_pcp, PG_reserved, PG_slab
 from aerosync.mm.san.kfence import kfence_live
 from aerosync.mm.slab import slab_common as S
 
-__all__ = ["slab_check", "SLAB_INVARIANTS"]
+__all__ = ["slab_check", "SLAB_INVARIANTS", "s5_gaps"]
 
 SLAB_INVARIANTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 
@@ -25,6 +25,23 @@ SLAB_INVARIANTS = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 def slab_check(arena: Any, raise_first: bool = False, limit: int = 20) -> CheckReport:
     """Check S1..S7 for every live cache; report (or raise) violations."""
     return run_checker(_check, arena, raise_first, limit)
+
+
+class _GapSink(_Sink):
+    """A sink that also keeps S5's gap per cache (`s5_gaps`)."""
+
+    def __init__(self) -> None:
+        super().__init__(False, 0)
+        self.gaps: dict[int, int] = {}
+
+
+def s5_gaps(arena: Any) -> dict[int, int]:
+    """Per cache whose S5 fails: objects found in use minus allocations counted net
+    (positive: an allocation not yet counted; negative: a free counted before it
+    happened) -- what a CPU killed between an object's take and its count leaves."""
+    s = _GapSink()
+    _check(arena, s)
+    return s.gaps
 
 
 def _walk(arena: Any, pfn: int, head: int, size: int, fpo: int, limit: int, rnd: int = 0) -> tuple[list[int], bool]:
@@ -240,7 +257,10 @@ def _check(arena: Any, s: _Sink) -> None:
         st = S.slab_stats(arena, cid)
         net = st["alloc"] - st["free"] - kfence_live(arena, cid)     # KFENCE objects live in its pool
         # ---- S5: the accounting identity
-        if total != slab_free + cpu_free + mag_objs + pcs_objs + net + isolated:
+        gap = total - (slab_free + cpu_free + mag_objs + pcs_objs + net + isolated)
+        if gap and isinstance(s, _GapSink):
+            s.gaps[cid] = gap
+        if gap:
             s.add("S5", name, f"objects {total} == slab free {slab_free} + cpu {cpu_free} + magazines {mag_objs} "
                   f"+ per-CPU sheaves {pcs_objs} + allocated {net} + isolated {isolated}",
                   slab_free + cpu_free + mag_objs + pcs_objs + net + isolated)

@@ -452,6 +452,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     ctor = _resolve_ctor(info["ctor"])
     PHYS = arena.off("physmem")
     VOFF = VBASE - PHYS                           # addr - VOFF = arena offset
+    aoff = VOFF + red_left                        # address - aoff = the object's slot (arena offset)
     SM = arena.off("slabmeta")
     PM32 = arena.off("pagemeta") >> 2
     PMW = PAGE_META_SIZE >> 2
@@ -492,6 +493,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                for n in range(nr_nodes)]
     alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
     lg = mm.log                                   # this context's intent log (mm/intent.py)
+    ho = lg.handoff                               # its hand-off word (mm/intent.py "Hand-off")
     begin, end, fp, spill0 = lg.begin, lg.end, lg.fp, lg.spill
     zero = bytes(osize)
     slab_order_objs = {order: objects, min_order: min_objects}
@@ -803,12 +805,15 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             stat(ST_CPU_PARTIAL_DRAIN)
 
     # -------------------------------------------------------- remote free (__slab_free)
-    def slab_free(pfn: int, idx: int, cnt_stat: bool = True) -> None:
+    def slab_free(pfn: int, idx: int, cnt_stat: bool = True, outer: int = -1, outer_step: int = 0) -> None:
         """__slab_free() (6.8+): CAS the object onto its slab's freelist.  A full unfrozen
         slab goes to *this* CPU's partial list (put_cpu_partial, no list_lock); list_lock
         is taken (before the CAS, dropped and retaken on a retry) only when an unfrozen
         slab with free objects becomes empty: then, if it is on its node's partial list
-        (not a CPU's) and the node has min_partial, it is removed and discarded."""
+        (not a CPU's) and the node has min_partial, it is removed and discarded.
+        `outer`: the record of a caller freeing a spill one object at a time, whose
+        step becomes `outer_step` while this record is still open -- so a death between
+        fault points never finds the object freed with neither record saying so."""
         r = begin(_OP_FREE, cid, pfn, idx)          # step 1 once the CAS is done
         try:
             m = sm_of(pfn)
@@ -832,6 +837,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     break
                 stat(ST_CAS_FAIL)
             u64[r + 7] = 1
+            if outer >= 0:
+                u64[outer + 7] = outer_step
             if fp:
                 fp(P_FREE_FREED)
             if cnt_stat:
@@ -882,12 +889,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             if cas64(cw, w, ((w + STEP) & _HI) | NIL32) == w:
                 return pfn, w & _LO
 
-    def get_partial_node(nid: int) -> tuple[int, int]:
+    def get_partial_node(nid: int, outer: int = -1) -> tuple[int, int]:
         """get_partial_node(): the first slab of node nid's partial list, frozen with its
         freelist taken (freeze_slab), and more slabs onto c->partial, unfrozen (put_cpu_
         partial without drain), until more than cpu_partial_slabs / 2 were moved.  A racy
         nr_partial peek first, as Linux.  Returns (pfn, freelist) or (-1, NIL).  c->lock
-        held (it is outer to list_lock here)."""
+        held (it is outer to list_lock here).  `outer`: the caller's slab_alloc_slow
+        record, which holds the chain (step 1) before this record ends -- no death
+        between fault points finds it in neither."""
         no = node_offs[nid]
         if not u64[(no + N_NR_PARTIAL) >> 3]:
             return -1, NIL32
@@ -905,6 +914,10 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             chain = freeze_locked(pfn)
             u64[r + 4] = chain
             u64[r + 7] = 2
+            if outer >= 0:                            # hold(outer, ...) without its point
+                u64[outer + 2] = pfn
+                u64[outer + 3] = chain
+                u64[outer + 7] = 1
             if fp:
                 fp(P_GP_FROZEN)
             moved = 0
@@ -929,7 +942,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             end(r)
             nl_rel[nid]()
 
-    def get_any_partial() -> tuple[int, int]:
+    def get_any_partial(outer: int = -1) -> tuple[int, int]:
         """get_any_partial(): partial slabs of the nodes in the zonelist order of
         mempolicy_slab_node() (the task's policy; the local node without one or in irq
         context), from nodes holding more than min_partial; skipped when get_cycles() %
@@ -939,7 +952,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         slab_node = slub.slab_node
         for nid in zl_nodes[slab_node() if in_task and slab_node is not None else mynid]:
             if u64[(node_offs[nid] + N_NR_PARTIAL) >> 3] > min_partial:
-                got = get_partial_node(nid)
+                got = get_partial_node(nid, outer)
                 if got[0] >= 0:
                     return got
         return -1, NIL32
@@ -969,9 +982,11 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 nm = u64[cmag]
                 if nm:
                     nm -= 1
+                    a = u64[mag0 + nm]
+                    u64[ho] = a - aoff              # hand-off, before the take
                     u64[cmag] = nm
                     stat(ST_ALLOC_MAG)
-                    return u64[mag0 + nm]
+                    return a
             stat(ST_ALLOC_SLOW)
             # The record (mm/slab/recover.py): step 1 = chain a2 of slab a1 taken off its
             # freelist or the cpu word, in flight; 2 = slab a1 popped off c->partial, on
@@ -1017,9 +1032,9 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             try_thisnode = node >= 0 and not gfp & _GFP_THISNODE
             search = mynid if node < 0 else node
             while True:
-                pfn, chain = get_partial_node(search)
+                pfn, chain = get_partial_node(search, r)
                 if pfn < 0 and not (node >= 0 and (try_thisnode or gfp & _GFP_THISNODE)) and nr_nodes > 1:
-                    pfn, chain = get_any_partial()
+                    pfn, chain = get_any_partial(r)
                 if pfn >= 0:
                     hold(r, pfn, chain, -1)
                     stat(ST_ALLOC_PARTIAL)
@@ -1050,6 +1065,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     def handout(r: int, pfn: int, chain: int) -> int:
         """install() and record the object handed out (step 3) before returning it."""
         a = obj_addr(pfn, install(pfn, chain))
+        u64[ho] = a - aoff                          # hand-off: the caller's once the record ends
         u64[r + 4] = a
         u64[r + 7] = 3
         if fp:
@@ -1119,6 +1135,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         pfn = u64[cslab]
         if idx != NIL32 and pfn != NIL64:
             base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+            u64[ho] = base                            # hand-off (mm/intent.py): the slot, before the take
             if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
                 u64[st_alloc] += 1
                 if gfp:
@@ -1141,6 +1158,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 break
             base = PHYS + (pfn << PAGE_SHIFT) + idx * size
             nxt = u32[(base + fpo) >> 2]
+            u64[ho] = base
             if cas64(cw, w, ((w + STEP) & _HI) | nxt) == w:
                 addr = base + red_left + VOFF
                 break
@@ -1234,13 +1252,17 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                     # The older half goes to the context's spill area (not a Python list)
                     # under a record: a death while freeing it loses nothing (step s: the
                     # spill's first s - 1 are back on their slabs).
+                    # a2 marks the phase for a death between fault points (recover.py):
+                    # 1 the older half in the spill, the newer being moved down; 2 moved.
                     keep = nm // 2
                     nf = nm - keep
                     r = begin(_OP_MAGF, cid, nf)
                     u64[spill0 : spill0 + nf] = u64[mag0 : mag0 + nf]
+                    u64[r + 3] = 1
                     for i in range(keep):
                         u64[mag0 + i] = u64[mag0 + nf + i]
-                    nm = keep
+                    u64[r + 3] = 2
+                    u64[cmag] = nm = keep
                     stat(ST_MAG_FLUSH)
                 u64[mag0 + nm] = addr
                 u64[cmag] = nm + 1
@@ -1255,8 +1277,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 for i in range(nf):
                     a = u64[spill0 + i]
                     p = head_of(a)
-                    slab_free(p, obj_index(p, a), False)
-                    u64[r + 7] = i + 2
+                    slab_free(p, obj_index(p, a), False, r, i + 2)   # step i + 2 once it is back
                     if fp:
                         fp(P_MAGF_FREED)
                 end(r)
@@ -1275,6 +1296,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             pfn = u64[cslab]
             if idx != NIL32 and pfn != NIL64 and u8[SM + pfn * SMETA + M_NID] == nid:
                 base = PHYS + (pfn << PAGE_SHIFT) + idx * size
+                u64[ho] = base
                 if cas64(cw, w, ((w + STEP) & _HI) | u32[(base + fpo) >> 2]) == w:
                     addr = base + red_left + VOFF
                     break
@@ -1551,8 +1573,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         for i in range(n):
             a = u64[spill0 + i]
             p = head_of(a)
-            slab_free(p, obj_index(p, a), False)
-            u64[r + 7] = i + 2
+            slab_free(p, obj_index(p, a), False, r, i + 2)
             if fp:
                 fp(P_SHF_FREED)
         end(r)
@@ -1792,6 +1813,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         if node >= 0 and u8[SM + head_of(a) * SMETA + M_NID] != node:
             store64(pcsl, 0)
             return 0
+        u64[ho] = a - aoff                          # hand-off, before the take
         u64[(so + SH_SIZE) >> 3] = n
         store64(pcsl, 0)
         stat(ST_ALLOC_PCS)

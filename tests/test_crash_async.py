@@ -1,0 +1,231 @@
+"""Crash consistency between fault points: a CPU killed from outside loses nothing.
+
+A SIGKILL from outside (`kill -9`, the host's OOM killer) lands anywhere, not at a fault
+point.  Here the child CPU runs crash_soak batches under sys.settrace and kills itself
+just before a chosen line (tests/crash_helpers.py kill_between_points): the k-th line
+executed in aerosync/ or workers/ (sampled positions, the explorer), or the first line
+of a named window (the forced interleavings below).  Then, as after any death:
+takeover, recovery, the checkers, the CPU back online and working, nothing lost.
+
+What makes it hold (mm/intent.py "Hand-off", mm/recovery.py, mm/pmm/recover.py,
+mm/slab/recover.py, workers/workloads/crash_soak.py recover): an allocator names the
+item it is handing out before the store that takes it, and the caller opens a window
+around it; a zone's free lists are rebuilt from PG_buddy when its lock is taken over
+from a CPU killed from outside; records one step behind the state are resolved from
+state (an item given back only if still allocated and named by nobody); a magazine
+flush marks its phases; a slab_free inside a flush moves its caller's step before its
+own record ends; SLUB's counters are settled from S5's gap.
+
+`--soak` samples 150 positions per configuration instead of 6.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from aerosync.mm import intent as I
+from aerosync.mm.cpuhp import cpuhp_online_mm
+from tests import crash_helpers as H
+from tests.conftest import new_machine
+
+# name -> (crash_soak params, machine config, feed this CPU's ring first, largest position)
+CONFIGS: dict[str, tuple[dict[str, Any], dict[str, Any], bool, int]] = {
+    "default": ({}, {}, False, 60000),
+    "ring": ({}, {}, True, 20000),                  # the pops of a full inbound ring, remote frees
+    "linux": ({}, {"kernel_profile": "linux"}, False, 60000),   # no magazines, per-CPU sheaves, exact PCP
+    "numa": ({"node_pct": 30, "movable_pct": 30, "sheaf_capacity": 8}, {"nr_nodes": 2}, False, 60000),
+}
+
+
+def _recovered(a: Any, p: Any, pid: int) -> Any:
+    """Recovery of CPU 0 killed from outside; the checkers; CPU 0 back online running the
+    soak to its teardown; the checkers again; nothing lost."""
+    assert I.died_at(a, 0) is None                 # not at a fault point
+    rec = H.recover(a, pid, 0, p)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, killed = H.run_child(a, 0, H.soak_driver(p, seed=2, budget=10))
+    assert not killed
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    return rec
+
+
+def _sampled(name: str, n: int) -> list[str]:
+    kw, cfg, feed, kmax = CONFIGS[name]
+    p = H.soak_params(**kw)
+    failed = []
+    for k in random.Random(name).sample(range(1, kmax), n):
+        a = H.soak_machine(lambda **m: new_machine(**m, **cfg), p)
+        try:
+            pid, killed = H.run_child(a, 0, H.async_soak_driver(p, k, warm=0 if feed else 30, feed=feed))
+            if killed:
+                _recovered(a, p, pid)
+        except AssertionError as e:
+            failed.append(f"line {k}: {str(e).splitlines()[0][:200]}")
+        finally:
+            a.close()
+            a.unlink()
+    return failed
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_killed_at_sampled_lines(name: str, soak: bool) -> None:
+    failed = _sampled(name, 150 if soak else 6)
+    assert not failed, "\n".join(failed)
+
+
+# ---------------------------------------------------------------- forced windows
+
+def _kill_in(machine, match, nth: int = 1, warm: int = 30, feed: bool = False, cfg: dict | None = None,
+             **kw: Any) -> Any:
+    p = H.soak_params(**kw)
+    a = H.soak_machine(machine, p, **(cfg or {}))
+    pid, killed = H.run_child(a, 0, H.async_soak_driver(p, nth, match, warm=warm, feed=feed))
+    assert killed, "the window was never reached"
+    return _recovered(a, p, pid)
+
+
+@pytest.mark.timeout(120)
+def test_page_handed_out_not_yet_in_its_slot(machine) -> None:
+    """alloc_pages returned: the page is the caller's, its held slot still empty."""
+    rec = _kill_in(machine, H.at_line("allocate", "entry = s << 36 | (pfn << 4 | order)"), page_pct=100)
+    assert rec.pages >= 1
+
+
+@pytest.mark.timeout(120)
+def test_object_taken_by_the_cas_not_yet_counted(machine) -> None:
+    """SLUB's fast path: the CAS took the object, the alloc counter has not moved."""
+    rec = _kill_in(machine, H.at_line("alloc", "u64[st_alloc] += 1"), page_pct=0)
+    assert rec.objects >= 1 and rec.scan.get("slab_stats_settled", 0) >= 1
+
+
+def _taken_over(machine, match, cfg: dict | None = None, **kw: Any) -> tuple[Any, Any, Any]:
+    """Kill CPU 0 at `match`; only the takeover (live CPUs would run now): (arena, params,
+    its CpuRecovery)."""
+    from aerosync.mm import recovery
+
+    p = H.soak_params(**kw)
+    a = H.soak_machine(machine, p, **(cfg or {}))
+    pid, killed = H.run_child(a, 0, H.async_soak_driver(p, 1, match, warm=0))
+    assert killed, "the window was never reached"
+    return a, p, recovery.takeover(a, pid, 0)
+
+
+def _finish(a: Any, p: Any, rec: Any) -> None:
+    from aerosync.mm import recovery
+    from aerosync.mm.cpuhp import cpuhp_offline_mm
+    from workers.workloads import crash_soak
+
+    recovery.recover_cpu(a, rec, lambda a_, c, r, m, s: crash_soak.recover(a_, p, c, r, m, s),
+                         offline=cpuhp_offline_mm)
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+def test_free_list_torn_under_zone_lock(machine) -> None:
+    """A block linked to the old head, the head not yet moved: zone.lock's lists are
+    whole again when the lock is released at takeover, before a live CPU can take it."""
+    from aerosync.mm.pmm.check import check as mm_check
+
+    a, p, rec = _taken_over(machine, H.at_line("add_to_free_list", "u32[hi] = pfn"), page_pct=100)
+    assert rec.scan.get("free_lists_rebuilt", 0) >= 1
+    counts = mm_check(a).counts
+    assert not counts.get("B4") and not counts.get("B5"), counts
+    _finish(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+def test_node_partial_list_torn_under_list_lock(machine) -> None:
+    """add_partial half done: the node's partial list is whole again at takeover."""
+    from aerosync.mm.slab import slab_common as S
+    from aerosync.mm.slab.layout import LIST_NODE_PARTIAL, M_CACHE, M_LIST, M_NEXT, M_PREV, SMETA
+
+    a, p, rec = _taken_over(machine, H.at_line("add_partial_locked", "u32[ti] = pfn"), {"kernel_profile": "linux"},
+                            page_pct=0)
+    assert rec.scan.get("node_partials_rebuilt", 0) >= 1
+    sm = a.off("slabmeta")
+    for cid in S.live_caches(a):
+        no = S._node_off(a, cid, 0, 1)
+        marked = {pfn for pfn in range(a.config["nr_pages"])
+                  if a.u32[(sm + pfn * SMETA + M_CACHE) >> 2] == cid + 1
+                  and a.u8[sm + pfn * SMETA + M_LIST] == LIST_NODE_PARTIAL}
+        walked, prev, pfn = [], S.NIL32, a.u32[(no + S.N_HEAD) >> 2]
+        while pfn != S.NIL32 and len(walked) <= len(marked):
+            assert a.u32[(sm + pfn * SMETA + M_PREV) >> 2] == prev
+            walked.append(pfn)
+            prev, pfn = pfn, a.u32[(sm + pfn * SMETA + M_NEXT) >> 2]
+        assert set(walked) == marked and len(walked) == a.u64[(no + S.N_NR_PARTIAL) >> 3]
+        assert a.u32[(no + S.N_TAIL) >> 2] == prev
+    _finish(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+def test_magazine_flush_killed_while_moving_the_newer_half(machine) -> None:
+    _kill_in(machine, H.at_line("free_other", "u64[mag0 + i] = u64[mag0 + nf + i]"), nth=2, page_pct=0,
+             cfg={"kernel_profile": "aerosync"})
+
+
+@pytest.mark.timeout(120)
+def test_flush_free_done_its_record_still_open(machine) -> None:
+    """A spilled object back on its slab, slab_free's record not yet ended: the flush's
+    step already counts it, so recovery frees it once."""
+    _kill_in(machine, H.at_line("slab_free", "end(r)", lambda f: f.f_locals.get("outer", -1) >= 0), page_pct=0,
+             cfg={"kernel_profile": "aerosync"})
+
+
+@pytest.mark.timeout(120)
+def test_ring_claimed_not_yet_logged(machine) -> None:
+    """push's CAS claimed a slot, its step not stored: the claim is rolled forward (a
+    hole would stop the consumer for good)."""
+    from aerosync.params import CACHE_LINE
+    from workers.workloads._pages import RING_BYTES, RING_SLOTS
+    from workers.workloads.crash_soak import RING
+
+    p = H.soak_params(cross_cpu_pct=100)
+    a = H.soak_machine(machine, p)
+    pid, killed = H.run_child(a, 0, H.async_soak_driver(p, 1, H.at_line("push", "q[r + STEP] = 1"), warm=0))
+    assert killed
+    assert I.died_at(a, 0) is None
+    rec = H.recover(a, pid, 0, p)
+    hd = a.off(RING) + 1 * RING_BYTES
+    q = a.u64
+    head, tail = q[hd >> 3], q[(hd + CACHE_LINE) >> 3]
+    assert tail > head
+    slots = (hd + 2 * CACHE_LINE) >> 3
+    assert all(q[slots + (t & (RING_SLOTS - 1))] for t in range(head, tail)), "a hole in cpu1's ring"
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+def test_pop_took_the_slot_head_not_moved(machine) -> None:
+    rec = _kill_in(machine, H.at_line("drain_ring", "h += 1"), warm=0, feed=True)
+    assert rec.pages + rec.objects >= 1
+
+
+@pytest.mark.timeout(120)
+def test_free_unheld_step_not_stored(machine) -> None:
+    """release cleared the held slot at step 0: the item is given back, not lost."""
+    rec = _kill_in(machine, H.at_line("release", "q[r + STEP] = 1"), cross_cpu_pct=0)
+    assert rec.pages + rec.objects >= 1
+
+
+@pytest.mark.timeout(120)
+def test_free_done_step_not_stored(machine) -> None:
+    """The free finished at step 1: recovery must not free it again."""
+    _kill_in(machine, H.at_line("free_entry", "q[c_free] += 1"), cross_cpu_pct=0, page_pct=0)
+
+
+
+@pytest.mark.timeout(120)
+def test_slow_path_killed_inside_handout(machine) -> None:
+    """install() made the chain the cpu freelist; the record still says "chain in flight"
+    (step 1): the first object is given back, the chain is not spliced twice."""
+    _kill_in(machine, H.at_line("obj_addr", "return VBASE", lambda f: f.f_back.f_code.co_name == "handout"),
+             page_pct=0)

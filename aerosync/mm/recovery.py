@@ -12,11 +12,12 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      can go on to the next batch boundary and park.  The data under those locks is
      whole at every fault point (mm/intent.py), with the dead CPU's in-flight items
      missing; live CPUs can use it meanwhile.  A CPU killed from outside (no fault
-     point: a list update may be torn) has the free lists of every zone whose lock it
-     held rebuilt from PG_buddy before that lock is released (mm/pmm/recover.py).  Except its mmap_lock holds (write, or
-     read after munmap's downgrade): a VMA change under one is not whole -- a thread
-     of the same mm would see a heap VMA and mm->brk that disagree, or map into a
-     range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
+     point: a list update may be torn) has the lists under its zone.locks and SLUB
+     list_locks rebuilt from per-page and per-slab state before those locks are
+     released (mm/pmm/recover.py, mm/slab/recover.py).  Except its mmap_lock holds
+     (write, or read after munmap's downgrade): a VMA change under one is not whole
+     -- a thread of the same mm would see a heap VMA and mm->brk that disagree, or
+     map into a range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
      (sync/objlock.py), in `rec.kept`; a live CPU queued on one parks inside its wait
      (the park hook, workers/cpu.py) and counts as parked.  If some CPU cannot park
      there (it holds something), the coordinator releases the kept holds early

@@ -438,8 +438,9 @@ def recover(arena: Arena, params: Params, cpu: int, records: list[tuple[I.Record
         a, step = rec.args, rec.step
         if rec.op == _OP_POP:                  # ring, pos, entry
             hd = rbase + a[0] * RING_BYTES
-            if step == 0 and q[((hd + 2 * CACHE_LINE) >> 3) + (a[1] & mask)] == 0:
-                if q[hd >> 3] == a[1]:
+            head = q[hd >> 3]                  # the dead CPU zeroes the slot, then moves head
+            if step == 0 and (head > a[1] or q[((hd + 2 * CACHE_LINE) >> 3) + (a[1] & mask)] == 0):
+                if head == a[1]:
                     arena.atomic.store64(hd, a[1] + 1)          # taken, head not yet moved
                 step = 1
             if step == 1:

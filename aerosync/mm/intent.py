@@ -29,9 +29,9 @@ Protocol (owner-only: one thread writes a context, nobody else does while it liv
     object stores the item's name (`decode_item`: its struct page's u32 index, or its
     slot's arena offset) in its context's handoff word just before the store that
     makes it the caller's (a page's refcount 1, the cpu-freelist CAS, a magazine's or
-    sheaf's count), and a caller that records what it gets opens a
-    window first: handoff := 0, then pending := its own non-zero value (which slot the
-    item goes to), and pending := 0 once the item is in its record.  A death with the
+    sheaf's count), and a caller that records what it gets opens a window first:
+    handoff := 0, then pending := its own non-zero value (which slot the item goes
+    to), and pending := 0 once the item is in its record.  A death with the
     window open leaves `read_handoff` the candidate; whether the allocator took it is
     read from the item's state (allocated, or still free), and the caller's recovery
     gives it back if nobody names it (workers/workloads/crash_soak.py).  Outside a

@@ -229,3 +229,10 @@ def test_slow_path_killed_inside_handout(machine) -> None:
     (step 1): the first object is given back, the chain is not spliced twice."""
     _kill_in(machine, H.at_line("obj_addr", "return VBASE", lambda f: f.f_back.f_code.co_name == "handout"),
              page_pct=0)
+
+
+@pytest.mark.timeout(120)
+def test_new_slab_frozen_not_yet_held(machine) -> None:
+    """A new slab frozen with all its objects taken as the chain, the record not yet
+    holding it: the chain goes back (the slab was nobody's yet)."""
+    _kill_in(machine, H.at_line("slab_alloc_slow", "hold(r, pfn, 0, P_NEW_FROZEN)"), warm=0, page_pct=0)

@@ -21,7 +21,9 @@ counting it (it was counted as freed already, or never counted as allocated):
                   inner record, has it; or install() made a1 the dead CPU's c->slab
                   already -- killed from outside -- then as step 3 with the chain's
                   first object); step 3: free the object a3 it handed out (its
-                  caller never got it, nothing was counted); step 2: scan.
+                  caller never got it, nothing was counted); step 2: scan; step 0
+                  naming a new slab frozen full and nobody's c->slab (killed from
+                  outside before hold()): splice its chain from object 0.
   slab_deactivate step 0: splice (the chain never got back).
   slab_get_partial step 2: splice the frozen slab's chain.
   slab_free       step 0: free the object unless it is on its slab's freelist already.
@@ -216,6 +218,10 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
             free_obj(VBASE + (a[1] << PAGE_SHIFT) + a[2] * c.size + c.red_left)
         elif s == 1 and not inner_open:
             got["objects"] += c.splice(a[1], a[2])
+        elif s == 0 and not inner_open and a[2] == 0 and _frozen_unheld_new(arena, c, a[1]):
+            # killed from outside between a new slab's freeze and hold(): its whole
+            # freelist from object 0 is the chain in flight
+            got["objects"] += c.splice(a[1], 0)
         elif s == 3:
             free_obj(a[3])
     elif op == _OP["slab_deactivate"]:
@@ -328,6 +334,19 @@ def recount_stats(arena: Any, cpu: int) -> int:
             _stat_add(arena, cid, cpu, 0, ST_ALLOC if gap > 0 else ST_FREE, abs(gap))
             n += abs(gap)
     return n
+
+
+def _frozen_unheld_new(arena: Any, c: _Cache, pfn: int) -> bool:
+    """Whether slab pfn of cache c is frozen with every object taken (freelist NIL,
+    inuse == objects) and no CPU's c->slab: after the inner records are resolved, only
+    a new slab frozen by slab_alloc_slow and not yet held is in that state."""
+    if not 0 <= pfn < arena.config["nr_pages"] or arena.u32[(c.sm + pfn * SMETA + M_CACHE) >> 2] != c.cid + 1:
+        return False
+    w = c.word(pfn)
+    if not w & FROZEN or w & _LO != NIL32 or (w >> 32) & 0xFFFF != (w >> 48) & 0x7FFF:
+        return False
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    return all(arena.u64[(_cpu_off(arena, c.cid, cpu, nr_cpus, mag) + K_SLAB) >> 3] != pfn for cpu in range(nr_cpus))
 
 
 def _installed(arena: Any, cid: int, cpu: int, pfn: int) -> bool:

@@ -1043,6 +1043,8 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 if pfn >= 0:
                     m = sm_of(pfn) + M_WORD
                     n = (load64(m) >> 48) & 0x7FFF
+                    u64[r + 2] = pfn                  # named before the freeze (step still 0:
+                    u64[r + 3] = 0                    # recover.py reads the slab's state)
                     store64(m, _sw(NIL32, n, n, FROZEN))
                     hold(r, pfn, 0, P_NEW_FROZEN)
                     return handout(r, pfn, 0)

@@ -236,3 +236,21 @@ def test_new_slab_frozen_not_yet_held(machine) -> None:
     """A new slab frozen with all its objects taken as the chain, the record not yet
     holding it: the chain goes back (the slab was nobody's yet)."""
     _kill_in(machine, H.at_line("slab_alloc_slow", "hold(r, pfn, 0, P_NEW_FROZEN)"), warm=0, page_pct=0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("func", "text", "cfg", "kw"), [
+    # ALLOC_NODE_MISMATCH: a cpu slab with objects left is detached (kmalloc_node)
+    ("detach", "if cas64(cw, w,", {"nr_nodes": 2}, {"node_pct": 100}),   # c->slab NIL, chain in the word
+    ("detach", "return pfn, w & _LO", {"nr_nodes": 2}, {"node_pct": 100}),   # the CAS took it
+    ("get_freelist", "return fl", {"kernel_profile": "linux"}, {}),
+    ("freeze_locked", "return old & _LO", {"kernel_profile": "linux"}, {}),
+])
+def test_chain_taken_not_yet_held(machine, func: str, text: str, cfg: dict, kw: dict) -> None:
+    """The slow path's CASes that take a chain (the cpu word's, a slab's freelist) name
+    it in the record first: a death right before or after the CAS splices it back once."""
+    def nonempty(f: Any) -> bool:                        # a chain of at least one object
+        v = {"detach": "w", "get_freelist": "fl", "freeze_locked": "old"}[func]
+        return f.f_locals.get(v, 0) & 0xFFFF_FFFF != 0xFFFF_FFFF
+
+    _kill_in(machine, H.at_line(func, text, nonempty), warm=0, page_pct=0, cfg=cfg, **kw)

@@ -23,9 +23,13 @@ counting it (it was counted as freed already, or never counted as allocated):
                   first object); step 3: free the object a3 it handed out (its
                   caller never got it, nothing was counted); step 2: scan; step 0
                   naming a new slab frozen full and nobody's c->slab (killed from
-                  outside before hold()): splice its chain from object 0.
+                  outside before hold()): splice its chain from object 0; step 4
+                  (detach() under way) with c->slab no longer a1: chain a2 out of
+                  the cpu word if still there, and spliced; step 5 (get_freelist()
+                  under way): splice a2 unless it is still on a1's freelist.
   slab_deactivate step 0: splice (the chain never got back).
-  slab_get_partial step 2: splice the frozen slab's chain.
+  slab_get_partial step 2: splice the frozen slab's chain; step 3 (freeze under way):
+                  the same unless a3 is still on the slab's freelist.
   slab_free       step 0: free the object unless it is on its slab's freelist already.
   slab_mag_flush  step s >= 1: free the spill's objects s-1.. (s.. when the inner
   slab_sheaf_flush  slab_free of object s-1 is open: it finishes that one; slab_free
@@ -224,12 +228,20 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
             got["objects"] += c.splice(a[1], 0)
         elif s == 3:
             free_obj(a[3])
+        elif s == 4 and not _installed(arena, cid, slub.cpu, a[1]):
+            # detach() under way, c->slab already NIL: the chain a2 is in the cpu word
+            # still, or taken by the CAS -- either way in flight
+            if a[2] != NIL32:
+                _cpu_word_drop(arena, cid, slub.cpu, a[2])
+                got["objects"] += c.splice(a[1], a[2])
+        elif s == 5 and a[2] != NIL32 and a[2] not in c.freelist(a[1], c.word(a[1]) & _LO):
+            got["objects"] += c.splice(a[1], a[2])      # get_freelist()'s CAS took it
     elif op == _OP["slab_deactivate"]:
         if s == 0:
             got["objects"] += c.splice(a[1], a[2])
     elif op == _OP["slab_get_partial"]:
-        if s >= 2:
-            got["objects"] += c.splice(a[2], a[3])
+        if s == 2 or (s == 3 and a[3] != NIL32 and a[3] not in c.freelist(a[2], c.word(a[2]) & _LO)):
+            got["objects"] += c.splice(a[2], a[3])      # (step 3: freeze_locked()'s CAS took it)
     elif op == _OP["slab_free"]:
         if s == 0 and a[2] not in c.freelist(a[1], c.word(a[1]) & _LO):
             kc.free_slow(a[1], a[2], False)
@@ -347,6 +359,16 @@ def _frozen_unheld_new(arena: Any, c: _Cache, pfn: int) -> bool:
         return False
     _, nr_cpus, _, mag, _ = _geo(arena)
     return all(arena.u64[(_cpu_off(arena, c.cid, cpu, nr_cpus, mag) + K_SLAB) >> 3] != pfn for cpu in range(nr_cpus))
+
+
+def _cpu_word_drop(arena: Any, cid: int, cpu: int, chain: int) -> None:
+    """Dead `cpu`'s cpu word still holding `chain` (detach() killed before its CAS):
+    empty it, the tid kept."""
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    cw = _cpu_off(arena, cid, cpu, nr_cpus, mag) + K_FREELIST_TID
+    w = arena.u64[cw >> 3]
+    if w & _LO == chain:
+        arena.atomic.store64(cw, (w & ~_LO) | NIL32)
 
 
 def _installed(arena: Any, cid: int, cpu: int, pfn: int) -> bool:

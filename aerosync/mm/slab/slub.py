@@ -668,12 +668,14 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         end(r)
 
     # -------------------------------------------------------- slab word helpers
-    def get_freelist(pfn: int) -> int:
+    def get_freelist(pfn: int, r: int) -> int:
         """get_freelist() (6.8+): take a slab's whole freelist (inuse = objects); the slab
         stays frozen only if it got objects (frozen = freelist != NULL): one with none
         left is unfrozen, full and on no list by the same CAS.  c->lock held.  The list
         byte goes to NONE *before* that CAS: once unfrozen and full, a remote free may
-        put the slab on its CPU's partial list (put_cpu_partial) and write the byte."""
+        put the slab on its CPU's partial list (put_cpu_partial) and write the byte.
+        Record r (slab_alloc_slow's, a1 = pfn) names the chain before the CAS (step 5:
+        recover.py reads whether it is still on the slab's freelist)."""
         m = sm_of(pfn)
         u8[m + M_LIST] = LIST_NONE
         w = m + M_WORD
@@ -681,16 +683,21 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             old = load64(w)
             n = (old >> 48) & 0x7FFF
             fl = old & _LO
+            u64[r + 3] = fl
+            u64[r + 7] = 5
             if cas64(w, old, _sw(NIL32, n, n, FROZEN if fl != NIL32 else 0)) == old:
                 return fl
 
-    def freeze_locked(pfn: int) -> int:
+    def freeze_locked(pfn: int, r: int) -> int:
         """freeze_slab(): freeze a slab taken off the node partial list and take its
-        freelist (list_lock held: get_partial_node)."""
+        freelist (list_lock held: get_partial_node, whose record r names the chain
+        before the CAS: step 3)."""
         m = sm_of(pfn) + M_WORD
         while True:
             old = load64(m)
             n = (old >> 48) & 0x7FFF
+            u64[r + 4] = old & _LO
+            u64[r + 7] = 3
             if cas64(m, old, _sw(NIL32, n, n, FROZEN)) == old:
                 return old & _LO
 
@@ -880,12 +887,18 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         u64[cslab] = pfn
         return chain
 
-    def detach() -> tuple[int, int]:
-        """Take c->slab and the cpu chain off this CPU: c->slab = NIL, then the word."""
+    def detach(r: int) -> tuple[int, int]:
+        """Take c->slab and the cpu chain off this CPU: c->slab = NIL, then the word.
+        Record r (slab_alloc_slow's) names both first (step 4: recover.py reads c->slab
+        and the word)."""
         pfn = u64[cslab]
+        u64[r + 2] = pfn
+        u64[r + 3] = load64(cw) & _LO
+        u64[r + 7] = 4
         u64[cslab] = NIL64
         while True:
             w = load64(cw)
+            u64[r + 3] = w & _LO
             if cas64(cw, w, ((w + STEP) & _HI) | NIL32) == w:
                 return pfn, w & _LO
 
@@ -911,7 +924,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             u64[r + 7] = 1
             if fp:
                 fp(P_GP_REMOVED)
-            chain = freeze_locked(pfn)
+            chain = freeze_locked(pfn, r)
             u64[r + 4] = chain
             u64[r + 7] = 2
             if outer >= 0:                            # hold(outer, ...) without its point
@@ -995,17 +1008,17 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             if pfn != NIL64:
                 if node >= 0 and u8[sm_of(pfn) + M_NID] != node:
                     stat(ST_ALLOC_NODE_MISMATCH)
-                    pfn, chain = detach()
+                    pfn, chain = detach(r)
                     hold(r, pfn, chain, P_DETACHED)
                     d = deactivate_slab(pfn, chain)
                     u64[r + 7] = 0
                     if d >= 0:
                         discard_slab(d)
                 else:
-                    pfn, chain = detach()
+                    pfn, chain = detach(r)
                     hold(r, pfn, chain, P_DETACHED)
                     if chain == NIL32:
-                        chain = get_freelist(pfn)     # none: unfrozen, full, on no list
+                        chain = get_freelist(pfn, r)  # none: unfrozen, full, on no list
                         hold(r, pfn, chain, P_FREELIST)
                     if chain != NIL32:
                         return handout(r, pfn, chain)
@@ -1020,7 +1033,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
                 if fp:
                     fp(P_PARTIAL_POP)
                 if node < 0 or u8[m + M_NID] == node:
-                    chain = get_freelist(pfn)
+                    chain = get_freelist(pfn, r)
                     if chain != NIL32:
                         hold(r, pfn, chain, P_FREELIST)
                         stat(ST_CPU_PARTIAL)

@@ -241,7 +241,7 @@ def test_new_slab_frozen_not_yet_held(machine) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("func", "text", "cfg", "kw"), [
     # ALLOC_NODE_MISMATCH: a cpu slab with objects left is detached (kmalloc_node)
-    ("detach", "if cas64(cw, w,", {"nr_nodes": 2}, {"node_pct": 100}),   # c->slab NIL, chain in the word
+    ("detach", "cas64(cw, w,", {"nr_nodes": 2}, {"node_pct": 100}),      # c->slab NIL, chain in the word
     ("detach", "return pfn, w & _LO", {"nr_nodes": 2}, {"node_pct": 100}),   # the CAS took it
     ("get_freelist", "return fl", {"kernel_profile": "linux"}, {}),
     ("freeze_locked", "return old & _LO", {"kernel_profile": "linux"}, {}),

@@ -88,12 +88,15 @@ OPS: dict[int, tuple[str, str]] = {
     5: ("pcp_drain", "zid, pcp, count: free_pcppages_bulk from a PCP to the buddy"),
     20: ("slab_new", "cid, pfn, order: allocate_slab (pfn set once the pages came)"),
     21: ("slab_discard", "cid, pfn, order: discard_slab back to the page allocator"),
-    22: ("slab_alloc_slow", "cid, pfn, chain, obj: ___slab_alloc; step 1 a chain in flight, 3 an object"),
+    22: ("slab_alloc_slow", "cid, pfn, chain, obj: ___slab_alloc; step 1 a chain in flight, 3 an object; "
+                            "4 detach() and 5 get_freelist() under way (pfn, chain named before the CAS)"),
     23: ("slab_deactivate", "cid, pfn, chain: deactivate_slab of a detached cpu slab"),
-    24: ("slab_get_partial", "cid, nid, pfn, chain: get_partial_node (step 2: chain taken)"),
+    24: ("slab_get_partial", "cid, nid, pfn, chain: get_partial_node (step 2: chain taken; 3: the freeze "
+                             "CAS under way, chain named)"),
     25: ("slab_free", "cid, pfn, idx: __slab_free (step 1: the object is on the freelist)"),
     26: ("slab_put_partials", "cid, pfn: __put_partials of a detached chain of slabs"),
-    27: ("slab_mag_flush", "cid, n: a full magazine's older half (spill) back to the slabs"),
+    27: ("slab_mag_flush", "cid, n, phase: a full magazine's older half (spill) back to the slabs (phase "
+                           "1 spilled, the newer half moving down; 2 moved)"),
     29: ("slab_sheaf_flush", "cid, sheaf, n, counted: a sheaf's objects (spill) back to the slabs"),
     30: ("slab_sheaf_refill", "cid, sheaf, have, flags: objects taken into a sheaf (step: how many)"),
     32: ("slab_debug_free", "cid, pfn, idx: a debug cache's locked free (step 1: on the freelist)"),

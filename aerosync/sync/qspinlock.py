@@ -107,6 +107,9 @@ arena header, a node occupant's from its node):
     fails and it queues again.
   * dead successor that never linked (the holder waits for next): the holder drops it
     from the tail when it is the tail; otherwise the node behind it splices around it.
+  * a queue of dead nodes only (every node queued on the lock dead or abandoned, so no
+    node is free to queue behind them and nobody repairs): a waiter in overflow() --
+    no node of its own -- takes the tail off the word by CAS and frees those nodes.
   `reap_dead_waiter(arena, pid)` lets a recovering coordinator do all this at once for a
   worker it saw die (its nodes flagged ABANDONED, the P bits it held dropped) instead of
   waiting for the other waiters' checks.

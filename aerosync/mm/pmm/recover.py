@@ -57,12 +57,17 @@ from aerosync.mm.pmm.gfp import (
 )
 from aerosync.mm.pmm.page import (
     NIL,
+    P_FLAGS,
+    P_MAPPING,
+    P_ORDER,
+    P_REFCOUNT,
     PG_buddy,
     PG_head,
     PG_pcp,
     PG_reserved,
     PG_tail,
     page_array,
+    page_off,
 )
 from aerosync.params import PAGE_META_SIZE
 
@@ -252,10 +257,10 @@ def plain_allocated(arena: Any, pfn: int, order: int) -> bool:
     the caller's.  False for a free page, or one in no state (reclaim_pages' then)."""
     if not 0 <= pfn < arena.config["nr_pages"]:
         return False
-    b = (arena.off("pagemeta") >> 2) + pfn * _PMW
-    flags = arena.u32[b]
-    return (flags & ~PG_head == 0 and (flags == 0 or order > 0) and arena.u32[b + 2] > 0
-            and arena.u8[(b << 2) + 4] == order and arena.u64[(b >> 1) + 5] == 0)
+    o = page_off(arena, pfn)
+    flags = arena.u32[(o + P_FLAGS) >> 2]
+    return (flags & ~PG_head == 0 and (flags == 0 or order > 0) and arena.u32[(o + P_REFCOUNT) >> 2] > 0
+            and arena.u8[o + P_ORDER] == order and arena.u64[(o + P_MAPPING) >> 3] == 0)
 
 
 def zones_of_locks(arena: Any, slots: list[int]) -> list[int]:

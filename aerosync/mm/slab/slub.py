@@ -679,27 +679,31 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         m = sm_of(pfn)
         u8[m + M_LIST] = LIST_NONE
         w = m + M_WORD
+        old = load64(w)
+        u64[r + 3] = old & _LO
+        u64[r + 7] = 5
         while True:
-            old = load64(w)
             n = (old >> 48) & 0x7FFF
             fl = old & _LO
-            u64[r + 3] = fl
-            u64[r + 7] = 5
             if cas64(w, old, _sw(NIL32, n, n, FROZEN if fl != NIL32 else 0)) == old:
                 return fl
+            old = load64(w)                           # (a remote free: the old head stays below)
+            u64[r + 3] = old & _LO
 
     def freeze_locked(pfn: int, r: int) -> int:
         """freeze_slab(): freeze a slab taken off the node partial list and take its
         freelist (list_lock held: get_partial_node, whose record r names the chain
         before the CAS: step 3)."""
         m = sm_of(pfn) + M_WORD
+        old = load64(m)
+        u64[r + 4] = old & _LO
+        u64[r + 7] = 3
         while True:
-            old = load64(m)
             n = (old >> 48) & 0x7FFF
-            u64[r + 4] = old & _LO
-            u64[r + 7] = 3
             if cas64(m, old, _sw(NIL32, n, n, FROZEN)) == old:
                 return old & _LO
+            old = load64(m)
+            u64[r + 4] = old & _LO
 
     def deactivate_slab(pfn: int, chain: int) -> int:
         """deactivate_slab() (6.8+) for a slab this CPU detached from c->slab: splice the
@@ -892,15 +896,15 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         Record r (slab_alloc_slow's) names both first (step 4: recover.py reads c->slab
         and the word)."""
         pfn = u64[cslab]
+        w = load64(cw)
         u64[r + 2] = pfn
-        u64[r + 3] = load64(cw) & _LO
+        u64[r + 3] = w & _LO
         u64[r + 7] = 4
         u64[cslab] = NIL64
-        while True:
+        while cas64(cw, w, ((w + STEP) & _HI) | NIL32) != w:
             w = load64(cw)
             u64[r + 3] = w & _LO
-            if cas64(cw, w, ((w + STEP) & _HI) | NIL32) == w:
-                return pfn, w & _LO
+        return pfn, w & _LO
 
     def get_partial_node(nid: int, outer: int = -1) -> tuple[int, int]:
         """get_partial_node(): the first slab of node nid's partial list, frozen with its
@@ -1003,7 +1007,9 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
             stat(ST_ALLOC_SLOW)
             # The record (mm/slab/recover.py): step 1 = chain a2 of slab a1 taken off its
             # freelist or the cpu word, in flight; 2 = slab a1 popped off c->partial, on
-            # no list; 3 = object a3 installed and handed out, not yet returned; 0 = none.
+            # no list; 3 = object a3 installed and handed out, not yet returned; 4 / 5 =
+            # detach() / get_freelist() under way, a1 and a2 named before their CAS;
+            # 0 = none (a1 may name a new slab being frozen).
             r = begin(_OP_SLOW, cid)
             if pfn != NIL64:
                 if node >= 0 and u8[sm_of(pfn) + M_NID] != node:

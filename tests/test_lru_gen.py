@@ -6,6 +6,8 @@ after each arena test."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +25,8 @@ from aerosync.mm.pmm.page import (
     PG_workingset,
     PG_writeback,
 )
-from aerosync.mm.pmm.vm_event import fold_node_stats
+from aerosync.mm.pmm.page_alloc import AllocFailureWarning
+from aerosync.mm.pmm.vm_event import fold_node_stats, fold_vm_events
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.check import reclaim_check
 from aerosync.mm.reclaim.lru_gen import (
@@ -393,4 +396,76 @@ def test_refault_accounting_per_tier(rm) -> None:
     finally:
         a.u32[r] = 0
         cpu.mm.free_pages(pfn, 0)
+    _done(a, cpu)
+
+
+# ---------------------------------------------------------------- aging on another CPU
+def _fill_with_aging_held(a, cpu: VM, held_s: float | None) -> int:
+    """Write 1.5 x RAM (8 MiB of swap behind it) while node 0's aging word names CPU 1,
+    a walker its host descheduled: released after `held_s` seconds, or never (None).
+    Returns how many pages were written before the OOM killer ended the task."""
+    from aerosync.mm.reclaim.oom_kill import TaskKilled
+
+    lv = cpu.reclaim.off.lruvec(0)
+    a.u64[(lv + R.L_AGING) >> 3] = 2
+    t = threading.Timer(held_s, lambda: a.atomic.cas64(lv + R.L_AGING, 2, 0)) if held_s is not None else None
+    if t is not None:
+        t.start()
+    n = 3000
+    addr = cpu.mmap(0, n * PG, RW, ANON)
+    done = 0
+    try:
+        for i in range(n):
+            cpu.store64(addr + i * PG, i)
+            done = i + 1
+    except TaskKilled:
+        pass
+    finally:
+        if t is not None:
+            t.join()
+        a.atomic.cas64(lv + R.L_AGING, 2, 0)
+    return done
+
+
+def test_reclaim_waits_for_another_cpus_aging_instead_of_oom(rm) -> None:
+    """Direct reclaim that needs a generation while another CPU is aging the node waits
+    for that walk (below DEF_PRIORITY - 1), then evicts: no OOM kill with swap to spare.
+    Without the wait every round makes no progress and the OOM killer ends the task in
+    a fraction of the half second the walker is away (CI: reclaim-compress, 2 s, killed
+    by the OOM killer)."""
+    a, cpu = rm(swap_mb=8)
+    assert _fill_with_aging_held(a, cpu, 0.5) == 3000
+    assert fold_vm_events(a)["oom_kill"] == 0 and fold_vm_events(a)["pgsteal_anon"] > 0
+    _done(a, cpu)
+
+
+def test_a_walker_that_never_lets_go_is_waited_for_a_bounded_time(rm, monkeypatch) -> None:
+    """An aging word nobody will clear (its CPU died before takeover): each reclaim pass
+    waits at most AGING_WAIT_S once, so the allocation ends (here in the OOM killer: no
+    CPU can age the node) instead of hanging."""
+    from aerosync.lib.ratelimit import RatelimitState
+    from aerosync.mm.pmm import page_alloc as PA
+    from aerosync.mm.reclaim import lru_gen
+
+    monkeypatch.setattr(lru_gen, "AGING_WAIT_S", 0.01)
+    monkeypatch.setattr(PA, "nopage_rs", RatelimitState(10.0, 1))   # warn_alloc's, per process: fresh
+    a, cpu = rm(swap_mb=8)
+    with pytest.warns(AllocFailureWarning, match="page allocation failure"):
+        assert _fill_with_aging_held(a, cpu, None) < 3000
+    assert fold_vm_events(a)["oom_kill"] == 1
+    _done(a, cpu)
+
+
+def test_takeover_releases_a_dead_cpus_aging(rm) -> None:
+    """aging_cpu_dead clears only the words the dead CPU holds (cpu + 1)."""
+    from aerosync.mm.reclaim.lru_gen import aging_cpu_dead
+
+    a, cpu = rm()
+    lv = cpu.reclaim.off.lruvec(0)
+    a.u64[(lv + R.L_AGING) >> 3] = 1                       # CPU 0 is aging
+    assert aging_cpu_dead(a, 1) == 0 and a.u64[(lv + R.L_AGING) >> 3] == 1
+    assert aging_cpu_dead(a, 0) == 1 and a.u64[(lv + R.L_AGING) >> 3] == 0
+    max_seq = a.u64[(lv + R.L_MAX_SEQ) >> 3]
+    assert cpu.reclaim.gen.try_to_inc_max_seq(0) and a.u64[(lv + R.L_MAX_SEQ) >> 3] == max_seq + 1
+    assert a.u64[(lv + R.L_AGING) >> 3] == 0
     _done(a, cpu)

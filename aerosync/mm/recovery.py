@@ -114,7 +114,8 @@ class CpuRecovery:
 def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
     """Phase A (live CPUs running): take over and release every lock `pid` held; the CPU
     leaves RCU (a dead CPU is in no read-side section: rcu_cpu_dead) and stops being an
-    IPI target (tlb.py cpu_mark_offline), so nobody waits for it."""
+    IPI target (tlb.py cpu_mark_offline) nor an MGLRU walker (lru_gen.py aging_cpu_dead),
+    so nobody waits for it."""
     t0 = time.perf_counter()
     rec = CpuRecovery(cpu, pid, died_at=I.died_at(arena, cpu))
     if "rcu" in arena.sections:
@@ -125,6 +126,11 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
         from aerosync.mm.vm.tlb import cpu_mark_offline
 
         cpu_mark_offline(arena, cpu)
+    if "reclaim" in arena.sections:
+        from aerosync.mm.reclaim.lru_gen import aging_cpu_dead
+
+        if aging_cpu_dead(arena, cpu):                    # a reclaimer may be waiting for it
+            rec.scan["aging_released"] = 1
     taken = takeover_locks(arena, pid)
     rec.locks = [t.name for t in taken]
     if rec.died_at is None and taken:

@@ -57,8 +57,14 @@ skipped, as walk_mm does), each PTE table under its lock; promotions and generat
 changes under lru_lock, never taken under a PTE lock (young folios are collected, then
 promoted); flags change by CAS (other CPUs set bits with atomics).  The look-around
 runs inside the rmap walk (PTE lock held); its promotions are kept on the CPU's pending
-list and applied after shrink_folio_list (no folio lock held).  L_AGING (CAS 0 -> 1)
-lets one CPU age a node at a time, as Linux's mm_state seq.
+list and applied after shrink_folio_list (no folio lock held).  L_AGING (CAS 0 -> cpu
++ 1) lets one CPU age a node at a time, as Linux's mm_state seq.  A reclaimer that finds
+the node being aged at priority DEF_PRIORITY - 2 or below waits for that walk (6.1's
+wait_event_killable on max_seq; 6.19 returns at once): a walker's CPU the host
+descheduled for tens of milliseconds would otherwise leave every round of a direct
+reclaim without progress and end in the OOM killer with swap to spare.  The wait answers
+IPIs (the walk flushes TLBs) and is bounded (AGING_WAIT_S, then no more waits in that
+pass).
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import _PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_SPECIAL, PTE_PFN_MASK
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["LruGen", "MIN_NR_GENS", "NR_HIST_GENS", "MIN_LRU_BATCH", "MAX_SWAPPINESS", "lru_gen_view",
+__all__ = ["LruGen", "aging_cpu_dead", "MIN_NR_GENS", "NR_HIST_GENS", "MIN_LRU_BATCH", "MAX_SWAPPINESS", "lru_gen_view",
            "lru_gen_folio_seq", "positive_ctrl_err"]
 
 MIN_NR_GENS = 2
@@ -112,6 +118,7 @@ _ALL32 = 0xFFFF_FFFF
 _YOUNG = _PAGE_PRESENT | _PAGE_ACCESSED
 _PMD_SIZE = 1 << 21
 _LAZY = (1 << LRU_REFS_WIDTH) + 1        # refs + workingset of a fully accessed folio
+AGING_WAIT_S = 1.0                # longest wait for another CPU's aging (a stuck walker)
 
 
 def _gen_list(gen: int, typ: int) -> int:
@@ -168,6 +175,7 @@ class LruGen:
         mmap_trylock, mmap_unlock = vm.locks.mmap_lock.down_read_trylock, vm.locks.mmap_lock.up_read
         vmas_tree = vm.vmas.tree
         flush = vm.tlb.flush_tlb_mm_range
+        handle_ipi = vm.tlb.handle_ipi
         rmap_walk = vm.rmap.rmap_walk
         from aerosync.mm.vm import vma as V
 
@@ -469,12 +477,35 @@ class LruGen:
                 unlock(nid)
             return moved
 
-        def try_to_inc_max_seq(nid: int, swappiness: int = -1) -> bool:
+        def wait_for_aging(nid: int, seen: int, sc: Any) -> bool:
+            """Another CPU is aging the node: wait (answering IPIs: its walk flushes
+            TLBs) until max_seq moves past `seen` or the walker lets go -- 6.1's
+            wait_event_killable, bounded by AGING_WAIT_S.  True: max_seq moved."""
+            v = lv[nid]
+            deadline = time.monotonic() + AGING_WAIT_S
+            while q[(v + L_MAX_SEQ) >> 3] == seen:
+                if not q[(v + R.L_AGING) >> 3]:
+                    break
+                if time.monotonic() > deadline:
+                    sc.aging_stalled = True           # a walker stuck this long: stop waiting
+                    break
+                handle_ipi()
+                time.sleep(0.0002)
+            return q[(v + L_MAX_SEQ) >> 3] != seen
+
+        def try_to_inc_max_seq(nid: int, swappiness: int = -1, sc: Any = None) -> bool:
+            """Age the node: walk every live mm, promote the young folios, inc_max_seq.
+            Another CPU already aging it: False at once, or, for a reclaim pass `sc`
+            at priority DEF_PRIORITY - 2 or below, whether it moved max_seq once it
+            is done (wait_for_aging)."""
             v = lv[nid]
             if swappiness < 0:
                 swappiness = swappiness_of(None)
-            if cas64(v + R.L_AGING, 0, 1) != 0:
-                return False                          # another CPU is aging this node
+            seen = q[(v + L_MAX_SEQ) >> 3]
+            if cas64(v + R.L_AGING, 0, cpu + 1) != 0:  # another CPU is aging this node
+                if sc is None or sc.priority > DEF_PRIORITY - 2 or sc.aging_stalled:
+                    return False
+                return wait_for_aging(nid, seen, sc)
             try:
                 for mm_id in range(1, max_mms):
                     mo = mm_base + mm_id * mm_size
@@ -702,7 +733,7 @@ class LruGen:
             if not success or sc.priority == DEF_PRIORITY:
                 return nr >> sc.priority
             # low on cold folios: age, and stop scanning this lruvec
-            return -1 if try_to_inc_max_seq(nid, swappiness) else 0
+            return -1 if try_to_inc_max_seq(nid, swappiness, sc) else 0
 
         def set_initial_priority(nid: int, sc: ScanControl) -> None:
             """(total >> priority) x reclaimed/scanned = nr_to_reclaim, clamped to
@@ -745,6 +776,18 @@ class LruGen:
         self.evict_folios, self.scan_folios, self.seqs = evict_folios, scan_folios, seqs
         self.pending = pending
         _ = (flock, rops, fetch_add64, seqs)
+
+
+def aging_cpu_dead(arena: Any, cpu: int) -> int:
+    """A dead CPU's aging walks let go (crash takeover): each node's L_AGING word it
+    holds (cpu + 1) is cleared, so the next reclaimer ages instead of waiting.  Returns
+    how many nodes it was aging."""
+    off = R.Off(arena)
+    n = 0
+    for nid in range(off.nr_nodes):
+        if arena.atomic.cas64(off.lruvec(nid) + R.L_AGING, cpu + 1, 0) == cpu + 1:
+            n += 1
+    return n
 
 
 def lru_gen_view(arena: Any, full: bool = False) -> str:

@@ -118,7 +118,7 @@ class ScanControl:
     """struct scan_control: what one reclaim pass may do and what it did."""
 
     __slots__ = ("nr_to_reclaim", "nr_reclaimed", "nr_scanned", "priority", "may_swap", "may_writepage",
-                 "kswapd", "order", "gfp", "reclaim_idx", "boosted")
+                 "kswapd", "order", "gfp", "reclaim_idx", "boosted", "aging_stalled")
 
     def __init__(self, nr_to_reclaim: int, kswapd: bool, gfp: int = 0, order: int = 0,
                  reclaim_idx: int = MAX_NR_ZONES - 1) -> None:
@@ -129,6 +129,7 @@ class ScanControl:
         self.may_writepage = kswapd or bool(gfp & _GFP_IO)
         self.reclaim_idx = reclaim_idx
         self.boosted = False                 # kswapd working off a watermark boost (see get_scan_count)
+        self.aging_stalled = False           # another CPU's aging outlasted a wait (lru_gen.py)
 
 
 class Vmscan:
@@ -736,8 +737,9 @@ class Vmscan:
             nr = sum(max(high_wmark_pages(z), SWAP_CLUSTER_MAX) for z in node_zones(nid, sc.reclaim_idx))
             one = ScanControl(nr, True, 0, sc.order, sc.reclaim_idx)
             one.priority, one.may_swap, one.may_writepage = sc.priority, sc.may_swap, sc.may_writepage
-            one.boosted = sc.boosted
+            one.boosted, one.aging_stalled = sc.boosted, sc.aging_stalled
             shrink_node(nid, one)
+            sc.aging_stalled = one.aging_stalled
             sc.nr_reclaimed += one.nr_reclaimed
             sc.nr_scanned += one.nr_scanned
             if sc.order and sc.nr_reclaimed >= 2 << sc.order:

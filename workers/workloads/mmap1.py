@@ -8,7 +8,10 @@ no page is faulted, so there is nothing to zap but the (empty) range itself.  In
 mode all CPUs serialise on the one mm's mmap_lock, which is the point of the test.
 
 Verification (`verify`), without touching the memory: after every mmap the VMA covering
-the returned address (a lock-free maple-tree lookup) must cover the whole region, with
+the returned address (a lock-free maple-tree lookup; in threads mode a miss is looked up
+again under mmap_lock, as lock_vma_under_rcu falls back: the VMA the walk found may
+have been split by another thread's munmap before its bounds were read) must cover the
+whole region, with
 VM_READ|VM_WRITE, private, anonymous (mmap2: this CPU's file, at file offset 0 at the
 returned address) -- in threads mode another thread's equal mapping may have merged
 with it, so "covers" rather than "equals"; in processes mode, after the munmap no VMA
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 
 from aerosync.arena.layout import SectionSpec
 from aerosync.arena.segment import Arena
+from aerosync.mm import hooks
+from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import mmap as M
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.filemap import expected_page
@@ -81,10 +86,33 @@ def map_unmap_batch(arena: Arena, cpu: int, params: Params, rng: random.Random, 
     mmap, munmap, lookup, load64, load = vm.mmap, vm.munmap, vm.vmas.vma_lookup, vm.load64, vm.load
     st = {"n": 0}
 
+    mmap_lock = T.mm_off(arena, mm) + T.M_MMAP_LOCK
+    down_read, up_read = vm.locks.mmap_lock.down_read, vm.locks.mmap_lock.up_read
+    tp = hooks.point_fn()
+
     def vma_ok(addr: int) -> bool:
+        """The region's VMA, looked up lock-free; in threads mode a miss is checked
+        again under mmap_lock (read), as lock_vma_under_rcu falls back.  The walk and
+        the reads of the VMA's bounds are not atomic: our region may have merged into
+        another thread's VMA (the mmap merged into prev), and that thread's munmap may
+        split it in between -- the VMA found then ends where our region starts (seen
+        once in 500,000 maps on 2 CPUs)."""
+        if covers(addr):
+            return True
+        if processes:                                  # nobody else changes this mm
+            return False
+        down_read(mmap_lock)
+        try:
+            return covers(addr)
+        finally:
+            up_read(mmap_lock)
+
+    def covers(addr: int) -> bool:
         v = lookup(mm, addr)
         if not v:
             return False
+        if tp:
+            tp("mmap1:looked_up")
         start, end = q[(v + V.V_START) >> 3], q[(v + V.V_END) >> 3]
         fl = q[(v + V.V_FLAGS) >> 3]
         if start > addr or end < addr + size or (fl & (want_flags | V.VM_SHARED)) != want_flags:

@@ -580,3 +580,14 @@ def async_soak_driver(params: Any, nth: int, match: Callable[[Any, str], bool] |
         batch.teardown()
 
     return drive
+
+
+def async_vm_driver(nth: int, match: Callable[[Any, str], bool] | None = None) -> Callable[[Any, int], None]:
+    """A driver: vm_driver's rounds (map, fault, unmap) under `kill_between_points(nth,
+    match)`: a kill from outside inside the VM and the locks it takes."""
+    inner = vm_driver()
+
+    def drive(arena: Any, cpu: int) -> None:
+        kill_between_points(lambda: inner(arena, cpu), nth, match)
+
+    return drive

@@ -254,3 +254,80 @@ def test_chain_taken_not_yet_held(machine, func: str, text: str, cfg: dict, kw: 
         return f.f_locals.get(v, 0) & 0xFFFF_FFFF != 0xFFFF_FFFF
 
     _kill_in(machine, H.at_line(func, text, nonempty), warm=0, page_pct=0, cfg=cfg, **kw)
+
+
+# An embedded lock between its word and its robust-list entry (sync/objlock.py "Robust
+# list": the lock_pending word; mm/recovery.py _takeover_pending / _resolve_pending):
+# name -> (function, text of the line the CPU dies before, the frame test, lock kind).
+_IN_OBJLOCK = ("aerosync", "sync", "objlock.py")
+
+
+def _objlock(f: Any) -> bool:
+    return f.f_code.co_filename.endswith("/".join(_IN_OBJLOCK))
+
+
+def _kind(k: int) -> Any:
+    return lambda f: _objlock(f) and f.f_locals.get("e", 0) >> 56 == k
+
+
+LOCK_WINDOWS: dict[str, tuple[str, str, Any, str]] = {
+    # the spinlock's CAS landed, its list entry not stored (the LRU lock, a PTE lock)
+    "spin_taken_not_listed": ("lock", "push(e)", _objlock, "spin"),
+    # the list entry gone, the word still names the CPU
+    "spin_unlisted_not_released": ("unlock", "unlock0(off)", _objlock, "spin"),
+    # rwsem W taken, the owner word not written yet (mmap_lock, a VMA lock)
+    "write_taken_unnamed": ("took_write", "store(off + 8, mine)", _objlock, "rwsem"),
+    # the owner word cleared, W not dropped yet
+    "write_unnamed_not_released": ("up_write", "if fs(off, RW_WRITER) & RW_WAITERS:", _objlock, "rwsem"),
+    # a reader's bias in the word, its list entry not stored (anonymous: counted)
+    "read_taken_not_listed": ("held_op", "after(e)", lambda f: _kind(3)(f) and f.f_locals["before"] is None,
+                              "rwsem"),
+    # a reader's list entry gone, its bias still in the word
+    "read_unlisted_not_released": ("held_op", "got = op(off)",
+                                   lambda f: _kind(3)(f) and f.f_locals["before"] is not None, "rwsem"),
+    # munmap's downgrade_write: the word holds the reader, the list still says WRITE
+    "downgraded_still_listed_write": ("held_op", "after(e)",
+                                      lambda f: _kind(3)(f) and f.f_locals["op"].__name__ == "downgrade_write",
+                                      "rwsem"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(LOCK_WINDOWS))
+def test_lock_word_and_robust_list_torn(machine, tmp_path, window: str) -> None:
+    """The dead CPU's lock, taken or released half-way, ends free after the recovery --
+    neither held for ever (every later taker would hang) nor released twice -- and the
+    machine runs on: checkers pass, the CPU runs the VM driver again, nothing lost."""
+    from aerosync.sync.objlock import RW_KEPT, RW_LOCK_MASK, SPIN_OWNER
+
+    func, text, cond, kind = LOCK_WINDOWS[window]
+    where = tmp_path / "lock"
+    seen = [0]
+
+    def match(frame: Any, line: str) -> bool:
+        if frame.f_code.co_name != func or text not in line or not cond(frame):
+            return False
+        seen[0] += 1
+        if seen[0] < 40:                             # mid-run
+            return False
+        where.write_text(str(frame.f_locals["off"]))
+        return True
+
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(1, match))
+    assert killed, "the window was never reached"
+    off = int(where.read_text())
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    w = a.atomic.load64(off)
+    if kind == "spin":
+        assert w & SPIN_OWNER == 0, f"{window}: spinlock word {w:#x} after recovery"
+    else:
+        assert w & (RW_LOCK_MASK | RW_KEPT) == 0, f"{window}: rwsem word {w:#x} after recovery"
+    assert I.lock_pending(a, 0) is None
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

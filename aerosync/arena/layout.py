@@ -65,7 +65,9 @@ fault line, which the coordinator arms::
           INTENT_CTX_SIZE bytes each:
             0    header line: depth u64 (open records) | handoff u64 (the item an
                  allocator is handing out: mm/intent.py "hand-off") | pending u64 (a
-                 caller's open hand-off window, its own value; 0 = none) | 24..63 reserved
+                 caller's open hand-off window, its own value; 0 = none) | lock_pending
+                 u64 (the embedded lock being taken or released, as the robust list's
+                 entry: robust_list's list_op_pending, sync/objlock.py) | 32..63 reserved
             64   held line: held_n u64 | 7 x u64 embedded locks held (off | kind << 56),
                  the robust list of sync/objlock.py (robust mode only)
             128  INTENT_MAX_DEPTH records of 64 bytes: op u64 | a0..a5 u64 | step u64;
@@ -125,7 +127,8 @@ __all__ = [
     # intent log
     "INTENT_CTX", "INTENT_MAX_DEPTH", "INTENT_REC_SIZE", "INTENT_SPILL", "INTENT_MAX_POINTS",
     "INTENT_CTX_SIZE", "INTENT_CPU_SIZE", "IL_ARM", "IL_SKIP", "IL_DIED", "IL_HITS", "IL_CTX0",
-    "ILC_DEPTH", "ILC_HANDOFF", "ILC_PENDING", "ILC_HELD_N", "ILC_HELD", "ILC_RECS", "ILC_SPILL", "IL_HELD_MAX",
+    "ILC_DEPTH", "ILC_HANDOFF", "ILC_PENDING", "ILC_LOCK_PENDING", "ILC_HELD_N", "ILC_HELD", "ILC_RECS",
+    "ILC_SPILL", "IL_HELD_MAX",
     "SPILL_VMAS", "SPILL_GATHER", "SPILL_RECLAIM", "SPILL_MIGRATE",
     "intent_log_size", "intent_ctx_off",
 ]
@@ -172,7 +175,7 @@ IL_HELD_MAX = 7                # embedded locks one context can hold at once (ro
 IL_ARM, IL_SKIP, IL_DIED = 0, 8, 16
 IL_HITS = CACHE_LINE
 ILC_DEPTH = 0
-ILC_HANDOFF, ILC_PENDING = 8, 16
+ILC_HANDOFF, ILC_PENDING, ILC_LOCK_PENDING = 8, 16, 24
 ILC_HELD_N, ILC_HELD = CACHE_LINE, CACHE_LINE + 8
 ILC_RECS = 2 * CACHE_LINE
 ILC_SPILL = ILC_RECS + INTENT_MAX_DEPTH * INTENT_REC_SIZE

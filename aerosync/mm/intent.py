@@ -468,6 +468,19 @@ def held_locks(arena: Any, cpu: int) -> list[tuple[int, int]]:
     return out
 
 
+def lock_pending(arena: Any, cpu: int) -> tuple[int, int] | None:
+    """(lock word offset, kind) of the embedded lock dead `cpu` was taking or releasing
+    when it died (its task context's lock_pending word, robust_list's list_op_pending:
+    sync/objlock.py "Robust list"), or None.  Whether it holds it is decided from the
+    lock (mm/recovery.py)."""
+    w = arena.u64[(_ctx_off(arena, cpu, 0) + L.ILC_LOCK_PENDING) >> 3]
+    return (w & ((1 << 56) - 1), w >> 56) if w else None
+
+
+def clear_lock_pending(arena: Any, cpu: int) -> None:
+    arena.u64[(_ctx_off(arena, cpu, 0) + L.ILC_LOCK_PENDING) >> 3] = 0
+
+
 # Records a CPU may park with (idle_fn): what they hold is a reference no recovery step
 # or checker counts against a dead CPU (MM1 wants mm_users >= the tasks, not equal) --
 # move_pages waiting for the mmap_lock a dead thread of the mm held would otherwise make

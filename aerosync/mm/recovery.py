@@ -71,9 +71,9 @@ from aerosync.arena import layout as L
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import recover as PR
 from aerosync.mm.vm import mm_types as T
-from aerosync.sync.objlock import keep_dead, world_stopped
+from aerosync.sync.objlock import RW_KEPT, keep_dead, pending_read_landed, pending_write_landed, world_stopped
 from aerosync.sync.objlock import release_kept as _release_kept
-from aerosync.sync.robust import HELD_READ, HELD_WRITE, release_embedded, release_taken, takeover_locks
+from aerosync.sync.robust import HELD_READ, HELD_SPIN, HELD_WRITE, release_embedded, release_taken, takeover_locks
 
 __all__ = ["CpuRecovery", "takeover", "recover_cpu", "release_kept", "WorkloadRecover"]
 
@@ -103,6 +103,7 @@ class CpuRecovery:
     recover_ms: float = 0.0
     kept: list[tuple[int, int]] = field(default_factory=list)    # mmap_lock holds kept: (off, kind)
     kept_early: bool = False            # released before recovery (a waiter could not park)
+    pending_lock: tuple[int, int] | None = None   # an rwsem hold in transit, decided in phase B
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpu": self.cpu, "pid": self.pid, "died_at": self.died_at, "locks": self.locks,
@@ -154,8 +155,58 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
             keep_dead(arena, off)
         held = [h for h in held if h not in rec.kept]
     rec.locks += release_embedded(arena, pid, cpu, held)
+    _takeover_pending(arena, rec)
     rec.takeover_ms = (time.perf_counter() - t0) * 1e3
     return rec
+
+
+def _takeover_pending(arena: Any, rec: CpuRecovery) -> None:
+    """The embedded lock the CPU was taking or releasing when it died (its lock_pending
+    word: killed from outside between the lock word's change and its robust list's).  A
+    spinlock names its owner in the word: released now if it names the dead CPU.  An
+    rwsem write hold names it too, except in the two windows around the owner store, and
+    a read hold never does: such a lock is marked kept (its waiters park) and decided in
+    phase B, with the world stopped (_resolve_pending)."""
+    p = I.lock_pending(arena, rec.cpu)
+    if p is None:
+        return
+    off, kind = p
+    if kind in (HELD_SPIN, HELD_WRITE):
+        got = release_embedded(arena, rec.pid, rec.cpu, [p])
+        if got:
+            rec.locks += got
+            rec.scan["lock_pending_released"] = 1
+            I.clear_lock_pending(arena, rec.cpu)
+            return
+        if kind == HELD_SPIN:
+            I.clear_lock_pending(arena, rec.cpu)
+            return
+    keep_dead(arena, off)
+    rec.pending_lock = p
+
+
+def _resolve_pending(arena: Any, rec: CpuRecovery) -> None:
+    """Phase B, world stopped: does the dead CPU hold the rwsem its lock_pending word
+    names?  A hold it has joins the kept holds (released at the end of recovery); a
+    hold it has not only loses the kept mark."""
+    p, rec.pending_lock = rec.pending_lock, None
+    if p is None:
+        return
+    I.clear_lock_pending(arena, rec.cpu)
+    off, kind = p
+    if kind == HELD_WRITE:
+        landed = 1 if pending_write_landed(arena, off, rec.pid, rec.cpu) else 0
+    else:
+        kept = sum(1 for o, k in rec.kept if o == off and k == HELD_READ)
+        got = pending_read_landed(arena, off, rec.cpu, kept)
+        if got is None:
+            rec.scan["lock_pending_unresolved"] = 1
+        landed = got or 0
+    if landed:
+        rec.kept.append(p)
+        rec.scan["lock_pending_released"] = 1
+    elif p not in rec.kept:
+        arena.atomic.fetch_and64(off, ~RW_KEPT & ((1 << 64) - 1))
 
 
 def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
@@ -189,6 +240,7 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
 
     t0 = time.perf_counter()
     cpu = rec.cpu
+    _resolve_pending(arena, rec)
     records = I.read_records(arena, cpu)
     spills = {r.ctx: I.spill_items(arena, cpu, r.ctx, I.SPILL_MAX) for r in records}
     rec.records = [str(r) for r in records]

@@ -80,6 +80,9 @@ Waiter nodes (section "objlock", one cache line per CPU, sync/lockclass.py)::
     32 timeout     monotonic ns after which this waiter may ask for the hand-off
     40 pid         the node's process (dead-waiter repair); also the wait_lock holder's
     48 handoff_set 1 once H was set for this waiter (it is the first waiter)
+    56 want        the lock it queued on (kept after a grant moves `lock` to 1, until the
+                   node is unclaimed: a granted reader that has not run yet is counted
+                   by pending_read_landed)
   A CPU waits for one lock at a time, so its row is its node; a handle whose cpu is
   outside the machine shares the spare row (claimed by CAS, one waiter at a time).
   Owner-only except: under the lock's wait_lock a waker writes `state` (and moves
@@ -134,6 +137,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aerosync.arch.cpu import proc_alive
@@ -164,7 +168,7 @@ MAX_READERS_WAKEUP = 0x100
 SPIN_OWNER = (1 << 48) - 1
 SPIN_PENDING = 0xFFFF << 48
 
-N_LOCK, N_SEQ, N_TYPE, N_STATE, N_TIMEOUT, N_PID, N_HANDOFF_SET = 0, 8, 16, 24, 32, 40, 48
+N_LOCK, N_SEQ, N_TYPE, N_STATE, N_TIMEOUT, N_PID, N_HANDOFF_SET, N_WANT = 0, 8, 16, 24, 32, 40, 48, 56
 T_READ, T_WRITE = 1, 2
 S_WAITING, S_GRANTED, S_WOKEN = 0, 1, 2
 WAKE_ANY, WAKE_READERS, WAKE_READ_OWNED = 0, 1, 2     # enum rwsem_wake_type
@@ -205,10 +209,15 @@ class world_stopped:
         _STOPPED[0] = self.old
 
 
-def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
+def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any, int]:
     """push(entry), pop(entry), replace(entry, new) on this process's robust list of CPU
     `cpu`'s task context (the arena owner's own context when this process created the
-    arena).  replace is one store: downgrade_write's WRITE entry becomes a READ one."""
+    arena), and the u64 index of its lock_pending word.  Every change that makes an
+    entry appear or vanish is one store (a kill from outside between two stores leaves
+    no entry twice and none lost): pop zeroes its slot and only then lowers held_n past
+    trailing zeros; push fills a zeroed slot below held_n, or stores past it and then
+    raises held_n -- the one window, covered by lock_pending.  replace is one store:
+    downgrade_write's WRITE entry becomes a READ one."""
     from aerosync.arena import layout as L
 
     q = arena.u64
@@ -220,6 +229,10 @@ def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
 
     def push(entry: int) -> None:
         n = q[hn]
+        for i in range(hs, hs + min(n, cap)):
+            if not q[i]:
+                q[i] = entry
+                return
         if n >= cap:
             if me:               # the owner's context is shared by threads: not a record
                 return
@@ -228,12 +241,13 @@ def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
         q[hn] = n + 1
 
     def pop(entry: int) -> None:
-        n = q[hn]
-        for i in range(min(n, cap) - 1, -1, -1):
-            if q[hs + i] == entry:
-                q[hs + i] = q[hs + n - 1]
-                q[hs + n - 1] = 0
-                q[hn] = n - 1
+        n = min(q[hn], cap)
+        for i in range(hs + n - 1, hs - 1, -1):
+            if q[i] == entry:
+                q[i] = 0
+                while n and not q[hs + n - 1]:
+                    n -= 1
+                q[hn] = n
                 return
 
     def replace(entry: int, new: int) -> None:
@@ -242,7 +256,7 @@ def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any]:
                 q[hs + i] = new
                 return
 
-    return push, pop, replace
+    return push, pop, replace, (ctx + L.ILC_LOCK_PENDING) >> 3
 
 
 def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
@@ -309,6 +323,59 @@ def release_dead(arena: Any, off: int, kind: int, pid: int, cpu: int) -> str | N
                     if arena.u32[(class_off(arena, c) + 32) >> 2] == OBJ_RW), 0)
         ObjRWSem(arena, cls, nr).wake(off)
     return what
+
+
+def pending_read_landed(arena: Any, off: int, dead_cpu: int, kept: int) -> int | None:
+    """Whether dead `dead_cpu`'s pending read hold on rwsem `off` (its lock_pending word
+    names it: killed inside down_read / up_read / downgrade_write, before or after the
+    word changed) is in the word: 1 or 0, None when it cannot be told.  Readers are
+    anonymous in the word, so it is counted: the readers in the word minus every hold
+    on record -- the READ entries on the robust lists of the other CPUs and of the
+    owner's context, granted readers that have not run yet (a waiter node with `want` =
+    off), and `kept` (the dead CPU's own read holds still in the word, not released at
+    takeover).  Only with the world stopped (mm/recovery.py phase B): no live CPU is
+    between its CAS and its list store then.  None: the owner's list is full (its
+    pushes past the cap are dropped), or the count is neither 0 nor 1."""
+    from aerosync.arena import layout as L
+
+    q, at = arena.u64, arena.atomic
+    nr = int(arena.config["nr_cpus"])
+    base = arena.off("intentlog")
+    want = off | _HELD_READ
+    known = kept
+    for cpu in [*range(nr), -1]:
+        if cpu == dead_cpu:
+            continue
+        for ctx in range(L.INTENT_CTX if cpu >= 0 else 1):
+            c = L.intent_ctx_off(base, nr, cpu, ctx)
+            n = q[(c + L.ILC_HELD_N) >> 3]
+            if cpu < 0 and n >= L.IL_HELD_MAX:
+                return None
+            h = (c + L.ILC_HELD) >> 3
+            known += sum(1 for i in range(h, h + min(n, L.IL_HELD_MAX)) if q[i] == want)
+    for row in range(nr + 1):
+        if row == dead_cpu:
+            continue
+        n = waiter_node(arena, row)
+        if (at.load64(n + N_LOCK) == 1 and at.load64(n + N_WANT) == off
+                and at.load64(n + N_STATE) == S_GRANTED and at.load64(n + N_TYPE) == T_READ):
+            known += 1
+    landed = (at.load64(off) & RW_READERS) // RW_READER_BIAS - known
+    return landed if landed in (0, 1) else None
+
+
+def pending_write_landed(arena: Any, off: int, pid: int, cpu: int) -> bool:
+    """Whether dead `cpu`'s pending write hold on rwsem `off` is in the word: W is set and
+    the owner word names it or nobody (killed between taking W and naming itself, or
+    between unnaming itself and dropping W).  Only with the world stopped: no live
+    writer is in that window then.  A landed hold is named the dead CPU's, so
+    release_dead / release_kept release it."""
+    at = arena.atomic
+    dead = pid << 16 | (cpu + 1)
+    if not at.load64(off) & RW_WRITER or at.load64(off + 8) not in (0, dead):
+        return False
+    at.store64(off + 8, dead)
+    return True
 
 
 def _yields(arena: Any) -> bool:
@@ -482,22 +549,40 @@ class ObjSpinLock:
             return load(off) & SPIN_OWNER == mine
 
         if robust:
-            push, pop, _replace = _robust_list(arena, cpu)
+            push, pop, _replace, pend = _robust_list(arena, cpu)
             lock0, unlock0, trylock0 = lock, unlock, trylock
 
             def lock(off: int) -> None:
-                lock0(off)
-                push(off | _HELD_SPIN)
+                e = off | _HELD_SPIN
+                prev = q[pend]                       # (a lock taken while waiting: an IPI)
+                q[pend] = e
+                try:
+                    lock0(off)
+                    push(e)
+                finally:
+                    q[pend] = prev
 
             def unlock(off: int) -> None:
-                pop(off | _HELD_SPIN)
-                unlock0(off)
+                e = off | _HELD_SPIN
+                prev = q[pend]
+                q[pend] = e
+                try:
+                    pop(e)
+                    unlock0(off)
+                finally:
+                    q[pend] = prev
 
             def trylock(off: int) -> bool:
-                if trylock0(off):
-                    push(off | _HELD_SPIN)
-                    return True
-                return False
+                e = off | _HELD_SPIN
+                prev = q[pend]
+                q[pend] = e
+                try:
+                    if trylock0(off):
+                        push(e)
+                        return True
+                    return False
+                finally:
+                    q[pend] = prev
 
         self.lock, self.unlock, self.trylock, self.held_by_me = lock, unlock, trylock, held_by_me
 
@@ -606,6 +691,7 @@ class ObjRWSem:
             store(node + N_PID, pid)
 
         def unclaim() -> None:
+            store(node + N_WANT, 0)
             store(node + N_LOCK, 0)
 
         def enqueue(off: int, typ: int) -> None:
@@ -615,6 +701,7 @@ class ObjRWSem:
             store(node + N_STATE, S_WAITING)
             store(node + N_HANDOFF_SET, 0)
             store(node + N_TIMEOUT, mono() + RW_WAIT_TIMEOUT_NS)
+            store(node + N_WANT, off)
             store(node + N_LOCK, off + 1)
 
         def del_waiter(off: int, n: int, to: int = 1) -> bool:
@@ -989,41 +1076,47 @@ class ObjRWSem:
             return bool(load(off) & RW_WRITER) and load(off + 8) == mine
 
         if robust:
-            push, pop, replace = _robust_list(arena, cpu)
+            push, pop, replace, pend = _robust_list(arena, cpu)
             dr0, ur0, dw0, uw0, dg0 = down_read, up_read, down_write, up_write, downgrade_write
             drt0, dwt0 = down_read_trylock, down_write_trylock
 
+            def held_op(e: int, op: Callable[[int], Any], off: int, after: Callable[[int], None] | None,
+                        before: Callable[[int], None] | None = None) -> Any:
+                """One acquire or release with its robust-list change, lock_pending = e
+                around both (module docstring, "Robust list")."""
+                prev = q[pend]
+                q[pend] = e
+                try:
+                    if before is not None:
+                        before(e)
+                    got = op(off)
+                    if after is not None and got is not False:
+                        after(e)
+                    return got
+                finally:
+                    q[pend] = prev
+
             def down_read(off: int) -> None:
-                dr0(off)
-                push(off | _HELD_READ)
+                held_op(off | _HELD_READ, dr0, off, push)
 
             def up_read(off: int) -> None:
-                pop(off | _HELD_READ)
-                ur0(off)
+                held_op(off | _HELD_READ, ur0, off, None, pop)
 
             def down_write(off: int) -> None:
-                dw0(off)
-                push(off | _HELD_WRITE)
+                held_op(off | _HELD_WRITE, dw0, off, push)
 
             def up_write(off: int) -> None:
-                pop(off | _HELD_WRITE)
-                uw0(off)
+                held_op(off | _HELD_WRITE, uw0, off, None, pop)
 
             def downgrade_write(off: int) -> None:
-                dg0(off)
-                replace(off | _HELD_WRITE, off | _HELD_READ)
+                # pending READ: the word may hold the reader while the list still says WRITE
+                held_op(off | _HELD_READ, dg0, off, lambda e: replace(off | _HELD_WRITE, e))
 
             def down_read_trylock(off: int) -> bool:
-                if drt0(off):
-                    push(off | _HELD_READ)
-                    return True
-                return False
+                return held_op(off | _HELD_READ, drt0, off, push)
 
             def down_write_trylock(off: int) -> bool:
-                if dwt0(off):
-                    push(off | _HELD_WRITE)
-                    return True
-                return False
+                return held_op(off | _HELD_WRITE, dwt0, off, push)
 
         if robust and os.getpid() == getattr(arena, "owner_pid", -1):
             stopped = _STOPPED

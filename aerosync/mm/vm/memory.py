@@ -454,9 +454,12 @@ class Memory:
         installed = [0]
         oom_why = [""]
 
-        def install(table: int, i: int, expect: int, new: int, spec_seq: int, mm_id: int) -> bool:
+        def install(table: int, i: int, expect: int, new: int, spec_seq: int, mm_id: int, r: int = -1) -> bool:
             """Under the PTE lock: set entry i to new if it is still `expect` (and, for a
-            speculative fault, if the mm's mmap_seq is still the snapshot)."""
+            speculative fault, if the mm's mmap_seq is still the snapshot).  Record r
+            (robust mode) moves to step 6 first: the PTE store is next, and the entry
+            alone tells a recovery whether it landed (nobody else stores it while we
+            hold its lock, and the page is in no other PTE of this table slot)."""
             lo = PM + table * PAGE_META_SIZE + 32
             ptl_lock(lo)
             try:
@@ -464,6 +467,8 @@ class Memory:
                     return False
                 if spec_seq >= 0 and load(mm_off(mm_id) + mm_seq_off) != spec_seq:
                     return False
+                if r >= 0:
+                    q[r + 7] = 6
                 q[i] = new
                 return True
             finally:
@@ -633,7 +638,7 @@ class Memory:
                     unmap_account(mm_id, (expect & PTE_PFN_MASK) >> PAGE_SHIFT, okind)
                 installed_point(r)
                 return 0
-            if not install(table, i, expect, e, spec_seq, mm_id):
+            if not install(table, i, expect, e, spec_seq, mm_id, r):
                 unmap_account(mm_id, pfn, kind)
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
             installed_point(r)
@@ -682,7 +687,7 @@ class Memory:
                 q[r + 7] = 3                 # counted as mapped: PTE reference, mapcount, rss
                 if fp:
                     fp(P_FAULT_FOUND)
-            if not install(table, i, 0, e, spec_seq, mm_id):
+            if not install(table, i, 0, e, spec_seq, mm_id, r):
                 unmap_account(mm_id, pfn, kind)
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0
             installed_point(r)
@@ -995,6 +1000,8 @@ class Memory:
                 ptl_unlock(tl)
                 unmap_account(mm_id, pfn, KIND_ANON)           # the page stays in the object
                 return 0
+            if r >= 0:
+                q[r + 7] = 6                 # installing: the PTE tells (install())
             q[i] = e
             ptl_unlock(tl)
             if r >= 0:

@@ -19,7 +19,10 @@ covered, and how each record is resolved:
                     PTE): the copy also leaves the tree and is freed;
              step 5 (anon_write_fast) counted for its tree and PTE, the tree insert in
                     flight: kept in the tree if the insert landed, else freed;
-             step 4 PTE installed: nothing.
+             step 4 PTE installed: nothing;
+             step 6 (install under the PTE lock, the store next: a kill from outside
+                    can land between it and step 4) step 4 if the PTE maps the page,
+                    else step 3.
   vm_file_hold (a file fault's reference to its page-cache folio, do_fault) step 1
              held: put (folio_put; the cache keeps its own), resolved after the records
              above it -- a COW copy or the mapping of that folio;
@@ -188,6 +191,7 @@ from aerosync.mm import intent as I
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_REFCOUNT, PG_uptodate
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
+from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
 from aerosync.params import PAGE_META_SIZE
@@ -231,6 +235,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     tp = hooks.point_fn()
     if op == _OP["vm_fault"]:
         mm_id, pfn, kind = a[0], a[3], a[4]
+        if s == 6:                                   # installing under the PTE lock
+            e = arena.u64[a[2]]
+            s = 4 if e & _PAGE_PRESENT and (e & PTE_PFN_MASK) >> PAGE_SHIFT == pfn else 3
         if s == 1:
             got["pages"] += _fault_page_undo(arena, vm, pfn)
         elif s in (2, 3):
@@ -429,8 +436,6 @@ def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> in
     unreachable.  The copy leaves the tree and is freed (the fault never happened).  A
     fault that replaced nothing (old not present) keeps its page in the tree, unmapped,
     as any page a fault will find.  Returns the pages freed."""
-    from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PTE_PFN_MASK
-
     q = arena.u64
     e = q[i]                                          # the same page (A/D bits may have moved on)
     if not old & _PAGE_PRESENT or not e & _PAGE_PRESENT or (e ^ old) & PTE_PFN_MASK:

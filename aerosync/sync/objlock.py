@@ -118,7 +118,14 @@ Robust list (robust mode: arena/layout.py robust_mode -- CPUs may die and be rec
 every lock a context takes is also pushed on its robust list, IL_HELD_MAX entries of
 "off | kind << 56" in the CPU's intent log (arena/layout.py; sync/robust.py reads it:
 Linux's robust_list, exit_robust_list), and popped before its release; readers of a
-rwsem are anonymous in the word, so the list is the only record of a dead reader.  A
+rwsem are anonymous in the word, so the list is the only record of a dead reader.  The
+lock word and the list cannot change together, so the context's lock_pending word
+(robust_list's list_op_pending) names the entry while an acquire or release and its
+list change are in flight; a CPU killed from outside in between holds the lock or not
+as the lock tells: a spinlock or a named writer from its word (takeover), an unnamed
+writer (W set, owner word empty: the two stores around took_write / end_write) and a
+reader by counting, with the world stopped (pending_read_landed, pending_write_landed;
+mm/recovery.py).  A
 context holding more than IL_HELD_MAX embedded locks at once is refused (LockError):
 nothing in mm nests that deep.  Handles built outside robust mode have no list (no
 cost).  The arena owner's rwsem handles in robust mode also obey `world_stopped()`:

@@ -331,3 +331,24 @@ def test_lock_word_and_robust_list_torn(machine, tmp_path, window: str) -> None:
     assert not again
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["q[r + 2] = v", "q[(v + V.V_START) >> 3] = start"])
+def test_mmap_new_vma_not_yet_in_its_record(machine, text: str) -> None:
+    """mmap_region's new VMA: handed out by SLUB, not yet named by the vm_mmap record
+    (step 0, a1 = 0: the hand-off word names it), or named and half set up (step 0):
+    recovery frees it -- nothing lost, the machine runs on."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(5, H.at_line("map_region", text)))
+    assert killed, "the window was never reached"
+    assert [(r.name, r.step) for r in I.read_records(a, 0)] == [("vm_mmap", 0)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.objects >= 1, rec.to_dict()
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

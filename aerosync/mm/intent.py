@@ -426,6 +426,13 @@ def read_handoff(arena: Any, cpu: int) -> list[tuple[int, int]]:
     return out
 
 
+def read_handoff_ctx(arena: Any, cpu: int, ctx: int) -> tuple[int, int]:
+    """(pending, item) of context `ctx` of dead `cpu` (pending 0: no window open)."""
+    q = arena.u64
+    off = _ctx_off(arena, cpu, ctx)
+    return q[(off + L.ILC_PENDING) >> 3], q[(off + L.ILC_HANDOFF) >> 3]
+
+
 def clear_handoff(arena: Any, cpu: int) -> None:
     """Close both contexts' hand-off windows (recovery, after the caller's hook)."""
     q = arena.u64

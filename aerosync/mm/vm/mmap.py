@@ -135,6 +135,7 @@ class Mmap:
         lg = memory.log
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
         spv = lg.spill + L.SPILL_VMAS if lg is not None else 0
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)
 
         def mo(mm_id: int) -> int:
             return mm_base + mm_id * mm_size
@@ -689,34 +690,50 @@ class Mmap:
                     and prev_mergeable(prev, vm_flags, fid, pgoff, anon)):
                 expand(mm_id, prev, end, vm_flags)
                 return prev
-            v = vma_alloc()
-            if not v:
-                raise VMError("ENOMEM", f"mmap: no memory for a VMA at {start:#x}")
-            q[(v + V.V_START) >> 3] = start
-            q[(v + V.V_END) >> 3] = end
-            q[(v + V.V_MM) >> 3] = mm_id
-            q[(v + V.V_FLAGS) >> 3] = vm_flags
-            q[(v + V.V_PROT) >> 3] = vm_get_page_prot(vm_flags)
-            q[(v + V.V_PGOFF) >> 3] = 0 if anon and not shared_anon else pgoff
-            q[(v + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
-            if shared_anon:
-                o = objs.alloc(OBJ_ANON, length >> PAGE_SHIFT, OBJF_SHARED)
-                if not o:
-                    vma_free(v)
-                    raise VMError("ENOMEM", f"mmap: no memory for the shared object at {start:#x}")
-                q[(v + V.V_OBJECT) >> 3] = o
-            if not anon:
-                q[(v + V.V_FILE) >> 3] = fid + 1
             r = -1
-            if begin is not None:                    # vm_mmap: step 1 set up, 2 in the tree
-                r = begin(_OP_MMAP, mm_id, v)
-                q[r + 7] = 1
-                if fp:
-                    fp(P_VMA_READY)
+            if begin is not None:
+                # vm_mmap: step 0 the VMA being allocated (a1 = 0, a hand-off window open:
+                # mm/intent.py) or set up (a1 = v), 1 set up, 2 in the tree
+                r = begin(_OP_MMAP, mm_id, 0)
+                q[ho] = 0
+                q[pend] = 1
+            try:
+                v = vma_alloc()
+                if r >= 0:
+                    q[r + 2] = v
+                    q[pend] = 0
+                if not v:
+                    raise VMError("ENOMEM", f"mmap: no memory for a VMA at {start:#x}")
+                q[(v + V.V_START) >> 3] = start
+                q[(v + V.V_END) >> 3] = end
+                q[(v + V.V_MM) >> 3] = mm_id
+                q[(v + V.V_FLAGS) >> 3] = vm_flags
+                q[(v + V.V_PROT) >> 3] = vm_get_page_prot(vm_flags)
+                q[(v + V.V_PGOFF) >> 3] = 0 if anon and not shared_anon else pgoff
+                q[(v + V.V_LOCK_SEQ) >> 3] = load(mo(mm_id) + T.M_LOCK_SEQ)
+                if shared_anon:
+                    o = objs.alloc(OBJ_ANON, length >> PAGE_SHIFT, OBJF_SHARED)
+                    if not o:
+                        if r >= 0:
+                            q[r + 2] = 0
+                        vma_free(v)
+                        raise VMError("ENOMEM", f"mmap: no memory for the shared object at {start:#x}")
+                    q[(v + V.V_OBJECT) >> 3] = o
+                if not anon:
+                    q[(v + V.V_FILE) >> 3] = fid + 1
+                if r >= 0:
+                    q[r + 7] = 1
+                    if fp:
+                        fp(P_VMA_READY)
+            except BaseException:
+                if r >= 0:
+                    log_end(r)
+                raise
             try:
                 if vinsert(mm_id, v):
                     if r >= 0:
-                        q[r + 7] = 0                 # released before the release
+                        q[r + 2] = 0                 # nothing to undo (a death before the frees
+                                                     # below leaks v: never freed twice)
                     if q[(v + V.V_OBJECT) >> 3]:
                         objs.put(q[(v + V.V_OBJECT) >> 3])
                     vma_free(v)

@@ -84,10 +84,13 @@ covered, and how each record is resolved:
              merges after a change) rolled forward when the tree already maps the VMA up
              to new_end: its vm_end set, the VMA caches invalidated and, for new memory
              (a3 = flags + 1), total_vm and the rest counted; else nothing changed.
-  vm_mmap    (mmap_region's new VMA) step 1 set up but not in the maple tree: its object
-             reference dropped and the VMA freed -- unless the tree store had landed
+  vm_mmap    (mmap_region's new VMA) step 0 being allocated (a1 = 0: the VMA the
+             hand-off word names, if the allocator took it, freed: _vma_handed_out) or
+             set up (a1 = v: its object reference dropped, the VMA freed); step 1 set up
+             but not in the maple tree: the same -- unless the tree store had landed
              (the death was in its freeing of replaced nodes): then rolled forward
-             (attached, linked, counted: mmap_finish); step 2 in the tree: nothing.
+             (attached, linked, counted: mmap_finish); step 2 in the tree: nothing; a1
+             = 0 past step 0: released by mmap itself (its ENOMEM path).
   vm_merge   (a merge after mprotect / madvise / mbind: the survivor grows over its
              neighbour, then the neighbour is removed) step 1 the store in flight (its
              vm_expand resolved first): finished if the tree maps the victim's start
@@ -189,6 +192,7 @@ from aerosync.arena import layout as L
 from aerosync.mm import hooks
 from aerosync.mm import intent as I
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_REFCOUNT, PG_uptodate
+from aerosync.mm.slab.slab_common import VBASE
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PAGE_SHIFT, PTE_PFN_MASK
@@ -224,6 +228,23 @@ def _free_new_vma(arena: Any, vm: Any, v: int, has_ref: bool) -> int:
     if o and has_ref:
         vm.objs.put(o)
     vm.vmas.free(v)
+    return 1
+
+
+def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """mmap_region died in its hand-off window (vm_mmap step 0, no VMA named yet): the
+    VMA the slab allocator named in the handoff word, if it took it (still allocated:
+    the window opened with handoff := 0, so the word is this allocation's or 0), is
+    nobody's -- freed.  Returns the objects given back."""
+    from aerosync.mm.slab.recover import object_free, slot_object
+
+    pending, item = I.read_handoff_ctx(arena, vm.cpu, ctx)
+    if not pending:
+        return 0
+    kind, x = I.decode_item(arena, item)
+    if kind != I.ITEM_SLOT or (addr := slot_object(arena, x)) is None or object_free(arena, addr) is not False:
+        return 0
+    vm.vmas.free(arena.off("physmem") + addr - VBASE)
     return 1
 
 
@@ -362,7 +383,11 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             got["objects"] += n
     elif op == _OP["vm_mmap"]:
         mm_id, v = a[0], a[1]
-        if s == 1:
+        if s == 0 and not v:
+            got["objects"] += _vma_handed_out(arena, vm, rec.ctx)
+        elif s == 0:                                 # set up, not in the tree
+            got["objects"] += _free_new_vma(arena, vm, v, True)
+        elif s == 1 and v:
             if _landed(arena, vm, mm_id, v, arena.u64[(v + V.V_START) >> 3]):
                 vm.sys.mmap_finish(mm_id, v)
             else:

@@ -582,10 +582,12 @@ def async_soak_driver(params: Any, nth: int, match: Callable[[Any, str], bool] |
     return drive
 
 
-def async_vm_driver(nth: int, match: Callable[[Any, str], bool] | None = None) -> Callable[[Any, int], None]:
-    """A driver: vm_driver's rounds (map, fault, unmap) under `kill_between_points(nth,
-    match)`: a kill from outside inside the VM and the locks it takes."""
-    inner = vm_driver()
+def async_vm_driver(nth: int, match: Callable[[Any, str], bool] | None = None,
+                    inner: Callable[[Any, int], None] | None = None) -> Callable[[Any, int], None]:
+    """A driver: vm_driver's rounds (map, fault, unmap), or `inner`'s, under
+    `kill_between_points(nth, match)`: a kill from outside inside the VM and the locks
+    it takes."""
+    inner = inner or vm_driver()
 
     def drive(arena: Any, cpu: int) -> None:
         kill_between_points(lambda: inner(arena, cpu), nth, match)

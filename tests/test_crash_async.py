@@ -352,3 +352,23 @@ def test_mmap_new_vma_not_yet_in_its_record(machine, text: str) -> None:
     assert not again
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["offs: list[list[int]] = []", "self._retire_windows(old_top, windows)"])
+def test_maple_store_nodes_nobody_names(machine, text: str) -> None:
+    """A maple-tree store of a VMA operation killed with its new nodes allocated and not
+    published, or published with the nodes they replace not yet retired: no record
+    names them; recovery's sweep of the maple_node cache frees them (and only them)."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(7, H.at_line("_rebuild", text), H.vm_split_driver()))
+    assert killed, "the window was never reached"
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("maple_nodes_swept", 0) >= 1, rec.to_dict()
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

@@ -439,6 +439,24 @@ def test_MT_invariant_violations_detected(env, mt: str) -> None:
     a.u64[t.root_off >> 3] = 0                          # don't let teardown walk it
 
 
+def test_repair_parents_rewrites_what_an_unpublished_adoption_left(env) -> None:
+    """A store killed between adopting kept children and publishing their new parent
+    leaves them naming a node that is not in the tree (MT5); mt_repair_parents (a
+    recovery's) rewrites exactly those words from the walk."""
+    a, _, make = env()
+    t = make()
+    for k in range(400):
+        t.mas_store_range(k * 10, k * 10 + 4, (k + 1) << 8)
+    assert t.mt_repair_parents() == 0
+    leaves = [n for n in t._nodes() if n[1] == 1 and n[4] > 0][:3]
+    for n in leaves:
+        a.u64[n[0] >> 3] = 0x7700 | 6                   # "adopted" by a node never published
+    assert any(e.startswith("MT5") for e in t.mt_validate())
+    assert t.mt_repair_parents() == 3
+    assert t.mt_validate() == [] and t.mt_repair_parents() == 0
+    assert sorted(t.mt_nodes()) == sorted(n[0] for n in t._nodes())
+
+
 # ---------------------------------------------------------------- lock-free readers, other processes
 def test_lock_free_readers_against_writer(machine, spawn, soak) -> None:
     """One writer process (3,000 prefill ranges, then random stores and erases under a

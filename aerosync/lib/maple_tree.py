@@ -943,6 +943,23 @@ class MapleTree:
     def mt_nr_nodes(self) -> int:
         return sum(1 for _ in self._nodes())
 
+    def mt_nodes(self) -> list[int]:
+        """Every node reachable from the root (stop-the-world: a recovery's sweep)."""
+        return [n[0] for n in self._nodes()]
+
+    def mt_repair_parents(self) -> int:
+        """Rewrite every reachable node's parent word to what its place in the tree says.
+        A store adopts the children it keeps (their parent words name the new node)
+        before it publishes that node: a writer killed in between leaves kept children
+        naming a node that never got in.  Stop-the-world (recovery); returns the words
+        rewritten."""
+        u64, n = self._u64, 0
+        for off, _t, _mn, _mx, _d, pw in self._nodes():
+            if u64[off >> 3] != pw:
+                u64[off >> 3] = pw
+                n += 1
+        return n
+
     def mt_destroy(self) -> None:
         """mtree_destroy(): empty the tree and retire every node."""
         offs = [n[0] for n in self._nodes()]

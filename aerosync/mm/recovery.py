@@ -308,8 +308,19 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
 
                 vmh = VM(arena, cpu, mm=mm)
             rec.scan["vmap_blocks_retired"] = vmh.kernel.vmalloc.retire_orphans(dead)
+    if vmh is None and rec.died_at is None and T.vm_ready(arena):
+        from aerosync.mm.vm.vm import VM
+
+        vmh = VM(arena, cpu, mm=mm)
     if vmh is not None:
         vmh.leave()                                       # its deferred frees run (rcu_barrier)
+        if rec.died_at is None:                           # killed from outside: a maple
+            from aerosync.mm.vm.recover import sweep_maple_nodes  # store's nodes may be nobody's
+
+            n = sweep_maple_nodes(arena, vmh)
+            if n:
+                rec.scan["maple_nodes_swept"] = n
+                rec.objects += n
     if slab:
         rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
     if workload_recover is not None:

@@ -469,6 +469,46 @@ def object_free(arena: Any, addr: int) -> bool | None:
     return False
 
 
+def allocated_objects(arena: Any, cid: int) -> list[int]:
+    """The addresses of every allocated object of cache `cid`: each object of its slabs
+    that is on no freelist -- its slab's, a CPU's (c->slab), a magazine or a sheaf of
+    the cache -- as `object_free` decides one object.  World stopped, the freelists
+    whole (after fsck); for a recovery's sweep of a cache whose owners can name every
+    live object (mm/vm/recover.py sweep_maple_nodes)."""
+    import numpy as np
+
+    c = _Cache(arena, cid)
+    q, u32 = arena.u64, arena.u32
+    pm32 = arena.off("pagemeta") >> 2
+    smv = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
+    mine = np.flatnonzero(smv[:, M_CACHE // 4] == cid + 1).tolist()
+    del smv
+    slabs = [p for p in mine if u32[pm32 + p * _PMW] & PG_slab and not u32[pm32 + p * _PMW] & PG_tail]
+    free: set[tuple[int, int]] = set()
+    for pfn in slabs:
+        free.update((pfn, i) for i in c.freelist(pfn, c.word(pfn) & _LO))
+    _, nr_cpus, _, mag, _ = _geo(arena)
+    for cpu in range(nr_cpus):
+        ko = _cpu_off(arena, cid, cpu, nr_cpus, mag)
+        cs = q[(ko + K_SLAB) >> 3]
+        if cs != NIL64:
+            free.update((cs, i) for i in c.freelist(cs, q[(ko + K_FREELIST_TID) >> 3] & _LO))
+        if mag:
+            m0 = (ko + K_MAG) >> 3
+            free.update(c.obj(a) for a in q[m0 : m0 + q[(ko + K_MAG_COUNT) >> 3]])
+    so0, size = arena.sections["slabsheaf"]
+    for sh in range(size // SHEAF_REC):
+        so = so0 + sh * SHEAF_REC
+        if q[(so + SH_STATE) >> 3] and q[(so + SH_CACHE) >> 3] == cid:
+            o0 = (so + SH_OBJS) >> 3
+            free.update(c.obj(a) for a in q[o0 : o0 + q[(so + SH_SIZE) >> 3]])
+    out = []
+    for pfn in slabs:
+        base = VBASE + (pfn << PAGE_SHIFT) + c.red_left
+        out.extend(base + i * c.size for i in range((c.word(pfn) >> 48) & 0x7FFF) if (pfn, i) not in free)
+    return out
+
+
 def fsck(arena: Any, slub: Any) -> dict[str, int]:
     """The state scan of every live cache (module docstring); world stopped, every dead
     CPU offline.  Returns {"orphan_sheaves", "orphan_objects", "slabs_relisted",

@@ -200,7 +200,7 @@ from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "VM_OPS"]
+__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_maple_nodes", "VM_OPS"]
 
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
@@ -246,6 +246,48 @@ def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
         return 0
     vm.vmas.free(arena.off("physmem") + addr - VBASE)
     return 1
+
+
+def sweep_maple_nodes(arena: Any, vm: Any) -> int:
+    """The maple_node cache's orphans freed: every allocated node that no tree reaches
+    (the mms' VMA trees, the vmalloc slices' trees) and no CPU's RCU ring is about to
+    free.  A maple store allocates its whole plan before it publishes, then retires the
+    nodes it replaced (dead mark, call_rcu): a CPU killed from outside in between
+    leaves nodes nobody names -- no record lists them (a plan can take a dozen).  World
+    stopped, after every record is resolved and the recovering handle's own deferred
+    frees ran (vm.leave): no live CPU is inside a store then.  A store killed after it
+adopted kept children (their parent words) and before it published the adopting node
+left them naming a node that is not in the tree: every tree's parent words are
+rewritten from the walk (mt_repair_parents).  Returns the nodes freed."""
+    from aerosync.lib.maple_tree import MapleTree
+    from aerosync.mm.slab.recover import allocated_objects
+    from aerosync.sync.rcu import pending_frees
+
+    q = arena.u64
+    phys = arena.off("physmem")
+    hdr = arena.off("vmhdr")
+    cid = int(q[(hdr + T.H_CACHE_MAPLE) >> 3])
+    roots = [T.mm_off(arena, m) + T.M_MT for m in range(int(q[(hdr + T.H_MAX_MMS) >> 3]))]
+    if "vmalloc" in arena.sections:
+        from aerosync.mm.vm import vmalloc_layout as VL
+
+        base = arena.off("vmalloc")
+        roots += [VL.node_off(base, n) + VL.VN_MT for n in range(q[(base + VL.H_NR_NODES) >> 3])]
+    named: set[int] = set()
+    for root in roots:
+        if q[root >> 3]:
+            t = MapleTree(arena, root)
+            try:
+                named.update(t.mt_nodes())
+            except (IndexError, ValueError, RecursionError):
+                return 0                             # a torn tree: the checker says so; free nothing
+            t.mt_repair_parents()                    # kept children adopted by an unpublished node
+    for cpu in range(int(arena.config["nr_cpus"])):
+        named.update(arg for arg, _kind in pending_frees(arena, cpu))
+    orphans = [o for o in (phys + a - VBASE for a in allocated_objects(arena, cid)) if o not in named]
+    for off in orphans:
+        vm.vmas.node_free(off)
+    return len(orphans)
 
 
 def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:

@@ -372,3 +372,23 @@ def test_maple_store_nodes_nobody_names(machine, text: str) -> None:
     assert not again
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["fn(arg)", "q[i_head] += 1"])
+def test_rcu_free_in_flight_at_the_rings_head(machine, text: str) -> None:
+    """The dead CPU's RCU poll was running a VMA's free -- before it or after it, the
+    entry still the ring's head: recovery frees it once, after the records, only if the
+    object is still allocated (no sweep covers VMAs: the ring is their only record)."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    vma_free = H.at_line("poll", text, lambda f: f.f_locals["fn"].__name__ == "really_free")   # a VMA's
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(3, vma_free, H.vm_split_driver()))
+    assert killed, "the window was never reached"
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

@@ -257,8 +257,10 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
         from aerosync.mm.slab.slub import Slub
 
         slub = Slub(arena, cpu, mm=mm)
+    rcu_head = None
     if "rcu" in arena.sections:
-        rec.objects += _pending_rcu_frees(arena, cpu, slub)
+        got, rcu_head = _pending_rcu_frees(arena, cpu, slub)
+        rec.objects += got
     from aerosync.mm.vm.recover import VM_OPS, end_dead_writes
 
     if "vmmm" in arena.sections:
@@ -308,6 +310,8 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
 
                 vmh = VM(arena, cpu, mm=mm)
             rec.scan["vmap_blocks_retired"] = vmh.kernel.vmalloc.retire_orphans(dead)
+    if rcu_head is not None:                              # after the records: a free of it
+        rec.objects += _rcu_head_free(arena, slub, rcu_head)   # the dead CPU began is finished
     if vmh is None and rec.died_at is None and T.vm_ready(arena):
         from aerosync.mm.vm.vm import VM
 
@@ -351,28 +355,49 @@ def _numa(vm: Any) -> Any:
     return n
 
 
-def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> int:
+def _pending_rcu_frees(arena: Any, cpu: int, slub: Any) -> tuple[int, tuple[int, int] | None]:
     """Run the frees the dead CPU queued for after a grace period (the world is stopped:
-    every live CPU parked outside any read-side section, the dead one's word cleared)."""
-    from aerosync.mm.slab.slab_common import VBASE
-    from aerosync.sync.rcu import RCU_FREE_VMA, forget_pending, pending_frees
+    every live CPU parked outside any read-side section, the dead one's word cleared),
+    but the ring's head: its poll may have been inside that free (its slab record open,
+    or its CAS done) -- returned, for _rcu_head_free after the records."""
+    from aerosync.sync.rcu import forget_pending, pending_frees, rcu_head_pending
 
+    head = rcu_head_pending(arena, cpu)
     pending = pending_frees(arena, cpu)
     forget_pending(arena, cpu)
-    if not pending or slub is None:
-        return 0
-    from aerosync.mm.vm.vma import V_STATE, VMA_FREE
+    if head is not None:
+        pending = pending[1:]                         # (pending_frees starts at the head)
+    if slub is None:
+        return 0, None
+    return sum(_rcu_free_one(arena, slub, off, kind) for off, kind in pending), head
 
-    phys = arena.off("physmem")
-    n = 0
-    for off, kind in pending:
-        if kind == RCU_FREE_VMA:
-            arena.u64[(off + V_STATE) >> 3] = VMA_FREE
-        cid, _ = slub.cache_of(VBASE + (off - phys))
-        if cid >= 0:
-            slub.cache(cid).free(VBASE + (off - phys))
-            n += 1
-    return n
+
+def _rcu_free_one(arena: Any, slub: Any, off: int, kind: int) -> int:
+    from aerosync.mm.slab.slab_common import VBASE
+    from aerosync.sync.rcu import RCU_FREE_VMA
+
+    if kind == RCU_FREE_VMA:
+        from aerosync.mm.vm.vma import V_STATE, VMA_FREE
+
+        arena.u64[(off + V_STATE) >> 3] = VMA_FREE
+    addr = VBASE + (off - arena.off("physmem"))
+    cid, _ = slub.cache_of(addr)
+    if cid < 0:
+        return 0
+    slub.cache(cid).free(addr)
+    return 1
+
+
+def _rcu_head_free(arena: Any, slub: Any, head: tuple[int, int]) -> int:
+    """The dead CPU's oldest pending free, once its records are resolved: done unless
+    the object is free already (the dead CPU's free of it finished)."""
+    from aerosync.mm.slab.recover import object_free
+    from aerosync.mm.slab.slab_common import VBASE
+
+    off, kind = head
+    if object_free(arena, VBASE + (off - arena.off("physmem"))) is not False:
+        return 0
+    return _rcu_free_one(arena, slub, off, kind)
 
 
 def accounting(arena: Any) -> dict[str, int]:

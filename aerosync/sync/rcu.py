@@ -43,8 +43,10 @@ argument -- the arena offset of the object to free -- also in its ring, so that 
 that dies does not take its pending frees with it: `pending_frees(cpu)` lists them for
 the recovery (mm/recovery.py), which runs them with the world stopped (every other CPU
 parked outside any read-side section: the grace period is over).  An entry leaves the
-ring before its free runs (a death inside the free leaves it to that free's own intent
-record, mm/intent.py).  Every caller's free is a slab object's (`kind` says which
+ring once its free is done: a death inside the free (a kill from outside between two
+stores, or in a slow path whose intent record mm/intent.py resolves) leaves it the
+ring's head, which the recovery frees after the records only if the object is still
+allocated (`rcu_head_pending`).  Every caller's free is a slab object's (`kind` says which
 extra step it has: RCU_FREE_VMA marks a VMA record free first).  A full ring makes
 call_rcu wait for a grace period and run what it can first (rcu_barrier).  The gp_seq
 word is shared (one fetch_add per reclaim batch, not per free).
@@ -102,6 +104,18 @@ def pending_frees(arena: Any, cpu: int) -> list[tuple[int, int]]:
         if w:
             out.append((w & _ARG_MASK, w >> 56))
     return out
+
+
+def rcu_head_pending(arena: Any, cpu: int) -> tuple[int, int] | None:
+    """(arg, kind) of dead `cpu`'s oldest pending free -- the one its poll may have been
+    running when it died (the ring's head moves only once a free is done) -- or None."""
+    q = arena.u64
+    me = arena.off("rcu") + RCU_HDR + cpu * CACHE_LINE
+    head, tail = q[(me + _HEAD) >> 3], q[(me + _TAIL) >> 3]
+    if head >= tail:
+        return None
+    w = q[(_ring_off(arena, cpu) >> 3) + 2 * (head % RCU_RING) + 1]
+    return (w & _ARG_MASK, w >> 56) if w else None
 
 
 def forget_pending(arena: Any, cpu: int) -> None:
@@ -181,10 +195,10 @@ class Rcu:
             freed = 0
             while queue and (not lo or queue[0][0] < lo):
                 _, fn, arg = queue.popleft()
-                if ring >= 0:
-                    q[i_head] += 1                 # off the ring first: the free's own record owns it
                 fn(arg)
-                freed += 1
+                if ring >= 0:
+                    q[i_head] += 1                 # off the ring once freed: a death inside the
+                freed += 1                         # free leaves it the ring's head (rcu_head_pending)
             q[i_completed] += freed
             q[i_pending] = len(queue)
             return freed

@@ -585,7 +585,7 @@ class _Deaths:
                     self.driver.on_death(c, time.perf_counter())
                 arena.atomic.store64(arena.off("cpu") + c * CPU_AREA_SIZE + L.CPU_STATE, L.CPUST_OFFLINE)
                 recs[c] = recovery.takeover(arena, procs[c].pid or 0, c)
-            kept = any(r.kept for r in recs.values())
+            kept = any(r.kept or r.pending_lock is not None for r in recs.values())
             try:
                 _park_all(arena, procs, "recovery", stall_s=KEPT_STALL_S if kept else None)
                 break

@@ -218,6 +218,8 @@ def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
             rec.locks.append(got)
     rec.kept = []
     rec.kept_early = rec.kept_early or early
+    if early and rec.pending_lock is not None:           # its waiters stop parking on it;
+        arena.atomic.fetch_and64(rec.pending_lock[0], ~RW_KEPT & ((1 << 64) - 1))   # phase B decides
 
 
 def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None = None,

@@ -426,11 +426,14 @@ def read_handoff(arena: Any, cpu: int) -> list[tuple[int, int]]:
     return out
 
 
-def read_handoff_ctx(arena: Any, cpu: int, ctx: int) -> tuple[int, int]:
-    """(pending, item) of context `ctx` of dead `cpu` (pending 0: no window open)."""
+def take_handoff_ctx(arena: Any, cpu: int, ctx: int) -> tuple[int, int]:
+    """(pending, item) of context `ctx` of dead `cpu` (pending 0: no window open), the
+    window closed: the record whose window it was resolves it, nobody else."""
     q = arena.u64
     off = _ctx_off(arena, cpu, ctx)
-    return q[(off + L.ILC_PENDING) >> 3], q[(off + L.ILC_HANDOFF) >> 3]
+    got = q[(off + L.ILC_PENDING) >> 3], q[(off + L.ILC_HANDOFF) >> 3]
+    q[(off + L.ILC_PENDING) >> 3] = 0
+    return got
 
 
 def clear_handoff(arena: Any, cpu: int) -> None:

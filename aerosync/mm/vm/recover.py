@@ -238,7 +238,7 @@ def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     nobody's -- freed.  Returns the objects given back."""
     from aerosync.mm.slab.recover import object_free, slot_object
 
-    pending, item = I.read_handoff_ctx(arena, vm.cpu, ctx)
+    pending, item = I.take_handoff_ctx(arena, vm.cpu, ctx)
     if not pending:
         return 0
     kind, x = I.decode_item(arena, item)
@@ -256,9 +256,9 @@ def sweep_maple_nodes(arena: Any, vm: Any) -> int:
     leaves nodes nobody names -- no record lists them (a plan can take a dozen).  World
     stopped, after every record is resolved and the recovering handle's own deferred
     frees ran (vm.leave): no live CPU is inside a store then.  A store killed after it
-adopted kept children (their parent words) and before it published the adopting node
-left them naming a node that is not in the tree: every tree's parent words are
-rewritten from the walk (mt_repair_parents).  Returns the nodes freed."""
+    adopted kept children (their parent words) and before it published the adopting
+    node left them naming a node that is not in the tree: every tree's parent words are
+    rewritten from the walk (mt_repair_parents).  Returns the nodes freed."""
     from aerosync.lib.maple_tree import MapleTree
     from aerosync.mm.slab.recover import allocated_objects
     from aerosync.sync.rcu import pending_frees

@@ -392,3 +392,23 @@ def test_rcu_free_in_flight_at_the_rings_head(machine, text: str) -> None:
     assert not again
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+@pytest.mark.timeout(120)
+def test_munmap_vma_progress_stored_not_yet_freed(machine) -> None:
+    """remove_vmas stores its progress before the free it names (a death in between
+    leaks, never frees twice): the VMA is then in no tree and no RCU ring -- the sweep
+    frees it."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(5, H.at_line("remove_vmas", "vma_free(v)"),
+                                                      H.vm_split_driver()))
+    assert killed, "the window was never reached"
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("vmas_swept", 0) == 1, rec.to_dict()
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

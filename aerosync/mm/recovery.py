@@ -320,13 +320,13 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
         vmh = VM(arena, cpu, mm=mm)
     if vmh is not None:
         vmh.leave()                                       # its deferred frees run (rcu_barrier)
-        if rec.died_at is None:                           # killed from outside: a maple
-            from aerosync.mm.vm.recover import sweep_maple_nodes  # store's nodes may be nobody's
+        if rec.died_at is None:                           # killed from outside: nodes and
+            from aerosync.mm.vm.recover import sweep_orphans  # VMAs may be nobody's
 
-            n = sweep_maple_nodes(arena, vmh)
-            if n:
-                rec.scan["maple_nodes_swept"] = n
-                rec.objects += n
+            for k, n in sweep_orphans(arena, vmh).items():
+                if n:
+                    rec.scan[k] = n
+                    rec.objects += n
     if slab:
         rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
     if workload_recover is not None:

@@ -474,7 +474,7 @@ def allocated_objects(arena: Any, cid: int) -> list[int]:
     that is on no freelist -- its slab's, a CPU's (c->slab), a magazine or a sheaf of
     the cache -- as `object_free` decides one object.  World stopped, the freelists
     whole (after fsck); for a recovery's sweep of a cache whose owners can name every
-    live object (mm/vm/recover.py sweep_maple_nodes)."""
+    live object (mm/vm/recover.py sweep_orphans)."""
     import numpy as np
 
     c = _Cache(arena, cid)

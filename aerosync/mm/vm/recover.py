@@ -200,7 +200,7 @@ from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_maple_nodes", "VM_OPS"]
+__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "VM_OPS"]
 
 _UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
@@ -248,46 +248,63 @@ def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     return 1
 
 
-def sweep_maple_nodes(arena: Any, vm: Any) -> int:
-    """The maple_node cache's orphans freed: every allocated node that no tree reaches
-    (the mms' VMA trees, the vmalloc slices' trees) and no CPU's RCU ring is about to
-    free.  A maple store allocates its whole plan before it publishes, then retires the
-    nodes it replaced (dead mark, call_rcu): a CPU killed from outside in between
-    leaves nodes nobody names -- no record lists them (a plan can take a dozen).  World
-    stopped, after every record is resolved and the recovering handle's own deferred
-    frees ran (vm.leave): no live CPU is inside a store then.  A store killed after it
-    adopted kept children (their parent words) and before it published the adopting
-    node left them naming a node that is not in the tree: every tree's parent words are
-    rewritten from the walk (mt_repair_parents).  Returns the nodes freed."""
-    from aerosync.lib.maple_tree import MapleTree
+def sweep_orphans(arena: Any, vm: Any) -> dict[str, int]:
+    """The maple_node and vm_area_struct caches' orphans freed, after a kill from
+    outside.  World stopped, after every record is resolved and the recovering handle's
+    own deferred frees ran (vm.leave): no live CPU is inside a VMA operation then, so
+    every live node is in a tree (the mms' VMA trees, the vmalloc slices' trees), every
+    live VMA is an entry of an mm's tree, and the rest are in some CPU's RCU ring.
+    Anything else allocated is nobody's:
+      * a maple store allocates its whole plan before it publishes, then retires the
+        nodes it replaced (dead mark, call_rcu) -- no record names them (a plan can
+        take a dozen);
+      * a VMA munmap's remove_vmas freed after storing its progress (a death in
+        between leaks rather than frees twice), or one whose call_rcu died before its
+        ring entry was counted.
+    A store killed after it adopted kept children (their parent words) and before it
+    published the adopting node left them naming a node that is not in the tree: every
+    tree's parent words are rewritten from the walk (mt_repair_parents).  Returns
+    {"maple_nodes_swept", "vmas_swept"}."""
+    from aerosync.lib.maple_tree import ULONG_MAX, MapleTree
     from aerosync.mm.slab.recover import allocated_objects
     from aerosync.sync.rcu import pending_frees
 
+    out = {"maple_nodes_swept": 0, "vmas_swept": 0}
     q = arena.u64
     phys = arena.off("physmem")
     hdr = arena.off("vmhdr")
-    cid = int(q[(hdr + T.H_CACHE_MAPLE) >> 3])
-    roots = [T.mm_off(arena, m) + T.M_MT for m in range(int(q[(hdr + T.H_MAX_MMS) >> 3]))]
+    mm_roots = [T.mm_off(arena, m) + T.M_MT for m in range(int(q[(hdr + T.H_MAX_MMS) >> 3]))]
+    roots = list(mm_roots)
     if "vmalloc" in arena.sections:
         from aerosync.mm.vm import vmalloc_layout as VL
 
         base = arena.off("vmalloc")
         roots += [VL.node_off(base, n) + VL.VN_MT for n in range(q[(base + VL.H_NR_NODES) >> 3])]
-    named: set[int] = set()
-    for root in roots:
-        if q[root >> 3]:
-            t = MapleTree(arena, root)
-            try:
-                named.update(t.mt_nodes())
-            except (IndexError, ValueError, RecursionError):
-                return 0                             # a torn tree: the checker says so; free nothing
-            t.mt_repair_parents()                    # kept children adopted by an unpublished node
+    nodes: set[int] = set()
+    vmas: set[int] = set()
+    mm_set = set(mm_roots)
+    try:
+        for root in roots:
+            if q[root >> 3]:
+                t = MapleTree(arena, root)
+                nodes.update(t.mt_nodes())
+                t.mt_repair_parents()                # kept children adopted by an unpublished node
+                if root in mm_set:
+                    vmas.update(e for _f, _l, e in t.mt_for_each(0, ULONG_MAX))
+    except (IndexError, ValueError, RecursionError):
+        return out                                   # a torn tree: the checker says so; free nothing
+    rcu: set[int] = set()
     for cpu in range(int(arena.config["nr_cpus"])):
-        named.update(arg for arg, _kind in pending_frees(arena, cpu))
-    orphans = [o for o in (phys + a - VBASE for a in allocated_objects(arena, cid)) if o not in named]
-    for off in orphans:
-        vm.vmas.node_free(off)
-    return len(orphans)
+        rcu.update(arg for arg, _kind in pending_frees(arena, cpu))
+    for key, fld, named, free in (("maple_nodes_swept", T.H_CACHE_MAPLE, nodes, vm.vmas.node_free),
+                                  ("vmas_swept", T.H_CACHE_VMA, vmas, vm.vmas.free_now)):
+        cid = int(q[(hdr + fld) >> 3])
+        orphans = [o for o in (phys + a - VBASE for a in allocated_objects(arena, cid))
+                   if o not in named and o not in rcu]
+        for off in orphans:
+            free(off)
+        out[key] = len(orphans)
+    return out
 
 
 def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_open: bool) -> dict[str, int]:

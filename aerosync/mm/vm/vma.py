@@ -292,3 +292,4 @@ class VmaOps:
         self.insert, self.erase, self.start_write, self.forget = insert, erase, start_write, forget
         self.start_write_trylock = start_write_trylock
         self.node_alloc, self.node_free, self.node_rcu_free = node_alloc, node_free, node_rcu_free
+        self.free_now = really_free             # no reader can reach it (a recovery's sweep)

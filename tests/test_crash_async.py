@@ -256,6 +256,27 @@ def test_chain_taken_not_yet_held(machine, func: str, text: str, cfg: dict, kw: 
     _kill_in(machine, H.at_line(func, text, nonempty), warm=0, page_pct=0, cfg=cfg, **kw)
 
 
+def _vm_killed(machine: Any, driver: Any) -> tuple[Any, Any, int]:
+    """A VM machine whose CPU 0 ran `driver` (crash_helpers.async_vm_driver) and was
+    killed in its window: (arena, params, the dead child's pid)."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    pid, killed = H.run_child(a, 0, driver)
+    assert killed, "the window was never reached"
+    return a, p, pid
+
+
+def _vm_runs_on(a: Any, p: Any, rec: Any) -> None:
+    """After a VM recovery: the checkers pass, CPU 0 comes back online and runs
+    vm_driver again to its end, the checkers pass again and nothing is lost."""
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
 # An embedded lock between its word and its robust-list entry (sync/objlock.py "Robust
 # list": the lock_pending word; mm/recovery.py _takeover_pending / _resolve_pending):
 # name -> (function, text of the line the CPU dies before, the frame test, lock kind).
@@ -272,9 +293,11 @@ def _kind(k: int) -> Any:
 
 LOCK_WINDOWS: dict[str, tuple[str, str, Any, str]] = {
     # the spinlock's CAS landed, its list entry not stored (the LRU lock, a PTE lock)
-    "spin_taken_not_listed": ("lock", "push(e)", _objlock, "spin"),
+    "spin_taken_not_listed": ("held_op", "after(e)", lambda f: _kind(1)(f) and f.f_locals["before"] is None,
+                              "spin"),
     # the list entry gone, the word still names the CPU
-    "spin_unlisted_not_released": ("unlock", "unlock0(off)", _objlock, "spin"),
+    "spin_unlisted_not_released": ("held_op", "got = op(off)",
+                                   lambda f: _kind(1)(f) and f.f_locals["before"] is not None, "spin"),
     # rwsem W taken, the owner word not written yet (mmap_lock, a VMA lock)
     "write_taken_unnamed": ("took_write", "store(off + 8, mine)", _objlock, "rwsem"),
     # the owner word cleared, W not dropped yet
@@ -313,10 +336,7 @@ def test_lock_word_and_robust_list_torn(machine, tmp_path, window: str) -> None:
         where.write_text(str(frame.f_locals["off"]))
         return True
 
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(1, match))
-    assert killed, "the window was never reached"
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, match))
     off = int(where.read_text())
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     w = a.atomic.load64(off)
@@ -325,12 +345,7 @@ def test_lock_word_and_robust_list_torn(machine, tmp_path, window: str) -> None:
     else:
         assert w & (RW_LOCK_MASK | RW_KEPT) == 0, f"{window}: rwsem word {w:#x} after recovery"
     assert I.lock_pending(a, 0) is None
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    _vm_runs_on(a, p, rec)
 
 
 @pytest.mark.timeout(120)
@@ -339,19 +354,11 @@ def test_mmap_new_vma_not_yet_in_its_record(machine, text: str) -> None:
     """mmap_region's new VMA: handed out by SLUB, not yet named by the vm_mmap record
     (step 0, a1 = 0: the hand-off word names it), or named and half set up (step 0):
     recovery frees it -- nothing lost, the machine runs on."""
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(5, H.at_line("map_region", text)))
-    assert killed, "the window was never reached"
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(5, H.at_line("map_region", text)))
     assert [(r.name, r.step) for r in I.read_records(a, 0)] == [("vm_mmap", 0)]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.objects >= 1, rec.to_dict()
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    _vm_runs_on(a, p, rec)
 
 
 @pytest.mark.timeout(120)
@@ -360,18 +367,10 @@ def test_maple_store_nodes_nobody_names(machine, text: str) -> None:
     """A maple-tree store of a VMA operation killed with its new nodes allocated and not
     published, or published with the nodes they replace not yet retired: no record
     names them; recovery's sweep of the maple_node cache frees them (and only them)."""
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(7, H.at_line("_rebuild", text), H.vm_split_driver()))
-    assert killed, "the window was never reached"
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(7, H.at_line("_rebuild", text), H.vm_split_driver()))
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("maple_nodes_swept", 0) >= 1, rec.to_dict()
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    _vm_runs_on(a, p, rec)
 
 
 @pytest.mark.timeout(120)
@@ -379,19 +378,12 @@ def test_maple_store_nodes_nobody_names(machine, text: str) -> None:
 def test_rcu_free_in_flight_at_the_rings_head(machine, text: str) -> None:
     """The dead CPU's RCU poll was running a VMA's free -- before it or after it, the
     entry still the ring's head: recovery frees it once, after the records, only if the
-    object is still allocated (no sweep covers VMAs: the ring is their only record)."""
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    object is still allocated -- the ring accounts for it, not the orphan sweep."""
     vma_free = H.at_line("poll", text, lambda f: f.f_locals["fn"].__name__ == "really_free")   # a VMA's
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(3, vma_free, H.vm_split_driver()))
-    assert killed, "the window was never reached"
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(3, vma_free, H.vm_split_driver()))
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    assert rec.scan.get("vmas_swept", 0) == 0, rec.to_dict()
+    _vm_runs_on(a, p, rec)
 
 
 @pytest.mark.timeout(120)
@@ -399,16 +391,8 @@ def test_munmap_vma_progress_stored_not_yet_freed(machine) -> None:
     """remove_vmas stores its progress before the free it names (a death in between
     leaks, never frees twice): the VMA is then in no tree and no RCU ring -- the sweep
     frees it."""
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(5, H.at_line("remove_vmas", "vma_free(v)"),
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(5, H.at_line("remove_vmas", "vma_free(v)"),
                                                       H.vm_split_driver()))
-    assert killed, "the window was never reached"
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("vmas_swept", 0) == 1, rec.to_dict()
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vm_driver(rounds=5, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    _vm_runs_on(a, p, rec)

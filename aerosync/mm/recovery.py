@@ -21,9 +21,16 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      (sync/objlock.py), in `rec.kept`; a live CPU queued on one parks inside its wait
      (the park hook, workers/cpu.py) and counts as parked.  If some CPU cannot park
      there (it holds something), the coordinator releases the kept holds early
-     (`release_kept`) and waits again: the old, weaker behaviour.
+     (`release_kept`) and waits again: the old, weaker behaviour.  The lock the dead
+     CPU was taking or releasing (its lock_pending word, sync/objlock.py "Robust
+     list") is released here if its word names the dead CPU (a spinlock, a named
+     writer); an rwsem whose word cannot say (an unnamed writer, a reader) is marked
+     kept as well, and decided in step 0 of phase B.
   B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary, or
      inside its wait for a kept mmap_lock -- holding nothing either way):
+       0. a pending rwsem hold is decided from the lock (pending_write_landed, or
+          pending_read_landed counting the word's readers against every record of
+          one): a hold the dead CPU has joins the kept ones, else the mark goes;
        1. the dead CPU's open intent records are read (innermost first) and its log
           cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
           its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);
@@ -32,7 +39,9 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py; NUMA migration's
           folios, mm/numa/migrate.py migrate_finish); the frees the dead
           CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
-          world is stopped, every reader is out); vmap_blocks marked dead for
+          world is stopped, every reader is out) -- but the ring's head, which its
+          poll may have been freeing: after the records, and only if the object is
+          still allocated (rcu_head_pending); vmap_blocks marked dead for
           retirement but never freed (still in the block table: mm/vm/vmalloc.py
           dead_blocks) are freed;
           workload records (wl_*) go to the workload's `recover` hook, which also
@@ -42,7 +51,10 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           and orphan sheaves flushed (mm/slab/recover.py fsck), pages in no state and
           PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages); for a
           CPU killed from outside, SLUB's counters it left a step behind are
-          settled after the slab scan (mm/slab/recover.py recount_stats);
+          settled after the slab scan (mm/slab/recover.py recount_stats), and the
+          maple nodes and VMAs no tree or RCU ring names are freed, every tree's
+          parent words rewritten (mm/vm/recover.py sweep_orphans: before the
+          workload hook, right after the recovering VM handle's deferred frees);
        4. the CPU is taken offline as hot-unplug does (PCP drained, CPU slab,
           partials, magazine and sheaves flushed) when the caller asks;
        5. the kept mmap_lock holds are released (`release_kept`; a caller recovering
@@ -71,7 +83,7 @@ from aerosync.arena import layout as L
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import recover as PR
 from aerosync.mm.vm import mm_types as T
-from aerosync.sync.objlock import RW_KEPT, keep_dead, pending_read_landed, pending_write_landed, world_stopped
+from aerosync.sync.objlock import keep_dead, pending_read_landed, pending_write_landed, unkeep, world_stopped
 from aerosync.sync.objlock import release_kept as _release_kept
 from aerosync.sync.robust import HELD_READ, HELD_SPIN, HELD_WRITE, release_embedded, release_taken, takeover_locks
 
@@ -206,7 +218,7 @@ def _resolve_pending(arena: Any, rec: CpuRecovery) -> None:
         rec.kept.append(p)
         rec.scan["lock_pending_released"] = 1
     elif p not in rec.kept:
-        arena.atomic.fetch_and64(off, ~RW_KEPT & ((1 << 64) - 1))
+        unkeep(arena, off)
 
 
 def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
@@ -219,7 +231,7 @@ def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
     rec.kept = []
     rec.kept_early = rec.kept_early or early
     if early and rec.pending_lock is not None:           # its waiters stop parking on it;
-        arena.atomic.fetch_and64(rec.pending_lock[0], ~RW_KEPT & ((1 << 64) - 1))   # phase B decides
+        unkeep(arena, rec.pending_lock[0])                # phase B still decides the hold
 
 
 def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None = None,

@@ -216,10 +216,13 @@ class world_stopped:
         _STOPPED[0] = self.old
 
 
-def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any, int]:
+def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any, Any]:
     """push(entry), pop(entry), replace(entry, new) on this process's robust list of CPU
     `cpu`'s task context (the arena owner's own context when this process created the
-    arena), and the u64 index of its lock_pending word.  Every change that makes an
+    arena), and held_op(entry, op, off, after, before): one acquire or release `op(off)`
+    with its list change (`before(entry)`, or `after(entry)` unless op returned False),
+    the context's lock_pending word naming the entry around both -- restored after, for
+    a lock taken inside another's wait (an IPI handler).  Every change that makes an
     entry appear or vanish is one store (a kill from outside between two stores leaves
     no entry twice and none lost): pop zeroes its slot and only then lowers held_n past
     trailing zeros; push fills a zeroed slot below held_n, or stores past it and then
@@ -263,7 +266,23 @@ def _robust_list(arena: Any, cpu: int) -> tuple[Any, Any, Any, int]:
                 q[hs + i] = new
                 return
 
-    return push, pop, replace, (ctx + L.ILC_LOCK_PENDING) >> 3
+    pend = (ctx + L.ILC_LOCK_PENDING) >> 3
+
+    def held_op(e: int, op: Callable[[int], Any], off: int, after: Callable[[int], None] | None,
+                before: Callable[[int], None] | None = None) -> Any:
+        prev = q[pend]
+        q[pend] = e
+        try:
+            if before is not None:
+                before(e)
+            got = op(off)
+            if after is not None and got is not False:
+                after(e)
+            return got
+        finally:
+            q[pend] = prev
+
+    return push, pop, replace, held_op
 
 
 def _owner_dead(word: int, robust: bool = False) -> tuple[int, int] | None:
@@ -282,10 +301,15 @@ def keep_dead(arena: Any, off: int) -> None:
     arena.atomic.fetch_or64(off, RW_KEPT)
 
 
+def unkeep(arena: Any, off: int) -> None:
+    """Clear rwsem `off`'s RW_KEPT mark (its waiters stop parking on it)."""
+    arena.atomic.fetch_and64(off, _NEG1 ^ RW_KEPT)
+
+
 def release_kept(arena: Any, off: int, kind: int, pid: int, cpu: int) -> str | None:
     """The end of a kept hold: the mark cleared, then the dead CPU's hold released as
     `release_dead` does (its queued waiters woken)."""
-    arena.atomic.fetch_and64(off, _NEG1 ^ RW_KEPT)
+    unkeep(arena, off)
     return release_dead(arena, off, kind, pid, cpu)
 
 
@@ -556,40 +580,17 @@ class ObjSpinLock:
             return load(off) & SPIN_OWNER == mine
 
         if robust:
-            push, pop, _replace, pend = _robust_list(arena, cpu)
+            push, pop, _replace, held_op = _robust_list(arena, cpu)
             lock0, unlock0, trylock0 = lock, unlock, trylock
 
             def lock(off: int) -> None:
-                e = off | _HELD_SPIN
-                prev = q[pend]                       # (a lock taken while waiting: an IPI)
-                q[pend] = e
-                try:
-                    lock0(off)
-                    push(e)
-                finally:
-                    q[pend] = prev
+                held_op(off | _HELD_SPIN, lock0, off, push)
 
             def unlock(off: int) -> None:
-                e = off | _HELD_SPIN
-                prev = q[pend]
-                q[pend] = e
-                try:
-                    pop(e)
-                    unlock0(off)
-                finally:
-                    q[pend] = prev
+                held_op(off | _HELD_SPIN, unlock0, off, None, pop)
 
             def trylock(off: int) -> bool:
-                e = off | _HELD_SPIN
-                prev = q[pend]
-                q[pend] = e
-                try:
-                    if trylock0(off):
-                        push(e)
-                        return True
-                    return False
-                finally:
-                    q[pend] = prev
+                return held_op(off | _HELD_SPIN, trylock0, off, push)
 
         self.lock, self.unlock, self.trylock, self.held_by_me = lock, unlock, trylock, held_by_me
 
@@ -1083,25 +1084,9 @@ class ObjRWSem:
             return bool(load(off) & RW_WRITER) and load(off + 8) == mine
 
         if robust:
-            push, pop, replace, pend = _robust_list(arena, cpu)
+            push, pop, replace, held_op = _robust_list(arena, cpu)
             dr0, ur0, dw0, uw0, dg0 = down_read, up_read, down_write, up_write, downgrade_write
             drt0, dwt0 = down_read_trylock, down_write_trylock
-
-            def held_op(e: int, op: Callable[[int], Any], off: int, after: Callable[[int], None] | None,
-                        before: Callable[[int], None] | None = None) -> Any:
-                """One acquire or release with its robust-list change, lock_pending = e
-                around both (module docstring, "Robust list")."""
-                prev = q[pend]
-                q[pend] = e
-                try:
-                    if before is not None:
-                        before(e)
-                    got = op(off)
-                    if after is not None and got is not False:
-                        after(e)
-                    return got
-                finally:
-                    q[pend] = prev
 
             def down_read(off: int) -> None:
                 held_op(off | _HELD_READ, dr0, off, push)

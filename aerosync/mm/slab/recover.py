@@ -449,49 +449,45 @@ def object_free(arena: Any, addr: int) -> bool | None:
     idx = off // c.size
     if off < 0 or off % c.size or idx >= (c.word(pfn) >> 48) & 0x7FFF:
         return None
-    if idx in c.freelist(pfn, c.word(pfn) & _LO):
-        return True
-    q = arena.u64
-    _, nr_cpus, _, mag, _ = _geo(arena)
-    for cpu in range(nr_cpus):
-        ko = _cpu_off(arena, cid, cpu, nr_cpus, mag)
-        if q[(ko + K_SLAB) >> 3] == pfn and idx in c.freelist(pfn, q[(ko + K_FREELIST_TID) >> 3] & _LO):
-            return True
-        if mag and addr in q[(ko + K_MAG) >> 3 : ((ko + K_MAG) >> 3) + q[(ko + K_MAG_COUNT) >> 3]]:
-            return True
-    so0, size = arena.sections["slabsheaf"]
-    for sh in range(size // SHEAF_REC):
-        so = so0 + sh * SHEAF_REC
-        if q[(so + SH_STATE) >> 3] and q[(so + SH_CACHE) >> 3] == cid:
-            n = q[(so + SH_SIZE) >> 3]
-            if addr in q[(so + SH_OBJS) >> 3 : ((so + SH_OBJS) >> 3) + n]:
-                return True
-    return False
+    return (pfn, idx) in _free_objects(arena, c, [pfn])
 
 
 def allocated_objects(arena: Any, cid: int) -> list[int]:
     """The addresses of every allocated object of cache `cid`: each object of its slabs
-    that is on no freelist -- its slab's, a CPU's (c->slab), a magazine or a sheaf of
-    the cache -- as `object_free` decides one object.  World stopped, the freelists
-    whole (after fsck); for a recovery's sweep of a cache whose owners can name every
-    live object (mm/vm/recover.py sweep_orphans)."""
+    that is free in none of the places `object_free` looks.  World stopped, the
+    freelists whole (after fsck); for a recovery's sweep of a cache whose owners can
+    name every live object (mm/vm/recover.py sweep_orphans)."""
     import numpy as np
 
     c = _Cache(arena, cid)
-    q, u32 = arena.u64, arena.u32
+    u32 = arena.u32
     pm32 = arena.off("pagemeta") >> 2
     smv = arena.array("slabmeta", np.uint32).reshape(-1, SMETA // 4)
     mine = np.flatnonzero(smv[:, M_CACHE // 4] == cid + 1).tolist()
     del smv
     slabs = [p for p in mine if u32[pm32 + p * _PMW] & PG_slab and not u32[pm32 + p * _PMW] & PG_tail]
+    free = _free_objects(arena, c, slabs)
+    out = []
+    for pfn in slabs:
+        base = VBASE + (pfn << PAGE_SHIFT) + c.red_left
+        out.extend(base + i * c.size for i in range((c.word(pfn) >> 48) & 0x7FFF) if (pfn, i) not in free)
+    return out
+
+
+def _free_objects(arena: Any, c: _Cache, slabs: list[int]) -> set[tuple[int, int]]:
+    """(slab pfn, index) of the free objects of cache c: those on the freelists of
+    `slabs` and of the CPUs whose c->slab is one of them, and every object in the
+    cache's magazines and sheaves."""
+    q = arena.u64
     free: set[tuple[int, int]] = set()
     for pfn in slabs:
         free.update((pfn, i) for i in c.freelist(pfn, c.word(pfn) & _LO))
+    wanted = set(slabs)
     _, nr_cpus, _, mag, _ = _geo(arena)
     for cpu in range(nr_cpus):
-        ko = _cpu_off(arena, cid, cpu, nr_cpus, mag)
+        ko = _cpu_off(arena, c.cid, cpu, nr_cpus, mag)
         cs = q[(ko + K_SLAB) >> 3]
-        if cs != NIL64:
+        if cs in wanted:
             free.update((cs, i) for i in c.freelist(cs, q[(ko + K_FREELIST_TID) >> 3] & _LO))
         if mag:
             m0 = (ko + K_MAG) >> 3
@@ -499,14 +495,10 @@ def allocated_objects(arena: Any, cid: int) -> list[int]:
     so0, size = arena.sections["slabsheaf"]
     for sh in range(size // SHEAF_REC):
         so = so0 + sh * SHEAF_REC
-        if q[(so + SH_STATE) >> 3] and q[(so + SH_CACHE) >> 3] == cid:
+        if q[(so + SH_STATE) >> 3] and q[(so + SH_CACHE) >> 3] == c.cid:
             o0 = (so + SH_OBJS) >> 3
             free.update(c.obj(a) for a in q[o0 : o0 + q[(so + SH_SIZE) >> 3]])
-    out = []
-    for pfn in slabs:
-        base = VBASE + (pfn << PAGE_SHIFT) + c.red_left
-        out.extend(base + i * c.size for i in range((c.word(pfn) >> 48) & 0x7FFF) if (pfn, i) not in free)
-    return out
+    return free
 
 
 def fsck(arena: Any, slub: Any) -> dict[str, int]:

@@ -597,14 +597,9 @@ class _Deaths:
                 if not _killed(procs[e.cpu]):
                     raise
                 todo = [e.cpu]
-        for rec in recs.values():
-            try:
-                recovery.recover_cpu(arena, rec, self.workload_recover, offline=cpuhp_offline_mm, release=False)
-            except AeroSyncError as e:             # state no step of its log explains (a kill from outside)
-                raise AeroSyncError(f"recovering cpu{rec.cpu} (died at {rec.died_at or 'a signal'}, records "
-                                    f"{rec.records}) failed: {e}") from e
-        for rec in recs.values():                  # after the round's last: one may hold what another needs
-            recovery.release_kept(arena, rec)
+        # (an AeroSyncError names the CPU whose records it followed: state no step of its
+        # log explains, after a kill from outside)
+        recovery.recover_round(arena, list(recs.values()), self.workload_recover, offline=cpuhp_offline_mm)
         for r in (mm_check(arena), slab_check(arena), vm_check(arena)):
             if r.violations:                       # say which death and records it followed
                 v = r.violations[0]

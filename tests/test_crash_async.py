@@ -256,11 +256,12 @@ def test_chain_taken_not_yet_held(machine, func: str, text: str, cfg: dict, kw: 
     _kill_in(machine, H.at_line(func, text, nonempty), warm=0, page_pct=0, cfg=cfg, **kw)
 
 
-def _vm_killed(machine: Any, driver: Any) -> tuple[Any, Any, int]:
-    """A VM machine whose CPU 0 ran `driver` (crash_helpers.async_vm_driver) and was
-    killed in its window: (arena, params, the dead child's pid)."""
+def _vm_killed(machine: Any, driver: Any, mode: str = "processes") -> tuple[Any, Any, int]:
+    """A VM machine ([vm] mm = `mode`) whose CPU 0 ran `driver`
+    (crash_helpers.async_vm_driver) and was killed in its window: (arena, params, the
+    dead child's pid)."""
     p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=4096)
+    a = H.soak_machine(machine, p, vm={"mm": mode}, nr_pages=4096)
     pid, killed = H.run_child(a, 0, driver)
     assert killed, "the window was never reached"
     return a, p, pid
@@ -395,4 +396,35 @@ def test_munmap_vma_progress_stored_not_yet_freed(machine) -> None:
                                                       H.vm_split_driver()))
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("vmas_swept", 0) == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["u32[hi] = pfn", "u8[lruid + pfn] = li"])
+def test_lru_batch_drain_torn_under_lru_lock(machine, text: str) -> None:
+    """lru_add_drain killed inside its lru_lock hold, a folio half-linked at a list's
+    head (or linked, its LRUID byte not yet stored) and the hold's counts not applied:
+    the node's lists are rebuilt before the lock is released, and the batch -- emptied
+    only after its hold -- is drained again by the offline (linked folios skipped),
+    every reference put: nothing lost, the checkers pass."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(5, H.at_line("lru_add_drain", text)))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("lru_lists_rebuilt") == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["processes", "threads"])
+@pytest.mark.parametrize("text", ["la = ext.lru_add", "fetch_add((ns_anon", "fetch_add(mm_base", "q[r + 7] = 3"])
+def test_fast_fault_inserted_counts_half_done(machine, text: str, mode: str) -> None:
+    """anon_write_fast killed after its tree insert landed, between the counts that
+    follow it (nr_pages, the LRU batch, nr_anon_pages, rss) and its step 3: the record
+    says step 5 whichever landed, so recovery keeps the page in the tree and the counts
+    are settled from the structures (mm/vm/recover.py settle_counts): nr_anon_pages
+    outlives the task's exit, which uncounts only what its PTEs map."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(9, H.at_line("anon_write_fast", text)), mode)
+    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_fault", 5)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    if text in ("fetch_add(mm_base", "q[r + 7] = 3"):             # nr_anon_pages counted: settled
+        assert rec.scan.get("vm_counters_settled", 0) >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)

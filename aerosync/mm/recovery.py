@@ -14,7 +14,8 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      missing; live CPUs can use it meanwhile.  A CPU killed from outside (no fault
      point: a list update may be torn) has the lists under its zone.locks and SLUB
      list_locks rebuilt from per-page and per-slab state before those locks are
-     released (mm/pmm/recover.py, mm/slab/recover.py).  Except its mmap_lock holds
+     released (mm/pmm/recover.py, mm/slab/recover.py), and so are the LRU lists
+     under its lru_locks (mm/reclaim/recover.py).  Except its mmap_lock holds
      (write, or read after munmap's downgrade): a VMA change under one is not whole
      -- a thread of the same mm would see a heap VMA and mm->brk that disagree, or
      map into a range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
@@ -26,8 +27,9 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      list") is released here if its word names the dead CPU (a spinlock, a named
      writer); an rwsem whose word cannot say (an unnamed writer, a reader) is marked
      kept as well, and decided in step 0 of phase B.
-  B. `recover_cpu(...)`, world stopped (every live CPU parked at a batch boundary, or
-     inside its wait for a kept mmap_lock -- holding nothing either way):
+  B. `recover_round(...)` (`recover_cpu` for one CPU), world stopped (every live CPU
+     parked at a batch boundary, or inside its wait for a kept mmap_lock -- holding
+     nothing either way):
        0. a pending rwsem hold is decided from the lock (pending_write_landed, or
           pending_read_landed counting the word's readers against every record of
           one): a hold the dead CPU has joins the kept ones, else the mark goes;
@@ -44,22 +46,28 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           still allocated (rcu_head_pending); vmap_blocks marked dead for
           retirement but never freed (still in the block table: mm/vm/vmalloc.py
           dead_blocks) are freed;
-          workload records (wl_*) go to the workload's `recover` hook, which also
-          frees everything its held table says the dead CPU held, and the item an
-          open hand-off window names (mm/intent.py "Hand-off"); then the windows close;
-       3. the state scans put back whatever is still in flight: slab lists rebuilt
+       3. (`recover_round`: once steps 0-2 are done for every CPU that died in the
+          round -- nothing is in flight any more, and no task has exited on stale
+          counts yet) for a CPU killed from outside: the maple nodes and VMAs no tree
+          or RCU ring names are freed, every tree's parent words rewritten
+          (mm/vm/recover.py sweep_orphans), and the VM's counts -- mapcounts,
+          refcounts, nr_pages, rss, pgtables_bytes, the node stats, LRU membership --
+          settled from its structures (mm/vm/recover.py settle_counts);
+       4. workload records (wl_*) go to the workload's `recover` hook, which also
+          frees everything its held table says the dead CPU held (and its task
+          exits), and the item an open hand-off window names (mm/intent.py
+          "Hand-off"); then the windows close;
+       5. the CPU is taken offline as hot-unplug does (PCP drained, LRU batch
+          drained, CPU slab, partials, magazine and sheaves flushed) when the caller
+          asks;
+       6. the state scans put back whatever is still in flight: slab lists rebuilt
           and orphan sheaves flushed (mm/slab/recover.py fsck), pages in no state and
           PG_pcp blocks on no list freed (mm/pmm/recover.py reclaim_pages); for a
           CPU killed from outside, SLUB's counters it left a step behind are
-          settled after the slab scan (mm/slab/recover.py recount_stats), and the
-          maple nodes and VMAs no tree or RCU ring names are freed, every tree's
-          parent words rewritten (mm/vm/recover.py sweep_orphans: before the
-          workload hook, right after the recovering VM handle's deferred frees);
-       4. the CPU is taken offline as hot-unplug does (PCP drained, CPU slab,
-          partials, magazine and sheaves flushed) when the caller asks;
-       5. the kept mmap_lock holds are released (`release_kept`; a caller recovering
-          several CPUs of one round releases after the last, as one may hold what
-          another's records need) -- their waiters run once the world goes on.
+          settled after the slab scan (mm/slab/recover.py recount_stats);
+       7. after the round's last CPU (one dead CPU may hold what another's records
+          need) the kept mmap_lock holds are released -- their waiters run once the
+          world goes on.
      All of it under sync/objlock.py's `world_stopped()`: the recovery's own mmap_lock
      operations (exit_mmap, dup_mm undo, munmap's roll-forward) do not touch the lock
      words, since a kept hold is the recovery's own and nobody else runs.
@@ -75,7 +83,8 @@ the dead CPU's free).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +96,7 @@ from aerosync.sync.objlock import keep_dead, pending_read_landed, pending_write_
 from aerosync.sync.objlock import release_kept as _release_kept
 from aerosync.sync.robust import HELD_READ, HELD_SPIN, HELD_WRITE, release_embedded, release_taken, takeover_locks
 
-__all__ = ["CpuRecovery", "takeover", "recover_cpu", "release_kept", "WorkloadRecover"]
+__all__ = ["CpuRecovery", "takeover", "recover_cpu", "recover_round", "release_kept", "WorkloadRecover"]
 
 # recover(arena, cpu, records, mm, slub) -> {"pages": n, "objects": m}; `records` are the
 # dead CPU's open wl_* records, innermost first, each with `inner_open`: an mm record was
@@ -161,6 +170,12 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
                 rec.scan["node_partials_rebuilt"] = n
     release_taken(arena, taken)
     held = I.held_locks(arena, cpu)
+    if rec.died_at is None and "reclaim" in arena.sections:
+        from aerosync.mm.reclaim.recover import lru_nodes_of_locks, rebuild_lru_lists
+
+        for nid in lru_nodes_of_locks(arena, [off for off, kind in held if kind == HELD_SPIN]):
+            rec.scan["lru_lists_rebuilt"] = rec.scan.get("lru_lists_rebuilt", 0) + 1
+            rebuild_lru_lists(arena, nid, cpu)
     if T.vm_ready(arena):
         rec.kept = [(off, kind) for off, kind in held if kind in (HELD_WRITE, HELD_READ) and T.is_mmap_lock(arena, off)]
         for off, _kind in rec.kept:
@@ -235,21 +250,85 @@ def release_kept(arena: Any, rec: CpuRecovery, early: bool = False) -> None:
 
 
 def recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None = None,
-                offline: Callable[[Any, int], Any] | None = None, release: bool = True) -> CpuRecovery:
-    """Phase B (world stopped): roll the dead CPU's records forward or back, give back
-    what it held, scan for what is still in flight.  `offline(arena, cpu)`: take the
-    CPU offline afterwards (hot-unplug's teardown), or None to leave its per-CPU
-    caches to the CPU's next worker.  `release`: release its kept mmap_lock holds at
-    the end (False: the caller does, after the round's last recovery)."""
-    with world_stopped():
-        _recover_cpu(arena, rec, workload_recover, offline)
-    if release:
-        release_kept(arena, rec)
+                offline: Callable[[Any, int], Any] | None = None) -> CpuRecovery:
+    """Phase B for one dead CPU (a round of one: `recover_round`)."""
+    recover_round(arena, [rec], workload_recover, offline)
     return rec
 
 
-def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover | None,
-                 offline: Callable[[Any, int], Any] | None) -> None:
+def recover_round(arena: Any, recs: list[CpuRecovery], workload_recover: WorkloadRecover | None = None,
+                  offline: Callable[[Any, int], Any] | None = None) -> None:
+    """Phase B (world stopped) for the CPUs that died in one round: roll each one's
+    records forward or back; then, if one was killed from outside, sweep the orphans
+    and settle the VM's counts (every record of every dead CPU is resolved by then:
+    nothing is in flight, and no task has exited yet on stale counts); then give back
+    what each held and scan for what is still in flight; last, release the kept
+    mmap_lock holds (one dead CPU may hold what another's records need).
+    `offline(arena, cpu)`: take each CPU offline (hot-unplug's teardown), or None to
+    leave its per-CPU caches to the CPU's next worker.  An AeroSyncError names the CPU
+    it came from."""
+    with world_stopped():
+        got = {}
+        for rec in recs:
+            with _naming(rec):
+                got[rec.cpu] = _resolve_cpu(arena, rec)
+        outside = [r for r in recs if r.died_at is None]
+        if outside and T.vm_ready(arena):
+            with _naming(outside[0]):
+                _settle_outside(arena, outside[0])
+        for rec in recs:
+            with _naming(rec):
+                _finish_cpu(arena, rec, got[rec.cpu], workload_recover, offline)
+    for rec in recs:
+        release_kept(arena, rec)
+
+
+@contextmanager
+def _naming(rec: CpuRecovery) -> Iterator[None]:
+    """An AeroSyncError raised inside says which death and records it followed."""
+    from aerosync.errors import AeroSyncError
+
+    try:
+        yield
+    except AeroSyncError as e:
+        raise AeroSyncError(f"recovering cpu{rec.cpu} (died at {rec.died_at or 'a signal'}, records "
+                            f"{rec.records}) failed: {e}") from e
+
+
+def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
+    """After a kill from outside, every record of the round resolved: the maple nodes
+    and VMAs nobody names are freed and the VM's counts settled from its structures
+    (mm/vm/recover.py sweep_orphans, settle_counts), acting as the dead CPU `rec`."""
+    from aerosync.mm.vm.recover import settle_counts, sweep_orphans
+    from aerosync.mm.vm.vm import VM
+
+    t0 = time.perf_counter()
+    vmh = VM(arena, rec.cpu)
+    try:
+        for k, n in sweep_orphans(arena, vmh).items():
+            if n:
+                rec.scan[k] = n
+                rec.objects += n
+        for k, n in settle_counts(arena, vmh, rec.cpu).items():
+            if n:
+                rec.scan[k] = n
+    finally:
+        vmh.leave()                                      # its frees run; no shootdown target again
+    rec.recover_ms += (time.perf_counter() - t0) * 1e3
+
+
+@dataclass
+class _Resolved:
+    """What the first half of a CPU's recovery hands the second."""
+
+    mm: Any
+    slub: Any
+    wl: list[tuple[I.Record, bool]]
+
+
+def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
+    """The first half of one dead CPU's recovery: its pending lock decided, its log
+    read and cleared, every record rolled forward or back, its pending RCU frees run."""
     from aerosync.mm.pmm.page_alloc import MM
 
     t0 = time.perf_counter()
@@ -326,20 +405,23 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
             rec.scan["vmap_blocks_retired"] = vmh.kernel.vmalloc.retire_orphans(dead)
     if rcu_head is not None:                              # after the records: a free of it
         rec.objects += _rcu_head_free(arena, slub, rcu_head)   # the dead CPU began is finished
-    if vmh is None and rec.died_at is None and T.vm_ready(arena):
-        from aerosync.mm.vm.vm import VM
-
-        vmh = VM(arena, cpu, mm=mm)
     if vmh is not None:
         vmh.leave()                                       # its deferred frees run (rcu_barrier)
-        if rec.died_at is None:                           # killed from outside: nodes and
-            from aerosync.mm.vm.recover import sweep_orphans  # VMAs may be nobody's
+    rec.recover_ms += (time.perf_counter() - t0) * 1e3
+    return _Resolved(mm, slub, wl)
 
-            for k, n in sweep_orphans(arena, vmh).items():
-                if n:
-                    rec.scan[k] = n
-                    rec.objects += n
+
+def _finish_cpu(arena: Any, rec: CpuRecovery, got: _Resolved, workload_recover: WorkloadRecover | None,
+                offline: Callable[[Any, int], Any] | None) -> None:
+    """The second half of one dead CPU's recovery: what it held given back (the
+    workload's hook: its held table, its task's exit), the CPU taken offline, the state
+    scans."""
+    t0 = time.perf_counter()
+    cpu, mm, slub, wl = rec.cpu, got.mm, got.slub, got.wl
+    slab = slub is not None
     if slab:
+        from aerosync.mm.slab import recover as SR
+
         rec.objects += SR.return_caller_sheaves(arena, slub, cpu)
     if workload_recover is not None:
         got = workload_recover(arena, cpu, wl, mm, slub)
@@ -356,7 +438,7 @@ def _recover_cpu(arena: Any, rec: CpuRecovery, workload_recover: WorkloadRecover
     scan = PR.reclaim_pages(arena, mm)
     rec.scan.update(scan)
     rec.pages += scan["orphan_pages"]
-    rec.recover_ms = (time.perf_counter() - t0) * 1e3
+    rec.recover_ms += (time.perf_counter() - t0) * 1e3
 
 
 def _numa(vm: Any) -> Any:

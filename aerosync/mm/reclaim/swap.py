@@ -49,7 +49,7 @@ from aerosync.params import PAGE_META_SIZE
 
 __all__ = ["Lru", "GEN_SHIFT", "GEN_MASK", "REFS_SHIFT", "REFS_MASK", "MAX_NR_GENS", "folio_type",
            "LRU_REFS_WIDTH", "LRU_REFS_FLAGS", "MAX_NR_TIERS", "folio_lru_refs", "lru_tier_from_refs",
-           "lru_gen_inc_refs", "lru_gen_set_refs", "lru_gen_clear_refs"]
+           "lru_gen_inc_refs", "lru_gen_set_refs", "lru_gen_clear_refs", "lru_stat_item"]
 
 GEN_SHIFT, GEN_MASK = 20, 0x7 << 20               # gen + 1 (0: not on an MGLRU list)
 REFS_SHIFT, REFS_MASK = 23, 0x3 << 23             # LRU_REFS_MASK (LRU_REFS_WIDTH = 2 bits)
@@ -110,6 +110,18 @@ def lru_gen_clear_refs(fl: int) -> int:
     return fl & ~(LRU_REFS_FLAGS | PG_workingset) & _ALL32
 
 
+def lru_stat_item(li: int, max_seq: int) -> int:
+    """The node stat (nr_{inactive,active}_{anon,file}, nr_unevictable) list `li`
+    counts in; an MGLRU list by its generation's age under `max_seq` (the two youngest
+    generations are reported as active)."""
+    if li < R.MG_LIST0:
+        return VE.NR_INACTIVE_ANON + li if li < 4 else VE.NR_UNEVICTABLE
+    k = li - R.MG_LIST0
+    gen, typ = k >> 1, k & 1
+    seq = max_seq - ((max_seq - gen) % MAX_NR_GENS)
+    return VE.NR_INACTIVE_ANON + typ * 2 + (1 if seq + 1 >= max_seq else 0)
+
+
 def folio_type(flags: int) -> int:
     """0 anon (swap-backed: anonymous and shmem), 1 file."""
     return 0 if flags & PG_swapbacked else 1
@@ -161,14 +173,7 @@ class Lru:
             return u8[PM + pfn * PAGE_META_SIZE + 7]
 
         def stat_item(nid: int, li: int) -> int:
-            if li < R.MG_LIST0:
-                return VE.NR_INACTIVE_ANON + li if li < 4 else VE.NR_UNEVICTABLE
-            k = li - R.MG_LIST0
-            gen, typ = k >> 1, k & 1
-            max_seq = q[(lv[nid] + R.L_MAX_SEQ) >> 3]
-            # the two youngest generations are reported as active
-            seq = max_seq - ((max_seq - gen) % MAX_NR_GENS)
-            return VE.NR_INACTIVE_ANON + typ * 2 + (1 if seq + 1 >= max_seq else 0)
+            return lru_stat_item(li, q[(lv[nid] + R.L_MAX_SEQ) >> 3])
 
         def lock(nid: int) -> None:
             spin_lock(lock_w[nid])
@@ -247,7 +252,6 @@ class Lru:
             if not n:
                 return
             pfns = u32[b32 : b32 + n].tolist()
-            q[bn_i] = 0
             place = self.place
             cur = -1
             counts: dict[int, int] = {}
@@ -284,6 +288,10 @@ class Lru:
                 if cur >= 0:
                     account_hold(cur, counts, 1)
                     unlock(cur)
+            # The batch empties only now: a CPU killed while linking leaves every folio
+            # of it in its batch, still holding its reference, and the recovery's drain
+            # (cpuhp) links those not linked yet (PG_lru clear) and puts every reference.
+            q[bn_i] = 0
             free_pages_bulk(pfns)             # the batch's references (folios_put)
 
         def lru_add(pfn: int) -> None:

@@ -153,7 +153,7 @@ from aerosync.mm.vm.vm_object import (
 from aerosync.mm.vm.vmalloc_check import check_vmalloc, vmalloc_tree_nodes
 from aerosync.params import PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["vm_check", "VM_INVARIANTS", "SHADOW_DEPTH_MARGIN"]
+__all__ = ["vm_check", "vm_counts", "VM_INVARIANTS", "SHADOW_DEPTH_MARGIN"]
 
 VM_INVARIANTS = ("VT1", "VT2", "VT3", "VT4", "VT5", "MM1", "PT1", "PT2", "PT3", "PT4", "R1", "R2", "R3", "R4",
                  "RSS1", "O1", "O2", "O3", "O4", "O5", "O6", "O7", "O8", "FR1", "LK1")
@@ -172,6 +172,22 @@ def vm_check(arena: Any, raise_first: bool = False, limit: int = 20, final: bool
         rep.summary = {"vm": "not booted"}
         return rep
     return run_checker(lambda a, s: _check(a, s, final), arena, raise_first, limit)
+
+
+def vm_counts(arena: Any, sink: _Sink | None = None) -> Any:
+    """One checker pass (violations to `sink`, or dropped) returning what the counts
+    should be, for a recovery that settles them (mm/vm/recover.py settle_counts): the
+    pass's per-pfn arrays (`mapped` PTEs, `in_tree`, `batched`, `cached`, `mapc`,
+    `ref`, `flags`, `node`, `free`, `allocated`), `rss_want` / `tables_want` per live mm,
+    `nr_pages_want` per reachable object, and `nr_anon_mapped` / `nr_other_mapped` per
+    node (R4's counts).  Same quiescence as vm_check."""
+    snap = VmSnapshot(arena)
+    try:
+        c = _Checker(snap, sink or _Sink(False, 0), False)
+        c.run()
+    finally:
+        snap.close()
+    return c
 
 
 def _check(arena: Any, s: _Sink, final: bool) -> None:
@@ -223,6 +239,11 @@ class _Checker:
         self.files: dict[int, int] = {}                           # fid -> vnode object
         self.kernel_leaves = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64))
         self.summary: dict[str, Any] = {}
+        # what the counters should say (vm_counts: mm/vm/recover.py settle_counts)
+        self.rss_want: dict[int, list[int]] = {}                 # mm -> rss by kind (RSS1)
+        self.tables_want: dict[int, int] = {}                     # mm -> its tables (PT3)
+        self.nr_pages_want: dict[int, int] = {}                   # object -> its folios (O5)
+        self.cached = np.zeros(n, dtype=np.int64)                 # in the swap cache (R2)
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -378,6 +399,7 @@ class _Checker:
                 s.add("PT1", f"{where}: table pfn {pfn}",
                       f"PG_table, level {level}, mapping {m + 1}, index {base:#x}", "; ".join(bad))
         ptb = snap.mm_word(m, T.M_PGTABLES_BYTES)
+        self.tables_want[m] = len(w.tables)
         if ptb != PAGE_SIZE * len(w.tables):
             s.add("PT3", f"mm {m}", f"pgtables_bytes == 4096 x {len(w.tables)} tables", ptb)
         if m != 0:
@@ -468,6 +490,7 @@ class _Checker:
         self.obj_items[o] = (idx, ent)
         folio = (ent & np.uint64(3)) == 0                      # the rest: value entries (ZERO markers...)
         fidx, pfn = idx[folio], (ent[folio] >> np.uint64(2)).astype(np.int64)
+        self.nr_pages_want[o] = len(pfn)
         if rec["nr_pages"] != len(pfn):
             s.add("O5", where, f"nr_pages == {len(pfn)} folios in the tree", rec["nr_pages"])
         out = pfn >= self.nr_pages
@@ -647,6 +670,7 @@ class _Checker:
                 rss[kind] += counts[kind]
             self._pt4_r3(m, va, pte, present, special, pfn)
         mo = snap.mm_off(m)
+        self.rss_want[m] = [int(x) for x in rss]
         got = T.get_mm_counters(self.q, mo, snap.nr_cpus)      # shared word + every CPU's part
         if [int(x) for x in rss] != got:
             s.add("RSS1", f"mm {m}", "rss counters == PTEs by kind " + str(dict(zip(T.MM_COUNTER_NAMES,
@@ -761,7 +785,7 @@ class _Checker:
                lambda p: f"mapcount {int(self.mapc[p])}, {int(self.mapped[p])} PTEs")
         live = (self.in_tree > 0) | (self.mapped > 0)
         live[zero] = False
-        cached = ((self.flags & PG_swapcache) != 0).astype(np.int64)
+        self.cached = cached = ((self.flags & PG_swapcache) != 0).astype(np.int64)
         want = self.in_tree + self.mapped + self.batched + cached
         bad = np.flatnonzero(live & (self.ref != want))
         s.many("R2", bad, "refcount == (in a tree) + PTEs + lru_add batch slots + (in the swap cache)",
@@ -787,8 +811,8 @@ class _Checker:
         mp = np.flatnonzero(self.mapped > 0)
         kinds = self._kinds(mp)
         nn = _nr_nodes(self.arena)
-        anon = np.bincount(self.node[mp[kinds == KIND_ANON]], minlength=nn)
-        other = np.bincount(self.node[mp[kinds != KIND_ANON]], minlength=nn)
+        self.nr_anon_mapped = anon = np.bincount(self.node[mp[kinds == KIND_ANON]], minlength=nn)
+        self.nr_other_mapped = other = np.bincount(self.node[mp[kinds != KIND_ANON]], minlength=nn)
         for nid, st in enumerate(fold_node_stats(self.arena)):
             for name, arr in (("nr_anon_pages", anon), ("nr_mapped", other)):
                 if st[name] != int(arr[nid]):

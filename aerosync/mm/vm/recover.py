@@ -198,11 +198,12 @@ from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
-from aerosync.params import PAGE_META_SIZE
+from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
-__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "VM_OPS"]
+__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "VM_OPS"]
 
-_UNREF1_MAP1 = -(1 | 1 << 32) & 0xFFFF_FFFF_FFFF_FFFF
+_U64 = 0xFFFF_FFFF_FFFF_FFFF
+_UNREF1_MAP1 = -(1 | 1 << 32) & _U64
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
@@ -304,6 +305,100 @@ def sweep_orphans(arena: Any, vm: Any) -> dict[str, int]:
         for off in orphans:
             free(off)
         out[key] = len(orphans)
+    return out
+
+
+def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:
+    """rss counter k of the mm at mo, summed as a signed value (no clamp at 0)."""
+    n = q[(mo + T.M_RSS + 8 * k) >> 3]
+    w = (mo + T.rss_pcpu_base(nr_cpus) + 8 * k) >> 3
+    for c in range(nr_cpus):
+        n += q[w + c * (CACHE_LINE >> 3)]
+    n &= _U64
+    return n - (1 << 64) if n >> 63 else n
+
+
+def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
+    """The VM's counters made to agree with its structures again, after a kill from
+    outside (world stopped, every dead CPU of the round recovered: its records
+    resolved, its batches drained).  A death between two fault points can leave a
+    count a step behind what it counts -- anon_write_fast between its tree insert and
+    its step 3 (nr_pages, the LRU batch, nr_anon_pages, rss), a zap between a PTE's
+    xchg and its gather entry (mapcount, nr_mapped, rss, the PTE reference), a table
+    allocation between its link and pgtables_bytes -- and no record step says which
+    of them landed.  The structures (page tables, object trees, batches, the swap
+    cache) are whole by then, so the counts are recomputed from them, as the checker
+    computes them (mm/vm/check.py vm_counts):
+      R1  each allocated page's mapcount = the PTEs mapping it;
+      R2  each mapped or tree folio's refcount = tree + PTEs + batch slots + swap cache
+          (a reference the dead CPU held in flight -- gathered, not spilled -- goes);
+      O5  each reachable object's nr_pages = its folios;
+      RSS1 / PT3  each mm's rss counters (the shared word moves) and pgtables_bytes;
+      R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages (the delta
+          into `cpu`'s node-stat record: the stats are sums over CPUs);
+      LRU4 a user folio on no LRU list and in no batch (isolated by the dead CPU, or
+          its lru_add cut short) goes back through the batch of `vm`, drained here.
+    Returns what moved: {"vm_pages_settled", "vm_counters_settled", "lru_readded"}."""
+    import numpy as np
+
+    from aerosync.mm.pmm import vm_event as VE
+    from aerosync.mm.pmm.page import PG_lru, PG_table
+    from aerosync.mm.vm.check import vm_counts
+
+    c = vm_counts(arena)
+    q, u32, i64 = arena.u64, arena.u32, arena.i64
+    PM4 = arena.off("pagemeta") >> 2
+    MW4 = PAGE_META_SIZE >> 2
+    zero = c.snap.zero_pfn
+    out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0}
+    alloc = c.allocated.copy()
+    if 0 <= zero < len(alloc):
+        alloc[zero] = False
+    for p in np.flatnonzero(alloc & (c.mapc != c.mapped)).tolist():
+        u32[PM4 + p * MW4 + 3] = int(c.mapped[p])
+        out["vm_pages_settled"] += 1
+    want = c.in_tree + c.mapped + c.batched + c.cached
+    live = alloc & ((c.in_tree > 0) | (c.mapped > 0))
+    for p in np.flatnonzero(live & (c.ref != want)).tolist():
+        u32[PM4 + p * MW4 + 2] = int(want[p])
+        out["vm_pages_settled"] += 1
+    for o, n in c.nr_pages_want.items():
+        if q[(o + O_NR_PAGES) >> 3] != n:
+            q[(o + O_NR_PAGES) >> 3] = n
+            out["vm_counters_settled"] += 1
+    nr_cpus = int(arena.config["nr_cpus"])
+    for m, rss in c.rss_want.items():
+        mo = T.mm_off(arena, m)
+        for k, n in enumerate(rss):
+            d = n - _raw_counter(q, mo, k, nr_cpus)
+            if d:
+                q[(mo + T.M_RSS + 8 * k) >> 3] = (q[(mo + T.M_RSS + 8 * k) >> 3] + d) & _U64
+                out["vm_counters_settled"] += 1
+        if q[(mo + T.M_PGTABLES_BYTES) >> 3] != PAGE_SIZE * c.tables_want[m]:
+            q[(mo + T.M_PGTABLES_BYTES) >> 3] = PAGE_SIZE * c.tables_want[m]
+            out["vm_counters_settled"] += 1
+    tables = np.flatnonzero((c.flags & PG_table) != 0)
+    nn = len(c.nr_anon_mapped)
+    per_node = np.bincount(c.node[tables], minlength=nn)
+    ns = VE.node_stat_base(arena, cpu)
+    for nid, st in enumerate(VE.fold_node_stats(arena)):
+        for name, item, n in (("nr_anon_pages", VE.NR_ANON_PAGES, c.nr_anon_mapped[nid]),
+                              ("nr_mapped", VE.NR_MAPPED, c.nr_other_mapped[nid]),
+                              ("nr_page_table_pages", VE.NR_PAGE_TABLE_PAGES, per_node[nid])):
+            d = int(n) - st[name]
+            if d:
+                i64[ns + nid * VE.NR_NODE_STATS + item] += d
+                out["vm_counters_settled"] += 1
+    la = vm.ext.lru_add
+    if la is not None:
+        user = alloc & ((c.in_tree > 0) | (c.mapped > 0) | (c.cached > 0))
+        off_lru = np.flatnonzero(user & ((c.flags & PG_lru) == 0) & (c.batched == 0))
+        for p in off_lru.tolist():
+            if not u32[PM4 + p * MW4] & PG_lru:          # flags as of now (the array is a copy)
+                la(p)
+                out["lru_readded"] += 1
+        if out["lru_readded"]:
+            vm.reclaim.lru.lru_add_drain()
     return out
 
 

@@ -428,3 +428,18 @@ def test_fast_fault_inserted_counts_half_done(machine, text: str, mode: str) -> 
     if text in ("fetch_add(mm_base", "q[r + 7] = 3"):             # nr_anon_pages counted: settled
         assert rec.scan.get("vm_counters_settled", 0) >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["if not e & _P_OR_NONE:", "kind = kind_of(pfn)",
+                                  "if fetch_sub32(pb + P_MAPCOUNT, 1) == 1:", "q[gr + 7] = len(pages) + 1"])
+def test_zap_pte_cleared_page_not_yet_gathered(machine, text: str) -> None:
+    """A logged zap killed after the xchg cleared a PTE and before the gather's step
+    counts its page (its mapcount drop maybe done): the record named the page and its
+    PTE first, so recovery gathers it (its PTE reference put after the flush) with its
+    mapcount from an rmap walk; the munmap finishes and nothing is lost."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(3, H.at_line("zap_range", text)))
+    recs = I.read_records(a, 0)
+    assert recs[0].name == "vm_gather" and recs[0].args[2], [str(r) for r in recs]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

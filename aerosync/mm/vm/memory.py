@@ -67,7 +67,8 @@ one
 that maps a page it found logs steps 3 and 4 (map_existing), a file fault logs the
 page-cache reference it holds (vm_file_hold; filemap.py logs a folio it reads in), and
 an mmu_gather created with a record mirrors its pages in the intent log's spill area
-(vm_gather: step = pages gathered, from the region's bottom) and the page tables
+(vm_gather: step = pages gathered, from the region's bottom; a2 names the PTE of the
+next one before its xchg, until the step counts it) and the page tables
 free_pgd_range detached (a1 = how many, from its top); it flushes when the two fill the
 region's 64 slots instead of at MAX_GATHER_BATCH -- mm/vm/recover.py rolls them back or
 finishes them.
@@ -1314,6 +1315,13 @@ class Memory:
                     for k, e in enumerate(q[i0 : i0 + ((nxt - a) >> PAGE_SHIFT)].tolist()):
                         if not e:
                             continue
+                        if gr >= 0 and e & _P_OR_NONE and not e & _PAGE_SPECIAL:
+                            # a logged gather names the page and its PTE before the xchg
+                            # (a2 = the entry + 1, until the step counts the page): a kill
+                            # from outside before the step leaves the PTE saying whether
+                            # the xchg landed (mm/vm/recover.py)
+                            q[spg + len(pages)] = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+                            q[gr + 3] = i0 + k + 1
                         e = xchg((i0 + k) << 3, 0)
                         if not e & _P_OR_NONE:
                             zs = ext.zap_swap                  # swap entry: its slot goes
@@ -1336,8 +1344,8 @@ class Memory:
                             if fetch_sub32(pb + P_MAPCOUNT, 1) == 1:
                                 i64[ns + u8[pb + P_NODE] * NS + (NR_ANON if kind == KIND_ANON else NR_MAPPED)] -= 1
                             if gr >= 0:
-                                q[spg + len(pages)] = pfn
                                 q[gr + 7] = len(pages) + 1
+                                q[gr + 3] = 0
                                 fetch_add(mm_base + mm_id * mm_size + RSS_ME + 8 * kind, _U64)   # at once
                             else:
                                 rss[kind] += 1

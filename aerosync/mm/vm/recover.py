@@ -112,8 +112,11 @@ covered, and how each record is resolved:
   vm_gather  (an mmu_gather of a logged munmap, MADV_DONTNEED, mremap's move, a robust
              exit) step n: the first n pages gathered -- PTEs cleared, mapcount and rss
              already lowered -- lose the PTE reference they still hold (the puts the
-             flush did not do); a1 = nt: the page tables free_pgd_range detached from
-             their parents (the spill's top nt words) are freed.
+             flush did not do); a2 = the PTE word + 1 of page n + 1 (named in the spill
+             before its xchg): if the PTE no longer maps it, it is gathered too, its
+             mapcount set from an rmap walk (_zap_pending); a1 = nt: the page tables
+             free_pgd_range detached from their parents (the spill's top nt words) are
+             freed.
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
              code (Mmap.unmap_vmas) from where it stopped: step 0 with the tree erase
              landed (start no longer maps the first victim: a death in the erase's
@@ -191,11 +194,11 @@ from typing import Any
 from aerosync.arena import layout as L
 from aerosync.mm import hooks
 from aerosync.mm import intent as I
-from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_REFCOUNT, PG_uptodate
+from aerosync.mm.pmm.page import P_INDEX, P_MAPCOUNT, P_MAPPING, P_REFCOUNT, PG_uptodate
 from aerosync.mm.slab.slab_common import VBASE
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
-from aerosync.mm.vm.pgtable import _PAGE_PRESENT, PAGE_SHIFT, PTE_PFN_MASK
+from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
@@ -511,6 +514,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s:
             vm.sys.merge_finish(a[0], a[1], a[2], s)
     elif op == _OP["vm_gather"]:
+        if a[2]:
+            s += _zap_pending(arena, vm, a[2] - 1, spill[L.SPILL_GATHER + s])
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
             # thread of this mm may still cache a cleared PTE (threads mode)
@@ -606,6 +611,22 @@ def _dup_mm_undo(arena: Any, vm: Any, a: tuple[int, ...], s: int) -> int:
         vm.forks.mmput(child)
         return 1
     return _task_create_undo(arena, vm, child, 0, s)
+
+
+def _zap_pending(arena: Any, vm: Any, i: int, pfn: int) -> int:
+    """A logged zap killed between naming a page (its PTE at word i, the page in the
+    spill at the record's step) and counting it in the step: if the PTE still maps the
+    page, its xchg did not land -- nothing happened (the munmap's roll-forward zaps it
+    again).  Else the page is gathered (returns 1: its PTE reference goes after the
+    flush), and its mapcount, whose drop may or may not have landed, is set to the PTEs
+    an rmap walk finds (the rss and node counts are settled later: settle_counts)."""
+    e = arena.u64[i]
+    if e & (_PAGE_PRESENT | _PAGE_PROTNONE) and (e & PTE_PFN_MASK) >> PAGE_SHIFT == pfn:
+        return 0
+    n = vm.rmap.rmap_walk(pfn, lambda *_: True)
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    arena.u32[(pm + P_MAPCOUNT) >> 2] = n
+    return 1
 
 
 def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> int:

@@ -443,3 +443,19 @@ def test_zap_pte_cleared_page_not_yet_gathered(machine, text: str) -> None:
     assert recs[0].name == "vm_gather" and recs[0].args[2], [str(r) for r in recs]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("func,text", [("anon_write_fast", "if pfn < 0:"), ("anon_write_fast", "q[r + 4] = pfn"),
+                                       ("new_page", "u8[o : o + PAGE_SIZE] = ZERO"),
+                                       ("new_page", "u32[PM4 + pfn * MW4] |= PG_swapbacked")])
+def test_fault_page_allocated_not_yet_in_its_record(machine, func: str, text: str) -> None:
+    """A fault killed after the allocator handed it a page and before its vm_fault
+    record names it (step 0, zeroing or copying it): the record's hand-off window names
+    the page, and recovery frees it."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(4, H.at_line(func, text)))
+    recs = I.read_records(a, 0)
+    assert [(r.name, r.step) for r in recs][:1] == [("vm_fault", 0)], [str(r) for r in recs]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.pages >= 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

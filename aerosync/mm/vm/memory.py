@@ -61,7 +61,9 @@ hold per batch) or with the object when its last reference goes.
 
 Crash consistency (robust mode only: [run] on_cpu_death or fault injection, arena/layout.py
 robust_mode; normal runs pay nothing): a fault that makes a page logs it (mm/intent.py
-vm_fault: step 1 allocated, 2 in its object's tree, 3 counted as mapped, 4 PTE set; the
+vm_fault: step 0 the allocation's hand-off window open (mm/intent.py "Hand-off": the
+allocator names the page before it is the fault's), step 1 allocated, 2 in its object's
+tree, 3 counted as mapped, 4 PTE set; the
 inlined anon_write_fast counts the page for its tree and PTE before the insert: step 5),
 one
 that maps a page it found logs steps 3 and 4 (map_existing), a file fault logs the
@@ -378,6 +380,7 @@ class Memory:
         lg = mm.log if L.robust_mode(arena.config) else None
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
         spg = lg.spill + L.SPILL_GATHER if lg is not None else 0
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)   # mm/intent.py "Hand-off"
         if ext is None:
             ext = new_ext()
         self.ext = ext
@@ -544,14 +547,19 @@ class Memory:
         def map_new_body(mm_id: int, vma: int, va: int, table: int, i: int, expect: int, obj: int, idx: int,
                          src: int, anon: bool, write: bool, spec_seq: int, r: int) -> int:
             """map_new with its vm_fault record r (-1: none)."""
+            if r >= 0:                       # the hand-off window: the page until step 1
+                q[ho] = 0
+                q[pend] = 1
             pfn = new_page(src, vma, va, idx)
             if pfn < 0:
+                q[pend] = 0
                 oom_why[0] = 'no page for the fault'
                 return VM_FAULT_OOM
             if r >= 0:
                 q[r + 4] = pfn
                 q[r + 5] = KIND_ANON if anon else KIND_SHMEM
                 q[r + 7] = 1
+                q[pend] = 0
                 if fp:
                     fp(P_FAULT_PAGE)
             if spec_seq >= 0:
@@ -935,14 +943,19 @@ class Memory:
             vw = vma >> 3
             idx = q[vw + W_PGOFF] + ((va - q[vw + W_START]) >> PAGE_SHIFT)
             af = ext.alloc_folio
+            if r >= 0:                       # the hand-off window: the page until step 1
+                q[ho] = 0
+                q[pend] = 1
             pfn = af(vma, va, idx) if af is not None else alloc_page()
             if pfn < 0:
+                q[pend] = 0
                 oom_why[0] = 'no page for the fault'
                 return FAST_OOM
             if r >= 0:
                 q[r + 4] = pfn
                 q[r + 5] = KIND_ANON
                 q[r + 7] = 1
+                q[pend] = 0
                 if fp:
                     fp(P_FAULT_PAGE)
             o = PHYS + (pfn << PAGE_SHIFT)

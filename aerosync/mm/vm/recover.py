@@ -8,7 +8,9 @@ covered, and how each record is resolved:
 
   vm_fault   (a fault's new page: do_anonymous_page / wp_page_copy via map_new, and the
              inlined anon_write_fast; a found page: map_existing -- steps 3 and 4 only)
-             step 0 nothing taken yet (or the fault's own page given back): nothing;
+             step 0 nothing taken yet (or the fault's own page given back): nothing
+                    -- but a page the allocator handed out in the record's hand-off
+                    window, not yet named by it: freed (_fault_page_handed_out);
              step 1 page allocated, in no object (its insert may have set its mapping
                     and index): set back and freed (rolled back);
              step 2 in its object's tree: nothing (the tree holds it; the task's exit
@@ -416,7 +418,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 6:                                   # installing under the PTE lock
             e = arena.u64[a[2]]
             s = 4 if e & _PAGE_PRESENT and (e & PTE_PFN_MASK) >> PAGE_SHIFT == pfn else 3
-        if s == 1:
+        if s == 0:
+            got["pages"] += _fault_page_handed_out(arena, vm, rec.ctx)
+        elif s == 1:
             got["pages"] += _fault_page_undo(arena, vm, pfn)
         elif s in (2, 3):
             if s == 3:
@@ -645,6 +649,30 @@ def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> in
     if not m & ~3 or not vm.objs.remove(m & ~3, idx, pfn):
         return 0
     vm.mm.free_pages_bulk([pfn])                     # the tree's reference (off the LRU first)
+    return 1
+
+
+def _fault_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """A fault died in its allocation's hand-off window (step 0, the page not yet in
+    its record): the page the allocator named, if it handed it out (allocated, as it
+    left the allocator: refcount 1, no mapcount, mapping or flags but PG_swapbacked --
+    zeroing or copying it changes none of that), is nobody's: freed.  Returns the pages
+    freed."""
+    from aerosync.mm.pmm.page import P_FLAGS, PG_swapbacked
+
+    pending, item = I.take_handoff_ctx(arena, vm.cpu, ctx)
+    if not pending:
+        return 0
+    kind, pfn = I.decode_item(arena, item)
+    if kind != I.ITEM_PAGE:
+        return 0
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    u32 = arena.u32
+    if (u32[(pm + P_FLAGS) >> 2] & ~PG_swapbacked or u32[(pm + P_REFCOUNT) >> 2] != 1
+            or u32[(pm + P_MAPCOUNT) >> 2] or arena.u64[(pm + P_MAPPING) >> 3]):
+        return 0
+    u32[(pm + P_FLAGS) >> 2] = 0
+    vm.mm.free_pages(pfn, 0)
     return 1
 
 

@@ -459,3 +459,17 @@ def test_fault_page_allocated_not_yet_in_its_record(machine, func: str, text: st
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.pages >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["q[b + i_idx] = 0", "pfns.append(e >> 2)", "return pfns"])
+def test_object_destroy_entry_cleared_not_yet_put(machine, text: str) -> None:
+    """A vm_object's robust destroy killed inside untree, the folio's mapping already
+    cleared and its tree reference not yet put (step 2): the record said, before the
+    erase, that the folio was the object's own -- recovery puts it (a cleared mapping
+    alone looks like another object's stale copy)."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(3, H.at_line("untree", text)))
+    recs = I.read_records(a, 0)
+    assert [(r.name, r.step) for r in recs][:1] == [("vm_obj_destroy", 2)], [str(r) for r in recs]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

@@ -112,8 +112,9 @@ OPS: dict[int, tuple[str, str]] = {
                          "(filemap_get_folio's; step 1 held, 0 none or dropped)"),
     45: ("vm_file_add", "obj, idx, pfn: a folio read into a file's page cache (1 allocated, in no "
                         "cache; 2 in the cache, not yet counted nor on the LRU)"),
-    46: ("vm_obj_destroy", "obj, idx, entry, back: a vm_object's destroy (1 dead and cut from its backing, "
-                           "2 entry taken, 3 tree empty, 4 backing put, 5 freed; mm/vm/vm_object.py)"),
+    46: ("vm_obj_destroy", "obj, idx, entry, back, own: a vm_object's destroy (1 dead and cut from its "
+                           "backing, 2 entry taken -- own: a folio of its own --, 3 tree empty, 4 backing "
+                           "put, 5 freed; mm/vm/vm_object.py)"),
     47: ("vm_task_create", "mm, tid: a task being made (1 mm claimed, 2 the mm live with its user, "
                            "3 the task record made, its kernel stack on the way)"),
     48: ("vm_vmalloc", "va, addr, npages, pfn, order: a vmalloc (1 the area's record had, in no tree; 2 in its "

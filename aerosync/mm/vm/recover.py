@@ -445,7 +445,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         elif s == 2:
             vm.files.add_finish(pfn)
     elif op == _OP["vm_obj_destroy"]:
-        vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3])
+        vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3], a[4])
         got["objects"] += 1
     elif op == _OP["vm_obj_remove"]:
         if s:

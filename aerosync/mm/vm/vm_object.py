@@ -279,6 +279,12 @@ class VmObjects:
             m = q[b + i_map] & ~3
             return not m or xa_load(m + O_TREE, q[b + i_idx]) == e
 
+        def ours(o: int, e: int) -> bool:
+            """Is folio entry e of o's tree o's own (its reference o's), not another's
+            copy (not_ours)?"""
+            b = PM8 + (e >> 2) * mw
+            return q[b + i_map] & ~3 == o or not not_ours(b, e)
+
         def untree(o: int, entries: Any) -> list[int]:
             """Entries that left o's tree, (index, entry) pairs: each folio's mapping and
             index cleared (its tree reference is the caller's to put), each swap value's
@@ -288,7 +294,7 @@ class VmObjects:
             for _idx, e in entries:
                 if not e & 3:                              # a folio
                     b = PM8 + (e >> 2) * mw
-                    if q[b + i_map] & ~3 != o and not_ours(b, e):
+                    if not ours(o, e):
                         continue
                     q[b + i_map] = 0
                     q[b + i_idx] = 0
@@ -329,7 +335,9 @@ class VmObjects:
         # record, and the tree emptied one entry at a time, so recovery can finish it
         # from its step (mm/vm/recover.py).  Words: a0 the object, a1/a2 the entry being
         # taken (index, entry), a3 the backing; step 1 marked dead and cut from its
-        # backing, 2 that entry taken (erased, its reference the record's), 3 the tree
+        # backing, 2 that entry taken (erased, its reference the record's; a4 = 1 if it
+        # is a folio of o's own, decided before the erase: untree's clearing of its
+        # mapping would hide that from a recovery), 3 the tree
         # empty, cut from the backing's child list, 4 the backing's reference dropped
         # (its own destroy, if that was its last, continues in this record: a0 becomes
         # the backing), 5 the record freed (RCU).  Each step is stored before the
@@ -341,8 +349,10 @@ class VmObjects:
         first_entry, xa_find = xa.first, xa.find
         free_pages = mm.free_pages
 
-        def destroy_steps(o: int, step: int, r: int, idx: int = 0, e: int = 0, back: int = 0) -> None:
-            """destroy() of robust mode from `step` (recovery resumes here with r = -1)."""
+        def destroy_steps(o: int, step: int, r: int, idx: int = 0, e: int = 0, back: int = 0,
+                          own: int = 0) -> None:
+            """destroy() of robust mode from `step` (recovery resumes here with r = -1;
+            `own` the record's a4)."""
             while o:
                 if step < 1:
                     back = mark_dead(o)
@@ -354,7 +364,13 @@ class VmObjects:
                         xa_erase(o + O_TREE, idx)
                     elif e & 3:
                         e = 0                          # a value already dropped: never twice
-                    pfns = untree(o, [(idx, e)]) if e else []
+                    if e and not e & 3 and own:        # ours, its mapping maybe cleared already
+                        b = PM8 + (e >> 2) * mw
+                        q[b + i_map] = 0
+                        q[b + i_idx] = 0
+                        pfns = [e >> 2]
+                    else:
+                        pfns = untree(o, [(idx, e)]) if e and e & 3 else []
                     for pfn in pfns:
                         free_pages(pfn, 0)
                 if step < 3:
@@ -366,6 +382,7 @@ class VmObjects:
                         if r >= 0:
                             q[r + 2] = idx
                             q[r + 3] = e
+                            q[r + 5] = 1 if not e & 3 and ours(o, e) else 0
                             q[r + 7] = 2
                         xa_erase(o + O_TREE, idx)
                         pfns = untree(o, [(idx, e)])

@@ -473,3 +473,17 @@ def test_object_destroy_entry_cleared_not_yet_put(machine, text: str) -> None:
     assert [(r.name, r.step) for r in recs][:1] == [("vm_obj_destroy", 2)], [str(r) for r in recs]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("func,text", [("walk_alloc", "e = (new << PAGE_SHIFT) | _PAGE_TABLE"),
+                                       ("free_level", "gather.add_table(child)")])
+def test_page_table_nobody_reaches(machine, func: str, text: str) -> None:
+    """A page table allocated and not yet linked (walk_alloc before page_table_lock), or
+    unlinked and not yet in the gather (free_pgd_range): no record names it and no mm
+    reaches it -- the settle after a kill from outside frees it and counts it out."""
+    drv = H.vm_split_driver() if func == "free_level" else None
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(2, H.at_line(func, text), drv))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("tables_swept") == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

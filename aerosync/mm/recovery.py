@@ -50,9 +50,10 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           round -- nothing is in flight any more, and no task has exited on stale
           counts yet) for a CPU killed from outside: the maple nodes and VMAs no tree
           or RCU ring names are freed, every tree's parent words rewritten
-          (mm/vm/recover.py sweep_orphans), and the VM's counts -- mapcounts,
-          refcounts, nr_pages, rss, pgtables_bytes, the node stats, LRU membership --
-          settled from its structures (mm/vm/recover.py settle_counts);
+          (mm/vm/recover.py sweep_orphans), the page tables no mm reaches freed, and
+          the VM's counts -- mapcounts, refcounts, nr_pages, rss, pgtables_bytes, the
+          node stats, LRU membership -- settled from its structures (mm/vm/recover.py
+          settle_counts);
        4. workload records (wl_*) go to the workload's `recover` hook, which also
           frees everything its held table says the dead CPU held (and its task
           exits), and the item an open hand-off window names (mm/intent.py

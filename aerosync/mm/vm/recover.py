@@ -342,12 +342,15 @@ def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
       R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages (the delta
           into `cpu`'s node-stat record: the stats are sums over CPUs);
       LRU4 a user folio on no LRU list and in no batch (isolated by the dead CPU, or
-          its lru_add cut short) goes back through the batch of `vm`, drained here.
-    Returns what moved: {"vm_pages_settled", "vm_counters_settled", "lru_readded"}."""
+          its lru_add cut short) goes back through the batch of `vm`, drained here;
+      PT1 a page-table page no mm's tables reach (allocated, not yet linked; or
+          unlinked, not yet gathered) is freed first -- then counted out.
+    Returns what moved: {"vm_pages_settled", "vm_counters_settled", "lru_readded",
+    "tables_swept"}."""
     import numpy as np
 
     from aerosync.mm.pmm import vm_event as VE
-    from aerosync.mm.pmm.page import PG_lru, PG_table
+    from aerosync.mm.pmm.page import P_PRIVATE, P_SPARE, PG_lru, PG_table
     from aerosync.mm.vm.check import vm_counts
 
     c = vm_counts(arena)
@@ -355,7 +358,19 @@ def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
     PM4 = arena.off("pagemeta") >> 2
     MW4 = PAGE_META_SIZE >> 2
     zero = c.snap.zero_pfn
-    out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0}
+    out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0, "tables_swept": 0}
+    reached = np.zeros(len(c.flags), dtype=bool)
+    reached[list(c.tables_reached)] = True
+    table = (c.flags & PG_table) != 0
+    for p in np.flatnonzero(table & ~reached).tolist():
+        # PT1: a table allocated and not yet linked (walk_alloc killed before its
+        # page_table_lock), or unlinked and not yet gathered: nobody's
+        pm = (PM4 + p * MW4) << 2
+        q[(pm + P_PRIVATE) >> 3] = q[(pm + P_MAPPING) >> 3] = q[(pm + P_INDEX) >> 3] = 0
+        u32[(pm + P_SPARE) >> 2] = 0
+        u32[pm >> 2] = 0
+        vm.mm.free_pages(p, 0)
+        out["tables_swept"] += 1
     alloc = c.allocated.copy()
     if 0 <= zero < len(alloc):
         alloc[zero] = False
@@ -382,7 +397,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
         if q[(mo + T.M_PGTABLES_BYTES) >> 3] != PAGE_SIZE * c.tables_want[m]:
             q[(mo + T.M_PGTABLES_BYTES) >> 3] = PAGE_SIZE * c.tables_want[m]
             out["vm_counters_settled"] += 1
-    tables = np.flatnonzero((c.flags & PG_table) != 0)
+    tables = np.flatnonzero(table & reached)
     nn = len(c.nr_anon_mapped)
     per_node = np.bincount(c.node[tables], minlength=nn)
     ns = VE.node_stat_base(arena, cpu)

@@ -487,3 +487,27 @@ def test_page_table_nobody_reaches(machine, func: str, text: str) -> None:
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("tables_swept") == 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fn", ["node_free", "free_record"])
+def test_rcu_free_of_a_tree_node_or_object_not_yet_queued(machine, fn: str) -> None:
+    """An xa_erase's emptied page-tree node, or a destroyed vm_object, handed to
+    call_rcu and killed before its ring entry was counted: no tree, no object and no
+    ring names it -- the sweep after a kill from outside frees it."""
+    match = H.at_line("call_rcu", "tag = load(gp)", lambda f: f.f_locals["fn"].__name__ == fn)
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(2, match))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    key = "xa_nodes_swept" if fn == "node_free" else "vm_objects_swept"
+    assert rec.scan.get(key) == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+def test_anon_object_made_not_yet_installed(machine) -> None:
+    """A VMA's first fault made its anonymous object and died before the CAS installed
+    it: the object is nobody's -- swept."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, H.at_line("anon_prepare", "seen = cas(")))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("vm_objects_swept") == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

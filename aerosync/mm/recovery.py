@@ -300,17 +300,19 @@ def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
     """After a kill from outside, every record of the round resolved: the maple nodes
     and VMAs nobody names are freed and the VM's counts settled from its structures
     (mm/vm/recover.py sweep_orphans, settle_counts), acting as the dead CPU `rec`."""
+    from aerosync.mm.vm.check import vm_counts
     from aerosync.mm.vm.recover import settle_counts, sweep_orphans
     from aerosync.mm.vm.vm import VM
 
     t0 = time.perf_counter()
     vmh = VM(arena, rec.cpu)
     try:
-        for k, n in sweep_orphans(arena, vmh).items():
+        counts = vm_counts(arena)                        # one pass for both
+        for k, n in sweep_orphans(arena, vmh, counts).items():
             if n:
                 rec.scan[k] = n
                 rec.objects += n
-        for k, n in settle_counts(arena, vmh, rec.cpu).items():
+        for k, n in settle_counts(arena, vmh, rec.cpu, counts).items():
             if n:
                 rec.scan[k] = n
     finally:

@@ -178,7 +178,8 @@ def vm_counts(arena: Any, sink: _Sink | None = None) -> Any:
     """One checker pass (violations to `sink`, or dropped) returning what the counts
     should be, for a recovery that settles them (mm/vm/recover.py settle_counts): the
     pass's per-pfn arrays (`mapped` PTEs, `in_tree`, `batched`, `cached`, `mapc`,
-    `ref`, `flags`, `node`, `free`, `allocated`), `rss_want` / `tables_want` per live mm,
+    `ref`, `flags`, `node`, `free`, `allocated`), `objs` (every reachable object) and
+    `xa_nodes` (their page trees' nodes), `rss_want` / `tables_want` per live mm,
     `nr_pages_want` per reachable object, and `nr_anon_mapped` / `nr_other_mapped` per
     node (R4's counts).  Same quiescence as vm_check."""
     snap = VmSnapshot(arena)
@@ -230,6 +231,7 @@ class _Checker:
         self.objs: dict[int, dict[str, int]] = {}
         self.obj_items: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # object -> (indices, entries), sorted
         self.obj_nodes = 0
+        self.xa_nodes: set[int] = set()                           # the page trees' nodes (arena offsets)
         self.maple_nodes = 0
         self.in_tree = np.zeros(n, dtype=np.int64)
         self.tree_ok = np.zeros(n, dtype=bool)                    # in the tree its mapping/index name
@@ -483,6 +485,7 @@ class _Checker:
         s = self.s
         xw = self.snap.xa_walk(o)
         self.obj_nodes += len(xw.nodes)
+        self.xa_nodes.update(xw.nodes)
         for b in xw.bad:
             s.add("O5", where, "a well-formed page tree", b)
         idx = np.array([i for i, _e in xw.items], dtype=np.int64)

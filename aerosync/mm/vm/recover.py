@@ -202,7 +202,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
-from aerosync.mm.vm.vm_object import O_NR_PAGES
+from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "VM_OPS"]
@@ -254,7 +254,7 @@ def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     return 1
 
 
-def sweep_orphans(arena: Any, vm: Any) -> dict[str, int]:
+def sweep_orphans(arena: Any, vm: Any, counts: Any = None) -> dict[str, int]:
     """The maple_node and vm_area_struct caches' orphans freed, after a kill from
     outside.  World stopped, after every record is resolved and the recovering handle's
     own deferred frees ran (vm.leave): no live CPU is inside a VMA operation then, so
@@ -269,13 +269,19 @@ def sweep_orphans(arena: Any, vm: Any) -> dict[str, int]:
         ring entry was counted.
     A store killed after it adopted kept children (their parent words) and before it
     published the adopting node left them naming a node that is not in the tree: every
-    tree's parent words are rewritten from the walk (mt_repair_parents).  Returns
-    {"maple_nodes_swept", "vmas_swept"}."""
+    tree's parent words are rewritten from the walk (mt_repair_parents).  With
+    `counts` (mm/vm/check.py vm_counts: every object reachable from a VMA or a file, and
+    their page trees' nodes) the vm_object and radix_tree_node caches too: a tree
+    node an xa_erase unlinked, or an object a destroy emptied, whose call_rcu died
+    before its ring entry was counted; an object made and not yet installed (the
+    anon_prepare / shadow CAS not reached).  An unreachable object whose tree is not
+    empty is left (its pages would go with it): the checker's LK1 says so.  Returns
+    {"maple_nodes_swept", "vmas_swept", "vm_objects_swept", "xa_nodes_swept"}."""
     from aerosync.lib.maple_tree import ULONG_MAX, MapleTree
     from aerosync.mm.slab.recover import allocated_objects
     from aerosync.sync.rcu import pending_frees
 
-    out = {"maple_nodes_swept": 0, "vmas_swept": 0}
+    out = {"maple_nodes_swept": 0, "vmas_swept": 0, "vm_objects_swept": 0, "xa_nodes_swept": 0}
     q = arena.u64
     phys = arena.off("physmem")
     hdr = arena.off("vmhdr")
@@ -302,11 +308,17 @@ def sweep_orphans(arena: Any, vm: Any) -> dict[str, int]:
     rcu: set[int] = set()
     for cpu in range(int(arena.config["nr_cpus"])):
         rcu.update(arg for arg, _kind in pending_frees(arena, cpu))
-    for key, fld, named, free in (("maple_nodes_swept", T.H_CACHE_MAPLE, nodes, vm.vmas.node_free),
-                                  ("vmas_swept", T.H_CACHE_VMA, vmas, vm.vmas.free_now)):
+    caches = [("maple_nodes_swept", T.H_CACHE_MAPLE, nodes, vm.vmas.node_free),
+              ("vmas_swept", T.H_CACHE_VMA, vmas, vm.vmas.free_now)]
+    if counts is not None:
+        empty = {o for o in (phys + a - VBASE for a in allocated_objects(arena, int(q[(hdr + T.H_CACHE_OBJ) >> 3])))
+                 if not q[(o + O_TREE) >> 3]}
+        caches += [("vm_objects_swept", T.H_CACHE_OBJ, set(counts.objs), vm.objs.free_record, empty),
+                   ("xa_nodes_swept", T.H_CACHE_XA, counts.xa_nodes, vm.xa.callbacks[1])]
+    for key, fld, named, free, *only in caches:
         cid = int(q[(hdr + fld) >> 3])
         orphans = [o for o in (phys + a - VBASE for a in allocated_objects(arena, cid))
-                   if o not in named and o not in rcu]
+                   if o not in named and o not in rcu and (not only or o in only[0])]
         for off in orphans:
             free(off)
         out[key] = len(orphans)
@@ -323,7 +335,7 @@ def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:
     return n - (1 << 64) if n >> 63 else n
 
 
-def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
+def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str, int]:
     """The VM's counters made to agree with its structures again, after a kill from
     outside (world stopped, every dead CPU of the round recovered: its records
     resolved, its batches drained).  A death between two fault points can leave a
@@ -353,7 +365,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int) -> dict[str, int]:
     from aerosync.mm.pmm.page import P_PRIVATE, P_SPARE, PG_lru, PG_table
     from aerosync.mm.vm.check import vm_counts
 
-    c = vm_counts(arena)
+    c = counts if counts is not None else vm_counts(arena)
     q, u32, i64 = arena.u64, arena.u32, arena.i64
     PM4 = arena.off("pagemeta") >> 2
     MW4 = PAGE_META_SIZE >> 2

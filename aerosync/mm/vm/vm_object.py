@@ -849,7 +849,7 @@ class VmObjects:
             up_write(o + O_LOCK)
 
         self.alloc, self.get, self.put, self.lookup, self.chain_lookup = alloc, get, put, lookup, chain_lookup
-        self.destroy_steps = destroy_steps
+        self.destroy_steps, self.free_record = destroy_steps, free_record
         self.insert, self.insert_locked, self.remove, self.remove_locked = insert, insert_locked, remove, remove_locked
         self.shadow = shadow
         self.link_vma, self.unlink_vma, self.vmas_of, self.children_of = link_vma, unlink_vma, vmas_of, children_of

@@ -327,6 +327,7 @@ def _build(mm: MM) -> None:
     lock_rel = [lk.release for lk in locks]
     lg = mm.log = I.IntentLog(arena, cpu, mm.irq)
     ho = lg.handoff                 # hand-off word: the block being handed out (mm/intent.py)
+    pend = lg.pending               # its caller's window (closed around reclaim: alloc_pages_slow)
     lg_begin, lg_end, fp = lg.begin, lg.end, lg.fp
 
     thp_order = Z.HPAGE_PMD_ORDER if mm.thp else -1          # pcp_allowed_order(): <= 3 or this
@@ -1155,7 +1156,17 @@ def _build(mm: MM) -> None:
             return -1, -1
 
         if mm.reclaim is not None:                  # reclaim hook: kswapd, direct reclaim, OOM
-            return mm.reclaim(gfp, order, zids, attempt)
+            # A caller's hand-off window (mm/intent.py) is closed while reclaim runs: its
+            # own allocations (compressed-pool pages...) store the hand-off word too, and
+            # a recovery must not take one of them for the caller's page.  Reopened empty:
+            # this allocation's hand-off is stored after the slow path returns.
+            saved = u64[pend]
+            u64[pend] = 0
+            try:
+                return mm.reclaim(gfp, order, zids, attempt)
+            finally:
+                u64[ho] = 0
+                u64[pend] = saved
         return attempt()
 
     def warn_state(zids: tuple[int, ...] | list[int]) -> str:

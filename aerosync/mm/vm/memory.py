@@ -552,7 +552,8 @@ class Memory:
                 q[pend] = 1
             pfn = new_page(src, vma, va, idx)
             if pfn < 0:
-                q[pend] = 0
+                if r >= 0:
+                    q[pend] = 0
                 oom_why[0] = 'no page for the fault'
                 return VM_FAULT_OOM
             if r >= 0:
@@ -948,7 +949,8 @@ class Memory:
                 q[pend] = 1
             pfn = af(vma, va, idx) if af is not None else alloc_page()
             if pfn < 0:
-                q[pend] = 0
+                if r >= 0:
+                    q[pend] = 0
                 oom_why[0] = 'no page for the fault'
                 return FAST_OOM
             if r >= 0:

@@ -511,3 +511,17 @@ def test_anon_object_made_not_yet_installed(machine) -> None:
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("vm_objects_swept") == 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("func,text", [("lru_add", "u32[b32 + n] = pfn"), ("lru_add", "q[bn_i] = n + 1"),
+                                       ("lru_add_drain", "free_pages_bulk(pfns)")])
+def test_lru_batch_references_in_flight(machine, func: str, text: str) -> None:
+    """A folio's batch reference taken and not yet counted in the batch (lru_add), or a
+    drained batch emptied with none of its references put yet: the settle after a kill
+    from outside gives a folio still in use its true refcount and frees one nothing
+    reaches any more (a COW's old page whose last reference was the batch's)."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(3, H.at_line(func, text)))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("vm_pages_settled", 0) + rec.scan.get("orphan_folios", 0) >= 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

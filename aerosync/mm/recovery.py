@@ -315,6 +315,8 @@ def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
         for k, n in settle_counts(arena, vmh, rec.cpu, counts).items():
             if n:
                 rec.scan[k] = n
+                if k == "orphan_folios":
+                    rec.pages += n
     finally:
         vmh.leave()                                      # its frees run; no shootdown target again
     rec.recover_ms += (time.perf_counter() - t0) * 1e3

@@ -349,6 +349,8 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
       R1  each allocated page's mapcount = the PTEs mapping it;
       R2  each mapped or tree folio's refcount = tree + PTEs + batch slots + swap cache
           (a reference the dead CPU held in flight -- gathered, not spilled -- goes);
+          a user folio nothing reaches any more is freed (its last references were
+          in flight: a batch's put, an lru_add's reference not yet counted);
       O5  each reachable object's nr_pages = its folios;
       RSS1 / PT3  each mm's rss counters (the shared word moves) and pgtables_bytes;
       R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages (the delta
@@ -358,11 +360,11 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
       PT1 a page-table page no mm's tables reach (allocated, not yet linked; or
           unlinked, not yet gathered) is freed first -- then counted out.
     Returns what moved: {"vm_pages_settled", "vm_counters_settled", "lru_readded",
-    "tables_swept"}."""
+    "tables_swept", "orphan_folios"}."""
     import numpy as np
 
     from aerosync.mm.pmm import vm_event as VE
-    from aerosync.mm.pmm.page import P_PRIVATE, P_SPARE, PG_lru, PG_table
+    from aerosync.mm.pmm.page import P_PRIVATE, P_SPARE, PG_lru, PG_swapbacked, PG_table
     from aerosync.mm.vm.check import vm_counts
 
     c = counts if counts is not None else vm_counts(arena)
@@ -370,7 +372,8 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     PM4 = arena.off("pagemeta") >> 2
     MW4 = PAGE_META_SIZE >> 2
     zero = c.snap.zero_pfn
-    out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0, "tables_swept": 0}
+    out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0, "tables_swept": 0,
+           "orphan_folios": 0}
     reached = np.zeros(len(c.flags), dtype=bool)
     reached[list(c.tables_reached)] = True
     table = (c.flags & PG_table) != 0
@@ -394,6 +397,19 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     for p in np.flatnonzero(live & (c.ref != want)).tolist():
         u32[PM4 + p * MW4 + 2] = int(want[p])
         out["vm_pages_settled"] += 1
+    # A user folio (on an LRU, swap-backed, naming an object or counted as mapped) that
+    # nothing reaches -- no tree, PTE, batch or swap cache -- holds only references the
+    # dead CPU lost in flight (a batch's put not done, an lru_add's reference taken and
+    # not yet counted): freed.
+    marked = ((c.flags & (PG_lru | PG_swapbacked)) != 0) | (c.mapping != 0) | (c.mapc != 0)
+    orphans = alloc & marked & (c.in_tree == 0) & (c.mapped == 0) & (c.batched == 0) & (c.cached == 0)
+    for p in np.flatnonzero(orphans).tolist():
+        pm = (PM4 + p * MW4) << 2
+        q[(pm + P_MAPPING) >> 3] = q[(pm + P_INDEX) >> 3] = 0
+        u32[(pm + P_MAPCOUNT) >> 2] = 0
+        u32[(pm + P_REFCOUNT) >> 2] = 1                 # the free's own
+        vm.mm.free_pages(p, 0)
+        out["orphan_folios"] += 1
     for o, n in c.nr_pages_want.items():
         if q[(o + O_NR_PAGES) >> 3] != n:
             q[(o + O_NR_PAGES) >> 3] = n

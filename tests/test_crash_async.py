@@ -525,3 +525,28 @@ def test_lru_batch_references_in_flight(machine, func: str, text: str) -> None:
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("vm_pages_settled", 0) + rec.scan.get("orphan_folios", 0) >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+def _in_munmap(f: Any) -> bool:
+    g = f.f_back
+    while g is not None and g.f_code.co_name != "do_munmap_locked":
+        g = g.f_back
+    return g is not None
+
+
+@pytest.mark.timeout(120)
+def test_munmap_from_a_hole_killed_before_its_erase(machine) -> None:
+    """A munmap whose range starts in a hole, killed while its tree erase allocates
+    nodes (step 0, nothing changed): recovery must test the first victim's own first
+    address to see whether the erase landed -- testing `start` (unmapped either way)
+    rolled the munmap forward, and map_count later underflowed."""
+    from aerosync.lib.maple_tree import MapleTree
+    from aerosync.mm.vm import mm_types as T
+
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(3, H.at_line("_alloc", "got: list[int] = []", _in_munmap),
+                                                      H.vm_split_driver()))
+    (r,) = I.read_records(a, 0)
+    assert (r.name, r.step) == ("vm_munmap", 0), str(r)
+    assert MapleTree(a, T.mm_off(a, r.args[0]) + T.M_MT).mtree_load(r.args[1]) in (0, None), "start is mapped"
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

@@ -121,7 +121,8 @@ covered, and how each record is resolved:
              freed.
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
              code (Mmap.unmap_vmas) from where it stopped: step 0 with the tree erase
-             landed (start no longer maps the first victim: a death in the erase's
+             landed (the first victim's first address in the range -- start, or its
+             vm_start if start lies in a hole -- no longer maps it: a death in the erase's
              freeing of replaced nodes) as if nothing had followed it (munmap_finish:
              detached, caches invalidated, map_count lowered, then all of step 1's
              work), else nothing; step 1 detached (map_count
@@ -584,7 +585,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s >= 1:
             vm.sys.unmap_vmas(mm_id, victims, start, end, -1, s, a[4])
             got["objects"] += n
-        elif victims and vm.vmas.tree(mm_id).mtree_load(start) != victims[0]:
+        elif victims and vm.vmas.tree(mm_id).mtree_load(max(start, arena.u64[(victims[0] + V.V_START) >> 3])) \
+                != victims[0]:                      # (start itself may lie in a hole before it)
             vm.sys.munmap_finish(mm_id, victims, start, end)     # the erase landed: roll forward
             got["objects"] += n
     elif op == _OP["vm_mmap"]:

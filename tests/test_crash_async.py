@@ -550,3 +550,15 @@ def test_munmap_from_a_hole_killed_before_its_erase(machine) -> None:
     assert MapleTree(a, T.mm_off(a, r.args[0]) + T.M_MT).mtree_load(r.args[1]) in (0, None), "start is mapped"
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["o = PHYS + (pfn << PAGE_SHIFT)", "u8[o : o + PAGE_SIZE] = zero"])
+def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:
+    """A page-table allocation killed between the allocator's hand-off and its PG_table
+    store (no record: the page looks like anybody's plain page): its hand-off window
+    names it and recovery frees it."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(2, H.at_line("alloc_table", text)))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.pages >= 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

@@ -37,6 +37,9 @@ Protocol (owner-only: one thread writes a context, nobody else does while it liv
     gives it back if nobody names it (workers/workloads/crash_soak.py).  Outside a
     window the word is stale and means nothing (nested and unrelated allocations
     overwrite it); recovery clears both words.
+    A window with no record: WINDOW_PGTABLE (mm/vm/pgtable.py alloc_table, until the
+    page says PG_table), resolved after the records (mm/vm/recover.py
+    table_handed_out).
   * The arena's owner process (coordinator, or a test driving CPUs from threads)
     writes to its own context: it does not die while the arena lives, and its handles
     (a drain for a hot-unplugged CPU, recovery acting for a dead one) must not write
@@ -69,7 +72,7 @@ from typing import Any
 from aerosync.arena import layout as L
 from aerosync.arena.layout import robust_mode
 
-__all__ = ["POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog", "point_fn", "Record",
+__all__ = ["WINDOW_PGTABLE", "POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog", "point_fn", "Record",
            "read_records", "clear_log", "arm", "disarm", "died_at", "hits", "ARG", "STEP",
            "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP", "idle_fn",
            "PARK_SAFE_OPS", "ITEM_PAGE", "ITEM_SLOT", "decode_item", "read_handoff", "clear_handoff"]
@@ -396,6 +399,7 @@ def _ctx_off(arena: Any, cpu: int, ctx: int) -> int:
 
 
 ITEM_PAGE, ITEM_SLOT = 1, 2
+WINDOW_PGTABLE = 2                 # a pending value no record owns ("Hand-off"); records use 1
 
 
 def decode_item(arena: Any, item: int) -> tuple[int, int]:
@@ -427,12 +431,15 @@ def read_handoff(arena: Any, cpu: int) -> list[tuple[int, int]]:
     return out
 
 
-def take_handoff_ctx(arena: Any, cpu: int, ctx: int) -> tuple[int, int]:
+def take_handoff_ctx(arena: Any, cpu: int, ctx: int, only: int = 0) -> tuple[int, int]:
     """(pending, item) of context `ctx` of dead `cpu` (pending 0: no window open), the
-    window closed: the record whose window it was resolves it, nobody else."""
+    window closed: the record whose window it was resolves it, nobody else.  With
+    `only`, a window whose pending value is another is left open and (0, 0) returned."""
     q = arena.u64
     off = _ctx_off(arena, cpu, ctx)
     got = q[(off + L.ILC_PENDING) >> 3], q[(off + L.ILC_HANDOFF) >> 3]
+    if only and got[0] != only:
+        return 0, 0
     q[(off + L.ILC_PENDING) >> 3] = 0
     return got
 

@@ -410,6 +410,10 @@ def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
             rec.scan["vmap_blocks_retired"] = vmh.kernel.vmalloc.retire_orphans(dead)
     if rcu_head is not None:                              # after the records: a free of it
         rec.objects += _rcu_head_free(arena, slub, rcu_head)   # the dead CPU began is finished
+    if T.vm_ready(arena):                                 # a window no record owned
+        from aerosync.mm.vm.recover import table_handed_out
+
+        rec.pages += table_handed_out(arena, mm, cpu)
     if vmh is not None:
         vmh.leave()                                       # its deferred frees run (rcu_barrier)
     rec.recover_ms += (time.perf_counter() - t0) * 1e3

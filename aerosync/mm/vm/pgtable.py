@@ -286,6 +286,8 @@ class PageTables:
     """
 
     def __init__(self, arena: Any, cpu: int, mm: Any, page_table_lock: Any, nr_levels: int) -> None:
+        from aerosync.arena.layout import robust_mode
+        from aerosync.mm import intent as I
         from aerosync.mm.pmm import vm_event as VE
         from aerosync.mm.pmm.gfp import GFP_KERNEL
         from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_PRIVATE, P_SPARE, PG_table
@@ -318,14 +320,28 @@ class PageTables:
             if mm_id >= 0:
                 fetch_add(mm_base + mm_id * mm_size + T.M_PGTABLES_BYTES, (delta * PAGE_SIZE) & ((1 << 64) - 1))
 
+        # robust mode: the allocation's hand-off window (mm/intent.py), WINDOW_PGTABLE until
+        # the page says PG_table -- from then on a table no mm reaches is the settle's
+        # (mm/vm/recover.py); before, the window names it (table_handed_out)
+        lg = mm.log if robust_mode(arena.config) else None
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (-1, -1)
+
         def alloc_table(level: int, mm_id: int, va: int) -> int:
+            if pend >= 0:
+                saved = q[pend]
+                q[ho] = 0
+                q[pend] = I.WINDOW_PGTABLE
             pfn = alloc_pages(GFP_KERNEL, 0)
             if pfn < 0:
+                if pend >= 0:
+                    q[pend] = saved
                 return -1
             o = PHYS + (pfn << PAGE_SHIFT)
             u8[o : o + PAGE_SIZE] = zero
             b = pfn * meta_words + (PM >> 3)
             u32[pm_flags32 + pfn * (PAGE_META_SIZE >> 2)] = PG_table
+            if pend >= 0:
+                q[pend] = saved
             u32[(PM + pfn * PAGE_META_SIZE + P_SPARE) >> 2] = level
             q[b + (P_PRIVATE >> 3)] = 0
             q[b + (P_MAPPING >> 3)] = mm_id + 1

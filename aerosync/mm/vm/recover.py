@@ -206,7 +206,8 @@ from aerosync.mm.vm.tlb import FLUSH_ALL
 from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
-__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "VM_OPS"]
+__all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
+           "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -719,6 +720,32 @@ def _fault_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     u32[(pm + P_FLAGS) >> 2] = 0
     vm.mm.free_pages(pfn, 0)
     return 1
+
+
+def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
+    """A page-table allocation killed in its hand-off window (pgtable.py alloc_table:
+    WINDOW_PGTABLE, no record; left open after the records are resolved): the page the
+    allocator named, if it is still as handed out (refcount 1, no flags, mapping or
+    mapcount: not yet PG_table), is nobody's -- freed with `mm` (the dead CPU's page
+    allocator handle).  Returns the pages freed."""
+    from aerosync.mm.pmm.page import P_FLAGS
+
+    got = 0
+    for ctx in range(L.INTENT_CTX):
+        pending, item = I.take_handoff_ctx(arena, cpu, ctx, only=I.WINDOW_PGTABLE)
+        if not pending:
+            continue
+        kind, pfn = I.decode_item(arena, item)
+        if kind != I.ITEM_PAGE:
+            continue
+        pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+        u32 = arena.u32
+        if (u32[(pm + P_FLAGS) >> 2] or u32[(pm + P_REFCOUNT) >> 2] != 1 or u32[(pm + P_MAPCOUNT) >> 2]
+                or arena.u64[(pm + P_MAPPING) >> 3]):
+            continue
+        mm.free_pages(pfn, 0)
+        got += 1
+    return got
 
 
 def _fault_page_undo(arena: Any, vm: Any, pfn: int) -> int:

@@ -562,3 +562,20 @@ def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.pages >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("nth", [2, 4])
+def test_munmap_record_published_before_its_victims(machine, nth: int) -> None:
+    """A munmap killed right after its record was published (begin returned): the
+    record must already say which VMAs it takes -- a stale victim count and spill from
+    an earlier record at that depth were rolled forward as if erased (map_count
+    underflowed)."""
+    def published(f: Any) -> bool:
+        return f.f_back is not None and f.f_back.f_code.co_name == "do_munmap_locked"
+
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(nth, H.at_line("begin", "return r", published),
+                                                      H.vm_fork_driver()))
+    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_munmap", 0)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

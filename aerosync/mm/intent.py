@@ -320,19 +320,20 @@ class IntentLog:
         self.handoff = (self.off + L.ILC_HANDOFF) >> 3     # u64 indexes ("Hand-off")
         self.pending = (self.off + L.ILC_PENDING) >> 3
 
-        def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0) -> int:
+        def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> int:
             d = q[dep]
             r = rec0 + (d << 3)
             q[r + 1] = a0
             q[r + 2] = a1
             q[r + 3] = a2
+            q[r + 4] = a3                 # (a4, a5 stale until the caller stores them)
             q[r + 7] = 0
             q[r] = op
             q[dep] = d + 1
             return r
 
         if owner:
-            def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0) -> int:   # the clamped one
+            def begin(op: int, a0: int = 0, a1: int = 0, a2: int = 0, a3: int = 0) -> int:   # the clamped one
                 d = q[dep]
                 if d > last:                 # the owner's context, shared by threads of tests
                     d = last
@@ -340,6 +341,7 @@ class IntentLog:
                 q[r + 1] = a0
                 q[r + 2] = a1
                 q[r + 3] = a2
+                q[r + 4] = a3                 # (a4, a5 stale until the caller stores them)
                 q[r + 7] = 0
                 q[r] = op
                 q[dep] = d + 1

@@ -528,11 +528,10 @@ class Mmap:
             ceiling = q[(nxt + V.V_START) >> 3] if nxt else 0
             r = -1
             if begin is not None and len(victims) <= MAX_LOGGED_VICTIMS:
-                r = begin(_OP_MUNMAP, mm_id, start, end)
-                q[r + 4] = len(victims)
-                q[r + 5] = 0                                # remove_vmas' progress
-                for j, v in enumerate(victims):
-                    q[spv + j] = v
+                for j, v in enumerate(victims):            # whole before the record is (a3 = n):
+                    q[spv + j] = v                          # a stale count or victim was rolled forward
+                r = begin(_OP_MUNMAP, mm_id, start, end, len(victims))
+                q[r + 5] = 0                                # remove_vmas' progress (read from step 1)
             try:
                 if verase(mm_id, start, end):
                     raise VMError("ENOMEM", f"munmap({start:#x}, {end - start}): no memory for maple-tree nodes")

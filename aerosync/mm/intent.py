@@ -161,7 +161,8 @@ OPS: dict[int, tuple[str, str]] = {
                      "victim not yet removed)"),
     68: ("vm_mremap", "mm, v, n, old, old_len, dst: mremap moving v to n (1 n set up with its object reference, "
                       "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
-                      "in flight; 4 v erased, detached and unlinked, being removed)"),
+                      "in flight; 4 v erased, detached and unlinked, being removed; 5 its object's "
+                      "reference put; 6 counted out)"),
     69: ("vm_reclaim", "nid, cur, wslot: the folios reclaim isolated (spill from SPILL_RECLAIM, (pfn << 1 | anon) + 2 "
                        "each, 0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
                        "being reclaimed (locked), wslot + 1 its swap slot while its data is written out "

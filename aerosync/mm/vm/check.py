@@ -179,8 +179,8 @@ def vm_counts(arena: Any, sink: _Sink | None = None) -> Any:
     should be, for a recovery that settles them (mm/vm/recover.py settle_counts): the
     pass's per-pfn arrays (`mapped` PTEs, `in_tree`, `batched`, `cached`, `mapc`,
     `ref`, `flags`, `node`, `free`, `allocated`), `objs` (every reachable object) and
-    `xa_nodes` (their page trees' nodes), `rss_want` / `tables_want` per live mm,
-    `nr_pages_want` per reachable object, and `nr_anon_mapped` / `nr_other_mapped` per
+    `xa_nodes` (their page trees' nodes), `rss_want` / `tables_want` / `vm_want` per live mm,
+    `nr_pages_want` / `ref_want` per reachable object, and `nr_anon_mapped` / `nr_other_mapped` per
     node (R4's counts).  Same quiescence as vm_check."""
     snap = VmSnapshot(arena)
     try:
@@ -243,8 +243,10 @@ class _Checker:
         self.summary: dict[str, Any] = {}
         # what the counters should say (vm_counts: mm/vm/recover.py settle_counts)
         self.rss_want: dict[int, list[int]] = {}                 # mm -> rss by kind (RSS1)
+        self.vm_want: dict[int, tuple[int, dict[str, int]]] = {}  # mm -> (map_count, *_vm) (VT4/VT5)
         self.tables_want: dict[int, int] = {}                     # mm -> its tables (PT3)
         self.nr_pages_want: dict[int, int] = {}                   # object -> its folios (O5)
+        self.ref_want: dict[int, int] = {}                        # object -> its references (O3)
         self.cached = np.zeros(n, dtype=np.int64)                 # in the swap cache (R2)
 
     # ------------------------------------------------------------------ driver
@@ -364,6 +366,7 @@ class _Checker:
                 if fl & V.VM_LOCKED:
                     acct["locked"] += n
         self.mm_vmas[m] = recs
+        self.vm_want[m] = (len(entries), dict(acct))
         mc = self.q[(mo + T.M_MAP_COUNT) >> 3]
         if mc != len(entries):
             s.add("VT4", f"mm {m}", f"map_count == {len(entries)} VMAs", mc)
@@ -476,6 +479,7 @@ class _Checker:
                 kids[rec["backing"]] = kids.get(rec["backing"], 0) + 1
         for o, rec in self.objs.items():
             want = vmas_of.get(o, 0) + kids.get(o, 0) + (1 if o in vnode_of else 0)
+            self.ref_want[o] = want
             if rec["ref"] != want:
                 s.add("O3", f"object {o:#x} ({_obj_kind(rec)})",
                       f"refcount == {vmas_of.get(o, 0)} VMAs + {kids.get(o, 0)} children"

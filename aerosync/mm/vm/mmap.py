@@ -1095,33 +1095,40 @@ class Mmap:
             q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1
             vm_stat_account(mm_id, q[(n + V.V_FLAGS) >> 3], npages(n))
 
-        def remove_vma_now(mm_id: int, v: int, length: int, r: int = -1, detached: bool = False) -> None:
+        def remove_vma_now(mm_id: int, v: int, length: int, r: int = -1, step: int = 0) -> None:
             """A VMA that maps nothing any more, erased from the tree: detached, off its
             lists, its page tables freed (those wholly in the hole its range leaves, through
             a logged gather), its object reference put (never the last: the other VMA of
             the move holds one), uncounted, freed.  With a vm_mremap record r: step 4 once
-            detached and unlinked, 0 before the free.  `detached`: recovery resuming from
-            step 4."""
+            detached and unlinked, 5 before the put (a kill in between leaks the
+            reference, never puts it twice), 6 counted out, 0 before the free.  `step`:
+            recovery resuming from that step (4..6)."""
             start = q[(v + V.V_START) >> 3]
-            if not detached:
+            if step < 4:
                 store(v + V.V_STATE, V.VMA_DETACHED)
                 changed(mm_id)
                 unlink(v)
                 if r >= 0:
                     q[r + 7] = 4
-            prev = tree(mm_id).mas_prev(start)[0] if start else 0
-            nxt = tree(mm_id).mt_find(start + length)[0]
-            gr = memory.gather_begin(mm_id)
-            g = memory.mmu_gather(mm_id, gr)
-            memory.free_pgd_range(mm_id, start, start + length, q[(prev + V.V_END) >> 3] if prev else 0,
-                                  q[(nxt + V.V_START) >> 3] if nxt else 0, g)
-            g.finish()
-            memory.gather_end(gr)
-            o = q[(v + V.V_OBJECT) >> 3]
-            if o:
-                objs.put(o)
-            vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -(length >> PAGE_SHIFT))
-            q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+            if step <= 4:
+                prev = tree(mm_id).mas_prev(start)[0] if start else 0
+                nxt = tree(mm_id).mt_find(start + length)[0]
+                gr = memory.gather_begin(mm_id)
+                g = memory.mmu_gather(mm_id, gr)
+                memory.free_pgd_range(mm_id, start, start + length, q[(prev + V.V_END) >> 3] if prev else 0,
+                                      q[(nxt + V.V_START) >> 3] if nxt else 0, g)
+                g.finish()
+                memory.gather_end(gr)
+                if r >= 0:
+                    q[r + 7] = 5
+                o = q[(v + V.V_OBJECT) >> 3]
+                if o:
+                    objs.put(o)
+            if step <= 5:
+                vm_stat_account(mm_id, q[(v + V.V_FLAGS) >> 3], -(length >> PAGE_SHIFT))
+                q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] -= 1
+                if r >= 0:
+                    q[r + 7] = 6
             if r >= 0:
                 q[r + 7] = 0
             vma_free(v)
@@ -1132,7 +1139,8 @@ class Mmap:
             attached, linked, counted), else n undone; from step 2 the rest of the page
             tables moved (entries still at the old range; each moves whole), from step 3
             the old range erased if the tree still maps it, then v removed (from step 4:
-            already detached and unlinked).  A step 2 that cannot have a destination table
+            already detached and unlinked; 5 its object reference put or in flight; 6
+            counted out).  A step 2 that cannot have a destination table
             (ENOMEM) moves every entry back and removes n instead: the mremap failed.
             Returns the VMAs freed."""
             if step == 1:
@@ -1157,7 +1165,7 @@ class Mmap:
                 step = 3
             if step == 3 and tree(mm_id).mtree_load(old) == v:
                 verase(mm_id, old, old + old_len)
-            remove_vma_now(mm_id, v, old_len, -1, detached=step == 4)
+            remove_vma_now(mm_id, v, old_len, -1, step if step >= 4 else 0)
             return 1
 
         # ------------------------------------------------------------ madvise

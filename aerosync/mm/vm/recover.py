@@ -102,8 +102,10 @@ covered, and how each record is resolved:
              reference, not in the tree: undone unless its store landed (then attached,
              linked, counted: step 2); step 2 the page tables moving: the entries still
              at the old range moved (each moves whole); step 3 moved: v erased if the
-             tree still maps it; then (steps 3-4) v detached, unlinked, its page tables
-             freed, its object reference put, uncounted and freed.
+             tree still maps it; then (steps 3-6) v detached, unlinked (4), its page
+             tables freed, its object reference put (5: stored first, so a kill leaks
+             it rather than putting it twice -- settle_counts fixes the count), uncounted
+             (6) and freed.
   vm_split   (__split_vma) step 1 the new VMA set up with its object reference: undone
              (reference put, VMA freed) unless the tree maps addr to it (landed, as
              vm_mmap); step 2 in the tree: rolled forward (split_finish: the old VMA's
@@ -203,7 +205,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
-from aerosync.mm.vm.vm_object import O_NR_PAGES, O_TREE
+from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
@@ -353,8 +355,12 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
           (a reference the dead CPU held in flight -- gathered, not spilled -- goes);
           a user folio nothing reaches any more is freed (its last references were
           in flight: a batch's put, an lru_add's reference not yet counted);
-      O5  each reachable object's nr_pages = its folios;
+      O5 / O3  each reachable object's nr_pages = its folios, its refcount = the VMAs
+          naming it + its shadow children (+ 1 for a live file's vnode): a put a
+          record stores its step before leaks one when killed in between;
       RSS1 / PT3  each mm's rss counters (the shared word moves) and pgtables_bytes;
+      VT4 / VT5  each mm's map_count and total / locked / data / exec / stack_vm (a
+          VMA removal killed between its two counts);
       R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages (the delta
           into `cpu`'s node-stat record: the stats are sums over CPUs);
       LRU4 a user folio on no LRU list and in no batch (isolated by the dead CPU, or
@@ -416,7 +422,22 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
         if q[(o + O_NR_PAGES) >> 3] != n:
             q[(o + O_NR_PAGES) >> 3] = n
             out["vm_counters_settled"] += 1
+    for o, n in c.ref_want.items():
+        if n and q[(o + O_REF) >> 3] != n:
+            q[(o + O_REF) >> 3] = n
+            out["vm_counters_settled"] += 1
     nr_cpus = int(arena.config["nr_cpus"])
+    vm_fields = (("total", T.M_TOTAL_VM), ("locked", T.M_LOCKED_VM), ("data", T.M_DATA_VM),
+                 ("exec", T.M_EXEC_VM), ("stack", T.M_STACK_VM))
+    for m, (n_vmas, acct) in c.vm_want.items():
+        mo = T.mm_off(arena, m)
+        want = [(T.M_MAP_COUNT, n_vmas)] + ([(off, acct[k]) for k, off in vm_fields] if m else [])
+        for off, n in want:
+            if q[(mo + off) >> 3] != n:
+                q[(mo + off) >> 3] = n
+                out["vm_counters_settled"] += 1
+        if m and q[(mo + T.M_HIWATER_VM) >> 3] < acct["total"]:
+            q[(mo + T.M_HIWATER_VM) >> 3] = acct["total"]
     for m, rss in c.rss_want.items():
         mo = T.mm_off(arena, m)
         for k, n in enumerate(rss):

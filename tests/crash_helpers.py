@@ -103,14 +103,17 @@ def recover(arena: Any, pid: int, cpu: int, params: Any, hook: Callable[..., Any
 
 
 def check_all(arena: Any) -> None:
-    """Every checker passes, and no offline CPU holds anything (H1)."""
+    """Every checker passes (the LRU and swap ones too), and no offline CPU holds
+    anything (H1)."""
     from aerosync.mm.cpuhp import cpuhp_check
     from aerosync.mm.pmm.check import check as mm_check
+    from aerosync.mm.reclaim.check import reclaim_check
     from aerosync.mm.slab.slab_check import slab_check
     from aerosync.mm.vm.check import vm_check
 
     for rep in (mm_check(arena), slab_check(arena), vm_check(arena)):
         assert rep.ok, str(rep)
+    assert reclaim_check(arena) == []
     assert cpuhp_check(arena) == []
 
 

@@ -593,3 +593,24 @@ def test_mremap_old_vma_removal_half_done(machine, text: str) -> None:
     assert [r.name for r in I.read_records(a, 0)][:1] == ["vm_mremap"]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("func,text", [("lru_del", "unlink(nid, pfn)"), ("unlink", "u32[b + 4] = u32[b + 5] = NIL"),
+                                       ("unlink", "i64[ns + nid * NS + stat_item(nid, li)] -= 1"),
+                                       ("lru_del", "fetch_and32((PM4 + pfn * MW4) << 2, ~(PG_lru")])
+def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) -> None:
+    """A folio's last put killed inside lru_del (refcount 0, under lru_lock): the
+    rebuild of the node's lists must not put that folio back on one -- the page
+    allocator's recovery finishes its free, and a list still naming it would be
+    corrupted when the free reuses its links."""
+    def in_remove(f: Any) -> bool:                   # an object's page removal (munmap) freeing it
+        g = f
+        while g is not None and g.f_code.co_name != "page_remove_logged":
+            g = g.f_back
+        return g is not None and (f.f_code.co_name == "lru_del" or f.f_back.f_code.co_name == "lru_del")
+
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, H.at_line(func, text, in_remove), H.vm_split_driver()))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    assert rec.scan.get("lru_lists_rebuilt") == 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

@@ -12,7 +12,9 @@ and the node's LRU stats a hold behind (account_hold applies them at the unlock)
 
 `rebuild_lru_lists(arena, nid, cpu)`: every list is walked from its head and kept up to
 the first folio that cannot be on it (not PG_lru, another node, seen already, flags
-LRU2 forbids there; a prev link that disagrees is tolerated: links are rewritten); every
+LRU2 forbids there, refcount 0; a prev link that disagrees is tolerated: links are
+rewritten); a PG_lru folio with refcount 0 was being freed (lru_del's unlink under the
+lock): it leaves the LRU, and mm/pmm/recover.py reclaim_pages finishes its free; every
 other PG_lru folio of the node (linked at one end only, or behind a torn link) is put
 back at the head of the list its flags name (as place() would: unevictable if mlocked;
 classic by PG_active and type; MGLRU its generation if that is live for its type, else
@@ -108,7 +110,7 @@ def rebuild_lru_lists(arena: Any, nid: int, cpu: int) -> int:
         pfn = u32[h >> 2]
         while pfn != NIL and pfn < nr and not seen[pfn]:
             fl = u32[PM4 + pfn * _MW4]
-            if not fl & PG_lru or u8[(PM4 + pfn * _MW4) * 4 + 7] != nid:
+            if not fl & PG_lru or u8[(PM4 + pfn * _MW4) * 4 + 7] != nid or not u32[PM4 + pfn * _MW4 + 2]:
                 break
             if not _fits(li, fl):
                 break
@@ -119,6 +121,9 @@ def rebuild_lru_lists(arena: Any, nid: int, cpu: int) -> int:
     front: list[list[int]] = [[] for _ in range(R.NR_LISTS)]
     for pfn in on_node[~seen[on_node]].tolist():
         b = PM4 + pfn * _MW4
+        if not u32[b + 2]:                               # refcount 0: its free was unlinking it --
+            at.fetch_and32(b << 2, ~PG_lru & _ALL32)     # off the LRU, the free finished by the
+            continue                                     # page allocator's recovery (reclaim_pages)
         fl = u32[b]
         li, gen = _home(fl, mglru, max_seq, min_seq)
         if fl & GEN_MASK != gen:                         # gen bits change under lru_lock only;

@@ -614,3 +614,23 @@ def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) 
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     assert rec.scan.get("lru_lists_rebuilt") == 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["if pfn < 0:", "q[r + 5] = pfn"])
+def test_small_vmalloc_page_handed_out_not_yet_in_hand(machine, text: str) -> None:
+    """A small vmalloc filling its block range killed between the allocator's hand-off
+    of a page and the record's a4 naming it: the hand-off window names the page, and
+    recovery frees it with the rest of the undone allocation."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(7, H.at_line("vb_fill_logged", text), H.vmblock_driver()))
+    assert killed, "the window was never reached"
+    assert [(r.name, r.step, r.args[4]) for r in I.read_records(a, 0)][:1] == [("vm_vb_alloc", 3, 0)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.vmblock_driver(rounds=40, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

@@ -10,7 +10,7 @@ covered, and how each record is resolved:
              inlined anon_write_fast; a found page: map_existing -- steps 3 and 4 only)
              step 0 nothing taken yet (or the fault's own page given back): nothing
                     -- but a page the allocator handed out in the record's hand-off
-                    window, not yet named by it: freed (_fault_page_handed_out);
+                    window, not yet named by it: freed (_plain_page_handed_out);
              step 1 page allocated, in no object (its insert may have set its mapping
                     and index): set back and freed (rolled back);
              step 2 in its object's tree: nothing (the tree holds it; the task's exit
@@ -138,7 +138,8 @@ covered, and how each record is resolved:
   vm_vb_alloc (a small vmalloc from a per-CPU vmap_block) step 1 a new block's area
              record had: freed; step 2 that area in its tree, not yet a block's: erased;
              step 3 n pages carved at addr of vb, being mapped: the mapped pages and the
-             page in hand freed, the range given back (vb_alloc_undo: marked dirty).
+             page in hand freed (a4; a page handed out and not yet in a4: the one the
+             hand-off window names), the range given back (vb_alloc_undo: marked dirty).
   vm_vb_free (vb_free) step 1 claimed, being unmapped: what is still mapped unmapped
              (pages freed) and the allocation uncounted; then (steps 1-2) the range
              marked dirty and the block freed or retired if that emptied it.
@@ -485,7 +486,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             e = arena.u64[a[2]]
             s = 4 if e & _PAGE_PRESENT and (e & PTE_PFN_MASK) >> PAGE_SHIFT == pfn else 3
         if s == 0:
-            got["pages"] += _fault_page_handed_out(arena, vm, rec.ctx)
+            got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         elif s == 1:
             got["pages"] += _fault_page_undo(arena, vm, pfn)
         elif s in (2, 3):
@@ -533,6 +534,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_purge"]:
         vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)
     elif op == _OP["vm_vb_alloc"]:
+        if s == 3 and not a[4]:                      # a page handed out, not yet in a4
+            got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         vm.kernel.vmalloc.vb_alloc_undo(a[1], a[2], a[3], a[4], -1, 0, a[0], s)
     elif op == _OP["vm_vb_free"]:
         vm.kernel.vmalloc.vb_free_finish(a[0], a[1], a[2], bool(a[3]), s)
@@ -719,12 +722,13 @@ def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> in
     return 1
 
 
-def _fault_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
-    """A fault died in its allocation's hand-off window (step 0, the page not yet in
-    its record): the page the allocator named, if it handed it out (allocated, as it
-    left the allocator: refcount 1, no mapcount, mapping or flags but PG_swapbacked --
-    zeroing or copying it changes none of that), is nobody's: freed.  Returns the pages
-    freed."""
+def _plain_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """A record died in its allocation's hand-off window (mm/intent.py "Hand-off": the
+    page not yet in the record -- a fault's at step 0, a small vmalloc's filling at
+    step 3 with a4 empty): the page the allocator named, if it handed it out (still as
+    it left the allocator: refcount 1, no mapcount, mapping or flags but PG_swapbacked,
+    which a fault's new_page sets -- zeroing or copying it changes none of that), is
+    nobody's: freed.  Returns the pages freed."""
     from aerosync.mm.pmm.page import P_FLAGS, PG_swapbacked
 
     pending, item = I.take_handoff_ctx(arena, vm.cpu, ctx)

@@ -267,6 +267,7 @@ class Vmalloc:
         # intent log (robust mode only: mm/intent.py vm_vmalloc, recovery in vmalloc_undo)
         lg = mm.log if robust_mode(arena.config) else None
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)   # mm/intent.py "Hand-off"
         PM = arena.off("pagemeta")
         mynid = mm.nid
         node_order = mm.node_order
@@ -1153,10 +1154,14 @@ class Vmalloc:
             fault point after: the record's end is the allocation's)."""
             gfp |= _GFP_NOWARN
             for i in range(npages):
+                q[ho] = 0                    # the hand-off window: the page until a4 has it
+                q[pend] = 1
                 pfn = alloc_pages_node(nid, gfp, 0)
                 if pfn < 0:
+                    q[pend] = 0
                     return vb_alloc_undo(vb, addr, npages + 1, 0, r, size)
                 q[r + 5] = pfn
+                q[pend] = 0
                 if not map_small(addr + (i << PAGE_SHIFT), [pfn]):
                     return vb_alloc_undo(vb, addr, npages + 1, pfn, r, size)
                 q[r + 5] = 0

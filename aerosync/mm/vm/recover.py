@@ -62,8 +62,10 @@ covered, and how each record is resolved:
              a vmap's only unmapped, they are its caller's -- its range erased: nobody
              else ever saw it, so no flush); a BUSY one is complete.
   vm_vfree   (vfree / vunmap of an area) step 1 no longer BUSY, unmapping: what is still
-             mapped unmapped (pages freed unless vunmap), the pages uncounted, then the
-             area made lazy; step 2 unmapped and uncounted: made lazy; step 3 lazy.
+             mapped unmapped (pages freed unless vunmap; a5 names the page whose leaf
+             was being cleared, freed if no leaf maps it any more), the pages
+             uncounted, then the area made lazy; step 2 unmapped and uncounted: made
+             lazy; step 3 lazy.
   vm_purge   (the purge of one node's detached lazy chain, robust mode's purge_logged)
              step 1 not flushed yet: the chain relinked on the node's purge list (still
              lazy and counted); step 2 flushed, the cursor area's erase in flight: if
@@ -141,7 +143,8 @@ covered, and how each record is resolved:
              page in hand freed (a4; a page handed out and not yet in a4: the one the
              hand-off window names), the range given back (vb_alloc_undo: marked dirty).
   vm_vb_free (vb_free) step 1 claimed, being unmapped: what is still mapped unmapped
-             (pages freed) and the allocation uncounted; then (steps 1-2) the range
+             (pages freed, and the page in hand a5 names, as vm_vfree's) and the
+             allocation uncounted; then (steps 1-2) the range
              marked dirty and the block freed or retired if that emptied it.
   vm_vb_retire (free_vmap_block) step 1 out of the table: its area made lazy; then
              (steps 1 and 3) the block record freed.  Blocks a dead CPU had marked dead
@@ -530,7 +533,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_vmalloc"]:
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
     elif op == _OP["vm_vfree"]:
-        vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s)
+        vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
     elif op == _OP["vm_purge"]:
         vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)
     elif op == _OP["vm_vb_alloc"]:
@@ -538,7 +541,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         vm.kernel.vmalloc.vb_alloc_undo(a[1], a[2], a[3], a[4], -1, 0, a[0], s)
     elif op == _OP["vm_vb_free"]:
-        vm.kernel.vmalloc.vb_free_finish(a[0], a[1], a[2], bool(a[3]), s)
+        vm.kernel.vmalloc.vb_free_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
     elif op == _OP["vm_vb_retire"]:
         vm.kernel.vmalloc.retire_finish(a[0], a[1], s)
     elif op == _OP["vm_dup_mm"]:

@@ -350,9 +350,13 @@ class Vmalloc:
                 q[P8 + (t << 9) + ((a >> PAGE_SHIFT) & 511)] = (pfn << PAGE_SHIFT) | PAGE_KERNEL
             return True
 
-        def unmap_range(va: int, npages: int, free: bool) -> int:
+        def unmap_range(va: int, npages: int, free: bool, hand: int = -1) -> int:
             """vunmap_range_noflush() (+ the page frees of vfree when `free`): clear the
-            leaves of [va, va + npages pages); no TLB flush.  Returns pages unmapped."""
+            leaves of [va, va + npages pages); no TLB flush.  Returns pages unmapped.
+            `hand` (a record's a5 word, robust mode): each page being freed is named
+            there (pfn + 1 | order << 56) before its leaf is cleared, and the word is
+            cleared before the free -- a kill in between leaves the page unmapped and
+            named (unmap_finish frees it); after, a leak, never a second free."""
             done, i, end = 0, 0, npages
             while i < end:
                 a = va + (i << PAGE_SHIFT)
@@ -364,8 +368,12 @@ class Vmalloc:
                 pi = P8 + (pmd << 9) + ((a >> 21) & 511)
                 e = q[pi]
                 if e & _P_PSE == _P_PSE:
+                    if free and hand >= 0:
+                        q[hand] = ((e & PTE_PFN_MASK) >> PAGE_SHIFT) + 1 | VL.PMD_ORDER << 56
                     q[pi] = 0
                     if free:
+                        if hand >= 0:
+                            q[hand] = 0
                         free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, VL.PMD_ORDER)
                     done += _PMD_PAGES
                     i += to_pmd_end
@@ -379,12 +387,29 @@ class Vmalloc:
                     k = P8 + (t << 9) + (((va >> PAGE_SHIFT) + i) & 511)
                     e = q[k]
                     if e & _PAGE_PRESENT:
+                        if free and hand >= 0:
+                            q[hand] = ((e & PTE_PFN_MASK) >> PAGE_SHIFT) + 1
                         q[k] = 0
                         if free:
+                            if hand >= 0:
+                                q[hand] = 0
                             free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, 0)
                         done += 1
                     i += 1
             return done
+
+        def unmap_finish(hand: int, va: int, npages: int, free: bool) -> None:
+            """Recovery of an unmap_range killed with a page in `hand` (its a5 word's
+            value): the rest of the range unmapped (and freed), and the named page freed
+            unless a leaf of the range still maps it (then that unmap freed it now)."""
+            if hand and free:
+                pfn, order = (hand & ((1 << 56) - 1)) - 1, hand >> 56
+                still = any(vmalloc_to_page(va + (i << PAGE_SHIFT)) == pfn for i in range(npages))
+                unmap_range(va, npages, free)
+                if not still:
+                    free_pages(pfn, order)
+                return
+            unmap_range(va, npages, free)
 
         def vmalloc_to_page(addr: int) -> int:
             """vmalloc_to_page(): the pfn mapped at addr (-1 if none)."""
@@ -670,12 +695,12 @@ class Vmalloc:
                     _relink_lazy(n, cursor)
                     cursor = nxt
 
-        def vfree_finish(va: int, addr: int, npages: int, want_vmap: bool, step: int) -> None:
+        def vfree_finish(va: int, addr: int, npages: int, want_vmap: bool, step: int, hand: int = 0) -> None:
             """Recovery of a vm_vfree record: from step 1 the area is unmapped (what is
-            still mapped; its pages freed unless vunmap) and uncounted, from step 2 it
-            goes lazy; at step 3 it is lazy already."""
+            still mapped, and the page a5 names: its pages freed unless vunmap) and
+            uncounted, from step 2 it goes lazy; at step 3 it is lazy already."""
             if step == 1:
-                unmap_range(addr, npages, not want_vmap)
+                unmap_finish(hand, addr, npages, not want_vmap)
                 if not want_vmap:
                     fetch_add(base + VL.H_NR_PAGES, (-npages) & _FULL64)
             if step in (1, 2):
@@ -911,6 +936,8 @@ class Vmalloc:
             if addr & (PAGE_SIZE - 1) or not 0 <= off < _BITS:
                 return False
             r = begin(_OP_VB_FREE, vb, addr) if begin is not None else -1
+            if r >= 0:
+                q[r + 6] = 0                                  # a5: the page in hand (unmap_range)
             try:
                 block_lock(vb + VL.VB_LOCK)
                 try:
@@ -927,7 +954,7 @@ class Vmalloc:
                         q[r + 7] = 1
                 finally:
                     block_unlock(vb + VL.VB_LOCK)
-                got = unmap_range(addr, n - 1, free)
+                got = unmap_range(addr, n - 1, free, r + 6 if r >= 0 else -1)
                 if free:
                     fetch_add(base + VL.H_NR_PAGES, (-got) & _FULL64)
                 if r >= 0:
@@ -940,13 +967,14 @@ class Vmalloc:
                     log_end(r)
             return True
 
-        def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int) -> None:
+        def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int, hand: int = 0) -> None:
             """Recovery of a vm_vb_free record: at step 1 what is still mapped is unmapped
-            (pages freed when `free`) and the allocation's pages uncounted (the dead CPU
-            uncounts them all at once, after the unmap); then (steps 1-2) the range is
-            marked dirty and the block retired if that emptied it."""
+            (pages freed when `free`, and the page a5 names) and the allocation's pages
+            uncounted (the dead CPU uncounts them all at once, after the unmap); then
+            (steps 1-2) the range is marked dirty and the block retired if that emptied
+            it."""
             if step == 1:
-                unmap_range(addr, n - 1, free)
+                unmap_finish(hand, addr, n - 1, free)
                 if free:
                     fetch_add(base + VL.H_NR_PAGES, (-(n - 1)) & _FULL64)
             if step in (1, 2):
@@ -1306,6 +1334,8 @@ class Vmalloc:
             n = u32[(va + VL.VA_NID) >> 2]
             acq, rel = node_locks[n].acquire, node_locks[n].release
             r = begin(_OP_VFREE, va, addr, npages) if begin is not None else -1
+            if r >= 0:
+                q[r + 6] = 0                                  # a5: the page in hand (unmap_range)
             try:
                 acq()
                 try:
@@ -1317,7 +1347,7 @@ class Vmalloc:
                         q[r + 7] = 1
                 finally:
                     rel()
-                unmap_range(addr, npages, not want_vmap)
+                unmap_range(addr, npages, not want_vmap, r + 6 if r >= 0 else -1)
                 if not want_vmap:
                     fetch_add(base + VL.H_NR_PAGES, (-npages) & _FULL64)
                 if r >= 0:

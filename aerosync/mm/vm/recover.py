@@ -61,7 +61,9 @@ covered, and how each record is resolved:
              BUSY is undone (vmalloc_undo: its mapped pages and the page in hand freed --
              a vmap's only unmapped, they are its caller's -- its range erased: nobody
              else ever saw it, so no flush); a BUSY one is complete.
-  vm_vfree   (vfree / vunmap of an area) step 1 no longer BUSY, unmapping: what is still
+  vm_vfree   (vfree / vunmap of an area; a3 = vunmap from the start) step 0 the area still
+             BUSY: the vfree is done (it cannot fail), else resumed at step 1;
+             step 1 no longer BUSY, unmapping: what is still
              mapped unmapped (pages freed unless vunmap; a5 names the page whose leaf
              was being cleared, freed if no leaf maps it any more), the pages
              uncounted, then the area made lazy; step 2 unmapped and uncounted: made
@@ -142,7 +144,9 @@ covered, and how each record is resolved:
              step 3 n pages carved at addr of vb, being mapped: the mapped pages and the
              page in hand freed (a4; a page handed out and not yet in a4: the one the
              hand-off window names), the range given back (vb_alloc_undo: marked dirty).
-  vm_vb_free (vb_free) step 1 claimed, being unmapped: what is still mapped unmapped
+  vm_vb_free (vb_free; a3 = free from the start, a2 = n stored before the claim) step 0
+             not claimed: the free is done (vb_free), claimed: resumed at step 1;
+             step 1 claimed, being unmapped: what is still mapped unmapped
              (pages freed, and the page in hand a5 names, as vm_vfree's) and the
              allocation uncounted; then (steps 1-2) the range
              marked dirty and the block freed or retired if that emptied it.
@@ -532,7 +536,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
-    elif op == _OP["vm_vfree"]:
+    elif op == _OP["vm_vfree"]:                     # (step 0 too: a vfree cannot fail)
         vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
     elif op == _OP["vm_purge"]:
         vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)

@@ -696,9 +696,15 @@ class Vmalloc:
                     cursor = nxt
 
         def vfree_finish(va: int, addr: int, npages: int, want_vmap: bool, step: int, hand: int = 0) -> None:
-            """Recovery of a vm_vfree record: from step 1 the area is unmapped (what is
+            """Recovery of a vm_vfree record: at step 0 the vfree is done (the area still
+            BUSY) or resumed at step 1 (BUSY cleared); from step 1 the area is unmapped (what is
             still mapped, and the page a5 names: its pages freed unless vunmap) and
             uncounted, from step 2 it goes lazy; at step 3 it is lazy already."""
+            if step == 0:
+                if u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:    # not begun: the vfree is done
+                    remove_vm_area(addr, want_vmap)
+                    return
+                step = 1                                      # BUSY cleared, its step not stored
             if step == 1:
                 unmap_finish(hand, addr, npages, not want_vmap)
                 if not want_vmap:
@@ -935,7 +941,8 @@ class Vmalloc:
             off = (addr - s) >> PAGE_SHIFT
             if addr & (PAGE_SIZE - 1) or not 0 <= off < _BITS:
                 return False
-            r = begin(_OP_VB_FREE, vb, addr) if begin is not None else -1
+            # a3 = free from the start: a kill before the claim is rolled forward (vb_free_finish)
+            r = begin(_OP_VB_FREE, vb, addr, 0, int(free)) if begin is not None else -1
             if r >= 0:
                 q[r + 6] = 0                                  # a5: the page in hand (unmap_range)
             try:
@@ -948,9 +955,10 @@ class Vmalloc:
                     while off + n < _BITS and bit(vb + VL.VB_USED, off + n) and \
                             not bit(vb + VL.VB_STARTS, off + n):
                         n += 1
+                    if r >= 0:
+                        q[r + 3] = n                          # before the claim: step 0 + claimed
                     bits_clear(vb + VL.VB_USED, off, 1)       # claimed: a second vfree fails here
                     if r >= 0:
-                        q[r + 3], q[r + 4] = n, int(free)
                         q[r + 7] = 1
                 finally:
                     block_unlock(vb + VL.VB_LOCK)
@@ -968,11 +976,22 @@ class Vmalloc:
             return True
 
         def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int, hand: int = 0) -> None:
-            """Recovery of a vm_vb_free record: at step 1 what is still mapped is unmapped
+            """Recovery of a vm_vb_free record: at step 0 the free is done (vb_free), or,
+            claimed already (n known, the used bit clear), resumed at step 1; at step 1
+            what is still mapped is unmapped
             (pages freed when `free`, and the page a5 names) and the allocation's pages
             uncounted (the dead CPU uncounts them all at once, after the unmap); then
             (steps 1-2) the range is marked dirty and the block retired if that emptied
             it."""
+            if step == 0:
+                # not claimed, or claimed (n stored first) without its step: the vfree the
+                # dead CPU began is done -- vfree cannot fail
+                s0 = q[(vb + VL.VB_START) >> 3]
+                off = (addr - s0) >> PAGE_SHIFT
+                if not n or bit(vb + VL.VB_USED, off):
+                    vb_free(addr, vb, free)
+                    return
+                step = 1
             if step == 1:
                 unmap_finish(hand, addr, n - 1, free)
                 if free:
@@ -1333,7 +1352,8 @@ class Vmalloc:
             # vfree racing with this one finds no busy area
             n = u32[(va + VL.VA_NID) >> 2]
             acq, rel = node_locks[n].acquire, node_locks[n].release
-            r = begin(_OP_VFREE, va, addr, npages) if begin is not None else -1
+            # a3 = vmap from the start: a kill before the BUSY clear is rolled forward
+            r = begin(_OP_VFREE, va, addr, npages, int(want_vmap)) if begin is not None else -1
             if r >= 0:
                 q[r + 6] = 0                                  # a5: the page in hand (unmap_range)
             try:
@@ -1343,7 +1363,6 @@ class Vmalloc:
                         return
                     u32[(va + VL.VA_FLAGS) >> 2] &= ~VL.VA_BUSY
                     if r >= 0:
-                        q[r + 4] = int(want_vmap)
                         q[r + 7] = 1
                 finally:
                     rel()

@@ -269,17 +269,17 @@ def recover_round(arena: Any, recs: list[CpuRecovery], workload_recover: Workloa
     leave its per-CPU caches to the CPU's next worker.  An AeroSyncError names the CPU
     it came from."""
     with world_stopped():
-        got = {}
+        resolved = {}
         for rec in recs:
             with _naming(rec):
-                got[rec.cpu] = _resolve_cpu(arena, rec)
+                resolved[rec.cpu] = _resolve_cpu(arena, rec)
         outside = [r for r in recs if r.died_at is None]
         if outside and T.vm_ready(arena):
             with _naming(outside[0]):
                 _settle_outside(arena, outside[0])
         for rec in recs:
             with _naming(rec):
-                _finish_cpu(arena, rec, got[rec.cpu], workload_recover, offline)
+                _finish_cpu(arena, rec, resolved[rec.cpu], workload_recover, offline)
     for rec in recs:
         release_kept(arena, rec)
 
@@ -420,13 +420,13 @@ def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
     return _Resolved(mm, slub, wl)
 
 
-def _finish_cpu(arena: Any, rec: CpuRecovery, got: _Resolved, workload_recover: WorkloadRecover | None,
+def _finish_cpu(arena: Any, rec: CpuRecovery, res: _Resolved, workload_recover: WorkloadRecover | None,
                 offline: Callable[[Any, int], Any] | None) -> None:
     """The second half of one dead CPU's recovery: what it held given back (the
     workload's hook: its held table, its task's exit), the CPU taken offline, the state
     scans."""
     t0 = time.perf_counter()
-    cpu, mm, slub, wl = rec.cpu, got.mm, got.slub, got.wl
+    cpu, mm, slub, wl = rec.cpu, res.mm, res.slub, res.wl
     slab = slub is not None
     if slab:
         from aerosync.mm.slab import recover as SR

@@ -439,8 +439,8 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
                  ("exec", T.M_EXEC_VM), ("stack", T.M_STACK_VM))
     for m, (n_vmas, acct) in c.vm_want.items():
         mo = T.mm_off(arena, m)
-        want = [(T.M_MAP_COUNT, n_vmas)] + ([(off, acct[k]) for k, off in vm_fields] if m else [])
-        for off, n in want:
+        fields = [(T.M_MAP_COUNT, n_vmas)] + ([(off, acct[k]) for k, off in vm_fields] if m else [])
+        for off, n in fields:
             if q[(mo + off) >> 3] != n:
                 q[(mo + off) >> 3] = n
                 out["vm_counters_settled"] += 1

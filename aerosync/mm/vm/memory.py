@@ -1312,6 +1312,7 @@ class Memory:
             pages = gather.pages
             glog = gather.log
             gr = glog[1] if glog is not None else -1
+            logged = gr >= 0                               # (a local's truth test: the per-PTE check)
             batch = gather.batch - len(gather.tables)     # (a logged gather's spill holds both)
             a = start
             while a < end:
@@ -1330,7 +1331,7 @@ class Memory:
                     for k, e in enumerate(q[i0 : i0 + ((nxt - a) >> PAGE_SHIFT)].tolist()):
                         if not e:
                             continue
-                        if gr >= 0 and e & _P_OR_NONE and not e & _PAGE_SPECIAL:
+                        if logged and e & _P_OR_NONE and not e & _PAGE_SPECIAL:
                             # a logged gather names the page and its PTE before the xchg
                             # (a2 = the entry + 1, until the step counts the page): a kill
                             # from outside before the step leaves the PTE saying whether

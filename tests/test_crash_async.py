@@ -695,3 +695,13 @@ def test_vfree_begun_not_yet_claimed(machine, func: str, text: str, block: bool)
     holds nothing else, and nothing may be left allocated."""
     recs = _vmalloc_killed_runs_on(machine, func, text, 3, block)
     assert [(r.name, r.step) for r in recs][:1] == [("vm_vb_free" if block else "vm_vfree", 0)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["block_unlock(vb + VL.VB_LOCK)", "elif idle:"])
+def test_vb_free_done_record_back_at_step_0(machine, text: str) -> None:
+    """A vb_free killed after its tail put the record back at step 0 (the block's
+    retirement logs itself): that step 0 is a finished free -- its block cleared from
+    the record -- not one to do again (which counted the range out twice)."""
+    recs = _vmalloc_killed_runs_on(machine, "vb_free_tail", text, 3, True)
+    assert [(r.name, r.step, r.args[0]) for r in recs][:1] == [("vm_vb_free", 0, 0)]

@@ -976,18 +976,22 @@ class Vmalloc:
             return True
 
         def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int, hand: int = 0) -> None:
-            """Recovery of a vm_vb_free record: at step 0 the free is done (vb_free), or,
-            claimed already (n known, the used bit clear), resumed at step 1; at step 1
+            """Recovery of a vm_vb_free record (no block: finished): at step 0 the free
+            is done (vb_free), or, claimed already (n known, the used bit clear), resumed
+            at step 1 -- while the allocation's start bit is set; at step 1
             what is still mapped is unmapped
             (pages freed when `free`, and the page a5 names) and the allocation's pages
             uncounted (the dead CPU uncounts them all at once, after the unmap); then
             (steps 1-2) the range is marked dirty and the block retired if that emptied
             it."""
+            if not vb:                                        # done (vb_free_tail's end)
+                return
             if step == 0:
-                # not claimed, or claimed (n stored first) without its step: the vfree the
-                # dead CPU began is done -- vfree cannot fail
-                s0 = q[(vb + VL.VB_START) >> 3]
-                off = (addr - s0) >> PAGE_SHIFT
+                # not claimed (its used bit set), or claimed (n stored first) without its
+                # step: the vfree the dead CPU began is done -- vfree cannot fail
+                off = (addr - q[(vb + VL.VB_START) >> 3]) >> PAGE_SHIFT
+                if not bit(vb + VL.VB_STARTS, off):
+                    return
                 if not n or bit(vb + VL.VB_USED, off):
                     vb_free(addr, vb, free)
                     return
@@ -1018,7 +1022,8 @@ class Vmalloc:
                 idle = not dead and not u32[(vb + VL.VB_NR_USED) >> 2] and \
                     u32[(vb + VL.VB_FREE) >> 2] < VL.VMAP_PURGE_THRESHOLD
                 if r >= 0:
-                    q[r + 7] = 0
+                    q[r + 1] = 0                              # done: step 0 with no block is
+                    q[r + 7] = 0                              # not the step 0 of a free not begun
             finally:
                 block_unlock(vb + VL.VB_LOCK)
             if dead:

@@ -705,3 +705,17 @@ def test_vb_free_done_record_back_at_step_0(machine, text: str) -> None:
     the record -- not one to do again (which counted the range out twice)."""
     recs = _vmalloc_killed_runs_on(machine, "vb_free_tail", text, 3, True)
     assert [(r.name, r.step, r.args[0]) for r in recs][:1] == [("vm_vb_free", 0, 0)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["lock(nid)", "held += 1"])
+def test_batch_free_put_not_yet_unlinked(machine, text: str) -> None:
+    """free_pages_bulk killed after folios_put dropped a batch's references and before
+    lru_del_many unlinked them (taking lru_lock, or between two of them): folios with
+    refcount 0 are still listed.  Recovery drops them from their lists before the page
+    allocator's scan finishes their free -- else a freed page's links were a list's."""
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(2, H.at_line("lru_del_many", text), H.vm_split_driver()))
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    # (dropped by the rebuild at takeover when the dead CPU held lru_lock, else here)
+    assert rec.scan.get("lru_freeing_dropped", 0) + rec.scan.get("lru_lists_rebuilt", 0) >= 1, rec.to_dict()
+    _vm_runs_on(a, p, rec)

@@ -54,6 +54,9 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           the VM's counts -- mapcounts, refcounts, nr_pages, rss, pgtables_bytes, the
           node stats, LRU membership -- settled from its structures (mm/vm/recover.py
           settle_counts);
+          Then (any death) a PG_lru folio with refcount 0 -- a free left between its
+          put and its LRU unlink -- leaves its list (mm/reclaim/recover.py
+          drop_freeing), for step 6 to finish its free;
        4. workload records (wl_*) go to the workload's `recover` hook, which also
           frees everything its held table says the dead CPU held (and its task
           exits), and the item an open hand-off window names (mm/intent.py
@@ -277,6 +280,12 @@ def recover_round(arena: Any, recs: list[CpuRecovery], workload_recover: Workloa
         if outside and T.vm_ready(arena):
             with _naming(outside[0]):
                 _settle_outside(arena, outside[0])
+        if "reclaim" in arena.sections:                  # frees left between put and unlink
+            from aerosync.mm.reclaim.recover import drop_freeing
+
+            n = drop_freeing(arena, recs[0].cpu)
+            if n:
+                recs[0].scan["lru_freeing_dropped"] = n
         for rec in recs:
             with _naming(rec):
                 _finish_cpu(arena, rec, resolved[rec.cpu], workload_recover, offline)

@@ -38,7 +38,7 @@ from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS, lru_stat_item
 from aerosync.params import PAGE_META_SIZE
 
-__all__ = ["lru_nodes_of_locks", "rebuild_lru_lists"]
+__all__ = ["lru_nodes_of_locks", "rebuild_lru_lists", "drop_freeing"]
 
 _MW4 = PAGE_META_SIZE >> 2
 _ALL32 = 0xFFFF_FFFF
@@ -153,3 +153,22 @@ def rebuild_lru_lists(arena: Any, nid: int, cpu: int) -> int:
         if d:
             i64[ns + lru_stat_item(li, max_seq)] += d
     return sum(len(x) for x in lists) + sum(len(x) for x in front)
+
+
+def drop_freeing(arena: Any, cpu: int) -> int:
+    """World stopped, after a death: a PG_lru folio with refcount 0 is a free the dead
+    CPU left between its put and its unlink (folios_put drops every reference of a
+    batch, then lru_del_many unlinks them under lru_lock -- a kill in between, or while
+    acquiring that lock, leaves them listed).  Their nodes' lists are rebuilt without
+    them (rebuild_lru_lists), so the page allocator's recovery can finish their free
+    (reclaim_pages) without a list still naming them.  Returns the folios dropped."""
+    if not R.reclaim_ready(arena):
+        return 0
+    pages = page_array(arena)
+    freeing = ((pages["flags"] & PG_lru) != 0) & (pages["refcount"] == 0)
+    nodes = sorted(set(pages["node"][freeing].tolist()))
+    n = int(freeing.sum())
+    del pages
+    for nid in nodes:
+        rebuild_lru_lists(arena, nid, cpu)
+    return n

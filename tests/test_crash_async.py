@@ -719,3 +719,25 @@ def test_batch_free_put_not_yet_unlinked(machine, text: str) -> None:
     # (dropped by the rebuild at takeover when the dead CPU held lru_lock, else here)
     assert rec.scan.get("lru_freeing_dropped", 0) + rec.scan.get("lru_lists_rebuilt", 0) >= 1, rec.to_dict()
     _vm_runs_on(a, p, rec)
+
+
+def _in_map_new(f: Any) -> bool:
+    g = f
+    while g is not None and g.f_code.co_name != "map_new_body":
+        g = g.f_back
+    return g is not None
+
+
+@pytest.mark.timeout(120)
+def test_cow_copy_published_record_not_yet_told(machine) -> None:
+    """A COW fault killed after its copy's tree insert published (the store's new
+    nodes in the tree, the vm_xa_nodes record not yet ended, the fault still at step
+    1): the nodes are kept (the tree reaches them: freeing them corrupted the cache),
+    and the copy -- in the tree, the PTE still mapping the shared page -- is taken out
+    as at step 2 (kept, it shadowed the mapped page and the counts went wrong at exit)."""
+    match = H.at_line("_published", "if self.track is not None:", _in_map_new)
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, match, H.vm_fork_driver()))
+    recs = [(r.name, r.step) for r in I.read_records(a, 0)]
+    assert recs[:2] == [("vm_xa_nodes", 1), ("vm_fault", 1)], recs
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

@@ -12,7 +12,8 @@ covered, and how each record is resolved:
                     -- but a page the allocator handed out in the record's hand-off
                     window, not yet named by it: freed (_plain_page_handed_out);
              step 1 page allocated, in no object (its insert may have set its mapping
-                    and index): set back and freed (rolled back);
+                    and index): set back and freed (rolled back) -- or, its insert
+                    landed (a kill from outside after the publish), as step 2;
              step 2 in its object's tree: nothing (the tree holds it; the task's exit
                     frees it with the object);
              step 3 counted as mapped (PTE reference, mapcount, rss) without its PTE:
@@ -45,7 +46,8 @@ covered, and how each record is resolved:
              munmap's remove_vmas) then resumes the rest of the range.
   vm_xa_nodes (the nodes an object-tree store allocated, not yet published: vm.py's
              track) freed -- a store publishes before the record ends, with no fault
-             point between.
+             point between; a kill from outside in between leaves them published and
+             listed: a node its tree reaches is kept (_xa_published).
   vm_collapse (vm_object_collapse moving a backing's entries up into its only child, one
              at a time) step 1 the entry's folio already says the child: if the store
              into the child landed, the move is finished (counts, the backing's copy
@@ -495,12 +497,15 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 0:
             got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         elif s == 1:
-            got["pages"] += _fault_page_undo(arena, vm, pfn)
-        elif s in (2, 3):
+            freed = _fault_page_undo(arena, vm, pfn)
+            got["pages"] += freed
+            if not freed:
+                s = 2                                # the insert landed: as step 2 (a COW's copy goes)
+        if s in (2, 3):
             if s == 3:
                 vm.memory.unmap_account(mm_id, pfn, kind)
             got["pages"] += _cow_undo(arena, vm, pfn, a[1], a[2], a[5])
-        elif s == 5:
+        if s == 5:
             got["pages"] += _fast_insert_in_flight(arena, vm, pfn, a[5])
     elif op == _OP["vm_file_hold"]:
         if s == 1:
@@ -527,8 +532,9 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_xa_nodes"]:
         free_node = vm.xa.callbacks[1]
         for off in a[:s]:
-            free_node(off)
-        got["objects"] += s
+            if not _xa_published(arena, off):       # a kill from outside after the publish
+                free_node(off)
+                got["objects"] += 1
     elif op == _OP["vm_collapse"]:
         if s:
             vm.objs.collapse_finish(a[0], a[1], a[2], a[3], a[4], s)
@@ -692,6 +698,26 @@ def _dup_mm_undo(arena: Any, vm: Any, a: tuple[int, ...], s: int) -> int:
         vm.forks.mmput(child)
         return 1
     return _task_create_undo(arena, vm, child, 0, s)
+
+
+def _xa_published(arena: Any, off: int) -> bool:
+    """Is page-tree node `off` (lib/xarray.py's layout) reachable from its tree's root:
+    each parent's slot at its offset names it, and the top one is the root's head?  A
+    store's nodes are published before its vm_xa_nodes record ends, with no fault point
+    between: only a kill from outside finds them published and still listed."""
+    from aerosync.lib.xarray import _ARRAY, _HEAD, _INFO, _PARENT, _SLOTS
+
+    q = arena.u64
+    cur = off
+    for _ in range(12):                             # 64-bit indices: at most 11 levels
+        b = cur >> 3
+        parent = q[b + _PARENT]
+        if not parent:
+            return q[(q[b + _ARRAY] >> 3) + _HEAD] == cur | 2
+        if parent % 8 or parent >= arena.size or q[(parent >> 3) + _SLOTS + ((q[b + _INFO] >> 8) & 0xFF)] != cur | 2:
+            return False
+        cur = parent
+    return False
 
 
 def _zap_pending(arena: Any, vm: Any, i: int, pfn: int) -> int:

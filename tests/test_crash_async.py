@@ -741,3 +741,22 @@ def test_cow_copy_published_record_not_yet_told(machine) -> None:
     assert recs[:2] == [("vm_xa_nodes", 1), ("vm_fault", 1)], recs
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["return s", "if r >= 0:"])
+def test_fork_shadow_made_not_yet_in_its_record(machine, text: str) -> None:
+    """fork's dup_mm killed after objs.shadow made a shadow (a child of the VMA's
+    object, referenced by nothing) and before its record named it: reachable only from
+    its backing's children list, it is destroyed by the settle (its backing's
+    reference with it)."""
+    def in_dup(f: Any) -> bool:
+        return f.f_code.co_name == "dup_mm_body" or f.f_back.f_code.co_name == "dup_mm_body"
+
+    func = "shadow" if text == "return s" else "dup_mm_body"
+    match = H.at_line(func, text, in_dup) if func == "shadow" else H.at_line(
+        func, text, lambda f: f.f_locals.get("sp") and not f.f_locals.get("sc"))
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, match, H.vm_fork_driver()))
+    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_dup_mm", 3)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

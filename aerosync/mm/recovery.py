@@ -326,6 +326,8 @@ def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
                 rec.scan[k] = n
                 if k == "orphan_folios":
                     rec.pages += n
+                elif k == "vm_objects_destroyed":
+                    rec.objects += n
     finally:
         vmh.leave()                                      # its frees run; no shootdown target again
     rec.recover_ms += (time.perf_counter() - t0) * 1e3

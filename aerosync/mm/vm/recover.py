@@ -367,7 +367,9 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
           in flight: a batch's put, an lru_add's reference not yet counted);
       O5 / O3  each reachable object's nr_pages = its folios, its refcount = the VMAs
           naming it + its shadow children (+ 1 for a live file's vnode): a put a
-          record stores its step before leaks one when killed in between;
+          record stores its step before leaks one when killed in between; one that
+          nothing references (reachable only as its backing's child: a fork's shadow
+          not yet in its record) is destroyed, last;
       RSS1 / PT3  each mm's rss counters (the shared word moves) and pgtables_bytes;
       VT4 / VT5  each mm's map_count and total / locked / data / exec / stack_vm (a
           VMA removal killed between its two counts);
@@ -378,7 +380,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
       PT1 a page-table page no mm's tables reach (allocated, not yet linked; or
           unlinked, not yet gathered) is freed first -- then counted out.
     Returns what moved: {"vm_pages_settled", "vm_counters_settled", "lru_readded",
-    "tables_swept", "orphan_folios"}."""
+    "tables_swept", "orphan_folios", "vm_objects_destroyed"}."""
     import numpy as np
 
     from aerosync.mm.pmm import vm_event as VE
@@ -391,7 +393,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     MW4 = PAGE_META_SIZE >> 2
     zero = c.snap.zero_pfn
     out = {"vm_pages_settled": 0, "vm_counters_settled": 0, "lru_readded": 0, "tables_swept": 0,
-           "orphan_folios": 0}
+           "orphan_folios": 0, "vm_objects_destroyed": 0}
     reached = np.zeros(len(c.flags), dtype=bool)
     reached[list(c.tables_reached)] = True
     table = (c.flags & PG_table) != 0
@@ -480,6 +482,15 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
                 out["lru_readded"] += 1
         if out["lru_readded"]:
             vm.reclaim.lru.lru_add_drain()
+    # O3: an object that no VMA, child or file references (a shadow made for a fork's
+    # VMA copy and not yet named by its record) is reachable only from its backing's
+    # children list: destroyed, as its last put would (its pages and its backing's
+    # reference go with it)
+    for o, n in c.ref_want.items():
+        if not n:
+            q[(o + O_REF) >> 3] = 1
+            vm.objs.put(o)
+            out["vm_objects_destroyed"] += 1
     return out
 
 

@@ -760,3 +760,22 @@ def test_fork_shadow_made_not_yet_in_its_record(machine, text: str) -> None:
     assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_dup_mm", 3)]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+def test_fork_vma_copy_inserted_not_yet_linked(machine) -> None:
+    """fork's dup_mm killed after a VMA copy's insert into the child's tree landed (its
+    replaced nodes being retired) and before it was linked and counted: recovery takes
+    it out of the child's tree before freeing it -- the child's teardown unmapped the
+    freed copy and map_count underflowed (a defect before this session)."""
+    def in_dup(f: Any) -> bool:
+        g = f
+        while g is not None and g.f_code.co_name != "dup_mm_body":
+            g = g.f_back
+        return g is not None
+
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, H.at_line("_retire_windows", "self._retire(off)", in_dup),
+                                                      H.vm_fork_driver()))
+    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_dup_mm", 3)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

@@ -689,14 +689,17 @@ def end_dead_writes(arena: Any) -> int:
 
 def _dup_mm_undo(arena: Any, vm: Any, a: tuple[int, ...], s: int) -> int:
     """fork's dup_mm left half-way: the child mm goes (its claimed record, or its
-    teardown by mmput -- exit_mmap of what its tree holds); a VMA copy in flight (step 3,
-    not in the child's tree) goes first: the shadows made for it and not yet given to a
-    VMA are put, its own object reference is dropped, the copy freed.  The parent keeps
-    what it had (a VMA already switched to its new shadow keeps it).  Returns records
-    undone."""
+    teardown by mmput -- exit_mmap of what its tree holds); a VMA copy in flight (step
+    3, not linked nor counted: erased from the child's tree if its insert landed) goes
+    first: the shadows made for it and not yet given to a VMA are put, its own object
+    reference is dropped, the copy freed.  The parent keeps what it had (a VMA already
+    switched to its new shadow keeps it).  Returns records undone."""
     q = arena.u64
     child, n, sp, sc, v = a[0], a[2], a[3], a[4], a[5]
     if s == 3:
+        start, end = q[(n + V.V_START) >> 3], q[(n + V.V_END) >> 3]
+        if vm.vmas.tree(child).mtree_load(start) == n:   # its insert landed (a kill from outside
+            vm.vmas.erase(child, start, end)             # before link and count): out again
         if sp and q[(v + V.V_OBJECT) >> 3] != sp:
             vm.objs.put(sp)
         o = q[(n + V.V_OBJECT) >> 3]

@@ -779,3 +779,23 @@ def test_fork_vma_copy_inserted_not_yet_linked(machine) -> None:
     assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_dup_mm", 3)]
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("nth", [1, 2])
+@pytest.mark.parametrize("where", ["returned", "unlocking"])
+def test_cow_copy_in_the_tree_at_step_1(machine, nth: int, where: str) -> None:
+    """A COW fault killed after its copy's insert landed (releasing the object lock, or
+    returned; the record still at step 1): the copy leaves the tree and is freed as at
+    step 2, and is not put on the LRU first (its batch reference kept it allocated,
+    still naming the object: O1)."""
+    if where == "returned":
+        match = H.at_line("map_new_body", "if got != pfn and r >= 0:", lambda f: f.f_locals["expect"] & 1)
+    else:
+        match = H.at_line("insert", "up_write(o + O_LOCK)", lambda f: f.f_back.f_code.co_name == "map_new_body"
+                          and f.f_back.f_locals["expect"] & 1)
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(nth, match))
+    (r,) = [r for r in I.read_records(a, 0) if r.name == "vm_fault"]
+    assert r.step == 1 and r.args[5] & 1, str(r)
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)

@@ -508,7 +508,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 0:
             got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         elif s == 1:
-            freed = _fault_page_undo(arena, vm, pfn)
+            freed = _fault_page_undo(arena, vm, pfn, bool(a[5] & _PAGE_PRESENT))
             got["pages"] += freed
             if not freed:
                 s = 2                                # the insert landed: as step 2 (a COW's copy goes)
@@ -820,18 +820,19 @@ def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
     return got
 
 
-def _fault_page_undo(arena: Any, vm: Any, pfn: int) -> int:
+def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:
     """A fault's new page at step 1: allocated, its insert into the object maybe begun
     -- vm_object.insert sets the folio's mapping and index before it publishes the entry.
     Not in the tree: the page is set back (mapping, index) and freed.  In the tree (a
-    death after the publish, outside every fault point): the tree keeps it.  Returns the
-    pages freed."""
+    death after the publish, outside every fault point): the tree keeps it, on the LRU
+    -- unless it is a COW's copy (`cow`), which the caller takes out as at step 2.
+    Returns the pages freed."""
     q = arena.u64
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
     m, idx = q[(pm + P_MAPPING) >> 3], q[(pm + P_INDEX) >> 3]
     if m & ~3 and vm.objs.lookup(m & ~3, idx) == pfn << 2:
         la = vm.ext.lru_add
-        if la is not None:
+        if la is not None and not cow:
             la(pfn)
         return 0
     q[(pm + P_MAPPING) >> 3] = 0

@@ -74,7 +74,7 @@ __all__ = [
     "PG_reserved", "PG_buddy", "PG_active", "PG_slab", "PG_referenced", "PG_lru", "PG_head",
     "PG_tail", "PG_pcp", "PG_table", "PG_locked", "PG_dirty", "PG_uptodate", "PG_writeback", "PG_swapbacked",
     "PG_swapcache", "PG_mlocked", "PG_unevictable", "PG_workingset", "PG_reclaim", "PAGEFLAG_NAMES",
-    "PAGE_MAPPING_ANON", "NIL",
+    "PAGE_MAPPING_ANON", "NIL", "link_list",
     "P_FLAGS", "P_ORDER", "P_MT", "P_ZONE", "P_NODE", "P_REFCOUNT", "P_MAPCOUNT", "P_NEXT",
     "P_PREV", "P_HEAD", "P_SPARE", "P_PRIVATE", "P_MAPPING", "P_INDEX", "PAGE_DTYPE", "page_array", "page_off",
     "page_address", "page_view", "format_flags", "node_of_pfn", "folio_try_get_fn",
@@ -122,6 +122,24 @@ PAGE_DTYPE = np.dtype([
 assert PAGE_DTYPE.itemsize == PAGE_META_SIZE
 assert PAGE_DTYPE.fields["next"][1] == P_NEXT and PAGE_DTYPE.fields["private"][1] == P_PRIVATE
 assert PAGE_DTYPE.fields["mapping"][1] == P_MAPPING and PAGE_DTYPE.fields["index"][1] == P_INDEX
+
+
+def link_list(u32: Any, pm4: int, hi: int, pfns: list[int]) -> None:
+    """Rewrite a NIL-terminated list linked through struct page next / prev (u32 words 4
+    and 5 of each page, from u32 index pm4) to hold `pfns` in order, its head and tail
+    at u32[hi] and u32[hi + 1] -- the lists the recoveries rebuild after a death
+    (mm/pmm/recover.py's free lists, mm/reclaim/recover.py's LRU lists)."""
+    mw4 = PAGE_META_SIZE >> 2
+    prev = NIL
+    for pfn in pfns:
+        u32[pm4 + pfn * mw4 + 5] = prev
+        if prev != NIL:
+            u32[pm4 + prev * mw4 + 4] = pfn
+        prev = pfn
+    if prev != NIL:
+        u32[pm4 + prev * mw4 + 4] = NIL
+    u32[hi] = pfns[0] if pfns else NIL
+    u32[hi + 1] = prev
 
 
 def page_array(arena) -> np.ndarray:

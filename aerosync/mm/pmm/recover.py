@@ -66,6 +66,7 @@ from aerosync.mm.pmm.page import (
     PG_pcp,
     PG_reserved,
     PG_tail,
+    link_list,
     page_array,
     page_off,
 )
@@ -299,17 +300,6 @@ def rebuild_free_lists(arena: Any, zid: int) -> int:
         free_pages += len(of) << o
         for m in range(MIGRATE_TYPES):
             li = (fa + o * Z.FA_SIZE + Z.FA_LISTS + 8 * m) >> 2
-            lst = of[mt[of] == m].tolist()
-            prev = NIL
-            for p in lst:
-                b = pm32 + p * _PMW
-                q32[b + 5] = prev
-                if prev != NIL:
-                    q32[pm32 + prev * _PMW + 4] = p
-                prev = p
-            if lst:
-                q32[pm32 + lst[-1] * _PMW + 4] = NIL
-            q32[li] = lst[0] if lst else NIL
-            q32[li + 1] = prev
+            link_list(q32, pm32, li, of[mt[of] == m].tolist())
     q64[(Z.zone_off(arena, zid) + Z.Z_NR_FREE_PAGES) >> 3] = free_pages
     return len(heads)

@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 
 from aerosync.mm.pmm import vm_event as VE
-from aerosync.mm.pmm.page import NIL, PG_active, PG_lru, PG_mlocked, PG_swapbacked, PG_unevictable, page_array
+from aerosync.mm.pmm.page import (
+    NIL,
+    PG_active,
+    PG_lru,
+    PG_mlocked,
+    PG_swapbacked,
+    PG_unevictable,
+    link_list,
+    page_array,
+)
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS, lru_stat_item
 from aerosync.params import PAGE_META_SIZE
@@ -135,18 +144,9 @@ def rebuild_lru_lists(arena: Any, nid: int, cpu: int) -> int:
     for li in range(R.NR_LISTS):
         pfns = front[li] + lists[li]
         h = lv + R.L_LISTS + 16 * li
-        prev = NIL
+        link_list(u32, PM4, h >> 2, pfns)
         for pfn in pfns:
-            b = PM4 + pfn * _MW4
-            u32[b + 5] = prev
-            if prev != NIL:
-                u32[PM4 + prev * _MW4 + 4] = pfn
             u8[lruid + pfn] = li
-            prev = pfn
-        if prev != NIL:
-            u32[PM4 + prev * _MW4 + 4] = NIL
-        u32[h >> 2] = pfns[0] if pfns else NIL
-        u32[(h >> 2) + 1] = prev
         old = q[(h + 8) >> 3]
         q[(h + 8) >> 3] = len(pfns)
         d = len(pfns) - (old if old < 1 << 63 else old - (1 << 64))

@@ -179,6 +179,16 @@ which isolate nothing).  (NUMA migration's vm_migrate records are mm/numa's:
 mm/recovery.py hands them to migrate.py's migrate_finish.)  The dead CPU's pending RCU
 frees (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
+After the records (mm/recovery.py recover_round):
+  table_handed_out  a page-table allocation's hand-off window (WINDOW_PGTABLE: no
+             record) names a page still as handed out: freed.
+  sweep_orphans / settle_counts  (a kill from outside only; one checker pass,
+             mm/vm/check.py vm_counts, once every dead CPU's records are resolved and
+             before any of their tasks exits) the slab objects no tree, RCU ring or
+             reachable object names are freed, and the VM's counts are set from its
+             structures (a count between two fault points may be a step behind what
+             it counts, and no record says which): the structures are whole by then.
+
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
 CPU's TLB may still cache a PTE the dead CPU cleared before its flush.  So a vm_gather's
 pages are freed only after a flush of the whole mm from the recovering handle (the
@@ -769,16 +779,15 @@ def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> in
     return 1
 
 
-def _plain_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
-    """A record died in its allocation's hand-off window (mm/intent.py "Hand-off": the
-    page not yet in the record -- a fault's at step 0, a small vmalloc's filling at
-    step 3 with a4 empty): the page the allocator named, if it handed it out (still as
-    it left the allocator: refcount 1, no mapcount, mapping or flags but PG_swapbacked,
-    which a fault's new_page sets -- zeroing or copying it changes none of that), is
-    nobody's: freed.  Returns the pages freed."""
-    from aerosync.mm.pmm.page import P_FLAGS, PG_swapbacked
+def _handed_out(arena: Any, mm: Any, cpu: int, ctx: int, only: int = 0, flags_ok: int = 0) -> int:
+    """Context `ctx` of dead `cpu` died in an allocation's hand-off window (mm/intent.py
+    "Hand-off"; `only`: a window with that pending value): the page the allocator named,
+    if it handed it out and it is still as it left the allocator -- refcount 1, no
+    mapcount, mapping, or flags but `flags_ok` -- is nobody's: freed with `mm` (the dead
+    CPU's page allocator handle).  Returns the pages freed (0 or 1)."""
+    from aerosync.mm.pmm.page import P_FLAGS
 
-    pending, item = I.take_handoff_ctx(arena, vm.cpu, ctx)
+    pending, item = I.take_handoff_ctx(arena, cpu, ctx, only)
     if not pending:
         return 0
     kind, pfn = I.decode_item(arena, item)
@@ -786,38 +795,28 @@ def _plain_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
         return 0
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
     u32 = arena.u32
-    if (u32[(pm + P_FLAGS) >> 2] & ~PG_swapbacked or u32[(pm + P_REFCOUNT) >> 2] != 1
+    if (u32[(pm + P_FLAGS) >> 2] & ~flags_ok or u32[(pm + P_REFCOUNT) >> 2] != 1
             or u32[(pm + P_MAPCOUNT) >> 2] or arena.u64[(pm + P_MAPPING) >> 3]):
         return 0
     u32[(pm + P_FLAGS) >> 2] = 0
-    vm.mm.free_pages(pfn, 0)
+    mm.free_pages(pfn, 0)
     return 1
+
+
+def _plain_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """A record died in its allocation's hand-off window, the page not yet in the record
+    -- a fault's at step 0 (new_page may have set PG_swapbacked; zeroing or copying the
+    page changes nothing else), a small vmalloc's filling at step 3 with a4 empty."""
+    from aerosync.mm.pmm.page import PG_swapbacked
+
+    return _handed_out(arena, vm.mm, vm.cpu, ctx, flags_ok=PG_swapbacked)
 
 
 def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
     """A page-table allocation killed in its hand-off window (pgtable.py alloc_table:
-    WINDOW_PGTABLE, no record; left open after the records are resolved): the page the
-    allocator named, if it is still as handed out (refcount 1, no flags, mapping or
-    mapcount: not yet PG_table), is nobody's -- freed with `mm` (the dead CPU's page
-    allocator handle).  Returns the pages freed."""
-    from aerosync.mm.pmm.page import P_FLAGS
-
-    got = 0
-    for ctx in range(L.INTENT_CTX):
-        pending, item = I.take_handoff_ctx(arena, cpu, ctx, only=I.WINDOW_PGTABLE)
-        if not pending:
-            continue
-        kind, pfn = I.decode_item(arena, item)
-        if kind != I.ITEM_PAGE:
-            continue
-        pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
-        u32 = arena.u32
-        if (u32[(pm + P_FLAGS) >> 2] or u32[(pm + P_REFCOUNT) >> 2] != 1 or u32[(pm + P_MAPCOUNT) >> 2]
-                or arena.u64[(pm + P_MAPPING) >> 3]):
-            continue
-        mm.free_pages(pfn, 0)
-        got += 1
-    return got
+    WINDOW_PGTABLE, no record; left open after the records are resolved), the page not
+    yet PG_table: freed.  Returns the pages freed."""
+    return sum(_handed_out(arena, mm, cpu, ctx, only=I.WINDOW_PGTABLE) for ctx in range(L.INTENT_CTX))
 
 
 def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:

@@ -616,59 +616,14 @@ def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) 
     _vm_runs_on(a, p, rec)
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("text", ["if pfn < 0:", "q[r + 5] = pfn"])
-def test_small_vmalloc_page_handed_out_not_yet_in_hand(machine, text: str) -> None:
-    """A small vmalloc filling its block range killed between the allocator's hand-off
-    of a page and the record's a4 naming it: the hand-off window names the page, and
-    recovery frees it with the rest of the undone allocation."""
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(7, H.at_line("vb_fill_logged", text), H.vmblock_driver()))
-    assert killed, "the window was never reached"
-    assert [(r.name, r.step, r.args[4]) for r in I.read_records(a, 0)][:1] == [("vm_vb_alloc", 3, 0)]
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vmblock_driver(rounds=40, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
-
-
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("text", ["q[k] = 0", "if free:"])
-def test_vfree_page_unmapped_not_yet_freed(machine, text: str) -> None:
-    """A vfree of a block allocation killed between clearing a page's leaf and freeing
-    the page: the record's a5 named it before the clear, so recovery frees it -- the
-    PTE no longer says it was there.  (a5 is cleared one store before the free: a kill
-    there leaks the page rather than risk freeing it twice.)"""
-    def freeing(f: Any) -> bool:
-        return bool(f.f_locals.get("free")) and f.f_locals.get("hand", -1) >= 0
-
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(5, H.at_line("unmap_range", text, freeing),
-                                                      H.vmblock_driver()))
-    assert killed, "the window was never reached"
-    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] in ([("vm_vb_free", 1)], [("vm_vfree", 1)])
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.vmblock_driver(rounds=40, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
-
-
-def _vmalloc_killed_runs_on(machine: Any, func: str, text: str, nth: int, block: bool) -> Any:
-    """A vmalloc driver (small block allocations, or large areas) killed at `text` of
-    `func`: recovered, checked, run again to its end, nothing lost.  Returns the
-    records it died with."""
+def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool) -> Any:
+    """A vmalloc driver (small block allocations, or large areas) killed at its nth
+    `match` (crash_helpers.at_line): recovered, checked, run again to its end, nothing
+    lost.  Returns the records it died with."""
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
     drv = H.vmblock_driver() if block else H.vmalloc_driver()
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, H.at_line(func, text), drv))
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
     assert killed, "the window was never reached"
     recs = I.read_records(a, 0)
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
@@ -683,6 +638,30 @@ def _vmalloc_killed_runs_on(machine: Any, func: str, text: str, nth: int, block:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["if pfn < 0:", "q[r + 5] = pfn"])
+def test_small_vmalloc_page_handed_out_not_yet_in_hand(machine, text: str) -> None:
+    """A small vmalloc filling its block range killed between the allocator's hand-off
+    of a page and the record's a4 naming it: the hand-off window names the page, and
+    recovery frees it with the rest of the undone allocation."""
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("vb_fill_logged", text), 7, True)
+    assert [(r.name, r.step, r.args[4]) for r in recs][:1] == [("vm_vb_alloc", 3, 0)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["q[k] = 0", "if free:"])
+def test_vfree_page_unmapped_not_yet_freed(machine, text: str) -> None:
+    """A vfree of a block allocation killed between clearing a page's leaf and freeing
+    the page: the record's a5 named it before the clear, so recovery frees it -- the
+    PTE no longer says it was there.  (a5 is cleared one store before the free: a kill
+    there leaks the page rather than risk freeing it twice.)"""
+    def freeing(f: Any) -> bool:
+        return bool(f.f_locals.get("free")) and f.f_locals.get("hand", -1) >= 0
+
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("unmap_range", text, freeing), 5, True)
+    assert [(r.name, r.step) for r in recs][:1] in ([("vm_vb_free", 1)], [("vm_vfree", 1)])
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("func,text,block", [("vb_free", "n += 1", True),
                                              ("vb_free", "bits_clear(vb + VL.VB_USED, off, 1)", True),
                                              ("vb_free", "q[r + 7] = 1", True),
@@ -693,7 +672,7 @@ def test_vfree_begun_not_yet_claimed(machine, func: str, text: str, block: bool)
     allocation not yet claimed, or claimed without its step; the area still BUSY, or
     no longer): a vfree cannot fail, so recovery does it or resumes it -- the driver
     holds nothing else, and nothing may be left allocated."""
-    recs = _vmalloc_killed_runs_on(machine, func, text, 3, block)
+    recs = _vmalloc_killed_runs_on(machine, H.at_line(func, text), 3, block)
     assert [(r.name, r.step) for r in recs][:1] == [("vm_vb_free" if block else "vm_vfree", 0)]
 
 
@@ -703,7 +682,7 @@ def test_vb_free_done_record_back_at_step_0(machine, text: str) -> None:
     """A vb_free killed after its tail put the record back at step 0 (the block's
     retirement logs itself): that step 0 is a finished free -- its block cleared from
     the record -- not one to do again (which counted the range out twice)."""
-    recs = _vmalloc_killed_runs_on(machine, "vb_free_tail", text, 3, True)
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("vb_free_tail", text), 3, True)
     assert [(r.name, r.step, r.args[0]) for r in recs][:1] == [("vm_vb_free", 0, 0)]
 
 

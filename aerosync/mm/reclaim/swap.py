@@ -16,7 +16,10 @@ CPU's batch in the arena (owner only), holding a reference (folio_get), and the 
 drained -- one lru_lock round trip per node for up to FOLIO_BATCH folios -- when full, at
 lru_add_drain, and before reclaim scans.  Holding the reference means a batched folio
 cannot be freed (and its pfn reused) before it reaches its list; the drain drops it
-(the last put frees a folio already unmapped, through the free path below).
+(the last put frees a folio already unmapped, through the free path below).  The batch
+count goes to 0 only after the drain's lru_lock holds: a CPU killed while linking
+leaves the whole batch for the recovery's drain (already PG_lru folios are skipped,
+every reference is put once).
 
 Isolation (folio_isolate_lru): under lru_lock, folio_try_get (a folio whose refcount is
 0 is being freed: its free path is waiting for lru_lock to unlink it -- skip it), clear

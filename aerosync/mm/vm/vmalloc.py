@@ -697,9 +697,9 @@ class Vmalloc:
 
         def vfree_finish(va: int, addr: int, npages: int, want_vmap: bool, step: int, hand: int = 0) -> None:
             """Recovery of a vm_vfree record: at step 0 the vfree is done (the area still
-            BUSY) or resumed at step 1 (BUSY cleared); from step 1 the area is unmapped (what is
-            still mapped, and the page a5 names: its pages freed unless vunmap) and
-            uncounted, from step 2 it goes lazy; at step 3 it is lazy already."""
+            BUSY) or resumed at step 1 (BUSY cleared); from step 1 the area is unmapped
+            (what is still mapped, and the page a5 names: its pages freed unless vunmap)
+            and uncounted, from step 2 it goes lazy; at step 3 it is lazy already."""
             if step == 0:
                 if u32[(va + VL.VA_FLAGS) >> 2] & VL.VA_BUSY:    # not begun: the vfree is done
                     remove_vm_area(addr, want_vmap)
@@ -978,12 +978,11 @@ class Vmalloc:
         def vb_free_finish(vb: int, addr: int, n: int, free: bool, step: int, hand: int = 0) -> None:
             """Recovery of a vm_vb_free record (no block: finished): at step 0 the free
             is done (vb_free), or, claimed already (n known, the used bit clear), resumed
-            at step 1 -- while the allocation's start bit is set; at step 1
-            what is still mapped is unmapped
-            (pages freed when `free`, and the page a5 names) and the allocation's pages
-            uncounted (the dead CPU uncounts them all at once, after the unmap); then
-            (steps 1-2) the range is marked dirty and the block retired if that emptied
-            it."""
+            at step 1 -- while the allocation's start bit is set; at step 1 what is still
+            mapped is unmapped (pages freed when `free`, and the page a5 names) and the
+            allocation's pages uncounted (the dead CPU uncounts them all at once, after
+            the unmap); then (steps 1-2) the range is marked dirty and the block retired
+            if that emptied it."""
             if not vb:                                        # done (vb_free_tail's end)
                 return
             if step == 0:

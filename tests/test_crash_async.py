@@ -778,3 +778,45 @@ def test_cow_copy_in_the_tree_at_step_1(machine, nth: int, where: str) -> None:
     assert r.step == 1 and r.args[5] & 1, str(r)
     rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
     _vm_runs_on(a, p, rec)
+
+
+# NUMA migration (mm/numa/migrate.py) killed between the states of its record: name ->
+# (function, text of the line the CPU dies before, nth).  The driver moves 20 folios a
+# round on the fast path (move_pages, nth 1-20), then 20 on the general one
+# (migrate_to_node).
+MIGRATE_WINDOWS: dict[str, tuple[str, str, int]] = {
+    # the destination page allocated, its spill word not yet stored: the hand-off window
+    "destination_not_logged": ("_round", "q[wj + 1] = nw + 1", 5),
+    # a folio logged frozen whose move landed -- the tree names the destination -- is
+    # rolled forward (_finish_move), not undone through the object the old page no
+    # longer names
+    "new_page_named": ("move_mapping", "q[b8 + i_map] = q[b8 + i_idx] = 0", 3),
+    "old_page_cleared_under_lock": ("move_mapping", "obj_unlock(o + 16)", 23),
+    "fast_accounting_not_begun": ("_round", "fetch_sub32((b4 + 3) << 2, 1)", 2),
+    "fast_accounting_half_done": ("_round", "u32[n4 + 2], u32[n4 + 3] = 2, 1", 4),
+    "general_moved_not_logged": ("_round", "q[wj] = w0 | MS_MOVED", 22),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(MIGRATE_WINDOWS))
+def test_migration_killed_between_states(machine, window: str) -> None:
+    """A migration killed with its destination page not yet logged (recovery frees it:
+    it leaked), or after move_mapping's xa_store (still inside it, or before the fast
+    path's accounting or the record's state 4: recovery finishes the move -- the PTEs
+    map the new page, the old page is freed -- where undoing it looked for the object
+    through the old page and waited forever on the lock at arena offset 16)."""
+    func, text, nth = MIGRATE_WINDOWS[window]
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_nodes=2, nr_pages=4096, numa={})
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, H.at_line(func, text), H.migrate_driver()))
+    assert killed, "the window was never reached"
+    (r,) = [r for r in I.read_records(a, 0) if r.name == "vm_migrate"]
+    assert r.step >= 1, str(r)                       # the folios it logged
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    cpuhp_online_mm(a, 0)
+    _, again = H.run_child(a, 0, H.migrate_driver(rounds=2, seed=2))
+    assert not again
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()

@@ -391,8 +391,11 @@ def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
 
                 vmh = VM(arena, cpu, mm=mm)
             if r.step:
+                from aerosync.mm.vm import recover as VR
+
                 rec.pages += _numa(vmh).migrate.migrate_finish(
                     r.args[0], spills.get(r.ctx, [])[L.SPILL_MIGRATE : L.SPILL_MIGRATE + 2 * r.step])
+                rec.pages += VR.page_handed_out(arena, mm, cpu, r.ctx)    # a destination not yet logged
         elif r.op in VM_OPS:
             from aerosync.mm.vm import recover as VR
 

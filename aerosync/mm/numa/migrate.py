@@ -61,7 +61,13 @@ moved with them), PTEs being remapped, 5 remapped, the new folio on its way to t
 the old one being freed.  A folio leaves the record (both words 0) before whatever
 releases it, so a death inside that release (a buddy free) is the inner record's.
 Recovery (migrate_finish) undoes states 1-3 (unfrozen, entries mapping the old page
-again, putback, unlock, destination freed) and finishes 4-5.  Points:
+again, putback, unlock, destination freed) and finishes 4-5; a folio logged frozen whose
+tree entry already names the destination (a kill from outside inside move_mapping, or
+before state 4 was logged) is finished as moved (_finish_move: move_mapping sets the new
+page's mapping before clearing the old page's, and the fast path's accounting takes the
+old page's mapcount first, so what is left undone is read from the pages).  The
+destination's allocation is a hand-off window (mm/intent.py) closed when its spill word
+names it; mm/recovery.py frees a page handed out in it after migrate_finish.  Points:
 vm:migrate:isolated, vm:migrate:unmapped, vm:migrate:moved.  A failed folio's
 destination page is freed at once (migrate_folio_undo_dst) and allocated again on a
 retry, so no page is held between rounds.  Not covered: a dead CPU that migrated under a
@@ -129,7 +135,16 @@ from aerosync.mm.vm.pgtable import (
     migration_entry_pfn,
 )
 from aerosync.mm.vm.task import task_by_pid
-from aerosync.mm.vm.vm_object import O_CHILDREN, O_TREE, O_TYPE, O_VMA_HEAD, OBJ_ANON, OBJF_DEAD, OBJF_SHARED
+from aerosync.mm.vm.vm_object import (
+    O_CHILDREN,
+    O_TREE,
+    O_TYPE,
+    O_VMA_HEAD,
+    OBJ_ANON,
+    OBJF_DEAD,
+    OBJF_SHARED,
+    folio_entry,
+)
 from aerosync.params import MAX_NUMNODES, PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 from aerosync.sync import waithook as W
 
@@ -195,7 +210,7 @@ class Migrate:
         map_account, unmap_account, kind_of = memory.map_account, memory.unmap_account, memory.kind_of
         obj_lock, obj_unlock = vm.locks.obj_lock.lock, vm.locks.obj_lock.unlock
         ptl_lock, ptl_unlock = vm.locks.ptlock.lock, vm.locks.ptlock.unlock
-        xa_store = objs.xa_store
+        xa_load, xa_store = objs.xa_load, objs.xa_store
         walk, ptlock_off = pt.walk, pt.ptlock_off
         flush_tlb_mm_range = tlb.flush_tlb_mm_range
         free_pages = mm.free_pages
@@ -359,6 +374,7 @@ class Migrate:
         lg = vm.memory.log
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
         spm = lg.spill + L.SPILL_MIGRATE if lg is not None else 0
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)   # mm/intent.py "Hand-off"
 
         def drop_new(news: list[int], k: int, j: int) -> None:
             """The destination page of item k (logged at j, or -1) is not used: off the
@@ -539,9 +555,13 @@ class Migrate:
                         release(pfn, iso)
                         res[k] = -EAGAIN                              # pinned, or a fault is mapping it now
                         continue
+                    if logged:                                        # the destination's hand-off
+                        q[ho] = 0                                     # window, closed once the
+                        q[pend] = 1                                   # record names it
                     news[k] = nw = alloc()
                     if nw < 0:
                         if logged:
+                            q[pend] = 0
                             q[wj] = 0
                         release(pfn, iso)
                         res[k] = -ENOMEM
@@ -549,6 +569,7 @@ class Migrate:
                     one = hint if mapcount == 1 and hint is not None and not attempt else None
                     if logged:
                         q[wj + 1] = nw + 1
+                        q[pend] = 0
                         if fp:
                             fp(P_MIG_ISOLATED)
                         q[wj] = (pfn << 8 | (MS_FAST if one is not None else 0) | (MS_ISO if iso > 0 else 0)
@@ -604,14 +625,15 @@ class Migrate:
                     if one is not None:
                         # the mapping moves from the old page to the new one: mapcount and
                         # the PTE's reference (memory.py's accounting, moved as a whole; rss
-                        # is unchanged), nr_anon_pages from one node to the other
-                        n4 = PM4 + new * MW4
-                        u32[n4 + 2], u32[n4 + 3] = 2, 1
+                        # is unchanged), nr_anon_pages from one node to the other; the old
+                        # page's mapcount goes first (_finish_move reads it)
                         fetch_sub32((b4 + 3) << 2, 1)
                         pn, nn = page_nid(pfn), page_nid(new)
                         if pn != nn:
                             i64[ns + pn * NS + NR_ANON] -= 1
                             i64[ns + nn * NS + NR_ANON] += 1
+                        n4 = PM4 + new * MW4
+                        u32[n4 + 2], u32[n4 + 3] = 2, 1
                     if logged:
                         q[wj] = w0 | MS_MOVED
                         if fp:
@@ -669,6 +691,33 @@ class Migrate:
                 raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} backed out: {made} migration entries made, "
                                     f"{done} restored")
 
+        def _finish_move(pfn: int, new: int, fast: bool) -> bool:
+            """Recovery of a folio logged frozen: True if its move landed (the tree's
+            entry is the new page's -- move_mapping died after its xa_store, or the
+            folio's CPU before logging it moved), having finished what move_mapping and
+            the fast path's accounting left undone; False if nothing of the move
+            happened.  move_mapping sets the new page's mapping and index before it
+            clears the old page's, so one of the two names the object."""
+            b8, n8 = PM8 + pfn * MW, PM8 + new * MW
+            m = q[b8 + i_map]
+            idx = q[b8 + i_idx] if m else q[n8 + i_idx]
+            if not m:
+                m = q[n8 + i_map]
+            if new < 0 or not m or xa_load((m & ~3) + O_TREE, idx) != folio_entry(new):
+                return False
+            q[n8 + i_map], q[n8 + i_idx] = m, idx
+            q[b8 + i_map] = q[b8 + i_idx] = 0
+            if fast:
+                b4, n4 = PM4 + pfn * MW4, PM4 + new * MW4
+                if load32((b4 + 3) << 2):                 # the accounting had not begun
+                    fetch_sub32((b4 + 3) << 2, 1)
+                    pn, nn = page_nid(pfn), page_nid(new)
+                    if pn != nn:
+                        i64[ns + pn * NS + NR_ANON] -= 1
+                        i64[ns + nn * NS + NR_ANON] += 1
+                u32[n4 + 2], u32[n4 + 3] = 2, 1
+            return True
+
         def migrate_finish(mm_id: int, words: Sequence[int]) -> int:
             """Recovery of a dead CPU's vm_migrate record (world stopped): every folio
             still logged is finished -- moved (state 4: its entries remapped to the new
@@ -689,6 +738,8 @@ class Migrate:
                 fast, iso = bool(w & MS_FAST), 1 if w & MS_ISO else 0
                 new = nw1 - 1
                 n += 1
+                if st == MS_FROZEN and _finish_move(pfn, new, fast):
+                    st = MS_MOVED                         # move_mapping landed: roll forward
                 if st >= MS_MOVED:
                     if st == MS_MOVED:
                         m = q[PM8 + new * MW + i_map]
@@ -704,6 +755,9 @@ class Migrate:
                     u32[PM4 + pfn * MW4 + 2] = (2 if fast else 1) + iso
                 if st >= MS_UNMAPPING:
                     m = q[PM8 + pfn * MW + i_map]
+                    if not m:
+                        raise AeroSyncError(f"cpu{cpu}: recovery of the migration of pfn {pfn} (state {st}): the "
+                                            "page names no object and the tree does not hold its destination")
                     if (not remap(m & ~3, q[PM8 + pfn * MW + i_idx], pfn, pfn, account=not fast) and fast
                             and load32((PM4 + pfn * MW4 + 3) << 2)):
                         unmap_account(mm_id, pfn, kind_of(pfn))

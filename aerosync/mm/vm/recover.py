@@ -176,7 +176,8 @@ outside there may leak): the flag and protection changes of mprotect / madvise
 themselves (plain stores; a death between two VMAs leaves the range partly changed, as
 an ENOMEM part-way does), the ageing and promotion passes of reclaim (MGLRU's walks,
 which isolate nothing).  (NUMA migration's vm_migrate records are mm/numa's:
-mm/recovery.py hands them to migrate.py's migrate_finish.)  The dead CPU's pending RCU
+mm/recovery.py hands them to migrate.py's migrate_finish, then page_handed_out frees a
+destination page the record did not name yet.)  The dead CPU's pending RCU
 frees (sync/rcu.py's arena ring) are run by mm/recovery.py.
 
 After the records (mm/recovery.py recover_round):
@@ -229,7 +230,7 @@ from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
-           "VM_OPS"]
+           "page_handed_out", "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -810,6 +811,14 @@ def _plain_page_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     from aerosync.mm.pmm.page import PG_swapbacked
 
     return _handed_out(arena, vm.mm, vm.cpu, ctx, flags_ok=PG_swapbacked)
+
+
+def page_handed_out(arena: Any, mm: Any, cpu: int, ctx: int) -> int:
+    """A record whose allocation's hand-off window was open (NUMA migration's
+    destination page, before its spill word names it -- resolved after the record, so
+    that a page the record names is freed by it first): the page, if the allocator
+    handed it out and it is untouched, freed."""
+    return _handed_out(arena, mm, cpu, ctx)
 
 
 def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:

@@ -417,6 +417,12 @@ def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], Non
                            else va.vmalloc(rng.randint(256, 384) * 4096), lambda va: va.purge_vmap_area_lazy())
 
 
+def vmalloc_huge_driver(rounds: int = 4) -> Callable[[Any, int], None]:
+    """vmalloc_huge / vfree of one PMD-sized area a round (a fresh machine has the
+    order-9 blocks: each is mapped by one PMD leaf); ends with a purge."""
+    return _vmalloc_driver(rounds, 1, lambda va, rng, k: va.vmalloc_huge(2 << 20), lambda va: va.purge_vmap_area_lazy())
+
+
 def vmblock_driver(rounds: int = 300, seed: int = 1) -> Callable[[Any, int], None]:
     """Small vmallocs (1..127 pages: the per-CPU vmap_blocks), so blocks fill with dirty
     ranges and retire (at the free that leaves one idle, or when every page is dirty);

@@ -616,13 +616,13 @@ def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) 
     _vm_runs_on(a, p, rec)
 
 
-def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool) -> Any:
-    """A vmalloc driver (small block allocations, or large areas) killed at its nth
-    `match` (crash_helpers.at_line): recovered, checked, run again to its end, nothing
-    lost.  Returns the records it died with."""
+def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool, drv: Any = None) -> Any:
+    """A vmalloc driver (small block allocations, or large areas; or `drv`) killed at
+    its nth `match` (crash_helpers.at_line): recovered, checked, run again to its end,
+    nothing lost.  Returns the records it died with."""
     p = H.soak_params()
     a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
-    drv = H.vmblock_driver() if block else H.vmalloc_driver()
+    drv = drv or (H.vmblock_driver() if block else H.vmalloc_driver())
     pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
     assert killed, "the window was never reached"
     recs = I.read_records(a, 0)
@@ -645,6 +645,21 @@ def test_small_vmalloc_page_handed_out_not_yet_in_hand(machine, text: str) -> No
     recovery frees it with the rest of the undone allocation."""
     recs = _vmalloc_killed_runs_on(machine, H.at_line("vb_fill_logged", text), 7, True)
     assert [(r.name, r.step, r.args[4]) for r in recs][:1] == [("vm_vb_alloc", 3, 0)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("huge", [False, True])
+def test_vmalloc_block_handed_out_not_yet_in_hand(machine, huge: bool) -> None:
+    """A vmalloc filling its area killed between the allocator's hand-off of a page (or,
+    in a huge area, a PMD-sized block) and the record's a3 naming it: the hand-off
+    window names it, and recovery frees it (at a4's order) with the rest of the undone
+    area."""
+    def where(f: Any) -> bool:
+        return bool(f.f_locals["huge"]) == huge and (not huge or not f.f_locals["a"] & ((2 << 20) - 1))
+
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("vmalloc_logged", "q[r + 4] = pfn", where), 1 if huge else 3,
+                                   False, H.vmalloc_huge_driver() if huge else None)
+    assert [(r.name, r.step, r.args[3], r.args[4]) for r in recs][:1] == [("vm_vmalloc", 2, 0, 9 if huge else 0)]
 
 
 @pytest.mark.timeout(120)

@@ -60,7 +60,8 @@ covered, and how each record is resolved:
   vm_vmalloc (vmalloc_node_range's page-backed areas: kernel stacks, large and huge
              vmallocs; vmap() of a caller's pages; a4 the order of the block in hand)
              step 1 the vmap_area record had, in no tree: freed; step 2, an area not yet
-             BUSY is undone (vmalloc_undo: its mapped pages and the page in hand freed --
+             BUSY is undone (vmalloc_undo: its mapped pages and the page in hand freed,
+             or one still in its allocation's hand-off window (a3 empty) --
              a vmap's only unmapped, they are its caller's -- its range erased: nobody
              else ever saw it, so no flush); a BUSY one is complete.
   vm_vfree   (vfree / vunmap of an area; a3 = vunmap from the start) step 0 the area still
@@ -563,6 +564,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_task_create"]:
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
+        if s == 2 and not a[3]:                      # a block handed out, not yet in a3 (a4: its order)
+            got["pages"] += _handed_out(arena, vm.mm, vm.cpu, rec.ctx, order=a[4]) << a[4]
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
     elif op == _OP["vm_vfree"]:                     # (step 0 too: a vfree cannot fail)
         vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
@@ -780,12 +783,12 @@ def _cow_undo(arena: Any, vm: Any, pfn: int, table: int, i: int, old: int) -> in
     return 1
 
 
-def _handed_out(arena: Any, mm: Any, cpu: int, ctx: int, only: int = 0, flags_ok: int = 0) -> int:
+def _handed_out(arena: Any, mm: Any, cpu: int, ctx: int, only: int = 0, flags_ok: int = 0, order: int = 0) -> int:
     """Context `ctx` of dead `cpu` died in an allocation's hand-off window (mm/intent.py
-    "Hand-off"; `only`: a window with that pending value): the page the allocator named,
-    if it handed it out and it is still as it left the allocator -- refcount 1, no
-    mapcount, mapping, or flags but `flags_ok` -- is nobody's: freed with `mm` (the dead
-    CPU's page allocator handle).  Returns the pages freed (0 or 1)."""
+    "Hand-off"; `only`: a window with that pending value): the page (a block of `order`)
+    the allocator named, if it handed it out and it is still as it left the allocator --
+    refcount 1, no mapcount, mapping, or flags but `flags_ok` -- is nobody's: freed with
+    `mm` (the dead CPU's page allocator handle).  Returns the blocks freed (0 or 1)."""
     from aerosync.mm.pmm.page import P_FLAGS
 
     pending, item = I.take_handoff_ctx(arena, cpu, ctx, only)
@@ -800,7 +803,7 @@ def _handed_out(arena: Any, mm: Any, cpu: int, ctx: int, only: int = 0, flags_ok
             or u32[(pm + P_MAPCOUNT) >> 2] or arena.u64[(pm + P_MAPPING) >> 3]):
         return 0
     u32[(pm + P_FLAGS) >> 2] = 0
-    mm.free_pages(pfn, 0)
+    mm.free_pages(pfn, order)
     return 1
 
 

@@ -1159,7 +1159,9 @@ class Vmalloc:
             (a0 area, a1 address, a2 pages): each page -- or, for a huge area, each
             PMD-sized block where one fits -- is mapped as soon as it is had, and the
             block in hand (allocated, its PTE or PMD not yet stored) is the record's a3,
-            its order a4 -- so the area's page tables and a3 say exactly what it holds."""
+            its order a4 -- so the area's page tables and a3 say exactly what it holds;
+            each allocation is a hand-off window (mm/intent.py) until a3 names its
+            block (a4, the order, stored before it opens)."""
             gfp |= _GFP_NOWARN                                 # (alloc_pages_for's reason)
             i = 0
             while i < npages:
@@ -1167,10 +1169,13 @@ class Vmalloc:
                 if huge and not a & (VL.PMD_SIZE - 1) and npages - i >= _PMD_PAGES:
                     pmd = table_for(a, 2, True)
                     if pmd >= 0 and not q[P8 + (pmd << 9) + ((a >> 21) & 511)]:
+                        q[r + 5] = VL.PMD_ORDER                # the window's order, then the window
+                        q[ho] = 0
+                        q[pend] = 1
                         pfn = alloc_pages_node(nid, gfp, VL.PMD_ORDER)
                         if pfn >= 0:
-                            q[r + 5] = VL.PMD_ORDER
                             q[r + 4] = pfn
+                            q[pend] = 0
                             q[P8 + (pmd << 9) + ((a >> 21) & 511)] = (pfn << PAGE_SHIFT) | _PAGE_KERNEL_LARGE
                             q[r + 4] = 0
                             q[r + 5] = 0
@@ -1178,10 +1183,16 @@ class Vmalloc:
                             if fp:
                                 fp(P_VMALLOC_PAGE)
                             continue
+                        q[pend] = 0
+                        q[r + 5] = 0
+                q[ho] = 0                            # the hand-off window: the page until a3 has it
+                q[pend] = 1
                 pfn = alloc_pages_node(nid, gfp, 0)
                 if pfn < 0:
+                    q[pend] = 0
                     return vmalloc_undo(va, addr, npages, 0, r, size)
                 q[r + 4] = pfn
+                q[pend] = 0
                 if not map_small(a, [pfn]):
                     return vmalloc_undo(va, addr, npages, pfn, r, size)
                 q[r + 4] = 0

@@ -221,7 +221,7 @@ class MM:
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
         "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del", "irq", "move_freepages_block_locked",
         "log", "free_pages_bulk", "reclaim_lru_del_many", "alloc_page_fn",
-        "wakeup_kswapd",
+        "wakeup_kswapd", "free_frozen_pages",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -1818,6 +1818,7 @@ def _build(mm: MM) -> None:
     mm.alloc_pages_nodemask = alloc_pages_nodemask
     mm.folio_alloc = folio_alloc
     mm.free_pages = free_pages
+    mm.free_frozen_pages = free_frozen_pages
     mm.free_pages_ = free_pages
     mm.free_pages_bulk = free_pages_bulk
     mm.alloc_page_fn = alloc_page_fn

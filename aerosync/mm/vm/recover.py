@@ -68,7 +68,8 @@ covered, and how each record is resolved:
              BUSY: the vfree is done (it cannot fail), else resumed at step 1;
              step 1 no longer BUSY, unmapping: what is still
              mapped unmapped (pages freed unless vunmap; a5 names the page whose leaf
-             was being cleared, freed if no leaf maps it any more), the pages
+             was being cleared, freed if no leaf maps it any more and its reference
+             was not dropped yet -- dropped, it is the pmm scan's), the pages
              uncounted, then the area made lazy; step 2 unmapped and uncounted: made
              lazy; step 3 lazy.
   vm_purge   (the purge of one node's detached lazy chain, robust mode's purge_logged)

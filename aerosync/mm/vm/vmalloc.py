@@ -230,6 +230,7 @@ class Vmalloc:
         self.arena, self.cpu = arena, cpu
         q, u32, u8, at = arena.u64, arena.u32, arena.u8, arena.atomic
         load64, fetch_add = at.load64, at.fetch_add64
+        fetch_add32, fetch_sub32 = at.fetch_add32, at.fetch_sub32
         base = arena.off("vmalloc")
         hdr = arena.off("vmhdr")
 
@@ -263,7 +264,7 @@ class Vmalloc:
         ptl_off = mo0 + T.M_PTL
         pt = PageTables(arena, cpu, mm, ptl, levels)
         alloc_table, free_table = pt.alloc_table, pt.free_table
-        alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
+        alloc_pages_node, free_pages, free_frozen_pages = mm.alloc_pages_node, mm.free_pages, mm.free_frozen_pages
         # intent log (robust mode only: mm/intent.py vm_vmalloc, recovery in vmalloc_undo)
         lg = mm.log if robust_mode(arena.config) else None
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
@@ -350,13 +351,28 @@ class Vmalloc:
                 q[P8 + (t << 9) + ((a >> PAGE_SHIFT) & 511)] = (pfn << PAGE_SHIFT) | PAGE_KERNEL
             return True
 
+        def put_named(hand: int, pfn: int, order: int) -> None:
+            """Free the block named in the record word `hand`: its reference dropped
+            first (put_page_testzero), the word cleared, then the block given back
+            (free_frozen_pages) -- so a block still named was never the allocator's:
+            refcount 1, not yet dropped; 0, dropped and on no list (unmap_finish)."""
+            rc = PM + pfn * PAGE_META_SIZE + 8
+            if fetch_sub32(rc, 1) != 1:                   # not vmalloc's alone (or a double free):
+                fetch_add32(rc, 1)                        # free_pages says which, as it would
+                q[hand] = 0
+                free_pages(pfn, order)
+                return
+            q[hand] = 0
+            free_frozen_pages(pfn, order, False)
+
         def unmap_range(va: int, npages: int, free: bool, hand: int = -1) -> int:
             """vunmap_range_noflush() (+ the page frees of vfree when `free`): clear the
             leaves of [va, va + npages pages); no TLB flush.  Returns pages unmapped.
             `hand` (a record's a5 word, robust mode): each page being freed is named
-            there (pfn + 1 | order << 56) before its leaf is cleared, and the word is
-            cleared before the free -- a kill in between leaves the page unmapped and
-            named (unmap_finish frees it); after, a leak, never a second free."""
+            there (pfn + 1 | order << 56) before its leaf is cleared and until its
+            reference is dropped (put_named) -- a kill in between leaves the page
+            unmapped and named, its refcount saying whether it was dropped yet
+            (unmap_finish frees it, or pmm recovery's scan of pages in no state)."""
             done, i, end = 0, 0, npages
             while i < end:
                 a = va + (i << PAGE_SHIFT)
@@ -373,8 +389,9 @@ class Vmalloc:
                     q[pi] = 0
                     if free:
                         if hand >= 0:
-                            q[hand] = 0
-                        free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, VL.PMD_ORDER)
+                            put_named(hand, (e & PTE_PFN_MASK) >> PAGE_SHIFT, VL.PMD_ORDER)
+                        else:
+                            free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, VL.PMD_ORDER)
                     done += _PMD_PAGES
                     i += to_pmd_end
                     continue
@@ -392,8 +409,9 @@ class Vmalloc:
                         q[k] = 0
                         if free:
                             if hand >= 0:
-                                q[hand] = 0
-                            free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, 0)
+                                put_named(hand, (e & PTE_PFN_MASK) >> PAGE_SHIFT, 0)
+                            else:
+                                free_pages((e & PTE_PFN_MASK) >> PAGE_SHIFT, 0)
                         done += 1
                     i += 1
             return done
@@ -401,12 +419,14 @@ class Vmalloc:
         def unmap_finish(hand: int, va: int, npages: int, free: bool) -> None:
             """Recovery of an unmap_range killed with a page in `hand` (its a5 word's
             value): the rest of the range unmapped (and freed), and the named page freed
-            unless a leaf of the range still maps it (then that unmap freed it now)."""
+            unless a leaf of the range still maps it (then that unmap freed it now) or
+            its reference was dropped already (put_named: on no free list, the pmm
+            scan's to free)."""
             if hand and free:
                 pfn, order = (hand & ((1 << 56) - 1)) - 1, hand >> 56
                 still = any(vmalloc_to_page(va + (i << PAGE_SHIFT)) == pfn for i in range(npages))
                 unmap_range(va, npages, free)
-                if not still:
+                if not still and u32[(PM + pfn * PAGE_META_SIZE + 8) >> 2]:
                     free_pages(pfn, order)
                 return
             unmap_range(va, npages, free)

@@ -423,12 +423,13 @@ def vmalloc_huge_driver(rounds: int = 4) -> Callable[[Any, int], None]:
     return _vmalloc_driver(rounds, 1, lambda va, rng, k: va.vmalloc_huge(2 << 20), lambda va: va.purge_vmap_area_lazy())
 
 
-def vmblock_driver(rounds: int = 300, seed: int = 1) -> Callable[[Any, int], None]:
-    """Small vmallocs (1..127 pages: the per-CPU vmap_blocks), so blocks fill with dirty
-    ranges and retire (at the free that leaves one idle, or when every page is dirty);
-    it ends with vm_unmap_aliases, which frees every block with nothing in use
+def vmblock_driver(rounds: int = 300, seed: int = 1, pages: int = 0) -> Callable[[Any, int], None]:
+    """Small vmallocs (1..127 pages, or `pages`: the per-CPU vmap_blocks), so blocks
+    fill with dirty ranges and retire (at the free that leaves one idle, or when every
+    page is dirty; 127 pages and the guard fill a block's second half exactly); it ends
+    with vm_unmap_aliases, which frees every block with nothing in use
     (purge_fragmented_blocks) and purges -- no block outlives the driver, on any CPU."""
-    return _vmalloc_driver(rounds, seed, lambda va, rng, k: va.vmalloc(rng.randint(1, 127) * 4096
+    return _vmalloc_driver(rounds, seed, lambda va, rng, k: va.vmalloc((pages or rng.randint(1, 127)) * 4096
                                                                        - rng.randrange(4096)),
                            lambda va: va.vm_unmap_aliases())
 

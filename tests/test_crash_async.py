@@ -648,6 +648,37 @@ def test_small_vmalloc_page_handed_out_not_yet_in_hand(machine, text: str) -> No
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("nth", [1, 6])
+@pytest.mark.parametrize("text", ["u32[(vb + VL.VB_FREE) >> 2] = free - n", "bits_set(vb + VL.VB_USED, off, n)",
+                                  "bits_set(vb + VL.VB_STARTS, off, 1)", "u32[(vb + VL.VB_NR_USED) >> 2] += n"])
+def test_vb_alloc_carve_half_landed(machine, text: str, nth: int) -> None:
+    """A small vmalloc killed inside its carve (a new block's, nth 1; a queued block's
+    under its lock, later): the record said step 0 or 2 and nothing of the range, so
+    the block's tail moved with no allocation to undo (VA4: free + dirty + used != 256).
+    The record now names the range at step 3 with a5 "carving" before the carve lands;
+    recovery completes the carve and undoes the allocation."""
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("carve", text, lambda f: f.f_back.f_locals["r"] >= 0), nth,
+                                   True)
+    assert [(r.name, r.step, r.args[5]) for r in recs][:1] == [("vm_vb_alloc", 3, 1)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("func", "text"), [
+    ("vb_alloc", "vbq_unlink(my_vbq, prev, vb)"),                            # a full block still queued
+    ("vb_alloc", "q[(vb + VL.VB_NEXT) >> 3] = q[(my_vbq + VL.VBQ_HEAD) >> 3]"),   # QUEUED, on no queue
+    ("vb_alloc", "q[(my_vbq + VL.VBQ_NR) >> 3] += 1"),                       # queued, not counted
+    ("retire_idle_block", "vbq_unlink(qo, prev, vb)"),                       # a dead block still queued
+])
+def test_block_queue_torn_under_its_lock(machine, func: str, text: str) -> None:
+    """A CPU killed while changing a vmap_block queue under &vbq->lock: recovery makes
+    every queue whose lock is free agree with its blocks (repair_block_queues) before
+    the dead blocks are freed -- else a dead block freed while still linked, a full one
+    on a queue, or a block with room on none (VA4)."""
+    drv = H.vmblock_driver(pages=127) if text.startswith("vbq_unlink(my_vbq") else None
+    _vmalloc_killed_runs_on(machine, H.at_line(func, text), 1, True, drv)
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("huge", [False, True])
 def test_vmalloc_block_handed_out_not_yet_in_hand(machine, huge: bool) -> None:
     """A vmalloc filling its area killed between the allocator's hand-off of a page (or,

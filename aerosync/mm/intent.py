@@ -151,7 +151,8 @@ OPS: dict[int, tuple[str, str]] = {
     # (the VM operations continued)
     64: ("vm_vb_alloc", "va, vb, addr, n, pfn: a small vmalloc from a vmap_block (1 a new block's area record "
                         "had, in no tree; 2 in its tree, the block's record being had; 3 n pages, the guard "
-                        "included, carved at addr of vb, being mapped: its PTEs say which, pfn the page in hand)"),
+                        "included, carved at addr of vb -- a5 = 1 while the carve lands -- being mapped: its PTEs "
+                        "say which, pfn the page in hand)"),
     65: ("vm_vb_free", "vb, addr, n, free: vb_free of a block allocation (1 claimed -- its first used bit "
                        "cleared -- being unmapped; 2 unmapped and uncounted, not yet dirty)"),
     66: ("vm_vb_retire", "vb, va: free_vmap_block (1 out of the table, dead and uncounted, its area not yet "

@@ -413,8 +413,11 @@ def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
         inner_open[r.ctx] = True
         inner[r.ctx] = r
     if "vmalloc" in arena.sections:                       # blocks it chose to retire, not freed
-        from aerosync.mm.vm.vmalloc import dead_blocks
+        from aerosync.mm.vm.vmalloc import dead_blocks, repair_block_queues
 
+        moved = repair_block_queues(arena, cpu)           # (first: a dead block may be on one)
+        if moved:
+            rec.scan["vmap_blocks_requeued"] = moved
         dead = dead_blocks(arena)
         if dead:
             if vmh is None:

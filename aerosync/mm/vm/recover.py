@@ -145,7 +145,8 @@ covered, and how each record is resolved:
              maps into the range before the zap is finished).
   vm_vb_alloc (a small vmalloc from a per-CPU vmap_block) step 1 a new block's area
              record had: freed; step 2 that area in its tree, not yet a block's: erased;
-             step 3 n pages carved at addr of vb, being mapped: the mapped pages and the
+             step 3 n pages carved at addr of vb (a5 set: the carve in flight, completed
+             first: carve_finish), being mapped: the mapped pages and the
              page in hand freed (a4; a page handed out and not yet in a4: the one the
              hand-off window names), the range given back (vb_alloc_undo: marked dirty).
   vm_vb_free (vb_free; a3 = free from the start, a2 = n stored before the claim) step 0
@@ -573,6 +574,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_purge"]:
         vm.kernel.vmalloc.purge_undo(a[0], a[1], a[2], s)
     elif op == _OP["vm_vb_alloc"]:
+        if s == 3 and a[5]:                          # the carve in flight: completed first
+            vm.kernel.vmalloc.carve_finish(a[1], a[2], a[3])
         if s == 3 and not a[4]:                      # a page handed out, not yet in a4
             got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         vm.kernel.vmalloc.vb_alloc_undo(a[1], a[2], a[3], a[4], -1, 0, a[0], s)

@@ -89,7 +89,9 @@ block path as vm_vb_alloc (the new block's area, then the carved range filled pa
 page), vm_vb_free (claimed, unmapped, then marked dirty) and vm_vb_retire
 (free_vmap_block: the area made lazy before the block record is freed).  Blocks marked
 dead for retirement but not yet freed when their CPU died stay in the block table:
-recovery frees them (dead_blocks).  vmap() is not logged.
+recovery frees them (dead_blocks).  A carve lands under a step-3 record with a5 set
+(carve_finish completes it); a queue a dead CPU was changing is made to agree with its
+blocks again (repair_block_queues).  vmap() is not logged.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ from aerosync.mm.vm.pgtable import _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PAGE
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["Vmalloc", "vmalloc_init", "vmallocinfo_text", "vmallocinfo_json", "vmalloc_meminfo", "vmalloc_areas",
-           "vmalloc_ready", "VmallocWarning", "is_vmalloc_addr", "dead_blocks"]
+           "vmalloc_ready", "VmallocWarning", "is_vmalloc_addr", "dead_blocks", "repair_block_queues"]
 
 _P_PSE = _PAGE_PRESENT | _PAGE_PSE
 _OP_VMALLOC = I.OP["vm_vmalloc"]
@@ -790,17 +792,39 @@ class Vmalloc:
         def bit(w: int, i: int) -> int:
             return (q[(w >> 3) + (i >> 6)] >> (i & 63)) & 1
 
-        def carve(vb: int, n: int) -> int:
-            """Take n pages from the block's free tail (vb->lock held); page offset or -1."""
+        def carve(vb: int, n: int, r: int = -1) -> int:
+            """Take n pages from the block's free tail (vb->lock held); page offset or -1.
+            With a vm_vb_alloc record r: vb, the address and n, step 3 and a5 = 1
+            ("carving") are stored before any of the carve lands, a5 cleared after --
+            carve_finish completes a carve a5 still marks."""
             free = u32[(vb + VL.VB_FREE) >> 2]
             if free < n:
                 return -1
             off = _BITS - free
+            if r >= 0:
+                q[r + 6] = 1
+                q[r + 2], q[r + 3], q[r + 4] = vb, q[(vb + VL.VB_START) >> 3] + (off << PAGE_SHIFT), n
+                q[r + 7] = 3
             u32[(vb + VL.VB_FREE) >> 2] = free - n
             bits_set(vb + VL.VB_USED, off, n)
             bits_set(vb + VL.VB_STARTS, off, 1)
             u32[(vb + VL.VB_NR_USED) >> 2] += n
+            if r >= 0:
+                q[r + 6] = 0
             return off
+
+        def carve_finish(vb: int, addr: int, n: int) -> None:
+            """Recovery of a vm_vb_alloc record whose a5 says a carve was in flight (its
+            CPU held vb->lock, or the block was not queued yet: nobody else changed it):
+            the carve completed -- the tail moved if it had not, the bits set, nr_used
+            recounted from them (VA4) -- so that the step-3 undo frees it as a whole."""
+            off = (addr - q[(vb + VL.VB_START) >> 3]) >> PAGE_SHIFT
+            if u32[(vb + VL.VB_FREE) >> 2] == _BITS - off:
+                u32[(vb + VL.VB_FREE) >> 2] = _BITS - off - n
+            bits_set(vb + VL.VB_USED, off, n)
+            bits_set(vb + VL.VB_STARTS, off, 1)
+            u32[(vb + VL.VB_NR_USED) >> 2] = sum(int(q[((vb + VL.VB_USED) >> 3) + w]).bit_count()
+                                                   for w in range(_BITS // 64))
 
         def new_vmap_block(nid: int, r: int = -1) -> int:
             """new_vmap_block(): a 1 MiB area of the node's slice and its record (not on a
@@ -894,13 +918,10 @@ class Vmalloc:
                     nxt = q[(vb + VL.VB_NEXT) >> 3]
                     if u32[(vb + VL.VB_NID) >> 2] == nid:
                         block_lock(vb + VL.VB_LOCK)
-                        off = carve(vb, n)
+                        off = carve(vb, n, r)
                         unlink = False
                         if off >= 0:
                             addr = q[(vb + VL.VB_START) >> 3] + (off << PAGE_SHIFT)
-                            if r >= 0:
-                                q[r + 2], q[r + 3], q[r + 4] = vb, addr, n
-                                q[r + 7] = 3
                             if not u32[(vb + VL.VB_FREE) >> 2]:
                                 u32[(vb + VL.VB_STATE) >> 2] = VL.VB_FULL
                                 unlink = True
@@ -925,11 +946,8 @@ class Vmalloc:
             vb = new_vmap_block(nid, r)
             if not vb:
                 return 0
-            off = carve(vb, n)                      # not queued yet: no lock needed
+            off = carve(vb, n, r)                   # not queued yet: no lock needed
             addr = q[(vb + VL.VB_START) >> 3] + (off << PAGE_SHIFT)
-            if r >= 0:
-                q[r + 2], q[r + 3], q[r + 4] = vb, addr, n
-                q[r + 7] = 3
             qlock(my_vbq + VL.VBQ_LOCK)
             try:
                 if u32[(vb + VL.VB_FREE) >> 2]:
@@ -1524,6 +1542,7 @@ class Vmalloc:
         self.purge_undo, self.vfree_finish = purge_undo, vfree_finish
         self.vb_alloc_undo, self.vb_free_finish, self.retire_finish, self.retire_orphans = (
             vb_alloc_undo, vb_free_finish, retire_finish, retire_orphans)
+        self.carve_finish = carve_finish
         self.stack_cache_get, self.stack_cache_put, self.drain_stack_cache = (stack_cache_get, stack_cache_put,
                                                                               drain_stack_cache)
         self.table_for = table_for
@@ -1531,16 +1550,11 @@ class Vmalloc:
 
 
 # ------------------------------------------------------------------ views (racy, read-only)
-def dead_blocks(arena: Any) -> list[int]:
-    """The vmap_blocks marked dead (VB_DEAD) but still in the block table: chosen for
-    retirement by a CPU that died before freeing them (vb_alloc's fragmented blocks,
-    purge_fragmented_blocks' list).  Only meaningful with the world stopped (a live CPU
-    holds such a block only inside a logged operation, and parks outside one)."""
+def _table_blocks(arena: Any) -> list[int]:
+    """The block records the block table names, in address order."""
     import numpy as np
 
-    if not vmalloc_ready(arena):
-        return []
-    q, u32 = arena.u64, arena.u32
+    q = arena.u64
     base = arena.off("vmalloc")
     nr_nodes = q[(base + VL.H_NR_NODES) >> 3]
     nr_table = q[(base + VL.H_SIZE) >> 3] // VL.VMAP_BLOCK_SIZE
@@ -1548,12 +1562,63 @@ def dead_blocks(arena: Any) -> list[int]:
     tab = arena.array("vmalloc", np.uint64, nr_table, t - base)
     live = np.flatnonzero(tab).tolist()
     del tab
-    out = []
-    for i in live:
-        vb = q[(t >> 3) + i]
-        if vb and u32[(vb + VL.VB_STATE) >> 2] == VL.VB_DEAD:
-            out.append(vb)
-    return out
+    return [q[(t >> 3) + i] for i in live]
+
+
+def repair_block_queues(arena: Any, dead_cpu: int) -> int:
+    """Recovery (the world stopped, after the dead CPU's records): every CPU's
+    vmap_block queue whose lock is free is made to hold exactly its blocks with free
+    pages (VA4), state QUEUED -- and FULL those with none.  A CPU killed from outside
+    between a carve and its unlink (vb_alloc), between marking a block and unlinking it
+    (retire_idle_block, on any CPU's queue), or between making a block and queueing it
+    leaves a queue that disagrees with its blocks: a FULL or DEAD block on it (freed
+    later under the queue's feet), or a block with room on none.  Blocks not yet
+    queued (state 0) are only the dead CPU's to queue: a live CPU's is in its own
+    vb_alloc, which queues it.  A queue whose lock a live CPU holds is left to it.  The
+    queue's order is kept; blocks added go to its tail.  Returns the blocks moved."""
+    if not vmalloc_ready(arena):
+        return 0
+    q, u32 = arena.u64, arena.u32
+    base = arena.off("vmalloc")
+    nr_nodes = q[(base + VL.H_NR_NODES) >> 3]
+    nr_cpus = int(arena.config["nr_cpus"])
+    blocks = [vb for vb in _table_blocks(arena) if u32[(vb + VL.VB_STATE) >> 2] != VL.VB_DEAD]
+    known = set(blocks)
+    moved = 0
+    for c in range(nr_cpus):
+        qo = VL.vbq_off(base, nr_nodes, c)
+        if q[(qo + VL.VBQ_LOCK) >> 3] & ((1 << 48) - 1):
+            continue                                         # a live CPU's, under its lock
+        mine = [vb for vb in blocks if u32[(vb + VL.VB_CPU) >> 2] == c
+                and (u32[(vb + VL.VB_STATE) >> 2] or c == dead_cpu)]
+        room = {vb for vb in mine if u32[(vb + VL.VB_FREE) >> 2]}
+        was: list[int] = []
+        seen: set[int] = set()
+        vb = q[(qo + VL.VBQ_HEAD) >> 3]
+        while vb in known and vb not in seen:               # (a freed or foreign link ends it)
+            was.append(vb)
+            seen.add(vb)
+            vb = q[(vb + VL.VB_NEXT) >> 3]
+        order = [vb for vb in was if vb in room] + [vb for vb in mine if vb in room and vb not in seen]
+        moved += len(seen ^ set(order))
+        for vb in mine:
+            u32[(vb + VL.VB_STATE) >> 2] = VL.VB_QUEUED if vb in room else VL.VB_FULL
+        for a, b in zip(order, [*order[1:], 0]):
+            q[(a + VL.VB_NEXT) >> 3] = b
+        q[(qo + VL.VBQ_HEAD) >> 3] = order[0] if order else 0
+        q[(qo + VL.VBQ_NR) >> 3] = len(order)
+    return moved
+
+
+def dead_blocks(arena: Any) -> list[int]:
+    """The vmap_blocks marked dead (VB_DEAD) but still in the block table: chosen for
+    retirement by a CPU that died before freeing them (vb_alloc's fragmented blocks,
+    purge_fragmented_blocks' list).  Only meaningful with the world stopped (a live CPU
+    holds such a block only inside a logged operation, and parks outside one)."""
+    if not vmalloc_ready(arena):
+        return []
+    u32 = arena.u32
+    return [vb for vb in _table_blocks(arena) if u32[(vb + VL.VB_STATE) >> 2] == VL.VB_DEAD]
 
 
 def vmalloc_areas(arena: Any) -> list[dict[str, Any]]:

@@ -679,6 +679,17 @@ def test_block_queue_torn_under_its_lock(machine, func: str, text: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["dirty = u32[(vb + VL.VB_DIRTY) >> 2] + n", "u32[(vb + VL.VB_DIRTY) >> 2] = dirty",
+                                  "dead = dirty == _BITS"])
+def test_vb_free_tail_counts_half_moved(machine, text: str) -> None:
+    """A vb_free killed inside its tail under the block's lock, the counts part-moved
+    (step 2): recovery's redo sets nr_used and dirty from the bits instead of moving
+    them by n again (VA4, and a block that never retires)."""
+    recs = _vmalloc_killed_runs_on(machine, H.at_line("vb_free_tail", text, lambda f: f.f_locals["r"] >= 0), 4, True)
+    assert [(r.name, r.step) for r in recs][:1] == [("vm_vb_free", 2)]
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("huge", [False, True])
 def test_vmalloc_block_handed_out_not_yet_in_hand(machine, huge: bool) -> None:
     """A vmalloc filling its area killed between the allocator's hand-off of a page (or,

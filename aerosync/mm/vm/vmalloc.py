@@ -823,8 +823,11 @@ class Vmalloc:
                 u32[(vb + VL.VB_FREE) >> 2] = _BITS - off - n
             bits_set(vb + VL.VB_USED, off, n)
             bits_set(vb + VL.VB_STARTS, off, 1)
-            u32[(vb + VL.VB_NR_USED) >> 2] = sum(int(q[((vb + VL.VB_USED) >> 3) + w]).bit_count()
-                                                   for w in range(_BITS // 64))
+            u32[(vb + VL.VB_NR_USED) >> 2] = used_bits(vb)
+
+        def used_bits(vb: int) -> int:
+            """The block's used pages, counted from its bitmap (recovery)."""
+            return sum(int(q[((vb + VL.VB_USED) >> 3) + w]).bit_count() for w in range(_BITS // 64))
 
         def new_vmap_block(nid: int, r: int = -1) -> int:
             """new_vmap_block(): a 1 MiB area of the node's slice and its record (not on a
@@ -1038,18 +1041,27 @@ class Vmalloc:
                 if free:
                     fetch_add(base + VL.H_NR_PAGES, (-(n - 1)) & _FULL64)
             if step in (1, 2):
-                vb_free_tail(vb, (addr - q[(vb + VL.VB_START) >> 3]) >> PAGE_SHIFT, n, -1)
+                vb_free_tail(vb, (addr - q[(vb + VL.VB_START) >> 3]) >> PAGE_SHIFT, n, -1, True)
 
-        def vb_free_tail(vb: int, off: int, n: int, r: int) -> None:
+        def vb_free_tail(vb: int, off: int, n: int, r: int, redo: bool = False) -> None:
             """vb_free's second half: the claimed, unmapped range [off, off + n) marked
             dirty; the block freed when every page is dirty, retired when it is idle
-            (record r, if any, back to step 0 first: the retirement logs itself)."""
+            (record r, if any, back to step 0 first: the retirement logs itself).
+            Recovery's `redo` (the dead CPU may have died with part of this done, under
+            the lock) sets the counts from the bits instead of moving them by n
+            (VA4: nr_used == used bits, free + dirty + used == 256) -- exact once every
+            dead CPU's claim in the block is resolved, as no live CPU is inside one."""
             block_lock(vb + VL.VB_LOCK)
             try:
                 bits_clear(vb + VL.VB_STARTS, off, 1)
                 bits_clear(vb + VL.VB_USED, off + 1, n - 1)
-                u32[(vb + VL.VB_NR_USED) >> 2] -= n
-                dirty = u32[(vb + VL.VB_DIRTY) >> 2] + n
+                if not redo:
+                    u32[(vb + VL.VB_NR_USED) >> 2] -= n
+                    dirty = u32[(vb + VL.VB_DIRTY) >> 2] + n
+                else:
+                    nused = used_bits(vb)
+                    u32[(vb + VL.VB_NR_USED) >> 2] = nused
+                    dirty = _BITS - u32[(vb + VL.VB_FREE) >> 2] - nused
                 u32[(vb + VL.VB_DIRTY) >> 2] = dirty
                 u32[(vb + VL.VB_DIRTY_MIN) >> 2] = min(u32[(vb + VL.VB_DIRTY_MIN) >> 2], off)
                 u32[(vb + VL.VB_DIRTY_MAX) >> 2] = max(u32[(vb + VL.VB_DIRTY_MAX) >> 2], off + n)

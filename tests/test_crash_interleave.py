@@ -474,9 +474,11 @@ def test_xa_node_records_nest_per_tree(machine) -> None:
 
 
 class _KillAfterFrees:
-    """An MM stand-in for a Vmalloc handle whose `free_pages` SIGKILLs the process
-    right after its n-th page is freed: a vb_free dies between two pages of its unmap
-    (each page's PTE cleared and the page freed: the log describes that state)."""
+    """An MM stand-in for a Vmalloc handle whose page frees (`free_pages`, and
+    `free_frozen_pages`: robust mode's vfree drops each page's reference itself first)
+    SIGKILL the process right after its n-th page is freed: a vb_free dies between two
+    pages of its unmap (each page's PTE cleared and the page freed: the log describes
+    that state)."""
 
     def __init__(self, mm, n: int) -> None:
         self._mm, self._n = mm, n
@@ -484,14 +486,21 @@ class _KillAfterFrees:
     def __getattr__(self, name: str):
         return getattr(self._mm, name)
 
-    def free_pages(self, pfn: int, order: int) -> None:
+    def _freed(self) -> None:
         import os
         import signal
 
-        self._mm.free_pages(pfn, order)
         self._n -= 1
         if not self._n:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def free_pages(self, pfn: int, order: int) -> None:
+        self._mm.free_pages(pfn, order)
+        self._freed()
+
+    def free_frozen_pages(self, pfn: int, order: int, cold: bool) -> None:
+        self._mm.free_frozen_pages(pfn, order, cold)
+        self._freed()
 
 
 def test_vb_free_killed_mid_unmap_is_finished(machine) -> None:

@@ -240,6 +240,7 @@ class VmObjects:
 
         ev_collapse = VE.vm_event_base(arena, cpu) + VE.SHADOW_COLLAPSE
         call_rcu = rcu.call_rcu
+        rcu_read_lock, rcu_read_unlock = rcu.read_lock, rcu.read_unlock
         phys = arena.off("physmem")
 
         def off_of(addr: int) -> int:
@@ -445,18 +446,27 @@ class VmObjects:
 
         def chain_lookup(o: int, idx: int) -> tuple[int, int, int]:
             """(holder, index in holder, entry): the first object down the chain with an
-            entry at the corresponding index; ZERO markers stop the walk."""
+            entry at the corresponding index; ZERO markers stop the walk.  The caller
+            pins o (a VMA of it, locked); the objects below are pinned by nothing it
+            holds -- a collapse on another CPU may splice one out and free it meanwhile
+            -- so the walk is an RCU read-side section (objects are freed through
+            call_rcu).  The holder returned may be gone by the time the caller looks:
+            a folio found is re-checked against it by number (map_account)."""
             depth = 0
-            while o:
-                e = xa_load(o + O_TREE, idx)
-                if e:
-                    return o, idx, e
-                idx += q[(o + O_BACKING_OFF) >> 3]
-                o = q[(o + O_BACKING) >> 3]
-                depth += 1
-                if depth > 64:
-                    raise AeroSyncError(f"cpu{cpu}: vm_object chain longer than 64 (a cycle?)")
-            return 0, idx, 0
+            rcu_read_lock()
+            try:
+                while o:
+                    e = xa_load(o + O_TREE, idx)
+                    if e:
+                        return o, idx, e
+                    idx += q[(o + O_BACKING_OFF) >> 3]
+                    o = q[(o + O_BACKING) >> 3]
+                    depth += 1
+                    if depth > 64:
+                        raise AeroSyncError(f"cpu{cpu}: vm_object chain longer than 64 (a cycle?)")
+                return 0, idx, 0
+            finally:
+                rcu_read_unlock()
 
         def insert_locked(o: int, idx: int, pfn: int, anon: bool) -> int:
             """insert() with o's lock held for write by the caller."""

@@ -883,3 +883,56 @@ def test_migration_killed_between_states(machine, window: str) -> None:
     assert not again
     H.check_all(a)
     assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+
+
+# The compressed pool (mm/reclaim/zmm.py "Crash tolerance") killed under its lock, and
+# the swap device under &ci->lock / si->lock: name -> (function, text of the line the
+# CPU dies before, nth).  reclaim_driver's pages compress well, so its swap-outs go to
+# the pool, its swap-ins and its munmap drop copies, empty zspages and free slots.
+SWAP_WINDOWS: dict[str, tuple[str, str, int]] = {
+    "slot_taken_not_counted": ("alloc_in", "u32[(ci + R.CI_COUNT) >> 2] += 1", 3),
+    "slot_counted_not_in_use": ("alloc_in", "at.fetch_add64(inuse, 1)", 2),
+    "slot_freed_not_uncounted": ("free_slot_locked", "u32[(ci_of(offset) + R.CI_COUNT) >> 2] -= 1", 2),
+    "cluster_half_listed": ("_list_add", "u32[(h + 4) >> 2] = c", 1),
+    "cluster_half_unlisted": ("_list_del", "q[(h + 8) >> 3] -= 1", 1),
+    "new_zspage_not_listed": ("zs_malloc", "o = PHYS + (zp << PAGE_SHIFT)", 1),
+    "new_zspage_listing": ("zs_malloc", "q[(zc + R.ZC_PARTIAL) >> 3] = zp + 1", 2),
+    "object_taken_not_counted": ("zs_malloc", "q[(zc + R.ZC_INUSE) >> 3] += 1", 5),
+    "object_had_no_handle": ("store", "q[szmm8 + slot] = h", 3),
+    "handle_not_on_lru": ("store", "lru_add(slot)", 4),
+    "lru_half_linked": ("lru_add", "q[H(R.H_ZMM_LRU_TAIL)] = slot", 6),
+    "stored_bytes_not_counted": ("store", "q[H(R.H_ZMM_BYTES)] += len(c)", 2),
+    "handle_gone_object_not_freed": ("drop_locked", "zs_free(h)", 3),
+    "free_list_pushed_not_counted": ("zs_free", "inuse -= 1", 2),
+    "empty_zspage_unlinked": ("zs_free", "q[(zc + R.ZC_NR_ZSPAGES) >> 3] -= 1", 1),
+    "empty_zspage_dropped": ("zs_free", "free_frozen_pages(zp, k.bit_length() - 1, False)", 1),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(SWAP_WINDOWS))
+def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
+    """A CPU killed from outside inside the compressed pool, its lock held: recovery sets
+    the pool from its handles (rebuild_zmm) -- free lists, inuse, partial lists, counts
+    and LRU (ZM1-ZM4) -- and frees a zspage no handle names (a new one not yet listed,
+    an empty one being freed); inside a swap slot's allocation or free, or a cluster
+    list's update: the cluster counts, inuse_pages and lists are set from the slot map
+    (rebuild_swap_clusters, SW3).  The checkers pass, the CPU runs the driver again, no
+    page is lost."""
+    from aerosync.mm.reclaim.swapfile import swapoff
+
+    func, text, nth = SWAP_WINDOWS[window]
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={}, nr_pages=2048, reclaim={"lru": "mglru", "swap_size": 16 << 20})
+    try:
+        pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, H.at_line(func, text), H.reclaim_driver()))
+        assert killed, "the window was never reached"
+        rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+        H.check_all(a)
+        cpuhp_online_mm(a, 0)
+        _, again = H.run_child(a, 0, H.reclaim_driver(1500, seed=2))
+        assert not again
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+    finally:
+        swapoff(a)

@@ -209,6 +209,60 @@ def test_zmm_round_trip_classes_and_writeback(rm) -> None:
     _clean(a, cpu)
 
 
+def test_zmm_checker_sees_a_torn_pool_and_rebuild_mends_it(rm) -> None:
+    """ZM1-ZM4 hold over a pool with copies in it, each catches its own damage (a count,
+    a free list, a partial link, the LRU), and rebuild_zmm -- recovery's -- sets
+    everything from the handles again: every copy still loads, byte for byte."""
+    from aerosync.mm.pmm.page import P_PRIVATE
+    from aerosync.mm.reclaim.recover import rebuild_zmm
+
+    a, cpu = rm(swap_mb=4)
+    rec = cpu.reclaim
+    zmm, dev = rec.zmm, rec.dev
+    pfn = cpu.mm.alloc_pages(0, 0)
+    phys = a.off("physmem") + pfn * PG
+    slots = []
+    for k in range(60):
+        a.u8[phys : phys + PG] = page_bytes(0, k, 1 + k % 3)
+        s = dev.get_swap_page()
+        assert zmm.store(s, pfn)
+        slots.append(s)
+    for k in range(0, 60, 4):                           # holes: free objects, partial zspages
+        zmm.invalidate(slots[k])
+
+    def zm() -> list[tuple[str, str]]:                   # (the slots are held by no folio: SW2 aside)
+        return [b for b in reclaim_check(a, cpu) if b[0].startswith("ZM")]
+
+    assert zm() == []
+    off, q = R.Off(a), a.u64
+    h = q[(off.szmm >> 3) + slots[1]]
+    zp = (h >> 32) - 1
+    c = q[(a.off("pagemeta") + zp * 64 + P_PRIVATE) >> 3] & 0xFFFF
+    zc = off.zcls + c * R.ZCLASS_REC
+    partial = [z for z in range(R.NR_ZS_CLASSES) if q[(off.zcls + z * R.ZCLASS_REC + R.ZC_PARTIAL) >> 3]]
+    damage = {
+        "ZM3": lambda: q.__setitem__((zc + R.ZC_INUSE) >> 3, q[(zc + R.ZC_INUSE) >> 3] + 1),
+        "ZM2": lambda: q.__setitem__((a.off("pagemeta") + zp * 64 + P_PRIVATE) >> 3,
+                                     q[(a.off("pagemeta") + zp * 64 + P_PRIVATE) >> 3] | 0xFFFF << 32),
+        "ZM4": lambda: a.u32.__setitem__((off.szlru >> 2) + 2 * slots[5], 0xFFFF_FFFF),
+    }
+    assert partial                                       # (the holes left zspages with room)
+    damage["ZM2 "] = lambda: q.__setitem__((off.zcls + partial[0] * R.ZCLASS_REC + R.ZC_PARTIAL) >> 3, 0)
+    for inv, hurt in damage.items():
+        hurt()
+        assert inv.strip() in {i for i, _m in zm()}, (inv, zm())
+        assert rebuild_zmm(a, cpu.mm, cpu.cpu)["stored"] == 45
+        assert zm() == []
+    for k, s in enumerate(slots):
+        if k % 4:
+            assert zmm.load(s, pfn)
+            assert bytes(a.u8[phys : phys + PG]) == page_bytes(0, k, 1 + k % 3)
+        dev.put_cache(s)
+    assert zmm_stats(a)["stored_pages"] == 0 and zmm_stats(a)["pool_pages"] == 0
+    cpu.mm.free_pages(pfn, 0)
+    _clean(a, cpu)
+
+
 def test_mglru_generations_against_model(rm) -> None:
     """New anon folios enter max_seq - 1 (MIN_NR_GENS = 2 from the top), aging adds a
     generation and promotes accessed folios to max_seq (from their second sighting: the

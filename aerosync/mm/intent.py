@@ -37,9 +37,11 @@ Protocol (owner-only: one thread writes a context, nobody else does while it liv
     gives it back if nobody names it (workers/workloads/crash_soak.py).  Outside a
     window the word is stale and means nothing (nested and unrelated allocations
     overwrite it); recovery clears both words.
-    A window with no record: WINDOW_PGTABLE (mm/vm/pgtable.py alloc_table, until the
+    Windows with no record: WINDOW_PGTABLE (mm/vm/pgtable.py alloc_table, until the
     page says PG_table), resolved after the records (mm/vm/recover.py
-    table_handed_out).
+    table_handed_out); WINDOW_ZSPAGE (mm/reclaim/zmm.py zs_malloc, until the new zspage
+    is on its class's partial list), resolved before them (mm/reclaim/recover.py
+    rebuild_zmm).
   * The arena's owner process (coordinator, or a test driving CPUs from threads)
     writes to its own context: it does not die while the arena lives, and its handles
     (a drain for a hot-unplugged CPU, recovery acting for a dead one) must not write
@@ -72,10 +74,12 @@ from typing import Any
 from aerosync.arena import layout as L
 from aerosync.arena.layout import robust_mode
 
-__all__ = ["WINDOW_PGTABLE", "POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog", "point_fn", "Record",
+__all__ = ["WINDOW_PGTABLE", "WINDOW_ZSPAGE", "POINTS", "POINT_IDS", "point_id", "OPS", "OP_NAMES", "IntentLog",
+           "point_fn", "Record",
            "read_records", "clear_log", "arm", "disarm", "died_at", "hits", "ARG", "STEP",
            "fault_enabled", "robust_mode", "SPILL_MAX", "spill_items", "held_locks", "OP", "idle_fn",
-           "PARK_SAFE_OPS", "ITEM_PAGE", "ITEM_SLOT", "decode_item", "read_handoff", "clear_handoff"]
+           "PARK_SAFE_OPS", "ITEM_PAGE", "ITEM_SLOT", "decode_item", "read_handoff", "clear_handoff",
+           "peek_handoff_ctx"]
 
 ARG, STEP = 1, 7              # word offsets inside a record: args a0..a5 at 1..6, step at 7
 SPILL_MAX = L.INTENT_SPILL
@@ -404,6 +408,7 @@ def _ctx_off(arena: Any, cpu: int, ctx: int) -> int:
 
 ITEM_PAGE, ITEM_SLOT = 1, 2
 WINDOW_PGTABLE = 2                 # a pending value no record owns ("Hand-off"); records use 1
+WINDOW_ZSPAGE = 3                  # another (low byte; the zspage's size class above it: zmm.py)
 
 
 def decode_item(arena: Any, item: int) -> tuple[int, int]:
@@ -433,6 +438,12 @@ def read_handoff(arena: Any, cpu: int) -> list[tuple[int, int]]:
         if pending:
             out.append((pending, q[(off + L.ILC_HANDOFF) >> 3]))
     return out
+
+
+def peek_handoff_ctx(arena: Any, cpu: int, ctx: int) -> tuple[int, int]:
+    """(pending, item) of context `ctx` of dead `cpu`, the window left as it is."""
+    off = _ctx_off(arena, cpu, ctx)
+    return arena.u64[(off + L.ILC_PENDING) >> 3], arena.u64[(off + L.ILC_HANDOFF) >> 3]
 
 
 def take_handoff_ctx(arena: Any, cpu: int, ctx: int, only: int = 0) -> tuple[int, int]:

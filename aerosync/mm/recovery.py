@@ -35,7 +35,11 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           one): a hold the dead CPU has joins the kept ones, else the mark goes;
        1. the dead CPU's open intent records are read (innermost first) and its log
           cleared; its per-CPU lock words reset (PCP BUSY, SLUB c->lock and pcs lock);
-          its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair);
+          its PCP lists made whole and counted (mm/pmm/recover.py pcp_repair); the
+          swap clusters' counts and lists set from the slot map and the compressed
+          pool from its handles (mm/reclaim/recover.py rebuild_swap_clusters,
+          rebuild_zmm: their locks may have been the dead CPU's, and the records free
+          slots and load copies);
        2. each record is rolled forward or back by its subsystem (pmm: move_freepages
           redone; slab: chains and objects in flight put back, mm/slab/recover.py; vm:
           faults, mmap's VMA, munmap, mmu_gather, mm/vm/recover.py; NUMA migration's
@@ -43,9 +47,10 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
           CPU queued for after an RCU grace period run (sync/rcu.py pending_frees: the
           world is stopped, every reader is out) -- but the ring's head, which its
           poll may have been freeing: after the records, and only if the object is
-          still allocated (rcu_head_pending); vmap_blocks marked dead for
-          retirement but never freed (still in the block table: mm/vm/vmalloc.py
-          dead_blocks) are freed;
+          still allocated (rcu_head_pending); every vmap_block queue whose lock is
+          free made to agree with its blocks (mm/vm/vmalloc.py repair_block_queues),
+          then vmap_blocks marked dead for retirement but never freed (still in the
+          block table: dead_blocks) are freed;
        3. (`recover_round`: once steps 0-2 are done for every CPU that died in the
           round -- nothing is in flight any more, and no task has exited on stale
           counts yet) for a CPU killed from outside: the maple nodes and VMAs no tree
@@ -361,6 +366,15 @@ def _resolve_cpu(arena: Any, rec: CpuRecovery) -> _Resolved:
 
         SR.reset_cpu_locks(arena, cpu)
     mm = MM(arena, cpu)
+    if "reclaim" in arena.sections:                       # swap clusters and the compressed pool
+        from aerosync.mm.reclaim.recover import rebuild_swap_clusters, rebuild_zmm
+
+        n = rebuild_swap_clusters(arena, cpu)
+        if n:
+            rec.scan["swap_clusters_settled"] = n
+        zr = rebuild_zmm(arena, mm, cpu)
+        if zr.get("zspages_freed"):
+            rec.scan["zmm_zspages_freed"] = zr["zspages_freed"]
     slub = None
     if slab:
         from aerosync.mm.slab.slub import Slub

@@ -15,6 +15,11 @@ Invariants:
         set and whose private names the slot; a free slot (map 0) has no table word
         and no ZMM handle.
   SW3   each cluster's count equals its used slots; inuse_pages equals their sum.
+  SW4   the cluster lists' links, counts and flags agree; a listed cluster is on the
+        list its count asks for (frag: any below full); one on no list is a CPU's
+        current cluster.
+  ZM1-ZM4  the compressed pool (mm/reclaim/zmm.py "Invariants"): handles, zspages,
+        counts and LRU agree.
   LRU4  every user folio -- mapped by a user PTE (the zero page's special PTEs aside),
         in a live vm_object's tree, or in the swap cache -- is on an LRU list (PG_lru) or
         in a CPU's folio batch: none is lost to reclaim (at a quiescent point nothing is
@@ -48,7 +53,7 @@ from aerosync.params import PAGE_SHIFT
 
 __all__ = ["reclaim_check", "reclaim_report", "INVARIANTS"]
 
-INVARIANTS = ("LRU1", "LRU2", "LRU3", "LRU4", "SW1", "SW2", "SW3")
+INVARIANTS = ("LRU1", "LRU2", "LRU3", "LRU4", "SW1", "SW2", "SW3", "SW4", "ZM1", "ZM2", "ZM3", "ZM4")
 
 
 def _walk_list(arena: Any, head: int, tail: int, limit: int) -> tuple[list[int], bool]:
@@ -132,6 +137,85 @@ def reclaim_check(arena: Any, vm: Any = None, summary: dict[str, Any] | None = N
                             f"on no LRU list and in no folio batch"))
     if off.nr_slots:
         bad += _check_swap(arena, off, flags, refs, summary)
+        bad += _check_zmm(arena, off, flags, refc)
+    return bad
+
+
+def _check_zmm(arena: Any, off: R.Off, flags: np.ndarray, refc: np.ndarray) -> list[tuple[str, str]]:
+    """ZM1-ZM4 (mm/reclaim/zmm.py "Invariants")."""
+    from aerosync.mm.reclaim.zmm import NIL as ZNIL
+    from aerosync.mm.reclaim.zmm import zmm_handles, zs_class, zspage_free_objs, zspage_partial
+
+    bad: list[tuple[str, str]] = []
+    q, u32 = arena.u64, arena.u32
+    base, nr_pages = off.base, len(flags)
+    pm = arena.off("pagemeta")
+    handles = zmm_handles(arena, off)
+    zclass: dict[int, int] = {}
+    for zp, objs in handles.items():
+        c = q[(pm + zp * 64 + 32) >> 3] & 0xFFFF if 0 <= zp < nr_pages else R.NR_ZS_CLASSES
+        if c >= R.NR_ZS_CLASSES or not refc[zp] or int(flags[zp]) & (PG_buddy | PG_pcp):
+            bad.append(("ZM1", f"handles of slots {[s for _o, s, _n in objs][:4]} name zspage {zp}: not an "
+                               f"allocated zspage (class {c})"))
+            continue
+        zclass[zp] = c
+        size, _k, nobj = zs_class(arena, off, c)
+        idx = [o for o, _s, _n in objs]
+        if len(set(idx)) != len(idx) or any(o >= nobj for o in idx) or any(n > size for _o, _s, n in objs):
+            bad.append(("ZM1", f"zspage {zp} (class {c}, {nobj} objects of {size} bytes): handles name "
+                               f"objects {sorted(idx)[:8]} of lengths {[n for _o, _s, n in objs][:8]}"))
+    inuse = [0] * R.NR_ZS_CLASSES
+    nr_zs = [0] * R.NR_ZS_CLASSES
+    pool_pages = 0
+    on_partial: dict[int, int] = {}
+    for c in range(R.NR_ZS_CLASSES):
+        members, whole = zspage_partial(arena, off, c, nr_pages)
+        if not whole:
+            bad.append(("ZM2", f"class {c}: partial list broken after {len(members)} zspages"))
+        for zp in members:
+            on_partial[zp] = c
+            zclass.setdefault(zp, c)
+    for zp, c in zclass.items():
+        size, k, nobj = zs_class(arena, off, c)
+        used = {o for o, _s, _n in handles.get(zp, [])}
+        w = q[(pm + zp * 64 + 32) >> 3]
+        free, whole = zspage_free_objs(arena, zp, size, nobj)
+        if (w >> 16) & 0xFFFF != len(used) or not used:
+            bad.append(("ZM2", f"zspage {zp} (class {c}): inuse {(w >> 16) & 0xFFFF}, handles {len(used)}"))
+        if not whole or set(free) != set(range(nobj)) - used:
+            bad.append(("ZM2", f"zspage {zp} (class {c}): free list {free[:8]} (whole {whole}), "
+                               f"{nobj - len(used)} objects free"))
+        if (zp in on_partial) != (len(used) < nobj):
+            bad.append(("ZM2", f"zspage {zp} (class {c}): {len(used)}/{nobj} in use, on the partial list "
+                               f"{zp in on_partial}"))
+        inuse[c] += len(used)
+        nr_zs[c] += 1
+        pool_pages += k
+    for c in range(R.NR_ZS_CLASSES):
+        zc = off.zcls + c * R.ZCLASS_REC
+        got = q[(zc + R.ZC_INUSE) >> 3], q[(zc + R.ZC_NR_ZSPAGES) >> 3]
+        if got != (inuse[c], nr_zs[c]):
+            bad.append(("ZM3", f"class {c}: inuse {got[0]}, zspages {got[1]}; found {inuse[c]}, {nr_zs[c]}"))
+    nbytes = sum(n for objs in handles.values() for _o, _s, n in objs)
+    slots = {s for objs in handles.values() for _o, s, _n in objs}
+    got = (q[(base + R.H_ZMM_POOL_PAGES) >> 3], q[(base + R.H_ZMM_STORED) >> 3], q[(base + R.H_ZMM_BYTES) >> 3])
+    if got != (pool_pages, len(slots), nbytes):
+        bad.append(("ZM3", f"pool pages, stored pages, compressed bytes {got}; found "
+                           f"{(pool_pages, len(slots), nbytes)}"))
+    szlru = off.szlru >> 2
+    lru: list[int] = []
+    seen: set[int] = set()
+    prev, cur = ZNIL, q[(base + R.H_ZMM_LRU_HEAD) >> 3]
+    while cur != ZNIL:
+        if cur >= off.nr_slots or cur in seen or u32[szlru + 2 * cur + 1] != prev:
+            bad.append(("ZM4", f"LRU broken at slot {cur} after {len(lru)} slots"))
+            break
+        lru.append(cur)
+        seen.add(cur)
+        prev, cur = cur, u32[szlru + 2 * cur]
+    if seen != slots or (lru and q[(base + R.H_ZMM_LRU_TAIL) >> 3] != lru[-1]):
+        bad.append(("ZM4", f"LRU holds {len(lru)} slots (tail {q[(base + R.H_ZMM_LRU_TAIL) >> 3]}), "
+                           f"{len(slots)} stored; {sorted(seen ^ slots)[:8]} differ"))
     return bad
 
 
@@ -242,6 +326,41 @@ def _check_swap(arena: Any, off: R.Off, flags: Any, refs: np.ndarray,
         total += int(np.count_nonzero(smap[lo:hi]))
     if q[(off.base + R.H_SWAP_INUSE) >> 3] + 1 != total:
         bad.append(("SW3", f"inuse_pages {q[(off.base + R.H_SWAP_INUSE) >> 3]}, used slots {total - 1}"))
+    bad += _check_clusters(arena, off)
+    return bad
+
+
+def _check_clusters(arena: Any, off: R.Off) -> list[tuple[str, str]]:
+    """SW4: the cluster lists' links, counts and flags agree; a listed cluster is on the
+    list its count asks for (free: none used; full: all; nonfull, or frag, between);
+    a cluster on no list is a CPU's current one."""
+    bad: list[tuple[str, str]] = []
+    q, u32 = arena.u64, arena.u32
+    nc, cl = off.nr_clusters, R.SWAPFILE_CLUSTER
+    listed: dict[int, int] = {}
+    for which, h in R.CL_HEADS.items():
+        prev, c, k = NIL, u32[(off.base + h) >> 2], 0
+        while c != NIL:
+            ci = off.clus + c * R.CLUSTER_REC
+            if c >= nc or c in listed or u32[(ci + R.CI_PREV) >> 2] != prev or u32[(ci + R.CI_FLAGS) >> 2] != which:
+                bad.append(("SW4", f"cluster list {which} broken at cluster {c} after {k}"))
+                break
+            listed[c] = which
+            prev, c, k = c, u32[(ci + R.CI_NEXT) >> 2], k + 1
+        if k != q[(off.base + h + 8) >> 3] or u32[(off.base + h + 4) >> 2] != prev:
+            bad.append(("SW4", f"cluster list {which}: {k} linked, count {q[(off.base + h + 8) >> 3]}, tail "
+                               f"{u32[(off.base + h + 4) >> 2]} (last {prev})"))
+    current = {q[(off.pcpu(c) + R.PC_CLUSTER) >> 3] - 1 for c in range(off.nr_cpus)}
+    for c in range(nc):
+        n = u32[(off.clus + c * R.CLUSTER_REC + R.CI_COUNT) >> 2]
+        which = listed.get(c)
+        if which is None:
+            if c not in current:
+                bad.append(("SW4", f"cluster {c} (count {n}) is on no list and no CPU's current cluster"))
+            continue
+        want = {R.CL_FREE} if not n else {R.CL_FULL} if n >= cl else {R.CL_NONFULL, R.CL_FRAG}
+        if which not in want:
+            bad.append(("SW4", f"cluster {c}: count {n} on list {which}"))
     return bad
 
 

@@ -33,6 +33,22 @@ which writeback wrote first.  Order: &ci->lock -> &zmm->lock.
 Stats (header; /sys/kernel/debug/zswap names): stored_pages, pool_total_size (pages),
 reject_compress_poor, reject_alloc_fail, pool_limit_hit, written_back_pages; the
 compressed bytes for the ratio.  vmstat: zswpout, zswpin, zswpwb.
+
+Invariants (mm/reclaim/check.py): ZM1 every handle names an object of an allocated
+zspage that fits its length, no object twice; ZM2 each zspage's inuse counts the
+handles in it, its free list holds exactly its other objects, it is on its class's
+partial list iff it has a free object, and none is empty; ZM3 the class and pool counts
+(inuse, zspages, pool pages, stored pages, compressed bytes) are the handles' sums;
+ZM4 the pool's LRU links exactly the slots with a handle.
+
+Crash tolerance (robust mode): the handle words are the pool's truth -- a single store
+each, under the pool lock -- and everything else (free lists, inuse, partial lists,
+counts, the LRU) follows from them, so a CPU that dies holding the pool lock leaves
+nothing recovery cannot rebuild (mm/reclaim/recover.py rebuild_zmm), except two zspages
+no handle names: a new one between its allocation and its partial list (a hand-off
+window, mm/intent.py WINDOW_ZSPAGE with its class above the low byte) and an empty one
+being freed (H_ZMM_FREEING names it until its reference is dropped; then it is on no
+list and in no state, and the page allocator's recovery frees it).
 """
 
 from __future__ import annotations
@@ -40,6 +56,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from aerosync.arena.layout import robust_mode
+from aerosync.errors import AeroSyncError
+from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
 from aerosync.mm.pmm.gfp import GFP_ATOMIC
@@ -47,11 +66,12 @@ from aerosync.mm.pmm.page import P_INDEX, P_PRIVATE
 from aerosync.mm.reclaim import layout as R
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["zmm_init", "Zmm", "compressor", "zmm_stats", "ZERO_HANDLE", "class_of"]
+__all__ = ["zmm_init", "Zmm", "compressor", "zmm_stats", "ZERO_HANDLE", "class_of", "zs_class", "zmm_handles",
+           "zspage_partial", "zspage_free_objs", "NOFREE"]
 
 ZERO_HANDLE = 1
 NIL = 0xFFFF_FFFF
-_NOFREE = 0xFFFF
+NOFREE = 0xFFFF
 _ZERO = bytes(PAGE_SIZE)
 
 
@@ -137,7 +157,10 @@ class Zmm:
         zcls = off.zcls
         lw = base + R.H_ZMM_LOCK
         zlock, zunlock = lock.lock, lock.unlock
-        alloc_pages, free_pages = mm.alloc_pages, mm.free_pages
+        alloc_pages, free_pages, free_frozen_pages = mm.alloc_pages, mm.free_pages, mm.free_frozen_pages
+        fetch_sub32 = arena.atomic.fetch_sub32
+        lg = mm.log if robust_mode(arena.config) else None     # the crash-tolerance words
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)
         ev = VE.vm_event_base(arena, cpu)
         threshold = q[(base + R.H_ZMM_THRESHOLD) >> 3]
         max_pages = q[(base + R.H_ZMM_MAX_PAGES) >> 3]
@@ -183,18 +206,25 @@ class Zmm:
                 zp = head - 1
             else:
                 order = k.bit_length() - 1
+                if lg is not None:                      # hand-off window until it is listed
+                    q[ho] = 0
+                    q[pend] = I.WINDOW_ZSPAGE | c << 8
                 zp = alloc_pages(GFP_ATOMIC | _GFP_NOWARN, order)
                 if zp < 0:
+                    if lg is not None:
+                        q[pend] = 0
                     return 0
                 # free list: object i -> i + 1 -> ... -> none
                 o = PHYS + (zp << PAGE_SHIFT)
                 for i in range(nobj):
-                    nxt = i + 1 if i + 1 < nobj else _NOFREE
+                    nxt = i + 1 if i + 1 < nobj else NOFREE
                     u8[o + i * size : o + i * size + 2] = nxt.to_bytes(2, "little")
                 m = meta(zp)
                 q[m + pm_priv] = c | 0 << 16 | 0 << 32
                 q[m + pm_idx] = 0
                 q[(zc + R.ZC_PARTIAL) >> 3] = zp + 1
+                if lg is not None:
+                    q[pend] = 0
                 q[(zc + R.ZC_NR_ZSPAGES) >> 3] += 1
                 q[H(R.H_ZMM_POOL_PAGES)] += k
             m = meta(zp)
@@ -204,7 +234,7 @@ class Zmm:
             nxt = int.from_bytes(u8[o : o + 2], "little")
             inuse += 1
             q[m + pm_priv] = c | inuse << 16 | nxt << 32
-            if nxt == _NOFREE:                          # full: off the partial list
+            if nxt == NOFREE:                          # full: off the partial list
                 q[(zc + R.ZC_PARTIAL) >> 3] = q[m + pm_idx]
                 q[m + pm_idx] = 0
             q[(zc + R.ZC_INUSE) >> 3] += 1
@@ -221,8 +251,10 @@ class Zmm:
             u8[o : o + 2] = free_head.to_bytes(2, "little")
             inuse -= 1
             q[(zc + R.ZC_INUSE) >> 3] -= 1
-            was_full = free_head == _NOFREE
+            was_full = free_head == NOFREE
             if inuse == 0:
+                if lg is not None:                      # named until its reference is dropped
+                    q[H(R.H_ZMM_FREEING)] = (zp + 1) | c << 32
                 # unlink from the partial list (it is on it unless it was full)
                 if not was_full:
                     prev, cur = 0, q[(zc + R.ZC_PARTIAL) >> 3]
@@ -237,7 +269,13 @@ class Zmm:
                 q[m + pm_idx] = 0
                 q[(zc + R.ZC_NR_ZSPAGES) >> 3] -= 1
                 q[H(R.H_ZMM_POOL_PAGES)] -= k
-                free_pages(zp, k.bit_length() - 1)
+                if lg is None:
+                    free_pages(zp, k.bit_length() - 1)
+                    return
+                if fetch_sub32(PM + zp * PAGE_META_SIZE + 8, 1) != 1:    # (the pool's alone)
+                    raise AeroSyncError(f"cpu{cpu}: zspage {zp} freed with another reference held")
+                q[H(R.H_ZMM_FREEING)] = 0
+                free_frozen_pages(zp, k.bit_length() - 1, False)
                 return
             q[m + pm_priv] = c | inuse << 16 | obj << 32
             if was_full:
@@ -415,6 +453,64 @@ class Zmm:
         self.store, self.load, self.invalidate, self.shrink, self.stored = store, load, invalidate, shrink, stored
         self.load_copy, self.load_drop = load_copy, load_drop
         self.zs_malloc, self.zs_free, self.obj_bytes = zs_malloc, zs_free, obj_bytes
+
+
+def zs_class(arena: Any, off: R.Off, c: int) -> tuple[int, int, int]:
+    """Size class c: (object size, pages of a zspage, objects of a zspage)."""
+    u32 = arena.u32
+    zc = off.zcls + c * R.ZCLASS_REC
+    return u32[(zc + R.ZC_SIZE) >> 2], u32[(zc + R.ZC_PAGES) >> 2], u32[(zc + R.ZC_OBJS) >> 2]
+
+
+def zmm_handles(arena: Any, off: R.Off) -> dict[int, list[tuple[int, int, int]]]:
+    """{zspage pfn: [(object index, slot, compressed length), ...]} of every stored copy
+    (the handle words: the pool's truth, module docstring "Crash tolerance")."""
+    import numpy as np
+
+    n = off.nr_slots
+    if not n:
+        return {}
+    szmm = np.frombuffer(arena.view(off.szmm, 8 * n), dtype=np.uint64).copy()
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for s in np.flatnonzero(szmm > ZERO_HANDLE).tolist():
+        h = int(szmm[s])
+        out.setdefault((h >> 32) - 1, []).append(((h >> 16) & 0xFFFF, s, h & 0xFFFF))
+    return out
+
+
+def zspage_partial(arena: Any, off: R.Off, c: int, nr_pages: int) -> tuple[list[int], bool]:
+    """Class c's partial list, walked from its head: (zspages, whole) -- whole False if a
+    link names no page, a page twice, or a zspage of another class (the walk stops)."""
+    q = arena.u64
+    pm = arena.off("pagemeta")
+    out: list[int] = []
+    seen: set[int] = set()
+    cur = q[(off.zcls + c * R.ZCLASS_REC + R.ZC_PARTIAL) >> 3]
+    while cur:
+        zp = cur - 1
+        if zp >= nr_pages or zp in seen or q[(pm + zp * PAGE_META_SIZE + P_PRIVATE) >> 3] & 0xFFFF != c:
+            return out, False
+        out.append(zp)
+        seen.add(zp)
+        cur = q[(pm + zp * PAGE_META_SIZE + P_INDEX) >> 3]
+    return out, True
+
+
+def zspage_free_objs(arena: Any, zp: int, size: int, nobj: int) -> tuple[list[int], bool]:
+    """The zspage's free list from its head (meta private >> 32): (objects, whole) --
+    whole False if it names an object out of range or one twice."""
+    q, u8 = arena.u64, arena.u8
+    o = arena.off("physmem") + (zp << PAGE_SHIFT)
+    cur = q[(arena.off("pagemeta") + zp * PAGE_META_SIZE + P_PRIVATE) >> 3] >> 32
+    out: list[int] = []
+    seen: set[int] = set()
+    while cur != NOFREE:
+        if cur >= nobj or cur in seen:
+            return out, False
+        out.append(cur)
+        seen.add(cur)
+        cur = int.from_bytes(u8[o + cur * size : o + cur * size + 2], "little")
+    return out, True
 
 
 def zmm_stats(arena: Any) -> dict[str, Any]:

@@ -936,3 +936,4 @@ def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
         assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
     finally:
         swapoff(a)
+

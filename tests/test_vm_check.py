@@ -384,6 +384,22 @@ def test_O2_depth_field(state) -> None:
     _broken(a, "O2")
 
 
+def test_O2_collapse_in_flight(state) -> None:
+    """A collapse sequence left odd (a collapse's CPU died after bumping it) is O2's;
+    recovery of the vm_collapse record -- at step 0 too -- makes it even again."""
+    from aerosync.mm import intent as I
+    from aerosync.mm.vm import recover as VR
+
+    a, cpu, ctx = state
+    top = _vma_at(a, _mm(a, ctx.parent), ctx.anon)["object"]
+    back = _q(a, top + O_BACKING)
+    a.u32[top >> 2] += 1 << 19                                   # the dead CPU's seq_bump
+    _broken(a, "O2")
+    VR.recover_record(a, cpu, I.Record(0, 0, I.OP["vm_collapse"], (top, back, 0, 0, 0, 0), 0), [], False)
+    assert not a.u32[top >> 2] >> 19 & 1
+    assert "O2" not in vm_check(a).ids()
+
+
 def test_O2_cycle(state) -> None:
     a, _cpu, ctx = state
     top = _vma_at(a, _mm(a, ctx.parent), ctx.anon)["object"]

@@ -498,3 +498,51 @@ def test_cow_copy_whose_pte_changed_leaves_the_tree(machine) -> None:
     A.exit()
     A.reap(child)
     assert vm_check(a).ok
+
+
+def test_chain_walk_that_a_collapse_overtook_walks_again(machine) -> None:
+    """A fault's walk down a backing chain finds nothing in the child, then the other
+    side of a fork exits and the child absorbs its backing (collapse: the page moves up
+    into the child, the backing is spliced out and freed).  The walk, going on from the
+    child's new backing link, would find nothing anywhere and zero-fill a page that has
+    data; the child's collapse sequence changed, so it walks again and finds the page
+    in the child (a seqcount read side)."""
+    from aerosync.mm.vm import vma as V
+    from aerosync.mm.vm.vm_object import O_BACKING, entry_pfn, is_folio_entry
+
+    a = machine(nr_pages=8192, nr_cpus=2, slab=True, vm={})
+    A = VM(a, 0)                                 # the reader (CPU 1) runs no task: no IPIs
+    me = A.task_create("a")
+    A.switch_to(me)
+    addr = A.mmap(0, PG, RW, ANON)
+    A.store64(addr, 77)
+    child = A.fork()
+    mm_id = A.cur[1]
+    vma = A.vmas.vma_lookup(mm_id, addr)
+    top = a.u64[(vma + V.V_OBJECT) >> 3]
+    idx = a.u64[(vma + V.V_PGOFF) >> 3]
+    back = a.u64[(top + O_BACKING) >> 3]
+    assert back and not A.objs.lookup(top, idx) and is_folio_entry(A.objs.lookup(back, idx))
+    pfn = entry_pfn(A.objs.lookup(back, idx))
+    overtaken: list[int] = []
+
+    def child_exits(_name: str) -> None:
+        if overtaken:
+            return
+        overtaken.append(1)
+        A.switch_to(child)
+        A.exit(child)
+        A.reap(child)
+        A.switch_to(me)
+
+    hooks.set_point("obj:chain_passed", child_exits)
+    B2 = VM(a, 1)
+    holder, hidx, e = B2.objs.chain_lookup(top, idx)
+    hooks.clear_points()
+    assert overtaken, "the collapse never ran inside the walk"
+    assert a.u64[(top + O_BACKING) >> 3] == 0                  # the backing was spliced out
+    assert (holder, hidx) == (top, idx) and is_folio_entry(e) and entry_pfn(e) == pfn
+    assert A.load64(addr) == 77
+    B2.leave()
+    finish(a, A)
+

@@ -22,6 +22,8 @@ Points (the module that fires them):
     zap:before_free       memory.py   TLBs flushed, gathered pages not yet released
     obj:inserted          vm_object.py  insert stored a folio in an object's tree (object
                                         lock held), before the workingset hook
+    obj:chain_passed      vm_object.py  chain_lookup found nothing in one object (RCU read
+                                        side), before reading its backing link
     obj:remove_batch      vm_object.py  page_remove dropped the object lock between two
                                         batches of a range (more of the range to go)
     munmap:detached       mmap.py     VMAs out of the tree, pages still mapped (mmap_lock write)

@@ -53,7 +53,8 @@ the IDs the VM modules' docstrings already name keep their meaning):
   O1  a folio in an object's tree has mapping == the object (| PAGE_MAPPING_ANON for
       private anonymous objects) and index == its tree index; a page whose mapping
       names an object is in that object's tree at its index.
-  O2  shadow chains are acyclic and depth == 1 + the backing's depth (0 without one).
+  O2  shadow chains are acyclic and depth == 1 + the backing's depth (0 without one);
+      no object's collapse sequence is odd (a collapse in flight).
   O3  refcount == VMAs whose vm_object it is + shadow children (+ 1 for a live file's
       vnode object); no dead (OBJF_DEAD) object is reachable.
   O4  no folio is in two object trees (nor twice in one).
@@ -538,6 +539,9 @@ class _Checker:
             want = 0 if not back else (objs[back]["depth"] + 1 if back in objs else None)
             if want is not None and rec["depth"] != want:
                 s.add("O2", f"object {o:#x} ({_obj_kind(rec)})", f"depth {want} (1 + the backing's)", rec["depth"])
+            if rec["flags"] >> 3 & 1:
+                s.add("O2", f"object {o:#x} ({_obj_kind(rec)})", "an even collapse sequence (no collapse in flight)",
+                      rec["flags"] >> 3)
             seen, x, n = {o}, back, 0
             while x:
                 if x in seen or n > _CHAIN_MAX or x not in objs:

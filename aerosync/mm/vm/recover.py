@@ -53,7 +53,8 @@ covered, and how each record is resolved:
              into the child landed, the move is finished (counts, the backing's copy
              erased), else undone (the folio says the backing again); step 2 stored
              and counted: the backing's copy erased.  The collapse stops there: a
-             chain collapsed part-way is consistent (as after its own ENOMEM).
+             chain collapsed part-way is consistent (as after its own ENOMEM).  At
+             any step (0 too) the child's collapse sequence is made even again.
   vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
@@ -560,9 +561,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             if not _xa_published(arena, off):       # a kill from outside after the publish
                 free_node(off)
                 got["objects"] += 1
-    elif op == _OP["vm_collapse"]:
-        if s:
-            vm.objs.collapse_finish(a[0], a[1], a[2], a[3], a[4], s)
+    elif op == _OP["vm_collapse"]:                  # (step 0 too: the collapse sequence)
+        vm.objs.collapse_finish(a[0], a[1], a[2], a[3], a[4], s)
     elif op == _OP["vm_task_create"]:
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:

@@ -10,7 +10,8 @@ cache, identified by its arena offset) and the folios in its page tree.
 Object record (VM_OBJECT_SIZE = 128 bytes)::
 
      0 type u16 (OBJ_ANON 1, OBJ_VNODE 2) | 2 flags u16 (OBJF_SHARED: MAP_SHARED anonymous
-       memory, shmem-like; OBJF_DEAD) | 4 file id + 1 u32 (vnode objects)
+       memory, shmem-like; OBJF_DEAD; bits 3-15: the collapse sequence, odd while a
+       collapse moves entries into it) | 4 file id + 1 u32 (vnode objects)
      8 refcount u64 (atomic)  references: VMAs whose vm_object it is, shadow children
        whose backing it is, the file record of a vnode object, transient pins
     16 lock (ObjSpinLock word): "&obj->lock"   24 shared policy u64 (mm/numa/vm_policy.py:
@@ -38,6 +39,13 @@ from a backing object to its children) takes one object's lock at a time.  The l
 a spinlock: readers of an object's tree never take it (lock-free under RCU: objects and
 tree nodes are freed through call_rcu), so only writers -- inserting or removing a
 page, linking a VMA or a child -- serialise on it, and none of them sleeps under it.
+A walk down the chain (chain_lookup) meets a collapse moving entries from a backing
+into its child: it may miss an entry in the child (before the move) and in the backing
+(after it), or reach the backing after the splice.  So the child's collapse sequence
+is odd while entries move (under its lock), a walk that finds nothing re-reads the
+sequence of every object it passed and walks again if one changed (a seqcount read
+side; a walk that finds a folio is re-checked against its holder by the caller; a
+spliced-out backing, its link cleared, is read safely until RCU frees it).
 One writer does without it: a fault's insert into a leaf of the tree that exists
 (memory.py anon_write_fast, lib/xarray.py xa_insert_leaf) takes only that leaf's lock,
 the object lock sharded by 64-index range, which every other writer of the leaf takes
@@ -80,6 +88,7 @@ and flushed (the mmu_gather ran first), so no page is freed while mapped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,6 +101,7 @@ from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, PAGE_MAPPING_ANON
 from aerosync.mm.slab.slab_common import VBASE
 from aerosync.params import PAGE_META_SIZE
+from aerosync.sync.waithook import call_wait_hook
 
 __all__ = [
     "OBJ_ANON", "OBJ_VNODE", "OBJF_SHARED", "OBJF_DEAD", "O_TYPE", "O_FLAGS", "O_FILE", "O_REF", "O_LOCK",
@@ -102,6 +112,8 @@ __all__ = [
 
 OBJ_ANON, OBJ_VNODE = 1, 2
 OBJF_SHARED, OBJF_DEAD = 1, 2
+_SEQ_SHIFT = 19                      # the collapse sequence: flags bits 3-15 (u32 bits 19-31)
+_SEQ_MASK = 0x1FFF << _SEQ_SHIFT
 _OP_DESTROY, _OP_REMOVE, _OP_COLLAPSE = I.OP["vm_obj_destroy"], I.OP["vm_obj_remove"], I.OP["vm_collapse"]
 P_REMOVE_TAKEN, P_COLLAPSE_STORED = I.POINT_IDS["vm:obj_remove:taken"], I.POINT_IDS["vm:collapse:stored"]
 O_TYPE, O_FLAGS, O_FILE, O_REF, O_LOCK, O_TREE = 0, 2, 4, 8, 16, 32
@@ -452,21 +464,32 @@ class VmObjects:
             -- so the walk is an RCU read-side section (objects are freed through
             call_rcu).  The holder returned may be gone by the time the caller looks:
             a folio found is re-checked against it by number (map_account)."""
-            depth = 0
-            rcu_read_lock()
-            try:
-                while o:
-                    e = xa_load(o + O_TREE, idx)
-                    if e:
-                        return o, idx, e
-                    idx += q[(o + O_BACKING_OFF) >> 3]
-                    o = q[(o + O_BACKING) >> 3]
-                    depth += 1
-                    if depth > 64:
-                        raise AeroSyncError(f"cpu{cpu}: vm_object chain longer than 64 (a cycle?)")
-                return 0, idx, 0
-            finally:
-                rcu_read_unlock()
+            o0, idx0 = o, idx
+            for attempt in range(1 << 20):
+                if attempt > 8:                        # a collapse's holder is slow: wait outside
+                    call_wait_hook()                   # the section (a park for recovery, IPIs)
+                    time.sleep(0)
+                o, idx = o0, idx0
+                passed: list[tuple[int, int]] = []
+                rcu_read_lock()
+                try:
+                    while o:
+                        seq = u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT
+                        passed.append((o, seq))
+                        e = xa_load(o + O_TREE, idx)
+                        if e:
+                            return o, idx, e
+                        if tp:
+                            tp("obj:chain_passed")
+                        idx += q[(o + O_BACKING_OFF) >> 3]
+                        o = q[(o + O_BACKING) >> 3]
+                        if len(passed) > 64:
+                            raise AeroSyncError(f"cpu{cpu}: vm_object chain longer than 64 (a cycle?)")
+                    if all(not seq & 1 and u32[(x + O_TYPE) >> 2] >> _SEQ_SHIFT == seq for x, seq in passed):
+                        return 0, idx, 0
+                finally:
+                    rcu_read_unlock()
+            raise AeroSyncError(f"cpu{cpu}: vm_object {o0:#x}: a collapse kept its chain moving")
 
         def insert_locked(o: int, idx: int, pfn: int, anon: bool) -> int:
             """insert() with o's lock held for write by the caller."""
@@ -629,6 +652,7 @@ class VmObjects:
                 nb = 0
                 try:
                     if ok:
+                        seq_bump(o)                    # odd: entries move (chain_lookup)
                         off = q[(o + O_BACKING_OFF) >> 3]
                         size = q[(o + O_SIZE) >> 3]
                         for bidx, e in list(xa.items(back + O_TREE)):
@@ -676,6 +700,8 @@ class VmObjects:
                         q[(back + O_CHILDREN) >> 3] = 0
                         u32[(back + O_NR_CHILDREN) >> 2] = 0
                 finally:
+                    if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
+                        seq_bump(o)                    # even: the chain is whole again
                     up_write(back + O_LOCK)
                     up_write(o + O_LOCK)
                     if r >= 0:
@@ -692,6 +718,11 @@ class VmObjects:
                 #                    anything reachable) is destroyed
                 q[ev_collapse] += 1
             return moved
+
+        def seq_bump(o: int) -> None:
+            """o's collapse sequence + 1 (o's lock held): odd while entries move into it."""
+            w = u32[(o + O_TYPE) >> 2]
+            u32[(o + O_TYPE) >> 2] = (w & ~_SEQ_MASK & 0xFFFF_FFFF) | ((w + (1 << _SEQ_SHIFT)) & _SEQ_MASK)
 
         def set_depth(o: int, depth: int) -> None:
             """Depth fields of o and its descendants after a collapse shortened the chain
@@ -805,7 +836,14 @@ class VmObjects:
             """Recovery of a vm_collapse record (the world stopped): the entry's move is
             finished if its store into o landed (counts moved, back's copy erased), else
             undone (the folio says back again).  The rest of the collapse is left: a
-            chain collapsed part-way is consistent, as after collapse's own ENOMEM."""
+            chain collapsed part-way is consistent, as after collapse's own ENOMEM.  At
+            any step (0 too: the sequence is bumped before the first move is logged) o's
+            collapse sequence is made even again, or chain walks through o would wait
+            for ever."""
+            if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
+                seq_bump(o)
+            if not step:
+                return
             folio = is_folio_entry(e)
             if step == 1:
                 if xa_load(o + O_TREE, idx) != e:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from aerosync.mm.pmm.page import NIL, PG_active, PG_buddy, PG_lru, PG_pcp, PG_swapcache, page_array
+from aerosync.mm.pmm.page import NIL, P_PRIVATE, PG_active, PG_buddy, PG_lru, PG_pcp, PG_swapcache, page_array
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.layout import pcpu_batch_pfns
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS
@@ -49,7 +49,7 @@ from aerosync.mm.reclaim.swap_state import is_swap_value, swap_value_offset
 from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_SPECIAL, PTE_PFN_MASK, swp_offset, swp_type
 from aerosync.mm.vm.snapshot import VmSnapshot
-from aerosync.params import PAGE_SHIFT
+from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
 
 __all__ = ["reclaim_check", "reclaim_report", "INVARIANTS"]
 
@@ -153,7 +153,7 @@ def _check_zmm(arena: Any, off: R.Off, flags: np.ndarray, refc: np.ndarray) -> l
     handles = zmm_handles(arena, off)
     zclass: dict[int, int] = {}
     for zp, objs in handles.items():
-        c = q[(pm + zp * 64 + 32) >> 3] & 0xFFFF if 0 <= zp < nr_pages else R.NR_ZS_CLASSES
+        c = q[(pm + zp * PAGE_META_SIZE + P_PRIVATE) >> 3] & 0xFFFF if 0 <= zp < nr_pages else R.NR_ZS_CLASSES
         if c >= R.NR_ZS_CLASSES or not refc[zp] or int(flags[zp]) & (PG_buddy | PG_pcp):
             bad.append(("ZM1", f"handles of slots {[s for _o, s, _n in objs][:4]} name zspage {zp}: not an "
                                f"allocated zspage (class {c})"))
@@ -178,7 +178,7 @@ def _check_zmm(arena: Any, off: R.Off, flags: np.ndarray, refc: np.ndarray) -> l
     for zp, c in zclass.items():
         size, k, nobj = zs_class(arena, off, c)
         used = {o for o, _s, _n in handles.get(zp, [])}
-        w = q[(pm + zp * 64 + 32) >> 3]
+        w = q[(pm + zp * PAGE_META_SIZE + P_PRIVATE) >> 3]
         free, whole = zspage_free_objs(arena, zp, size, nobj)
         if (w >> 16) & 0xFFFF != len(used) or not used:
             bad.append(("ZM2", f"zspage {zp} (class {c}): inuse {(w >> 16) & 0xFFFF}, handles {len(used)}"))

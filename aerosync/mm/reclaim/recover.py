@@ -51,6 +51,7 @@ from aerosync.mm.pmm.page import (
 )
 from aerosync.mm.reclaim import layout as R
 from aerosync.mm.reclaim.swap import GEN_MASK, GEN_SHIFT, MAX_NR_GENS, lru_stat_item
+from aerosync.mm.reclaim.zmm import NOFREE, zmm_handles, zs_class, zspage_partial
 from aerosync.params import PAGE_META_SIZE, PAGE_SHIFT
 
 __all__ = ["lru_nodes_of_locks", "rebuild_lru_lists", "drop_freeing", "rebuild_zmm", "rebuild_swap_clusters"]
@@ -190,8 +191,6 @@ def rebuild_zmm(arena: Any, mm: Any, cpu: int) -> dict[str, int]:
     Runs with the world stopped, before the dead CPU's records are resolved (they may
     load or drop copies), and only while no live CPU holds the pool lock.  Returns what
     it did ({} when the pool has no lock free or no slots)."""
-    from aerosync.mm.reclaim.zmm import NOFREE, zmm_handles, zs_class, zspage_partial
-
     if not R.reclaim_ready(arena):
         return {}
     off = R.Off(arena)
@@ -208,7 +207,11 @@ def rebuild_zmm(arena: Any, mm: Any, cpu: int) -> dict[str, int]:
         return 0 <= zp < nr_pages and bool(refc[zp]) and not int(flags[zp]) & (PG_buddy | PG_pcp)
 
     handles = zmm_handles(arena, off)
-    zclass: dict[int, int] = {zp: q[(pm + zp * PAGE_META_SIZE + P_PRIVATE) >> 3] & 0xFFFF for zp in handles}
+    zclass: dict[int, int] = {}
+    for zp in handles:                                    # (a handle naming no zspage: ZM1's)
+        c = q[(pm + zp * PAGE_META_SIZE + P_PRIVATE) >> 3] & 0xFFFF if allocated(zp) else R.NR_ZS_CLASSES
+        if c < R.NR_ZS_CLASSES:
+            zclass[zp] = c
     walked: dict[int, list[int]] = {}
     for c in range(R.NR_ZS_CLASSES):
         walked[c] = [zp for zp in zspage_partial(arena, off, c, nr_pages)[0] if allocated(zp)]

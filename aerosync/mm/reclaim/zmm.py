@@ -57,7 +57,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aerosync.arena.layout import robust_mode
-from aerosync.errors import AeroSyncError
 from aerosync.mm import intent as I
 from aerosync.mm.pmm import vm_event as VE
 from aerosync.mm.pmm.gfp import __GFP_NOWARN as _GFP_NOWARN
@@ -158,7 +157,7 @@ class Zmm:
         lw = base + R.H_ZMM_LOCK
         zlock, zunlock = lock.lock, lock.unlock
         alloc_pages, free_pages, free_frozen_pages = mm.alloc_pages, mm.free_pages, mm.free_frozen_pages
-        fetch_sub32 = arena.atomic.fetch_sub32
+        fetch_add32, fetch_sub32 = arena.atomic.fetch_add32, arena.atomic.fetch_sub32
         lg = mm.log if robust_mode(arena.config) else None     # the crash-tolerance words
         ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)
         ev = VE.vm_event_base(arena, cpu)
@@ -272,8 +271,12 @@ class Zmm:
                 if lg is None:
                     free_pages(zp, k.bit_length() - 1)
                     return
-                if fetch_sub32(PM + zp * PAGE_META_SIZE + 8, 1) != 1:    # (the pool's alone)
-                    raise AeroSyncError(f"cpu{cpu}: zspage {zp} freed with another reference held")
+                rc = PM + zp * PAGE_META_SIZE + 8
+                if fetch_sub32(rc, 1) != 1:             # not the pool's alone: free_pages
+                    fetch_add32(rc, 1)                  # drops ours (and reports a bad one)
+                    q[H(R.H_ZMM_FREEING)] = 0
+                    free_pages(zp, k.bit_length() - 1)
+                    return
                 q[H(R.H_ZMM_FREEING)] = 0
                 free_frozen_pages(zp, k.bit_length() - 1, False)
                 return

@@ -567,7 +567,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         got["objects"] += _task_create_undo(arena, vm, a[0], a[1], s)
     elif op == _OP["vm_vmalloc"]:
         if s == 2 and not a[3]:                      # a block handed out, not yet in a3 (a4: its order)
-            got["pages"] += _handed_out(arena, vm.mm, vm.cpu, rec.ctx, order=a[4]) << a[4]
+            got["pages"] += _handed_out(arena, vm.mm, vm.cpu, rec.ctx, only=1, order=a[4]) << a[4]
         vm.kernel.vmalloc.vmalloc_undo(a[0], a[1], a[2], a[3], -1, 0, s, a[4])
     elif op == _OP["vm_vfree"]:                     # (step 0 too: a vfree cannot fail)
         vm.kernel.vmalloc.vfree_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
@@ -824,8 +824,8 @@ def page_handed_out(arena: Any, mm: Any, cpu: int, ctx: int) -> int:
     """A record whose allocation's hand-off window was open (NUMA migration's
     destination page, before its spill word names it -- resolved after the record, so
     that a page the record names is freed by it first): the page, if the allocator
-    handed it out and it is untouched, freed."""
-    return _handed_out(arena, mm, cpu, ctx)
+    handed it out and it is untouched, freed (a record's window: pending 1)."""
+    return _handed_out(arena, mm, cpu, ctx, only=1)
 
 
 def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:

@@ -21,7 +21,7 @@ C_PARKED = 8                  # + cpu: 1 while parked at the pause
 C_OPS = 24                    # + cpu
 C_BAD = 40                    # + cpu
 C_DONE = 56                   # + cpu
-ERR_OFF = 4096                # per cpu 1024 bytes of error text
+ERR_OFF = 4096                # per cpu 3072 bytes of error text
 
 
 def run(name: str, cpu: int, mm: int, ctl: int, nops: int, seed: int, fid: int, arena: Arena | None = None) -> None:
@@ -38,6 +38,18 @@ def run(name: str, cpu: int, mm: int, ctl: int, nops: int, seed: int, fid: int, 
         tid = vm.task_create(f"stress{cpu}", mm=mm)
         vm.switch_to(tid)
         rng = random.Random(seed * 101 + cpu)
+        errs: list[str] = []
+
+        def bad(what: str, va: int, want: int, got: int, reg: list) -> None:
+            """A word that did not read back: counted, and the first few described in
+            this CPU's error text (the test prints it)."""
+            q[c8 + C_BAD + cpu] += 1
+            if len(errs) < 6:
+                errs.append(f"op {op} {what}: {va:#x} ({reg[4]} region {reg[0]:#x} + {reg[1]} pages, "
+                            f"{'rw' if reg[2] else 'ro'}) read {got:#x}, wrote {want:#x}")
+                text = ("\n".join(errs) + "\n").encode()[-3000:]
+                o = ctl + ERR_OFF + cpu * 3072
+                a.u8[o : o + len(text)] = text
         regions: list[list] = []          # [addr, npages, writable, {offset: value}, kind]
         seq = 0
         while not q[c8 + C_GO]:
@@ -74,12 +86,13 @@ def run(name: str, cpu: int, mm: int, ctl: int, nops: int, seed: int, fid: int, 
                 for off, v in list(reg[3].items())[:8]:
                     got = vm.load64(reg[0] + off)
                     if got != v:
-                        q[c8 + C_BAD + cpu] += 1
+                        bad("load", reg[0] + off, v, got, reg)
             elif r < 0.88:
                 reg = regions.pop(rng.randrange(len(regions)))
                 for off, v in reg[3].items():
-                    if vm.load64(reg[0] + off) != v:
-                        q[c8 + C_BAD + cpu] += 1
+                    got = vm.load64(reg[0] + off)
+                    if got != v:
+                        bad("before munmap", reg[0] + off, v, got, reg)
                 if reg[1] > 1 and rng.random() < 0.5:
                     keep = rng.randrange(1, reg[1])
                     vm.munmap(reg[0] + keep * PG, (reg[1] - keep) * PG)
@@ -105,10 +118,11 @@ def run(name: str, cpu: int, mm: int, ctl: int, nops: int, seed: int, fid: int, 
                 for reg in regions:
                     for off, v in list(reg[3].items())[:4]:
                         try:
-                            if vm.load64(reg[0] + off) != v:
-                                q[c8 + C_BAD + cpu] += 1
+                            got = vm.load64(reg[0] + off)
+                            if got != v:
+                                bad("in the fork child", reg[0] + off, v, got, reg)
                         except SegmentationFault:
-                            q[c8 + C_BAD + cpu] += 1
+                            bad("in the fork child (SIGSEGV)", reg[0] + off, v, -1, reg)
                 vm.exit(child)
                 vm.reap(child)
                 vm.switch_to(me)

@@ -136,8 +136,9 @@ OPS: dict[int, tuple[str, str]] = {
     53: ("vm_split", "mm, vma, new, addr: __split_vma (1 the new VMA set up with its object reference, "
                      "not in the tree; 2 in the tree, vma's end not yet cut)"),
     54: ("vm_brk", "mm, oldbrk, newbrk: brk moving the break (1 the heap's VMAs changed, mm->brk may lag)"),
-    55: ("vm_obj_remove", "obj, idx, entry: vm_object_page_remove, one entry at a time (1 the entry being "
-                          "erased, 2 erased and counted: its reference the record's)"),
+    55: ("vm_obj_remove", "obj, idx, entry, -, zero: vm_object_page_remove, one entry at a time (1 the entry "
+                          "being erased -- or, zero, replaced by a ZERO marker -- 2 erased and counted: its "
+                          "reference the record's)"),
     56: ("vm_collapse", "obj, back, bidx, entry, idx: vm_object_collapse moving one entry of back up into obj "
                         "(1 its folio says obj, the store in flight; 2 stored and counted, back's erase in "
                         "flight)"),

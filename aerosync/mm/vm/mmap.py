@@ -1258,9 +1258,15 @@ class Mmap:
                 return
             first = q[(v + V.V_PGOFF) >> 3] + ((lo - q[(v + V.V_START) >> 3]) >> PAGE_SHIFT)
             n = (hi - lo) >> PAGE_SHIFT
-            objs.page_remove(o, first, first + n)
-            if q[(o + O_BACKING) >> 3]:
-                objs.mark_zero(o, first, first + n)     # hide inherited copies: zeros / the file
+            if not q[(o + O_BACKING) >> 3]:               # (none can appear: mmap_lock is held)
+                objs.page_remove(o, first, first + n)
+                return
+            # Hide inherited copies (zeros / the file): the holes first, then o's own
+            # pages replaced by ZERO markers -- never a hole between two holds, which a
+            # collapse on another CPU (the fork child exiting) would fill from the
+            # backing with the data this discards.
+            objs.mark_zero(o, first, first + n)
+            objs.page_remove(o, first, first + n, zero=True)
 
         def start_write_within(mm_id: int, v: int, wait: float) -> bool:
             """vma_start_write tried until `wait` seconds have passed (IPIs answered)."""

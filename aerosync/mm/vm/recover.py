@@ -554,7 +554,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         got["objects"] += 1
     elif op == _OP["vm_obj_remove"]:
         if s:
-            got["pages"] += vm.objs.remove_finish(a[0], a[1], a[2], s)
+            got["pages"] += vm.objs.remove_finish(a[0], a[1], a[2], s, bool(a[4]))
     elif op == _OP["vm_xa_nodes"]:
         free_node = vm.xa.callbacks[1]
         for off in a[:s]:

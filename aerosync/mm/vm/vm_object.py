@@ -736,7 +736,7 @@ class VmObjects:
                 up_write(x + O_LOCK)
                 stack.extend((c, d + 1) for c in kids)
 
-        def page_remove(o: int, first: int, last: int) -> int:
+        def page_remove(o: int, first: int, last: int, zero: bool = False) -> int:
             """vm_object_page_remove(): take the folios at [first, last) out of o's tree and
             drop the tree's reference on each (callers have unmapped them first).  Value
             entries there are dropped too.  Returns folios removed.
@@ -748,9 +748,15 @@ class VmObjects:
             Linux's zap_pte_range holds each PTE table's lock, never an anon_vma lock):
             a fault of another CPU into the same object waits for one batch at most.
             Each entry leaves the tree atomically under the lock (O1/O5 hold at every
-            release); each batch's references go to folios_put between two holds."""
+            release); each batch's references go to folios_put between two holds.
+
+            `zero` (MADV_DONTNEED over a backing, after mark_zero filled the range's
+            holes): each entry is replaced by a ZERO marker rather than erased, so the
+            range never has a hole between two holds -- a collapse on another CPU
+            moves its backing's entries into the child's holes, and would bring back
+            the data the advice discarded."""
             if begin is not None:
-                return page_remove_logged(o, first, last - 1)
+                return page_remove_logged(o, first, last - 1, zero)
             n_out = 0
             idx = first
             last -= 1
@@ -758,7 +764,10 @@ class VmObjects:
             while idx <= last:
                 down_write(o + O_LOCK)
                 try:
-                    got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
+                    if zero:
+                        got, idx = zero_batch(root, idx, last)
+                    else:
+                        got, idx = xa_erase_range(root, idx, last, PAGE_REMOVE_BATCH)
                     pfns = untree(o, got)
                     if pfns:
                         fetch_add(o + O_NR_PAGES, -len(pfns) & _U64)
@@ -774,16 +783,34 @@ class VmObjects:
                     tp("obj:remove_batch")
             return n_out
 
-        def page_remove_logged(o: int, idx: int, last: int) -> int:
+        def zero_batch(root: int, idx: int, last: int) -> tuple[list[tuple[int, int]], int]:
+            """Up to PAGE_REMOVE_BATCH entries of [idx, last] replaced by ZERO markers (the
+            object's lock held; a slot that exists needs no node): (what they were, the
+            next index to look at)."""
+            got: list[tuple[int, int]] = []
+            while len(got) < PAGE_REMOVE_BATCH:
+                f = xa_find(root, idx, last)
+                if f is None:
+                    return got, last + 1
+                idx, e = f
+                if e != XA_ZERO:
+                    xa_store(root, idx, XA_ZERO)
+                    got.append((idx, e))
+                idx += 1
+            return got, idx
+
+        def page_remove_logged(o: int, idx: int, last: int, zero: bool = False) -> int:
             """page_remove of robust mode: one entry at a time under a vm_obj_remove
-            record (a0 the object, a1/a2 the entry), so a death inside an erase (its
-            node frees: slab, RCU) loses no entry's accounting or reference --
-            xa_erase_range's batch would be gone from the tree with neither done.  Step 1
-            is stored before the erase, 2 once the entry is out and counted, 0 before its
-            put (a kill in between leaks, never puts twice: mm/vm/recover.py)."""
+            record (a0 the object, a1/a2 the entry, a4 = 1 if it becomes a ZERO marker),
+            so a death inside an erase (its node frees: slab, RCU) loses no entry's
+            accounting or reference -- xa_erase_range's batch would be gone from the
+            tree with neither done.  Step 1 is stored before the erase, 2 once the entry
+            is out and counted, 0 before its put (a kill in between leaks, never puts
+            twice: mm/vm/recover.py)."""
             root = o + O_TREE
             n_out = 0
             r = begin(_OP_REMOVE, o)
+            q[r + 5] = int(zero)
             try:
                 while True:
                     down_write(o + O_LOCK)
@@ -792,10 +819,16 @@ class VmObjects:
                         if got is None:
                             break
                         idx, e = got
+                        if zero and e == XA_ZERO:
+                            idx += 1
+                            continue
                         q[r + 2] = idx
                         q[r + 3] = e
                         q[r + 7] = 1
-                        xa_erase(root, idx)
+                        if zero:
+                            xa_store(root, idx, XA_ZERO)
+                        else:
+                            xa_erase(root, idx)
                         pfns = untree(o, [(idx, e)])
                         if pfns:
                             fetch_add(o + O_NR_PAGES, _U64)
@@ -815,14 +848,17 @@ class VmObjects:
                 log_end(r)
             return n_out
 
-        def remove_finish(o: int, idx: int, e: int, step: int) -> int:
-            """Recovery of a vm_obj_remove record: at step 1 the entry is erased if the
-            tree still has it, taken out (mapping and index cleared, or its swap value
-            dropped) and counted; at steps 1 and 2 its folio's reference is put.
-            Returns pages put."""
+        def remove_finish(o: int, idx: int, e: int, step: int, zero: bool = False) -> int:
+            """Recovery of a vm_obj_remove record: at step 1 the entry is erased (or,
+            `zero`, replaced by a ZERO marker) if the tree still has it, taken out
+            (mapping and index cleared, or its swap value dropped) and counted; at steps
+            1 and 2 its folio's reference is put.  Returns pages put."""
             if step == 1:
                 if xa_load(o + O_TREE, idx) == e:
-                    xa_erase(o + O_TREE, idx)
+                    if zero:
+                        xa_store(o + O_TREE, idx, XA_ZERO)
+                    else:
+                        xa_erase(o + O_TREE, idx)
                 pfns = untree(o, [(idx, e)])
                 if pfns:
                     fetch_add(o + O_NR_PAGES, _U64)

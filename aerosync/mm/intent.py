@@ -139,7 +139,8 @@ OPS: dict[int, tuple[str, str]] = {
     55: ("vm_obj_remove", "obj, idx, entry, -, zero: vm_object_page_remove, one entry at a time (1 the entry "
                           "being erased -- or, zero, replaced by a ZERO marker -- 2 erased and counted: its "
                           "reference the record's)"),
-    56: ("vm_collapse", "obj, back, bidx, entry, idx: vm_object_collapse moving one entry of back up into obj "
+    56: ("vm_collapse", "obj, back (| 1: the caller pins obj), bidx, entry, idx: vm_object_collapse moving one "
+                        "entry of back up into obj "
                         "(1 its folio says obj, the store in flight; 2 stored and counted, back's erase in "
                         "flight)"),
     57: ("vm_xa_nodes", "n0..n5: the radix_tree_nodes one XArray store allocated, not yet published "

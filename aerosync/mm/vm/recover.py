@@ -54,7 +54,8 @@ covered, and how each record is resolved:
              erased), else undone (the folio says the backing again); step 2 stored
              and counted: the backing's copy erased.  The collapse stops there: a
              chain collapsed part-way is consistent (as after its own ENOMEM).  At
-             any step (0 too) the child's collapse sequence is made even again.
+             any step (0 too) the child's collapse sequence is made even again, and
+             the reference its caller held on it (a1's low bit) is dropped.
   vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
              user it took is dropped (mmput), 1 the claimed mm record is freed (its
              page-table root too, if set); a kernel stack half-made is vm_vmalloc's.

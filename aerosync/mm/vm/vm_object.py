@@ -233,7 +233,7 @@ class VmObjects:
         self.arena, self.cpu = arena, cpu
         self.ext: Any = None                    # VM.ext (memory.py's hooks: obj_free)
         q, u32, at = arena.u64, arena.u32, arena.atomic
-        fetch_add, load = at.fetch_add64, at.load64
+        fetch_add, load, cas64 = at.fetch_add64, at.load64, at.cas64
         from types import SimpleNamespace
 
         hooks = self.hooks = SimpleNamespace(value_put=None, value_replaced=None)
@@ -275,6 +275,34 @@ class VmObjects:
 
         def get(o: int) -> None:
             fetch_add(o + O_REF, 1)
+
+        def try_get(o: int) -> bool:
+            """A reference on o unless its count is 0 already (being destroyed)."""
+            c = load(o + O_REF)
+            while c:
+                seen = cas64(o + O_REF, c, c + 1)
+                if seen == c:
+                    return True
+                c = seen
+            return False
+
+        def collapse_only_child(o: int) -> None:
+            """o's references fell to one: if that is a single shadow child's, the child
+            absorbs o.  The child is read and pinned under o's lock -- it unlinks itself
+            from o's list under that lock before it can be freed, and a child read
+            without it may be freed and reused meanwhile (the stress test's collapse of
+            a garbage object) -- and unpinned after."""
+            down_write(o + O_LOCK)
+            c = q[(o + O_CHILDREN) >> 3]
+            pinned = bool(c) and u32[(o + O_NR_CHILDREN) >> 2] == 1 and try_get(c)
+            up_write(o + O_LOCK)
+            if not pinned:
+                return
+            try:
+                if collapsible(c, o):
+                    collapse(c, True)
+            finally:
+                put(c)
 
         def free_record(o: int) -> None:
             cache_free(addr_of(o))
@@ -417,9 +445,7 @@ class VmObjects:
                     if old == 1:
                         nxt = back                     # its last reference: destroyed below, same record
                     elif old == 2:
-                        c = q[(back + O_CHILDREN) >> 3]
-                        if c and collapsible(c, back):
-                            collapse(c)
+                        collapse_only_child(back)
                 if step < 5:
                     if r >= 0:
                         q[r + 7] = 5
@@ -446,9 +472,7 @@ class VmObjects:
             if old == 1:
                 destroy(o)
             elif old == 2:
-                c = q[(o + O_CHILDREN) >> 3]
-                if c and collapsible(c, o):
-                    collapse(c)
+                collapse_only_child(o)
             elif old == 0:
                 fetch_add(o + O_REF, 1)
                 raise AeroSyncError(f"cpu{cpu}: vm_object {o:#x}: put with refcount 0")
@@ -633,19 +657,22 @@ class VmObjects:
                     and load(back + O_REF) == 1 and u32[(back + O_NR_CHILDREN) >> 2] == 1
                     and q[(back + O_CHILDREN) >> 3] == o and not q[(back + O_VMA_HEAD) >> 3])
 
-        def collapse(o: int) -> int:
+        def collapse(o: int, pinned: bool = False) -> int:
             """vm_object_collapse(): while o's backing is collapsible into o, move the
             entries o lacks (inside o's range) up into o, splice the backing out of the
             chain (o takes its place under the next object down) and free it.  Takes o's
             lock then the backing's (top-down).  A ZERO marker or a private copy in o
             hides the backing's entry, which is freed with the backing.  Returns the
-            entries moved; stops early (consistently) if a tree node cannot be had."""
+            entries moved; stops early (consistently) if a tree node cannot be had.
+            `pinned`: the caller holds a reference on o (collapse_only_child), which the
+            vm_collapse record says (a1's low bit: objects are 128-byte aligned) so that
+            recovery drops it for a dead caller."""
             moved = 0
             for _ in range(64):
                 back = q[(o + O_BACKING) >> 3]
                 if not back or not collapsible(o, back):
                     break
-                r = begin(_OP_COLLAPSE, o, back) if begin is not None else -1
+                r = begin(_OP_COLLAPSE, o, back | pinned) if begin is not None else -1
                 down_write(o + O_LOCK)
                 down_write(back + O_LOCK)
                 ok = collapsible(o, back)
@@ -869,6 +896,13 @@ class VmObjects:
             return len(pfns)
 
         def collapse_finish(o: int, back: int, bidx: int, e: int, idx: int, step: int) -> None:
+            """Recovery of a vm_collapse record (a1 = back | pinned): _collapse_finish,
+            then the dead caller's reference on o dropped if it held one."""
+            _collapse_finish(o, back & ~1, bidx, e, idx, step)
+            if back & 1:
+                put(o)
+
+        def _collapse_finish(o: int, back: int, bidx: int, e: int, idx: int, step: int) -> None:
             """Recovery of a vm_collapse record (the world stopped): the entry's move is
             finished if its store into o landed (counts moved, back's copy erased), else
             undone (the folio says back again).  The rest of the collapse is left: a

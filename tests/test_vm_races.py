@@ -500,6 +500,25 @@ def test_cow_copy_whose_pte_changed_leaves_the_tree(machine) -> None:
     assert vm_check(a).ok
 
 
+def _child_exits_at(point: str, A: VM, child: int, me: int) -> list[int]:
+    """At the first `point` reached, A's fork child exits and is reaped (its shadow's
+    backing is then collapsed into the parent's shadow); returns a list that is
+    non-empty once that happened."""
+    done: list[int] = []
+
+    def child_exits(_name: str) -> None:
+        if done:
+            return
+        done.append(1)
+        A.switch_to(child)
+        A.exit(child)
+        A.reap(child)
+        A.switch_to(me)
+
+    hooks.set_point(point, child_exits)
+    return done
+
+
 def test_chain_walk_that_a_collapse_overtook_walks_again(machine) -> None:
     """A fault's walk down a backing chain finds nothing in the child, then the other
     side of a fork exits and the child absorbs its backing (collapse: the page moves up
@@ -524,18 +543,7 @@ def test_chain_walk_that_a_collapse_overtook_walks_again(machine) -> None:
     back = a.u64[(top + O_BACKING) >> 3]
     assert back and not A.objs.lookup(top, idx) and is_folio_entry(A.objs.lookup(back, idx))
     pfn = entry_pfn(A.objs.lookup(back, idx))
-    overtaken: list[int] = []
-
-    def child_exits(_name: str) -> None:
-        if overtaken:
-            return
-        overtaken.append(1)
-        A.switch_to(child)
-        A.exit(child)
-        A.reap(child)
-        A.switch_to(me)
-
-    hooks.set_point("obj:chain_passed", child_exits)
+    overtaken = _child_exits_at("obj:chain_passed", A, child, me)
     B2 = VM(a, 1)
     holder, hidx, e = B2.objs.chain_lookup(top, idx)
     hooks.clear_points()
@@ -566,18 +574,7 @@ def test_dontneed_over_a_backing_that_a_collapse_takes_meanwhile(machine) -> Non
     child = A.fork()
     for k in range(0, n, 2):                     # half of it the parent's own copies (COW)
         A.store64(addr + k * PG, 2000 + k)
-    collapsed: list[int] = []
-
-    def child_exits(_name: str) -> None:
-        if collapsed:
-            return
-        collapsed.append(1)
-        A.switch_to(child)
-        A.exit(child)
-        A.reap(child)
-        A.switch_to(me)
-
-    hooks.set_point("obj:remove_batch", child_exits)
+    collapsed = _child_exits_at("obj:remove_batch", A, child, me)
     A2 = VM(a, 0)                                # (points are read when a handle is built)
     A2.switch_to(me)
     A2.madvise(addr, n * PG, M.MADV_DONTNEED)

@@ -1,4 +1,5 @@
-"""Repairing a node's LRU lists after a simulated CPU died holding its lru_lock.
+"""Repairing reclaim's shared state after a simulated CPU died: a node's LRU lists (its
+lru_lock held), the swap device's cluster counts and lists, the compressed pool.
 
 Models: nothing in Linux (a CPU does not die inside a list update); the LRU side of the
 repair mm/pmm/recover.py's rebuild_free_lists does for a zone.lock.  Unit: one node's
@@ -24,6 +25,10 @@ bytes and counts are rewritten, and the node's LRU stats move by what the counts
 CPU (PG_lru clear) is on no list and stays so here; mm/vm/recover.py settle_counts puts
 a user folio on no list and in no batch back (LRU4) once the world is stopped.
 Returns the folios listed.
+
+`rebuild_swap_clusters(arena, cpu)` and `rebuild_zmm(arena, mm, cpu)`: the swap device
+and the compressed pool set from their truth -- the slot map, the handle words -- at the
+start of a dead CPU's recovery (their docstrings; mm/reclaim/zmm.py "Crash tolerance").
 """
 
 from __future__ import annotations

@@ -815,7 +815,7 @@ class VmObjects:
             object's lock held; a slot that exists needs no node): (what they were, the
             next index to look at)."""
             got: list[tuple[int, int]] = []
-            while len(got) < PAGE_REMOVE_BATCH:
+            for _ in range(PAGE_REMOVE_BATCH):             # (markers met count too: a bounded hold)
                 f = xa_find(root, idx, last)
                 if f is None:
                     return got, last + 1

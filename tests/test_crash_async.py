@@ -855,8 +855,8 @@ MIGRATE_WINDOWS: dict[str, tuple[str, str, int]] = {
     # longer names
     "new_page_named": ("move_mapping", "q[b8 + i_map] = q[b8 + i_idx] = 0", 3),
     "old_page_cleared_under_lock": ("move_mapping", "obj_unlock(o + 16)", 23),
-    "fast_accounting_not_begun": ("_round", "fetch_sub32((b4 + 3) << 2, 1)", 2),
-    "fast_accounting_half_done": ("_round", "u32[n4 + 2], u32[n4 + 3] = 2, 1", 4),
+    "fast_accounting_not_begun": ("move_account", "fetch_sub32((PM4 + pfn * MW4 + 3) << 2, 1)", 2),
+    "fast_accounting_half_done": ("move_account", "u32[n4 + 2], u32[n4 + 3] = 2, 1", 4),
     "general_moved_not_logged": ("_round", "q[wj] = w0 | MS_MOVED", 22),
 }
 

@@ -623,17 +623,7 @@ class Migrate:
                         retry.append(k)
                         continue
                     if one is not None:
-                        # the mapping moves from the old page to the new one: mapcount and
-                        # the PTE's reference (memory.py's accounting, moved as a whole; rss
-                        # is unchanged), nr_anon_pages from one node to the other; the old
-                        # page's mapcount goes first (_finish_move reads it)
-                        fetch_sub32((b4 + 3) << 2, 1)
-                        pn, nn = page_nid(pfn), page_nid(new)
-                        if pn != nn:
-                            i64[ns + pn * NS + NR_ANON] -= 1
-                            i64[ns + nn * NS + NR_ANON] += 1
-                        n4 = PM4 + new * MW4
-                        u32[n4 + 2], u32[n4 + 3] = 2, 1
+                        move_account(pfn, new)
                     if logged:
                         q[wj] = w0 | MS_MOVED
                         if fp:
@@ -691,6 +681,19 @@ class Migrate:
                 raise AeroSyncError(f"cpu{cpu}: migration of pfn {pfn} backed out: {made} migration entries made, "
                                     f"{done} restored")
 
+        def move_account(pfn: int, new: int) -> None:
+            """The fast path's one mapping moves from the old page to the new one:
+            mapcount and the PTE's reference (memory.py's accounting, moved as a whole;
+            rss is unchanged), nr_anon_pages from one node to the other.  The old page's
+            mapcount goes first: _finish_move reads from it whether this began."""
+            fetch_sub32((PM4 + pfn * MW4 + 3) << 2, 1)
+            pn, nn = page_nid(pfn), page_nid(new)
+            if pn != nn:
+                i64[ns + pn * NS + NR_ANON] -= 1
+                i64[ns + nn * NS + NR_ANON] += 1
+            n4 = PM4 + new * MW4
+            u32[n4 + 2], u32[n4 + 3] = 2, 1
+
         def _finish_move(pfn: int, new: int, fast: bool) -> bool:
             """Recovery of a folio logged frozen: True if its move landed (the tree's
             entry is the new page's -- move_mapping died after its xa_store, or the
@@ -699,23 +702,18 @@ class Migrate:
             happened.  move_mapping sets the new page's mapping and index before it
             clears the old page's, so one of the two names the object."""
             b8, n8 = PM8 + pfn * MW, PM8 + new * MW
-            m = q[b8 + i_map]
-            idx = q[b8 + i_idx] if m else q[n8 + i_idx]
-            if not m:
-                m = q[n8 + i_map]
+            src = b8 if q[b8 + i_map] else n8
+            m, idx = q[src + i_map], q[src + i_idx]
             if new < 0 or not m or xa_load((m & ~3) + O_TREE, idx) != folio_entry(new):
                 return False
             q[n8 + i_map], q[n8 + i_idx] = m, idx
             q[b8 + i_map] = q[b8 + i_idx] = 0
             if fast:
-                b4, n4 = PM4 + pfn * MW4, PM4 + new * MW4
-                if load32((b4 + 3) << 2):                 # the accounting had not begun
-                    fetch_sub32((b4 + 3) << 2, 1)
-                    pn, nn = page_nid(pfn), page_nid(new)
-                    if pn != nn:
-                        i64[ns + pn * NS + NR_ANON] -= 1
-                        i64[ns + nn * NS + NR_ANON] += 1
-                u32[n4 + 2], u32[n4 + 3] = 2, 1
+                if load32((PM4 + pfn * MW4 + 3) << 2):     # the accounting had not begun
+                    move_account(pfn, new)
+                else:                                      # (a node stat half moved: settle's)
+                    n4 = PM4 + new * MW4
+                    u32[n4 + 2], u32[n4 + 3] = 2, 1
             return True
 
         def migrate_finish(mm_id: int, words: Sequence[int]) -> int:

@@ -616,25 +616,38 @@ def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) 
     _vm_runs_on(a, p, rec)
 
 
-def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool, drv: Any = None) -> Any:
-    """A vmalloc driver (small block allocations, or large areas; or `drv`) killed at
-    its nth `match` (crash_helpers.at_line): recovered, checked, run again to its end,
-    nothing lost.  Returns the records it died with."""
+def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth: int, again: Any) -> Any:
+    """A machine of `cfg` whose CPU 0 ran driver `drv` and was killed at its nth `match`
+    (crash_helpers.at_line): recovered, checked, back online running `again` to its
+    end, checked again, nothing lost (its swap turned off after, if it has one).
+    Returns the records it died with."""
     p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=8192)
+    a = H.soak_machine(machine, p, **cfg)
+    try:
+        pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
+        assert killed, "the window was never reached"
+        recs = I.read_records(a, 0)
+        rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+        H.check_all(a)
+        cpuhp_online_mm(a, 0)
+        _, k2 = H.run_child(a, 0, again)
+        assert not k2
+        H.check_all(a)
+        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+        return recs
+    finally:
+        if "reclaim" in cfg:
+            from aerosync.mm.reclaim.swapfile import swapoff
+
+            swapoff(a)
+
+
+def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool, drv: Any = None) -> Any:
+    """_killed_runs_on of a vmalloc driver (small block allocations, or large areas; or
+    `drv`)."""
     drv = drv or (H.vmblock_driver() if block else H.vmalloc_driver())
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
-    assert killed, "the window was never reached"
-    recs = I.read_records(a, 0)
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
     again = H.vmblock_driver(rounds=40, seed=2) if block else H.vmalloc_driver(rounds=20, seed=2)
-    _, k2 = H.run_child(a, 0, again)
-    assert not k2
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
-    return recs
+    return _killed_runs_on(machine, {"vm": {}, "nr_pages": 8192}, drv, match, nth, again)
 
 
 @pytest.mark.timeout(120)
@@ -870,19 +883,10 @@ def test_migration_killed_between_states(machine, window: str) -> None:
     map the new page, the old page is freed -- where undoing it looked for the object
     through the old page and waited forever on the lock at arena offset 16)."""
     func, text, nth = MIGRATE_WINDOWS[window]
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_nodes=2, nr_pages=4096, numa={})
-    pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, H.at_line(func, text), H.migrate_driver()))
-    assert killed, "the window was never reached"
-    (r,) = [r for r in I.read_records(a, 0) if r.name == "vm_migrate"]
+    recs = _killed_runs_on(machine, {"vm": {}, "nr_nodes": 2, "nr_pages": 4096, "numa": {}}, H.migrate_driver(),
+                           H.at_line(func, text), nth, H.migrate_driver(rounds=2, seed=2))
+    (r,) = [r for r in recs if r.name == "vm_migrate"]
     assert r.step >= 1, str(r)                       # the folios it logged
-    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-    H.check_all(a)
-    cpuhp_online_mm(a, 0)
-    _, again = H.run_child(a, 0, H.migrate_driver(rounds=2, seed=2))
-    assert not again
-    H.check_all(a)
-    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
 
 
 # The compressed pool (mm/reclaim/zmm.py "Crash tolerance") killed under its lock, and
@@ -919,21 +923,7 @@ def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
     list's update: the cluster counts, inuse_pages and lists are set from the slot map
     (rebuild_swap_clusters, SW3).  The checkers pass, the CPU runs the driver again, no
     page is lost."""
-    from aerosync.mm.reclaim.swapfile import swapoff
-
     func, text, nth = SWAP_WINDOWS[window]
-    p = H.soak_params()
-    a = H.soak_machine(machine, p, vm={}, nr_pages=2048, reclaim={"lru": "mglru", "swap_size": 16 << 20})
-    try:
-        pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, H.at_line(func, text), H.reclaim_driver()))
-        assert killed, "the window was never reached"
-        rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-        H.check_all(a)
-        cpuhp_online_mm(a, 0)
-        _, again = H.run_child(a, 0, H.reclaim_driver(1500, seed=2))
-        assert not again
-        H.check_all(a)
-        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
-    finally:
-        swapoff(a)
+    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+                    H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
 

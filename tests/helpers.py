@@ -230,20 +230,19 @@ def qlock_chaos(name: str, slot: int, cpu: int, word_off: int, count_off: int, s
     of the counts, never behind).  A dead owner is taken over (force_unlock from the
     exact word, one winner) and the loop goes on: the robust-mutex recovery path."""
     from aerosync.errors import LockOwnerDead
-    from aerosync.sync import lockstat as LS
     from aerosync.sync.spinlock import SpinLock, force_unlock
 
     a = Arena.attach(name)
     at, q = a.atomic, a.u64
     lock = SpinLock(a, slot, cpu)
     acquire, release = lock.acquire, lock.release
-    w, off = word_off >> 3, LS.slot_off(a, slot)
+    w = word_off >> 3
     at.store64(count_off + 8, os.getpid())                  # started: the parent may kill us now
     while not at.load64(stop_off):
         try:
             acquire()
-        except LockOwnerDead:
-            force_unlock(a, slot, at.load64(off))
+        except LockOwnerDead as e:                          # the owner it named, not whoever holds it now
+            force_unlock(a, slot, e.pid << 16 | (0xFFFF if e.cpu < 0 else e.cpu + 1))
             continue
         v = q[w]
         q[w] = v + 1

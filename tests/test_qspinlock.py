@@ -307,6 +307,136 @@ def test_a_queue_of_only_dead_nodes_is_dropped_by_a_waiter_without_a_node(make_a
     assert all(not at.load64(base + i * 64 + Q.N_SLOT) for i in range(n)), "dead nodes not freed"
 
 
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:                                          # pragma: no cover (the child)
+        os._exit(0)
+    os.waitpid(pid, 0)                                    # reaped: gone for good
+    return pid
+
+
+def _busy_nodes(a: Arena, owner: int, slot1: int = 0) -> list[int]:
+    """Give every MCS node to `owner` (queued on lock slot1-1 when slot1): returns their offsets."""
+    at, base = a.atomic, a.off("qnodes")
+    nodes = [base + i * 64 for i in range(a.sections["qnodes"][1] // 64)]
+    for no in nodes:
+        at.store64(no + Q.N_OWNER, owner)
+        at.store64(no + Q.N_SLOT, slot1)
+    return nodes
+
+
+def _acquire_in_thread(lk: SpinLock) -> Callable[[float], list]:
+    """Run lk.acquire() + release() in a thread; returns join(timeout) -> [True] or
+    [the exception], [] while it still waits."""
+    import threading
+
+    out: list = []
+
+    def body() -> None:
+        try:
+            lk.acquire()
+        except Exception as e:                            # the test looks at it
+            out.append(e)
+            return
+        out.append(True)
+        lk.release()
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+
+    def join(timeout: float) -> list:
+        t.join(timeout)
+        return out
+    return join
+
+
+def test_nodes_a_dead_process_left_claimed_are_reclaimed_once_their_lock_has_no_queue(make_arena) -> None:
+    """A process killed between claiming its node and publishing it, or between taking
+    the lock and freeing its node, leaves the node with N_SLOT set and nobody to free
+    it (no queue reaches it).  Enough kills used every node up and every waiter went to
+    the no-node fallback.  A node whose lock has no tail is in no queue: claim() takes it."""
+    a = make_arena(locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "leaked")
+    nodes = _busy_nodes(a, _dead_pid(), slot + 1)         # left claimed; the lock's word has no tail
+    holder, waiter = SpinLock(a, slot, 1), SpinLock(a, slot, 0)
+    holder.acquire()
+    off = LS.slot_off(a, slot)
+    a.atomic.fetch_or64(off, Q.Q_PENDING)                 # a live pending waiter (named): the next one queues
+    a.atomic.store64(off + LS.S_OWNER, a.atomic.load64(off) & Q.Q_OWNER)
+    overflow, queued = Q.QSTAT["overflow"], Q.QSTAT["queued"]
+    join = _acquire_in_thread(waiter)
+    _until(lambda: a.atomic.load64(off) & Q.Q_TAIL, "the waiter to queue", 30)
+    holder.release()
+    assert join(30) == [True]
+    assert Q.QSTAT["queued"] > queued and Q.QSTAT["overflow"] == overflow, "it went without a node"
+    assert sum(not a.atomic.load64(no + Q.N_OWNER) for no in nodes) == 1      # the one it took, freed
+
+
+@pytest.mark.parametrize("word", ["dead_owner", "unnamed_pending"])
+def test_waiter_without_a_node_does_the_liveness_checks(make_arena, word: str) -> None:
+    """Every node busy (here: claimed by this process, as another thread's), so the
+    waiter has no node and there may be no queue head or pending waiter left to notice a
+    dead party.  It must notice itself: a dead owner raises LockOwnerDead, and a P bit
+    nobody holds (its waiter killed between its P CAS and naming itself) is revoked.
+    Both waited forever (the last CI failure: a dead owner, the waiter here)."""
+    a = make_arena(locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "overflow")
+    off = LS.slot_off(a, slot)
+    _busy_nodes(a, Q._my_owner())
+    pid, holder = _dead_pid(), SpinLock(a, slot, 1)
+    overflow = Q.QSTAT["overflow"]
+    if word == "dead_owner":
+        a.atomic.store64(off, pid << 16 | 2)              # locked by a dead cpu1
+    else:
+        holder.acquire()
+        a.atomic.fetch_or64(off, Q.Q_PENDING)             # P, nobody named in S_OWNER
+    join = _acquire_in_thread(SpinLock(a, slot, 0))
+    _until(lambda: Q.QSTAT["overflow"] > overflow, "the waiter to go without a node", 30)
+    if word == "unnamed_pending":
+        holder.release()                                  # free, P set, no tail
+    got = join(30)
+    assert got, "the waiter without a node waited forever"
+    if word == "dead_owner":
+        assert isinstance(got[0], LockOwnerDead) and got[0].pid == pid
+    else:
+        assert got == [True] and not a.atomic.load64(off) & Q.Q_PENDING
+
+
+def test_unnamed_pending_bit_is_revoked_not_stolen_around(make_arena) -> None:
+    """P set on a free word with no holder named: a newcomer revokes it rather than
+    stealing the lock and leaving P set (which made every later release take the slow
+    path and every acquisition wait STEAL_NS for a pending waiter that never comes)."""
+    a = make_arena(locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "unnamed")
+    off = LS.slot_off(a, slot)
+    a.atomic.store64(off, Q.Q_PENDING | 1)
+    lk = SpinLock(a, slot, 0)
+    lk.acquire()
+    lk.release()
+    assert not a.atomic.load64(off) & Q.Q_PENDING
+
+
+def test_waiter_without_a_node_queues_again_when_one_frees(make_arena) -> None:
+    """The no-node fallback is for while nodes are out; once one is free the waiter goes
+    back to the FIFO queue (it used to spin on the word for good)."""
+    a = make_arena(locks=QSPIN)
+    slot = LS.lock_alloc(a, "test_qlock", "requeue")
+    nodes = _busy_nodes(a, Q._my_owner())
+    holder = SpinLock(a, slot, 1)
+    holder.acquire()
+    off = LS.slot_off(a, slot)
+    a.atomic.fetch_or64(off, Q.Q_PENDING)                 # a live pending waiter (named): the next one queues
+    a.atomic.store64(off + LS.S_OWNER, a.atomic.load64(off) & Q.Q_OWNER)
+    overflow, queued = Q.QSTAT["overflow"], Q.QSTAT["queued"]
+    join = _acquire_in_thread(SpinLock(a, slot, 0))
+    _until(lambda: Q.QSTAT["overflow"] > overflow, "the waiter to go without a node", 30)
+    for no in nodes:
+        a.atomic.store64(no + Q.N_OWNER, 0)
+    _until(lambda: Q.QSTAT["queued"] > queued, "the waiter to queue again", 30)
+    holder.release()
+    assert join(30) == [True]
+
+
 # ---------------------------------------------------------------------------- the wait hook
 @pytest.mark.parametrize("kind", ["tas", "qspinlock", "rwlock"])
 def test_wait_hook_runs_while_waiting(make_arena, spawn, kind: str) -> None:
@@ -488,6 +618,36 @@ def test_semaphores_of_a_killed_creator_are_swept() -> None:
     assert [f for f in os.listdir("/dev/shm") if name in f] == []
 
 
+def _qstate(a: Arena, slot: int, procs: dict) -> str:
+    """The lock word, sleepers, every claimed MCS node and the live workers' stacks: what a
+    hang needs to be understood from a CI log."""
+    import subprocess
+    import sys
+
+    at, off = a.atomic, LS.slot_off(a, slot)
+    w = at.load64(off)
+    lines = [f"word {w:#x}: tail {w >> Q.Q_TAIL_SHIFT} P {int(bool(w & Q.Q_PENDING))} owner pid "
+             f"{(w >> 16) & LS.PID_MASK} cpu1 {w & Q.Q_CPU}; sleepers {at.load32(off + LS.S_SLEEPERS):#x} "
+             f"P-holder {at.load64(off + LS.S_OWNER):#x}; pids {[(c, p.pid, p.exitcode) for c, p in procs.items()]}"]
+    base = a.off("qnodes")
+    for i in range(a.sections["qnodes"][1] // 64):
+        no = base + 64 * i
+        o = at.load64(no + Q.N_OWNER)
+        if o:
+            lines.append(f"node {i + 1}: owner pid {o & LS.PID_MASK}{' ABANDONED' if o >> 63 else ''} slot "
+                         f"{at.load64(no + Q.N_SLOT)} locked {at.load64(no + Q.N_LOCKED):#x} next "
+                         f"{at.load64(no + Q.N_NEXT):#x} prev {at.load64(no + Q.N_PREV)} state "
+                         f"{at.load64(no + Q.N_STATE)} seq {at.load64(no + Q.N_SEQ)}")
+    for p in procs.values():
+        if p.exitcode is None:
+            spy = Path(sys.executable).with_name("py-spy")
+            if spy.exists():
+                r = subprocess.run([str(spy), "dump", "--pid", str(p.pid)], capture_output=True, text=True,
+                                   timeout=30)
+                lines.append(r.stdout[-3000:] + r.stderr[-500:])
+    return "\n".join(lines)
+
+
 def test_chaos_kills_never_break_exclusion_or_progress(make_arena, spawn, soak: bool) -> None:
     """Four CPUs hammer one lock while the parent SIGKILLs one at random every few ms and
     starts a replacement on the same context: killed waiters are repaired around, killed
@@ -518,7 +678,7 @@ def test_chaos_kills_never_break_exclusion_or_progress(make_arena, spawn, soak: 
     a.atomic.store64(stop, 1)
     for c, p in procs.items():
         p.join(60)
-        assert p.exitcode == 0, f"cpu{c} did not finish (exit {p.exitcode}): a waiter hung"
+        assert p.exitcode == 0, f"cpu{c} did not finish (exit {p.exitcode}): a waiter hung\n{_qstate(a, slot, procs)}"
     total = sum(a.atomic.load64(counts + 64 * c) for c in range(n))
     value = a.u64[word >> 3]
     assert total > 0 and kills >= min_kills

@@ -104,12 +104,22 @@ arena header, a node occupant's from its node):
     never both win.  S frees X's node.
   * dead pending waiter (P set, word free, for `OWNER_CHECK_S`, with slot+8 naming a dead
     process or nobody): the head revokes P by CAS; a live but revoked waiter's take-CAS
-    fails and it queues again.
+    fails and it queues again.  A newcomer that would steal past STEAL_NS revokes
+    instead when slot+8 names a dead process or nobody (`_steal`): else a P whose
+    waiter died before naming itself stayed set for good.
   * dead successor that never linked (the holder waits for next): the holder drops it
     from the tail when it is the tail; otherwise the node behind it splices around it.
   * a queue of dead nodes only (every node queued on the lock dead or abandoned, so no
     node is free to queue behind them and nobody repairs): a waiter in overflow() --
     no node of its own -- takes the tail off the word by CAS and frees those nodes.
+  * a node left claimed and queued-looking (N_SLOT set) but in no queue -- its process
+    killed between claiming and publishing it, or between taking the lock and freeing
+    it: nobody links to it, so nobody frees it -- is reclaimed by claim() when no node
+    is free and its lock has no tail (`_unqueued`: a dead node still queued keeps its
+    lock's tail set).
+  * a waiter without a node (every node busy) does the checks a head or pending waiter
+    would: dead owner, dead or unnamed P, all-dead queue; it queues again as soon as a
+    node frees (`overflow`).
   `reap_dead_waiter(arena, pid)` lets a recovering coordinator do all this at once for a
   worker it saw die (its nodes flagged ABANDONED, the P bits it held dropped) instead of
   waiting for the other waiters' checks.
@@ -169,6 +179,7 @@ ABANDONED = 1 << 63
 START_MASK = (1 << 39) - 1
 RUNNING, HALTED, LINKWAIT = 0, 1, 2    # LINKWAIT: blocked holder waiting for its successor's link
 REVOKED = 1 << 64            # pending_wait's poll result when P was taken away (not a word)
+REQUEUE = 1 << 65            # overflow's poll result when an MCS node may be free again
 
 SPIN_TRIES = 64              # polls before yielding (~10 us: a 2-CPU hand-over takes 1-5)
 YIELD_TRIES = 8              # sched_yield calls before blocking
@@ -333,7 +344,26 @@ class _Waiter:
             elif (o != me and not at.load64(no + N_SLOT) and _node_dead(o)
                   and at.cas64(no + N_OWNER, o, me) == o):  # left behind by a dead process
                 return self._init(i + 1, queued)
+        for i in range(self.nr_nodes):                      # none free: a dead one out of every queue
+            no = self.qbase + i * CACHE_LINE
+            o = at.load64(no + N_OWNER)
+            if (o and o != me and _node_dead(o) and at.load64(no + N_SLOT) and self._unqueued(no)
+                    and at.cas64(no + N_OWNER, o, me) == o):
+                return self._init(i + 1, queued)
         return 0
+
+    def _unqueued(self, no: int) -> bool:
+        """Dead node `no` (read dead before this call) is in no queue: the lock it was
+        queued on has no tail now.  A dead node still queued keeps its lock's tail set
+        -- it is the tail, or a later node is, until its successor repairs it (freeing
+        it) or a hand-over passes it -- and a node queued after this read has a live
+        occupant.  So this reclaims what a process killed between claiming its node and
+        publishing it, or between taking the lock and freeing its node, left with N_SLOT
+        set (before: leaked for good; enough kills used every node up)."""
+        slot1 = self.at.load64(no + N_SLOT)
+        if not slot1:
+            return True
+        return slot1 <= MAX_LOCKS and not self.at.load64(LS.slot_off(self.arena, slot1 - 1)) & Q_TAIL
 
     def _init(self, code: int, queued: bool) -> int:
         at, no = self.at, self.no(code)
@@ -422,6 +452,8 @@ class _Waiter:
             if not code:
                 QSTAT["overflow"] += 1
                 r = self._sleep_poll(poll, counts, hook)
+                if r < 0:
+                    r = check(True)                         # (a pending waiter without a node too)
                 if r >= 0:
                     return r
                 continue
@@ -491,19 +523,11 @@ class _Waiter:
             if w & (Q_LOCKED | Q_TAIL):                     # (a queue head steals for itself)
                 return self.queue(counts, since_ns)
             # Free, P set, nobody queued: the pending waiter was released to but has not
-            # taken it.  Give it STEAL_NS, then take the lock instead, leaving it P (or
-            # revoke P if its holder is dead: there is no head to do it).
+            # taken it.  Give it STEAL_NS, then take the lock instead (`_steal`).
             if _pc() - at.load64(off + S_FREED) > STEAL_NS:
-                holder = at.load64(off + LS.S_OWNER)
-                if holder and not owner_alive(self.arena, holder):
-                    self._revoke(w)
-                    w = at.load64(off)
-                    continue
-                got = at.cas64(off, w, Q_PENDING | mine)
-                if got == w:
-                    QSTAT["steals"] += 1
+                if self._steal(w):
                     return w
-                w = got
+                w = at.load64(off)
                 continue
             polls += 1
             if polls > SPIN_TRIES and self.yields:          # the next waiter may need our CPU
@@ -514,6 +538,23 @@ class _Waiter:
             if hook is not None:
                 hook()
             w = at.load64(off)
+
+    def _steal(self, w: int) -> bool:
+        """Word `w` is free with P set and no tail, and its pending waiter has not taken
+        it for STEAL_NS: take it, leaving P to its holder -- or, if nobody holds P (the
+        holder is dead, or never named itself: killed between its P CAS and its
+        S_OWNER store, a name it had all of the owner's hold time to write), revoke P
+        instead, else P would stay set for good and every release go the slow path.
+        Returns whether we took the lock."""
+        at, off = self.at, self.off
+        holder = at.load64(off + LS.S_OWNER)
+        if not holder or not owner_alive(self.arena, holder):
+            self._revoke(w)
+            return False
+        if at.cas64(off, w, Q_PENDING | self.mine) == w:
+            QSTAT["steals"] += 1
+            return True
+        return False
 
     def pending_wait(self, counts: list[int], since_ns: int) -> int:
         """We hold P: wait for the owner to leave, then take the lock (P -> locked)."""
@@ -583,8 +624,11 @@ class _Waiter:
         """The MCS queue: returns the word we took the lock from."""
         at, off, mine = self.at, self.off, self.mine
         code = self.claim()
-        if not code:
-            return self.overflow(counts)
+        while not code:
+            r = self.overflow(counts, since_ns)
+            if r != REQUEUE:
+                return r
+            code = self.claim()
         QSTAT["queued"] += 1
         no = self.no(code)
         seq = at.load64(no + N_SEQ)
@@ -638,18 +682,24 @@ class _Waiter:
         next_check = [_pc() + int(LIVENESS_S * 1e9)]
 
         def check(timed_out: bool) -> int:
-            if at.load64(no + N_LOCKED) & 1:
-                return 1
-            prev = at.load64(no + N_PREV)
-            o = at.load64(self.no(prev) + N_OWNER)
-            if not o & ABANDONED:
-                now = _pc()
-                if now < next_check[0]:
-                    return -1
-                next_check[0] = now + int(LIVENESS_S * 1e9)
-                if not _node_dead(o):
-                    return -1
-            return 1 if self.repair(code, prev) else -1
+            for _ in range(self.nr_nodes):                  # a run of dead predecessors in one go
+                if at.load64(no + N_LOCKED) & 1:
+                    return 1
+                prev = at.load64(no + N_PREV)
+                o = at.load64(self.no(prev) + N_OWNER)
+                if not o & ABANDONED:
+                    now = _pc()
+                    if now < next_check[0]:
+                        return -1
+                    next_check[0] = now + int(LIVENESS_S * 1e9)
+                    if not _node_dead(o):
+                        return -1
+                if self.repair(code, prev):
+                    return 1
+                if at.load64(no + N_PREV) == prev:
+                    return -1                               # the splice lost a race: next time
+                next_check[0] = 0                           # spliced: look at the new one now
+            return -1
 
         def early() -> bool:
             return at.load64(self.no(at.load64(no + N_PREV) or code) + N_STATE) == HALTED
@@ -796,26 +846,49 @@ class _Waiter:
             w = got
         return False
 
-    def overflow(self, counts: list[int]) -> int:
+    def overflow(self, counts: list[int], since_ns: int) -> int:
         """Every node busy: spin on the word for a free, unqueued lock (Linux: the same
-        when a CPU's nesting exceeds its nodes).  Nodes run out when dead processes left
-        queued ones behind; a queue made only of those has nobody left to repair it, and
-        nobody can queue behind it -- so at most every LIVENESS_S this waiter drops it
-        (`_drop_dead_queue`), else it would wait for a word that never clears (seen in
-        test_chaos_kills_never_break_exclusion_or_progress: ten dead nodes queued)."""
+        when a CPU's nesting exceeds its nodes); returns the word we took, or REQUEUE
+        when a node may be free again (then the caller claims and queues).  Nodes run
+        out when dead processes left queued ones behind, and then there may be no queue
+        head or pending waiter left to notice a dead party, so at most every LIVENESS_S
+        this waiter does their checks itself: a dead owner (LockOwnerDead, as they raise
+        it), a dead or unnamed pending waiter (`_steal`), a queue made only of dead nodes
+        (`_drop_dead_queue`) -- else it waits for a word that never clears (seen in
+        test_chaos_kills_never_break_exclusion_or_progress: ten dead nodes queued; then
+        a dead owner with every live waiter here, 30 s without an acquisition)."""
         at, off, mine = self.at, self.off, self.mine
         next_check = [_pc() + int(LIVENESS_S * 1e9)]
 
         def poll() -> int:
             w = at.load64(off)
-            if w & (_BUSY | Q_TAIL):
-                if w & Q_TAIL and _pc() >= next_check[0]:
-                    next_check[0] = _pc() + int(LIVENESS_S * 1e9)
-                    self._drop_dead_queue(w)
+            if not w & (_BUSY | Q_TAIL):
+                return w if at.cas64(off, w, mine) == w else -1
+            now = _pc()
+            if now < next_check[0]:
                 return -1
-            return w if at.cas64(off, w, mine) == w else -1
+            next_check[0] = now + int(LIVENESS_S * 1e9)
+            if w & Q_LOCKED:
+                if not self.robust and not owner_alive(self.arena, w):
+                    cpu, pid = LS.decode_owner(w)
+                    raise LockOwnerDead(self.name, cpu, pid, (now - since_ns) / 1e9)
+            elif not w & Q_TAIL and now - at.load64(off + S_FREED) > STEAL_NS and self._steal(w):
+                return w
+            if w & Q_TAIL:
+                self._drop_dead_queue(w)
+            return REQUEUE if self._node_free() else -1
 
         return self.wait(poll, lambda: 0, lambda t: -1, counts)
+
+    def _node_free(self) -> bool:
+        """Whether claim() could find a node now (a read-only scan; claim decides)."""
+        at = self.at
+        for i in range(self.nr_nodes):
+            no = self.qbase + i * CACHE_LINE
+            o = at.load64(no + N_OWNER)
+            if not o or (_node_dead(o) and (not at.load64(no + N_SLOT) or self._unqueued(no))):
+                return True
+        return False
 
     def _drop_dead_queue(self, w: int) -> bool:
         """The queue behind word `w` is all dead -- every node queued on this lock (its

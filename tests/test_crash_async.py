@@ -927,3 +927,50 @@ def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
     _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
                     H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
 
+
+# The swap cache's folio side (mm/reclaim/swap_state.py): a CPU killed from outside while
+# it put a new folio in the cache for a swap-in (new_cached), gave a folio to a slot
+# (add_to_swap), or took one out (delete_from_cache): name -> (function, text of the
+# line the CPU dies before, nth).
+SWAPCACHE_WINDOWS: dict[str, tuple[str, str, int]] = {
+    "swapin_page_taken": ("new_cached", "u32[b4] = PG_locked | PG_swapbacked | PG_swapcache", 3),
+    "swapin_page_set_up": ("new_cached", "dev.lock_slot(slot)", 3),
+    "swapin_published_no_cache_bit": ("new_cached", "u32[dev.smap4 + slot] = w | R.SWAP_HAS_CACHE", 3),
+    "swapin_cached_one_reference": ("new_cached", "u32[b4 + 2] = 2", 3),
+    "swapin_cached_not_counted": ("new_cached", "NR_SWAPCACHED] += 1", 3),
+    "swapin_cached_not_recorded": ("new_cached", "return pfn, e", 3),
+    "add_slot_taken": ("add_to_swap", "dev.lock_slot(slot)", 3),
+    "add_slot_named_folio_not": ("add_to_swap", "b = PM8 + pfn * MW8", 3),
+    "add_no_cache_reference": ("add_to_swap", "fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)", 3),
+    "add_no_swapcache_flag": ("add_to_swap", "fetch_or32((PM4 + pfn * MW4) << 2, PG_swapcache", 3),
+    "delete_slot_locked": ("delete_from_cache", "if q[stab8 + slot] == pfn << 2:", 3),
+    "delete_shadow_stored": ("delete_from_cache", "dev.unlock_slot(slot)", 3),
+    "delete_private_kept": ("delete_from_cache", "q[PM8 + pfn * MW8 + i_priv] = 0", 3),
+    "delete_flag_kept": ("delete_from_cache", "fetch_and32((PM4 + pfn * MW4) << 2, ~PG_swapcache", 3),
+    "delete_not_put": ("delete_from_cache", "dev.put_cache(slot)", 3),
+    "freeze_marked": ("reclaim_anon", "if not freeze(pfn, 2):", 3),
+    "frozen_not_deleted": ("reclaim_anon", "sst.delete_from_cache(pfn, slot, ws.eviction(pfn))", 3),
+    "frozen_reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
+    "frozen_released_not_freed": ("free_frozen", "q[r + 4] = 0", 3),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(SWAPCACHE_WINDOWS))
+def test_swap_cache_folio_killed_half_in(machine, window: str) -> None:
+    """A CPU killed from outside between the stores that put a folio in the swap cache
+    or take it out: recovery leaves the slot and the folio agreeing (SW1, SW2), nothing
+    locked for good, no page lost, and the CPU runs the driver again."""
+    func, text, nth = SWAPCACHE_WINDOWS[window]
+    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+                    H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
+
+
+@pytest.mark.timeout(120)
+def test_swap_cache_hit_killed_before_its_step(machine) -> None:
+    """A swap-in that found its folio in the cache, locked it and named it in a1, killed
+    before its step 3: recovery unlocks and puts it as at step 3 (a1 without a2 at step
+    0) -- before, the folio stayed locked for good."""
+    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+                    H.reclaim_driver(), H.at_line("swapin", "q[r + 7] = 3", lambda f: "shadow" not in f.f_locals), 2,
+                    H.reclaim_driver(1500, seed=2))

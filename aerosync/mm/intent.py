@@ -170,19 +170,22 @@ OPS: dict[int, tuple[str, str]] = {
                       "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
                       "in flight; 4 v erased, detached and unlinked, being removed; 5 its object's "
                       "reference put; 6 counted out)"),
-    69: ("vm_reclaim", "nid, cur, wslot: the folios reclaim isolated (spill from SPILL_RECLAIM, (pfn << 1 | anon) + 2 "
-                       "each, 0 once released; step: how many) off their LRU with its reference; cur + 1 the folio "
-                       "being reclaimed (locked), wslot + 1 its swap slot while its data is written out "
-                       "(PG_dirty cleared)"),
+    69: ("vm_reclaim", "nid, cur, wslot, dslot: the folios reclaim isolated (spill from SPILL_RECLAIM, "
+                       "(pfn << 1 | anon) + 2 each, 0 once released; step: how many) off their LRU with its "
+                       "reference; cur + 1 the folio being reclaimed (locked, or frozen and being freed), wslot + 1 "
+                       "its swap slot while its data is written out (PG_dirty cleared), dslot + 1 the slot whose "
+                       "cache it leaves once frozen"),
     70: ("vm_migrate", "mm: the folios one round of migrate_pages holds (spill from SPILL_MIGRATE, two words each: "
                        "old pfn << 8 | fast << 5 | isolated << 4 | state, and new pfn + 1; 0 once released; step: "
                        "how many) -- state 1 locked, 2 being unmapped, 3 frozen, 4 moved to the new page, being "
                        "remapped, 5 remapped, the old page being freed"),
     71: ("vm_mm_hold", "mm: a reference on an address space a system call holds (get_task_mm: move_pages, "
                        "migrate_pages; step 1 held, 0 none or being put)"),
-    72: ("vm_swapin", "slot, pfn + 1: a swap-in (the fault's, or one readahead page) -- 1 a new folio in the swap "
-                      "cache, locked, being read; 2 read (maybe the only copy now); 3 uptodate, on its way to the "
-                      "LRU, locked with our reference (the fault mapping it); 0 released"),
+    72: ("vm_swapin", "slot, pfn + 1, new: a swap-in (the fault's, or one readahead page) -- 0 with new a folio "
+                      "being put in the swap cache (its allocation's hand-off window until pfn), without new a "
+                      "cached folio found, locked and held; 1 a new folio in the swap cache, locked, being read; "
+                      "2 read (maybe the only copy now); 3 uptodate, on its way to the LRU, locked with our "
+                      "reference (the fault mapping it); 0 released"),
 }
 OP_NAMES = {code: name for code, (name, _) in OPS.items()}
 OP = {name: code for code, name in OP_NAMES.items()}

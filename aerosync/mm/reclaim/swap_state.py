@@ -31,13 +31,19 @@ slot is freed).  A private page is mapped writable only when the faulting VMA's 
 object holds it; otherwise read-only and the write fault that follows copies (COW).
 
 Crash tolerance (robust mode, mm/intent.py): a swap-in -- the fault's, from the lookup
-to the unlock, and each readahead page -- is a vm_swapin record: a1 the folio, step 1
-new in the cache and being read, 2 read (ZMM's copy is dropped only after the folio
-holds the data: zmm.load_copy, then load_drop), 3 uptodate and held, 0 released before
-the unlock and put.  Recovery (swapin_finish) frees a step-1 folio (the slot still has
-the data), finishes a step-2 one (uptodate, dirty, on its LRU) and unlocks and puts
-steps 2-3.  Unlogged, a CPU dying while it read left the folio locked in the cache for
-good: the next fault on the slot waited for its lock (reclaim-thrash, 20 deaths: LRU4).
+to the unlock, and each readahead page -- is a vm_swapin record: a1 the folio, a2 = 1 a
+new one (new_cached: a2 and the allocation's hand-off window first, a1 as soon as the
+page is ours, and the folio whole -- refcount 2, PG_swapcache -- before the slot names
+it), step 1 new in the cache and being read, 2 read (ZMM's copy is dropped only after
+the folio holds the data: zmm.load_copy, then load_drop), 3 uptodate and held; a1
+cleared = released, before the unlock and put.  Recovery (swapin_finish) takes a step-0
+new folio out of the slot (if it names it) and frees it, treats a step-0 found folio
+(a1, no a2: locked and held, step 3 not yet stored) as step 3, frees a step-1 folio
+(the slot still has the data), finishes a step-2 one (uptodate, dirty, on its LRU) and
+unlocks and puts steps 2-3.  Unlogged, a CPU dying while it read left the folio locked
+in the cache for good: the next fault on the slot waited for its lock (reclaim-thrash,
+20 deaths: LRU4); killed from outside inside new_cached, the folio was lost, or left
+locked in the cache the same way.
 Point: vm:swapin:new.
 """
 
@@ -184,6 +190,7 @@ class SwapState:
         tp = hooks.point_fn()                    # test points: None in production (mm/hooks.py)
         lg = memory.log                          # robust mode: vm_swapin records (module docstring)
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)   # mm/intent.py "Hand-off"
 
         def nid_of(pfn: int) -> int:
             return u8[PM + pfn * PAGE_META_SIZE + 7]
@@ -198,18 +205,49 @@ class SwapState:
 
         # ------------------------------------------------------------ swap cache
         def add_to_swap(pfn: int) -> int:
+            """A slot for locked folio pfn, the folio in its cache.  The folio is whole
+            (private, the cache's reference, PG_swapcache) before the slot names it: a
+            CPU killed in between leaves a folio the slot does not name, which recovery
+            takes back (vmscan.py reclaim_finish), never a slot naming a half folio."""
             slot = dev.get_swap_page()
             if slot < 0:
                 return -1
-            dev.lock_slot(slot)
-            q[stab8 + slot] = pfn << 2
-            dev.unlock_slot(slot)
             b = PM8 + pfn * MW8
             q[b + i_priv] = slot + 1
             fetch_add32((PM4 + pfn * MW4 + 2) << 2, 1)          # the cache's reference
             fetch_or32((PM4 + pfn * MW4) << 2, PG_swapcache | PG_dirty | PG_uptodate)
+            dev.lock_slot(slot)
+            q[stab8 + slot] = pfn << 2
+            dev.unlock_slot(slot)
             i64[ns + nid_of(pfn) * NS + VE.NR_SWAPCACHED] += 1
             return slot
+
+        def delete_finish(pfn: int, slot: int) -> None:
+            """Recovery (world stopped): a frozen folio's delete_from_cache, killed at any
+            store, completed -- the slot names it no more, the folio is out of the cache,
+            and the slot's SWAP_HAS_CACHE goes (unless rebuild_swap_clusters already
+            dropped it).  NR_SWAPCACHED is settled from the cache (vm/recover.py)."""
+            dev.lock_slot(slot)
+            if q[stab8 + slot] == pfn << 2:
+                q[stab8 + slot] = 0
+            dev.unlock_slot(slot)
+            q[PM8 + pfn * MW8 + i_priv] = 0
+            fetch_and32((PM4 + pfn * MW4) << 2, ~PG_swapcache & _ALL32)
+            e = q[stab8 + slot]
+            if u32[dev.smap4 + slot] & R.SWAP_HAS_CACHE and (not e or e & 1):
+                dev.put_cache(slot)
+
+        def abort_add(pfn: int) -> None:
+            """Recovery: add_to_swap killed before the slot named the folio -- the folio
+            side undone (the cache's reference, if it landed, is settled with the
+            folio's other references: vm/recover.py settle_counts R2; the slot's
+            SWAP_HAS_CACHE went in rebuild_swap_clusters)."""
+            b = PM8 + pfn * MW8
+            slot = q[b + i_priv] - 1
+            if 0 < slot < nr_slots and q[stab8 + slot] == pfn << 2:
+                return                                          # it landed
+            q[b + i_priv] = 0
+            fetch_and32((PM4 + pfn * MW4) << 2, ~PG_swapcache & _ALL32)
 
         def delete_from_cache(pfn: int, slot: int, shadow: int) -> None:
             """__swap_cache_del_folio + put_swap_folio: the slot keeps the shadow (if it
@@ -277,15 +315,28 @@ class SwapState:
                 free_pages(pfn, 0)
             return -1
 
-        def new_cached(slot: int) -> tuple[int, int]:
+        def new_cached(slot: int, r: int = -1) -> tuple[int, int]:
             """__read_swap_cache_async(): (pfn, shadow) of a new, locked folio put in the
             cache for slot (refs: ours + the cache's), or (-1, 0) if the slot has a folio
-            or no references now, (-2, 0) when there is no memory."""
+            or no references now, (-2, 0) when there is no memory.  With a vm_swapin
+            record r (module docstring): a2 = 1 (a new folio) and the allocation's
+            hand-off window, a1 the folio as soon as it is ours; the folio is whole
+            (refcount 2, PG_swapcache) before the slot names it."""
+            if r >= 0:
+                q[r + 3] = 1
+                q[ho] = 0
+                q[pend] = 1
             pfn = alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
             if pfn < 0:
+                if r >= 0:
+                    q[pend] = 0
+                    q[r + 3] = 0
                 return -2, 0
+            if r >= 0:
+                q[r + 2] = pfn + 1                           # take, record
+                q[pend] = 0
             b4 = PM4 + pfn * MW4
-            u32[b4] = PG_locked | PG_swapbacked | PG_swapcache
+            u32[b4] = PG_locked | PG_swapbacked
             q[PM8 + pfn * MW8 + i_priv] = slot + 1
             q[PM8 + pfn * MW8 + i_map] = 0
             q[PM8 + pfn * MW8 + i_idx] = 0
@@ -294,22 +345,28 @@ class SwapState:
             w = u32[dev.smap4 + slot]
             if (e and not e & 1) or not w & R.SWAP_COUNT_MASK or w & R.SWAP_HAS_CACHE:
                 dev.unlock_slot(slot)
+                if r >= 0:
+                    q[r + 2] = 0                             # (a kill before the free leaks it)
                 u32[b4] = 0
                 q[PM8 + pfn * MW8 + i_priv] = 0
                 free_pages(pfn, 0)
+                if r >= 0:
+                    q[r + 3] = 0
                 return -1, 0
+            u32[b4 + 2] = 2                                  # ours + the cache's
+            u32[b4] = PG_locked | PG_swapbacked | PG_swapcache
             q[stab8 + slot] = pfn << 2
             u32[dev.smap4 + slot] = w | R.SWAP_HAS_CACHE
             dev.unlock_slot(slot)
-            u32[b4 + 2] = 2                                  # ours + the cache's
             i64[ns + nid_of(pfn) * NS + VE.NR_SWAPCACHED] += 1
             return pfn, e
 
         def swapin(slot: int, ra: bool = True, r: int = -1) -> tuple[int, bool]:
             """The folio for slot, locked, with a reference: (pfn, major) or (-1, False)
             when the slot went away (the caller re-checks its entry), (-2, False) no memory.
-            With the caller's vm_swapin record r: a1 the folio + 1, step 1 new in the cache
-            and being read, 2 read, 3 ready (uptodate, on its way to the LRU) and held."""
+            With the caller's vm_swapin record r: a1 the folio + 1 (a2 = 1: a new one),
+            step 1 new in the cache and being read, 2 read, 3 ready (uptodate, on its way
+            to the LRU) and held."""
             for _ in range(10000):
                 pfn = cache_lookup(slot)
                 if pfn >= 0:
@@ -329,13 +386,12 @@ class SwapState:
                 w = u32[dev.smap4 + slot]
                 if not w & R.SWAP_COUNT_MASK:
                     return -1, False
-                pfn, shadow = new_cached(slot)
+                pfn, shadow = new_cached(slot, r)
                 if pfn == -2:
                     return -2, False
                 if pfn < 0:
                     continue
-                if r >= 0:                                      # take, record
-                    q[r + 2] = pfn + 1
+                if r >= 0:                                      # (a1 and a2 stored by new_cached)
                     q[r + 7] = 1
                     if fp:
                         fp(P_SWAPIN_NEW)
@@ -353,14 +409,29 @@ class SwapState:
                 return pfn, True
             raise AeroSyncError(f"cpu{cpu}: swap-in of slot {slot} did not settle")
 
-        def swapin_finish(slot: int, pfn: int, step: int) -> int:
-            """Recovery of a dead CPU's vm_swapin record (world stopped).  Step 1 (being
+        def swapin_finish(slot: int, pfn: int, step: int, new: bool = True) -> int:
+            """Recovery of a dead CPU's vm_swapin record (world stopped).  Step 0 with a
+            folio: `new` (a2) -- new_cached was putting it in the cache: out of the slot
+            if the slot names it, freed (its NR_SWAPCACHED count, landed or not, is
+            settled from the cache: vm/recover.py settle_counts); else a cached folio
+            found, locked and held, its step 3 not yet stored: as step 3.  Step 1 (being
             read: the slot still has the data) -- the folio leaves the swap cache and is
             freed; step 2 (read: it may hold the only copy) -- made uptodate and dirty,
             put on its LRU; steps 2-3 -- unlocked, the dead CPU's reference dropped (a
             step-3 folio is mapped, in its object, or only cached: each a state a live CPU
             may meet).  Returns the pages freed."""
             b4 = PM4 + pfn * MW4
+            if step == 0 and new:
+                dev.lock_slot(slot)
+                if q[stab8 + slot] == pfn << 2:
+                    q[stab8 + slot] = 0
+                    u32[dev.smap4 + slot] &= ~R.SWAP_HAS_CACHE & _ALL32
+                dev.unlock_slot(slot)
+                q[PM8 + pfn * MW8 + i_priv] = 0
+                u32[b4] = 0
+                u32[b4 + 2] = 1
+                free_pages(pfn, 0)
+                return 1
             if step == 1:
                 dev.lock_slot(slot)
                 if q[stab8 + slot] == pfn << 2:
@@ -397,13 +468,12 @@ class SwapState:
                     continue
                 r = begin(_OP_SWAPIN, s) if begin is not None else -1
                 try:
-                    pfn, shadow = new_cached(s)
+                    pfn, shadow = new_cached(s, r)
                     if pfn < 0:
                         if pfn == -2:
                             break
                         continue
                     if r >= 0:
-                        q[r + 2] = pfn + 1
                         q[r + 7] = 1
                     read(s, pfn, r)
                     fetch_or32((PM4 + pfn * MW4) << 2, PG_uptodate | PG_reclaim)
@@ -413,7 +483,7 @@ class SwapState:
                         q[r + 7] = 3
                     self.lru_add(pfn)
                     if r >= 0:
-                        q[r + 7] = 0                        # released before the unlock and put
+                        q[r + 2] = 0                        # released before the unlock and put
                     folio_unlock(pfn)
                     free_pages(pfn, 0)                      # our reference: the cache keeps one
                 finally:
@@ -534,7 +604,7 @@ class SwapState:
                 free_if_unused(pfn, slot)
             finally:
                 if r >= 0:
-                    q[r + 7] = 0                            # released before the unlock and put
+                    q[r + 2] = 0                            # released before the unlock and put
                 folio_unlock(pfn)
                 free_pages(pfn, 0)
             return VM_FAULT_MAJOR if major else 0
@@ -590,6 +660,7 @@ class SwapState:
             fds.clear()
 
         self.add_to_swap, self.delete_from_cache = add_to_swap, delete_from_cache
+        self.delete_finish, self.abort_add = delete_finish, abort_add
         self.writeout, self.read = writeout, read
         self.write_slot, self.swapin, self.readahead, self.cache_lookup = write_slot, swapin, readahead, cache_lookup
         self.do_swap_page, self.do_obj_swap, self.value_put, self.close = do_swap_page, do_obj_swap, value_put, close

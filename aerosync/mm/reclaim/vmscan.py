@@ -202,17 +202,41 @@ class Vmscan:
                 q[spr + k] = 0
             i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
 
-        def reclaim_finish(cur: int, wslot: int, entries: list[int]) -> int:
+        def reclaim_finish(cur: int, wslot: int, entries: list[int], dslot: int = 0) -> int:
             """Recovery of a dead CPU's vm_reclaim record: the folio it was reclaiming
             (`cur` + 1) is unlocked -- re-dirtied first if its writeout was under way
             (`wslot` + 1: PG_dirty was cleared, the copy may be incomplete) and taken
-            out of the swap cache if no swap entry names its slot yet -- then every
-            folio still logged goes back to its LRU with its reference dropped
+            out of the swap cache if no swap entry names its slot yet, or given back by
+            an add_to_swap that had not reached the slot (swap_state.abort_add) -- then
+            every folio still logged goes back to its LRU with its reference dropped
             (folio_putback_lru), as after a pass that reclaimed nothing.  Each folio's
             state between the dead CPU's steps is one a live CPU may meet (in the swap
             cache, its PTEs swap entries, its object's entry a swap value): nothing else
-            is undone.  Returns the folios put back."""
+            is undone -- except a folio frozen to leave slot `dslot` - 1's cache
+            (refcount 0: nobody else can take it), whose delete_from_cache is completed
+            (swap_state.delete_finish) before it is freed, and a folio free_frozen had
+            reset (refcount 1, no flags -- the locked folio cur always has some), which
+            is freed.  Returns the folios put back or freed."""
             n = 0
+            if cur:
+                pfn = cur - 1
+                ref, fl = u32[PM4 + pfn * MW4 + 2], u32[PM4 + pfn * MW4]
+                frozen = not ref and dslot
+                if frozen or (ref == 1 and not fl):
+                    if frozen:
+                        sst.delete_finish(pfn, dslot - 1)
+                        b = PM8 + pfn * MW8
+                        q[b + i_map] = q[b + i_idx] = q[b + i_priv] = 0
+                        u32[PM4 + pfn * MW4] = 0
+                        u32[PM4 + pfn * MW4 + 2] = 1
+                    for k, e in enumerate(entries):
+                        if e and (e - 2) >> 1 == pfn:            # not yet released
+                            entries[k] = 0
+                            i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if (e - 2) & 1
+                                                         else VE.NR_ISOLATED_FILE)] -= 1
+                    free_pages(pfn, 0)
+                    cur = 0
+                    n += 1
             for e in entries:
                 if not e:
                     continue
@@ -220,6 +244,8 @@ class Vmscan:
                 if cur and pfn == cur - 1:
                     if wslot:
                         fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
+                    if anon and q[PM8 + pfn * MW8 + i_priv]:
+                        sst.abort_add(pfn)
                     if u32[PM4 + pfn * MW4] & PG_swapcache:
                         # add_to_swap done, no PTE nor object entry a swap entry yet: out
                         # of the cache again (else a folio only the cache holds stays
@@ -260,18 +286,23 @@ class Vmscan:
             return cas32((PM4 + pfn * MW4 + 2) << 2, expected, 0) == expected
 
         def free_frozen(pfn: int) -> None:
-            if st[1] >= 0:                           # the folio shrink_folio_list is on: released
-                r = st[0]
-                if r >= 0:
-                    q[r + 2] = 0
-                release(st[1], pfn, bool(st[2]))
-                st[1] = -1
+            """Free a frozen folio (refcount 0: nobody else can take it).  Its struct page
+            is reset first, while the record still names it (cur): recovery tells a
+            frozen or reset folio from a locked one by its refcount and flags
+            (reclaim_finish); cur goes last, right before the free."""
             b = PM8 + pfn * MW8
             q[b + i_map] = 0
             q[b + i_idx] = 0
             q[b + i_priv] = 0
             u32[PM4 + pfn * MW4] = 0                 # flags (we are the only user now)
             u32[PM4 + pfn * MW4 + 2] = 1
+            if st[1] >= 0:                           # the folio shrink_folio_list is on: released
+                release(st[1], pfn, bool(st[2]))
+                r = st[0]
+                if r >= 0:
+                    q[r + 4] = 0
+                    q[r + 2] = 0                     # (a kill before the free leaks it)
+                st[1] = -1
             free_pages(pfn, 0)
 
         def replace_entry(pfn: int, new: int) -> int:
@@ -368,8 +399,13 @@ class Vmscan:
                     q[r + 3] = 0
                     if fp:
                         fp(P_RECLAIM_WRITTEN)
-            # __remove_mapping: ours + the cache's
+            # __remove_mapping: ours + the cache's (a3: the frozen folio leaves this slot's cache)
+            r = st[0]
+            if r >= 0:
+                q[r + 4] = slot + 1
             if not freeze(pfn, 2):
+                if r >= 0:
+                    q[r + 4] = 0
                 if holder and restore_entry(pfn, holder, idx, swp_value(slot)):
                     at.fetch_add32((b4 + 2) << 2, 1)
                     dev.put(slot)

@@ -166,12 +166,19 @@ covered, and how each record is resolved:
              each folio still logged goes back to its LRU with the isolation reference
              dropped; the one being reclaimed (a1) is unlocked first, re-dirtied if its
              writeout was under way (a2) and taken out of the swap cache if no swap
-             entry names its slot yet: reclaim_finish.  A folio leaves the record as it
-             is freed or just before it is put back.
-  vm_swapin  (a swap-in: the fault's, or a readahead page's) step 1 the new folio in the
-             swap cache being read: out of the cache and freed (the slot still has the
-             data); 2 read: made uptodate and dirty (it may hold the only copy), onto its
-             LRU; 2-3 unlocked and the dead CPU's reference dropped (swapin_finish).
+             entry names its slot yet (or given back by an add_to_swap the slot does
+             not name yet); a1 frozen to leave slot a3's cache (refcount 0) has its
+             delete_from_cache completed and is freed, as is an a1 free_frozen had
+             reset: reclaim_finish.  A folio leaves the record as it is freed or just
+             before it is put back.
+  vm_swapin  (a swap-in: the fault's, or a readahead page's) step 0 with a2 (new): a folio
+             being put in the swap cache -- out of the slot if it names it, freed (not
+             yet in a1: the allocation's hand-off window, page_handed_out); step 0 with
+             a1 and no a2: a cached folio found, locked, held -- as step 3; step 1 the
+             new folio in the swap cache being read: out of the cache and freed (the
+             slot still has the data); 2 read: made uptodate and dirty (it may hold the
+             only copy), onto its LRU; 2-3 unlocked and the dead CPU's reference dropped
+             (swapin_finish).
   vm_mm_hold (a system call's reference on an address space, get_task_mm) step 1:
              put (mmput; the exit hook then finds the task's mm as any exit does).
 A record is released by storing its step back to 0 before the release itself (a put, a
@@ -389,8 +396,9 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
       RSS1 / PT3  each mm's rss counters (the shared word moves) and pgtables_bytes;
       VT4 / VT5  each mm's map_count and total / locked / data / exec / stack_vm (a
           VMA removal killed between its two counts);
-      R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages (the delta
-          into `cpu`'s node-stat record: the stats are sums over CPUs);
+      R4 / PT3  each node's nr_anon_pages, nr_mapped, nr_page_table_pages, and
+          nr_swapcached (new_cached killed between the slot naming its folio and the
+          count) -- the delta into `cpu`'s node-stat record: the stats are sums over CPUs;
       LRU4 a user folio on no LRU list and in no batch (isolated by the dead CPU, or
           its lru_add cut short) goes back through the batch of `vm`, drained here;
       PT1 a page-table page no mm's tables reach (allocated, not yet linked; or
@@ -479,11 +487,13 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     tables = np.flatnonzero(table & reached)
     nn = len(c.nr_anon_mapped)
     per_node = np.bincount(c.node[tables], minlength=nn)
+    cached = np.bincount(c.node[np.flatnonzero(alloc & (c.cached > 0))], minlength=nn)
     ns = VE.node_stat_base(arena, cpu)
     for nid, st in enumerate(VE.fold_node_stats(arena)):
         for name, item, n in (("nr_anon_pages", VE.NR_ANON_PAGES, c.nr_anon_mapped[nid]),
                               ("nr_mapped", VE.NR_MAPPED, c.nr_other_mapped[nid]),
-                              ("nr_page_table_pages", VE.NR_PAGE_TABLE_PAGES, per_node[nid])):
+                              ("nr_page_table_pages", VE.NR_PAGE_TABLE_PAGES, per_node[nid]),
+                              ("nr_swapcached", VE.NR_SWAPCACHED, cached[nid])):
             d = int(n) - st[name]
             if d:
                 i64[ns + nid * VE.NR_NODE_STATS + item] += d
@@ -615,14 +625,17 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             if acct:                                     # new memory: counted as the caller would have
                 vm.sys.vm_stat_account(mm_id, acct - 1, (new_end - old_end) >> 12)
     elif op == _OP["vm_swapin"]:
-        if s and vm.reclaim is not None and vm.reclaim.swap is not None:
-            got["pages"] += vm.reclaim.swap.swapin_finish(a[0], a[1] - 1, s)
+        if a[1] and vm.reclaim is not None and vm.reclaim.swap is not None:     # (a1 0: released)
+            got["pages"] += vm.reclaim.swap.swapin_finish(a[0], a[1] - 1, s, bool(a[2]))
+        elif a[2] and not s:                         # new_cached's allocation, not yet in a1
+            got["pages"] += page_handed_out(arena, vm.mm, vm.cpu, rec.ctx)
     elif op == _OP["vm_mm_hold"]:
         if s:
             vm.forks.mmput(a[0])
     elif op == _OP["vm_reclaim"]:
         if s and vm.reclaim is not None:
-            got["pages"] += vm.reclaim.scan.reclaim_finish(a[1], a[2], spill[L.SPILL_RECLAIM : L.SPILL_RECLAIM + s])
+            got["pages"] += vm.reclaim.scan.reclaim_finish(a[1], a[2], spill[L.SPILL_RECLAIM : L.SPILL_RECLAIM + s],
+                                                            a[3])
     elif op == _OP["vm_mremap"]:
         if s:
             got["objects"] += vm.sys.move_finish(a[0], a[1], a[2], a[3], a[4], a[5], s)

@@ -453,6 +453,31 @@ def reclaim_driver(pages: int = 3000, seed: int = 1) -> Callable[[Any, int], Non
     return drive
 
 
+def lazyfree_driver(pages: int = 2400, seed: int = 1) -> Callable[[Any, int], None]:
+    """A driver of MADV_FREE under memory pressure (a machine of 2048 pages with swap): one
+    task writes the first half of a region, frees it lazily (MADV_FREE), then writes the
+    second half -- its faults reclaim, discarding the clean lazily freed folios
+    (reclaim_lazyfree) -- reads the first half back (each page its old value or zero,
+    as MADV_FREE allows), unmaps and exits."""
+    from aerosync.mm.vm.mmap import MADV_FREE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    def drive(arena: Any, cpu: int) -> None:
+        vm, tid = task_vm(arena, cpu, "lazyfree")
+        half = pages // 2
+        a = vm.mmap(0, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
+        for i in range(half):
+            vm.store64(a + i * 4096, i + seed)
+        vm.madvise(a, half * 4096, MADV_FREE)
+        for i in range(half, pages):
+            vm.store64(a + i * 4096, i + seed)
+        for i in range(0, half, 5):
+            assert vm.load64(a + i * 4096) in (0, i + seed)
+        vm.munmap(a, pages * 4096)
+        _task_exit(vm, tid)
+
+    return drive
+
+
 def migrate_driver(pages: int = 40, rounds: int = 6, seed: int = 1) -> Callable[[Any, int], None]:
     """A NUMA migration driver (a machine of two nodes): one task writes `pages`
     anonymous pages, then round after round moves them to the other node -- the even

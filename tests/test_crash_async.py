@@ -22,12 +22,14 @@ own record ends; SLUB's counters are settled from S5's gap.
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import pytest
 
 from aerosync.mm import intent as I
 from aerosync.mm.cpuhp import cpuhp_online_mm
+from aerosync.mm.pmm.page_alloc import BadPageWarning
 from tests import crash_helpers as H
 from tests.conftest import new_machine
 
@@ -627,8 +629,12 @@ def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth
         pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
         assert killed, "the window was never reached"
         recs = I.read_records(a, 0)
-        rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
-        H.check_all(a)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", BadPageWarning)
+            rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+            H.check_all(a)
+        bad = [str(w.message) for w in seen if issubclass(w.category, BadPageWarning)]
+        assert not bad, f"recovery freed a page badly: {bad}"
         cpuhp_online_mm(a, 0)
         _, k2 = H.run_child(a, 0, again)
         assert not k2
@@ -974,3 +980,24 @@ def test_swap_cache_hit_killed_before_its_step(machine) -> None:
     _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
                     H.reclaim_driver(), H.at_line("swapin", "q[r + 7] = 3", lambda f: "shadow" not in f.f_locals), 2,
                     H.reclaim_driver(1500, seed=2))
+
+
+# Reclaim's discard of a lazily freed folio (vmscan.py reclaim_lazyfree): killed after
+# its freeze, before or after the tree lets it go, or inside free_frozen.
+LAZYFREE_WINDOWS: dict[str, tuple[str, str, int]] = {
+    "frozen_still_in_tree": ("reclaim_lazyfree", "if q[(o + O_BACKING) >> 3]:", 3),
+    "frozen_out_of_tree_not_counted": ("reclaim_lazyfree", "at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)", 3),
+    "frozen_not_freed": ("reclaim_lazyfree", "q[ev + VE.PGLAZYFREED] += 1", 3),
+    "reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(LAZYFREE_WINDOWS))
+def test_lazyfree_discard_killed_after_its_freeze(machine, window: str) -> None:
+    """A clean lazily freed folio frozen for discard: recovery gives it back to its tree
+    and LRU if the tree still names it, else finishes the discard -- no page lost, none
+    put back with refcount 0."""
+    func, text, nth = LAZYFREE_WINDOWS[window]
+    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+                    H.lazyfree_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))

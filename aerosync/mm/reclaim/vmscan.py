@@ -212,20 +212,28 @@ class Vmscan:
             (folio_putback_lru), as after a pass that reclaimed nothing.  Each folio's
             state between the dead CPU's steps is one a live CPU may meet (in the swap
             cache, its PTEs swap entries, its object's entry a swap value): nothing else
-            is undone -- except a folio frozen to leave slot `dslot` - 1's cache
-            (refcount 0: nobody else can take it), whose delete_from_cache is completed
-            (swap_state.delete_finish) before it is freed, and a folio free_frozen had
-            reset (refcount 1, no flags -- the locked folio cur always has some), which
-            is freed.  Returns the folios put back or freed."""
+            is undone -- except a frozen folio cur (refcount 0: nobody else can take
+            it): one frozen to leave slot `dslot` - 1's cache has its delete_from_cache
+            completed (swap_state.delete_finish) and is freed; one frozen for a discard
+            or an eviction is freed once its tree let it go (its nr_pages is settled:
+            vm/recover.py settle_counts), else unfrozen and put back; and a folio
+            free_frozen had reset (refcount 1, no flags -- the locked folio cur always
+            has some) is freed.  Returns the folios put back or freed."""
             n = 0
             if cur:
                 pfn = cur - 1
+                b = PM8 + pfn * MW8
                 ref, fl = u32[PM4 + pfn * MW4 + 2], u32[PM4 + pfn * MW4]
-                frozen = not ref and dslot
+                frozen = not ref
+                if frozen and not dslot:                 # a discard's or an eviction's freeze
+                    m = q[b + i_map]
+                    if m and xa_load((m & ~3) + O_TREE, q[b + i_idx]) == pfn << 2:
+                        u32[PM4 + pfn * MW4 + 2] = 2     # the tree still has it: unfrozen (tree + ours)
+                        frozen = False
                 if frozen or (ref == 1 and not fl):
                     if frozen:
-                        sst.delete_finish(pfn, dslot - 1)
-                        b = PM8 + pfn * MW8
+                        if dslot:
+                            sst.delete_finish(pfn, dslot - 1)
                         q[b + i_map] = q[b + i_idx] = q[b + i_priv] = 0
                         u32[PM4 + pfn * MW4] = 0
                         u32[PM4 + pfn * MW4 + 2] = 1

@@ -311,14 +311,19 @@ def _naming(rec: CpuRecovery) -> Iterator[None]:
 
 
 def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
-    """After a kill from outside, every record of the round resolved: the maple nodes
-    and VMAs nobody names are freed and the VM's counts settled from its structures
-    (mm/vm/recover.py sweep_orphans, settle_counts), acting as the dead CPU `rec`."""
+    """After a kill from outside, every record of the round resolved: folio locks a dead
+    CPU took before its record named the folio are released, the maple nodes and VMAs
+    nobody names are freed and the VM's counts settled from its structures
+    (mm/vm/recover.py release_folio_locks, sweep_orphans, settle_counts), acting as the
+    dead CPU `rec`."""
     from aerosync.mm.vm.check import vm_counts
-    from aerosync.mm.vm.recover import settle_counts, sweep_orphans
+    from aerosync.mm.vm.recover import release_folio_locks, settle_counts, sweep_orphans
     from aerosync.mm.vm.vm import VM
 
     t0 = time.perf_counter()
+    n = release_folio_locks(arena)
+    if n:
+        rec.scan["folio_locks_released"] = n
     vmh = VM(arena, rec.cpu)
     try:
         counts = vm_counts(arena)                        # one pass for both

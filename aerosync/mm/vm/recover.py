@@ -242,7 +242,7 @@ from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
-           "page_handed_out", "VM_OPS"]
+           "page_handed_out", "release_folio_locks", "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -372,6 +372,30 @@ def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:
     return n - (1 << 64) if n >> 63 else n
 
 
+def release_folio_locks(arena: Any) -> int:
+    """Clear PG_locked on every allocated folio, after a kill from outside, every record
+    of the round resolved, the live CPUs parked.  A folio lock is taken only inside a
+    logged operation (a swap-in, a reclaim pass, a migration) or for a few stores with no
+    wait (MADV_FREE's mkclean), and a CPU parks only with no such record open
+    (mm/intent.py idle_fn): so a folio still locked now was locked by a dead CPU between
+    its lock and its record naming the folio -- PG_locked has no owner to tell from
+    (Linux's neither).  Left, the folio's next swap-in, reclaim or migration waits for it
+    or fails for good (NC3 checks no user folio is left locked at quiescence).  Returns
+    the folios released."""
+    import numpy as np
+
+    from aerosync.mm.pmm.page import PG_buddy, PG_locked, PG_pcp, page_array
+
+    pages = page_array(arena)
+    flags = pages["flags"]
+    held = np.flatnonzero(((flags & PG_locked) != 0) & ((flags & (PG_buddy | PG_pcp)) == 0)).tolist()
+    del flags, pages
+    at, pm = arena.atomic, arena.off("pagemeta")
+    for p in held:
+        at.fetch_and32(pm + p * PAGE_META_SIZE, ~PG_locked & 0xFFFFFFFF)
+    return len(held)
+
+
 def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str, int]:
     """The VM's counters made to agree with its structures again, after a kill from
     outside (world stopped, every dead CPU of the round recovered: its records
@@ -384,8 +408,10 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     cache) are whole by then, so the counts are recomputed from them, as the checker
     computes them (mm/vm/check.py vm_counts):
       R1  each allocated page's mapcount = the PTEs mapping it;
-      R2  each mapped or tree folio's refcount = tree + PTEs + batch slots + swap cache
-          (a reference the dead CPU held in flight -- gathered, not spilled -- goes);
+      R2  each mapped, tree or swap-cache folio's refcount = tree + PTEs + batch slots
+          + swap cache (a reference the dead CPU held in flight -- gathered, not
+          spilled; a swap-in's on a cached folio it found, not yet in its record --
+          goes);
           a user folio nothing reaches any more is freed (its last references were
           in flight: a batch's put, an lru_add's reference not yet counted);
       O5 / O3  each reachable object's nr_pages = its folios, its refcount = the VMAs
@@ -437,7 +463,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
         u32[PM4 + p * MW4 + 3] = int(c.mapped[p])
         out["vm_pages_settled"] += 1
     want = c.in_tree + c.mapped + c.batched + c.cached
-    live = alloc & ((c.in_tree > 0) | (c.mapped > 0))
+    live = alloc & ((c.in_tree > 0) | (c.mapped > 0) | (c.cached > 0))
     for p in np.flatnonzero(live & (c.ref != want)).tolist():
         u32[PM4 + p * MW4 + 2] = int(want[p])
         out["vm_pages_settled"] += 1

@@ -872,6 +872,7 @@ def test_cow_copy_in_the_tree_at_step_1(machine, nth: int, where: str) -> None:
 # (function, text of the line the CPU dies before, nth).  The driver moves 20 folios a
 # round on the fast path (move_pages, nth 1-20), then 20 on the general one
 # (migrate_to_node).
+MIGRATE_CFG: dict[str, Any] = {"vm": {}, "nr_nodes": 2, "nr_pages": 4096, "numa": {}}   # two nodes (migrate_driver)
 MIGRATE_WINDOWS: dict[str, tuple[str, str, int]] = {
     # the destination page allocated, its spill word not yet stored: the hand-off window
     "destination_not_logged": ("_round", "q[wj + 1] = nw + 1", 5),
@@ -895,10 +896,14 @@ def test_migration_killed_between_states(machine, window: str) -> None:
     map the new page, the old page is freed -- where undoing it looked for the object
     through the old page and waited forever on the lock at arena offset 16)."""
     func, text, nth = MIGRATE_WINDOWS[window]
-    recs = _killed_runs_on(machine, {"vm": {}, "nr_nodes": 2, "nr_pages": 4096, "numa": {}}, H.migrate_driver(),
+    recs = _killed_runs_on(machine, MIGRATE_CFG, H.migrate_driver(),
                            H.at_line(func, text), nth, H.migrate_driver(rounds=2, seed=2))
     (r,) = [r for r in recs if r.name == "vm_migrate"]
     assert r.step >= 1, str(r)                       # the folios it logged
+
+
+# A machine under memory pressure with swap (reclaim_driver, lazyfree_driver).
+RECLAIM_CFG: dict[str, Any] = {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}}
 
 
 # The compressed pool (mm/reclaim/zmm.py "Crash tolerance") killed under its lock, and
@@ -936,7 +941,7 @@ def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
     (rebuild_swap_clusters, SW3).  The checkers pass, the CPU runs the driver again, no
     page is lost."""
     func, text, nth = SWAP_WINDOWS[window]
-    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+    _killed_runs_on(machine, RECLAIM_CFG,
                     H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
 
 
@@ -974,7 +979,7 @@ def test_swap_cache_folio_killed_half_in(machine, window: str) -> None:
     or take it out: recovery leaves the slot and the folio agreeing (SW1, SW2), nothing
     locked for good, no page lost, and the CPU runs the driver again."""
     func, text, nth = SWAPCACHE_WINDOWS[window]
-    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+    _killed_runs_on(machine, RECLAIM_CFG,
                     H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
 
 
@@ -983,7 +988,7 @@ def test_swap_cache_hit_killed_before_its_step(machine) -> None:
     """A swap-in that found its folio in the cache, locked it and named it in a1, killed
     before its step 3: recovery unlocks and puts it as at step 3 (a1 without a2 at step
     0) -- before, the folio stayed locked for good."""
-    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+    _killed_runs_on(machine, RECLAIM_CFG,
                     H.reclaim_driver(), H.at_line("swapin", "q[r + 7] = 3", lambda f: "shadow" not in f.f_locals), 2,
                     H.reclaim_driver(1500, seed=2))
 
@@ -1005,7 +1010,7 @@ def test_lazyfree_discard_killed_after_its_freeze(machine, window: str) -> None:
     and LRU if the tree still names it, else finishes the discard -- no page lost, none
     put back with refcount 0."""
     func, text, nth = LAZYFREE_WINDOWS[window]
-    _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+    _killed_runs_on(machine, RECLAIM_CFG,
                     H.lazyfree_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
 
 
@@ -1029,8 +1034,8 @@ def test_folio_lock_of_a_dead_cpu_released(machine, window: str) -> None:
     migration folios here belong to the dead task, whose exit freed them anyway."""
     kind, func, text, nth = FOLIO_LOCK_WINDOWS[window]
     if kind == "reclaim":
-        _killed_runs_on(machine, {"vm": {}, "nr_pages": 2048, "reclaim": {"lru": "mglru", "swap_size": 16 << 20}},
+        _killed_runs_on(machine, RECLAIM_CFG,
                         H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
     else:
-        _killed_runs_on(machine, {"vm": {}, "nr_nodes": 2, "nr_pages": 4096, "numa": {}}, H.migrate_driver(),
+        _killed_runs_on(machine, MIGRATE_CFG, H.migrate_driver(),
                         H.at_line(func, text), nth, H.migrate_driver(rounds=2, seed=2))

@@ -307,16 +307,17 @@ VM_FILE_PAGES = 40
 VM_FILE_SEED = 3
 
 
-def vm_file_setup(arena: Any, params: Any, nr_cpus: int = 2) -> int:
-    """The generated file vm_file_driver maps, created by the test process (a CPU of the
-    machine's, not the one that dies); then the baselines are taken again, so the file's
-    vnode object is not counted as lost (its page cache is: `lost(files=...)`)."""
+def vm_file_setup(arena: Any, params: Any, nr_cpus: int = 2, name: str = VM_FILE, pages: int = VM_FILE_PAGES) -> int:
+    """The generated file vm_file_driver maps (or `name` of `pages`), created by the test
+    process (a CPU of the machine's, not the one that dies); then the baselines are taken
+    again, so the file's vnode object is not counted as lost (its page cache is:
+    `lost(files=...)`)."""
     from aerosync.mm.vm.vm import VM
     from workers.workloads import crash_soak
 
     vm = VM(arena, 0)
     try:
-        fid = vm.file_create(VM_FILE, VM_FILE_PAGES * 4096, seed=VM_FILE_SEED)
+        fid = vm.file_create(name, pages * 4096, seed=VM_FILE_SEED)
     finally:
         vm.leave()
     crash_soak.setup(arena, params, nr_cpus)
@@ -473,6 +474,34 @@ def lazyfree_driver(pages: int = 2400, seed: int = 1) -> Callable[[Any, int], No
         for i in range(0, half, 5):
             assert vm.load64(a + i * 4096) in (0, i + seed)
         vm.munmap(a, pages * 4096)
+        _task_exit(vm, tid)
+
+    return drive
+
+
+BIG_FILE, BIG_FILE_PAGES = "crash-bigfile", 2600
+
+
+def file_reclaim_driver(rounds: int = 2) -> Callable[[Any, int], None]:
+    """A driver of page-cache eviction (a machine of 2048 pages; the file BIG_FILE, made
+    by vm_file_setup(name=BIG_FILE, pages=BIG_FILE_PAGES), larger than memory): one task
+    maps it shared, reads every page `rounds` times -- its faults reclaim clean file
+    folios (reclaim_file: frozen, their tree entry a shadow, freed) and refault them --
+    checking each page's stamp, then unmaps it and exits."""
+    from aerosync.mm.vm.filemap import expected_page
+    from aerosync.mm.vm.mmap import MAP_SHARED, PROT_READ
+
+    size = BIG_FILE_PAGES * 4096
+
+    def drive(arena: Any, cpu: int) -> None:
+        vm, tid = task_vm(arena, cpu, "filerec")
+        fid = vm.file_lookup(BIG_FILE)
+        a = vm.mmap(0, size, PROT_READ, MAP_SHARED, fid, 0)
+        for _ in range(rounds):
+            for p in range(0, BIG_FILE_PAGES):
+                stamp = int.from_bytes(expected_page(fid, VM_FILE_SEED, p)[:8], "little")
+                assert vm.load64(a + p * 4096) == stamp, f"file page {p}"
+        vm.munmap(a, size)
         _task_exit(vm, tid)
 
     return drive

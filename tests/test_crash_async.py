@@ -620,14 +620,17 @@ def test_free_path_killed_unlinking_from_the_lru(machine, func: str, text: str) 
     _vm_runs_on(a, p, rec)
 
 
-def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth: int, again: Any) -> Any:
+def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth: int, again: Any,
+                    setup: Any = None) -> Any:
     """A machine of `cfg` whose CPU 0 ran driver `drv` and was killed at its nth `match`
     (crash_helpers.at_line): recovered, checked, back online running `again` to its
     end, checked again, nothing lost (its swap turned off after, if it has one).
-    Returns the records it died with."""
+    `setup(arena, params)` makes the files the drivers map first (their ids: their
+    page cache is in use, not lost).  Returns the records it died with."""
     p = H.soak_params()
     a = H.soak_machine(machine, p, **cfg)
     try:
+        files = tuple(setup(a, p)) if setup is not None else ()
         pid, killed = H.run_child(a, 0, H.async_vm_driver(nth, match, drv))
         assert killed, "the window was never reached"
         recs = I.read_records(a, 0)
@@ -645,7 +648,7 @@ def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth
         _, k2 = H.run_child(a, 0, again)
         assert not k2
         H.check_all(a)
-        assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}, rec.to_dict()
+        assert H.lost(a, p, 2, files) == {"pages": 0, "objects": 0}, rec.to_dict()
         return recs
     finally:
         if "reclaim" in cfg:
@@ -968,7 +971,7 @@ SWAPCACHE_WINDOWS: dict[str, tuple[str, str, int]] = {
     "freeze_marked": ("reclaim_anon", "if not freeze(pfn, 2):", 3),
     "frozen_not_deleted": ("reclaim_anon", "sst.delete_from_cache(pfn, slot, ws.eviction(pfn))", 3),
     "frozen_reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
-    "frozen_released_not_freed": ("free_frozen", "q[r + 4] = 0", 3),
+    "frozen_released_not_freed": ("free_frozen", "q[r + 4] = q[r + 5] = 0", 3),
 }
 
 
@@ -1039,3 +1042,43 @@ def test_folio_lock_of_a_dead_cpu_released(machine, window: str) -> None:
     else:
         _killed_runs_on(machine, MIGRATE_CFG, H.migrate_driver(),
                         H.at_line(func, text), nth, H.migrate_driver(rounds=2, seed=2))
+
+
+# Page-cache eviction (vmscan.py reclaim_file) killed after its freeze: the tree still
+# names the folio, or has its shadow already; or inside free_frozen.
+FILE_RECLAIM_WINDOWS: dict[str, tuple[str, str, int]] = {
+    "frozen_still_in_tree": ("reclaim_file", "xa_store(o + O_TREE, idx, shadow)", 3),
+    "frozen_shadow_stored": ("reclaim_file", "at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)", 3),
+    "frozen_not_freed": ("reclaim_file", "free_frozen(pfn)", 3),
+    "reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(FILE_RECLAIM_WINDOWS))
+def test_file_eviction_killed_after_its_freeze(machine, window: str) -> None:
+    """A clean file folio frozen for eviction: recovery gives it back to the page cache
+    and its LRU if the tree still names it, else finishes the eviction -- no page lost,
+    none put back with refcount 0, no folio left locked, and nr_file_pages still the
+    page cache's size (the file is the machine's only one; before, a kill between the
+    shadow and the count left it one high)."""
+    func, text, nth = FILE_RECLAIM_WINDOWS[window]
+
+    arenas: list[Any] = []                          # the machine and its file, for the count below
+
+    def setup(a: Any, p: Any) -> tuple[int, ...]:
+        arenas.append(a)
+        fid = H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES)
+        arenas.append(fid)
+        return (fid,)
+
+    _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), H.at_line(func, text), nth,
+                    H.file_reclaim_driver(rounds=1), setup)
+    from aerosync.mm.pmm.vm_event import fold_node_stats
+    from aerosync.mm.vm import mm_types as T
+    from aerosync.mm.vm.vm_object import O_NR_PAGES
+
+    a, fid = arenas
+    obj = a.u64[(T.file_off(a, fid) + T.F_OBJ) >> 3]
+    assert sum(st["nr_file_pages"] for st in fold_node_stats(a)) == a.u64[(obj + O_NR_PAGES) >> 3], \
+        "nr_file_pages is not the page cache's size"

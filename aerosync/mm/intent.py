@@ -170,11 +170,12 @@ OPS: dict[int, tuple[str, str]] = {
                       "not in the tree; 2 n in the tree and counted, the page tables moving; 3 moved, v's erase "
                       "in flight; 4 v erased, detached and unlinked, being removed; 5 its object's "
                       "reference put; 6 counted out)"),
-    69: ("vm_reclaim", "nid, cur, wslot, dslot: the folios reclaim isolated (spill from SPILL_RECLAIM, "
+    69: ("vm_reclaim", "nid, cur, wslot, dslot, fcount: the folios reclaim isolated (spill from SPILL_RECLAIM, "
                        "(pfn << 1 | anon) + 2 each, 0 once released; step: how many) off their LRU with its "
                        "reference; cur + 1 the folio being reclaimed (locked, or frozen and being freed), wslot + 1 "
                        "its swap slot while its data is written out (PG_dirty cleared), dslot + 1 the slot whose "
-                       "cache it leaves once frozen"),
+                       "cache it leaves once frozen, fcount + 1 this CPU's nr_file_pages before an eviction "
+                       "lowers it"),
     70: ("vm_migrate", "mm: the folios one round of migrate_pages holds (spill from SPILL_MIGRATE, two words each: "
                        "old pfn << 8 | fast << 5 | isolated << 4 | state, and new pfn + 1; 0 once released; step: "
                        "how many) -- state 1 locked, 2 being unmapped, 3 frozen, 4 moved to the new page, being "

@@ -99,6 +99,7 @@ DEF_PRIORITY = 12
 MAX_RECLAIM_RETRIES = 16
 RECLAIMED, KEEP, ACTIVATE, CULL = range(4)
 _ALL32 = 0xFFFF_FFFF
+_U64 = (1 << 64) - 1
 _ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
 _LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
@@ -188,6 +189,7 @@ class Vmscan:
             if begin is None or not pfns or len(pfns) > RECLAIM_LOGGED:
                 return -1
             r = begin(_OP_RECLAIM, nid_of(pfns[0]))
+            q[r + 5] = 0                                 # a4 (reclaim_file's count, below)
             for k, pfn in enumerate(pfns):
                 q[spr + k] = (pfn << 1 | bool(u32[PM4 + pfn * MW4] & PG_swapbacked)) + 2
             q[r + 7] = len(pfns)
@@ -202,7 +204,7 @@ class Vmscan:
                 q[spr + k] = 0
             i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if anon else VE.NR_ISOLATED_FILE)] -= 1
 
-        def reclaim_finish(cur: int, wslot: int, entries: list[int], dslot: int = 0) -> int:
+        def reclaim_finish(cur: int, wslot: int, entries: list[int], dslot: int = 0, fcount: int = 0) -> int:
             """Recovery of a dead CPU's vm_reclaim record: the folio it was reclaiming
             (`cur` + 1) is unlocked -- re-dirtied first if its writeout was under way
             (`wslot` + 1: PG_dirty was cleared, the copy may be incomplete) and taken
@@ -216,7 +218,9 @@ class Vmscan:
             it): one frozen to leave slot `dslot` - 1's cache has its delete_from_cache
             completed (swap_state.delete_finish) and is freed; one frozen for a discard
             or an eviction is freed once its tree let it go (its nr_pages is settled:
-            vm/recover.py settle_counts), else unfrozen and put back; and a folio
+            vm/recover.py settle_counts; an eviction's nr_file_pages is lowered unless
+            `fcount` - 1 -- our count before reclaim_file lowered it -- says it was),
+            else unfrozen and put back; and a folio
             free_frozen had reset (refcount 1, no flags -- the locked folio cur always
             has some) is freed.  Returns the folios put back or freed."""
             n = 0
@@ -227,9 +231,14 @@ class Vmscan:
                 frozen = not ref
                 if frozen and not dslot:                 # a discard's or an eviction's freeze
                     m = q[b + i_map]
-                    if m and xa_load((m & ~3) + O_TREE, q[b + i_idx]) == pfn << 2:
+                    o = m & ~3
+                    if m and xa_load(o + O_TREE, q[b + i_idx]) == pfn << 2:
                         u32[PM4 + pfn * MW4 + 2] = 2     # the tree still has it: unfrozen (tree + ours)
                         frozen = False
+                    elif m and (u32[o >> 2] & 0xFFFF) == OBJ_VNODE:
+                        ix = ns + nid_of(pfn) * NS + VE.NR_FILE_PAGES
+                        if not fcount or q[ix] == fcount - 1:
+                            i64[ix] -= 1                 # an eviction's count, not yet lowered
                 if frozen or (ref == 1 and not fl):
                     if frozen:
                         if dslot:
@@ -308,7 +317,7 @@ class Vmscan:
                 release(st[1], pfn, bool(st[2]))
                 r = st[0]
                 if r >= 0:
-                    q[r + 4] = 0
+                    q[r + 4] = q[r + 5] = 0
                     q[r + 2] = 0                     # (a kill before the free leaks it)
                 st[1] = -1
             free_pages(pfn, 0)
@@ -522,8 +531,11 @@ class Vmscan:
                 obj_unlock(o + 16)
             if not ok:
                 return KEEP
-            nid = lru.nid_of(pfn)
-            i64[ns + nid * NS + VE.NR_FILE_PAGES] -= 1
+            ix = ns + lru.nid_of(pfn) * NS + VE.NR_FILE_PAGES
+            r = st[0]
+            if r >= 0:
+                q[r + 5] = (q[ix] + 1) & _U64             # a4: our count before its decrement, + 1
+            i64[ix] -= 1
             free_frozen(pfn)
             return RECLAIMED
 

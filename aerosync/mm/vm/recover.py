@@ -661,7 +661,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_reclaim"]:
         if s and vm.reclaim is not None:
             got["pages"] += vm.reclaim.scan.reclaim_finish(a[1], a[2], spill[L.SPILL_RECLAIM : L.SPILL_RECLAIM + s],
-                                                            a[3])
+                                                            a[3], a[4])
     elif op == _OP["vm_mremap"]:
         if s:
             got["objects"] += vm.sys.move_finish(a[0], a[1], a[2], a[3], a[4], a[5], s)

@@ -498,7 +498,7 @@ def file_reclaim_driver(rounds: int = 2) -> Callable[[Any, int], None]:
         fid = vm.file_lookup(BIG_FILE)
         a = vm.mmap(0, size, PROT_READ, MAP_SHARED, fid, 0)
         for _ in range(rounds):
-            for p in range(0, BIG_FILE_PAGES):
+            for p in range(BIG_FILE_PAGES):
                 stamp = int.from_bytes(expected_page(fid, VM_FILE_SEED, p)[:8], "little")
                 assert vm.load64(a + p * 4096) == stamp, f"file page {p}"
         vm.munmap(a, size)

@@ -1063,14 +1063,11 @@ def test_file_eviction_killed_after_its_freeze(machine, window: str) -> None:
     page cache's size (the file is the machine's only one; before, a kill between the
     shadow and the count left it one high)."""
     func, text, nth = FILE_RECLAIM_WINDOWS[window]
-
-    arenas: list[Any] = []                          # the machine and its file, for the count below
+    made: list[tuple[Any, int]] = []                # the machine and its file, for the count below
 
     def setup(a: Any, p: Any) -> tuple[int, ...]:
-        arenas.append(a)
-        fid = H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES)
-        arenas.append(fid)
-        return (fid,)
+        made.append((a, H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES)))
+        return (made[0][1],)
 
     _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), H.at_line(func, text), nth,
                     H.file_reclaim_driver(rounds=1), setup)
@@ -1078,7 +1075,7 @@ def test_file_eviction_killed_after_its_freeze(machine, window: str) -> None:
     from aerosync.mm.vm import mm_types as T
     from aerosync.mm.vm.vm_object import O_NR_PAGES
 
-    a, fid = arenas
+    ((a, fid),) = made
     obj = a.u64[(T.file_off(a, fid) + T.F_OBJ) >> 3]
     assert sum(st["nr_file_pages"] for st in fold_node_stats(a)) == a.u64[(obj + O_NR_PAGES) >> 3], \
         "nr_file_pages is not the page cache's size"

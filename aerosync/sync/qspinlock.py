@@ -115,7 +115,7 @@ arena header, a node occupant's from its node):
   * a node left claimed and queued-looking (N_SLOT set) but in no queue -- its process
     killed between claiming and publishing it, or between taking the lock and freeing
     it: nobody links to it, so nobody frees it -- is reclaimed by claim() when no node
-    is free and its lock has no tail (`_unqueued`: a dead node still queued keeps its
+    is free and its lock has no tail (`_reclaimable`: a dead node still queued keeps its
     lock's tail set).
   * a waiter without a node (every node busy) does the checks a head or pending waiter
     would: dead owner, dead or unnamed P, all-dead queue; it queues again as soon as a
@@ -335,31 +335,29 @@ class _Waiter:
         at, me, pref = self.at, _my_owner(), self.pref
         if 0 <= pref < self.nr_nodes and at.cas64(self.qbase + pref * CACHE_LINE + N_OWNER, 0, me) == 0:
             return self._init(pref + 1, queued)             # the usual case: our context's node
-        for i in range(self.nr_nodes):
+        for i in range(self.nr_nodes):                      # a free node first ...
             no = self.qbase + i * CACHE_LINE
-            o = at.load64(no + N_OWNER)
-            if o == 0:
-                if at.cas64(no + N_OWNER, 0, me) == 0:
-                    return self._init(i + 1, queued)
-            elif (o != me and not at.load64(no + N_SLOT) and _node_dead(o)
-                  and at.cas64(no + N_OWNER, o, me) == o):  # left behind by a dead process
+            if at.load64(no + N_OWNER) == 0 and at.cas64(no + N_OWNER, 0, me) == 0:
                 return self._init(i + 1, queued)
-        for i in range(self.nr_nodes):                      # none free: a dead one out of every queue
+        for i in range(self.nr_nodes):                      # ... else one a dead process left
             no = self.qbase + i * CACHE_LINE
             o = at.load64(no + N_OWNER)
-            if (o and o != me and _node_dead(o) and at.load64(no + N_SLOT) and self._unqueued(no)
-                    and at.cas64(no + N_OWNER, o, me) == o):
+            if self._reclaimable(no, o, me) and at.cas64(no + N_OWNER, o, me) == o:
                 return self._init(i + 1, queued)
         return 0
 
-    def _unqueued(self, no: int) -> bool:
-        """Dead node `no` (read dead before this call) is in no queue: the lock it was
-        queued on has no tail now.  A dead node still queued keeps its lock's tail set
-        -- it is the tail, or a later node is, until its successor repairs it (freeing
-        it) or a hand-over passes it -- and a node queued after this read has a live
-        occupant.  So this reclaims what a process killed between claiming its node and
-        publishing it, or between taking the lock and freeing its node, left with N_SLOT
-        set (before: leaked for good; enough kills used every node up)."""
+    def _reclaimable(self, no: int, o: int, me: int) -> bool:
+        """Node `no`, occupied by `o`, was left behind by a dead process and is in no
+        queue: nobody links to it (N_SLOT 0: never queued, or a pending waiter's), or
+        the lock it was queued on has no tail now.  A dead node still queued keeps its
+        lock's tail set -- it is the tail, or a later node is, until its successor
+        repairs it (freeing it) or a hand-over passes it -- and a node queued after the
+        tail is read has a live occupant, hence the order: dead first, then the tail.
+        This reclaims what a process killed between claiming its node and publishing
+        it, or between taking the lock and freeing its node, left with N_SLOT set
+        (before: leaked for good; enough kills used every node up)."""
+        if not o or o == me or not _node_dead(o):
+            return False
         slot1 = self.at.load64(no + N_SLOT)
         if not slot1:
             return True
@@ -882,11 +880,11 @@ class _Waiter:
 
     def _node_free(self) -> bool:
         """Whether claim() could find a node now (a read-only scan; claim decides)."""
-        at = self.at
+        at, me = self.at, _my_owner()
         for i in range(self.nr_nodes):
             no = self.qbase + i * CACHE_LINE
             o = at.load64(no + N_OWNER)
-            if not o or (_node_dead(o) and (not at.load64(no + N_SLOT) or self._unqueued(no))):
+            if not o or self._reclaimable(no, o, me):
                 return True
         return False
 

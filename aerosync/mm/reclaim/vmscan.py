@@ -99,7 +99,6 @@ DEF_PRIORITY = 12
 MAX_RECLAIM_RETRIES = 16
 RECLAIMED, KEEP, ACTIVATE, CULL = range(4)
 _ALL32 = 0xFFFF_FFFF
-_U64 = (1 << 64) - 1
 _ALL64 = (1 << 64) - 1
 _GIB_PAGES_SHIFT = 30 - 12
 _LAZYFREE_CLEAR = ~(PG_lru | GEN_MASK | REFS_MASK | PG_active | PG_referenced | PG_swapbacked) & _ALL32
@@ -220,9 +219,9 @@ class Vmscan:
             or an eviction is freed once its tree let it go (its nr_pages is settled:
             vm/recover.py settle_counts; an eviction's nr_file_pages is lowered unless
             `fcount` - 1 -- our count before reclaim_file lowered it -- says it was),
-            else unfrozen and put back; and a folio
-            free_frozen had reset (refcount 1, no flags -- the locked folio cur always
-            has some) is freed.  Returns the folios put back or freed."""
+            else unfrozen and put back; and a folio free_frozen had reset (refcount 1,
+            no flags -- the locked folio cur always has some) is freed.  Returns the
+            folios put back or freed."""
             n = 0
             if cur:
                 pfn = cur - 1
@@ -243,9 +242,7 @@ class Vmscan:
                     if frozen:
                         if dslot:
                             sst.delete_finish(pfn, dslot - 1)
-                        q[b + i_map] = q[b + i_idx] = q[b + i_priv] = 0
-                        u32[PM4 + pfn * MW4] = 0
-                        u32[PM4 + pfn * MW4 + 2] = 1
+                        reset_frozen(pfn)
                     for k, e in enumerate(entries):
                         if e and (e - 2) >> 1 == pfn:            # not yet released
                             entries[k] = 0
@@ -302,17 +299,22 @@ class Vmscan:
             """folio_ref_freeze(): refcount from exactly `expected` to 0."""
             return cas32((PM4 + pfn * MW4 + 2) << 2, expected, 0) == expected
 
+        def reset_frozen(pfn: int) -> None:
+            """A frozen folio's struct page as the allocator gave it (we are its only
+            user): no mapping, index, private or flags, refcount 1 (the free's own)."""
+            b = PM8 + pfn * MW8
+            q[b + i_map] = 0
+            q[b + i_idx] = 0
+            q[b + i_priv] = 0
+            u32[PM4 + pfn * MW4] = 0
+            u32[PM4 + pfn * MW4 + 2] = 1
+
         def free_frozen(pfn: int) -> None:
             """Free a frozen folio (refcount 0: nobody else can take it).  Its struct page
             is reset first, while the record still names it (cur): recovery tells a
             frozen or reset folio from a locked one by its refcount and flags
             (reclaim_finish); cur goes last, right before the free."""
-            b = PM8 + pfn * MW8
-            q[b + i_map] = 0
-            q[b + i_idx] = 0
-            q[b + i_priv] = 0
-            u32[PM4 + pfn * MW4] = 0                 # flags (we are the only user now)
-            u32[PM4 + pfn * MW4 + 2] = 1
+            reset_frozen(pfn)
             if st[1] >= 0:                           # the folio shrink_folio_list is on: released
                 release(st[1], pfn, bool(st[2]))
                 r = st[0]
@@ -534,7 +536,7 @@ class Vmscan:
             ix = ns + lru.nid_of(pfn) * NS + VE.NR_FILE_PAGES
             r = st[0]
             if r >= 0:
-                q[r + 5] = (q[ix] + 1) & _U64             # a4: our count before its decrement, + 1
+                q[r + 5] = (q[ix] + 1) & _ALL64             # a4: our count before its decrement, + 1
             i64[ix] -= 1
             free_frozen(pfn)
             return RECLAIMED

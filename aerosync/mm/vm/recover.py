@@ -167,10 +167,12 @@ covered, and how each record is resolved:
              dropped; the one being reclaimed (a1) is unlocked first, re-dirtied if its
              writeout was under way (a2) and taken out of the swap cache if no swap
              entry names its slot yet (or given back by an add_to_swap the slot does
-             not name yet); a1 frozen to leave slot a3's cache (refcount 0) has its
-             delete_from_cache completed and is freed, as is an a1 free_frozen had
-             reset: reclaim_finish.  A folio leaves the record as it is freed or just
-             before it is put back.
+             not name yet); a1 frozen (refcount 0) to leave slot a3's cache has its
+             delete_from_cache completed and is freed; a1 frozen for a discard or an
+             eviction is unfrozen and put back if its tree still names it, else freed
+             (an eviction's nr_file_pages lowered unless a4 shows it was); an a1
+             free_frozen had reset is freed: reclaim_finish.  A folio leaves the record
+             as it is freed or just before it is put back.
   vm_swapin  (a swap-in: the fault's, or a readahead page's) step 0 with a2 (new): a folio
              being put in the swap cache -- out of the slot if it names it, freed (not
              yet in a1: the allocation's hand-off window, page_handed_out); step 0 with
@@ -178,7 +180,8 @@ covered, and how each record is resolved:
              new folio in the swap cache being read: out of the cache and freed (the
              slot still has the data); 2 read: made uptodate and dirty (it may hold the
              only copy), onto its LRU; 2-3 unlocked and the dead CPU's reference dropped
-             (swapin_finish).
+             (swapin_finish).  Released by clearing a1 (not the step), before the
+             unlock and put.
   vm_mm_hold (a system call's reference on an address space, get_task_mm) step 1:
              put (mmput; the exit hook then finds the task's mm as any exit does).
 A record is released by storing its step back to 0 before the release itself (a put, a

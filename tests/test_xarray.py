@@ -372,6 +372,46 @@ def test_XA_invariant_violations_detected(env, xa_id: str) -> None:
     a.u64[xa._hw] = 0
 
 
+def test_xa_repair_rebuilds_counts_and_parents_and_unlinks_emptied_nodes(env) -> None:
+    """xa_repair after writers died between their stores: a fill's count one short, a
+    kind change's nr_values one short, an erase's slot cleared with the count left (a
+    leaf emptied that way), a growth's parent word not yet right.  Afterwards XA1-XA6
+    hold, every entry is still there, the emptied leaf is unlinked and retired (not
+    freed: the caller's), a second pass changes nothing, and erasing everything empties
+    the array (the counts are exact: no node is deleted early or left behind)."""
+    a, nc, make = env()
+    xa = make()
+    u64 = a.u64
+    m = Model()
+    for i in range(0, 40_000, 7):
+        e = xa_mk_value(i) if i % 3 == 0 else (i + 1) << 2
+        xa.xa_store(i, e)
+        m.store(i, e)
+    assert xa.xa_validate() == []
+    leaves = [n for n in xa._nodes() if n[1] == 0]
+    short, kind, emptied = (leaves[k][0] >> 3 for k in (1, 5, 9))
+    mid = next(n for n in xa._nodes() if n[1] == 6)[0] >> 3
+    u64[short] -= 1 << 16                                # a fill's count not added
+    u64[kind] -= 1 << 24                                 # value count not added
+    base = leaves[9][2]
+    for o in range(64):                                  # an erase of each: slots cleared, count kept
+        if u64[emptied + 5 + o]:
+            u64[emptied + 5 + o] = 0
+            m.store(base + o, 0)
+    u64[mid + 1] = 0x40                                  # a parent word not yet rewritten
+    assert xa.xa_validate() != []
+    fixed, gone = xa.xa_repair()
+    assert gone == [emptied << 3] and fixed == 3
+    assert u64[emptied + 2] == 1                         # retired (XA_RCU_FREE), left to the caller
+    assert xa.xa_validate() == []
+    assert list(xa.xa_for_each()) == sorted(m.d.items())
+    assert xa.xa_repair() == (0, [])
+    nc.free(emptied << 3)
+    for i in list(m.d):
+        assert xa.xa_erase(i) == m.d.pop(i)
+    assert xa.xa_empty() and xa.xa_validate() == []
+
+
 # ---------------------------------------------------------------- lock-free readers, other processes
 def test_lock_free_readers_against_writer(machine, spawn, soak) -> None:
     """As the maple tree's: one writer (stores and erases under a seqcount, growth and

@@ -31,6 +31,8 @@ Writers (caller holds the array's lock; errors are negative errnos, never entrie
   xa_destroy(callback=None)   (callback(index, entry) for every entry, then all nodes go)
   xa_drain() -> [(index, entry)]   (xa_destroy returning the entries)
   xa_validate() -> [violations], xa_dump() -> str, xa_nr_nodes()
+  xa_repair() -> (nodes rewritten, [nodes unlinked])   (counts and parent words from the
+      slots, emptied nodes unlinked: after a writer died mid-store, its lock held for it)
 Callbacks: alloc_node() -> off | -1 (576 bytes, 64-aligned -- the "radix_tree_node"
 kmem_cache with align 64 or SLAB_HWCACHE_ALIGN; contents need not be zeroed, every word
 of a new node is written here); free_node(off) for a node never made reachable;
@@ -1079,6 +1081,64 @@ class XArray:
         self._publish(self._hw, 0)
         self._retire_all(nodes)
         return got
+
+    def xa_repair(self) -> tuple[int, list[int]]:
+        """XA2 and XA3 made true again after a writer died between two of its stores:
+        a slot's and its node's count (xa_store, xa_insert, xa_erase, xa_erase_range:
+        one count off, nr_values too when the entry changed kind), an unlink and its
+        parent's count (xas_delete_node), a new top and its children's parent words
+        (xas_expand, xas_shrink).  Every node's count, nr_values, offset and parent word
+        are rewritten from the slots that reach it, children before parents; a node
+        left with no slot in use is unlinked as xas_delete_node would (its parent's
+        slot and mark bits cleared, or the head) and marked retired, but not freed:
+        the caller frees it once no reader can hold it (a recovery's orphan sweep).
+        The tree is not shrunk again (XA6).  Only for a caller that holds the array's
+        lock on the dead writer's behalf (lock-free readers may run: each change is one
+        store, readers never read counts), or with the world stopped.  A reference that
+        is no node of this array (misaligned, outside the arena, a wrong shift, seen
+        twice) is not followed: the checker names it.  Returns (nodes rewritten, nodes
+        unlinked)."""
+        u64, size = self._u64, self.arena.size
+        head = u64[self._hw]
+        if not _is_node(head):
+            return 0, []
+        order: list[tuple[int, int, int]] = []           # (node word, parent word, slot), pre-order
+        seen: set[int] = set()
+        stack = [(head >> 3, 0, 0, -1)]
+        while stack:
+            b, pb, slot, want = stack.pop()
+            off = b << 3
+            shift = u64[b] & 0xFF if off + XA_NODE_SIZE <= size else -1
+            if (off in seen or off % XA_NODE_ALIGN or off <= 4096 or shift % XA_CHUNK_SHIFT or shift >= 64
+                    or (want >= 0 and shift != want)):
+                continue
+            seen.add(off)
+            order.append((b, pb, slot))
+            if shift:
+                for o, e in enumerate(u64[b + _SLOTS : b + _SLOTS + XA_CHUNK_SIZE].tolist()):
+                    if _is_node(e):
+                        stack.append((e >> 3, b, o, shift - XA_CHUNK_SHIFT))
+        fixed, gone = 0, []
+        for b, pb, slot in reversed(order):               # a child's unlink before its parent's count
+            used = [e for e in u64[b + _SLOTS : b + _SLOTS + XA_CHUNK_SIZE].tolist() if e]
+            if not used:
+                if pb:
+                    self._publish(pb + _SLOTS + slot, 0)
+                    for m in range(XA_MAX_MARKS):
+                        u64[pb + _MARKS + m] &= ~(1 << slot) & ULONG_MAX
+                else:
+                    u64[self._fw] &= ~_ALL_MARKS
+                    self._publish(self._hw, 0)
+                u64[b + _ARRAY] = XA_RCU_FREE
+                gone.append(b << 3)
+                continue
+            w = u64[b]
+            info = (w & ~0xFFFF_FF00 & ULONG_MAX) | slot << 8 | len(used) << 16 | sum(e & 1 for e in used) << 24
+            if info != w or u64[b + _PARENT] != pb << 3:
+                u64[b] = info
+                u64[b + _PARENT] = pb << 3
+                fixed += 1
+        return fixed, gone
 
     def xa_dump(self) -> str:
         u64 = self._u64

@@ -113,8 +113,10 @@ def check_all(arena: Any) -> None:
 
     for rep in (mm_check(arena), slab_check(arena), vm_check(arena)):
         assert rep.ok, str(rep)
-    assert reclaim_check(arena) == []
-    assert cpuhp_check(arena) == []
+    bad = reclaim_check(arena)
+    assert bad == [], bad
+    bad = cpuhp_check(arena)
+    assert bad == [], bad
 
 
 def lost(arena: Any, params: Any, nr_cpus: int, files: tuple[int, ...] = ()) -> dict[str, int]:

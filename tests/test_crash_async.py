@@ -1079,3 +1079,46 @@ def test_file_eviction_killed_after_its_freeze(machine, window: str) -> None:
     obj = a.u64[(T.file_off(a, fid) + T.F_OBJ) >> 3]
     assert sum(st["nr_file_pages"] for st in fold_node_stats(a)) == a.u64[(obj + O_NR_PAGES) >> 3], \
         "nr_file_pages is not the page cache's size"
+
+
+# An object's page tree (lib/xarray.py) written by a CPU killed from outside between a
+# slot's store and its node's count: name -> (driver, function, text of the line the CPU
+# dies before, nth).  The takeover rewrites the trees under the dead CPU's &obj->locks
+# before releasing them (mm/vm/recover.py repair_locked_trees); a destroy's tree (a dead
+# object: no lock) is repaired when its record resumes.
+XA_COUNT_WINDOWS: dict[str, tuple[str, str, str, int]] = {
+    # anon_write_fast's insert: count one short -- the task's exit erased the leaf's other
+    # entry, took the count to 0 and deleted the leaf with the fault's folio in it (O1:
+    # the folio named a destroyed object; found by a random-kill explorer)
+    "fault_insert": ("vm", "xa_insert", "fetch_add(b << 3, 0x1010000", 3),
+    "fault_insert_under_reclaim": ("reclaim", "xa_insert", "fetch_add(b << 3, 0x1010000", 3),
+    # a page-cache fill into an empty slot of a leaf: count one short (O5)
+    "page_cache_fill": ("file", "xa_store", "fetch_add(b << 3, 1 << 16", 3),
+    # swap-out's folio -> swap value: nr_values one short, so a later change of kind took
+    # it below 0 (ValueError); and the folio still named the object (FR1 once freed)
+    "swap_out_kind_change": ("reclaim", "xa_store", "u64[b] += ((entry & 1) - (cur & 1)) << 24", 3),
+    # a destroy's erase of a swap value: the value's put was before the step said the
+    # entry was taken, so recovery could not tell it undone and leaked the slot (SW1)
+    "destroy_erase_value": ("reclaim", "xa_erase", "count = self._info_add(b, -1, -(cur & 1))", 3),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(XA_COUNT_WINDOWS))
+def test_page_tree_write_killed_between_slot_and_count(machine, window: str) -> None:
+    """A CPU killed from outside inside a page-tree write, its slot stored and its
+    node's count not: recovery repairs the tree before anyone erases from it, no folio
+    or swap slot is lost, the checkers pass and the CPU runs the driver again."""
+    kind, func, text, nth = XA_COUNT_WINDOWS[window]
+    match = H.at_line(func, text)
+    if kind == "vm":
+        _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_driver(), match, nth,
+                        H.vm_driver(rounds=5, seed=2))
+    elif kind == "reclaim":
+        _killed_runs_on(machine, RECLAIM_CFG, H.reclaim_driver(), match, nth, H.reclaim_driver(1500, seed=2))
+    else:
+        def setup(a: Any, p: Any) -> tuple[int, ...]:
+            return (H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES),)
+
+        _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), match, nth, H.file_reclaim_driver(rounds=1),
+                        setup)

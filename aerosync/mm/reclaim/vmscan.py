@@ -219,9 +219,11 @@ class Vmscan:
             or an eviction is freed once its tree let it go (its nr_pages is settled:
             vm/recover.py settle_counts; an eviction's nr_file_pages is lowered unless
             `fcount` - 1 -- our count before reclaim_file lowered it -- says it was),
-            else unfrozen and put back; and a folio free_frozen had reset (refcount 1,
-            no flags -- the locked folio cur always has some) is freed.  Returns the
-            folios put back or freed."""
+            else unfrozen and put back; a folio free_frozen had reset (refcount 1,
+            no flags -- the locked folio cur always has some) is freed; and a folio cur
+            whose object already holds its swap value (replace_entry killed after its
+            store) leaves the object as replace_entry would (mapping and index; the
+            counts are settle_counts').  Returns the folios put back or freed."""
             n = 0
             if cur:
                 pfn = cur - 1
@@ -256,6 +258,13 @@ class Vmscan:
                     continue
                 pfn, anon = (e - 2) >> 1, (e - 2) & 1
                 if cur and pfn == cur - 1:
+                    b = PM8 + pfn * MW8
+                    m = q[b + i_map]
+                    if (anon and m and u32[PM4 + pfn * MW4] & PG_swapcache
+                            and xa_load((m & ~3) + O_TREE, q[b + i_idx]) == swp_value(q[b + i_priv] - 1)):
+                        # replace_entry cut short after its store: its object holds the
+                        # swap value, the folio leaves it (the counts: settle_counts)
+                        q[b + i_map] = q[b + i_idx] = 0
                     if wslot:
                         fetch_or32((PM4 + pfn * MW4) << 2, PG_dirty)
                     if anon and q[PM8 + pfn * MW8 + i_priv]:

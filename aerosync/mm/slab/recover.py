@@ -436,6 +436,19 @@ def slot_object(arena: Any, off: int) -> int | None:
     return off - phys + VBASE + _Cache(arena, cid).red_left
 
 
+def object_at(arena: Any, off: int, cid: int) -> bool:
+    """Does an object of cache `cid` start at arena offset `off` (a slot of a live slab
+    of that cache, allocated or not)?  For a lock word a robust list names only by its
+    offset (mm/vm/recover.py repair_locked_trees)."""
+    phys = arena.off("physmem")
+    pfn, got = _slab_of(arena, (off - phys) >> PAGE_SHIFT)
+    if got != cid or cid < 0:
+        return False
+    c = _Cache(arena, cid)
+    rel = off - phys - (pfn << PAGE_SHIFT) - c.red_left
+    return rel >= 0 and not rel % c.size and rel // c.size < (c.word(pfn) >> 48) & 0x7FFF
+
+
 def object_free(arena: Any, addr: int) -> bool | None:
     """Whether the object at `addr` is free -- on its slab's freelist, on a CPU's
     freelist of that slab, in a magazine or a sheaf of its cache -- or allocated; None

@@ -214,6 +214,16 @@ flushes through its own mmu_gather.  Pages freed at vm_fault step 1 and vm_file_
 step 1 were never mapped.  In "processes" mode no other CPU loaded the mm: the flush
 finds no target.
 
+Page trees: every write to an object's page tree (lib/xarray.py) is made under the
+object's lock (&obj->lock, a spinlock the robust list names), or on a dead object by its
+destroy.  A kill from outside between a slot's store and its node's count leaves the
+count one off (an erase that later takes it to 0 deletes a node still holding entries:
+a folio left naming a destroyed object; a kind change takes nr_values below 0), so
+`repair_locked_trees(arena, held)` rewrites the trees of the objects whose locks the
+dead CPU held, in the takeover before those locks are released (lib/xarray.py
+xa_repair), and a vm_obj_destroy record's tree is repaired before its destroy resumes.
+Nodes that leaves empty are unlinked there and freed by sweep_orphans.
+
 Locks: the takeover keeps a dead CPU's mmap_lock holds until its recovery ends
 (mm/recovery.py; released early only when a live waiter cannot park), and recovery's
 own mmap_lock operations are no-ops (world_stopped).  The sequences a write hold
@@ -233,6 +243,7 @@ from __future__ import annotations
 from typing import Any
 
 from aerosync.arena import layout as L
+from aerosync.lib.xarray import XArray
 from aerosync.mm import hooks
 from aerosync.mm import intent as I
 from aerosync.mm.pmm.page import P_INDEX, P_MAPCOUNT, P_MAPPING, P_REFCOUNT, PG_uptodate
@@ -245,7 +256,7 @@ from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
-           "page_handed_out", "release_folio_locks", "VM_OPS"]
+           "page_handed_out", "release_folio_locks", "repair_locked_trees", "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -373,6 +384,27 @@ def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:
         n += q[w + c * (CACHE_LINE >> 3)]
     n &= _U64
     return n - (1 << 64) if n >> 63 else n
+
+
+def repair_locked_trees(arena: Any, held: list[int]) -> dict[str, int]:
+    """The page trees of the vm_objects whose &obj->lock a CPU killed from outside held
+    (`held`: its robust list's spinlock words) made whole again (module docstring "Page
+    trees"), before the takeover releases those locks: xa_repair under the dead CPU's
+    hold, live CPUs running (each change one store; lock-free readers never read a
+    count).  A word that is no object's lock is skipped.  Returns {"page_trees_repaired",
+    "xa_nodes_unlinked"}."""
+    from aerosync.mm.slab.recover import object_at
+    from aerosync.mm.vm.vm_object import O_LOCK
+
+    out = {"page_trees_repaired": 0, "xa_nodes_unlinked": 0}
+    cid = int(arena.u64[(arena.off("vmhdr") + T.H_CACHE_OBJ) >> 3])
+    for off in dict.fromkeys(held):
+        o = off - O_LOCK
+        if o > 0 and object_at(arena, o, cid):
+            fixed, gone = XArray(arena, o + O_TREE).xa_repair()
+            out["page_trees_repaired"] += 1 if fixed or gone else 0
+            out["xa_nodes_unlinked"] += len(gone)
+    return out
 
 
 def release_folio_locks(arena: Any) -> int:
@@ -590,6 +622,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         elif s == 2:
             vm.files.add_finish(pfn)
     elif op == _OP["vm_obj_destroy"]:
+        if s < 3:                                    # an erase cut short (a dead object: no lock)
+            XArray(arena, a[0] + O_TREE).xa_repair()
         vm.objs.destroy_steps(a[0], s, -1, a[1], a[2], a[3], a[4])
         got["objects"] += 1
     elif op == _OP["vm_obj_remove"]:

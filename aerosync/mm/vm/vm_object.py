@@ -402,9 +402,7 @@ class VmObjects:
                         q[r + 7] = 1
                 if step == 2:                          # resume: that entry, if still there
                     if xa_load(o + O_TREE, idx) == e:
-                        xa_erase(o + O_TREE, idx)
-                    elif e & 3:
-                        e = 0                          # a value already dropped: never twice
+                        xa_erase(o + O_TREE, idx)      # (a value's put is after step 1: not done)
                     if e and not e & 3 and own:        # ours, its mapping maybe cleared already
                         b = PM8 + (e >> 2) * mw
                         q[b + i_map] = 0
@@ -426,9 +424,11 @@ class VmObjects:
                             q[r + 5] = 1 if not e & 3 and ours(o, e) else 0
                             q[r + 7] = 2
                         xa_erase(o + O_TREE, idx)
-                        pfns = untree(o, [(idx, e)])
+                        pfns = untree(o, [(idx, e)]) if not e & 3 else []
                         if r >= 0:
-                            q[r + 7] = 1               # the put follows
+                            q[r + 7] = 1               # the put follows (a kill from here leaks it)
+                        if e & 3:
+                            untree(o, [(idx, e)])      # a swap value's reference dropped
                         for pfn in pfns:
                             free_pages(pfn, 0)
                     if back:

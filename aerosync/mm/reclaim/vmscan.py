@@ -363,12 +363,15 @@ class Vmscan:
             try:
                 if (u32[o >> 2] >> 16) & OBJF_DEAD or xa_load(o + O_TREE, idx) != old:
                     return False
-                xa_store(o + O_TREE, idx, pfn << 2)
+                # mapping and index before the store, as __filemap_add_folio: a kill
+                # between leaves the tree holding the swap value, which reclaim_finish
+                # takes as replace_entry's state (the folio leaves the object again)
                 b = PM8 + pfn * MW8
                 shared = (u32[o >> 2] >> 16) & OBJF_SHARED
                 anon = (u32[o >> 2] & 0xFFFF) != OBJ_VNODE and not shared
                 q[b + i_map] = o | (PAGE_MAPPING_ANON if anon else 0)
                 q[b + i_idx] = idx
+                xa_store(o + O_TREE, idx, pfn << 2)
                 at.fetch_add64(o + O_NR_PAGES, 1)
                 return True
             finally:

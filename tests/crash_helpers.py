@@ -354,6 +354,37 @@ def vm_file_driver(rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None
     return drive
 
 
+def vm_file_fork_driver(rounds: int = 10, seed: int = 1) -> Callable[[Any, int], None]:
+    """A file VMA forked and split (its copies join the file's i_mmap, which outlives the
+    task): one task maps the file private, writes a page and reads another, forks -- the
+    child reads the written page back and exits --, then mprotects a page in the middle
+    (two splits) and unmaps."""
+    from aerosync.mm.vm.mmap import MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    size = VM_FILE_PAGES * 4096
+
+    def drive(arena: Any, cpu: int) -> None:
+        rng = random.Random(seed)
+        vm, tid = task_vm(arena, cpu, "crashff")
+        fid = vm.file_lookup(VM_FILE)
+        for k in range(rounds):
+            a = vm.mmap(0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fid, 0)
+            p = rng.randrange(VM_FILE_PAGES)
+            vm.store64(a + p * 4096 + 64, k)
+            vm.load64(a + rng.randrange(VM_FILE_PAGES) * 4096)
+            child = vm.fork()
+            vm.switch_to(child)
+            assert vm.load64(a + p * 4096 + 64) == k
+            vm.exit()
+            vm.switch_to(tid)
+            vm.reap(child)
+            vm.mprotect(a + (VM_FILE_PAGES // 2) * 4096, 4096, PROT_READ)
+            vm.munmap(a, size)
+        _task_exit(vm, tid)
+
+    return drive
+
+
 def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable[[Any, int], None]:
     """A VM driver of forks: a task maps two anonymous regions (one private, one shared),
     writes them, forks; the parent writes half its private pages again (COW copies), the

@@ -1122,3 +1122,33 @@ def test_page_tree_write_killed_between_slot_and_count(machine, window: str) -> 
 
         _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), match, nth, H.file_reclaim_driver(rounds=1),
                         setup)
+
+
+# A new VMA linked on its object's and file's lists before its record says so: the
+# roll-forward (mmap_finish, split_finish) linked it a second time -- a cycle on the
+# file's i_mmap that its unmap could not take it off -- and fork's undo freed the copy
+# still on the list.  name -> (function, text of the line the CPU dies before).
+VMA_LIST_WINDOWS: dict[str, tuple[str, str]] = {
+    "mmap_linked": ("mmap_finish", "q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1"),
+    "split_linked": ("split_finish", "q[(mo(mm_id) + T.M_MAP_COUNT) >> 3] += 1"),
+    "fork_copy_linked": ("dup_mm_body", "q[(cm + T.M_MAP_COUNT) >> 3] += 1"),
+    "fork_parent_on_no_list": ("dup_mm_body", "q[(v + V.V_OBJECT) >> 3] = sp"),
+    "fork_parent_switched": ("dup_mm_body", "objs.link_vma(sp, v)"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(VMA_LIST_WINDOWS))
+def test_new_vma_linked_before_its_record_says(machine, window: str) -> None:
+    """A CPU killed from outside after it linked a new file VMA (an mmap, a split, a
+    fork's copy) or while it moved the parent's VMA to its new shadow: recovery takes
+    the new VMA off the lists before it links it once or frees it, and puts the parent's
+    back on the list of the object it names; the file's i_mmap is whole after the task
+    exits (it outlives it), the checkers pass, the CPU runs the driver again."""
+    func, text = VMA_LIST_WINDOWS[window]
+
+    def setup(a: Any, p: Any) -> tuple[int, ...]:
+        return (H.vm_file_setup(a, p),)
+
+    _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_file_fork_driver(), H.at_line(func, text), 2,
+                    H.vm_file_fork_driver(rounds=3, seed=2), setup)

@@ -80,9 +80,12 @@ covered, and how each record is resolved:
              the tree no longer has it, it is uncounted and freed, then the chain from
              the next area is relinked; step 3 the cursor moved past an area erased
              and uncounted: its record freed, the chain from the cursor relinked.
-  vm_dup_mm  (fork's copy of the address space) undone: a VMA copy in flight freed with the
-             shadows made for it, then the child mm torn down (mmput) or its claimed
-             record freed; VM.fork's own vm_task_create record then drops the rest.
+  vm_dup_mm  (fork's copy of the address space) undone: a VMA copy in flight taken off
+             the lists it may already be on and freed with the shadows made for it
+             (the parent's VMA put back on the list of the object it names: a kill
+             between its unlink from the old object and its link to its shadow), then
+             the child mm torn down (mmput) or its claimed record freed; VM.fork's own
+             vm_task_create record then drops the rest.
   vm_exit_mmap (mmput's teardown, robust mode: the VMAs unmapped one at a time by the
              logged munmap, the tree its progress) step 1 resumed (exit_mmap_steps: the
              interrupted munmap's own record was finished first), then step 2 the root
@@ -100,8 +103,10 @@ covered, and how each record is resolved:
              hand-off word names, if the allocator took it, freed: _vma_handed_out) or
              set up (a1 = v: its object reference dropped, the VMA freed); step 1 set up
              but not in the maple tree: the same -- unless the tree store had landed
-             (the death was in its freeing of replaced nodes): then rolled forward
-             (attached, linked, counted: mmap_finish); step 2 in the tree: nothing; a1
+             (the death was in its freeing of replaced nodes, or a kill from outside
+             inside mmap_finish): then rolled forward (attached, linked, counted:
+             mmap_finish; first taken off the lists a kill after its link left it on,
+             so it is linked once); step 2 in the tree: nothing; a1
              = 0 past step 0: released by mmap itself (its ENOMEM path).
   vm_merge   (a merge after mprotect / madvise / mbind: the survivor grows over its
              neighbour, then the neighbour is removed) step 1 the store in flight (its
@@ -119,7 +124,8 @@ covered, and how each record is resolved:
   vm_split   (__split_vma) step 1 the new VMA set up with its object reference: undone
              (reference put, VMA freed) unless the tree maps addr to it (landed, as
              vm_mmap); step 2 in the tree: rolled forward (split_finish: the old VMA's
-             end cut, the new one linked and counted).
+             end cut, the new one linked -- once: off its lists first, as vm_mmap's --
+             and counted).
   vm_brk     (brk moving the break from a1 to a2; its VMA changes are the records
              above, resolved first) mm->brk set to whichever break the VMAs now end the
              heap at (brk_settle): the tree and mm->brk agree again.
@@ -252,7 +258,7 @@ from aerosync.mm.vm import mm_types as T
 from aerosync.mm.vm import vma as V
 from aerosync.mm.vm.pgtable import _PAGE_PRESENT, _PAGE_PROTNONE, PAGE_SHIFT, PTE_PFN_MASK
 from aerosync.mm.vm.tlb import FLUSH_ALL
-from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE
+from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE, O_VMA_HEAD
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
@@ -276,6 +282,49 @@ def _landed(arena: Any, vm: Any, mm_id: int, v: int, addr: int) -> bool:
         return False
     arena.atomic.store64(v + V.V_STATE, V.VMA_ATTACHED)
     return True
+
+
+def _vma_lists(arena: Any, vm: Any, v: int) -> list[tuple[int, int]]:
+    """(list owner object, link word offset in a VMA) of the lists VMA v belongs on: its
+    object's (V_OBJ_NEXT) and its file's vnode's (V_FNEXT, the i_mmap)."""
+    q = arena.u64
+    out = []
+    o = q[(v + V.V_OBJECT) >> 3]
+    if o:
+        out.append((o, V.V_OBJ_NEXT))
+    f = q[(v + V.V_FILE) >> 3]
+    if f:
+        out.append((vm.files.file_obj(f - 1), V.V_FNEXT))
+    return out
+
+
+def _on_list(arena: Any, o: int, nxt: int, v: int) -> bool:
+    """Is v on object o's VMA list (linked through the word at nxt)?"""
+    q = arena.u64
+    x, n = q[(o + O_VMA_HEAD) >> 3], 0
+    while x and n < 1 << 20:
+        if x == v:
+            return True
+        x, n = q[(x + nxt) >> 3], n + 1
+    return False
+
+
+def _unlink_new(arena: Any, vm: Any, v: int) -> None:
+    """A new VMA a dead CPU may have linked before its record said so (a kill from
+    outside inside mmap_finish, split_finish or dup_mm's copy, after link): taken off
+    the lists it is on, so the roll-forward links it once, or the undo frees it off
+    every list."""
+    for o, nxt in _vma_lists(arena, vm, v):
+        if _on_list(arena, o, nxt, v):
+            (vm.objs.unlink_vma if nxt == V.V_OBJ_NEXT else vm.objs.unlink_file_vma)(o, v)
+
+
+def _relist(arena: Any, vm: Any, v: int) -> None:
+    """VMA v put on the lists of the object and file it names where it is missing (a
+    kill from outside between an unlink from one object and the link to the next)."""
+    for o, nxt in _vma_lists(arena, vm, v):
+        if not _on_list(arena, o, nxt, v):
+            (vm.objs.link_vma if nxt == V.V_OBJ_NEXT else vm.objs.link_file_vma)(o, v)
 
 
 def _free_new_vma(arena: Any, vm: Any, v: int, has_ref: bool) -> int:
@@ -741,12 +790,14 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             got["objects"] += _free_new_vma(arena, vm, v, True)
         elif s == 1 and v:
             if _landed(arena, vm, mm_id, v, arena.u64[(v + V.V_START) >> 3]):
+                _unlink_new(arena, vm, v)
                 vm.sys.mmap_finish(mm_id, v)
             else:
                 got["objects"] += _free_new_vma(arena, vm, v, True)
     elif op == _OP["vm_split"]:
         mm_id, v, new, addr = a[0], a[1], a[2], a[3]
         if s == 2 or (s == 1 and _landed(arena, vm, mm_id, new, addr)):
+            _unlink_new(arena, vm, new)
             vm.sys.split_finish(mm_id, v, new, addr)
         else:                                        # (step 0: its object reference not yet taken)
             got["objects"] += _free_new_vma(arena, vm, new, s == 1)
@@ -795,6 +846,8 @@ def _dup_mm_undo(arena: Any, vm: Any, a: tuple[int, ...], s: int) -> int:
         start, end = q[(n + V.V_START) >> 3], q[(n + V.V_END) >> 3]
         if vm.vmas.tree(child).mtree_load(start) == n:   # its insert landed (a kill from outside
             vm.vmas.erase(child, start, end)             # before link and count): out again
+        _unlink_new(arena, vm, n)                        # (its link, if that landed too)
+        _relist(arena, vm, v)                            # the parent's, killed between o and sp
         if sp and q[(v + V.V_OBJECT) >> 3] != sp:
             vm.objs.put(sp)
         o = q[(n + V.V_OBJECT) >> 3]

@@ -1152,3 +1152,27 @@ def test_new_vma_linked_before_its_record_says(machine, window: str) -> None:
 
     _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_file_fork_driver(), H.at_line(func, text), 2,
                     H.vm_file_fork_driver(rounds=3, seed=2), setup)
+
+
+# A maple-tree store killed between publishing a new root and storing the height in
+# ma_flags: the next store walked by the stale height (IndexError in a recovery's own
+# erase, or in the exit's munmap).  name -> (driver, function, text, nth).
+MAPLE_HEIGHT_WINDOWS: dict[str, tuple[str, str, str, int]] = {
+    "vmalloc_first_area": ("vmalloc", "_store_empty", "self._set_height(1)", 1),
+    "mmap_first_vma": ("vm", "_store_empty", "self._set_height(1)", 1),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(MAPLE_HEIGHT_WINDOWS))
+def test_maple_root_published_height_not_stored(machine, window: str) -> None:
+    """Writers walk by the tree, not by ma_flags' height, and recovery's sweep sets the
+    height from the tree (MT1): the record is undone or rolled forward, the task exits,
+    the checkers pass and the CPU runs the driver again."""
+    kind, func, text, nth = MAPLE_HEIGHT_WINDOWS[window]
+    match = H.at_line(func, text)
+    if kind == "vmalloc":
+        _vmalloc_killed_runs_on(machine, match, nth, False)
+    else:
+        _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_driver(), match, nth,
+                        H.vm_driver(rounds=5, seed=2))

@@ -441,20 +441,41 @@ def test_MT_invariant_violations_detected(env, mt: str) -> None:
 
 def test_repair_parents_rewrites_what_an_unpublished_adoption_left(env) -> None:
     """A store killed between adopting kept children and publishing their new parent
-    leaves them naming a node that is not in the tree (MT5); mt_repair_parents (a
+    leaves them naming a node that is not in the tree (MT5); mt_repair (a
     recovery's) rewrites exactly those words from the walk."""
     a, _, make = env()
     t = make()
     for k in range(400):
         t.mas_store_range(k * 10, k * 10 + 4, (k + 1) << 8)
-    assert t.mt_repair_parents() == 0
+    assert t.mt_repair() == 0
     leaves = [n for n in t._nodes() if n[1] == 1 and n[4] > 0][:3]
     for n in leaves:
         a.u64[n[0] >> 3] = 0x7700 | 6                   # "adopted" by a node never published
     assert any(e.startswith("MT5") for e in t.mt_validate())
-    assert t.mt_repair_parents() == 3
-    assert t.mt_validate() == [] and t.mt_repair_parents() == 0
+    assert t.mt_repair() == 3
+    assert t.mt_validate() == [] and t.mt_repair() == 0
     assert sorted(t.mt_nodes()) == sorted(n[0] for n in t._nodes())
+
+
+@pytest.mark.parametrize("n", [1, 400])
+def test_a_height_not_yet_stored_misleads_no_store_and_is_repaired(env, n: int) -> None:
+    """A store killed between publishing a new root and storing the height in ma_flags
+    (an empty tree's first store; a store that grew the tree): the next store must not
+    trust ma_flags' height -- the kernel's walks stop at leaf-typed references, and so
+    does the writer's -- and mt_repair (a recovery's) sets it from the tree (MT1)."""
+    _, _, make = env()
+    t = make()
+    for k in range(n):
+        t.mas_store_range(k * 10, k * 10 + 4, (k + 1) << 8)
+    h = t.mt_height()
+    t._set_height(0 if n == 1 else h - 1)               # the height store that never ran
+    assert any(e.startswith("MT1") for e in t.mt_validate())
+    t.mas_store_range(15, 15 + 4 * n, 0)                # an erase (across leaves: the walk's depth)
+    t.mas_store_range(1 << 20, (1 << 20) + 9, 7 << 8)
+    assert t.mtree_load(1 << 20) == 7 << 8 and t.mtree_load(0) == 1 << 8
+    t._set_height(t.mt_height() + 1)
+    assert any(e.startswith("MT1") for e in t.mt_validate())
+    assert t.mt_repair() == 1 and t.mt_validate() == [] and t.mt_height() > 0
 
 
 # ---------------------------------------------------------------- lock-free readers, other processes

@@ -22,7 +22,7 @@ Writers (caller holds the tree's writer lock; errors are negative errnos):
   mtree_insert_range(first, last, entry) -> 0 | -EEXIST | -EINVAL | -ENOMEM
   mtree_erase(index) -> old entry | 0 | -ENOMEM
   mas_empty_area(min, max, size) / mas_empty_area_rev(...) -> start | -EBUSY | -EINVAL
-  mt_destroy(), mt_validate() -> [violations], mt_dump() -> str, mt_nr_nodes(), mt_height()
+  mt_destroy(), mt_validate() -> [violations], mt_dump() -> str, mt_nr_nodes(), mt_height(), mt_repair()
 Callbacks: alloc_node() -> off | -1 (256 bytes, 256-aligned; contents need not be
 zeroed: every word of a new node is written here), free_node(off) for nodes never
 reachable, rcu_free_node(off) for nodes that were (the caller defers the free until no
@@ -631,8 +631,9 @@ class MapleTree:
     def _rebuild(self, first: int, last: int, entry: int) -> int:
         """The general store: rebuild bottom-up, allocate, write, publish once, retire."""
         u64, alloc, itype = self._u64, self.alloc_range, self.itype
-        height = self.mt_height()
         lpath, _, hi, e = self._path(first)
+        height = len(lpath)                         # (not ma_flags': a writer killed between
+                                                    # its root's publish and the height's store)
         if not entry:
             if not e and hi >= last:
                 return 0                                  # already a gap
@@ -947,17 +948,22 @@ class MapleTree:
         """Every node reachable from the root (stop-the-world: a recovery's sweep)."""
         return [n[0] for n in self._nodes()]
 
-    def mt_repair_parents(self) -> int:
-        """Rewrite every reachable node's parent word to what its place in the tree says.
-        A store adopts the children it keeps (their parent words name the new node)
-        before it publishes that node: a writer killed in between leaves kept children
-        naming a node that never got in.  Stop-the-world (recovery); returns the words
-        rewritten."""
-        u64, n = self._u64, 0
-        for off, _t, _mn, _mx, _d, pw in self._nodes():
+    def mt_repair(self) -> int:
+        """Rewrite every reachable node's parent word, and the height in ma_flags, to
+        what the tree says.  A store adopts the children it keeps (their parent words
+        name the new node) before it publishes that node, and stores the height after
+        it publishes a new root: a writer killed in between leaves kept children naming
+        a node that never got in, or a height that is not the tree's (MT1).
+        Stop-the-world (recovery); returns the words rewritten."""
+        u64, n, depth = self._u64, 0, 0
+        for off, _t, _mn, _mx, d, pw in self._nodes():
+            depth = max(depth, d + 1)
             if u64[off >> 3] != pw:
                 u64[off >> 3] = pw
                 n += 1
+        if self.mt_height() != depth:
+            self._set_height(depth)
+            n += 1
         return n
 
     def mt_destroy(self) -> None:

@@ -369,7 +369,8 @@ def sweep_orphans(arena: Any, vm: Any, counts: Any = None) -> dict[str, int]:
         ring entry was counted.
     A store killed after it adopted kept children (their parent words) and before it
     published the adopting node left them naming a node that is not in the tree: every
-    tree's parent words are rewritten from the walk (mt_repair_parents).  With
+    tree's parent words and height are rewritten from the walk (mt_repair: a root
+    published, its height not yet stored, too).  With
     `counts` (mm/vm/check.py vm_counts: every object reachable from a VMA or a file, and
     their page trees' nodes) the vm_object and radix_tree_node caches too: a tree
     node an xa_erase unlinked, or an object a destroy emptied, whose call_rcu died
@@ -400,7 +401,7 @@ def sweep_orphans(arena: Any, vm: Any, counts: Any = None) -> dict[str, int]:
             if q[root >> 3]:
                 t = MapleTree(arena, root)
                 nodes.update(t.mt_nodes())
-                t.mt_repair_parents()                # kept children adopted by an unpublished node
+                t.mt_repair()                        # kept children adopted by an unpublished node; the height
                 if root in mm_set:
                     vmas.update(e for _f, _l, e in t.mt_for_each(0, ULONG_MAX))
     except (IndexError, ValueError, RecursionError):

@@ -657,6 +657,34 @@ def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth
             swapoff(a)
 
 
+def _driver_killed_runs_on(machine: Any, kind: str, func: str, text: str, nth: int) -> Any:
+    """_killed_runs_on with driver `kind`'s machine, driver and second run: "vm"
+    (vm_driver), "reclaim", "migrate", "file" (file_reclaim_driver over the big file),
+    "filefork" (vm_file_fork_driver), "vmalloc" -- killed at the nth line of `func`
+    containing `text`."""
+    match = H.at_line(func, text)
+    vm = {"vm": {}, "nr_pages": 4096}
+    if kind == "vmalloc":
+        return _vmalloc_killed_runs_on(machine, match, nth, False)
+    if kind in ("file", "filefork"):
+        big = kind == "file"
+
+        def setup(a: Any, p: Any) -> tuple[int, ...]:
+            return (H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES) if big else H.vm_file_setup(a, p),)
+
+        if big:
+            return _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), match, nth,
+                                   H.file_reclaim_driver(rounds=1), setup)
+        return _killed_runs_on(machine, vm, H.vm_file_fork_driver(), match, nth,
+                               H.vm_file_fork_driver(rounds=3, seed=2), setup)
+    cfg, drv, again = {
+        "vm": (vm, H.vm_driver, lambda: H.vm_driver(rounds=5, seed=2)),
+        "reclaim": (RECLAIM_CFG, H.reclaim_driver, lambda: H.reclaim_driver(1500, seed=2)),
+        "migrate": (MIGRATE_CFG, H.migrate_driver, lambda: H.migrate_driver(rounds=2, seed=2)),
+    }[kind]
+    return _killed_runs_on(machine, cfg, drv(), match, nth, again())
+
+
 def _vmalloc_killed_runs_on(machine: Any, match: Any, nth: int, block: bool, drv: Any = None) -> Any:
     """_killed_runs_on of a vmalloc driver (small block allocations, or large areas; or
     `drv`)."""
@@ -943,9 +971,7 @@ def test_swap_and_zmm_killed_under_their_locks(machine, window: str) -> None:
     list's update: the cluster counts, inuse_pages and lists are set from the slot map
     (rebuild_swap_clusters, SW3).  The checkers pass, the CPU runs the driver again, no
     page is lost."""
-    func, text, nth = SWAP_WINDOWS[window]
-    _killed_runs_on(machine, RECLAIM_CFG,
-                    H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
+    _driver_killed_runs_on(machine, "reclaim", *SWAP_WINDOWS[window])
 
 
 # The swap cache's folio side (mm/reclaim/swap_state.py): a CPU killed from outside while
@@ -981,9 +1007,7 @@ def test_swap_cache_folio_killed_half_in(machine, window: str) -> None:
     """A CPU killed from outside between the stores that put a folio in the swap cache
     or take it out: recovery leaves the slot and the folio agreeing (SW1, SW2), nothing
     locked for good, no page lost, and the CPU runs the driver again."""
-    func, text, nth = SWAPCACHE_WINDOWS[window]
-    _killed_runs_on(machine, RECLAIM_CFG,
-                    H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
+    _driver_killed_runs_on(machine, "reclaim", *SWAPCACHE_WINDOWS[window])
 
 
 @pytest.mark.timeout(120)
@@ -1035,13 +1059,7 @@ def test_folio_lock_of_a_dead_cpu_released(machine, window: str) -> None:
     names the folio: recovery releases the lock.  Before, a swap-in's folio stayed
     locked in the swap cache for good (the next fault on it waited); the reclaim and
     migration folios here belong to the dead task, whose exit freed them anyway."""
-    kind, func, text, nth = FOLIO_LOCK_WINDOWS[window]
-    if kind == "reclaim":
-        _killed_runs_on(machine, RECLAIM_CFG,
-                        H.reclaim_driver(), H.at_line(func, text), nth, H.reclaim_driver(1500, seed=2))
-    else:
-        _killed_runs_on(machine, MIGRATE_CFG, H.migrate_driver(),
-                        H.at_line(func, text), nth, H.migrate_driver(rounds=2, seed=2))
+    _driver_killed_runs_on(machine, *FOLIO_LOCK_WINDOWS[window])
 
 
 # Page-cache eviction (vmscan.py reclaim_file) killed after its freeze: the tree still
@@ -1109,19 +1127,7 @@ def test_page_tree_write_killed_between_slot_and_count(machine, window: str) -> 
     """A CPU killed from outside inside a page-tree write, its slot stored and its
     node's count not: recovery repairs the tree before anyone erases from it, no folio
     or swap slot is lost, the checkers pass and the CPU runs the driver again."""
-    kind, func, text, nth = XA_COUNT_WINDOWS[window]
-    match = H.at_line(func, text)
-    if kind == "vm":
-        _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_driver(), match, nth,
-                        H.vm_driver(rounds=5, seed=2))
-    elif kind == "reclaim":
-        _killed_runs_on(machine, RECLAIM_CFG, H.reclaim_driver(), match, nth, H.reclaim_driver(1500, seed=2))
-    else:
-        def setup(a: Any, p: Any) -> tuple[int, ...]:
-            return (H.vm_file_setup(a, p, name=H.BIG_FILE, pages=H.BIG_FILE_PAGES),)
-
-        _killed_runs_on(machine, RECLAIM_CFG, H.file_reclaim_driver(), match, nth, H.file_reclaim_driver(rounds=1),
-                        setup)
+    _driver_killed_runs_on(machine, *XA_COUNT_WINDOWS[window])
 
 
 # A new VMA linked on its object's and file's lists before its record says so: the
@@ -1145,13 +1151,7 @@ def test_new_vma_linked_before_its_record_says(machine, window: str) -> None:
     the new VMA off the lists before it links it once or frees it, and puts the parent's
     back on the list of the object it names; the file's i_mmap is whole after the task
     exits (it outlives it), the checkers pass, the CPU runs the driver again."""
-    func, text = VMA_LIST_WINDOWS[window]
-
-    def setup(a: Any, p: Any) -> tuple[int, ...]:
-        return (H.vm_file_setup(a, p),)
-
-    _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_file_fork_driver(), H.at_line(func, text), 2,
-                    H.vm_file_fork_driver(rounds=3, seed=2), setup)
+    _driver_killed_runs_on(machine, "filefork", *VMA_LIST_WINDOWS[window], 2)
 
 
 # A maple-tree store killed between publishing a new root and storing the height in
@@ -1169,10 +1169,4 @@ def test_maple_root_published_height_not_stored(machine, window: str) -> None:
     """Writers walk by the tree, not by ma_flags' height, and recovery's sweep sets the
     height from the tree (MT1): the record is undone or rolled forward, the task exits,
     the checkers pass and the CPU runs the driver again."""
-    kind, func, text, nth = MAPLE_HEIGHT_WINDOWS[window]
-    match = H.at_line(func, text)
-    if kind == "vmalloc":
-        _vmalloc_killed_runs_on(machine, match, nth, False)
-    else:
-        _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, H.vm_driver(), match, nth,
-                        H.vm_driver(rounds=5, seed=2))
+    _driver_killed_runs_on(machine, *MAPLE_HEIGHT_WINDOWS[window])

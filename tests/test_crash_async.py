@@ -1170,3 +1170,12 @@ def test_maple_root_published_height_not_stored(machine, window: str) -> None:
     height from the tree (MT1): the record is undone or rolled forward, the task exits,
     the checkers pass and the CPU runs the driver again."""
     _driver_killed_runs_on(machine, *MAPLE_HEIGHT_WINDOWS[window])
+
+
+@pytest.mark.timeout(120)
+def test_page_cache_page_handed_out_not_yet_in_its_record(machine) -> None:
+    """add_to_cache killed after the allocator handed it a page and before its
+    vm_file_add record names it: the record's hand-off window names the page, and
+    recovery frees it (before, the page was lost)."""
+    recs = _driver_killed_runs_on(machine, "filefork", "add_to_cache", "if pfn < 0:", 2)
+    assert [(r.name, r.step) for r in recs][:1] == [("vm_file_add", 0)], [str(r) for r in recs]

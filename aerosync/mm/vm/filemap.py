@@ -171,6 +171,7 @@ class Filemap:
         # intent log (robust mode only, as memory.py's): begin is None otherwise
         lg = mm.log if L.robust_mode(arena.config) else None
         begin, log_end, fp = (lg.begin, lg.end, lg.fp) if lg is not None else (None, None, None)
+        ho, pend = (lg.handoff, lg.pending) if lg is not None else (0, 0)   # mm/intent.py "Hand-off"
 
         def file_obj(fid: int) -> int:
             return q[(T.file_off(arena, fid) + T.F_OBJ) >> 3]
@@ -211,12 +212,18 @@ class Filemap:
             r = begin(_OP_FILE_ADD, obj, idx) if begin is not None else -1
             try:
                 af = ext.alloc_folio if ext is not None else None
+                if r >= 0:                          # the hand-off window: the page until step 1
+                    q[ho] = 0
+                    q[pend] = 1
                 pfn = af(0, 0, idx) if af is not None else alloc_pages(GFP_HIGHUSER_MOVABLE, 0)
                 if pfn < 0:
+                    if r >= 0:
+                        q[pend] = 0
                     return -1
                 if r >= 0:
                     q[r + 3] = pfn
                     q[r + 7] = 1                    # allocated, in no cache
+                    q[pend] = 0
                     if fp:
                         fp(P_FILEMAP_PAGE)
                 fill(fid, idx, pfn)

@@ -29,7 +29,8 @@ covered, and how each record is resolved:
   vm_file_hold (a file fault's reference to its page-cache folio, do_fault) step 1
              held: put (folio_put; the cache keeps its own), resolved after the records
              above it -- a COW copy or the mapping of that folio;
-  vm_file_add  (a folio read into the page cache, filemap.py's add_to_cache) step 1
+  vm_file_add  (a folio read into the page cache, filemap.py's add_to_cache) step 0
+             allocating: the page the hand-off window names, if handed out, freed; step 1
              allocated, in no cache: PG_uptodate, mapping and index (set by the insert
              before it publishes) cleared and the allocation's reference put (a caller's
              hold, if taken, is its vm_file_hold's); step 2 in the cache (or step 1 whose
@@ -660,6 +661,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             vm.mm.free_pages(a[3], 0)                # folio_put: never the last while the cache has it
     elif op == _OP["vm_file_add"]:
         obj, idx, pfn = a[0], a[1], a[2]
+        if s == 0:                                   # the allocation's hand-off window
+            got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
         if s == 1 and vm.objs.lookup(obj, idx) == pfn << 2:
             s = 2                                    # the insert published it (past every fault point)
         if s == 1:                                   # its insert may have set mapping and index

@@ -659,7 +659,7 @@ def _killed_runs_on(machine: Any, cfg: dict[str, Any], drv: Any, match: Any, nth
 
 def _driver_killed_runs_on(machine: Any, kind: str, func: str, text: str, nth: int) -> Any:
     """_killed_runs_on with driver `kind`'s machine, driver and second run: "vm"
-    (vm_driver), "reclaim", "migrate", "file" (file_reclaim_driver over the big file),
+    (vm_driver), "fork" (vm_fork_driver), "reclaim", "migrate", "file" (file_reclaim_driver over the big file),
     "filefork" (vm_file_fork_driver), "vmalloc" -- killed at the nth line of `func`
     containing `text`."""
     match = H.at_line(func, text)
@@ -679,6 +679,7 @@ def _driver_killed_runs_on(machine: Any, kind: str, func: str, text: str, nth: i
                                H.vm_file_fork_driver(rounds=3, seed=2), setup)
     cfg, drv, again = {
         "vm": (vm, H.vm_driver, lambda: H.vm_driver(rounds=5, seed=2)),
+        "fork": (vm, H.vm_fork_driver, lambda: H.vm_fork_driver(rounds=3, seed=2)),
         "reclaim": (RECLAIM_CFG, H.reclaim_driver, lambda: H.reclaim_driver(1500, seed=2)),
         "migrate": (MIGRATE_CFG, H.migrate_driver, lambda: H.migrate_driver(rounds=2, seed=2)),
     }[kind]
@@ -1179,3 +1180,21 @@ def test_page_cache_page_handed_out_not_yet_in_its_record(machine) -> None:
     recovery frees it (before, the page was lost)."""
     recs = _driver_killed_runs_on(machine, "filefork", "add_to_cache", "if pfn < 0:", 2)
     assert [(r.name, r.step) for r in recs][:1] == [("vm_file_add", 0)], [str(r) for r in recs]
+
+
+# A kernel stack between a CPU's stack cache and a task (kstack.py: two plain stores, no
+# record): name -> (function, text of the line the CPU dies before, nth).
+KSTACK_WINDOWS: dict[str, tuple[str, str, int]] = {
+    "taken_from_the_cache": ("alloc", "self.kmem.raw_store(base + k * PAGE_SIZE, zero)", 1),
+    "released_by_the_task": ("free", "va = vmalloc.find_vmap_area(base)", 1),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(KSTACK_WINDOWS))
+def test_kernel_stack_between_cache_and_task(machine, window: str) -> None:
+    """A fork killed while it took a cached kernel stack for the child (clearing it), or
+    a reap killed after the task let its stack go: the stack was nobody's and leaked (4
+    pages and its vmap_area); recovery's sweep vfrees a busy stack area no task and no
+    stack cache names."""
+    _driver_killed_runs_on(machine, "fork", *KSTACK_WINDOWS[window])

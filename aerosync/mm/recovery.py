@@ -326,7 +326,7 @@ def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
     (mm/vm/recover.py release_folio_locks, sweep_orphans, settle_counts), acting as the
     dead CPU `rec`."""
     from aerosync.mm.vm.check import vm_counts
-    from aerosync.mm.vm.recover import release_folio_locks, settle_counts, sweep_orphans
+    from aerosync.mm.vm.recover import release_folio_locks, settle_counts, sweep_orphans, sweep_stacks
     from aerosync.mm.vm.vm import VM
 
     t0 = time.perf_counter()
@@ -340,6 +340,9 @@ def _settle_outside(arena: Any, rec: CpuRecovery) -> None:
             if n:
                 rec.scan[k] = n
                 rec.objects += n
+        n = sweep_stacks(arena, vmh)
+        if n:
+            rec.scan["kernel_stacks_swept"] = n
         for k, n in settle_counts(arena, vmh, rec.cpu, counts).items():
             if n:
                 rec.scan[k] = n

@@ -210,7 +210,9 @@ After the records (mm/recovery.py recover_round):
              before any of their tasks exits) the slab objects no tree, RCU ring or
              reachable object names are freed, and the VM's counts are set from its
              structures (a count between two fault points may be a step behind what
-             it counts, and no record says which): the structures are whole by then.
+             it counts, and no record says which): the structures are whole by then;
+             a kernel stack no task and no CPU's stack cache names is vfree'd
+             (sweep_stacks).
 
 TLB: a dead CPU's TLB died with it, but in "threads" mode (one mm for every CPU) another
 CPU's TLB may still cache a PTE the dead CPU cleared before its flush.  So a vm_gather's
@@ -263,7 +265,7 @@ from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE, O_VMA_HEAD
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
-           "page_handed_out", "release_folio_locks", "repair_locked_trees", "VM_OPS"]
+           "page_handed_out", "release_folio_locks", "repair_locked_trees", "sweep_stacks", "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -425,6 +427,42 @@ def sweep_orphans(arena: Any, vm: Any, counts: Any = None) -> dict[str, int]:
             free(off)
         out[key] = len(orphans)
     return out
+
+
+def sweep_stacks(arena: Any, vm: Any) -> int:
+    """Kernel stacks nobody owns after a kill from outside, vfree'd: a busy VA_STACK area
+    whose stack no task in use names (T_KSTACK) and no CPU's stack cache holds.  A stack
+    moves between a CPU's cache and a task by two plain stores with no record (kstack.py
+    alloc: the cache slot cleared, then the task's word; free: the task's word cleared,
+    then the cache slot or the vfree), so a kill between them leaves it nobody's.  World
+    stopped, every record resolved (a vmalloc_stack in flight is its vm_vmalloc
+    record's), before the dead CPU's task exits.  Returns the stacks freed."""
+    if "vmalloc" not in arena.sections or getattr(vm, "kernel", None) is None:
+        return 0
+    from aerosync.lib.maple_tree import ULONG_MAX, MapleTree
+    from aerosync.mm.vm import vmalloc_layout as VL
+    from aerosync.mm.vm.task import live_tasks
+
+    q, u32 = arena.u64, arena.u32
+    base = arena.off("vmalloc")
+    nr_nodes = int(q[(base + VL.H_NR_NODES) >> 3])
+    held = {q[(T.task_off(arena, t) + T.T_KSTACK) >> 3] for t in live_tasks(arena)}
+    for c in range(int(arena.config["nr_cpus"])):
+        w = (VL.vbq_off(base, nr_nodes, c) + VL.VBQ_STACK) >> 3
+        held.update(q[w : w + VL.NR_CACHED_STACKS].tolist())
+    orphans = []
+    for n in range(nr_nodes):
+        root = VL.node_off(base, n) + VL.VN_MT
+        if not q[root >> 3]:
+            continue
+        for _f, _l, va in MapleTree(arena, root).mt_for_each(0, ULONG_MAX):
+            fl = u32[(va + VL.VA_FLAGS) >> 2]
+            stack = q[(va + VL.VA_START) >> 3] + PAGE_SIZE
+            if fl & (VL.VA_STACK | VL.VA_BUSY | VL.VA_LAZY) == VL.VA_STACK | VL.VA_BUSY and stack not in held:
+                orphans.append(stack)
+    for stack in orphans:
+        vm.kernel.vmalloc.vfree(stack)
+    return len(orphans)
 
 
 def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:

@@ -1198,3 +1198,23 @@ def test_kernel_stack_between_cache_and_task(machine, window: str) -> None:
     pages and its vmap_area); recovery's sweep vfrees a busy stack area no task and no
     stack cache names."""
     _driver_killed_runs_on(machine, "fork", *KSTACK_WINDOWS[window])
+
+
+# A CPU between tasks (vm.py switch_to, exit): the tasks it is responsible for name no
+# CPU (T_CPU 0) -- one just made, the one switched out, the parent of one that exited
+# -- and recovery found none of them, so they and their address spaces leaked.  The
+# CPU's C_TASK word (mm_types) names one of them meanwhile: nth -> what the CPU was doing.
+SWITCH_WINDOWS: dict[str, int] = {
+    "first_task_not_yet_run": 1,
+    "parent_switched_out_child_not_in": 2,
+    "child_exited_parent_not_back": 3,
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(SWITCH_WINDOWS))
+def test_cpu_killed_between_tasks(machine, window: str) -> None:
+    """A CPU killed inside switch_to (before the next task's T_CPU names it): recovery
+    exits and reaps its tasks from C_TASK and their family, nothing leaks (before: 5
+    pages and 2 objects, or a whole forked family)."""
+    _driver_killed_runs_on(machine, "fork", "switch_to", "o = T.task_off(a, tid)", SWITCH_WINDOWS[window])

@@ -91,6 +91,7 @@ __all__ = [
     "H_TLB_CEILING", "H_VM_FLAGS",
     "FAULT_LOCKING", "FL_MMAP_LOCK", "FL_PER_VMA", "FL_SPECULATIVE",
     "task_off", "mm_off", "is_mmap_lock", "file_off", "vmcpu_off", "vmcpu_rec_size", "get_mm_rss", "update_hiwater_rss",
+    "C_TASK",
     "rss_pcpu_base", "get_mm_counter_sum", "get_mm_counters",
 ]
 
@@ -170,6 +171,16 @@ def get_mm_counter_sum(q: Any, mo: int, k: int, nr_cpus: int) -> int:
 def get_mm_counters(q: Any, mo: int, nr_cpus: int) -> list[int]:
     """All NR_MM_COUNTERS counters (file, anon, swapents, shmem) summed."""
     return [get_mm_counter_sum(q, mo, k, nr_cpus) for k in range(NR_MM_COUNTERS)]
+
+
+# vmcpu: the TLB's record (tlb.py draws it) but for this word of line 1: a task of this
+# CPU that names no CPU + 1 -- the one that exited here, from its exit (vm.py exit) to
+# the CPU's next switch_to; the one switch_to switches out, until the next one's T_CPU
+# names the CPU; one task_create made while the CPU ran none, until switch_to runs it
+# (or that task's release, task_free).  Meanwhile the CPU's tasks
+# (that one, its stopped parent or child) have T_CPU 0: recovery finds a dead CPU's
+# tasks from here too (mm/vm/recover.py exit_tasks).
+C_TASK = 96
 
 
 def vmcpu_rec_size(nr_cpus: int) -> int:

@@ -1073,8 +1073,9 @@ def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
 
 
 def exit_tasks(arena: Any, cpu: int, vm: Any, seeds: tuple[int, ...] = ()) -> int:
-    """Exit and reap the task the dead CPU was running (and `seeds`: a task it was
-    exiting) and their family that no live CPU runs: children not yet reaped and, up the
+    """Exit and reap the task the dead CPU was running, or the one that exited on it
+    before it switched to another (its C_TASK: the parent, stopped, names no CPU), and
+    `seeds` (a task it was exiting), and their family that no live CPU runs: children not yet reaped and, up the
     parent chain, ancestors switched out (a parent that forked and switched to its child
     on this CPU) with their other children; returns how many.  A task running on a live
     CPU is never touched."""
@@ -1088,6 +1089,9 @@ def exit_tasks(arena: Any, cpu: int, vm: Any, seeds: tuple[int, ...] = ()) -> in
     tasks = live_tasks(arena)
     mine = [t for t in tasks if cpu >= 0 and f(t, T.T_CPU) == cpu + 1
             and u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE]
+    last = q[(T.vmcpu_off(arena, cpu) + T.C_TASK) >> 3] - 1 if cpu >= 0 else -1
+    if last in tasks:
+        seeds = (*seeds, last)                            # it exited: its stopped parent has no CPU
     mine += [t for t in seeds if t in tasks and t not in mine]
     fam = set(mine)
     by_pid = {f(t, T.T_PID): t for t in tasks}

@@ -47,7 +47,13 @@ def task_set_state(arena: Any, tid: int, state: int) -> None:
 
 
 def task_free(arena: Any, tid: int) -> None:
-    """release_task(): the record goes back to the free pool."""
+    """release_task(): the record goes back to the free pool (and no CPU's C_TASK names
+    it any more: a later task in the record is not that CPU's)."""
+    q = arena.u64
+    for c in range(int(arena.config["nr_cpus"])):
+        w = (T.vmcpu_off(arena, c) + T.C_TASK) >> 3
+        if q[w] == tid + 1:
+            q[w] = 0
     arena.atomic.store32(T.task_off(arena, tid) + T.T_STATE, T.TASK_FREE)
 
 

@@ -24,6 +24,7 @@ What other CPUs must see is in the arena record "vmcpu" (mm_types.vmcpu_rec_size
                                     it flushes on switch back if loaded_mm's tlb_gen moved)
             80 online u64           1 while the CPU answers IPIs (0 after teardown or death)
             88 ctx_id u64           context id of loaded_mm (mm_types M_CTX_ID)
+            96 task u64             (vm.py's, not the TLB's: mm_types C_TASK)
     line 2 128 f_ctx u64            this CPU's request as an initiator: context id of the mm
            136 f_start 144 f_end    range to flush (f_end == FLUSH_ALL: the whole context)
            152 f_new_gen            the mm's tlb_gen after the change

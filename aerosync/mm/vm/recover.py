@@ -231,7 +231,7 @@ a folio left naming a destroyed object; a kind change takes nr_values below 0), 
 `repair_locked_trees(arena, held)` rewrites the trees of the objects whose locks the
 dead CPU held, in the takeover before those locks are released (lib/xarray.py
 xa_repair), and a vm_obj_destroy record's tree is repaired before its destroy resumes.
-Nodes that leaves empty are unlinked there and freed by sweep_orphans.
+Nodes it leaves empty are unlinked there and freed by sweep_orphans.
 
 Locks: the takeover keeps a dead CPU's mmap_lock holds until its recovery ends
 (mm/recovery.py; released early only when a live waiter cannot park), and recovery's
@@ -1073,12 +1073,12 @@ def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
 
 
 def exit_tasks(arena: Any, cpu: int, vm: Any, seeds: tuple[int, ...] = ()) -> int:
-    """Exit and reap the task the dead CPU was running, or the one that exited on it
-    before it switched to another (its C_TASK: the parent, stopped, names no CPU), and
-    `seeds` (a task it was exiting), and their family that no live CPU runs: children not yet reaped and, up the
-    parent chain, ancestors switched out (a parent that forked and switched to its child
-    on this CPU) with their other children; returns how many.  A task running on a live
-    CPU is never touched."""
+    """Exit and reap the task the dead CPU was running, the one its C_TASK names (a task
+    of the CPU that names no CPU: one that exited, or was being switched out, or was
+    made and not yet run), `seeds` (a task it was exiting), and their family that no
+    live CPU runs: children not yet reaped and, up the parent chain, ancestors switched
+    out (a parent that forked and switched to its child on this CPU) with their other
+    children; returns how many.  A task running on a live CPU is never touched."""
     from aerosync.mm.vm.task import live_tasks
 
     q, u32 = arena.u64, arena.u32
@@ -1091,7 +1091,7 @@ def exit_tasks(arena: Any, cpu: int, vm: Any, seeds: tuple[int, ...] = ()) -> in
             and u32[(T.task_off(arena, t) + T.T_STATE) >> 2] != T.TASK_ZOMBIE]
     last = q[(T.vmcpu_off(arena, cpu) + T.C_TASK) >> 3] - 1 if cpu >= 0 else -1
     if last in tasks:
-        seeds = (*seeds, last)                            # it exited: its stopped parent has no CPU
+        seeds = (*seeds, last)                            # (its family may name no CPU)
     mine += [t for t in seeds if t in tasks and t not in mine]
     fam = set(mine)
     by_pid = {f(t, T.T_PID): t for t in tasks}

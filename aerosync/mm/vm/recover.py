@@ -153,7 +153,9 @@ covered, and how each record is resolved:
              the takeover keeps that read hold until the recovery ends (no live writer
              maps into the range before the zap is finished).
   vm_vb_alloc (a small vmalloc from a per-CPU vmap_block) step 1 a new block's area
-             record had: freed; step 2 that area in its tree, not yet a block's: erased;
+             record had: freed; step 2 that area in its tree, not yet a block's: erased
+             (and the block record new_vmap_block made for it -- a1, or the one its
+             hand-off window names -- out of the block table and freed);
              step 3 n pages carved at addr of vb (a5 set: the carve in flight, completed
              first: carve_finish), being mapped: the mapped pages and the
              page in hand freed (a4; a page handed out and not yet in a4: the one the
@@ -340,11 +342,10 @@ def _free_new_vma(arena: Any, vm: Any, v: int, has_ref: bool) -> int:
     return 1
 
 
-def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
-    """mmap_region died in its hand-off window (vm_mmap step 0, no VMA named yet): the
-    VMA the slab allocator named in the handoff word, if it took it (still allocated:
-    the window opened with handoff := 0, so the word is this allocation's or 0), is
-    nobody's -- freed.  Returns the objects given back."""
+def _slab_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """The arena offset of the slab object a record's hand-off window names, if the
+    allocator took it for the dead CPU (still allocated: the window opened with handoff
+    := 0, so the word is this allocation's or 0), else 0; the window is closed."""
     from aerosync.mm.slab.recover import object_free, slot_object
 
     pending, item = I.take_handoff_ctx(arena, vm.cpu, ctx)
@@ -353,8 +354,17 @@ def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
     kind, x = I.decode_item(arena, item)
     if kind != I.ITEM_SLOT or (addr := slot_object(arena, x)) is None or object_free(arena, addr) is not False:
         return 0
-    vm.vmas.free(arena.off("physmem") + addr - VBASE)
-    return 1
+    return arena.off("physmem") + addr - VBASE
+
+
+def _vma_handed_out(arena: Any, vm: Any, ctx: int) -> int:
+    """mmap_region died in its hand-off window (vm_mmap step 0, no VMA named yet): the
+    VMA the slab allocator handed out is nobody's -- freed.  Returns the objects given
+    back."""
+    v = _slab_handed_out(arena, vm, ctx)
+    if v:
+        vm.vmas.free(v)
+    return 1 if v else 0
 
 
 def sweep_orphans(arena: Any, vm: Any, counts: Any = None) -> dict[str, int]:
@@ -741,9 +751,12 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
     elif op == _OP["vm_vb_alloc"]:
         if s == 3 and a[5]:                          # the carve in flight: completed first
             vm.kernel.vmalloc.carve_finish(a[1], a[2], a[3])
+        vb = a[1]
         if s == 3 and not a[4]:                      # a page handed out, not yet in a4
             got["pages"] += _plain_page_handed_out(arena, vm, rec.ctx)
-        vm.kernel.vmalloc.vb_alloc_undo(a[1], a[2], a[3], a[4], -1, 0, a[0], s)
+        if s == 2 and not vb:                        # new_vmap_block's record handed out, not yet in a1
+            vb = _slab_handed_out(arena, vm, rec.ctx)
+        vm.kernel.vmalloc.vb_alloc_undo(vb, a[2], a[3], a[4], -1, 0, a[0], s)
     elif op == _OP["vm_vb_free"]:
         vm.kernel.vmalloc.vb_free_finish(a[0], a[1], a[2], bool(a[3]), s, a[5])
     elif op == _OP["vm_vb_retire"]:

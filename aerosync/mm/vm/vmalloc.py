@@ -836,7 +836,13 @@ class Vmalloc:
             va = alloc_vmap_area(VL.VMAP_BLOCK_SIZE, VL.VMAP_BLOCK_SIZE, nid, VL.VA_BLOCK, r)
             if not va:
                 return 0
+            if r >= 0:                                   # the hand-off window: the record until a1 has it
+                q[ho] = 0
+                q[pend] = 1
             a = vb_cache.alloc()
+            if r >= 0:
+                q[r + 2] = a - VOFF if a else 0         # a1 at step 2: the block record (vb_alloc_undo)
+                q[pend] = 0
             if not a:
                 remove_area(va, r)
                 return 0
@@ -1304,11 +1310,20 @@ class Vmalloc:
             r = -1, its record's step): at step 3 the range's mapped pages and the page
             in hand are freed and the range given back to its block (vb_free without
             page frees: marked dirty, never visible to anyone else); at step 1 the new
-            block's area record is freed, at step 2 its unpublished area erased.
+            block's area record is freed, at step 2 its unpublished area erased -- and
+            its block record, if new_vmap_block had one (`vb`: a1 from its allocation on,
+            or the one the hand-off window names), taken out of the table and freed, the
+            blocks recounted.
             Returns 0 (the failed allocation's address)."""
             if step == 1 and not area_landed(va):
                 va_free(va + VOFF)
             elif step in (1, 2):
+                if step == 2 and vb:                  # new_vmap_block's record (a1): out of the table, freed
+                    i = TABLE + ((q[(va + VL.VA_START) >> 3] - START) >> 20)
+                    if q[i] == vb:
+                        q[i] = 0
+                    vb_cache.free(vb + VOFF)
+                    q[(base + VL.H_NR_BLOCKS) >> 3] = len(_table_blocks(arena))   # (its count may have landed)
                 remove_area(va)
             elif step == 3:
                 unmap_range(addr, n - 1, True)

@@ -721,7 +721,10 @@ class Migrate:
             still logged is finished -- moved (state 4: its entries remapped to the new
             page, the new folio onto its LRU; 5: remapped already) and the old page
             freed -- or undone (states 1-3: unfrozen, its migration entries mapping it
-            again, back on its LRU and unlocked, the destination page freed).  An entry
+            again, back on its LRU and unlocked, the destination page freed; a folio at
+            state 2 with refcount 0 was frozen -- the CAS landed, its state store did not
+            -- and is taken as state 3: isolated, its references are never all gone
+            otherwise).  An entry
             a zap cleared meanwhile (MADV_DONTNEED under mmap_lock for read) is not
             restored: on the fast path, whose one mapping kept its accounting, that
             mapping's accounting goes too (unless a zap of the PTE before it became a
@@ -736,6 +739,8 @@ class Migrate:
                 fast, iso = bool(w & MS_FAST), 1 if w & MS_ISO else 0
                 new = nw1 - 1
                 n += 1
+                if st == MS_UNMAPPING and not u32[PM4 + pfn * MW4 + 2]:
+                    st = MS_FROZEN                        # the freeze's CAS landed, its state store not
                 if st == MS_FROZEN and _finish_move(pfn, new, fast):
                     st = MS_MOVED                         # move_mapping landed: roll forward
                 if st >= MS_MOVED:

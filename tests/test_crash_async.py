@@ -1152,7 +1152,7 @@ def test_file_eviction_killed_after_its_freeze(machine, window: str) -> None:
 # An object's page tree (lib/xarray.py) written by a CPU killed from outside between a
 # slot's store and its node's count: name -> (driver, function, text of the line the CPU
 # dies before, nth).  The takeover rewrites the trees under the dead CPU's &obj->locks
-# before releasing them (mm/vm/recover.py repair_locked_trees); a destroy's tree (a dead
+# before releasing them (mm/vm/recover.py repair_locked_objects); a destroy's tree (a dead
 # object: no lock) is repaired when its record resumes.
 XA_COUNT_WINDOWS: dict[str, tuple[str, str, str, int]] = {
     # anon_write_fast's insert: count one short -- the task's exit erased the leaf's other
@@ -1299,3 +1299,21 @@ def test_migration_frozen_state_not_stored(machine) -> None:
     sampled kills).  Refcount 0 at state 2 now means frozen."""
     recs = _driver_killed_runs_on(machine, "migrate", "_round", "q[wj] = w0 | MS_FROZEN", 3)
     assert [r.name for r in recs][:1] == ["vm_migrate"], [str(r) for r in recs]
+
+
+# An object's children list and its count (vm_object.py link_child / unlink_child, under
+# the backing's &obj->lock): name -> (driver, function, text, nth).
+CHILDREN_WINDOWS: dict[str, tuple[str, str, str, int]] = {
+    "linked_not_counted": ("fork", "link_child", "u32[(back + O_NR_CHILDREN) >> 2] += 1", 3),
+    "unlinked_not_counted": ("fork", "unlink_child", "u32[(back + O_NR_CHILDREN) >> 2] -= 1", 3),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(CHILDREN_WINDOWS))
+def test_object_children_list_and_count_torn(machine, window: str) -> None:
+    """A fork's shadow linked under its backing, or a destroyed shadow unlinked, the
+    count not yet moved: the takeover recounts nr_children from the list under the dead
+    CPU's &obj->lock (before: an unlink took the count below 0, or the count stayed one
+    off -- found by the random kills over the fork driver)."""
+    _driver_killed_runs_on(machine, *CHILDREN_WINDOWS[window])

@@ -15,8 +15,8 @@ Two phases (the coordinator, aerosync/coordinator.py, drives them):
      point: a list update may be torn) has the lists under its zone.locks and SLUB
      list_locks rebuilt from per-page and per-slab state before those locks are
      released (mm/pmm/recover.py, mm/slab/recover.py), and so are the LRU lists
-     under its lru_locks (mm/reclaim/recover.py), and the page trees under its
-     &obj->locks (mm/vm/recover.py repair_locked_trees).  Except its mmap_lock holds
+     under its lru_locks (mm/reclaim/recover.py), and the page trees and child counts
+     under its &obj->locks (mm/vm/recover.py repair_locked_objects).  Except its mmap_lock holds
      (write, or read after munmap's downgrade): a VMA change under one is not whole
      -- a thread of the same mm would see a heap VMA and mm->brk that disagree, or
      map into a range whose detached VMAs are not yet zapped.  Those stay held, marked RW_KEPT
@@ -188,11 +188,11 @@ def takeover(arena: Any, pid: int, cpu: int) -> CpuRecovery:
             rebuild_lru_lists(arena, nid, cpu)
     if T.vm_ready(arena):
         if rec.died_at is None:
-            # a page tree it was writing under &obj->lock made whole before a live CPU
-            # takes that lock (mm/vm/recover.py "Page trees")
-            from aerosync.mm.vm.recover import repair_locked_trees
+            # a page tree or children list it was writing under &obj->lock made whole
+            # before a live CPU takes that lock (mm/vm/recover.py "Page trees")
+            from aerosync.mm.vm.recover import repair_locked_objects
 
-            for k, n in repair_locked_trees(arena, [off for off, kind in held if kind == HELD_SPIN]).items():
+            for k, n in repair_locked_objects(arena, [off for off, kind in held if kind == HELD_SPIN]).items():
                 if n:
                     rec.scan[k] = n
         rec.kept = [(off, kind) for off, kind in held if kind in (HELD_WRITE, HELD_READ) and T.is_mmap_lock(arena, off)]

@@ -439,7 +439,7 @@ def slot_object(arena: Any, off: int) -> int | None:
 def object_at(arena: Any, off: int, cid: int) -> bool:
     """Does an object of cache `cid` start at arena offset `off` (a slot of a live slab
     of that cache, allocated or not)?  For a lock word a robust list names only by its
-    offset (mm/vm/recover.py repair_locked_trees)."""
+    offset (mm/vm/recover.py repair_locked_objects)."""
     phys = arena.off("physmem")
     pfn, got = _slab_of(arena, (off - phys) >> PAGE_SHIFT)
     if got != cid or cid < 0:

@@ -230,9 +230,10 @@ object's lock (&obj->lock, a spinlock the robust list names), or on a dead objec
 destroy.  A kill from outside between a slot's store and its node's count leaves the
 count one off (an erase that later takes it to 0 deletes a node still holding entries:
 a folio left naming a destroyed object; a kind change takes nr_values below 0), so
-`repair_locked_trees(arena, held)` rewrites the trees of the objects whose locks the
-dead CPU held, in the takeover before those locks are released (lib/xarray.py
-xa_repair), and a vm_obj_destroy record's tree is repaired before its destroy resumes.
+`repair_locked_objects(arena, held)` rewrites the trees (lib/xarray.py xa_repair) and
+the child counts of the objects whose locks the dead CPU held, in the takeover before
+those locks are released, and a vm_obj_destroy record's tree is repaired before its
+destroy resumes.
 Nodes it leaves empty are unlinked there and freed by sweep_orphans.
 
 Locks: the takeover keeps a dead CPU's mmap_lock holds until its recovery ends
@@ -267,7 +268,7 @@ from aerosync.mm.vm.vm_object import O_NR_PAGES, O_REF, O_TREE, O_VMA_HEAD
 from aerosync.params import CACHE_LINE, PAGE_META_SIZE, PAGE_SIZE
 
 __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "settle_counts", "table_handed_out",
-           "page_handed_out", "release_folio_locks", "repair_locked_trees", "sweep_stacks", "VM_OPS"]
+           "page_handed_out", "release_folio_locks", "repair_locked_objects", "sweep_stacks", "VM_OPS"]
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
@@ -485,24 +486,34 @@ def _raw_counter(q: Any, mo: int, k: int, nr_cpus: int) -> int:
     return n - (1 << 64) if n >> 63 else n
 
 
-def repair_locked_trees(arena: Any, held: list[int]) -> dict[str, int]:
-    """The page trees of the vm_objects whose &obj->lock a CPU killed from outside held
-    (`held`: its robust list's spinlock words) made whole again (module docstring "Page
-    trees"), before the takeover releases those locks: xa_repair under the dead CPU's
-    hold, live CPUs running (each change one store; lock-free readers never read a
-    count).  A word that is no object's lock is skipped.  Returns {"page_trees_repaired",
-    "xa_nodes_unlinked"}."""
+def repair_locked_objects(arena: Any, held: list[int]) -> dict[str, int]:
+    """The vm_objects whose &obj->lock a CPU killed from outside held (`held`: its robust
+    list's spinlock words) made whole again before the takeover releases those locks
+    (module docstring "Page trees"), live CPUs running: the page tree (xa_repair: each
+    change one store, lock-free readers never read a count) and nr_children, recounted
+    from the children list (link_child / unlink_child store the list, then the count: a
+    kill between left it one off, and an unlink later took it below 0).  A word that is
+    no object's lock is skipped.  Returns {"page_trees_repaired", "xa_nodes_unlinked",
+    "obj_children_recounted"}."""
     from aerosync.mm.slab.recover import object_at
-    from aerosync.mm.vm.vm_object import O_LOCK
+    from aerosync.mm.vm.vm_object import O_CHILDREN, O_LOCK, O_NR_CHILDREN, O_SIBLING
 
-    out = {"page_trees_repaired": 0, "xa_nodes_unlinked": 0}
-    cid = int(arena.u64[(arena.off("vmhdr") + T.H_CACHE_OBJ) >> 3])
+    q, u32 = arena.u64, arena.u32
+    out = {"page_trees_repaired": 0, "xa_nodes_unlinked": 0, "obj_children_recounted": 0}
+    cid = int(q[(arena.off("vmhdr") + T.H_CACHE_OBJ) >> 3])
     for off in dict.fromkeys(held):
         o = off - O_LOCK
-        if o > 0 and object_at(arena, o, cid):
-            fixed, gone = XArray(arena, o + O_TREE).xa_repair()
-            out["page_trees_repaired"] += 1 if fixed or gone else 0
-            out["xa_nodes_unlinked"] += len(gone)
+        if o <= 0 or not object_at(arena, o, cid):
+            continue
+        fixed, gone = XArray(arena, o + O_TREE).xa_repair()
+        out["page_trees_repaired"] += 1 if fixed or gone else 0
+        out["xa_nodes_unlinked"] += len(gone)
+        c, n = q[(o + O_CHILDREN) >> 3], 0
+        while c and n < 1 << 20:
+            c, n = q[(c + O_SIBLING) >> 3], n + 1
+        if u32[(o + O_NR_CHILDREN) >> 2] != n:
+            u32[(o + O_NR_CHILDREN) >> 2] = n
+            out["obj_children_recounted"] += 1
     return out
 
 

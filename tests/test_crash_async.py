@@ -1317,3 +1317,13 @@ def test_object_children_list_and_count_torn(machine, window: str) -> None:
     CPU's &obj->lock (before: an unlink took the count below 0, or the count stayed one
     off -- found by the random kills over the fork driver)."""
     _driver_killed_runs_on(machine, *CHILDREN_WINDOWS[window])
+
+
+@pytest.mark.timeout(120)
+def test_new_slab_pages_handed_out_not_yet_in_its_record(machine) -> None:
+    """new_slab killed after the page allocator handed it the slab's pages and before
+    its slab_new record names them (found by the random kills over the fork driver: a
+    kernel stack's vmap_area slab): the record's hand-off window names the block, and
+    recovery frees it (before, the pages were lost)."""
+    recs = _driver_killed_runs_on(machine, "fork", "new_slab", "u64[r + 2] = pfn", 1)
+    assert "slab_new" in [r.name for r in recs], [str(r) for r in recs]

@@ -12,7 +12,8 @@ on that slab's freelist and unfreeze it (deactivate_slab's CAS, done with the wo
 stopped) -- an empty chain is no splice: the slab may be public already and a live
 CPU's by now (test_crash_interleave.py); "free" = __slab_free of one object without
 counting it (it was counted as freed already, or never counted as allocated):
-  slab_new        step 1 (pages allocated, slab not set up): the pages are freed.
+  slab_new        step 1 (pages allocated, slab not set up): the pages are freed; step 0:
+                  the block its hand-off window names, if handed out, freed.
                   step 2 (set up, counted, on no list): left to the scan below.
   slab_discard    step 1 (uncounted): metadata cleared and pages freed (rolled forward);
                   step 2 (cleared): pages freed unless the free is under way (an inner
@@ -212,6 +213,8 @@ def recover_record(arena: Any, slub: Any, rec: I.Record, spill: list[int], inner
     if op == _OP["slab_new"]:
         if s == 1:
             got["pages"] += _free_slab_pages(arena, slub, a[1], a[2])
+        elif s == 0:
+            got["pages"] += _new_slab_handed_out(arena, slub, rec.ctx)
     elif op == _OP["slab_discard"]:
         if s == 1 or (s == 2 and not inner_open):
             got["pages"] += _free_slab_pages(arena, slub, a[1], a[2])
@@ -382,6 +385,23 @@ def _stat_add(arena: Any, cid: int, cpu: int, ctx: int, item: int, n: int) -> No
     _, nr_cpus, _, mag, _ = _geo(arena)
     st = (_cpu_off(arena, cid, cpu, nr_cpus, mag) + K_STATS + ctx * NR_STATS * 8) >> 3
     arena.u64[st + item] = (arena.u64[st + item] + n) & ((1 << 64) - 1)
+
+
+def _new_slab_handed_out(arena: Any, slub: Any, ctx: int) -> int:
+    """new_slab died in its allocation's hand-off window (slab_new step 0): the block the
+    page allocator named, if it handed it out and the slab is not set up on it yet
+    (refcount 1, no PG_slab; its order in the head's order byte), freed.  Returns the
+    pages freed."""
+    from aerosync.mm.pmm.page import P_ORDER, P_REFCOUNT
+
+    pending, item = I.take_handoff_ctx(arena, slub.cpu, ctx)
+    if not pending:
+        return 0
+    kind, pfn = I.decode_item(arena, item)
+    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    if kind != I.ITEM_PAGE or arena.u32[(pm + P_REFCOUNT) >> 2] != 1 or arena.u32[pm >> 2] & PG_slab:
+        return 0
+    return _free_slab_pages(arena, slub, pfn, arena.u8[pm + P_ORDER])
 
 
 def _free_slab_pages(arena: Any, slub: Any, pfn: int, order: int) -> int:

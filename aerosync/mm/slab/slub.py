@@ -494,6 +494,7 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
     alloc_pages_node, free_pages = mm.alloc_pages_node, mm.free_pages
     lg = mm.log                                   # this context's intent log (mm/intent.py)
     ho = lg.handoff                               # its hand-off word (mm/intent.py "Hand-off")
+    pend = lg.pending                             # ... and whether a record's window is open
     begin, end, fp, spill0 = lg.begin, lg.end, lg.fp, lg.spill
     zero = bytes(osize)
     slab_order_objs = {order: objects, min_order: min_objects}
@@ -592,16 +593,28 @@ def _build(kc: KmemCache, info: dict[str, Any]) -> None:
         o = order
         g = (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0)
         r = begin(_OP_NEW, cid, NIL64, 0)
+        # The hand-off window: the pages until a1 names them -- or the caller's, if one
+        # is open (its object's slot comes after this): the page is named in it until
+        # then, and the word is cleared for the slot again after (mm/intent.py)
+        outer = u64[pend]
+        u64[ho] = 0
+        if not outer:
+            u64[pend] = 1
         try:
             pfn = alloc_pages_node(nid, g | (_GFP_NOWARN if o > min_order else 0), o)
             if pfn < 0 and min_order < o:
                 o = min_order
                 pfn = alloc_pages_node(nid, (gfp & ~_GFP_ZERO) | (_GFP_COMP if o else 0), o)
             if pfn < 0:
+                if not outer:
+                    u64[pend] = 0
                 return -1
             u64[r + 2] = pfn
             u64[r + 3] = o
             u64[r + 7] = 1
+            u64[ho] = 0
+            if not outer:
+                u64[pend] = 0
             if fp:
                 fp(P_NEW_PAGE)
             init_slab(pfn, o)

@@ -36,7 +36,9 @@ Protocol (owner-only: one thread writes a context, nobody else does while it liv
     read from the item's state (allocated, or still free), and the caller's recovery
     gives it back if nobody names it (workers/workloads/crash_soak.py).  Outside a
     window the word is stale and means nothing (nested and unrelated allocations
-    overwrite it); recovery clears both words.
+    overwrite it); recovery clears both words.  A logged allocation nested inside
+    another's window (new_slab's pages under a slab object's) shares that window: it
+    names its item in its own record, then clears the word (mm/slab/slub.py new_slab).
     Windows with no record: WINDOW_PGTABLE (mm/vm/pgtable.py alloc_table, until the
     page says PG_table), resolved after the records (mm/vm/recover.py
     table_handed_out); WINDOW_ZSPAGE (mm/reclaim/zmm.py zs_malloc, until the new zspage

@@ -390,18 +390,19 @@ def _stat_add(arena: Any, cid: int, cpu: int, ctx: int, item: int, n: int) -> No
 def _new_slab_handed_out(arena: Any, slub: Any, ctx: int) -> int:
     """new_slab died in its allocation's hand-off window (slab_new step 0): the block the
     page allocator named, if it handed it out and the slab is not set up on it yet
-    (refcount 1, no PG_slab; its order in the head's order byte), freed.  Returns the
-    pages freed."""
-    from aerosync.mm.pmm.page import P_ORDER, P_REFCOUNT
+    (pmm/recover.py plain_allocated, at the order in its head's order byte), freed.
+    Returns the pages freed."""
+    from aerosync.mm.pmm.page import P_ORDER
+    from aerosync.mm.pmm.recover import plain_allocated
 
     pending, item = I.take_handoff_ctx(arena, slub.cpu, ctx)
     if not pending:
         return 0
     kind, pfn = I.decode_item(arena, item)
-    pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
-    if kind != I.ITEM_PAGE or arena.u32[(pm + P_REFCOUNT) >> 2] != 1 or arena.u32[pm >> 2] & PG_slab:
+    if kind != I.ITEM_PAGE:
         return 0
-    return _free_slab_pages(arena, slub, pfn, arena.u8[pm + P_ORDER])
+    order = arena.u8[arena.off("pagemeta") + pfn * PAGE_META_SIZE + P_ORDER]
+    return _free_slab_pages(arena, slub, pfn, order) if plain_allocated(arena, pfn, order) else 0
 
 
 def _free_slab_pages(arena: Any, slub: Any, pfn: int, order: int) -> int:

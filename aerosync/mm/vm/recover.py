@@ -448,7 +448,7 @@ def sweep_stacks(arena: Any, vm: Any) -> int:
     then the cache slot or the vfree), so a kill between them leaves it nobody's.  World
     stopped, every record resolved (a vmalloc_stack in flight is its vm_vmalloc
     record's), before the dead CPU's task exits.  Returns the stacks freed."""
-    if "vmalloc" not in arena.sections or getattr(vm, "kernel", None) is None:
+    if vm.kernel is None:                                # (no vmalloc: no kernel stacks)
         return 0
     from aerosync.lib.maple_tree import ULONG_MAX, MapleTree
     from aerosync.mm.vm import vmalloc_layout as VL

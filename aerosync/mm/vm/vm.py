@@ -104,6 +104,7 @@ class VM:
         self.load, self.store, self.load64, self.store64 = (self.mmu.load, self.mmu.store, self.mmu.load64,
                                                             self.mmu.store64)
         self.task = -1
+        self._c_task = (T.vmcpu_off(arena, cpu) + T.C_TASK) >> 3   # this CPU's C_TASK word (mm_types)
         self.rcu.wait_hook = self.tlb.handle_ipi
         self.make_current()
         self.tlb.online()
@@ -163,7 +164,7 @@ class VM:
             if self.kernel is not None:
                 self.kernel.task_created(tid)
             if self.task < 0:                          # this CPU's, until switch_to runs it
-                q[(T.vmcpu_off(self.arena, self.cpu) + T.C_TASK) >> 3] = tid + 1
+                q[self._c_task] = tid + 1
             return tid
         finally:
             if r >= 0:
@@ -173,7 +174,7 @@ class VM:
         """context_switch(): `tid` runs on this CPU now (switch_mm to its mm)."""
         a, q = self.arena, self.arena.u64
         if self.task >= 0 and self.task != tid:
-            q[(T.vmcpu_off(a, self.cpu) + T.C_TASK) >> 3] = self.task + 1   # until tid's T_CPU is stored
+            q[self._c_task] = self.task + 1          # until tid's T_CPU is stored
             to = T.task_off(a, self.task)
             if a.u32[(to + T.T_STATE) >> 2] == T.TASK_RUNNING:
                 task_set_state(a, self.task, T.TASK_STOPPED)
@@ -182,7 +183,7 @@ class VM:
         mm_id = q[(o + T.T_MM) >> 3] - 1
         q[(o + T.T_CPU) >> 3] = self.cpu + 1
         task_set_state(a, tid, T.TASK_RUNNING)
-        q[(T.vmcpu_off(a, self.cpu) + T.C_TASK) >> 3] = 0     # (after T_CPU names this CPU)
+        q[self._c_task] = 0                          # (after T_CPU names this CPU)
         self.task = tid
         self.cur[0], self.cur[1] = tid, mm_id
         if mm_id > 0:
@@ -231,7 +232,7 @@ class VM:
         if signal:
             q[(o + T.T_EXIT_SIGNAL) >> 3] = signal
         if tid == self.task:
-            q[(T.vmcpu_off(a, self.cpu) + T.C_TASK) >> 3] = tid + 1   # until the next switch_to
+            q[self._c_task] = tid + 1                # until the next switch_to
             self.tlb.enter_lazy()
             self.mmu.set_root(0, 0)
             self.task = -1

@@ -32,6 +32,7 @@ from aerosync.mm import intent as I
 from aerosync.mm.cpuhp import cpuhp_online_mm
 from aerosync.mm.pmm.page import PG_buddy, PG_locked, PG_pcp, page_array
 from aerosync.mm.pmm.page_alloc import BadPageWarning
+from aerosync.mm.reclaim import layout as R
 from tests import crash_helpers as H
 from tests.conftest import new_machine
 
@@ -1048,6 +1049,7 @@ SWAPCACHE_WINDOWS: dict[str, tuple[str, str, int]] = {
     "frozen_not_deleted": ("reclaim_anon", "sst.delete_from_cache(pfn, slot, ws.eviction(pfn))", 3),
     "frozen_reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
     "frozen_released_not_freed": ("free_frozen", "q[r + 4] = q[r + 5] = 0", 3),
+    "frozen_unnamed_not_freed": ("free_frozen", "st[1] = -1", 3),
 }
 
 
@@ -1070,6 +1072,44 @@ def test_swap_cache_hit_killed_before_its_step(machine) -> None:
                     H.reclaim_driver(1500, seed=2))
 
 
+@pytest.mark.timeout(120)
+def test_swapin_that_lost_its_slot_killed_before_its_free(machine) -> None:
+    """Two swap-ins of one slot: between a swap-in's unlocked look (no folio cached) and
+    new_cached's look under the slot lock, the slot's readahead (what another CPU does)
+    puts a folio in the cache, so new_cached gives its own new page back.  Killed after
+    the record let that page go, before its free: the page, frozen (refcount 0, no
+    flags), is the state scan's -- before, it was freed with a reference of 1 that
+    nobody named, and lost."""
+    cell: dict[str, Any] = {}
+
+    def drv(arena: Any, cpu: int) -> None:
+        real = H.task_vm
+
+        def grab(*args: Any, **kw: Any) -> Any:
+            vm, tid = real(*args, **kw)
+            cell["swap"] = vm.reclaim.swap
+            return vm, tid
+
+        H.task_vm = grab
+        try:
+            H.reclaim_driver()(arena, cpu)
+        finally:
+            H.task_vm = real
+
+    def match(frame: Any, line: str) -> bool:
+        if frame.f_code.co_name != "new_cached":
+            return False
+        if "pfn = alloc_pages(" in line and "raced" not in cell:
+            cell["raced"] = slot = frame.f_locals["slot"]
+            cell["swap"].readahead(slot ^ 1)              # (its window has slot; untraced)
+            w = frame.f_locals["u32"][frame.f_locals["dev"].smap4 + slot]
+            assert w & R.SWAP_HAS_CACHE, "the readahead did not cache the slot"
+        return "raced" in cell and "free_frozen_pages(pfn, 0, False)" in line
+
+    recs = _killed_runs_on(machine, RECLAIM_CFG, drv, match, 1, H.reclaim_driver(1500, seed=2))
+    assert [(r.name, r.step, r.args[1], r.args[2]) for r in recs if r.name == "vm_swapin"] == [("vm_swapin", 0, 0, 1)]
+
+
 # Reclaim's discard of a lazily freed folio (vmscan.py reclaim_lazyfree): killed after
 # its freeze, before or after the tree lets it go, or inside free_frozen.
 LAZYFREE_WINDOWS: dict[str, tuple[str, str, int]] = {
@@ -1077,6 +1117,7 @@ LAZYFREE_WINDOWS: dict[str, tuple[str, str, int]] = {
     "frozen_out_of_tree_not_counted": ("reclaim_lazyfree", "at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)", 3),
     "frozen_not_freed": ("reclaim_lazyfree", "q[ev + VE.PGLAZYFREED] += 1", 3),
     "reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
+    "reset_unnamed_not_freed": ("free_frozen", "st[1] = -1", 3),
 }
 
 
@@ -1119,6 +1160,7 @@ FILE_RECLAIM_WINDOWS: dict[str, tuple[str, str, int]] = {
     "frozen_shadow_stored": ("reclaim_file", "at.fetch_add64(o + O_NR_PAGES, (1 << 64) - 1)", 3),
     "frozen_not_freed": ("reclaim_file", "free_frozen(pfn)", 3),
     "reset_not_released": ("free_frozen", "if st[1] >= 0:", 3),
+    "reset_unnamed_not_freed": ("free_frozen", "st[1] = -1", 3),
 }
 
 

@@ -183,7 +183,7 @@ class SwapState:
         swapents = T.M_RSS + 8 * T.MM_SWAPENTS
         page_cluster = q[(off.base + R.H_PAGE_CLUSTER) >> 3]
         folio_lock, folio_unlock = flock.lock, flock.unlock
-        alloc_pages, free_pages = mm.alloc_pages, mm.free_pages
+        alloc_pages, free_pages, free_frozen_pages = mm.alloc_pages, mm.free_pages, mm.free_frozen_pages
         try_get = lru.try_get
         fds: dict[str, int] = {}
         self.lru_add: Any = lru.lru_add          # Reclaim may wrap it
@@ -321,7 +321,9 @@ class SwapState:
             or no references now, (-2, 0) when there is no memory.  With a vm_swapin
             record r (module docstring): a2 = 1 (a new folio) and the allocation's
             hand-off window, a1 the folio as soon as it is ours; the folio is whole
-            (refcount 2, PG_swapcache) before the slot names it."""
+            (refcount 2, PG_swapcache) before the slot names it.  One that lost the
+            slot is frozen (refcount 0: nobody else ever knew it) before a1 lets it go,
+            so a kill before its free leaves a page in no state, the state scan's."""
             if r >= 0:
                 q[r + 3] = 1
                 q[ho] = 0
@@ -345,11 +347,12 @@ class SwapState:
             w = u32[dev.smap4 + slot]
             if (e and not e & 1) or not w & R.SWAP_COUNT_MASK or w & R.SWAP_HAS_CACHE:
                 dev.unlock_slot(slot)
-                if r >= 0:
-                    q[r + 2] = 0                             # (a kill before the free leaks it)
                 u32[b4] = 0
                 q[PM8 + pfn * MW8 + i_priv] = 0
-                free_pages(pfn, 0)
+                u32[b4 + 2] = 0                              # frozen: nobody else knows it
+                if r >= 0:
+                    q[r + 2] = 0                             # (now in no state: the state scan's)
+                free_frozen_pages(pfn, 0, False)
                 if r >= 0:
                     q[r + 3] = 0
                 return -1, 0

@@ -156,7 +156,7 @@ class Vmscan:
         ns = VE.node_stat_base(arena, cpu)
         NS = VE.NR_NODE_STATS
         mm = vm.mm
-        free_pages = mm.free_pages
+        free_pages, free_frozen_pages = mm.free_pages, mm.free_frozen_pages
         objs, locks = vm.objs, vm.locks
         xa_load, xa_store, xa_erase = objs.xa_load, objs.xa_store, vm.xa.erase
         obj_lock, obj_unlock = locks.obj_lock.lock, locks.obj_lock.unlock
@@ -219,7 +219,7 @@ class Vmscan:
             or an eviction is freed once its tree let it go (its nr_pages is settled:
             vm/recover.py settle_counts; an eviction's nr_file_pages is lowered unless
             `fcount` - 1 -- our count before reclaim_file lowered it -- says it was),
-            else unfrozen and put back; a folio free_frozen had reset (refcount 1,
+            else unfrozen and put back; a folio free_frozen had reset (refcount 0,
             no flags -- the locked folio cur always has some) is freed; and a folio cur
             whose object already holds its swap value (replace_entry killed after its
             store) leaves the object as replace_entry would (mapping and index; the
@@ -229,7 +229,7 @@ class Vmscan:
                 pfn = cur - 1
                 b = PM8 + pfn * MW8
                 ref, fl = u32[PM4 + pfn * MW4 + 2], u32[PM4 + pfn * MW4]
-                frozen = not ref
+                frozen, reset = not ref and fl != 0, not ref and not fl
                 if frozen and not dslot:                 # a discard's or an eviction's freeze
                     m = q[b + i_map]
                     o = m & ~3
@@ -240,7 +240,7 @@ class Vmscan:
                         ix = ns + nid_of(pfn) * NS + VE.NR_FILE_PAGES
                         if not fcount or q[ix] == fcount - 1:
                             i64[ix] -= 1                 # an eviction's count, not yet lowered
-                if frozen or (ref == 1 and not fl):
+                if frozen or reset:
                     if frozen:
                         if dslot:
                             sst.delete_finish(pfn, dslot - 1)
@@ -250,7 +250,7 @@ class Vmscan:
                             entries[k] = 0
                             i64[ns + nid_of(pfn) * NS + (VE.NR_ISOLATED_ANON if (e - 2) & 1
                                                          else VE.NR_ISOLATED_FILE)] -= 1
-                    free_pages(pfn, 0)
+                    free_frozen_pages(pfn, 0, False)
                     cur = 0
                     n += 1
             for e in entries:
@@ -309,29 +309,31 @@ class Vmscan:
             return cas32((PM4 + pfn * MW4 + 2) << 2, expected, 0) == expected
 
         def reset_frozen(pfn: int) -> None:
-            """A frozen folio's struct page as the allocator gave it (we are its only
-            user): no mapping, index, private or flags, refcount 1 (the free's own)."""
+            """A frozen folio's struct page as the allocator takes it back (we are its
+            only user): no mapping, index, private or flags; the refcount stays 0."""
             b = PM8 + pfn * MW8
             q[b + i_map] = 0
             q[b + i_idx] = 0
             q[b + i_priv] = 0
             u32[PM4 + pfn * MW4] = 0
-            u32[PM4 + pfn * MW4 + 2] = 1
 
         def free_frozen(pfn: int) -> None:
-            """Free a frozen folio (refcount 0: nobody else can take it).  Its struct page
-            is reset first, while the record still names it (cur): recovery tells a
-            frozen or reset folio from a locked one by its refcount and flags
-            (reclaim_finish); cur goes last, right before the free."""
+            """Free a frozen folio (refcount 0: nobody else can take it) as
+            free_unref_folios() does, without a reference ever coming back.  Its struct
+            page is reset first, while the record still names it (cur): recovery tells a
+            frozen folio (flags: it is locked) from a reset one (none) and frees either
+            (reclaim_finish).  Once cur is cleared the page is in no state at all
+            (refcount 0, not on a list): a kill before the free leaves it to the page
+            allocator's state scan (pmm/recover.py reclaim_pages), so nothing leaks."""
             reset_frozen(pfn)
             if st[1] >= 0:                           # the folio shrink_folio_list is on: released
                 release(st[1], pfn, bool(st[2]))
                 r = st[0]
                 if r >= 0:
                     q[r + 4] = q[r + 5] = 0
-                    q[r + 2] = 0                     # (a kill before the free leaks it)
+                    q[r + 2] = 0
                 st[1] = -1
-            free_pages(pfn, 0)
+            free_frozen_pages(pfn, 0, False)
 
         def replace_entry(pfn: int, new: int) -> int:
             """__remove_mapping's tree half: under the object's lock, the folio's entry

@@ -423,9 +423,14 @@ def vm_fork_driver(pages: int = 24, rounds: int = 30, seed: int = 1) -> Callable
 
 def _vmalloc_driver(rounds: int, seed: int, one: Callable[[Any, Any, int], int],
                     finish: Callable[[Any], Any]) -> Callable[[Any, int], None]:
-    """A kernel driver: `rounds` times a = one(vmalloc handle, rng, k), vfree'd at once
-    (nothing held between calls, so a death leaves only the call in flight), then
-    finish(vmalloc handle)."""
+    """A kernel driver: `rounds` times a = one(vmalloc handle, rng, k), vfree'd at once,
+    then finish(vmalloc handle).  Between vmalloc's return and the start of vfree's
+    record the area is the caller's alone, as in the kernel (a caller that dies there
+    leaks it); so the driver names it in `drive.held` (a shared anonymous page: the
+    test reads it after the death) and `free_held` does the dead caller's cleanup."""
+    import mmap
+
+    held = mmap.mmap(-1, 8)
 
     def drive(arena: Any, cpu: int) -> None:
         from aerosync.mm.vm.vm import VM
@@ -435,11 +440,51 @@ def _vmalloc_driver(rounds: int, seed: int, one: Callable[[Any, Any, int], int],
         vm.make_current()
         va = vm.kernel.vmalloc
         for k in range(rounds):
-            va.vfree(one(va, rng, k))
+            addr = one(va, rng, k)
+            held[:8] = addr.to_bytes(8, "little")      # (untraced: no kill in between)
+            va.vfree(addr)
+        held[:8] = bytes(8)
         finish(va)
         vm.leave()
 
+    drive.held = held  # type: ignore[attr-defined]
     return drive
+
+
+def free_held(arena: Any, cpu: int, drv: Any) -> int:
+    """The cleanup of a dead vmalloc driver's caller (`_vmalloc_driver`): the area it
+    held, if its vfree had not begun (the area still busy: a large one's vmap_area, a
+    small one's used bit in its vmap_block), vfree'd on `cpu` in a child (recovery
+    rolled forward a vfree whose record had begun).  Returns the address freed, or 0."""
+    held = getattr(drv, "held", None)
+    addr = int.from_bytes(held[:8], "little") if held is not None else 0
+    if not addr:
+        return 0
+
+    def drive(arena: Any, cpu: int) -> None:
+        from aerosync.mm.vm import vmalloc_layout as VL
+        from aerosync.mm.vm.vm import VM
+
+        vm = VM(arena, cpu)
+        vm.make_current()
+        va, q = vm.kernel.vmalloc, arena.u64
+        vb = va.block_of(addr)
+        if vb and q[(vb + VL.VB_START) >> 3] <= addr < q[(vb + VL.VB_START) >> 3] + VL.VMAP_BLOCK_SIZE:
+            off = (addr - q[(vb + VL.VB_START) >> 3]) >> 12
+            busy = (q[((vb + VL.VB_USED) >> 3) + (off >> 6)] >> (off & 63)) & 1
+        else:
+            v = va.find_vmap_area(addr)
+            busy = v and arena.u32[(v + VL.VA_FLAGS) >> 2] & VL.VA_BUSY and q[(v + VL.VA_START) >> 3] == addr
+        if busy:
+            va.vfree(addr)
+            held[:8] = bytes(8)                        # (tells the parent)
+        vm.leave()
+
+    _, killed = run_child(arena, cpu, drive)
+    assert not killed
+    freed = not any(held[:8])
+    held[:8] = bytes(8)
+    return addr if freed else 0
 
 
 def vmalloc_driver(rounds: int = 400, seed: int = 1) -> Callable[[Any, int], None]:

@@ -317,6 +317,7 @@ class Memory:
         assert P_REFCOUNT == 8 and P_MAPCOUNT == 12 and P_NODE == 7
         i_ref, _REF1_MAP1 = P_REFCOUNT >> 3, 1 | 1 << 32       # refcount + 1, mapcount + 1 (one u64)
         _UNREF1_MAP1 = -_REF1_MAP1 & 0xFFFF_FFFF_FFFF_FFFF
+        _REF2_MAP1 = 2 | 1 << 32                                # a new page in a tree and a PTE
         hdr = arena.off("vmhdr")
         H = lambda f: q[(hdr + f) >> 3]
         zero_pfn = H(T.H_ZERO_PFN)
@@ -351,9 +352,27 @@ class Memory:
         RSS_ANON, M_PGD, VM_SHARED = RSS_ME + 8 * KIND_ANON, T.M_PGD, V.VM_SHARED
         _RW_D_A = _RW_D | _PAGE_ACCESSED
         alloc_pages, free_pages, free_pages_bulk = mm.alloc_pages, mm.free_pages, mm.free_pages_bulk
+        free_frozen_pages = mm.free_frozen_pages
 
         def put_page(pfn: int) -> None:
             """put_page() of an order-0 VM page (the inlined PCP free of __free_pages)."""
+            free_pages(pfn, 0)
+
+        def give_back(pfn: int, r: int) -> None:
+            """A fault's new page that was never published goes back, its vm_fault record r
+            (-1: none) from step 1 to 0.  Frozen first when it is ours alone (refcount 1 ->
+            0 by CAS: a stale try-get of the pfn's previous life fails from then on), so
+            that a kill before the step finds it frozen at step 1 (recover.py
+            _fault_page_undo frees it) and one after leaves a page in no state, the state
+            scan's (pmm/recover.py).  A try-get holding it that moment: step, then put as
+            usual -- the one window left (a kill between leaks the page)."""
+            if cas32((PM4 + pfn * MW4 + 2) << 2, 1, 0) == 1:
+                if r >= 0:
+                    q[r + 7] = 0
+                free_frozen_pages(pfn, 0, False)
+                return
+            if r >= 0:
+                q[r + 7] = 0
             free_pages(pfn, 0)
 
         GFP = GFP_HIGHUSER_MOVABLE
@@ -565,35 +584,28 @@ class Memory:
                     fp(P_FAULT_PAGE)
             if spec_seq >= 0:
                 if not obj_trylock_write(obj + 16):
-                    if r >= 0:
-                        q[r + 7] = 0
-                    free_pages(pfn, 0)
+                    give_back(pfn, r)
                     return VM_FAULT_RETRY
                 try:
                     if load(mm_off(mm_id) + mm_seq_off) != spec_seq:
-                        if r >= 0:
-                            q[r + 7] = 0
-                        free_pages(pfn, 0)
+                        give_back(pfn, r)
                         return VM_FAULT_RETRY
                     got = insert_locked(obj, idx, pfn, anon)
                 finally:
                     obj_up_write(obj + 16)
             else:
                 got = objs_insert(obj, idx, pfn, anon)
-            if got != pfn and r >= 0:
-                q[r + 7] = 0                 # ours goes back now (a kill after the free must not free it again)
+            if got != pfn:
+                give_back(pfn, r)            # ours goes back (the insert set nothing of it)
             if got == -2:
-                free_pages(pfn, 0)           # a swap entry there: the general path swaps it in
-                return VM_FAULT_RETRY if spec_seq >= 0 else 0
+                return VM_FAULT_RETRY if spec_seq >= 0 else 0    # a swap entry there: the general path
             if got < 0:
-                free_pages(pfn, 0)
                 if spec_seq >= 0 and objs_nomem is not None and objs_nomem():
                     return VM_FAULT_RETRY    # (insert() retries itself: xas_nomem)
                 oom_why[0] = 'no tree node for the page (object lock held)'
                 return VM_FAULT_OOM
             holder = 0
-            if got != pfn:
-                free_pages(pfn, 0)           # another CPU put a page there first: use it
+            if got != pfn:                   # another CPU put a page there first: use it
                 pfn = got
                 holder = obj                 # found, not made: map it only if still there
             else:
@@ -990,8 +1002,16 @@ class Memory:
             elif got:
                 q[ev_leaf_wait] += 1
             if got < 0:                                        # -EBUSY (or -ENOMEM): the general path
+                # mapping first: recovery's sign (step 5) that the insert failed; then
+                # frozen when ours alone (both counts to 0: a stale try-get fails), the
+                # step, the free -- as give_back
                 q[b8 + i_map] = q[b8 + i_idx] = 0
                 u32[b4] = 0
+                if cas((b8 + i_ref) << 3, _REF2_MAP1, 0) == _REF2_MAP1:
+                    if r >= 0:
+                        q[r + 7] = 0
+                    free_frozen_pages(pfn, 0, False)
+                    return FAST_SLOW
                 fetch_add((b8 + i_ref) << 3, _UNREF1_MAP1)    # back to refcount 1, mapcount 0
                 if r >= 0:
                     q[r + 7] = 0

@@ -1034,10 +1034,11 @@ def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
 def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:
     """A fault's new page at step 1: allocated, its insert into the object maybe begun
     -- vm_object.insert sets the folio's mapping and index before it publishes the entry.
-    Not in the tree: the page is set back (mapping, index) and freed.  In the tree (a
-    death after the publish, outside every fault point): the tree keeps it, on the LRU
-    -- unless it is a COW's copy (`cow`), which the caller takes out as at step 2.
-    Returns the pages freed."""
+    Not in the tree: the page is set back (mapping, index) and freed -- frozen already
+    (refcount 0) if memory.py give_back was returning it.  In the tree (a death after
+    the publish, outside every fault point): the tree keeps it, on the LRU -- unless it
+    is a COW's copy (`cow`), which the caller takes out as at step 2.  Returns the pages
+    freed."""
     q = arena.u64
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
     m, idx = q[(pm + P_MAPPING) >> 3], q[(pm + P_INDEX) >> 3]
@@ -1048,7 +1049,10 @@ def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:
         return 0
     q[(pm + P_MAPPING) >> 3] = 0
     q[(pm + P_INDEX) >> 3] = 0
-    vm.mm.free_pages(pfn, 0)
+    if arena.u32[(pm + P_REFCOUNT) >> 2]:
+        vm.mm.free_pages(pfn, 0)
+    else:
+        vm.mm.free_frozen_pages(pfn, 0, False)
     return 1
 
 
@@ -1056,8 +1060,18 @@ def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
     """anon_write_fast died between counting its page for the tree and the PTE (refcount
     2, mapcount 1, mapping and index set) and the end of its tree insert: if the insert
     landed, the page stays in the tree (the PTE's share undone, counted in the object,
-    on the LRU); else it is set back and freed.  Returns the pages freed."""
+    on the LRU); else it is set back and freed.  A mapping already cleared says the
+    insert failed and its undo had begun (memory.py anon_write_fast: the mapping goes
+    first; the counts, frozen to 0 or dropped to refcount 1, follow): the counts are
+    set to 0 -- nobody else holds the page with the world stopped -- and it is freed
+    frozen.  Returns the pages freed."""
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
+    if not arena.u64[(pm + P_MAPPING) >> 3]:
+        arena.u64[(pm + P_REFCOUNT) >> 3] = 0                    # refcount and mapcount
+        arena.u64[(pm + P_INDEX) >> 3] = 0
+        arena.u32[pm >> 2] = 0
+        vm.mm.free_frozen_pages(pfn, 0, False)
+        return 1
     idx = arena.u64[(pm + P_INDEX) >> 3]
     arena.atomic.fetch_add64(pm + P_REFCOUNT, _UNREF1_MAP1)     # refcount - 1, mapcount - 1
     if vm.objs.lookup(obj, idx) == pfn << 2:

@@ -594,6 +594,18 @@ def test_munmap_from_a_hole_killed_before_its_erase(machine) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)", "if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:",
+                                  "if r >= 0 and fp:"])
+def test_munmap_killed_lowering_its_counts(machine, text: str) -> None:
+    """A munmap killed around its map_count and locked_vm drop, its VMAs detached and out
+    of the tree: the counts are lowered once.  Before (step 1 stored after the counts), a
+    kill after the map_count drop was rolled forward from step 0, which lowered it again
+    (the explorer's vmfile run: map_count below zero, recovery raised)."""
+    recs = _driver_killed_runs_on(machine, "vmfile", "do_munmap_locked", text, 1)
+    assert [r.name for r in recs][:1] == ["vm_munmap"]
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("text", ["o = PHYS + (pfn << PAGE_SHIFT)", "u8[o : o + PAGE_SIZE] = zero"])
 def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:
     """A page-table allocation killed between the allocator's hand-off and its PG_table

@@ -464,7 +464,8 @@ class Mmap:
             mmap_lock for write (exit_mmap) or with the world stopped: recovery finishing
             a dead CPU's munmap from its record's step `from_step` (1 detached, 2
             unlinked, 3 unmapped: mm/vm/recover.py), whose map_count and locked_vm the
-            munmap lowered before step 1."""
+            munmap lowered right after storing step 1 (a kill from outside between:
+            settle_counts sets them)."""
             prev = tree(mm_id).mas_prev(start)[0]
             nxt = tree(mm_id).mt_find(end)[0]
             floor = q[(prev + V.V_END) >> 3] if prev else 0
@@ -538,16 +539,20 @@ class Mmap:
                 for v in victims:
                     store(v + V.V_STATE, V.VMA_DETACHED)
                 changed(mm_id)
-                # vms_complete_munmap_vmas: the point of no return (record step 1 implies it)
+                # vms_complete_munmap_vmas: the point of no return (record step 1 implies
+                # it).  Step 1 goes before the counts: a roll-forward from step 0 lowers
+                # them itself, so a kill between them and a later step would lower them
+                # twice (map_count below zero); killed from outside between step 1 and
+                # the counts, settle_counts sets them from the tree (VT4, VT5)
+                if r >= 0:
+                    q[r + 7] = 1
                 m = mo(mm_id)
                 q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)
                 for v in victims:
                     if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:
                         q[(m + T.M_LOCKED_VM) >> 3] -= npages(v)
-                if r >= 0:
-                    q[r + 7] = 1
-                    if fp:
-                        fp(P_DETACHED)
+                if r >= 0 and fp:
+                    fp(P_DETACHED)
                 if tp:
                     tp("munmap:detached")
                 if unlock:

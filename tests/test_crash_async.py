@@ -594,8 +594,8 @@ def test_munmap_from_a_hole_killed_before_its_erase(machine) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("text", ["q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)", "if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:",
-                                  "if r >= 0 and fp:"])
+@pytest.mark.parametrize("text", ["q[(m + T.M_MAP_COUNT) >> 3] -= len(victims)",
+                                  "if q[(v + V.V_FLAGS) >> 3] & V.VM_LOCKED:", "if r >= 0 and fp:"])
 def test_munmap_killed_lowering_its_counts(machine, text: str) -> None:
     """A munmap killed around its map_count and locked_vm drop, its VMAs detached and out
     of the tree: the counts are lowered once.  Before (step 1 stored after the counts), a
@@ -603,6 +603,24 @@ def test_munmap_killed_lowering_its_counts(machine, text: str) -> None:
     (the explorer's vmfile run: map_count below zero, recovery raised)."""
     recs = _driver_killed_runs_on(machine, "vmfile", "do_munmap_locked", text, 1)
     assert [r.name for r in recs][:1] == ["vm_munmap"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["frozen = cas32(", "u32[pm_flags32 + pfn * (PAGE_META_SIZE >> 2)] = 0",
+                                  "if frozen:", "free_frozen_pages(pfn, 0, False)"])
+def test_gathered_table_killed_in_its_free(machine, text: str) -> None:
+    """A munmap's gathered page table killed inside free_table, the gather's record no
+    longer naming it: still PG_table (refcount 1, or frozen to 0) it is an unreachable
+    table settle_counts frees (PT1); its flag cleared, a page in no state the page
+    allocator's scan frees.  Before (the flag cleared while the refcount was still 1),
+    a kill before the free lost the page (the explorer's vmfile run)."""
+    def in_flush(f: Any) -> bool:
+        return f.f_back is not None and f.f_back.f_code.co_name == "flush"
+
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, H.at_line("free_table", text, in_flush)))
+    assert [r.name for r in I.read_records(a, 0)][:1] == ["vm_gather"]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)
 
 
 @pytest.mark.timeout(120)

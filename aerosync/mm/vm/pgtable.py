@@ -290,7 +290,7 @@ class PageTables:
         from aerosync.mm import intent as I
         from aerosync.mm.pmm import vm_event as VE
         from aerosync.mm.pmm.gfp import GFP_KERNEL
-        from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_PRIVATE, P_SPARE, PG_table
+        from aerosync.mm.pmm.page import P_INDEX, P_MAPPING, P_PRIVATE, P_REFCOUNT, P_SPARE, PG_table
         from aerosync.mm.vm import mm_types as T
         from aerosync.params import PAGE_META_SIZE
 
@@ -302,7 +302,8 @@ class PageTables:
         meta_words = PAGE_META_SIZE >> 3
         zero = bytes(PAGE_SIZE)
         u8 = arena.u8
-        alloc_pages, free_pages = mm.alloc_pages, mm.free_pages
+        alloc_pages, free_pages, free_frozen_pages = mm.alloc_pages, mm.free_pages, mm.free_frozen_pages
+        cas32 = at.cas32
         ns = VE.node_stat_base(arena, cpu)
         nid_of = arena.u8
         mm_base, mm_size = arena.off("vmmm"), T.mm_rec_size(int(arena.config["nr_cpus"]))
@@ -350,6 +351,12 @@ class PageTables:
             return pfn
 
         def free_table(pfn: int) -> None:
+            """pagetable_free(): a table nothing links any more (its caller's record, if
+            any, no longer names it).  Frozen (refcount 1 -> 0) while still PG_table, then
+            the flag cleared, then freed: a kill from outside before the freeze leaves an
+            unreachable table (mm/vm/recover.py settle_counts frees it, PT1), one after
+            the flag a page in no state (the page allocator's state scan) -- clearing
+            the flag first left a plain page of refcount 1 that nobody named."""
             b = pfn * meta_words + (PM >> 3)
             mm_id = q[b + (P_MAPPING >> 3)] - 1
             account(pfn, mm_id, -1)
@@ -357,8 +364,12 @@ class PageTables:
             q[b + (P_MAPPING >> 3)] = 0
             q[b + (P_INDEX >> 3)] = 0
             u32[(PM + pfn * PAGE_META_SIZE + P_SPARE) >> 2] = 0
+            frozen = cas32((PM + pfn * PAGE_META_SIZE + P_REFCOUNT), 1, 0) == 1
             u32[pm_flags32 + pfn * (PAGE_META_SIZE >> 2)] = 0
-            free_pages(pfn, 0)
+            if frozen:
+                free_frozen_pages(pfn, 0, False)
+            else:                                    # (nobody else holds a table: not seen)
+                free_pages(pfn, 0)
 
         def pgd_alloc(mm_id: int) -> int:
             pfn = alloc_table(top, mm_id, 0)

@@ -599,7 +599,10 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
         q[(pm + P_PRIVATE) >> 3] = q[(pm + P_MAPPING) >> 3] = q[(pm + P_INDEX) >> 3] = 0
         u32[(pm + P_SPARE) >> 2] = 0
         u32[pm >> 2] = 0
-        vm.mm.free_pages(p, 0)
+        if u32[(pm + P_REFCOUNT) >> 2]:
+            vm.mm.free_pages(p, 0)
+        else:                                           # frozen by free_table (pgtable.py)
+            vm.mm.free_frozen_pages(p, 0, False)
         out["tables_swept"] += 1
     alloc = c.allocated.copy()
     if 0 <= zero < len(alloc):

@@ -623,6 +623,67 @@ def test_gathered_table_killed_in_its_free(machine, text: str) -> None:
     _vm_runs_on(a, p, rec)
 
 
+def _logged(f: Any) -> bool:
+    return f.f_back.f_code.co_name == "destroy_steps"
+
+
+# A vm_object's destroy (vm_object.py destroy_steps, robust mode) killed after mark_dead
+# cut it from its backing, or between two objects of a chain: window -> (function, text
+# of the line the CPU dies before, frame test).
+OBJ_DESTROY_WINDOWS: dict[str, tuple[str, str, Any]] = {
+    "cut_still_locked": ("mark_dead", "up_write(o + O_LOCK)", lambda f: f.f_locals["back"] and _logged(f)),
+    "cut_unlocked": ("mark_dead", "return back", lambda f: f.f_locals["back"] and _logged(f)),
+    "chain_backing_dropped": ("destroy_steps", "nxt = back                     # its last", None),
+    "chain_freed_next_not_named": ("destroy_steps", "o, step, back = nxt, 0, 0", None),
+    "chain_next_named_not_stepped": ("destroy_steps", "q[r + 7] = 0", None),
+}
+
+
+def _chain_driver(rounds: int = 3) -> Any:
+    """Objects whose destroy moves on to its backing in one record: a shadow over a
+    MAP_SHARED anonymous object (never collapsed into a child), the shared object's own
+    reference put first, then the shadow's -- the last reference to the shared one."""
+    def drive(arena: Any, cpu: int) -> None:
+        from aerosync.mm.vm.vm import VM
+        from aerosync.mm.vm.vm_object import OBJ_ANON, OBJF_SHARED
+
+        vm = VM(arena, cpu)
+        vm.make_current()
+        objs = vm.objs
+        for _ in range(rounds):
+            o = objs.alloc(OBJ_ANON, 16, OBJF_SHARED)
+            s = objs.shadow(o, 0, 16)
+            objs.put(o)
+            objs.put(s)
+        vm.leave()
+
+    return drive
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(OBJ_DESTROY_WINDOWS))
+def test_object_destroy_killed_after_its_cut(machine, window: str) -> None:
+    """A shadow object's destroy killed once mark_dead cut it from its backing (still
+    under its lock, or after), or as it moves on to the backing whose last reference it
+    dropped (its own reference dropped; freed, the backing not yet named; named, not yet
+    at step 0): the backing is put exactly once and destroyed if that was its last
+    reference, nothing is lost.  Before, the backing lived only in a local until after
+    the cut: recovery's mark_dead found none, the backing kept a dead child and a
+    reference, and settle_counts later destroyed through the freed child (the
+    explorer's vmfile run: a lock word at a garbage address).  The chain's three pass
+    either way: recovery stopped at the record's step 4 or 5 and settle_counts destroyed
+    the unreferenced backing; now the record's recovery does (exact at fault points
+    too, where no settle runs)."""
+    func, text, cond = OBJ_DESTROY_WINDOWS[window]
+    if window.startswith("chain"):
+        recs = _killed_runs_on(machine, {"vm": {}, "nr_pages": 4096}, _chain_driver(), H.at_line(func, text, cond),
+                               1, H.vm_fork_driver(rounds=3, seed=2))
+    else:                                             # (where the explorer found it)
+        cfg, drv, again, setup = _vm_driver("vmfile")
+        recs = _killed_runs_on(machine, cfg, drv, H.at_line(func, text, cond), 1, again, setup)
+    assert "vm_obj_destroy" in [r.name for r in recs]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("text", ["o = PHYS + (pfn << PAGE_SHIFT)", "u8[o : o + PAGE_SIZE] = zero"])
 def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:

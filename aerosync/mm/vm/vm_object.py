@@ -344,16 +344,20 @@ class VmObjects:
                     hooks.value_put(e)
             return pfns
 
-        def mark_dead(o: int) -> int:
+        def mark_dead(o: int, r: int = -1) -> int:
             """destroy()'s first half: the shared policy goes (mm/numa), o is marked dead
             and cut from its backing under its lock (a collapse racing with this sees it
-            dead and leaves it alone); returns the backing, whose reference o still holds."""
+            dead and leaves it alone); returns the backing, whose reference o still holds.
+            With a vm_obj_destroy record r the backing is named (a3) before the cut: once
+            cut, only the record knows it (a second mark_dead returns 0)."""
             of = self.ext.obj_free if self.ext is not None else None
             if of is not None:
                 of(o)
             down_write(o + O_LOCK)
             u32[(o + O_TYPE) >> 2] |= OBJF_DEAD << 16
             back = q[(o + O_BACKING) >> 3]
+            if r >= 0:
+                q[r + 4] = back
             q[(o + O_BACKING) >> 3] = 0
             up_write(o + O_LOCK)
             return back
@@ -393,12 +397,19 @@ class VmObjects:
         def destroy_steps(o: int, step: int, r: int, idx: int = 0, e: int = 0, back: int = 0,
                           own: int = 0) -> None:
             """destroy() of robust mode from `step` (recovery resumes here with r = -1;
-            `own` the record's a4)."""
+            `own` the record's a4, `back` its a3).  Recovery's reading of a chain's
+            hand-over (below: a0 := the backing, then step 0; a3 still names it): a3 ==
+            a0 means o's own destroy had not begun (an object is never its own backing);
+            at step 4 or 5 a backing left with no reference and not dead is the next
+            one, its last reference o's (before the drop it holds ours)."""
+            if r < 0 and back == o:
+                step, back = 0, 0
             while o:
                 if step < 1:
-                    back = mark_dead(o)
+                    # resumed at step 0 after the cut: the record's a3 (mark_dead stores
+                    # it first; 0 when none was read)
+                    back = mark_dead(o, r) or back
                     if r >= 0:
-                        q[r + 4] = back
                         q[r + 7] = 1
                 if step == 2:                          # resume: that entry, if still there
                     if xa_load(o + O_TREE, idx) == e:
@@ -446,6 +457,8 @@ class VmObjects:
                         nxt = back                     # its last reference: destroyed below, same record
                     elif old == 2:
                         collapse_only_child(back)
+                elif r < 0 and back and not load(back + O_REF) and not (u32[(back + O_TYPE) >> 2] >> 16) & OBJF_DEAD:
+                    nxt = back                         # resumed past the drop, which was its last
                 if step < 5:
                     if r >= 0:
                         q[r + 7] = 5

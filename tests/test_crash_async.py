@@ -685,6 +685,24 @@ def test_object_destroy_killed_after_its_cut(machine, window: str) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["pid = at.fetch_add64(hdr + T.H_NEXT_PID, 1)", "return tid"])
+@pytest.mark.parametrize("caller", ["fork", "task_create"])
+def test_task_claimed_before_its_record_step(machine, caller: str, text: str) -> None:
+    """A fork (or a task_create) killed with its task record claimed -- not yet
+    filled, or filled -- and its vm_task_create record still at step 2: recovery frees
+    the task and drops the mm user once.  Before, the record did not know the task: its
+    undo dropped the mm user, then the dead CPU's exit_tasks found the new child and
+    exited it, dropping that user again (the explorer's filefork run: "mmput: mm 2 has
+    no users")."""
+    drv = H.vm_fork_driver() if caller == "fork" else H.vm_driver()     # (its own task's)
+    match = H.at_line("task_alloc", text, lambda f: f.f_back.f_code.co_name == caller)
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, match, drv))
+    assert [(r.name, r.step) for r in I.read_records(a, 0)][:1] == [("vm_task_create", 2)]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("text", ["o = PHYS + (pfn << PAGE_SHIFT)", "u8[o : o + PAGE_SIZE] = zero"])
 def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:
     """A page-table allocation killed between the allocator's hand-off and its PG_table

@@ -124,7 +124,8 @@ OPS: dict[int, tuple[str, str]] = {
     46: ("vm_obj_destroy", "obj, idx, entry, back, own: a vm_object's destroy (1 dead and cut from its "
                            "backing, 2 entry taken -- own: a folio of its own --, 3 tree empty, 4 backing "
                            "put, 5 freed; mm/vm/vm_object.py)"),
-    47: ("vm_task_create", "mm, tid: a task being made (1 mm claimed, 2 the mm live with its user, "
+    47: ("vm_task_create", "mm, tid + 1: a task being made (1 mm claimed, 2 the mm live with its user; tid + 1 "
+                           "from its claim, before its fill; "
                            "3 the task record made, its kernel stack on the way)"),
     48: ("vm_vmalloc", "va, addr, npages, pfn, order: a vmalloc (1 the area's record had, in no tree; 2 in its "
                        "tree, being filled: its PTEs say which pages it holds, pfn the page in hand; "

@@ -57,9 +57,10 @@ covered, and how each record is resolved:
              chain collapsed part-way is consistent (as after its own ENOMEM).  At
              any step (0 too) the child's collapse sequence is made even again, and
              the reference its caller held on it (a1's low bit) is dropped.
-  vm_task_create (VM.task_create) undone: step 3 the task exits and is reaped, 2 the mm
-             user it took is dropped (mmput), 1 the claimed mm record is freed (its
-             page-table root too, if set); a kernel stack half-made is vm_vmalloc's.
+  vm_task_create (VM.task_create, VM.fork) undone: step 3 the task exits and is
+             reaped, 2 a task claimed (a1) goes back to the pool and the mm user it
+             took is dropped (mmput), 1 the claimed mm record is freed (its page-table
+             root too, if set); a kernel stack half-made is vm_vmalloc's.
   vm_vmalloc (vmalloc_node_range's page-backed areas: kernel stacks, large and huge
              vmallocs; vmap() of a caller's pages; a4 the order of the block in hand)
              step 1 the vmap_area record had, in no tree: freed; step 2, an area not yet
@@ -1090,16 +1091,25 @@ def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
     return 1
 
 
-def _task_create_undo(arena: Any, vm: Any, mm_id: int, tid: int, s: int) -> int:
-    """Undo a task creation the dead CPU did not finish (VM.task_create): the task, if
-    made, exits and is reaped (its stack, if it got one, goes with it; its mm user is
-    dropped), else the mm user or the claimed mm record goes.  Returns records undone."""
+def _task_create_undo(arena: Any, vm: Any, mm_id: int, named: int, s: int) -> int:
+    """Undo a task creation the dead CPU did not finish (VM.task_create, VM.fork): the
+    task (`named` - 1), if made, exits and is reaped (its stack, if it got one, goes
+    with it; its mm user is dropped); at step 2 a task claimed but not yet made (its
+    fields maybe half filled, its mm named or not) goes back to the free pool before
+    the mm user is dropped -- else a later exit of it (exit_tasks: a child nobody runs)
+    dropped that user a second time; else the claimed mm record goes.  Returns records
+    undone."""
+    from aerosync.mm.vm.task import task_free
+
     q = arena.u64
     if s >= 3:
-        vm.exit(tid, 9)
-        vm.reap(tid)
+        vm.exit(named - 1, 9)
+        vm.reap(named - 1)
         return 1
     if s == 2:
+        if named:
+            q[(T.task_off(arena, named - 1) + T.T_MM) >> 3] = 0
+            task_free(arena, named - 1)
         vm.forks.mmput(mm_id)
         return 1
     if s == 1:

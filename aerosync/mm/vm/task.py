@@ -21,8 +21,11 @@ from aerosync.mm.vm.mm_types import VMError
 __all__ = ["task_alloc", "task_set_state", "task_free", "task_info", "live_tasks", "task_by_pid"]
 
 
-def task_alloc(arena: Any, comm: str, mm_id: int, ppid: int = 0, tgid: int = 0) -> int:
-    """A new task (stopped, not on a CPU) using mm_id (-1: none); returns its task id."""
+def task_alloc(arena: Any, comm: str, mm_id: int, ppid: int = 0, tgid: int = 0, named: int = -1) -> int:
+    """A new task (stopped, not on a CPU) using mm_id (-1: none); returns its task id.
+    `named`: the u64 word of the caller's vm_task_create record (a1) that takes tid + 1
+    right after the claim, before the record is filled (take, record: recovery frees a
+    claimed task its record did not finish, mm/vm/recover.py _task_create_undo)."""
     q, at = arena.u64, arena.atomic
     hdr = arena.off("vmhdr")
     n = q[(hdr + T.H_MAX_TASKS) >> 3]
@@ -30,6 +33,8 @@ def task_alloc(arena: Any, comm: str, mm_id: int, ppid: int = 0, tgid: int = 0) 
         o = T.task_off(arena, tid)
         if at.load32(o + T.T_STATE) != T.TASK_FREE or at.cas32(o + T.T_STATE, T.TASK_FREE, T.TASK_STOPPED) != 0:
             continue
+        if named >= 0:
+            q[named] = tid + 1
         pid = at.fetch_add64(hdr + T.H_NEXT_PID, 1)
         arena.u8[o + 8 : o + T.TASK_REC] = bytes(T.TASK_REC - 8)
         q[(o + T.T_PID) >> 3] = pid

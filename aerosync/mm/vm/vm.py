@@ -144,8 +144,8 @@ class VM:
     def task_create(self, comm: str, mm: int = -1, new_mm: bool = True) -> int:
         """A new task: with a fresh address space (new_mm), or sharing `mm` as a thread
         (mm_users + 1).  Robust mode logs it (vm_task_create: 1 mm claimed, 2 the mm
-        live with our user, 3 the task record made, its kernel stack on the way;
-        mm/vm/recover.py undoes it)."""
+        live with our user -- a1 the task + 1 from its claim on --, 3 the task record
+        made, its kernel stack on the way; mm/vm/recover.py undoes it)."""
         lg = self.mm.log if L.robust_mode(self.arena.config) else None
         r = lg.begin(_OP_TASK_CREATE) if lg is not None else -1
         q = self.arena.u64
@@ -157,9 +157,8 @@ class VM:
                 if r >= 0:
                     q[r + 1] = mm
                     q[r + 7] = 2
-            tid = task_alloc(self.arena, comm, mm)
+            tid = task_alloc(self.arena, comm, mm, named=r + 2 if r >= 0 else -1)
             if r >= 0:
-                q[r + 2] = tid
                 q[r + 7] = 3
             if self.kernel is not None:
                 self.kernel.task_created(tid)
@@ -208,9 +207,9 @@ class VM:
                 q[r + 7] = 2
             po = T.task_off(a, parent)
             pcomm = bytes(a.u8[po + T.T_COMM : po + T.T_COMM + 16]).rstrip(b"\0").decode()
-            child = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3])
+            child = task_alloc(a, comm or pcomm, child_mm, ppid=q[(po + T.T_PID) >> 3],
+                               named=r + 2 if r >= 0 else -1)
             if r >= 0:
-                q[r + 2] = child
                 q[r + 7] = 3
             # copy_process(): the child inherits the task's memory policy (mpol_dup; policy
             # ids are immutable values, mm/numa/numa_types.py)

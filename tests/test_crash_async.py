@@ -702,6 +702,35 @@ def test_task_claimed_before_its_record_step(machine, caller: str, text: str) ->
     _vm_runs_on(a, p, rec)
 
 
+# A collapse's splice (vm_object.py collapse, robust mode): function -> text of the line
+# the CPU dies before (the first collapse of the filefork driver, whose backing has one).
+SPLICE_WINDOWS: dict[str, tuple[str, str]] = {
+    "splice_half_stored": ("collapse", "q[(back + O_BACKING) >> 3] = 0"),
+    "spliced_unlocked": ("collapse", "if not ok:"),
+    "next_locked": ("splice_tail", "kids = children_of(nb)"),
+    "next_unlinked": ("splice_tail", "if o not in kids:"),
+    "depths": ("splice_tail", "set_depth(o, u32[(nb + O_DEPTH) >> 2] + 1 if nb else 0)"),
+    "backing_not_put": ("collapse", "put(back)          # o's reference"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("window", list(SPLICE_WINDOWS))
+def test_collapse_killed_in_its_splice(machine, window: str) -> None:
+    """A collapse killed once every entry moved: inside the splice under both locks,
+    after it, while o takes back's place on the next object's child list, before the
+    depths, before back's put.  Recovery redoes the splice whole (step 3) and puts back
+    once.  Before, the record ended with the locks and had no step for the splice: a
+    kill inside it left a half-spliced chain (recovery raised on a garbage lock
+    address), one after it or before the child list's update left O3 and O8 broken (the
+    explorer's filefork run); the last three windows were settled (settle_counts)."""
+    func, text = SPLICE_WINDOWS[window]
+    cond = (lambda f: f.f_locals["nb"]) if func == "splice_tail" else None
+    cfg, drv, again, setup = _vm_driver("filefork")
+    recs = _killed_runs_on(machine, cfg, drv, H.at_line(func, text, cond), 1, again, setup)
+    assert "vm_collapse" in [r.name for r in recs]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("text", ["o = PHYS + (pfn << PAGE_SHIFT)", "u8[o : o + PAGE_SIZE] = zero"])
 def test_page_table_allocated_not_yet_marked(machine, text: str) -> None:

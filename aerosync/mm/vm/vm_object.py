@@ -686,78 +686,95 @@ class VmObjects:
                 if not back or not collapsible(o, back):
                     break
                 r = begin(_OP_COLLAPSE, o, back | pinned) if begin is not None else -1
-                down_write(o + O_LOCK)
-                down_write(back + O_LOCK)
-                ok = collapsible(o, back)
-                nb = 0
                 try:
-                    if ok:
-                        seq_bump(o)                    # odd: entries move (chain_lookup)
-                        off = q[(o + O_BACKING_OFF) >> 3]
-                        size = q[(o + O_SIZE) >> 3]
-                        for bidx, e in list(xa.items(back + O_TREE)):
-                            idx = bidx - off
-                            if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
-                                continue
-                            folio = is_folio_entry(e)
-                            if folio:
-                                b = PM8 + entry_pfn(e) * mw
-                                if q[b + i_map] & ~3 != back and not_ours(b, e):
-                                    continue           # another's copy: destroy leaves it too
-                            if r >= 0:                 # vm_collapse: this entry's move in flight
-                                q[r + 3] = bidx
-                                q[r + 4] = e
-                                q[r + 5] = idx
-                                q[r + 7] = 1
-                            if folio:                  # the folio says o before o's tree has it
-                                #                        (insert's order): a lock-free
-                                q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
-                                q[b + i_idx] = idx     # tree rechecks mapping/index and retries
-                            if xa_store(o + O_TREE, idx, e) < 0:
-                                if folio:              # no node: it stays back's
-                                    q[b + i_map] = back | PAGE_MAPPING_ANON
-                                    q[b + i_idx] = bidx
+                    down_write(o + O_LOCK)
+                    down_write(back + O_LOCK)
+                    ok = collapsible(o, back)
+                    nb = 0
+                    try:
+                        if ok:
+                            seq_bump(o)                    # odd: entries move (chain_lookup)
+                            off = q[(o + O_BACKING_OFF) >> 3]
+                            size = q[(o + O_SIZE) >> 3]
+                            for bidx, e in list(xa.items(back + O_TREE)):
+                                idx = bidx - off
+                                if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
+                                    continue
+                                folio = is_folio_entry(e)
+                                if folio:
+                                    b = PM8 + entry_pfn(e) * mw
+                                    if q[b + i_map] & ~3 != back and not_ours(b, e):
+                                        continue           # another's copy: destroy leaves it too
+                                if r >= 0:                 # vm_collapse: this entry's move in flight
+                                    q[r + 3] = bidx
+                                    q[r + 4] = e
+                                    q[r + 5] = idx
+                                    q[r + 7] = 1
+                                if folio:                  # the folio says o before o's tree has it
+                                    #                        (insert's order): a lock-free
+                                    q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
+                                    q[b + i_idx] = idx     # tree rechecks mapping/index and retries
+                                if xa_store(o + O_TREE, idx, e) < 0:
+                                    if folio:              # no node: it stays back's
+                                        q[b + i_map] = back | PAGE_MAPPING_ANON
+                                        q[b + i_idx] = bidx
+                                    if r >= 0:
+                                        q[r + 7] = 0
+                                    ok = False             # stop here, both trees consistent
+                                    break
+                                if folio:
+                                    fetch_add(o + O_NR_PAGES, 1)
+                                    fetch_add(back + O_NR_PAGES, _U64)
+                                if r >= 0:
+                                    q[r + 7] = 2
+                                    if log_fp is not None:
+                                        log_fp(P_COLLAPSE_STORED)
+                                xa_erase(back + O_TREE, bidx)
                                 if r >= 0:
                                     q[r + 7] = 0
-                                ok = False             # stop here, both trees consistent
-                                break
-                            if folio:
-                                fetch_add(o + O_NR_PAGES, 1)
-                                fetch_add(back + O_NR_PAGES, _U64)
-                            if r >= 0:
-                                q[r + 7] = 2
-                                if log_fp is not None:
-                                    log_fp(P_COLLAPSE_STORED)
-                            xa_erase(back + O_TREE, bidx)
-                            if r >= 0:
-                                q[r + 7] = 0
-                            moved += 1
-                    if ok:
-                        nb = q[(back + O_BACKING) >> 3]
-                        q[(o + O_BACKING) >> 3] = nb            # back's reference on nb is o's now
-                        q[(o + O_BACKING_OFF) >> 3] = off + q[(back + O_BACKING_OFF) >> 3]
-                        q[(back + O_BACKING) >> 3] = 0
-                        q[(back + O_CHILDREN) >> 3] = 0
-                        u32[(back + O_NR_CHILDREN) >> 2] = 0
+                                moved += 1
+                        if ok:
+                            nb = q[(back + O_BACKING) >> 3]
+                            noff = off + q[(back + O_BACKING_OFF) >> 3]
+                            if r >= 0:                     # the splice: recovery redoes it whole
+                                q[r + 4] = nb
+                                q[r + 5] = noff
+                                q[r + 7] = 3
+                            q[(o + O_BACKING) >> 3] = nb            # back's reference on nb is o's now
+                            q[(o + O_BACKING_OFF) >> 3] = noff
+                            q[(back + O_BACKING) >> 3] = 0
+                            q[(back + O_CHILDREN) >> 3] = 0
+                            u32[(back + O_NR_CHILDREN) >> 2] = 0
+                    finally:
+                        if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
+                            seq_bump(o)                    # even: the chain is whole again
+                        up_write(back + O_LOCK)
+                        up_write(o + O_LOCK)
+                    if not ok:
+                        break
+                    splice_tail(o, back, nb)
+                    if r >= 0:
+                        q[r + 7] = 4                       # back's put follows (a kill from here leaks it)
+                    put(back)          # o's reference on back was its last: back (now empty of
+                    #                    anything reachable) is destroyed
                 finally:
-                    if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
-                        seq_bump(o)                    # even: the chain is whole again
-                    up_write(back + O_LOCK)
-                    up_write(o + O_LOCK)
                     if r >= 0:
                         log_end(r)
-                if not ok:
-                    break
-                if nb:
-                    down_write(nb + O_LOCK)
-                    unlink_child(nb, back)
-                    link_child(nb, o)
-                    up_write(nb + O_LOCK)
-                set_depth(o, u32[(nb + O_DEPTH) >> 2] + 1 if nb else 0)
-                put(back)          # o's reference on back was its last: back (now empty of
-                #                    anything reachable) is destroyed
                 q[ev_collapse] += 1
             return moved
+
+        def splice_tail(o: int, back: int, nb: int) -> None:
+            """A collapse's splice, after the locks: o takes back's place on nb's child
+            list and the depths below o follow.  Idempotent (recovery repeats it)."""
+            if nb:
+                down_write(nb + O_LOCK)
+                kids = children_of(nb)
+                if back in kids:
+                    unlink_child(nb, back)
+                if o not in kids:
+                    link_child(nb, o)
+                up_write(nb + O_LOCK)
+            set_depth(o, u32[(nb + O_DEPTH) >> 2] + 1 if nb else 0)
 
         def seq_bump(o: int) -> None:
             """o's collapse sequence + 1 (o's lock held): odd while entries move into it."""
@@ -911,9 +928,30 @@ class VmObjects:
         def collapse_finish(o: int, back: int, bidx: int, e: int, idx: int, step: int) -> None:
             """Recovery of a vm_collapse record (a1 = back | pinned): _collapse_finish,
             then the dead caller's reference on o dropped if it held one."""
-            _collapse_finish(o, back & ~1, bidx, e, idx, step)
+            if step >= 3:
+                _splice_finish(o, back & ~1, e, idx, step)
+            else:
+                _collapse_finish(o, back & ~1, bidx, e, idx, step)
             if back & 1:
                 put(o)
+
+        def _splice_finish(o: int, back: int, nb: int, noff: int, step: int) -> None:
+            """Recovery of a vm_collapse record at step 3 (every entry moved, the splice
+            under way: a3 = nb, a4 = o's new backing offset) or 4 (spliced, back's put
+            under way): the splice is redone whole (its stores, the child list, the
+            depths) and, at step 3, o's reference on back put -- back's last: it is
+            destroyed.  At step 4 the put is not repeated (a kill between the step and
+            the put leaks it: settle_counts)."""
+            if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
+                seq_bump(o)
+            q[(o + O_BACKING) >> 3] = nb
+            q[(o + O_BACKING_OFF) >> 3] = noff
+            q[(back + O_BACKING) >> 3] = 0
+            q[(back + O_CHILDREN) >> 3] = 0
+            u32[(back + O_NR_CHILDREN) >> 2] = 0
+            splice_tail(o, back, nb)
+            if step == 3:
+                put(back)
 
         def _collapse_finish(o: int, back: int, bidx: int, e: int, idx: int, step: int) -> None:
             """Recovery of a vm_collapse record (the world stopped): the entry's move is

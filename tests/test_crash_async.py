@@ -33,6 +33,7 @@ from aerosync.mm.cpuhp import cpuhp_online_mm
 from aerosync.mm.pmm.page import PG_buddy, PG_locked, PG_pcp, page_array
 from aerosync.mm.pmm.page_alloc import BadPageWarning
 from aerosync.mm.reclaim import layout as R
+from aerosync.mm.vm import mm_types as MT
 from tests import crash_helpers as H
 from tests.conftest import new_machine
 
@@ -682,6 +683,45 @@ def test_object_destroy_killed_after_its_cut(machine, window: str) -> None:
         cfg, drv, again, setup = _vm_driver("vmfile")
         recs = _killed_runs_on(machine, cfg, drv, H.at_line(func, text, cond), 1, again, setup)
     assert "vm_obj_destroy" in [r.name for r in recs]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("caller", ["dup_mm_body", "task_create"])
+def test_mm_claimed_before_its_step(machine, caller: str) -> None:
+    """fork's dup_mm (or a task_create's mm_alloc) killed right after it claimed an mm
+    record and named it (a0), before step 1: recovery frees the claimed record.  Before,
+    step 0 was taken as "nothing done" and the record stayed claimed for good (MM1; the
+    explorer's fork run)."""
+    drv = H.vm_fork_driver() if caller == "dup_mm_body" else H.vm_driver()
+    match = H.at_line("mm_alloc", "q[r + 7] = 1", lambda f: f.f_back.f_code.co_name == caller)
+    a, p, pid = _vm_killed(machine, H.async_vm_driver(1, match, drv))
+    assert [r.step for r in I.read_records(a, 0)][:1] == [0]
+    rec = H.recover(a, pid, 0, p, H.vm_recover_hook)
+    _vm_runs_on(a, p, rec)
+
+
+@pytest.mark.timeout(120)
+def test_thread_create_killed_after_naming_its_mm(machine) -> None:
+    """Threads mode: a thread's task_create killed after its mmget and a0 = the mm,
+    before step 2 (the mm is live, shared with cpu1's thread): recovery drops the user
+    it took, once; the live thread's mm stays whole and tears down at its exit."""
+    p = H.soak_params()
+    a = H.soak_machine(machine, p, vm={"mm": "threads"})
+    vm1, t1 = H.task_vm(a, 1, "live")
+    mm = vm1.cur[1]
+    users = a.u64[(MT.mm_off(a, mm) + MT.M_USERS) >> 3]
+    grow = H.brk_grow_driver(mm, vm1.brk(0))
+    pid, killed = H.run_child(a, 0, H.async_vm_driver(1, H.at_line("task_create", "q[r + 7] = 2"), grow))
+    assert killed
+    assert [(r.name, r.step, r.args[0]) for r in I.read_records(a, 0)] == [("vm_task_create", 0, mm)]
+    H.recover(a, pid, 0, p, H.vm_recover_hook)
+    H.check_all(a)
+    assert a.u64[(MT.mm_off(a, mm) + MT.M_USERS) >> 3] == users
+    vm1.exit()
+    vm1.reap(t1)
+    vm1.leave()
+    H.check_all(a)
+    assert H.lost(a, p, 2) == {"pages": 0, "objects": 0}
 
 
 @pytest.mark.timeout(120)

@@ -1097,11 +1097,18 @@ def _task_create_undo(arena: Any, vm: Any, mm_id: int, named: int, s: int) -> in
     with it; its mm user is dropped); at step 2 a task claimed but not yet made (its
     fields maybe half filled, its mm named or not) goes back to the free pool before
     the mm user is dropped -- else a later exit of it (exit_tasks: a child nobody runs)
-    dropped that user a second time; else the claimed mm record goes.  Returns records
-    undone."""
+    dropped that user a second time; else the claimed mm record goes -- at step 0 too
+    once a0 names it (mm_alloc stores it right after its claim, before step 1), or the
+    user a thread's mmget took (a0 stored before step 2: the mm is live).  Returns
+    records undone."""
     from aerosync.mm.vm.task import task_free
 
     q = arena.u64
+    if s == 0 and mm_id:                             # a0 stored before the step
+        if arena.atomic.load64(T.mm_off(arena, mm_id) + T.M_STATE) == T.MM_LIVE:
+            vm.forks.mmput(mm_id)                    # a thread's: mmget landed, step 2 did not
+            return 1
+        s = 1                                        # mm_alloc's claim: a0 right after its CAS
     if s >= 3:
         vm.exit(named - 1, 9)
         vm.reap(named - 1)

@@ -15,9 +15,12 @@ import random
 import signal
 import time
 import traceback
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from aerosync.mm import intent as I
 
@@ -55,6 +58,20 @@ def soak_driver(params: Any, seed: int = 1, budget: int = SOAK_BUDGET,
         batch.teardown()
 
     return drive
+
+
+@pytest.fixture(autouse=True)
+def no_bad_pages() -> Iterator[None]:
+    """An autouse fixture for the crash tests (imported into each module): no page freed
+    badly in the test's own process -- a recovery's double free, or a free of a free
+    page, is only a warning where it happens (page_alloc.py bad_page)."""
+    from aerosync.mm.pmm.page_alloc import BadPageWarning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", BadPageWarning)
+        yield
+    bad = [str(w.message) for w in seen if issubclass(w.category, BadPageWarning)]
+    assert not bad, f"a page freed badly: {bad}"
 
 
 def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: str | None = None,

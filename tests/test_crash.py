@@ -21,6 +21,7 @@ from aerosync.mm import intent as I
 from aerosync.mm.cpuhp import cpuhp_online_mm
 from aerosync.mm.numa import migrate as MS
 from tests import crash_helpers as H
+from tests.crash_helpers import no_bad_pages  # noqa: F401 (autouse fixture)
 
 # scenario -> (crash_soak params, machine config, driver kind)
 SCENARIOS = {

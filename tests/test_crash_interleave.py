@@ -18,6 +18,7 @@ from aerosync.mm.slab.slab_common import FROZEN, K_SLAB, M_WORD, NIL32, SMETA, S
 from aerosync.mm.slab.slub import Slub
 from aerosync.mm.vm.memory import SegmentationFault
 from tests import crash_helpers as H
+from tests.crash_helpers import no_bad_pages  # noqa: F401 (autouse fixture)
 
 CACHE = "kmalloc-512"
 

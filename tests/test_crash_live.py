@@ -40,6 +40,7 @@ from aerosync.mm.vm.memory import SegmentationFault
 from aerosync.mm.vm.mm_types import VMError
 from aerosync.mm.vm.vm import VM
 from tests import crash_helpers as H
+from tests.crash_helpers import no_bad_pages  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -25,6 +25,7 @@ from aerosync.arena import layout as L
 from aerosync.mm import hooks
 from aerosync.mm import intent as I
 from tests import crash_helpers as H
+from tests.crash_helpers import no_bad_pages  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.timeout(120)
 

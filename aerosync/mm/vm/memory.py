@@ -1353,11 +1353,13 @@ class Memory:
                             continue
                         if logged and e & _P_OR_NONE and not e & _PAGE_SPECIAL:
                             # a logged gather names the page and its PTE before the xchg
-                            # (a2 = the entry + 1, until the step counts the page): a kill
-                            # from outside before the step leaves the PTE saying whether
-                            # the xchg landed (mm/vm/recover.py)
+                            # (a2 = the entry + 1 and, above bit 48, the page's spill
+                            # slot, until the step counts the page): a kill from outside
+                            # before the step leaves the PTE saying whether the xchg
+                            # landed, one after it a slot the step already counts
+                            # (mm/vm/recover.py)
                             q[spg + len(pages)] = (e & PTE_PFN_MASK) >> PAGE_SHIFT
-                            q[gr + 3] = i0 + k + 1
+                            q[gr + 3] = (i0 + k + 1) | len(pages) << 48
                         e = xchg((i0 + k) << 3, 0)
                         if not e & _P_OR_NONE:
                             zs = ext.zap_swap                  # swap entry: its slot goes

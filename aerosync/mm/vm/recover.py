@@ -134,9 +134,10 @@ covered, and how each record is resolved:
   vm_gather  (an mmu_gather of a logged munmap, MADV_DONTNEED, mremap's move, a robust
              exit) step n: the first n pages gathered -- PTEs cleared, mapcount and rss
              already lowered -- lose the PTE reference they still hold (the puts the
-             flush did not do); a2 = the PTE word + 1 of page n + 1 (named in the spill
-             before its xchg): if the PTE no longer maps it, it is gathered too, its
-             mapcount set from an rmap walk (_zap_pending); a1 = nt: the page tables
+             flush did not do); a2 = the PTE word + 1 of a page named in the spill
+             before its xchg, its spill slot above bit 48: if that slot is n (the step
+             does not count it yet) and the PTE no longer maps it, it is gathered too,
+             its mapcount set from an rmap walk (_zap_pending); a1 = nt: the page tables
              free_pgd_range detached from their parents (the spill's top nt words) are
              freed.
   vm_munmap  (the VMAs a munmap took out of the tree: the spill) finished with the same
@@ -273,6 +274,7 @@ __all__ = ["recover_record", "exit_tasks", "end_dead_writes", "sweep_orphans", "
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
 _UNREF1_MAP1 = -(1 | 1 << 32) & _U64
+_LOW48 = (1 << 48) - 1
 VM_OPS = {I.OP[n] for n in ("vm_fault", "vm_mmap", "vm_munmap", "vm_gather", "vm_file_hold", "vm_file_add",
                                  "vm_obj_destroy", "vm_task_create", "vm_vmalloc", "vm_dup_mm",
                                  "vm_exit_mmap", "vm_task_exit", "vm_expand", "vm_split", "vm_brk",
@@ -825,8 +827,8 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s:
             vm.sys.merge_finish(a[0], a[1], a[2], s)
     elif op == _OP["vm_gather"]:
-        if a[2]:
-            s += _zap_pending(arena, vm, a[2] - 1, spill[L.SPILL_GATHER + s])
+        if a[2] and a[2] >> 48 == s:                 # named, not yet counted by the step
+            s += _zap_pending(arena, vm, (a[2] & _LOW48) - 1, spill[L.SPILL_GATHER + s])
         if s:
             # the flush the dead CPU's tlb_finish_mmu did not do: another CPU running a
             # thread of this mm may still cache a cleared PTE (threads mode)

@@ -78,7 +78,7 @@ def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: s
               skip: int = 0, poll: Callable[[], None] | None = None) -> tuple[int, bool]:
     """Fork a child that runs driver(arena, cpu) as simulated CPU `cpu`, armed to die at
     `point` (skip passes first).  Returns (child pid, killed by SIGKILL).  A child that
-    raises exits 3 with its traceback on stderr.  `poll`: run while waiting for the
+    raises -- a page freed badly included -- exits 3 with its traceback on stderr.  `poll`: run while waiting for the
     child (a live CPU of the test process answering the child's TLB-shootdown IPIs)."""
     if point is not None:
         I.arm(arena, cpu, I.point_id(point), skip)
@@ -86,7 +86,10 @@ def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: s
     if pid == 0:                                 # pragma: no cover (the child)
         code = 0
         try:
+            from aerosync.mm.pmm.page_alloc import BadPageWarning
+
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            warnings.simplefilter("error", BadPageWarning)   # a bad free fails the child
             driver(arena, cpu)
         except BaseException:
             traceback.print_exc()
@@ -226,7 +229,10 @@ def start_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point:
     if pid == 0:                                 # pragma: no cover (the child)
         code = 0
         try:
+            from aerosync.mm.pmm.page_alloc import BadPageWarning
+
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            warnings.simplefilter("error", BadPageWarning)   # a bad free fails the child
             driver(arena, cpu)
         except BaseException:
             traceback.print_exc()

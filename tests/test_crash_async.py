@@ -747,7 +747,7 @@ def test_task_claimed_before_its_record_step(machine, caller: str, text: str) ->
 # A collapse's splice (vm_object.py collapse, robust mode): function -> text of the line
 # the CPU dies before (the first collapse of the filefork driver, whose backing has one).
 SPLICE_WINDOWS: dict[str, tuple[str, str]] = {
-    "splice_half_stored": ("collapse", "q[(back + O_BACKING) >> 3] = 0"),
+    "splice_half_stored": ("move_up", "q[(back + O_BACKING) >> 3] = 0"),
     "spliced_unlocked": ("collapse", "if not ok:"),
     "next_locked": ("splice_tail", "kids = children_of(nb)"),
     "next_unlinked": ("splice_tail", "if o not in kids:"),

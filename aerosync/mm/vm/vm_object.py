@@ -687,69 +687,8 @@ class VmObjects:
                     break
                 r = begin(_OP_COLLAPSE, o, back | pinned) if begin is not None else -1
                 try:
-                    down_write(o + O_LOCK)
-                    down_write(back + O_LOCK)
-                    ok = collapsible(o, back)
-                    nb = 0
-                    try:
-                        if ok:
-                            seq_bump(o)                    # odd: entries move (chain_lookup)
-                            off = q[(o + O_BACKING_OFF) >> 3]
-                            size = q[(o + O_SIZE) >> 3]
-                            for bidx, e in list(xa.items(back + O_TREE)):
-                                idx = bidx - off
-                                if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
-                                    continue
-                                folio = is_folio_entry(e)
-                                if folio:
-                                    b = PM8 + entry_pfn(e) * mw
-                                    if q[b + i_map] & ~3 != back and not_ours(b, e):
-                                        continue           # another's copy: destroy leaves it too
-                                if r >= 0:                 # vm_collapse: this entry's move in flight
-                                    q[r + 3] = bidx
-                                    q[r + 4] = e
-                                    q[r + 5] = idx
-                                    q[r + 7] = 1
-                                if folio:                  # the folio says o before o's tree has it
-                                    #                        (insert's order): a lock-free
-                                    q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
-                                    q[b + i_idx] = idx     # tree rechecks mapping/index and retries
-                                if xa_store(o + O_TREE, idx, e) < 0:
-                                    if folio:              # no node: it stays back's
-                                        q[b + i_map] = back | PAGE_MAPPING_ANON
-                                        q[b + i_idx] = bidx
-                                    if r >= 0:
-                                        q[r + 7] = 0
-                                    ok = False             # stop here, both trees consistent
-                                    break
-                                if folio:
-                                    fetch_add(o + O_NR_PAGES, 1)
-                                    fetch_add(back + O_NR_PAGES, _U64)
-                                if r >= 0:
-                                    q[r + 7] = 2
-                                    if log_fp is not None:
-                                        log_fp(P_COLLAPSE_STORED)
-                                xa_erase(back + O_TREE, bidx)
-                                if r >= 0:
-                                    q[r + 7] = 0
-                                moved += 1
-                        if ok:
-                            nb = q[(back + O_BACKING) >> 3]
-                            noff = off + q[(back + O_BACKING_OFF) >> 3]
-                            if r >= 0:                     # the splice: recovery redoes it whole
-                                q[r + 4] = nb
-                                q[r + 5] = noff
-                                q[r + 7] = 3
-                            q[(o + O_BACKING) >> 3] = nb            # back's reference on nb is o's now
-                            q[(o + O_BACKING_OFF) >> 3] = noff
-                            q[(back + O_BACKING) >> 3] = 0
-                            q[(back + O_CHILDREN) >> 3] = 0
-                            u32[(back + O_NR_CHILDREN) >> 2] = 0
-                    finally:
-                        if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
-                            seq_bump(o)                    # even: the chain is whole again
-                        up_write(back + O_LOCK)
-                        up_write(o + O_LOCK)
+                    ok, n, nb = move_up(o, back, r)
+                    moved += n
                     if not ok:
                         break
                     splice_tail(o, back, nb)
@@ -762,6 +701,77 @@ class VmObjects:
                         log_end(r)
                 q[ev_collapse] += 1
             return moved
+
+        def move_up(o: int, back: int, r: int) -> tuple[bool, int, int]:
+            """One collapse step under o's lock then back's: the entries o lacks move up
+            from back (each logged in the vm_collapse record r: steps 1-2), then the
+            splice (step 3, a3 = nb, a4 = o's new offset: recovery redoes it whole).
+            Returns (spliced, entries moved, nb: back's backing, now o's)."""
+            moved = 0
+            down_write(o + O_LOCK)
+            down_write(back + O_LOCK)
+            ok = collapsible(o, back)
+            nb = 0
+            try:
+                if ok:
+                    seq_bump(o)                    # odd: entries move (chain_lookup)
+                    off = q[(o + O_BACKING_OFF) >> 3]
+                    size = q[(o + O_SIZE) >> 3]
+                    for bidx, e in list(xa.items(back + O_TREE)):
+                        idx = bidx - off
+                        if idx < 0 or idx >= size or xa_load(o + O_TREE, idx):
+                            continue
+                        folio = is_folio_entry(e)
+                        if folio:
+                            b = PM8 + entry_pfn(e) * mw
+                            if q[b + i_map] & ~3 != back and not_ours(b, e):
+                                continue           # another's copy: destroy leaves it too
+                        if r >= 0:                 # vm_collapse: this entry's move in flight
+                            q[r + 3] = bidx
+                            q[r + 4] = e
+                            q[r + 5] = idx
+                            q[r + 7] = 1
+                        if folio:                  # the folio says o before o's tree has it
+                            #                        (insert's order): a lock-free
+                            q[b + i_map] = o | PAGE_MAPPING_ANON    # lookup finding it in either
+                            q[b + i_idx] = idx     # tree rechecks mapping/index and retries
+                        if xa_store(o + O_TREE, idx, e) < 0:
+                            if folio:              # no node: it stays back's
+                                q[b + i_map] = back | PAGE_MAPPING_ANON
+                                q[b + i_idx] = bidx
+                            if r >= 0:
+                                q[r + 7] = 0
+                            ok = False             # stop here, both trees consistent
+                            break
+                        if folio:
+                            fetch_add(o + O_NR_PAGES, 1)
+                            fetch_add(back + O_NR_PAGES, _U64)
+                        if r >= 0:
+                            q[r + 7] = 2
+                            if log_fp is not None:
+                                log_fp(P_COLLAPSE_STORED)
+                        xa_erase(back + O_TREE, bidx)
+                        if r >= 0:
+                            q[r + 7] = 0
+                        moved += 1
+                if ok:
+                    nb = q[(back + O_BACKING) >> 3]
+                    noff = off + q[(back + O_BACKING_OFF) >> 3]
+                    if r >= 0:                     # the splice: recovery redoes it whole
+                        q[r + 4] = nb
+                        q[r + 5] = noff
+                        q[r + 7] = 3
+                    q[(o + O_BACKING) >> 3] = nb            # back's reference on nb is o's now
+                    q[(o + O_BACKING_OFF) >> 3] = noff
+                    q[(back + O_BACKING) >> 3] = 0
+                    q[(back + O_CHILDREN) >> 3] = 0
+                    u32[(back + O_NR_CHILDREN) >> 2] = 0
+            finally:
+                if u32[(o + O_TYPE) >> 2] >> _SEQ_SHIFT & 1:
+                    seq_bump(o)                    # even: the chain is whole again
+                up_write(back + O_LOCK)
+                up_write(o + O_LOCK)
+            return ok, moved, nb
 
         def splice_tail(o: int, back: int, nb: int) -> None:
             """A collapse's splice, after the locks: o takes back's place on nb's child

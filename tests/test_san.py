@@ -98,6 +98,10 @@ def test_shadow_encoding_at_object_boundaries(san) -> None:
     assert set(_shadow(a, VBASE + pfn * PG, 512)) == {0}
     cpu.mm.free_pages(pfn, 0)
     assert set(_shadow(a, VBASE + pfn * PG, 512)) == {SH.KASAN_PAGE_FREE}
+    pfn = cpu.mm.alloc_pages(GFP_KERNEL, 0)                    # a frozen free (reclaim's, a give-back)
+    a.u32[(a.off("pagemeta") >> 2) + (pfn << 4) + 2] = 0
+    cpu.mm.free_frozen_pages(pfn, 0, False)
+    assert set(_shadow(a, VBASE + pfn * PG, 512)) == {SH.KASAN_PAGE_FREE}
     v = cpu.kernel.vmalloc
     x = v.vmalloc(PG + 100)
     s = a.off("kasanshadow") + (v.vmalloc_to_page(x + PG) << 9)
@@ -611,6 +615,12 @@ def test_init_on_alloc_and_free_zero_objects_and_pages(san) -> None:
     o = a.off("physmem") + pfn * PG
     a.u8[o : o + 4] = b"abcd"
     cpu.mm.free_pages(pfn, 0)
+    assert bytes(a.u8[o : o + 4]) == bytes(4)
+    pfn = cpu.mm.alloc_pages(GFP_KERNEL, 0)                     # a frozen free (refcount 0 first)
+    o = a.off("physmem") + pfn * PG
+    a.u8[o : o + 4] = b"abcd"
+    a.u32[(a.off("pagemeta") >> 2) + (pfn << 4) + 2] = 0
+    cpu.mm.free_frozen_pages(pfn, 0, False)
     assert bytes(a.u8[o : o + 4]) == bytes(4)
     km.kfree(again)
     assert page_hooks._GFP_ZERO == __import__("aerosync.mm.pmm.gfp", fromlist=["x"]).__GFP_ZERO

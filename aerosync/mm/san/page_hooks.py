@@ -7,7 +7,7 @@ KASAN_PAGE_FREE).  Unit: a block of 2^order pages at a pfn.
 
 `install(mm)` runs at the end of page_alloc.py's MM handle build when [debug] asks for
 any of them: the handle's public entry points (alloc_pages, alloc_pages_node,
-alloc_pages_nodemask, folio_alloc, free_pages / free_pages_, folio_put) become wrappers
+alloc_pages_nodemask, folio_alloc, free_pages / free_pages_, folio_put, free_frozen_pages) become wrappers
 calling the originals, so a machine without the switches keeps its closures untouched.
 A free poisons (and zeroes) only when it drops the last reference (refcount 1 before
 the put): a page another holder still uses keeps its contents and shadow.  Two holders
@@ -46,7 +46,7 @@ def install(mm: Any) -> None:
     sh = SH.Shadow(arena) if kasan else None
     zeros = bytes(PAGE_SIZE)
     ap, apn, apm, fa = mm.alloc_pages, mm.alloc_pages_node, mm.alloc_pages_nodemask, mm.folio_alloc
-    fp, fput = mm.free_pages, mm.folio_put
+    fp, fput, ffp = mm.free_pages, mm.folio_put, mm.free_frozen_pages
 
     def post_alloc(pfn: int, order: int, gfp: int) -> int:
         """post_alloc_hook()."""
@@ -61,8 +61,10 @@ def install(mm: Any) -> None:
 
     def free_prepare(pfn: int, order: int) -> None:
         """free_pages_prepare(): only for the last reference."""
-        if u32[PM32 + (pfn << 4) + 2] != 1:
-            return
+        if u32[PM32 + (pfn << 4) + 2] == 1:
+            prepare(pfn, order)
+
+    def prepare(pfn: int, order: int) -> None:
         o, n = PHYS + (pfn << PAGE_SHIFT), PAGE_SIZE << order
         if iof:
             for k in range(1 << order):
@@ -90,7 +92,14 @@ def install(mm: Any) -> None:
         free_prepare(pfn, u8[((PM32 + (pfn << 4)) << 2) + 4])
         fput(pfn)
 
+    def free_frozen_pages(pfn: int, order: int, cold: bool) -> None:
+        """A frozen block (refcount 0: reclaim's freeze, a fault's or a table's give-back,
+        vmalloc, zsmalloc) is always the last reference."""
+        prepare(pfn, order)
+        ffp(pfn, order, cold)
+
     mm.alloc_pages, mm.alloc_pages_node, mm.alloc_pages_nodemask, mm.folio_alloc = (alloc_pages, alloc_pages_node,
                                                                                     alloc_pages_nodemask, folio_alloc)
     mm.free_pages = mm.free_pages_ = free_pages
     mm.folio_put = folio_put
+    mm.free_frozen_pages = free_frozen_pages

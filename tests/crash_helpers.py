@@ -78,8 +78,9 @@ def run_child(arena: Any, cpu: int, driver: Callable[[Any, int], None], point: s
               skip: int = 0, poll: Callable[[], None] | None = None) -> tuple[int, bool]:
     """Fork a child that runs driver(arena, cpu) as simulated CPU `cpu`, armed to die at
     `point` (skip passes first).  Returns (child pid, killed by SIGKILL).  A child that
-    raises -- a page freed badly included -- exits 3 with its traceback on stderr.  `poll`: run while waiting for the
-    child (a live CPU of the test process answering the child's TLB-shootdown IPIs)."""
+    raises -- a page freed badly included -- exits 3 with its traceback on stderr.
+    `poll`: run while waiting for the child (a live CPU of the test process answering
+    the child's TLB-shootdown IPIs)."""
     if point is not None:
         I.arm(arena, cpu, I.point_id(point), skip)
     pid = os.fork()

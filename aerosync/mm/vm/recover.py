@@ -722,7 +722,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 5:
             got["pages"] += _fast_insert_in_flight(arena, vm, pfn, a[5])
     elif op == _OP["vm_file_hold"]:
-        if s == 1:
+        if s == 1 and not _freed(arena, a[3]):     # (freed: the add it was reading in, undone)
             vm.mm.free_pages(a[3], 0)                # folio_put: never the last while the cache has it
     elif op == _OP["vm_file_add"]:
         obj, idx, pfn = a[0], a[1], a[2]
@@ -731,11 +731,15 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
         if s == 1 and vm.objs.lookup(obj, idx) == pfn << 2:
             s = 2                                    # the insert published it (past every fault point)
         if s == 1:                                   # its insert may have set mapping and index
+            # never published: every reference is the dead CPU's -- the allocation's, a
+            # hold's taken and maybe not yet named in the caller's vm_file_hold (whose
+            # recovery then finds the page free), or none left (frozen by the give-back)
             pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
             arena.u32[pm >> 2] &= ~PG_uptodate & 0xFFFF_FFFF
             arena.u64[(pm + P_MAPPING) >> 3] = 0
             arena.u64[(pm + P_INDEX) >> 3] = 0
-            vm.mm.free_pages(pfn, 0)
+            arena.u32[(pm + P_REFCOUNT) >> 2] = 0
+            vm.mm.free_frozen_pages(pfn, 0, False)
             got["pages"] += 1
         elif s == 2:
             vm.files.add_finish(pfn)
@@ -1035,6 +1039,12 @@ def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
     WINDOW_PGTABLE, no record; left open after the records are resolved), the page not
     yet PG_table: freed.  Returns the pages freed."""
     return sum(_handed_out(arena, mm, cpu, ctx, only=I.WINDOW_PGTABLE) for ctx in range(L.INTENT_CTX))
+
+
+def _freed(arena: Any, pfn: int) -> bool:
+    """Is pfn back with the page allocator (refcount 0: in a free block or on a PCP
+    list, whatever its flags say once merged)?"""
+    return not arena.u32[(arena.off("pagemeta") + pfn * PAGE_META_SIZE + P_REFCOUNT) >> 2]
 
 
 def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:

@@ -145,7 +145,8 @@ OPS: dict[int, tuple[str, str]] = {
     56: ("vm_collapse", "obj, back (| 1: the caller pins obj), bidx, entry, idx: vm_object_collapse moving one "
                         "entry of back up into obj "
                         "(1 its folio says obj, the store in flight; 2 stored and counted, back's erase in "
-                        "flight)"),
+                        "flight); then its splice (3 under way: entry = back's backing nb, idx = obj's new offset; "
+                        "4 spliced, back's put in flight)"),
     57: ("vm_xa_nodes", "n0..n5: the radix_tree_nodes one XArray store allocated, not yet published "
                         "(step: how many)"),
     58: ("vm_vfree", "va, addr, npages, vmap: vfree / vunmap of an area (1 no longer BUSY, being unmapped; "

@@ -54,9 +54,13 @@ covered, and how each record is resolved:
              into the child landed, the move is finished (counts, the backing's copy
              erased), else undone (the folio says the backing again); step 2 stored
              and counted: the backing's copy erased.  The collapse stops there: a
-             chain collapsed part-way is consistent (as after its own ENOMEM).  At
-             any step (0 too) the child's collapse sequence is made even again, and
-             the reference its caller held on it (a1's low bit) is dropped.
+             chain collapsed part-way is consistent (as after its own ENOMEM).  Step
+             3 (every entry moved, the splice under way: a3 the backing's backing, a4
+             the child's new offset): the splice redone whole -- links, the next
+             object's child list, depths -- and the backing put (its last reference);
+             step 4 the same without the put (stored before it).  At any step (0 too)
+             the child's collapse sequence is made even again, and the reference its
+             caller held on it (a1's low bit) is dropped.
   vm_task_create (VM.task_create, VM.fork) undone: step 3 the task exits and is
              reaped, 2 a task claimed (a1) goes back to the pool and the mm user it
              took is dropped (mmput), 1 the claimed mm record is freed (its page-table

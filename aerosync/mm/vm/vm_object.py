@@ -52,13 +52,15 @@ the object lock sharded by 64-index range, which every other writer of the leaf 
 too (inside lib/xarray.py, under the object lock), innermost.  So two threads faulting
 in one object far apart -- page_fault1's regions merged into one VMA, as Linux merges
 them (its anon fault takes no anon_vma lock at all) -- share no lock; a fault that needs
-a new leaf, and everything that changes the tree's shape, still takes &obj->lock.  The chain links (backing,
-children, sibling, depth) change only under the write locks of both objects.  Each
+a new leaf, and everything that changes the tree's shape, still takes &obj->lock.  The chain links change
+under write locks: a backing link and its offset under both objects' (child, then
+backing), a children list with its siblings' links under the parent's, a depth under
+its own object's.  Each
 tree entry changes under the lock on its own (insert, remove, reclaim's replace_entry,
 a collapse's move), so the lock's holds are short, and a writer over a range need not
 hold it for the whole range: page_remove (the zap's free half) takes it for at most
 PAGE_REMOVE_BATCH entries at a time (robust mode: one, under a vm_obj_remove record;
-a collapse logs each move in a vm_collapse record: mm/vm/recover.py) and drops it
+a collapse logs each move, then its splice, in a vm_collapse record: mm/vm/recover.py) and drops it
 between batches, so faults of other
 CPUs into the same object (a VMA merged across threads' regions) interleave with it.
 That is safe because the range it removes is zapped and, for munmap, reachable from no

@@ -606,10 +606,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
         q[(pm + P_PRIVATE) >> 3] = q[(pm + P_MAPPING) >> 3] = q[(pm + P_INDEX) >> 3] = 0
         u32[(pm + P_SPARE) >> 2] = 0
         u32[pm >> 2] = 0
-        if u32[(pm + P_REFCOUNT) >> 2]:
-            vm.mm.free_pages(p, 0)
-        else:                                           # frozen by free_table (pgtable.py)
-            vm.mm.free_frozen_pages(p, 0, False)
+        _free_unpublished(arena, vm, p)                 # (frozen already if free_table froze it)
         out["tables_swept"] += 1
     alloc = c.allocated.copy()
     if 0 <= zero < len(alloc):
@@ -631,9 +628,7 @@ def settle_counts(arena: Any, vm: Any, cpu: int, counts: Any = None) -> dict[str
     for p in np.flatnonzero(orphans).tolist():
         pm = (PM4 + p * MW4) << 2
         q[(pm + P_MAPPING) >> 3] = q[(pm + P_INDEX) >> 3] = 0
-        u32[(pm + P_MAPCOUNT) >> 2] = 0
-        u32[(pm + P_REFCOUNT) >> 2] = 1                 # the free's own
-        vm.mm.free_pages(p, 0)
+        _free_unpublished(arena, vm, p)
         out["orphan_folios"] += 1
     for o, n in c.nr_pages_want.items():
         if q[(o + O_NR_PAGES) >> 3] != n:
@@ -742,8 +737,7 @@ def recover_record(arena: Any, vm: Any, rec: I.Record, spill: list[int], inner_o
             arena.u32[pm >> 2] &= ~PG_uptodate & 0xFFFF_FFFF
             arena.u64[(pm + P_MAPPING) >> 3] = 0
             arena.u64[(pm + P_INDEX) >> 3] = 0
-            arena.u32[(pm + P_REFCOUNT) >> 2] = 0
-            vm.mm.free_frozen_pages(pfn, 0, False)
+            _free_unpublished(arena, vm, pfn)
             got["pages"] += 1
         elif s == 2:
             vm.files.add_finish(pfn)
@@ -1045,6 +1039,15 @@ def table_handed_out(arena: Any, mm: Any, cpu: int) -> int:
     return sum(_handed_out(arena, mm, cpu, ctx, only=I.WINDOW_PGTABLE) for ctx in range(L.INTENT_CTX))
 
 
+def _free_unpublished(arena: Any, vm: Any, pfn: int) -> None:
+    """Free a page only the dead CPU held (nobody's tree, PTE or batch names it; the
+    world stopped, so no try-get is in flight): every reference and mapcount dropped
+    at once -- however many the dead CPU had taken, or none (frozen already) -- and the
+    page freed frozen."""
+    arena.u64[(arena.off("pagemeta") + pfn * PAGE_META_SIZE + P_REFCOUNT) >> 3] = 0   # refcount, mapcount
+    vm.mm.free_frozen_pages(pfn, 0, False)
+
+
 def _freed(arena: Any, pfn: int) -> bool:
     """Is pfn back with the page allocator (refcount 0: in a free block or on a PCP
     list, whatever its flags say once merged)?"""
@@ -1069,10 +1072,7 @@ def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:
         return 0
     q[(pm + P_MAPPING) >> 3] = 0
     q[(pm + P_INDEX) >> 3] = 0
-    if arena.u32[(pm + P_REFCOUNT) >> 2]:
-        vm.mm.free_pages(pfn, 0)
-    else:
-        vm.mm.free_frozen_pages(pfn, 0, False)
+    _free_unpublished(arena, vm, pfn)
     return 1
 
 
@@ -1087,10 +1087,9 @@ def _fast_insert_in_flight(arena: Any, vm: Any, pfn: int, obj: int) -> int:
     frozen.  Returns the pages freed."""
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
     if not arena.u64[(pm + P_MAPPING) >> 3]:
-        arena.u64[(pm + P_REFCOUNT) >> 3] = 0                    # refcount and mapcount
         arena.u64[(pm + P_INDEX) >> 3] = 0
         arena.u32[pm >> 2] = 0
-        vm.mm.free_frozen_pages(pfn, 0, False)
+        _free_unpublished(arena, vm, pfn)
         return 1
     idx = arena.u64[(pm + P_INDEX) >> 3]
     arena.atomic.fetch_add64(pm + P_REFCOUNT, _UNREF1_MAP1)     # refcount - 1, mapcount - 1

@@ -1355,7 +1355,7 @@ LOST_INDEX_WINDOWS: dict[str, tuple[str, str, int]] = {
     "fast_mapping_cleared": ("anon_write_fast", "u32[b4] = 0", 5),
     "fast_frozen_not_stepped": ("anon_write_fast", "q[r + 7] = 0", 5),
     "fast_stepped_not_freed": ("anon_write_fast", "free_frozen_pages(pfn, 0, False)", 0),
-    "map_new_frozen_not_stepped": ("give_back", "q[r + 7] = 0", 1),
+    "map_new_frozen_not_stepped": ("give_back", "u64[step] = 0", 1),
     "map_new_stepped_not_freed": ("give_back", "free_frozen_pages(pfn, 0, False)", 0),
 }
 

@@ -221,7 +221,7 @@ class MM:
         "rmqueue_smallest_locked", "expand_locked", "free_one_page_locked",
         "warn_state", "decay_pcp_high", "reclaim", "reclaim_lru_del", "irq", "move_freepages_block_locked",
         "log", "free_pages_bulk", "reclaim_lru_del_many", "alloc_page_fn",
-        "wakeup_kswapd", "free_frozen_pages",
+        "wakeup_kswapd", "free_frozen_pages", "give_back",
     )
 
     def __init__(self, arena: Any, cpu: int, lock_cpu: int | None = None) -> None:
@@ -295,7 +295,7 @@ def _build(mm: MM) -> None:
     u64, u32, u8 = arena.u64, arena.u32, arena.u8
     at = arena.atomic
     cas64, store64, load64 = at.cas64, at.store64, at.load64
-    fetch_add32, fetch_sub32 = at.fetch_add32, at.fetch_sub32
+    fetch_add32, fetch_sub32, cas32 = at.fetch_add32, at.fetch_sub32, at.cas32
     fetch_add64, fetch_sub64 = at.fetch_add64, at.fetch_sub64
     cpu, mynid = mm.cpu, mm.nid
     nr_zones, nr_nodes = mm.nr_zones, mm.nr_nodes
@@ -1740,6 +1740,24 @@ def _build(mm: MM) -> None:
             fetch_add32(pm8 + (pfn << 6) + 8, 1)
             bad_page(pfn, "folio_put on a folio with refcount 0")
 
+    def give_back(pfn: int, step: int = -1) -> None:
+        """An order-0 page its caller never published goes back (a fault's new page that
+        lost its index, a page-cache fill that lost the race): frozen first (refcount
+        1 -> 0 by CAS: a stale try-get of the pfn's previous life fails from then on),
+        then the u64 word `step` cleared (the caller's record step; -1: none), then the
+        page freed frozen -- a kill from outside before the step finds it frozen (the
+        record's recovery frees it), one after leaves it in no state (pmm/recover.py
+        reclaim_pages).  A try-get holding it at that moment: the step, then a plain put
+        (a kill between those two leaks the page)."""
+        if cas32(pm8 + (pfn << 6) + 8, 1, 0) == 1:
+            if step >= 0:
+                u64[step] = 0
+            mm.free_frozen_pages(pfn, 0, False)      # (the handle's: a sanitizer may wrap it)
+            return
+        if step >= 0:
+            u64[step] = 0
+        mm.free_pages(pfn, 0)
+
     # ------------------------------------------------------------ drain / hotplug
     def drain_pages_zone(zid: int, po: int) -> int:
         cidx = (po + Z.PCP_COUNT) >> 3
@@ -1819,6 +1837,7 @@ def _build(mm: MM) -> None:
     mm.folio_alloc = folio_alloc
     mm.free_pages = free_pages
     mm.free_frozen_pages = free_frozen_pages
+    mm.give_back = give_back
     mm.free_pages_ = free_pages
     mm.free_pages_bulk = free_pages_bulk
     mm.alloc_page_fn = alloc_page_fn

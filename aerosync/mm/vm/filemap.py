@@ -157,14 +157,14 @@ class Filemap:
         self.arena, self.cpu = arena, cpu
         self.ext: Any = None                    # VM.ext (memory.py's hooks: alloc_folio, lru_add)
         q, u8, i64, u32 = arena.u64, arena.u8, arena.i64, arena.u32
-        fetch_add32, fetch_sub32, cas32 = arena.atomic.fetch_add32, arena.atomic.fetch_sub32, arena.atomic.cas32
+        fetch_add32, fetch_sub32 = arena.atomic.fetch_add32, arena.atomic.fetch_sub32
         PHYS = arena.off("physmem")
         PM = arena.off("pagemeta")
         hdr = arena.off("vmhdr")
         ra_max = max(1, q[(hdr + T.H_RA_PAGES) >> 3])
         ns = VE.node_stat_base(arena, cpu)
         NS = VE.NR_NODE_STATS
-        alloc_pages, free_pages, free_frozen_pages = mm.alloc_pages, mm.free_pages, mm.free_frozen_pages
+        alloc_pages, free_pages, give_back = mm.alloc_pages, mm.free_pages, mm.give_back
         insert, lookup = objs.insert, objs.lookup
         fds: dict[int, int] = {}
         ra_state: dict[int, list[int]] = {}       # fid -> [next expected index, window]
@@ -241,16 +241,7 @@ class Filemap:
                         if rh >= 0:
                             q[rh + 7] = 0
                         fetch_sub32(b + 8, 1)       # ours; the allocation's goes with the free
-                    # frozen first (never published: ours alone, but for a stale try-get),
-                    # then the step: a kill after it leaves a page in no state (the state
-                    # scan's), one before it is recovery's at step 1
-                    frozen = cas32(b + 8, 1, 0) == 1
-                    if r >= 0:
-                        q[r + 7] = 0                # freed below: a kill after it must not free it again
-                    if frozen:
-                        free_frozen_pages(pfn, 0, False)
-                    else:
-                        free_pages(pfn, 0)
+                    give_back(pfn, r + 7 if r >= 0 else -1)    # (its step 0 before the free)
                     return -2 if got >= 0 else -1
                 if r >= 0:
                     q[r + 7] = 2                    # in the cache (the allocation's reference is its)

@@ -353,27 +353,11 @@ class Memory:
         _RW_D_A = _RW_D | _PAGE_ACCESSED
         alloc_pages, free_pages, free_pages_bulk = mm.alloc_pages, mm.free_pages, mm.free_pages_bulk
         free_frozen_pages = mm.free_frozen_pages
-
         def put_page(pfn: int) -> None:
             """put_page() of an order-0 VM page (the inlined PCP free of __free_pages)."""
             free_pages(pfn, 0)
 
-        def give_back(pfn: int, r: int) -> None:
-            """A fault's new page that was never published goes back, its vm_fault record r
-            (-1: none) from step 1 to 0.  Frozen first when it is ours alone (refcount 1 ->
-            0 by CAS: a stale try-get of the pfn's previous life fails from then on), so
-            that a kill before the step finds it frozen at step 1 (recover.py
-            _fault_page_undo frees it) and one after leaves a page in no state, the state
-            scan's (pmm/recover.py).  A try-get holding it that moment: step, then put as
-            usual -- the one window left (a kill between leaks the page)."""
-            if cas32((PM4 + pfn * MW4 + 2) << 2, 1, 0) == 1:
-                if r >= 0:
-                    q[r + 7] = 0
-                free_frozen_pages(pfn, 0, False)
-                return
-            if r >= 0:
-                q[r + 7] = 0
-            free_pages(pfn, 0)
+        give_back = mm.give_back             # a new page never published: pmm/page_alloc.py
 
         GFP = GFP_HIGHUSER_MOVABLE
         alloc_page = mm.alloc_page_fn(GFP)     # alloc_pages(GFP, 0), its plan bound
@@ -584,11 +568,11 @@ class Memory:
                     fp(P_FAULT_PAGE)
             if spec_seq >= 0:
                 if not obj_trylock_write(obj + 16):
-                    give_back(pfn, r)
+                    give_back(pfn, r + 7 if r >= 0 else -1)
                     return VM_FAULT_RETRY
                 try:
                     if load(mm_off(mm_id) + mm_seq_off) != spec_seq:
-                        give_back(pfn, r)
+                        give_back(pfn, r + 7 if r >= 0 else -1)
                         return VM_FAULT_RETRY
                     got = insert_locked(obj, idx, pfn, anon)
                 finally:
@@ -596,7 +580,7 @@ class Memory:
             else:
                 got = objs_insert(obj, idx, pfn, anon)
             if got != pfn:
-                give_back(pfn, r)            # ours goes back (the insert set nothing of it)
+                give_back(pfn, r + 7 if r >= 0 else -1)      # ours goes back (the insert set nothing of it)
             if got == -2:
                 return VM_FAULT_RETRY if spec_seq >= 0 else 0    # a swap entry there: the general path
             if got < 0:
@@ -1004,7 +988,7 @@ class Memory:
             if got < 0:                                        # -EBUSY (or -ENOMEM): the general path
                 # mapping first: recovery's sign (step 5) that the insert failed; then
                 # frozen when ours alone (both counts to 0: a stale try-get fails), the
-                # step, the free -- as give_back
+                # step, the free -- as mm.give_back
                 q[b8 + i_map] = q[b8 + i_idx] = 0
                 u32[b4] = 0
                 if cas((b8 + i_ref) << 3, _REF2_MAP1, 0) == _REF2_MAP1:

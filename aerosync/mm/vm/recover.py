@@ -1057,11 +1057,11 @@ def _freed(arena: Any, pfn: int) -> bool:
 def _fault_page_undo(arena: Any, vm: Any, pfn: int, cow: bool) -> int:
     """A fault's new page at step 1: allocated, its insert into the object maybe begun
     -- vm_object.insert sets the folio's mapping and index before it publishes the entry.
-    Not in the tree: the page is set back (mapping, index) and freed -- frozen already
-    (refcount 0) if memory.py give_back was returning it.  In the tree (a death after
-    the publish, outside every fault point): the tree keeps it, on the LRU -- unless it
-    is a COW's copy (`cow`), which the caller takes out as at step 2.  Returns the pages
-    freed."""
+    Not in the tree: the page is set back (mapping, index) and freed -- frozen
+    already (refcount 0) if pmm/page_alloc.py give_back was returning it.  In the tree
+    (a death after the publish, outside every fault point): the tree keeps it, on the
+    LRU -- unless it is a COW's copy (`cow`), which the caller takes out as at step 2.
+    Returns the pages freed."""
     q = arena.u64
     pm = arena.off("pagemeta") + pfn * PAGE_META_SIZE
     m, idx = q[(pm + P_MAPPING) >> 3], q[(pm + P_INDEX) >> 3]
